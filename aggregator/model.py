@@ -1,0 +1,110 @@
+"""Frozen data types that flow between fetch, parse, normalize and store.
+
+Named by role, after lemon24/reader: a parser yields `ParsedItem`s inside a `ParsedDocument`;
+normalizing turns each into a `StoryDraft` (canonical URL, clean text) which the store upserts
+and hands back as a `Story`. None of these know about HTTP, SQL or ML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class ParsedItem:
+    """One entry as a parser read it: fields are stripped text, URLs absolute, may be empty."""
+
+    url: str
+    title: str
+    summary: str = ""
+    text: str = ""  # full body when the document carries it (content:encoded, JSON Feed content)
+    author: str = ""
+    image_url: str = ""
+    published_at: datetime | None = None  # timezone-aware UTC, None when absent or invalid
+    guid: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    """What one fetched body yielded: its kind, its items and what went wrong on the way."""
+
+    kind: str  # "feed" | "jsonfeed" | "sitemap" | "html"
+    title: str
+    items: tuple[ParsedItem, ...]
+    ttl_s: int | None = None  # RSS <ttl> (or sy:updatePeriod) in seconds, unbounded here
+    problems: tuple[str, ...] = ()  # recoverable: malformed XML recovered, broken items skipped
+    home_url: str = ""
+    # Documents this one points to instead of stories: the <sitemap><loc>s of a sitemap index.
+    child_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Selectors:
+    """CSS selectors for an HTML listing page; only `item` and `link` are required."""
+
+    item: str
+    link: str
+    title: str = ""
+    summary: str = ""
+    date: str = ""
+    image: str = ""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One `[[source]]` table from sources.toml, validated."""
+
+    name: str
+    url: str
+    category: str
+    kind: str = "auto"  # auto | feed | sitemap | html
+    interval_s: int = 900
+    enabled: bool = True
+    weight: float = 1.0
+    full_text: bool = False
+    selectors: Selectors | None = None
+
+
+@dataclass(frozen=True)
+class StoryDraft:
+    """A story ready to be upserted: canonical URL is its identity."""
+
+    url: str  # canonical
+    title: str
+    summary: str = ""
+    text: str = ""
+    author: str = ""
+    image_url: str = ""
+    published_at: datetime | None = None
+    site: str = ""
+    source: str = ""  # source name, "" for imports without one
+    category: str = ""
+    original_url: str = ""
+    content_hash: str = ""  # digest of the normalized body, to link exact duplicates
+
+
+@dataclass(frozen=True)
+class Story:
+    """A stored story."""
+
+    id: int
+    url: str
+    title: str
+    summary: str
+    text: str
+    author: str
+    image_url: str
+    published_at: datetime | None
+    collected_at: datetime
+    site: str
+    source: str
+    category: str
+    duplicate_of: int | None = None
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def when(self) -> datetime:
+        """The best known publication time: published, else when we first saw it."""
+        return self.published_at or self.collected_at

@@ -1,0 +1,194 @@
+"""SQLAlchemy table definitions (`*Row` classes). They never leave aggregator/store.py.
+
+The schema is created and changed only by the Alembic migrations in aggregator/migrations;
+this module is their source of truth for autogenerate and for the store's queries.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# SQLite autoincrements only INTEGER PRIMARY KEY; BigInteger elsewhere.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in and out, on SQLite (which stores naive text) and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        from datetime import UTC
+
+        return value.astimezone(UTC) if dialect.name != "sqlite" else value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        from datetime import UTC
+
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SourceRow(Base):
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(80), default="")
+    kind: Mapped[str] = mapped_column(String(20), default="auto")
+    detected_kind: Mapped[str] = mapped_column(String(20), default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    in_config: Mapped[bool] = mapped_column(Boolean, default=True)  # False once removed from sources.toml
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    interval_s: Mapped[int] = mapped_column(Integer, default=900)
+    full_text: Mapped[bool] = mapped_column(Boolean, default=False)
+    selectors: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # Conditional GET validators and the schedule: the database is the schedule (miniflux).
+    etag: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_modified: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    last_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_new_story_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failures
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    adaptive_interval_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    stats: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # recent fetches, bounded list
+    lease_owner: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StoryRow(Base):
+    __tablename__ = "stories"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(Text, unique=True)  # canonical
+    original_url: Mapped[str] = mapped_column(Text, default="")
+    title: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(Text, default="")
+    image_url: Mapped[str] = mapped_column(Text, default="")
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    collected_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # published_at when known and not in the future, else collected_at: the one key to sort and
+    # page by, and the age that freshness and retention use.
+    sort_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    site: Mapped[str] = mapped_column(String(255), default="", index=True)
+    source: Mapped[str] = mapped_column(String(120), default="", index=True)
+    category: Mapped[str] = mapped_column(String(80), default="", index=True)
+    content_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
+    # An exact copy of an earlier story's body on another URL (syndication): linked, not re-indexed.
+    duplicate_of: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("stories.id", ondelete="SET NULL"), nullable=True
+    )
+    # Bumped when the embedded text changes, so the indexer re-embeds.
+    embed_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __table_args__ = (Index("ix_stories_sort", "sort_at", "id"),)
+
+
+class VectorRow(Base):
+    __tablename__ = "story_vectors"
+
+    story_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("stories.id", ondelete="CASCADE"), primary_key=True
+    )
+    recipe: Mapped[str] = mapped_column(String(200))
+    embed_version: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+    embedded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class IndexChangeRow(Base):
+    """Append-only log of index changes; API replicas follow it by `seq` to stay in step."""
+
+    __tablename__ = "index_changes"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    story_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    op: Mapped[str] = mapped_column(String(8))  # "add" | "remove"
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReaderRow(Base):
+    __tablename__ = "readers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    preferences: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_key: Mapped[str] = mapped_column(String(160), unique=True)  # idempotency
+    reader_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("readers.id", ondelete="CASCADE"), index=True
+    )
+    story_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("stories.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(16))
+    dwell_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class StoryStatRow(Base):
+    """Impressions and clicks per story, kept as counters so popularity is one read."""
+
+    __tablename__ = "story_stats"
+
+    story_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("stories.id", ondelete="CASCADE"), primary_key=True
+    )
+    impressions: Mapped[int] = mapped_column(Integer, default=0)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+    reads: Mapped[int] = mapped_column(Integer, default=0)
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class JobLockRow(Base):
+    """Cluster-wide singleton jobs (retention): one row per job, claimed with a lease."""
+
+    __tablename__ = "job_locks"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+

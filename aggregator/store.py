@@ -1,0 +1,733 @@
+"""All SQL lives here: sources and their schedule, stories, vectors, readers and events.
+
+Works on SQLite (default; WAL mode) and PostgreSQL (asyncpg) through SQLAlchemy 2's async API.
+ORM rows never leave this module: callers get the frozen types of aggregator.model or the
+small records defined below. Schema changes go through the Alembic migrations only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import and_, delete, event, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from aggregator.errors import StoreError
+from aggregator.model import SourceSpec, Story, StoryDraft
+from aggregator.schema import (
+    EventRow,
+    IndexChangeRow,
+    JobLockRow,
+    ReaderRow,
+    SourceRow,
+    StoryRow,
+    StoryStatRow,
+    VectorRow,
+)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+STATS_KEEP = 20  # recent fetches kept on each source row
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """A source as the collector needs it for one fetch."""
+
+    id: int
+    spec: SourceSpec
+    etag: str | None
+    last_modified: str | None
+    error_count: int
+    next_check_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    name: str
+    url: str
+    category: str
+    kind: str
+    enabled: bool
+    weight: float
+    status: str  # ok | error | pending
+    stories: int
+    last_check_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    error_count: int
+    next_check_at: datetime | None
+    interval_s: int
+
+
+@dataclass(frozen=True)
+class FetchRecord:
+    """What to write on a source row after a fetch (decided by the collector)."""
+
+    ok: bool
+    next_check_at: datetime
+    interval_s: int
+    status: int | None = None
+    error: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    new_url: str | None = None  # permanent redirect
+    detected_kind: str = ""
+    new_stories: int = 0
+    items: int = 0
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    new_ids: tuple[int, ...]
+    updated_ids: tuple[int, ...]
+    unchanged: int
+    duplicates: int  # new URLs whose body is an exact copy of a stored story (linked)
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    id: int
+    title: str
+    summary: str
+    text: str
+    embed_version: int
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    event_key: str
+    reader: str
+    story_id: int
+    type: str
+    at: datetime
+    dwell_s: float | None = None
+
+
+def _set_sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the API read while the collector writes; busy_timeout waits instead of failing
+    # when two writers meet; foreign keys are off by default in SQLite.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _story(row: StoryRow) -> Story:
+    return Story(
+        id=row.id,
+        url=row.url,
+        title=row.title,
+        summary=row.summary,
+        text=row.text,
+        author=row.author,
+        image_url=row.image_url,
+        published_at=row.published_at,
+        collected_at=row.collected_at,
+        site=row.site,
+        source=row.source,
+        category=row.category,
+        duplicate_of=row.duplicate_of,
+    )
+
+
+def _spec(row: SourceRow) -> SourceSpec:
+    from aggregator.model import Selectors
+
+    sel = Selectors(**row.selectors) if row.selectors else None
+    return SourceSpec(
+        name=row.name,
+        url=row.url,
+        category=row.category,
+        kind=row.kind,
+        interval_s=row.interval_s,
+        enabled=row.enabled,
+        weight=row.weight,
+        full_text=row.full_text,
+        selectors=sel,
+    )
+
+
+def sort_time(published_at: datetime | None, now: datetime) -> datetime:
+    """Sort key: publication time unless absent or claimed to be in the future."""
+    if published_at is None or published_at > now:
+        return now
+    return published_at
+
+
+class Store:
+    def __init__(self, url: str, *, echo: bool = False):
+        self.url = url
+        self.dialect = url.split(":", 1)[0].split("+", 1)[0]
+        kwargs: dict = {"echo": echo}
+        if self.dialect == "sqlite":
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=10)
+        try:
+            self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        except Exception as e:  # bad URL, missing driver
+            raise StoreError(f"cannot use database URL {url!r}: {e}") from e
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
+        self.session = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (idempotent)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+
+        def upgrade(sync_conn) -> None:
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, "head")
+
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(upgrade)
+        except (OperationalError, DBAPIError, OSError) as e:
+            raise StoreError(f"database unavailable ({self.url}): {e}") from e
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+            return True
+        except Exception:
+            return False
+
+    # ---------------------------------------------------------------- sources
+
+    async def sync_sources(self, specs: Sequence[SourceSpec], now: datetime | None = None) -> dict:
+        """Make the source rows match the config: add new, update changed, retire removed.
+
+        Schedule state (validators, errors, next check) survives edits, except that a changed
+        URL drops the validators and makes the source due now.
+        """
+        now = now or utcnow()
+        added = changed = retired = 0
+        async with self.session.begin() as s:
+            rows = {r.name: r for r in (await s.scalars(select(SourceRow))).all()}
+            for spec in specs:
+                sel = spec.selectors.__dict__ if spec.selectors else None
+                row = rows.pop(spec.name, None)
+                if row is None:
+                    s.add(
+                        SourceRow(
+                            name=spec.name, url=spec.url, category=spec.category, kind=spec.kind,
+                            enabled=spec.enabled, in_config=True, weight=spec.weight,
+                            interval_s=spec.interval_s, full_text=spec.full_text, selectors=sel,
+                            error_count=0, next_check_at=now, created_at=now, updated_at=now,
+                        )
+                    )
+                    added += 1
+                    continue
+                before = (row.url, row.category, row.kind, row.enabled, row.weight,
+                          row.interval_s, row.full_text, row.selectors, row.in_config)
+                after = (spec.url, spec.category, spec.kind, spec.enabled, spec.weight,
+                         spec.interval_s, spec.full_text, sel, True)
+                if before != after:
+                    if row.url != spec.url:
+                        row.etag = row.last_modified = None
+                        row.next_check_at = now
+                        row.error_count = 0
+                    (row.url, row.category, row.kind, row.enabled, row.weight, row.interval_s,
+                     row.full_text, row.selectors, row.in_config) = after
+                    if spec.enabled and row.next_check_at is None:
+                        row.next_check_at = now
+                    row.updated_at = now
+                    changed += 1
+            for row in rows.values():
+                if row.in_config:
+                    row.in_config = False
+                    row.enabled = False
+                    row.updated_at = now
+                    retired += 1
+        return {"added": added, "changed": changed, "retired": retired}
+
+    async def claim_due_sources(
+        self,
+        now: datetime,
+        *,
+        owner: str,
+        lease_s: int,
+        limit: int = 1000,
+        name: str | None = None,
+        due_only: bool = True,
+    ) -> list[SourceState]:
+        """Claim due sources with a lease, so parallel collectors never fetch one twice.
+
+        On PostgreSQL `FOR UPDATE SKIP LOCKED` lets each collector take different rows without
+        waiting; on SQLite the write transaction itself serialises claimers.
+        """
+        cond = [SourceRow.enabled.is_(True), SourceRow.in_config.is_(True)]
+        if name is not None:
+            cond = [SourceRow.name == name]
+        if due_only:
+            cond.append(or_(SourceRow.next_check_at.is_(None), SourceRow.next_check_at <= now))
+        cond.append(or_(SourceRow.lease_until.is_(None), SourceRow.lease_until < now))
+        q = select(SourceRow).where(and_(*cond)).order_by(SourceRow.next_check_at).limit(limit)
+        if self.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        out: list[SourceState] = []
+        async with self.session.begin() as s:
+            for row in (await s.scalars(q)).all():
+                row.lease_owner = owner
+                row.lease_until = now + timedelta(seconds=lease_s)
+                out.append(
+                    SourceState(row.id, _spec(row), row.etag, row.last_modified,
+                                row.error_count, row.next_check_at)
+                )
+        return out
+
+    async def record_fetch(self, source_id: int, rec: FetchRecord, now: datetime) -> None:
+        async with self.session.begin() as s:
+            row = await s.get(SourceRow, source_id)
+            if row is None:
+                return
+            row.last_check_at = now
+            row.last_status = rec.status
+            row.next_check_at = rec.next_check_at
+            row.adaptive_interval_s = rec.interval_s
+            row.lease_owner = row.lease_until = None
+            if rec.ok:
+                row.last_success_at = now
+                row.error_count = 0
+                row.last_error = None
+                if rec.etag is not None or rec.last_modified is not None or rec.status == 200:
+                    row.etag, row.last_modified = rec.etag, rec.last_modified
+                if rec.detected_kind:
+                    row.detected_kind = rec.detected_kind
+                if rec.new_stories:
+                    row.last_new_story_at = now
+            else:
+                row.error_count = (row.error_count or 0) + 1
+                row.last_error = rec.error
+            if rec.new_url and rec.new_url != row.url:
+                row.url = rec.new_url  # permanent redirect: the config is edited by the operator
+            stats = list((row.stats or {}).get("recent", []))
+            stats.append({"at": now.isoformat(), "ok": rec.ok, "status": rec.status,
+                          "items": rec.items, "new": rec.new_stories,
+                          "elapsed_ms": round(rec.elapsed_s * 1000)})
+            row.stats = {"recent": stats[-STATS_KEEP:]}
+
+    async def source_error_count(self, source_id: int) -> int:
+        async with self.session() as s:
+            row = await s.get(SourceRow, source_id)
+            return row.error_count if row else 0
+
+    async def reset_source(self, name: str, now: datetime) -> bool:
+        async with self.session.begin() as s:
+            res = await s.execute(
+                update(SourceRow).where(SourceRow.name == name).values(
+                    error_count=0, last_error=None, next_check_at=now, lease_until=None)
+            )
+            return bool(res.rowcount)
+
+    async def list_sources(self) -> list[SourceHealth]:
+        counts_q = select(StoryRow.source, func.count()).group_by(StoryRow.source)
+        async with self.session() as s:
+            counts = dict((await s.execute(counts_q)).all())
+            rows = (await s.scalars(
+                select(SourceRow).where(SourceRow.in_config.is_(True)).order_by(SourceRow.name)
+            )).all()
+        out = []
+        for r in rows:
+            if r.last_check_at is None:
+                status = "pending"
+            elif r.error_count:
+                status = "error"
+            else:
+                status = "ok"
+            out.append(SourceHealth(
+                r.name, r.url, r.category, r.detected_kind or r.kind, r.enabled, r.weight, status,
+                counts.get(r.name, 0), r.last_check_at, r.last_success_at, r.last_error,
+                r.error_count, r.next_check_at, r.adaptive_interval_s or r.interval_s,
+            ))
+        return out
+
+    async def source_weights(self) -> dict[str, float]:
+        async with self.session() as s:
+            return dict((await s.execute(select(SourceRow.name, SourceRow.weight))).all())
+
+    # ---------------------------------------------------------------- stories
+
+    async def upsert_stories(self, drafts: Iterable[StoryDraft], now: datetime | None = None) -> UpsertResult:
+        """Insert new stories and update changed ones, keyed by canonical URL.
+
+        A new URL whose body hash equals a stored story's is linked to it (`duplicate_of`)
+        instead of becoming a second story: syndicated copies stay one story.
+        """
+        now = now or utcnow()
+        by_url: dict[str, StoryDraft] = {}
+        for d in drafts:
+            by_url[d.url] = d  # the last copy of a URL in one batch wins
+        if not by_url:
+            return UpsertResult((), (), 0, 0)
+        new_ids: list[int] = []
+        updated: list[int] = []
+        unchanged = dups = 0
+        try:
+            async with self.session.begin() as s:
+                existing = {
+                    r.url: r
+                    for r in (await s.scalars(select(StoryRow).where(StoryRow.url.in_(list(by_url))))).all()
+                }
+                hashes = [d.content_hash for d in by_url.values() if d.content_hash]
+                originals: dict[str, int] = {}
+                if hashes:
+                    q = (select(StoryRow.content_hash, func.min(StoryRow.id))
+                         .where(StoryRow.content_hash.in_(hashes)).group_by(StoryRow.content_hash))
+                    originals = dict((await s.execute(q)).all())
+                fresh: list[StoryRow] = []
+                first_in_batch: dict[str, StoryRow] = {}
+                link_later: list[tuple[StoryRow, StoryRow]] = []
+                for url, d in by_url.items():
+                    row = existing.get(url)
+                    if row is None:
+                        dup_of = originals.get(d.content_hash) if d.content_hash else None
+                        row = StoryRow(
+                            url=url, original_url=d.original_url or url, title=d.title,
+                            summary=d.summary, text=d.text, author=d.author, image_url=d.image_url,
+                            published_at=d.published_at, collected_at=now, updated_at=now,
+                            sort_at=sort_time(d.published_at, now), site=d.site, source=d.source,
+                            category=d.category, content_hash=d.content_hash, duplicate_of=dup_of,
+                            embed_version=1,
+                        )
+                        s.add(row)
+                        fresh.append(row)
+                        if dup_of is None and d.content_hash in first_in_batch:
+                            link_later.append((row, first_in_batch[d.content_hash]))
+                        elif dup_of is None and d.content_hash:
+                            first_in_batch[d.content_hash] = row
+                        dups += dup_of is not None
+                        continue
+                    changed_text = (d.title, d.summary, d.text) != (row.title, row.summary, row.text) and bool(
+                        d.text or not row.text)  # a feed without the body must not wipe a fetched body
+                    changed_meta = (d.author or row.author, d.image_url or row.image_url,
+                                    d.published_at or row.published_at) != (row.author, row.image_url, row.published_at)
+                    if not changed_text and not changed_meta:
+                        unchanged += 1
+                        continue
+                    if changed_text:
+                        row.title, row.summary = d.title, d.summary or row.summary
+                        row.text = d.text or row.text
+                        row.content_hash = d.content_hash or row.content_hash
+                        row.embed_version += 1
+                    row.author = d.author or row.author
+                    row.image_url = d.image_url or row.image_url
+                    if d.published_at:
+                        row.published_at = d.published_at
+                        row.sort_at = sort_time(d.published_at, row.collected_at)
+                    row.updated_at = now
+                    updated.append(row.id)
+                await s.flush()
+                for copy, original in link_later:  # same body twice within this batch
+                    copy.duplicate_of = original.id
+                    dups += 1
+                new_ids = [r.id for r in fresh]
+        except (OperationalError, DBAPIError) as e:
+            raise StoreError(f"storing stories failed: {e}") from e
+        return UpsertResult(tuple(new_ids), tuple(updated), unchanged, dups)
+
+    async def urls_with_text(self, urls: Iterable[str]) -> set[str]:
+        """Which of these canonical URLs are stored with a body already (no need to fetch)."""
+        urls = list(urls)
+        async with self.session() as s:
+            q = select(StoryRow.url).where(StoryRow.url.in_(urls), StoryRow.text != "")
+            return set((await s.scalars(q)).all())
+
+    async def get_story(self, story_id: int) -> Story | None:
+        async with self.session() as s:
+            row = await s.get(StoryRow, story_id)
+            return _story(row) if row else None
+
+    async def get_story_by_url(self, url: str) -> Story | None:
+        async with self.session() as s:
+            row = (await s.scalars(select(StoryRow).where(StoryRow.url == url))).first()
+            return _story(row) if row else None
+
+    async def get_stories(self, ids: Iterable[int]) -> dict[int, Story]:
+        ids = list(set(ids))
+        out: dict[int, Story] = {}
+        async with self.session() as s:
+            for i in range(0, len(ids), 500):
+                rows = (await s.scalars(select(StoryRow).where(StoryRow.id.in_(ids[i:i + 500])))).all()
+                out.update((r.id, _story(r)) for r in rows)
+        return out
+
+    async def latest_stories(
+        self,
+        *,
+        limit: int = 20,
+        source: str | None = None,
+        category: str | None = None,
+        since: datetime | None = None,
+        before: tuple[datetime, int] | None = None,
+    ) -> list[Story]:
+        """Newest first (keyset pagination on (sort_at, id)); linked duplicates left out."""
+        q = select(StoryRow).where(StoryRow.duplicate_of.is_(None))
+        if source:
+            q = q.where(StoryRow.source == source)
+        if category:
+            q = q.where(StoryRow.category == category)
+        if since:
+            q = q.where(StoryRow.sort_at >= since)
+        if before:
+            at, sid = before
+            q = q.where(or_(StoryRow.sort_at < at, and_(StoryRow.sort_at == at, StoryRow.id < sid)))
+        q = q.order_by(StoryRow.sort_at.desc(), StoryRow.id.desc()).limit(limit)
+        async with self.session() as s:
+            return [_story(r) for r in (await s.scalars(q)).all()]
+
+    async def count_stories(self) -> int:
+        async with self.session() as s:
+            return int(await s.scalar(select(func.count()).select_from(StoryRow)) or 0)
+
+    async def story_ids(self) -> list[int]:
+        """Ids that belong in the index: every story that is not a linked duplicate."""
+        async with self.session() as s:
+            return list((await s.scalars(
+                select(StoryRow.id).where(StoryRow.duplicate_of.is_(None))
+            )).all())
+
+    async def delete_stories_before(self, before: datetime, now: datetime) -> list[int]:
+        """Retention: drop stories older than `before`, logging removals for the indexes."""
+        async with self.session.begin() as s:
+            ids = list((await s.scalars(select(StoryRow.id).where(StoryRow.sort_at < before))).all())
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                await s.execute(update(StoryRow).where(StoryRow.duplicate_of.in_(chunk)).values(duplicate_of=None))
+                await s.execute(delete(StoryRow).where(StoryRow.id.in_(chunk)))
+                s.add_all(IndexChangeRow(story_id=sid, op="remove", at=now) for sid in chunk)
+        return ids
+
+    # ---------------------------------------------------------------- vectors
+
+    async def embed_backlog(self, recipe: str, limit: int) -> list[EmbedJob]:
+        """Stories without a current vector (none, another recipe, or older text)."""
+        q = (
+            select(StoryRow.id, StoryRow.title, StoryRow.summary, StoryRow.text, StoryRow.embed_version)
+            .outerjoin(VectorRow, VectorRow.story_id == StoryRow.id)
+            .where(StoryRow.duplicate_of.is_(None))
+            .where(or_(VectorRow.story_id.is_(None), VectorRow.recipe != recipe,
+                       VectorRow.embed_version != StoryRow.embed_version))
+            .order_by(StoryRow.id)
+            .limit(limit)
+        )
+        async with self.session() as s:
+            return [EmbedJob(*r) for r in (await s.execute(q)).all()]
+
+    async def backlog_size(self, recipe: str) -> int:
+        q = (
+            select(func.count()).select_from(StoryRow)
+            .outerjoin(VectorRow, VectorRow.story_id == StoryRow.id)
+            .where(StoryRow.duplicate_of.is_(None))
+            .where(or_(VectorRow.story_id.is_(None), VectorRow.recipe != recipe,
+                       VectorRow.embed_version != StoryRow.embed_version))
+        )
+        async with self.session() as s:
+            return int(await s.scalar(q) or 0)
+
+    async def save_vectors(
+        self, rows: Sequence[tuple[int, int, bytes]], recipe: str, now: datetime | None = None
+    ) -> list[int]:
+        """Store (story_id, embed_version, float32 bytes); returns the ids still present."""
+        now = now or utcnow()
+        ids = [r[0] for r in rows]
+        async with self.session.begin() as s:
+            present = set((await s.scalars(select(StoryRow.id).where(StoryRow.id.in_(ids)))).all())
+            await s.execute(delete(VectorRow).where(VectorRow.story_id.in_(ids)))
+            for sid, version, blob in rows:
+                if sid in present:
+                    s.add(VectorRow(story_id=sid, recipe=recipe, embed_version=version,
+                                    vector=blob, embedded_at=now))
+                    s.add(IndexChangeRow(story_id=sid, op="add", at=now))
+        return [i for i in ids if i in present]
+
+    async def load_vectors(self, ids: Sequence[int], recipe: str) -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
+        ids = list(ids)
+        async with self.session() as s:
+            for i in range(0, len(ids), 500):
+                q = select(VectorRow.story_id, VectorRow.vector).where(
+                    VectorRow.story_id.in_(ids[i:i + 500]), VectorRow.recipe == recipe)
+                out.update((await s.execute(q)).all())
+        return out
+
+    async def iter_vectors(self, recipe: str, batch: int = 5000) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """All current vectors, in id order, in batches (for rebuilds)."""
+        last = 0
+        while True:
+            q = (select(VectorRow.story_id, VectorRow.vector)
+                 .join(StoryRow, StoryRow.id == VectorRow.story_id)
+                 .where(VectorRow.recipe == recipe, VectorRow.story_id > last,
+                        StoryRow.duplicate_of.is_(None))
+                 .order_by(VectorRow.story_id).limit(batch))
+            async with self.session() as s:
+                rows = list((await s.execute(q)).all())
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][0]
+
+    async def vector_ids(self, recipe: str) -> list[int]:
+        q = (select(VectorRow.story_id).join(StoryRow, StoryRow.id == VectorRow.story_id)
+             .where(VectorRow.recipe == recipe, StoryRow.duplicate_of.is_(None)))
+        async with self.session() as s:
+            return list((await s.scalars(q)).all())
+
+    async def change_seq(self) -> int:
+        async with self.session() as s:
+            return int(await s.scalar(select(func.max(IndexChangeRow.seq))) or 0)
+
+    async def changes_since(self, seq: int, limit: int = 10000) -> list[tuple[int, int, str]]:
+        q = (select(IndexChangeRow.seq, IndexChangeRow.story_id, IndexChangeRow.op)
+             .where(IndexChangeRow.seq > seq).order_by(IndexChangeRow.seq).limit(limit))
+        async with self.session() as s:
+            return [tuple(r) for r in (await s.execute(q)).all()]
+
+    # ---------------------------------------------------------------- readers and events
+
+    async def add_events(self, events: Sequence[EventRecord], now: datetime | None = None) -> int:
+        """Insert events, skipping keys already stored (idempotent); returns how many were new."""
+        now = now or utcnow()
+        if not events:
+            return 0
+        keys = [e.event_key for e in events]
+        async with self.session.begin() as s:
+            seen = set((await s.scalars(select(EventRow.event_key).where(EventRow.event_key.in_(keys)))).all())
+            readers = {e.reader for e in events}
+            known = set((await s.scalars(select(ReaderRow.id).where(ReaderRow.id.in_(readers)))).all())
+            for r in readers - known:
+                s.add(ReaderRow(id=r, preferences=None, created_at=now, last_seen_at=now))
+            await s.execute(update(ReaderRow).where(ReaderRow.id.in_(readers)).values(last_seen_at=now))
+            await s.flush()
+            fresh = []
+            for e in events:
+                if e.event_key in seen:
+                    continue
+                seen.add(e.event_key)
+                fresh.append(e)
+                s.add(EventRow(event_key=e.event_key, reader_id=e.reader, story_id=e.story_id,
+                               type=e.type, dwell_s=e.dwell_s, at=e.at))
+            per_story: dict[int, list[int]] = {}
+            for e in fresh:
+                c = per_story.setdefault(e.story_id, [0, 0, 0])
+                c[("impression", "click", "read").index(e.type)] += 1
+            if per_story:
+                stats = {r.story_id: r for r in (await s.scalars(
+                    select(StoryStatRow).where(StoryStatRow.story_id.in_(list(per_story))))).all()}
+                for sid, (imp, clk, rd) in per_story.items():
+                    row = stats.get(sid)
+                    if row is None:
+                        row = StoryStatRow(story_id=sid, impressions=0, clicks=0, reads=0)
+                        s.add(row)
+                    row.impressions += imp
+                    row.clicks += clk
+                    row.reads += rd
+                    row.last_event_at = now
+        return len(fresh)
+
+    async def reader_events(self, reader: str, since: datetime | None = None, limit: int = 2000) -> list[EventRecord]:
+        q = select(EventRow).where(EventRow.reader_id == reader)
+        if since:
+            q = q.where(EventRow.at >= since)
+        q = q.order_by(EventRow.at.desc()).limit(limit)
+        async with self.session() as s:
+            return [EventRecord(r.event_key, r.reader_id, r.story_id, r.type, r.at, r.dwell_s)
+                    for r in (await s.scalars(q)).all()]
+
+    async def reader(self, reader: str) -> dict | None:
+        async with self.session() as s:
+            row = await s.get(ReaderRow, reader)
+            if row is None:
+                return None
+            return {"id": row.id, "preferences": row.preferences or {},
+                    "created_at": row.created_at, "last_seen_at": row.last_seen_at}
+
+    async def set_preferences(self, reader: str, prefs: dict, now: datetime | None = None) -> None:
+        now = now or utcnow()
+        async with self.session.begin() as s:
+            row = await s.get(ReaderRow, reader)
+            if row is None:
+                s.add(ReaderRow(id=reader, preferences=prefs, created_at=now, last_seen_at=now))
+            else:
+                row.preferences = prefs
+
+    async def delete_reader(self, reader: str) -> bool:
+        async with self.session.begin() as s:
+            await s.execute(delete(EventRow).where(EventRow.reader_id == reader))
+            res = await s.execute(delete(ReaderRow).where(ReaderRow.id == reader))
+            return bool(res.rowcount)
+
+    async def story_stats(self, ids: Iterable[int] | None = None) -> dict[int, tuple[int, int, int]]:
+        q = select(StoryStatRow.story_id, StoryStatRow.impressions, StoryStatRow.clicks, StoryStatRow.reads)
+        if ids is not None:
+            q = q.where(StoryStatRow.story_id.in_(list(ids)))
+        async with self.session() as s:
+            return {r[0]: (r[1], r[2], r[3]) for r in (await s.execute(q)).all()}
+
+    async def recent_events(self, since: datetime, types: tuple[str, ...] = ("click", "read"),
+                            limit: int = 200_000) -> list[tuple[str, int, datetime]]:
+        q = (select(EventRow.reader_id, EventRow.story_id, EventRow.at)
+             .where(EventRow.at >= since, EventRow.type.in_(types))
+             .order_by(EventRow.at.desc()).limit(limit))
+        async with self.session() as s:
+            return [tuple(r) for r in (await s.execute(q)).all()]
+
+    async def delete_events_before(self, before: datetime) -> int:
+        async with self.session.begin() as s:
+            res = await s.execute(delete(EventRow).where(EventRow.at < before))
+            return res.rowcount or 0
+
+    # ---------------------------------------------------------------- cluster jobs
+
+    async def claim_job(self, name: str, *, owner: str, every_s: int, now: datetime) -> bool:
+        """True if this process should run the singleton job `name` now (once per cluster)."""
+        async with self.session.begin() as s:
+            q = select(JobLockRow).where(JobLockRow.name == name)
+            if self.dialect == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            row = (await s.scalars(q)).first()
+            if row is None:
+                # Another process may insert the same row at once; the PK makes one of us fail.
+                s.add(JobLockRow(name=name, owner=owner, lease_until=now + timedelta(seconds=every_s),
+                                 last_run_at=now))
+                try:
+                    await s.flush()
+                except Exception:
+                    return False
+                return True
+            if row.last_run_at and row.last_run_at > now - timedelta(seconds=every_s):
+                return False
+            row.owner, row.last_run_at = owner, now
+            row.lease_until = now + timedelta(seconds=every_s)
+            return True
+
+
+def event_key(reader: str, story_id: int, type_: str, at: datetime, client_id: str | None) -> str:
+    """Idempotency key: the client's event id when given, else a digest of the event itself."""
+    if client_id:
+        return f"c:{reader}:{client_id}"[:160]
+    raw = f"{reader}|{story_id}|{type_}|{at.isoformat()}"
+    return "h:" + hashlib.sha256(raw.encode()).hexdigest()[:40]

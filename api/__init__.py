@@ -1,0 +1,1 @@
+"""The outside: HTTP API, widget and the `tidings` CLI (the composition root)."""

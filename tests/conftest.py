@@ -1,0 +1,117 @@
+"""Shared fixtures: the third-party data folder, databases (SQLite file and real PostgreSQL),
+the bundled model (loaded once per session), and settings for e2e runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+PG_ADMIN = os.environ.get("TIDINGS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"third-party evaluation data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def _pg_available() -> bool:
+    async def probe() -> bool:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(PG_ADMIN, timeout=3)
+        except Exception:
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    if not _pg_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI but not reachable at {PG_ADMIN}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}")
+    return PG_ADMIN
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pg_url(pg_server):
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"tidings_t_{uuid.uuid4().hex[:10]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    base = pg_server.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    yield f"{base}/{name}"
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request, tmp_path):
+    """Each storage test runs on both engines: one contract, two backends."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
+    else:
+        yield await _pg_db(request)
+
+
+async def _pg_db(request):
+    pg = request.getfixturevalue("pg_server")
+    name = f"tidings_t_{uuid.uuid4().hex[:10]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    request.addfinalizer(drop)
+    base = pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+async def store(db_url):
+    from aggregator.store import Store
+
+    s = Store(db_url)
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The real bundled model, loaded once per test session."""
+    from recommender.embed import SentenceTransformerEmbedder
+
+    emb = SentenceTransformerEmbedder()
+    emb.encode(["warm up"])
+    return emb

@@ -4,7 +4,6 @@ the bundled model (loaded once per session), and settings for e2e runs.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from pathlib import Path
@@ -28,17 +27,15 @@ def shared_data() -> Path:
 
 
 def _pg_available() -> bool:
-    async def probe() -> bool:
-        import asyncpg
+    import socket
+    from urllib.parse import urlsplit
 
-        try:
-            conn = await asyncpg.connect(PG_ADMIN, timeout=3)
-        except Exception:
-            return False
-        await conn.close()
-        return True
-
-    return asyncio.run(probe())
+    u = urlsplit(PG_ADMIN)
+    try:
+        with socket.create_connection((u.hostname, u.port or 5432), timeout=3):
+            return True
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="session")
@@ -80,21 +77,13 @@ async def db_url(request, tmp_path):
     """Each storage test runs on both engines: one contract, two backends."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'tidings.db'}"
-    else:
-        yield await _pg_db(request)
-
-
-async def _pg_db(request):
+        return
     pg = request.getfixturevalue("pg_server")
     name = f"tidings_t_{uuid.uuid4().hex[:10]}"
     await _admin(f'CREATE DATABASE "{name}"')
-
-    def drop():
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    request.addfinalizer(drop)
     base = pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    return f"{base}/{name}"
+    yield f"{base}/{name}"
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -1,0 +1,502 @@
+"""Load the operator's settings (config/tidings.toml + TIDINGS_* variables) into frozen dataclasses.
+
+Strict on purpose (STYLE.md habit 10): unknown sections and keys, wrong types and out-of-range
+values raise ConfigError naming file, line and key, so a typo never falls back to a default
+in silence. This module only reads the file and the mapping it is handed; the result is passed
+down explicitly and nothing here keeps global state.
+
+Environment overrides (DESIGN.md 4.2), applied after the file:
+  TIDINGS_<KEY>            a top-level key, e.g. TIDINGS_DATABASE_URL, TIDINGS_DATA_DIR
+  TIDINGS_<SECTION>_<KEY>  a section key, e.g. TIDINGS_API_PORT, TIDINGS_INDEX_EMBEDDER
+  TIDINGS_API_KEY          alias of TIDINGS_API_API_KEY (api.api_key); the long form wins
+Values are parsed by the field's type: booleans 1/true/yes/on or 0/false/no/off, tuples
+comma-separated (empty = empty tuple), relative paths against the working directory.
+A variable that names a known section but no key of it (TIDINGS_API_PROT) is an error;
+other TIDINGS_* names are left alone, since other tools may use the prefix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aggregator.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config") / "tidings.toml"
+ENV_PREFIX = "TIDINGS_"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+EMBEDDERS = ("minilm", "hash")  # recommender.embed.make_embedder knows these names
+
+
+def _opt(default: Any, *, lo: float | None = None, hi: float | None = None,
+         choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field whose bounds are checked on load (inclusive)."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices})
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    enabled: bool = True
+    tick_s: float = _opt(15.0, lo=0.1, hi=3600)
+    default_interval_s: int = _opt(900, lo=1, hi=7 * 86400)
+    min_interval_s: int = _opt(300, lo=1, hi=7 * 86400)
+    max_interval_s: int = _opt(21600, lo=1, hi=30 * 86400)
+    max_backoff_s: int = _opt(43200, lo=1, hi=30 * 86400)
+    jitter_ratio: float = _opt(0.1, lo=0.0, hi=0.5)
+    global_limit: int = _opt(50, lo=1, hi=10_000)
+    per_host_limit: int = _opt(2, lo=1, hi=100)
+    connect_timeout_s: float = _opt(10.0, lo=0.1, hi=600)
+    total_timeout_s: float = _opt(30.0, lo=0.1, hi=3600)
+    max_body_bytes: int = _opt(10_000_000, lo=1024, hi=1_000_000_000)
+    user_agent: str = "Tidings/0.1 (self-hosted news aggregator)"
+    full_text_limit: int = _opt(20, lo=0, hi=10_000)  # article pages per source per round
+    lease_s: int = _opt(300, lo=1, hi=86400)
+    reload_sources_s: float = _opt(5.0, lo=0, hi=86400)  # 0 = read sources.toml only at start
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    enabled: bool = True
+    embedder: str = _opt("minilm", choices=EMBEDDERS)
+    batch_size: int = _opt(32, lo=1, hi=4096)
+    threads: int = _opt(0, lo=0, hi=1024)  # 0 = all cores
+    tick_s: float = _opt(2.0, lo=0.05, hi=3600)
+    hnsw_threshold: int = _opt(200_000, lo=0, hi=10**10)
+    hnsw_m: int = _opt(32, lo=4, hi=256)
+    ef_search: int = _opt(64, lo=1, hi=10_000)
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    host: str = "127.0.0.1"
+    port: int = _opt(8000, lo=0, hi=65535)  # 0 = any free port
+    api_key: str = ""
+    cors_origins: tuple[str, ...] = ("*",)
+    fetch_allow_hosts: tuple[str, ...] = ()
+    fetch_timeout_s: float = _opt(8.0, lo=0.1, hi=600)
+    fetch_max_bytes: int = _opt(3_000_000, lo=1024, hi=1_000_000_000)
+    url_cache_s: int = _opt(3600, lo=0, hi=30 * 86400)
+    default_k: int = _opt(5, lo=1, hi=1000)
+    max_k: int = _opt(50, lo=1, hi=1000)
+    events_per_minute: int = _opt(600, lo=0, hi=10**9)  # 0 = no limit
+    related_url_per_minute: int = _opt(60, lo=0, hi=10**9)  # 0 = no limit
+    public_url: str = ""
+
+
+@dataclass(frozen=True)
+class RelatedSettings:
+    max_age_days: float = _opt(0.0, lo=0, hi=36500)  # 0 = no limit
+    freshness_half_life_h: float = _opt(72.0, lo=0.01, hi=10**6)
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    page_size: int = _opt(20, lo=1, hi=500)
+    max_per_source: int = _opt(3, lo=1, hi=500)
+    exploration_share: float = _opt(0.1, lo=0.0, hi=1.0)
+    history_days: int = _opt(30, lo=1, hi=36500)
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    stories_days: int = _opt(0, lo=0, hi=36500)  # 0 = keep forever
+    events_days: int = _opt(90, lo=0, hi=36500)  # 0 = keep forever
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    data_dir: Path
+    sources_file: Path
+    config_file: Path | None = None
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    related: RelatedSettings = field(default_factory=RelatedSettings)
+    feed: FeedSettings = field(default_factory=FeedSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    log_level: str = "info"
+
+
+SECTIONS: dict[str, type] = {
+    "collect": CollectSettings,
+    "index": IndexSettings,
+    "api": ApiSettings,
+    "related": RelatedSettings,
+    "feed": FeedSettings,
+    "retention": RetentionSettings,
+}
+# Top-level keys a file may set (config_file is where the settings came from, not a setting).
+TOP_LEVEL_KEYS: dict[str, Any] = {"database_url": str, "data_dir": Path, "sources_file": Path,
+                                  "log_level": str}
+
+
+def env_names() -> dict[str, tuple[str, str]]:
+    """Every accepted variable -> (section or "", key); the alias comes from DESIGN.md 4.1."""
+    names = {ENV_PREFIX + key.upper(): ("", key) for key in TOP_LEVEL_KEYS}
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            names[f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}"] = (section, f.name)
+    names[ENV_PREFIX + "API_KEY"] = ("api", "api_key")
+    return names
+
+
+# --- where keys are in a TOML text -------------------------------------------------------------
+
+_BARE_OR_QUOTED = r'(?:[A-Za-z0-9_-]+|"[^"\n]*"|\'[^\'\n]*\')'
+_KEY_RE = re.compile(rf"\s*({_BARE_OR_QUOTED}(?:\s*\.\s*{_BARE_OR_QUOTED})*)\s*=")
+_ARRAY_TABLE_RE = re.compile(r"\s*\[\[\s*([^\]]+?)\s*\]\]")
+_TABLE_RE = re.compile(r"\s*\[\s*([^\]]+?)\s*\]")
+_TOML_AT_RE = re.compile(r"at line (\d+)")
+
+LinePath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class KeyLines:
+    """Line numbers of tables and keys in a TOML text: tomllib reports none.
+
+    Paths mirror the parsed data: `("collect", "tick_s")`, or `("source", 2, "url")` for a key
+    of the third `[[source]]` table. Found by scanning lines, which is exact for the way config
+    files are written (one key a line); anything fancier falls back to its table's line.
+    """
+
+    lines: Mapping[LinePath, int]
+
+    def of(self, *path: str | int) -> int | None:
+        """The line of `path`, else of its nearest enclosing table or key, else None."""
+        for end in range(len(path), 0, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return None
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    parts = re.findall(_BARE_OR_QUOTED, text)
+    return tuple(p[1:-1] if p[:1] in "\"'" else p for p in parts)
+
+
+def scan_key_lines(text: str) -> KeyLines:
+    """Index the headers and `key =` lines of a TOML text by the path they define."""
+    lines: dict[LinePath, int] = {}
+    array_counts: dict[tuple[str, ...], int] = {}  # [[x]] seen so far, by its dotted name
+    table: LinePath = ()
+    open_string = ""  # the delimiter of a multi-line string we are inside, if any
+
+    def resolve(parts: tuple[str, ...]) -> list[str | int]:
+        # [source.selectors] belongs to the latest [[source]]: insert its index after "source".
+        out: list[str | int] = []
+        for i, part in enumerate(parts):
+            out.append(part)
+            if parts[: i + 1] in array_counts:
+                out.append(array_counts[parts[: i + 1]])
+        return out
+
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if open_string:
+            if line.count(open_string) % 2 == 1:
+                open_string = ""
+            continue
+        if not line or line.startswith("#"):
+            continue
+        if m := _ARRAY_TABLE_RE.match(line):
+            parts = _split_key(m[1])
+            array_counts[parts] = array_counts.get(parts, -1) + 1
+            table = tuple(resolve(parts))
+            lines[table] = number
+            continue
+        if m := _TABLE_RE.match(line):
+            table = tuple(resolve(_split_key(m[1])))
+            lines.setdefault(table, number)
+            continue
+        if m := _KEY_RE.match(line):
+            parts = _split_key(m[1])
+            for end in range(1, len(parts) + 1):  # a.b = 1 also defines table a
+                lines.setdefault(table + parts[:end], number)
+            rest = line[m.end():]
+            for delim in ('"""', "'''"):
+                if rest.lstrip().startswith(delim) and rest.count(delim) % 2 == 1:
+                    open_string = delim
+    return KeyLines(lines)
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], KeyLines]:
+    """Parse a TOML file; a missing, unreadable or malformed file is a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError("file not found", file=str(path)) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read: {e}", file=str(path)) from e
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = _TOML_AT_RE.search(str(e))
+        raise ConfigError(f"invalid TOML: {e}", file=str(path),
+                          line=int(m[1]) if m else None) from e
+    return data, scan_key_lines(text)
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """Where a value came from, so an error can point there."""
+
+    file: str = ""
+    line: int | None = None
+    env_var: str = ""
+
+    def error(self, message: str, key: str) -> ConfigError:
+        if self.env_var:
+            return ConfigError(f"environment variable {self.env_var}: {message}", key=key)
+        return ConfigError(message, file=self.file, line=self.line, key=key)
+
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+               Path: "a path string"}
+_STR_TUPLE = tuple[str, ...]
+
+
+def _type_name(hint: Any) -> str:
+    return "an array of strings" if hint == _STR_TUPLE else _TYPE_NAMES.get(hint, str(hint))
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
+            dict: "table"}.get(type(value), type(value).__name__)
+    return f"{kind} {value!r}" if kind != "table" else "a table"
+
+
+def _from_toml(value: Any, hint: Any) -> Any:
+    """TOML value -> the field's type; TypeError names what was expected."""
+    ok: bool
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif hint is Path:
+        ok = isinstance(value, str) and value.strip() != ""
+        value = Path(value).expanduser() if ok else value
+    elif hint == _STR_TUPLE:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    else:  # pragma: no cover - a field type this loader does not know is a bug here
+        raise AssertionError(f"unsupported settings type {hint}")
+    if not ok:
+        raise TypeError(f"expected {_type_name(hint)}, got {_describe(value)}")
+    return value
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _from_env(text: str, hint: Any) -> Any:
+    """Environment string -> the field's type; ValueError names what was expected."""
+    s = text.strip()
+    if hint is bool:
+        if s.lower() in _TRUE | _FALSE:
+            return s.lower() in _TRUE
+        raise ValueError(f"expected 1/true/yes/on or 0/false/no/off, got {text!r}")
+    if hint is int:
+        try:
+            return int(s)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+    if hint is float:
+        try:
+            return float(s)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+    if hint is str:
+        return text
+    if hint is Path:
+        if not s:
+            raise ValueError("expected a path, got an empty value")
+        return Path(s).expanduser()
+    if hint == _STR_TUPLE:
+        return tuple(p.strip() for p in s.split(",") if p.strip())
+    raise AssertionError(f"unsupported settings type {hint}")  # pragma: no cover
+
+
+def _check_bounds(value: Any, meta: Mapping[str, Any]) -> str:
+    """Why `value` is out of bounds, or "" when it is fine."""
+    lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
+    if choices is not None and value not in choices:
+        return f"must be one of {', '.join(repr(c) for c in choices)}, got {value!r}"
+    if lo is not None and value < lo:
+        return f"must be >= {lo:g}, got {value:g}"
+    if hi is not None and value > hi:
+        return f"must be <= {hi:g}, got {value:g}"
+    return ""
+
+
+def _build_section(cls: type, name: str, given: Mapping[str, tuple[Any, _Origin]]) -> Any:
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in given:
+            continue
+        raw, origin = given[f.name]
+        key = f"{name}.{f.name}"
+        try:
+            value = raw if origin.env_var else _from_toml(raw, hints[f.name])
+        except TypeError as e:
+            raise origin.error(str(e), key) from None
+        if why := _check_bounds(value, f.metadata):
+            raise origin.error(why, key)
+        values[f.name] = value
+    return cls(**values)
+
+
+# Cross-field rules: (section, smaller key, larger key). Blame whichever was set (the larger
+# one when both were); defaults always satisfy them.
+_ORDERED = (
+    ("collect", "min_interval_s", "default_interval_s"),
+    ("collect", "default_interval_s", "max_interval_s"),
+    ("collect", "max_interval_s", "max_backoff_s"),
+    ("collect", "connect_timeout_s", "total_timeout_s"),
+    ("api", "default_k", "max_k"),
+)
+
+
+def _check_cross_fields(sections: Mapping[str, Any],
+                        given: Mapping[str, Mapping[str, tuple[Any, _Origin]]]) -> None:
+    for section, small, large in _ORDERED:
+        obj = sections[section]
+        a, b = getattr(obj, small), getattr(obj, large)
+        if a > b:
+            blamed = large if large in given.get(section, {}) else small
+            origin = given[section][blamed][1]
+            raise origin.error(f"{section}.{small} ({a:g}) must not exceed "
+                               f"{section}.{large} ({b:g})", f"{section}.{blamed}")
+    public_url = sections["api"].public_url
+    if public_url:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            origin = given["api"]["public_url"][1]
+            raise origin.error(f"must be an absolute http(s) URL or empty, got {public_url!r}",
+                               "api.public_url")
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[tuple[str, str], tuple[Any, _Origin]]:
+    names = env_names()
+    hints = {("", k): t for k, t in TOP_LEVEL_KEYS.items()}
+    for section, cls in SECTIONS.items():
+        for k, t in typing.get_type_hints(cls).items():
+            hints[(section, k)] = t
+    found: dict[tuple[str, str], tuple[Any, _Origin]] = {}
+    # The alias first, so that the long, unambiguous name wins when both are set.
+    ordered = sorted((v for v in env if v.startswith(ENV_PREFIX)),
+                     key=lambda v: (v != ENV_PREFIX + "API_KEY", v))
+    for var in ordered:
+        target = names.get(var)
+        if target is None:
+            rest = var[len(ENV_PREFIX):].lower()
+            if any(rest.startswith(s + "_") for s in SECTIONS):
+                raise ConfigError(f"unknown environment variable {var}: no such settings key",
+                                  key=var)
+            continue
+        section, key = target
+        dotted = f"{section}.{key}" if section else key
+        try:
+            value = _from_env(env[var], hints[target])
+        except ValueError as e:
+            raise ConfigError(f"environment variable {var}: {e}", key=dotted) from None
+        found[target] = (value, _Origin(env_var=var))
+    return found
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ) -> Settings:
+    """Read the settings file (default config/tidings.toml, optional) and the environment.
+
+    Relative `data_dir` and `sources_file` in the file are taken from the file's directory;
+    from the environment, from the working directory. Without a file every setting has its
+    default: data_dir "data", sources_file "config/sources.toml" (both from the working dir).
+    """
+    explicit = path is not None
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    data: dict[str, Any] = {}
+    lines = KeyLines({})
+    config_file: Path | None = None
+    if explicit or path.exists():
+        data, lines = read_toml(path)
+        config_file = path.resolve()
+    file = str(path)
+    base_dir = path.parent
+
+    top: dict[str, tuple[Any, _Origin]] = {}
+    given: dict[str, dict[str, tuple[Any, _Origin]]] = {s: {} for s in SECTIONS}
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{key}] must be a table, got {_describe(value)}",
+                                  file=file, line=lines.of(key), key=key)
+            for sub, sub_value in value.items():
+                if sub not in {f.name for f in dataclasses.fields(SECTIONS[key])}:
+                    known = ", ".join(f.name for f in dataclasses.fields(SECTIONS[key]))
+                    raise ConfigError(f"unknown key in [{key}] (known: {known})", file=file,
+                                      line=lines.of(key, sub), key=f"{key}.{sub}")
+                given[key][sub] = (sub_value, _Origin(file, lines.of(key, sub)))
+        elif key in TOP_LEVEL_KEYS:
+            top[key] = (value, _Origin(file, lines.of(key)))
+        else:
+            known = ", ".join([*TOP_LEVEL_KEYS, *(f"[{s}]" for s in SECTIONS)])
+            raise ConfigError(f"unknown top-level key or section (known: {known})", file=file,
+                              line=lines.of(key), key=key)
+
+    for (section, key), override in _env_overrides(env).items():
+        (given[section] if section else top)[key] = override
+
+    top_values: dict[str, Any] = {}
+    for key, (raw, origin) in top.items():
+        try:
+            top_values[key] = raw if origin.env_var else _from_toml(raw, TOP_LEVEL_KEYS[key])
+        except TypeError as e:
+            raise origin.error(str(e), key) from None
+
+    sections = {name: _build_section(cls, name, given[name]) for name, cls in SECTIONS.items()}
+    _check_cross_fields(sections, given)
+
+    def place(key: str, default: Path) -> Path:
+        if key not in top_values:
+            return default.resolve()
+        value: Path = top_values[key]
+        from_file = not top[key][1].env_var
+        return (base_dir / value if from_file else value).resolve()
+
+    data_dir = place("data_dir", Path("data"))
+    sources_file = place("sources_file", base_dir / "sources.toml")
+
+    log_level = str(top_values.get("log_level", "info")).lower()
+    if log_level not in LOG_LEVELS:
+        raise top["log_level"][1].error(
+            f"must be one of {', '.join(LOG_LEVELS)}, got {top_values['log_level']!r}",
+            "log_level")
+
+    database_url = top_values.get("database_url", "")
+    if database_url and "://" not in database_url:
+        raise top["database_url"][1].error(
+            f"expected an SQLAlchemy URL like sqlite+aiosqlite:///path, got {database_url!r}",
+            "database_url")
+    if not database_url:
+        # An absolute path: sqlite:/// + /abs/path gives the four slashes SQLAlchemy expects.
+        database_url = f"sqlite+aiosqlite:///{(data_dir / 'tidings.db').as_posix()}"
+
+    return Settings(database_url=database_url, data_dir=data_dir, sources_file=sources_file,
+                    config_file=config_file, log_level=log_level, **sections)

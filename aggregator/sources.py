@@ -1,0 +1,187 @@
+"""Load config/sources.toml (`[[source]]` tables) into validated SourceSpecs.
+
+Strict like the settings: unknown keys, bad names, URLs, kinds, intervals, weights and
+selectors raise ConfigError naming the file, the source (by name, else by position), its line
+and the key. It reads the one file it is given and fetches nothing; whether a URL answers is
+`tidings sources check`'s business, not the loader's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cssselect import GenericTranslator, SelectorError
+
+from aggregator.errors import ConfigError
+from aggregator.model import Selectors, SourceSpec
+from aggregator.settings import KeyLines, read_toml
+
+KINDS = ("auto", "feed", "sitemap", "html")
+SOURCE_KEYS = ("name", "url", "category", "kind", "interval", "enabled", "weight", "full_text",
+               "selectors")
+SELECTOR_KEYS = tuple(f.name for f in dataclasses.fields(Selectors))
+MAX_WEIGHT = 10.0
+
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+_DURATION_PART_RE = re.compile(r"(\d+)\s*([smhd])")
+_DURATION_RE = re.compile(r"\s*(?:\d+\s*[smhd]\s*)+\Z")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str | int) -> int:
+    """'90s', '15m', '2h', '1d', '1h30m', '900' or 900 -> seconds (> 0); ValueError otherwise."""
+    if isinstance(value, bool):  # bool is an int to Python, never a duration to an operator
+        raise ValueError(f"expected a duration like \"15m\" or seconds, got {value!r}")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        seconds = int(value.strip())
+    elif isinstance(value, str) and _DURATION_RE.match(value.lower()):
+        seconds = sum(int(n) * _UNIT_S[u] for n, u in _DURATION_PART_RE.findall(value.lower()))
+    else:
+        raise ValueError(f"expected a duration like \"90s\", \"15m\", \"2h\", \"1d\" or whole "
+                         f"seconds, got {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return seconds
+
+
+class _SourceErrors:
+    """Builds errors that point at one source table: file, line, source label, key."""
+
+    def __init__(self, file: str, lines: KeyLines, index: int, table: dict[str, Any]):
+        self.file, self.lines, self.index = file, lines, index
+        name = table.get("name")
+        ok_name = isinstance(name, str) and _NAME_RE.match(name)
+        self.label = f"source '{name}' (#{index + 1})" if ok_name else f"source #{index + 1}"
+
+    def __call__(self, message: str, *path: str) -> ConfigError:
+        return ConfigError(f"{self.label}: {message}", file=self.file,
+                           line=self.lines.of("source", self.index, *path),
+                           key=".".join(path))
+
+
+def _check_url(url: Any, err: _SourceErrors) -> str:
+    if not isinstance(url, str):
+        raise err(f"url must be a string, got {url!r}", "url")
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise err(f"url must be an absolute http(s) URL, got {url!r}", "url")
+    return url.strip()
+
+
+def _check_selectors(raw: Any, err: _SourceErrors) -> Selectors:
+    if not isinstance(raw, dict):
+        raise err("selectors must be a table ([source.selectors])", "selectors")
+    for key in raw:
+        if key not in SELECTOR_KEYS:
+            raise err(f"unknown selector (known: {', '.join(SELECTOR_KEYS)})", "selectors", key)
+    for required in ("item", "link"):
+        if required not in raw:
+            raise err(f"selectors need '{required}'", "selectors")
+    translator = GenericTranslator()
+    for key, css in raw.items():
+        if not isinstance(css, str) or (key in ("item", "link") and not css.strip()):
+            raise err(f"selector must be a non-empty string, got {css!r}", "selectors", key)
+        if css.strip():
+            try:  # compile now, so a typo fails at start and not on every fetch
+                translator.css_to_xpath(css)
+            except SelectorError as e:
+                raise err(f"invalid CSS selector {css!r}: {e}", "selectors", key) from None
+    return Selectors(**{k: v.strip() for k, v in raw.items()})
+
+
+def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) -> SourceSpec:
+    for key in table:
+        if key not in SOURCE_KEYS:
+            raise err(f"unknown key (known: {', '.join(SOURCE_KEYS)})", key)
+    for required in ("name", "url", "category"):
+        if required not in table:
+            raise err(f"missing required key '{required}'", required)
+
+    name = table["name"]
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise err(f"name must be a slug of a-z, 0-9, '-' and '_' starting with a letter or "
+                  f"digit, got {name!r}", "name")
+    url = _check_url(table["url"], err)
+    category = table["category"]
+    if not isinstance(category, str) or not category.strip():
+        raise err(f"category must be a non-empty string, got {category!r}", "category")
+
+    kind = table.get("kind", "auto")
+    if kind not in KINDS:
+        raise err(f"kind must be one of {', '.join(KINDS)}, got {kind!r}", "kind")
+
+    interval_s = default_interval_s
+    if "interval" in table:
+        try:
+            interval_s = parse_duration(table["interval"])
+        except ValueError as e:
+            raise err(str(e), "interval") from None
+
+    flags: dict[str, bool] = {}
+    for key, default in (("enabled", True), ("full_text", False)):
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise err(f"{key} must be true or false, got {value!r}", key)
+        flags[key] = value
+
+    weight = table.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float):
+        raise err(f"weight must be a number, got {weight!r}", "weight")
+    if not 0.0 <= weight <= MAX_WEIGHT:
+        raise err(f"weight must be between 0 and {MAX_WEIGHT:g}, got {weight!r}", "weight")
+
+    selectors = None
+    if "selectors" in table:
+        if kind != "html":
+            raise err(f"selectors are only for kind = \"html\" (this source is {kind!r})",
+                      "selectors")
+        selectors = _check_selectors(table["selectors"], err)
+    elif kind == "html":
+        raise err("kind = \"html\" needs a [source.selectors] table with at least item and link",
+                  "kind")
+
+    return SourceSpec(name=name, url=url, category=category.strip(), kind=kind,
+                      interval_s=interval_s, enabled=flags["enabled"], weight=float(weight),
+                      full_text=flags["full_text"], selectors=selectors)
+
+
+def load_sources(path: Path, *, default_interval_s: int = 900) -> list[SourceSpec]:
+    """Read and validate every `[[source]]` of `path`, in file order (disabled ones included)."""
+    data, lines = read_toml(Path(path))
+    file = str(path)
+    for key in data:
+        if key != "source":
+            raise ConfigError("unknown top-level key (a sources file holds only [[source]] "
+                              "tables)", file=file, line=lines.of(key), key=key)
+    tables = data.get("source", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError("'source' must be an array of [[source]] tables", file=file,
+                          line=lines.of("source"), key="source")
+
+    specs: list[SourceSpec] = []
+    first_line: dict[str, int | None] = {}
+    for index, table in enumerate(tables):
+        err = _SourceErrors(file, lines, index, table)
+        spec = _spec(table, err, default_interval_s)
+        if spec.name in first_line:
+            where = f" (first at line {first_line[spec.name]})" if first_line[spec.name] else ""
+            raise err(f"duplicate name {spec.name!r}{where}", "name")
+        first_line[spec.name] = lines.of("source", index, "name")
+        specs.append(spec)
+    return specs
+
+
+def sources_digest(specs: Iterable[SourceSpec]) -> str:
+    """A stable digest of what the specs say, order-free: it changes iff a source changed."""
+    canonical = sorted((dataclasses.asdict(s) for s in specs), key=lambda d: d["name"])
+    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()

@@ -1,0 +1,320 @@
+"""Settings: the shipped file, defaults, path resolution, TIDINGS_* overrides and every error."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import typing
+from pathlib import Path
+
+import pytest
+
+from aggregator.errors import ConfigError
+from aggregator.settings import (
+    SECTIONS,
+    TOP_LEVEL_KEYS,
+    ApiSettings,
+    CollectSettings,
+    env_names,
+    load_settings,
+    scan_key_lines,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "config" / "tidings.toml"
+
+
+def write(tmp_path: Path, text: str, name: str = "tidings.toml") -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- the shipped file ---------------------------------------------------------------------------
+
+
+def test_shipped_file_loads_and_holds_every_default():
+    s = load_settings(SHIPPED, env={})
+    for name, cls in SECTIONS.items():
+        assert getattr(s, name) == cls(), f"[{name}] in the shipped file drifted from its defaults"
+    assert s.log_level == "info"
+    assert s.config_file == SHIPPED.resolve()
+    assert s.data_dir == (REPO / "data").resolve()
+    assert s.sources_file == (REPO / "config" / "sources.toml").resolve()
+    assert s.sources_file.is_file()
+    assert s.database_url == f"sqlite+aiosqlite:///{(REPO / 'data' / 'tidings.db').resolve()}"
+
+
+def test_shipped_file_lists_every_key():
+    data = tomllib.loads(SHIPPED.read_text(encoding="utf-8"))
+    assert set(data) == set(TOP_LEVEL_KEYS) | set(SECTIONS)
+    for name, cls in SECTIONS.items():
+        assert set(data[name]) == {f.name for f in dataclasses.fields(cls)}, name
+
+
+def test_shipped_file_comments_every_key():
+    lines = SHIPPED.read_text(encoding="utf-8").splitlines()
+    keys = [(i, line) for i, line in enumerate(lines) if re.match(r"[a-z_]+\s*=", line)]
+    assert len(keys) == len(TOP_LEVEL_KEYS) + sum(
+        len(dataclasses.fields(cls)) for cls in SECTIONS.values())
+    for i, line in keys:
+        assert "#" in line or lines[i - 1].lstrip().startswith("#"), f"line {i + 1}: {line}"
+
+
+def test_shipped_file_documents_the_contract_variables():
+    text = SHIPPED.read_text(encoding="utf-8")
+    for var in ("TIDINGS_DATABASE_URL", "TIDINGS_DATA_DIR", "TIDINGS_SOURCES_FILE",
+                "TIDINGS_API_PORT", "TIDINGS_API_KEY", "TIDINGS_API_API_KEY"):
+        assert var in text
+
+
+# --- defaults and paths -------------------------------------------------------------------------
+
+
+def test_no_file_means_all_defaults_from_the_working_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(env={})
+    assert s.config_file is None
+    assert s.data_dir == tmp_path.resolve() / "data"
+    assert s.sources_file == tmp_path.resolve() / "config" / "sources.toml"
+    assert s.database_url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/data/tidings.db"
+    assert s.collect == CollectSettings() and s.api == ApiSettings()
+
+
+def test_default_file_in_cwd_is_used(tmp_path, monkeypatch):
+    write(tmp_path, "[api]\nport = 9001\n", "config/tidings.toml")
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(env={})
+    assert s.api.port == 9001
+    assert s.config_file == (tmp_path / "config" / "tidings.toml").resolve()
+
+
+def test_explicit_missing_file_is_an_error(tmp_path):
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="file not found") as info:
+        load_settings(missing, env={})
+    assert str(missing) in str(info.value)
+
+
+def test_relative_paths_are_taken_from_the_settings_file_dir(tmp_path, monkeypatch):
+    path = write(tmp_path, 'data_dir = "store"\nsources_file = "../feeds.toml"\n',
+                 "conf/tidings.toml")
+    monkeypatch.chdir("/")  # anywhere else: the file's directory must win
+    s = load_settings(path, env={})
+    assert s.data_dir == (tmp_path / "conf" / "store").resolve()
+    assert s.sources_file == (tmp_path / "feeds.toml").resolve()
+    assert s.database_url.endswith(f"{(tmp_path / 'conf' / 'store').resolve()}/tidings.db")
+
+
+def test_unset_sources_file_sits_beside_the_settings_file(tmp_path):
+    s = load_settings(write(tmp_path, "", "etc/t.toml"), env={})
+    assert s.sources_file == (tmp_path / "etc" / "sources.toml").resolve()
+
+
+def test_explicit_database_url_is_kept_verbatim(tmp_path):
+    url = "postgresql+asyncpg://u:p@127.0.0.1:5432/tidings"
+    s = load_settings(write(tmp_path, f'database_url = "{url}"\n'), env={})
+    assert s.database_url == url
+
+
+def test_log_level_is_case_insensitive(tmp_path):
+    assert load_settings(write(tmp_path, 'log_level = "DEBUG"\n'), env={}).log_level == "debug"
+
+
+# --- environment --------------------------------------------------------------------------------
+
+
+def test_contract_variables_override_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, "[api]\nport = 9000\n", "conf/tidings.toml")
+    env = {"TIDINGS_DATABASE_URL": "sqlite+aiosqlite:///:memory:", "TIDINGS_DATA_DIR": "var",
+           "TIDINGS_SOURCES_FILE": "my/sources.toml", "TIDINGS_API_PORT": "8123"}
+    s = load_settings(path, env=env)
+    assert s.database_url == "sqlite+aiosqlite:///:memory:"
+    assert s.data_dir == tmp_path.resolve() / "var"  # from the environment: the working dir
+    assert s.sources_file == tmp_path.resolve() / "my" / "sources.toml"
+    assert s.api.port == 8123
+
+
+def test_env_data_dir_moves_the_default_database(tmp_path):
+    s = load_settings(write(tmp_path, ""), env={"TIDINGS_DATA_DIR": str(tmp_path / "x")})
+    assert s.database_url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/x/tidings.db"
+
+
+def _other_value(section: str, key: str) -> tuple[str, object]:
+    """A valid, non-default value for a key, as env text and as the parsed value."""
+    cls = SECTIONS.get(section)
+    hint = typing.get_type_hints(cls)[key] if cls else TOP_LEVEL_KEYS[key]
+    default = getattr(cls(), key) if cls else None
+    choices = {"embedder": ("hash", "hash"), "log_level": ("warning", "warning"),
+               "public_url": ("https://t.example", "https://t.example"),
+               "database_url": ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db")}
+    if key in choices:
+        return choices[key]
+    if hint is bool:
+        return ("no" if default else "yes"), not default
+    if hint is int:
+        return str(default + 1), default + 1
+    if hint is float:
+        return str(default + 0.01), default + 0.01
+    if hint is str:
+        return "some text", "some text"
+    if hint == tuple[str, ...]:
+        return " a.example , b.example ,", ("a.example", "b.example")
+    assert hint is Path
+    return "/srv/elsewhere", Path("/srv/elsewhere")
+
+
+@pytest.mark.parametrize("var", sorted(v for v in env_names() if v != "TIDINGS_API_KEY"))
+def test_every_key_has_an_environment_override(tmp_path, var):
+    section, key = env_names()[var]
+    if section:
+        assert var == f"TIDINGS_{section.upper()}_{key.upper()}"
+    else:
+        assert var == f"TIDINGS_{key.upper()}"
+    text, expected = _other_value(section, key)
+    s = load_settings(write(tmp_path, ""), env={var: text})
+    got = getattr(getattr(s, section), key) if section else getattr(s, key)
+    if isinstance(expected, Path):
+        got, expected = Path(got), expected.resolve()
+    assert got == pytest.approx(expected) if isinstance(expected, float) else got == expected
+
+
+def test_api_key_alias_and_the_long_form_wins(tmp_path):
+    path = write(tmp_path, "")
+    assert load_settings(path, env={"TIDINGS_API_KEY": "s3"}).api.api_key == "s3"
+    both = {"TIDINGS_API_KEY": "short", "TIDINGS_API_API_KEY": "long"}
+    assert load_settings(path, env=both).api.api_key == "long"
+    assert load_settings(path, env={"TIDINGS_API_KEY": ""}).api.api_key == ""
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("1", True), ("true", True), ("YES", True), ("on", True),
+    ("0", False), ("False", False), ("no", False), (" off ", False)])
+def test_boolean_spellings(tmp_path, text, value):
+    s = load_settings(write(tmp_path, ""), env={"TIDINGS_INDEX_ENABLED": text})
+    assert s.index.enabled is value
+
+
+def test_empty_tuple_from_env(tmp_path):
+    s = load_settings(write(tmp_path, ""), env={"TIDINGS_API_CORS_ORIGINS": ""})
+    assert s.api.cors_origins == ()
+
+
+@pytest.mark.parametrize(("var", "text", "fragment"), [
+    ("TIDINGS_API_PORT", "eighty", "expected an integer"),
+    ("TIDINGS_API_PORT", "70000", "must be <= 65535"),
+    ("TIDINGS_COLLECT_ENABLED", "maybe", "expected 1/true/yes/on"),
+    ("TIDINGS_COLLECT_JITTER_RATIO", "lots", "expected a number"),
+    ("TIDINGS_INDEX_EMBEDDER", "bert", "must be one of"),
+    ("TIDINGS_DATA_DIR", " ", "expected a path"),
+    ("TIDINGS_LOG_LEVEL", "loud", "must be one of"),
+    ("TIDINGS_DATABASE_URL", "tidings.db", "SQLAlchemy URL"),
+    ("TIDINGS_COLLECT_MIN_INTERVAL_S", "1000", "must not exceed"),
+    ("TIDINGS_API_PROT", "1", "unknown environment variable"),
+])
+def test_bad_environment_value_names_the_variable(tmp_path, var, text, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, ""), env={var: text})
+    assert var in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_unrelated_variables_are_ignored(tmp_path):
+    env = {"TIDINGS_CONFIG": "x", "TIDINGS_SOMETHING_ELSE": "1", "PATH": "/bin"}
+    assert load_settings(write(tmp_path, ""), env=env).api.port == 8000
+
+
+def test_env_names_are_unambiguous():
+    names = env_names()
+    targets = [t for v, t in names.items() if v != "TIDINGS_API_KEY"]
+    assert len(targets) == len(set(targets))
+    assert names["TIDINGS_API_KEY"] == names["TIDINGS_API_API_KEY"] == ("api", "api_key")
+
+
+# --- file errors: each names file, line and key -------------------------------------------------
+
+FILE_ERRORS = [
+    ('data_dir = "d"\nbogus = 1\n', 2, "bogus", "unknown top-level key"),
+    ("[colect]\ntick_s = 1\n", 1, "colect", "unknown top-level key or section"),
+    ("[api]\nport = 1\nprot = 2\n", 3, "api.prot", "unknown key in [api]"),
+    ('[api]\nport = "80"\n', 2, "api.port", "expected an integer, got string '80'"),
+    ("[collect]\n\n  enabled = 1\n", 3, "collect.enabled", "expected a boolean"),
+    ("[collect]\njitter_ratio = 0.9\n", 2, "collect.jitter_ratio", "must be <= 0.5"),
+    ("[feed]\npage_size = 0\n", 2, "feed.page_size", "must be >= 1"),
+    ('[index]\nembedder = "bert"\n', 2, "index.embedder", "must be one of 'minilm', 'hash'"),
+    ('[api]\ncors_origins = "*"\n', 2, "api.cors_origins", "expected an array of strings"),
+    ('[api]\ncors_origins = ["a", 1]\n', 2, "api.cors_origins", "expected an array of strings"),
+    ("[collect]\nmin_interval_s = 1000\n", 2, "collect.min_interval_s", "must not exceed"),
+    ("[collect]\nmin_interval_s = 600\n\ndefault_interval_s = 500\n", 4,
+     "collect.default_interval_s", "must not exceed"),
+    ("[collect]\nconnect_timeout_s = 40\n", 2, "collect.connect_timeout_s", "must not exceed"),
+    ("[api]\nmax_k = 3\n", 2, "api.max_k", "must not exceed"),
+    ('\n[api]\npublic_url = "tidings.example"\n', 3, "api.public_url", "absolute http(s) URL"),
+    ("collect = 5\n", 1, "collect", "must be a table"),
+    ('log_level = "loud"\n', 1, "log_level", "must be one of"),
+    ('database_url = "tidings.db"\n', 1, "database_url", "SQLAlchemy URL"),
+    ("data_dir = 3\n", 1, "data_dir", "expected a path string"),
+    ('data_dir = ""\n', 1, "data_dir", "expected a path string"),
+    ("api.prot = 1\n", 1, "api.prot", "unknown key in [api]"),
+    ("api = { port = 80, prot = 1 }\n", 1, "api.prot", "unknown key in [api]"),
+    ("[api]\n'port' = true\n", 2, "api.port", "expected an integer"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "key", "fragment"), FILE_ERRORS)
+def test_file_errors_name_file_line_and_key(tmp_path, text, line, key, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    err = info.value
+    assert (err.file, err.line, err.key) == (str(path), line, key)
+    assert f"{path}:{line}: " in str(err)
+    assert f"(key '{key}')" in str(err)
+    assert fragment in str(err)
+
+
+def test_toml_syntax_error_keeps_tomllibs_line(tmp_path):
+    path = write(tmp_path, "[api]\nport = 8000\nhost = = 'x'\n")
+    with pytest.raises(ConfigError, match="invalid TOML") as info:
+        load_settings(path, env={})
+    assert info.value.line == 3
+    assert f"{path}:3: " in str(info.value)
+
+
+def test_undecodable_file_is_a_config_error(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_bytes(b"log_level = '\xff'\n")
+    with pytest.raises(ConfigError, match="cannot read") as info:
+        load_settings(path, env={})
+    assert str(path) in str(info.value)
+
+
+# --- the line scanner ---------------------------------------------------------------------------
+
+
+def test_scanner_skips_multiline_strings_and_indexes_array_tables():
+    text = '\n'.join([
+        'a = """',             # 1
+        'b = 1',               # 2: inside the string, not a key
+        '"""',                 # 3
+        'c = 2',               # 4
+        '[[source]]',          # 5
+        'name = "x"',          # 6
+        '[source.selectors]',  # 7
+        'item = "li"',         # 8
+        '[[source]]',          # 9
+        '  "name" = "y"',      # 10
+        'selectors = { item = "a" }',  # 11
+    ])
+    tomllib.loads(text)  # the fixture itself is valid TOML
+    lines = scan_key_lines(text)
+    assert lines.of("a") == 1 and lines.of("c") == 4
+    assert lines.of("b") is None
+    assert lines.of("source", 0) == 5 and lines.of("source", 0, "name") == 6
+    assert lines.of("source", 0, "selectors", "item") == 8
+    assert lines.of("source", 1) == 9 and lines.of("source", 1, "name") == 10
+    assert lines.of("source", 1, "selectors", "item") == 11  # inline: the selectors line
+    assert lines.of("source", 1, "weight") == 9  # absent: its table's line

@@ -1,0 +1,283 @@
+"""Sources: the shipped sources.toml, durations, defaults, the digest and every error path."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aggregator.errors import ConfigError
+from aggregator.model import Selectors, SourceSpec
+from aggregator.settings import load_settings
+from aggregator.sources import (
+    SELECTOR_KEYS,
+    SOURCE_KEYS,
+    load_sources,
+    parse_duration,
+    sources_digest,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "config" / "sources.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sources.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- the shipped file ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped() -> list[SourceSpec]:
+    return load_sources(SHIPPED)
+
+
+def test_shipped_settings_point_at_the_shipped_sources():
+    settings = load_settings(REPO / "config" / "tidings.toml", env={})
+    specs = load_sources(settings.sources_file,
+                         default_interval_s=settings.collect.default_interval_s)
+    assert settings.sources_file == SHIPPED.resolve()
+    assert len(specs) >= 20
+
+
+def test_shipped_sources_are_enough_and_balanced(shipped):
+    enabled = [s for s in shipped if s.enabled]
+    assert len(enabled) >= 20
+    by_category = Counter(s.category for s in enabled)
+    politics, entertainment = by_category["politics"], by_category["entertainment"]
+    assert politics >= 10 and entertainment >= 10
+    assert abs(politics - entertainment) <= 3
+    assert politics + entertainment == len(enabled)
+
+
+def test_shipped_sources_are_many_publishers_on_https(shipped):
+    hosts = {urlsplit(s.url).hostname for s in shipped if s.enabled}
+    assert len(hosts) >= 15
+    # Country-code domains beside .com: .uk, .ca, .au at least (several countries).
+    suffixes = {h.rsplit(".", 1)[-1] for h in hosts}
+    assert {"uk", "ca", "au", "com"} <= suffixes
+    assert all(s.url.startswith("https://") for s in shipped)
+    assert len({s.url for s in shipped}) == len(shipped)
+
+
+def test_shipped_sources_show_every_kind(shipped):
+    kinds = {s.kind for s in shipped}
+    assert {"sitemap", "html"} <= kinds
+    html = [s for s in shipped if s.kind == "html"]
+    assert all(isinstance(s.selectors, Selectors) and s.selectors.item and s.selectors.link
+               for s in html)
+
+
+def test_shipped_header_explains_every_key():
+    text = SHIPPED.read_text(encoding="utf-8")
+    header = text.split("\n[[source]]", 1)[0]
+    assert all(line.startswith("#") for line in header.splitlines() if line.strip())
+    for key in SOURCE_KEYS:
+        if key == "selectors":
+            assert "#   [source.selectors]" in header
+        else:  # each key opens its own paragraph: "#   key   what it does"
+            assert re.search(rf"^#   {key} ", header, re.M), key
+    for key in SELECTOR_KEYS:
+        assert re.search(rf"^#\s+.*\b{key}\b.*\((required|optional)\)", header, re.M), key
+    for kind in ("auto", "feed", "sitemap", "html"):
+        assert f'"{kind}"' in header
+
+
+def test_every_shipped_source_has_a_comment():
+    lines = SHIPPED.read_text(encoding="utf-8").splitlines()
+    names = [line for line in lines if re.match(r"name\s*=", line)]
+    assert len(names) >= 20
+    assert all("#" in line.split("=", 1)[1] for line in names), "each name line says what it is"
+
+
+# --- durations ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1h30m", 5400),
+    (" 1H 30M ", 5400), ("900", 900), (900, 900), (1, 1)])
+def test_parse_duration(value, seconds):
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["", "soon", "15x", "m15", "-5m", "0s", "0", 0, -3, True,
+                                   1.5, "1.5h", None, "15 minutes"])
+def test_parse_duration_rejects(value):
+    with pytest.raises(ValueError):
+        parse_duration(value)
+
+
+@given(st.integers(1, 10**6), st.sampled_from([("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]))
+def test_parse_duration_units(n, unit):
+    suffix, factor = unit
+    assert parse_duration(f"{n}{suffix}") == n * factor
+    assert parse_duration(n) == parse_duration(str(n)) == n
+
+
+# --- defaults -----------------------------------------------------------------------------------
+
+
+def test_minimal_source_gets_defaults(tmp_path):
+    path = write(tmp_path, '[[source]]\nname = "a"\nurl = "http://127.0.0.1:8080/f.xml"\n'
+                           'category = " politics "\n')
+    (spec,) = load_sources(path, default_interval_s=1234)
+    assert spec == SourceSpec(name="a", url="http://127.0.0.1:8080/f.xml", category="politics",
+                              kind="auto", interval_s=1234, enabled=True, weight=1.0,
+                              full_text=False, selectors=None)
+
+
+def test_full_source_round_trips(tmp_path):
+    path = write(tmp_path, """
+[[source]]
+name = "site_1"
+url = "https://example.org/news"
+category = "entertainment"
+kind = "html"
+interval = "2h"
+enabled = false
+weight = 3
+full_text = true
+[source.selectors]
+item = "article"
+link = "h2 a"
+date = "time"
+
+[[source]]
+name = "b"
+url = "https://example.org/sitemap.xml"
+category = "politics"
+kind = "sitemap"
+interval = 600
+""")
+    first, second = load_sources(path)
+    assert first == SourceSpec(name="site_1", url="https://example.org/news",
+                               category="entertainment", kind="html", interval_s=7200,
+                               enabled=False, weight=3.0, full_text=True,
+                               selectors=Selectors(item="article", link="h2 a", date="time"))
+    assert (second.kind, second.interval_s, second.selectors) == ("sitemap", 600, None)
+
+
+def test_empty_file_has_no_sources(tmp_path):
+    assert load_sources(write(tmp_path, "# nothing yet\n")) == []
+
+
+# --- errors: each names file, line, source and key ----------------------------------------------
+
+A = '[[source]]\nname = "a"\nurl = "https://a.example/feed"\ncategory = "politics"\n'  # lines 1-4
+
+SOURCE_ERRORS = [
+    (A + 'intervall = "15m"\n', 5, "intervall", "source 'a' (#1)", "unknown key"),
+    (A + A.replace('"a"', '"b"') + "wieght = 2\n", 9, "wieght", "source 'b' (#2)",
+     "unknown key"),
+    ('[[source]]\nname = "a"\ncategory = "x"\n', 1, "url", "source 'a' (#1)",
+     "missing required key 'url'"),
+    ('[[source]]\nurl = "https://a.example/"\ncategory = "x"\n', 1, "name", "source #1",
+     "missing required key 'name'"),
+    (A.replace('"a"', '"BBC News"'), 2, "name", "source #1", "name must be a slug"),
+    (A.replace('"a"', '"-a"'), 2, "name", "source #1", "name must be a slug"),
+    (A.replace('"a"', "7"), 2, "name", "source #1", "name must be a slug"),
+    (A + "\n" + A, 7, "name", "source 'a' (#2)", "duplicate name 'a' (first at line 2)"),
+    (A.replace("https://a.example/feed", "ftp://a.example/feed"), 3, "url", "source 'a'",
+     "absolute http(s) URL"),
+    (A.replace("https://a.example/feed", "/feed.xml"), 3, "url", "source 'a'",
+     "absolute http(s) URL"),
+    (A.replace('"https://a.example/feed"', "1"), 3, "url", "source 'a'", "url must be a string"),
+    (A.replace('"politics"', '"  "'), 4, "category", "source 'a'", "non-empty string"),
+    (A + 'kind = "rss"\n', 5, "kind", "source 'a'", "kind must be one of auto, feed"),
+    (A + 'interval = "soon"\n', 5, "interval", "source 'a'", "expected a duration"),
+    (A + "interval = 0\n", 5, "interval", "source 'a'", "must be positive"),
+    (A + "interval = true\n", 5, "interval", "source 'a'", "expected a duration"),
+    (A + "weight = 11\n", 5, "weight", "source 'a'", "between 0 and 10"),
+    (A + "weight = -0.5\n", 5, "weight", "source 'a'", "between 0 and 10"),
+    (A + 'weight = "high"\n', 5, "weight", "source 'a'", "weight must be a number"),
+    (A + "weight = true\n", 5, "weight", "source 'a'", "weight must be a number"),
+    (A + 'enabled = "yes"\n', 5, "enabled", "source 'a'", "true or false"),
+    (A + "full_text = 1\n", 5, "full_text", "source 'a'", "true or false"),
+    (A + '[source.selectors]\nitem = "li"\nlink = "a"\n', 5, "selectors", "source 'a'",
+     "only for kind = \"html\""),
+    (A + 'kind = "html"\n', 5, "kind", "source 'a'", "needs a [source.selectors] table"),
+    (A + 'kind = "html"\n[source.selectors]\nitem = "li"\n', 6, "selectors", "source 'a'",
+     "selectors need 'link'"),
+    (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "a"\nheadline = "h2"\n', 9,
+     "selectors.headline", "source 'a'", "unknown selector"),
+    (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "a["\n', 8, "selectors.link",
+     "source 'a'", "invalid CSS selector"),
+    (A + 'kind = "html"\n[source.selectors]\nitem = ""\nlink = "a"\n', 7, "selectors.item",
+     "source 'a'", "non-empty string"),
+    (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "a"\ndate = 5\n', 9,
+     "selectors.date", "source 'a'", "non-empty string"),
+    (A + 'kind = "html"\nselectors = { item = "li", link = "a", author = ".by" }\n', 6,
+     "selectors.author", "source 'a'", "unknown selector"),
+    (A + 'kind = "html"\nselectors = "li"\n', 6, "selectors", "source 'a'", "must be a table"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "key", "label", "fragment"), SOURCE_ERRORS)
+def test_source_errors_name_file_source_line_and_key(tmp_path, text, line, key, label,
+                                                     fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_sources(path)
+    err, message = info.value, str(info.value)
+    assert (err.file, err.line, err.key) == (str(path), line, key)
+    assert message.startswith(f"{path}:{line}: {label}")
+    assert f"(key '{key}')" in message
+    assert fragment in message
+
+
+@pytest.mark.parametrize(("text", "line", "key", "fragment"), [
+    ('title = "my sources"\n' + A, 1, "title", "unknown top-level key"),
+    ('source = "bbc"\n', 1, "source", "array of [[source]] tables"),
+    ("[source]\nname = 'a'\n", 1, "source", "array of [[source]] tables"),
+])
+def test_file_level_errors(tmp_path, text, line, key, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_sources(path)
+    assert (info.value.line, info.value.key) == (line, key)
+    assert str(info.value).startswith(f"{path}:{line}: ")
+    assert fragment in str(info.value)
+
+
+def test_toml_syntax_error_names_file_and_line(tmp_path):
+    path = write(tmp_path, A + 'weight = \n')
+    with pytest.raises(ConfigError, match="invalid TOML") as info:
+        load_sources(path)
+    assert info.value.line == 5
+    assert str(info.value).startswith(f"{path}:5: ")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found") as info:
+        load_sources(tmp_path / "none.toml")
+    assert str(tmp_path / "none.toml") in str(info.value)
+
+
+# --- digest -------------------------------------------------------------------------------------
+
+
+def test_digest_ignores_order_and_sees_every_field(shipped):
+    digest = sources_digest(shipped)
+    assert re.fullmatch(r"[0-9a-f]{64}", digest)
+    assert sources_digest(reversed(shipped)) == digest
+    assert sources_digest(load_sources(SHIPPED)) == digest
+    html = next(s for s in shipped if s.selectors is not None)
+    changes = {"name": "renamed", "url": "https://changed.example/", "category": "sport",
+               "kind": "feed", "interval_s": html.interval_s + 1, "enabled": not html.enabled,
+               "weight": html.weight + 0.5, "full_text": not html.full_text,
+               "selectors": dataclasses.replace(html.selectors, image="picture img")}
+    assert set(changes) == {f.name for f in dataclasses.fields(SourceSpec)}
+    for field_name, value in changes.items():
+        changed = [dataclasses.replace(s, **{field_name: value}) if s is html else s
+                   for s in shipped]
+        assert sources_digest(changed) != digest, field_name
+    assert sources_digest([s for s in shipped if s is not html]) != digest

@@ -1,0 +1,160 @@
+"""The store's contract, run on SQLite and on the real PostgreSQL (fixture `store`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aggregator.model import SourceSpec, StoryDraft
+from aggregator.store import EventRecord, FetchRecord, event_key
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+BODY = " ".join(f"word{i}" for i in range(60))
+
+
+def draft(url: str, title: str = "A title", **kw) -> StoryDraft:
+    return StoryDraft(url=url, title=title, site="example.org", source="src", **kw)
+
+
+async def test_migrate_is_idempotent(store):
+    await store.migrate()
+    assert await store.count_stories() == 0
+
+
+async def test_upsert_by_canonical_url_never_duplicates(store):
+    r1 = await store.upsert_stories([draft("https://example.org/a"), draft("https://example.org/b")], NOW)
+    assert len(r1.new_ids) == 2
+    r2 = await store.upsert_stories([draft("https://example.org/a")], NOW)
+    assert r2.new_ids == () and r2.unchanged == 1
+    assert await store.count_stories() == 2
+
+
+async def test_changed_item_is_updated_and_reembedded(store):
+    (sid,) = (await store.upsert_stories([draft("https://example.org/a", "Old")], NOW)).new_ids
+    await store.save_vectors([(sid, 1, b"\x00" * 16)], "r", NOW)
+    assert await store.embed_backlog("r", 10) == []
+    r = await store.upsert_stories([draft("https://example.org/a", "New title")], NOW)
+    assert r.updated_ids == (sid,)
+    story = await store.get_story(sid)
+    assert story.title == "New title"
+    jobs = await store.embed_backlog("r", 10)
+    assert [j.id for j in jobs] == [sid] and jobs[0].embed_version == 2
+
+
+async def test_feed_without_body_does_not_wipe_fetched_text(store):
+    (sid,) = (await store.upsert_stories([draft("https://e.org/a", text=BODY)], NOW)).new_ids
+    await store.upsert_stories([draft("https://e.org/a", summary="teaser")], NOW)
+    assert (await store.get_story(sid)).text == BODY
+
+
+async def test_exact_duplicate_bodies_are_linked_not_listed(store):
+    r1 = await store.upsert_stories([draft("https://a.org/x", content_hash="h" * 64, text=BODY)], NOW)
+    r2 = await store.upsert_stories(
+        [draft("https://b.org/y", content_hash="h" * 64, text=BODY),
+         draft("https://c.org/z", content_hash="h" * 64, text=BODY)], NOW)
+    assert r2.duplicates == 2
+    copy = await store.get_story(r2.new_ids[0])
+    assert copy.duplicate_of == r1.new_ids[0]
+    listed = await store.latest_stories(limit=10)
+    assert [s.id for s in listed] == [r1.new_ids[0]]
+    assert await store.story_ids() == [r1.new_ids[0]]
+
+
+async def test_latest_is_newest_first_with_keyset_pages(store):
+    drafts = [draft(f"https://e.org/{i}", f"T{i}", published_at=NOW - timedelta(hours=i)) for i in range(7)]
+    await store.upsert_stories(drafts, NOW)
+    page1 = await store.latest_stories(limit=4)
+    last = page1[-1]
+    page2 = await store.latest_stories(limit=4, before=(last.published_at, last.id))
+    titles = [s.title for s in page1 + page2]
+    assert titles == [f"T{i}" for i in range(7)]
+
+
+async def test_future_dates_do_not_pin_a_story_to_the_top(store):
+    await store.upsert_stories([draft("https://e.org/old", "old", published_at=NOW - timedelta(hours=1))], NOW)
+    await store.upsert_stories([draft("https://e.org/fut", "future", published_at=NOW + timedelta(hours=20))], NOW)
+    assert [s.title for s in await store.latest_stories(limit=2)] == ["future", "old"]
+    later = NOW + timedelta(hours=2)
+    await store.upsert_stories([draft("https://e.org/new", "newer", published_at=later - timedelta(minutes=1))], later)
+    assert (await store.latest_stories(limit=1))[0].title == "newer"
+
+
+async def test_sources_sync_claim_and_record(store):
+    specs = [SourceSpec("a", "https://a.org/feed", "politics"), SourceSpec("b", "https://b.org/feed", "entertainment")]
+    assert (await store.sync_sources(specs, NOW))["added"] == 2
+    claimed = await store.claim_due_sources(NOW, owner="c1", lease_s=60)
+    assert {c.spec.name for c in claimed} == {"a", "b"}
+    # Leased: a second collector gets nothing until the lease runs out.
+    assert await store.claim_due_sources(NOW, owner="c2", lease_s=60) == []
+    a = next(c for c in claimed if c.spec.name == "a")
+    await store.record_fetch(a.id, FetchRecord(ok=False, next_check_at=NOW + timedelta(minutes=5),
+                                               interval_s=300, status=500, error="HTTP 500"), NOW)
+    health = {h.name: h for h in await store.list_sources()}
+    assert health["a"].status == "error" and health["a"].last_error == "HTTP 500"
+    assert health["a"].error_count == 1
+    assert health["b"].status == "pending"
+    after_lease = NOW + timedelta(seconds=61)
+    again = await store.claim_due_sources(after_lease, owner="c2", lease_s=60)
+    assert [c.spec.name for c in again] == ["b"]  # a is not due yet; b's lease expired
+
+
+async def test_removed_source_is_retired_and_edit_keeps_state(store):
+    await store.sync_sources([SourceSpec("a", "https://a.org/feed", "politics")], NOW)
+    (c,) = await store.claim_due_sources(NOW, owner="x", lease_s=1)
+    await store.record_fetch(c.id, FetchRecord(ok=True, next_check_at=NOW + timedelta(hours=1),
+                                               interval_s=900, status=200, etag='"v1"'), NOW)
+    await store.sync_sources([SourceSpec("a", "https://a.org/feed", "politics", weight=2.0)], NOW)
+    (h,) = await store.list_sources()
+    assert h.weight == 2.0 and h.next_check_at == NOW + timedelta(hours=1)
+    changes = await store.sync_sources([], NOW)
+    assert changes["retired"] == 1 and await store.list_sources() == []
+
+
+async def test_permanent_redirect_updates_url(store):
+    await store.sync_sources([SourceSpec("a", "http://a.org/feed", "politics")], NOW)
+    (c,) = await store.claim_due_sources(NOW, owner="x", lease_s=60)
+    await store.record_fetch(c.id, FetchRecord(ok=True, next_check_at=NOW, interval_s=900,
+                                               new_url="https://a.org/feed"), NOW)
+    assert (await store.list_sources())[0].url == "https://a.org/feed"
+
+
+async def test_vectors_and_change_log(store):
+    ids = (await store.upsert_stories([draft(f"https://e.org/{i}") for i in range(3)], NOW)).new_ids
+    await store.save_vectors([(i, 1, b"\x01" * 8) for i in ids], "r", NOW)
+    assert sorted(await store.vector_ids("r")) == sorted(ids)
+    changes = await store.changes_since(0)
+    assert [c[2] for c in changes] == ["add"] * 3
+    removed = await store.delete_stories_before(NOW + timedelta(days=1), NOW)
+    assert sorted(removed) == sorted(ids)
+    tail = await store.changes_since(changes[-1][0])
+    assert sorted(c[1] for c in tail) == sorted(ids) and {c[2] for c in tail} == {"remove"}
+    assert await store.vector_ids("r") == []
+
+
+async def test_events_are_idempotent_and_counted(store):
+    (sid,) = (await store.upsert_stories([draft("https://e.org/1")], NOW)).new_ids
+    ev = [EventRecord(event_key("r1", sid, "click", NOW, "e1"), "r1", sid, "click", NOW),
+          EventRecord(event_key("r1", sid, "impression", NOW, None), "r1", sid, "impression", NOW)]
+    assert await store.add_events(ev, NOW) == 2
+    assert await store.add_events(ev, NOW) == 0
+    assert (await store.story_stats([sid]))[sid] == (1, 1, 0)
+    assert len(await store.reader_events("r1")) == 2
+    assert await store.delete_reader("r1")
+    assert await store.reader_events("r1") == []
+
+
+async def test_cluster_job_runs_once(store):
+    assert await store.claim_job("retention", owner="a", every_s=3600, now=NOW)
+    assert not await store.claim_job("retention", owner="b", every_s=3600, now=NOW + timedelta(minutes=5))
+    assert await store.claim_job("retention", owner="b", every_s=3600, now=NOW + timedelta(hours=2))
+
+
+@pytest.mark.parametrize("bad", ["sqlite+nodriver:///x.db", "postgresql+asyncpg://postgres@127.0.0.1:1/none"])
+async def test_unusable_database_is_a_store_error(bad, tmp_path):
+    from aggregator.errors import StoreError
+    from aggregator.store import Store
+
+    with pytest.raises(StoreError):
+        s = Store(bad)
+        await s.migrate()

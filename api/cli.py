@@ -1,0 +1,379 @@
+"""`tidings`: the command line, and the composition root of the roles (DESIGN.md 4.1).
+
+Imports stay light at module level so `tidings --help` is instant; each command imports
+what it needs. Bad input gets one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                   help="settings file (default config/tidings.toml)")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="tidings", description="Tidings: news aggregator with related stories and personalized feeds.")
+    _common(top)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="collector + indexer + API in one process (the main job)")
+    _common(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+
+    p = sub.add_parser("serve", help="API only")
+    _common(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+
+    p = sub.add_parser("collect", help="run the collectors (scheduled; --once: one round)")
+    _common(p)
+    p.add_argument("--once", action="store_true", help="every due source once, then exit")
+    p.add_argument("--source", metavar="NAME", help="only this source (fetched even if not due)")
+
+    p = sub.add_parser("index", help="embed stories that lack a vector")
+    _common(p)
+    p.add_argument("--rebuild", action="store_true", help="rebuild the index from the database")
+    p.add_argument("--watch", action="store_true", help="keep running: embed new stories as they arrive")
+
+    p = sub.add_parser("import", help="import stories from JSON Lines (- = stdin)")
+    _common(p)
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--no-index", action="store_true", help="store only; embed later")
+
+    p = sub.add_parser("related", help="print a related block")
+    _common(p)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--id", type=int)
+    g.add_argument("--url")
+    g.add_argument("--text")
+    p.add_argument("--title", help="title for --text (default: its first words)")
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--category")
+    p.add_argument("--site")
+    p.add_argument("--exclude-site")
+    p.add_argument("--max-age-days", type=float)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("sources", help="source health and dry runs")
+    _common(p)
+    ss = p.add_subparsers(dest="sources_command", required=True, metavar="ACTION")
+    q = ss.add_parser("list", help="table of sources with their health")
+    _common(q)
+    q.add_argument("--json", action="store_true")
+    q = ss.add_parser("check", help="fetch and parse one source once; store nothing")
+    _common(q)
+    q.add_argument("name")
+    q = ss.add_parser("reset", help="clear a source's errors and make it due now")
+    _common(q)
+    q.add_argument("name")
+
+    p = sub.add_parser("eval", help="offline quality evaluation on labelled datasets")
+    _common(p)
+    es = p.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    q = es.add_parser("related", help="related blocks: ECB+ same-event precision, BBC categories, seed case")
+    _common(q)
+    q.add_argument("--data", metavar="DIR", help="shared data folder (default ../shared/data)")
+    q.add_argument("--embedder", default="minilm")
+    q.add_argument("--only", choices=["ecbplus", "bbc", "seed"], help="one part only")
+    q = es.add_parser("feed", help="personalized feed: MIND next-read HR@10 / MRR")
+    _common(q)
+    q.add_argument("--data", metavar="DIR")
+    q.add_argument("--embedder", default="minilm")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = parser().parse_args(argv)
+    from aggregator.errors import TidingsError
+
+    try:
+        return asyncio.run(dispatch(args)) or 0
+    except KeyboardInterrupt:
+        return 130
+    except TidingsError as e:
+        print(f"tidings: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return 0
+
+
+def _settings(args):
+    from aggregator.settings import load_settings
+
+    cfg = getattr(args, "config", None)
+    settings = load_settings(Path(cfg) if cfg else None)
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Third-party chatter (per-request logs, model loading) stays at warning.
+    for noisy in ("apscheduler", "httpx", "sentence_transformers", "trafilatura", "htmldate"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return settings
+
+
+async def dispatch(args) -> int:
+    settings = _settings(args)
+    cmd = args.command
+    if cmd in ("run", "serve"):
+        from api.runner import run_roles
+
+        both = cmd == "run"
+        await run_roles(settings, serve=True, collect=both and settings.collect.enabled,
+                        index=both and settings.index.enabled, host=args.host, port=args.port)
+        return 0
+    if cmd == "collect":
+        return await cmd_collect(settings, args)
+    if cmd == "index":
+        return await cmd_index(settings, args)
+    if cmd == "import":
+        return await cmd_import(settings, args)
+    if cmd == "related":
+        return await cmd_related(settings, args)
+    if cmd == "sources":
+        return await cmd_sources(settings, args)
+    if cmd == "eval":
+        from api.evalcmd import cmd_eval
+
+        return await cmd_eval(settings, args)
+    raise AssertionError(cmd)
+
+
+async def _sync_sources(svc) -> None:
+    from aggregator.sources import load_sources
+
+    specs = load_sources(svc.settings.sources_file, default_interval_s=svc.settings.collect.default_interval_s)
+    await svc.store.sync_sources(specs)
+
+
+async def cmd_collect(settings, args) -> int:
+    from api.progress import Progress
+    from api.services import build
+
+    if not args.once and not args.source:
+        from api.runner import run_roles
+
+        await run_roles(settings, serve=False, collect=True, index=False)
+        return 0
+    svc = await build(settings, collect=True)
+    try:
+        await _sync_sources(svc)
+        if args.source and not any(s.name == args.source for s in await svc.store.list_sources()):
+            print(f"tidings: error: no source named {args.source!r} in {settings.sources_file}", file=sys.stderr)
+            return EXIT_USAGE
+        with Progress("collect", unit="source") as bar:
+            report = await svc.collector.run_round(name=args.source, force=bool(args.source),
+                                                   progress=lambda r: bar.step())
+        for r in sorted(report.sources, key=lambda r: r.name):
+            if r.ok:
+                what = "not modified" if r.not_modified else f"{r.items} items, {r.new} new, {r.updated} updated"
+                print(f"ok     {r.name}: {what}")
+            else:
+                print(f"error  {r.name}: {r.error}")
+        print(f"{len(report.sources)} sources, {report.new} new stories, {report.failed} failed "
+              f"in {report.elapsed_s:.1f}s")
+        return 0
+    finally:
+        await svc.close()
+
+
+async def cmd_index(settings, args) -> int:
+    from api.progress import Progress
+    from api.services import build
+
+    if args.watch:
+        from api.runner import run_roles
+
+        await run_roles(settings, serve=False, collect=False, index=True)
+        return 0
+    svc = await build(settings, index=True, owner_of_files=True)
+    try:
+        await svc.corpus.start()
+        with Progress("embed") as bar:
+            rep = await svc.indexer.drain(progress=bar.callback())
+        if args.rebuild:
+            with Progress("rebuild") as bar:
+                n = await svc.corpus.rebuild(progress=bar.callback())
+            print(f"rebuilt the index from the database: {n} vectors")
+        else:
+            await svc.corpus.follow()
+            await svc.corpus.save()
+        rate = rep.embedded / rep.elapsed_s if rep.elapsed_s else 0
+        print(f"embedded {rep.embedded} stories in {rep.elapsed_s:.1f}s ({rate:.1f}/s); "
+              f"index holds {len(svc.corpus)}; backlog {rep.backlog}")
+        return 0
+    finally:
+        await svc.close()
+
+
+async def cmd_import(settings, args) -> int:
+    from aggregator.importer import LineError, read_jsonl
+    from aggregator.store import utcnow
+    from api.progress import Progress
+    from api.services import build
+
+    if args.file == "-":
+        stream = sys.stdin
+    else:
+        try:
+            stream = open(args.file, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as e:
+            print(f"tidings: error: cannot read {args.file}: {e.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    svc = await build(settings, index=not args.no_index, owner_of_files=True)
+    new = updated = dups = bad = 0
+    try:
+        batch = []
+        now = utcnow()
+        with Progress("import", unit="line") as bar:
+            for item in read_jsonl(stream, now):
+                bar.step()
+                if isinstance(item, LineError):
+                    bad += 1
+                    print(f"tidings: {args.file}: {item}", file=sys.stderr)
+                    continue
+                batch.append(item)
+                if len(batch) >= 500:
+                    r = await svc.store.upsert_stories(batch, now)
+                    new, updated, dups = new + len(r.new_ids), updated + len(r.updated_ids), dups + r.duplicates
+                    batch = []
+            if batch:
+                r = await svc.store.upsert_stories(batch, now)
+                new, updated, dups = new + len(r.new_ids), updated + len(r.updated_ids), dups + r.duplicates
+        print(f"imported: {new} new, {updated} updated, {dups} linked duplicates, {bad} bad lines skipped")
+        if svc.indexer is not None:
+            await svc.corpus.start()
+            with Progress("embed") as bar:
+                rep = await svc.indexer.drain(progress=bar.callback())
+            await svc.corpus.follow()
+            await svc.corpus.save()
+            print(f"embedded {rep.embedded} stories; index holds {len(svc.corpus)}")
+        return 1 if bad and not (new or updated) else 0
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+        await svc.close()
+
+
+async def cmd_related(settings, args) -> int:
+    from api.cards import block_json
+    from api.services import build
+    from recommender.related import Filters
+
+    svc = await build(settings, serve=True)
+    try:
+        await svc.corpus.start()
+        f = Filters(args.category, args.site, args.exclude_site, args.max_age_days)
+        if args.k < 1 or args.k > settings.api.max_k:
+            print(f"tidings: error: -k must be between 1 and {settings.api.max_k}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.id is not None:
+            block = await svc.related.for_story(args.id, k=args.k, filters=f)
+        elif args.url:
+            try:
+                block = await svc.related.for_url(args.url, k=args.k, filters=f)
+            except ValueError as e:
+                print(f"tidings: error: {e}", file=sys.stderr)
+                return EXIT_USAGE
+        else:
+            title = args.title or " ".join(args.text.split()[:12])
+            block = await svc.related.for_text(title, args.text, k=args.k, filters=f)
+        data = block_json(block)
+        if args.json:
+            print(json.dumps(data, ensure_ascii=False, indent=2))
+            return 0
+        a = data["article"]
+        print(f"Related to: {a['title']}" + (f"  [{a['site']}]" if a["site"] else ""))
+        if not data["related"]:
+            print("  (nothing related found)")
+        for i, c in enumerate(data["related"], 1):
+            print(f"{i:2}. {c['title']}  [{c['site']}, {(c['published_at'] or '')[:10]}]")
+            print(f"    {c['reason']} · score {c['score']:.3f} · id {c['id']}")
+        return 0
+    finally:
+        await svc.close()
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
+
+
+def _ago(at) -> str:
+    if at is None:
+        return "-"
+    from datetime import UTC, datetime
+
+    s = (datetime.now(UTC) - at).total_seconds()
+    sign = "in " if s < 0 else ""
+    s = abs(s)
+    text = f"{s:.0f}s" if s < 90 else f"{s / 60:.0f}m" if s < 5400 else f"{s / 3600:.1f}h" if s < 172800 else f"{s / 86400:.0f}d"
+    return sign + text + ("" if sign else " ago")
+
+
+async def cmd_sources(settings, args) -> int:
+    from aggregator.sources import load_sources
+    from api.services import build
+
+    specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
+    if args.sources_command == "check":
+        spec = next((s for s in specs if s.name == args.name), None)
+        if spec is None:
+            print(f"tidings: error: no source named {args.name!r} in {settings.sources_file}", file=sys.stderr)
+            return EXIT_USAGE
+        svc = await build(settings, collect=True)
+        try:
+            doc, drafts = await svc.collector.check(spec)
+        finally:
+            await svc.close()
+        print(f"{spec.name}: {doc.kind} '{doc.title}', {len(doc.items)} items, {len(drafts)} usable (nothing stored)")
+        for p in doc.problems[:10]:
+            print(f"  problem: {p}")
+        for d in drafts[:10]:
+            when = d.published_at.isoformat() if d.published_at else "no date"
+            print(f"  - {d.title}\n    {d.url}  ({when}{', image' if d.image_url else ''}{', full text' if d.text else ''})")
+        return 0
+    svc = await build(settings)
+    try:
+        await svc.store.sync_sources(specs)
+        if args.sources_command == "reset":
+            from aggregator.store import utcnow
+
+            ok = await svc.store.reset_source(args.name, utcnow())
+            if not ok:
+                print(f"tidings: error: no source named {args.name!r}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"{args.name}: errors cleared, due now")
+            return 0
+        rows = await svc.store.list_sources()
+    finally:
+        await svc.close()
+    if args.json:
+        print(json.dumps([{**r.__dict__, **{k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                                             for k, v in r.__dict__.items()}} for r in rows], indent=2))
+        return 0
+    table = [["NAME", "STATUS", "CATEGORY", "STORIES", "LAST SUCCESS", "NEXT CHECK", "ERROR"]]
+    for r in rows:
+        status = r.status if r.enabled else "disabled"
+        err = (r.last_error or "")[:60] + (f" (x{r.error_count})" if r.error_count > 1 else "")
+        table.append([r.name, status, r.category, str(r.stories), _ago(r.last_success_at),
+                      _ago(r.next_check_at) if r.enabled else "-", err])
+    print(_table(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import and_, delete, event, func, or_, select, update
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from aggregator.errors import StoreError
@@ -375,7 +375,9 @@ class Store:
         """Insert new stories and update changed ones, keyed by canonical URL.
 
         A new URL whose body hash equals a stored story's is linked to it (`duplicate_of`)
-        instead of becoming a second story: syndicated copies stay one story.
+        instead of becoming a second story: syndicated copies stay one story. Two collectors
+        storing the same URL at once make one of them hit the unique key: it retries and
+        then finds the row (the same link in two feeds is common).
         """
         now = now or utcnow()
         by_url: dict[str, StoryDraft] = {}
@@ -383,6 +385,15 @@ class Store:
             by_url[d.url] = d  # the last copy of a URL in one batch wins
         if not by_url:
             return UpsertResult((), (), 0, 0)
+        for attempt in range(5):
+            try:
+                return await self._upsert(by_url, now)
+            except IntegrityError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _upsert(self, by_url: dict[str, StoryDraft], now: datetime) -> UpsertResult:
         new_ids: list[int] = []
         updated: list[int] = []
         unchanged = dups = 0
@@ -445,6 +456,8 @@ class Store:
                     copy.duplicate_of = original.id
                     dups += 1
                 new_ids = [r.id for r in fresh]
+        except IntegrityError:
+            raise
         except (OperationalError, DBAPIError) as e:
             raise StoreError(f"storing stories failed: {e}") from e
         return UpsertResult(tuple(new_ids), tuple(updated), unchanged, dups)

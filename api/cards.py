@@ -1,0 +1,42 @@
+"""Cards: the JSON shape of a story in every block, feed and listing (DESIGN.md 4.3)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aggregator.model import Story
+from recommender.blocks import Article, Block
+from recommender.corpus import StoryMeta
+
+CARD_FIELDS = ("id", "url", "title", "summary", "site", "source", "category", "author",
+               "image_url", "published_at", "score", "reason")
+
+
+def iso(at: datetime | None) -> str | None:
+    return at.isoformat().replace("+00:00", "Z") if at else None
+
+
+def card(m: StoryMeta | Story | Article, *, score: float | None = None, reason: str = "") -> dict:
+    published = m.published_at if isinstance(m, Article) else (m.published_at or m.collected_at)
+    return {
+        "id": m.id,
+        "url": m.url,
+        "title": m.title,
+        "summary": m.summary,
+        "site": m.site,
+        "source": m.source,
+        "category": m.category,
+        "author": m.author,
+        "image_url": m.image_url,
+        "published_at": iso(published),
+        "score": round(score, 4) if score is not None else None,
+        "reason": reason,
+    }
+
+
+def block_json(block: Block) -> dict:
+    return {
+        "article": card(block.article),
+        "related": [card(m, score=r.score, reason=r.reason) for m, r in block.related],
+        "took_ms": round(block.took_ms, 2),
+    }

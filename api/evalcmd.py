@@ -1,0 +1,63 @@
+"""`tidings eval related|feed`: offline quality figures on the labelled datasets.
+
+The datasets are third-party and live outside the project (../shared/data beside the repo);
+nothing is copied in. The evaluations run the product's own ranking code on them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from aggregator.errors import ConfigError
+
+
+def data_dir(arg: str | None) -> Path:
+    candidates = [Path(arg)] if arg else [
+        Path(__file__).resolve().parents[1].parent / "shared" / "data",
+        Path.cwd().parent / "shared" / "data",
+    ]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise ConfigError(f"no evaluation data at {candidates[0]} (pass --data DIR)")
+
+
+async def cmd_eval(settings, args) -> int:
+    from recommender.embed import make_embedder
+
+    root = data_dir(args.data)
+    embedder = make_embedder(args.embedder)
+    t0 = time.perf_counter()
+    if args.eval_command == "related":
+        from recommender import evaluate as ev
+
+        out: dict = {}
+        if args.only in (None, "ecbplus"):
+            for variant in ("first40", "full"):
+                out[f"ecbplus_{variant}"] = ev.eval_related_ecbplus(root / "ecbplus", embedder, variant)
+                _say(f"ECB+ {variant}", out[f"ecbplus_{variant}"])
+        if args.only in (None, "bbc"):
+            out["bbc"] = ev.eval_related_bbc(root / "bbc-news", embedder)
+            _say("BBC same-category share in top 5", out["bbc"])
+        if args.only in (None, "seed"):
+            rows = ev.seed_case_block(root / "bbc-news", embedder)
+            out["seed"] = [{"category": c, "title": t, "reason": r.reason} for c, t, r in rows]
+            print("Seed case (Trump–Putin partial ceasefire call):", file=sys.stderr)
+            for c, t, r in rows:
+                print(f"  [{c}] {t} — {r.reason}", file=sys.stderr)
+    else:
+        from recommender.evaluate_feed import eval_feed_mind
+
+        out = eval_feed_mind(root / "mind-small-sample", embedder)
+        _say("MIND next-read", out)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def _say(label: str, figures: dict) -> None:
+    shown = {k: v for k, v in figures.items() if isinstance(v, int | float)}
+    print(f"{label}: " + ", ".join(f"{k}={v}" for k, v in shown.items()), file=sys.stderr)

@@ -1,0 +1,22 @@
+"""Prometheus metrics, one registry per app so tests can build many apps in one process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Histogram(
+            "tidings_request_seconds", "HTTP request latency by route", ["route", "method", "status"],
+            registry=r, buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.fetches = Counter("tidings_fetches_total", "Source fetches", ["source", "outcome"], registry=r)
+        self.stories_collected = Counter("tidings_stories_collected_total", "New stories stored", registry=r)
+        self.embedded = Counter("tidings_stories_embedded_total", "Stories embedded", registry=r)
+        self.index_size = Gauge("tidings_index_size", "Vectors in this process's index", registry=r)
+        self.backlog = Gauge("tidings_embedding_backlog", "Stories waiting for a vector", registry=r)
+        self.events = Counter("tidings_events_total", "Reader events accepted", ["type"], registry=r)
+        self.block_cache = Counter("tidings_block_cache_total", "Related block cache", ["result"], registry=r)

@@ -1,0 +1,41 @@
+"""Progress bars on a terminal, silence elsewhere (CI logs, pipes)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+class Progress:
+    """A tqdm bar when stderr is a terminal; a no-op otherwise."""
+
+    def __init__(self, desc: str, unit: str = "story"):
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=desc, unit=unit, total=0, leave=True, dynamic_ncols=True)
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.total = max(total, done)
+            self.bar.n = done
+            self.bar.refresh()
+
+    def step(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.total = max(self.bar.total or 0, self.bar.n + n)
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def callback(self) -> Callable[[int, int], None]:
+        return self.update

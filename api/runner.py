@@ -1,0 +1,151 @@
+"""Long-running roles: `run` (all in one), `serve`, `collect`, `index --watch`.
+
+APScheduler only ticks; what is due is decided by the database (sources' next_check_at,
+the embedding backlog, the index change log). Each job runs alone (max_instances=1) and a
+failing tick is logged and retried on the next one, never kills the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from aggregator.errors import ConfigError, StoreError
+from aggregator.settings import Settings
+from aggregator.sources import load_sources
+from api.services import Services, build
+
+log = logging.getLogger("tidings.run")
+
+
+class SourcesWatcher:
+    """Re-reads sources.toml when it changes; a broken edit keeps the previous sources."""
+
+    def __init__(self, svc: Services, path: Path):
+        self.svc, self.path = svc, path
+        self.mtime: float | None = None
+
+    async def check(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError as e:
+            log.error("sources.unreadable file=%s error=%s", self.path, e)
+            return
+        if mtime == self.mtime:
+            return
+        self.mtime = mtime
+        try:
+            specs = load_sources(self.path, default_interval_s=self.svc.settings.collect.default_interval_s)
+        except ConfigError as e:
+            log.error("sources.invalid keeping previous sources: %s", e)
+            return
+        changes = await self.svc.store.sync_sources(specs)
+        if self.svc.related is not None:
+            self.svc.related.source_weights = await self.svc.store.source_weights()
+        if any(changes.values()):
+            log.info("sources.synced %s", changes)
+
+
+async def _guard(name: str, coro) -> None:
+    try:
+        await coro
+    except StoreError as e:
+        log.warning("%s.db_unavailable %s", name, e)
+    except Exception:
+        log.exception("%s.failed", name)
+
+
+async def retention(svc: Services) -> None:
+    r = svc.settings.retention
+    now = datetime.now(UTC)
+    if not await svc.store.claim_job("retention", owner=svc.owner, every_s=3600, now=now):
+        return  # another process of the cluster ran it within the hour
+    if r.stories_days:
+        ids = await svc.store.delete_stories_before(now - timedelta(days=r.stories_days), now)
+        if ids:
+            log.info("retention.stories removed=%d", len(ids))
+    if r.events_days:
+        n = await svc.store.delete_events_before(now - timedelta(days=r.events_days))
+        if n:
+            log.info("retention.events removed=%d", n)
+
+
+async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bool,
+                    host: str | None = None, port: int | None = None,
+                    resolver_factory=None, ready: asyncio.Event | None = None) -> None:
+    svc = await build(settings, serve=serve, index=index, collect=collect,
+                      owner_of_files=index, resolver_factory=resolver_factory)
+    watcher = SourcesWatcher(svc, settings.sources_file)
+    if collect or serve:
+        await watcher.check()
+    if svc.corpus is not None:
+        info = await svc.corpus.start()
+        log.info("index.loaded %s", info)
+    sched = AsyncIOScheduler(timezone=UTC)
+    opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
+    if collect:
+        sched.add_job(lambda: _guard("collect", svc.collector.run_round()), "interval",
+                      seconds=settings.collect.tick_s, next_run_time=datetime.now(UTC), **opts)
+        if settings.collect.reload_sources_s:
+            sched.add_job(lambda: _guard("sources", watcher.check()), "interval",
+                          seconds=settings.collect.reload_sources_s, **opts)
+    if index:
+        sched.add_job(lambda: _guard("index", svc.indexer.drain()), "interval",
+                      seconds=settings.index.tick_s, next_run_time=datetime.now(UTC), **opts)
+        sched.add_job(lambda: _guard("save", _save_if_dirty(svc)), "interval", seconds=30, **opts)
+    if svc.corpus is not None:
+        sched.add_job(lambda: _guard("follow", svc.corpus.follow()), "interval",
+                      seconds=min(settings.index.tick_s, 1.0), **opts)
+    sched.add_job(lambda: _guard("retention", retention(svc)), "interval", minutes=10,
+                  next_run_time=datetime.now(UTC) + timedelta(seconds=30), **opts)
+    sched.start()
+    try:
+        if serve:
+            await _serve(svc, host or settings.api.host, port if port is not None else settings.api.port, ready)
+        else:
+            if ready:
+                ready.set()
+            await _wait_for_signal()
+    finally:
+        sched.shutdown(wait=False)
+        if svc.corpus is not None and svc.corpus.owner:
+            await svc.corpus.save()
+        await svc.close()
+
+
+async def _save_if_dirty(svc: Services) -> None:
+    if svc.corpus is not None and svc.corpus.dirty:
+        await svc.corpus.save()
+
+
+async def _serve(svc: Services, host: str, port: int, ready: asyncio.Event | None) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(svc)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            lifespan="off")
+    server = uvicorn.Server(config)
+    log.info("api.listening http://%s:%d", host, port)
+    if ready is not None:
+        async def announce():
+            while not server.started:
+                await asyncio.sleep(0.05)
+            ready.set()
+
+        asyncio.create_task(announce())
+    await server.serve()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,113 @@
+"""Composition: build the store, embedder, corpus, indexer, collector and related service
+from Settings. Each role takes only what it needs; heavy parts (model, index) load lazily
+or in `start()`, never at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recommender.vindex import FaissIndex
+
+from aggregator.collect import Collector
+from aggregator.fetch import Fetcher, FetchPolicy
+from aggregator.netguard import AddressGuard
+from aggregator.settings import Settings
+from aggregator.store import Store
+from recommender.blocks import RelatedService
+from recommender.corpus import Corpus
+from recommender.embed import Embedder, make_embedder
+from recommender.indexer import Indexer
+
+log = logging.getLogger("tidings")
+
+
+def index_dir(settings: Settings, recipe: str) -> Path:
+    # One folder per recipe digest, so switching embedders never loads incompatible vectors.
+    import hashlib
+
+    return settings.data_dir / "index" / hashlib.sha256(recipe.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    embedder: Embedder
+    corpus: Corpus | None = None
+    related: RelatedService | None = None
+    indexer: Indexer | None = None
+    collector: Collector | None = None
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def caller_fetcher_factory(settings: Settings, resolver_factory: Callable | None = None):
+    """Fetchers for URLs that API callers send: guarded against SSRF, tighter limits."""
+    api = settings.api
+    guard = AddressGuard(frozenset(h.lower() for h in api.fetch_allow_hosts))
+    policy = FetchPolicy(
+        user_agent=settings.collect.user_agent,
+        connect_timeout_s=min(settings.collect.connect_timeout_s, api.fetch_timeout_s),
+        total_timeout_s=api.fetch_timeout_s,
+        max_body_bytes=api.fetch_max_bytes,
+        per_host_limit=settings.collect.per_host_limit,
+        global_limit=settings.collect.global_limit,
+    )
+
+    def make() -> Fetcher:
+        # The fetcher wraps its resolver with the guard itself (checked on every DNS answer).
+        return Fetcher(policy, resolver=resolver_factory() if resolver_factory else None, guard=guard)
+
+    return make
+
+
+async def build(
+    settings: Settings,
+    *,
+    serve: bool = False,
+    index: bool = False,
+    collect: bool = False,
+    owner_of_files: bool = False,
+    resolver_factory: Callable | None = None,
+    embedder: Embedder | None = None,
+) -> Services:
+    """Wire the parts a process needs. `owner_of_files`: this process saves the index files."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database_url)
+    await store.migrate()
+    emb = embedder or make_embedder(settings.index.embedder, threads=settings.index.threads or None)
+    svc = Services(settings, store, emb)
+    if serve or index:
+        ix = settings.index
+
+        tuning = {"hnsw_threshold": ix.hnsw_threshold, "hnsw_m": ix.hnsw_m, "ef_search": ix.ef_search}
+
+        def factory() -> FaissIndex:
+            return FaissIndex(emb.dim, **tuning)
+
+        svc.corpus = Corpus(store, recipe=emb.recipe, dim=emb.dim,
+                            index_dir=index_dir(settings, emb.recipe), owner=owner_of_files,
+                            index_factory=factory, index_settings=tuning)
+    if serve:
+        max_age = settings.related.max_age_days or None
+        svc.related = RelatedService(
+            svc.corpus, emb, store,
+            fetcher_factory=caller_fetcher_factory(settings, resolver_factory),
+            url_cache_s=settings.api.url_cache_s,
+            source_weights=await store.source_weights(),
+            default_max_age_days=max_age,
+        )
+    if index:
+        svc.indexer = Indexer(store, emb, batch_size=settings.index.batch_size)
+    if collect:
+        svc.collector = Collector(store, settings.collect, resolver_factory=resolver_factory,
+                                  owner=svc.owner)
+    return svc

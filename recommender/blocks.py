@@ -1,0 +1,209 @@
+"""Related blocks for a stored story, a URL or caller text: the related flow's orchestrator.
+
+Resolves the query article (stored story, stored URL, page fetched on the spot, or text),
+embeds it when needed, asks the engine for ranked ids and returns cards. Pages fetched for
+callers go through the SSRF guard and a small TTL cache, so a popular page is read once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from aggregator.canonical import canonical_url, site_of
+from aggregator.errors import FetchError, NotFound, TidingsError
+from aggregator.extract import extract_article
+from aggregator.model import Story
+from recommender.corpus import Corpus, StoryMeta
+from recommender.embed import Embedder, story_text
+from recommender.engine import CandidateMeta, RelatedEngine
+from recommender.related import Filters, Query, Ranked
+
+
+class BadArticle(TidingsError):
+    """The URL could be fetched but holds no readable article."""
+
+
+@dataclass(frozen=True)
+class Article:
+    """The article a block is about: a stored story, or one read for this request only."""
+
+    id: int | None
+    url: str
+    title: str
+    summary: str
+    text: str
+    site: str
+    source: str = ""
+    category: str = ""
+    author: str = ""
+    image_url: str = ""
+    published_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Block:
+    article: Article
+    related: list[tuple[StoryMeta, Ranked]]
+    took_ms: float
+    version: int  # the corpus version it was computed on (cache key, ETag)
+
+
+def article_of(s: Story) -> Article:
+    return Article(s.id, s.url, s.title, s.summary, s.text, s.site, s.source, s.category,
+                   s.author, s.image_url, s.published_at or s.collected_at)
+
+
+class TTLCache:
+    """A small LRU with expiry for pages read on the spot."""
+
+    def __init__(self, ttl_s: float, size: int = 512, clock: Callable[[], float] = time.monotonic):
+        self.ttl_s, self.size, self.clock = ttl_s, size, clock
+        self._items: OrderedDict[str, tuple[float, object]] = OrderedDict()
+
+    def get(self, key: str):
+        hit = self._items.get(key)
+        if hit is None or hit[0] < self.clock():
+            self._items.pop(key, None)
+            return None
+        self._items.move_to_end(key)
+        return hit[1]
+
+    def put(self, key: str, value: object) -> None:
+        self._items[key] = (self.clock() + self.ttl_s, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+class RelatedService:
+    def __init__(
+        self,
+        corpus: Corpus,
+        embedder: Embedder,
+        store,
+        *,
+        fetcher_factory: Callable[[], object] | None = None,
+        url_cache_s: float = 3600,
+        source_weights: dict[str, float] | None = None,
+        default_max_age_days: float | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.corpus = corpus
+        self.embedder = embedder
+        self.store = store
+        self.fetcher_factory = fetcher_factory
+        self.pages = TTLCache(url_cache_s)
+        self.source_weights = source_weights or {}
+        self.default_max_age_days = default_max_age_days
+        self.clock = clock
+        self._inflight: dict[str, asyncio.Future] = {}
+
+    def engine(self) -> RelatedEngine:
+        return RelatedEngine(self.corpus.vindex, self.corpus.lexical, self._meta)
+
+    def _meta(self, ids: list[int]) -> dict[int, CandidateMeta]:
+        out = {}
+        for i in ids:
+            m = self.corpus.meta.get(i)
+            if m is None:
+                continue  # removed from the database since it was indexed
+            out[i] = CandidateMeta(
+                title=m.title, summary=m.summary, url=m.url, site=m.site, source=m.source,
+                category=m.category, published_at=m.when,
+                source_weight=self.source_weights.get(m.source, 1.0), image_url=m.image_url,
+            )
+        return out
+
+    # ------------------------------------------------------------ entry points
+
+    async def for_story(self, story_id: int, *, k: int, filters: Filters) -> Block:
+        story = await self.store.get_story(story_id)
+        if story is None:
+            raise NotFound(f"no story with id {story_id}")
+        return await self._block(article_of(story), k=k, filters=filters)
+
+    async def for_text(self, title: str, text: str, *, url: str | None = None, k: int,
+                       filters: Filters) -> Block:
+        canonical = ""
+        if url:
+            canonical = canonical_url(url)
+            stored = await self.store.get_story_by_url(canonical)
+            if stored is not None:
+                return await self._block(article_of(stored), k=k, filters=filters)
+        art = Article(None, canonical, title.strip(), "", text.strip(),
+                      site_of(canonical) if canonical else "")
+        return await self._block(art, k=k, filters=filters)
+
+    async def for_url(self, url: str, *, k: int, filters: Filters) -> Block:
+        canonical = canonical_url(url)  # ValueError for junk: the API answers 400
+        stored = await self.store.get_story_by_url(canonical)
+        if stored is not None:
+            return await self._block(article_of(stored), k=k, filters=filters)
+        art = await self.read_page(url, canonical)
+        return await self._block(art, k=k, filters=filters)
+
+    async def read_page(self, url: str, canonical: str) -> Article:
+        """Fetch and read a page once, however many requests ask for it at the same time."""
+        hit = self.pages.get(canonical)
+        if hit is not None:
+            return hit  # type: ignore[return-value]
+        pending = self._inflight.get(canonical)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._inflight[canonical] = fut
+        try:
+            art = await self._fetch_article(url, canonical)
+            self.pages.put(canonical, art)
+            fut.set_result(art)
+            return art
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # mark retrieved: waiters re-raise it, nobody logs it twice
+            raise
+        finally:
+            self._inflight.pop(canonical, None)
+
+    async def _fetch_article(self, url: str, canonical: str) -> Article:
+        if self.fetcher_factory is None:
+            raise FetchError("fetching pages is disabled")
+        async with self.fetcher_factory() as fetcher:
+            res = await fetcher.fetch(url)
+        page = await asyncio.to_thread(extract_article, res.body, res.final_url)
+        if not page.title and not page.text:
+            raise BadArticle(f"no readable article at {url}")
+        return Article(None, canonical, page.title or page.description[:120], page.description,
+                       page.text, page.site_name or site_of(canonical), author=page.author,
+                       image_url=page.image_url, published_at=page.published_at)
+
+    # ------------------------------------------------------------ the block
+
+    async def _vector(self, art: Article) -> np.ndarray:
+        if art.id is not None:
+            try:
+                return self.corpus.vindex.get(np.asarray([art.id], dtype=np.int64))[0]
+            except KeyError:
+                pass  # not embedded yet: embed now
+        text = story_text(art.title, art.summary, art.text)
+        return (await asyncio.to_thread(self.embedder.encode, [text]))[0]
+
+    async def _block(self, art: Article, *, k: int, filters: Filters) -> Block:
+        t0 = time.perf_counter()
+        if filters.max_age_days is None and self.default_max_age_days:
+            filters = Filters(filters.category, filters.site, filters.exclude_site,
+                              self.default_max_age_days)
+        vector = await self._vector(art)
+        query = Query(title=art.title, text=art.text or art.summary, vector=vector,
+                      published_at=art.published_at, url=art.url, id=art.id, site=art.site,
+                      category=art.category)
+        version = self.corpus.version
+        ranked = self.engine().related(query, k=k, filters=filters, now=self.clock())
+        rows = [(self.corpus.meta[r.id], r) for r in ranked if r.id in self.corpus.meta]
+        return Block(art, rows, (time.perf_counter() - t0) * 1000, version)

@@ -1,0 +1,96 @@
+"""A running API on loopback over a real SQLite database and the real index.
+
+The stack holds BBC politics and entertainment stories, embedded with the hashing embedder
+(plumbing tests; quality tests use the real model in tests/recommender). A LocalSite serves
+article pages that callers ask about by URL; its host is in `api.fetch_allow_hosts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from aggregator.importer import LineError, read_jsonl
+from aggregator.settings import load_settings
+from aggregator.store import utcnow
+from tests.datasets import bbc_records
+from tests.localsite import LocalSite, LoopbackResolver
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Stack:
+    base_url: str
+    svc: object
+    site: LocalSite
+    records: list[dict]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def start_server(app, port: int):
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off", access_log=False))
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    return server, task
+
+
+async def make_stack(tmp: Path, shared_data: Path, *, embedder=None, limit=60, env=None):
+    from api.app import create_app
+    from api.services import build
+
+    site = LocalSite(shared_data)
+    await site.start()
+    settings = load_settings(REPO / "config" / "tidings.toml", env={
+        "TIDINGS_DATA_DIR": str(tmp),
+        "TIDINGS_INDEX_EMBEDDER": "hash",
+        "TIDINGS_API_FETCH_ALLOW_HOSTS": "news.example",
+        **(env or {}),
+    })
+    svc = await build(settings, serve=True, index=True, owner_of_files=True, embedder=embedder,
+                      resolver_factory=lambda: LoopbackResolver(port=site.port))
+    records = bbc_records(shared_data, limit=limit)
+    import json
+
+    drafts = [d for d in read_jsonl((json.dumps(r) for r in records), utcnow())
+              if not isinstance(d, LineError)]
+    await svc.store.upsert_stories(drafts)
+    await svc.corpus.start()
+    await svc.indexer.drain()
+    await svc.corpus.follow()
+    port = free_port()
+    server, task = await start_server(create_app(svc), port)
+    return Stack(f"http://127.0.0.1:{port}", svc, site, records), server, task
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory, shared_data):
+    st, server, task = await make_stack(tmp_path_factory.mktemp("api"), shared_data)
+    yield st
+    server.should_exit = True
+    await task
+    await st.svc.close()
+    await st.site.close()
+
+
+@pytest.fixture
+async def http(stack):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=20) as client:
+        yield client

@@ -1,0 +1,135 @@
+"""The HTTP API over real HTTP on loopback: contracts of DESIGN.md 4.3, errors as 4xx."""
+
+from __future__ import annotations
+
+import pytest
+
+
+async def test_health_metrics_openapi(http):
+    r = await http.get("/healthz")
+    assert r.status_code == 200 and r.json()["database"] is True and r.json()["indexed"] > 0
+    r = await http.get("/metrics")
+    assert r.status_code == 200 and "tidings_request_seconds" in r.text
+    r = await http.get("/openapi.json")
+    paths = r.json()["paths"]
+    for p in ("/v1/stories", "/v1/stories/{story_id}/related", "/v1/related", "/v1/widget", "/v1/sources"):
+        assert p in paths
+
+
+async def test_stories_pages_do_not_overlap(http, stack):
+    seen = []
+    cursor = None
+    for _ in range(20):
+        params = {"limit": 25, **({"cursor": cursor} if cursor else {})}
+        page = (await http.get("/v1/stories", params=params)).json()
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["next"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == len(stack.records)
+    r = await http.get("/v1/stories", params={"category": "entertainment", "limit": 200})
+    assert {c["category"] for c in r.json()["items"]} == {"entertainment"}
+    r = await http.get("/v1/stories", params={"cursor": "garbage!"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_cursor"
+
+
+async def test_story_and_404(http):
+    first = (await http.get("/v1/stories", params={"limit": 1})).json()["items"][0]
+    r = await http.get(f"/v1/stories/{first['id']}")
+    body = r.json()
+    assert r.status_code == 200 and body["title"] == first["title"] and len(body["text"]) > 100
+    r = await http.get("/v1/stories/999999")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = await http.get("/v1/stories/abc")
+    assert r.status_code == 422 and "error" in r.json()
+
+
+async def test_related_block_shape_self_excluded_and_etag(http):
+    first = (await http.get("/v1/stories", params={"limit": 1, "category": "politics"})).json()["items"][0]
+    r = await http.get(f"/v1/stories/{first['id']}/related", params={"k": 5})
+    assert r.status_code == 200
+    block = r.json()
+    assert block["article"]["id"] == first["id"]
+    ids = [c["id"] for c in block["related"]]
+    assert 0 < len(ids) <= 5 and first["id"] not in ids and len(set(ids)) == len(ids)
+    card = block["related"][0]
+    assert set(card) == {"id", "url", "title", "summary", "site", "source", "category", "author",
+                         "image_url", "published_at", "score", "reason"}
+    assert card["reason"]
+    etag = r.headers["etag"]
+    r2 = await http.get(f"/v1/stories/{first['id']}/related", params={"k": 5},
+                        headers={"If-None-Match": etag})
+    assert r2.status_code == 304
+
+
+async def test_related_filters(http):
+    first = (await http.get("/v1/stories", params={"limit": 1, "category": "politics"})).json()["items"][0]
+    r = await http.get(f"/v1/stories/{first['id']}/related", params={"k": 5, "category": "entertainment"})
+    assert {c["category"] for c in r.json()["related"]} == {"entertainment"}
+    r = await http.get(f"/v1/stories/{first['id']}/related", params={"k": 5, "exclude_site": "bbc.co.uk"})
+    assert r.json()["related"] == []
+
+
+@pytest.mark.parametrize("params,status", [
+    ({"k": 10**9}, 422), ({"k": 0}, 422), ({"k": 51}, 422), ({"max_age_days": -1}, 422),
+])
+async def test_absurd_parameters_are_4xx(http, params, status):
+    first = (await http.get("/v1/stories", params={"limit": 1})).json()["items"][0]
+    r = await http.get(f"/v1/stories/{first['id']}/related", params=params)
+    assert r.status_code == status and r.json()["error"]["message"]
+
+
+async def test_related_by_stored_url_and_by_text(http, stack):
+    rec = stack.records[0]
+    r = await http.get("/v1/related", params={"url": rec["url"] + "?utm_source=newsletter", "k": 3})
+    assert r.status_code == 200 and r.json()["article"]["title"] == rec["title"]
+    r = await http.post("/v1/related", json={"title": rec["title"], "text": rec["text"], "k": 4})
+    assert r.status_code == 200 and len(r.json()["related"]) == 4
+    r = await http.post("/v1/related", json={"text": "no title"})
+    assert r.status_code == 422 and "title" in r.json()["error"]["message"]
+    r = await http.post("/v1/related", json={"title": "x", "text": "y" * 200_001})
+    assert r.status_code == 422
+
+
+async def test_related_by_unknown_url_fetches_the_page(http, stack, shared_data):
+    page = (shared_data / "readability-news-pages" / "guardian-1" / "source.html").read_bytes()
+    stack.site.route("/world/2026/ceasefire", body=page, content_type="text/html; charset=utf-8")
+    url = stack.site.url("/world/2026/ceasefire", host="news.example")
+    r = await http.get("/v1/related", params={"url": url, "k": 3})
+    assert r.status_code == 200, r.text
+    assert r.json()["article"]["id"] is None and r.json()["article"]["title"]
+    before = len(stack.site.requests)
+    r = await http.get("/v1/related", params={"url": url, "k": 3})
+    assert r.status_code == 200 and len(stack.site.requests) == before  # cached, not refetched
+
+
+@pytest.mark.parametrize("url,code", [
+    ("http://127.0.0.1:22/", "forbidden_url"),
+    ("http://10.0.0.8/admin", "forbidden_url"),
+    ("http://169.254.169.254/latest/meta-data/", "forbidden_url"),
+    ("http://[::ffff:127.0.0.1]/", "forbidden_url"),
+    ("http://2130706433/", "forbidden_url"),
+    ("ftp://example.org/file", "invalid_url"),
+    ("not a url", "invalid_url"),
+])
+async def test_ssrf_refused(http, url, code):
+    r = await http.get("/v1/related", params={"url": url})
+    assert 400 <= r.status_code < 500 and r.json()["error"]["code"] == code, r.text
+
+
+async def test_widget_fragment_is_escaped_html(http, stack):
+    rec = stack.records[1]
+    r = await http.get("/v1/widget", params={"url": rec["url"], "k": 4})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "<script" not in r.text.lower() and r.text.count("<li") == 4
+    r = await http.get("/widget.js")
+    assert r.status_code == 200 and "javascript" in r.headers["content-type"]
+
+
+async def test_sources_and_cors(http):
+    r = await http.get("/v1/sources")
+    assert r.status_code == 200 and isinstance(r.json()["items"], list)
+    r = await http.options("/v1/related", headers={"Origin": "https://publisher.example",
+                                                   "Access-Control-Request-Method": "GET"})
+    assert r.headers.get("access-control-allow-origin") in ("*", "https://publisher.example")

@@ -1,0 +1,151 @@
+"""Canonical story URLs: the identity a story is upserted by. Pure string work, no I/O.
+
+Rules (decided here, relied on by the store and dedupe):
+- resolve against `base` if given; only http and https with a host are accepted, anything
+  else raises ValueError (callers treat it as "not a story link");
+- scheme and host lowercased, IDN hosts to punycode, default ports (80/443) and user:password
+  dropped, the fragment dropped;
+- tracking parameters dropped (utm_*, fbclid, gclid, … see `TRACKING_PARAMS`), the rest
+  sorted by name (stable, so repeated names keep their order), blank values kept;
+- the path keeps its trailing slash: "/a/" and "/a" can be different pages on real servers,
+  so only an empty path becomes "/" (RFC 3986 §6.2.3 makes "" and "/" equivalent for http);
+- escaped unreserved characters are decoded ("%7E" -> "~", RFC 3986 §6.2.2.2), other
+  escapes upper-cased (§6.2.2.1) and never decoded, so "%2F" stays distinct from "/";
+  unsafe characters (spaces, non-ASCII) are escaped as UTF-8;
+- http and https are kept apart: the two usually serve the same story, but merging them is
+  a dedupe decision (content hash, same-event), not an identity rule.
+`canonical_url(canonical_url(x)) == canonical_url(x)` holds for every accepted x.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
+
+TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "_hs")
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "gclsrc",
+        "dclid",
+        "msclkid",
+        "yclid",
+        "igshid",
+        "twclid",
+        "ttclid",
+        "mc_cid",
+        "mc_eid",
+        "ocid",
+        "cmpid",
+        "cmp",
+        "at_medium",
+        "at_campaign",
+        "at_custom1",
+        "at_custom2",
+        "at_custom3",
+        "at_custom4",
+        "_ga",
+        "_gl",
+        "ito",
+        "ns_mchannel",
+        "ns_source",
+        "ns_campaign",
+        "ns_linkname",
+        "ns_fee",
+        "smid",
+        "smtyp",
+        "cid_source",
+        "xtor",
+        "icid",
+        "ref_src",
+        "ref_url",
+        "wt.mc_id",
+        "wt_mc_id",
+        "s_cid",
+        "sr_share",
+        "spm",
+        "__twitter_impression",
+        "wprss",
+    }
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST_OK = re.compile(r"^[a-z0-9._~!$&'()*+,;=-]+$|^\[[0-9a-f:.]+\]$")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PCT = re.compile(r"%[0-9a-fA-F]{2}")
+# RFC 3986 pchar plus "/" and "%": existing escapes are left for `_escape` to normalize.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+
+
+def canonical_url(url: str, base: str | None = None) -> str:
+    """The canonical form of an http(s) URL; ValueError when it is not one."""
+    if not isinstance(url, str):
+        raise ValueError("URL must be a string")
+    url = url.strip()
+    if not url:
+        raise ValueError("empty URL")
+    if base:
+        url = urljoin(base.strip(), url)
+    parts = urlsplit(url)  # may raise ValueError (bad IPv6 literal)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"not an http(s) URL: {url[:80]!r}")
+    host = _normalize_host(parts.hostname or "")
+    port = parts.port  # raises ValueError when out of range or not a number
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    path = _normalize_escapes(parts.path) or "/"
+    query = _normalize_query(parts.query)
+    return urlunsplit((scheme, netloc, path, query, ""))
+
+
+def site_of(url: str) -> str:
+    """The site a URL belongs to: its lowercased host without "www." ("" when there is none)."""
+    try:
+        host = (urlsplit(url.strip()).hostname or "").lower().rstrip(".")
+    except ValueError:
+        return ""
+    return host[4:] if host.startswith("www.") else host
+
+
+def is_tracking_param(name: str) -> bool:
+    low = name.lower()
+    return low in TRACKING_PARAMS or low.startswith(TRACKING_PREFIXES)
+
+
+def _normalize_host(host: str) -> str:
+    host = host.lower().rstrip(".")
+    if not host:
+        raise ValueError("URL has no host")
+    if ":" in host:  # IPv6 literal (urlsplit dropped the brackets)
+        host = f"[{host}]"
+    elif not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as e:
+            raise ValueError(f"bad host name {host!r}") from e
+    if not _HOST_OK.match(host) or ".." in host or host.startswith("."):
+        raise ValueError(f"bad host name {host!r}")
+    return host
+
+
+def _normalize_escapes(text: str) -> str:
+    text = quote(text, safe=_PATH_SAFE)
+    # A lone "%" not followed by two hex digits is escaped, so decoding stays unambiguous.
+    text = re.sub(r"%(?![0-9a-fA-F]{2})", "%25", text)
+    return _PCT.sub(_escape, text)
+
+
+def _escape(m: re.Match[str]) -> str:
+    # Escaped unreserved characters ("%7E" for "~") mean the character itself (§2.3).
+    char = chr(int(m.group(0)[1:], 16))
+    return char if char in _UNRESERVED else m.group(0).upper()
+
+
+def _normalize_query(query: str) -> str:
+    if not query:
+        return ""
+    pairs = [
+        (k, v) for k, v in parse_qsl(query, keep_blank_values=True) if not is_tracking_param(k)
+    ]
+    pairs.sort(key=lambda kv: kv[0])
+    return urlencode(pairs, quote_via=quote, safe="/:@!$'()*,;-._~")

@@ -1,0 +1,119 @@
+"""Read an HTML listing page (a section front) into stories with the source's CSS selectors.
+
+lxml + cssselect over the decoded page. `Selectors.item` picks each story block; the other
+selectors are evaluated inside that block. Links resolve against the page's <base href> if
+it has one, else the page URL. Only parsing: the page arrives as bytes.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin
+
+import lxml.html
+from cssselect import SelectorError
+from lxml import etree
+
+from aggregator.errors import ParseError
+from aggregator.model import ParsedDocument, ParsedItem, Selectors
+from aggregator.textclean import clean_inline, collapse_whitespace, decode_html, parse_date
+
+_IMAGE_ATTRS = ("src", "data-src", "data-lazy-src", "data-original", "content")
+_DATE_ATTRS = ("datetime", "content", "data-date", "title")
+
+
+def parse_listing(
+    body: bytes, *, base_url: str, selectors: Selectors, content_type: str | None = None
+) -> ParsedDocument:
+    """Items found by `selectors`; ParseError when the page is empty or no item matches."""
+    text = decode_html(body, content_type)
+    if not text.strip():
+        raise ParseError("empty body")
+    try:
+        root = lxml.html.document_fromstring(text)
+    except (etree.ParserError, ValueError) as e:
+        raise ParseError(f"HTML page could not be parsed: {e}") from e
+    base = base_url
+    base_el = root.find(".//base[@href]")
+    if base_el is not None:
+        base = urljoin(base_url, base_el.get("href", "").strip())
+    try:
+        blocks = root.cssselect(selectors.item)
+    except SelectorError as e:
+        raise ParseError(f"bad CSS selector {selectors.item!r}: {e}") from e
+    if not blocks:
+        raise ParseError(f"HTML listing: item selector {selectors.item!r} matched nothing")
+    items: list[ParsedItem] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for n, block in enumerate(blocks, start=1):
+        try:
+            item = _item(block, selectors, base)
+        except SelectorError as e:
+            raise ParseError(f"bad CSS selector in {selectors!r}: {e}") from e
+        if isinstance(item, str):
+            problems.append(f"item {n}: {item}")
+            continue
+        if item.url in seen:  # teasers often link one story twice (image and headline)
+            continue
+        seen.add(item.url)
+        items.append(item)
+    if not items:
+        raise ParseError(f"HTML listing: {len(blocks)} blocks matched but none had a link")
+    title_el = root.find(".//title")
+    return ParsedDocument(
+        kind="html",
+        title=clean_inline(title_el.text_content()) if title_el is not None else "",
+        items=tuple(items),
+        problems=tuple(problems),
+        home_url=base_url,
+    )
+
+
+def _item(block: etree._Element, selectors: Selectors, base: str) -> ParsedItem | str:
+    link_el = _first(block, selectors.link)
+    href = ""
+    if link_el is not None:
+        href = link_el.get("href") or ""
+        if not href and link_el.tag != "a":
+            inner = link_el.find(".//a[@href]")
+            href = inner.get("href", "") if inner is not None else ""
+    href = href.strip()
+    if not href:
+        return "no link, skipped"
+    url = urljoin(base, href)
+    if not url.startswith(("http://", "https://")):
+        return f"not an http(s) link {href[:60]!r}, skipped"
+    title_el = _first(block, selectors.title) if selectors.title else link_el
+    title = clean_inline(title_el.text_content()) if title_el is not None else ""
+    summary_el = _first(block, selectors.summary) if selectors.summary else None
+    summary = collapse_whitespace(summary_el.text_content()) if summary_el is not None else ""
+    published_at = None
+    if selectors.date:
+        date_el = _first(block, selectors.date)
+        if date_el is not None:
+            values = [date_el.get(a) for a in _DATE_ATTRS] + [date_el.text_content()]
+            published_at = next((d for d in map(parse_date, filter(None, values)) if d), None)
+    image = ""
+    if selectors.image:
+        img_el = _first(block, selectors.image)
+        if img_el is not None:
+            # Lazy-loading pages put a data: placeholder in src and the real URL in data-src.
+            values = (img_el.get(a, "").strip() for a in _IMAGE_ATTRS)
+            image = next((v for v in values if v and not v.startswith("data:")), "")
+    return ParsedItem(
+        url=url,
+        title=title,
+        summary=summary,
+        image_url=urljoin(base, image) if image else "",
+        published_at=published_at,
+    )
+
+
+def _first(block: etree._Element, selector: str) -> etree._Element | None:
+    if not selector:
+        return None
+    # ":scope" is the block itself, for listings where the item *is* the link.
+    if selector.strip() == ":scope":
+        return block
+    found = block.cssselect(selector)
+    return found[0] if found else None

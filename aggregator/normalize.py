@@ -1,0 +1,114 @@
+"""Turn a ParsedItem into a StoryDraft ready to upsert, or say why it cannot be one.
+
+Pure: the clock comes in as `now`. Decisions made here:
+- identity is `canonical_url(item.url)`; a link that is not http(s) makes the item unusable;
+- an item needs a title or a summary; with a summary only, the title is its first words;
+- fields are cleaned (entities, tags, whitespace) and cut to `MAX_*` characters, so one
+  absurd item cannot bloat the store or the embedder's input;
+- a `published_at` more than `MAX_FUTURE` ahead of `now` is dropped to None (the store then
+  uses the collection time): a wrong clock or a time-zone bug at the source, and keeping it
+  would pin the story to the top of every "newest first" list. Dates before 1995 are also
+  dropped (epoch zero and "0001-01-01" placeholders);
+- `content_hash` is the SHA-256 of the body (text, else summary) lowercased and reduced to
+  its words, when it has at least `MIN_HASH_WORDS` words, else "": short teasers collide by
+  chance ("Watch the video."), long bodies that match are the same story on two sites.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta
+
+from aggregator.canonical import canonical_url, site_of
+from aggregator.model import ParsedItem, SourceSpec, StoryDraft
+from aggregator.textclean import clean_inline, collapse_whitespace, truncate
+
+MAX_TITLE_CHARS = 300
+MAX_SUMMARY_CHARS = 1_000
+MAX_TEXT_CHARS = 100_000
+MAX_AUTHOR_CHARS = 200
+MAX_URL_CHARS = 2_048
+MAX_FUTURE = timedelta(days=1)
+EARLIEST_AT = datetime(1995, 1, 1, tzinfo=UTC)
+MIN_HASH_WORDS = 40
+DERIVED_TITLE_WORDS = 16
+DERIVED_SUMMARY_CHARS = 300
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def rejection_reason(item: ParsedItem) -> str:
+    """Why `item` cannot become a story ("" when it can)."""
+    try:
+        canonical_url(item.url)
+    except ValueError as e:
+        return f"unusable link: {e}"
+    if not _texts(item)[0]:
+        return "no title and no summary"
+    return ""
+
+
+def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime) -> StoryDraft | None:
+    """The StoryDraft for `item`, or None when `rejection_reason(item)` is not empty."""
+    if rejection_reason(item):
+        return None
+    url = canonical_url(item.url)
+    title, summary, text = _texts(item)
+    return StoryDraft(
+        url=url,
+        title=truncate(title, MAX_TITLE_CHARS),
+        summary=truncate(summary, MAX_SUMMARY_CHARS),
+        text=truncate(text, MAX_TEXT_CHARS),
+        author=truncate(clean_inline(item.author), MAX_AUTHOR_CHARS),
+        image_url=_image_url(item.image_url),
+        published_at=_published_at(item.published_at, now),
+        site=site_of(url),
+        source=source.name if source else "",
+        category=source.category if source else "",
+        original_url=item.url if len(item.url) <= MAX_URL_CHARS else "",
+        content_hash=content_hash(text or summary),
+    )
+
+
+def _texts(item: ParsedItem) -> tuple[str, str, str]:
+    """Clean title, summary and text; title and summary derived from the body when missing."""
+    summary = collapse_whitespace(item.summary)
+    text = collapse_whitespace(item.text)
+    if not summary and text:
+        summary = truncate(" ".join(text.split()), DERIVED_SUMMARY_CHARS)
+    title = clean_inline(item.title)
+    if not title:
+        words = summary.split()
+        title = " ".join(words[:DERIVED_TITLE_WORDS])
+        if len(words) > DERIVED_TITLE_WORDS:
+            title += "…"
+    return title, summary, text
+
+
+def content_hash(body: str) -> str:
+    """SHA-256 hex of the body's lowercased words, or "" when it is too short to trust."""
+    words = _WORD.findall(body.casefold())
+    if len(words) < MIN_HASH_WORDS:
+        return ""
+    return hashlib.sha256(" ".join(words).encode("utf-8")).hexdigest()
+
+
+def _published_at(value: datetime | None, now: datetime) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    if value > now + MAX_FUTURE or value < EARLIEST_AT:
+        return None
+    return value
+
+
+def _image_url(value: str) -> str:
+    value = value.strip()
+    if not value or len(value) > MAX_URL_CHARS or not value.startswith(("http://", "https://")):
+        return ""
+    return value

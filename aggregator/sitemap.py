@@ -1,0 +1,109 @@
+"""Read XML sitemaps, news sitemaps (<news:news>) and sitemap indexes into a ParsedDocument.
+
+A news sitemap (https://www.google.com/schemas/sitemap-news/0.9) gives each story's title
+and publication date; `image:loc` gives its lead image. A plain sitemap gives URLs only: the
+items come with empty titles (normalize drops them unless full-text reading fills them in),
+and a problem says so. A sitemap index lists other sitemaps, not stories: its items are
+empty and the child sitemap URLs go in `ParsedDocument.child_urls` for the collector to fetch.
+Parsing uses lxml with `recover=True`, so a truncated file still yields its complete entries.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin
+
+from lxml import etree
+
+from aggregator.errors import ParseError
+from aggregator.model import ParsedDocument, ParsedItem
+from aggregator.textclean import clean_inline, parse_date
+
+_NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
+_IMAGE_NS = "http://www.google.com/schemas/sitemap-image/1.1"
+
+
+def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
+    """Parse a sitemap body; raise ParseError when there is no <urlset> or <sitemapindex>."""
+    parser = etree.XMLParser(recover=True, resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        root = etree.fromstring(body, parser=parser)
+    except etree.XMLSyntaxError as e:
+        raise ParseError(f"sitemap is not XML: {e}") from e
+    if root is None:
+        raise ParseError("sitemap is not XML: nothing parseable")
+    problems: list[str] = []
+    errors = [err for err in parser.error_log if err.level >= etree.ErrorLevels.ERROR]
+    if errors:
+        problems.append(f"malformed XML recovered: {errors[0].message} (line {errors[0].line})")
+    name = etree.QName(root).localname
+    if name == "sitemapindex":
+        children = tuple(
+            urljoin(base_url, loc)
+            for loc in (_text(sm, "loc") for sm in _children(root, "sitemap"))
+            if loc
+        )
+        problems.append(f"sitemap index: {len(children)} child sitemaps in child_urls, no stories")
+        return ParsedDocument(
+            kind="sitemap", title="", items=(), problems=tuple(problems), child_urls=children
+        )
+    if name != "urlset":
+        raise ParseError(f"not a sitemap: root element is <{name}>, not <urlset>/<sitemapindex>")
+    items: list[ParsedItem] = []
+    untitled = 0
+    for n, entry in enumerate(_children(root, "url"), start=1):
+        loc = _text(entry, "loc")
+        if not loc:
+            problems.append(f"item {n}: no <loc>, skipped")
+            continue
+        url = urljoin(base_url, loc)
+        if not url.startswith(("http://", "https://")):
+            problems.append(f"item {n}: not an http(s) link {loc[:60]!r}, skipped")
+            continue
+        news = entry.find(f"{{{_NEWS_NS}}}news")
+        title, raw_date, keywords = "", "", ""
+        if news is not None:
+            title = clean_inline(_ns_text(news, _NEWS_NS, "title"))
+            raw_date = _ns_text(news, _NEWS_NS, "publication_date")
+            keywords = _ns_text(news, _NEWS_NS, "keywords")
+        raw_date = raw_date or _text(entry, "lastmod")
+        published_at = parse_date(raw_date)
+        if raw_date and published_at is None:
+            problems.append(f"item {n}: invalid date {raw_date[:40]!r}, left empty")
+        untitled += not title
+        image = ""
+        image_el = entry.find(f"{{{_IMAGE_NS}}}image")
+        if image_el is not None:
+            image = _ns_text(image_el, _IMAGE_NS, "loc")
+        items.append(
+            ParsedItem(
+                url=url,
+                title=title,
+                image_url=urljoin(url, image) if image else "",
+                published_at=published_at,
+                guid=loc,
+                tags=tuple(k.strip() for k in keywords.split(",") if k.strip()),
+            )
+        )
+    if untitled:
+        problems.append(
+            f"{untitled} of {len(items)} entries have no news:title (plain sitemap entries "
+            "need full-text reading for a title)"
+        )
+    return ParsedDocument(kind="sitemap", title="", items=tuple(items), problems=tuple(problems))
+
+
+def _children(root: etree._Element, local: str) -> list[etree._Element]:
+    # The sitemap namespace is often missing or misspelled in the wild; match local names.
+    return [el for el in root if isinstance(el.tag, str) and etree.QName(el).localname == local]
+
+
+def _text(el: etree._Element, local: str) -> str:
+    for child in el:
+        if isinstance(child.tag, str) and etree.QName(child).localname == local:
+            return (child.text or "").strip()
+    return ""
+
+
+def _ns_text(el: etree._Element, ns: str, local: str) -> str:
+    child = el.find(f".//{{{ns}}}{local}")
+    return (child.text or "").strip() if child is not None else ""

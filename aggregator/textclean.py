@@ -1,0 +1,213 @@
+"""Clean text fields read from documents: decode bytes, strip markup, unescape, collapse, dates.
+
+Pure functions over strings and bytes; no I/O and no knowledge of feeds or the store. Feeds
+are decoded by feedparser itself; `decode_html` is for HTML pages (listings, articles).
+"""
+
+from __future__ import annotations
+
+import codecs
+import html
+import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import lxml.html
+from lxml import etree
+
+_WS = re.compile(r"[ \t\r\f\v\u00a0\u200b\u2028\u2029]+")
+_BLANK_LINES = re.compile(r"\n\s*\n+")
+_TAG = re.compile(r"<[a-zA-Z/!?][^<>]*>")
+# An entity left after one round of unescaping: feeds that escape twice ("&amp;#8217;").
+_LEFTOVER_ENTITY = re.compile(r"&(#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});")
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]+encoding\s*=\s*["']([a-zA-Z0-9_.:-]+)""")
+_CT_CHARSET = re.compile(r"charset\s*=\s*[\"']?([a-zA-Z0-9_.:-]+)", re.I)
+
+# Block elements end a line when markup becomes plain text, so paragraphs stay apart.
+_BLOCK_TAGS = frozenset(
+    "p div br li ul ol h1 h2 h3 h4 h5 h6 blockquote pre tr table section article header "
+    "footer figure figcaption hr dd dt dl".split()
+)
+_DROP_TAGS = ("script", "style", "noscript", "template", "iframe", "svg", "head")
+
+
+def declared_charset(body: bytes, content_type: str | None = None) -> str:
+    """The charset a body says it has (BOM, then HTTP header, then XML/meta tag), or ""."""
+    for bom, name in (
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if body.startswith(bom):
+            return name
+    if content_type:
+        m = _CT_CHARSET.search(content_type)
+        if m and _known_codec(m.group(1)):
+            return m.group(1).lower()
+    head = body[:4096]
+    for pattern in (_XML_ENCODING, _META_CHARSET):
+        m = pattern.search(head)
+        if m and _known_codec(m.group(1).decode("ascii", "ignore")):
+            return m.group(1).decode("ascii").lower()
+    return ""
+
+
+def decode_html(body: bytes, content_type: str | None = None) -> str:
+    """Bytes of an HTML page to text: declared charset if it decodes, else UTF-8, else cp1252.
+
+    Undeclared pages are mostly UTF-8 today; the rest are usually windows-1252, which is what
+    browsers fall back to (WHATWG Encoding, "legacy single-byte" default), and which maps
+    every byte, so decoding never fails.
+    """
+    charset = declared_charset(body, content_type)
+    if charset:
+        # "iso-8859-1" is decoded as cp1252 by browsers (WHATWG maps the label to windows-1252).
+        if codecs.lookup(charset).name in ("latin-1", "iso8859-1", "ascii"):
+            charset = "cp1252"
+        try:
+            return _strip_bom(body.decode(charset))
+        except (UnicodeDecodeError, LookupError):
+            pass  # a wrong declaration is common; fall through to sniffing
+    try:
+        return _strip_bom(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return body.decode("cp1252", errors="replace")
+
+
+def collapse_whitespace(text: str) -> str:
+    """Runs of spaces become one space; lines are stripped; blank-line runs become one."""
+    lines = [_WS.sub(" ", line).strip() for line in text.replace("\r\n", "\n").split("\n")]
+    joined = "\n".join(lines)
+    return _BLANK_LINES.sub("\n\n", joined).strip()
+
+
+def unescape(text: str) -> str:
+    """Decode HTML entities, twice when a feed escaped them twice ("&amp;eacute;")."""
+    once = html.unescape(text)
+    if _LEFTOVER_ENTITY.search(once):
+        once = html.unescape(once)
+    return once
+
+
+def clean_inline(text: str | None) -> str:
+    """A one-line field (title, author): tags dropped, entities decoded, one space between words."""
+    if not text:
+        return ""
+    if "<" in text:
+        text = _TAG.sub(" ", text)
+    text = unescape(text)
+    return _WS.sub(" ", text.replace("\n", " ")).strip()
+
+
+def html_to_text(markup: str | None) -> str:
+    """HTML (a fragment or a page) to plain text with paragraph breaks kept."""
+    if not markup or not markup.strip():
+        return ""
+    if "<" not in markup:
+        return collapse_whitespace(unescape(markup))
+    try:
+        root = lxml.html.fragment_fromstring(markup, create_parent="div")
+    except (etree.ParserError, ValueError):
+        return collapse_whitespace(unescape(_TAG.sub(" ", markup)))
+    for bad in list(root.iter(*_DROP_TAGS)):
+        if bad.getparent() is not None:
+            bad.drop_tree()
+    parts: list[str] = []
+    _walk_text(root, parts)
+    text = "".join(parts)
+    # Entities escaped twice survive lxml's single decoding pass.
+    if _LEFTOVER_ENTITY.search(text):
+        text = html.unescape(text)
+    return collapse_whitespace(text)
+
+
+def truncate(text: str, max_chars: int, ellipsis: str = "…") -> str:
+    """Cut at a word boundary so the result (with the ellipsis) is at most max_chars long."""
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max(0, max_chars - len(ellipsis))]
+    space = cut.rfind(" ")
+    if space > max_chars // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-") + ellipsis
+
+
+def parse_date(value: str | None) -> datetime | None:
+    """An RFC 822 or ISO 8601 date string to an aware UTC datetime; None when it is not one.
+
+    Naive values are taken as UTC (feeds that omit the offset mostly mean UTC or are off by
+    hours; being off by hours is better than losing the date). Date-only values mean midnight.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    parsed: datetime | None = None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def struct_time_to_utc(value: object) -> datetime | None:
+    """feedparser's `*_parsed` (a UTC time.struct_time) to an aware datetime, None if unusable."""
+    if value is None:
+        return None
+    try:
+        fields = tuple(value)[:6]  # type: ignore[arg-type]
+        return datetime(*fields, tzinfo=UTC)  # type: ignore[misc]
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _walk_text(el: etree._Element, out: list[str]) -> None:
+    tag = el.tag if isinstance(el.tag, str) else ""
+    block = tag.lower() in _BLOCK_TAGS
+    if block:
+        out.append("\n")
+    if el.text and isinstance(el.tag, str):
+        out.append(el.text)
+    for child in el:
+        _walk_text(child, out)
+        if child.tail:
+            out.append(child.tail)
+    if block:
+        out.append("\n")
+
+
+def _known_codec(name: str) -> bool:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
+
+
+def _strip_bom(text: str) -> str:
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+__all__ = [
+    "clean_inline",
+    "collapse_whitespace",
+    "declared_charset",
+    "decode_html",
+    "html_to_text",
+    "parse_date",
+    "struct_time_to_utc",
+    "truncate",
+    "unescape",
+]

@@ -1,0 +1,146 @@
+"""canonical_url and site_of: fixed examples plus Hypothesis properties."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from aggregator.canonical import TRACKING_PARAMS, canonical_url, is_tracking_param, site_of
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("HTTP://WWW.Example.COM:80", "http://www.example.com/"),
+        ("https://a.com:443/x/?utm_source=a&b=2&a=1#frag", "https://a.com/x/?a=1&b=2"),
+        ("https://a.com:8443/x", "https://a.com:8443/x"),
+        (
+            "https://a.com/p?CMP=share_btn&fbclid=x&gclid=y&mc_cid=1&mc_eid=2&ocid=3",
+            "https://a.com/p",
+        ),
+        (
+            "https://www.bbc.com/news/articles/cq59?at_medium=RSS&at_campaign=rss",
+            "https://www.bbc.com/news/articles/cq59",
+        ),
+        ("http://bücher.de/ä ö?q=ü", "http://xn--bcher-kva.de/%C3%A4%20%C3%B6?q=%C3%BC"),
+        ("https://a.com/%7ea/%2f", "https://a.com/~a/%2F"),
+        ("https://user:pw@A.com./x", "https://a.com/x"),
+        ("  https://a.com/a/  ", "https://a.com/a/"),
+        ("https://a.com/search?q=a+b&page=2", "https://a.com/search?page=2&q=a%20b"),
+        ("https://a.com/?b=1&a=2&b=0", "https://a.com/?a=2&b=1&b=0"),
+        ("https://[2001:DB8::1]:443/x", "https://[2001:db8::1]/x"),
+    ],
+)
+def test_examples(raw: str, expected: str) -> None:
+    assert canonical_url(raw) == expected
+
+
+def test_relative_with_base() -> None:
+    assert (
+        canonical_url("../b?utm_term=x", "https://News.example/a/c/d") == "https://news.example/a/b"
+    )
+    assert canonical_url("//cdn.example/x", "https://a.example/") == "https://cdn.example/x"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "   ",
+        "ftp://x.example/a",
+        "javascript:alert(1)",
+        "mailto:a@b.c",
+        "https:///nohost",
+        "http://a b.com/",
+        "http://[::1/",
+        "http://a.com:99999/",
+        "/relative/only",
+        "data:text/plain,x",
+    ],
+)
+def test_rejected_with_value_error(raw: str) -> None:
+    with pytest.raises(ValueError):
+        canonical_url(raw)
+
+
+def test_site_of() -> None:
+    assert site_of("https://WWW.BBC.co.uk:443/news") == "bbc.co.uk"
+    assert site_of("https://edition.cnn.com/x") == "edition.cnn.com"
+    assert site_of("not a url") == ""
+    assert site_of("http://[::1") == ""
+
+
+# --- properties --------------------------------------------------------------------------
+
+hosts = st.from_regex(r"\A(www\.)?[a-zA-Z0-9-]{1,12}(\.[a-zA-Z]{2,6}){1,2}\Z")
+segments = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/?#"), max_size=12
+)
+param_names = st.one_of(
+    st.sampled_from(sorted(TRACKING_PARAMS) + ["utm_source", "UTM_Campaign", "id", "page", "q"]),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8),
+)
+params = st.lists(st.tuples(param_names, st.text(max_size=8)), max_size=6)
+
+
+@st.composite
+def web_urls(draw: st.DrawFn) -> str:
+    scheme = draw(st.sampled_from(["http", "https", "HTTP", "HttpS"]))
+    port = draw(st.sampled_from(["", ":80", ":443", ":8080"]))
+    path = "/".join(draw(st.lists(segments, max_size=4)))
+    query = "&".join(f"{k}={v}" for k, v in draw(params))
+    fragment = draw(st.sampled_from(["", "#top", "#!/x"]))
+    return f"{scheme}://{draw(hosts)}{port}/{path}" + (f"?{query}" if query else "") + fragment
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(web_urls())
+@example("https://a.com/%zz%7e?x=%zz&y=%")
+def test_idempotent_and_clean(url: str) -> None:
+    once = canonical_url(url)
+    assert canonical_url(once) == once
+    parts = urlsplit(once)
+    assert parts.scheme in ("http", "https")
+    assert parts.fragment == ""
+    assert parts.netloc == parts.netloc.lower()
+    assert not parts.netloc.endswith({"http": ":80", "https": ":443"}[parts.scheme])
+    names = [k for k, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    assert not any(is_tracking_param(k) for k in names)
+    assert names == sorted(names)
+    assert " " not in once and "#" not in once
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(web_urls(), st.sampled_from(sorted(TRACKING_PARAMS) + ["utm_medium"]), st.text(max_size=5))
+def test_adding_a_tracking_param_changes_nothing(url: str, name: str, value: str) -> None:
+    base = url.split("#")[0]
+    tracked = base + ("&" if "?" in base else "?") + f"{name}={quote(value, safe='')}"
+    assert canonical_url(tracked) == canonical_url(url)
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=60))
+@example("http://[::1")
+@example("http://a.com:65536/")
+@example("http://\ud800.com/")
+@example("https://a.com/\ud800")
+def test_arbitrary_text_is_a_url_or_value_error(text: str) -> None:
+    try:
+        out = canonical_url(text)
+    except ValueError:
+        return
+    assert out.startswith(("http://", "https://"))
+    assert canonical_url(out) == out
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=30), st.text(max_size=30))
+def test_arbitrary_relative_text_with_base(text: str, path: str) -> None:
+    try:
+        out = canonical_url(text, f"https://base.example/{path}")
+    except ValueError:
+        return
+    assert canonical_url(out) == out

@@ -1,0 +1,111 @@
+"""extract_article: token F1 against the article-extraction benchmark's gold text, metadata.
+
+The full 120-page figure comes from `python -m benchmarks.extract_f1`; here a fixed sample
+of 40 pages (every third key in sorted order) keeps the test fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from aggregator.errors import ParseError
+from aggregator.extract import Article, extract_article
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / ".." / "shared" / "data"
+BENCH = DATA / "article-extraction-benchmark"
+PAGES = DATA / "readability-news-pages"
+MIN_MEAN_F1 = 0.85  # trafilatura's published F1 on this benchmark is about 0.9
+
+
+def _f1_module():
+    # benchmarks/ is not an installed package; load the one metric definition from its file.
+    spec = importlib.util.spec_from_file_location(
+        "extract_f1", REPO / "benchmarks" / "extract_f1.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_token_f1_metric_itself() -> None:
+    f1 = _f1_module()
+    assert f1.token_f1("The cat sat.", "the cat sat") == 1.0
+    assert f1.token_f1("", "the cat") == 0.0
+    assert f1.token_f1("a b", "a b c d") == pytest.approx(2 * 1.0 * 0.5 / 1.5)
+
+
+@pytest.mark.skipif(not BENCH.is_dir(), reason=f"shared test data not found at {BENCH}")
+def test_mean_token_f1_on_a_fixed_sample() -> None:
+    f1 = _f1_module()
+    sample = [page for n, page in enumerate(f1.pages(BENCH)) if n % 3 == 0]
+    assert len(sample) == 40
+    scores = [f1.score_page(*page) for page in sample]
+    mean_f1 = statistics.mean(s.f1 for s in scores)
+    worst = sorted(scores, key=lambda s: s.f1)[:3]
+    assert mean_f1 >= MIN_MEAN_F1, f"mean F1 {mean_f1:.3f}; worst {worst}"
+
+
+@pytest.mark.skipif(not PAGES.is_dir(), reason=f"shared test data not found at {PAGES}")
+@pytest.mark.parametrize("name", ["bbc-1", "guardian-1", "nytimes-1", "lemonde-1"])
+def test_metadata_against_readability_reference(name: str) -> None:
+    folder = PAGES / name
+    meta = json.loads((folder / "expected-metadata.json").read_text(encoding="utf-8"))
+    article = extract_article((folder / "source.html").read_bytes(), f"https://{name}.example/a")
+    assert isinstance(article, Article)
+    assert len(article.text.split()) > 100
+    # Titles differ in site suffixes ("- BBC News"); the reference title must be contained.
+    ref_title = " ".join((meta.get("title") or "").split())
+    assert (
+        ref_title[:40].lower() in article.title.lower()
+        or article.title.lower() in ref_title.lower()
+    )
+
+
+PAGE = b"""<!doctype html><html><head><meta charset="windows-1252">
+<title>Ceasefire holds - News Example</title>
+<meta property="og:title" content="Ceasefire holds">
+<meta property="og:image" content="/img/lead.jpg">
+<meta property="og:site_name" content="News Example">
+<meta name="description" content="Talks in Jeddah went on.">
+<meta property="article:published_time" content="2026-11-25T08:30:00+01:00">
+<meta name="author" content="Jane Doe">
+</head><body><nav><a href="/">Home</a> <a href="/politics">Politics</a></nav>
+<article><h1>Ceasefire holds</h1>
+<p>The ceasefire agreed on Tuesday held through the night, officials in Kyiv and Moscow said,
+as negotiators prepared for another round of talks in Jeddah later this week. \x93It is fragile\x94,
+one diplomat said.</p>
+<p>Both sides accused each other of minor violations, but no major attacks on energy
+infrastructure were reported, according to monitors who spoke on condition of anonymity.</p>
+<p>The White House said the president would speak with his counterpart again before the talks,
+and European leaders welcomed the pause while warning that a lasting deal was still far off.</p>
+</article><footer>Copyright News Example</footer></body></html>"""
+
+
+def test_small_page_metadata_and_og_image() -> None:
+    article = extract_article(PAGE, "https://news.example/politics/ceasefire")
+    assert article.title == "Ceasefire holds"
+    assert "held through the night" in article.text and "Copyright" not in article.text
+    assert "\u201cIt is fragile\u201d" in article.text  # windows-1252 quotes decoded
+    assert article.image_url == "https://news.example/img/lead.jpg"
+    assert article.site_name == "News Example"
+    assert article.author == "Jane Doe"
+    assert article.description == "Talks in Jeddah went on."
+    assert article.published_at == datetime(2026, 11, 25, 7, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"   ", b"<html><head><script>x()</script></head><body></body></html>"]
+)
+def test_no_article_text_is_a_parse_error(body: bytes) -> None:
+    with pytest.raises(ParseError):
+        extract_article(body, "https://news.example/x")

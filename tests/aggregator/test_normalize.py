@@ -1,0 +1,155 @@
+"""normalize(): ParsedItem -> StoryDraft decisions (identity, cleaning, limits, dates, hash)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregator.model import ParsedItem, SourceSpec
+from aggregator.normalize import (
+    MAX_SUMMARY_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+    content_hash,
+    normalize,
+    rejection_reason,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+SOURCE = SourceSpec(
+    name="bbc-politics", url="https://feeds.bbci.co.uk/news/politics/rss.xml", category="politics"
+)
+BODY = " ".join(f"word{n}" for n in range(60))
+
+
+def test_a_plain_item() -> None:
+    item = ParsedItem(
+        url="https://WWW.BBC.co.uk/news/uk-1?at_medium=RSS&at_campaign=rss#x",
+        title="  Firm in data scandal &#8216;made election boasts&#8217; ",
+        summary="The company <b>boasted</b>.",
+        author="Jane  Doe",
+        image_url="https://ichef.bbci.co.uk/a.jpg",
+        published_at=NOW - timedelta(hours=3),
+    )
+    draft = normalize(item, source=SOURCE, now=NOW)
+    assert draft is not None
+    assert draft.url == "https://www.bbc.co.uk/news/uk-1"
+    assert draft.original_url == item.url
+    assert draft.title == "Firm in data scandal ‘made election boasts’"
+    assert draft.author == "Jane Doe"
+    assert draft.site == "bbc.co.uk"
+    assert (draft.source, draft.category) == ("bbc-politics", "politics")
+    assert draft.published_at == NOW - timedelta(hours=3)
+    assert draft.content_hash == ""  # four words are not a body
+
+
+@pytest.mark.parametrize(
+    "item, reason",
+    [
+        (ParsedItem(url="https://a.example/x", title=""), "no title and no summary"),
+        (ParsedItem(url="https://a.example/x", title="  <b></b> "), "no title and no summary"),
+        (ParsedItem(url="javascript:void(0)", title="Click"), "unusable link"),
+        (ParsedItem(url="ftp://a.example/x", title="File"), "unusable link"),
+        (ParsedItem(url="", title="No link"), "unusable link"),
+    ],
+)
+def test_unusable_items(item: ParsedItem, reason: str) -> None:
+    assert rejection_reason(item).startswith(reason)
+    assert normalize(item, source=None, now=NOW) is None
+
+
+def test_title_from_summary_and_summary_from_text() -> None:
+    words = " ".join(f"w{n}" for n in range(30))
+    draft = normalize(
+        ParsedItem(url="https://a.example/1", title="", summary=words), source=None, now=NOW
+    )
+    assert draft is not None and draft.title.startswith("w0 w1 w2") and draft.title.endswith("…")
+    draft = normalize(
+        ParsedItem(url="https://a.example/2", title="T", text="Para one.\n\nTwo."),
+        source=None,
+        now=NOW,
+    )
+    assert (
+        draft is not None
+        and draft.summary == "Para one. Two."
+        and draft.text == "Para one.\n\nTwo."
+    )
+
+
+def test_absurd_fields_are_truncated() -> None:
+    item = ParsedItem(
+        url="https://a.example/1",
+        title="title " * 500,
+        summary="s " * 5000,
+        text="t " * 200_000,
+        author="a" * 1000,
+        image_url="https://i.example/" + "x" * 5000,
+    )
+    draft = normalize(item, source=None, now=NOW)
+    assert draft is not None
+    assert len(draft.title) <= MAX_TITLE_CHARS and draft.title.endswith("…")
+    assert len(draft.summary) <= MAX_SUMMARY_CHARS
+    assert len(draft.text) <= MAX_TEXT_CHARS
+    assert len(draft.author) <= 200
+    assert draft.image_url == ""
+
+
+@pytest.mark.parametrize(
+    "published_at, expected",
+    [
+        (NOW + timedelta(hours=23), NOW + timedelta(hours=23)),  # time zones run ahead
+        (NOW + timedelta(days=1, seconds=1), None),
+        (NOW + timedelta(days=400), None),
+        (datetime(1970, 1, 1, tzinfo=UTC), None),
+        (datetime(2016, 5, 1, 8, 0), datetime(2016, 5, 1, 8, 0, tzinfo=UTC)),  # naive = UTC
+        (None, None),
+    ],
+)
+def test_published_at_bounds(published_at: datetime | None, expected: datetime | None) -> None:
+    draft = normalize(
+        ParsedItem(url="https://a.example/1", title="T", published_at=published_at),
+        source=None,
+        now=NOW,
+    )
+    assert draft is not None and draft.published_at == expected
+
+
+def test_content_hash_links_exact_duplicates_across_sites() -> None:
+    a = normalize(ParsedItem(url="https://a.example/1", title="A", text=BODY), source=None, now=NOW)
+    b = normalize(
+        ParsedItem(
+            url="https://b.example/9",
+            title="B",
+            text="  " + BODY.upper().replace(" ", ",\n ") + ".",
+        ),
+        source=None,
+        now=NOW,
+    )
+    c = normalize(
+        ParsedItem(url="https://c.example/1", title="C", text=BODY + " extra"), source=None, now=NOW
+    )
+    assert a and b and c
+    assert a.content_hash and a.content_hash == b.content_hash
+    assert c.content_hash and c.content_hash != a.content_hash
+    assert content_hash("only a few words here") == ""
+    assert len(content_hash(BODY)) == 64
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.text(max_size=40),
+    st.text(max_size=60),
+    st.text(max_size=200),
+    st.one_of(st.none(), st.datetimes(timezones=st.just(UTC))),
+)
+def test_normalize_never_raises(url_tail: str, title: str, text: str, at: datetime | None) -> None:
+    item = ParsedItem(url=f"https://a.example/{url_tail}", title=title, text=text, published_at=at)
+    draft = normalize(item, source=SOURCE, now=NOW)
+    if draft is None:
+        assert rejection_reason(item)
+        return
+    assert draft.title and draft.url.startswith("https://a.example/")
+    assert draft.published_at is None or draft.published_at <= NOW + timedelta(days=1)

@@ -1,0 +1,503 @@
+"""Bad and odd input to parse_document: recover what is there, fail with a clear message."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregator.errors import ParseError
+from aggregator.model import Selectors
+from aggregator.normalize import normalize, rejection_reason
+from aggregator.parse import detect_kind, parse_document
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / ".." / "shared" / "data"
+FEEDS = DATA / "news-feeds"
+needs_feeds = pytest.mark.skipif(
+    not FEEDS.is_dir(), reason=f"shared test data not found at {FEEDS}"
+)
+needs_pages = pytest.mark.skipif(
+    not (DATA / "readability-news-pages").is_dir(),
+    reason=f"shared test data not found at {DATA / 'readability-news-pages'}",
+)
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def rss(items: str, *, encoding: str = "utf-8", extra_channel: str = "") -> str:
+    return (
+        f'<?xml version="1.0" encoding="{encoding}"?>\n'
+        '<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/">'
+        f"<channel><title>Test</title><link>https://news.example/</link>{extra_channel}"
+        f"{items}</channel></rss>"
+    )
+
+
+def item(
+    n: int,
+    *,
+    link: str | None = None,
+    title: str | None = None,
+    date: str = "Tue, 24 Nov 2026 10:00:00 GMT",
+    body: str = "",
+) -> str:
+    link = f"https://news.example/story/{n}" if link is None else link
+    title = f"Story number {n}" if title is None else title
+    parts = [f"<title>{title}</title>" if title else ""]
+    parts.append(f"<link>{link}</link>" if link else "")
+    parts.append(f"<pubDate>{date}</pubDate>" if date else "")
+    parts.append(f"<description>{body}</description>" if body else "")
+    return "<item>" + "".join(parts) + "</item>"
+
+
+# --- malformed and wrong documents -------------------------------------------------------
+
+
+@needs_feeds
+def test_feed_truncated_mid_item_keeps_the_earlier_items() -> None:
+    body = (FEEDS / "rss-parser" / "guardian.rss").read_bytes()
+    starts = [i for i in range(len(body)) if body.startswith(b"<item>", i)]
+    cut = body[: starts[10] + 200]  # in the middle of the 11th item
+    doc = parse_document(cut, base_url="https://www.theguardian.com/us/rss")
+    assert len(doc.items) >= 10
+    full = parse_document(body, base_url="https://www.theguardian.com/us/rss")
+    assert [i.url for i in doc.items[:10]] == [i.url for i in full.items[:10]]
+    assert [i.title for i in doc.items[:10]] == [i.title for i in full.items[:10]]
+    assert any(p.startswith("malformed XML recovered") for p in doc.problems), doc.problems
+
+
+def test_unescaped_ampersand_is_recovered_with_a_problem() -> None:
+    body = rss(item(1, title="Tom & Jerry return") + item(2)).encode()
+    doc = parse_document(body, base_url="https://news.example/rss")
+    assert [i.title for i in doc.items] == ["Tom & Jerry return", "Story number 2"]
+    assert any("malformed XML recovered" in p for p in doc.problems)
+
+
+@needs_pages
+def test_html_page_where_a_feed_was_expected() -> None:
+    page = (DATA / "readability-news-pages" / "bbc-1" / "source.html").read_bytes()
+    for kind in ("auto", "feed"):
+        with pytest.raises(ParseError, match="expected a feed, got an HTML page"):
+            parse_document(page, base_url="https://www.bbc.com/news/rss.xml", kind=kind)
+    assert detect_kind(page, "text/html") == "html"
+
+
+@pytest.mark.parametrize("body", [b"", b"   \n\t ", b"\xef\xbb\xbf  "])
+def test_empty_body(body: bytes) -> None:
+    with pytest.raises(ParseError, match="empty body"):
+        parse_document(body, base_url="https://news.example/rss")
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"<note><to>Tove</to></note>", "not a feed"),
+        (b'{"hello": "world"}', "not a JSON Feed"),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "invalid JSON"),
+        (b"\x00\x01\x02 binary junk", "not a feed"),
+        (b"<?xml version='1.0'?><urlset><url><loc>", "no stories"),
+    ],
+)
+def test_unusable_bodies_raise_parse_error_with_a_message(body: bytes, message: str) -> None:
+    try:
+        doc = parse_document(body, base_url="https://news.example/x")
+    except ParseError as e:
+        assert message in str(e)
+    else:  # only the truncated empty sitemap is usable-but-empty; it must say so
+        assert message == "no stories" and doc.items == () and doc.kind == "sitemap"
+
+
+def test_unknown_kind_is_rejected() -> None:
+    with pytest.raises(ParseError, match="unknown source kind"):
+        parse_document(rss(item(1)).encode(), base_url="https://news.example/", kind="podcast")
+
+
+# --- broken items and dates ---------------------------------------------------------------
+
+
+def test_200_items_with_3_broken() -> None:
+    broken = {17: "no link", 99: "javascript link", 150: "no title, no text"}
+    parts = []
+    for n in range(1, 201):
+        if n == 17:
+            parts.append(item(n, link=""))
+        elif n == 99:
+            parts.append(item(n, link="javascript:alert(1)"))
+        elif n == 150:
+            parts.append(item(n, title=""))
+        else:
+            parts.append(item(n))
+    doc = parse_document(rss("".join(parts)).encode(), base_url="https://news.example/rss")
+    assert any(p.startswith("item 17: no link") for p in doc.problems), doc.problems
+    assert any(p.startswith("item 99: ") for p in doc.problems), doc.problems
+    drafts = [normalize(i, source=None, now=NOW) for i in doc.items]
+    usable = [d for d in drafts if d is not None]
+    assert len(usable) == 200 - len(broken)
+    rejected = [i for i in doc.items if rejection_reason(i)]
+    assert [rejection_reason(i) for i in rejected] == ["no title and no summary"]
+    assert {d.url for d in usable} == {
+        f"https://news.example/story/{n}" for n in range(1, 201) if n not in broken
+    }
+
+
+@pytest.mark.parametrize(
+    "date", ["yesterday-ish", "32/13/2026", "Mon, 99 Foo 2026 99:99:99", "0000-00-00T00:00:00Z"]
+)
+def test_invalid_dates_become_none_with_a_problem(date: str) -> None:
+    doc = parse_document(
+        rss(item(1, date=date) + item(2)).encode(), base_url="https://news.example/rss"
+    )
+    assert doc.items[0].published_at is None
+    assert doc.items[1].published_at == datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    assert any(p.startswith("item 1: invalid date") for p in doc.problems), doc.problems
+
+
+def test_missing_date_is_none_without_a_problem() -> None:
+    doc = parse_document(rss(item(1, date="")).encode(), base_url="https://news.example/rss")
+    assert doc.items[0].published_at is None
+    assert doc.problems == ()
+
+
+# --- real-world quirks ---------------------------------------------------------------------
+
+
+def test_declared_latin1_feed_and_double_escaped_entities() -> None:
+    title = "Reações &amp;amp; críticas: &amp;#8216;não&amp;#8217;"
+    body = rss(item(1, title=title), encoding="ISO-8859-1").encode("latin-1")
+    doc = parse_document(body, base_url="https://news.example/rss")
+    assert doc.items[0].title == "Reações & críticas: ‘não’"
+
+
+def test_relative_links_and_images_resolve_against_the_feed_url() -> None:
+    body = rss(
+        "<item><title>Rel</title><link>/politics/rel-1</link>"
+        '<media:content url="/img/a.jpg" medium="image" width="100"/>'
+        '<media:content url="/img/b.jpg" medium="image" width="800"/></item>'
+    ).encode()
+    doc = parse_document(body, base_url="https://news.example/feeds/rss.xml")
+    assert doc.items[0].url == "https://news.example/politics/rel-1"
+    assert doc.items[0].image_url == "https://news.example/img/b.jpg"
+
+
+def test_image_from_enclosure_then_from_content_skipping_tracking_pixels() -> None:
+    body = rss(
+        "<item><title>A</title><link>https://n.example/a</link>"
+        '<enclosure url="https://n.example/a.mp3" type="audio/mpeg" length="1"/>'
+        '<enclosure url="https://n.example/a.png" type="image/png" length="1"/></item>'
+        "<item><title>B</title><link>https://n.example/b</link><description>"
+        '&lt;img src="https://feeds.feedburner.com/~r/x/~4/abc" width="1" height="1"/&gt;'
+        '&lt;p&gt;Text&lt;img src="/b.jpg"/&gt;&lt;/p&gt;</description></item>'
+    ).encode()
+    doc = parse_document(body, base_url="https://n.example/rss")
+    assert [i.image_url for i in doc.items] == [
+        "https://n.example/a.png",
+        "https://n.example/b.jpg",
+    ]
+    assert doc.items[1].summary == "Text"
+
+
+def test_ttl_minutes_and_sy_update_period() -> None:
+    doc = parse_document(
+        rss(item(1), extra_channel="<ttl>30</ttl>").encode(), base_url="https://n.example/rss"
+    )
+    assert doc.ttl_s == 1800
+    body = (
+        rss(item(1))
+        .replace("<rss ", '<rss xmlns:sy="http://purl.org/rss/1.0/modules/syndication/" ')
+        .replace(
+            "<title>Test</title>",
+            "<title>Test</title><sy:updatePeriod>hourly</sy:updatePeriod>"
+            "<sy:updateFrequency>4</sy:updateFrequency>",
+        )
+    )
+    assert parse_document(body.encode(), base_url="https://n.example/rss").ttl_s == 900
+
+
+# --- JSON Feed 1.1 -------------------------------------------------------------------------
+
+
+@needs_feeds
+def test_jsonfeed_1_1_made_from_the_real_daring_fireball_feed() -> None:
+    original = (FEEDS / "RSParser" / "DaringFireball.json").read_bytes()
+    data = json.loads(original)
+    data["version"] = "https://jsonfeed.org/version/1.1"
+    data["authors"] = [data.pop("author")] if "author" in data else [{"name": "John Gruber"}]
+    for n, entry in enumerate(data["items"]):
+        entry.pop("author", None)
+        if n == 0:
+            entry["authors"] = [{"name": "Guest One"}, {"name": "Guest Two"}]
+        if n == 1:
+            entry["image"] = "/images/lead.jpg"
+            entry["date_published"] = "not a date"
+        if n == 2:
+            entry.pop("url")
+            entry.pop("external_url", None)
+            entry["id"] = "urn:df:3"  # no usable link at all
+    body = json.dumps(data).encode()
+    assert detect_kind(body, "application/feed+json") == "jsonfeed"
+    v10 = parse_document(original, base_url="https://daringfireball.net/feeds/json")
+    v11 = parse_document(
+        body,
+        base_url="https://daringfireball.net/feeds/json",
+        content_type="application/feed+json",
+        kind="feed",
+    )
+    assert v11.kind == "jsonfeed" and len(v10.items) == 48 and len(v11.items) == 47
+    assert v11.items[0].author == "Guest One, Guest Two"
+    assert v11.items[1].author == (data["authors"][0].get("name") or "")
+    assert v11.items[1].image_url.endswith("/images/lead.jpg")
+    assert v11.items[1].published_at is None
+    assert any(p.startswith("item 2: invalid date") for p in v11.problems)
+    assert any(p.startswith("item 3: no link") for p in v11.problems)
+    assert [i.url for i in v11.items[2:]] == [i.url for i in v10.items[3:]]
+    assert all(i.text for i in v11.items)
+
+
+# --- sitemaps ------------------------------------------------------------------------------
+
+NEWS_SITEMAP = """<?xml version="1.0" encoding="UTF-8"?>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"
+        xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"
+        xmlns:image="http://www.google.com/schemas/sitemap-image/1.1">
+  <url>
+    <loc>https://news.example/politics/ceasefire-talks?utm_source=sitemap</loc>
+    <news:news>
+      <news:publication><news:name>News Example</news:name>
+        <news:language>en</news:language></news:publication>
+      <news:publication_date>2026-11-25T08:30:00+01:00</news:publication_date>
+      <news:title>Ceasefire talks resume in Jeddah &amp; Riyadh</news:title>
+      <news:keywords>Ukraine, Russia, talks</news:keywords>
+    </news:news>
+    <image:image><image:loc>https://cdn.news.example/ceasefire.jpg</image:loc></image:image>
+  </url>
+  <url>
+    <loc>/culture/stadium-tour</loc>
+    <news:news>
+      <news:publication_date>2026-11-25</news:publication_date>
+      <news:title>Band announces stadium tour</news:title>
+    </news:news>
+  </url>
+  <url>
+    <news:news><news:title>No loc here</news:title></news:news>
+  </url>
+  <url>
+    <loc>https://news.example/broken-date</loc>
+    <news:news><news:publication_date>soon</news:publication_date>
+      <news:title>Broken date</news:title></news:news>
+  </url>
+  <url><loc>https://news.example/trunc
+"""
+
+
+def test_news_sitemap_sample() -> None:
+    doc = parse_document(NEWS_SITEMAP.encode(), base_url="https://news.example/sitemap-news.xml")
+    assert doc.kind == "sitemap"
+    first, second, third = doc.items[:3]
+    assert first.title == "Ceasefire talks resume in Jeddah & Riyadh"
+    assert first.published_at == datetime(2026, 11, 25, 7, 30, tzinfo=UTC)
+    assert first.image_url == "https://cdn.news.example/ceasefire.jpg"
+    assert first.tags == ("Ukraine", "Russia", "talks")
+    assert second.url == "https://news.example/culture/stadium-tour"
+    assert second.published_at == datetime(2026, 11, 25, tzinfo=UTC)
+    assert third.title == "Broken date" and third.published_at is None
+    assert any(p.startswith("item 3: no <loc>") for p in doc.problems)
+    assert any(p.startswith("item 4: invalid date") for p in doc.problems)
+    assert any(p.startswith("malformed XML recovered") for p in doc.problems)
+    draft = normalize(first, source=None, now=NOW)
+    assert draft is not None and draft.url == "https://news.example/politics/ceasefire-talks"
+
+
+def test_sitemap_index_lists_children_not_stories() -> None:
+    body = b"""<?xml version="1.0"?>
+<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+  <sitemap><loc>https://news.example/sitemap-1.xml</loc></sitemap>
+  <sitemap><loc>/sitemap-2.xml</loc><lastmod>2026-11-25</lastmod></sitemap>
+</sitemapindex>"""
+    doc = parse_document(body, base_url="https://news.example/sitemap.xml")
+    assert doc.items == ()
+    assert doc.child_urls == (
+        "https://news.example/sitemap-1.xml",
+        "https://news.example/sitemap-2.xml",
+    )
+    assert any("sitemap index" in p for p in doc.problems)
+
+
+def test_plain_sitemap_items_have_no_titles_and_say_so() -> None:
+    body = (
+        b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url>'
+        b"<loc>https://n.example/a</loc><lastmod>2026-11-01</lastmod></url></urlset>"
+    )
+    doc = parse_document(body, base_url="https://n.example/sitemap.xml")
+    assert [(i.url, i.title) for i in doc.items] == [("https://n.example/a", "")]
+    assert any("no news:title" in p for p in doc.problems)
+    assert normalize(doc.items[0], source=None, now=NOW) is None
+
+
+# --- HTML listings -------------------------------------------------------------------------
+
+LISTING = """<!doctype html>
+<html><head><title>Politics &ndash; News Example</title>
+<base href="https://news.example/politics/"></head>
+<body>
+<ul class="stories">
+  <li class="story"><a class="headline" href="ceasefire">Ceasefire talks &amp; what comes next</a>
+      <p class="dek">Officials met in   Jeddah.</p>
+      <time datetime="2026-11-25T09:00:00Z">Today</time>
+      <img data-src="/img/c.jpg" src="data:image/gif;base64,R0lGOD"></li>
+  <li class="story"><a class="headline" href="/culture/tour?utm_medium=web">Stadium tour</a>
+      <time>Wed, 25 Nov 2026 10:00:00 +0100</time></li>
+  <li class="story"><span class="headline">No link here</span></li>
+  <li class="story"><a class="headline" href="mailto:desk@news.example">Write to us</a></li>
+</ul></body></html>"""
+
+
+def test_html_listing_with_selectors() -> None:
+    sel = Selectors(
+        item="li.story",
+        link="a.headline",
+        title=".headline",
+        summary="p.dek",
+        date="time",
+        image="img",
+    )
+    doc = parse_document(
+        LISTING.encode("utf-8"),
+        base_url="https://news.example/politics",
+        kind="html",
+        selectors=sel,
+    )
+    assert doc.kind == "html" and doc.title == "Politics – News Example"
+    assert [i.url for i in doc.items] == [
+        "https://news.example/politics/ceasefire",
+        "https://news.example/culture/tour?utm_medium=web",
+    ]
+    first, second = doc.items
+    assert first.title == "Ceasefire talks & what comes next"
+    assert first.summary == "Officials met in Jeddah."
+    assert first.published_at == datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    assert first.image_url == "https://news.example/img/c.jpg"
+    assert second.published_at == datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    assert any(p.startswith("item 3: no link") for p in doc.problems)
+    assert any(p.startswith("item 4: not an http(s) link") for p in doc.problems)
+    # auto-sniffing also takes the listing route when selectors are configured
+    auto = parse_document(LISTING.encode(), base_url="https://news.example/politics", selectors=sel)
+    assert auto.items == doc.items
+
+
+def test_html_listing_in_undeclared_windows_1252() -> None:
+    page = (
+        "<html><body><div class='s'><a href='/a'>Café déjà vu – “quoted”</a></div></body></html>"
+    ).encode("cp1252")
+    doc = parse_document(
+        page, base_url="https://n.example/", selectors=Selectors(item="div.s", link="a")
+    )
+    assert doc.items[0].title == "Café déjà vu – “quoted”"
+
+
+def test_html_listing_selector_that_matches_nothing() -> None:
+    with pytest.raises(ParseError, match="matched nothing"):
+        parse_document(
+            LISTING.encode(),
+            base_url="https://news.example/",
+            selectors=Selectors(item="article.card", link="a"),
+        )
+    with pytest.raises(ParseError, match="bad CSS selector"):
+        parse_document(
+            LISTING.encode(),
+            base_url="https://news.example/",
+            selectors=Selectors(item="li[", link="a"),
+        )
+
+
+@needs_pages
+def test_html_listing_on_a_real_front_page() -> None:
+    """yahoo-2 is a front page (README): its headline links become items, all absolute."""
+    page = (DATA / "readability-news-pages" / "yahoo-2" / "source.html").read_bytes()
+    doc = parse_document(
+        page, base_url="https://www.yahoo.com/", selectors=Selectors(item="li", link="a[href]")
+    )
+    assert len(doc.items) >= 5
+    assert all(i.url.startswith(("http://", "https://")) for i in doc.items)
+    assert len({i.url for i in doc.items}) == len(doc.items)
+
+
+def test_detect_kind() -> None:
+    assert detect_kind(b"\xef\xbb\xbf<?xml version='1.0'?><!-- hi --><rss/>") == "feed"
+    assert detect_kind(b"<rdf:RDF xmlns:rdf='x'/>") == "feed"
+    assert detect_kind(b"<feed xmlns='http://www.w3.org/2005/Atom'/>") == "feed"
+    assert detect_kind(b"<urlset/>") == "sitemap"
+    assert detect_kind(b"<sitemapindex/>") == "sitemap"
+    assert detect_kind(b'{"version":"https://jsonfeed.org/version/1","items":[]}') == "jsonfeed"
+    assert detect_kind(b"<!DOCTYPE html><html><body/></html>") == "html"
+    assert detect_kind(b"") == "empty"
+    assert detect_kind("<rss/>".encode("utf-16")) == "feed"
+
+
+# --- never a crash -------------------------------------------------------------------------
+
+
+def _parse_or_error(body: bytes, **kwargs: object) -> None:
+    try:
+        doc = parse_document(body, base_url="https://n.example/feed", **kwargs)  # type: ignore[arg-type]
+    except ParseError as e:
+        assert str(e)  # a message the operator can read
+        return
+    for it in doc.items:
+        assert it.url.startswith(("http://", "https://"))
+        assert it.published_at is None or it.published_at.tzinfo is not None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash(body: bytes) -> None:
+    _parse_or_error(body)
+
+
+@needs_feeds
+@settings(max_examples=40, deadline=None)
+@given(
+    # Small files of each format, so each example stays in milliseconds.
+    st.sampled_from(
+        [
+            "photojournalism/bbc.xml",
+            "rss-parser/heise.atom",
+            "node-feedparser/mediacontent-dupes.xml",
+            "RSParser/DaringFireball.json",
+            "rss-parser/encoding.rss",
+        ]
+    ),
+    st.floats(min_value=0.0, max_value=1.0),
+    st.binary(max_size=8),
+)
+def test_truncated_and_corrupted_real_feeds_never_crash(name: str, at: float, junk: bytes) -> None:
+    body = (FEEDS / name).read_bytes()
+    cut = int(len(body) * at)
+    _parse_or_error(body[:cut] + junk)
+    _parse_or_error(body[:cut] + junk + body[cut:], kind="feed")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=200))
+def test_arbitrary_sitemap_and_listing_text_never_crashes(text: str) -> None:
+    _parse_or_error(f"<urlset><url><loc>{text}</loc></url></urlset>".encode(errors="replace"))
+    _parse_or_error(
+        f"<html><body><div class='s'><a href='{text}'>{text}</a></div></body></html>".encode(
+            errors="replace"
+        ),
+        selectors=Selectors(item="div.s", link="a"),
+    )
+
+
+def test_share_buttons_are_not_lead_images_but_photos_of_companies_are() -> None:
+    body = rss(
+        "<item><title>A</title><link>https://n.example/a</link><description>"
+        "&lt;img alt='Add to Facebook' src='https://ads.example/fb.gif'/&gt;"
+        "&lt;img alt='Facebook headquarters' src='https://n.example/pixel-8-hq.jpg'/&gt;"
+        "</description></item>"
+    ).encode()
+    doc = parse_document(body, base_url="https://n.example/rss")
+    assert doc.items[0].image_url == "https://n.example/pixel-8-hq.jpg"

@@ -1,0 +1,31 @@
+"""Run the real `tidings` command in a subprocess with its own data dir and settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TIDINGS = [sys.executable, "-m", "api.cli"]
+
+
+@pytest.fixture
+def cli_env(tmp_path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    env.update({
+        "TIDINGS_DATA_DIR": str(tmp_path / "data"),
+        "TIDINGS_INDEX_EMBEDDER": "hash",
+        "TIDINGS_LOG_LEVEL": "warning",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(REPO),
+    })
+    return env
+
+
+def run_cli(args: list[str], env: dict, *, input: str | None = None, timeout: float = 120):
+    return subprocess.run([*TIDINGS, *args], cwd=REPO, env=env, input=input, text=True,
+                          capture_output=True, timeout=timeout)

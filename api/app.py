@@ -171,7 +171,7 @@ def create_app(svc: Services) -> FastAPI:
         return request.client.host if request.client else "?"
 
     async def cached_block(request: Request, key: tuple, make) -> Response:
-        full_key = (*key, svc.corpus.version if svc.corpus else 0)
+        full_key = (*key, svc.corpus.version if svc.corpus is not None else 0)
         hit = cache.get(full_key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
@@ -205,7 +205,7 @@ def create_app(svc: Services) -> FastAPI:
     async def healthz():
         ok = await svc.store.ping()
         body = {"status": "ok" if ok else "degraded", "database": ok,
-                "indexed": len(svc.corpus) if svc.corpus else None}
+                "indexed": len(svc.corpus) if svc.corpus is not None else None}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"])

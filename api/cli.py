@@ -120,7 +120,9 @@ def _settings(args):
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Third-party chatter (per-request logs, model loading) stays at warning.
-    for noisy in ("apscheduler", "httpx", "sentence_transformers", "trafilatura", "htmldate"):
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "skipped: already running" is normal
+    for noisy in ("httpx", "sentence_transformers", "trafilatura", "htmldate",
+                  "alembic", "faiss", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return settings
 

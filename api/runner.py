@@ -8,6 +8,7 @@ failing tick is logged and retried on the next one, never kills the process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from datetime import UTC, datetime, timedelta
@@ -51,9 +52,10 @@ class SourcesWatcher:
             log.info("sources.synced %s", changes)
 
 
-async def _guard(name: str, coro) -> None:
+async def _guard(name: str, job) -> None:
+    """One tick of a job: errors are logged, the next tick tries again."""
     try:
-        await coro
+        await job()
     except StoreError as e:
         log.warning("%s.db_unavailable %s", name, e)
     except Exception:
@@ -87,22 +89,23 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         info = await svc.corpus.start()
         log.info("index.loaded %s", info)
     sched = AsyncIOScheduler(timezone=UTC)
-    opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
+
+    def every(name: str, job, seconds: float, *, now: bool = False, delay_s: float = 0) -> None:
+        # APScheduler 3 reads next_run_time=None as "paused": pass it only to start early.
+        start = {"next_run_time": datetime.now(UTC) + timedelta(seconds=delay_s)} if (now or delay_s) else {}
+        sched.add_job(_guard, "interval", args=[name, job], seconds=seconds, max_instances=1,
+                      coalesce=True, misfire_grace_time=60, **start)
+
     if collect:
-        sched.add_job(lambda: _guard("collect", svc.collector.run_round()), "interval",
-                      seconds=settings.collect.tick_s, next_run_time=datetime.now(UTC), **opts)
+        every("collect", svc.collector.run_round, settings.collect.tick_s, now=True)
         if settings.collect.reload_sources_s:
-            sched.add_job(lambda: _guard("sources", watcher.check()), "interval",
-                          seconds=settings.collect.reload_sources_s, **opts)
+            every("sources", watcher.check, settings.collect.reload_sources_s)
     if index:
-        sched.add_job(lambda: _guard("index", svc.indexer.drain()), "interval",
-                      seconds=settings.index.tick_s, next_run_time=datetime.now(UTC), **opts)
-        sched.add_job(lambda: _guard("save", _save_if_dirty(svc)), "interval", seconds=30, **opts)
+        every("index", svc.indexer.drain, settings.index.tick_s, now=True)
+        every("save", lambda: _save_if_dirty(svc), 30)
     if svc.corpus is not None:
-        sched.add_job(lambda: _guard("follow", svc.corpus.follow()), "interval",
-                      seconds=min(settings.index.tick_s, 1.0), **opts)
-    sched.add_job(lambda: _guard("retention", retention(svc)), "interval", minutes=10,
-                  next_run_time=datetime.now(UTC) + timedelta(seconds=30), **opts)
+        every("follow", svc.corpus.follow, min(settings.index.tick_s, 1.0))
+    every("retention", lambda: retention(svc), 600, delay_s=30)
     sched.start()
     try:
         if serve:
@@ -132,6 +135,12 @@ async def _serve(svc: Services, host: str, port: int, ready: asyncio.Event | Non
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off")
     server = uvicorn.Server(config)
+    # uvicorn re-raises SIGTERM/SIGINT after its own shutdown, which would kill the process
+    # before the index is saved; we take the signals and ask it to exit instead.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     log.info("api.listening http://%s:%d", host, port)
     if ready is not None:
         async def announce():

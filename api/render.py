@@ -1,0 +1,169 @@
+"""Server-side HTML for the related block (GET /v1/widget); pure, and never emits unescaped data.
+
+Every text field goes through html.escape; URLs (story links and images) are kept only when
+they are absolute http(s) URLs, otherwise dropped, so `javascript:`, `data:` and friends can
+never reach an attribute. The markup and class names match what api/static/widget.js builds,
+so the widget's stylesheet and event tracking also work on a server-rendered fragment.
+This module does no I/O and knows nothing about HTTP or storage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from html import escape
+from typing import Any
+from urllib.parse import urlsplit
+
+_SAFE_SCHEMES = frozenset({"http", "https"})
+# Browsers strip ASCII tab/newline inside URLs and leading/trailing C0 controls + space
+# (WHATWG URL standard, "basic URL parser"), so "java\tscript:" would run; refuse any URL
+# that holds such characters instead of guessing what a browser will make of it.
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
+# Bylines often look like "By Jane Smith, Political editor" or "Jane Smith and John Doe".
+_BYLINE_PREFIX = re.compile(r"^\s*by\s+", re.IGNORECASE)
+_BYLINE_SPLIT = re.compile(r"\s*(?:,|;|&|\band\b|\|)\s*", re.IGNORECASE)
+_SNIPPET_MAX_CHARS = 160
+
+
+def safe_http_url(value: object) -> str | None:
+    """Return `value` if it is an absolute http(s) URL a browser will read the same way, else None."""
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    if not url or _URL_FORBIDDEN.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an invalid IPv6 literal in the netloc
+        return None
+    if parts.scheme.lower() not in _SAFE_SCHEMES or not parts.netloc:
+        return None
+    return url
+
+
+def initials(author: str | None) -> str:
+    """Up to two capital letters for a byline: first and last name of its first author.
+
+    "By Jane Smith, Political editor" -> "JS"; "Reuters" -> "R"; "" or None -> "".
+    Words that do not start with a letter ("&", "-", "2024") are skipped.
+    """
+    if not author:
+        return ""
+    first_author = _BYLINE_SPLIT.split(_BYLINE_PREFIX.sub("", author), maxsplit=1)[0]
+    words = [w for w in first_author.split() if w[0].isalpha()]
+    if not words:
+        return ""
+    picked = [words[0]] if len(words) == 1 else [words[0], words[-1]]
+    # One character per word even where upper-casing grows it ("ß" -> "SS").
+    return "".join(w[0].upper()[0] for w in picked)
+
+
+def site_mark(site: str | None) -> str:
+    """Short text for a thumbnail without an image: "bbc.co.uk" -> "BBC", "News Example" -> "NE".
+
+    A host name's first label (without "www.") is used whole when it is short, as outlets
+    are known by it; anything else falls back to `initials`.
+    """
+    name = (site or "").strip().lower()
+    if name and " " not in name and "." in name:
+        label = name.removeprefix("www.").split(".")[0]
+        if 0 < len(label) <= 4 and label.isalnum():
+            return label.upper()
+        return label[:1].upper() if label[:1].isalpha() else ""
+    return initials(site)
+
+
+def snippet(summary: object, *, max_chars: int = _SNIPPET_MAX_CHARS) -> str:
+    """Whitespace-collapsed summary cut at a word boundary to at most `max_chars` (+ an ellipsis)."""
+    if not isinstance(summary, str):
+        return ""
+    text = " ".join(summary.split())
+    if len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    space_at = cut.rfind(" ")
+    if space_at > max_chars // 2:
+        cut = cut[:space_at]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+def _text(card: Mapping[str, Any], key: str) -> str:
+    value = card.get(key)
+    if value is None:
+        return ""
+    return str(value).strip()
+
+
+def _date_label(published_at: object) -> tuple[str, str] | None:
+    """(machine datetime, human label) for an ISO 8601 string; None when it does not parse."""
+    if not isinstance(published_at, str) or not published_at:
+        return None
+    try:
+        parsed = datetime.fromisoformat(published_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.isoformat(), f"{parsed.day} {parsed:%b %Y}"
+
+
+def _card_html(card: Mapping[str, Any]) -> str:
+    title = _text(card, "title") or "Untitled"
+    url = safe_http_url(card.get("url"))
+    image_url = safe_http_url(card.get("image_url"))
+    site = _text(card, "site") or _text(card, "source")
+    author = _text(card, "author")
+    summary = snippet(card.get("summary"))
+    story_id = _text(card, "id")
+
+    if image_url:
+        thumb = (
+            '<span class="tdg-thumb">'
+            f'<img src="{escape(image_url)}" alt="" loading="lazy" decoding="async">'
+            "</span>"
+        )
+    else:
+        thumb = f'<span class="tdg-thumb tdg-thumb-empty" aria-hidden="true">{escape(site_mark(site))}</span>'
+    title_html = f'<span class="tdg-title">{escape(title)}</span>'
+    if url:
+        head = f'<a class="tdg-link" href="{escape(url)}">{thumb}{title_html}</a>'
+    else:
+        head = f'<span class="tdg-link">{thumb}{title_html}</span>'
+
+    parts = [head]
+    if summary:
+        parts.append(f'<p class="tdg-snippet">{escape(summary)}</p>')
+    meta = []
+    if author:
+        meta.append(
+            f'<span class="tdg-avatar" aria-hidden="true">{escape(initials(author))}</span>'
+            f'<span class="tdg-sr">By {escape(author)}</span>'
+        )
+    if site:
+        meta.append(f'<span class="tdg-site">{escape(site)}</span>')
+    dated = _date_label(card.get("published_at"))
+    if dated:
+        meta.append(f'<time class="tdg-time" datetime="{escape(dated[0])}">{escape(dated[1])}</time>')
+    if meta:
+        parts.append(f'<p class="tdg-meta">{"".join(meta)}</p>')
+
+    id_attr = f' data-story-id="{escape(story_id)}"' if story_id else ""
+    return f'<li class="tdg-card"{id_attr}>{"".join(parts)}</li>'
+
+
+def render_block_html(block: Mapping[str, Any], *, heading: str = "Related stories") -> str:
+    """The related block `{"article", "related": [Card...], ...}` as an accessible HTML fragment.
+
+    Returns "" when there is nothing to show, so a host page can include the result blindly.
+    """
+    cards = [c for c in block.get("related") or [] if isinstance(c, Mapping)]
+    if not cards:
+        return ""
+    items = "".join(_card_html(card) for card in cards)
+    label = escape(heading)
+    return (
+        f'<section class="tdg-block" aria-label="{label}">'
+        f'<h2 class="tdg-heading">{label}</h2>'
+        f'<ul class="tdg-list">{items}</ul>'
+        "</section>"
+    )

@@ -1,0 +1,341 @@
+/* Tidings related-stories widget: finds [data-tidings-related] containers, fetches each
+ * related block lazily, renders it with DOM APIs only (never innerHTML with data), and
+ * reports impressions and clicks to /v1/events. No dependencies. It must never break the
+ * host page: every failure leaves the container as it was and throws nothing.
+ *
+ *   <div data-tidings-related data-url="https://site.example/article" data-k="4"></div>
+ *   <script async src="https://tidings.example/widget.js"></script>
+ *
+ * Optional attributes: data-api (API base; default: the origin this script came from),
+ * data-heading (default "Related stories"), data-theme ("light" | "dark"; default: follows
+ * the reader's colour scheme).
+ */
+(function () {
+  "use strict";
+  var P = "tdg-";
+  var READER_KEY = "tidings.reader";
+  var FETCH_TIMEOUT_MS = 8000;
+  // document.currentScript is only set while this file first runs, so capture it now.
+  var SCRIPT = document.currentScript;
+  var SCRIPT_ORIGIN = "";
+  try {
+    if (SCRIPT && SCRIPT.src) SCRIPT_ORIGIN = new URL(SCRIPT.src, location.href).origin;
+  } catch (e) { /* no usable src: containers must then set data-api */ }
+
+  var CSS = [
+    ".tdg-block{--tdg-fg:#1a1a1a;--tdg-muted:#5c5f66;--tdg-line:#e3e5e8;--tdg-bg:#fff;",
+    "--tdg-thumb:#eef0f3;--tdg-accent:#b3261e;--tdg-avatar:#24527a;",
+    "margin:2em 0;padding:0 0 .5em;color:var(--tdg-fg);background:var(--tdg-bg);",
+    "font:15px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;text-align:left}",
+    "@media (prefers-color-scheme:dark){.tdg-block:not([data-theme=light]){--tdg-fg:#eceef1;",
+    "--tdg-muted:#a3a8b1;--tdg-line:#33373d;--tdg-bg:#16181b;--tdg-thumb:#24272c;",
+    "--tdg-accent:#ff8a80;--tdg-avatar:#5b8fc7}}",
+    ".tdg-block[data-theme=dark]{--tdg-fg:#eceef1;--tdg-muted:#a3a8b1;--tdg-line:#33373d;",
+    "--tdg-bg:#16181b;--tdg-thumb:#24272c;--tdg-accent:#ff8a80;--tdg-avatar:#5b8fc7}",
+    ".tdg-block *{box-sizing:border-box;margin:0;padding:0}",
+    ".tdg-heading{font-size:.8em;font-weight:700;letter-spacing:.08em;text-transform:uppercase;",
+    "color:var(--tdg-fg);padding-top:.6em;border-top:3px solid var(--tdg-accent);margin-bottom:1em}",
+    ".tdg-list{list-style:none;display:grid;gap:1.25em;",
+    "grid-template-columns:repeat(auto-fill,minmax(190px,1fr))}",
+    ".tdg-card{position:relative;display:flex;flex-direction:column;gap:.45em;min-width:0}",
+    ".tdg-link{display:flex;flex-direction:column;gap:.55em;color:inherit;text-decoration:none}",
+    ".tdg-link:focus-visible{outline:2px solid var(--tdg-accent);outline-offset:3px;border-radius:6px}",
+    ".tdg-link:hover .tdg-title{text-decoration:underline;text-underline-offset:2px}",
+    ".tdg-thumb{display:flex;align-items:center;justify-content:center;aspect-ratio:16/9;",
+    "overflow:hidden;border-radius:6px;background:var(--tdg-thumb);color:var(--tdg-muted);",
+    "font-weight:700;font-size:1.4em;letter-spacing:.05em;",
+    "background-image:linear-gradient(135deg,transparent,rgba(127,127,127,.12))}",
+    ".tdg-thumb img{display:block;width:100%;height:100%;object-fit:cover;border:0}",
+    ".tdg-title{font-weight:700;font-size:1em;line-height:1.3;display:-webkit-box;",
+    "-webkit-line-clamp:3;-webkit-box-orient:vertical;overflow:hidden}",
+    ".tdg-snippet{color:var(--tdg-muted);font-size:.86em;display:-webkit-box;",
+    "-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden}",
+    ".tdg-meta{display:flex;align-items:center;gap:.45em;font-size:.78em;color:var(--tdg-muted);",
+    "margin-top:auto;min-width:0;min-height:2.1em;white-space:nowrap}",
+    ".tdg-avatar{flex:none;display:inline-flex;align-items:center;justify-content:center;",
+    "width:2.6em;height:2.6em;border-radius:50%;background:var(--tdg-avatar);color:#fff;",
+    "font-size:.7em;font-weight:700;letter-spacing:.02em}",
+    ".tdg-site{font-weight:600;color:var(--tdg-fg);overflow:hidden;text-overflow:ellipsis}",
+    ".tdg-time::before{content:'\\00b7';margin-right:.45em}",
+    // Phones: one story a row, thumbnail beside the title, no snippet.
+    "@media (max-width:560px){.tdg-list{grid-template-columns:1fr;gap:1em}",
+    ".tdg-link{flex-direction:row;align-items:flex-start;gap:.8em}",
+    ".tdg-thumb{flex:none;width:112px;font-size:1.1em}.tdg-snippet{display:none}",
+    ".tdg-meta{padding-left:calc(112px + .8em);margin-top:0}",
+    ".tdg-card{padding-bottom:1em;border-bottom:1px solid var(--tdg-line)}}",
+    ".tdg-sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);",
+    "white-space:nowrap}"
+  ].join("");
+
+  function injectCss() {
+    if (document.getElementById("tdg-style")) return;
+    var style = document.createElement("style");
+    style.id = "tdg-style";
+    style.textContent = CSS;
+    (document.head || document.documentElement).appendChild(style);
+  }
+
+  // Only absolute http(s) URLs reach an attribute; the URL parser strips tabs and newlines
+  // the same way navigation would, so "java\tscript:" is caught too.
+  function safeUrl(value) {
+    if (typeof value !== "string" || !value) return null;
+    try {
+      var u = new URL(value);
+      return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function text(value) {
+    return value === null || value === undefined ? "" : String(value).trim();
+  }
+
+  // Same rule as api/render.py initials(): first and last name of the first author.
+  function initials(author) {
+    var first = text(author).replace(/^\s*by\s+/i, "").split(/\s*(?:,|;|&|\band\b|\|)\s*/i)[0];
+    var words = first.split(/\s+/).filter(function (w) { return /^\p{L}/u.test(w); });
+    if (!words.length) return "";
+    var picked = words.length === 1 ? [words[0]] : [words[0], words[words.length - 1]];
+    // One character per word even where upper-casing grows it ("ß" -> "SS").
+    return picked.map(function (w) { return Array.from(Array.from(w)[0].toUpperCase())[0]; }).join("");
+  }
+
+  // Same rule as api/render.py site_mark(): "bbc.co.uk" -> "BBC", "News Example" -> "NE".
+  function siteMark(site) {
+    var name = text(site).toLowerCase();
+    if (name && name.indexOf(" ") < 0 && name.indexOf(".") >= 0) {
+      var label = name.replace(/^www\./, "").split(".")[0];
+      if (/^[\p{L}\p{N}]{1,4}$/u.test(label)) return label.toUpperCase();
+      return /^\p{L}/u.test(label) ? Array.from(label)[0].toUpperCase() : "";
+    }
+    return initials(site);
+  }
+
+  function snippet(summary) {
+    var s = text(summary).replace(/\s+/g, " ");
+    if (s.length <= 160) return s;
+    var cut = s.slice(0, 160);
+    var space = cut.lastIndexOf(" ");
+    if (space > 80) cut = cut.slice(0, space);
+    return cut.replace(/[ ,;:.-]+$/, "") + "\u2026";
+  }
+
+  function ago(published) {
+    var t = Date.parse(text(published));
+    if (isNaN(t)) return "";
+    var minutes = Math.round((Date.now() - t) / 60000);
+    if (minutes < 1) return "just now";
+    if (minutes < 60) return minutes + "m ago";
+    if (minutes < 1440) return Math.round(minutes / 60) + "h ago";
+    if (minutes < 10080) return Math.round(minutes / 1440) + "d ago";
+    return new Date(t).toLocaleDateString(undefined, { day: "numeric", month: "short", year: "numeric" });
+  }
+
+  function el(tag, cls, content) {
+    var node = document.createElement(tag);
+    if (cls) node.className = P + cls;
+    if (content) node.textContent = content;
+    return node;
+  }
+
+  function randomId() {
+    var bytes = new Uint8Array(16);
+    if (window.crypto && crypto.getRandomValues) crypto.getRandomValues(bytes);
+    else for (var i = 0; i < 16; i++) bytes[i] = Math.floor(Math.random() * 256);
+    return Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
+  }
+
+  // A first-party, opaque, random reader id; storage may be blocked (private modes,
+  // sandboxed frames), in which case the id lives only as long as the page.
+  var memoryReader = null;
+  function readerId() {
+    try {
+      var id = localStorage.getItem(READER_KEY);
+      if (id && /^[0-9a-f]{32}$/.test(id)) return id;
+      id = randomId();
+      localStorage.setItem(READER_KEY, id);
+      return id;
+    } catch (e) {
+      return memoryReader || (memoryReader = randomId());
+    }
+  }
+
+  // Events are sent as text/plain so neither beacons nor fetch need a CORS preflight; the
+  // API reads the body as JSON whatever its Content-Type.
+  function sendEvents(api, type, storyIds, preferBeacon) {
+    if (!storyIds.length) return;
+    var reader = readerId();
+    var at = new Date().toISOString();
+    var body = JSON.stringify({
+      events: storyIds.map(function (id) {
+        return { reader: reader, story_id: id, type: type, at: at };
+      })
+    });
+    var url = api + "/v1/events";
+    try {
+      if (preferBeacon && navigator.sendBeacon && navigator.sendBeacon(url, body)) return;
+      fetch(url, {
+        method: "POST", body: body, keepalive: true, credentials: "omit",
+        headers: { "Content-Type": "text/plain;charset=UTF-8" }
+      }).catch(function () {});
+    } catch (e) { /* reporting is best effort */ }
+  }
+
+  function cardNode(card) {
+    var li = el("li", "card");
+    var id = text(card.id);
+    if (id) li.setAttribute("data-story-id", id);
+    var href = safeUrl(card.url);
+    var link = el(href ? "a" : "span", "link");
+    if (href) link.setAttribute("href", href);
+
+    var site = text(card.site) || text(card.source);
+    var thumb = el("span", "thumb");
+    var src = safeUrl(card.image_url);
+    function emptyThumb() {
+      thumb.className = P + "thumb " + P + "thumb-empty";
+      thumb.setAttribute("aria-hidden", "true");
+      thumb.textContent = siteMark(site);
+    }
+    if (src) {
+      var img = document.createElement("img");
+      img.setAttribute("alt", "");
+      img.setAttribute("loading", "lazy");
+      img.setAttribute("decoding", "async");
+      img.addEventListener("error", emptyThumb);
+      img.setAttribute("src", src);
+      thumb.appendChild(img);
+    } else {
+      emptyThumb();
+    }
+    link.appendChild(thumb);
+    link.appendChild(el("span", "title", text(card.title) || "Untitled"));
+    li.appendChild(link);
+
+    var summary = snippet(card.summary);
+    if (summary) li.appendChild(el("p", "snippet", summary));
+
+    var meta = el("p", "meta");
+    var author = text(card.author);
+    if (author) {
+      var avatar = el("span", "avatar", initials(author));
+      avatar.setAttribute("aria-hidden", "true");
+      meta.appendChild(avatar);
+      meta.appendChild(el("span", "sr", "By " + author));
+    }
+    if (site) meta.appendChild(el("span", "site", site));
+    var when = ago(card.published_at);
+    if (when) {
+      var time = el("time", "time", when);
+      time.setAttribute("datetime", text(card.published_at));
+      meta.appendChild(time);
+    }
+    if (meta.childNodes.length) li.appendChild(meta);
+    return li;
+  }
+
+  function blockNode(cards, heading, theme) {
+    var section = el("section", "block");
+    section.setAttribute("aria-label", heading);
+    if (theme === "dark" || theme === "light") section.setAttribute("data-theme", theme);
+    section.appendChild(el("h2", "heading", heading));
+    var list = el("ul", "list");
+    cards.forEach(function (card) { list.appendChild(cardNode(card)); });
+    section.appendChild(list);
+    return section;
+  }
+
+  // Impressions once, when at least half the block is on screen; clicks on every link.
+  // Works the same on blocks this script rendered and on server-rendered /v1/widget HTML.
+  function track(block, api) {
+    var ids = Array.prototype.map.call(block.querySelectorAll("[data-story-id]"), function (li) {
+      return li.getAttribute("data-story-id");
+    });
+    function onClick(event) {
+      var link = event.target.closest && event.target.closest("a." + P + "link");
+      var li = link && link.closest("[data-story-id]");
+      if (li && block.contains(li)) sendEvents(api, "click", [li.getAttribute("data-story-id")], true);
+    }
+    block.addEventListener("click", onClick);
+    block.addEventListener("auxclick", onClick);
+    if (!("IntersectionObserver" in window)) return sendEvents(api, "impression", ids, false);
+    var seen = new IntersectionObserver(function (entries) {
+      if (entries.some(function (e) { return e.isIntersecting; })) {
+        seen.disconnect();
+        sendEvents(api, "impression", ids, false);
+      }
+    }, { threshold: 0.5 });
+    seen.observe(block);
+  }
+
+  function pageUrl(container) {
+    var canonical = document.querySelector("link[rel=canonical][href]");
+    return container.getAttribute("data-url") || (canonical && canonical.href) || location.href;
+  }
+
+  function apiBase(container) {
+    var configured = safeUrl(container.getAttribute("data-api") || "");
+    return (configured || SCRIPT_ORIGIN).replace(/\/+$/, "");
+  }
+
+  function load(container) {
+    var api = apiBase(container);
+    if (!api) return;
+    var k = parseInt(container.getAttribute("data-k"), 10);
+    k = isNaN(k) ? 4 : Math.min(Math.max(k, 1), 20);
+    var url = api + "/v1/related?url=" + encodeURIComponent(pageUrl(container)) + "&k=" + k;
+    var abort = window.AbortController ? new AbortController() : null;
+    var timer = abort && setTimeout(function () { abort.abort(); }, FETCH_TIMEOUT_MS);
+    fetch(url, { credentials: "omit", signal: abort && abort.signal })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (block) {
+        var cards = block && Array.isArray(block.related)
+          ? block.related.filter(function (c) { return c && typeof c === "object"; }) : [];
+        if (!cards.length) return;
+        injectCss();
+        var heading = text(container.getAttribute("data-heading")) || "Related stories";
+        var node = blockNode(cards, heading, container.getAttribute("data-theme"));
+        container.appendChild(node);
+        track(node, api);
+      })
+      .catch(function () { /* API down or odd answer: leave the host page as it was */ })
+      .then(function () { if (timer) clearTimeout(timer); });
+  }
+
+  var started = typeof WeakSet === "function" ? new WeakSet() : null;
+
+  function start(container) {
+    if (!started || started.has(container)) return;
+    started.add(container);
+    var prerendered = container.querySelector("." + P + "block");
+    if (prerendered) {
+      injectCss();
+      var api = apiBase(container);
+      if (api) track(prerendered, api);
+      return;
+    }
+    // Lazy: ask the API only when the container comes within a screen or so of the viewport.
+    if (!("IntersectionObserver" in window)) return load(container);
+    var near = new IntersectionObserver(function (entries) {
+      if (entries.some(function (e) { return e.isIntersecting; })) {
+        near.disconnect();
+        load(container);
+      }
+    }, { rootMargin: "600px 0px" });
+    near.observe(container);
+  }
+
+  function scan() {
+    try {
+      Array.prototype.forEach.call(document.querySelectorAll("[data-tidings-related]"), start);
+    } catch (e) { /* never break the host page */ }
+  }
+
+  window.TidingsWidget = { scan: scan };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", scan);
+  else scan();
+})();

@@ -1,0 +1,260 @@
+"""api.render: the server-side related block is accessible, and inert whatever the data holds."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from api.render import initials, render_block_html, safe_http_url, site_mark, snippet
+
+ALLOWED_TAGS = {"section", "h2", "ul", "li", "a", "span", "img", "p", "time"}
+HOSTILE_STRINGS = [
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "'><svg onload=alert(1)>",
+    "</li></ul></section><script>alert(1)</script>",
+    "&lt;script&gt;",  # already-escaped text must stay visible as typed
+    "<!-- x --><![CDATA[ y ]]>",
+    "\u2028\u2029\x00",
+]
+HOSTILE_URLS = [
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)",
+    " javascript:alert(1)",
+    "java\tscript:alert(1)",
+    "java\nscript:alert(1)",
+    "\x01javascript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "vbscript:msgbox(1)",
+    "//evil.example/x",
+    "/relative/path",
+    "https://",
+    "http://[::1",
+]
+
+
+class Parsed(HTMLParser):
+    """Collects tags, attributes and text, the way a browser's tokenizer sees them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str, str | None]] = []
+        self.texts: list[str] = []
+        self.other: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs.extend((tag, name, value) for name, value in attrs)
+
+    def handle_data(self, data):
+        self.texts.append(data)
+
+    def handle_comment(self, data):
+        self.other.append(f"comment:{data}")
+
+    def handle_decl(self, decl):
+        self.other.append(f"decl:{decl}")
+
+    def unknown_decl(self, data):
+        self.other.append(f"unknown:{data}")
+
+
+def parse(html: str) -> Parsed:
+    parser = Parsed()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+def card(**fields) -> dict:
+    base = {
+        "id": "s1",
+        "url": "https://news.example/a",
+        "title": "Putin agrees to halt strikes on energy sites",
+        "summary": "The Kremlin said the pause would last 30 days.",
+        "site": "News Example",
+        "source": "news-example",
+        "category": "politics",
+        "author": "Jane Smith",
+        "image_url": "https://img.example/a.jpg",
+        "published_at": "2025-03-18T19:00:00+00:00",
+        "score": 0.9,
+        "reason": "same event",
+    }
+    base.update(fields)
+    return base
+
+
+def assert_inert(html: str) -> Parsed:
+    parsed = parse(html)
+    assert set(parsed.tags) <= ALLOWED_TAGS
+    assert parsed.other == []
+    for tag, name, value in parsed.attrs:
+        assert not name.startswith("on"), (tag, name)
+        if name in {"href", "src"}:
+            assert safe_http_url(value) == value, (tag, name, value)
+            assert value.lower().startswith(("http://", "https://"))
+    return parsed
+
+
+def test_block_markup_is_accessible_and_complete():
+    html = render_block_html({"article": card(), "related": [card(), card(id="s2", url=None)]})
+    parsed = assert_inert(html)
+    assert parsed.tags[:3] == ["section", "h2", "ul"]
+    assert ("section", "aria-label", "Related stories") in parsed.attrs
+    assert ("img", "alt", "") in parsed.attrs
+    assert ("img", "loading", "lazy") in parsed.attrs
+    assert ("a", "href", "https://news.example/a") in parsed.attrs
+    assert ("li", "data-story-id", "s2") in parsed.attrs
+    assert parsed.tags.count("li") == 2
+    assert parsed.tags.count("a") == 1  # the card without a URL has no link
+    text = "".join(parsed.texts)
+    for expected in ("Putin agrees to halt strikes", "The Kremlin said", "News Example", "JS",
+                     "By Jane Smith", "18 Mar 2025"):
+        assert expected in text
+
+
+def test_heading_is_escaped_and_empty_block_renders_nothing():
+    assert render_block_html({"related": []}) == ""
+    assert render_block_html({}) == ""
+    html = render_block_html({"related": [card()]}, heading='<b>"More"</b>')
+    parsed = assert_inert(html)
+    assert ("section", "aria-label", '<b>"More"</b>') in parsed.attrs
+    assert '<b>"More"</b>' in parsed.texts
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_STRINGS)
+@pytest.mark.parametrize("field", ["title", "summary", "site", "author", "id"])
+def test_hostile_text_fields_render_as_text(field, hostile):
+    parsed = assert_inert(render_block_html({"related": [card(**{field: hostile})]}))
+    if field in {"title", "site"}:
+        assert hostile.strip() in parsed.texts
+    if field == "id":
+        assert ("li", "data-story-id", hostile.strip()) in parsed.attrs
+
+
+@pytest.mark.parametrize("bad_url", HOSTILE_URLS)
+def test_unsafe_urls_are_dropped(bad_url):
+    assert safe_http_url(bad_url) is None
+    html = render_block_html({"related": [card(url=bad_url, image_url=bad_url)]})
+    parsed = assert_inert(html)
+    assert "a" not in parsed.tags and "img" not in parsed.tags
+    assert card()["title"] in parsed.texts  # the story is still shown, just not linked
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://news.example/a?b=1&c=2", "https://news.example/a?b=1&c=2"),
+        ("HTTP://NEWS.EXAMPLE/", "HTTP://NEWS.EXAMPLE/"),
+        ("  https://news.example/a  ", "https://news.example/a"),
+        (None, None),
+        (42, None),
+    ],
+)
+def test_safe_http_url_keeps_real_links(url, expected):
+    assert safe_http_url(url) == expected
+
+
+def test_quotes_in_an_https_url_cannot_leave_the_attribute():
+    sneaky = 'https://ok.example/"onmouseover=alert(1)\'<script>'
+    parsed = assert_inert(render_block_html({"related": [card(url=sneaky, image_url=sneaky)]}))
+    assert ("a", "href", sneaky) in parsed.attrs
+    assert ("img", "src", sneaky) in parsed.attrs
+
+
+def test_ampersands_in_urls_are_escaped_in_attributes():
+    html = render_block_html({"related": [card(url="https://n.example/?a=1&b=2")]})
+    assert 'href="https://n.example/?a=1&amp;b=2"' in html
+    assert ("a", "href", "https://n.example/?a=1&b=2") in parse(html).attrs
+
+
+@pytest.mark.parametrize(
+    ("author", "expected"),
+    [
+        ("Jane Smith", "JS"),
+        ("By Laura Kuenssberg, Political editor", "LK"),
+        ("by jean-luc picard", "JP"),
+        ("Mary Ann van der Berg", "MB"),
+        ("Reuters", "R"),
+        ("Jane Smith and John Doe", "JS"),
+        ("Jane Smith & John Doe", "JS"),
+        ("Andrew Marr", "AM"),  # "and" inside a name is not a separator
+        ("Élodie Ðorđević", "ÉÐ"),
+        ("ßarah Weiß", "SW"),  # "ß".upper() is "SS": still one letter per word
+        ("  ", ""),
+        ("", ""),
+        (None, ""),
+        ("2024 - @@", ""),
+    ],
+)
+def test_initials(author, expected):
+    assert initials(author) == expected
+
+
+@pytest.mark.parametrize(
+    ("site", "expected"),
+    [
+        ("bbc.co.uk", "BBC"),
+        ("www.cnn.com", "CNN"),
+        ("theguardian.com", "T"),
+        ("News Example", "NE"),
+        ("Reuters", "R"),
+        ("", ""),
+        (None, ""),
+        ("-.example", ""),
+    ],
+)
+def test_site_mark(site, expected):
+    assert site_mark(site) == expected
+
+
+def test_card_without_image_shows_the_site_mark():
+    parsed = assert_inert(render_block_html({"related": [card(image_url=None, site="bbc.co.uk")]}))
+    assert "img" not in parsed.tags
+    assert ("span", "class", "tdg-thumb tdg-thumb-empty") in parsed.attrs
+    assert "BBC" in parsed.texts
+
+
+@given(st.text(max_size=80))
+def test_initials_are_at_most_two_uppercase_letters(author):
+    result = initials(author)
+    assert len(result) <= 2
+    assert all(ch.isalpha() for ch in result)
+    assert result == result.upper()
+
+
+def test_snippet_cuts_at_a_word_with_an_ellipsis():
+    long = "word " * 60
+    cut = snippet(long, max_chars=50)
+    assert cut.endswith("…") and len(cut) <= 51
+    assert not cut[:-1].endswith(" ")
+    assert snippet("  short \n text ") == "short text"
+    assert snippet(None) == ""
+
+
+hostile_text = st.one_of(
+    st.text(max_size=60),
+    st.sampled_from(HOSTILE_STRINGS),
+    st.lists(st.sampled_from(["<", ">", '"', "'", "&", "script", "on", "=", "/", " ", "javascript:"]),
+             max_size=20).map("".join),
+)
+hostile_url = st.one_of(st.sampled_from(HOSTILE_URLS), st.text(max_size=40),
+                        st.builds(lambda t: "https://x.example/" + t, st.text(max_size=20)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(title=hostile_text, summary=hostile_text, site=hostile_text, author=hostile_text,
+       url=hostile_url, image_url=hostile_url)
+def test_any_card_renders_inert_and_keeps_its_title(title, summary, site, author, url, image_url):
+    block = {"related": [card(title=title, summary=summary, site=site, author=author,
+                              url=url, image_url=image_url)]}
+    parsed = assert_inert(render_block_html(block))
+    # The title comes back as exactly one text node equal to what was sent (or the fallback).
+    assert (title.strip() or "Untitled") in parsed.texts
+    assert parsed.tags.count("a") == (1 if safe_http_url(url) else 0)
+    assert parsed.tags.count("img") == (1 if safe_http_url(image_url) else 0)

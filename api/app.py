@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
 from api.cards import block_json, card, iso
 from api.errors import ApiError, error_response
+from api.events import EventIn, EventSink, parse_events, resolve
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.render import render_block_html
@@ -328,6 +329,25 @@ def create_app(svc: Services) -> FastAPI:
              "last_error": r.last_error, "error_count": r.error_count,
              "next_check_at": iso(r.next_check_at), "interval_s": r.interval_s}
             for r in rows]}
+
+    # ------------------------------------------------------------ events
+
+    sink = EventSink(svc.store, on_written=lambda batch, n: [
+        metrics.events.labels(e.type).inc() for e in batch[:n]])
+    app.state.events = sink
+
+    @app.post("/v1/events", tags=["readers"], status_code=202, openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "oneOf": [EventIn.model_json_schema(), {"type": "object", "properties": {
+                "events": {"type": "array", "items": EventIn.model_json_schema()}}}]}}}}})
+    async def events(request: Request):
+        """Impressions, clicks and reads, one or `{"events": [...]}`; idempotent by `id`."""
+        body = await request.body()
+        evs = parse_events(body)
+        limiter.check(("events", client_of(request)), api.events_per_minute, len(evs))
+        records = await resolve(svc.store, evs, datetime.now(UTC))
+        sink.submit(records)
+        return {"accepted": len(records)}
 
     app.state.require_key = require_key
     app.state.limiter = limiter

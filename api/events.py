@@ -1,0 +1,156 @@
+"""Reader feedback in: `POST /v1/events`, validated, idempotent, written off the request path.
+
+The widget posts with `Content-Type: text/plain` (sendBeacon and CORS-simple fetch, so no
+preflight), so the body is read as JSON whatever its content type. Accepted events go to an
+in-process queue that a background task writes in batches; the request answers 202 at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from aggregator.canonical import canonical_url
+from aggregator.store import EventRecord, Store, event_key
+from api.errors import ApiError
+
+log = logging.getLogger("tidings.events")
+
+MAX_BODY_BYTES = 256_000
+MAX_BATCH = 500
+MAX_FUTURE = timedelta(minutes=5)  # client clocks drift; further ahead is a bad timestamp
+MAX_PAST = timedelta(days=30)
+READER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class EventIn(BaseModel):
+    reader: str = Field(min_length=1, max_length=128)
+    story_id: int | None = Field(default=None, ge=1)
+    url: str | None = Field(default=None, max_length=2048)
+    type: str
+    at: datetime | None = None
+    dwell_s: float | None = Field(default=None, ge=0, le=86400)
+    id: str | None = Field(default=None, max_length=100)  # client event id, for idempotency
+
+    @field_validator("reader")
+    @classmethod
+    def _reader(cls, v: str) -> str:
+        if not READER_ID.match(v):
+            raise ValueError("reader must be 1-128 characters of letters, digits, . _ : -")
+        return v
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if v not in ("impression", "click", "read"):
+            raise ValueError("type must be impression, click or read")
+        return v
+
+
+def parse_events(body: bytes) -> list[EventIn]:
+    """The request body as events; ApiError(4xx) says what is wrong."""
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"event batches are limited to {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(body or b"null")
+    except ValueError as e:
+        raise ApiError(400, "invalid_json", f"the body is not JSON: {e}") from e
+    raw = data.get("events") if isinstance(data, dict) and "events" in data else [data]
+    if not isinstance(raw, list) or not raw:
+        raise ApiError(422, "invalid_request", "expected an event object or {\"events\": [...]}")
+    if len(raw) > MAX_BATCH:
+        raise ApiError(413, "too_large", f"at most {MAX_BATCH} events per request")
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            ev = EventIn.model_validate(item)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise ApiError(422, "invalid_event", f"event {i}: {loc}: {err['msg']}") from e
+        if ev.story_id is None and not ev.url:
+            raise ApiError(422, "invalid_event", f"event {i}: needs story_id or url")
+        out.append(ev)
+    return out
+
+
+async def resolve(store: Store, events: list[EventIn], now: datetime) -> list[EventRecord]:
+    """Map events to stored stories and check their times; unknown stories are a 4xx."""
+    urls = {ev.url: canonical_url(ev.url) for ev in events if ev.story_id is None and ev.url}
+    by_url = {}
+    for raw, canon in urls.items():
+        s = await store.get_story_by_url(canon)
+        if s is None:
+            raise ApiError(404, "unknown_story", f"no stored story at {raw}")
+        by_url[raw] = s.id
+    ids = {ev.story_id for ev in events if ev.story_id is not None}
+    known = set((await store.get_stories(ids)).keys()) if ids else set()
+    missing = sorted(ids - known)
+    if missing:
+        raise ApiError(404, "unknown_story", f"no story with id {missing[0]}")
+    records = []
+    for i, ev in enumerate(events):
+        at = (ev.at or now)
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        if at > now + MAX_FUTURE:
+            raise ApiError(422, "invalid_event", f"event {i}: 'at' is in the future")
+        if at < now - MAX_PAST:
+            raise ApiError(422, "invalid_event", f"event {i}: 'at' is more than 30 days old")
+        sid = ev.story_id if ev.story_id is not None else by_url[ev.url]
+        records.append(EventRecord(event_key(ev.reader, sid, ev.type, at, ev.id), ev.reader, sid,
+                                   ev.type, at, ev.dwell_s))
+    return records
+
+
+class EventSink:
+    """Batches accepted events into the database from a background task."""
+
+    def __init__(self, store: Store, *, flush_s: float = 0.2, max_queue: int = 100_000, on_written=None):
+        self.store = store
+        self.flush_s = flush_s
+        self.queue: asyncio.Queue[EventRecord] = asyncio.Queue(max_queue)
+        self.on_written = on_written
+        self._task: asyncio.Task | None = None
+
+    def submit(self, records: list[EventRecord]) -> None:
+        if self.queue.qsize() + len(records) > self.queue.maxsize:
+            raise ApiError(503, "busy", "too many events waiting to be written; retry shortly",
+                           {"Retry-After": "2"})
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        for r in records:
+            self.queue.put_nowait(r)
+
+    async def _run(self) -> None:
+        while True:
+            first = await self.queue.get()
+            await asyncio.sleep(self.flush_s)  # let a batch gather
+            batch = [first]
+            while not self.queue.empty() and len(batch) < 5000:
+                batch.append(self.queue.get_nowait())
+            await self._write(batch)
+
+    async def _write(self, batch: list[EventRecord]) -> None:
+        for attempt in range(5):
+            try:
+                n = await self.store.add_events(batch)
+                if self.on_written:
+                    self.on_written(batch, n)
+                return
+            except Exception as e:  # database away: keep the batch, retry with back-off
+                log.warning("events.write_failed attempt=%d error=%s", attempt + 1, e)
+                await asyncio.sleep(0.5 * 2 ** attempt)
+        log.error("events.dropped count=%d", len(batch))
+
+    async def drain(self) -> None:
+        """Write what is queued now (tests, shutdown)."""
+        batch = []
+        while not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        if batch:
+            await self._write(batch)

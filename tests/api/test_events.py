@@ -1,0 +1,45 @@
+"""POST /v1/events: validation, idempotency, unknown stories, future timestamps, batches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+
+async def _story(http):
+    return (await http.get("/v1/stories", params={"limit": 1})).json()["items"][0]
+
+
+async def test_single_and_batch_events_are_counted_once(http, stack):
+    s = await _story(http)
+    one = {"reader": "reader-a", "story_id": s["id"], "type": "click", "id": "evt-1"}
+    r = await http.post("/v1/events", json=one)
+    assert r.status_code == 202 and r.json()["accepted"] == 1
+    # Same client id again (a retried beacon) and a batch by URL, sent as text/plain like the widget.
+    batch = {"events": [one, {"reader": "reader-a", "url": s["url"], "type": "impression"}]}
+    r = await http.post("/v1/events", content=json.dumps(batch), headers={"Content-Type": "text/plain"})
+    assert r.status_code == 202 and r.json()["accepted"] == 2
+    await asyncio.sleep(0.8)
+    events = await stack.svc.store.reader_events("reader-a")
+    assert sorted(e.type for e in events) == ["click", "impression"]
+    assert (await stack.svc.store.story_stats([s["id"]]))[s["id"]][:2] == (1, 1)
+
+
+async def test_bad_events_are_4xx(http):
+    s = await _story(http)
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    cases = [
+        (b"not json", 400, "invalid_json"),
+        (json.dumps({"reader": "r", "story_id": s["id"], "type": "like"}).encode(), 422, "invalid_event"),
+        (json.dumps({"reader": "r", "type": "click"}).encode(), 422, "invalid_event"),
+        (json.dumps({"reader": "r", "story_id": 987654, "type": "click"}).encode(), 404, "unknown_story"),
+        (json.dumps({"reader": "r", "url": "https://nowhere.example/x", "type": "click"}).encode(), 404, "unknown_story"),
+        (json.dumps({"reader": "r", "story_id": s["id"], "type": "click", "at": future}).encode(), 422, "invalid_event"),
+        (json.dumps({"reader": "bad reader id!", "story_id": s["id"], "type": "click"}).encode(), 422, "invalid_event"),
+        (json.dumps({"events": []}).encode(), 422, "invalid_request"),
+        (json.dumps({"events": [{"reader": "r", "story_id": s["id"], "type": "click"}] * 501}).encode(), 413, "too_large"),
+    ]
+    for body, status, code in cases:
+        r = await http.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), (body[:80], r.text)

@@ -286,18 +286,23 @@ class Store:
             cond.append(or_(SourceRow.next_check_at.is_(None), SourceRow.next_check_at <= now))
         cond.append(or_(SourceRow.lease_until.is_(None), SourceRow.lease_until < now))
         q = select(SourceRow).where(and_(*cond)).order_by(SourceRow.next_check_at).limit(limit)
-        if self.dialect == "postgresql":
-            q = q.with_for_update(skip_locked=True)
-        out: list[SourceState] = []
+        until = now + timedelta(seconds=lease_s)
         async with self.session.begin() as s:
-            for row in (await s.scalars(q)).all():
-                row.lease_owner = owner
-                row.lease_until = now + timedelta(seconds=lease_s)
-                out.append(
-                    SourceState(row.id, _spec(row), row.etag, row.last_modified,
-                                row.error_count, row.next_check_at)
-                )
-        return out
+            if self.dialect == "postgresql":
+                rows = (await s.scalars(q.with_for_update(skip_locked=True))).all()
+                for row in rows:
+                    row.lease_owner, row.lease_until = owner, until
+            else:
+                # SQLite has no SKIP LOCKED; one UPDATE ... RETURNING is atomic, so two
+                # claimers can never both take a row they read before the other wrote.
+                ids = select(SourceRow.id).where(and_(*cond)).order_by(SourceRow.next_check_at).limit(limit)
+                stmt = (update(SourceRow).where(SourceRow.id.in_(ids.scalar_subquery()))
+                        .values(lease_owner=owner, lease_until=until).returning(SourceRow)
+                        .execution_options(synchronize_session=False))
+                rows = sorted((await s.scalars(stmt)).all(),
+                              key=lambda r: (r.next_check_at is not None, r.next_check_at))
+            return [SourceState(r.id, _spec(r), r.etag, r.last_modified, r.error_count,
+                                r.next_check_at) for r in rows]
 
     async def record_fetch(self, source_id: int, rec: FetchRecord, now: datetime) -> None:
         async with self.session.begin() as s:

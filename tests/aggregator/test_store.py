@@ -158,3 +158,31 @@ async def test_unusable_database_is_a_store_error(bad, tmp_path):
     with pytest.raises(StoreError):
         s = Store(bad)
         await s.migrate()
+
+
+async def test_parallel_claims_never_overlap(db_url):
+    """Three collectors claiming at once (separate engines, as separate processes would)."""
+    import asyncio
+
+    from aggregator.store import Store
+
+    stores = [Store(db_url) for _ in range(3)]
+    await stores[0].migrate()
+    specs = [SourceSpec(f"s{i}", f"https://h{i % 7}.org/feed{i}", "politics") for i in range(120)]
+    await stores[0].sync_sources(specs, NOW)
+    claimed: list[list[str]] = [[], [], []]
+
+    async def worker(n: int) -> None:
+        while True:
+            got = await stores[n].claim_due_sources(NOW, owner=f"c{n}", lease_s=300, limit=7)
+            if not got:
+                return
+            claimed[n] += [g.spec.name for g in got]
+
+    try:
+        await asyncio.gather(*(worker(n) for n in range(3)))
+    finally:
+        for s in stores:
+            await s.close()
+    every = [name for c in claimed for name in c]
+    assert sorted(every) == sorted(s.name for s in specs)  # each exactly once

@@ -321,6 +321,8 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.get("/v1/sources", tags=["sources"])
     async def sources(request: Request):
+        """Sources with health. Needs the API key when `api.api_key` is set (operator data)."""
+        require_key(request)
         rows = await svc.store.list_sources()
         return {"items": [
             {"name": r.name, "url": r.url, "category": r.category, "kind": r.kind,
@@ -329,6 +331,14 @@ def create_app(svc: Services) -> FastAPI:
              "last_error": r.last_error, "error_count": r.error_count,
              "next_check_at": iso(r.next_check_at), "interval_s": r.interval_s}
             for r in rows]}
+
+    @app.post("/v1/sources/{name}/reset", tags=["sources"])
+    async def reset_source(request: Request, name: str):
+        """Clear a source's errors and make it due now (operator; API key when configured)."""
+        require_key(request)
+        if not await svc.store.reset_source(name, datetime.now(UTC)):
+            raise ApiError(404, "not_found", f"no source named {name!r}")
+        return {"name": name, "status": "due"}
 
     # ------------------------------------------------------------ events
 

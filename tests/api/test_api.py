@@ -133,3 +133,26 @@ async def test_sources_and_cors(http):
     r = await http.options("/v1/related", headers={"Origin": "https://publisher.example",
                                                    "Access-Control-Request-Method": "GET"})
     assert r.headers.get("access-control-allow-origin") in ("*", "https://publisher.example")
+
+
+async def test_operator_endpoints_need_the_key_when_set(tmp_path, shared_data):
+    import httpx
+
+    from tests.api.conftest import make_stack
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=3, env={"TIDINGS_API_KEY": "s3cret"})
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url) as c:
+            assert (await c.get("/v1/sources")).status_code == 401
+            assert (await c.get("/v1/sources", headers={"X-API-Key": "wrong"})).status_code == 401
+            assert (await c.get("/v1/sources", headers={"X-API-Key": "s3cret"})).status_code == 200
+            assert (await c.post("/v1/sources/nope/reset",
+                                 headers={"Authorization": "Bearer s3cret"})).status_code == 404
+            # Public reads and the widget need no key.
+            assert (await c.get("/v1/stories")).status_code == 200
+            assert (await c.get("/widget.js")).status_code == 200
+    finally:
+        server.should_exit = True
+        await task
+        await st.svc.close()
+        await st.site.close()

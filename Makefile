@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint bench browser clean
+.PHONY: install run demo test lint bench browser clean
 
 # torch==2.13.0 first: it is the CPU wheel on this machine's disk; any looser torch
 # requirement (for example sentence-transformers' own) would pull a multi-GB CUDA build.
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
+	$(VENV)/bin/tidings run
+
+# The BBC politics and entertainment stories from ../shared/data, imported, then the main job:
+# a corpus to try the related blocks and /demo on a machine without internet.
+demo: $(STAMP)
+	$(PY) -m tests.datasets bbc | $(VENV)/bin/tidings import -
 	$(VENV)/bin/tidings run
 
 # Debian's chromium for the widget tests (no browser download: none can be fetched here).

@@ -34,3 +34,15 @@ def bbc_records(shared_data: Path, categories=("politics", "entertainment"), lim
 def write_jsonl(records: list[dict], path: Path) -> Path:
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
     return path
+
+
+if __name__ == "__main__":
+    # `python -m tests.datasets bbc` prints the BBC politics and entertainment stories as JSON
+    # Lines for `tidings import -` (used by `make demo`; the data stays in ../shared/data).
+    import sys
+
+    root = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if len(sys.argv) < 2 or sys.argv[1] != "bbc" or not root.is_dir():
+        sys.exit(f"usage: python -m tests.datasets bbc   (needs {root})")
+    for rec in bbc_records(root):
+        print(json.dumps(rec, ensure_ascii=False))

@@ -1,0 +1,819 @@
+"""Find the stored stories nearest a vector: an exact numpy index and a FAISS index kept beside the DB.
+
+The index is a cache of what the database holds: it never reads the database or the embedder
+itself. Callers feed it (id, vector) pairs as stories arrive, remove ids as retention drops
+stories, save it with a watermark, and at start repair it with `reconcile` against the DB ids.
+
+FAISS layout (see BASELINES.md section 3): exact `IndexFlatIP` while the corpus is small, HNSW
+(optionally with 8-bit scalar quantisation) past `hnsw_threshold`. Both are kept as append-only
+slot arrays with our own slot -> id labels; a removed or replaced id becomes a tombstone (label
+-1) that searches skip through an `IDSelectorBitmap`, because FAISS HNSW cannot `remove_ids`.
+The index is compacted by a rebuild (off-lock, then swapped in) once tombstones pass 20 %.
+
+Memory per 1M stories at 384-d (no separate float copy: `get` reconstructs from FAISS storage,
+exact for Flat and HNSWFlat, 8-bit approximate for HNSW+SQ8): Flat ~1,465 MiB, HNSW M=32
+~1,724 MiB, HNSW M=32+SQ8 ~626 MiB, plus ~25 MiB of labels and id lookup. A rebuild briefly
+needs the live vectors copied out (+1,465 MiB) and the new index beside the old one.
+A memory-mapped load (`FaissIndex.load(..., mmap=True)`) shares the file's pages between
+worker processes; such a base is read-only, so later adds go to a small private exact delta.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+INDEX_FILE = "index.faiss"
+MANIFEST_FILE = "index.json"
+MANIFEST_FORMAT = 1
+# Compaction threshold: beyond this share of dead slots a search wastes too much work on
+# tombstones (and filtered HNSW search loses recall), so the index is rebuilt without them.
+MAX_TOMBSTONE_SHARE = 0.20
+# Training sample for the SQ8 quantiser: BASELINES.md used 100k; ranges converge long before.
+SQ8_TRAIN_SAMPLE = 100_000
+
+Kind = Literal["flat", "hnsw", "hnsw_sq8"]
+
+
+class VectorIndex(Protocol):
+    """What the ranking engine and the feeds need from a vector index (unit rows, inner product)."""
+
+    dim: int
+
+    def __len__(self) -> int: ...
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+    def remove(self, ids: np.ndarray) -> None: ...
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]: ...
+    def search_many(self, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]: ...
+    def get(self, ids: np.ndarray) -> np.ndarray: ...
+    def ids(self) -> np.ndarray: ...
+
+
+# --- input checks shared by both implementations -------------------------------------------
+
+
+def _as_ids(ids: Any) -> np.ndarray:
+    arr = np.asarray(ids)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"ids must be integers, got {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False).reshape(-1)
+    # -1 is FAISS's "no result" label and our tombstone marker.
+    if arr.size and arr.min() < 0:
+        raise ValueError("ids must be non-negative")
+    return arr
+
+
+def _as_matrix(vectors: Any, dim: int) -> np.ndarray:
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise ValueError(f"vectors must have shape (n, {dim}), got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("vectors must be finite")
+    return np.ascontiguousarray(arr)
+
+
+def _checked_pairs(ids: Any, vectors: Any, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an add batch; when an id repeats, its last row wins (as sequential adds would)."""
+    id_arr = _as_ids(ids)
+    vec_arr = _as_matrix(vectors, dim)
+    if len(id_arr) != len(vec_arr):
+        raise ValueError(f"{len(id_arr)} ids for {len(vec_arr)} vectors")
+    if len(np.unique(id_arr)) != len(id_arr):
+        last = len(id_arr) - 1 - np.unique(id_arr[::-1], return_index=True)[1]
+        keep = np.sort(last)
+        id_arr, vec_arr = id_arr[keep], vec_arr[keep]
+    return id_arr, vec_arr
+
+
+def _top_k(scores: np.ndarray, labels: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """Best first; ties broken by id so both implementations order equal scores alike."""
+    if k <= 0 or scores.size == 0:
+        return []
+    if scores.size > k:
+        part = np.argpartition(-scores, k - 1)[:k]
+        scores, labels = scores[part], labels[part]
+    order = np.lexsort((labels, -scores))[:k]
+    return [(int(labels[i]), float(scores[i])) for i in order]
+
+
+def ids_digest(ids: np.ndarray) -> str:
+    """sha256 of the sorted ids as little-endian int64: what the manifest says the file holds."""
+    sorted_ids = np.sort(np.asarray(ids, dtype="<i8"))
+    return hashlib.sha256(sorted_ids.tobytes()).hexdigest()
+
+
+# --- the exact reference -------------------------------------------------------------------
+
+
+class BruteForceIndex:
+    """Exact inner-product search over a numpy matrix: the reference, and fine up to ~100k."""
+
+    def __init__(self, dim: int):
+        self.dim = int(dim)
+        self._vectors = np.empty((0, self.dim), dtype=np.float32)
+        self._labels = np.empty(0, dtype=np.int64)
+        self._count = 0
+        self._row_of: dict[int, int] = {}
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        id_arr, vec_arr = _checked_pairs(ids, vectors, self.dim)
+        with self._lock:
+            for key, vec in zip(id_arr.tolist(), vec_arr, strict=True):
+                row = self._row_of.get(key)
+                if row is None:
+                    row = self._count
+                    self._grow(row + 1)
+                    self._row_of[key] = row
+                    self._labels[row] = key
+                    self._count += 1
+                self._vectors[row] = vec
+
+    def _grow(self, rows: int) -> None:
+        if rows <= len(self._labels):
+            return
+        capacity = max(rows, 2 * len(self._labels), 64)
+        vectors = np.empty((capacity, self.dim), dtype=np.float32)
+        labels = np.full(capacity, -1, dtype=np.int64)
+        vectors[: self._count] = self._vectors[: self._count]
+        labels[: self._count] = self._labels[: self._count]
+        self._vectors, self._labels = vectors, labels
+
+    def remove(self, ids: np.ndarray) -> None:
+        with self._lock:
+            for key in _as_ids(ids).tolist():
+                row = self._row_of.pop(key, None)
+                if row is None:
+                    continue
+                last = self._count - 1
+                if row != last:  # move the last row into the hole
+                    moved = int(self._labels[last])
+                    self._vectors[row] = self._vectors[last]
+                    self._labels[row] = moved
+                    self._row_of[moved] = row
+                self._labels[last] = -1
+                self._count = last
+
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        query = _as_matrix(vector, self.dim)
+        if len(query) != 1:
+            raise ValueError("search takes one vector; use search_many")
+        return self.search_many(query, k)[0]
+
+    def search_many(self, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        queries = _as_matrix(vectors, self.dim)
+        with self._lock:
+            scores = queries @ self._vectors[: self._count].T
+            labels = self._labels[: self._count].copy()
+        return [_top_k(row, labels, k) for row in scores]
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        id_arr = _as_ids(ids)
+        with self._lock:
+            rows = []
+            for key in id_arr.tolist():
+                if key not in self._row_of:
+                    raise KeyError(key)
+                rows.append(self._row_of[key])
+            return self._vectors[np.asarray(rows, dtype=np.int64)].copy()
+
+    def ids(self) -> np.ndarray:
+        with self._lock:
+            return np.sort(self._labels[: self._count])
+
+
+# --- FAISS ------------------------------------------------------------------------------------
+
+
+def _faiss() -> Any:
+    # Imported lazily: `tidings --help` and the aggregator never pay for it (STYLE.md habit 6).
+    import faiss
+
+    return faiss
+
+
+class _ReadWriteLock:
+    """Many concurrent searches, one mutation at a time; waiting writers go first."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class _Segment:
+    """One FAISS index over slots 0..n-1 with its slot -> id labels (-1 = tombstone)."""
+
+    def __init__(self, index: Any, labels: np.ndarray, *, frozen: bool, owner: Any = None):
+        self.index = index
+        self.labels = labels
+        self.dead = int(np.count_nonzero(labels < 0))
+        # frozen: memory-mapped, read-only storage; FAISS aborts the process on a resize.
+        self.frozen = frozen
+        self._owner = owner  # keeps a wrapping IndexIDMap (and so `index`) alive
+        self._selector: tuple[np.ndarray, Any] | None = None
+
+    @property
+    def live(self) -> int:
+        return len(self.labels) - self.dead
+
+    def append(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        assert not self.frozen
+        self.index.add(vectors)
+        self.labels = np.concatenate([self.labels, ids])
+        self._selector = None
+
+    def kill(self, slots: np.ndarray) -> None:
+        """Tombstone live slots (distinct, as the lookup table hands them out)."""
+        self.labels[slots] = -1
+        self.dead += len(slots)
+        self._selector = None
+
+    def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
+        faiss = _faiss()
+        k = min(k, self.live)
+        if k <= 0:
+            empty = np.empty((len(queries), 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
+        selector = None
+        if self.dead:
+            # Filter inside the search rather than over-fetch: retention removes the oldest
+            # stories, which cluster by topic, so a fixed over-fetch margin can come back short.
+            cached = self._selector
+            if cached is None:
+                bitmap = np.packbits(self.labels >= 0, bitorder="little")
+                cached = (bitmap, faiss.IDSelectorBitmap(len(self.labels), faiss.swig_ptr(bitmap)))
+                self._selector = cached
+            selector = cached[1]
+        if hasattr(self.index, "hnsw"):
+            params = faiss.SearchParametersHNSW(efSearch=max(ef_search, k))
+        else:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+        scores, slots = self.index.search(queries, k, params=params)
+        labels = np.where(slots >= 0, self.labels[np.maximum(slots, 0)], -1)
+        return scores, labels
+
+    def reconstruct(self, slots: np.ndarray) -> np.ndarray:
+        if not len(slots):
+            return np.empty((0, self.index.d), dtype=np.float32)
+        return self.index.reconstruct_batch(np.ascontiguousarray(slots, dtype=np.int64))
+
+
+class _State:
+    """The segments an index searches: a base (maybe memory-mapped) and an optional exact delta."""
+
+    def __init__(self, kind: Kind, base: _Segment, delta: _Segment | None = None):
+        self.kind = kind
+        self.base = base
+        self.delta = delta
+        self._table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def segments(self) -> list[_Segment]:
+        return [self.base] if self.delta is None else [self.base, self.delta]
+
+    def __len__(self) -> int:
+        return sum(seg.live for seg in self.segments)
+
+    @property
+    def slots(self) -> int:
+        return sum(len(seg.labels) for seg in self.segments)
+
+    @property
+    def dead(self) -> int:
+        return sum(seg.dead for seg in self.segments)
+
+    def table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Live ids sorted, with their segment number and slot: ~17 bytes a story, no dict.
+
+        Built once by sorting, then kept sorted by insert/delete on each mutation: O(n) copies
+        (~3 ms at 1M) instead of an O(n log n) sort under the write lock every time.
+        """
+        table = self._table
+        if table is None:
+            ids, seg_nos, slots = [], [], []
+            for seg_no, seg in enumerate(self.segments):
+                live = np.flatnonzero(seg.labels >= 0)
+                ids.append(seg.labels[live])
+                seg_nos.append(np.full(len(live), seg_no, dtype=np.int8))
+                slots.append(live.astype(np.int64))
+            all_ids = np.concatenate(ids)
+            order = np.argsort(all_ids, kind="stable")
+            table = (all_ids[order], np.concatenate(seg_nos)[order], np.concatenate(slots)[order])
+            self._table = table
+        return table
+
+    def find(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sorted_ids, seg_nos, slots = self.table()
+        if not len(sorted_ids):
+            none = np.zeros(len(ids), dtype=np.int64)
+            return np.zeros(len(ids), dtype=bool), none, none
+        pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+        found = sorted_ids[pos] == ids
+        return found, seg_nos[pos], slots[pos]
+
+    def remove(self, ids: np.ndarray) -> None:
+        ids = np.unique(ids)
+        found, seg_nos, slots = self.find(ids)
+        if not found.any():
+            return
+        for seg_no, seg in enumerate(self.segments):
+            hit = found & (seg_nos == seg_no)
+            if hit.any():
+                seg.kill(slots[hit])
+        sorted_ids, table_segs, table_slots = self.table()
+        drop = np.searchsorted(sorted_ids, ids[found])
+        self._table = (np.delete(sorted_ids, drop), np.delete(table_segs, drop),
+                       np.delete(table_slots, drop))
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add distinct ids; an id already present is replaced (its old slot tombstoned)."""
+        self.remove(ids)
+        if self.base.frozen:
+            if self.delta is None:
+                self.delta = _Segment(_faiss().IndexFlatIP(self.base.index.d), _EMPTY_IDS.copy(),
+                                      frozen=False)
+            target, seg_no = self.delta, 1
+        else:
+            target, seg_no = self.base, 0
+        sorted_ids, table_segs, table_slots = self.table()  # before the append changes labels
+        first_slot = len(target.labels)
+        target.append(ids, vectors)
+        order = np.argsort(ids)
+        new_ids = ids[order]
+        new_slots = first_slot + order.astype(np.int64)
+        at = np.searchsorted(sorted_ids, new_ids)
+        self._table = (np.insert(sorted_ids, at, new_ids),
+                       np.insert(table_segs, at, np.full(len(ids), seg_no, dtype=np.int8)),
+                       np.insert(table_slots, at, new_slots))
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        found, seg_nos, slots = self.find(ids)
+        if not found.all():
+            raise KeyError(int(ids[np.argmin(found)]))
+        out = np.empty((len(ids), self.base.index.d), dtype=np.float32)
+        for seg_no, seg in enumerate(self.segments):
+            rows = seg_nos == seg_no
+            if rows.any():
+                out[rows] = seg.reconstruct(slots[rows])
+        return out
+
+    def search(self, queries: np.ndarray, k: int, ef_search: int) -> list[list[tuple[int, float]]]:
+        if k <= 0:
+            return [[] for _ in queries]
+        parts = [seg.search(queries, k, ef_search) for seg in self.segments if seg.live]
+        if not parts:
+            return [[] for _ in queries]
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        labels = np.concatenate([p[1] for p in parts], axis=1)
+        out = []
+        for row_scores, row_labels in zip(scores, labels, strict=True):
+            keep = row_labels >= 0  # belt and braces: a tombstone is never returned
+            out.append(_top_k(row_scores[keep], row_labels[keep], k))
+        return out
+
+
+_EMPTY_IDS = np.empty(0, dtype=np.int64)
+
+
+class FaissIndex:
+    """The production index: exact while small, HNSW past `hnsw_threshold`, thread-safe.
+
+    Searches run concurrently (a readers-writer lock); add/remove take the write lock briefly.
+    Rebuilds (the Flat -> HNSW switch, tombstone compaction, `rebuild`) build the new index
+    without the lock, replay the mutations that arrived meanwhile, and swap it in.
+    `rebuild_mode="background"` runs automatic rebuilds on a thread; "inline" runs them in the
+    mutating call (deterministic, for tests and batch jobs).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        hnsw_threshold: int = 200_000,
+        hnsw_m: int = 32,
+        ef_search: int = 64,
+        ef_construction: int = 40,
+        sq8: bool = False,
+        batch_threads: int = 2,
+        rebuild_mode: Literal["background", "inline"] = "background",
+    ):
+        if rebuild_mode not in ("background", "inline"):
+            raise ValueError(f"rebuild_mode must be 'background' or 'inline', not {rebuild_mode!r}")
+        self.dim = int(dim)
+        self.hnsw_threshold = int(hnsw_threshold)
+        self.hnsw_m = int(hnsw_m)
+        self.ef_search = int(ef_search)
+        self.ef_construction = int(ef_construction)
+        self.sq8 = bool(sq8)
+        self.batch_threads = int(batch_threads)
+        self.rebuild_mode = rebuild_mode
+        self.watermark: int | None = None  # set by `load` from the manifest
+        self._lock = _ReadWriteLock()
+        self._rebuild_mutex = threading.Lock()
+        # One journal per pending rebuild, opened when the rebuild is asked for: mutations
+        # that arrive until its swap are replayed onto the new index.
+        self._journals: list[list[tuple[str, np.ndarray, np.ndarray | None]]] = []
+        self._threads: list[threading.Thread] = []  # rebuilds running in the background
+        self._state = self._build(_EMPTY_IDS, np.empty((0, self.dim), dtype=np.float32))
+
+    # -- protocol --
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    @property
+    def kind(self) -> Kind:
+        return self._state.kind
+
+    @property
+    def tombstones(self) -> int:
+        return self._state.dead
+
+    @property
+    def mmapped(self) -> bool:
+        return self._state.base.frozen
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        id_arr, vec_arr = _checked_pairs(ids, vectors, self.dim)
+        if not len(id_arr):
+            return
+        with self._lock.write():
+            _faiss().omp_set_num_threads(self.batch_threads)
+            self._state.add(id_arr, vec_arr)
+            for journal in self._journals:
+                journal.append(("add", id_arr, vec_arr))
+        self._maybe_rebuild()
+
+    def remove(self, ids: np.ndarray) -> None:
+        id_arr = _as_ids(ids)
+        if not len(id_arr):
+            return
+        with self._lock.write():
+            self._state.remove(id_arr)
+            for journal in self._journals:
+                journal.append(("remove", id_arr, None))
+        self._maybe_rebuild()
+
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        query = _as_matrix(vector, self.dim)
+        if len(query) != 1:
+            raise ValueError("search takes one vector; use search_many")
+        # One thread per single query: Flat is 2x slower with 2 (BASELINES.md section 3).
+        _faiss().omp_set_num_threads(1)
+        with self._lock.read():
+            return self._state.search(query, int(k), self.ef_search)[0]
+
+    def search_many(self, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        queries = _as_matrix(vectors, self.dim)
+        _faiss().omp_set_num_threads(self.batch_threads)
+        with self._lock.read():
+            return self._state.search(queries, int(k), self.ef_search)
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        id_arr = _as_ids(ids)
+        with self._lock.read():
+            return self._state.get(id_arr)
+
+    def ids(self) -> np.ndarray:
+        with self._lock.read():
+            return self._state.table()[0].copy()
+
+    # -- building and rebuilding --
+
+    def _kind_for(self, count: int) -> Kind:
+        if count > self.hnsw_threshold:
+            return "hnsw_sq8" if self.sq8 else "hnsw"
+        return "flat"
+
+    def _build(self, ids: np.ndarray, vectors: np.ndarray) -> _State:
+        faiss = _faiss()
+        kind = self._kind_for(len(ids))
+        if kind == "flat":
+            index = faiss.IndexFlatIP(self.dim)
+        elif kind == "hnsw":
+            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_8bit, self.hnsw_m,
+                                      faiss.METRIC_INNER_PRODUCT)
+        if kind != "flat":
+            index.hnsw.efConstruction = self.ef_construction
+            index.hnsw.efSearch = self.ef_search
+        faiss.omp_set_num_threads(self.batch_threads)
+        if kind == "hnsw_sq8" and len(vectors):
+            sample = vectors
+            if len(vectors) > SQ8_TRAIN_SAMPLE:
+                pick = np.random.default_rng(0).choice(len(vectors), SQ8_TRAIN_SAMPLE, replace=False)
+                sample = vectors[np.sort(pick)]
+            index.train(sample)
+        if len(vectors):
+            index.add(vectors)
+        return _State(kind, _Segment(index, ids.copy(), frozen=False))
+
+    def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Replace the contents with (ids, vectors), e.g. everything the DB holds.
+
+        Queries keep running on the old index while the new one builds; adds and removes that
+        arrive meanwhile are applied to both, so none is lost by the swap.
+        """
+        id_arr, vec_arr = _checked_pairs(ids, vectors, self.dim)
+        self._rebuild(lambda: (id_arr, vec_arr), self._open_journal())
+
+    def rebuild_in_background(self, ids: np.ndarray, vectors: np.ndarray) -> threading.Thread:
+        """`rebuild` on a thread; mutations made after this call returns are kept."""
+        id_arr, vec_arr = _checked_pairs(ids, vectors, self.dim)
+        journal = self._open_journal()
+        thread = threading.Thread(target=self._rebuild, args=(lambda: (id_arr, vec_arr), journal),
+                                  name="vindex-rebuild", daemon=True)
+        self._start(thread)
+        return thread
+
+    def _start(self, thread: threading.Thread) -> None:
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def compact(self) -> None:
+        """Rebuild from the live vectors: drops tombstones, picks the kind for the size, and
+        turns a memory-mapped base plus delta into one private index."""
+        self._rebuild(self._live_snapshot, self._open_journal())
+
+    def wait_for_rebuild(self, timeout_s: float | None = None) -> bool:
+        """Join the background rebuilds; True when none is running any more."""
+        for thread in list(self._threads):
+            thread.join(timeout_s)
+        return not any(t.is_alive() for t in self._threads)
+
+    def _live_snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock.read():
+            ids = self._state.table()[0].copy()
+            return ids, self._state.get(ids)
+
+    def _open_journal(self) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+        journal: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+        with self._lock.write():
+            self._journals.append(journal)
+        return journal
+
+    def _rebuild(self, source: Callable[[], tuple[np.ndarray, np.ndarray]],
+                 journal: list[tuple[str, np.ndarray, np.ndarray | None]]) -> None:
+        try:
+            with self._rebuild_mutex:  # one build at a time: each holds a full copy
+                # The journal opens before the source is read, so a mutation may be in both;
+                # replaying it is harmless because add and remove are idempotent, order kept.
+                ids, vectors = source()
+                state = self._build(ids, vectors)
+                with self._lock.write():
+                    _faiss().omp_set_num_threads(self.batch_threads)
+                    for op, op_ids, op_vectors in journal:
+                        if op == "add":
+                            state.add(op_ids, op_vectors)
+                        else:
+                            state.remove(op_ids)
+                    self._state = state
+        finally:
+            with self._lock.write():  # by identity: journals with equal contents are distinct
+                self._journals = [j for j in self._journals if j is not journal]
+
+    def needs_rebuild(self) -> bool:
+        state = self._state
+        if state.kind == "flat" and len(state) > self.hnsw_threshold:
+            return True
+        return state.dead > MAX_TOMBSTONE_SHARE * max(state.slots, 1)
+
+    def _maybe_rebuild(self) -> None:
+        if not self.needs_rebuild() or self._rebuild_mutex.locked():
+            return
+        if self.rebuild_mode == "inline":
+            self.compact()
+            return
+        if not any(t.is_alive() and t.name == "vindex-compact" for t in self._threads):
+            self._start(threading.Thread(target=self._background_compact,
+                                         name="vindex-compact", daemon=True))
+
+    def _background_compact(self) -> None:
+        if self.needs_rebuild():
+            self.compact()
+
+    # -- persistence --
+
+    def _params(self) -> dict[str, Any]:
+        return {"hnsw_threshold": self.hnsw_threshold, "hnsw_m": self.hnsw_m,
+                "ef_search": self.ef_search, "ef_construction": self.ef_construction,
+                "sq8": self.sq8}
+
+    def save(self, directory: Path, *, watermark: int = 0, recipe: str = "") -> dict[str, Any]:
+        """Write `index.faiss` then `index.json` atomically; return the manifest.
+
+        `watermark` is the caller's opaque position in the DB (e.g. the highest change sequence
+        included); `recipe` names the embedding recipe, so a changed model is never mixed in.
+        """
+        faiss = _faiss()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self._state.delta is not None:
+            self.compact()  # one file holds one segment
+        tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp_index = directory / f".{INDEX_FILE}.{tag}.tmp"
+        tmp_manifest = directory / f".{MANIFEST_FILE}.{tag}.tmp"
+        try:
+            with self._lock.read():
+                state = self._state
+                base = state.base
+                # The labels travel inside the file as an IndexIDMap around the index
+                # (its constructor refuses a non-empty index, hence the swap of `.index`).
+                wrapper = faiss.IndexIDMap(faiss.IndexFlatIP(self.dim))
+                wrapper.index = base.index
+                wrapper.own_fields = False
+                faiss.copy_array_to_vector(base.labels, wrapper.id_map)
+                wrapper.ntotal = base.index.ntotal
+                faiss.write_index(wrapper, str(tmp_index))
+                live_ids = state.table()[0]
+                manifest = {
+                    "format": MANIFEST_FORMAT,
+                    "recipe": recipe,
+                    "dim": self.dim,
+                    "kind": state.kind,
+                    "count": int(len(live_ids)),
+                    "slots": int(len(base.labels)),
+                    "ids_digest": ids_digest(live_ids),
+                    "watermark": int(watermark),
+                    "params": self._params(),
+                    "saved_at": datetime.now(UTC).isoformat(),
+                }
+            manifest["file_bytes"], manifest["file_sha256"] = _fsync_and_hash(tmp_index)
+            tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            _fsync_and_hash(tmp_manifest)
+            # Index first, manifest last: a crash between the two leaves a manifest that no
+            # longer matches the file, which `load` detects (and the caller rebuilds).
+            os.replace(tmp_index, directory / INDEX_FILE)
+            os.replace(tmp_manifest, directory / MANIFEST_FILE)
+            _fsync_dir(directory)
+        finally:
+            for tmp in (tmp_index, tmp_manifest):
+                tmp.unlink(missing_ok=True)
+        return manifest
+
+    @classmethod
+    def load(
+        cls,
+        directory: Path,
+        *,
+        mmap: bool = False,
+        recipe: str | None = None,
+        verify_checksum: bool = True,
+        **settings: Any,
+    ) -> FaissIndex | None:
+        """The saved index, or None when missing, unreadable, or not what its manifest says.
+
+        `mmap=True` maps the file read-only so worker processes share its pages (faiss
+        IO_FLAG_MMAP_IFC: plain IO_FLAG_MMAP copies Flat/HNSW storage into private memory in
+        faiss 1.15). `recipe`, when given, must equal the saved one. `settings` override the
+        saved constructor parameters (e.g. ef_search). The checksum costs ~1 s per GiB; keep it:
+        FAISS aborts the whole process on some corrupt mapped files instead of raising.
+        """
+        unknown = set(settings) - _SETTINGS
+        if unknown:
+            raise TypeError(f"unknown FaissIndex settings: {sorted(unknown)}")
+        directory = Path(directory)
+        saved = manifest(directory)
+        path = directory / INDEX_FILE
+        if saved is None or not path.is_file():
+            return None
+        try:
+            if recipe is not None and saved["recipe"] != recipe:
+                return None
+            if path.stat().st_size != saved["file_bytes"]:
+                return None
+            if verify_checksum and _sha256_file(path) != saved["file_sha256"]:
+                return None
+            params = {**saved["params"], **settings}
+            index = cls(int(saved["dim"]), **params)
+            faiss = _faiss()
+            flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
+            wrapper = faiss.read_index(str(path), flags)
+            if not isinstance(wrapper, faiss.IndexIDMap):
+                return None
+            inner = faiss.downcast_index(wrapper.index)
+            labels = faiss.vector_to_array(wrapper.id_map).astype(np.int64)
+            expected = {"flat": faiss.IndexFlatIP, "hnsw": faiss.IndexHNSWFlat,
+                        "hnsw_sq8": faiss.IndexHNSWSQ}[saved["kind"]]
+            if type(inner) is not expected or inner.d != index.dim or len(labels) != inner.ntotal:
+                return None
+            state = _State(saved["kind"], _Segment(inner, labels, frozen=mmap, owner=wrapper))
+            live_ids = state.table()[0]
+            if len(live_ids) != saved["count"] or ids_digest(live_ids) != saved["ids_digest"]:
+                return None
+            if len(np.unique(live_ids)) != len(live_ids):
+                return None
+        except (KeyError, TypeError, ValueError, RuntimeError, OSError):
+            return None
+        index._state = state
+        index.watermark = int(saved["watermark"])
+        return index
+
+
+_SETTINGS = frozenset({"hnsw_threshold", "hnsw_m", "ef_search", "ef_construction", "sq8",
+                       "batch_threads", "rebuild_mode"})
+
+
+def manifest(directory: Path) -> dict[str, Any] | None:
+    """The saved manifest, or None when missing or unreadable."""
+    try:
+        data = json.loads((Path(directory) / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        return None
+    return data
+
+
+def reconcile(index: VectorIndex, db_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids the DB has that the index lacks, ids the index has that the DB no longer has).
+
+    The caller embeds or fetches vectors for the first and removes the second: this is how an
+    index that is stale, or was killed mid-write, is repaired at start.
+    """
+    have = index.ids()
+    want = np.unique(_as_ids(db_ids))
+    return np.setdiff1d(want, have, assume_unique=True), np.setdiff1d(have, want, assume_unique=True)
+
+
+def _fsync_and_hash(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+        os.fsync(f.fileno())
+    return size, digest.hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse a directory fsync; the replace itself is still atomic
+    finally:
+        os.close(fd)

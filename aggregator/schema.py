@@ -116,7 +116,9 @@ class StoryRow(Base):
     # Bumped when the embedded text changes, so the indexer re-embeds.
     embed_version: Mapped[int] = mapped_column(Integer, default=1)
 
-    __table_args__ = (Index("ix_stories_sort", "sort_at", "id"),)
+    # AUTOINCREMENT: SQLite would otherwise reuse the ids of deleted stories, and a saved
+    # index or a replica could then take a new story for an old one.
+    __table_args__ = (Index("ix_stories_sort", "sort_at", "id"), {"sqlite_autoincrement": True})
 
 
 class VectorRow(Base):
@@ -135,6 +137,7 @@ class IndexChangeRow(Base):
     """Append-only log of index changes; API replicas follow it by `seq` to stay in step."""
 
     __tablename__ = "index_changes"
+    __table_args__ = {"sqlite_autoincrement": True}  # replicas' watermarks must never go back
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     story_id: Mapped[int] = mapped_column(BigInteger, index=True)

@@ -100,12 +100,16 @@ class Corpus:
 
     async def start(self, progress: Callable[[int, int], None] | None = None) -> dict:
         """Load or rebuild the index, then repair it against the database."""
-        watermark = await self.store.change_seq()  # read first: later changes get replayed
+        # Replay the change log from where the saved file stopped (re-embedded stories keep
+        # their id, so only the log says their vector changed); without a file, from now, as
+        # the repair below loads every current vector. Read first: later changes get replayed.
+        watermark = await self.store.change_seq()
         saved = manifest(self.index_dir)
         loaded = await asyncio.to_thread(FaissIndex.load, self.index_dir, mmap=self.mmap,
                                          recipe=self.recipe, **self.index_settings)
         if loaded is not None:
             self.vindex = loaded
+            watermark = min(watermark, int(getattr(loaded, "watermark", 0) or 0))
         elif saved is not None:
             # A file that does not match its manifest (torn write, another recipe): the
             # database has every vector, so start empty and let the repair below refill it.
@@ -209,23 +213,30 @@ class Corpus:
     # ------------------------------------------------------------ rebuild
 
     async def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
-        """Build a fresh index from the database's vectors and swap it in."""
+        """Rebuild the index from the database's vectors, without blocking queries.
+
+        The vectors are read in batches, then handed to the index at once (one build of the
+        right kind for the size); queries run on the old index until the new one is swapped in.
+        """
         watermark = await self.store.change_seq()
         total = len(await self.store.vector_ids(self.recipe))
-        fresh = self.index_factory()
+        ids: list[np.ndarray] = []
+        vecs: list[np.ndarray] = []
         done = 0
         async for batch in self.store.iter_vectors(self.recipe):
-            ids = np.asarray([r[0] for r in batch], dtype=np.int64)
-            fresh.add(ids, to_vectors((r[1] for r in batch), self.dim))
+            ids.append(np.asarray([r[0] for r in batch], dtype=np.int64))
+            vecs.append(to_vectors((r[1] for r in batch), self.dim))
             done += len(batch)
             if progress:
                 progress(done, total)
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+        all_vecs = np.vstack(vecs) if vecs else np.zeros((0, self.dim), dtype=np.float32)
+        await asyncio.to_thread(self.vindex.rebuild, all_ids, all_vecs)
         with self._lock:
-            self.vindex = fresh
             self.watermark = min(self.watermark, watermark) if self.watermark else watermark
             self.version += 1
             self.dirty = True
-        await self.follow()
+        await self.follow()  # changes logged while we read are replayed (re-adding replaces)
         await self.save()
         return done
 

@@ -26,7 +26,8 @@ def upgrade() -> None:
     sa.Column('story_id', sa.BigInteger(), nullable=False),
     sa.Column('op', sa.String(length=8), nullable=False),
     sa.Column('at', aggregator.schema.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('seq')
+    sa.PrimaryKeyConstraint('seq'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('index_changes', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_index_changes_story_id'), ['story_id'], unique=False)
@@ -100,7 +101,8 @@ def upgrade() -> None:
     sa.Column('embed_version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['duplicate_of'], ['stories.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('url')
+    sa.UniqueConstraint('url'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('stories', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_stories_category'), ['category'], unique=False)

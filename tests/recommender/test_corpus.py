@@ -1,0 +1,95 @@
+"""The corpus is a cache of the database: repaired at start, kept in step by the change log,
+identical across replicas (run on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from aggregator.model import StoryDraft
+from recommender.corpus import Corpus
+from recommender.embed import HashingEmbedder
+from recommender.indexer import Indexer
+from recommender.vindex import FaissIndex
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+EMB = HashingEmbedder(32)
+
+
+def corpus(store, path, owner=True) -> Corpus:
+    return Corpus(store, recipe=EMB.recipe, dim=EMB.dim, index_dir=path, owner=owner,
+                  index_factory=lambda: FaissIndex(EMB.dim))
+
+
+async def seed(store, n=20, start=0):
+    drafts = [StoryDraft(url=f"https://e.org/{i}", title=f"Story {i} about topic {i % 4}",
+                         text=f"body words {i} topic {i % 4}") for i in range(start, start + n)]
+    await store.upsert_stories(drafts, NOW)
+    await Indexer(store, EMB).drain()
+
+
+async def test_index_is_saved_loaded_and_repaired(store, tmp_path):
+    await seed(store)
+    c = corpus(store, tmp_path / "ix")
+    info = await c.start()
+    assert info["indexed"] == 20 and info["repaired_added"] == 20
+    await c.save()
+
+    # Stories added and removed while the process was down: the next start repairs the file.
+    await seed(store, 5, start=100)
+    removed = await store.delete_stories_before(NOW + timedelta(days=1), NOW + timedelta(days=2))
+    await seed(store, 3, start=200)
+    c2 = corpus(store, tmp_path / "ix")
+    await c2.start()
+    assert sorted(c2.vindex.ids().tolist()) == sorted(await store.vector_ids(EMB.recipe))
+    assert len(c2) == 3 and not set(removed) & set(c2.meta)
+
+
+async def test_corrupt_index_file_is_rebuilt_from_the_database(store, tmp_path):
+    await seed(store)
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    await c.save()
+    f = tmp_path / "ix" / "index.faiss"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # a kill mid-write
+    c2 = corpus(store, tmp_path / "ix")
+    info = await c2.start()
+    assert info["indexed"] == 20 and info["repaired_added"] == 20
+
+
+async def test_replicas_follow_the_change_log_and_agree(store, tmp_path):
+    await seed(store, 10)
+    a, b = corpus(store, tmp_path / "a"), corpus(store, tmp_path / "b", owner=False)
+    await a.start()
+    await b.start()
+    await seed(store, 5, start=50)  # the indexer writes vectors and logs changes
+    for c in (a, b):
+        await c.follow()
+    assert len(a) == len(b) == 15
+    q = EMB.encode(["Story 51 about topic 3"])[0]
+    assert a.vindex.search(q, 5) == b.vindex.search(q, 5)
+    # Retention removes stories: no replica returns them afterwards.
+    gone = await store.delete_stories_before(NOW + timedelta(days=1), NOW + timedelta(days=2))
+    for c in (a, b):
+        await c.follow()
+        assert len(c) == 0 and all(i not in c.meta for i in gone)
+        assert c.vindex.search(q, 5) == []
+    assert isinstance(a.version, int) and a.version > 1
+    assert np.asarray(a.vindex.ids()).size == 0
+
+
+async def test_story_reembedded_while_down_gets_its_new_vector(store, tmp_path):
+    await seed(store, 4)
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    await c.save()
+    story = (await store.latest_stories(limit=1))[0]
+    await store.upsert_stories([StoryDraft(url=story.url, title="Completely different words now",
+                                           text="unrelated replacement text")], NOW)
+    await Indexer(store, EMB).drain()
+    c2 = corpus(store, tmp_path / "ix")
+    await c2.start()
+    want = EMB.encode(["Completely different words now unrelated replacement text"])[0]
+    got = c2.vindex.get(np.asarray([story.id]))[0]
+    assert float(got @ want) > 0.99

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from aggregator.importer import LineError, read_jsonl
+from aggregator.model import StoryDraft
 from aggregator.settings import load_settings
 from aggregator.store import utcnow
 from tests.datasets import bbc_records
@@ -50,7 +52,12 @@ async def start_server(app, port: int):
     return server, task
 
 
-async def make_stack(tmp: Path, shared_data: Path, *, embedder=None, limit=60, env=None):
+async def make_stack(tmp: Path, shared_data: Path, *, embedder=None, limit=60, env=None,
+                     extra_drafts: Sequence[StoryDraft] = (), wrap_app=None):
+    """Build and serve a stack; `extra_drafts` are stored with the BBC stories before indexing
+    (a draft with a BBC story's URL replaces it: the last copy of a URL wins), and `wrap_app`
+    (an ASGI app -> ASGI app) wraps the served app, e.g. to record requests or fake an outage.
+    """
     from api.app import create_app
     from api.services import build
 
@@ -69,12 +76,13 @@ async def make_stack(tmp: Path, shared_data: Path, *, embedder=None, limit=60, e
 
     drafts = [d for d in read_jsonl((json.dumps(r) for r in records), utcnow())
               if not isinstance(d, LineError)]
-    await svc.store.upsert_stories(drafts)
+    await svc.store.upsert_stories([*drafts, *extra_drafts])
     await svc.corpus.start()
     await svc.indexer.drain()
     await svc.corpus.follow()
     port = free_port()
-    server, task = await start_server(create_app(svc), port)
+    app = create_app(svc)
+    server, task = await start_server(wrap_app(app) if wrap_app else app, port)
     return Stack(f"http://127.0.0.1:{port}", svc, site, records), server, task
 
 

@@ -1,47 +1,52 @@
-"""Servers for the widget browser tests: a publisher's page on one origin, the API on another.
+"""Servers for the widget browser tests: a publisher's page on one origin, the real API on another.
 
 Two loopback origins (two ports on 127.0.0.1) so the widget runs cross-origin, as on a real
-publisher site, and CORS is exercised. `publisher` stays; `widget_api` is a stand-in until the
-real app (api/app.py) lands. Tests only use what both can offer over HTTP: `base_url`, the
-cards it answers with (`cards`), the URLs it was asked about (`related_requests`), the event
-bodies it received (`events`, `wait_for_events`) and an outage switch (`outage`). Swapping in
-api.app = serving `create_app(svc)` with a thin ASGI wrapper that records those three and
-answers 500 / drops the connection / sends HTML while `outage` is set.
+publisher site, and CORS is exercised. `widget_api` is the real app (api.app.create_app over
+SQLite, the FAISS index and the hashing embedder, BBC stories imported, see conftest.make_stack)
+plus stories made for these tests: a hostile one whose every field tries to run script, and
+bylines and thumbnails (served by the publisher, like a CDN) on a few BBC stories. The only
+thing between the browser and the app is `OutageSwitch`, which passes everything through
+unless a test sets an outage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+import httpx
 import pytest_asyncio
 from aiohttp import web
 
+from aggregator.importer import draft_from_record
+from aggregator.model import StoryDraft
+from aggregator.store import EventRecord, utcnow
+from tests.api.conftest import make_stack
+from tests.datasets import bbc_records
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATIC_DIR = REPO_ROOT / "api" / "static"
-SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
-BBC_POLITICS = SHARED_DATA / "bbc-news" / "politics"
 
+BBC_LIMIT = 10  # BBC stories per category: enough for blocks, quick to index
 HOSTILE_TITLE = "<script>window.__pwned=1</script>"
-HOSTILE_ID = "hostile-1"
-# Real headlines and first paragraphs from the BBC News dataset (research use, read in place).
-BBC_FILES = ("001.txt", "002.txt", "004.txt", "005.txt")
-AUTHORS = ("Alex Morgan", "By Priya Shah, Political correspondent", "Tom O'Neill", "")
-
-_CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Content-Type",
-    "Access-Control-Max-Age": "600",
+# Host pages are "about" stored BBC stories (the corpus has no real URLs: tests/datasets.py).
+SEED_URL = "https://www.bbc.co.uk/news/politics-001"  # Labour plans maternity pay rise
+SECOND_URL = "https://www.bbc.co.uk/news/politics-003"  # Hewitt decries 'career sexism'
+# Bylines and thumbnails for BBC stories that appear in the seed's block (hashing embedder,
+# deterministic); the tests check this mix is really there before relying on it.
+DECORATIONS = {
+    "https://www.bbc.co.uk/news/politics-003": ("By Priya Shah, Political correspondent", 1),
+    "https://www.bbc.co.uk/news/politics-002": ("Alex Morgan", 2),
+    "https://www.bbc.co.uk/news/politics-007": ("", None),
 }
 
 
 def _thumb_svg(hue: int) -> bytes:
-    """A stand-in thumbnail (no network for real images): a flat two-tone landscape."""
+    """A thumbnail without network: a flat two-tone landscape."""
     return (
         '<svg xmlns="http://www.w3.org/2000/svg" width="320" height="180" viewBox="0 0 320 180">'
         f'<rect width="320" height="180" fill="hsl({hue},38%,46%)"/>'
@@ -51,125 +56,159 @@ def _thumb_svg(hue: int) -> bytes:
     ).encode()
 
 
-def bbc_cards(api_base: str) -> list[dict]:
-    """Cards for a few BBC politics stories; images point at the stand-in's own thumbnails."""
-    cards = []
-    for n, (name, author) in enumerate(zip(BBC_FILES, AUTHORS, strict=True)):
-        lines = (BBC_POLITICS / name).read_text(encoding="utf-8").split("\n")
-        body = [line for line in lines[1:] if line.strip()]
-        cards.append({
-            "id": f"bbc-politics-{name.removesuffix('.txt')}",
-            "url": f"https://www.bbc.co.uk/news/politics/{name.removesuffix('.txt')}",
-            "title": lines[0].strip(),
-            "summary": body[0] if body else "",
-            "site": "BBC News",
-            "source": "bbc-politics",
-            "category": "politics",
-            "author": author or None,
-            "image_url": f"{api_base}/thumbs/{n}.svg" if n != 2 else None,
-            "published_at": "2005-02-14T09:30:00+00:00",
-            "score": round(0.9 - n * 0.1, 2),
-            "reason": "same topic",
-        })
-    return cards
+def hostile_draft(seed_text: str) -> StoryDraft:
+    """Every field a story can carry trying to run script or leave its attribute.
+
+    Stored as-is (no normalizer on this path), so a `javascript:` image URL reaches the API's
+    JSON and only the widget stands between it and the page. The story URL must be http(s) to
+    be stored at all; it tries to break out of the href instead. Its text is half of the seed
+    story's, so it ranks in the seed's block without being a copy of it.
+    """
+    paras = seed_text.split("\n\n")
+    return StoryDraft(
+        url='https://evil.example/news/1?q="><script>window.__pwned=2</script>',
+        title=HOSTILE_TITLE,
+        summary='<img src=x onerror="window.__pwned=3">"><svg onload=window.__pwned=4>',
+        text="\n\n".join(paras[len(paras) // 2:]),
+        author='"><script>window.__pwned=6</script>',
+        image_url="javascript:window.__pwned=7",
+        site="<b onmouseover=window.__pwned=5>Evil</b>",
+        source="evil",
+        category="politics",
+    )
 
 
-def hostile_card() -> dict:
-    """Every field a Card can carry, each trying to run script or leave its attribute."""
-    return {
-        "id": HOSTILE_ID,
-        "url": "javascript:window.__pwned=2",
-        "title": HOSTILE_TITLE,
-        "summary": '<img src=x onerror="window.__pwned=3">"><svg onload=window.__pwned=4>',
-        "site": "<b onmouseover=window.__pwned=5>Evil</b>",
-        "source": "evil",
-        "category": "politics",
-        "author": '"><script>window.__pwned=6</script>',
-        "image_url": "javascript:window.__pwned=7",
-        "published_at": "not a date",
-        "score": 0.1,
-        "reason": "<i>why</i>",
-    }
+def story_drafts(records: list[dict], thumbs_base: str) -> list[StoryDraft]:
+    """Extra drafts for make_stack: decorated copies of BBC stories (same URL: they replace
+    the plain ones) and the hostile story."""
+    now = utcnow()
+    by_url = {r["url"]: r for r in records}
+    drafts = []
+    for url, (author, thumb) in DECORATIONS.items():
+        image_url = f"{thumbs_base}/thumb-{thumb}.svg" if thumb is not None else ""
+        drafts.append(dataclasses.replace(
+            draft_from_record(by_url[url], now), author=author, image_url=image_url))
+    drafts.append(hostile_draft(by_url[SEED_URL]["text"]))
+    return drafts
+
+
+class OutageSwitch:
+    """ASGI wrapper around the real app: a pass-through unless `mode` is set.
+
+    While `mode` is set, every /v1/ request fails: "500" answers a JSON error, "garbage"
+    answers 200 with an HTML page (a misrouted proxy, a captive portal), "close" sends the
+    headers and part of a body, then stops: uvicorn closes the connection mid-answer (an ASGI
+    app cannot drop it before the first byte). Failures carry CORS headers so the browser sees
+    the failure itself, not a CORS error.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self.mode: str | None = None
+
+    async def __call__(self, scope, receive, send):
+        if self.mode is None or scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        if self.mode == "500":
+            status, ctype = 500, b"application/json"
+            body = json.dumps({"error": {"code": "unavailable", "message": "outage"}}).encode()
+        elif self.mode == "garbage":
+            status, ctype, body = 200, b"text/html", b"<html>Gateway says hi</html>"
+        elif self.mode == "close":
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", b"4096"),
+                (b"access-control-allow-origin", b"*")]})
+            await send({"type": "http.response.body", "body": b'{"related": [', "more_body": True})
+            return
+        else:
+            raise ValueError(f"unknown outage mode {self.mode!r}")
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", ctype), (b"content-length", str(len(body)).encode()),
+            (b"access-control-allow-origin", b"*")]})
+        await send({"type": "http.response.body", "body": body})
 
 
 @dataclass
-class StandInApi:
-    """What the browser tests need from an API server, over HTTP only."""
+class WidgetApi:
+    """The real API as the browser tests see it: its URL, its services, an outage switch."""
 
-    base_url: str = ""
-    cards: list[dict] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
-    related_requests: list[str] = field(default_factory=list)
-    # None: healthy; "500": API calls answer 500; "close": the connection is dropped;
-    # "garbage": 200 with an HTML page instead of JSON (a misrouted proxy, a captive portal).
-    outage: str | None = None
+    base_url: str
+    svc: object
+    switch: OutageSwitch
 
-    async def wait_for_events(self, count: int, timeout_s: float = 5.0) -> list[dict]:
-        """The events received so far, once at least `count` of them have arrived."""
+    @property
+    def outage(self) -> str | None:
+        return self.switch.mode
+
+    @outage.setter
+    def outage(self, mode: str | None) -> None:
+        self.switch.mode = mode
+
+    async def block(self, url: str, k: int = 4) -> dict:
+        """What GET /v1/related answers for `url` (the same request the widget makes)."""
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=20) as client:
+            r = await client.get("/v1/related", params={"url": url, "k": k})
+        r.raise_for_status()
+        return r.json()
+
+    async def fragment(self, url: str, k: int = 4) -> str:
+        """The server-rendered block, GET /v1/widget."""
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=20) as client:
+            r = await client.get("/v1/widget", params={"url": url, "k": k})
+        r.raise_for_status()
+        return r.text
+
+    async def stored_events(self, reader: str, count: int, timeout_s: float = 10.0
+                            ) -> list[EventRecord]:
+        """The reader's events in the database once at least `count` are written (the API
+        writes them in batches off the request path), oldest first."""
         loop = asyncio.get_running_loop()
         deadline_at = loop.time() + timeout_s
-        while len(self.flat_events()) < count and loop.time() < deadline_at:
+        while True:
+            events = await self.svc.store.reader_events(reader)
+            if len(events) >= count or loop.time() >= deadline_at:
+                return sorted(events, key=lambda e: (e.at, e.story_id))
             await asyncio.sleep(0.05)
-        return self.flat_events()
-
-    def flat_events(self) -> list[dict]:
-        flat: list[dict] = []
-        for body in self.events:
-            flat.extend(body.get("events", [body]))
-        return flat
 
 
-def _stand_in_app(state: StandInApi) -> web.Application:
-    @web.middleware
-    async def cors_and_outage(request: web.Request, handler):
-        if request.method == "OPTIONS":
-            return web.Response(status=204, headers=_CORS_HEADERS)
-        if state.outage and request.path.startswith("/v1/"):
-            if state.outage == "close":
-                request.transport.close()
-                raise asyncio.CancelledError  # nothing more to say on a closed connection
-            if state.outage == "garbage":
-                response = web.Response(text="<html>Gateway says hi</html>", content_type="text/html")
-            else:
-                response = web.json_response(
-                    {"error": {"code": "unavailable", "message": "outage"}}, status=500
-                )
-        else:
-            response = await handler(request)
-        response.headers.update(_CORS_HEADERS)
-        return response
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def widget_api(tmp_path_factory, shared_data, publisher) -> AsyncIterator[WidgetApi]:
+    """The real app on loopback over BBC stories plus `story_drafts`, behind `OutageSwitch`."""
+    for n in (1, 2):
+        publisher.asset(f"thumb-{n}.svg", _thumb_svg(n * 67 + 200), "image/svg+xml")
+    records = bbc_records(shared_data, limit=BBC_LIMIT)
+    switches: list[OutageSwitch] = []
 
-    async def widget_js(_request: web.Request) -> web.Response:
-        return web.Response(
-            body=(STATIC_DIR / "widget.js").read_bytes(),
-            content_type="application/javascript",
-            charset="utf-8",
-        )
+    def wrap(app):
+        switches.append(OutageSwitch(app))
+        return switches[-1]
 
-    async def related(request: web.Request) -> web.Response:
-        state.related_requests.append(request.query.get("url", ""))
-        k = int(request.query.get("k", "4"))
-        return web.json_response({
-            "article": {"url": request.query.get("url"), "title": "Seed"},
-            "related": state.cards[:k],
-            "took_ms": 1,
-        })
+    stack, server, task = await make_stack(
+        tmp_path_factory.mktemp("widget"), shared_data, limit=BBC_LIMIT,
+        extra_drafts=story_drafts(records, publisher.base_url), wrap_app=wrap)
+    try:
+        yield WidgetApi(stack.base_url, stack.svc, switches[0])
+    finally:
+        server.should_exit = True
+        await task
+        await stack.svc.close()
+        await stack.site.close()
 
-    async def events(request: web.Request) -> web.Response:
-        # Beacons arrive as text/plain: read the body as JSON whatever the Content-Type.
-        state.events.append(json.loads(await request.text()))
-        return web.json_response({"accepted": len(state.events[-1].get("events", [1]))})
 
-    async def thumb(request: web.Request) -> web.Response:
-        hue = (int(request.match_info["n"]) * 67 + 200) % 360
-        return web.Response(body=_thumb_svg(hue), content_type="image/svg+xml")
+@dataclass
+class Publisher:
+    """A publisher's site on its own origin: register host pages and assets, get their URLs."""
 
-    app = web.Application(middlewares=[cors_and_outage])
-    app.router.add_get("/widget.js", widget_js)
-    app.router.add_get("/v1/related", related)
-    app.router.add_post("/v1/events", events)
-    app.router.add_get("/thumbs/{n:\\d+}.svg", thumb)
-    return app
+    base_url: str = ""
+    pages: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+
+    def page(self, name: str, html: str) -> str:
+        return self.asset(name, html.encode(), "text/html")
+
+    def asset(self, name: str, body: bytes, content_type: str) -> str:
+        self.pages[name] = (body, content_type)
+        return f"{self.base_url}/{name}"
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -182,47 +221,15 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def widget_api() -> AsyncIterator[StandInApi]:
-    """Stand-in until the real app lands; the lead swaps it for api.app.
-
-    A minimal aiohttp server on 127.0.0.1: GET /widget.js from api/static, GET /v1/related
-    answering a block of real BBC politics headlines plus one hostile card, POST /v1/events
-    recording bodies, CORS on everything, and `outage` ("500", "close", "garbage") for failure
-    tests.
-    """
-    if not BBC_POLITICS.is_dir():
-        pytest.skip(f"shared test data not found at {BBC_POLITICS} (needs ../shared/data)")
-    state = StandInApi()
-    runner, state.base_url = await _serve(_stand_in_app(state))
-    state.cards = [*bbc_cards(state.base_url)[:2], hostile_card(), *bbc_cards(state.base_url)[2:]]
-    try:
-        yield state
-    finally:
-        await runner.cleanup()
-
-
-@dataclass
-class Publisher:
-    """A publisher's site on its own origin: register host pages, get their URLs."""
-
-    base_url: str = ""
-    pages: dict[str, str] = field(default_factory=dict)
-
-    def page(self, name: str, html: str) -> str:
-        self.pages[name] = html
-        return f"{self.base_url}/{name}"
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def publisher() -> AsyncIterator[Publisher]:
-    """Serves host pages registered with `publisher.page(name, html)` on a second port."""
+    """Serves what is registered with `publisher.page(name, html)` / `.asset` on its own port."""
     state = Publisher()
 
     async def page(request: web.Request) -> web.Response:
-        html = state.pages.get(request.match_info["name"])
-        if html is None:
+        hit = state.pages.get(request.match_info["name"])
+        if hit is None:
             raise web.HTTPNotFound()
-        return web.Response(text=html, content_type="text/html")
+        return web.Response(body=hit[0], content_type=hit[1])
 
     app = web.Application()
     app.router.add_get("/{name}", page)

@@ -122,6 +122,8 @@ class Collector:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         # Tests map real host names to the loopback test site through a resolver.
         self.resolver_factory = resolver_factory
+        # Called with each SourceReport (metrics); must not raise or block.
+        self.listeners: list[Callable[[SourceReport], None]] = []
 
     def _fetcher(self) -> Fetcher:
         resolver = self.resolver_factory() if self.resolver_factory else None
@@ -143,6 +145,8 @@ class Collector:
             async def one(state: SourceState) -> None:
                 r = await self.collect_source(fetcher, state)
                 report.sources.append(r)
+                for listener in self.listeners:
+                    listener(r)
                 if progress:
                     progress(r)
 

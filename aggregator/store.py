@@ -706,8 +706,9 @@ class Store:
             return {r[0]: (r[1], r[2], r[3]) for r in (await s.execute(q)).all()}
 
     async def recent_events(self, since: datetime, types: tuple[str, ...] = ("click", "read"),
-                            limit: int = 200_000) -> list[tuple[str, int, datetime]]:
-        q = (select(EventRow.reader_id, EventRow.story_id, EventRow.at)
+                            limit: int = 200_000) -> list[tuple[str, int, datetime, str]]:
+        """(reader, story_id, at, type) of recent events, newest first, bounded."""
+        q = (select(EventRow.reader_id, EventRow.story_id, EventRow.at, EventRow.type)
              .where(EventRow.at >= since, EventRow.type.in_(types))
              .order_by(EventRow.at.desc()).limit(limit))
         async with self.session() as s:

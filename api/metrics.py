@@ -19,4 +19,18 @@ class Metrics:
         self.index_size = Gauge("tidings_index_size", "Vectors in this process's index", registry=r)
         self.backlog = Gauge("tidings_embedding_backlog", "Stories waiting for a vector", registry=r)
         self.events = Counter("tidings_events_total", "Reader events accepted", ["type"], registry=r)
+        self.stories_total = Gauge("tidings_stories", "Stories stored (linked copies included)", registry=r)
+        self.source_stories = Gauge("tidings_source_stories", "Stories stored per source", ["source"], registry=r)
+        self.source_errors = Gauge("tidings_source_consecutive_errors", "Consecutive failed fetches",
+                                   ["source"], registry=r)
+        self.source_last_success = Gauge("tidings_source_last_success_timestamp_seconds",
+                                         "When the source was last fetched successfully", ["source"], registry=r)
         self.block_cache = Counter("tidings_block_cache_total", "Related block cache", ["result"], registry=r)
+
+
+    def observe_source(self, report) -> None:
+        """A collector's SourceReport (in-process collectors only)."""
+        outcome = "not_modified" if report.not_modified else ("ok" if report.ok else "error")
+        self.fetches.labels(report.name, outcome).inc()
+        if report.new:
+            self.stories_collected.inc(report.new)

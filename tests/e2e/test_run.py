@@ -106,6 +106,9 @@ async def test_run_collects_indexes_serves_reloads_and_survives_kill(site, cli_e
         expected = distinct_urls(site, [p for _, p, _ in feeds])
         await run.wait_for(lambda: _count_at_least(run, expected), what=f"{expected} stories")
         await run.wait_for(lambda: _indexed(run, expected), what="all stories indexed")
+        metrics = (await run.get("/metrics")).text
+        assert 'tidings_fetches_total{outcome="ok",source="bbc"}' in metrics
+        assert 'tidings_source_consecutive_errors{source="npr"} 0.0' in metrics
         story = (await run.stories())[0]
         block = (await run.get(f"/v1/stories/{story['id']}/related", k=3)).json()
         assert len(block["related"]) == 3 and story["id"] not in [c["id"] for c in block["related"]]

@@ -1,0 +1,163 @@
+"""Gather candidates for a related block and hand them to the pure ranking.
+
+`RelatedEngine` over-fetches from the vector index and from the lexical index (union of both),
+asks `meta` for what the store knows about each candidate (title, site, dates, ...), attaches
+the stored vectors, and calls `recommender.related.rank_related`. It owns no storage and does
+no ranking itself: the store (through `meta`) and the ranking stay strangers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from recommender.lexical import LexicalIndex
+from recommender.related import Candidate, Filters, Query, Ranked, RankParams, rank_related
+
+
+@dataclass(frozen=True)
+class CandidateMeta:
+    """What the store says about a candidate story; everything but the retrieval scores."""
+
+    title: str
+    summary: str = ""
+    url: str = ""
+    site: str = ""
+    source: str = ""
+    category: str = ""
+    published_at: datetime | None = None
+    source_weight: float = 1.0
+    duplicate_of: int | None = None
+    content_hash: str = ""
+    image_url: str = ""
+    key_terms: tuple[str, ...] = ()
+
+
+MetaLookup = Callable[[list[int]], Mapping[int, "CandidateMeta | Mapping[str, Any]"]]
+_META_FIELDS = {f.name for f in fields(CandidateMeta)}
+
+
+class _IdfView(Mapping[str, float]):
+    """The lexical index's idf as a read-only mapping, computed on demand."""
+
+    def __init__(self, lexical: LexicalIndex):
+        self._lexical = lexical
+
+    def __getitem__(self, term: str) -> float:
+        return self._lexical.idf(term)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+class RelatedEngine:
+    """Candidates from both indexes -> `rank_related`.
+
+    `overfetch * k + overfetch_extra` candidates are asked from each index (gorse does the
+    same: over-fetch, filter, cut to k); when filters leave fewer than k, the fetch is
+    widened up to `max_fetch`.
+    """
+
+    def __init__(
+        self,
+        vindex: Any,
+        lexical: LexicalIndex,
+        meta: MetaLookup,
+        params: RankParams | None = None,
+        overfetch: int = 10,
+        overfetch_extra: int = 50,
+        max_fetch: int = 2000,
+    ):
+        self.vindex = vindex
+        self.lexical = lexical
+        self.meta = meta
+        self.params = params or RankParams()
+        self.overfetch = overfetch
+        self.overfetch_extra = overfetch_extra
+        self.max_fetch = max_fetch
+
+    def related(
+        self,
+        query: Query,
+        *,
+        k: int = 5,
+        filters: Filters | None = None,
+        now: datetime | None = None,
+        params: RankParams | None = None,
+    ) -> list[Ranked]:
+        if k <= 0:
+            return []
+        filters = filters or Filters()
+        params = params or self.params
+        n = self.overfetch * k + self.overfetch_extra
+        narrowing = filters != Filters()
+        while True:
+            candidates = self.candidates(query, n)
+            ranked = rank_related(
+                query, candidates, k=k, params=params, now=now, filters=filters,
+                term_idf=_IdfView(self.lexical),
+            )
+            total = max(len(self.vindex), len(self.lexical))
+            if len(ranked) >= k or not narrowing or n >= total or n >= self.max_fetch:
+                return ranked
+            n = min(n * 4, self.max_fetch)
+
+    def candidates(self, query: Query, n: int) -> list[Candidate]:
+        """Union of the dense and lexical top-n, with metadata and vectors attached."""
+        dense: dict[int, float] = {}
+        if query.vector is not None and len(self.vindex):
+            dense = {int(i): float(s) for i, s in self.vindex.search(query.vector, n)}
+        lexical = {int(i): float(s) for i, s in self.lexical.search(query.title, query.text, n)}
+        ids = list(dict.fromkeys([*dense, *lexical]))
+        if query.id is not None:
+            ids = [i for i in ids if i != query.id]
+        if not ids:
+            return []
+        metas = self.meta(ids)
+        ids = [i for i in ids if i in metas]  # deleted since indexing: skip
+        vectors = self._vectors(ids)
+        out = []
+        for i in ids:
+            m = metas[i]
+            values = (
+                {f: getattr(m, f) for f in _META_FIELDS}
+                if isinstance(m, CandidateMeta)
+                else {f: v for f, v in m.items() if f in _META_FIELDS}
+            )
+            if not values.get("key_terms"):
+                # Names from the text the lexical index read, richer than title + summary.
+                values["key_terms"] = self.lexical.key_terms_of(i)
+            out.append(
+                Candidate(
+                    id=i,
+                    vector=vectors.get(i),
+                    dense_score=dense.get(i),
+                    lexical_score=lexical.get(i),
+                    **{"summary": "", "url": "", "site": "", "source": "", "category": "",
+                       "published_at": None, **values},
+                )
+            )
+        return out
+
+    def _vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
+        if not ids or not len(self.vindex):
+            return {}
+        try:
+            rows = self.vindex.get(np.asarray(ids, dtype=np.int64))
+            return {i: rows[j] for j, i in enumerate(ids)}
+        except KeyError:
+            # Some lexical hits are not embedded yet: fetch the rest one by one.
+            out = {}
+            for i in ids:
+                try:
+                    out[i] = self.vindex.get(np.asarray([i], dtype=np.int64))[0]
+                except KeyError:
+                    continue
+            return out

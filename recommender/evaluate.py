@@ -1,0 +1,338 @@
+"""Offline quality of the related block on labelled corpora (ECB+, BBC News) and the seed case.
+
+Every figure goes through the production path: `RelatedEngine` over an exact vector index and
+`LexicalIndex`, ranked by `rank_related` with the default `RankParams`. Baselines (TF-IDF alone,
+MiniLM alone) use the same query protocol so the numbers compare. Reads the third-party data
+folders given to it; writes nothing.
+
+ECB+ protocol: every document is the query once, against all the others; capped precision@5 =
+share of the top 5 from the query's event (denominator min(5, other documents of that event));
+hard@5 = share of the top 5 from the sibling event of the same topic (the near miss).
+
+Evaluation notes (2026-11-26, MiniLM torch; precision@5 / hard@5; first40 | full text):
+- baselines, same protocol: TF-IDF (sklearn, English stop words) 0.901/0.090 | 0.944 (0.959
+  with sublinear tf); MiniLM cosine 0.901/0.094 (40 words) | 0.919 (120 words), 0.917 (180).
+- our LexicalIndex alone 0.912/0.082 | 0.961/0.042 (uncapped query terms; 0.945 when capped at
+  48 terms, 0.965 fused at 128: hence `max_query_terms=128`).
+- fusion: normalised-score sum beat reciprocal rank fusion (TF-IDF+MiniLM: RRF 0.920 | 0.952
+  vs sum 0.928 | 0.958); BM25 (normalised by the query's self-score) fused better on 40 words
+  (0.933) but worse on full text (0.947 vs 0.962), so TF-IDF cosine. Weights: lexical x2 or
+  dense x0.5 changed nothing beyond +-0.005, so 1:1.
+- same-event names: event_weight 0 / 0.25 / 0.5 -> 0.927 / 0.933 / 0.930 (first40).
+- pseudo-relevance feedback (top-3 candidates as the event), personalised PageRank over the
+  candidate graph, and TF-IDF bigrams each moved precision by < +-0.005: not kept.
+- MMR costs on ECB+ (no paraphrases there, so any cost is pure loss): lambda 0.7 floor 0.8 ->
+  0.920 | 0.931; lambda 0.85 floor 0.9 -> -0.003 | -0.001 (kept: penalises only cosines above
+  the 96th percentile of same-event pairs). Duplicate collapse at cosine 0.95: no cost.
+- defaults: 0.930/0.070 | 0.964/0.041. The issue's goal (0.95 | 0.98, hard <= 0.03) is not met.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recommender.embed import Embedder, story_text
+from recommender.engine import CandidateMeta, RelatedEngine
+from recommender.lexical import LexicalIndex
+from recommender.related import Filters, Query, Ranked, RankParams
+
+# Written for the seed case (a few sentences in the style of a wire report of 18 March 2025);
+# what matters is what it is about: a Trump-Putin call, a partial ceasefire, Ukraine.
+SEED_TITLE = "Putin agrees to halt strikes on Ukraine energy sites after call with Trump"
+SEED_TEXT = (
+    "Russian President Vladimir Putin agreed in a phone call with US President Donald Trump to "
+    "stop attacks on Ukraine's energy infrastructure for 30 days, the Kremlin said, but stopped "
+    "short of the full ceasefire Washington had proposed. The partial ceasefire follows talks "
+    "in Jeddah, where Ukraine accepted a US plan for a 30-day truce. Putin demanded an end to "
+    "foreign military aid and intelligence sharing with Kyiv as a condition for a wider deal. "
+    "Ukrainian President Volodymyr Zelensky said he would support a halt to strikes on energy "
+    "sites but wanted details, and European leaders in London and Paris urged Moscow to accept "
+    "a complete ceasefire. Negotiators are due to meet again in Saudi Arabia next week to "
+    "discuss a maritime truce in the Black Sea, the White House said."
+)
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One labelled document: `group` is its event (ECB+) or section (BBC)."""
+
+    id: int
+    key: str
+    group: str
+    topic: str
+    title: str
+    text: str
+    url: str = ""
+
+
+def _first_words(text: str, words: int | None) -> str:
+    if words is None:
+        return text
+    return " ".join(text.split()[:words])
+
+
+def load_ecbplus(path: str | Path, words: int | None = None) -> list[Doc]:
+    """ECB+ documents (no titles; text cut to its first `words` words when given)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "documents.jsonl"
+    docs = []
+    with path.open(encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            row = json.loads(line)
+            docs.append(
+                Doc(
+                    id=i,
+                    key=row["doc_id"],
+                    group=row["event_cluster"],
+                    topic=str(row["topic"]),
+                    title="",
+                    text=_first_words(row["text"], words),
+                    url=row.get("url") or "",
+                )
+            )
+    return docs
+
+
+def load_bbc(path: str | Path, categories: Sequence[str] | None = None) -> list[Doc]:
+    """BBC News articles (headline = line 1), de-duplicated by whitespace-normalised text.
+
+    The corpus holds ~100 byte-identical copies; keeping them would let every copy find its
+    twin and inflate the same-category share.
+    """
+    path = Path(path)
+    cats = categories or sorted(p.name for p in path.iterdir() if p.is_dir())
+    docs: list[Doc] = []
+    seen: set[str] = set()
+    for cat in cats:
+        for file in sorted((path / cat).glob("*.txt")):
+            raw = file.read_bytes().decode("utf-8", errors="replace")  # sport/199 is latin-1
+            title, _, body = raw.strip().partition("\n")
+            norm = re.sub(r"\s+", " ", raw).strip()
+            if norm in seen:
+                continue
+            seen.add(norm)
+            docs.append(
+                Doc(len(docs), f"{cat}/{file.stem}", cat, cat, title.strip(), body.strip())
+            )
+    return docs
+
+
+class _ExactIndex:
+    """Exact inner-product index, used only if recommender.vindex is not importable."""
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._vecs = np.zeros((0, dim), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._ids = np.concatenate([self._ids, np.asarray(ids, dtype=np.int64)])
+        self._vecs = np.vstack([self._vecs, np.asarray(vectors, dtype=np.float32)])
+
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        sims = self._vecs @ np.asarray(vector, dtype=np.float32)
+        order = np.argsort(-sims, kind="stable")[:k]
+        return [(int(self._ids[i]), float(sims[i])) for i in order]
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        pos = {int(i): j for j, i in enumerate(self._ids)}
+        return self._vecs[[pos[int(i)] for i in ids]]
+
+
+def _vector_index(dim: int) -> Any:
+    try:
+        from recommender.vindex import BruteForceIndex
+    except ImportError:
+        return _ExactIndex(dim)
+    return BruteForceIndex(dim)
+
+
+def build_engine(
+    docs: Sequence[Doc], vectors: np.ndarray, params: RankParams | None = None
+) -> RelatedEngine:
+    """The production engine over these documents (exact vector index + lexical index)."""
+    vindex = _vector_index(vectors.shape[1])
+    vindex.add(np.array([d.id for d in docs], dtype=np.int64), vectors)
+    lexical = LexicalIndex()
+    for d in docs:
+        lexical.add(d.id, d.title, d.text)
+    by_id = {d.id: d for d in docs}
+
+    def meta(ids: list[int]) -> dict[int, CandidateMeta]:
+        return {
+            i: CandidateMeta(
+                title=by_id[i].title, summary=by_id[i].text[:400], url=by_id[i].url,
+                site="", source="", category=by_id[i].group if by_id[i].group in
+                ("politics", "entertainment", "business", "sport", "tech") else "",
+            )
+            for i in ids
+            if i in by_id
+        }
+
+    return RelatedEngine(vindex, lexical, meta, params=params)
+
+
+def embed_docs(docs: Sequence[Doc], embedder: Embedder) -> np.ndarray:
+    return embedder.encode([story_text(d.title, "", d.text) for d in docs])
+
+
+def _query(doc: Doc, vector: np.ndarray | None) -> Query:
+    return Query(title=doc.title, text=doc.text, vector=vector, published_at=None, url=doc.url,
+                 id=doc.id)
+
+
+def ranked_ids_ecb(
+    docs: Sequence[Doc], vectors: np.ndarray, params: RankParams | None = None, k: int = 5
+) -> list[list[int]]:
+    engine = build_engine(docs, vectors, params)
+    return [[r.id for r in engine.related(_query(d, vectors[d.id]), k=k)] for d in docs]
+
+
+def score_lists(docs: Sequence[Doc], lists: Sequence[Sequence[int]], k: int = 5) -> dict:
+    """Capped precision@k (same group) and hard@k (same topic, other group) over all queries."""
+    group_size: dict[str, int] = {}
+    for d in docs:
+        group_size[d.group] = group_size.get(d.group, 0) + 1
+    by_id = {d.id: d for d in docs}
+    precision, hard, self_hits, short = [], [], 0, 0
+    for d, ids in zip(docs, lists, strict=True):
+        ids = list(ids)[:k]
+        self_hits += d.id in ids
+        short += len(ids) < k
+        same = sum(by_id[i].group == d.group for i in ids if i != d.id)
+        near = sum(by_id[i].topic == d.topic and by_id[i].group != d.group for i in ids)
+        others = group_size[d.group] - 1
+        if others > 0:
+            precision.append(same / min(k, others))
+        hard.append(near / k)
+    return {
+        "precision_at_5": round(float(np.mean(precision)), 4),
+        "hard_at_5": round(float(np.mean(hard)), 4),
+        "n_queries": len(docs),
+        "self_returned": self_hits,
+        "short_blocks": short,
+    }
+
+
+def eval_related_ecbplus(
+    data_dir: str | Path,
+    embedder: Embedder,
+    variant: str = "first40",
+    params: RankParams | None = None,
+) -> dict:
+    """Related-block quality on ECB+; variant "first40" (40-word texts) or "full"."""
+    if variant not in ("first40", "full"):
+        raise ValueError(f"variant must be 'first40' or 'full', not {variant!r}")
+    docs = load_ecbplus(data_dir, 40 if variant == "first40" else None)
+    vectors = embed_docs(docs, embedder)
+    result = score_lists(docs, ranked_ids_ecb(docs, vectors, params))
+    return {"variant": variant, **result}
+
+
+def baselines_ecbplus(docs: Sequence[Doc], vectors: np.ndarray) -> dict:
+    """The reference points through the same protocol: TF-IDF cosine and embedding cosine.
+
+    TF-IDF as in the reference (scikit-learn, English stop words: 0.901 on 40 words; with
+    sublinear tf: 0.959 on full text); the embedding baseline ranks by the vectors given.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    def top_lists(sims: np.ndarray) -> list[list[int]]:
+        sims = sims.copy()
+        np.fill_diagonal(sims, -np.inf)
+        return [list(np.argsort(-row, kind="stable")[:5]) for row in sims]
+
+    texts = [story_text(d.title, "", d.text, max_words=10**9) for d in docs]
+    out = {}
+    for name, sublinear in (("tfidf", False), ("tfidf_sublinear", True)):
+        tfidf = TfidfVectorizer(stop_words="english", sublinear_tf=sublinear).fit_transform(texts)
+        out[name] = score_lists(docs, top_lists((tfidf @ tfidf.T).toarray()))
+    out["dense"] = score_lists(docs, top_lists(vectors @ vectors.T))
+    return out
+
+
+def eval_related_bbc(
+    data_dir: str | Path,
+    embedder: Embedder,
+    categories: Sequence[str] | None = None,
+    query_categories: Sequence[str] = ("politics", "entertainment"),
+    params: RankParams | None = None,
+) -> dict:
+    """Share of same-section stories in the top 5, per query section (BBC sections ≠ events).
+
+    All sections are indexed unless `categories` narrows them; every story of the
+    `query_categories` is asked once.
+    """
+    docs = load_bbc(data_dir, categories)
+    vectors = embed_docs(docs, embedder)
+    engine = build_engine(docs, vectors, params)
+    out: dict[str, Any] = {"n_docs": len(docs)}
+    for cat in query_categories:
+        shares = []
+        for d in docs:
+            if d.group != cat:
+                continue
+            ranked = engine.related(_query(d, vectors[d.id]), k=5)
+            shares.append(sum(docs[r.id].group == cat for r in ranked) / max(len(ranked), 1))
+        out[cat] = round(float(np.mean(shares)), 4) if shares else None
+        out[f"{cat}_queries"] = len(shares)
+    return out
+
+
+def seed_case_block(
+    data_dir: str | Path,
+    embedder: Embedder,
+    k: int = 5,
+    params: RankParams | None = None,
+    words: int | None = None,
+) -> list[tuple[str, str, Ranked]]:
+    """The seed article's block over BBC politics + entertainment: (section, title, ranked).
+
+    `words` cuts each BBC body to its first words (a cheaper run for tests); None = whole text.
+    """
+    docs = load_bbc(data_dir, ("politics", "entertainment"))
+    if words is not None:
+        docs = [replace(d, text=_first_words(d.text, words)) for d in docs]
+    vectors = embed_docs(docs, embedder)
+    engine = build_engine(docs, vectors, params)
+    vector = embedder.encode([story_text(SEED_TITLE, "", SEED_TEXT)])[0]
+    query = Query(SEED_TITLE, SEED_TEXT, vector, None)
+    ranked = engine.related(query, k=k, filters=Filters())
+    return [(docs[r.id].group, docs[r.id].title, r) for r in ranked]
+
+
+def seed_case(data_dir: str | Path, embedder: Embedder, k: int = 5) -> list[str]:
+    """Titles of the seed article's related block (see `seed_case_block`)."""
+    return [title for _, title, _ in seed_case_block(data_dir, embedder, k)]
+
+
+def related_report(data_dir: str | Path, embedder: Embedder, bbc: bool = True) -> dict:
+    """Every related-block figure in one dict (what `tidings eval related` prints).
+
+    `data_dir` is the shared data folder holding `ecbplus/` and `bbc-news/`.
+    """
+    data_dir = Path(data_dir)
+    report: dict[str, Any] = {}
+    for variant, words in (("first40", 40), ("full", None)):
+        docs = load_ecbplus(data_dir / "ecbplus", words)
+        vectors = embed_docs(docs, embedder)
+        report[f"ecbplus_{variant}"] = score_lists(docs, ranked_ids_ecb(docs, vectors))
+        report[f"ecbplus_{variant}_baselines"] = baselines_ecbplus(docs, vectors)
+    if bbc:
+        report["bbc"] = eval_related_bbc(data_dir / "bbc-news", embedder)
+        report["seed_case"] = [
+            {"section": section, "title": title, "reason": ranked.reason}
+            for section, title, ranked in seed_case_block(data_dir / "bbc-news", embedder)
+        ]
+    return report

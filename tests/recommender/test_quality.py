@@ -1,0 +1,49 @@
+"""Related-block quality with the real model: ECB+ (40-word texts) and the seed case.
+
+Slow by nature (embeds ~1,500 short texts with the bundled model): marked `model`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from recommender.evaluate import eval_related_ecbplus, seed_case_block
+
+pytestmark = [pytest.mark.model, pytest.mark.timeout(600)]
+
+# Measured with the default RankParams (see the evaluation notes in recommender/evaluate.py):
+# first40 precision@5 0.930, hard@5 0.070. These floors guard against regressions; the issue's
+# goals (>= 0.95, <= 0.03) are checked separately below and are not met yet.
+PRECISION_FLOOR = 0.92
+HARD_CEILING = 0.08
+# The reference points to beat: TF-IDF 0.901 and MiniLM 0.894 on the same protocol.
+BEST_BASELINE = 0.901
+
+
+@pytest.fixture(scope="module")
+def ecb_first40(shared_data, minilm):
+    return eval_related_ecbplus(shared_data / "ecbplus", minilm, "first40")
+
+
+def test_ecbplus_first40_beats_baselines_and_never_returns_the_query(ecb_first40):
+    result = ecb_first40
+    assert result["n_queries"] == 707
+    assert result["self_returned"] == 0 and result["short_blocks"] == 0
+    assert result["precision_at_5"] > BEST_BASELINE + 0.015, result
+    assert result["precision_at_5"] >= PRECISION_FLOOR, result
+    assert result["hard_at_5"] <= HARD_CEILING, result
+
+
+@pytest.mark.xfail(reason="issue goal not reached: first40 measures 0.930 / hard 0.070", strict=False)
+def test_ecbplus_first40_meets_the_issue_goal(ecb_first40):
+    assert ecb_first40["precision_at_5"] >= 0.95, ecb_first40
+    assert ecb_first40["hard_at_5"] <= 0.03, ecb_first40
+
+
+def test_seed_case_block_has_no_entertainment_story(shared_data, minilm):
+    # Bodies cut to 120 words to keep the run short; the full-text block is in the report.
+    block = seed_case_block(shared_data / "bbc-news", minilm, k=5, words=120)
+    sections = [section for section, _, _ in block]
+    assert len(block) == 5
+    assert "entertainment" not in sections, block
+    assert all(ranked.reason for _, _, ranked in block)

@@ -1,0 +1,223 @@
+"""Pure ranking of the related block, and the engine that gathers its candidates."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recommender.embed import HashingEmbedder, story_text
+from recommender.engine import CandidateMeta, RelatedEngine
+from recommender.lexical import LexicalIndex
+from recommender.related import (
+    Candidate,
+    Filters,
+    Query,
+    Ranked,
+    RankParams,
+    rank_related,
+)
+from recommender.vindex import BruteForceIndex
+
+NOW = datetime(2025, 3, 19, 12, 0, tzinfo=UTC)
+DIM = 8
+
+
+def unit(*xs: float) -> np.ndarray:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[: len(xs)] = xs
+    return v / np.linalg.norm(v)
+
+
+QUERY = Query(
+    title="Putin agrees to halt energy strikes after Trump call",
+    text="Vladimir Putin told Donald Trump Russia would pause strikes on Ukraine energy sites.",
+    vector=unit(1, 0, 0),
+    published_at=NOW - timedelta(hours=2),
+    url="https://news.example/putin-call",
+    id=1,
+)
+
+
+def cand(i: int, vector: np.ndarray, **kw) -> Candidate:
+    fields = dict(
+        id=i,
+        title=f"story {i}",
+        summary="",
+        url=f"https://site{i}.example/s/{i}",
+        site=f"site{i}.example",
+        source=f"src{i}",
+        category="politics",
+        published_at=NOW - timedelta(hours=6),
+        vector=vector,
+        dense_score=None,
+        lexical_score=None,
+    )
+    fields.update(kw)
+    return Candidate(**fields)
+
+
+def ids(block: list[Ranked]) -> list[int]:
+    return [r.id for r in block]
+
+
+def test_the_article_itself_is_never_returned():
+    cands = [
+        cand(1, QUERY.vector),  # same id
+        cand(2, unit(1, 0.01), url="http://www.news.example/putin-call/"),  # same page
+        cand(3, QUERY.vector, title=QUERY.title, id=3),  # republished copy of the article
+        cand(4, unit(1, 0.5)),
+    ]
+    assert ids(rank_related(QUERY, cands, k=5, now=NOW)) == [4]
+
+
+def test_filters_category_site_exclude_and_age():
+    cands = [
+        cand(2, unit(1, 0.6), category="entertainment"),
+        cand(3, unit(1, 0, 0.6), site="bbc.co.uk"),
+        cand(4, unit(1, 0, 0, 0.6), published_at=NOW - timedelta(days=10)),
+        cand(5, unit(1, 0, 0, 0, 0.6), published_at=None),
+    ]
+    run = lambda f: set(ids(rank_related(QUERY, cands, k=5, now=NOW, filters=f)))  # noqa: E731
+    assert run(Filters(category="entertainment")) == {2}
+    assert run(Filters(site="bbc.co.uk")) == {3}
+    assert run(Filters(exclude_site="bbc.co.uk")) == {2, 4, 5}
+    assert run(Filters(max_age_days=3)) == {2, 3}  # undated cannot prove it is recent
+    assert run(Filters()) == {2, 3, 4, 5}
+
+
+def test_near_duplicates_collapse_to_one_and_the_fresher_copy_wins():
+    wire = unit(0.9, 0.4, 0.1)
+    cands = [
+        cand(2, wire, published_at=NOW - timedelta(hours=30), site="old.example"),
+        cand(3, wire, published_at=NOW - timedelta(hours=3), site="fresh.example"),
+        cand(4, unit(0.9, 0.4, 0.1, 0.01), published_at=NOW - timedelta(hours=20)),
+        cand(5, unit(0.5, 0, 0, 0.8)),
+    ]
+    block = rank_related(QUERY, cands, k=5, now=NOW)
+    assert ids(block) == [3, 5]
+    assert "also reported by" in block[0].reason and "old.example" in block[0].reason
+
+
+def test_the_original_is_kept_over_copies_marked_duplicate_of():
+    cands = [
+        cand(2, unit(1, 0.3), published_at=NOW - timedelta(hours=9)),
+        cand(3, unit(0.2, 1), duplicate_of=2, published_at=NOW),  # fresher, but a copy
+        cand(4, unit(0.3, 1, 0.2), content_hash="abc"),
+        cand(5, unit(0.1, 1, 0.9), content_hash="abc", image_url="https://i.example/x.jpg"),
+    ]
+    block = ids(rank_related(QUERY, cands, k=5, now=NOW))
+    assert 2 in block and 3 not in block
+    assert len({4, 5} & set(block)) == 1
+
+
+def test_same_event_evidence_beats_topic_similarity_and_says_why():
+    same_event = cand(
+        2, unit(1, 0.8, 0.3), title="Kremlin: Putin and Trump agree energy truce",
+        summary="Vladimir Putin and Donald Trump spoke for two hours.",
+    )
+    same_topic = cand(3, unit(1, 0, 0, 0.8, 0.3), title="Ministers discuss the war", summary="A debate.")
+    block = rank_related(QUERY, [same_topic, same_event], k=2, now=NOW)
+    assert ids(block) == [2, 3]
+    assert block[0].reason.startswith("same event:") and "Putin" in block[0].reason
+    assert all(r.reason for r in block)
+
+
+def test_fresh_beats_stale_when_otherwise_equal():
+    v = unit(1, 0.5)
+    stale = cand(2, v, published_at=NOW - timedelta(days=20))
+    fresh = cand(3, unit(1, 0.5, 0, 0, 0.3), published_at=NOW - timedelta(hours=1))
+    params = RankParams(duplicate_cosine=1.01)  # keep both: only freshness differs
+    assert ids(rank_related(QUERY, [stale, fresh], k=2, now=NOW, params=params)) == [3, 2]
+
+
+def test_mmr_pushes_a_paraphrase_below_a_different_take():
+    a = cand(2, unit(1, 0.5, 0.2))
+    paraphrase = cand(3, unit(1, 0.5, 0.21), lexical_score=0.01)
+    other = cand(4, unit(1, 0, 0, 0.8))
+    params = RankParams(duplicate_cosine=1.01)
+    diverse = ids(rank_related(QUERY, [a, paraphrase, other], k=2, now=NOW, params=params))
+    plain = ids(
+        rank_related(QUERY, [a, paraphrase, other], k=2, now=NOW,
+                     params=replace(params, mmr_lambda=1.0))
+    )
+    assert plain == [3, 2]  # the paraphrase scores a hair higher on relevance alone
+    assert diverse[1] == 4
+
+
+def test_k_is_respected():
+    rng = np.random.default_rng(3)
+    cands = [cand(i, unit(1, *rng.normal(size=DIM - 1))) for i in range(2, 40)]
+    for k in (0, 1, 5, 12):
+        assert len(rank_related(QUERY, cands, k=k, now=NOW)) == min(k, 38)
+
+
+_vec = st.lists(st.floats(-1, 1, allow_nan=False), min_size=DIM, max_size=DIM).map(
+    lambda xs: unit(*[x + 1e-3 for x in xs])
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 25), _vec, st.floats(0, 1), st.integers(0, 400),
+            st.sampled_from(["a.example", "b.example", ""]), st.one_of(st.none(), st.integers(1, 25)),
+        ),
+        max_size=30,
+    ),
+    st.integers(0, 8),
+)
+def test_block_invariants(rows, k):
+    cands = [
+        cand(i, v, lexical_score=lex, published_at=NOW - timedelta(hours=h), site=site,
+             duplicate_of=dup)
+        for i, v, lex, h, site, dup in rows
+    ]
+    block = rank_related(QUERY, cands, k=k, now=NOW)
+    out = ids(block)
+    assert len(out) <= k
+    assert len(set(out)) == len(out)
+    assert set(out) <= {c.id for c in cands} - {QUERY.id}
+    assert all(r.reason for r in block)
+    assert [r.score for r in block] == [r.score for r in block]  # no NaN
+
+
+def test_engine_gathers_from_both_indexes_and_drops_the_query():
+    stories = {
+        1: ("Putin halts strikes on energy sites after Trump call", "Kremlin says pause holds."),
+        2: ("Trump and Putin talk ceasefire", "The leaders discussed Ukraine energy strikes."),
+        3: ("Pop star announces stadium tour", "Twelve dates this summer."),
+        4: ("Budget: fuel duty frozen", "The chancellor froze fuel duty."),
+        5: ("Zelensky reacts to Putin energy pause", "Kyiv wants details of the Trump deal."),
+    }
+    embedder = HashingEmbedder(64)
+    vectors = embedder.encode([story_text(t, "", x) for t, x in stories.values()])
+    vindex = BruteForceIndex(64)
+    vindex.add(np.array(list(stories), dtype=np.int64), vectors)
+    lexical = LexicalIndex()
+    for i, (t, x) in stories.items():
+        lexical.add(i, t, x)
+    asked: list[list[int]] = []
+
+    def meta(wanted: list[int]) -> dict[int, CandidateMeta]:
+        asked.append(wanted)
+        return {
+            i: CandidateMeta(title=stories[i][0], summary=stories[i][1], site=f"s{i}.example",
+                             category="entertainment" if i == 3 else "politics")
+            for i in wanted
+            if i != 4  # deleted from the store since it was indexed
+        }
+
+    engine = RelatedEngine(vindex, lexical, meta)
+    title, text = stories[1]
+    query = Query(title, text, vectors[0], NOW, id=1)
+    block = engine.related(query, k=3, now=NOW)
+    assert 1 not in ids(block) and 4 not in ids(block)
+    assert ids(block)[:2] in ([2, 5], [5, 2])
+    assert 1 not in asked[0]
+    only_ent = engine.related(query, k=3, now=NOW, filters=Filters(category="entertainment"))
+    assert ids(only_ent) in ([], [3])

@@ -1,0 +1,82 @@
+"""Reader routes: personalized feed, trending, preferences, export and deletion (DESIGN.md 4.3).
+
+A reader is an opaque id the site (or the widget) supplies; no personal data is asked for.
+Export and deletion are operator actions (API key when one is configured).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import FastAPI, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from api.cards import card, iso
+from api.errors import ApiError
+from api.events import READER_ID
+from recommender.readers import PREF_KEYS, FeedService
+
+ReaderId = Annotated[str, Path(min_length=1, max_length=128, pattern=READER_ID.pattern)]
+
+
+class PreferencesIn(BaseModel):
+    follow_categories: list[Annotated[str, Field(max_length=80)]] = Field(default_factory=list, max_length=100)
+    mute_categories: list[Annotated[str, Field(max_length=80)]] = Field(default_factory=list, max_length=100)
+    follow_sources: list[Annotated[str, Field(max_length=120)]] = Field(default_factory=list, max_length=200)
+    mute_sources: list[Annotated[str, Field(max_length=120)]] = Field(default_factory=list, max_length=200)
+    mute_topics: list[Annotated[str, Field(min_length=2, max_length=80)]] = Field(default_factory=list, max_length=200)
+
+
+def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max_k: int) -> None:
+    def check_k(k: int | None) -> int | None:
+        if k is not None and k > max_k:
+            raise ApiError(422, "invalid_request", f"k must be at most {max_k}")
+        return k
+
+    @app.get("/v1/readers/{reader}/feed", tags=["readers"])
+    async def reader_feed(reader: ReaderId,
+                          k: Annotated[int | None, Query(ge=1, le=1000)] = None,
+                          cursor: Annotated[str | None, Query(max_length=200)] = None):
+        """The reader's personalized feed; a reader we do not know yet gets trending and latest."""
+        try:
+            page = await feeds.feed(reader, k=check_k(k), cursor=cursor)
+        except ValueError as e:
+            raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from e
+        return {"reader": reader,
+                "items": [card(m, score=it.score, reason=it.reason) for m, it in page.items],
+                "next": page.next}
+
+    @app.get("/v1/trending", tags=["readers"])
+    async def trending(category: Annotated[str | None, Query(max_length=80)] = None,
+                       k: Annotated[int | None, Query(ge=1, le=1000)] = None):
+        """Most read lately (smoothed), fresh stories breaking ties."""
+        items = await feeds.trending(category=category, k=check_k(k) or 20)
+        return {"items": [card(m, score=it.score, reason=it.reason) for m, it in items]}
+
+    @app.put("/v1/readers/{reader}/preferences", tags=["readers"])
+    async def put_preferences(reader: ReaderId, body: PreferencesIn):
+        """Follow or mute categories, sources and topics (replaces what was set before)."""
+        prefs = {k: sorted(set(getattr(body, k))) for k in PREF_KEYS}
+        await svc.store.set_preferences(reader, prefs)
+        return {"reader": reader, "preferences": prefs}
+
+    @app.get("/v1/readers/{reader}", tags=["readers"])
+    async def export_reader(request: Request, reader: ReaderId):
+        """Everything stored about a reader (operator; API key when configured)."""
+        require_key(request)
+        info = await svc.store.reader(reader)
+        if info is None:
+            raise ApiError(404, "not_found", f"no reader {reader!r}")
+        events = await svc.store.reader_events(reader, limit=100_000)
+        return {"reader": reader, "preferences": info["preferences"],
+                "created_at": iso(info["created_at"]), "last_seen_at": iso(info["last_seen_at"]),
+                "events": [{"story_id": e.story_id, "type": e.type, "at": iso(e.at),
+                            "dwell_s": e.dwell_s} for e in events]}
+
+    @app.delete("/v1/readers/{reader}", tags=["readers"])
+    async def delete_reader(request: Request, reader: ReaderId):
+        """Forget a reader: their events and preferences (operator; API key when configured)."""
+        require_key(request)
+        if not await svc.store.delete_reader(reader):
+            raise ApiError(404, "not_found", f"no reader {reader!r}")
+        return {"reader": reader, "deleted": True}

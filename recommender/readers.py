@@ -1,0 +1,175 @@
+"""The personalized-feed flow: a reader's events -> profile -> candidates -> ranked page.
+
+The orchestrator for feeds (the pure parts live in profile, popularity and feed). What the
+crowd does (trending, click-through, co-reads) is computed from the event log the product
+records, cached for a few seconds so a burst of feed requests reads the log once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from aggregator.store import Store
+from recommender.corpus import Corpus, StoryMeta
+from recommender.feed import (
+    FeedCandidate,
+    FeedItem,
+    FeedParams,
+    candidates_for,
+    decode_cursor,
+    encode_cursor,
+    feed_order,
+    personalize_related,
+    rank_trending,
+)
+from recommender.popularity import (
+    CoRead,
+    co_read_from_events,
+    co_read_scores,
+    count_events,
+    ctr_table,
+    trending_scores,
+)
+from recommender.profile import Event, Preferences, Profile, build_profile, empty_profile
+
+PREF_KEYS = ("follow_categories", "mute_categories", "follow_sources", "mute_sources", "mute_topics")
+
+
+@dataclass(frozen=True)
+class Crowd:
+    """What all readers did lately, as of `at`."""
+
+    at: datetime
+    trending: dict[int, float]
+    ctr: dict[int, float]
+    co_read: CoRead
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    reader: str
+    items: list[tuple[StoryMeta, FeedItem]]
+    next: str | None
+
+
+def preferences_of(raw: dict | None) -> Preferences:
+    raw = raw or {}
+    return Preferences(**{k: frozenset(str(v).lower() if k == "mute_topics" else str(v)
+                                       for v in raw.get(k, ())) for k in PREF_KEYS})
+
+
+class FeedService:
+    def __init__(self, store: Store, corpus: Corpus, *, page_size: int = 20,
+                 max_per_source: int = 3, exploration_share: float = 0.1, history_days: int = 30,
+                 source_weights: dict[str, float] | None = None, crowd_ttl_s: float = 10.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.store = store
+        self.corpus = corpus
+        self.page_size = page_size
+        self.params = FeedParams(max_per_source=max_per_source, explore_share=exploration_share)
+        self.history_days = history_days
+        self.source_weights = source_weights or {}
+        self.crowd_ttl_s = crowd_ttl_s
+        self.clock = clock
+        self._crowd: tuple[float, Crowd] | None = None
+
+    # ------------------------------------------------------------ inputs
+
+    async def crowd(self) -> Crowd:
+        hit = self._crowd
+        if hit is not None and time.monotonic() - hit[0] < self.crowd_ttl_s:
+            return hit[1]
+        now = self.clock()
+        since = now - timedelta(days=self.history_days)
+        rows = await self.store.recent_events(since, types=("impression", "click", "read"))
+        events = [Event(r, s, t, at) for r, s, at, t in rows]
+        positive = [e for e in events if e.type != "impression"]
+        crowd = Crowd(now, trending_scores(positive, now=now), ctr_table(count_events(events)),
+                      co_read_from_events(positive))
+        self._crowd = (time.monotonic(), crowd)
+        return crowd
+
+    async def profile(self, reader: str, now: datetime) -> tuple[Profile, Preferences]:
+        info = await self.store.reader(reader)
+        prefs = preferences_of(info["preferences"] if info else None)
+        records = await self.store.reader_events(reader, since=now - timedelta(days=self.history_days))
+        if not records:
+            return empty_profile(reader), prefs
+        events = [Event(e.reader, e.story_id, e.type, e.at, e.dwell_s) for e in records]
+        meta = {i: (m.category, m.source) for i in {e.story_id for e in events}
+                if (m := self.corpus.meta.get(i)) is not None}
+        profile = build_profile(reader, events, self._vectors, meta, now=now)
+        return profile, prefs
+
+    def _vectors(self, ids) -> np.ndarray:
+        out = np.zeros((len(ids), self.corpus.dim), dtype=np.float32)
+        for row, i in enumerate(ids):
+            try:
+                out[row] = self.corpus.vindex.get(np.asarray([i], dtype=np.int64))[0]
+            except KeyError:
+                pass  # not embedded yet: a zero row, which build_profile skips
+        return out
+
+    def _candidates(self, ids, crowd: Crowd, co_read: dict) -> list[FeedCandidate]:
+        out = []
+        known = [i for i in ids if i in self.corpus.meta]
+        if not known:
+            return out
+        try:
+            vecs = self.corpus.vindex.get(np.asarray(known, dtype=np.int64))
+        except KeyError:
+            vecs = self._vectors(known)
+        for row, i in enumerate(known):
+            m = self.corpus.meta[i]
+            co = co_read.get(i)
+            out.append(FeedCandidate(
+                id=i, vector=vecs[row], category=m.category, source=m.source, published_at=m.when,
+                trending=crowd.trending.get(i, 0.0), ctr=crowd.ctr.get(i),
+                co_read=co[0] if co else 0.0, co_read_anchor=co[1] if co else None,
+                source_weight=self.source_weights.get(m.source, 1.0), title=m.title, event_id=i,
+            ))
+        return out
+
+    async def _fresh_ids(self, n: int = 200) -> list[int]:
+        return [s.id for s in await self.store.latest_stories(limit=n)]
+
+    # ------------------------------------------------------------ outputs
+
+    async def feed(self, reader: str, *, k: int | None = None, cursor: str | None = None) -> FeedPage:
+        k = k or self.page_size
+        # The cursor keeps the snapshot time in whole seconds: the first page must use the same
+        # time as the next ones, or freshness shifts the order and pages repeat items.
+        offset, now = decode_cursor(cursor) if cursor else (0, self.clock().replace(microsecond=0))
+        profile, prefs = await self.profile(reader, now)
+        crowd = await self.crowd()
+        co = co_read_scores(profile.history, crowd.co_read) if profile.history else {}
+        ids = candidates_for(profile, self.corpus.vindex, trending=crowd.trending, co_read=co,
+                             fresh_ids=await self._fresh_ids())
+        cands = self._candidates(list(ids), crowd, co)
+        titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
+        order = feed_order(profile, cands, prefs=prefs, now=now, params=self.params, titles=titles)
+        page = order[offset:offset + k]
+        nxt = encode_cursor(offset + k, now) if offset + k < len(order) else None
+        return FeedPage(reader, [(self.corpus.meta[it.id], it) for it in page if it.id in self.corpus.meta], nxt)
+
+    async def trending(self, *, category: str | None = None, k: int = 20) -> list[tuple[StoryMeta, FeedItem]]:
+        crowd = await self.crowd()
+        ids = list(dict.fromkeys([*sorted(crowd.trending, key=lambda i: -crowd.trending[i])[:500],
+                                  *await self._fresh_ids()]))
+        items = rank_trending(self._candidates(ids, crowd, {}), now=self.clock(), category=category,
+                              params=self.params, k=k)
+        return [(self.corpus.meta[it.id], it) for it in items if it.id in self.corpus.meta]
+
+    async def rerank_related(self, reader: str, related: list[tuple[StoryMeta, object]]) -> list:
+        """A related block that knows the reader: read stories out, ties broken by interests."""
+        profile, _ = await self.profile(reader, self.clock())
+        pairs = [(m.id, r.score) for m, r in related]
+        vecs = {i: v for i, v in zip([p[0] for p in pairs], self._vectors([p[0] for p in pairs]), strict=True)}
+        order = personalize_related(pairs, vecs, profile)
+        by_id = {m.id: (m, r) for m, r in related}
+        return [by_id[i] for i, _ in order]

@@ -1,0 +1,326 @@
+"""Feed ordering: pure properties that must hold for any reader and any candidates."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recommender.feed import (
+    FeedCandidate,
+    FeedParams,
+    candidates_for,
+    cold_start,
+    decode_cursor,
+    encode_cursor,
+    feed_order,
+    personalize_related,
+    rank_feed,
+    rank_trending,
+)
+from recommender.popularity import (
+    co_read_from_events,
+    co_read_scores,
+    count_events,
+    ctr_table,
+    smoothed_ctr,
+    trending_scores,
+)
+from recommender.profile import Event, Preferences, build_profile, empty_profile
+from recommender.vindex import BruteForceIndex
+
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+DIM = 16
+CATEGORIES = ("politics", "music", "sport", "tech")
+SOURCES = ("a", "b", "c", "d", "e")
+
+
+def _world(seed: int, n: int = 80, n_events: int = 6, dup_every: int = 0):
+    """Candidates around one direction per category, and a reader who read a few of them."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((len(CATEGORIES), DIM))
+    cands = []
+    for i in range(n):
+        c = int(rng.integers(len(CATEGORIES)))
+        if dup_every and i % dup_every == 1:
+            v = cands[-1].vector + 0.01 * rng.standard_normal(DIM)  # same event as the previous
+        else:
+            v = centres[c] + 0.9 * rng.standard_normal(DIM)
+        v = (v / np.linalg.norm(v)).astype(np.float32)
+        cands.append(
+            FeedCandidate(
+                id=i,
+                vector=v,
+                category=CATEGORIES[c],
+                source=SOURCES[int(rng.integers(len(SOURCES)))],
+                published_at=NOW - timedelta(hours=float(rng.uniform(0, 72))),
+                trending=float(rng.exponential(2.0)) if rng.random() < 0.5 else 0.0,
+                ctr=float(rng.uniform(0.01, 0.2)) if rng.random() < 0.3 else None,
+                co_read=float(rng.exponential(1.0)) if rng.random() < 0.2 else 0.0,
+                co_read_anchor=0,
+                source_weight=float(rng.choice([0.5, 1.0, 2.0])),
+                title=f"story {i} about {CATEGORIES[c]}",
+                event_id=None,
+            )
+        )
+    table = {c.id: c.vector for c in cands}
+    meta = {c.id: (c.category, c.source) for c in cands}
+    # The reader reads only politics and music, so sport and tech are there to explore.
+    readable = [c.id for c in cands if c.category in ("politics", "music")]
+    picks = [int(x) for x in rng.choice(readable, size=min(n_events, len(readable)), replace=False)]
+    events = [Event("r", sid, "read", NOW - timedelta(hours=3 * j + 1)) for j, sid in enumerate(picks)]
+    profile = build_profile("r", events, lambda ids: np.stack([table[i] for i in ids]), meta, now=NOW)
+    return cands, profile
+
+
+worlds = st.builds(
+    _world,
+    seed=st.integers(0, 2**16),
+    n=st.integers(1, 120),
+    n_events=st.integers(0, 10),
+    dup_every=st.sampled_from([0, 3]),
+)
+prefs_st = st.builds(
+    Preferences,
+    follow_categories=st.frozensets(st.sampled_from(CATEGORIES), max_size=2),
+    mute_categories=st.frozensets(st.sampled_from(CATEGORIES), max_size=2),
+    follow_sources=st.frozensets(st.sampled_from(SOURCES), max_size=2),
+    mute_sources=st.frozensets(st.sampled_from(SOURCES), max_size=2),
+    mute_topics=st.frozensets(st.sampled_from(["story 1", "about music", "nothing"]), max_size=2),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(world=worlds, prefs=prefs_st)
+def test_read_and_muted_never_returned_and_every_item_has_a_reason(world, prefs):
+    cands, profile = world
+    order = feed_order(profile, cands, prefs=prefs, now=NOW)
+    by_id = {c.id: c for c in cands}
+    ids = [it.id for it in order]
+    assert len(ids) == len(set(ids))
+    for it in order:
+        c = by_id[it.id]
+        assert it.id not in profile.read
+        assert c.category not in prefs.mute_categories
+        assert c.source not in prefs.mute_sources
+        for topic in prefs.mute_topics:
+            assert f" {topic} " not in f" {c.title} "
+        assert it.reason.strip()
+    # Nothing eligible is lost: it is filtered, or it is somewhere in the order.
+    eligible = [
+        c.id
+        for c in cands
+        if c.id not in profile.read
+        and c.category not in prefs.mute_categories
+        and c.source not in prefs.mute_sources
+        and not any(f" {t} " in f" {c.title} " for t in prefs.mute_topics)
+    ]
+    assert sorted(ids) == sorted(eligible)
+
+
+def _fits(prefix, c, params) -> bool:
+    """The top-of-page rule, written independently of the code under test."""
+    if sum(p.source == c.source for p in prefix) >= params.max_per_source:
+        return False
+    if c.event_id is not None and any(p.event_id == c.event_id for p in prefix):
+        return False
+    return all(float(p.vector @ c.vector) < params.same_event_cos for p in prefix)
+
+
+@settings(max_examples=60, deadline=None)
+@given(world=worlds)
+def test_top_of_page_caps_sources_and_keeps_one_story_per_event(world):
+    cands, profile = world
+    params = FeedParams(top_n=12, max_per_source=2)
+    order = feed_order(profile, cands, now=NOW, params=params)
+    by_id = {c.id: c for c in cands}
+    ranked = [by_id[it.id] for it in order]
+    for pos in range(min(params.top_n, len(ranked))):
+        prefix = ranked[:pos]
+        if not _fits(prefix, ranked[pos], params):
+            # Breaking the rule is allowed only when nothing below would have kept it.
+            later = [c.id for c in ranked[pos + 1 :] if _fits(prefix, c, params)]
+            assert later == [], f"position {pos} breaks the top rule while {later} would fit"
+
+
+def test_same_event_id_appears_once_in_top():
+    cands, profile = _world(5, n=60)
+    # Tag a block of the best candidates as one event.
+    first = feed_order(profile, cands, now=NOW)
+    event_ids = {it.id for it in first[:5]}
+    tagged = [
+        FeedCandidate(**{**c.__dict__, "event_id": 7 if c.id in event_ids else None}) for c in cands
+    ]
+    params = FeedParams(top_n=10)  # 5 sources x 3 fill it without breaking the source cap
+    order = feed_order(profile, tagged, now=NOW, params=params)
+    top = [it.id for it in order[:10]]
+    assert len(event_ids & set(top)) == 1
+    assert event_ids <= {it.id for it in order}  # moved down, not dropped
+
+
+def test_exploration_takes_its_share_from_unfamiliar_categories():
+    cands, profile = _world(11, n=120)
+    params = FeedParams(explore_share=0.1, top_n=20, max_per_source=20)
+    order = feed_order(profile, cands, now=NOW, params=params)
+    by_id = {c.id: c for c in cands}
+    first = order[:40]
+    explored = [it for it in first if it.reason.startswith("something different")]
+    assert len(explored) == 4  # one slot in ten
+    assert [i for i, it in enumerate(first) if it in explored] == [9, 19, 29, 39]
+    assert all(by_id[it.id].category not in profile.category_affinity for it in explored)
+    none = feed_order(profile, cands, now=NOW, params=FeedParams(explore_share=0.0))
+    assert not [it for it in none if it.reason.startswith("something different")]
+
+
+@settings(max_examples=40, deadline=None)
+@given(world=worlds, k=st.integers(1, 25))
+def test_pages_are_stable_and_do_not_overlap(world, k):
+    cands, profile = world
+    full = [it.id for it in feed_order(profile, cands, now=NOW)]
+    shuffled = list(cands)
+    random.Random(k).shuffle(shuffled)
+    pages = []
+    offset = 0
+    cursor = encode_cursor(0, NOW)
+    while True:
+        offset, snapshot_at = decode_cursor(cursor)
+        page = rank_feed(profile, shuffled, now=snapshot_at, k=k, offset=offset)
+        if not page:
+            break
+        pages.extend(it.id for it in page)
+        cursor = encode_cursor(offset + len(page), snapshot_at)
+    assert pages == full  # same order whatever the input order, no gaps, no repeats
+
+
+def test_cursor_round_trip_and_rejects_junk():
+    assert decode_cursor(encode_cursor(40, NOW)) == (40, NOW)
+    for junk in ("", "abc", "!!!", encode_cursor(1, NOW)[:-3] + "zz"):
+        with pytest.raises(ValueError):
+            decode_cursor(junk)
+
+
+def test_cold_start_covers_every_category_in_the_first_page():
+    cands, _ = _world(21, n=100)
+    page = cold_start(cands, now=NOW, k=8)
+    by_id = {c.id: c for c in cands}
+    assert len(page) == 8
+    assert {by_id[it.id].category for it in page} == set(CATEGORIES)
+    assert all(it.reason.startswith(("trending in", "latest in")) for it in page)
+    # Muted categories stay out even for a stranger.
+    muted = cold_start(cands, now=NOW, k=50, prefs=Preferences(mute_categories=frozenset({"sport"})))
+    assert muted and all(by_id[it.id].category != "sport" for it in muted)
+
+
+def test_trending_endpoint_orders_by_trend_within_category():
+    cands, _ = _world(8, n=80)
+    page = rank_trending(cands, now=NOW, category="music", k=10, params=FeedParams(max_per_source=10))
+    by_id = {c.id: c for c in cands}
+    assert page and all(by_id[it.id].category == "music" for it in page)
+    trends = [by_id[it.id].trending for it in page]
+    assert trends[0] == max(c.trending for c in cands if c.category == "music")
+    for it in page:
+        assert it.reason == ("trending in music" if by_id[it.id].trending > 0 else "latest in music")
+
+
+def test_reasons_name_the_story_behind_them():
+    cands, profile = _world(9, n=60)
+    titles = {i: f"Title {i}" for i in range(60)}
+    order = feed_order(profile, cands, now=NOW, titles=titles)
+    named = [it for it in order if it.because_of is not None]
+    assert named
+    for it in named:
+        assert f"“Title {it.because_of}”" in it.reason
+    untitled = feed_order(profile, cands, now=NOW)
+    assert all("“" not in it.reason and it.reason for it in untitled)
+
+
+def test_operator_source_weight_and_follows_lift_a_story():
+    cands, profile = _world(13, n=40)
+    base = {it.id: it.score for it in feed_order(profile, cands, now=NOW)}
+    target = next(c for c in cands if c.id not in profile.read)
+    boosted = [
+        FeedCandidate(**{**c.__dict__, "source_weight": 3.0}) if c.id == target.id else c
+        for c in cands
+    ]
+    after = {it.id: it.score for it in feed_order(profile, boosted, now=NOW)}
+    assert after[target.id] > base[target.id]
+    followed = feed_order(
+        profile, cands, now=NOW, prefs=Preferences(follow_sources=frozenset({target.source}))
+    )
+    assert {it.id: it.score for it in followed}[target.id] > base[target.id]
+
+
+def test_personalized_related_drops_read_and_breaks_ties_by_taste():
+    cands, profile = _world(17, n=60, n_events=4)
+    vectors = {c.id: c.vector for c in cands}
+    read = next(iter(profile.read))
+    unread = [c.id for c in cands if c.id not in profile.read]
+    centre = profile.interests[0].vector
+    near = max(unread, key=lambda i: float(vectors[i] @ centre))
+    far = min(unread, key=lambda i: float(vectors[i] @ centre))
+    block = [(read, 0.9), (far, 0.801), (near, 0.80), (unread[0] if unread[0] not in (near, far) else unread[1], 0.5)]
+    out = personalize_related(block, vectors, profile, tie_eps=0.02)
+    ids = [i for i, _ in out]
+    assert read not in ids
+    assert ids.index(near) < ids.index(far)  # a tie in relevance goes to the reader's taste
+    assert ids[-1] not in (near, far)  # clear relevance differences still rule
+
+
+def test_candidates_gathered_per_interest_plus_trending_and_fresh():
+    cands, profile = _world(19, n=100)
+    index = BruteForceIndex(DIM)
+    index.add(np.array([c.id for c in cands], dtype=np.int64), np.stack([c.vector for c in cands]))
+    trending = {c.id: c.trending for c in cands if c.trending > 0}
+    fresh = [c.id for c in sorted(cands, key=lambda c: c.published_at, reverse=True)][:5]
+    got = candidates_for(
+        profile, index, per_interest_k=5, trending=trending, n_trending=3, fresh_ids=fresh
+    )
+    assert not set(got) & profile.read
+    origins = set(got.values())
+    assert {f"interest:{g}" for g in range(len(profile.interests))} <= origins
+    assert "trending" in origins or set(sorted(trending, key=trending.get)[-3:]) <= set(got)
+    for i in fresh:
+        assert i in got or i in profile.read
+    cold = candidates_for(empty_profile("x"), index, trending=trending, fresh_ids=fresh)
+    assert set(cold.values()) <= {"trending", "fresh"} and cold
+
+
+def test_smoothed_ctr_one_impression_is_not_a_hit():
+    one = smoothed_ctr(1, 1, prior_ctr=0.05, prior_strength=20)
+    many = smoothed_ctr(300, 1000, prior_ctr=0.05, prior_strength=20)
+    assert one < 0.1 < many
+    assert smoothed_ctr(0, 0, prior_ctr=0.05, prior_strength=20) == pytest.approx(0.05)
+    events = [Event(f"u{i}", 1, "impression", NOW) for i in range(50)]
+    events += [Event(f"u{i}", 1, "click", NOW) for i in range(25)]
+    events += [Event("u0", 2, "impression", NOW), Event("u0", 2, "click", NOW)]
+    events += [Event(f"v{i}", 3, "impression", NOW) for i in range(1000)]  # global CTR ~ 3 %
+    events += [Event(f"v{i}", 3, "click", NOW) for i in range(5)]
+    table = ctr_table(count_events(events))
+    assert table[1] > table[2]
+
+
+def test_trending_decays_and_counts_each_reader_once():
+    events = [Event("a", 1, "read", NOW - timedelta(hours=1)) for _ in range(5)]
+    events += [Event("b", 2, "click", NOW), Event("c", 2, "read", NOW - timedelta(hours=6))]
+    events += [Event("d", 3, "impression", NOW), Event("e", 4, "read", NOW + timedelta(hours=1))]
+    t = trending_scores(events, now=NOW, half_life_h=6)
+    assert t[1] == pytest.approx(0.5 ** (1 / 6))
+    assert t[2] == pytest.approx(1.5)
+    assert 3 not in t and 4 not in t
+
+
+def test_co_read_is_directed_and_weights_recent_reads():
+    events = []
+    for r in range(5):  # readers of 1 go on to read 2
+        events += [Event(f"r{r}", 1, "read", NOW), Event(f"r{r}", 2, "read", NOW + timedelta(1))]
+    events += [Event("s", 3, "read", NOW), Event("s", 4, "read", NOW + timedelta(1))]
+    index = co_read_from_events(events, window=3, max_neighbors=10)
+    assert index.neighbors(1) == {2: 5.0} and index.neighbors(2) == {}
+    scores = co_read_scores([3, 1], index, recency_tau=1.0)
+    assert scores[2] == (5.0, 1)
+    assert scores[4][0] == pytest.approx(1.0 * np.exp(-1.0))
+    assert 1 not in scores and 3 not in scores  # never recommend the reader's own history

@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run demo test lint bench browser clean
+.PHONY: install run demo test lint bench load browser clean
 
 # torch==2.13.0 first: it is the CPU wheel on this machine's disk; any looser torch
 # requirement (for example sentence-transformers' own) would pull a multi-GB CUDA build.
@@ -42,6 +42,12 @@ test: $(STAMP) browser lint
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+
+# 60 s of concurrent related + widget requests against a real `tidings serve` (BBC stories,
+# hashing embedder) from a separate process; figures in docs/reliability.md.
+# `make load LOAD_SECONDS=180` runs longer (enough for 100k requests on a 2-core machine).
+load: $(STAMP)
+	$(PY) -m benchmarks.load --seconds $(or $(LOAD_SECONDS),60)
 
 clean:
 	rm -rf $(VENV) data

@@ -5,6 +5,7 @@ Handlers are thin: they validate, call a service, shape JSON. Contracts: DESIGN.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -15,12 +16,15 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
@@ -29,6 +33,7 @@ from api.errors import ApiError, error_response
 from api.events import EventIn, EventSink, parse_events, resolve
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
+from api.readers import add_reader_routes
 from api.render import render_block_html
 from api.services import Services
 from recommender.blocks import BadArticle, Block
@@ -36,8 +41,17 @@ from recommender.related import Filters
 
 log = logging.getLogger("tidings.api")
 STATIC = Path(__file__).with_name("static")
+ReaderQuery = Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+                                          description="personalize for this reader")]
 MAX_TEXT_CHARS = 100_000
 MAX_URL_CHARS = 2048
+# No JSON body the API accepts is larger (100k chars of text, escaped, or 256 kB of events): a
+# bigger one is refused while it arrives instead of being read whole into memory first.
+MAX_REQUEST_BODY_BYTES = 2 * 1024 * 1024
+# Story ids are signed 64-bit in both engines; a larger one cannot exist, and passing it down made
+# the SQLite driver raise OverflowError (a 500 found by the fuzzer, tests/api/test_fuzz.py).
+MAX_STORY_ID = 2**63 - 1
+StoryId = Annotated[int, PathParam(ge=1, le=MAX_STORY_ID)]
 
 # Security headers for HTML we serve; the widget fragment is meant to be embedded, so no
 # frame-ancestors restriction on it.
@@ -57,6 +71,100 @@ class RelatedRequest(BaseModel):
     site: str | None = None
     exclude_site: str | None = None
     max_age_days: float | None = Field(default=None, gt=0, le=36500)
+
+
+# Response shapes, for the OpenAPI document only (`responses=`, not `response_model=`): handlers
+# keep returning plain dicts or cached bytes, and tests/api/test_fuzz.py checks every real body
+# against these, so the document cannot drift from what the API sends.
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class CardOut(BaseModel):
+    id: int | None
+    url: str
+    title: str
+    summary: str | None
+    site: str | None
+    source: str | None
+    category: str | None
+    author: str | None
+    image_url: str | None
+    published_at: str | None
+    score: float | None
+    reason: str
+
+
+class BlockOut(BaseModel):
+    article: CardOut
+    related: list[CardOut]
+    took_ms: float
+
+
+class StoriesPage(BaseModel):
+    items: list[CardOut]
+    next: str | None
+
+
+class StoryOut(CardOut):
+    text: str | None
+    collected_at: str | None
+    duplicate_of: int | None
+
+
+class HealthOut(BaseModel):
+    status: str
+    database: bool
+    indexed: int | None
+
+
+class AcceptedOut(BaseModel):
+    accepted: int
+
+
+ERROR_RESPONSES: dict = {
+    "4XX": {"model": ErrorBody, "description": "bad input, unknown story, rate limited"},
+    503: {"model": ErrorBody, "description": "database or index unavailable; retry (Retry-After)"},
+}
+
+
+class BodyCap:
+    """ASGI middleware: 413 for request bodies over `max_body_bytes`, by Content-Length when
+    sent, else by counting chunks as the handler reads them."""
+
+    def __init__(self, app, max_body_bytes: int):
+        self.app, self.max_body_bytes = app, max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            response = error_response(413, "too_large", self._message())
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def counting_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body_bytes:
+                # An HTTPException, because FastAPI turns anything else raised while it reads a
+                # body into a vague 400; the app's handler gives it the usual error shape.
+                raise StarletteHTTPException(413, self._message())
+            return message
+
+        return await self.app(scope, counting_receive, send)
+
+    def _message(self) -> str:
+        return f"request bodies are limited to {self.max_body_bytes} bytes"
 
 
 class BlockCache:
@@ -90,9 +198,12 @@ def create_app(svc: Services) -> FastAPI:
         title="Tidings",
         version="0.1.0",
         description="Related stories and personalized feeds from the news sites you collect.",
+        responses=ERROR_RESPONSES,
     )
     app.state.services = svc
     app.state.metrics = metrics
+    # Added first, so it runs inside CORS: a 413 still carries the CORS headers.
+    app.add_middleware(BodyCap, max_body_bytes=MAX_REQUEST_BODY_BYTES)
     app.add_middleware(
         CORSMiddleware, allow_origins=list(api.cors_origins), allow_methods=["GET", "POST", "PUT", "DELETE"],
         allow_headers=["*"], expose_headers=["ETag"], max_age=86400,
@@ -114,13 +225,26 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, e: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(e.status_code,
+                                                                                   "http_error")
         return error_response(e.status_code, code, str(e.detail))
 
     @app.exception_handler(StoreError)
     async def _store(_req: Request, e: StoreError):
-        return error_response(503, "database_unavailable", "the database is unavailable; try again shortly",
-                              {"Retry-After": "5"})
+        return db_unavailable_response()
+
+    # The one place where the database being away becomes a 503 (tests/api/test_db_outage.py):
+    # store calls that are not wrapped in StoreError raise the driver's errors as they come.
+    # Anything else re-raises, so a bug still surfaces as a 500 with its traceback.
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(SATimeoutError)
+    @app.exception_handler(OSError)
+    async def _db_away(request: Request, e: Exception):
+        if not database_unavailable(e):
+            raise e
+        log.warning("api.db_unavailable path=%s error=%s", request.url.path,
+                    str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return db_unavailable_response()
 
     @app.exception_handler(NotFound)
     async def _nf(_req: Request, e: NotFound):
@@ -129,12 +253,7 @@ def create_app(svc: Services) -> FastAPI:
     @app.middleware("http")
     async def _timing(request: Request, call_next):
         t0 = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except (OSError, ConnectionError) as e:  # database gone mid-request
-            log.warning("api.db_unavailable path=%s error=%s", request.url.path, e)
-            response = error_response(503, "database_unavailable",
-                                      "the database is unavailable; try again shortly")
+        response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         metrics.requests.labels(path, request.method, str(response.status_code)).observe(
@@ -187,6 +306,16 @@ def create_app(svc: Services) -> FastAPI:
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/json", headers=headers)
 
+    async def personal(reader: str, k: int, make) -> JSONResponse:
+        """A block that knows the reader: what they read is dropped, ties go to their interests.
+        Over-fetched so dropping read stories still leaves k; never cached (it is per reader)."""
+        block: Block = await make(k + 10)
+        related = block.related
+        if svc.feeds is not None:
+            related = await svc.feeds.rerank_related(reader, related)
+        block = dataclasses.replace(block, related=related[:k])
+        return JSONResponse(block_json(block), headers={"Cache-Control": "private, no-store"})
+
     async def guarded(make):
         """Map the related flow's failures on caller input to 4xx answers."""
         try:
@@ -202,7 +331,7 @@ def create_app(svc: Services) -> FastAPI:
 
     # ------------------------------------------------------------ health
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], responses={200: {"model": HealthOut}, 503: {"model": HealthOut}})
     async def healthz():
         ok = await svc.store.ping()
         body = {"status": "ok" if ok else "degraded", "database": ok,
@@ -211,13 +340,25 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"])
     async def prom():
+        """Prometheus metrics. Gauges are read from the database at scrape time, so every
+        replica reports the cluster's truth; counters are this process's own."""
         if svc.corpus is not None:
             metrics.index_size.set(len(svc.corpus))
+        metrics.backlog.set(await svc.store.backlog_size(svc.embedder.recipe))
+        metrics.stories_total.set(await svc.store.count_stories())
+        for h in await svc.store.list_sources():
+            metrics.source_stories.labels(h.name).set(h.stories)
+            metrics.source_errors.labels(h.name).set(h.error_count)
+            if h.last_success_at is not None:
+                metrics.source_last_success.labels(h.name).set(h.last_success_at.timestamp())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if svc.collector is not None:
+        svc.collector.listeners.append(metrics.observe_source)
 
     # ------------------------------------------------------------ stories
 
-    @app.get("/v1/stories", tags=["stories"])
+    @app.get("/v1/stories", tags=["stories"], responses={200: {"model": StoriesPage}})
     async def stories(
         source: str | None = None,
         category: str | None = None,
@@ -233,8 +374,8 @@ def create_app(svc: Services) -> FastAPI:
             nxt = encode_cursor(rows[-1])
         return {"items": [card(s) for s in rows], "next": nxt}
 
-    @app.get("/v1/stories/{story_id}", tags=["stories"])
-    async def story(story_id: int):
+    @app.get("/v1/stories/{story_id}", tags=["stories"], responses={200: {"model": StoryOut}})
+    async def story(story_id: StoryId):
         s = await svc.store.get_story(story_id)
         if s is None:
             raise ApiError(404, "not_found", f"no story with id {story_id}")
@@ -243,23 +384,26 @@ def create_app(svc: Services) -> FastAPI:
 
     # ------------------------------------------------------------ related
 
-    @app.get("/v1/stories/{story_id}/related", tags=["related"])
+    @app.get("/v1/stories/{story_id}/related", tags=["related"], responses={200: {"model": BlockOut}})
     async def related_story(
         request: Request,
-        story_id: int,
+        story_id: StoryId,
         k: Annotated[int | None, Query(ge=1, le=1000)] = None,
         category: str | None = None,
         site: str | None = None,
         exclude_site: str | None = None,
         max_age_days: Annotated[float | None, Query(gt=0, le=36500)] = None,
+        reader: ReaderQuery = None,
     ):
         rel = need_corpus()
         kk = clamp_k(k)
         f = filters(category, site, exclude_site, max_age_days)
+        if reader:
+            return await personal(reader, kk, lambda n: rel.for_story(story_id, k=n, filters=f))
         return await cached_block(request, ("id", story_id, kk, f),
                                   lambda: rel.for_story(story_id, k=kk, filters=f))
 
-    @app.get("/v1/related", tags=["related"])
+    @app.get("/v1/related", tags=["related"], responses={200: {"model": BlockOut}})
     async def related_url(
         request: Request,
         url: Annotated[str, Query(min_length=1, max_length=MAX_URL_CHARS)],
@@ -268,15 +412,18 @@ def create_app(svc: Services) -> FastAPI:
         site: str | None = None,
         exclude_site: str | None = None,
         max_age_days: Annotated[float | None, Query(gt=0, le=36500)] = None,
+        reader: ReaderQuery = None,
     ):
         rel = need_corpus()
         kk = clamp_k(k)
         f = filters(category, site, exclude_site, max_age_days)
         limiter.check(("url", client_of(request)), api.related_url_per_minute)
+        if reader:
+            return await guarded(lambda: personal(reader, kk, lambda n: rel.for_url(url, k=n, filters=f)))
         return await guarded(lambda: cached_block(
             request, ("url", url, kk, f), lambda: rel.for_url(url, k=kk, filters=f)))
 
-    @app.post("/v1/related", tags=["related"])
+    @app.post("/v1/related", tags=["related"], responses={200: {"model": BlockOut}})
     async def related_text(request: Request, body: RelatedRequest):
         rel = need_corpus()
         kk = clamp_k(body.k)
@@ -298,9 +445,18 @@ def create_app(svc: Services) -> FastAPI:
         kk = clamp_k(k, 4)
         f = filters(category, site, exclude_site, max_age_days)
         limiter.check(("url", client_of(request)), api.related_url_per_minute)
-        block = await guarded(lambda: rel.for_url(url, k=kk, filters=f))
-        html = render_block_html(block_json(block))
-        etag = '"' + hashlib.sha256(html.encode()).hexdigest()[:20] + '"'
+        # Cached like the JSON blocks (same key scheme, new stories invalidate): the fragment is
+        # the hottest call, one per article view, and rebuilding it cost ~50 ms of CPU each
+        # time under the load test (docs/reliability.md).
+        full_key = ("widget", url, kk, f, svc.corpus.version if svc.corpus is not None else 0)
+        hit = cache.get(full_key)
+        if hit is None:
+            metrics.block_cache.labels("miss").inc()
+            block = await guarded(lambda: rel.for_url(url, k=kk, filters=f))
+            hit = cache.put(full_key, render_block_html(block_json(block)).encode())
+        else:
+            metrics.block_cache.labels("hit").inc()
+        html, etag = hit
         headers = {**HTML_HEADERS, "ETag": etag, "Cache-Control": "public, max-age=60"}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
@@ -346,7 +502,8 @@ def create_app(svc: Services) -> FastAPI:
         metrics.events.labels(e.type).inc() for e in batch[:n]])
     app.state.events = sink
 
-    @app.post("/v1/events", tags=["readers"], status_code=202, openapi_extra={
+    @app.post("/v1/events", tags=["readers"], status_code=202,
+              responses={202: {"model": AcceptedOut}}, openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "oneOf": [EventIn.model_json_schema(), {"type": "object", "properties": {
                 "events": {"type": "array", "items": EventIn.model_json_schema()}}}]}}}}})
@@ -359,12 +516,50 @@ def create_app(svc: Services) -> FastAPI:
         sink.submit(records)
         return {"accepted": len(records)}
 
+    if svc.feeds is not None:
+        add_reader_routes(app, svc, svc.feeds, require_key=require_key, max_k=api.max_k)
+
     app.state.require_key = require_key
     app.state.limiter = limiter
     app.state.client_of = client_of
     app.state.need_corpus = need_corpus
     app.state.clamp_k = clamp_k
     return app
+
+
+# SQLSTATE classes that mean "the server is away or refusing us", not "this query is wrong":
+# 08 connection exception, 53 insufficient resources (too many connections), 57 operator
+# intervention (admin shutdown, crash, starting up), and 55000, which PostgreSQL sends when a
+# database does not accept connections (ALLOW_CONNECTIONS false).
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+UNAVAILABLE_SQLSTATES = ("55000",)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Is this error the database being away (retry later) rather than a bug? Walks the cause chain."""
+    from sqlalchemy.exc import OperationalError
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (OSError, TimeoutError, SATimeoutError, OperationalError)):
+            return True  # refused/reset sockets, pool wait timeouts, SQLite "database is locked"
+        if isinstance(e, DBAPIError) and e.connection_invalidated:
+            return True  # SQLAlchemy saw the connection drop mid-query
+        state = getattr(e, "sqlstate", None) or ""
+        if state[:2] in UNAVAILABLE_SQLSTATE_CLASSES or state in UNAVAILABLE_SQLSTATES:
+            return True
+        if type(e).__name__ in ("ConnectionDoesNotExistError", "InterfaceError") and \
+                "connection" in str(e).lower():
+            return True  # asyncpg: the connection was closed under a running query
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def db_unavailable_response() -> Response:
+    return error_response(503, "database_unavailable", "the database is unavailable; try again shortly",
+                          {"Retry-After": "5"})
 
 
 def encode_cursor(story) -> str:

@@ -30,7 +30,7 @@ READER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 class EventIn(BaseModel):
     reader: str = Field(min_length=1, max_length=128)
-    story_id: int | None = Field(default=None, ge=1)
+    story_id: int | None = Field(default=None, ge=1, le=2**63 - 1)  # ids are signed 64-bit
     url: str | None = Field(default=None, max_length=2048)
     type: str
     at: datetime | None = None

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recommender.vindex import FaissIndex
-
 from aggregator.collect import Collector
 from aggregator.fetch import Fetcher, FetchPolicy
 from aggregator.netguard import AddressGuard
@@ -23,6 +21,8 @@ from recommender.blocks import RelatedService
 from recommender.corpus import Corpus
 from recommender.embed import Embedder, make_embedder
 from recommender.indexer import Indexer
+from recommender.readers import FeedService
+from recommender.vindex import FaissIndex
 
 log = logging.getLogger("tidings")
 
@@ -43,6 +43,7 @@ class Services:
     related: RelatedService | None = None
     indexer: Indexer | None = None
     collector: Collector | None = None
+    feeds: FeedService | None = None
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     async def close(self) -> None:
@@ -83,7 +84,8 @@ async def build(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.database_url)
     await store.migrate()
-    emb = embedder or make_embedder(settings.index.embedder, threads=settings.index.threads or None)
+    emb = embedder or make_embedder(settings.index.embedder, threads=settings.index.threads or None,
+                                    cache_dir=settings.data_dir / "models")
     svc = Services(settings, store, emb)
     if serve or index:
         ix = settings.index
@@ -105,6 +107,13 @@ async def build(
             source_weights=await store.source_weights(),
             default_max_age_days=max_age,
         )
+    if serve:
+        f = settings.feed
+        svc.feeds = FeedService(store, svc.corpus, page_size=f.page_size,
+                                max_per_source=f.max_per_source,
+                                exploration_share=f.exploration_share,
+                                history_days=f.history_days,
+                                source_weights=svc.related.source_weights)
     if index:
         svc.indexer = Indexer(store, emb, batch_size=settings.index.batch_size)
     if collect:

@@ -10,6 +10,8 @@ async def test_health_metrics_openapi(http):
     assert r.status_code == 200 and r.json()["database"] is True and r.json()["indexed"] > 0
     r = await http.get("/metrics")
     assert r.status_code == 200 and "tidings_request_seconds" in r.text
+    for name in ("tidings_stories ", "tidings_embedding_backlog 0.0", "tidings_index_size 120.0"):
+        assert name in r.text, name
     r = await http.get("/openapi.json")
     paths = r.json()["paths"]
     for p in ("/v1/stories", "/v1/stories/{story_id}/related", "/v1/related", "/v1/widget", "/v1/sources"):

@@ -1,0 +1,91 @@
+"""Reader routes over HTTP: feed, trending, preferences, export and deletion."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def _ids(http, category, n):
+    items = (await http.get("/v1/stories", params={"category": category, "limit": n})).json()["items"]
+    return [c["id"] for c in items]
+
+
+async def _wait_events(stack, reader, n):
+    for _ in range(50):
+        if len(await stack.svc.store.reader_events(reader)) >= n:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("events not written")
+
+
+async def test_new_reader_gets_a_cold_start_feed_across_categories(http):
+    r = await http.get("/v1/readers/brand-new/feed", params={"k": 10})
+    assert r.status_code == 200
+    page = r.json()
+    assert page["reader"] == "brand-new" and len(page["items"]) == 10
+    assert {c["category"] for c in page["items"]} == {"politics", "entertainment"}
+    assert all(c["reason"] for c in page["items"])
+
+
+async def test_feed_drops_what_was_read_and_pages_without_repeats(http, stack):
+    pol = await _ids(http, "politics", 6)
+    events = [{"reader": "reader-feed", "story_id": i, "type": "read", "dwell_s": 90} for i in pol[:4]]
+    assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+    await _wait_events(stack, "reader-feed", 4)
+    seen, cursor = [], None
+    for _ in range(3):
+        params = {"k": 8, **({"cursor": cursor} if cursor else {})}
+        page = (await http.get("/v1/readers/reader-feed/feed", params=params)).json()
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["next"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) >= 16
+    assert not set(pol[:4]) & set(seen)
+    r = await http.get("/v1/readers/reader-feed/feed", params={"cursor": "nope"})
+    assert r.status_code == 400
+
+
+async def test_muted_category_never_appears(http):
+    r = await http.put("/v1/readers/muter/preferences", json={"mute_categories": ["entertainment"]})
+    assert r.status_code == 200
+    page = (await http.get("/v1/readers/muter/feed", params={"k": 20})).json()
+    assert page["items"] and {c["category"] for c in page["items"]} == {"politics"}
+    r = await http.put("/v1/readers/muter/preferences", json={"mute_categories": "oops"})
+    assert r.status_code == 422
+
+
+async def test_trending_follows_clicks(http, stack):
+    ent = await _ids(http, "entertainment", 3)
+    events = [{"reader": f"fan-{n}", "story_id": ent[2], "type": "click"} for n in range(5)]
+    assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+    await _wait_events(stack, "fan-4", 1)
+    stack.svc.feeds._crowd = None  # the crowd cache holds 10 s; this test does not wait for it
+    items = (await http.get("/v1/trending", params={"category": "entertainment", "k": 5})).json()["items"]
+    assert items[0]["id"] == ent[2] and items[0]["reason"].startswith("trending")
+    assert {c["category"] for c in items} == {"entertainment"}
+
+
+async def test_export_and_delete_reader(http, stack):
+    sid = (await _ids(http, "politics", 1))[0]
+    await http.post("/v1/events", json={"reader": "leaver", "story_id": sid, "type": "click"})
+    await _wait_events(stack, "leaver", 1)
+    data = (await http.get("/v1/readers/leaver")).json()
+    assert data["events"][0]["story_id"] == sid
+    assert (await http.delete("/v1/readers/leaver")).status_code == 200
+    assert (await http.get("/v1/readers/leaver")).status_code == 404
+    assert (await http.delete("/v1/readers/leaver")).status_code == 404
+    assert (await http.get("/v1/readers/bad%20id/feed")).status_code == 422
+
+
+async def test_related_block_that_knows_the_reader(http, stack):
+    sid = (await _ids(http, "politics", 1))[0]
+    base = (await http.get(f"/v1/stories/{sid}/related", params={"k": 5})).json()["related"]
+    read = base[0]["id"]
+    await http.post("/v1/events", json={"reader": "knower", "story_id": read, "type": "read"})
+    await _wait_events(stack, "knower", 1)
+    r = await http.get(f"/v1/stories/{sid}/related", params={"k": 5, "reader": "knower"})
+    ids = [c["id"] for c in r.json()["related"]]
+    assert r.status_code == 200 and len(ids) == 5 and read not in ids and sid not in ids
+    assert r.headers["cache-control"] == "private, no-store"
+    assert set(ids) & {c["id"] for c in base[1:]}  # still about the article

@@ -33,7 +33,8 @@ from aggregator.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("config") / "tidings.toml"
 ENV_PREFIX = "TIDINGS_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-EMBEDDERS = ("minilm", "hash")  # recommender.embed.make_embedder knows these names
+# recommender.embed.make_embedder knows these names
+EMBEDDERS = ("minilm", "minilm-int8", "minilm-onnx", "hash")
 
 
 def _opt(default: Any, *, lo: float | None = None, hi: float | None = None,

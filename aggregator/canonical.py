@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
+_ASCII_SPACE = " \t\n\r\f\v"
+
 TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "_hs")
 TRACKING_PARAMS = frozenset(
     {
@@ -81,11 +83,13 @@ def canonical_url(url: str, base: str | None = None) -> str:
     """The canonical form of an http(s) URL; ValueError when it is not one."""
     if not isinstance(url, str):
         raise ValueError("URL must be a string")
-    url = url.strip()
+    # ASCII whitespace only: str.strip() would also eat U+0085 and friends, which are data
+    # at the end of a query value (found by Hypothesis: '?_=\x85').
+    url = url.strip(_ASCII_SPACE)
     if not url:
         raise ValueError("empty URL")
     if base:
-        url = urljoin(base.strip(), url)
+        url = urljoin(base.strip(_ASCII_SPACE), url)
     parts = urlsplit(url)  # may raise ValueError (bad IPv6 literal)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
@@ -101,7 +105,7 @@ def canonical_url(url: str, base: str | None = None) -> str:
 def site_of(url: str) -> str:
     """The site a URL belongs to: its lowercased host without "www." ("" when there is none)."""
     try:
-        host = (urlsplit(url.strip()).hostname or "").lower().rstrip(".")
+        host = (urlsplit(url.strip(_ASCII_SPACE)).hostname or "").lower().rstrip(".")
     except ValueError:
         return ""
     return host[4:] if host.startswith("www.") else host

@@ -7,6 +7,7 @@ records, cached for a few seconds so a burst of feed requests reads the log once
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +58,14 @@ class FeedPage:
     next: str | None
 
 
+def compute_crowd(rows, now: datetime) -> Crowd:
+    """Trending, smoothed CTR and co-reads from (reader, story, at, type) rows. Pure."""
+    events = [Event(r, sid, t, at) for r, sid, at, t in rows]
+    positive = [e for e in events if e.type != "impression"]
+    return Crowd(now, trending_scores(positive, now=now), ctr_table(count_events(events)),
+                 co_read_from_events(positive))
+
+
 def preferences_of(raw: dict | None) -> Preferences:
     raw = raw or {}
     return Preferences(**{k: frozenset(str(v).lower() if k == "mute_topics" else str(v)
@@ -77,20 +86,26 @@ class FeedService:
         self.crowd_ttl_s = crowd_ttl_s
         self.clock = clock
         self._crowd: tuple[float, Crowd] | None = None
+        self._refreshing: asyncio.Task | None = None
 
     # ------------------------------------------------------------ inputs
 
     async def crowd(self) -> Crowd:
+        """What the crowd did lately. Served stale while a fresh copy is computed in the
+        background, so no feed request waits for the event log to be read and counted."""
         hit = self._crowd
-        if hit is not None and time.monotonic() - hit[0] < self.crowd_ttl_s:
-            return hit[1]
+        if hit is None:
+            return await self._refresh()
+        if time.monotonic() - hit[0] >= self.crowd_ttl_s and (
+                self._refreshing is None or self._refreshing.done()):
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+        return hit[1]
+
+    async def _refresh(self) -> Crowd:
         now = self.clock()
         since = now - timedelta(days=self.history_days)
         rows = await self.store.recent_events(since, types=("impression", "click", "read"))
-        events = [Event(r, s, t, at) for r, s, at, t in rows]
-        positive = [e for e in events if e.type != "impression"]
-        crowd = Crowd(now, trending_scores(positive, now=now), ctr_table(count_events(events)),
-                      co_read_from_events(positive))
+        crowd = await asyncio.to_thread(compute_crowd, rows, now)  # CPU work off the event loop
         self._crowd = (time.monotonic(), crowd)
         return crowd
 

@@ -517,6 +517,13 @@ class Store:
         async with self.session() as s:
             return [_story(r) for r in (await s.scalars(q)).all()]
 
+    async def latest_ids(self, limit: int = 200) -> list[int]:
+        """Ids of the newest stories (no rows loaded: feeds only need the ids)."""
+        q = (select(StoryRow.id).where(StoryRow.duplicate_of.is_(None))
+             .order_by(StoryRow.sort_at.desc(), StoryRow.id.desc()).limit(limit))
+        async with self.session() as s:
+            return list((await s.scalars(q)).all())
+
     async def count_stories(self) -> int:
         async with self.session() as s:
             return int(await s.scalar(select(func.count()).select_from(StoryRow)) or 0)

@@ -38,6 +38,7 @@ from recommender.popularity import (
 )
 from recommender.profile import Event, Preferences, Profile, build_profile, empty_profile
 
+TRENDING_HEAD = 500  # trending stories any feed or trending list may draw from
 PREF_KEYS = ("follow_categories", "mute_categories", "follow_sources", "mute_sources", "mute_topics")
 
 
@@ -49,6 +50,7 @@ class Crowd:
     trending: dict[int, float]
     ctr: dict[int, float]
     co_read: CoRead
+    trending_top: dict[int, float]  # the head of `trending`, sorted once instead of per request
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,9 @@ def compute_crowd(rows, now: datetime) -> Crowd:
     """Trending, smoothed CTR and co-reads from (reader, story, at, type) rows. Pure."""
     events = [Event(r, sid, t, at) for r, sid, at, t in rows]
     positive = [e for e in events if e.type != "impression"]
-    return Crowd(now, trending_scores(positive, now=now), ctr_table(count_events(events)),
-                 co_read_from_events(positive))
+    trending = trending_scores(positive, now=now)
+    top = dict(sorted(trending.items(), key=lambda kv: (-kv[1], kv[0]))[:TRENDING_HEAD])
+    return Crowd(now, trending, ctr_table(count_events(events)), co_read_from_events(positive), top)
 
 
 def preferences_of(raw: dict | None) -> Preferences:
@@ -151,7 +154,7 @@ class FeedService:
         return out
 
     async def _fresh_ids(self, n: int = 200) -> list[int]:
-        return [s.id for s in await self.store.latest_stories(limit=n)]
+        return await self.store.latest_ids(n)
 
     # ------------------------------------------------------------ outputs
 
@@ -163,7 +166,7 @@ class FeedService:
         profile, prefs = await self.profile(reader, now)
         crowd = await self.crowd()
         co = co_read_scores(profile.history, crowd.co_read) if profile.history else {}
-        ids = candidates_for(profile, self.corpus.vindex, trending=crowd.trending, co_read=co,
+        ids = candidates_for(profile, self.corpus.vindex, trending=crowd.trending_top, co_read=co,
                              fresh_ids=await self._fresh_ids())
         cands = self._candidates(list(ids), crowd, co)
         titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
@@ -174,7 +177,7 @@ class FeedService:
 
     async def trending(self, *, category: str | None = None, k: int = 20) -> list[tuple[StoryMeta, FeedItem]]:
         crowd = await self.crowd()
-        ids = list(dict.fromkeys([*sorted(crowd.trending, key=lambda i: -crowd.trending[i])[:500],
+        ids = list(dict.fromkeys([*crowd.trending_top,
                                   *await self._fresh_ids()]))
         items = rank_trending(self._candidates(ids, crowd, {}), now=self.clock(), category=category,
                               params=self.params, k=k)

@@ -66,7 +66,7 @@ class CollectSettings:
 @dataclass(frozen=True)
 class IndexSettings:
     enabled: bool = True
-    embedder: str = _opt("minilm", choices=EMBEDDERS)
+    embedder: str = _opt("minilm-int8", choices=EMBEDDERS)
     batch_size: int = _opt(32, lo=1, hi=4096)
     threads: int = _opt(0, lo=0, hi=1024)  # 0 = all cores
     tick_s: float = _opt(2.0, lo=0.05, hi=3600)

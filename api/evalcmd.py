@@ -29,7 +29,8 @@ async def cmd_eval(settings, args) -> int:
     from recommender.embed import make_embedder
 
     root = data_dir(args.data)
-    embedder = make_embedder(args.embedder)
+    embedder = make_embedder(args.embedder or settings.index.embedder,
+                             cache_dir=settings.data_dir / "models")
     t0 = time.perf_counter()
     if args.eval_command == "related":
         from recommender import evaluate as ev

@@ -155,6 +155,19 @@ class Collector:
         return report
 
     async def collect_source(self, fetcher: Fetcher, state: SourceState) -> SourceReport:
+        """Collect one source; never raises, so one source can never end the round.
+
+        When even recording the failure fails (the database is away), the report says so and
+        the source's lease runs out, so it is retried by the next round.
+        """
+        try:
+            return await self._collect(fetcher, state)
+        except Exception as e:
+            log.error("collect.unrecorded source=%s error=%s: %s", state.spec.name,
+                      type(e).__name__, e)
+            return SourceReport(state.spec.name, False, error=f"{type(e).__name__}: {e}")
+
+    async def _collect(self, fetcher: Fetcher, state: SourceState) -> SourceReport:
         spec = state.spec
         t0 = time.perf_counter()
         now = self.clock()
@@ -177,7 +190,7 @@ class Collector:
             drafts = await self._with_full_text(fetcher, drafts)
         try:
             res = await self.store.upsert_stories(drafts, now)
-        except TidingsError as e:
+        except Exception as e:  # the store refused (busy, down): recorded on the source, if it can be
             return await self._failed(state, e, t0)
         outcome = FetchOutcome(
             ok=True, new_stories=len(res.new_ids), max_age_s=result.max_age_s, ttl_s=doc.ttl_s,

@@ -7,8 +7,10 @@ small records defined below. Schema changes go through the Alembic migrations on
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -185,6 +187,20 @@ class Store:
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator:
+        """A write transaction. SQLite takes one writer at a time; waiting here, in order,
+        beats a thousand collectors busy-waiting in driver threads until "database is
+        locked" (and emptying the connection pool while they wait)."""
+        if self._write_lock is None:
+            async with self.session.begin() as s:
+                yield s
+            return
+        async with self._write_lock:
+            async with self.session.begin() as s:
+                yield s
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -225,7 +241,7 @@ class Store:
         """
         now = now or utcnow()
         added = changed = retired = 0
-        async with self.session.begin() as s:
+        async with self.writing() as s:
             rows = {r.name: r for r in (await s.scalars(select(SourceRow))).all()}
             for spec in specs:
                 sel = spec.selectors.__dict__ if spec.selectors else None
@@ -287,7 +303,7 @@ class Store:
         cond.append(or_(SourceRow.lease_until.is_(None), SourceRow.lease_until < now))
         q = select(SourceRow).where(and_(*cond)).order_by(SourceRow.next_check_at).limit(limit)
         until = now + timedelta(seconds=lease_s)
-        async with self.session.begin() as s:
+        async with self.writing() as s:
             if self.dialect == "postgresql":
                 rows = (await s.scalars(q.with_for_update(skip_locked=True))).all()
                 for row in rows:
@@ -305,7 +321,7 @@ class Store:
                                 r.next_check_at) for r in rows]
 
     async def record_fetch(self, source_id: int, rec: FetchRecord, now: datetime) -> None:
-        async with self.session.begin() as s:
+        async with self.writing() as s:
             row = await s.get(SourceRow, source_id)
             if row is None:
                 return
@@ -341,7 +357,7 @@ class Store:
             return row.error_count if row else 0
 
     async def reset_source(self, name: str, now: datetime) -> bool:
-        async with self.session.begin() as s:
+        async with self.writing() as s:
             res = await s.execute(
                 update(SourceRow).where(SourceRow.name == name).values(
                     error_count=0, last_error=None, next_check_at=now, lease_until=None)
@@ -403,7 +419,7 @@ class Store:
         updated: list[int] = []
         unchanged = dups = 0
         try:
-            async with self.session.begin() as s:
+            async with self.writing() as s:
                 existing = {
                     r.url: r
                     for r in (await s.scalars(select(StoryRow).where(StoryRow.url.in_(list(by_url))))).all()
@@ -537,7 +553,7 @@ class Store:
 
     async def delete_stories_before(self, before: datetime, now: datetime) -> list[int]:
         """Retention: drop stories older than `before`, logging removals for the indexes."""
-        async with self.session.begin() as s:
+        async with self.writing() as s:
             ids = list((await s.scalars(select(StoryRow.id).where(StoryRow.sort_at < before))).all())
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
@@ -579,7 +595,7 @@ class Store:
         """Store (story_id, embed_version, float32 bytes); returns the ids still present."""
         now = now or utcnow()
         ids = [r[0] for r in rows]
-        async with self.session.begin() as s:
+        async with self.writing() as s:
             present = set((await s.scalars(select(StoryRow.id).where(StoryRow.id.in_(ids)))).all())
             await s.execute(delete(VectorRow).where(VectorRow.story_id.in_(ids)))
             for sid, version, blob in rows:
@@ -639,7 +655,7 @@ class Store:
         if not events:
             return 0
         keys = [e.event_key for e in events]
-        async with self.session.begin() as s:
+        async with self.writing() as s:
             seen = set((await s.scalars(select(EventRow.event_key).where(EventRow.event_key.in_(keys)))).all())
             readers = {e.reader for e in events}
             known = set((await s.scalars(select(ReaderRow.id).where(ReaderRow.id.in_(readers)))).all())
@@ -692,7 +708,7 @@ class Store:
 
     async def set_preferences(self, reader: str, prefs: dict, now: datetime | None = None) -> None:
         now = now or utcnow()
-        async with self.session.begin() as s:
+        async with self.writing() as s:
             row = await s.get(ReaderRow, reader)
             if row is None:
                 s.add(ReaderRow(id=reader, preferences=prefs, created_at=now, last_seen_at=now))
@@ -700,7 +716,7 @@ class Store:
                 row.preferences = prefs
 
     async def delete_reader(self, reader: str) -> bool:
-        async with self.session.begin() as s:
+        async with self.writing() as s:
             await s.execute(delete(EventRow).where(EventRow.reader_id == reader))
             res = await s.execute(delete(ReaderRow).where(ReaderRow.id == reader))
             return bool(res.rowcount)
@@ -722,7 +738,7 @@ class Store:
             return [tuple(r) for r in (await s.execute(q)).all()]
 
     async def delete_events_before(self, before: datetime) -> int:
-        async with self.session.begin() as s:
+        async with self.writing() as s:
             res = await s.execute(delete(EventRow).where(EventRow.at < before))
             return res.rowcount or 0
 
@@ -730,7 +746,7 @@ class Store:
 
     async def claim_job(self, name: str, *, owner: str, every_s: int, now: datetime) -> bool:
         """True if this process should run the singleton job `name` now (once per cluster)."""
-        async with self.session.begin() as s:
+        async with self.writing() as s:
             q = select(JobLockRow).where(JobLockRow.name == name)
             if self.dialect == "postgresql":
                 q = q.with_for_update(skip_locked=True)

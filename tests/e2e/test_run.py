@@ -5,7 +5,6 @@ indexing and serving on loopback; hot reload of sources.toml; clean stop; SIGKIL
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import time

@@ -18,6 +18,7 @@ from recommender.related import (
     Query,
     Ranked,
     RankParams,
+    neighbourhood_agreement,
     rank_related,
 )
 from recommender.vindex import BruteForceIndex
@@ -146,6 +147,47 @@ def test_mmr_pushes_a_paraphrase_below_a_different_take():
     )
     assert plain == [3, 2]  # the paraphrase scores a hair higher on relevance alone
     assert diverse[1] == 4
+
+
+def _two_events() -> tuple[list[Candidate], Candidate, Candidate]:
+    """Reports of the query's event (near axis 1) and of a sibling event (near axis 2).
+
+    The query's own reports share its rare words (lexical score); the sibling's do not.
+    `ours` and `sibling` read differently from the query (no lexical score), and the sibling
+    is a hair closer to it in the dense space.
+    """
+    rng = np.random.default_rng(7)
+    event = [cand(10 + i, unit(1, 0.9, 0, *0.1 * rng.normal(size=3)), lexical_score=0.3)
+             for i in range(5)]
+    siblings = [cand(20 + i, unit(1, 0, 0.9, *0.1 * rng.normal(size=3)), lexical_score=0.1)
+                for i in range(5)]
+    ours = cand(2, unit(1, 0.7, 0, 0, 0, 0, 0.3))
+    sibling = cand(3, unit(1, 0, 0.7, 0, 0, 0, 0.29))
+    return [*event, *siblings, ours, sibling], ours, sibling
+
+
+def test_agreement_prefers_the_candidate_in_the_query_neighbourhood():
+    cands, ours, sibling = _two_events()
+    agree = neighbourhood_agreement(
+        [c.vector for c in cands], [c.lexical_score or 0.0 for c in cands], 10
+    )
+    by_id = dict(zip([c.id for c in cands], agree, strict=True))
+    assert by_id[ours.id] > 0.5 > -0.5 > by_id[sibling.id]
+    # Only relevance and agreement at play: no names, no MMR, no copy collapse.
+    agreeing = RankParams(
+        agreement_weight=1.0, event_weight=0.0, mmr_lambda=1.0, duplicate_cosine=1.01
+    )
+    plain = replace(agreeing, agreement_weight=0.0)
+    with_ = ids(rank_related(QUERY, cands, k=20, now=NOW, params=agreeing))
+    without = ids(rank_related(QUERY, cands, k=20, now=NOW, params=plain))
+    assert without.index(sibling.id) < without.index(ours.id)
+    assert with_.index(ours.id) < with_.index(sibling.id)
+
+
+def test_agreement_is_neutral_without_vectors_or_context():
+    assert list(neighbourhood_agreement([None, None, None], [0.3, 0.2, 0.1], 20)) == [0, 0, 0]
+    four = [unit(1, 0.2), unit(1, 0.4), unit(1, 0, 0.3), unit(0.2, 1)]
+    assert list(neighbourhood_agreement(four, [0.5, 0.4, 0.3, 0.2], 20)) == [0, 0, 0, 0]
 
 
 def test_k_is_respected():

@@ -533,6 +533,16 @@ class Store:
         async with self.session() as s:
             return [_story(r) for r in (await s.scalars(q)).all()]
 
+    async def existing_ids(self, ids: Iterable[int]) -> set[int]:
+        """Which of these story ids are stored (no rows loaded: events only need to know)."""
+        ids = list(set(ids))
+        out: set[int] = set()
+        async with self.session() as s:
+            for i in range(0, len(ids), 500):
+                q = select(StoryRow.id).where(StoryRow.id.in_(ids[i:i + 500]))
+                out.update((await s.scalars(q)).all())
+        return out
+
     async def latest_ids(self, limit: int = 200) -> list[int]:
         """Ids of the newest stories (no rows loaded: feeds only need the ids)."""
         q = (select(StoryRow.id).where(StoryRow.duplicate_of.is_(None))

@@ -89,7 +89,7 @@ async def resolve(store: Store, events: list[EventIn], now: datetime) -> list[Ev
             raise ApiError(404, "unknown_story", f"no stored story at {raw}")
         by_url[raw] = s.id
     ids = {ev.story_id for ev in events if ev.story_id is not None}
-    known = set((await store.get_stories(ids)).keys()) if ids else set()
+    known = await store.existing_ids(ids) if ids else set()
     missing = sorted(ids - known)
     if missing:
         raise ApiError(404, "unknown_story", f"no story with id {missing[0]}")

@@ -115,6 +115,8 @@ class StoryRow(Base):
     )
     # Bumped when the embedded text changes, so the indexer re-embeds.
     embed_version: Mapped[int] = mapped_column(Integer, default=1)
+    # An indexer's claim on embedding this story; others skip it until the lease runs out.
+    embed_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     # AUTOINCREMENT: SQLite would otherwise reuse the ids of deleted stories, and a saved
     # index or a replica could then take a new story for an old one.

@@ -588,6 +588,37 @@ class Store:
         async with self.session() as s:
             return [EmbedJob(*r) for r in (await s.execute(q)).all()]
 
+    async def claim_embed_backlog(self, recipe: str, limit: int, *, lease_s: int,
+                                  now: datetime | None = None) -> list[EmbedJob]:
+        """Like `embed_backlog`, but leased: parallel indexers take disjoint stories, and a
+        crashed indexer's stories come back when its lease runs out."""
+        now = now or utcnow()
+        until = now + timedelta(seconds=lease_s)
+        cond = [StoryRow.duplicate_of.is_(None),
+                or_(VectorRow.story_id.is_(None), VectorRow.recipe != recipe,
+                    VectorRow.embed_version != StoryRow.embed_version),
+                or_(StoryRow.embed_lease_until.is_(None), StoryRow.embed_lease_until < now)]
+        cols = (StoryRow.id, StoryRow.title, StoryRow.summary, StoryRow.text, StoryRow.embed_version)
+        pick = (select(*cols).outerjoin(VectorRow, VectorRow.story_id == StoryRow.id)
+                .where(and_(*cond)).order_by(StoryRow.id).limit(limit))
+        async with self.writing() as s:
+            if self.dialect == "postgresql":
+                rows = (await s.execute(pick.with_for_update(of=StoryRow, skip_locked=True))).all()
+                ids = [r[0] for r in rows]
+                if ids:
+                    await s.execute(update(StoryRow).where(StoryRow.id.in_(ids))
+                                    .values(embed_lease_until=until)
+                                    .execution_options(synchronize_session=False))
+            else:
+                # One UPDATE ... RETURNING is atomic on SQLite, across processes too.
+                ids_q = select(StoryRow.id).outerjoin(VectorRow, VectorRow.story_id == StoryRow.id) \
+                    .where(and_(*cond)).order_by(StoryRow.id).limit(limit)
+                stmt = (update(StoryRow).where(StoryRow.id.in_(ids_q.scalar_subquery()))
+                        .values(embed_lease_until=until).returning(*cols)
+                        .execution_options(synchronize_session=False))
+                rows = sorted((await s.execute(stmt)).all(), key=lambda r: r[0])
+            return [EmbedJob(*r) for r in rows]
+
     async def backlog_size(self, recipe: str) -> int:
         q = (
             select(func.count()).select_from(StoryRow)
@@ -608,6 +639,10 @@ class Store:
         async with self.writing() as s:
             present = set((await s.scalars(select(StoryRow.id).where(StoryRow.id.in_(ids)))).all())
             await s.execute(delete(VectorRow).where(VectorRow.story_id.in_(ids)))
+            # Done: release the claims, so a later edit of the text is embedded at once.
+            await s.execute(update(StoryRow).where(StoryRow.id.in_(ids))
+                            .values(embed_lease_until=None)
+                            .execution_options(synchronize_session=False))
             for sid, version, blob in rows:
                 if sid in present:
                     s.add(VectorRow(story_id=sid, recipe=recipe, embed_version=version,

@@ -32,16 +32,19 @@ def texts_of(jobs: list[EmbedJob]) -> list[str]:
 
 class Indexer:
     def __init__(self, store: Store, embedder: Embedder, *, batch_size: int = 32,
-                 chunk: int = 256):
+                 chunk: int = 256, lease_s: int = 600):
         self.store = store
         self.embedder = embedder
         self.batch_size = batch_size
         self.chunk = chunk  # stories per database round trip
+        # Stories are claimed with a lease, so several indexers share the backlog and each
+        # story is embedded once; a crashed indexer's claims come back after the lease.
+        self.lease_s = lease_s
 
     async def run_once(self, limit: int | None = None) -> int:
         """Embed one chunk of the backlog; returns how many stories it processed."""
         n = self.chunk if limit is None else min(self.chunk, limit)
-        jobs = await self.store.embed_backlog(self.embedder.recipe, n)
+        jobs = await self.store.claim_embed_backlog(self.embedder.recipe, n, lease_s=self.lease_s)
         if not jobs:
             return 0
         vecs = await asyncio.to_thread(self.embedder.encode, texts_of(jobs), self.batch_size)

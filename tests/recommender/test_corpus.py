@@ -93,3 +93,38 @@ async def test_story_reembedded_while_down_gets_its_new_vector(store, tmp_path):
     want = EMB.encode(["Completely different words now unrelated replacement text"])[0]
     got = c2.vindex.get(np.asarray([story.id]))[0]
     assert float(got @ want) > 0.99
+
+
+async def test_parallel_indexers_embed_each_story_once(db_url, tmp_path):
+    """Two indexers (separate stores, as separate processes) drain one backlog together."""
+    import asyncio
+
+    from aggregator.store import Store
+
+    stores = [Store(db_url) for _ in range(2)]
+    await stores[0].migrate()
+    try:
+        await stores[0].upsert_stories([StoryDraft(url=f"https://e.org/{i}", title=f"Story {i}")
+                                        for i in range(300)], NOW)
+        seen: list[list[int]] = [[], []]
+
+        class Counting(HashingEmbedder):
+            def __init__(self, n):
+                super().__init__(32)
+                self.n = n
+
+        indexers = [Indexer(s, Counting(n), chunk=16) for n, s in enumerate(stores)]
+        originals = [ix.store.save_vectors for ix in indexers]
+        for n, ix in enumerate(indexers):
+            async def save(rows, recipe, now=None, n=n):
+                seen[n] += [r[0] for r in rows]
+                return await originals[n](rows, recipe, now)
+            ix.store.save_vectors = save
+        await asyncio.gather(*(ix.drain() for ix in indexers))
+        both = seen[0] + seen[1]
+        assert len(both) == len(set(both)) == 300  # every story embedded exactly once
+        assert seen[0] and seen[1]  # and the work was shared
+        assert await stores[0].backlog_size(EMB.recipe) == 0
+    finally:
+        for s in stores:
+            await s.close()

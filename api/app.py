@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -41,6 +41,17 @@ from recommender.related import Filters
 
 log = logging.getLogger("tidings.api")
 STATIC = Path(__file__).with_name("static")
+def block_filters(
+    category: Annotated[str | None, Query(max_length=80)] = None,
+    site: Annotated[str | None, Query(max_length=255)] = None,
+    exclude_site: Annotated[str | None, Query(max_length=255)] = None,
+    max_age_days: Annotated[float | None, Query(gt=0, le=36500)] = None,
+) -> Filters:
+    """The filters every related call takes (DESIGN.md 4.3); empty values mean no filter."""
+    return Filters(category or None, site or None, exclude_site or None, max_age_days)
+
+
+BlockFilters = Annotated[Filters, Depends(block_filters)]
 ReaderQuery = Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9._:-]{1,128}$",
                                           description="personalize for this reader")]
 MAX_TEXT_CHARS = 100_000
@@ -273,9 +284,6 @@ def create_app(svc: Services) -> FastAPI:
             raise ApiError(422, "invalid_request", f"k must be at most {api.max_k}")
         return k
 
-    def filters(category, site, exclude_site, max_age_days) -> Filters:
-        return Filters(category or None, site or None, exclude_site or None, max_age_days)
-
     def require_key(request: Request) -> None:
         if not api.api_key:
             return
@@ -387,17 +395,13 @@ def create_app(svc: Services) -> FastAPI:
     @app.get("/v1/stories/{story_id}/related", tags=["related"], responses={200: {"model": BlockOut}})
     async def related_story(
         request: Request,
+        f: BlockFilters,
         story_id: StoryId,
         k: Annotated[int | None, Query(ge=1, le=1000)] = None,
-        category: str | None = None,
-        site: str | None = None,
-        exclude_site: str | None = None,
-        max_age_days: Annotated[float | None, Query(gt=0, le=36500)] = None,
         reader: ReaderQuery = None,
     ):
         rel = need_corpus()
         kk = clamp_k(k)
-        f = filters(category, site, exclude_site, max_age_days)
         if reader:
             return await personal(reader, kk, lambda n: rel.for_story(story_id, k=n, filters=f))
         return await cached_block(request, ("id", story_id, kk, f),
@@ -406,17 +410,13 @@ def create_app(svc: Services) -> FastAPI:
     @app.get("/v1/related", tags=["related"], responses={200: {"model": BlockOut}})
     async def related_url(
         request: Request,
+        f: BlockFilters,
         url: Annotated[str, Query(min_length=1, max_length=MAX_URL_CHARS)],
         k: Annotated[int | None, Query(ge=1, le=1000)] = None,
-        category: str | None = None,
-        site: str | None = None,
-        exclude_site: str | None = None,
-        max_age_days: Annotated[float | None, Query(gt=0, le=36500)] = None,
         reader: ReaderQuery = None,
     ):
         rel = need_corpus()
         kk = clamp_k(k)
-        f = filters(category, site, exclude_site, max_age_days)
         limiter.check(("url", client_of(request)), api.related_url_per_minute)
         if reader:
             return await guarded(lambda: personal(reader, kk, lambda n: rel.for_url(url, k=n, filters=f)))
@@ -427,23 +427,19 @@ def create_app(svc: Services) -> FastAPI:
     async def related_text(request: Request, body: RelatedRequest):
         rel = need_corpus()
         kk = clamp_k(body.k)
-        f = filters(body.category, body.site, body.exclude_site, body.max_age_days)
+        f = block_filters(body.category, body.site, body.exclude_site, body.max_age_days)
         block = await guarded(lambda: rel.for_text(body.title, body.text, url=body.url, k=kk, filters=f))
         return block_json(block)
 
     @app.get("/v1/widget", tags=["widget"], response_class=HTMLResponse)
     async def widget_fragment(
         request: Request,
+        f: BlockFilters,
         url: Annotated[str, Query(min_length=1, max_length=MAX_URL_CHARS)],
         k: Annotated[int | None, Query(ge=1, le=1000)] = None,
-        category: str | None = None,
-        site: str | None = None,
-        exclude_site: str | None = None,
-        max_age_days: Annotated[float | None, Query(gt=0, le=36500)] = None,
     ):
         rel = need_corpus()
         kk = clamp_k(k, 4)
-        f = filters(category, site, exclude_site, max_age_days)
         limiter.check(("url", client_of(request)), api.related_url_per_minute)
         # Cached like the JSON blocks (same key scheme, new stories invalidate): the fragment is
         # the hottest call, one per article view, and rebuilding it cost ~50 ms of CPU each

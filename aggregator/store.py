@@ -161,6 +161,14 @@ def _spec(row: SourceRow) -> SourceSpec:
     )
 
 
+def needs_vector(recipe: str):
+    """The embedding backlog: stories (not linked copies) whose vector is missing, from
+    another recipe, or older than their text. Use with an outer join of VectorRow."""
+    return and_(StoryRow.duplicate_of.is_(None),
+                or_(VectorRow.story_id.is_(None), VectorRow.recipe != recipe,
+                    VectorRow.embed_version != StoryRow.embed_version))
+
+
 def sort_time(published_at: datetime | None, now: datetime) -> datetime:
     """Sort key: publication time unless absent or claimed to be in the future."""
     if published_at is None or published_at > now:
@@ -579,9 +587,7 @@ class Store:
         q = (
             select(StoryRow.id, StoryRow.title, StoryRow.summary, StoryRow.text, StoryRow.embed_version)
             .outerjoin(VectorRow, VectorRow.story_id == StoryRow.id)
-            .where(StoryRow.duplicate_of.is_(None))
-            .where(or_(VectorRow.story_id.is_(None), VectorRow.recipe != recipe,
-                       VectorRow.embed_version != StoryRow.embed_version))
+            .where(needs_vector(recipe))
             .order_by(StoryRow.id)
             .limit(limit)
         )
@@ -594,9 +600,7 @@ class Store:
         crashed indexer's stories come back when its lease runs out."""
         now = now or utcnow()
         until = now + timedelta(seconds=lease_s)
-        cond = [StoryRow.duplicate_of.is_(None),
-                or_(VectorRow.story_id.is_(None), VectorRow.recipe != recipe,
-                    VectorRow.embed_version != StoryRow.embed_version),
+        cond = [needs_vector(recipe),
                 or_(StoryRow.embed_lease_until.is_(None), StoryRow.embed_lease_until < now)]
         cols = (StoryRow.id, StoryRow.title, StoryRow.summary, StoryRow.text, StoryRow.embed_version)
         pick = (select(*cols).outerjoin(VectorRow, VectorRow.story_id == StoryRow.id)
@@ -623,9 +627,7 @@ class Store:
         q = (
             select(func.count()).select_from(StoryRow)
             .outerjoin(VectorRow, VectorRow.story_id == StoryRow.id)
-            .where(StoryRow.duplicate_of.is_(None))
-            .where(or_(VectorRow.story_id.is_(None), VectorRow.recipe != recipe,
-                       VectorRow.embed_version != StoryRow.embed_version))
+            .where(needs_vector(recipe))
         )
         async with self.session() as s:
             return int(await s.scalar(q) or 0)

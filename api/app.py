@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
 from api.cards import block_json, card, iso
 from api.errors import ApiError, error_response
-from api.events import EventIn, EventSink, parse_events, resolve
+from api.events import READER_ID, EventIn, EventSink, parse_events, resolve
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.readers import add_reader_routes
@@ -52,7 +52,7 @@ def block_filters(
 
 
 BlockFilters = Annotated[Filters, Depends(block_filters)]
-ReaderQuery = Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+ReaderQuery = Annotated[str | None, Query(max_length=128, pattern=READER_ID.pattern,
                                           description="personalize for this reader")]
 MAX_TEXT_CHARS = 100_000
 MAX_URL_CHARS = 2048

@@ -240,6 +240,13 @@ async def cmd_import(settings, args) -> int:
     try:
         batch = []
         now = utcnow()
+
+        async def flush() -> None:
+            nonlocal new, updated, dups
+            r = await svc.store.upsert_stories(batch, now)
+            new, updated, dups = new + len(r.new_ids), updated + len(r.updated_ids), dups + r.duplicates
+            batch.clear()
+
         with Progress("import", unit="line") as bar:
             for item in read_jsonl(stream, now):
                 bar.step()
@@ -249,12 +256,9 @@ async def cmd_import(settings, args) -> int:
                     continue
                 batch.append(item)
                 if len(batch) >= 500:
-                    r = await svc.store.upsert_stories(batch, now)
-                    new, updated, dups = new + len(r.new_ids), updated + len(r.updated_ids), dups + r.duplicates
-                    batch = []
+                    await flush()
             if batch:
-                r = await svc.store.upsert_stories(batch, now)
-                new, updated, dups = new + len(r.new_ids), updated + len(r.updated_ids), dups + r.duplicates
+                await flush()
         print(f"imported: {new} new, {updated} updated, {dups} linked duplicates, {bad} bad lines skipped")
         if svc.indexer is not None:
             await svc.corpus.start()

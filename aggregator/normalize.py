@@ -51,10 +51,15 @@ def rejection_reason(item: ParsedItem) -> str:
 
 def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime) -> StoryDraft | None:
     """The StoryDraft for `item`, or None when `rejection_reason(item)` is not empty."""
-    if rejection_reason(item):
+    # The same checks as rejection_reason, done once: canonical_url and _texts are most of
+    # the cost of normalizing, and a round normalizes tens of thousands of items.
+    try:
+        url = canonical_url(item.url)
+    except ValueError:
         return None
-    url = canonical_url(item.url)
     title, summary, text = _texts(item)
+    if not title:
+        return None
     return StoryDraft(
         url=url,
         title=truncate(title, MAX_TITLE_CHARS),

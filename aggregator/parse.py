@@ -66,8 +66,12 @@ def parse_document(
     content_type: str | None = None,
     kind: str = "auto",
     selectors: Selectors | None = None,
+    fast: bool | None = None,
 ) -> ParsedDocument:
-    """Parse `body` fetched from `base_url`; `kind` is the source's kind ("auto" sniffs)."""
+    """Parse `body` fetched from `base_url`; `kind` is the source's kind ("auto" sniffs).
+
+    `fast=False` reads RSS/Atom with feedparser only (the reference the fast path is tested
+    and benchmarked against); None follows aggregator.feeds.FAST_PATH."""
     if kind not in KINDS:
         raise ParseError(f"unknown source kind {kind!r} (expected one of {', '.join(KINDS)})")
     if body is None or not body.strip():
@@ -99,7 +103,7 @@ def parse_document(
         raise ParseError("expected a feed, got an HTML page")
     # "feed" and "unknown": feedparser is the most forgiving reader we have; it raises a
     # ParseError naming what it saw when nothing comes out.
-    return parse_feed(body, base_url=base_url, content_type=content_type)
+    return parse_feed(body, base_url=base_url, content_type=content_type, fast=fast)
 
 
 def _ascii_head(body: bytes) -> bytes:

@@ -8,9 +8,11 @@ the body hash both differ). Sources are spread over `hosts` host names that a lo
 resolver maps to the site, so the per-host cap behaves as with real sites.
 
 Round 1 fetches, parses, normalizes and stores everything; round 2 is the next poll, where
-every route answers 304 to the stored ETag. Then the same work is timed piece by piece, in
-this process and serially (fetch only; parse_document; normalize; upsert into a fresh store),
-as the baselines that show where a round's time goes.
+every route answers 304 to the stored ETag. The same two rounds then run again with the old
+parse path (feedparser only, in threads) into a fresh store: the baseline of this run. Then
+the work is timed piece by piece, in this process and serially (fetch only; parse_document
+with the fast path and with feedparser only; normalize; upsert into a fresh store), as the
+baselines that show where a round's time goes.
 
     .venv/bin/python -m benchmarks.collect_bench [n_sources]
 """
@@ -128,7 +130,10 @@ def _widen_pool(store, pool_size: int) -> None:
 
 
 async def _round(n_sources: int, hosts: int, port: int, tmp: Path, bodies,
-                 env: dict[str, str], pool_size: int | None = None) -> dict:
+                 env: dict[str, str], pool_size: int | None = None, *,
+                 feedparser_only: bool = False) -> dict:
+    """The two rounds; `feedparser_only` measures the old parse path (feedparser, threads)."""
+    import aggregator.feeds
     from aggregator.collect import Collector
     from aggregator.settings import load_settings
     from aggregator.store import Store
@@ -143,17 +148,22 @@ async def _round(n_sources: int, hosts: int, port: int, tmp: Path, bodies,
         _widen_pool(store, pool_size)
     await store.migrate()
     await store.sync_sources(_specs(n_sources, hosts, bodies))
-    collector = Collector(store, settings.collect, resolver_factory=lambda: LoopbackResolver(port=port))
+    collector = Collector(store, settings.collect, resolver_factory=lambda: LoopbackResolver(port=port),
+                          parse_workers=0 if feedparser_only else None)
     limits = {"global_limit": settings.collect.global_limit,
-              "per_host_limit": settings.collect.per_host_limit, "pool_size": pool_size}
+              "per_host_limit": settings.collect.per_host_limit, "pool_size": pool_size,
+              "parse_workers": collector.parse_workers}
     t0 = time.perf_counter()
+    aggregator.feeds.FAST_PATH = not feedparser_only  # threads only: this process's flag holds
     try:
         first = await collector.run_round(force=True)
+        second = await collector.run_round(force=True)
     except Exception as e:  # a crash of the round is a result to report, not a reason to stop
         await store.close()
         return {**limits, "crashed": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}",
                 "round_s": time.perf_counter() - t0}
-    second = await collector.run_round(force=True)
+    finally:
+        aggregator.feeds.FAST_PATH = True
     stories = await store.count_stories()
     await store.close()
     fails = [r for r in first.sources if not r.ok]
@@ -189,16 +199,23 @@ async def _components(n_sources: int, hosts: int, port: int, tmp: Path, bodies) 
     """The round's pieces timed alone on the first `n_sources`: fetch (concurrent), then
     parse, normalize, store serially."""
     from aggregator.collect import drafts_from
+    from aggregator.fastfeed import read_fast
     from aggregator.parse import parse_document
     from aggregator.store import Store, utcnow
 
     specs = _specs(n_sources, hosts, bodies)
     fetch_s = await _fetch_only([s.url for s in specs], port)
+    t0 = time.perf_counter()
+    for spec, (_, body, ctype) in zip(specs, bodies, strict=True):
+        parse_document(body, base_url=spec.url, content_type=ctype, fast=False)
+    parse_feedparser_s = time.perf_counter() - t0
     docs = []
     t0 = time.perf_counter()
     for spec, (_, body, ctype) in zip(specs, bodies, strict=True):
         docs.append(parse_document(body, base_url=spec.url, content_type=ctype))
     parse_s = time.perf_counter() - t0
+    fast_bodies = sum(read_fast(body, base_url=spec.url, content_type=ctype) is not None
+                      for spec, (_, body, ctype) in zip(specs, bodies, strict=True))
     now = utcnow()
     t0 = time.perf_counter()
     drafts = [drafts_from(doc, spec, now) for doc, spec in zip(docs, specs, strict=True)]
@@ -210,7 +227,8 @@ async def _components(n_sources: int, hosts: int, port: int, tmp: Path, bodies) 
         await store.upsert_stories(batch, now)
     store_s = time.perf_counter() - t0
     await store.close()
-    return {"fetch_only_s": fetch_s, "parse_s": parse_s, "normalize_s": normalize_s,
+    return {"fetch_only_s": fetch_s, "parse_s": parse_s, "parse_feedparser_s": parse_feedparser_s,
+            "fast_path_bodies": fast_bodies, "normalize_s": normalize_s,
             "store_s": store_s, "body_bytes": sum(len(b) for _, b, _ in bodies),
             "component_items": sum(len(d.items) for d in docs),
             "component_drafts": sum(len(d) for d in drafts)}
@@ -221,19 +239,24 @@ def parse_breakdown(feeds_dir: Path = FEEDS_DIR, top: int = 12) -> dict:
     import cProfile
     import pstats
 
+    from aggregator.fastfeed import read_fast
     from aggregator.parse import parse_document
 
     per_feed = []
     bodies = [(f, f.read_bytes()) for f in feed_files(feeds_dir)]
     for f, body in bodies:
         url = f"http://feeds.bench.example/{f.name}"
-        best = float("inf")
+        best = {True: float("inf"), False: float("inf")}
         for _ in range(3):
-            t0 = time.perf_counter()
-            doc = parse_document(body, base_url=url, content_type=content_type_of(f.name))
-            best = min(best, time.perf_counter() - t0)
+            for fast in (True, False):
+                t0 = time.perf_counter()
+                doc = parse_document(body, base_url=url, content_type=content_type_of(f.name),
+                                     fast=fast)
+                best[fast] = min(best[fast], time.perf_counter() - t0)
+        took_fast = read_fast(body, base_url=url, content_type=content_type_of(f.name)) is not None
         per_feed.append({"feed": f"{f.parent.name}/{f.name}", "items": len(doc.items),
-                         "kib": len(body) / 1024, "ms": best * 1000})
+                         "kib": len(body) / 1024, "ms": best[True] * 1000,
+                         "ms_feedparser": best[False] * 1000, "fast_path": took_fast})
     profiler = cProfile.Profile()
     profiler.enable()
     for f, body in bodies:
@@ -254,7 +277,7 @@ def parse_breakdown(feeds_dir: Path = FEEDS_DIR, top: int = 12) -> dict:
 
 
 def run(n_sources: int = 1000, *, hosts: int = 200, fallback_pool_size: int = 100,
-        component_sources: int = 200) -> dict:
+        component_sources: int = 200, baseline_round: bool = True) -> dict:
     """One full round and one 304 round of `n_sources` feeds, plus the per-step baselines
     (timed on the first `component_sources` sources, which cycle through every feed file)."""
     if not FEEDS_DIR.is_dir():
@@ -268,6 +291,9 @@ def run(n_sources: int = 1000, *, hosts: int = 200, fallback_pool_size: int = 10
         port = parent.recv()
         with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp:
             result = asyncio.run(_round(n_sources, hosts, port, Path(tmp), bodies, {}))
+            if baseline_round:
+                result["baseline"] = asyncio.run(
+                    _round(n_sources, hosts, port, Path(tmp), bodies, {}, feedparser_only=True))
             if "crashed" in result:
                 # Measure the round with a pool that cannot run dry, so the report has
                 # figures besides the crash (and says they come from a patched pool).

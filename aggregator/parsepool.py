@@ -1,0 +1,96 @@
+"""Parse and normalize fetched bodies in worker processes, so a round uses every core.
+
+Parsing and normalizing are pure CPU work in Python (the GIL): in a thread they only take
+turns with the event loop that fetches and stores. In a process pool they run beside it.
+A pool is started lazily, on the first body a round actually has to parse (a round of 304s
+never pays for one), and shut down when the round ends. Workers are spawned, not forked:
+the collector's process holds threads (aiosqlite, the resolver) that a fork would copy
+mid-flight. If the pool breaks (a worker killed), the round goes on parsing in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from aggregator.model import ParsedDocument, Selectors, SourceSpec, StoryDraft
+from aggregator.normalize import normalize
+from aggregator.parse import parse_document
+
+log = logging.getLogger("tidings.collect")
+# Below this many sources a round parses in threads: starting processes (~0.3 s each) would
+# cost more than it saves.
+MIN_SOURCES_FOR_POOL = 20
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed body and its drafts. `doc.items` is emptied when it crosses a process
+    boundary (the drafts carry what the store needs), `item_count` keeps the count."""
+
+    doc: ParsedDocument
+    item_count: int
+    drafts: tuple[StoryDraft, ...]
+
+
+def drafts_from(doc: ParsedDocument, spec: SourceSpec, now: datetime) -> list[StoryDraft]:
+    drafts = []
+    for item in doc.items:
+        d = normalize(item, source=spec, now=now)
+        if d is not None:
+            drafts.append(d)
+    return drafts
+
+
+def parse_and_normalize(body: bytes, base_url: str, content_type: str | None, kind: str,
+                        selectors: Selectors | None, spec: SourceSpec, now: datetime,
+                        keep_items: bool = True) -> Parsed:
+    doc = parse_document(body, base_url=base_url, content_type=content_type, kind=kind,
+                         selectors=selectors)
+    drafts = tuple(drafts_from(doc, spec, now))
+    count = len(doc.items)
+    return Parsed(doc if keep_items else replace(doc, items=()), count, drafts)
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class ParsePool:
+    """One round's worker processes; `async with` shuts them down however the round ends."""
+
+    def __init__(self, workers: int, sources: int):
+        self.workers = workers if sources >= MIN_SOURCES_FOR_POOL else 0
+        self._pool: ProcessPoolExecutor | None = None
+        self._broken = False
+
+    async def __aenter__(self) -> ParsePool:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            # Joining the workers blocks; do it off the loop.
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    async def run(self, body: bytes, base_url: str, content_type: str | None, kind: str,
+                  selectors: Selectors | None, spec: SourceSpec, now: datetime) -> Parsed:
+        args = (body, base_url, content_type, kind, selectors, spec, now)
+        if self.workers and not self._broken:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn"))
+            loop = asyncio.get_running_loop()
+            try:
+                return await loop.run_in_executor(self._pool, parse_and_normalize, *args, False)
+            except BrokenProcessPool:
+                if not self._broken:
+                    log.warning("collect.parse_pool_broken: parsing in threads for the rest of the round")
+                self._broken = True
+        return await asyncio.to_thread(parse_and_normalize, *args, True)

@@ -1,0 +1,127 @@
+"""The fast collection paths: fetch outcomes written in batches, parsing in worker processes,
+stories inserted in one statement. Real SQLite/PostgreSQL, real HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aggregator.collect import Collector
+from aggregator.model import SourceSpec, StoryDraft
+from aggregator.parsepool import MIN_SOURCES_FOR_POOL, ParsePool
+from aggregator.settings import CollectSettings
+from aggregator.store import FetchRecord, Store
+from tests.localsite import LocalSite, LoopbackResolver
+
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+FAST = CollectSettings(connect_timeout_s=2.0, total_timeout_s=5.0, min_interval_s=60,
+                       jitter_ratio=0.0, max_body_bytes=2_000_000)
+
+
+async def test_concurrent_fetch_records_are_all_written(store):
+    """Many record_fetch calls at once (as a round of 304s makes): each lands, in order,
+    a source recorded twice in one batch keeps both outcomes."""
+    specs = [SourceSpec(f"s{i}", f"https://s{i}.example/feed", "news") for i in range(30)]
+    await store.sync_sources(specs, NOW)
+    claimed = await store.claim_due_sources(NOW, owner="t", lease_s=60)
+    ids = {c.spec.name: c.id for c in claimed}
+    later = NOW + timedelta(minutes=10)
+
+    def ok(i):
+        return FetchRecord(ok=True, next_check_at=later, interval_s=600 + i, status=304)
+
+    calls = [store.record_fetch(ids[f"s{i}"], ok(i), NOW) for i in range(1, 30)]
+    calls += [
+        store.record_fetch(ids["s0"], FetchRecord(ok=False, next_check_at=later, interval_s=60,
+                                                  status=500, error="HTTP 500"), NOW),
+        store.record_fetch(ids["s0"], FetchRecord(ok=False, next_check_at=later, interval_s=120,
+                                                  status=502, error="HTTP 502"), NOW),
+    ]
+    await asyncio.gather(*calls)
+    health = {h.name: h for h in await store.list_sources()}
+    assert health["s0"].error_count == 2 and health["s0"].last_error == "HTTP 502"
+    assert health["s0"].interval_s == 120
+    for i in range(1, 30):
+        h = health[f"s{i}"]
+        assert (h.status, h.interval_s, h.next_check_at) == ("ok", 600 + i, later)
+    # Leases released: every source can be claimed again once due.
+    again = await store.claim_due_sources(later, owner="u", lease_s=60)
+    assert len(again) == 30
+
+
+async def test_record_fetch_fails_loudly_when_the_database_is_gone(tmp_path):
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'gone.db'}")
+    await store.migrate()
+    await store.sync_sources([SourceSpec("a", "https://a.example/feed", "news")], NOW)
+    (c,) = await store.claim_due_sources(NOW, owner="t", lease_s=60)
+    async with store.engine.begin() as conn:
+        await conn.exec_driver_sql("DROP TABLE sources")
+    with pytest.raises(Exception, match="sources"):
+        await store.record_fetch(c.id, FetchRecord(ok=True, next_check_at=NOW, interval_s=60), NOW)
+    await store.close()
+
+
+async def test_upsert_links_same_body_twice_in_one_batch(store):
+    body = " ".join(f"word{i}" for i in range(60))
+    from aggregator.normalize import content_hash
+
+    h = content_hash(body)
+    drafts = [StoryDraft(url=f"https://e.example/{i}", title=f"t{i}", text=body, content_hash=h)
+              for i in range(3)]
+    res = await store.upsert_stories(drafts, NOW)
+    assert len(res.new_ids) == 3 and res.duplicates == 2
+    stories = await store.get_stories(res.new_ids)
+    first = res.new_ids[0]
+    assert [stories[i].duplicate_of for i in res.new_ids] == [None, first, first]
+    assert [stories[i].url for i in res.new_ids] == [d.url for d in drafts]
+
+
+@pytest.fixture
+async def feeds_site(shared_data):
+    async with LocalSite(shared_data) as s:
+        yield s
+
+
+async def test_round_parses_in_worker_processes_and_stops_them(feeds_site, shared_data, tmp_path):
+    names = ["fast-news-reader/bbc.xml", "rss-parser/guardian.rss", "node-feedparser/tpm.atom",
+             "RSParser/aktuality.rss", "RSParser/DaringFireball.json"]
+    specs = []
+    for i in range(MIN_SOURCES_FOR_POOL):
+        body = (shared_data / "news-feeds" / names[i % len(names)]).read_bytes()
+        # One copy per source, each on its own path so the stories are distinct.
+        body = body.replace(b"https://", f"https://s{i}.".encode())
+        feeds_site.route(f"/f{i}", body=body, etag=f'"v{i}"')
+        specs.append(SourceSpec(f"src{i}", f"http://feeds.example/f{i}", "news"))
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}")
+    await store.migrate()
+    await store.sync_sources(specs, NOW)
+    c = Collector(store, FAST, resolver_factory=lambda: LoopbackResolver(port=feeds_site.port),
+                  parse_workers=2)
+    before = set(multiprocessing.active_children())
+    report = await c.run_round(force=True)
+    assert [r.error for r in report.sources if not r.ok] == []
+    assert sum(r.items for r in report.sources) > 0 and report.new == await store.count_stories()
+    assert set(multiprocessing.active_children()) == before  # the pool is shut down
+    # Threads only (parse_workers=0) store the same stories on the next round's 304s.
+    c0 = Collector(store, FAST, resolver_factory=lambda: LoopbackResolver(port=feeds_site.port),
+                   parse_workers=0)
+    again = await c0.run_round(force=True)
+    assert all(r.not_modified for r in again.sources)
+    await store.close()
+
+
+async def test_pool_results_match_thread_results(shared_data):
+    from aggregator.parsepool import parse_and_normalize
+
+    body = (shared_data / "news-feeds" / "rss-parser" / "guardian.rss").read_bytes()
+    spec = SourceSpec("g", "http://feeds.example/g", "news")
+    args = (body, spec.url, "application/rss+xml", "auto", None, spec, NOW)
+    async with ParsePool(2, MIN_SOURCES_FOR_POOL) as pool:
+        pooled = await pool.run(*args)
+        assert pool._pool is not None
+    local = parse_and_normalize(*args)
+    assert pooled.drafts == local.drafts and pooled.item_count == len(local.doc.items) == 55
+    assert pooled.doc.items == () and pooled.doc.title == local.doc.title

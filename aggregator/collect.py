@@ -21,8 +21,12 @@ from aggregator.errors import FetchError, ParseError, TidingsError
 from aggregator.extract import extract_article
 from aggregator.fetch import Fetcher, FetchPolicy, Validators
 from aggregator.model import ParsedDocument, SourceSpec, StoryDraft
-from aggregator.normalize import normalize
-from aggregator.parse import parse_document
+from aggregator.parsepool import (
+    ParsePool,
+    default_workers,
+    drafts_from,  # noqa: F401  (re-exported: benchmarks, callers)
+    parse_and_normalize,
+)
 from aggregator.schedule import FetchOutcome, ScheduleBounds, next_check_at
 from aggregator.settings import CollectSettings
 from aggregator.store import FetchRecord, SourceState, Store, utcnow
@@ -79,15 +83,6 @@ def bounds_from(settings: CollectSettings) -> ScheduleBounds:
     )
 
 
-def drafts_from(doc: ParsedDocument, spec: SourceSpec, now: datetime) -> list[StoryDraft]:
-    drafts = []
-    for item in doc.items:
-        d = normalize(item, source=spec, now=now)
-        if d is not None:
-            drafts.append(d)
-    return drafts
-
-
 def merge_article(draft: StoryDraft, article) -> StoryDraft:
     """Fill a feed item's gaps from its page: the page's body wins, the feed's metadata stays."""
     return replace(
@@ -112,6 +107,7 @@ class Collector:
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         owner: str | None = None,
+        parse_workers: int | None = None,
     ):
         self.store = store
         self.settings = settings
@@ -120,6 +116,8 @@ class Collector:
         self.clock = clock
         self.rng = rng or random.Random()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        # Processes that parse and normalize beside the event loop (0: threads only).
+        self.parse_workers = default_workers() if parse_workers is None else parse_workers
         # Tests map real host names to the loopback test site through a resolver.
         self.resolver_factory = resolver_factory
         # Called with each SourceReport (metrics); must not raise or block.
@@ -133,59 +131,94 @@ class Collector:
                         progress: Callable[[SourceReport], None] | None = None) -> RoundReport:
         """Fetch every due source once (or just `name`; `force` ignores the schedule)."""
         started = time.perf_counter()
-        now = self.clock()
+        scheduled = not force and name is None
+        # A scheduled round claims as it goes, a window of `global_limit` sources at a time:
+        # a claim's lease then only has to cover the fetches in flight (not the whole round),
+        # a crash orphans only those, and collectors running side by side share the round.
+        window = self.settings.global_limit if scheduled else 1_000_000
         states = await self.store.claim_due_sources(
-            now, owner=self.owner, lease_s=self.settings.lease_s, name=name,
-            due_only=not force and name is None,
+            self.clock(), owner=self.owner, lease_s=self.settings.lease_s, name=name,
+            due_only=scheduled, limit=window,
         )
         report = RoundReport()
         if not states:
             return report
-        async with self._fetcher() as fetcher:
+        async with self._fetcher() as fetcher, ParsePool(self.parse_workers, len(states)) as pool:
             async def one(state: SourceState) -> None:
-                r = await self.collect_source(fetcher, state)
+                r = await self.collect_source(fetcher, state, pool)
                 report.sources.append(r)
                 for listener in self.listeners:
                     listener(r)
                 if progress:
                     progress(r)
 
-            await asyncio.gather(*(one(s) for s in states))
+            if not scheduled:
+                await asyncio.gather(*(one(s) for s in states))
+            else:
+                await self._windowed(states, one, window)
         report.elapsed_s = time.perf_counter() - started
         return report
 
-    async def collect_source(self, fetcher: Fetcher, state: SourceState) -> SourceReport:
+    async def _windowed(self, states: list[SourceState], one, window: int) -> None:
+        """Run `one` on the claimed sources, claiming more due ones as slots free up; stops
+        when none is due (or one comes round again: that is the next round's)."""
+        seen = {s.id for s in states}
+        pending = {asyncio.create_task(one(s)) for s in states}
+        more = True
+        try:
+            while pending:
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                room = window - len(pending)
+                if not more or room < max(1, window // 4):
+                    continue
+                try:
+                    fresh = await self.store.claim_due_sources(
+                        self.clock(), owner=self.owner, lease_s=self.settings.lease_s, limit=room)
+                except Exception as e:  # the database is away: finish what is in flight
+                    log.warning("collect.claim_failed error=%s: %s", type(e).__name__, e)
+                    fresh = []
+                more = bool(fresh) and not any(s.id in seen for s in fresh)
+                seen.update(s.id for s in fresh)
+                pending |= {asyncio.create_task(one(s)) for s in fresh}
+        finally:
+            for t in pending:
+                t.cancel()
+
+    async def collect_source(self, fetcher: Fetcher, state: SourceState,
+                             pool: ParsePool | None = None) -> SourceReport:
         """Collect one source; never raises, so one source can never end the round.
 
         When even recording the failure fails (the database is away), the report says so and
         the source's lease runs out, so it is retried by the next round.
         """
         try:
-            return await self._collect(fetcher, state)
+            return await self._collect(fetcher, state, pool)
         except Exception as e:
             log.error("collect.unrecorded source=%s error=%s: %s", state.spec.name,
                       type(e).__name__, e)
             return SourceReport(state.spec.name, False, error=f"{type(e).__name__}: {e}")
 
-    async def _collect(self, fetcher: Fetcher, state: SourceState) -> SourceReport:
+    async def _collect(self, fetcher: Fetcher, state: SourceState,
+                       pool: ParsePool | None = None) -> SourceReport:
         spec = state.spec
         t0 = time.perf_counter()
         now = self.clock()
         try:
-            doc, result = await self._read(fetcher, spec, Validators(state.etag, state.last_modified))
+            parsed, result = await self._read(fetcher, spec, Validators(state.etag, state.last_modified),
+                                              now, pool)
         except (FetchError, ParseError) as e:
             return await self._failed(state, e, t0)
         except Exception as e:  # a bug in a parser must not stop the round: record it, log it loud
             log.exception("collect.bug source=%s", spec.name)
             return await self._failed(state, e, t0)
 
-        if doc is None:  # 304 Not Modified
+        if parsed is None:  # 304 Not Modified
             outcome = FetchOutcome(ok=True, not_modified=True, max_age_s=result.max_age_s)
             await self._record(state, outcome, result, t0, items=0, new=0)
             return SourceReport(spec.name, True, result.status, not_modified=True,
                                 elapsed_s=time.perf_counter() - t0)
 
-        drafts = drafts_from(doc, spec, now)
+        doc, drafts = parsed.doc, list(parsed.drafts)
         if spec.full_text and drafts:
             drafts = await self._with_full_text(fetcher, drafts)
         try:
@@ -196,32 +229,34 @@ class Collector:
             ok=True, new_stories=len(res.new_ids), max_age_s=result.max_age_s, ttl_s=doc.ttl_s,
             item_times=tuple(d.published_at for d in drafts if d.published_at),
         )
-        await self._record(state, outcome, result, t0, items=len(doc.items),
+        await self._record(state, outcome, result, t0, items=parsed.item_count,
                            new=len(res.new_ids), kind=doc.kind)
         if doc.problems:
             log.info("collect.problems source=%s problems=%s", spec.name, "; ".join(doc.problems[:5]))
-        log.info("collect.ok source=%s items=%d new=%d updated=%d", spec.name, len(doc.items),
+        log.info("collect.ok source=%s items=%d new=%d updated=%d", spec.name, parsed.item_count,
                  len(res.new_ids), len(res.updated_ids))
-        return SourceReport(spec.name, True, result.status, len(doc.items), len(res.new_ids),
+        return SourceReport(spec.name, True, result.status, parsed.item_count, len(res.new_ids),
                             len(res.updated_ids), res.duplicates, problems=doc.problems,
                             elapsed_s=time.perf_counter() - t0)
 
-    async def _read(self, fetcher: Fetcher, spec: SourceSpec, validators: Validators):
+    async def _read(self, fetcher: Fetcher, spec: SourceSpec, validators: Validators,
+                    now: datetime, pool: ParsePool | None = None):
         result = await fetcher.fetch(spec.url, validators)
         if result.not_modified:
             return None, result
-        # Parsing is CPU work (feedparser: ~0.4 ms an item); in a thread it does not stall
-        # the event loop that other fetches and the API share.
-        doc = await asyncio.to_thread(
-            parse_document, result.body, base_url=result.final_url,
-            content_type=result.content_type, kind=spec.kind, selectors=spec.selectors)
-        return doc, result
+        # Parsing and normalizing are CPU work: in worker processes during a round (they run
+        # beside the event loop), else in a thread (it does not stall the loop either).
+        args = (result.body, result.final_url, result.content_type, spec.kind, spec.selectors,
+                spec, now)
+        if pool is not None:
+            return await pool.run(*args), result
+        return await asyncio.to_thread(parse_and_normalize, *args), result
 
     async def check(self, spec: SourceSpec) -> tuple[ParsedDocument, list[StoryDraft]]:
         """Dry run for `tidings sources check`: fetch and parse once, store nothing."""
         async with self._fetcher() as fetcher:
-            doc, _ = await self._read(fetcher, spec, Validators())
-            drafts = drafts_from(doc, spec, self.clock())
+            parsed, _ = await self._read(fetcher, spec, Validators(), self.clock())
+            doc, drafts = parsed.doc, list(parsed.drafts)
             if spec.full_text and drafts:
                 drafts = await self._with_full_text(fetcher, drafts[:3], only_new=False)
             return doc, drafts

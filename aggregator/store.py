@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, delete, event, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
@@ -34,6 +34,10 @@ from aggregator.schema import (
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 STATS_KEEP = 20  # recent fetches kept on each source row
+# PostgreSQL advisory lock keys (arbitrary constants, one per critical section).
+MIGRATE_LOCK = 7_105_001
+CHANGE_LOG_LOCK = 7_105_002
+SOURCES_LOCK = 7_105_003
 
 
 def utcnow() -> datetime:
@@ -124,6 +128,38 @@ def _set_sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _fetch_values(row: dict, rec: FetchRecord, now: datetime) -> dict:
+    """The source columns that depend on the stored row, after fetch `rec` (pure)."""
+    out = dict(row)
+    if rec.ok:
+        out["last_success_at"] = now
+        out["error_count"] = 0
+        out["last_error"] = None
+        if rec.etag is not None or rec.last_modified is not None or rec.status == 200:
+            out["etag"], out["last_modified"] = rec.etag, rec.last_modified
+        if rec.detected_kind:
+            out["detected_kind"] = rec.detected_kind
+        if rec.new_stories:
+            out["last_new_story_at"] = now
+    else:
+        out["error_count"] = (row["error_count"] or 0) + 1
+        out["last_error"] = rec.error
+    if rec.new_url and rec.new_url != row["url"]:
+        out["url"] = rec.new_url  # permanent redirect: the config is edited by the operator
+    stats = list((row["stats"] or {}).get("recent", []))
+    stats.append({"at": now.isoformat(), "ok": rec.ok, "status": rec.status,
+                  "items": rec.items, "new": rec.new_stories,
+                  "elapsed_ms": round(rec.elapsed_s * 1000)})
+    out["stats"] = {"recent": stats[-STATS_KEEP:]}
+    return out
+
+
+def _fetch_common(rec: FetchRecord, now: datetime) -> dict:
+    """The source columns a fetch sets whatever the row held."""
+    return {"last_check_at": now, "last_status": rec.status, "next_check_at": rec.next_check_at,
+            "adaptive_interval_s": rec.interval_s, "lease_owner": None, "lease_until": None}
 
 
 def _story(row: StoryRow) -> Story:
@@ -222,6 +258,10 @@ class Store:
         cfg.set_main_option("script_location", str(MIGRATIONS))
 
         def upgrade(sync_conn) -> None:
+            if self.dialect == "postgresql":
+                # Processes of a cluster start together: without this lock (held until the
+                # commit) two of them run the same DDL at once and one dies on a duplicate key.
+                sync_conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
             cfg.attributes["connection"] = sync_conn
             command.upgrade(cfg, "head")
 
@@ -250,6 +290,10 @@ class Store:
         now = now or utcnow()
         added = changed = retired = 0
         async with self.writing() as s:
+            if self.dialect == "postgresql":
+                # Every process of a cluster syncs at start: one at a time, so the later ones
+                # see the rows the first one added instead of inserting them again.
+                await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SOURCES_LOCK})
             rows = {r.name: r for r in (await s.scalars(select(SourceRow))).all()}
             for spec in specs:
                 sel = spec.selectors.__dict__ if spec.selectors else None
@@ -329,35 +373,58 @@ class Store:
                                 r.next_check_at) for r in rows]
 
     async def record_fetch(self, source_id: int, rec: FetchRecord, now: datetime) -> None:
+        """Write a fetch's outcome on its source row; returns once it is committed.
+
+        Calls that arrive together are written together: one read and one executemany
+        UPDATE in one transaction for the lot. A round ends a thousand fetches within a
+        second or two (a round of 304s is little else), and a transaction each was most of
+        its time. A failed write fails every call in its batch, as it would have one by one.
+        """
+        loop = asyncio.get_running_loop()
+        if self.__dict__.get("_fetch_loop") is not loop:
+            # A store outlives event loops (tests, the CLI): batches belong to one loop.
+            self._fetch_loop, self._fetch_pending, self._fetch_task = loop, [], None
+        done: asyncio.Future = loop.create_future()
+        self._fetch_pending.append((source_id, rec, now, done))
+        if self._fetch_task is None or self._fetch_task.done():
+            self._fetch_task = loop.create_task(self._write_fetches(self._fetch_pending))
+        await done
+
+    async def _write_fetches(self, pending: list) -> None:
+        while pending:
+            await asyncio.sleep(0)  # let the calls made in this turn of the loop join
+            batch = pending[:]
+            del pending[:]
+            try:
+                await self._write_fetch_batch(batch)
+            except BaseException as e:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(e)
+                if not isinstance(e, Exception):
+                    raise
+                continue
+            for *_, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _write_fetch_batch(self, batch: list) -> None:
+        table = SourceRow.__table__
+        cols = ("url", "error_count", "stats", "etag", "last_modified", "detected_kind",
+                "last_new_story_at", "last_success_at", "last_error")
+        ids = list({source_id for source_id, *_ in batch})
         async with self.writing() as s:
-            row = await s.get(SourceRow, source_id)
-            if row is None:
-                return
-            row.last_check_at = now
-            row.last_status = rec.status
-            row.next_check_at = rec.next_check_at
-            row.adaptive_interval_s = rec.interval_s
-            row.lease_owner = row.lease_until = None
-            if rec.ok:
-                row.last_success_at = now
-                row.error_count = 0
-                row.last_error = None
-                if rec.etag is not None or rec.last_modified is not None or rec.status == 200:
-                    row.etag, row.last_modified = rec.etag, rec.last_modified
-                if rec.detected_kind:
-                    row.detected_kind = rec.detected_kind
-                if rec.new_stories:
-                    row.last_new_story_at = now
-            else:
-                row.error_count = (row.error_count or 0) + 1
-                row.last_error = rec.error
-            if rec.new_url and rec.new_url != row.url:
-                row.url = rec.new_url  # permanent redirect: the config is edited by the operator
-            stats = list((row.stats or {}).get("recent", []))
-            stats.append({"at": now.isoformat(), "ok": rec.ok, "status": rec.status,
-                          "items": rec.items, "new": rec.new_stories,
-                          "elapsed_ms": round(rec.elapsed_s * 1000)})
-            row.stats = {"recent": stats[-STATS_KEEP:]}
+            q = select(table.c.id, *(table.c[c] for c in cols)).where(table.c.id.in_(ids))
+            rows = {r[0]: dict(zip(cols, r[1:], strict=True)) for r in (await s.execute(q)).all()}
+            params = []
+            for source_id, rec, now, _ in batch:
+                row = rows.get(source_id)
+                if row is None:
+                    continue
+                row.update(_fetch_values(row, rec, now))  # a source twice in a batch: in order
+                params.append({"_id": source_id, **row, **_fetch_common(rec, now)})
+            if params:
+                await s.execute(update(table).where(table.c.id == bindparam("_id")), params)
 
     async def source_error_count(self, source_id: int) -> int:
         async with self.session() as s:
@@ -438,27 +505,28 @@ class Store:
                     q = (select(StoryRow.content_hash, func.min(StoryRow.id))
                          .where(StoryRow.content_hash.in_(hashes)).group_by(StoryRow.content_hash))
                     originals = dict((await s.execute(q)).all())
-                fresh: list[StoryRow] = []
-                first_in_batch: dict[str, StoryRow] = {}
-                link_later: list[tuple[StoryRow, StoryRow]] = []
+                # New rows go in as one multi-row INSERT ... RETURNING (Core) rather than
+                # as ORM objects: a round inserts tens of thousands and
+                # the unit of work's bookkeeping was most of the cost of storing them.
+                fresh: list[dict] = []
+                first_in_batch: dict[str, int] = {}
+                link_later: list[tuple[int, int]] = []  # (copy, original) positions in `fresh`
                 for url, d in by_url.items():
                     row = existing.get(url)
                     if row is None:
                         dup_of = originals.get(d.content_hash) if d.content_hash else None
-                        row = StoryRow(
+                        if dup_of is None and d.content_hash in first_in_batch:
+                            link_later.append((len(fresh), first_in_batch[d.content_hash]))
+                        elif dup_of is None and d.content_hash:
+                            first_in_batch[d.content_hash] = len(fresh)
+                        fresh.append(dict(
                             url=url, original_url=d.original_url or url, title=d.title,
                             summary=d.summary, text=d.text, author=d.author, image_url=d.image_url,
                             published_at=d.published_at, collected_at=now, updated_at=now,
                             sort_at=sort_time(d.published_at, now), site=d.site, source=d.source,
                             category=d.category, content_hash=d.content_hash, duplicate_of=dup_of,
-                            embed_version=1,
-                        )
-                        s.add(row)
-                        fresh.append(row)
-                        if dup_of is None and d.content_hash in first_in_batch:
-                            link_later.append((row, first_in_batch[d.content_hash]))
-                        elif dup_of is None and d.content_hash:
-                            first_in_batch[d.content_hash] = row
+                            embed_version=1, embed_lease_until=None,
+                        ))
                         dups += dup_of is not None
                         continue
                     changed_text = (d.title, d.summary, d.text) != (row.title, row.summary, row.text) and bool(
@@ -481,10 +549,19 @@ class Store:
                     row.updated_at = now
                     updated.append(row.id)
                 await s.flush()
-                for copy, original in link_later:  # same body twice within this batch
-                    copy.duplicate_of = original.id
-                    dups += 1
-                new_ids = [r.id for r in fresh]
+                if fresh:
+                    table = StoryRow.__table__
+                    # RETURNING the URL too: in parameter order SQLite would get one INSERT a row.
+                    stmt = insert(table).returning(table.c.url, table.c.id)
+                    ids = dict((await s.execute(stmt, fresh)).tuples().all())
+                    new_ids = [ids[p["url"]] for p in fresh]
+                if link_later:  # same body twice within this batch
+                    table = StoryRow.__table__
+                    await s.execute(
+                        update(table).where(table.c.id == bindparam("copy_id"))
+                        .values(duplicate_of=bindparam("original_id")),
+                        [{"copy_id": new_ids[c], "original_id": new_ids[o]} for c, o in link_later])
+                    dups += len(link_later)
         except IntegrityError:
             raise
         except (OperationalError, DBAPIError) as e:
@@ -572,6 +649,7 @@ class Store:
     async def delete_stories_before(self, before: datetime, now: datetime) -> list[int]:
         """Retention: drop stories older than `before`, logging removals for the indexes."""
         async with self.writing() as s:
+            await self._change_log_turn(s)
             ids = list((await s.scalars(select(StoryRow.id).where(StoryRow.sort_at < before))).all())
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
@@ -623,6 +701,16 @@ class Store:
                 rows = sorted((await s.execute(stmt)).all(), key=lambda r: r[0])
             return [EmbedJob(*r) for r in rows]
 
+    async def release_embed_claims(self, ids: Sequence[int]) -> None:
+        """Drop the embedding leases of `ids`: claimed, but this process will not embed them
+        (it is shutting down), so another indexer may take them now instead of after the lease."""
+        if not ids:
+            return
+        async with self.writing() as s:
+            await s.execute(update(StoryRow).where(StoryRow.id.in_(list(ids)))
+                            .values(embed_lease_until=None)
+                            .execution_options(synchronize_session=False))
+
     async def backlog_size(self, recipe: str) -> int:
         q = (
             select(func.count()).select_from(StoryRow)
@@ -639,6 +727,7 @@ class Store:
         now = now or utcnow()
         ids = [r[0] for r in rows]
         async with self.writing() as s:
+            await self._change_log_turn(s)
             present = set((await s.scalars(select(StoryRow.id).where(StoryRow.id.in_(ids)))).all())
             await s.execute(delete(VectorRow).where(VectorRow.story_id.in_(ids)))
             # Done: release the claims, so a later edit of the text is embedded at once.
@@ -651,6 +740,14 @@ class Store:
                                     vector=blob, embedded_at=now))
                     s.add(IndexChangeRow(story_id=sid, op="add", at=now))
         return [i for i in ids if i in present]
+
+    async def _change_log_turn(self, s) -> None:
+        """Writers of `index_changes` take turns (PostgreSQL): a sequence hands out numbers
+        in call order but transactions commit in any order, so a replica could read seq 11,
+        move its watermark past 10, and never see 10 when it commits a moment later. Holding
+        this lock until commit makes commit order equal seq order. SQLite has one writer."""
+        if self.dialect == "postgresql":
+            await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHANGE_LOG_LOCK})
 
     async def load_vectors(self, ids: Sequence[int], recipe: str) -> dict[int, bytes]:
         out: dict[int, bytes] = {}

@@ -186,3 +186,17 @@ async def test_parallel_claims_never_overlap(db_url):
             await s.close()
     every = [name for c in claimed for name in c]
     assert sorted(every) == sorted(s.name for s in specs)  # each exactly once
+
+
+async def test_embedding_claims_are_exclusive_until_released(store):
+    ids = set((await store.upsert_stories(
+        [draft(f"https://example.org/{i}") for i in range(4)], NOW)).new_ids)
+    first = await store.claim_embed_backlog("r1", 3, lease_s=600, now=NOW)
+    assert len(first) == 3
+    # Leased: a second indexer only gets the story nobody holds.
+    second = await store.claim_embed_backlog("r1", 10, lease_s=600, now=NOW)
+    assert [j.id for j in second] == sorted(ids - {j.id for j in first})
+    # Released (a shutdown hands its chunk back): available at once, not after the lease.
+    await store.release_embed_claims([j.id for j in first])
+    again = await store.claim_embed_backlog("r1", 10, lease_s=600, now=NOW)
+    assert sorted(j.id for j in again) == sorted(j.id for j in first)

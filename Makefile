@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run demo test lint bench load browser clean
+.PHONY: install run demo test lint bench load browser loadtools soak clean
 
 # torch==2.13.0 first: it is the CPU wheel on this machine's disk; any looser torch
 # requirement (for example sentence-transformers' own) would pull a multi-GB CUDA build.
@@ -33,6 +33,10 @@ demo: $(STAMP)
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+# Debian's wrk, the HTTP load generator of the serve benchmark (benchmarks/serve_bench.py).
+loadtools:
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check aggregator recommender api tests
 	$(PY) tests/check_imports.py
@@ -40,14 +44,21 @@ lint: $(STAMP)
 test: $(STAMP) browser lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
-	$(PY) -m benchmarks.run
+# Raw figures go to docs/benchmarks.json too, so one part can be rerun later and the rest kept:
+# `python -m benchmarks.run --only embed --reuse docs/benchmarks.json --json docs/benchmarks.json`.
+bench: $(STAMP) loadtools
+	$(PY) -m benchmarks.run --json docs/benchmarks.json
 
 # 60 s of concurrent related + widget requests against a real `tidings serve` (BBC stories,
 # hashing embedder) from a separate process; figures in docs/reliability.md.
 # `make load LOAD_SECONDS=180` runs longer (enough for 100k requests on a 2-core machine).
 load: $(STAMP)
 	$(PY) -m benchmarks.load --seconds $(or $(LOAD_SECONDS),60)
+
+# Long crash tests on PostgreSQL (127.0.0.1:5432): collectors, indexers and the whole cluster
+# SIGKILLed repeatedly at 500 sources; see docs/reliability.md. Not part of `make test`.
+soak: $(STAMP)
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m soak -s tests/cluster
 
 clean:
 	rm -rf $(VENV) data

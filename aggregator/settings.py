@@ -73,6 +73,7 @@ class IndexSettings:
     hnsw_threshold: int = _opt(200_000, lo=0, hi=10**10)
     hnsw_m: int = _opt(32, lo=4, hi=256)
     ef_search: int = _opt(64, lo=1, hi=10_000)
+    lease_s: int = _opt(600, lo=1, hi=86400)  # claim on a backlog chunk (crashed indexers)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class ApiSettings:
     events_per_minute: int = _opt(600, lo=0, hi=10**9)  # 0 = no limit
     related_url_per_minute: int = _opt(60, lo=0, hi=10**9)  # 0 = no limit
     public_url: str = ""
+    workers: int = _opt(1, lo=1, hi=64)  # `tidings serve` processes (api/workers.py)
+    fast_path: bool = True  # replay cached related blocks before FastAPI (api/fastpath.py)
 
 
 @dataclass(frozen=True)

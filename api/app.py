@@ -31,6 +31,7 @@ from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
 from api.cards import block_json, card, iso
 from api.errors import ApiError, error_response
 from api.events import READER_ID, EventIn, EventSink, parse_events, resolve
+from api.fastpath import FastPath, etag_matches
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.readers import add_reader_routes
@@ -191,12 +192,23 @@ class BlockCache:
             self._items.move_to_end(key)
         return hit
 
-    def put(self, key: tuple, body: bytes) -> tuple[bytes, str]:
-        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    def put(self, key: tuple, body: bytes, identity: bytes | None = None) -> tuple[bytes, str]:
+        """`identity`: the bytes that decide the ETag when the body holds incidental parts
+        (a block's took_ms). A weak ETag, so that every worker process, and a recomputation
+        that found the same stories, give the same one and a revalidation gets its 304."""
+        etag = 'W/"' + hashlib.sha256(body if identity is None else identity).hexdigest()[:20] + '"'
         self._items[key] = (body, etag)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
         return body, etag
+
+
+def block_identity(data: dict) -> bytes:
+    """What a block's ETag stands for: the stories and their order, not the time it took or the
+    scores (their freshness part moves with the clock, so two workers computing the same block
+    a second apart could differ in a last digit)."""
+    return json.dumps({**data, "took_ms": None,
+                       "related": [{**c, "score": None} for c in data["related"]]}).encode()
 
 
 def create_app(svc: Services) -> FastAPI:
@@ -298,19 +310,30 @@ def create_app(svc: Services) -> FastAPI:
     def client_of(request: Request) -> str:
         return request.client.host if request.client else "?"
 
+    def charge_url(request: Request) -> None:
+        """Related-by-URL calls are limited because each may fetch a page: only blocks that are
+        computed are charged, never cached answers (those are also what api/fastpath.py replays,
+        and many readers behind one proxy share a client address)."""
+        limiter.check(("url", client_of(request)), api.related_url_per_minute)
+
+    async def charged(request: Request, make):
+        charge_url(request)
+        return await make()
+
     async def cached_block(request: Request, key: tuple, make) -> Response:
         full_key = (*key, svc.corpus.version if svc.corpus is not None else 0)
         hit = cache.get(full_key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
             block: Block = await make()
-            body = json.dumps(block_json(block), ensure_ascii=False).encode()
-            hit = cache.put(full_key, body)
+            data = block_json(block)
+            body = json.dumps(data, ensure_ascii=False).encode()
+            hit = cache.put(full_key, body, block_identity(data))
         else:
             metrics.block_cache.labels("hit").inc()
         body, etag = hit
         headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
-        if request.headers.get("if-none-match") == etag:
+        if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/json", headers=headers)
 
@@ -417,11 +440,11 @@ def create_app(svc: Services) -> FastAPI:
     ):
         rel = need_corpus()
         kk = clamp_k(k)
-        limiter.check(("url", client_of(request)), api.related_url_per_minute)
         if reader:
+            charge_url(request)
             return await guarded(lambda: personal(reader, kk, lambda n: rel.for_url(url, k=n, filters=f)))
         return await guarded(lambda: cached_block(
-            request, ("url", url, kk, f), lambda: rel.for_url(url, k=kk, filters=f)))
+            request, ("url", url, kk, f), lambda: charged(request, lambda: rel.for_url(url, k=kk, filters=f))))
 
     @app.post("/v1/related", tags=["related"], responses={200: {"model": BlockOut}})
     async def related_text(request: Request, body: RelatedRequest):
@@ -440,7 +463,6 @@ def create_app(svc: Services) -> FastAPI:
     ):
         rel = need_corpus()
         kk = clamp_k(k, 4)
-        limiter.check(("url", client_of(request)), api.related_url_per_minute)
         # Cached like the JSON blocks (same key scheme, new stories invalidate): the fragment is
         # the hottest call, one per article view, and rebuilding it cost ~50 ms of CPU each
         # time under the load test (docs/reliability.md).
@@ -448,13 +470,14 @@ def create_app(svc: Services) -> FastAPI:
         hit = cache.get(full_key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
+            charge_url(request)
             block = await guarded(lambda: rel.for_url(url, k=kk, filters=f))
             hit = cache.put(full_key, render_block_html(block_json(block)).encode())
         else:
             metrics.block_cache.labels("hit").inc()
         html, etag = hit
         headers = {**HTML_HEADERS, "ETag": etag, "Cache-Control": "public, max-age=60"}
-        if request.headers.get("if-none-match") == etag:
+        if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
         return HTMLResponse(html, headers=headers)
 
@@ -514,6 +537,12 @@ def create_app(svc: Services) -> FastAPI:
 
     if svc.feeds is not None:
         add_reader_routes(app, svc, svc.feeds, require_key=require_key, max_k=api.max_k)
+
+    # Added last, so it is the outermost layer: a replayed block skips the timing middleware
+    # and the routing, which is most of the cost of a cached answer (api/fastpath.py).
+    if api.fast_path:
+        app.add_middleware(FastPath, version=lambda: svc.corpus.version if svc.corpus is not None else 0,
+                           metrics=metrics)
 
     app.state.require_key = require_key
     app.state.limiter = limiter

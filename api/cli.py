@@ -36,6 +36,8 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="API processes sharing one memory-mapped index (default [api] workers)")
 
     p = sub.add_parser("collect", help="run the collectors (scheduled; --once: one round)")
     _common(p)
@@ -117,6 +119,12 @@ def _settings(args):
 
     cfg = getattr(args, "config", None)
     settings = load_settings(Path(cfg) if cfg else None)
+    configure_logging(settings)
+    return settings
+
+
+def configure_logging(settings) -> None:
+    """Also called in each `serve --workers` process (api/workers.py), a fresh interpreter."""
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Third-party chatter (per-request logs, model loading) stays at warning.
@@ -124,12 +132,21 @@ def _settings(args):
     for noisy in ("httpx", "sentence_transformers", "trafilatura", "htmldate",
                   "alembic", "faiss", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return settings
 
 
 async def dispatch(args) -> int:
     settings = _settings(args)
     cmd = args.command
+    workers = settings.api.workers if getattr(args, "workers", None) is None else args.workers
+    if cmd == "serve" and not 1 <= workers <= 64:
+        print("tidings: error: --workers must be between 1 and 64", file=sys.stderr)
+        return EXIT_USAGE
+    if cmd == "serve" and workers > 1:
+        from api.workers import serve
+
+        await serve(settings, args.host or settings.api.host,
+                    args.port if args.port is not None else settings.api.port, workers)
+        return 0
     if cmd in ("run", "serve"):
         from api.runner import run_roles
 
@@ -207,6 +224,9 @@ async def cmd_index(settings, args) -> int:
         with Progress("embed") as bar:
             rep = await svc.indexer.drain(progress=bar.callback())
         if args.rebuild:
+            # All or nothing: the new index replaces the saved files only when complete, so
+            # an interrupted rebuild leaves the previous files (repaired from the database at
+            # the next start), and a rerun skips the embedding already stored.
             with Progress("rebuild") as bar:
                 n = await svc.corpus.rebuild(progress=bar.callback())
             print(f"rebuilt the index from the database: {n} vectors")
@@ -216,9 +236,18 @@ async def cmd_index(settings, args) -> int:
         rate = rep.embedded / rep.elapsed_s if rep.elapsed_s else 0
         print(f"embedded {rep.embedded} stories in {rep.elapsed_s:.1f}s ({rate:.1f}/s); "
               f"index holds {len(svc.corpus)}; backlog {rep.backlog}")
+        _say_leased(rep.backlog, svc.indexer.lease_s)
         return 0
     finally:
         await svc.close()
+
+
+def _say_leased(backlog: int, lease_s: int) -> None:
+    """What is left after a drain is claimed elsewhere: by another indexer, or by a run that
+    was killed (SIGKILL) mid-chunk; an interrupt (Ctrl-C) hands its claims back at once."""
+    if backlog:
+        print(f"{backlog} stories still lack a vector: claimed by another indexer or a killed run; "
+              f"`tidings index` embeds them once the claim runs out (at most {lease_s // 60} min)")
 
 
 async def cmd_import(settings, args) -> int:
@@ -236,15 +265,18 @@ async def cmd_import(settings, args) -> int:
             print(f"tidings: error: cannot read {args.file}: {e.strerror}", file=sys.stderr)
             return EXIT_USAGE
     svc = await build(settings, index=not args.no_index, owner_of_files=True)
-    new = updated = dups = bad = 0
+    new = updated = same = dups = bad = 0
     try:
         batch = []
         now = utcnow()
 
         async def flush() -> None:
-            nonlocal new, updated, dups
+            # Each batch commits on its own: an interrupted import keeps what it stored, and
+            # a rerun finds those lines unchanged (no write, no re-embedding) and goes on.
+            nonlocal new, updated, same, dups
             r = await svc.store.upsert_stories(batch, now)
             new, updated, dups = new + len(r.new_ids), updated + len(r.updated_ids), dups + r.duplicates
+            same += r.unchanged
             batch.clear()
 
         with Progress("import", unit="line") as bar:
@@ -259,7 +291,8 @@ async def cmd_import(settings, args) -> int:
                     await flush()
             if batch:
                 await flush()
-        print(f"imported: {new} new, {updated} updated, {dups} linked duplicates, {bad} bad lines skipped")
+        print(f"imported: {new} new, {updated} updated, {same} already stored, {dups} linked duplicates, "
+              f"{bad} bad lines skipped")
         if svc.indexer is not None:
             await svc.corpus.start()
             with Progress("embed") as bar:
@@ -267,6 +300,7 @@ async def cmd_import(settings, args) -> int:
             await svc.corpus.follow()
             await svc.corpus.save()
             print(f"embedded {rep.embedded} stories; index holds {len(svc.corpus)}")
+            _say_leased(rep.backlog, svc.indexer.lease_s)
         return 1 if bad and not (new or updated) else 0
     finally:
         if stream is not sys.stdin:

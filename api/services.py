@@ -79,15 +79,22 @@ async def build(
     owner_of_files: bool = False,
     resolver_factory: Callable | None = None,
     embedder: Embedder | None = None,
+    corpus: bool = False,
+    mmap: bool = False,
 ) -> Services:
-    """Wire the parts a process needs. `owner_of_files`: this process saves the index files."""
+    """Wire the parts a process needs. `owner_of_files`: this process saves the index files.
+
+    `corpus`: a corpus even without the serve or index role (the `serve --workers` supervisor
+    brings the saved index up to date with it). `mmap`: map the saved index read-only instead of
+    reading it into this process, so worker processes share its pages (api/workers.py).
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.database_url)
     await store.migrate()
     emb = embedder or make_embedder(settings.index.embedder, threads=settings.index.threads or None,
                                     cache_dir=settings.data_dir / "models")
     svc = Services(settings, store, emb)
-    if serve or index:
+    if serve or index or corpus:
         ix = settings.index
 
         tuning = {"hnsw_threshold": ix.hnsw_threshold, "hnsw_m": ix.hnsw_m, "ef_search": ix.ef_search}
@@ -97,7 +104,7 @@ async def build(
 
         svc.corpus = Corpus(store, recipe=emb.recipe, dim=emb.dim,
                             index_dir=index_dir(settings, emb.recipe), owner=owner_of_files,
-                            index_factory=factory, index_settings=tuning)
+                            index_factory=factory, index_settings=tuning, mmap=mmap)
     if serve:
         max_age = settings.related.max_age_days or None
         svc.related = RelatedService(
@@ -115,7 +122,8 @@ async def build(
                                 history_days=f.history_days,
                                 source_weights=svc.related.source_weights)
     if index:
-        svc.indexer = Indexer(store, emb, batch_size=settings.index.batch_size)
+        svc.indexer = Indexer(store, emb, batch_size=settings.index.batch_size,
+                              lease_s=settings.index.lease_s)
     if collect:
         svc.collector = Collector(store, settings.collect, resolver_factory=resolver_factory,
                                   owner=svc.owner)

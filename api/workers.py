@@ -1,0 +1,190 @@
+"""`tidings serve --workers N`: N API processes on one socket, sharing one saved index in memory.
+
+Who writes what. The serve process (the supervisor) is the only one that writes the index
+file, and only before the workers start: it loads the saved index as its owner, repairs it
+against the database, replays the change log and saves it (or saves it for the first time).
+It then frees its copy, binds the socket and starts the workers (uvicorn's supervisor: a worker
+that dies is replaced). Each worker maps that file read-only (FAISS IO_FLAG_MMAP_IFC), so the
+page cache holds the vectors once and every worker's mapping points at the same pages; stories
+that arrive later go to a small private exact delta in each worker, which follows the change
+log like any replica. Workers never write the file: in a deployment the indexer
+(`tidings index --watch` or `run`) owns it, and a restarted serve maps its latest save.
+Limits: a worker keeps its mapping until it restarts (the delta grows with the stories that
+arrive meanwhile), and a rebuild (retention tombstones past 20 %, or the size crossing to
+another index layout) turns a worker's index into a private copy.
+
+Each worker keeps its own block cache and fast path (api/fastpath.py); a block's ETag stands
+for its stories (api.app.block_identity), so a client revalidating against another worker still
+gets its 304.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import re
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aggregator.settings import Settings
+
+log = logging.getLogger("tidings.workers")
+
+
+async def prepare_shared_index(settings: Settings) -> dict:
+    """Bring the saved index file up to date with the database (the one write), then let go."""
+    from api.runner import SourcesWatcher
+    from api.services import build
+    from recommender.vindex import manifest
+
+    svc = await build(settings, corpus=True, owner_of_files=True)
+    try:
+        await SourcesWatcher(svc, settings.sources_file).check()  # workers read the weights
+        info = await svc.corpus.start()  # saves when it repaired or followed anything
+        if manifest(svc.corpus.index_dir) is None:
+            await svc.corpus.save()  # nothing to repair, but workers need a file to map
+        info["index_dir"] = str(svc.corpus.index_dir)
+        return info
+    finally:
+        await svc.close()
+        del svc
+        gc.collect()  # the supervisor holds no copy of the index while the workers run
+
+
+class WorkerApp:
+    """The ASGI app of one worker: services are built in the lifespan startup, in the worker.
+
+    Picklable (it holds only the settings), because uvicorn spawns workers with a fresh
+    interpreter and hands each a copy of its config.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.app = None
+        self._svc = None
+        self._scheduler = None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        await self.app(scope, receive, send)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self._start()
+                except Exception as e:
+                    log.exception("worker.start_failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _start(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        from api.app import create_app
+        from api.cli import configure_logging
+        from api.runner import _guard, retention
+        from api.services import build
+
+        settings = self.settings
+        configure_logging(settings)
+        svc = await build(settings, serve=True, mmap=True)
+        self._svc = svc
+        info = await svc.corpus.start()
+        log.info("worker.index_loaded mapped=%s %s", getattr(svc.corpus.vindex, "mmapped", False), info)
+        sched = AsyncIOScheduler(timezone=UTC)
+        sched.add_job(_guard, "interval", args=["follow", svc.corpus.follow],
+                      seconds=min(settings.index.tick_s, 1.0), max_instances=1, coalesce=True)
+        # As in a one-process serve; the database lets one process of the cluster run it an hour.
+        sched.add_job(_guard, "interval", args=["retention", lambda: retention(svc)], seconds=600,
+                      max_instances=1, coalesce=True,
+                      next_run_time=datetime.now(UTC) + timedelta(seconds=30))
+        sched.start()
+        self._scheduler = sched
+        self.app = create_app(svc)
+
+    async def _stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        if self._svc is not None:
+            await self._svc.close()
+
+
+def serve_workers(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Bind, start `workers` processes and supervise them until SIGINT/SIGTERM (blocking)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(WorkerApp(settings), host=host, port=port, workers=workers,
+                            log_level="warning", access_log=False, lifespan="on")
+    # Re-made from its descriptor so that Python reads the protocol (TCP) back from the kernel:
+    # uvicorn creates it with proto 0, and asyncio sets TCP_NODELAY only on sockets that say
+    # TCP. Without it every answer written in two parts (head, body) waited for the client's
+    # delayed ACK: 40 ms each, ~700 req/s instead of thousands (benchmarks/serve_bench.py).
+    sock = socket.socket(fileno=config.bind_socket().detach())
+    log.info("api.listening http://%s:%d workers=%d", host, sock.getsockname()[1], workers)
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
+
+
+async def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    info = await prepare_shared_index(settings)
+    log.info("index.saved_for_workers %s", info)
+    # The supervisor only waits on its workers from here: nothing else runs on this loop, so
+    # blocking it is harmless, and uvicorn's supervisor needs the main thread for signals.
+    serve_workers(settings, host, port, workers)
+
+
+# ---------------------------------------------------------------- is the index shared?
+
+_SMAPS_FIELDS = ("Rss", "Pss", "Shared_Clean", "Private_Clean", "Private_Dirty")
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes (Linux /proc); the workers are among the supervisor's."""
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def mapped_kib(pid: int, file_name: str) -> dict[str, int] | None:
+    """Rss, Pss, Shared_Clean... in KiB of `pid`'s mappings of files called `file_name`, summed
+    (/proc/<pid>/smaps). A shared page counts fully in each process's Rss and split in its Pss:
+    two workers mapping the same index show Pss at about half of Rss, and Shared_Clean = Rss."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except OSError:
+        return None
+    out: dict[str, int] = {}
+    inside = False
+    for line in lines:
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            inside = line.rstrip().endswith("/" + file_name)
+            if inside:
+                out["mappings"] = out.get("mappings", 0) + 1
+        elif inside:
+            key, _, value = line.partition(":")
+            if key in _SMAPS_FIELDS:
+                out[key] = out.get(key, 0) + int(value.split()[0])
+    return out or None
+
+
+def rollup_kib(pid: int) -> dict[str, int]:
+    """The whole process's figures from /proc/<pid>/smaps_rollup, in KiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, value = line.partition(":")
+        if key in _SMAPS_FIELDS:
+            out[key] = int(value.split()[0])
+    return out

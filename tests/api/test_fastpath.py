@@ -1,0 +1,340 @@
+"""The fast path (api/fastpath.py) and `tidings serve --workers` (api/workers.py).
+
+A real stack on loopback (tests/api/conftest.py): BBC stories, SQLite, the real index. Besides
+the stack's app, the same services are served by apps built with other settings (the fast path
+off, a tight URL rate limit), so a replayed answer is compared with what the app itself says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.fastpath import FastPath, etag_matches
+from tests.api.conftest import REPO, free_port, make_stack, start_server
+
+# Headers uvicorn adds itself on every answer (the clock's second, its name).
+TRANSPORT = {b"date", b"server"}
+
+
+def fastpath_of(app) -> FastPath:
+    if app.middleware_stack is None:  # built on the first request: build it now, once
+        app.middleware_stack = app.build_middleware_stack()
+    layer = app.middleware_stack
+    while not isinstance(layer, FastPath):
+        layer = layer.app
+    return layer
+
+
+def raw(r: httpx.Response) -> list[tuple[bytes, bytes]]:
+    return [(k.lower(), v) for k, v in r.headers.raw if k.lower() not in TRANSPORT]
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory, shared_data):
+    """The conftest stack (its `http` client fixture uses this one), plus variant apps."""
+    st, server, task = await make_stack(tmp_path_factory.mktemp("fastpath"), shared_data)
+    extra = []
+
+    async def serve_variant(**api_changes):
+        """The same services behind an app built with other [api] settings; its base URL."""
+        from api.app import create_app
+
+        settings = st.svc.settings
+        svc = dataclasses.replace(st.svc, settings=dataclasses.replace(
+            settings, api=dataclasses.replace(settings.api, **api_changes)))
+        app = create_app(svc)
+        port = free_port()
+        extra.append(await start_server(app, port))
+        return f"http://127.0.0.1:{port}", app
+
+    st.app = server.config.app
+    st.serve_variant = serve_variant
+    yield st
+    for srv, t in [*extra, (server, task)]:
+        srv.should_exit = True
+        await t
+    await st.svc.close()
+    await st.site.close()
+
+
+async def some_story(http, category="politics") -> dict:
+    return (await http.get("/v1/stories", params={"limit": 1, "category": category})).json()["items"][0]
+
+
+def routes(story: dict) -> list[tuple[str, dict]]:
+    return [(f"/v1/stories/{story['id']}/related", {"k": 4}),
+            ("/v1/related", {"url": story["url"], "k": 3}),
+            ("/v1/widget", {"url": story["url"]})]
+
+
+@pytest.mark.parametrize("origin", [None, "https://publisher.example"])
+async def test_replayed_answer_is_byte_identical_to_the_apps(stack, http, origin):
+    story = await some_story(http)
+    cache = fastpath_of(stack.app).cache
+    headers = {"Origin": origin} if origin else {}
+    for path, params in routes(story):
+        before = len(cache)
+        first = await http.get(path, params=params, headers=headers)  # the app's answer, recorded
+        assert first.status_code == 200 and len(cache) == before + 1
+        again = await http.get(path, params=params, headers=headers)  # replayed
+        assert len(cache) == before + 1
+        assert again.content == first.content
+        assert raw(again) == raw(first)
+        assert first.headers["cache-control"].startswith("public")
+        if origin:
+            assert again.headers["access-control-allow-origin"] == "*"
+        if path == "/v1/widget":
+            assert again.headers["content-security-policy"] and again.headers["x-content-type-options"]
+
+
+async def test_same_etag_and_headers_as_an_app_without_the_fast_path(stack, http):
+    """Another process (here: another app) computes the block itself: same weak ETag, and the
+    same headers but for the body's length (took_ms differs)."""
+    base, _ = await stack.serve_variant(fast_path=False)
+    story = await some_story(http, "entertainment")
+    async with httpx.AsyncClient(base_url=base, timeout=20) as plain:
+        for path, params in routes(story):
+            ours = await http.get(path, params=params)
+            ours = await http.get(path, params=params)
+            theirs = await plain.get(path, params=params)
+            assert ours.headers["etag"] == theirs.headers["etag"]
+            assert ours.headers["etag"].startswith('W/"')
+            without_length = [h for h in raw(ours) if h[0] != b"content-length"]
+            assert without_length == [h for h in raw(theirs) if h[0] != b"content-length"]
+            # A revalidation against the other one gets its 304, with the same headers.
+            mine = await http.get(path, params=params, headers={"If-None-Match": ours.headers["etag"]})
+            other = await plain.get(path, params=params, headers={"If-None-Match": ours.headers["etag"]})
+            assert mine.status_code == other.status_code == 304
+            assert mine.content == other.content == b""
+            assert raw(mine) == raw(other)
+
+
+async def test_304_on_if_none_match(stack, http):
+    story = await some_story(http)
+    path, params = routes(story)[0]
+    r = await http.get(path, params=params)
+    r = await http.get(path, params=params)
+    etag = r.headers["etag"]
+    cache = fastpath_of(stack.app).cache
+    for inm in (etag, etag.removeprefix("W/"), f'"other", {etag}', "*"):
+        r304 = await http.get(path, params=params, headers={"If-None-Match": inm})
+        assert r304.status_code == 304, inm
+        assert r304.headers["etag"] == etag and "content-length" not in r304.headers
+    changed = await http.get(path, params=params, headers={"If-None-Match": '"stale"'})
+    assert changed.status_code == 200 and changed.content == r.content
+    assert len(cache) >= 1
+
+
+async def test_a_revalidation_that_misses_is_recorded(stack, http):
+    """Another worker gave the ETag: this one has nothing recorded, yet answers 304, and
+    records the block for the next revalidation instead of asking the app each time."""
+    base, app = await stack.serve_variant()
+    story = await some_story(http, "entertainment")
+    path, params = routes(story)[2]
+    etag = (await http.get(path, params=params)).headers["etag"]
+    cache = fastpath_of(app).cache
+    async with httpx.AsyncClient(base_url=base, timeout=20) as other:
+        for n in (1, 1):
+            r = await other.get(path, params=params, headers={"If-None-Match": etag})
+            assert r.status_code == 304 and r.content == b"" and len(cache) == n
+        r = await other.get(path, params=params, headers={"If-None-Match": '"old"'})
+        assert r.status_code == 200 and r.headers["etag"] == etag
+    # What a miss answers when the app's answer may not be recorded: the app's own.
+    r = await http.get(f"/v1/stories/{story['id']}/related", params={"k": 0},
+                       headers={"If-None-Match": etag})
+    assert r.status_code == 422
+
+
+def test_block_etag_stands_for_the_stories_not_timing_or_scores():
+    from api.app import block_identity
+
+    def block(order, scores, took):
+        return {"article": {"id": 9, "title": "A"}, "took_ms": took,
+                "related": [{"id": i, "title": f"t{i}", "score": s} for i, s in zip(order, scores, strict=True)]}
+
+    same = block_identity(block([1, 2], [0.5, 0.4], 3.2))
+    assert block_identity(block([1, 2], [0.5001, 0.3999], 11.0)) == same
+    assert block_identity(block([2, 1], [0.5, 0.4], 3.2)) != same
+    assert block_identity(block([1, 3], [0.5, 0.4], 3.2)) != same
+
+
+def test_etag_matching_rules():
+    assert etag_matches('W/"a"', 'W/"a"') and etag_matches('"a"', 'W/"a"')
+    assert etag_matches(' "b" , W/"a"', 'W/"a"') and etag_matches("*", 'W/"a"')
+    assert not etag_matches('"b"', 'W/"a"') and not etag_matches(None, 'W/"a"')
+    assert not etag_matches("", 'W/"a"')
+
+
+async def test_misses_and_other_requests_reach_the_app(stack, http):
+    cache = fastpath_of(stack.app).cache
+    before = len(cache)
+    for _ in range(2):  # an error is never recorded: the app answers every time
+        r = await http.get("/v1/stories/999999/related")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+        r = await http.get("/v1/stories/1/related", params={"k": 0})
+        assert r.status_code == 422
+    r = await http.post("/v1/related", json={"title": "Budget", "text": "Brown budget tax"})
+    assert r.status_code == 200 and r.json()["related"]
+    assert (await http.get("/v1/stories", params={"limit": 2})).status_code == 200
+    assert len(cache) == before
+
+
+async def test_personal_blocks_are_never_recorded(stack, http):
+    story = await some_story(http)
+    cache = fastpath_of(stack.app).cache
+    before = len(cache)
+    path = f"/v1/stories/{story['id']}/related"
+    # `reader=` goes straight to the app; an escaped spelling of it reaches the recorder,
+    # which refuses the private answer.
+    for query in ("reader=r-fastpath-1", "%72eader=r-fastpath-1", "Reader=x&reader=r-fastpath-1"):
+        for _ in range(2):
+            r = await http.get(f"{path}?{query}&k=3")
+            assert r.status_code == 200, query
+            assert r.headers["cache-control"] == "private, no-store"
+            assert "etag" not in r.headers
+    assert len(cache) == before
+
+
+async def test_cached_url_blocks_are_not_rate_limited(stack, http):
+    """The URL limit is for blocks that may fetch a page: only computed blocks are charged."""
+    base, _ = await stack.serve_variant(related_url_per_minute=3)
+    stories = (await http.get("/v1/stories", params={"limit": 5})).json()["items"]
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        for _ in range(10):
+            r = await client.get("/v1/widget", params={"url": stories[0]["url"]})
+            assert r.status_code == 200
+        for s in stories[1:3]:
+            assert (await client.get("/v1/related", params={"url": s["url"]})).status_code == 200
+        r = await client.get("/v1/related", params={"url": stories[3]["url"]})
+        assert r.status_code == 429  # the fourth block computed within the minute
+
+
+async def test_a_new_story_invalidates_the_recorded_blocks(stack, http):
+    from aggregator.model import StoryDraft
+    from aggregator.store import utcnow
+
+    story = await some_story(http)
+    full = (await http.get(f"/v1/stories/{story['id']}")).json()
+    path, params = routes(story)[0]
+    await http.get(path, params=params)
+    old = await http.get(path, params=params)
+    version = stack.svc.corpus.version
+    # Close to the article (its first third, the hashing embedder counts words) but not a
+    # near-copy, which the ranking would fold into the article itself.
+    words = full["text"].split()
+    twin = StoryDraft(url="https://other.example/follow-up", title="Follow-up: " + full["title"],
+                      summary=full["summary"], text=" ".join(words[: len(words) // 3]),
+                      published_at=utcnow(), site="other.example", source="other",
+                      category=full["category"])
+    await stack.svc.store.upsert_stories([twin], utcnow())
+    await stack.svc.indexer.drain()
+    await stack.svc.corpus.follow()
+    assert stack.svc.corpus.version > version
+    new = await http.get(path, params=params)
+    assert new.status_code == 200
+    assert "https://other.example/follow-up" in [c["url"] for c in new.json()["related"]]
+    assert new.headers["etag"] != old.headers["etag"]
+    assert (await http.get(path, params=params, headers={"If-None-Match": old.headers["etag"]})
+            ).status_code == 200
+    replay = await http.get(path, params=params)
+    assert replay.content == new.content
+
+
+# ---------------------------------------------------------------- serve --workers
+
+
+def owner_of_connection(server_port: int, client_port: int, pids: list[int]) -> int | None:
+    """Which process holds the server side of a loopback TCP connection (/proc/net/tcp)."""
+    want_local, want_remote = f":{server_port:04X}", f":{client_port:04X}"
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        if f[1].endswith(want_local) and f[2].endswith(want_remote):
+            inode = f[9]
+    if inode is None:
+        return None
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+@pytest.mark.timeout(120)
+async def test_serve_with_two_workers_shares_the_mapped_index(tmp_path, shared_data):
+    from api.workers import children, mapped_kib
+    from tests.datasets import bbc_records
+
+    env = {**os.environ, "TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "hash",
+           "TIDINGS_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1"}
+    lines = "".join(json.dumps(r) + "\n" for r in bbc_records(shared_data, limit=40))
+    tidings = str(Path(sys.executable).with_name("tidings"))
+    subprocess.run([tidings, "import", "-"], input=lines, text=True, env=env, cwd=REPO,
+                   check=True, capture_output=True, timeout=60)
+    port = free_port()
+    proc = subprocess.Popen([tidings, "serve", "--workers", "2", "--port", str(port)], env=env,
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        workers: list[int] = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            await asyncio.sleep(0.3)
+            workers = [p for p in children(proc.pid) if mapped_kib(p, "index.faiss")]
+        assert len(workers) == 2
+        # Both workers answer: hold connections open together and see who accepted each (the
+        # socket listens once a worker has loaded: until both have, one may take them all).
+        seen: set[int] = set()
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                break
+            except ConnectionRefusedError:
+                await asyncio.sleep(0.2)
+        while time.monotonic() < deadline:
+            socks = []
+            for _ in range(8):
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                s.sendall(b"GET /v1/stories/3/related?k=3 HTTP/1.1\r\nHost: x\r\n\r\n")
+                socks.append(s)
+            for s in socks:
+                assert s.recv(64).startswith(b"HTTP/1.1 200"), "a worker is not answering"
+                owner = owner_of_connection(port, s.getsockname()[1], workers)
+                if owner:
+                    seen.add(owner)
+                s.close()
+            if len(seen) == 2:
+                break
+            await asyncio.sleep(0.2)
+        assert seen == set(workers)
+        # The index file is mapped shared by both: its pages are counted once between them.
+        for pid in workers:
+            m = mapped_kib(pid, "index.faiss")
+            assert m["Rss"] > 0 and m["Shared_Clean"] == m["Rss"], m
+            assert m["Pss"] <= m["Rss"] // 2 + 4, m
+            assert m.get("Private_Dirty", 0) == 0, m
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0
+    assert not [p for p in workers if Path(f"/proc/{p}").exists()]

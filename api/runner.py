@@ -100,8 +100,12 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         every("collect", svc.collector.run_round, settings.collect.tick_s, now=True)
         if settings.collect.reload_sources_s:
             every("sources", watcher.check, settings.collect.reload_sources_s)
+    loops: list[asyncio.Task] = []
     if index:
-        every("index", svc.indexer.drain, settings.index.tick_s, now=True)
+        wake = asyncio.Event()
+        if svc.collector is not None:
+            svc.collector.listeners.append(lambda r: (r.new or r.updated) and wake.set())
+        loops.append(asyncio.create_task(index_loop(svc, settings.index.tick_s, wake)))
         every("save", lambda: _save_if_dirty(svc), 30)
     if svc.corpus is not None:
         every("follow", svc.corpus.follow, min(settings.index.tick_s, 1.0))
@@ -116,9 +120,40 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
             await _wait_for_signal()
     finally:
         sched.shutdown(wait=False)
+        for task in loops:
+            task.cancel()
+        # A cancelled chunk hands its claims back (Indexer.run_once) before the store closes.
+        await asyncio.gather(*loops, return_exceptions=True)
         if svc.corpus is not None and svc.corpus.owner:
             await svc.corpus.save()
         await svc.close()
+
+
+async def index_loop(svc: Services, tick_s: float, wake: asyncio.Event) -> None:
+    """Embed while there is backlog, one leased chunk after another, and make each chunk
+    searchable at once. Idle, it sleeps until the collector stores stories (`wake`) or a tick
+    passes (stories stored by other processes): a fixed tick left the model idle up to tick_s
+    after every collected batch and the corpus up to a second behind the vectors."""
+    following: set[asyncio.Task] = set()
+    with contextlib.suppress(Exception):  # the session loads before the first story waits on it
+        await asyncio.to_thread(svc.embedder.encode, ["warm-up"])
+    while True:
+        wake.clear()  # stories stored from here on wake the next wait
+        done = 0
+        try:
+            done = await svc.indexer.run_once()
+        except StoreError as e:
+            log.warning("index.db_unavailable %s", e)
+        except Exception:
+            log.exception("index.failed")
+        if done:
+            if svc.corpus is not None:  # overlaps the next chunk's embedding
+                task = asyncio.create_task(_guard("follow", svc.corpus.follow))
+                following.add(task)
+                task.add_done_callback(following.discard)
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), tick_s)
 
 
 async def _save_if_dirty(svc: Services) -> None:

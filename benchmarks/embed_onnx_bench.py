@@ -8,6 +8,7 @@ sorting). The int8 file is built (or reused) under `cache_dir`; its build time c
 manifest.
 
     .venv/bin/python -m benchmarks.embed_onnx_bench [n_articles n_titles]
+    .venv/bin/python -m benchmarks.embed_onnx_bench tune [n_articles n_titles n_feed]
 """
 
 from __future__ import annotations
@@ -103,6 +104,77 @@ def run(n_articles: int = 256, n_titles: int = 1024, *, threads: int = 2, rounds
     }
 
 
+def feed_texts(limit: int = 512) -> list[str]:
+    """What collected stories look like to the embedder: title + feed summary (story_text),
+    from the captured feeds in ../shared/data/news-feeds."""
+    from aggregator.parse import parse_document
+    from benchmarks.collect_bench import content_type_of, feed_files
+
+    out = []
+    for f in feed_files():
+        doc = parse_document(f.read_bytes(), base_url=f"http://feeds.example/{f.name}",
+                             content_type=content_type_of(f.name))
+        out += [story_text(i.title, i.summary, i.text) for i in doc.items if i.title]
+    return out[:limit]
+
+
+def _in_arrival_order(emb, batch_size: int):
+    """No length bucketing: fixed batches in the texts' own order, each padded to its longest."""
+    def encode(texts: list[str]) -> np.ndarray:
+        return np.vstack([emb.encode(texts[i:i + batch_size], batch_size)
+                          for i in range(0, len(texts), batch_size)])
+    return encode
+
+
+def tune(n_articles: int = 128, n_titles: int = 512, n_feed: int = 512, *, rounds: int = 3,
+         cache_dir: Path | None = None) -> dict:
+    """The int8 embedder's knobs, one at a time around the shipped default (batch 32, 4,096
+    padded tokens a batch, longest first, all cores, threads that yield), on BBC articles, BBC
+    titles and feed stories (title + summary). Configurations take turns in every round;
+    medians of texts/s, and each one's ratio to the default."""
+    cache_dir = Path(cache_dir or Path.home() / ".cache" / "tidings" / "models")
+    path = build_int8_model(cache_dir / "minilm-int8")
+    articles, titles = bbc_texts()
+    texts = {"articles": articles[:n_articles], "titles": (titles * 2)[:n_titles],
+             "feed": feed_texts(n_feed)}
+    cores = os.cpu_count() or 1
+
+    def emb(**kw):
+        return OnnxEmbedder(path, **{"threads": cores, **kw})
+
+    base = emb()
+    configs = {
+        "default": lambda t: base.encode(t, 32),
+        "bs16": lambda t: base.encode(t, 16),
+        "bs64": lambda t: base.encode(t, 64),
+        "tok2048": (lambda e: lambda t: e.encode(t, 32))(emb(max_batch_tokens=2048)),
+        "tok8192 bs64": (lambda e: lambda t: e.encode(t, 64))(emb(max_batch_tokens=8192)),
+        "no token cap": (lambda e: lambda t: e.encode(t, 32))(emb(max_batch_tokens=1 << 30)),
+        "unsorted bs32": _in_arrival_order(base, 32),
+        "threads 1": (lambda e: lambda t: e.encode(t, 32))(emb(threads=1)),
+        "spinning threads": (lambda e: lambda t: e.encode(t, 32))(emb(spin=True)),
+    }
+    for encode in configs.values():
+        encode(texts["titles"][:16])  # session load
+    rates: dict[str, dict[str, list[float]]] = {c: {k: [] for k in texts} for c in configs}
+    names = list(configs)
+    for i in range(rounds):
+        # Every other round in reverse order: on a shared machine the load drifts, and a
+        # fixed order would favour whichever configuration runs when it eases.
+        order = names if i % 2 == 0 else names[::-1]
+        for kind, batch in texts.items():
+            for name in order:
+                rates[name][kind].append(_rate(configs[name], batch))
+    med = {c: {k: statistics.median(v) for k, v in r.items()} for c, r in rates.items()}
+    ref = med["default"]
+    return {"rounds": rounds, "cores": cores, "n": {k: len(v) for k, v in texts.items()},
+            "mean_words": {k: round(sum(len(t.split()) for t in v) / len(v), 1)
+                           for k, v in texts.items()},
+            "texts_per_s": {c: {k: round(v, 1) for k, v in m.items()} for c, m in med.items()},
+            "vs_default": {c: {k: round(v / ref[k], 2) for k, v in m.items()} for c, m in med.items()},
+            "load_avg": os.getloadavg()}
+
+
 _PROBE = """
 import json, resource, sys, time
 t = time.perf_counter()
@@ -144,5 +216,8 @@ def memory(n_articles: int = 64, cache_dir: Path | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["tune"]:
+        print(json.dumps(tune(*[int(a) for a in sys.argv[2:5]]), indent=2))
+        sys.exit(0)
     args = [int(a) for a in sys.argv[1:3]]
     print(json.dumps({"throughput": run(*args), "memory": memory()}, indent=2))

@@ -8,6 +8,7 @@ and other replicas') picks them up from that log, so the database stays the sour
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -47,7 +48,15 @@ class Indexer:
         jobs = await self.store.claim_embed_backlog(self.embedder.recipe, n, lease_s=self.lease_s)
         if not jobs:
             return 0
-        vecs = await asyncio.to_thread(self.embedder.encode, texts_of(jobs), self.batch_size)
+        try:
+            vecs = await asyncio.to_thread(self.embedder.encode, texts_of(jobs), self.batch_size)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Interrupted (Ctrl-C, shutdown): hand the claims back, so a rerun takes these
+            # stories now instead of after the lease. Not on errors: a chunk that fails
+            # every time must not be claimed again first and stall the whole backlog.
+            with contextlib.suppress(Exception):
+                await self.store.release_embed_claims([j.id for j in jobs])
+            raise
         rows = [(j.id, j.embed_version, vecs[i].astype("<f4").tobytes()) for i, j in enumerate(jobs)]
         # Stories deleted meanwhile are skipped by the store; they still count as processed.
         await self.store.save_vectors(rows, self.embedder.recipe)

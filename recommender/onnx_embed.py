@@ -296,7 +296,7 @@ class OnnxEmbedder:
     dim = DIM
 
     def __init__(self, model_path: Path, threads: int | None = None,
-                 max_batch_tokens: int = MAX_BATCH_TOKENS):
+                 max_batch_tokens: int = MAX_BATCH_TOKENS, spin: bool = False):
         path = Path(model_path)
         if path.is_dir():  # the int8 file if both kinds were built there
             path = next((path / MODEL_FILE[k] for k in ("int8", "fp32")
@@ -306,6 +306,12 @@ class OnnxEmbedder:
         self.model_path = path
         self.threads = threads or os.cpu_count() or 1
         self.max_batch_tokens = max_batch_tokens
+        # onnxruntime's intra-op threads spin between kernels by default. Here they yield the
+        # core instead: the process shares 2 cores with the collector, the API and often other
+        # processes, and a spinning thread waiting on a descheduled partner burns the slice
+        # the other needs. On a loaded 2-core machine that was 1.4-2.7x faster (`python -m
+        # benchmarks.embed_onnx_bench tune`).
+        self.spin = spin
         kind = "int8" if "int8" in path.name else "fp32"
         # The file's own digest: a rebuilt file with other bytes gets other vectors, so it must
         # never share an index with the old one.
@@ -330,6 +336,8 @@ class OnnxEmbedder:
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.log_severity_level = 3
+            if not self.spin:
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             try:
                 session = ort.InferenceSession(str(self.model_path), options,
                                                providers=["CPUExecutionProvider"])

@@ -1,19 +1,21 @@
 """Latency and throughput of GET /v1/stories/{id}/related over real HTTP, per corpus size.
 
 Synthetic data, say so wherever the figures go: stories with random titles and texts drawn
-from a made-up Zipf vocabulary, and random 384-d unit vectors written straight to the store
-under the hashing embedder's recipe (nothing is embedded). The vectors have no structure, so
-these figures are about cost, never about quality.
+from a made-up Zipf vocabulary, and clustered 384-d unit vectors (as in vindex_bench: ~100 a
+cluster, nearest-neighbour cosine ~0.6) written straight to the store under the hashing
+embedder's recipe (nothing is embedded). The figures are about cost, never about quality.
 
-The API runs in its own process (built with api.services.build, served by uvicorn on
-loopback, the exact FAISS layout below hnsw_threshold); this process is the client (httpx).
-Every request asks about a different story, so the block cache never answers: each is a full
-related computation. Cached throughput is measured separately on a few repeated ids.
-Baselines measured in the API process in the same run: exact FAISS search alone (the n=100
-candidates the engine asks for k=5, and k=5 itself) and the whole related flow called
+Three processes: a filler writes the stories and vectors with multi-row INSERTs and measures the
+baseline, exact FAISS search (`IndexFlatIP`, one thread) over the same vectors; the API process
+(api.services.build, uvicorn on loopback, the index layout the configuration picks for the
+size) loads the corpus and serves; this process is the client (httpx). The fill runs apart so
+its garbage never counts in the API's memory. Every request asks about a different story, so the
+block cache never answers: each is a full related computation. Cached throughput is measured
+separately on a few repeated ids. Also measured in the API process: its own index's search
+time, recall@10 of that index against the exact baseline, and the whole related flow called
 in-process without HTTP.
 
-    .venv/bin/python -m benchmarks.api_bench [10000 100000 ...]
+    .venv/bin/python -m benchmarks.api_bench [10000 100000 1000000 ...]
 """
 
 from __future__ import annotations
@@ -57,13 +59,14 @@ def vocabulary(size: int, rng: np.random.Generator) -> list[str]:
     return sorted(words)
 
 
-def synthetic_drafts(n: int, seed: int = 0):
-    """n StoryDrafts from a Zipf vocabulary: 6-12 word titles, 20-40 word summaries, 60-150 word texts."""
+def synthetic_drafts(n: int, seed: int = 0, first: int = 0):
+    """n StoryDrafts from a Zipf vocabulary: 6-12 word titles, 20-40 word summaries, 60-150 word
+    texts; `first` numbers their URLs (so chunks of one corpus never collide)."""
     from aggregator.model import StoryDraft
     from aggregator.store import utcnow
 
+    vocab = np.asarray(vocabulary(5000, np.random.default_rng(0)))  # one vocabulary per corpus
     rng = np.random.default_rng(seed)
-    vocab = np.asarray(vocabulary(5000, rng))
     weights = 1.0 / np.arange(1, len(vocab) + 1)
     weights /= weights.sum()
     now = utcnow()
@@ -72,9 +75,10 @@ def synthetic_drafts(n: int, seed: int = 0):
     ages_s = rng.uniform(0, 30 * 86400, size=n)
     pos = 0
     out = []
-    for i in range(n):
+    for j in range(n):
+        i = first + j
         parts = []
-        for length in lengths[i]:
+        for length in lengths[j]:
             parts.append(" ".join(vocab[picks[pos:pos + length]]))
             pos += length
         title, summary, text = parts
@@ -82,17 +86,28 @@ def synthetic_drafts(n: int, seed: int = 0):
         out.append(StoryDraft(
             url=f"https://site{site}.example/story/{i}", title=title.capitalize(),
             summary=summary.capitalize() + ".", text=text.capitalize() + ".",
-            published_at=now - timedelta(seconds=float(ages_s[i])), site=f"site{site}.example",
+            published_at=now - timedelta(seconds=float(ages_s[j])), site=f"site{site}.example",
             source=f"src{site}", category=CATEGORIES[i % len(CATEGORIES)]))
     return out
 
 
-async def bulk_fill(store, drafts, recipe: str, rng: np.random.Generator) -> list[int]:
-    """Insert stories and random unit vectors with plain multi-row INSERTs.
+def clustered_chunks(n: int, rng: np.random.Generator, chunk: int = 10_000):
+    """Clustered unit vectors (vindex_bench's recipe), `chunk` rows at a time."""
+    centres = rng.standard_normal((max(1, n // 100), DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    for i in range(0, n, chunk):
+        rows = centres[rng.integers(0, len(centres), min(chunk, n - i))]
+        rows += rng.standard_normal(rows.shape).astype(np.float32) / np.sqrt(DIM)
+        yield rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+async def bulk_fill(store, n: int, recipe: str, rng: np.random.Generator,
+                    chunk: int = 10_000) -> tuple[list[int], np.ndarray]:
+    """Insert n synthetic stories and clustered unit vectors with plain multi-row INSERTs.
 
     Set-up, not measured: `upsert_stories` + `save_vectors` do the same row by row through the
     ORM (dedup checks, change log), which takes minutes at 100k on this machine. The corpus
-    loads from the vectors table, so the change log is not needed.
+    loads from the vectors table, so the change log is not needed. Returns ids and vectors.
     """
     from sqlalchemy import insert, select
 
@@ -101,22 +116,76 @@ async def bulk_fill(store, drafts, recipe: str, rng: np.random.Generator) -> lis
 
     now = utcnow()
     async with store.engine.begin() as conn:
-        for i in range(0, len(drafts), 10_000):
+        for i in range(0, n, chunk):
+            drafts = synthetic_drafts(min(chunk, n - i), seed=n + i, first=i)
             await conn.execute(insert(StoryRow), [{
                 "url": d.url, "original_url": d.url, "title": d.title, "summary": d.summary,
                 "text": d.text, "author": "", "image_url": "", "published_at": d.published_at,
                 "collected_at": now, "updated_at": now, "sort_at": sort_time(d.published_at, now),
                 "site": d.site, "source": d.source, "category": d.category, "content_hash": "",
-                "duplicate_of": None, "embed_version": 1} for d in drafts[i:i + 10_000]])
+                "duplicate_of": None, "embed_version": 1} for d in drafts])
         ids = sorted((await conn.execute(select(StoryRow.id))).scalars().all())
-        for i in range(0, len(ids), 10_000):
-            chunk = ids[i:i + 10_000]
-            vecs = rng.standard_normal((len(chunk), DIM)).astype(np.float32)
-            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        vectors = np.empty((len(ids), DIM), dtype=np.float32)
+        for i, vecs in zip(range(0, len(ids), chunk), clustered_chunks(len(ids), rng, chunk),
+                           strict=True):
+            part = ids[i:i + chunk]
+            vectors[i:i + len(part)] = vecs
             await conn.execute(insert(VectorRow), [
                 {"story_id": sid, "recipe": recipe, "embed_version": 1, "vector": v.tobytes(),
-                 "embedded_at": now} for sid, v in zip(chunk, vecs, strict=True)])
-    return ids
+                 "embedded_at": now} for sid, v in zip(part, vecs, strict=True)])
+    return ids, vectors
+
+
+def _settings(tmp: Path):
+    from aggregator.settings import load_settings
+
+    return load_settings(REPO / "config" / "tidings.toml", env={
+        "TIDINGS_DATA_DIR": str(tmp), "TIDINGS_INDEX_EMBEDDER": "hash", "TIDINGS_LOG_LEVEL": "warning"})
+
+
+def _fill(n: int, tmp: str, conn, baseline_queries: int, recall_queries: int) -> None:
+    """Child process: fill the store, then time exact FAISS search over the same vectors."""
+    asyncio.run(_fill_main(n, Path(tmp), conn, baseline_queries, recall_queries))
+
+
+async def _fill_main(n: int, tmp: Path, conn, baseline_queries: int, recall_queries: int) -> None:
+    import faiss
+
+    from aggregator.store import Store
+    from recommender.embed import HashingEmbedder
+
+    settings = _settings(tmp)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database_url)
+    await store.migrate()
+    rng = np.random.default_rng(n)
+    t0 = time.perf_counter()
+    ids, vectors = await bulk_fill(store, n, HashingEmbedder(DIM).recipe, rng)
+    fill_s = time.perf_counter() - t0
+    await store.close()
+    exact = faiss.IndexFlatIP(DIM)
+    exact.add(vectors)
+    faiss.omp_set_num_threads(1)  # as the API searches one query at a time
+    rows = rng.choice(len(ids), size=max(baseline_queries, recall_queries), replace=False)
+    n100, k5 = [], []
+    for r in rows[:baseline_queries]:
+        q = vectors[r:r + 1]
+        t = time.perf_counter()
+        exact.search(q, 100)
+        n100.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        exact.search(q, 5)
+        k5.append(time.perf_counter() - t)
+    recall_rows = rows[:recall_queries]
+    faiss.omp_set_num_threads(2)
+    _, top = exact.search(vectors[recall_rows], 10)
+    id_arr = np.asarray(ids, dtype=np.int64)
+    conn.send({
+        "ids": ids, "fill_s": fill_s,
+        "exact_n100_p50_ms": percentile_ms(n100, 50), "exact_n100_p99_ms": percentile_ms(n100, 99),
+        "exact_k5_p50_ms": percentile_ms(k5, 50),
+        "recall_ids": id_arr[recall_rows].tolist(), "exact_top10": id_arr[top].tolist(),
+    })
 
 
 def _free_port() -> int:
@@ -126,33 +195,29 @@ def _free_port() -> int:
 
 
 def _serve_stack(n: int, tmp: str, conn, baseline_queries: int) -> None:
-    """Child process: fill a store with n synthetic stories, load the corpus, serve the API."""
+    """Child process: load the corpus from the filled store, measure in-process, serve the API."""
     asyncio.run(_stack_main(n, Path(tmp), conn, baseline_queries))
 
 
 async def _stack_main(n: int, tmp: Path, conn, baseline_queries: int) -> None:
     import uvicorn
 
-    from aggregator.settings import load_settings
     from api.app import create_app
     from api.services import build
     from recommender.embed import HashingEmbedder
     from recommender.related import Filters
 
-    settings = load_settings(REPO / "config" / "tidings.toml", env={
-        "TIDINGS_DATA_DIR": str(tmp), "TIDINGS_INDEX_EMBEDDER": "hash", "TIDINGS_LOG_LEVEL": "warning"})
-    embedder = HashingEmbedder(DIM)
-    svc = await build(settings, serve=True, index=True, owner_of_files=True, embedder=embedder)
-    rng = np.random.default_rng(n)
-    t0 = time.perf_counter()
-    ids = await bulk_fill(svc.store, synthetic_drafts(n, seed=n), embedder.recipe, rng)
-    fill_s = time.perf_counter() - t0
+    job = conn.recv()  # ids, recall queries and their exact top-10 from the filler
+    ids, rng = job["ids"], np.random.default_rng(n)
+    svc = await build(_settings(tmp), serve=True, index=True, owner_of_files=True,
+                      embedder=HashingEmbedder(DIM))
     t0 = time.perf_counter()
     await svc.corpus.start()
     start_s = time.perf_counter() - t0
     rss_loaded = vm_kib()
 
-    # Baselines in this process: FAISS alone, then the whole related flow without HTTP.
+    # In this process: the API's own index alone and its recall against exact search, then
+    # the whole related flow without HTTP.
     vindex = svc.corpus.vindex
     sample = rng.choice(ids, size=baseline_queries, replace=False)
     faiss_100, faiss_5 = [], []
@@ -164,6 +229,11 @@ async def _stack_main(n: int, tmp: Path, conn, baseline_queries: int) -> None:
         t = time.perf_counter()
         vindex.search(v, 5)
         faiss_5.append(time.perf_counter() - t)
+    hits = 0
+    for sid, exact in zip(job["recall_ids"], job["exact_top10"], strict=True):
+        v = vindex.get(np.asarray([sid], dtype=np.int64))[0]
+        hits += len({i for i, _ in vindex.search(v, 10)} & set(exact))
+    recall = hits / (10 * max(1, len(job["recall_ids"])))
     flow = []
     for sid in sample[: baseline_queries // 2]:
         t = time.perf_counter()
@@ -177,7 +247,7 @@ async def _stack_main(n: int, tmp: Path, conn, baseline_queries: int) -> None:
     while not server.started:
         await asyncio.sleep(0.02)
     conn.send({
-        "port": port, "ids": ids, "fill_s": fill_s, "corpus_start_s": start_s,
+        "port": port, "corpus_start_s": round(start_s, 2), "recall_at_10": round(recall, 4),
         "rss_loaded_kib": rss_loaded, "index_kind": getattr(vindex, "kind", type(vindex).__name__),
         "faiss_n100_p50_ms": percentile_ms(faiss_100, 50), "faiss_n100_p99_ms": percentile_ms(faiss_100, 99),
         "faiss_k5_p50_ms": percentile_ms(faiss_5, 50), "faiss_k5_p99_ms": percentile_ms(faiss_5, 99),
@@ -249,25 +319,40 @@ async def _load(port: int, ids: list[int], *, latency_n: int, throughput_n: int,
 
 def run(sizes: tuple[int, ...] = (10_000, 100_000), *, latency_n: int = 300,
         throughput_n: int = 600, cached_n: int = 1000, concurrency: int = 8,
-        baseline_queries: int = 300, phase_budget_s: float = 45.0) -> list[dict]:
+        baseline_queries: int = 300, recall_queries: int = 500,
+        phase_budget_s: float = 45.0) -> list[dict]:
     """One row per corpus size."""
     rows = []
     ctx = mp.get_context("spawn")
     for n in sizes:
-        parent, child = ctx.Pipe()
         with tempfile.TemporaryDirectory(prefix="tidings-api-bench-") as tmp:
+            parent, child = ctx.Pipe()
+            filler = ctx.Process(target=_fill, args=(n, tmp, child, baseline_queries,
+                                                     recall_queries), daemon=True)
+            filler.start()
+            try:
+                filled = parent.recv()
+            finally:
+                filler.join(timeout=60)
+                if filler.is_alive():
+                    filler.terminate()
+            ids = filled.pop("ids")
+            parent, child = ctx.Pipe()
             proc = ctx.Process(target=_serve_stack, args=(n, tmp, child, baseline_queries),
                                daemon=True)
             proc.start()
             try:
+                parent.send({"ids": ids, "recall_ids": filled.pop("recall_ids"),
+                             "exact_top10": filled.pop("exact_top10")})
                 info = parent.recv()
-                ids = info.pop("ids")
-                row = {"data": "synthetic stories + random unit vectors", "n": n, **info}
+                row = {"data": "synthetic stories + clustered unit vectors", "n": n,
+                       **filled, **info}
                 row.update(asyncio.run(_load(
                     info["port"], ids, latency_n=latency_n, throughput_n=throughput_n,
                     cached_n=cached_n, concurrency=concurrency, seed=n,
                     phase_budget_s=phase_budget_s)))
                 row["rss_after_load_kib"] = vm_kib(proc.pid)
+                row["loadavg"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
                 parent.send("stop")
                 row.update(parent.recv())
             finally:
@@ -276,6 +361,7 @@ def run(sizes: tuple[int, ...] = (10_000, 100_000), *, latency_n: int = 300,
                     proc.terminate()
         row.pop("port", None)
         rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)  # a long run shows progress
     return rows
 
 

@@ -4,31 +4,41 @@ It is a cache of the database and nothing more. At start it loads the saved FAIS
 its recipe matches), reconciles it with the vectors the database holds (repairing an index
 left behind by a crash or a kill), then follows the `index_changes` log so that every replica
 sees new and removed stories within a tick. Only the process that owns the files saves them.
+
+Sized for a million stories in one process: card metadata is columnar (`MetaTable`), the
+lexical index keeps numpy postings, and a start with an empty index reads every vector into
+one matrix and builds the index once (HNSW+SQ8 at that size) instead of growing it in batches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
+import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from aggregator.model import Story
 from aggregator.store import Store
+from recommender.idmap import IdMap
 from recommender.lexical import LexicalIndex
 from recommender.vindex import FaissIndex, manifest, reconcile
 
 log = logging.getLogger("tidings.corpus")
 
 LEXICAL_WORDS = 150  # body words the lexical index reads: the lead carries the event's names
+BULK_LOAD_MIN = 20_000  # an empty index facing more missing vectors than this is built at once
+META_CHUNK = 10_000  # stories read and indexed per batch at start
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoryMeta:
     """What a card and the ranking need, kept in memory so a block costs no SQL."""
 
@@ -50,8 +60,143 @@ class StoryMeta:
 
 
 def meta_of(s: Story) -> StoryMeta:
-    return StoryMeta(s.id, s.url, s.title, s.summary[:400], s.site, s.source, s.category,
-                     s.author, s.image_url, s.published_at, s.collected_at)
+    return StoryMeta(s.id, s.url, s.title, s.summary[:SUMMARY_CHARS], s.site, s.source,
+                     s.category, s.author, s.image_url, s.published_at, s.collected_at)
+
+
+SUMMARY_CHARS = 400
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NO_TIME = np.iinfo(np.int64).min
+_SEP = "\x1f"  # unit separator: never in a title, URL or summary after extraction
+
+
+def _micros(at: datetime | None) -> int:
+    return _NO_TIME if at is None else (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _at(micros: int) -> datetime | None:
+    return None if micros == _NO_TIME else _EPOCH + timedelta(microseconds=int(micros))
+
+
+class _Codes:
+    """Interned strings (sites, sources, categories): a small code per story, each name once."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._code: dict[str, int] = {}
+
+    def code(self, name: str) -> int:
+        c = self._code.get(name)
+        if c is None:
+            c = self._code[name] = len(self.names)
+            self.names.append(sys.intern(name))
+        return c
+
+
+class MetaTable(Mapping[int, StoryMeta]):
+    """Every story's card metadata without a Python object per story.
+
+    Times and site / source / category codes sit in numpy columns (~40 bytes a story); the
+    text fields (url, title, summary, image, author) are appended to an unlinked scratch file
+    and read back with one `pread` per story asked for, so a million stories keep ~0.5 GiB of
+    text in the page cache (shared, evictable) instead of the process's own memory. A block
+    reads a few hundred records (~1 ms). Lookups build a `StoryMeta` on demand; removed rows
+    keep their bytes in the file until the process restarts.
+    """
+
+    def __init__(self, directory: Path | None = None):
+        try:
+            self._file = tempfile.TemporaryFile(dir=directory, prefix="tidings-meta-")
+        except OSError:  # a read-only or missing data dir: the system's temp dir will do
+            self._file = tempfile.TemporaryFile(prefix="tidings-meta-")
+        self._fd = self._file.fileno()
+        self._end = 0
+        self._rows = IdMap()
+        self._n = 0
+        self._offset = np.zeros(0, dtype=np.int64)
+        self._length = np.zeros(0, dtype=np.int32)
+        self._published = np.zeros(0, dtype=np.int64)
+        self._collected = np.zeros(0, dtype=np.int64)
+        self._site = np.zeros(0, dtype=np.int32)
+        self._source = np.zeros(0, dtype=np.int32)
+        self._category = np.zeros(0, dtype=np.int32)
+        self._codes = _Codes()  # one table for the three: the names overlap little
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return isinstance(doc_id, int | np.integer) and self._rows.get(int(doc_id)) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._rows.ids().tolist())
+
+    def __getitem__(self, doc_id: int) -> StoryMeta:
+        row = self._rows.get(int(doc_id))
+        if row is None:
+            raise KeyError(doc_id)
+        return self._meta(int(doc_id), row)
+
+    def get(self, doc_id: int, default: StoryMeta | None = None) -> StoryMeta | None:  # type: ignore[override]
+        row = self._rows.get(int(doc_id))
+        return default if row is None else self._meta(int(doc_id), row)
+
+    def _meta(self, doc_id: int, row: int) -> StoryMeta:
+        raw = os.pread(self._fd, int(self._length[row]), int(self._offset[row]))
+        url, title, summary, image_url, author = raw.decode("utf-8").split(_SEP)
+        names = self._codes.names
+        return StoryMeta(doc_id, url, title, summary, names[self._site[row]],
+                         names[self._source[row]], names[self._category[row]], author, image_url,
+                         _at(self._published[row]), _at(self._collected[row]))
+
+    def put_many(self, metas: Iterable[StoryMeta]) -> None:
+        """Add or replace stories (a replaced story's old record is simply no longer used)."""
+        metas = list(metas)
+        if not metas:
+            return
+        records = [
+            _SEP.join(f.replace(_SEP, " ") for f in
+                      (m.url, m.title, m.summary[:SUMMARY_CHARS], m.image_url, m.author)
+                      ).encode("utf-8")
+            for m in metas
+        ]
+        lengths = np.fromiter((len(r) for r in records), dtype=np.int64, count=len(records))
+        with self._lock:
+            start = self._end
+            os.pwrite(self._fd, b"".join(records), start)
+            self._end += int(lengths.sum())
+            first = self._n
+            self._grow(first + len(metas))
+            rows = np.arange(first, first + len(metas))
+            self._offset[rows] = start + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            self._length[rows] = lengths
+            self._published[rows] = [_micros(m.published_at) for m in metas]
+            self._collected[rows] = [_micros(m.collected_at) for m in metas]
+            self._site[rows] = [self._codes.code(m.site) for m in metas]
+            self._source[rows] = [self._codes.code(m.source) for m in metas]
+            self._category[rows] = [self._codes.code(m.category) for m in metas]
+            self._n += len(metas)
+            for m, row in zip(metas, rows.tolist(), strict=True):
+                self._rows.set(int(m.id), row)
+
+    def pop(self, doc_id: int) -> None:
+        with self._lock:
+            self._rows.pop(int(doc_id))
+
+    def _grow(self, size: int) -> None:
+        if size <= len(self._offset):
+            return
+        size = max(size, 2 * len(self._offset), 1024)
+        for name in ("_offset", "_length", "_published", "_collected", "_site", "_source",
+                     "_category"):
+            old = getattr(self, name)
+            new = np.zeros(size, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
 
 
 def lexical_text(s: Story) -> str:
@@ -89,7 +234,7 @@ class Corpus:
         self.mmap = mmap
         self.vindex = index_factory()
         self.lexical = LexicalIndex()
-        self.meta: dict[int, StoryMeta] = {}
+        self.meta = MetaTable(index_dir.parent)
         self.watermark = 0
         self.dirty = False
         self.version = 0  # bumped on every change: block caches key on it
@@ -120,6 +265,9 @@ class Corpus:
         if len(extra):
             self.vindex.remove(extra)
         added = 0
+        if not len(self.vindex) and len(missing) > BULK_LOAD_MIN:
+            added = await self._bulk_vectors(missing, progress)
+            missing = missing[:0]
         for i in range(0, len(missing), 2000):
             chunk = [int(x) for x in missing[i:i + 2000]]
             blobs = await self.store.load_vectors(chunk, self.recipe)
@@ -140,15 +288,38 @@ class Corpus:
             await self.save()
         return {"indexed": len(self.vindex), "repaired_added": added, "repaired_removed": int(len(extra))}
 
-    async def _load_meta(self, ids: list[int]) -> None:
-        for i in range(0, len(ids), 1000):
-            stories = await self.store.get_stories(ids[i:i + 1000])
-            for s in stories.values():
-                self._put_meta(s)
+    async def _bulk_vectors(self, missing: np.ndarray,
+                            progress: Callable[[int, int], None] | None) -> int:
+        """An empty index and a full database: read every vector in id order into one
+        preallocated matrix, then build the index once (the right kind for the size) rather
+        than growing it batch by batch."""
+        vecs = np.empty((len(missing), self.dim), dtype=np.float32)
+        ids = np.empty(len(missing), dtype=np.int64)
+        n = 0
+        async for batch in self.store.iter_vectors(self.recipe):
+            got = np.asarray([r[0] for r in batch], dtype=np.int64)
+            keep = np.isin(got, missing, assume_unique=True)
+            rows = [r[1] for r, k in zip(batch, keep, strict=True) if k]
+            if not rows:
+                continue
+            take = min(len(rows), len(ids) - n)
+            ids[n:n + take] = got[keep][:take]
+            vecs[n:n + take] = np.frombuffer(b"".join(rows[:take]), dtype=np.float32).reshape(
+                take, self.dim)
+            n += take
+            if progress:
+                progress(n, len(missing))
+        await asyncio.to_thread(self.vindex.rebuild, ids[:n], vecs[:n])
+        return n
 
-    def _put_meta(self, s: Story) -> None:
-        self.meta[s.id] = meta_of(s)
-        self.lexical.add(s.id, s.title, lexical_text(s))
+    async def _load_meta(self, ids: list[int]) -> None:
+        for i in range(0, len(ids), META_CHUNK):
+            stories = await self.store.get_stories(ids[i:i + META_CHUNK])
+            self._put_meta(list(stories.values()))
+
+    def _put_meta(self, stories: list[Story]) -> None:
+        self.meta.put_many(meta_of(s) for s in stories)
+        self.lexical.add_many((s.id, s.title, lexical_text(s)) for s in stories)
 
     # ------------------------------------------------------------ following the change log
 
@@ -186,8 +357,7 @@ class Corpus:
             return
         with self._lock:
             self.vindex.add(np.asarray([s.id for s in stories], dtype=np.int64), vectors)
-            for s in stories:
-                self._put_meta(s)
+            self._put_meta(stories)
             self.dirty = True
             self.version += 1
 
@@ -195,7 +365,7 @@ class Corpus:
         with self._lock:
             self.vindex.remove(np.asarray(ids, dtype=np.int64))
             for i in ids:
-                self.meta.pop(i, None)
+                self.meta.pop(i)
                 self.lexical.remove(i)
             self.dirty = True
             self.version += 1

@@ -126,11 +126,16 @@ class RelatedEngine:
         out = []
         for i in ids:
             m = metas[i]
-            values = (
-                {f: getattr(m, f) for f in _META_FIELDS}
-                if isinstance(m, CandidateMeta)
-                else {f: v for f, v in m.items() if f in _META_FIELDS}
-            )
+            if isinstance(m, CandidateMeta):  # the common case, without a dict per candidate
+                out.append(Candidate(
+                    id=i, title=m.title, summary=m.summary, url=m.url, site=m.site,
+                    source=m.source, category=m.category, published_at=m.published_at,
+                    vector=vectors.get(i), dense_score=dense.get(i), lexical_score=lexical.get(i),
+                    source_weight=m.source_weight, duplicate_of=m.duplicate_of,
+                    content_hash=m.content_hash, image_url=m.image_url,
+                    key_terms=m.key_terms or self.lexical.key_terms_of(i)))
+                continue
+            values = {f: v for f, v in m.items() if f in _META_FIELDS}
             if not values.get("key_terms"):
                 # Names from the text the lexical index read, richer than title + summary.
                 values["key_terms"] = self.lexical.key_terms_of(i)

@@ -16,10 +16,13 @@ from __future__ import annotations
 import math
 import re
 import sys
+from array import array
 from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
+
+from recommender.idmap import IdMap
 
 # Frequent function words: they carry no topic and would only lengthen the postings walked.
 STOPWORDS = frozenset(
@@ -78,50 +81,67 @@ def key_terms(title: str, text: str, max_terms: int = 40) -> tuple[str, ...]:
     return tuple(seen)
 
 
-class _Postings:
-    """Growable postings of one term: internal doc numbers and their weighted tf."""
-
-    __slots__ = ("docs", "weights", "_arrays")
-
-    def __init__(self) -> None:
-        self.docs: list[int] = []
-        self.weights: list[float] = []
-        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
-
-    def append(self, doc: int, weight: float) -> None:
-        self.docs.append(doc)
-        self.weights.append(weight)
-        self._arrays = None
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._arrays is None:
-            self._arrays = (
-                np.asarray(self.docs, dtype=np.int64),
-                np.asarray(self.weights, dtype=np.float32),
-            )
-        return self._arrays
+# Sublinear tf of a count: 1 + log(c), looked up rather than recomputed per posting. Counts are
+# stored as uint16 (a term counted more often than that in 150 words does not exist).
+_MAX_COUNT = np.iinfo(np.uint16).max
+_TF = np.concatenate([[0.0], 1.0 + np.log(np.arange(1, _MAX_COUNT + 1, dtype=np.float64))])
+_TF32 = _TF.astype(np.float32)  # the precision postings were always scored at
+_BATCH_POSTINGS = 4_000_000
 
 
 class LexicalIndex:
-    """Incremental TF-IDF cosine index over title + text.
+    """Incremental TF-IDF cosine index over title + text, held in numpy arrays.
+
+    Postings live in a CSR layout (per term: int32 document slots, uint16 counts; 6 bytes a
+    posting) built in bulk, plus a small per-term tail for documents added since the last
+    merge; the tail is merged in when it reaches a few percent of the base. Names (key terms)
+    are term ids in one int32 buffer. No per-document Python objects: ~1M documents fit in a
+    few hundred MiB where dicts per document took ~10 KiB each.
 
     `title_weight` counts title words that many times (titles are dense with the topic).
     `max_query_terms` keeps only the query's heaviest terms, which bounds query time at 100k
     documents to a few ms without changing the top results (the light terms add little).
+
+    Large corpora only (`stop_min_docs` documents or more; every evaluation corpus is far
+    smaller, so the measured quality is untouched): a term in more than `stop_share` of the
+    documents becomes a corpus stop word (sklearn's max_df): no postings kept, left out of
+    document and query vectors alike. And a query walks at most `walk_budget` postings,
+    heaviest (rarest) terms first, so its cost stays bounded as the corpus grows; a skipped
+    light term only lowers every score a little.
     """
 
-    def __init__(self, title_weight: int = 2, max_query_terms: int = 128):
+    def __init__(self, title_weight: int = 2, max_query_terms: int = 128, *,
+                 stop_share: float = 0.05, stop_min_docs: int = 100_000,
+                 walk_budget: int = 120_000):
         self.title_weight = title_weight
         self.max_query_terms = max_query_terms
-        self._postings: dict[str, _Postings] = {}
-        self._df: Counter[str] = Counter()
-        self._doc_terms: list[dict[str, float] | None] = []  # internal doc -> {term: tf weight}
-        self._doc_id: list[int] = []  # internal doc -> external id
-        self._doc_keys: list[tuple[str, ...]] = []  # internal doc -> key_terms (event names)
-        self._slot: dict[int, int] = {}  # external id -> internal doc
+        self.stop_share = stop_share
+        self.stop_min_docs = stop_min_docs
+        self.walk_budget = walk_budget
+        self._vocab: dict[str, int] = {}
+        self._terms: list[str] = []  # term id -> term
+        self._df = np.zeros(0, dtype=np.int32)
+        self._stop = np.zeros(0, dtype=bool)
+        # base postings, CSR over term ids [0, len(indptr) - 1)
+        self._indptr = np.zeros(1, dtype=np.int64)
+        self._pdocs = np.zeros(0, dtype=np.int32)
+        self._pcounts = np.zeros(0, dtype=np.uint16)
+        # tail postings: term id -> [slots], [counts]
+        self._tail: dict[int, tuple[list[int], list[int]]] = {}
+        self._tail_n = 0
+        # per slot
+        self._doc_id = np.zeros(0, dtype=np.int64)
+        self._alive = np.zeros(0, dtype=bool)
+        self._key_start = np.zeros(0, dtype=np.int64)
+        self._key_len = np.zeros(0, dtype=np.uint8)
+        self._slots = 0
+        self._keys = np.zeros(0, dtype=np.int32)
+        self._keys_n = 0
+        self._slot = IdMap()
         self._norms = np.zeros(0, dtype=np.float32)
         self._norms_at_n = -1  # corpus size when norms were computed
         self._dead = 0
+        self._pending_removed: list[int] = []  # base slots whose df is not yet taken back
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -129,139 +149,384 @@ class LexicalIndex:
         return len(self._slot)
 
     def __contains__(self, doc_id: int) -> bool:
-        return doc_id in self._slot
+        return self._slot.get(int(doc_id)) is not None
 
-    def _weights(self, title: str, text: str) -> dict[str, float]:
+    def _counts(self, title: str, text: str) -> Counter[str]:
         counts = Counter(tokenize(text))
         for token in tokenize(title):
             counts[token] += self.title_weight
+        return counts
+
+    def _weights(self, title: str, text: str) -> dict[str, float]:
         # Sublinear tf: the tenth mention of "Putin" says little more than the third.
-        return {t: 1.0 + math.log(c) for t, c in counts.items()}
+        return {t: 1.0 + math.log(c) for t, c in self._counts(title, text).items()}
+
+    def _tid(self, term: str) -> int:
+        tid = self._vocab.get(term)
+        if tid is None:
+            tid = self._vocab[sys.intern(term)] = len(self._terms)
+            self._terms.append(term)
+            if tid >= len(self._df):
+                size = max(2 * len(self._df), 1024)
+                self._df = _grown(self._df, size)
+                self._stop = _grown(self._stop, size)
+        return tid
 
     def key_terms_of(self, doc_id: int) -> tuple[str, ...]:
         """The names and numbers of an indexed document (empty for unknown ids)."""
         slot = self._slot.get(int(doc_id))
-        return self._doc_keys[slot] if slot is not None else ()
+        if slot is None:
+            return ()
+        start = int(self._key_start[slot])
+        return tuple(self._terms[t] for t in self._keys[start:start + int(self._key_len[slot])])
 
     def idf(self, term: str) -> float:
         """Smoothed inverse document frequency (>= 1 for every term, also unseen ones)."""
         n = len(self._slot)
-        return math.log((1.0 + n) / (1.0 + self._df.get(term, 0))) + 1.0
+        tid = self._vocab.get(term)
+        self._settle_removals()
+        df = int(self._df[tid]) if tid is not None else 0
+        return math.log((1.0 + n) / (1.0 + df)) + 1.0
+
+    def _idf_array(self) -> np.ndarray:
+        n = len(self._slot)
+        df = self._df[: len(self._terms)].astype(np.float64)
+        return np.log((1.0 + n) / (1.0 + df)) + 1.0
 
     def add(self, doc_id: int, title: str, text: str) -> None:
         """Index a document; re-adding an id replaces its previous text."""
-        doc_id = int(doc_id)
-        if doc_id in self._slot:
-            self.remove(doc_id)
-        weights = self._weights(title, text)
-        slot = len(self._doc_terms)
-        self._doc_terms.append(weights)
-        self._doc_id.append(doc_id)
-        self._doc_keys.append(tuple(sys.intern(t) for t in key_terms(title, text)))
-        self._slot[doc_id] = slot
-        for term, weight in weights.items():
-            self._df[term] += 1
-            postings = self._postings.get(term)
-            if postings is None:
-                postings = self._postings[term] = _Postings()
-            postings.append(slot, weight)
+        self.add_many([(doc_id, title, text)])
 
     def add_many(self, docs: Iterable[tuple[int, str, str]]) -> None:
+        """Index many documents; large batches go straight into the base postings."""
+        terms, slots, counts = array("q"), array("i"), array("H")
         for doc_id, title, text in docs:
-            self.add(doc_id, title, text)
+            doc_id = int(doc_id)
+            if doc_id in self:
+                self.remove(doc_id)
+            slot = self._new_slot(doc_id, title, text)
+            c = self._counts(title, text)
+            terms.extend([self._tid(t) for t in c])
+            slots.extend([slot] * len(c))
+            counts.extend([min(v, _MAX_COUNT) for v in c.values()])
+            if len(terms) >= _BATCH_POSTINGS:  # bounded scratch memory in a bulk load
+                self._ingest(terms, slots, counts)
+                terms, slots, counts = array("q"), array("i"), array("H")
+        self._ingest(terms, slots, counts)
+
+    def _ingest(self, terms: array, slots: array, counts: array) -> None:
+        if not len(terms):
+            return
+        t = np.frombuffer(terms, dtype=np.int64)
+        s = np.frombuffer(slots, dtype=np.int32)
+        c = np.frombuffer(counts, dtype=np.uint16)
+        self._df += np.bincount(t, minlength=len(self._df)).astype(np.int32)
+        self._norm_new_slots(t, s, c)
+        if len(t) > 20_000:
+            # A bulk load (start-up): straight into the base, with whatever the tail held.
+            self._update_stop_words()
+            tail_t, tail_s, tail_c = self._tail_arrays()
+            self._tail, self._tail_n = {}, 0
+            self._merge(np.concatenate([tail_t, t]), np.concatenate([tail_s, s]),
+                        np.concatenate([tail_c, c]))
+            return
+        for tid, slot, count in zip(terms, slots, counts, strict=True):
+            entry = self._tail.get(tid)
+            if entry is None:
+                entry = self._tail[tid] = ([], [])
+            entry[0].append(slot)
+            entry[1].append(count)
+        self._tail_n += len(t)
+        if self._tail_n > max(50_000, len(self._pdocs) // 50):
+            self._merge_tail()
+
+    def _norm_new_slots(self, terms: np.ndarray, slots: np.ndarray, counts: np.ndarray) -> None:
+        """Norms of documents just added, under today's idf, from their own terms: finding
+        them in the postings later would scan every posting on the next query."""
+        if self._norms_at_n < 0:
+            return  # no norms yet: the first query computes them all
+        first = len(self._norms)
+        if first >= self._slots:
+            return
+        if len(slots) and int(slots.min()) < first:
+            return  # not one fresh run of slots: leave it to the query-time refresh
+        idf = self._idf_array()
+        idf[self._stop[: len(idf)]] = 0.0
+        w = _TF[counts] * idf[terms]
+        sq = np.bincount(slots.astype(np.int64) - first, weights=w * w,
+                         minlength=self._slots - first)
+        grown = np.zeros(self._slots, dtype=np.float32)
+        grown[:first] = self._norms
+        grown[first:] = np.sqrt(sq)
+        self._norms = grown
+
+    def _new_slot(self, doc_id: int, title: str, text: str) -> int:
+        slot = self._slots
+        if slot >= len(self._doc_id):
+            size = max(2 * len(self._doc_id), 1024)
+            self._doc_id = _grown(self._doc_id, size)
+            self._alive = _grown(self._alive, size)
+            self._key_start = _grown(self._key_start, size)
+            self._key_len = _grown(self._key_len, size)
+        keys = [self._tid(t) for t in key_terms(title, text)]
+        if self._keys_n + len(keys) > len(self._keys):
+            self._keys = _grown(self._keys, max(2 * len(self._keys), self._keys_n + len(keys), 4096))
+        self._keys[self._keys_n:self._keys_n + len(keys)] = keys
+        self._key_start[slot] = self._keys_n
+        self._key_len[slot] = len(keys)
+        self._keys_n += len(keys)
+        self._doc_id[slot] = doc_id
+        self._alive[slot] = True
+        self._slot.set(doc_id, slot)
+        self._slots += 1
+        return slot
+
+    def _tail_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t, s, c = [], [], []
+        for tid, (slots, counts) in self._tail.items():
+            t.append(np.full(len(slots), tid, dtype=np.int64))
+            s.append(np.asarray(slots, dtype=np.int32))
+            c.append(np.asarray(counts, dtype=np.uint16))
+        if not t:
+            return (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32),
+                    np.zeros(0, dtype=np.uint16))
+        return np.concatenate(t), np.concatenate(s), np.concatenate(c)
+
+    def _merge_tail(self) -> None:
+        t, s, c = self._tail_arrays()
+        self._tail = {}
+        self._tail_n = 0
+        self._merge(t, s, c)
+
+    def _merge(self, terms: np.ndarray, slots: np.ndarray, counts: np.ndarray) -> None:
+        """Fold (term, slot, count) triples into the CSR base; slots stay ascending per term
+        as long as they arrive in slot order, which appends guarantee."""
+        n_terms = len(self._terms)
+        keep = ~self._stop[terms]
+        terms, slots, counts = terms[keep], slots[keep], counts[keep]
+        order = np.argsort(terms, kind="stable")
+        terms, slots, counts = terms[order], slots[order], counts[order]
+        old_counts = np.diff(self._indptr)
+        per_term = np.zeros(n_terms, dtype=np.int64)
+        per_term[: len(old_counts)] = old_counts
+        # Each new posting goes after its term's existing run in the old arrays.
+        old_end = np.zeros(n_terms, dtype=np.int64)
+        old_end[: len(old_counts)] = self._indptr[1:]
+        old_end[len(old_counts):] = self._indptr[-1]
+        at = old_end[terms]
+        self._pdocs = np.insert(self._pdocs, at, slots.astype(np.int32))
+        self._pcounts = np.insert(self._pcounts, at, counts)
+        per_term += np.bincount(terms, minlength=n_terms)
+        self._indptr = np.concatenate([[0], np.cumsum(per_term)]).astype(np.int64)
 
     def remove(self, doc_id: int) -> None:
         """Forget a document; unknown ids are ignored. Postings are compacted lazily."""
-        slot = self._slot.pop(int(doc_id), None)
+        slot = self._slot.pop(int(doc_id))
         if slot is None:
             return
-        weights = self._doc_terms[slot]
-        self._doc_terms[slot] = None
-        self._doc_keys[slot] = ()
-        for term in weights or ():
-            self._df[term] -= 1
-            if self._df[term] <= 0:
-                del self._df[term]
+        self._alive[slot] = False
+        self._key_len[slot] = 0
+        self._pending_removed.append(slot)
         if slot < len(self._norms):
             self._norms[slot] = 0.0  # a zero norm scores 0: removed docs never come back
         self._dead += 1
         if self._dead > max(1000, len(self._slot) // 4):
             self._compact()
 
+    def _settle_removals(self) -> None:
+        """Take removed documents back out of the document frequencies, in one pass.
+
+        Removals only mark a slot; finding its terms means scanning the postings, so it is
+        done once per batch of removals, before the next idf is read.
+        """
+        if not self._pending_removed:
+            return
+        gone = np.zeros(self._slots, dtype=bool)
+        gone[np.asarray(self._pending_removed, dtype=np.int64)] = True
+        self._pending_removed = []
+        hit = np.flatnonzero(gone[self._pdocs])
+        if len(hit):
+            tids = np.searchsorted(self._indptr, hit, side="right") - 1
+            self._df[: len(self._terms)] -= np.bincount(
+                tids, minlength=len(self._terms)).astype(np.int32)
+        for tid, (slots, _) in self._tail.items():
+            self._df[tid] -= int(np.count_nonzero(gone[np.asarray(slots, dtype=np.int64)]))
+        # Stop terms keep no postings: their df cannot be told back exactly; it drifts high by
+        # the removed share, which only keeps them stop words.
+
     def _compact(self) -> None:
-        live = [
-            (self._doc_id[s], w, self._doc_keys[s])
-            for s, w in enumerate(self._doc_terms)
-            if w is not None
-        ]
-        self._postings = {}
-        self._doc_terms = []
-        self._doc_id = []
-        self._doc_keys = []
-        self._slot = {}
+        """Drop dead slots: renumber live ones and rewrite postings and names without them."""
+        self._settle_removals()
+        self._merge_tail()
+        live = np.flatnonzero(self._alive[: self._slots])
+        new_slot = np.full(self._slots, -1, dtype=np.int64)
+        new_slot[live] = np.arange(len(live))
+        keep = new_slot[self._pdocs] >= 0
+        tids = np.repeat(np.arange(len(self._indptr) - 1), np.diff(self._indptr))[keep]
+        self._pdocs = new_slot[self._pdocs[keep]].astype(np.int32)
+        self._pcounts = self._pcounts[keep]
+        per_term = np.bincount(tids, minlength=len(self._indptr) - 1)
+        self._indptr = np.concatenate([[0], np.cumsum(per_term)]).astype(np.int64)
+        starts, lens = self._key_start[live], self._key_len[live].astype(np.int64)
+        key_idx = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(lens.sum())
+        self._keys = self._keys[key_idx].copy()
+        self._keys_n = len(self._keys)
+        self._key_start = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+        self._key_len = self._key_len[live].copy()
+        self._doc_id = self._doc_id[live].copy()
+        self._alive = np.ones(len(live), dtype=bool)
+        self._slots = len(live)
+        self._slot = IdMap()
+        self._slot.set_many(self._doc_id, np.arange(len(live)))
         self._dead = 0
-        for doc_id, weights, keys in live:
-            slot = len(self._doc_terms)
-            self._doc_terms.append(weights)
-            self._doc_id.append(doc_id)
-            self._doc_keys.append(keys)
-            self._slot[doc_id] = slot
-            for term, weight in weights.items():
-                postings = self._postings.get(term)
-                if postings is None:
-                    postings = self._postings[term] = _Postings()
-                postings.append(slot, weight)
         self._norms = np.zeros(0, dtype=np.float32)
         self._norms_at_n = -1
 
+    def _update_stop_words(self) -> None:
+        """Corpus stop words once the corpus is large; their postings are dropped."""
+        n = len(self._slot)
+        if n < self.stop_min_docs:
+            return
+        self._settle_removals()
+        stop = self._df[: len(self._terms)] > self.stop_share * n
+        new = stop & ~self._stop[: len(self._terms)]
+        if not new.any():
+            return
+        self._stop[: len(self._terms)] |= stop
+        self._merge_tail()
+        counts = np.diff(self._indptr)
+        keep = np.repeat(~self._stop[: len(counts)], counts)
+        self._pdocs = self._pdocs[keep]
+        self._pcounts = self._pcounts[keep]
+        counts[self._stop[: len(counts)]] = 0
+        self._indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._norms_at_n = -1  # the vector space changed: every norm is recomputed
+
     def _refresh_norms(self) -> None:
         """Document norms under the current idf; recomputed once the corpus moved by >5 %."""
+        self._settle_removals()
         n = len(self._slot)
-        stale = self._norms_at_n < 0 or abs(n - self._norms_at_n) > 0.05 * max(self._norms_at_n, 1)
-        if len(self._norms) < len(self._doc_terms):
-            # New documents since the last refresh: give them norms under today's idf.
-            grown = np.zeros(len(self._doc_terms), dtype=np.float32)
-            grown[: len(self._norms)] = self._norms
-            for slot in range(len(self._norms), len(self._doc_terms)):
-                grown[slot] = self._norm(self._doc_terms[slot])
-            self._norms = grown
-        if stale:
-            self._norms = np.array([self._norm(w) for w in self._doc_terms], dtype=np.float32)
+        if self._norms_at_n < 0 or abs(n - self._norms_at_n) > 0.05 * max(self._norms_at_n, 1):
+            self._update_stop_words()
+            self._norms = self._bulk_norms(0)
             self._norms_at_n = n
+        elif len(self._norms) < self._slots:
+            # New documents since the last refresh: give them norms under today's idf.
+            grown = np.zeros(self._slots, dtype=np.float32)
+            grown[: len(self._norms)] = self._norms
+            grown[len(self._norms):] = self._bulk_norms(len(self._norms))[len(self._norms):]
+            self._norms = grown
 
-    def _norm(self, weights: dict[str, float] | None) -> float:
-        if not weights:
-            return 0.0
-        return math.sqrt(sum((w * self.idf(t)) ** 2 for t, w in weights.items()))
+    def _bulk_norms(self, first_slot: int) -> np.ndarray:
+        """sqrt(sum over terms of (tf * idf)^2) per slot, for slots from `first_slot` on."""
+        idf = self._idf_array()
+        idf[self._stop[: len(idf)]] = 0.0
+        sq = np.zeros(self._slots, dtype=np.float64)
+        n_terms = len(self._indptr) - 1
+        step = 1 << 22
+        start_term = 0
+        while start_term < n_terms:
+            lo = int(self._indptr[start_term])
+            end_term = int(np.searchsorted(self._indptr, lo + step, side="right")) - 1
+            end_term = min(max(end_term, start_term + 1), n_terms)
+            hi = int(self._indptr[end_term])
+            docs = self._pdocs[lo:hi]
+            w = _TF[self._pcounts[lo:hi]] * np.repeat(
+                idf[start_term:end_term], np.diff(self._indptr[start_term:end_term + 1]))
+            if first_slot:
+                mine = docs >= first_slot
+                docs, w = docs[mine], w[mine]
+            sq += np.bincount(docs, weights=w * w, minlength=self._slots)
+            start_term = end_term
+        for tid, (slots, counts) in self._tail.items():
+            if self._stop[tid]:
+                continue
+            w = _TF[np.asarray(counts, dtype=np.int64)] * idf[tid]
+            np.add.at(sq, np.asarray(slots, dtype=np.int64), w * w)
+        sq[~self._alive[: self._slots]] = 0.0
+        return np.sqrt(sq).astype(np.float32)
+
+    def _run(self, tid: int) -> tuple[int, int]:
+        """The term's postings in the base arrays: [lo, hi)."""
+        if tid >= len(self._indptr) - 1:
+            return 0, 0
+        return int(self._indptr[tid]), int(self._indptr[tid + 1])
+
+    def _postings_len(self, tid: int) -> int:
+        lo, hi = self._run(tid)
+        tail = self._tail.get(tid)
+        return hi - lo + (len(tail[0]) if tail is not None else 0)
 
     # -- queries -----------------------------------------------------------------------------
 
     def search(self, title: str, text: str, k: int) -> list[tuple[int, float]]:
         """Top-k (id, cosine in [0, 1]) for a query title and text, best first."""
-        if k <= 0 or not self._slot:
+        if k <= 0 or not len(self._slot):
             return []
         query = self._weights(title, text)
         if not query:
             return []
         self._refresh_norms()
-        weighted = {t: w * self.idf(t) for t, w in query.items()}
-        query_norm = math.sqrt(sum(v * v for v in weighted.values()))
-        terms = sorted(
-            (t for t in weighted if t in self._postings), key=lambda t: -weighted[t]
-        )[: self.max_query_terms]
+        n = len(self._slot)
+        vocab, df, stop = self._vocab, self._df, self._stop
+        weighted: dict[int, float] = {}  # term id -> query weight q_t = tf * idf
+        contribution: dict[int, float] = {}  # q_t * idf(t): the document side's idf folded in
+        query_sq = 0.0
+        for term, w in query.items():
+            tid = vocab.get(term)
+            d = int(df[tid]) if tid is not None else 0
+            if d and stop[tid]:
+                continue  # a corpus stop word is in no document vector, nor in the query's
+            idf = math.log((1.0 + n) / (1.0 + d)) + 1.0
+            query_sq += (w * idf) ** 2
+            if d:
+                weighted[tid] = w * idf
+                contribution[tid] = weighted[tid] * idf
+        query_norm = math.sqrt(query_sq)
+        terms = sorted(weighted, key=lambda t: -weighted[t])[: self.max_query_terms]
+        budget = self.walk_budget if n >= self.stop_min_docs else math.inf
         if not terms:
             return []
-        scores = np.zeros(len(self._doc_terms), dtype=np.float64)
-        for term in terms:
-            docs, weights = self._postings[term].arrays()
-            # Each posting contributes q_t * d_t, both weighted by idf(t).
-            scores[docs] += weights * (weighted[term] * self.idf(term))
-        norms = self._norms[: len(scores)].astype(np.float64)
+        walked = 0
+        docs_parts: list[np.ndarray] = []
+        count_parts: list[np.ndarray] = []
+        scale: list[float] = []
+        lengths: list[int] = []
+        for i, tid in enumerate(terms):
+            size = self._postings_len(tid)
+            if i and walked + size > budget:
+                continue  # lighter terms may still fit the budget
+            walked += size
+            lo, hi = self._run(tid)
+            docs_parts.append(self._pdocs[lo:hi])
+            count_parts.append(self._pcounts[lo:hi])
+            tail = self._tail.get(tid)
+            if tail is not None:
+                docs_parts.append(np.asarray(tail[0], dtype=np.int32))
+                count_parts.append(np.asarray(tail[1], dtype=np.uint16))
+            scale.append(contribution[tid])
+            lengths.append(size)
+        # One gather and one bincount over every walked posting (term order kept, so each
+        # document's float64 sum adds the same float32 terms in the same order as a loop would).
+        docs = np.concatenate(docs_parts)
+        weights = _TF32[np.concatenate(count_parts)] * np.repeat(
+            np.asarray(scale, dtype=np.float32), lengths)
+        scores = np.bincount(docs, weights=weights, minlength=self._slots)
+        cand = np.flatnonzero(scores)
+        raw = scores[cand]
+        norms = self._norms[cand].astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            scores = np.where(norms > 0, scores / (norms * query_norm), 0.0)
-        candidates = np.flatnonzero(scores > 0)
-        if len(candidates) > k:
-            top = np.argpartition(-scores[candidates], k - 1)[:k]
-            candidates = candidates[top]
-        order = candidates[np.argsort(-scores[candidates], kind="stable")]
-        return [(self._doc_id[slot], float(min(scores[slot], 1.0))) for slot in order]
+            sims = np.where(norms > 0, raw / (norms * query_norm), 0.0)
+        live = sims > 0
+        cand, sims = cand[live], sims[live]
+        if len(cand) > k:
+            top = np.argpartition(-sims, k - 1)[:k]
+            cand, sims = cand[top], sims[top]
+        order = np.lexsort((cand, -sims))
+        return [(int(self._doc_id[cand[j]]), float(min(sims[j], 1.0))) for j in order]
+
+
+def _grown(arr: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros(size, dtype=arr.dtype)
+    out[: len(arr)] = arr
+    return out

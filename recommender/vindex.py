@@ -5,7 +5,8 @@ itself. Callers feed it (id, vector) pairs as stories arrive, remove ids as rete
 stories, save it with a watermark, and at start repair it with `reconcile` against the DB ids.
 
 FAISS layout (see BASELINES.md section 3): exact `IndexFlatIP` while the corpus is small, HNSW
-(optionally with 8-bit scalar quantisation) past `hnsw_threshold`. Both are kept as append-only
+(optionally with 8-bit scalar quantisation) past `hnsw_threshold`, always with SQ8 past
+`sq8_threshold` (the vectors kept compactly where full floats would not fit). Both are kept as append-only
 slot arrays with our own slot -> id labels; a removed or replaced id becomes a tombstone (label
 -1) that searches skip through an `IDSelectorBitmap`, because FAISS HNSW cannot `remove_ids`.
 The index is compacted by a rebuild (off-lock, then swapped in) once tombstones pass 20 %.
@@ -444,6 +445,7 @@ class FaissIndex:
         ef_search: int = 64,
         ef_construction: int = 40,
         sq8: bool = False,
+        sq8_threshold: int = 500_000,
         batch_threads: int = 2,
         rebuild_mode: Literal["background", "inline"] = "background",
     ):
@@ -455,6 +457,11 @@ class FaissIndex:
         self.ef_search = int(ef_search)
         self.ef_construction = int(ef_construction)
         self.sq8 = bool(sq8)
+        # Past this size HNSW stores 8-bit codes even without `sq8`: at 1M x 384-d full floats
+        # take ~1.7 GiB with the graph, SQ8 ~0.6 GiB; recall@10 0.991 -> 0.978 at 100k on
+        # synthetic clustered vectors, but only 0.79 (ef 64) to 0.92 (ef 512) at 1M with
+        # efConstruction 40 (docs/benchmarks.md section 3): not yet good enough at that size.
+        self.sq8_threshold = int(sq8_threshold)
         self.batch_threads = int(batch_threads)
         self.rebuild_mode = rebuild_mode
         self.watermark: int | None = None  # set by `load` from the manifest
@@ -532,7 +539,7 @@ class FaissIndex:
 
     def _kind_for(self, count: int) -> Kind:
         if count > self.hnsw_threshold:
-            return "hnsw_sq8" if self.sq8 else "hnsw"
+            return "hnsw_sq8" if self.sq8 or count > self.sq8_threshold else "hnsw"
         return "flat"
 
     def _build(self, ids: np.ndarray, vectors: np.ndarray) -> _State:
@@ -627,6 +634,8 @@ class FaissIndex:
         state = self._state
         if state.kind == "flat" and len(state) > self.hnsw_threshold:
             return True
+        if state.kind == "hnsw" and len(state) > self.sq8_threshold:
+            return True
         return state.dead > MAX_TOMBSTONE_SHARE * max(state.slots, 1)
 
     def _maybe_rebuild(self) -> None:
@@ -648,7 +657,7 @@ class FaissIndex:
     def _params(self) -> dict[str, Any]:
         return {"hnsw_threshold": self.hnsw_threshold, "hnsw_m": self.hnsw_m,
                 "ef_search": self.ef_search, "ef_construction": self.ef_construction,
-                "sq8": self.sq8}
+                "sq8": self.sq8, "sq8_threshold": self.sq8_threshold}
 
     def save(self, directory: Path, *, watermark: int = 0, recipe: str = "") -> dict[str, Any]:
         """Write `index.faiss` then `index.json` atomically; return the manifest.
@@ -762,7 +771,7 @@ class FaissIndex:
 
 
 _SETTINGS = frozenset({"hnsw_threshold", "hnsw_m", "ef_search", "ef_construction", "sq8",
-                       "batch_threads", "rebuild_mode"})
+                       "sq8_threshold", "batch_threads", "rebuild_mode"})
 
 
 def manifest(directory: Path) -> dict[str, Any] | None:

@@ -128,3 +128,24 @@ async def test_parallel_indexers_embed_each_story_once(db_url, tmp_path):
     finally:
         for s in stores:
             await s.close()
+
+
+def test_meta_table_round_trips_cards_and_forgets_removed_stories(tmp_path):
+    from recommender.corpus import MetaTable, StoryMeta
+
+    table = MetaTable(tmp_path)
+    metas = [StoryMeta(i, f"https://e.org/{i}", f"Title {i} – ünïcode", "s" * 500, f"site{i % 3}",
+                       "src", "politics", "An Author", "", NOW - timedelta(hours=i) if i % 2 else None,
+                       NOW) for i in range(1, 50)]
+    table.put_many(metas)
+    assert len(table) == 49 and 7 in table and 99 not in table and list(table)[:3] == [1, 2, 3]
+    got = table[7]
+    assert got == StoryMeta(7, metas[6].url, metas[6].title, "s" * 400, "site1", "src", "politics",
+                            "An Author", "", NOW - timedelta(hours=7), NOW)
+    assert table[8].published_at is None and table[8].when == NOW
+    table.put_many([StoryMeta(7, "https://e.org/new", "New title", "", "x", "y", "z", "", "img",
+                              None, NOW)])  # replaces
+    assert table[7].title == "New title" and len(table) == 49
+    table.pop(7)
+    assert 7 not in table and table.get(7) is None and len(table) == 48
+    table.close()

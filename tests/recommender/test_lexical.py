@@ -154,3 +154,75 @@ def test_query_time_is_a_few_ms_on_a_large_index():
     per_query_ms = (time.perf_counter() - started) / 10 * 1000
     assert len(hits) == 100
     assert per_query_ms < 25, per_query_ms
+
+
+def _word(i: int) -> str:
+    """w0 -> "wa", w27 -> "wbb": letters only (the tokenizer splits digits off)."""
+    return "w" + "".join(chr(97 + int(d)) for d in str(i))
+
+
+def _corpus(n: int, seed: int = 3) -> list[tuple[int, str, str]]:
+    rng = random.Random(seed)
+    words = [_word(i) for i in range(400)]
+    weights = [1.0 / (i + 1) for i in range(len(words))]
+    return [(i, " ".join(rng.choices(words, weights, k=4)), " ".join(rng.choices(words, weights, k=30)))
+            for i in range(n)]
+
+
+def test_bulk_load_and_one_by_one_give_the_same_index():
+    docs = _corpus(3000)
+    one, bulk = LexicalIndex(), LexicalIndex()
+    for doc in docs:
+        one.add(*doc)
+    bulk.add_many(docs)  # large enough to go straight into the base postings
+    for doc_id in (5, 17, 2999):
+        one.remove(doc_id)
+        bulk.remove(doc_id)
+    for _, title, text in docs[:30]:
+        assert one.search(title, text, 20) == bulk.search(title, text, 20)
+    assert one.idf("w3") == bulk.idf("w3") and one.key_terms_of(7) == bulk.key_terms_of(7)
+
+
+def test_large_corpora_drop_corpus_stop_words_and_bound_the_walk():
+    # Thresholds scaled down so the large-corpus rules apply to 3,000 documents.
+    docs = _corpus(3000)
+    small = LexicalIndex()
+    large = LexicalIndex(stop_min_docs=1000, stop_share=0.05, walk_budget=2000)
+    small.add_many(docs)
+    large.add_many(docs)
+    w = _word
+    title, text = f"{w(0)} {w(1)} {w(350)} {w(399)}", f"{w(2)} {w(3)} {w(360)}"
+    assert large.search(title, text, 5)  # rare words still find documents
+    common = {w(0), w(1), w(2), w(3)}
+    assert all(large._stop[large._vocab[t]] for t in common)  # in far more than 5 % of documents
+    assert not small._stop.any()  # below stop_min_docs nothing changes
+    # A document sharing only corpus stop words with the query scores nothing at scale.
+    rare = {w(350), w(399), w(360)}
+    only_common = [i for i, t, x in docs if not set((t + " " + x).split()) & rare]
+    assert not set(dict(large.search(title, text, 3000))) & set(only_common)
+    assert set(dict(small.search(title, text, 3000))) & set(only_common)
+    # Postings of stop words are not kept: the index is smaller than the small-corpus one.
+    assert len(large._pdocs) < len(small._pdocs) / 2
+
+
+def test_the_walk_budget_keeps_the_heaviest_terms_at_scale():
+    docs = _corpus(3000)
+    tight = LexicalIndex(stop_min_docs=1000, walk_budget=1)  # room for the first term only
+    tight.add_many(docs)
+    rarest = _word(399)
+    hits = tight.search("", f"{_word(20)} {_word(30)} {rarest}", 3000)
+    holders = {i for i, t, x in docs if rarest in (t + " " + x).split()}
+    assert hits and {i for i, _ in hits} <= holders
+
+
+def test_documents_added_after_queries_get_norms_without_a_rescan():
+    docs = _corpus(2000)
+    idx = LexicalIndex()
+    idx.add_many(docs[:1900])
+    idx.search(docs[0][1], docs[0][2], 5)  # norms computed
+    for doc in docs[1900:]:
+        idx.add(*doc)
+    assert len(idx._norms) == 2000  # filled in at add time
+    _, title, text = docs[1950]
+    (top, score), *_ = idx.search(title, text, 3)
+    assert top == 1950 and score == pytest.approx(1.0, abs=1e-3)

@@ -419,3 +419,15 @@ def test_memory_mapped_load_shares_the_file_instead_of_copying_it(tmp_path: Path
     assert mapped is not None
     query = unit_rows(1, dim=dim, seed=13)[0]
     assert mapped.search(query, 5) == index.search(query, 5)
+
+
+def test_large_indexes_switch_to_sq8_by_themselves():
+    index = FaissIndex(DIM, hnsw_threshold=100, sq8_threshold=200, rebuild_mode="inline")
+    vectors = unit_rows(300, seed=4)
+    index.add(np.arange(150), vectors[:150])
+    assert index.kind == "hnsw"
+    index.add(np.arange(150, 300), vectors[150:])
+    assert index.kind == "hnsw_sq8" and len(index) == 300
+    assert index.search(vectors[299], 1)[0][0] == 299
+    # 8-bit codes: the stored vectors come back close, not exact.
+    assert np.allclose(index.get(np.array([5]))[0], vectors[5], atol=0.02)

@@ -112,14 +112,16 @@ class RankParams:
     # Neighbourhood agreement (a soft k-reciprocal re-ranking, Zhong et al., CVPR 2017): a
     # story of the query's event resembles the same candidates the query resembles, while a
     # sibling event (same kind of event, other people and place) sits in its own cluster.
-    # Relevance gains `agreement_weight` x (1 + r) / 2, r the correlation between the query's
-    # relevance to its `agreement_context` best candidates and the candidate's cosine to those
-    # same ones. Off by default: at 1.0 it lifts ECB+ (0.930 -> 0.939 | 0.964 -> 0.966, hard
-    # 0.070 -> 0.063 | 0.041 -> 0.037) but costs BBC same-section share (politics 0.941 ->
-    # 0.898; still -0.006 at 0.2), probably because the query's own story cluster in a broad
-    # section also holds other sections' takes on the subject. See recommender/evaluate.py.
-    agreement_weight: float = 0.0
+    # Relevance gains `agreement_weight` / 2 x r x share ** `agreement_power`: r the
+    # correlation between the query's relevance to its `agreement_context` best candidates
+    # and the candidate's cosine to those same ones, share its relevance / the best one's.
+    # Unscaled, it lifted ECB+ but let weakly relevant candidates with a well correlated
+    # profile into BBC blocks (politics 0.941 -> 0.898); scaled, it reorders the strong
+    # candidates and cannot lift a weak one. Int8 MiniLM: ECB+ 0.928 -> 0.937 (40 words),
+    # 0.965 -> 0.967 (full text); BBC politics 0.941 -> 0.939. See recommender/evaluate.py.
+    agreement_weight: float = 1.0
     agreement_context: int = 20
+    agreement_power: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,11 @@ def neighbourhood_agreement(
             mat[i] = v
     # Column by column (matrix-vector): see _pairwise_cosines on small BLAS products.
     sims = np.stack([mat @ mat[j] for j in ctx], axis=1).astype(np.float64)  # n x context
+    # A context story's cosine to itself (1.0) says nothing about agreement but dominates the
+    # correlation of its row: replace it by the mean of the rest of that row.
+    cols = np.arange(len(ctx))
+    sims[ctx, cols] = np.nan
+    sims[ctx, cols] = np.nanmean(sims[ctx], axis=1)
     profile = rel[ctx] - rel[ctx].mean()
     centred = sims - sims.mean(axis=1, keepdims=True)
     denom = np.linalg.norm(centred, axis=1) * np.linalg.norm(profile)
@@ -414,6 +421,128 @@ def _reason(s: _Scored, params: RankParams) -> str:
     return text
 
 
+def _dense(query: Query, cand: Candidate) -> float:
+    """The dense retriever's cosine, or the vectors' when it did not return the candidate."""
+    if cand.dense_score is not None:
+        return cand.dense_score
+    return _cos(query.vector, cand.vector) or 0.0
+
+
+def _with_evidence(query: Query, cand: Candidate, dense: float, lexical: float,
+                   query_terms: Sequence[str], term_idf: Mapping[str, float] | None,
+                   params: RankParams) -> _Scored:
+    """Relevance: fused similarity plus same-event evidence (before freshness and weight)."""
+    terms = cand.key_terms or key_terms(cand.title, cand.summary)
+    event, shared = event_evidence(
+        query_terms, terms, term_idf, query.published_at, cand.published_at, params
+    )
+    relevance = (
+        params.dense_weight * dense + params.lexical_weight * lexical
+        + params.event_weight * event
+    )
+    return _Scored(cand, dense, lexical, event, shared, relevance, terms)
+
+
+def _base_relevance(dense: float, lexical: float, params: RankParams) -> float:
+    return params.dense_weight * dense + params.lexical_weight * lexical
+
+
+def agreement_bonus(vectors: Sequence[np.ndarray | None], base: Sequence[float],
+                    params: RankParams) -> list[float]:
+    """What neighbourhood agreement adds to each candidate's relevance (negative when its
+    neighbourhood disagrees with the query's), scaled by its share of the best base relevance
+    so that agreement reorders close contenders and cannot lift a weak candidate."""
+    if not params.agreement_weight or not base:
+        return [0.0] * len(base)
+    agreement = neighbourhood_agreement(vectors, base, params.agreement_context)
+    top = max(base)
+    out = []
+    for b, a in zip(base, agreement, strict=True):
+        share = min(max(b / top, 0.0), 1.0) if top > 0 else 0.0
+        out.append(params.agreement_weight / 2.0 * share ** params.agreement_power * float(a))
+    return out
+
+
+def _with_agreement(relevance: float, bonus: float, params: RankParams) -> float:
+    # Floored at 0 so relevance stays non-negative before it is multiplied by freshness.
+    return max(0.0, relevance + bonus) if params.agreement_weight else relevance
+
+
+def _score_all(query: Query, candidates: Sequence[Candidate], query_terms: Sequence[str],
+               term_idf: Mapping[str, float] | None, params: RankParams, now: datetime | None,
+               filters: Filters) -> list[_Scored]:
+    """Every candidate's full score (the path neighbourhood agreement needs)."""
+    seen: set[int] = set()
+    scored: list[_Scored] = []
+    for cand in candidates:
+        if cand.id in seen or is_self(query, cand, params) or not passes(cand, filters, now):
+            continue
+        seen.add(cand.id)
+        scored.append(_with_evidence(query, cand, _dense(query, cand), cand.lexical_score or 0.0,
+                                     query_terms, term_idf, params))
+    bonus = agreement_bonus([s.cand.vector for s in scored],
+                            [_base_relevance(s.dense, s.lexical, params) for s in scored], params)
+    for s, b in zip(scored, bonus, strict=True):
+        s.score = _with_agreement(s.score, b, params)
+    for s in scored:
+        s.score *= freshness(s.cand.published_at, now, params) * s.cand.source_weight
+    return scored
+
+
+def _score_pruned(query: Query, candidates: Sequence[Candidate], query_terms: Sequence[str],
+                  term_idf: Mapping[str, float] | None, params: RankParams,
+                  now: datetime | None, filters: Filters, pool: int) -> list[_Scored]:
+    """The scores `_score_all` gives, computed in full only for candidates that can reach the
+    pool of the `pool` best; the result ranks exactly as `_score_all`'s does.
+
+    Same-event evidence adds at most `event_weight` (it is capped at 1), so a candidate whose
+    score with full evidence stays below the `pool`-th best score without any evidence can
+    never enter the pool: its names, and whether it is the article itself, are not looked at.
+    """
+    # Agreement is computed over every candidate that is not the article itself (its context
+    # is the best of them), so with it on the self check cannot wait for the pruning.
+    self_first = bool(params.agreement_weight)
+    seen: set[int] = set()
+    cheap: list[tuple[Candidate, float, float, float]] = []
+    for cand in candidates:
+        if cand.id in seen or cand.id == query.id or not passes(cand, filters, now):
+            continue
+        seen.add(cand.id)
+        if self_first and is_self(query, cand, params):
+            continue
+        dense = _dense(query, cand)
+        lexical = cand.lexical_score or 0.0
+        weight = freshness(cand.published_at, now, params) * cand.source_weight
+        cheap.append((cand, dense, lexical, weight))
+    raw = [_base_relevance(d, lx, params) for _, d, lx, _ in cheap]
+    # Agreement depends on dense and lexical similarity only, not on the names: it is known
+    # before the pruning, and bounds stay exact with it added.
+    bonus = agreement_bonus([c.vector for c, *_ in cheap], raw, params)
+    base = [_with_agreement(r, b, params) * c[3] for r, b, c in zip(raw, bonus, cheap, strict=True)]
+    self_of: dict[int, bool] = {i: False for i in range(len(cheap))} if self_first else {}
+    threshold = -math.inf
+    if len(cheap) > pool:
+        found = 0
+        for i in sorted(range(len(cheap)), key=lambda i: -base[i]):
+            self_of[i] = is_self(query, cheap[i][0], params)
+            if not self_of[i]:
+                found += 1
+                if found == pool:
+                    threshold = base[i]
+                    break
+    scored: list[_Scored] = []
+    for i, (cand, dense, lexical, weight) in enumerate(cheap):
+        upper = _with_agreement(raw[i] + params.event_weight, bonus[i], params) * weight
+        if upper < threshold:
+            continue
+        if self_of[i] if i in self_of else is_self(query, cand, params):
+            continue
+        s = _with_evidence(query, cand, dense, lexical, query_terms, term_idf, params)
+        s.score = _with_agreement(s.score, bonus[i], params) * weight
+        scored.append(s)
+    return scored
+
+
 def rank_related(
     query: Query,
     candidates: Sequence[Candidate],
@@ -437,38 +566,16 @@ def rank_related(
     if term_idf is not None:
         # Each name's idf once per block, not once per candidate that shares it.
         term_idf = _Memo(term_idf)
-    seen: set[int] = set()
-    scored: list[_Scored] = []
-    for cand in candidates:
-        if cand.id in seen or is_self(query, cand, params) or not passes(cand, filters, now):
-            continue
-        seen.add(cand.id)
-        dense = cand.dense_score
-        if dense is None:
-            dense = _cos(query.vector, cand.vector) or 0.0
-        lexical = cand.lexical_score or 0.0
-        terms = cand.key_terms or key_terms(cand.title, cand.summary)
-        event, shared = event_evidence(
-            query_terms, terms, term_idf, query.published_at, cand.published_at, params
-        )
-        relevance = (
-            params.dense_weight * dense + params.lexical_weight * lexical
-            + params.event_weight * event
-        )
-        scored.append(_Scored(cand, dense, lexical, event, shared, relevance, terms))
-    if params.agreement_weight and scored:
-        agreement = neighbourhood_agreement(
-            [s.cand.vector for s in scored],
-            [params.dense_weight * s.dense + params.lexical_weight * s.lexical for s in scored],
-            params.agreement_context,
-        )
-        for s, a in zip(scored, agreement, strict=True):
-            # Mapped to [0, 1] so relevance stays non-negative before it is multiplied.
-            s.score += params.agreement_weight * (1.0 + float(a)) / 2.0
-    for s in scored:
-        s.score *= freshness(s.cand.published_at, now, params) * s.cand.source_weight
+    pool = _POOL_PER_K * k + 20
+    if len({c.id for c in candidates}) != len(candidates):
+        # A repeated id (never from the engine) keeps the first copy that is not the article
+        # itself, which only the full pass decides.
+        scored = _score_all(query, candidates, query_terms, term_idf, params, now, filters)
+    else:
+        scored = _score_pruned(query, candidates, query_terms, term_idf, params, now, filters,
+                               pool)
     # Only the best few can reach the block, even after copies are merged: rank those.
     scored.sort(key=lambda s: -s.score)
-    kept = collapse_duplicates(scored[: _POOL_PER_K * k + 20], params)
+    kept = collapse_duplicates(scored[:pool], params)
     chosen = diversify(kept, k, params)
     return [Ranked(s.cand.id, round(s.score, 6), _reason(s, params)) for s in chosen]

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ from recommender.related import (
     Query,
     Ranked,
     RankParams,
+    agreement_bonus,
     neighbourhood_agreement,
     rank_related,
 )
@@ -263,3 +265,64 @@ def test_engine_gathers_from_both_indexes_and_drops_the_query():
     assert 1 not in asked[0]
     only_ent = engine.related(query, k=3, now=NOW, filters=Filters(category="entertainment"))
     assert ids(only_ent) in ([], [3])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 200), _vec, st.floats(0, 1), st.integers(0, 400),
+            st.sampled_from(["a.example", "b.example", ""]), st.booleans(),
+            st.sampled_from(["", "https://news.example/putin-call"]),
+            st.sampled_from([(), ("putin",), ("putin", "energy", "kyiv"), ("madrid",)]),
+        ),
+        max_size=120, unique_by=lambda row: row[0],  # ids are unique, as the engine gives them
+    ),
+    st.integers(1, 6),
+)
+def test_pruned_scoring_ranks_exactly_as_scoring_every_candidate(rows, k):
+    # The shortcut (skip names and self checks for candidates that cannot reach the pool)
+    # must never change a block: compare with the full path on the same candidates.
+    from recommender.related import _score_all, _score_pruned
+
+    cands = [
+        cand(i, v, lexical_score=lex, published_at=NOW - timedelta(hours=h), site=site,
+             title=QUERY.title if same_title else f"Story {i}", url=url or f"https://e.org/{i}",
+             key_terms=names)
+        for i, v, lex, h, site, same_title, url, names in rows
+    ]
+    params = RankParams()
+    terms = ("putin", "trump", "energy", "ukraine")
+    pool = 8 * k + 20
+
+    def top(scored):
+        ordered = sorted(scored, key=lambda s: -s.score)[:pool]
+        return [(s.cand.id, s.score, tuple(s.shared)) for s in ordered]
+
+    full = _score_all(QUERY, cands, terms, None, params, NOW, Filters())
+    pruned = _score_pruned(QUERY, cands, terms, None, params, NOW, Filters(), pool)
+    assert top(pruned) == top(full)
+    assert len(pruned) <= len(full)
+
+
+def test_agreement_cannot_lift_a_weak_candidate():
+    # `weak` sits in the middle of the query's event (its neighbourhood agrees) but barely
+    # matches the query itself. Unscaled, agreement lifted such stories into BBC blocks; scaled
+    # by the share of the best relevance (to the 4th power), its lift is a rounding error.
+    cands, _, _ = _two_events()
+    weak = cand(5, unit(1, 0.9, 0, 0.02), dense_score=0.05, lexical_score=0.0)
+    everyone = [*cands, weak]
+    params = RankParams()
+    assert params.agreement_weight > 0  # on by default
+    base = [params.dense_weight * (c.dense_score if c.dense_score is not None
+                                   else float(c.vector @ QUERY.vector))
+            + params.lexical_weight * (c.lexical_score or 0.0) for c in everyone]
+    vectors = [c.vector for c in everyone]
+    unscaled = agreement_bonus(vectors, base, replace(params, agreement_power=0.0))
+    scaled = agreement_bonus(vectors, base, params)
+    share = base[-1] / max(base)
+    assert share < 0.1 and unscaled[-1] > 0.1
+    assert 0 <= scaled[-1] <= params.agreement_weight / 2 * share ** 4 < 1e-4
+    # The strongest candidates keep (nearly) their unscaled agreement: they are what it reorders.
+    best = max(range(len(base)), key=base.__getitem__)
+    assert scaled[best] == pytest.approx(unscaled[best])

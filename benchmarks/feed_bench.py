@@ -23,7 +23,6 @@ from benchmarks.api_bench import (
     _free_port,
     bulk_fill,
     percentile_ms,
-    synthetic_drafts,
     vm_kib,
 )
 
@@ -78,7 +77,7 @@ async def _main(n, readers, per_reader, tmp, conn) -> None:
     emb = HashingEmbedder(DIM)
     svc = await build(settings, serve=True, index=True, owner_of_files=True, embedder=emb)
     rng = np.random.default_rng(7)
-    ids = await bulk_fill(svc.store, synthetic_drafts(n, seed=n), emb.recipe, rng)
+    ids, _ = await bulk_fill(svc.store, n, emb.recipe, rng)
     n_events = await _fill_events(svc.store, ids, readers, per_reader, rng)
     await svc.corpus.start()
     t0 = time.perf_counter()
@@ -150,6 +149,10 @@ def run(n: int = 100_000, readers: int = 10_000, per_reader: int = 20, *, reques
     with tempfile.TemporaryDirectory(prefix="tidings-feed-bench-") as tmp:
         proc = ctx.Process(target=_serve, args=(n, readers, per_reader, tmp, child), daemon=True)
         proc.start()
+        # A child that dies before answering would leave recv() waiting for ever.
+        while not parent.poll(1.0):
+            if not proc.is_alive():
+                raise RuntimeError(f"feed benchmark server exited with {proc.exitcode}")
         info = parent.recv()
         try:
             res = asyncio.run(_drive(info["port"], info["ids"], readers, requests, budget_s))

@@ -352,6 +352,8 @@ def render_related(rows: list[dict] | dict) -> list[str]:
             f"| {r['cached_rps']} ({r['cached_p50_ms']}) "
             f"| {_mib(r['rss_loaded_kib'])} / {_mib(r.get('rss_end_kib'))} / {_mib(r.get('rss_peak_kib'))} "
             f"| {r['fill_s']:.0f} | {r['corpus_start_s']:.1f} | {r.get('loadavg', '-')} | {r['errors']} |")
+    # A row carried over from an earlier run (the 1M build takes ~40 min) says so.
+    out += [f"\n{r['n']:,} row: {r['note']}" for r in rows if r.get("note")]
     out += [
         "",
         "Read across a row: exact FAISS (the baseline) → the API's own index → the whole related flow",

@@ -52,14 +52,34 @@ class SourcesWatcher:
             log.info("sources.synced %s", changes)
 
 
+def db_away(e: Exception) -> str | None:
+    """The one-line reason when `e` is the database being away (retried at the next tick),
+    else None. Most store calls raise the driver's own errors (a bare `DBAPIError` from
+    asyncpg), not StoreError: logged with log.exception, an outage cost a traceback per job
+    per tick (tests/cluster/test_db_outage_collect.py)."""
+    if not isinstance(e, StoreError):
+        from api.app import database_unavailable  # late: the collect role needs no FastAPI
+
+        if not database_unavailable(e):
+            return None
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
+def log_failure(name: str, e: Exception) -> None:
+    """A failed tick: the database being away in one line, anything else with its traceback."""
+    reason = db_away(e)
+    if reason is None:
+        log.error("%s.failed", name, exc_info=e)
+    else:
+        log.warning("%s.db_unavailable %s", name, reason)
+
+
 async def _guard(name: str, job) -> None:
     """One tick of a job: errors are logged, the next tick tries again."""
     try:
         await job()
-    except StoreError as e:
-        log.warning("%s.db_unavailable %s", name, e)
-    except Exception:
-        log.exception("%s.failed", name)
+    except Exception as e:
+        log_failure(name, e)
 
 
 async def retention(svc: Services) -> None:
@@ -142,10 +162,8 @@ async def index_loop(svc: Services, tick_s: float, wake: asyncio.Event) -> None:
         done = 0
         try:
             done = await svc.indexer.run_once()
-        except StoreError as e:
-            log.warning("index.db_unavailable %s", e)
-        except Exception:
-            log.exception("index.failed")
+        except Exception as e:
+            log_failure("index", e)
         if done:
             if svc.corpus is not None:  # overlaps the next chunk's embedding
                 task = asyncio.create_task(_guard("follow", svc.corpus.follow))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from aggregator.errors import StoreError
@@ -38,6 +39,34 @@ STATS_KEEP = 20  # recent fetches kept on each source row
 MIGRATE_LOCK = 7_105_001
 CHANGE_LOG_LOCK = 7_105_002
 SOURCES_LOCK = 7_105_003
+
+
+# SQLSTATE classes that mean "the server is away or refusing us", not "this query is wrong":
+# 08 connection exception, 53 insufficient resources (too many connections), 57 operator
+# intervention (admin shutdown, crash, starting up), and 55000, which PostgreSQL sends when a
+# database does not accept connections (ALLOW_CONNECTIONS false).
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+UNAVAILABLE_SQLSTATES = ("55000",)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Is this error the database being away (retry later) rather than a bug? Walks the cause chain."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (OSError, TimeoutError, SATimeoutError, OperationalError)):
+            return True  # refused/reset sockets, pool wait timeouts, SQLite "database is locked"
+        if isinstance(e, DBAPIError) and e.connection_invalidated:
+            return True  # SQLAlchemy saw the connection drop mid-query
+        state = getattr(e, "sqlstate", None) or ""
+        if state[:2] in UNAVAILABLE_SQLSTATE_CLASSES or state in UNAVAILABLE_SQLSTATES:
+            return True
+        if type(e).__name__ in ("ConnectionDoesNotExistError", "InterfaceError") and \
+                "connection" in str(e).lower():
+            return True  # asyncpg: the connection was closed under a running query
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def utcnow() -> datetime:

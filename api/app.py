@@ -28,6 +28,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
+from aggregator.store import database_unavailable
 from api.cards import block_json, card, iso
 from api.errors import ApiError, error_response
 from api.events import READER_ID, EventIn, EventSink, parse_events, resolve
@@ -550,36 +551,6 @@ def create_app(svc: Services) -> FastAPI:
     app.state.need_corpus = need_corpus
     app.state.clamp_k = clamp_k
     return app
-
-
-# SQLSTATE classes that mean "the server is away or refusing us", not "this query is wrong":
-# 08 connection exception, 53 insufficient resources (too many connections), 57 operator
-# intervention (admin shutdown, crash, starting up), and 55000, which PostgreSQL sends when a
-# database does not accept connections (ALLOW_CONNECTIONS false).
-UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
-UNAVAILABLE_SQLSTATES = ("55000",)
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Is this error the database being away (retry later) rather than a bug? Walks the cause chain."""
-    from sqlalchemy.exc import OperationalError
-
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, (OSError, TimeoutError, SATimeoutError, OperationalError)):
-            return True  # refused/reset sockets, pool wait timeouts, SQLite "database is locked"
-        if isinstance(e, DBAPIError) and e.connection_invalidated:
-            return True  # SQLAlchemy saw the connection drop mid-query
-        state = getattr(e, "sqlstate", None) or ""
-        if state[:2] in UNAVAILABLE_SQLSTATE_CLASSES or state in UNAVAILABLE_SQLSTATES:
-            return True
-        if type(e).__name__ in ("ConnectionDoesNotExistError", "InterfaceError") and \
-                "connection" in str(e).lower():
-            return True  # asyncpg: the connection was closed under a running query
-        e = e.__cause__ or e.__context__
-    return False
 
 
 def db_unavailable_response() -> Response:

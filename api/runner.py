@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from aggregator.errors import ConfigError, StoreError
 from aggregator.settings import Settings
 from aggregator.sources import load_sources
+from aggregator.store import database_unavailable
 from api.services import Services, build
 
 log = logging.getLogger("tidings.run")
@@ -57,12 +58,9 @@ def db_away(e: Exception) -> str | None:
     else None. Most store calls raise the driver's own errors (a bare `DBAPIError` from
     asyncpg), not StoreError: logged with log.exception, an outage cost a traceback per job
     per tick (tests/cluster/test_db_outage_collect.py)."""
-    if not isinstance(e, StoreError):
-        from api.app import database_unavailable  # late: the collect role needs no FastAPI
-
-        if not database_unavailable(e):
-            return None
-    return (str(e).splitlines() or [type(e).__name__])[0]
+    if isinstance(e, StoreError) or database_unavailable(e):
+        return (str(e).splitlines() or [type(e).__name__])[0]
+    return None
 
 
 def log_failure(name: str, e: Exception) -> None:

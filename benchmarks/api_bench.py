@@ -194,13 +194,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+async def start_server(app) -> tuple[int, object, asyncio.Task]:
+    """Serve `app` with uvicorn on a free loopback port; returns once it accepts connections.
+    Stop it with `server.should_exit = True` and await the task."""
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off", access_log=False))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    return port, server, task
+
+
 def _serve_stack(n: int, tmp: str, conn, baseline_queries: int) -> None:
     """Child process: load the corpus from the filled store, measure in-process, serve the API."""
     asyncio.run(_stack_main(n, Path(tmp), conn, baseline_queries))
 
 
 async def _stack_main(n: int, tmp: Path, conn, baseline_queries: int) -> None:
-    import uvicorn
 
     from api.app import create_app
     from api.services import build
@@ -240,12 +253,7 @@ async def _stack_main(n: int, tmp: Path, conn, baseline_queries: int) -> None:
         await svc.related.for_story(int(sid), k=5, filters=Filters())
         flow.append(time.perf_counter() - t)
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(svc), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off", access_log=False))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
+    port, server, task = await start_server(create_app(svc))
     conn.send({
         "port": port, "corpus_start_s": round(start_s, 2), "recall_at_10": round(recall, 4),
         "rss_loaded_kib": rss_loaded, "index_kind": getattr(vindex, "kind", type(vindex).__name__),

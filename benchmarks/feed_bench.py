@@ -20,9 +20,9 @@ import numpy as np
 from benchmarks.api_bench import (
     DIM,
     REPO,
-    _free_port,
     bulk_fill,
     percentile_ms,
+    start_server,
     vm_kib,
 )
 
@@ -64,7 +64,6 @@ def _serve(n: int, readers: int, per_reader: int, tmp: str, conn) -> None:
 
 
 async def _main(n, readers, per_reader, tmp, conn) -> None:
-    import uvicorn
 
     from aggregator.settings import load_settings
     from api.app import create_app
@@ -83,12 +82,7 @@ async def _main(n, readers, per_reader, tmp, conn) -> None:
     t0 = time.perf_counter()
     await svc.feeds.crowd()  # the crowd cache (trending, CTR, co-reads) is built once per TTL
     crowd_s = time.perf_counter() - t0
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(svc), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off", access_log=False))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
+    port, server, task = await start_server(create_app(svc))
     conn.send({"port": port, "ids": ids, "events": n_events, "crowd_build_s": crowd_s,
                "rss_kib": vm_kib()})
     await asyncio.get_running_loop().run_in_executor(None, conn.recv)

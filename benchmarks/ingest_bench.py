@@ -19,7 +19,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,17 +26,12 @@ import time
 from datetime import UTC
 from pathlib import Path
 
+from benchmarks.api_bench import _free_port
 from benchmarks.collect_bench import FEEDS_DIR, _serve, _specs, source_bodies
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_RATIO = 0.90
 EMBEDDER = "minilm-int8"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _sources_toml(specs, path: Path) -> None:

@@ -609,6 +609,14 @@ class Store:
             row = await s.get(StoryRow, story_id)
             return _story(row) if row else None
 
+    async def get_story_texts(self, story_id: int) -> tuple[str, str] | None:
+        """(summary, text) of one story: what a related block about a story needs beyond the
+        index's own metadata. Plain SQL, no ORM object: this is on every block's path."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(StoryRow.summary, StoryRow.text)
+                                      .where(StoryRow.id == story_id))).first()
+        return None if row is None else (row[0] or "", row[1] or "")
+
     async def get_story_by_url(self, url: str) -> Story | None:
         async with self.session() as s:
             row = (await s.scalars(select(StoryRow).where(StoryRow.url == url))).first()

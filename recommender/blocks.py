@@ -124,6 +124,13 @@ class RelatedService:
     # ------------------------------------------------------------ entry points
 
     async def for_story(self, story_id: int, *, k: int, filters: Filters) -> Block:
+        meta = self.corpus.meta.get(story_id)
+        if meta is not None:  # indexed: the corpus has all but the texts (a light query)
+            texts = await self.store.get_story_texts(story_id)
+            if texts is not None:
+                art = Article(meta.id, meta.url, meta.title, texts[0], texts[1], meta.site,
+                              meta.source, meta.category, meta.author, meta.image_url, meta.when)
+                return await self._block(art, k=k, filters=filters)
         story = await self.store.get_story(story_id)
         if story is None:
             raise NotFound(f"no story with id {story_id}")

@@ -164,9 +164,23 @@ class _Memo(dict):
         return self[term]
 
 
-@lru_cache(maxsize=65536)
+# A URL that `canonical_url` returns unchanged and that is cheap to recognise: lowercase
+# host without port, path of unreserved characters only, no query or fragment. Most stored
+# story URLs look like this, and at a million stories the LRU cache below misses on nearly
+# every candidate, where canonicalising cost a third of a related block (profile at 100k).
+_PLAIN_URL = re.compile(r"https?://(?:www\.)?([a-z0-9-]+(?:\.[a-z0-9-]+)*)(/[A-Za-z0-9._~/-]*)")
+
+
 def url_key(url: str) -> str:
     """A loose identity for "is this the same page": canonical, scheme and www. ignored."""
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is not None:
+        return (plain[1] + plain[2]).rstrip("/")
+    return _url_key_slow(url)
+
+
+@lru_cache(maxsize=65536)
+def _url_key_slow(url: str) -> str:
     if not url:
         return ""
     try:
@@ -341,6 +355,7 @@ def collapse_duplicates(scored: list[_Scored], params: RankParams) -> list[_Scor
     by_id: dict[int, int] = {}
     by_hash: dict[str, int] = {}
     by_url: dict[str, int] = {}
+    copied: dict[int, int] = {}  # story id -> group of the first earlier copy pointing at it
     for i, s in enumerate(ordered):
         c = s.cand
         g = None
@@ -358,16 +373,15 @@ def collapse_duplicates(scored: list[_Scored], params: RankParams) -> list[_Scor
                 g = group_of[close[0]]
         if g is None:
             # An earlier candidate may be a copy of this one (its duplicate_of points here).
-            for j in range(i):
-                if ordered[j].cand.duplicate_of == c.id:
-                    g = group_of[j]
-                    break
+            g = copied.get(c.id)
         if g is None:
             g = len(groups)
             groups.append([])
         groups[g].append(s)
         group_of.append(g)
         by_id.setdefault(c.id, g)
+        if c.duplicate_of is not None:
+            copied.setdefault(c.duplicate_of, g)
         if c.content_hash:
             by_hash.setdefault(c.content_hash, g)
         if ukey:

@@ -158,3 +158,19 @@ async def test_operator_endpoints_need_the_key_when_set(tmp_path, shared_data):
         await task
         await st.svc.close()
         await st.site.close()
+
+
+async def test_block_by_id_from_the_corpus_equals_the_block_from_the_stored_story(stack):
+    # for_story reads the card fields from the corpus and only the texts from the database;
+    # the block must be the one the whole stored story gives.
+    from recommender.blocks import article_of
+    from recommender.related import Filters
+
+    related = stack.svc.related
+    for story_id in list(stack.svc.corpus.meta)[:5]:
+        fast = await related.for_story(story_id, k=5, filters=Filters())
+        story = await stack.svc.store.get_story(story_id)
+        full = await related._block(article_of(story), k=5, filters=Filters())
+        assert fast.article == full.article
+        assert [(m.id, r) for m, r in fast.related] == [(m.id, r) for m, r in full.related]
+        assert fast.related

@@ -19,9 +19,11 @@ from recommender.related import (
     Query,
     Ranked,
     RankParams,
+    _url_key_slow,
     agreement_bonus,
     neighbourhood_agreement,
     rank_related,
+    url_key,
 )
 from recommender.vindex import BruteForceIndex
 
@@ -326,3 +328,26 @@ def test_agreement_cannot_lift_a_weak_candidate():
     # The strongest candidates keep (nearly) their unscaled agreement: they are what it reorders.
     best = max(range(len(base)), key=base.__getitem__)
     assert scaled[best] == pytest.approx(unscaled[best])
+
+
+_URL_PART = st.text(alphabet="abcXYZ019-._~/%?=&#:@ é", max_size=12)
+
+
+@given(scheme=st.sampled_from(["http", "https", "HTTP", "ftp"]),
+       www=st.sampled_from(["", "www.", "WWW."]),
+       host=st.sampled_from(["bbc.co.uk", "x-y.com", "Example.org", "a..b", "h.com.", "xn--e1a.ru"]),
+       port=st.sampled_from(["", ":80", ":443", ":8080"]),
+       path=_URL_PART)
+@settings(max_examples=400, deadline=None)
+def test_url_key_fast_path_agrees_with_canonicalising(scheme, www, host, port, path):
+    # The regex fast path must give what canonicalising gives, for URLs it takes and refuses.
+    for url in (f"{scheme}://{www}{host}{port}{path}", f"{scheme}://{www}{host}{port}/{path}",
+                f"{scheme}://{www}{host}{port}/{path}/"):
+        assert url_key(url) == _url_key_slow(url)
+
+
+def test_url_key_ignores_scheme_www_and_tracking():
+    assert url_key("https://www.bbc.co.uk/news/a-1") == "bbc.co.uk/news/a-1"
+    assert url_key("http://bbc.co.uk/news/a-1/") == url_key("https://www.bbc.co.uk/news/a-1")
+    assert url_key("https://BBC.co.uk/news/a-1?utm_source=x#top") == "bbc.co.uk/news/a-1"
+    assert url_key("https://bbc.co.uk/news?id=2") != url_key("https://bbc.co.uk/news?id=3")

@@ -73,6 +73,8 @@ class IndexSettings:
     hnsw_threshold: int = _opt(200_000, lo=0, hi=10**10)
     hnsw_m: int = _opt(32, lo=4, hi=256)
     ef_search: int = _opt(64, lo=1, hi=10_000)
+    sq8_threshold: int = _opt(500_000, lo=0, hi=10**10)
+    nprobe: int = _opt(32, lo=1, hi=65_536)
     lease_s: int = _opt(600, lo=1, hi=86400)  # claim on a backlog chunk (crashed indexers)
 
 

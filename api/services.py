@@ -97,7 +97,9 @@ async def build(
     if serve or index or corpus:
         ix = settings.index
 
-        tuning = {"hnsw_threshold": ix.hnsw_threshold, "hnsw_m": ix.hnsw_m, "ef_search": ix.ef_search}
+        tuning = {"hnsw_threshold": ix.hnsw_threshold, "hnsw_m": ix.hnsw_m, "ef_search": ix.ef_search,
+                  "sq8_threshold": ix.sq8_threshold, "nprobe": ix.nprobe,
+                  "scratch_dir": settings.data_dir}
 
         def factory() -> FaissIndex:
             return FaissIndex(emb.dim, **tuning)

@@ -44,12 +44,12 @@ def _make(kind: str, dim: int, ef_search: int) -> BruteForceIndex | FaissIndex:
     # The threshold forces the layout regardless of size.
     threshold = 10**12 if kind == "flat" else 0
     return FaissIndex(dim, hnsw_threshold=threshold, sq8=kind == "hnsw_sq8", ef_search=ef_search,
-                      rebuild_mode="inline")
+                      sq8_threshold=0 if kind == "ivf_sq8" else 10**12, rebuild_mode="inline")
 
 
 def run(sizes: tuple[int, ...] = (10_000, 100_000), *, dim: int = 384, k: int = 10,
         n_queries: int = 1_000, single_queries: int = 500,
-        kinds: tuple[str, ...] = ("brute", "flat", "hnsw", "hnsw_sq8"),
+        kinds: tuple[str, ...] = ("brute", "flat", "hnsw", "hnsw_sq8", "ivf_sq8"),
         ef_search: int = 64, seed: int = 0) -> list[dict]:
     """One row per (size, kind); times in seconds / milliseconds, sizes in bytes."""
     rows = []

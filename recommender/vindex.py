@@ -5,16 +5,25 @@ itself. Callers feed it (id, vector) pairs as stories arrive, remove ids as rete
 stories, save it with a watermark, and at start repair it with `reconcile` against the DB ids.
 
 FAISS layout (see BASELINES.md section 3): exact `IndexFlatIP` while the corpus is small, HNSW
-(optionally with 8-bit scalar quantisation) past `hnsw_threshold`, always with SQ8 past
-`sq8_threshold` (the vectors kept compactly where full floats would not fit). Both are kept as append-only
-slot arrays with our own slot -> id labels; a removed or replaced id becomes a tombstone (label
--1) that searches skip through an `IDSelectorBitmap`, because FAISS HNSW cannot `remove_ids`.
-The index is compacted by a rebuild (off-lock, then swapped in) once tombstones pass 20 %.
+past `hnsw_threshold` (optionally with 8-bit scalar quantisation, `sq8`), and past
+`sq8_threshold` an inverted file over 8-bit codes (IVF+SQ8, the vectors kept compactly where
+full floats would not fit). Every kind is kept as append-only slot arrays with our own slot -> id
+labels; a removed or replaced id becomes a tombstone (label -1) that searches skip through an
+`IDSelectorBitmap`, because FAISS HNSW cannot `remove_ids`. The index is compacted by a rebuild
+(off-lock, then swapped in) once tombstones pass 20 %.
 
-Memory per 1M stories at 384-d (no separate float copy: `get` reconstructs from FAISS storage,
-exact for Flat and HNSWFlat, 8-bit approximate for HNSW+SQ8): Flat ~1,465 MiB, HNSW M=32
-~1,724 MiB, HNSW M=32+SQ8 ~626 MiB, plus ~25 MiB of labels and id lookup. A rebuild briefly
-needs the live vectors copied out (+1,465 MiB) and the new index beside the old one.
+Why IVF rather than HNSW at a million: on the benchmark's clustered vectors (stories of one
+event are near-ties of each other) HNSW+SQ8 reached recall@10 0.78 at efSearch 64 and 0.91 at
+256, its graph pruning leaving close neighbours unreachable; IVF+SQ8 (4,096 lists, nprobe 32)
+reached 0.97 at a third of the time, builds ~2x faster, and takes 0.4 GiB instead of 0.6. Its
+remaining misses are 8-bit near-ties, so the 8-bit kinds re-score their best candidates with
+half-precision copies kept on disk (recommender/halfvectors.py): recall@10 0.988.
+
+Memory per 1M stories at 384-d (`get` reconstructs from FAISS storage for Flat and HNSWFlat, and
+reads the half-precision rows for the 8-bit kinds): Flat ~1,465 MiB, HNSW M=32 ~1,724 MiB, HNSW
+M=32+SQ8 ~626 MiB, IVF+SQ8 ~375 MiB, plus ~25 MiB of labels and id lookup (the 8-bit kinds'
+~730 MiB of half floats sit in the page cache, not in the process). A rebuild briefly needs the
+live vectors copied out (+1,465 MiB) and the new index beside the old one.
 A memory-mapped load (`FaissIndex.load(..., mmap=True)`) shares the file's pages between
 worker processes; such a base is read-only, so later adds go to a small private exact delta.
 """
@@ -34,7 +43,10 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from recommender.halfvectors import HalfVectors
+
 INDEX_FILE = "index.faiss"
+VECTORS_FILE = "index.f16"  # the 8-bit kinds' half-precision rows, slot by slot
 MANIFEST_FILE = "index.json"
 MANIFEST_FORMAT = 1
 # Compaction threshold: beyond this share of dead slots a search wastes too much work on
@@ -42,8 +54,18 @@ MANIFEST_FORMAT = 1
 MAX_TOMBSTONE_SHARE = 0.20
 # Training sample for the SQ8 quantiser: BASELINES.md used 100k; ranges converge long before.
 SQ8_TRAIN_SAMPLE = 100_000
+# IVF lists: ~4 sqrt(n) (FAISS's guidance is 4-16 sqrt(n)), 4,096 at a million; k-means trains
+# on IVF_TRAIN_PER_LIST vectors a list (FAISS warns below 39). Measured at 1M on the benchmark's
+# clustered vectors, nprobe 32: 40 a list -> recall@10 0.972 (0.988 re-scored), 20 a list ->
+# 0.928 (0.941): the lists must follow the clusters, which a thin sample does not show.
+IVF_TRAIN_PER_LIST = 40
+# The 8-bit kinds fetch this many more candidates than asked (at least twice as many) and
+# re-score them with the half-precision rows. At 1M, re-scoring the 8-bit top-20 already gave
+# what the top-100 gave (recall@10 0.988 at nprobe 32): the misses are near-ties, not far away.
+REFINE_EXTRA = 50
 
-Kind = Literal["flat", "hnsw", "hnsw_sq8"]
+Kind = Literal["flat", "hnsw", "hnsw_sq8", "ivf_sq8"]
+_EIGHT_BIT: frozenset[str] = frozenset({"hnsw_sq8", "ivf_sq8"})
 
 
 class VectorIndex(Protocol):
@@ -252,9 +274,12 @@ class _ReadWriteLock:
 class _Segment:
     """One FAISS index over slots 0..n-1 with its slot -> id labels (-1 = tombstone)."""
 
-    def __init__(self, index: Any, labels: np.ndarray, *, frozen: bool, owner: Any = None):
+    def __init__(self, index: Any, labels: np.ndarray, *, frozen: bool, owner: Any = None,
+                 exact: HalfVectors | None = None):
         self.index = index
         self.labels = labels
+        # Half-precision copies of an 8-bit index's vectors, slot by slot: the re-scoring.
+        self.exact = exact
         self.dead = int(np.count_nonzero(labels < 0))
         # frozen: memory-mapped, read-only storage; FAISS aborts the process on a resize.
         self.frozen = frozen
@@ -267,6 +292,8 @@ class _Segment:
 
     def append(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         assert not self.frozen
+        if self.exact is not None:
+            self.exact.append(vectors)
         self.index.add(vectors)
         self.labels = np.concatenate([self.labels, ids])
         self._selector = None
@@ -277,9 +304,11 @@ class _Segment:
         self.dead += len(slots)
         self._selector = None
 
-    def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, ef_search: int,
+               nprobe: int = 32) -> tuple[np.ndarray, np.ndarray]:
         faiss = _faiss()
         k = min(k, self.live)
+        fetch = k if self.exact is None else min(self.live, max(2 * k, k + REFINE_EXTRA))
         if k <= 0:
             empty = np.empty((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
@@ -294,18 +323,39 @@ class _Segment:
                 self._selector = cached
             selector = cached[1]
         if hasattr(self.index, "hnsw"):
-            params = faiss.SearchParametersHNSW(efSearch=max(ef_search, k))
+            params = faiss.SearchParametersHNSW(efSearch=max(ef_search, fetch))
+        elif hasattr(self.index, "nprobe"):
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
         else:
             params = faiss.SearchParameters()
         if selector is not None:
             params.sel = selector
-        scores, slots = self.index.search(queries, k, params=params)
+        scores, slots = self.index.search(queries, fetch, params=params)
+        if self.exact is not None:
+            scores, slots = self._rescore(queries, slots, k)
         labels = np.where(slots >= 0, self.labels[np.maximum(slots, 0)], -1)
         return scores, labels
+
+    def _rescore(self, queries: np.ndarray, slots: np.ndarray,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The best k of each row's 8-bit candidates by their half-precision vectors."""
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_slots = np.full((len(queries), k), -1, dtype=np.int64)
+        for row, (query, found) in enumerate(zip(queries, slots, strict=True)):
+            found = found[found >= 0]
+            if not len(found):
+                continue
+            exact = self.exact.get(found) @ query
+            best = np.lexsort((found, -exact))[:k]
+            out_scores[row, :len(best)] = exact[best]
+            out_slots[row, :len(best)] = found[best]
+        return out_scores, out_slots
 
     def reconstruct(self, slots: np.ndarray) -> np.ndarray:
         if not len(slots):
             return np.empty((0, self.index.d), dtype=np.float32)
+        if self.exact is not None:
+            return self.exact.get(slots)
         return self.index.reconstruct_batch(np.ascontiguousarray(slots, dtype=np.int64))
 
 
@@ -408,10 +458,11 @@ class _State:
                 out[rows] = seg.reconstruct(slots[rows])
         return out
 
-    def search(self, queries: np.ndarray, k: int, ef_search: int) -> list[list[tuple[int, float]]]:
+    def search(self, queries: np.ndarray, k: int, ef_search: int,
+               nprobe: int) -> list[list[tuple[int, float]]]:
         if k <= 0:
             return [[] for _ in queries]
-        parts = [seg.search(queries, k, ef_search) for seg in self.segments if seg.live]
+        parts = [seg.search(queries, k, ef_search, nprobe) for seg in self.segments if seg.live]
         if not parts:
             return [[] for _ in queries]
         scores = np.concatenate([p[0] for p in parts], axis=1)
@@ -446,8 +497,10 @@ class FaissIndex:
         ef_construction: int = 40,
         sq8: bool = False,
         sq8_threshold: int = 500_000,
+        nprobe: int = 32,
         batch_threads: int = 2,
         rebuild_mode: Literal["background", "inline"] = "background",
+        scratch_dir: Path | None = None,
     ):
         if rebuild_mode not in ("background", "inline"):
             raise ValueError(f"rebuild_mode must be 'background' or 'inline', not {rebuild_mode!r}")
@@ -457,11 +510,12 @@ class FaissIndex:
         self.ef_search = int(ef_search)
         self.ef_construction = int(ef_construction)
         self.sq8 = bool(sq8)
-        # Past this size HNSW stores 8-bit codes even without `sq8`: at 1M x 384-d full floats
-        # take ~1.7 GiB with the graph, SQ8 ~0.6 GiB; recall@10 0.991 -> 0.978 at 100k on
-        # synthetic clustered vectors, but only 0.79 (ef 64) to 0.92 (ef 512) at 1M with
-        # efConstruction 40 (docs/benchmarks.md section 3): not yet good enough at that size.
+        # Past this size the index is IVF over 8-bit codes (see the module notes): at 1M x
+        # 384-d full floats take ~1.7 GiB with an HNSW graph, IVF+SQ8 ~0.4 GiB.
         self.sq8_threshold = int(sq8_threshold)
+        self.nprobe = int(nprobe)  # IVF lists searched a query: recall against time
+        # Where the 8-bit kinds keep their half-precision rows (unlinked files): the data dir.
+        self.scratch_dir = Path(scratch_dir) if scratch_dir is not None else None
         self.batch_threads = int(batch_threads)
         self.rebuild_mode = rebuild_mode
         self.watermark: int | None = None  # set by `load` from the manifest
@@ -518,13 +572,13 @@ class FaissIndex:
         # One thread per single query: Flat is 2x slower with 2 (BASELINES.md section 3).
         _faiss().omp_set_num_threads(1)
         with self._lock.read():
-            return self._state.search(query, int(k), self.ef_search)[0]
+            return self._state.search(query, int(k), self.ef_search, self.nprobe)[0]
 
     def search_many(self, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         queries = _as_matrix(vectors, self.dim)
         _faiss().omp_set_num_threads(self.batch_threads)
         with self._lock.read():
-            return self._state.search(queries, int(k), self.ef_search)
+            return self._state.search(queries, int(k), self.ef_search, self.nprobe)
 
     def get(self, ids: np.ndarray) -> np.ndarray:
         id_arr = _as_ids(ids)
@@ -538,33 +592,41 @@ class FaissIndex:
     # -- building and rebuilding --
 
     def _kind_for(self, count: int) -> Kind:
+        if count > self.sq8_threshold:
+            return "ivf_sq8"
         if count > self.hnsw_threshold:
-            return "hnsw_sq8" if self.sq8 or count > self.sq8_threshold else "hnsw"
+            return "hnsw_sq8" if self.sq8 else "hnsw"
         return "flat"
 
     def _build(self, ids: np.ndarray, vectors: np.ndarray) -> _State:
         faiss = _faiss()
         kind = self._kind_for(len(ids))
+        faiss.omp_set_num_threads(self.batch_threads)
         if kind == "flat":
             index = faiss.IndexFlatIP(self.dim)
         elif kind == "hnsw":
             index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        else:
+        elif kind == "hnsw_sq8":
             index = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_8bit, self.hnsw_m,
                                       faiss.METRIC_INNER_PRODUCT)
-        if kind != "flat":
+            index.train(_sample(vectors, SQ8_TRAIN_SAMPLE))
+        else:
+            lists = ivf_lists(len(vectors))
+            coarse = faiss.IndexFlatIP(self.dim)
+            index = faiss.IndexIVFScalarQuantizer(coarse, self.dim, lists,
+                                                  faiss.ScalarQuantizer.QT_8bit,
+                                                  faiss.METRIC_INNER_PRODUCT)
+            index.own_fields = True
+            coarse.this.disown()  # the IVF index frees its quantiser
+            index.train(_sample(vectors, IVF_TRAIN_PER_LIST * lists))
+        if kind in ("hnsw", "hnsw_sq8"):
             index.hnsw.efConstruction = self.ef_construction
             index.hnsw.efSearch = self.ef_search
-        faiss.omp_set_num_threads(self.batch_threads)
-        if kind == "hnsw_sq8" and len(vectors):
-            sample = vectors
-            if len(vectors) > SQ8_TRAIN_SAMPLE:
-                pick = np.random.default_rng(0).choice(len(vectors), SQ8_TRAIN_SAMPLE, replace=False)
-                sample = vectors[np.sort(pick)]
-            index.train(sample)
-        if len(vectors):
-            index.add(vectors)
-        return _State(kind, _Segment(index, ids.copy(), frozen=False))
+        exact = HalfVectors(self.dim, self.scratch_dir) if kind in _EIGHT_BIT else None
+        segment = _Segment(index, _EMPTY_IDS.copy(), frozen=False, exact=exact)
+        for i in range(0, len(ids), _BUILD_CHUNK):  # chunks: the half floats go out as they come
+            segment.append(ids[i:i + _BUILD_CHUNK], vectors[i:i + _BUILD_CHUNK])
+        return _State(kind, segment)
 
     def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the contents with (ids, vectors), e.g. everything the DB holds.
@@ -632,10 +694,8 @@ class FaissIndex:
 
     def needs_rebuild(self) -> bool:
         state = self._state
-        if state.kind == "flat" and len(state) > self.hnsw_threshold:
-            return True
-        if state.kind == "hnsw" and len(state) > self.sq8_threshold:
-            return True
+        if _RANK[self._kind_for(len(state))] > _RANK[state.kind]:
+            return True  # grown past a threshold (a shrinking corpus keeps its kind)
         return state.dead > MAX_TOMBSTONE_SHARE * max(state.slots, 1)
 
     def _maybe_rebuild(self) -> None:
@@ -657,7 +717,7 @@ class FaissIndex:
     def _params(self) -> dict[str, Any]:
         return {"hnsw_threshold": self.hnsw_threshold, "hnsw_m": self.hnsw_m,
                 "ef_search": self.ef_search, "ef_construction": self.ef_construction,
-                "sq8": self.sq8, "sq8_threshold": self.sq8_threshold}
+                "sq8": self.sq8, "sq8_threshold": self.sq8_threshold, "nprobe": self.nprobe}
 
     def save(self, directory: Path, *, watermark: int = 0, recipe: str = "") -> dict[str, Any]:
         """Write `index.faiss` then `index.json` atomically; return the manifest.
@@ -672,6 +732,7 @@ class FaissIndex:
             self.compact()  # one file holds one segment
         tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp_index = directory / f".{INDEX_FILE}.{tag}.tmp"
+        tmp_vectors = directory / f".{VECTORS_FILE}.{tag}.tmp"
         tmp_manifest = directory / f".{MANIFEST_FILE}.{tag}.tmp"
         try:
             with self._lock.read():
@@ -685,6 +746,9 @@ class FaissIndex:
                 faiss.copy_array_to_vector(base.labels, wrapper.id_map)
                 wrapper.ntotal = base.index.ntotal
                 faiss.write_index(wrapper, str(tmp_index))
+                vectors = None
+                if base.exact is not None:
+                    vectors = base.exact.save(tmp_vectors)
                 live_ids = state.table()[0]
                 manifest = {
                     "format": MANIFEST_FORMAT,
@@ -698,16 +762,20 @@ class FaissIndex:
                     "params": self._params(),
                     "saved_at": datetime.now(UTC).isoformat(),
                 }
+                if vectors is not None:
+                    manifest["vectors_bytes"], manifest["vectors_sha256"] = vectors
             manifest["file_bytes"], manifest["file_sha256"] = _fsync_and_hash(tmp_index)
             tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             _fsync_and_hash(tmp_manifest)
             # Index first, manifest last: a crash between the two leaves a manifest that no
             # longer matches the file, which `load` detects (and the caller rebuilds).
+            if vectors is not None:
+                os.replace(tmp_vectors, directory / VECTORS_FILE)
             os.replace(tmp_index, directory / INDEX_FILE)
             os.replace(tmp_manifest, directory / MANIFEST_FILE)
             _fsync_dir(directory)
         finally:
-            for tmp in (tmp_index, tmp_manifest):
+            for tmp in (tmp_index, tmp_vectors, tmp_manifest):
                 tmp.unlink(missing_ok=True)
         return manifest
 
@@ -754,10 +822,21 @@ class FaissIndex:
             inner = faiss.downcast_index(wrapper.index)
             labels = faiss.vector_to_array(wrapper.id_map).astype(np.int64)
             expected = {"flat": faiss.IndexFlatIP, "hnsw": faiss.IndexHNSWFlat,
-                        "hnsw_sq8": faiss.IndexHNSWSQ}[saved["kind"]]
+                        "hnsw_sq8": faiss.IndexHNSWSQ,
+                        "ivf_sq8": faiss.IndexIVFScalarQuantizer}[saved["kind"]]
             if type(inner) is not expected or inner.d != index.dim or len(labels) != inner.ntotal:
                 return None
-            state = _State(saved["kind"], _Segment(inner, labels, frozen=mmap, owner=wrapper))
+            exact = None
+            if saved["kind"] in _EIGHT_BIT:
+                rows_path = directory / VECTORS_FILE
+                if rows_path.stat().st_size != saved["vectors_bytes"]:
+                    return None
+                if verify_checksum and _sha256_file(rows_path) != saved["vectors_sha256"]:
+                    return None
+                exact = HalfVectors.load(rows_path, index.dim, len(labels), read_only=mmap,
+                                         scratch_dir=index.scratch_dir)
+            state = _State(saved["kind"], _Segment(inner, labels, frozen=mmap, owner=wrapper,
+                                                   exact=exact))
             live_ids = state.table()[0]
             if len(live_ids) != saved["count"] or ids_digest(live_ids) != saved["ids_digest"]:
                 return None
@@ -771,7 +850,24 @@ class FaissIndex:
 
 
 _SETTINGS = frozenset({"hnsw_threshold", "hnsw_m", "ef_search", "ef_construction", "sq8",
-                       "sq8_threshold", "batch_threads", "rebuild_mode"})
+                       "sq8_threshold", "nprobe", "batch_threads", "rebuild_mode", "scratch_dir"})
+_RANK = {"flat": 0, "hnsw": 1, "hnsw_sq8": 2, "ivf_sq8": 3}
+_BUILD_CHUNK = 50_000
+
+
+def ivf_lists(count: int) -> int:
+    """Inverted lists for `count` vectors: ~4 sqrt(n), 4,096 at a million, each trained on at
+    least IVF_TRAIN_PER_LIST vectors."""
+    power_of_two = 2 ** round(np.log2(max(4 * np.sqrt(max(count, 1)), 1)))
+    return int(max(1, min(power_of_two, count // IVF_TRAIN_PER_LIST)))
+
+
+def _sample(vectors: np.ndarray, size: int) -> np.ndarray:
+    """A fixed random sample of the rows to train on (all of them when there are few)."""
+    if len(vectors) <= size:
+        return vectors
+    pick = np.random.default_rng(0).choice(len(vectors), size, replace=False)
+    return vectors[np.sort(pick)]
 
 
 def manifest(directory: Path) -> dict[str, Any] | None:

@@ -102,7 +102,8 @@ class RelatedEngine:
             candidates = self.candidates(query, n)
             ranked = rank_related(
                 query, candidates, k=k, params=params, now=now, filters=filters,
-                term_idf=_IdfView(self.lexical),
+                # Names from the text the lexical index read, richer than title + summary.
+                term_idf=_IdfView(self.lexical), terms_of=self.lexical.key_terms_of,
             )
             total = max(len(self.vindex), len(self.lexical))
             if len(ranked) >= k or not narrowing or n >= total or n >= self.max_fetch:
@@ -133,12 +134,9 @@ class RelatedEngine:
                     vector=vectors.get(i), dense_score=dense.get(i), lexical_score=lexical.get(i),
                     source_weight=m.source_weight, duplicate_of=m.duplicate_of,
                     content_hash=m.content_hash, image_url=m.image_url,
-                    key_terms=m.key_terms or self.lexical.key_terms_of(i)))
+                    key_terms=m.key_terms))  # else the ranking asks terms_of if it needs them
                 continue
             values = {f: v for f, v in m.items() if f in _META_FIELDS}
-            if not values.get("key_terms"):
-                # Names from the text the lexical index read, richer than title + summary.
-                values["key_terms"] = self.lexical.key_terms_of(i)
             out.append(
                 Candidate(
                     id=i,

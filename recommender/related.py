@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -144,6 +144,7 @@ class _Scored:
 
 
 _SPACE = re.compile(r"\W+")
+TermsOf = Callable[[int], Sequence[str]]  # a candidate's names by id (the lexical index's)
 _POOL_PER_K = 8
 # A correlation over fewer neighbours than this is noise: agreement stays neutral.
 _MIN_AGREEMENT_CONTEXT = 5
@@ -444,9 +445,10 @@ def _dense(query: Query, cand: Candidate) -> float:
 
 def _with_evidence(query: Query, cand: Candidate, dense: float, lexical: float,
                    query_terms: Sequence[str], term_idf: Mapping[str, float] | None,
-                   params: RankParams) -> _Scored:
+                   params: RankParams, terms_of: TermsOf | None = None) -> _Scored:
     """Relevance: fused similarity plus same-event evidence (before freshness and weight)."""
-    terms = cand.key_terms or key_terms(cand.title, cand.summary)
+    terms = (cand.key_terms or (terms_of(cand.id) if terms_of is not None else ())
+             or key_terms(cand.title, cand.summary))
     event, shared = event_evidence(
         query_terms, terms, term_idf, query.published_at, cand.published_at, params
     )
@@ -484,7 +486,7 @@ def _with_agreement(relevance: float, bonus: float, params: RankParams) -> float
 
 def _score_all(query: Query, candidates: Sequence[Candidate], query_terms: Sequence[str],
                term_idf: Mapping[str, float] | None, params: RankParams, now: datetime | None,
-               filters: Filters) -> list[_Scored]:
+               filters: Filters, terms_of: TermsOf | None = None) -> list[_Scored]:
     """Every candidate's full score (the path neighbourhood agreement needs)."""
     seen: set[int] = set()
     scored: list[_Scored] = []
@@ -493,7 +495,7 @@ def _score_all(query: Query, candidates: Sequence[Candidate], query_terms: Seque
             continue
         seen.add(cand.id)
         scored.append(_with_evidence(query, cand, _dense(query, cand), cand.lexical_score or 0.0,
-                                     query_terms, term_idf, params))
+                                     query_terms, term_idf, params, terms_of))
     bonus = agreement_bonus([s.cand.vector for s in scored],
                             [_base_relevance(s.dense, s.lexical, params) for s in scored], params)
     for s, b in zip(scored, bonus, strict=True):
@@ -505,7 +507,8 @@ def _score_all(query: Query, candidates: Sequence[Candidate], query_terms: Seque
 
 def _score_pruned(query: Query, candidates: Sequence[Candidate], query_terms: Sequence[str],
                   term_idf: Mapping[str, float] | None, params: RankParams,
-                  now: datetime | None, filters: Filters, pool: int) -> list[_Scored]:
+                  now: datetime | None, filters: Filters, pool: int,
+                  terms_of: TermsOf | None = None) -> list[_Scored]:
     """The scores `_score_all` gives, computed in full only for candidates that can reach the
     pool of the `pool` best; the result ranks exactly as `_score_all`'s does.
 
@@ -551,7 +554,7 @@ def _score_pruned(query: Query, candidates: Sequence[Candidate], query_terms: Se
             continue
         if self_of[i] if i in self_of else is_self(query, cand, params):
             continue
-        s = _with_evidence(query, cand, dense, lexical, query_terms, term_idf, params)
+        s = _with_evidence(query, cand, dense, lexical, query_terms, term_idf, params, terms_of)
         s.score = _with_agreement(s.score, bonus[i], params) * weight
         scored.append(s)
     return scored
@@ -566,11 +569,13 @@ def rank_related(
     now: datetime | None = None,
     filters: Filters | None = None,
     term_idf: Mapping[str, float] | None = None,
+    terms_of: TermsOf | None = None,
 ) -> list[Ranked]:
     """The related block for `query`: at most k candidates, best first, each with a reason.
 
     `term_idf` weighs shared names by rarity (from the lexical index); without it every name
-    counts the same.
+    counts the same. `terms_of(id)` gives a candidate's names when it carries none; asked only
+    for the candidates the pruning keeps (a few dozen of a few hundred).
     """
     params = params or RankParams()
     filters = filters or Filters()
@@ -584,10 +589,11 @@ def rank_related(
     if len({c.id for c in candidates}) != len(candidates):
         # A repeated id (never from the engine) keeps the first copy that is not the article
         # itself, which only the full pass decides.
-        scored = _score_all(query, candidates, query_terms, term_idf, params, now, filters)
+        scored = _score_all(query, candidates, query_terms, term_idf, params, now, filters,
+                            terms_of)
     else:
         scored = _score_pruned(query, candidates, query_terms, term_idf, params, now, filters,
-                               pool)
+                               pool, terms_of)
     # Only the best few can reach the block, even after copies are merged: rank those.
     scored.sort(key=lambda s: -s.score)
     kept = collapse_duplicates(scored[:pool], params)

@@ -27,9 +27,10 @@ import numpy as np
 
 from aggregator.model import Story
 from aggregator.store import Store
+from recommender.halfvectors import HalfVectors
 from recommender.idmap import IdMap
 from recommender.lexical import LexicalIndex
-from recommender.vindex import FaissIndex, manifest, reconcile
+from recommender.vindex import EIGHT_BIT, FaissIndex, manifest, reconcile
 
 log = logging.getLogger("tidings.corpus")
 
@@ -293,7 +294,13 @@ class Corpus:
         """An empty index and a full database: read every vector in id order into one
         preallocated matrix, then build the index once (the right kind for the size) rather
         than growing it batch by batch."""
-        vecs = np.empty((len(missing), self.dim), dtype=np.float32)
+        # An index that keeps 8-bit codes (past ~500k) is fed through its half-float file,
+        # never holding the floats (1.5 GiB at 1M): the API's memory stays what it serves with.
+        streamed = None
+        if isinstance(self.vindex, FaissIndex) and self.vindex.kind_for(len(missing)) in EIGHT_BIT:
+            streamed = HalfVectors(self.dim, self.index_dir.parent)
+        else:
+            vecs = np.empty((len(missing), self.dim), dtype=np.float32)
         ids = np.empty(len(missing), dtype=np.int64)
         n = 0
         async for batch in self.store.iter_vectors(self.recipe):
@@ -304,12 +311,18 @@ class Corpus:
                 continue
             take = min(len(rows), len(ids) - n)
             ids[n:n + take] = got[keep][:take]
-            vecs[n:n + take] = np.frombuffer(b"".join(rows[:take]), dtype=np.float32).reshape(
-                take, self.dim)
+            chunk = np.frombuffer(b"".join(rows[:take]), dtype=np.float32).reshape(take, self.dim)
+            if streamed is not None:
+                streamed.append(chunk)
+            else:
+                vecs[n:n + take] = chunk
             n += take
             if progress:
                 progress(n, len(missing))
-        await asyncio.to_thread(self.vindex.rebuild, ids[:n], vecs[:n])
+        if streamed is not None:
+            await asyncio.to_thread(self.vindex.rebuild_streamed, ids[:n], streamed)
+        else:
+            await asyncio.to_thread(self.vindex.rebuild, ids[:n], vecs[:n])
         return n
 
     async def _load_meta(self, ids: list[int]) -> None:

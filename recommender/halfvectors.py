@@ -66,6 +66,15 @@ class HalfVectors:
                 raise OSError(f"short read of vector slot {slot}")
         return out.astype(np.float32)
 
+    def read_range(self, start: int, stop: int) -> np.ndarray:
+        """float32 rows start..stop-1 in one read (building an index from them)."""
+        if not 0 <= start <= stop <= self.rows:
+            raise IndexError(f"rows {start}..{stop} outside 0..{self.rows}")
+        raw = os.pread(self._fd, (stop - start) * self.row_bytes, start * self.row_bytes)
+        if len(raw) != (stop - start) * self.row_bytes:
+            raise OSError("short read of vector rows")
+        return np.frombuffer(raw, dtype=np.float16).reshape(stop - start, self.dim).astype(np.float32)
+
     def save(self, path: Path) -> tuple[int, str]:
         """Copy every row to `path` (fsynced); returns its size and sha256."""
         digest = hashlib.sha256()

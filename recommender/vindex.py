@@ -65,7 +65,7 @@ IVF_TRAIN_PER_LIST = 40
 REFINE_EXTRA = 50
 
 Kind = Literal["flat", "hnsw", "hnsw_sq8", "ivf_sq8"]
-_EIGHT_BIT: frozenset[str] = frozenset({"hnsw_sq8", "ivf_sq8"})
+EIGHT_BIT: frozenset[str] = frozenset({"hnsw_sq8", "ivf_sq8"})
 
 
 class VectorIndex(Protocol):
@@ -591,16 +591,23 @@ class FaissIndex:
 
     # -- building and rebuilding --
 
-    def _kind_for(self, count: int) -> Kind:
+    def kind_for(self, count: int) -> Kind:
+        """The layout this index takes for `count` vectors."""
         if count > self.sq8_threshold:
             return "ivf_sq8"
         if count > self.hnsw_threshold:
             return "hnsw_sq8" if self.sq8 else "hnsw"
         return "flat"
 
-    def _build(self, ids: np.ndarray, vectors: np.ndarray) -> _State:
+    def _build(self, ids: np.ndarray, vectors: np.ndarray | HalfVectors) -> _State:
+        """A new state holding (ids, vectors). `vectors` may be a filled `HalfVectors` (see
+        `rebuild_streamed`): an 8-bit kind then trains on and is filled from its rows a chunk at
+        a time, and keeps it as its re-scoring copy, so no full float matrix is ever held."""
         faiss = _faiss()
-        kind = self._kind_for(len(ids))
+        kind = self.kind_for(len(ids))
+        streamed = vectors if isinstance(vectors, HalfVectors) else None
+        if streamed is not None and kind not in EIGHT_BIT:
+            vectors = streamed.read_range(0, len(streamed))  # small enough to hold
         faiss.omp_set_num_threads(self.batch_threads)
         if kind == "flat":
             index = faiss.IndexFlatIP(self.dim)
@@ -622,7 +629,11 @@ class FaissIndex:
         if kind in ("hnsw", "hnsw_sq8"):
             index.hnsw.efConstruction = self.ef_construction
             index.hnsw.efSearch = self.ef_search
-        exact = HalfVectors(self.dim, self.scratch_dir) if kind in _EIGHT_BIT else None
+        if streamed is not None and kind in EIGHT_BIT:
+            for i in range(0, len(ids), _BUILD_CHUNK):
+                index.add(streamed.read_range(i, min(i + _BUILD_CHUNK, len(ids))))
+            return _State(kind, _Segment(index, ids.copy(), frozen=False, exact=streamed))
+        exact = HalfVectors(self.dim, self.scratch_dir) if kind in EIGHT_BIT else None
         segment = _Segment(index, _EMPTY_IDS.copy(), frozen=False, exact=exact)
         for i in range(0, len(ids), _BUILD_CHUNK):  # chunks: the half floats go out as they come
             segment.append(ids[i:i + _BUILD_CHUNK], vectors[i:i + _BUILD_CHUNK])
@@ -636,6 +647,17 @@ class FaissIndex:
         """
         id_arr, vec_arr = _checked_pairs(ids, vectors, self.dim)
         self._rebuild(lambda: (id_arr, vec_arr), self._open_journal())
+
+    def rebuild_streamed(self, ids: np.ndarray, vectors: HalfVectors) -> None:
+        """`rebuild` from vectors already written to a `HalfVectors` (row i for ids[i]), which
+        the index then owns: how a corpus too large to hold as floats is loaded (the 8-bit
+        kinds are built from it without a float copy; others read it back, at fp16 precision)."""
+        id_arr = _as_ids(ids)
+        if len(id_arr) != len(vectors) or vectors.dim != self.dim:
+            raise ValueError(f"{len(id_arr)} ids for {len(vectors)} rows of {vectors.dim} values")
+        if len(np.unique(id_arr)) != len(id_arr):
+            raise ValueError("ids must be distinct")
+        self._rebuild(lambda: (id_arr, vectors), self._open_journal())
 
     def rebuild_in_background(self, ids: np.ndarray, vectors: np.ndarray) -> threading.Thread:
         """`rebuild` on a thread; mutations made after this call returns are kept."""
@@ -694,7 +716,7 @@ class FaissIndex:
 
     def needs_rebuild(self) -> bool:
         state = self._state
-        if _RANK[self._kind_for(len(state))] > _RANK[state.kind]:
+        if _RANK[self.kind_for(len(state))] > _RANK[state.kind]:
             return True  # grown past a threshold (a shrinking corpus keeps its kind)
         return state.dead > MAX_TOMBSTONE_SHARE * max(state.slots, 1)
 
@@ -827,7 +849,7 @@ class FaissIndex:
             if type(inner) is not expected or inner.d != index.dim or len(labels) != inner.ntotal:
                 return None
             exact = None
-            if saved["kind"] in _EIGHT_BIT:
+            if saved["kind"] in EIGHT_BIT:
                 rows_path = directory / VECTORS_FILE
                 if rows_path.stat().st_size != saved["vectors_bytes"]:
                     return None
@@ -862,12 +884,12 @@ def ivf_lists(count: int) -> int:
     return int(max(1, min(power_of_two, count // IVF_TRAIN_PER_LIST)))
 
 
-def _sample(vectors: np.ndarray, size: int) -> np.ndarray:
+def _sample(vectors: np.ndarray | HalfVectors, size: int) -> np.ndarray:
     """A fixed random sample of the rows to train on (all of them when there are few)."""
     if len(vectors) <= size:
-        return vectors
-    pick = np.random.default_rng(0).choice(len(vectors), size, replace=False)
-    return vectors[np.sort(pick)]
+        return vectors if isinstance(vectors, np.ndarray) else vectors.read_range(0, len(vectors))
+    pick = np.sort(np.random.default_rng(0).choice(len(vectors), size, replace=False))
+    return vectors[pick] if isinstance(vectors, np.ndarray) else vectors.get(pick)
 
 
 def manifest(directory: Path) -> dict[str, Any] | None:

@@ -149,3 +149,28 @@ def test_meta_table_round_trips_cards_and_forgets_removed_stories(tmp_path):
     table.pop(7)
     assert 7 not in table and table.get(7) is None and len(table) == 48
     table.close()
+
+
+async def test_large_bulk_load_streams_into_the_8bit_index(store, tmp_path, monkeypatch):
+    # Past sq8_threshold the start builds the index from the half-float file it streams the
+    # stored vectors into (no float matrix of the whole corpus): same ids, same vectors ~1e-3.
+    import recommender.corpus as corpus_module
+
+    monkeypatch.setattr(corpus_module, "BULK_LOAD_MIN", 10)
+    streamed = []
+    plain = FaissIndex.rebuild_streamed
+    monkeypatch.setattr(FaissIndex, "rebuild_streamed",
+                        lambda self, ids, rows: streamed.append(len(ids)) or plain(self, ids, rows))
+    await seed(store, 60)
+    c = Corpus(store, recipe=EMB.recipe, dim=EMB.dim, index_dir=tmp_path / "ix", owner=True,
+               index_factory=lambda: FaissIndex(EMB.dim, hnsw_threshold=20, sq8_threshold=40,
+                                                rebuild_mode="inline"))
+    info = await c.start()
+    assert info["indexed"] == 60 and c.vindex.kind == "ivf_sq8" and streamed == [60]
+    ids = sorted(await store.vector_ids(EMB.recipe))
+    assert sorted(c.vindex.ids().tolist()) == ids
+    stored = await store.load_vectors(ids[:5], EMB.recipe)
+    for i, blob in stored.items():
+        want = np.frombuffer(blob, dtype=np.float32)
+        np.testing.assert_allclose(c.vindex.get(np.array([i]))[0], want, atol=2e-3)
+        assert c.vindex.search(want, 1)[0][0] == i

@@ -23,8 +23,12 @@ def test_rows_come_back_by_slot_in_half_precision(tmp_path: Path):
     got = store.get(np.array([9, 0, 4, 4]))
     np.testing.assert_allclose(got, data[[9, 0, 4, 4]], rtol=1e-3, atol=1e-3)
     assert got.dtype == np.float32
+    np.testing.assert_array_equal(store.read_range(3, 7), store.get(np.arange(3, 7)))
+    assert store.read_range(5, 5).shape == (0, 8)
     with pytest.raises(IndexError):
         store.get(np.array([10]))
+    with pytest.raises(IndexError):
+        store.read_range(8, 11)
     with pytest.raises(ValueError):
         store.append(rows(2, dim=7))
     assert not list(tmp_path.iterdir())  # the scratch file is unlinked

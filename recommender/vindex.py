@@ -59,8 +59,8 @@ SQ8_TRAIN_SAMPLE = 100_000
 # clustered vectors, nprobe 32: 40 a list -> recall@10 0.972 (0.988 re-scored), 20 a list ->
 # 0.928 (0.941): the lists must follow the clusters, which a thin sample does not show.
 IVF_TRAIN_PER_LIST = 40
-# The 8-bit kinds fetch this many more candidates than asked (at least twice as many) and
-# re-score them with the half-precision rows. At 1M, re-scoring the 8-bit top-20 already gave
+# The 8-bit kinds fetch this many more candidates than asked and re-score them with the
+# half-precision rows. At 1M, re-scoring the 8-bit top-20 already gave
 # what the top-100 gave (recall@10 0.988 at nprobe 32): the misses are near-ties, not far away.
 REFINE_EXTRA = 50
 
@@ -308,7 +308,7 @@ class _Segment:
                nprobe: int = 32) -> tuple[np.ndarray, np.ndarray]:
         faiss = _faiss()
         k = min(k, self.live)
-        fetch = k if self.exact is None else min(self.live, max(2 * k, k + REFINE_EXTRA))
+        fetch = k if self.exact is None else min(self.live, k + REFINE_EXTRA)
         if k <= 0:
             empty = np.empty((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)

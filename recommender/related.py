@@ -541,7 +541,8 @@ def _score_pruned(query: Query, candidates: Sequence[Candidate], query_terms: Se
     if len(cheap) > pool:
         found = 0
         for i in sorted(range(len(cheap)), key=lambda i: -base[i]):
-            self_of[i] = is_self(query, cheap[i][0], params)
+            if not self_first:  # else the article itself is already out of `cheap`
+                self_of[i] = is_self(query, cheap[i][0], params)
             if not self_of[i]:
                 found += 1
                 if found == pool:

@@ -561,9 +561,11 @@ def main(argv: list[str] | None = None) -> None:
         fresh = run_all(only, args.quick)
         results.update({k: fresh[k] for k in only})
         results["timings_s"].update(fresh["timings_s"])
+        # Sessions may land on other hardware: a rerun names its own CPU and commit.
         results["machine"].setdefault("reruns", []).append(
-            f"{', '.join(only)} rerun at {fresh['machine']['date']} (load average "
-            f"{fresh['machine']['loadavg_start']} → {fresh['machine']['loadavg_end']})")
+            f"{', '.join(only)} rerun at {fresh['machine']['date']} on {fresh['machine']['cpu']}"
+            f" (nproc {fresh['machine']['nproc']}), commit {fresh['machine']['commit']} (load "
+            f"average {fresh['machine']['loadavg_start']} → {fresh['machine']['loadavg_end']})")
     else:
         results = run_all(only, args.quick)
     out: Path = args.out

@@ -683,10 +683,17 @@ class FaissIndex:
             thread.join(timeout_s)
         return not any(t.is_alive() for t in self._threads)
 
-    def _live_snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+    def _live_snapshot(self) -> tuple[np.ndarray, np.ndarray | HalfVectors]:
         with self._lock.read():
             ids = self._state.table()[0].copy()
-            return ids, self._state.get(ids)
+            if self.kind_for(len(ids)) not in EIGHT_BIT:
+                return ids, self._state.get(ids)
+            # An 8-bit rebuild (a million stories compacting) copies the live rows to a new
+            # half-float file a chunk at a time instead of into one float matrix (1.5 GiB).
+            rows = HalfVectors(self.dim, self.scratch_dir)
+            for i in range(0, len(ids), _BUILD_CHUNK):
+                rows.append(self._state.get(ids[i:i + _BUILD_CHUNK]))
+            return ids, rows
 
     def _open_journal(self) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
         journal: list[tuple[str, np.ndarray, np.ndarray | None]] = []

@@ -478,3 +478,18 @@ def test_8bit_index_without_its_half_floats_loads_as_none(tmp_path: Path):
     assert FaissIndex.load(tmp_path, verify_checksum=False) is None  # size
     rows_file.unlink()
     assert FaissIndex.load(tmp_path, verify_checksum=False) is None
+
+
+def test_8bit_compaction_copies_live_rows_to_a_new_half_float_file():
+    index = FaissIndex(DIM, hnsw_threshold=50, sq8_threshold=50, rebuild_mode="inline")
+    vectors = unit_rows(400, seed=21)
+    index.add(np.arange(400), vectors)
+    old_rows = index._state.base.exact
+    index.remove(np.arange(0, 400, 3))  # a third dead: past the 20 % that triggers compaction
+    assert index.kind == "ivf_sq8" and index.tombstones == 0 and len(index) == 266
+    assert index._state.base.exact is not old_rows and len(index._state.base.exact) == 266
+    live = np.setdiff1d(np.arange(400), np.arange(0, 400, 3))
+    np.testing.assert_allclose(index.get(live), vectors[live], atol=2e-3)
+    exact = BruteForceIndex(DIM)
+    exact.add(live, vectors[live])
+    assert [i for i, _ in index.search(vectors[1], 5)] == [i for i, _ in exact.search(vectors[1], 5)]

@@ -109,17 +109,13 @@ class RelatedService:
         return RelatedEngine(self.corpus.vindex, self.corpus.lexical, self._meta)
 
     def _meta(self, ids: list[int]) -> dict[int, CandidateMeta]:
-        out = {}
-        for i in ids:
-            m = self.corpus.meta.get(i)
-            if m is None:
-                continue  # removed from the database since it was indexed
-            out[i] = CandidateMeta(
-                title=m.title, summary=m.summary, url=m.url, site=m.site, source=m.source,
-                category=m.category, published_at=m.when,
-                source_weight=self.source_weights.get(m.source, 1.0), image_url=m.image_url,
-            )
-        return out
+        # Ids removed from the database since they were indexed are simply not returned.
+        weights = self.source_weights
+        return {c.id: CandidateMeta(title=c.title, summary=c.summary, url=c.url, site=c.site,
+                                    source=c.source, category=c.category, published_at=c.when,
+                                    source_weight=weights.get(c.source, 1.0),
+                                    image_url=c.image_url)
+                for c in self.corpus.meta.cards(ids)}
 
     # ------------------------------------------------------------ entry points
 

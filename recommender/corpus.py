@@ -5,6 +5,12 @@ its recipe matches), reconciles it with the vectors the database holds (repairin
 left behind by a crash or a kill), then follows the `index_changes` log so that every replica
 sees new and removed stories within a tick. Only the process that owns the files saves them.
 
+The lexical index and the cards are saved beside the FAISS file (`recommender/snapshot.py`:
+lexical.npz, meta.npz, meta.records, corpus.json). A start uses them only when they hold the
+very ids of the loaded FAISS file at its watermark; the repair and the change log then bring
+all three up to date together. Otherwise every story is read and tokenized again (~10 min at
+a million stories, against seconds for the saved files).
+
 Sized for a million stories in one process: card metadata is columnar (`MetaTable`), the
 lexical index keeps numpy postings, and a start with an empty index reads every vector into
 one matrix and builds the index once (HNSW+SQ8 at that size) instead of growing it in batches.
@@ -18,25 +24,30 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
 from aggregator.model import Story
 from aggregator.store import Store
+from recommender import snapshot
 from recommender.halfvectors import HalfVectors
 from recommender.idmap import IdMap
 from recommender.lexical import LexicalIndex
-from recommender.vindex import EIGHT_BIT, FaissIndex, manifest, reconcile
+from recommender.vindex import EIGHT_BIT, FaissIndex, ids_digest, manifest, reconcile
 
 log = logging.getLogger("tidings.corpus")
 
 LEXICAL_WORDS = 150  # body words the lexical index reads: the lead carries the event's names
 BULK_LOAD_MIN = 20_000  # an empty index facing more missing vectors than this is built at once
 META_CHUNK = 10_000  # stories read and indexed per batch at start
+# Saved beside the vector index: lexical.npz, meta.npz, the card records, then this manifest.
+SNAPSHOT_MANIFEST = "corpus.json"
+META_RECORDS = "meta.records"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +71,34 @@ class StoryMeta:
         return self.published_at or self.collected_at
 
 
+class Card(NamedTuple):
+    """What ranking a candidate needs of its metadata (`MetaTable.cards`)."""
+
+    id: int
+    url: str
+    title: str
+    summary: str
+    image_url: str
+    author: str
+    site: str
+    source: str
+    category: str
+    when: datetime | None
+
+
 def meta_of(s: Story) -> StoryMeta:
     return StoryMeta(s.id, s.url, s.title, s.summary[:SUMMARY_CHARS], s.site, s.source,
                      s.category, s.author, s.image_url, s.published_at, s.collected_at)
 
 
 SUMMARY_CHARS = 400
+# What the saved lexical index was built with: a snapshot made otherwise is rebuilt. Bump the
+# version when tokenize / key_terms / lexical_text change.
+LEXICAL_RECIPE = f"lexical-1 words={LEXICAL_WORDS} summary={SUMMARY_CHARS}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_TIME = np.iinfo(np.int64).min
 _SEP = "\x1f"  # unit separator: never in a title, URL or summary after extraction
+_RUN_BYTES = 8 << 20  # records read at once when the card records are saved
 
 
 def _micros(at: datetime | None) -> int:
@@ -123,9 +153,16 @@ class MetaTable(Mapping[int, StoryMeta]):
         self._category = np.zeros(0, dtype=np.int32)
         self._codes = _Codes()  # one table for the three: the names overlap little
         self._lock = threading.Lock()
+        # Records restored from a snapshot stay in its (read-only, shared) file: offsets below
+        # `_base_end` read from it, the others from the scratch file at offset - _base_end.
+        self._base: BinaryIO | None = None
+        self._base_fd = -1
+        self._base_end = 0
 
     def close(self) -> None:
         self._file.close()
+        if self._base is not None:
+            self._base.close()
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -147,12 +184,35 @@ class MetaTable(Mapping[int, StoryMeta]):
         return default if row is None else self._meta(int(doc_id), row)
 
     def _meta(self, doc_id: int, row: int) -> StoryMeta:
-        raw = os.pread(self._fd, int(self._length[row]), int(self._offset[row]))
+        raw = self._read(int(self._offset[row]), int(self._length[row]))
         url, title, summary, image_url, author = raw.decode("utf-8").split(_SEP)
         names = self._codes.names
         return StoryMeta(doc_id, url, title, summary, names[self._site[row]],
                          names[self._source[row]], names[self._category[row]], author, image_url,
                          _at(self._published[row]), _at(self._collected[row]))
+
+    def cards(self, ids: Sequence[int]) -> list[Card]:
+        """`Card`s of the known ids, in order (unknown ids skipped): a block's few hundred
+        candidates at once, columns gathered with numpy and no `StoryMeta` made (at 1M stories
+        `get` per candidate was a fifth of a block)."""
+        wanted = np.asarray(ids, dtype=np.int64)
+        rows = self._rows.rows(wanted)
+        known = rows >= 0
+        rows = rows[known]
+        published, collected = self._published[rows], self._collected[rows]
+        when = np.where(published != _NO_TIME, published, collected).tolist()
+        names = self._codes.names
+        site, source, category = (self._site[rows].tolist(), self._source[rows].tolist(),
+                                  self._category[rows].tolist())
+        out = []
+        for j, (doc_id, offset, length) in enumerate(zip(
+                wanted[known].tolist(), self._offset[rows].tolist(), self._length[rows].tolist(),
+                strict=True)):
+            url, title, summary, image_url, author = (
+                self._read(offset, length).decode("utf-8").split(_SEP))
+            out.append(Card(doc_id, url, title, summary, image_url, author, names[site[j]],
+                            names[source[j]], names[category[j]], _at(when[j])))
+        return out
 
     def put_many(self, metas: Iterable[StoryMeta]) -> None:
         """Add or replace stories (a replaced story's old record is simply no longer used)."""
@@ -168,7 +228,7 @@ class MetaTable(Mapping[int, StoryMeta]):
         lengths = np.fromiter((len(r) for r in records), dtype=np.int64, count=len(records))
         with self._lock:
             start = self._end
-            os.pwrite(self._fd, b"".join(records), start)
+            os.pwrite(self._fd, b"".join(records), start - self._base_end)
             self._end += int(lengths.sum())
             first = self._n
             self._grow(first + len(metas))
@@ -187,6 +247,97 @@ class MetaTable(Mapping[int, StoryMeta]):
     def pop(self, doc_id: int) -> None:
         with self._lock:
             self._rows.pop(int(doc_id))
+
+    def _read(self, offset: int, length: int) -> bytes:
+        if offset < self._base_end:
+            return os.pread(self._base_fd, length, offset)
+        return os.pread(self._fd, length, offset - self._base_end)
+
+    # -- persistence: live rows only, records rewritten back to back
+
+    def ids(self) -> np.ndarray:
+        return self._rows.ids()
+
+    def snapshot(self) -> tuple[dict[str, np.ndarray], Callable[[BinaryIO], None]]:
+        """(columns of the live rows, a writer of their text records) for `restore`.
+
+        The columns are copied now, under the lock; the writer may run later on another thread,
+        as the records it reads are never rewritten (the scratch file only grows)."""
+        with self._lock:
+            ids = self._rows.ids()
+            rows = self._rows.rows(ids)
+            old_offset, lengths = self._offset[rows], self._length[rows].astype(np.int64)
+            arrays = {
+                "ids": ids,
+                "offset": np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
+                "length": self._length[rows],
+                "published": self._published[rows], "collected": self._collected[rows],
+                "site": self._site[rows], "source": self._source[rows],
+                "category": self._category[rows],
+                "names": np.asarray(self._codes.names, dtype=np.str_),
+            }
+
+        def write(out: BinaryIO) -> None:
+            # Live records in row order: rows are appended in file order, so their offsets
+            # ascend; each run of rows within one file and a few MiB is read at once, then
+            # sliced (a pread per story cost seconds at a million).
+            if np.any(np.diff(old_offset) <= 0):  # not expected; correct anyway, one by one
+                for at, size in zip(old_offset.tolist(), lengths.tolist(), strict=True):
+                    out.write(self._read(at, size))
+                return
+            split = int(np.searchsorted(old_offset, self._base_end))  # first scratch row
+            for first, stop in ((0, split), (split, len(rows))):
+                i = first
+                while i < stop:
+                    lo = int(old_offset[i])
+                    j = int(np.searchsorted(old_offset, lo + _RUN_BYTES))
+                    j = min(max(j, i + 1), i + 4096, stop)
+                    hi = int(old_offset[j - 1] + lengths[j - 1])
+                    run = memoryview(self._read(lo, hi - lo))
+                    starts = (old_offset[i:j] - lo).tolist()
+                    out.write(b"".join(run[a:a + b] for a, b in
+                                       zip(starts, lengths[i:j].tolist(), strict=True)))
+                    i = j
+
+        return arrays, write
+
+    @classmethod
+    def restore(cls, arrays: dict[str, np.ndarray], records: BinaryIO,
+                directory: Path | None = None) -> MetaTable:
+        """The table `snapshot` saved, reading its records from `records` (kept open: a later
+        save replaces the file by name, so this one stays readable); ValueError when the
+        arrays do not fit the records."""
+        a = {k: np.asarray(v) for k, v in arrays.items()}
+        n = len(a["ids"])
+        size = os.fstat(records.fileno()).st_size
+        want = {"ids": np.int64, "offset": np.int64, "length": np.int32, "published": np.int64,
+                "collected": np.int64, "site": np.int32, "source": np.int32,
+                "category": np.int32}
+        for name, dtype in want.items():
+            if a[name].dtype != dtype or a[name].shape != (n,):
+                raise ValueError(f"meta {name}: {a[name].dtype} {a[name].shape}")
+        names = [str(x) for x in a["names"].tolist()]
+        codes = np.concatenate([a["site"], a["source"], a["category"]])
+        ends = a["offset"] + a["length"]
+        if n and (codes.min() < 0 or codes.max() >= len(names) or a["offset"].min() < 0
+                  or a["length"].min() < 0 or ends.max() > size):
+            raise ValueError("meta columns point outside their records")
+        if len(np.unique(a["ids"])) != n or (n and a["ids"].min() < 0):
+            raise ValueError("meta ids are not distinct")
+        table = cls(directory)
+        table._base, table._base_fd, table._base_end = records, records.fileno(), size
+        table._end = size
+        table._n = n
+        table._offset, table._length = a["offset"].copy(), a["length"].copy()
+        table._published, table._collected = a["published"].copy(), a["collected"].copy()
+        table._site, table._source = a["site"].copy(), a["source"].copy()
+        table._category = a["category"].copy()
+        for name in names:
+            table._codes.code(name)
+        if len(table._codes.names) != len(names):
+            raise ValueError("meta names repeat")
+        table._rows.set_many(a["ids"], np.arange(n))
+        return table
 
     def _grow(self, size: int) -> None:
         if size <= len(self._offset):
@@ -245,7 +396,8 @@ class Corpus:
     # ------------------------------------------------------------ start and repair
 
     async def start(self, progress: Callable[[int, int], None] | None = None) -> dict:
-        """Load or rebuild the index, then repair it against the database."""
+        """Load or rebuild the index, lexical index and cards, then repair them against the
+        database (all three: whatever the saved files lack or hold too many)."""
         # Replay the change log from where the saved file stopped (re-embedded stories keep
         # their id, so only the log says their vector changed); without a file, from now, as
         # the repair below loads every current vector. Read first: later changes get replayed.
@@ -253,9 +405,17 @@ class Corpus:
         saved = manifest(self.index_dir)
         loaded = await asyncio.to_thread(FaissIndex.load, self.index_dir, mmap=self.mmap,
                                          recipe=self.recipe, **self.index_settings)
+        restored = False
         if loaded is not None:
             self.vindex = loaded
             watermark = min(watermark, int(getattr(loaded, "watermark", 0) or 0))
+            # The lexical index and the cards saved with it, when they hold exactly its ids at
+            # its watermark: the repair and the change log below then keep all three in step.
+            snap = await asyncio.to_thread(self._restore, loaded)
+            if snap is not None:
+                self.meta.close()
+                self.lexical, self.meta = snap
+                restored = True
         elif saved is not None:
             # A file that does not match its manifest (torn write, another recipe): the
             # database has every vector, so start empty and let the repair below refill it.
@@ -264,8 +424,9 @@ class Corpus:
         db_ids = np.asarray(await self.store.vector_ids(self.recipe), dtype=np.int64)
         missing, extra = reconcile(self.vindex, db_ids)
         if len(extra):
-            self.vindex.remove(extra)
+            self.remove([int(x) for x in extra])  # from the restored lexical index and cards too
         added = 0
+        missing_before = missing
         if not len(self.vindex) and len(missing) > BULK_LOAD_MIN:
             added = await self._bulk_vectors(missing, progress)
             missing = missing[:0]
@@ -278,16 +439,47 @@ class Corpus:
                 added += len(ids)
             if progress:
                 progress(min(i + 2000, len(missing)), len(missing))
-        await self._load_meta([int(x) for x in db_ids])
+        # Restored: only the stories the index lacked (the others are in the snapshot, minus
+        # those removed above); otherwise every story, as the lexical index starts empty.
+        await self._load_meta([int(x) for x in (missing_before if restored else db_ids)])
         self.watermark = watermark
         self.dirty = bool(added or len(extra))
         self.version += 1
         if self.dirty:
             log.info("index.repaired added=%d removed=%d", added, len(extra))
         await self.follow()
-        if self.owner and self.dirty:
-            await self.save()
-        return {"indexed": len(self.vindex), "repaired_added": added, "repaired_removed": int(len(extra))}
+        if self.owner and (self.dirty or not restored):
+            await self.save()  # also when only the snapshot was missing or stale
+        return {"indexed": len(self.vindex), "repaired_added": added,
+                "repaired_removed": int(len(extra)), "restored": restored}
+
+    def _restore(self, loaded: FaissIndex) -> tuple[LexicalIndex, MetaTable] | None:
+        """The saved lexical index and cards, or None (then rebuilt) unless they are intact,
+        saved with the same lexical recipe at the index's watermark, and hold its very ids."""
+        digest = ids_digest(loaded.ids())
+        snap = snapshot.load(self.index_dir, SNAPSHOT_MANIFEST, arrays=("lexical", "meta"),
+                             files=(META_RECORDS,),
+                             expect={"lexical": LEXICAL_RECIPE, "ids_digest": digest,
+                                     "watermark": int(getattr(loaded, "watermark", -1))})
+        if snap is None:
+            if (self.index_dir / SNAPSHOT_MANIFEST).exists():
+                log.warning("corpus.snapshot_unusable dir=%s (damaged, or not saved with this "
+                            "index): rebuilding", self.index_dir)
+            return None
+        records = snap.files[META_RECORDS]
+        lexical = LexicalIndex()
+        try:
+            lexical.restore(snap.arrays["lexical"])
+            meta = MetaTable.restore(snap.arrays["meta"], records, self.index_dir.parent)
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as e:
+            log.warning("corpus.snapshot_unusable dir=%s: %s: rebuilding", self.index_dir, e)
+            records.close()
+            return None
+        if ids_digest(lexical.ids()) != digest or ids_digest(meta.ids()) != digest:
+            log.warning("corpus.snapshot_mismatch dir=%s: rebuilding", self.index_dir)
+            meta.close()
+            return None
+        return lexical, meta
 
     async def _bulk_vectors(self, missing: np.ndarray,
                             progress: Callable[[int, int], None] | None) -> int:
@@ -384,14 +576,38 @@ class Corpus:
             self.version += 1
 
     async def save(self) -> None:
+        """Write the vector index, then the lexical index and cards beside it (owner only).
+
+        The change log is not followed meanwhile, so the three files hold the same stories at
+        the same watermark (a restart checks that before using the snapshot). The lexical
+        state and the card columns are copied here, on the serving thread (a few ms): queries
+        refresh norms in place, and the copy must not move while the files are written.
+        """
         if not self.owner:
             return
         self.index_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            watermark = self.watermark
-            self.dirty = False
-        await asyncio.to_thread(self.vindex.save, self.index_dir, recipe=self.recipe,
-                                watermark=watermark)
+        async with self._follow_lock:
+            with self._lock:
+                watermark = self.watermark
+                self.dirty = False
+                lexical = self.lexical.snapshot()
+                meta, write_records = self.meta.snapshot()
+            await asyncio.to_thread(self._save_files, watermark, lexical, meta, write_records)
+
+    def _save_files(self, watermark: int, lexical: dict[str, np.ndarray],
+                    meta: dict[str, np.ndarray], write_records: Callable[[BinaryIO], None]) -> None:
+        saved = self.vindex.save(self.index_dir, recipe=self.recipe, watermark=watermark)
+        if ids_digest(lexical["doc_id"][lexical["alive"]]) != saved["ids_digest"] or \
+                ids_digest(meta["ids"]) != saved["ids_digest"]:
+            # A story with a vector but no card (deleted between the two reads at start): the
+            # snapshot would not be used, so write none and let the next start rebuild it.
+            log.warning("corpus.snapshot_skipped: lexical/cards differ from the vector index")
+            (self.index_dir / SNAPSHOT_MANIFEST).unlink(missing_ok=True)
+            return
+        snapshot.save(self.index_dir, SNAPSHOT_MANIFEST, arrays={"lexical": lexical, "meta": meta},
+                      files={META_RECORDS: write_records},
+                      info={"watermark": int(watermark), "ids_digest": saved["ids_digest"],
+                            "count": int(len(meta["ids"])), "lexical": LEXICAL_RECIPE})
 
     # ------------------------------------------------------------ rebuild
 
@@ -403,18 +619,29 @@ class Corpus:
         """
         watermark = await self.store.change_seq()
         total = len(await self.store.vector_ids(self.recipe))
+        # As at start: an 8-bit layout is fed through its half-float file, not a float matrix.
+        streamed = None
+        if isinstance(self.vindex, FaissIndex) and self.vindex.kind_for(total) in EIGHT_BIT:
+            streamed = HalfVectors(self.dim, self.index_dir.parent)
         ids: list[np.ndarray] = []
         vecs: list[np.ndarray] = []
         done = 0
         async for batch in self.store.iter_vectors(self.recipe):
             ids.append(np.asarray([r[0] for r in batch], dtype=np.int64))
-            vecs.append(to_vectors((r[1] for r in batch), self.dim))
+            chunk = to_vectors((r[1] for r in batch), self.dim)
+            if streamed is not None:
+                streamed.append(chunk)
+            else:
+                vecs.append(chunk)
             done += len(batch)
             if progress:
                 progress(done, total)
         all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
-        all_vecs = np.vstack(vecs) if vecs else np.zeros((0, self.dim), dtype=np.float32)
-        await asyncio.to_thread(self.vindex.rebuild, all_ids, all_vecs)
+        if streamed is not None:
+            await asyncio.to_thread(self.vindex.rebuild_streamed, all_ids, streamed)
+        else:
+            all_vecs = np.vstack(vecs) if vecs else np.zeros((0, self.dim), dtype=np.float32)
+            await asyncio.to_thread(self.vindex.rebuild, all_ids, all_vecs)
         with self._lock:
             self.watermark = min(self.watermark, watermark) if self.watermark else watermark
             self.version += 1

@@ -457,6 +457,111 @@ class LexicalIndex:
         tail = self._tail.get(tid)
         return hi - lo + (len(tail[0]) if tail is not None else 0)
 
+    # -- persistence -------------------------------------------------------------------------
+
+    def params(self) -> np.ndarray:
+        return np.asarray([self.title_weight, self.max_query_terms, self.stop_share,
+                           self.stop_min_docs, self.walk_budget], dtype=np.float64)
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The whole state as arrays, for `restore`: an exact copy, norms included, so a
+        restored index ranks exactly as this one does.
+
+        Cheap enough to take on the serving thread (a few MB copied at a million documents):
+        arrays that are changed in place (df, norms, liveness) are copied; the postings and
+        names are replaced, never written in place, so they are shared as they are.
+        """
+        n_terms = len(self._terms)
+        tail_t, tail_s, tail_c = self._tail_arrays()
+        vocab = "\n".join(self._terms[:n_terms])  # a token never holds a newline
+        return {
+            "params": self.params(),
+            "vocab": np.frombuffer(vocab.encode("utf-8"), dtype=np.uint8),
+            "n_terms": np.asarray(n_terms, dtype=np.int64),
+            "df": self._df[:n_terms].copy(),
+            "stop": self._stop[:n_terms].copy(),
+            "indptr": self._indptr,
+            "pdocs": self._pdocs,
+            "pcounts": self._pcounts,
+            "tail_t": tail_t, "tail_s": tail_s, "tail_c": tail_c,
+            "doc_id": self._doc_id[: self._slots],
+            "alive": self._alive[: self._slots].copy(),
+            "key_start": self._key_start[: self._slots],
+            "key_len": self._key_len[: self._slots].copy(),
+            "keys": self._keys[: self._keys_n],
+            "norms": self._norms.copy(),
+            "norms_at_n": np.asarray(self._norms_at_n, dtype=np.int64),
+            "dead": np.asarray(self._dead, dtype=np.int64),
+            "pending_removed": np.asarray(self._pending_removed, dtype=np.int64),
+        }
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        """Become the index `snapshot` saved; ValueError when the arrays do not fit together
+        or were taken with other parameters (the caller then rebuilds from the texts)."""
+        if not np.array_equal(np.asarray(state["params"]), self.params()):
+            raise ValueError("saved with other lexical parameters")
+        a = {k: np.asarray(v) for k, v in state.items()}
+        want = {"vocab": np.uint8, "df": np.int32, "stop": np.bool_, "indptr": np.int64,
+                "pdocs": np.int32, "pcounts": np.uint16, "tail_t": np.int64,
+                "tail_s": np.int32, "tail_c": np.uint16, "doc_id": np.int64,
+                "alive": np.bool_, "key_start": np.int64, "key_len": np.uint8,
+                "keys": np.int32, "norms": np.float32, "pending_removed": np.int64}
+        for name, dtype in want.items():
+            if a[name].dtype != dtype or a[name].ndim != 1:
+                raise ValueError(f"{name}: {a[name].dtype}")
+        n_terms, slots = int(a["n_terms"]), len(a["doc_id"])
+        terms = a["vocab"].tobytes().decode("utf-8").split("\n") if n_terms else []
+        indptr, pdocs = a["indptr"], a["pdocs"]
+        tail_t, tail_s = a["tail_t"], a["tail_s"]
+        alive = a["alive"]
+        key_end = a["key_start"] + a["key_len"]
+        if (len(terms) != n_terms or len(a["df"]) != n_terms or len(a["stop"]) != n_terms
+                or not 1 <= len(indptr) <= n_terms + 1 or indptr[0] != 0
+                or np.any(np.diff(indptr) < 0) or indptr[-1] != len(pdocs)
+                or len(a["pcounts"]) != len(pdocs)
+                or len(tail_s) != len(tail_t) or len(a["tail_c"]) != len(tail_t)
+                or any(len(a[k]) != slots for k in ("alive", "key_start", "key_len"))
+                or len(a["norms"]) > slots
+                or (len(pdocs) and not 0 <= pdocs.min() <= pdocs.max() < slots)
+                or (len(tail_t) and not 0 <= tail_t.min() <= tail_t.max() < n_terms)
+                or (len(tail_s) and not 0 <= tail_s.min() <= tail_s.max() < slots)
+                or (len(a["keys"]) and not 0 <= a["keys"].min() <= a["keys"].max() < n_terms)
+                or (slots and (a["key_start"].min() < 0 or key_end.max() > len(a["keys"])))
+                or (len(a["pending_removed"]) and not 0 <= a["pending_removed"].min()
+                    <= a["pending_removed"].max() < slots)):
+            raise ValueError("lexical arrays do not fit together")
+        live_ids = a["doc_id"][alive]
+        if len(live_ids) and (live_ids.min() < 0 or len(np.unique(live_ids)) != len(live_ids)):
+            raise ValueError("lexical ids are not distinct")
+        self._terms = terms
+        self._vocab = {sys.intern(t): i for i, t in enumerate(terms)}
+        if len(self._vocab) != n_terms:
+            raise ValueError("vocabulary has repeated terms")
+        self._df, self._stop = a["df"].copy(), a["stop"].copy()
+        self._indptr, self._pdocs, self._pcounts = indptr, pdocs, a["pcounts"]
+        # The tail, term by term in the order it was saved (its runs are contiguous).
+        self._tail = {}
+        if len(tail_t):
+            starts = np.flatnonzero(np.concatenate([[True], tail_t[1:] != tail_t[:-1]]))
+            ends = np.append(starts[1:], len(tail_t))
+            for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+                self._tail[int(tail_t[lo])] = (tail_s[lo:hi].tolist(), a["tail_c"][lo:hi].tolist())
+        self._tail_n = len(tail_t)
+        self._doc_id, self._alive = a["doc_id"].copy(), alive.copy()
+        self._key_start, self._key_len = a["key_start"].copy(), a["key_len"].copy()
+        self._slots = slots
+        self._keys, self._keys_n = a["keys"], len(a["keys"])
+        self._slot = IdMap()
+        self._slot.set_many(live_ids, np.flatnonzero(alive))
+        self._norms = a["norms"].copy()
+        self._norms_at_n = int(a["norms_at_n"])
+        self._dead = int(a["dead"])
+        self._pending_removed = a["pending_removed"].tolist()
+
+    def ids(self) -> np.ndarray:
+        """Every indexed id, ascending."""
+        return self._slot.ids()
+
     # -- queries -----------------------------------------------------------------------------
 
     def search(self, title: str, text: str, k: int) -> list[tuple[int, float]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from aggregator.model import StoryDraft
 from recommender.corpus import Corpus
@@ -151,26 +152,251 @@ def test_meta_table_round_trips_cards_and_forgets_removed_stories(tmp_path):
     table.close()
 
 
+def count_streamed_rebuilds(monkeypatch) -> list[int]:
+    """Sizes of the index rebuilds fed through a half-float file, as they happen."""
+    streamed: list[int] = []
+    plain = FaissIndex.rebuild_streamed
+    monkeypatch.setattr(FaissIndex, "rebuild_streamed",
+                        lambda self, ids, rows: streamed.append(len(ids)) or plain(self, ids, rows))
+    return streamed
+
+
+def eight_bit_corpus(store, path) -> Corpus:
+    return Corpus(store, recipe=EMB.recipe, dim=EMB.dim, index_dir=path, owner=True,
+                  index_factory=lambda: FaissIndex(EMB.dim, hnsw_threshold=20, sq8_threshold=40,
+                                                   rebuild_mode="inline"))
+
+
+async def assert_holds_the_stored_vectors(store, c: Corpus) -> None:
+    ids = sorted(await store.vector_ids(EMB.recipe))
+    assert sorted(c.vindex.ids().tolist()) == ids
+    for i, blob in (await store.load_vectors(ids[:5], EMB.recipe)).items():
+        want = np.frombuffer(blob, dtype=np.float32)
+        np.testing.assert_allclose(c.vindex.get(np.array([i]))[0], want, atol=2e-3)
+        assert c.vindex.search(want, 1)[0][0] == i
+
+
 async def test_large_bulk_load_streams_into_the_8bit_index(store, tmp_path, monkeypatch):
     # Past sq8_threshold the start builds the index from the half-float file it streams the
     # stored vectors into (no float matrix of the whole corpus): same ids, same vectors ~1e-3.
     import recommender.corpus as corpus_module
 
     monkeypatch.setattr(corpus_module, "BULK_LOAD_MIN", 10)
-    streamed = []
-    plain = FaissIndex.rebuild_streamed
-    monkeypatch.setattr(FaissIndex, "rebuild_streamed",
-                        lambda self, ids, rows: streamed.append(len(ids)) or plain(self, ids, rows))
+    streamed = count_streamed_rebuilds(monkeypatch)
     await seed(store, 60)
-    c = Corpus(store, recipe=EMB.recipe, dim=EMB.dim, index_dir=tmp_path / "ix", owner=True,
-               index_factory=lambda: FaissIndex(EMB.dim, hnsw_threshold=20, sq8_threshold=40,
-                                                rebuild_mode="inline"))
+    c = eight_bit_corpus(store, tmp_path / "ix")
     info = await c.start()
     assert info["indexed"] == 60 and c.vindex.kind == "ivf_sq8" and streamed == [60]
-    ids = sorted(await store.vector_ids(EMB.recipe))
-    assert sorted(c.vindex.ids().tolist()) == ids
-    stored = await store.load_vectors(ids[:5], EMB.recipe)
-    for i, blob in stored.items():
-        want = np.frombuffer(blob, dtype=np.float32)
-        np.testing.assert_allclose(c.vindex.get(np.array([i]))[0], want, atol=2e-3)
-        assert c.vindex.search(want, 1)[0][0] == i
+    await assert_holds_the_stored_vectors(store, c)
+
+
+async def test_rebuild_past_sq8_threshold_streams_and_keeps_every_vector(store, tmp_path,
+                                                                        monkeypatch):
+    # `tidings index --rebuild` at that size does the same.
+    streamed = count_streamed_rebuilds(monkeypatch)
+    await seed(store, 50)
+    c = eight_bit_corpus(store, tmp_path / "ix")
+    await c.start()
+    assert await c.rebuild() == 50
+    assert streamed[-1] == 50 and c.vindex.kind == "ivf_sq8"
+    await assert_holds_the_stored_vectors(store, c)
+
+
+# ------------------------------------------------ the lexical index and cards saved beside it
+
+QUERIES = [("Story 3 about topic 3", "body words 3 topic 3"), ("topic", "words 7"),
+           ("Story 101", "body words 101"), ("Completely different", "replacement")]
+
+
+def _view(c: Corpus):
+    """What a restart must keep: lexical results, every card, every story's names."""
+    ids = sorted(c.meta)
+    return ([c.lexical.search(t, x, 50) for t, x in QUERIES], [c.meta[i] for i in ids],
+            [c.lexical.key_terms_of(i) for i in ids])
+
+
+def _count_meta_loads(monkeypatch) -> list[list[int]]:
+    calls: list[list[int]] = []
+    plain = Corpus._load_meta
+
+    async def counting(self, ids):
+        calls.append(list(ids))
+        return await plain(self, ids)
+
+    monkeypatch.setattr(Corpus, "_load_meta", counting)
+    return calls
+
+
+async def test_a_saved_corpus_restarts_without_reading_every_story(store, tmp_path, monkeypatch):
+    await seed(store)
+    c = corpus(store, tmp_path / "ix")
+    assert not (await c.start())["restored"]  # nothing saved yet: built, and saved by the owner
+    assert (tmp_path / "ix" / "corpus.json").is_file()
+    before = _view(c)
+    assert before[0][0] and len(before[1]) == 20
+    calls = _count_meta_loads(monkeypatch)
+    c2 = corpus(store, tmp_path / "ix")
+    info = await c2.start()
+    assert info["restored"] and calls == [[]]  # no story read from the database
+    assert _view(c2) == before
+    assert c2.lexical.ids().tolist() == sorted(c2.meta) == sorted(c2.vindex.ids().tolist())
+    # A replica that maps the files (a worker) restores them too, and never writes them.
+    w = Corpus(store, recipe=EMB.recipe, dim=EMB.dim, index_dir=tmp_path / "ix", owner=False,
+               index_factory=lambda: FaissIndex(EMB.dim), mmap=True)
+    saved = (tmp_path / "ix" / "corpus.json").read_bytes()
+    assert (await w.start())["restored"] and _view(w) == before
+    await seed(store, 2, start=300)
+    await w.follow()  # new stories go to its scratch records, the restored ones stay readable
+    assert len(w.meta) == 22 and w.lexical.search("Story 301", "", 1)[0][0] in w.meta
+    assert all(w.meta[i] == c2.meta[i] for i in c2.meta)
+    await w.save()
+    assert (tmp_path / "ix" / "corpus.json").read_bytes() == saved
+
+
+async def test_changes_while_down_are_repaired_in_all_three(store, tmp_path, monkeypatch):
+    import dataclasses
+
+    await seed(store, 10)
+    old = [StoryDraft(url=f"https://e.org/old{i}", title=f"Old story {i}", text="old words",
+                      published_at=NOW - timedelta(days=30)) for i in range(3)]
+    await store.upsert_stories(old, NOW)
+    await Indexer(store, EMB).drain()
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    # The saved files disagree with the database without a logged change: one story the
+    # database has is missing from them, one it never had is in them (a crash, a restore).
+    dropped = sorted(c.meta)[4]
+    c.remove([dropped])
+    real = (await store.get_stories([sorted(c.meta)[0]]))[sorted(c.meta)[0]]
+    ghost = dataclasses.replace(real, id=99_999, url="https://e.org/ghost", title="Ghost story")
+    c.add_stories([ghost], EMB.encode(["Ghost story"]))
+    await c.save()
+    saved = set(c.meta)
+    # While down: stories added, retention removes the old ones, one story gets a new text.
+    await seed(store, 4, start=100)
+    gone = await store.delete_stories_before(NOW - timedelta(days=1), NOW)
+    changed = sorted(c.meta)[1]
+    await store.upsert_stories([StoryDraft(url=c.meta[changed].url, title="Completely different",
+                                           text="replacement text")], NOW)
+    await Indexer(store, EMB).drain()
+
+    calls = _count_meta_loads(monkeypatch)
+    c2 = corpus(store, tmp_path / "ix")
+    info = await c2.start()
+    db = sorted(await store.vector_ids(EMB.recipe))
+    assert len(gone) == 3 and len(db) == 14
+    # Only the stories the files lack are read: the dropped one and the four new ones.
+    assert info["restored"] and calls == [sorted(set(db) - saved)] and len(calls[0]) == 5
+    assert dropped in calls[0]
+    assert c2.lexical.ids().tolist() == sorted(c2.meta) == sorted(c2.vindex.ids().tolist()) == db
+    assert c2.meta[changed].title == "Completely different"
+    assert c2.lexical.search("Completely different", "", 1)[0][0] == changed
+    assert c2.lexical.search("Ghost", "", 5) == [] and 99_999 not in c2.meta
+    # The same as a corpus built from the database alone (scores to float rounding; equal
+    # scores come in slot order, which differs).
+    fresh = corpus(store, tmp_path / "fresh", owner=False)
+    assert not (await fresh.start())["restored"]
+    got, want = _view(c2), _view(fresh)
+    assert got[1:] == want[1:]
+    for a, b in zip(got[0], want[0], strict=True):
+        assert dict(a) == pytest.approx(dict(b), abs=1e-6)
+    # And the repaired state was saved: the next start restores it as it is.
+    c3 = corpus(store, tmp_path / "ix")
+    assert (await c3.start())["restored"] and _view(c3) == got
+
+
+@pytest.mark.parametrize("damage", ["lexical.npz", "meta.npz", "meta.records", "flip",
+                                    "watermark", "no manifest"])
+async def test_a_damaged_or_stale_snapshot_falls_back_to_the_rebuild(store, tmp_path,
+                                                                      monkeypatch, damage):
+    await seed(store)
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    before = _view(c)
+    ix = tmp_path / "ix"
+    if damage == "flip":  # same size, one byte changed
+        f = ix / "meta.records"
+        raw = bytearray(f.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        f.write_bytes(bytes(raw))
+    elif damage == "watermark":  # the vector index saved again later, the snapshot not
+        c.vindex.save(ix, recipe=EMB.recipe, watermark=c.watermark + 1)
+    elif damage == "no manifest":
+        (ix / "corpus.json").unlink()
+    else:  # a kill mid-write
+        f = ix / damage
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    calls = _count_meta_loads(monkeypatch)
+    c2 = corpus(store, tmp_path / "ix")
+    info = await c2.start()
+    assert not info["restored"] and len(calls) == 1 and len(calls[0]) == 20
+    assert _view(c2) == before
+    calls.clear()
+    c3 = corpus(store, tmp_path / "ix")  # the rebuild was saved: the next start restores
+    assert (await c3.start())["restored"] and calls == [[]] and _view(c3) == before
+
+
+async def test_related_blocks_are_the_same_after_a_restart(store, tmp_path):
+    from recommender.blocks import RelatedService
+    from recommender.related import Filters
+
+    drafts = [StoryDraft(url=f"https://site{i % 3}.org/{i}",
+                         title=f"Putin and Trump talk ceasefire round {i % 5} Kyiv {i % 7}",
+                         text=f"Vladimir Putin spoke to Donald Trump about Ukraine, {i % 4} energy "
+                              f"sites and the war {i}; Zelensky in Kyiv {i % 6}.")
+              for i in range(40)]
+    await store.upsert_stories(drafts, NOW)
+    await Indexer(store, EMB).drain()
+
+    async def blocks(c: Corpus):
+        svc = RelatedService(c, EMB, store, clock=lambda: NOW + timedelta(hours=2))
+        out = []
+        for sid in sorted(c.meta)[:12]:
+            block = await svc.for_story(sid, k=5, filters=Filters())
+            out.append([(m, r) for m, r in block.related])
+        return out
+
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    before = await blocks(c)
+    assert all(len(b) == 5 for b in before)
+    c2 = corpus(store, tmp_path / "ix")
+    assert (await c2.start())["restored"]
+    assert await blocks(c2) == before
+
+
+def test_meta_table_snapshot_keeps_live_cards_only_and_grows_after_restore(tmp_path):
+    import io
+
+    from recommender.corpus import MetaTable, StoryMeta
+
+    def card(i, title=None):
+        return StoryMeta(i, f"https://e.org/{i}", title or f"Title {i} – ünïcode", "s" * (i % 50),
+                         f"site{i % 3}", "src", "politics", "", "", None, NOW - timedelta(hours=i))
+
+    table = MetaTable(tmp_path)
+    table.put_many(card(i) for i in range(1, 6001))  # more than one read run when saved
+    table.put_many([card(7, "Replaced"), card(9000)])
+    table.pop(8)
+
+    def round_trip(t):
+        arrays, write = t.snapshot()
+        out = tmp_path / f"records{len(t)}"
+        with open(out, "wb") as f:
+            write(f)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        buf.seek(0)
+        with np.load(buf, allow_pickle=False) as z:
+            return MetaTable.restore({k: z[k] for k in z.files}, open(out, "rb"), tmp_path)
+
+    back = round_trip(table)
+    assert list(back) == list(table) and all(back[i] == table[i] for i in table)
+    assert back[7].title == "Replaced" and 8 not in back
+    # Cards added after the restore go to its scratch file; a second save holds both kinds.
+    back.put_many([card(9001), card(5, "Replaced too")])
+    again = round_trip(back)
+    assert len(again) == 6001 and again[9001] == card(9001) and again[5].title == "Replaced too"
+    assert all(again[i] == back[i] for i in back)
+    for t in (table, back, again):
+        t.close()

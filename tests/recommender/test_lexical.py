@@ -226,3 +226,64 @@ def test_documents_added_after_queries_get_norms_without_a_rescan():
     _, title, text = docs[1950]
     (top, score), *_ = idx.search(title, text, 3)
     assert top == 1950 and score == pytest.approx(1.0, abs=1e-3)
+
+
+def _round_trip(idx: LexicalIndex, **kw) -> LexicalIndex:
+    """Through the arrays a save writes (np.savez without pickle), into a fresh index."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **idx.snapshot())
+    buf.seek(0)
+    with np.load(buf, allow_pickle=False) as z:
+        state = {k: z[k] for k in z.files}
+    out = LexicalIndex(**kw)
+    out.restore(state)
+    return out
+
+
+def test_a_restored_index_ranks_and_grows_exactly_like_the_original():
+    docs = _corpus(2500)
+    idx = LexicalIndex(stop_min_docs=1000, walk_budget=5000)
+    idx.add_many(docs[:2000])  # base postings, corpus stop words
+    idx.search(docs[0][1], docs[0][2], 5)  # norms computed
+    for doc in docs[2000:2100]:
+        idx.add(*doc)  # a tail of postings not merged yet
+    for doc_id in (3, 50, 2050):
+        idx.remove(doc_id)  # removals whose df is not taken back yet
+    assert idx._tail and idx._pending_removed and idx._stop.any()
+    back = _round_trip(idx, stop_min_docs=1000, walk_budget=5000)
+    assert back.ids().tolist() == idx.ids().tolist() and len(back) == len(idx) == 2097
+    queries = [d[1:] for d in docs[::97]] + [("w0 w1", "wbfd wbgg")]
+    for title, text in queries:
+        assert back.search(title, text, 20) == idx.search(title, text, 20)
+    assert back.key_terms_of(7) == idx.key_terms_of(7) and back.idf("wbb") == idx.idf("wbb")
+    # Both go on the same way: adds (new terms too), replacements, removals, a compaction.
+    for i in (idx, back):
+        for doc in docs[2100:]:
+            i.add(*doc)
+        i.add(10, "Zyxwv replacement", "entirely novel words qqq")
+        for doc_id in range(100, 1400):
+            i.remove(doc_id)
+    for title, text in queries + [("Zyxwv", "qqq")]:
+        assert back.search(title, text, 20) == idx.search(title, text, 20)
+
+
+def test_restore_refuses_other_parameters_and_arrays_that_do_not_fit():
+    idx = LexicalIndex()
+    idx.add_many(_corpus(1000) + [(5000 + i, *d) for i, d in DOCS.items()])  # base postings
+    state = idx.snapshot()
+    assert len(state["pdocs"]) and len(state["keys"])
+    with pytest.raises(ValueError):
+        LexicalIndex(title_weight=3).restore(state)
+    for name, broken in [("pdocs", state["pdocs"][:-1]),  # a truncated postings array
+                         ("keys", state["keys"] + 1000),  # names pointing past the vocabulary
+                         ("df", state["df"].astype(np.int64)),  # another dtype
+                         ("doc_id", np.zeros_like(state["doc_id"]))]:  # repeated ids
+        with pytest.raises(ValueError):
+            LexicalIndex().restore({**state, name: broken})
+    empty = LexicalIndex()
+    empty.restore(LexicalIndex().snapshot())
+    assert len(empty) == 0 and empty.search("Putin", "", 5) == []
+    empty.add(1, *DOCS[1])
+    assert empty.search("Putin", "", 5)[0][0] == 1

@@ -34,7 +34,7 @@ DEFAULT_CONFIG_PATH = Path("config") / "tidings.toml"
 ENV_PREFIX = "TIDINGS_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # recommender.embed.make_embedder knows these names
-EMBEDDERS = ("minilm", "minilm-int8", "minilm-onnx", "hash")
+EMBEDDERS = ("minilm", "minilm-int8", "minilm-int8-ort", "minilm-int8-ov", "minilm-onnx", "hash")
 
 
 def _opt(default: Any, *, lo: float | None = None, hi: float | None = None,

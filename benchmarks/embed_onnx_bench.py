@@ -1,4 +1,5 @@
-"""Measure embedding throughput: plain sentence-transformers, the product torch embedder, ONNX int8.
+"""Measure embedding throughput: plain sentence-transformers, the product torch embedder, ONNX int8,
+OpenVINO int8 (when installed).
 
 Same texts for all, in one process: BBC News articles (`story_text`: title + body, cut to 180
 words) and BBC titles from ../shared/data (read, never copied). The backends take turns in
@@ -74,6 +75,13 @@ def run(n_articles: int = 256, n_titles: int = 1024, *, threads: int = 2, rounds
         "onnx_int8": lambda t: int8.encode(t, batch_size=batch_size),
         "onnx_int8_bs64": lambda t: int8.encode(t, batch_size=64),
     }
+    from recommender import openvino_embed
+
+    ov8 = None
+    if openvino_embed.available():
+        ov8 = openvino_embed.OpenVinoEmbedder(
+            openvino_embed.build_openvino_model(cache_dir / "minilm-int8-ov"), threads=threads)
+        backends["openvino_int8"] = lambda t: ov8.encode(t, batch_size=batch_size)
     for encode in backends.values():  # warm-up: lazy loads, first-call allocations
         encode(articles[:8])
     rates: dict[str, dict[str, list[float]]] = {b: {"articles": [], "titles": []} for b in backends}
@@ -85,6 +93,11 @@ def run(n_articles: int = 256, n_titles: int = 1024, *, threads: int = 2, rounds
                for b, r in rates.items()}
     ref = product.encode(articles[:64])
     cos = (ref * int8.encode(articles[:64])).sum(axis=1)
+    extra = {}
+    if ov8 is not None:
+        ov_cos = (ref * ov8.encode(articles[:64])).sum(axis=1)
+        extra["openvino_int8_vs_torch_cosine"] = {"mean": round(float(ov_cos.mean()), 4),
+                                                  "min": round(float(np.min(ov_cos)), 4)}
     return {
         "threads": threads,
         "rounds": rounds,
@@ -101,6 +114,8 @@ def run(n_articles: int = 256, n_titles: int = 1024, *, threads: int = 2, rounds
         "int8_build_s": manifest["build_s"],
         "int8_ready_s": round(ready_s, 2),
         "int8_bytes": manifest["bytes"],
+        **extra,
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
 
 

@@ -9,6 +9,7 @@ of the text recipe, so changing either re-embeds instead of mixing incomparable 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -113,30 +114,56 @@ class HashingEmbedder:
         return out
 
 
+def default_cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "tidings" / "models"
+
+
 def make_embedder(
     name: str, threads: int | None = None, cache_dir: Path | None = None
 ) -> Embedder:
     """Embedder by settings name.
 
-    "minilm": the bundled model on torch. "minilm-int8" / "minilm-onnx": the same model exported
-    to ONNX (int8-quantised / fp32) and run by onnxruntime; the file is built once from the
-    bundled package into `cache_dir` (default ~/.cache/tidings/models) and reused after.
-    "hash[:dim]": tests only.
+    "minilm": the bundled model on torch. "minilm-int8": the same model int8-quantised, on the
+    faster of two runtimes for this machine: OpenVINO (statically quantised with NNCF) when its
+    packages import and it won the one-time race against onnxruntime on long texts, else
+    onnxruntime (dynamic int8); the choice is kept in `cache_dir` (recommender/openvino_embed.py).
+    "minilm-int8-ort" / "minilm-int8-ov" pin one runtime; "minilm-onnx": ONNX fp32 on
+    onnxruntime. Files are built once from the bundled package into `cache_dir` (default
+    ~/.cache/tidings/models) and reused after. Each runtime has its own `recipe`, so vectors
+    of two runtimes never share an index. "hash[:dim]": tests only.
     """
     if name == "minilm":
         return SentenceTransformerEmbedder(threads=threads)
-    if name in ("minilm-int8", "minilm-onnx"):
-        from recommender.onnx_embed import OnnxEmbedder, build_onnx_model
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if name in ("minilm-int8", "minilm-int8-ort", "minilm-int8-ov", "minilm-onnx"):
+        from recommender.onnx_embed import ModelBuildError, OnnxEmbedder, build_onnx_model
 
-        kind = "int8" if name == "minilm-int8" else "fp32"
-        if cache_dir is None:
-            cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-            cache_dir = cache_dir / "tidings" / "models"
-        path = build_onnx_model(Path(cache_dir) / name, kind)
-        return OnnxEmbedder(path, threads=threads)
+        if name == "minilm-onnx":
+            return OnnxEmbedder(build_onnx_model(cache_dir / name, "fp32"), threads=threads)
+        ort_dir = cache_dir / "minilm-int8"
+        if name == "minilm-int8-ort":
+            return OnnxEmbedder(build_onnx_model(ort_dir, "int8"), threads=threads)
+        from recommender import openvino_embed as ov
+
+        if name == "minilm-int8-ov":
+            return ov.OpenVinoEmbedder(ov.build_openvino_model(cache_dir / "minilm-int8-ov"),
+                                       threads=threads)
+        ort_path = build_onnx_model(ort_dir, "int8")
+        if not ov.available():
+            return OnnxEmbedder(ort_path, threads=threads)
+        try:
+            ov_path = ov.build_openvino_model(cache_dir / "minilm-int8-ov")
+            if ov.choose_int8_runtime(ort_dir, ort_path, ov_path, threads) == "ov":
+                return ov.OpenVinoEmbedder(ov_path, threads=threads)
+        except ModelBuildError as e:  # the onnxruntime file is built and checked: use it
+            logging.getLogger("tidings.embed").warning("OpenVINO int8 unusable (%s); "
+                                                       "using onnxruntime int8", e)
+        return OnnxEmbedder(ort_path, threads=threads)
     if name.startswith("hash"):
         dim = int(name.split(":", 1)[1]) if ":" in name else 64
         return HashingEmbedder(dim)
     raise ValueError(
-        f"unknown embedder {name!r} (expected 'minilm', 'minilm-int8', 'minilm-onnx' or 'hash')"
+        f"unknown embedder {name!r} (expected 'minilm', 'minilm-int8', 'minilm-int8-ort', "
+        "'minilm-int8-ov', 'minilm-onnx' or 'hash')"
     )

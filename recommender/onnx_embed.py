@@ -210,21 +210,29 @@ def _quantize_int8(src: Path, dst: Path) -> None:
         root.setLevel(level)
 
 
-def verify_against_torch(model_path: Path, texts: tuple[str, ...] = VERIFY_TEXTS) -> dict:
-    """Cosine of this file's vectors to sentence-transformers' on fixed texts; raises if low."""
+def check_against_torch(embedder, label: str, texts: tuple[str, ...] = VERIFY_TEXTS) -> dict:
+    """Cosine of `embedder`'s vectors to sentence-transformers' on fixed texts; raises if low.
+
+    Shared by every built backend (ONNX here, OpenVINO in openvino_embed): one gate, one bar.
+    """
     from recommender.embed import SentenceTransformerEmbedder
 
     ref = SentenceTransformerEmbedder().encode(list(texts))
-    got = OnnxEmbedder(model_path).encode(list(texts))
+    got = embedder.encode(list(texts))
     cos = (ref * got).sum(axis=1)
     result = {"mean_cos": round(float(cos.mean()), 5), "min_cos": round(float(cos.min()), 5)}
     if result["mean_cos"] < MIN_MEAN_COSINE or result["min_cos"] < MIN_ANY_COSINE:
         raise ModelBuildError(
-            f"ONNX model {model_path} disagrees with the torch model (cosine mean "
+            f"{label} disagrees with the torch model (cosine mean "
             f"{result['mean_cos']}, min {result['min_cos']}; need >= {MIN_MEAN_COSINE} / "
             f"{MIN_ANY_COSINE}); refusing to use it. Use embedder = \"minilm\" instead."
         )
     return result
+
+
+def verify_against_torch(model_path: Path, texts: tuple[str, ...] = VERIFY_TEXTS) -> dict:
+    """Cosine of this file's vectors to sentence-transformers' on fixed texts; raises if low."""
+    return check_against_torch(OnnxEmbedder(model_path), f"ONNX model {model_path}", texts)
 
 
 def build_onnx_model(out_dir: Path, kind: str = "int8") -> Path:
@@ -285,6 +293,44 @@ def build_int8_model(out_dir: Path) -> Path:
     return build_onnx_model(out_dir, "int8")
 
 
+def load_tokenizer():
+    """The bundled tokenizer, truncating at 256 tokens and not padding (done per bucket)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(_gt_model_dir() / "tokenizer.json"))
+    # The file says truncate and pad to 128; the model reads 256 (as sentence-transformers
+    # does). Padding is done per length bucket in `encode_bucketed`.
+    tokenizer.enable_truncation(MAX_TOKENS)
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def encode_bucketed(texts: list[str], tokenizer, run, batch_size: int,
+                    max_batch_tokens: int = MAX_BATCH_TOKENS, dim: int = DIM) -> np.ndarray:
+    """Tokenise, batch by length (`plan_batches`), run, mean-pool under the mask, L2-normalise.
+
+    `run(input_ids, attention_mask)` returns the batch's last_hidden_state; the rest is the same
+    for every runtime, so runtimes differ only in what they compute, never in how it is pooled.
+    """
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    if not texts:
+        return out
+    ids = [e.ids for e in tokenizer.encode_batch(list(texts))]
+    for rows in plan_batches([len(i) for i in ids], batch_size, max_batch_tokens):
+        width = max(len(ids[r]) for r in rows)
+        input_ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for j, r in enumerate(rows):
+            input_ids[j, :len(ids[r])] = ids[r]
+            mask[j, :len(ids[r])] = 1
+        hidden = run(input_ids, mask)
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        out[rows] = pooled / np.maximum(norms, 1e-12)
+    return out
+
+
 class OnnxEmbedder:
     """Embedder over an ONNX MiniLM file: tokenizers + onnxruntime, mean-pooled, unit rows.
 
@@ -323,13 +369,8 @@ class OnnxEmbedder:
     def _load(self):
         if self._session is None:
             import onnxruntime as ort
-            from tokenizers import Tokenizer
 
-            tokenizer = Tokenizer.from_file(str(_gt_model_dir() / "tokenizer.json"))
-            # The file says truncate and pad to 128; the model reads 256 (as
-            # sentence-transformers does). Padding is done per length bucket in `encode`.
-            tokenizer.enable_truncation(MAX_TOKENS)
-            tokenizer.no_padding()
+            tokenizer = load_tokenizer()
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
@@ -348,23 +389,15 @@ class OnnxEmbedder:
         return self._tokenizer, self._session
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return out
+            return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             tokenizer, session = self._load()
-            ids = [e.ids for e in tokenizer.encode_batch(list(texts))]
-            for rows in plan_batches([len(i) for i in ids], batch_size, self.max_batch_tokens):
-                width = max(len(ids[r]) for r in rows)
-                input_ids = np.zeros((len(rows), width), dtype=np.int64)
-                mask = np.zeros((len(rows), width), dtype=np.int64)
-                for j, r in enumerate(rows):
-                    input_ids[j, :len(ids[r])] = ids[r]
-                    mask[j, :len(ids[r])] = 1
-                hidden = session.run(["last_hidden_state"], {"input_ids": input_ids, "attention_mask": mask,
-                                            "token_type_ids": np.zeros_like(input_ids)})[0]
-                weights = mask[..., None].astype(np.float32)
-                pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-                norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-                out[rows] = pooled / np.maximum(norms, 1e-12)
-        return out
+
+            def run(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+                feed = {"input_ids": input_ids, "attention_mask": mask,
+                        "token_type_ids": np.zeros_like(input_ids)}
+                return session.run(["last_hidden_state"], feed)[0]
+
+            return encode_bucketed(texts, tokenizer, run, batch_size, self.max_batch_tokens,
+                                   self.dim)

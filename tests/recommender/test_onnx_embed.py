@@ -152,7 +152,7 @@ def test_second_build_reuses_the_file(models_dir, int8_path):
 def test_make_embedder_builds_into_cache_dir(models_dir, int8_path):
     from recommender.embed import make_embedder
 
-    emb = make_embedder("minilm-int8", threads=1, cache_dir=models_dir)
+    emb = make_embedder("minilm-int8-ort", threads=1, cache_dir=models_dir)
     assert isinstance(emb, OnnxEmbedder) and emb.model_path == int8_path
     assert emb.encode(["Queen's Speech"]).shape == (1, 384)
 

@@ -114,8 +114,15 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         sched.add_job(_guard, "interval", args=[name, job], seconds=seconds, max_instances=1,
                       coalesce=True, misfire_grace_time=60, **start)
 
+    model_ready = asyncio.Event()
+    if not index:
+        model_ready.set()
     if collect:
-        every("collect", svc.collector.run_round, settings.collect.tick_s, now=True)
+        async def collect_round() -> None:
+            await _wait_model(model_ready)
+            await svc.collector.run_round()
+
+        every("collect", collect_round, settings.collect.tick_s, now=True)
         if settings.collect.reload_sources_s:
             every("sources", watcher.check, settings.collect.reload_sources_s)
     loops: list[asyncio.Task] = []
@@ -123,7 +130,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         wake = asyncio.Event()
         if svc.collector is not None:
             svc.collector.listeners.append(lambda r: (r.new or r.updated) and wake.set())
-        loops.append(asyncio.create_task(index_loop(svc, settings.index.tick_s, wake)))
+        loops.append(asyncio.create_task(index_loop(svc, settings.index.tick_s, wake, model_ready)))
         every("save", lambda: _save_if_dirty(svc), 30)
     if svc.corpus is not None:
         every("follow", svc.corpus.follow, min(settings.index.tick_s, 1.0))
@@ -140,33 +147,58 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         sched.shutdown(wait=False)
         for task in loops:
             task.cancel()
-        # A cancelled chunk hands its claims back (Indexer.run_once) before the store closes.
+        # A cancelled claim hands its claims back (Indexer.run) before the store closes.
         await asyncio.gather(*loops, return_exceptions=True)
         if svc.corpus is not None and svc.corpus.owner:
             await svc.corpus.save()
         await svc.close()
 
 
-async def index_loop(svc: Services, tick_s: float, wake: asyncio.Event) -> None:
-    """Embed while there is backlog, one leased chunk after another, and make each chunk
-    searchable at once. Idle, it sleeps until the collector stores stories (`wake`) or a tick
-    passes (stories stored by other processes): a fixed tick left the model idle up to tick_s
-    after every collected batch and the corpus up to a second behind the vectors."""
+# How long the first collection round waits for the embedding model to load (see _wait_model).
+MODEL_WAIT_S = 60.0
+
+
+async def _wait_model(ready: asyncio.Event, timeout_s: float = MODEL_WAIT_S) -> None:
+    """At start, collection waits (a bounded time) until the indexer's model is loaded.
+
+    Stories collected earlier would only wait in the backlog, and the load (~0.2 s for
+    onnxruntime, 2-3 s for OpenVINO's compile on a loaded 2-core machine) would compete for
+    the cores with the first round instead of being done when its stories arrive. Later
+    rounds find the event set and do not wait."""
+    if not ready.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), timeout_s)
+
+
+async def index_loop(svc: Services, tick_s: float, wake: asyncio.Event,
+                     model_ready: asyncio.Event | None = None) -> None:
+    """Embed while there is backlog, leased claims back to back (`Indexer.run`), and make each
+    saved piece searchable at once. Idle, it sleeps until the collector stores stories
+    (`wake`) or a tick passes (stories stored by other processes): a fixed tick left the model
+    idle up to tick_s after every collected batch and the corpus up to a second behind the
+    vectors."""
     following: set[asyncio.Task] = set()
-    with contextlib.suppress(Exception):  # the session loads before the first story waits on it
-        await asyncio.to_thread(svc.embedder.encode, ["warm-up"])
+
+    def saved(_n: int) -> None:
+        if svc.corpus is not None:  # overlaps the next piece's embedding
+            task = asyncio.create_task(_guard("follow", svc.corpus.follow))
+            following.add(task)
+            task.add_done_callback(following.discard)
+
+    try:  # the session loads before the first story waits on it
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(svc.embedder.encode, ["warm-up"])
+    finally:
+        if model_ready is not None:
+            model_ready.set()  # loaded or failed: collection goes on either way
     while True:
         wake.clear()  # stories stored from here on wake the next wait
         done = 0
         try:
-            done = await svc.indexer.run_once()
+            done = await svc.indexer.run(saved=saved)
         except Exception as e:
             log_failure("index", e)
         if done:
-            if svc.corpus is not None:  # overlaps the next chunk's embedding
-                task = asyncio.create_task(_guard("follow", svc.corpus.follow))
-                following.add(task)
-                task.add_done_callback(following.discard)
             continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), tick_s)

@@ -3,18 +3,25 @@
 The pipeline is the product's own `run` role (`api.runner.run_roles`: collector, indexer and
 API in one process, default embedder), fed by the captured feeds of ../shared/data/news-feeds
 served on loopback in per-source variants (the helpers of `collect_bench`). A story counts as
-searchable when the API's corpus holds it (`/healthz` "indexed", polled); the clock starts at
-the first story's `collected_at` (the start of its source's fetch) and stops when the corpus
-reaches its final size. The baseline is the same embedder, in the same run, encoding exactly
-the texts of the searchable stories (`story_text`, as the indexer builds them) in one call.
+searchable when the API's corpus holds it (`/healthz` "indexed"); the clock starts at the
+first story's `collected_at` (the start of its source's fetch) and stops when the corpus
+reaches its final size, read from the corpus's own follow log (exact; `/healthz`, polled
+every `poll_s`, confirms the final size and stops the run). The baseline is the same
+embedder, in the same run, encoding exactly the texts of the searchable stories (`story_text`,
+as the indexer builds them) in one call.
 
-    .venv/bin/python -m benchmarks.ingest_bench [n_sources]
+Besides the ratio, each run says where the time went: the model's calls (stories each, rate),
+its idle time before the first call, between calls and after the last, and the CPU seconds of
+the event loop, the model's threads and the rest inside the timed window.
+
+    .venv/bin/python -m benchmarks.ingest_bench [n_sources] [poll_s]
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -22,6 +29,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC
 from pathlib import Path
@@ -32,6 +40,7 @@ from benchmarks.collect_bench import FEEDS_DIR, _serve, _specs, source_bodies
 REPO = Path(__file__).resolve().parents[1]
 GOAL_RATIO = 0.90
 EMBEDDER = "minilm-int8"
+POLL_S = 0.5  # /healthz poll: confirms the end and stops the run; the end time is exact
 
 
 def _sources_toml(specs, path: Path) -> None:
@@ -42,32 +51,123 @@ def _sources_toml(specs, path: Path) -> None:
 
 
 def _seed_model(data_dir: Path, name: str = EMBEDDER) -> None:
-    """Reuse the model built once under ~/.cache, so the timed run never builds it."""
-    from recommender.onnx_embed import MANIFEST, MODEL_FILE, build_int8_model
+    """Reuse the model files built once under ~/.cache (and the runtime chosen there, when the
+    embedder picks one), so the timed run never builds, races or re-chooses."""
+    from recommender.embed import make_embedder
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tidings" / "models"
-    built = build_int8_model(cache / name)
-    dst = data_dir / "models" / name
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in (MODEL_FILE["int8"], MANIFEST["int8"]):
-        shutil.copyfile(built.parent / f, dst / f)
+    make_embedder(name, cache_dir=cache)
+    for src in cache.glob(f"{name}*"):
+        if src.is_dir():
+            shutil.copytree(src, data_dir / "models" / src.name, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(".build*", "*.tmp"))
+
+
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds used so far by each thread of this process (Linux /proc), by native id."""
+    out: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError):
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return out
+
+
+class _CpuSampler:
+    """Per-thread CPU of this process sampled every `every_s`, to say who used the cores
+    during a window: the event loop (collector, API, saves, follow), the thread that called
+    the model, other Python threads (aiosqlite, to_thread), and threads Python does not know
+    (onnxruntime's pool, OpenMP)."""
+
+    def __init__(self, every_s: float = 0.1):
+        self.every_s = every_s
+        self.samples: list[tuple[float, dict[int, float]]] = []
+        self.python_ids: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), _thread_cpu()))
+            self.python_ids.update(t.native_id for t in threading.enumerate() if t.native_id)
+            self._stop.wait(self.every_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.samples.append((time.time(), _thread_cpu()))
+
+    def window(self, start: float, end: float, model_ids: set[int]) -> dict[str, float]:
+        """CPU seconds per kind of thread between the samples nearest to `start` and `end`."""
+        if not self.samples:
+            return {}
+        a = min(self.samples, key=lambda s: abs(s[0] - start))[1]
+        b = min(self.samples, key=lambda s: abs(s[0] - end))[1]
+        main = threading.main_thread().native_id
+        out = {"event_loop": 0.0, "model_caller": 0.0, "other_python": 0.0, "non_python": 0.0}
+        for tid, cpu in b.items():
+            if tid == self._thread.native_id:
+                continue  # the sampler itself
+            kind = ("event_loop" if tid == main else "model_caller" if tid in model_ids
+                    else "other_python" if tid in self.python_ids else "non_python")
+            out[kind] += cpu - a.get(tid, 0.0)
+        return {k: round(v, 2) for k, v in out.items()}
 
 
 class _Trace:
-    """Benchmark-only wrappers that log when the indexer and the model were busy."""
+    """Benchmark-only wrappers that log when the indexer and the model were busy, and when
+    the corpus (what `/healthz` counts as "indexed") grew."""
 
     def __init__(self):
-        self.chunks: list[tuple[float, float, int]] = []  # (start, end, stories) per claim
+        self.claims: list[tuple[float, int]] = []  # (when, stories) per non-empty claim
+        self.runs: list[tuple[float, float]] = []  # (start, end) per Indexer.run that embedded
         self.encode_s = 0.0
-        self.encodes: list[tuple[int, float]] = []  # (texts, seconds) per chunk
+        self.encodes: list[tuple[int, float]] = []  # (texts, seconds) per model call
+        self.encode_spans: list[tuple[float, float]] = []  # wall clock of each model call
+        self.model_ids: set[int] = set()  # native ids of the threads that called the model
         self.follow_s = 0.0  # event-loop time making saved vectors searchable
+        self.indexed: list[tuple[float, int]] = [(0.0, 0)]  # (when, corpus size) after follows
+        self.warm_at: float | None = None  # when the model's session was loaded
+        self.embedder = ""  # class and recipe of the pipeline's embedder
 
     def install(self):
+        import api.services as services
+        from aggregator.store import Store
         from recommender.corpus import Corpus
         from recommender.indexer import Indexer
-        from recommender.onnx_embed import OnnxEmbedder
 
-        run_once, encode, follow, trace = Indexer.run_once, OnnxEmbedder.encode, Corpus.follow, self
+        run, claim = Indexer.run, Store.claim_embed_backlog
+        make, follow, trace = services.make_embedder, Corpus.follow, self
+
+        def traced_make(*args, **kwargs):
+            # Whatever class the factory returns (the int8 runtime is chosen per machine):
+            # its instance's encode is wrapped.
+            emb = make(*args, **kwargs)
+            encode = emb.encode
+            trace.embedder = f"{type(emb).__name__} {emb.recipe}"
+
+            def traced_encode(texts, batch_size=32):
+                t0, w0 = time.perf_counter(), time.time()
+                trace.model_ids.add(threading.get_native_id())
+                try:
+                    return encode(texts, batch_size)
+                finally:
+                    if len(texts) > 1:  # not the warm-up
+                        trace.encode_s += time.perf_counter() - t0
+                        trace.encodes.append((len(texts), time.perf_counter() - t0))
+                        trace.encode_spans.append((w0, time.time()))
+                    else:
+                        trace.warm_at = time.time()
+
+            emb.encode = traced_encode
+            return emb
 
         async def traced_follow(corpus):
             t0 = time.perf_counter()
@@ -75,30 +175,30 @@ class _Trace:
                 return await follow(corpus)
             finally:
                 trace.follow_s += time.perf_counter() - t0
+                trace.indexed.append((time.time(), len(corpus)))
 
-        async def traced_run_once(indexer, limit=None):
+        async def traced_run(indexer, *args, **kwargs):
             t0 = time.time()
-            n = await run_once(indexer, limit)
+            n = await run(indexer, *args, **kwargs)
             if n:
-                trace.chunks.append((t0, time.time(), n))
+                trace.runs.append((t0, time.time()))
             return n
 
-        def traced_encode(emb, texts, batch_size=32):
-            t0 = time.perf_counter()
-            try:
-                return encode(emb, texts, batch_size)
-            finally:
-                if len(texts) > 1:  # not the warm-up
-                    trace.encode_s += time.perf_counter() - t0
-                    trace.encodes.append((len(texts), time.perf_counter() - t0))
+        async def traced_claim(store, *args, **kwargs):
+            t0 = time.time()
+            jobs = await claim(store, *args, **kwargs)
+            if jobs:
+                trace.claims.append((t0, len(jobs)))
+            return jobs
 
-        Indexer.run_once, OnnxEmbedder.encode = traced_run_once, traced_encode
-        Corpus.follow = traced_follow
-        return lambda: (setattr(Indexer, "run_once", run_once),
-                        setattr(OnnxEmbedder, "encode", encode), setattr(Corpus, "follow", follow))
+        Indexer.run, Store.claim_embed_backlog = traced_run, traced_claim
+        services.make_embedder, Corpus.follow = traced_make, traced_follow
+        return lambda: (setattr(Indexer, "run", run), setattr(Store, "claim_embed_backlog", claim),
+                        setattr(services, "make_embedder", make), setattr(Corpus, "follow", follow))
 
 
-async def _pipeline(settings, port: int, site_port: int, n_sources: int) -> dict:
+async def _pipeline(settings, port: int, site_port: int, n_sources: int,
+                    poll_s: float = POLL_S) -> dict:
     """Run the `run` role until every collected story is searchable; timings and counts."""
     import httpx
     from sqlalchemy import func, select
@@ -115,7 +215,9 @@ async def _pipeline(settings, port: int, site_port: int, n_sources: int) -> dict
         settings, serve=True, collect=True, index=True, host="127.0.0.1", port=port,
         resolver_factory=lambda: LoopbackResolver(port=site_port), ready=ready))
     probe = Store(settings.database_url)
-    samples: list[tuple[float, int]] = []  # (wall clock, corpus size)
+    samples: list[tuple[float, int]] = []  # (wall clock, corpus size) seen by /healthz
+    cpu = _CpuSampler()
+    cpu.__enter__()
     try:
         await asyncio.wait_for(ready.wait(), 120)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
@@ -124,13 +226,9 @@ async def _pipeline(settings, port: int, site_port: int, n_sources: int) -> dict
                 if task.done():
                     task.result()  # raises what killed the run
                     raise RuntimeError("the run role ended early")
+                await asyncio.sleep(poll_s)
                 r = await client.get("/healthz")
                 samples.append((time.time(), int(r.json().get("indexed") or 0)))
-                # The bench shares the run's event loop: the stop test (SQL) runs every 10th
-                # sample only; the end time comes from the samples anyway.
-                if len(samples) % 10:
-                    await asyncio.sleep(0.1)
-                    continue
                 sources = await probe.list_sources()
                 fetched = sum(1 for s in sources if s.last_check_at)
                 if fetched >= n_sources and await probe.backlog_size(_recipe(settings)) == 0:
@@ -140,7 +238,6 @@ async def _pipeline(settings, port: int, site_port: int, n_sources: int) -> dict
                             .where(StoryRow.duplicate_of.is_(None))) or 0)
                     if samples[-1][1] >= searchable:
                         break
-                await asyncio.sleep(0.1)
             else:
                 raise TimeoutError("stories did not all become searchable within 30 min")
         async with probe.session() as s:
@@ -156,20 +253,33 @@ async def _pipeline(settings, port: int, site_port: int, n_sources: int) -> dict
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         uninstall()
+        cpu.__exit__()
     final = samples[-1][1]
-    end = next(t for t, n in samples if n >= final)
+    # The end: the moment the API's corpus reached its final size, from the follow log (the
+    # /healthz samples, every poll_s, only confirm it; polling at 10/s cost the event loop
+    # ~0.5 s of CPU per run, taken from the model on 2 cores).
+    end = next(t for t, n in trace.indexed if n >= final)
     start, last_source = (_ts(first), _ts(collected_until))
-    busy = sum(e - s for s, e, _ in trace.chunks)
+    spans, claims, runs = trace.encode_spans, trace.claims, trace.runs
     return {"searchable": final, "stories_stored": total, "elapsed_s": end - start,
+            "elapsed_by_poll_s": next(t for t, n in samples if n >= final) - start,
             "rows": [tuple(r) for r in rows],
             # Where the time went: model busy, indexer busy around it (claim, save), idle.
-            "encode_s": trace.encode_s, "indexer_busy_s": busy, "follow_s": trace.follow_s,
+            "encode_s": trace.encode_s, "indexer_busy_s": sum(e - s for s, e in runs),
+            "follow_s": trace.follow_s,
             "chunk_rates": [round(n / t, 1) for n, t in trace.encodes],
-            "first_embed_after_s": trace.chunks[0][0] - start if trace.chunks else None,
+            "first_embed_after_s": claims[0][0] - start if claims else None,
+            "model_loaded_after_s": trace.warm_at - start if trace.warm_at else None,
             "collection_done_after_s": last_source - start,
-            "last_chunk_done_after_s": trace.chunks[-1][1] - start if trace.chunks else None,
-            "chunks": len(trace.chunks),
-            "mean_chunk": sum(n for *_, n in trace.chunks) / max(len(trace.chunks), 1)}
+            "last_chunk_done_after_s": runs[-1][1] - start if runs else None,
+            "chunks": len(claims), "claims": [n for _, n in claims],
+            "mean_chunk": sum(n for _, n in claims) / max(len(claims), 1),
+            "encode_calls": [n for n, _ in trace.encodes],
+            # Model idle inside the window: before the first call, between calls, after.
+            "idle_before_s": spans[0][0] - start if spans else None,
+            "idle_between_s": sum(max(0.0, b[0] - a[1]) for a, b in itertools.pairwise(spans)),
+            "idle_after_s": end - spans[-1][1] if spans else None,
+            "cpu_s": cpu.window(start, end, trace.model_ids), "embedder_used": trace.embedder}
 
 
 def _ts(at) -> float:
@@ -177,28 +287,34 @@ def _ts(at) -> float:
 
 
 def _recipe(settings) -> str:
-    # The recipe the run role's embedder stamps on its vectors (same factory, same file).
+    # The recipe the run role's embedder stamps on its vectors (same factory, same files),
+    # per data dir: each round has its own.
     from recommender.embed import make_embedder
 
-    if not hasattr(_recipe, "cache"):
-        _recipe.cache = make_embedder(settings.index.embedder,  # type: ignore[attr-defined]
-                                      cache_dir=settings.data_dir / "models").recipe
-    return _recipe.cache  # type: ignore[attr-defined]
+    cache = _recipe.__dict__.setdefault("cache", {})
+    if settings.data_dir not in cache:
+        cache[settings.data_dir] = make_embedder(settings.index.embedder,
+                                                 cache_dir=settings.data_dir / "models").recipe
+    return cache[settings.data_dir]
 
 
-def standalone_rate(settings, texts: list[str]) -> float:
-    """The embedder alone on the same texts, one call, configured as the indexer's."""
+def standalone_rate(settings, texts: list[str], cpu_out: list | None = None) -> float:
+    """The embedder alone on the same texts, one call, configured as the indexer's.
+    Its process CPU seconds are appended to `cpu_out` (what the model alone costs)."""
     from recommender.embed import make_embedder
 
     emb = make_embedder(settings.index.embedder, threads=settings.index.threads or None,
                         cache_dir=settings.data_dir / "models")
     emb.encode(texts[:16], settings.index.batch_size)  # session load, first allocations
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     emb.encode(texts, settings.index.batch_size)
-    return len(texts) / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    if cpu_out is not None:
+        cpu_out.append(round(time.process_time() - c0, 2))
+    return len(texts) / elapsed
 
 
-def run(n_sources: int = 40, *, rounds: int = 3) -> dict:
+def run(n_sources: int = 40, *, rounds: int = 3, poll_s: float = POLL_S) -> dict:
     """`rounds` pipeline runs, each between two standalone runs on the same texts (the
     machine is shared: a baseline taken minutes away is not comparable); median ratio."""
     import logging
@@ -227,15 +343,17 @@ def run(n_sources: int = 40, *, rounds: int = 3) -> dict:
                 settings = load_settings(REPO / "config" / "tidings.toml", env={
                     "TIDINGS_DATA_DIR": str(data), "TIDINGS_SOURCES_FILE": str(data / "sources.toml"),
                     "TIDINGS_INDEX_EMBEDDER": EMBEDDER, "TIDINGS_LOG_LEVEL": "warning"})
-                before = standalone_rate(settings, texts) if texts else None
-                got = asyncio.run(_pipeline(settings, _free_port(), site_port, n_sources))
+                alone_cpu: list[float] = []
+                before = standalone_rate(settings, texts, alone_cpu) if texts else None
+                got = asyncio.run(_pipeline(settings, _free_port(), site_port, n_sources, poll_s))
                 # Every round collects the same feeds, hence the same stories.
                 texts = [story_text(t, s or "", x or "") for t, s, x in got.pop("rows")]
-                after = standalone_rate(settings, texts)
+                after = standalone_rate(settings, texts, alone_cpu)
                 alone = (before + after) / 2 if before else after
                 rate = got["searchable"] / got["elapsed_s"]
                 runs.append({**got, "pipeline_rate": rate, "standalone_rate": alone,
                              "standalone_before_after": [before, after], "ratio": rate / alone,
+                             "standalone_cpu_s": alone_cpu,
                              "load_avg_1m": os.getloadavg()[0]})
         parent.send("stop")
         parent.recv()
@@ -249,10 +367,11 @@ def run(n_sources: int = 40, *, rounds: int = 3) -> dict:
             "mean_words": sum(len(t.split()) for t in texts) / max(len(texts), 1),
             "runs": runs, "pipeline_rate": statistics.median(r["pipeline_rate"] for r in runs),
             "standalone_rate": statistics.median(r["standalone_rate"] for r in runs),
-            "ratio": ratio, "goal_ratio": GOAL_RATIO, "pass": ratio >= GOAL_RATIO,
+            "ratio": ratio, "goal_ratio": GOAL_RATIO, "pass": ratio >= GOAL_RATIO, "poll_s": poll_s,
             "load_avg": os.getloadavg()}
 
 
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 40
-    print(json.dumps(run(n), indent=2, default=str))
+    poll = float(sys.argv[2]) if len(sys.argv) > 2 else POLL_S
+    print(json.dumps(run(n, poll_s=poll), indent=2, default=str))

@@ -3,6 +3,16 @@
 Embedding runs in a worker thread so the event loop (collector, API) never waits on the model.
 Vectors go to the database first, with an `index_changes` entry; every corpus (this process's
 and other replicas') picks them up from that log, so the database stays the source of truth.
+
+One claim takes up to `chunk` stories of the backlog (all there is when less: a quiet feed is
+embedded as it arrives, a backlog in large claims) and embeds them in pieces of `piece`
+stories, shortest texts first. Each piece is saved while the model runs the next, and the next
+claim is taken while the model runs the last piece, so the model never waits on the database.
+Sorting a whole claim before cutting it keeps the model's padding near what one call over the
+claim pads: on the ingest benchmark's 1,444 stories, claims of 256 in id order padded 9% more
+tokens (16% more attention work) than one sorted call; pieces of 256 cut from one sorted claim
+pad 2-3% more (characters only approximate word pieces). Pieces keep stories searchable a
+piece (~2 s of model time) at a time, not a claim at a time.
 """
 
 from __future__ import annotations
@@ -13,6 +23,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from aggregator.store import EmbedJob, Store
 from recommender.embed import Embedder, story_text
@@ -31,36 +43,143 @@ def texts_of(jobs: list[EmbedJob]) -> list[str]:
     return [story_text(j.title, j.summary, j.text) for j in jobs]
 
 
+def plan_pieces(texts: list[str], piece: int) -> list[list[int]]:
+    """Positions of `texts` per piece: shortest first, at most `piece` in each.
+
+    The model pads every batch to its longest row and the embedder sorts only within a call,
+    so pieces of similar lengths waste little. Characters stand in for word pieces: texts are
+    cut to a word budget, so the longest ones are all near the model's limit anyway.
+    """
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    step = max(1, piece)
+    return [order[k:k + step] for k in range(0, len(order), step)]
+
+
+@dataclass(eq=False)
+class _Piece:
+    jobs: list[EmbedJob]
+    texts: list[str]
+
+
+def _drop(task: asyncio.Future | None) -> None:
+    """Cancel a model call nobody will wait for (its thread still finishes its batch)."""
+    if task is None:
+        return
+    task.cancel()
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" at exit
+
+
 class Indexer:
     def __init__(self, store: Store, embedder: Embedder, *, batch_size: int = 32,
-                 chunk: int = 256, lease_s: int = 600):
+                 chunk: int = 2048, piece: int = 256, lease_s: int = 600):
         self.store = store
         self.embedder = embedder
         self.batch_size = batch_size
-        self.chunk = chunk  # stories per database round trip
+        # Most stories per claim: larger sorts better (see the module's doc), but one indexer
+        # then holds more of a backlog that others of the cluster could share.
+        self.chunk = chunk
+        self.piece = max(1, min(piece, chunk))  # stories per model call and per save
         # Stories are claimed with a lease, so several indexers share the backlog and each
         # story is embedded once; a crashed indexer's claims come back after the lease.
         self.lease_s = lease_s
 
-    async def run_once(self, limit: int | None = None) -> int:
-        """Embed one chunk of the backlog; returns how many stories it processed."""
-        n = self.chunk if limit is None else min(self.chunk, limit)
+    async def _claim(self, n: int) -> list[_Piece]:
         jobs = await self.store.claim_embed_backlog(self.embedder.recipe, n, lease_s=self.lease_s)
-        if not jobs:
-            return 0
-        try:
-            vecs = await asyncio.to_thread(self.embedder.encode, texts_of(jobs), self.batch_size)
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            # Interrupted (Ctrl-C, shutdown): hand the claims back, so a rerun takes these
-            # stories now instead of after the lease. Not on errors: a chunk that fails
-            # every time must not be claimed again first and stall the whole backlog.
-            with contextlib.suppress(Exception):
-                await self.store.release_embed_claims([j.id for j in jobs])
-            raise
-        rows = [(j.id, j.embed_version, vecs[i].astype("<f4").tobytes()) for i, j in enumerate(jobs)]
+        texts = texts_of(jobs)
+        return [_Piece([jobs[i] for i in p], [texts[i] for i in p]) for p in plan_pieces(texts, self.piece)]
+
+    def _encode(self, piece: _Piece) -> asyncio.Future:
+        return asyncio.ensure_future(
+            asyncio.to_thread(self.embedder.encode, piece.texts, self.batch_size))
+
+    async def _save(self, piece: _Piece, vecs: np.ndarray) -> None:
+        rows = [(j.id, j.embed_version, vecs[i].astype("<f4").tobytes())
+                for i, j in enumerate(piece.jobs)]
         # Stories deleted meanwhile are skipped by the store; they still count as processed.
         await self.store.save_vectors(rows, self.embedder.recipe)
-        return len(jobs)
+
+    async def _release(self, pieces: list[_Piece]) -> None:
+        ids = [j.id for p in pieces for j in p.jobs]
+        if ids:
+            with contextlib.suppress(Exception):  # the database may be what failed
+                await self.store.release_embed_claims(ids)
+
+    async def run_once(self, limit: int | None = None,
+                       saved: Callable[[int], None] | None = None) -> int:
+        """Embed one claim of the backlog; returns how many stories it processed."""
+        return await self.run(limit, saved, claims=1)
+
+    async def run(self, limit: int | None = None, saved: Callable[[int], None] | None = None,
+                  *, claims: int | None = None) -> int:
+        """Embed claims back to back while there is backlog (at most `claims` claims and
+        `limit` stories); returns how many stories it processed. `saved(n)` is called each
+        time `n` more vectors are stored.
+
+        The model never waits on the database: each piece is saved while the model runs the
+        next, and the next claim is taken while it runs the current claim's last piece."""
+        claimed = 0
+
+        def room() -> int:
+            return self.chunk if limit is None else min(self.chunk, limit - claimed)
+
+        pending = await self._claim(room())
+        if not pending:
+            return 0
+        claimed, taken, done = sum(len(p.jobs) for p in pending), 1, 0
+        unsaved = list(pending)  # handed back if interrupted
+        current: _Piece | None = pending.pop(0)
+        encoding: asyncio.Future | None = self._encode(current)
+        more: asyncio.Future | None = None  # the next claim, in flight
+        at: _Piece | None = current  # the piece an error would be about
+        try:
+            while current is not None:
+                if not pending and more is None and room() > 0 and (claims is None or taken < claims):
+                    more = asyncio.ensure_future(self._claim(room()))
+                    taken += 1
+                at = current
+                vecs: np.ndarray = await encoding
+                encoding = None
+                if not pending and more is not None:
+                    at = None
+                    # Shielded: an interruption must not lose a claim the database has made.
+                    got = await asyncio.shield(more)
+                    more = None
+                    pending += got
+                    unsaved += got
+                    claimed += sum(len(p.jobs) for p in got)
+                finished, current = current, (pending.pop(0) if pending else None)
+                if current is not None:
+                    encoding = self._encode(current)  # runs while `finished` is written
+                at = finished
+                await self._save(finished, vecs)
+                unsaved.remove(finished)
+                done += len(finished.jobs)
+                if saved is not None:
+                    saved(len(finished.jobs))
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Interrupted (Ctrl-C, shutdown): hand the unsaved claims back, so a rerun takes
+            # these stories now instead of after the lease.
+            _drop(encoding)
+            await self._release(unsaved + await self._settle(more))
+            raise
+        except Exception:
+            # Not the failing piece: one that fails every time must not be claimed again
+            # first and stall the whole backlog. The others did nothing wrong.
+            _drop(encoding)
+            await self._release([p for p in unsaved if p is not at] + await self._settle(more))
+            raise
+        return done
+
+    @staticmethod
+    async def _settle(more: asyncio.Future | None) -> list[_Piece]:
+        """The pieces of a claim still in flight when the run stopped (none if it failed)."""
+        if more is None:
+            return []
+        try:
+            return await more
+        except Exception:
+            return []
 
     async def drain(self, progress: Callable[[int, int], None] | None = None,
                     limit: int | None = None) -> IndexReport:
@@ -68,12 +187,15 @@ class Indexer:
         t0 = time.perf_counter()
         total = await self.store.backlog_size(self.embedder.recipe)
         done = 0
-        while limit is None or done < limit:
-            n = await self.run_once(None if limit is None else limit - done)
-            if n == 0:
-                break
+
+        def saved(n: int) -> None:
+            nonlocal done
             done += n
             if progress:
                 progress(done, total)
+
+        while limit is None or done < limit:
+            if await self.run(None if limit is None else limit - done, saved) == 0:
+                break
         backlog = await self.store.backlog_size(self.embedder.recipe)
         return IndexReport(done, time.perf_counter() - t0, backlog)

@@ -1,0 +1,93 @@
+"""The `run` role's start: the first collection round waits for the indexer's model to load
+(bounded), then stories flow to vectors through the indexer loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aggregator.collect import Collector
+from aggregator.settings import load_settings
+from aggregator.store import Store
+from api import runner
+from recommender.embed import HashingEmbedder
+from tests.cluster.cluster import rss
+from tests.localsite import LocalSite
+
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "tidings.toml"
+ARTICLES = [{"title": f"Story {j} about the harbour", "text": f"Body {j} of a local story."}
+            for j in range(6)]
+
+
+async def test_wait_model_returns_when_loaded_or_after_its_bound():
+    ready = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.2, ready.set)
+    t0 = time.monotonic()
+    await runner._wait_model(ready, timeout_s=5)
+    assert 0.15 <= time.monotonic() - t0 < 2
+    t0 = time.monotonic()
+    await runner._wait_model(asyncio.Event(), timeout_s=0.2)  # a load that never ends
+    assert 0.15 <= time.monotonic() - t0 < 2
+
+
+class SlowStart(HashingEmbedder):
+    """A model whose first call (the session load) takes a while."""
+
+    def __init__(self):
+        super().__init__(64)
+        self.loaded_at: float | None = None
+        self._first = threading.Lock()
+
+    def encode(self, texts, batch_size=32):
+        with self._first:
+            if self.loaded_at is None:
+                time.sleep(0.6)
+                self.loaded_at = time.monotonic()
+        return super().encode(texts, batch_size)
+
+
+async def test_first_round_starts_once_the_model_is_loaded(tmp_path, monkeypatch):
+    emb = SlowStart()
+    monkeypatch.setattr("api.services.make_embedder", lambda *a, **k: emb)
+    rounds: list[float] = []
+    original = Collector.run_round
+
+    async def run_round(self, **kw):
+        rounds.append(time.monotonic())
+        return await original(self, **kw)
+
+    monkeypatch.setattr(Collector, "run_round", run_round)
+    async with LocalSite() as site:
+        site.route("/feed.xml", body=rss(0, ARTICLES, datetime.now(UTC)),
+                   content_type="application/rss+xml")
+        (tmp_path / "sources.toml").write_text(
+            f'[[source]]\nname = "local"\nurl = "{site.url("/feed.xml")}"\ncategory = "c"\n'
+            'interval = "24h"\n', encoding="utf-8")
+        settings = load_settings(REPO_CONFIG, env={
+            "TIDINGS_DATA_DIR": str(tmp_path / "data"),
+            "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml"),
+            "TIDINGS_INDEX_EMBEDDER": "hash", "TIDINGS_LOG_LEVEL": "warning"})
+        started = time.monotonic()
+        task = asyncio.create_task(runner.run_roles(settings, serve=False, collect=True,
+                                                    index=True))
+        probe = Store(settings.database_url)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                assert not task.done(), task.exception()
+                if rounds and len(await probe.vector_ids(emb.recipe)) == len(ARTICLES):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"not all stories embedded (rounds at {rounds})")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await probe.close()
+    assert emb.loaded_at is not None and emb.loaded_at - started >= 0.5
+    # The scheduler asked for the round at once; it began only after the model was loaded.
+    assert rounds[0] >= emb.loaded_at

@@ -1,0 +1,199 @@
+"""The indexer's claims: embedded in pieces sorted by length, each piece saved while the model
+runs the next, and the claims handed back (or kept) right when a piece is interrupted or fails.
+Run on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from aggregator.model import StoryDraft
+from recommender.embed import HashingEmbedder
+from recommender.indexer import Indexer, plan_pieces, texts_of
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+class Recording(HashingEmbedder):
+    """Logs each call's texts; call `fail_at` raises, call `block_at` waits to be released."""
+
+    def __init__(self, fail_at: int | None = None, block_at: int | None = None):
+        super().__init__(16)
+        self.calls: list[list[str]] = []
+        self.fail_at, self.block_at = fail_at, block_at
+        self.started = [threading.Event() for _ in range(16)]
+        self.release = threading.Event()
+
+    def encode(self, texts, batch_size=32):
+        k = len(self.calls)
+        self.calls.append(list(texts))
+        self.started[k].set()
+        if k == self.fail_at:
+            raise RuntimeError("model failed on this piece")
+        if k == self.block_at:
+            self.release.wait(30)
+        return super().encode(texts, batch_size)
+
+
+async def seed(store, n: int) -> list[int]:
+    rng = random.Random(7)
+    drafts = [StoryDraft(url=f"https://e.org/{i}", title=f"Story {i}",
+                         text=" ".join(["word"] * rng.randint(1, 120))) for i in range(n)]
+    res = await store.upsert_stories(drafts, NOW)
+    return res.new_ids
+
+
+def test_pieces_cover_every_text_once_shortest_first():
+    rng = random.Random(3)
+    texts = ["x" * rng.randint(1, 500) for _ in range(103)]
+    pieces = plan_pieces(texts, 16)
+    flat = [i for p in pieces for i in p]
+    assert sorted(flat) == list(range(103))
+    assert all(len(p) <= 16 for p in pieces) and len(pieces) == 7
+    lengths = [len(texts[i]) for i in flat]
+    assert lengths == sorted(lengths)
+    assert plan_pieces([], 16) == []
+
+
+async def test_a_claim_is_embedded_in_sorted_pieces_each_saved(store):
+    await seed(store, 10)
+    emb = Recording()
+    saved: list[int] = []
+    n = await Indexer(store, emb, chunk=10, piece=4).run_once(saved=saved.append)
+    assert n == 10 and saved == [4, 4, 2]
+    assert [len(c) for c in emb.calls] == [4, 4, 2]
+    # Each call holds similar lengths: no text of a call is longer than any of the next one.
+    for a, b in zip(emb.calls, emb.calls[1:], strict=False):
+        assert max(map(len, a)) <= min(map(len, b))
+    assert await store.backlog_size(emb.recipe) == 0
+    # Each story got the vector of its own text, not its neighbour's in the sorted order.
+    jobs = {j.id: j for j in await store.embed_backlog("other-recipe", 100)}
+    blobs = await store.load_vectors(list(jobs), emb.recipe)
+    for sid, job in jobs.items():
+        want = emb.encode(texts_of([job]))[0]
+        got = np.frombuffer(blobs[sid], dtype="<f4")
+        assert float(got @ want) == pytest.approx(1.0, abs=1e-5)
+
+
+async def test_the_model_runs_the_next_piece_while_one_is_saved(store):
+    await seed(store, 8)
+    emb = Recording()
+    indexer = Indexer(store, emb, chunk=8, piece=4)
+    original = store.save_vectors
+    overlapped: list[bool] = []
+
+    async def save(rows, recipe, now=None):
+        if not overlapped:  # the first piece: the second must start before it is written
+            overlapped.append(await asyncio.to_thread(emb.started[1].wait, 5))
+        return await original(rows, recipe, now)
+
+    store.save_vectors = save
+    assert await indexer.run_once() == 8
+    assert overlapped == [True]
+
+
+async def test_a_failing_piece_keeps_its_claims_and_hands_back_the_untried(store):
+    await seed(store, 12)
+    emb = Recording(fail_at=1)
+    indexer = Indexer(store, emb, chunk=12, piece=4)
+    with pytest.raises(RuntimeError):
+        await indexer.run_once()
+    assert await store.backlog_size(emb.recipe) == 8  # the first piece is stored
+    assert len(emb.calls) == 2  # the third piece never reached the model
+    # The failing piece stays leased (not retried first); the untried third comes back now.
+    again = await store.claim_embed_backlog(emb.recipe, 100, lease_s=600)
+    assert len(again) == 4
+    assert min(map(len, texts_of(again))) >= max(map(len, emb.calls[1]))
+
+
+async def test_an_interrupted_claim_hands_back_what_is_not_saved(store):
+    await seed(store, 12)
+    emb = Recording(block_at=1)
+    indexer = Indexer(store, emb, chunk=12, piece=4)
+    task = asyncio.create_task(indexer.run_once())
+    await asyncio.to_thread(emb.started[1].wait, 30)
+    await asyncio.sleep(0.2)  # the first piece's save finishes
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    emb.release.set()
+    assert await store.backlog_size(emb.recipe) == 8
+    again = await store.claim_embed_backlog(emb.recipe, 100, lease_s=600)
+    assert len(again) == 8  # claimable now, not after the lease
+
+
+async def test_drain_reports_progress_per_piece_and_respects_limit(store):
+    await seed(store, 10)
+    emb = Recording()
+    steps: list[tuple[int, int]] = []
+    rep = await Indexer(store, emb, chunk=6, piece=4).drain(progress=lambda d, t: steps.append((d, t)))
+    assert rep.embedded == 10 and rep.backlog == 0
+    assert steps == [(4, 10), (6, 10), (10, 10)]
+    await seed_more(store)
+    rep = await Indexer(store, emb, chunk=6, piece=4).drain(limit=3)
+    assert rep.embedded == 3 and rep.backlog == 2
+
+
+async def seed_more(store):
+    await store.upsert_stories([StoryDraft(url=f"https://f.org/{i}", title=f"More {i}")
+                                for i in range(5)], NOW)
+
+
+async def test_parallel_indexers_with_pieces_embed_each_story_once(db_url):
+    from aggregator.store import Store
+
+    stores = [Store(db_url) for _ in range(3)]
+    await stores[0].migrate()
+    try:
+        await seed(stores[0], 200)
+        seen: list[int] = []
+        indexers = [Indexer(s, HashingEmbedder(16), chunk=40, piece=8) for s in stores]
+        for ix in indexers:
+            original = ix.store.save_vectors
+
+            async def save(rows, recipe, now=None, original=original):
+                seen.extend(r[0] for r in rows)
+                return await original(rows, recipe, now)
+            ix.store.save_vectors = save
+        await asyncio.gather(*(ix.drain() for ix in indexers))
+        assert len(seen) == len(set(seen)) == 200
+        assert await stores[0].backlog_size(HashingEmbedder(16).recipe) == 0
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_the_next_claim_is_taken_while_the_model_runs(store):
+    await seed(store, 12)
+
+    class Slow(Recording):
+        ended = 0
+
+        def encode(self, texts, batch_size=32):
+            threading.Event().wait(0.3)
+            out = super().encode(texts, batch_size)
+            self.ended += 1
+            return out
+
+    emb = Slow()
+    original = store.claim_embed_backlog
+    ended_at_claim: list[int] = []
+
+    async def claim(recipe, limit, **kw):
+        jobs = await original(recipe, limit, **kw)
+        ended_at_claim.append(emb.ended)
+        return jobs
+
+    store.claim_embed_backlog = claim
+    saved: list[int] = []
+    assert await Indexer(store, emb, chunk=4, piece=4).run(saved=saved.append) == 12
+    assert saved == [4, 4, 4]
+    # Claim k+1 (one piece each here) is back while the model still runs claim k's piece:
+    # the model never waits on the database between claims. The last claim finds nothing.
+    assert ended_at_claim == [0, 0, 1, 2]
+    assert await Indexer(store, emb, chunk=4, piece=4).run_once() == 0

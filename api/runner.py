@@ -131,7 +131,8 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         if svc.collector is not None:
             svc.collector.listeners.append(lambda r: (r.new or r.updated) and wake.set())
         loops.append(asyncio.create_task(index_loop(svc, settings.index.tick_s, wake, model_ready)))
-        every("save", lambda: _save_if_dirty(svc), 30)
+        save_clock = _SaveClock()
+        every("save", lambda: _save_if_dirty(svc, save_clock), 30)
     if svc.corpus is not None:
         every("follow", svc.corpus.follow, min(settings.index.tick_s, 1.0))
     every("retention", lambda: retention(svc), 600, delay_s=30)
@@ -204,9 +205,36 @@ async def index_loop(svc: Services, tick_s: float, wake: asyncio.Event,
             await asyncio.wait_for(wake.wait(), tick_s)
 
 
-async def _save_if_dirty(svc: Services) -> None:
-    if svc.corpus is not None and svc.corpus.dirty:
-        await svc.corpus.save()
+# Index files are saved at most this share of the time: at 1M stories a save writes ~1.9 GB
+# (vectors, half floats, lexical index, cards) and takes ~10 s, which every 30 s would keep the
+# disk and a core busy a third of the time while stories arrive.
+SAVE_SHARE = 0.1
+
+
+def save_due(now: float, last_end: float | None, last_took_s: float, every_s: float = 30.0,
+             share: float = SAVE_SHARE) -> bool:
+    """Whether a dirty index should be saved now: `every_s` after the last save, or longer
+    when saves are slow, so that saving takes at most `share` of the time."""
+    if last_end is None:
+        return True
+    return now - last_end >= max(every_s, last_took_s / share - last_took_s)
+
+
+class _SaveClock:
+    last_end: float | None = None
+    last_took_s: float = 0.0
+
+
+async def _save_if_dirty(svc: Services, clock: _SaveClock | None = None) -> None:
+    if svc.corpus is None or not svc.corpus.dirty:
+        return
+    loop = asyncio.get_running_loop()
+    if clock is not None and not save_due(loop.time(), clock.last_end, clock.last_took_s):
+        return
+    started = loop.time()
+    await svc.corpus.save()
+    if clock is not None:
+        clock.last_end, clock.last_took_s = loop.time(), loop.time() - started
 
 
 async def _serve(svc: Services, host: str, port: int, ready: asyncio.Event | None) -> None:

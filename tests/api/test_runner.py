@@ -91,3 +91,12 @@ async def test_first_round_starts_once_the_model_is_loaded(tmp_path, monkeypatch
     assert emb.loaded_at is not None and emb.loaded_at - started >= 0.5
     # The scheduler asked for the round at once; it began only after the model was loaded.
     assert rounds[0] >= emb.loaded_at
+
+
+def test_index_saves_take_at_most_a_tenth_of_the_time():
+    from api.runner import save_due
+
+    assert save_due(100.0, None, 0.0)  # never saved
+    assert not save_due(100.0, 80.0, 0.5) and save_due(110.0, 80.0, 0.5)  # fast saves: 30 s
+    # A 10 s save (1M stories) waits 90 s after it ends: 10 s of every 100 s.
+    assert not save_due(170.0, 100.0, 10.0) and save_due(190.0, 100.0, 10.0)

@@ -59,6 +59,10 @@ SQ8_TRAIN_SAMPLE = 100_000
 # clustered vectors, nprobe 32: 40 a list -> recall@10 0.972 (0.988 re-scored), 20 a list ->
 # 0.928 (0.941): the lists must follow the clusters, which a thin sample does not show.
 IVF_TRAIN_PER_LIST = 40
+# An IVF index is rebuilt once its corpus reaches this multiple of the size it was trained at:
+# a list's length, so the time of a query, grows with the corpus, and lists trained on a
+# quarter of the stories fit the rest less well.
+IVF_REGROW = 4
 # The 8-bit kinds fetch this many more candidates than asked and re-score them with the
 # half-precision rows. At 1M, re-scoring the 8-bit top-20 already gave
 # what the top-100 gave (recall@10 0.988 at nprobe 32): the misses are near-ties, not far away.
@@ -362,10 +366,13 @@ class _Segment:
 class _State:
     """The segments an index searches: a base (maybe memory-mapped) and an optional exact delta."""
 
-    def __init__(self, kind: Kind, base: _Segment, delta: _Segment | None = None):
+    def __init__(self, kind: Kind, base: _Segment, delta: _Segment | None = None,
+                 trained_for: int | None = None):
         self.kind = kind
         self.base = base
         self.delta = delta
+        # How many vectors the layout was built for (IVF lists are trained for that size).
+        self.trained_for = len(base.labels) if trained_for is None else int(trained_for)
         self._table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
@@ -725,6 +732,8 @@ class FaissIndex:
         state = self._state
         if _RANK[self.kind_for(len(state))] > _RANK[state.kind]:
             return True  # grown past a threshold (a shrinking corpus keeps its kind)
+        if state.kind == "ivf_sq8" and len(state) >= IVF_REGROW * state.trained_for:
+            return True  # lists trained for a corpus a quarter the size: long and off-centre
         return state.dead > MAX_TOMBSTONE_SHARE * max(state.slots, 1)
 
     def _maybe_rebuild(self) -> None:
@@ -790,6 +799,7 @@ class FaissIndex:
                     "watermark": int(watermark),
                     "params": self._params(),
                     "saved_at": datetime.now(UTC).isoformat(),
+                    "trained_for": int(state.trained_for),
                 }
                 if vectors is not None:
                     manifest["vectors_bytes"], manifest["vectors_sha256"] = vectors
@@ -865,7 +875,8 @@ class FaissIndex:
                 exact = HalfVectors.load(rows_path, index.dim, len(labels), read_only=mmap,
                                          scratch_dir=index.scratch_dir)
             state = _State(saved["kind"], _Segment(inner, labels, frozen=mmap, owner=wrapper,
-                                                   exact=exact))
+                                                   exact=exact),
+                           trained_for=saved.get("trained_for", len(labels)))
             live_ids = state.table()[0]
             if len(live_ids) != saved["count"] or ids_digest(live_ids) != saved["ids_digest"]:
                 return None

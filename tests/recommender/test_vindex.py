@@ -493,3 +493,22 @@ def test_8bit_compaction_copies_live_rows_to_a_new_half_float_file():
     exact = BruteForceIndex(DIM)
     exact.add(live, vectors[live])
     assert [i for i, _ in index.search(vectors[1], 5)] == [i for i, _ in exact.search(vectors[1], 5)]
+
+
+def test_ivf_lists_follow_a_growing_corpus(tmp_path: Path):
+    # Trained at 2,000 vectors; at four times that the lists are rebuilt for the new size
+    # instead of growing ever longer (the saved index remembers what it was trained for).
+    index = FaissIndex(DIM, hnsw_threshold=100, sq8_threshold=1_000, rebuild_mode="inline")
+    vectors = unit_rows(9_000, seed=31)
+    index.add(np.arange(2_000), vectors[:2_000])
+    assert index.kind == "ivf_sq8"
+    first = index._state.base.index.nlist
+    index.add(np.arange(2_000, 7_000), vectors[2_000:7_000])
+    assert index._state.base.index.nlist == first  # 3.5x: not yet
+    index.save(tmp_path)
+    loaded = FaissIndex.load(tmp_path, rebuild_mode="inline")
+    assert loaded is not None and loaded._state.trained_for == 2_000
+    for ix in (index, loaded):
+        ix.add(np.arange(7_000, 9_000), vectors[7_000:])
+        assert ix._state.base.index.nlist > first and ix._state.trained_for == 9_000
+        assert len(ix) == 9_000 and ix.search(vectors[8_999], 1)[0][0] == 8_999

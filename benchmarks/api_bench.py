@@ -50,6 +50,19 @@ def vm_kib(pid: int | str = "self", field: str = "VmRSS") -> int:
     return 0
 
 
+def search_times(search, queries) -> tuple[list[float], list[float]]:
+    """Seconds per `search(query, 100)` (a block's candidates) and per `search(query, 5)`."""
+    n100, k5 = [], []
+    for q in queries:
+        t = time.perf_counter()
+        search(q, 100)
+        n100.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        search(q, 5)
+        k5.append(time.perf_counter() - t)
+    return n100, k5
+
+
 def vocabulary(size: int, rng: np.random.Generator) -> list[str]:
     syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ber", "dan", "gor", "hal",
                  "jun", "kel", "mar", "nor", "pel", "quin", "ros", "tam", "ul", "wen", "yar", "zed"]
@@ -167,15 +180,8 @@ async def _fill_main(n: int, tmp: Path, conn, baseline_queries: int, recall_quer
     exact.add(vectors)
     faiss.omp_set_num_threads(1)  # as the API searches one query at a time
     rows = rng.choice(len(ids), size=max(baseline_queries, recall_queries), replace=False)
-    n100, k5 = [], []
-    for r in rows[:baseline_queries]:
-        q = vectors[r:r + 1]
-        t = time.perf_counter()
-        exact.search(q, 100)
-        n100.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        exact.search(q, 5)
-        k5.append(time.perf_counter() - t)
+    n100, k5 = search_times(lambda q, k: exact.search(q, k),
+                            [vectors[r:r + 1] for r in rows[:baseline_queries]])
     recall_rows = rows[:recall_queries]
     faiss.omp_set_num_threads(2)
     _, top = exact.search(vectors[recall_rows], 10)
@@ -233,15 +239,8 @@ async def _stack_main(n: int, tmp: Path, conn, baseline_queries: int) -> None:
     # the whole related flow without HTTP.
     vindex = svc.corpus.vindex
     sample = rng.choice(ids, size=baseline_queries, replace=False)
-    faiss_100, faiss_5 = [], []
-    for sid in sample:
-        v = vindex.get(np.asarray([sid], dtype=np.int64))[0]
-        t = time.perf_counter()
-        vindex.search(v, 100)
-        faiss_100.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        vindex.search(v, 5)
-        faiss_5.append(time.perf_counter() - t)
+    faiss_100, faiss_5 = search_times(
+        vindex.search, [vindex.get(np.asarray([sid], dtype=np.int64))[0] for sid in sample])
     hits = 0
     for sid, exact in zip(job["recall_ids"], job["exact_top10"], strict=True):
         v = vindex.get(np.asarray([sid], dtype=np.int64))[0]

@@ -483,25 +483,32 @@ class Corpus:
 
     async def _bulk_vectors(self, missing: np.ndarray,
                             progress: Callable[[int, int], None] | None) -> int:
-        """An empty index and a full database: read every vector in id order into one
-        preallocated matrix, then build the index once (the right kind for the size) rather
-        than growing it batch by batch."""
-        # An index that keeps 8-bit codes (past ~500k) is fed through its half-float file,
-        # never holding the floats (1.5 GiB at 1M): the API's memory stays what it serves with.
+        """An empty index and a full database: build it once from the missing ids' vectors."""
+        return await self._build_from_store(len(missing), progress, only=missing)
+
+    async def _build_from_store(self, total: int, progress: Callable[[int, int], None] | None,
+                                only: np.ndarray | None = None) -> int:
+        """Read the stored vectors (of `only` ids when given) in id order and build the index
+        once, the right kind for `total`, rather than growing it batch by batch. The floats go
+        into one preallocated matrix; an index that keeps 8-bit codes (past ~500k) is fed
+        through its half-float file instead, never holding them (1.5 GiB at 1M), so the API's
+        memory stays what it serves with. Vectors stored after `total` was counted are left
+        to the change log."""
         streamed = None
-        if isinstance(self.vindex, FaissIndex) and self.vindex.kind_for(len(missing)) in EIGHT_BIT:
+        if isinstance(self.vindex, FaissIndex) and self.vindex.kind_for(total) in EIGHT_BIT:
             streamed = HalfVectors(self.dim, self.index_dir.parent)
         else:
-            vecs = np.empty((len(missing), self.dim), dtype=np.float32)
-        ids = np.empty(len(missing), dtype=np.int64)
+            vecs = np.empty((total, self.dim), dtype=np.float32)
+        ids = np.empty(total, dtype=np.int64)
         n = 0
         async for batch in self.store.iter_vectors(self.recipe):
             got = np.asarray([r[0] for r in batch], dtype=np.int64)
-            keep = np.isin(got, missing, assume_unique=True)
+            keep = (np.ones(len(got), dtype=bool) if only is None
+                    else np.isin(got, only, assume_unique=True))
             rows = [r[1] for r, k in zip(batch, keep, strict=True) if k]
-            if not rows:
+            take = min(len(rows), total - n)
+            if not take:
                 continue
-            take = min(len(rows), len(ids) - n)
             ids[n:n + take] = got[keep][:take]
             chunk = np.frombuffer(b"".join(rows[:take]), dtype=np.float32).reshape(take, self.dim)
             if streamed is not None:
@@ -510,7 +517,7 @@ class Corpus:
                 vecs[n:n + take] = chunk
             n += take
             if progress:
-                progress(n, len(missing))
+                progress(n, total)
         if streamed is not None:
             await asyncio.to_thread(self.vindex.rebuild_streamed, ids[:n], streamed)
         else:
@@ -612,36 +619,12 @@ class Corpus:
     # ------------------------------------------------------------ rebuild
 
     async def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
-        """Rebuild the index from the database's vectors, without blocking queries.
-
-        The vectors are read in batches, then handed to the index at once (one build of the
-        right kind for the size); queries run on the old index until the new one is swapped in.
-        """
+        """Rebuild the index from the database's vectors, without blocking queries: they are
+        read in batches and handed to the index at once; queries run on the old index until
+        the new one is swapped in."""
         watermark = await self.store.change_seq()
         total = len(await self.store.vector_ids(self.recipe))
-        # As at start: an 8-bit layout is fed through its half-float file, not a float matrix.
-        streamed = None
-        if isinstance(self.vindex, FaissIndex) and self.vindex.kind_for(total) in EIGHT_BIT:
-            streamed = HalfVectors(self.dim, self.index_dir.parent)
-        ids: list[np.ndarray] = []
-        vecs: list[np.ndarray] = []
-        done = 0
-        async for batch in self.store.iter_vectors(self.recipe):
-            ids.append(np.asarray([r[0] for r in batch], dtype=np.int64))
-            chunk = to_vectors((r[1] for r in batch), self.dim)
-            if streamed is not None:
-                streamed.append(chunk)
-            else:
-                vecs.append(chunk)
-            done += len(batch)
-            if progress:
-                progress(done, total)
-        all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
-        if streamed is not None:
-            await asyncio.to_thread(self.vindex.rebuild_streamed, all_ids, streamed)
-        else:
-            all_vecs = np.vstack(vecs) if vecs else np.zeros((0, self.dim), dtype=np.float32)
-            await asyncio.to_thread(self.vindex.rebuild, all_ids, all_vecs)
+        done = await self._build_from_store(total, progress)
         with self._lock:
             self.watermark = min(self.watermark, watermark) if self.watermark else watermark
             self.version += 1

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from recommender.vindex import _fsync_and_hash, _fsync_dir
+from recommender.vindex import fsync_and_hash, fsync_dir
 
 SNAPSHOT_FORMAT = 1
 
@@ -52,20 +52,20 @@ def save(directory: Path, manifest_name: str, *, arrays: Mapping[str, Mapping[st
         for name, members in arrays.items():
             with open(tmp[f"{name}.npz"], "wb") as f:
                 np.savez(f, **members)
-            sizes[f"{name}.npz"] = list(_fsync_and_hash(tmp[f"{name}.npz"]))
+            sizes[f"{name}.npz"] = list(fsync_and_hash(tmp[f"{name}.npz"]))
         for name, write in files.items():
             with open(tmp[name], "wb") as f:
                 write(f)
-            sizes[name] = list(_fsync_and_hash(tmp[name]))
+            sizes[name] = list(fsync_and_hash(tmp[name]))
         manifest = {"format": SNAPSHOT_FORMAT, **info, "files": sizes}
         tmp[manifest_name].write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _fsync_and_hash(tmp[manifest_name])
+        fsync_and_hash(tmp[manifest_name])
         # Data files first, manifest last: a crash between them leaves files that do not match
         # the old manifest, which `load` refuses.
         for name in sizes:
             os.replace(tmp[name], final[name])
         os.replace(tmp[manifest_name], final[manifest_name])
-        _fsync_dir(directory)
+        fsync_dir(directory)
     finally:
         for path in tmp.values():
             path.unlink(missing_ok=True)

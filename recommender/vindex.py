@@ -803,16 +803,16 @@ class FaissIndex:
                 }
                 if vectors is not None:
                     manifest["vectors_bytes"], manifest["vectors_sha256"] = vectors
-            manifest["file_bytes"], manifest["file_sha256"] = _fsync_and_hash(tmp_index)
+            manifest["file_bytes"], manifest["file_sha256"] = fsync_and_hash(tmp_index)
             tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-            _fsync_and_hash(tmp_manifest)
+            fsync_and_hash(tmp_manifest)
             # Index first, manifest last: a crash between the two leaves a manifest that no
             # longer matches the file, which `load` detects (and the caller rebuilds).
             if vectors is not None:
                 os.replace(tmp_vectors, directory / VECTORS_FILE)
             os.replace(tmp_index, directory / INDEX_FILE)
             os.replace(tmp_manifest, directory / MANIFEST_FILE)
-            _fsync_dir(directory)
+            fsync_dir(directory)
         finally:
             for tmp in (tmp_index, tmp_vectors, tmp_manifest):
                 tmp.unlink(missing_ok=True)
@@ -932,7 +932,7 @@ def reconcile(index: VectorIndex, db_ids: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.setdiff1d(want, have, assume_unique=True), np.setdiff1d(have, want, assume_unique=True)
 
 
-def _fsync_and_hash(path: Path) -> tuple[int, str]:
+def fsync_and_hash(path: Path) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
@@ -951,7 +951,7 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

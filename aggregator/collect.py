@@ -8,6 +8,7 @@ recorded on its row and logged, never raised past `collect_source`: the round go
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -22,6 +23,7 @@ from aggregator.extract import extract_article
 from aggregator.fetch import Fetcher, FetchPolicy, Validators
 from aggregator.model import ParsedDocument, SourceSpec, StoryDraft
 from aggregator.parsepool import (
+    MIN_SOURCES_FOR_POOL,
     ParsePool,
     default_workers,
     drafts_from,  # noqa: F401  (re-exported: benchmarks, callers)
@@ -122,6 +124,37 @@ class Collector:
         self.resolver_factory = resolver_factory
         # Called with each SourceReport (metrics); must not raise or block.
         self.listeners: list[Callable[[SourceReport], None]] = []
+        # The parse workers a long-running collector keeps across rounds (see `start`).
+        self._keep_pool = False
+        self._kept_pool: ParsePool | None = None
+
+    async def start(self) -> None:
+        """For a collector that runs round after round: keep parse workers across rounds, and
+        spawn them now when the store already holds enough sources, so no round pays for
+        starting them and its first stories do not wait for it. Without a call, each round
+        that needs workers starts and stops its own."""
+        self._keep_pool = True
+        if len(await self.store.list_sources()) >= MIN_SOURCES_FOR_POOL and self.parse_workers:
+            self._kept_pool = ParsePool(self.parse_workers)
+            await self._kept_pool.start()
+
+    async def close(self) -> None:
+        if self._kept_pool is not None:
+            pool, self._kept_pool = self._kept_pool, None
+            await pool.close()
+
+    async def _round_pool(self, sources: int) -> contextlib.AbstractAsyncContextManager[ParsePool]:
+        """The kept pool (a broken one replaced), or a pool for this round only."""
+        kept = self._kept_pool
+        if kept is not None and kept.broken:
+            await kept.close()
+            kept = self._kept_pool = None
+        if kept is None and self._keep_pool and self.parse_workers and \
+                sources >= MIN_SOURCES_FOR_POOL:
+            kept = self._kept_pool = ParsePool(self.parse_workers)  # spawned by its first body
+        if kept is None:
+            return ParsePool(self.parse_workers, sources)
+        return contextlib.nullcontext(kept)
 
     def _fetcher(self) -> Fetcher:
         resolver = self.resolver_factory() if self.resolver_factory else None
@@ -143,7 +176,7 @@ class Collector:
         report = RoundReport()
         if not states:
             return report
-        async with self._fetcher() as fetcher, ParsePool(self.parse_workers, len(states)) as pool:
+        async with self._fetcher() as fetcher, await self._round_pool(len(states)) as pool:
             async def one(state: SourceState) -> None:
                 r = await self.collect_source(fetcher, state, pool)
                 report.sources.append(r)

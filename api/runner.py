@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -103,6 +104,11 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     watcher = SourcesWatcher(svc, settings.sources_file)
     if collect or serve:
         await watcher.check()
+    if collect:
+        # The parse workers start beside the corpus and the model; the first round waits for
+        # them (a failure to start them leaves each round its own pool, as one-off rounds do).
+        workers_started = asyncio.create_task(svc.collector.start())
+        workers_started.add_done_callback(_log_failure("collect.parse_workers_not_started"))
     if svc.corpus is not None:
         info = await svc.corpus.start()
         log.info("index.loaded %s", info)
@@ -120,6 +126,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     if collect:
         async def collect_round() -> None:
             await _wait_model(model_ready)
+            await asyncio.wait([workers_started])  # never raises: its failure is logged
             await svc.collector.run_round()
 
         every("collect", collect_round, settings.collect.tick_s, now=True)
@@ -153,6 +160,14 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         if svc.corpus is not None and svc.corpus.owner:
             await svc.corpus.save()
         await svc.close()
+
+
+def _log_failure(event: str) -> Callable[[asyncio.Task], None]:
+    def done(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            e = task.exception()
+            log.warning("%s error=%s: %s", event, type(e).__name__, e)
+    return done
 
 
 # How long the first collection round waits for the embedding model to load (see _wait_model).

@@ -47,6 +47,8 @@ class Services:
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     async def close(self) -> None:
+        if self.collector is not None:
+            await self.collector.close()
         await self.store.close()
 
 

@@ -85,19 +85,29 @@ async def feeds_site(shared_data):
         yield s
 
 
-async def test_round_parses_in_worker_processes_and_stops_them(feeds_site, shared_data, tmp_path):
+def _serve_copies(feeds_site, shared_data, version: str = "v") -> list[SourceSpec]:
+    """Enough sources for a round to parse in worker processes, each served its own copy of
+    a captured feed (distinct story URLs per source and per `version`)."""
     names = ["fast-news-reader/bbc.xml", "rss-parser/guardian.rss", "node-feedparser/tpm.atom",
              "RSParser/aktuality.rss", "RSParser/DaringFireball.json"]
     specs = []
     for i in range(MIN_SOURCES_FOR_POOL):
         body = (shared_data / "news-feeds" / names[i % len(names)]).read_bytes()
-        # One copy per source, each on its own path so the stories are distinct.
-        body = body.replace(b"https://", f"https://s{i}.".encode())
-        feeds_site.route(f"/f{i}", body=body, etag=f'"v{i}"')
+        body = body.replace(b"https://", f"https://{version}s{i}.".encode())
+        feeds_site.route(f"/f{i}", body=body, etag=f'"{version}{i}"')
         specs.append(SourceSpec(f"src{i}", f"http://feeds.example/f{i}", "news"))
+    return specs
+
+
+async def _pool_sized_sources(feeds_site, shared_data, tmp_path) -> Store:
     store = Store(f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}")
     await store.migrate()
-    await store.sync_sources(specs, NOW)
+    await store.sync_sources(_serve_copies(feeds_site, shared_data), NOW)
+    return store
+
+
+async def test_round_parses_in_worker_processes_and_stops_them(feeds_site, shared_data, tmp_path):
+    store = await _pool_sized_sources(feeds_site, shared_data, tmp_path)
     c = Collector(store, FAST, resolver_factory=lambda: LoopbackResolver(port=feeds_site.port),
                   parse_workers=2)
     before = set(multiprocessing.active_children())
@@ -125,3 +135,34 @@ async def test_pool_results_match_thread_results(shared_data):
     local = parse_and_normalize(*args)
     assert pooled.drafts == local.drafts and pooled.item_count == len(local.doc.items) == 55
     assert pooled.doc.items == () and pooled.doc.title == local.doc.title
+
+
+async def test_started_collector_keeps_its_workers_across_rounds(feeds_site, shared_data, tmp_path):
+    """`start` spawns the workers before any round; rounds reuse them; a killed worker costs
+    one round its pool (it finishes in threads) and the next round gets a new one."""
+    store = await _pool_sized_sources(feeds_site, shared_data, tmp_path)
+    c = Collector(store, FAST, resolver_factory=lambda: LoopbackResolver(port=feeds_site.port),
+                  parse_workers=2)
+    before = set(multiprocessing.active_children())
+    await c.start()
+    workers = set(multiprocessing.active_children()) - before
+    assert len(workers) == 2 and all(w.is_alive() for w in workers)
+
+    first = await c.run_round(force=True)
+    assert [r.error for r in first.sources if not r.ok] == [] and first.new > 0
+    assert set(multiprocessing.active_children()) - before == workers  # the same processes
+
+    # New bodies (new ETags, new URLs), then a worker killed between rounds.
+    _serve_copies(feeds_site, shared_data, version="w")
+    next(iter(workers)).kill()
+    second = await c.run_round(force=True)
+    assert [r.error for r in second.sources if not r.ok] == [] and second.new > 0
+
+    _serve_copies(feeds_site, shared_data, version="x")
+    third = await c.run_round(force=True)  # a new pool, spawned by the round's first body
+    assert [r.error for r in third.sources if not r.ok] == [] and third.new > 0
+    fresh = set(multiprocessing.active_children()) - before
+    assert fresh and not fresh & workers
+    await c.close()
+    assert set(multiprocessing.active_children()) == before
+    await store.close()

@@ -191,7 +191,14 @@ def _fetch_common(rec: FetchRecord, now: datetime) -> dict:
             "adaptive_interval_s": rec.interval_s, "lease_owner": None, "lease_until": None}
 
 
-def _story(row: StoryRow) -> Story:
+_STORY_COLUMNS = (StoryRow.id, StoryRow.url, StoryRow.title, StoryRow.summary, StoryRow.text,
+                  StoryRow.author, StoryRow.image_url, StoryRow.published_at,
+                  StoryRow.collected_at, StoryRow.site, StoryRow.source, StoryRow.category,
+                  StoryRow.duplicate_of)
+
+
+def _story(row) -> Story:
+    """A Story from a StoryRow or from a row of `_STORY_COLUMNS`."""
     return Story(
         id=row.id,
         url=row.url,
@@ -627,7 +634,10 @@ class Store:
         out: dict[int, Story] = {}
         async with self.session() as s:
             for i in range(0, len(ids), 500):
-                rows = (await s.scalars(select(StoryRow).where(StoryRow.id.in_(ids[i:i + 500])))).all()
+                # Plain rows of the card's columns: the corpus reads every new story through
+                # here, and ORM objects cost ~4x as much to build.
+                rows = (await s.execute(select(*_STORY_COLUMNS)
+                                        .where(StoryRow.id.in_(ids[i:i + 500])))).all()
                 out.update((r.id, _story(r)) for r in rows)
         return out
 
@@ -771,11 +781,15 @@ class Store:
             await s.execute(update(StoryRow).where(StoryRow.id.in_(ids))
                             .values(embed_lease_until=None)
                             .execution_options(synchronize_session=False))
-            for sid, version, blob in rows:
-                if sid in present:
-                    s.add(VectorRow(story_id=sid, recipe=recipe, embed_version=version,
-                                    vector=blob, embedded_at=now))
-                    s.add(IndexChangeRow(story_id=sid, op="add", at=now))
+            kept = [(sid, version, blob) for sid, version, blob in rows if sid in present]
+            if kept:
+                # Bulk INSERTs, not ORM objects: the unit of work's bookkeeping cost more than
+                # the writes, on the event loop the collector and the API share.
+                await s.execute(insert(VectorRow), [
+                    {"story_id": sid, "recipe": recipe, "embed_version": version, "vector": blob,
+                     "embedded_at": now} for sid, version, blob in kept])
+                await s.execute(insert(IndexChangeRow), [
+                    {"story_id": sid, "op": "add", "at": now} for sid, _, _ in kept])
         return [i for i in ids if i in present]
 
     async def _change_log_turn(self, s) -> None:

@@ -46,15 +46,9 @@ _NAME_PARTS = re.compile(r"[-.,’']")
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens without stopwords or possessive endings."""
-    out = []
-    for match in _WORD.finditer(text.lower()):
-        token = match.group(0)
-        if token.endswith(("'s", "’s")):
-            token = token[:-2]
-        if len(token) < 2 or token in STOPWORDS:
-            continue
-        out.append(token)
-    return out
+    # findall and comprehensions: this runs over every indexed story's text.
+    tokens = [t[:-2] if t.endswith(("'s", "’s")) else t for t in _WORD.findall(text.lower())]
+    return [t for t in tokens if len(t) > 1 and t not in STOPWORDS]
 
 
 def key_terms(title: str, text: str, max_terms: int = 40) -> tuple[str, ...]:
@@ -66,16 +60,19 @@ def key_terms(title: str, text: str, max_terms: int = 40) -> tuple[str, ...]:
     """
     seen: dict[str, None] = {}
     for chunk in (title, text):
-        for match in _NAME_OR_NUMBER.finditer(chunk):
-            word = match.group(0).rstrip(".-'’")
+        for word in _NAME_OR_NUMBER.findall(chunk):
+            word = word.rstrip(".-'’")
             if word.endswith(("'s", "’s")):
                 word = word[:-2]
             lower = word.lower()
             if len(lower) < 2 or lower in STOPWORDS:
                 continue
-            for part in _NAME_PARTS.split(lower):
-                if len(part) >= 2 and part not in STOPWORDS:
-                    seen.setdefault(part, None)
+            if lower.isalpha():  # most names: nothing to split (the split is the costly part)
+                seen.setdefault(lower, None)
+            else:
+                for part in _NAME_PARTS.split(lower):
+                    if len(part) >= 2 and part not in STOPWORDS:
+                        seen.setdefault(part, None)
             if len(seen) >= max_terms:
                 return tuple(seen)
     return tuple(seen)
@@ -230,12 +227,21 @@ class LexicalIndex:
             self._merge(np.concatenate([tail_t, t]), np.concatenate([tail_s, s]),
                         np.concatenate([tail_c, c]))
             return
-        for tid, slot, count in zip(terms, slots, counts, strict=True):
-            entry = self._tail.get(tid)
+        # Grouped by term first (a stable sort keeps each term's slots ascending), so the
+        # Python loop runs once per distinct term rather than once per posting.
+        order = np.argsort(t, kind="stable")
+        ts = t[order]
+        starts = np.flatnonzero(np.diff(ts, prepend=-1)).tolist()
+        bounds = starts[1:] + [len(ts)]
+        sl, cl, tl = s[order].tolist(), c[order].tolist(), ts[starts].tolist()
+        tail = self._tail
+        for tid, a, b in zip(tl, starts, bounds, strict=True):
+            entry = tail.get(tid)
             if entry is None:
-                entry = self._tail[tid] = ([], [])
-            entry[0].append(slot)
-            entry[1].append(count)
+                tail[tid] = (sl[a:b], cl[a:b])
+            else:
+                entry[0].extend(sl[a:b])
+                entry[1].extend(cl[a:b])
         self._tail_n += len(t)
         if self._tail_n > max(50_000, len(self._pdocs) // 50):
             self._merge_tail()

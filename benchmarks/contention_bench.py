@@ -1,7 +1,8 @@
 """How much of the embedder's rate a little CPU work beside it costs, on this machine.
 
 Why the ingest ratio stays short of its goal: the model spreads each batch over both cores,
-so any other thread that takes a core for a moment stalls the whole batch, not half of it.
+so another thread that takes a core for a moment can stall the whole batch, not half of it
+(measured: 1.0-1.8x the fair share, depending on the run and the share).
 This encodes the ingest benchmark's texts (the stories of the captured feeds, as embedded)
 alone, then beside a separate process that keeps one core busy for a share (`duty`) of
 every 10 ms, in turns, and reports texts/s and the model's CPU seconds. Perfect sharing

@@ -23,7 +23,6 @@ from aggregator.extract import extract_article
 from aggregator.fetch import Fetcher, FetchPolicy, Validators
 from aggregator.model import ParsedDocument, SourceSpec, StoryDraft
 from aggregator.parsepool import (
-    MIN_SOURCES_FOR_POOL,
     ParsePool,
     default_workers,
     drafts_from,  # noqa: F401  (re-exported: benchmarks, callers)
@@ -134,9 +133,10 @@ class Collector:
         starting them and its first stories do not wait for it. Without a call, each round
         that needs workers starts and stops its own."""
         self._keep_pool = True
-        if len(await self.store.list_sources()) >= MIN_SOURCES_FOR_POOL and self.parse_workers:
-            self._kept_pool = ParsePool(self.parse_workers)
-            await self._kept_pool.start()
+        pool = ParsePool(self.parse_workers, len(await self.store.list_sources()))
+        if pool.workers:
+            self._kept_pool = pool
+            await pool.start()
 
     async def close(self) -> None:
         if self._kept_pool is not None:
@@ -145,16 +145,15 @@ class Collector:
 
     async def _round_pool(self, sources: int) -> contextlib.AbstractAsyncContextManager[ParsePool]:
         """The kept pool (a broken one replaced), or a pool for this round only."""
-        kept = self._kept_pool
-        if kept is not None and kept.broken:
-            await kept.close()
-            kept = self._kept_pool = None
-        if kept is None and self._keep_pool and self.parse_workers and \
-                sources >= MIN_SOURCES_FOR_POOL:
-            kept = self._kept_pool = ParsePool(self.parse_workers)  # spawned by its first body
-        if kept is None:
-            return ParsePool(self.parse_workers, sources)
-        return contextlib.nullcontext(kept)
+        if self._kept_pool is not None and self._kept_pool.broken:
+            await self._kept_pool.close()
+            self._kept_pool = None
+        if self._kept_pool is None:
+            pool = ParsePool(self.parse_workers, sources)  # workers only for enough sources
+            if not (self._keep_pool and pool.workers):
+                return pool
+            self._kept_pool = pool  # spawned by its first body
+        return contextlib.nullcontext(self._kept_pool)
 
     def _fetcher(self) -> Fetcher:
         resolver = self.resolver_factory() if self.resolver_factory else None

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -107,8 +106,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     if collect:
         # The parse workers start beside the corpus and the model; the first round waits for
         # them (a failure to start them leaves each round its own pool, as one-off rounds do).
-        workers_started = asyncio.create_task(svc.collector.start())
-        workers_started.add_done_callback(_log_failure("collect.parse_workers_not_started"))
+        workers_started = asyncio.create_task(_guard("collect.parse_workers", svc.collector.start))
     if svc.corpus is not None:
         info = await svc.corpus.start()
         log.info("index.loaded %s", info)
@@ -126,7 +124,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     if collect:
         async def collect_round() -> None:
             await _wait_model(model_ready)
-            await asyncio.wait([workers_started])  # never raises: its failure is logged
+            await workers_started  # never raises: _guard logs a failure
             await svc.collector.run_round()
 
         every("collect", collect_round, settings.collect.tick_s, now=True)
@@ -160,14 +158,6 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         if svc.corpus is not None and svc.corpus.owner:
             await svc.corpus.save()
         await svc.close()
-
-
-def _log_failure(event: str) -> Callable[[asyncio.Task], None]:
-    def done(task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            e = task.exception()
-            log.warning("%s error=%s: %s", event, type(e).__name__, e)
-    return done
 
 
 # How long the first collection round waits for the embedding model to load (see _wait_model).

@@ -18,6 +18,7 @@ import multiprocessing as mp
 import sys
 import time
 from datetime import UTC, datetime
+from statistics import median_high
 
 DUTIES = (0.0, 0.1, 0.25)
 
@@ -71,12 +72,12 @@ def run(reps: int = 3, embedder: str = "minilm-int8") -> dict:
                 stop.set()
                 busy.join()
             rows[duty].append((len(texts) / wall, cpu))
-    alone = sorted(r for r, _ in rows[0.0])[len(rows[0.0]) // 2]
+    alone = median_high(r for r, _ in rows[0.0])
     out = {"texts": len(texts), "embedder": type(emb).__name__, "reps": reps, "duties": []}
     for duty, got in rows.items():
-        rate = sorted(r for r, _ in got)[len(got) // 2]
+        rate = median_high(r for r, _ in got)
         out["duties"].append({"duty": duty, "texts_per_s": round(rate, 1),
-                              "model_cpu_s": round(sorted(c for _, c in got)[len(got) // 2], 2),
+                              "model_cpu_s": round(median_high(c for _, c in got), 2),
                               "rate_lost": round(1 - rate / alone, 3),
                               "fair_share_lost": duty / 2})
     return out

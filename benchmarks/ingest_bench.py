@@ -289,8 +289,7 @@ async def _pipeline(settings, port: int, site_port: int, n_sources: int,
             "idle_before_s": spans[0][0] - start if spans else None,
             "idle_between_s": sum(max(0.0, b[0] - a[1]) for a, b in itertools.pairwise(spans)),
             "idle_after_s": end - spans[-1][1] if spans else None,
-            "cpu_s": cpu.window(start, end, trace.model_ids), "embedder_used": trace.embedder,
-            "window": [start, end]}
+            "cpu_s": cpu.window(start, end, trace.model_ids), "embedder_used": trace.embedder}
 
 
 def _ts(at) -> float:

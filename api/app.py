@@ -61,6 +61,12 @@ MAX_URL_CHARS = 2048
 # No JSON body the API accepts is larger (100k chars of text, escaped, or 256 kB of events): a
 # bigger one is refused while it arrives instead of being read whole into memory first.
 MAX_REQUEST_BODY_BYTES = 2 * 1024 * 1024
+# The request line and headers the HTTP server buffers (uvicorn's h11 limit, 16 KiB by default).
+# Past it uvicorn answers a plain-text 400 and closes while the client is still sending, and
+# the reset could swallow even that answer. It only trips when the head arrives in pieces (a
+# loaded machine), so a 100 kB URL got our JSON 422 or a reset depending on timing. With room
+# for such heads, the API's own limits answer them; this bounds what one connection can hold.
+MAX_REQUEST_HEAD_BYTES = 256 * 1024
 # Story ids are signed 64-bit in both engines; a larger one cannot exist, and passing it down made
 # the SQLite driver raise OverflowError (a 500 found by the fuzzer, tests/api/test_fuzz.py).
 MAX_STORY_ID = 2**63 - 1
@@ -584,3 +590,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     except Exception as e:
         raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from e
 
+
+
+def server_config(app, host: str, port: int, **options):
+    """The uvicorn configuration every server of the API uses (`serve`, `run`, the workers,
+    tests and benchmarks), so all of them answer oversized requests the same way."""
+    import uvicorn
+
+    defaults = {"log_level": "warning", "access_log": False,
+                "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES}
+    return uvicorn.Config(app, host=host, port=port, **{**defaults, **options})

@@ -245,11 +245,10 @@ async def _save_if_dirty(svc: Services, clock: _SaveClock | None = None) -> None
 async def _serve(svc: Services, host: str, port: int, ready: asyncio.Event | None) -> None:
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, server_config
 
     app = create_app(svc)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="off")
+    config = server_config(app, host, port, lifespan="off")
     server = uvicorn.Server(config)
     # uvicorn re-raises SIGTERM/SIGINT after its own shutdown, which would kill the process
     # before the index is saved; we take the signals and ask it to exit instead.

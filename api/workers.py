@@ -120,11 +120,11 @@ class WorkerApp:
 
 def serve_workers(settings: Settings, host: str, port: int, workers: int) -> None:
     """Bind, start `workers` processes and supervise them until SIGINT/SIGTERM (blocking)."""
-    import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config(WorkerApp(settings), host=host, port=port, workers=workers,
-                            log_level="warning", access_log=False, lifespan="on")
+    from api.app import server_config
+
+    config = server_config(WorkerApp(settings), host, port, workers=workers, lifespan="on")
     # Re-made from its descriptor so that Python reads the protocol (TCP) back from the kernel:
     # uvicorn creates it with proto 0, and asyncio sets TCP_NODELAY only on sockets that say
     # TCP. Without it every answer written in two parts (head, body) waited for the client's

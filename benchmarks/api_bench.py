@@ -205,9 +205,10 @@ async def start_server(app) -> tuple[int, object, asyncio.Task]:
     Stop it with `server.should_exit = True` and await the task."""
     import uvicorn
 
+    from api.app import server_config
+
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off", access_log=False))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)

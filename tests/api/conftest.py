@@ -42,8 +42,9 @@ def free_port() -> int:
 async def start_server(app, port: int):
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off", access_log=False))
+    from api.app import server_config
+
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, lifespan="off"))
     task = asyncio.create_task(server.serve())
     for _ in range(200):
         if server.started:

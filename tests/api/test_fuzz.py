@@ -11,6 +11,7 @@ declares for that status, where it declares one).
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from pathlib import Path
@@ -162,3 +163,25 @@ def test_bodies_over_the_cap_are_refused_with_413(live_stack, path, chunked):
                       headers={"Content-Type": "application/json"})
     assert r.status_code == 413, (r.status_code, r.text[:300])
     assert r.json()["error"]["code"] == "too_large"
+
+
+
+def test_a_long_request_line_sent_in_pieces_gets_the_api_error(live_stack):
+    """A 100 kB URL arriving in 4 kB pieces (as on a loaded machine) used to trip the HTTP
+    server's own 16 KiB head limit: a plain-text 400 and a reset instead of the API's 422."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(live_stack.base_url)
+    head = (f"GET /v1/related?url=https%3A%2F%2Fa.example%2F{'x' * 100_000} HTTP/1.1\r\n"
+            f"Host: {where.netloc}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+        for i in range(0, len(head), 4096):
+            sock.sendall(head[i:i + 4096])
+            time.sleep(0.002)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 422"), answer[:200]
+    assert json.loads(body)["error"]["code"] == "invalid_request"

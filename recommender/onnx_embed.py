@@ -67,18 +67,26 @@ VERIFY_TEXTS = (
 MAX_BATCH_TOKENS = 4096
 
 
+def padded_width(length: int, step: int) -> int:
+    """`length` rounded up to a multiple of `step` (at least one step): the padded width."""
+    return max(step, -(-length // step) * step)
+
+
 def plan_batches(lengths: list[int], batch_size: int,
-                 max_batch_tokens: int = MAX_BATCH_TOKENS) -> list[np.ndarray]:
+                 max_batch_tokens: int = MAX_BATCH_TOKENS, split_tail: bool = False) -> list[np.ndarray]:
     """Row indices per batch: longest first, so each batch holds similar lengths (little padding).
 
     A batch has at most `batch_size` rows and, unless it is one row, at most `max_batch_tokens`
-    padded tokens.
+    padded tokens. Every batch is full but the last; with `split_tail` that one is cut into
+    powers of two (13 rows: 8, 4, 1), so its row count is one of a few too.
     """
     order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
     out, start = [], 0
     while start < len(order):
         longest = max(int(lengths[order[start]]), 1)
         rows = max(1, min(batch_size, max_batch_tokens // longest))
+        if split_tail and len(order) - start < rows:
+            rows = 1 << ((len(order) - start).bit_length() - 1)
         out.append(order[start:start + rows])
         start += rows
     return out
@@ -306,18 +314,23 @@ def load_tokenizer():
 
 
 def encode_bucketed(texts: list[str], tokenizer, run, batch_size: int,
-                    max_batch_tokens: int = MAX_BATCH_TOKENS, dim: int = DIM) -> np.ndarray:
+                    max_batch_tokens: int = MAX_BATCH_TOKENS, dim: int = DIM,
+                    width_step: int = 1) -> np.ndarray:
     """Tokenise, batch by length (`plan_batches`), run, mean-pool under the mask, L2-normalise.
 
     `run(input_ids, attention_mask)` returns the batch's last_hidden_state; the rest is the same
     for every runtime, so runtimes differ only in what they compute, never in how it is pooled.
+    With a `width_step` above 1 (for runtimes that compile per input shape), batches are padded
+    to a multiple of it and the last batch is split in powers of two: every batch then has one
+    of a few shapes (the width decides the rows).
     """
     out = np.zeros((len(texts), dim), dtype=np.float32)
     if not texts:
         return out
     ids = [e.ids for e in tokenizer.encode_batch(list(texts))]
-    for rows in plan_batches([len(i) for i in ids], batch_size, max_batch_tokens):
-        width = max(len(ids[r]) for r in rows)
+    widths = [padded_width(len(i), width_step) for i in ids]
+    for rows in plan_batches(widths, batch_size, max_batch_tokens, split_tail=width_step > 1):
+        width = max(widths[r] for r in rows)
         input_ids = np.zeros((len(rows), width), dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for j, r in enumerate(rows):

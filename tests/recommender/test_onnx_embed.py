@@ -20,6 +20,7 @@ from recommender.onnx_embed import (
     ModelBuildError,
     OnnxEmbedder,
     build_int8_model,
+    padded_width,
     plan_batches,
     verify_against_torch,
 )
@@ -47,6 +48,23 @@ def test_plan_batches_gives_long_texts_smaller_batches():
     lengths = [256] * 64 + [16] * 64
     sizes = [len(b) for b in plan_batches(lengths, batch_size=64, max_batch_tokens=4096)]
     assert sizes[:4] == [16, 16, 16, 16] and sizes[-1] == 64
+
+
+@given(st.lists(st.integers(min_value=0, max_value=256), min_size=1, max_size=300),
+       st.sampled_from([8, 16]), st.booleans())
+def test_padded_batches_take_few_shapes(lengths, step, split_tail):
+    widths = [padded_width(n, step) for n in lengths]
+    assert all(w >= n and w % step == 0 for w, n in zip(widths, lengths, strict=True))
+    batches = plan_batches(widths, 32, 4096, split_tail=split_tail)
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(len(lengths)))
+    full = {(len(b), max(widths[r] for r in b)) for b in batches[:-1]}
+    if not split_tail:  # every batch but the last is full: its width decides its rows
+        assert all(n == min(32, 4096 // w) for n, w in full)
+    else:  # and the tail is cut in powers of two
+        for b in batches:
+            w = max(widths[r] for r in b)
+            assert len(b) == min(32, 4096 // w) or len(b) & (len(b) - 1) == 0
 
 
 # --- the real model ------------------------------------------------------------------------

@@ -310,6 +310,25 @@ def render_embed(r: dict) -> list[str]:
             f"{k} {', '.join(str(x) for x in v)}" for k, v in r["all_reps_s"].items()),
         "",
     ]
+    u = r.get("unseen_texts") or {}
+    if "kinds" in u:
+        out += [
+            "Texts the process has not embedded yet (what a service meets; the reps above repeat "
+            "theirs, so from the second rep every batch shape is known): OpenVINO compiles kernels "
+            f"per input shape, so the product pads batches to multiples of {u['width_step']} tokens. "
+            f"{u['reps']} reps, each on further BBC stories, padded and unpadded in turn:",
+            "",
+            "| texts | stories a rep | **padded** stories/s | unpadded stories/s | ratio | per rep, padded / unpadded |",
+            "|---|---|---|---|---|---|",
+        ]
+        for kind, k in u["kinds"].items():
+            m, each = k["median"], k["stories_per_s"]
+            out.append(f"| {kind} | {k['stories_per_rep']} | **{m['padded']}** | {m['unpadded']} | "
+                       f"{m['padded'] / m['unpadded']:.2f}× | {', '.join(map(str, each['padded']))} / "
+                       f"{', '.join(map(str, each['unpadded']))} |")
+        out.append("")
+    elif "skipped" in u:
+        out += [f"Padded against unpadded on unseen texts: not measured ({u['skipped']}).", ""]
     return out
 
 

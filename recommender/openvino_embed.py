@@ -303,7 +303,7 @@ class OpenVinoEmbedder:
     dim = DIM
 
     def __init__(self, model_path: Path, threads: int | None = None,
-                 max_batch_tokens: int = MAX_BATCH_TOKENS):
+                 max_batch_tokens: int = MAX_BATCH_TOKENS, width_step: int = WIDTH_STEP):
         path = Path(model_path)
         if path.is_dir():
             path = path / MODEL_FILE
@@ -312,6 +312,7 @@ class OpenVinoEmbedder:
         self.model_path = path
         self.threads = threads or os.cpu_count() or 1
         self.max_batch_tokens = max_batch_tokens
+        self.width_step = max(1, width_step)
         # The digest of both files: other bytes, other vectors, never one index.
         digest = _files_digest(path)
         self.recipe = (f"ov-int8:{MODEL_NAME}|{TEXT_RECIPE}|{digest[:12]}{digest[65:77]}"
@@ -358,7 +359,7 @@ class OpenVinoEmbedder:
                 return np.array(request.infer(feed)[self._output], copy=True)
 
             return encode_bucketed(texts, tokenizer, run, batch_size, self.max_batch_tokens,
-                                   self.dim, width_step=WIDTH_STEP)
+                                   self.dim, width_step=self.width_step)
 
 
 # --- which int8 runtime "minilm-int8" uses on this machine --------------------------------

@@ -129,6 +129,20 @@ def test_padding_and_batching_barely_move_a_vector(ov8, bbc_paragraphs):
 
 @pytest.mark.model
 @pytest.mark.slow
+def test_padding_to_the_width_grid_keeps_the_vectors(ov8, ov_path, bbc_paragraphs):
+    """The default pads batches to multiples of 8 tokens (few shapes to compile); padding is
+    masked, so the vectors match an unpadded run's up to kernel rounding."""
+    assert ov8.width_step == 8
+    texts = bbc_paragraphs + ["Blair calls early election", "Storm"]  # odd token counts
+    unpadded = OpenVinoEmbedder(ov_path, threads=2, width_step=1)
+    cosines = (ov8.encode(texts) * unpadded.encode(texts)).sum(axis=1)
+    assert float(cosines.min()) > 0.998
+    alone = ov8.encode(["Storm"])[0] @ unpadded.encode(["Storm"])[0]  # 3 tokens, padded to 8
+    assert float(alone) > 0.998
+
+
+@pytest.mark.model
+@pytest.mark.slow
 def test_second_build_reuses_the_files(models_dir, ov_path):
     manifest = json.loads((ov_path.parent / MANIFEST).read_text())
     mtime = ov_path.with_suffix(".bin").stat().st_mtime_ns

@@ -62,12 +62,12 @@ def unseen_texts_ab(product, kinds: dict[str, list[str]], batch_size: int, reps:
     unpadded = OpenVinoEmbedder(product.model_path, threads=product.threads, width_step=1)
     unpadded.encode(next(iter(kinds.values()))[:8], batch_size)  # load
     out: dict = {"width_step": product.width_step, "reps": reps, "kinds": {}}
+    pair = [("padded", product), ("unpadded", unpadded)]
     for kind, texts in kinds.items():
         per = len(texts) // reps
         rates: dict[str, list[float]] = {"padded": [], "unpadded": []}
         for rep in range(reps):
             part = texts[rep * per:(rep + 1) * per]
-            pair = [("padded", product), ("unpadded", unpadded)]
             for name, emb in pair if rep % 2 == 0 else pair[::-1]:
                 t0 = time.perf_counter()
                 emb.encode(part, batch_size)

@@ -63,10 +63,11 @@ INFERENCE_PRECISION = "f32"
 # for each input shape it meets (a process-wide cache): a batch of a new shape took 1-35 % more
 # CPU than the same batch again, and unpadded nearly every batch of new texts has a new shape
 # (its width is its longest text's). Padded, there are ~32 shapes and they stay compiled.
-# Measured on 1,444 feed texts (2-core EPYC, a fresh process each, 3 reps), on texts not yet
-# seen in that batching: 202-230/s unpadded, 232-259/s at step 8, 234-257 at 16, 211-235 at 32
-# (the padding itself then costs more than it saves). The padding is masked: vectors move no
-# more than a text moving to another batch already moves them (min cosine 0.9995 either way).
+# Measured on 1,444 feed texts (2-core Intel Xeon with AVX-512 and AMX, a fresh process each,
+# 3 reps), on texts not yet seen in that batching: 202-230/s unpadded, 232-259/s at step 8,
+# 234-257 at 16, 211-235 at 32 (the padding itself then costs more than it saves). The padding
+# is masked: vectors move no more than a text moving to another batch already moves them (min
+# cosine 0.9995 either way).
 WIDTH_STEP = 8
 
 # Calibration input for the activation ranges: news-like English written for this file (no

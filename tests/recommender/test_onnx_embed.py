@@ -58,8 +58,8 @@ def test_padded_batches_take_few_shapes(lengths, step, split_tail):
     batches = plan_batches(widths, 32, 4096, split_tail=split_tail)
     rows = np.concatenate(batches)
     assert sorted(rows.tolist()) == list(range(len(lengths)))
-    full = {(len(b), max(widths[r] for r in b)) for b in batches[:-1]}
     if not split_tail:  # every batch but the last is full: its width decides its rows
+        full = {(len(b), max(widths[r] for r in b)) for b in batches[:-1]}
         assert all(n == min(32, 4096 // w) for n, w in full)
     else:  # and the tail is cut in powers of two
         for b in batches:

@@ -186,6 +186,38 @@ class BodyCap:
         return f"request bodies are limited to {self.max_body_bytes} bytes"
 
 
+class RequestTiming:
+    """ASGI middleware: each request's duration by route template, method and status.
+
+    Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs every
+    request through a task and a memory stream, ~0.2 ms a request here (a bare FastAPI route
+    answered in 63 us, 265 us behind it, 65 us behind this), more than the block cache's lookup.
+    """
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = 500  # what the server answers when the app raises before it responds
+
+        async def noting_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_status)
+        finally:
+            # The router writes the matched route into this same scope dict.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route, scope["method"], str(status)).observe(
+                time.perf_counter() - t0)
+
+
 class BlockCache:
     """Serialized blocks keyed by request and corpus version: a new story invalidates all."""
 
@@ -280,15 +312,7 @@ def create_app(svc: Services) -> FastAPI:
     async def _nf(_req: Request, e: NotFound):
         return error_response(404, "not_found", str(e))
 
-    @app.middleware("http")
-    async def _timing(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, request.method, str(response.status_code)).observe(
-            time.perf_counter() - t0)
-        return response
+    app.add_middleware(RequestTiming, metrics=metrics)
 
     # ------------------------------------------------------------ helpers
 

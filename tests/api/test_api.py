@@ -14,6 +14,12 @@ async def test_health_metrics_openapi(http):
         assert name in r.text, name
     r = await http.get("/openapi.json")
     paths = r.json()["paths"]
+    # Requests are timed by route template and status, errors included.
+    assert (await http.get("/v1/stories/987654321")).status_code == 404
+    text = (await http.get("/metrics")).text
+    assert ('tidings_request_seconds_count{method="GET",route="/v1/stories/{story_id}",'
+            'status="404"} 1.0') in text
+    assert 'route="/healthz",status="200"' in text
     for p in ("/v1/stories", "/v1/stories/{story_id}/related", "/v1/related", "/v1/widget", "/v1/sources"):
         assert p in paths
 

@@ -62,7 +62,10 @@ class RelatedEngine:
 
     `overfetch * k + overfetch_extra` candidates are asked from each index (gorse does the
     same: over-fetch, filter, cut to k); when filters leave fewer than k, the fetch is
-    widened up to `max_fetch`.
+    widened up to `max_fetch`. 60 each for a block of 5: the ranking scores in full only the
+    best 60 of the union (`_POOL_PER_K`), and asking 100 each gave the same ECB+ and BBC
+    figures to the fourth decimal while every candidate costs metadata, a vector and a score
+    (40 each cost BBC politics 0.004; recommender/evaluate.py).
     """
 
     def __init__(
@@ -71,8 +74,8 @@ class RelatedEngine:
         lexical: LexicalIndex,
         meta: MetaLookup,
         params: RankParams | None = None,
-        overfetch: int = 10,
-        overfetch_extra: int = 50,
+        overfetch: int = 6,
+        overfetch_extra: int = 30,
         max_fetch: int = 2000,
     ):
         self.vindex = vindex

@@ -621,8 +621,12 @@ def main(argv: list[str] | None = None) -> None:
         fresh = run_all(only, args.quick)
         results.update({k: fresh[k] for k in only})
         results["timings_s"].update(fresh["timings_s"])
-        # Sessions may land on other hardware: a rerun names its own CPU and commit.
-        results["machine"].setdefault("reruns", []).append(
+        # Sessions may land on other hardware: a rerun names its own CPU and commit, and
+        # replaces the line of an earlier rerun of the same parts (its figures are gone).
+        label = f"{', '.join(only)} rerun at "
+        reruns = [r for r in results["machine"].get("reruns", []) if not r.startswith(label)]
+        results["machine"]["reruns"] = reruns
+        reruns.append(
             f"{', '.join(only)} rerun at {fresh['machine']['date']} on {fresh['machine']['cpu']}"
             f" (nproc {fresh['machine']['nproc']}), commit {fresh['machine']['commit']} (load "
             f"average {fresh['machine']['loadavg_start']} → {fresh['machine']['loadavg_end']})")

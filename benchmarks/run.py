@@ -623,13 +623,11 @@ def main(argv: list[str] | None = None) -> None:
         results["timings_s"].update(fresh["timings_s"])
         # Sessions may land on other hardware: a rerun names its own CPU and commit, and
         # replaces the line of an earlier rerun of the same parts (its figures are gone).
-        label = f"{', '.join(only)} rerun at "
-        reruns = [r for r in results["machine"].get("reruns", []) if not r.startswith(label)]
-        results["machine"]["reruns"] = reruns
-        reruns.append(
-            f"{', '.join(only)} rerun at {fresh['machine']['date']} on {fresh['machine']['cpu']}"
-            f" (nproc {fresh['machine']['nproc']}), commit {fresh['machine']['commit']} (load "
-            f"average {fresh['machine']['loadavg_start']} → {fresh['machine']['loadavg_end']})")
+        label, m = f"{', '.join(only)} rerun at ", fresh["machine"]
+        kept = [r for r in results["machine"].get("reruns", []) if not r.startswith(label)]
+        results["machine"]["reruns"] = [*kept, (
+            f"{label}{m['date']} on {m['cpu']} (nproc {m['nproc']}), commit {m['commit']} "
+            f"(load average {m['loadavg_start']} → {m['loadavg_end']})")]
     else:
         results = run_all(only, args.quick)
     out: Path = args.out

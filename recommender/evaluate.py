@@ -96,7 +96,7 @@ does; the cap itself costs ~0.01 on full text. Rerun: `build_engine` with the in
 `LexicalIndex(stop_min_docs=0, walk_budget=int(f * len(docs)))`, f = 10**9 for no budget.
 Candidates asked of each retriever for a block of 5 (same day, same vectors): 100 / 60 / 40 ->
 0.936/0.065 | 0.967/0.038, BBC 0.940 / 0.920 at 100 and at 60 alike; 40: 0.936/0.066 | 0.967,
-BBC 0.936 / 0.918. The engine asks 60 since (each candidate costs metadata, a vector, a score).
+BBC 0.936 / 0.918. The engine asks 60: each candidate costs metadata, a vector and a score.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -315,7 +316,7 @@ def load_tokenizer():
 
 def encode_bucketed(texts: list[str], tokenizer, run, batch_size: int,
                     max_batch_tokens: int = MAX_BATCH_TOKENS, dim: int = DIM,
-                    width_step: int = 1) -> np.ndarray:
+                    width_step: int = 1, stream_runs: list | None = None) -> np.ndarray:
     """Tokenise, batch by length (`plan_batches`), run, mean-pool under the mask, L2-normalise.
 
     `run(input_ids, attention_mask)` returns the batch's last_hidden_state; the rest is the same
@@ -323,24 +324,45 @@ def encode_bucketed(texts: list[str], tokenizer, run, batch_size: int,
     With a `width_step` above 1 (for runtimes that compile per input shape), batches are padded
     to a multiple of it and the last batch is split in powers of two: every batch then has one
     of a few shapes (the width decides the rows).
+    With `stream_runs` (one `run` per stream, each on its own single-threaded session), a call
+    of several batches runs them side by side, one stream per thread (see `OnnxEmbedder`).
     """
     out = np.zeros((len(texts), dim), dtype=np.float32)
     if not texts:
         return out
     ids = [e.ids for e in tokenizer.encode_batch(list(texts))]
     widths = [padded_width(len(i), width_step) for i in ids]
-    for rows in plan_batches(widths, batch_size, max_batch_tokens, split_tail=width_step > 1):
+    plans = plan_batches(widths, batch_size, max_batch_tokens, split_tail=width_step > 1)
+
+    def one(rows: np.ndarray, run_batch) -> None:
         width = max(widths[r] for r in rows)
         input_ids = np.zeros((len(rows), width), dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for j, r in enumerate(rows):
             input_ids[j, :len(ids[r])] = ids[r]
             mask[j, :len(ids[r])] = 1
-        hidden = run(input_ids, mask)
+        hidden = run_batch(input_ids, mask)
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         out[rows] = pooled / np.maximum(norms, 1e-12)
+
+    if not stream_runs or len(stream_runs) < 2 or len(plans) < 2:
+        for rows in plans:
+            one(rows, run)
+        return out
+    free = list(stream_runs)  # each pool thread takes one stream for good
+    mine = threading.local()
+    taking = threading.Lock()
+
+    def on_stream(rows: np.ndarray) -> None:
+        if not hasattr(mine, "run"):
+            with taking:
+                mine.run = free.pop()
+        one(rows, mine.run)
+
+    with ThreadPoolExecutor(max_workers=len(stream_runs), thread_name_prefix="embed-stream") as ex:
+        list(ex.map(on_stream, plans))  # list(): re-raises a batch's error here
     return out
 
 
@@ -348,14 +370,19 @@ class OnnxEmbedder:
     """Embedder over an ONNX MiniLM file: tokenizers + onnxruntime, mean-pooled, unit rows.
 
     `model_path` is the .onnx file or the folder holding one built by `build_onnx_model`.
-    Loads lazily; `encode` is thread-safe (one session, calls serialised: each call already
-    uses `threads` cores).
+    Loads lazily; `encode` is thread-safe (calls serialised: each call already uses `threads`
+    cores). A call of one batch (a query) runs on one session of `threads` threads; a call of
+    several batches runs them on `threads` single-threaded sessions side by side (`streams`).
+    A 2-thread session waits at every layer for its slower thread; two streams do not: on a
+    2-core AMD EPYC (AVX2) 128 BBC articles went 22.0 -> 27.5 texts/s, and 19.7 -> 23.7 beside
+    a process busy 25% of a core, with identical vectors (2026-12-03, medians of 3 reps).
     """
 
     dim = DIM
 
     def __init__(self, model_path: Path, threads: int | None = None,
-                 max_batch_tokens: int = MAX_BATCH_TOKENS, spin: bool = False):
+                 max_batch_tokens: int = MAX_BATCH_TOKENS, spin: bool = False,
+                 streams: bool = True):
         path = Path(model_path)
         if path.is_dir():  # the int8 file if both kinds were built there
             path = next((path / MODEL_FILE[k] for k in ("int8", "fp32")
@@ -371,6 +398,8 @@ class OnnxEmbedder:
         # the other needs. On a loaded 2-core machine that was 1.4-2.7x faster (`python -m
         # benchmarks.embed_onnx_bench tune`).
         self.spin = spin
+        self.streams = streams and self.threads > 1
+        self._stream_sessions: list | None = None
         kind = "int8" if "int8" in path.name else "fp32"
         # The file's own digest: a rebuilt file with other bytes gets other vectors, so it must
         # never share an index with the old one.
@@ -379,27 +408,38 @@ class OnnxEmbedder:
         self._tokenizer = None
         self._lock = threading.Lock()
 
+    def _session_of(self, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if not self.spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(str(self.model_path), options,
+                                        providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise ModelBuildError(f"cannot load ONNX model {self.model_path}: {e}") from e
+
     def _load(self):
         if self._session is None:
-            import onnxruntime as ort
-
             tokenizer = load_tokenizer()
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.log_severity_level = 3
-            if not self.spin:
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            try:
-                session = ort.InferenceSession(str(self.model_path), options,
-                                               providers=["CPUExecutionProvider"])
-            except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
-                raise ModelBuildError(f"cannot load ONNX model {self.model_path}: {e}") from e
+            session = self._session_of(self.threads)
             self._tokenizer = tokenizer
             self._session = session
         return self._tokenizer, self._session
+
+    def _streams(self) -> list | None:
+        """One single-threaded session per thread, made on the first call of several batches."""
+        if not self.streams:
+            return None
+        if self._stream_sessions is None:
+            self._stream_sessions = [self._session_of(1) for _ in range(self.threads)]
+        return self._stream_sessions
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
@@ -407,10 +447,15 @@ class OnnxEmbedder:
         with self._lock:
             tokenizer, session = self._load()
 
-            def run(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-                feed = {"input_ids": input_ids, "attention_mask": mask,
-                        "token_type_ids": np.zeros_like(input_ids)}
-                return session.run(["last_hidden_state"], feed)[0]
+            def runner(sess):
+                def run(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+                    feed = {"input_ids": input_ids, "attention_mask": mask,
+                            "token_type_ids": np.zeros_like(input_ids)}
+                    return sess.run(["last_hidden_state"], feed)[0]
+                return run
 
-            return encode_bucketed(texts, tokenizer, run, batch_size, self.max_batch_tokens,
-                                   self.dim)
+            # encode_bucketed uses the streams only when the call makes several batches
+            streams = self._streams() if len(texts) > 1 else None
+            return encode_bucketed(texts, tokenizer, runner(session), batch_size,
+                                   self.max_batch_tokens, self.dim,
+                                   stream_runs=[runner(s) for s in streams] if streams else None)

@@ -118,6 +118,22 @@ def test_rows_are_unit_float32_and_deterministic(int8, bbc_sentences):
     assert int8.encode([]).shape == (0, 384)
 
 
+@pytest.mark.model
+def test_streams_give_the_single_session_vectors(int8_path, bbc_sentences):
+    """Several batches run on single-threaded sessions side by side: same rows, same order."""
+    streamed = OnnxEmbedder(int8_path, threads=2)
+    single = OnnxEmbedder(int8_path, threads=2, streams=False)
+    a = streamed.encode(bbc_sentences, batch_size=4)  # 13 batches over 2 streams
+    assert streamed._stream_sessions is not None and len(streamed._stream_sessions) == 2
+    b = single.encode(bbc_sentences, batch_size=4)
+    assert single._stream_sessions is None
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    # One text (the query path) runs on the 2-thread session. Compared with the same text
+    # alone, not with its row in a batch: dynamic int8 scales activations per batch.
+    np.testing.assert_allclose(streamed.encode(bbc_sentences[:1]),
+                               single.encode(bbc_sentences[:1]), atol=1e-6)
+
+
 @pytest.fixture(scope="session")
 def fp32(models_dir):
     from recommender.onnx_embed import build_onnx_model

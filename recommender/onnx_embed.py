@@ -351,18 +351,19 @@ def encode_bucketed(texts: list[str], tokenizer, run, batch_size: int,
         for rows in plans:
             one(rows, run)
         return out
-    free = list(stream_runs)  # each pool thread takes one stream for good
-    mine = threading.local()
+    todo = iter(plans)  # each stream takes the next batch when it is free
     taking = threading.Lock()
 
-    def on_stream(rows: np.ndarray) -> None:
-        if not hasattr(mine, "run"):
+    def drain(run_batch) -> None:
+        while True:
             with taking:
-                mine.run = free.pop()
-        one(rows, mine.run)
+                rows = next(todo, None)
+            if rows is None:
+                return
+            one(rows, run_batch)
 
     with ThreadPoolExecutor(max_workers=len(stream_runs), thread_name_prefix="embed-stream") as ex:
-        list(ex.map(on_stream, plans))  # list(): re-raises a batch's error here
+        list(ex.map(drain, stream_runs))  # list(): re-raises a batch's error here
     return out
 
 

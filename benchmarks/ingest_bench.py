@@ -137,6 +137,7 @@ class _Trace:
         self.indexed: list[tuple[float, int]] = [(0.0, 0)]  # (when, corpus size) after follows
         self.warm_at: float | None = None  # when the model's session was loaded
         self.embedder = ""  # class and recipe of the pipeline's embedder
+        self.error: Exception | None = None  # what a model call raised, if one did
 
     def install(self):
         import api.services as services
@@ -160,6 +161,9 @@ class _Trace:
                 trace.encoding += 1
                 try:
                     return encode(texts, batch_size)
+                except Exception as e:
+                    trace.error = e  # the indexer would retry it forever: the run stops on it
+                    raise
                 finally:
                     trace.encoding -= 1
                     if len(texts) > 1:  # not the warm-up
@@ -230,6 +234,8 @@ async def _pipeline(settings, port: int, site_port: int, n_sources: int,
                 if task.done():
                     task.result()  # raises what killed the run
                     raise RuntimeError("the run role ended early")
+                if trace.error is not None:
+                    raise RuntimeError("the embedder failed in the pipeline") from trace.error
                 await asyncio.sleep(poll_s)
                 r = await client.get("/healthz")
                 samples.append((time.time(), int(r.json().get("indexed") or 0)))

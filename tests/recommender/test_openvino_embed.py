@@ -23,12 +23,40 @@ from recommender.openvino_embed import (
     calibration_inputs,
     choose_int8_runtime,
     pick_runtime,
+    race,
     recipe_of_ov_build,
 )
 
 pytestmark = pytest.mark.skipif(not available(), reason="openvino / nncf not installed")
 
 # --- pure ----------------------------------------------------------------------------------
+
+
+class _SlowFirstCall:
+    """Stands in for a runtime whose first call on a shape (or of several batches) is slow."""
+
+    def __init__(self):
+        self.seen: set[int] = set()
+        self.calls: list[int] = []
+
+    def encode(self, texts, batch_size=32):
+        import time
+
+        self.calls.append(len(texts))
+        if len(texts) not in self.seen:
+            self.seen.add(len(texts))
+            time.sleep(0.3)
+        return np.zeros((len(texts), 384), dtype=np.float32)
+
+
+def test_the_race_times_only_warm_runtimes():
+    texts = ["a long text"] * 12
+    a, b = _SlowFirstCall(), _SlowFirstCall()
+    rates = race({"ov": a, "ort": b}, texts, rounds=2)
+    # Every timed round ran on the raced texts after an untimed call on those same texts:
+    # 12 texts in 0.3 s would be 40 texts/s.
+    assert all(r > 1000 for v in rates.values() for r in v), rates
+    assert a.calls == b.calls == [12, 12, 12]
 
 
 def test_pick_runtime_needs_a_clear_win_for_openvino():

@@ -70,7 +70,7 @@ class IndexSettings:
     batch_size: int = _opt(32, lo=1, hi=4096)
     threads: int = _opt(0, lo=0, hi=1024)  # 0 = all cores
     tick_s: float = _opt(2.0, lo=0.05, hi=3600)
-    hnsw_threshold: int = _opt(200_000, lo=0, hi=10**10)
+    hnsw_threshold: int = _opt(50_000, lo=0, hi=10**10)
     hnsw_m: int = _opt(32, lo=4, hi=256)
     ef_search: int = _opt(64, lo=1, hi=10_000)
     sq8_threshold: int = _opt(500_000, lo=0, hi=10**10)

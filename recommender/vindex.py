@@ -498,7 +498,7 @@ class FaissIndex:
         self,
         dim: int,
         *,
-        hnsw_threshold: int = 200_000,
+        hnsw_threshold: int = 50_000,
         hnsw_m: int = 32,
         ef_search: int = 64,
         ef_construction: int = 40,

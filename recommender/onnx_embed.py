@@ -435,7 +435,7 @@ class OnnxEmbedder:
         return self._tokenizer, self._session
 
     def _streams(self) -> list | None:
-        """One single-threaded session per thread, made on the first call of several batches."""
+        """One single-threaded session per thread, made on the first call of several texts."""
         if not self.streams:
             return None
         if self._stream_sessions is None:

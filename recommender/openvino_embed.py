@@ -381,8 +381,8 @@ def race(embedders: dict[str, object], texts: list[str], rounds: int = 3) -> dic
     """Texts/s of each embedder on `texts`, taking turns each round (noise hits both alike)."""
     for emb in embedders.values():
         # Warm on the whole list, untimed: OpenVINO compiles each new input shape, and
-        # onnxruntime makes its per-core sessions on the first call of several batches. A few
-        # texts warmed neither, and the first timed round paid for it (on an AMX Xeon:
+        # onnxruntime's per-core sessions first run on a call of several batches. A few texts
+        # (one batch) warmed neither, and the first timed round paid for it (on an AMX Xeon:
         # onnxruntime 26 / 31 / 48 texts/s, OpenVINO 43 / 102 / 105 over the three rounds).
         emb.encode(texts)
     rates: dict[str, list[float]] = {k: [] for k in embedders}

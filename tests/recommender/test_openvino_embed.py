@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -40,8 +41,6 @@ class _SlowFirstCall:
         self.calls: list[int] = []
 
     def encode(self, texts, batch_size=32):
-        import time
-
         self.calls.append(len(texts))
         if len(texts) not in self.seen:
             self.seen.add(len(texts))

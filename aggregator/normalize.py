@@ -67,7 +67,7 @@ def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime) -> 
         text=truncate(text, MAX_TEXT_CHARS),
         author=truncate(clean_inline(item.author), MAX_AUTHOR_CHARS),
         image_url=_image_url(item.image_url),
-        published_at=_published_at(item.published_at, now),
+        published_at=plausible_time(item.published_at, now),
         site=site_of(url),
         source=source.name if source else "",
         category=source.category if source else "",
@@ -99,7 +99,8 @@ def content_hash(body: str) -> str:
     return hashlib.sha256(" ".join(words).encode("utf-8")).hexdigest()
 
 
-def _published_at(value: datetime | None, now: datetime) -> datetime | None:
+def plausible_time(value: datetime | None, now: datetime) -> datetime | None:
+    """`value` in UTC, or None when absent, too far ahead of `now`, or before 1995."""
     if value is None:
         return None
     if value.tzinfo is None:

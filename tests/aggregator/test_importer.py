@@ -37,3 +37,19 @@ def test_good_and_bad_lines():
     assert a.published_at == datetime(2026, 11, 20, 10, tzinfo=UTC) and a.source == "import"
     assert d.site == "Example" and d.source == "wire"
     assert d.published_at == datetime(2026, 11, 20, 8, tzinfo=UTC)
+
+
+def test_an_undated_line_is_dated_by_its_dateline():
+    lines = [
+        json.dumps({"url": "https://example.org/a", "title": "Patch",
+                    "text": "18 September 2013 Last updated at 13:59 GMT Microsoft has released a fix."}),
+        json.dumps({"url": "https://example.org/b", "title": "Patch", "published_at": "2013-09-19T08:00:00Z",
+                    "text": "18 September 2013: the metadata wins over the dateline."}),
+        json.dumps({"url": "https://example.org/c", "title": "Plans", "text": "Due 4 May 2031, far ahead."}),
+        json.dumps({"url": "https://example.org/d", "title": "No date", "text": "On Tuesday it rained."}),
+    ]
+    a, b, c, d = read_jsonl(lines, NOW)
+    assert a.published_at == datetime(2013, 9, 18, tzinfo=UTC)
+    assert b.published_at == datetime(2013, 9, 19, 8, tzinfo=UTC)
+    assert c.published_at is None  # a date in the future is not when the story happened
+    assert d.published_at is None

@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 import numpy as np
 
 from aggregator.canonical import canonical_url, site_of
+from aggregator.dateline import dateline
 from aggregator.errors import FetchError, NotFound, TidingsError
 from aggregator.extract import extract_article
 from aggregator.model import Story
+from aggregator.normalize import plausible_time
 from recommender.corpus import Corpus, StoryMeta
 from recommender.embed import Embedder, story_text
 from recommender.engine import CandidateMeta, RelatedEngine
@@ -141,7 +143,8 @@ class RelatedService:
             if stored is not None:
                 return await self._block(article_of(stored), k=k, filters=filters)
         art = Article(None, canonical, title.strip(), "", text.strip(),
-                      site_of(canonical) if canonical else "")
+                      site_of(canonical) if canonical else "",
+                      published_at=self._dateline(text))
         return await self._block(art, k=k, filters=filters)
 
     async def for_url(self, url: str, *, k: int, filters: Filters) -> Block:
@@ -184,7 +187,13 @@ class RelatedService:
             raise BadArticle(f"no readable article at {url}")
         return Article(None, canonical, page.title or page.description[:120], page.description,
                        page.text, page.site_name or site_of(canonical), author=page.author,
-                       image_url=page.image_url, published_at=page.published_at)
+                       image_url=page.image_url,
+                       published_at=page.published_at or self._dateline(page.text))
+
+    def _dateline(self, text: str) -> datetime | None:
+        """When an article without metadata happened, by its dateline: the ranking then
+        prefers reports from the same days (`RankParams.time_weight`)."""
+        return plausible_time(dateline(text), self.clock())
 
     # ------------------------------------------------------------ the block
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import httpx
 import pytest
+
+from aggregator.model import StoryDraft
+from tests.api.conftest import make_stack
 
 
 async def test_health_metrics_openapi(http):
@@ -187,3 +193,34 @@ async def test_block_by_id_from_the_corpus_equals_the_block_from_the_stored_stor
             assert fast.related
     finally:
         related.clock = clock
+
+
+async def test_text_with_a_dateline_prefers_reports_of_its_days(tmp_path, shared_data):
+    # The same kind of event a year apart. The text sent has no time but its dateline; its
+    # words are closer to last year's report, its date is the other's.
+    patch = ("Microsoft released an emergency patch for a zero-day flaw in Internet Explorer "
+             "that hackers exploited to take over computers running Windows.")
+    older = StoryDraft(url="https://tech.example/2012/ie-patch", title="Microsoft patches IE flaw",
+                       text=patch + " The fix covers versions 6 to 9 of the browser.",
+                       published_at=datetime(2012, 9, 21, 17, tzinfo=UTC), site="tech.example",
+                       source="tech", category="tech")
+    same_days = StoryDraft(url="https://wire.example/2013/ie-fix", title="Emergency IE fix",
+                           text=patch + " A permanent fix is due next week.",
+                           published_at=datetime(2013, 9, 17, 20, tzinfo=UTC), site="wire.example",
+                           source="wire", category="tech")
+    st, server, task = await make_stack(tmp_path, shared_data, limit=8,
+                                        extra_drafts=[older, same_days])
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as c:
+            text = patch + " The fix covers versions 6 to 9 of the browser."
+            undated = await c.post("/v1/related", json={"title": "IE patch", "text": text, "k": 2})
+            dated = await c.post("/v1/related", json={
+                "title": "IE patch", "text": "18 September 2013 Last updated at 13:59 GMT " + text,
+                "k": 2})
+        assert [r["url"] for r in undated.json()["related"]] == [older.url, same_days.url]
+        assert [r["url"] for r in dated.json()["related"]] == [same_days.url, older.url]
+    finally:
+        server.should_exit = True
+        await task
+        await st.svc.close()
+        await st.site.close()

@@ -23,6 +23,7 @@ from recommender.related import (
     agreement_bonus,
     neighbourhood_agreement,
     rank_related,
+    time_bonus,
     url_key,
 )
 from recommender.vindex import BruteForceIndex
@@ -137,6 +138,33 @@ def test_fresh_beats_stale_when_otherwise_equal():
     fresh = cand(3, unit(1, 0.5, 0, 0, 0.3), published_at=NOW - timedelta(hours=1))
     params = RankParams(duplicate_cosine=1.01)  # keep both: only freshness differs
     assert ids(rank_related(QUERY, [stale, fresh], k=2, now=NOW, params=params)) == [3, 2]
+
+
+def test_reports_from_the_query_s_days_beat_a_slightly_closer_text_from_another_year():
+    # Same kind of event a year apart (the sibling), versus a report of the same days.
+    query = replace(QUERY, published_at=datetime(2013, 9, 18, tzinfo=UTC))
+    sibling = cand(2, unit(1, 0.45), published_at=datetime(2012, 9, 20, tzinfo=UTC))
+    same_days = cand(3, unit(1, 0.5, 0.05), published_at=datetime(2013, 9, 19, tzinfo=UTC))
+    params = RankParams(duplicate_cosine=1.01, freshness_weight=0.0)
+    assert ids(rank_related(query, [sibling, same_days], k=2, params=params)) == [3, 2]
+    untimed = replace(params, time_weight=0.0)
+    assert ids(rank_related(query, [sibling, same_days], k=2, params=untimed)) == [2, 3]
+    # A query with no known time leaves the order to the texts.
+    undated = replace(query, published_at=None)
+    assert ids(rank_related(undated, [sibling, same_days], k=2, params=params)) == [2, 3]
+
+
+def test_time_cannot_lift_a_weak_candidate():
+    params = RankParams()
+    at = datetime(2013, 9, 18, tzinfo=UTC)
+    times = [at, at - timedelta(days=7), at - timedelta(days=400), None, at]
+    base = [1.2, 1.2, 1.2, 1.2, 0.3]
+    bonus = time_bonus(at, times, base, params)
+    assert bonus[0] == pytest.approx(params.time_weight)  # same days, the best relevance
+    assert bonus[1] == pytest.approx(params.time_weight * 48 / (7 * 24))  # a week: 0.29
+    assert bonus[2] < 0.01 and bonus[3] == 0.0  # another year; unknown
+    # A weak candidate of the same day gains (0.3 / 1.2) ** 2 of the bonus: it stays behind.
+    assert base[4] + bonus[4] < base[2]
 
 
 def test_mmr_pushes_a_paraphrase_below_a_different_take():

@@ -85,6 +85,8 @@ class RelatedRequest(BaseModel):
     title: str = Field(min_length=1, max_length=1000)
     text: str = Field(default="", max_length=MAX_TEXT_CHARS)
     url: str | None = Field(default=None, max_length=MAX_URL_CHARS)
+    # When the article was published (ISO 8601; no zone = UTC); without it, its dateline.
+    published_at: datetime | None = None
     k: int | None = Field(default=None, ge=1, le=1000)
     category: str | None = None
     site: str | None = None
@@ -482,7 +484,8 @@ def create_app(svc: Services) -> FastAPI:
         rel = need_corpus()
         kk = clamp_k(body.k)
         f = block_filters(body.category, body.site, body.exclude_site, body.max_age_days)
-        block = await guarded(lambda: rel.for_text(body.title, body.text, url=body.url, k=kk, filters=f))
+        block = await guarded(lambda: rel.for_text(body.title, body.text, url=body.url, k=kk,
+                                                    filters=f, published_at=body.published_at))
         return block_json(block)
 
     @app.get("/v1/widget", tags=["widget"], response_class=HTMLResponse)

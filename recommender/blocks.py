@@ -135,7 +135,7 @@ class RelatedService:
         return await self._block(article_of(story), k=k, filters=filters)
 
     async def for_text(self, title: str, text: str, *, url: str | None = None, k: int,
-                       filters: Filters) -> Block:
+                       filters: Filters, published_at: datetime | None = None) -> Block:
         canonical = ""
         if url:
             canonical = canonical_url(url)
@@ -144,7 +144,10 @@ class RelatedService:
                 return await self._block(article_of(stored), k=k, filters=filters)
         art = Article(None, canonical, title.strip(), "", text.strip(),
                       site_of(canonical) if canonical else "",
-                      published_at=self._dateline(text))
+                      # The caller's time is checked as a feed's is (naive = UTC; a time
+                      # in the future or before 1995 is unknown); without one, the dateline.
+                      published_at=(plausible_time(published_at, self.clock())
+                                    or self._dateline(text)))
         return await self._block(art, k=k, filters=filters)
 
     async def for_url(self, url: str, *, k: int, filters: Filters) -> Block:

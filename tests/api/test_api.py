@@ -217,8 +217,15 @@ async def test_text_with_a_dateline_prefers_reports_of_its_days(tmp_path, shared
             dated = await c.post("/v1/related", json={
                 "title": "IE patch", "text": "18 September 2013 Last updated at 13:59 GMT " + text,
                 "k": 2})
+            # The caller may say when instead; a naive time is UTC, a bad one a 422.
+            told = await c.post("/v1/related", json={
+                "title": "IE patch", "text": text, "published_at": "2013-09-18T09:00:00", "k": 2})
+            bad = await c.post("/v1/related", json={
+                "title": "IE patch", "text": text, "published_at": "last Tuesday"})
         assert [r["url"] for r in undated.json()["related"]] == [older.url, same_days.url]
         assert [r["url"] for r in dated.json()["related"]] == [same_days.url, older.url]
+        assert [r["url"] for r in told.json()["related"]] == [same_days.url, older.url]
+        assert bad.status_code == 422 and "published_at" in bad.json()["error"]["message"]
     finally:
         server.should_exit = True
         await task

@@ -17,6 +17,16 @@ from pathlib import Path
 EXIT_USAGE = 2
 
 
+def _time(value: str):
+    """An ISO 8601 time argument (naive = UTC), parsed as story files' published_at is."""
+    from aggregator.importer import parse_time
+
+    try:
+        return parse_time(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                    help="settings file (default config/tidings.toml)")
@@ -61,6 +71,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--url")
     g.add_argument("--text")
     p.add_argument("--title", help="title for --text (default: its first words)")
+    p.add_argument("--published-at", type=_time,
+                   help="when the --text article came out, ISO 8601 (default: its dateline)")
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--category")
     p.add_argument("--site")
@@ -330,7 +342,8 @@ async def cmd_related(settings, args) -> int:
                 return EXIT_USAGE
         else:
             title = args.title or " ".join(args.text.split()[:12])
-            block = await svc.related.for_text(title, args.text, k=args.k, filters=f)
+            block = await svc.related.for_text(title, args.text, k=args.k, filters=f,
+                                               published_at=args.published_at)
         data = block_json(block)
         if args.json:
             print(json.dumps(data, ensure_ascii=False, indent=2))

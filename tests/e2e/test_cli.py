@@ -39,6 +39,11 @@ def test_import_then_related(cli_env, tmp_path, shared_data):
 
     r = run_cli(["related", "--text", "Blair and Brown clash over the election campaign and taxes"], cli_env)
     assert r.returncode == 0 and "Related to:" in r.stdout and " 1. " in r.stdout
+    r = run_cli(["related", "--text", "Blair and Brown clash", "--published-at", "2005-02-01T09:00:00Z"],
+                cli_env)
+    assert r.returncode == 0 and " 1. " in r.stdout, r.stderr
+    r = run_cli(["related", "--text", "Blair and Brown clash", "--published-at", "yesterday"], cli_env)
+    assert r.returncode == 2 and "not ISO 8601" in r.stderr
 
     r = run_cli(["related", "--url", records[0]["url"], "-k", "2"], cli_env)
     assert r.returncode == 0 and records[0]["title"] in r.stdout

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from aggregator.normalize import plausible_time
+
 _MONTHS = {
     "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
     "jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12,
@@ -47,3 +49,9 @@ def dateline(text: str, lead_chars: int = LEAD_CHARS) -> datetime | None:
         except ValueError:  # 31 February, month 13: not a date, try the next one
             continue
     return None
+
+
+def time_from_lead(text: str, now: datetime) -> datetime | None:
+    """A story's time when its metadata gives none: its dateline, checked as a feed's time is
+    (a date ahead of `now` or before 1995 is not when the story happened)."""
+    return plausible_time(dateline(text), now)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from aggregator.canonical import site_of
-from aggregator.dateline import dateline
+from aggregator.dateline import time_from_lead
 from aggregator.model import ParsedItem, StoryDraft
-from aggregator.normalize import normalize, plausible_time, rejection_reason
+from aggregator.normalize import normalize, rejection_reason
 from aggregator.textclean import clean_inline
 
 FIELDS = {"url", "title", "summary", "text", "published_at", "site", "source", "category",
@@ -68,7 +68,7 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
     assert draft is not None  # rejection_reason was empty
     # An archive line without a time: its dateline, else the store uses the import's time,
     # which would date a decade of stories today (and make them all one event by time).
-    published_at = draft.published_at or plausible_time(dateline(draft.text or draft.summary), now)
+    published_at = draft.published_at or time_from_lead(draft.text or draft.summary, now)
     return replace(
         draft,
         published_at=published_at,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from aggregator.canonical import canonical_url, site_of
-from aggregator.dateline import dateline
+from aggregator.dateline import time_from_lead
 from aggregator.errors import FetchError, NotFound, TidingsError
 from aggregator.extract import extract_article
 from aggregator.model import Story
@@ -147,7 +147,7 @@ class RelatedService:
                       # The caller's time is checked as a feed's is (naive = UTC; a time
                       # in the future or before 1995 is unknown); without one, the dateline.
                       published_at=(plausible_time(published_at, self.clock())
-                                    or self._dateline(text)))
+                                    or time_from_lead(text, self.clock())))
         return await self._block(art, k=k, filters=filters)
 
     async def for_url(self, url: str, *, k: int, filters: Filters) -> Block:
@@ -191,12 +191,7 @@ class RelatedService:
         return Article(None, canonical, page.title or page.description[:120], page.description,
                        page.text, page.site_name or site_of(canonical), author=page.author,
                        image_url=page.image_url,
-                       published_at=page.published_at or self._dateline(page.text))
-
-    def _dateline(self, text: str) -> datetime | None:
-        """When an article without metadata happened, by its dateline: the ranking then
-        prefers reports from the same days (`RankParams.time_weight`)."""
-        return plausible_time(dateline(text), self.clock())
+                       published_at=page.published_at or time_from_lead(page.text, self.clock()))
 
     # ------------------------------------------------------------ the block
 

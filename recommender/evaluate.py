@@ -134,12 +134,13 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from aggregator.dateline import dateline
+from aggregator.dateline import time_from_lead
 from recommender.embed import Embedder, story_text
 from recommender.engine import CandidateMeta, RelatedEngine
 from recommender.lexical import LexicalIndex
@@ -270,6 +271,7 @@ def build_engine(
     for d in docs:
         lexical.add(d.id, d.title, d.text)
     by_id = {d.id: d for d in docs}
+    times = {d.id: _time_of(d) for d in docs}  # once, not per block that meets the document
 
     def meta(ids: list[int]) -> dict[int, CandidateMeta]:
         return {
@@ -277,7 +279,7 @@ def build_engine(
                 title=by_id[i].title, summary=by_id[i].text[:400], url=by_id[i].url,
                 site="", source="", category=by_id[i].group if by_id[i].group in
                 ("politics", "entertainment", "business", "sport", "tech") else "",
-                published_at=dateline(by_id[i].text),
+                published_at=times[i],
             )
             for i in ids
             if i in by_id
@@ -290,10 +292,14 @@ def embed_docs(docs: Sequence[Doc], embedder: Embedder) -> np.ndarray:
     return embedder.encode([story_text(d.title, "", d.text) for d in docs])
 
 
-def _query(doc: Doc, vector: np.ndarray | None) -> Query:
+def _time_of(doc: Doc) -> datetime | None:
     # The corpora carry no publication times: each document is dated as `tidings import`
     # dates an undated story, by its dateline (ECB+ has them in ~36% of documents, BBC none).
-    return Query(title=doc.title, text=doc.text, vector=vector, published_at=dateline(doc.text),
+    return time_from_lead(doc.text, datetime.now(UTC))
+
+
+def _query(doc: Doc, vector: np.ndarray | None) -> Query:
+    return Query(title=doc.title, text=doc.text, vector=vector, published_at=_time_of(doc),
                  url=doc.url, id=doc.id)
 
 

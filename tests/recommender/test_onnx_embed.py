@@ -22,6 +22,9 @@ from recommender.onnx_embed import (
     build_int8_model,
     padded_width,
     plan_batches,
+    recipe_digest,
+    recipe_of_build,
+    reduce_range_for,
     verify_against_torch,
 )
 
@@ -65,6 +68,41 @@ def test_padded_batches_take_few_shapes(lengths, step, split_tail):
         for b in batches:
             w = max(widths[r] for r in b)
             assert len(b) == min(32, 4096 // w) or len(b) & (len(b) - 1) == 0
+
+
+# --- pure: 7-bit weights where u8 x s8 products can saturate --------------------------------
+
+AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})  # AMD EPYC Zen 3, as on a CI machine
+
+
+@pytest.mark.parametrize(("machine", "flags", "expected"), [
+    ("x86_64", AVX2, True),  # VPMADDUBSW: 16-bit pair sums may saturate
+    ("x86_64", AVX2 | {"avx512f", "avx512_vnni"}, False),
+    ("x86_64", AVX2 | {"avx_vnni"}, False),
+    ("AMD64", AVX2, True),
+    ("x86_64", None, True),  # flags unreadable: the safe choice
+    ("aarch64", None, False),
+    ("arm64", frozenset({"asimd", "asimddp"}), False),
+])
+def test_int8_weights_are_7_bit_only_on_x86_without_vnni(machine, flags, expected):
+    assert reduce_range_for(machine, flags) is expected
+
+
+def test_the_cpu_decides_the_int8_build_recipe(monkeypatch):
+    """A data dir moved between CPU kinds rebuilds its int8 file (and re-embeds, as the file's
+    digest is in the recipe); the fp32 file and a VNNI machine's recipe do not change."""
+    import recommender.onnx_embed as onnx_embed
+
+    monkeypatch.setattr(onnx_embed.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(onnx_embed, "cpu_flags", lambda: AVX2)
+    avx2 = recipe_of_build("int8")
+    fp32 = recipe_of_build("fp32")
+    monkeypatch.setattr(onnx_embed, "cpu_flags", lambda: AVX2 | {"avx512_vnni"})
+    vnni = recipe_of_build("int8")
+    assert avx2["export"] == onnx_embed.EXPORT_RECIPE["int8"] + "+reduce_range"
+    assert vnni["export"] == onnx_embed.EXPORT_RECIPE["int8"]
+    assert recipe_digest(avx2) != recipe_digest(vnni)
+    assert recipe_of_build("fp32") == fp32
 
 
 # --- the real model ------------------------------------------------------------------------
@@ -180,6 +218,26 @@ def test_second_build_reuses_the_file(models_dir, int8_path):
     assert again == int8_path and again.stat().st_mtime_ns == mtime
     assert json.loads((int8_path.parent / MANIFEST["int8"]).read_text()) == manifest
     assert manifest["verify"]["mean_cos"] >= 0.98
+
+
+@pytest.mark.model
+def test_built_weights_follow_the_cpu(int8_path):
+    """7-bit weights (|w| <= 64) exactly where this CPU lacks VNNI, as the recipe says."""
+    import onnx
+    from onnx import numpy_helper
+
+    from recommender.onnx_embed import int8_reduce_range
+
+    model = onnx.load(str(int8_path))
+    weights = [numpy_helper.to_array(t) for t in model.graph.initializer
+               if t.data_type == onnx.TensorProto.INT8 and t.dims and len(t.dims) == 2]
+    assert len(weights) >= 36  # 6 layers x (Q, K, V, output, two feed-forward)
+    peak = max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
+    manifest = json.loads((int8_path.parent / MANIFEST["int8"]).read_text())
+    if int8_reduce_range():
+        assert peak <= 64 and manifest["recipe"]["export"].endswith("+reduce_range")
+    else:
+        assert peak > 64 and not manifest["recipe"]["export"].endswith("+reduce_range")
 
 
 @pytest.mark.model

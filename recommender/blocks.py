@@ -142,12 +142,12 @@ class RelatedService:
             stored = await self.store.get_story_by_url(canonical)
             if stored is not None:
                 return await self._block(article_of(stored), k=k, filters=filters)
+        # The caller's time is checked as a feed's is (naive = UTC; a time in the future or
+        # before 1995 is unknown); without one, the dateline.
+        now = self.clock()
         art = Article(None, canonical, title.strip(), "", text.strip(),
                       site_of(canonical) if canonical else "",
-                      # The caller's time is checked as a feed's is (naive = UTC; a time
-                      # in the future or before 1995 is unknown); without one, the dateline.
-                      published_at=(plausible_time(published_at, self.clock())
-                                    or time_from_lead(text, self.clock())))
+                      published_at=plausible_time(published_at, now) or time_from_lead(text, now))
         return await self._block(art, k=k, filters=filters)
 
     async def for_url(self, url: str, *, k: int, filters: Filters) -> Block:

@@ -48,6 +48,36 @@ async def test_feed_without_body_does_not_wipe_fetched_text(store):
     assert (await store.get_story(sid)).text == BODY
 
 
+async def test_story_texts_follow_every_change(store):
+    """On SQLite the texts come through a separate plain connection: it must see each commit."""
+    (sid,) = (await store.upsert_stories(
+        [draft("https://e.org/t", summary="first teaser", text=BODY)], NOW)).new_ids
+    assert await store.get_story_texts(sid) == ("first teaser", BODY)
+    other = " ".join(f"other{i}" for i in range(60))
+    await store.upsert_stories([draft("https://e.org/t", summary="second", text=other)], NOW)
+    assert await store.get_story_texts(sid) == ("second", other)
+    assert await store.get_story_texts(sid + 1000) is None
+
+
+async def test_story_texts_fall_back_when_the_plain_read_fails(sqlite_url, monkeypatch):
+    import sqlite3
+
+    from aggregator.store import Store
+
+    store = Store(sqlite_url)
+    await store.migrate()
+    try:
+        (sid,) = (await store.upsert_stories([draft("https://e.org/f", text=BODY)], NOW)).new_ids
+
+        def locked(sql, params):
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(store._reader, "one", locked)
+        assert await store.get_story_texts(sid) == ("", BODY)
+    finally:
+        await store.close()
+
+
 async def test_exact_duplicate_bodies_are_linked_not_listed(store):
     r1 = await store.upsert_stories([draft("https://a.org/x", content_hash="h" * 64, text=BODY)], NOW)
     r2 = await store.upsert_stories(

@@ -74,6 +74,11 @@ class Candidate:
     image_url: str = ""
     key_terms: tuple[str, ...] = ()
 
+    @cached_property
+    def url_key(self) -> str:
+        # Asked twice per block (is it the article itself, is it a copy of another).
+        return url_key(self.url)
+
 
 @dataclass(frozen=True)
 class Filters:
@@ -222,7 +227,7 @@ def is_self(query: Query, cand: Candidate, params: RankParams) -> bool:
     if query.id is not None and cand.id == query.id:
         return True
     qkey = query.url_key
-    if qkey and qkey == url_key(cand.url):
+    if qkey and qkey == cand.url_key:
         return True
     cos = _cos(query.vector, cand.vector)
     if cos is None or cos < params.self_cosine:
@@ -319,6 +324,19 @@ def _pairwise_cosines(scored: Sequence[_Scored]) -> np.ndarray:
     return sims
 
 
+class _Cosines:
+    """Cosines between a block's best candidates, computed once: collapsing copies and
+    diversifying both need them, for the same candidates or a subset of them."""
+
+    def __init__(self, scored: Sequence[_Scored]):
+        self._row = {id(s): i for i, s in enumerate(scored)}
+        self._sims = _pairwise_cosines(scored)
+
+    def among(self, scored: Sequence[_Scored]) -> np.ndarray:
+        rows = [self._row[id(s)] for s in scored]
+        return self._sims[np.ix_(rows, rows)]
+
+
 def neighbourhood_agreement(
     vectors: Sequence[np.ndarray | None], relevance: Sequence[float], context: int
 ) -> np.ndarray:
@@ -363,15 +381,23 @@ def _copy_preference(s: _Scored) -> tuple:
     return (c.duplicate_of is None, at, bool(c.image_url), len(c.summary), s.score)
 
 
-def collapse_duplicates(scored: list[_Scored], params: RankParams) -> list[_Scored]:
+def collapse_duplicates(scored: list[_Scored], params: RankParams,
+                        cosines: _Cosines | None = None) -> list[_Scored]:
     """Group copies of one story and keep the preferred copy of each group.
 
     Copies: linked by `duplicate_of`, same content hash, same page, or dense cosine at least
     `duplicate_cosine`. The kept copy inherits the group's best score, so choosing the
     fresher copy never costs the story its place.
     """
+    if not scored:
+        return []
     ordered = sorted(scored, key=lambda s: -s.score)
-    sims = _pairwise_cosines(ordered)
+    sims = cosines.among(ordered) if cosines is not None else _pairwise_cosines(ordered)
+    # For each candidate, the first earlier one at least `duplicate_cosine` close (-1: none),
+    # for all rows at once rather than a numpy call per row.
+    with np.errstate(invalid="ignore"):
+        close = np.tril(sims >= params.duplicate_cosine, -1)
+    first_close = np.where(close.any(axis=1), close.argmax(axis=1), -1).tolist()
     group_of: list[int] = []
     groups: list[list[_Scored]] = []
     by_id: dict[int, int] = {}
@@ -386,13 +412,11 @@ def collapse_duplicates(scored: list[_Scored], params: RankParams) -> list[_Scor
                 g = by_id[link]
         if g is None and c.content_hash:
             g = by_hash.get(c.content_hash)
-        ukey = url_key(c.url)
+        ukey = c.url_key
         if g is None and ukey:
             g = by_url.get(ukey)
-        if g is None and i:
-            close = np.flatnonzero(sims[i, :i] >= params.duplicate_cosine)
-            if len(close):
-                g = group_of[close[0]]
+        if g is None and first_close[i] >= 0:
+            g = group_of[first_close[i]]
         if g is None:
             # An earlier candidate may be a copy of this one (its duplicate_of points here).
             g = copied.get(c.id)
@@ -410,19 +434,21 @@ def collapse_duplicates(scored: list[_Scored], params: RankParams) -> list[_Scor
             by_url.setdefault(ukey, g)
     out = []
     for group in groups:
-        best = max(group, key=_copy_preference)
+        best = group[0] if len(group) == 1 else max(group, key=_copy_preference)
         best.score = max(m.score for m in group)
         best.copies = [m.cand for m in group if m is not best]
         out.append(best)
     return out
 
 
-def diversify(scored: list[_Scored], k: int, params: RankParams) -> list[_Scored]:
+def diversify(scored: list[_Scored], k: int, params: RankParams,
+              cosines: _Cosines | None = None) -> list[_Scored]:
     """Maximal marginal relevance, penalising only redundancy above `mmr_floor` cosine."""
     pool = sorted(scored, key=lambda s: -s.score)
     if not pool:
         return []
-    sims = np.nan_to_num(_pairwise_cosines(pool), nan=0.0)
+    sims = cosines.among(pool) if cosines is not None else _pairwise_cosines(pool)
+    sims = np.nan_to_num(sims, nan=0.0)
     redundancy_all = np.clip((sims - params.mmr_floor) / (1.0 - params.mmr_floor), 0.0, None)
     top = pool[0].score if pool[0].score > 0 else 1.0
     relevance = np.array([s.score / top for s in pool])
@@ -639,6 +665,8 @@ def rank_related(
                                pool, terms_of)
     # Only the best few can reach the block, even after copies are merged: rank those.
     scored.sort(key=lambda s: -s.score)
-    kept = collapse_duplicates(scored[:pool], params)
-    chosen = diversify(kept, k, params)
+    best = scored[:pool]
+    cosines = _Cosines(best)
+    kept = collapse_duplicates(best, params, cosines)
+    chosen = diversify(kept, k, params, cosines)
     return [Ranked(s.cand.id, round(s.score, 6), _reason(s, params)) for s in chosen]

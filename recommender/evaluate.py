@@ -115,7 +115,7 @@ Of the dated same-event pairs 71% lie within 48 h, 8% 2-7 days, 21% further (fol
 
 What the large-corpus lexical settings cost (2026-12-02, torch MiniLM, precision/hard first40 |
 full, BBC politics / entertainment). Past 100k stories `LexicalIndex` drops terms in over 5% of
-the documents and walks at most 120k postings (0.12 per stored story at 1M). Applied to these
+the documents and walked at most 120k postings (0.12 per stored story at 1M; 60k since). Applied to these
 small corpora with the budget scaled by their size (a proxy: names do not grow with the corpus
 as common words do): defaults 0.936/0.065 | 0.967/0.038, BBC 0.940 / 0.920; stop terms, no
 budget 0.934/0.067 | 0.966/0.039, 0.922 / 0.918; budget 0.12 a story 0.928/0.073 | 0.954/0.048,
@@ -126,6 +126,13 @@ does; the cap itself costs ~0.01 on full text. Rerun: `build_engine` with the in
 Candidates asked of each retriever for a block of 5 (same day, same vectors): 100 / 60 / 40 ->
 0.936/0.065 | 0.967/0.038, BBC 0.940 / 0.920 at 100 and at 60 alike; 40: 0.936/0.066 | 0.967,
 BBC 0.936 / 0.918. The engine asks 60: each candidate costs metadata, a vector and a score.
+The walk budget halved to 60k (2026-12-03, AMD EPYC, int8 MiniLM, the proxy above in one run,
+precision first40 | full, BBC politics / entertainment): stop terms, no budget 0.948 | 0.972,
+0.928 / 0.917; 0.12 a story (120k at 1M) 0.946 | 0.963, 0.911 / 0.908; 0.09: 0.945 | 0.960,
+0.911 / 0.907; 0.06 (60k at 1M) 0.943 | 0.964, 0.915 / 0.902: -0.003, +0.001, +0.004, -0.006,
+as on 2026-12-02 within the noise of one run, for -1.8 ms of lexical search at 1M (5.6 -> 3.8
+ms p50, synthetic stories). Rerun: the swap above in `build_engine`, one engine per f over
+the same vectors.
 """
 
 from __future__ import annotations

@@ -104,12 +104,13 @@ class LexicalIndex:
     documents becomes a corpus stop word (sklearn's max_df): no postings kept, left out of
     document and query vectors alike. And a query walks at most `walk_budget` postings,
     heaviest (rarest) terms first, so its cost stays bounded as the corpus grows; a skipped
-    light term only lowers every score a little.
+    light term only lowers every score a little (60k: what it costs and saves is measured in
+    recommender/evaluate.py's notes).
     """
 
     def __init__(self, title_weight: int = 2, max_query_terms: int = 128, *,
                  stop_share: float = 0.05, stop_min_docs: int = 100_000,
-                 walk_budget: int = 120_000):
+                 walk_budget: int = 60_000):
         self.title_weight = title_weight
         self.max_query_terms = max_query_terms
         self.stop_share = stop_share
@@ -175,7 +176,9 @@ class LexicalIndex:
         if slot is None:
             return ()
         start = int(self._key_start[slot])
-        return tuple(self._terms[t] for t in self._keys[start:start + int(self._key_len[slot])])
+        terms = self._terms
+        # tolist(): indexing a list with Python ints, not numpy scalars (a block asks ~100 times).
+        return tuple([terms[t] for t in self._keys[start:start + int(self._key_len[slot])].tolist()])
 
     def idf(self, term: str) -> float:
         """Smoothed inverse document frequency (>= 1 for every term, also unseen ones)."""
@@ -469,6 +472,11 @@ class LexicalIndex:
         return np.asarray([self.title_weight, self.max_query_terms, self.stop_share,
                            self.stop_min_docs, self.walk_budget], dtype=np.float64)
 
+    # The entries of `params()` that shape the saved arrays: the title weight (the counts) and
+    # the corpus stop words (the postings). The query's term cap and walk budget only steer a
+    # search, so they are this index's own and can be tuned without a rebuild.
+    _BUILD_PARAMS = [0, 2, 3]
+
     def snapshot(self) -> dict[str, np.ndarray]:
         """The whole state as arrays, for `restore`: an exact copy, norms included, so a
         restored index ranks exactly as this one does.
@@ -504,7 +512,9 @@ class LexicalIndex:
     def restore(self, state: dict[str, np.ndarray]) -> None:
         """Become the index `snapshot` saved; ValueError when the arrays do not fit together
         or were taken with other parameters (the caller then rebuilds from the texts)."""
-        if not np.array_equal(np.asarray(state["params"]), self.params()):
+        saved = np.asarray(state["params"])
+        if saved.shape != (5,) or not np.array_equal(saved[self._BUILD_PARAMS],
+                                                     self.params()[self._BUILD_PARAMS]):
             raise ValueError("saved with other lexical parameters")
         a = {k: np.asarray(v) for k, v in state.items()}
         want = {"vocab": np.uint8, "df": np.int32, "stop": np.bool_, "indptr": np.int64,

@@ -274,8 +274,9 @@ def test_restore_refuses_other_parameters_and_arrays_that_do_not_fit():
     idx.add_many(_corpus(1000) + [(5000 + i, *d) for i, d in DOCS.items()])  # base postings
     state = idx.snapshot()
     assert len(state["pdocs"]) and len(state["keys"])
-    with pytest.raises(ValueError):
-        LexicalIndex(title_weight=3).restore(state)
+    for other in ({"title_weight": 3}, {"stop_share": 0.1}, {"stop_min_docs": 10}):
+        with pytest.raises(ValueError):
+            LexicalIndex(**other).restore(state)
     for name, broken in [("pdocs", state["pdocs"][:-1]),  # a truncated postings array
                          ("keys", state["keys"] + 1000),  # names pointing past the vocabulary
                          ("df", state["df"].astype(np.int64)),  # another dtype
@@ -287,3 +288,19 @@ def test_restore_refuses_other_parameters_and_arrays_that_do_not_fit():
     assert len(empty) == 0 and empty.search("Putin", "", 5) == []
     empty.add(1, *DOCS[1])
     assert empty.search("Putin", "", 5)[0][0] == 1
+
+
+def test_a_snapshot_serves_an_index_with_another_walk_budget():
+    """The budget and the query's term cap steer searches only: a saved index is restored
+    under new ones (no rebuild) and searches exactly as one built with them would."""
+    docs = _corpus(1000) + [(5000 + i, *d) for i, d in DOCS.items()]
+    saved = LexicalIndex(stop_min_docs=500, walk_budget=5000)
+    saved.add_many(docs)
+    tight = LexicalIndex(stop_min_docs=500, walk_budget=40, max_query_terms=8)
+    tight.add_many(docs)
+    restored = LexicalIndex(stop_min_docs=500, walk_budget=40, max_query_terms=8)
+    restored.restore(saved.snapshot())
+    queries = [DOCS[1], DOCS[2], ("Putin Trump call", "ceasefire energy Ukraine Kremlin")]
+    assert any(saved.search(t, x, 10) != tight.search(t, x, 10) for t, x in queries)
+    for title, text in queries:
+        assert restored.search(title, text, 10) == tight.search(title, text, 10)

@@ -93,7 +93,7 @@ def run_all(only: tuple[str, ...], quick: bool) -> dict:
             64 if quick else 512, reps=1 if quick else 3, budget_s=60 if quick else 300),
         "related": lambda: __import__("benchmarks.api_bench", fromlist=["run"]).run(
             (2_000, 10_000) if quick else (10_000, 100_000, 1_000_000),
-            latency_n=60 if quick else 300, throughput_n=120 if quick else 600,
+            latency_n=60 if quick else 600, throughput_n=120 if quick else 600,
             cached_n=200 if quick else 1000, baseline_queries=60 if quick else 300,
             recall_queries=50 if quick else 500, phase_budget_s=15 if quick else 45),
         "feed": lambda: __import__("benchmarks.feed_bench", fromlist=["run"]).run(
@@ -348,7 +348,10 @@ def render_related(rows: list[dict] | dict) -> list[str]:
         "(`api.services.build` + `create_app`, uvicorn on loopback, the index layout the configuration",
         "picks for the size: exact `flat` up to `hnsw_threshold`, HNSW beyond, IVF+SQ8 re-scored with",
         "half floats past 500k); the",
-        "benchmark process is the client (httpx). Every request asks `GET /v1/stories/{id}/related?k=5`",
+        "benchmark process is the client. Serial requests alternate between two clients: aiohttp (the",
+        "HTTP p50 / p99 columns) and httpx (beside them; httpx spends ~1 ms more of its own time per",
+        "request, and runs before 2026-12-03 used it alone); the concurrent and cached phases use httpx.",
+        "Every request asks `GET /v1/stories/{id}/related?k=5`",
         "about a different story, so the block cache never answers: a full related computation each",
         "(both retrievers, metadata, ranking). All processes share the 2 cores. "
         f"Serial: {r0['serial_requests']} requests one at a time; concurrent: "
@@ -357,20 +360,23 @@ def render_related(rows: list[dict] | dict) -> list[str]:
         "",
         "| stories | index | **baseline: exact FAISS** p50 / p99 ms (n=100) | API index alone p50 / p99 ms "
         "(n=100) | recall@10 vs exact | related flow in-process p50 / p99 ms "
-        "| **HTTP p50 / p99 ms** (serial) | **req/s** "
+        "| **HTTP p50 / p99 ms** (serial, aiohttp) | HTTP p50 / p99 ms (serial, httpx) | **req/s** "
         f"(miss, {r0['concurrency']} in flight) | p50 / p99 ms at {r0['concurrency']} in flight "
         "| cached req/s (p50 ms) | API RSS MiB loaded / end / peak | fill s | corpus start s "
         "| load avg | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        httpx = (f"{r['httpx_p50_ms']} / {r['httpx_p99_ms']}" if "httpx_p50_ms" in r
+                 else f"{r['p50_ms']} / {r['p99_ms']}")  # a row from before: httpx alone
         exact = (f"{r['exact_n100_p50_ms']} / {r['exact_n100_p99_ms']}"
                  if "exact_n100_p50_ms" in r else "-")
         out.append(
             f"| {r['n']:,} | {r['index_kind']} | {exact} "
             f"| {r['faiss_n100_p50_ms']} / {r['faiss_n100_p99_ms']} | {r.get('recall_at_10', '-')} "
-            f"| {r['inprocess_p50_ms']} / {r['inprocess_p99_ms']} | **{r['p50_ms']} / {r['p99_ms']}** "
-            f"| **{r['rps']}** | {r['concurrent_p50_ms']} / {r['concurrent_p99_ms']} "
+            f"| {r['inprocess_p50_ms']} / {r['inprocess_p99_ms']} "
+            f"| **{r['p50_ms']} / {r['p99_ms']}**{'' if 'httpx_p50_ms' in r else ' (httpx)'} "
+            f"| {httpx} | **{r['rps']}** | {r['concurrent_p50_ms']} / {r['concurrent_p99_ms']} "
             f"| {r['cached_rps']} ({r['cached_p50_ms']}) "
             f"| {_mib(r['rss_loaded_kib'])} / {_mib(r.get('rss_end_kib'))} / {_mib(r.get('rss_peak_kib'))} "
             f"| {r['fill_s']:.0f} | {r['corpus_start_s']:.1f} | {r.get('loadavg', '-')} | {r['errors']} |")

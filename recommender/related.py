@@ -171,18 +171,17 @@ _MIN_AGREEMENT_CONTEXT = 5
 
 
 class _Memo(dict):
-    """Caches lookups into a (possibly computed) idf mapping."""
+    """Each name's weight for one block: its idf from `source` (computed on demand by the
+    lexical index), looked up once; 1.0 for a name the source does not know, and for every
+    name without a source. A dict, so a known name costs one C-level lookup."""
 
-    def __init__(self, source: Mapping[str, float]):
+    def __init__(self, source: Mapping[str, float] | None):
         super().__init__()
         self._source = source
 
     def __missing__(self, term: str) -> float:
-        value = self[term] = self._source.get(term, 1.0)
+        value = self[term] = self._source.get(term, 1.0) if self._source is not None else 1.0
         return value
-
-    def get(self, term: str, default: float | None = None) -> float:  # type: ignore[override]
-        return self[term]
 
 
 # A URL that `canonical_url` returns unchanged and that is cheap to recognise: lowercase
@@ -262,10 +261,25 @@ def freshness(published_at: datetime | None, now: datetime | None, params: RankP
     return (1.0 - w) + w * decay
 
 
+@dataclass(frozen=True, eq=False)
+class Names:
+    """A set of names and their summed idf weight: the article's, made once per block and
+    weighed against every candidate's (a hundred times, with some forty names in a report)."""
+
+    terms: set[str]
+    weight: float
+
+
+def names_of(terms: Sequence[str], weights: Mapping[str, float]) -> Names:
+    """`weights` answers every name (a `_Memo`)."""
+    unique = set(terms)
+    return Names(unique, sum(map(weights.__getitem__, unique)))
+
+
 def event_evidence(
-    query_terms: Sequence[str],
+    query_names: Names,
     cand_terms: Sequence[str],
-    idf: Mapping[str, float] | None,
+    weights: Mapping[str, float],
     query_at: datetime | None,
     cand_at: datetime | None,
     params: RankParams,
@@ -274,20 +288,18 @@ def event_evidence(
 
     Shared names are weighed by idf over the smaller of the two name sets (a short summary
     naming two people both in the query is strong evidence). Dates far apart weaken it: the
-    same people a month later are usually another event.
+    same people a month later are usually another event. `weights` answers every name (a
+    `_Memo`); map and sum over its lookups keep the ~25 names of each of ~100 candidates in C.
     """
-    if not query_terms or not cand_terms:
+    if not query_names.terms or not cand_terms:
         return 0.0, []
-
-    def weight(t: str) -> float:
-        return idf.get(t, 1.0) if idf is not None else 1.0
-
-    qset, cset = set(query_terms), set(cand_terms)
-    shared = sorted(qset & cset, key=lambda t: (-weight(t), t))
+    cset = set(cand_terms)
+    weight = weights.__getitem__
+    shared = sorted(query_names.terms & cset, key=lambda t: (-weight(t), t))
     if not shared:
         return 0.0, []
-    denom = min(sum(weight(t) for t in qset), sum(weight(t) for t in cset))
-    evidence = sum(weight(t) for t in shared) / denom if denom > 0 else 0.0
+    denom = min(query_names.weight, sum(map(weight, cset)))
+    evidence = sum(map(weight, shared)) / denom if denom > 0 else 0.0
     if query_at is not None and cand_at is not None:
         evidence *= time_closeness(query_at, cand_at, params)
     return min(evidence, 1.0), shared
@@ -302,20 +314,30 @@ def time_closeness(query_at: datetime | None, cand_at: datetime | None,
     return 1.0 if gap_h <= params.event_window_h else params.event_window_h / gap_h
 
 
+def _matrix(vectors: Sequence[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The vectors as the float32 rows of one matrix (zeros where one is missing) and which
+    rows have one; None when they do not share one dimension."""
+    has = np.array([v is not None for v in vectors], dtype=bool)
+    dims = {v.shape[0] for v in vectors if v is not None}
+    if len(dims) != 1:
+        return None
+    if has.all():  # the usual block: one copy instead of a row assignment per candidate
+        return np.stack(vectors).astype(np.float32, copy=False), has
+    mat = np.zeros((len(vectors), dims.pop()), dtype=np.float32)
+    for i, v in enumerate(vectors):
+        if v is not None:
+            mat[i] = v
+    return mat, has
+
+
 def _pairwise_cosines(scored: Sequence[_Scored]) -> np.ndarray:
     """Cosine between every two candidates; NaN where a vector is missing."""
-    dims = {s.cand.vector.shape[0] for s in scored if s.cand.vector is not None}
     n = len(scored)
-    if len(dims) != 1:
+    rows = _matrix([s.cand.vector for s in scored])
+    if rows is None:
         return np.full((n, n), np.nan)
-    dim = dims.pop()
-    mat = np.zeros((n, dim), dtype=np.float32)
-    missing = np.zeros(n, dtype=bool)
-    for i, s in enumerate(scored):
-        if s.cand.vector is None:
-            missing[i] = True
-        else:
-            mat[i] = s.cand.vector
+    mat, has = rows
+    missing = ~has
     # Row by row (matrix-vector): a small matrix-matrix product spins up every BLAS thread,
     # which costs 10-30x more than the arithmetic on a busy 2-core machine (measured).
     sims = np.stack([mat @ mat[i] for i in range(n)]).astype(np.float64) if n else np.zeros((0, 0))
@@ -349,15 +371,11 @@ def neighbourhood_agreement(
     n = len(vectors)
     out = np.zeros(n)
     rel = np.asarray(relevance, dtype=np.float64)
-    ctx = [int(i) for i in np.argsort(-rel, kind="stable") if vectors[i] is not None][:context]
-    dims = {v.shape[0] for v in vectors if v is not None}
-    if len(ctx) < _MIN_AGREEMENT_CONTEXT or len(dims) != 1:
+    ctx = [i for i in np.argsort(-rel, kind="stable").tolist() if vectors[i] is not None][:context]
+    rows = _matrix(vectors)
+    if len(ctx) < _MIN_AGREEMENT_CONTEXT or rows is None:
         return out
-    has = np.array([v is not None for v in vectors])
-    mat = np.zeros((n, dims.pop()), dtype=np.float32)
-    for i, v in enumerate(vectors):
-        if v is not None:
-            mat[i] = v
+    mat, has = rows
     # Column by column (matrix-vector): see _pairwise_cosines on small BLAS products.
     sims = np.stack([mat @ mat[j] for j in ctx], axis=1).astype(np.float64)  # n x context
     # A context story's cosine to itself (1.0) says nothing about agreement but dominates the
@@ -491,13 +509,13 @@ def _dense(query: Query, cand: Candidate) -> float:
 
 
 def _with_evidence(query: Query, cand: Candidate, dense: float, lexical: float,
-                   query_terms: Sequence[str], term_idf: Mapping[str, float] | None,
+                   query_names: Names, weights: Mapping[str, float],
                    params: RankParams, terms_of: TermsOf | None = None) -> _Scored:
     """Relevance: fused similarity plus same-event evidence (before freshness and weight)."""
     terms = (cand.key_terms or (terms_of(cand.id) if terms_of is not None else ())
              or key_terms(cand.title, cand.summary))
     event, shared = event_evidence(
-        query_terms, terms, term_idf, query.published_at, cand.published_at, params
+        query_names, terms, weights, query.published_at, cand.published_at, params
     )
     relevance = (
         params.dense_weight * dense + params.lexical_weight * lexical
@@ -551,8 +569,8 @@ def _with_bonus(relevance: float, bonus: float) -> float:
     return max(0.0, relevance + bonus)
 
 
-def _score_all(query: Query, candidates: Sequence[Candidate], query_terms: Sequence[str],
-               term_idf: Mapping[str, float] | None, params: RankParams, now: datetime | None,
+def _score_all(query: Query, candidates: Sequence[Candidate], query_names: Names,
+               weights: Mapping[str, float], params: RankParams, now: datetime | None,
                filters: Filters, terms_of: TermsOf | None = None) -> list[_Scored]:
     """Every candidate's full score (the path neighbourhood agreement needs)."""
     seen: set[int] = set()
@@ -562,7 +580,7 @@ def _score_all(query: Query, candidates: Sequence[Candidate], query_terms: Seque
             continue
         seen.add(cand.id)
         scored.append(_with_evidence(query, cand, _dense(query, cand), cand.lexical_score or 0.0,
-                                     query_terms, term_idf, params, terms_of))
+                                     query_names, weights, params, terms_of))
     bonus = bonuses(query, [s.cand for s in scored],
                     [_base_relevance(s.dense, s.lexical, params) for s in scored], params)
     for s, b in zip(scored, bonus, strict=True):
@@ -572,8 +590,8 @@ def _score_all(query: Query, candidates: Sequence[Candidate], query_terms: Seque
     return scored
 
 
-def _score_pruned(query: Query, candidates: Sequence[Candidate], query_terms: Sequence[str],
-                  term_idf: Mapping[str, float] | None, params: RankParams,
+def _score_pruned(query: Query, candidates: Sequence[Candidate], query_names: Names,
+                  weights: Mapping[str, float], params: RankParams,
                   now: datetime | None, filters: Filters, pool: int,
                   terms_of: TermsOf | None = None) -> list[_Scored]:
     """The scores `_score_all` gives, computed in full only for candidates that can reach the
@@ -623,7 +641,7 @@ def _score_pruned(query: Query, candidates: Sequence[Candidate], query_terms: Se
             continue
         if self_of[i] if i in self_of else is_self(query, cand, params):
             continue
-        s = _with_evidence(query, cand, dense, lexical, query_terms, term_idf, params, terms_of)
+        s = _with_evidence(query, cand, dense, lexical, query_names, weights, params, terms_of)
         s.score = _with_bonus(s.score, bonus[i]) * weight
         scored.append(s)
     return scored
@@ -650,18 +668,17 @@ def rank_related(
     filters = filters or Filters()
     if k <= 0:
         return []
-    query_terms = key_terms(query.title, query.text)
-    if term_idf is not None:
-        # Each name's idf once per block, not once per candidate that shares it.
-        term_idf = _Memo(term_idf)
+    # Each name's idf once per block, not once per candidate that shares it.
+    weights = _Memo(term_idf)
+    query_names = names_of(key_terms(query.title, query.text), weights)
     pool = _POOL_PER_K * k + 20
     if len({c.id for c in candidates}) != len(candidates):
         # A repeated id (never from the engine) keeps the first copy that is not the article
         # itself, which only the full pass decides.
-        scored = _score_all(query, candidates, query_terms, term_idf, params, now, filters,
+        scored = _score_all(query, candidates, query_names, weights, params, now, filters,
                             terms_of)
     else:
-        scored = _score_pruned(query, candidates, query_terms, term_idf, params, now, filters,
+        scored = _score_pruned(query, candidates, query_names, weights, params, now, filters,
                                pool, terms_of)
     # Only the best few can reach the block, even after copies are merged: rank those.
     scored.sort(key=lambda s: -s.score)

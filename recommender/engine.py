@@ -8,7 +8,7 @@ no ranking itself: the store (through `meta`) and the ranking stay strangers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -39,22 +39,6 @@ class CandidateMeta:
 
 MetaLookup = Callable[[list[int]], Mapping[int, "CandidateMeta | Mapping[str, Any]"]]
 _META_FIELDS = {f.name for f in fields(CandidateMeta)}
-
-
-class _IdfView(Mapping[str, float]):
-    """The lexical index's idf as a read-only mapping, computed on demand."""
-
-    def __init__(self, lexical: LexicalIndex):
-        self._lexical = lexical
-
-    def __getitem__(self, term: str) -> float:
-        return self._lexical.idf(term)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
 
 
 class RelatedEngine:
@@ -106,7 +90,7 @@ class RelatedEngine:
             ranked = rank_related(
                 query, candidates, k=k, params=params, now=now, filters=filters,
                 # Names from the text the lexical index read, richer than title + summary.
-                term_idf=_IdfView(self.lexical), terms_of=self.lexical.key_terms_of,
+                term_idf=self.lexical.idf_table(), terms_of=self.lexical.key_terms_of,
             )
             total = max(len(self.vindex), len(self.lexical))
             if len(ranked) >= k or not narrowing or n >= total or n >= self.max_fetch:

@@ -18,7 +18,7 @@ import re
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -140,6 +140,7 @@ class LexicalIndex:
         self._norms_at_n = -1  # corpus size when norms were computed
         self._dead = 0
         self._pending_removed: list[int] = []  # base slots whose df is not yet taken back
+        self._idf: IdfTable | None = None  # idf by term since the last change
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -182,6 +183,17 @@ class LexicalIndex:
 
     def idf(self, term: str) -> float:
         """Smoothed inverse document frequency (>= 1 for every term, also unseen ones)."""
+        return self.idf_table()[term]
+
+    def idf_table(self) -> IdfTable:
+        """`idf` as a dict that answers every term, each computed once until the index next
+        changes (then a new table starts). A related block weighs ~1,400 names of real news:
+        a dict lookup each, where a call through the index cost ~1.5 us (~2 ms a block)."""
+        if self._idf is None:
+            self._idf = IdfTable(self._compute_idf)
+        return self._idf
+
+    def _compute_idf(self, term: str) -> float:
         n = len(self._slot)
         tid = self._vocab.get(term)
         self._settle_removals()
@@ -217,6 +229,7 @@ class LexicalIndex:
     def _ingest(self, terms: array, slots: array, counts: array) -> None:
         if not len(terms):
             return
+        self._idf = None  # n and document frequencies change
         t = np.frombuffer(terms, dtype=np.int64)
         s = np.frombuffer(slots, dtype=np.int32)
         c = np.frombuffer(counts, dtype=np.uint16)
@@ -333,6 +346,7 @@ class LexicalIndex:
         slot = self._slot.pop(int(doc_id))
         if slot is None:
             return
+        self._idf = None
         self._alive[slot] = False
         self._key_len[slot] = 0
         self._pending_removed.append(slot)
@@ -573,6 +587,7 @@ class LexicalIndex:
         self._norms_at_n = int(a["norms_at_n"])
         self._dead = int(a["dead"])
         self._pending_removed = a["pending_removed"].tolist()
+        self._idf = None
 
     def ids(self) -> np.ndarray:
         """Every indexed id, ascending."""
@@ -654,6 +669,18 @@ class LexicalIndex:
         cand, sims = cand[live], sims[live]
         order = np.lexsort((cand, -sims))
         return [(int(self._doc_id[cand[j]]), float(min(sims[j], 1.0))) for j in order]
+
+
+class IdfTable(dict):
+    """idf by term, computed on first ask by `compute` (a missing key is never an error)."""
+
+    def __init__(self, compute: Callable[[str], float]):
+        super().__init__()
+        self._compute = compute
+
+    def __missing__(self, term: str) -> float:
+        value = self[term] = self._compute(term)
+        return value
 
 
 def _grown(arr: np.ndarray, size: int) -> np.ndarray:

@@ -668,8 +668,10 @@ def rank_related(
     filters = filters or Filters()
     if k <= 0:
         return []
-    # Each name's idf once per block, not once per candidate that shares it.
-    weights = _Memo(term_idf)
+    # Each name's idf once per block, not once per candidate that shares it; a dict that
+    # answers every name itself (the lexical index's IdfTable, kept across blocks) as it is.
+    complete = isinstance(term_idf, dict) and hasattr(term_idf, "__missing__")
+    weights = term_idf if complete else _Memo(term_idf)
     query_names = names_of(key_terms(query.title, query.text), weights)
     pool = _POOL_PER_K * k + 20
     if len({c.id for c in candidates}) != len(candidates):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 
@@ -304,3 +305,19 @@ def test_a_snapshot_serves_an_index_with_another_walk_budget():
     assert any(saved.search(t, x, 10) != tight.search(t, x, 10) for t, x in queries)
     for title, text in queries:
         assert restored.search(title, text, 10) == tight.search(title, text, 10)
+
+
+def test_idf_table_answers_every_term_and_follows_each_change():
+    idx = LexicalIndex()
+    idx.add_many([(i, *d) for i, d in DOCS.items()])
+    table = idx.idf_table()
+    n = len(DOCS)
+    with_putin = sum("putin" in (t + " " + x).lower() for t, x in DOCS.values())
+    assert table["putin"] == pytest.approx(math.log((1 + n) / (1 + with_putin)) + 1)
+    assert table["neverseen"] == pytest.approx(math.log(1 + n) + 1)  # unseen: the rarest
+    assert idx.idf_table() is table  # kept while nothing changes
+    before = table["putin"]
+    idx.add(99, "Putin again", "Putin said")
+    assert idx.idf("putin") < before and idx.idf_table() is not table
+    idx.remove(99)
+    assert idx.idf("putin") == pytest.approx(before)

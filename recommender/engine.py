@@ -19,9 +19,10 @@ from recommender.lexical import LexicalIndex
 from recommender.related import Candidate, Filters, Query, Ranked, RankParams, rank_related
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class CandidateMeta:
-    """What the store says about a candidate story; everything but the retrieval scores."""
+    """What the store says about a candidate story; everything but the retrieval scores.
+    Not frozen, as `Candidate` (one per candidate per block)."""
 
     title: str
     summary: str = ""

@@ -47,9 +47,12 @@ class Query:
         return url_key(self.url)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Candidate:
     """A stored story that retrieval proposed, with what each retriever said about it.
+
+    Not frozen, though nothing changes one: a block makes ~120, and a frozen dataclass's
+    __init__ (a setattr call per field) costs 3.5 us against 1.3 us.
 
     `dense_score` / `lexical_score` are cosines in [0, 1] (None: that retriever did not return
     it; the dense one is then computed from `vector`, the lexical one counts as 0).

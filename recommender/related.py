@@ -25,7 +25,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from aggregator.canonical import canonical_url
-from recommender.lexical import key_terms
+from recommender.lexical import IdfTable, key_terms
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,18 +173,15 @@ _POOL_PER_K = 8
 _MIN_AGREEMENT_CONTEXT = 5
 
 
-class _Memo(dict):
-    """Each name's weight for one block: its idf from `source` (computed on demand by the
-    lexical index), looked up once; 1.0 for a name the source does not know, and for every
-    name without a source. A dict, so a known name costs one C-level lookup."""
-
-    def __init__(self, source: Mapping[str, float] | None):
-        super().__init__()
-        self._source = source
-
-    def __missing__(self, term: str) -> float:
-        value = self[term] = self._source.get(term, 1.0) if self._source is not None else 1.0
-        return value
+def name_weights(term_idf: Mapping[str, float] | None) -> IdfTable:
+    """Each name's weight for one block, a dict that answers every name: the lexical index's
+    own `IdfTable` as it is (kept across blocks); any other mapping looked up once per name,
+    1.0 where it does not know the name; 1.0 for every name without one."""
+    if isinstance(term_idf, IdfTable):
+        return term_idf
+    if term_idf is None:
+        return IdfTable(lambda _term: 1.0)
+    return IdfTable(lambda term: term_idf.get(term, 1.0))
 
 
 # A URL that `canonical_url` returns unchanged and that is cheap to recognise: lowercase
@@ -274,7 +271,7 @@ class Names:
 
 
 def names_of(terms: Sequence[str], weights: Mapping[str, float]) -> Names:
-    """`weights` answers every name (a `_Memo`)."""
+    """`weights` answers every name (`name_weights`)."""
     unique = set(terms)
     return Names(unique, sum(map(weights.__getitem__, unique)))
 
@@ -291,8 +288,8 @@ def event_evidence(
 
     Shared names are weighed by idf over the smaller of the two name sets (a short summary
     naming two people both in the query is strong evidence). Dates far apart weaken it: the
-    same people a month later are usually another event. `weights` answers every name (a
-    `_Memo`); map and sum over its lookups keep the ~25 names of each of ~100 candidates in C.
+    same people a month later are usually another event. `weights` answers every name
+    (`name_weights`); map and sum over its lookups keep the ~25 names of each of ~100 candidates in C.
     """
     if not query_names.terms or not cand_terms:
         return 0.0, []
@@ -403,7 +400,7 @@ def _copy_preference(s: _Scored) -> tuple:
 
 
 def collapse_duplicates(scored: list[_Scored], params: RankParams,
-                        cosines: _Cosines | None = None) -> list[_Scored]:
+                        cosines: _Cosines) -> list[_Scored]:
     """Group copies of one story and keep the preferred copy of each group.
 
     Copies: linked by `duplicate_of`, same content hash, same page, or dense cosine at least
@@ -413,7 +410,7 @@ def collapse_duplicates(scored: list[_Scored], params: RankParams,
     if not scored:
         return []
     ordered = sorted(scored, key=lambda s: -s.score)
-    sims = cosines.among(ordered) if cosines is not None else _pairwise_cosines(ordered)
+    sims = cosines.among(ordered)
     # For each candidate, the first earlier one at least `duplicate_cosine` close (-1: none),
     # for all rows at once rather than a numpy call per row.
     with np.errstate(invalid="ignore"):
@@ -463,13 +460,12 @@ def collapse_duplicates(scored: list[_Scored], params: RankParams,
 
 
 def diversify(scored: list[_Scored], k: int, params: RankParams,
-              cosines: _Cosines | None = None) -> list[_Scored]:
+              cosines: _Cosines) -> list[_Scored]:
     """Maximal marginal relevance, penalising only redundancy above `mmr_floor` cosine."""
     pool = sorted(scored, key=lambda s: -s.score)
     if not pool:
         return []
-    sims = cosines.among(pool) if cosines is not None else _pairwise_cosines(pool)
-    sims = np.nan_to_num(sims, nan=0.0)
+    sims = np.nan_to_num(cosines.among(pool), nan=0.0)
     redundancy_all = np.clip((sims - params.mmr_floor) / (1.0 - params.mmr_floor), 0.0, None)
     top = pool[0].score if pool[0].score > 0 else 1.0
     relevance = np.array([s.score / top for s in pool])
@@ -671,10 +667,7 @@ def rank_related(
     filters = filters or Filters()
     if k <= 0:
         return []
-    # Each name's idf once per block, not once per candidate that shares it; a dict that
-    # answers every name itself (the lexical index's IdfTable, kept across blocks) as it is.
-    complete = isinstance(term_idf, dict) and hasattr(term_idf, "__missing__")
-    weights = term_idf if complete else _Memo(term_idf)
+    weights = name_weights(term_idf)  # each name's idf once, not once per candidate
     query_names = names_of(key_terms(query.title, query.text), weights)
     pool = _POOL_PER_K * k + 20
     if len({c.id for c in candidates}) != len(candidates):

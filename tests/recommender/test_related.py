@@ -313,7 +313,7 @@ def test_engine_gathers_from_both_indexes_and_drops_the_query():
 def test_pruned_scoring_ranks_exactly_as_scoring_every_candidate(rows, k):
     # The shortcut (skip names and self checks for candidates that cannot reach the pool)
     # must never change a block: compare with the full path on the same candidates.
-    from recommender.related import _Memo, _score_all, _score_pruned, names_of
+    from recommender.related import _score_all, _score_pruned, name_weights, names_of
 
     cands = [
         cand(i, v, lexical_score=lex, published_at=NOW - timedelta(hours=h), site=site,
@@ -322,7 +322,7 @@ def test_pruned_scoring_ranks_exactly_as_scoring_every_candidate(rows, k):
         for i, v, lex, h, site, same_title, url, names in rows
     ]
     params = RankParams()
-    weights = _Memo(None)
+    weights = name_weights(None)
     terms = names_of(("putin", "trump", "energy", "ukraine"), weights)
     pool = 8 * k + 20
 

@@ -314,6 +314,15 @@ def time_closeness(query_at: datetime | None, cand_at: datetime | None,
     return 1.0 if gap_h <= params.event_window_h else params.event_window_h / gap_h
 
 
+def evidence_cap(query: Query, cand: Candidate, params: RankParams) -> float:
+    """The most same-event evidence `cand` can have: names shared at best count 1, and dates
+    further apart than the event window scale that down (`event_evidence`). A hair over, so a
+    sum of idf weights rounded the other way never makes the cap too tight."""
+    if query.published_at is None or cand.published_at is None:
+        return 1.0
+    return time_closeness(query.published_at, cand.published_at, params) + 1e-9
+
+
 def _matrix(vectors: Sequence[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray] | None:
     """The vectors as the float32 rows of one matrix (zeros where one is missing) and which
     rows have one; None when they do not share one dimension."""
@@ -596,9 +605,10 @@ def _score_pruned(query: Query, candidates: Sequence[Candidate], query_names: Na
     """The scores `_score_all` gives, computed in full only for candidates that can reach the
     pool of the `pool` best; the result ranks exactly as `_score_all`'s does.
 
-    Same-event evidence adds at most `event_weight` (it is capped at 1), so a candidate whose
-    score with full evidence stays below the `pool`-th best score without any evidence can
-    never enter the pool: its names, and whether it is the article itself, are not looked at.
+    Same-event evidence adds at most `event_weight` times its cap (`evidence_cap`: 1, less for
+    stories further apart in time than the event window), so a candidate whose score with
+    full evidence stays below the `pool`-th best score without any evidence can never enter
+    the pool: its names, and whether it is the article itself, are not looked at.
     """
     # Agreement and time are computed over every candidate that is not the article itself
     # (agreement's context and both shares come from the best of them), so with either on
@@ -635,7 +645,8 @@ def _score_pruned(query: Query, candidates: Sequence[Candidate], query_names: Na
                     break
     scored: list[_Scored] = []
     for i, (cand, dense, lexical, weight) in enumerate(cheap):
-        upper = _with_bonus(raw[i] + params.event_weight, bonus[i]) * weight
+        upper = _with_bonus(raw[i] + params.event_weight * evidence_cap(query, cand, params),
+                            bonus[i]) * weight
         if upper < threshold:
             continue
         if self_of[i] if i in self_of else is_self(query, cand, params):

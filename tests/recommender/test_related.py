@@ -247,7 +247,9 @@ _vec = st.lists(st.floats(-1, 1, allow_nan=False), min_size=DIM, max_size=DIM).m
 )
 def test_block_invariants(rows, k):
     cands = [
-        cand(i, v, lexical_score=lex, published_at=NOW - timedelta(hours=h), site=site,
+        # Past 380 h: undated (no cap from the time gap).
+        cand(i, v, lexical_score=lex, published_at=NOW - timedelta(hours=h) if h <= 380 else None,
+             site=site,
              duplicate_of=dup)
         for i, v, lex, h, site, dup in rows
     ]
@@ -260,6 +262,17 @@ def test_block_invariants(rows, k):
     assert [r.score for r in block] == [r.score for r in block]  # no NaN
 
 
+def _indexes_of(stories: dict[int, tuple[str, str]]):
+    """A vector index (hashing embedder) and a lexical index over (title, text) by id."""
+    vectors = HashingEmbedder(64).encode([story_text(t, "", x) for t, x in stories.values()])
+    vindex = BruteForceIndex(64)
+    vindex.add(np.array(list(stories), dtype=np.int64), vectors)
+    lexical = LexicalIndex()
+    for i, (t, x) in stories.items():
+        lexical.add(i, t, x)
+    return vindex, lexical, vectors
+
+
 def test_engine_gathers_from_both_indexes_and_drops_the_query():
     stories = {
         1: ("Putin halts strikes on energy sites after Trump call", "Kremlin says pause holds."),
@@ -268,13 +281,7 @@ def test_engine_gathers_from_both_indexes_and_drops_the_query():
         4: ("Budget: fuel duty frozen", "The chancellor froze fuel duty."),
         5: ("Zelensky reacts to Putin energy pause", "Kyiv wants details of the Trump deal."),
     }
-    embedder = HashingEmbedder(64)
-    vectors = embedder.encode([story_text(t, "", x) for t, x in stories.values()])
-    vindex = BruteForceIndex(64)
-    vindex.add(np.array(list(stories), dtype=np.int64), vectors)
-    lexical = LexicalIndex()
-    for i, (t, x) in stories.items():
-        lexical.add(i, t, x)
+    vindex, lexical, vectors = _indexes_of(stories)
     asked: list[list[int]] = []
 
     def meta(wanted: list[int]) -> dict[int, CandidateMeta]:
@@ -316,7 +323,9 @@ def test_pruned_scoring_ranks_exactly_as_scoring_every_candidate(rows, k):
     from recommender.related import _score_all, _score_pruned, name_weights, names_of
 
     cands = [
-        cand(i, v, lexical_score=lex, published_at=NOW - timedelta(hours=h), site=site,
+        # Past 380 h: undated (no cap from the time gap).
+        cand(i, v, lexical_score=lex, published_at=NOW - timedelta(hours=h) if h <= 380 else None,
+             site=site,
              title=QUERY.title if same_title else f"Story {i}", url=url or f"https://e.org/{i}",
              key_terms=names)
         for i, v, lex, h, site, same_title, url, names in rows
@@ -334,6 +343,28 @@ def test_pruned_scoring_ranks_exactly_as_scoring_every_candidate(rows, k):
     pruned = _score_pruned(QUERY, cands, terms, weights, params, NOW, Filters(), pool)
     assert top(pruned) == top(full)
     assert len(pruned) <= len(full)
+
+
+def test_names_of_a_story_from_another_week_are_not_read_when_it_cannot_reach_the_pool():
+    # Shared names count for less the further apart the two stories are in time, so an old
+    # story scoring a little under the pool without names cannot reach it with them: its names
+    # are never asked for. Undated, the same story could, and they are.
+    asked: list[int] = []
+
+    def terms_of(i: int) -> tuple[str, ...]:
+        asked.append(i)
+        return ("putin", "energy")
+
+    # Undated, so that no time bonus lifts the pool far out of reach anyway.
+    strong = [cand(i, None, dense_score=0.8, published_at=None) for i in range(10, 40)]
+    old = cand(2, None, dense_score=0.7, published_at=NOW - timedelta(days=30))
+    rank_related(QUERY, [*strong, old], k=1, now=NOW, terms_of=terms_of)
+    assert 2 not in asked and len(asked) >= 8 + 20  # the pool's candidates were all read
+
+    asked.clear()
+    undated = cand(2, None, dense_score=0.7, published_at=None)
+    rank_related(QUERY, [*strong, undated], k=1, now=NOW, terms_of=terms_of)
+    assert 2 in asked
 
 
 def test_agreement_cannot_lift_a_weak_candidate():
@@ -380,3 +411,81 @@ def test_url_key_ignores_scheme_www_and_tracking():
     assert url_key("http://bbc.co.uk/news/a-1/") == url_key("https://www.bbc.co.uk/news/a-1")
     assert url_key("https://BBC.co.uk/news/a-1?utm_source=x#top") == "bbc.co.uk/news/a-1"
     assert url_key("https://bbc.co.uk/news?id=2") != url_key("https://bbc.co.uk/news?id=3")
+
+
+def _small_engine(vindex_search=None, lexical_search=None) -> tuple[RelatedEngine, Query]:
+    stories = {
+        1: ("Putin halts strikes on energy sites after Trump call", "Kremlin says pause holds."),
+        2: ("Trump and Putin talk ceasefire", "The leaders discussed Ukraine energy strikes."),
+        3: ("Zelensky reacts to Putin energy pause", "Kyiv wants details of the Trump deal."),
+    }
+    vindex, lexical, vectors = _indexes_of(stories)
+    if vindex_search is not None:
+        vindex.search = vindex_search(vindex.search)
+    if lexical_search is not None:
+        lexical.search = lexical_search(lexical.search)
+    engine = RelatedEngine(vindex, lexical, lambda ids: {i: CandidateMeta(title=stories[i][0])
+                                                          for i in ids})
+    return engine, Query(*stories[1], vectors[0], NOW, id=1)
+
+
+def test_the_vector_search_runs_beside_the_lexical_one():
+    # Each search waits to see the other one started: run one after the other, the first
+    # would wait in vain and the test fails.
+    import threading
+
+    dense_started, lexical_started = threading.Event(), threading.Event()
+    overlapped: dict[str, bool] = {}
+
+    def dense(search):
+        def run(vector, n):
+            dense_started.set()
+            overlapped["dense"] = lexical_started.wait(2)
+            return search(vector, n)
+        return run
+
+    def lexical(search):
+        def run(title, text, n):
+            lexical_started.set()
+            overlapped["lexical"] = dense_started.wait(2)
+            return search(title, text, n)
+        return run
+
+    engine, query = _small_engine(dense, lexical)
+    assert {c.id for c in engine.candidates(query, 10)} == {2, 3}
+    assert overlapped == {"dense": True, "lexical": True}
+
+
+def test_a_failing_vector_search_fails_the_block():
+    def broken(_search):
+        def run(vector, n):
+            raise RuntimeError("index gone")
+        return run
+
+    engine, query = _small_engine(broken)
+    with pytest.raises(RuntimeError, match="index gone"):
+        engine.related(query, k=2, now=NOW)
+
+
+def _candidates_in_child(conn) -> None:
+    engine, query = _small_engine()
+    conn.send(sorted(c.id for c in engine.candidates(query, 10)))
+
+
+def test_a_forked_process_still_searches():
+    # The parent's worker thread does not survive a fork; a child that reused its pool would
+    # queue the search forever.
+    import multiprocessing as mp
+
+    engine, query = _small_engine()
+    assert sorted(c.id for c in engine.candidates(query, 10)) == [2, 3]  # the worker exists
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_candidates_in_child, args=(child,))
+    proc.start()
+    proc.join(20)
+    alive = proc.is_alive()
+    if alive:
+        proc.kill()
+    assert not alive and proc.exitcode == 0
+    assert parent.recv() == [2, 3]

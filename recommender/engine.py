@@ -8,7 +8,10 @@ no ranking itself: the store (through `meta`) and the ranking stay strangers.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -36,6 +39,25 @@ class CandidateMeta:
     content_hash: str = ""
     image_url: str = ""
     key_terms: tuple[str, ...] = ()
+
+
+_worker_lock = threading.Lock()
+_worker: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _beside(fn: Callable[..., Any], *args: Any) -> Future:
+    """Run `fn(*args)` on this process's worker thread while the caller goes on.
+
+    For the vector search beside the lexical one: FAISS releases the GIL, so on two cores a
+    block waits for the slower search instead of both (1M synthetic stories: 7.6 -> 5.6 ms
+    p50 for the two). One worker per process (a forked child gets its own; the parent's
+    thread does not survive a fork).
+    """
+    global _worker
+    with _worker_lock:
+        if _worker is None or _worker[0] != os.getpid():
+            _worker = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="tidings-dense"))
+        return _worker[1].submit(fn, *args)
 
 
 MetaLookup = Callable[[list[int]], Mapping[int, "CandidateMeta | Mapping[str, Any]"]]
@@ -100,10 +122,13 @@ class RelatedEngine:
 
     def candidates(self, query: Query, n: int) -> list[Candidate]:
         """Union of the dense and lexical top-n, with metadata and vectors attached."""
-        dense: dict[int, float] = {}
+        searching = None
         if query.vector is not None and len(self.vindex):
-            dense = {int(i): float(s) for i, s in self.vindex.search(query.vector, n)}
+            searching = _beside(self.vindex.search, query.vector, n)
         lexical = {int(i): float(s) for i, s in self.lexical.search(query.title, query.text, n)}
+        dense: dict[int, float] = {}
+        if searching is not None:
+            dense = {int(i): float(s) for i, s in searching.result()}
         ids = list(dict.fromkeys([*dense, *lexical]))
         if query.id is not None:
             ids = [i for i in ids if i != query.id]

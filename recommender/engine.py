@@ -42,7 +42,7 @@ class CandidateMeta:
 
 
 _worker_lock = threading.Lock()
-_worker: tuple[int, ThreadPoolExecutor] | None = None
+_worker: ThreadPoolExecutor | None = None
 
 
 def _beside(fn: Callable[..., Any], *args: Any) -> Future:
@@ -50,14 +50,23 @@ def _beside(fn: Callable[..., Any], *args: Any) -> Future:
 
     For the vector search beside the lexical one: FAISS releases the GIL, so on two cores a
     block waits for the slower search instead of both (1M synthetic stories: 7.6 -> 5.6 ms
-    p50 for the two). One worker per process (a forked child gets its own; the parent's
-    thread does not survive a fork).
+    p50 for the two). One worker per process, started on first use.
     """
     global _worker
     with _worker_lock:
-        if _worker is None or _worker[0] != os.getpid():
-            _worker = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="tidings-dense"))
-        return _worker[1].submit(fn, *args)
+        if _worker is None:
+            _worker = ThreadPoolExecutor(1, thread_name_prefix="tidings-dense")
+        return _worker.submit(fn, *args)
+
+
+def _forget_worker() -> None:
+    # A forked child has none of its parent's threads: a pool that still counts its worker
+    # would queue every search forever. The lock too may have been held at the fork.
+    global _worker, _worker_lock
+    _worker, _worker_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_worker)
 
 
 MetaLookup = Callable[[list[int]], Mapping[int, "CandidateMeta | Mapping[str, Any]"]]

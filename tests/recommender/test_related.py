@@ -247,9 +247,7 @@ _vec = st.lists(st.floats(-1, 1, allow_nan=False), min_size=DIM, max_size=DIM).m
 )
 def test_block_invariants(rows, k):
     cands = [
-        # Past 380 h: undated (no cap from the time gap).
-        cand(i, v, lexical_score=lex, published_at=NOW - timedelta(hours=h) if h <= 380 else None,
-             site=site,
+        cand(i, v, lexical_score=lex, published_at=NOW - timedelta(hours=h), site=site,
              duplicate_of=dup)
         for i, v, lex, h, site, dup in rows
     ]

@@ -170,6 +170,24 @@ def test_padding_to_the_width_grid_keeps_the_vectors(ov8, ov_path, bbc_paragraph
 
 @pytest.mark.model
 @pytest.mark.slow
+def test_streams_give_the_single_stream_vectors(ov_path, bbc_paragraphs):
+    """Several batches run on single-threaded streams side by side: same rows, same order;
+    one text (a query) runs on the 2-thread stream and never makes the others."""
+    streamed = OpenVinoEmbedder(ov_path, threads=2)
+    single = OpenVinoEmbedder(ov_path, threads=2, streams=False)
+    query = streamed.encode(bbc_paragraphs[:1])
+    assert streamed._stream_requests is None
+    a = streamed.encode(bbc_paragraphs, batch_size=4)  # 10 batches over 2 streams
+    assert streamed._stream_requests is not None and len(streamed._stream_requests) == 2
+    b = single.encode(bbc_paragraphs, batch_size=4)
+    assert single._stream_requests is None
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(query, single.encode(bbc_paragraphs[:1]), atol=1e-6)
+    assert OpenVinoEmbedder(ov_path, threads=1).streams is False
+
+
+@pytest.mark.model
+@pytest.mark.slow
 def test_second_build_reuses_the_files(models_dir, ov_path):
     manifest = json.loads((ov_path.parent / MANIFEST).read_text())
     mtime = ov_path.with_suffix(".bin").stat().st_mtime_ns

@@ -482,6 +482,11 @@ class OnnxEmbedder:
             self._stream_sessions = [self._session_of(1) for _ in range(self.threads)]
         return self._stream_sessions
 
+    def close(self) -> None:
+        """Let go of the sessions and their threads (loaded again if encode is called)."""
+        with self._lock:
+            self._session = self._stream_sessions = None
+
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

@@ -369,6 +369,11 @@ class OpenVinoEmbedder:
             self._stream_requests = [compiled.create_infer_request() for _ in range(self.threads)]
         return self._stream_requests
 
+    def close(self) -> None:
+        """Let go of the compiled model and its threads (loaded again if encode is called)."""
+        with self._lock:
+            self._request = self._stream_requests = None
+
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

@@ -170,6 +170,9 @@ def test_streams_give_the_single_session_vectors(int8_path, bbc_sentences):
     # alone, not with its row in a batch: dynamic int8 scales activations per batch.
     np.testing.assert_allclose(streamed.encode(bbc_sentences[:1]),
                                single.encode(bbc_sentences[:1]), atol=1e-6)
+    streamed.close()  # what closing the services does: the sessions go, and load again if asked
+    assert streamed._session is None and streamed._stream_sessions is None
+    np.testing.assert_allclose(streamed.encode(bbc_sentences, batch_size=4), a, atol=1e-6)
 
 
 @pytest.fixture(scope="session")

@@ -188,6 +188,26 @@ def test_streams_give_the_single_stream_vectors(ov_path, bbc_paragraphs):
 
 @pytest.mark.model
 @pytest.mark.slow
+async def test_closing_the_services_lets_go_of_the_model(tmp_path, ov_path, bbc_paragraphs):
+    """FastAPI keeps every endpoint it has seen, and the endpoints hold the services: closing
+    them must still free the compiled model, which loads again if it is asked to embed."""
+    from aggregator.settings import load_settings
+    from api.app import create_app
+    from api.services import build
+
+    settings = load_settings(None, env={"TIDINGS_DATA_DIR": str(tmp_path)})
+    emb = OpenVinoEmbedder(ov_path, threads=2)
+    svc = await build(settings, serve=True, embedder=emb)
+    create_app(svc)
+    before = emb.encode(bbc_paragraphs[:3])
+    assert emb._request is not None and emb._stream_requests is not None
+    await svc.close()
+    assert emb._request is None and emb._stream_requests is None
+    np.testing.assert_allclose(emb.encode(bbc_paragraphs[:3]), before, atol=1e-6)
+
+
+@pytest.mark.model
+@pytest.mark.slow
 def test_second_build_reuses_the_files(models_dir, ov_path):
     manifest = json.loads((ov_path.parent / MANIFEST).read_text())
     mtime = ov_path.with_suffix(".bin").stat().st_mtime_ns

@@ -64,7 +64,7 @@ def machine() -> dict:
                                 capture_output=True, text=True, timeout=5).stdout.strip()
     except OSError:
         commit = "?"
-    from recommender.onnx_embed import cpu_flags
+    from recommender.onnx_embed import VNNI_FLAGS, cpu_flags
 
     flags = cpu_flags() or frozenset()
     return {
@@ -73,7 +73,7 @@ def machine() -> dict:
         "cpu": _cpu_model(),
         "avx512": "avx512f" in flags,
         # int8 matrix products run ~2x faster with VNNI (the embedding figures depend on it).
-        "vnni": bool({"avx512_vnni", "avx_vnni"} & flags),
+        "vnni": bool(VNNI_FLAGS & flags),
         "ram_gib": _mem_total_gib(),
         "python": platform.python_version(),
         "torch": _version("torch"),

@@ -10,10 +10,11 @@ SmoothQuant keeps its error below the dynamic one's: on the ECB+ texts cosine to
 
 Measured on a 2-core AMD EPYC (AVX-512 VNNI), loaded machine (2026-11-26): 1.25-1.7x
 onnxruntime int8 on texts of 60+ tokens (articles, feed summaries), ~0.9x at 40 tokens, 0.6x on
-titles alone (OpenVINO pays more per call and per new input shape). On a 2-core Intel Xeon with AVX-512 VNNI and AMX
-(2026-12-03, `make bench`): 89.8 BBC articles/s against onnxruntime int8's ~51 and plain
-sentence-transformers' 33.2; titles 2,773/s. `choose_int8_runtime` races the two on long texts
-once per cache folder and keeps the winner (see recommender/embed.py, "minilm-int8").
+titles alone (OpenVINO pays more per call and per new input shape). On a 2-core Intel Xeon
+with AVX-512 VNNI and AMX (2026-12-03, `make bench`): 89.8 BBC articles/s against onnxruntime
+int8's ~51 and plain sentence-transformers' 33.2; titles 2,773/s. `choose_int8_runtime` races
+the two on long texts once per cache folder and keeps the winner (see recommender/embed.py,
+"minilm-int8").
 """
 
 from __future__ import annotations

@@ -487,3 +487,31 @@ def test_a_forked_process_still_searches():
         proc.kill()
     assert not alive and proc.exitcode == 0
     assert parent.recv() == [2, 3]
+
+
+def test_a_story_of_another_section_needs_clearly_more_relevance():
+    # The query has no category: its section is the one most of its best candidates share.
+    query = replace(QUERY, published_at=None)
+    politics = [cand(10 + i, unit(1, 0.8 + 0.01 * i, 0, 0, 0.1 * i)) for i in range(6)]
+    close = cand(2, unit(1, 0.7), category="entertainment")  # a hair more relevant
+    clear = cand(3, unit(1, 0.2), category="entertainment")  # far more relevant
+    block = ids(rank_related(query, [*politics, close], k=3, now=NOW))
+    assert 2 not in block
+    plain = RankParams(section_weight=1.0)
+    assert ids(rank_related(query, [*politics, close], k=1, now=NOW, params=plain)) == [2]
+    assert ids(rank_related(query, [*politics, clear], k=1, now=NOW)) == [3]
+    # The article's own category decides when it has one.
+    showbiz = replace(query, category="entertainment")
+    assert ids(rank_related(showbiz, [*politics, close], k=1, now=NOW)) == [2]
+
+
+def test_no_section_when_the_best_candidates_do_not_agree():
+    query = replace(QUERY, published_at=None)
+    mixed = [cand(10 + i, unit(1, 0.8 + 0.01 * i, 0, 0, 0.1 * i),
+                  category=("politics", "business", "tech")[i % 3]) for i in range(6)]
+    close = cand(2, unit(1, 0.7), category="entertainment")
+    assert ids(rank_related(query, [*mixed, close], k=1, now=NOW)) == [2]
+    # Candidates without a category never count as another section.
+    bare = cand(2, unit(1, 0.7), category="")
+    politics = [replace(c, category="politics") for c in mixed]
+    assert ids(rank_related(query, [*politics, bare], k=1, now=NOW)) == [2]

@@ -37,12 +37,11 @@ from aggregator.store import Store
 from recommender import snapshot
 from recommender.halfvectors import HalfVectors
 from recommender.idmap import IdMap
-from recommender.lexical import LexicalIndex
+from recommender.lexical import LEXICAL_WORDS, TF_SLOPE, LexicalIndex, lead_words
 from recommender.vindex import EIGHT_BIT, FaissIndex, ids_digest, manifest, reconcile
 
 log = logging.getLogger("tidings.corpus")
 
-LEXICAL_WORDS = 150  # body words the lexical index reads: the lead carries the event's names
 BULK_LOAD_MIN = 20_000  # an empty index facing more missing vectors than this is built at once
 META_CHUNK = 10_000  # stories read and indexed per batch at start
 # Saved beside the vector index: lexical.npz, meta.npz, the card records, then this manifest.
@@ -93,8 +92,8 @@ def meta_of(s: Story) -> StoryMeta:
 
 SUMMARY_CHARS = 400
 # What the saved lexical index was built with: a snapshot made otherwise is rebuilt. Bump the
-# version when tokenize / key_terms / lexical_text change.
-LEXICAL_RECIPE = f"lexical-1 words={LEXICAL_WORDS} summary={SUMMARY_CHARS}"
+# version when tokenize / key_terms / lexical_text change (the tf slope changes the norms).
+LEXICAL_RECIPE = f"lexical-1 words={LEXICAL_WORDS} summary={SUMMARY_CHARS} tf={TF_SLOPE}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_TIME = np.iinfo(np.int64).min
 _SEP = "\x1f"  # unit separator: never in a title, URL or summary after extraction
@@ -352,8 +351,7 @@ class MetaTable(Mapping[int, StoryMeta]):
 
 
 def lexical_text(s: Story) -> str:
-    body = s.text or s.summary
-    return " ".join(body.split()[:LEXICAL_WORDS])
+    return lead_words(s.text or s.summary)
 
 
 def to_vectors(blobs: Iterable[bytes], dim: int) -> np.ndarray:

@@ -100,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     _common(q)
     q.add_argument("--data", metavar="DIR", help="shared data folder (default ../shared/data)")
     q.add_argument("--embedder", help="default: [index] embedder from the settings")
-    q.add_argument("--only", choices=["ecbplus", "bbc", "seed"], help="one part only")
+    q.add_argument("--only", choices=["ecbplus", "bbc", "uci", "seed"], help="one part only")
     q = es.add_parser("feed", help="personalized feed: MIND next-read HR@10 / MRR")
     _common(q)
     q.add_argument("--data", metavar="DIR")

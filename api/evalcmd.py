@@ -43,6 +43,9 @@ async def cmd_eval(settings, args) -> int:
         if args.only in (None, "bbc"):
             out["bbc"] = ev.eval_related_bbc(root / "bbc-news", embedder)
             _say("BBC same-category share in top 5", out["bbc"])
+        if args.only in (None, "uci"):
+            out["uci_headlines"] = ev.eval_related_uci(root / "uci-news-aggregator-head", embedder)
+            _say("UCI same-story headlines", out["uci_headlines"])
         if args.only in (None, "seed"):
             rows = ev.seed_case_block(root / "bbc-news", embedder)
             out["seed"] = [{"category": c, "title": t, "reason": r.reason} for c, t, r in rows]

@@ -1,4 +1,5 @@
-"""Offline quality of the related block on labelled corpora (ECB+, BBC News) and the seed case.
+"""Offline quality of the related block on labelled corpora (ECB+, BBC News, UCI headlines) and
+the seed case.
 
 Every figure goes through the production path: `RelatedEngine` over an exact vector index and
 `LexicalIndex`, ranked by `rank_related` with the default `RankParams`. Baselines (TF-IDF alone,
@@ -162,10 +163,16 @@ vectors through the engine; precision/hard first40 | full, BBC politics / entert
   0.925, 0.954 / 0.936, 0.964 / 0.943 (ECB+ has no sections: unchanged). Kept 0.9, mild: the
   BBC share rewards any discount, and the cost it cannot show (a truly related story of
   another section) grows with it.
+- held-out check added the same evening, never tuned on: UCI News Aggregator headlines (499
+  business headlines of 12 stories, one afternoon, titles only, dated by their timestamps),
+  same-story precision@5: engine 0.903, MiniLM cosine alone 0.905, TF-IDF 0.855 (int8). On
+  headlines the lexical side adds nothing the vectors do not already have; the fusion costs
+  nothing either. Before this evening's two changes (no times given): 0.905; after: 0.906.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Sequence
@@ -209,6 +216,7 @@ class Doc:
     title: str
     text: str
     url: str = ""
+    published_at: datetime | None = None  # when the corpus says; else dated by its dateline
 
 
 def _first_words(text: str, words: int | None) -> str:
@@ -331,8 +339,10 @@ def embed_docs(docs: Sequence[Doc], embedder: Embedder) -> np.ndarray:
 
 
 def _time_of(doc: Doc) -> datetime | None:
-    # The corpora carry no publication times: each document is dated as `tidings import`
+    # ECB+ and BBC carry no publication times: each document is dated as `tidings import`
     # dates an undated story, by its dateline (ECB+ has them in ~36% of documents, BBC none).
+    if doc.published_at is not None:
+        return doc.published_at
     return time_from_lead(doc.text, datetime.now(UTC))
 
 
@@ -439,6 +449,36 @@ def eval_related_bbc(
     return out
 
 
+def load_uci_headlines(path: str | Path) -> list[Doc]:
+    """UCI News Aggregator headlines (titles only), grouped by STORY, dated by TIMESTAMP.
+
+    Held-out same-story data: nothing was tuned on it. The sample is one afternoon of business
+    news, so times say little and every story shares the topic ("hard" = another story).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = next(iter(sorted(path.glob("*.csv"))), path / "missing.csv")
+    docs: list[Doc] = []
+    with path.open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            docs.append(Doc(
+                id=len(docs), key=row["ID"], group=row["STORY"], topic=row["CATEGORY"],
+                title=row["TITLE"].strip(), text="",
+                url=row["URL"].replace("\\?", "?"),  # the Kaggle copy escapes "?"
+                published_at=datetime.fromtimestamp(int(row["TIMESTAMP"]) / 1000, UTC),
+            ))
+    return docs
+
+
+def eval_related_uci(data_dir: str | Path, embedder: Embedder,
+                     params: RankParams | None = None) -> dict:
+    """Same-story precision@5 on headlines alone, every headline queried against the rest."""
+    docs = load_uci_headlines(data_dir)
+    vectors = embed_docs(docs, embedder)
+    result = score_lists(docs, ranked_ids_ecb(docs, vectors, params))
+    return {**result, "baselines": baselines_ecbplus(docs, vectors)}
+
+
 def seed_case_block(
     data_dir: str | Path,
     embedder: Embedder,
@@ -478,6 +518,7 @@ def related_report(data_dir: str | Path, embedder: Embedder, bbc: bool = True) -
         vectors = embed_docs(docs, embedder)
         report[f"ecbplus_{variant}"] = score_lists(docs, ranked_ids_ecb(docs, vectors))
         report[f"ecbplus_{variant}_baselines"] = baselines_ecbplus(docs, vectors)
+    report["uci_headlines"] = eval_related_uci(data_dir / "uci-news-aggregator-head", embedder)
     if bbc:
         report["bbc"] = eval_related_bbc(data_dir / "bbc-news", embedder)
         report["seed_case"] = [

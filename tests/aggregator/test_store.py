@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from aggregator import store as store_module
 from aggregator.model import SourceSpec, StoryDraft
 from aggregator.store import EventRecord, FetchRecord, event_key
 
@@ -172,6 +173,23 @@ async def test_events_are_idempotent_and_counted(store):
     assert len(await store.reader_events("r1")) == 2
     assert await store.delete_reader("r1")
     assert await store.reader_events("r1") == []
+
+
+async def test_recent_events_come_newest_first_across_partitions(store, monkeypatch):
+    # Read in partitions (the event loop gets a turn between them): with 3 rows a partition,
+    # 7 matching events take three, the last one short.
+    monkeypatch.setattr(store_module, "EVENT_PARTITION", 3)
+    (sid,) = (await store.upsert_stories([draft("https://e.org/1")], NOW)).new_ids
+    types = ("click", "read", "impression")
+    ev = [EventRecord(event_key(f"r{i % 2}", sid, types[i % 3], NOW, f"e{i}"), f"r{i % 2}", sid,
+                      types[i % 3], NOW - timedelta(minutes=i)) for i in range(10)]
+    assert await store.add_events(ev, NOW) == 10
+    expected = [(e.reader, sid, e.at, e.type) for e in ev if e.type != "impression"]
+    assert len(expected) == 7
+    assert await store.recent_events(NOW - timedelta(days=1)) == expected
+    assert await store.recent_events(NOW - timedelta(days=1), limit=4) == expected[:4]
+    since = NOW - timedelta(minutes=4, seconds=30)
+    assert await store.recent_events(since) == [x for x in expected if x[2] >= since]
 
 
 async def test_cluster_job_runs_once(store):

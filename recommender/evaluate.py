@@ -351,7 +351,7 @@ def _query(doc: Doc, vector: np.ndarray | None) -> Query:
                  url=doc.url, id=doc.id)
 
 
-def ranked_ids_ecb(
+def ranked_ids(
     docs: Sequence[Doc], vectors: np.ndarray, params: RankParams | None = None, k: int = 5
 ) -> list[list[int]]:
     engine = build_engine(docs, vectors, params)
@@ -395,11 +395,11 @@ def eval_related_ecbplus(
         raise ValueError(f"variant must be 'first40' or 'full', not {variant!r}")
     docs = load_ecbplus(data_dir, 40 if variant == "first40" else None)
     vectors = embed_docs(docs, embedder)
-    result = score_lists(docs, ranked_ids_ecb(docs, vectors, params))
+    result = score_lists(docs, ranked_ids(docs, vectors, params))
     return {"variant": variant, **result}
 
 
-def baselines_ecbplus(docs: Sequence[Doc], vectors: np.ndarray) -> dict:
+def baselines(docs: Sequence[Doc], vectors: np.ndarray) -> dict:
     """The reference points through the same protocol: TF-IDF cosine and embedding cosine.
 
     TF-IDF as in the reference (scikit-learn, English stop words: 0.901 on 40 words; with
@@ -475,8 +475,8 @@ def eval_related_uci(data_dir: str | Path, embedder: Embedder,
     """Same-story precision@5 on headlines alone, every headline queried against the rest."""
     docs = load_uci_headlines(data_dir)
     vectors = embed_docs(docs, embedder)
-    result = score_lists(docs, ranked_ids_ecb(docs, vectors, params))
-    return {**result, "baselines": baselines_ecbplus(docs, vectors)}
+    result = score_lists(docs, ranked_ids(docs, vectors, params))
+    return {**result, "baselines": baselines(docs, vectors)}
 
 
 def seed_case_block(
@@ -516,8 +516,8 @@ def related_report(data_dir: str | Path, embedder: Embedder, bbc: bool = True) -
     for variant, words in (("first40", 40), ("full", None)):
         docs = load_ecbplus(data_dir / "ecbplus", words)
         vectors = embed_docs(docs, embedder)
-        report[f"ecbplus_{variant}"] = score_lists(docs, ranked_ids_ecb(docs, vectors))
-        report[f"ecbplus_{variant}_baselines"] = baselines_ecbplus(docs, vectors)
+        report[f"ecbplus_{variant}"] = score_lists(docs, ranked_ids(docs, vectors))
+        report[f"ecbplus_{variant}_baselines"] = baselines(docs, vectors)
     report["uci_headlines"] = eval_related_uci(data_dir / "uci-news-aggregator-head", embedder)
     if bbc:
         report["bbc"] = eval_related_bbc(data_dir / "bbc-news", embedder)

@@ -175,9 +175,9 @@ class LexicalIndex:
         return counts
 
     def _weights(self, title: str, text: str) -> dict[str, float]:
-        # Sublinear tf: the tenth mention of "Putin" says little more than the third (the
-        # query's terms weighed as the postings are, `_TF`).
-        return {t: 1.0 + TF_SLOPE * math.log(c) for t, c in self._counts(title, text).items()}
+        # Sublinear tf: the tenth mention of "Putin" says little more than the third. The
+        # query's terms are weighed from the postings' own table.
+        return {t: float(_TF[min(c, _MAX_COUNT)]) for t, c in self._counts(title, text).items()}
 
     def _tid(self, term: str) -> int:
         tid = self._vocab.get(term)

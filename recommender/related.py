@@ -187,6 +187,8 @@ TermsOf = Callable[[int], Sequence[str]]  # a candidate's names by id (the lexic
 _POOL_PER_K = 8
 # A correlation over fewer neighbours than this is noise: agreement stays neutral.
 _MIN_AGREEMENT_CONTEXT = 5
+# Fewer labelled candidates than this say nothing about the article's section.
+_MIN_SECTION_LABELS = 5
 
 
 def name_weights(term_idf: Mapping[str, float] | None) -> IdfTable:
@@ -595,7 +597,7 @@ def query_section(query: Query, cands: Sequence[Candidate], base: Sequence[float
         return query.category
     best = sorted(range(len(cands)), key=lambda i: -base[i])[: params.section_context]
     labels = [cands[i].category for i in best if cands[i].category]
-    if len(labels) < _MIN_AGREEMENT_CONTEXT:
+    if len(labels) < _MIN_SECTION_LABELS:
         return ""
     top, count = Counter(labels).most_common(1)[0]
     return top if count >= params.section_min_share * len(labels) else ""
@@ -626,12 +628,12 @@ def _score_all(query: Query, candidates: Sequence[Candidate], query_names: Names
         seen.add(cand.id)
         scored.append(_with_evidence(query, cand, _dense(query, cand), cand.lexical_score or 0.0,
                                      query_names, weights, params, terms_of))
-    bonus = bonuses(query, [s.cand for s in scored],
-                    [_base_relevance(s.dense, s.lexical, params) for s in scored], params)
+    cands = [s.cand for s in scored]
+    base = [_base_relevance(s.dense, s.lexical, params) for s in scored]
+    bonus = bonuses(query, cands, base, params)
     for s, b in zip(scored, bonus, strict=True):
         s.score = _with_bonus(s.score, b)
-    section = query_section(query, [s.cand for s in scored],
-                            [_base_relevance(s.dense, s.lexical, params) for s in scored], params)
+    section = query_section(query, cands, base, params)
     for s in scored:
         s.score *= (freshness(s.cand.published_at, now, params) * s.cand.source_weight
                     * section_factor(section, s.cand, params))

@@ -21,6 +21,7 @@ from aggregator.settings import Settings
 from aggregator.sources import load_sources
 from aggregator.store import database_unavailable
 from api.services import Services, build
+from recommender.embed import warm_up
 
 log = logging.getLogger("tidings.run")
 
@@ -169,7 +170,8 @@ async def _wait_model(ready: asyncio.Event, timeout_s: float = MODEL_WAIT_S) -> 
 
     Stories collected earlier would only wait in the backlog, and the load (~0.2 s for
     onnxruntime, 2-3 s for OpenVINO's compile on a loaded 2-core machine) would compete for
-    the cores with the first round instead of being done when its stories arrive. Later
+    the cores with the first round instead of being done when its stories arrive (the
+    warm-up, `embed.warm_up`, also compiles the per-core streams and common shapes). Later
     rounds find the event set and do not wait."""
     if not ready.is_set():
         with contextlib.suppress(TimeoutError):
@@ -193,7 +195,7 @@ async def index_loop(svc: Services, tick_s: float, wake: asyncio.Event,
 
     try:  # the session loads before the first story waits on it
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(svc.embedder.encode, ["warm-up"])
+            await asyncio.to_thread(warm_up, svc.embedder)
     finally:
         if model_ready is not None:
             model_ready.set()  # loaded or failed: collection goes on either way

@@ -135,11 +135,13 @@ class _Trace:
         self.model_ids: set[int] = set()  # native ids of the threads that called the model
         self.follow_s = 0.0  # event-loop time making saved vectors searchable
         self.indexed: list[tuple[float, int]] = [(0.0, 0)]  # (when, corpus size) after follows
-        self.warm_at: float | None = None  # when the model's session was loaded
+        self.warm_at: float | None = None  # when the model's warm-up (api.runner) ended
+        self.warming = False  # the warm-up's model calls are not the pipeline's
         self.embedder = ""  # class and recipe of the pipeline's embedder
         self.error: Exception | None = None  # what a model call raised, if one did
 
     def install(self):
+        import api.runner as runner
         import api.services as services
         from aggregator.store import Store
         from recommender.corpus import Corpus
@@ -147,6 +149,7 @@ class _Trace:
 
         run, claim = Indexer.run, Store.claim_embed_backlog
         make, follow, trace = services.make_embedder, Corpus.follow, self
+        warm_up = runner.warm_up
 
         def traced_make(*args, **kwargs):
             # Whatever class the factory returns (the int8 runtime is chosen per machine):
@@ -166,15 +169,20 @@ class _Trace:
                     raise
                 finally:
                     trace.encoding -= 1
-                    if len(texts) > 1:  # not the warm-up
+                    if not trace.warming:
                         trace.encode_s += time.perf_counter() - t0
                         trace.encodes.append((len(texts), time.perf_counter() - t0))
                         trace.encode_spans.append((w0, time.time()))
-                    else:
-                        trace.warm_at = time.time()
 
             emb.encode = traced_encode
             return emb
+
+        def traced_warm_up(embedder):
+            trace.warming = True
+            try:
+                return warm_up(embedder)
+            finally:
+                trace.warming, trace.warm_at = False, time.time()
 
         async def traced_follow(corpus):
             t0 = time.perf_counter()
@@ -200,8 +208,10 @@ class _Trace:
 
         Indexer.run, Store.claim_embed_backlog = traced_run, traced_claim
         services.make_embedder, Corpus.follow = traced_make, traced_follow
+        runner.warm_up = traced_warm_up
         return lambda: (setattr(Indexer, "run", run), setattr(Store, "claim_embed_backlog", claim),
-                        setattr(services, "make_embedder", make), setattr(Corpus, "follow", follow))
+                        setattr(services, "make_embedder", make), setattr(Corpus, "follow", follow),
+                        setattr(runner, "warm_up", warm_up))
 
 
 async def _pipeline(settings, port: int, site_port: int, n_sources: int,
@@ -315,13 +325,13 @@ def _recipe(settings) -> str:
 
 
 def standalone_rate(settings, texts: list[str], cpu_out: list | None = None) -> float:
-    """The embedder alone on the same texts, one call, configured as the indexer's.
+    """The embedder alone on the same texts, one call, configured and warmed as the indexer's.
     Its process CPU seconds are appended to `cpu_out` (what the model alone costs)."""
-    from recommender.embed import make_embedder
+    from recommender.embed import make_embedder, warm_up
 
     emb = make_embedder(settings.index.embedder, threads=settings.index.threads or None,
                         cache_dir=settings.data_dir / "models")
-    emb.encode(texts[:16], settings.index.batch_size)  # session load, first allocations
+    warm_up(emb)  # as the run role does before its first claim (api.runner.index_loop)
     c0, t0 = time.process_time(), time.perf_counter()
     emb.encode(texts, settings.index.batch_size)
     elapsed = time.perf_counter() - t0

@@ -77,6 +77,9 @@ class SentenceTransformerEmbedder:
     def __init__(self, threads: int | None = None):
         self._model = None
         self._lock = threading.Lock()
+        # One call at a time: the indexer keeps two pieces in flight, and two torch calls side
+        # by side would each take every core.
+        self._encode_lock = threading.Lock()
         self._threads = threads
         self.recipe = "st:all-MiniLM-L6-v2:gt0.1|" + TEXT_RECIPE
 
@@ -100,9 +103,10 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self._load()
-        vecs = model.encode(
-            texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
-        )
+        with self._encode_lock:
+            vecs = model.encode(
+                texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+            )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
 

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,11 @@ from aggregator.store import EmbedJob, Store
 from recommender.embed import Embedder, story_text
 
 log = logging.getLogger("tidings.index")
+
+# Pieces handed to the model at a time: the one awaited and the next, so the model's streams
+# never wait for a call to end before the next piece's batches are there (a call's last batch
+# left the other core idle). More would only hold more unsaved work.
+IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,9 @@ class Indexer:
         time `n` more vectors are stored.
 
         The model never waits on the database: each piece is saved while the model runs the
-        next, and the next claim is taken while it runs the current claim's last piece."""
+        next, and the next claim is taken while it runs the current claim's last piece. Two
+        pieces are in the model at a time (`IN_FLIGHT`): the embedders' streams take the next
+        piece's batches while the last of the current one runs (`onnx_embed.StreamPool`)."""
         claimed = 0
 
         def room() -> int:
@@ -128,18 +136,25 @@ class Indexer:
             return 0
         claimed, taken, done = sum(len(p.jobs) for p in pending), 1, 0
         unsaved = list(pending)  # handed back if interrupted
-        current: _Piece | None = pending.pop(0)
-        encoding: asyncio.Future | None = self._encode(current)
+        inflight: deque[tuple[_Piece, asyncio.Future]] = deque()
+
+        def fill() -> None:
+            while pending and len(inflight) < IN_FLIGHT:
+                piece = pending.pop(0)
+                inflight.append((piece, self._encode(piece)))
+
+        fill()
         more: asyncio.Future | None = None  # the next claim, in flight
-        at: _Piece | None = current  # the piece an error would be about
+        at: _Piece | None = None  # the piece an error would be about
         try:
-            while current is not None:
+            while inflight:
                 if not pending and more is None and room() > 0 and (claims is None or taken < claims):
                     more = asyncio.ensure_future(self._claim(room()))
                     taken += 1
-                at = current
+                finished, encoding = inflight[0]
+                at = finished
                 vecs: np.ndarray = await encoding
-                encoding = None
+                inflight.popleft()
                 if not pending and more is not None:
                     at = None
                     # Shielded: an interruption must not lose a claim the database has made.
@@ -148,9 +163,7 @@ class Indexer:
                     pending += got
                     unsaved += got
                     claimed += sum(len(p.jobs) for p in got)
-                finished, current = current, (pending.pop(0) if pending else None)
-                if current is not None:
-                    encoding = self._encode(current)  # runs while `finished` is written
+                fill()  # the model runs these while `finished` is written
                 at = finished
                 await self._save(finished, vecs)
                 unsaved.remove(finished)
@@ -160,13 +173,15 @@ class Indexer:
         except (asyncio.CancelledError, KeyboardInterrupt):
             # Interrupted (Ctrl-C, shutdown): hand the unsaved claims back, so a rerun takes
             # these stories now instead of after the lease.
-            _drop(encoding)
+            for _, encoding in inflight:
+                _drop(encoding)
             await self._release(unsaved + await self._settle(more))
             raise
         except Exception:
             # Not the failing piece: one that fails every time must not be claimed again
             # first and stall the whole backlog. The others did nothing wrong.
-            _drop(encoding)
+            for _, encoding in inflight:
+                _drop(encoding)
             await self._release([p for p in unsaved if p is not at] + await self._settle(more))
             raise
         return done

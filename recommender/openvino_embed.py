@@ -41,6 +41,7 @@ from recommender.onnx_embed import (
     MAX_BATCH_TOKENS,
     MODEL_NAME,
     ModelBuildError,
+    StreamPool,
     _build_lock,
     _export_fp32,
     _sha256,
@@ -300,7 +301,7 @@ def build_openvino_model(out_dir: Path) -> Path:
 class OpenVinoEmbedder:
     """Embedder over the int8 OpenVINO IR: tokenizers + OpenVINO CPU, mean-pooled, unit rows.
 
-    Loads lazily; `encode` is thread-safe (calls serialised). As `OnnxEmbedder` does, a call of
+    Loads lazily; `encode` is thread-safe. As `OnnxEmbedder` does, a call of
     one text runs on one `threads`-thread stream (a query's latency), a call of several texts on
     `threads` single-threaded streams side by side (`streams`), each taking the next batch when
     it is free. A 2-thread stream waits at every layer for its slower thread, so a core taken
@@ -332,7 +333,9 @@ class OpenVinoEmbedder:
                        f"|{INFERENCE_PRECISION}")
         self._request = None
         self._tokenizer = None
-        self._lock = threading.Lock()
+        self._pool: StreamPool | None = None
+        self._lock = threading.Lock()  # loading and closing
+        self._query_lock = threading.Lock()  # the latency request: one batch at a time
 
     def _compile(self, hint: str, streams: int):
         import openvino as ov
@@ -361,41 +364,53 @@ class OpenVinoEmbedder:
             self._tokenizer, self._request = tokenizer, request
         return self._tokenizer, self._request
 
-    def _streams(self) -> list | None:
-        """One infer request per single-threaded stream, made on the first call of several
-        texts (the API process, which embeds one query at a time, never makes them)."""
+    def _streams(self) -> StreamPool | None:
+        """One infer request per single-threaded stream, each on its own stream thread, made
+        on the first call of several texts (the API process, which embeds one query at a time,
+        never makes them)."""
         if not self.streams:
             return None
-        if self._stream_requests is None:
+        if self._pool is None:
             compiled = self._compile("THROUGHPUT", self.threads)
             self._stream_requests = [compiled.create_infer_request() for _ in range(self.threads)]
-        return self._stream_requests
+            self._pool = StreamPool([self._runner(r) for r in self._stream_requests])
+        return self._pool
 
     def close(self) -> None:
         """Let go of the compiled model and its threads (loaded again if encode is called)."""
         with self._lock:
-            self._request = self._stream_requests = None
+            if self._pool is not None:
+                self._pool.close()
+            self._request = self._stream_requests = self._pool = None
+
+    def _runner(self, request):
+        names = self._names
+
+        def run(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            feed = {"input_ids": input_ids, "attention_mask": mask}
+            if "token_type_ids" in names:
+                feed["token_type_ids"] = np.zeros_like(input_ids)
+            # copy: the request reuses its output buffer on the next call
+            return np.array(request.infer(feed)[0], copy=True)  # last_hidden_state
+        return run
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Thread-safe. Calls of several texts may overlap: their batches share the streams'
+        queue (`StreamPool`); the latency request runs one batch at a time."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             tokenizer, request = self._load()
-
-            def runner(req):
-                def run(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-                    feed = {"input_ids": input_ids, "attention_mask": mask}
-                    if "token_type_ids" in self._names:
-                        feed["token_type_ids"] = np.zeros_like(input_ids)
-                    # copy: the request reuses its output buffer on the next call
-                    return np.array(req.infer(feed)[0], copy=True)  # last_hidden_state
-                return run
-
             # encode_bucketed uses the streams only when the call makes several batches
-            streams = self._streams() if len(texts) > 1 else None
-            return encode_bucketed(texts, tokenizer, runner(request), batch_size,
-                                   self.max_batch_tokens, self.dim, width_step=self.width_step,
-                                   stream_runs=[runner(r) for r in streams] if streams else None)
+            pool = self._streams() if len(texts) > 1 else None
+        query = self._runner(request)
+
+        def run_query(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            with self._query_lock:
+                return query(input_ids, mask)
+
+        return encode_bucketed(texts, tokenizer, run_query, batch_size, self.max_batch_tokens,
+                               self.dim, width_step=self.width_step, pool=pool)
 
 
 # --- which int8 runtime "minilm-int8" uses on this machine --------------------------------

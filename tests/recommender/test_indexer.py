@@ -20,24 +20,36 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 
 class Recording(HashingEmbedder):
-    """Logs each call's texts; call `fail_at` raises, call `block_at` waits to be released."""
+    """Logs each call's texts; the call of the texts `fail_on` raises, the call of the texts
+    `block_on` waits to be released. Matched by texts, not by call order: two pieces are in
+    the model at a time, from two threads."""
 
-    def __init__(self, fail_at: int | None = None, block_at: int | None = None):
+    def __init__(self, fail_on: set[str] | None = None, block_on: set[str] | None = None):
         super().__init__(16)
         self.calls: list[list[str]] = []
-        self.fail_at, self.block_at = fail_at, block_at
+        self.fail_on, self.block_on = fail_on, block_on
         self.started = [threading.Event() for _ in range(16)]
+        self.blocked = threading.Event()
         self.release = threading.Event()
+        self._lock = threading.Lock()
 
     def encode(self, texts, batch_size=32):
-        k = len(self.calls)
-        self.calls.append(list(texts))
+        with self._lock:
+            k = len(self.calls)
+            self.calls.append(list(texts))
         self.started[k].set()
-        if k == self.fail_at:
+        if set(texts) == self.fail_on:
             raise RuntimeError("model failed on this piece")
-        if k == self.block_at:
+        if set(texts) == self.block_on:
+            self.blocked.set()
             self.release.wait(30)
         return super().encode(texts, batch_size)
+
+
+async def piece_texts(store, k: int, piece: int = 4) -> set[str]:
+    """The texts of the claim's `k`-th piece, as the indexer will cut it (shortest first)."""
+    texts = texts_of(await store.embed_backlog("no-recipe", 1000))
+    return {texts[i] for i in plan_pieces(texts, piece)[k]}
 
 
 async def seed(store, n: int) -> list[int]:
@@ -66,9 +78,10 @@ async def test_a_claim_is_embedded_in_sorted_pieces_each_saved(store):
     saved: list[int] = []
     n = await Indexer(store, emb, chunk=10, piece=4).run_once(saved=saved.append)
     assert n == 10 and saved == [4, 4, 2]
-    assert [len(c) for c in emb.calls] == [4, 4, 2]
+    calls = sorted(emb.calls, key=lambda c: min(map(len, c)))  # two run at a time
+    assert [len(c) for c in calls] == [4, 4, 2]
     # Each call holds similar lengths: no text of a call is longer than any of the next one.
-    for a, b in zip(emb.calls, emb.calls[1:], strict=False):
+    for a, b in zip(calls, calls[1:], strict=False):
         assert max(map(len, a)) <= min(map(len, b))
     assert await store.backlog_size(emb.recipe) == 0
     # Each story got the vector of its own text, not its neighbour's in the sorted order.
@@ -97,26 +110,41 @@ async def test_the_model_runs_the_next_piece_while_one_is_saved(store):
     assert overlapped == [True]
 
 
+async def test_the_next_piece_is_in_the_model_before_the_current_one_ends(store):
+    """Two pieces in flight: the streams take the next piece's batches while the current one's
+    last batch runs, instead of idling a core at the end of every call."""
+    await seed(store, 12)
+    emb = Recording(block_on=await piece_texts(store, 0))
+    task = asyncio.create_task(Indexer(store, emb, chunk=12, piece=4).run_once())
+    try:
+        assert await asyncio.to_thread(emb.blocked.wait, 30)
+        assert await asyncio.to_thread(emb.started[1].wait, 30)  # while the first is running
+        assert not emb.started[2].is_set()  # not more than two
+    finally:
+        emb.release.set()
+    assert await task == 12
+
+
 async def test_a_failing_piece_keeps_its_claims_and_hands_back_the_untried(store):
     await seed(store, 12)
-    emb = Recording(fail_at=1)
+    second, third = await piece_texts(store, 1), await piece_texts(store, 2)
+    emb = Recording(fail_on=second)
     indexer = Indexer(store, emb, chunk=12, piece=4)
     with pytest.raises(RuntimeError):
         await indexer.run_once()
     assert await store.backlog_size(emb.recipe) == 8  # the first piece is stored
-    assert len(emb.calls) == 2  # the third piece never reached the model
-    # The failing piece stays leased (not retried first); the untried third comes back now.
+    # The failing piece stays leased (not retried first); the third, in the model beside it
+    # but not saved, comes back now.
     again = await store.claim_embed_backlog(emb.recipe, 100, lease_s=600)
-    assert len(again) == 4
-    assert min(map(len, texts_of(again))) >= max(map(len, emb.calls[1]))
+    assert set(texts_of(again)) == third
 
 
 async def test_an_interrupted_claim_hands_back_what_is_not_saved(store):
     await seed(store, 12)
-    emb = Recording(block_at=1)
+    emb = Recording(block_on=await piece_texts(store, 1))
     indexer = Indexer(store, emb, chunk=12, piece=4)
     task = asyncio.create_task(indexer.run_once())
-    await asyncio.to_thread(emb.started[1].wait, 30)
+    await asyncio.to_thread(emb.blocked.wait, 30)
     await asyncio.sleep(0.2)  # the first piece's save finishes
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

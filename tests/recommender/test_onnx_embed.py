@@ -19,6 +19,7 @@ from recommender.onnx_embed import (
     MANIFEST,
     ModelBuildError,
     OnnxEmbedder,
+    StreamPool,
     build_int8_model,
     padded_width,
     plan_batches,
@@ -303,3 +304,58 @@ def test_a_model_with_wrong_vectors_is_refused(tmp_path):
     assert OnnxEmbedder(path).encode(["x"]).shape == (1, 384)  # runs, but means nothing
     with pytest.raises(ModelBuildError, match="disagrees with the torch model"):
         verify_against_torch(path)
+
+
+def test_stream_pool_runs_queued_batches_in_order_on_every_stream():
+    """Each stream takes the next queued job; a job's error reaches its caller only."""
+    import threading
+
+    seen: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def job(k):
+        def fn(run):
+            with lock:
+                seen.append((run, k))
+            if k == 3:
+                raise ValueError("batch 3 failed")
+            return k * 10
+        return fn
+
+    pool = StreamPool(["a", "b"])
+    futures = [pool.submit(job(k)) for k in range(8)]
+    assert [futures[k].result() for k in range(8) if k != 3] == [0, 10, 20, 40, 50, 60, 70]
+    with pytest.raises(ValueError, match="batch 3"):
+        futures[3].result()
+    assert sorted(k for _, k in seen) == list(range(8))
+    pool.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.submit(job(0))
+
+
+@pytest.mark.model
+def test_overlapping_calls_share_the_streams_and_keep_their_rows(int8_path, bbc_sentences):
+    """Two calls at once (the indexer keeps two pieces in flight) interleave their batches on
+    the shared streams; each still gets its own rows, as when called alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    emb = OnnxEmbedder(int8_path, threads=2)
+    a_texts, b_texts = bbc_sentences[::2], bbc_sentences[1::2]
+    alone = (emb.encode(a_texts, batch_size=2), emb.encode(b_texts, batch_size=2))
+    with ThreadPoolExecutor(2) as ex:
+        both = [ex.submit(emb.encode, t, 2) for t in (a_texts, b_texts)]
+        got = [f.result() for f in both]
+    np.testing.assert_allclose(got[0], alone[0], atol=1e-6)
+    np.testing.assert_allclose(got[1], alone[1], atol=1e-6)
+    emb.close()
+
+
+@pytest.mark.model
+def test_warm_up_loads_the_query_session_and_the_streams(int8_path):
+    """What the indexer's first claim would otherwise wait for, done before it arrives."""
+    from recommender.embed import warm_up
+
+    emb = OnnxEmbedder(int8_path, threads=2)
+    warm_up(emb)
+    assert emb._session is not None and emb._pool is not None and len(emb._pool) == 2
+    emb.close()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import multiprocessing as mp
 import os
@@ -128,7 +127,6 @@ class _Trace:
     def __init__(self):
         self.claims: list[tuple[float, int]] = []  # (when, stories) per non-empty claim
         self.runs: list[tuple[float, float]] = []  # (start, end) per Indexer.run that embedded
-        self.encode_s = 0.0
         self.encodes: list[tuple[int, float]] = []  # (texts, seconds) per model call
         self.encoding = 0  # model calls in flight
         self.encode_spans: list[tuple[float, float]] = []  # wall clock of each model call
@@ -170,7 +168,6 @@ class _Trace:
                 finally:
                     trace.encoding -= 1
                     if not trace.warming:
-                        trace.encode_s += time.perf_counter() - t0
                         trace.encodes.append((len(texts), time.perf_counter() - t0))
                         trace.encode_spans.append((w0, time.time()))
 
@@ -291,7 +288,7 @@ async def _pipeline(settings, port: int, site_port: int, n_sources: int,
             "elapsed_by_poll_s": next(t for t, n in samples if n >= final) - start,
             "rows": [tuple(r) for r in rows],
             # Where the time went: model busy, indexer busy around it (claim, save), idle.
-            "encode_s": trace.encode_s, "indexer_busy_s": sum(e - s for s, e in runs),
+            "encode_s": busy_s(spans), "indexer_busy_s": sum(e - s for s, e in runs),
             "follow_s": trace.follow_s,
             "chunk_rates": [round(n / t, 1) for n, t in trace.encodes],
             "first_embed_after_s": claims[0][0] - start if claims else None,
@@ -303,9 +300,21 @@ async def _pipeline(settings, port: int, site_port: int, n_sources: int,
             "encode_calls": [n for n, _ in trace.encodes],
             # Model idle inside the window: before the first call, between calls, after.
             "idle_before_s": spans[0][0] - start if spans else None,
-            "idle_between_s": sum(max(0.0, b[0] - a[1]) for a, b in itertools.pairwise(spans)),
+            "idle_between_s": (max(e for _, e in spans) - min(b for b, _ in spans) - busy_s(spans)
+                               if spans else 0.0),
             "idle_after_s": end - spans[-1][1] if spans else None,
             "cpu_s": cpu.window(start, end, trace.model_ids), "embedder_used": trace.embedder}
+
+
+def busy_s(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by at least one of `spans`: the model's busy time, with the indexer's
+    two pieces in flight counted once where their calls overlap."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def _ts(at) -> float:

@@ -459,18 +459,91 @@ def encode_bucketed(texts: list[str], tokenizer, run, batch_size: int,
     return out
 
 
-class OnnxEmbedder:
+class StreamedEmbedder:
+    """What the int8 embedders share: tokenizers, a query handle of `threads` threads for calls
+    of one batch (a query's latency), and one single-threaded handle per stream, fed by a
+    `StreamPool`, for calls of several batches. All load lazily; `encode` is thread-safe, and
+    calls of several texts may overlap (their batches share the streams' queue), while the
+    query handle runs one batch at a time. Subclasses make the handles (`_query_handle`,
+    `_stream_handles`: an onnxruntime session or an OpenVINO infer request) and run a batch on
+    one (`_runner`).
+    """
+
+    dim = DIM
+    width_step = 1
+
+    def __init__(self, threads: int | None, max_batch_tokens: int, streams: bool):
+        self.threads = threads or os.cpu_count() or 1
+        self.max_batch_tokens = max_batch_tokens
+        self.streams = streams and self.threads > 1
+        self._tokenizer = None
+        self._query = None
+        self._streamed: list | None = None  # the streams' handles
+        self._pool: StreamPool | None = None
+        self._lock = threading.Lock()  # loading and closing
+        self._query_lock = threading.Lock()  # the query handle: one batch at a time
+
+    def _query_handle(self):
+        raise NotImplementedError
+
+    def _stream_handles(self) -> list:
+        raise NotImplementedError
+
+    def _runner(self, handle):
+        """`run(input_ids, attention_mask) -> last_hidden_state` on `handle`."""
+        raise NotImplementedError
+
+    def _load(self):
+        if self._query is None:
+            tokenizer = load_tokenizer()
+            query = self._query_handle()
+            self._tokenizer, self._query = tokenizer, query
+        return self._tokenizer, self._query
+
+    def _streams(self) -> StreamPool | None:
+        """The streams, made on the first call of several texts (an API process, which
+        embeds one query at a time, never makes them)."""
+        if not self.streams:
+            return None
+        if self._pool is None:
+            self._streamed = self._stream_handles()
+            self._pool = StreamPool([self._runner(h) for h in self._streamed])
+        return self._pool
+
+    def close(self) -> None:
+        """Let go of the handles and the streams' threads (loaded again if encode is called)."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+            self._query = self._streamed = self._pool = None
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            tokenizer, handle = self._load()
+            # encode_bucketed uses the streams only when the call makes several batches
+            pool = self._streams() if len(texts) > 1 else None
+        query = self._runner(handle)
+
+        def run_query(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            with self._query_lock:
+                return query(input_ids, mask)
+
+        return encode_bucketed(texts, tokenizer, run_query, batch_size, self.max_batch_tokens,
+                               self.dim, width_step=self.width_step, pool=pool)
+
+
+class OnnxEmbedder(StreamedEmbedder):
     """Embedder over an ONNX MiniLM file: tokenizers + onnxruntime, mean-pooled, unit rows.
 
     `model_path` is the .onnx file or the folder holding one built by `build_onnx_model`.
-    Loads lazily; `encode` is thread-safe. A call of one batch (a query) runs on one session of `threads` threads; a call of
-    several batches runs them on `threads` single-threaded sessions side by side (`streams`).
+    A call of one batch (a query) runs on one session of `threads` threads; a call of several
+    batches runs them on `threads` single-threaded sessions side by side (`StreamedEmbedder`).
     A 2-thread session waits at every layer for its slower thread; two streams do not: on a
     2-core AMD EPYC (AVX2) 128 BBC articles went 22.0 -> 27.5 texts/s, and 19.7 -> 23.7 beside
     a process busy 25% of a core, with identical vectors (2026-12-03, medians of 3 reps).
     """
-
-    dim = DIM
 
     def __init__(self, model_path: Path, threads: int | None = None,
                  max_batch_tokens: int = MAX_BATCH_TOKENS, spin: bool = False,
@@ -482,25 +555,25 @@ class OnnxEmbedder:
         if not path.is_file():
             raise ModelBuildError(f"no ONNX model at {path}")
         self.model_path = path
-        self.threads = threads or os.cpu_count() or 1
-        self.max_batch_tokens = max_batch_tokens
+        super().__init__(threads, max_batch_tokens, streams)
         # onnxruntime's intra-op threads spin between kernels by default. Here they yield the
         # core instead: the process shares 2 cores with the collector, the API and often other
         # processes, and a spinning thread waiting on a descheduled partner burns the slice
         # the other needs. On a loaded 2-core machine that was 1.4-2.7x faster (`python -m
         # benchmarks.embed_onnx_bench tune`).
         self.spin = spin
-        self.streams = streams and self.threads > 1
-        self._stream_sessions: list | None = None
         kind = "int8" if "int8" in path.name else "fp32"
         # The file's own digest: a rebuilt file with other bytes gets other vectors, so it must
         # never share an index with the old one.
         self.recipe = f"onnx-{kind}:{MODEL_NAME}|{TEXT_RECIPE}|{_sha256(path)[:12]}"
-        self._session = None
-        self._tokenizer = None
-        self._pool: StreamPool | None = None
-        self._lock = threading.Lock()  # loading and closing
-        self._query_lock = threading.Lock()  # the query session: one batch at a time
+
+    @property
+    def _session(self):  # the query session
+        return self._query
+
+    @property
+    def _stream_sessions(self) -> list | None:
+        return self._streamed
 
     def _session_of(self, threads: int):
         import onnxruntime as ort
@@ -519,48 +592,14 @@ class OnnxEmbedder:
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
             raise ModelBuildError(f"cannot load ONNX model {self.model_path}: {e}") from e
 
-    def _load(self):
-        if self._session is None:
-            tokenizer = load_tokenizer()
-            session = self._session_of(self.threads)
-            self._tokenizer = tokenizer
-            self._session = session
-        return self._tokenizer, self._session
+    def _query_handle(self):
+        return self._session_of(self.threads)
 
-    def _streams(self) -> StreamPool | None:
-        """One single-threaded session per thread, each on its own stream thread, made on the
-        first call of several texts."""
-        if not self.streams:
-            return None
-        if self._pool is None:
-            self._stream_sessions = [self._session_of(1) for _ in range(self.threads)]
-            self._pool = StreamPool([_session_runner(s) for s in self._stream_sessions])
-        return self._pool
+    def _stream_handles(self) -> list:
+        return [self._session_of(1) for _ in range(self.threads)]
 
-    def close(self) -> None:
-        """Let go of the sessions and their threads (loaded again if encode is called)."""
-        with self._lock:
-            if self._pool is not None:
-                self._pool.close()
-            self._session = self._stream_sessions = self._pool = None
-
-    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        """Thread-safe. Calls of several texts may overlap: their batches share the streams'
-        queue (`StreamPool`); the query session runs one batch at a time."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            tokenizer, session = self._load()
-            # encode_bucketed uses the streams only when the call makes several batches
-            pool = self._streams() if len(texts) > 1 else None
-        query = _session_runner(session)
-
-        def run_query(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-            with self._query_lock:
-                return query(input_ids, mask)
-
-        return encode_bucketed(texts, tokenizer, run_query, batch_size, self.max_batch_tokens,
-                               self.dim, pool=pool)
+    def _runner(self, session):
+        return _session_runner(session)
 
 
 def _session_runner(session):

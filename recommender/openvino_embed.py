@@ -27,7 +27,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from importlib import metadata
@@ -37,16 +36,14 @@ import numpy as np
 
 from recommender.embed import TEXT_RECIPE
 from recommender.onnx_embed import (
-    DIM,
     MAX_BATCH_TOKENS,
     MODEL_NAME,
     ModelBuildError,
-    StreamPool,
+    StreamedEmbedder,
     _build_lock,
     _export_fp32,
     _sha256,
     check_against_torch,
-    encode_bucketed,
     load_tokenizer,
     recipe_digest,
     recipe_of_build,
@@ -298,7 +295,7 @@ def build_openvino_model(out_dir: Path) -> Path:
         return final
 
 
-class OpenVinoEmbedder:
+class OpenVinoEmbedder(StreamedEmbedder):
     """Embedder over the int8 OpenVINO IR: tokenizers + OpenVINO CPU, mean-pooled, unit rows.
 
     Loads lazily; `encode` is thread-safe. As `OnnxEmbedder` does, a call of
@@ -311,8 +308,6 @@ class OpenVinoEmbedder:
     core, 186 -> 229 at 25% (a fair share would lose 5% and 12.5%); vectors bit-identical.
     """
 
-    dim = DIM
-
     def __init__(self, model_path: Path, threads: int | None = None,
                  max_batch_tokens: int = MAX_BATCH_TOKENS, width_step: int = WIDTH_STEP,
                  streams: bool = True):
@@ -322,20 +317,20 @@ class OpenVinoEmbedder:
         if not path.is_file():
             raise ModelBuildError(f"no OpenVINO model at {path}")
         self.model_path = path
-        self.threads = threads or os.cpu_count() or 1
-        self.max_batch_tokens = max_batch_tokens
+        super().__init__(threads, max_batch_tokens, streams)
         self.width_step = max(1, width_step)
-        self.streams = streams and self.threads > 1
-        self._stream_requests: list | None = None
         # The digest of both files: other bytes, other vectors, never one index.
         digest = _files_digest(path)
         self.recipe = (f"ov-int8:{MODEL_NAME}|{TEXT_RECIPE}|{digest[:12]}{digest[65:77]}"
                        f"|{INFERENCE_PRECISION}")
-        self._request = None
-        self._tokenizer = None
-        self._pool: StreamPool | None = None
-        self._lock = threading.Lock()  # loading and closing
-        self._query_lock = threading.Lock()  # the latency request: one batch at a time
+
+    @property
+    def _request(self):  # the latency request
+        return self._query
+
+    @property
+    def _stream_requests(self) -> list | None:
+        return self._streamed
 
     def _compile(self, hint: str, streams: int):
         import openvino as ov
@@ -357,31 +352,12 @@ class OpenVinoEmbedder:
         self._names = {i.get_any_name() for i in compiled.inputs}
         return compiled
 
-    def _load(self):
-        if self._request is None:
-            tokenizer = load_tokenizer()
-            request = self._compile("LATENCY", 1).create_infer_request()
-            self._tokenizer, self._request = tokenizer, request
-        return self._tokenizer, self._request
+    def _query_handle(self):
+        return self._compile("LATENCY", 1).create_infer_request()
 
-    def _streams(self) -> StreamPool | None:
-        """One infer request per single-threaded stream, each on its own stream thread, made
-        on the first call of several texts (the API process, which embeds one query at a time,
-        never makes them)."""
-        if not self.streams:
-            return None
-        if self._pool is None:
-            compiled = self._compile("THROUGHPUT", self.threads)
-            self._stream_requests = [compiled.create_infer_request() for _ in range(self.threads)]
-            self._pool = StreamPool([self._runner(r) for r in self._stream_requests])
-        return self._pool
-
-    def close(self) -> None:
-        """Let go of the compiled model and its threads (loaded again if encode is called)."""
-        with self._lock:
-            if self._pool is not None:
-                self._pool.close()
-            self._request = self._stream_requests = self._pool = None
+    def _stream_handles(self) -> list:
+        compiled = self._compile("THROUGHPUT", self.threads)
+        return [compiled.create_infer_request() for _ in range(self.threads)]
 
     def _runner(self, request):
         names = self._names
@@ -393,24 +369,6 @@ class OpenVinoEmbedder:
             # copy: the request reuses its output buffer on the next call
             return np.array(request.infer(feed)[0], copy=True)  # last_hidden_state
         return run
-
-    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        """Thread-safe. Calls of several texts may overlap: their batches share the streams'
-        queue (`StreamPool`); the latency request runs one batch at a time."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            tokenizer, request = self._load()
-            # encode_bucketed uses the streams only when the call makes several batches
-            pool = self._streams() if len(texts) > 1 else None
-        query = self._runner(request)
-
-        def run_query(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-            with self._query_lock:
-                return query(input_ids, mask)
-
-        return encode_bucketed(texts, tokenizer, run_query, batch_size, self.max_batch_tokens,
-                               self.dim, width_step=self.width_step, pool=pool)
 
 
 # --- which int8 runtime "minilm-int8" uses on this machine --------------------------------

@@ -75,22 +75,37 @@ def _thread_cpu() -> dict[int, float]:
     return out
 
 
+def _children_cpu() -> dict[int, float]:
+    """CPU seconds used so far by each live child process (the collector's parse workers,
+    the benchmark's feed server), by pid."""
+    import psutil
+
+    out: dict[int, float] = {}
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            t = child.cpu_times()
+            out[child.pid] = t.user + t.system
+    return out
+
+
 class _CpuSampler:
     """Per-thread CPU of this process sampled every `every_s`, to say who used the cores
     during a window: the event loop (collector, API, saves, follow), the thread that called
     the model, other Python threads (aiosqlite, to_thread), and threads Python does not know
-    (onnxruntime's pool, OpenMP)."""
+    (onnxruntime's pool, OpenMP); and of this process's children (the collector's parse
+    workers, the feed server), which take the same two cores."""
 
-    def __init__(self, every_s: float = 0.1):
+    def __init__(self, every_s: float = 0.1, feed_server_pid: int | None = None):
         self.every_s = every_s
-        self.samples: list[tuple[float, dict[int, float]]] = []
+        self.feed_server_pid = feed_server_pid
+        self.samples: list[tuple[float, dict[int, float], dict[int, float]]] = []
         self.python_ids: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.time(), _thread_cpu()))
+            self.samples.append((time.time(), _thread_cpu(), _children_cpu()))
             self.python_ids.update(t.native_id for t in threading.enumerate() if t.native_id)
             self._stop.wait(self.every_s)
 
@@ -101,22 +116,28 @@ class _CpuSampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.samples.append((time.time(), _thread_cpu()))
+        self.samples.append((time.time(), _thread_cpu(), _children_cpu()))
 
     def window(self, start: float, end: float, model_ids: set[int]) -> dict[str, float]:
         """CPU seconds per kind of thread between the samples nearest to `start` and `end`."""
         if not self.samples:
             return {}
-        a = min(self.samples, key=lambda s: abs(s[0] - start))[1]
-        b = min(self.samples, key=lambda s: abs(s[0] - end))[1]
+        _, a, kids_a = min(self.samples, key=lambda s: abs(s[0] - start))
+        _, b, kids_b = min(self.samples, key=lambda s: abs(s[0] - end))
         main = threading.main_thread().native_id
-        out = {"event_loop": 0.0, "model_caller": 0.0, "other_python": 0.0, "non_python": 0.0}
+        out = {"event_loop": 0.0, "model_caller": 0.0, "other_python": 0.0, "non_python": 0.0,
+               "parse_workers": 0.0, "feed_server": 0.0}
         for tid, cpu in b.items():
             if tid == self._thread.native_id:
                 continue  # the sampler itself
             kind = ("event_loop" if tid == main else "model_caller" if tid in model_ids
                     else "other_python" if tid in self.python_ids else "non_python")
             out[kind] += cpu - a.get(tid, 0.0)
+        # Other processes on the same cores: the collector's parse workers, and the feed
+        # server (the benchmark's stand-in for the publishers' sites).
+        for pid, cpu in kids_b.items():
+            kind = "feed_server" if pid == self.feed_server_pid else "parse_workers"
+            out[kind] += cpu - kids_a.get(pid, 0.0)
         return {k: round(v, 2) for k, v in out.items()}
 
 
@@ -212,7 +233,7 @@ class _Trace:
 
 
 async def _pipeline(settings, port: int, site_port: int, n_sources: int,
-                    poll_s: float = POLL_S) -> dict:
+                    poll_s: float = POLL_S, feed_server_pid: int | None = None) -> dict:
     """Run the `run` role until every collected story is searchable; timings and counts."""
     import httpx
     from sqlalchemy import func, select
@@ -231,7 +252,7 @@ async def _pipeline(settings, port: int, site_port: int, n_sources: int,
         resolver_factory=lambda: LoopbackResolver(port=site_port), ready=ready))
     probe = Store(settings.database_url)
     samples: list[tuple[float, int]] = []  # (wall clock, corpus size) seen by /healthz
-    cpu = _CpuSampler()
+    cpu = _CpuSampler(feed_server_pid=feed_server_pid)
     cpu.__enter__()
     try:
         await asyncio.wait_for(ready.wait(), 120)
@@ -380,7 +401,8 @@ def run(n_sources: int = 40, *, rounds: int = 3, poll_s: float = POLL_S) -> dict
                     "TIDINGS_INDEX_EMBEDDER": EMBEDDER, "TIDINGS_LOG_LEVEL": "warning"})
                 alone_cpu: list[float] = []
                 before = standalone_rate(settings, texts, alone_cpu) if texts else None
-                got = asyncio.run(_pipeline(settings, _free_port(), site_port, n_sources, poll_s))
+                got = asyncio.run(_pipeline(settings, _free_port(), site_port, n_sources, poll_s,
+                                            server.pid))
                 # Every round collects the same feeds, hence the same stories.
                 texts = [story_text(t, s or "", x or "") for t, s, x in got.pop("rows")]
                 after = standalone_rate(settings, texts, alone_cpu)

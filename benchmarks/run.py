@@ -556,10 +556,12 @@ def render_ingest(r: dict) -> list[str]:
     lines += ["", f"Median ratio **{r['ratio']:.2f}** ({verdict} the goal of {r['goal_ratio']:.2f}).", "",
               "Where each run's time went: the model idle before its first call, between calls "
               "and after its last, and the CPU seconds of this process's threads inside the "
-              "window (the parse workers and the loopback feed server are other processes).", "",
+              "window, and of the other processes on the same cores: the collector's parse "
+              "workers and the loopback feed server (the publishers' stand-in).", "",
               "| run | idle before / between / after s | event loop CPU s | model CPU s "
-              "| other threads CPU s | embedder alone CPU s |",
-              "|---|---|---|---|---|---|"]
+              "| other threads CPU s | parse workers CPU s | feed server CPU s "
+              "| embedder alone CPU s |",
+              "|---|---|---|---|---|---|---|---|"]
     for i, x in enumerate(r["runs"], 1):
         cpu = x.get("cpu_s") or {}
         alone = x.get("standalone_cpu_s") or []
@@ -567,7 +569,8 @@ def render_ingest(r: dict) -> list[str]:
             f"| {i} | {_f(x['idle_before_s'], 2)} / {_f(x['idle_between_s'], 2)} / "
             f"{_f(x['idle_after_s'], 2)} | {_f(cpu.get('event_loop'), 2)} "
             f"| {_f((cpu.get('model_caller') or 0) + (cpu.get('non_python') or 0))} "
-            f"| {_f(cpu.get('other_python'), 2)} | {_f(alone[-1] if alone else None)} |")
+            f"| {_f(cpu.get('other_python'), 2)} | {_f(cpu.get('parse_workers'), 2)} "
+            f"| {_f(cpu.get('feed_server'), 2)} | {_f(alone[-1] if alone else None)} |")
     lines.append("")
     return lines
 

@@ -29,12 +29,13 @@ from recommender.feed import (
     rank_trending,
 )
 from recommender.popularity import (
-    CoRead,
-    co_read_from_events,
+    CoReadTable,
+    co_read_columns,
     co_read_scores,
-    count_events,
+    count_columns,
     ctr_table,
-    trending_scores,
+    event_columns,
+    trending_columns,
 )
 from recommender.profile import Event, Preferences, Profile, build_profile, empty_profile
 
@@ -49,7 +50,7 @@ class Crowd:
     at: datetime
     trending: dict[int, float]
     ctr: dict[int, float]
-    co_read: CoRead
+    co_read: CoReadTable
     trending_top: dict[int, float]  # the head of `trending`, sorted once instead of per request
 
 
@@ -62,11 +63,10 @@ class FeedPage:
 
 def compute_crowd(rows, now: datetime) -> Crowd:
     """Trending, smoothed CTR and co-reads from (reader, story, at, type) rows. Pure."""
-    events = [Event(r, sid, t, at) for r, sid, at, t in rows]
-    positive = [e for e in events if e.type != "impression"]
-    trending = trending_scores(positive, now=now)
+    cols = event_columns(rows)
+    trending = trending_columns(cols, now=now)
     top = dict(sorted(trending.items(), key=lambda kv: (-kv[1], kv[0]))[:TRENDING_HEAD])
-    return Crowd(now, trending, ctr_table(count_events(events)), co_read_from_events(positive), top)
+    return Crowd(now, trending, ctr_table(count_columns(cols)), co_read_columns(cols), top)
 
 
 def preferences_of(raw: dict | None) -> Preferences:

@@ -23,11 +23,15 @@ from recommender.feed import (
     rank_trending,
 )
 from recommender.popularity import (
+    CoRead,
     co_read_from_events,
     co_read_scores,
     count_events,
     ctr_table,
+    event_columns,
+    reading_histories,
     smoothed_ctr,
+    trending_columns,
     trending_scores,
 )
 from recommender.profile import Event, Preferences, build_profile, empty_profile
@@ -324,3 +328,43 @@ def test_co_read_is_directed_and_weights_recent_reads():
     assert scores[2] == (5.0, 1)
     assert scores[4][0] == pytest.approx(1.0 * np.exp(-1.0))
     assert 1 not in scores and 3 not in scores  # never recommend the reader's own history
+
+
+def _random_events(rng: random.Random, n: int) -> list[Event]:
+    return [Event(f"u{rng.randrange(12)}", rng.randrange(30), rng.choice(["impression", "click", "read"]),
+                  NOW - timedelta(minutes=rng.randrange(-120, 3000))) for _ in range(n)]
+
+
+def test_the_crowds_co_reads_count_what_each_history_adds():
+    # The crowd counts co-reads over arrays; CoRead.add_history (the evaluation's exact,
+    # incremental count) walks each reader's history. Both must count the same links.
+    rng = random.Random(11)
+    for _ in range(40):
+        events = _random_events(rng, rng.randrange(0, 250))
+        walked = CoRead(window=3, max_neighbors=None)
+        for _, history in sorted(reading_histories(events).items()):
+            walked.add_history(history)
+        counted = co_read_from_events(events, window=3, max_neighbors=None)
+        assert len(counted) == len(walked)
+        for x in range(30):
+            assert counted.neighbors(x) == dict(walked.neighbors(x))
+
+
+def test_co_reads_keep_each_storys_strongest_links_ties_to_the_lower_id():
+    events = []
+    for reader, (follow, times) in enumerate([(5, 5), (4, 4), (9, 3), (3, 3), (2, 1)]):
+        for k in range(times):
+            events += [Event(f"r{reader}-{k}", 1, "read", NOW),
+                       Event(f"r{reader}-{k}", follow, "read", NOW + timedelta(1))]
+    index = co_read_from_events(events, window=3, max_neighbors=3)
+    assert list(index.neighbors(1).items()) == [(5, 5.0), (4, 4.0), (3, 3.0)]
+    assert len(co_read_from_events(events, window=3, max_neighbors=None).neighbors(1)) == 5
+
+
+def test_stored_rows_without_a_zone_count_as_utc():
+    # SQLite hands back naive datetimes; they are UTC, as stored.
+    aware = [("a", 1, NOW - timedelta(hours=6), "read"), ("b", 1, NOW, "impression")]
+    naive = [(r, s, at.replace(tzinfo=None), t) for r, s, at, t in aware]
+    for rows in (aware, naive):
+        assert trending_columns(event_columns(rows), now=NOW) == {1: pytest.approx(0.5)}
+    assert trending_columns(event_columns([]), now=NOW) == {}

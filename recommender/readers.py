@@ -40,6 +40,9 @@ from recommender.popularity import (
 from recommender.profile import Event, Preferences, Profile, build_profile, empty_profile
 
 TRENDING_HEAD = 500  # trending stories any feed or trending list may draw from
+# Most of the API's time a crowd recount may take: a recount costs more as the event log grows
+# (~4 s at 200k events of 30 days), so past the TTL it waits this many times its own last cost.
+CROWD_SHARE = 0.1
 PREF_KEYS = ("follow_categories", "mute_categories", "follow_sources", "mute_sources", "mute_topics")
 
 
@@ -62,11 +65,18 @@ class FeedPage:
 
 
 def compute_crowd(rows, now: datetime) -> Crowd:
-    """Trending, smoothed CTR and co-reads from (reader, story, at, type) rows. Pure."""
+    """Trending, smoothed CTR and co-reads from (reader, story, at, type) rows, `at` in
+    seconds since the epoch (`Store.recent_events`). Pure."""
     cols = event_columns(rows)
     trending = trending_columns(cols, now=now)
     top = dict(sorted(trending.items(), key=lambda kv: (-kv[1], kv[0]))[:TRENDING_HEAD])
     return Crowd(now, trending, ctr_table(count_columns(cols)), co_read_columns(cols), top)
+
+
+def crowd_due(age_s: float, ttl_s: float, last_cost_s: float, share: float = CROWD_SHARE) -> bool:
+    """Whether a crowd computed `age_s` ago is recounted: after `ttl_s`, and no sooner than the
+    last recount's cost allows (recounts take at most `share` of the time). Pure."""
+    return age_s >= max(ttl_s, last_cost_s / share)
 
 
 def preferences_of(raw: dict | None) -> Preferences:
@@ -89,6 +99,7 @@ class FeedService:
         self.crowd_ttl_s = crowd_ttl_s
         self.clock = clock
         self._crowd: tuple[float, Crowd] | None = None
+        self._crowd_cost_s = 0.0  # wall time of the last recount
         self._refreshing: asyncio.Task | None = None
 
     # ------------------------------------------------------------ inputs
@@ -99,17 +110,19 @@ class FeedService:
         hit = self._crowd
         if hit is None:
             return await self._refresh()
-        if time.monotonic() - hit[0] >= self.crowd_ttl_s and (
+        if crowd_due(time.monotonic() - hit[0], self.crowd_ttl_s, self._crowd_cost_s) and (
                 self._refreshing is None or self._refreshing.done()):
             self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
         return hit[1]
 
     async def _refresh(self) -> Crowd:
+        started = time.monotonic()
         now = self.clock()
         since = now - timedelta(days=self.history_days)
         rows = await self.store.recent_events(since, types=("impression", "click", "read"))
         crowd = await asyncio.to_thread(compute_crowd, rows, now)  # CPU work off the event loop
-        self._crowd = (time.monotonic(), crowd)
+        done = time.monotonic()
+        self._crowd, self._crowd_cost_s = (done, crowd), done - started
         return crowd
 
     async def profile(self, reader: str, now: datetime) -> tuple[Profile, Preferences]:

@@ -1,0 +1,57 @@
+"""The feed service's crowd cache: recounts of the event log stay a bounded share of the time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from recommender import readers
+from recommender.readers import CROWD_SHARE, FeedService, crowd_due
+
+
+def test_a_crowd_is_recounted_after_its_ttl_or_its_cost_whichever_is_later():
+    assert not crowd_due(age_s=9.0, ttl_s=10.0, last_cost_s=0.2)
+    assert crowd_due(age_s=10.0, ttl_s=10.0, last_cost_s=0.2)
+    # A recount that took 3 s waits 30 s: recounts take at most a tenth of the time.
+    assert not crowd_due(age_s=29.0, ttl_s=10.0, last_cost_s=3.0, share=0.1)
+    assert crowd_due(age_s=30.0, ttl_s=10.0, last_cost_s=3.0, share=0.1)
+
+
+async def test_the_service_waits_longer_after_a_costly_recount(sqlite_url, monkeypatch):
+    from aggregator.store import Store
+
+    store = Store(sqlite_url)
+    await store.migrate()
+    clock = [1000.0]
+    monkeypatch.setattr(readers.time, "monotonic", lambda: clock[0])
+    reads = []
+    real = store.recent_events
+
+    async def slow_read(*args, **kwargs):  # a log that takes 2 s to read
+        reads.append(clock[0])
+        clock[0] += 2.0
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "recent_events", slow_read)
+    svc = FeedService(store, corpus=None, crowd_ttl_s=1.0)
+    try:
+        await svc.crowd()
+        assert len(reads) == 1
+        clock[0] += 2.0 / CROWD_SHARE - 1.0  # past the TTL, not past ten times the cost
+        await svc.crowd()
+        await asyncio.sleep(0)
+        assert len(reads) == 1
+        clock[0] += 1.0
+        await svc.crowd()  # served stale while the recount runs in the background
+        await svc._refreshing
+        assert len(reads) == 2
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("share", [0.1, 0.25])
+def test_the_recount_wait_grows_with_its_cost(share):
+    waits = [next(a / 10 for a in range(0, 10_000) if crowd_due(a / 10, 10.0, cost, share))
+             for cost in (0.5, 2.0, 4.0)]
+    assert waits == sorted(waits) and waits[0] == 10.0 and waits[-1] == pytest.approx(4.0 / share)

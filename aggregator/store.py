@@ -18,7 +18,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.request import pathname2url
 
-from sqlalchemy import and_, bindparam, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Float,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -972,10 +985,19 @@ class Store:
         async with self.session() as s:
             return {r[0]: (r[1], r[2], r[3]) for r in (await s.execute(q)).all()}
 
+    def _epoch_s(self, column):
+        """`column` (a UTC time) as seconds since the epoch, computed by the database: turning
+        200k stored times into Python datetimes took ~0.8 s of the event loop (SQLite).
+        SQLite's julianday keeps milliseconds; PostgreSQL's epoch microseconds."""
+        if self.dialect == "sqlite":
+            return (func.julianday(column) - 2440587.5) * 86400.0
+        return cast(func.extract("epoch", column), Float)
+
     async def recent_events(self, since: datetime, types: tuple[str, ...] = ("click", "read"),
-                            limit: int = 200_000) -> list[tuple[str, int, datetime, str]]:
-        """(reader, story_id, at, type) of recent events, newest first, bounded."""
-        q = (select(EventRow.reader_id, EventRow.story_id, EventRow.at, EventRow.type)
+                            limit: int = 200_000) -> list[tuple[str, int, float, str]]:
+        """(reader, story_id, at in seconds since the epoch, type) of recent events, newest
+        first, bounded."""
+        q = (select(EventRow.reader_id, EventRow.story_id, self._epoch_s(EventRow.at), EventRow.type)
              .where(EventRow.at >= since, EventRow.type.in_(types))
              .order_by(EventRow.at.desc()).limit(limit))
         out: list[tuple[str, int, datetime, str]] = []

@@ -41,8 +41,9 @@ def _epoch(at: datetime) -> float:
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()  # naive = UTC, as stored
 
 
-def event_columns(rows: Iterable[tuple[str, int, datetime, str]]) -> EventColumns:
-    """Columns of (reader, story_id, at, type) rows, as `Store.recent_events` returns them."""
+def event_columns(rows: Iterable[tuple[str, int, float, str]]) -> EventColumns:
+    """Columns of (reader, story_id, at in seconds since the epoch, type) rows, as
+    `Store.recent_events` returns them."""
     rows = list(rows)
     if not rows:
         empty = np.zeros(0, dtype=np.int64)
@@ -52,13 +53,13 @@ def event_columns(rows: Iterable[tuple[str, int, datetime, str]]) -> EventColumn
     return EventColumns(
         readers=np.fromiter((codes.setdefault(r, len(codes)) for r in readers), np.int64, len(rows)),
         stories=np.fromiter(stories, np.int64, len(rows)),
-        at=np.fromiter(map(_epoch, ats), np.float64, len(rows)),
+        at=np.asarray(ats, dtype=np.float64),
         positive=np.fromiter((k != "impression" for k in kinds), bool, len(rows)),
     )
 
 
 def columns_of(events: Iterable[Event]) -> EventColumns:
-    return event_columns((e.reader, e.story_id, e.at, e.type) for e in events)
+    return event_columns((e.reader, e.story_id, _epoch(e.at), e.type) for e in events)
 
 
 def _pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -361,10 +361,7 @@ def test_co_reads_keep_each_storys_strongest_links_ties_to_the_lower_id():
     assert len(co_read_from_events(events, window=3, max_neighbors=None).neighbors(1)) == 5
 
 
-def test_stored_rows_without_a_zone_count_as_utc():
-    # SQLite hands back naive datetimes; they are UTC, as stored.
-    aware = [("a", 1, NOW - timedelta(hours=6), "read"), ("b", 1, NOW, "impression")]
-    naive = [(r, s, at.replace(tzinfo=None), t) for r, s, at, t in aware]
-    for rows in (aware, naive):
-        assert trending_columns(event_columns(rows), now=NOW) == {1: pytest.approx(0.5)}
+def test_stored_rows_count_from_their_epoch_seconds():
+    rows = [("a", 1, (NOW - timedelta(hours=6)).timestamp(), "read"), ("b", 1, NOW.timestamp(), "impression")]
+    assert trending_columns(event_columns(rows), now=NOW) == {1: pytest.approx(0.5)}
     assert trending_columns(event_columns([]), now=NOW) == {}

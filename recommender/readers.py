@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from aggregator.store import Store
+from aggregator.store import EventLog, Store
 from recommender.corpus import Corpus, StoryMeta
 from recommender.feed import (
     FeedCandidate,
@@ -64,10 +64,9 @@ class FeedPage:
     next: str | None
 
 
-def compute_crowd(rows, now: datetime) -> Crowd:
-    """Trending, smoothed CTR and co-reads from (reader, story, at, type) rows, `at` in
-    seconds since the epoch (`Store.recent_events`). Pure."""
-    cols = event_columns(rows)
+def compute_crowd(log: EventLog, now: datetime) -> Crowd:
+    """Trending, smoothed CTR and co-reads from the event log's columns. Pure."""
+    cols = event_columns(log.readers, log.story_ids, log.at_s, log.types)
     trending = trending_columns(cols, now=now)
     top = dict(sorted(trending.items(), key=lambda kv: (-kv[1], kv[0]))[:TRENDING_HEAD])
     return Crowd(now, trending, ctr_table(count_columns(cols)), co_read_columns(cols), top)
@@ -119,8 +118,8 @@ class FeedService:
         started = time.monotonic()
         now = self.clock()
         since = now - timedelta(days=self.history_days)
-        rows = await self.store.recent_events(since, types=("impression", "click", "read"))
-        crowd = await asyncio.to_thread(compute_crowd, rows, now)  # CPU work off the event loop
+        log = await self.store.recent_events(since, types=("impression", "click", "read"))
+        crowd = await asyncio.to_thread(compute_crowd, log, now)  # CPU work off the event loop
         done = time.monotonic()
         self._crowd, self._crowd_cost_s = (done, crowd), done - started
         return crowd

@@ -361,7 +361,8 @@ def test_co_reads_keep_each_storys_strongest_links_ties_to_the_lower_id():
     assert len(co_read_from_events(events, window=3, max_neighbors=None).neighbors(1)) == 5
 
 
-def test_stored_rows_count_from_their_epoch_seconds():
-    rows = [("a", 1, (NOW - timedelta(hours=6)).timestamp(), "read"), ("b", 1, NOW.timestamp(), "impression")]
-    assert trending_columns(event_columns(rows), now=NOW) == {1: pytest.approx(0.5)}
-    assert trending_columns(event_columns([]), now=NOW) == {}
+def test_stored_columns_count_from_their_epoch_seconds():
+    cols = event_columns(["a", "b"], [1, 1], [(NOW - timedelta(hours=6)).timestamp(), NOW.timestamp()],
+                         ["read", "impression"])
+    assert trending_columns(cols, now=NOW) == {1: pytest.approx(0.5)}
+    assert trending_columns(event_columns([], [], [], []), now=NOW) == {}

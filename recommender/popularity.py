@@ -253,9 +253,10 @@ def co_read_columns(cols: EventColumns, *, window: int = 10,
         same = readers[d:] == readers[:-d]
         xs.append(codes[:-d][same])
         ys.append(codes[d:][same])
-    pairs, counts = np.unique(np.concatenate(xs or [codes[:0]]) * len(ids)
-                              + np.concatenate(ys or [codes[:0]]), return_counts=True)
-    x, y = pairs // max(len(ids), 1), pairs % max(len(ids), 1)
+    n = max(len(ids), 1)
+    pairs, counts = np.unique(np.concatenate(xs or [codes[:0]]) * n + np.concatenate(ys or [codes[:0]]),
+                              return_counts=True)
+    x, y = np.divmod(pairs, n)
     # Per story, strongest first; a stable sort keeps ties in the unique's order (lower id
     # first). One int64 key: a three-key lexsort of ~2M links took 0.25 s.
     top = int(counts.max()) if len(counts) else 0

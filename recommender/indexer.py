@@ -6,7 +6,7 @@ and other replicas') picks them up from that log, so the database stays the sour
 
 One claim takes up to `chunk` stories of the backlog (all there is when less: a quiet feed is
 embedded as it arrives, a backlog in large claims) and embeds them in pieces of `piece`
-stories, shortest texts first. Each piece is saved while the model runs the next, and the next
+stories, longest texts first. Each piece is saved while the model runs the next, and the next
 claim is taken while the model runs the last piece, so the model never waits on the database.
 Sorting a whole claim before cutting it keeps the model's padding near what one call over the
 claim pads: on the ingest benchmark's 1,444 stories, claims of 256 in id order padded 9% more
@@ -50,13 +50,19 @@ def texts_of(jobs: list[EmbedJob]) -> list[str]:
 
 
 def plan_pieces(texts: list[str], piece: int) -> list[list[int]]:
-    """Positions of `texts` per piece: shortest first, at most `piece` in each.
+    """Positions of `texts` per piece: longest first, at most `piece` in each.
 
     The model pads every batch to its longest row and the embedder sorts only within a call,
     so pieces of similar lengths waste little. Characters stand in for word pieces: texts are
     cut to a word budget, so the longest ones are all near the model's limit anyway.
+
+    Longest first, as one call orders its batches: each stream of the embedder runs a batch on
+    one core, and a batch of 16 long texts takes ~1.6 s there. Cut shortest first, a backlog
+    ended on such batches and the other core idled through the last one; longest first, it
+    ends on batches of short texts. Ingest benchmark, 6 runs each, alternated with the old
+    order: ratio median 0.795 -> 0.827.
     """
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     step = max(1, piece)
     return [order[k:k + step] for k in range(0, len(order), step)]
 

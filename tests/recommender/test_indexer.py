@@ -47,7 +47,7 @@ class Recording(HashingEmbedder):
 
 
 async def piece_texts(store, k: int, piece: int = 4) -> set[str]:
-    """The texts of the claim's `k`-th piece, as the indexer will cut it (shortest first)."""
+    """The texts of the claim's `k`-th piece, as the indexer will cut it (longest first)."""
     texts = texts_of(await store.embed_backlog("no-recipe", 1000))
     return {texts[i] for i in plan_pieces(texts, piece)[k]}
 
@@ -60,7 +60,7 @@ async def seed(store, n: int) -> list[int]:
     return res.new_ids
 
 
-def test_pieces_cover_every_text_once_shortest_first():
+def test_pieces_cover_every_text_once_longest_first():
     rng = random.Random(3)
     texts = ["x" * rng.randint(1, 500) for _ in range(103)]
     pieces = plan_pieces(texts, 16)
@@ -68,7 +68,7 @@ def test_pieces_cover_every_text_once_shortest_first():
     assert sorted(flat) == list(range(103))
     assert all(len(p) <= 16 for p in pieces) and len(pieces) == 7
     lengths = [len(texts[i]) for i in flat]
-    assert lengths == sorted(lengths)
+    assert lengths == sorted(lengths, reverse=True)
     assert plan_pieces([], 16) == []
 
 
@@ -78,11 +78,11 @@ async def test_a_claim_is_embedded_in_sorted_pieces_each_saved(store):
     saved: list[int] = []
     n = await Indexer(store, emb, chunk=10, piece=4).run_once(saved=saved.append)
     assert n == 10 and saved == [4, 4, 2]
-    calls = sorted(emb.calls, key=lambda c: min(map(len, c)))  # two run at a time
-    assert [len(c) for c in calls] == [4, 4, 2]
-    # Each call holds similar lengths: no text of a call is longer than any of the next one.
+    calls = sorted(emb.calls, key=lambda c: -max(map(len, c)))  # two run at a time
+    assert [len(c) for c in calls] == [4, 4, 2]  # the short remainder last
+    # Each call holds similar lengths: no text of a call is shorter than any of the next one.
     for a, b in zip(calls, calls[1:], strict=False):
-        assert max(map(len, a)) <= min(map(len, b))
+        assert min(map(len, a)) >= max(map(len, b))
     assert await store.backlog_size(emb.recipe) == 0
     # Each story got the vector of its own text, not its neighbour's in the sorted order.
     jobs = {j.id: j for j in await store.embed_backlog("other-recipe", 100)}

@@ -203,7 +203,7 @@ async def index_loop(svc: Services, tick_s: float, wake: asyncio.Event,
         wake.clear()  # stories stored from here on wake the next wait
         done = 0
         try:
-            done = await svc.indexer.run(saved=saved)
+            done = await svc.indexer.run(saved=saved, arrived=wake)
         except Exception as e:
             log_failure("index", e)
         if done:

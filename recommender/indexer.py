@@ -122,16 +122,42 @@ class Indexer:
         """Embed one claim of the backlog; returns how many stories it processed."""
         return await self.run(limit, saved, claims=1)
 
+    async def _claim_soon(self, n: int, arrived: asyncio.Event | None,
+                          stop: asyncio.Event) -> list[_Piece]:
+        """The next claim, taken while the model runs the current one. Empty, it is taken again
+        each time `arrived` is set (the collector stored stories), until `stop` (the model is
+        done with what it has): stories stored during a long piece are embedded beside it
+        instead of after it. Never cancelled mid-claim (see `run`): it stops between claims."""
+        while True:
+            if arrived is not None:
+                arrived.clear()  # stories stored from here on are in the claim or set it again
+            got = await self._claim(n)
+            if got or arrived is None or stop.is_set():
+                return got
+            waits = [asyncio.ensure_future(e.wait()) for e in (arrived, stop)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            if stop.is_set():
+                return []
+
     async def run(self, limit: int | None = None, saved: Callable[[int], None] | None = None,
-                  *, claims: int | None = None) -> int:
+                  *, claims: int | None = None, arrived: asyncio.Event | None = None) -> int:
         """Embed claims back to back while there is backlog (at most `claims` claims and
         `limit` stories); returns how many stories it processed. `saved(n)` is called each
-        time `n` more vectors are stored.
+        time `n` more vectors are stored. `arrived`, an event the collector sets when it stores
+        stories, lets the run take them while the model is busy (`_claim_soon`).
 
         The model never waits on the database: each piece is saved while the model runs the
         next, and the next claim is taken while it runs the current claim's last piece. Two
         pieces are in the model at a time (`IN_FLIGHT`): the embedders' streams take the next
-        piece's batches while the last of the current one runs (`onnx_embed.StreamPool`)."""
+        piece's batches while the last of the current one runs (`onnx_embed.StreamPool`). When
+        only one piece is in flight (a small claim: a feed's first stories), a claim that comes
+        back meanwhile goes into the model at once: each stream runs a batch on one core, and the
+        other core would idle until the piece ends (a claim of 48 long texts is three batches of
+        16, ~1 s each)."""
         claimed = 0
 
         def room() -> int:
@@ -143,11 +169,18 @@ class Indexer:
         claimed, taken, done = sum(len(p.jobs) for p in pending), 1, 0
         unsaved = list(pending)  # handed back if interrupted
         inflight: deque[tuple[_Piece, asyncio.Future]] = deque()
+        stop = asyncio.Event()  # ends a next claim that waits for stories
 
         def fill() -> None:
             while pending and len(inflight) < IN_FLIGHT:
                 piece = pending.pop(0)
                 inflight.append((piece, self._encode(piece)))
+
+        def take(got: list[_Piece]) -> None:
+            nonlocal claimed
+            pending.extend(got)
+            unsaved.extend(got)
+            claimed += sum(len(p.jobs) for p in got)
 
         fill()
         more: asyncio.Future | None = None  # the next claim, in flight
@@ -155,20 +188,28 @@ class Indexer:
         try:
             while inflight:
                 if not pending and more is None and room() > 0 and (claims is None or taken < claims):
-                    more = asyncio.ensure_future(self._claim(room()))
+                    stop.clear()
+                    more = asyncio.ensure_future(self._claim_soon(room(), arrived, stop))
                     taken += 1
                 finished, encoding = inflight[0]
+                # A stream is free: the next claim goes into the model as soon as it is there.
+                while more is not None and len(inflight) < IN_FLIGHT and not encoding.done():
+                    await asyncio.wait({encoding, more}, return_when=asyncio.FIRST_COMPLETED)
+                    if more.done():
+                        at = None
+                        got, more = await more, None
+                        take(got)
+                        fill()
                 at = finished
                 vecs: np.ndarray = await encoding
                 inflight.popleft()
                 if not pending and more is not None:
                     at = None
+                    stop.set()  # a claim waiting for stories gives up; one under way completes
                     # Shielded: an interruption must not lose a claim the database has made.
                     got = await asyncio.shield(more)
                     more = None
-                    pending += got
-                    unsaved += got
-                    claimed += sum(len(p.jobs) for p in got)
+                    take(got)
                 fill()  # the model runs these while `finished` is written
                 at = finished
                 await self._save(finished, vecs)
@@ -181,6 +222,7 @@ class Indexer:
             # these stories now instead of after the lease.
             for _, encoding in inflight:
                 _drop(encoding)
+            stop.set()
             await self._release(unsaved + await self._settle(more))
             raise
         except Exception:
@@ -188,6 +230,7 @@ class Indexer:
             # first and stall the whole backlog. The others did nothing wrong.
             for _, encoding in inflight:
                 _drop(encoding)
+            stop.set()
             await self._release([p for p in unsaved if p is not at] + await self._settle(more))
             raise
         return done

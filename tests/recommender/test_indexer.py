@@ -201,11 +201,13 @@ async def test_the_next_claim_is_taken_while_the_model_runs(store):
 
     class Slow(Recording):
         ended = 0
+        model = threading.Lock()  # one model: pieces in flight run one after the other
 
         def encode(self, texts, batch_size=32):
-            threading.Event().wait(0.3)
-            out = super().encode(texts, batch_size)
-            self.ended += 1
+            with self.model:
+                threading.Event().wait(0.3)
+                out = super().encode(texts, batch_size)
+                self.ended += 1
             return out
 
     emb = Slow()
@@ -225,3 +227,46 @@ async def test_the_next_claim_is_taken_while_the_model_runs(store):
     # the model never waits on the database between claims. The last claim finds nothing.
     assert ended_at_claim == [0, 0, 1, 2]
     assert await Indexer(store, emb, chunk=4, piece=4).run_once() == 0
+
+
+@pytest.mark.parametrize("told", [True, False])
+async def test_stories_stored_during_a_piece_run_beside_it_when_the_collector_says_so(store, told):
+    await seed(store, 4)
+    emb = Recording()
+    arrived = asyncio.Event()
+    first_ran_alone: list[bool] = []
+    original, claimed_twice = store.claim_embed_backlog, asyncio.Event()
+
+    async def claim(*args, **kwargs):
+        jobs = await original(*args, **kwargs)
+        claim.calls += 1
+        if claim.calls == 2:
+            claimed_twice.set()
+        return jobs
+
+    claim.calls = 0
+    store.claim_embed_backlog = claim
+
+    async def collector():
+        # Stories stored while the model runs the first claim, after its next claim found
+        # nothing.
+        await asyncio.wait_for(claimed_twice.wait(), 5)
+        await store.upsert_stories([StoryDraft(url=f"https://e.org/late/{i}", title=f"Late {i}",
+                                               text="late story") for i in range(4)], NOW)
+        if told:
+            arrived.set()
+        # Beside the first piece: the second call starts while the first is held.
+        first_ran_alone.append(not await asyncio.to_thread(emb.started[1].wait, 1))
+        emb.release.set()
+
+    first = {t for t in texts_of(await store.embed_backlog("no-recipe", 10))}
+    emb.block_on = first
+    side = asyncio.create_task(collector())
+    n = await Indexer(store, emb, chunk=8, piece=8).run(arrived=arrived if told else None)
+    await side
+    if told:  # taken while the model ran: one run embeds both
+        assert n == 8 and first_ran_alone == [False]
+        assert await store.backlog_size(emb.recipe) == 0
+    else:  # without the signal the run ends with its claim; the next run takes the rest
+        assert n == 4 and first_ran_alone == [True]
+        assert await store.backlog_size(emb.recipe) == 4

@@ -13,6 +13,18 @@ claim pads: on the ingest benchmark's 1,444 stories, claims of 256 in id order p
 tokens (16% more attention work) than one sorted call; pieces of 256 cut from one sorted claim
 pad 2-3% more (characters only approximate word pieces). Pieces keep stories searchable a
 piece (~2 s of model time) at a time, not a claim at a time.
+
+Tried and not kept (2026-12-04, 2-core AMD EPYC, OpenVINO int8): tokenising each claim once
+and cutting pieces along the batches one call over it would run (exact padding; the model
+calls then take token ids). Padded tokens over the ingest benchmark's 1,444 stories in its
+claims of ~[177, 363, 904], against one sorted call: pieces cut by characters +4.7%, along
+token batches +3.3%, one claim cut along batches 0%. Offline, 5 interleaved reps of the model
+alone on those claims: model CPU 17.12 -> 16.70 s (one call 16.16). Through the pipeline it
+moved nothing measurable: 3 A/B sets of 4 runs each, ratio medians 0.835 / 0.834 / 0.882 old
+vs 0.806 / 0.824 / 0.860 new on a machine whose runs spread 0.77-0.96, and tokenising the
+first claim before the model starts delayed its first call by ~0.3 s (median). The claims are
+where the padding comes from: the collector stores a round in bursts, so the first claims
+are small and sorted apart from the rest.
 """
 
 from __future__ import annotations

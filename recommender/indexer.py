@@ -25,6 +25,12 @@ vs 0.806 / 0.824 / 0.860 new on a machine whose runs spread 0.77-0.96, and token
 first claim before the model starts delayed its first call by ~0.3 s (median). The claims are
 where the padding comes from: the collector stores a round in bursts, so the first claims
 are small and sorted apart from the rest.
+Also tried the same day: claims ahead of the collector's queued SQLite writes (a write lock
+with an urgent lane; claims had waited up to 0.5 s behind a round's upserts). The model's
+idle time before its first call fell (medians 0.34 -> 0.29 s) but idle time between calls
+rose from ~0 to 0.11-0.19 s (claims came back sooner and smaller: a piece of one story, then
+a long wait on the next, large claim), and the ratio did not move: 2 A/B sets of 4 runs,
+medians 0.780 / 0.837 old vs 0.834 / 0.777 new. Not kept.
 """
 
 from __future__ import annotations

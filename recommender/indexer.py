@@ -200,6 +200,13 @@ class Indexer:
             unsaved.extend(got)
             claimed += sum(len(p.jobs) for p in got)
 
+        def halt() -> None:
+            """Drop the model calls nobody will wait for; a next claim waiting for stories
+            gives up (one under way completes, see `_settle`)."""
+            for _, encoding in inflight:
+                _drop(encoding)
+            stop.set()
+
         fill()
         more: asyncio.Future | None = None  # the next claim, in flight
         at: _Piece | None = None  # the piece an error would be about
@@ -238,17 +245,13 @@ class Indexer:
         except (asyncio.CancelledError, KeyboardInterrupt):
             # Interrupted (Ctrl-C, shutdown): hand the unsaved claims back, so a rerun takes
             # these stories now instead of after the lease.
-            for _, encoding in inflight:
-                _drop(encoding)
-            stop.set()
+            halt()
             await self._release(unsaved + await self._settle(more))
             raise
         except Exception:
             # Not the failing piece: one that fails every time must not be claimed again
             # first and stall the whole backlog. The others did nothing wrong.
-            for _, encoding in inflight:
-                _drop(encoding)
-            stop.set()
+            halt()
             await self._release([p for p in unsaved if p is not at] + await self._settle(more))
             raise
         return done

@@ -529,7 +529,31 @@ def render_feed(r: dict) -> list[str]:
     return lines
 
 
-def render_ingest(r: dict) -> list[str]:
+# CPU the pipeline's window spends on other work than the model's (the model's calling thread
+# counts as the model's: it tokenises, as the embedder alone does).
+_OTHER_CPU = ("event_loop", "other_python", "parse_workers", "feed_server")
+
+
+def ingest_ceiling(run: dict, cores: int) -> float | None:
+    """The best ratio one ingest run's own work allowed: the embedder alone's time on `cores`
+    cores, against the same model work at its standalone CPU cost plus the CPU the window spent
+    on everything else (parse, store, index, serve), with no core ever idle.
+
+    The ratio falls short of it by the model's idle time and by its extra CPU in the pipeline
+    (the padding of small early claims, contention). None when the run lacks the CPU figures.
+    """
+    cpu = run.get("cpu_s") or {}
+    rates = [r for r in run.get("standalone_before_after") or [] if r]
+    alone_cpu = run.get("standalone_cpu_s") or []
+    if not cpu or not rates or len(rates) != len(alone_cpu):
+        return None
+    other = sum(cpu.get(k) or 0.0 for k in _OTHER_CPU)
+    bounds = [run["searchable"] / rate * cores / (used + other)
+              for rate, used in zip(rates, alone_cpu, strict=True)]
+    return sum(bounds) / len(bounds)
+
+
+def render_ingest(r: dict, cores: int = 2) -> list[str]:
     title = "## Ingest: fetched feed to searchable"
     if "error" in r or "skipped" in r:
         return [title, "", f"Not measured: {r.get('error') or r.get('skipped')}", ""]
@@ -560,8 +584,8 @@ def render_ingest(r: dict) -> list[str]:
               "workers and the loopback feed server (the publishers' stand-in).", "",
               "| run | idle before / between / after s | event loop CPU s | model CPU s "
               "| other threads CPU s | parse workers CPU s | feed server CPU s "
-              "| embedder alone CPU s |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| embedder alone CPU s | ceiling |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for i, x in enumerate(r["runs"], 1):
         cpu = x.get("cpu_s") or {}
         alone = x.get("standalone_cpu_s") or []
@@ -570,8 +594,14 @@ def render_ingest(r: dict) -> list[str]:
             f"{_f(x['idle_after_s'], 2)} | {_f(cpu.get('event_loop'), 2)} "
             f"| {_f((cpu.get('model_caller') or 0) + (cpu.get('non_python') or 0))} "
             f"| {_f(cpu.get('other_python'), 2)} | {_f(cpu.get('parse_workers'), 2)} "
-            f"| {_f(cpu.get('feed_server'), 2)} | {_f(alone[-1] if alone else None)} |")
-    lines.append("")
+            f"| {_f(cpu.get('feed_server'), 2)} | {_f(alone[-1] if alone else None)} "
+            f"| {_f(ingest_ceiling(x, cores), 2)} |")
+    lines += ["", "Ceiling: the best ratio the run's own work allowed on its "
+              f"{cores} cores: the embedder alone's time, against its CPU plus the CPU the "
+              "window spent on everything else (event loop, other threads, parse workers, feed "
+              "server), with no core ever idle. The ratio falls short of it by the model's idle "
+              "time and its extra CPU in the pipeline (padding of the small early claims, "
+              "contention).", ""]
     return lines
 
 
@@ -611,10 +641,11 @@ def render(results: dict) -> str:
     renderers = {"collect": render_collect, "embed": render_embed, "related": render_related,
                  "feed": render_feed, "vindex": render_vindex, "serve": render_serve,
                  "ingest": render_ingest, "contention": render_contention}
+    cores = int(results["machine"].get("nproc") or 2)
     for name, fn in renderers.items():
         if name in results:
             try:
-                lines += fn(results[name])
+                lines += fn(results[name], cores) if fn is render_ingest else fn(results[name])
             except Exception as e:  # a result of an unexpected shape: show it raw
                 lines += [f"## {name}", "", f"(could not render: {type(e).__name__}: {e})", "",
                           "```json", json.dumps(results[name], indent=1, default=str)[:4000], "```", ""]
@@ -630,12 +661,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     parser.add_argument("--reuse", type=Path, default=None,
                         help="an earlier --json file: rerun only --only, keep its other parts")
+    parser.add_argument("--render-only", action="store_true",
+                        help="run nothing: write --out again from the --reuse file's figures")
     args = parser.parse_args(argv)
+    if args.render_only and not args.reuse:
+        parser.error("--render-only needs --reuse (the figures to render)")
     only = tuple(x.strip() for x in args.only.split(",") if x.strip())
     unknown = set(only) - set(ALL)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))} (known: {', '.join(ALL)})")
-    if args.reuse:
+    if args.render_only:
+        results = json.loads(args.reuse.read_text(encoding="utf-8"))
+    elif args.reuse:
         # Rerun some parts, keep the others' figures from an earlier run's --json file.
         results = json.loads(args.reuse.read_text(encoding="utf-8"))
         fresh = run_all(only, args.quick)

@@ -75,7 +75,8 @@ def plan_pieces(texts: list[str], piece: int) -> list[list[int]]:
     cut to a word budget, so the longest ones are all near the model's limit anyway.
 
     Longest first, as one call orders its batches: each stream of the embedder runs a batch on
-    one core, and a batch of 16 long texts takes ~1.6 s there. Cut shortest first, a backlog
+    one core, and a batch of 16 long texts took ~1.6 s there (batches of up to 4096 tokens,
+    before 2026-12-04; 512 since, so the effect is smaller now). Cut shortest first, a backlog
     ended on such batches and the other core idled through the last one; longest first, it
     ends on batches of short texts. Ingest benchmark, 6 runs each, alternated with the old
     order: ratio median 0.795 -> 0.827.

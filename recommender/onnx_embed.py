@@ -74,9 +74,16 @@ VERIFY_TEXTS = (
     ),
 )
 # Rows per batch never exceed the caller's batch_size, and a batch of long texts is cut further
-# to about this many tokens: attention cost grows with length squared, and on this CPU long
-# texts run fastest ~16 to a batch while titles like 64 (BASELINES.md, section 2).
-MAX_BATCH_TOKENS = 4096
+# to about this many tokens. Each stream runs its batch on one core, and there a batch's
+# activations fit the core's caches only when small: per token, a 256-token text ran 70 us in
+# batches of 2 and 87 us in batches of 16, a 160-token one 55 us in 4 and 64 us in 32, while
+# short texts still like rows (48 tokens: 56 us alone, 41 us in 32; the row cap keeps those).
+# 1,449 feed texts (2-core Intel Xeon, OpenVINO int8, one call, medians of 3 interleaved):
+# 4096 tokens 256-268 texts/s, 2048 277, 1024 313-318, 768 332, 512 310-322, 384 341, 256 326
+# (the spread of a rep is ~5%); onnxruntime 168 / 184 / 222 at 4096 / 2048 / 1024. Smaller
+# batches also pad less: a claim cut in pieces of 256 stories, as the indexer cuts it, cost
+# 6% more CPU than one call at 4096 and the same at 512.
+MAX_BATCH_TOKENS = 512
 
 
 def padded_width(length: int, step: int) -> int:

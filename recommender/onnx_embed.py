@@ -363,6 +363,9 @@ def load_tokenizer():
     return tokenizer
 
 
+STREAM_THREAD_NAME = "embed-stream"  # the streams' threads are named "embed-stream-<i>"
+
+
 class StreamPool:
     """One persistent thread per stream (a single-threaded session or infer request), all
     taking batches from one FIFO queue shared by every call of the embedder.
@@ -375,7 +378,7 @@ class StreamPool:
     makes), on an idle 2-core AMD EPYC (medians of 7).
     """
 
-    def __init__(self, runs: list, name: str = "embed-stream"):
+    def __init__(self, runs: list, name: str = STREAM_THREAD_NAME):
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self._gate = threading.Lock()

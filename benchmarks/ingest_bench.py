@@ -138,8 +138,12 @@ class _CpuSampler:
         for tid, cpu in b.items():
             if tid == self._thread.native_id:
                 continue  # the sampler itself
-            kind = ("event_loop" if tid == main
-                    else "model_caller" if tid in model_ids or tid in self.stream_ids else "other_python" if tid in self.python_ids else "non_python")
+            if tid == main:
+                kind = "event_loop"
+            elif tid in model_ids or tid in self.stream_ids:
+                kind = "model_caller"
+            else:
+                kind = "other_python" if tid in self.python_ids else "non_python"
             out[kind] += cpu - a.get(tid, 0.0)
         # Other processes on the same cores: the collector's parse workers, and the feed
         # server (the benchmark's stand-in for the publishers' sites).

@@ -11,6 +11,7 @@ is noisy (BASELINES.md: ±10-30 % between runs). `--json PATH` also keeps the ra
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -529,8 +530,9 @@ def render_feed(r: dict) -> list[str]:
     return lines
 
 
-# CPU the pipeline's window spends on other work than the model's (the model's calling thread
-# counts as the model's: it tokenises, as the embedder alone does).
+# CPU the pipeline's window spends on other work than the model's (the thread calling the model
+# and the embedder's stream threads count as the model's: they tokenise, pad and pool, as the
+# embedder alone does).
 _OTHER_CPU = ("event_loop", "other_python", "parse_workers", "feed_server")
 
 
@@ -638,14 +640,15 @@ def render(results: dict) -> str:
         "",
     ]
     lines += render_machine(results["machine"], results["quick"], results["timings_s"])
+    cores = int(results["machine"].get("nproc") or 2)
     renderers = {"collect": render_collect, "embed": render_embed, "related": render_related,
                  "feed": render_feed, "vindex": render_vindex, "serve": render_serve,
-                 "ingest": render_ingest, "contention": render_contention}
-    cores = int(results["machine"].get("nproc") or 2)
+                 "ingest": functools.partial(render_ingest, cores=cores),
+                 "contention": render_contention}
     for name, fn in renderers.items():
         if name in results:
             try:
-                lines += fn(results[name], cores) if fn is render_ingest else fn(results[name])
+                lines += fn(results[name])
             except Exception as e:  # a result of an unexpected shape: show it raw
                 lines += [f"## {name}", "", f"(could not render: {type(e).__name__}: {e})", "",
                           "```json", json.dumps(results[name], indent=1, default=str)[:4000], "```", ""]

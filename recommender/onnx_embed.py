@@ -82,9 +82,9 @@ VERIFY_TEXTS = (
 # 4096 tokens 256-268 texts/s, 2048 277, 1024 313-318, 768 332, 512 310-322, 384 341, 256 326
 # (the spread of a rep is ~5%); onnxruntime 168 / 184 / 208-222 / 227 / 238 at 4096 / 2048 /
 # 1024 / 512 / 256. This Xeon has 2 MiB of L2 a core; AMD EPYC's 0.5-1 MiB would put the
-# best budget lower still, not higher (not measured there). Smaller
-# batches also pad less: a claim cut in pieces of 256 stories, as the indexer cuts it, cost
-# 6% more CPU than one call at 4096 and the same at 512.
+# best budget lower still, not higher (not measured there). Smaller batches also pad less: a
+# claim cut in pieces of 256 stories, as the indexer cuts it, cost 6% more CPU than one call
+# at 4096 and the same at 512.
 MAX_BATCH_TOKENS = 512
 
 

@@ -38,6 +38,7 @@ from recommender.embed import TEXT_RECIPE
 from recommender.onnx_embed import (
     MAX_BATCH_TOKENS,
     MODEL_NAME,
+    SDPA_EXPORT,
     ModelBuildError,
     StreamedEmbedder,
     _build_lock,
@@ -192,6 +193,7 @@ def recipe_of_ov_build() -> dict[str, str]:
     calib = json.dumps(calibration_inputs()).encode()
     return {
         **recipe_of_build("fp32"),
+        "export": SDPA_EXPORT,  # see onnx_embed.EXPORT_RECIPE on why not the eager one
         "quantize": QUANT_RECIPE,
         "calibration_sha": hashlib.sha256(calib).hexdigest()[:16],
         "openvino": _version("openvino"),
@@ -266,7 +268,7 @@ def build_openvino_model(out_dir: Path) -> Path:
         try:
             xml = tmp / MODEL_FILE
             try:
-                _export_fp32(tmp / "model-fp32.onnx")
+                _export_fp32(tmp / "model-fp32.onnx", attention="sdpa")
                 _quantize(tmp / "model-fp32.onnx", xml)
             except Exception as e:  # torch / onnx / openvino / nncf errors enter here
                 raise ModelBuildError(f"could not build the OpenVINO int8 model: {e}") from e

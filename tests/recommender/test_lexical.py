@@ -130,6 +130,27 @@ def test_search_invariants(ops, query, k):
     assert all(0.0 <= s <= 1.0 for _, s in hits)
 
 
+def test_scanning_the_scores_and_sorting_the_postings_find_the_same_documents(monkeypatch):
+    """The walked documents are found by a scan of the scores (many postings) or a sort of
+    the postings (few): either way the same hits, in the same order, with the same scores."""
+    import recommender.lexical as lexical
+
+    idx = LexicalIndex()
+    corpus = _corpus(1500)
+    for doc_id, title, text in corpus:
+        idx.add(doc_id, title, text)
+    for doc_id in range(3, 1500, 7):
+        idx.remove(doc_id)  # dead slots keep their postings until compaction
+    queries = [(title, text) for _, title, text in corpus[:40]]
+    runs = []
+    for share in (0.0, math.inf):  # always scan, never scan
+        monkeypatch.setattr(lexical, "_SCAN_SHARE", share)
+        runs.append([idx.search(title, text, 20) for title, text in queries])
+    assert runs[0] == runs[1]
+    assert all(len(hits) == 20 for hits in runs[0])
+    assert not {i for hits in runs[0] for i, _ in hits} & set(range(3, 1500, 7))
+
+
 def _zipf_docs(n_docs: int, words: int, seed: int = 1) -> list[str]:
     """Synthetic text with a Zipf-like vocabulary, as in real text (a few words everywhere)."""
     rng = np.random.default_rng(seed)

@@ -579,7 +579,7 @@ def render_ingest(r: dict, cores: int = 2) -> list[str]:
             f"| {_f(x['first_embed_after_s'])} | {_f(x['collection_done_after_s'])} "
             f"| {_f(x['load_avg_1m'])} |")
     verdict = "meets" if r["pass"] else "misses"
-    lines += ["", f"Median ratio **{r['ratio']:.2f}** ({verdict} the goal of {r['goal_ratio']:.2f}).", "",
+    lines += ["", f"Median ratio **{r['ratio']:.3f}** ({verdict} the goal of {r['goal_ratio']:.2f}).", "",
               "Where each run's time went: the model idle before its first call, between calls "
               "and after its last, and the CPU seconds of this process's threads inside the "
               "window, and of the other processes on the same cores: the collector's parse "

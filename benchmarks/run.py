@@ -655,6 +655,20 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
+def merge_rerun(results: dict, fresh: dict, only: tuple[str, ...]) -> None:
+    """Put the rerun parts `only` of `fresh` into an earlier run's `results`, keeping the rest.
+
+    Sessions may land on other hardware: a rerun names its own CPU and commit, and replaces the
+    line of an earlier rerun of the same parts (its figures are gone)."""
+    results.update({k: fresh[k] for k in only})
+    results["timings_s"].update(fresh["timings_s"])
+    label, m = f"{', '.join(only)} rerun at ", fresh["machine"]
+    kept = [r for r in results["machine"].get("reruns", []) if not r.startswith(label)]
+    results["machine"]["reruns"] = [*kept, (
+        f"{label}{m['date']} on {m['cpu']} (nproc {m['nproc']}), commit {m['commit']} "
+        f"(load average {m['loadavg_start']} → {m['loadavg_end']})")]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(ALL),
@@ -673,21 +687,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(only) - set(ALL)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))} (known: {', '.join(ALL)})")
-    if args.render_only:
+    if args.reuse:
         results = json.loads(args.reuse.read_text(encoding="utf-8"))
-    elif args.reuse:
-        # Rerun some parts, keep the others' figures from an earlier run's --json file.
-        results = json.loads(args.reuse.read_text(encoding="utf-8"))
-        fresh = run_all(only, args.quick)
-        results.update({k: fresh[k] for k in only})
-        results["timings_s"].update(fresh["timings_s"])
-        # Sessions may land on other hardware: a rerun names its own CPU and commit, and
-        # replaces the line of an earlier rerun of the same parts (its figures are gone).
-        label, m = f"{', '.join(only)} rerun at ", fresh["machine"]
-        kept = [r for r in results["machine"].get("reruns", []) if not r.startswith(label)]
-        results["machine"]["reruns"] = [*kept, (
-            f"{label}{m['date']} on {m['cpu']} (nproc {m['nproc']}), commit {m['commit']} "
-            f"(load average {m['loadavg_start']} → {m['loadavg_end']})")]
+        if not args.render_only:
+            merge_rerun(results, run_all(only, args.quick), only)
     else:
         results = run_all(only, args.quick)
     out: Path = args.out

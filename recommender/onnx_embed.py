@@ -47,13 +47,16 @@ DIM = 384
 # AMD EPYC (AVX2, no VNNI), 2026-12-04, int8, 320 BBC articles (~226 tokens), medians of 4
 # interleaved reps: 29.8 -> 33.5 texts/s; 1,444 feed texts (mostly short) 71.2 -> 72.4; vectors
 # cosine 0.999 to the SDPA file's. OpenVINO keeps the SDPA export it was measured with
-# (`SDPA_EXPORT`): eager was 8% faster there on this AVX2 machine, but OpenVINO is the runtime
-# the race picks on AVX-512 machines, where it was not measured.
-SDPA_EXPORT = "torchscript-export:opset17:dynamic-batch-seq:last_hidden_state:v1"
-EAGER_EXPORT = "torchscript-export:opset17:dynamic-batch-seq:last_hidden_state:eager-attention:v2"
+# (`openvino_embed.ATTENTION`): eager was 8% faster there on this AVX2 machine, but OpenVINO
+# is the runtime the race picks on AVX-512 machines, where it was not measured.
+EXPORTS = {  # transformers' attn_implementation -> the recipe of the export it traces
+    "sdpa": "torchscript-export:opset17:dynamic-batch-seq:last_hidden_state:v1",
+    "eager": "torchscript-export:opset17:dynamic-batch-seq:last_hidden_state:eager-attention:v2",
+}
+ATTENTION = "eager"  # onnxruntime's; OpenVINO names its own (openvino_embed.ATTENTION)
 EXPORT_RECIPE = {
-    "fp32": EAGER_EXPORT,
-    "int8": EAGER_EXPORT + "+quantize_dynamic:QInt8:per_channel:v1",
+    "fp32": EXPORTS[ATTENTION],
+    "int8": EXPORTS[ATTENTION] + "+quantize_dynamic:QInt8:per_channel:v1",
 }
 # x86 CPUs without VNNI multiply u8 x s8 with VPMADDUBSW, whose 16-bit pair sums can saturate;
 # onnxruntime's `quantize_dynamic` advises 7-bit weights (reduce_range) there and 8-bit on VNNI.
@@ -228,11 +231,11 @@ def _build_lock(out_dir: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _export_fp32(path: Path, attention: str = "eager") -> None:
+def _export_fp32(path: Path, attention: str = ATTENTION) -> None:
     """torch.onnx.export of the bundled BERT, returning last_hidden_state (pooling stays ours).
 
-    `attention` is transformers' attn_implementation: "eager" (EAGER_EXPORT) or "sdpa"
-    (SDPA_EXPORT, what the export traced before it was chosen explicitly)."""
+    `attention` is transformers' attn_implementation, a key of EXPORTS ("sdpa" is what the
+    export traced before it was chosen explicitly)."""
     import warnings
 
     import torch

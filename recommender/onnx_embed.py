@@ -43,20 +43,18 @@ DIM = 384
 # Bump the version when anything below changes the bytes of the file: old builds are then rebuilt.
 # The attention as transformers' "eager" code, not its default (SDPA): traced, SDPA leaves an
 # IsNaN/Where guard over every (batch, 12, seq, seq) score tensor, 11-13% of onnxruntime's
-# time at 256 tokens. Eager traces to the plain MatMul-Add-Softmax-MatMul pattern. On a 2-core
-# AMD EPYC (AVX2, no VNNI), 2026-12-04, int8, 320 BBC articles (~226 tokens), medians of 4
-# interleaved reps: 29.8 -> 33.5 texts/s; 1,444 feed texts (mostly short) 71.2 -> 72.4; vectors
-# cosine 0.999 to the SDPA file's. OpenVINO keeps the SDPA export it was measured with
-# (`openvino_embed.ATTENTION`): eager was 8% faster there on this AVX2 machine, but OpenVINO
-# is the runtime the race picks on AVX-512 machines, where it was not measured.
-EXPORTS = {  # transformers' attn_implementation -> the recipe of the export it traces
-    "sdpa": "torchscript-export:opset17:dynamic-batch-seq:last_hidden_state:v1",
-    "eager": "torchscript-export:opset17:dynamic-batch-seq:last_hidden_state:eager-attention:v2",
-}
-ATTENTION = "eager"  # onnxruntime's; OpenVINO names its own (openvino_embed.ATTENTION)
+# time at 256 tokens. Eager traces to the plain MatMul-Add-Softmax-MatMul pattern. Int8, 320
+# BBC articles (~226 tokens), medians of 4 interleaved reps, SDPA -> eager export:
+# - onnxruntime, 2-core AMD EPYC (AVX2, no VNNI): 29.8 -> 33.5 texts/s; 1,444 feed texts
+#   (mostly short) 71.2 -> 72.4; vectors cosine 0.999 to the SDPA file's;
+# - OpenVINO, same machine: 16.0 -> 17.3 texts/s;
+# - OpenVINO, 2-core AMD EPYC (Zen 5, AVX-512 VNNI): 130.4 -> 144.0 texts/s, titles 3,579 ->
+#   3,844; cosine to torch 0.9930 -> 0.9944 (the build check).
+ATTENTION = "eager"  # transformers' attn_implementation
+EXPORT = "torchscript-export:opset17:dynamic-batch-seq:last_hidden_state:eager-attention:v2"
 EXPORT_RECIPE = {
-    "fp32": EXPORTS[ATTENTION],
-    "int8": EXPORTS[ATTENTION] + "+quantize_dynamic:QInt8:per_channel:v1",
+    "fp32": EXPORT,
+    "int8": EXPORT + "+quantize_dynamic:QInt8:per_channel:v1",
 }
 # x86 CPUs without VNNI multiply u8 x s8 with VPMADDUBSW, whose 16-bit pair sums can saturate;
 # onnxruntime's `quantize_dynamic` advises 7-bit weights (reduce_range) there and 8-bit on VNNI.
@@ -231,11 +229,8 @@ def _build_lock(out_dir: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _export_fp32(path: Path, attention: str = ATTENTION) -> None:
-    """torch.onnx.export of the bundled BERT, returning last_hidden_state (pooling stays ours).
-
-    `attention` is transformers' attn_implementation, a key of EXPORTS ("sdpa" is what the
-    export traced before it was chosen explicitly)."""
+def _export_fp32(path: Path) -> None:
+    """torch.onnx.export of the bundled BERT, returning last_hidden_state (pooling stays ours)."""
     import warnings
 
     import torch
@@ -252,7 +247,7 @@ def _export_fp32(path: Path, attention: str = ATTENTION) -> None:
             return out.last_hidden_state
 
     bert = AutoModel.from_pretrained(str(_gt_model_dir()), local_files_only=True,
-                                     attn_implementation=attention).eval()
+                                     attn_implementation=ATTENTION).eval()
     ids = torch.ones((2, 8), dtype=torch.long)
     names = ["input_ids", "attention_mask", "token_type_ids"]
     dynamic = {n: {0: "batch", 1: "seq"} for n in [*names, "last_hidden_state"]}

@@ -36,7 +36,6 @@ import numpy as np
 
 from recommender.embed import TEXT_RECIPE
 from recommender.onnx_embed import (
-    EXPORTS,
     MAX_BATCH_TOKENS,
     MODEL_NAME,
     ModelBuildError,
@@ -52,9 +51,6 @@ from recommender.onnx_embed import (
 
 log = logging.getLogger("tidings.embed")
 
-# The SDPA trace it was measured with on AVX-512 machines, not onnxruntime's eager one (see
-# onnx_embed.EXPORT_RECIPE): eager was 8% faster on an AVX2 EPYC, unmeasured on AVX-512.
-ATTENTION = "sdpa"
 MODEL_FILE = "model-ov-int8.xml"  # weights beside it in model-ov-int8.bin
 MANIFEST = "manifest-ov-int8.json"
 # Bump when anything below changes the built bytes (calibration texts, NNCF settings).
@@ -196,7 +192,6 @@ def recipe_of_ov_build() -> dict[str, str]:
     calib = json.dumps(calibration_inputs()).encode()
     return {
         **recipe_of_build("fp32"),
-        "export": EXPORTS[ATTENTION],
         "quantize": QUANT_RECIPE,
         "calibration_sha": hashlib.sha256(calib).hexdigest()[:16],
         "openvino": _version("openvino"),
@@ -271,7 +266,7 @@ def build_openvino_model(out_dir: Path) -> Path:
         try:
             xml = tmp / MODEL_FILE
             try:
-                _export_fp32(tmp / "model-fp32.onnx", attention=ATTENTION)
+                _export_fp32(tmp / "model-fp32.onnx")
                 _quantize(tmp / "model-fp32.onnx", xml)
             except Exception as e:  # torch / onnx / openvino / nncf errors enter here
                 raise ModelBuildError(f"could not build the OpenVINO int8 model: {e}") from e

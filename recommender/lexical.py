@@ -19,6 +19,7 @@ import sys
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
+from itertools import chain
 
 import numpy as np
 
@@ -40,7 +41,11 @@ STOPWORDS = frozenset(
 # postings of a million stories stay bounded. Evaluations cut their documents the same way.
 LEXICAL_WORDS = 150
 
-_WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
+# A word's apostrophe part is kept ("don't", "o'neill") unless it is a possessive "'s" ending
+# the word: the regex leaves that "s" as a token of its own, which the length check drops, so
+# no Python pass over every token strips it.
+_WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’](?!s(?![^\W\d_]))[^\W\d_]+)?",
+                   re.UNICODE)
 # A name: a capitalised word ("Putin", "Betty Ford Center" word by word; sentence-initial
 # filler like "The" is a stopword), or a number (2013, 7.1, 30-day), both found by one regex
 # scan rather than a Python loop over every word (this runs once per indexed story).
@@ -50,9 +55,8 @@ _NAME_PARTS = re.compile(r"[-.,’']")
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens without stopwords or possessive endings."""
-    # findall and comprehensions: this runs over every indexed story's text.
-    tokens = [t[:-2] if t.endswith(("'s", "’s")) else t for t in _WORD.findall(text.lower())]
-    return [t for t in tokens if len(t) > 1 and t not in STOPWORDS]
+    # One findall and one comprehension: this runs over every indexed story's text.
+    return [t for t in _WORD.findall(text.lower()) if len(t) > 1 and t not in STOPWORDS]
 
 
 def lead_words(text: str, words: int = LEXICAL_WORDS) -> str:
@@ -179,6 +183,16 @@ class LexicalIndex:
         # query's terms are weighed from the postings' own table.
         return {t: float(_TF[min(c, _MAX_COUNT)]) for t, c in self._counts(title, text).items()}
 
+    def _tids(self, terms: Iterable[str]) -> list[int]:
+        """Term ids of distinct terms, new ones added: one dict lookup per known term (nearly
+        all of a story's), and `_tid` only for the new ones."""
+        terms = list(terms)
+        get = self._vocab.get
+        ids = [get(t, -1) for t in terms]
+        if -1 in ids:
+            ids = [i if i >= 0 else self._tid(t) for i, t in zip(ids, terms, strict=True)]
+        return ids
+
     def _tid(self, term: str) -> int:
         tid = self._vocab.get(term)
         if tid is None:
@@ -237,9 +251,12 @@ class LexicalIndex:
                 self.remove(doc_id)
             slot = self._new_slot(doc_id, title, text)
             c = self._counts(title, text)
-            terms.extend([self._tid(t) for t in c])
+            terms.extend(self._tids(c))
             slots.extend([slot] * len(c))
-            counts.extend([min(v, _MAX_COUNT) for v in c.values()])
+            values = list(c.values())
+            if values and max(values) > _MAX_COUNT:
+                values = [min(v, _MAX_COUNT) for v in values]
+            counts.extend(values)
             if len(terms) >= _BATCH_POSTINGS:  # bounded scratch memory in a bulk load
                 self._ingest(terms, slots, counts)
                 terms, slots, counts = array("q"), array("i"), array("H")
@@ -309,7 +326,7 @@ class LexicalIndex:
             self._alive = _grown(self._alive, size)
             self._key_start = _grown(self._key_start, size)
             self._key_len = _grown(self._key_len, size)
-        keys = [self._tid(t) for t in key_terms(title, text)]
+        keys = self._tids(key_terms(title, text))
         if self._keys_n + len(keys) > len(self._keys):
             self._keys = _grown(self._keys, max(2 * len(self._keys), self._keys_n + len(keys), 4096))
         self._keys[self._keys_n:self._keys_n + len(keys)] = keys
@@ -323,15 +340,15 @@ class LexicalIndex:
         return slot
 
     def _tail_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        t, s, c = [], [], []
-        for tid, (slots, counts) in self._tail.items():
-            t.append(np.full(len(slots), tid, dtype=np.int64))
-            s.append(np.asarray(slots, dtype=np.int32))
-            c.append(np.asarray(counts, dtype=np.uint16))
-        if not t:
-            return (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32),
-                    np.zeros(0, dtype=np.uint16))
-        return np.concatenate(t), np.concatenate(s), np.concatenate(c)
+        # Three flat reads over the whole tail, not three small arrays per term (a tail
+        # holds tens of thousands of terms).
+        tail = self._tail
+        lengths = [len(slots) for slots, _ in tail.values()]
+        n = sum(lengths)
+        t = np.repeat(np.fromiter(tail, dtype=np.int64, count=len(tail)), lengths)
+        s = np.fromiter(chain.from_iterable(v[0] for v in tail.values()), dtype=np.int32, count=n)
+        c = np.fromiter(chain.from_iterable(v[1] for v in tail.values()), dtype=np.uint16, count=n)
+        return t, s, c
 
     def _merge_tail(self) -> None:
         t, s, c = self._tail_arrays()

@@ -105,6 +105,17 @@ def test_tokenize_drops_stopwords_and_possessives():
     assert tokenize("The Kremlin's statement and Ukraine's reply") == [
         "kremlin", "statement", "ukraine", "reply"
     ]
+    # Only a word-final 's is possessive: other apostrophes stay inside the word.
+    assert tokenize("Putin’s O'Neill don't James's rock'n'roll John's2 x'sy 7.1") == [
+        "putin", "o'neill", "don't", "james", "rock'n", "roll", "john", "x'sy", "7.1"
+    ]
+
+
+def test_a_term_repeated_past_the_count_limit_is_capped():
+    idx = LexicalIndex()
+    idx.add(1, "Flood", "flood " * 70_000)  # more than a uint16 count holds
+    idx.add(2, "Drought", "drought warning")
+    assert [d for d, _ in idx.search("flood", "", 2)] == [1]
 
 
 @settings(max_examples=40, deadline=None)

@@ -93,9 +93,12 @@ VERIFY_TEXTS = (
 # (the spread of a rep is ~5%); onnxruntime 168 / 184 / 208-222 / 227 / 238 at 4096 / 2048 /
 # 1024 / 512 / 256. On a 2-core AMD EPYC (AVX2, no VNNI; onnxruntime, the runtime its race
 # picks) the budget hardly matters: 70 / 71 / 68 / 66 texts/s at 256 / 384 / 512 / 1024
-# (2026-12-04, same texts, medians of 3; a rep spreads ~10%). Smaller batches also pad less: a
-# claim cut in pieces of 256 stories, as the indexer cuts it, cost 6% more CPU than one call
-# at 4096 and the same at 512.
+# (2026-12-04, same texts, medians of 3; a rep spreads ~10%). On a 2-core AMD EPYC Zen 5
+# (AVX-512 VNNI, 2 MiB L2 a core; OpenVINO, medians of 4 interleaved) 256 / 384 / 512 / 768 /
+# 1024 / 2048: feed texts 400 / 419 / 426 / 442 / 438 / 422, 256 BBC articles 158 / 167 / 175 /
+# 180 / 182 / 180: 768-1024 ~3% ahead, within a rep's spread (~5%) and not the Intel's best
+# (384), so 512 stays. Smaller batches also pad less: a claim cut in pieces of 256 stories, as
+# the indexer cuts it, cost 6% more CPU than one call at 4096 and the same at 512.
 MAX_BATCH_TOKENS = 512
 
 

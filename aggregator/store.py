@@ -785,28 +785,33 @@ class Store:
     # ---------------------------------------------------------------- vectors
 
     async def embed_backlog(self, recipe: str, limit: int) -> list[EmbedJob]:
-        """Stories without a current vector (none, another recipe, or older text)."""
+        """Stories without a current vector (none, another recipe, or older text), the most
+        recently collected first (see `claim_embed_backlog`), returned in id order."""
         q = (
             select(StoryRow.id, StoryRow.title, StoryRow.summary, StoryRow.text, StoryRow.embed_version)
             .outerjoin(VectorRow, VectorRow.story_id == StoryRow.id)
             .where(needs_vector(recipe))
-            .order_by(StoryRow.id)
+            .order_by(StoryRow.id.desc())
             .limit(limit)
         )
         async with self.session() as s:
-            return [EmbedJob(*r) for r in (await s.execute(q)).all()]
+            return sorted((EmbedJob(*r) for r in (await s.execute(q)).all()), key=lambda j: j.id)
 
     async def claim_embed_backlog(self, recipe: str, limit: int, *, lease_s: int,
                                   now: datetime | None = None) -> list[EmbedJob]:
         """Like `embed_backlog`, but leased: parallel indexers take disjoint stories, and a
-        crashed indexer's stories come back when its lease runs out."""
+        crashed indexer's stories come back when its lease runs out.
+
+        The most recently collected stories first: a backlog of hours (every story after a
+        change of the embedder's recipe, an archive being imported) must not hold back the
+        stories the collector brings meanwhile, which readers are likeliest to be on."""
         now = now or utcnow()
         until = now + timedelta(seconds=lease_s)
         cond = [needs_vector(recipe),
                 or_(StoryRow.embed_lease_until.is_(None), StoryRow.embed_lease_until < now)]
         cols = (StoryRow.id, StoryRow.title, StoryRow.summary, StoryRow.text, StoryRow.embed_version)
         pick = (select(*cols).outerjoin(VectorRow, VectorRow.story_id == StoryRow.id)
-                .where(and_(*cond)).order_by(StoryRow.id).limit(limit))
+                .where(and_(*cond)).order_by(StoryRow.id.desc()).limit(limit))
         async with self.writing() as s:
             if self.dialect == "postgresql":
                 rows = (await s.execute(pick.with_for_update(of=StoryRow, skip_locked=True))).all()
@@ -818,12 +823,12 @@ class Store:
             else:
                 # One UPDATE ... RETURNING is atomic on SQLite, across processes too.
                 ids_q = select(StoryRow.id).outerjoin(VectorRow, VectorRow.story_id == StoryRow.id) \
-                    .where(and_(*cond)).order_by(StoryRow.id).limit(limit)
+                    .where(and_(*cond)).order_by(StoryRow.id.desc()).limit(limit)
                 stmt = (update(StoryRow).where(StoryRow.id.in_(ids_q.scalar_subquery()))
                         .values(embed_lease_until=until).returning(*cols)
                         .execution_options(synchronize_session=False))
-                rows = sorted((await s.execute(stmt)).all(), key=lambda r: r[0])
-            return [EmbedJob(*r) for r in rows]
+                rows = (await s.execute(stmt)).all()
+            return sorted((EmbedJob(*r) for r in rows), key=lambda j: j.id)
 
     async def release_embed_claims(self, ids: Sequence[int]) -> None:
         """Drop the embedding leases of `ids`: claimed, but this process will not embed them

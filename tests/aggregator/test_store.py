@@ -244,6 +244,20 @@ async def test_parallel_claims_never_overlap(db_url):
     assert sorted(every) == sorted(s.name for s in specs)  # each exactly once
 
 
+async def test_the_embedding_backlog_is_taken_newest_first(store):
+    """A long backlog (a new embedder recipe re-embeds every story) must not hold back the
+    stories collected meanwhile: a claim takes the most recently stored ones."""
+    old = (await store.upsert_stories(
+        [draft(f"https://example.org/old-{i}") for i in range(5)], NOW)).new_ids
+    fresh = (await store.upsert_stories(
+        [draft(f"https://example.org/new-{i}") for i in range(2)], NOW)).new_ids
+    assert [j.id for j in await store.embed_backlog("r1", 2)] == sorted(fresh)
+    claimed = await store.claim_embed_backlog("r1", 2, lease_s=600, now=NOW)
+    assert [j.id for j in claimed] == sorted(fresh)
+    rest = await store.claim_embed_backlog("r1", 10, lease_s=600, now=NOW)
+    assert [j.id for j in rest] == sorted(old)
+
+
 async def test_embedding_claims_are_exclusive_until_released(store):
     ids = set((await store.upsert_stories(
         [draft(f"https://example.org/{i}") for i in range(4)], NOW)).new_ids)

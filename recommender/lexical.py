@@ -41,11 +41,7 @@ STOPWORDS = frozenset(
 # postings of a million stories stay bounded. Evaluations cut their documents the same way.
 LEXICAL_WORDS = 150
 
-# A word's apostrophe part is kept ("don't", "o'neill") unless it is a possessive "'s" ending
-# the word: the regex leaves that "s" as a token of its own, which the length check drops, so
-# no Python pass over every token strips it.
-_WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’](?!s(?![^\W\d_]))[^\W\d_]+)?",
-                   re.UNICODE)
+_WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
 # A name: a capitalised word ("Putin", "Betty Ford Center" word by word; sentence-initial
 # filler like "The" is a stopword), or a number (2013, 7.1, 30-day), both found by one regex
 # scan rather than a Python loop over every word (this runs once per indexed story).
@@ -55,8 +51,10 @@ _NAME_PARTS = re.compile(r"[-.,’']")
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens without stopwords or possessive endings."""
-    # One findall and one comprehension: this runs over every indexed story's text.
-    return [t for t in _WORD.findall(text.lower()) if len(t) > 1 and t not in STOPWORDS]
+    # findall and comprehensions: this runs over every indexed story's text. (A lookahead in
+    # the regex instead of the possessive pass was 15% faster but split "a's'b" differently.)
+    tokens = [t[:-2] if t.endswith(("'s", "’s")) else t for t in _WORD.findall(text.lower())]
+    return [t for t in tokens if len(t) > 1 and t not in STOPWORDS]
 
 
 def lead_words(text: str, words: int = LEXICAL_WORDS) -> str:

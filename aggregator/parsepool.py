@@ -15,9 +15,12 @@ and a kept pool is replaced before the next round.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
+import signal
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -72,6 +75,27 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+# Ctrl-C in a terminal signals the whole process group. The collector shuts its pool down in
+# order; a worker that took the SIGINT too would print a KeyboardInterrupt traceback each (or
+# break the pool for the rest of the round). A worker is spawned with SIGINT blocked (a
+# signal mask survives fork and exec), so one arriving while it still imports stays pending,
+# and its initializer ignores SIGINT before unblocking it.
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Around a submit that may spawn a worker; only this thread's mask changes, so a SIGINT
+    meanwhile still reaches the collector's process."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _warm() -> int:
     spec = SourceSpec(name="warm", url="http://warm.example/feed", category="warm", kind="feed")
     return parse_and_normalize(_WARM_FEED, spec.url, "application/rss+xml", "feed", None, spec,
@@ -105,7 +129,9 @@ class ParsePool:
         loop = asyncio.get_running_loop()
         # One task per worker, submitted together: an executor spawns a new process for each
         # task that finds no idle one.
-        await asyncio.gather(*(loop.run_in_executor(pool, _warm) for _ in range(self.workers)))
+        with _interrupts_held():
+            warming = [loop.run_in_executor(pool, _warm) for _ in range(self.workers)]
+        await asyncio.gather(*warming)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -116,7 +142,8 @@ class ParsePool:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_ignore_interrupts)
         return self._pool
 
     async def run(self, body: bytes, base_url: str, content_type: str | None, kind: str,
@@ -126,7 +153,9 @@ class ParsePool:
             pool = self._executor()
             loop = asyncio.get_running_loop()
             try:
-                return await loop.run_in_executor(pool, parse_and_normalize, *args, False)
+                with _interrupts_held():
+                    parsing = loop.run_in_executor(pool, parse_and_normalize, *args, False)
+                return await parsing
             except BrokenProcessPool:
                 if not self._broken:
                     log.warning("collect.parse_pool_broken: parsing in threads for the rest of the round")

@@ -137,6 +137,29 @@ async def test_pool_results_match_thread_results(shared_data):
     assert pooled.doc.items == () and pooled.doc.title == local.doc.title
 
 
+async def test_a_terminal_ctrl_c_leaves_the_parse_workers_to_the_collector(shared_data):
+    """Ctrl-C signals the whole process group: the workers must not die of it (a traceback
+    each, and a broken pool) while the collector shuts them down in order."""
+    import os
+    import signal
+
+    body = (shared_data / "news-feeds" / "rss-parser" / "guardian.rss").read_bytes()
+    spec = SourceSpec("g", "http://feeds.example/g", "news")
+    args = (body, spec.url, "application/rss+xml", "auto", None, spec, NOW)
+    before = set(multiprocessing.active_children())
+    async with ParsePool(2, MIN_SOURCES_FOR_POOL) as pool:
+        await pool.start()
+        workers = set(multiprocessing.active_children()) - before
+        assert len(workers) == 2
+        for w in workers:
+            os.kill(w.pid, signal.SIGINT)
+        await asyncio.sleep(0.5)
+        assert all(w.is_alive() for w in workers)
+        parsed = await pool.run(*args)
+        assert not pool.broken and parsed.item_count == 55
+    assert set(multiprocessing.active_children()) == before
+
+
 async def test_started_collector_keeps_its_workers_across_rounds(feeds_site, shared_data, tmp_path):
     """`start` spawns the workers before any round; rounds reuse them; a killed worker costs
     one round its pool (it finishes in threads) and the next round gets a new one."""

@@ -268,7 +268,8 @@ class MetaTable(Mapping[int, StoryMeta]):
             old_offset, lengths = self._offset[rows], self._length[rows].astype(np.int64)
             arrays = {
                 "ids": ids,
-                "offset": np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
+                # Exclusive prefix sums: one per row, none for an empty table.
+                "offset": (np.cumsum(lengths) - lengths).astype(np.int64),
                 "length": self._length[rows],
                 "published": self._published[rows], "collected": self._collected[rows],
                 "site": self._site[rows], "source": self._source[rows],

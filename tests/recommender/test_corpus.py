@@ -227,6 +227,18 @@ def _count_meta_loads(monkeypatch) -> list[list[int]]:
     return calls
 
 
+async def test_an_empty_saved_corpus_restarts_from_its_snapshot(store, tmp_path, caplog):
+    """A fresh install (no stories yet) restarted: its saved files are used, not rebuilt
+    with a "snapshot unusable" warning."""
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    await c.save()
+    c2 = corpus(store, tmp_path / "ix")
+    with caplog.at_level("WARNING", logger="tidings.corpus"):
+        assert (await c2.start())["restored"]
+    assert "snapshot_unusable" not in caplog.text and len(c2.meta) == 0
+
+
 async def test_a_saved_corpus_restarts_without_reading_every_story(store, tmp_path, monkeypatch):
     await seed(store)
     c = corpus(store, tmp_path / "ix")

@@ -13,14 +13,16 @@ class TidingsError(Exception):
 
 
 class ConfigError(TidingsError):
-    """A settings or sources file is wrong; the message names file, line and key."""
+    """A settings or sources file is wrong; the message names file, line and key. `also`:
+    further errors found in the same pass, one line each after this one's."""
 
-    def __init__(self, message: str, *, file: str = "", line: int | None = None, key: str = ""):
-        self.file, self.line, self.key = file, line, key
+    def __init__(self, message: str, *, file: str = "", line: int | None = None, key: str = "",
+                 also: tuple[ConfigError, ...] = ()):
+        self.message, self.file, self.line, self.key, self.also = message, file, line, key, also
         where = file + (f":{line}" if line else "")
         prefix = f"{where}: " if where else ""
         suffix = f" (key '{key}')" if key else ""
-        super().__init__(f"{prefix}{message}{suffix}")
+        super().__init__(f"{prefix}{message}{suffix}" + "".join(f"\n{e}" for e in also))
 
 
 class FetchError(TidingsError):

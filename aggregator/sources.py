@@ -169,14 +169,28 @@ def load_sources(path: Path, *, default_interval_s: int = 900) -> list[SourceSpe
 
     specs: list[SourceSpec] = []
     first_line: dict[str, int | None] = {}
+    # Every bad source is reported in one pass (the first problem of each), so an operator
+    # fixes the file in one go instead of one rerun per source.
+    errors: list[ConfigError] = []
     for index, table in enumerate(tables):
         err = _SourceErrors(file, lines, index, table)
-        spec = _spec(table, err, default_interval_s)
-        if spec.name in first_line:
-            where = f" (first at line {first_line[spec.name]})" if first_line[spec.name] else ""
-            raise err(f"duplicate name {spec.name!r}{where}", "name")
+        try:
+            spec = _spec(table, err, default_interval_s)
+            if spec.name in first_line:
+                where = f" (first at line {first_line[spec.name]})" if first_line[spec.name] else ""
+                raise err(f"duplicate name {spec.name!r}{where}", "name")
+        except ConfigError as e:
+            errors.append(e)
+            name = table.get("name")
+            if isinstance(name, str) and _NAME_RE.match(name):  # a later copy is still a duplicate
+                first_line.setdefault(name, lines.of("source", index, "name"))
+            continue
         first_line[spec.name] = lines.of("source", index, "name")
         specs.append(spec)
+    if errors:
+        first = errors[0]
+        raise ConfigError(first.message, file=first.file, line=first.line, key=first.key,
+                          also=tuple(errors[1:]))
     return specs
 
 

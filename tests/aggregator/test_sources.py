@@ -234,6 +234,23 @@ def test_source_errors_name_file_source_line_and_key(tmp_path, text, line, key, 
     assert fragment in message
 
 
+def test_every_bad_source_is_reported_at_once(tmp_path):
+    """One pass names each broken source (its first problem), so one edit fixes the file."""
+    path = write(tmp_path, A.replace("https://a.example/feed", "notaurl") + "\n"
+                 + A.replace('"a"', '"b"') + 'interval = "5 parsecs"\n' + "\n"
+                 + A.replace('"a"', '"c"') + "\n" + A)
+    with pytest.raises(ConfigError) as info:
+        load_sources(path)
+    err = info.value
+    assert (err.line, err.key) == (3, "url") and [(e.line, e.key) for e in err.also] == [
+        (10, "interval"), (18, "name")]
+    lines = str(err).splitlines()
+    assert len(lines) == 3 and lines[0].startswith(f"{path}:3: source 'a' (#1)")
+    assert lines[1].startswith(f"{path}:10: source 'b' (#2)") and "duration" in lines[1]
+    # The second 'a' is a duplicate of a source that failed: still reported, as a duplicate.
+    assert lines[2].startswith(f"{path}:18: source 'a' (#4)") and "duplicate name" in lines[2]
+
+
 @pytest.mark.parametrize(("text", "line", "key", "fragment"), [
     ('title = "my sources"\n' + A, 1, "title", "unknown top-level key"),
     ('source = "bbc"\n', 1, "source", "array of [[source]] tables"),

@@ -125,13 +125,9 @@ class ParsePool:
         """Spawn every worker now and let each parse a small feed once."""
         if not self.workers or self._pool is not None:
             return
-        pool = self._executor()
-        loop = asyncio.get_running_loop()
         # One task per worker, submitted together: an executor spawns a new process for each
         # task that finds no idle one.
-        with _interrupts_held():
-            warming = [loop.run_in_executor(pool, _warm) for _ in range(self.workers)]
-        await asyncio.gather(*warming)
+        await asyncio.gather(*[self._submit(_warm) for _ in range(self.workers)])
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -139,23 +135,21 @@ class ParsePool:
             # Joining the workers blocks; do it off the loop.
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
-    def _executor(self) -> ProcessPoolExecutor:
+    def _submit(self, fn, *args) -> asyncio.Future:
+        """`fn(*args)` in a worker; a submit may spawn one, hence SIGINT held around it."""
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers,
                                              mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_ignore_interrupts)
-        return self._pool
+        with _interrupts_held():
+            return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def run(self, body: bytes, base_url: str, content_type: str | None, kind: str,
                   selectors: Selectors | None, spec: SourceSpec, now: datetime) -> Parsed:
         args = (body, base_url, content_type, kind, selectors, spec, now)
         if self.workers and not self._broken:
-            pool = self._executor()
-            loop = asyncio.get_running_loop()
             try:
-                with _interrupts_held():
-                    parsing = loop.run_in_executor(pool, parse_and_normalize, *args, False)
-                return await parsing
+                return await self._submit(parse_and_normalize, *args, False)
             except BrokenProcessPool:
                 if not self._broken:
                     log.warning("collect.parse_pool_broken: parsing in threads for the rest of the round")

@@ -59,8 +59,8 @@ class _SourceErrors:
     def __init__(self, file: str, lines: KeyLines, index: int, table: dict[str, Any]):
         self.file, self.lines, self.index = file, lines, index
         name = table.get("name")
-        ok_name = isinstance(name, str) and _NAME_RE.match(name)
-        self.label = f"source '{name}' (#{index + 1})" if ok_name else f"source #{index + 1}"
+        self.name = name if isinstance(name, str) and _NAME_RE.match(name) else None
+        self.label = f"source '{name}' (#{index + 1})" if self.name else f"source #{index + 1}"
 
     def __call__(self, message: str, *path: str) -> ConfigError:
         return ConfigError(f"{self.label}: {message}", file=self.file,
@@ -181,9 +181,8 @@ def load_sources(path: Path, *, default_interval_s: int = 900) -> list[SourceSpe
                 raise err(f"duplicate name {spec.name!r}{where}", "name")
         except ConfigError as e:
             errors.append(e)
-            name = table.get("name")
-            if isinstance(name, str) and _NAME_RE.match(name):  # a later copy is still a duplicate
-                first_line.setdefault(name, lines.of("source", index, "name"))
+            if err.name:  # a later source of that name is still a duplicate
+                first_line.setdefault(err.name, lines.of("source", index, "name"))
             continue
         first_line[spec.name] = lines.of("source", index, "name")
         specs.append(spec)

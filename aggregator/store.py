@@ -273,6 +273,18 @@ def needs_vector(recipe: str):
                     VectorRow.embed_version != StoryRow.embed_version))
 
 
+_EMBED_JOB_COLUMNS = (StoryRow.id, StoryRow.title, StoryRow.summary, StoryRow.text,
+                      StoryRow.embed_version)  # the fields of an EmbedJob, in order
+
+
+def newest_backlog(cols, where, limit: int):
+    """SELECT `cols` of the `limit` most recently stored stories matching `where` (a
+    `needs_vector` condition): the embedding backlog is taken newest first (see
+    `Store.claim_embed_backlog`)."""
+    return (select(*cols).outerjoin(VectorRow, VectorRow.story_id == StoryRow.id)
+            .where(where).order_by(StoryRow.id.desc()).limit(limit))
+
+
 def sort_time(published_at: datetime | None, now: datetime) -> datetime:
     """Sort key: publication time unless absent or claimed to be in the future."""
     if published_at is None or published_at > now:
@@ -787,13 +799,7 @@ class Store:
     async def embed_backlog(self, recipe: str, limit: int) -> list[EmbedJob]:
         """Stories without a current vector (none, another recipe, or older text), the most
         recently collected first (see `claim_embed_backlog`), returned in id order."""
-        q = (
-            select(StoryRow.id, StoryRow.title, StoryRow.summary, StoryRow.text, StoryRow.embed_version)
-            .outerjoin(VectorRow, VectorRow.story_id == StoryRow.id)
-            .where(needs_vector(recipe))
-            .order_by(StoryRow.id.desc())
-            .limit(limit)
-        )
+        q = newest_backlog(_EMBED_JOB_COLUMNS, needs_vector(recipe), limit)
         async with self.session() as s:
             return sorted((EmbedJob(*r) for r in (await s.execute(q)).all()), key=lambda j: j.id)
 
@@ -807,11 +813,9 @@ class Store:
         stories the collector brings meanwhile, which readers are likeliest to be on."""
         now = now or utcnow()
         until = now + timedelta(seconds=lease_s)
-        cond = [needs_vector(recipe),
-                or_(StoryRow.embed_lease_until.is_(None), StoryRow.embed_lease_until < now)]
-        cols = (StoryRow.id, StoryRow.title, StoryRow.summary, StoryRow.text, StoryRow.embed_version)
-        pick = (select(*cols).outerjoin(VectorRow, VectorRow.story_id == StoryRow.id)
-                .where(and_(*cond)).order_by(StoryRow.id.desc()).limit(limit))
+        free = and_(needs_vector(recipe),
+                    or_(StoryRow.embed_lease_until.is_(None), StoryRow.embed_lease_until < now))
+        pick = newest_backlog(_EMBED_JOB_COLUMNS, free, limit)
         async with self.writing() as s:
             if self.dialect == "postgresql":
                 rows = (await s.execute(pick.with_for_update(of=StoryRow, skip_locked=True))).all()
@@ -822,10 +826,9 @@ class Store:
                                     .execution_options(synchronize_session=False))
             else:
                 # One UPDATE ... RETURNING is atomic on SQLite, across processes too.
-                ids_q = select(StoryRow.id).outerjoin(VectorRow, VectorRow.story_id == StoryRow.id) \
-                    .where(and_(*cond)).order_by(StoryRow.id.desc()).limit(limit)
+                ids_q = newest_backlog((StoryRow.id,), free, limit)
                 stmt = (update(StoryRow).where(StoryRow.id.in_(ids_q.scalar_subquery()))
-                        .values(embed_lease_until=until).returning(*cols)
+                        .values(embed_lease_until=until).returning(*_EMBED_JOB_COLUMNS)
                         .execution_options(synchronize_session=False))
                 rows = (await s.execute(stmt)).all()
             return sorted((EmbedJob(*r) for r in rows), key=lambda j: j.id)

@@ -186,6 +186,21 @@ class StoryStatRow(Base):
     last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class EmbedderRow(Base):
+    """The processes that embed stored stories, each with the recipe it embeds with, held by a
+    lease. The oldest live one's recipe is the database's: indexers of another recipe wait, so
+    two machines whose models differ do not re-embed each other's vectors for ever."""
+
+    __tablename__ = "embedders"
+    __table_args__ = {"sqlite_autoincrement": True}  # the oldest must stay the oldest
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(120))
+    recipe: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class JobLockRow(Base):
     """Cluster-wide singleton jobs (retention): one row per job, claimed with a lease."""
 

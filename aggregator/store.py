@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from aggregator.errors import StoreError
 from aggregator.model import SourceSpec, Story, StoryDraft
 from aggregator.schema import (
+    EmbedderRow,
     EventRow,
     IndexChangeRow,
     JobLockRow,
@@ -153,6 +154,16 @@ class EmbedJob:
     summary: str
     text: str
     embed_version: int
+
+
+@dataclass(frozen=True)
+class EmbedderSeat:
+    """A registered embedding process (`Store.register_embedder`)."""
+
+    id: int
+    owner: str
+    recipe: str
+    started_at: datetime
 
 
 @dataclass(frozen=True)
@@ -387,14 +398,6 @@ class Store:
                 await conn.run_sync(upgrade)
         except (OperationalError, DBAPIError, OSError) as e:
             raise StoreError(f"database unavailable ({self.url}): {e}") from e
-
-    async def ping(self) -> bool:
-        try:
-            async with self.engine.connect() as conn:
-                await conn.execute(select(1))
-            return True
-        except Exception:
-            return False
 
     # ---------------------------------------------------------------- sources
 
@@ -1040,6 +1043,49 @@ class Store:
         async with self.writing() as s:
             res = await s.execute(delete(EventRow).where(EventRow.at < before))
             return res.rowcount or 0
+
+    # ---------------------------------------------------------------- embedders
+
+    async def register_embedder(self, owner: str, recipe: str, *, lease_s: int,
+                                now: datetime | None = None) -> EmbedderSeat:
+        """Register a process that embeds stored stories with `recipe`, leased for `lease_s`.
+        Registrations that expired a day ago are dropped on the way."""
+        now = now or utcnow()
+        async with self.writing() as s:
+            await s.execute(delete(EmbedderRow)
+                            .where(EmbedderRow.lease_until < now - timedelta(days=1)))
+            row = EmbedderRow(owner=owner[:120], recipe=recipe, started_at=now,
+                              lease_until=now + timedelta(seconds=lease_s))
+            s.add(row)
+            await s.flush()
+            return EmbedderSeat(row.id, row.owner, recipe, now)
+
+    async def renew_embedder(self, seat_id: int, *, lease_s: int,
+                             now: datetime | None = None) -> bool:
+        """Extend a live registration; False if it expired (or is gone). An expired one is not
+        revived: it would take back the oldest place from an indexer that started meanwhile."""
+        now = now or utcnow()
+        async with self.writing() as s:
+            res = await s.execute(
+                update(EmbedderRow)
+                .where(EmbedderRow.id == seat_id, EmbedderRow.lease_until > now)
+                .values(lease_until=now + timedelta(seconds=lease_s))
+                .execution_options(synchronize_session=False))
+            return bool(res.rowcount)
+
+    async def drop_embedder(self, seat_id: int) -> None:
+        async with self.writing() as s:
+            await s.execute(delete(EmbedderRow).where(EmbedderRow.id == seat_id))
+
+    async def leading_embedder(self, now: datetime | None = None) -> EmbedderSeat | None:
+        """The oldest live registration: its recipe is the one this database's stories are
+        embedded with."""
+        now = now or utcnow()
+        q = (select(EmbedderRow.id, EmbedderRow.owner, EmbedderRow.recipe, EmbedderRow.started_at)
+             .where(EmbedderRow.lease_until > now).order_by(EmbedderRow.id).limit(1))
+        async with self.session() as s:
+            row = (await s.execute(q)).first()
+        return EmbedderSeat(*row) if row else None
 
     # ---------------------------------------------------------------- cluster jobs
 

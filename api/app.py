@@ -144,6 +144,9 @@ class HealthOut(BaseModel):
     status: str
     database: bool
     indexed: int | None
+    # False: the database's stories are embedded with another recipe than this process's
+    # (another embedder or model build), so its index misses them. None: no indexer runs.
+    recipe_current: bool | None = None
 
 
 class AcceptedOut(BaseModel):
@@ -397,9 +400,13 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"], responses={200: {"model": HealthOut}, 503: {"model": HealthOut}})
     async def healthz():
-        ok = await svc.store.ping()
+        try:  # one read answers both: is the database there, and whose recipe leads it
+            lead, ok = await svc.store.leading_embedder(), True
+        except Exception:  # whatever failed, the answer is this body, never an error page
+            lead, ok = None, False
         body = {"status": "ok" if ok else "degraded", "database": ok,
-                "indexed": len(svc.corpus) if svc.corpus is not None else None}
+                "indexed": len(svc.corpus) if svc.corpus is not None else None,
+                "recipe_current": None if lead is None else lead.recipe == svc.embedder.recipe}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"])

@@ -235,6 +235,9 @@ async def cmd_index(settings, args) -> int:
         await svc.corpus.start()
         with Progress("embed") as bar:
             rep = await svc.indexer.drain(progress=bar.callback())
+        if rep.waiting_for is not None:
+            _say_waiting(rep.waiting_for, svc.embedder.recipe)
+            return 1
         if args.rebuild:
             # All or nothing: the new index replaces the saved files only when complete, so
             # an interrupted rebuild leaves the previous files (repaired from the database at
@@ -252,6 +255,16 @@ async def cmd_index(settings, args) -> int:
         return 0
     finally:
         await svc.close()
+
+
+def _say_waiting(leader, recipe: str) -> None:
+    """Nothing was embedded: another recipe leads this database (`Indexer.may_embed`)."""
+    print(f"error: this database's stories are embedded with another recipe, by {leader.owner} "
+          f"(running since {leader.started_at.isoformat(timespec='seconds')}):\n"
+          f"  leading: {leader.recipe}\n  this:    {recipe}\n"
+          "nothing was embedded here. Stop that process to switch recipes, or give this machine "
+          "the same [index] embedder and model files (README, Operations: Changing the embedder)",
+          file=sys.stderr)
 
 
 def _say_leased(backlog: int, lease_s: int) -> None:
@@ -312,7 +325,10 @@ async def cmd_import(settings, args) -> int:
             await svc.corpus.follow()
             await svc.corpus.save()
             print(f"embedded {rep.embedded} stories; index holds {len(svc.corpus)}")
-            _say_leased(rep.backlog, svc.indexer.lease_s)
+            if rep.waiting_for is not None:
+                _say_waiting(rep.waiting_for, svc.embedder.recipe)
+            else:
+                _say_leased(rep.backlog, svc.indexer.lease_s)
         return 1 if bad and not (new or updated) else 0
     finally:
         if stream is not sys.stdin:

@@ -16,7 +16,7 @@ from aggregator.collect import Collector
 from aggregator.fetch import Fetcher, FetchPolicy
 from aggregator.netguard import AddressGuard
 from aggregator.settings import Settings
-from aggregator.store import Store
+from aggregator.store import EmbedderSeat, Store
 from recommender.blocks import RelatedService
 from recommender.corpus import Corpus
 from recommender.embed import Embedder, make_embedder
@@ -49,6 +49,8 @@ class Services:
     async def close(self) -> None:
         if self.collector is not None:
             await self.collector.close()
+        if self.indexer is not None:
+            await self.indexer.close()
         await self.store.close()
         # The model's runtime (compiled kernels, its own threads) goes too, even while
         # something still holds these services: FastAPI keeps every endpoint it has seen in a
@@ -102,8 +104,10 @@ async def build(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.database_url)
     await store.migrate()
+    lead = await store.leading_embedder()
     emb = embedder or make_embedder(settings.index.embedder, threads=settings.index.threads or None,
-                                    cache_dir=settings.data_dir / "models")
+                                    cache_dir=settings.data_dir / "models",
+                                    lead=lead.recipe if lead else None)
     svc = Services(settings, store, emb)
     if serve or index or corpus:
         ix = settings.index
@@ -134,10 +138,21 @@ async def build(
                                 exploration_share=f.exploration_share,
                                 history_days=f.history_days,
                                 source_weights=svc.related.source_weights)
+    if serve and not index and lead is not None and lead.recipe != emb.recipe:
+        _say_another_recipe_leads(lead, emb.recipe)
     if index:
         svc.indexer = Indexer(store, emb, batch_size=settings.index.batch_size,
-                              lease_s=settings.index.lease_s)
+                              lease_s=settings.index.lease_s, owner=svc.owner)
     if collect:
         svc.collector = Collector(store, settings.collect, resolver_factory=resolver_factory,
                                   owner=svc.owner)
     return svc
+
+
+def _say_another_recipe_leads(lead: EmbedderSeat, recipe: str) -> None:
+    """An API process whose embedder differs from the indexers' finds none of their vectors:
+    its blocks would be empty, so say why at start (`/healthz` says it while running)."""
+    log.error("api.recipe_mismatch recipe=%s leading_recipe=%s leader=%s: the database's stories "
+              "are embedded with another recipe, so this process's index misses them; give it "
+              "the indexers' [index] embedder and model files (README, Operations)",
+              recipe, lead.recipe, lead.owner)

@@ -141,14 +141,16 @@ def default_cache_dir() -> Path:
 
 
 def make_embedder(
-    name: str, threads: int | None = None, cache_dir: Path | None = None
+    name: str, threads: int | None = None, cache_dir: Path | None = None,
+    lead: str | None = None,
 ) -> Embedder:
     """Embedder by settings name.
 
     "minilm": the bundled model on torch. "minilm-int8": the same model int8-quantised, on the
     faster of two runtimes for this machine: OpenVINO (statically quantised with NNCF) when its
     packages import and it won the one-time race against onnxruntime on long texts, else
-    onnxruntime (dynamic int8); the choice is kept in `cache_dir` (recommender/openvino_embed.py).
+    onnxruntime (dynamic int8); the choice is kept in `cache_dir` (recommender/openvino_embed.py),
+    except that the runtime whose recipe is `lead` (the database's) is taken where there is one.
     "minilm-int8-ort" / "minilm-int8-ov" pin one runtime; "minilm-onnx": ONNX fp32 on
     onnxruntime. Files are built once from the bundled package into `cache_dir` (default
     ~/.cache/tidings/models) and reused after. Each runtime has its own `recipe`, so vectors
@@ -175,7 +177,7 @@ def make_embedder(
             return OnnxEmbedder(ort_path, threads=threads)
         try:
             ov_path = ov.build_openvino_model(cache_dir / "minilm-int8-ov")
-            if ov.choose_int8_runtime(ort_dir, ort_path, ov_path, threads) == "ov":
+            if ov.choose_int8_runtime(ort_dir, ort_path, ov_path, threads, lead) == "ov":
                 return ov.OpenVinoEmbedder(ov_path, threads=threads)
         except ModelBuildError as e:  # the onnxruntime file is built and checked: use it
             logging.getLogger("tidings.embed").warning("OpenVINO int8 unusable (%s); "

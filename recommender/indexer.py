@@ -38,6 +38,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregator.store import EmbedJob, Store
+from aggregator.store import EmbedderSeat, EmbedJob, Store
 from recommender.embed import Embedder, story_text
 
 log = logging.getLogger("tidings.index")
@@ -54,6 +56,9 @@ log = logging.getLogger("tidings.index")
 # never wait for a call to end before the next piece's batches are there (a call's last batch
 # left the other core idle). More would only hold more unsaved work.
 IN_FLIGHT = 2
+# Seconds between two looks at which recipe leads the database (`Indexer.may_embed`): a
+# machine that starts with another recipe is told within this, at one small read a look.
+LEAD_CHECK_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class IndexReport:
     embedded: int
     elapsed_s: float
     backlog: int
+    waiting_for: EmbedderSeat | None = None  # another recipe leads: nothing was embedded
 
 
 def texts_of(jobs: list[EmbedJob]) -> list[str]:
@@ -103,7 +109,8 @@ def _drop(task: asyncio.Future | None) -> None:
 
 class Indexer:
     def __init__(self, store: Store, embedder: Embedder, *, batch_size: int = 32,
-                 chunk: int = 2048, piece: int = 256, lease_s: int = 600):
+                 chunk: int = 2048, piece: int = 256, lease_s: int = 600,
+                 owner: str | None = None, lead_check_s: float = LEAD_CHECK_S):
         self.store = store
         self.embedder = embedder
         self.batch_size = batch_size
@@ -114,8 +121,53 @@ class Indexer:
         # Stories are claimed with a lease, so several indexers share the backlog and each
         # story is embedded once; a crashed indexer's claims come back after the lease.
         self.lease_s = lease_s
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self.lead_check_s = lead_check_s
+        self.seat: EmbedderSeat | None = None  # this process's registration
+        self.leader: EmbedderSeat | None = None  # set while another recipe leads
+        self._checked_at = self._renew_at = -float("inf")
+
+    async def may_embed(self) -> bool:
+        """Whether this process's recipe is the database's: that of the oldest live indexer
+        (`Store.leading_embedder`). A vector row holds one recipe, so two indexers of two
+        recipes (another `[index] embedder`, another version, a model built differently on
+        another CPU) would each re-embed the other's stories for ever. The later one waits
+        instead, and takes over only when the leader stops (its registration is dropped on
+        close, or its lease runs out): a deliberate change of embedder, or an upgrade, takes
+        effect once every process of the old recipe is gone."""
+        now = time.monotonic()
+        if now - self._checked_at < self.lead_check_s:
+            return self.leader is None
+        if self.seat is None or now >= self._renew_at:
+            if self.seat is None or not await self.store.renew_embedder(self.seat.id,
+                                                                        lease_s=self.lease_s):
+                self.seat = await self.store.register_embedder(self.owner, self.embedder.recipe,
+                                                               lease_s=self.lease_s)
+            self._renew_at = now + self.lease_s / 3  # two renewals may fail within the lease
+        lead = await self.store.leading_embedder()
+        other = lead if lead is not None and lead.recipe != self.embedder.recipe else None
+        if other is not None and self.leader is None:
+            log.error("index.waiting recipe=%s leading_recipe=%s leader=%s since=%s: another "
+                      "indexer of this database embeds with another recipe; this one embeds "
+                      "nothing until it stops (README, Operations: Changing the embedder)",
+                      self.embedder.recipe, other.recipe, other.owner,
+                      other.started_at.isoformat(timespec="seconds"))
+        elif other is None and self.leader is not None:
+            log.warning("index.leading recipe=%s: the other recipe's indexers stopped; "
+                        "re-embedding the stories with this one", self.embedder.recipe)
+        self.leader, self._checked_at = other, now
+        return other is None
+
+    async def close(self) -> None:
+        """Drop this process's registration, so an indexer of another recipe may lead now."""
+        seat, self.seat = self.seat, None
+        if seat is not None:
+            with contextlib.suppress(Exception):  # the database may be what failed
+                await self.store.drop_embedder(seat.id)
 
     async def _claim(self, n: int) -> list[_Piece]:
+        if not await self.may_embed():
+            return []
         jobs = await self.store.claim_embed_backlog(self.embedder.recipe, n, lease_s=self.lease_s)
         texts = texts_of(jobs)
         return [_Piece([jobs[i] for i in p], [texts[i] for i in p]) for p in plan_pieces(texts, self.piece)]
@@ -284,4 +336,4 @@ class Indexer:
             if await self.run(None if limit is None else limit - done, saved) == 0:
                 break
         backlog = await self.store.backlog_size(self.embedder.recipe)
-        return IndexReport(done, time.perf_counter() - t0, backlog)
+        return IndexReport(done, time.perf_counter() - t0, backlog, self.leader)

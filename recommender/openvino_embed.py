@@ -404,18 +404,27 @@ def race(embedders: dict[str, object], texts: list[str], rounds: int = 3) -> dic
 
 
 def choose_int8_runtime(choice_dir: Path, ort_model: Path, ov_model: Path,
-                        threads: int | None = None) -> str:
+                        threads: int | None = None, lead: str | None = None) -> str:
     """"ov" or "ort", raced once and remembered in `choice_dir` while both files stay the same.
 
     Remembered, not re-raced at each start: every process on a data dir (API workers, the
     indexer) must embed with the same runtime, and a choice that flipped with the machine's
     load would re-embed every story.
+
+    `lead`: the recipe the database's stories are embedded with (`Store.leading_embedder`).
+    The runtime that embeds with it here is taken, without a race and leaving the remembered
+    choice alone: machines of one cluster, each with its own data dir, then agree where their
+    own races would not (the two runtimes are close on some CPUs, and load moves a race).
     """
     from recommender.onnx_embed import OnnxEmbedder
 
     ort = OnnxEmbedder(ort_model, threads=threads)
     ov = OpenVinoEmbedder(ov_model, threads=threads)
     key = {"ort": ort.recipe, "ov": ov.recipe}
+    for runtime, recipe in key.items():
+        if recipe == lead:
+            log.info("int8 runtime: %s, the one the database's stories are embedded with", runtime)
+            return runtime
     path = Path(choice_dir) / CHOICE_FILE
     with _build_lock(Path(choice_dir)):
         try:

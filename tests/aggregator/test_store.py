@@ -258,6 +258,29 @@ async def test_the_embedding_backlog_is_taken_newest_first(store):
     assert [j.id for j in rest] == sorted(old)
 
 
+async def test_the_oldest_live_embedder_leads_and_an_expired_one_is_not_revived(store):
+    """The recipe of a database is its oldest live indexer's; an indexer whose lease ran out
+    (a machine asleep, a partition) comes back behind the ones that started meanwhile."""
+    assert await store.leading_embedder(NOW) is None
+    a = await store.register_embedder("host-a:1", "recipe-a", lease_s=60, now=NOW)
+    b = await store.register_embedder("host-b:2", "recipe-b", lease_s=60, now=NOW + timedelta(seconds=1))
+    lead = await store.leading_embedder(NOW + timedelta(seconds=2))
+    assert (lead.id, lead.owner, lead.recipe, lead.started_at) == (a.id, "host-a:1", "recipe-a", NOW)
+    # a's lease runs out; b renews in time and leads.
+    later = NOW + timedelta(seconds=59)
+    assert await store.renew_embedder(b.id, lease_s=60, now=later)
+    assert (await store.leading_embedder(NOW + timedelta(seconds=61))).recipe == "recipe-b"
+    assert not await store.renew_embedder(a.id, lease_s=60, now=NOW + timedelta(seconds=61))
+    assert (await store.leading_embedder(NOW + timedelta(seconds=62))).recipe == "recipe-b"
+    # Dropped on close: nobody leads, the next to register does.
+    await store.drop_embedder(b.id)
+    assert await store.leading_embedder(NOW + timedelta(seconds=62)) is None
+    # Long-expired registrations are cleared when another registers.
+    c = await store.register_embedder("host-c:3", "recipe-c", lease_s=60, now=NOW + timedelta(days=2))
+    assert not await store.renew_embedder(a.id, lease_s=60, now=NOW)  # a's row is gone
+    assert (await store.leading_embedder(NOW + timedelta(days=2))).id == c.id
+
+
 async def test_embedding_claims_are_exclusive_until_released(store):
     ids = set((await store.upsert_stories(
         [draft(f"https://example.org/{i}") for i in range(4)], NOW)).new_ids)

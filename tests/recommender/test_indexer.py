@@ -270,3 +270,50 @@ async def test_stories_stored_during_a_piece_run_beside_it_when_the_collector_sa
     else:  # without the signal the run ends with its claim; the next run takes the rest
         assert n == 4 and first_ran_alone == [True]
         assert await store.backlog_size(emb.recipe) == 4
+
+
+class Renamed(HashingEmbedder):
+    """The same vectors under another recipe: another embedder setting, version or build."""
+
+    def __init__(self, recipe: str):
+        super().__init__(16)
+        self.recipe = recipe
+
+
+async def test_an_indexer_of_another_recipe_waits_until_the_leader_stops(db_url):
+    """Two machines whose models differ (say onnxruntime won the race on one, OpenVINO on the
+    other) must not re-embed each other's stories for ever: the later one waits, and takes
+    over, re-embedding everything, once the first has stopped."""
+    from aggregator.store import Store
+
+    stores = [Store(db_url) for _ in range(2)]
+    await stores[0].migrate()
+    try:
+        ids = await seed(stores[0], 12)
+        first = Indexer(stores[0], Renamed("recipe-a"), owner="machine-a", lead_check_s=0)
+        second = Indexer(stores[1], Renamed("recipe-b"), owner="machine-b", lead_check_s=0)
+        assert (await first.drain()).embedded == 12
+        report = await second.drain()
+        assert report.embedded == 0 and report.waiting_for.owner == "machine-a"
+        assert report.waiting_for.recipe == "recipe-a"
+        await seed_more(stores[0])  # new stories: the leader's, not the waiting one's
+        assert (await first.drain()).embedded == 5
+        assert (await second.drain()).embedded == 0
+        assert len(await stores[0].load_vectors(ids, "recipe-a")) == 12
+        await first.close()
+        report = await second.drain()
+        assert report.embedded == 17 and report.waiting_for is None
+        # The first comes back (restarted with its old settings): now it is the one waiting.
+        assert (await first.drain()).embedded == 0 and first.leader.owner == "machine-b"
+        assert len(await stores[0].load_vectors(ids, "recipe-b")) == 12
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_indexers_of_one_recipe_share_the_lead(store):
+    await seed(store, 6)
+    a = Indexer(store, Renamed("same"), owner="a", chunk=3, lead_check_s=0)
+    b = Indexer(store, Renamed("same"), owner="b", chunk=3, lead_check_s=0)
+    assert await a.run_once() == 3 and await b.run_once() == 3
+    assert a.leader is None and b.leader is None

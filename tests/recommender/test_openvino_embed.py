@@ -278,6 +278,36 @@ def test_runtime_choice_is_raced_once_and_kept(models_dir, ov_path, monkeypatch)
 
 @pytest.mark.model
 @pytest.mark.slow
+def test_the_runtime_of_the_databases_recipe_is_taken_without_a_race(models_dir, ov_path,
+                                                                      monkeypatch):
+    """Machines of a cluster each race on their own data dir; where the race would split them,
+    each takes the runtime whose recipe the database's stories are embedded with."""
+    from recommender import openvino_embed
+    from recommender.onnx_embed import OnnxEmbedder, build_onnx_model
+
+    ort_dir = models_dir / "minilm-int8"
+    ort_path = build_onnx_model(ort_dir, "int8")
+    monkeypatch.setattr(openvino_embed, "race",
+                        lambda e, t, rounds=3: {"ov": [30.0], "ort": [10.0]})
+    assert choose_int8_runtime(ort_dir, ort_path, ov_path) == "ov"  # this machine's own race
+    remembered = (ort_dir / CHOICE_FILE).read_text()
+
+    def no_race(e, t, rounds=3):
+        raise AssertionError("raced although the database named a runtime")
+
+    monkeypatch.setattr(openvino_embed, "race", no_race)
+    ort_recipe = OnnxEmbedder(ort_path).recipe
+    assert choose_int8_runtime(ort_dir, ort_path, ov_path, lead=ort_recipe) == "ort"
+    ov_recipe = OpenVinoEmbedder(ov_path).recipe
+    assert choose_int8_runtime(ort_dir, ort_path, ov_path, lead=ov_recipe) == "ov"
+    # A recipe neither runtime makes here (another model build): the remembered choice.
+    assert choose_int8_runtime(ort_dir, ort_path, ov_path, lead="onnx-int8:other") == "ov"
+    assert (ort_dir / CHOICE_FILE).read_text() == remembered
+    (ort_dir / CHOICE_FILE).unlink()
+
+
+@pytest.mark.model
+@pytest.mark.slow
 def test_default_int8_follows_the_race(models_dir, ov_path, monkeypatch):
     from recommender import openvino_embed
     from recommender.embed import make_embedder

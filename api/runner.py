@@ -195,6 +195,10 @@ async def index_loop(svc: Services, tick_s: float, wake: asyncio.Event,
 
     try:  # the session loads before the first story waits on it
         with contextlib.suppress(Exception):
+            # Registered before stories arrive: the first claim then finds the recipe's
+            # verdict made, instead of queueing a write behind the collector's first round.
+            await svc.indexer.may_embed()
+        with contextlib.suppress(Exception):
             await asyncio.to_thread(warm_up, svc.embedder)
     finally:
         if model_ready is not None:

@@ -91,7 +91,7 @@ class WorkerApp:
 
         from api.app import create_app
         from api.cli import configure_logging
-        from api.runner import _guard, retention
+        from api.runner import _guard, retention, settle_heap
         from api.services import build
 
         settings = self.settings
@@ -100,6 +100,7 @@ class WorkerApp:
         self._svc = svc
         info = await svc.corpus.start()
         log.info("worker.index_loaded mapped=%s %s", getattr(svc.corpus.vindex, "mmapped", False), info)
+        settle_heap()
         sched = AsyncIOScheduler(timezone=UTC)
         sched.add_job(_guard, "interval", args=["follow", svc.corpus.follow],
                       seconds=min(settings.index.tick_s, 1.0), max_instances=1, coalesce=True)

@@ -206,7 +206,9 @@ async def start_server(app) -> tuple[int, object, asyncio.Task]:
     import uvicorn
 
     from api.app import server_config
+    from api.runner import settle_heap
 
+    settle_heap()  # as the run role and the workers do once they are about to serve
     port = _free_port()
     server = uvicorn.Server(server_config(app, "127.0.0.1", port, lifespan="off"))
     task = asyncio.create_task(server.serve())

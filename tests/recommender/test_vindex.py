@@ -512,3 +512,29 @@ def test_ivf_lists_follow_a_growing_corpus(tmp_path: Path):
         ix.add(np.arange(7_000, 9_000), vectors[7_000:])
         assert ix._state.base.index.nlist > first and ix._state.trained_for == 9_000
         assert len(ix) == 9_000 and ix.search(vectors[8_999], 1)[0][0] == 8_999
+
+
+@pytest.mark.parametrize("n, hnsw_threshold", [(600, 100_000), (2_000, 1_000), (3_000, 100_000)])
+def test_a_replaced_index_state_is_freed_without_the_cycle_collector(n, hnsw_threshold):
+    """Serving processes freeze their start-up heap (`api.runner.settle_heap`): a frozen object
+    in a reference cycle is never collected, so the index's replaced state (a rebuild, a
+    switch of kind) must be freed by reference counting alone, or a million-story index would
+    stay in memory beside its successor."""
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(5)
+    vecs = rng.standard_normal((n, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ix = FaissIndex(16, hnsw_threshold=hnsw_threshold, sq8_threshold=2_500, rebuild_mode="inline")
+    ix.add(np.arange(n), vecs)
+    old = [weakref.ref(ix._state), *(weakref.ref(s) for s in ix._state.segments)]
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        ix.remove(np.arange(0, n, 2))
+        ix.compact()
+        assert [r() for r in old] == [None] * len(old), ix.kind
+    finally:
+        if was_enabled:
+            gc.enable()

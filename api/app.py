@@ -416,6 +416,8 @@ def create_app(svc: Services) -> FastAPI:
         if svc.corpus is not None:
             metrics.index_size.set(len(svc.corpus))
         metrics.backlog.set(await svc.store.backlog_size(svc.embedder.recipe))
+        lead = await svc.store.leading_embedder()
+        metrics.recipe_current.set(0 if lead is not None and lead.recipe != svc.embedder.recipe else 1)
         metrics.stories_total.set(await svc.store.count_stories())
         for h in await svc.store.list_sources():
             metrics.source_stories.labels(h.name).set(h.stories)

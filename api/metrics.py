@@ -18,6 +18,10 @@ class Metrics:
         self.embedded = Counter("tidings_stories_embedded_total", "Stories embedded", registry=r)
         self.index_size = Gauge("tidings_index_size", "Vectors in this process's index", registry=r)
         self.backlog = Gauge("tidings_embedding_backlog", "Stories waiting for a vector", registry=r)
+        self.recipe_current = Gauge(
+            "tidings_embedding_recipe_current",
+            "0 while the database's stories are embedded with another recipe than this process's "
+            "(its index misses them), else 1", registry=r)
         self.events = Counter("tidings_events_total", "Reader events accepted", ["type"], registry=r)
         self.stories_total = Gauge("tidings_stories", "Stories stored (linked copies included)", registry=r)
         self.source_stories = Gauge("tidings_source_stories", "Stories stored per source", ["source"], registry=r)

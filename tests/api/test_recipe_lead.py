@@ -1,5 +1,5 @@
 """An API process whose embedder differs from the indexers' says so: at start in the log, and
-while running in /healthz. Its index would miss every story the indexers embedded."""
+while running in /healthz and /metrics. Its index would miss every story the indexers embedded."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ async def test_an_api_of_another_recipe_says_so(tmp_path, caplog):
                 transport = httpx.ASGITransport(app=create_app(api))
                 async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
                     r = await http.get("/healthz")
+                    metrics = (await http.get("/metrics")).text
                 assert r.status_code == 200 and r.json()["recipe_current"] is current
+                assert f"tidings_embedding_recipe_current {float(current)}" in metrics
             finally:
                 await api.close()
     finally:

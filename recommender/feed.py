@@ -118,7 +118,8 @@ def rank_feed(
     A cold profile (no positive events) gets `cold_start`. `titles` names the stories that
     reasons cite ("because you read …"); without it reasons fall back to generic wording.
     """
-    order = feed_order(profile, candidates, prefs=prefs, now=now, params=params, titles=titles)
+    order = feed_order(profile, candidates, prefs=prefs, now=now, params=params, titles=titles,
+                       limit=offset + k)
     return order[offset : offset + k]
 
 
@@ -130,8 +131,13 @@ def feed_order(
     now: datetime,
     params: FeedParams = DEFAULT_PARAMS,
     titles: Mapping[int, str] | None = None,
+    limit: int | None = None,
 ) -> list[FeedItem]:
-    """The whole ordered feed (rank_feed pages through it)."""
+    """The ordered feed (rank_feed pages through it), its first `limit` items when given.
+
+    The order is placed greedily, one position after the other, so the first `limit` are those
+    of the whole order: a page asks for what it shows (and one more, to know whether there is
+    a next page) instead of placing every candidate (~700, a fifth of a feed request)."""
     pool = _eligible(profile, candidates, prefs)
     if not pool:
         return []
@@ -145,7 +151,7 @@ def feed_order(
         shares = {g: it.weight for g, it in enumerate(profile.interests)}
         explore = _exploration_pool(profile, scored, now)
         balance = params.balance
-    placed = _assemble(scored, shares, explore, params, balance)
+    placed = _assemble(scored, shares, explore, params, balance, limit)
     return [FeedItem(s.cand.id, round(s.score, 6), s.reason, s.because_of) for s in placed]
 
 
@@ -566,6 +572,7 @@ def _assemble(
     explore: Sequence[_Scored],
     p: FeedParams,
     balance: float,
+    limit: int | None = None,
 ) -> list[_Scored]:
     by_score = sorted(scored, key=lambda s: (-s.score, s.cand.id))
     queues: dict[int, list[_Scored]] = {}
@@ -583,7 +590,7 @@ def _assemble(
     deferred: list[_Scored] = []
     out: list[_Scored] = []
     n_main = 0
-    n = len(scored)
+    n = len(scored) if limit is None else min(len(scored), max(limit, 0))
 
     def next_main() -> _Scored | None:
         nonlocal n_main

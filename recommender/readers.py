@@ -185,7 +185,8 @@ class FeedService:
                              fresh_ids=await self._fresh_ids())
         cands = self._candidates(list(ids), crowd, co)
         titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
-        order = feed_order(profile, cands, prefs=prefs, now=now, params=self.params, titles=titles)
+        order = feed_order(profile, cands, prefs=prefs, now=now, params=self.params, titles=titles,
+                           limit=offset + k + 1)  # one more: is there a next page
         page = order[offset:offset + k]
         nxt = encode_cursor(offset + k, now) if offset + k < len(order) else None
         return FeedPage(reader, [(self.corpus.meta[it.id], it) for it in page if it.id in self.corpus.meta], nxt)

@@ -200,6 +200,16 @@ def test_pages_are_stable_and_do_not_overlap(world, k):
     assert pages == full  # same order whatever the input order, no gaps, no repeats
 
 
+@settings(max_examples=80, deadline=None)
+@given(world=worlds, prefs=prefs_st, limit=st.integers(0, 130))
+def test_a_limited_order_is_the_head_of_the_whole_order(world, prefs, limit):
+    """Pages place only what they show: that must be the head of the whole order, whatever
+    the explorations and the top-of-page constraints deferred."""
+    cands, profile = world
+    full = feed_order(profile, cands, prefs=prefs, now=NOW)
+    assert feed_order(profile, cands, prefs=prefs, now=NOW, limit=limit) == full[:limit]
+
+
 def test_cursor_round_trip_and_rejects_junk():
     assert decode_cursor(encode_cursor(40, NOW)) == (40, NOW)
     for junk in ("", "abc", "!!!", encode_cursor(1, NOW)[:-3] + "zz"):

@@ -78,6 +78,14 @@ def crowd_due(age_s: float, ttl_s: float, last_cost_s: float, share: float = CRO
     return age_s >= max(ttl_s, last_cost_s / share)
 
 
+def snapshot_time(now: datetime) -> datetime:
+    """A feed's snapshot: the whole second at or after `now`. Up, not down: the profile leaves
+    out events after the snapshot, and rounded down that dropped the current second's, so a
+    story read a moment ago came back at the top of the reader's feed. Pure."""
+    whole = now.replace(microsecond=0)
+    return whole if whole == now else whole + timedelta(seconds=1)
+
+
 def preferences_of(raw: dict | None) -> Preferences:
     raw = raw or {}
     return Preferences(**{k: frozenset(str(v).lower() if k == "mute_topics" else str(v)
@@ -177,7 +185,7 @@ class FeedService:
         k = k or self.page_size
         # The cursor keeps the snapshot time in whole seconds: the first page must use the same
         # time as the next ones, or freshness shifts the order and pages repeat items.
-        offset, now = decode_cursor(cursor) if cursor else (0, self.clock().replace(microsecond=0))
+        offset, now = decode_cursor(cursor) if cursor else (0, snapshot_time(self.clock()))
         profile, prefs = await self.profile(reader, now)
         crowd = await self.crowd()
         co = co_read_scores(profile.history, crowd.co_read) if profile.history else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 
 async def _ids(http, category, n):
@@ -44,6 +45,50 @@ async def test_feed_drops_what_was_read_and_pages_without_repeats(http, stack):
     assert not set(pol[:4]) & set(seen)
     r = await http.get("/v1/readers/reader-feed/feed", params={"cursor": "nope"})
     assert r.status_code == 400
+
+
+async def test_a_feed_paged_to_its_end_is_the_same_whatever_the_page_size(http, stack):
+    """Pages place only what they show (`feed_order(limit=)`): paging in 7s and in 50s from
+    one snapshot must give the same order, end on a page with no `next`, and never end on
+    an empty page."""
+    from recommender.feed import decode_cursor, encode_cursor
+
+    pol = await _ids(http, "politics", 3)
+    events = [{"reader": "reader-pages", "story_id": i, "type": "read"} for i in pol[:2]]
+    assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+    await _wait_events(stack, "reader-pages", 2)
+    first = (await http.get("/v1/readers/reader-pages/feed", params={"k": 7})).json()
+    _, snapshot = decode_cursor(first["next"])
+
+    async def whole(k: int) -> list[int]:
+        ids, cursor = [], encode_cursor(0, snapshot)
+        while cursor:
+            page = (await http.get("/v1/readers/reader-pages/feed",
+                                   params={"k": k, "cursor": cursor})).json()
+            assert page["items"], "a page with nothing on it"
+            ids += [c["id"] for c in page["items"]]
+            cursor = page["next"]
+        return ids
+
+    in_sevens = await whole(7)
+    assert in_sevens[:7] == [c["id"] for c in first["items"]]
+    assert in_sevens == await whole(50) and len(in_sevens) > 50
+    assert len(set(in_sevens)) == len(in_sevens) and not set(pol[:2]) & set(in_sevens)
+
+
+async def test_a_story_read_this_second_is_not_in_the_feed(http, stack, monkeypatch):
+    """A feed's snapshot time is whole seconds (pages of one snapshot stay stable). Rounded
+    down, it left out the events of the current second: a story just read came back in the
+    reader's feed."""
+    now = datetime.now(UTC).replace(microsecond=600_000)
+    monkeypatch.setattr(stack.svc.feeds, "clock", lambda: now)
+    pol = await _ids(http, "politics", 4)
+    just = (now - timedelta(milliseconds=200)).isoformat()
+    events = [{"reader": "reader-now", "story_id": pol[3], "type": "read", "at": just}]
+    assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+    await _wait_events(stack, "reader-now", 1)
+    page = (await http.get("/v1/readers/reader-now/feed", params={"k": 50})).json()
+    assert len(page["items"]) == 50 and pol[3] not in [c["id"] for c in page["items"]]
 
 
 async def test_muted_category_never_appears(http):

@@ -55,3 +55,14 @@ def test_the_recount_wait_grows_with_its_cost(share):
     waits = [next(a / 10 for a in range(0, 10_000) if crowd_due(a / 10, 10.0, cost, share))
              for cost in (0.5, 2.0, 4.0)]
     assert waits == sorted(waits) and waits[0] == 10.0 and waits[-1] == pytest.approx(4.0 / share)
+
+
+def test_a_feed_snapshot_is_the_whole_second_at_or_after_now():
+    from datetime import UTC, datetime
+
+    from recommender.readers import snapshot_time
+
+    t = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
+    assert snapshot_time(t) == t
+    assert snapshot_time(t.replace(microsecond=1)) == t.replace(second=1)
+    assert snapshot_time(t.replace(second=59, microsecond=999_999)) == t.replace(minute=1)

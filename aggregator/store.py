@@ -166,6 +166,12 @@ class EmbedderSeat:
     started_at: datetime
 
 
+def other_recipe_leads(lead: EmbedderSeat | None, recipe: str) -> bool:
+    """Whether the database's stories are embedded with another recipe than `recipe` (`lead`:
+    `Store.leading_embedder`); False while no indexer is registered. Pure."""
+    return lead is not None and lead.recipe != recipe
+
+
 @dataclass(frozen=True)
 class EventLog:
     """Events as columns, one list per field. Not a tuple per event: at 200k events the rows'

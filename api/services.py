@@ -107,7 +107,7 @@ async def build(
     lead = await store.leading_embedder()
     emb = embedder or make_embedder(settings.index.embedder, threads=settings.index.threads or None,
                                     cache_dir=settings.data_dir / "models",
-                                    lead=lead.recipe if lead else None)
+                                    lead=await database_recipe(store, lead))
     svc = Services(settings, store, emb)
     if serve or index or corpus:
         ix = settings.index
@@ -147,6 +147,17 @@ async def build(
         svc.collector = Collector(store, settings.collect, resolver_factory=resolver_factory,
                                   owner=svc.owner)
     return svc
+
+
+async def database_recipe(store: Store, lead: EmbedderSeat | None) -> str | None:
+    """The recipe this database's stories are embedded with: the leading indexer's, else (none
+    runs: a cluster's boot, an indexer moved to a new machine) the newest stored vector's.
+
+    `minilm-int8` takes the runtime that makes it where this machine can, instead of its own
+    race: a replica started before the indexers, or a new indexer machine whose race went the
+    other way, would otherwise serve an index missing every story, or lead and re-embed them
+    all with the other runtime."""
+    return lead.recipe if lead is not None else await store.latest_vector_recipe()
 
 
 def _say_another_recipe_leads(lead: EmbedderSeat, recipe: str) -> None:

@@ -411,7 +411,8 @@ def choose_int8_runtime(choice_dir: Path, ort_model: Path, ov_model: Path,
     indexer) must embed with the same runtime, and a choice that flipped with the machine's
     load would re-embed every story.
 
-    `lead`: the recipe the database's stories are embedded with (`Store.leading_embedder`).
+    `lead`: the recipe the database's stories are embedded with (`api.services.database_recipe`:
+    the leading indexer's, else the newest stored vector's).
     The runtime that embeds with it here is taken, without a race and leaving the remembered
     choice alone: machines of one cluster, each with its own data dir, then agree where their
     own races would not (the two runtimes are close on some CPUs, and load moves a race).

@@ -281,6 +281,16 @@ async def test_the_oldest_live_embedder_leads_and_an_expired_one_is_not_revived(
     assert (await store.leading_embedder(NOW + timedelta(days=2))).id == c.id
 
 
+async def test_the_latest_vector_recipe_is_the_newest_storys(store):
+    """With no indexer running, what the stories were last embedded with: the newest one's."""
+    assert await store.latest_vector_recipe() is None
+    ids = sorted((await store.upsert_stories(
+        [draft(f"https://example.org/v{i}") for i in range(3)], NOW)).new_ids)
+    await store.save_vectors([(ids[2], 1, b"\x00" * 16)], "recipe-new", NOW)
+    await store.save_vectors([(i, 1, b"\x00" * 16) for i in ids[:2]], "recipe-old", NOW)
+    assert await store.latest_vector_recipe() == "recipe-new"  # not the last saved
+
+
 async def test_embedding_claims_are_exclusive_until_released(store):
     ids = set((await store.upsert_stories(
         [draft(f"https://example.org/{i}") for i in range(4)], NOW)).new_ids)

@@ -308,6 +308,44 @@ def test_the_runtime_of_the_databases_recipe_is_taken_without_a_race(models_dir,
 
 @pytest.mark.model
 @pytest.mark.slow
+async def test_with_no_indexer_running_a_process_takes_the_stored_vectors_runtime(
+        models_dir, ov_path, tmp_path, monkeypatch):
+    """A replica started before the indexers, or an indexer on a new machine, finds no leader:
+    it takes the runtime of the vectors stored, not its own race (which here says onnxruntime;
+    it would serve an index missing every story, or re-embed them all)."""
+    from aggregator.model import StoryDraft
+    from aggregator.settings import load_settings
+    from api.services import build
+    from recommender import openvino_embed
+    from recommender.onnx_embed import OnnxEmbedder
+    from tests.api.conftest import REPO
+
+    (tmp_path / "models").symlink_to(models_dir, target_is_directory=True)
+    settings = load_settings(REPO / "config" / "tidings.toml", env={
+        "TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "minilm-int8",
+        "TIDINGS_INDEX_THREADS": "1"})
+    (models_dir / "minilm-int8" / CHOICE_FILE).unlink(missing_ok=True)
+    monkeypatch.setattr(openvino_embed, "race",
+                        lambda e, t, rounds=3: {"ov": [10.0], "ort": [30.0]})
+    svc = await build(settings, serve=True)  # nothing stored yet: this machine's race
+    try:
+        assert isinstance(svc.embedder, OnnxEmbedder)
+        new = (await svc.store.upsert_stories([StoryDraft(url="https://e.org/1", title="A")])).new_ids
+        await svc.store.save_vectors([(new[0], 1, b"\x00" * 1536)], OpenVinoEmbedder(ov_path).recipe)
+        assert await svc.store.leading_embedder() is None
+    finally:
+        await svc.close()
+    for role in ({"serve": True}, {"index": True}):
+        svc = await build(settings, **role)
+        try:
+            assert isinstance(svc.embedder, OpenVinoEmbedder), role
+        finally:
+            await svc.close()
+    (models_dir / "minilm-int8" / CHOICE_FILE).unlink()
+
+
+@pytest.mark.model
+@pytest.mark.slow
 def test_default_int8_follows_the_race(models_dir, ov_path, monkeypatch):
     from recommender import openvino_embed
     from recommender.embed import make_embedder

@@ -21,8 +21,9 @@ from aggregator.errors import ConfigError, StoreError
 from aggregator.settings import Settings
 from aggregator.sources import load_sources
 from aggregator.store import database_unavailable
-from api.services import Services, build
+from api.services import Services, adopt_database_recipe, build
 from recommender.embed import warm_up
+from recommender.indexer import LEAD_CHECK_S
 
 log = logging.getLogger("tidings.run")
 
@@ -143,6 +144,9 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         every("save", lambda: _save_if_dirty(svc, save_clock), 30)
     if svc.corpus is not None:
         every("follow", svc.corpus.follow, min(settings.index.tick_s, 1.0))
+    if serve and not index:
+        refused: set[str] = set()
+        every("recipe", lambda: adopt_database_recipe(svc, refused), LEAD_CHECK_S)
     every("retention", lambda: retention(svc), 600, delay_s=30)
     sched.start()
     try:

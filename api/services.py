@@ -5,6 +5,7 @@ or in `start()`, never at import.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -58,9 +59,14 @@ class Services:
         # process that builds the services several times (the ingest benchmark, the tests)
         # kept one model per build, and OpenVINO compiled new input shapes ~15% slower beside
         # three idle ones (2-core Xeon).
-        release = getattr(self.embedder, "close", None)
-        if release is not None:
-            release()
+        release_model(self.embedder)
+
+
+def release_model(embedder: Embedder) -> None:
+    """Let go of an embedder's runtime (compiled kernels, its threads), where it has one."""
+    release = getattr(embedder, "close", None)
+    if release is not None:
+        release()
 
 
 def caller_fetcher_factory(settings: Settings, resolver_factory: Callable | None = None):
@@ -158,6 +164,33 @@ async def database_recipe(store: Store, lead: EmbedderSeat | None) -> str | None
     other way, would otherwise serve an index missing every story, or lead and re-embed them
     all with the other runtime."""
     return lead.recipe if lead is not None else await store.latest_vector_recipe()
+
+
+async def adopt_database_recipe(svc: Services, refused: set[str]) -> bool:
+    """A serve-only process still empty, whose `minilm-int8` runtime makes another recipe than
+    the database's, takes the database's where this machine makes it: a replica started on an
+    empty database before any indexer (a new cluster) raced on its own, and its index would
+    miss every story until restarted. `refused`: recipes this machine does not make, not
+    tried again. True when it switched."""
+    s = svc.settings
+    if (svc.indexer is not None or svc.corpus is None or svc.related is None or len(svc.corpus)
+            or s.index.embedder != "minilm-int8"):
+        return False
+    recipe = await database_recipe(svc.store, await svc.store.leading_embedder())
+    if recipe is None or recipe == svc.embedder.recipe or recipe in refused:
+        return False
+    emb = await asyncio.to_thread(make_embedder, s.index.embedder, threads=s.index.threads or None,
+                                  cache_dir=s.data_dir / "models", lead=recipe)
+    if emb.recipe != recipe:
+        refused.add(recipe)
+        release_model(emb)
+        return False
+    await svc.corpus.take_recipe(recipe, index_dir(s, recipe))
+    old, svc.embedder, svc.related.embedder = svc.embedder, emb, emb
+    release_model(old)
+    log.info("api.recipe_adopted recipe=%s: the database's, in place of this machine's own "
+             "choice (%s)", recipe, old.recipe)
+    return True
 
 
 def _say_another_recipe_leads(lead: EmbedderSeat, recipe: str) -> None:

@@ -306,27 +306,36 @@ def test_the_runtime_of_the_databases_recipe_is_taken_without_a_race(models_dir,
     (ort_dir / CHOICE_FILE).unlink()
 
 
+@pytest.fixture
+def ort_races_ahead(models_dir, tmp_path, monkeypatch):
+    """Settings of a data dir that shares the built models and whose own race (not yet run)
+    says onnxruntime."""
+    from aggregator.settings import load_settings
+    from recommender import openvino_embed
+    from tests.api.conftest import REPO
+
+    (tmp_path / "models").symlink_to(models_dir, target_is_directory=True)
+    (models_dir / "minilm-int8" / CHOICE_FILE).unlink(missing_ok=True)
+    monkeypatch.setattr(openvino_embed, "race",
+                        lambda e, t, rounds=3: {"ov": [10.0], "ort": [30.0]})
+    yield load_settings(REPO / "config" / "tidings.toml", env={
+        "TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "minilm-int8",
+        "TIDINGS_INDEX_THREADS": "1"})
+    (models_dir / "minilm-int8" / CHOICE_FILE).unlink(missing_ok=True)
+
+
 @pytest.mark.model
 @pytest.mark.slow
 async def test_with_no_indexer_running_a_process_takes_the_stored_vectors_runtime(
-        models_dir, ov_path, tmp_path, monkeypatch):
+        ov_path, ort_races_ahead):
     """A replica started before the indexers, or an indexer on a new machine, finds no leader:
     it takes the runtime of the vectors stored, not its own race (which here says onnxruntime;
     it would serve an index missing every story, or re-embed them all)."""
     from aggregator.model import StoryDraft
-    from aggregator.settings import load_settings
     from api.services import build
-    from recommender import openvino_embed
     from recommender.onnx_embed import OnnxEmbedder
-    from tests.api.conftest import REPO
 
-    (tmp_path / "models").symlink_to(models_dir, target_is_directory=True)
-    settings = load_settings(REPO / "config" / "tidings.toml", env={
-        "TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "minilm-int8",
-        "TIDINGS_INDEX_THREADS": "1"})
-    (models_dir / "minilm-int8" / CHOICE_FILE).unlink(missing_ok=True)
-    monkeypatch.setattr(openvino_embed, "race",
-                        lambda e, t, rounds=3: {"ov": [10.0], "ort": [30.0]})
+    settings = ort_races_ahead
     svc = await build(settings, serve=True)  # nothing stored yet: this machine's race
     try:
         assert isinstance(svc.embedder, OnnxEmbedder)
@@ -341,7 +350,41 @@ async def test_with_no_indexer_running_a_process_takes_the_stored_vectors_runtim
             assert isinstance(svc.embedder, OpenVinoEmbedder), role
         finally:
             await svc.close()
-    (models_dir / "minilm-int8" / CHOICE_FILE).unlink()
+
+
+@pytest.mark.model
+@pytest.mark.slow
+async def test_an_empty_replica_takes_the_recipe_the_first_indexer_embeds_with(
+        ov_path, ort_races_ahead):
+    """A new cluster: a replica starts on an empty database before any indexer and races on
+    its own (onnxruntime here); the indexer then embeds with OpenVINO. While its index is
+    still empty the replica switches to the database's recipe and serves those stories."""
+    from aggregator.model import StoryDraft
+    from api.services import adopt_database_recipe, build
+    from recommender.onnx_embed import OnnxEmbedder
+
+    svc = await build(ort_races_ahead, serve=True)
+    refused: set[str] = set()
+    try:
+        await svc.corpus.start()
+        assert isinstance(svc.embedder, OnnxEmbedder)
+        assert not await adopt_database_recipe(svc, refused)  # nothing stored: nothing to take
+        ov = OpenVinoEmbedder(ov_path)
+        new = (await svc.store.upsert_stories([StoryDraft(url="https://e.org/1", title="A")])).new_ids
+        await svc.store.save_vectors([(new[0], 1, ov.encode(["A"])[0].tobytes())], ov.recipe)
+        await svc.corpus.follow()
+        assert len(svc.corpus) == 0  # the other recipe's vector: not this replica's
+        assert await adopt_database_recipe(svc, refused)
+        assert isinstance(svc.embedder, OpenVinoEmbedder) and svc.related.embedder is svc.embedder
+        await svc.corpus.follow()
+        assert len(svc.corpus) == 1 and svc.corpus.recipe == ov.recipe
+        assert not await adopt_database_recipe(svc, refused)  # current now
+        # A recipe this machine does not make is refused once, not rebuilt every look.
+        await svc.store.save_vectors([(new[0], 1, ov.encode(["A"])[0].tobytes())], "ov-int8:other")
+        svc.corpus.remove([new[0]])
+        assert not await adopt_database_recipe(svc, refused) and refused == {"ov-int8:other"}
+    finally:
+        await svc.close()
 
 
 @pytest.mark.model

@@ -111,9 +111,7 @@ async def build(
     store = Store(settings.database_url)
     await store.migrate()
     lead = await store.leading_embedder()
-    emb = embedder or make_embedder(settings.index.embedder, threads=settings.index.threads or None,
-                                    cache_dir=settings.data_dir / "models",
-                                    lead=await database_recipe(store, lead))
+    emb = embedder or configured_embedder(settings, lead=await database_recipe(store, lead))
     svc = Services(settings, store, emb)
     if serve or index or corpus:
         ix = settings.index
@@ -155,6 +153,13 @@ async def build(
     return svc
 
 
+def configured_embedder(settings: Settings, lead: str | None = None) -> Embedder:
+    """The `[index] embedder` of the settings, its models in the data dir (`make_embedder`;
+    `lead`: the database's recipe, taken where this machine makes it)."""
+    return make_embedder(settings.index.embedder, threads=settings.index.threads or None,
+                         cache_dir=settings.data_dir / "models", lead=lead)
+
+
 async def database_recipe(store: Store, lead: EmbedderSeat | None) -> str | None:
     """The recipe this database's stories are embedded with: the leading indexer's, else (none
     runs: a cluster's boot, an indexer moved to a new machine) the newest stored vector's.
@@ -179,13 +184,14 @@ async def adopt_database_recipe(svc: Services, refused: set[str]) -> bool:
     recipe = await database_recipe(svc.store, await svc.store.leading_embedder())
     if recipe is None or recipe == svc.embedder.recipe or recipe in refused:
         return False
-    emb = await asyncio.to_thread(make_embedder, s.index.embedder, threads=s.index.threads or None,
-                                  cache_dir=s.data_dir / "models", lead=recipe)
+    emb = await asyncio.to_thread(configured_embedder, s, recipe)
     if emb.recipe != recipe:
         refused.add(recipe)
         release_model(emb)
         return False
-    await svc.corpus.take_recipe(recipe, index_dir(s, recipe))
+    if not await svc.corpus.take_recipe(recipe, index_dir(s, recipe)):
+        release_model(emb)  # it took stories of its own recipe meanwhile: stays as it is
+        return False
     old, svc.embedder, svc.related.embedder = svc.embedder, emb, emb
     release_model(old)
     log.info("api.recipe_adopted recipe=%s: the database's, in place of this machine's own "

@@ -357,22 +357,21 @@ def _ts(at) -> float:
 def _recipe(settings) -> str:
     # The recipe the run role's embedder stamps on its vectors (same factory, same files),
     # per data dir: each round has its own.
-    from recommender.embed import make_embedder
+    from api.services import configured_embedder
 
     cache = _recipe.__dict__.setdefault("cache", {})
     if settings.data_dir not in cache:
-        cache[settings.data_dir] = make_embedder(settings.index.embedder,
-                                                 cache_dir=settings.data_dir / "models").recipe
+        cache[settings.data_dir] = configured_embedder(settings).recipe
     return cache[settings.data_dir]
 
 
 def standalone_rate(settings, texts: list[str], cpu_out: list | None = None) -> float:
     """The embedder alone on the same texts, one call, configured and warmed as the indexer's.
     Its process CPU seconds are appended to `cpu_out` (what the model alone costs)."""
-    from recommender.embed import make_embedder, warm_up
+    from api.services import configured_embedder
+    from recommender.embed import warm_up
 
-    emb = make_embedder(settings.index.embedder, threads=settings.index.threads or None,
-                        cache_dir=settings.data_dir / "models")
+    emb = configured_embedder(settings)
     warm_up(emb)  # as the run role does before its first claim (api.runner.index_loop)
     c0, t0 = time.process_time(), time.perf_counter()
     emb.encode(texts, settings.index.batch_size)

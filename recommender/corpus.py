@@ -635,14 +635,15 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.vindex)
 
-    async def take_recipe(self, recipe: str, index_dir: Path) -> None:
-        """Serve another recipe's vectors: only while empty, so there is nothing to rebuild.
-        The next follow replays the change log from its start with that recipe (the adds it
-        applied under the old one found no vectors of it)."""
+    async def take_recipe(self, recipe: str, index_dir: Path) -> bool:
+        """Serve another recipe's vectors: only while empty, so there is nothing to rebuild
+        (False, unchanged, once it holds stories). The next follow replays the change log from
+        its start with that recipe (the adds it applied under the old one found no vectors)."""
         async with self._follow_lock:
             if len(self):
-                raise RuntimeError("only an empty corpus changes recipe")
+                return False
             with self._lock:
                 self.recipe, self.index_dir = recipe, index_dir
                 self.watermark = 0
                 self.version += 1  # blocks cached for the old recipe are not reused
+            return True

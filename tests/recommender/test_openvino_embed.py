@@ -6,6 +6,7 @@ Model tests build the IR once per session into a temporary folder (~20 s on a lo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -385,6 +386,79 @@ async def test_an_empty_replica_takes_the_recipe_the_first_indexer_embeds_with(
         assert not await adopt_database_recipe(svc, refused) and refused == {"ov-int8:other"}
     finally:
         await svc.close()
+
+
+@pytest.mark.model
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_serve_workers_on_an_empty_database_take_the_first_indexers_recipe(
+        ov_path, ort_races_ahead):
+    """As above, for `tidings serve --workers 2`: each worker raced to onnxruntime (the data
+    dir remembers that choice), then the first vectors stored are OpenVINO's. Every worker
+    switches while empty and serves them; without it they stayed empty until restarted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    from aggregator.model import StoryDraft
+    from aggregator.store import Store
+    from api.services import configured_embedder, release_model
+    from recommender.onnx_embed import OnnxEmbedder
+    from tests.api.conftest import REPO, free_port
+
+    settings = ort_races_ahead
+    emb = configured_embedder(settings)  # runs the (patched) race: the data dir remembers "ort"
+    assert isinstance(emb, OnnxEmbedder)
+    release_model(emb)
+    env = {**os.environ, "TIDINGS_DATA_DIR": str(settings.data_dir), "HF_HUB_OFFLINE": "1",
+           "TIDINGS_INDEX_EMBEDDER": "minilm-int8", "TIDINGS_INDEX_THREADS": "1",
+           "TIDINGS_LOG_LEVEL": "info"}
+    port, log_file = free_port(), settings.data_dir / "serve.log"
+    with log_file.open("wb") as err:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("tidings")), "serve", "--workers", "2",
+             "--port", str(port)], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err,
+            start_new_session=True)
+    store = Store(settings.database_url)
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            deadline = time.monotonic() + 150
+
+            async def health() -> dict | None:
+                assert proc.poll() is None, log_file.read_text()[-3000:]
+                try:  # a new connection each time: either worker may take it
+                    r = await http.get(f"http://127.0.0.1:{port}/healthz",
+                                       headers={"Connection": "close"})
+                    return r.json()
+                except httpx.TransportError:
+                    return None
+
+            while time.monotonic() < deadline and log_file.read_text().count("worker.index_loaded") < 2:
+                await asyncio.sleep(0.3)
+            assert (await health() or {}).get("indexed") == 0
+            ov = OpenVinoEmbedder(ov_path)
+            new = (await store.upsert_stories([StoryDraft(url="https://e.org/1", title="A")])).new_ids
+            await store.save_vectors([(new[0], 1, ov.encode(["A"])[0].tobytes())], ov.recipe)
+            while time.monotonic() < deadline and log_file.read_text().count("api.recipe_adopted") < 2:
+                await asyncio.sleep(0.5)
+            assert log_file.read_text().count("api.recipe_adopted") == 2, log_file.read_text()[-3000:]
+            # Both workers now hold the story (each follows the change log within a second).
+            answers = []
+            while time.monotonic() < deadline and (len(answers) < 12 or set(answers[-12:]) != {1}):
+                answers.append((await health() or {}).get("indexed"))
+                await asyncio.sleep(0.1)
+            assert set(answers[-12:]) == {1}, answers
+    finally:
+        await store.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.model

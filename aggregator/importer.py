@@ -40,7 +40,10 @@ def parse_time(value: object) -> datetime | None:
         at = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as e:
         raise ValueError(f"published_at {value!r} is not ISO 8601") from e
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    try:
+        return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError(f"published_at {value!r} is out of range") from None
 
 
 def draft_from_record(obj: object, now: datetime) -> StoryDraft:
@@ -78,8 +81,16 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
     )
 
 
-def read_jsonl(lines: Iterable[str], now: datetime) -> Iterator[StoryDraft | LineError]:
+def read_jsonl(lines: Iterable[str | bytes], now: datetime) -> Iterator[StoryDraft | LineError]:
+    """Drafts and bad lines, in order. Give it bytes (a file opened "rb"): a line that is not
+    UTF-8 is then one bad line, where a text stream would stop the whole file at it."""
     for number, line in enumerate(lines, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM is no error
+            except UnicodeDecodeError as e:
+                yield LineError(number, f"not UTF-8 text: byte 0x{line[e.start]:02x} at column {e.start + 1}")
+                continue
         if not line.strip():
             continue
         try:

@@ -36,6 +36,9 @@ DERIVED_TITLE_WORDS = 16
 DERIVED_SUMMARY_CHARS = 300
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Lone surrogates (a JSON "\ud800", bytes decoded with surrogateescape) are not text: no
+# database encodes them, so one would fail the whole batch its story is stored with.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def rejection_reason(item: ParsedItem) -> str:
@@ -65,30 +68,43 @@ def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime) -> 
         title=truncate(title, MAX_TITLE_CHARS),
         summary=truncate(summary, MAX_SUMMARY_CHARS),
         text=truncate(text, MAX_TEXT_CHARS),
-        author=truncate(clean_inline(item.author), MAX_AUTHOR_CHARS),
+        author=truncate(clean_inline(_valid(item.author)), MAX_AUTHOR_CHARS),
         image_url=_image_url(item.image_url),
         published_at=plausible_time(item.published_at, now),
         site=site_of(url),
         source=source.name if source else "",
         category=source.category if source else "",
-        original_url=item.url if len(item.url) <= MAX_URL_CHARS else "",
+        # (a lone surrogate can sit in the fragment, which the canonical form drops)
+        original_url=item.url if len(item.url) <= MAX_URL_CHARS and _valid(item.url) is item.url else "",
         content_hash=content_hash(text or summary),
     )
 
 
 def _texts(item: ParsedItem) -> tuple[str, str, str]:
     """Clean title, summary and text; title and summary derived from the body when missing."""
-    summary = collapse_whitespace(item.summary)
-    text = collapse_whitespace(item.text)
+    summary = collapse_whitespace(_valid(item.summary))
+    text = collapse_whitespace(_valid(item.text))
     if not summary and text:
         summary = truncate(" ".join(text.split()), DERIVED_SUMMARY_CHARS)
-    title = clean_inline(item.title)
+    title = clean_inline(_valid(item.title))
     if not title:
         words = summary.split()
         title = " ".join(words[:DERIVED_TITLE_WORDS])
         if len(words) > DERIVED_TITLE_WORDS:
             title += "…"
     return title, summary, text
+
+
+def _valid(text: str) -> str:
+    """`text` with lone surrogates replaced by U+FFFD, as a decoder marks bytes it cannot read.
+    Checked by encoding (C speed: ~1 us a KB, a fifth of a regex search); ASCII even faster."""
+    if not text or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
 
 
 def content_hash(body: str) -> str:
@@ -105,7 +121,10 @@ def plausible_time(value: datetime | None, now: datetime) -> datetime | None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # year 1 at +14:00, year 9999 at -23:59: no UTC form, nor news
+        return None
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     if value > now + MAX_FUTURE or value < EARLIEST_AT:
@@ -115,6 +134,7 @@ def plausible_time(value: datetime | None, now: datetime) -> datetime | None:
 
 def _image_url(value: str) -> str:
     value = value.strip()
-    if not value or len(value) > MAX_URL_CHARS or not value.startswith(("http://", "https://")):
+    if (not value or len(value) > MAX_URL_CHARS or not value.startswith(("http://", "https://"))
+            or _valid(value) is not value):
         return ""
     return value

@@ -621,9 +621,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, sid = json.loads(raw)
         when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return when, int(sid)
+        # In UTC (a time without that form overflows here, not in the database), and an id a
+        # signed 64-bit column can hold: a hand-made cursor is a 400, not a 500.
+        when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        if not isinstance(sid, int) or not 0 <= sid < 2**63:
+            raise ValueError("story id out of range")
+        return when, sid
     except Exception as e:
         raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from e
 

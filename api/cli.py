@@ -27,6 +27,30 @@ def _time(value: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _ranged(kind: type, low: float, high: float, *, low_open: bool = False):
+    """An argparse type: a `kind` number within [low, high] ((low, high] with `low_open`), the
+    same bounds the HTTP API and the settings check."""
+    def parse(value: str):
+        try:
+            n = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if not (low < n if low_open else low <= n) or n > high:
+            left = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"{value} is outside {left}{low:g}, {high:g}]")
+        return n
+    return parse
+
+
+_PORT = _ranged(int, 0, 65535)
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("the text is empty")
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                    help="settings file (default config/tidings.toml)")
@@ -40,13 +64,13 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="collector + indexer + API in one process (the main job)")
     _common(p)
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--port", type=_PORT)
 
     p = sub.add_parser("serve", help="API only")
     _common(p)
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--port", type=_PORT)
+    p.add_argument("--workers", type=_ranged(int, 1, 64), metavar="N",
                    help="API processes sharing one memory-mapped index (default [api] workers)")
 
     p = sub.add_parser("collect", help="run the collectors (scheduled; --once: one round)")
@@ -69,15 +93,15 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--id", type=int)
     g.add_argument("--url")
-    g.add_argument("--text")
+    g.add_argument("--text", type=_text)
     p.add_argument("--title", help="title for --text (default: its first words)")
     p.add_argument("--published-at", type=_time,
                    help="when the --text article came out, ISO 8601 (default: its dateline)")
-    p.add_argument("-k", type=int, default=5)
+    p.add_argument("-k", type=_ranged(int, 1, 1000), default=5)
     p.add_argument("--category")
     p.add_argument("--site")
     p.add_argument("--exclude-site")
-    p.add_argument("--max-age-days", type=float)
+    p.add_argument("--max-age-days", type=_ranged(float, 0, 36500, low_open=True))
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("sources", help="source health and dry runs")
@@ -281,11 +305,12 @@ async def cmd_import(settings, args) -> int:
     from api.progress import Progress
     from api.services import build
 
+    # Bytes: a line that is not UTF-8 is reported and skipped like any bad line (read_jsonl).
     if args.file == "-":
-        stream = sys.stdin
+        stream = sys.stdin.buffer
     else:
         try:
-            stream = open(args.file, encoding="utf-8")  # noqa: SIM115 - closed below
+            stream = open(args.file, "rb")  # noqa: SIM115 - closed below
         except OSError as e:
             print(f"tidings: error: cannot read {args.file}: {e.strerror}", file=sys.stderr)
             return EXIT_USAGE
@@ -329,9 +354,11 @@ async def cmd_import(settings, args) -> int:
                 _say_waiting(rep.waiting_for, svc.embedder.recipe)
             else:
                 _say_leased(rep.backlog, svc.indexer.lease_s)
-        return 1 if bad and not (new or updated) else 0
+        # 1 only when no line was good: a rerun of a file with bad lines (its good lines
+        # already stored) succeeded as much as the first run did.
+        return 1 if bad and not (new or updated or same or dups) else 0
     finally:
-        if stream is not sys.stdin:
+        if stream is not sys.stdin.buffer:
             stream.close()
         await svc.close()
 

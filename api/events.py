@@ -81,7 +81,13 @@ def parse_events(body: bytes) -> list[EventIn]:
 
 async def resolve(store: Store, events: list[EventIn], now: datetime) -> list[EventRecord]:
     """Map events to stored stories and check their times; unknown stories are a 4xx."""
-    urls = {ev.url: canonical_url(ev.url) for ev in events if ev.story_id is None and ev.url}
+    urls = {}
+    for i, ev in enumerate(events):
+        if ev.story_id is None and ev.url:
+            try:
+                urls[ev.url] = canonical_url(ev.url)
+            except ValueError as e:
+                raise ApiError(422, "invalid_event", f"event {i}: url: {e}") from None
     by_url = {}
     for raw, canon in urls.items():
         s = await store.get_story_by_url(canon)

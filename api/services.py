@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aggregator.collect import Collector
+from aggregator.errors import ConfigError
 from aggregator.fetch import Fetcher, FetchPolicy
 from aggregator.netguard import AddressGuard
 from aggregator.settings import Settings
@@ -107,7 +108,11 @@ async def build(
     brings the saved index up to date with it). `mmap`: map the saved index read-only instead of
     reading it into this process, so worker processes share its pages (api/workers.py).
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file of that name, no permission: say so, not a traceback
+        raise ConfigError(f"data_dir {settings.data_dir} cannot be created: {e.strerror}",
+                          key="data_dir") from None
     store = Store(settings.database_url)
     await store.migrate()
     lead = await store.leading_embedder()

@@ -330,7 +330,10 @@ def decode_cursor(cursor: str) -> tuple[int, datetime]:
         raise ValueError("bad cursor") from e
     if tag != "f1" or offset < 0 or stamp < 0:
         raise ValueError("bad cursor")
-    return offset, datetime.fromtimestamp(stamp, UTC)
+    try:
+        return offset, datetime.fromtimestamp(stamp, UTC)
+    except (OverflowError, OSError, ValueError) as e:  # past year 9999: not a time we gave
+        raise ValueError("bad cursor") from e
 
 
 # --- scoring ---------------------------------------------------------------------------------

@@ -53,3 +53,34 @@ def test_an_undated_line_is_dated_by_its_dateline():
     assert b.published_at == datetime(2013, 9, 19, 8, tzinfo=UTC)
     assert c.published_at is None  # a date in the future is not when the story happened
     assert d.published_at is None
+
+
+def test_lines_no_database_could_store_are_reported_and_skipped():
+    """Bytes that are not UTF-8, a JSON lone surrogate, a time with no UTC form: each is one
+    bad line (or a repaired one), never an error that stops the file."""
+    good = json.dumps({"url": "https://example.org/ok", "title": "Fine"}).encode()
+    lines = [
+        b"\xef\xbb\xbf" + good,  # a BOM before the first line is no error
+        b'{"url": "https://example.org/x", "title": "caf\xe9"}',  # Latin-1, not UTF-8
+        json.dumps({"url": "https://example.org/s", "title": "Lone \ud800 surrogate",
+                    "text": "Body \udcff here.", "author": "A\udc80"}).encode(),
+        json.dumps({"url": "https://example.org/t", "title": "T",
+                    "published_at": "0001-01-01T00:00:00+14:00"}).encode(),
+        json.dumps({"url": "https://example.org/u\ud800", "title": "Bad link"}).encode(),
+        json.dumps({"url": "https://example.org/v#\ud800", "title": "Fragment",
+                    "image_url": "https://example.org/i\udc00.png"}).encode(),
+    ]
+    out = list(read_jsonl(lines, NOW))
+    errors = {e.line: e.message for e in out if isinstance(e, LineError)}
+    assert set(errors) == {2, 4, 5}, errors
+    assert errors[2] == "not UTF-8 text: byte 0xe9 at column 47"
+    assert "out of range" in errors[4]
+    ok, s, v = (d for d in out if not isinstance(d, LineError))
+    assert ok.url == "https://example.org/ok"
+    # Replaced as a decoder marks what it cannot read; every field encodes as UTF-8 now.
+    assert s.title == "Lone \ufffd surrogate" and s.text == "Body \ufffd here." and s.author == "A\ufffd"
+    assert v.url == "https://example.org/v" and v.original_url == "" and v.image_url == ""
+    for d in (ok, s, v):
+        for value in vars(d).values():
+            if isinstance(value, str):
+                value.encode("utf-8")

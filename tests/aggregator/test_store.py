@@ -303,3 +303,25 @@ async def test_embedding_claims_are_exclusive_until_released(store):
     await store.release_embed_claims([j.id for j in first])
     again = await store.claim_embed_backlog("r1", 10, lease_s=600, now=NOW)
     assert sorted(j.id for j in again) == sorted(j.id for j in first)
+
+
+async def test_a_feed_with_lone_surrogates_is_stored_with_them_replaced(store):
+    """A JSON Feed may escape a lone surrogate ("\\ud800"); no database encodes one, and
+    before, the write of the source's whole round failed on it, every round."""
+    import json
+
+    from aggregator.normalize import normalize
+    from aggregator.parse import parse_document
+
+    body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "f", "items": [
+        {"id": "1", "url": "https://e.org/a#\ud800", "title": "Lone \ud800 title",
+         "content_text": "Body \udcff text", "authors": [{"name": "A\udc80"}]},
+        {"id": "2", "url": "https://e.org/b", "title": "Fine"}]}).encode()
+    doc = parse_document(body, base_url="https://e.org/feed.json",
+                         content_type="application/feed+json")
+    drafts = [normalize(i, source=None, now=datetime.now(UTC)) for i in doc.items]
+    new = (await store.upsert_stories(drafts)).new_ids
+    assert len(new) == 2
+    got = await store.get_stories(new)
+    a = next(s for s in got.values() if s.url == "https://e.org/a")
+    assert a.title == "Lone \ufffd title" and a.text == "Body \ufffd text"

@@ -103,6 +103,10 @@ async def test_related_by_stored_url_and_by_text(http, stack):
     assert r.status_code == 422 and "title" in r.json()["error"]["message"]
     r = await http.post("/v1/related", json={"title": "x", "text": "y" * 200_001})
     assert r.status_code == 422
+    # A time with no UTC form (year 1 at +14:00) is no news time: the block is built undated.
+    r = await http.post("/v1/related", json={"title": rec["title"], "text": rec["text"], "k": 2,
+                                             "published_at": "0001-01-01T00:00:00+14:00"})
+    assert r.status_code == 200 and r.json()["article"]["published_at"] is None
 
 
 async def test_related_by_unknown_url_fetches_the_page(http, stack, shared_data):

@@ -123,6 +123,13 @@ def test_the_document_covers_the_public_operations(api_schema):
 TEN_MB = 10 * 1024 * 1024
 
 
+def _made(raw: str) -> str:
+    """A cursor made by hand, in the API's encoding, holding what no page would give."""
+    import base64
+
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize("method,path,kwargs", [
     ("GET", "/v1/stories/1/related", {"params": {"k": 10**9}}),
     ("GET", "/v1/related", {"params": {"url": "https://www.bbc.co.uk/news/x", "k": 10**9}}),
@@ -133,12 +140,18 @@ TEN_MB = 10 * 1024 * 1024
     ("GET", f"/v1/stories/{2**63}/related", {}),
     ("GET", "/v1/related", {"params": {"url": "https://a.example/" + "x" * 100_000}}),
     ("GET", "/v1/stories", {"params": {"cursor": "c" * 100_000}}),
+    ("GET", "/v1/stories", {"params": {"cursor": _made('["2026-01-01T00:00:00+00:00", 1e30]')}}),
+    ("GET", "/v1/stories", {"params": {"cursor": _made(f'["2026-01-01T00:00:00+00:00", {10**30}]')}}),
+    ("GET", "/v1/stories", {"params": {"cursor": _made('["9999-12-31T23:59:59-23:59", 1]')}}),
+    ("GET", "/v1/readers/r1/feed", {"params": {"cursor": _made(f"f1:0:{10**20}")}}),
     ("POST", "/v1/related", {"json": {"title": "t", "text": "y" * TEN_MB}}),
     ("POST", "/v1/related", {"json": {"title": "t" * TEN_MB}}),
     ("POST", "/v1/related", {"json": {"title": "t", "k": 10**9}}),
     ("POST", "/v1/events", {"json": {"reader": "r", "story_id": 1, "type": "click",
                                      "pad": "z" * TEN_MB}}),
     ("POST", "/v1/events", {"json": {"reader": "r", "story_id": 2**64, "type": "click"}}),
+    ("POST", "/v1/events", {"json": {"reader": "r", "url": "http://[::1", "type": "click"}}),
+    ("POST", "/v1/events", {"json": {"reader": "r", "url": "https://e.org:99999/", "type": "click"}}),
     ("POST", "/v1/events", {"json": {"events": [{"reader": "r", "story_id": 1, "type": "click"}]
                                      * 10_000}}),
 ])

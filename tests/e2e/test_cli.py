@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 from tests.datasets import bbc_records, write_jsonl
-from tests.e2e.conftest import run_cli
+from tests.e2e.conftest import REPO, TIDINGS, run_cli
 
 
 def test_help_is_fast_and_lists_commands(cli_env):
@@ -77,6 +78,43 @@ def test_bad_input_is_one_line_not_a_traceback(cli_env, tmp_path):
     env = {**cli_env, "TIDINGS_API_PORT": "eighty"}
     r = run_cli(["sources", "list"], env)
     assert r.returncode == 2 and "TIDINGS_API_PORT" in r.stderr
+    # Arguments get the bounds the settings and the HTTP API give them.
+    for args, says in ((["serve", "--port", "99999"], "--port: 99999 is outside [0, 65535]"),
+                       (["serve", "--workers", "0"], "--workers: 0 is outside [1, 64]"),
+                       (["related", "--text", " "], "--text: the text is empty"),
+                       (["related", "--text", "x", "-k", "0"], "-k: 0 is outside [1, 1000]"),
+                       (["related", "--text", "x", "--max-age-days", "-1"], "outside (0, 36500]")):
+        r = run_cli(args, cli_env, timeout=20)
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    (tmp_path / "a-file").write_text("")
+    r = run_cli(["sources", "list"], {**cli_env, "TIDINGS_DATA_DIR": str(tmp_path / "a-file" / "d")})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "data_dir" in r.stderr and "cannot be created" in r.stderr
+
+
+def test_import_skips_lines_no_database_could_store(cli_env, tmp_path):
+    """Each such line is one bad line (or repaired); before, any of them stopped the import
+    with a traceback and lost the batch of up to 500 lines it was in."""
+    good = [json.dumps({"url": f"https://example.org/{i}", "title": f"Story {i}"}).encode()
+            for i in range(3)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join([
+        good[0],
+        b'{"url": "https://example.org/latin1", "title": "caf\xe9"}',
+        json.dumps({"url": "https://example.org/s", "title": "Lone \ud800 surrogate"}).encode(),
+        json.dumps({"url": "https://example.org/t", "title": "T",
+                    "published_at": "0001-01-01T00:00:00+14:00"}).encode(),
+        good[1], good[2]]) + b"\n")
+    r = run_cli(["import", str(path), "--no-index"], cli_env)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "line 2: not UTF-8 text" in r.stderr and "line 4: published_at" in r.stderr
+    assert "4 new" in r.stdout and "2 bad lines" in r.stdout, r.stdout
+    # The same bytes from stdin (read as bytes too, not with the locale's decoding).
+    p = subprocess.run([*TIDINGS, "import", "-", "--no-index"], cwd=REPO, env=cli_env,
+                       input=path.read_bytes(), capture_output=True, timeout=120)
+    out, err = p.stdout.decode(), p.stderr.decode()
+    assert p.returncode == 0 and "Traceback" not in err, err
+    assert "line 2: not UTF-8 text" in err and "0 new" in out and "2 bad lines" in out, out
 
 
 def test_sources_list_shows_shipped_sources(cli_env):

@@ -18,6 +18,7 @@ other TIDINGS_* names are left alone, since other tools may use the prefix.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -238,17 +239,24 @@ def scan_key_lines(text: str) -> KeyLines:
 def read_toml(path: Path) -> tuple[dict[str, Any], KeyLines]:
     """Parse a TOML file; a missing, unreadable or malformed file is a ConfigError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError as e:
         raise ConfigError("file not found", file=str(path)) from e
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise ConfigError(f"cannot read: {e}", file=str(path)) from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte 0x{raw[e.start]:02x})", file=str(path),
+                          line=raw.count(b"\n", 0, e.start) + 1) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = _TOML_AT_RE.search(str(e))
         raise ConfigError(f"invalid TOML: {e}", file=str(path),
                           line=int(m[1]) if m else None) from e
+    except RecursionError:  # tomllib recurses per nesting level: thousands of [[[...
+        raise ConfigError("invalid TOML: values nested too deeply", file=str(path)) from None
     return data, scan_key_lines(text)
 
 
@@ -298,7 +306,11 @@ def _from_toml(value: Any, hint: Any) -> Any:
         ok = isinstance(value, str)
     elif hint is Path:
         ok = isinstance(value, str) and value.strip() != ""
-        value = Path(value).expanduser() if ok else value
+        if ok:
+            try:
+                value = _path(value)
+            except ValueError as e:
+                raise TypeError(str(e)) from None
     elif hint == _STR_TUPLE:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         value = tuple(value) if ok else value
@@ -307,6 +319,17 @@ def _from_toml(value: Any, hint: Any) -> Any:
     if not ok:
         raise TypeError(f"expected {_type_name(hint)}, got {_describe(value)}")
     return value
+
+
+def _path(s: str) -> Path:
+    """A path setting, `~` expanded; ValueError for one no file system takes (a NUL) or a
+    `~user` this machine does not have."""
+    if "\0" in s:
+        raise ValueError(f"a path cannot hold a NUL character, got {s!r}")
+    try:
+        return Path(s).expanduser()
+    except RuntimeError as e:  # "Could not determine home directory"
+        raise ValueError(f"cannot expand {s!r}: {e}") from None
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -334,15 +357,25 @@ def _from_env(text: str, hint: Any) -> Any:
     if hint is Path:
         if not s:
             raise ValueError("expected a path, got an empty value")
-        return Path(s).expanduser()
+        return _path(s)
     if hint == _STR_TUPLE:
         return tuple(p.strip() for p in s.split(",") if p.strip())
     raise AssertionError(f"unsupported settings type {hint}")  # pragma: no cover
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _check_bounds(value: Any, meta: Mapping[str, Any]) -> str:
     """Why `value` is out of bounds, or "" when it is fine."""
     lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
+    # NaN compares false both ways, so it passed every bound (jitter_ratio = nan made each
+    # source due a second after its fetch); inf is no setting either.
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
+    # No setting is multi-line: a newline in user_agent made every fetch fail (a header).
+    if isinstance(value, str) and _CONTROL.search(value):
+        return f"must not hold control characters, got {value!r}"
     if choices is not None and value not in choices:
         return f"must be one of {', '.join(repr(c) for c in choices)}, got {value!r}"
     if lo is not None and value < lo:

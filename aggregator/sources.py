@@ -33,6 +33,7 @@ _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _DURATION_PART_RE = re.compile(r"(\d+)\s*([smhd])")
 _DURATION_RE = re.compile(r"\s*(?:\d+\s*[smhd]\s*)+\Z")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_S = 365 * 86400
 
 
 def parse_duration(value: str | int) -> int:
@@ -50,6 +51,8 @@ def parse_duration(value: str | int) -> int:
                          f"seconds, got {value!r}")
     if seconds <= 0:
         raise ValueError(f"a duration must be positive, got {value!r}")
+    if seconds > MAX_DURATION_S:  # a database column holds it: an absurd one overflowed there
+        raise ValueError(f"a duration must be at most 365d, got {value!r}")
     return seconds
 
 
@@ -71,7 +74,11 @@ class _SourceErrors:
 def _check_url(url: Any, err: _SourceErrors) -> str:
     if not isinstance(url, str):
         raise err(f"url must be a string, got {url!r}", "url")
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError when out of range or not a number
+    except ValueError as e:  # "http://[::1/x", ":99999": the fetch would fail on every round
+        raise err(f"url is not a valid URL ({e}), got {url!r}", "url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise err(f"url must be an absolute http(s) URL, got {url!r}", "url")
     return url.strip()
@@ -93,7 +100,7 @@ def _check_selectors(raw: Any, err: _SourceErrors) -> Selectors:
         if css.strip():
             try:  # compile now, so a typo fails at start and not on every fetch
                 translator.css_to_xpath(css)
-            except SelectorError as e:
+            except (SelectorError, RecursionError) as e:  # a selector nested thousands deep
                 raise err(f"invalid CSS selector {css!r}: {e}", "selectors", key) from None
     return Selectors(**{k: v.strip() for k, v in raw.items()})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -32,6 +33,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -342,6 +344,14 @@ class _PointReader:
                 self._conn = None
 
 
+def shown_url(url: str) -> str:
+    """`url` as errors and logs may show it: the password masked (they reach log files)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: mask anything between : and @ anyway
+        return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
 class Store:
     def __init__(self, url: str, *, echo: bool = False):
         self.url = url
@@ -351,7 +361,10 @@ class Store:
         if self.dialect == "sqlite":
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:  # a file where a folder should be, no permission
+                    raise StoreError(f"cannot create the folder of {path}: {e.strerror}") from None
                 self._reader = _PointReader(path)
             kwargs["connect_args"] = {"timeout": 30}
         else:
@@ -359,7 +372,7 @@ class Store:
         try:
             self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         except Exception as e:  # bad URL, missing driver
-            raise StoreError(f"cannot use database URL {url!r}: {e}") from e
+            raise StoreError(f"cannot use database URL {shown_url(url)!r}: {e}") from e
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -403,7 +416,7 @@ class Store:
             async with self.engine.begin() as conn:
                 await conn.run_sync(upgrade)
         except (OperationalError, DBAPIError, OSError) as e:
-            raise StoreError(f"database unavailable ({self.url}): {e}") from e
+            raise StoreError(f"database unavailable ({shown_url(self.url)}): {e}") from e
 
     # ---------------------------------------------------------------- sources
 

@@ -34,19 +34,30 @@ class SourcesWatcher:
     def __init__(self, svc: Services, path: Path):
         self.svc, self.path = svc, path
         self.mtime: float | None = None
+        self.unreadable = False  # said once, not at every look until the file is back
 
-    async def check(self) -> None:
+    async def check(self, *, strict: bool = False) -> None:
+        """`strict` (a collecting process's start): a bad file is the ConfigError itself, so
+        the process stops with it (file, line, key) instead of collecting from whatever
+        sources the database held; later edits keep the previous sources."""
         try:
             mtime = self.path.stat().st_mtime
         except OSError as e:
-            log.error("sources.unreadable file=%s error=%s", self.path, e)
+            if strict:
+                raise ConfigError(f"cannot read: {e.strerror}", file=str(self.path)) from None
+            if not self.unreadable:
+                log.error("sources.unreadable file=%s error=%s", self.path, e)
+            self.unreadable = True
             return
+        self.unreadable = False
         if mtime == self.mtime:
             return
         self.mtime = mtime
         try:
             specs = load_sources(self.path, default_interval_s=self.svc.settings.collect.default_interval_s)
         except ConfigError as e:
+            if strict:
+                raise
             log.error("sources.invalid keeping previous sources: %s", e)
             return
         changes = await self.svc.store.sync_sources(specs)
@@ -105,7 +116,11 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
                       owner_of_files=index, resolver_factory=resolver_factory)
     watcher = SourcesWatcher(svc, settings.sources_file)
     if collect or serve:
-        await watcher.check()
+        try:
+            await watcher.check(strict=collect)
+        except ConfigError:
+            await svc.close()
+            raise
     if collect:
         # The parse workers start beside the corpus and the model; the first round waits for
         # them (a failure to start them leaves each round its own pool, as one-off rounds do).

@@ -16,6 +16,7 @@ from aggregator.errors import ConfigError
 from aggregator.model import Selectors, SourceSpec
 from aggregator.settings import load_settings
 from aggregator.sources import (
+    MAX_DURATION_S,
     SELECTOR_KEYS,
     SOURCE_KEYS,
     load_sources,
@@ -119,7 +120,11 @@ def test_parse_duration_rejects(value):
 @given(st.integers(1, 10**6), st.sampled_from([("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]))
 def test_parse_duration_units(n, unit):
     suffix, factor = unit
-    assert parse_duration(f"{n}{suffix}") == n * factor
+    if n * factor > MAX_DURATION_S:  # a year at most: a database column holds it
+        with pytest.raises(ValueError, match="at most 365d"):
+            parse_duration(f"{n}{suffix}")
+    else:
+        assert parse_duration(f"{n}{suffix}") == n * factor
     assert parse_duration(n) == parse_duration(str(n)) == n
 
 
@@ -196,6 +201,11 @@ SOURCE_ERRORS = [
     (A + 'interval = "soon"\n', 5, "interval", "source 'a'", "expected a duration"),
     (A + "interval = 0\n", 5, "interval", "source 'a'", "must be positive"),
     (A + "interval = true\n", 5, "interval", "source 'a'", "expected a duration"),
+    (A + 'interval = "99999999999999999999999d"\n', 5, "interval", "source 'a'", "at most 365d"),
+    (A.replace("https://a.example/feed", "http://[::1/x"), 3, "url", "source 'a'",
+     "not a valid URL"),
+    (A.replace("https://a.example/feed", "http://127.0.0.1:99999/"), 3, "url", "source 'a'",
+     "not a valid URL"),
     (A + "weight = 11\n", 5, "weight", "source 'a'", "between 0 and 10"),
     (A + "weight = -0.5\n", 5, "weight", "source 'a'", "between 0 and 10"),
     (A + 'weight = "high"\n', 5, "weight", "source 'a'", "weight must be a number"),
@@ -218,6 +228,8 @@ SOURCE_ERRORS = [
     (A + 'kind = "html"\nselectors = { item = "li", link = "a", author = ".by" }\n', 6,
      "selectors.author", "source 'a'", "unknown selector"),
     (A + 'kind = "html"\nselectors = "li"\n', 6, "selectors", "source 'a'", "must be a table"),
+    (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "' + ":is(" * 3000 + "a"
+     + ")" * 3000 + '"\n', 8, "selectors.link", "source 'a'", "invalid CSS selector"),
 ]
 
 

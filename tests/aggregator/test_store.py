@@ -325,3 +325,18 @@ async def test_a_feed_with_lone_surrogates_is_stored_with_them_replaced(store):
     got = await store.get_stories(new)
     a = next(s for s in got.values() if s.url == "https://e.org/a")
     assert a.title == "Lone \ufffd title" and a.text == "Body \ufffd text"
+
+
+def test_database_errors_say_what_and_hide_the_password(tmp_path):
+    from aggregator.errors import StoreError
+    from aggregator.store import Store, shown_url
+
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StoreError, match="cannot create the folder of"):
+        Store(f"sqlite+aiosqlite:///{tmp_path / 'a-file' / 'x.db'}")
+    assert shown_url("postgresql+asyncpg://tid:s3cret@db:5432/news") == \
+        "postgresql+asyncpg://tid:***@db:5432/news"
+    assert "s3cret" not in shown_url("not a url://tid:s3cret@db/x")
+    with pytest.raises(StoreError) as info:
+        Store("postgresql+nosuchdriver://tid:s3cret@db/news")
+    assert "s3cret" not in str(info.value) and "tid:***@db" in str(info.value)

@@ -100,3 +100,39 @@ def test_index_saves_take_at_most_a_tenth_of_the_time():
     assert not save_due(100.0, 80.0, 0.5) and save_due(110.0, 80.0, 0.5)  # fast saves: 30 s
     # A 10 s save (1M stories) waits 90 s after it ends: 10 s of every 100 s.
     assert not save_due(170.0, 100.0, 10.0) and save_due(190.0, 100.0, 10.0)
+
+
+async def test_a_collecting_process_does_not_start_on_a_bad_sources_file(tmp_path, caplog):
+    """At start the error itself stops it (file, line, key): before, it logged and collected
+    from whatever sources the database held. A serve-only process, and a later bad edit,
+    keep the previous sources; an unreadable file is said once, not at every look."""
+    import logging
+
+    import pytest
+
+    from aggregator.errors import ConfigError
+    from api.services import build
+
+    sources = tmp_path / "sources.toml"
+    sources.write_text('[[source]]\nname = "a"\nurl = "https://a.example/f"\ncategory = "c"\n'
+                       'intervall = "1h"\n', encoding="utf-8")
+    settings = load_settings(REPO_CONFIG, env={
+        "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(sources),
+        "TIDINGS_INDEX_EMBEDDER": "hash"})
+    with pytest.raises(ConfigError) as info:
+        await asyncio.wait_for(runner.run_roles(settings, serve=False, collect=True, index=False), 30)
+    assert str(info.value).startswith(f"{sources}:5: ") and "intervall" in str(info.value)
+
+    svc = await build(settings, serve=True)
+    try:
+        watcher = runner.SourcesWatcher(svc, sources)
+        with caplog.at_level(logging.ERROR, logger="tidings"):
+            await watcher.check()  # not strict: logged, nothing synced
+            assert "sources.invalid" in caplog.text and await svc.store.list_sources() == []
+            sources.unlink()
+            caplog.clear()
+            for _ in range(3):
+                await watcher.check()
+        assert caplog.text.count("sources.unreadable") == 1
+    finally:
+        await svc.close()

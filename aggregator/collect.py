@@ -288,6 +288,9 @@ class Collector:
         """Dry run for `tidings sources check`: fetch and parse once, store nothing."""
         async with self._fetcher() as fetcher:
             parsed, _ = await self._read(fetcher, spec, Validators(), self.clock())
+            if parsed is None:  # nothing was asked conditionally, so there is nothing to reuse
+                raise FetchError(f"{spec.url} answered 304 Not Modified to a request without "
+                                 "validators: no feed to check")
             doc, drafts = parsed.doc, list(parsed.drafts)
             if spec.full_text and drafts:
                 drafts = await self._with_full_text(fetcher, drafts[:3], only_new=False)

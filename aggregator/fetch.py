@@ -99,9 +99,11 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if not value:
+    if not value or not value.isascii():  # HTTP's digits are ASCII; float() reads others too
         return None
-    if value.isdigit():
+    if value.isdigit() and len(value) <= 15:
+        # ("²" was a digit to str.isdigit and an error to int(), which failed the fetch of a
+        # good feed); longer runs of digits go through float() (inf: unreadable).
         return float(int(value))
     try:
         seconds = float(value)

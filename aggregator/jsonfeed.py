@@ -25,6 +25,8 @@ def parse_jsonfeed(body: bytes, *, base_url: str) -> ParsedDocument:
         data = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ParseError(f"invalid JSON: {e}") from e
+    except RecursionError:  # json recurses per level: [[[... thousands deep
+        raise ParseError("invalid JSON: nested too deeply") from None
     if not is_jsonfeed(data):
         raise ParseError("JSON body is not a JSON Feed (no jsonfeed.org version key)")
     raw_items = data.get("items")

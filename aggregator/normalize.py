@@ -44,9 +44,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def rejection_reason(item: ParsedItem) -> str:
     """Why `item` cannot become a story ("" when it can)."""
     try:
-        canonical_url(item.url)
+        url = canonical_url(item.url)
     except ValueError as e:
         return f"unusable link: {e}"
+    if len(url) > MAX_URL_CHARS:
+        return f"link longer than {MAX_URL_CHARS} characters"
     if not _texts(item)[0]:
         return "no title and no summary"
     return ""
@@ -59,6 +61,8 @@ def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime) -> 
     try:
         url = canonical_url(item.url)
     except ValueError:
+        return None
+    if len(url) > MAX_URL_CHARS:  # the story's unique key: an index holds ~2.7 kB at most
         return None
     title, summary, text = _texts(item)
     if not title:

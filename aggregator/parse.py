@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+from dataclasses import replace
 
 from aggregator.errors import ParseError
 from aggregator.feeds import parse_feed
@@ -25,6 +26,9 @@ _PROLOGUE = re.compile(rb"\s*(<\?.*?\?>|<!--.*?-->|<!doctype[^>]*>|\s+)", re.I |
 _ROOT = re.compile(rb"<\s*(?:[\w.-]+:)?([\w.-]+)")
 _FEED_ROOTS = {b"rss", b"feed", b"rdf", b"channel"}
 _SITEMAP_ROOTS = {b"urlset", b"sitemapindex"}
+# Items kept of one document. A news feed holds tens, a news sitemap at most 1,000 (Google's
+# rule); a 10 MB body of one-line items held 175,000, all stored in one round (644 MB).
+MAX_ITEMS = 5_000
 
 
 def detect_kind(body: bytes, content_type: str | None = None) -> str:
@@ -36,7 +40,7 @@ def detect_kind(body: bytes, content_type: str | None = None) -> str:
     if head.lstrip().startswith(b"{") or ("json" in ctype and not head.lstrip().startswith(b"<")):
         try:
             data = json.loads(_strip_bom(body).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             # A truncated JSON Feed is still one: let its parser say what is wrong with it.
             return "jsonfeed" if b"jsonfeed.org/version" in head else "unknown"
         return "jsonfeed" if is_jsonfeed(data) else "json"
@@ -71,7 +75,19 @@ def parse_document(
     """Parse `body` fetched from `base_url`; `kind` is the source's kind ("auto" sniffs).
 
     `fast=False` reads RSS/Atom with feedparser only (the reference the fast path is tested
-    and benchmarked against); None follows aggregator.feeds.FAST_PATH."""
+    and benchmarked against); None follows aggregator.feeds.FAST_PATH. At most `MAX_ITEMS`
+    items are kept, in document order (a problem says how many were left)."""
+    doc = _parse(body, base_url=base_url, content_type=content_type, kind=kind,
+                 selectors=selectors, fast=fast)
+    if len(doc.items) <= MAX_ITEMS:
+        return doc
+    left = len(doc.items) - MAX_ITEMS
+    return replace(doc, items=doc.items[:MAX_ITEMS],
+                   problems=(*doc.problems, f"{left} items past the first {MAX_ITEMS} skipped"))
+
+
+def _parse(body: bytes, *, base_url: str, content_type: str | None, kind: str,
+           selectors: Selectors | None, fast: bool | None) -> ParsedDocument:
     if kind not in KINDS:
         raise ParseError(f"unknown source kind {kind!r} (expected one of {', '.join(KINDS)})")
     if body is None or not body.strip():

@@ -49,7 +49,10 @@ def declared_charset(body: bytes, content_type: str | None = None) -> str:
     for pattern in (_XML_ENCODING, _META_CHARSET):
         m = pattern.search(head)
         if m and _known_codec(m.group(1).decode("ascii", "ignore")):
-            return m.group(1).decode("ascii").lower()
+            name = m.group(1).decode("ascii").lower()
+            # A declaration read as ASCII bytes is not in UTF-16 (a real UTF-16 body starts
+            # with its BOM, above): browsers take such a label as UTF-8 (WHATWG, "prescan").
+            return "utf-8" if name.replace("_", "-").startswith("utf-16") else name
     return ""
 
 

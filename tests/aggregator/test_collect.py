@@ -174,3 +174,12 @@ async def test_check_stores_nothing(site, sqlite_store, shared_data):
     doc, drafts = await collector(sqlite_store, site).check(SourceSpec("f", site.url("/f.xml"), "politics"))
     assert doc.kind == "feed" and len(drafts) == 25
     assert await sqlite_store.count_stories() == 0
+
+
+async def test_check_of_a_server_that_answers_304_unasked(site, sqlite_store):
+    """A 304 to a request without validators crashed `sources check` (AttributeError)."""
+    from aggregator.errors import FetchError
+
+    site.route("/odd.xml", status=304)
+    with pytest.raises(FetchError, match="304 Not Modified to a request without validators"):
+        await collector(sqlite_store, site).check(SourceSpec("odd", site.url("/odd.xml"), "politics"))

@@ -136,7 +136,9 @@ def test_parse_retry_after_values() -> None:
     assert parse_retry_after("Thu, 26 Nov 2026 08:05:00 GMT", now) == 300.0
     assert parse_retry_after("Thu, 26 Nov 2026 07:00:00 GMT", now) == 0.0  # past: now
     assert parse_retry_after("-5", now) == 0.0
-    for junk in (None, "", "soon", "nan", "inf"):
+    # "²" and "٣" are digits to str.isdigit and errors to int(); 5,000 nines are too many
+    # digits for int(): each failed the fetch of a good feed with a ValueError.
+    for junk in (None, "", "soon", "nan", "inf", "\u00b2", "\u0663", "9" * 5000):
         assert parse_retry_after(junk, now) is None
 
 

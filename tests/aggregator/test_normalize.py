@@ -54,6 +54,8 @@ def test_a_plain_item() -> None:
         (ParsedItem(url="javascript:void(0)", title="Click"), "unusable link"),
         (ParsedItem(url="ftp://a.example/x", title="File"), "unusable link"),
         (ParsedItem(url="", title="No link"), "unusable link"),
+        # the story's unique key: 100,000 characters were stored as one
+        (ParsedItem(url="https://a.example/" + "x" * 2100, title="Long"), "link longer than 2048"),
     ],
 )
 def test_unusable_items(item: ParsedItem, reason: str) -> None:

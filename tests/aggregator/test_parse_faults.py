@@ -100,6 +100,10 @@ def test_empty_body(body: bytes) -> None:
         (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "invalid JSON"),
         (b"\x00\x01\x02 binary junk", "not a feed"),
         (b"<?xml version='1.0'?><urlset><url><loc>", "no stories"),
+        # json recurses per level: a RecursionError became an "internal error" and a traceback
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"tags": '
+         + b"[" * 100_000 + b"]" * 100_000 + b"}]}", "nested too deeply"),
+        (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "not a feed"),
     ],
 )
 def test_unusable_bodies_raise_parse_error_with_a_message(body: bytes, message: str) -> None:
@@ -109,6 +113,17 @@ def test_unusable_bodies_raise_parse_error_with_a_message(body: bytes, message: 
         assert message in str(e)
     else:  # only the truncated empty sitemap is usable-but-empty; it must say so
         assert message == "no stories" and doc.items == () and doc.kind == "sitemap"
+
+
+def test_a_document_yields_at_most_max_items_and_says_so() -> None:
+    """175,000 one-line items in 10 MB were all stored in one round (644 MB peak)."""
+    from aggregator.parse import MAX_ITEMS
+
+    body = rss("".join(f"<item><title>t{n}</title><link>https://n.example/{n}</link></item>"
+                       for n in range(MAX_ITEMS + 7))).encode()
+    doc = parse_document(body, base_url="https://n.example/feed")
+    assert len(doc.items) == MAX_ITEMS and doc.items[-1].url == f"https://n.example/{MAX_ITEMS - 1}"
+    assert f"7 items past the first {MAX_ITEMS} skipped" in doc.problems
 
 
 def test_unknown_kind_is_rejected() -> None:
@@ -386,6 +401,16 @@ def test_html_listing_with_selectors() -> None:
     # auto-sniffing also takes the listing route when selectors are configured
     auto = parse_document(LISTING.encode(), base_url="https://news.example/politics", selectors=sel)
     assert auto.items == doc.items
+
+
+def test_html_listing_declared_utf16_but_written_in_ascii() -> None:
+    """A <meta charset="utf-16"> readable as ASCII is not UTF-16; decoded as such, the page
+    became CJK and its selector matched nothing. Browsers read it as UTF-8: so do we."""
+    page = ('<html><head><meta charset="utf-16"></head><body><div class="s">'
+            '<a href="/a">Café story</a></div></body></html>').encode()
+    page += b" " * (len(page) % 2)  # even length: the UTF-16 decode succeeds
+    doc = parse_document(page, base_url="https://n.example/", selectors=Selectors(item="div.s", link="a"))
+    assert [i.title for i in doc.items] == ["Café story"]
 
 
 def test_html_listing_in_undeclared_windows_1252() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from aggregator.robots import (
     is_allowed,
     parse_robots,
     product_token,
+    wildcard_match,
 )
 
 UA = "Tidings/0.1 (+https://github.com/tidings; self-hosted news aggregator)"
@@ -93,3 +96,22 @@ def test_fixed_verdicts() -> None:
 def test_any_bytes_parse_without_error(body: bytes) -> None:
     rules = parse_robots(body)
     assert isinstance(is_allowed(rules, UA, "http://x.test/some/path?q=1"), bool)
+
+
+@given(st.text("ab*", max_size=8).map(lambda p: "/" + p) | st.text("ab*", max_size=7).map(lambda p: "/" + p + "$"),
+       st.text("ab*$", max_size=12).map(lambda t: "/" + t))
+def test_wildcards_match_as_the_rfc_regex_reading_does(pattern, target):
+    """The leftmost-piece matcher agrees with the textbook regex (`*` -> `.*`, `$` -> end)."""
+    anchored = pattern.endswith("$")
+    body = pattern[:-1] if anchored else pattern
+    regex = ".*".join(re.escape(p) for p in body.split("*")) + ("$" if anchored else "")
+    assert wildcard_match(pattern, target) == (re.match(regex, target, re.DOTALL) is not None)
+
+
+@pytest.mark.timeout(20)
+def test_a_pathological_pattern_is_decided_at_once():
+    """`Disallow: /*a*a*...*b` against a long path of a's: exponential for a backtracking
+    regex (6 stars took 1.2 s on a 60-character path, 30 never ended), linear here."""
+    rules = parse_robots(b"User-agent: *\nDisallow: /" + b"*a" * 30 + b"*b\n")
+    assert is_allowed(rules, "Tidings/0.1", "https://e.org/" + "a" * 200)
+    assert not is_allowed(rules, "Tidings/0.1", "https://e.org/" + "a" * 200 + "b")

@@ -23,6 +23,7 @@ from aggregator.extract import extract_article
 from aggregator.fetch import Fetcher, FetchPolicy, Validators
 from aggregator.model import ParsedDocument, SourceSpec, StoryDraft
 from aggregator.parsepool import (
+    Parsed,
     ParsePool,
     default_workers,
     drafts_from,  # noqa: F401  (re-exported: benchmarks, callers)
@@ -33,6 +34,9 @@ from aggregator.settings import CollectSettings
 from aggregator.store import FetchRecord, SourceState, Store, utcnow
 
 log = logging.getLogger("tidings.collect")
+# Child sitemaps of a sitemap index read per round, newest first: a news site's index lists a
+# sitemap per day (or per thousand stories), and the new stories are in the newest.
+CHILD_SITEMAPS = 3
 
 
 @dataclass(frozen=True)
@@ -276,13 +280,50 @@ class Collector:
         result = await fetcher.fetch(spec.url, validators)
         if result.not_modified:
             return None, result
+        parsed = await self._parse(result, spec, spec.kind, now, pool)
+        if parsed.doc.child_urls and not parsed.drafts:
+            parsed = await self._read_children(fetcher, spec, parsed, now, pool)
+        return parsed, result
+
+    @staticmethod
+    async def _parse(result, spec: SourceSpec, kind: str, now: datetime,
+                     pool: ParsePool | None) -> Parsed:
         # Parsing and normalizing are CPU work: in worker processes during a round (they run
         # beside the event loop), else in a thread (it does not stall the loop either).
-        args = (result.body, result.final_url, result.content_type, spec.kind, spec.selectors,
-                spec, now)
+        args = (result.body, result.final_url, result.content_type, kind, spec.selectors, spec, now)
         if pool is not None:
-            return await pool.run(*args), result
-        return await asyncio.to_thread(parse_and_normalize, *args), result
+            return await pool.run(*args)
+        return await asyncio.to_thread(parse_and_normalize, *args)
+
+    async def _read_children(self, fetcher: Fetcher, spec: SourceSpec, index: Parsed,
+                             now: datetime, pool: ParsePool | None) -> Parsed:
+        """The stories of a sitemap index: its newest `CHILD_SITEMAPS` children, read each
+        round (an index changes when a child does, so its own 304 says nothing of them). A
+        child that fails is a problem of the source; all of them failing is its failure. An
+        index inside a child is not followed: no loops, and a bounded round."""
+        problems, drafts, items, errors = list(index.doc.problems), [], 0, []
+        for url in index.doc.child_urls[:CHILD_SITEMAPS]:
+            try:
+                result = await fetcher.fetch(url, Validators())
+                if result.not_modified:
+                    raise FetchError(f"{url} answered 304 Not Modified to a request without validators")
+                child = await self._parse(result, spec, "sitemap", now, pool)
+            except (FetchError, ParseError) as e:
+                errors.append(e)
+                problems.append(f"child sitemap {url}: {e}")
+                continue
+            if child.doc.child_urls:
+                problems.append(f"child sitemap {url} is itself an index: not followed")
+            problems.extend(f"{url}: {p}" for p in child.doc.problems)
+            drafts.extend(child.drafts)
+            items += child.item_count
+        if errors and len(errors) == len(index.doc.child_urls[:CHILD_SITEMAPS]):
+            raise errors[0]
+        left = len(index.doc.child_urls) - CHILD_SITEMAPS
+        if left > 0:
+            problems.append(f"{left} older child sitemaps not read")
+        doc = replace(index.doc, problems=tuple(problems))
+        return Parsed(doc, items, tuple(drafts))
 
     async def check(self, spec: SourceSpec) -> tuple[ParsedDocument, list[StoryDraft]]:
         """Dry run for `tidings sources check`: fetch and parse once, store nothing."""

@@ -4,7 +4,8 @@ A news sitemap (https://www.google.com/schemas/sitemap-news/0.9) gives each stor
 and publication date; `image:loc` gives its lead image. A plain sitemap gives URLs only: the
 items come with empty titles (normalize drops them unless full-text reading fills them in),
 and a problem says so. A sitemap index lists other sitemaps, not stories: its items are
-empty and the child sitemap URLs go in `ParsedDocument.child_urls` for the collector to fetch.
+empty and the child sitemap URLs go in `ParsedDocument.child_urls`, newest first, for the
+collector to fetch (`Collector._read_children`).
 Parsing uses lxml with `recover=True`, so a truncated file still yields its complete entries.
 """
 
@@ -37,11 +38,16 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
         problems.append(f"malformed XML recovered: {errors[0].message} (line {errors[0].line})")
     name = etree.QName(root).localname
     if name == "sitemapindex":
-        children = tuple(
-            urljoin(base_url, loc)
-            for loc in (_text(sm, "loc") for sm in _children(root, "sitemap"))
-            if loc
-        )
+        # Newest first (by <lastmod>; undated ones after, in document order): the collector
+        # reads only the first few, and a news site's index grows a child a day.
+        dated = []
+        for n, sm in enumerate(_children(root, "sitemap")):
+            loc = _text(sm, "loc")
+            if loc:
+                when = parse_date(_text(sm, "lastmod"))
+                dated.append((when is None, -when.timestamp() if when else 0.0, n,
+                              urljoin(base_url, loc)))
+        children = tuple(url for *_, url in sorted(dated))
         problems.append(f"sitemap index: {len(children)} child sitemaps in child_urls, no stories")
         return ParsedDocument(
             kind="sitemap", title="", items=(), problems=tuple(problems), child_urls=children

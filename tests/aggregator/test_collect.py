@@ -183,3 +183,53 @@ async def test_check_of_a_server_that_answers_304_unasked(site, sqlite_store):
     site.route("/odd.xml", status=304)
     with pytest.raises(FetchError, match="304 Not Modified to a request without validators"):
         await collector(sqlite_store, site).check(SourceSpec("odd", site.url("/odd.xml"), "politics"))
+
+
+def _news_sitemap(base: str, names: list[str]) -> str:
+    urls = "".join(
+        f"<url><loc>{base}/{n}</loc><news:news><news:title>{n.title()} story</news:title>"
+        "<news:publication_date>2026-11-25T08:00:00Z</news:publication_date></news:news></url>"
+        for n in names)
+    return ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+            f'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">{urls}</urlset>')
+
+
+async def test_a_sitemap_index_is_read_through_its_newest_children(sqlite_store):
+    """Its children were parsed into `child_urls` and never fetched: the source was "ok"
+    with no stories. Now the newest three are read each round; a broken one is a problem,
+    an index inside a child is not followed, older ones wait."""
+    from aggregator.collect import CHILD_SITEMAPS
+    from aggregator.errors import FetchError
+
+    async with LocalSite() as site:
+        base = site.url("").rstrip("/")
+        children = [  # (path, lastmod, body)
+            ("/sm-new.xml", "2026-11-25", _news_sitemap(base, ["alpha", "beta"])),
+            ("/sm-broken.xml", "2026-11-24", None),
+            ("/sm-nested.xml", "2026-11-23",
+             '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+             f"<sitemap><loc>{base}/sm-index.xml</loc></sitemap></sitemapindex>"),
+            ("/sm-old.xml", "2026-10-01", _news_sitemap(base, ["gamma"])),
+        ]
+        entries = "".join(f"<sitemap><loc>{base}{p}</loc><lastmod>{d}</lastmod></sitemap>"
+                          for p, d, _ in reversed(children))  # oldest first in the file
+        site.route("/sm-index.xml", body='<?xml version="1.0"?><sitemapindex xmlns='
+                   f'"http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</sitemapindex>',
+                   content_type="application/xml")
+        for path, _, body in children:
+            if body is not None:
+                site.route(path, body=body, content_type="application/xml")
+        spec = SourceSpec("sm", site.url("/sm-index.xml"), "politics", kind="sitemap")
+        await sqlite_store.sync_sources([spec])
+        report = (await collector(sqlite_store, site).run_round()).sources[0]
+        assert report.ok and report.new == 2, report
+        titles = sorted(s.title for s in await sqlite_store.latest_stories(limit=10))
+        assert titles == ["Alpha story", "Beta story"]  # the old child waits
+        problems = " | ".join(report.problems)
+        assert "sm-broken.xml" in problems and "is itself an index: not followed" in problems
+        assert f"{len(children) - CHILD_SITEMAPS} older child sitemaps not read" in problems
+
+        for path, _, _ in children[:CHILD_SITEMAPS]:  # all read children fail: the source fails
+            site.route(path, status=404)
+        with pytest.raises(FetchError, match="404"):
+            await collector(sqlite_store, site).check(spec)

@@ -330,13 +330,15 @@ def test_sitemap_index_lists_children_not_stories() -> None:
     body = b"""<?xml version="1.0"?>
 <sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
   <sitemap><loc>https://news.example/sitemap-1.xml</loc></sitemap>
-  <sitemap><loc>/sitemap-2.xml</loc><lastmod>2026-11-25</lastmod></sitemap>
+  <sitemap><loc>/sitemap-2.xml</loc><lastmod>2026-11-24</lastmod></sitemap>
+  <sitemap><loc>/sitemap-3.xml</loc><lastmod>2026-11-25T06:00:00Z</lastmod></sitemap>
 </sitemapindex>"""
     doc = parse_document(body, base_url="https://news.example/sitemap.xml")
     assert doc.items == ()
-    assert doc.child_urls == (
-        "https://news.example/sitemap-1.xml",
+    assert doc.child_urls == (  # newest first, the undated one last
+        "https://news.example/sitemap-3.xml",
         "https://news.example/sitemap-2.xml",
+        "https://news.example/sitemap-1.xml",
     )
     assert any("sitemap index" in p for p in doc.problems)
 

@@ -14,14 +14,16 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from aggregator.errors import FetchError, ParseError, TidingsError
 from aggregator.extract import extract_article
 from aggregator.fetch import Fetcher, FetchPolicy, Validators
 from aggregator.model import ParsedDocument, SourceSpec, StoryDraft
+from aggregator.netguard import AddressGuard
 from aggregator.parsepool import (
     Parsed,
     ParsePool,
@@ -159,9 +161,18 @@ class Collector:
             self._kept_pool = pool  # spawned by its first body
         return contextlib.nullcontext(self._kept_pool)
 
-    def _fetcher(self) -> Fetcher:
+    def _fetcher(self, source_urls: Iterable[str]) -> Fetcher:
         resolver = self.resolver_factory() if self.resolver_factory else None
-        return Fetcher(self.policy, resolver=resolver)
+        return Fetcher(self.policy, resolver=resolver, guard=self._guard(source_urls))
+
+    def _guard(self, source_urls: Iterable[str]) -> AddressGuard | None:
+        """What the fetches of a round may reach: any address on the hosts the operator named
+        (the sources'), public addresses only elsewhere. Article links and redirects come
+        from publishers: without it a feed could have the collector read 169.254.169.254 (a
+        cloud's metadata service) or an intranet page as an article, and serve its text."""
+        if not self.settings.public_links_only:
+            return None
+        return AddressGuard(frozenset(h for u in source_urls if (h := urlsplit(u).hostname)))
 
     async def run_round(self, *, name: str | None = None, force: bool = False,
                         progress: Callable[[SourceReport], None] | None = None) -> RoundReport:
@@ -179,7 +190,8 @@ class Collector:
         report = RoundReport()
         if not states:
             return report
-        async with self._fetcher() as fetcher, await self._round_pool(len(states)) as pool:
+        urls = await self.store.source_urls()
+        async with self._fetcher(urls) as fetcher, await self._round_pool(len(states)) as pool:
             async def one(state: SourceState) -> None:
                 r = await self.collect_source(fetcher, state, pool)
                 report.sources.append(r)
@@ -327,7 +339,7 @@ class Collector:
 
     async def check(self, spec: SourceSpec) -> tuple[ParsedDocument, list[StoryDraft]]:
         """Dry run for `tidings sources check`: fetch and parse once, store nothing."""
-        async with self._fetcher() as fetcher:
+        async with self._fetcher([spec.url, *await self.store.source_urls()]) as fetcher:
             parsed, _ = await self._read(fetcher, spec, Validators(), self.clock())
             if parsed is None:  # nothing was asked conditionally, so there is nothing to reuse
                 raise FetchError(f"{spec.url} answered 304 Not Modified to a request without "

@@ -50,7 +50,7 @@ class HTTPStatusError(FetchError):
 
 
 class BlockedAddress(FetchError):
-    """A caller-supplied URL points at a non-public address (SSRF guard) or a bad scheme."""
+    """A caller's or a feed's URL points at a non-public address (SSRF guard) or a bad scheme."""
 
 
 class RobotsDisallowed(FetchError):

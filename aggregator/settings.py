@@ -62,6 +62,8 @@ class CollectSettings:
     full_text_limit: int = _opt(20, lo=0, hi=10_000)  # article pages per source per round
     lease_s: int = _opt(300, lo=1, hi=86400)
     reload_sources_s: float = _opt(5.0, lo=0, hi=86400)  # 0 = read sources.toml only at start
+    # Hosts no source names (article links, redirects) must resolve to public addresses.
+    public_links_only: bool = True
 
 
 @dataclass(frozen=True)

@@ -578,6 +578,11 @@ class Store:
             )
             return bool(res.rowcount)
 
+    async def source_urls(self) -> list[str]:
+        """The URLs of the configured sources (one light read; `list_sources` counts stories)."""
+        async with self.session() as s:
+            return list(await s.scalars(select(SourceRow.url).where(SourceRow.in_config.is_(True))))
+
     async def list_sources(self) -> list[SourceHealth]:
         counts_q = select(StoryRow.source, func.count()).group_by(StoryRow.source)
         async with self.session() as s:

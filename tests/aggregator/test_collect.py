@@ -29,8 +29,11 @@ FEEDS = [
     "news-feeds/RSParser/DaringFireball.json",
     "news-feeds/rss-parser/rss-1.rss",
 ]
+# The local site stands for many hosts (LoopbackResolver maps every name to it), so links to
+# hosts no source names resolve to loopback: allowed here, refused by default (the test of
+# `public_links_only` below).
 FAST = CollectSettings(connect_timeout_s=1.0, total_timeout_s=2.0, min_interval_s=60,
-                       jitter_ratio=0.0, max_body_bytes=2_000_000)
+                       jitter_ratio=0.0, max_body_bytes=2_000_000, public_links_only=False)
 
 
 @pytest.fixture
@@ -233,3 +236,37 @@ async def test_a_sitemap_index_is_read_through_its_newest_children(sqlite_store)
             site.route(path, status=404)
         with pytest.raises(FetchError, match="404"):
             await collector(sqlite_store, site).check(spec)
+
+
+ARTICLE = ("<html><head><title>{t}</title></head><body><article><h1>{t}</h1>"
+           + "<p>The council met on Tuesday to debate the harbour plan and its costs. "
+           "Members said the budget had grown and asked for a review before any vote. </p>" * 8
+           + "</article></body></html>")
+
+
+async def test_links_and_redirects_to_hosts_no_source_names_must_be_public(sqlite_store):
+    """By default (`public_links_only`) a feed cannot lead the collector to a private address
+    on a host the operator did not name: the article at `intranet.example` (which resolves to
+    loopback here) is not read, the one on the source's own host is; a feed that redirects to
+    `metadata.example` fails with the reason. Before, both were fetched and stored."""
+    settings = dataclasses.replace(FAST, public_links_only=True)
+    async with LocalSite() as site:
+        for path in ("/a/own", "/a/other"):
+            site.route(path, body=ARTICLE.format(t=path), content_type="text/html")
+        links = [site.url("/a/own"), site.url("/a/other", "intranet.example")]
+        items = "".join(f"<item><title>Story {n}</title><link>{u}</link></item>"
+                        for n, u in enumerate(links))
+        site.route("/feed.xml", body=f'<rss version="2.0"><channel><title>t</title>{items}'
+                   "</channel></rss>", content_type="application/rss+xml")
+        site.route("/moved.xml", status=302,
+                   headers={"Location": site.url("/latest/meta-data", "metadata.example")})
+        await sqlite_store.sync_sources([
+            SourceSpec("feed", site.url("/feed.xml"), "politics", full_text=True),
+            SourceSpec("moved", site.url("/moved.xml"), "politics")])
+        report = await collector(sqlite_store, site, settings).run_round()
+        by_name = {r.name: r for r in report.sources}
+        assert by_name["feed"].ok and by_name["feed"].new == 2
+        texts = {s.url: s.text for s in await sqlite_store.latest_stories(limit=10)}
+        assert "harbour plan" in texts[links[0]] and texts[links[1]] == ""
+        assert not by_name["moved"].ok
+        assert by_name["moved"].error == "metadata.example resolves to non-public address 127.0.0.1"

@@ -40,7 +40,7 @@ def index_dir(settings: Settings, recipe: str) -> Path:
 class Services:
     settings: Settings
     store: Store
-    embedder: Embedder
+    embedder: Embedder | None  # None in processes that only collect or read sources
     corpus: Corpus | None = None
     related: RelatedService | None = None
     indexer: Indexer | None = None
@@ -63,7 +63,7 @@ class Services:
         release_model(self.embedder)
 
 
-def release_model(embedder: Embedder) -> None:
+def release_model(embedder: Embedder | None) -> None:
     """Let go of an embedder's runtime (compiled kernels, its threads), where it has one."""
     release = getattr(embedder, "close", None)
     if release is not None:
@@ -115,8 +115,10 @@ async def build(
                           key="data_dir") from None
     store = Store(settings.database_url)
     await store.migrate()
-    lead = await store.leading_embedder()
-    emb = embedder or configured_embedder(settings, lead=await database_recipe(store, lead))
+    lead = emb = None
+    if serve or index or corpus:  # only these embed: `collect`, `sources` need no model
+        lead = await store.leading_embedder()
+        emb = embedder or configured_embedder(settings, lead=await database_recipe(store, lead))
     svc = Services(settings, store, emb)
     if serve or index or corpus:
         ix = settings.index

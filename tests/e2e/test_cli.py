@@ -117,6 +117,17 @@ def test_import_skips_lines_no_database_could_store(cli_env, tmp_path):
     assert "line 2: not UTF-8 text" in err and "0 new" in out and "2 bad lines" in out, out
 
 
+def test_commands_that_do_not_embed_load_no_model(cli_env, tmp_path):
+    """With the default embedder, `sources list` on a new data dir built both int8 models
+    (~40 s, a race, 45 MB on disk) only to print a table; a collect-only process loaded
+    one it never used. Now only roles that embed (serve, index, import) make it."""
+    env = {**cli_env, "TIDINGS_INDEX_EMBEDDER": "minilm-int8"}
+    for args in (["sources", "list"], ["collect", "--source", "no-such-source"]):
+        r = run_cli(args, env)
+        assert "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "data" / "models").exists()
+
+
 def test_sources_list_shows_shipped_sources(cli_env):
     r = run_cli(["sources", "list"], cli_env)
     assert r.returncode == 0, r.stderr

@@ -37,7 +37,8 @@ DERIVED_SUMMARY_CHARS = 300
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Lone surrogates (a JSON "\ud800", bytes decoded with surrogateescape) are not text: no
-# database encodes them, so one would fail the whole batch its story is stored with.
+# database encodes them, and PostgreSQL refuses NUL in text: either failed the whole batch its
+# story was stored with (a source's round, an import's 500 lines).
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -100,9 +101,14 @@ def _texts(item: ParsedItem) -> tuple[str, str, str]:
 
 
 def _valid(text: str) -> str:
-    """`text` with lone surrogates replaced by U+FFFD, as a decoder marks bytes it cannot read.
-    Checked by encoding (C speed: ~1 us a KB, a fifth of a regex search); ASCII even faster."""
-    if not text or text.isascii():
+    """`text` without NUL, and with lone surrogates replaced by U+FFFD as a decoder marks
+    bytes it cannot read. Checked by encoding (C speed: ~1 us a KB, a fifth of a regex
+    search); ASCII even faster."""
+    if not text:
+        return text
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if text.isascii():
         return text
     try:
         text.encode("utf-8")

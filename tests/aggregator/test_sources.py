@@ -197,6 +197,8 @@ SOURCE_ERRORS = [
      "absolute http(s) URL"),
     (A.replace('"https://a.example/feed"', "1"), 3, "url", "source 'a'", "url must be a string"),
     (A.replace('"politics"', '"  "'), 4, "category", "source 'a'", "non-empty string"),
+    (A.replace('"politics"', '"poli\\u0000tics"'), 4, "category", "source 'a'",
+     "must not hold control characters"),
     (A + 'kind = "rss"\n', 5, "kind", "source 'a'", "kind must be one of auto, feed"),
     (A + 'interval = "soon"\n', 5, "interval", "source 'a'", "expected a duration"),
     (A + "interval = 0\n", 5, "interval", "source 'a'", "must be positive"),

@@ -306,8 +306,9 @@ async def test_embedding_claims_are_exclusive_until_released(store):
 
 
 async def test_a_feed_with_lone_surrogates_is_stored_with_them_replaced(store):
-    """A JSON Feed may escape a lone surrogate ("\\ud800"); no database encodes one, and
-    before, the write of the source's whole round failed on it, every round."""
+    """A JSON Feed may escape a lone surrogate ("\\ud800") or a NUL ("\\u0000"); no database
+    encodes the first, PostgreSQL refuses the second in text, and before, the write of the
+    source's whole round failed on either, every round."""
     import json
 
     from aggregator.normalize import normalize
@@ -316,7 +317,7 @@ async def test_a_feed_with_lone_surrogates_is_stored_with_them_replaced(store):
     body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "f", "items": [
         {"id": "1", "url": "https://e.org/a#\ud800", "title": "Lone \ud800 title",
          "content_text": "Body \udcff text", "authors": [{"name": "A\udc80"}]},
-        {"id": "2", "url": "https://e.org/b", "title": "Fine"}]}).encode()
+        {"id": "2", "url": "https://e.org/b", "title": "Fi\u0000ne", "summary": "N\u0000UL"}]}).encode()
     doc = parse_document(body, base_url="https://e.org/feed.json",
                          content_type="application/feed+json")
     drafts = [normalize(i, source=None, now=datetime.now(UTC)) for i in doc.items]
@@ -325,6 +326,8 @@ async def test_a_feed_with_lone_surrogates_is_stored_with_them_replaced(store):
     got = await store.get_stories(new)
     a = next(s for s in got.values() if s.url == "https://e.org/a")
     assert a.title == "Lone \ufffd title" and a.text == "Body \ufffd text"
+    b = next(s for s in got.values() if s.url == "https://e.org/b")
+    assert b.title == "Fine" and b.summary == "NUL"
 
 
 def test_database_errors_say_what_and_hide_the_password(tmp_path):

@@ -44,6 +44,15 @@ class EventIn(BaseModel):
             raise ValueError("reader must be 1-128 characters of letters, digits, . _ : -")
         return v
 
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str | None) -> str | None:
+        # Stored in the idempotency key: PostgreSQL refuses NUL, no database a lone surrogate
+        # (neither is printable).
+        if v is not None and not v.isprintable():
+            raise ValueError("id must be printable text")
+        return v
+
     @field_validator("type")
     @classmethod
     def _type(cls, v: str) -> str:

@@ -38,6 +38,11 @@ async def test_bad_events_are_4xx(http):
         (json.dumps({"reader": "r", "story_id": s["id"], "type": "click", "at": future}).encode(), 422, "invalid_event"),
         (json.dumps({"reader": "bad reader id!", "story_id": s["id"], "type": "click"}).encode(), 422, "invalid_event"),
         (json.dumps({"events": []}).encode(), 422, "invalid_request"),
+        # stored in the idempotency key: PostgreSQL refuses NUL, no database a lone surrogate
+        (json.dumps({"reader": "r", "story_id": s["id"], "type": "click", "id": "a\u0000b"}).encode(),
+         422, "invalid_event"),
+        (b'{"reader": "r", "story_id": %d, "type": "click", "id": "a\\ud800b"}' % s["id"],
+         422, "invalid_event"),
         (json.dumps({"events": [{"reader": "r", "story_id": s["id"], "type": "click"}] * 501}).encode(), 413, "too_large"),
     ]
     for body, status, code in cases:

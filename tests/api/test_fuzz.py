@@ -147,6 +147,9 @@ def _made(raw: str) -> str:
     ("POST", "/v1/related", {"json": {"title": "t", "text": "y" * TEN_MB}}),
     ("POST", "/v1/related", {"json": {"title": "t" * TEN_MB}}),
     ("POST", "/v1/related", {"json": {"title": "t", "k": 10**9}}),
+    # a lone surrogate: valid JSON, not text (the tokenizer raised a TypeError: a 500)
+    ("POST", "/v1/related", {"data": b'{"title": "t \\ud800", "text": "x"}',
+                             "headers": {"Content-Type": "application/json"}}),
     ("POST", "/v1/events", {"json": {"reader": "r", "story_id": 1, "type": "click",
                                      "pad": "z" * TEN_MB}}),
     ("POST", "/v1/events", {"json": {"reader": "r", "story_id": 2**64, "type": "click"}}),

@@ -40,6 +40,8 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 # database encodes them, and PostgreSQL refuses NUL in text: either failed the whole batch its
 # story was stored with (a source's round, an import's 500 lines).
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# "By Jane Doe" in dc:creator: the widget says "By" itself (screen readers heard "By By").
+_BYLINE = re.compile(r"^by\s+(?=\S)", re.I)
 
 
 def rejection_reason(item: ParsedItem) -> str:
@@ -73,7 +75,7 @@ def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime) -> 
         title=truncate(title, MAX_TITLE_CHARS),
         summary=truncate(summary, MAX_SUMMARY_CHARS),
         text=truncate(text, MAX_TEXT_CHARS),
-        author=truncate(clean_inline(_valid(item.author)), MAX_AUTHOR_CHARS),
+        author=truncate(_BYLINE.sub("", clean_inline(_valid(item.author))), MAX_AUTHOR_CHARS),
         image_url=_image_url(item.image_url),
         published_at=plausible_time(item.published_at, now),
         site=site_of(url),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import json
 import logging
 import time
@@ -266,6 +267,10 @@ def create_app(svc: Services) -> FastAPI:
         version="0.1.0",
         description="Related stories and personalized feeds from the news sites you collect.",
         responses=ERROR_RESPONSES,
+        # No 307 to the path without its slash: Starlette builds that Location from the Host
+        # header, so `Host: evil.example` got a redirect there (a cache keyed on the path
+        # alone would serve it to everyone). No route of the API ends in a slash.
+        redirect_slashes=False,
     )
     app.state.services = svc
     app.state.metrics = metrics
@@ -339,7 +344,7 @@ def create_app(svc: Services) -> FastAPI:
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             given = auth[7:]
-        if given != api.api_key:
+        if not hmac.compare_digest(given.encode(), api.api_key.encode()):  # no timing hint
             raise ApiError(401, "unauthorized", "this endpoint needs the operator's API key "
                            "(header X-API-Key or Authorization: Bearer)")
 
@@ -434,8 +439,8 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.get("/v1/stories", tags=["stories"], responses={200: {"model": StoriesPage}})
     async def stories(
-        source: str | None = None,
-        category: str | None = None,
+        source: Annotated[str | None, Query(max_length=200)] = None,
+        category: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 20,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
     ):

@@ -131,6 +131,7 @@ class EventSink:
         self.queue: asyncio.Queue[EventRecord] = asyncio.Queue(max_queue)
         self.on_written = on_written
         self._task: asyncio.Task | None = None
+        self._inflight = 0  # a batch taken from the queue and not yet written
 
     def submit(self, records: list[EventRecord]) -> None:
         if self.queue.qsize() + len(records) > self.queue.maxsize:
@@ -144,11 +145,24 @@ class EventSink:
     async def _run(self) -> None:
         while True:
             first = await self.queue.get()
-            await asyncio.sleep(self.flush_s)  # let a batch gather
-            batch = [first]
-            while not self.queue.empty() and len(batch) < 5000:
-                batch.append(self.queue.get_nowait())
-            await self._write(batch)
+            self._inflight += 1
+            try:
+                await asyncio.sleep(self.flush_s)  # let a batch gather
+                batch = [first]
+                while not self.queue.empty() and len(batch) < 5000:
+                    batch.append(self.queue.get_nowait())
+                await self._write(batch)
+            finally:
+                self._inflight -= 1
+
+    async def settle(self, timeout_s: float = 30.0) -> None:
+        """Wait until the events accepted so far are written (or given up on, see `_write`).
+        Forgetting a reader waits for it: a click accepted just before the DELETE was written
+        just after it, and brought the reader back."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (self._inflight or not self.queue.empty()) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
 
     async def _write(self, batch: list[EventRecord]) -> None:
         for attempt in range(5):

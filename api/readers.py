@@ -77,6 +77,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
     async def delete_reader(request: Request, reader: ReaderId):
         """Forget a reader: their events and preferences (operator; API key when configured)."""
         require_key(request)
+        await request.app.state.events.settle()  # this process's events accepted before now
         if not await svc.store.delete_reader(reader):
             raise ApiError(404, "not_found", f"no reader {reader!r}")
         return {"reader": reader, "deleted": True}

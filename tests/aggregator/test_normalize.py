@@ -155,3 +155,12 @@ def test_normalize_never_raises(url_tail: str, title: str, text: str, at: dateti
         return
     assert draft.title and draft.url.startswith("https://a.example/")
     assert draft.published_at is None or draft.published_at <= NOW + timedelta(days=1)
+
+
+@pytest.mark.parametrize(("given", "kept"), [
+    ("By Jane Doe", "Jane Doe"), ("by  Jane Doe", "Jane Doe"), ("BY JANE", "JANE"),
+    ("Byron Smith", "Byron Smith"), ("By", "By"), ("Jane Doe", "Jane Doe")])
+def test_a_byline_loses_its_by(given: str, kept: str) -> None:
+    """The widget and the fragment say "By" themselves: "By By Jane Doe" to screen readers."""
+    item = ParsedItem(url="https://a.example/x", title="T", author=given)
+    assert normalize(item, source=None, now=NOW).author == kept

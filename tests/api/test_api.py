@@ -45,6 +45,9 @@ async def test_stories_pages_do_not_overlap(http, stack):
     assert {c["category"] for c in r.json()["items"]} == {"entertainment"}
     r = await http.get("/v1/stories", params={"cursor": "garbage!"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_cursor"
+    # No redirect built from the Host header (Starlette's slash redirect did that).
+    r = await http.get("/v1/stories/", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert r.status_code == 404 and "location" not in r.headers
 
 
 async def test_story_and_404(http):

@@ -140,6 +140,7 @@ def _made(raw: str) -> str:
     ("GET", f"/v1/stories/{2**63}/related", {}),
     ("GET", "/v1/related", {"params": {"url": "https://a.example/" + "x" * 100_000}}),
     ("GET", "/v1/stories", {"params": {"cursor": "c" * 100_000}}),
+    ("GET", "/v1/stories", {"params": {"source": "s" * 100_000}}),
     ("GET", "/v1/stories", {"params": {"cursor": _made('["2026-01-01T00:00:00+00:00", 1e30]')}}),
     ("GET", "/v1/stories", {"params": {"cursor": _made(f'["2026-01-01T00:00:00+00:00", {10**30}]')}}),
     ("GET", "/v1/stories", {"params": {"cursor": _made('["9999-12-31T23:59:59-23:59", 1]')}}),

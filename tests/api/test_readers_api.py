@@ -123,6 +123,22 @@ async def test_export_and_delete_reader(http, stack):
     assert (await http.get("/v1/readers/bad%20id/feed")).status_code == 422
 
 
+async def test_a_reader_deleted_right_after_an_event_stays_deleted(http, stack):
+    """The event is written ~0.2 s after its 202; a DELETE in that gap was undone by it (the
+    reader and the click came back), or answered 404 and the data arrived after."""
+    sid = (await _ids(http, "politics", 1))[0]
+    for reader, known in (("quick-leaver", True), ("first-timer", False)):
+        if known:
+            await http.post("/v1/events", json={"reader": reader, "story_id": sid, "type": "read"})
+            await _wait_events(stack, reader, 1)
+        r = await http.post("/v1/events", json={"reader": reader, "story_id": sid, "type": "click"})
+        assert r.status_code == 202
+        assert (await http.delete(f"/v1/readers/{reader}")).status_code == 200, reader
+        await asyncio.sleep(0.6)  # past the sink's flush
+        assert (await http.get(f"/v1/readers/{reader}")).status_code == 404, reader
+        assert await stack.svc.store.reader_events(reader) == []
+
+
 async def test_related_block_that_knows_the_reader(http, stack):
     sid = (await _ids(http, "politics", 1))[0]
     base = (await http.get(f"/v1/stories/{sid}/related", params={"k": 5})).json()["related"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import islice
 
 from api.errors import ApiError
 
@@ -18,13 +19,18 @@ class RateLimiter:
         if per_minute <= 0:
             return True
         now = self.clock()
-        tokens, at = self._buckets.get(key, (float(per_minute), now))
+        # Popped and put back: the dict's order is then least recently seen first.
+        tokens, at = self._buckets.pop(key, (float(per_minute), now))
         tokens = min(float(per_minute), tokens + (now - at) * per_minute / 60.0)
+        if len(self._buckets) >= self.max_keys:
+            # Bounded memory under a flood of distinct clients: forget the tenth seen longest
+            # ago. Clearing all (as before) let a flood of addresses reset a throttled
+            # client's bucket; one that keeps knocking is recent, so it stays throttled.
+            for old in list(islice(self._buckets, max(1, self.max_keys // 10))):
+                del self._buckets[old]
         if tokens < cost:
             self._buckets[key] = (tokens, now)
             return False
-        if len(self._buckets) >= self.max_keys and key not in self._buckets:
-            self._buckets.clear()  # bounded memory under a flood of distinct clients
         self._buckets[key] = (tokens - cost, now)
         return True
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from aggregator.errors import FetchError, ParseError, TidingsError
 from aggregator.extract import extract_article
-from aggregator.fetch import Fetcher, FetchPolicy, Validators
+from aggregator.fetch import Fetcher, FetchPolicy, FetchResult, Validators
 from aggregator.model import ParsedDocument, SourceSpec, StoryDraft
 from aggregator.netguard import AddressGuard
 from aggregator.parsepool import (
@@ -298,7 +298,7 @@ class Collector:
         return parsed, result
 
     @staticmethod
-    async def _parse(result, spec: SourceSpec, kind: str, now: datetime,
+    async def _parse(result: FetchResult, spec: SourceSpec, kind: str, now: datetime,
                      pool: ParsePool | None) -> Parsed:
         # Parsing and normalizing are CPU work: in worker processes during a round (they run
         # beside the event loop), else in a thread (it does not stall the loop either).
@@ -313,8 +313,9 @@ class Collector:
         round (an index changes when a child does, so its own 304 says nothing of them). A
         child that fails is a problem of the source; all of them failing is its failure. An
         index inside a child is not followed: no loops, and a bounded round."""
+        chosen = index.doc.child_urls[:CHILD_SITEMAPS]  # newest first (sitemap.py)
         problems, drafts, items, errors = list(index.doc.problems), [], 0, []
-        for url in index.doc.child_urls[:CHILD_SITEMAPS]:
+        for url in chosen:
             try:
                 result = await fetcher.fetch(url, Validators())
                 if result.not_modified:
@@ -329,10 +330,10 @@ class Collector:
             problems.extend(f"{url}: {p}" for p in child.doc.problems)
             drafts.extend(child.drafts)
             items += child.item_count
-        if errors and len(errors) == len(index.doc.child_urls[:CHILD_SITEMAPS]):
+        if errors and len(errors) == len(chosen):
             raise errors[0]
-        left = len(index.doc.child_urls) - CHILD_SITEMAPS
-        if left > 0:
+        left = len(index.doc.child_urls) - len(chosen)
+        if left:
             problems.append(f"{left} older child sitemaps not read")
         doc = replace(index.doc, problems=tuple(problems))
         return Parsed(doc, items, tuple(drafts))

@@ -3,10 +3,11 @@ or for a feed (its article links and redirects).
 
 URLs that API callers send may reach public addresses only (or `api.fetch_allow_hosts`). The
 collector allows every address on the hosts its sources name (the operator's choice: an
-intranet feed) and public ones elsewhere (`collect.public_links_only`). The decisions (`is_public_address`, `parse_host_literal`, `AddressGuard`) are
-pure; `GuardedResolver` applies them at the one place every connection passes through, after
-DNS resolution, so names that resolve to private addresses and redirects to them are refused
-too (the fetcher checks each redirect hop with `AddressGuard.check_url` as well).
+intranet feed) and public ones elsewhere (`collect.public_links_only`). The decisions
+(`is_public_address`, `parse_host_literal`, `AddressGuard`) are pure; `GuardedResolver`
+applies them at the one place every connection passes through, after DNS resolution, so
+names that resolve to private addresses and redirects to them are refused too (the fetcher
+checks each redirect hop with `AddressGuard.check_url` as well).
 This module never opens a connection itself.
 """
 

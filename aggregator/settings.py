@@ -365,7 +365,8 @@ def _from_env(text: str, hint: Any) -> Any:
     raise AssertionError(f"unsupported settings type {hint}")  # pragma: no cover
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# No setting or source value holds these (PostgreSQL refuses NUL; a header cannot hold a newline).
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _check_bounds(value: Any, meta: Mapping[str, Any]) -> str:
@@ -376,7 +377,7 @@ def _check_bounds(value: Any, meta: Mapping[str, Any]) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be a finite number, got {value!r}"
     # No setting is multi-line: a newline in user_agent made every fetch fail (a header).
-    if isinstance(value, str) and _CONTROL.search(value):
+    if isinstance(value, str) and CONTROL_CHARS.search(value):
         return f"must not hold control characters, got {value!r}"
     if choices is not None and value not in choices:
         return f"must be one of {', '.join(repr(c) for c in choices)}, got {value!r}"

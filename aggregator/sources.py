@@ -21,7 +21,7 @@ from cssselect import GenericTranslator, SelectorError
 
 from aggregator.errors import ConfigError
 from aggregator.model import Selectors, SourceSpec
-from aggregator.settings import KeyLines, read_toml
+from aggregator.settings import CONTROL_CHARS, KeyLines, read_toml
 
 KINDS = ("auto", "feed", "sitemap", "html")
 SOURCE_KEYS = ("name", "url", "category", "kind", "interval", "enabled", "weight", "full_text",
@@ -30,7 +30,6 @@ SELECTOR_KEYS = tuple(f.name for f in dataclasses.fields(Selectors))
 MAX_WEIGHT = 10.0
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DURATION_PART_RE = re.compile(r"(\d+)\s*([smhd])")
 _DURATION_RE = re.compile(r"\s*(?:\d+\s*[smhd]\s*)+\Z")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -114,7 +113,7 @@ def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) ->
         if required not in table:
             raise err(f"missing required key '{required}'", required)
     for key, value in table.items():  # TOML's "\u0000" escape: PostgreSQL refuses NUL in text
-        if isinstance(value, str) and _CONTROL.search(value):
+        if isinstance(value, str) and CONTROL_CHARS.search(value):
             raise err(f"{key} must not hold control characters, got {value!r}", key)
 
     name = table["name"]

@@ -19,7 +19,7 @@ import sys
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
-from itertools import chain
+from itertools import chain, islice
 
 import numpy as np
 
@@ -104,6 +104,12 @@ _TF = np.concatenate(
     [[0.0], 1.0 + TF_SLOPE * np.log(np.arange(1, _MAX_COUNT + 1, dtype=np.float64))])
 _TF32 = _TF.astype(np.float32)  # the precision postings were always scored at
 _BATCH_POSTINGS = 4_000_000
+
+
+def _chunks(items: Iterable, size: int) -> Iterable[list]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 class LexicalIndex:
@@ -241,24 +247,42 @@ class LexicalIndex:
         self.add_many([(doc_id, title, text)])
 
     def add_many(self, docs: Iterable[tuple[int, str, str]]) -> None:
-        """Index many documents; large batches go straight into the base postings."""
+        """Index many documents; large batches go straight into the base postings.
+
+        Documents already indexed are replaced. Their removal may compact the index, which
+        renumbers slots: so removals come before any slot of their chunk is taken, and the
+        postings gathered so far go in first. Removing one mid-batch (as before) left the
+        gathered postings on old slot numbers: after a restart that replayed the change log
+        over restored stories, every related block of a running API failed (IndexError)."""
         terms, slots, counts = array("q"), array("i"), array("H")
-        for doc_id, title, text in docs:
-            doc_id = int(doc_id)
-            if doc_id in self:
-                self.remove(doc_id)
-            slot = self._new_slot(doc_id, title, text)
-            c = self._counts(title, text)
-            terms.extend(self._tids(c))
-            slots.extend([slot] * len(c))
-            values = list(c.values())
-            if values and max(values) > _MAX_COUNT:
-                values = [min(v, _MAX_COUNT) for v in values]
-            counts.extend(values)
-            if len(terms) >= _BATCH_POSTINGS:  # bounded scratch memory in a bulk load
+        for chunk in _chunks(docs, 4096):
+            latest = {int(d[0]): d for d in chunk}  # one id twice in a chunk: its last copy
+            known = [doc_id for doc_id in latest if doc_id in self]
+            if known:
                 self._ingest(terms, slots, counts)
                 terms, slots, counts = array("q"), array("i"), array("H")
+                for doc_id in known:
+                    self.remove(doc_id)
+            for doc_id, (_, title, text) in latest.items():
+                terms, slots, counts = self._gather(doc_id, title, text, terms, slots, counts)
         self._ingest(terms, slots, counts)
+
+    def _gather(self, doc_id: int, title: str, text: str, terms: array, slots: array,
+                counts: array) -> tuple[array, array, array]:
+        """A new slot for the document and its postings appended to the pending arrays
+        (handed to `_ingest` and renewed when they grow large)."""
+        slot = self._new_slot(doc_id, title, text)
+        c = self._counts(title, text)
+        terms.extend(self._tids(c))
+        slots.extend([slot] * len(c))
+        values = list(c.values())
+        if values and max(values) > _MAX_COUNT:
+            values = [min(v, _MAX_COUNT) for v in values]
+        counts.extend(values)
+        if len(terms) >= _BATCH_POSTINGS:  # bounded scratch memory in a bulk load
+            self._ingest(terms, slots, counts)
+            return array("q"), array("i"), array("H")
+        return terms, slots, counts
 
     def _ingest(self, terms: array, slots: array, counts: array) -> None:
         if not len(terms):

@@ -353,3 +353,19 @@ def test_idf_table_answers_every_term_and_follows_each_change():
     assert idx.idf("putin") < before and idx.idf_table() is not table
     idx.remove(99)
     assert idx.idf("putin") == pytest.approx(before)
+
+
+def test_re_adding_many_indexed_documents_keeps_postings_on_their_slots():
+    """Re-adding 2,000 of 3,000 documents in one batch removes more than 1,000, which
+    compacts the index mid-batch and renumbered the slots gathered so far: the postings then
+    pointed past the last slot and every search failed (IndexError). A restart that replays
+    the change log over restored stories does exactly this."""
+    lx = LexicalIndex()
+    lx.add_many((i, f"story {i}", f"council harbour plan number{i}") for i in range(1, 3001))
+    lx.add_many((i, f"story {i} again", f"council harbour plan number{i} revised")
+                for i in range(1, 2001))
+    lx.add_many([(7, "first copy", "dropped"), (7, "kept copy", "council number7 kept")])
+    assert sorted(lx.ids()) == list(range(1, 3001))
+    assert lx.search("", "number2500", 3)[0][0] == 2500
+    assert lx.search("", "number1500 revised", 3)[0][0] == 1500
+    assert lx.search("", "number7 kept", 1)[0][0] == 7 and not lx.search("", "dropped", 1)

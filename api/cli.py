@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return 0
+    except OSError as e:  # the machine's, not ours: a read-only or full disk, a folder in the way
+        print(f"tidings: error: {e}", file=sys.stderr)
+        return 1
 
 
 def _settings(args):

@@ -882,10 +882,11 @@ class FaissIndex:
                 return None
             if len(np.unique(live_ids)) != len(live_ids):
                 return None
+            watermark = int(saved["watermark"])  # inside: a null or text one is a bad file too
         except (KeyError, TypeError, ValueError, RuntimeError, OSError):
             return None
         index._state = state
-        index.watermark = int(saved["watermark"])
+        index.watermark = watermark
         return index
 
 

@@ -134,3 +134,17 @@ def test_sources_list_shows_shipped_sources(cli_env):
     assert "bbc-politics" in r.stdout and "pending" in r.stdout
     r = run_cli(["sources", "check", "no-such-source"], cli_env)
     assert r.returncode == 2 and "no-such-source" in r.stderr
+
+
+def test_an_os_error_is_one_line_not_a_traceback(monkeypatch, capsys):
+    """A read-only or full disk, or a folder where the index file goes, ended in a traceback
+    (found by killing and damaging runs); the machine's errors now get one line, exit 1."""
+    from api import cli
+
+    async def failing(args):
+        raise IsADirectoryError(21, "Is a directory", "data/index/abc/index.faiss")
+
+    monkeypatch.setattr(cli, "dispatch", failing)
+    assert cli.main(["sources", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err == "tidings: error: [Errno 21] Is a directory: 'data/index/abc/index.faiss'\n"

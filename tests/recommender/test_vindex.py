@@ -538,3 +538,19 @@ def test_a_replaced_index_state_is_freed_without_the_cycle_collector(n, hnsw_thr
     finally:
         if was_enabled:
             gc.enable()
+
+
+@pytest.mark.parametrize("watermark", [None, "ten", [1]])
+def test_a_manifest_with_a_bad_watermark_is_an_unusable_file(tmp_path: Path, watermark):
+    """It raised on every start (outside the checks), so no command ran until it was deleted;
+    now the index is rebuilt from the database, as for any damaged file."""
+    import json
+
+    from recommender.vindex import MANIFEST_FILE
+
+    index = FaissIndex(DIM)
+    index.add(np.arange(10), unit_rows(10, seed=1))
+    index.save(tmp_path, watermark=5)
+    saved = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps({**saved, "watermark": watermark}))
+    assert FaissIndex.load(tmp_path) is None

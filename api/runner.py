@@ -21,7 +21,7 @@ from aggregator.errors import ConfigError, StoreError
 from aggregator.settings import Settings
 from aggregator.sources import load_sources
 from aggregator.store import database_unavailable
-from api.services import Services, adopt_database_recipe, build
+from api.services import Services, build, recipe_adopter
 from recommender.embed import warm_up
 from recommender.indexer import LEAD_CHECK_S
 
@@ -160,8 +160,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     if svc.corpus is not None:
         every("follow", svc.corpus.follow, min(settings.index.tick_s, 1.0))
     if serve and not index:
-        refused: set[str] = set()
-        every("recipe", lambda: adopt_database_recipe(svc, refused), LEAD_CHECK_S)
+        every("recipe", recipe_adopter(svc), LEAD_CHECK_S)
     every("retention", lambda: retention(svc), 600, delay_s=30)
     sched.start()
     try:

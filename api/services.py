@@ -9,7 +9,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,6 +204,13 @@ async def adopt_database_recipe(svc: Services, refused: set[str]) -> bool:
     log.info("api.recipe_adopted recipe=%s: the database's, in place of this machine's own "
              "choice (%s)", recipe, old.recipe)
     return True
+
+
+def recipe_adopter(svc: Services) -> Callable[[], Awaitable[bool]]:
+    """The job serve-only processes (one-process serve, each `serve --workers` worker) run
+    every `LEAD_CHECK_S`: `adopt_database_recipe` with the process's own refused recipes."""
+    refused: set[str] = set()
+    return lambda: adopt_database_recipe(svc, refused)
 
 
 def _say_another_recipe_leads(lead: EmbedderSeat, recipe: str) -> None:

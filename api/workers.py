@@ -92,7 +92,7 @@ class WorkerApp:
         from api.app import create_app
         from api.cli import configure_logging
         from api.runner import _guard, retention, settle_heap
-        from api.services import adopt_database_recipe, build
+        from api.services import build, recipe_adopter
         from recommender.indexer import LEAD_CHECK_S
 
         settings = self.settings
@@ -112,8 +112,7 @@ class WorkerApp:
         # A new cluster's workers may have raced to the other int8 runtime before any indexer
         # embedded a story: each takes the database's recipe while its index is still empty,
         # as a one-process serve does (api.services.adopt_database_recipe).
-        refused: set[str] = set()
-        sched.add_job(_guard, "interval", args=["recipe", lambda: adopt_database_recipe(svc, refused)],
+        sched.add_job(_guard, "interval", args=["recipe", recipe_adopter(svc)],
                       seconds=LEAD_CHECK_S, max_instances=1, coalesce=True)
         sched.start()
         self._scheduler = sched

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from recommender.vindex import fsync_and_hash, fsync_dir
+from recommender.vindex import fsync_and_hash, fsync_dir, sweep_temps, temp_tag
 
 SNAPSHOT_FORMAT = 1
 
@@ -41,7 +40,8 @@ def save(directory: Path, manifest_name: str, *, arrays: Mapping[str, Mapping[st
     then the manifest `manifest_name`; return the manifest."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    sweep_temps(directory)
+    tag = temp_tag()
     final: dict[str, Path] = {}
     tmp: dict[str, Path] = {}
     for name in [f"{n}.npz" for n in arrays] + list(files) + [manifest_name]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -768,7 +769,8 @@ class FaissIndex:
         directory.mkdir(parents=True, exist_ok=True)
         if self._state.delta is not None:
             self.compact()  # one file holds one segment
-        tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        sweep_temps(directory)
+        tag = temp_tag()
         tmp_index = directory / f".{INDEX_FILE}.{tag}.tmp"
         tmp_vectors = directory / f".{VECTORS_FILE}.{tag}.tmp"
         tmp_manifest = directory / f".{MANIFEST_FILE}.{tag}.tmp"
@@ -950,6 +952,53 @@ def _sha256_file(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# A save's temporary files: `.<final name>.<pid>-<8 hex>.tmp` (`temp_tag`).
+_TEMP_NAME = re.compile(r"\.[^/]+\.(\d+)-[0-9a-f]{8}\.tmp")
+
+
+def temp_tag() -> str:
+    """The tag of one save's temporary files: its process, so a later save can tell them
+    from those of a save still running elsewhere."""
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def sweep_temps(directory: Path) -> list[Path]:
+    """Remove the temporary files that saves of processes no longer alive left in `directory`
+    (a kill mid-save: at a million stories a FAISS file of 1.5 GB each time); return them.
+
+    A live process's files stay, so a save running in another process is never broken; a
+    reused pid only delays the sweep.
+    """
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMP_NAME.fullmatch(name)
+        if match is None or _alive(int(match[1])):
+            continue
+        path = Path(directory) / name
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or a number no pid can be: leave it
+    return True
 
 
 def fsync_dir(directory: Path) -> None:

@@ -554,3 +554,36 @@ def test_a_manifest_with_a_bad_watermark_is_an_unusable_file(tmp_path: Path, wat
     saved = json.loads((tmp_path / MANIFEST_FILE).read_text())
     (tmp_path / MANIFEST_FILE).write_text(json.dumps({**saved, "watermark": watermark}))
     assert FaissIndex.load(tmp_path) is None
+
+
+_KILLED_MID_SAVE = """
+import os, signal, sys
+import numpy as np
+from recommender.vindex import FaissIndex
+index = FaissIndex(32, rebuild_mode="inline")
+rows = np.random.default_rng(0).standard_normal((300, 32)).astype(np.float32)
+index.add(np.arange(300), rows / np.linalg.norm(rows, axis=1, keepdims=True))
+# Killed once the temporary files are written, before the first one replaces a final file.
+os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
+index.save(sys.argv[1])
+"""
+
+
+def test_a_save_sweeps_the_temporary_files_of_a_save_that_was_killed(tmp_path: Path):
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_SAVE, str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    left = sorted(p.name for p in tmp_path.glob(".*.tmp"))
+    assert any(name.startswith(f".{INDEX_FILE}.") for name in left), left
+    # A save still running in a live process keeps its files.
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as live:
+        try:
+            running = tmp_path / f".{INDEX_FILE}.{live.pid}-0123abcd.tmp"
+            running.write_bytes(b"in progress")
+            index = FaissIndex(DIM, rebuild_mode="inline")
+            index.add(np.arange(10), unit_rows(10))
+            index.save(tmp_path)
+            assert sorted(p.name for p in tmp_path.glob(".*.tmp")) == [running.name]
+        finally:
+            live.kill()
+    assert len(FaissIndex.load(tmp_path)) == 10

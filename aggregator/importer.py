@@ -16,10 +16,11 @@ from aggregator.canonical import site_of
 from aggregator.dateline import time_from_lead
 from aggregator.model import ParsedItem, StoryDraft
 from aggregator.normalize import normalize, rejection_reason
-from aggregator.textclean import clean_inline
+from aggregator.textclean import clean_inline, has_markup, html_to_text
 
-FIELDS = {"url", "title", "summary", "text", "published_at", "site", "source", "category",
-          "author", "image_url"}
+# The story file's fields, in the order of DESIGN.md 4.4 (exports write them in this order).
+FIELDS = ("url", "title", "summary", "text", "published_at", "site", "source", "category",
+          "author", "image_url")
 
 
 @dataclass(frozen=True)
@@ -46,22 +47,31 @@ def parse_time(value: object) -> datetime | None:
         raise ValueError(f"published_at {value!r} is out of range") from None
 
 
+def _plain(value: str | None) -> str:
+    """A summary or body exported by a CMS with its markup, as plain text with paragraphs
+    kept (the API would serve the tags as text, and the embedder read them); text without
+    a tag as it is, so a file Tidings exported imports unchanged ("AT&T", "a < b")."""
+    if not value:
+        return ""
+    return html_to_text(value) if has_markup(value) else value
+
+
 def draft_from_record(obj: object, now: datetime) -> StoryDraft:
     """One JSON object to a StoryDraft; ValueError says what is wrong with it."""
     if not isinstance(obj, dict):
         raise ValueError("expected a JSON object")
-    unknown = sorted(set(obj) - FIELDS)
+    unknown = sorted(set(obj) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown field(s): {', '.join(unknown)}")
     for key in ("url", "title"):
         if not isinstance(obj.get(key), str) or not obj[key].strip():
             raise ValueError(f"'{key}' is required and must be a non-empty string")
-    for key in FIELDS - {"published_at"}:
+    for key in (f for f in FIELDS if f != "published_at"):  # in file order: a stable message
         if key in obj and obj[key] is not None and not isinstance(obj[key], str):
             raise ValueError(f"'{key}' must be a string")
     item = ParsedItem(
-        url=obj["url"].strip(), title=obj["title"], summary=obj.get("summary") or "",
-        text=obj.get("text") or "", author=obj.get("author") or "",
+        url=obj["url"].strip(), title=obj["title"], summary=_plain(obj.get("summary")),
+        text=_plain(obj.get("text")), author=obj.get("author") or "",
         image_url=obj.get("image_url") or "", published_at=parse_time(obj.get("published_at")),
     )
     reason = rejection_reason(item)

@@ -103,6 +103,11 @@ def clean_inline(text: str | None) -> str:
     return _WS.sub(" ", text.replace("\n", " ")).strip()
 
 
+def has_markup(text: str | None) -> bool:
+    """Whether `text` carries an HTML tag ("a < b" and "AT&T" do not)."""
+    return bool(text) and _TAG.search(text) is not None
+
+
 def html_to_text(markup: str | None) -> str:
     """HTML (a fragment or a page) to plain text with paragraph breaks kept."""
     if not markup or not markup.strip():

@@ -84,3 +84,18 @@ def test_lines_no_database_could_store_are_reported_and_skipped():
         for value in vars(d).values():
             if isinstance(value, str):
                 value.encode("utf-8")
+
+
+def test_markup_in_summary_and_text_becomes_plain_text_and_plain_text_stays():
+    lines = [
+        json.dumps({"url": "https://example.org/a", "title": "<b>Budget</b> vote",
+                    "summary": "<p>MPs back the <em>budget</em> &amp; the cuts.</p>",
+                    "text": "<p>First paragraph.</p><script>track()</script><p>Second.</p>"}),
+        json.dumps({"url": "https://example.org/b", "title": "Telecoms",
+                    "summary": "AT&T shares rose as 3 < 4 &amp; more.", "text": "Plain body."}),
+    ]
+    a, b = read_jsonl(lines, NOW)
+    assert a.title == "Budget vote"
+    assert a.summary == "MPs back the budget & the cuts."
+    assert a.text.split("\n\n") == ["First paragraph.", "Second."]
+    assert b.summary == "AT&T shares rose as 3 < 4 &amp; more."  # no tag: taken as written

@@ -809,8 +809,9 @@ class Store:
                 select(StoryRow.id).where(StoryRow.duplicate_of.is_(None))
             )).all())
 
-    async def delete_stories_before(self, before: datetime, now: datetime) -> list[int]:
-        """Retention: drop stories older than `before`, logging removals for the indexes."""
+    async def delete_stories_before(self, before: datetime) -> list[int]:
+        """Retention: drop stories older than `before`. The database logs each removal for
+        the indexes itself (a trigger, migration 0004), as it does for any other delete."""
         async with self.writing() as s:
             await self._change_log_turn(s)
             ids = list((await s.scalars(select(StoryRow.id).where(StoryRow.sort_at < before))).all())
@@ -818,7 +819,6 @@ class Store:
                 chunk = ids[i:i + 500]
                 await s.execute(update(StoryRow).where(StoryRow.duplicate_of.in_(chunk)).values(duplicate_of=None))
                 await s.execute(delete(StoryRow).where(StoryRow.id.in_(chunk)))
-                s.add_all(IndexChangeRow(story_id=sid, op="remove", at=now) for sid in chunk)
         return ids
 
     # ---------------------------------------------------------------- vectors

@@ -100,7 +100,7 @@ async def retention(svc: Services) -> None:
     if not await svc.store.claim_job("retention", owner=svc.owner, every_s=3600, now=now):
         return  # another process of the cluster ran it within the hour
     if r.stories_days:
-        ids = await svc.store.delete_stories_before(now - timedelta(days=r.stories_days), now)
+        ids = await svc.store.delete_stories_before(now - timedelta(days=r.stories_days))
         if ids:
             log.info("retention.stories removed=%d", len(ids))
     if r.events_days:

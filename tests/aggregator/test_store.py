@@ -156,7 +156,7 @@ async def test_vectors_and_change_log(store):
     assert sorted(await store.vector_ids("r")) == sorted(ids)
     changes = await store.changes_since(0)
     assert [c[2] for c in changes] == ["add"] * 3
-    removed = await store.delete_stories_before(NOW + timedelta(days=1), NOW)
+    removed = await store.delete_stories_before(NOW + timedelta(days=1))
     assert sorted(removed) == sorted(ids)
     tail = await store.changes_since(changes[-1][0])
     assert sorted(c[1] for c in tail) == sorted(ids) and {c[2] for c in tail} == {"remove"}

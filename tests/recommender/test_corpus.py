@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from aggregator.model import StoryDraft
 from recommender.corpus import Corpus
@@ -39,7 +40,7 @@ async def test_index_is_saved_loaded_and_repaired(store, tmp_path):
 
     # Stories added and removed while the process was down: the next start repairs the file.
     await seed(store, 5, start=100)
-    removed = await store.delete_stories_before(NOW + timedelta(days=1), NOW + timedelta(days=2))
+    removed = await store.delete_stories_before(NOW + timedelta(days=1))
     await seed(store, 3, start=200)
     c2 = corpus(store, tmp_path / "ix")
     await c2.start()
@@ -71,13 +72,36 @@ async def test_replicas_follow_the_change_log_and_agree(store, tmp_path):
     q = EMB.encode(["Story 51 about topic 3"])[0]
     assert a.vindex.search(q, 5) == b.vindex.search(q, 5)
     # Retention removes stories: no replica returns them afterwards.
-    gone = await store.delete_stories_before(NOW + timedelta(days=1), NOW + timedelta(days=2))
+    gone = await store.delete_stories_before(NOW + timedelta(days=1))
     for c in (a, b):
         await c.follow()
         assert len(c) == 0 and all(i not in c.meta for i in gone)
         assert c.vindex.search(q, 5) == []
     assert isinstance(a.version, int) and a.version > 1
     assert np.asarray(a.vindex.ids()).size == 0
+
+
+async def test_a_story_deleted_by_sql_leaves_every_running_replica(store, tmp_path):
+    """An operator's DELETE (a takedown) bypasses the store: the database logs it itself."""
+    await seed(store, 6)
+    a, b = corpus(store, tmp_path / "a"), corpus(store, tmp_path / "b", owner=False)
+    for c in (a, b):
+        await c.start()
+    async with store.engine.begin() as conn:
+        doomed = (await conn.execute(text("SELECT id FROM stories WHERE url = 'https://e.org/3'"))).scalar_one()
+        await conn.execute(text("DELETE FROM stories WHERE id = :id"), {"id": doomed})
+    q = EMB.encode(["Story 3 about topic 3 body words 3 topic 3"])[0]
+    for c in (a, b):
+        assert doomed in c.meta
+        assert await c.follow() == 1
+        assert doomed not in c.meta and len(c) == 5
+        assert doomed not in [i for i, _ in c.vindex.search(q, 6)]
+        assert doomed not in dict(c.lexical.search("Story 3", "body words 3", 6))
+    # A later start agrees with the followers (the log's entry reads back as a time).
+    await a.save()
+    c = corpus(store, tmp_path / "a")
+    await c.start()
+    assert sorted(c.meta) == sorted(a.meta)
 
 
 async def test_story_reembedded_while_down_gets_its_new_vector(store, tmp_path):
@@ -286,7 +310,7 @@ async def test_changes_while_down_are_repaired_in_all_three(store, tmp_path, mon
     saved = set(c.meta)
     # While down: stories added, retention removes the old ones, one story gets a new text.
     await seed(store, 4, start=100)
-    gone = await store.delete_stories_before(NOW - timedelta(days=1), NOW)
+    gone = await store.delete_stories_before(NOW - timedelta(days=1))
     changed = sorted(c.meta)[1]
     await store.upsert_stories([StoryDraft(url=c.meta[changed].url, title="Completely different",
                                            text="replacement text")], NOW)

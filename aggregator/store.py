@@ -248,6 +248,31 @@ _STORY_COLUMNS = (StoryRow.id, StoryRow.url, StoryRow.title, StoryRow.summary, S
                   StoryRow.duplicate_of)
 
 
+@dataclass(frozen=True)
+class StorySelection:
+    """Stories of one source, of one category, whose time (published, else collected) is at
+    or after `since` and before `until`; None selects on nothing."""
+
+    source: str | None = None
+    category: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _selected(q, selection: StorySelection | None):
+    if selection is None:
+        return q
+    if selection.source is not None:
+        q = q.where(StoryRow.source == selection.source)
+    if selection.category is not None:
+        q = q.where(StoryRow.category == selection.category)
+    if selection.since is not None:
+        q = q.where(StoryRow.sort_at >= selection.since)
+    if selection.until is not None:
+        q = q.where(StoryRow.sort_at < selection.until)
+    return q
+
+
 def _story(row) -> Story:
     """A Story from a StoryRow or from a row of `_STORY_COLUMNS`."""
     return Story(
@@ -798,9 +823,27 @@ class Store:
         async with self.session() as s:
             return list((await s.scalars(q)).all())
 
-    async def count_stories(self) -> int:
+    async def count_stories(self, selection: StorySelection | None = None) -> int:
+        """How many stories there are, or how many `iter_stories(selection)` gives."""
+        q = _selected(select(func.count()).select_from(StoryRow), selection)
         async with self.session() as s:
-            return int(await s.scalar(select(func.count()).select_from(StoryRow)) or 0)
+            return int(await s.scalar(q) or 0)
+
+    async def iter_stories(self, selection: StorySelection | None = None, *,
+                           batch: int = 500) -> AsyncIterator[list[Story]]:
+        """The selected stories, linked duplicates too, in id order and in batches (exports).
+        Keyset pages, each its own short read: a long export holds no transaction open, and
+        sees stories stored meanwhile past its position."""
+        last = 0
+        while True:
+            q = _selected(select(*_STORY_COLUMNS), selection)
+            q = q.where(StoryRow.id > last).order_by(StoryRow.id).limit(batch)
+            async with self.session() as s:
+                rows = (await s.execute(q)).all()
+            if not rows:
+                return
+            yield [_story(r) for r in rows]
+            last = rows[-1].id
 
     async def story_ids(self) -> list[int]:
         """Ids that belong in the index: every story that is not a linked duplicate."""

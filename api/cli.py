@@ -88,6 +88,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--no-index", action="store_true", help="store only; embed later")
 
+    p = sub.add_parser("export", help="write stories as JSON Lines, the file `import` reads (- = stdout)")
+    _common(p)
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--source", metavar="NAME", help="only this source's stories")
+    p.add_argument("--category", help="only this category")
+    p.add_argument("--since", type=_time, metavar="T",
+                   help="only stories of T or later (ISO 8601; published, else collected)")
+    p.add_argument("--until", type=_time, metavar="T", help="only stories before T")
+
     p = sub.add_parser("related", help="print a related block")
     _common(p)
     g = p.add_mutually_exclusive_group(required=True)
@@ -199,6 +208,8 @@ async def dispatch(args) -> int:
         return await cmd_index(settings, args)
     if cmd == "import":
         return await cmd_import(settings, args)
+    if cmd == "export":
+        return await cmd_export(settings, args)
     if cmd == "related":
         return await cmd_related(settings, args)
     if cmd == "sources":
@@ -363,6 +374,59 @@ async def cmd_import(settings, args) -> int:
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+        await svc.close()
+
+
+async def cmd_export(settings, args) -> int:
+    """Stories to a story file. A file is written beside its final name and renamed when
+    complete: an interrupted export never leaves a shorter file that looks whole."""
+    from aggregator.exporter import story_line
+    from aggregator.store import StorySelection
+    from api.progress import Progress
+    from api.services import build
+
+    if args.since and args.until and args.since >= args.until:
+        print("tidings: error: --since must be before --until", file=sys.stderr)
+        return EXIT_USAGE
+    selection = StorySelection(source=args.source, category=args.category,
+                               since=args.since, until=args.until)
+    target = None if args.file == "-" else Path(args.file)
+    svc = await build(settings)
+    partial = None
+    try:
+        total = await svc.store.count_stories(selection)
+        if target is None:
+            out = sys.stdout
+        else:
+            partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+            try:
+                out = open(partial, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed below
+            except OSError as e:
+                partial = None
+                print(f"tidings: error: cannot write {args.file}: {e.strerror}", file=sys.stderr)
+                return EXIT_USAGE
+        written = 0
+        try:
+            with Progress("export") as bar:
+                async for stories in svc.store.iter_stories(selection):
+                    out.writelines(story_line(s) for s in stories)
+                    written += len(stories)
+                    bar.update(written, max(total, written))
+            out.flush()
+            if partial is not None:
+                os.fsync(out.fileno())
+        finally:
+            if partial is not None:
+                out.close()
+        if partial is not None:
+            os.replace(partial, target)
+            partial = None
+        print(f"exported {written} stories" + (f" to {target}" if target else ""),
+              file=sys.stderr if target is None else sys.stdout)
+        return 0
+    finally:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         await svc.close()
 
 

@@ -1,0 +1,83 @@
+"""`tidings export`: the story file `tidings import` reads (DESIGN.md 4.4), real subprocesses
+and SQLite; a move to another data dir keeps every story as it was."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.conftest import run_cli
+
+RECORDS = [
+    {"url": "https://news.example/politics/budget", "title": "Budget passes after late vote",
+     "summary": "MPs back the budget.", "text": "MPs back the budget.\n\nThe vote was close.",
+     "published_at": "2026-11-20T09:30:00Z", "source": "wire", "category": "politics",
+     "author": "Jane Roe", "image_url": "https://news.example/img/budget.jpg"},
+    {"url": "https://news.example/arts/premiere", "title": "Premiere draws crowds — «été» 🎬",
+     "summary": "Stars arrive.", "published_at": "2026-11-22T18:00:00+01:00",
+     "source": "wire", "category": "entertainment"},
+    # No time and no dateline: the import dates it by the import itself.
+    {"url": "https://blog.example/notes", "title": "Notes", "text": "A short note."},
+]
+
+
+def _import(env, tmp_path, records, name="in.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                    encoding="utf-8")
+    r = run_cli(["import", str(path), "--no-index"], env)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_an_export_imports_elsewhere_as_the_same_stories(cli_env, tmp_path):
+    _import(cli_env, tmp_path, RECORDS)
+    out = tmp_path / "export.jsonl"
+    r = run_cli(["export", str(out)], cli_env)
+    assert r.returncode == 0 and "exported 3 stories" in r.stdout, r.stderr
+    first = _lines(out)
+    assert [x["url"] for x in first] == [x["url"] for x in RECORDS]  # story id order
+    budget, premiere, notes = first
+    assert budget == {**RECORDS[0], "site": "news.example"}
+    assert premiere["published_at"] == "2026-11-22T17:00:00Z"  # UTC
+    assert premiere["title"] == RECORDS[1]["title"] and "text" not in premiere
+    assert notes["source"] == "import" and notes["published_at"].endswith("Z")
+    assert not list(tmp_path.glob(".*.part"))
+
+    # Into another data dir and out again: the same file, byte for byte.
+    other = {**cli_env, "TIDINGS_DATA_DIR": str(tmp_path / "other")}
+    r = run_cli(["import", str(out), "--no-index"], other)
+    assert r.returncode == 0 and "3 new" in r.stdout, r.stderr
+    again = tmp_path / "again.jsonl"
+    assert run_cli(["export", str(again)], other).returncode == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_export_selects_by_source_category_and_time(cli_env, tmp_path):
+    _import(cli_env, tmp_path, RECORDS)
+
+    def urls(*args):
+        r = run_cli(["export", "-", *args], cli_env)
+        assert r.returncode == 0, r.stderr
+        assert r.stderr.strip().startswith("exported")  # stdout holds the stories only
+        return [json.loads(line)["url"] for line in r.stdout.splitlines()]
+
+    assert urls("--category", "politics") == [RECORDS[0]["url"]]
+    assert urls("--source", "wire") == [RECORDS[0]["url"], RECORDS[1]["url"]]
+    assert urls("--since", "2026-11-21", "--until", "2026-11-23") == [RECORDS[1]["url"]]
+    assert urls("--until", "2026-11-22T17:00:00Z") == [RECORDS[0]["url"]]  # before, not at
+    assert urls("--category", "sport") == []
+
+
+def test_export_bad_input_is_one_line_and_leaves_no_file(cli_env, tmp_path):
+    _import(cli_env, tmp_path, RECORDS)
+    r = run_cli(["export", str(tmp_path / "no-such-dir" / "x.jsonl")], cli_env)
+    assert r.returncode == 2 and "cannot write" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli(["export", "-", "--since", "2026-11-23", "--until", "2026-11-21"], cli_env)
+    assert r.returncode == 2 and "--since must be before --until" in r.stderr
+    r = run_cli(["export", "-", "--since", "last week"], cli_env)
+    assert r.returncode == 2 and "not ISO 8601" in r.stderr
+    assert not list(tmp_path.rglob("*.part"))

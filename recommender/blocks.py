@@ -47,6 +47,7 @@ class Article:
     author: str = ""
     image_url: str = ""
     published_at: datetime | None = None
+    duplicate_of: int | None = None  # a stored syndicated copy: the story it copies
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Block:
 
 def article_of(s: Story) -> Article:
     return Article(s.id, s.url, s.title, s.summary, s.text, s.site, s.source, s.category,
-                   s.author, s.image_url, s.published_at or s.collected_at)
+                   s.author, s.image_url, s.published_at or s.collected_at, s.duplicate_of)
 
 
 class TTLCache:
@@ -212,7 +213,8 @@ class RelatedService:
         vector = await self._vector(art)
         query = Query(title=art.title, text=art.text or art.summary, vector=vector,
                       published_at=art.published_at, url=art.url, id=art.id, site=art.site,
-                      category=art.category)
+                      category=art.category,
+                      same_as=frozenset() if art.duplicate_of is None else frozenset({art.duplicate_of}))
         version = self.corpus.version
         ranked = self.engine().related(query, k=k, filters=filters, now=self.clock())
         rows = [(self.corpus.meta[r.id], r) for r in ranked if r.id in self.corpus.meta]

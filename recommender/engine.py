@@ -139,8 +139,8 @@ class RelatedEngine:
         if searching is not None:
             dense = {int(i): float(s) for i, s in searching.result()}
         ids = list(dict.fromkeys([*dense, *lexical]))
-        if query.id is not None:
-            ids = [i for i in ids if i != query.id]
+        if query.id is not None or query.same_as:
+            ids = [i for i in ids if i != query.id and i not in query.same_as]
         if not ids:
             return []
         metas = self.meta(ids)

@@ -42,6 +42,9 @@ class Query:
     id: int | None = None
     site: str = ""
     category: str = ""
+    # The article's other ids: a syndicated copy's original (the stored story it was linked
+    # to). Never in its block, whatever its headline: it is the same article on another site.
+    same_as: frozenset[int] = frozenset()
 
     @cached_property
     def url_key(self) -> str:
@@ -241,7 +244,7 @@ def _cos(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
 
 def is_self(query: Query, cand: Candidate, params: RankParams) -> bool:
     """The article itself: same id, same page, or its own text republished under its title."""
-    if query.id is not None and cand.id == query.id:
+    if (query.id is not None and cand.id == query.id) or cand.id in query.same_as:
         return True
     qkey = query.url_key
     if qkey and qkey == cand.url_key:
@@ -660,7 +663,8 @@ def _score_pruned(query: Query, candidates: Sequence[Candidate], query_names: Na
     seen: set[int] = set()
     cheap: list[tuple[Candidate, float, float, float]] = []
     for cand in candidates:
-        if cand.id in seen or cand.id == query.id or not passes(cand, filters, now):
+        if (cand.id in seen or cand.id == query.id or cand.id in query.same_as
+                or not passes(cand, filters, now)):
             continue
         seen.add(cand.id)
         if self_first and is_self(query, cand, params):

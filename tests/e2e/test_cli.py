@@ -148,3 +148,30 @@ def test_an_os_error_is_one_line_not_a_traceback(monkeypatch, capsys):
     assert cli.main(["sources", "list"]) == 1
     err = capsys.readouterr().err
     assert err == "tidings: error: [Errno 21] Is a directory: 'data/index/abc/index.faiss'\n"
+
+
+def test_the_block_of_a_syndicated_copy_never_shows_its_original(cli_env, tmp_path):
+    """Copies carry new headlines, so only the link says the original is the same article."""
+    body = ("Ceasefire talks between the two governments resumed on Monday in Geneva, where "
+            "negotiators discussed prisoner exchanges, humanitarian corridors and the "
+            "monitoring of the front line by international observers, officials said after "
+            "the first session ended late in the evening, with a second round planned for the "
+            "end of the week.")
+    lines = [{"url": "https://wire.example/ceasefire", "title": "Ceasefire talks resume",
+              "text": body, "published_at": "2026-11-20T09:00:00Z"},
+             {"url": "https://daily.example/geneva", "title": "Negotiators meet in Geneva again",
+              "text": body, "published_at": "2026-11-20T10:00:00Z"},
+             *({"url": f"https://other.example/{i}", "title": f"Ceasefire monitors report {i}",
+                "text": f"Observers on the front line filed report {i} on the ceasefire talks.",
+                "published_at": "2026-11-20T11:00:00Z"} for i in range(4))]
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    r = run_cli(["import", str(path)], cli_env)
+    assert r.returncode == 0 and "1 linked duplicates" in r.stdout, r.stdout + r.stderr
+    for args in (["--id", "2"], ["--url", "https://daily.example/geneva"]):
+        r = run_cli(["related", *args, "-k", "5", "--json"], cli_env)
+        assert r.returncode == 0, r.stderr
+        block = json.loads(r.stdout)
+        shown = [c["url"] for c in block["related"]]
+        assert block["article"]["id"] == 2 and len(shown) == 4, shown
+        assert "https://wire.example/ceasefire" not in shown

@@ -110,8 +110,9 @@ class StoryRow(Base):
     category: Mapped[str] = mapped_column(String(80), default="", index=True)
     content_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
     # An exact copy of an earlier story's body on another URL (syndication): linked, not re-indexed.
+    # Indexed (migration 0004): deleting a story looks up its copies, to give them a new root.
     duplicate_of: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("stories.id", ondelete="SET NULL"), nullable=True
+        BigId, ForeignKey("stories.id", ondelete="SET NULL"), nullable=True, index=True
     )
     # Bumped when the embedded text changes, so the indexer re-embeds.
     embed_version: Mapped[int] = mapped_column(Integer, default=1)

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from aggregator.errors import StoreError
 from aggregator.model import SourceSpec, Story, StoryDraft
+from aggregator.normalize import content_hash
 from aggregator.schema import (
     EmbedderRow,
     EventRow,
@@ -671,13 +672,17 @@ class Store:
                 hashes = [d.content_hash for d in by_url.values() if d.content_hash]
                 originals: dict[str, int] = {}
                 if hashes:
+                    # The story of each body: its root, never a copy (a link to a copy would
+                    # start a chain that hides the body when the copy changes).
                     q = (select(StoryRow.content_hash, func.min(StoryRow.id))
-                         .where(StoryRow.content_hash.in_(hashes)).group_by(StoryRow.content_hash))
+                         .where(StoryRow.content_hash.in_(hashes), StoryRow.duplicate_of.is_(None))
+                         .group_by(StoryRow.content_hash))
                     originals = dict((await s.execute(q)).all())
                 # New rows go in as one multi-row INSERT ... RETURNING (Core) rather than
                 # as ORM objects: a round inserts tens of thousands and
                 # the unit of work's bookkeeping was most of the cost of storing them.
                 fresh: list[dict] = []
+                rehashed: list[tuple[StoryRow, str]] = []  # (row, its body hash before)
                 first_in_batch: dict[str, int] = {}
                 link_later: list[tuple[int, int]] = []  # (copy, original) positions in `fresh`
                 for url, d in by_url.items():
@@ -708,7 +713,10 @@ class Store:
                     if changed_text:
                         row.title, row.summary = d.title, d.summary or row.summary
                         row.text = d.text or row.text
-                        row.content_hash = d.content_hash or row.content_hash
+                        before = row.content_hash
+                        row.content_hash = content_hash(row.text or row.summary)
+                        if row.content_hash != before:
+                            rehashed.append((row, before))
                         row.embed_version += 1
                     row.author = d.author or row.author
                     row.image_url = d.image_url or row.image_url
@@ -731,11 +739,52 @@ class Store:
                         .values(duplicate_of=bindparam("original_id")),
                         [{"copy_id": new_ids[c], "original_id": new_ids[o]} for c, o in link_later])
                     dups += len(link_later)
+                for row, before in rehashed:
+                    dups += await self._relink(s, row, before, now)
         except IntegrityError:
             raise
         except (OperationalError, DBAPIError) as e:
             raise StoreError(f"storing stories failed: {e}") from e
         return UpsertResult(tuple(new_ids), tuple(updated), unchanged, dups)
+
+    async def _relink(self, s, row: StoryRow, before: str, now: datetime) -> int:
+        """`row`'s body changed (hash `before` -> `row.content_hash`): keep every body one
+        story. Its copies (same old body) get a root of their own; it leaves the story it
+        copied; it becomes a copy of the story that has its new body, if one does. 1 when it
+        became a copy. Linked copies are neither embedded nor indexed, so a story that
+        becomes one is removed from the indexes and loses its vector (embedded afresh should
+        it be a story again); one that stops being a copy is embedded by the backlog (its
+        text changed, or it never had a vector)."""
+        if row.duplicate_of is None and before:
+            await self._reroot(s, row.id)
+        was_story = row.duplicate_of is None
+        row.duplicate_of = None
+        if row.content_hash:
+            row.duplicate_of = await s.scalar(
+                select(func.min(StoryRow.id)).where(StoryRow.content_hash == row.content_hash,
+                                                    StoryRow.duplicate_of.is_(None),
+                                                    StoryRow.id != row.id))
+        await s.flush()
+        if row.duplicate_of is None:
+            return 0
+        if was_story:
+            await self._change_log_turn(s)
+            await s.execute(delete(VectorRow).where(VectorRow.story_id == row.id))
+            s.add(IndexChangeRow(story_id=row.id, op="remove", at=now))
+        return 1
+
+    @staticmethod
+    async def _reroot(s, story_id: int) -> None:
+        """The copies of `story_id` get a root of their own: the lowest id becomes the story,
+        the rest its copies (the rule of migration 0004's delete trigger)."""
+        root = await s.scalar(select(func.min(StoryRow.id)).where(StoryRow.duplicate_of == story_id))
+        if root is None:
+            return
+        # ORM updates ("auto" synchronisation): rows of this batch loaded in the session see
+        # their new link, and a later flush cannot write an old one back.
+        await s.execute(update(StoryRow).where(StoryRow.duplicate_of == story_id, StoryRow.id != root)
+                        .values(duplicate_of=root))
+        await s.execute(update(StoryRow).where(StoryRow.id == root).values(duplicate_of=None))
 
     async def urls_with_text(self, urls: Iterable[str]) -> set[str]:
         """Which of these canonical URLs are stored with a body already (no need to fetch)."""
@@ -859,9 +908,8 @@ class Store:
             await self._change_log_turn(s)
             ids = list((await s.scalars(select(StoryRow.id).where(StoryRow.sort_at < before))).all())
             for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                await s.execute(update(StoryRow).where(StoryRow.duplicate_of.in_(chunk)).values(duplicate_of=None))
-                await s.execute(delete(StoryRow).where(StoryRow.id.in_(chunk)))
+                # Copies of a deleted story that stay get a root of their own (a trigger).
+                await s.execute(delete(StoryRow).where(StoryRow.id.in_(ids[i:i + 500])))
         return ids
 
     # ---------------------------------------------------------------- vectors

@@ -343,3 +343,75 @@ def test_database_errors_say_what_and_hide_the_password(tmp_path):
     with pytest.raises(StoreError) as info:
         Store("postgresql+nosuchdriver://tid:s3cret@db/news")
     assert "s3cret" not in str(info.value) and "tid:***@db" in str(info.value)
+
+
+# Each body is one story: its copies (same body hash on other URLs) are linked to it, never
+# embedded or listed. The links must follow deletes and edits.
+BODY_X, BODY_Y, BODY_Z, BODY_W = (" ".join(f"{w}{i}" for i in range(60)) for w in "xyzw")
+
+
+def syndicated(url: str, body: str, **kw) -> StoryDraft:
+    from aggregator.normalize import content_hash
+
+    return draft(url, text=body, content_hash=content_hash(body), **kw)
+
+
+async def _links(store, *urls: str) -> list[int | None]:
+    return [(await store.get_story_by_url(u)).duplicate_of for u in urls]
+
+
+async def _id(store, url: str) -> int:
+    return (await store.get_story_by_url(url)).id
+
+
+async def _backlog(store) -> set[int]:
+    return {j.id for j in await store.embed_backlog("r", 100)}
+
+
+async def test_copies_of_a_deleted_story_get_a_root_of_their_own(store):
+    from sqlalchemy import text
+
+    await store.upsert_stories([syndicated("https://a.org/1", BODY_X, published_at=NOW - timedelta(days=200))], NOW)
+    await store.upsert_stories([syndicated("https://b.org/1", BODY_X), syndicated("https://c.org/1", BODY_X),
+                                syndicated("https://d.org/1", BODY_X)], NOW)
+    a, b, c, d = [await _id(store, f"https://{h}.org/1") for h in "abcd"]
+    assert await _links(store, *(f"https://{h}.org/1" for h in "bcd")) == [a, a, a]
+    # Retention takes the original: one copy becomes the story, not every copy.
+    assert await store.delete_stories_before(NOW - timedelta(days=100)) == [a]
+    assert await _links(store, "https://b.org/1", "https://c.org/1", "https://d.org/1") == [None, b, b]
+    assert await _backlog(store) == {b}
+    # An operator's DELETE (or one from the sqlite3 shell, foreign keys off) does the same.
+    async with store.engine.begin() as conn:
+        if store.dialect == "sqlite":
+            await conn.execute(text("PRAGMA foreign_keys=OFF"))
+        await conn.execute(text("DELETE FROM stories WHERE id = :id"), {"id": b})
+    assert await _links(store, "https://c.org/1", "https://d.org/1") == [None, c]
+    assert await store.story_ids() == [c]
+
+
+async def test_a_story_whose_body_changes_follows_its_new_body(store):
+    await store.upsert_stories([syndicated("https://a.org/1", BODY_X), syndicated("https://e.org/1", BODY_Z)], NOW)
+    await store.upsert_stories([syndicated("https://b.org/1", BODY_X)], NOW)
+    a, b, e = [await _id(store, f"https://{h}.org/1") for h in "abe"]
+    await store.save_vectors([(a, 1, b"\0" * 16), (e, 1, b"\0" * 16)], "r", NOW)
+    seq = await store.change_seq()
+
+    # An indexed story given a body another story has (a teaser now carrying the wire text):
+    # a copy of it, out of the indexes, its vector gone.
+    r = await store.upsert_stories([syndicated("https://e.org/1", BODY_X)], NOW)
+    assert r.duplicates == 1 and await _links(store, "https://e.org/1") == [a]
+    assert (seq + 1, e, "remove") in await store.changes_since(seq)
+    assert (await store.load_vectors([a, e], "r")).keys() == {a}
+    assert e not in await store.story_ids()
+
+    # A copy whose body changes is a story again, embedded by the backlog.
+    await store.upsert_stories([syndicated("https://b.org/1", BODY_W)], NOW)
+    assert await _links(store, "https://b.org/1") == [None] and b in await _backlog(store)
+
+    # The original's body changes: its copies keep their body as a story of their own, and a
+    # new copy of that body links to it (a chain through a copy would hide the body).
+    await store.upsert_stories([syndicated("https://a.org/1", BODY_Y)], NOW)
+    assert await _links(store, "https://a.org/1", "https://e.org/1") == [None, None]
+    await store.upsert_stories([syndicated("https://f.org/1", BODY_X)], NOW)
+    assert await _links(store, "https://f.org/1") == [e]
+    assert set(await store.story_ids()) == {a, b, e}

@@ -1052,8 +1052,18 @@ class Store:
         now = now or utcnow()
         if not events:
             return 0
-        keys = [e.event_key for e in events]
         async with self.writing() as s:
+            # A story deleted since its events were accepted (a takedown, retention) takes
+            # them with it: left in, its foreign key failed the whole batch, every reader's.
+            wanted = list({e.story_id for e in events})
+            present: set[int] = set()
+            for i in range(0, len(wanted), 500):
+                present.update((await s.scalars(
+                    select(StoryRow.id).where(StoryRow.id.in_(wanted[i:i + 500])))).all())
+            events = [e for e in events if e.story_id in present]
+            if not events:
+                return 0
+            keys = [e.event_key for e in events]
             seen = set((await s.scalars(select(EventRow.event_key).where(EventRow.event_key.in_(keys)))).all())
             readers = {e.reader for e in events}
             known = set((await s.scalars(select(ReaderRow.id).where(ReaderRow.id.in_(readers)))).all())
@@ -1087,8 +1097,12 @@ class Store:
                     row.last_event_at = now
         return len(fresh)
 
-    async def reader_events(self, reader: str, since: datetime | None = None, limit: int = 2000) -> list[EventRecord]:
+    async def reader_events(self, reader: str, since: datetime | None = None, limit: int = 2000,
+                            types: Sequence[str] | None = None) -> list[EventRecord]:
+        """The reader's newest `limit` events (of `types`, default all), newest first."""
         q = select(EventRow).where(EventRow.reader_id == reader)
+        if types is not None:
+            q = q.where(EventRow.type.in_(list(types)))
         if since:
             q = q.where(EventRow.at >= since)
         q = q.order_by(EventRow.at.desc()).limit(limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from aggregator import store as store_module
 from aggregator.model import SourceSpec, StoryDraft
@@ -173,6 +174,19 @@ async def test_events_are_idempotent_and_counted(store):
     assert len(await store.reader_events("r1")) == 2
     assert await store.delete_reader("r1")
     assert await store.reader_events("r1") == []
+
+
+async def test_an_event_for_a_story_deleted_meanwhile_costs_only_itself(store):
+    """Accepted, then its story was taken down before the batch was written: its foreign
+    key failed the whole batch, every other reader's events with it."""
+    kept, gone = (await store.upsert_stories([draft("https://e.org/1"), draft("https://e.org/2")], NOW)).new_ids
+    async with store.writing() as s:
+        await s.execute(text("DELETE FROM stories WHERE id = :id"), {"id": gone})
+    ev = [EventRecord(event_key("innocent", kept, "read", NOW, None), "innocent", kept, "read", NOW),
+          EventRecord(event_key("other", gone, "click", NOW, None), "other", gone, "click", NOW)]
+    assert await store.add_events(ev, NOW) == 1
+    assert [e.story_id for e in await store.reader_events("innocent")] == [kept]
+    assert await store.reader("other") is None
 
 
 async def test_recent_events_come_newest_first_across_partitions(store, monkeypatch):
@@ -369,8 +383,6 @@ async def _backlog(store) -> set[int]:
 
 
 async def test_copies_of_a_deleted_story_get_a_root_of_their_own(store):
-    from sqlalchemy import text
-
     await store.upsert_stories([syndicated("https://a.org/1", BODY_X, published_at=NOW - timedelta(days=200))], NOW)
     await store.upsert_stories([syndicated("https://b.org/1", BODY_X), syndicated("https://c.org/1", BODY_X),
                                 syndicated("https://d.org/1", BODY_X)], NOW)

@@ -135,7 +135,12 @@ class FeedService:
     async def profile(self, reader: str, now: datetime) -> tuple[Profile, Preferences]:
         info = await self.store.reader(reader)
         prefs = preferences_of(info["preferences"] if info else None)
-        records = await self.store.reader_events(reader, since=now - timedelta(days=self.history_days))
+        since = now - timedelta(days=self.history_days)
+        # Clicks and reads apart from impressions: a widget posts an impression a page view,
+        # and 2,000 of them pushed every read out of a shared limit (read stories came back,
+        # the reader went cold).
+        records = [*await self.store.reader_events(reader, since=since, types=("click", "read")),
+                   *await self.store.reader_events(reader, since=since, types=("impression",))]
         if not records:
             return empty_profile(reader), prefs
         events = [Event(e.reader, e.story_id, e.type, e.at, e.dwell_s) for e in records]

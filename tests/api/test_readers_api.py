@@ -150,3 +150,21 @@ async def test_related_block_that_knows_the_reader(http, stack):
     assert r.status_code == 200 and len(ids) == 5 and read not in ids and sid not in ids
     assert r.headers["cache-control"] == "private, no-store"
     assert set(ids) & {c["id"] for c in base[1:]}  # still about the article
+
+
+async def test_reads_count_however_many_impressions_follow(http, stack):
+    """A widget posts an impression a page view: 2,000 of them pushed every read out of the
+    profile's shared event limit, and read stories came back in the feed."""
+    from aggregator.store import EventRecord, event_key, utcnow
+
+    pol = await _ids(http, "politics", 10)
+    others = await _ids(http, "entertainment", 20)
+    now = utcnow()
+    read_at, seen_at = now - timedelta(hours=2), now - timedelta(hours=1)
+    events = [EventRecord(event_key("heavy", i, "read", read_at, None), "heavy", i, "read", read_at, 60.0)
+              for i in pol[:4]]
+    events += [EventRecord(event_key("heavy", others[n % 20], "impression", seen_at, f"v{n}"), "heavy",
+                           others[n % 20], "impression", seen_at) for n in range(2100)]
+    assert await stack.svc.store.add_events(events) == 2104
+    items = (await http.get("/v1/readers/heavy/feed", params={"k": 40})).json()["items"]
+    assert len(items) == 40 and not set(pol[:4]) & {c["id"] for c in items}

@@ -1251,6 +1251,8 @@ class Store:
 def event_key(reader: str, story_id: int, type_: str, at: datetime, client_id: str | None) -> str:
     """Idempotency key: the client's event id when given, else a digest of the event itself."""
     if client_id:
-        return f"c:{reader}:{client_id}"[:160]
+        # A digest of both, apart by a character neither may hold: "a" + "b:c" and "a:b" +
+        # "c" were one key, and so were long ids cut to one prefix (the second event lost).
+        return "c:" + hashlib.sha256(f"{reader}\0{client_id}".encode()).hexdigest()[:40]
     raw = f"{reader}|{story_id}|{type_}|{at.isoformat()}"
     return "h:" + hashlib.sha256(raw.encode()).hexdigest()[:40]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import FastAPI, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.cards import card, iso
 from api.errors import ApiError
@@ -20,6 +20,10 @@ ReaderId = Annotated[str, Path(min_length=1, max_length=128, pattern=READER_ID.p
 
 
 class PreferencesIn(BaseModel):
+    # An unknown key ("follow_topics", a typo) is a 422 naming it: ignored, it stored empty
+    # preferences and wiped the reader's mutes.
+    model_config = ConfigDict(extra="forbid")
+
     follow_categories: list[Annotated[str, Field(max_length=80)]] = Field(default_factory=list, max_length=100)
     mute_categories: list[Annotated[str, Field(max_length=80)]] = Field(default_factory=list, max_length=100)
     follow_sources: list[Annotated[str, Field(max_length=120)]] = Field(default_factory=list, max_length=200)

@@ -189,6 +189,16 @@ async def test_an_event_for_a_story_deleted_meanwhile_costs_only_itself(store):
     assert await store.reader("other") is None
 
 
+def test_client_event_ids_are_keys_per_reader_without_collisions():
+    key = event_key
+    assert key("a", 1, "click", NOW, "b:c") != key("a:b", 1, "click", NOW, "c")
+    long_id = "x" * 150
+    assert key("r", 1, "click", NOW, long_id + "1") != key("r", 1, "click", NOW, long_id + "2")
+    # The client's id decides, not the event's fields: a retry is the same event.
+    assert key("r", 1, "click", NOW, "e1") == key("r", 2, "read", NOW + timedelta(1), "e1")
+    assert all(len(k) <= 160 for k in (key("r" * 128, 1, "read", NOW, "i" * 500),))
+
+
 async def test_recent_events_come_newest_first_across_partitions(store, monkeypatch):
     # Read in partitions (the event loop gets a turn between them): with 3 rows a partition,
     # 7 matching events take three, the last one short.

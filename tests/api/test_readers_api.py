@@ -98,6 +98,10 @@ async def test_muted_category_never_appears(http):
     assert page["items"] and {c["category"] for c in page["items"]} == {"politics"}
     r = await http.put("/v1/readers/muter/preferences", json={"mute_categories": "oops"})
     assert r.status_code == 422
+    # A key we do not have is refused, not stored as empty preferences over the mutes.
+    r = await http.put("/v1/readers/muter/preferences", json={"follow_topics": ["sport"]})
+    assert r.status_code == 422 and "follow_topics" in r.text
+    assert (await http.get("/v1/readers/muter")).json()["preferences"]["mute_categories"] == ["entertainment"]
 
 
 async def test_trending_follows_clicks(http, stack):

@@ -157,6 +157,16 @@ class ReaderRow(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ReaderDeletionRow(Base):
+    """A reader forgotten lately: their events still on their way to the database (accepted
+    by another API process just before) are dropped, not written back (migration 0005)."""
+
+    __tablename__ = "reader_deletions"
+
+    reader_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class EventRow(Base):
     __tablename__ = "events"
 

@@ -46,6 +46,7 @@ from aggregator.schema import (
     EventRow,
     IndexChangeRow,
     JobLockRow,
+    ReaderDeletionRow,
     ReaderRow,
     SourceRow,
     StoryRow,
@@ -59,6 +60,9 @@ EVENT_PARTITION = 2_000  # event rows converted per turn of the event loop (rece
 # PostgreSQL advisory lock keys (arbitrary constants, one per critical section).
 MIGRATE_LOCK = 7_105_001
 CHANGE_LOG_LOCK = 7_105_002
+# Events written this long after their reader was deleted are dropped: longer than an event
+# waits in any process's queue (the sink writes within seconds, retries for ~15 s).
+READER_DELETION_GRACE = timedelta(minutes=1)
 SOURCES_LOCK = 7_105_003
 
 
@@ -1060,7 +1064,12 @@ class Store:
             for i in range(0, len(wanted), 500):
                 present.update((await s.scalars(
                     select(StoryRow.id).where(StoryRow.id.in_(wanted[i:i + 500])))).all())
-            events = [e for e in events if e.story_id in present]
+            # Readers forgotten a moment ago: an event another process accepted before the
+            # delete must not bring them back.
+            forgotten = set((await s.scalars(select(ReaderDeletionRow.reader_id).where(
+                ReaderDeletionRow.reader_id.in_(list({e.reader for e in events})),
+                ReaderDeletionRow.deleted_at >= now - READER_DELETION_GRACE))).all())
+            events = [e for e in events if e.story_id in present and e.reader not in forgotten]
             if not events:
                 return 0
             keys = [e.event_key for e in events]
@@ -1127,10 +1136,17 @@ class Store:
             else:
                 row.preferences = prefs
 
-    async def delete_reader(self, reader: str) -> bool:
+    async def delete_reader(self, reader: str, now: datetime | None = None) -> bool:
+        """Forget a reader; True when there was one. Their events in flight in any process
+        for the next `READER_DELETION_GRACE` are dropped when written (`add_events`)."""
+        now = now or utcnow()
         async with self.writing() as s:
             await s.execute(delete(EventRow).where(EventRow.reader_id == reader))
             res = await s.execute(delete(ReaderRow).where(ReaderRow.id == reader))
+            await s.execute(delete(ReaderDeletionRow).where(
+                or_(ReaderDeletionRow.reader_id == reader,
+                    ReaderDeletionRow.deleted_at < now - READER_DELETION_GRACE)))
+            s.add(ReaderDeletionRow(reader_id=reader, deleted_at=now))
             return bool(res.rowcount)
 
     async def story_stats(self, ids: Iterable[int] | None = None) -> dict[int, tuple[int, int, int]]:

@@ -199,6 +199,21 @@ def test_client_event_ids_are_keys_per_reader_without_collisions():
     assert all(len(k) <= 160 for k in (key("r" * 128, 1, "read", NOW, "i" * 500),))
 
 
+async def test_a_deleted_reader_is_not_brought_back_by_an_event_in_flight(store):
+    """Another API process accepted the event just before the delete and writes it just
+    after: the reader stays forgotten. A minute on, the same id starts afresh."""
+    (sid,) = (await store.upsert_stories([draft("https://e.org/1")], NOW)).new_ids
+    read = EventRecord(event_key("gone", sid, "read", NOW, None), "gone", sid, "read", NOW)
+    assert await store.add_events([read], NOW) == 1
+    assert await store.delete_reader("gone", NOW + timedelta(seconds=1))
+    late = EventRecord(event_key("gone", sid, "click", NOW, None), "gone", sid, "click", NOW)
+    other = EventRecord(event_key("stays", sid, "click", NOW, None), "stays", sid, "click", NOW)
+    assert await store.add_events([late, other], NOW + timedelta(seconds=5)) == 1
+    assert await store.reader("gone") is None and await store.reader_events("gone") == []
+    assert await store.add_events([late], NOW + timedelta(minutes=2)) == 1
+    assert await store.reader("gone") is not None
+
+
 async def test_recent_events_come_newest_first_across_partitions(store, monkeypatch):
     # Read in partitions (the event loop gets a turn between them): with 3 rows a partition,
     # 7 matching events take three, the last one short.

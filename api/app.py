@@ -71,6 +71,8 @@ MAX_REQUEST_HEAD_BYTES = 256 * 1024
 # Story ids are signed 64-bit in both engines; a larger one cannot exist, and passing it down made
 # the SQLite driver raise OverflowError (a 500 found by the fuzzer, tests/api/test_fuzz.py).
 MAX_STORY_ID = 2**63 - 1
+# The most candidates a reader-aware block asks for, however much of them the reader read.
+PERSONAL_FETCH_MAX = 1000
 StoryId = Annotated[int, PathParam(ge=1, le=MAX_STORY_ID)]
 
 # Security headers for HTML we serve; the widget fragment is meant to be embedded, so no
@@ -380,11 +382,17 @@ def create_app(svc: Services) -> FastAPI:
 
     async def personal(reader: str, k: int, make) -> JSONResponse:
         """A block that knows the reader: what they read is dropped, ties go to their interests.
-        Over-fetched so dropping read stories still leaves k; never cached (it is per reader)."""
-        block: Block = await make(k + 10)
-        related = block.related
-        if svc.feeds is not None:
-            related = await svc.feeds.rerank_related(reader, related)
+        Over-fetched so dropping read stories still leaves k (more again while the reader
+        has read too many of them); never cached (it is per reader)."""
+        n = k + 10
+        while True:
+            block: Block = await make(n)
+            related = block.related
+            if svc.feeds is not None:
+                related = await svc.feeds.rerank_related(reader, related)
+            if len(related) >= k or len(block.related) < n or n >= PERSONAL_FETCH_MAX:
+                break
+            n = min(n * 4, PERSONAL_FETCH_MAX)
         block = dataclasses.replace(block, related=related[:k])
         return JSONResponse(block_json(block), headers={"Cache-Control": "private, no-store"})
 

@@ -172,3 +172,15 @@ async def test_reads_count_however_many_impressions_follow(http, stack):
     assert await stack.svc.store.add_events(events) == 2104
     items = (await http.get("/v1/readers/heavy/feed", params={"k": 40})).json()["items"]
     assert len(items) == 40 and not set(pol[:4]) & {c["id"] for c in items}
+
+
+async def test_a_block_for_a_reader_who_read_most_of_it_is_still_k_long(http, stack):
+    sid = (await _ids(http, "politics", 1))[0]
+    base = (await http.get(f"/v1/stories/{sid}/related", params={"k": 20})).json()["related"]
+    read = [c["id"] for c in base[:15]]
+    events = [{"reader": "avid", "story_id": i, "type": "read"} for i in read]
+    assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+    await _wait_events(stack, "avid", 15)
+    r = await http.get(f"/v1/stories/{sid}/related", params={"k": 5, "reader": "avid"})
+    ids = [c["id"] for c in r.json()["related"]]
+    assert r.status_code == 200 and len(ids) == 5 and not set(ids) & set(read)

@@ -869,10 +869,13 @@ class Store:
                 out.update((await s.scalars(q)).all())
         return out
 
-    async def latest_ids(self, limit: int = 200) -> list[int]:
-        """Ids of the newest stories (no rows loaded: feeds only need the ids)."""
-        q = (select(StoryRow.id).where(StoryRow.duplicate_of.is_(None))
-             .order_by(StoryRow.sort_at.desc(), StoryRow.id.desc()).limit(limit))
+    async def latest_ids(self, limit: int = 200, category: str | None = None) -> list[int]:
+        """Ids of the newest stories, of one category if given (no rows loaded: feeds only
+        need the ids)."""
+        q = select(StoryRow.id).where(StoryRow.duplicate_of.is_(None))
+        if category is not None:
+            q = q.where(StoryRow.category == category)
+        q = q.order_by(StoryRow.sort_at.desc(), StoryRow.id.desc()).limit(limit)
         async with self.session() as s:
             return list((await s.scalars(q)).all())
 

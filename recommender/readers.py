@@ -40,6 +40,7 @@ from recommender.popularity import (
 from recommender.profile import Event, Preferences, Profile, build_profile, empty_profile
 
 TRENDING_HEAD = 500  # trending stories any feed or trending list may draw from
+TRENDING_HEADS_KEPT = 64  # categories whose trending head is kept between recounts
 # Most of the API's time a crowd recount may take: a recount costs more as the event log grows
 # (~4 s at 200k events of 30 days), so past the TTL it waits this many times its own last cost.
 CROWD_SHARE = 0.1
@@ -108,6 +109,8 @@ class FeedService:
         self._crowd: tuple[float, Crowd] | None = None
         self._crowd_cost_s = 0.0  # wall time of the last recount
         self._refreshing: asyncio.Task | None = None
+        self._heads_of: Crowd | None = None  # the crowd `_heads` were cut from
+        self._heads: dict[str, list[int]] = {}
 
     # ------------------------------------------------------------ inputs
 
@@ -181,6 +184,20 @@ class FeedService:
             ))
         return out
 
+    def _trending_in(self, crowd: Crowd, category: str) -> list[int]:
+        """The head of `crowd.trending` within one category, kept until the crowd is recounted
+        (a few categories are asked for; the category is the caller's, so the cache is small)."""
+        if self._heads_of is not crowd:
+            self._heads_of, self._heads = crowd, {}
+        head = self._heads.get(category)
+        if head is None:
+            ranked = [i for i, _ in sorted(crowd.trending.items(), key=lambda kv: (-kv[1], kv[0]))]
+            cats = self.corpus.meta.categories(ranked)
+            head = [i for i, c in zip(ranked, cats, strict=True) if c == category][:TRENDING_HEAD]
+            if len(self._heads) < TRENDING_HEADS_KEPT:
+                self._heads[category] = head
+        return head
+
     async def _fresh_ids(self, n: int = 200) -> list[int]:
         return await self.store.latest_ids(n)
 
@@ -206,8 +223,13 @@ class FeedService:
 
     async def trending(self, *, category: str | None = None, k: int = 20) -> list[tuple[StoryMeta, FeedItem]]:
         crowd = await self.crowd()
-        ids = list(dict.fromkeys([*crowd.trending_top,
-                                  *await self._fresh_ids()]))
+        if category:
+            # The category's own head and newest: filtered from the global ones, a quiet
+            # section had a handful (or nothing, after a busy hour elsewhere).
+            ids = list(dict.fromkeys([*self._trending_in(crowd, category),
+                                      *await self.store.latest_ids(200, category=category)]))
+        else:
+            ids = list(dict.fromkeys([*crowd.trending_top, *await self._fresh_ids()]))
         items = rank_trending(self._candidates(ids, crowd, {}), now=self.clock(), category=category,
                               params=self.params, k=k)
         return [(self.corpus.meta[it.id], it) for it in items if it.id in self.corpus.meta]

@@ -28,3 +28,15 @@ def test_cards_equal_per_story_records_in_order_and_skip_unknown_ids(tmp_path):
     assert cards[2].when == NOW - timedelta(days=1)  # no publication time: when it was collected
     assert table.cards([]) == []
     table.close()
+
+
+def test_categories_come_from_the_columns_and_none_for_unknown_ids(tmp_path):
+    table = MetaTable(tmp_path)
+    assert table.categories([1, 2]) == [None, None]  # empty table
+    table.put_many([StoryMeta(i, f"https://e.org/{i}", "T", "", "s", "src",
+                              "politics" if i % 2 else "culture", "", "", None, NOW)
+                    for i in range(1, 6)])
+    table.pop(3)
+    assert table.categories([1, 2, 3, 999, 4]) == ["politics", "culture", None, None, "culture"]
+    assert table.categories([]) == []
+    table.close()

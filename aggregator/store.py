@@ -869,15 +869,23 @@ class Store:
                 out.update((await s.scalars(q)).all())
         return out
 
-    async def latest_ids(self, limit: int = 200, category: str | None = None) -> list[int]:
-        """Ids of the newest stories, of one category if given (no rows loaded: feeds only
-        need the ids)."""
+    async def latest_ids(self, limit: int = 200, category: str | None = None,
+                         newest_id: int | None = None) -> list[int]:
+        """Ids of the newest stories, of one category if given, of ids up to `newest_id` if
+        given (no rows loaded: feeds only need the ids)."""
         q = select(StoryRow.id).where(StoryRow.duplicate_of.is_(None))
         if category is not None:
             q = q.where(StoryRow.category == category)
+        if newest_id is not None:
+            q = q.where(StoryRow.id <= newest_id)
         q = q.order_by(StoryRow.sort_at.desc(), StoryRow.id.desc()).limit(limit)
         async with self.session() as s:
             return list((await s.scalars(q)).all())
+
+    async def newest_story_id(self) -> int:
+        """The highest story id so far (0 without stories): ids only grow (AUTOINCREMENT)."""
+        async with self.session() as s:
+            return int(await s.scalar(select(func.max(StoryRow.id))) or 0)
 
     async def count_stories(self, selection: StorySelection | None = None) -> int:
         """How many stories there are, or how many `iter_stories(selection)` gives."""

@@ -230,18 +230,20 @@ def candidates_for(
     fresh_ids: Sequence[int] = (),
     co_read: Mapping[int, object] | None = None,
     n_co_read: int = 100,
+    newest_id: int | None = None,
 ) -> dict[int, str]:
     """Story ids worth ranking for this reader, each with where it came from
     ("interest:<i>", "session", "co_read", "trending", "fresh"); read stories are left out.
 
     `vindex` is a recommender.vindex.VectorIndex; `fresh_ids` the latest stories (newest
-    first); `co_read` the output of popularity.co_read_scores. The caller loads the stories
-    and builds FeedCandidates (see `make_candidates`).
+    first); `co_read` the output of popularity.co_read_scores; `newest_id` the highest story
+    id a paged feed's snapshot holds. The caller loads the stories and builds
+    FeedCandidates (see `make_candidates`).
     """
     out: dict[int, str] = {}
 
     def put(i: int, origin: str) -> None:
-        if i not in profile.read and i not in out:
+        if i not in profile.read and i not in out and (newest_id is None or i <= newest_id):
             out[i] = origin
 
     if profile.interests and len(vindex):
@@ -314,24 +316,29 @@ def _first(v: object) -> float:
 # --- cursor ----------------------------------------------------------------------------------
 
 
-def encode_cursor(offset: int, snapshot_at: datetime) -> str:
-    """Opaque: the next offset and the snapshot time the whole order was computed for."""
-    raw = f"f1:{offset}:{int(snapshot_at.timestamp())}".encode()
+def encode_cursor(offset: int, snapshot_at: datetime, newest_id: int | None = None) -> str:
+    """Opaque: the next offset, the snapshot time the whole order was computed for, and the
+    newest story id it could hold (stories stored later stay out of its pages: placed among
+    them, each pushed the rest down and the next page repeated its last items)."""
+    stamp = int(snapshot_at.timestamp())
+    raw = (f"f1:{offset}:{stamp}" if newest_id is None else f"f2:{offset}:{stamp}:{newest_id}").encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[int, datetime]:
-    """(offset, snapshot_at); ValueError for anything that is not a cursor we made."""
+def decode_cursor(cursor: str) -> tuple[int, datetime, int | None]:
+    """(offset, snapshot_at, newest_id); ValueError for anything that is not a cursor we made.
+    A cursor of the first format (before newest_id) decodes with None: no limit."""
     try:
         pad = "=" * (-len(cursor) % 4)
-        tag, off, ts = base64.urlsafe_b64decode(cursor + pad).decode().split(":")
-        offset, stamp = int(off), int(ts)
+        tag, *fields = base64.urlsafe_b64decode(cursor + pad).decode().split(":")
+        numbers = [int(f) for f in fields]
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError("bad cursor") from e
-    if tag != "f1" or offset < 0 or stamp < 0:
+    if (tag, len(numbers)) not in (("f1", 2), ("f2", 3)) or min(numbers) < 0:
         raise ValueError("bad cursor")
+    offset, stamp, *newest = numbers
     try:
-        return offset, datetime.fromtimestamp(stamp, UTC)
+        return offset, datetime.fromtimestamp(stamp, UTC), newest[0] if newest else None
     except (OverflowError, OSError, ValueError) as e:  # past year 9999: not a time we gave
         raise ValueError("bad cursor") from e
 

@@ -207,18 +207,22 @@ class FeedService:
         k = k or self.page_size
         # The cursor keeps the snapshot time in whole seconds: the first page must use the same
         # time as the next ones, or freshness shifts the order and pages repeat items.
-        offset, now = decode_cursor(cursor) if cursor else (0, snapshot_time(self.clock()))
+        if cursor:
+            offset, now, newest = decode_cursor(cursor)
+        else:
+            offset, now, newest = 0, snapshot_time(self.clock()), await self.store.newest_story_id()
         profile, prefs = await self.profile(reader, now)
         crowd = await self.crowd()
         co = co_read_scores(profile.history, crowd.co_read) if profile.history else {}
         ids = candidates_for(profile, self.corpus.vindex, trending=crowd.trending_top, co_read=co,
-                             fresh_ids=await self._fresh_ids())
+                             fresh_ids=await self.store.latest_ids(200, newest_id=newest),
+                             newest_id=newest)
         cands = self._candidates(list(ids), crowd, co)
         titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
         order = feed_order(profile, cands, prefs=prefs, now=now, params=self.params, titles=titles,
                            limit=offset + k + 1)  # one more: is there a next page
         page = order[offset:offset + k]
-        nxt = encode_cursor(offset + k, now) if offset + k < len(order) else None
+        nxt = encode_cursor(offset + k, now, newest) if offset + k < len(order) else None
         return FeedPage(reader, [(self.corpus.meta[it.id], it) for it in page if it.id in self.corpus.meta], nxt)
 
     async def trending(self, *, category: str | None = None, k: int = 20) -> list[tuple[StoryMeta, FeedItem]]:

@@ -58,10 +58,10 @@ async def test_a_feed_paged_to_its_end_is_the_same_whatever_the_page_size(http, 
     assert (await http.post("/v1/events", json={"events": events})).status_code == 202
     await _wait_events(stack, "reader-pages", 2)
     first = (await http.get("/v1/readers/reader-pages/feed", params={"k": 7})).json()
-    _, snapshot = decode_cursor(first["next"])
+    _, snapshot, newest = decode_cursor(first["next"])
 
     async def whole(k: int) -> list[int]:
-        ids, cursor = [], encode_cursor(0, snapshot)
+        ids, cursor = [], encode_cursor(0, snapshot, newest)
         while cursor:
             page = (await http.get("/v1/readers/reader-pages/feed",
                                    params={"k": k, "cursor": cursor})).json()
@@ -184,3 +184,25 @@ async def test_a_block_for_a_reader_who_read_most_of_it_is_still_k_long(http, st
     r = await http.get(f"/v1/stories/{sid}/related", params={"k": 5, "reader": "avid"})
     ids = [c["id"] for c in r.json()["related"]]
     assert r.status_code == 200 and len(ids) == 5 and not set(ids) & set(read)
+
+
+async def test_stories_stored_between_two_pages_do_not_repeat_the_first(http, stack):
+    """An import (or a collection round) between page 1 and page 2 placed new stories among
+    the snapshot's; each pushed the rest down and page 2 began with page 1's last items."""
+    from aggregator.model import StoryDraft
+    from aggregator.store import utcnow
+
+    first = (await http.get("/v1/readers/pager/feed", params={"k": 20})).json()
+    now = utcnow()
+    await stack.svc.store.upsert_stories([
+        StoryDraft(url=f"https://late.example/{i}", title=f"Late story {i} on the election",
+                   text=f"Candidates campaigned in town {i}.", site="late.example", source="late",
+                   category="politics", published_at=now - timedelta(days=30))
+        for i in range(40)], now)
+    await stack.svc.indexer.drain()
+    await stack.svc.corpus.follow()
+    second = (await http.get("/v1/readers/pager/feed",
+                             params={"k": 20, "cursor": first["next"]})).json()
+    shown = [c["id"] for c in first["items"]] + [c["id"] for c in second["items"]]
+    assert len(second["items"]) == 20 and len(set(shown)) == 40, shown
+    assert not any(c["url"].startswith("https://late.example/") for c in second["items"])

@@ -191,7 +191,7 @@ def test_pages_are_stable_and_do_not_overlap(world, k):
     offset = 0
     cursor = encode_cursor(0, NOW)
     while True:
-        offset, snapshot_at = decode_cursor(cursor)
+        offset, snapshot_at, _ = decode_cursor(cursor)
         page = rank_feed(profile, shuffled, now=snapshot_at, k=k, offset=offset)
         if not page:
             break
@@ -211,8 +211,9 @@ def test_a_limited_order_is_the_head_of_the_whole_order(world, prefs, limit):
 
 
 def test_cursor_round_trip_and_rejects_junk():
-    assert decode_cursor(encode_cursor(40, NOW)) == (40, NOW)
-    for junk in ("", "abc", "!!!", encode_cursor(1, NOW)[:-3] + "zz"):
+    assert decode_cursor(encode_cursor(40, NOW)) == (40, NOW, None)  # the first format
+    assert decode_cursor(encode_cursor(40, NOW, 1234)) == (40, NOW, 1234)
+    for junk in ("", "abc", "!!!", encode_cursor(1, NOW)[:-3] + "zz", encode_cursor(1, NOW, 7)[:-2]):
         with pytest.raises(ValueError):
             decode_cursor(junk)
 

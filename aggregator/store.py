@@ -687,6 +687,7 @@ class Store:
                 # the unit of work's bookkeeping was most of the cost of storing them.
                 fresh: list[dict] = []
                 rehashed: list[tuple[StoryRow, str]] = []  # (row, its body hash before)
+                recarded: list[int] = []  # indexed stories whose card alone changed
                 first_in_batch: dict[str, int] = {}
                 link_later: list[tuple[int, int]] = []  # (copy, original) positions in `fresh`
                 for url, d in by_url.items():
@@ -722,6 +723,8 @@ class Store:
                         if row.content_hash != before:
                             rehashed.append((row, before))
                         row.embed_version += 1
+                    if not changed_text and row.duplicate_of is None:
+                        recarded.append(row.id)  # re-embedding would re-add it anyway
                     row.author = d.author or row.author
                     row.image_url = d.image_url or row.image_url
                     if d.published_at:
@@ -745,6 +748,12 @@ class Store:
                     dups += len(link_later)
                 for row, before in rehashed:
                     dups += await self._relink(s, row, before, now)
+                if recarded:
+                    # An author, image or time changed: the indexes' cards (and freshness,
+                    # max_age_days) follow an "add", which replaces the card and keeps the vector.
+                    await self._change_log_turn(s)
+                    await s.execute(insert(IndexChangeRow), [
+                        {"story_id": sid, "op": "add", "at": now} for sid in recarded])
         except IntegrityError:
             raise
         except (OperationalError, DBAPIError) as e:
@@ -920,7 +929,7 @@ class Store:
         """Retention: drop stories older than `before`. The database logs each removal for
         the indexes itself (a trigger, migration 0004), as it does for any other delete."""
         async with self.writing() as s:
-            await self._change_log_turn(s)
+            # No change log lock here: the trigger takes it after the rows', the one order.
             ids = list((await s.scalars(select(StoryRow.id).where(StoryRow.sort_at < before))).all())
             for i in range(0, len(ids), 500):
                 # Copies of a deleted story that stay get a root of their own (a trigger).
@@ -992,13 +1001,14 @@ class Store:
         now = now or utcnow()
         ids = [r[0] for r in rows]
         async with self.writing() as s:
-            await self._change_log_turn(s)
-            present = set((await s.scalars(select(StoryRow.id).where(StoryRow.id.in_(ids)))).all())
-            await s.execute(delete(VectorRow).where(VectorRow.story_id.in_(ids)))
-            # Done: release the claims, so a later edit of the text is embedded at once.
+            # Done: release the claims, so a later edit of the text is embedded at once. First:
+            # the stories' row locks come before the change log's lock, as in a DELETE (its
+            # trigger takes the log's lock last); the other order deadlocked with takedowns.
             await s.execute(update(StoryRow).where(StoryRow.id.in_(ids))
                             .values(embed_lease_until=None)
                             .execution_options(synchronize_session=False))
+            present = set((await s.scalars(select(StoryRow.id).where(StoryRow.id.in_(ids)))).all())
+            await s.execute(delete(VectorRow).where(VectorRow.story_id.in_(ids)))
             kept = [(sid, version, blob) for sid, version, blob in rows if sid in present]
             if kept:
                 # Bulk INSERTs, not ORM objects: the unit of work's bookkeeping cost more than
@@ -1006,6 +1016,7 @@ class Store:
                 await s.execute(insert(VectorRow), [
                     {"story_id": sid, "recipe": recipe, "embed_version": version, "vector": blob,
                      "embedded_at": now} for sid, version, blob in kept])
+                await self._change_log_turn(s)
                 await s.execute(insert(IndexChangeRow), [
                     {"story_id": sid, "op": "add", "at": now} for sid, _, _ in kept])
         return [i for i in ids if i in present]
@@ -1014,7 +1025,9 @@ class Store:
         """Writers of `index_changes` take turns (PostgreSQL): a sequence hands out numbers
         in call order but transactions commit in any order, so a replica could read seq 11,
         move its watermark past 10, and never see 10 when it commits a moment later. Holding
-        this lock until commit makes commit order equal seq order. SQLite has one writer."""
+        this lock until commit makes commit order equal seq order. SQLite has one writer.
+        Taken after the transaction's row locks on `stories`, never before: a DELETE's
+        trigger takes it last, and the opposite order deadlocks with it."""
         if self.dialect == "postgresql":
             await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHANGE_LOG_LOCK})
 

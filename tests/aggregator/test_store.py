@@ -452,3 +452,29 @@ async def test_a_story_whose_body_changes_follows_its_new_body(store):
     await store.upsert_stories([syndicated("https://f.org/1", BODY_X)], NOW)
     assert await _links(store, "https://f.org/1") == [e]
     assert set(await store.story_ids()) == {a, b, e}
+
+
+async def test_a_takedown_and_an_indexer_saving_the_same_story_do_not_deadlock(store, db_url):
+    """PostgreSQL: an operator's transaction holds the story's row and deletes it (its
+    trigger then takes the change log's lock); the indexer meanwhile saves that story's
+    vector. Taking the log's lock before the rows deadlocked the two."""
+    if store.dialect != "postgresql":
+        pytest.skip("row and advisory locks are PostgreSQL's")
+    import asyncio
+
+    import asyncpg
+
+    (sid,) = (await store.upsert_stories([draft("https://e.org/1")], NOW)).new_ids
+    conn = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute("SELECT id FROM stories WHERE id = $1 FOR UPDATE", sid)
+        saving = asyncio.create_task(store.save_vectors([(sid, 1, b"\0" * 16)], "r", NOW))
+        await asyncio.sleep(0.5)  # the indexer is now waiting on the row (or on the log)
+        await conn.execute("DELETE FROM stories WHERE id = $1", sid)
+        await tx.commit()
+        assert await asyncio.wait_for(saving, 10) == []  # the story went: nothing saved
+    finally:
+        await conn.close()
+    assert await store.load_vectors([sid], "r") == {}

@@ -436,3 +436,22 @@ def test_meta_table_snapshot_keeps_live_cards_only_and_grows_after_restore(tmp_p
     assert all(again[i] == back[i] for i in back)
     for t in (table, back, again):
         t.close()
+
+
+async def test_a_new_author_image_or_time_reaches_every_running_card(store, tmp_path):
+    """Only a title or text change was re-embedded (and so re-added); a card-only change
+    stayed out of every running index, and out of restarts (the saved cards were kept)."""
+    await seed(store, 3)
+    a, b = corpus(store, tmp_path / "a"), corpus(store, tmp_path / "b", owner=False)
+    for c in (a, b):
+        await c.start()
+    story = (await store.latest_stories(limit=1))[0]
+    later = NOW + timedelta(hours=5)
+    await store.upsert_stories([StoryDraft(url=story.url, title=story.title, text=story.text,
+                                           author="Jane Roe", image_url="https://e.org/i.jpg",
+                                           published_at=later)], NOW + timedelta(hours=6))
+    for c in (a, b):
+        await c.follow()
+        card = c.meta[story.id]
+        assert (card.author, card.image_url, card.published_at) == ("Jane Roe", "https://e.org/i.jpg", later)
+    assert (await Indexer(store, EMB).drain()).embedded == 0 and len(a) == 3  # nothing re-embedded

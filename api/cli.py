@@ -23,8 +23,9 @@ def _time(value: str):
 
     try:
         return parse_time(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    except ValueError:  # parse_time's message names story files' published_at field
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time "
+                                         "(e.g. 2026-11-20 or 2026-11-20T09:30:00Z)") from None
 
 
 def _ranged(kind: type, low: float, high: float, *, low_open: bool = False):
@@ -390,7 +391,9 @@ async def cmd_export(settings, args) -> int:
         return EXIT_USAGE
     selection = StorySelection(source=args.source, category=args.category,
                                since=args.since, until=args.until)
-    target = None if args.file == "-" else Path(args.file)
+    # A symlink is followed (the file it names is the one replaced); a pipe or a device is
+    # written as it is: renaming a file over it replaced a FIFO's reader, or /dev/null itself.
+    target = None if args.file == "-" else Path(args.file).resolve()
     svc = await build(settings)
     partial = None
     try:
@@ -398,9 +401,12 @@ async def cmd_export(settings, args) -> int:
         if target is None:
             out = sys.stdout
         else:
-            partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+            direct = target.exists() and not target.is_file()
+            if not direct:
+                _sweep_partials(target)
+                partial = target.with_name(f".{target.name}.{os.getpid()}.part")
             try:
-                out = open(partial, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed below
+                out = open(target if direct else partial, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed below
             except OSError as e:
                 partial = None
                 print(f"tidings: error: cannot write {args.file}: {e.strerror}", file=sys.stderr)
@@ -416,7 +422,7 @@ async def cmd_export(settings, args) -> int:
             if partial is not None:
                 os.fsync(out.fileno())
         finally:
-            if partial is not None:
+            if out is not sys.stdout:
                 out.close()
         if partial is not None:
             os.replace(partial, target)
@@ -428,6 +434,17 @@ async def cmd_export(settings, args) -> int:
         if partial is not None:
             partial.unlink(missing_ok=True)
         await svc.close()
+
+
+def _sweep_partials(target: Path) -> None:
+    """Remove the partial files of exports to `target` whose process is gone (killed by
+    SIGTERM or SIGKILL mid-export: a partial file as large as the export)."""
+    from recommender.vindex import process_alive
+
+    for path in target.parent.glob(f".{target.name}.*.part"):
+        pid = path.name[len(target.name) + 2:-len(".part")]
+        if pid.isdigit() and not process_alive(int(pid)):
+            path.unlink(missing_ok=True)
 
 
 async def cmd_related(settings, args) -> int:

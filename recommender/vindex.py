@@ -978,7 +978,7 @@ def sweep_temps(directory: Path) -> list[Path]:
         return removed
     for name in names:
         match = _TEMP_NAME.fullmatch(name)
-        if match is None or _alive(int(match[1])):
+        if match is None or process_alive(int(match[1])):
             continue
         path = Path(directory) / name
         try:
@@ -989,7 +989,8 @@ def sweep_temps(directory: Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (ours, or one we may not signal)."""
     if pid == os.getpid():
         return True
     try:

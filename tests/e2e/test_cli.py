@@ -44,7 +44,7 @@ def test_import_then_related(cli_env, tmp_path, shared_data):
                 cli_env)
     assert r.returncode == 0 and " 1. " in r.stdout, r.stderr
     r = run_cli(["related", "--text", "Blair and Brown clash", "--published-at", "yesterday"], cli_env)
-    assert r.returncode == 2 and "not ISO 8601" in r.stderr
+    assert r.returncode == 2 and "not an ISO 8601 time" in r.stderr
 
     r = run_cli(["related", "--url", records[0]["url"], "-k", "2"], cli_env)
     assert r.returncode == 0 and records[0]["title"] in r.stdout

@@ -79,5 +79,35 @@ def test_export_bad_input_is_one_line_and_leaves_no_file(cli_env, tmp_path):
     r = run_cli(["export", "-", "--since", "2026-11-23", "--until", "2026-11-21"], cli_env)
     assert r.returncode == 2 and "--since must be before --until" in r.stderr
     r = run_cli(["export", "-", "--since", "last week"], cli_env)
-    assert r.returncode == 2 and "not ISO 8601" in r.stderr
+    assert r.returncode == 2 and "not an ISO 8601 time" in r.stderr
     assert not list(tmp_path.rglob("*.part"))
+
+
+def test_export_writes_through_links_and_into_pipes_and_sweeps_killed_partials(cli_env, tmp_path):
+    import os
+    import subprocess
+    import threading
+
+    _import(cli_env, tmp_path, RECORDS)
+    # A symlink: the file it names gets the export, the link stays.
+    real, link = tmp_path / "real.jsonl", tmp_path / "link.jsonl"
+    real.write_text("old\n")
+    link.symlink_to(real)
+    # The partial file of an export killed by SIGKILL (its process is gone).
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".real.jsonl.{dead.pid}.part"
+    stale.write_text("half an export")
+    assert run_cli(["export", str(link)], cli_env).returncode == 0
+    assert link.is_symlink() and len(_lines(real)) == 3 and not stale.exists()
+    # A named pipe: its reader gets the lines; the pipe is not replaced by a file.
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text(encoding="utf-8")))
+    reader.start()
+    r = run_cli(["export", str(fifo), "--category", "politics"], cli_env)
+    reader.join(30)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(x)["url"] for x in got[0].splitlines()] == [RECORDS[0]["url"]]
+    assert fifo.is_fifo() and not list(tmp_path.glob(".*.part"))

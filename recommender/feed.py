@@ -23,7 +23,7 @@ import base64
 import hashlib
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -346,21 +346,33 @@ def decode_cursor(cursor: str) -> tuple[int, datetime, int | None]:
 # --- scoring ---------------------------------------------------------------------------------
 
 
+def mute_filter(prefs: Preferences) -> Callable[[str, str, str], bool]:
+    """muted(category, source, text): whether the reader muted a story of that category or
+    source, or whose text (title and tags) names a muted topic as a whole word."""
+    topics = [re.compile(rf"\b{re.escape(t.lower())}\b") for t in prefs.mute_topics if t.strip()]
+
+    def muted(category: str, source: str, text: str) -> bool:
+        if category in prefs.mute_categories or source in prefs.mute_sources:
+            return True
+        if topics:
+            text = text.lower()
+            return any(t.search(text) for t in topics)
+        return False
+
+    return muted
+
+
 def _eligible(
     profile: Profile, candidates: Sequence[FeedCandidate], prefs: Preferences
 ) -> list[FeedCandidate]:
-    muted = [re.compile(rf"\b{re.escape(t.lower())}\b") for t in prefs.mute_topics if t.strip()]
+    muted = mute_filter(prefs)
     out = []
     seen: set[int] = set()
     for c in candidates:
         if c.id in seen or c.id in profile.read:
             continue
-        if c.category in prefs.mute_categories or c.source in prefs.mute_sources:
+        if muted(c.category, c.source, " ".join((c.title, *c.topics))):
             continue
-        if muted:
-            text = " ".join((c.title, *c.topics)).lower()
-            if any(m.search(text) for m in muted):
-                continue
         seen.add(c.id)
         out.append(c)
     return out

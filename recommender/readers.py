@@ -25,6 +25,7 @@ from recommender.feed import (
     decode_cursor,
     encode_cursor,
     feed_order,
+    mute_filter,
     personalize_related,
     rank_trending,
 )
@@ -239,8 +240,11 @@ class FeedService:
         return [(self.corpus.meta[it.id], it) for it in items if it.id in self.corpus.meta]
 
     async def rerank_related(self, reader: str, related: list[tuple[StoryMeta, object]]) -> list:
-        """A related block that knows the reader: read stories out, ties broken by interests."""
-        profile, _ = await self.profile(reader, self.clock())
+        """A related block that knows the reader: read and muted stories out, ties broken by
+        interests."""
+        profile, prefs = await self.profile(reader, self.clock())
+        muted = mute_filter(prefs)
+        related = [(m, r) for m, r in related if not muted(m.category, m.source, m.title)]
         pairs = [(m.id, r.score) for m, r in related]
         vecs = {i: v for i, v in zip([p[0] for p in pairs], self._vectors([p[0] for p in pairs]), strict=True)}
         order = personalize_related(pairs, vecs, profile)

@@ -206,3 +206,18 @@ async def test_stories_stored_between_two_pages_do_not_repeat_the_first(http, st
     shown = [c["id"] for c in first["items"]] + [c["id"] for c in second["items"]]
     assert len(second["items"]) == 20 and len(set(shown)) == 40, shown
     assert not any(c["url"].startswith("https://late.example/") for c in second["items"])
+
+
+async def test_a_block_for_a_reader_leaves_out_what_they_muted(http, stack):
+    sid = (await _ids(http, "politics", 1))[0]
+    base = (await http.get(f"/v1/stories/{sid}/related", params={"k": 10})).json()["related"]
+    source = base[0]["source"]
+    word = base[1]["title"].split()[0]
+    r = await http.put("/v1/readers/muting/preferences",
+                       json={"mute_sources": [source], "mute_topics": [word]})
+    assert r.status_code == 200
+    r = await http.get(f"/v1/stories/{sid}/related", params={"k": 5, "reader": "muting"})
+    shown = r.json()["related"]
+    assert r.status_code == 200 and len(shown) == 5
+    assert all(c["source"] != source for c in shown)
+    assert all(word.lower() not in c["title"].lower().split() for c in shown)

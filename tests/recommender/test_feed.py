@@ -230,6 +230,20 @@ def test_cold_start_covers_every_category_in_the_first_page():
     assert muted and all(by_id[it.id].category != "sport" for it in muted)
 
 
+def test_a_new_reader_who_follows_a_category_gets_more_of_it_and_still_the_rest():
+    cands, _ = _world(21, n=200)
+    by_id = {c.id: c for c in cands}
+    followed = CATEGORIES[0]
+
+    def count(prefs):
+        page = cold_start(cands, now=NOW, k=20, prefs=prefs)
+        return sum(by_id[it.id].category == followed for it in page), {by_id[it.id].category for it in page}
+
+    plain, _ = count(Preferences())
+    more, seen = count(Preferences(follow_categories=frozenset({followed})))
+    assert more >= plain + 3 and seen == set(CATEGORIES)  # 9 against 5 of 20 here
+
+
 def test_trending_endpoint_orders_by_trend_within_category():
     cands, _ = _world(8, n=80)
     page = rank_trending(cands, now=NOW, category="music", k=10, params=FeedParams(max_per_source=10))

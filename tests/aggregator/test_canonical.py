@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from aggregator.canonical import TRACKING_PARAMS, canonical_url, is_tracking_param, site_of
+from aggregator.canonical import (
+    SITE_TRACKING_PARAMS,
+    TRACKING_PARAMS,
+    canonical_url,
+    is_tracking_param,
+    site_of,
+)
+from aggregator.parse import parse_document
+
+FEEDS_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "news-feeds"
 
 
 @pytest.mark.parametrize(
@@ -36,6 +46,97 @@ from aggregator.canonical import TRACKING_PARAMS, canonical_url, is_tracking_par
 )
 def test_examples(raw: str, expected: str) -> None:
     assert canonical_url(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (
+            "http://www.heise.de/developer/meldung/Java-3088438.html"
+            "?wt_mc=rss.developer.beitrag.atom",
+            "http://www.heise.de/developer/meldung/Java-3088438.html",
+        ),
+        ("https://www.zeit.de/x?wt_zmc=nl.int.zonaudev&id=4", "https://www.zeit.de/x?id=4"),
+        (
+            "http://www.nytimes.com/pages/index.html?partner=rss&emc=rss",
+            "http://www.nytimes.com/pages/index.html",
+        ),
+        (
+            "http://www.nytimes.com/2016/02/21/technology/apple.html?mwrsm=Twitter&_r=0",
+            "http://www.nytimes.com/2016/02/21/technology/apple.html",
+        ),
+        ("https://mobile.NYTimes.com/a.html?PARTNER=rss", "https://mobile.nytimes.com/a.html"),
+        ("https://www.washingtonpost.com/local/a/?tid=a_inl", "https://www.washingtonpost.com/local/a/"),
+        ("https://www.wsj.com/articles/a-1509633797?mod=e2tw", "https://www.wsj.com/articles/a-1509633797"),
+        ("http://time.com/4108421/a/?xid=time_socialflow_twitter", "http://time.com/4108421/a/"),
+        (
+            "http://science.sciencemag.org/cgi/content/short/356/6343/1134-a?rss=1",
+            "http://science.sciencemag.org/cgi/content/short/356/6343/1134-a",
+        ),
+        (
+            "https://www.bbc.co.uk/iplayer/episode/b01p6y1c?at_mid=ovYA&at_nation=uk&at_format=x",
+            "https://www.bbc.co.uk/iplayer/episode/b01p6y1c",
+        ),
+    ],
+)
+def test_tracking_params_found_in_captured_feeds_are_dropped(raw: str, expected: str) -> None:
+    assert canonical_url(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # The site-only names are content (or unknown) on other sites: kept there.
+        "https://shop.example/p?partner=acme",
+        "https://forum.example/t?emc=1",
+        "https://cms.example/index.php?id=3&mod=news",
+        "https://blog.example/?rss=1",
+        "https://tickets.example/?tid=42",
+        "https://x.example/a?_r=0",
+        "https://x.example/a?xid=9",
+        "https://x.example/a?at_mid=9",
+        "https://notnytimes.com/a?partner=rss",
+        "https://nytimes.com.evil.example/a?partner=rss",
+        # `ref` is nowhere a tracking name: it can select content (a branch, a product).
+        "https://api.github.example/repos/a/b/contents/x?ref=main",
+        "https://www.nytimes.com/a?ref=x",
+        # Content selectors stay, also on the sites with their own tracking names.
+        "https://www.nytimes.com/a?id=1&p=2&page=3&story=4",
+        "https://www.bbc.co.uk/news?page=2",
+    ],
+)
+def test_generic_names_are_kept_off_their_sites(raw: str) -> None:
+    assert urlsplit(canonical_url(raw)).query == urlsplit(raw).query
+
+
+def test_is_tracking_param_by_site() -> None:
+    assert is_tracking_param("wt_mc") and is_tracking_param("WT_ZMC")
+    assert is_tracking_param("partner", "www.nytimes.com")
+    assert is_tracking_param("partner", "nytimes.com")
+    assert not is_tracking_param("partner")
+    assert not is_tracking_param("partner", "example.com")
+    assert is_tracking_param("at_nation", "www.bbc.com")
+    assert not is_tracking_param("at_nation", "example.com")
+    assert all("." in domain for domain in SITE_TRACKING_PARAMS)
+
+
+@pytest.mark.skipif(not FEEDS_DIR.is_dir(), reason="needs ../shared/data/news-feeds")
+@pytest.mark.parametrize(
+    "feed, names",
+    [
+        ("fast-news-reader/heise.xml", {"wt_mc"}),
+        ("rss-parser/heise.atom", {"wt_mc"}),
+        ("rss-parser/rss-1.rss", {"rss"}),
+        ("fast-news-reader/bbc.xml", {"at_medium", "at_campaign"}),
+    ],
+)
+def test_captured_feed_links_lose_their_tracking(feed: str, names: set[str]) -> None:
+    doc = parse_document((FEEDS_DIR / feed).read_bytes(), base_url="https://feed.example/")
+    raw = [it.url for it in doc.items]
+    assert any(names & {k for k, _ in parse_qsl(urlsplit(u).query)} for u in raw)
+    for url in raw:
+        query = urlsplit(canonical_url(url)).query
+        assert not names & {k for k, _ in parse_qsl(query, keep_blank_values=True)}, url
 
 
 def test_relative_with_base() -> None:
@@ -119,6 +220,23 @@ def test_adding_a_tracking_param_changes_nothing(url: str, name: str, value: str
     base = url.split("#")[0]
     tracked = base + ("&" if "?" in base else "?") + f"{name}={quote(value, safe='')}"
     assert canonical_url(tracked) == canonical_url(url)
+
+
+site_params = st.sampled_from(
+    sorted((site, name) for site, names in SITE_TRACKING_PARAMS.items() for name in names)
+)
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(web_urls(), site_params, st.sampled_from(["", "www.", "M."]), st.text(max_size=5))
+def test_adding_a_site_tracking_param_on_its_site_changes_nothing(
+    url: str, site_param: tuple[str, str], sub: str, value: str
+) -> None:
+    site, name = site_param
+    parts = urlsplit(url.split("#")[0])
+    on_site = parts._replace(netloc=sub + site).geturl()
+    tracked = on_site + ("&" if parts.query else "?") + f"{name}={quote(value, safe='')}"
+    assert canonical_url(tracked) == canonical_url(on_site)
 
 
 @settings(max_examples=500)

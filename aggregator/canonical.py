@@ -13,6 +13,10 @@ Rules (decided here, relied on by the store and dedupe):
 - escaped unreserved characters are decoded ("%7E" -> "~", RFC 3986 §6.2.2.2), other
   escapes upper-cased (§6.2.2.1) and never decoded, so "%2F" stays distinct from "/";
   unsafe characters (spaces, non-ASCII) are escaped as UTF-8;
+- then dot segments are removed from the path (§6.2.2.3 with §5.2.4's remove_dot_segments):
+  "/a/./b/../c" -> "/a/c". In that order, as §6.2.2 lists the steps: "%2E" is "." (an
+  unreserved character), so "/a/%2e%2e/b" -> "/b" as browsers resolve it, while "%2F" is no
+  "/", so "/a%2F..%2Fb" holds no dot segment and stays;
 - http and https are kept apart: the two usually serve the same story, but merging them is
   a dedupe decision (content hash, same-event), not an identity rule.
 `canonical_url(canonical_url(x)) == canonical_url(x)` holds for every accepted x.
@@ -126,7 +130,7 @@ def canonical_url(url: str, base: str | None = None) -> str:
     host = _normalize_host(parts.hostname or "")
     port = parts.port  # raises ValueError when out of range or not a number
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    path = _normalize_escapes(parts.path) or "/"
+    path = _remove_dot_segments(_normalize_escapes(parts.path)) or "/"
     query = _normalize_query(parts.query, host)
     return urlunsplit((scheme, netloc, path, query, ""))
 
@@ -188,6 +192,25 @@ def _normalize_escapes(text: str) -> str:
     # A lone "%" not followed by two hex digits is escaped, so decoding stays unambiguous.
     text = re.sub(r"%(?![0-9a-fA-F]{2})", "%25", text)
     return _PCT.sub(_escape, text)
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4 for the absolute (or empty) path of a URL with a host: "." segments
+    go, ".." takes the segment before it along (never above the root); a path ending in a
+    dot segment keeps a trailing "/" ("/a/b/.." -> "/a/")."""
+    if "." not in path:
+        return path
+    segments = path.split("/")  # path starts with "/": segments[0] == ""
+    out: list[str] = []
+    for seg in segments[1:]:
+        if seg == "..":
+            if out:
+                out.pop()
+        elif seg != ".":
+            out.append(seg)
+    if segments[-1] in (".", ".."):
+        out.append("")
+    return "/" + "/".join(out)
 
 
 def _escape(m: re.Match[str]) -> str:

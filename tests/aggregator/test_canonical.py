@@ -139,6 +139,44 @@ def test_captured_feed_links_lose_their_tracking(feed: str, names: set[str]) -> 
         assert not names & {k for k, _ in parse_qsl(query, keep_blank_values=True)}, url
 
 
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("https://a.com/news/b/../a", "https://a.com/news/a"),
+        ("https://a.com/news/./a", "https://a.com/news/a"),
+        ("https://a.com/news/a/.", "https://a.com/news/a/"),
+        ("https://a.com/news/a/b/..", "https://a.com/news/a/"),
+        ("https://a.com/../../a", "https://a.com/a"),
+        ("https://a.com/a/b/c/./../../g?x=1", "https://a.com/a/g?x=1"),  # RFC 3986 §5.4.2
+        ("https://a.com/a//../b", "https://a.com/a/b"),
+        ("https://a.com/..", "https://a.com/"),
+        # Escaped dots are dots (unreserved, decoded first, §6.2.2), in any case and mix.
+        ("https://a.com/news/b/%2e%2e/a", "https://a.com/news/a"),
+        ("https://a.com/news/b/.%2E/a", "https://a.com/news/a"),
+        ("https://a.com/news/%2e/a", "https://a.com/news/a"),
+        # Not dot segments: an escaped "/" is not a separator, and dots inside a name stay.
+        ("https://a.com/a%2F..%2Fb", "https://a.com/a%2F..%2Fb"),
+        ("https://a.com/a/%2F../b", "https://a.com/a/%2F../b"),
+        ("https://a.com/a/.b/..c/.../v1.2", "https://a.com/a/.b/..c/.../v1.2"),
+        # The query is no path: its dots stay.
+        ("https://a.com/a?p=../b", "https://a.com/a?p=../b"),
+    ],
+)
+def test_dot_segments_are_removed(raw: str, expected: str) -> None:
+    assert canonical_url(raw) == expected
+
+
+def test_dot_segment_spellings_are_one_story() -> None:
+    spellings = [
+        "https://a.com/news/a",
+        "https://a.com/news/./a",
+        "https://a.com/news/b/../a",
+        "https://a.com/news/b/%2E%2E/a",
+        "https://a.com/x/../news/%2e/a",
+    ]
+    assert {canonical_url(u) for u in spellings} == {"https://a.com/news/a"}
+
+
 def test_relative_with_base() -> None:
     assert (
         canonical_url("../b?utm_term=x", "https://News.example/a/c/d") == "https://news.example/a/b"
@@ -177,8 +215,12 @@ def test_site_of() -> None:
 # --- properties --------------------------------------------------------------------------
 
 hosts = st.from_regex(r"\A(www\.)?[a-zA-Z0-9-]{1,12}(\.[a-zA-Z]{2,6}){1,2}\Z")
-segments = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/?#"), max_size=12
+segments = st.one_of(
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/?#"),
+        max_size=12,
+    ),
+    st.sampled_from([".", "..", "%2e", "%2E%2e", ".%2E", "%2F..", "..%2F"]),
 )
 param_names = st.one_of(
     st.sampled_from(sorted(TRACKING_PARAMS) + ["utm_source", "UTM_Campaign", "id", "page", "q"]),
@@ -212,6 +254,7 @@ def test_idempotent_and_clean(url: str) -> None:
     assert not any(is_tracking_param(k) for k in names)
     assert names == sorted(names)
     assert " " not in once and "#" not in once
+    assert not {".", ".."} & set(parts.path.split("/"))
 
 
 @settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])

@@ -4,7 +4,9 @@ Rules (decided here, relied on by the store and dedupe):
 - resolve against `base` if given; only http and https with a host are accepted, anything
   else raises ValueError (callers treat it as "not a story link");
 - scheme and host lowercased, IDN hosts to punycode, default ports (80/443) and user:password
-  dropped, the fragment dropped;
+  dropped, the fragment dropped unless it is a hashbang ("#!/story/1": AJAX-crawlable apps
+  route on it, so it names the story; a bare "#!" names nothing and goes), whose escapes are
+  normalized as the path's;
 - tracking parameters dropped (utm_*, fbclid, gclid, … see `TRACKING_PARAMS`; names too
   generic to drop everywhere only on the sites in `SITE_TRACKING_PARAMS`), the rest sorted by
   name (stable, so repeated names keep their order), blank values kept;
@@ -110,6 +112,8 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _PCT = re.compile(r"%[0-9a-fA-F]{2}")
 # RFC 3986 pchar plus "/" and "%": existing escapes are left for `_escape` to normalize.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+# A fragment may also hold "?" (RFC 3986 §3.5); a second "#" is escaped.
+_FRAGMENT_SAFE = _PATH_SAFE + "?"
 
 
 def canonical_url(url: str, base: str | None = None) -> str:
@@ -132,7 +136,10 @@ def canonical_url(url: str, base: str | None = None) -> str:
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     path = _remove_dot_segments(_normalize_escapes(parts.path)) or "/"
     query = _normalize_query(parts.query, host)
-    return urlunsplit((scheme, netloc, path, query, ""))
+    fragment = parts.fragment
+    if not fragment.startswith("!") or fragment == "!":
+        fragment = ""
+    return urlunsplit((scheme, netloc, path, query, _normalize_escapes(fragment, _FRAGMENT_SAFE)))
 
 
 def site_of(url: str) -> str:
@@ -187,8 +194,8 @@ def _normalize_host(host: str) -> str:
     return host
 
 
-def _normalize_escapes(text: str) -> str:
-    text = quote(text, safe=_PATH_SAFE)
+def _normalize_escapes(text: str, safe: str = _PATH_SAFE) -> str:
+    text = quote(text, safe=safe)
     # A lone "%" not followed by two hex digits is escaped, so decoding stays unambiguous.
     text = re.sub(r"%(?![0-9a-fA-F]{2})", "%25", text)
     return _PCT.sub(_escape, text)

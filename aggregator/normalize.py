@@ -81,7 +81,7 @@ def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime) -> 
         site=site_of(url),
         source=source.name if source else "",
         category=source.category if source else "",
-        # (a lone surrogate can sit in the fragment, which the canonical form drops)
+        # (a lone surrogate can sit in a fragment the canonical form drops)
         original_url=item.url if len(item.url) <= MAX_URL_CHARS and _valid(item.url) is item.url else "",
         content_hash=content_hash(text or summary),
     )

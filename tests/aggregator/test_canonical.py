@@ -177,6 +177,38 @@ def test_dot_segment_spellings_are_one_story() -> None:
     assert {canonical_url(u) for u in spellings} == {"https://a.com/news/a"}
 
 
+def test_hashbang_fragments_are_kept_apart() -> None:
+    # AJAX-crawlable apps route on "#!": these are two stories, not one page.
+    one = canonical_url("https://spa.example/#!/story/1")
+    two = canonical_url("https://spa.example/#!/story/2")
+    assert (one, two) == ("https://spa.example/#!/story/1", "https://spa.example/#!/story/2")
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        # Other fragments are places in one page: dropped, as before.
+        ("https://a.com/x#top", "https://a.com/x"),
+        ("https://a.com/x#", "https://a.com/x"),
+        ("https://a.com/x#/story/1", "https://a.com/x"),
+        ("https://a.com/x#%21/story/1", "https://a.com/x"),  # "%21" is no "!" (reserved)
+        ("https://a.com/x#!", "https://a.com/x"),  # a bare hashbang names nothing more
+        # A hashbang's escapes are normalized like the path's; the query is cleaned before it.
+        ("https://a.com/?utm_source=x&b=1#!/a b/%7e/%2f", "https://a.com/?b=1#!/a%20b/~/%2F"),
+        ("https://a.com/#!/x?id=3&utm_source=y", "https://a.com/#!/x?id=3&utm_source=y"),
+        ("https://a.com/#!/x#y", "https://a.com/#!/x%23y"),
+        ("https://a.com/#!/ü", "https://a.com/#!/%C3%BC"),
+        ("https://A.com:443/a/../#!/s/1", "https://a.com/#!/s/1"),
+    ],
+)
+def test_fragments(raw: str, expected: str) -> None:
+    assert canonical_url(raw) == expected
+
+
+def test_hashbang_relative_to_base() -> None:
+    assert canonical_url("#!/story/3", "https://spa.example/app") == "https://spa.example/app#!/story/3"
+
+
 def test_relative_with_base() -> None:
     assert (
         canonical_url("../b?utm_term=x", "https://News.example/a/c/d") == "https://news.example/a/b"
@@ -235,7 +267,7 @@ def web_urls(draw: st.DrawFn) -> str:
     port = draw(st.sampled_from(["", ":80", ":443", ":8080"]))
     path = "/".join(draw(st.lists(segments, max_size=4)))
     query = "&".join(f"{k}={v}" for k, v in draw(params))
-    fragment = draw(st.sampled_from(["", "#top", "#!/x"]))
+    fragment = draw(st.sampled_from(["", "#", "#top", "#!", "#!/x"]) | segments.map("#!/".__add__))
     return f"{scheme}://{draw(hosts)}{port}/{path}" + (f"?{query}" if query else "") + fragment
 
 
@@ -247,22 +279,24 @@ def test_idempotent_and_clean(url: str) -> None:
     assert canonical_url(once) == once
     parts = urlsplit(once)
     assert parts.scheme in ("http", "https")
-    assert parts.fragment == ""
+    # Only a hashbang fragment is kept, once escaped: no second "#", no space.
+    assert parts.fragment == "" or (parts.fragment.startswith("!") and parts.fragment != "!")
+    assert once.count("#") == (1 if parts.fragment else 0)
     assert parts.netloc == parts.netloc.lower()
     assert not parts.netloc.endswith({"http": ":80", "https": ":443"}[parts.scheme])
     names = [k for k, _ in parse_qsl(parts.query, keep_blank_values=True)]
     assert not any(is_tracking_param(k) for k in names)
     assert names == sorted(names)
-    assert " " not in once and "#" not in once
+    assert " " not in once
     assert not {".", ".."} & set(parts.path.split("/"))
 
 
 @settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(web_urls(), st.sampled_from(sorted(TRACKING_PARAMS) + ["utm_medium"]), st.text(max_size=5))
 def test_adding_a_tracking_param_changes_nothing(url: str, name: str, value: str) -> None:
-    base = url.split("#")[0]
+    base, hash_, fragment = url.partition("#")
     tracked = base + ("&" if "?" in base else "?") + f"{name}={quote(value, safe='')}"
-    assert canonical_url(tracked) == canonical_url(url)
+    assert canonical_url(tracked + hash_ + fragment) == canonical_url(url)
 
 
 site_params = st.sampled_from(

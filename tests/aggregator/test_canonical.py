@@ -331,6 +331,27 @@ def test_arbitrary_text_is_a_url_or_value_error(text: str) -> None:
     assert canonical_url(out) == out
 
 
+# Text made mostly of the characters the rules act on: separators, dots, escapes, "#!".
+url_tails = st.lists(
+    st.sampled_from(["/", ".", "..", "%2e", "%2E", "%2f", "%", "%7e", "#", "#!", "!", "?", "&",
+                     "=", "utm_source", "wt_mc", "partner", "a", "Z", " ", "ü", "\x85", "+"]),
+    max_size=16,
+).map("".join)
+
+
+@settings(max_examples=1000)
+@given(st.sampled_from(["https://a.com", "http://www.nytimes.com:80", "https://B.bbc.co.uk."]),
+       url_tails)
+@example("https://a.com", "/a/%2e%2e/%2E/b#!/x#!/../y?%")
+def test_idempotent_on_tails_with_dots_escapes_and_hashbangs(origin: str, tail: str) -> None:
+    try:
+        once = canonical_url(origin + tail)
+    except ValueError:
+        return
+    assert canonical_url(once) == once
+    assert not {".", ".."} & set(urlsplit(once).path.split("/"))
+
+
 @settings(max_examples=300)
 @given(st.text(max_size=30), st.text(max_size=30))
 def test_arbitrary_relative_text_with_base(text: str, path: str) -> None:

@@ -9,6 +9,10 @@
  * Optional attributes: data-api (API base; default: the origin this script came from),
  * data-heading (default "Related stories"), data-theme ("light" | "dark"; default: follows
  * the reader's colour scheme).
+ *
+ * Each block is rendered in an open shadow root on its container, so the host page's CSS
+ * cannot restyle it and its CSS cannot restyle the page. Whatever the container already held
+ * is fallback content: shown until the block renders, and for good if the API fails.
  */
 (function () {
   "use strict";
@@ -23,7 +27,11 @@
   } catch (e) { /* no usable src: containers must then set data-api */ }
 
   var CSS = [
-    ".tdg-block{--tdg-fg:#1a1a1a;--tdg-muted:#5c5f66;--tdg-line:#e3e5e8;--tdg-bg:#fff;",
+    // Inherited properties still cross the shadow boundary (a host's letter-spacing,
+    // white-space, text-transform…): `all:initial` on the block stops them, but not
+    // visibility and pointer-events, which the host may use to hide or disable the container.
+    ".tdg-block{all:initial;display:block;visibility:inherit;pointer-events:inherit;",
+    "--tdg-fg:#1a1a1a;--tdg-muted:#5c5f66;--tdg-line:#e3e5e8;--tdg-bg:#fff;",
     "--tdg-thumb:#eef0f3;--tdg-accent:#b3261e;--tdg-avatar:#24527a;",
     "margin:2em 0;padding:0 0 .5em;color:var(--tdg-fg);background:var(--tdg-bg);",
     "font:15px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;text-align:left}",
@@ -67,12 +75,53 @@
     "white-space:nowrap}"
   ].join("");
 
-  function injectCss() {
-    if (document.getElementById("tdg-style")) return;
+  // One constructable stylesheet, adopted by every block's root: unlike a <style> element it
+  // is not subject to the page's Content-Security-Policy style-src, so a strict CSP (no
+  // 'unsafe-inline') still gets a styled block. null where the browser cannot construct one.
+  var sheet;
+  function constructedSheet() {
+    if (sheet === undefined) {
+      try {
+        sheet = new CSSStyleSheet();
+        sheet.replaceSync(CSS);
+      } catch (e) {
+        sheet = null;
+      }
+    }
+    return sheet;
+  }
+
+  // `root` is a block's shadow root, or the document when the block had to go in the light DOM.
+  function applyCss(root) {
+    var adopted = "adoptedStyleSheets" in root && constructedSheet();
+    if (adopted) {
+      if (root.adoptedStyleSheets.indexOf(adopted) < 0) {
+        root.adoptedStyleSheets = root.adoptedStyleSheets.concat([adopted]);
+      }
+      return;
+    }
+    // Browsers without constructable stylesheets: a <style> element (which a strict CSP blocks).
+    var inDocument = root === document;
+    if (inDocument ? document.getElementById("tdg-style") : root.querySelector("style")) return;
     var style = document.createElement("style");
     style.id = "tdg-style";
     style.textContent = CSS;
-    (document.head || document.documentElement).appendChild(style);
+    (inDocument ? document.head || document.documentElement : root).appendChild(style);
+  }
+
+  // Shows `block` in an open shadow root on the container: host rules cannot reach it and
+  // its rules cannot reach the page. The container's own children stay where they are, just
+  // no longer rendered (they were the fallback). Some elements cannot host a shadow root
+  // (<ul>, <td>…), or the container already has one: then the block goes in the light DOM
+  // and the stylesheet on the document, as the widget used to do everywhere.
+  function mount(container, block) {
+    var root = null;
+    try {
+      root = container.attachShadow({ mode: "open" });
+    } catch (e) { /* not allowed on this element */ }
+    applyCss(root || document);
+    if (root) root.appendChild(block);
+    else if (!container.contains(block)) container.appendChild(block);
   }
 
   // Only absolute http(s) URLs reach an attribute; the URL parser strips tabs and newlines
@@ -296,10 +345,9 @@
         var cards = block && Array.isArray(block.related)
           ? block.related.filter(function (c) { return c && typeof c === "object"; }) : [];
         if (!cards.length) return;
-        injectCss();
         var heading = text(container.getAttribute("data-heading")) || "Related stories";
         var node = blockNode(cards, heading, container.getAttribute("data-theme"));
-        container.appendChild(node);
+        mount(container, node);
         track(node, api);
       })
       .catch(function () { /* API down or odd answer: leave the host page as it was */ })
@@ -311,9 +359,10 @@
   function start(container) {
     if (!started || started.has(container)) return;
     started.add(container);
+    // A server-rendered block (/v1/widget) moves into the shadow root like one built here.
     var prerendered = container.querySelector("." + P + "block");
     if (prerendered) {
-      injectCss();
+      mount(container, prerendered);
       var api = apiBase(container);
       if (api) track(prerendered, api);
       return;

@@ -48,18 +48,76 @@ pytestmark = [
 ]
 
 
+HOST_CSS = """body{font-family:Georgia,serif;max-width:860px;margin:2em auto}
+ul{list-style:square} a{color:hotpink}"""
+# Rules a real theme might carry that used to win inside the block: link and list styling,
+# headings, hidden <time>s, inherited text properties, images forced to a size.
+HOSTILE_CSS = """.entry-content a{text-decoration:underline;color:hotpink}
+.entry-content ul li::before{content:"► "}
+.entry-content h2{font-size:34px}
+time{display:none}
+.entry-content{letter-spacing:3px;text-transform:uppercase;text-indent:40px;white-space:pre}
+.entry-content img{width:400px!important;height:50px!important}
+span{font-style:italic}"""
+
+
 def host_page(api_base: str, *, canonical: str = SEED_URL, spacer_px: int = 0,
-              container_attrs: str = "") -> str:
+              container_attrs: str = "", head: str = f"<style>{HOST_CSS}</style>",
+              scripts: list[str] | None = None) -> str:
+    """A publisher's article with a widget container; `head` replaces its stylesheet, `scripts`
+    its one async widget.js tag. No inline style when `head` has none (for CSP pages). Its
+    #host-h2 happens to use a widget class name, which the widget's CSS must not restyle."""
+    scripts = [f"{api_base}/widget.js"] if scripts is None else scripts
+    tags = "".join(f'<script async src="{src}"></script>' for src in scripts)
+    spacer = f'<div id="spacer" style="height:{spacer_px}px"></div>' if spacer_px else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Host article</title>
 <link rel="canonical" href="{canonical}">
-<style>body{{font-family:Georgia,serif;max-width:860px;margin:2em auto}}
-ul{{list-style:square}} a{{color:hotpink}}</style></head>
-<body><article><h1>Host headline</h1><p id="host-text">{HOST_TEXT}</p></article>
-<div id="spacer" style="height:{spacer_px}px"></div>
-<div id="related" data-tidings-related {container_attrs}></div>
+{head}</head>
+<body><main class="entry-content"><article><h1>Host headline</h1><p id="host-text">{HOST_TEXT}</p>
+<h2 class="tdg-heading" id="host-h2">More from the host</h2></article>
+{spacer}
+<div id="related" data-tidings-related {container_attrs}></div></main>
 <footer id="host-footer">Host footer</footer>
-<script async src="{api_base}/widget.js"></script></body></html>"""
+{tags}</body></html>"""
+
+
+# Where the block went, read from the container: its shadow root (mode, adopted sheets,
+# <style> elements) and what the page itself got (light DOM, <style id=tdg-style>, sheets).
+MOUNTING_JS = """c => ({
+    shadow: c.shadowRoot ? c.shadowRoot.mode : null,
+    adopted: c.shadowRoot && 'adoptedStyleSheets' in c.shadowRoot
+        ? c.shadowRoot.adoptedStyleSheets.length : 0,
+    shadowStyles: c.shadowRoot ? c.shadowRoot.querySelectorAll('style').length : 0,
+    pageStyles: document.querySelectorAll('#tdg-style').length,
+    pageSheets: 'adoptedStyleSheets' in document ? document.adoptedStyleSheets.length : 0,
+    light: c.innerHTML})"""
+IN_SHADOW = {"shadow": "open", "adopted": 1, "shadowStyles": 0, "pageStyles": 0,
+             "pageSheets": 0, "light": ""}
+
+# Sizes that only the widget's CSS gives: the thumbnail fills its 16:9 box (unstyled, an image
+# shows at its natural 320 px), the screen-reader byline is 1 px.
+LAYOUT_JS = """c => {
+    const root = c.shadowRoot || c, box = s => root.querySelector(s).getBoundingClientRect();
+    const img = box('.tdg-thumb img'), thumb = box('.tdg-thumb'), sr = box('.tdg-sr');
+    return {img: [img.width, img.height], thumb: [thumb.width, thumb.height],
+            sr: [sr.width, sr.height]};
+}"""
+
+
+def assert_styled(layout: dict) -> None:
+    width, height = layout["thumb"]
+    assert 100 < width < 320 and abs(height - width * 9 / 16) < 1.5, layout
+    assert layout["img"] == layout["thumb"]
+    assert layout["sr"] == [1, 1]
+
+
+async def settle(page) -> None:
+    """Two frames (IntersectionObserver callbacks have run by then), then a moment for any
+    request they started to show up."""
+    await page.evaluate(
+        "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    await asyncio.sleep(0.2)
 
 
 def asked_urls(page, path: str) -> list[str]:
@@ -167,7 +225,9 @@ async def test_block_renders_the_api_answer_cross_origin(page, widget_api, publi
             assert await card.locator(".tdg-avatar").count() == 0
     priya = page.locator(".tdg-card", has_text="By Priya Shah")
     assert await priya.locator(".tdg-avatar").inner_text() == "PS"
-    assert await page.locator("#tdg-style").count() == 1
+    # In the container's open shadow root, styled by one adopted sheet: nothing added to the
+    # page's own DOM or styles.
+    assert await page.locator("#related").evaluate(MOUNTING_JS) == IN_SHADOW
     assert await page.locator("#host-text").inner_text() == HOST_TEXT
     assert page.page_errors == []
 
@@ -192,10 +252,11 @@ async def test_hostile_story_renders_as_inert_text(page, widget_api, publisher):
     assert await links.count() == 1
     href = await links.get_attribute("href")
     assert unquote(href) == hostile_card["url"] and href.startswith("https://evil.example/")
-    attributes = await page.evaluate(
-        """() => [...document.querySelectorAll('.tdg-block *')]
+    attributes = await page.locator("#related").evaluate(
+        """c => [...(c.shadowRoot || c).querySelectorAll('.tdg-block *')]
                .flatMap(e => [...e.attributes].map(a => [a.name, a.value]))"""
     )
+    assert len(attributes) > 20  # the whole block was looked at
     assert [name for name, _ in attributes if name.startswith("on")] == []
     assert [v for _, v in attributes if v.strip().lower().startswith("javascript:")] == []
     await hostile.locator(".tdg-snippet").click()
@@ -243,8 +304,7 @@ async def test_data_attributes_choose_url_k_and_api(page, widget_api, publisher)
     asked = f"{SECOND_URL}?utm_source=news&utm_medium=email"
     attrs = (f'data-api="{widget_api.base_url}/" data-k="2" data-theme="dark" '
              f'data-url="{asked.replace("&", "&amp;")}"')
-    html = host_page(widget_api.base_url, container_attrs=attrs).replace(
-        f'<script async src="{widget_api.base_url}/widget.js"></script>', "")
+    html = host_page(widget_api.base_url, container_attrs=attrs, scripts=[])
     await page.goto(publisher.page("attrs.html", html))
     # Inlined, the script has no src of its own: only data-api can tell it where the API is.
     await page.add_script_tag(content=(STATIC_DIR / "widget.js").read_text(encoding="utf-8"))
@@ -282,8 +342,9 @@ async def test_api_outage_leaves_host_page_intact(page, widget_api, publisher, o
     await asyncio.sleep(0.3)  # a failed fetch gets time to (not) do anything
 
     assert asked_urls(page, "/v1/related") == [SEED_URL]  # it did try
-    assert await page.locator("[data-tidings-related]").inner_html() == ""
-    assert await page.locator("#tdg-style").count() == 0
+    assert await page.locator("#related").evaluate(MOUNTING_JS) == {
+        "shadow": None, "adopted": 0, "shadowStyles": 0, "pageStyles": 0, "pageSheets": 0,
+        "light": ""}
     assert await page.locator("#host-text").inner_text() == HOST_TEXT
     assert await page.locator("body").inner_html() == before
     assert page.page_errors == []
@@ -309,7 +370,11 @@ async def test_server_fragment_is_inert_and_tracked_by_the_widget(page, widget_a
     )
     assert fragment in html
     await page.goto(publisher.page("fragment.html", html))
-    await page.wait_for_selector("#tdg-style", state="attached")  # the widget styled it
+    # The widget moved it into the container's shadow root and styled it there.
+    await page.wait_for_function("document.querySelector('#related').shadowRoot", timeout=5000)
+    assert await page.locator("#related").evaluate(MOUNTING_JS) == IN_SHADOW
+    assert await page.locator("#related").evaluate(
+        "c => c.shadowRoot.querySelectorAll('.tdg-card').length") == 4
 
     related = (await widget_api.block(SEED_URL))["related"]
     titles = page.locator(".tdg-card .tdg-title")
@@ -337,3 +402,118 @@ async def test_demo_page_renders_the_block_for_a_stored_story(page, widget_api):
     assert await page.locator("h1").count() == 1  # the demo article is still there
     assert await page.evaluate("window.__pwned") is None
     assert page.page_errors == []
+
+
+async def test_strict_csp_page_gets_a_styled_block(page, widget_api, publisher):
+    """style-src 'self' without 'unsafe-inline' blocks <style> elements; the widget's
+    constructed stylesheet still applies, and the page sees no CSP violation."""
+    api = widget_api.base_url
+    css = publisher.asset("csp-host.css", HOST_CSS.encode(), "text/css")
+    csp = (f"default-src 'none'; script-src {api}; connect-src {api}; img-src 'self'; "
+           "style-src 'self'")
+    url = publisher.page("csp.html", host_page(api, head=f'<link rel="stylesheet" href="{css}">'),
+                         headers={"Content-Security-Policy": csp})
+    await page.add_init_script("""window.__violations = [];
+        document.addEventListener('securitypolicyviolation',
+            e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI), true);""")
+    await open_with_block(page, url)
+    await page.locator(".tdg-thumb img").first.evaluate(
+        "i => i.complete && i.naturalWidth ? 0 : new Promise(r => i.onload = r)")
+    await settle(page)
+
+    assert await page.evaluate("window.__violations") == []
+    assert await page.locator("#related").evaluate(MOUNTING_JS) == IN_SHADOW
+    assert_styled(await page.locator("#related").evaluate(LAYOUT_JS))
+    # The host's own stylesheet loaded too (the policy is not simply ignored).
+    assert await page.locator("#host-text").evaluate(
+        "p => getComputedStyle(p).fontFamily") == "Georgia, serif"
+    assert page.page_errors == []
+
+
+async def test_without_constructable_stylesheets_a_style_element_styles_the_shadow_root(
+        page, widget_api, publisher):
+    """Browsers without adoptedStyleSheets get a <style> in the shadow root, not in the page."""
+    await page.add_init_script("""delete Document.prototype.adoptedStyleSheets;
+        delete ShadowRoot.prototype.adoptedStyleSheets;""")
+    await open_with_block(page, publisher.page("no-adopt.html", host_page(widget_api.base_url)))
+    assert await page.evaluate("'adoptedStyleSheets' in document") is False
+    assert await page.locator("#related").evaluate(MOUNTING_JS) == {
+        **IN_SHADOW, "adopted": 0, "shadowStyles": 1}
+    assert_styled(await page.locator("#related").evaluate(LAYOUT_JS))
+    assert page.page_errors == []
+
+
+# Computed styles of the block's parts, from the container's shadow root (or the container,
+# where an old widget rendered in the light DOM).
+STYLES_JS = """c => {
+    const root = c.shadowRoot || c, out = {};
+    const probes = [
+        ['.tdg-block', null, ['fontSize', 'letterSpacing', 'textTransform', 'textIndent',
+                              'whiteSpace', 'textAlign', 'color', 'lineHeight']],
+        ['.tdg-heading', null, ['fontSize', 'letterSpacing', 'textTransform', 'borderTopWidth']],
+        ['.tdg-card', '::before', ['content']],
+        ['.tdg-link', null, ['textDecorationLine', 'color']],
+        ['.tdg-title', null, ['fontSize', 'fontStyle', 'letterSpacing', 'textTransform',
+                              'whiteSpace', 'textIndent']],
+        ['.tdg-thumb img', null, ['width', 'height']],
+        ['.tdg-time', null, ['display']],
+    ];
+    for (const [sel, pseudo, props] of probes) {
+        const el = root.querySelector(sel);
+        const cs = el && getComputedStyle(el, pseudo);
+        out[sel + (pseudo || '')] = cs ? props.map(p => p + ': ' + cs[p]) : 'missing';
+    }
+    return out;
+}"""
+
+
+async def test_host_css_does_not_reach_into_the_block_nor_the_block_css_out(
+        page, widget_api, publisher):
+    api = widget_api.base_url
+    await open_with_block(page, publisher.page("clean.html", host_page(api)))
+    clean = await page.locator("#related").evaluate(STYLES_JS)
+    assert "missing" not in clean.values(), clean
+    assert clean[".tdg-card::before"] == ["content: none"]
+
+    await open_with_block(page, publisher.page("themed.html", host_page(
+        api, head=f"<style>{HOST_CSS}\n{HOSTILE_CSS}</style>")))
+    # The theme is live on the host page ...
+    assert await page.locator("#host-text").evaluate(
+        "p => getComputedStyle(p).textTransform") == "uppercase"
+    # ... and changes nothing in the block.
+    assert await page.locator("#related").evaluate(STYLES_JS) == clean
+    # The host's own element with a widget class name keeps the host's look.
+    host_h2 = await page.locator("#host-h2").evaluate(
+        "h => [getComputedStyle(h).borderTopWidth, getComputedStyle(h).fontSize]")
+    assert host_h2 == ["0px", "34px"]
+    assert page.page_errors == []
+
+
+async def test_block_in_its_shadow_root_keeps_its_accessibility(page, widget_api, publisher):
+    related = (await widget_api.block(SEED_URL))["related"]
+    await open_with_block(page, publisher.page("a11y.html", host_page(widget_api.base_url)))
+    region = page.get_by_role("region", name="Related stories")
+    assert await region.count() == 1
+    assert await region.get_by_role("heading", level=2, name="Related stories").count() == 1
+    assert await region.get_by_role("list").get_by_role("listitem").count() == len(related)
+    # Each link is named by its title alone (thumbnails are alt="" or aria-hidden).
+    links = region.get_by_role("link")
+    assert await links.count() == len(related)
+    for n, card in enumerate(related):
+        assert await links.nth(n).evaluate(
+            "a => a.querySelector('.tdg-title').textContent") == card["title"]
+        assert await region.get_by_role("link", name=card["title"], exact=True).count() == 1
+    # The byline is read out but not shown.
+    snapshot = await region.aria_snapshot()
+    assert "By Priya Shah, Political correspondent" in snapshot
+    byline = region.get_by_text("By Priya Shah, Political correspondent")
+    box = await byline.bounding_box()
+    assert box["width"] <= 1 and box["height"] <= 1
+    # The keyboard reaches the first story (the host page has nothing focusable before it),
+    # and the focused link shows the widget's outline.
+    await page.keyboard.press("Tab")
+    focused = await page.locator("#related").evaluate("""c => {
+        const a = (c.shadowRoot || document).activeElement, s = getComputedStyle(a);
+        return [a.className, s.outlineStyle, s.outlineWidth];
+    }""")
+    assert focused == ["tdg-link", "solid", "2px"]

@@ -198,16 +198,19 @@ async def widget_api(tmp_path_factory, shared_data, publisher) -> AsyncIterator[
 
 @dataclass
 class Publisher:
-    """A publisher's site on its own origin: register host pages and assets, get their URLs."""
+    """A publisher's site on its own origin: register host pages and assets, get their URLs.
+
+    `headers` are sent with the page or asset (a Content-Security-Policy, say)."""
 
     base_url: str = ""
-    pages: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    pages: dict[str, tuple[bytes, str, dict[str, str]]] = field(default_factory=dict)
 
-    def page(self, name: str, html: str) -> str:
-        return self.asset(name, html.encode(), "text/html")
+    def page(self, name: str, html: str, headers: dict[str, str] | None = None) -> str:
+        return self.asset(name, html.encode(), "text/html", headers)
 
-    def asset(self, name: str, body: bytes, content_type: str) -> str:
-        self.pages[name] = (body, content_type)
+    def asset(self, name: str, body: bytes, content_type: str,
+              headers: dict[str, str] | None = None) -> str:
+        self.pages[name] = (body, content_type, dict(headers or {}))
         return f"{self.base_url}/{name}"
 
 
@@ -229,7 +232,7 @@ async def publisher() -> AsyncIterator[Publisher]:
         hit = state.pages.get(request.match_info["name"])
         if hit is None:
             raise web.HTTPNotFound()
-        return web.Response(body=hit[0], content_type=hit[1])
+        return web.Response(body=hit[0], content_type=hit[1], headers=hit[2])
 
     app = web.Application()
     app.router.add_get("/{name}", page)

@@ -16,6 +16,13 @@
  */
 (function () {
   "use strict";
+  // Included twice (two tags, or one URL with two query strings that the cache sees as two
+  // files): the first copy does the work, or containers would get two blocks and every
+  // impression would count twice. A later copy only looks for new containers.
+  if (window.TidingsWidget && typeof window.TidingsWidget.scan === "function") {
+    window.TidingsWidget.scan();
+    return;
+  }
   var P = "tdg-";
   var READER_KEY = "tidings.reader";
   var FETCH_TIMEOUT_MS = 8000;

@@ -517,3 +517,24 @@ async def test_block_in_its_shadow_root_keeps_its_accessibility(page, widget_api
         return [a.className, s.outlineStyle, s.outlineWidth];
     }""")
     assert focused == ["tdg-link", "solid", "2px"]
+
+
+async def test_script_included_twice_renders_one_block_and_reports_once(
+        page, widget_api, publisher):
+    api = widget_api.base_url
+    html = host_page(api, scripts=[f"{api}/widget.js", f"{api}/widget.js?v=2"])
+    await open_with_block(page, publisher.page("twice.html", html))
+    reader = await reader_of(page)
+    await widget_api.stored_events(reader, 4)
+    await settle(page)
+    # Both copies really ran.
+    assert await page.evaluate(
+        "performance.getEntriesByType('resource').filter(e => /widget\\.js/.test(e.name)).length"
+    ) == 2
+    assert await page.locator("#related section.tdg-block").count() == 1
+    assert await page.locator("#related .tdg-card").count() == 4
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    assert len(event_posts(page)) == 1
+    events = await widget_api.svc.store.reader_events(reader)
+    assert [e.type for e in events] == ["impression"] * 4
+    assert page.page_errors == []

@@ -302,8 +302,23 @@
     return section;
   }
 
-  // Impressions once, when at least half the block is on screen; clicks on every link.
-  // Works the same on blocks this script rendered and on server-rendered /v1/widget HTML.
+  // IntersectionObserver only calls back when the visible fraction of the block crosses a
+  // threshold; steps of 1% let seenEnough() notice a tall block filling half the viewport.
+  var STEPS = [];
+  for (var step = 0; step <= 100; step++) STEPS.push(step / 100);
+
+  // Seen: at least half the block is on screen, or it covers at least half the viewport's
+  // height (a block taller than two viewports can never be half on screen). rootBounds is null
+  // in a cross-origin frame, where only the first rule can apply.
+  function seenEnough(entry) {
+    if (!entry.isIntersecting) return false;
+    if (entry.intersectionRatio >= 0.5) return true;
+    var viewport = entry.rootBounds;
+    return !!viewport && viewport.height > 0 && entry.intersectionRect.height >= viewport.height / 2;
+  }
+
+  // Impressions once per block and page view, for all its stories, when seenEnough(); clicks
+  // on every link. Works the same on blocks built here and on server-rendered /v1/widget HTML.
   function track(block, api) {
     var ids = Array.prototype.map.call(block.querySelectorAll("[data-story-id]"), function (li) {
       return li.getAttribute("data-story-id");
@@ -317,11 +332,11 @@
     block.addEventListener("auxclick", onClick);
     if (!("IntersectionObserver" in window)) return sendEvents(api, "impression", ids, false);
     var seen = new IntersectionObserver(function (entries) {
-      if (entries.some(function (e) { return e.isIntersecting; })) {
+      if (entries.some(seenEnough)) {
         seen.disconnect();
         sendEvents(api, "impression", ids, false);
       }
-    }, { threshold: 0.5 });
+    }, { threshold: STEPS });
     seen.observe(block);
   }
 

@@ -538,3 +538,31 @@ async def test_script_included_twice_renders_one_block_and_reports_once(
     events = await widget_api.svc.store.reader_events(reader)
     assert [e.type for e in events] == ["impression"] * 4
     assert page.page_errors == []
+
+
+async def test_block_taller_than_the_viewport_reports_one_impression(page, widget_api, publisher):
+    """A block more than twice the viewport's height can never be half on screen: it counts
+    as seen once it covers half the viewport. All its stories, in one post, once."""
+    related = (await widget_api.block(SEED_URL, k=20))["related"]
+    assert len(related) == 20
+    await page.set_viewport_size({"width": 400, "height": 300})
+    # Below the fold but within the lazy-load margin: fetched and rendered, not yet seen.
+    url = publisher.page("tall.html", host_page(
+        widget_api.base_url, spacer_px=300, container_attrs='data-k="20"'))
+    await open_with_block(page, url)
+    block = page.locator("section.tdg-block")
+    assert (await block.bounding_box())["height"] > 4 * 300
+    await settle(page)
+    assert event_posts(page) == []
+
+    async with page.expect_request("**/v1/events", timeout=5000) as sent:
+        await block.evaluate("b => b.scrollIntoView({block: 'center'})")
+    posted = json.loads((await sent.value).post_data)["events"]
+    assert {e["type"] for e in posted} == {"impression"}
+    assert sorted(e["story_id"] for e in posted) == sorted(str(c["id"]) for c in related)
+    # Scrolling on through the block and back up reports nothing more.
+    for where in ("end", "start", "center"):
+        await block.evaluate(f"b => b.scrollIntoView({{block: '{where}'}})")
+        await settle(page)
+    assert len(event_posts(page)) == 1
+    assert page.page_errors == []

@@ -400,13 +400,41 @@
     near.observe(container);
   }
 
+  function startAll(root) {
+    Array.prototype.forEach.call(root.querySelectorAll("[data-tidings-related]"), start);
+  }
+
   function scan() {
     try {
-      Array.prototype.forEach.call(document.querySelectorAll("[data-tidings-related]"), start);
+      startAll(document);
     } catch (e) { /* never break the host page */ }
   }
 
+  // Containers a page adds later (infinite scroll, client-side rendering) start by themselves.
+  // Only the added elements are looked at, never the whole document again.
+  function watch() {
+    if (!window.MutationObserver) return;
+    new MutationObserver(function (records) {
+      try {
+        records.forEach(function (record) {
+          Array.prototype.forEach.call(record.addedNodes, function (node) {
+            if (node.nodeType !== 1) return;
+            if (node.hasAttribute("data-tidings-related")) start(node);
+            if (node.firstElementChild) startAll(node);
+          });
+        });
+      } catch (e) { /* never break the host page */ }
+    }).observe(document, { childList: true, subtree: true });
+  }
+
+  // Started once the document is parsed, so a container is never seen half-parsed (a
+  // server-rendered block inside it not there yet).
+  function init() {
+    scan();
+    watch();
+  }
+
   window.TidingsWidget = { scan: scan };
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", scan);
-  else scan();
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
 })();

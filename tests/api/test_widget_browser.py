@@ -566,3 +566,30 @@ async def test_block_taller_than_the_viewport_reports_one_impression(page, widge
         await settle(page)
     assert len(event_posts(page)) == 1
     assert page.page_errors == []
+
+
+async def test_containers_added_later_render_by_themselves(page, widget_api, publisher):
+    html = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>', "")
+    await page.goto(publisher.page("late.html", html))
+    await page.wait_for_function("window.TidingsWidget")
+    await settle(page)
+    assert page.api_requests == []  # no container yet
+    # One container inside an added wrapper, one added itself (no TidingsWidget.scan() call).
+    await page.evaluate(f"""() => {{
+        const wrapper = document.createElement('div');
+        wrapper.innerHTML =
+            '<p>Next article</p><div id="late" data-tidings-related data-k="3"></div>';
+        document.querySelector('main').appendChild(wrapper);
+        const direct = document.createElement('div');
+        direct.id = 'late-direct';
+        direct.setAttribute('data-tidings-related', '');
+        direct.setAttribute('data-url', '{SECOND_URL}');
+        document.querySelector('main').appendChild(direct);
+    }}""")
+    await page.locator("#late .tdg-card").first.wait_for(timeout=5000)
+    await page.locator("#late-direct .tdg-card").first.wait_for(timeout=5000)
+    assert await page.locator("#late .tdg-card").count() == 3
+    assert await page.locator("#late-direct .tdg-card").count() == 4
+    assert sorted(asked_urls(page, "/v1/related")) == sorted([SEED_URL, SECOND_URL])
+    assert page.page_errors == []

@@ -124,7 +124,8 @@ def _card_html(card: Mapping[str, Any]) -> str:
         )
     else:
         thumb = f'<span class="tdg-thumb tdg-thumb-empty" aria-hidden="true">{escape(site_mark(site))}</span>'
-    title_html = f'<span class="tdg-title">{escape(title)}</span>'
+    # dir="auto": story text may run the other way from the host page (widget.js does the same).
+    title_html = f'<span class="tdg-title" dir="auto">{escape(title)}</span>'
     if url:
         head = f'<a class="tdg-link" href="{escape(url)}">{thumb}{title_html}</a>'
     else:
@@ -132,7 +133,7 @@ def _card_html(card: Mapping[str, Any]) -> str:
 
     parts = [head]
     if summary:
-        parts.append(f'<p class="tdg-snippet">{escape(summary)}</p>')
+        parts.append(f'<p class="tdg-snippet" dir="auto">{escape(summary)}</p>')
     meta = []
     if author:
         meta.append(
@@ -140,7 +141,7 @@ def _card_html(card: Mapping[str, Any]) -> str:
             f'<span class="tdg-sr">By {escape(author)}</span>'
         )
     if site:
-        meta.append(f'<span class="tdg-site">{escape(site)}</span>')
+        meta.append(f'<span class="tdg-site" dir="auto">{escape(site)}</span>')
     dated = _date_label(card.get("published_at"))
     if dated:
         meta.append(f'<time class="tdg-time" datetime="{escape(dated[0])}">{escape(dated[1])}</time>')

@@ -41,7 +41,7 @@
     "--tdg-fg:#1a1a1a;--tdg-muted:#5c5f66;--tdg-line:#e3e5e8;--tdg-bg:#fff;",
     "--tdg-thumb:#eef0f3;--tdg-accent:#b3261e;--tdg-avatar:#24527a;",
     "margin:2em 0;padding:0 0 .5em;color:var(--tdg-fg);background:var(--tdg-bg);",
-    "font:15px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;text-align:left}",
+    "font:15px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;text-align:start}",
     "@media (prefers-color-scheme:dark){.tdg-block:not([data-theme=light]){--tdg-fg:#eceef1;",
     "--tdg-muted:#a3a8b1;--tdg-line:#33373d;--tdg-bg:#16181b;--tdg-thumb:#24272c;",
     "--tdg-accent:#ff8a80;--tdg-avatar:#5b8fc7}}",
@@ -62,21 +62,21 @@
     "background-image:linear-gradient(135deg,transparent,rgba(127,127,127,.12))}",
     ".tdg-thumb img{display:block;width:100%;height:100%;object-fit:cover;border:0}",
     ".tdg-title{font-weight:700;font-size:1em;line-height:1.3;display:-webkit-box;",
-    "-webkit-line-clamp:3;-webkit-box-orient:vertical;overflow:hidden}",
+    "-webkit-line-clamp:3;-webkit-box-orient:vertical;overflow:hidden;overflow-wrap:anywhere}",
     ".tdg-snippet{color:var(--tdg-muted);font-size:.86em;display:-webkit-box;",
-    "-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden}",
+    "-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden;overflow-wrap:anywhere}",
     ".tdg-meta{display:flex;align-items:center;gap:.45em;font-size:.78em;color:var(--tdg-muted);",
     "margin-top:auto;min-width:0;min-height:2.1em;white-space:nowrap}",
     ".tdg-avatar{flex:none;display:inline-flex;align-items:center;justify-content:center;",
     "width:2.6em;height:2.6em;border-radius:50%;background:var(--tdg-avatar);color:#fff;",
     "font-size:.7em;font-weight:700;letter-spacing:.02em}",
     ".tdg-site{font-weight:600;color:var(--tdg-fg);overflow:hidden;text-overflow:ellipsis}",
-    ".tdg-time::before{content:'\\00b7';margin-right:.45em}",
+    ".tdg-time::before{content:'\\00b7';margin-inline-end:.45em}",
     // Phones: one story a row, thumbnail beside the title, no snippet.
     "@media (max-width:560px){.tdg-list{grid-template-columns:1fr;gap:1em}",
     ".tdg-link{flex-direction:row;align-items:flex-start;gap:.8em}",
     ".tdg-thumb{flex:none;width:112px;font-size:1.1em}.tdg-snippet{display:none}",
-    ".tdg-meta{padding-left:calc(112px + .8em);margin-top:0}",
+    ".tdg-meta{padding-inline-start:calc(112px + .8em);margin-top:0}",
     ".tdg-card{padding-bottom:1em;border-bottom:1px solid var(--tdg-line)}}",
     ".tdg-sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);",
     "white-space:nowrap}"
@@ -195,6 +195,13 @@
     return node;
   }
 
+  // Story text may run the other way from the page (an Arabic title on an English site, or
+  // the reverse): dir="auto" lets its own first strong character decide.
+  function ownDir(node) {
+    node.setAttribute("dir", "auto");
+    return node;
+  }
+
   function randomId() {
     var bytes = new Uint8Array(16);
     if (window.crypto && crypto.getRandomValues) crypto.getRandomValues(bytes);
@@ -266,11 +273,11 @@
       emptyThumb();
     }
     link.appendChild(thumb);
-    link.appendChild(el("span", "title", text(card.title) || "Untitled"));
+    link.appendChild(ownDir(el("span", "title", text(card.title) || "Untitled")));
     li.appendChild(link);
 
     var summary = snippet(card.summary);
-    if (summary) li.appendChild(el("p", "snippet", summary));
+    if (summary) li.appendChild(ownDir(el("p", "snippet", summary)));
 
     var meta = el("p", "meta");
     var author = text(card.author);
@@ -280,7 +287,7 @@
       meta.appendChild(avatar);
       meta.appendChild(el("span", "sr", "By " + author));
     }
-    if (site) meta.appendChild(el("span", "site", site));
+    if (site) meta.appendChild(ownDir(el("span", "site", site)));
     var when = ago(card.published_at);
     if (when) {
       var time = el("time", "time", when);

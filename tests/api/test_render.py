@@ -112,6 +112,9 @@ def test_block_markup_is_accessible_and_complete():
     assert ("li", "data-story-id", "s2") in parsed.attrs
     assert parsed.tags.count("li") == 2
     assert parsed.tags.count("a") == 1  # the card without a URL has no link
+    # Story text sets its own direction (an Arabic title on an English page, or the reverse).
+    for cls in ("tdg-title", "tdg-snippet", "tdg-site"):
+        assert html.count(f'class="{cls}" dir="auto"') == 2
     text = "".join(parsed.texts)
     for expected in ("Putin agrees to halt strikes", "The Kremlin said", "News Example", "JS",
                      "By Jane Smith", "18 Mar 2025"):

@@ -63,7 +63,7 @@ span{font-style:italic}"""
 
 def host_page(api_base: str, *, canonical: str = SEED_URL, spacer_px: int = 0,
               container_attrs: str = "", head: str = f"<style>{HOST_CSS}</style>",
-              scripts: list[str] | None = None) -> str:
+              html_attrs: str = 'lang="en"', scripts: list[str] | None = None) -> str:
     """A publisher's article with a widget container; `head` replaces its stylesheet, `scripts`
     its one async widget.js tag. No inline style when `head` has none (for CSP pages). Its
     #host-h2 happens to use a widget class name, which the widget's CSS must not restyle."""
@@ -71,7 +71,7 @@ def host_page(api_base: str, *, canonical: str = SEED_URL, spacer_px: int = 0,
     tags = "".join(f'<script async src="{src}"></script>' for src in scripts)
     spacer = f'<div id="spacer" style="height:{spacer_px}px"></div>' if spacer_px else ""
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Host article</title>
+<html {html_attrs}><head><meta charset="utf-8"><title>Host article</title>
 <link rel="canonical" href="{canonical}">
 {head}</head>
 <body><main class="entry-content"><article><h1>Host headline</h1><p id="host-text">{HOST_TEXT}</p>
@@ -592,4 +592,61 @@ async def test_containers_added_later_render_by_themselves(page, widget_api, pub
     assert await page.locator("#late .tdg-card").count() == 3
     assert await page.locator("#late-direct .tdg-card").count() == 4
     assert sorted(asked_urls(page, "/v1/related")) == sorted([SEED_URL, SECOND_URL])
+    assert page.page_errors == []
+
+
+# Made-up cards for the right-to-left test, answered instead of the API's: an Arabic story and
+# an English one whose title is one very long word.
+LONG_WORD = "Pneumonoultramicroscopicsilicovolcanoconiosis" * 4
+RTL_CARDS = [
+    {"id": 9001, "url": "https://ar.example/news/1", "title": "الحكومة تعلن خطة جديدة للطاقة",
+     "summary": "قالت الحكومة إن الخطة ستبدأ العام المقبل.", "site": "أخبار اليوم",
+     "source": "ar", "author": "", "image_url": "", "published_at": "2025-03-18T19:00:00Z"},
+    {"id": 9002, "url": "https://en.example/news/2", "title": f"{LONG_WORD} explained",
+     "summary": "An English summary on an Arabic page.", "site": "en.example",
+     "source": "en", "author": "", "image_url": "", "published_at": "2025-03-18T19:00:00Z"},
+]
+
+
+async def test_right_to_left_page_and_mixed_direction_stories(page, widget_api, publisher):
+    api = widget_api.base_url
+    cors = {"Access-Control-Allow-Origin": "*"}
+
+    async def related(route):
+        await route.fulfill(status=200, headers=cors, content_type="application/json",
+                            body=json.dumps({"related": RTL_CARDS}))
+
+    async def events(route):
+        await route.fulfill(status=202, headers=cors, body="")
+
+    await page.route(f"{api}/v1/related?*", related)
+    await page.route(f"{api}/v1/events", events)
+    await page.set_viewport_size({"width": 420, "height": 800})  # the phone layout
+    await open_with_block(page, publisher.page("rtl.html", host_page(
+        api, html_attrs='lang="ar" dir="rtl"')))
+    layout = await page.locator("#related").evaluate("""c => {
+        const root = c.shadowRoot || c, cs = (e, p) => getComputedStyle(e, p);
+        const card = (n, sel) => root.querySelectorAll('.tdg-card')[n].querySelector(sel);
+        const dirs = n => ['.tdg-title', '.tdg-snippet', '.tdg-site'].map(
+            s => [card(n, s).getAttribute('dir'), cs(card(n, s)).direction]);
+        const title = card(1, '.tdg-title'), meta = card(0, '.tdg-meta');
+        return {
+            block: [cs(root.querySelector('.tdg-block')).textAlign,
+                    cs(root.querySelector('.tdg-block')).direction],
+            arabic: dirs(0), english: dirs(1),
+            metaPadding: [cs(meta).paddingLeft, parseFloat(cs(meta).paddingRight)],
+            timeGap: [cs(card(0, '.tdg-time'), '::before').marginLeft,
+                      cs(card(0, '.tdg-time'), '::before').marginRight],
+            titleOverflow: title.scrollWidth - title.clientWidth,
+        };
+    }""")
+    assert layout["block"] == ["start", "rtl"]
+    assert layout["arabic"] == [["auto", "rtl"]] * 3
+    assert layout["english"] == [["auto", "ltr"]] * 3
+    # The meta line lines up under the title beside the thumbnail: on the right, in RTL.
+    assert layout["metaPadding"][0] == "0px" and layout["metaPadding"][1] > 112
+    assert layout["timeGap"][0] != "0px" and layout["timeGap"][1] == "0px"
+    # The long word wraps instead of running out of the card (and being clipped).
+    assert layout["titleOverflow"] <= 0
+    assert LONG_WORD in await page.locator(".tdg-title").nth(1).inner_text()
     assert page.page_errors == []

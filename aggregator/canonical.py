@@ -89,7 +89,7 @@ TRACKING_PARAMS = frozenset(
 # everywhere: a referrer tag on many blogs, but content elsewhere, e.g. the branch in GitHub's
 # `?ref=`; no captured feed has it.) Keyed by domain, which also covers its subdomains.
 # Every name here was seen on that site's links in the captured feeds
-# (/work/shared/data/news-feeds) with a value that names a channel, not a story.
+# (../shared/data/news-feeds) with a value that names a channel, not a story.
 SITE_TRACKING_PARAMS: dict[str, frozenset[str]] = {
     # NYT: `partner=rss&emc=rss` (feed links), `smid`/`mwrsm` (share buttons; `smid` is in
     # TRACKING_PARAMS already), `_r=0` (the paywall meter's counter).

@@ -355,7 +355,7 @@ def mute_filter(prefs: Preferences) -> Callable[[str, str, str], bool]:
     topics = [re.compile(rf"\b{re.escape(t.lower())}\b") for t in prefs.mute_topics if t.strip()]
 
     def muted(category: str, source: str, text: str) -> bool:
-        if category in prefs.mute_categories or source in prefs.mute_sources:
+        if category.lower() in prefs.mute_categories or source.lower() in prefs.mute_sources:
             return True
         if topics:
             text = text.lower()
@@ -393,9 +393,9 @@ def _ctr_term(c: FeedCandidate, params: FeedParams) -> float:
 
 
 def _follow(c: FeedCandidate, prefs: Preferences) -> str | None:
-    if c.category and c.category in prefs.follow_categories:
+    if c.category and c.category.lower() in prefs.follow_categories:
         return c.category
-    if c.source and c.source in prefs.follow_sources:
+    if c.source and c.source.lower() in prefs.follow_sources:
         return c.source
     return None
 
@@ -522,7 +522,7 @@ def _score_cold(
 def _cold_shares(scored: Sequence[_Scored], prefs: Preferences,
                  params: FeedParams) -> dict[int, float]:
     """Each category's share of a new reader's feed: equal, a followed one's larger."""
-    weight = {s.group: params.cold_follow_share if s.cand.category in prefs.follow_categories
+    weight = {s.group: params.cold_follow_share if s.cand.category.lower() in prefs.follow_categories
               else 1.0 for s in scored}
     total = sum(weight.values())
     return {g: w / total for g, w in sorted(weight.items())}

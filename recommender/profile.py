@@ -38,7 +38,9 @@ class Event:
 
 @dataclass(frozen=True)
 class Preferences:
-    """What the reader said explicitly: follows boost, mutes remove."""
+    """What the reader said explicitly: follows boost, mutes remove. Every name lower-case
+    (`preferences_of`), matched without regard to case: a reader muting "Politics" means
+    the operator's "politics"."""
 
     follow_categories: frozenset[str] = frozenset()
     mute_categories: frozenset[str] = frozenset()

@@ -90,8 +90,7 @@ def snapshot_time(now: datetime) -> datetime:
 
 def preferences_of(raw: dict | None) -> Preferences:
     raw = raw or {}
-    return Preferences(**{k: frozenset(str(v).lower() if k == "mute_topics" else str(v)
-                                       for v in raw.get(k, ())) for k in PREF_KEYS})
+    return Preferences(**{k: frozenset(str(v).lower() for v in raw.get(k, ())) for k in PREF_KEYS})
 
 
 class FeedService:

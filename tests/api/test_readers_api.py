@@ -102,6 +102,10 @@ async def test_muted_category_never_appears(http):
     r = await http.put("/v1/readers/muter/preferences", json={"follow_topics": ["sport"]})
     assert r.status_code == 422 and "follow_topics" in r.text
     assert (await http.get("/v1/readers/muter")).json()["preferences"]["mute_categories"] == ["entertainment"]
+    # Names match whatever their case: the reader's "Entertainment" is the operator's.
+    await http.put("/v1/readers/muter-cased/preferences", json={"mute_categories": ["Entertainment"]})
+    page = (await http.get("/v1/readers/muter-cased/feed", params={"k": 20})).json()
+    assert page["items"] and {c["category"] for c in page["items"]} == {"politics"}
 
 
 async def test_trending_follows_clicks(http, stack):

@@ -117,8 +117,10 @@ async def resolve(store: Store, events: list[EventIn], now: datetime) -> list[Ev
         if at < now - MAX_PAST:
             raise ApiError(422, "invalid_event", f"event {i}: 'at' is more than 30 days old")
         sid = ev.story_id if ev.story_id is not None else by_url[ev.url]
-        records.append(EventRecord(event_key(ev.reader, sid, ev.type, at, ev.id), ev.reader, sid,
-                                   ev.type, at, ev.dwell_s))
+        key = event_key(ev.reader, sid, ev.type, at, ev.id)  # the time sent: a retry's key
+        # A client clock a little ahead is tolerated, but the event happened by now: dated
+        # later, a read story stayed in the feed (whose snapshot leaves out later events).
+        records.append(EventRecord(key, ev.reader, sid, ev.type, min(at, now), ev.dwell_s))
     return records
 
 

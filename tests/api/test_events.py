@@ -48,3 +48,23 @@ async def test_bad_events_are_4xx(http):
     for body, status, code in cases:
         r = await http.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), (body[:80], r.text)
+
+
+async def test_a_read_from_a_clock_a_little_ahead_leaves_the_feed_at_once(http, stack):
+    """Tolerated (a client clock drifts), but dated later the read stayed in the feed until
+    its time came (the feed's snapshot leaves out later events); retried, it is one event."""
+    feed = (await http.get("/v1/readers/ahead/feed", params={"k": 5})).json()["items"]
+    sid = feed[0]["id"]
+    ahead = (datetime.now(UTC) + timedelta(minutes=4)).isoformat()
+    event = {"reader": "ahead", "story_id": sid, "type": "read", "at": ahead}
+    for _ in range(2):
+        assert (await http.post("/v1/events", json=event)).status_code == 202
+    for _ in range(50):
+        if await stack.svc.store.reader_events("ahead"):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+    events = await stack.svc.store.reader_events("ahead")
+    assert len(events) == 1 and events[0].at <= datetime.now(UTC)
+    feed = (await http.get("/v1/readers/ahead/feed", params={"k": 20})).json()["items"]
+    assert sid not in [c["id"] for c in feed]

@@ -21,6 +21,9 @@ from sqlalchemy import (
     String,
     Text,
 )
+from sqlalchemy import (
+    text as sql_text,  # a column of StoryRow is named `text`
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -110,9 +113,11 @@ class StoryRow(Base):
     category: Mapped[str] = mapped_column(String(80), default="", index=True)
     content_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
     # An exact copy of an earlier story's body on another URL (syndication): linked, not re-indexed.
-    # Indexed (migration 0004): deleting a story looks up its copies, to give them a new root.
+    # Copies are indexed (migration 0004): deleting a story looks up its copies, to give them
+    # a new root. A partial index, of copies only: indexing the NULLs too made the planners
+    # take it for "duplicate_of IS NULL" (every list of stories) and sort the whole table.
     duplicate_of: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("stories.id", ondelete="SET NULL"), nullable=True, index=True
+        BigId, ForeignKey("stories.id", ondelete="SET NULL"), nullable=True
     )
     # Bumped when the embedded text changes, so the indexer re-embeds.
     embed_version: Mapped[int] = mapped_column(Integer, default=1)
@@ -121,7 +126,13 @@ class StoryRow(Base):
 
     # AUTOINCREMENT: SQLite would otherwise reuse the ids of deleted stories, and a saved
     # index or a replica could then take a new story for an old one.
-    __table_args__ = (Index("ix_stories_sort", "sort_at", "id"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_stories_sort", "sort_at", "id"),
+        Index("ix_stories_duplicate_of", "duplicate_of",
+              sqlite_where=sql_text("duplicate_of IS NOT NULL"),
+              postgresql_where=sql_text("duplicate_of IS NOT NULL")),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class VectorRow(Base):

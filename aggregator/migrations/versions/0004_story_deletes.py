@@ -9,7 +9,7 @@ The syndicated copies of a deleted story (`duplicate_of` pointing at it) were al
 embedded and shown beside the others; a delete from the sqlite3 shell (foreign keys off)
 left them pointing at nothing, hidden for ever. Before the row goes, its lowest-id copy
 becomes the story and the other copies point at it (the same rule as `Store._reroot`).
-The index on `duplicate_of` makes that lookup, and the foreign key's, a seek.
+The index on `duplicate_of` (copies only) makes that lookup, and the foreign key's, a seek.
 
 PostgreSQL takes the change log's advisory lock first, as the store's writers do, so the
 log's commit order stays its sequence order (see `Store._change_log_turn`).
@@ -24,6 +24,7 @@ Create Date: 2026-12-05
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
@@ -35,7 +36,11 @@ CHANGE_LOG_LOCK = 7_105_002  # aggregator.store.CHANGE_LOG_LOCK when this migrat
 
 
 def upgrade() -> None:
-    op.create_index("ix_stories_duplicate_of", "stories", ["duplicate_of"], unique=False)
+    # Copies only: with the NULLs indexed too, SQLite took this index for "duplicate_of IS
+    # NULL" (every list of stories) and sorted the whole table (feeds 15 -> 70 ms at 100k).
+    op.create_index("ix_stories_duplicate_of", "stories", ["duplicate_of"], unique=False,
+                    sqlite_where=sa.text("duplicate_of IS NOT NULL"),
+                    postgresql_where=sa.text("duplicate_of IS NOT NULL"))
     if op.get_bind().dialect.name == "postgresql":
         op.execute("""
             CREATE FUNCTION tidings_story_reroot() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -344,9 +344,15 @@ async def cmd_import(settings, args) -> int:
             same += r.unchanged
             batch.clear()
 
-        with Progress("import", unit="line") as bar:
-            for item in read_jsonl(stream, now):
-                bar.step()
+        # A file: progress in bytes read of its size (counting lines, the bar only ever showed
+        # 100% of the lines read so far). A pipe has no size: lines.
+        size = _regular_size(stream)
+        with Progress("import", unit="line", bytes_=size is not None) as bar:
+            for n, item in enumerate(read_jsonl(stream, now), start=1):
+                if size is None:
+                    bar.step()
+                elif n % 200 == 0:
+                    bar.update(stream.tell(), size)
                 if isinstance(item, LineError):
                     bad += 1
                     print(f"tidings: {args.file}: {item}", file=sys.stderr)
@@ -356,6 +362,8 @@ async def cmd_import(settings, args) -> int:
                     await flush()
             if batch:
                 await flush()
+            if size is not None:
+                bar.update(size, size)
         print(f"imported: {new} new, {updated} updated, {same} already stored, {dups} linked duplicates, "
               f"{bad} bad lines skipped")
         if svc.indexer is not None:
@@ -434,6 +442,17 @@ async def cmd_export(settings, args) -> int:
         if partial is not None:
             partial.unlink(missing_ok=True)
         await svc.close()
+
+
+def _regular_size(stream) -> int | None:
+    """The size of the regular file behind `stream`, None for a pipe or a terminal."""
+    import stat
+
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 def _sweep_partials(target: Path) -> None:

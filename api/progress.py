@@ -9,12 +9,15 @@ from collections.abc import Callable
 class Progress:
     """A tqdm bar when stderr is a terminal; a no-op otherwise."""
 
-    def __init__(self, desc: str, unit: str = "story"):
+    def __init__(self, desc: str, unit: str = "story", *, bytes_: bool = False):
+        """`bytes_`: counts are bytes, shown scaled (kB, MB)."""
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(desc=desc, unit=unit, total=0, leave=True, dynamic_ncols=True)
+            self.bar = tqdm(desc=desc, unit="B" if bytes_ else unit, unit_scale=bytes_,
+                            unit_divisor=1024 if bytes_ else 1000, total=0, leave=True,
+                            dynamic_ncols=True)
 
     def update(self, done: int, total: int) -> None:
         if self.bar is not None:

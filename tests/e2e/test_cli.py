@@ -175,3 +175,40 @@ def test_the_block_of_a_syndicated_copy_never_shows_its_original(cli_env, tmp_pa
         shown = [c["url"] for c in block["related"]]
         assert block["article"]["id"] == 2 and len(shown) == 4, shown
         assert "https://wire.example/ceasefire" not in shown
+
+
+def test_import_progress_on_a_terminal_counts_bytes_of_the_file(cli_env, tmp_path):
+    """On a terminal the bar showed lines read so far as their own total (always 100%); a
+    file now shows bytes read of its size, so a long backfill says how far it is."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    path = tmp_path / "big.jsonl"
+    lines = [json.dumps({"url": f"https://example.org/{i}", "title": f"Story {i}",
+                         "text": "word " * 50}) for i in range(3000)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a real width
+    try:
+        p = subprocess.Popen([*TIDINGS, "import", str(path), "--no-index"], cwd=REPO, env=cli_env,
+                             stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert p.wait(120) == 0
+    finally:
+        os.close(master)
+    shown = out.decode(errors="replace")
+    size_kib = f"{path.stat().st_size / 1024:.0f}k"  # tqdm's scaled bytes, as in "938k/938k"
+    assert "import: 100%" in shown and f"{size_kib}/{size_kib}" in shown, shown[-300:]
+    assert "3000/3000" not in shown  # not lines as their own total

@@ -891,6 +891,16 @@ class Store:
         async with self.session() as s:
             return list((await s.scalars(q)).all())
 
+    async def copy_sites(self, ids: Sequence[int]) -> dict[int, set[str]]:
+        """For each of these stories with syndicated copies linked to it, their sites."""
+        out: dict[int, set[str]] = {}
+        async with self.session() as s:
+            rows = await s.execute(select(StoryRow.duplicate_of, StoryRow.site)
+                                   .where(StoryRow.duplicate_of.in_(list(ids))))
+            for root, site in rows.all():
+                out.setdefault(root, set()).add(site)
+        return out
+
     async def newest_story_id(self) -> int:
         """The highest story id so far (0 without stories): ids only grow (AUTOINCREMENT)."""
         async with self.session() as s:

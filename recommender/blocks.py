@@ -15,17 +15,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator.canonical import canonical_url, site_of
 from aggregator.dateline import time_from_lead
-from aggregator.errors import FetchError, NotFound, TidingsError
+from aggregator.errors import FetchError, NotFound, StoreError, TidingsError
 from aggregator.extract import extract_article
 from aggregator.model import Story
 from aggregator.normalize import plausible_time
 from recommender.corpus import Corpus, StoryMeta
 from recommender.embed import Embedder, story_text
 from recommender.engine import CandidateMeta, RelatedEngine
-from recommender.related import Filters, Query, Ranked
+from recommender.related import Filters, Query, Ranked, also_reported
+
+# A block waits this long for the sites of its stories' copies, then goes without them.
+COPY_SITES_TIMEOUT_S = 0.5
 
 
 class BadArticle(TidingsError):
@@ -218,4 +222,19 @@ class RelatedService:
         version = self.corpus.version
         ranked = self.engine().related(query, k=k, filters=filters, now=self.clock())
         rows = [(self.corpus.meta[r.id], r) for r in ranked if r.id in self.corpus.meta]
+        copies = await self._copy_sites([m.id for m, _ in rows])
+        rows = [(m, also_reported(r, m.site, copies[m.id]) if m.id in copies else r)
+                for m, r in rows]
         return Block(art, rows, (time.perf_counter() - t0) * 1000, version)
+
+    async def _copy_sites(self, ids: list[int]) -> dict[int, set[str]]:
+        """The sites of the syndicated copies linked to these stories: exact copies are not
+        indexed, so the ranking's "also reported by" never saw them. A block is still served
+        without them when the database is slow or away (a block by text needs nothing else
+        from it)."""
+        if not ids:
+            return {}
+        try:
+            return await asyncio.wait_for(self.store.copy_sites(ids), COPY_SITES_TIMEOUT_S)
+        except (TimeoutError, StoreError, OSError, SQLAlchemyError):
+            return {}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, lru_cache
@@ -171,6 +171,9 @@ class Ranked:
     id: int
     score: float
     reason: str
+    # The other sites that carried this story (copies collapsed into it); the reason names
+    # the first three.
+    also: tuple[str, ...] = ()
 
 
 @dataclass
@@ -522,15 +525,27 @@ def _display(term: str) -> str:
 
 def _reason(s: _Scored, params: RankParams) -> str:
     if s.event >= params.same_event_reason_min and s.shared:
-        text = f"same event: {', '.join(_display(t) for t in s.shared[:3])}"
-    elif s.shared:
-        text = f"similar topic: {', '.join(_display(t) for t in s.shared[:2])}"
-    else:
-        text = "similar topic"
-    sites = sorted({c.site for c in s.copies if c.site and c.site != s.cand.site})
-    if sites:
-        text += f"; also reported by {', '.join(sites[:3])}"
-    return text
+        return f"same event: {', '.join(_display(t) for t in s.shared[:3])}"
+    if s.shared:
+        return f"similar topic: {', '.join(_display(t) for t in s.shared[:2])}"
+    return "similar topic"
+
+
+_ALSO = "; also reported by "
+
+
+def _with_also(reason: str, also: Sequence[str]) -> str:
+    return reason + _ALSO + ", ".join(also[:3]) if also else reason
+
+
+def also_reported(ranked: Ranked, site: str, sites: Iterable[str]) -> Ranked:
+    """`ranked` with more sites that carried it (the syndicated copies linked to it in the
+    store, which retrieval never sees), `site` its own; the reason names the first three."""
+    also = tuple(sorted({*ranked.also, *sites} - {site, ""}))
+    if also == ranked.also:
+        return ranked
+    base = ranked.reason.split(_ALSO, 1)[0]
+    return Ranked(ranked.id, ranked.score, _with_also(base, also), also)
 
 
 def _dense(query: Query, cand: Candidate) -> float:
@@ -747,4 +762,8 @@ def rank_related(
     cosines = _Cosines(best)
     kept = collapse_duplicates(best, params, cosines)
     chosen = diversify(kept, k, params, cosines)
-    return [Ranked(s.cand.id, round(s.score, 6), _reason(s, params)) for s in chosen]
+    out = []
+    for s in chosen:
+        also = tuple(sorted({c.site for c in s.copies if c.site and c.site != s.cand.site}))
+        out.append(Ranked(s.cand.id, round(s.score, 6), _with_also(_reason(s, params), also), also))
+    return out

@@ -175,6 +175,12 @@ def test_the_block_of_a_syndicated_copy_never_shows_its_original(cli_env, tmp_pa
         shown = [c["url"] for c in block["related"]]
         assert block["article"]["id"] == 2 and len(shown) == 4, shown
         assert "https://wire.example/ceasefire" not in shown
+    # Under another article the story shows once, and its reason names the copy's site
+    # (exact copies are not indexed: only the store knows them).
+    r = run_cli(["related", "--url", "https://other.example/0", "-k", "5", "--json"], cli_env)
+    cards = {c["url"]: c for c in json.loads(r.stdout)["related"]}
+    assert "https://daily.example/geneva" not in cards
+    assert cards["https://wire.example/ceasefire"]["reason"].endswith("; also reported by daily.example")
 
 
 def test_import_progress_on_a_terminal_counts_bytes_of_the_file(cli_env, tmp_path):

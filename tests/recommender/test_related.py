@@ -522,3 +522,16 @@ def test_no_section_when_the_best_candidates_do_not_agree():
     bare = cand(2, unit(1, 0.7), category="")
     politics = [replace(c, category="politics") for c in mixed]
     assert ids(rank_related(query, [*politics, bare], k=1, now=NOW)) == [2]
+
+
+def test_copy_sites_from_the_store_join_the_reason_once_and_never_the_own_site():
+    from recommender.related import Ranked, also_reported
+
+    r = Ranked(7, 0.9, "same event: Geneva; also reported by b.example", ("b.example",))
+    more = also_reported(r, "a.example", {"a.example", "c.example", "b.example", ""})
+    assert more.reason == "same event: Geneva; also reported by b.example, c.example"
+    assert more.also == ("b.example", "c.example") and (more.id, more.score) == (7, 0.9)
+    assert also_reported(more, "a.example", {"c.example"}) is more  # nothing new: unchanged
+    many = also_reported(Ranked(1, 0.5, "similar topic"), "a.example", {f"s{i}.example" for i in range(5)})
+    assert many.reason == "similar topic; also reported by s0.example, s1.example, s2.example"
+    assert len(many.also) == 5

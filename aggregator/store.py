@@ -359,13 +359,21 @@ class _PointReader:
     def one(self, sql: str, params: tuple) -> tuple | None:
         """The first row, or None; sqlite3.Error when SQLite cannot answer at once."""
         with self._lock:  # one connection, so one statement at a time whatever the thread
-            if self._conn is None:
-                # mode=rw: never create the file (the migrations do, through the engine).
-                conn = sqlite3.connect(f"file:{pathname2url(self.path)}?mode=rw", uri=True,
-                                       timeout=0, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA query_only=ON")
-                self._conn = conn
-            return self._conn.execute(sql, params).fetchone()
+            return self._connection().execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: tuple) -> list[tuple]:
+        """Every row of a small indexed read; sqlite3.Error as for `one`."""
+        with self._lock:
+            return self._connection().execute(sql, params).fetchall()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            # mode=rw: never create the file (the migrations do, through the engine).
+            conn = sqlite3.connect(f"file:{pathname2url(self.path)}?mode=rw", uri=True,
+                                   timeout=0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only=ON")
+            self._conn = conn
+        return self._conn
 
     def close(self) -> None:
         with self._lock:
@@ -892,13 +900,25 @@ class Store:
             return list((await s.scalars(q)).all())
 
     async def copy_sites(self, ids: Sequence[int]) -> dict[int, set[str]]:
-        """For each of these stories with syndicated copies linked to it, their sites."""
+        """For each of these stories with syndicated copies linked to it, their sites. On
+        every related block's path: on SQLite a plain read (~30 us; through the async driver
+        ~1 ms, and it cost a fifth of the blocks a second with 8 requests in flight)."""
+        ids = [int(i) for i in ids]
+        rows: list | None = None
+        if self._reader is not None:
+            try:
+                rows = self._reader.all(
+                    f"SELECT duplicate_of, site FROM {StoryRow.__tablename__} "
+                    f"WHERE duplicate_of IN ({', '.join('?' * len(ids))})", tuple(ids))
+            except sqlite3.Error:
+                rows = None  # locked or not created yet: the driver's path waits as it should
+        if rows is None:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(select(StoryRow.duplicate_of, StoryRow.site)
+                                           .where(StoryRow.duplicate_of.in_(ids)))).all()
         out: dict[int, set[str]] = {}
-        async with self.session() as s:
-            rows = await s.execute(select(StoryRow.duplicate_of, StoryRow.site)
-                                   .where(StoryRow.duplicate_of.in_(list(ids))))
-            for root, site in rows.all():
-                out.setdefault(root, set()).add(site)
+        for root, site in rows:
+            out.setdefault(root, set()).add(site)
         return out
 
     async def newest_story_id(self) -> int:

@@ -16,7 +16,7 @@ BODY = " ".join(f"word{i}" for i in range(60))
 
 
 def draft(url: str, title: str = "A title", **kw) -> StoryDraft:
-    return StoryDraft(url=url, title=title, site="example.org", source="src", **kw)
+    return StoryDraft(url=url, title=title, **{"site": "example.org", "source": "src", **kw})
 
 
 async def test_migrate_is_idempotent(store):
@@ -424,6 +424,15 @@ async def test_copies_of_a_deleted_story_get_a_root_of_their_own(store):
         await conn.execute(text("DELETE FROM stories WHERE id = :id"), {"id": b})
     assert await _links(store, "https://c.org/1", "https://d.org/1") == [None, c]
     assert await store.story_ids() == [c]
+
+
+async def test_copy_sites_name_the_sites_that_carried_each_story(store):
+    await store.upsert_stories([syndicated("https://a.org/1", BODY_X), syndicated("https://e.org/1", BODY_Z)], NOW)
+    await store.upsert_stories([syndicated("https://b.org/1", BODY_X, site="b.org"),
+                                syndicated("https://c.org/1", BODY_X, site="c.org")], NOW)
+    a, e = await _id(store, "https://a.org/1"), await _id(store, "https://e.org/1")
+    assert await store.copy_sites([a, e, 999]) == {a: {"b.org", "c.org"}}
+    assert await store.copy_sites([e]) == {}
 
 
 async def test_a_story_whose_body_changes_follows_its_new_body(store):

@@ -234,6 +234,9 @@ class RelatedService:
         from it)."""
         if not ids:
             return {}
+        now = self.store.copy_sites_now(ids)
+        if now is not None:  # SQLite: no task, no hop to the driver's thread
+            return now
         try:
             return await asyncio.wait_for(self.store.copy_sites(ids), COPY_SITES_TIMEOUT_S)
         except (TimeoutError, StoreError, OSError, SQLAlchemyError):

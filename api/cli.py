@@ -411,7 +411,7 @@ async def cmd_export(settings, args) -> int:
         else:
             direct = target.exists() and not target.is_file()
             if not direct:
-                _sweep_partials(target)
+                _sweep_partials(target)  # of exports to this file killed mid-way
                 partial = target.with_name(f".{target.name}.{os.getpid()}.part")
             try:
                 out = open(target if direct else partial, "w", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed below
@@ -457,13 +457,13 @@ def _regular_size(stream) -> int | None:
 
 def _sweep_partials(target: Path) -> None:
     """Remove the partial files of exports to `target` whose process is gone (killed by
-    SIGTERM or SIGKILL mid-export: a partial file as large as the export)."""
-    from recommender.vindex import process_alive
+    SIGTERM or SIGKILL mid-export: a partial file as large as the export), as index saves
+    sweep theirs."""
+    import re
 
-    for path in target.parent.glob(f".{target.name}.*.part"):
-        pid = path.name[len(target.name) + 2:-len(".part")]
-        if pid.isdigit() and not process_alive(int(pid)):
-            path.unlink(missing_ok=True)
+    from recommender.vindex import sweep_temps
+
+    sweep_temps(target.parent, re.compile(re.escape(f".{target.name}.") + r"(\d+)\.part"))
 
 
 async def cmd_related(settings, args) -> int:

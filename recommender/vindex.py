@@ -964,9 +964,10 @@ def temp_tag() -> str:
     return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def sweep_temps(directory: Path) -> list[Path]:
+def sweep_temps(directory: Path, name: re.Pattern[str] = _TEMP_NAME) -> list[Path]:
     """Remove the temporary files that saves of processes no longer alive left in `directory`
     (a kill mid-save: at a million stories a FAISS file of 1.5 GB each time); return them.
+    `name` matches a temporary file's whole name, its first group the writer's pid.
 
     A live process's files stay, so a save running in another process is never broken; a
     reused pid only delays the sweep.
@@ -976,11 +977,11 @@ def sweep_temps(directory: Path) -> list[Path]:
         names = os.listdir(directory)
     except OSError:
         return removed
-    for name in names:
-        match = _TEMP_NAME.fullmatch(name)
+    for entry in names:
+        match = name.fullmatch(entry)
         if match is None or process_alive(int(match[1])):
             continue
-        path = Path(directory) / name
+        path = Path(directory) / entry
         try:
             path.unlink()
         except OSError:

@@ -21,6 +21,8 @@ from aggregator.textclean import clean_inline, has_markup, html_to_text
 # The story file's fields, in the order of DESIGN.md 4.4 (exports write them in this order).
 FIELDS = ("url", "title", "summary", "text", "published_at", "site", "source", "category",
           "author", "image_url")
+# Fields a re-imported line updates on its stored story when it names them.
+RESTATED = ("site", "source", "category")
 
 
 @dataclass(frozen=True)
@@ -82,12 +84,15 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
     # An archive line without a time: its dateline, else the store uses the import's time,
     # which would date a decade of stories today (and make them all one event by time).
     published_at = draft.published_at or time_from_lead(draft.text or draft.summary, now)
+    named = {key: clean_inline(obj.get(key) or "") for key in RESTATED}
     return replace(
         draft,
         published_at=published_at,
-        site=clean_inline(obj.get("site") or "") or site_of(draft.url),
-        source=clean_inline(obj.get("source") or "") or "import",
-        category=clean_inline(obj.get("category") or ""),
+        site=named["site"] or site_of(draft.url),
+        source=named["source"] or "import",
+        category=named["category"],
+        # What the line names replaces what is stored; what it leaves out keeps the stored value.
+        restates=frozenset(key for key, value in named.items() if value),
     )
 
 

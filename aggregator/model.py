@@ -83,6 +83,11 @@ class StoryDraft:
     category: str = ""
     original_url: str = ""
     content_hash: str = ""  # digest of the normalized body, to link exact duplicates
+    # Which of site, source and category this draft states with authority, so a stored story
+    # takes them on when it differs: an import line that names them (re-importing a corrected
+    # file corrects the stories). A collector's drafts state none: one link in two feeds of
+    # different sections would change section every round.
+    restates: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

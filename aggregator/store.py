@@ -727,9 +727,13 @@ class Store:
                         d.text or not row.text)  # a feed without the body must not wipe a fetched body
                     changed_meta = (d.author or row.author, d.image_url or row.image_url,
                                     d.published_at or row.published_at) != (row.author, row.image_url, row.published_at)
-                    if not changed_text and not changed_meta:
+                    # An import line that names a site, source or category corrects the story's.
+                    restated = {k: v for k in d.restates if (v := getattr(d, k)) != getattr(row, k)}
+                    if not changed_text and not changed_meta and not restated:
                         unchanged += 1
                         continue
+                    for key, value in restated.items():
+                        setattr(row, key, value)
                     if changed_text:
                         row.title, row.summary = d.title, d.summary or row.summary
                         row.text = d.text or row.text
@@ -764,8 +768,9 @@ class Store:
                 for row, before in rehashed:
                     dups += await self._relink(s, row, before, now)
                 if recarded:
-                    # An author, image or time changed: the indexes' cards (and freshness,
-                    # max_age_days) follow an "add", which replaces the card and keeps the vector.
+                    # An author, image, time, site, source or category changed: the indexes'
+                    # cards (and freshness, the filters) follow an "add", which replaces the
+                    # card and keeps the vector.
                     await self._change_log_turn(s)
                     await s.execute(insert(IndexChangeRow), [
                         {"story_id": sid, "op": "add", "at": now} for sid in recarded])

@@ -36,6 +36,8 @@ def test_good_and_bad_lines():
     assert a.url == "https://example.org/a" and a.title == "A & B" and a.category == "politics"
     assert a.published_at == datetime(2026, 11, 20, 10, tzinfo=UTC) and a.source == "import"
     assert d.site == "Example" and d.source == "wire"
+    # What a line names replaces a stored story's on re-import; the defaults never do.
+    assert a.restates == {"category"} and d.restates == {"site", "source"}
     assert d.published_at == datetime(2026, 11, 20, 8, tzinfo=UTC)
 
 

@@ -44,6 +44,23 @@ async def test_changed_item_is_updated_and_reembedded(store):
     assert [j.id for j in jobs] == [sid] and jobs[0].embed_version == 2
 
 
+async def test_a_draft_that_restates_site_source_or_category_corrects_the_story(store):
+    (sid,) = (await store.upsert_stories([draft("https://e.org/r", category="politics")], NOW)).new_ids
+    await store.save_vectors([(sid, 1, b"\x00" * 16)], "r", NOW)
+    seen = (await store.changes_since(0))[-1][0]
+    # A collector's draft states none of them: the first feed's section stays.
+    r = await store.upsert_stories([draft("https://e.org/r", category="uk", source="other")], NOW)
+    assert r.unchanged == 1 and (await store.get_story(sid)).category == "politics"
+    # An import line that names them: they change, and the index's card follows (an "add").
+    fixed = draft("https://e.org/r", category="world", site="E", source="wire",
+                  restates=frozenset({"category", "site", "source"}))
+    assert (await store.upsert_stories([fixed], NOW)).updated_ids == (sid,)
+    story = await store.get_story(sid)
+    assert (story.category, story.site, story.source) == ("world", "E", "wire")
+    assert [(c[1], c[2]) for c in await store.changes_since(seen)] == [(sid, "add")]
+    assert await store.embed_backlog("r", 10) == []  # same text: the vector stays
+
+
 async def test_feed_without_body_does_not_wipe_fetched_text(store):
     (sid,) = (await store.upsert_stories([draft("https://e.org/a", text=BODY)], NOW)).new_ids
     await store.upsert_stories([draft("https://e.org/a", summary="teaser")], NOW)

@@ -16,6 +16,9 @@ from api.errors import ApiError
 from api.events import READER_ID
 from recommender.readers import PREF_KEYS, FeedService
 
+# A feed cursor carries the ids its pages showed (~2-3 bytes each, base64): a reader paged
+# through a whole feed (~1,000 candidates) carries about 4 kB.
+MAX_CURSOR_CHARS = 16_384
 ReaderId = Annotated[str, Path(min_length=1, max_length=128, pattern=READER_ID.pattern)]
 
 
@@ -40,7 +43,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
     @app.get("/v1/readers/{reader}/feed", tags=["readers"])
     async def reader_feed(reader: ReaderId,
                           k: Annotated[int | None, Query(ge=1, le=1000)] = None,
-                          cursor: Annotated[str | None, Query(max_length=200)] = None):
+                          cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None):
         """The reader's personalized feed; a reader we do not know yet gets trending and latest."""
         try:
             page = await feeds.feed(reader, k=check_k(k), cursor=cursor)

@@ -319,29 +319,111 @@ def _first(v: object) -> float:
 # --- cursor ----------------------------------------------------------------------------------
 
 
-def encode_cursor(offset: int, snapshot_at: datetime, newest_id: int | None = None) -> str:
-    """Opaque: the next offset, the snapshot time the whole order was computed for, and the
-    newest story id it could hold (stories stored later stay out of its pages: placed among
-    them, each pushed the rest down and the next page repeated its last items)."""
-    stamp = int(snapshot_at.timestamp())
-    raw = (f"f1:{offset}:{stamp}" if newest_id is None else f"f2:{offset}:{stamp}:{newest_id}").encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+# Ids a cursor may carry: a feed ranks at most ~1,000 candidates (`candidates_for`), so a
+# reader paged to its end carries under this; more is not a cursor this API gave out.
+MAX_CURSOR_IDS = 5_000
 
 
-def decode_cursor(cursor: str) -> tuple[int, datetime, int | None]:
-    """(offset, snapshot_at, newest_id); ValueError for anything that is not a cursor we made.
-    A cursor of the first format (before newest_id) decodes with None: no limit."""
+@dataclass(frozen=True)
+class FeedCursor:
+    """Where a reader is in a feed: the snapshot time the order is computed for, the newest
+    story id it may hold (stories stored later stay out of its pages: placed among them, each
+    pushed the rest down and the next page repeated its last items), and what was shown.
+
+    `served` is the ids the earlier pages showed, so a page is the first `k` of the order not
+    yet shown. A position alone did not survive a change between two pages that the snapshot
+    cannot freeze (trending and co-reads recounted, a story deleted by retention, an event
+    that arrived late): the order shifted and the next page repeated or skipped stories.
+    `offset` is the position of the first formats (before `served`), still honoured.
+    """
+
+    snapshot_at: datetime
+    newest_id: int | None = None
+    served: frozenset[int] = frozenset()
+    offset: int = 0
+
+
+def page_of(order: Sequence[FeedItem], cursor: FeedCursor, k: int) -> tuple[list[FeedItem], FeedCursor | None]:
+    """The next page of `order` (computed with `limit=page_limit(cursor, k)`) and the cursor
+    after it, None at the end. Pure."""
+    rest = [it for it in order[cursor.offset:] if it.id not in cursor.served]
+    page = rest[:k]
+    if len(rest) <= k:
+        return page, None
+    shown = cursor.served.union(it.id for it in order[:cursor.offset]).union(it.id for it in page)
+    return page, FeedCursor(cursor.snapshot_at, cursor.newest_id, frozenset(shown))
+
+
+def page_limit(cursor: FeedCursor, k: int) -> int:
+    # The shown ids lie anywhere in the order: past this many it holds k + 1 others (one
+    # more than the page: is there a next one), or the order ends sooner.
+    return cursor.offset + len(cursor.served) + k + 1
+
+
+def encode_cursor(cursor: FeedCursor) -> str:
+    """Opaque: "f3:<snapshot>:<newest id>:" then the shown ids, sorted, as LEB128 gaps (a page
+    of 20 adds ~40-60 bytes), all base64url."""
+    stamp = int(cursor.snapshot_at.timestamp())
+    newest = -1 if cursor.newest_id is None else cursor.newest_id
+    out = bytearray(f"f3:{stamp}:{newest}:".encode())
+    prev = 0
+    for i in sorted(cursor.served):
+        gap = i - prev
+        prev = i
+        while True:
+            byte, gap = gap & 0x7F, gap >> 7
+            out.append(byte | (0x80 if gap else 0))
+            if not gap:
+                break
+    return base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> FeedCursor:
+    """The cursor `encode_cursor` made, or one of the first formats ("f1:<offset>:<snapshot>",
+    "f2:<offset>:<snapshot>:<newest id>"); ValueError for anything that is not a cursor we made."""
     try:
-        pad = "=" * (-len(cursor) % 4)
-        tag, *fields = base64.urlsafe_b64decode(cursor + pad).decode().split(":")
-        numbers = [int(f) for f in fields]
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        tag, _, rest = raw.partition(b":")
+        if tag == b"f3":
+            stamp, newest, packed = rest.split(b":", 2)
+            stamp_s, newest_id = int(stamp), int(newest)
+            if stamp_s < 0 or newest_id < -1:
+                raise ValueError("negative")
+            return FeedCursor(_time(stamp_s), None if newest_id == -1 else newest_id, _unpack_ids(packed))
+        numbers = [int(f) for f in rest.decode().split(":")]
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError("bad cursor") from e
-    if (tag, len(numbers)) not in (("f1", 2), ("f2", 3)) or min(numbers) < 0:
+    if (tag, len(numbers)) not in ((b"f1", 2), (b"f2", 3)) or min(numbers) < 0:
         raise ValueError("bad cursor")
-    offset, stamp, *newest = numbers
+    offset, stamp, *newest_ids = numbers
+    return FeedCursor(_time(stamp), newest_ids[0] if newest_ids else None, offset=offset)
+
+
+def _unpack_ids(packed: bytes) -> frozenset[int]:
+    ids: list[int] = []
+    prev = value = shift = 0
+    for byte in packed:
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte & 0x80:
+            if shift > 63:
+                raise ValueError("id too long")
+            continue
+        if value == 0 and ids:
+            raise ValueError("repeated id")
+        prev += value
+        ids.append(prev)
+        value = shift = 0
+        if len(ids) > MAX_CURSOR_IDS:
+            raise ValueError("too many ids")
+    if shift:
+        raise ValueError("cut short")
+    return frozenset(ids)
+
+
+def _time(stamp: int) -> datetime:
     try:
-        return offset, datetime.fromtimestamp(stamp, UTC), newest[0] if newest else None
+        return datetime.fromtimestamp(stamp, UTC)
     except (OverflowError, OSError, ValueError) as e:  # past year 9999: not a time we gave
         raise ValueError("bad cursor") from e
 

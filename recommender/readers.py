@@ -19,6 +19,7 @@ from aggregator.store import EventLog, Store
 from recommender.corpus import Corpus, StoryMeta
 from recommender.feed import (
     FeedCandidate,
+    FeedCursor,
     FeedItem,
     FeedParams,
     candidates_for,
@@ -26,6 +27,8 @@ from recommender.feed import (
     encode_cursor,
     feed_order,
     mute_filter,
+    page_limit,
+    page_of,
     personalize_related,
     rank_trending,
 )
@@ -208,9 +211,10 @@ class FeedService:
         # The cursor keeps the snapshot time in whole seconds: the first page must use the same
         # time as the next ones, or freshness shifts the order and pages repeat items.
         if cursor:
-            offset, now, newest = decode_cursor(cursor)
+            at = decode_cursor(cursor)
         else:
-            offset, now, newest = 0, snapshot_time(self.clock()), await self.store.newest_story_id()
+            at = FeedCursor(snapshot_time(self.clock()), await self.store.newest_story_id())
+        now, newest = at.snapshot_at, at.newest_id
         profile, prefs = await self.profile(reader, now)
         crowd = await self.crowd()
         co = co_read_scores(profile.history, crowd.co_read) if profile.history else {}
@@ -220,9 +224,9 @@ class FeedService:
         cands = self._candidates(list(ids), crowd, co)
         titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
         order = feed_order(profile, cands, prefs=prefs, now=now, params=self.params, titles=titles,
-                           limit=offset + k + 1)  # one more: is there a next page
-        page = order[offset:offset + k]
-        nxt = encode_cursor(offset + k, now, newest) if offset + k < len(order) else None
+                           limit=page_limit(at, k))
+        page, after = page_of(order, at, k)
+        nxt = encode_cursor(after) if after else None
         return FeedPage(reader, [(self.corpus.meta[it.id], it) for it in page if it.id in self.corpus.meta], nxt)
 
     async def trending(self, *, category: str | None = None, k: int = 20) -> list[tuple[StoryMeta, FeedItem]]:

@@ -51,17 +51,17 @@ async def test_a_feed_paged_to_its_end_is_the_same_whatever_the_page_size(http, 
     """Pages place only what they show (`feed_order(limit=)`): paging in 7s and in 50s from
     one snapshot must give the same order, end on a page with no `next`, and never end on
     an empty page."""
-    from recommender.feed import decode_cursor, encode_cursor
+    from recommender.feed import FeedCursor, decode_cursor, encode_cursor
 
     pol = await _ids(http, "politics", 3)
     events = [{"reader": "reader-pages", "story_id": i, "type": "read"} for i in pol[:2]]
     assert (await http.post("/v1/events", json={"events": events})).status_code == 202
     await _wait_events(stack, "reader-pages", 2)
     first = (await http.get("/v1/readers/reader-pages/feed", params={"k": 7})).json()
-    _, snapshot, newest = decode_cursor(first["next"])
+    at = decode_cursor(first["next"])
 
     async def whole(k: int) -> list[int]:
-        ids, cursor = [], encode_cursor(0, snapshot, newest)
+        ids, cursor = [], encode_cursor(FeedCursor(at.snapshot_at, at.newest_id))
         while cursor:
             page = (await http.get("/v1/readers/reader-pages/feed",
                                    params={"k": k, "cursor": cursor})).json()
@@ -225,3 +225,49 @@ async def test_a_block_for_a_reader_leaves_out_what_they_muted(http, stack):
     assert r.status_code == 200 and len(shown) == 5
     assert all(c["source"] != source for c in shown)
     assert all(word.lower() not in c["title"].lower().split() for c in shown)
+
+
+async def test_pages_neither_repeat_nor_skip_when_the_crowd_is_recounted_between_them(http, stack):
+    """Trending and co-reads are recounted every few seconds, and a snapshot time cannot freeze
+    them. With a position alone in the cursor, stories that turned trending after the first
+    page moved up into it: its last stories came again on the next page, and as many others
+    were never shown. (Last in this module: the crowd it makes is everyone's.)"""
+    from recommender.feed import FeedCursor, decode_cursor, encode_cursor
+
+    feed = "/v1/readers/reader-recount/feed"
+    pol = await _ids(http, "politics", 3)
+    events = [{"reader": "reader-recount", "story_id": i, "type": "read"} for i in pol[:2]]
+    assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+    await _wait_events(stack, "reader-recount", 2)
+    await stack.svc.feeds._refresh()
+    first = (await http.get(feed, params={"k": 10})).json()
+    at = decode_cursor(first["next"])
+
+    async def whole(cursor: str | None, k: int = 50) -> list[int]:
+        ids = []
+        while cursor:
+            page = (await http.get(feed, params={"k": k, "cursor": cursor})).json()
+            ids += [c["id"] for c in page["items"]]
+            cursor = page["next"]
+        return ids
+
+    from_start = encode_cursor(FeedCursor(at.snapshot_at, at.newest_id))
+    before = await whole(from_start)
+    # The crowd clicks the stories at the bottom of this reader's feed.
+    late = before[-8:]
+    clicks = [{"reader": f"crowd-{r}", "story_id": i, "type": "click"} for r in range(40) for i in late]
+    for i in range(0, len(clicks), 300):
+        assert (await http.post("/v1/events", json={"events": clicks[i:i + 300]})).status_code == 202
+    since = datetime.now(UTC) - timedelta(hours=1)
+    for _ in range(100):
+        if len(await stack.svc.store.recent_events(since, types=("click",))) >= len(clicks):
+            break
+        await asyncio.sleep(0.1)
+    await stack.svc.feeds._refresh()
+    after = await whole(from_start)
+    assert after[:10] != before[:10], "the recount did not change the order: this proves nothing"
+
+    rest = await whole(first["next"], k=10)
+    shown = [c["id"] for c in first["items"]] + rest
+    assert len(shown) == len(set(shown)), "a story came on two pages"
+    assert set(shown) == set(after), "a story was never shown"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,14 +14,16 @@ from hypothesis import strategies as st
 
 from recommender.feed import (
     FeedCandidate,
+    FeedCursor,
     FeedParams,
     candidates_for,
     cold_start,
     decode_cursor,
     encode_cursor,
     feed_order,
+    page_limit,
+    page_of,
     personalize_related,
-    rank_feed,
     rank_trending,
 )
 from recommender.popularity import (
@@ -188,16 +192,44 @@ def test_pages_are_stable_and_do_not_overlap(world, k):
     shuffled = list(cands)
     random.Random(k).shuffle(shuffled)
     pages = []
-    offset = 0
-    cursor = encode_cursor(0, NOW)
-    while True:
-        offset, snapshot_at, _ = decode_cursor(cursor)
-        page = rank_feed(profile, shuffled, now=snapshot_at, k=k, offset=offset)
-        if not page:
-            break
+    cursor: FeedCursor | None = FeedCursor(NOW)
+    while cursor is not None:
+        cursor = decode_cursor(encode_cursor(cursor))
+        order = feed_order(profile, shuffled, now=cursor.snapshot_at, limit=page_limit(cursor, k))
+        page, cursor = page_of(order, cursor, k)
+        assert page or not full  # never an empty page before the end
         pages.extend(it.id for it in page)
-        cursor = encode_cursor(offset + len(page), snapshot_at)
     assert pages == full  # same order whatever the input order, no gaps, no repeats
+
+
+@settings(max_examples=40, deadline=None)
+@given(world=worlds, k=st.integers(1, 25), seed=st.integers(0, 2**32))
+def test_pages_neither_repeat_nor_skip_when_the_order_changes_between_them(world, k, seed):
+    """Trending is recounted while a reader pages: each page is ranked over candidates whose
+    trending changed since the last. No story comes twice, and every story is shown once."""
+    cands, profile = world
+    rng = random.Random(seed)
+    shown: list[int] = []
+    cursor: FeedCursor | None = FeedCursor(NOW)
+    while cursor is not None:
+        cands = [replace(c, trending=rng.uniform(0, 50)) if rng.random() < 0.3 else c for c in cands]
+        order = feed_order(profile, cands, now=NOW, limit=page_limit(cursor, k))
+        page, cursor = page_of(order, cursor, k)
+        shown.extend(it.id for it in page)
+        cursor = cursor and decode_cursor(encode_cursor(cursor))
+    assert len(shown) == len(set(shown))
+    assert set(shown) == {it.id for it in feed_order(profile, cands, now=NOW)}
+
+
+def test_a_cursor_of_the_first_formats_still_pages_by_position():
+    cands, profile = _world(5, n=60)
+    order = feed_order(profile, cands, now=NOW)
+    old = base64.urlsafe_b64encode(f"f2:10:{int(NOW.timestamp())}:77".encode()).decode()
+    cursor = decode_cursor(old)
+    assert (cursor.offset, cursor.snapshot_at, cursor.newest_id) == (10, NOW, 77)
+    page, after = page_of(order, cursor, 5)
+    assert [it.id for it in page] == [it.id for it in order[10:15]]
+    assert after.served == {it.id for it in order[:15]} and after.offset == 0
 
 
 @settings(max_examples=80, deadline=None)
@@ -211,9 +243,17 @@ def test_a_limited_order_is_the_head_of_the_whole_order(world, prefs, limit):
 
 
 def test_cursor_round_trip_and_rejects_junk():
-    assert decode_cursor(encode_cursor(40, NOW)) == (40, NOW, None)  # the first format
-    assert decode_cursor(encode_cursor(40, NOW, 1234)) == (40, NOW, 1234)
-    for junk in ("", "abc", "!!!", encode_cursor(1, NOW)[:-3] + "zz", encode_cursor(1, NOW, 7)[:-2]):
+    f1 = base64.urlsafe_b64encode(f"f1:40:{int(NOW.timestamp())}".encode()).decode()
+    assert decode_cursor(f1) == FeedCursor(NOW, offset=40)  # the first format
+    for cursor in (FeedCursor(NOW), FeedCursor(NOW, 1234, frozenset({1, 2, 300, 10**6, 2**40}))):
+        assert decode_cursor(encode_cursor(cursor)) == cursor
+    full = encode_cursor(FeedCursor(NOW, 7, frozenset(range(1, 900 * 1100, 1100))))
+    assert len(full) < 4_000  # a whole feed's worth of ids at a million stories
+    for junk in ("", "abc", "!!!", f1[:-3] + "zz",
+                 base64.urlsafe_b64encode(b"f3:1:7:\x85").decode(),  # an id cut short
+                 base64.urlsafe_b64encode(b"f3:1:7:\x05\x00").decode(),  # an id twice
+                 base64.urlsafe_b64encode(b"f3:-5:7:").decode(),
+                 encode_cursor(FeedCursor(NOW, 7, frozenset(range(1, 6000))))):
         with pytest.raises(ValueError):
             decode_cursor(junk)
 

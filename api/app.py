@@ -353,6 +353,12 @@ def create_app(svc: Services) -> FastAPI:
     def client_of(request: Request) -> str:
         return request.client.host if request.client else "?"
 
+    def blocks_version() -> tuple[int, int]:
+        # What a cached block was ranked with: the corpus (a story added or removed) and the
+        # sources' weights (an operator's edit re-ranks every block).
+        corpus = svc.corpus.version if svc.corpus is not None else 0
+        return corpus, svc.related.source_weights.version if svc.related is not None else 0
+
     def charge_url(request: Request) -> None:
         """Related-by-URL calls are limited because each may fetch a page: only blocks that are
         computed are charged, never cached answers (those are also what api/fastpath.py replays,
@@ -364,7 +370,7 @@ def create_app(svc: Services) -> FastAPI:
         return await make()
 
     async def cached_block(request: Request, key: tuple, make) -> Response:
-        full_key = (*key, svc.corpus.version if svc.corpus is not None else 0)
+        full_key = (*key, blocks_version())
         hit = cache.get(full_key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
@@ -523,7 +529,7 @@ def create_app(svc: Services) -> FastAPI:
         # Cached like the JSON blocks (same key scheme, new stories invalidate): the fragment is
         # the hottest call, one per article view, and rebuilding it cost ~50 ms of CPU each
         # time under the load test (docs/reliability.md).
-        full_key = ("widget", url, kk, f, svc.corpus.version if svc.corpus is not None else 0)
+        full_key = ("widget", url, kk, f, blocks_version())
         hit = cache.get(full_key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
@@ -598,7 +604,7 @@ def create_app(svc: Services) -> FastAPI:
     # Added last, so it is the outermost layer: a replayed block skips the timing middleware
     # and the routing, which is most of the cost of a cached answer (api/fastpath.py).
     if api.fast_path:
-        app.add_middleware(FastPath, version=lambda: svc.corpus.version if svc.corpus is not None else 0,
+        app.add_middleware(FastPath, version=blocks_version,
                            metrics=metrics)
 
     app.state.require_key = require_key

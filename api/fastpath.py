@@ -13,9 +13,10 @@ on the 304 itself, so a worker that only sees revalidations still fills its cach
 What may be recorded is decided by the response, not the request: a 200 with an ETag and
 `Cache-Control: public`. A personalised block (`reader=`) is `private, no-store`, so however its
 query is spelled it is never replayed to someone else. Requests that name `reader` are not even
-looked up. A new corpus version (a story added or removed) makes every entry stale, as in the
-app's own block cache. Metrics: a hit counts as a block-cache hit and is observed in the request
-histogram under its route, as the app's timing middleware would. Rate limits: the app limits
+looked up. A new corpus version (a story added or removed) or an edit of the sources' weights
+makes every entry stale, as in the app's own block cache. Metrics: a hit counts as a
+block-cache hit and is observed in the request histogram under its route, as the app's timing
+middleware would. Rate limits: the app limits
 related-by-URL calls because each may fetch a page; a recorded answer fetches nothing, so hits
 are not charged (the app charges misses only, for the same reason).
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 # Paths whose GET answers may be replayed. The story id is checked by the app on the first
@@ -38,7 +39,7 @@ _BODY_HEADERS = frozenset({b"content-length", b"content-type"})
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    version: int
+    version: Hashable
     route: str  # the route template, the label the app's metrics use
     etag: str
     start: dict  # the http.response.start message for a 200, replayed as is
@@ -100,7 +101,7 @@ class ReplayCache:
         self.size = size
         self._items: OrderedDict[tuple, Recorded] = OrderedDict()
 
-    def get(self, key: tuple, version: int) -> Recorded | None:
+    def get(self, key: tuple, version: Hashable) -> Recorded | None:
         hit = self._items.get(key)
         if hit is None:
             return None
@@ -123,7 +124,7 @@ class ReplayCache:
 class FastPath:
     """ASGI middleware: replay recorded related blocks, record new ones (see the module doc)."""
 
-    def __init__(self, app, *, version: Callable[[], int], metrics, size: int = 2048):
+    def __init__(self, app, *, version: Callable[[], Hashable], metrics, size: int = 2048):
         self.app = app
         self.version = version
         self.metrics = metrics
@@ -161,7 +162,7 @@ class FastPath:
             self._observers[(route, status)] = observe
         observe(seconds)
 
-    async def _record(self, key: tuple, version: int, inm: bytes | None, scope, receive, send) -> None:
+    async def _record(self, key: tuple, version: Hashable, inm: bytes | None, scope, receive, send) -> None:
         held: list[dict] = []
         if inm is not None:
             # A revalidation that misses here (another worker gave the ETag, or the entry was
@@ -201,7 +202,7 @@ class FastPath:
                 for message in held:
                     await send(message)
 
-    def _keep(self, key: tuple, version: int, scope: dict, start: dict, body: bytes) -> None:
+    def _keep(self, key: tuple, version: Hashable, scope: dict, start: dict, body: bytes) -> None:
         # A block computed while the corpus changed may mix both versions: not recorded.
         if self.version() != version:
             return

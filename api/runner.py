@@ -26,6 +26,8 @@ from recommender.embed import warm_up
 from recommender.indexer import LEAD_CHECK_S
 
 log = logging.getLogger("tidings.run")
+# How often an API-only process re-reads the sources' weights from the database.
+WEIGHTS_CHECK_S = 30.0
 
 
 class SourcesWatcher:
@@ -61,10 +63,17 @@ class SourcesWatcher:
             log.error("sources.invalid keeping previous sources: %s", e)
             return
         changes = await self.svc.store.sync_sources(specs)
-        if self.svc.related is not None:
-            self.svc.related.source_weights = await self.svc.store.source_weights()
+        await reload_weights(self.svc)
         if any(changes.values()):
             log.info("sources.synced %s", changes)
+
+
+async def reload_weights(svc: Services) -> None:
+    """The sources' weights as the database holds them, into the object related blocks and
+    feeds share (replaced in place: each kept a reference). An API-only replica runs this on
+    a timer: the collector that syncs the sources file is another process."""
+    if svc.related is not None and svc.related.source_weights.replace(await svc.store.source_weights()):
+        log.info("sources.weights_changed")
 
 
 def db_away(e: Exception) -> str | None:
@@ -161,6 +170,8 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         every("follow", svc.corpus.follow, min(settings.index.tick_s, 1.0))
     if serve and not index:
         every("recipe", recipe_adopter(svc), LEAD_CHECK_S)
+    if serve and not collect:
+        every("weights", lambda: reload_weights(svc), WEIGHTS_CHECK_S)
     every("retention", lambda: retention(svc), 600, delay_s=30)
     sched.start()
     try:

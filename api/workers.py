@@ -91,7 +91,7 @@ class WorkerApp:
 
         from api.app import create_app
         from api.cli import configure_logging
-        from api.runner import _guard, retention, settle_heap
+        from api.runner import WEIGHTS_CHECK_S, _guard, reload_weights, retention, settle_heap
         from api.services import build, recipe_adopter
         from recommender.indexer import LEAD_CHECK_S
 
@@ -114,6 +114,8 @@ class WorkerApp:
         # as a one-process serve does (api.services.adopt_database_recipe).
         sched.add_job(_guard, "interval", args=["recipe", recipe_adopter(svc)],
                       seconds=LEAD_CHECK_S, max_instances=1, coalesce=True)
+        sched.add_job(_guard, "interval", args=["weights", lambda: reload_weights(svc)],
+                      seconds=WEIGHTS_CHECK_S, max_instances=1, coalesce=True)
         sched.start()
         self._scheduler = sched
         self.app = create_app(svc)

@@ -27,6 +27,7 @@ from recommender.corpus import Corpus, StoryMeta
 from recommender.embed import Embedder, story_text
 from recommender.engine import CandidateMeta, RelatedEngine
 from recommender.related import Filters, Query, Ranked, also_reported
+from recommender.weights import SourceWeights
 
 # A block waits this long for the sites of its stories' copies, then goes without them.
 COPY_SITES_TIMEOUT_S = 0.5
@@ -98,7 +99,7 @@ class RelatedService:
         *,
         fetcher_factory: Callable[[], object] | None = None,
         url_cache_s: float = 3600,
-        source_weights: dict[str, float] | None = None,
+        source_weights: SourceWeights | dict[str, float] | None = None,
         default_max_age_days: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
@@ -107,7 +108,7 @@ class RelatedService:
         self.store = store
         self.fetcher_factory = fetcher_factory
         self.pages = TTLCache(url_cache_s)
-        self.source_weights = source_weights or {}
+        self.source_weights = source_weights if isinstance(source_weights, SourceWeights) else SourceWeights(source_weights)
         self.default_max_age_days = default_max_age_days
         self.clock = clock
         self._inflight: dict[str, asyncio.Future] = {}
@@ -117,12 +118,13 @@ class RelatedService:
 
     def _meta(self, ids: list[int]) -> dict[int, CandidateMeta]:
         # Ids removed from the database since they were indexed are simply not returned.
+        # A source weighted 0 is left out like a removed story: "0 keeps its stories out".
         weights = self.source_weights
         return {c.id: CandidateMeta(title=c.title, summary=c.summary, url=c.url, site=c.site,
                                     source=c.source, category=c.category, published_at=c.when,
                                     source_weight=weights.get(c.source, 1.0),
                                     image_url=c.image_url)
-                for c in self.corpus.meta.cards(ids)}
+                for c in self.corpus.meta.cards(ids) if not weights.excluded(c.source)}
 
     # ------------------------------------------------------------ entry points
 

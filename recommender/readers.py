@@ -42,6 +42,7 @@ from recommender.popularity import (
     trending_columns,
 )
 from recommender.profile import Event, Preferences, Profile, build_profile, empty_profile
+from recommender.weights import SourceWeights
 
 TRENDING_HEAD = 500  # trending stories any feed or trending list may draw from
 TRENDING_HEADS_KEPT = 64  # categories whose trending head is kept between recounts
@@ -99,14 +100,14 @@ def preferences_of(raw: dict | None) -> Preferences:
 class FeedService:
     def __init__(self, store: Store, corpus: Corpus, *, page_size: int = 20,
                  max_per_source: int = 3, exploration_share: float = 0.1, history_days: int = 30,
-                 source_weights: dict[str, float] | None = None, crowd_ttl_s: float = 10.0,
+                 source_weights: SourceWeights | dict[str, float] | None = None, crowd_ttl_s: float = 10.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.store = store
         self.corpus = corpus
         self.page_size = page_size
         self.params = FeedParams(max_per_source=max_per_source, explore_share=exploration_share)
         self.history_days = history_days
-        self.source_weights = source_weights or {}
+        self.source_weights = source_weights if isinstance(source_weights, SourceWeights) else SourceWeights(source_weights)
         self.crowd_ttl_s = crowd_ttl_s
         self.clock = clock
         self._crowd: tuple[float, Crowd] | None = None
@@ -167,7 +168,8 @@ class FeedService:
     def _candidates(self, ids, crowd: Crowd, co_read: dict) -> list[FeedCandidate]:
         # Cards, not a StoryMeta per id: a feed weighs ~700 candidates, and building each one's
         # StoryMeta was a quarter of the request (feed benchmark's data, 100k stories).
-        cards = self.corpus.meta.cards(ids)
+        # A source weighted 0 is out of feeds and trending ("0 keeps its stories out").
+        cards = [c for c in self.corpus.meta.cards(ids) if not self.source_weights.excluded(c.source)]
         if not cards:
             return []
         known = [c.id for c in cards]

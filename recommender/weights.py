@@ -1,0 +1,43 @@
+"""The operator's `[[source]] weight`s as the API ranks with them.
+
+One object shared by related blocks and feeds, replaced in place when the sources file (or,
+on an API-only replica, the database) says otherwise: the feed service kept the dict it was
+built with, so an edited weight changed related blocks but never feeds. `version` counts the
+changes, so the block caches (keyed by it with the corpus version) drop blocks ranked with
+the old weights instead of serving them until the next story arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+# The weight that keeps a source's stories out of related blocks and feeds
+# (config/sources.toml: "0 keeps its stories out"); a multiplier alone only sank them.
+EXCLUDED = 0.0
+
+
+class SourceWeights(Mapping[str, float]):
+    def __init__(self, weights: Mapping[str, float] | None = None):
+        self._weights = dict(weights or {})
+        self.version = 0
+
+    def __getitem__(self, source: str) -> float:
+        return self._weights[source]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._weights)
+
+    def __len__(self) -> int:
+        return len(self._weights)
+
+    def replace(self, weights: Mapping[str, float]) -> bool:
+        """Take the new weights; True when they differ (and `version` moved)."""
+        new = dict(weights)
+        if new == self._weights:
+            return False
+        self._weights = new
+        self.version += 1
+        return True
+
+    def excluded(self, source: str) -> bool:
+        return self._weights.get(source, 1.0) <= EXCLUDED

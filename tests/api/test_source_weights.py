@@ -1,0 +1,54 @@
+"""An operator's source weights in related blocks and feeds: 0 keeps a source's stories out,
+and an edit reaches every block, cached ones included, without a restart."""
+
+from __future__ import annotations
+
+from aggregator.model import SourceSpec
+from api.runner import reload_weights
+from recommender.weights import SourceWeights
+
+
+def test_weights_count_their_changes_and_zero_excludes():
+    w = SourceWeights({"a": 1.0})
+    assert not w.replace({"a": 1.0}) and w.version == 0
+    assert w.replace({"a": 0.0, "b": 2.0}) and w.version == 1
+    assert w.excluded("a") and not w.excluded("b") and not w.excluded("unknown")
+    assert dict(w) == {"a": 0.0, "b": 2.0} and w.get("b", 1.0) == 2.0
+
+
+async def _weigh(stack, politics: float) -> None:
+    specs = [SourceSpec(name="bbc-politics", url="http://127.0.0.1:9/p.xml", category="politics",
+                        weight=politics),
+             SourceSpec(name="bbc-entertainment", url="http://127.0.0.1:9/e.xml",
+                        category="entertainment")]
+    await stack.svc.store.sync_sources(specs)
+    await reload_weights(stack.svc)
+
+
+async def _sources_in_block(http, story_id: int) -> set[str]:
+    r = await http.get(f"/v1/stories/{story_id}/related", params={"k": 10})
+    assert r.status_code == 200
+    return {c["source"] for c in r.json()["related"]}
+
+
+async def test_weight_zero_keeps_a_source_out_and_edits_reach_cached_blocks_and_feeds(http, stack):
+    items = (await http.get("/v1/stories", params={"category": "politics", "limit": 1})).json()["items"]
+    story = items[0]["id"]
+    await _weigh(stack, 1.0)
+    assert "bbc-politics" in await _sources_in_block(http, story)  # now cached, ETag and all
+    feed = (await http.get("/v1/readers/weights-1/feed", params={"k": 30})).json()
+    assert "bbc-politics" in {c["source"] for c in feed["items"]}
+
+    await _weigh(stack, 0.0)
+    # Feeds and blocks rank with one shared set of weights: the feed service kept its own
+    # dict before, and never saw an edit.
+    assert stack.svc.feeds.source_weights is stack.svc.related.source_weights
+    block = await _sources_in_block(http, story)
+    assert block and "bbc-politics" not in block
+    feed = (await http.get("/v1/readers/weights-2/feed", params={"k": 30})).json()
+    assert feed["items"] and "bbc-politics" not in {c["source"] for c in feed["items"]}
+    trending = (await http.get("/v1/trending", params={"k": 30})).json()
+    assert "bbc-politics" not in {c["source"] for c in trending["items"]}
+
+    await _weigh(stack, 1.0)
+    assert "bbc-politics" in await _sources_in_block(http, story)

@@ -124,9 +124,12 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     svc = await build(settings, serve=serve, index=index, collect=collect,
                       owner_of_files=index, resolver_factory=resolver_factory)
     watcher = SourcesWatcher(svc, settings.sources_file)
-    if collect or serve:
+    # The sources file is the collectors' config: an API-only replica on another machine
+    # (its own or the shipped sources.toml) synced it into the shared database and retired
+    # every source it did not hold. Serving reads sources and weights from the database.
+    if collect:
         try:
-            await watcher.check(strict=collect)
+            await watcher.check(strict=True)
         except ConfigError:
             await svc.close()
             raise

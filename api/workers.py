@@ -34,13 +34,13 @@ log = logging.getLogger("tidings.workers")
 
 async def prepare_shared_index(settings: Settings) -> dict:
     """Bring the saved index file up to date with the database (the one write), then let go."""
-    from api.runner import SourcesWatcher
     from api.services import build
     from recommender.vindex import manifest
 
+    # No sync of the sources file here: it is the collectors' (api.runner.run_roles); the
+    # workers read the weights from the database.
     svc = await build(settings, corpus=True, owner_of_files=True)
     try:
-        await SourcesWatcher(svc, settings.sources_file).check()  # workers read the weights
         info = await svc.corpus.start()  # saves when it repaired or followed anything
         if manifest(svc.corpus.index_dir) is None:
             await svc.corpus.save()  # nothing to repair, but workers need a file to map

@@ -136,3 +136,34 @@ async def test_a_collecting_process_does_not_start_on_a_bad_sources_file(tmp_pat
         assert caplog.text.count("sources.unreadable") == 1
     finally:
         await svc.close()
+
+
+async def test_a_serve_only_process_leaves_the_clusters_sources_alone(tmp_path):
+    """The sources file is the collectors' config. A replica started on another machine with
+    its own (or the shipped) sources.toml synced it into the shared database: every source
+    not in it was retired, and the cluster's collectors fetched only the replica's."""
+    from aggregator.model import SourceSpec
+    from benchmarks.api_bench import _free_port
+
+    sources = tmp_path / "sources.toml"
+    sources.write_text('[[source]]\nname = "replica-only"\nurl = "https://r.example/f"\n'
+                       'category = "c"\n', encoding="utf-8")
+    settings = load_settings(REPO_CONFIG, env={
+        "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(sources),
+        "TIDINGS_INDEX_EMBEDDER": "hash"})
+    store = Store(settings.database_url)
+    await store.migrate()
+    cluster = [SourceSpec(name=f"cluster-{i}", url=f"https://c{i}.example/f", category="c")
+               for i in range(2)]
+    await store.sync_sources(cluster)
+    ready = asyncio.Event()
+    task = asyncio.create_task(runner.run_roles(settings, serve=True, collect=False, index=False,
+                                                host="127.0.0.1", port=_free_port(), ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        rows = {s.name: s.enabled for s in await store.list_sources()}
+        assert rows == {"cluster-0": True, "cluster-1": True}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()

@@ -272,6 +272,22 @@ async def test_unusable_database_is_a_store_error(bad, tmp_path):
         await s.migrate()
 
 
+async def test_a_database_migrated_by_a_newer_version_is_one_clear_error(tmp_path):
+    """A rolling upgrade: the first new process migrates; an old one restarting printed 96
+    lines of alembic traceback and crash-looped."""
+    from aggregator.errors import StoreError
+    from aggregator.store import Store
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'newer.db'}"
+    s = Store(url)
+    await s.migrate()
+    async with s.engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    with pytest.raises(StoreError, match="newer version migrated it"):
+        await s.migrate()
+    await s.close()
+
+
 async def test_parallel_claims_never_overlap(db_url):
     """Three collectors claiming at once (separate engines, as separate processes would)."""
     import asyncio
@@ -441,6 +457,28 @@ async def test_copies_of_a_deleted_story_get_a_root_of_their_own(store):
         await conn.execute(text("DELETE FROM stories WHERE id = :id"), {"id": b})
     assert await _links(store, "https://c.org/1", "https://d.org/1") == [None, c]
     assert await store.story_ids() == [c]
+
+
+async def test_a_story_and_its_copies_deleted_in_one_statement(store):
+    """Retention deletes in batches, and an original is usually stored before its copies, so
+    one DELETE often holds both. On PostgreSQL the re-rooting trigger ran BEFORE each row's
+    delete and updated copies the same statement was about to delete: the whole DELETE
+    failed ("tuple to be updated was already modified by an operation triggered by the
+    current command") and retention removed nothing, every hour."""
+    old = NOW - timedelta(days=200)
+    await store.upsert_stories([syndicated("https://a.org/1", BODY_X, published_at=old)], NOW)
+    await store.upsert_stories([syndicated("https://b.org/1", BODY_X, published_at=old),
+                                syndicated("https://c.org/1", BODY_X),
+                                syndicated("https://d.org/1", BODY_X)], NOW)
+    a, b, c, d = [await _id(store, f"https://{h}.org/1") for h in "abcd"]
+    assert await _links(store, *(f"https://{h}.org/1" for h in "bcd")) == [a, a, a]
+    # Retention takes the original and one copy: the lowest surviving copy becomes the story.
+    assert sorted(await store.delete_stories_before(NOW - timedelta(days=100))) == [a, b]
+    assert await _links(store, "https://c.org/1", "https://d.org/1") == [None, c]
+    # An operator's DELETE of a story and all its copies at once.
+    async with store.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM stories WHERE id IN (:c, :d)"), {"c": c, "d": d})
+    assert await store.count_stories() == 0
 
 
 async def test_copy_sites_name_the_sites_that_carried_each_story(store):

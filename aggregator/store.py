@@ -445,6 +445,7 @@ class Store:
         """Bring the schema to the newest Alembic revision (idempotent)."""
         from alembic import command
         from alembic.config import Config
+        from alembic.util.exc import CommandError
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -462,6 +463,12 @@ class Store:
                 await conn.run_sync(upgrade)
         except (OperationalError, DBAPIError, OSError) as e:
             raise StoreError(f"database unavailable ({shown_url(self.url)}): {e}") from e
+        except CommandError as e:
+            # A rolling upgrade: a newer process migrated the database past what this one
+            # knows. Said in one line (it was alembic's traceback, a crash loop at restart).
+            raise StoreError(f"the database ({shown_url(self.url)}) has a schema this version of "
+                             f"Tidings does not know ({e}): a newer version migrated it; run that "
+                             "version here too") from e
 
     # ---------------------------------------------------------------- sources
 

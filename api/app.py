@@ -435,6 +435,19 @@ def create_app(svc: Services) -> FastAPI:
         replica reports the cluster's truth; counters are this process's own."""
         if svc.corpus is not None:
             metrics.index_size.set(len(svc.corpus))
+        try:
+            await read_database_gauges()
+            metrics.database_up.set(1)
+        except Exception as e:
+            # While the database is away the scrape still answers: this process's own
+            # counters, the gauges as last read, and database_up 0. A 503 left monitoring
+            # blind for the whole outage.
+            if not database_unavailable(e):
+                raise
+            metrics.database_up.set(0)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def read_database_gauges() -> None:
         metrics.backlog.set(await svc.store.backlog_size(svc.embedder.recipe))
         lead = await svc.store.leading_embedder()
         metrics.recipe_current.set(0 if other_recipe_leads(lead, svc.embedder.recipe) else 1)
@@ -444,7 +457,6 @@ def create_app(svc: Services) -> FastAPI:
             metrics.source_errors.labels(h.name).set(h.error_count)
             if h.last_success_at is not None:
                 metrics.source_last_success.labels(h.name).set(h.last_success_at.timestamp())
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     if svc.collector is not None:
         svc.collector.listeners.append(metrics.observe_source)

@@ -23,6 +23,8 @@ class Metrics:
             "0 while the database's stories are embedded with another recipe than this process's "
             "(its index misses them), else 1", registry=r)
         self.events = Counter("tidings_events_total", "Reader events accepted", ["type"], registry=r)
+        self.database_up = Gauge("tidings_database_up",
+                                 "1 when the last scrape read the database, 0 when it was away", registry=r)
         self.stories_total = Gauge("tidings_stories", "Stories stored (linked copies included)", registry=r)
         self.source_stories = Gauge("tidings_source_stories", "Stories stored per source", ["source"], registry=r)
         self.source_errors = Gauge("tidings_source_consecutive_errors", "Consecutive failed fetches",

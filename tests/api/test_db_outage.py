@@ -112,6 +112,10 @@ async def test_database_away_is_503_and_recovers_by_itself(tmp_path, shared_data
                 r = await c.post("/v1/events", json={"reader": "r1", "story_id": first["id"],
                                                      "type": "click"})
                 assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable"
+                # Monitoring is not blind meanwhile: the scrape answers and says so.
+                r = await c.get("/metrics")
+                assert r.status_code == 200 and "tidings_database_up 0.0" in r.text, r.text[:200]
+                assert "tidings_request_seconds_count" in r.text
             finally:
                 await bring_database_back(pg_server, name)
             back_at = time.monotonic()

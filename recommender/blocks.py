@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator.canonical import canonical_url, site_of
 from aggregator.dateline import time_from_lead
-from aggregator.errors import FetchError, NotFound, StoreError, TidingsError
+from aggregator.errors import FetchError, NotFound, ParseError, StoreError, TidingsError
 from aggregator.extract import extract_article
 from aggregator.model import Story
 from aggregator.normalize import plausible_time
@@ -192,7 +192,12 @@ class RelatedService:
             raise FetchError("fetching pages is disabled")
         async with self.fetcher_factory() as fetcher:
             res = await fetcher.fetch(url)
-        page = await asyncio.to_thread(extract_article, res.body, res.final_url)
+        try:
+            page = await asyncio.to_thread(extract_article, res.body, res.final_url)
+        except ParseError as e:
+            # An empty page, a PDF, plain text: the caller's URL holds no article, which is
+            # their input's problem (a 4xx), not ours (ParseError reached the API as a 500).
+            raise BadArticle(f"no readable article at {url}: {e}") from e
         if not page.title and not page.text:
             raise BadArticle(f"no readable article at {url}")
         return Article(None, canonical, page.title or page.description[:120], page.description,

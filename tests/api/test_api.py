@@ -124,6 +124,24 @@ async def test_related_by_unknown_url_fetches_the_page(http, stack, shared_data)
     assert r.status_code == 200 and len(stack.site.requests) == before  # cached, not refetched
 
 
+@pytest.mark.parametrize("name,body,content_type", [
+    ("empty-html", b"<html><body></body></html>", "text/html"),
+    ("pdf", b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n",
+     "application/pdf"),
+    ("plain", b"just a line of plain text\n", "text/plain"),
+], ids=["empty-html", "pdf", "plain"])
+async def test_a_page_without_article_text_is_a_4xx(http, stack, name, body, content_type):
+    # The extractor's "no article text" reached the handler unmapped: a plain-text 500.
+    stack.site.route(f"/unreadable/{name}", body=body, content_type=content_type)
+    url = stack.site.url(f"/unreadable/{name}", host="news.example")
+    origin = {"Origin": "https://publisher.example"}
+    for path in ("/v1/related", "/v1/widget"):
+        r = await http.get(path, params={"url": url}, headers=origin)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert r.json()["error"]["code"] == "no_article", r.text
+        assert r.headers.get("access-control-allow-origin") in ("*", "https://publisher.example")
+
+
 @pytest.mark.parametrize("url,code", [
     ("http://127.0.0.1:22/", "forbidden_url"),
     ("http://10.0.0.8/admin", "forbidden_url"),

@@ -19,7 +19,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator.canonical import canonical_url, site_of
 from aggregator.dateline import time_from_lead
-from aggregator.errors import FetchError, NotFound, ParseError, StoreError, TidingsError
+from aggregator.errors import (
+    BlockedAddress,
+    BodyTooLarge,
+    FetchError,
+    HTTPStatusError,
+    NotFound,
+    ParseError,
+    StoreError,
+    TidingsError,
+    TooManyRedirects,
+)
 from aggregator.extract import extract_article
 from aggregator.model import Story
 from aggregator.normalize import plausible_time
@@ -31,6 +41,19 @@ from recommender.weights import SourceWeights
 
 # A block waits this long for the sites of its stories' copies, then goes without them.
 COPY_SITES_TIMEOUT_S = 0.5
+# How long a caller's page that could not be read is remembered (at most api.url_cache_s).
+# The widget asks from every reader's browser, so without this each view of an unreadable
+# article fetched the publisher's page again (8 s of a connection for a page that times out).
+# A page that answered for itself (403/404, no article text, too big) keeps failing for a
+# while: 5 minutes turns a page viewed every second into one fetch per 300 views, and a page
+# fixed or published later still shows its block within minutes, not after the hour a good
+# page is kept. A failure of the moment (timeout, refused connection, 5xx, 429) is retried
+# sooner, after 30 s (or the server's Retry-After, up to the 5 minutes): two fetches a minute
+# at most, which also spares a struggling site.
+LASTING_FAILURE_TTL_S = 300.0
+TRANSIENT_FAILURE_TTL_S = 30.0
+# Statuses that say "not now" rather than "not this page" (RFC 9110 15.5.9, RFC 6585 4, RFC 8470).
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
 class BadArticle(TidingsError):
@@ -63,6 +86,22 @@ class Block:
     version: int  # the corpus version it was computed on (cache key, ETag)
 
 
+def failure_ttl_s(error: TidingsError, url_cache_s: float) -> float:
+    """Seconds to answer a caller's URL with this failure before fetching it again."""
+    if isinstance(error, HTTPStatusError):
+        transient = error.status >= 500 or error.status in _TRANSIENT_STATUSES
+        if transient and error.retry_after_s:
+            ttl = min(max(error.retry_after_s, TRANSIENT_FAILURE_TTL_S), LASTING_FAILURE_TTL_S)
+        else:
+            ttl = TRANSIENT_FAILURE_TTL_S if transient else LASTING_FAILURE_TTL_S
+    elif isinstance(error, (BadArticle, BodyTooLarge, BlockedAddress, TooManyRedirects)):
+        ttl = LASTING_FAILURE_TTL_S
+    else:  # timeouts, refused connections, DNS failures
+        ttl = TRANSIENT_FAILURE_TTL_S
+    # Never longer than a good page is kept: url_cache_s = 0 turns both caches off.
+    return min(ttl, url_cache_s)
+
+
 def article_of(s: Story) -> Article:
     return Article(s.id, s.url, s.title, s.summary, s.text, s.site, s.source, s.category,
                    s.author, s.image_url, s.published_at or s.collected_at, s.duplicate_of)
@@ -83,8 +122,8 @@ class TTLCache:
         self._items.move_to_end(key)
         return hit[1]
 
-    def put(self, key: str, value: object) -> None:
-        self._items[key] = (self.clock() + self.ttl_s, value)
+    def put(self, key: str, value: object, ttl_s: float | None = None) -> None:
+        self._items[key] = (self.clock() + (self.ttl_s if ttl_s is None else ttl_s), value)
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
@@ -107,7 +146,11 @@ class RelatedService:
         self.embedder = embedder
         self.store = store
         self.fetcher_factory = fetcher_factory
+        self.url_cache_s = url_cache_s
         self.pages = TTLCache(url_cache_s)
+        # Pages that failed, apart from the good ones: a run of bad URLs (a crawler, a typo'd
+        # embed) must not push the popular good pages out.
+        self.failures = TTLCache(url_cache_s)
         self.source_weights = source_weights if isinstance(source_weights, SourceWeights) else SourceWeights(source_weights)
         self.default_max_age_days = default_max_age_days
         self.clock = clock
@@ -170,6 +213,11 @@ class RelatedService:
         hit = self.pages.get(canonical)
         if hit is not None:
             return hit  # type: ignore[return-value]
+        failed = self.failures.get(canonical)
+        if failed is not None:
+            # The same error, so the caller gets the same answer; its old traceback dropped,
+            # or each raise would chain another onto it.
+            raise failed.with_traceback(None)  # type: ignore[union-attr]
         pending = self._inflight.get(canonical)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -181,6 +229,8 @@ class RelatedService:
             fut.set_result(art)
             return art
         except BaseException as e:
+            if isinstance(e, (FetchError, BadArticle)):  # the page's failure, not a bug of ours
+                self.failures.put(canonical, e, failure_ttl_s(e, self.url_cache_s))
             fut.set_exception(e)
             fut.exception()  # mark retrieved: waiters re-raise it, nobody logs it twice
             raise

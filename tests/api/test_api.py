@@ -142,6 +142,34 @@ async def test_a_page_without_article_text_is_a_4xx(http, stack, name, body, con
         assert r.headers.get("access-control-allow-origin") in ("*", "https://publisher.example")
 
 
+async def test_a_page_that_failed_is_not_fetched_again_for_a_while(http, stack):
+    # Only good pages were cached: every view of an unreadable article fetched it again.
+    import time
+
+    forbidden = stack.site.route("/paywalled/story", status=403)
+    empty = stack.site.route("/empty/story", body=b"<html><body></body></html>",
+                             content_type="text/html")
+    now = [time.monotonic()]
+    failures = stack.svc.related.failures
+    real_clock, failures.clock = failures.clock, lambda: now[0]
+    try:
+        for route, path, code in ((forbidden, "/paywalled/story", "fetch_failed"),
+                                  (empty, "/empty/story", "no_article")):
+            url = stack.site.url(path, host="news.example")
+            answers = [await http.get("/v1/related", params={"url": url}),
+                       await http.get("/v1/related", params={"url": url, "k": 3}),
+                       await http.get("/v1/widget", params={"url": url})]
+            assert [r.status_code for r in answers] == [422] * 3, [r.text for r in answers]
+            assert {r.json()["error"]["code"] for r in answers} == {code}
+            assert len({r.json()["error"]["message"] for r in answers}) == 1
+            assert route.hits == 1, path
+            now[0] += 301  # past the time a lasting failure is remembered: read again
+            assert (await http.get("/v1/related", params={"url": url})).status_code == 422
+            assert route.hits == 2, path
+    finally:
+        failures.clock = real_clock
+
+
 @pytest.mark.parametrize("url,code", [
     ("http://127.0.0.1:22/", "forbidden_url"),
     ("http://10.0.0.8/admin", "forbidden_url"),

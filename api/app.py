@@ -655,7 +655,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         # In UTC (a time without that form overflows here, not in the database), and an id a
         # signed 64-bit column can hold: a hand-made cursor is a 400, not a 500.
         when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-        if not isinstance(sid, int) or not 0 <= sid < 2**63:
+        # bool is an int to Python, but `true` is no story id (the query raised a 500).
+        if type(sid) is not int or not 0 <= sid < 2**63:
             raise ValueError("story id out of range")
         return when, sid
     except Exception as e:

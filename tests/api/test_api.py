@@ -50,6 +50,16 @@ async def test_stories_pages_do_not_overlap(http, stack):
     assert r.status_code == 404 and "location" not in r.headers
 
 
+@pytest.mark.parametrize("raw", ['["2026-01-01", true]', '["2026-01-01", false]',
+                                 '["2026-01-01", 1.5]', '["2026-01-01", -1]', '[1, 2]'])
+async def test_a_hand_made_cursor_is_a_400(http, raw):
+    import base64
+
+    cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    r = await http.get("/v1/stories", params={"cursor": cursor})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_cursor", r.text
+
+
 async def test_story_and_404(http):
     first = (await http.get("/v1/stories", params={"limit": 1})).json()["items"][0]
     r = await http.get(f"/v1/stories/{first['id']}")

@@ -27,6 +27,7 @@ Rules (decided here, relied on by the store and dedupe):
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 _ASCII_SPACE = " \t\n\r\f\v"
@@ -149,6 +150,26 @@ def site_of(url: str) -> str:
     except ValueError:
         return ""
     return host[4:] if host.startswith("www.") else host
+
+
+@lru_cache(maxsize=4096)  # called for every candidate of a filtered block: mostly a few sites
+def site_key(site: str) -> str:
+    """What site filters compare: "BBC.co.uk", "www.bbc.co.uk" and "https://www.bbc.co.uk/news"
+    are one site, as `site_of` names collected stories (lowercased host, no "www."); a free-form
+    name from an imported line ("Example") compares without case. IDN hosts as punycode, the
+    form canonical URLs, and so the stored sites, have."""
+    s = site.strip(_ASCII_SPACE)
+    if "://" in s:
+        s = site_of(s) or s
+    s = s.lower().rstrip(".")
+    while s.startswith("www."):  # all of them: a stored "www.x" (from "www.www.x") is "x" too
+        s = s[4:]
+    if not s.isascii():
+        try:
+            s = s.encode("idna").decode("ascii")
+        except UnicodeError:  # not a host name: compared as written, without case
+            pass
+    return s
 
 
 def is_tracking_param(name: str, host: str = "") -> bool:

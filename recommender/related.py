@@ -26,7 +26,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-from aggregator.canonical import canonical_url
+from aggregator.canonical import canonical_url, site_key
 from recommender.lexical import IdfTable, key_terms
 
 
@@ -265,9 +265,11 @@ def is_self(query: Query, cand: Candidate, params: RankParams) -> bool:
 def passes(cand: Candidate, filters: Filters, now: datetime | None) -> bool:
     if filters.category and cand.category != filters.category:
         return False
-    if filters.site and cand.site != filters.site:
+    # Sites compare by key: callers write "BBC.CO.UK", "www.bbc.co.uk" or a URL for the site
+    # stored as "bbc.co.uk", and an exact match silently filtered nothing (or everything).
+    if filters.site and site_key(cand.site) != site_key(filters.site):
         return False
-    if filters.exclude_site and cand.site == filters.exclude_site:
+    if filters.exclude_site and site_key(cand.site) == site_key(filters.exclude_site):
         return False
     if filters.max_age_days is not None and now is not None:
         if cand.published_at is None:

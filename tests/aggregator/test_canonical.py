@@ -14,6 +14,7 @@ from aggregator.canonical import (
     TRACKING_PARAMS,
     canonical_url,
     is_tracking_param,
+    site_key,
     site_of,
 )
 from aggregator.parse import parse_document
@@ -244,6 +245,16 @@ def test_site_of() -> None:
     assert site_of("http://[::1") == ""
 
 
+def test_site_key() -> None:
+    for written in ("bbc.co.uk", "BBC.CO.UK", "www.bbc.co.uk", "bbc.co.uk.", "https://WWW.BBC.co.uk/news",
+                    "http://bbc.co.uk:8080/x"):
+        assert site_key(written) == "bbc.co.uk", written
+    assert site_key("news.bbc.co.uk") == "news.bbc.co.uk"
+    assert site_key("Example") == site_key("EXAMPLE") == "example"
+    assert site_key("Bücher.example") == site_key("xn--bcher-kva.example") == "xn--bcher-kva.example"
+    assert site_key("www.www.example") == site_key("www.example") == "example"
+
+
 # --- properties --------------------------------------------------------------------------
 
 hosts = st.from_regex(r"\A(www\.)?[a-zA-Z0-9-]{1,12}(\.[a-zA-Z]{2,6}){1,2}\Z")
@@ -360,3 +371,13 @@ def test_arbitrary_relative_text_with_base(text: str, path: str) -> None:
     except ValueError:
         return
     assert canonical_url(out) == out
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(web_urls(), st.sampled_from(["", "www.", "WWW.", "www.www."]))
+def test_site_key_matches_a_stored_site_however_the_filter_names_it(url: str, www: str) -> None:
+    stored = site_of(canonical_url(url))  # what collected stories carry
+    host = urlsplit(url).hostname or ""
+    for written in (url, stored, stored.upper(), www + host, www + host.upper() + "."):
+        assert site_key(written) == site_key(stored), written
+    assert site_key(site_key(url)) == site_key(url)

@@ -95,6 +95,22 @@ def test_filters_category_site_exclude_and_age():
     assert run(Filters()) == {2, 3, 4, 5}
 
 
+@pytest.mark.parametrize("written", ["bbc.co.uk", "BBC.CO.UK", "www.bbc.co.uk", "WWW.BBC.co.uk.",
+                                     " bbc.co.uk ", "https://www.bbc.co.uk/news/politics-1"])
+def test_site_filters_name_a_site_however_it_is_written(written):
+    # Exact matches: "BBC.CO.UK" or "www.bbc.co.uk" excluded nothing and selected nothing.
+    cands = [
+        cand(2, unit(1, 0.6), site="bbc.co.uk"),
+        cand(3, unit(1, 0, 0.6), site="Example"),  # an imported line's free-form site
+        cand(4, unit(1, 0, 0, 0.6), site="news.bbc.co.uk"),  # another site, not a www. form
+    ]
+    run = lambda f: set(ids(rank_related(QUERY, cands, k=5, now=NOW, filters=f)))  # noqa: E731
+    assert run(Filters(site=written)) == {2}
+    assert run(Filters(exclude_site=written)) == {3, 4}
+    assert run(Filters(site="EXAMPLE")) == {3}
+    assert run(Filters(exclude_site="example")) == {2, 4}
+
+
 def test_near_duplicates_collapse_to_one_and_the_fresher_copy_wins():
     wire = unit(0.9, 0.4, 0.1)
     cands = [

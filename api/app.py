@@ -95,6 +95,8 @@ class RelatedRequest(BaseModel):
     site: str | None = None
     exclude_site: str | None = None
     max_age_days: float | None = Field(default=None, gt=0, le=36500)
+    # Personalize for this reader, as `reader=` does on the GET routes (also taken there).
+    reader: str | None = Field(default=None, max_length=128, pattern=READER_ID.pattern)
 
 
 # Response shapes, for the OpenAPI document only (`responses=`, not `response_model=`): handlers
@@ -521,13 +523,23 @@ def create_app(svc: Services) -> FastAPI:
             request, ("url", url, kk, f), lambda: charged(request, lambda: rel.for_url(url, k=kk, filters=f))))
 
     @app.post("/v1/related", tags=["related"], responses={200: {"model": BlockOut}})
-    async def related_text(request: Request, body: RelatedRequest):
+    async def related_text(request: Request, body: RelatedRequest, reader: ReaderQuery = None):
         rel = need_corpus()
         kk = clamp_k(body.k)
         f = block_filters(body.category, body.site, body.exclude_site, body.max_age_days)
-        block = await guarded(lambda: rel.for_text(body.title, body.text, url=body.url, k=kk,
-                                                    filters=f, published_at=body.published_at))
-        return block_json(block)
+        if body.reader and reader and body.reader != reader:
+            raise ApiError(422, "invalid_request", "reader: the body and the query name different readers")
+        reader = body.reader or reader
+
+        def make(n: int):
+            return rel.for_text(body.title, body.text, url=body.url, k=n, filters=f,
+                                published_at=body.published_at)
+
+        # The reader was ignored here while the GET routes honoured it: muted categories,
+        # sources and topics came back in blocks the caller asked to personalize.
+        if reader:
+            return await guarded(lambda: personal(reader, kk, make))
+        return block_json(await guarded(lambda: make(kk)))
 
     @app.get("/v1/widget", tags=["widget"], response_class=HTMLResponse)
     async def widget_fragment(

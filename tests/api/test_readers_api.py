@@ -227,6 +227,26 @@ async def test_a_block_for_a_reader_leaves_out_what_they_muted(http, stack):
     assert all(word.lower() not in c["title"].lower().split() for c in shown)
 
 
+async def test_a_block_for_text_leaves_out_what_the_reader_muted(http, stack):
+    # POST /v1/related ignored `reader`: the muted category came back in the block.
+    story = (await http.get(f"/v1/stories/{(await _ids(http, 'entertainment', 1))[0]}")).json()
+    sent = {"title": story["title"], "text": story["text"], "k": 5}
+    base = (await http.post("/v1/related", json=sent)).json()["related"]
+    assert any(c["category"] == "entertainment" for c in base)
+    r = await http.put("/v1/readers/text-muter/preferences", json={"mute_categories": ["entertainment"]})
+    assert r.status_code == 200
+    for r in (await http.post("/v1/related", json={**sent, "reader": "text-muter"}),
+              await http.post("/v1/related", json=sent, params={"reader": "text-muter"})):
+        shown = r.json()["related"]
+        assert r.status_code == 200 and len(shown) == 5, r.text
+        assert all(c["category"] != "entertainment" for c in shown)
+        assert r.headers["cache-control"] == "private, no-store"
+    r = await http.post("/v1/related", json={**sent, "reader": "text-muter"}, params={"reader": "other"})
+    assert r.status_code == 422 and "reader" in r.json()["error"]["message"]
+    r = await http.post("/v1/related", json={**sent, "reader": "not a reader id"})
+    assert r.status_code == 422 and "reader" in r.json()["error"]["message"]
+
+
 async def test_pages_neither_repeat_nor_skip_when_the_crowd_is_recounted_between_them(http, stack):
     """Trending and co-reads are recounted every few seconds, and a snapshot time cannot freeze
     them. With a position alone in the cursor, stories that turned trending after the first

@@ -23,7 +23,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -84,6 +84,11 @@ HTML_HEADERS = {
 }
 
 
+# Stories in a widget block when the caller does not say (fewer than a JSON block's default:
+# the widget sits under an article, where four cards fill a row).
+WIDGET_DEFAULT_K = 4
+
+
 class RelatedRequest(BaseModel):
     title: str = Field(min_length=1, max_length=1000)
     text: str = Field(default="", max_length=MAX_TEXT_CHARS)
@@ -97,6 +102,19 @@ class RelatedRequest(BaseModel):
     max_age_days: float | None = Field(default=None, gt=0, le=36500)
     # Personalize for this reader, as `reader=` does on the GET routes (also taken there).
     reader: str | None = Field(default=None, max_length=128, pattern=READER_ID.pattern)
+
+
+def related_request_model(max_k: int, default_k: int) -> type[RelatedRequest]:
+    """RelatedRequest with the app's real bounds on k, so the OpenAPI document states them (the
+    module-level model only knows the settings' own limits)."""
+    return create_model("RelatedRequest", __base__=RelatedRequest,
+                        k=(int, Field(default=default_k, ge=1, le=max_k)))
+
+
+def k_query(max_k: int, default_k: int):
+    """The k parameter of a block route, with this app's maximum and default: the document said
+    at most 1000 and no default while the API refused more than api.max_k."""
+    return Query(default_k, ge=1, le=max_k, description=f"stories in the block (at most {max_k})")
 
 
 # Response shapes, for the OpenAPI document only (`responses=`, not `response_model=`): handlers
@@ -335,6 +353,8 @@ def create_app(svc: Services) -> FastAPI:
             raise ApiError(503, "not_ready", "the related-stories index is not loaded in this process")
         return svc.related
 
+    widget_k = min(WIDGET_DEFAULT_K, api.max_k)
+
     def clamp_k(k: int | None, default: int | None = None) -> int:
         k = k or default or api.default_k
         if k > api.max_k:
@@ -496,7 +516,7 @@ def create_app(svc: Services) -> FastAPI:
         request: Request,
         f: BlockFilters,
         story_id: StoryId,
-        k: Annotated[int | None, Query(ge=1, le=1000)] = None,
+        k: int = k_query(api.max_k, api.default_k),
         reader: ReaderQuery = None,
     ):
         rel = need_corpus()
@@ -511,7 +531,7 @@ def create_app(svc: Services) -> FastAPI:
         request: Request,
         f: BlockFilters,
         url: Annotated[str, Query(min_length=1, max_length=MAX_URL_CHARS)],
-        k: Annotated[int | None, Query(ge=1, le=1000)] = None,
+        k: int = k_query(api.max_k, api.default_k),
         reader: ReaderQuery = None,
     ):
         rel = need_corpus()
@@ -522,7 +542,6 @@ def create_app(svc: Services) -> FastAPI:
         return await guarded(lambda: cached_block(
             request, ("url", url, kk, f), lambda: charged(request, lambda: rel.for_url(url, k=kk, filters=f))))
 
-    @app.post("/v1/related", tags=["related"], responses={200: {"model": BlockOut}})
     async def related_text(request: Request, body: RelatedRequest, reader: ReaderQuery = None):
         rel = need_corpus()
         kk = clamp_k(body.k)
@@ -541,15 +560,19 @@ def create_app(svc: Services) -> FastAPI:
             return await guarded(lambda: personal(reader, kk, make))
         return block_json(await guarded(lambda: make(kk)))
 
+    # FastAPI reads the body's model from the annotation: this app's, with the real k bounds.
+    related_text.__annotations__["body"] = related_request_model(api.max_k, api.default_k)
+    app.post("/v1/related", tags=["related"], responses={200: {"model": BlockOut}})(related_text)
+
     @app.get("/v1/widget", tags=["widget"], response_class=HTMLResponse)
     async def widget_fragment(
         request: Request,
         f: BlockFilters,
         url: Annotated[str, Query(min_length=1, max_length=MAX_URL_CHARS)],
-        k: Annotated[int | None, Query(ge=1, le=1000)] = None,
+        k: int = k_query(api.max_k, widget_k),
     ):
         rel = need_corpus()
-        kk = clamp_k(k, 4)
+        kk = clamp_k(k)
         # Cached like the JSON blocks (same key scheme, new stories invalidate): the fragment is
         # the hottest call, one per article view, and rebuilding it cost ~50 ms of CPU each
         # time under the load test (docs/reliability.md).

@@ -42,7 +42,8 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
 
     @app.get("/v1/readers/{reader}/feed", tags=["readers"])
     async def reader_feed(reader: ReaderId,
-                          k: Annotated[int | None, Query(ge=1, le=1000)] = None,
+                          k: int | None = Query(None, ge=1, le=max_k, description=(
+                              f"stories a page (at most {max_k}; default: feed.page_size, {feeds.page_size})")),
                           cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None):
         """The reader's personalized feed; a reader we do not know yet gets trending and latest."""
         try:
@@ -55,7 +56,8 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
 
     @app.get("/v1/trending", tags=["readers"])
     async def trending(category: Annotated[str | None, Query(max_length=80)] = None,
-                       k: Annotated[int | None, Query(ge=1, le=1000)] = None):
+                       k: int | None = Query(None, ge=1, le=max_k,
+                                             description=f"stories (at most {max_k}; default 20)")):
         """Most read lately (smoothed), fresh stories breaking ties."""
         items = await feeds.trending(category=category, k=check_k(k) or 20)
         return {"items": [card(m, score=it.score, reason=it.reason) for m, it in items]}

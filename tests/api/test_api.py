@@ -30,6 +30,27 @@ async def test_health_metrics_openapi(http):
         assert p in paths
 
 
+async def test_openapi_states_the_real_bounds_and_defaults_of_k(http):
+    # Every k said "maximum 1000, no default" while the API refused more than api.max_k (50).
+    doc = (await http.get("/openapi.json")).json()
+    routes = {"/v1/stories/{story_id}/related": 5, "/v1/related": 5, "/v1/widget": 4,
+              "/v1/readers/{reader}/feed": None, "/v1/trending": None}
+    for path, default in routes.items():
+        (k,) = [p for p in doc["paths"][path]["get"]["parameters"] if p["name"] == "k"]
+        schema = k["schema"]
+        if "anyOf" in schema:  # int | None
+            (schema,) = [s for s in schema["anyOf"] if s.get("type") == "integer"]
+        assert schema["maximum"] == 50 and schema["minimum"] == 1, path
+        assert k["schema"].get("default") == default, path
+    ref = doc["paths"]["/v1/related"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    body_k = doc["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]["properties"]["k"]
+    assert body_k["maximum"] == 50 and body_k["default"] == 5
+    r = await http.post("/v1/related", json={"title": "Talks on a ceasefire", "k": 51})
+    assert r.status_code == 422 and "50" in r.json()["error"]["message"]
+    r = await http.get("/v1/widget", params={"url": "https://www.bbc.co.uk/news/x", "k": 51})
+    assert r.status_code == 422 and "50" in r.json()["error"]["message"]
+
+
 async def test_stories_pages_do_not_overlap(http, stack):
     seen = []
     cursor = None

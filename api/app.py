@@ -214,6 +214,42 @@ class BodyCap:
         return f"request bodies are limited to {self.max_body_bytes} bytes"
 
 
+class HeadAsGet:
+    """ASGI middleware: a HEAD is answered as the GET of the same URL, without its body (RFC 9110
+    9.3.2). FastAPI's routes take only the methods they declare, so uptime monitors and CDNs
+    that check /healthz, /widget.js or /v1/widget with HEAD got a 405. Every GET route is a read,
+    so answering HEAD with it changes nothing a GET would not (a related-by-URL HEAD is charged
+    to the rate limit like its GET). Inside, the request is a GET: metrics count it as one."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+
+        async def headless_send(message):
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = _EMPTY_BODY
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headless_send)
+
+
+_EMPTY_BODY = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """Whether FastAPI reads a body sent with this Content-Type as JSON: application/json or
+    application/*+json (strictly: a body without a Content-Type is not read as JSON either)."""
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 class RequestTiming:
     """ASGI middleware: each request's duration by route template, method and status.
 
@@ -310,7 +346,14 @@ def create_app(svc: Services) -> FastAPI:
         return error_response(e.status, e.code, e.message, e.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_req: Request, e: RequestValidationError):
+    async def _invalid(req: Request, e: RequestValidationError):
+        content_type = req.headers.get("content-type")
+        if not is_json_media_type(content_type) and any(
+                tuple(err.get("loc", ())) == ("body",) for err in e.errors()):
+            # A JSON body sent as text/plain or a form reached the model as bytes, and the answer
+            # was a 422 "Input should be a valid dictionary...", which names no cause.
+            return error_response(415, "unsupported_media_type", "send the body as application/json, "
+                                  + (f"not {content_type}" if content_type else "with that Content-Type"))
         parts = []
         for err in e.errors()[:5]:
             loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
@@ -653,6 +696,9 @@ def create_app(svc: Services) -> FastAPI:
     if api.fast_path:
         app.add_middleware(FastPath, version=blocks_version,
                            metrics=metrics)
+
+    # Outermost of all: a HEAD reaches the fast path, the routes and CORS as the GET it mirrors.
+    app.add_middleware(HeadAsGet)
 
     app.state.require_key = require_key
     app.state.limiter = limiter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import httpx
@@ -231,6 +232,36 @@ async def test_widget_fragment_is_escaped_html(http, stack):
     assert "<script" not in r.text.lower() and r.text.count("<li") == 4
     r = await http.get("/widget.js")
     assert r.status_code == 200 and "javascript" in r.headers["content-type"]
+
+
+async def test_get_routes_answer_head_without_a_body(http, stack):
+    # Uptime monitors and CDNs send HEAD; FastAPI's GET routes answered 405.
+    rec = stack.records[2]
+    for path, params in (("/healthz", {}), ("/widget.js", {}), ("/v1/widget", {"url": rec["url"]}),
+                         ("/v1/widget", {"url": rec["url"]})):  # twice: the fast path's replay too
+        get = await http.get(path, params=params)
+        head = await http.head(path, params=params, headers={"Origin": "https://publisher.example"})
+        assert head.status_code == get.status_code == 200, (path, head.status_code)
+        assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+        assert head.headers.get("etag") == get.headers.get("etag")
+        assert head.headers.get("access-control-allow-origin") in ("*", "https://publisher.example")
+    assert (await http.head("/v1/stories/987654321")).status_code == 404
+
+
+async def test_a_json_body_of_another_media_type_is_a_415(http, stack):
+    rec = stack.records[0]
+    body = json.dumps({"title": rec["title"], "text": rec["text"], "k": 2})
+    for content_type in ("text/plain;charset=UTF-8", "application/x-www-form-urlencoded"):
+        r = await http.post("/v1/related", content=body, headers={"Content-Type": content_type})
+        assert r.status_code == 415, (content_type, r.text)
+        assert r.json()["error"]["code"] == "unsupported_media_type"
+        assert content_type in r.json()["error"]["message"]
+    r = await http.post("/v1/related", content=body, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert r.status_code == 200 and len(r.json()["related"]) == 2
+    r = await http.post("/v1/related", content=body)  # no Content-Type: not read as JSON either
+    assert r.status_code == 415 and "application/json" in r.json()["error"]["message"]
+    r = await http.post("/v1/related", json={"text": "no title"})  # a JSON mistake stays a 422
+    assert r.status_code == 422
 
 
 async def test_sources_and_cors(http):

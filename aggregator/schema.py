@@ -63,7 +63,10 @@ class SourceRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
-    url: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text)  # fetched from: moves with permanent redirects
+    # The URL sources.toml gave at the last sync: only a change of it is an operator's edit
+    # (comparing the file with `url` undid every redirect). Nullable for the migration only.
+    config_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     category: Mapped[str] = mapped_column(String(80), default="")
     kind: Mapped[str] = mapped_column(String(20), default="auto")
     detected_kind: Mapped[str] = mapped_column(String(20), default="")

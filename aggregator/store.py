@@ -232,13 +232,67 @@ def _fetch_values(row: dict, rec: FetchRecord, now: datetime) -> dict:
         out["error_count"] = (row["error_count"] or 0) + 1
         out["last_error"] = rec.error
     if rec.new_url and rec.new_url != row["url"]:
-        out["url"] = rec.new_url  # permanent redirect: the config is edited by the operator
+        out["url"] = rec.new_url  # permanent redirect; config_url keeps the file's (source_edits)
     stats = list((row["stats"] or {}).get("recent", []))
     stats.append({"at": now.isoformat(), "ok": rec.ok, "status": rec.status,
                   "items": rec.items, "new": rec.new_stories,
                   "elapsed_ms": round(rec.elapsed_s * 1000)})
     out["stats"] = {"recent": stats[-STATS_KEEP:]}
     return out
+
+
+_SPEC_COLUMNS = ("category", "kind", "enabled", "weight", "interval_s", "full_text",
+                 "selectors", "in_config")
+
+
+def source_edits(row: dict, spec: SourceSpec, now: datetime) -> dict:
+    """The columns to write on source row `row` (its columns by name) so that it matches
+    `spec`, the file's entry of the same name; empty when it already does (pure).
+
+    The file's URL is compared with the one it gave before (`config_url`), not with `url`,
+    which a permanent redirect moves: the operator edits the file, the redirect the row.
+    Only an edit of the URL drops the validators and makes the source due now.
+    """
+    want = {"category": spec.category, "kind": spec.kind, "enabled": spec.enabled,
+            "weight": spec.weight, "interval_s": spec.interval_s, "full_text": spec.full_text,
+            "selectors": spec.selectors.__dict__ if spec.selectors else None, "in_config": True}
+    out = {k: v for k, v in want.items() if row[k] != v}
+    configured = row["config_url"] if row["config_url"] is not None else row["url"]
+    if configured != spec.url:
+        out.update(url=spec.url, config_url=spec.url, etag=None, last_modified=None,
+                   next_check_at=now, error_count=0)
+    elif row["config_url"] is None:
+        out["config_url"] = spec.url
+    if out:
+        if spec.enabled and out.get("next_check_at", row["next_check_at"]) is None:
+            out["next_check_at"] = now
+        out["updated_at"] = now
+    return out
+
+
+def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: datetime) -> dict[str, dict]:
+    """Source name -> the columns `sync_sources` writes: all of them for a new source, the
+    edits for a changed one, retirement for one gone from the file; nothing else (pure)."""
+    by_name = {r.name: r for r in rows}
+    plan: dict[str, dict] = {}
+    for spec in specs:
+        row = by_name.pop(spec.name, None)
+        if row is None:
+            plan[spec.name] = dict(
+                name=spec.name, url=spec.url, config_url=spec.url, category=spec.category,
+                kind=spec.kind, enabled=spec.enabled, in_config=True, weight=spec.weight,
+                interval_s=spec.interval_s, full_text=spec.full_text,
+                selectors=spec.selectors.__dict__ if spec.selectors else None,
+                error_count=0, next_check_at=now, created_at=now, updated_at=now)
+            continue
+        cols = {c: getattr(row, c) for c in (*_SPEC_COLUMNS, "url", "config_url", "next_check_at")}
+        edits = source_edits(cols, spec, now)
+        if edits:
+            plan[spec.name] = edits
+    for row in by_name.values():
+        if row.in_config:
+            plan[row.name] = {"in_config": False, "enabled": False, "updated_at": now}
+    return plan
 
 
 def _fetch_common(rec: FetchRecord, now: datetime) -> dict:
@@ -475,52 +529,36 @@ class Store:
     async def sync_sources(self, specs: Sequence[SourceSpec], now: datetime | None = None) -> dict:
         """Make the source rows match the config: add new, update changed, retire removed.
 
-        Schedule state (validators, errors, next check) survives edits, except that a changed
-        URL drops the validators and makes the source due now.
+        Schedule state (validators, errors, next check) survives edits, except that an edit
+        of the configured URL drops the validators and makes the source due now; a URL moved
+        by a permanent redirect is kept (`source_edits`). When the rows already match, this
+        only reads: `tidings sources list` and every start of a process sync.
         """
         now = now or utcnow()
+        async with self.session() as s:
+            rows = (await s.scalars(select(SourceRow))).all()
+            if not _sync_plan(rows, specs, now):
+                return {"added": 0, "changed": 0, "retired": 0}
         added = changed = retired = 0
         async with self.writing() as s:
             if self.dialect == "postgresql":
                 # Every process of a cluster syncs at start: one at a time, so the later ones
                 # see the rows the first one added instead of inserting them again.
                 await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SOURCES_LOCK})
-            rows = {r.name: r for r in (await s.scalars(select(SourceRow))).all()}
-            for spec in specs:
-                sel = spec.selectors.__dict__ if spec.selectors else None
-                row = rows.pop(spec.name, None)
+            rows = (await s.scalars(select(SourceRow))).all()  # again: others may have synced
+            by_name = {r.name: r for r in rows}
+            for name, values in _sync_plan(rows, specs, now).items():
+                row = by_name.get(name)
                 if row is None:
-                    s.add(
-                        SourceRow(
-                            name=spec.name, url=spec.url, category=spec.category, kind=spec.kind,
-                            enabled=spec.enabled, in_config=True, weight=spec.weight,
-                            interval_s=spec.interval_s, full_text=spec.full_text, selectors=sel,
-                            error_count=0, next_check_at=now, created_at=now, updated_at=now,
-                        )
-                    )
+                    s.add(SourceRow(**values))
                     added += 1
                     continue
-                before = (row.url, row.category, row.kind, row.enabled, row.weight,
-                          row.interval_s, row.full_text, row.selectors, row.in_config)
-                after = (spec.url, spec.category, spec.kind, spec.enabled, spec.weight,
-                         spec.interval_s, spec.full_text, sel, True)
-                if before != after:
-                    if row.url != spec.url:
-                        row.etag = row.last_modified = None
-                        row.next_check_at = now
-                        row.error_count = 0
-                    (row.url, row.category, row.kind, row.enabled, row.weight, row.interval_s,
-                     row.full_text, row.selectors, row.in_config) = after
-                    if spec.enabled and row.next_check_at is None:
-                        row.next_check_at = now
-                    row.updated_at = now
-                    changed += 1
-            for row in rows.values():
-                if row.in_config:
-                    row.in_config = False
-                    row.enabled = False
-                    row.updated_at = now
+                for k, v in values.items():
+                    setattr(row, k, v)
+                if values.get("in_config") is False:
                     retired += 1
+                else:
+                    changed += 1
         return {"added": added, "changed": changed, "retired": retired}
 
     async def claim_due_sources(

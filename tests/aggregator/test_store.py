@@ -168,6 +168,34 @@ async def test_permanent_redirect_updates_url(store):
     assert (await store.list_sources())[0].url == "https://a.org/feed"
 
 
+async def test_a_sync_after_a_permanent_redirect_keeps_the_new_url_and_validators(store):
+    """The file still names the old URL after a 301: that is no edit. Comparing it with the
+    moved URL put the old one back, dropped the ETag and made the source due (any CLI
+    command syncs). Only an edit of the file's URL resets the source."""
+    old, moved = "http://a.org/old.xml", "http://a.org/feed.xml"
+    await store.sync_sources([SourceSpec("a", old, "politics")], NOW)
+    (c,) = await store.claim_due_sources(NOW, owner="x", lease_s=60)
+    later = NOW + timedelta(hours=1)
+    await store.record_fetch(c.id, FetchRecord(ok=True, next_check_at=later, interval_s=900,
+                                               status=200, etag='"v1"', new_url=moved), NOW)
+    changes = await store.sync_sources([SourceSpec("a", old, "politics")], NOW + timedelta(minutes=1))
+    assert changes == {"added": 0, "changed": 0, "retired": 0}
+    (h,) = await store.list_sources()
+    assert h.url == moved and h.next_check_at == later
+    assert await store.claim_due_sources(NOW + timedelta(minutes=1), owner="x", lease_s=60) == []
+    (c,) = await store.claim_due_sources(later, owner="x", lease_s=60)
+    assert c.spec.url == moved and c.etag == '"v1"'
+    # Another setting edited: still no reset.
+    await store.sync_sources([SourceSpec("a", old, "politics", interval_s=600)], later)
+    (c,) = await store.claim_due_sources(later + timedelta(minutes=2), owner="x", lease_s=60)
+    assert c.spec.url == moved and c.etag == '"v1"' and c.spec.interval_s == 600
+    # The operator edits the URL: that one is fetched, from scratch, now.
+    edit = later + timedelta(minutes=5)
+    assert (await store.sync_sources([SourceSpec("a", "http://b.org/rss", "politics")], edit))["changed"] == 1
+    (c,) = await store.claim_due_sources(edit, owner="x", lease_s=60)
+    assert c.spec.url == "http://b.org/rss" and c.etag is None
+
+
 async def test_vectors_and_change_log(store):
     ids = (await store.upsert_stories([draft(f"https://e.org/{i}") for i in range(3)], NOW)).new_ids
     await store.save_vectors([(i, 1, b"\x01" * 8) for i in ids], "r", NOW)

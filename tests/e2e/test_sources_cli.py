@@ -1,0 +1,63 @@
+"""Operating sources from the command line against a local site: redirects, health, resets
+and disabled or removed sources, as an operator meets them (real subprocesses, real SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+from tests.e2e.conftest import run_cli
+from tests.localsite import LocalSite
+
+RSS = """<?xml version="1.0"?><rss version="2.0"><channel><title>Moved</title>
+<link>http://news.example/</link><description>d</description>
+<item><title>Parliament votes on the budget</title><link>http://news.example/a</link>
+<description>The vote took place today after a long debate.</description></item>
+<item><title>Minister resigns over the report</title><link>http://news.example/b</link>
+<description>The minister stepped down on Monday.</description></item>
+</channel></rss>"""
+
+
+def sources_file(tmp_path, *tables: str):
+    path = tmp_path / "sources.toml"
+    path.write_text("\n".join(tables), encoding="utf-8")
+    return path
+
+
+def source(name: str, url: str, **extra) -> str:
+    lines = [f'[[source]]\nname = "{name}"\nurl = "{url}"\ncategory = "politics"']
+    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+async def cli(args: list[str], env: dict):
+    # In a thread: the local site answers on this test's event loop meanwhile.
+    return await asyncio.to_thread(run_cli, args, env)
+
+
+async def listed(env: dict) -> dict[str, dict]:
+    r = await cli(["sources", "list", "--json"], env)
+    assert r.returncode == 0, r.stderr
+    return {row["name"]: row for row in json.loads(r.stdout)}
+
+
+async def test_a_permanent_redirect_survives_the_commands_that_follow(cli_env, tmp_path):
+    """After a 301 the next `sources list` put the old URL back (it synced the file's URL
+    over the moved one), dropped the ETag and made the source due; the next collect then
+    fetched the old URL again, unconditionally."""
+    async with LocalSite() as site:
+        site.route("/bbc.xml", body=RSS, etag='"v1"', content_type="application/rss+xml")
+        site.route("/old2.xml", status=301, headers={"Location": site.url("/bbc.xml")})
+        path = sources_file(tmp_path, source("moved2", site.url("/old2.xml")))
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(path)}
+        r = await cli(["collect", "--once", "--source", "moved2"], env)
+        assert r.returncode == 0 and "ok     moved2: 2 items" in r.stdout, r.stdout + r.stderr
+        for _ in range(2):
+            row = (await listed(env))["moved2"]
+            assert row["url"] == site.url("/bbc.xml")
+            assert datetime.fromisoformat(row["next_check_at"]) > datetime.now(UTC)
+        site.reset_log()
+        r = await cli(["collect", "--once", "--source", "moved2"], env)
+        assert "not modified" in r.stdout, r.stdout + r.stderr
+        assert [(p, h.get("If-None-Match")) for _, p, h in site.requests] == [("/bbc.xml", '"v1"')]

@@ -241,6 +241,19 @@ def _fetch_values(row: dict, rec: FetchRecord, now: datetime) -> dict:
     return out
 
 
+def source_status(error_count: int, last_check_at: datetime | None,
+                  last_success_at: datetime | None) -> str:
+    """A source's health (pure): `error` while its last fetch failed, `ok` when its last
+    fetch succeeded, else `pending`: never fetched, or never since a reset or a URL edit
+    cleared its errors. Not from the error count alone: a reset source that never succeeded
+    read `ok` with no success at all."""
+    if error_count:
+        return "error"
+    if last_check_at is None or last_success_at is None or last_success_at < last_check_at:
+        return "pending"
+    return "ok"
+
+
 _SPEC_COLUMNS = ("category", "kind", "enabled", "weight", "interval_s", "full_text",
                  "selectors", "in_config")
 
@@ -259,8 +272,11 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime) -> dict:
     out = {k: v for k, v in want.items() if row[k] != v}
     configured = row["config_url"] if row["config_url"] is not None else row["url"]
     if configured != spec.url:
+        # What the row knew came from the old URL: its validators, its errors, and its last
+        # check (cleared, so the source is pending until the new URL is fetched).
         out.update(url=spec.url, config_url=spec.url, etag=None, last_modified=None,
-                   next_check_at=now, error_count=0)
+                   next_check_at=now, error_count=0, last_error=None, last_check_at=None,
+                   last_status=None, detected_kind="")
     elif row["config_url"] is None:
         out["config_url"] = spec.url
     if out:
@@ -682,12 +698,7 @@ class Store:
             )).all()
         out = []
         for r in rows:
-            if r.last_check_at is None:
-                status = "pending"
-            elif r.error_count:
-                status = "error"
-            else:
-                status = "ok"
+            status = source_status(r.error_count, r.last_check_at, r.last_success_at)
             out.append(SourceHealth(
                 r.name, r.url, r.category, r.detected_kind or r.kind, r.enabled, r.weight, status,
                 counts.get(r.name, 0), r.last_check_at, r.last_success_at, r.last_error,

@@ -196,6 +196,39 @@ async def test_a_sync_after_a_permanent_redirect_keeps_the_new_url_and_validator
     assert c.spec.url == "http://b.org/rss" and c.etag is None
 
 
+async def test_a_source_is_pending_until_fetched_since_a_reset_or_a_url_edit(store):
+    """Health came from the error count alone: a reset of an always-failing source read
+    `ok` with no success ever, and a URL edit read `ok` beside the old URL's error."""
+    await store.sync_sources([SourceSpec("a", "http://a.org/feed", "politics"),
+                              SourceSpec("b", "http://b.org/feed", "politics")], NOW)
+    for c in await store.claim_due_sources(NOW, owner="x", lease_s=60):
+        failed = c.spec.name == "a"
+        await store.record_fetch(c.id, FetchRecord(
+            ok=not failed, next_check_at=NOW, interval_s=900, status=404 if failed else 200,
+            error="HTTP 404 Not Found" if failed else None), NOW)
+
+    async def health() -> dict:
+        return {h.name: (h.status, h.last_error) for h in await store.list_sources()}
+
+    assert await health() == {"a": ("error", "HTTP 404 Not Found"), "b": ("ok", None)}
+    t1 = NOW + timedelta(minutes=1)
+    assert await store.reset_source("a", t1) and await store.reset_source("b", t1)
+    assert await health() == {"a": ("pending", None), "b": ("ok", None)}
+    # a fails again; then both URLs are edited: the old URL's error and success are not
+    # the new one's.
+    (c,) = await store.claim_due_sources(t1, owner="x", lease_s=60, name="a")
+    await store.record_fetch(c.id, FetchRecord(ok=False, next_check_at=t1, interval_s=900,
+                                               status=404, error="HTTP 404 Not Found"), t1)
+    t2 = NOW + timedelta(minutes=2)
+    await store.sync_sources([SourceSpec("a", "http://a.org/rss", "politics"),
+                              SourceSpec("b", "http://b.org/rss", "politics")], t2)
+    assert await health() == {"a": ("pending", None), "b": ("pending", None)}
+    for c in await store.claim_due_sources(t2, owner="x", lease_s=60):
+        await store.record_fetch(c.id, FetchRecord(ok=True, next_check_at=t2, interval_s=900,
+                                                   status=200), t2)
+    assert await health() == {"a": ("ok", None), "b": ("ok", None)}
+
+
 async def test_vectors_and_change_log(store):
     ids = (await store.upsert_stories([draft(f"https://e.org/{i}") for i in range(3)], NOW)).new_ids
     await store.save_vectors([(i, 1, b"\x01" * 8) for i in ids], "r", NOW)

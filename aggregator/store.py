@@ -592,9 +592,11 @@ class Store:
         On PostgreSQL `FOR UPDATE SKIP LOCKED` lets each collector take different rows without
         waiting; on SQLite the write transaction itself serialises claimers.
         """
+        # Never a disabled or removed source, even by name: sources.toml promises a disabled
+        # source is never fetched (`tidings sources check` tries one without storing).
         cond = [SourceRow.enabled.is_(True), SourceRow.in_config.is_(True)]
         if name is not None:
-            cond = [SourceRow.name == name]
+            cond.append(SourceRow.name == name)
         if due_only:
             cond.append(or_(SourceRow.next_check_at.is_(None), SourceRow.next_check_at <= now))
         cond.append(or_(SourceRow.lease_until.is_(None), SourceRow.lease_until < now))
@@ -676,13 +678,19 @@ class Store:
             row = await s.get(SourceRow, source_id)
             return row.error_count if row else 0
 
-    async def reset_source(self, name: str, now: datetime) -> bool:
+    async def reset_source(self, name: str, now: datetime) -> str | None:
+        """Clear a source's errors and make it due now: "due", or "disabled" when the file
+        disables it (reset, but not fetched until enabled); None when no source of the file
+        has that name (one removed from the file is never fetched again: resetting it
+        would only pretend)."""
         async with self.writing() as s:
             res = await s.execute(
-                update(SourceRow).where(SourceRow.name == name).values(
-                    error_count=0, last_error=None, next_check_at=now, lease_until=None)
+                update(SourceRow).where(SourceRow.name == name, SourceRow.in_config.is_(True))
+                .values(error_count=0, last_error=None, next_check_at=now, lease_until=None)
+                .returning(SourceRow.enabled)
             )
-            return bool(res.rowcount)
+            enabled = res.scalar_one_or_none()
+            return None if enabled is None else "due" if enabled else "disabled"
 
     async def source_urls(self) -> list[str]:
         """The URLs of the configured sources (one light read; `list_sources` counts stories)."""
@@ -702,7 +710,8 @@ class Store:
             out.append(SourceHealth(
                 r.name, r.url, r.category, r.detected_kind or r.kind, r.enabled, r.weight, status,
                 counts.get(r.name, 0), r.last_check_at, r.last_success_at, r.last_error,
-                r.error_count, r.next_check_at, r.adaptive_interval_s or r.interval_s,
+                r.error_count, r.next_check_at if r.enabled else None,  # never, while disabled
+                r.adaptive_interval_s or r.interval_s,
             ))
         return out
 

@@ -662,11 +662,14 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.post("/v1/sources/{name}/reset", tags=["sources"])
     async def reset_source(request: Request, name: str):
-        """Clear a source's errors and make it due now (operator; API key when configured)."""
+        """Clear a source's errors and make it due now (operator; API key when configured):
+        `status` is `due`, or `disabled` for a source the file disables (not fetched until
+        enabled). A source removed from the file is a 404, as an unknown one."""
         require_key(request)
-        if not await svc.store.reset_source(name, datetime.now(UTC)):
+        status = await svc.store.reset_source(name, datetime.now(UTC))
+        if status is None:
             raise ApiError(404, "not_found", f"no source named {name!r}")
-        return {"name": name, "status": "due"}
+        return {"name": name, "status": status}
 
     # ------------------------------------------------------------ events
 

@@ -222,11 +222,12 @@ async def dispatch(args) -> int:
     raise AssertionError(cmd)
 
 
-async def _sync_sources(svc) -> None:
+async def _sync_sources(svc) -> list:
     from aggregator.sources import load_sources
 
     specs = load_sources(svc.settings.sources_file, default_interval_s=svc.settings.collect.default_interval_s)
     await svc.store.sync_sources(specs)
+    return specs
 
 
 async def cmd_collect(settings, args) -> int:
@@ -240,9 +241,17 @@ async def cmd_collect(settings, args) -> int:
         return 0
     svc = await build(settings, collect=True)
     try:
-        await _sync_sources(svc)
-        if args.source and not any(s.name == args.source for s in await svc.store.list_sources()):
+        specs = await _sync_sources(svc)
+        spec = next((s for s in specs if s.name == args.source), None)
+        if args.source and spec is None:
             print(f"tidings: error: no source named {args.source!r} in {settings.sources_file}", file=sys.stderr)
+            return EXIT_USAGE
+        if spec is not None and not spec.enabled:
+            # sources.toml promises a disabled source is never fetched; `check` is the way
+            # to try one (a dry run, nothing stored).
+            print(f"tidings: error: source {args.source!r} is disabled (enabled = false in "
+                  f"{settings.sources_file}); `tidings sources check {args.source}` tries it "
+                  f"without storing", file=sys.stderr)
             return EXIT_USAGE
         with Progress("collect", unit="source") as bar:
             report = await svc.collector.run_round(name=args.source, force=bool(args.source),
@@ -551,11 +560,16 @@ async def cmd_sources(settings, args) -> int:
         if args.sources_command == "reset":
             from aggregator.store import utcnow
 
-            ok = await svc.store.reset_source(args.name, utcnow())
-            if not ok:
-                print(f"tidings: error: no source named {args.name!r}", file=sys.stderr)
+            status = await svc.store.reset_source(args.name, utcnow())
+            if status is None:
+                print(f"tidings: error: no source named {args.name!r} in {settings.sources_file}",
+                      file=sys.stderr)
                 return EXIT_USAGE
-            print(f"{args.name}: errors cleared, due now")
+            if status == "disabled":
+                print(f"{args.name}: errors cleared; disabled in {settings.sources_file}, "
+                      f"so not fetched until enabled")
+            else:
+                print(f"{args.name}: errors cleared, due now")
             return 0
         rows = await svc.store.list_sources()
     finally:
@@ -569,7 +583,7 @@ async def cmd_sources(settings, args) -> int:
         status = r.status if r.enabled else "disabled"
         err = (r.last_error or "")[:60] + (f" (x{r.error_count})" if r.error_count > 1 else "")
         table.append([r.name, status, r.category, str(r.stories), _ago(r.last_success_at),
-                      _ago(r.next_check_at) if r.enabled else "-", err])
+                      _ago(r.next_check_at), err])
     print(_table(table))
     return 0
 

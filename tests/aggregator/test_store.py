@@ -229,6 +229,25 @@ async def test_a_source_is_pending_until_fetched_since_a_reset_or_a_url_edit(sto
     assert await health() == {"a": ("ok", None), "b": ("ok", None)}
 
 
+async def test_disabled_and_removed_sources_are_never_claimed_and_never_due(store):
+    """Claiming by name dropped the enabled and in-the-file conditions (`collect --source`
+    fetched a disabled source); a removed source could be reset to "due" though nothing
+    would ever fetch it; a disabled one showed a next check that would never come."""
+    await store.sync_sources([SourceSpec("on", "http://a.org/feed", "politics"),
+                              SourceSpec("off", "http://b.org/feed", "politics", enabled=False),
+                              SourceSpec("gone", "http://c.org/feed", "politics")], NOW)
+    await store.sync_sources([SourceSpec("on", "http://a.org/feed", "politics"),
+                              SourceSpec("off", "http://b.org/feed", "politics", enabled=False)], NOW)
+    for name in ("off", "gone"):
+        assert await store.claim_due_sources(NOW, owner="x", lease_s=60, name=name, due_only=False) == []
+    assert [c.spec.name for c in await store.claim_due_sources(NOW, owner="x", lease_s=60, name="on")] == ["on"]
+    assert await store.reset_source("gone", NOW) is None
+    assert await store.reset_source("nope", NOW) is None
+    assert await store.reset_source("off", NOW) == "disabled"
+    assert await store.reset_source("on", NOW) == "due"
+    assert {h.name: h.next_check_at for h in await store.list_sources()} == {"on": NOW, "off": None}
+
+
 async def test_vectors_and_change_log(store):
     ids = (await store.upsert_stories([draft(f"https://e.org/{i}") for i in range(3)], NOW)).new_ids
     await store.save_vectors([(i, 1, b"\x01" * 8) for i in ids], "r", NOW)

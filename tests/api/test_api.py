@@ -295,6 +295,40 @@ async def test_operator_endpoints_need_the_key_when_set(tmp_path, shared_data):
         await st.site.close()
 
 
+async def test_source_health_and_reset_say_what_will_happen(tmp_path, shared_data):
+    """A reset failing source read `ok` with no success; a reset of a source removed from
+    the file said "due" though nothing would fetch it; a disabled source showed a next
+    check that never comes."""
+    from aggregator.model import SourceSpec
+    from aggregator.store import FetchRecord
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=3)
+    store, now = st.svc.store, datetime.now(UTC)
+    try:
+        specs = [SourceSpec("failing", "http://a.org/feed", "politics"),
+                 SourceSpec("off", "http://b.org/feed", "politics", enabled=False)]
+        await store.sync_sources([*specs, SourceSpec("gone", "http://c.org/feed", "politics")], now)
+        await store.sync_sources(specs, now)
+        (c,) = await store.claim_due_sources(now, owner="t", lease_s=60)
+        await store.record_fetch(c.id, FetchRecord(ok=False, next_check_at=now, interval_s=900,
+                                                   status=404, error="HTTP 404"), now)
+        async with httpx.AsyncClient(base_url=st.base_url) as http:
+            assert (await http.post("/v1/sources/gone/reset")).status_code == 404
+            r = await http.post("/v1/sources/off/reset")
+            assert r.status_code == 200 and r.json()["status"] == "disabled"
+            r = await http.post("/v1/sources/failing/reset")
+            assert r.status_code == 200 and r.json()["status"] == "due"
+            rows = {x["name"]: x for x in (await http.get("/v1/sources")).json()["items"]}
+        assert set(rows) == {"failing", "off"}
+        assert (rows["failing"]["status"], rows["failing"]["last_success_at"]) == ("pending", None)
+        assert rows["off"]["next_check_at"] is None
+    finally:
+        server.should_exit = True
+        await task
+        await st.svc.close()
+        await st.site.close()
+
+
 async def test_block_by_id_from_the_corpus_equals_the_block_from_the_stored_story(stack):
     # for_story reads the card fields from the corpus and only the texts from the database;
     # the block must be the one the whole stored story gives.

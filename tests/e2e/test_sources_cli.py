@@ -61,3 +61,30 @@ async def test_a_permanent_redirect_survives_the_commands_that_follow(cli_env, t
         r = await cli(["collect", "--once", "--source", "moved2"], env)
         assert "not modified" in r.stdout, r.stdout + r.stderr
         assert [(p, h.get("If-None-Match")) for _, p, h in site.requests] == [("/bbc.xml", '"v1"')]
+
+
+async def test_disabled_and_removed_sources_are_refused_not_fetched(cli_env, tmp_path):
+    """`collect --source` fetched a source the file disables ("never fetched", says
+    sources.toml); `sources reset` of a source removed from the file said "due now"
+    though nothing would ever fetch it; the API showed a disabled source's next check."""
+    async with LocalSite() as site:
+        site.route("/rss.xml", body=RSS, content_type="application/rss+xml")
+        on, off, gone = (source(n, site.url("/rss.xml")) for n in ("on", "off", "gone"))
+        off = off + "enabled = false\n"
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(sources_file(tmp_path, on, off, gone))}
+        r = await cli(["collect", "--once"], env)
+        assert r.returncode == 0, r.stderr
+        site.reset_log()
+        r = await cli(["collect", "--once", "--source", "off"], env)
+        assert r.returncode == 2 and "disabled" in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+        assert site.requests == []
+        sources_file(tmp_path, on, off)
+        r = await cli(["sources", "reset", "gone"], env)
+        assert r.returncode == 2 and "no source named 'gone'" in r.stderr, r.stdout + r.stderr
+        r = await cli(["sources", "reset", "off"], env)
+        assert r.returncode == 0 and "not fetched until enabled" in r.stdout, r.stdout + r.stderr
+        rows = await listed(env)
+        assert set(rows) == {"on", "off"} and rows["off"]["next_check_at"] is None
+        assert rows["on"]["next_check_at"] is not None
+        assert site.requests == []

@@ -24,6 +24,7 @@ from aggregator.extract import extract_article
 from aggregator.fetch import Fetcher, FetchPolicy, FetchResult, Validators
 from aggregator.model import ParsedDocument, SourceSpec, StoryDraft
 from aggregator.netguard import AddressGuard
+from aggregator.normalize import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, story_texts
 from aggregator.parsepool import (
     Parsed,
     ParsePool,
@@ -34,6 +35,7 @@ from aggregator.parsepool import (
 from aggregator.schedule import FetchOutcome, ScheduleBounds, next_check_at
 from aggregator.settings import CollectSettings
 from aggregator.store import FetchRecord, SourceState, Store, utcnow
+from aggregator.textclean import truncate
 
 log = logging.getLogger("tidings.collect")
 # Child sitemaps of a sitemap index read per round, newest first: a news site's index lists a
@@ -91,15 +93,40 @@ def bounds_from(settings: CollectSettings) -> ScheduleBounds:
 
 
 def merge_article(draft: StoryDraft, article) -> StoryDraft:
-    """Fill a feed item's gaps from its page: the page's body wins, the feed's metadata stays."""
+    """Fill a feed item's gaps from its page: the page's body wins, the feed's metadata stays.
+    An untitled draft (a plain sitemap's link) takes the page's title, else one derived from
+    its text as `normalize` derives one."""
+    text = article.text or draft.text
+    summary = draft.summary or article.description or ""
+    title = draft.title
+    if not title:
+        title, summary, _ = story_texts(article.title or "", summary, text)
+        title, summary = truncate(title, MAX_TITLE_CHARS), truncate(summary, MAX_SUMMARY_CHARS)
     return replace(
         draft,
-        text=article.text or draft.text,
+        title=title,
+        text=text,
         author=draft.author or article.author or "",
         image_url=draft.image_url or article.image_url or "",
         published_at=draft.published_at or article.published_at,
-        summary=draft.summary or article.description or "",
+        summary=summary,
     )
+
+
+def titled(drafts: Iterable[StoryDraft]) -> list[StoryDraft]:
+    """The drafts that can be stories: untitled ones (kept for full-text reading, see
+    `normalize`) that reading did not complete are dropped."""
+    return [d for d in drafts if d.title]
+
+
+def none_usable(item_count: int, problems: Iterable[str], full_text: bool) -> str:
+    """The error of a source whose every item was unusable (pure): it is not "ok" with no
+    stories, it is a source that cannot give any, and the operator should hear why."""
+    if full_text:
+        why = "no title in the listing, and none from their article pages"
+    else:
+        why = next(iter(problems), "") or "no usable link, title or summary"
+    return f"{item_count} items, none usable: {why}"
 
 
 class Collector:
@@ -266,9 +293,13 @@ class Collector:
             return SourceReport(spec.name, True, result.status, not_modified=True,
                                 elapsed_s=time.perf_counter() - t0)
 
-        doc, drafts = parsed.doc, list(parsed.drafts)
+        doc, drafts, unread = parsed.doc, list(parsed.drafts), 0
         if spec.full_text and drafts:
-            drafts = await self._with_full_text(fetcher, drafts)
+            drafts, unread = await self._with_full_text(fetcher, drafts)
+        drafts = titled(drafts)
+        if parsed.item_count and not drafts and not unread:
+            return await self._failed(
+                state, ParseError(none_usable(parsed.item_count, doc.problems, spec.full_text)), t0)
         try:
             res = await self.store.upsert_stories(drafts, now)
         except Exception as e:  # the store refused (busy, down): recorded on the source, if it can be
@@ -347,11 +378,14 @@ class Collector:
                                  "validators: no feed to check")
             doc, drafts = parsed.doc, list(parsed.drafts)
             if spec.full_text and drafts:
-                drafts = await self._with_full_text(fetcher, drafts[:3], only_new=False)
-            return doc, drafts
+                drafts, _ = await self._with_full_text(fetcher, drafts[:3], only_new=False)
+            return doc, titled(drafts)
 
     async def _with_full_text(self, fetcher: Fetcher, drafts: list[StoryDraft],
-                              only_new: bool = True) -> list[StoryDraft]:
+                              only_new: bool = True) -> tuple[list[StoryDraft], int]:
+        """`drafts` with their article pages read (at most `full_text_limit` pages, those of
+        stories not stored with a text yet), and how many untitled drafts were not read:
+        already stored, or left for a later round by the limit."""
         known = await self.store.urls_with_text(d.url for d in drafts) if only_new else set()
         todo = [d for d in drafts if d.url not in known][: self.settings.full_text_limit]
 
@@ -365,7 +399,8 @@ class Collector:
                 return d
 
         done = {d.url: d for d in await asyncio.gather(*(page(d) for d in todo))}
-        return [done.get(d.url, d) for d in drafts]
+        unread = sum(1 for d in drafts if not d.title and d.url not in done)
+        return [done.get(d.url, d) for d in drafts], unread
 
     async def _failed(self, state: SourceState, err: Exception, t0: float) -> SourceReport:
         msg = str(err) or type(err).__name__

@@ -57,8 +57,14 @@ def rejection_reason(item: ParsedItem) -> str:
     return ""
 
 
-def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime) -> StoryDraft | None:
-    """The StoryDraft for `item`, or None when `rejection_reason(item)` is not empty."""
+def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime,
+              keep_untitled: bool = False) -> StoryDraft | None:
+    """The StoryDraft for `item`, or None when `rejection_reason(item)` is not empty.
+
+    `keep_untitled` (full_text sources): an item with a usable link but no title and no
+    summary (a plain sitemap's <loc>) is kept as a draft with an empty title, for reading
+    its page to complete (`collect.merge_article`); whatever stays untitled is dropped
+    after that (`collect.titled`). Dropped here, a plain sitemap never gave a story."""
     # The same checks as rejection_reason, done once: canonical_url and _texts are most of
     # the cost of normalizing, and a round normalizes tens of thousands of items.
     try:
@@ -68,7 +74,7 @@ def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime) -> 
     if len(url) > MAX_URL_CHARS:  # the story's unique key: an index holds ~2.7 kB at most
         return None
     title, summary, text = _texts(item)
-    if not title:
+    if not title and not keep_untitled:
         return None
     return StoryDraft(
         url=url,
@@ -89,11 +95,16 @@ def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime) -> 
 
 def _texts(item: ParsedItem) -> tuple[str, str, str]:
     """Clean title, summary and text; title and summary derived from the body when missing."""
-    summary = collapse_whitespace(_valid(item.summary))
-    text = collapse_whitespace(_valid(item.text))
+    return story_texts(item.title, item.summary, item.text)
+
+
+def story_texts(title: str, summary: str, text: str) -> tuple[str, str, str]:
+    """Clean title, summary and text; title and summary derived from the body when missing."""
+    summary = collapse_whitespace(_valid(summary))
+    text = collapse_whitespace(_valid(text))
     if not summary and text:
         summary = truncate(" ".join(text.split()), DERIVED_SUMMARY_CHARS)
-    title = clean_inline(_valid(item.title))
+    title = clean_inline(_valid(title))
     if not title:
         words = summary.split()
         title = " ".join(words[:DERIVED_TITLE_WORDS])

@@ -53,9 +53,11 @@ class Parsed:
 
 
 def drafts_from(doc: ParsedDocument, spec: SourceSpec, now: datetime) -> list[StoryDraft]:
+    """The drafts of `doc`'s items; for a full_text source, untitled ones too (see
+    `normalize`): its caller reads their pages, then keeps `collect.titled` ones."""
     drafts = []
     for item in doc.items:
-        d = normalize(item, source=spec, now=now)
+        d = normalize(item, source=spec, now=now, keep_untitled=spec.full_text)
         if d is not None:
             drafts.append(d)
     return drafts

@@ -172,6 +172,44 @@ async def test_full_text_pages_fetched_and_extracted(site, sqlite_store, shared_
     assert any(s.image_url for s in stories)
 
 
+def _plain_sitemap(urls: list[str]) -> str:
+    entries = "".join(f"<url><loc>{u}</loc><lastmod>2026-11-25T08:00:00Z</lastmod></url>" for u in urls)
+    return f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</urlset>'
+
+
+async def test_a_plain_sitemap_gives_stories_through_full_text_reading(site, sqlite_store, shared_data):
+    """A plain sitemap lists links without titles: normalize dropped them before full-text
+    reading could title them, so a full_text sitemap never gave a story, and said ok."""
+    pages = ["guardian-1", "nytimes-1", "bbc-1"]
+    for i, name in enumerate(pages):
+        site.route(f"/article/{i}", body=(shared_data / "readability-news-pages" / name / "source.html").read_bytes(),
+                   content_type="text/html; charset=utf-8")
+    links = [site.url(f"/article/{i}", "news.example") for i in range(3)]
+    site.route("/sitemap.xml", body=_plain_sitemap(links), content_type="application/xml")
+    site.route("/bare.xml", body=_plain_sitemap(links), content_type="application/xml")
+    site.route("/gone.xml", body=_plain_sitemap([site.url(f"/status/404?{i}") for i in range(3)]),
+               content_type="application/xml")
+    await sqlite_store.sync_sources([
+        SourceSpec("sm", site.url("/sitemap.xml"), "politics", kind="sitemap", full_text=True),
+        SourceSpec("bare", site.url("/bare.xml"), "politics", kind="sitemap"),
+        SourceSpec("gone", site.url("/gone.xml"), "politics", kind="sitemap", full_text=True)])
+    report = {r.name: r for r in (await collector(sqlite_store, site).run_round()).sources}
+    assert report["sm"].ok and (report["sm"].items, report["sm"].new) == (3, 3), report["sm"]
+    stories = await sqlite_store.latest_stories(limit=10)
+    assert len(stories) == 3 and all(s.title and len(s.text.split()) > 150 for s in stories)
+    # Every item unusable is not "ok": the source says why.
+    assert not report["bare"].ok and report["bare"].error.startswith("3 items, none usable")
+    assert "full-text reading" in report["bare"].error
+    assert not report["gone"].ok and "none from their article pages" in report["gone"].error
+    health = {h.name: h for h in await sqlite_store.list_sources()}
+    assert [health[n].status for n in ("sm", "bare", "gone")] == ["ok", "error", "error"]
+    # The next round reads no page again (stored with their text) and is no failure.
+    site.reset_log()
+    again = await collector(sqlite_store, site).run_round(name="sm", force=True)
+    assert again.sources[0].ok and again.sources[0].new == 0
+    assert not [p for p in site.paths_requested() if p.startswith("/article/")]
+
+
 async def test_check_stores_nothing(site, sqlite_store, shared_data):
     site.route("/f.xml", body=(shared_data / FEEDS[1]).read_bytes())
     doc, drafts = await collector(sqlite_store, site).check(SourceSpec("f", site.url("/f.xml"), "politics"))

@@ -41,6 +41,8 @@ log = logging.getLogger("tidings.collect")
 # Child sitemaps of a sitemap index read per round, newest first: a news site's index lists a
 # sitemap per day (or per thousand stories), and the new stories are in the newest.
 CHILD_SITEMAPS = 3
+# Article pages `sources check` reads of a full_text source: a sample, for a quick dry run.
+CHECK_SAMPLE = 3
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,18 @@ class SourceReport:
     error: str | None = None
     problems: tuple[str, ...] = ()
     elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """A dry run's findings (`Collector.check`): `drafts` the usable items (the first
+    `read_in_full` of them, of a full_text source, with their pages read as a sample);
+    `untitled` the links left without a title because their pages were not read."""
+
+    doc: ParsedDocument
+    drafts: list[StoryDraft]
+    read_in_full: int = 0
+    untitled: int = 0
 
 
 @dataclass
@@ -369,17 +383,22 @@ class Collector:
         doc = replace(index.doc, problems=tuple(problems))
         return Parsed(doc, items, tuple(drafts))
 
-    async def check(self, spec: SourceSpec) -> tuple[ParsedDocument, list[StoryDraft]]:
-        """Dry run for `tidings sources check`: fetch and parse once, store nothing."""
+    async def check(self, spec: SourceSpec) -> SourceCheck:
+        """Dry run for `tidings sources check`: fetch and parse once, store nothing. A
+        full_text source has the pages of its first `CHECK_SAMPLE` items read, not all."""
         async with self._fetcher([spec.url, *await self.store.source_urls()]) as fetcher:
             parsed, _ = await self._read(fetcher, spec, Validators(), self.clock())
             if parsed is None:  # nothing was asked conditionally, so there is nothing to reuse
                 raise FetchError(f"{spec.url} answered 304 Not Modified to a request without "
                                  "validators: no feed to check")
-            doc, drafts = parsed.doc, list(parsed.drafts)
+            doc, drafts, sample = parsed.doc, list(parsed.drafts), []
             if spec.full_text and drafts:
-                drafts, _ = await self._with_full_text(fetcher, drafts[:3], only_new=False)
-            return doc, titled(drafts)
+                # The rest are not dropped: they were cut to the sample, and `usable` said
+                # 3 of a feed whose every item is usable.
+                sample, _ = await self._with_full_text(fetcher, drafts[:CHECK_SAMPLE], only_new=False)
+                drafts = sample + drafts[CHECK_SAMPLE:]
+            return SourceCheck(doc, titled(drafts), read_in_full=len(sample),
+                               untitled=len(drafts) - len(titled(drafts)))
 
     async def _with_full_text(self, fetcher: Fetcher, drafts: list[StoryDraft],
                               only_new: bool = True) -> tuple[list[StoryDraft], int]:

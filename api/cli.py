@@ -532,6 +532,18 @@ def _ago(at) -> str:
     return sign + text + ("" if sign else " ago")
 
 
+def check_counts(items: int, found) -> str:
+    """`sources check`'s counts (`found`: a collect.SourceCheck): usable items, and of a
+    full_text source how many were read in full (a sample) and how many links still wait
+    for their page to give a title."""
+    out = f"{items} items, {len(found.drafts)} usable"
+    if found.read_in_full:
+        out += f", {found.read_in_full} read in full as a sample"
+    if found.untitled:
+        out += f", {found.untitled} more untitled until their pages are read"
+    return out
+
+
 async def cmd_sources(settings, args) -> int:
     from aggregator.sources import load_sources
     from api.services import build
@@ -544,10 +556,11 @@ async def cmd_sources(settings, args) -> int:
             return EXIT_USAGE
         svc = await build(settings, collect=True)
         try:
-            doc, drafts = await svc.collector.check(spec)
+            found = await svc.collector.check(spec)
         finally:
             await svc.close()
-        print(f"{spec.name}: {doc.kind} '{doc.title}', {len(doc.items)} items, {len(drafts)} usable (nothing stored)")
+        doc, drafts = found.doc, found.drafts
+        print(f"{spec.name}: {doc.kind} '{doc.title}', {check_counts(len(doc.items), found)} (nothing stored)")
         for p in doc.problems[:10]:
             print(f"  problem: {p}")
         for d in drafts[:10]:

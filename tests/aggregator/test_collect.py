@@ -212,8 +212,8 @@ async def test_a_plain_sitemap_gives_stories_through_full_text_reading(site, sql
 
 async def test_check_stores_nothing(site, sqlite_store, shared_data):
     site.route("/f.xml", body=(shared_data / FEEDS[1]).read_bytes())
-    doc, drafts = await collector(sqlite_store, site).check(SourceSpec("f", site.url("/f.xml"), "politics"))
-    assert doc.kind == "feed" and len(drafts) == 25
+    found = await collector(sqlite_store, site).check(SourceSpec("f", site.url("/f.xml"), "politics"))
+    assert found.doc.kind == "feed" and len(found.drafts) == 25
     assert await sqlite_store.count_stories() == 0
 
 
@@ -280,6 +280,27 @@ ARTICLE = ("<html><head><title>{t}</title></head><body><article><h1>{t}</h1>"
            + "<p>The council met on Tuesday to debate the harbour plan and its costs. "
            "Members said the budget had grown and asked for a review before any vote. </p>" * 8
            + "</article></body></html>")
+
+
+async def test_check_of_a_full_text_source_counts_every_usable_item(site, sqlite_store):
+    """`sources check` read 3 pages as a sample and returned only those 3: "6 items, 3
+    usable" for a feed whose 6 items are all usable."""
+    for i in range(6):
+        site.route(f"/a/{i}", body=ARTICLE.format(t=f"Harbour plan {i}"), content_type="text/html")
+    items = "".join(f"<item><title>Story {i}</title><link>{site.url(f'/a/{i}')}</link></item>"
+                    for i in range(6))
+    site.route("/ft.xml", body=f'<rss version="2.0"><channel><title>FT</title>{items}</channel></rss>',
+               content_type="application/rss+xml")
+    site.route("/sm.xml", body=_plain_sitemap([site.url(f"/a/{i}") for i in range(6)]),
+               content_type="application/xml")
+    c = collector(sqlite_store, site)
+    found = await c.check(SourceSpec("ft", site.url("/ft.xml"), "politics", full_text=True))
+    assert (len(found.drafts), found.read_in_full, found.untitled) == (6, 3, 0)
+    assert [bool(d.text) for d in found.drafts] == [True] * 3 + [False] * 3
+    found = await c.check(SourceSpec("sm", site.url("/sm.xml"), "politics", kind="sitemap", full_text=True))
+    assert (len(found.drafts), found.read_in_full, found.untitled) == (3, 3, 3)
+    assert [d.title for d in found.drafts] == [f"Harbour plan {i}" for i in range(3)]
+    assert await sqlite_store.count_stories() == 0
 
 
 async def test_links_and_redirects_to_hosts_no_source_names_must_be_public(sqlite_store):

@@ -88,3 +88,22 @@ async def test_disabled_and_removed_sources_are_refused_not_fetched(cli_env, tmp
         assert set(rows) == {"on", "off"} and rows["off"]["next_check_at"] is None
         assert rows["on"]["next_check_at"] is not None
         assert site.requests == []
+
+
+async def test_sources_check_of_a_full_text_feed_counts_every_usable_item(cli_env, tmp_path):
+    """It printed "6 items, 3 usable" for a feed whose 6 items are all usable: only the
+    3 read in full as a sample were counted."""
+    page = ("<html><head><title>{t}</title></head><body><article><h1>{t}</h1>"
+            + "<p>The council met on Tuesday to debate the harbour plan and its costs.</p>" * 20
+            + "</article></body></html>")
+    async with LocalSite() as site:
+        for i in range(6):
+            site.route(f"/a/{i}", body=page.format(t=f"Harbour {i}"), content_type="text/html")
+        items = "".join(f"<item><title>Story {i}</title><link>{site.url(f'/a/{i}')}</link></item>"
+                        for i in range(6))
+        site.route("/ft.xml", body=f'<rss version="2.0"><channel><title>FT</title>{items}</channel></rss>',
+                   content_type="application/rss+xml")
+        path = sources_file(tmp_path, source("ft", site.url("/ft.xml"), full_text=True))
+        r = await cli(["sources", "check", "ft"], {**cli_env, "TIDINGS_SOURCES_FILE": str(path)})
+        assert r.returncode == 0, r.stderr
+        assert "ft: feed 'FT', 6 items, 6 usable, 3 read in full as a sample (nothing stored)" in r.stdout, r.stdout

@@ -99,6 +99,12 @@ async def _guard(name: str, job) -> None:
     """One tick of a job: errors are logged, the next tick tries again."""
     try:
         await job()
+    except asyncio.CancelledError:
+        # The process is stopping (a signal, or the API's port taken) and cancels the jobs
+        # under way: their end, not a failure. Raised on, APScheduler logged each with a
+        # traceback ("Job ... raised an exception"), after the one-line error (DESIGN 4.1).
+        # Nothing awaits a job's task for its cancellation, so it is not propagated.
+        log.debug("%s.cancelled", name)
     except Exception as e:
         log_failure(name, e)
 

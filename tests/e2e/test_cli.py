@@ -218,3 +218,20 @@ def test_import_progress_on_a_terminal_counts_bytes_of_the_file(cli_env, tmp_pat
     size_kib = f"{path.stat().st_size / 1024:.0f}k"  # tqdm's scaled bytes, as in "938k/938k"
     assert "import: 100%" in shown and f"{size_kib}/{size_kib}" in shown, shown[-300:]
     assert "3000/3000" not in shown  # not lines as their own total
+
+
+def test_run_on_a_port_in_use_is_one_line_not_a_traceback(cli_env, tmp_path):
+    """The API's bind failed with uvicorn's one line, then the stop cancelled the collect
+    round waiting for the model, and APScheduler logged that with a traceback."""
+    import socket
+
+    (tmp_path / "sources.toml").write_text("", encoding="utf-8")
+    env = {**cli_env, "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml"),
+           "TIDINGS_LOG_LEVEL": "info"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        r = run_cli(["run", "--port", str(taken.getsockname()[1])], env)
+    assert r.returncode != 0
+    assert "address already in use" in r.stderr
+    assert "Traceback" not in r.stderr and "raised an exception" not in r.stderr, r.stderr

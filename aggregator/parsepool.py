@@ -20,6 +20,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -93,9 +95,23 @@ def _interrupts_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _ignore_interrupts() -> None:
+def _worker_start(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+# How often a worker looks for its collector. A collector killed outright (SIGKILL, the OOM
+# killer) never shuts its pool down, and its workers waited on the task queue for ever: two
+# idle processes (~35 MB each) left behind by every such death.
+PARENT_CHECK_S = 1.0
+
+
+def _exit_with(parent: int, every_s: float = PARENT_CHECK_S) -> None:
+    """In a worker: end it once its collector is gone (it was re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(0)
 
 
 def _warm() -> int:
@@ -142,7 +158,7 @@ class ParsePool:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers,
                                              mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_ignore_interrupts)
+                                             initializer=_worker_start, initargs=(os.getpid(),))
         with _interrupts_held():
             return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 

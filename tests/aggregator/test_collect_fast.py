@@ -189,3 +189,44 @@ async def test_started_collector_keeps_its_workers_across_rounds(feeds_site, sha
     await c.close()
     assert set(multiprocessing.active_children()) == before
     await store.close()
+
+
+def test_parse_workers_end_when_their_collector_is_killed(tmp_path):
+    """A collector killed outright (SIGKILL, the OOM killer) never shuts its pool down: its
+    workers waited on the task queue for ever, two idle processes left by every such death."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    script = ("import asyncio, multiprocessing\n"
+              "from aggregator.parsepool import MIN_SOURCES_FOR_POOL, ParsePool\n"
+              "async def main():\n"
+              "    pool = ParsePool(2, MIN_SOURCES_FOR_POOL)\n"
+              "    await pool.start()\n"
+              "    print(*[p.pid for p in multiprocessing.active_children()], flush=True)\n"
+              "    await asyncio.sleep(600)\n"
+              "asyncio.run(main())\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=repo, stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) >= 2  # the workers (and the resource tracker)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is gone
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.2)
+    assert not [p for p in pids if alive(p)]

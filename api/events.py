@@ -69,6 +69,8 @@ def parse_events(body: bytes) -> list[EventIn]:
         data = json.loads(body or b"null")
     except ValueError as e:
         raise ApiError(400, "invalid_json", f"the body is not JSON: {e}") from e
+    except RecursionError as e:  # 50,000 nested brackets fit the size cap: a 500 before
+        raise ApiError(400, "invalid_json", "the body is not JSON this API reads: nested too deeply") from e
     raw = data.get("events") if isinstance(data, dict) and "events" in data else [data]
     if not isinstance(raw, list) or not raw:
         raise ApiError(422, "invalid_request", "expected an event object or {\"events\": [...]}")

@@ -322,6 +322,9 @@ def _first(v: object) -> float:
 # Ids a cursor may carry: a feed ranks at most ~1,000 candidates (`candidates_for`), so a
 # reader paged to its end carries under this; more is not a cursor this API gave out.
 MAX_CURSOR_IDS = 5_000
+# Story ids are signed 64-bit in the database: a larger one in a hand-made cursor reached the
+# query and failed there (a 500, "Python int too large to convert to SQLite INTEGER").
+MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -387,13 +390,13 @@ def decode_cursor(cursor: str) -> FeedCursor:
         if tag == b"f3":
             stamp, newest, packed = rest.split(b":", 2)
             stamp_s, newest_id = int(stamp), int(newest)
-            if stamp_s < 0 or newest_id < -1:
-                raise ValueError("negative")
+            if stamp_s < 0 or not -1 <= newest_id <= MAX_ID:
+                raise ValueError("out of range")
             return FeedCursor(_time(stamp_s), None if newest_id == -1 else newest_id, _unpack_ids(packed))
         numbers = [int(f) for f in rest.decode().split(":")]
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError("bad cursor") from e
-    if (tag, len(numbers)) not in ((b"f1", 2), (b"f2", 3)) or min(numbers) < 0:
+    if (tag, len(numbers)) not in ((b"f1", 2), (b"f2", 3)) or min(numbers) < 0 or max(numbers) > MAX_ID:
         raise ValueError("bad cursor")
     offset, stamp, *newest_ids = numbers
     return FeedCursor(_time(stamp), newest_ids[0] if newest_ids else None, offset=offset)
@@ -412,6 +415,8 @@ def _unpack_ids(packed: bytes) -> frozenset[int]:
         if value == 0 and ids:
             raise ValueError("repeated id")
         prev += value
+        if prev > MAX_ID:
+            raise ValueError("id out of range")
         ids.append(prev)
         value = shift = 0
         if len(ids) > MAX_CURSOR_IDS:

@@ -253,6 +253,10 @@ def test_cursor_round_trip_and_rejects_junk():
                  base64.urlsafe_b64encode(b"f3:1:7:\x85").decode(),  # an id cut short
                  base64.urlsafe_b64encode(b"f3:1:7:\x05\x00").decode(),  # an id twice
                  base64.urlsafe_b64encode(b"f3:-5:7:").decode(),
+                 # ids past what the database can hold (it failed there, a 500)
+                 base64.urlsafe_b64encode(b"f3:1:99999999999999999999:").decode(),
+                 base64.urlsafe_b64encode(b"f2:0:1:9223372036854775808").decode(),
+                 encode_cursor(FeedCursor(NOW, 7, frozenset({2**63}))),
                  encode_cursor(FeedCursor(NOW, 7, frozenset(range(1, 6000))))):
         with pytest.raises(ValueError):
             decode_cursor(junk)

@@ -112,8 +112,8 @@ class StoryRow(Base):
     # page by, and the age that freshness and retention use.
     sort_at: Mapped[datetime] = mapped_column(UTCDateTime)
     site: Mapped[str] = mapped_column(String(255), default="", index=True)
-    source: Mapped[str] = mapped_column(String(120), default="", index=True)
-    category: Mapped[str] = mapped_column(String(80), default="", index=True)
+    source: Mapped[str] = mapped_column(String(120), default="")  # ix_stories_source_sort
+    category: Mapped[str] = mapped_column(String(80), default="")  # ix_stories_category_sort
     content_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
     # An exact copy of an earlier story's body on another URL (syndication): linked, not re-indexed.
     # Copies are indexed (migration 0004): deleting a story looks up its copies, to give them
@@ -131,6 +131,9 @@ class StoryRow(Base):
     # index or a replica could then take a new story for an old one.
     __table_args__ = (
         Index("ix_stories_sort", "sort_at", "id"),
+        # The newest of one category or source without sorting them all (migration 0008).
+        Index("ix_stories_category_sort", "category", "sort_at", "id"),
+        Index("ix_stories_source_sort", "source", "sort_at", "id"),
         Index("ix_stories_duplicate_of", "duplicate_of",
               sqlite_where=sql_text("duplicate_of IS NOT NULL"),
               postgresql_where=sql_text("duplicate_of IS NOT NULL")),

@@ -964,12 +964,14 @@ class Store:
         return out
 
     async def latest_ids(self, limit: int = 200, category: str | None = None,
-                         newest_id: int | None = None) -> list[int]:
-        """Ids of the newest stories, of one category if given, of ids up to `newest_id` if
-        given (no rows loaded: feeds only need the ids)."""
+                         newest_id: int | None = None, source: str | None = None) -> list[int]:
+        """Ids of the newest stories, of one category or source if given, of ids up to
+        `newest_id` if given (no rows loaded: feeds only need the ids)."""
         q = select(StoryRow.id).where(StoryRow.duplicate_of.is_(None))
         if category is not None:
             q = q.where(StoryRow.category == category)
+        if source is not None:
+            q = q.where(StoryRow.source == source)
         if newest_id is not None:
             q = q.where(StoryRow.id <= newest_id)
         q = q.order_by(StoryRow.sort_at.desc(), StoryRow.id.desc()).limit(limit)

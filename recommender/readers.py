@@ -45,6 +45,10 @@ from recommender.profile import Event, Preferences, Profile, build_profile, empt
 from recommender.weights import SourceWeights
 
 TRENDING_HEAD = 500  # trending stories any feed or trending list may draw from
+# Newest stories a followed category or source brings into a feed's candidates, and how many
+# follows of each kind are read (one indexed query each, per feed page).
+FOLLOW_CANDIDATES = 50
+FOLLOWS_READ = 10
 TRENDING_HEADS_KEPT = 64  # categories whose trending head is kept between recounts
 # Most of the API's time a crowd recount may take: a recount costs more as the event log grows
 # (~4 s at 200k events of 30 days), so past the TTL it waits this many times its own last cost.
@@ -203,6 +207,18 @@ class FeedService:
                 self._heads[category] = head
         return head
 
+    async def _followed_ids(self, prefs: Preferences, newest: int | None) -> list[int]:
+        """The newest stories of each category and source the reader follows. A follow only
+        lifted the candidates that happened to be there: a new reader following politics got
+        a feed of entertainment when the latest 200 stories were all entertainment."""
+        ids: list[int] = []
+        for field, follows in (("category", prefs.follow_categories), ("source", prefs.follow_sources)):
+            for name in sorted(follows)[:FOLLOWS_READ]:
+                spelled = self.corpus.meta.spelled(name)
+                if spelled is not None:
+                    ids += await self.store.latest_ids(FOLLOW_CANDIDATES, newest_id=newest, **{field: spelled})
+        return ids
+
     async def _fresh_ids(self, n: int = 200) -> list[int]:
         return await self.store.latest_ids(n)
 
@@ -220,9 +236,9 @@ class FeedService:
         profile, prefs = await self.profile(reader, now)
         crowd = await self.crowd()
         co = co_read_scores(profile.history, crowd.co_read) if profile.history else {}
+        fresh = [*await self._followed_ids(prefs, newest), *await self.store.latest_ids(200, newest_id=newest)]
         ids = candidates_for(profile, self.corpus.vindex, trending=crowd.trending_top, co_read=co,
-                             fresh_ids=await self.store.latest_ids(200, newest_id=newest),
-                             newest_id=newest)
+                             fresh_ids=fresh, newest_id=newest)
         cands = self._candidates(list(ids), crowd, co)
         titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
         order = feed_order(profile, cands, prefs=prefs, now=now, params=self.params, titles=titles,

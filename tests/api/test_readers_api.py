@@ -291,3 +291,34 @@ async def test_pages_neither_repeat_nor_skip_when_the_crowd_is_recounted_between
     shown = [c["id"] for c in first["items"]] + rest
     assert len(shown) == len(set(shown)), "a story came on two pages"
     assert set(shown) == set(after), "a story was never shown"
+
+
+async def test_a_follow_brings_its_stories_into_the_feed(tmp_path, shared_data):
+    """A follow only lifted the candidates that happened to be there: with the latest 200
+    stories all from other sections, a new reader following politics got no politics."""
+    import httpx
+
+    from aggregator.model import StoryDraft
+    from tests.api.conftest import make_stack
+
+    sport = [StoryDraft(url=f"https://sport.example/match-{i}", title=f"Match report {i}: late winner",
+                        summary=f"Report {i} of a league match decided in stoppage time.",
+                        site="sport.example", source="sport-wire", category="sport")
+             for i in range(210)]  # undated as the BBC ones, stored after them: the newest 210
+    st, server, task = await make_stack(tmp_path, shared_data, limit=30, extra_drafts=sport)
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            for reader, prefs, field, want in (
+                    ("follows-section", {"follow_categories": ["Politics"]}, "category", "politics"),
+                    ("follows-source", {"follow_sources": ["BBC-Entertainment"]}, "source", "bbc-entertainment")):
+                r = await http.put(f"/v1/readers/{reader}/preferences", json=prefs)
+                assert r.status_code == 200
+                page = (await http.get(f"/v1/readers/{reader}/feed", params={"k": 20})).json()
+                followed = [c for c in page["items"] if c[field] == want]
+                assert len(followed) >= 5, [c[field] for c in page["items"]]
+                assert any("follow" in c["reason"] for c in followed)
+    finally:
+        server.should_exit = True
+        await task
+        await st.svc.close()
+        await st.site.close()

@@ -344,6 +344,22 @@ class FeedCursor:
     newest_id: int | None = None
     served: frozenset[int] = frozenset()
     offset: int = 0
+    # Stories the crowd brought in (trending and co-read heads) not shown yet: kept as
+    # candidates on later pages. The heads are recounted between pages too, and a story that
+    # fell out of them between two pages was never shown at all (a gap).
+    pinned: frozenset[int] = frozenset()
+
+
+# Where `candidates_for` found a story, when the finding depends on the crowd's recount.
+CROWD_ORIGINS = frozenset({"trending", "co_read"})
+
+
+def pinned_candidates(found: Mapping[int, str], cursor: FeedCursor) -> tuple[list[int], frozenset[int]]:
+    """A page's candidate ids (those found now, then the ones earlier pages pinned) and the
+    crowd's stories to pin for the pages after it. Pure."""
+    crowd = {i for i, origin in found.items() if origin in CROWD_ORIGINS}
+    ids = [*found, *sorted(i for i in cursor.pinned if i not in found)]
+    return ids, frozenset((cursor.pinned | crowd) - cursor.served)
 
 
 def page_of(order: Sequence[FeedItem], cursor: FeedCursor, k: int) -> tuple[list[FeedItem], FeedCursor | None]:
@@ -354,7 +370,8 @@ def page_of(order: Sequence[FeedItem], cursor: FeedCursor, k: int) -> tuple[list
     if len(rest) <= k:
         return page, None
     shown = cursor.served.union(it.id for it in order[:cursor.offset]).union(it.id for it in page)
-    return page, FeedCursor(cursor.snapshot_at, cursor.newest_id, frozenset(shown))
+    return page, FeedCursor(cursor.snapshot_at, cursor.newest_id, frozenset(shown),
+                            pinned=cursor.pinned - shown)
 
 
 def page_limit(cursor: FeedCursor, k: int) -> int:
@@ -365,12 +382,20 @@ def page_limit(cursor: FeedCursor, k: int) -> int:
 
 def encode_cursor(cursor: FeedCursor) -> str:
     """Opaque: "f3:<snapshot>:<newest id>:" then the shown ids, sorted, as LEB128 gaps (a page
-    of 20 adds ~40-60 bytes), all base64url."""
+    of 20 adds ~40-60 bytes), then a 0 byte and the pinned ids the same way, all base64url."""
     stamp = int(cursor.snapshot_at.timestamp())
     newest = -1 if cursor.newest_id is None else cursor.newest_id
     out = bytearray(f"f3:{stamp}:{newest}:".encode())
-    prev = 0
-    for i in sorted(cursor.served):
+    _pack_ids(out, cursor.served)
+    if cursor.pinned:
+        out.append(0)  # no gap is 0: ids are sorted and distinct (see _pack_ids)
+        _pack_ids(out, cursor.pinned)
+    return base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
+
+
+def _pack_ids(out: bytearray, ids: frozenset[int]) -> None:
+    prev = -1  # every gap is then at least 1, id 0 included: 0 is free for the separator
+    for i in sorted(ids):
         gap = i - prev
         prev = i
         while True:
@@ -378,7 +403,6 @@ def encode_cursor(cursor: FeedCursor) -> str:
             out.append(byte | (0x80 if gap else 0))
             if not gap:
                 break
-    return base64.urlsafe_b64encode(bytes(out)).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> FeedCursor:
@@ -392,7 +416,9 @@ def decode_cursor(cursor: str) -> FeedCursor:
             stamp_s, newest_id = int(stamp), int(newest)
             if stamp_s < 0 or not -1 <= newest_id <= MAX_ID:
                 raise ValueError("out of range")
-            return FeedCursor(_time(stamp_s), None if newest_id == -1 else newest_id, _unpack_ids(packed))
+            served, pinned = _unpack_ids(packed)
+            return FeedCursor(_time(stamp_s), None if newest_id == -1 else newest_id, served,
+                              pinned=pinned)
         numbers = [int(f) for f in rest.decode().split(":")]
     except (ValueError, UnicodeDecodeError) as e:
         raise ValueError("bad cursor") from e
@@ -402,9 +428,11 @@ def decode_cursor(cursor: str) -> FeedCursor:
     return FeedCursor(_time(stamp), newest_ids[0] if newest_ids else None, offset=offset)
 
 
-def _unpack_ids(packed: bytes) -> frozenset[int]:
-    ids: list[int] = []
-    prev = value = shift = 0
+def _unpack_ids(packed: bytes) -> tuple[frozenset[int], frozenset[int]]:
+    """(served, pinned) from `_pack_ids`'s two lists."""
+    lists: list[list[int]] = [[]]
+    value = shift = count = 0
+    prev = -1
     for byte in packed:
         value |= (byte & 0x7F) << shift
         shift += 7
@@ -412,18 +440,24 @@ def _unpack_ids(packed: bytes) -> frozenset[int]:
             if shift > 63:
                 raise ValueError("id too long")
             continue
-        if value == 0 and ids:
-            raise ValueError("repeated id")
+        if value == 0:  # the separator: the pinned ids follow
+            if len(lists) == 2:
+                raise ValueError("a third list")
+            lists.append([])
+            prev, shift = -1, 0
+            continue
         prev += value
         if prev > MAX_ID:
             raise ValueError("id out of range")
-        ids.append(prev)
+        lists[-1].append(prev)
         value = shift = 0
-        if len(ids) > MAX_CURSOR_IDS:
+        count += 1
+        if count > MAX_CURSOR_IDS:
             raise ValueError("too many ids")
     if shift:
         raise ValueError("cut short")
-    return frozenset(ids)
+    served, *pinned = lists
+    return frozenset(served), frozenset(pinned[0] if pinned else ())
 
 
 def _time(stamp: int) -> datetime:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -30,6 +30,7 @@ from recommender.feed import (
     page_limit,
     page_of,
     personalize_related,
+    pinned_candidates,
     rank_trending,
 )
 from recommender.popularity import (
@@ -237,9 +238,11 @@ class FeedService:
         crowd = await self.crowd()
         co = co_read_scores(profile.history, crowd.co_read) if profile.history else {}
         fresh = [*await self._followed_ids(prefs, newest), *await self.store.latest_ids(200, newest_id=newest)]
-        ids = candidates_for(profile, self.corpus.vindex, trending=crowd.trending_top, co_read=co,
-                             fresh_ids=fresh, newest_id=newest)
-        cands = self._candidates(list(ids), crowd, co)
+        found = candidates_for(profile, self.corpus.vindex, trending=crowd.trending_top, co_read=co,
+                               fresh_ids=fresh, newest_id=newest)
+        ids, pinned = pinned_candidates(found, at)
+        at = replace(at, pinned=pinned)
+        cands = self._candidates(ids, crowd, co)
         titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
         order = feed_order(profile, cands, prefs=prefs, now=now, params=self.params, titles=titles,
                            limit=page_limit(at, k))

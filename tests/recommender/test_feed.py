@@ -24,6 +24,7 @@ from recommender.feed import (
     page_limit,
     page_of,
     personalize_related,
+    pinned_candidates,
     rank_trending,
 )
 from recommender.popularity import (
@@ -221,6 +222,34 @@ def test_pages_neither_repeat_nor_skip_when_the_order_changes_between_them(world
     assert set(shown) == {it.id for it in feed_order(profile, cands, now=NOW)}
 
 
+@settings(max_examples=40, deadline=None)
+@given(world=worlds, k=st.integers(1, 25), seed=st.integers(0, 2**32))
+def test_a_story_the_crowd_brought_in_is_shown_though_it_leaves_the_crowd(world, k, seed):
+    """The crowd's heads (trending, co-reads) are recounted between pages: a story that was
+    a candidate because it trended, and dropped out of the head before its page came, was
+    never shown. Here every page finds a stable part and a random half of the crowd's."""
+    cands, profile = world
+    rng = random.Random(seed)
+    by_id = {c.id: c for c in cands}
+    stable = [c.id for c in cands[: len(cands) // 2]]
+    crowd = [c.id for c in cands[len(cands) // 2:]]
+    ever: set[int] = set()
+    shown: list[int] = []
+    cursor: FeedCursor | None = FeedCursor(NOW)
+    while cursor is not None:
+        found = {**{i: "fresh" for i in stable}, **{i: "trending" for i in crowd if rng.random() < 0.5}}
+        ids, pinned = pinned_candidates(found, cursor)
+        ever |= {i for i in ids if i not in cursor.served}
+        cursor = replace(cursor, pinned=pinned)
+        order = feed_order(profile, [by_id[i] for i in ids], now=NOW, limit=page_limit(cursor, k))
+        page, cursor = page_of(order, cursor, k)
+        shown.extend(it.id for it in page)
+        cursor = cursor and decode_cursor(encode_cursor(cursor))
+    assert len(shown) == len(set(shown))
+    eligible = {it.id for it in feed_order(profile, cands, now=NOW)}
+    assert (ever & eligible) <= set(shown)
+
+
 def test_a_cursor_of_the_first_formats_still_pages_by_position():
     cands, profile = _world(5, n=60)
     order = feed_order(profile, cands, now=NOW)
@@ -245,13 +274,15 @@ def test_a_limited_order_is_the_head_of_the_whole_order(world, prefs, limit):
 def test_cursor_round_trip_and_rejects_junk():
     f1 = base64.urlsafe_b64encode(f"f1:40:{int(NOW.timestamp())}".encode()).decode()
     assert decode_cursor(f1) == FeedCursor(NOW, offset=40)  # the first format
-    for cursor in (FeedCursor(NOW), FeedCursor(NOW, 1234, frozenset({1, 2, 300, 10**6, 2**40}))):
+    for cursor in (FeedCursor(NOW), FeedCursor(NOW, 1234, frozenset({1, 2, 300, 10**6, 2**40})),
+                   FeedCursor(NOW, 9, frozenset({3, 4}), pinned=frozenset({1, 7, 2**40})),
+                   FeedCursor(NOW, 9, pinned=frozenset({5}))):
         assert decode_cursor(encode_cursor(cursor)) == cursor
     full = encode_cursor(FeedCursor(NOW, 7, frozenset(range(1, 900 * 1100, 1100))))
     assert len(full) < 4_000  # a whole feed's worth of ids at a million stories
     for junk in ("", "abc", "!!!", f1[:-3] + "zz",
                  base64.urlsafe_b64encode(b"f3:1:7:\x85").decode(),  # an id cut short
-                 base64.urlsafe_b64encode(b"f3:1:7:\x05\x00").decode(),  # an id twice
+                 base64.urlsafe_b64encode(b"f3:1:7:\x05\x00\x03\x00\x02").decode(),  # 3 lists
                  base64.urlsafe_b64encode(b"f3:-5:7:").decode(),
                  # ids past what the database can hold (it failed there, a 500)
                  base64.urlsafe_b64encode(b"f3:1:99999999999999999999:").decode(),

@@ -37,6 +37,14 @@ class EventIn(BaseModel):
     dwell_s: float | None = Field(default=None, ge=0, le=86400)
     id: str | None = Field(default=None, max_length=100)  # client event id, for idempotency
 
+    @field_validator("story_id", mode="before")
+    @classmethod
+    def _not_a_bool(cls, v):
+        # JSON true is not story 1 (Python's bool is an int, and the lax parse took it).
+        if isinstance(v, bool):
+            raise ValueError("story_id must be a story's id, not true or false")
+        return v
+
     @field_validator("reader")
     @classmethod
     def _reader(cls, v: str) -> str:

@@ -57,6 +57,10 @@ from aggregator.schema import (
 MIGRATIONS = Path(__file__).with_name("migrations")
 STATS_KEEP = 20  # recent fetches kept on each source row
 EVENT_PARTITION = 2_000  # event rows converted per turn of the event loop (recent_events)
+# Most story ids `reader_story_ids` returns: a history window (30 days by default) of a reader
+# who opens a story every minute of every waking hour is ~30,000; a client posting far more
+# (a bot, a load test) gets its newest 50,000, so one request never drags out millions.
+READER_STORY_IDS_CAP = 50_000
 # PostgreSQL advisory lock keys (arbitrary constants, one per critical section).
 MIGRATE_LOCK = 7_105_001
 CHANGE_LOG_LOCK = 7_105_002
@@ -1252,6 +1256,22 @@ class Store:
         async with self.session() as s:
             return [EventRecord(r.event_key, r.reader_id, r.story_id, r.type, r.at, r.dwell_s)
                     for r in (await s.scalars(q)).all()]
+
+    async def reader_story_ids(self, reader: str, since: datetime | None = None,
+                               until: datetime | None = None, types: Sequence[str] = ("click", "read"),
+                               limit: int = READER_STORY_IDS_CAP) -> set[int]:
+        """The distinct stories the reader had events of `types` for between `since` and
+        `until` (both included); the `limit` most recent when there are more. Ids only, not
+        events: what a reader read stays out of their feed however long their history, while
+        `reader_events` bounds the events a profile is built from."""
+        q = select(EventRow.story_id).where(EventRow.reader_id == reader, EventRow.type.in_(list(types)))
+        if since:
+            q = q.where(EventRow.at >= since)
+        if until:
+            q = q.where(EventRow.at <= until)
+        q = q.group_by(EventRow.story_id).order_by(func.max(EventRow.at).desc()).limit(limit)
+        async with self.session() as s:
+            return set((await s.scalars(q)).all())
 
     async def reader(self, reader: str) -> dict | None:
         async with self.session() as s:

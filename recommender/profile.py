@@ -126,12 +126,16 @@ def build_profile(
     half_life_days: float | None = None,
     max_interests: int | None = None,
     params: ProfileParams = ProfileParams(),
+    read_ids: Iterable[int] = (),
 ) -> Profile:
     """The profile of `reader` as of `now` from their events (others' events are ignored).
 
     `vectors(ids)` returns unit rows for the ids it is given, in order; `story_meta` maps a story
     id to (category, source); stories missing from it only lose their affinity contribution.
     Events after `now` are ignored, so a profile can be rebuilt as of any past moment.
+    `read_ids` are stories the reader clicked or read beyond `events`: a caller bounds the events
+    to bound the work, and what fell outside must still count as read (`read`, `seen`), though
+    it shapes no interest.
     """
     half_life_s = (half_life_days or params.half_life_days) * 86400.0
     max_k = max_interests or params.max_interests
@@ -139,8 +143,9 @@ def build_profile(
         (e for e in events if e.reader == reader and e.at <= now),
         key=lambda e: (e.at, e.story_id),
     )
-    seen = frozenset(e.story_id for e in mine)
-    read = frozenset(e.story_id for e in mine if e.type in ("click", "read"))
+    earlier = frozenset(read_ids)
+    seen = frozenset(e.story_id for e in mine) | earlier
+    read = frozenset(e.story_id for e in mine if e.type in ("click", "read")) | earlier
 
     # Per story: the strongest decayed signal (a click then a read of one story is one story,
     # not two) and the time of its last positive event.

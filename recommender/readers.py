@@ -54,6 +54,7 @@ TRENDING_HEADS_KEPT = 64  # categories whose trending head is kept between recou
 # Most of the API's time a crowd recount may take: a recount costs more as the event log grows
 # (~4 s at 200k events of 30 days), so past the TTL it waits this many times its own last cost.
 CROWD_SHARE = 0.1
+PROFILE_EVENTS = 2_000  # newest clicks and reads a profile's interests are built from (CPU)
 PREF_KEYS = ("follow_categories", "mute_categories", "follow_sources", "mute_sources", "mute_topics")
 
 
@@ -151,14 +152,21 @@ class FeedService:
         # Clicks and reads apart from impressions: a widget posts an impression a page view,
         # and 2,000 of them pushed every read out of a shared limit (read stories came back,
         # the reader went cold).
-        records = [*await self.store.reader_events(reader, since=since, types=("click", "read")),
-                   *await self.store.reader_events(reader, since=since, types=("impression",))]
+        engaged = await self.store.reader_events(reader, since=since, types=("click", "read"),
+                                                 limit=PROFILE_EVENTS)
+        records = [*engaged, *await self.store.reader_events(reader, since=since, types=("impression",))]
         if not records:
             return empty_profile(reader), prefs
+        # Interests come from the newest events only (bounded CPU), but every story clicked or
+        # read in the window stays read: past 2,000 clicks and reads, the older ones fell out of
+        # `read` and came back in the reader's feed and related blocks. Asked only when the
+        # limit was reached: below it, `engaged` holds them all.
+        read_ids = (await self.store.reader_story_ids(reader, since=since, until=now)
+                    if len(engaged) >= PROFILE_EVENTS else ())
         events = [Event(e.reader, e.story_id, e.type, e.at, e.dwell_s) for e in records]
         meta = {i: (m.category, m.source) for i in {e.story_id for e in events}
                 if (m := self.corpus.meta.get(i)) is not None}
-        profile = build_profile(reader, events, self._vectors, meta, now=now)
+        profile = build_profile(reader, events, self._vectors, meta, now=now, read_ids=read_ids)
         return profile, prefs
 
     def _vectors(self, ids) -> np.ndarray:

@@ -311,6 +311,34 @@ async def test_a_deleted_reader_is_not_brought_back_by_an_event_in_flight(store)
     assert await store.reader("gone") is not None
 
 
+async def test_reader_story_ids_hold_every_story_read_however_long_the_history(store):
+    """The profile is built from the reader's newest 2,000 clicks and reads; what they read
+    before those must still be known, or it comes back in their feed."""
+    ids = list((await store.upsert_stories([draft(f"https://e.org/{i}") for i in range(12)], NOW)).new_ids)
+    old, busy, late = ids[:4], ids[4:10], ids[10:]
+    ev = [EventRecord(event_key("long", i, "read", NOW - timedelta(days=20), None), "long", i, "read",
+                      NOW - timedelta(days=20), 40.0) for i in old]
+    ev += [EventRecord(event_key("long", busy[n % 6], "click", NOW, f"c{n}"), "long", busy[n % 6], "click",
+                       NOW - timedelta(hours=1, seconds=n)) for n in range(2100)]
+    ev += [EventRecord(event_key("long", late[0], "read", NOW, None), "long", late[0], "read",
+                       NOW + timedelta(minutes=5)),
+           EventRecord(event_key("long", late[1], "impression", NOW, None), "long", late[1], "impression", NOW),
+           EventRecord(event_key("other", ids[11], "read", NOW, None), "other", ids[11], "read", NOW)]
+    assert await store.add_events(ev, NOW) == 2107
+    newest = await store.reader_events("long", types=("click", "read"))
+    assert len(newest) == 2000 and not {e.story_id for e in newest} & set(old)  # what the profile sees
+
+    month = NOW - timedelta(days=30)
+    assert await store.reader_story_ids("long", since=month, until=NOW) == {*old, *busy}
+    assert await store.reader_story_ids("long", since=month) == {*old, *busy, late[0]}
+    assert await store.reader_story_ids("long", since=NOW - timedelta(days=10), until=NOW) == set(busy)
+    assert await store.reader_story_ids("long", types=("impression",)) == {late[1]}
+    assert await store.reader_story_ids("other") == {ids[11]}
+    assert await store.reader_story_ids("nobody") == set()
+    # Past the cap, the most recently engaged stories are the ones kept.
+    assert await store.reader_story_ids("long", until=NOW, limit=6) == set(busy)
+
+
 async def test_recent_events_come_newest_first_across_partitions(store, monkeypatch):
     # Read in partitions (the event loop gets a turn between them): with 3 rows a partition,
     # 7 matching events take three, the last one short.

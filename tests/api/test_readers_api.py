@@ -178,6 +178,36 @@ async def test_reads_count_however_many_impressions_follow(http, stack):
     assert len(items) == 40 and not set(pol[:4]) & {c["id"] for c in items}
 
 
+async def test_what_was_read_stays_out_however_long_the_history(http, stack):
+    """The profile is built from the newest 2,000 clicks and reads: a reader past that got
+    what they had read before back in their feed and in related blocks."""
+    from aggregator.store import EventRecord, event_key, utcnow
+
+    sid = (await _ids(http, "politics", 1))[0]
+    base = (await http.get(f"/v1/stories/{sid}/related", params={"k": 10})).json()["related"]
+    read = [c["id"] for c in base[:4]]
+    busy = [i for i in await _ids(http, "entertainment", 20) if i not in read][:10]
+    now = utcnow()
+    read_at = now - timedelta(days=20)
+    events = [EventRecord(event_key("long-history", i, "read", read_at, None), "long-history", i, "read",
+                          read_at, 40.0) for i in read]
+    events += [EventRecord(event_key("long-history", busy[n % 10], "click", now, f"c{n}"), "long-history",
+                           busy[n % 10], "click", now - timedelta(hours=1, seconds=n)) for n in range(2010)]
+    assert await stack.svc.store.add_events(events) == 2014
+
+    shown, cursor = [], None
+    while True:
+        page = (await http.get("/v1/readers/long-history/feed",
+                               params={"k": 50, **({"cursor": cursor} if cursor else {})})).json()
+        shown += [c["id"] for c in page["items"]]
+        if not (cursor := page["next"]):
+            break
+    assert len(shown) > 50 and not set(read) & set(shown) and not set(busy) & set(shown)
+    r = await http.get(f"/v1/stories/{sid}/related", params={"k": 5, "reader": "long-history"})
+    ids = [c["id"] for c in r.json()["related"]]
+    assert r.status_code == 200 and len(ids) == 5 and not set(ids) & set(read)
+
+
 async def test_a_block_for_a_reader_who_read_most_of_it_is_still_k_long(http, stack):
     sid = (await _ids(http, "politics", 1))[0]
     base = (await http.get(f"/v1/stories/{sid}/related", params={"k": 20})).json()["related"]

@@ -92,6 +92,19 @@ def test_event_strengths_and_what_is_ignored():
     assert p.is_cold and p.seen == frozenset({0}) and p.read == frozenset()
 
 
+def test_stories_read_beyond_the_events_given_stay_read_but_shape_nothing():
+    """The caller builds interests from the newest events only; older reads it passes as
+    `read_ids` must still keep those stories out of the reader's feed."""
+    table, meta, _ = _topic_vectors(6)
+    events = [Event("r", sid, "read", NOW - timedelta(hours=1)) for sid in (10, 11)]
+    p = build_profile("r", events, _lookup(table), meta, now=NOW, read_ids=[0, 1, 10])
+    assert p.read == frozenset({0, 1, 10, 11}) and p.seen == p.read
+    assert len(p.interests) == 1 and p.interests[0].anchor_story_id in (10, 11)
+    assert set(p.category_affinity) == {"music"} and 0 not in p.history
+    only_older = build_profile("r", [], _lookup(table), meta, now=NOW, read_ids=[0])
+    assert only_older.is_cold and only_older.read == frozenset({0})
+
+
 def test_session_vector_follows_recent_reads_only():
     table, meta, topics = _topic_vectors(4)
     events = [Event("r", sid, "read", NOW - timedelta(days=2, hours=sid)) for sid in range(5)]

@@ -15,12 +15,14 @@ from datetime import UTC, datetime
 from aggregator.canonical import site_of
 from aggregator.dateline import time_from_lead
 from aggregator.model import ParsedItem, StoryDraft
-from aggregator.normalize import normalize, rejection_reason
+from aggregator.normalize import MAX_FUTURE, normalize, rejection_reason
 from aggregator.textclean import clean_inline, has_markup, html_to_text
 
 # The story file's fields, in the order of DESIGN.md 4.4 (exports write them in this order).
 FIELDS = ("url", "title", "summary", "text", "published_at", "site", "source", "category",
           "author", "image_url")
+# A story file's times: an archive may go back a long way; a time ahead is a wrong clock.
+EARLIEST_IMPORT_AT = datetime(1800, 1, 1, tzinfo=UTC)
 # Fields a re-imported line updates on its stored story when it names them.
 RESTATED = ("site", "source", "category")
 
@@ -71,10 +73,14 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
     for key in (f for f in FIELDS if f != "published_at"):  # in file order: a stable message
         if key in obj and obj[key] is not None and not isinstance(obj[key], str):
             raise ValueError(f"'{key}' must be a string")
+    at = parse_time(obj.get("published_at"))
+    if at is not None and not EARLIEST_IMPORT_AT <= at <= now + MAX_FUTURE:
+        raise ValueError(f"published_at {obj['published_at']!r} is out of range (before "
+                         f"{EARLIEST_IMPORT_AT.year} or more than a day ahead)")
     item = ParsedItem(
         url=obj["url"].strip(), title=obj["title"], summary=_plain(obj.get("summary")),
         text=_plain(obj.get("text")), author=obj.get("author") or "",
-        image_url=obj.get("image_url") or "", published_at=parse_time(obj.get("published_at")),
+        image_url=obj.get("image_url") or "", published_at=at,
     )
     reason = rejection_reason(item)
     if reason:
@@ -83,7 +89,9 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
     assert draft is not None  # rejection_reason was empty
     # An archive line without a time: its dateline, else the store uses the import's time,
     # which would date a decade of stories today (and make them all one event by time).
-    published_at = draft.published_at or time_from_lead(draft.text or draft.summary, now)
+    # The line's own time, not normalize's: its floor (1995) is for feeds' placeholder dates,
+    # and an archive's 1989 story became today's (dated at the import, exported so).
+    published_at = at or time_from_lead(draft.text or draft.summary, now)
     named = {key: clean_inline(obj.get(key) or "") for key in RESTATED}
     return replace(
         draft,
@@ -112,6 +120,12 @@ def read_jsonl(lines: Iterable[str | bytes], now: datetime) -> Iterator[StoryDra
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             yield LineError(number, f"invalid JSON: {e.msg} at column {e.colno}")
+            continue
+        except (ValueError, RecursionError) as e:
+            # Valid JSON Python will not read (an integer of 5,000 digits, 100,000 nested
+            # arrays): a traceback before, and the batch read so far was lost with it.
+            reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+            yield LineError(number, f"invalid JSON: {reason}")
             continue
         try:
             yield draft_from_record(obj, now)

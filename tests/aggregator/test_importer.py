@@ -101,3 +101,21 @@ def test_markup_in_summary_and_text_becomes_plain_text_and_plain_text_stays():
     assert a.summary == "MPs back the budget & the cuts."
     assert a.text.split("\n\n") == ["First paragraph.", "Second."]
     assert b.summary == "AT&T shares rose as 3 < 4 &amp; more."  # no tag: taken as written
+
+
+def test_lines_python_cannot_read_and_times_out_of_range_are_bad_lines_not_a_crash():
+    lines = [
+        '{"url": "https://x.example/a", "title": "t", "text": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"url": "https://x.example/b", "title": "t", "text": ' + "1" * 5000 + "}",
+        json.dumps({"url": "https://x.example/c", "title": "Wall falls", "published_at": "1989-11-09T18:00:00+01:00"}),
+        json.dumps({"url": "https://x.example/d", "title": "Ahead", "published_at": "2030-01-01T00:00:00Z"}),
+        json.dumps({"url": "https://x.example/e", "title": "Too old", "published_at": "1700-01-01T00:00:00Z"}),
+    ]
+    out = list(read_jsonl(lines, NOW))
+    errors = {e.line: e.message for e in out if isinstance(e, LineError)}
+    assert set(errors) == {1, 2, 4, 5}
+    assert "nested too deeply" in errors[1] and "invalid JSON" in errors[2]
+    assert "out of range" in errors[4] and "out of range" in errors[5]
+    # An archive's story keeps its own time (normalize's 1995 floor is for feeds).
+    (wall,) = [d for d in out if not isinstance(d, LineError)]
+    assert wall.published_at == datetime(1989, 11, 9, 17, tzinfo=UTC)

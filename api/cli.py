@@ -489,7 +489,7 @@ async def cmd_related(settings, args) -> int:
             return EXIT_USAGE
         if args.id is not None:
             block = await svc.related.for_story(args.id, k=args.k, filters=f)
-        elif args.url:
+        elif args.url is not None:  # "" is a URL given (and refused), not --text's turn
             try:
                 block = await svc.related.for_url(args.url, k=args.k, filters=f)
             except ValueError as e:

@@ -235,3 +235,10 @@ def test_run_on_a_port_in_use_is_one_line_not_a_traceback(cli_env, tmp_path):
     assert r.returncode != 0
     assert "address already in use" in r.stderr
     assert "Traceback" not in r.stderr and "raised an exception" not in r.stderr, r.stderr
+
+
+def test_related_with_an_empty_url_is_one_line(cli_env):
+    """`--url ""` fell through to the --text branch: AttributeError and a traceback."""
+    r = run_cli(["related", "--url", ""], cli_env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("tidings: error:") and len(r.stderr.strip().splitlines()) == 1

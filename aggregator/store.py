@@ -8,6 +8,7 @@ small records defined below. Schema changes go through the Alembic migrations on
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import re
 import sqlite3
@@ -477,9 +478,11 @@ class Store:
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
         kwargs: dict = {"echo": echo}
         self._reader: _PointReader | None = None
+        self._sqlite_path: str | None = None
         if self.dialect == "sqlite":
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
+                self._sqlite_path = path
                 try:
                     Path(path).parent.mkdir(parents=True, exist_ok=True)
                 except OSError as e:  # a file where a folder should be, no permission
@@ -533,7 +536,7 @@ class Store:
             command.upgrade(cfg, "head")
 
         try:
-            async with self.engine.begin() as conn:
+            async with self._sqlite_migrate_lock(), self.engine.begin() as conn:
                 await conn.run_sync(upgrade)
         except (OperationalError, DBAPIError, OSError) as e:
             raise StoreError(f"database unavailable ({shown_url(self.url)}): {e}") from e
@@ -543,6 +546,22 @@ class Store:
             raise StoreError(f"the database ({shown_url(self.url)}) has a schema this version of "
                              f"Tidings does not know ({e}): a newer version migrated it; run that "
                              "version here too") from e
+
+    @asynccontextmanager
+    async def _sqlite_migrate_lock(self) -> AsyncIterator[None]:
+        """On SQLite, one process migrates at a time: two commands started together on a new
+        data dir ran the same DDL at once and one died ("table index_changes already
+        exists"). PostgreSQL has its advisory lock instead. A lock file beside the database:
+        SQLite's own locks do not cover Alembic's DDL, which runs outside a transaction."""
+        if self._sqlite_path is None:
+            yield
+            return
+        with open(f"{self._sqlite_path}.migrate.lock", "a") as f:
+            await asyncio.to_thread(fcntl.flock, f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     # ---------------------------------------------------------------- sources
 

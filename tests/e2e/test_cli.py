@@ -242,3 +242,25 @@ def test_related_with_an_empty_url_is_one_line(cli_env):
     r = run_cli(["related", "--url", ""], cli_env)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith("tidings: error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_article_republished_under_its_title_stays_out_and_the_block_stays_full(
+        cli_env, tmp_path, shared_data):
+    """A CLI probe's case: sixty sites republished BBC politics-005 with a byline line added
+    (so no copy shares its body hash). One of them led the article's own block, and the block
+    of 5 had 1 item: the copies filled the first fetch and collapsed to one."""
+    records = bbc_records(shared_data, limit=30)
+    orig = records[4]
+    assert orig["url"].endswith("politics-005")
+    records += [{**orig, "url": f"https://paper{i}.example/politics-005",
+                 "site": f"paper{i}.example", "source": f"paper{i}",
+                 "text": f"By staff of Paper {i}.\n\n" + orig["text"]} for i in range(60)]
+    r = run_cli(["import", str(write_jsonl(records, tmp_path / "s.jsonl"))], cli_env)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(["related", "--id", "5", "-k", "5", "--json"], cli_env)
+    assert r.returncode == 0, r.stderr
+    block = json.loads(r.stdout)
+    assert block["article"]["title"] == orig["title"]
+    shown = [(c["title"], c["site"]) for c in block["related"]]
+    assert len(shown) == 5, shown
+    assert all(title != orig["title"] for title, _ in shown), shown

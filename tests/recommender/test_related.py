@@ -80,6 +80,27 @@ def test_the_article_itself_is_never_returned():
     assert ids(rank_related(QUERY, cands, k=5, now=NOW)) == [4]
 
 
+def test_the_article_republished_with_a_byline_is_the_article_itself():
+    # A byline line before the same body: int8 MiniLM put that copy of BBC politics-005 at
+    # cosine 0.956, under the old 0.97, and it led the article's own block.
+    byline = unit(1, 0.31)  # cosine 0.955 with the query
+    assert 0.95 < float(np.dot(byline, QUERY.vector)) < 0.97
+    cands = [
+        cand(2, byline, title=QUERY.title.upper() + "!"),  # the title, normalised the same
+        cand(3, None, title=QUERY.title, lexical_score=0.97),  # no vector, same wording
+        cand(4, unit(1, 0, 1), title=QUERY.title, lexical_score=0.4),  # another story, same title
+        cand(5, byline, title="Putin pauses energy strikes"),  # close, but its own headline
+    ]
+    assert ids(rank_related(QUERY, cands, k=5, now=NOW)) in ([4, 5], [5, 4])
+
+
+def test_untitled_documents_keep_the_strict_self_threshold():
+    # ECB+ documents have no titles: an empty title is no evidence of being the same article.
+    query = replace(QUERY, title="")
+    cands = [cand(2, unit(1, 0.31), title="", lexical_score=0.95), cand(3, unit(1, 0, 1))]
+    assert ids(rank_related(query, cands, k=5, now=NOW)) in ([2, 3], [3, 2])
+
+
 def test_filters_category_site_exclude_and_age():
     cands = [
         cand(2, unit(1, 0.6), category="entertainment"),
@@ -316,6 +337,33 @@ def test_engine_gathers_from_both_indexes_and_drops_the_query():
     assert 1 not in asked[0]
     only_ent = engine.related(query, k=3, now=NOW, filters=Filters(category="entertainment"))
     assert ids(only_ent) in ([], [3])
+
+
+def test_copies_that_fill_the_fetch_do_not_shorten_the_block():
+    # Sixty republished copies of one story (each with its own byline) filled the engine's
+    # first fetch; they collapse to one or drop out as the article itself, and the block of
+    # 5 had 1 item while the corpus held other stories.
+    body = "Gordon Brown's ally Ed Balls rejected CBI calls for a Budget spending spree."
+    stories = {1: ("Brown ally rejects Budget spree", body)}
+    stories |= {i: ("Brown ally rejects Budget spree", f"By staff of Paper {i}. {body}")
+                for i in range(2, 30)}
+    others = ["Budget leak: MPs demand answers from the Treasury",
+              "Brown names March date for Budget", "Blair blasts Tory spending plans",
+              "Tories pledge Budget tax cuts", "Lib Dems attack Budget spending"]
+    stories |= {100 + j: (t, f"{t}. Labour and the Treasury argue over spending.")
+                for j, t in enumerate(others)}
+    vindex, lexical, vectors = _indexes_of(stories)
+
+    def meta(wanted: list[int]) -> dict[int, CandidateMeta]:
+        return {i: CandidateMeta(title=stories[i][0], summary=stories[i][1],
+                                 url=f"https://s{i}.example/a", site=f"s{i}.example",
+                                 category="politics") for i in wanted}
+
+    engine = RelatedEngine(vindex, lexical, meta, overfetch=2, overfetch_extra=0)
+    title, text = stories[1]
+    block = engine.related(Query(title, text, vectors[0], NOW, id=1), k=4, now=NOW)
+    assert len(block) == 4
+    assert all(i >= 100 for i in ids(block))  # none of the article's own copies
 
 
 @settings(max_examples=60, deadline=None)

@@ -59,6 +59,15 @@ IN_FLIGHT = 2
 # Seconds between two looks at which recipe leads the database (`Indexer.may_embed`): a
 # machine that starts with another recipe is told within this, at one small read a look.
 LEAD_CHECK_S = 10.0
+# Seconds an interrupted run keeps trying to hand its claims back while SQLite is locked
+# (each try also waits out the driver's busy timeout). Bounded: the process is exiting.
+RELEASE_RETRY_S = 5.0
+
+
+def _transient(e: BaseException) -> bool:
+    """A failure a retry may get past: SQLite's "database is locked" / "busy"."""
+    text = str(e).lower()
+    return "database is locked" in text or "database is busy" in text
 
 
 @dataclass(frozen=True)
@@ -183,10 +192,25 @@ class Indexer:
         await self.store.save_vectors(rows, self.embedder.recipe)
 
     async def _release(self, pieces: list[_Piece]) -> None:
+        """Hand the claims of `pieces` back. Retried for a bounded time: on SQLite another
+        writer (another process, or a save of this one that was interrupted) can hold the
+        file's write lock past the driver's busy timeout. A release that still fails is
+        logged, not hidden: its stories then wait for the lease (at most `lease_s`)."""
         ids = [j.id for p in pieces for j in p.jobs]
-        if ids:
-            with contextlib.suppress(Exception):  # the database may be what failed
+        if not ids:
+            return
+        deadline = time.monotonic() + RELEASE_RETRY_S
+        while True:
+            try:
                 await self.store.release_embed_claims(ids)
+                return
+            except Exception as e:  # the database may be what failed
+                if not _transient(e) or time.monotonic() >= deadline:
+                    log.warning("index.release_failed stories=%d: %s; they are embedded once "
+                                "their claim runs out (at most %d s)", len(ids),
+                                str(e).splitlines()[0][:200], self.lease_s)
+                    return
+            await asyncio.sleep(0.2)
 
     async def run_once(self, limit: int | None = None,
                        saved: Callable[[int], None] | None = None) -> int:
@@ -263,6 +287,7 @@ class Indexer:
         fill()
         more: asyncio.Future | None = None  # the next claim, in flight
         at: _Piece | None = None  # the piece an error would be about
+        saving: tuple[_Piece, asyncio.Future] | None = None  # the save under way
         try:
             while inflight:
                 if not pending and more is None and room() > 0 and (claims is None or taken < claims):
@@ -290,24 +315,46 @@ class Indexer:
                     take(got)
                 fill()  # the model runs these while `finished` is written
                 at = finished
-                await self._save(finished, vecs)
+                # Shielded: a save cancelled mid-statement (SQLAlchemy then invalidates its
+                # connection instead of rolling it back) left SQLite's write lock held past the
+                # driver's 30 s busy timeout, so the release after an interruption failed with
+                # "database is locked" (1 Ctrl-C in ~8 left a claim for the whole lease). An
+                # interrupted run waits for the save under way instead (a piece: well under 1 s).
+                saving = (finished, asyncio.ensure_future(self._save(finished, vecs)))
+                await asyncio.shield(saving[1])
+                saving = None
                 unsaved.remove(finished)
                 done += len(finished.jobs)
                 if saved is not None:
                     saved(len(finished.jobs))
         except (asyncio.CancelledError, KeyboardInterrupt):
-            # Interrupted (Ctrl-C, shutdown): hand the unsaved claims back, so a rerun takes
-            # these stories now instead of after the lease.
+            # Interrupted (Ctrl-C, SIGTERM, shutdown): let the save under way end, then hand
+            # the unsaved claims back, so a rerun takes these stories now, not after the lease.
             halt()
+            if saving is not None and await self._saved(saving[1]):
+                unsaved.remove(saving[0])
             await self._release(unsaved + await self._settle(more))
             raise
         except Exception:
             # Not the failing piece: one that fails every time must not be claimed again
             # first and stall the whole backlog. The others did nothing wrong.
             halt()
+            if saving is not None:
+                await self._saved(saving[1])  # a failed save: its piece is `at`, not released
             await self._release([p for p in unsaved if p is not at] + await self._settle(more))
             raise
         return done
+
+    @staticmethod
+    async def _saved(save: asyncio.Future) -> bool:
+        """Wait for a shielded save to end; whether it stored its piece."""
+        try:
+            await asyncio.shield(save)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return False
 
     @staticmethod
     async def _settle(more: asyncio.Future | None) -> list[_Piece]:

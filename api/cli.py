@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -153,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(dispatch(args)) or 0
     except KeyboardInterrupt:
         return 130
+    except asyncio.CancelledError:  # SIGTERM (`_stop_on_sigterm`)
+        print("tidings: stopped by SIGTERM", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except TidingsError as e:
         print(f"tidings: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -183,7 +187,27 @@ def configure_logging(settings) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (systemd, `docker stop`, timeout(1)) stops the command as Ctrl-C does: the
+    main task is cancelled, so an import or an index run hands its embedding claims back and
+    a `collect --once` its source claims, instead of leaving them held until their leases
+    run out (Python's default for SIGTERM ends the process at once, cleaning nothing up).
+    Not for the long-running roles: `api.runner` and uvicorn's `serve --workers` supervisor
+    take the signal themselves and exit 0 on it."""
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+
+def _long_running(args) -> bool:
+    cmd = args.command
+    return (cmd in ("run", "serve") or (cmd == "collect" and not (args.once or args.source))
+            or (cmd == "index" and args.watch))
+
+
 async def dispatch(args) -> int:
+    if not _long_running(args):
+        _stop_on_sigterm()
     settings = _settings(args)
     cmd = args.command
     workers = settings.api.workers if getattr(args, "workers", None) is None else args.workers
@@ -317,7 +341,7 @@ def _say_waiting(leader, recipe: str) -> None:
 
 def _say_leased(backlog: int, lease_s: int) -> None:
     """What is left after a drain is claimed elsewhere: by another indexer, or by a run that
-    was killed (SIGKILL) mid-chunk; an interrupt (Ctrl-C) hands its claims back at once."""
+    was killed (SIGKILL) mid-chunk; an interrupt (Ctrl-C, SIGTERM) hands its claims back at once."""
     if backlog:
         print(f"{backlog} stories still lack a vector: claimed by another indexer or a killed run; "
               f"`tidings index` embeds them once the claim runs out (at most {lease_s // 60} min)")

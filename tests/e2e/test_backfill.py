@@ -168,10 +168,60 @@ async def test_interrupted_chunk_hands_back_its_claims(tmp_path, records):
         await store.close()
 
 
+# `tidings` with a hash embedder that takes 2 s a call: a run is still embedding when the test
+# has seen its first vectors stored, whatever the machine's speed.
+SLOW_TIDINGS = [TIDINGS[0], "-c", (
+    "import sys, time\n"
+    "from recommender.embed import HashingEmbedder\n"
+    "fast = HashingEmbedder.encode\n"
+    "HashingEmbedder.encode = lambda self, texts, batch_size=32: (time.sleep(2), fast(self, texts, batch_size))[1]\n"
+    "from api.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n")]
+
+
+def _vectors(db: Path) -> int:
+    try:
+        return _count(db, "SELECT count(*) FROM story_vectors")
+    except sqlite3.Error:  # not created / migrated yet
+        return 0
+
+
 def _held(db: Path) -> int:
     """Stories whose embedding claim has not run out."""
     return _count(db, "SELECT count(*) FROM stories WHERE embed_lease_until > "
                       "strftime('%Y-%m-%d %H:%M:%f', 'now')")
+
+
+@pytest.mark.parametrize("command", ["index", "import"])
+def test_sigterm_hands_back_the_claims(cli_env, tmp_path, records, command):
+    """systemd, `docker stop` and timeout(1) stop a command with SIGTERM: like Ctrl-C, it hands
+    its embedding claims back, so the next run embeds everything at once (not after 10 min)."""
+    db = tmp_path / "data" / "tidings.db"
+    path = write_jsonl(records, tmp_path / "s.jsonl")
+    if command == "index":
+        assert run_cli(["import", str(path), "--no-index"], cli_env).returncode == 0
+        args = ["index"]
+    else:
+        args = ["import", str(path)]
+    proc = subprocess.Popen([*SLOW_TIDINGS, *args], cwd=REPO, env=cli_env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # Interrupted between two saves of one claim: some stored, the rest claimed.
+        _wait_for(lambda: _vectors(db) > 0)
+        assert _held(db) > 0
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.strip() == "tidings: stopped by SIGTERM"  # one line, no traceback
+    assert _held(db) == 0
+    r = run_cli(["index"], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert "still lack a vector" not in r.stdout
+    originals = _count(db, "SELECT count(*) FROM stories WHERE duplicate_of IS NULL")
+    assert _count(db, "SELECT count(*) FROM story_vectors") == originals
 
 
 async def test_interrupt_during_a_save_hands_back_the_claims(tmp_path, records):

@@ -252,6 +252,13 @@ def _title_key(title: str) -> str:
     return _SPACE.sub(" ", title.lower()).strip()
 
 
+def copies_under_title(query: Query, candidates: Sequence[Candidate]) -> int:
+    """How many candidates carry the article's own (non-empty) headline: republished copies,
+    which drop out as the article itself."""
+    key = _title_key(query.title)
+    return sum(1 for c in candidates if c.title and _title_key(c.title) == key) if key else 0
+
+
 def _cos(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
     if a is None or b is None:
         return None

@@ -151,7 +151,7 @@ class RelatedService:
         # Pages that failed, apart from the good ones: a run of bad URLs (a crawler, a typo'd
         # embed) must not push the popular good pages out.
         self.failures = TTLCache(url_cache_s)
-        self.source_weights = source_weights if isinstance(source_weights, SourceWeights) else SourceWeights(source_weights)
+        self.source_weights = SourceWeights.of(source_weights)
         self.default_max_age_days = default_max_age_days
         self.clock = clock
         self._inflight: dict[str, asyncio.Future] = {}

@@ -113,7 +113,7 @@ class FeedService:
         self.page_size = page_size
         self.params = FeedParams(max_per_source=max_per_source, explore_share=exploration_share)
         self.history_days = history_days
-        self.source_weights = source_weights if isinstance(source_weights, SourceWeights) else SourceWeights(source_weights)
+        self.source_weights = SourceWeights.of(source_weights)
         self.crowd_ttl_s = crowd_ttl_s
         self.clock = clock
         self._crowd: tuple[float, Crowd] | None = None

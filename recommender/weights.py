@@ -30,6 +30,11 @@ class SourceWeights(Mapping[str, float]):
     def __len__(self) -> int:
         return len(self._weights)
 
+    @classmethod
+    def of(cls, weights: SourceWeights | Mapping[str, float] | None) -> SourceWeights:
+        """`weights` itself when shared already, else a new holder of them."""
+        return weights if isinstance(weights, SourceWeights) else cls(weights)
+
     def replace(self, weights: Mapping[str, float]) -> bool:
         """Take the new weights; True when they differ (and `version` moved)."""
         new = dict(weights)

@@ -162,6 +162,9 @@ class MetaTable(Mapping[int, StoryMeta]):
         self._source = np.zeros(0, dtype=np.int32)
         self._category = np.zeros(0, dtype=np.int32)
         self._codes = _Codes()  # one table for the three: the names overlap little
+        # Codes ever used as a category (a removed section stays until the process restarts:
+        # asking it for stories then finds none, which costs one indexed query).
+        self._category_codes: set[int] = set()
         self._lock = threading.Lock()
         # Records restored from a snapshot stay in its (read-only, shared) file: offsets below
         # `_base_end` read from it, the others from the scratch file at offset - _base_end.
@@ -204,6 +207,11 @@ class MetaTable(Mapping[int, StoryMeta]):
     def spelled(self, lowered: str) -> str | None:
         """A site, source or category name as stored, given in lower case (None: unknown)."""
         return self._codes.spelled(lowered)
+
+    def category_names(self) -> list[str]:
+        """Every category a story here was stored with, as stored, sorted."""
+        names = self._codes.names
+        return sorted(names[c] for c in self._category_codes)
 
     def categories(self, ids: Sequence[int]) -> list[str | None]:
         """Each id's category (None: not here), from the columns alone (no record read)."""
@@ -263,6 +271,7 @@ class MetaTable(Mapping[int, StoryMeta]):
             self._site[rows] = [self._codes.code(m.site) for m in metas]
             self._source[rows] = [self._codes.code(m.source) for m in metas]
             self._category[rows] = [self._codes.code(m.category) for m in metas]
+            self._category_codes.update(self._category[rows].tolist())
             self._n += len(metas)
             for m, row in zip(metas, rows.tolist(), strict=True):
                 self._rows.set(int(m.id), row)
@@ -356,6 +365,7 @@ class MetaTable(Mapping[int, StoryMeta]):
         table._published, table._collected = a["published"].copy(), a["collected"].copy()
         table._site, table._source = a["site"].copy(), a["source"].copy()
         table._category = a["category"].copy()
+        table._category_codes = set(np.unique(table._category).tolist())
         for name in names:
             table._codes.code(name)
         if len(table._codes.names) != len(names):

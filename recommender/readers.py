@@ -50,6 +50,14 @@ TRENDING_HEAD = 500  # trending stories any feed or trending list may draw from
 # follows of each kind are read (one indexed query each, per feed page).
 FOLLOW_CANDIDATES = 50
 FOLLOWS_READ = 10
+# A new reader's feed shows every section in turn (`feed.cold_start`), but it can only turn to
+# sections among its candidates: after a busy hour in one section, the latest 200 stories were
+# all of it. So a cold feed also draws on the newest stories of each category (at most
+# SECTIONS_READ categories, one indexed query each, per snapshot: a first page after a new
+# story was stored reads them again).
+SECTION_HEAD = 20
+SECTIONS_READ = 24
+SECTION_SNAPSHOTS_KEPT = 16
 TRENDING_HEADS_KEPT = 64  # categories whose trending head is kept between recounts
 # Most of the API's time a crowd recount may take: a recount costs more as the event log grows
 # (~4 s at 200k events of 30 days), so past the TTL it waits this many times its own last cost.
@@ -121,6 +129,7 @@ class FeedService:
         self._refreshing: asyncio.Task | None = None
         self._heads_of: Crowd | None = None  # the crowd `_heads` were cut from
         self._heads: dict[str, list[int]] = {}
+        self._sections: dict[int | None, list[int]] = {}  # section heads by snapshot newest id
 
     # ------------------------------------------------------------ inputs
 
@@ -228,6 +237,21 @@ class FeedService:
                     ids += await self.store.latest_ids(FOLLOW_CANDIDATES, newest_id=newest, **{field: spelled})
         return ids
 
+    async def _section_heads(self, newest: int | None) -> list[int]:
+        """The newest stories of each category (see SECTION_HEAD) up to the snapshot's newest
+        story, kept per snapshot: every page of a feed draws on the same heads (heads read
+        later, without the bound, lost the stories newer ones pushed out: a page could skip
+        them), and the cold feeds opened between two stored stories share one read."""
+        heads = self._sections.get(newest)
+        if heads is None:
+            heads = []
+            for category in self.corpus.meta.category_names()[:SECTIONS_READ]:
+                heads += await self.store.latest_ids(SECTION_HEAD, category=category, newest_id=newest)
+            if len(self._sections) >= SECTION_SNAPSHOTS_KEPT:
+                self._sections.pop(next(iter(self._sections)))  # the oldest read
+            self._sections[newest] = heads
+        return heads
+
     async def _fresh_ids(self, n: int = 200) -> list[int]:
         return await self.store.latest_ids(n)
 
@@ -246,6 +270,8 @@ class FeedService:
         crowd = await self.crowd()
         co = co_read_scores(profile.history, crowd.co_read) if profile.history else {}
         fresh = [*await self._followed_ids(prefs, newest), *await self.store.latest_ids(200, newest_id=newest)]
+        if profile.is_cold:
+            fresh += await self._section_heads(newest)
         found = candidates_for(profile, self.corpus.vindex, trending=crowd.trending_top, co_read=co,
                                fresh_ids=fresh, newest_id=newest)
         ids, pinned = pinned_candidates(found, at)

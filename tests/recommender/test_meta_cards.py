@@ -40,3 +40,32 @@ def test_categories_come_from_the_columns_and_none_for_unknown_ids(tmp_path):
     assert table.categories([1, 2, 3, 999, 4]) == ["politics", "culture", None, None, "culture"]
     assert table.categories([]) == []
     table.close()
+
+
+def test_category_names_are_the_stored_categories_and_survive_a_restore(tmp_path):
+    import io
+
+    import numpy as np
+
+    table = MetaTable(tmp_path)
+    assert table.category_names() == []
+    # Sites and sources share the names table: "site" and "wire" are no categories.
+    table.put_many([StoryMeta(i, f"https://e.org/{i}", "T", "", "site", "politics",
+                              ("Sport", "culture", "politics")[i % 3], "", "", None, NOW)
+                    for i in range(1, 7)])
+    assert table.category_names() == ["Sport", "culture", "politics"]
+    table.put_many([StoryMeta(9, "https://e.org/9", "T", "", "site", "wire", "culture", "", "",
+                              None, NOW)])
+    assert table.category_names() == ["Sport", "culture", "politics"]
+    arrays, write = table.snapshot()
+    out = tmp_path / "records"
+    with open(out, "wb") as f:
+        write(f)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    buf.seek(0)
+    with np.load(buf, allow_pickle=False) as z:
+        back = MetaTable.restore({k: z[k] for k in z.files}, open(out, "rb"), tmp_path)
+    assert back.category_names() == ["Sport", "culture", "politics"]
+    back.close()
+    table.close()

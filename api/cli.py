@@ -348,7 +348,7 @@ def _say_leased(backlog: int, lease_s: int) -> None:
 
 
 async def cmd_import(settings, args) -> int:
-    from aggregator.importer import LineError, read_jsonl
+    from aggregator.importer import LineError, LineNote, read_jsonl
     from aggregator.store import utcnow
     from api.progress import Progress
     from api.services import build
@@ -365,14 +365,14 @@ async def cmd_import(settings, args) -> int:
     svc = await build(settings, index=not args.no_index, owner_of_files=True)
     new = updated = same = dups = bad = 0
     try:
-        batch = []
+        batch: dict = {}  # canonical URL -> draft: a URL at most once per batch (see below)
         now = utcnow()
 
         async def flush() -> None:
             # Each batch commits on its own: an interrupted import keeps what it stored, and
             # a rerun finds those lines unchanged (no write, no re-embedding) and goes on.
             nonlocal new, updated, same, dups
-            r = await svc.store.upsert_stories(batch, now)
+            r = await svc.store.upsert_stories(batch.values(), now)
             new, updated, dups = new + len(r.new_ids), updated + len(r.updated_ids), dups + r.duplicates
             same += r.unchanged
             batch.clear()
@@ -382,6 +382,9 @@ async def cmd_import(settings, args) -> int:
         size = _regular_size(stream)
         with Progress("import", unit="line", bytes_=size is not None) as bar:
             for n, item in enumerate(read_jsonl(stream, now), start=1):
+                if isinstance(item, LineNote) and not isinstance(item, LineError):
+                    print(f"tidings: {args.file}: {item}", file=sys.stderr)  # on the next draft
+                    continue
                 if size is None:
                     bar.step()
                 elif n % 200 == 0:
@@ -390,7 +393,13 @@ async def cmd_import(settings, args) -> int:
                     bad += 1
                     print(f"tidings: {args.file}: {item}", file=sys.stderr)
                     continue
-                batch.append(item)
+                if item.url in batch:
+                    # A URL an earlier line had (noted above): that line goes in first, and
+                    # this one updates its story as a re-import does. In one batch the later
+                    # draft replaced the earlier whole, and what only the earlier named (a
+                    # category) was lost, where lines 500 apart kept it.
+                    await flush()
+                batch[item.url] = item
                 if len(batch) >= 500:
                     await flush()
             if batch:

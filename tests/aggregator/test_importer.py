@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from aggregator.importer import LineError, read_jsonl
+import pytest
+
+from aggregator.importer import LineError, LineNote, parse_time, read_jsonl
+from aggregator.model import StoryDraft
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -119,3 +122,38 @@ def test_lines_python_cannot_read_and_times_out_of_range_are_bad_lines_not_a_cra
     # An archive's story keeps its own time (normalize's 1995 floor is for feeds).
     (wall,) = [d for d in out if not isinstance(d, LineError)]
     assert wall.published_at == datetime(1989, 11, 9, 17, tzinfo=UTC)
+
+
+def test_a_url_an_earlier_line_had_is_noted_on_the_later_line():
+    """Two lines of one URL (after canonicalization) were merged without a word."""
+    lines = [
+        json.dumps({"url": "https://example.org/a?utm_source=x", "title": "First", "category": "politics"}),
+        json.dumps({"url": "https://example.org/b", "title": "Other"}),
+        "not json",
+        json.dumps({"url": "https://EXAMPLE.org/a#top", "title": "Second"}),
+        json.dumps({"url": "https://example.org/a", "title": "Third"}),
+    ]
+    out = list(read_jsonl(lines, NOW))
+    notes = [(n.line, n.message) for n in out if type(n) is LineNote]
+    assert [line for line, _ in notes] == [4, 5]
+    assert notes[0][1].startswith("same URL as line 1 (https://example.org/a): ")
+    assert notes[1][1].startswith("same URL as line 1 ")
+    assert "line 5 updates" in notes[1][1]
+    # Each note comes just before the draft of its line; every good line still gives a draft.
+    kinds = [type(x).__name__ for x in out]
+    assert kinds == ["StoryDraft", "StoryDraft", "LineError", "LineNote", "StoryDraft",
+                     "LineNote", "StoryDraft"]
+    assert [d.title for d in out if isinstance(d, StoryDraft)] == ["First", "Other", "Second", "Third"]
+
+
+def test_rfc_3339_lower_case_t_and_z_are_read():
+    """RFC 3339 5.6: "T" and "Z" may be lower case; "...T10:00:00z" was a bad line."""
+    at = datetime(2024, 3, 1, 10, tzinfo=UTC)
+    for value in ("2024-03-01T10:00:00z", "2024-03-01t10:00:00z", "2024-03-01t10:00:00Z",
+                  "2024-03-01T10:00:00Z", "2024-03-01T11:00:00+01:00"):
+        assert parse_time(value) == at, value
+    (d,) = read_jsonl([json.dumps({"url": "https://e.org/z", "title": "T",
+                                   "published_at": "2024-03-01T10:00:00z"})], NOW)
+    assert d.published_at == at
+    with pytest.raises(ValueError, match="'z' is not ISO 8601"):  # the value as written
+        parse_time("z")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 
 from tests.datasets import bbc_records, write_jsonl
@@ -115,6 +116,32 @@ def test_import_skips_lines_no_database_could_store(cli_env, tmp_path):
     out, err = p.stdout.decode(), p.stderr.decode()
     assert p.returncode == 0 and "Traceback" not in err, err
     assert "line 2: not UTF-8 text" in err and "0 new" in out and "2 bad lines" in out, out
+
+
+def test_import_notes_a_url_an_earlier_line_had_and_applies_the_lines_in_order(cli_env, tmp_path):
+    """Two lines of one URL were merged without a word, and within a batch the later line
+    replaced the earlier whole: a category only the first named was lost (it stayed when the
+    lines were 500 apart, as a re-import keeps it)."""
+    path = tmp_path / "twice.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in [
+        {"url": "https://example.org/a?utm_source=feed", "title": "First take",
+         "category": "politics", "author": "Jo Smith"},
+        {"url": "https://example.org/b", "title": "Other", "published_at": "2024-03-01t10:00:00z"},
+        {"url": "https://example.org/a", "title": "Second take"},
+    ]) + "\n", encoding="utf-8")
+    r = run_cli(["import", str(path), "--no-index"], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == (f"tidings: {path}: line 3: same URL as line 1 "
+                                "(https://example.org/a): one story, which line 3 updates as a "
+                                "re-import would")
+    assert "2 new, 1 updated" in r.stdout and "0 bad lines" in r.stdout, r.stdout
+    with sqlite3.connect(tmp_path / "data" / "tidings.db") as con:
+        rows = con.execute("SELECT url, title, category, author, published_at FROM stories "
+                           "ORDER BY url").fetchall()
+    assert [row[:4] for row in rows] == [
+        ("https://example.org/a", "Second take", "politics", "Jo Smith"),
+        ("https://example.org/b", "Other", "", "")]
+    assert rows[1][4].startswith("2024-03-01 10:00:00")
 
 
 def test_commands_that_do_not_embed_load_no_model(cli_env, tmp_path):

@@ -14,9 +14,10 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from aggregator.errors import FetchError, ParseError, TidingsError
@@ -34,7 +35,7 @@ from aggregator.parsepool import (
 )
 from aggregator.schedule import FetchOutcome, ScheduleBounds, next_check_at
 from aggregator.settings import CollectSettings
-from aggregator.store import FetchRecord, SourceState, Store, utcnow
+from aggregator.store import FetchRecord, SourceState, Store, retry_while_busy, utcnow
 from aggregator.textclean import truncate
 
 log = logging.getLogger("tidings.collect")
@@ -43,6 +44,7 @@ log = logging.getLogger("tidings.collect")
 CHILD_SITEMAPS = 3
 # Article pages `sources check` reads of a full_text source: a sample, for a quick dry run.
 CHECK_SAMPLE = 3
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ class Collector:
         # The parse workers a long-running collector keeps across rounds (see `start`).
         self._keep_pool = False
         self._kept_pool: ParsePool | None = None
+        # Claims and stores under way (`_settled`): an interrupted round waits for them.
+        self._writes: set[asyncio.Future] = set()
 
     async def start(self) -> None:
         """For a collector that runs round after round: keep parse workers across rounds, and
@@ -217,17 +221,29 @@ class Collector:
 
     async def run_round(self, *, name: str | None = None, force: bool = False,
                         progress: Callable[[SourceReport], None] | None = None) -> RoundReport:
-        """Fetch every due source once (or just `name`; `force` ignores the schedule)."""
+        """Fetch every due source once (or just `name`; `force` ignores the schedule).
+
+        Interrupted (Ctrl-C, SIGTERM, a shutdown), it hands back the sources it claimed and
+        has not fetched, as an indexer hands back its stories: the next round, or another
+        collector, takes them at once instead of after `lease_s`."""
+        try:
+            return await self._round(name, force, progress)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            await self._hand_back()
+            raise
+
+    async def _round(self, name: str | None, force: bool,
+                     progress: Callable[[SourceReport], None] | None) -> RoundReport:
         started = time.perf_counter()
         scheduled = not force and name is None
         # A scheduled round claims as it goes, a window of `global_limit` sources at a time:
         # a claim's lease then only has to cover the fetches in flight (not the whole round),
         # a crash orphans only those, and collectors running side by side share the round.
         window = self.settings.global_limit if scheduled else 1_000_000
-        states = await self.store.claim_due_sources(
+        states = await self._settled(self.store.claim_due_sources(
             self.clock(), owner=self.owner, lease_s=self.settings.lease_s, name=name,
             due_only=scheduled, limit=window,
-        )
+        ))
         report = RoundReport()
         if not states:
             return report
@@ -261,8 +277,8 @@ class Collector:
                 if not more or room < max(1, window // 4):
                     continue
                 try:
-                    fresh = await self.store.claim_due_sources(
-                        self.clock(), owner=self.owner, lease_s=self.settings.lease_s, limit=room)
+                    fresh = await self._settled(self.store.claim_due_sources(
+                        self.clock(), owner=self.owner, lease_s=self.settings.lease_s, limit=room))
                 except Exception as e:  # the database is away: finish what is in flight
                     log.warning("collect.claim_failed error=%s: %s", type(e).__name__, e)
                     fresh = []
@@ -272,6 +288,9 @@ class Collector:
         finally:
             for t in pending:
                 t.cancel()
+            # Their ends (a store under way finishes, see `_settled`) before the round's: an
+            # interrupted round hands back what is still claimed only after that.
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def collect_source(self, fetcher: Fetcher, state: SourceState,
                              pool: ParsePool | None = None) -> SourceReport:
@@ -315,7 +334,7 @@ class Collector:
             return await self._failed(
                 state, ParseError(none_usable(parsed.item_count, doc.problems, spec.full_text)), t0)
         try:
-            res = await self.store.upsert_stories(drafts, now)
+            res = await self._settled(self.store.upsert_stories(drafts, now))
         except Exception as e:  # the store refused (busy, down): recorded on the source, if it can be
             return await self._failed(state, e, t0)
         outcome = FetchOutcome(
@@ -331,6 +350,34 @@ class Collector:
         return SourceReport(spec.name, True, result.status, parsed.item_count, len(res.new_ids),
                             len(res.updated_ids), res.duplicates, problems=doc.problems,
                             elapsed_s=time.perf_counter() - t0)
+
+    async def _settled(self, write: Awaitable[T]) -> T:
+        """`write` (a claim, a store of stories) run to its end even if the round is
+        interrupted meanwhile. Cancelled mid-statement, SQLAlchemy drops the connection
+        instead of rolling it back, and SQLite's write lock stayed held past the driver's
+        busy timeout (see `Indexer.run`): the hand-back then failed. And a claim the database
+        made must be there to hand back. `_hand_back` waits for the writes under way."""
+        task = asyncio.ensure_future(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(task)
+
+    async def _hand_back(self) -> None:
+        """Release this collector's source claims (the round was interrupted), once its
+        writes under way are done: claims are per process (`owner`), and whatever it still
+        holds it will not fetch. A release that fails is logged: those sources then wait for
+        their lease (at most `lease_s`)."""
+        if self._writes:
+            await asyncio.wait(set(self._writes))
+        try:
+            n = await retry_while_busy(lambda: self.store.release_source_claims(self.owner))
+        except Exception as e:  # the database may be what failed
+            log.warning("collect.release_failed %s; the sources are fetched once their claim "
+                        "runs out (at most %d s)", str(e).splitlines()[0][:200],
+                        self.settings.lease_s)
+            return
+        if n:
+            log.info("collect.released sources=%d", n)
 
     async def _read(self, fetcher: Fetcher, spec: SourceSpec, validators: Validators,
                     now: datetime, pool: ParsePool | None = None):

@@ -13,11 +13,13 @@ import hashlib
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 from urllib.request import pathname2url
 
 from sqlalchemy import (
@@ -69,6 +71,7 @@ CHANGE_LOG_LOCK = 7_105_002
 # waits in any process's queue (the sink writes within seconds, retries for ~15 s).
 READER_DELETION_GRACE = timedelta(minutes=1)
 SOURCES_LOCK = 7_105_003
+T = TypeVar("T")
 
 
 # SQLSTATE classes that mean "the server is away or refusing us", not "this query is wrong":
@@ -97,6 +100,32 @@ def database_unavailable(exc: BaseException) -> bool:
             return True  # asyncpg: the connection was closed under a running query
         e = e.__cause__ or e.__context__
     return False
+
+
+# Seconds a stopping process keeps trying to hand its claims back while SQLite is locked
+# (each try also waits out the driver's busy timeout). Bounded: the process is exiting.
+RELEASE_RETRY_S = 5.0
+
+
+def sqlite_busy(e: BaseException) -> bool:
+    """A failure a retry may get past: SQLite's "database is locked" / "busy"."""
+    text = str(e).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+async def retry_while_busy(op: Callable[[], Awaitable[T]], within_s: float = RELEASE_RETRY_S) -> T:
+    """`op()`, tried again while SQLite is busy for at most `within_s`; other errors, and
+    the last one, raised. For the hand-back of claims by a process that is stopping: another
+    writer (another process, or one of this process's writes interrupted mid-statement) can
+    hold the file's write lock past the driver's busy timeout."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return await op()
+        except Exception as e:
+            if not sqlite_busy(e) or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.2)
 
 
 def utcnow() -> datetime:
@@ -641,6 +670,17 @@ class Store:
                               key=lambda r: (r.next_check_at is not None, r.next_check_at))
             return [SourceState(r.id, _spec(r), r.etag, r.last_modified, r.error_count,
                                 r.next_check_at) for r in rows]
+
+    async def release_source_claims(self, owner: str) -> int:
+        """Drop the leases `owner` holds on sources: claimed, but this process will not fetch
+        them (it is stopping), so the next round, or another collector, takes them now
+        instead of after the lease. Their schedule is left as it was: due they were, due they
+        stay. Returns how many were held."""
+        async with self.writing() as s:
+            res = await s.execute(update(SourceRow).where(SourceRow.lease_owner == owner)
+                                  .values(lease_owner=None, lease_until=None)
+                                  .execution_options(synchronize_session=False))
+            return res.rowcount or 0
 
     async def record_fetch(self, source_id: int, rec: FetchRecord, now: datetime) -> None:
         """Write a fetch's outcome on its source row; returns once it is committed.

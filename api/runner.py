@@ -158,11 +158,17 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     model_ready = asyncio.Event()
     if not index:
         model_ready.set()
+    rounds: set[asyncio.Task] = set()  # the collection round under way
     if collect:
         async def collect_round() -> None:
             await _wait_model(model_ready)
             await workers_started  # never raises: _guard logs a failure
-            await svc.collector.run_round()
+            task = asyncio.current_task()
+            rounds.add(task)
+            try:
+                await svc.collector.run_round()
+            finally:
+                rounds.discard(task)
 
         every("collect", collect_round, settings.collect.tick_s, now=True)
         if settings.collect.reload_sources_s:
@@ -192,10 +198,12 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
             await _wait_for_signal()
     finally:
         sched.shutdown(wait=False)
-        for task in loops:
+        stopping = [*loops, *rounds]
+        for task in stopping:
             task.cancel()
-        # A cancelled claim hands its claims back (Indexer.run) before the store closes.
-        await asyncio.gather(*loops, return_exceptions=True)
+        # A cancelled claim hands its claims back (Indexer.run, Collector.run_round) before
+        # the store closes.
+        await asyncio.gather(*stopping, return_exceptions=True)
         if svc.corpus is not None and svc.corpus.owner:
             await svc.corpus.save()
         await svc.close()

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregator.store import EmbedderSeat, EmbedJob, Store, other_recipe_leads
+from aggregator.store import EmbedderSeat, EmbedJob, Store, other_recipe_leads, retry_while_busy
 from recommender.embed import Embedder, story_text
 
 log = logging.getLogger("tidings.index")
@@ -59,15 +59,6 @@ IN_FLIGHT = 2
 # Seconds between two looks at which recipe leads the database (`Indexer.may_embed`): a
 # machine that starts with another recipe is told within this, at one small read a look.
 LEAD_CHECK_S = 10.0
-# Seconds an interrupted run keeps trying to hand its claims back while SQLite is locked
-# (each try also waits out the driver's busy timeout). Bounded: the process is exiting.
-RELEASE_RETRY_S = 5.0
-
-
-def _transient(e: BaseException) -> bool:
-    """A failure a retry may get past: SQLite's "database is locked" / "busy"."""
-    text = str(e).lower()
-    return "database is locked" in text or "database is busy" in text
 
 
 @dataclass(frozen=True)
@@ -199,18 +190,12 @@ class Indexer:
         ids = [j.id for p in pieces for j in p.jobs]
         if not ids:
             return
-        deadline = time.monotonic() + RELEASE_RETRY_S
-        while True:
-            try:
-                await self.store.release_embed_claims(ids)
-                return
-            except Exception as e:  # the database may be what failed
-                if not _transient(e) or time.monotonic() >= deadline:
-                    log.warning("index.release_failed stories=%d: %s; they are embedded once "
-                                "their claim runs out (at most %d s)", len(ids),
-                                str(e).splitlines()[0][:200], self.lease_s)
-                    return
-            await asyncio.sleep(0.2)
+        try:
+            await retry_while_busy(lambda: self.store.release_embed_claims(ids))
+        except Exception as e:  # the database may be what failed
+            log.warning("index.release_failed stories=%d: %s; they are embedded once "
+                        "their claim runs out (at most %d s)", len(ids),
+                        str(e).splitlines()[0][:200], self.lease_s)
 
     async def run_once(self, limit: int | None = None,
                        saved: Callable[[int], None] | None = None) -> int:

@@ -148,6 +148,19 @@ async def test_sources_sync_claim_and_record(store):
     assert [c.spec.name for c in again] == ["b"]  # a is not due yet; b's lease expired
 
 
+async def test_a_collector_hands_back_only_its_own_claims(store):
+    specs = [SourceSpec(n, f"https://{n}.org/feed", "politics") for n in ("a", "b", "c")]
+    await store.sync_sources(specs, NOW)
+    mine = await store.claim_due_sources(NOW, owner="c1", lease_s=300, limit=2)
+    theirs = await store.claim_due_sources(NOW, owner="c2", lease_s=300)
+    assert len(mine) == 2 and len(theirs) == 1
+    assert await store.release_source_claims("c1") == 2
+    # Due as they were, taken at once by the next claimer; the other collector's stays held.
+    again = await store.claim_due_sources(NOW, owner="c3", lease_s=300)
+    assert sorted(c.spec.name for c in again) == sorted(c.spec.name for c in mine)
+    assert await store.release_source_claims("c1") == 0
+
+
 async def test_removed_source_is_retired_and_edit_keeps_state(store):
     await store.sync_sources([SourceSpec("a", "https://a.org/feed", "politics")], NOW)
     (c,) = await store.claim_due_sources(NOW, owner="x", lease_s=1)

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sqlite3
+import subprocess
+import time
 from datetime import UTC, datetime
 
-from tests.e2e.conftest import run_cli
+import pytest
+
+from tests.e2e.conftest import REPO, TIDINGS, run_cli
 from tests.localsite import LocalSite
 
 RSS = """<?xml version="1.0"?><rss version="2.0"><channel><title>Moved</title>
@@ -107,3 +113,63 @@ async def test_sources_check_of_a_full_text_feed_counts_every_usable_item(cli_en
         r = await cli(["sources", "check", "ft"], {**cli_env, "TIDINGS_SOURCES_FILE": str(path)})
         assert r.returncode == 0, r.stderr
         assert "ft: feed 'FT', 6 items, 6 usable, 3 read in full as a sample (nothing stored)" in r.stdout, r.stdout
+
+
+def _sources(db) -> dict[str, tuple]:
+    """name -> (lease_owner, last_check_at) as the collector's SQLite file holds them."""
+    try:
+        with sqlite3.connect(db, timeout=30) as con:
+            return {r[0]: r[1:] for r in con.execute(
+                "SELECT name, lease_owner, last_check_at FROM sources")}
+    except sqlite3.Error:  # not created or migrated yet
+        return {}
+
+
+@pytest.mark.parametrize(("command", "sig", "status"), [
+    (["collect", "--once"], signal.SIGTERM, 128 + signal.SIGTERM),
+    (["collect", "--once"], signal.SIGINT, 130),
+    (["collect"], signal.SIGTERM, 0),
+])
+async def test_an_interrupted_collect_hands_back_the_sources_it_had_not_fetched(
+        cli_env, tmp_path, command, sig, status):
+    """Interrupted mid-round, a collector kept its claims on the sources it was fetching, so
+    the next `collect --once` (or another collector) skipped them until the lease ran out
+    (`collect.lease_s`, 5 min): "0 sources". Now it hands them back, as `index` does."""
+    db = tmp_path / "data" / "tidings.db"
+    async with LocalSite() as site:
+        site.route("/fast.xml", body=RSS, content_type="application/rss+xml")
+        site.route("/stall.xml", body=RSS.replace("news.example", "other.example"), delay_s=3600,
+                   content_type="application/rss+xml")
+        path = sources_file(tmp_path, source("fast", site.url("/fast.xml")),
+                            source("stall", site.url("/stall.xml")))
+        # The stalled fetch must still be under way when the signal comes, however slow the
+        # machine: no timeout of its own ends it first.
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(path),
+               "TIDINGS_COLLECT_TOTAL_TIMEOUT_S": "3600"}
+        proc = subprocess.Popen([*TIDINGS, *command], cwd=REPO, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            # Mid-round: one source fetched and recorded, the other's fetch stalled.
+            deadline = time.monotonic() + 60
+            while not (_sources(db).get("fast", (None, None))[1]
+                       and "/stall.xml" in site.paths_requested()):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.poll()
+                await asyncio.sleep(0.05)
+            held = _sources(db)
+            assert held["stall"][0] is not None and held["fast"][0] is None, held
+            proc.send_signal(sig)
+            _, err = await asyncio.to_thread(proc.communicate, timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == status, err
+        assert "Traceback" not in err, err
+        assert _sources(db)["stall"][0] is None
+        # The next round fetches the stalled source at once; the fetched one is not due.
+        site.route("/stall.xml", body=RSS.replace("news.example", "other.example"),
+                   content_type="application/rss+xml")
+        r = await cli(["collect", "--once"], env)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0] == "ok     stall: 2 items, 2 new, 0 updated", r.stdout
+        assert lines[1].startswith("1 sources, 2 new stories, 0 failed"), r.stdout

@@ -25,7 +25,7 @@ from aggregator.extract import extract_article
 from aggregator.fetch import Fetcher, FetchPolicy, FetchResult, Validators
 from aggregator.model import ParsedDocument, SourceSpec, StoryDraft
 from aggregator.netguard import AddressGuard
-from aggregator.normalize import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, story_texts
+from aggregator.normalize import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, content_hash, story_texts
 from aggregator.parsepool import (
     Parsed,
     ParsePool,
@@ -111,7 +111,9 @@ def bounds_from(settings: CollectSettings) -> ScheduleBounds:
 def merge_article(draft: StoryDraft, article) -> StoryDraft:
     """Fill a feed item's gaps from its page: the page's body wins, the feed's metadata stays.
     An untitled draft (a plain sitemap's link) takes the page's title, else one derived from
-    its text as `normalize` derives one."""
+    its text as `normalize` derives one. The body hash is the page's body's, as `normalize`
+    hashes a feed's: kept from the listing, a plain sitemap's stories had none (nor had a
+    teaser's), and their copies under other URLs were never linked."""
     text = article.text or draft.text
     summary = draft.summary or article.description or ""
     title = draft.title
@@ -126,6 +128,7 @@ def merge_article(draft: StoryDraft, article) -> StoryDraft:
         image_url=draft.image_url or article.image_url or "",
         published_at=draft.published_at or article.published_at,
         summary=summary,
+        content_hash=content_hash(text or summary),
     )
 
 

@@ -329,3 +329,31 @@ async def test_links_and_redirects_to_hosts_no_source_names_must_be_public(sqlit
         assert "harbour plan" in texts[links[0]] and texts[links[1]] == ""
         assert not by_name["moved"].ok
         assert by_name["moved"].error == "metadata.example resolves to non-public address 127.0.0.1"
+
+
+async def test_bodies_read_from_article_pages_are_hashed_so_copies_are_linked(sqlite_store):
+    """A story read in full kept the body hash of what its listing gave: none for a plain
+    sitemap's link (or a feed's short teaser). The same article under a second URL was then
+    a second story, never linked as a copy, as it is when feeds carry the bodies."""
+    async with LocalSite() as site:
+        # Paragraphs that differ: trafilatura keeps one of a repeated paragraph, and a body
+        # of fewer than 40 words is never hashed (normalize.MIN_HASH_WORDS).
+        page = ("<html><head><title>Harbour plan</title></head><body><article><h1>Harbour plan"
+                "</h1>" + "".join(f"<p>On day {i} the council met to debate the harbour plan and "
+                                  "its costs, and asked for a review before any vote.</p>"
+                                  for i in range(1, 9)) + "</article></body></html>")
+        site.route("/a/1", body=page, content_type="text/html")
+        site.route("/copy/1", body=page, content_type="text/html")
+        site.route("/sm.xml", body=_plain_sitemap([site.url("/a/1")]), content_type="application/xml")
+        site.route("/ft.xml", body='<rss version="2.0"><channel><title>t</title><item><title>Harbour '
+                   f'plan</title><link>{site.url("/copy/1", "mirror.example")}</link><description>'
+                   "Read more</description></item></channel></rss>", content_type="application/rss+xml")
+        await sqlite_store.sync_sources([
+            SourceSpec("sm", site.url("/sm.xml"), "politics", kind="sitemap", full_text=True),
+            SourceSpec("ft", site.url("/ft.xml"), "politics", full_text=True)])
+        report = await collector(sqlite_store, site).run_round()
+    assert [(r.name, r.ok, r.new) for r in sorted(report.sources, key=lambda r: r.name)] == [
+        ("ft", True, 1), ("sm", True, 1)]
+    assert sum(r.duplicates for r in report.sources) == 1
+    (story,) = await sqlite_store.latest_stories(limit=10)  # the copy is linked, not listed
+    assert "harbour plan" in story.text and await sqlite_store.count_stories() == 2

@@ -118,6 +118,7 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
         category=named["category"],
         # What the line names replaces what is stored; what it leaves out keeps the stored value.
         restates=frozenset(key for key, value in named.items() if value),
+        authoritative=True,  # its texts update the story whichever source collected it
     )
 
 

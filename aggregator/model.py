@@ -88,6 +88,12 @@ class StoryDraft:
     # file corrects the stories). A collector's drafts state none: one link in two feeds of
     # different sections would change section every round.
     restates: frozenset[str] = frozenset()
+    # Whether its title, summary, body, author, image and time replace those of a story that
+    # another source stored first: an import line's do (a corrected file corrects the
+    # stories). A collector's draft updates the stories its source stored and only fills
+    # the gaps of the others': one link in two feeds took each feed's title in turn, every
+    # round, and was embedded again each time (`store.taken_from`).
+    authoritative: bool = False
 
 
 @dataclass(frozen=True)

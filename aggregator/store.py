@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -445,6 +445,19 @@ def newest_backlog(cols, where, limit: int):
             .where(where).order_by(StoryRow.id.desc()).limit(limit))
 
 
+def taken_from(d: StoryDraft, row) -> StoryDraft:
+    """What of draft `d` the stored story `row` takes (pure): all of it from the source that
+    stored the story (the first to carry its URL) or from an authoritative draft (an import
+    line); from another source only what the story lacks (a body, a summary, an author, an
+    image, a time), never its title. The same link in two feeds otherwise took each feed's
+    title in turn, every round, and each change embedded the story again."""
+    if d.authoritative or d.source == row.source:
+        return d
+    return replace(d, title=row.title, summary=row.summary or d.summary, text=row.text or d.text,
+                   author=row.author or d.author, image_url=row.image_url or d.image_url,
+                   published_at=row.published_at or d.published_at)
+
+
 def sort_time(published_at: datetime | None, now: datetime) -> datetime:
     """Sort key: publication time unless absent or claimed to be in the future."""
     if published_at is None or published_at > now:
@@ -851,8 +864,13 @@ class Store:
                         ))
                         dups += dup_of is not None
                         continue
-                    changed_text = (d.title, d.summary, d.text) != (row.title, row.summary, row.text) and bool(
-                        d.text or not row.text)  # a feed without the body must not wipe a fetched body
+                    d = taken_from(d, row)
+                    # What the story would hold: a draft without a summary or a body keeps
+                    # the stored one (a feed's item must not wipe a body read from its page).
+                    # Not "no body, no change": its own source could then never correct the
+                    # title of a story whose body came from its page or another source.
+                    changed_text = (d.title, d.summary or row.summary, d.text or row.text) != (
+                        row.title, row.summary, row.text)
                     changed_meta = (d.author or row.author, d.image_url or row.image_url,
                                     d.published_at or row.published_at) != (row.author, row.image_url, row.published_at)
                     # An import line that names a site, source or category corrects the story's.

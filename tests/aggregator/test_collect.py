@@ -357,3 +357,28 @@ async def test_bodies_read_from_article_pages_are_hashed_so_copies_are_linked(sq
     assert sum(r.duplicates for r in report.sources) == 1
     (story,) = await sqlite_store.latest_stories(limit=10)  # the copy is linked, not listed
     assert "harbour plan" in story.text and await sqlite_store.count_stories() == 2
+
+
+async def test_a_link_in_two_feeds_keeps_its_first_feeds_title_round_after_round(sqlite_store):
+    """Each round stored the title of whichever feed was upserted last (A, B, A, B...), and
+    each change made the story due for embedding again."""
+    async with LocalSite() as site:
+        link = site.url("/story/1", "news.example")
+        for path, title in (("/a.xml", "Minister resigns"), ("/b.xml", "BREAKING: minister out")):
+            site.route(path, body=f'<rss version="2.0"><channel><title>t</title><item><title>{title}'
+                       f"</title><link>{link}</link><description>{title}, says the report."
+                       "</description></item></channel></rss>", content_type="application/rss+xml")
+        await sqlite_store.sync_sources([SourceSpec("a", site.url("/a.xml"), "politics"),
+                                         SourceSpec("b", site.url("/b.xml"), "politics")])
+        c = collector(sqlite_store, site)
+        await c.run_round(name="a", force=True)
+        (story,) = await sqlite_store.latest_stories()
+        (job,) = await sqlite_store.embed_backlog("r", 10)
+        await sqlite_store.save_vectors([(story.id, job.embed_version, b"\x00" * 16)], "r")
+        for name in ("b", "a", "b", None):
+            report = await c.run_round(name=name, force=True)
+            assert all(r.ok and r.updated == 0 for r in report.sources), report
+        (after,) = await sqlite_store.latest_stories()
+    assert (after.title, after.source) == ("Minister resigns", "a")
+    assert after.summary == "Minister resigns, says the report."
+    assert await sqlite_store.embed_backlog("r", 10) == []  # never embedded again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -59,6 +60,40 @@ async def test_a_draft_that_restates_site_source_or_category_corrects_the_story(
     assert (story.category, story.site, story.source) == ("world", "E", "wire")
     assert [(c[1], c[2]) for c in await store.changes_since(seen)] == [(sid, "add")]
     assert await store.embed_backlog("r", 10) == []  # same text: the vector stays
+
+
+async def test_a_link_in_two_feeds_keeps_the_card_its_own_source_gave(store):
+    """The same URL in two feeds: each round stored the last feed's title, then the other's
+    (A, B, A, B...), and each change re-embedded the story. Only the source that stored it
+    first updates its title, summary, body and card; another fills only what it lacks."""
+    url = "https://e.org/shared"
+    first = draft(url, "Minister resigns", source="a", summary="The minister quit.")
+    (sid,) = (await store.upsert_stories([first], NOW)).new_ids
+    await store.save_vectors([(sid, 1, b"\x00" * 16)], "r", NOW)
+    other = draft(url, "BREAKING: minister out", source="b", summary="Live updates.",
+                  text=BODY, author="B Desk", image_url="https://e.org/b.jpg",
+                  published_at=NOW - timedelta(hours=1))
+    r = await store.upsert_stories([other], NOW)
+    assert r.updated_ids == (sid,)  # once: the body, author, image and time it lacked
+    story = await store.get_story(sid)
+    assert (story.title, story.summary, story.text) == ("Minister resigns", "The minister quit.", BODY)
+    assert (story.author, story.image_url, story.published_at) == (
+        "B Desk", "https://e.org/b.jpg", NOW - timedelta(hours=1))
+    jobs = await store.embed_backlog("r", 10)  # the body it lacked: embedded again, once
+    await store.save_vectors([(sid, jobs[0].embed_version, b"\x00" * 16)], "r", NOW)
+    for _ in range(2):  # round after round, neither feed changes anything
+        r = await store.upsert_stories([first], NOW)
+        assert r.unchanged == 1, r
+        r = await store.upsert_stories([replace(other, author="Other Desk", text=BODY + " more")], NOW)
+        assert r.unchanged == 1, r
+    assert (await store.get_story(sid)).title == "Minister resigns"
+    assert await store.embed_backlog("r", 10) == []
+    # Its own source still corrects it; an import line corrects it whoever stored it.
+    await store.upsert_stories([replace(first, title="Minister resigns over report")], NOW)
+    assert (await store.get_story(sid)).title == "Minister resigns over report"
+    fixed = draft(url, "Minister resigns (corrected)", source="import", authoritative=True)
+    assert (await store.upsert_stories([fixed], NOW)).updated_ids == (sid,)
+    assert (await store.get_story(sid)).title == "Minister resigns (corrected)"
 
 
 async def test_feed_without_body_does_not_wipe_fetched_text(store):

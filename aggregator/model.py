@@ -83,6 +83,9 @@ class StoryDraft:
     category: str = ""
     original_url: str = ""
     content_hash: str = ""  # digest of the normalized body, to link exact duplicates
+    # The publisher's topics (RSS/Atom <category>, JSON Feed tags, news-sitemap keywords),
+    # cleaned and bounded by `normalize.clean_tags`: what a reader's muted topics match.
+    tags: tuple[str, ...] = ()
     # Which of site, source and category this draft states with authority, so a stored story
     # takes them on when it differs: an import line that names them (re-importing a corrected
     # file corrects the stories). A collector's drafts state none: one link in two feeds of

@@ -9,6 +9,8 @@ Pure: the clock comes in as `now`. Decisions made here:
   uses the collection time): a wrong clock or a time-zone bug at the source, and keeping it
   would pin the story to the top of every "newest first" list. Dates before 1995 are also
   dropped (epoch zero and "0001-01-01" placeholders);
+- tags are cleaned like the other one-line fields, kept once whatever their case, and
+  bounded (see `clean_tags`);
 - `content_hash` is the SHA-256 of the body (text, else summary) lowercased and reduced to
   its words, when it has at least `MIN_HASH_WORDS` words, else "": short teasers collide by
   chance ("Watch the video."), long bodies that match are the same story on two sites.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from aggregator.canonical import canonical_url, site_of
@@ -34,6 +37,13 @@ EARLIEST_AT = datetime(1995, 1, 1, tzinfo=UTC)
 MIN_HASH_WORDS = 40
 DERIVED_TITLE_WORDS = 16
 DERIVED_SUMMARY_CHARS = 300
+# A story's tags are stored with it and read with its card for every feed and block that
+# weighs it. Publishers tag a story with a handful of topics; a feed that stuffs an item with
+# hundreds of SEO keywords, or puts a sentence in a <category>, must not bloat either. A tag
+# past MAX_TAG_CHARS is dropped, not cut: a cut tag names no topic, and a reader's muted topic
+# is at most 80 characters (api/readers.py), so it could never equal one.
+MAX_TAGS = 20
+MAX_TAG_CHARS = 80
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Lone surrogates (a JSON "\ud800", bytes decoded with surrogateescape) are not text: no
@@ -90,7 +100,26 @@ def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime,
         # (a lone surrogate can sit in a fragment the canonical form drops)
         original_url=item.url if len(item.url) <= MAX_URL_CHARS and _valid(item.url) is item.url else "",
         content_hash=content_hash(text or summary),
+        tags=clean_tags(item.tags),
     )
+
+
+def clean_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """The first `MAX_TAGS` distinct tags, cleaned like a title: a tag that differs from an
+    earlier one only by case ("Politics", "politics") is the same topic and is left out, as
+    are empty tags and those longer than `MAX_TAG_CHARS`."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for tag in tags:
+        tag = clean_inline(_valid(tag))
+        key = tag.casefold()
+        if not tag or len(tag) > MAX_TAG_CHARS or key in seen:
+            continue
+        seen.add(key)
+        out.append(tag)
+        if len(out) == MAX_TAGS:
+            break
+    return tuple(out)
 
 
 def _texts(item: ParsedItem) -> tuple[str, str, str]:

@@ -115,6 +115,9 @@ class StoryRow(Base):
     source: Mapped[str] = mapped_column(String(120), default="")  # ix_stories_source_sort
     category: Mapped[str] = mapped_column(String(80), default="")  # ix_stories_category_sort
     content_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
+    # The publisher's tags, one a line (`store.tags_column`); NULL when it gave none, and for
+    # stories stored before migration 0009.
+    tags: Mapped[str | None] = mapped_column(Text, nullable=True)
     # An exact copy of an earlier story's body on another URL (syndication): linked, not re-indexed.
     # Copies are indexed (migration 0004): deleting a story looks up its copies, to give them
     # a new root. A partial index, of copies only: indexing the NULLs too made the planners

@@ -354,7 +354,19 @@ def _fetch_common(rec: FetchRecord, now: datetime) -> dict:
 _STORY_COLUMNS = (StoryRow.id, StoryRow.url, StoryRow.title, StoryRow.summary, StoryRow.text,
                   StoryRow.author, StoryRow.image_url, StoryRow.published_at,
                   StoryRow.collected_at, StoryRow.site, StoryRow.source, StoryRow.category,
-                  StoryRow.duplicate_of)
+                  StoryRow.duplicate_of, StoryRow.tags)
+
+
+def tags_column(tags: Sequence[str]) -> str | None:
+    """A story's tags as stored: one a line, NULL for none. A line break inside a tag (not
+    from `normalize.clean_tags`, which folds whitespace) becomes a space, so a tag never
+    reads back as two."""
+    return "\n".join(t.replace("\n", " ") for t in tags) or None
+
+
+def tags_of(column: str | None) -> tuple[str, ...]:
+    """The tags `tags_column` stored."""
+    return tuple(column.split("\n")) if column else ()
 
 
 @dataclass(frozen=True)
@@ -405,6 +417,7 @@ def _story(row) -> Story:
         source=row.source,
         category=row.category,
         duplicate_of=row.duplicate_of,
+        tags=tags_of(row.tags),
     )
 
 
@@ -455,7 +468,8 @@ def taken_from(d: StoryDraft, row) -> StoryDraft:
         return d
     return replace(d, title=row.title, summary=row.summary or d.summary, text=row.text or d.text,
                    author=row.author or d.author, image_url=row.image_url or d.image_url,
-                   published_at=row.published_at or d.published_at)
+                   published_at=row.published_at or d.published_at,
+                   tags=() if row.tags else d.tags)  # no tags: the stored ones stay
 
 
 def sort_time(published_at: datetime | None, now: datetime) -> datetime:
@@ -860,7 +874,7 @@ class Store:
                             published_at=d.published_at, collected_at=now, updated_at=now,
                             sort_at=sort_time(d.published_at, now), site=d.site, source=d.source,
                             category=d.category, content_hash=d.content_hash, duplicate_of=dup_of,
-                            embed_version=1, embed_lease_until=None,
+                            embed_version=1, embed_lease_until=None, tags=tags_column(d.tags),
                         ))
                         dups += dup_of is not None
                         continue
@@ -871,8 +885,12 @@ class Store:
                     # title of a story whose body came from its page or another source.
                     changed_text = (d.title, d.summary or row.summary, d.text or row.text) != (
                         row.title, row.summary, row.text)
+                    # Like the author and image, tags a draft leaves out keep the stored ones
+                    # (the same link in a feed without <category>, or a sitemap).
+                    tags = tags_column(d.tags) or row.tags
                     changed_meta = (d.author or row.author, d.image_url or row.image_url,
-                                    d.published_at or row.published_at) != (row.author, row.image_url, row.published_at)
+                                    d.published_at or row.published_at, tags) != (
+                        row.author, row.image_url, row.published_at, row.tags)
                     # An import line that names a site, source or category corrects the story's.
                     restated = {k: v for k in d.restates if (v := getattr(d, k)) != getattr(row, k)}
                     if not changed_text and not changed_meta and not restated:
@@ -892,6 +910,7 @@ class Store:
                         recarded.append(row.id)  # re-embedding would re-add it anyway
                     row.author = d.author or row.author
                     row.image_url = d.image_url or row.image_url
+                    row.tags = tags
                     if d.published_at:
                         row.published_at = d.published_at
                         row.sort_at = sort_time(d.published_at, row.collected_at)
@@ -914,7 +933,7 @@ class Store:
                 for row, before in rehashed:
                     dups += await self._relink(s, row, before, now)
                 if recarded:
-                    # An author, image, time, site, source or category changed: the indexes'
+                    # An author, image, time, tags, site, source or category changed: the indexes'
                     # cards (and freshness, the filters) follow an "add", which replaces the
                     # card and keeps the vector.
                     await self._change_log_turn(s)

@@ -172,6 +172,36 @@ async def test_full_text_pages_fetched_and_extracted(site, sqlite_store, shared_
     assert any(s.image_url for s in stories)
 
 
+async def test_feed_tags_are_stored_and_follow_the_feed(site, sqlite_store, shared_data):
+    """Feeds' <category> tags were parsed and then dropped before the store, so a reader's
+    muted topics never met them. A real capture (NYT, a dozen keyword categories an item)
+    and a feed whose tags change between two rounds."""
+    site.route("/nyt.xml", body=(shared_data / "news-feeds/photojournalism/nytimes.xml").read_bytes(),
+               content_type="application/rss+xml")
+
+    def feed(*tags: str) -> str:
+        cats = "".join(f"<category>{t}</category>" for t in tags)
+        return ('<rss version="2.0"><channel><title>t</title><item><title>Villa drama as two '
+                f'more leave</title><link>https://tv.example/villa</link>{cats}</item></channel></rss>')
+
+    site.route("/tv.xml", body=feed("Love Island", "love island", "ITV"), content_type="application/rss+xml")
+    await sqlite_store.sync_sources([SourceSpec("nyt", site.url("/nyt.xml"), "world"),
+                                     SourceSpec("tv", site.url("/tv.xml"), "entertainment")])
+    c = collector(sqlite_store, site)
+    report = await c.run_round()
+    assert all(r.ok for r in report.sources), report.sources
+    gaza = await sqlite_store.get_story_by_url(
+        "https://www.nytimes.com/2023/11/24/world/middleeast/palestinian-authority-gaza-war.html")
+    assert gaza.tags[:4] == ("Israel-Gaza War (2023- )", "Palestinians", "Politics and Government",
+                             "Abbas, Mahmoud")
+    villa = await sqlite_store.get_story_by_url("https://tv.example/villa")
+    assert villa.tags == ("Love Island", "ITV")  # one tag whatever its case
+
+    site.route("/tv.xml", body=feed("Reality TV"), content_type="application/rss+xml")
+    await c.run_round(name="tv", force=True)
+    assert (await sqlite_store.get_story(villa.id)).tags == ("Reality TV",)
+
+
 def _plain_sitemap(urls: list[str]) -> str:
     entries = "".join(f"<url><loc>{u}</loc><lastmod>2026-11-25T08:00:00Z</lastmod></url>" for u in urls)
     return f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</urlset>'

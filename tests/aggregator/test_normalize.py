@@ -164,3 +164,15 @@ def test_a_byline_loses_its_by(given: str, kept: str) -> None:
     """The widget and the fragment say "By" themselves: "By By Jane Doe" to screen readers."""
     item = ParsedItem(url="https://a.example/x", title="T", author=given)
     assert normalize(item, source=None, now=NOW).author == kept
+
+
+def test_tags_are_cleaned_kept_once_and_bounded() -> None:
+    from aggregator.normalize import MAX_TAG_CHARS, MAX_TAGS
+
+    item = ParsedItem(url="https://a.example/t", title="T", tags=(
+        " Love  Island ", "love island", "LOVE ISLAND", "ITV &amp; Reality", "", "  ",
+        "<b>Politics</b>", "x" * (MAX_TAG_CHARS + 1), "Nul\x00l", *(f"tag {n}" for n in range(40))))
+    tags = normalize(item, source=None, now=NOW).tags
+    assert tags[:4] == ("Love Island", "ITV & Reality", "Politics", "Null")
+    assert len(tags) == MAX_TAGS and tags[-1] == f"tag {MAX_TAGS - 5}"
+    assert normalize(ParsedItem(url="https://a.example/u", title="T"), source=None, now=NOW).tags == ()

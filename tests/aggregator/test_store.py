@@ -96,6 +96,31 @@ async def test_a_link_in_two_feeds_keeps_the_card_its_own_source_gave(store):
     assert (await store.get_story(sid)).title == "Minister resigns (corrected)"
 
 
+async def test_tags_are_stored_updated_and_kept_when_a_draft_has_none(store):
+    """Feeds' tags were dropped before the store: a reader's muted topics could never match
+    them. A draft without tags (the link in a feed without <category>) keeps the stored ones;
+    new ones replace them, and the indexes' cards follow (an "add"), the vector stays."""
+    (sid,) = (await store.upsert_stories(
+        [draft("https://e.org/tags", tags=("Love Island", "ITV"))], NOW)).new_ids
+    await store.save_vectors([(sid, 1, b"\x00" * 16)], "r", NOW)
+    assert (await store.get_story(sid)).tags == ("Love Island", "ITV")
+    seen = (await store.changes_since(0))[-1][0]
+    assert (await store.upsert_stories([draft("https://e.org/tags")], NOW)).unchanged == 1
+    assert (await store.upsert_stories([draft("https://e.org/tags", tags=("Love Island", "ITV"))],
+                                       NOW)).unchanged == 1
+    assert (await store.get_story(sid)).tags == ("Love Island", "ITV")
+    r = await store.upsert_stories([draft("https://e.org/tags", tags=("Reality TV",))], NOW)
+    assert r.updated_ids == (sid,)
+    assert [(c[1], c[2]) for c in await store.changes_since(seen)] == [(sid, "add")]
+    assert await store.embed_backlog("r", 10) == []
+    # Every way a story is read carries them: by id, in batches, newest first, exported.
+    (other,) = (await store.upsert_stories([draft("https://e.org/untagged")], NOW)).new_ids
+    assert {i: s.tags for i, s in (await store.get_stories([sid, other])).items()} == {
+        sid: ("Reality TV",), other: ()}
+    assert [s.tags for s in await store.latest_stories(limit=2)] == [(), ("Reality TV",)]
+    assert [s.tags async for batch in store.iter_stories() for s in batch] == [("Reality TV",), ()]
+
+
 async def test_feed_without_body_does_not_wipe_fetched_text(store):
     (sid,) = (await store.upsert_stories([draft("https://e.org/a", text=BODY)], NOW)).new_ids
     await store.upsert_stories([draft("https://e.org/a", summary="teaser")], NOW)

@@ -17,12 +17,12 @@ from aggregator.importer import FIELDS
 from aggregator.model import Story
 
 
-def story_record(story: Story) -> dict[str, str]:
+def story_record(story: Story) -> dict[str, str | list[str]]:
     at = story.when.astimezone(UTC).isoformat().replace("+00:00", "Z")
     values = {"url": story.url, "title": story.title, "summary": story.summary,
               "text": story.text, "published_at": at, "site": story.site,
               "source": story.source, "category": story.category, "author": story.author,
-              "image_url": story.image_url}
+              "image_url": story.image_url, "tags": list(story.tags)}
     return {key: values[key] for key in FIELDS if values[key]}
 
 

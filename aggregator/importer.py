@@ -18,9 +18,10 @@ from aggregator.model import ParsedItem, StoryDraft
 from aggregator.normalize import MAX_FUTURE, normalize, rejection_reason
 from aggregator.textclean import clean_inline, has_markup, html_to_text
 
-# The story file's fields, in the order of DESIGN.md 4.4 (exports write them in this order).
+# The story file's fields, in the order of DESIGN.md 4.4 (exports write them in this order),
+# then `tags`, added since (optional: files without it import as before).
 FIELDS = ("url", "title", "summary", "text", "published_at", "site", "source", "category",
-          "author", "image_url")
+          "author", "image_url", "tags")
 # A story file's times: an archive may go back a long way; a time ahead is a wrong clock.
 EARLIEST_IMPORT_AT = datetime(1800, 1, 1, tzinfo=UTC)
 # Fields a re-imported line updates on its stored story when it names them.
@@ -87,9 +88,12 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
     for key in ("url", "title"):
         if not isinstance(obj.get(key), str) or not obj[key].strip():
             raise ValueError(f"'{key}' is required and must be a non-empty string")
-    for key in (f for f in FIELDS if f != "published_at"):  # in file order: a stable message
+    for key in (f for f in FIELDS if f not in ("published_at", "tags")):  # in file order: a stable message
         if key in obj and obj[key] is not None and not isinstance(obj[key], str):
             raise ValueError(f"'{key}' must be a string")
+    tags = obj.get("tags")
+    if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
+        raise ValueError("'tags' must be a list of strings")
     at = parse_time(obj.get("published_at"))
     if at is not None and not EARLIEST_IMPORT_AT <= at <= now + MAX_FUTURE:
         raise ValueError(f"published_at {obj['published_at']!r} is out of range (before "
@@ -97,7 +101,7 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
     item = ParsedItem(
         url=obj["url"].strip(), title=obj["title"], summary=_plain(obj.get("summary")),
         text=_plain(obj.get("text")), author=obj.get("author") or "",
-        image_url=obj.get("image_url") or "", published_at=at,
+        image_url=obj.get("image_url") or "", published_at=at, tags=tuple(tags or ()),
     )
     reason = rejection_reason(item)
     if reason:

@@ -157,3 +157,18 @@ def test_rfc_3339_lower_case_t_and_z_are_read():
     assert d.published_at == at
     with pytest.raises(ValueError, match="'z' is not ISO 8601"):  # the value as written
         parse_time("z")
+
+
+def test_tags_are_read_as_a_list_of_strings():
+    lines = [
+        json.dumps({"url": "https://example.org/t", "title": "Villa drama",
+                    "tags": ["Love Island", " love  island ", "ITV"]}),
+        json.dumps({"url": "https://example.org/u", "title": "T", "tags": "Love Island"}),
+        json.dumps({"url": "https://example.org/v", "title": "T", "tags": ["ok", 3]}),
+        json.dumps({"url": "https://example.org/w", "title": "T", "tags": None}),
+    ]
+    out = list(read_jsonl(lines, NOW))
+    assert out[0].tags == ("Love Island", "ITV")
+    assert [str(e) for e in out[1:3]] == ["line 2: 'tags' must be a list of strings",
+                                          "line 3: 'tags' must be a list of strings"]
+    assert out[3].tags == ()

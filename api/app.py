@@ -142,6 +142,7 @@ class CardOut(BaseModel):
     author: str | None
     image_url: str | None
     published_at: str | None
+    tags: list[str] = []
     score: float | None
     reason: str
 

@@ -9,7 +9,7 @@ from recommender.blocks import Article, Block
 from recommender.corpus import StoryMeta
 
 CARD_FIELDS = ("id", "url", "title", "summary", "site", "source", "category", "author",
-               "image_url", "published_at", "score", "reason")
+               "image_url", "published_at", "tags", "score", "reason")
 
 
 def iso(at: datetime | None) -> str | None:
@@ -29,6 +29,7 @@ def card(m: StoryMeta | Story | Article, *, score: float | None = None, reason: 
         "author": m.author,
         "image_url": m.image_url,
         "published_at": iso(published),
+        "tags": list(m.tags),  # the publisher's topics: what a reader can mute (mute_topics)
         "score": round(score, 4) if score is not None else None,
         "reason": reason,
     }

@@ -76,6 +76,7 @@ class Article:
     image_url: str = ""
     published_at: datetime | None = None
     duplicate_of: int | None = None  # a stored syndicated copy: the story it copies
+    tags: tuple[str, ...] = ()  # a stored story's (a page read on the spot has none)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def failure_ttl_s(error: TidingsError, url_cache_s: float) -> float:
 
 def article_of(s: Story) -> Article:
     return Article(s.id, s.url, s.title, s.summary, s.text, s.site, s.source, s.category,
-                   s.author, s.image_url, s.published_at or s.collected_at, s.duplicate_of)
+                   s.author, s.image_url, s.published_at or s.collected_at, s.duplicate_of,
+                   s.tags)
 
 
 class TTLCache:
@@ -177,7 +179,8 @@ class RelatedService:
             texts = await self.store.get_story_texts(story_id)
             if texts is not None:
                 art = Article(meta.id, meta.url, meta.title, texts[0], texts[1], meta.site,
-                              meta.source, meta.category, meta.author, meta.image_url, meta.when)
+                              meta.source, meta.category, meta.author, meta.image_url, meta.when,
+                              tags=meta.tags)
                 return await self._block(art, k=k, filters=filters)
         story = await self.store.get_story(story_id)
         if story is None:

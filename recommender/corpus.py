@@ -64,6 +64,7 @@ class StoryMeta:
     image_url: str
     published_at: datetime | None
     collected_at: datetime
+    tags: tuple[str, ...] = ()  # the publisher's, matched against a reader's muted topics
 
     @property
     def when(self) -> datetime:
@@ -83,11 +84,12 @@ class Card(NamedTuple):
     source: str
     category: str
     when: datetime | None
+    tags: tuple[str, ...] = ()
 
 
 def meta_of(s: Story) -> StoryMeta:
     return StoryMeta(s.id, s.url, s.title, s.summary[:SUMMARY_CHARS], s.site, s.source,
-                     s.category, s.author, s.image_url, s.published_at, s.collected_at)
+                     s.category, s.author, s.image_url, s.published_at, s.collected_at, s.tags)
 
 
 SUMMARY_CHARS = 400
@@ -97,6 +99,7 @@ LEXICAL_RECIPE = f"lexical-1 words={LEXICAL_WORDS} summary={SUMMARY_CHARS} tf={T
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_TIME = np.iinfo(np.int64).min
 _SEP = "\x1f"  # unit separator: never in a title, URL or summary after extraction
+_TAG_SEP = "\x1e"  # record separator, between the tags of the last field
 _RUN_BYTES = 8 << 20  # records read at once when the card records are saved
 
 
@@ -138,7 +141,7 @@ class MetaTable(Mapping[int, StoryMeta]):
     """Every story's card metadata without a Python object per story.
 
     Times and site / source / category codes sit in numpy columns (~40 bytes a story); the
-    text fields (url, title, summary, image, author) are appended to an unlinked scratch file
+    text fields (url, title, summary, image, author, tags) are appended to an unlinked scratch file
     and read back with one `pread` per story asked for, so a million stories keep ~0.5 GiB of
     text in the page cache (shared, evictable) instead of the process's own memory. A block
     reads a few hundred records (~1 ms). Lookups build a `StoryMeta` on demand; removed rows
@@ -197,12 +200,12 @@ class MetaTable(Mapping[int, StoryMeta]):
         return default if row is None else self._meta(int(doc_id), row)
 
     def _meta(self, doc_id: int, row: int) -> StoryMeta:
-        raw = self._read(int(self._offset[row]), int(self._length[row]))
-        url, title, summary, image_url, author = raw.decode("utf-8").split(_SEP)
+        url, title, summary, image_url, author, tags = _fields(
+            self._read(int(self._offset[row]), int(self._length[row])))
         names = self._codes.names
         return StoryMeta(doc_id, url, title, summary, names[self._site[row]],
                          names[self._source[row]], names[self._category[row]], author, image_url,
-                         _at(self._published[row]), _at(self._collected[row]))
+                         _at(self._published[row]), _at(self._collected[row]), tags)
 
     def spelled(self, lowered: str) -> str | None:
         """A site, source or category name as stored, given in lower case (None: unknown)."""
@@ -239,10 +242,9 @@ class MetaTable(Mapping[int, StoryMeta]):
         for j, (doc_id, offset, length) in enumerate(zip(
                 wanted[known].tolist(), self._offset[rows].tolist(), self._length[rows].tolist(),
                 strict=True)):
-            url, title, summary, image_url, author = (
-                self._read(offset, length).decode("utf-8").split(_SEP))
+            url, title, summary, image_url, author, tags = _fields(self._read(offset, length))
             out.append(Card(doc_id, url, title, summary, image_url, author, names[site[j]],
-                            names[source[j]], names[category[j]], _at(when[j])))
+                            names[source[j]], names[category[j]], _at(when[j]), tags))
         return out
 
     def put_many(self, metas: Iterable[StoryMeta]) -> None:
@@ -250,12 +252,7 @@ class MetaTable(Mapping[int, StoryMeta]):
         metas = list(metas)
         if not metas:
             return
-        records = [
-            _SEP.join(f.replace(_SEP, " ") for f in
-                      (m.url, m.title, m.summary[:SUMMARY_CHARS], m.image_url, m.author)
-                      ).encode("utf-8")
-            for m in metas
-        ]
+        records = [_record(m) for m in metas]
         lengths = np.fromiter((len(r) for r in records), dtype=np.int64, count=len(records))
         with self._lock:
             start = self._end
@@ -383,6 +380,25 @@ class MetaTable(Mapping[int, StoryMeta]):
             new = np.zeros(size, dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
+
+
+def _record(m: StoryMeta) -> bytes:
+    """A card's text fields as one record of the scratch file: url, title, summary, image,
+    author, then the tags (joined by `_TAG_SEP`, "" for none)."""
+    tags = _TAG_SEP.join(t.replace(_SEP, " ").replace(_TAG_SEP, " ") for t in m.tags)
+    return _SEP.join([*(f.replace(_SEP, " ") for f in
+                        (m.url, m.title, m.summary[:SUMMARY_CHARS], m.image_url, m.author)),
+                      tags]).encode("utf-8")
+
+
+def _fields(record: bytes) -> tuple[str, str, str, str, str, tuple[str, ...]]:
+    """The fields `_record` wrote. A record of a snapshot saved before tags were kept has five
+    fields, and reads as a card without tags: those snapshots are still restored (a rebuild
+    costs ~10 min at a million stories), and what the stories gained since comes with the
+    change log like any card change (`Store.upsert_stories` logs it)."""
+    url, title, summary, image_url, author, *rest = record.decode("utf-8").split(_SEP)
+    tags = tuple(rest[0].split(_TAG_SEP)) if rest and rest[0] else ()
+    return url, title, summary, image_url, author, tags
 
 
 def lexical_text(s: Story) -> str:

@@ -103,7 +103,7 @@ async def test_related_block_shape_self_excluded_and_etag(http):
     assert 0 < len(ids) <= 5 and first["id"] not in ids and len(set(ids)) == len(ids)
     card = block["related"][0]
     assert set(card) == {"id", "url", "title", "summary", "site", "source", "category", "author",
-                         "image_url", "published_at", "score", "reason"}
+                         "image_url", "published_at", "tags", "score", "reason"}
     assert card["reason"]
     etag = r.headers["etag"]
     r2 = await http.get(f"/v1/stories/{first['id']}/related", params={"k": 5},

@@ -477,17 +477,24 @@ def _time(stamp: int) -> datetime:
 # --- scoring ---------------------------------------------------------------------------------
 
 
-def mute_filter(prefs: Preferences) -> Callable[[str, str, str], bool]:
-    """muted(category, source, text): whether the reader muted a story of that category or
-    source, or whose text (title and tags) names a muted topic as a whole word."""
+def mute_filter(prefs: Preferences) -> Callable[..., bool]:
+    """muted(category, source, title, tags=()): whether the reader muted a story of that
+    category or source, or one about a muted topic: a tag that is the topic (whatever its
+    case), or a title or tag that names it as a whole word ("Love Island" in "Love Island
+    final"). Each tag is matched on its own: a title ending "… love" and a tag "Island" do
+    not make "love island"."""
     topics = [re.compile(rf"\b{re.escape(t.lower())}\b") for t in prefs.mute_topics if t.strip()]
 
-    def muted(category: str, source: str, text: str) -> bool:
+    def muted(category: str, source: str, title: str, tags: Sequence[str] = ()) -> bool:
         if category.lower() in prefs.mute_categories or source.lower() in prefs.mute_sources:
             return True
         if topics:
-            text = text.lower()
-            return any(t.search(text) for t in topics)
+            # A whole tag first: \b finds no word edge in a topic that starts or ends with a
+            # sign ("C++", "#MeToo"), so the pattern alone missed a tag that was exactly it.
+            if any(t.lower() in prefs.mute_topics for t in tags):
+                return True
+            texts = [text.lower() for text in (title, *tags)]
+            return any(p.search(text) for text in texts for p in topics)
         return False
 
     return muted
@@ -502,7 +509,7 @@ def _eligible(
     for c in candidates:
         if c.id in seen or c.id in profile.read:
             continue
-        if muted(c.category, c.source, " ".join((c.title, *c.topics))):
+        if muted(c.category, c.source, c.title, c.topics):
             continue
         seen.add(c.id)
         out.append(c)

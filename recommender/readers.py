@@ -207,7 +207,8 @@ class FeedService:
                 id=i, vector=vecs[row], category=c.category, source=c.source, published_at=c.when,
                 trending=crowd.trending.get(i, 0.0), ctr=crowd.ctr.get(i),
                 co_read=co[0] if co else 0.0, co_read_anchor=co[1] if co else None,
-                source_weight=self.source_weights.get(c.source, 1.0), title=c.title, event_id=i,
+                source_weight=self.source_weights.get(c.source, 1.0), title=c.title, topics=c.tags,
+                event_id=i,
             ))
         return out
 
@@ -302,7 +303,7 @@ class FeedService:
         interests."""
         profile, prefs = await self.profile(reader, self.clock())
         muted = mute_filter(prefs)
-        related = [(m, r) for m, r in related if not muted(m.category, m.source, m.title)]
+        related = [(m, r) for m, r in related if not muted(m.category, m.source, m.title, m.tags)]
         pairs = [(m.id, r.score) for m, r in related]
         vecs = {i: v for i, v in zip([p[0] for p in pairs], self._vectors([p[0] for p in pairs]), strict=True)}
         order = personalize_related(pairs, vecs, profile)

@@ -379,3 +379,49 @@ async def test_a_new_reader_sees_every_section_after_a_busy_hour_in_one(tmp_path
         await task
         await st.svc.close()
         await st.site.close()
+
+
+async def test_a_muted_topic_hides_the_stories_tagged_with_it(tmp_path, shared_data):
+    """`mute_topics` matched titles only: the feeds' tags never reached the store, so muting
+    "Love Island" hid nothing whose headline did not say it, though its publisher tagged
+    every such story "Love Island"."""
+    import httpx
+
+    from aggregator.model import StoryDraft
+    from tests.api.conftest import make_stack
+
+    def story(kind: str, i: int, tags: tuple[str, ...]) -> StoryDraft:
+        return StoryDraft(url=f"https://tv.example/{kind}-{i}",
+                          title=f"Islanders' night {i}: {kind} drama as two more leave",
+                          summary=f"Episode {i} of the {kind} series ends with a shock exit.",
+                          site="tv.example", source="tv-wire", category="entertainment", tags=tags)
+
+    villa = [story("villa", i, ("Love Island", "ITV")) for i in range(6)]
+    bake = [story("tent", i, ("Bake Off",)) for i in range(6)]
+    st, server, task = await make_stack(tmp_path, shared_data, limit=10, extra_drafts=[*villa, *bake])
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            def of(items, kind):
+                return [c for c in items if c["url"].startswith(f"https://tv.example/{kind}-")]
+
+            r = await http.put("/v1/readers/no-villa/preferences", json={"mute_topics": ["love island"]})
+            assert r.status_code == 200
+            everyone = (await http.get("/v1/readers/anyone/feed", params={"k": 50})).json()["items"]
+            assert len(everyone) == 32  # every story: 20 of the BBC's and these 12
+            assert len(of(everyone, "villa")) == 6 and len(of(everyone, "tent")) == 6
+            assert of(everyone, "villa")[0]["tags"] == ["Love Island", "ITV"]  # cards say why
+            muted = (await http.get("/v1/readers/no-villa/feed", params={"k": 50})).json()["items"]
+            assert {c["id"] for c in muted} == {c["id"] for c in everyone} - {c["id"] for c in of(everyone, "villa")}
+
+            # A related block for that reader too: the other villa stories are the nearest.
+            sid = (await st.svc.store.get_story_by_url("https://tv.example/villa-0")).id
+            base = (await http.get(f"/v1/stories/{sid}/related", params={"k": 5})).json()["related"]
+            assert of(base, "villa")
+            r = await http.get(f"/v1/stories/{sid}/related", params={"k": 5, "reader": "no-villa"})
+            shown = r.json()["related"]
+            assert r.status_code == 200 and len(shown) == 5 and not of(shown, "villa")
+    finally:
+        server.should_exit = True
+        await task
+        await st.svc.close()
+        await st.site.close()

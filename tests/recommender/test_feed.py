@@ -21,6 +21,7 @@ from recommender.feed import (
     decode_cursor,
     encode_cursor,
     feed_order,
+    mute_filter,
     page_limit,
     page_of,
     personalize_related,
@@ -466,3 +467,25 @@ def test_stored_columns_count_from_their_epoch_seconds():
                          ["read", "impression"])
     assert trending_columns(cols, now=NOW) == {1: pytest.approx(0.5)}
     assert trending_columns(event_columns([], [], [], []), now=NOW) == {}
+
+
+def test_a_muted_topic_hides_stories_tagged_with_it_whatever_their_title():
+    """A reader's `mute_topics` matched the title only (tags never reached the candidates):
+    muting "Love Island" hid nothing whose headline did not say it."""
+    muted = mute_filter(Preferences(mute_topics=frozenset({"love island", "c++"})))
+    assert muted("entertainment", "wire", "Villa drama as two more leave", ("Love Island", "ITV"))
+    assert muted("tech", "wire", "Compilers get faster", ("C++",))  # a whole tag, signs and all
+    assert muted("entertainment", "wire", "Love Island final tonight", ())  # the title still counts
+    assert muted("entertainment", "wire", "Villa drama", ("Love Island 2026",))  # whole words of a tag
+    # Each tag is matched alone: a title ending in "love" and a tag "Island" name no topic.
+    assert not muted("entertainment", "wire", "Tourists love", ("Island", "Travel"))
+    assert not muted("entertainment", "wire", "Islanders vote", ("Lovers",))
+
+    cands, profile = _world(23, n=40)
+    tagged = {c.id for c in cands[::5]}
+    cands = [replace(c, topics=("Love Island",)) if c.id in tagged else c for c in cands]
+    order = feed_order(profile, cands, now=NOW,
+                       prefs=Preferences(mute_topics=frozenset({"love island"})))
+    shown = {it.id for it in order}
+    assert shown and not shown & tagged
+    assert shown == {c.id for c in cands} - tagged - profile.read

@@ -67,12 +67,13 @@ async def test_a_link_in_two_feeds_keeps_the_card_its_own_source_gave(store):
     (A, B, A, B...), and each change re-embedded the story. Only the source that stored it
     first updates its title, summary, body and card; another fills only what it lacks."""
     url = "https://e.org/shared"
-    first = draft(url, "Minister resigns", source="a", summary="The minister quit.")
+    first = draft(url, "Minister resigns", source="a", summary="The minister quit.",
+                  tags=("Politics",))
     (sid,) = (await store.upsert_stories([first], NOW)).new_ids
     await store.save_vectors([(sid, 1, b"\x00" * 16)], "r", NOW)
     other = draft(url, "BREAKING: minister out", source="b", summary="Live updates.",
                   text=BODY, author="B Desk", image_url="https://e.org/b.jpg",
-                  published_at=NOW - timedelta(hours=1))
+                  published_at=NOW - timedelta(hours=1), tags=("Live", "UK"))
     r = await store.upsert_stories([other], NOW)
     assert r.updated_ids == (sid,)  # once: the body, author, image and time it lacked
     story = await store.get_story(sid)
@@ -87,6 +88,7 @@ async def test_a_link_in_two_feeds_keeps_the_card_its_own_source_gave(store):
         r = await store.upsert_stories([replace(other, author="Other Desk", text=BODY + " more")], NOW)
         assert r.unchanged == 1, r
     assert (await store.get_story(sid)).title == "Minister resigns"
+    assert (await store.get_story(sid)).tags == ("Politics",)  # nor do the other's tags
     assert await store.embed_backlog("r", 10) == []
     # Its own source still corrects it; an import line corrects it whoever stored it.
     await store.upsert_stories([replace(first, title="Minister resigns over report")], NOW)

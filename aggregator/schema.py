@@ -112,8 +112,12 @@ class StoryRow(Base):
     # page by, and the age that freshness and retention use.
     sort_at: Mapped[datetime] = mapped_column(UTCDateTime)
     site: Mapped[str] = mapped_column(String(255), default="", index=True)
-    source: Mapped[str] = mapped_column(String(120), default="")  # ix_stories_source_sort
-    category: Mapped[str] = mapped_column(String(80), default="")  # ix_stories_category_sort
+    source: Mapped[str] = mapped_column(String(120), default="")
+    category: Mapped[str] = mapped_column(String(80), default="")
+    # The names as filters compare them (aggregator.names.name_key: "Politics" is "politics"),
+    # written by the store with the names; lookups by either use these (migration 0010).
+    source_key: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    category_key: Mapped[str] = mapped_column(String(255), default="", server_default="")
     content_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
     # The publisher's tags, one a line (`store.tags_column`); NULL when it gave none, and for
     # stories stored before migration 0009.
@@ -134,9 +138,9 @@ class StoryRow(Base):
     # index or a replica could then take a new story for an old one.
     __table_args__ = (
         Index("ix_stories_sort", "sort_at", "id"),
-        # The newest of one category or source without sorting them all (migration 0008).
-        Index("ix_stories_category_sort", "category", "sort_at", "id"),
-        Index("ix_stories_source_sort", "source", "sort_at", "id"),
+        # The newest of one category or source without sorting them all (migrations 0008, 0010).
+        Index("ix_stories_category_key_sort", "category_key", "sort_at", "id"),
+        Index("ix_stories_source_key_sort", "source_key", "sort_at", "id"),
         Index("ix_stories_duplicate_of", "duplicate_of",
               sqlite_where=sql_text("duplicate_of IS NOT NULL"),
               postgresql_where=sql_text("duplicate_of IS NOT NULL")),

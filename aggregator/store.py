@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from aggregator.errors import StoreError
 from aggregator.model import SourceSpec, Story, StoryDraft
+from aggregator.names import name_key
 from aggregator.normalize import content_hash
 from aggregator.schema import (
     EmbedderRow,
@@ -371,8 +372,9 @@ def tags_of(column: str | None) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class StorySelection:
-    """Stories of one source, of one category, whose time (published, else collected) is at
-    or after `since` and before `until`; None selects on nothing."""
+    """Stories of one source, of one category (each named in any case), whose time
+    (published, else collected) is at or after `since` and before `until`; None selects on
+    nothing."""
 
     source: str | None = None
     category: str | None = None
@@ -380,13 +382,20 @@ class StorySelection:
     until: datetime | None = None
 
 
+def _of_section(q, source: str | None, category: str | None):
+    """`q` narrowed to one source and one category (None: any), compared by their keys: a
+    caller's "Politics" is the stored "politics", and the keys' indexes serve the lookup."""
+    if source is not None:
+        q = q.where(StoryRow.source_key == name_key(source))
+    if category is not None:
+        q = q.where(StoryRow.category_key == name_key(category))
+    return q
+
+
 def _selected(q, selection: StorySelection | None):
     if selection is None:
         return q
-    if selection.source is not None:
-        q = q.where(StoryRow.source == selection.source)
-    if selection.category is not None:
-        q = q.where(StoryRow.category == selection.category)
+    q = _of_section(q, selection.source, selection.category)
     if selection.since is not None:
         q = q.where(StoryRow.sort_at >= selection.since)
     if selection.until is not None:
@@ -788,7 +797,8 @@ class Store:
             return list(await s.scalars(select(SourceRow.url).where(SourceRow.in_config.is_(True))))
 
     async def list_sources(self) -> list[SourceHealth]:
-        counts_q = select(StoryRow.source, func.count()).group_by(StoryRow.source)
+        # By key: its index covers the count (a source's slug is its own key).
+        counts_q = select(StoryRow.source_key, func.count()).group_by(StoryRow.source_key)
         async with self.session() as s:
             counts = dict((await s.execute(counts_q)).all())
             rows = (await s.scalars(
@@ -799,7 +809,7 @@ class Store:
             status = source_status(r.error_count, r.last_check_at, r.last_success_at)
             out.append(SourceHealth(
                 r.name, r.url, r.category, r.detected_kind or r.kind, r.enabled, r.weight, status,
-                counts.get(r.name, 0), r.last_check_at, r.last_success_at, r.last_error,
+                counts.get(name_key(r.name), 0), r.last_check_at, r.last_success_at, r.last_error,
                 r.error_count, r.next_check_at if r.enabled else None,  # never, while disabled
                 r.adaptive_interval_s or r.interval_s,
             ))
@@ -873,7 +883,9 @@ class Store:
                             summary=d.summary, text=d.text, author=d.author, image_url=d.image_url,
                             published_at=d.published_at, collected_at=now, updated_at=now,
                             sort_at=sort_time(d.published_at, now), site=d.site, source=d.source,
-                            category=d.category, content_hash=d.content_hash, duplicate_of=dup_of,
+                            category=d.category, source_key=name_key(d.source),
+                            category_key=name_key(d.category),
+                            content_hash=d.content_hash, duplicate_of=dup_of,
                             embed_version=1, embed_lease_until=None, tags=tags_column(d.tags),
                         ))
                         dups += dup_of is not None
@@ -898,6 +910,8 @@ class Store:
                         continue
                     for key, value in restated.items():
                         setattr(row, key, value)
+                        if key in ("source", "category"):
+                            setattr(row, f"{key}_key", name_key(value))
                     if changed_text:
                         row.title, row.summary = d.title, d.summary or row.summary
                         row.text = d.text or row.text
@@ -1038,12 +1052,10 @@ class Store:
         since: datetime | None = None,
         before: tuple[datetime, int] | None = None,
     ) -> list[Story]:
-        """Newest first (keyset pagination on (sort_at, id)); linked duplicates left out."""
-        q = select(StoryRow).where(StoryRow.duplicate_of.is_(None))
-        if source:
-            q = q.where(StoryRow.source == source)
-        if category:
-            q = q.where(StoryRow.category == category)
+        """Newest first (keyset pagination on (sort_at, id)); linked duplicates left out. A
+        source or category is named in any case; "" selects on nothing."""
+        q = _of_section(select(StoryRow).where(StoryRow.duplicate_of.is_(None)),
+                        source or None, category or None)
         if since:
             q = q.where(StoryRow.sort_at >= since)
         if before:
@@ -1065,13 +1077,9 @@ class Store:
 
     async def latest_ids(self, limit: int = 200, category: str | None = None,
                          newest_id: int | None = None, source: str | None = None) -> list[int]:
-        """Ids of the newest stories, of one category or source if given, of ids up to
-        `newest_id` if given (no rows loaded: feeds only need the ids)."""
-        q = select(StoryRow.id).where(StoryRow.duplicate_of.is_(None))
-        if category is not None:
-            q = q.where(StoryRow.category == category)
-        if source is not None:
-            q = q.where(StoryRow.source == source)
+        """Ids of the newest stories, of one category or source if given (in any case), of
+        ids up to `newest_id` if given (no rows loaded: feeds only need the ids)."""
+        q = _of_section(select(StoryRow.id).where(StoryRow.duplicate_of.is_(None)), source, category)
         if newest_id is not None:
             q = q.where(StoryRow.id <= newest_id)
         q = q.order_by(StoryRow.sort_at.desc(), StoryRow.id.desc()).limit(limit)

@@ -29,6 +29,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
+from aggregator.names import name_key
 from aggregator.store import database_unavailable, other_recipe_leads
 from api.cards import block_json, card, iso
 from api.errors import ApiError, error_response
@@ -50,8 +51,10 @@ def block_filters(
     exclude_site: Annotated[str | None, Query(max_length=255)] = None,
     max_age_days: Annotated[float | None, Query(gt=0, le=36500)] = None,
 ) -> Filters:
-    """The filters every related call takes (DESIGN.md 4.3); empty values mean no filter."""
-    return Filters(category or None, site or None, exclude_site or None, max_age_days)
+    """The filters every related call takes (DESIGN.md 4.3); empty values mean no filter.
+    The category as its key: it matches in any case, and "Politics" and "politics" are one
+    entry of the block cache."""
+    return Filters(name_key(category or "") or None, site or None, exclude_site or None, max_age_days)
 
 
 BlockFilters = Annotated[Filters, Depends(block_filters)]

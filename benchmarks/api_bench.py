@@ -124,6 +124,7 @@ async def bulk_fill(store, n: int, recipe: str, rng: np.random.Generator,
     """
     from sqlalchemy import insert, select
 
+    from aggregator.names import name_key
     from aggregator.schema import StoryRow, VectorRow
     from aggregator.store import sort_time, utcnow
 
@@ -135,7 +136,8 @@ async def bulk_fill(store, n: int, recipe: str, rng: np.random.Generator,
                 "url": d.url, "original_url": d.url, "title": d.title, "summary": d.summary,
                 "text": d.text, "author": "", "image_url": "", "published_at": d.published_at,
                 "collected_at": now, "updated_at": now, "sort_at": sort_time(d.published_at, now),
-                "site": d.site, "source": d.source, "category": d.category, "content_hash": "",
+                "site": d.site, "source": d.source, "category": d.category,
+                "source_key": name_key(d.source), "category_key": name_key(d.category), "content_hash": "",
                 "duplicate_of": None, "embed_version": 1} for d in drafts])
         ids = sorted((await conn.execute(select(StoryRow.id))).scalars().all())
         vectors = np.empty((len(ids), DIM), dtype=np.float32)

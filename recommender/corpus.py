@@ -117,17 +117,6 @@ class _Codes:
     def __init__(self) -> None:
         self.names: list[str] = []
         self._code: dict[str, int] = {}
-        self._folded: dict[str, str] = {}  # lower-cased name -> its stored spelling
-        self._folded_n = 0  # names folded so far (names are only ever added)
-
-    def spelled(self, lowered: str) -> str | None:
-        """The stored spelling of a name, matched whatever its case (a reader's follows are
-        kept lower-cased; an operator may have written "Politics")."""
-        if self._folded_n != len(self.names):
-            for name in self.names[self._folded_n:]:
-                self._folded.setdefault(name.lower(), name)
-            self._folded_n = len(self.names)
-        return self._folded.get(lowered)
 
     def code(self, name: str) -> int:
         c = self._code.get(name)
@@ -206,10 +195,6 @@ class MetaTable(Mapping[int, StoryMeta]):
         return StoryMeta(doc_id, url, title, summary, names[self._site[row]],
                          names[self._source[row]], names[self._category[row]], author, image_url,
                          _at(self._published[row]), _at(self._collected[row]), tags)
-
-    def spelled(self, lowered: str) -> str | None:
-        """A site, source or category name as stored, given in lower case (None: unknown)."""
-        return self._codes.spelled(lowered)
 
     def category_names(self) -> list[str]:
         """Every category a story here was stored with, as stored, sorted."""

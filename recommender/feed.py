@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from aggregator.model import Story
+from aggregator.names import name_key
 from recommender.profile import Preferences, Profile, empty_profile
 
 
@@ -184,8 +185,9 @@ def rank_trending(
     offset: int = 0,
 ) -> list[FeedItem]:
     """`GET /v1/trending?category=`: most readers lately, freshness breaking ties, at most
-    `max_per_source` per source in the top."""
-    pool = [c for c in candidates if category is None or c.category == category]
+    `max_per_source` per source in the top. The category is named in any case."""
+    key = None if category is None else name_key(category)
+    pool = [c for c in candidates if key is None or name_key(c.category) == key]
     scored = []
     for c in pool:
         fresh = _freshness(c, now, params)
@@ -486,7 +488,7 @@ def mute_filter(prefs: Preferences) -> Callable[..., bool]:
     topics = [re.compile(rf"\b{re.escape(t.lower())}\b") for t in prefs.mute_topics if t.strip()]
 
     def muted(category: str, source: str, title: str, tags: Sequence[str] = ()) -> bool:
-        if category.lower() in prefs.mute_categories or source.lower() in prefs.mute_sources:
+        if name_key(category) in prefs.mute_categories or name_key(source) in prefs.mute_sources:
             return True
         if topics:
             # A whole tag first: \b finds no word edge in a topic that starts or ends with a
@@ -528,9 +530,9 @@ def _ctr_term(c: FeedCandidate, params: FeedParams) -> float:
 
 
 def _follow(c: FeedCandidate, prefs: Preferences) -> str | None:
-    if c.category and c.category.lower() in prefs.follow_categories:
+    if c.category and name_key(c.category) in prefs.follow_categories:
         return c.category
-    if c.source and c.source.lower() in prefs.follow_sources:
+    if c.source and name_key(c.source) in prefs.follow_sources:
         return c.source
     return None
 
@@ -657,7 +659,7 @@ def _score_cold(
 def _cold_shares(scored: Sequence[_Scored], prefs: Preferences,
                  params: FeedParams) -> dict[int, float]:
     """Each category's share of a new reader's feed: equal, a followed one's larger."""
-    weight = {s.group: params.cold_follow_share if s.cand.category.lower() in prefs.follow_categories
+    weight = {s.group: params.cold_follow_share if name_key(s.cand.category) in prefs.follow_categories
               else 1.0 for s in scored}
     total = sum(weight.values())
     return {g: w / total for g, w in sorted(weight.items())}

@@ -38,9 +38,9 @@ class Event:
 
 @dataclass(frozen=True)
 class Preferences:
-    """What the reader said explicitly: follows boost, mutes remove. Every name lower-case
-    (`preferences_of`), matched without regard to case: a reader muting "Politics" means
-    the operator's "politics"."""
+    """What the reader said explicitly: follows boost, mutes remove. Category and source
+    names as their keys (`aggregator.names.name_key`, by `preferences_of`), matched without
+    regard to case: a reader muting "Politics" means the operator's "politics"."""
 
     follow_categories: frozenset[str] = frozenset()
     mute_categories: frozenset[str] = frozenset()

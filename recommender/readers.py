@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from aggregator.names import name_key
 from aggregator.store import EventLog, Store
 from recommender.corpus import Corpus, StoryMeta
 from recommender.feed import (
@@ -107,8 +108,10 @@ def snapshot_time(now: datetime) -> datetime:
 
 
 def preferences_of(raw: dict | None) -> Preferences:
+    """Category and source names as their keys; topics in lower case (matched on text)."""
     raw = raw or {}
-    return Preferences(**{k: frozenset(str(v).lower() for v in raw.get(k, ())) for k in PREF_KEYS})
+    return Preferences(**{k: frozenset(str(v).lower() if k == "mute_topics" else name_key(str(v))
+                                       for v in raw.get(k, ())) for k in PREF_KEYS})
 
 
 class FeedService:
@@ -212,18 +215,21 @@ class FeedService:
             ))
         return out
 
-    def _trending_in(self, crowd: Crowd, category: str) -> list[int]:
-        """The head of `crowd.trending` within one category, kept until the crowd is recounted
-        (a few categories are asked for; the category is the caller's, so the cache is small)."""
+    def _trending_in(self, crowd: Crowd, key: str) -> list[int]:
+        """The head of `crowd.trending` within one category (by its key: however the caller
+        spells it, one entry), kept until the crowd is recounted (a few categories are asked
+        for; the category is the caller's, so the cache is small)."""
         if self._heads_of is not crowd:
             self._heads_of, self._heads = crowd, {}
-        head = self._heads.get(category)
+        head = self._heads.get(key)
         if head is None:
             ranked = [i for i, _ in sorted(crowd.trending.items(), key=lambda kv: (-kv[1], kv[0]))]
             cats = self.corpus.meta.categories(ranked)
-            head = [i for i, c in zip(ranked, cats, strict=True) if c == category][:TRENDING_HEAD]
+            # The spellings of the category among them, each folded once (not once a story).
+            spellings = {c for c in set(cats) if c is not None and name_key(c) == key}
+            head = [i for i, c in zip(ranked, cats, strict=True) if c in spellings][:TRENDING_HEAD]
             if len(self._heads) < TRENDING_HEADS_KEPT:
-                self._heads[category] = head
+                self._heads[key] = head
         return head
 
     async def _followed_ids(self, prefs: Preferences, newest: int | None) -> list[int]:
@@ -232,10 +238,8 @@ class FeedService:
         a feed of entertainment when the latest 200 stories were all entertainment."""
         ids: list[int] = []
         for field, follows in (("category", prefs.follow_categories), ("source", prefs.follow_sources)):
-            for name in sorted(follows)[:FOLLOWS_READ]:
-                spelled = self.corpus.meta.spelled(name)
-                if spelled is not None:
-                    ids += await self.store.latest_ids(FOLLOW_CANDIDATES, newest_id=newest, **{field: spelled})
+            for name in sorted(follows)[:FOLLOWS_READ]:  # the store matches them in any case
+                ids += await self.store.latest_ids(FOLLOW_CANDIDATES, newest_id=newest, **{field: name})
         return ids
 
     async def _section_heads(self, newest: int | None) -> list[int]:
@@ -287,14 +291,15 @@ class FeedService:
 
     async def trending(self, *, category: str | None = None, k: int = 20) -> list[tuple[StoryMeta, FeedItem]]:
         crowd = await self.crowd()
-        if category:
+        key = name_key(category or "") or None  # "Politics" is "politics"; blank is no filter
+        if key:
             # The category's own head and newest: filtered from the global ones, a quiet
             # section had a handful (or nothing, after a busy hour elsewhere).
-            ids = list(dict.fromkeys([*self._trending_in(crowd, category),
-                                      *await self.store.latest_ids(200, category=category)]))
+            ids = list(dict.fromkeys([*self._trending_in(crowd, key),
+                                      *await self.store.latest_ids(200, category=key)]))
         else:
             ids = list(dict.fromkeys([*crowd.trending_top, *await self._fresh_ids()]))
-        items = rank_trending(self._candidates(ids, crowd, {}), now=self.clock(), category=category,
+        items = rank_trending(self._candidates(ids, crowd, {}), now=self.clock(), category=key,
                               params=self.params, k=k)
         return [(self.corpus.meta[it.id], it) for it in items if it.id in self.corpus.meta]
 

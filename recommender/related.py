@@ -28,6 +28,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from aggregator.canonical import canonical_url, site_key
+from aggregator.names import name_key
 from recommender.lexical import IdfTable, key_terms
 
 
@@ -285,7 +286,8 @@ def is_self(query: Query, cand: Candidate, params: RankParams) -> bool:
 
 
 def passes(cand: Candidate, filters: Filters, now: datetime | None) -> bool:
-    if filters.category and cand.category != filters.category:
+    # Categories compare by key: `category=Politics` found nothing stored as "politics".
+    if filters.category and name_key(cand.category) != name_key(filters.category):
         return False
     # Sites compare by key: callers write "BBC.CO.UK", "www.bbc.co.uk" or a URL for the site
     # stored as "bbc.co.uk", and an exact match silently filtered nothing (or everything).

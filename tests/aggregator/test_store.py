@@ -191,6 +191,100 @@ async def test_future_dates_do_not_pin_a_story_to_the_top(store):
     assert (await store.latest_stories(limit=1))[0].title == "newer"
 
 
+async def test_a_category_or_source_is_found_whatever_its_case(store):
+    """`category=Politics` found nothing stored as "politics": every lookup compared names
+    exactly. An operator may write "Politics" in sources.toml and an import "politics": one
+    section, found by any spelling (keys on an index, not lower() over the table)."""
+    from aggregator.store import StorySelection
+
+    written = [("Politics", "Wire"), ("politics", "wire"), (" POLITICS ", "WIRE"), ("Straße", "Ünion")]
+    r = await store.upsert_stories([
+        draft(f"https://e.org/{i}", category=c, source=src, published_at=NOW - timedelta(hours=i))
+        for i, (c, src) in enumerate(written)], NOW)
+    pol = list(r.new_ids[:3])
+    for name in ("politics", "Politics", "POLITICS"):
+        assert [x.id for x in await store.latest_stories(limit=10, category=name)] == pol, name
+        assert await store.latest_ids(10, category=name) == pol, name
+        assert await store.count_stories(StorySelection(category=name)) == 3, name
+        exported = [b async for b in store.iter_stories(StorySelection(category=name))]
+        assert [x.id for batch in exported for x in batch] == pol, name
+    for name in ("wire", "Wire", "WIRE"):
+        assert [x.id for x in await store.latest_stories(limit=10, source=name)] == pol, name
+        assert await store.latest_ids(10, source=name) == pol, name
+    # Unicode case folding: "STRASSE" is "Straße"; "ünion" is "Ünion".
+    assert await store.latest_ids(10, category="STRASSE", source="ünion") == [r.new_ids[3]]
+    # Stored names keep their spelling; an import that restates one moves its key too.
+    assert (await store.get_story(pol[0])).category == "Politics"
+    fixed = draft("https://e.org/0", category="World", restates=frozenset({"category"}))
+    await store.upsert_stories([fixed], NOW)
+    assert await store.latest_ids(10, category="WORLD") == [pol[0]]
+    assert await store.latest_ids(10, category="politics") == pol[1:]
+    # A source's health counts its stories by key: "Wire" and "WIRE" are the slug "wire"'s.
+    await store.sync_sources([SourceSpec("wire", "https://e.org/feed", "politics")], NOW)
+    assert [(h.name, h.stories) for h in await store.list_sources()] == [("wire", 3)]
+
+
+async def test_lookups_by_category_or_source_walk_their_key_index(store):
+    """Newest of one section without sorting the section (migration 0008's point), now on
+    the keys: comparing lower(category) would scan and sort every story."""
+    if store.dialect != "sqlite":
+        pytest.skip("the plan checked is SQLite's (PostgreSQL's depends on its statistics)")
+    from sqlalchemy.dialects import sqlite
+
+    from aggregator.schema import StoryRow
+    from aggregator.store import _of_section
+
+    for column, kw in (("category", {"category": "Politics"}), ("source", {"source": "Wire"})):
+        q = (_of_section(select(StoryRow.id).where(StoryRow.duplicate_of.is_(None)),
+                         kw.get("source"), kw.get("category"))
+             .order_by(StoryRow.sort_at.desc(), StoryRow.id.desc()).limit(50))
+        sql = str(q.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+        async with store.engine.connect() as conn:
+            plan = " ".join(str(r) for r in (await conn.execute(text("EXPLAIN QUERY PLAN " + sql))).all())
+        assert f"ix_stories_{column}_key_sort" in plan and "TEMP B-TREE" not in plan, plan
+
+
+async def test_the_migration_gives_stored_stories_their_keys(db_url):
+    """Stories stored before the keys existed get them on upgrade, however they were spelled."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from aggregator.schema import UTCDateTime
+    from aggregator.store import MIGRATIONS, Store
+
+    store = Store(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+
+    def upgrade(to):
+        def run(sync_conn):
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, to)
+        return run
+
+    stories = sa.table("stories", *(sa.column(c) for c in (
+        "url", "original_url", "title", "summary", "text", "author", "image_url", "site",
+        "source", "category", "content_hash", "embed_version")),
+        *(sa.column(c, UTCDateTime()) for c in ("collected_at", "updated_at", "sort_at")))
+    old = [("Politics", "Wire"), ("politics", "wire"), ("Straße", "BBC-Politics"), ("", "")]
+    try:
+        async with store.engine.begin() as conn:
+            await conn.run_sync(upgrade("0008"))
+            await conn.execute(sa.insert(stories), [dict(
+                url=f"https://e.org/{i}", original_url="", title="t", summary="", text="",
+                author="", image_url="", site="e.org", source=src, category=c, content_hash="",
+                embed_version=1, collected_at=NOW, updated_at=NOW, sort_at=NOW - timedelta(hours=i))
+                for i, (c, src) in enumerate(old)])
+        await store.migrate()
+        assert len(await store.latest_ids(10, category="POLITICS")) == 2
+        assert len(await store.latest_ids(10, source="WIRE")) == 2
+        assert len(await store.latest_ids(10, category="strasse", source="bbc-politics")) == 1
+        assert len(await store.latest_ids(10, category="")) == 1
+    finally:
+        await store.close()
+
+
 async def test_sources_sync_claim_and_record(store):
     specs = [SourceSpec("a", "https://a.org/feed", "politics"), SourceSpec("b", "https://b.org/feed", "entertainment")]
     assert (await store.sync_sources(specs, NOW))["added"] == 2

@@ -127,6 +127,77 @@ async def test_related_filters(http):
     assert r.status_code == 200 and r.json()["related"] == []
 
 
+async def test_a_category_or_source_filter_matches_whatever_its_case(http, stack):
+    """`category=Politics` (or POLITICS) found nothing where stories are stored as "politics",
+    in every place a caller names a category; two spellings are one cached block."""
+    async def items(path, **params):
+        r = await http.get(path, params=params)
+        assert r.status_code == 200, r.text
+        return r.json()["items"]
+
+    async def cache_hits() -> float:
+        lines = (await http.get("/metrics")).text.splitlines()
+        (line,) = [x for x in lines if x.startswith('tidings_block_cache_total{result="hit"}')]
+        return float(line.split()[-1])
+
+    pol = await items("/v1/stories", category="politics", limit=50)
+    assert pol and {c["category"] for c in pol} == {"politics"}
+    for written in ("POLITICS", " Politics"):
+        assert await items("/v1/stories", category=written, limit=50) == pol, written
+    source = stack.records[0]["source"]
+    assert await items("/v1/stories", source=source.upper()) == await items("/v1/stories", source=source) != []
+    trending = await items("/v1/trending", category="politics")
+    assert trending and await items("/v1/trending", category="Politics") == trending
+
+    ent = (await items("/v1/stories", category="entertainment", limit=1))[0]
+    path = f"/v1/stories/{ent['id']}/related"
+    lower = await http.get(path, params={"k": 5, "category": "politics"})
+    before = await cache_hits()
+    upper = await http.get(path, params={"k": 5, "category": "POLITICS"})
+    assert {c["category"] for c in upper.json()["related"]} == {"politics"}
+    assert upper.json()["related"] == lower.json()["related"] and len(lower.json()["related"]) == 5
+    assert await cache_hits() == before + 1  # the block cached for "politics"
+    r = await http.post("/v1/related", json={"title": ent["title"], "category": "Politics", "k": 5})
+    assert len(r.json()["related"]) == 5 and {c["category"] for c in r.json()["related"]} == {"politics"}
+    r = await http.get("/v1/related", params={"url": ent["url"], "category": "Politics", "k": 5})
+    assert len(r.json()["related"]) == 5 and {c["category"] for c in r.json()["related"]} == {"politics"}
+    widget = await http.get("/v1/widget", params={"url": ent["url"], "category": "POLITICS", "k": 3})
+    assert widget.status_code == 200 and widget.text.count("<a ") == 3
+    assert widget.text == (await http.get("/v1/widget", params={
+        "url": ent["url"], "category": "politics", "k": 3})).text
+
+
+async def test_a_section_stored_in_capitals_is_found_in_lower_case(tmp_path, shared_data):
+    """An operator's `category = "World News"` (or an import's) is found as "world news":
+    stories, trending, related filters and a reader's follow."""
+    now = datetime.now(UTC)
+    world = [StoryDraft(url=f"https://wire.example/w{i}", title=f"Summit talks on trade, day {i}",
+                        text=f"Leaders met for trade talks at the summit, day {i} of the meeting.",
+                        site="wire.example", source="Reuters Wire", category="World News",
+                        published_at=now) for i in range(4)]
+    st, server, task = await make_stack(tmp_path, shared_data, limit=8, extra_drafts=world)
+    urls = {d.url for d in world}
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as c:
+            for params in ({"category": "world news"}, {"category": "WORLD NEWS"},
+                           {"source": "reuters wire"}):
+                items = (await c.get("/v1/stories", params=params)).json()["items"]
+                assert {x["url"] for x in items} == urls, params
+                assert {x["category"] for x in items} == {"World News"}  # shown as stored
+            items = (await c.get("/v1/trending", params={"category": "world news"})).json()["items"]
+            assert {x["url"] for x in items} == urls
+            r = await c.post("/v1/related", json={"title": "Trade summit", "category": "world news"})
+            assert {x["url"] for x in r.json()["related"]} == urls
+            await c.put("/v1/readers/follower/preferences", json={"follow_categories": ["WORLD NEWS"]})
+            page = (await c.get("/v1/readers/follower/feed", params={"k": 8})).json()["items"]
+            assert "you follow World News" in {x["reason"] for x in page}
+    finally:
+        server.should_exit = True
+        await task
+        await st.svc.close()
+        await st.site.close()
+
+
 @pytest.mark.parametrize("params,status", [
     ({"k": 10**9}, 422), ({"k": 0}, 422), ({"k": 51}, 422), ({"max_age_days": -1}, 422),
 ])

@@ -38,6 +38,10 @@ def test_import_then_related(cli_env, tmp_path, shared_data):
     block = json.loads(r.stdout)
     assert block["article"]["id"] == 1 and len(block["related"]) == 3
     assert 1 not in [c["id"] for c in block["related"]]
+    # A category in any case: "Entertainment" is the stored "entertainment".
+    r = run_cli(["related", "--id", "1", "-k", "3", "--json", "--category", "Entertainment"], cli_env)
+    cards = json.loads(r.stdout)["related"]
+    assert len(cards) == 3 and {c["category"] for c in cards} == {"entertainment"}, r.stderr
 
     r = run_cli(["related", "--text", "Blair and Brown clash over the election campaign and taxes"], cli_env)
     assert r.returncode == 0 and "Related to:" in r.stdout and " 1. " in r.stdout

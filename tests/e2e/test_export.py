@@ -68,6 +68,8 @@ def test_export_selects_by_source_category_and_time(cli_env, tmp_path):
 
     assert urls("--category", "politics") == [RECORDS[0]["url"]]
     assert urls("--source", "wire") == [RECORDS[0]["url"], RECORDS[1]["url"]]
+    # Named in any case ("Politics" found nothing stored as "politics").
+    assert urls("--category", "Politics", "--source", "WIRE") == [RECORDS[0]["url"]]
     assert urls("--since", "2026-11-21", "--until", "2026-11-23") == [RECORDS[1]["url"]]
     assert urls("--until", "2026-11-22T17:00:00Z") == [RECORDS[0]["url"]]  # before, not at
     assert urls("--category", "sport") == []

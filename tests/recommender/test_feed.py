@@ -331,6 +331,31 @@ def test_trending_endpoint_orders_by_trend_within_category():
         assert it.reason == ("trending in music" if by_id[it.id].trending > 0 else "latest in music")
 
 
+def test_trending_and_preferences_name_a_category_in_any_case():
+    """`/v1/trending?category=Music` was empty where stories are stored as "music"; a story
+    stored as "MUSIC" (an operator's spelling) is in the same section, for mutes and follows
+    too (preferences are kept as keys: "Straße" is "STRASSE")."""
+    from recommender.readers import preferences_of
+
+    cands, _ = _world(8, n=80)
+    cands = [replace(c, category=c.category.upper()) if c.id % 2 and c.category == "music" else c
+             for c in cands]
+    music = {c.id for c in cands if c.category.lower() == "music"}
+    page = rank_trending(cands, now=NOW, category="music", k=80, params=FeedParams(max_per_source=80))
+    assert {it.id for it in page} == music
+    for written in ("Music", "MUSIC", " music "):
+        assert rank_trending(cands, now=NOW, category=written, k=80,
+                             params=FeedParams(max_per_source=80)) == page, written
+    prefs = preferences_of({"mute_categories": [" Music "], "follow_sources": ["STRASSE"]})
+    muted = cold_start(cands, now=NOW, k=80, prefs=prefs)
+    assert muted and not music & {it.id for it in muted}
+    target = min(c.id for c in cands if c.id not in music)
+    strasse = [replace(c, source="Straße") if c.id == target else c for c in cands]
+    assert prefs.follow_sources == {"strasse"}
+    followed = {it.id: it.reason for it in cold_start(strasse, now=NOW, k=80, prefs=prefs)}
+    assert followed.get(target) == "you follow Straße"
+
+
 def test_reasons_name_the_story_behind_them():
     cands, profile = _world(9, n=60)
     titles = {i: f"Title {i}" for i in range(60)}

@@ -132,6 +132,16 @@ def test_site_filters_name_a_site_however_it_is_written(written):
     assert run(Filters(exclude_site="example")) == {2, 4}
 
 
+@pytest.mark.parametrize("written", ["entertainment", "Entertainment", "ENTERTAINMENT", " entertainment "])
+def test_category_filter_names_a_category_in_any_case(written):
+    # `category=Entertainment` kept nothing of the stored "entertainment" (the CLI's
+    # --category too); a story stored as "Entertainment" is the same section.
+    cands = [cand(2, unit(1, 0.6), category="entertainment"),
+             cand(3, unit(1, 0, 0.6), category="Entertainment"),
+             cand(4, unit(1, 0, 0, 0.6), category="politics")]
+    assert set(ids(rank_related(QUERY, cands, k=5, now=NOW, filters=Filters(category=written)))) == {2, 3}
+
+
 def test_near_duplicates_collapse_to_one_and_the_fresher_copy_wins():
     wire = unit(0.9, 0.4, 0.1)
     cands = [

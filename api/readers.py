@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.cards import card, iso
 from api.errors import ApiError
 from api.events import READER_ID
+from recommender.feed import NOT_OURS, BadCursor
 from recommender.readers import PREF_KEYS, FeedService
 
 # A feed cursor carries the ids its pages showed (~2-3 bytes each, base64): a reader paged
@@ -48,8 +49,8 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         """The reader's personalized feed; a reader we do not know yet gets trending and latest."""
         try:
             page = await feeds.feed(reader, k=check_k(k), cursor=cursor)
-        except ValueError as e:
-            raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from e
+        except ValueError as e:  # BadCursor says why (cut short, another reader's)
+            raise ApiError(400, "invalid_cursor", str(e) if isinstance(e, BadCursor) else NOT_OURS) from e
         return {"reader": reader,
                 "items": [card(m, score=it.score, reason=it.reason) for m, it in page.items],
                 "next": page.next}

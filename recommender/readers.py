@@ -267,7 +267,7 @@ class FeedService:
         # The cursor keeps the snapshot time in whole seconds: the first page must use the same
         # time as the next ones, or freshness shifts the order and pages repeat items.
         if cursor:
-            at = decode_cursor(cursor)
+            at = decode_cursor(cursor, reader)  # BadCursor: cut short, or another reader's
         else:
             at = FeedCursor(snapshot_time(self.clock()), await self.store.newest_story_id())
         now, newest = at.snapshot_at, at.newest_id
@@ -286,7 +286,7 @@ class FeedService:
         order = feed_order(profile, cands, prefs=prefs, now=now, params=self.params, titles=titles,
                            limit=page_limit(at, k))
         page, after = page_of(order, at, k)
-        nxt = encode_cursor(after) if after else None
+        nxt = encode_cursor(after, reader) if after else None
         return FeedPage(reader, [(self.corpus.meta[it.id], it) for it in page if it.id in self.corpus.meta], nxt)
 
     async def trending(self, *, category: str | None = None, k: int = 20) -> list[tuple[StoryMeta, FeedItem]]:

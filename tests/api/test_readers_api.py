@@ -47,6 +47,21 @@ async def test_feed_drops_what_was_read_and_pages_without_repeats(http, stack):
     assert r.status_code == 400
 
 
+async def test_a_cursor_cut_short_or_of_another_reader_is_a_400(http):
+    """A cursor cut by a character paged on (a shorter list of shown ids: stories came again),
+    and reader B could page with reader A's cursor, skipping what A was shown."""
+    first = (await http.get("/v1/readers/cursor-a/feed", params={"k": 5})).json()
+    cursor = first["next"]
+    r = await http.get("/v1/readers/cursor-a/feed", params={"k": 5, "cursor": cursor})
+    assert r.status_code == 200 and r.json()["items"]
+    for cut in (1, 2, 3, 4, 6):
+        r = await http.get("/v1/readers/cursor-a/feed", params={"k": 5, "cursor": cursor[:-cut]})
+        assert r.status_code == 400, cut
+        assert r.json()["error"]["code"] == "invalid_cursor" and "cut short" in r.json()["error"]["message"]
+    r = await http.get("/v1/readers/cursor-b/feed", params={"k": 5, "cursor": cursor})
+    assert r.status_code == 400 and "another reader" in r.json()["error"]["message"]
+
+
 async def test_a_feed_paged_to_its_end_is_the_same_whatever_the_page_size(http, stack):
     """Pages place only what they show (`feed_order(limit=)`): paging in 7s and in 50s from
     one snapshot must give the same order, end on a page with no `next`, and never end on
@@ -58,10 +73,10 @@ async def test_a_feed_paged_to_its_end_is_the_same_whatever_the_page_size(http, 
     assert (await http.post("/v1/events", json={"events": events})).status_code == 202
     await _wait_events(stack, "reader-pages", 2)
     first = (await http.get("/v1/readers/reader-pages/feed", params={"k": 7})).json()
-    at = decode_cursor(first["next"])
+    at = decode_cursor(first["next"], "reader-pages")
 
     async def whole(k: int) -> list[int]:
-        ids, cursor = [], encode_cursor(FeedCursor(at.snapshot_at, at.newest_id))
+        ids, cursor = [], encode_cursor(FeedCursor(at.snapshot_at, at.newest_id), "reader-pages")
         while cursor:
             page = (await http.get("/v1/readers/reader-pages/feed",
                                    params={"k": k, "cursor": cursor})).json()
@@ -291,7 +306,7 @@ async def test_pages_neither_repeat_nor_skip_when_the_crowd_is_recounted_between
     await _wait_events(stack, "reader-recount", 2)
     await stack.svc.feeds._refresh()
     first = (await http.get(feed, params={"k": 10})).json()
-    at = decode_cursor(first["next"])
+    at = decode_cursor(first["next"], "reader-recount")
 
     async def whole(cursor: str | None, k: int = 50) -> list[int]:
         ids = []
@@ -301,7 +316,7 @@ async def test_pages_neither_repeat_nor_skip_when_the_crowd_is_recounted_between
             cursor = page["next"]
         return ids
 
-    from_start = encode_cursor(FeedCursor(at.snapshot_at, at.newest_id))
+    from_start = encode_cursor(FeedCursor(at.snapshot_at, at.newest_id), "reader-recount")
     before = await whole(from_start)
     # The crowd clicks the stories at the bottom of this reader's feed.
     late = before[-8:]

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recommender.feed import (
+    BadCursor,
     FeedCandidate,
     FeedCursor,
     FeedParams,
@@ -196,7 +197,7 @@ def test_pages_are_stable_and_do_not_overlap(world, k):
     pages = []
     cursor: FeedCursor | None = FeedCursor(NOW)
     while cursor is not None:
-        cursor = decode_cursor(encode_cursor(cursor))
+        cursor = decode_cursor(encode_cursor(cursor, "r"), "r")
         order = feed_order(profile, shuffled, now=cursor.snapshot_at, limit=page_limit(cursor, k))
         page, cursor = page_of(order, cursor, k)
         assert page or not full  # never an empty page before the end
@@ -218,7 +219,7 @@ def test_pages_neither_repeat_nor_skip_when_the_order_changes_between_them(world
         order = feed_order(profile, cands, now=NOW, limit=page_limit(cursor, k))
         page, cursor = page_of(order, cursor, k)
         shown.extend(it.id for it in page)
-        cursor = cursor and decode_cursor(encode_cursor(cursor))
+        cursor = cursor and decode_cursor(encode_cursor(cursor, "r"), "r")
     assert len(shown) == len(set(shown))
     assert set(shown) == {it.id for it in feed_order(profile, cands, now=NOW)}
 
@@ -245,7 +246,7 @@ def test_a_story_the_crowd_brought_in_is_shown_though_it_leaves_the_crowd(world,
         order = feed_order(profile, [by_id[i] for i in ids], now=NOW, limit=page_limit(cursor, k))
         page, cursor = page_of(order, cursor, k)
         shown.extend(it.id for it in page)
-        cursor = cursor and decode_cursor(encode_cursor(cursor))
+        cursor = cursor and decode_cursor(encode_cursor(cursor, "r"), "r")
     assert len(shown) == len(set(shown))
     eligible = {it.id for it in feed_order(profile, cands, now=NOW)}
     assert (ever & eligible) <= set(shown)
@@ -255,7 +256,7 @@ def test_a_cursor_of_the_first_formats_still_pages_by_position():
     cands, profile = _world(5, n=60)
     order = feed_order(profile, cands, now=NOW)
     old = base64.urlsafe_b64encode(f"f2:10:{int(NOW.timestamp())}:77".encode()).decode()
-    cursor = decode_cursor(old)
+    cursor = decode_cursor(old, "r")
     assert (cursor.offset, cursor.snapshot_at, cursor.newest_id) == (10, NOW, 77)
     page, after = page_of(order, cursor, 5)
     assert [it.id for it in page] == [it.id for it in order[10:15]]
@@ -274,12 +275,12 @@ def test_a_limited_order_is_the_head_of_the_whole_order(world, prefs, limit):
 
 def test_cursor_round_trip_and_rejects_junk():
     f1 = base64.urlsafe_b64encode(f"f1:40:{int(NOW.timestamp())}".encode()).decode()
-    assert decode_cursor(f1) == FeedCursor(NOW, offset=40)  # the first format
+    assert decode_cursor(f1, "r") == FeedCursor(NOW, offset=40)  # the first format
     for cursor in (FeedCursor(NOW), FeedCursor(NOW, 1234, frozenset({1, 2, 300, 10**6, 2**40})),
                    FeedCursor(NOW, 9, frozenset({3, 4}), pinned=frozenset({1, 7, 2**40})),
                    FeedCursor(NOW, 9, pinned=frozenset({5}))):
-        assert decode_cursor(encode_cursor(cursor)) == cursor
-    full = encode_cursor(FeedCursor(NOW, 7, frozenset(range(1, 900 * 1100, 1100))))
+        assert decode_cursor(encode_cursor(cursor, "r"), "r") == cursor
+    full = encode_cursor(FeedCursor(NOW, 7, frozenset(range(1, 900 * 1100, 1100))), "r")
     assert len(full) < 4_000  # a whole feed's worth of ids at a million stories
     for junk in ("", "abc", "!!!", f1[:-3] + "zz",
                  base64.urlsafe_b64encode(b"f3:1:7:\x85").decode(),  # an id cut short
@@ -288,10 +289,37 @@ def test_cursor_round_trip_and_rejects_junk():
                  # ids past what the database can hold (it failed there, a 500)
                  base64.urlsafe_b64encode(b"f3:1:99999999999999999999:").decode(),
                  base64.urlsafe_b64encode(b"f2:0:1:9223372036854775808").decode(),
-                 encode_cursor(FeedCursor(NOW, 7, frozenset({2**63}))),
-                 encode_cursor(FeedCursor(NOW, 7, frozenset(range(1, 6000))))):
+                 encode_cursor(FeedCursor(NOW, 7, frozenset({2**63})), "r"),
+                 encode_cursor(FeedCursor(NOW, 7, frozenset(range(1, 6000))), "r")):
         with pytest.raises(ValueError):
-            decode_cursor(junk)
+            decode_cursor(junk, "r")
+
+
+def test_a_cursor_cut_short_or_made_for_another_reader_is_refused():
+    """Cut by a character or more, a cursor still decoded into a valid-looking one with fewer
+    ids (the next page showed stories again), and reader B paged with reader A's cursor.
+    Now each is a BadCursor saying which; a cursor of the earlier formats still pages."""
+    cands, profile = _world(5, n=60)
+    order = feed_order(profile, cands, now=NOW)
+    _, after = page_of(order, FeedCursor(NOW, 77, pinned=frozenset({3, 900})), 20)
+    real = encode_cursor(after, "alice")
+    assert decode_cursor(real, "alice") == after
+    for cut in range(1, len(real)):
+        with pytest.raises(BadCursor, match="cut short or changed" if cut < len(real) - 3 else None):
+            decode_cursor(real[:-cut], "alice")
+    with pytest.raises(BadCursor, match="another reader"):
+        decode_cursor(real, "bob")
+    raw = base64.urlsafe_b64decode(real + "=" * (-len(real) % 4))
+    changed = bytearray(raw)
+    changed[-12] ^= 1  # an id
+    with pytest.raises(BadCursor, match="cut short or changed"):
+        decode_cursor(base64.urlsafe_b64encode(bytes(changed)).decode(), "alice")
+    # An f3 cursor given out before the check, to any reader: it carries no check to test.
+    f3 = base64.urlsafe_b64encode(f"f3:{int(NOW.timestamp())}:77:".encode() + bytes([4, 2])).decode()
+    assert decode_cursor(f3, "bob") == FeedCursor(NOW, 77, frozenset({3, 5}))
+    # Compact still: the check costs 7 bytes (10 characters) over the same cursor as an f3.
+    same_as_f3 = base64.urlsafe_b64encode(b"f3" + bytes(raw[2:-7])).decode().rstrip("=")
+    assert decode_cursor(same_as_f3, "bob") == after and len(real) - len(same_as_f3) <= 10
 
 
 def test_cold_start_covers_every_category_in_the_first_page():

@@ -250,7 +250,9 @@ class FeedService:
         heads = self._sections.get(newest)
         if heads is None:
             heads = []
-            for category in self.corpus.meta.category_names()[:SECTIONS_READ]:
+            # One query a section, however many spellings of it were stored.
+            sections = dict.fromkeys(name_key(c) for c in self.corpus.meta.category_names())
+            for category in list(sections)[:SECTIONS_READ]:
                 heads += await self.store.latest_ids(SECTION_HEAD, category=category, newest_id=newest)
             if len(self._sections) >= SECTION_SNAPSHOTS_KEPT:
                 self._sections.pop(next(iter(self._sections)))  # the oldest read

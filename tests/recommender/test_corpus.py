@@ -402,9 +402,8 @@ async def test_related_blocks_are_the_same_after_a_restart(store, tmp_path):
 
 
 def test_meta_table_snapshot_keeps_live_cards_only_and_grows_after_restore(tmp_path):
-    import io
-
     from recommender.corpus import MetaTable, StoryMeta
+    from tests.recommender.test_meta_cards import meta_round_trip
 
     def card(i, title=None):
         return StoryMeta(i, f"https://e.org/{i}", title or f"Title {i} – ünïcode", "s" * (i % 50),
@@ -416,15 +415,7 @@ def test_meta_table_snapshot_keeps_live_cards_only_and_grows_after_restore(tmp_p
     table.pop(8)
 
     def round_trip(t):
-        arrays, write = t.snapshot()
-        out = tmp_path / f"records{len(t)}"
-        with open(out, "wb") as f:
-            write(f)
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        buf.seek(0)
-        with np.load(buf, allow_pickle=False) as z:
-            return MetaTable.restore({k: z[k] for k in z.files}, open(out, "rb"), tmp_path)
+        return meta_round_trip(t, tmp_path)
 
     back = round_trip(table)
     assert list(back) == list(table) and all(back[i] == table[i] for i in table)

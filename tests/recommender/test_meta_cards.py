@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
+
+import numpy as np
 
 from recommender.corpus import MetaTable, StoryMeta
 
@@ -42,11 +45,21 @@ def test_categories_come_from_the_columns_and_none_for_unknown_ids(tmp_path):
     table.close()
 
 
+def meta_round_trip(table: MetaTable, tmp_path) -> MetaTable:
+    """The table saved as the corpus saves it (arrays in an .npz, records in a file) and
+    restored from that."""
+    arrays, write = table.snapshot()
+    out = tmp_path / f"records{len(table)}"
+    with open(out, "wb") as f:
+        write(f)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    buf.seek(0)
+    with np.load(buf, allow_pickle=False) as z:
+        return MetaTable.restore({k: z[k] for k in z.files}, open(out, "rb"), tmp_path)
+
+
 def test_category_names_are_the_stored_categories_and_survive_a_restore(tmp_path):
-    import io
-
-    import numpy as np
-
     table = MetaTable(tmp_path)
     assert table.category_names() == []
     # Sites and sources share the names table: "site" and "wire" are no categories.
@@ -57,15 +70,7 @@ def test_category_names_are_the_stored_categories_and_survive_a_restore(tmp_path
     table.put_many([StoryMeta(9, "https://e.org/9", "T", "", "site", "wire", "culture", "", "",
                               None, NOW)])
     assert table.category_names() == ["Sport", "culture", "politics"]
-    arrays, write = table.snapshot()
-    out = tmp_path / "records"
-    with open(out, "wb") as f:
-        write(f)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    buf.seek(0)
-    with np.load(buf, allow_pickle=False) as z:
-        back = MetaTable.restore({k: z[k] for k in z.files}, open(out, "rb"), tmp_path)
+    back = meta_round_trip(table, tmp_path)
     assert back.category_names() == ["Sport", "culture", "politics"]
     back.close()
     table.close()

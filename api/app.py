@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aggregator.canonical import site_key
 from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
 from aggregator.names import name_key
 from aggregator.store import database_unavailable, other_recipe_leads
@@ -52,9 +53,11 @@ def block_filters(
     max_age_days: Annotated[float | None, Query(gt=0, le=36500)] = None,
 ) -> Filters:
     """The filters every related call takes (DESIGN.md 4.3); empty values mean no filter.
-    The category as its key: it matches in any case, and "Politics" and "politics" are one
-    entry of the block cache."""
-    return Filters(name_key(category or "") or None, site or None, exclude_site or None, max_age_days)
+    The category and sites as their keys: they match however they are written, and
+    "Politics" and "politics", or "BBC.CO.UK" and "bbc.co.uk", are one entry of the block
+    cache (each spelling used to rank and cache the same block again)."""
+    return Filters(name_key(category or "") or None, site_key(site or "") or None,
+                   site_key(exclude_site or "") or None, max_age_days)
 
 
 BlockFilters = Annotated[Filters, Depends(block_filters)]

@@ -117,12 +117,22 @@ async def test_related_filters(http):
     assert {c["category"] for c in r.json()["related"]} == {"entertainment"}
     r = await http.get(f"/v1/stories/{first['id']}/related", params={"k": 5, "exclude_site": "bbc.co.uk"})
     assert r.json()["related"] == []
+
+    async def cache_hits() -> float:
+        (line,) = [x for x in (await http.get("/metrics")).text.splitlines()
+                   if x.startswith('tidings_block_cache_total{result="hit"}')]
+        return float(line.split()[-1])
+
+    before = await cache_hits()
     # A site however it is written: case, "www.", a URL (exact matches filtered nothing).
     for written in ("BBC.CO.UK", "www.bbc.co.uk", "https://www.bbc.co.uk/news"):
         r = await http.get(f"/v1/stories/{first['id']}/related", params={"k": 5, "exclude_site": written})
         assert r.json()["related"] == [], written
         r = await http.get(f"/v1/stories/{first['id']}/related", params={"k": 5, "site": written})
         assert len(r.json()["related"]) == 5 and {c["site"] for c in r.json()["related"]} == {"bbc.co.uk"}
+    # And one cached block per site: the exclusion was ranked above (as "bbc.co.uk"), the
+    # site filter by its first spelling; every other spelling hits them (each was ranked anew).
+    assert await cache_hits() == before + 5
     r = await http.post("/v1/related", json={"title": first["title"], "exclude_site": "WWW.BBC.CO.UK"})
     assert r.status_code == 200 and r.json()["related"] == []
 

@@ -91,6 +91,11 @@ async def make_stack(tmp: Path, shared_data: Path, *, embedder=None, limit=60, e
 async def stack(tmp_path_factory, shared_data):
     st, server, task = await make_stack(tmp_path_factory.mktemp("api"), shared_data)
     yield st
+    await stop_stack(st, server, task)
+
+
+async def stop_stack(st: Stack, server, task) -> None:
+    """Undo `make_stack`: the server stopped, then the services and the article site closed."""
     server.should_exit = True
     await task
     await st.svc.close()

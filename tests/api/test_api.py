@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from aggregator.model import StoryDraft
-from tests.api.conftest import make_stack
+from tests.api.conftest import make_stack, stop_stack
 
 
 async def test_health_metrics_openapi(http):
@@ -111,6 +111,13 @@ async def test_related_block_shape_self_excluded_and_etag(http):
     assert r2.status_code == 304
 
 
+async def block_cache_hits(http) -> float:
+    """The API's block-cache hits so far (`/metrics`)."""
+    lines = (await http.get("/metrics")).text.splitlines()
+    (line,) = [x for x in lines if x.startswith('tidings_block_cache_total{result="hit"}')]
+    return float(line.split()[-1])
+
+
 async def test_related_filters(http):
     first = (await http.get("/v1/stories", params={"limit": 1, "category": "politics"})).json()["items"][0]
     r = await http.get(f"/v1/stories/{first['id']}/related", params={"k": 5, "category": "entertainment"})
@@ -118,12 +125,7 @@ async def test_related_filters(http):
     r = await http.get(f"/v1/stories/{first['id']}/related", params={"k": 5, "exclude_site": "bbc.co.uk"})
     assert r.json()["related"] == []
 
-    async def cache_hits() -> float:
-        (line,) = [x for x in (await http.get("/metrics")).text.splitlines()
-                   if x.startswith('tidings_block_cache_total{result="hit"}')]
-        return float(line.split()[-1])
-
-    before = await cache_hits()
+    before = await block_cache_hits(http)
     # A site however it is written: case, "www.", a URL (exact matches filtered nothing).
     for written in ("BBC.CO.UK", "www.bbc.co.uk", "https://www.bbc.co.uk/news"):
         r = await http.get(f"/v1/stories/{first['id']}/related", params={"k": 5, "exclude_site": written})
@@ -132,7 +134,7 @@ async def test_related_filters(http):
         assert len(r.json()["related"]) == 5 and {c["site"] for c in r.json()["related"]} == {"bbc.co.uk"}
     # And one cached block per site: the exclusion was ranked above (as "bbc.co.uk"), the
     # site filter by its first spelling; every other spelling hits them (each was ranked anew).
-    assert await cache_hits() == before + 5
+    assert await block_cache_hits(http) == before + 5
     r = await http.post("/v1/related", json={"title": first["title"], "exclude_site": "WWW.BBC.CO.UK"})
     assert r.status_code == 200 and r.json()["related"] == []
 
@@ -144,11 +146,6 @@ async def test_a_category_or_source_filter_matches_whatever_its_case(http, stack
         r = await http.get(path, params=params)
         assert r.status_code == 200, r.text
         return r.json()["items"]
-
-    async def cache_hits() -> float:
-        lines = (await http.get("/metrics")).text.splitlines()
-        (line,) = [x for x in lines if x.startswith('tidings_block_cache_total{result="hit"}')]
-        return float(line.split()[-1])
 
     pol = await items("/v1/stories", category="politics", limit=50)
     assert pol and {c["category"] for c in pol} == {"politics"}
@@ -162,11 +159,11 @@ async def test_a_category_or_source_filter_matches_whatever_its_case(http, stack
     ent = (await items("/v1/stories", category="entertainment", limit=1))[0]
     path = f"/v1/stories/{ent['id']}/related"
     lower = await http.get(path, params={"k": 5, "category": "politics"})
-    before = await cache_hits()
+    before = await block_cache_hits(http)
     upper = await http.get(path, params={"k": 5, "category": "POLITICS"})
     assert {c["category"] for c in upper.json()["related"]} == {"politics"}
     assert upper.json()["related"] == lower.json()["related"] and len(lower.json()["related"]) == 5
-    assert await cache_hits() == before + 1  # the block cached for "politics"
+    assert await block_cache_hits(http) == before + 1  # the block cached for "politics"
     r = await http.post("/v1/related", json={"title": ent["title"], "category": "Politics", "k": 5})
     assert len(r.json()["related"]) == 5 and {c["category"] for c in r.json()["related"]} == {"politics"}
     r = await http.get("/v1/related", params={"url": ent["url"], "category": "Politics", "k": 5})
@@ -202,10 +199,7 @@ async def test_a_section_stored_in_capitals_is_found_in_lower_case(tmp_path, sha
             page = (await c.get("/v1/readers/follower/feed", params={"k": 8})).json()["items"]
             assert "you follow World News" in {x["reason"] for x in page}
     finally:
-        server.should_exit = True
-        await task
-        await st.svc.close()
-        await st.site.close()
+        await stop_stack(st, server, task)
 
 
 @pytest.mark.parametrize("params,status", [
@@ -356,7 +350,6 @@ async def test_sources_and_cors(http):
 async def test_operator_endpoints_need_the_key_when_set(tmp_path, shared_data):
     import httpx
 
-    from tests.api.conftest import make_stack
 
     st, server, task = await make_stack(tmp_path, shared_data, limit=3, env={"TIDINGS_API_KEY": "s3cret"})
     try:
@@ -370,10 +363,7 @@ async def test_operator_endpoints_need_the_key_when_set(tmp_path, shared_data):
             assert (await c.get("/v1/stories")).status_code == 200
             assert (await c.get("/widget.js")).status_code == 200
     finally:
-        server.should_exit = True
-        await task
-        await st.svc.close()
-        await st.site.close()
+        await stop_stack(st, server, task)
 
 
 async def test_source_health_and_reset_say_what_will_happen(tmp_path, shared_data):
@@ -404,10 +394,7 @@ async def test_source_health_and_reset_say_what_will_happen(tmp_path, shared_dat
         assert (rows["failing"]["status"], rows["failing"]["last_success_at"]) == ("pending", None)
         assert rows["off"]["next_check_at"] is None
     finally:
-        server.should_exit = True
-        await task
-        await st.svc.close()
-        await st.site.close()
+        await stop_stack(st, server, task)
 
 
 async def test_block_by_id_from_the_corpus_equals_the_block_from_the_stored_story(stack):
@@ -465,7 +452,4 @@ async def test_text_with_a_dateline_prefers_reports_of_its_days(tmp_path, shared
         assert [r["url"] for r in told.json()["related"]] == [same_days.url, older.url]
         assert bad.status_code == 422 and "published_at" in bad.json()["error"]["message"]
     finally:
-        server.should_exit = True
-        await task
-        await st.svc.close()
-        await st.site.close()
+        await stop_stack(st, server, task)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.api.conftest import make_stack
+from tests.api.conftest import make_stack, stop_stack
 
 pytestmark = pytest.mark.postgres
 
@@ -139,7 +139,4 @@ async def test_database_away_is_503_and_recovers_by_itself(tmp_path, shared_data
             r = await c.get(f"/v1/stories/{first['id']}")
             assert r.status_code == 200 and r.json()["title"] == first["title"]
     finally:
-        server.should_exit = True
-        await task
-        await st.svc.close()
-        await st.site.close()
+        await stop_stack(st, server, task)

@@ -344,7 +344,7 @@ async def test_a_follow_brings_its_stories_into_the_feed(tmp_path, shared_data):
     import httpx
 
     from aggregator.model import StoryDraft
-    from tests.api.conftest import make_stack
+    from tests.api.conftest import make_stack, stop_stack
 
     sport = [StoryDraft(url=f"https://sport.example/match-{i}", title=f"Match report {i}: late winner",
                         summary=f"Report {i} of a league match decided in stoppage time.",
@@ -369,10 +369,7 @@ async def test_a_follow_brings_its_stories_into_the_feed(tmp_path, shared_data):
             assert {"politics", "entertainment", "sport"} <= set(sections), sections
             assert max(sections.count(c) for c in set(sections)) <= 4, sections
     finally:
-        server.should_exit = True
-        await task
-        await st.svc.close()
-        await st.site.close()
+        await stop_stack(st, server, task)
 
 
 async def test_a_muted_topic_hides_the_stories_tagged_with_it(tmp_path, shared_data):
@@ -382,7 +379,7 @@ async def test_a_muted_topic_hides_the_stories_tagged_with_it(tmp_path, shared_d
     import httpx
 
     from aggregator.model import StoryDraft
-    from tests.api.conftest import make_stack
+    from tests.api.conftest import make_stack, stop_stack
 
     def story(kind: str, i: int, tags: tuple[str, ...]) -> StoryDraft:
         return StoryDraft(url=f"https://tv.example/{kind}-{i}",
@@ -415,7 +412,4 @@ async def test_a_muted_topic_hides_the_stories_tagged_with_it(tmp_path, shared_d
             shown = r.json()["related"]
             assert r.status_code == 200 and len(shown) == 5 and not of(shown, "villa")
     finally:
-        server.should_exit = True
-        await task
-        await st.svc.close()
-        await st.site.close()
+        await stop_stack(st, server, task)

@@ -8,7 +8,7 @@ import httpx
 
 from aggregator.model import StoryDraft
 from aggregator.store import utcnow
-from tests.api.conftest import make_stack
+from tests.api.conftest import make_stack, stop_stack
 
 
 async def test_a_quiet_category_trends_after_a_busy_hour_elsewhere(tmp_path, shared_data):
@@ -32,7 +32,4 @@ async def test_a_quiet_category_trends_after_a_busy_hour_elsewhere(tmp_path, sha
             r = await http.get("/v1/trending", params={"category": "no-such-section"})
             assert r.status_code == 200 and r.json()["items"] == []
     finally:
-        server.should_exit = True
-        await task
-        await st.svc.close()
-        await st.site.close()
+        await stop_stack(st, server, task)

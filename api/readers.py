@@ -58,9 +58,12 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
     @app.get("/v1/trending", tags=["readers"])
     async def trending(category: Annotated[str | None, Query(max_length=80)] = None,
                        k: int | None = Query(None, ge=1, le=max_k,
-                                             description=f"stories (at most {max_k}; default 20)")):
+                                             description=f"stories (at most {max_k}; default 20)"),
+                       reader: Annotated[str | None, Query(
+                           max_length=128, pattern=READER_ID.pattern,
+                           description="leave out what this reader muted or read")] = None):
         """Most read lately (smoothed), fresh stories breaking ties."""
-        items = await feeds.trending(category=category, k=check_k(k) or 20)
+        items = await feeds.trending(category=category, k=check_k(k) or 20, reader=reader)
         return {"items": [card(m, score=it.score, reason=it.reason) for m, it in items]}
 
     @app.put("/v1/readers/{reader}/preferences", tags=["readers"])

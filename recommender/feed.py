@@ -523,16 +523,14 @@ def mute_filter(prefs: Preferences) -> Callable[..., bool]:
     case), or a title or tag that names it as a whole word ("Love Island" in "Love Island
     final"). Each tag is matched on its own: a title ending "… love" and a tag "Island" do
     not make "love island"."""
-    topics = [re.compile(rf"\b{re.escape(t.lower())}\b") for t in prefs.mute_topics if t.strip()]
+    # Word edges as "no word character beside it", not \b: \b needs a word character inside
+    # the topic too, so "C++" or "#MeToo" never matched inside a title.
+    topics = [re.compile(rf"(?<!\w){re.escape(t.lower())}(?!\w)") for t in prefs.mute_topics if t.strip()]
 
     def muted(category: str, source: str, title: str, tags: Sequence[str] = ()) -> bool:
         if name_key(category) in prefs.mute_categories or name_key(source) in prefs.mute_sources:
             return True
         if topics:
-            # A whole tag first: \b finds no word edge in a topic that starts or ends with a
-            # sign ("C++", "#MeToo"), so the pattern alone missed a tag that was exactly it.
-            if any(t.lower() in prefs.mute_topics for t in tags):
-                return True
             texts = [text.lower() for text in (title, *tags)]
             return any(p.search(text) for text in texts for p in topics)
         return False

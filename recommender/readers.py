@@ -291,7 +291,11 @@ class FeedService:
         nxt = encode_cursor(after, reader) if after else None
         return FeedPage(reader, [(self.corpus.meta[it.id], it) for it in page if it.id in self.corpus.meta], nxt)
 
-    async def trending(self, *, category: str | None = None, k: int = 20) -> list[tuple[StoryMeta, FeedItem]]:
+    async def trending(self, *, category: str | None = None, k: int = 20,
+                       reader: str | None = None) -> list[tuple[StoryMeta, FeedItem]]:
+        """Most read lately across readers. With `reader`, without what that reader muted or
+        already read: a site's trending box for a signed-in reader showed the very topics they
+        had muted."""
         crowd = await self.crowd()
         key = name_key(category or "") or None  # "Politics" is "politics"; blank is no filter
         if key:
@@ -301,8 +305,13 @@ class FeedService:
                                       *await self.store.latest_ids(200, category=key)]))
         else:
             ids = list(dict.fromkeys([*crowd.trending_top, *await self._fresh_ids()]))
-        items = rank_trending(self._candidates(ids, crowd, {}), now=self.clock(), category=key,
-                              params=self.params, k=k)
+        cands = self._candidates(ids, crowd, {})
+        if reader:
+            profile, prefs = await self.profile(reader, self.clock())
+            muted = mute_filter(prefs)
+            cands = [c for c in cands
+                     if c.id not in profile.read and not muted(c.category, c.source, c.title, c.topics)]
+        items = rank_trending(cands, now=self.clock(), category=key, params=self.params, k=k)
         return [(self.corpus.meta[it.id], it) for it in items if it.id in self.corpus.meta]
 
     async def rerank_related(self, reader: str, related: list[tuple[StoryMeta, object]]) -> list:

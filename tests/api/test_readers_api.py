@@ -134,6 +134,27 @@ async def test_trending_follows_clicks(http, stack):
     assert {c["category"] for c in items} == {"entertainment"}
 
 
+async def test_trending_for_a_reader_leaves_out_what_they_muted_or_read(http, stack):
+    """/v1/trending took no reader: a site's trending box showed a signed-in reader the
+    section they had muted and the story they had just read."""
+    ent = await _ids(http, "entertainment", 2)
+    events = [{"reader": f"crowd-{n}", "story_id": ent[0], "type": "click"} for n in range(5)]
+    events.append({"reader": "been-there", "story_id": ent[0], "type": "read"})
+    assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+    await _wait_events(stack, "been-there", 1)
+    stack.svc.feeds._crowd = None  # the crowd cache holds 10 s
+    everyone = (await http.get("/v1/trending", params={"k": 10})).json()["items"]
+    assert everyone[0]["id"] == ent[0] and "entertainment" in {c["category"] for c in everyone}
+
+    await http.put("/v1/readers/no-ent/preferences", json={"mute_categories": ["Entertainment"]})
+    mine = (await http.get("/v1/trending", params={"k": 10, "reader": "no-ent"})).json()["items"]
+    assert len(mine) == 10 and {c["category"] for c in mine} == {"politics"}
+    read = (await http.get("/v1/trending", params={"k": 10, "reader": "been-there"})).json()["items"]
+    assert len(read) == 10 and ent[0] not in [c["id"] for c in read]
+    r = await http.get("/v1/trending", params={"reader": "bad id"})
+    assert r.status_code == 422 and "reader" in r.json()["error"]["message"]
+
+
 async def test_export_and_delete_reader(http, stack):
     sid = (await _ids(http, "politics", 1))[0]
     await http.post("/v1/events", json={"reader": "leaver", "story_id": sid, "type": "click"})

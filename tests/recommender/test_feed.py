@@ -530,6 +530,12 @@ def test_a_muted_topic_hides_stories_tagged_with_it_whatever_their_title():
     assert muted("tech", "wire", "Compilers get faster", ("C++",))  # a whole tag, signs and all
     assert muted("entertainment", "wire", "Love Island final tonight", ())  # the title still counts
     assert muted("entertainment", "wire", "Villa drama", ("Love Island 2026",))  # whole words of a tag
+    # Topics that begin or end with a sign match inside a title too, still as whole words.
+    signs = mute_filter(Preferences(mute_topics=frozenset({"c++", "#metoo"})))
+    assert signs("tech", "wire", "Why C++ still rules", ())
+    assert signs("news", "wire", "The #MeToo movement, five years on", ())
+    assert not signs("tech", "wire", "C++20 modules explained", ())  # "C++20" is another word
+    assert not signs("news", "wire", "The #MeTooLate campaign", ())
     # Each tag is matched alone: a title ending in "love" and a tag "Island" name no topic.
     assert not muted("entertainment", "wire", "Tourists love", ("Island", "Travel"))
     assert not muted("entertainment", "wire", "Islanders vote", ("Lovers",))

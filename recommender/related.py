@@ -638,12 +638,14 @@ def bonuses(query: Query, cands: Sequence[Candidate], base: Sequence[float],
 
 def query_section(query: Query, cands: Sequence[Candidate], base: Sequence[float],
                   params: RankParams) -> str:
-    """The article's section: its category, else the one most of its best candidates share
-    (empty when they do not agree enough, or carry none)."""
-    if query.category:
-        return query.category
+    """The article's section as a name key (`name_key`): its category, else the one most of
+    its best candidates share (empty when they do not agree enough, or carry none). Stored
+    names keep the collector's or the import's spelling: compared as stored, "Politics" and
+    "politics" split one section's vote and were each another section to the other."""
+    if query.category.strip():
+        return name_key(query.category)
     best = sorted(range(len(cands)), key=lambda i: -base[i])[: params.section_context]
-    labels = [cands[i].category for i in best if cands[i].category]
+    labels = [key for i in best if (key := name_key(cands[i].category))]
     if len(labels) < _MIN_SECTION_LABELS:
         return ""
     top, count = Counter(labels).most_common(1)[0]
@@ -651,8 +653,12 @@ def query_section(query: Query, cands: Sequence[Candidate], base: Sequence[float
 
 
 def section_factor(section: str, cand: Candidate, params: RankParams) -> float:
-    """`section_weight` for a candidate of another section, 1 otherwise (or without one)."""
-    if not section or not cand.category or cand.category == section:
+    """`section_weight` for a candidate of another section (`section`: a name key, from
+    `query_section`), 1 otherwise (or without one)."""
+    if not section:
+        return 1.0
+    key = name_key(cand.category)
+    if not key or key == section:
         return 1.0
     return params.section_weight
 

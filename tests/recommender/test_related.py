@@ -586,6 +586,23 @@ def test_a_story_of_another_section_needs_clearly_more_relevance():
     assert ids(rank_related(showbiz, [*politics, close], k=1, now=NOW)) == [2]
 
 
+def test_a_section_is_one_section_however_its_stored_names_are_spelled():
+    """The collector keeps the operator's spelling and import the file's: "Politics" and
+    "politics" split the vote over the best candidates (3 against 3, no section), and an
+    article of "Politics" took its own section's "politics" stories for another section."""
+    query = replace(QUERY, published_at=None)
+    politics = [cand(10 + i, unit(1, 0.8 + 0.01 * i, 0, 0, 0.1 * i),
+                     category=("Politics", "politics", " POLITICS")[i % 3]) for i in range(6)]
+    close = cand(2, unit(1, 0.7), category="entertainment")  # a hair more relevant
+    assert 2 not in ids(rank_related(query, [*politics, close], k=3, now=NOW))
+    # The article names its section in a third spelling: the politics stories are its own.
+    article = replace(query, category="POLITICS")
+    assert 2 not in ids(rank_related(article, [*politics, close], k=3, now=NOW))
+    lower = [replace(c, category="politics") for c in politics]
+    assert (ids(rank_related(article, [*politics, close], k=7, now=NOW))
+            == ids(rank_related(replace(query, category="politics"), [*lower, close], k=7, now=NOW)))
+
+
 def test_no_section_when_the_best_candidates_do_not_agree():
     query = replace(QUERY, published_at=None)
     mixed = [cand(10 + i, unit(1, 0.8 + 0.01 * i, 0, 0, 0.1 * i),

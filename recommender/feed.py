@@ -600,8 +600,10 @@ def _score_warm(
         ],
         axis=1,
     )
-    cat_aff = np.array([profile.category_affinity.get(c.category, 0.0) for c in pool])
-    src_aff = np.array([profile.source_affinity.get(c.source, 0.0) for c in pool])
+    # Affinities are keyed by name key (profile.py): a "Politics" story is in a reader's
+    # "politics" section.
+    cat_aff = np.array([profile.category_affinity.get(name_key(c.category), 0.0) for c in pool])
+    src_aff = np.array([profile.source_affinity.get(name_key(c.source), 0.0) for c in pool])
     followed = [_follow(c, prefs) for c in pool]
     score = (
         parts.sum(axis=1)
@@ -705,8 +707,9 @@ def _exploration_pool(profile: Profile, scored: Sequence[_Scored], now: datetime
     """Stories outside the reader's categories (else the least like their interests), the
     popular ones first, shuffled by a seed of reader and day so exploration moves day by day but
     stays put while a reader pages through one snapshot."""
-    known = set(profile.category_affinity)
-    pool = [s for s in scored if s.cand.category and s.cand.category not in known]
+    # The reader's sections by name key: "Politics" is nothing different to a reader of "politics".
+    known = profile.category_affinity
+    pool = [s for s in scored if (key := name_key(s.cand.category)) and key not in known]
     if not pool:
         return []
     day = now.strftime("%Y-%m-%d")

@@ -21,6 +21,8 @@ from typing import Literal
 
 import numpy as np
 
+from aggregator.names import name_key
+
 EventType = Literal["impression", "click", "read"]
 EVENT_TYPES = ("impression", "click", "read")
 
@@ -63,7 +65,10 @@ class Interest:
 class Profile:
     reader: str
     interests: tuple[Interest, ...]
-    category_affinity: Mapping[str, float]  # share of decayed positive mass, sums to 1 (or empty)
+    # Share of decayed positive mass (sums to 1, or empty) by name key (`name_key`): stored
+    # names keep the collector's or the import's spelling, and a reader of "Politics" and
+    # "politics" stories has one affinity for the section, not two halves.
+    category_affinity: Mapping[str, float]
     source_affinity: Mapping[str, float]
     session_vector: np.ndarray | None  # mean of what was read in the current session
     seen: frozenset[int]  # any event, impressions included
@@ -131,7 +136,8 @@ def build_profile(
     """The profile of `reader` as of `now` from their events (others' events are ignored).
 
     `vectors(ids)` returns unit rows for the ids it is given, in order; `story_meta` maps a story
-    id to (category, source); stories missing from it only lose their affinity contribution.
+    id to (category, source) as stored, and the affinities are keyed by their name keys;
+    stories missing from it only lose their affinity contribution.
     Events after `now` are ignored, so a profile can be rebuilt as of any past moment.
     `read_ids` are stories the reader clicked or read beyond `events`: a caller bounds the events
     to bound the work, and what fell outside must still count as read (`read`, `seen`), though
@@ -168,7 +174,7 @@ def build_profile(
         meta = story_meta.get(sid)
         if meta is None:
             continue
-        category, source = meta
+        category, source = name_key(meta[0]), name_key(meta[1])
         if category:
             cats[category] = cats.get(category, 0.0) + m
         if source:

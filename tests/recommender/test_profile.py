@@ -56,6 +56,21 @@ def test_two_clear_interests_give_two_vectors_weighted_by_reading():
     assert p.read == frozenset({0, 1, 2, 3, 10, 11})
 
 
+def test_affinities_are_keyed_by_name_whatever_the_stored_spelling():
+    """The collector keeps the operator's spelling and import the file's: a reader of
+    "Politics" and "politics" stories had two halves of an affinity, and the feed, which looks
+    a candidate up by its own spelling, lifted each by half as much."""
+    table, meta, _ = _topic_vectors()
+    spelled = {sid: (("Politics", "politics", " POLITICS ")[sid % 3] if cat == "politics" else cat,
+                     "SRC0" if src == "src0" else src) for sid, (cat, src) in meta.items()}
+    events = [Event("r", sid, "read", NOW - timedelta(hours=sid + 1)) for sid in (0, 1, 2, 3, 10, 11)]
+    plain = build_profile("r", events, _lookup(table), meta, now=NOW)
+    mixed = build_profile("r", events, _lookup(table), spelled, now=NOW)
+    assert dict(mixed.category_affinity) == dict(plain.category_affinity)
+    assert set(mixed.category_affinity) == {"politics", "music"}
+    assert dict(mixed.source_affinity) == dict(plain.source_affinity)
+
+
 def test_one_topic_is_one_interest():
     table, meta, _ = _topic_vectors(1)
     events = [Event("r", sid, "click", NOW - timedelta(days=1)) for sid in range(6)]

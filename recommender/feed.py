@@ -669,7 +669,9 @@ def _reason(
 def _score_cold(
     pool: Sequence[FeedCandidate], prefs: Preferences, now: datetime, p: FeedParams
 ) -> list[_Scored]:
-    cats = sorted({c.category for c in pool})
+    # One turn a section, by name key: grouped by stored spelling, a section stored as
+    # "Politics" and "politics" took two turns of a new reader's feed.
+    cats = sorted({name_key(c.category) for c in pool})
     gid = {cat: i for i, cat in enumerate(cats)}
     out = []
     for c in pool:
@@ -690,7 +692,7 @@ def _score_cold(
             reason = f"trending{where}"
         else:
             reason = f"latest{where}"
-        out.append(_Scored(c, score, gid[c.category], reason, None))
+        out.append(_Scored(c, score, gid[name_key(c.category)], reason, None))
     return out
 
 

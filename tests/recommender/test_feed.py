@@ -340,6 +340,19 @@ def test_cold_start_covers_every_category_in_the_first_page():
     assert muted and all(by_id[it.id].category != "sport" for it in muted)
 
 
+def test_a_cold_feed_gives_a_section_one_turn_however_its_stories_are_spelled():
+    """Cold start grouped candidates by stored spelling: "politics", "Politics" and "POLITICS"
+    took three turns of a new reader's feed to another section's one."""
+    cands, _ = _world(21, n=100)
+    spelled, _ = _world(21, n=100, spelled=True)
+    page = cold_start(spelled, now=NOW, k=40)
+    assert [(it.id, it.score) for it in page] == [
+        (it.id, it.score) for it in cold_start(cands, now=NOW, k=40)]
+    by_id = {c.id: c for c in spelled}
+    first = [by_id[it.id].category.lower() for it in page[:8]]
+    assert all(first.count(c) == 2 for c in CATEGORIES), first
+
+
 def test_a_new_reader_who_follows_a_category_gets_more_of_it_and_still_the_rest():
     cands, _ = _world(21, n=200)
     by_id = {c.id: c for c in cands}

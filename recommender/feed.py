@@ -23,6 +23,7 @@ import base64
 import hashlib
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -145,15 +146,16 @@ def feed_order(
     pool = _eligible(profile, candidates, prefs)
     if not pool:
         return []
+    labels = category_labels(pool)
     if profile.is_cold:
-        scored = _score_cold(pool, prefs, now, params)
+        scored = _score_cold(pool, prefs, now, params, labels)
         shares = _cold_shares(scored, prefs, params)
         explore: list[_Scored] = []
         balance = params.cold_balance
     else:
-        scored = _score_warm(profile, pool, prefs, now, params, titles or {})
+        scored = _score_warm(profile, pool, prefs, now, params, titles or {}, labels)
         shares = {g: it.weight for g, it in enumerate(profile.interests)}
-        explore = _exploration_pool(profile, scored, now)
+        explore = _exploration_pool(profile, scored, now, labels)
         balance = params.balance
     placed = _assemble(scored, shares, explore, params, balance, limit)
     return [FeedItem(s.cand.id, round(s.score, 6), s.reason, s.because_of) for s in placed]
@@ -188,11 +190,12 @@ def rank_trending(
     `max_per_source` per source in the top. The category is named in any case."""
     key = None if category is None else name_key(category)
     pool = [c for c in candidates if key is None or name_key(c.category) == key]
+    labels = category_labels(pool)
     scored = []
     for c in pool:
         fresh = _freshness(c, now, params)
         score = math.log1p(max(c.trending, 0.0)) + 0.1 * fresh + _ctr_term(c, params)
-        where = f" in {c.category}" if c.category else ""
+        where = f" in {label}" if (label := _label(c, labels)) else ""
         reason = f"trending{where}" if c.trending > 0 else f"latest{where}"
         scored.append(_Scored(c, score, 0, reason, None))
     placed = _assemble(scored, {0: 1.0}, [], params, 0.0)
@@ -565,9 +568,26 @@ def _ctr_term(c: FeedCandidate, params: FeedParams) -> float:
     return 0.0 if c.ctr is None else params.ctr_weight * (c.ctr - params.ctr_prior)
 
 
-def _follow(c: FeedCandidate, prefs: Preferences) -> str | None:
+def category_labels(cands: Sequence[FeedCandidate]) -> dict[str, str]:
+    """How reasons name each section (by name key): the spelling most of `cands` carry, the
+    first in code-point order on a tie. Stored names keep the collector's or the import's
+    spelling, and one page said "new in Politics" and "trending in politics"."""
+    counts = Counter(c.category for c in cands)
+    out: dict[str, str] = {}
+    for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if key := name_key(name):
+            out.setdefault(key, name.strip())
+    return out
+
+
+def _label(c: FeedCandidate, labels: Mapping[str, str]) -> str:
+    """The candidate's category as reasons name it ("" for none)."""
+    return labels.get(name_key(c.category), c.category.strip())
+
+
+def _follow(c: FeedCandidate, prefs: Preferences, labels: Mapping[str, str]) -> str | None:
     if c.category and name_key(c.category) in prefs.follow_categories:
-        return c.category
+        return _label(c, labels)
     if c.source and name_key(c.source) in prefs.follow_sources:
         return c.source
     return None
@@ -580,6 +600,7 @@ def _score_warm(
     now: datetime,
     p: FeedParams,
     titles: Mapping[int, str],
+    labels: Mapping[str, str],
 ) -> list[_Scored]:
     mat = np.stack([c.vector for c in pool]).astype(np.float32)
     centres = np.stack([it.vector for it in profile.interests]).astype(np.float32)
@@ -604,7 +625,7 @@ def _score_warm(
     # "politics" section.
     cat_aff = np.array([profile.category_affinity.get(name_key(c.category), 0.0) for c in pool])
     src_aff = np.array([profile.source_affinity.get(name_key(c.source), 0.0) for c in pool])
-    followed = [_follow(c, prefs) for c in pool]
+    followed = [_follow(c, prefs, labels) for c in pool]
     score = (
         parts.sum(axis=1)
         + col["ctr"]
@@ -624,6 +645,7 @@ def _score_warm(
             followed[j],
             profile.interests[g].anchor_story_id,
             titles,
+            _label(c, labels),
         )
         out.append(_Scored(c, float(score[j]), g, reason, because))
     return out
@@ -651,15 +673,16 @@ def _reason(
     followed: str | None,
     anchor: int,
     titles: Mapping[int, str],
+    label: str,
 ) -> tuple[str, int | None]:
     if top == "co_read" and c.co_read_anchor is not None:
         t = titles.get(c.co_read_anchor)
         text = f"readers of “{t}” also read this" if t else "readers with your taste read this"
         return text, c.co_read_anchor
-    if top == "trending" and c.category:
-        return f"trending in {c.category}", None
-    if top == "fresh" and c.category:
-        return f"new in {c.category}", None
+    if top == "trending" and label:
+        return f"trending in {label}", None
+    if top == "fresh" and label:
+        return f"new in {label}", None
     if followed and interest < 0.3:
         return f"you follow {followed}", None
     t = titles.get(anchor)
@@ -667,7 +690,8 @@ def _reason(
 
 
 def _score_cold(
-    pool: Sequence[FeedCandidate], prefs: Preferences, now: datetime, p: FeedParams
+    pool: Sequence[FeedCandidate], prefs: Preferences, now: datetime, p: FeedParams,
+    labels: Mapping[str, str],
 ) -> list[_Scored]:
     # One turn a section, by name key: grouped by stored spelling, a section stored as
     # "Politics" and "politics" took two turns of a new reader's feed.
@@ -677,7 +701,7 @@ def _score_cold(
     for c in pool:
         trend = p.cold_trending_weight * math.log1p(max(c.trending, 0.0))
         fresh = p.cold_fresh_weight * _freshness(c, now, p)
-        followed = _follow(c, prefs)
+        followed = _follow(c, prefs, labels)
         score = (
             trend
             + fresh
@@ -685,7 +709,7 @@ def _score_cold(
             + (p.follow_weight if followed else 0.0)
             + p.source_weight_weight * math.log(max(c.source_weight, 1e-3))
         )
-        where = f" in {c.category}" if c.category else ""
+        where = f" in {label}" if (label := _label(c, labels)) else ""
         if followed:
             reason = f"you follow {followed}"
         elif trend >= fresh and c.trending > 0:
@@ -705,7 +729,8 @@ def _cold_shares(scored: Sequence[_Scored], prefs: Preferences,
     return {g: w / total for g, w in sorted(weight.items())}
 
 
-def _exploration_pool(profile: Profile, scored: Sequence[_Scored], now: datetime) -> list[_Scored]:
+def _exploration_pool(profile: Profile, scored: Sequence[_Scored], now: datetime,
+                      labels: Mapping[str, str]) -> list[_Scored]:
     """Stories outside the reader's categories (else the least like their interests), the
     popular ones first, shuffled by a seed of reader and day so exploration moves day by day but
     stays put while a reader pages through one snapshot."""
@@ -725,7 +750,8 @@ def _exploration_pool(profile: Profile, scored: Sequence[_Scored], now: datetime
     out = []
     for j in order:
         s = pool[int(j)]
-        where = f"trending in {s.cand.category}" if s.cand.trending > 0 else s.cand.category
+        label = _label(s.cand, labels)
+        where = f"trending in {label}" if s.cand.trending > 0 else label
         out.append(_Scored(s.cand, s.score, s.group, f"something different: {where}", None))
     return out
 

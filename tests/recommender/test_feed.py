@@ -419,6 +419,38 @@ def test_a_warm_feed_is_the_same_whatever_the_stored_spelling_of_its_categories(
                         {e.id for e in order if e.reason.startswith("something different")}]
 
 
+def _sections_named(items) -> dict[str, set[str]]:
+    """The spellings the items' reasons name each category by (by lower case)."""
+    import re
+
+    named: dict[str, set[str]] = {}
+    for it in items:
+        m = re.search(r"(?:trending in|new in|latest in|you follow|something different:) (\S+)$", it.reason)
+        if m:
+            named.setdefault(m[1].lower(), set()).add(m[1])
+    return named
+
+
+def test_reasons_name_a_section_one_way_whatever_its_stored_spellings():
+    """Reasons named each story's stored spelling: one page said "new in Politics" and
+    "trending in politics", which read as two sections."""
+    spelled, profile = _world(9, n=120, spelled=True)
+    stored = {c.category for c in spelled}
+    prefs = Preferences(follow_categories=frozenset({"sport"}))
+    pages = {
+        "warm": feed_order(profile, spelled, now=NOW, prefs=prefs),
+        "cold": cold_start(spelled, now=NOW, k=120, prefs=prefs),
+        "trending": rank_trending(spelled, now=NOW, k=120, params=FeedParams(max_per_source=120)),
+    }
+    for name, items in pages.items():
+        named = _sections_named(items)
+        assert len(named) >= 3, (name, named)
+        for spellings in named.values():
+            assert len(spellings) == 1 and spellings <= stored, (name, named)
+    # The name most of the candidates carry: even ids keep the lower case, half of the others.
+    assert all(next(iter(v)).islower() for v in _sections_named(pages["cold"]).values())
+
+
 def test_reasons_name_the_story_behind_them():
     cands, profile = _world(9, n=60)
     titles = {i: f"Title {i}" for i in range(60)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -55,7 +55,8 @@ FOLLOWS_READ = 10
 # sections among its candidates: after a busy hour in one section, the latest 200 stories were
 # all of it. So a cold feed also draws on the newest stories of each category (at most
 # SECTIONS_READ categories, one indexed query each, per snapshot: a first page after a new
-# story was stored reads them again).
+# story was stored reads them again). With more categories, those with the newest stories
+# (`sections_to_read`).
 SECTION_HEAD = 20
 SECTIONS_READ = 24
 SECTION_SNAPSHOTS_KEPT = 16
@@ -105,6 +106,21 @@ def snapshot_time(now: datetime) -> datetime:
     story read a moment ago came back at the top of the reader's feed. Pure."""
     whole = now.replace(microsecond=0)
     return whole if whole == now else whole + timedelta(seconds=1)
+
+
+def sections_to_read(newest: Mapping[str, datetime | None], limit: int = SECTIONS_READ) -> list[str]:
+    """The name keys of the `limit` sections whose newest story is the newest, from each stored
+    category name and its newest story's time (`MetaTable.category_newest`): the spellings of
+    one section are one, with the newest of their times. Chosen as the first names in
+    alphabetical order, a 25th section was never read however busy it was, while a section
+    quiet for months took a query. Pure."""
+    latest: dict[str, datetime] = {}
+    for name, at in newest.items():
+        key = name_key(name)
+        if key:  # stories without a category are among the latest 200 anyway
+            when = at or datetime.min.replace(tzinfo=UTC)
+            latest[key] = max(when, latest.get(key, when))
+    return sorted(latest, key=lambda k: (-latest[k].timestamp(), k))[:limit]
 
 
 def preferences_of(raw: dict | None) -> Preferences:
@@ -251,8 +267,7 @@ class FeedService:
         if heads is None:
             heads = []
             # One query a section, however many spellings of it were stored.
-            sections = dict.fromkeys(name_key(c) for c in self.corpus.meta.category_names())
-            for category in list(sections)[:SECTIONS_READ]:
+            for category in sections_to_read(self.corpus.meta.category_newest()):
                 heads += await self.store.latest_ids(SECTION_HEAD, category=category, newest_id=newest)
             if len(self._sections) >= SECTION_SNAPSHOTS_KEPT:
                 self._sections.pop(next(iter(self._sections)))  # the oldest read

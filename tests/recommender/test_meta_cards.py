@@ -74,3 +74,31 @@ def test_category_names_are_the_stored_categories_and_survive_a_restore(tmp_path
     assert back.category_names() == ["Sport", "culture", "politics"]
     back.close()
     table.close()
+
+
+def test_each_category_keeps_its_newest_story_time_through_a_restore(tmp_path):
+    """What a cold feed's section heads are chosen by (the store's sort time: published, unless
+    absent or later than collected), kept per stored spelling."""
+    table = MetaTable(tmp_path)
+    assert table.category_newest() == {}
+    hours = timedelta(hours=1)
+    table.put_many([StoryMeta(1, "u1", "T", "", "site", "wire", "politics", "", "", NOW - 5 * hours, NOW),
+                    StoryMeta(2, "u2", "T", "", "site", "wire", "politics", "", "", NOW - 2 * hours, NOW),
+                    StoryMeta(3, "u3", "T", "", "site", "wire", "Politics", "", "", None, NOW - 3 * hours),
+                    # A time in the future sorts as collected.
+                    StoryMeta(4, "u4", "T", "", "site", "wire", "culture", "", "", NOW + 9 * hours, NOW)])
+    table.put_many([StoryMeta(5, "u5", "T", "", "site", "wire", "culture", "", "", NOW - 9 * hours, NOW)])
+    want = {"politics": NOW - 2 * hours, "Politics": NOW - 3 * hours, "culture": NOW}
+    assert table.category_newest() == want
+    arrays, write = table.snapshot()
+    with open(tmp_path / "records", "wb") as f:
+        write(f)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    buf.seek(0)
+    with np.load(buf, allow_pickle=False) as z:
+        back = MetaTable.restore({k: z[k] for k in z.files}, open(tmp_path / "records", "rb"), tmp_path)
+    assert back.category_newest() == want
+    assert back.category_names() == table.category_names() == ["Politics", "culture", "politics"]
+    back.close()
+    table.close()

@@ -66,3 +66,43 @@ def test_a_feed_snapshot_is_the_whole_second_at_or_after_now():
     assert snapshot_time(t) == t
     assert snapshot_time(t.replace(microsecond=1)) == t.replace(second=1)
     assert snapshot_time(t.replace(second=59, microsecond=999_999)) == t.replace(minute=1)
+
+
+async def test_a_cold_feed_reads_the_sections_with_the_newest_stories(sqlite_url, tmp_path):
+    """With more categories than SECTIONS_READ, the heads were read for the first 24 names in
+    alphabetical order: the later ones were never read however busy, the early ones however
+    quiet. Spellings of one section ("C00", "c00") are one section, with the newer time."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from aggregator.model import StoryDraft
+    from aggregator.names import name_key
+    from aggregator.store import Store
+    from recommender.corpus import MetaTable, meta_of
+    from recommender.readers import SECTION_HEAD, SECTIONS_READ
+
+    now = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    drafts = [StoryDraft(url=f"https://e.org/{i}/{j}", title=f"Story {j} of section {i}",
+                         published_at=now - timedelta(hours=100 - i, minutes=j),
+                         site="e.org", source="wire", category=f"c{i:02d}")
+              for i in range(SECTIONS_READ + 6) for j in range(2)]
+    # The section first in alphabetical order is the quietest, but for one story of another
+    # spelling, the newest of all.
+    drafts.append(StoryDraft(url="https://e.org/0/new", title="Newest", published_at=now,
+                             site="e.org", source="wire", category="C00"))
+    store = Store(sqlite_url)
+    await store.migrate()
+    table = MetaTable(tmp_path)
+    try:
+        ids = (await store.upsert_stories(drafts, now)).new_ids
+        table.put_many(meta_of(s) for s in (await store.get_stories(ids)).values())
+        svc = FeedService(store, corpus=SimpleNamespace(meta=table))
+        newest = await store.newest_story_id()
+        heads = await svc._section_heads(newest)
+        read = {name_key(s.category) for s in (await store.get_stories(heads)).values()}
+        assert read == {"c00", *(f"c{i:02d}" for i in range(7, SECTIONS_READ + 6))}
+        assert len(heads) == len(set(heads)) == 3 + 23 * 2 <= SECTIONS_READ * SECTION_HEAD
+        assert await svc._section_heads(newest) is heads  # kept for the snapshot
+    finally:
+        table.close()
+        await store.close()

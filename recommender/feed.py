@@ -645,7 +645,7 @@ def _score_warm(
             followed[j],
             profile.interests[g].anchor_story_id,
             titles,
-            _label(c, labels),
+            labels,
         )
         out.append(_Scored(c, float(score[j]), g, reason, because))
     return out
@@ -673,16 +673,14 @@ def _reason(
     followed: str | None,
     anchor: int,
     titles: Mapping[int, str],
-    label: str,
+    labels: Mapping[str, str],
 ) -> tuple[str, int | None]:
     if top == "co_read" and c.co_read_anchor is not None:
         t = titles.get(c.co_read_anchor)
         text = f"readers of “{t}” also read this" if t else "readers with your taste read this"
         return text, c.co_read_anchor
-    if top == "trending" and label:
-        return f"trending in {label}", None
-    if top == "fresh" and label:
-        return f"new in {label}", None
+    if top in ("trending", "fresh") and (label := _label(c, labels)):
+        return (f"trending in {label}" if top == "trending" else f"new in {label}"), None
     if followed and interest < 0.3:
         return f"you follow {followed}", None
     t = titles.get(anchor)

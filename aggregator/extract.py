@@ -16,7 +16,13 @@ import trafilatura
 from lxml import etree
 
 from aggregator.errors import ParseError
-from aggregator.textclean import clean_inline, collapse_whitespace, decode_html, parse_date
+from aggregator.textclean import (
+    clean_inline,
+    collapse_whitespace,
+    decode_html,
+    drop_read_more,
+    parse_date,
+)
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,9 @@ def extract_article(html: bytes, url: str) -> Article:
     except Exception as e:  # trafilatura wraps lxml and more; a crash is a page problem here
         raise ParseError(f"article extraction failed: {type(e).__name__}: {e}") from e
     data = _as_dict(doc)
-    text = collapse_whitespace(str(data.get("text") or ""))
+    # NYT pages keep "Continue reading the main story" between paragraphs (readability
+    # pages nytimes-1, -2), the Washington Post a trailing "Read more:" (wapo-1).
+    text = drop_read_more(collapse_whitespace(str(data.get("text") or "")))
     if not text:
         raise ParseError("no article text found on the page")
     meta = _meta_tags(html)

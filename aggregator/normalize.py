@@ -3,7 +3,7 @@
 Pure: the clock comes in as `now`. Decisions made here:
 - identity is `canonical_url(item.url)`; a link that is not http(s) makes the item unusable;
 - an item needs a title or a summary; with a summary only, the title is its first words;
-- fields are cleaned (entities, tags, whitespace) and cut to `MAX_*` characters, so one
+- fields are cleaned (entities, tags, whitespace, "Continue reading..." links) and cut to `MAX_*` characters, so one
   absurd item cannot bloat the store or the embedder's input;
 - a `published_at` more than `MAX_FUTURE` ahead of `now` is dropped to None (the store then
   uses the collection time): a wrong clock or a time-zone bug at the source, and keeping it
@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from aggregator.canonical import canonical_url, site_of
 from aggregator.model import ParsedItem, SourceSpec, StoryDraft
-from aggregator.textclean import clean_inline, collapse_whitespace, truncate
+from aggregator.textclean import clean_inline, collapse_whitespace, drop_read_more, truncate
 
 MAX_TITLE_CHARS = 300
 MAX_SUMMARY_CHARS = 1_000
@@ -129,8 +129,9 @@ def _texts(item: ParsedItem) -> tuple[str, str, str]:
 
 def story_texts(title: str, summary: str, text: str) -> tuple[str, str, str]:
     """Clean title, summary and text; title and summary derived from the body when missing."""
-    summary = collapse_whitespace(_valid(summary))
-    text = collapse_whitespace(_valid(text))
+    # Before the cut: a "Continue reading..." kept took the place of the teaser's last words.
+    summary = drop_read_more(collapse_whitespace(_valid(summary)))
+    text = drop_read_more(collapse_whitespace(_valid(text)))
     if not summary and text:
         summary = truncate(" ".join(text.split()), DERIVED_SUMMARY_CHARS)
     title = clean_inline(_valid(title))

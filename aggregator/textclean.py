@@ -23,6 +23,29 @@ _LEFTOVER_ENTITY = re.compile(r"&(#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]+encoding\s*=\s*["']([a-zA-Z0-9_.:-]+)""")
 _CT_CHARSET = re.compile(r"charset\s*=\s*[\"']?([a-zA-Z0-9_.:-]+)", re.I)
+# Links from a teaser to its own article, which feeds append to every item: the Guardian's
+# "Continue reading...", tagesschau's "[mehr]", the Washington Post's "Read full article >>",
+# NYT pages' "Continue reading the main story" (between the paragraphs, where an ad was).
+# In the captured feeds (../shared/data/news-feeds) 50 of the Guardian's 55 summaries and all
+# 40 of tagesschau's bodies ended so; cut at 1,000 characters they ended in "Continue…".
+# A whole line that says only this is dropped; a bare "more"/"mehr" only in brackets
+# (a German sentence may end in "mehr").
+_READ_MORE_WORDS = (
+    r"continue reading(?: the main story)?|read (?:the )?(?:full|rest of the) (?:story|article)"
+    r"|read more|keep reading|weiterlesen|lire la suite|leia mais|leer más|seguir leyendo"
+    r"|continua a leggere|czytaj dalej"
+)
+_READ_MORE_LINE = re.compile(
+    rf"^(?:(?:{_READ_MORE_WORDS})\s*(?:\.{{2,3}}|…|:|»+|>+|›|→)?"
+    rf"|\[\s*(?:{_READ_MORE_WORDS}|more|mehr)\s*(?:\.{{2,3}}|…)?\s*\])$",
+    re.I,
+)
+# The same in brackets at the end of the last paragraph: "… Von Jana Sinram.[mehr]".
+_READ_MORE_TAIL = re.compile(rf"\s*\[\s*(?:{_READ_MORE_WORDS}|more|mehr)\s*(?:\.{{2,3}}|…)?\s*\]$", re.I)
+# WordPress appends "The post <title> appeared first on <site>." to every feed item (Variety,
+# Deadline, Billboard, Rolling Stone: all shipped sources); the Guardian puts a "Related: <a
+# headline>" link box inside its summaries.
+_FEED_FOOTER = re.compile(r"^(?:The post .{1,400} appeared first on .{1,200}|Related: .{1,200})$")
 
 # Block elements end a line when markup becomes plain text, so paragraphs stay apart.
 _BLOCK_TAGS = frozenset(
@@ -83,6 +106,19 @@ def collapse_whitespace(text: str) -> str:
     lines = [_WS.sub(" ", line).strip() for line in text.replace("\r\n", "\n").split("\n")]
     joined = "\n".join(lines)
     return _BLANK_LINES.sub("\n\n", joined).strip()
+
+
+def drop_read_more(text: str) -> str:
+    """`text` (collapsed, one paragraph a line) without the "Continue reading..." and "[mehr]"
+    links and the WordPress and Guardian footers that feeds add to an item's teaser: on a
+    card they read as part of the story, and they took the place of its words when cut."""
+    if not text:
+        return text
+    lines = [ln for ln in text.split("\n")
+             if not (_READ_MORE_LINE.match(ln) or _FEED_FOOTER.match(ln))]
+    if lines:
+        lines[-1] = _READ_MORE_TAIL.sub("", lines[-1])
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
 def unescape(text: str) -> str:
@@ -213,6 +249,7 @@ __all__ = [
     "collapse_whitespace",
     "declared_charset",
     "decode_html",
+    "drop_read_more",
     "html_to_text",
     "parse_date",
     "struct_time_to_utc",

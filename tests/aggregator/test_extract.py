@@ -109,3 +109,13 @@ def test_small_page_metadata_and_og_image() -> None:
 def test_no_article_text_is_a_parse_error(body: bytes) -> None:
     with pytest.raises(ParseError):
         extract_article(body, "https://news.example/x")
+
+
+@pytest.mark.skipif(not PAGES.is_dir(), reason=f"shared test data not found at {PAGES}")
+@pytest.mark.parametrize(("name", "junk"), [("nytimes-1", "Continue reading the main story"),
+                                            ("nytimes-2", "Continue reading the main story"),
+                                            ("wapo-1", "Read more:")])
+def test_read_more_links_are_not_article_text(name: str, junk: str) -> None:
+    article = extract_article((PAGES / name / "source.html").read_bytes(), f"https://{name}.example/a")
+    assert junk not in article.text
+    assert len(article.text.split()) > 300

@@ -176,3 +176,43 @@ def test_tags_are_cleaned_kept_once_and_bounded() -> None:
     assert tags[:4] == ("Love Island", "ITV & Reality", "Politics", "Null")
     assert len(tags) == MAX_TAGS and tags[-1] == f"tag {MAX_TAGS - 5}"
     assert normalize(ParsedItem(url="https://a.example/u", title="T"), source=None, now=NOW).tags == ()
+
+
+# "Continue reading..." and friends: links from a teaser to its own article. Captured data:
+# 50 of the Guardian's 55 summaries ended so (5 more, cut at 1,000 characters, in
+# "Continue…"), all 40 tagesschau bodies in "[mehr]", every WaPo summary in "Read full article".
+READ_MORE = ("Continue reading", "Continue…", "[mehr]", "Read full article", "Related: ")
+
+
+@pytest.mark.parametrize("feed", ["rss-parser/guardian.rss", "fast-news-reader/tagesschau.xml",
+                                  "node-feedparser/wapowellness.xml"])
+def test_read_more_links_of_real_feeds_are_not_in_stories(shared_data, feed) -> None:
+    from aggregator.parse import parse_document
+
+    doc = parse_document((shared_data / "news-feeds" / feed).read_bytes(), base_url="https://x.example/")
+    drafts = [d for d in (normalize(i, source=SOURCE, now=NOW) for i in doc.items) if d]
+    assert len(drafts) >= 25
+    left = [(d.url, field[-60:]) for d in drafts for field in (d.summary, d.text)
+            if any(junk in field for junk in READ_MORE)]
+    assert left == []
+    # what was around them stays (WaPo's feed also carries empty ad items)
+    assert sum(bool(d.summary or d.text) for d in drafts) >= 0.8 * len(drafts)
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("<p>Teaser.</p><a href='/a'>Continue reading...</a>", "Teaser."),
+    ("<p>Teaser. <em>Von Jana Sinram.</em>[<a href='/a'>mehr</a>]</p>", "Teaser. Von Jana Sinram."),
+    ("<p>Teaser.</p><p>The post <a href='/a'>Teaser</a> appeared first on <a href='/'>Variety</a>.</p>",
+     "Teaser."),
+    ("<p>One.</p><p>Continue reading the main story</p><p>Two.</p>", "One.\n\nTwo."),
+    ("<p>Teaser.</p><p><a href='/a'>Read more »</a></p>", "Teaser."),
+    # words that merely look alike stay
+    ("<p>Es gibt nicht mehr.</p>", "Es gibt nicht mehr."),
+    ("<p>Readers read more books [more or less].</p>", "Readers read more books [more or less]."),
+])
+def test_read_more_links_are_dropped_from_summaries(raw: str, clean: str) -> None:
+    from aggregator.textclean import html_to_text
+
+    item = ParsedItem(url="https://s.example/a", title="A", summary=html_to_text(raw))
+    draft = normalize(item, source=SOURCE, now=NOW)
+    assert draft is not None and draft.summary == clean

@@ -89,9 +89,11 @@ def read_fast(body: bytes, *, base_url: str, content_type: str | None = None
     reader = _Reader(base_url, utf8=codec == "utf-8", atom=root.tag == f"{{{_ATOM}}}feed",
                      xml_base=b"base=" in body)
     try:
-        return reader.document(root)
+        feed, entries = reader.document(root)
     except Unsupported:
         return None
+    feed["_atom"] = reader.atom  # feedparser's `version` says it (aggregator.feeds reads it)
+    return feed, entries
 
 
 def _same_charset(content_type: str | None, codec: str) -> bool:

@@ -58,7 +58,8 @@ def parse_feed(
             feed, entries = got
             # feedparser resolves relative <img src> in markup against the document's URL;
             # the fast path leaves markup as it is, so _first_img does that step instead.
-            return _document(feed, entries, base_url, [], markup_base=base_url)
+            return _document(feed, entries, base_url, [], markup_base=base_url,
+                             atom=bool(feed.get("_atom")))
     headers = {"content-location": base_url, "content-type": _xml_content_type(content_type)}
     try:
         # No sanitizing: every field is turned into plain text here (textclean drops script,
@@ -76,15 +77,16 @@ def parse_feed(
             problems.append(f"encoding: {_one_line(exc)}")
     if not d.get("version") and not d.entries:
         raise ParseError(_why_not_a_feed(body, exc))
-    return _document(d.feed, d.entries, base_url, problems)
+    return _document(d.feed, d.entries, base_url, problems,
+                     atom=str(d.get("version") or "").startswith("atom"))
 
 
 def _document(feed: Any, entries: list, base_url: str, problems: list[str], *,
-              markup_base: str | None = None) -> ParsedDocument:
+              markup_base: str | None = None, atom: bool = False) -> ParsedDocument:
     home = str(feed.get("link") or "")
     items: list[ParsedItem] = []
     for n, entry in enumerate(entries, start=1):
-        item, problem = _item(entry, n, base_url, markup_base)
+        item, problem = _item(entry, n, base_url, markup_base, atom)
         if problem:
             problems.append(problem)
         if item is not None:
@@ -101,13 +103,13 @@ def _document(feed: Any, entries: list, base_url: str, problems: list[str], *,
     )
 
 
-def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None
+def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None, atom: bool = False
           ) -> tuple[ParsedItem | None, str]:
     link = _link(entry, base_url)
     title = clean_inline(entry.get("title"))
     if not link:
         return None, f"item {n}: no link, skipped" + (f" ({title[:60]!r})" if title else "")
-    content_html = _content_html(entry)
+    content_html = _content_html(entry, atom)
     summary_html = str(entry.get("summary") or "")
     text = html_to_text(content_html)
     summary = html_to_text(summary_html)
@@ -163,8 +165,17 @@ def _link(entry: Any, base_url: str) -> str:
     return ""
 
 
-def _content_html(entry: Any) -> str:
+def _content_html(entry: Any, atom: bool = False) -> str:
     contents = entry.get("content") or ()
+    if not atom:
+        # In RSS, feedparser files a second description-like element (media:description,
+        # dc:description) under `content` as text/plain; content:encoded, the one real body,
+        # is text/html. That second one is an image caption: NYT's 25 items and the Daily
+        # Mail's had their photo's caption stored as the story's body ("Gaza City. Hamas
+        # seized control…"), and a full_text source then never read their pages, since a
+        # stored body means "already read" (`Store.urls_with_text`). Atom's type="text"
+        # content is a body and stays.
+        contents = [c for c in contents if c.get("type") != "text/plain"]
     # Prefer HTML bodies over plain alternatives; take the longest (some feeds send a teaser too).
     values = [str(c.get("value") or "") for c in contents]
     return max(values, key=len) if values else ""

@@ -528,3 +528,38 @@ def test_share_buttons_are_not_lead_images_but_photos_of_companies_are() -> None
     ).encode()
     doc = parse_document(body, base_url="https://n.example/rss")
     assert doc.items[0].image_url == "https://n.example/pixel-8-hq.jpg"
+
+
+# --- a photo's caption is not the story's body -------------------------------------------
+
+
+@needs_feeds
+def test_nyt_photo_captions_are_not_story_bodies() -> None:
+    """NYT items carry a teaser (<description>) and their photo's <media:description>, which
+    feedparser files as the item's content: every caption was stored as its story's body, and
+    read in place of the teaser where a body is preferred (related blocks' lexical match)."""
+    body = (FEEDS / "photojournalism" / "nytimes.xml").read_bytes()
+    for fast in (True, False):
+        doc = parse_document(body, base_url="https://rss.nytimes.com/", fast=fast)
+        first = doc.items[0]
+        assert first.summary.startswith("Considered authoritarian and corrupt")
+        assert [i.text for i in doc.items if i.text] == [], fast
+        assert sum(bool(i.image_url) for i in doc.items) == 20  # the photos themselves stay
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_media_description_is_no_body_but_content_encoded_and_atom_text_are(fast: bool) -> None:
+    body = rss(
+        "<item><title>A</title><link>https://news.example/a</link><description>Teaser</description>"
+        "<media:description>Photo: a crowd in Kyiv</media:description></item>"
+        '<item><title>B</title><link>https://news.example/b</link><description>Teaser</description>'
+        "<content:encoded><![CDATA[<p>The whole body.</p>]]></content:encoded></item>"
+    ).replace('<rss version="2.0"', '<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"')
+    a, b = parse_document(body.encode(), base_url="https://news.example/", fast=fast).items
+    assert (a.summary, a.text) == ("Teaser", "")
+    assert (b.summary, b.text) == ("Teaser", "The whole body.")
+    atom = (b'<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title><entry><title>E</title>'
+            b'<link href="https://news.example/e"/><summary>Teaser</summary>'
+            b'<content type="text">Plain body text.</content></entry></feed>')
+    (e,) = parse_document(atom, base_url="https://news.example/", fast=fast).items
+    assert (e.summary, e.text) == ("Teaser", "Plain body text.")

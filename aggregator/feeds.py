@@ -170,7 +170,7 @@ def _content_html(entry: Any, atom: bool = False) -> str:
     if not atom:
         # In RSS, feedparser files a second description-like element (media:description,
         # dc:description) under `content` as text/plain; content:encoded, the one real body,
-        # is text/html. That second one is an image caption: NYT's 25 items and the Daily
+        # is text/html. That second one is an image caption: 17 of NYT's 25 items and the Daily
         # Mail's had their photo's caption stored as the story's body ("Gaza City. Hamas
         # seized control…"), and a full_text source then never read their pages, since a
         # stored body means "already read" (`Store.urls_with_text`). Atom's type="text"

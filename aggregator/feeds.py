@@ -170,11 +170,12 @@ def _content_html(entry: Any, atom: bool = False) -> str:
     if not atom:
         # In RSS, feedparser files a second description-like element (media:description,
         # dc:description) under `content` as text/plain; content:encoded, the one real body,
-        # is text/html. That second one is an image caption: 17 of NYT's 25 items and the Daily
-        # Mail's had their photo's caption stored as the story's body ("Gaza City. Hamas
-        # seized control…"), and a full_text source then never read their pages, since a
-        # stored body means "already read" (`Store.urls_with_text`). Atom's type="text"
-        # content is a body and stays.
+        # is text/html. That second one is a photo's caption: 17 of NYT's 25 items had it
+        # stored as the story's body ("Gaza City. Hamas seized control…"), read before the
+        # teaser where a body is preferred, and a story stored so by one source was never
+        # read in full by another (a stored body means "read", `Store.urls_with_text`).
+        # Atom's type="text" content is a body and stays. Left: a caption typed as HTML
+        # (the Daily Mail's media:description type="html") looks like content:encoded here.
         contents = [c for c in contents if c.get("type") != "text/plain"]
     # Prefer HTML bodies over plain alternatives; take the longest (some feeds send a teaser too).
     values = [str(c.get("value") or "") for c in contents]

@@ -412,3 +412,23 @@ async def test_a_link_in_two_feeds_keeps_its_first_feeds_title_round_after_round
     assert (after.title, after.source) == ("Minister resigns", "a")
     assert after.summary == "Minister resigns, says the report."
     assert await sqlite_store.embed_backlog("r", 10) == []  # never embedded again
+
+
+async def test_gzipped_child_sitemaps_are_read(sqlite_store):
+    """A sitemap index listing "…xml.gz" children (sitemaps.org allows gzipped sitemaps,
+    served with no Content-Encoding): every child failed as "not well-formed", so the
+    source failed whole."""
+    import gzip
+
+    async with LocalSite() as site:
+        base = site.url("").rstrip("/")
+        site.route("/sm-index.xml", content_type="application/xml", body=(
+            '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"<sitemap><loc>{base}/sm-1.xml.gz</loc><lastmod>2026-11-25</lastmod></sitemap>"
+            "</sitemapindex>"))
+        site.route("/sm-1.xml.gz", content_type="application/x-gzip",
+                   body=gzip.compress(_news_sitemap(base, ["alpha", "beta"]).encode()))
+        await sqlite_store.sync_sources([SourceSpec("smgz", site.url("/sm-index.xml"), "politics",
+                                                     kind="sitemap")])
+        report = (await collector(sqlite_store, site).run_round()).sources[0]
+        assert report.ok and report.new == 2, report

@@ -548,3 +548,24 @@ async def test_guard_applies_to_robots_and_pages() -> None:
 def test_compressed_fixture_is_really_compressed() -> None:
     # guards the encoding tests above against a site that silently sends plain text
     assert len(zlib.compress(COMPRESSED_TEXT)) < len(COMPRESSED_TEXT) // 10
+
+
+# -- gzip files served as they are (sitemap.xml.gz) ------------------------------------
+
+
+async def test_a_gzip_file_without_content_encoding_is_unpacked() -> None:
+    """sitemaps.org allows gzipped sitemaps, served as application/x-gzip with no
+    Content-Encoding; their bytes reached the parser still packed."""
+    import gzip
+
+    xml = b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">' + (
+        b"<url><loc>https://news.example/a</loc></url>" * 50) + b"</urlset>"
+    async with serving(FetchPolicy(max_body_bytes=5_000)) as (site, fetcher):
+        site.route("/sitemap.xml.gz", body=gzip.compress(xml), content_type="application/x-gzip")
+        site.route("/bomb.xml.gz", body=gzip.compress(b"\0" * 200_000), content_type="application/x-gzip")
+        site.route("/cut.xml.gz", body=gzip.compress(xml)[:-20], content_type="application/x-gzip")
+        assert (await fetcher.fetch(site.url("/sitemap.xml.gz"))).body == xml
+        with pytest.raises(BodyTooLarge, match="unpacks to over the 5000 byte cap"):
+            await fetcher.fetch(site.url("/bomb.xml.gz"))
+        with pytest.raises(FetchError, match="truncated gzip"):
+            await fetcher.fetch(site.url("/cut.xml.gz"))

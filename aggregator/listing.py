@@ -15,7 +15,7 @@ from lxml import etree
 
 from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem, Selectors
-from aggregator.textclean import clean_inline, collapse_whitespace, decode_html, parse_date
+from aggregator.textclean import clean_inline, decode_html, html_to_text, parse_date
 
 _IMAGE_ATTRS = ("src", "data-src", "data-lazy-src", "data-original", "content")
 _DATE_ATTRS = ("datetime", "content", "data-date", "title")
@@ -84,9 +84,9 @@ def _item(block: etree._Element, selectors: Selectors, base: str) -> ParsedItem 
     if not url.startswith(("http://", "https://")):
         return f"not an http(s) link {href[:60]!r}, skipped"
     title_el = _first(block, selectors.title) if selectors.title else link_el
-    title = clean_inline(title_el.text_content()) if title_el is not None else ""
+    title = clean_inline(_text(title_el)) if title_el is not None else ""
     summary_el = _first(block, selectors.summary) if selectors.summary else None
-    summary = collapse_whitespace(summary_el.text_content()) if summary_el is not None else ""
+    summary = _text(summary_el) if summary_el is not None else ""
     published_at = None
     if selectors.date:
         date_el = _first(block, selectors.date)
@@ -107,6 +107,14 @@ def _item(block: etree._Element, selectors: Selectors, base: str) -> ParsedItem 
         image_url=urljoin(base, image) if image else "",
         published_at=published_at,
     )
+
+
+def _text(el: etree._Element) -> str:
+    """An element's text as a reader sees it. lxml's text_content() joins its pieces with
+    nothing between: a promo link holding a kicker and a headline (`<a><span>Politics</span>
+    <h3>Ceasefire holds</h3></a>`) read "PoliticsCeasefire holds", a teaser of two
+    paragraphs "One.Two.", and a <script> inside came along as words."""
+    return html_to_text(lxml.html.tostring(el, encoding="unicode", with_tail=False))
 
 
 def _first(block: etree._Element, selector: str) -> etree._Element | None:

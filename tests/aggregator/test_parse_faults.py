@@ -563,3 +563,20 @@ def test_media_description_is_no_body_but_content_encoded_and_atom_text_are(fast
             b'<content type="text">Plain body text.</content></entry></feed>')
     (e,) = parse_document(atom, base_url="https://news.example/", fast=fast).items
     assert (e.summary, e.text) == ("Teaser", "Plain body text.")
+
+
+def test_html_listing_texts_keep_their_blocks_apart() -> None:
+    """text_content() glued a promo's kicker to its headline ("PoliticsCeasefire holds") and
+    a teaser's paragraphs together ("…night.Talks…"), and took in a <script>'s code."""
+    page = b"""<html><body>
+    <div class="promo"><a href="/a"><span class="kicker">Politics</span><h3>Ceasefire holds</h3>
+      <script>track('promo')</script></a>
+      <div class="teaser"><p>The truce held overnight.</p><p>Talks go on in Jeddah.</p></div></div>
+    <div class="promo"><a href="/b">Tom &amp; Jerry <em>return</em></a></div>
+    </body></html>"""
+    doc = parse_document(page, base_url="https://news.example/", kind="html",
+                         selectors=Selectors(item="div.promo", link="a", summary=".teaser"))
+    a, b = doc.items
+    assert a.title == "Politics Ceasefire holds"
+    assert a.summary == "The truce held overnight.\n\nTalks go on in Jeddah."
+    assert b.title == "Tom & Jerry return" and b.summary == ""

@@ -119,3 +119,24 @@ def test_read_more_links_are_not_article_text(name: str, junk: str) -> None:
     article = extract_article((PAGES / name / "source.html").read_bytes(), f"https://{name}.example/a")
     assert junk not in article.text
     assert len(article.text.split()) > 300
+
+
+@pytest.mark.skipif(not PAGES.is_dir(), reason=f"shared test data not found at {PAGES}")
+@pytest.mark.parametrize(("name", "author"), [
+    ("nytimes-1", "Jeffrey Gettleman"),       # was "Jeffrey Gettleman; JEFFREY GETTLEMAN"
+    ("nytimes-2", "Steven Davidoff Solomon"),
+    ("wapo-1", ""),                           # was "Username" (a login form's field)
+    ("wapo-2", ""),
+    ("guardian-1", "Eleanor Ainge Roy"),
+])
+def test_page_authors_are_names_each_once(name: str, author: str) -> None:
+    article = extract_article((PAGES / name / "source.html").read_bytes(), f"https://{name}.example/a")
+    assert article.author == author
+
+
+def test_byline_joins_distinct_names() -> None:
+    from aggregator.extract import byline
+
+    assert byline("Lisa Kaczke; Trevor J Mitchell") == "Lisa Kaczke, Trevor J Mitchell"
+    assert byline(" Username ") == "" and byline("作者") == ""
+    assert byline("Kevin Johnson; kevin johnson; ") == "Kevin Johnson"

@@ -12,7 +12,7 @@ import io
 import re
 import xml.sax
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import feedparser
 import lxml.html
@@ -35,6 +35,10 @@ _PERIOD_S = {
 _JUNK_IMG_HOST = re.compile(
     r"feedburner\.com|pheedo\.com|doubleclick\.net|/~4/|[/._-]pixel\.(gif|png)|/pixel[/?]", re.I
 )
+# Ad networks' click links: an item whose link is one is an advertisement, not a story. The
+# Washington Post's feed carried three "Featured Advertiser" items linking ads.pheedo.com
+# (node-feedparser/wapowellness.xml), each stored as a story.
+_AD_LINK_HOST = re.compile(r"(^|\.)(pheedo\.com|doubleclick\.net)$|^(ads|adclick|feedads)\.", re.I)
 # Labels of share buttons; plain "Facebook" in alt text can be a real photo of the company.
 _JUNK_IMG_LABEL = re.compile(r"\b(add to \w+|share (on|this|via)|email this|subscribe)\b")
 # The lxml fast path for well-formed documents (aggregator.fastfeed). Off only to measure
@@ -109,6 +113,9 @@ def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None, ato
     title = clean_inline(entry.get("title"))
     if not link:
         return None, f"item {n}: no link, skipped" + (f" ({title[:60]!r})" if title else "")
+    host = urlsplit(link).hostname or ""
+    if _AD_LINK_HOST.search(host):
+        return None, f"item {n}: an advertisement (its link goes to {host}), skipped"
     content_html = _content_html(entry, atom)
     summary_html = str(entry.get("summary") or "")
     text = html_to_text(content_html)

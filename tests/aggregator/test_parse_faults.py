@@ -580,3 +580,16 @@ def test_html_listing_texts_keep_their_blocks_apart() -> None:
     assert a.title == "Politics Ceasefire holds"
     assert a.summary == "The truce held overnight.\n\nTalks go on in Jeddah."
     assert b.title == "Tom & Jerry return" and b.summary == ""
+
+
+@needs_feeds
+def test_ad_items_of_a_real_feed_are_not_stories() -> None:
+    """The Washington Post's feed carried three "Featured Advertiser" items whose links go to
+    ads.pheedo.com: each was stored as a story (and one title three times in a list)."""
+    body = (FEEDS / "node-feedparser" / "wapowellness.xml").read_bytes()
+    for fast in (True, False):
+        doc = parse_document(body, base_url="http://feeds.washingtonpost.com/", fast=fast)
+        assert [i.title for i in doc.items if "pheedo" in i.url or i.title == "Featured Advertiser"] == []
+        assert len(doc.items) == 26
+        ads = [p for p in doc.problems if "advertisement" in p]
+        assert len(ads) == 3 and "ads.pheedo.com" in ads[0]

@@ -92,14 +92,15 @@ def extract_article(html: bytes, url: str) -> Article:
     meta = _meta_tags(html)
     published_at = parse_date(_first(meta, "published")) or parse_date(str(data.get("date") or ""))
     image = str(data.get("image") or "") or _first(meta, "image")
+    site_name = clean_inline(str(data.get("sitename") or "")) or clean_inline(_first(meta, "site_name"))
+    title = clean_inline(str(data.get("title") or "")) or clean_inline(_first(meta, "title"))
     return Article(
-        title=clean_inline(str(data.get("title") or "")) or clean_inline(_first(meta, "title")),
+        title=without_site_name(title, site_name),
         text=text,
         author=byline(str(data.get("author") or "")) or byline(_first(meta, "author")),
         published_at=published_at,
         image_url=urljoin(url, image.strip()) if image.strip() else "",
-        site_name=clean_inline(str(data.get("sitename") or ""))
-        or clean_inline(_first(meta, "site_name")),
+        site_name=site_name,
         description=clean_inline(str(data.get("description") or ""))
         or clean_inline(_first(meta, "description")),
     )
@@ -126,6 +127,32 @@ def byline(raw: str) -> str:
             seen.add(key)
             names.append(name)
     return ", ".join(names)
+
+
+_TITLE_SEPARATORS = (" | ", " - ", " – ", " — ", " :: ", " · ")
+
+
+def without_site_name(title: str, site_name: str) -> str:
+    """`title` without the site's name that pages append to their <title> ("… - TechCrunch",
+    "… | ZDNet"): 25 of the 120 benchmark pages' titles ended so, and a story titled from its
+    page (a plain sitemap's link, a related block's article) showed it. Only an exact name
+    (any case) after a separator goes; what is left must still be a title."""
+    if not site_name or not title:
+        return title
+    folded = title.casefold()
+    # a site name with a tagline ("Aktuálně.cz - Víte, co se právě děje") is also tried short
+    names = [site_name.casefold()]
+    names += [n for sep in _TITLE_SEPARATORS if sep in site_name
+              for n in [site_name.split(sep)[0].strip().casefold()] if n]
+    for name in names:
+        for sep in _TITLE_SEPARATORS:
+            if folded.endswith(sep + name):
+                head = title[: len(title) - len(sep + name)].rstrip()
+                return head if len(head.split()) >= 2 else title
+            if folded.startswith(name + sep):
+                rest = title[len(name + sep):].lstrip()
+                return rest if len(rest.split()) >= 2 else title
+    return title
 
 
 def _as_dict(doc: object) -> dict[str, object]:

@@ -140,3 +140,24 @@ def test_byline_joins_distinct_names() -> None:
     assert byline("Lisa Kaczke; Trevor J Mitchell") == "Lisa Kaczke, Trevor J Mitchell"
     assert byline(" Username ") == "" and byline("作者") == ""
     assert byline("Kevin Johnson; kevin johnson; ") == "Kevin Johnson"
+
+
+def test_site_name_leaves_page_titles() -> None:
+    from aggregator.extract import without_site_name as strip
+
+    assert strip("Best tech gadgets of 2019 | ZDNet", "ZDNet") == "Best tech gadgets of 2019"
+    assert strip("Reported probe into WeWork – TechCrunch", "techcrunch") == "Reported probe into WeWork"
+    assert strip("Black Friday deals - Remember 80/90 - Memorabilia", "Remember 80/90 - Memorabilia") \
+        == "Black Friday deals"
+    assert strip("BBC News | Obama admits gun laws frustrate him", "BBC News") == "Obama admits gun laws frustrate him"
+    # other endings and too little left stay
+    assert strip("The Guardian view on Hong Kong | Editorial", "The Guardian") == "The Guardian view on Hong Kong | Editorial"
+    assert strip("Home | ZDNet", "ZDNet") == "Home | ZDNet"
+    assert strip("ZDNet", "ZDNet") == "ZDNet"
+
+
+@pytest.mark.skipif(not PAGES.is_dir(), reason=f"shared test data not found at {PAGES}")
+def test_a_real_page_title_without_its_site_name() -> None:
+    """aktualne's <title> ends in "| Aktuálně.cz", its og:site_name."""
+    article = extract_article((PAGES / "aktualne" / "source.html").read_bytes(), "https://aktualne.example/a")
+    assert article.title == "West Ham hrozí gigantům, okouzlil i Linekera. Součka je snadné přehlédnout"

@@ -110,14 +110,19 @@ def bounds_from(settings: CollectSettings) -> ScheduleBounds:
 
 def merge_article(draft: StoryDraft, article) -> StoryDraft:
     """Fill a feed item's gaps from its page: the page's body wins, the feed's metadata stays.
-    An untitled draft (a plain sitemap's link) takes the page's title, else one derived from
+    An untitled draft (a plain sitemap's link) takes the page's title and publication time, else one derived from
     its text as `normalize` derives one. The body hash is the page's body's, as `normalize`
     hashes a feed's: kept from the listing, a plain sitemap's stories had none (nor had a
     teaser's), and their copies under other URLs were never linked."""
     text = article.text or draft.text
     summary = draft.summary or article.description or ""
     title = draft.title
+    published_at = draft.published_at or article.published_at
     if not title:
+        # A link without a title is a plain sitemap's <loc>, whose date is <lastmod>: when
+        # the page last changed, not when it was published. An old article edited today
+        # came in as today's story; the page's own publication time is the better one.
+        published_at = article.published_at or draft.published_at
         title, summary, _ = story_texts(article.title or "", summary, text)
         title, summary = truncate(title, MAX_TITLE_CHARS), truncate(summary, MAX_SUMMARY_CHARS)
     return replace(
@@ -126,7 +131,7 @@ def merge_article(draft: StoryDraft, article) -> StoryDraft:
         text=text,
         author=draft.author or article.author or "",
         image_url=draft.image_url or article.image_url or "",
-        published_at=draft.published_at or article.published_at,
+        published_at=published_at,
         summary=summary,
         content_hash=content_hash(text or summary),
     )

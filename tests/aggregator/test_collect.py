@@ -227,6 +227,11 @@ async def test_a_plain_sitemap_gives_stories_through_full_text_reading(site, sql
     assert report["sm"].ok and (report["sm"].items, report["sm"].new) == (3, 3), report["sm"]
     stories = await sqlite_store.latest_stories(limit=10)
     assert len(stories) == 3 and all(s.title and len(s.text.split()) > 150 for s in stories)
+    # <lastmod> (2026-11-25, when the page last changed) is no publication time: the pages'
+    # own are (the Guardian's 2019-01-03T07:00:02Z; BBC's gives its day).
+    when = {s.url.rsplit("/", 1)[1]: s.published_at for s in stories}
+    assert when["0"] == datetime(2019, 1, 3, 7, 0, 2, tzinfo=UTC)
+    assert when["2"].date().isoformat() == "2015-07-24"
     # Every item unusable is not "ok": the source says why.
     assert not report["bare"].ok and report["bare"].error.startswith("3 items, none usable")
     assert "full-text reading" in report["bare"].error

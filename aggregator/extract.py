@@ -25,6 +25,18 @@ from aggregator.textclean import (
 )
 
 
+# trafilatura's date search (htmldate), with its defaults, but asked for the time of day too:
+# by default it gives the day only, and a story published at 05:36 BST was stored at 00:00
+# UTC, hours before it happened (readability pages bbc-1, breitbart give the time; those
+# that give a day only still come out as that day, 00:00). The meta tags are read first.
+_DATE_PARAMS = {"original_date": True, "extensive_search": True,
+                "outputformat": "%Y-%m-%dT%H:%M:%S%z"}
+
+
+def _today() -> str:
+    return datetime.now().astimezone().strftime("%Y-%m-%d")  # as trafilatura's default
+
+
 @dataclass(frozen=True)
 class Article:
     """What an article page says about itself; empty strings when unknown."""
@@ -80,6 +92,7 @@ def extract_article(html: bytes, url: str) -> Article:
             include_images=False,
             include_links=False,
             deduplicate=False,
+            date_extraction_params=_DATE_PARAMS | {"max_date": _today()},
         )
     except Exception as e:  # trafilatura wraps lxml and more; a crash is a page problem here
         raise ParseError(f"article extraction failed: {type(e).__name__}: {e}") from e

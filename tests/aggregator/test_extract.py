@@ -161,3 +161,16 @@ def test_a_real_page_title_without_its_site_name() -> None:
     """aktualne's <title> ends in "| Aktuálně.cz", its og:site_name."""
     article = extract_article((PAGES / "aktualne" / "source.html").read_bytes(), "https://aktualne.example/a")
     assert article.title == "West Ham hrozí gigantům, okouzlil i Linekera. Součka je snadné přehlédnout"
+
+
+@pytest.mark.skipif(not PAGES.is_dir(), reason=f"shared test data not found at {PAGES}")
+@pytest.mark.parametrize(("name", "published_at"), [
+    # the page's JSON-LD gives 05:36:09+01:00; stored as 2015-07-24 00:00 UTC, before it happened
+    ("bbc-1", datetime(2015, 7, 24, 4, 36, 9, tzinfo=UTC)),
+    ("breitbart", datetime(2016, 12, 22, 18, 43, 37, tzinfo=UTC)),
+    ("guardian-1", datetime(2019, 1, 3, 7, 0, 2, tzinfo=UTC)),   # meta tag, as before
+    ("cnn", datetime(2016, 2, 1, 1, 28, 49, tzinfo=UTC)),
+])
+def test_page_publication_time_keeps_its_time_of_day(name: str, published_at: datetime) -> None:
+    article = extract_article((PAGES / name / "source.html").read_bytes(), f"https://{name}.example/a")
+    assert article.published_at == published_at

@@ -24,7 +24,6 @@ from aggregator.textclean import (
     parse_date,
 )
 
-
 # trafilatura's date search (htmldate), with its defaults, but asked for the time of day too:
 # by default it gives the day only, and a story published at 05:36 BST was stored at 00:00
 # UTC, hours before it happened (readability pages bbc-1, breitbart give the time; those

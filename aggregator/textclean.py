@@ -44,8 +44,10 @@ _READ_MORE_LINE = re.compile(
 _READ_MORE_TAIL = re.compile(rf"\s*\[\s*(?:{_READ_MORE_WORDS}|more|mehr)\s*(?:\.{{2,3}}|…)?\s*\]$", re.I)
 # WordPress appends "The post <title> appeared first on <site>." to every feed item (Variety,
 # Deadline, Billboard, Rolling Stone: all shipped sources); the Guardian puts a "Related: <a
-# headline>" link box inside its summaries.
-_FEED_FOOTER = re.compile(r"^(?:The post .{1,400} appeared first on .{1,200}|Related: .{1,200})$")
+# headline>" link box inside its summaries, NPR a "(Image credit: Pool/Getty Images)" line
+# after the text of 14 of its 15 items: the credit of a photo the story does not show.
+_FEED_FOOTER = re.compile(r"^(?:The post .{1,400} appeared first on .{1,200}|Related: .{1,200}"
+                          r"|\((?:Image|Photo) credit: [^()]{1,200}\))$")
 
 # Block elements end a line when markup becomes plain text, so paragraphs stay apart.
 _BLOCK_TAGS = frozenset(

@@ -12,6 +12,10 @@ import codecs
 import json
 import re
 from dataclasses import replace
+from urllib.parse import urljoin
+
+import lxml.html
+from lxml import etree
 
 from aggregator.errors import ParseError
 from aggregator.feeds import parse_feed
@@ -19,6 +23,7 @@ from aggregator.jsonfeed import is_jsonfeed, parse_jsonfeed
 from aggregator.listing import parse_listing
 from aggregator.model import ParsedDocument, Selectors
 from aggregator.sitemap import parse_sitemap
+from aggregator.textclean import decode_html
 
 KINDS = ("auto", "feed", "jsonfeed", "sitemap", "html")
 # Skip what may precede the root element: BOM, XML declaration, PIs, comments, doctype.
@@ -102,7 +107,8 @@ def _parse(body: bytes, *, base_url: str, content_type: str | None, kind: str,
         if selectors is None:
             expected = "a feed" if kind in ("auto", "feed") else f"a {kind}"
             if sniffed == "html":
-                raise ParseError(f"expected {expected}, got an HTML page (no selectors configured)")
+                raise ParseError(f"expected {expected}, got an HTML page (no selectors configured)"
+                                 + _feeds_hint(body, base_url, content_type))
             raise ParseError("html source needs [source.selectors]")
         return parse_listing(
             body, base_url=base_url, selectors=selectors, content_type=content_type
@@ -116,10 +122,44 @@ def _parse(body: bytes, *, base_url: str, content_type: str | None, kind: str,
             raise ParseError("expected a sitemap, got an HTML page")
         return parse_sitemap(body, base_url=base_url)
     if sniffed == "html":
-        raise ParseError("expected a feed, got an HTML page")
+        raise ParseError("expected a feed, got an HTML page" + _feeds_hint(body, base_url, content_type))
     # "feed" and "unknown": feedparser is the most forgiving reader we have; it raises a
     # ParseError naming what it saw when nothing comes out.
     return parse_feed(body, base_url=base_url, content_type=content_type, fast=fast)
+
+
+_FEED_TYPES = {"application/rss+xml", "application/atom+xml", "application/feed+json",
+               "application/json", "application/rdf+xml"}
+_HINT_HEAD_BYTES = 256 * 1024  # <link>s are in the <head>
+
+
+def advertised_feeds(body: bytes, base_url: str, content_type: str | None = None) -> list[str]:
+    """The feeds an HTML page links in its head (<link rel="alternate" type="application/rss+xml"
+    href=…>, the autodiscovery convention), absolute, in page order."""
+    try:
+        root = lxml.html.document_fromstring(decode_html(body[:_HINT_HEAD_BYTES], content_type))
+    except (etree.ParserError, ValueError):
+        return []
+    found: list[str] = []
+    for link in root.iter("link"):
+        rel = (link.get("rel") or "").lower().split()
+        kind = (link.get("type") or "").split(";")[0].strip().lower()
+        href = (link.get("href") or "").strip()
+        if "alternate" in rel and kind in _FEED_TYPES and href:
+            url = urljoin(base_url, href)
+            if url.startswith(("http://", "https://")) and url not in found:
+                found.append(url)
+    return found
+
+
+def _feeds_hint(body: bytes, base_url: str, content_type: str | None) -> str:
+    """"; it links a feed: URL" for the error of a source set to a site's page: operators
+    give the home page's URL where the feed's was meant (cf. miniflux's feed discovery)."""
+    feeds = advertised_feeds(body, base_url, content_type)
+    if not feeds:
+        return ""
+    more = f" (and {len(feeds) - 1} more)" if len(feeds) > 1 else ""
+    return f"; the page links a feed: {feeds[0]}{more}"
 
 
 def _ascii_head(body: bytes) -> bytes:

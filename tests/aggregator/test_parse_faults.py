@@ -593,3 +593,20 @@ def test_ad_items_of_a_real_feed_are_not_stories() -> None:
         assert len(doc.items) == 26
         ads = [p for p in doc.problems if "advertisement" in p]
         assert len(ads) == 3 and "ads.pheedo.com" in ads[0]
+
+
+@needs_pages
+def test_a_page_given_for_a_feed_names_the_feed_it_links() -> None:
+    """A site's page where its feed was meant: the error now names the feed the page
+    advertises (<link rel="alternate" type="application/rss+xml">), so the fix is one edit."""
+    page = (DATA / "readability-news-pages" / "ars-1" / "source.html").read_bytes()
+    with pytest.raises(ParseError, match=r"got an HTML page .*; the page links a feed: "
+                                         r"http://feeds\.arstechnica\.com/arstechnica/index/$"):
+        parse_document(page, base_url="https://arstechnica.com/security/", kind="auto")
+    relative = (b'<html><head><link rel="alternate" type="application/rss+xml" href="/rss.xml">'
+                b'<link rel="alternate" type="application/atom+xml" href="atom.xml"></head><body></body></html>')
+    with pytest.raises(ParseError, match=r"links a feed: https://news\.example/rss\.xml \(and 1 more\)"):
+        parse_document(relative, base_url="https://news.example/politics/", kind="feed")
+    # a page without one says what it said
+    with pytest.raises(ParseError, match=r"\(no selectors configured\)$"):
+        parse_document(b"<html><body><p>Hi</p></body></html>", base_url="https://news.example/")

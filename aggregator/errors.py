@@ -7,6 +7,8 @@ raised past the collector; bugs surface.
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 
 class TidingsError(Exception):
     """Base of every deliberate error."""
@@ -46,7 +48,30 @@ class TooManyRedirects(FetchError):
 class HTTPStatusError(FetchError):
     def __init__(self, status: int, url: str, retry_after_s: float | None = None):
         self.status, self.url, self.retry_after_s = status, url, retry_after_s
-        super().__init__(f"HTTP {status} from {url}")
+        super().__init__(http_status_message(status, url, retry_after_s))
+
+
+def http_status_message(status: int, url: str, retry_after_s: float | None = None) -> str:
+    """"HTTP 410 Gone from URL", "HTTP 429 Too Many Requests from URL; asked to wait 2 h":
+    what `sources list` shows. "HTTP 410 from URL" left the operator to know that 410 means
+    the feed was removed for good, and a throttled source's wait was in no message."""
+    try:
+        reason = f" {HTTPStatus(status).phrase}"
+    except ValueError:  # a status no RFC names (e.g. Cloudflare's 520)
+        reason = ""
+    wait = ""
+    if retry_after_s is not None and retry_after_s > 0:
+        wait = f"; asked to wait {_duration(retry_after_s)}"
+    return f"HTTP {status}{reason} from {url}{wait}"
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{round(s / 60)} min"
+    return f"{round(s / 3600)} h"
 
 
 class BlockedAddress(FetchError):

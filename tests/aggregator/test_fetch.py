@@ -569,3 +569,17 @@ async def test_a_gzip_file_without_content_encoding_is_unpacked() -> None:
             await fetcher.fetch(site.url("/bomb.xml.gz"))
         with pytest.raises(FetchError, match="truncated gzip"):
             await fetcher.fetch(site.url("/cut.xml.gz"))
+
+
+async def test_status_errors_name_the_status_and_the_wait() -> None:
+    """"HTTP 410 from URL" and "HTTP 429 from URL": what `sources list` showed, without the
+    meaning of the code or how long the server asked us to stay away."""
+    async with serving() as (site, fetcher):
+        site.route("/limited", status=429, headers={"Retry-After": "7200"})
+        with pytest.raises(HTTPStatusError) as gone:
+            await fetcher.fetch(site.url("/status/410"))
+        assert str(gone.value) == f"HTTP 410 Gone from {site.url('/status/410')}"
+        with pytest.raises(HTTPStatusError) as limited:
+            await fetcher.fetch(site.url("/limited"))
+        assert str(limited.value) == f"HTTP 429 Too Many Requests from {site.url('/limited')}; asked to wait 2 h"
+    assert str(HTTPStatusError(520, "http://x.example/f", 90)) == "HTTP 520 from http://x.example/f; asked to wait 90 s"

@@ -63,7 +63,7 @@ def parse_feed(
             # feedparser resolves relative <img src> in markup against the document's URL;
             # the fast path leaves markup as it is, so _first_img does that step instead.
             return _document(feed, entries, base_url, [], markup_base=base_url,
-                             atom=bool(feed.get("_atom")))
+                             atom=bool(feed.get("_atom")), bodies=_has_bodies(body))
     headers = {"content-location": base_url, "content-type": _xml_content_type(content_type)}
     try:
         # No sanitizing: every field is turned into plain text here (textclean drops script,
@@ -82,15 +82,16 @@ def parse_feed(
     if not d.get("version") and not d.entries:
         raise ParseError(_why_not_a_feed(body, exc))
     return _document(d.feed, d.entries, base_url, problems,
-                     atom=str(d.get("version") or "").startswith("atom"))
+                     atom=str(d.get("version") or "").startswith("atom"), bodies=_has_bodies(body))
 
 
 def _document(feed: Any, entries: list, base_url: str, problems: list[str], *,
-              markup_base: str | None = None, atom: bool = False) -> ParsedDocument:
+              markup_base: str | None = None, atom: bool = False,
+              bodies: bool = True) -> ParsedDocument:
     home = str(feed.get("link") or "")
     items: list[ParsedItem] = []
     for n, entry in enumerate(entries, start=1):
-        item, problem = _item(entry, n, base_url, markup_base, atom)
+        item, problem = _item(entry, n, base_url, markup_base, atom, bodies)
         if problem:
             problems.append(problem)
         if item is not None:
@@ -107,8 +108,8 @@ def _document(feed: Any, entries: list, base_url: str, problems: list[str], *,
     )
 
 
-def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None, atom: bool = False
-          ) -> tuple[ParsedItem | None, str]:
+def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None, atom: bool = False,
+          bodies: bool = True) -> tuple[ParsedItem | None, str]:
     link = _link(entry, base_url)
     title = clean_inline(entry.get("title"))
     if not link:
@@ -116,7 +117,7 @@ def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None, ato
     host = urlsplit(link).hostname or ""
     if _AD_LINK_HOST.search(host):
         return None, f"item {n}: an advertisement (its link goes to {host}), skipped"
-    content_html = _content_html(entry, atom)
+    content_html = _content_html(entry, atom, bodies)
     summary_html = str(entry.get("summary") or "")
     text = html_to_text(content_html)
     summary = html_to_text(summary_html)
@@ -172,8 +173,10 @@ def _link(entry: Any, base_url: str) -> str:
     return ""
 
 
-def _content_html(entry: Any, atom: bool = False) -> str:
+def _content_html(entry: Any, atom: bool = False, bodies: bool = True) -> str:
     contents = entry.get("content") or ()
+    if not atom and not bodies:
+        return ""  # an RSS document with no body element: whatever is in `content` is not one
     if not atom:
         # In RSS, feedparser files a second description-like element (media:description,
         # dc:description) under `content` as text/plain; content:encoded, the one real body,
@@ -181,12 +184,24 @@ def _content_html(entry: Any, atom: bool = False) -> str:
         # stored as the story's body ("Gaza City. Hamas seized control…"), read before the
         # teaser where a body is preferred, and a story stored so by one source was never
         # read in full by another (a stored body means "read", `Store.urls_with_text`).
-        # Atom's type="text" content is a body and stays. Left: a caption typed as HTML
-        # (the Daily Mail's media:description type="html") looks like content:encoded here.
+        # Atom's type="text" content is a body and stays. A caption typed as HTML (the Daily
+        # Mail's media:description type="html") looks like content:encoded here; in a
+        # document with no body element at all (`_has_bodies`) it goes with the rest.
         contents = [c for c in contents if c.get("type") != "text/plain"]
     # Prefer HTML bodies over plain alternatives; take the longest (some feeds send a teaser too).
     values = [str(c.get("value") or "") for c in contents]
     return max(values, key=len) if values else ""
+
+
+# The elements feedparser reads an RSS item's body from: content:encoded (any prefix),
+# fullitem, xhtml:body, a bare <content>. Not media:content, which is a picture.
+_RSS_BODY = re.compile(rb"<(?:[\w.-]+:)?(?:encoded|fullitem)[\s>]|<(?:xhtml:)?body[\s>]|<content[\s>]")
+
+
+def _has_bodies(body: bytes) -> bool:
+    """Whether an RSS document holds any element that carries an item's body (a cheap byte
+    search; True on doubt, e.g. a <body> inside CDATA, keeps the per-type rule only)."""
+    return _RSS_BODY.search(body) is not None
 
 
 def _author(entry: Any) -> str:

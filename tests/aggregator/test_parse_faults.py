@@ -547,6 +547,18 @@ def test_nyt_photo_captions_are_not_story_bodies() -> None:
         assert sum(bool(i.image_url) for i in doc.items) == 20  # the photos themselves stay
 
 
+@needs_feeds
+def test_a_caption_typed_as_html_is_no_body_either() -> None:
+    """The Daily Mail's <media:description type="html"> reached feedparser's `content` as
+    text/html, like a content:encoded: its photo's caption was the story's body. The
+    document has no body element at all, so nothing in `content` is one."""
+    body = (FEEDS / "node-feedparser" / "mediacontent-dupes.xml").read_bytes()
+    (item,) = parse_document(body, base_url="http://www.dailymail.co.uk/", fast=False).items
+    assert item.summary.startswith("The shocking murder of Elizabeth Short")
+    assert item.text == ""
+    assert item.image_url.startswith("http://i.mol.im/")
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_media_description_is_no_body_but_content_encoded_and_atom_text_are(fast: bool) -> None:
     body = rss(

@@ -63,7 +63,8 @@ def parse_feed(
             # feedparser resolves relative <img src> in markup against the document's URL;
             # the fast path leaves markup as it is, so _first_img does that step instead.
             return _document(feed, entries, base_url, [], markup_base=base_url,
-                             atom=bool(feed.get("_atom")), bodies=_has_bodies(body))
+                             atom=bool(feed.get("_atom")),
+                             bodies=bool(feed.get("_atom")) or _has_bodies(body))
     headers = {"content-location": base_url, "content-type": _xml_content_type(content_type)}
     try:
         # No sanitizing: every field is turned into plain text here (textclean drops script,
@@ -82,7 +83,8 @@ def parse_feed(
     if not d.get("version") and not d.entries:
         raise ParseError(_why_not_a_feed(body, exc))
     return _document(d.feed, d.entries, base_url, problems,
-                     atom=str(d.get("version") or "").startswith("atom"), bodies=_has_bodies(body))
+                     atom=(atom := str(d.get("version") or "").startswith("atom")),
+                     bodies=atom or _has_bodies(body))
 
 
 def _document(feed: Any, entries: list, base_url: str, problems: list[str], *,

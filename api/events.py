@@ -28,11 +28,17 @@ MAX_PAST = timedelta(days=30)
 READER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+EVENT_TYPES = ("impression", "click", "read")
+
+
 class EventIn(BaseModel):
-    reader: str = Field(min_length=1, max_length=128)
+    # The pattern and the types are checked by the validators below (for their messages); the
+    # schema states them too, so the OpenAPI document says what a valid event is.
+    reader: str = Field(min_length=1, max_length=128,
+                        json_schema_extra={"pattern": READER_ID.pattern})
     story_id: int | None = Field(default=None, ge=1, le=2**63 - 1)  # ids are signed 64-bit
     url: str | None = Field(default=None, max_length=2048)
-    type: str
+    type: str = Field(json_schema_extra={"enum": list(EVENT_TYPES)})
     at: datetime | None = None
     dwell_s: float | None = Field(default=None, ge=0, le=86400)
     id: str | None = Field(default=None, max_length=100)  # client event id, for idempotency
@@ -64,28 +70,50 @@ class EventIn(BaseModel):
     @field_validator("type")
     @classmethod
     def _type(cls, v: str) -> str:
-        if v not in ("impression", "click", "read"):
+        if v not in EVENT_TYPES:
             raise ValueError("type must be impression, click or read")
         return v
+
+
+EXPECTED = 'expected an event object or {"events": [...]}'
+
+
+def json_kind(value) -> str:
+    """How a JSON value reads in an error message: 'an array', 'null', 'a string'..."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "true or false"), (list, "an array"), (str, "a string"),
+                       ((int, float), "a number")):
+        if isinstance(value, kind):
+            return name
+    return "another JSON value"
 
 
 def parse_events(body: bytes) -> list[EventIn]:
     """The request body as events; ApiError(4xx) says what is wrong."""
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "too_large", f"event batches are limited to {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        raise ApiError(422, "invalid_request", EXPECTED + ", not an empty body")
     try:
-        data = json.loads(body or b"null")
+        data = json.loads(body)
     except ValueError as e:
         raise ApiError(400, "invalid_json", f"the body is not JSON: {e}") from e
     except RecursionError as e:  # 50,000 nested brackets fit the size cap: a 500 before
         raise ApiError(400, "invalid_json", "the body is not JSON this API reads: nested too deeply") from e
     raw = data.get("events") if isinstance(data, dict) and "events" in data else [data]
     if not isinstance(raw, list) or not raw:
-        raise ApiError(422, "invalid_request", "expected an event object or {\"events\": [...]}")
+        raise ApiError(422, "invalid_request", EXPECTED)
     if len(raw) > MAX_BATCH:
         raise ApiError(413, "too_large", f"at most {MAX_BATCH} events per request")
     out = []
     for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            # pydantic's words here were "event 0: : Input should be a valid dictionary or
+            # instance of EventIn", for a bare array of events among others.
+            hint = "; send several as {\"events\": [...]}" if isinstance(data, list) else ""
+            raise ApiError(422, "invalid_event", f"event {i}: expected an object with reader, type "
+                           f"and story_id or url, not {json_kind(item)}{hint}")
         try:
             ev = EventIn.model_validate(item)
         except ValidationError as e:

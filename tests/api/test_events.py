@@ -70,3 +70,20 @@ async def test_a_read_from_a_clock_a_little_ahead_leaves_the_feed_at_once(http, 
     assert len(events) == 1 and events[0].at <= datetime.now(UTC)
     feed = (await http.get("/v1/readers/ahead/feed", params={"k": 20})).json()["items"]
     assert sid not in [c["id"] for c in feed]
+
+
+async def test_a_body_that_is_no_event_object_says_what_to_send(http):
+    # pydantic's words were "event 0: : Input should be a valid dictionary or instance of
+    # EventIn" for each of these: an empty field name and a class name, not what to send.
+    one = {"reader": "r", "story_id": 1, "type": "click"}
+    cases = [
+        (b"", "invalid_request", "empty body"),
+        (json.dumps([one]).encode(), "invalid_event", '{"events": [...]}'),
+        (b"null", "invalid_event", "not null"),
+        (json.dumps({"events": [one, 5]}).encode(), "invalid_event", "event 1: expected an object"),
+    ]
+    for body, code, said in cases:
+        r = await http.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+        assert (r.status_code, r.json()["error"]["code"]) == (422, code), (body, r.text)
+        message = r.json()["error"]["message"]
+        assert said in message and "EventIn" not in message and ": :" not in message, message

@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field, create_model
@@ -32,9 +32,17 @@ from aggregator.canonical import site_key
 from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
 from aggregator.names import name_key
 from aggregator.store import database_unavailable, other_recipe_leads
-from api.cards import block_json, card, iso
+from api.cards import CardOut, block_json, card, iso
 from api.errors import ApiError, error_response
-from api.events import READER_ID, EventIn, EventSink, parse_events, resolve
+from api.events import (
+    MAX_BATCH,
+    READER_ID,
+    EventIn,
+    EventSink,
+    json_kind,
+    parse_events,
+    resolve,
+)
 from api.fastpath import FastPath, etag_matches
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
@@ -113,8 +121,11 @@ class RelatedRequest(BaseModel):
 def related_request_model(max_k: int, default_k: int) -> type[RelatedRequest]:
     """RelatedRequest with the app's real bounds on k, so the OpenAPI document states them (the
     module-level model only knows the settings' own limits)."""
+    # `int | None` as in the base model: a client that sends `"k": null` for "no preference"
+    # (generated clients do, for an unset optional field) gets the default, like every other
+    # optional field of the body, instead of a 422 "k: Input should be a valid integer".
     return create_model("RelatedRequest", __base__=RelatedRequest,
-                        k=(int, Field(default=default_k, ge=1, le=max_k)))
+                        k=(int | None, Field(default=default_k, ge=1, le=max_k)))
 
 
 def k_query(max_k: int, default_k: int):
@@ -135,22 +146,6 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
-
-
-class CardOut(BaseModel):
-    id: int | None
-    url: str
-    title: str
-    summary: str | None
-    site: str | None
-    source: str | None
-    category: str | None
-    author: str | None
-    image_url: str | None
-    published_at: str | None
-    tags: list[str] = []
-    score: float | None
-    reason: str
 
 
 class BlockOut(BaseModel):
@@ -181,6 +176,17 @@ class HealthOut(BaseModel):
 
 class AcceptedOut(BaseModel):
     accepted: int
+
+
+# The body of POST /v1/events: one event, or a batch. The batch needs its `events` key: without
+# `required` every object matched it, so a single event matched both alternatives of the oneOf
+# and a client validating against the document refused every single event.
+EVENTS_BODY_SCHEMA: dict = {"oneOf": [
+    EventIn.model_json_schema(),
+    {"type": "object", "required": ["events"], "properties": {"events": {
+        "type": "array", "items": EventIn.model_json_schema(), "minItems": 1,
+        "maxItems": MAX_BATCH}}},
+]}
 
 
 ERROR_RESPONSES: dict = {
@@ -255,6 +261,30 @@ def is_json_media_type(content_type: str | None) -> bool:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+# What FastAPI raises (an HTTPException) when it cannot even decode a JSON body.
+FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
+def body_problem(errors: list[dict]) -> tuple[int, str, str] | None:
+    """The answer to a JSON body that is wrong as a whole, or None when its fields are.
+
+    FastAPI reports these as field errors without a field: a truncated body was a 422
+    "14: JSON decode error", an empty one "Field required" and an array "Input should be a
+    valid dictionary...", none of which says what the caller sent wrong. POST /v1/events,
+    which reads its own body, already answered a 400 `invalid_json` naming the fault."""
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "json_invalid":
+            where = f" at character {loc[1]}" if len(loc) > 1 else ""
+            reason = (err.get("ctx") or {}).get("error") or err.get("msg")
+            return 400, "invalid_json", f"the body is not JSON: {reason}{where}"
+        if loc == ("body",) and err.get("type") == "missing":
+            return 422, "invalid_request", "the request needs a JSON object as its body; it was empty"
+        if loc == ("body",):
+            return 422, "invalid_request", "the body must be a JSON object ({...}), not " + json_kind(err.get("input"))
+    return None
 
 
 class RequestTiming:
@@ -361,6 +391,9 @@ def create_app(svc: Services) -> FastAPI:
             # was a 422 "Input should be a valid dictionary...", which names no cause.
             return error_response(415, "unsupported_media_type", "send the body as application/json, "
                                   + (f"not {content_type}" if content_type else "with that Content-Type"))
+        whole = body_problem(e.errors())
+        if whole is not None:
+            return error_response(*whole)
         parts = []
         for err in e.errors()[:5]:
             loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
@@ -369,6 +402,9 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, e: StarletteHTTPException):
+        if e.status_code == 400 and e.detail == FASTAPI_BODY_PARSE_ERROR:
+            # FastAPI's answer to a body that is not UTF-8 (or not JSON it could start on).
+            return error_response(400, "invalid_json", "the body is not JSON: it is not UTF-8 text")
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(e.status_code,
                                                                                    "http_error")
         return error_response(e.status_code, code, str(e.detail))
@@ -501,7 +537,8 @@ def create_app(svc: Services) -> FastAPI:
                 else not other_recipe_leads(lead, svc.embedder.recipe)}
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"])
+    # Documented as what it is: Prometheus text (the document said application/json).
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def prom():
         """Prometheus metrics. Gauges are read from the database at scrape time, so every
         replica reports the cluster's truth; counters are this process's own."""
@@ -685,10 +722,9 @@ def create_app(svc: Services) -> FastAPI:
     app.state.events = sink
 
     @app.post("/v1/events", tags=["readers"], status_code=202,
-              responses={202: {"model": AcceptedOut}}, openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "oneOf": [EventIn.model_json_schema(), {"type": "object", "properties": {
-                "events": {"type": "array", "items": EventIn.model_json_schema()}}}]}}}}})
+              responses={202: {"model": AcceptedOut}}, openapi_extra={"requestBody": {
+                  "required": True, "content": {media: {"schema": EVENTS_BODY_SCHEMA}
+                                                for media in ("application/json", "text/plain")}}})
     async def events(request: Request):
         """Impressions, clicks and reads, one or `{"events": [...]}`; idempotent by `id`."""
         body = await request.body()

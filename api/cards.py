@@ -4,9 +4,31 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import BaseModel
+
 from aggregator.model import Story
 from recommender.blocks import Article, Block
 from recommender.corpus import StoryMeta
+
+
+class CardOut(BaseModel):
+    """A card as the OpenAPI document states it (blocks, listings, feeds); tests/api/test_fuzz.py
+    checks the bodies the API sends against it."""
+
+    id: int | None
+    url: str
+    title: str
+    summary: str | None
+    site: str | None
+    source: str | None
+    category: str | None
+    author: str | None
+    image_url: str | None
+    published_at: str | None
+    tags: list[str] = []
+    score: float | None
+    reason: str
+
 
 CARD_FIELDS = ("id", "url", "title", "summary", "site", "source", "category", "author",
                "image_url", "published_at", "tags", "score", "reason")

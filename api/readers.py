@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import FastAPI, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.cards import card, iso
+from api.cards import CardOut, card, iso
 from api.errors import ApiError
 from api.events import READER_ID
 from recommender.feed import NOT_OURS, BadCursor
@@ -35,13 +35,22 @@ class PreferencesIn(BaseModel):
     mute_topics: list[Annotated[str, Field(min_length=2, max_length=80)]] = Field(default_factory=list, max_length=200)
 
 
+class FeedPage(BaseModel):
+    """A feed page as DESIGN.md 4.3 states it, for the OpenAPI document (which said nothing of
+    the feed's shape); tests/api/test_fuzz.py checks real pages against it."""
+
+    reader: str
+    items: list[CardOut]
+    next: str | None
+
+
 def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max_k: int) -> None:
     def check_k(k: int | None) -> int | None:
         if k is not None and k > max_k:
             raise ApiError(422, "invalid_request", f"k must be at most {max_k}")
         return k
 
-    @app.get("/v1/readers/{reader}/feed", tags=["readers"])
+    @app.get("/v1/readers/{reader}/feed", tags=["readers"], responses={200: {"model": FeedPage}})
     async def reader_feed(reader: ReaderId,
                           k: int | None = Query(None, ge=1, le=max_k, description=(
                               f"stories a page (at most {max_k}; default: feed.page_size, {feeds.page_size})")),

@@ -45,7 +45,8 @@ async def test_openapi_states_the_real_bounds_and_defaults_of_k(http):
         assert k["schema"].get("default") == default, path
     ref = doc["paths"]["/v1/related"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     body_k = doc["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]["properties"]["k"]
-    assert body_k["maximum"] == 50 and body_k["default"] == 5
+    (bounds,) = [s for s in body_k["anyOf"] if s.get("type") == "integer"]  # int | None
+    assert bounds["maximum"] == 50 and body_k["default"] == 5
     r = await http.post("/v1/related", json={"title": "Talks on a ceasefire", "k": 51})
     assert r.status_code == 422 and "50" in r.json()["error"]["message"]
     r = await http.get("/v1/widget", params={"url": "https://www.bbc.co.uk/news/x", "k": 51})
@@ -453,3 +454,48 @@ async def test_text_with_a_dateline_prefers_reports_of_its_days(tmp_path, shared
         assert bad.status_code == 422 and "published_at" in bad.json()["error"]["message"]
     finally:
         await stop_stack(st, server, task)
+
+
+async def test_a_body_that_is_not_a_json_object_is_named_as_such(http):
+    # FastAPI's words were "14: JSON decode error" (a 422), "Field required" and "Input should
+    # be a valid dictionary..."; POST /v1/events answered the same mistakes with a 400 saying it.
+    json_type = {"Content-Type": "application/json"}
+    r = await http.post("/v1/related", content=b'{"title": "Talks",', headers=json_type)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+    assert "not JSON" in r.json()["error"]["message"] and "character 18" in r.json()["error"]["message"]
+    r = await http.put("/v1/readers/r-json/preferences", content=b'{"mute_topics": [', headers=json_type)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+    r = await http.post("/v1/related", content=b"\xff\xfe{}", headers=json_type)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+    for body, said in ((b"", "empty"), (b"[]", "not an array"), (b'"Talks"', "not a string"),
+                       (b"null", "not null")):
+        r = await http.post("/v1/related", content=body, headers=json_type)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text
+        assert said in r.json()["error"]["message"] and "JSON object" in r.json()["error"]["message"]
+
+
+async def test_k_null_in_a_text_body_means_the_default(http, stack):
+    # Every other optional field of the body takes null; k was a 422 "should be a valid integer".
+    rec = stack.records[0]
+    r = await http.post("/v1/related", json={"title": rec["title"], "text": rec["text"], "k": None})
+    assert r.status_code == 200 and len(r.json()["related"]) == 5, r.text
+
+
+async def test_openapi_states_the_events_body_the_feed_page_and_the_metrics_type(http):
+    doc = (await http.get("/openapi.json")).json()
+    body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]
+    assert set(body) >= {"application/json", "text/plain"}  # the widget sends text/plain
+    single, batch = body["application/json"]["schema"]["oneOf"]
+    # oneOf: a single event must match one alternative only. The batch had no `required`, so
+    # every object matched it and a validating client refused every single event.
+    event = {"reader": "r", "story_id": 1, "type": "click"}
+    assert set(single["required"]) <= set(event) and not set(batch["required"]) <= set(event)
+    assert set(batch["required"]) <= {"events"} and not set(single["required"]) <= {"events"}
+    assert batch["properties"]["events"]["maxItems"] == 500
+    assert single["properties"]["type"]["enum"] == ["impression", "click", "read"]
+    assert "pattern" in single["properties"]["reader"]
+    feed = doc["paths"]["/v1/readers/{reader}/feed"]["get"]["responses"]["200"]["content"]
+    ref = feed["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(doc["components"]["schemas"][ref]["properties"]) == {"reader", "items", "next"}
+    metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]

@@ -287,6 +287,17 @@ def body_problem(errors: list[dict]) -> tuple[int, str, str] | None:
     return None
 
 
+# Methods that get their own label in the request metrics.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+
+
+def method_label(method: str) -> str:
+    """The method as a metrics label: the server takes any token as a method, and each one a
+    client made up (`FOO`, `X1`, `X2`...) added a histogram series per route and status, which
+    a script could grow without bound in memory and in every scrape."""
+    return method if method in KNOWN_METHODS else "other"
+
+
 class RequestTiming:
     """ASGI middleware: each request's duration by route template, method and status.
 
@@ -315,7 +326,7 @@ class RequestTiming:
         finally:
             # The router writes the matched route into this same scope dict.
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route, scope["method"], str(status)).observe(
+            self.metrics.requests.labels(route, method_label(scope["method"]), str(status)).observe(
                 time.perf_counter() - t0)
 
 
@@ -407,7 +418,8 @@ def create_app(svc: Services) -> FastAPI:
             return error_response(400, "invalid_json", "the body is not JSON: it is not UTF-8 text")
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(e.status_code,
                                                                                    "http_error")
-        return error_response(e.status_code, code, str(e.detail))
+        # Starlette's 405 carries `Allow` (RFC 9110 15.5.6 requires it): keep its headers.
+        return error_response(e.status_code, code, str(e.detail), getattr(e, "headers", None))
 
     @app.exception_handler(StoreError)
     async def _store(_req: Request, e: StoreError):

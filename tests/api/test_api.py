@@ -499,3 +499,24 @@ async def test_openapi_states_the_events_body_the_feed_page_and_the_metrics_type
     assert set(doc["components"]["schemas"][ref]["properties"]) == {"reader", "items", "next"}
     metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == ["text/plain"]
+
+
+async def test_made_up_methods_do_not_grow_the_request_metrics(http):
+    # Each method a client made up was a label of its own: a histogram (14 series) per name,
+    # route and status, without bound, in memory and in every scrape.
+    for method in ("FOO1", "FOO2", "BREW"):
+        assert (await http.request(method, "/v1/stories")).status_code == 405
+    text = (await http.get("/metrics")).text
+    assert 'method="FOO1"' not in text and 'method="BREW"' not in text
+    assert ('tidings_request_seconds_count{method="other",route="/v1/stories",status="405"} 3.0'
+            in text)
+    assert 'method="GET",route="/v1/stories"' in text  # real methods keep their names
+
+
+async def test_a_405_names_the_methods_the_route_allows(http):
+    # RFC 9110 15.5.6: a 405 carries Allow; the error handler dropped Starlette's header.
+    r = await http.delete("/v1/stories/1")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in r.headers["allow"]
+    r = await http.get("/v1/events")
+    assert r.status_code == 405 and "POST" in r.headers["allow"]

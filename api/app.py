@@ -118,6 +118,13 @@ class RelatedRequest(BaseModel):
     reader: str | None = Field(default=None, max_length=128, pattern=READER_ID.pattern)
 
 
+def has_words(*texts: str) -> bool:
+    """Whether any of the texts holds a letter or a digit. A title of spaces (a template whose
+    field was empty) passed min_length and got a block of "similar topic" stories with
+    confident scores, related to nothing; such a body is a 422 like a page without text."""
+    return any(ch.isalnum() for t in texts for ch in t)
+
+
 def related_request_model(max_k: int, default_k: int) -> type[RelatedRequest]:
     """RelatedRequest with the app's real bounds on k, so the OpenAPI document states them (the
     module-level model only knows the settings' own limits)."""
@@ -644,6 +651,9 @@ def create_app(svc: Services) -> FastAPI:
     async def related_text(request: Request, body: RelatedRequest, reader: ReaderQuery = None):
         rel = need_corpus()
         kk = clamp_k(body.k)
+        if not has_words(body.title, body.text):
+            raise ApiError(422, "no_article", "the title and text hold no words to find related "
+                           "stories for (blank, or only punctuation)")
         f = block_filters(body.category, body.site, body.exclude_site, body.max_age_days)
         if body.reader and reader and body.reader != reader:
             raise ApiError(422, "invalid_request", "reader: the body and the query name different readers")

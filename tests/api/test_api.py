@@ -520,3 +520,16 @@ async def test_a_405_names_the_methods_the_route_allows(http):
     assert "GET" in r.headers["allow"]
     r = await http.get("/v1/events")
     assert r.status_code == 405 and "POST" in r.headers["allow"]
+
+
+async def test_a_text_without_words_is_a_4xx_not_a_block_of_anything(http, stack):
+    # A blank title (an empty template field) passed min_length=1 and got k "similar topic"
+    # stories with confident scores, related to nothing.
+    for body in ({"title": "   "}, {"title": "!!!", "text": " ... \n"}, {"title": "\u200b\u00a0"}):
+        r = await http.post("/v1/related", json=body)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "no_article", (body, r.text)
+        assert "no words" in r.json()["error"]["message"]
+    # Words in the text alone still make a block (a title of a dash and a body).
+    rec = stack.records[0]
+    r = await http.post("/v1/related", json={"title": "-", "text": rec["text"], "k": 2})
+    assert r.status_code == 200 and len(r.json()["related"]) == 2

@@ -274,6 +274,16 @@ def is_json_media_type(content_type: str | None) -> bool:
 FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
+def unreadable_body_message(cause: BaseException | None) -> str:
+    """Why FastAPI could not read a JSON body at all: bytes that are no text, or a structure
+    deeper than the parser goes (what /v1/events says for the same bodies)."""
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not JSON: it is not UTF-8 text"
+    if isinstance(cause, RecursionError):
+        return "the body is not JSON this API reads: nested too deeply"
+    return "the body is not JSON this API can read"
+
+
 def body_problem(errors: list[dict]) -> tuple[int, str, str] | None:
     """The answer to a JSON body that is wrong as a whole, or None when its fields are.
 
@@ -421,8 +431,8 @@ def create_app(svc: Services) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, e: StarletteHTTPException):
         if e.status_code == 400 and e.detail == FASTAPI_BODY_PARSE_ERROR:
-            # FastAPI's answer to a body that is not UTF-8 (or not JSON it could start on).
-            return error_response(400, "invalid_json", "the body is not JSON: it is not UTF-8 text")
+            # FastAPI's answer when json.loads itself raised (its cause says why).
+            return error_response(400, "invalid_json", unreadable_body_message(e.__cause__))
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(e.status_code,
                                                                                    "http_error")
         # Starlette's 405 carries `Allow` (RFC 9110 15.5.6 requires it): keep its headers.

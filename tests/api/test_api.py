@@ -467,6 +467,10 @@ async def test_a_body_that_is_not_a_json_object_is_named_as_such(http):
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
     r = await http.post("/v1/related", content=b"\xff\xfe{}", headers=json_type)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json", r.text
+    assert "UTF-8" in r.json()["error"]["message"]
+    deep = b'{"title": "a", "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    r = await http.post("/v1/related", content=deep, headers=json_type)
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"]["message"], r.text
     for body, said in ((b"", "empty"), (b"[]", "not an array"), (b'"Talks"', "not a string"),
                        (b"null", "not null")):
         r = await http.post("/v1/related", content=body, headers=json_type)

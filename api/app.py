@@ -181,6 +181,46 @@ class HealthOut(BaseModel):
     recipe_current: bool | None = None
 
 
+class SourceOut(BaseModel):
+    name: str
+    url: str
+    category: str
+    kind: str
+    enabled: bool
+    weight: float
+    status: str = Field(description="ok, error or pending")
+    stories: int
+    last_check_at: str | None
+    last_success_at: str | None
+    last_error: str | None
+    error_count: int
+    next_check_at: str | None = Field(description="null while the source is disabled")
+    interval_s: int
+
+
+class SourcesOut(BaseModel):
+    items: list[SourceOut]
+
+
+class ResetOut(BaseModel):
+    name: str
+    status: str = Field(description="due, or disabled for a source not fetched until enabled")
+
+
+def cached_block_responses(model: type[BaseModel] | None) -> dict:
+    """The OpenAPI answers of a cached block route: the body with its ETag, and the 304 that
+    If-None-Match gets (the document named neither, so clients did not know to revalidate)."""
+    ok: dict = {"headers": {
+        "ETag": {"description": "weak validator of the block; send it back as If-None-Match",
+                 "schema": {"type": "string"}},
+        "Cache-Control": {"description": "public, max-age=60 (private, no-store with reader=)",
+                          "schema": {"type": "string"}}}}
+    if model is not None:
+        ok["model"] = model
+    return {200: ok, 304: {"description": "Not Modified: the If-None-Match ETag still holds "
+                                          "(no body)"}}
+
+
 class AcceptedOut(BaseModel):
     accepted: int
 
@@ -627,7 +667,7 @@ def create_app(svc: Services) -> FastAPI:
 
     # ------------------------------------------------------------ related
 
-    @app.get("/v1/stories/{story_id}/related", tags=["related"], responses={200: {"model": BlockOut}})
+    @app.get("/v1/stories/{story_id}/related", tags=["related"], responses=cached_block_responses(BlockOut))
     async def related_story(
         request: Request,
         f: BlockFilters,
@@ -642,7 +682,7 @@ def create_app(svc: Services) -> FastAPI:
         return await cached_block(request, ("id", story_id, kk, f),
                                   lambda: rel.for_story(story_id, k=kk, filters=f))
 
-    @app.get("/v1/related", tags=["related"], responses={200: {"model": BlockOut}})
+    @app.get("/v1/related", tags=["related"], responses=cached_block_responses(BlockOut))
     async def related_url(
         request: Request,
         f: BlockFilters,
@@ -683,7 +723,8 @@ def create_app(svc: Services) -> FastAPI:
     related_text.__annotations__["body"] = related_request_model(api.max_k, api.default_k)
     app.post("/v1/related", tags=["related"], responses={200: {"model": BlockOut}})(related_text)
 
-    @app.get("/v1/widget", tags=["widget"], response_class=HTMLResponse)
+    @app.get("/v1/widget", tags=["widget"], response_class=HTMLResponse,
+             responses=cached_block_responses(None))
     async def widget_fragment(
         request: Request,
         f: BlockFilters,
@@ -723,7 +764,7 @@ def create_app(svc: Services) -> FastAPI:
 
     # ------------------------------------------------------------ sources
 
-    @app.get("/v1/sources", tags=["sources"])
+    @app.get("/v1/sources", tags=["sources"], responses={200: {"model": SourcesOut}})
     async def sources(request: Request):
         """Sources with health. Needs the API key when `api.api_key` is set (operator data)."""
         require_key(request)
@@ -736,7 +777,7 @@ def create_app(svc: Services) -> FastAPI:
              "next_check_at": iso(r.next_check_at), "interval_s": r.interval_s}
             for r in rows]}
 
-    @app.post("/v1/sources/{name}/reset", tags=["sources"])
+    @app.post("/v1/sources/{name}/reset", tags=["sources"], responses={200: {"model": ResetOut}})
     async def reset_source(request: Request, name: str):
         """Clear a source's errors and make it due now (operator; API key when configured):
         `status` is `due`, or `disabled` for a source the file disables (not fetched until

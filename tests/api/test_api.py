@@ -390,8 +390,18 @@ async def test_source_health_and_reset_say_what_will_happen(tmp_path, shared_dat
             assert r.status_code == 200 and r.json()["status"] == "disabled"
             r = await http.post("/v1/sources/failing/reset")
             assert r.status_code == 200 and r.json()["status"] == "due"
-            rows = {x["name"]: x for x in (await http.get("/v1/sources")).json()["items"]}
+            listing = (await http.get("/v1/sources")).json()
+            rows = {x["name"]: x for x in listing["items"]}
+            doc = (await http.get("/openapi.json")).json()
         assert set(rows) == {"failing", "off"}
+        # The document states the listing's shape, and the listing is that shape, every field.
+        ref = doc["paths"]["/v1/sources"]["get"]["responses"]["200"]["content"][
+            "application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        item_ref = doc["components"]["schemas"][ref]["properties"]["items"]["items"]["$ref"]
+        fields = doc["components"]["schemas"][item_ref.rsplit("/", 1)[1]]["properties"]
+        assert all(set(row) == set(fields) for row in rows.values()), (set(fields), rows)
+        from api.app import SourcesOut
+        SourcesOut.model_validate(listing)
         assert (rows["failing"]["status"], rows["failing"]["last_success_at"]) == ("pending", None)
         assert rows["off"]["next_check_at"] is None
     finally:
@@ -537,3 +547,12 @@ async def test_a_text_without_words_is_a_4xx_not_a_block_of_anything(http, stack
     rec = stack.records[0]
     r = await http.post("/v1/related", json={"title": "-", "text": rec["text"], "k": 2})
     assert r.status_code == 200 and len(r.json()["related"]) == 2
+
+
+async def test_openapi_states_the_etag_and_304_of_cached_blocks(http):
+    # Blocks carry an ETag and answer If-None-Match with a 304; the document said neither.
+    doc = (await http.get("/openapi.json")).json()
+    for path in ("/v1/stories/{story_id}/related", "/v1/related", "/v1/widget"):
+        responses = doc["paths"][path]["get"]["responses"]
+        assert "304" in responses and "ETag" in responses["200"]["headers"], path
+    assert "text/html" in doc["paths"]["/v1/widget"]["get"]["responses"]["200"]["content"]

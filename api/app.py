@@ -274,6 +274,23 @@ class BodyCap:
         return f"request bodies are limited to {self.max_body_bytes} bytes"
 
 
+class JsonErrorCORS(CORSMiddleware):
+    """Starlette's CORS middleware, whose refused preflight is an API error: it answered a
+    plain-text 400 "Disallowed CORS method", outside the {"error": {...}} shape every other
+    error has. Same status and CORS headers; what was refused is named in the message."""
+
+    def preflight_response(self, request_headers):
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        headers = {k: v for k, v in response.headers.items()
+                   if k.lower() not in ("content-length", "content-type")}
+        return error_response(400, "cors_refused", f"this API does not allow that cross-origin "
+                              f"request: its {refused} (methods allowed: "
+                              f"{', '.join(sorted(self.allow_methods))})", headers)
+
+
 class HeadAsGet:
     """ASGI middleware: a HEAD is answered as the GET of the same URL, without its body (RFC 9110
     9.3.2). FastAPI's routes take only the methods they declare, so uptime monitors and CDNs
@@ -440,7 +457,7 @@ def create_app(svc: Services) -> FastAPI:
     # Added first, so it runs inside CORS: a 413 still carries the CORS headers.
     app.add_middleware(BodyCap, max_body_bytes=MAX_REQUEST_BODY_BYTES)
     app.add_middleware(
-        CORSMiddleware, allow_origins=list(api.cors_origins), allow_methods=["GET", "POST", "PUT", "DELETE"],
+        JsonErrorCORS, allow_origins=list(api.cors_origins), allow_methods=["GET", "POST", "PUT", "DELETE"],
         allow_headers=["*"], expose_headers=["ETag"], max_age=86400,
     )
 

@@ -348,6 +348,16 @@ async def test_sources_and_cors(http):
     assert r.headers.get("access-control-allow-origin") in ("*", "https://publisher.example")
 
 
+async def test_a_refused_preflight_is_an_api_error(http):
+    # Starlette answered a plain-text 400 "Disallowed CORS method", not the error shape.
+    r = await http.options("/v1/related", headers={"Origin": "https://publisher.example",
+                                                   "Access-Control-Request-Method": "PATCH"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "cors_refused", r.text
+    assert "method" in r.json()["error"]["message"] and "GET" in r.json()["error"]["message"]
+    assert r.headers["content-type"] == "application/json"
+    assert "access-control-allow-methods" in r.headers  # the CORS headers stay
+
+
 async def test_operator_endpoints_need_the_key_when_set(tmp_path, shared_data):
     import httpx
 

@@ -331,6 +331,17 @@ def is_json_media_type(content_type: str | None) -> bool:
 FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
+def routing_message(status: int, detail: str, method: str, path: str, allow: str) -> str:
+    """What the router's bare "Not Found" and "Method Not Allowed" mean for this request: an
+    integrator's typo ("/v1/story/1", a trailing slash, GET on /v1/events) got only those."""
+    if status == 404 and detail == "Not Found":
+        hint = " (the API's paths end without a slash)" if path.endswith("/") and path != "/" else ""
+        return f"no route {path}{hint}; the routes are listed at /openapi.json"
+    if status == 405 and detail == "Method Not Allowed":
+        return f"{path} does not take {method}" + (f"; it takes {allow}" if allow else "")
+    return detail
+
+
 def unreadable_body_message(cause: BaseException | None) -> str:
     """Why FastAPI could not read a JSON body at all: bytes that are no text, or a structure
     deeper than the parser goes (what /v1/events says for the same bodies)."""
@@ -486,14 +497,17 @@ def create_app(svc: Services) -> FastAPI:
         return error_response(422, "invalid_request", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, e: StarletteHTTPException):
+    async def _http(req: Request, e: StarletteHTTPException):
         if e.status_code == 400 and e.detail == FASTAPI_BODY_PARSE_ERROR:
             # FastAPI's answer when json.loads itself raised (its cause says why).
             return error_response(400, "invalid_json", unreadable_body_message(e.__cause__))
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(e.status_code,
                                                                                    "http_error")
         # Starlette's 405 carries `Allow` (RFC 9110 15.5.6 requires it): keep its headers.
-        return error_response(e.status_code, code, str(e.detail), getattr(e, "headers", None))
+        headers = getattr(e, "headers", None)
+        message = routing_message(e.status_code, str(e.detail), req.method, req.url.path,
+                                  (headers or {}).get("Allow", ""))
+        return error_response(e.status_code, code, message, headers)
 
     @app.exception_handler(StoreError)
     async def _store(_req: Request, e: StoreError):

@@ -544,6 +544,18 @@ async def test_a_405_names_the_methods_the_route_allows(http):
     assert "GET" in r.headers["allow"]
     r = await http.get("/v1/events")
     assert r.status_code == 405 and "POST" in r.headers["allow"]
+    assert r.json()["error"]["message"] == "/v1/events does not take GET; it takes POST"
+
+
+async def test_an_unknown_path_says_so_and_where_the_routes_are(http):
+    # The router's words were a bare "Not Found", for a typo as for a trailing slash.
+    r = await http.get("/v1/story/1")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert "/v1/story/1" in r.json()["error"]["message"] and "/openapi.json" in r.json()["error"]["message"]
+    r = await http.get("/v1/stories/")
+    assert "without a slash" in r.json()["error"]["message"]
+    r = await http.get("/v1/stories/987654321")  # a route's own 404 keeps its message
+    assert r.json()["error"]["message"] == "no story with id 987654321"
 
 
 async def test_a_text_without_words_is_a_4xx_not_a_block_of_anything(http, stack):

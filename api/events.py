@@ -126,6 +126,20 @@ def parse_events(body: bytes) -> list[EventIn]:
     return out
 
 
+def unknown_message(unknown: list[tuple[int, str]], n_events: int) -> str:
+    """The 404 for events about stories we do not have. The batch is refused whole (nothing is
+    half-recorded); the message used to name the first unknown story only, so a client had to
+    resend once per unknown story to find them all. It now names every one (the first 10)."""
+    if n_events == 1:
+        _, what = unknown[0]
+        return (f"no story with id {what.removeprefix('story_id ')}" if what.startswith("story_id")
+                else f"no stored story at {what.removeprefix('url ')}")
+    listed = ", ".join(f"event {i}: {what}" for i, what in unknown[:10])
+    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    return (f"no stored story for {len(unknown)} of the {n_events} events, so none was taken; "
+            f"send the others again without them: {listed}{more}")
+
+
 async def resolve(store: Store, events: list[EventIn], now: datetime) -> list[EventRecord]:
     """Map events to stored stories and check their times; unknown stories are a 4xx."""
     urls = {}
@@ -138,14 +152,15 @@ async def resolve(store: Store, events: list[EventIn], now: datetime) -> list[Ev
     by_url = {}
     for raw, canon in urls.items():
         s = await store.get_story_by_url(canon)
-        if s is None:
-            raise ApiError(404, "unknown_story", f"no stored story at {raw}")
-        by_url[raw] = s.id
+        if s is not None:
+            by_url[raw] = s.id
     ids = {ev.story_id for ev in events if ev.story_id is not None}
     known = await store.existing_ids(ids) if ids else set()
-    missing = sorted(ids - known)
-    if missing:
-        raise ApiError(404, "unknown_story", f"no story with id {missing[0]}")
+    unknown = [(i, f"story_id {ev.story_id}" if ev.story_id is not None else f"url {ev.url}")
+               for i, ev in enumerate(events)
+               if (ev.story_id not in known if ev.story_id is not None else ev.url not in by_url)]
+    if unknown:
+        raise ApiError(404, "unknown_story", unknown_message(unknown, len(events)))
     records = []
     for i, ev in enumerate(events):
         at = (ev.at or now)

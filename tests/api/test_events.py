@@ -87,3 +87,26 @@ async def test_a_body_that_is_no_event_object_says_what_to_send(http):
         assert (r.status_code, r.json()["error"]["code"]) == (422, code), (body, r.text)
         message = r.json()["error"]["message"]
         assert said in message and "EventIn" not in message and ": :" not in message, message
+
+
+async def test_a_batch_with_unknown_stories_names_every_one(http, stack):
+    # The 404 named the first unknown story only: a client had to resend once per unknown
+    # story (a batch of reads by URL, some not collected yet) to learn which to drop.
+    s = await _story(http)
+    events = [{"reader": "r-unknown", "story_id": s["id"], "type": "impression"},
+              {"reader": "r-unknown", "story_id": 987654, "type": "impression"},
+              {"reader": "r-unknown", "url": "https://nowhere.example/a", "type": "read"},
+              {"reader": "r-unknown", "url": s["url"], "type": "click"},
+              {"reader": "r-unknown", "story_id": 987655, "type": "click"}]
+    r = await http.post("/v1/events", json={"events": events})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_story"
+    message = r.json()["error"]["message"]
+    for said in ("3 of the 5 events", "event 1: story_id 987654",
+                 "event 2: url https://nowhere.example/a", "event 4: story_id 987655"):
+        assert said in message, message
+    assert "event 0" not in message and "event 3" not in message
+    # A single event keeps its words.
+    r = await http.post("/v1/events", json=events[1])
+    assert r.json()["error"]["message"] == "no story with id 987654"
+    await asyncio.sleep(0.5)
+    assert await stack.svc.store.reader_events("r-unknown") == []  # nothing half-recorded

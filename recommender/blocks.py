@@ -212,20 +212,26 @@ class RelatedService:
         return await self._block(art, k=k, filters=filters)
 
     async def read_page(self, url: str, canonical: str) -> Article:
-        """Fetch and read a page once, however many requests ask for it at the same time."""
+        """Fetch and read a page once, however many requests ask for it at the same time.
+
+        A page read is kept under its canonical URL (every spelling of it reads the same
+        article), but a failure and a fetch in flight under the spelling that was fetched: a
+        spelling that canonicalizes to an article yet cannot be fetched itself (a soft hyphen
+        in the host, which IDNA drops) was remembered for the article, which then failed for
+        every caller for minutes, with a message naming that other spelling."""
         hit = self.pages.get(canonical)
         if hit is not None:
             return hit  # type: ignore[return-value]
-        failed = self.failures.get(canonical)
+        failed = self.failures.get(url)
         if failed is not None:
             # The same error, so the caller gets the same answer; its old traceback dropped,
             # or each raise would chain another onto it.
             raise failed.with_traceback(None)  # type: ignore[union-attr]
-        pending = self._inflight.get(canonical)
+        pending = self._inflight.get(url)
         if pending is not None:
             return await asyncio.shield(pending)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._inflight[canonical] = fut
+        self._inflight[url] = fut
         try:
             art = await self._fetch_article(url, canonical)
             self.pages.put(canonical, art)
@@ -233,12 +239,12 @@ class RelatedService:
             return art
         except BaseException as e:
             if isinstance(e, (FetchError, BadArticle)):  # the page's failure, not a bug of ours
-                self.failures.put(canonical, e, failure_ttl_s(e, self.url_cache_s))
+                self.failures.put(url, e, failure_ttl_s(e, self.url_cache_s))
             fut.set_exception(e)
             fut.exception()  # mark retrieved: waiters re-raise it, nobody logs it twice
             raise
         finally:
-            self._inflight.pop(canonical, None)
+            self._inflight.pop(url, None)
 
     async def _fetch_article(self, url: str, canonical: str) -> Article:
         if self.fetcher_factory is None:

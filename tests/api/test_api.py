@@ -578,3 +578,22 @@ async def test_openapi_states_the_etag_and_304_of_cached_blocks(http):
         responses = doc["paths"][path]["get"]["responses"]
         assert "304" in responses and "ETag" in responses["200"]["headers"], path
     assert "text/html" in doc["paths"]["/v1/widget"]["get"]["responses"]["200"]["content"]
+
+
+async def test_a_variant_that_fails_does_not_poison_the_page_it_stands_for(http, stack, shared_data):
+    # Failures were remembered under the canonical URL while the caller's own spelling was
+    # fetched: a spelling that canonicalizes to an article but cannot be fetched (a soft
+    # hyphen in the host, dropped by IDNA) made the real article a 422 for every caller for
+    # minutes, with a message naming the other spelling.
+    page = (shared_data / "readability-news-pages" / "bbc-1" / "source.html").read_bytes()
+    route = stack.site.route("/world/2026/talks", body=page, content_type="text/html; charset=utf-8")
+    url = stack.site.url("/world/2026/talks", host="news.example")
+    variant = stack.site.url("/world/2026/talks", host="news.ex\u00adample")
+    r = await http.get("/v1/related", params={"url": variant, "k": 3})
+    assert r.status_code == 422, r.text
+    r = await http.get("/v1/related", params={"url": url, "k": 3})
+    assert r.status_code == 200, r.text
+    assert route.hits == 1
+    # Once the article is read, every spelling of it gets it, the failing one too.
+    r = await http.get("/v1/related", params={"url": variant, "k": 2})
+    assert r.status_code == 200 and route.hits == 1, r.text

@@ -143,6 +143,20 @@ def canonical_url(url: str, base: str | None = None) -> str:
     return urlunsplit((scheme, netloc, path, query, _normalize_escapes(fragment, _FRAGMENT_SAFE)))
 
 
+def url_variants(canonical: str) -> list[str]:
+    """Other spellings a site commonly gives one page, nearest first: the path with or without
+    its trailing slash, the other of http and https, then both. Not identity (the module's rules
+    keep them apart): a lookup's fallback, for a caller's URL that is not stored as written
+    (a widget on an http page, a CMS that adds the slash)."""
+    parts = urlsplit(canonical)
+    path = parts.path
+    paths = [path] if path == "/" else [path, path[:-1] if path.endswith("/") else path + "/"]
+    other = "http" if parts.scheme == "https" else "https"
+    out = [urlunsplit((scheme, parts.netloc, p, parts.query, parts.fragment))
+           for scheme in (parts.scheme, other) for p in paths]
+    return [u for u in out if u != canonical]
+
+
 def site_of(url: str) -> str:
     """The site a URL belongs to: its lowercased host without "www." ("" when there is none)."""
     try:

@@ -1031,6 +1031,13 @@ class Store:
             row = (await s.scalars(select(StoryRow).where(StoryRow.url == url))).first()
             return _story(row) if row else None
 
+    async def get_story_by_any_url(self, urls: Sequence[str]) -> Story | None:
+        """The story stored under the first of `urls` that has one (one query)."""
+        async with self.session() as s:
+            rows = (await s.scalars(select(StoryRow).where(StoryRow.url.in_(list(urls))))).all()
+        by_url = {row.url: row for row in rows}
+        return next((_story(by_url[u]) for u in urls if u in by_url), None)
+
     async def get_stories(self, ids: Iterable[int]) -> dict[int, Story]:
         ids = list(set(ids))
         out: dict[int, Story] = {}

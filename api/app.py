@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -567,15 +568,13 @@ def create_app(svc: Services) -> FastAPI:
         corpus = svc.corpus.version if svc.corpus is not None else 0
         return corpus, svc.related.source_weights.version if svc.related is not None else 0
 
-    def charge_url(request: Request) -> None:
-        """Related-by-URL calls are limited because each may fetch a page: only blocks that are
-        computed are charged, never cached answers (those are also what api/fastpath.py replays,
-        and many readers behind one proxy share a client address)."""
-        limiter.check(("url", client_of(request)), api.related_url_per_minute)
-
-    async def charged(request: Request, make):
-        charge_url(request)
-        return await make()
+    def fetch_charge(request: Request) -> Callable[[], None]:
+        """Related-by-URL calls are limited because each may fetch a page: only a fetch is
+        charged (RelatedService.for_url calls this right before one), never a stored story's
+        block or a cached answer. A publisher's server asking blocks for its own collected
+        articles got 429s past 60 a minute, and many readers behind one proxy share a
+        client address."""
+        return lambda: limiter.check(("url", client_of(request)), api.related_url_per_minute)
 
     async def cached_block(request: Request, key: tuple, make) -> Response:
         full_key = (*key, blocks_version())
@@ -723,11 +722,12 @@ def create_app(svc: Services) -> FastAPI:
     ):
         rel = need_corpus()
         kk = clamp_k(k)
+        charge = fetch_charge(request)
         if reader:
-            charge_url(request)
-            return await guarded(lambda: personal(reader, kk, lambda n: rel.for_url(url, k=n, filters=f)))
+            return await guarded(lambda: personal(
+                reader, kk, lambda n: rel.for_url(url, k=n, filters=f, before_fetch=charge)))
         return await guarded(lambda: cached_block(
-            request, ("url", url, kk, f), lambda: charged(request, lambda: rel.for_url(url, k=kk, filters=f))))
+            request, ("url", url, kk, f), lambda: rel.for_url(url, k=kk, filters=f, before_fetch=charge)))
 
     async def related_text(request: Request, body: RelatedRequest, reader: ReaderQuery = None):
         rel = need_corpus()
@@ -771,8 +771,8 @@ def create_app(svc: Services) -> FastAPI:
         hit = cache.get(full_key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
-            charge_url(request)
-            block = await guarded(lambda: rel.for_url(url, k=kk, filters=f))
+            block = await guarded(lambda: rel.for_url(url, k=kk, filters=f,
+                                                      before_fetch=fetch_charge(request)))
             hit = cache.put(full_key, render_block_html(block_json(block)).encode())
         else:
             metrics.block_cache.labels("hit").inc()

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
-from aggregator.canonical import canonical_url, site_of
+from aggregator.canonical import canonical_url, site_of, url_variants
 from aggregator.dateline import time_from_lead
 from aggregator.errors import (
     BlockedAddress,
@@ -192,7 +192,7 @@ class RelatedService:
         canonical = ""
         if url:
             canonical = canonical_url(url)
-            stored = await self.store.get_story_by_url(canonical)
+            stored = await self.stored_at(canonical)
             if stored is not None:
                 return await self._block(article_of(stored), k=k, filters=filters)
         # The caller's time is checked as a feed's is (naive = UTC; a time in the future or
@@ -203,15 +203,29 @@ class RelatedService:
                       published_at=plausible_time(published_at, now) or time_from_lead(text, now))
         return await self._block(art, k=k, filters=filters)
 
-    async def for_url(self, url: str, *, k: int, filters: Filters) -> Block:
+    async def for_url(self, url: str, *, k: int, filters: Filters,
+                      before_fetch: Callable[[], None] | None = None) -> Block:
+        """`before_fetch` is called (and may raise) only when the page is really to be fetched:
+        not for a stored story, a page read lately, or a fetch already under way."""
         canonical = canonical_url(url)  # ValueError for junk: the API answers 400
-        stored = await self.store.get_story_by_url(canonical)
+        stored = await self.stored_at(canonical)
         if stored is not None:
             return await self._block(article_of(stored), k=k, filters=filters)
-        art = await self.read_page(url, canonical)
+        art = await self.read_page(url, canonical, before_fetch)
         return await self._block(art, k=k, filters=filters)
 
-    async def read_page(self, url: str, canonical: str) -> Article:
+    async def stored_at(self, canonical: str):
+        """The story stored under this URL, else under another spelling of it (`url_variants`):
+        a widget on the http page of a story collected as https, or with a trailing slash the
+        feed did not give, fetched the page anew (seconds, or a failure where the site refuses
+        us) for a story we had."""
+        stored = await self.store.get_story_by_url(canonical)
+        if stored is None:
+            stored = await self.store.get_story_by_any_url(url_variants(canonical))
+        return stored
+
+    async def read_page(self, url: str, canonical: str,
+                        before_fetch: Callable[[], None] | None = None) -> Article:
         """Fetch and read a page once, however many requests ask for it at the same time.
 
         A page read is kept under its canonical URL (every spelling of it reads the same
@@ -230,6 +244,8 @@ class RelatedService:
         pending = self._inflight.get(url)
         if pending is not None:
             return await asyncio.shield(pending)
+        if before_fetch is not None:
+            before_fetch()
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[url] = fut
         try:

@@ -16,6 +16,7 @@ from aggregator.canonical import (
     is_tracking_param,
     site_key,
     site_of,
+    url_variants,
 )
 from aggregator.parse import parse_document
 
@@ -381,3 +382,13 @@ def test_site_key_matches_a_stored_site_however_the_filter_names_it(url: str, ww
     for written in (url, stored, stored.upper(), www + host, www + host.upper() + "."):
         assert site_key(written) == site_key(stored), written
     assert site_key(site_key(url)) == site_key(url)
+
+
+def test_url_variants_are_the_other_scheme_and_trailing_slash_nearest_first() -> None:
+    assert url_variants("https://a.example/news/1?x=2") == [
+        "https://a.example/news/1/?x=2", "http://a.example/news/1?x=2", "http://a.example/news/1/?x=2"]
+    assert url_variants("http://a.example/news/1/") == [
+        "http://a.example/news/1", "https://a.example/news/1/", "https://a.example/news/1"]
+    assert url_variants("https://a.example/") == ["http://a.example/"]  # the root has one path
+    assert url_variants("https://a.example:8443/x") == [  # a port stays as it is
+        "https://a.example:8443/x/", "http://a.example:8443/x", "http://a.example:8443/x/"]

@@ -212,6 +212,23 @@ async def test_absurd_parameters_are_4xx(http, params, status):
     assert r.status_code == status and r.json()["error"]["message"]
 
 
+async def test_a_stored_story_asked_by_another_spelling_of_its_url_is_not_fetched(http, stack):
+    """A widget on the http page of a story collected as https (or with a trailing slash its
+    feed did not give) fetched the page anew: seconds, or a failure where the site refuses
+    us, for a story we had. The BBC records are stored as https://www.bbc.co.uk/news/..."""
+    rec = stack.records[1]
+    stored = await stack.svc.store.get_story_by_url(rec["url"])
+    assert rec["url"].startswith("https://") and not rec["url"].endswith("/")
+    for url in (rec["url"].replace("https://", "http://", 1), rec["url"] + "/",
+                rec["url"].replace("https://", "http://", 1) + "/"):
+        r = await http.get("/v1/related", params={"url": url, "k": 3})
+        assert r.status_code == 200, (url, r.text)
+        assert r.json()["article"]["id"] == stored.id, url
+    r = await http.post("/v1/related", json={"title": "t", "text": "words here", "k": 2,
+                                             "url": rec["url"] + "/"})
+    assert r.status_code == 200 and r.json()["article"]["id"] == stored.id
+
+
 async def test_related_by_stored_url_and_by_text(http, stack):
     rec = stack.records[0]
     r = await http.get("/v1/related", params={"url": rec["url"] + "?utm_source=newsletter", "k": 3})

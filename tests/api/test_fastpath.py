@@ -207,18 +207,28 @@ async def test_personal_blocks_are_never_recorded(stack, http):
     assert len(cache) == before
 
 
-async def test_cached_url_blocks_are_not_rate_limited(stack, http):
-    """The URL limit is for blocks that may fetch a page: only computed blocks are charged."""
+async def test_only_page_fetches_are_rate_limited(stack, http):
+    """The URL limit is for pages fetched on the spot. Blocks of stored stories were charged too
+    (every new story recomputes them): a publisher's server asking blocks for its own collected
+    articles got 429s past the limit. Cached answers, stored stories and pages read lately
+    cost nothing; each fetch does, failed or not."""
     base, _ = await stack.serve_variant(related_url_per_minute=3)
-    stories = (await http.get("/v1/stories", params={"limit": 5})).json()["items"]
+    stories = (await http.get("/v1/stories", params={"limit": 8})).json()["items"]
     async with httpx.AsyncClient(base_url=base, timeout=20) as client:
         for _ in range(10):
             r = await client.get("/v1/widget", params={"url": stories[0]["url"]})
             assert r.status_code == 200
-        for s in stories[1:3]:
+        for s in stories[1:]:  # 7 stored stories' blocks computed: more than the limit
             assert (await client.get("/v1/related", params={"url": s["url"]})).status_code == 200
-        r = await client.get("/v1/related", params={"url": stories[3]["url"]})
-        assert r.status_code == 429  # the fourth block computed within the minute
+            assert (await client.get("/v1/widget", params={"url": s["url"], "k": 3})).status_code == 200
+        for i in range(3):  # three fetches: the limit (the page is not there: 422, still charged)
+            r = await client.get("/v1/related", params={"url": f"http://news.example/gone-{i}"})
+            assert r.status_code == 422 and r.json()["error"]["code"] == "fetch_failed"
+        r = await client.get("/v1/related", params={"url": "http://news.example/gone-0"})
+        assert r.status_code == 422  # a failure remembered: no fetch, no charge
+        r = await client.get("/v1/widget", params={"url": "http://news.example/gone-3"})
+        assert r.status_code == 429  # the fourth fetch within the minute
+        assert (await client.get("/v1/related", params={"url": stories[1]["url"], "k": 2})).status_code == 200
 
 
 async def test_a_new_story_invalidates_the_recorded_blocks(stack, http):

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -53,8 +54,27 @@ def _text(value: str) -> str:
     return value
 
 
+def _config_path(value: str) -> str:
+    # An empty path read as "not given": `--config "$TIDINGS_CONF"` with the variable unset
+    # ran on the defaults (another database, another sources file) without a word.
+    if not value.strip():
+        raise argparse.ArgumentTypeError("the path is empty")
+    return value
+
+
+def _embedder(value: str) -> str:
+    """`eval --embedder`: a name [index] embedder takes, or the tests' "hash[:dim]" (an
+    unknown name ended in make_embedder's ValueError and a traceback)."""
+    from aggregator.settings import EMBEDDERS
+
+    if value in EMBEDDERS or re.fullmatch(r"hash(:[1-9][0-9]{0,4})?", value):
+        return value
+    raise argparse.ArgumentTypeError(f"unknown embedder {value!r} (expected one of "
+                                     f"{', '.join(EMBEDDERS)})")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+    p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, type=_config_path,
                    help="settings file (default config/tidings.toml)")
 
 
@@ -134,12 +154,12 @@ def parser() -> argparse.ArgumentParser:
     q = es.add_parser("related", help="related blocks: ECB+ same-event precision, BBC categories, seed case")
     _common(q)
     q.add_argument("--data", metavar="DIR", help="shared data folder (default ../shared/data)")
-    q.add_argument("--embedder", help="default: [index] embedder from the settings")
+    q.add_argument("--embedder", type=_embedder, help="default: [index] embedder from the settings")
     q.add_argument("--only", choices=["ecbplus", "bbc", "uci", "seed"], help="one part only")
     q = es.add_parser("feed", help="personalized feed: MIND next-read HR@10 / MRR")
     _common(q)
     q.add_argument("--data", metavar="DIR")
-    q.add_argument("--embedder", help="default: [index] embedder from the settings")
+    q.add_argument("--embedder", type=_embedder, help="default: [index] embedder from the settings")
     return top
 
 
@@ -513,6 +533,16 @@ async def cmd_related(settings, args) -> int:
     from api.services import build
     from recommender.related import Filters
 
+    if args.text is None:
+        # They describe the --text article; with --id or --url they were dropped in silence,
+        # and the block looked like an answer for the title given.
+        given = [o for o, v in (("--title", args.title), ("--published-at", args.published_at))
+                 if v is not None]
+        if given:
+            print(f"tidings: error: {' and '.join(given)} go{'es' if len(given) == 1 else ''} "
+                  "with --text only (--id and --url blocks use the stored or fetched article's)",
+                  file=sys.stderr)
+            return EXIT_USAGE
     svc = await build(settings, serve=True)
     try:
         await svc.corpus.start()

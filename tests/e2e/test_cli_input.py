@@ -1,0 +1,44 @@
+"""Operator input the command line must refuse in one line, or take (DESIGN.md 4.1): found
+by an audit that drove each command with good and bad input. Real subprocesses, real SQLite."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.conftest import run_cli
+
+
+def one_line_error(r) -> str:
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tidings"), r.stderr
+    return lines[0]
+
+
+def test_an_empty_config_path_is_refused_not_read_as_the_default(cli_env, tmp_path):
+    """`--config "$CONF"` with the variable unset ran on the default settings (another
+    database, another sources file) without a word."""
+    for args in (["--config", "", "sources", "list"], ["sources", "list", "--config", ""]):
+        r = run_cli(args, cli_env, timeout=20)
+        assert r.returncode == 2 and "--config: the path is empty" in r.stderr, r.stderr
+        assert r.stdout == ""
+
+
+def test_an_unknown_eval_embedder_is_one_line(cli_env, tmp_path):
+    """make_embedder's ValueError reached the top: a traceback."""
+    r = run_cli(["eval", "related", "--embedder", "nope", "--data", str(tmp_path)], cli_env, timeout=20)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "--embedder: unknown embedder 'nope'" in r.stderr
+
+
+def test_title_and_published_at_without_text_are_refused(cli_env, tmp_path):
+    """They describe the --text article; with --id they were dropped in silence."""
+    story = {"url": "https://example.org/a", "title": "Ceasefire talks in Jeddah"}
+    r = run_cli(["import", "-", "--no-index"], cli_env, input=json.dumps(story) + "\n")
+    assert r.returncode == 0, r.stderr
+    for extra in (["--title", "Another title"], ["--published-at", "2026-01-01"]):
+        for what in (["--id", "1"], ["--url", story["url"]]):
+            line = one_line_error(run_cli(["related", *what, *extra], cli_env))
+            assert f"{extra[0]} goes with --text only" in line
+    r = run_cli(["related", "--text", "talks in Jeddah", "--title", "Talks"], cli_env)
+    assert r.returncode == 0 and "Related to: Talks" in r.stdout, r.stderr

@@ -537,6 +537,14 @@ def shown_url(url: str) -> str:
         return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
 
 
+def driver_reason(e: BaseException) -> str:
+    """The first line of a driver's error, for a StoreError's one-line message. SQLAlchemy's
+    own text goes on with the statement, its parameters (a whole import batch, the stories'
+    texts among them) and a link, kilobytes an operator read as `tidings: error:` (DESIGN 4.1)
+    and a log kept."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 class Store:
     def __init__(self, url: str, *, echo: bool = False):
         self.url = url
@@ -559,7 +567,7 @@ class Store:
         try:
             self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         except Exception as e:  # bad URL, missing driver
-            raise StoreError(f"cannot use database URL {shown_url(url)!r}: {e}") from e
+            raise StoreError(f"cannot use database URL {shown_url(url)!r}: {driver_reason(e)}") from e
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -604,7 +612,7 @@ class Store:
             async with self._sqlite_migrate_lock(), self.engine.begin() as conn:
                 await conn.run_sync(upgrade)
         except (OperationalError, DBAPIError, OSError) as e:
-            raise StoreError(f"database unavailable ({shown_url(self.url)}): {e}") from e
+            raise StoreError(f"database unavailable ({shown_url(self.url)}): {driver_reason(e)}") from e
         except CommandError as e:
             # A rolling upgrade: a newer process migrated the database past what this one
             # knows. Said in one line (it was alembic's traceback, a crash loop at restart).
@@ -956,7 +964,7 @@ class Store:
         except IntegrityError:
             raise
         except (OperationalError, DBAPIError) as e:
-            raise StoreError(f"storing stories failed: {e}") from e
+            raise StoreError(f"storing stories failed: {driver_reason(e)}") from e
         return UpsertResult(tuple(new_ids), tuple(updated), unchanged, dups)
 
     async def _relink(self, s, row: StoryRow, before: str, now: datetime) -> int:

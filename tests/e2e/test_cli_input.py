@@ -4,8 +4,10 @@ by an audit that drove each command with good and bad input. Real subprocesses, 
 from __future__ import annotations
 
 import json
+import resource
+import subprocess
 
-from tests.e2e.conftest import run_cli
+from tests.e2e.conftest import REPO, TIDINGS, run_cli
 
 
 def one_line_error(r) -> str:
@@ -42,3 +44,33 @@ def test_title_and_published_at_without_text_are_refused(cli_env, tmp_path):
             assert f"{extra[0]} goes with --text only" in line
     r = run_cli(["related", "--text", "talks in Jeddah", "--title", "Talks"], cli_env)
     assert r.returncode == 0 and "Related to: Talks" in r.stdout, r.stderr
+
+
+def test_a_database_error_is_one_line_without_the_statement_or_the_stories(cli_env, tmp_path):
+    """SQLAlchemy's text goes on with the SQL, its parameters (an import batch: the stories'
+    texts) and a link: kilobytes on four lines for a full disk, two for a file that is not a
+    database."""
+    not_db = tmp_path / "not-a-db.sqlite"
+    not_db.write_bytes(b"this is no SQLite file, " * 200)
+    env = {**cli_env, "TIDINGS_DATABASE_URL": f"sqlite+aiosqlite:///{not_db}"}
+    line = one_line_error(run_cli(["related", "--text", "talks"], env))
+    assert "file is not a database" in line and "sqlalche.me" not in line
+
+    # A full disk, as a file size limit: the database is made, then the import's first
+    # batch cannot be written.
+    r = run_cli(["import", "-", "--no-index"], cli_env, input="")
+    assert r.returncode == 0, r.stderr
+    stories = tmp_path / "stories.jsonl"
+    with open(stories, "w", encoding="utf-8") as f:
+        for i in range(600):
+            f.write(json.dumps({"url": f"https://example.org/{i}", "title": f"Story {i}",
+                                "text": "secret body words " * 300}) + "\n")
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, resource.RLIM_INFINITY))
+
+    r = subprocess.run([*TIDINGS, "import", str(stories), "--no-index"], cwd=REPO, env=cli_env,
+                       text=True, capture_output=True, timeout=120, preexec_fn=small_files)
+    line = one_line_error(r)
+    assert line.startswith("tidings: error: storing stories failed: (sqlite3.OperationalError)")
+    assert "secret body" not in r.stderr and "INSERT" not in r.stderr

@@ -251,6 +251,9 @@ def read_toml(path: Path) -> tuple[dict[str, Any], KeyLines]:
     except UnicodeDecodeError as e:
         raise ConfigError(f"not UTF-8 text (byte 0x{raw[e.start]:02x})", file=str(path),
                           line=raw.count(b"\n", 0, e.start) + 1) from None
+    # A byte order mark (Windows Notepad saves UTF-8 with one) is no content: tomllib read
+    # it as a statement, "Invalid statement (at line 1, column 1)" on a file that looks fine.
+    text = text.removeprefix("\ufeff")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -332,3 +332,22 @@ def test_unreadable_toml_names_the_line_or_the_file(tmp_path):
     path.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError, match="nested too deeply"):
         load_settings(path, env={})
+
+
+def test_a_byte_order_mark_is_no_error(tmp_path):
+    """Windows Notepad saves UTF-8 with a BOM: tomllib read it as "Invalid statement (at line
+    1, column 1)" in a file that looks right. Both files read it as the story files do."""
+    from aggregator.sources import load_sources
+
+    path = tmp_path / "tidings.toml"
+    path.write_bytes(b'\xef\xbb\xbfdata_dir = "d"\r\n[api]\r\nport = 8123\r\n')
+    s = load_settings(path, env={})
+    assert s.api.port == 8123 and s.data_dir == (tmp_path / "d").resolve()
+    (tmp_path / "sources.toml").write_bytes(
+        b'\xef\xbb\xbf[[source]]\nname = "a"\nurl = "http://127.0.0.1/feed"\ncategory = "news"\n')
+    assert [spec.name for spec in load_sources(s.sources_file)] == ["a"]
+    # The lines still count from the first: an error after the mark names its own line.
+    path.write_bytes(b'\xef\xbb\xbfdata_dir = "d"\n[api]\nprot = 1\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert info.value.line == 3 and info.value.key == "api.prot"

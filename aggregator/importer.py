@@ -53,6 +53,10 @@ def repeated_url_note(line: int, first_line: int, url: str) -> LineNote:
 
 
 def parse_time(value: object) -> datetime | None:
+    if isinstance(value, str):
+        # Spaces around the time (a spreadsheet's cell, "2024-03-01T10:00:00Z ") lost the
+        # whole line as "not ISO 8601", where url and the texts are read stripped.
+        value = value.strip()
     if value in (None, ""):
         return None
     if not isinstance(value, str):

@@ -172,3 +172,15 @@ def test_tags_are_read_as_a_list_of_strings():
     assert [str(e) for e in out[1:3]] == ["line 2: 'tags' must be a list of strings",
                                           "line 3: 'tags' must be a list of strings"]
     assert out[3].tags == ()
+
+
+def test_spaces_around_a_time_do_not_lose_the_line():
+    """A time with a space before or after it (a spreadsheet's cell) was "not ISO 8601",
+    and the whole story was skipped; url and the texts were always read stripped."""
+    at = datetime(2024, 3, 1, 10, tzinfo=UTC)
+    for value in (" 2024-03-01T10:00:00Z", "2024-03-01T10:00:00Z ", "\t2024-03-01T11:00:00+01:00\r"):
+        assert parse_time(value) == at, repr(value)
+    assert parse_time("  ") is None  # blank is no time, as "" is
+    (d,) = read_jsonl([json.dumps({"url": "https://e.org/s", "title": "T",
+                                   "published_at": "2024-03-01T10:00:00Z "})], NOW)
+    assert isinstance(d, StoryDraft) and d.published_at == at

@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 
 from aggregator.canonical import site_of
 from aggregator.dateline import time_from_lead
-from aggregator.model import ParsedItem, StoryDraft
+from aggregator.model import (
+    MAX_CATEGORY_CHARS,
+    MAX_SITE_CHARS,
+    MAX_SOURCE_NAME_CHARS,
+    ParsedItem,
+    StoryDraft,
+)
 from aggregator.normalize import MAX_FUTURE, normalize, rejection_reason
 from aggregator.textclean import clean_inline, has_markup, html_to_text
 
@@ -26,6 +32,10 @@ FIELDS = ("url", "title", "summary", "text", "published_at", "site", "source", "
 EARLIEST_IMPORT_AT = datetime(1800, 1, 1, tzinfo=UTC)
 # Fields a re-imported line updates on its stored story when it names them.
 RESTATED = ("site", "source", "category")
+# The widths of their columns: on PostgreSQL one longer label failed the whole batch of 500
+# lines and stopped the import, where a bad line is to be skipped (DESIGN.md 4.4).
+LABEL_LIMITS = {"site": MAX_SITE_CHARS, "source": MAX_SOURCE_NAME_CHARS,
+                "category": MAX_CATEGORY_CHARS}
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,9 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
     # and an archive's 1989 story became today's (dated at the import, exported so).
     published_at = at or time_from_lead(draft.text or draft.summary, now)
     named = {key: clean_inline(obj.get(key) or "") for key in RESTATED}
+    for key, limit in LABEL_LIMITS.items():
+        if len(named[key]) > limit:
+            raise ValueError(f"'{key}' is longer than {limit} characters ({len(named[key])})")
     return replace(
         draft,
         published_at=published_at,

@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# Widths of the label columns (aggregator/schema.py). PostgreSQL refuses a longer value, and
+# the whole write with it: the loaders refuse one where it enters, naming its line.
+MAX_SOURCE_NAME_CHARS = 120  # sources.name, stories.source
+MAX_CATEGORY_CHARS = 80  # sources.category, stories.category
+MAX_SITE_CHARS = 255  # stories.site
+
 
 @dataclass(frozen=True)
 class ParsedItem:

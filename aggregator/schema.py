@@ -27,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from aggregator.model import MAX_CATEGORY_CHARS, MAX_SITE_CHARS, MAX_SOURCE_NAME_CHARS
+
 # SQLite autoincrements only INTEGER PRIMARY KEY; BigInteger elsewhere.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -62,12 +64,12 @@ class SourceRow(Base):
     __tablename__ = "sources"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(120), unique=True)
+    name: Mapped[str] = mapped_column(String(MAX_SOURCE_NAME_CHARS), unique=True)
     url: Mapped[str] = mapped_column(Text)  # fetched from: moves with permanent redirects
     # The URL sources.toml gave at the last sync: only a change of it is an operator's edit
     # (comparing the file with `url` undid every redirect). Nullable for the migration only.
     config_url: Mapped[str | None] = mapped_column(Text, nullable=True)
-    category: Mapped[str] = mapped_column(String(80), default="")
+    category: Mapped[str] = mapped_column(String(MAX_CATEGORY_CHARS), default="")
     kind: Mapped[str] = mapped_column(String(20), default="auto")
     detected_kind: Mapped[str] = mapped_column(String(20), default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -111,9 +113,9 @@ class StoryRow(Base):
     # published_at when known and not in the future, else collected_at: the one key to sort and
     # page by, and the age that freshness and retention use.
     sort_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    site: Mapped[str] = mapped_column(String(255), default="", index=True)
-    source: Mapped[str] = mapped_column(String(120), default="")
-    category: Mapped[str] = mapped_column(String(80), default="")
+    site: Mapped[str] = mapped_column(String(MAX_SITE_CHARS), default="", index=True)
+    source: Mapped[str] = mapped_column(String(MAX_SOURCE_NAME_CHARS), default="")
+    category: Mapped[str] = mapped_column(String(MAX_CATEGORY_CHARS), default="")
     # The names as filters compare them (aggregator.names.name_key: "Politics" is "politics"),
     # written by the store with the names; lookups by either use these (migration 0010).
     source_key: Mapped[str] = mapped_column(String(255), default="", server_default="")

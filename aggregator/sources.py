@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from cssselect import GenericTranslator, SelectorError
 
 from aggregator.errors import ConfigError
-from aggregator.model import Selectors, SourceSpec
+from aggregator.model import MAX_CATEGORY_CHARS, MAX_SOURCE_NAME_CHARS, Selectors, SourceSpec
 from aggregator.settings import CONTROL_CHARS, KeyLines, read_toml
 
 KINDS = ("auto", "feed", "sitemap", "html")
@@ -120,10 +120,16 @@ def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) ->
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise err(f"name must be a slug of a-z, 0-9, '-' and '_' starting with a letter or "
                   f"digit, got {name!r}", "name")
+    if len(name) > MAX_SOURCE_NAME_CHARS:  # the database's column: PostgreSQL refused it
+        raise err(f"name must be at most {MAX_SOURCE_NAME_CHARS} characters, got {len(name)}",
+                  "name")
     url = _check_url(table["url"], err)
     category = table["category"]
     if not isinstance(category, str) or not category.strip():
         raise err(f"category must be a non-empty string, got {category!r}", "category")
+    if len(category.strip()) > MAX_CATEGORY_CHARS:
+        raise err(f"category must be at most {MAX_CATEGORY_CHARS} characters, got "
+                  f"{len(category.strip())}", "category")
 
     kind = table.get("kind", "auto")
     if kind not in KINDS:

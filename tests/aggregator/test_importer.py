@@ -184,3 +184,22 @@ def test_spaces_around_a_time_do_not_lose_the_line():
     (d,) = read_jsonl([json.dumps({"url": "https://e.org/s", "title": "T",
                                    "published_at": "2024-03-01T10:00:00Z "})], NOW)
     assert isinstance(d, StoryDraft) and d.published_at == at
+
+
+def test_labels_longer_than_their_columns_are_bad_lines():
+    """site, source and category go in columns of 255, 120 and 80 characters: on PostgreSQL
+    one longer label failed the whole batch (500 lines) and stopped the import."""
+    def line(**fields) -> str:
+        return json.dumps({"url": f"https://e.org/{len(json.dumps(fields))}", "title": "T", **fields})
+
+    lines = [line(category="c" * 81), line(site="s" * 256), line(source="x" * 121),
+             line(category="c" * 80, site="s" * 255, source="x" * 120),
+             line(category=" <b>" + "c" * 80 + "</b> ")]  # measured as stored: cleaned
+    out = list(read_jsonl(lines, NOW))
+    errors = {e.line: e.message for e in out if isinstance(e, LineError)}
+    assert errors == {1: "'category' is longer than 80 characters (81)",
+                      2: "'site' is longer than 255 characters (256)",
+                      3: "'source' is longer than 120 characters (121)"}
+    full, tagged = (d for d in out if isinstance(d, StoryDraft))
+    assert (len(full.category), len(full.site), len(full.source)) == (80, 255, 120)
+    assert tagged.category == "c" * 80

@@ -199,6 +199,11 @@ SOURCE_ERRORS = [
     (A.replace('"politics"', '"  "'), 4, "category", "source 'a'", "non-empty string"),
     (A.replace('"politics"', '"poli\\u0000tics"'), 4, "category", "source 'a'",
      "must not hold control characters"),
+    # Longer than their database columns: PostgreSQL refused the sync, with a traceback.
+    (A.replace('"politics"', '"' + "p" * 81 + '"'), 4, "category", "source 'a'",
+     "category must be at most 80 characters, got 81"),
+    (A.replace('"a"', '"' + "a" * 121 + '"'), 2, "name", "source 'aaa",
+     "name must be at most 120 characters, got 121"),
     (A + 'kind = "rss"\n', 5, "kind", "source 'a'", "kind must be one of auto, feed"),
     (A + 'interval = "soon"\n', 5, "interval", "source 'a'", "expected a duration"),
     (A + "interval = 0\n", 5, "interval", "source 'a'", "must be positive"),
@@ -246,6 +251,12 @@ def test_source_errors_name_file_source_line_and_key(tmp_path, text, line, key, 
     assert message.startswith(f"{path}:{line}: {label}")
     assert f"(key '{key}')" in message
     assert fragment in message
+
+
+def test_names_and_categories_as_long_as_their_columns_load(tmp_path):
+    path = write(tmp_path, A.replace('"a"', '"' + "a" * 120 + '"').replace('"politics"', '"' + "p" * 80 + '"'))
+    (spec,) = load_sources(path)
+    assert len(spec.name) == 120 and len(spec.category) == 80
 
 
 def test_every_bad_source_is_reported_at_once(tmp_path):

@@ -74,3 +74,21 @@ def test_a_database_error_is_one_line_without_the_statement_or_the_stories(cli_e
     line = one_line_error(r)
     assert line.startswith("tidings: error: storing stories failed: (sqlite3.OperationalError)")
     assert "secret body" not in r.stderr and "INSERT" not in r.stderr
+
+
+async def test_a_label_longer_than_its_column_is_one_bad_line_on_either_database(cli_env, tmp_path, db_url):
+    """On PostgreSQL a category of 81 characters failed the batch it was in: the import
+    stopped at `storing stories failed`, and the good lines around it were not stored."""
+    import asyncio
+
+    lines = [{"url": f"https://example.org/{i}", "title": f"Story {i}"} for i in range(4)]
+    lines[1]["category"] = "c" * 81
+    env = {**cli_env, "TIDINGS_DATABASE_URL": db_url}
+    text = "".join(json.dumps(x) + "\n" for x in lines)
+    r = await asyncio.to_thread(run_cli, ["import", "-", "--no-index"], env, input=text)
+    assert r.returncode == 0, r.stderr
+    assert "line 2: 'category' is longer than 80 characters (81)" in r.stderr
+    assert "3 new" in r.stdout and "1 bad lines skipped" in r.stdout
+    r = await asyncio.to_thread(run_cli, ["export", "-"], env)
+    assert sorted(json.loads(x)["url"] for x in r.stdout.splitlines()) == [
+        "https://example.org/0", "https://example.org/2", "https://example.org/3"]

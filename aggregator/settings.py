@@ -430,6 +430,11 @@ def _check_cross_fields(sections: Mapping[str, Any],
             origin = given[section][blamed][1]
             raise origin.error(f"{section}.{small} ({a:g}) must not exceed "
                                f"{section}.{large} ({b:g})", f"{section}.{blamed}")
+    for key, why_not in (("cors_origins", _origin_problem), ("fetch_allow_hosts", _host_problem)):
+        for entry in getattr(sections["api"], key):
+            if why := why_not(entry):
+                origin = given["api"][key][1]
+                raise origin.error(f"{why}, got {entry!r}", f"api.{key}")
     public_url = sections["api"].public_url
     if public_url:
         parts = urlsplit(public_url)
@@ -437,6 +442,39 @@ def _check_cross_fields(sections: Mapping[str, Any],
             origin = given["api"]["public_url"][1]
             raise origin.error(f"must be an absolute http(s) URL or empty, got {public_url!r}",
                                "api.public_url")
+
+
+def _origin_problem(entry: str) -> str:
+    """Why `entry` can never equal a browser's Origin header, or "". The CORS middleware
+    compares whole strings: "https://site.example/" (a slash) or "Site.example" matched no
+    request, and the widget failed on that site with nothing said at start."""
+    if entry == "*":
+        return ""
+    try:
+        parts = urlsplit(entry)
+        parts.port  # noqa: B018 - raises ValueError when not a number or out of range
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+            or parts.username is not None or parts.password is not None):
+        return "each origin must be \"*\" or scheme://host[:port], like \"https://news.example\""
+    if parts.path or parts.query or parts.fragment or "?" in entry or "#" in entry:
+        return "an origin has no path: write scheme://host[:port] only, no trailing slash"
+    if entry != entry.lower():
+        return "an origin is lower case, as browsers send it"
+    return ""
+
+
+def _host_problem(entry: str) -> str:
+    """Why `entry` can never equal the host of a URL, or "": "http://intranet.example" or
+    "intranet.example:8080" in fetch_allow_hosts allowed nothing (hosts are compared bare)."""
+    if not entry.strip() or any(c.isspace() or c in "/@?#" for c in entry):
+        return "each entry must be a bare host name or address, like \"intranet.example\" or \"10.0.0.5\""
+    if re.fullmatch(r"[^:\[\]]+:\d*|\[.*\]:\d*", entry):
+        return "a host without its port (the port does not matter)"
+    if "[" in entry or "]" in entry:  # a URL's host is compared without them
+        return "an IPv6 address without brackets, like \"::1\""
+    return ""
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[tuple[str, str], tuple[Any, _Origin]]:

@@ -150,6 +150,8 @@ def _other_value(section: str, key: str) -> tuple[str, object]:
     default = getattr(cls(), key) if cls else None
     choices = {"embedder": ("hash", "hash"), "log_level": ("warning", "warning"),
                "public_url": ("https://t.example", "https://t.example"),
+               "cors_origins": (" https://a.example , https://b.example:8443 ,",
+                                ("https://a.example", "https://b.example:8443")),
                "database_url": ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db")}
     if key in choices:
         return choices[key]
@@ -216,6 +218,8 @@ def test_empty_tuple_from_env(tmp_path):
     ("TIDINGS_API_PROT", "1", "unknown environment variable"),
     ("TIDINGS_FEED_EXPLORATION_SHARE", "nan", "must be a finite number"),
     ("TIDINGS_DATA_DIR", "~no-such-user-here/d", "cannot expand"),
+    ("TIDINGS_API_CORS_ORIGINS", "*,https://news.example/", "an origin has no path"),
+    ("TIDINGS_API_FETCH_ALLOW_HOSTS", "intranet.example:8080", "without its port"),
 ])
 def test_bad_environment_value_names_the_variable(tmp_path, var, text, fragment):
     with pytest.raises(ConfigError) as info:
@@ -249,6 +253,17 @@ FILE_ERRORS = [
     ('[index]\nembedder = "bert"\n', 2, "index.embedder", "must be one of 'minilm', 'minilm-int8', 'minilm-int8-ort', 'minilm-int8-ov', 'minilm-onnx', 'hash'"),
     ('[api]\ncors_origins = "*"\n', 2, "api.cors_origins", "expected an array of strings"),
     ('[api]\ncors_origins = ["a", 1]\n', 2, "api.cors_origins", "expected an array of strings"),
+    # Entries that can never match, so CORS or the allow list failed with nothing said
+    ('[api]\ncors_origins = ["https://news.example/"]\n', 2, "api.cors_origins",
+     "an origin has no path"),
+    ('[api]\ncors_origins = ["*", "news.example"]\n', 2, "api.cors_origins",
+     "scheme://host[:port]"),
+    ('[api]\ncors_origins = ["https://News.example"]\n', 2, "api.cors_origins", "lower case"),
+    ('[api]\nfetch_allow_hosts = ["http://intranet.example"]\n', 2, "api.fetch_allow_hosts",
+     "bare host name"),
+    ('[api]\nfetch_allow_hosts = ["intranet.example:8080"]\n', 2, "api.fetch_allow_hosts",
+     "without its port"),
+    ('[api]\nfetch_allow_hosts = ["[::1]"]\n', 2, "api.fetch_allow_hosts", "without brackets"),
     ("[collect]\nmin_interval_s = 1000\n", 2, "collect.min_interval_s", "must not exceed"),
     ("[collect]\nmin_interval_s = 600\n\ndefault_interval_s = 500\n", 4,
      "collect.default_interval_s", "must not exceed"),
@@ -351,3 +366,11 @@ def test_a_byte_order_mark_is_no_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_settings(path, env={})
     assert info.value.line == 3 and info.value.key == "api.prot"
+
+
+def test_origins_and_hosts_in_their_usual_forms_load(tmp_path):
+    path = write(tmp_path, '[api]\ncors_origins = ["*", "https://news.example", '
+                 '"http://127.0.0.1:8080", "https://[::1]:8443"]\n'
+                 'fetch_allow_hosts = ["intranet.example", "10.0.0.5", "::1", "FE80::1"]\n')
+    api = load_settings(path, env={}).api
+    assert len(api.cors_origins) == 4 and len(api.fetch_allow_hosts) == 4

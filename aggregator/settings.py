@@ -11,13 +11,15 @@ Environment overrides (DESIGN.md 4.2), applied after the file:
   TIDINGS_API_KEY          alias of TIDINGS_API_API_KEY (api.api_key); the long form wins
 Values are parsed by the field's type: booleans 1/true/yes/on or 0/false/no/off, tuples
 comma-separated (empty = empty tuple), relative paths against the working directory.
-A variable that names a known section but no key of it (TIDINGS_API_PROT) is an error;
-other TIDINGS_* names are left alone, since other tools may use the prefix.
+A variable that names a known section but no key of it (TIDINGS_API_PROT), or that is one
+typo away from a top-level one (TIDINGS_DATABASE_URI), is an error; other TIDINGS_* names
+are left alone, since other tools may use the prefix.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -484,6 +486,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[tuple[str, str], tuple[Any, _
         for k, t in typing.get_type_hints(cls).items():
             hints[(section, k)] = t
     found: dict[tuple[str, str], tuple[Any, _Origin]] = {}
+    top_level_names = [ENV_PREFIX + key.upper() for key in TOP_LEVEL_KEYS]
     # The alias first, so that the long, unambiguous name wins when both are set.
     ordered = sorted((v for v in env if v.startswith(ENV_PREFIX)),
                      key=lambda v: (v != ENV_PREFIX + "API_KEY", v))
@@ -491,9 +494,15 @@ def _env_overrides(env: Mapping[str, str]) -> dict[tuple[str, str], tuple[Any, _
         target = names.get(var)
         if target is None:
             rest = var[len(ENV_PREFIX):].lower()
-            if any(rest.startswith(s + "_") for s in SECTIONS):
-                raise ConfigError(f"unknown environment variable {var}: no such settings key",
-                                  key=var)
+            # A near miss of a top-level name is a typo, not another tool's variable:
+            # TIDINGS_DATABASE_URI or TIDINGS_SOURCE_FILE ran on the default database or
+            # sources file without a word. (Section keys are not matched: the test knob
+            # TIDINGS_CLUSTER_LEASE_S is as near to TIDINGS_COLLECT_LEASE_S.)
+            near = difflib.get_close_matches(var, top_level_names, n=1, cutoff=0.8)
+            if near or any(rest.startswith(s + "_") for s in SECTIONS):
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                raise ConfigError(f"unknown environment variable {var}: no such settings key"
+                                  f"{hint}", key=var)
             continue
         section, key = target
         dotted = f"{section}.{key}" if section else key

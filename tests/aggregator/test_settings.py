@@ -216,6 +216,10 @@ def test_empty_tuple_from_env(tmp_path):
     ("TIDINGS_DATABASE_URL", "tidings.db", "SQLAlchemy URL"),
     ("TIDINGS_COLLECT_MIN_INTERVAL_S", "1000", "must not exceed"),
     ("TIDINGS_API_PROT", "1", "unknown environment variable"),
+    # One typo from a contract variable: the default database or sources file, in silence
+    ("TIDINGS_DATABASE_URI", "postgresql+asyncpg://db/t", "did you mean TIDINGS_DATABASE_URL?"),
+    ("TIDINGS_SOURCE_FILE", "/etc/tidings/sources.toml", "did you mean TIDINGS_SOURCES_FILE?"),
+    ("TIDINGS_DATADIR", "/srv/tidings", "did you mean TIDINGS_DATA_DIR?"),
     ("TIDINGS_FEED_EXPLORATION_SHARE", "nan", "must be a finite number"),
     ("TIDINGS_DATA_DIR", "~no-such-user-here/d", "cannot expand"),
     ("TIDINGS_API_CORS_ORIGINS", "*,https://news.example/", "an origin has no path"),
@@ -229,7 +233,8 @@ def test_bad_environment_value_names_the_variable(tmp_path, var, text, fragment)
 
 
 def test_unrelated_variables_are_ignored(tmp_path):
-    env = {"TIDINGS_CONFIG": "x", "TIDINGS_SOMETHING_ELSE": "1", "PATH": "/bin"}
+    env = {"TIDINGS_CONFIG": "x", "TIDINGS_SOMETHING_ELSE": "1", "PATH": "/bin",
+           "TIDINGS_TEST_PG": "postgresql://x", "TIDINGS_CLUSTER_LEASE_S": "20"}  # the tests' knobs
     assert load_settings(write(tmp_path, ""), env=env).api.port == 8000
 
 

@@ -46,6 +46,17 @@ def _ranged(kind: type, low: float, high: float, *, low_open: bool = False):
 
 
 _PORT = _ranged(int, 0, 65535)
+MAX_STORY_ID = 2**63 - 1  # a BIGINT; a larger one was an OverflowError traceback in the driver
+
+
+def _story_id(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a story id") from None
+    if not 1 <= n <= MAX_STORY_ID:
+        raise argparse.ArgumentTypeError(f"{value} is not a story id (1 to {MAX_STORY_ID})")
+    return n
 
 
 def _text(value: str) -> str:
@@ -122,7 +133,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("related", help="print a related block")
     _common(p)
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--id", type=int)
+    g.add_argument("--id", type=_story_id)
     g.add_argument("--url")
     g.add_argument("--text", type=_text)
     p.add_argument("--title", help="title for --text (default: its first words)")

@@ -46,6 +46,13 @@ def test_title_and_published_at_without_text_are_refused(cli_env, tmp_path):
     assert r.returncode == 0 and "Related to: Talks" in r.stdout, r.stderr
 
 
+def test_a_story_id_no_database_holds_is_one_line(cli_env):
+    """An id past BIGINT was the driver's OverflowError, with a traceback."""
+    r = run_cli(["related", "--id", "99999999999999999999999"], cli_env, timeout=20)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "--id: 99999999999999999999999 is not a story id" in r.stderr
+
+
 def test_a_database_error_is_one_line_without_the_statement_or_the_stories(cli_env, tmp_path):
     """SQLAlchemy's text goes on with the SQL, its parameters (an import batch: the stories'
     texts) and a link: kilobytes on four lines for a full disk, two for a file that is not a

@@ -196,6 +196,32 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # the machine's, not ours: a read-only or full disk, a folder in the way
         print(f"tidings: error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:
+        reason = _database_refusal(e)
+        if reason is None:
+            raise  # a bug: its traceback
+        print(f"tidings: error: database: {reason}", file=sys.stderr)
+        return 1
+
+
+# SQLSTATEs of a database that is there but will not take writes: a read-only transaction
+# (a hot standby, default_transaction_read_only) and a role without the grant.
+REFUSING_SQLSTATES = ("25006", "42501")
+
+
+def _database_refusal(e: BaseException) -> str | None:
+    """One line for a database that is away or refuses to write, else None. Most store calls
+    raise the driver's errors as they come (api/runner.py `db_away`): a `collect --once` or a
+    `sources reset` on a read-only replica ended in SQLAlchemy's traceback, with the SQL."""
+    from aggregator.store import database_unavailable, driver_reason
+
+    chain, seen = e, set()
+    refused = False
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        refused = refused or getattr(chain, "sqlstate", None) in REFUSING_SQLSTATES
+        chain = chain.__cause__ or chain.__context__
+    return driver_reason(e) if refused or database_unavailable(e) else None
 
 
 def _settings(args):

@@ -99,3 +99,28 @@ async def test_a_label_longer_than_its_column_is_one_bad_line_on_either_database
     r = await asyncio.to_thread(run_cli, ["export", "-"], env)
     assert sorted(json.loads(x)["url"] for x in r.stdout.splitlines()) == [
         "https://example.org/0", "https://example.org/2", "https://example.org/3"]
+
+
+async def test_a_database_that_refuses_writes_is_one_line(cli_env, tmp_path, pg_url):
+    """Pointed at a read-only PostgreSQL (a hot standby, default_transaction_read_only),
+    `sources reset`, `collect --once` and `index` ended in SQLAlchemy's traceback with the
+    SQL: the store raises the driver's errors as they come."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from tests.conftest import _admin
+
+    (tmp_path / "sources.toml").write_text(
+        '[[source]]\nname = "a"\nurl = "http://127.0.0.1:9/feed"\ncategory = "news"\n')
+    env = {**cli_env, "TIDINGS_DATABASE_URL": pg_url,
+           "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml")}
+    r = await asyncio.to_thread(run_cli, ["sources", "list"], env)  # the schema, the source
+    assert r.returncode == 0, r.stderr
+    name = urlsplit(pg_url).path.lstrip("/")
+    await _admin(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    for args in (["sources", "reset", "a"], ["index"]):
+        r = await asyncio.to_thread(run_cli, args, env)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr[-2000:])
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("tidings: error: database: "), r.stderr
+        assert "read-only transaction" in lines[0]

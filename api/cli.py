@@ -242,6 +242,10 @@ def configure_logging(settings) -> None:
     for noisy in ("httpx", "sentence_transformers", "trafilatura", "htmldate",
                   "alembic", "faiss", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # trafilatura logs a page without an article ("empty HTML tree", "discarding data") at
+    # ERROR: three lines before `related --url`'s own one-line error, and false ERRORs in a
+    # collector's log; aggregator.extract reports the page itself (ParseError).
+    logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
 
 
 def _stop_on_sigterm() -> None:

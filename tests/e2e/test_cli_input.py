@@ -124,3 +124,19 @@ async def test_a_database_that_refuses_writes_is_one_line(cli_env, tmp_path, pg_
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("tidings: error: database: "), r.stderr
         assert "read-only transaction" in lines[0]
+
+
+async def test_related_by_url_of_a_page_without_an_article_is_one_line(cli_env, tmp_path):
+    """trafilatura logged "empty HTML tree" and "discarding data" at ERROR before the
+    command's own error: three lines of a library's log for one bad URL."""
+    import asyncio
+
+    from tests.localsite import LocalSite
+
+    async with LocalSite() as site:
+        site.route("/feed.xml", body='<?xml version="1.0"?><rss version="2.0"><channel>'
+                   "<title>Feed</title></channel></rss>", content_type="application/rss+xml")
+        env = {**cli_env, "TIDINGS_API_FETCH_ALLOW_HOSTS": "127.0.0.1"}
+        r = await asyncio.to_thread(run_cli, ["related", "--url", site.url("/feed.xml")], env)
+    line = one_line_error(r)
+    assert line.startswith("tidings: error: no readable article at"), line

@@ -7,10 +7,12 @@ number and skipped; the rest goes in.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 from aggregator.canonical import site_of
 from aggregator.dateline import time_from_lead
@@ -141,6 +143,20 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
         restates=frozenset(key for key, value in named.items() if value),
         authoritative=True,  # its texts update the story whichever source collected it
     )
+
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def story_lines(stream: BinaryIO) -> Iterable[str | bytes]:
+    """The lines of a story file opened "rb", for `read_jsonl`: bytes, each decoded as UTF-8
+    on its own (one bad line is one bad line), except in a file that starts with a UTF-16
+    byte order mark, as Windows PowerShell's `>` writes them: that file is decoded as UTF-16
+    (a byte it cannot read becomes U+FFFD). Read as UTF-8, each of its lines was a bad line."""
+    head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
+    if head in UTF16_BOMS:
+        return io.TextIOWrapper(stream, encoding="utf-16", errors="replace")
+    return stream
 
 
 def read_jsonl(lines: Iterable[str | bytes],

@@ -409,7 +409,7 @@ def _say_leased(backlog: int, lease_s: int) -> None:
 
 
 async def cmd_import(settings, args) -> int:
-    from aggregator.importer import LineError, LineNote, read_jsonl
+    from aggregator.importer import LineError, LineNote, read_jsonl, story_lines
     from aggregator.store import utcnow
     from api.progress import Progress
     from api.services import build
@@ -442,7 +442,7 @@ async def cmd_import(settings, args) -> int:
         # 100% of the lines read so far). A pipe has no size: lines.
         size = _regular_size(stream)
         with Progress("import", unit="line", bytes_=size is not None) as bar:
-            for n, item in enumerate(read_jsonl(stream, now), start=1):
+            for n, item in enumerate(read_jsonl(story_lines(stream), now), start=1):
                 if isinstance(item, LineNote) and not isinstance(item, LineError):
                     print(f"tidings: {args.file}: {item}", file=sys.stderr)  # on the next draft
                     continue

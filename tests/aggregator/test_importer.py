@@ -203,3 +203,22 @@ def test_labels_longer_than_their_columns_are_bad_lines():
     full, tagged = (d for d in out if isinstance(d, StoryDraft))
     assert (len(full.category), len(full.site), len(full.source)) == (80, 255, 120)
     assert tagged.category == "c" * 80
+
+
+def test_a_utf16_file_with_its_byte_order_mark_is_read_as_utf16():
+    """Windows PowerShell's `>` writes UTF-16 with a BOM and CRLF: read as UTF-8, every line
+    was a bad line ("not UTF-8 text", then "invalid JSON" for each line after)."""
+    import io
+
+    from aggregator.importer import story_lines
+
+    text = "".join(json.dumps({"url": f"https://e.org/{i}", "title": f"Café {i}"}, ensure_ascii=False)
+                   + "\r\n" for i in range(3))
+    for encoded in (text.encode("utf-16"), b"\xfe\xff" + text.encode("utf-16-be")):
+        out = list(read_jsonl(story_lines(io.BufferedReader(io.BytesIO(encoded))), NOW))
+        assert [d.title for d in out] == ["Café 0", "Café 1", "Café 2"], out
+    # A UTF-8 file stays bytes, decoded a line at a time: one bad line stays one bad line.
+    stream = io.BufferedReader(io.BytesIO(b'{"url": "https://e.org/x", "title": "caf\xe9"}\n'
+                                          + text.encode("utf-8")))
+    out = list(read_jsonl(story_lines(stream), NOW))
+    assert isinstance(out[0], LineError) and len(out) == 4

@@ -140,3 +140,12 @@ async def test_related_by_url_of_a_page_without_an_article_is_one_line(cli_env, 
         r = await asyncio.to_thread(run_cli, ["related", "--url", site.url("/feed.xml")], env)
     line = one_line_error(r)
     assert line.startswith("tidings: error: no readable article at"), line
+
+
+def test_import_reads_a_utf16_file_as_powershell_writes_it(cli_env, tmp_path):
+    text = "".join(json.dumps({"url": f"https://example.org/{i}", "title": f"Café {i}"},
+                              ensure_ascii=False) + "\r\n" for i in range(3))
+    path = tmp_path / "stories.jsonl"
+    path.write_bytes(text.encode("utf-16"))
+    r = run_cli(["import", str(path), "--no-index"], cli_env)
+    assert r.returncode == 0 and "3 new" in r.stdout and "0 bad lines" in r.stdout, r.stderr

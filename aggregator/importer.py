@@ -190,9 +190,13 @@ def _read_lines(lines: Iterable[str | bytes],
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            # Without its line break: a line cut off inside a string read as "Invalid control
+            # character" (the break), where the line is unterminated.
+            obj = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as e:
-            yield number, LineError(number, f"invalid JSON: {e.msg} at column {e.colno}")
+            # Some of json's messages end in "at" ("Unterminated string starting at").
+            why = e.msg.removesuffix(" at")
+            yield number, LineError(number, f"invalid JSON: {why} at column {e.colno}")
             continue
         except (ValueError, RecursionError) as e:
             # Valid JSON Python will not read (an integer of 5,000 digits, 100,000 nested

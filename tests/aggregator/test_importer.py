@@ -222,3 +222,12 @@ def test_a_utf16_file_with_its_byte_order_mark_is_read_as_utf16():
                                           + text.encode("utf-8")))
     out = list(read_jsonl(story_lines(stream), NOW))
     assert isinstance(out[0], LineError) and len(out) == 4
+
+
+def test_a_line_cut_off_inside_a_string_says_so():
+    """It said "Invalid control character at at column 35": the line break, read as part of
+    the string, and json's message that ends in "at"."""
+    (err,) = read_jsonl([b'{"url": "https://e.org/a", "title": "cut off\n'], NOW)
+    assert err.message == "invalid JSON: Unterminated string starting at column 37"
+    (err,) = read_jsonl(['{"url": "https://e.org/a", "title": "tab\there"}\r\n'], NOW)
+    assert err.message == "invalid JSON: Invalid control character at column 41"

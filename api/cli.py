@@ -65,12 +65,19 @@ def _text(value: str) -> str:
     return value
 
 
-def _config_path(value: str) -> str:
-    # An empty path read as "not given": `--config "$TIDINGS_CONF"` with the variable unset
-    # ran on the defaults (another database, another sources file) without a word.
-    if not value.strip():
-        raise argparse.ArgumentTypeError("the path is empty")
-    return value
+def _given(what: str):
+    """An argparse type: a value that is not empty. An empty one read as "not given", as a
+    script's unset variable gives it: `--config "$CONF"` ran on the default settings (another
+    database), `collect --source "$SRC"` started the scheduled collector of every source,
+    which never exits, and `serve --host ""` listened on the default host."""
+    def parse(value: str) -> str:
+        if not value.strip():
+            raise argparse.ArgumentTypeError(f"the {what} is empty")
+        return value
+    return parse
+
+
+_config_path = _given("path")
 
 
 def _embedder(value: str) -> str:
@@ -96,12 +103,12 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="collector + indexer + API in one process (the main job)")
     _common(p)
-    p.add_argument("--host")
+    p.add_argument("--host", type=_given("host"))
     p.add_argument("--port", type=_PORT)
 
     p = sub.add_parser("serve", help="API only")
     _common(p)
-    p.add_argument("--host")
+    p.add_argument("--host", type=_given("host"))
     p.add_argument("--port", type=_PORT)
     p.add_argument("--workers", type=_ranged(int, 1, 64), metavar="N",
                    help="API processes sharing one memory-mapped index (default [api] workers)")
@@ -109,7 +116,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collect", help="run the collectors (scheduled; --once: one round)")
     _common(p)
     p.add_argument("--once", action="store_true", help="every due source once, then exit")
-    p.add_argument("--source", metavar="NAME", help="only this source (fetched even if not due)")
+    p.add_argument("--source", metavar="NAME", type=_given("source name"),
+                   help="only this source (fetched even if not due)")
 
     p = sub.add_parser("index", help="embed stories that lack a vector")
     _common(p)

@@ -26,6 +26,18 @@ def test_an_empty_config_path_is_refused_not_read_as_the_default(cli_env, tmp_pa
         assert r.stdout == ""
 
 
+def test_an_empty_source_or_host_is_refused_not_read_as_not_given(cli_env):
+    """`collect --source "$SRC"` with the variable unset started the scheduled collector of
+    every source, which never exits (a cron job's processes piled up); `serve --host ""`
+    listened on the default host."""
+    for args, says in ((["collect", "--source", ""], "--source: the source name is empty"),
+                       (["collect", "--once", "--source", " "], "--source: the source name is empty"),
+                       (["serve", "--host", ""], "--host: the host is empty"),
+                       (["run", "--host", ""], "--host: the host is empty")):
+        r = run_cli(args, cli_env, timeout=20)
+        assert r.returncode == 2 and says in r.stderr, (args, r.stderr)
+
+
 def test_an_unknown_eval_embedder_is_one_line(cli_env, tmp_path):
     """make_embedder's ValueError reached the top: a traceback."""
     r = run_cli(["eval", "related", "--embedder", "nope", "--data", str(tmp_path)], cli_env, timeout=20)

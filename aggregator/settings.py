@@ -582,6 +582,12 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ)
             "log_level")
 
     database_url = top_values.get("database_url", "")
+    if not database_url.strip() and "database_url" in top and top["database_url"][1].env_var:
+        # As TIDINGS_DATA_DIR="" is refused: a deployment's `TIDINGS_DATABASE_URL=${DB_URL}`
+        # with DB_URL unset ran on a new SQLite file, whatever database the file named.
+        raise top["database_url"][1].error(
+            "expected an SQLAlchemy URL, got an empty value (unset the variable for the "
+            "settings file's database_url)", "database_url")
     if database_url and "://" not in database_url:
         raise top["database_url"][1].error(
             f"expected an SQLAlchemy URL like sqlite+aiosqlite:///path, got {database_url!r}",

@@ -214,6 +214,9 @@ def test_empty_tuple_from_env(tmp_path):
     ("TIDINGS_DATA_DIR", " ", "expected a path"),
     ("TIDINGS_LOG_LEVEL", "loud", "must be one of"),
     ("TIDINGS_DATABASE_URL", "tidings.db", "SQLAlchemy URL"),
+    # Empty, as `${DB_URL}` unset gives it: it ran on a new SQLite file in silence
+    ("TIDINGS_DATABASE_URL", "", "got an empty value"),
+    ("TIDINGS_DATABASE_URL", "  ", "got an empty value"),
     ("TIDINGS_COLLECT_MIN_INTERVAL_S", "1000", "must not exceed"),
     ("TIDINGS_API_PROT", "1", "unknown environment variable"),
     # One typo from a contract variable: the default database or sources file, in silence

@@ -432,6 +432,12 @@ def _check_cross_fields(sections: Mapping[str, Any],
             origin = given[section][blamed][1]
             raise origin.error(f"{section}.{small} ({a:g}) must not exceed "
                                f"{section}.{large} ({b:g})", f"{section}.{blamed}")
+    if not sections["api"].host.strip():  # the default is never empty: it was given
+        # uvicorn binds "" to every interface: `TIDINGS_API_HOST=${HOST}` with HOST unset
+        # put the API (and its unauthenticated calls) on the network instead of 127.0.0.1.
+        raise given["api"]["host"][1].error(
+            'must not be empty (to listen on every interface, write "0.0.0.0" or "::")',
+            "api.host")
     for key, why_not in (("cors_origins", _origin_problem), ("fetch_allow_hosts", _host_problem)):
         for entry in getattr(sections["api"], key):
             if why := why_not(entry):

@@ -424,6 +424,9 @@ async def cmd_import(settings, args) -> int:
 
     # Bytes: a line that is not UTF-8 is reported and skipped like any bad line (read_jsonl).
     if args.file == "-":
+        if sys.stdin is None:  # started with stdin closed (`<&-`): an AttributeError before
+            print("tidings: error: cannot read -: standard input is closed", file=sys.stderr)
+            return EXIT_USAGE
         stream = sys.stdin.buffer
     else:
         try:

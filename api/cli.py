@@ -516,6 +516,9 @@ async def cmd_export(settings, args) -> int:
     # A symlink is followed (the file it names is the one replaced); a pipe or a device is
     # written as it is: renaming a file over it replaced a FIFO's reader, or /dev/null itself.
     target = None if args.file == "-" else Path(args.file).resolve()
+    if target is None and sys.stdout is None:  # `>&-`: an AttributeError traceback before
+        print("tidings: error: cannot write -: standard output is closed", file=sys.stderr)
+        return EXIT_USAGE
     svc = await build(settings)
     partial = None
     try:

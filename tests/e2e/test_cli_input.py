@@ -65,13 +65,17 @@ def test_a_story_id_no_database_holds_is_one_line(cli_env):
     assert "--id: 99999999999999999999999 is not a story id" in r.stderr
 
 
-def test_import_from_a_closed_stdin_is_one_line(cli_env):
-    """`tidings import - <&-`: sys.stdin is None, and `.buffer` of it was a traceback."""
+def test_import_from_a_closed_stdin_and_export_to_a_closed_stdout_are_one_line(cli_env):
+    """`tidings import - <&-`, `tidings export - >&-`: sys.stdin / sys.stdout is None, and
+    using it was an AttributeError traceback."""
     import os
 
     r = subprocess.run([*TIDINGS, "import", "-", "--no-index"], cwd=REPO, env=cli_env, text=True,
                        capture_output=True, timeout=60, preexec_fn=lambda: os.close(0))
     assert one_line_error(r) == "tidings: error: cannot read -: standard input is closed"
+    r = subprocess.run([*TIDINGS, "export", "-"], cwd=REPO, env=cli_env, text=True,
+                       stderr=subprocess.PIPE, timeout=60, preexec_fn=lambda: os.close(1))
+    assert one_line_error(r) == "tidings: error: cannot write -: standard output is closed"
 
 
 def test_a_database_error_is_one_line_without_the_statement_or_the_stories(cli_env, tmp_path):

@@ -363,14 +363,22 @@ async def cmd_collect(settings, args) -> int:
 
 
 async def cmd_index(settings, args) -> int:
-    from api.progress import Progress
-    from api.services import build
-
     if args.watch:
         from api.runner import run_roles
 
+        # --rebuild with --watch was ignored without a word: the rebuild first, then the watch.
+        if args.rebuild and (rc := await index_once(settings, rebuild=True)):
+            return rc
         await run_roles(settings, serve=False, collect=False, index=True)
         return 0
+    return await index_once(settings, rebuild=args.rebuild)
+
+
+async def index_once(settings, *, rebuild: bool) -> int:
+    """Embed the backlog, then save the index (`rebuild`: build it anew from the database)."""
+    from api.progress import Progress
+    from api.services import build
+
     svc = await build(settings, index=True, owner_of_files=True)
     try:
         await svc.corpus.start()
@@ -379,7 +387,7 @@ async def cmd_index(settings, args) -> int:
         if rep.waiting_for is not None:
             _say_waiting(rep.waiting_for, svc.embedder.recipe)
             return 1
-        if args.rebuild:
+        if rebuild:
             # All or nothing: the new index replaces the saved files only when complete, so
             # an interrupted rebuild leaves the previous files (repaired from the database at
             # the next start), and a rerun skips the embedding already stored.

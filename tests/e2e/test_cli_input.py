@@ -174,3 +174,31 @@ def test_import_reads_a_utf16_file_as_powershell_writes_it(cli_env, tmp_path):
     path.write_bytes(text.encode("utf-16"))
     r = run_cli(["import", str(path), "--no-index"], cli_env)
     assert r.returncode == 0 and "3 new" in r.stdout and "0 bad lines" in r.stdout, r.stderr
+
+
+def test_index_rebuild_with_watch_rebuilds_then_keeps_watching(cli_env, tmp_path):
+    """`index --rebuild --watch` started the watch and ignored --rebuild without a word."""
+    import select
+    import signal
+    import time
+
+    lines = [json.dumps({"url": f"https://news.example/{i}", "title": f"Story {i} about the harbour",
+                         "text": f"Story number {i} tells of boats in the harbour."}) for i in range(3)]
+    stories = tmp_path / "stories.jsonl"
+    stories.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert run_cli(["import", str(stories), "--no-index"], cli_env).returncode == 0
+    proc = subprocess.Popen([*TIDINGS, "index", "--rebuild", "--watch"], cwd=REPO, env=cli_env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out = ""
+        deadline = time.monotonic() + 60
+        while "rebuilt the index" not in out and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([proc.stdout], [], [], 1.0)[0]:  # the watch alone prints nothing
+                out += proc.stdout.readline()
+        assert "rebuilt the index from the database: 3 vectors" in out, out
+        time.sleep(0.5)
+        assert proc.poll() is None  # still watching
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 143) and "Traceback" not in err, err

@@ -15,6 +15,7 @@ import lxml.html
 import trafilatura
 from lxml import etree
 
+from aggregator.bylines import clean_byline
 from aggregator.errors import ParseError
 from aggregator.textclean import (
     clean_inline,
@@ -129,7 +130,8 @@ def byline(raw: str) -> str:
 
     trafilatura joins every name it finds with "; ", the same name in two spellings
     included: NYT pages gave "Jeffrey Gettleman; JEFFREY GETTLEMAN" (readability nytimes-1,
-    -2), which the card showed as written."""
+    -2), which the card showed as written. Places, roles and dates run into the names go
+    too (`bylines.clean_byline`: "Tom Krisher, Ap Auto Writer", "Jeff Foust Monday, November")."""
     names: list[str] = []
     seen: set[str] = set()
     for part in raw.split(";"):
@@ -138,7 +140,7 @@ def byline(raw: str) -> str:
         if name and key not in seen and key not in _NOT_NAMES:
             seen.add(key)
             names.append(name)
-    return ", ".join(names)
+    return clean_byline(", ".join(names))
 
 
 _TITLE_SEPARATORS = (" | ", " - ", " – ", " — ", " :: ", " · ")

@@ -3,7 +3,8 @@
 Pure: the clock comes in as `now`. Decisions made here:
 - identity is `canonical_url(item.url)`; a link that is not http(s) makes the item unusable;
 - an item needs a title or a summary; with a summary only, the title is its first words;
-- fields are cleaned (entities, tags, whitespace, "Continue reading..." links) and cut to `MAX_*` characters, so one
+- fields are cleaned (entities, tags, whitespace, "Continue reading..." links, places and
+  roles in bylines: `bylines.clean_byline`) and cut to `MAX_*` characters, so one
   absurd item cannot bloat the store or the embedder's input;
 - a `published_at` more than `MAX_FUTURE` ahead of `now` is dropped to None (the store then
   uses the collection time): a wrong clock or a time-zone bug at the source, and keeping it
@@ -23,6 +24,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from aggregator.bylines import clean_byline
 from aggregator.canonical import canonical_url, site_of
 from aggregator.model import ParsedItem, SourceSpec, StoryDraft
 from aggregator.textclean import clean_inline, collapse_whitespace, drop_read_more, truncate
@@ -50,8 +52,6 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 # database encodes them, and PostgreSQL refuses NUL in text: either failed the whole batch its
 # story was stored with (a source's round, an import's 500 lines).
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# "By Jane Doe" in dc:creator: the widget says "By" itself (screen readers heard "By By").
-_BYLINE = re.compile(r"^by\s+(?=\S)", re.I)
 
 
 def rejection_reason(item: ParsedItem) -> str:
@@ -91,7 +91,8 @@ def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime,
         title=truncate(title, MAX_TITLE_CHARS),
         summary=truncate(summary, MAX_SUMMARY_CHARS),
         text=truncate(text, MAX_TEXT_CHARS),
-        author=truncate(_BYLINE.sub("", clean_inline(_valid(item.author))), MAX_AUTHOR_CHARS),
+        # names only: "By Jane Doe" (the widget says "By" itself), "David Smith in Washington"
+        author=truncate(clean_byline(clean_inline(_valid(item.author))), MAX_AUTHOR_CHARS),
         image_url=_image_url(item.image_url),
         published_at=plausible_time(item.published_at, now),
         site=site_of(url),

@@ -24,6 +24,10 @@ _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
 # Bylines often look like "By Jane Smith, Political editor" or "Jane Smith and John Doe".
 _BYLINE_PREFIX = re.compile(r"^\s*by\s+", re.IGNORECASE)
 _BYLINE_SPLIT = re.compile(r"\s*(?:,|;|&|\band\b|\|)\s*", re.IGNORECASE)
+# Not initials: titles before a name, suffixes after it (lower-cased, as compared).
+_NAME_PREFIXES = frozenset("the dr dr. prof prof. mr mr. mrs mrs. ms ms. sir dame rev rev.".split())
+_NAME_SUFFIXES = frozenset("jr jr. sr sr. ii iii iv".split())
+_GIVEN_INITIALS = re.compile(r"^(?:[A-Z]\.\s*)+$|^[A-Z]$")
 _SNIPPET_MAX_CHARS = 160
 
 
@@ -47,17 +51,32 @@ def initials(author: str | None) -> str:
     """Up to two capital letters for a byline: first and last name of its first author.
 
     "By Jane Smith, Political editor" -> "JS"; "Reuters" -> "R"; "" or None -> "".
-    Words that do not start with a letter ("&", "-", "2024") are skipped.
+    Words that do not start with a letter ("&", "-", "2024") are skipped, and so are titles
+    before a name and suffixes after it ("Dr. Christopher Kunz" -> "CK", "The Associated
+    Press" -> "AP", "Theodore Roosevelt IV" -> "TR"). Science's "Surname, Initials" gives
+    the given name first ("Archer, L. A." -> "LA"). Stored bylines are names already
+    (aggregator/bylines.py); this is for what remains. api/static/widget.js has the same rule.
     """
     if not author:
         return ""
-    first_author = _BYLINE_SPLIT.split(_BYLINE_PREFIX.sub("", author), maxsplit=1)[0]
-    words = [w for w in first_author.split() if w[0].isalpha()]
+    parts = _BYLINE_SPLIT.split(_BYLINE_PREFIX.sub("", author))
+    words = _name_words(parts[0])
+    if len(words) == 1 and len(parts) > 1 and _GIVEN_INITIALS.match(parts[1]):
+        words = [parts[1], words[0]]
     if not words:
         return ""
     picked = [words[0]] if len(words) == 1 else [words[0], words[-1]]
     # One character per word even where upper-casing grows it ("ß" -> "SS").
     return "".join(w[0].upper()[0] for w in picked)
+
+
+def _name_words(name: str) -> list[str]:
+    words = [w for w in name.split() if w[0].isalpha()]
+    while len(words) > 1 and words[0].lower() in _NAME_PREFIXES:
+        words = words[1:]
+    while len(words) > 1 and words[-1].lower() in _NAME_SUFFIXES:
+        words = words[:-1]
+    return words
 
 
 def site_mark(site: str | None) -> str:

@@ -147,10 +147,25 @@
     return value === null || value === undefined ? "" : String(value).trim();
   }
 
-  // Same rule as api/render.py initials(): first and last name of the first author.
+  // Same rule as api/render.py initials(): first and last name of the first author, without
+  // titles ("Dr.", "The") and suffixes ("Jr.", "IV"); "Archer, L. A." is "LA". "and" is a
+  // word as Python's Unicode \b sees it (JS's \b knows ASCII letters only).
+  var NAME_PREFIXES = "the dr dr. prof prof. mr mr. mrs mrs. ms ms. sir dame rev rev.".split(" ");
+  var NAME_SUFFIXES = "jr jr. sr sr. ii iii iv".split(" ");
+  function nameWords(name) {
+    var words = name.split(/\s+/).filter(function (w) { return /^\p{L}/u.test(w); });
+    while (words.length > 1 && NAME_PREFIXES.indexOf(words[0].toLowerCase()) >= 0) words.shift();
+    while (words.length > 1 && NAME_SUFFIXES.indexOf(words[words.length - 1].toLowerCase()) >= 0) words.pop();
+    return words;
+  }
+
   function initials(author) {
-    var first = text(author).replace(/^\s*by\s+/i, "").split(/\s*(?:,|;|&|\band\b|\|)\s*/i)[0];
-    var words = first.split(/\s+/).filter(function (w) { return /^\p{L}/u.test(w); });
+    var parts = text(author).replace(/^\s*by\s+/i, "")
+      .split(/\s*(?:,|;|&|(?<![\p{L}\p{N}_])and(?![\p{L}\p{N}_])|\|)\s*/iu);
+    var words = nameWords(parts[0]);
+    if (words.length === 1 && parts.length > 1 && /^(?:[A-Z]\.\s*)+$|^[A-Z]$/.test(parts[1])) {
+      words = [parts[1], words[0]];
+    }
     if (!words.length) return "";
     var picked = words.length === 1 ? [words[0]] : [words[0], words[words.length - 1]];
     // One character per word even where upper-casing grows it ("ß" -> "SS").

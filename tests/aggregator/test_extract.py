@@ -6,6 +6,7 @@ of 40 pages (every third key in sorted order) keeps the test fast.
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import statistics
@@ -128,10 +129,30 @@ def test_read_more_links_are_not_article_text(name: str, junk: str) -> None:
     ("wapo-1", ""),                           # was "Username" (a login form's field)
     ("wapo-2", ""),
     ("guardian-1", "Eleanor Ainge Roy"),
+    ("yahoo-1", "Ben Silverman"),             # was "Ben Silverman Games Editor"
+    ("yahoo-3", "GILLIAN MOHNEY"),            # was "GILLIAN MOHNEY March" (the date after it)
+    ("aktualne", "Aleš Vávra"),               # was "Aleš Vávra před" (cs: "… ago")
 ])
 def test_page_authors_are_names_each_once(name: str, author: str) -> None:
     article = extract_article((PAGES / name / "source.html").read_bytes(), f"https://{name}.example/a")
     assert article.author == author
+
+
+@pytest.mark.skipif(not BENCH.is_dir(), reason=f"shared test data not found at {BENCH}")
+@pytest.mark.parametrize(("url_start", "author"), [
+    ("https://www.ctpost.com/news/us/article/New-SUVs", "Tom Krisher"),  # ", Ap Auto Writer"
+    ("https://www.thespacereview.com/article/3834", "Jeff Foust"),      # " Monday, November"
+    ("https://www.sfgate.com/news/article/7-key-questions", "STEVE PEOPLES"),
+    ("https://www.bbc.com/news/newsbeat-50470672", ""),  # article:author: a Facebook URL
+    ("https://www.beachbodyondemand.com/blog/ilana", "Ilana Muhlstein"),  # ", MS, RDN"
+    ("https://www.usatoday.com/story/news/nation/2019/11/19/meth",
+     "Lisa Kaczke, Trevor J Mitchell"),                                  # both names stay
+])
+def test_benchmark_page_authors_are_names_only(url_start: str, author: str) -> None:
+    truth = json.loads((BENCH / "ground-truth.json").read_text(encoding="utf-8"))
+    [(key, url)] = [(k, v["url"]) for k, v in truth.items() if v["url"].startswith(url_start)]
+    html = gzip.decompress((BENCH / "html" / f"{key}.html.gz").read_bytes())
+    assert extract_article(html, url).author == author
 
 
 def test_byline_joins_distinct_names() -> None:

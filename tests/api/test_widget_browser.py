@@ -665,3 +665,40 @@ async def test_right_to_left_page_and_mixed_direction_stories(page, widget_api, 
     assert layout["titleOverflow"] <= 0
     assert LONG_WORD in await page.locator(".tdg-title").nth(1).inner_text()
     assert page.page_errors == []
+
+
+def widget_initials_js() -> str:
+    """widget.js's own byline-initials code (from `function text` to the site-mark rule that
+    follows it), as a function of a list of bylines: run in the browser exactly as written."""
+    source = (STATIC_DIR / "widget.js").read_text(encoding="utf-8")
+    start = source.index("  function text(value)")
+    end = source.index("  // Same rule as api/render.py site_mark()")
+    return f"authors => {{ {source[start:end]}\n return authors.map(initials); }}"
+
+
+async def test_widget_initials_equal_the_server_rule(page):
+    """The widget and the server fragment show the same initials for a byline: the shared
+    cases (tests/api/test_render.py), real bylines after cleaning, and generated ones."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.api.test_render import INITIALS_CASES
+
+    authors = [author for author, _ in INITIALS_CASES]
+    # Letters in both cases, accents, "and" next to non-ASCII letters, the separators, titles.
+    alphabet = st.sampled_from(list("aAnNdDbByYsSrRjJtThHeE ,;&|.-'éÉöÖßØæ2") + [
+        " and ", " by ", "Dr. ", " Jr.", " IV", "The ", ", L. A.", "Éand", "ñand", " 作者 "])
+    generated: list[str] = []
+
+    @settings(max_examples=400, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(alphabet, max_size=12).map("".join))
+    def collect(author: str) -> None:
+        generated.append(author)
+
+    collect()
+    authors += generated
+    got = await page.evaluate(widget_initials_js(), authors)
+    differ = [(a, g, initials(a)) for a, g in zip(authors, got, strict=True) if g != initials(a)]
+    assert differ == []
+    assert len(authors) > 300

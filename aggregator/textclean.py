@@ -45,13 +45,15 @@ _READ_MORE_TAIL = re.compile(rf"\s*\[\s*(?:{_READ_MORE_WORDS}|more|mehr)\s*(?:\.
 # WordPress appends "The post <title> appeared first on <site>." to every feed item (Variety,
 # Deadline, Billboard, Rolling Stone: all shipped sources); the Guardian puts a "Related: <a
 # headline>" link box inside its summaries, NPR a "(Image credit: Pool/Getty Images)" line
-# after the text of 14 of its 15 items: the credit of a photo the story does not show.
+# after the text of 14 of its 15 items: the credit of a photo the story does not show;
+# reddit ends every item with its "[link] [275 comments]" links (all 24 captured items).
 # A line that may be one of the above (a superset, to skip the line-by-line check).
 _READ_MORE_HINT = re.compile(
     r"^(?:continue|read|keep|weiterlesen|lire|leia|leer|seguir|continua|czytaj|\[|\(|the post |related: )"
     r"|\]$", re.I | re.M)
 _FEED_FOOTER = re.compile(r"^(?:The post .{1,400} appeared first on .{1,200}|Related: .{1,200}"
-                          r"|\((?:Image|Photo) credit: [^()]{1,200}\))$")
+                          r"|\((?:Image|Photo) credit: [^()]{1,200}\)"
+                          r"|\[link\] \[(?:[\d,]+ )?comments?\])$")
 
 # Block elements end a line when markup becomes plain text, so paragraphs stay apart.
 _BLOCK_TAGS = frozenset(

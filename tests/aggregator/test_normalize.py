@@ -209,7 +209,12 @@ def test_read_more_links_of_real_feeds_are_not_in_stories(shared_data, feed) -> 
     ("<p>One.</p><p>Continue reading the main story</p><p>Two.</p>", "One.\n\nTwo."),
     ("<p>Teaser.</p><p><a href='/a'>Read more »</a></p>", "Teaser."),
     ("<p>Teaser.</p><p>(Image credit: Pool/Getty Images)</p>", "Teaser."),
+    # reddit's footer links, with a count (2015) or without (today's feeds)
+    ("submitted by x to pics <br/> <a href='/i'>[link]</a> <a href='/c'>[1,275 comments]</a>",
+     "submitted by x to pics"),
+    ("<p>Text.</p><p><a href='/i'>[link]</a> <a href='/c'>[comments]</a></p>", "Text."),
     # words that merely look alike stay
+    ("<p>See the [link] [2 comments] below.</p>", "See the [link] [2 comments] below."),
     ("<p>Es gibt nicht mehr.</p>", "Es gibt nicht mehr."),
     ("<p>Readers read more books [more or less].</p>", "Readers read more books [more or less]."),
 ])
@@ -219,3 +224,16 @@ def test_read_more_links_are_dropped_from_summaries(raw: str, clean: str) -> Non
     item = ParsedItem(url="https://s.example/a", title="A", summary=html_to_text(raw))
     draft = normalize(item, source=SOURCE, now=NOW)
     assert draft is not None and draft.summary == clean
+
+
+def test_reddit_footer_links_are_not_in_stories(shared_data) -> None:
+    """Every item of reddit's feed ended in "[link] [N comments]"; what came before stays."""
+    from aggregator.parse import parse_document
+
+    feed = shared_data / "news-feeds" / "rss-parser" / "reddit.rss"
+    doc = parse_document(feed.read_bytes(), base_url="https://www.reddit.com/")
+    drafts = [d for d in (normalize(i, source=SOURCE, now=NOW) for i in doc.items) if d]
+    assert len(drafts) == 24
+    assert [d.summary[-40:] for d in drafts if "[link]" in d.summary or "comments]" in d.summary] == []
+    # (one self-post's text is longer than a summary, cut before its "submitted by" line)
+    assert sum(d.summary.split("\n")[-1].startswith("submitted by ") for d in drafts) == 23

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from aggregator.errors import FetchError, ParseError, TidingsError
 from aggregator.extract import extract_article
 from aggregator.fetch import Fetcher, FetchPolicy, FetchResult, Validators
+from aggregator.images import better_image
 from aggregator.model import ParsedDocument, SourceSpec, StoryDraft
 from aggregator.netguard import AddressGuard
 from aggregator.normalize import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, content_hash, story_texts
@@ -109,7 +110,8 @@ def bounds_from(settings: CollectSettings) -> ScheduleBounds:
 
 
 def merge_article(draft: StoryDraft, article) -> StoryDraft:
-    """Fill a feed item's gaps from its page: the page's body wins, the feed's metadata stays.
+    """Fill a feed item's gaps from its page: the page's body wins, the feed's metadata stays
+    (but for a feed image that says it is a thumbnail: `images.better_image`).
     An untitled draft (a plain sitemap's link) takes the page's title and publication time, else one derived from
     its text as `normalize` derives one. The body hash is the page's body's, as `normalize`
     hashes a feed's: kept from the listing, a plain sitemap's stories had none (nor had a
@@ -130,7 +132,8 @@ def merge_article(draft: StoryDraft, article) -> StoryDraft:
         title=title,
         text=text,
         author=draft.author or article.author or "",
-        image_url=draft.image_url or article.image_url or "",
+        # the page's share image over a feed thumbnail (the BBC's 240 px ones), see images.py
+        image_url=better_image(draft.image_url, article.image_url or ""),
         published_at=published_at,
         summary=summary,
         content_hash=content_hash(text or summary),

@@ -59,7 +59,9 @@ _HARMLESS = {"comments", "media_credit", "media_rating", "media_restriction", "m
 _READ_KEYS = {"link", "links", "id", "guidislink", "title", "content", "summary", "published",
               "updated", "published_parsed", "updated_parsed", "author", "author_detail",
               "authors", "tags", "media_content", "media_thumbnail", "enclosures"}
-_COPY_KEYS = {"feedburner_origlink", "pheedo_origlink"}
+# Elements feedparser has no handler for, kept under their name, that aggregator.feeds reads:
+# feed proxies' real links, Livemint's plain image elements.
+_COPY_KEYS = {"feedburner_origlink", "pheedo_origlink", "bigimage", "smallimage"}
 _ENTITY_LIKE = re.compile(r"&([A-Za-z0-9_]+);")
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True,
                           remove_pis=True, strip_cdata=True, huge_tree=False, recover=False)

@@ -45,6 +45,7 @@ _JUNK_IMG_LABEL = re.compile(r"\b(add to \w+|share (on|this|via)|email this|subs
 # the feedparser-only baseline in a whole collection round (benchmarks/collect_bench.py).
 FAST_PATH = True
 _IMG_EXT = re.compile(r"\.(jpe?g|png|gif|webp|avif)(\?|$)", re.I)
+_PLAIN_IMAGE_KEYS = ("bigimage", "smallimage")  # aggregator.fastfeed._COPY_KEYS has them too
 
 
 def parse_feed(
@@ -236,13 +237,21 @@ def _image(entry: Any, markup: str, link: str, markup_base: str | None = None) -
         # largest. max() keeps the first of equals, so feeds without widths keep their order.
         best = max(images, key=lambda media: _int(media.get("width")))
         return urljoin(link, best["url"])
-    for thumb in entry.get("media_thumbnail") or ():
-        if thumb.get("url"):
-            return urljoin(link, thumb["url"])
+    thumbs = [thumb for thumb in entry.get("media_thumbnail") or () if thumb.get("url")]
+    if thumbs:  # the largest too, the first of equals
+        return urljoin(link, max(thumbs, key=lambda thumb: _int(thumb.get("width")))["url"])
     for enc in entry.get("enclosures") or ():
         href = enc.get("href") or enc.get("url")
         if href and (str(enc.get("type") or "").startswith("image/") or _IMG_EXT.search(href)):
             return urljoin(link, href)
+    # Livemint's plain <bigimage> (600x338) and <smallimage> (250x250) item elements, its
+    # only images (RSParser/livemint.xml: 25 of 25 items). feedparser keeps an element it
+    # does not know under its name, and fastfeed copies these two the same way; the plain
+    # <image> beside them it reads as a channel's logo and drops (and <thumbnail> is 90 px).
+    for key in _PLAIN_IMAGE_KEYS:
+        value = str(entry.get(key) or "").strip()
+        if value and _IMG_EXT.search(value):
+            return urljoin(link, value)
     return _first_img(markup, link, markup_base)
 
 

@@ -172,6 +172,34 @@ async def test_full_text_pages_fetched_and_extracted(site, sqlite_store, shared_
     assert any(s.image_url for s in stories)
 
 
+async def test_full_text_page_image_replaces_a_feed_thumbnail(site, sqlite_store, shared_data):
+    """The BBC's feed gives 240 px thumbnails (its URLs say so); the page read for the text
+    has a 1024 px og:image, which the card now shows. A feed image that is not known small
+    (the Guardian's 460 px rendition) stays, even beside a page's larger one."""
+    import re
+
+    bbc_feed = (shared_data / "news-feeds/fast-news-reader/bbc.xml").read_text(encoding="utf-8")
+    thumb = re.search(r'<media:thumbnail[^>]*/>', bbc_feed).group(0)
+    big = "https://i.guim.co.uk/img/media/b7/master/3000.jpg?w=460&amp;q=55"
+    items = []
+    for i, (name, image) in enumerate([("bbc-1", thumb), ("guardian-1", f'<media:content url="{big}" medium="image"/>')]):
+        site.route(f"/article/{i}", body=(shared_data / "readability-news-pages" / name / "source.html").read_bytes(),
+                   content_type="text/html; charset=utf-8")
+        items.append(f"<item><title>Story {i}</title><link>{site.url(f'/article/{i}', 'news.example')}</link>"
+                     f"<description>Teaser {i}</description>{image}</item>")
+    feed = ('<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>t</title>'
+            f'{"".join(items)}</channel></rss>')
+    site.route("/ft.xml", body=feed, content_type="application/rss+xml")
+    await sqlite_store.sync_sources([SourceSpec("ft", site.url("/ft.xml"), "politics", full_text=True)])
+    report = await collector(sqlite_store, site).run_round()
+    assert report.sources[0].ok and report.sources[0].new == 2
+    by_title = {s.title: s for s in await sqlite_store.latest_stories(limit=10)}
+    assert "/ace/standard/240/" in thumb
+    assert by_title["Story 0"].image_url == (
+        "http://ichef.bbci.co.uk/news/1024/cpsprodpb/3D8B/production/_84455751_84455749.jpg")
+    assert by_title["Story 1"].image_url == big.replace("&amp;", "&")
+
+
 async def test_feed_tags_are_stored_and_follow_the_feed(site, sqlite_store, shared_data):
     """Feeds' <category> tags were parsed and then dropped before the store, so a reader's
     muted topics never met them. A real capture (NYT, a dozen keyword categories an item)

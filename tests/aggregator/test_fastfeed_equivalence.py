@@ -113,6 +113,17 @@ SAME = {
     "thumbnail and enclosure": _rss(
         "<title>A</title><link>http://s.example/a</link>"
         '<media:thumbnail url="/t.jpg"/><enclosure url="http://i.example/e.png" type="image/png"/>', ns=NS),
+    "two thumbnails, the larger second": _rss(
+        "<title>A</title><link>http://s.example/a</link>"
+        '<media:thumbnail url="http://i.example/s.jpg" width="90"/>'
+        '<media:thumbnail url="http://i.example/l.jpg" width="600"/>', ns=NS),
+    "plain bigimage and smallimage (Livemint)": _rss(
+        "<title>A</title><link>http://s.example/a</link><thumbnail>http://i.example/90x90/t.jpg</thumbnail>"
+        "<smallimage> http://i.example/250x250/s.jpg </smallimage>"
+        "<bigimage><![CDATA[/img/600x338/b.jpg?a=1&b=2]]></bigimage><image>http://i.example/i.jpg</image>"),
+    "plain smallimage only, with an entity": _rss(
+        "<title>A</title><link>http://s.example/a</link><smallimage>http://i.example/s.jpg?a=1&amp;b=2"
+        "</smallimage>"),
     "dates: pubDate and dc:date": _rss(
         "<title>A</title><link>http://s.example/a</link><pubDate>Tue, 10 Jun 2025 04:00:00 +0200"
         "</pubDate><dc:date>2025-06-11T00:00:00Z</dc:date>", ns=NS),

@@ -133,7 +133,8 @@ def merge_article(draft: StoryDraft, article) -> StoryDraft:
         text=text,
         author=draft.author or article.author or "",
         # the page's share image over a feed thumbnail (the BBC's 240 px ones), see images.py
-        image_url=better_image(draft.image_url, article.image_url or ""),
+        image_url=better_image(draft.image_url, article.image_url or "",
+                               feed_width_px=draft.image_width_px),
         published_at=published_at,
         summary=summary,
         content_hash=content_hash(text or summary),

@@ -134,14 +134,16 @@ def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None, ato
     raw_date = entry.get("published") or entry.get("updated")
     if published_at is None and raw_date:
         problem = f"item {n}: invalid date {str(raw_date)[:40]!r}, left empty"
+    image_url, image_width_px = _image(entry, content_html or summary_html, link,
+                                       entry.get("_markup_base") or markup_base)
     item = ParsedItem(
         url=link,
         title=title,
         summary=summary,
         text=text,
         author=_author(entry),
-        image_url=_image(entry, content_html or summary_html, link,
-                         entry.get("_markup_base") or markup_base),
+        image_url=image_url,
+        image_width_px=image_width_px,
         published_at=published_at,
         guid=str(entry.get("id") or ""),
         tags=tuple(
@@ -221,7 +223,8 @@ def _author(entry: Any) -> str:
     return name
 
 
-def _image(entry: Any, markup: str, link: str, markup_base: str | None = None) -> str:
+def _image(entry: Any, markup: str, link: str, markup_base: str | None = None) -> tuple[str, int]:
+    """The item's image and the width the feed gives for it (0: none given)."""
     images = [
         media
         for media in entry.get("media_content") or ()
@@ -232,18 +235,17 @@ def _image(entry: Any, markup: str, link: str, markup_base: str | None = None) -
             or (not media.get("medium") and not media.get("type") and _IMG_EXT.search(media["url"]))
         )
     ]
-    if images:
-        # Publishers list several renditions (the Guardian: 140 and 460 px); cards want the
-        # largest. max() keeps the first of equals, so feeds without widths keep their order.
-        best = max(images, key=lambda media: _int(media.get("width")))
-        return urljoin(link, best["url"])
+    # Publishers list several renditions (the Guardian: 140 and 460 px); cards want the
+    # largest. max() keeps the first of equals, so feeds without widths keep their order.
     thumbs = [thumb for thumb in entry.get("media_thumbnail") or () if thumb.get("url")]
-    if thumbs:  # the largest too, the first of equals
-        return urljoin(link, max(thumbs, key=lambda thumb: _int(thumb.get("width")))["url"])
+    for media in (images, thumbs):
+        if media:
+            best = max(media, key=lambda m: _int(m.get("width")))
+            return urljoin(link, best["url"]), _int(best.get("width"))
     for enc in entry.get("enclosures") or ():
         href = enc.get("href") or enc.get("url")
         if href and (str(enc.get("type") or "").startswith("image/") or _IMG_EXT.search(href)):
-            return urljoin(link, href)
+            return urljoin(link, href), 0
     # Livemint's plain <bigimage> (600x338) and <smallimage> (250x250) item elements, its
     # only images (RSParser/livemint.xml: 25 of 25 items). feedparser keeps an element it
     # does not know under its name, and fastfeed copies these two the same way; the plain
@@ -251,8 +253,8 @@ def _image(entry: Any, markup: str, link: str, markup_base: str | None = None) -
     for key in _PLAIN_IMAGE_KEYS:
         value = str(entry.get(key) or "").strip()
         if value and _IMG_EXT.search(value):
-            return urljoin(link, value)
-    return _first_img(markup, link, markup_base)
+            return urljoin(link, value), 0
+    return _first_img(markup, link, markup_base), 0
 
 
 def _int(value: object) -> int:

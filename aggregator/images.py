@@ -37,16 +37,17 @@ def width_hint(url: str) -> int | None:
     return None
 
 
-def better_image(feed_url: str, page_url: str) -> str:
-    """The image for a story read from its page: the feed's, unless its URL says it is a
-    thumbnail (narrower than SMALL_IMAGE_PX) and the page's share image is not smaller.
+def better_image(feed_url: str, page_url: str, *, feed_width_px: int = 0) -> str:
+    """The image for a story read from its page: the feed's, unless its URL (or the width
+    the feed states for it, `feed_width_px`, 0 when none) says it is a thumbnail narrower
+    than SMALL_IMAGE_PX and the page's share image is not smaller.
 
     A page's og:image of unknown width wins over a known thumbnail: share images are made
     for large previews (Facebook asks for 1200 px). An unknown feed image stays: the feed
     chose it for the item, and the page's may be a site logo (yahoo-2, nytimes-5)."""
     if not feed_url or not page_url:
         return feed_url or page_url
-    feed_px = width_hint(feed_url)
+    feed_px = width_hint(feed_url) or feed_width_px or None
     if feed_px is None or feed_px >= SMALL_IMAGE_PX:
         return feed_url
     page_px = width_hint(page_url)

@@ -30,6 +30,9 @@ class ParsedItem:
     published_at: datetime | None = None  # timezone-aware UTC, None when absent or invalid
     guid: str = ""
     tags: tuple[str, ...] = ()
+    # The width the feed states for image_url (media:content/thumbnail width=), 0 when none:
+    # a feed thumbnail gives way to the page's share image (aggregator.images.better_image).
+    image_width_px: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,9 @@ class StoryDraft:
     # the gaps of the others': one link in two feeds took each feed's title in turn, every
     # round, and was embedded again each time (`store.taken_from`).
     authoritative: bool = False
+    # The feed's stated width of image_url (ParsedItem.image_width_px); not stored, read
+    # when the page of a full_text source offers its own image.
+    image_width_px: int = 0
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,8 @@ async def test_full_text_pages_fetched_and_extracted(site, sqlite_store, shared_
 
 async def test_full_text_page_image_replaces_a_feed_thumbnail(site, sqlite_store, shared_data):
     """The BBC's feed gives 240 px thumbnails (its URLs say so); the page read for the text
-    has a 1024 px og:image, which the card now shows. A feed image that is not known small
+    has a 1024 px og:image, which the card now shows; so does a page whose feed thumbnail
+    says width="150" in the feed only. A feed image that is not known small
     (the Guardian's 460 px rendition) stays, even beside a page's larger one."""
     import re
 
@@ -182,7 +183,9 @@ async def test_full_text_page_image_replaces_a_feed_thumbnail(site, sqlite_store
     thumb = re.search(r'<media:thumbnail[^>]*/>', bbc_feed).group(0)
     big = "https://i.guim.co.uk/img/media/b7/master/3000.jpg?w=460&amp;q=55"
     items = []
-    for i, (name, image) in enumerate([("bbc-1", thumb), ("guardian-1", f'<media:content url="{big}" medium="image"/>')]):
+    small = '<media:thumbnail url="https://static01.nyt.com/images/thumb.jpg" width="150"/>'
+    for i, (name, image) in enumerate([("bbc-1", thumb), ("guardian-1", f'<media:content url="{big}" medium="image"/>'),
+                                       ("nytimes-1", small)]):
         site.route(f"/article/{i}", body=(shared_data / "readability-news-pages" / name / "source.html").read_bytes(),
                    content_type="text/html; charset=utf-8")
         items.append(f"<item><title>Story {i}</title><link>{site.url(f'/article/{i}', 'news.example')}</link>"
@@ -192,12 +195,14 @@ async def test_full_text_page_image_replaces_a_feed_thumbnail(site, sqlite_store
     site.route("/ft.xml", body=feed, content_type="application/rss+xml")
     await sqlite_store.sync_sources([SourceSpec("ft", site.url("/ft.xml"), "politics", full_text=True)])
     report = await collector(sqlite_store, site).run_round()
-    assert report.sources[0].ok and report.sources[0].new == 2
+    assert report.sources[0].ok and report.sources[0].new == 3
     by_title = {s.title: s for s in await sqlite_store.latest_stories(limit=10)}
     assert "/ace/standard/240/" in thumb
     assert by_title["Story 0"].image_url == (
         "http://ichef.bbci.co.uk/news/1024/cpsprodpb/3D8B/production/_84455751_84455749.jpg")
     assert by_title["Story 1"].image_url == big.replace("&amp;", "&")
+    # a thumbnail whose width only the feed states (width="150")
+    assert by_title["Story 2"].image_url.endswith("13SUDAN-1-facebookJumbo.jpg")
 
 
 async def test_feed_tags_are_stored_and_follow_the_feed(site, sqlite_store, shared_data):

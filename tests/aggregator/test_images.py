@@ -44,6 +44,28 @@ def test_better_image(feed: str, page: str, chosen: str) -> None:
     assert better_image(feed, page) == chosen
 
 
+def test_a_width_the_feed_states_counts_where_the_url_says_none() -> None:
+    feed, page = "https://x.example/thumb.jpg", "https://x.example/og.jpg"
+    assert better_image(feed, page, feed_width_px=150) == page
+    assert better_image(feed, page, feed_width_px=600) == feed
+    assert better_image(feed, page, feed_width_px=0) == feed
+    # the URL's own width is the one served
+    assert better_image(BBC_THUMB, page, feed_width_px=976) == page
+
+
+def test_feed_states_the_width_of_the_rendition_it_took() -> None:
+    body = (b'<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>t'
+            b"</title><item><title>A</title><link>https://s.example/a</link>"
+            b'<media:thumbnail url="https://i.example/s.jpg" width="90"/>'
+            b'<media:thumbnail url="https://i.example/m.jpg" width="150"/></item>'
+            b"<item><title>B</title><link>https://s.example/b</link>"
+            b'<media:content url="https://i.example/c.jpg" medium="image"/></item></channel></rss>')
+    for fast in (True, False):
+        a, b = parse_feed(body, base_url="https://s.example/feed", fast=fast).items
+        assert (a.image_url, a.image_width_px) == ("https://i.example/m.jpg", 150)
+        assert (b.image_url, b.image_width_px) == ("https://i.example/c.jpg", 0)
+
+
 def test_bbc_feed_images_are_known_thumbnails(shared_data) -> None:
     doc = parse_feed((shared_data / "news-feeds/fast-news-reader/bbc.xml").read_bytes(),
                      base_url="https://feeds.bbci.co.uk/news/rss.xml")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,9 +20,12 @@ from urllib.parse import urlsplit
 
 from cssselect import GenericTranslator, SelectorError
 
+from aggregator.canonical import canonical_url
 from aggregator.errors import ConfigError
 from aggregator.model import MAX_CATEGORY_CHARS, MAX_SOURCE_NAME_CHARS, Selectors, SourceSpec
 from aggregator.settings import CONTROL_CHARS, KeyLines, read_toml
+
+log = logging.getLogger("tidings.sources")
 
 KINDS = ("auto", "feed", "sitemap", "html")
 SOURCE_KEYS = ("name", "url", "category", "kind", "interval", "enabled", "weight", "full_text",
@@ -185,6 +189,7 @@ def load_sources(path: Path, *, default_interval_s: int = 900) -> list[SourceSpe
 
     specs: list[SourceSpec] = []
     first_line: dict[str, int | None] = {}
+    url_lines: list[int | None] = []
     # Every bad source is reported in one pass (the first problem of each), so an operator
     # fixes the file in one go instead of one rerun per source.
     errors: list[ConfigError] = []
@@ -202,11 +207,37 @@ def load_sources(path: Path, *, default_interval_s: int = 900) -> list[SourceSpe
             continue
         first_line[spec.name] = lines.of("source", index, "name")
         specs.append(spec)
+        url_lines.append(lines.of("source", index, "url"))
     if errors:
         first = errors[0]
         raise ConfigError(first.message, file=first.file, line=first.line, key=first.key,
                           also=tuple(errors[1:]))
+    for message in repeated_feeds(specs, url_lines):
+        log.warning("sources.repeated %s: %s", file, message)
     return specs
+
+
+def repeated_feeds(specs: list[SourceSpec], url_lines: list[int | None]) -> list[str]:
+    """One message for each enabled source that reads what an earlier one reads: the same URL
+    (canonical), kind and selectors. Not an error (an operator may be moving a feed between
+    names), but it was silent: the feed was fetched twice a round, and each story is stored
+    under whichever source stored it first. HTML pages read with other selectors are other
+    sources."""
+    first: dict[tuple, tuple[str, int | None]] = {}
+    out = []
+    for spec, line in zip(specs, url_lines, strict=True):
+        if not spec.enabled:
+            continue
+        key = (canonical_url(spec.url), spec.kind, spec.selectors)
+        if key in first:
+            name, at = first[key]
+            where = f" (line {at})" if at else ""
+            out.append(f"line {line}: source {spec.name!r} reads the same URL as {name!r}{where}; "
+                       "it is fetched twice a round, and each story is stored under the source "
+                       "that stores it first")
+        else:
+            first[key] = (spec.name, line)
+    return out
 
 
 def sources_digest(specs: Iterable[SourceSpec]) -> str:

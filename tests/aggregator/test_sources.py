@@ -323,3 +323,29 @@ def test_digest_ignores_order_and_sees_every_field(shipped):
                    for s in shipped]
         assert sources_digest(changed) != digest, field_name
     assert sources_digest([s for s in shipped if s is not html]) != digest
+
+
+def test_a_source_reading_what_an_earlier_one_reads_is_named_in_a_warning(tmp_path, caplog):
+    """Two sources with one URL were fetched twice a round without a word."""
+    path = write(tmp_path, (
+        '[[source]]\nname = "a"\nurl = "https://news.example/feed.xml"\ncategory = "x"\n'
+        '[[source]]\nname = "b"\nurl = "https://NEWS.example/feed.xml?utm_source=x"\ncategory = "y"\n'
+        '[[source]]\nname = "c"\nurl = "https://news.example/feed.xml"\ncategory = "x"\nenabled = false\n'
+        '[[source]]\nname = "d"\nurl = "https://news.example/"\ncategory = "x"\nkind = "html"\n'
+        '[source.selectors]\nitem = "article"\nlink = "a"\n'
+        '[[source]]\nname = "e"\nurl = "https://news.example/"\ncategory = "y"\nkind = "html"\n'
+        '[source.selectors]\nitem = "li.story"\nlink = "a"\n'))
+    with caplog.at_level("WARNING", logger="tidings.sources"):
+        specs = load_sources(path)
+    assert [s.name for s in specs] == ["a", "b", "c", "d", "e"]  # nothing refused
+    warned = [r.getMessage() for r in caplog.records if r.name == "tidings.sources"]
+    # b repeats a (the same page once canonical); c is disabled; d and e read other items.
+    assert len(warned) == 1, warned
+    assert "line 7: source 'b' reads the same URL as 'a' (line 3)" in warned[0]
+    assert str(path) in warned[0]
+
+
+def test_shipped_sources_read_each_feed_once(caplog):
+    with caplog.at_level("WARNING", logger="tidings.sources"):
+        load_sources(SHIPPED)
+    assert not [r for r in caplog.records if r.name == "tidings.sources"]

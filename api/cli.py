@@ -626,6 +626,11 @@ async def cmd_related(settings, args) -> int:
             block = await svc.related.for_text(title, args.text, k=args.k, filters=f,
                                                published_at=args.published_at)
         data = block_json(block)
+        # After `import --no-index` (or while no indexer runs) blocks came back thin or empty
+        # with nothing said; the block itself stays what it is.
+        if unindexed := await svc.store.backlog_size(svc.embedder.recipe):
+            print(f"tidings: note: {unindexed} stor{'y has' if unindexed == 1 else 'ies have'} no "
+                  "vector yet and took no part; run `tidings index` (or `tidings run`)", file=sys.stderr)
         if args.json:
             print(json.dumps(data, ensure_ascii=False, indent=2))
             return 0

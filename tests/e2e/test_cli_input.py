@@ -202,3 +202,18 @@ def test_index_rebuild_with_watch_rebuilds_then_keeps_watching(cli_env, tmp_path
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode in (0, 143) and "Traceback" not in err, err
+
+
+def test_related_says_when_stories_are_not_indexed_yet(cli_env, tmp_path):
+    """After `import --no-index`, `related` found nothing and gave no hint why."""
+    lines = [json.dumps({"url": f"https://news.example/{i}", "title": f"Harbour story {i}",
+                         "text": f"Boats fill the harbour on day {i}."}) for i in range(3)]
+    stories = tmp_path / "stories.jsonl"
+    stories.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert run_cli(["import", str(stories), "--no-index"], cli_env).returncode == 0
+    r = run_cli(["related", "--text", "boats in the harbour", "--json"], cli_env)
+    assert r.returncode == 0 and json.loads(r.stdout)["related"] == []
+    assert "3 stories have no vector yet" in r.stderr and "tidings index" in r.stderr
+    assert run_cli(["index"], cli_env).returncode == 0
+    r = run_cli(["related", "--text", "boats in the harbour", "--json"], cli_env)
+    assert r.returncode == 0 and json.loads(r.stdout)["related"] and "no vector" not in r.stderr

@@ -357,7 +357,9 @@ async def cmd_collect(settings, args) -> int:
                 print(f"error  {r.name}: {r.error}")
         print(f"{len(report.sources)} sources, {report.new} new stories, {report.failed} failed "
               f"in {report.elapsed_s:.1f}s")
-        return 0
+        # Exit 1 when every source fetched failed (the network is down, a proxy refuses us):
+        # a cron job saw 0 and reported success. Some failing among others is a normal round.
+        return 1 if report.sources and report.failed == len(report.sources) else 0
     finally:
         await svc.close()
 

@@ -74,8 +74,9 @@ async def test_disabled_and_removed_sources_are_refused_not_fetched(cli_env, tmp
     sources.toml); `sources reset` of a source removed from the file said "due now"
     though nothing would ever fetch it; the API showed a disabled source's next check."""
     async with LocalSite() as site:
-        site.route("/rss.xml", body=RSS, content_type="application/rss+xml")
-        on, off, gone = (source(n, site.url("/rss.xml")) for n in ("on", "off", "gone"))
+        for n in ("on", "off", "gone"):  # one feed each: a repeated URL is warned about
+            site.route(f"/{n}.xml", body=RSS, content_type="application/rss+xml")
+        on, off, gone = (source(n, site.url(f"/{n}.xml")) for n in ("on", "off", "gone"))
         off = off + "enabled = false\n"
         env = {**cli_env, "TIDINGS_SOURCES_FILE": str(sources_file(tmp_path, on, off, gone))}
         r = await cli(["collect", "--once"], env)
@@ -173,3 +174,18 @@ async def test_an_interrupted_collect_hands_back_the_sources_it_had_not_fetched(
         lines = r.stdout.splitlines()
         assert lines[0] == "ok     stall: 2 items, 2 new, 0 updated", r.stdout
         assert lines[1].startswith("1 sources, 2 new stories, 0 failed"), r.stdout
+
+
+async def test_collect_once_exits_1_when_every_source_failed(cli_env, tmp_path):
+    """`collect --once` exited 0 when every source failed (the network down): a cron job
+    reported success. Some failures among successes are a normal round (exit 0)."""
+    async with LocalSite() as site:
+        site.route("/rss.xml", body=RSS, content_type="application/rss+xml")
+        site.route("/gone.xml", status=410)
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(sources_file(
+            tmp_path, source("good", site.url("/rss.xml")), source("bad", site.url("/gone.xml"))))}
+        r = await cli(["collect", "--once"], env)
+        assert r.returncode == 0 and "1 failed" in r.stdout, r.stdout + r.stderr
+        r = await cli(["collect", "--once", "--source", "bad"], env)
+        assert r.returncode == 1 and "error  bad:" in r.stdout, r.stdout + r.stderr
+        assert "Traceback" not in r.stderr

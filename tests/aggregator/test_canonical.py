@@ -6,7 +6,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from aggregator.canonical import (
@@ -273,6 +273,9 @@ param_names = st.one_of(
 params = st.lists(st.tuples(param_names, st.text(max_size=8)), max_size=6)
 
 
+ASCII_SPACE = " \t\n\r\f\v"
+
+
 @st.composite
 def web_urls(draw: st.DrawFn) -> str:
     scheme = draw(st.sampled_from(["http", "https", "HTTP", "HttpS"]))
@@ -307,6 +310,7 @@ def test_idempotent_and_clean(url: str) -> None:
 @given(web_urls(), st.sampled_from(sorted(TRACKING_PARAMS) + ["utm_medium"]), st.text(max_size=5))
 def test_adding_a_tracking_param_changes_nothing(url: str, name: str, value: str) -> None:
     base, hash_, fragment = url.partition("#")
+    assume(base == base.rstrip(ASCII_SPACE))  # see the site test below
     tracked = base + ("&" if "?" in base else "?") + f"{name}={quote(value, safe='')}"
     assert canonical_url(tracked + hash_ + fragment) == canonical_url(url)
 
@@ -322,6 +326,9 @@ def test_adding_a_site_tracking_param_on_its_site_changes_nothing(
     url: str, site_param: tuple[str, str], sub: str, value: str
 ) -> None:
     site, name = site_param
+    # A URL's surrounding whitespace goes (pasted links): a query value that ends the URL in a
+    # space loses it while it is last, and keeps it (escaped) once a parameter follows.
+    assume(url.split("#")[0] == url.split("#")[0].rstrip(ASCII_SPACE))
     parts = urlsplit(url.split("#")[0])
     on_site = parts._replace(netloc=sub + site).geturl()
     tracked = on_site + ("&" if parts.query else "?") + f"{name}={quote(value, safe='')}"

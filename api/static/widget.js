@@ -7,8 +7,8 @@
  *   <script async src="https://tidings.example/widget.js"></script>
  *
  * Optional attributes: data-api (API base; default: the origin this script came from),
- * data-heading (default "Related stories"), data-theme ("light" | "dark"; default: follows
- * the reader's colour scheme).
+ * data-heading (default "Related stories"), data-theme ("light" | "dark"; default: the host
+ * page's, read from the text colour the container inherits).
  *
  * Each block is rendered in an open shadow root on its container, so the host page's CSS
  * cannot restyle it and its CSS cannot restyle the page. Whatever the container already held
@@ -42,9 +42,10 @@
     "--tdg-thumb:#eef0f3;--tdg-accent:#b3261e;--tdg-avatar:#24527a;",
     "margin:2em 0;padding:0 0 .5em;color:var(--tdg-fg);background:var(--tdg-bg);",
     "font:15px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;text-align:start}",
-    "@media (prefers-color-scheme:dark){.tdg-block:not([data-theme=light]){--tdg-fg:#eceef1;",
-    "--tdg-muted:#a3a8b1;--tdg-line:#33373d;--tdg-bg:#16181b;--tdg-thumb:#24272c;",
-    "--tdg-accent:#ff8a80;--tdg-avatar:#5b8fc7}}",
+    // Themed by the page, not the reader's OS (see theme()): a block that followed
+    // prefers-color-scheme was a dark slab in a white article for dark-mode readers. A chosen
+    // theme paints its own background; an inferred one lets the page's show through.
+    ".tdg-block[data-auto]{background:transparent}",
     ".tdg-block[data-theme=dark]{--tdg-fg:#eceef1;--tdg-muted:#a3a8b1;--tdg-line:#33373d;",
     "--tdg-bg:#16181b;--tdg-thumb:#24272c;--tdg-accent:#ff8a80;--tdg-avatar:#5b8fc7}",
     ".tdg-block *{box-sizing:border-box;margin:0;padding:0}",
@@ -71,7 +72,8 @@
     "width:2.6em;height:2.6em;border-radius:50%;background:var(--tdg-avatar);color:#fff;",
     "font-size:.7em;font-weight:700;letter-spacing:.02em}",
     ".tdg-site{font-weight:600;color:var(--tdg-fg);overflow:hidden;text-overflow:ellipsis}",
-    ".tdg-time::before{content:'\\00b7';margin-inline-end:.45em}",
+    // The dot separates site and time only when there is a site, and is not read aloud.
+    ".tdg-site+.tdg-time::before{content:'\\00b7';content:'\\00b7'/'';margin-inline-end:.45em}",
     // Phones: one story a row, thumbnail beside the title, no snippet.
     "@media (max-width:560px){.tdg-list{grid-template-columns:1fr;gap:1em}",
     ".tdg-link{flex-direction:row;align-items:flex-start;gap:.8em}",
@@ -122,6 +124,7 @@
   // (<ul>, <td>…), or the container already has one: then the block goes in the light DOM
   // and the stylesheet on the document, as the widget used to do everywhere.
   function mount(container, block) {
+    theme(container, block);
     var root = null;
     try {
       root = container.attachShadow({ mode: "open" });
@@ -314,10 +317,28 @@
     return li;
   }
 
-  function blockNode(cards, heading, theme) {
+  // The container's data-theme, else the page's own: light text it inherits means a dark page
+  // (a dark site, or a `color-scheme: light dark` page for a dark-mode reader).
+  function theme(container, block) {
+    var chosen = container.getAttribute("data-theme");
+    if (chosen !== "dark" && chosen !== "light") {
+      chosen = "light";
+      try {
+        // Painted, not parsed: computed colours may be oklch() or color() (Tailwind 4's palette).
+        var pen = document.createElement("canvas").getContext("2d");
+        pen.fillStyle = getComputedStyle(container).color;
+        pen.fillRect(0, 0, 1, 1);
+        var rgb = pen.getImageData(0, 0, 1, 1).data;
+        if (rgb[0] * .3 + rgb[1] * .59 + rgb[2] * .11 > 128) chosen = "dark";
+      } catch (e) { /* no canvas: light */ }
+      block.setAttribute("data-auto", "");
+    }
+    block.setAttribute("data-theme", chosen);
+  }
+
+  function blockNode(cards, heading) {
     var section = el("section", "block");
     section.setAttribute("aria-label", heading);
-    if (theme === "dark" || theme === "light") section.setAttribute("data-theme", theme);
     section.appendChild(el("h2", "heading", heading));
     var list = el("ul", "list");
     cards.forEach(function (card) { list.appendChild(cardNode(card)); });
@@ -391,7 +412,7 @@
           ? block.related.filter(function (c) { return c && typeof c === "object"; }) : [];
         if (!cards.length) return;
         var heading = text(container.getAttribute("data-heading")) || "Related stories";
-        var node = blockNode(cards, heading, container.getAttribute("data-theme"));
+        var node = blockNode(cards, heading);
         mount(container, node);
         track(node, api);
       })

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 import pytest_asyncio
 
-from api.render import initials, safe_http_url, site_mark
+from api.render import initials, render_block_html, safe_http_url, site_mark
 from tests.api.conftest import free_port
 from tests.api.widget_fixture import (
     HOSTILE_TITLE,
@@ -702,3 +702,35 @@ async def test_widget_initials_equal_the_server_rule(page):
     differ = [(a, g, initials(a)) for a, g in zip(authors, got, strict=True) if g != initials(a)]
     assert differ == []
     assert len(authors) > 300
+
+
+async def test_theme_follows_the_host_page_not_the_readers_os(page, widget_api, publisher):
+    """A dark-mode reader on a white article got a dark slab (the block followed
+    prefers-color-scheme); a dark site got a white one. The theme now comes from the text
+    colour the container inherits (an oklch() one too), and an inferred theme lets the page's
+    background show through; data-theme still wins and paints its own. A card without a site
+    shows no lone "·" before its time, and the dot is not read aloud."""
+    card = {"id": 1, "url": "https://a.example/1", "title": "No site", "site": "",
+            "published_at": "2024-01-02T03:04:05+00:00"}
+    sited = {**card, "id": 2, "title": "With site", "site": "a.example"}
+    fragment = render_block_html({"related": [card, sited]})
+    box = '<div id="{}" data-tidings-related {}>' + fragment + "</div>"
+    html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>t</title></head>
+<body>{box.format("light", "")}{box.format("chosen", 'data-theme="dark"')}
+<div style="background:oklch(.2 0 0);color:oklch(.95 .01 250)">{box.format("dark", "")}</div>
+<script async src="{widget_api.base_url}/widget.js"></script></body></html>"""
+    await page.emulate_media(color_scheme="dark")
+    await page.goto(publisher.page("theme.html", html))
+    await page.wait_for_function(
+        "document.querySelectorAll('[data-tidings-related]')[2].shadowRoot", timeout=5000)
+    look = """c => { const b = c.shadowRoot.querySelector('.tdg-block'), cs = getComputedStyle(b);
+        const dot = t => getComputedStyle(c.shadowRoot.querySelectorAll('.tdg-time')[t],
+                                          '::before').content;
+        return [b.getAttribute('data-theme'), cs.color, cs.backgroundColor, dot(0), dot(1)]; }"""
+    clear, dark_bg, dark_fg, light_fg = "rgba(0, 0, 0, 0)", "rgb(22, 24, 27)", "rgb(236, 238, 241)", \
+        "rgb(26, 26, 26)"
+    dots = ["none", '"·" / ""']
+    assert await page.locator("#light").evaluate(look) == ["light", light_fg, clear, *dots]
+    assert await page.locator("#dark").evaluate(look) == ["dark", dark_fg, clear, *dots]
+    assert await page.locator("#chosen").evaluate(look) == ["dark", dark_fg, dark_bg, *dots]
+    assert page.page_errors == []

@@ -419,6 +419,23 @@ async def test_demo_page_renders_the_block_for_a_stored_story(page, widget_api):
     assert page.page_errors == []
 
 
+async def test_plain_demo_page_says_why_it_has_no_block_and_links_one(page, widget_api):
+    """GET /demo as the README says: the sample article's made-up URL has no block, and the
+    page showed a blank space under it. It now says why and links the newest stored story's."""
+    newest = (await widget_api.stories(limit=1))[0]
+    async with page.expect_response("**/v1/related?**") as answered:
+        await page.goto(f"{widget_api.base_url}/demo")
+    assert (await answered.value).status >= 400
+    link = page.locator("[data-tidings-related] #try-link")
+    await link.wait_for(state="visible", timeout=5000)
+    assert await link.inner_text() == newest["title"]  # as text: it may be the hostile story
+    href = await link.evaluate("a => a.href")
+    assert parse_qs(urlsplit(href).query) == {"url": [newest["url"]]}
+    assert await page.locator("[data-tidings-related] .tdg-card").count() == 0
+    assert await page.evaluate("window.__pwned") is None
+    assert page.page_errors == []
+
+
 async def test_strict_csp_page_gets_a_styled_block(page, widget_api, publisher):
     """style-src 'self' without 'unsafe-inline' blocks <style> elements; the widget's
     constructed stylesheet still applies, and the page sees no CSP violation."""

@@ -152,6 +152,13 @@ class WidgetApi:
         r.raise_for_status()
         return r.json()
 
+    async def stories(self, limit: int = 20) -> list[dict]:
+        """The newest stored stories' Cards, GET /v1/stories."""
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=20) as client:
+            r = await client.get("/v1/stories", params={"limit": limit})
+        r.raise_for_status()
+        return r.json()["items"]
+
     async def fragment(self, url: str, k: int = 4) -> str:
         """The server-rendered block, GET /v1/widget."""
         async with httpx.AsyncClient(base_url=self.base_url, timeout=20) as client:

@@ -123,7 +123,8 @@ def _date_label(published_at: object) -> tuple[str, str] | None:
         parsed = datetime.fromisoformat(published_at.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed.isoformat(), f"{parsed.day} {parsed:%b %Y}"
+    # Whole seconds: HTML allows at most three digits of a second, stored times carry six.
+    return parsed.isoformat(timespec="seconds"), f"{parsed.day} {parsed:%b %Y}"
 
 
 def _card_html(card: Mapping[str, Any]) -> str:

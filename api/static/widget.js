@@ -310,7 +310,8 @@
     var when = ago(card.published_at);
     if (when) {
       var time = el("time", "time", when);
-      time.setAttribute("datetime", text(card.published_at));
+      // As parsed, in milliseconds: HTML allows three digits of a second, the API sends six.
+      time.setAttribute("datetime", new Date(Date.parse(text(card.published_at))).toISOString());
       meta.appendChild(time);
     }
     if (meta.childNodes.length) li.appendChild(meta);

@@ -277,3 +277,15 @@ def test_any_card_renders_inert_and_keeps_its_title(title, summary, site, author
     assert (title.strip() or "Untitled") in parsed.texts
     assert parsed.tags.count("a") == (1 if safe_http_url(url) else 0)
     assert parsed.tags.count("img") == (1 if safe_http_url(image_url) else 0)
+
+
+@pytest.mark.parametrize("published_at, datetime_attr", [
+    ("2026-12-05T15:05:24.739888+00:00", "2026-12-05T15:05:24+00:00"),
+    ("2025-03-18T19:00:00Z", "2025-03-18T19:00:00+00:00"),
+    ("2025-03-18T19:00:00.5", "2025-03-18T19:00:00"),
+])
+def test_time_datetime_is_valid_html(published_at, datetime_attr):
+    """Stored times carry microseconds; a <time datetime> allows at most three digits of a
+    second, so the fragment failed HTML validation on every card."""
+    parsed = parse(render_block_html({"related": [card(published_at=published_at)]}))
+    assert ("time", "datetime", datetime_attr) in parsed.attrs

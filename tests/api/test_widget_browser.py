@@ -36,6 +36,8 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+# HTML's "valid global date and time string" (and local, without the zone), as <time> takes it.
+HTML_DATETIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d{1,3})?)?(Z|[+-]\d\d:?\d\d)?")
 STORY_STUB = "<!doctype html><title>story</title><p>story page</p>"
 HOST_TEXT = "The host article stays exactly as it was."
 
@@ -223,6 +225,9 @@ async def test_block_renders_the_api_answer_cross_origin(page, widget_api, publi
             assert await card.locator(".tdg-avatar").inner_text() == initials(expected["author"])
         else:
             assert await card.locator(".tdg-avatar").count() == 0
+        # The API's timestamps carry microseconds, which a <time datetime> may not (HTML: at
+        # most three digits of a second).
+        assert HTML_DATETIME.fullmatch(await card.locator("time").get_attribute("datetime"))
     priya = page.locator(".tdg-card", has_text="By Priya Shah")
     assert await priya.locator(".tdg-avatar").inner_text() == "PS"
     # In the container's open shadow root, styled by one adopted sheet: nothing added to the

@@ -385,9 +385,15 @@
     seen.observe(block);
   }
 
+  // A relative data-url ("/news/story", as templates often write it) is read against the
+  // page, as a link's href would be: the API takes absolute URLs only, and refused it.
   function pageUrl(container) {
     var canonical = document.querySelector("link[rel=canonical][href]");
-    return container.getAttribute("data-url") || (canonical && canonical.href) || location.href;
+    var given = container.getAttribute("data-url");
+    try {
+      if (given) return new URL(given, document.baseURI).href;
+    } catch (e) { /* not a URL even relative: the API will say so */ }
+    return given || (canonical && canonical.href) || location.href;
   }
 
   function apiBase(container) {

@@ -381,6 +381,17 @@ async def test_related_url_is_encoded(page, widget_api, publisher):
     assert query == {"url": [tricky], "k": ["4"]}
 
 
+async def test_relative_data_url_is_read_against_the_page(page, widget_api, publisher):
+    """Templates write data-url="/news/story"; the widget sent it as is, the API refused it
+    (absolute URLs only) and the block never showed."""
+    html = host_page(widget_api.base_url, head='<base href="https://www.bbc.co.uk/news/">',
+                     container_attrs='data-url="/news/politics-003"')
+    cards = await open_with_block(page, publisher.page("relative.html", html))
+    assert asked_urls(page, "/v1/related") == [SECOND_URL]
+    expected = [c["title"] for c in (await widget_api.block(SECOND_URL))["related"]]
+    assert await cards.locator(".tdg-title").all_inner_texts() == expected
+
+
 async def test_server_fragment_is_inert_and_tracked_by_the_widget(page, widget_api, publisher):
     """GET /v1/widget HTML from the app inside a container: styled, inert, clicks reported."""
     fragment = await widget_api.fragment(SEED_URL)

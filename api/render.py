@@ -146,10 +146,13 @@ def _card_html(card: Mapping[str, Any]) -> str:
         thumb = f'<span class="tdg-thumb tdg-thumb-empty" aria-hidden="true">{escape(site_mark(site))}</span>'
     # dir="auto": story text may run the other way from the host page (widget.js does the same).
     title_html = f'<span class="tdg-title" dir="auto">{escape(title)}</span>'
+    # Spaces between the parts: without widget.js (a server-side include, or before the
+    # script runs) they read "BBC Whitehall…" and "bbc.co.uk 5 Dec 2026", not "BBCWhitehall…"
+    # and "bbc.co.uk5 Dec 2026". The widget's flex layout ignores them.
     if url:
-        head = f'<a class="tdg-link" href="{escape(url)}">{thumb}{title_html}</a>'
+        head = f'<a class="tdg-link" href="{escape(url)}">{thumb} {title_html}</a>'
     else:
-        head = f'<span class="tdg-link">{thumb}{title_html}</span>'
+        head = f'<span class="tdg-link">{thumb} {title_html}</span>'
 
     parts = [head]
     if summary:
@@ -157,7 +160,7 @@ def _card_html(card: Mapping[str, Any]) -> str:
     meta = []
     if author:
         meta.append(
-            f'<span class="tdg-avatar" aria-hidden="true">{escape(initials(author))}</span>'
+            f'<span class="tdg-avatar" aria-hidden="true">{escape(initials(author))}</span> '
             f'<span class="tdg-sr">By {escape(author)}</span>'
         )
     if site:
@@ -166,7 +169,7 @@ def _card_html(card: Mapping[str, Any]) -> str:
     if dated:
         meta.append(f'<time class="tdg-time" datetime="{escape(dated[0])}">{escape(dated[1])}</time>')
     if meta:
-        parts.append(f'<p class="tdg-meta">{"".join(meta)}</p>')
+        parts.append(f'<p class="tdg-meta">{" ".join(meta)}</p>')
 
     id_attr = f' data-story-id="{escape(story_id)}"' if story_id else ""
     return f'<li class="tdg-card"{id_attr}>{"".join(parts)}</li>'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -289,3 +290,13 @@ def test_time_datetime_is_valid_html(published_at, datetime_attr):
     second, so the fragment failed HTML validation on every card."""
     parsed = parse(render_block_html({"related": [card(published_at=published_at)]}))
     assert ("time", "datetime", datetime_attr) in parsed.attrs
+
+
+def test_fragment_reads_as_words_without_the_widget_css():
+    """Without widget.js the parts ran together: "NEPutin agrees…", "By Jane SmithNews
+    Example18 Mar 2025"."""
+    html = render_block_html({"related": [card(image_url=None)]})
+    # The inline parts as an unstyled page shows them: tags gone, nothing added between.
+    inline = " ".join(re.sub(r"<[^>]+>", "", html).split())
+    assert "NE Putin agrees to halt strikes on energy sites" in inline
+    assert "JS By Jane Smith News Example 18 Mar 2025" in inline

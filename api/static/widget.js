@@ -41,7 +41,10 @@
     "--tdg-fg:#1a1a1a;--tdg-muted:#5c5f66;--tdg-line:#e3e5e8;--tdg-bg:#fff;",
     "--tdg-thumb:#eef0f3;--tdg-accent:#b3261e;--tdg-avatar:#24527a;",
     "margin:2em 0;padding:0 0 .5em;color:var(--tdg-fg);background:var(--tdg-bg);",
-    "font:15px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;text-align:start}",
+    // `medium` is the reader's own default size (a browser setting; 16px unless changed),
+    // which neither the page's font-size (0 on some grids) nor its root size can shrink; the
+    // fixed 15px it replaces ignored readers who set a larger one.
+    "font:medium/1.4 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;text-align:start}",
     // Themed by the page, not the reader's OS (see theme()): a block that followed
     // prefers-color-scheme was a dark slab in a white article for dark-mode readers. A chosen
     // theme paints its own background; an inferred one lets the page's show through.

@@ -537,6 +537,19 @@ async def test_host_css_does_not_reach_into_the_block_nor_the_block_css_out(
     assert page.page_errors == []
 
 
+async def test_text_follows_the_readers_default_font_size(page, widget_api, publisher):
+    """The block was a fixed 15px: a reader who set a larger default size in the browser got
+    it everywhere but here. The page's font-size:0 (inline-block grids) still cannot reach it."""
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Page.setFontSizes", {"fontSizes": {"standard": 24}})
+    html = host_page(widget_api.base_url, head="<style>main{font-size:0}</style>")
+    await open_with_block(page, publisher.page("font-size.html", html))
+    size = "c => getComputedStyle(c.shadowRoot.querySelector(sel)).fontSize"
+    for sel, px in ((".tdg-block", "24px"), (".tdg-title", "24px")):
+        assert await page.locator("#related").evaluate(size.replace("sel", repr(sel))) == px
+    assert await page.locator("#host-text").evaluate("p => getComputedStyle(p).fontSize") == "0px"
+
+
 async def test_block_in_its_shadow_root_keeps_its_accessibility(page, widget_api, publisher):
     related = (await widget_api.block(SEED_URL))["related"]
     await open_with_block(page, publisher.page("a11y.html", host_page(widget_api.base_url)))

@@ -56,6 +56,12 @@
     "color:var(--tdg-fg);padding-top:.6em;border-top:3px solid var(--tdg-accent);margin-bottom:1em}",
     ".tdg-list{list-style:none;display:grid;gap:1.25em;",
     "grid-template-columns:repeat(auto-fill,minmax(190px,1fr))}",
+    // Four stories (the default) in a block too narrow for four columns but wide enough for
+    // two go two a row: auto-fill made them three and an orphan in 600-820px article columns.
+    // Phones keep their own one-a-row layout below.
+    ".tdg-block{container-type:inline-size}",
+    "@media (min-width:561px){@container (calc(380px + 1.25em)<=width<calc(760px + 3.75em)){",
+    ".tdg-list:has(>:nth-child(4):last-child){grid-template-columns:1fr 1fr}}}",
     ".tdg-card{position:relative;display:flex;flex-direction:column;gap:.45em;min-width:0}",
     ".tdg-link{display:flex;flex-direction:column;gap:.55em;color:inherit;text-decoration:none}",
     ".tdg-link:focus-visible{outline:2px solid var(--tdg-accent);outline-offset:3px;border-radius:6px}",

@@ -550,6 +550,21 @@ async def test_text_follows_the_readers_default_font_size(page, widget_api, publ
     assert await page.locator("#host-text").evaluate("p => getComputedStyle(p).fontSize") == "0px"
 
 
+async def test_four_stories_in_an_article_column_are_two_rows_of_two(page, widget_api, publisher):
+    """At article-column widths (600-820px) auto-fill gave the default four stories as three
+    and an orphan; wide blocks keep one row, phones one story a row."""
+    rows_js = """c => { const rows = {};
+        for (const card of c.shadowRoot.querySelectorAll('.tdg-card')) {
+            const top = Math.round(card.getBoundingClientRect().top);
+            rows[top] = (rows[top] || 0) + 1; }
+        return Object.keys(rows).sort((a, b) => a - b).map(top => rows[top]); }"""
+    await page.set_viewport_size({"width": 760, "height": 800})
+    await open_with_block(page, publisher.page("column.html", host_page(widget_api.base_url)))
+    for width, rows in ((760, [2, 2]), (1100, [4]), (400, [1, 1, 1, 1])):
+        await page.set_viewport_size({"width": width, "height": 800})
+        assert await page.locator("#related").evaluate(rows_js) == rows, width
+
+
 async def test_block_in_its_shadow_root_keeps_its_accessibility(page, widget_api, publisher):
     related = (await widget_api.block(SEED_URL))["related"]
     await open_with_block(page, publisher.page("a11y.html", host_page(widget_api.base_url)))

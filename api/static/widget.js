@@ -41,13 +41,9 @@
     "--tdg-fg:#1a1a1a;--tdg-muted:#5c5f66;--tdg-line:#e3e5e8;--tdg-bg:#fff;",
     "--tdg-thumb:#eef0f3;--tdg-accent:#b3261e;--tdg-avatar:#24527a;",
     "margin:2em 0;padding:0 0 .5em;color:var(--tdg-fg);background:var(--tdg-bg);",
-    // `medium` is the reader's own default size (a browser setting; 16px unless changed),
-    // which neither the page's font-size (0 on some grids) nor its root size can shrink; the
-    // fixed 15px it replaces ignored readers who set a larger one.
+    // medium: the reader's default size (a fixed 15px ignored it), out of the page's reach.
     "font:medium/1.4 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;text-align:start}",
-    // Themed by the page, not the reader's OS (see theme()): a block that followed
-    // prefers-color-scheme was a dark slab in a white article for dark-mode readers. A chosen
-    // theme paints its own background; an inferred one lets the page's show through.
+    // An inferred theme (see theme()) lets the page's background show; a chosen one paints.
     ".tdg-block[data-auto]{background:transparent}",
     ".tdg-block[data-theme=dark]{--tdg-fg:#eceef1;--tdg-muted:#a3a8b1;--tdg-line:#33373d;",
     "--tdg-bg:#16181b;--tdg-thumb:#24272c;--tdg-accent:#ff8a80;--tdg-avatar:#5b8fc7}",
@@ -56,9 +52,7 @@
     "color:var(--tdg-fg);padding-top:.6em;border-top:3px solid var(--tdg-accent);margin-bottom:1em}",
     ".tdg-list{list-style:none;display:grid;gap:1.25em;",
     "grid-template-columns:repeat(auto-fill,minmax(190px,1fr))}",
-    // Four stories (the default) in a block too narrow for four columns but wide enough for
-    // two go two a row: auto-fill made them three and an orphan in 600-820px article columns.
-    // Phones keep their own one-a-row layout below.
+    // Four stories too narrow for one row go 2 + 2, not auto-fill's 3 + orphan (not on phones).
     ".tdg-block{container-type:inline-size}",
     "@media (min-width:561px){@container (calc(380px + 1.25em)<=width<calc(760px + 3.75em)){",
     ".tdg-list:has(>:nth-child(4):last-child){grid-template-columns:1fr 1fr}}}",
@@ -81,7 +75,7 @@
     "width:2.6em;height:2.6em;border-radius:50%;background:var(--tdg-avatar);color:#fff;",
     "font-size:.7em;font-weight:700;letter-spacing:.02em}",
     ".tdg-site{font-weight:600;color:var(--tdg-fg);overflow:hidden;text-overflow:ellipsis}",
-    // The dot separates site and time only when there is a site, and is not read aloud.
+    // A dot only after a site, not read aloud.
     ".tdg-site+.tdg-time::before{content:'\\00b7';content:'\\00b7'/'';margin-inline-end:.45em}",
     // Phones: one story a row, thumbnail beside the title, no snippet.
     "@media (max-width:560px){.tdg-list{grid-template-columns:1fr;gap:1em}",
@@ -319,7 +313,7 @@
     var when = ago(card.published_at);
     if (when) {
       var time = el("time", "time", when);
-      // As parsed, in milliseconds: HTML allows three digits of a second, the API sends six.
+      // HTML allows 3 digits of a second; the API sends 6.
       time.setAttribute("datetime", new Date(Date.parse(text(card.published_at))).toISOString());
       meta.appendChild(time);
     }
@@ -327,14 +321,14 @@
     return li;
   }
 
-  // The container's data-theme, else the page's own: light text it inherits means a dark page
-  // (a dark site, or a `color-scheme: light dark` page for a dark-mode reader).
+  // data-theme, else the page's (not the OS's: dark blocks in white articles): light text
+  // inherited means a dark page.
   function theme(container, block) {
     var chosen = container.getAttribute("data-theme");
     if (chosen !== "dark" && chosen !== "light") {
       chosen = "light";
       try {
-        // Painted, not parsed: computed colours may be oklch() or color() (Tailwind 4's palette).
+        // Painted, not parsed: it may be oklch() or color().
         var pen = document.createElement("canvas").getContext("2d");
         pen.fillStyle = getComputedStyle(container).color;
         pen.fillRect(0, 0, 1, 1);
@@ -394,14 +388,13 @@
     seen.observe(block);
   }
 
-  // A relative data-url ("/news/story", as templates often write it) is read against the
-  // page, as a link's href would be: the API takes absolute URLs only, and refused it.
+  // A relative data-url is read as a link would be: the API takes absolute URLs only.
   function pageUrl(container) {
     var canonical = document.querySelector("link[rel=canonical][href]");
     var given = container.getAttribute("data-url");
     try {
       if (given) return new URL(given, document.baseURI).href;
-    } catch (e) { /* not a URL even relative: the API will say so */ }
+    } catch (e) { /* the API will refuse it */ }
     return given || (canonical && canonical.href) || location.href;
   }
 

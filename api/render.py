@@ -139,7 +139,9 @@ def _card_html(card: Mapping[str, Any]) -> str:
     if image_url:
         thumb = (
             '<span class="tdg-thumb">'
-            f'<img src="{escape(image_url)}" alt="" loading="lazy" decoding="async">'
+            # Hotlinked: no Referer for the image host (widget.js does the same).
+            f'<img src="{escape(image_url)}" alt="" loading="lazy" decoding="async" '
+            'referrerpolicy="no-referrer">'
             "</span>"
         )
     else:

@@ -288,6 +288,9 @@
       img.setAttribute("alt", "");
       img.setAttribute("loading", "lazy");
       img.setAttribute("decoding", "async");
+      // Hotlinked: the page's URL is no business of the image host, and hotlink blocking
+      // lets an empty Referer through.
+      img.setAttribute("referrerpolicy", "no-referrer");
       img.addEventListener("error", emptyThumb);
       img.setAttribute("src", src);
       thumb.appendChild(img);

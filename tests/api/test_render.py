@@ -109,6 +109,7 @@ def test_block_markup_is_accessible_and_complete():
     assert ("section", "aria-label", "Related stories") in parsed.attrs
     assert ("img", "alt", "") in parsed.attrs
     assert ("img", "loading", "lazy") in parsed.attrs
+    assert ("img", "referrerpolicy", "no-referrer") in parsed.attrs
     assert ("a", "href", "https://news.example/a") in parsed.attrs
     assert ("li", "data-story-id", "s2") in parsed.attrs
     assert parsed.tags.count("li") == 2

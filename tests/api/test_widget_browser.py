@@ -197,6 +197,8 @@ async def test_block_renders_the_api_answer_cross_origin(page, widget_api, publi
     assert any(not c["image_url"] for c in related)
     assert "By Priya Shah, Political correspondent" in [c["author"] for c in related]
 
+    thumbs = []
+    page.on("request", lambda r: thumbs.append(r) if "/thumb-" in r.url else None)
     cards = await open_with_block(page, publisher.page("plain.html", host_page(widget_api.base_url)))
     assert await cards.locator(".tdg-title").all_inner_texts() == [c["title"] for c in related]
     section = page.locator("section.tdg-block")
@@ -217,6 +219,9 @@ async def test_block_renders_the_api_answer_cross_origin(page, widget_api, publi
             await img.evaluate(
                 "i => i.complete && i.naturalWidth ? 0 : new Promise(r => i.onload = r)")
             assert await img.evaluate("i => i.naturalWidth") == 320
+            # Images are hotlinked from news sites: no Referer, so the reader's page is not
+            # told to them and hotlink protection (which lets an empty Referer through) passes.
+            assert await img.get_attribute("referrerpolicy") == "no-referrer"
         else:
             assert await card.locator("img").count() == 0
             mark = site_mark(expected["site"] or expected["source"])
@@ -228,6 +233,7 @@ async def test_block_renders_the_api_answer_cross_origin(page, widget_api, publi
         # The API's timestamps carry microseconds, which a <time datetime> may not (HTML: at
         # most three digits of a second).
         assert HTML_DATETIME.fullmatch(await card.locator("time").get_attribute("datetime"))
+    assert thumbs and ["referer" in await r.all_headers() for r in thumbs] == [False] * len(thumbs)
     priya = page.locator(".tdg-card", has_text="By Priya Shah")
     assert await priya.locator(".tdg-avatar").inner_text() == "PS"
     # In the container's open shadow root, styled by one adopted sheet: nothing added to the

@@ -198,15 +198,27 @@
     return cut.replace(/[ ,;:.-]+$/, "") + "\u2026";
   }
 
+  // In words and in the page's language: "13m ago" was read "13 metres ago", and was English
+  // on every page. A lang the browser cannot take ("en_GB") falls back to the reader's.
+  var LANG;
+  try {
+    LANG = Intl.getCanonicalLocales(document.documentElement.lang || [])[0];
+  } catch (e) { /* the reader's locale */ }
+
   function ago(published) {
     var t = Date.parse(text(published));
     if (isNaN(t)) return "";
-    var minutes = Math.round((Date.now() - t) / 60000);
-    if (minutes < 1) return "just now";
-    if (minutes < 60) return minutes + "m ago";
-    if (minutes < 1440) return Math.round(minutes / 60) + "h ago";
-    if (minutes < 10080) return Math.round(minutes / 1440) + "d ago";
-    return new Date(t).toLocaleDateString(undefined, { day: "numeric", month: "short", year: "numeric" });
+    var minutes = Math.max(Math.round((Date.now() - t) / 60000), 0);
+    try {
+      var say = new Intl.RelativeTimeFormat(LANG, { numeric: "auto" });
+      if (minutes < 1) return say.format(0, "second");
+      if (minutes < 60) return say.format(-minutes, "minute");
+      if (minutes < 1440) return say.format(-Math.round(minutes / 60), "hour");
+      if (minutes < 10080) return say.format(-Math.round(minutes / 1440), "day");
+      return new Date(t).toLocaleDateString(LANG, { day: "numeric", month: "short", year: "numeric" });
+    } catch (e) {
+      return "";
+    }
   }
 
   function el(tag, cls, content) {

@@ -571,6 +571,18 @@ async def test_four_stories_in_an_article_column_are_two_rows_of_two(page, widge
         assert await page.locator("#related").evaluate(rows_js) == rows, width
 
 
+@pytest.mark.parametrize("lang, when", [
+    ("fr", r"maintenant|il y a \d+ (minutes?|heures?)"),
+    ("en_GB", r"now|\d+ minutes? ago|\d+ hours? ago"),  # not a BCP 47 tag: the reader's own
+])
+async def test_times_are_words_in_the_pages_language(page, widget_api, publisher, lang, when):
+    """"13m ago" was read "13 metres ago" by screen readers, and was English on every page."""
+    html = host_page(widget_api.base_url, html_attrs=f'lang="{lang}"')
+    cards = await open_with_block(page, publisher.page(f"lang-{lang}.html", html))
+    times = await cards.locator("time").all_inner_texts()
+    assert times and all(re.fullmatch(when, t) for t in times), times
+
+
 async def test_block_in_its_shadow_root_keeps_its_accessibility(page, widget_api, publisher):
     related = (await widget_api.block(SEED_URL))["related"]
     await open_with_block(page, publisher.page("a11y.html", host_page(widget_api.base_url)))

@@ -176,17 +176,22 @@ def test_import_reads_a_utf16_file_as_powershell_writes_it(cli_env, tmp_path):
     assert r.returncode == 0 and "3 new" in r.stdout and "0 bad lines" in r.stdout, r.stderr
 
 
+def import_unindexed_harbour_stories(cli_env, tmp_path) -> None:
+    """Three small stories imported with --no-index: stored, no vector yet."""
+    lines = [json.dumps({"url": f"https://news.example/{i}", "title": f"Harbour story {i}",
+                         "text": f"Boats fill the harbour on day {i}."}) for i in range(3)]
+    stories = tmp_path / "stories.jsonl"
+    stories.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert run_cli(["import", str(stories), "--no-index"], cli_env).returncode == 0
+
+
 def test_index_rebuild_with_watch_rebuilds_then_keeps_watching(cli_env, tmp_path):
     """`index --rebuild --watch` started the watch and ignored --rebuild without a word."""
     import select
     import signal
     import time
 
-    lines = [json.dumps({"url": f"https://news.example/{i}", "title": f"Story {i} about the harbour",
-                         "text": f"Story number {i} tells of boats in the harbour."}) for i in range(3)]
-    stories = tmp_path / "stories.jsonl"
-    stories.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert run_cli(["import", str(stories), "--no-index"], cli_env).returncode == 0
+    import_unindexed_harbour_stories(cli_env, tmp_path)
     proc = subprocess.Popen([*TIDINGS, "index", "--rebuild", "--watch"], cwd=REPO, env=cli_env,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -206,11 +211,7 @@ def test_index_rebuild_with_watch_rebuilds_then_keeps_watching(cli_env, tmp_path
 
 def test_related_says_when_stories_are_not_indexed_yet(cli_env, tmp_path):
     """After `import --no-index`, `related` found nothing and gave no hint why."""
-    lines = [json.dumps({"url": f"https://news.example/{i}", "title": f"Harbour story {i}",
-                         "text": f"Boats fill the harbour on day {i}."}) for i in range(3)]
-    stories = tmp_path / "stories.jsonl"
-    stories.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert run_cli(["import", str(stories), "--no-index"], cli_env).returncode == 0
+    import_unindexed_harbour_stories(cli_env, tmp_path)
     r = run_cli(["related", "--text", "boats in the harbour", "--json"], cli_env)
     assert r.returncode == 0 and json.loads(r.stdout)["related"] == []
     assert "3 stories have no vector yet" in r.stderr and "tidings index" in r.stderr

@@ -1495,6 +1495,33 @@ class Store:
         async with self.writing() as s:
             await s.execute(delete(EmbedderRow).where(EmbedderRow.id == seat_id))
 
+    async def live_embedders(self, now: datetime | None = None) -> list[EmbedderSeat]:
+        """Every registration whose lease runs, oldest first."""
+        now = now or utcnow()
+        q = (select(EmbedderRow.id, EmbedderRow.owner, EmbedderRow.recipe, EmbedderRow.started_at)
+             .where(EmbedderRow.lease_until > now).order_by(EmbedderRow.id))
+        async with self.session() as s:
+            return [EmbedderSeat(*r) for r in (await s.execute(q)).all()]
+
+    async def release_orphan_embed_claims(self, seat_id: int, *, lease_s: int,
+                                          now: datetime | None = None) -> int:
+        """Drop every embedding lease when no indexer but `seat_id` (the caller, which holds
+        none yet) is registered: the claims' holders are gone, so they need not run out.
+        Returns how many were dropped. One statement, so an indexer registering meanwhile
+        either counts as live or claims after it; a claim made after `now` runs past
+        `now + lease_s` and is never dropped."""
+        now = now or utcnow()
+        others = (select(EmbedderRow.id)
+                  .where(EmbedderRow.id != seat_id, EmbedderRow.lease_until > now).exists())
+        async with self.writing() as s:
+            res = await s.execute(
+                update(StoryRow)
+                .where(StoryRow.embed_lease_until.is_not(None),
+                       StoryRow.embed_lease_until <= now + timedelta(seconds=lease_s), ~others)
+                .values(embed_lease_until=None)
+                .execution_options(synchronize_session=False))
+            return int(res.rowcount or 0)
+
     async def leading_embedder(self, now: datetime | None = None) -> EmbedderSeat | None:
         """The oldest live registration: its recipe is the one this database's stories are
         embedded with."""

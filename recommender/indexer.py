@@ -49,6 +49,7 @@ import numpy as np
 
 from aggregator.store import EmbedderSeat, EmbedJob, Store, other_recipe_leads, retry_while_busy
 from recommender.embed import Embedder, story_text
+from recommender.vindex import process_alive
 
 log = logging.getLogger("tidings.index")
 
@@ -67,6 +68,14 @@ class IndexReport:
     elapsed_s: float
     backlog: int
     waiting_for: EmbedderSeat | None = None  # another recipe leads: nothing was embedded
+
+
+def dead_here(owner: str, host: str, alive: Callable[[int], bool]) -> bool:
+    """Whether a registration's owner (`host:pid`, as `Indexer.owner` makes it) names a
+    process of this machine that no longer runs. Pure. An owner of another form, or of
+    another host, is never called dead: only its lease says when it is gone."""
+    name, sep, pid = owner.rpartition(":")
+    return bool(sep) and name == host and pid.isdigit() and not alive(int(pid))
 
 
 def texts_of(jobs: list[EmbedJob]) -> list[str]:
@@ -126,6 +135,7 @@ class Indexer:
         self.seat: EmbedderSeat | None = None  # this process's registration
         self.leader: EmbedderSeat | None = None  # set while another recipe leads
         self._checked_at = self._renew_at = -float("inf")
+        self._swept = False  # `_drop_dead_here` ran (once, before this indexer's first claim)
 
     async def may_embed(self) -> bool:
         """Whether this process's recipe is the database's: that of the oldest live indexer
@@ -139,11 +149,15 @@ class Indexer:
         if now - self._checked_at < self.lead_check_s:
             return self.leader is None
         if self.seat is None or now >= self._renew_at:
+            first = self.seat is None and not self._swept
             if self.seat is None or not await self.store.renew_embedder(self.seat.id,
                                                                         lease_s=self.lease_s):
                 self.seat = await self.store.register_embedder(self.owner, self.embedder.recipe,
                                                                lease_s=self.lease_s)
             self._renew_at = now + self.lease_s / 3  # two renewals may fail within the lease
+            if first:
+                self._swept = True
+                await self._drop_dead_here()
         lead = await self.store.leading_embedder()
         other = lead if other_recipe_leads(lead, self.embedder.recipe) else None
         if other is not None and self.leader is None:
@@ -157,6 +171,26 @@ class Indexer:
                         "re-embedding the stories with this one", self.embedder.recipe)
         self.leader, self._checked_at = other, now
         return other is None
+
+    async def _drop_dead_here(self) -> None:
+        """Drop the registrations of this machine's indexers that were killed (kill -9, OOM,
+        power cut: no `close`), and, when no other indexer is left, hand back the claims they
+        held. Left to their leases, a killed run held its chunk for `lease_s` (10 min: "N
+        stories still lack a vector" after every rerun), and a killed indexer of the old recipe
+        kept leading, so the new one waited for it and told the operator to stop a process that
+        no longer existed. Runs before this indexer's first claim only: a claim of its own is
+        then never among those handed back."""
+        host = socket.gethostname()
+        dead = [s for s in await self.store.live_embedders()
+                if s.id != self.seat.id and dead_here(s.owner, host, process_alive)]
+        if not dead:
+            return
+        for s in dead:
+            await self.store.drop_embedder(s.id)
+        freed = await self.store.release_orphan_embed_claims(self.seat.id, lease_s=self.lease_s)
+        log.warning("index.dead_indexers owners=%s released=%d: indexers of this machine that "
+                    "were killed; their claims are embedded now, not after their lease",
+                    ",".join(s.owner for s in dead), freed)
 
     async def close(self) -> None:
         """Drop this process's registration, so an indexer of another recipe may lead now."""

@@ -5,7 +5,11 @@ Run on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import socket
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 
@@ -14,7 +18,7 @@ import pytest
 
 from aggregator.model import StoryDraft
 from recommender.embed import HashingEmbedder
-from recommender.indexer import Indexer, plan_pieces, texts_of
+from recommender.indexer import Indexer, dead_here, plan_pieces, texts_of
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -317,3 +321,53 @@ async def test_indexers_of_one_recipe_share_the_lead(store):
     b = Indexer(store, Renamed("same"), owner="b", chunk=3, lead_check_s=0)
     assert await a.run_once() == 3 and await b.run_once() == 3
     assert a.leader is None and b.leader is None
+
+
+def test_dead_here_only_for_a_gone_process_of_this_host():
+    def alive(pid):
+        return pid == 7
+
+    assert dead_here("vm:8", "vm", alive)
+    assert not dead_here("vm:7", "vm", alive)  # still runs
+    assert not dead_here("other:8", "vm", alive)  # another machine: only its lease tells
+    assert not dead_here("machine-a", "vm", alive) and not dead_here("vm:x", "vm", alive)
+    assert dead_here("host:with:colons:8", "host:with:colons", alive)
+
+
+def gone_pid() -> int:
+    """The pid of a process that has ended (as one killed with kill -9 has)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("new_recipe", ["recipe-a", "recipe-b"])
+async def test_a_killed_indexer_of_this_machine_neither_leads_nor_holds_its_claims(
+        store, new_recipe):
+    """`tidings index` killed (kill -9) mid-run: its registration and its claims stayed for the
+    whole lease (10 min). A rerun embedded nothing of its chunk ("N stories still lack a
+    vector"), and after a change of embedder the new recipe waited for the dead process,
+    telling the operator to stop it. The next indexer of this machine drops both at once."""
+    ids = await seed(store, 12)
+    dead = f"{socket.gethostname()}:{gone_pid()}"
+    seat = await store.register_embedder(dead, "recipe-a", lease_s=600)
+    assert len(await store.claim_embed_backlog("recipe-a", 8, lease_s=600)) == 8
+    report = await Indexer(store, Renamed(new_recipe), lead_check_s=0).drain()
+    assert report.waiting_for is None
+    assert report.embedded == 12 and report.backlog == 0
+    assert len(await store.load_vectors(ids, new_recipe)) == 12
+    assert seat.id not in [s.id for s in await store.live_embedders()]
+
+
+async def test_a_live_indexer_keeps_its_claims_and_its_lead(store):
+    """Another live process (here: this one, under another registration) or one on another
+    machine is left alone: its claims run out with their lease, as before."""
+    await seed(store, 12)
+    await store.register_embedder(f"{socket.gethostname()}:{os.getpid()}", "recipe-a",
+                                  lease_s=600)
+    await store.register_embedder(f"elsewhere:{gone_pid()}", "recipe-a", lease_s=600)
+    assert len(await store.claim_embed_backlog("recipe-a", 8, lease_s=600)) == 8
+    report = await Indexer(store, Renamed("recipe-a"), lead_check_s=0).drain()
+    assert report.embedded == 4 and report.backlog == 8
+    report = await Indexer(store, Renamed("recipe-b"), lead_check_s=0).drain()
+    assert report.embedded == 0 and report.waiting_for is not None

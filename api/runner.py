@@ -205,7 +205,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         # the store closes.
         await asyncio.gather(*stopping, return_exceptions=True)
         if svc.corpus is not None and svc.corpus.owner:
-            await svc.corpus.save()
+            await svc.corpus.try_save()  # the next start repairs what it could not write
         await svc.close()
         gc.unfreeze()  # a caller that goes on (tests, the ingest benchmark) collects as before
 
@@ -306,7 +306,7 @@ async def _save_if_dirty(svc: Services, clock: _SaveClock | None = None) -> None
     if clock is not None and not save_due(loop.time(), clock.last_end, clock.last_took_s):
         return
     started = loop.time()
-    await svc.corpus.save()
+    await svc.corpus.try_save()  # a failure is paced like a save: a full disk is not hammered
     if clock is not None:
         clock.last_end, clock.last_took_s = loop.time(), loop.time() - started
 

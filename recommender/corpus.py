@@ -510,7 +510,7 @@ class Corpus:
             log.info("index.repaired added=%d removed=%d", added, len(extra))
         await self.follow()
         if self.owner and (self.dirty or not restored):
-            await self.save()  # also when only the snapshot was missing or stale
+            await self.try_save()  # also when only the snapshot was missing or stale
         return {"indexed": len(self.vindex), "repaired_added": added,
                 "repaired_removed": int(len(extra)), "restored": restored}
 
@@ -660,7 +660,25 @@ class Corpus:
                 self.dirty = False
                 lexical = self.lexical.snapshot()
                 meta, write_records = self.meta.snapshot()
-            await asyncio.to_thread(self._save_files, watermark, lexical, meta, write_records)
+            try:
+                await asyncio.to_thread(self._save_files, watermark, lexical, meta, write_records)
+            except BaseException:
+                self.dirty = True  # not on disk: the next save tries again
+                raise
+
+    async def try_save(self) -> bool:
+        """`save`, with a failure to write (a full or read-only disk) logged instead of
+        raised; whether it saved. The files are a cache of the database: a process that cannot
+        write them serves from memory, and a later save, or the next start's repair, brings
+        them up to date. Raised, it stopped `tidings run` at start and lost the pending save
+        (the index was marked clean) when a periodic save failed."""
+        try:
+            await self.save()
+            return True
+        except OSError as e:
+            log.warning("index.save_failed dir=%s: %s; serving from memory, saved again later",
+                        self.index_dir, e)
+            return False
 
     def _save_files(self, watermark: int, lexical: dict[str, np.ndarray],
                     meta: dict[str, np.ndarray], write_records: Callable[[BinaryIO], None]) -> None:

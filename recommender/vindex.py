@@ -785,7 +785,11 @@ class FaissIndex:
                 wrapper.own_fields = False
                 faiss.copy_array_to_vector(base.labels, wrapper.id_map)
                 wrapper.ntotal = base.index.ntotal
-                faiss.write_index(wrapper, str(tmp_index))
+                try:
+                    faiss.write_index(wrapper, str(tmp_index))
+                except RuntimeError as e:  # FAISS's own error for a failed write (disk full)
+                    raise OSError(f"could not write {INDEX_FILE} in {directory}: "
+                                  f"{faiss_write_reason(e)}") from e
                 vectors = None
                 if base.exact is not None:
                     vectors = base.exact.save(tmp_vectors)
@@ -911,6 +915,13 @@ def _sample(vectors: np.ndarray | HalfVectors, size: int) -> np.ndarray:
         return vectors if isinstance(vectors, np.ndarray) else vectors.read_range(0, len(vectors))
     pick = np.sort(np.random.default_rng(0).choice(len(vectors), size, replace=False))
     return vectors[pick] if isinstance(vectors, np.ndarray) else vectors.get(pick)
+
+
+def faiss_write_reason(e: RuntimeError) -> str:
+    """The system's words from FAISS's write error ("... write error in PATH: 31 != 64
+    (No space left on device)"), not its source location and assertion."""
+    found = re.findall(r"\(([^()]+)\)\s*$", str(e))
+    return found[-1] if found else "write failed"
 
 
 def manifest(directory: Path) -> dict[str, Any] | None:

@@ -3,6 +3,8 @@ identical across replicas (run on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import contextlib
+import resource
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -504,3 +506,50 @@ def test_card_records_saved_before_tags_were_kept_still_restore(tmp_path):
     assert back[1].tags == () and back[2].tags == ("Love Island", "a b c")
     for t in (table, back):
         t.close()
+
+
+@contextlib.contextmanager
+def files_capped_at(max_bytes: int):
+    """The operating system refuses to grow any file of this process past `max_bytes`
+    (RLIMIT_FSIZE; Python ignores SIGXFSZ, so a write fails with EFBIG): a full disk, for
+    the index files only when the limit is set around their writes."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+async def test_index_files_that_cannot_be_written_neither_stop_nor_get_forgotten(store, tmp_path):
+    """A full disk under the index files: `tidings run` refused to start (FAISS's write error,
+    a RuntimeError, reached the CLI as a traceback), and a periodic save that failed marked
+    the index clean, so it was not tried again until the next story. The files are a cache:
+    the corpus serves from memory, keeps them pending, and writes them once there is room."""
+    emb = HashingEmbedder(256)  # ~1 KiB a vector: the FAISS file outgrows the cap, cards do not
+    await store.upsert_stories([StoryDraft(url=f"https://e.org/{i}", title=f"Story {i}",
+                                           text=f"words {i}") for i in range(1500)], NOW)
+    await Indexer(store, emb).drain()
+
+    def make() -> Corpus:
+        return Corpus(store, recipe=emb.recipe, dim=emb.dim, index_dir=tmp_path / "ix",
+                      owner=True, index_factory=lambda: FaissIndex(emb.dim))
+
+    c = make()
+    with files_capped_at(512 * 1024):
+        info = await c.start()
+    assert info["indexed"] == 1500 and c.dirty
+    assert FaissIndex.load(tmp_path / "ix") is None
+    assert await c.try_save() and not c.dirty
+    assert len(FaissIndex.load(tmp_path / "ix")) == 1500
+
+    async with store.engine.begin() as conn:  # a takedown of ten, while the API runs
+        await conn.execute(text("DELETE FROM stories WHERE url LIKE 'https://e.org/1_'"))
+    assert await c.follow() == 10
+    with files_capped_at(512 * 1024), pytest.raises(OSError, match="File too large"):
+        await c.save()  # `tidings index`: a one-line error, not a traceback
+    assert c.dirty  # still to be written
+    with files_capped_at(512 * 1024):
+        assert not await c.try_save()
+    assert c.dirty and await c.try_save() and not c.dirty
+    assert len(FaissIndex.load(tmp_path / "ix")) == 1490

@@ -383,7 +383,8 @@ async def index_once(settings, *, rebuild: bool) -> int:
 
     svc = await build(settings, index=True, owner_of_files=True)
     try:
-        await svc.corpus.start()
+        with Progress("load") as bar:  # the repair, or a whole build when no file is usable
+            await svc.corpus.start(progress=bar.callback())
         with Progress("embed") as bar:
             rep = await svc.indexer.drain(progress=bar.callback())
         if rep.waiting_for is not None:

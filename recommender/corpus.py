@@ -502,7 +502,7 @@ class Corpus:
                 progress(min(i + 2000, len(missing)), len(missing))
         # Restored: only the stories the index lacked (the others are in the snapshot, minus
         # those removed above); otherwise every story, as the lexical index starts empty.
-        await self._load_meta([int(x) for x in (missing_before if restored else db_ids)])
+        await self._load_meta([int(x) for x in (missing_before if restored else db_ids)], progress)
         self.watermark = watermark
         self.dirty = bool(added or len(extra))
         self.version += 1
@@ -585,10 +585,16 @@ class Corpus:
             await asyncio.to_thread(self.vindex.rebuild, ids[:n], vecs[:n])
         return n
 
-    async def _load_meta(self, ids: list[int]) -> None:
+    async def _load_meta(self, ids: list[int],
+                         progress: Callable[[int, int], None] | None = None) -> None:
+        """Cards and lexical entries of `ids`, read from the database. Reported to `progress`
+        (after the vectors, as a second pass): without a usable snapshot this is most of a
+        start (~10 min at a million stories), which a terminal showed as silence."""
         for i in range(0, len(ids), META_CHUNK):
             stories = await self.store.get_stories(ids[i:i + META_CHUNK])
             self._put_meta(list(stories.values()))
+            if progress:
+                progress(min(i + META_CHUNK, len(ids)), len(ids))
 
     def _put_meta(self, stories: list[Story]) -> None:
         self.meta.put_many(meta_of(s) for s in stories)

@@ -245,9 +245,9 @@ def _count_meta_loads(monkeypatch) -> list[list[int]]:
     calls: list[list[int]] = []
     plain = Corpus._load_meta
 
-    async def counting(self, ids):
+    async def counting(self, ids, progress=None):
         calls.append(list(ids))
-        return await plain(self, ids)
+        return await plain(self, ids, progress)
 
     monkeypatch.setattr(Corpus, "_load_meta", counting)
     return calls
@@ -553,3 +553,19 @@ async def test_index_files_that_cannot_be_written_neither_stop_nor_get_forgotten
         assert not await c.try_save()
     assert c.dirty and await c.try_save() and not c.dirty
     assert len(FaissIndex.load(tmp_path / "ix")) == 1490
+
+
+async def test_a_start_reports_its_progress_while_it_reads_the_cards(store, tmp_path, monkeypatch):
+    """Without a usable snapshot a start reads every story's card and text again (~10 min at
+    a million stories): `tidings index` showed no bar for it, only for vectors to add."""
+    import recommender.corpus as corpus_module
+
+    monkeypatch.setattr(corpus_module, "META_CHUNK", 7)
+    await seed(store)
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    (tmp_path / "ix" / "corpus.json").unlink()  # the index file stays usable, the cards not
+    seen: list[tuple[int, int]] = []
+    info = await corpus(store, tmp_path / "ix").start(progress=lambda d, t: seen.append((d, t)))
+    assert info["repaired_added"] == 0 and not info["restored"]
+    assert seen == [(7, 20), (14, 20), (20, 20)]

@@ -73,7 +73,10 @@ class IndexReport:
 def dead_here(owner: str, host: str, alive: Callable[[int], bool]) -> bool:
     """Whether a registration's owner (`host:pid`, as `Indexer.owner` makes it) names a
     process of this machine that no longer runs. Pure. An owner of another form, or of
-    another host, is never called dead: only its lease says when it is gone."""
+    another host, is never called dead: only its lease says when it is gone. Assumes a host
+    name names one pid namespace, as the sweep of a killed save's temporary files does
+    (`vindex.sweep_temps`): containers sharing both a host name and a database would each
+    take the other for dead (give them their own host names, Docker's default)."""
     name, sep, pid = owner.rpartition(":")
     return bool(sep) and name == host and pid.isdigit() and not alive(int(pid))
 

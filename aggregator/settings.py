@@ -558,8 +558,18 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ)
             raise ConfigError(f"unknown top-level key or section (known: {known})", file=file,
                               line=lines.of(key), key=key)
 
+    file_key = given["api"].get("api_key")
     for (section, key), override in _env_overrides(env).items():
         (given[section] if section else top)[key] = override
+    key_now = given["api"].get("api_key")
+    if (file_key and str(file_key[0]).strip() and key_now is not file_key
+            and not str(key_now[0]).strip()):
+        # `TIDINGS_API_KEY=${KEY}` with KEY unset turned the file's key off without a word: the
+        # operator routes (reader export and deletion, source resets) open to anyone.
+        raise key_now[1].error(
+            "is empty while the settings file sets api.api_key: that would turn authentication "
+            "off. Unset the variable to use the file's key (or remove api_key from the file to "
+            "run without one)", "api.api_key")
 
     top_values: dict[str, Any] = {}
     for key, (raw, origin) in top.items():

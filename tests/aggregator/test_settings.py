@@ -192,6 +192,18 @@ def test_api_key_alias_and_the_long_form_wins(tmp_path):
     assert load_settings(path, env={"TIDINGS_API_KEY": ""}).api.api_key == ""
 
 
+def test_an_empty_api_key_variable_cannot_turn_the_files_key_off(tmp_path):
+    """`TIDINGS_API_KEY=${KEY}` with KEY unset silently ran without the key the file sets:
+    reader export and deletion open to anyone."""
+    path = write(tmp_path, '[api]\napi_key = "from-the-file"\n')
+    assert load_settings(path, env={}).api.api_key == "from-the-file"
+    assert load_settings(path, env={"TIDINGS_API_KEY": "other"}).api.api_key == "other"
+    for var in ("TIDINGS_API_KEY", "TIDINGS_API_API_KEY"):
+        with pytest.raises(ConfigError) as e:
+            load_settings(path, env={var: " "})
+        assert var in str(e.value) and "authentication off" in str(e.value)
+
+
 @pytest.mark.parametrize(("text", "value"), [
     ("1", True), ("true", True), ("YES", True), ("on", True),
     ("0", False), ("False", False), ("no", False), (" off ", False)])

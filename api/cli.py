@@ -609,7 +609,9 @@ async def cmd_related(settings, args) -> int:
                   "with --text only (--id and --url blocks use the stored or fetched article's)",
                   file=sys.stderr)
             return EXIT_USAGE
-    svc = await build(settings, serve=True)
+    # The operator's own command: an intranet or loopback page may be read, as their sources
+    # may be on any host (DESIGN.md 4.2 restricts only the API's callers).
+    svc = await build(settings, serve=True, guard_callers=False)
     try:
         await svc.corpus.start()
         f = Filters(args.category, args.site, args.exclude_site, args.max_age_days)

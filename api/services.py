@@ -70,10 +70,12 @@ def release_model(embedder: Embedder | None) -> None:
         release()
 
 
-def caller_fetcher_factory(settings: Settings, resolver_factory: Callable | None = None):
-    """Fetchers for URLs that API callers send: guarded against SSRF, tighter limits."""
+def caller_fetcher_factory(settings: Settings, resolver_factory: Callable | None = None, *,
+                           guarded: bool = True):
+    """Fetchers for URLs that callers send: guarded against SSRF (`guarded`, for the API's
+    callers; the operator's own `tidings related --url` is not), tighter limits."""
     api = settings.api
-    guard = AddressGuard(frozenset(h.lower() for h in api.fetch_allow_hosts))
+    guard = AddressGuard(frozenset(h.lower() for h in api.fetch_allow_hosts)) if guarded else None
     policy = FetchPolicy(
         user_agent=settings.collect.user_agent,
         connect_timeout_s=min(settings.collect.connect_timeout_s, api.fetch_timeout_s),
@@ -101,12 +103,15 @@ async def build(
     embedder: Embedder | None = None,
     corpus: bool = False,
     mmap: bool = False,
+    guard_callers: bool = True,
 ) -> Services:
     """Wire the parts a process needs. `owner_of_files`: this process saves the index files.
 
     `corpus`: a corpus even without the serve or index role (the `serve --workers` supervisor
     brings the saved index up to date with it). `mmap`: map the saved index read-only instead of
     reading it into this process, so worker processes share its pages (api/workers.py).
+    `guard_callers`: pages fetched for related-by-URL reach public addresses only (off for the
+    operator's own command line, as their sources may be on any host: DESIGN.md 4.2).
     """
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +142,7 @@ async def build(
         max_age = settings.related.max_age_days or None
         svc.related = RelatedService(
             svc.corpus, emb, store,
-            fetcher_factory=caller_fetcher_factory(settings, resolver_factory),
+            fetcher_factory=caller_fetcher_factory(settings, resolver_factory, guarded=guard_callers),
             url_cache_s=settings.api.url_cache_s,
             source_weights=await store.source_weights(),
             default_max_age_days=max_age,

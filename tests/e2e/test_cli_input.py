@@ -218,3 +218,21 @@ def test_related_says_when_stories_are_not_indexed_yet(cli_env, tmp_path):
     assert run_cli(["index"], cli_env).returncode == 0
     r = run_cli(["related", "--text", "boats in the harbour", "--json"], cli_env)
     assert r.returncode == 0 and json.loads(r.stdout)["related"] and "no vector" not in r.stderr
+
+
+async def test_related_by_url_in_the_cli_reads_an_intranet_page(cli_env):
+    """The operator's `related --url` refused a loopback or intranet page ("resolves to
+    non-public address"), though only API callers' URLs are restricted (DESIGN.md 4.2)."""
+    import asyncio
+
+    from tests.localsite import LocalSite
+
+    words = " ".join(f"The harbour board met on day {i} to talk about the new ferry." for i in range(20))
+    page = (f"<html><head><title>Ferry plan</title></head><body><article><h1>Ferry plan agreed"
+            f"</h1><p>{words}</p><p>{words}</p></article></body></html>")
+    async with LocalSite() as site:
+        site.route("/ferry.html", body=page, content_type="text/html")
+        r = await asyncio.to_thread(run_cli, ["related", "--url", site.url("/ferry.html"), "--json"],
+                                    cli_env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["article"]["title"].startswith("Ferry plan")

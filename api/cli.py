@@ -656,16 +656,26 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 
 
-def _ago(at) -> str:
+def _ago(at, now=None) -> str:
     if at is None:
         return "-"
     from datetime import UTC, datetime
 
-    s = (datetime.now(UTC) - at).total_seconds()
+    s = ((now or datetime.now(UTC)) - at).total_seconds()
     sign = "in " if s < 0 else ""
     s = abs(s)
     text = f"{s:.0f}s" if s < 90 else f"{s / 60:.0f}m" if s < 5400 else f"{s / 3600:.1f}h" if s < 172800 else f"{s / 86400:.0f}d"
     return sign + text + ("" if sign else " ago")
+
+
+def next_check(at, now=None) -> str:
+    """The NEXT CHECK column: "due" once the time has come (a pending source read "0s ago",
+    an overdue one "5m ago", as if that check had happened), else "in ..."."""
+    from datetime import UTC, datetime
+
+    if at is not None and at <= (now or datetime.now(UTC)):
+        return "due"
+    return _ago(at, now)
 
 
 def check_counts(items: int, found) -> str:
@@ -732,7 +742,7 @@ async def cmd_sources(settings, args) -> int:
         status = r.status if r.enabled else "disabled"
         err = (r.last_error or "")[:60] + (f" (x{r.error_count})" if r.error_count > 1 else "")
         table.append([r.name, status, r.category, str(r.stories), _ago(r.last_success_at),
-                      _ago(r.next_check_at), err])
+                      next_check(r.next_check_at), err])
     print(_table(table))
     return 0
 

@@ -236,3 +236,23 @@ async def test_related_by_url_in_the_cli_reads_an_intranet_page(cli_env):
                                     cli_env)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["article"]["title"].startswith("Ferry plan")
+
+
+def test_sources_list_says_due_for_a_source_waiting_for_its_check(cli_env, tmp_path):
+    """NEXT CHECK read "0s ago" for a source never fetched (and "5m ago" for an overdue one),
+    as if that check had happened."""
+    from datetime import UTC, datetime, timedelta
+
+    from api.cli import next_check
+
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    assert next_check(now, now) == next_check(now - timedelta(minutes=5), now) == "due"
+    assert next_check(now + timedelta(minutes=5), now) == "in 5m"
+    assert next_check(None, now) == "-"
+    path = tmp_path / "sources.toml"
+    path.write_text('[[source]]\nname = "waiting"\nurl = "https://news.example/feed.xml"\n'
+                    'category = "news"\n', encoding="utf-8")
+    r = run_cli(["sources", "list"], {**cli_env, "TIDINGS_SOURCES_FILE": str(path)})
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith("waiting"))
+    assert " due" in row and "ago" not in row, r.stdout

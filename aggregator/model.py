@@ -76,6 +76,11 @@ class SourceSpec:
     selectors: Selectors | None = None
 
 
+# Story ids are signed 64-bit in both engines: a larger one cannot exist, and passing it down made
+# the SQLite driver raise OverflowError (a 500 in the API, a traceback in the CLI).
+MAX_STORY_ID = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class StoryDraft:
     """A story ready to be upserted: canonical URL is its identity."""

@@ -6,6 +6,7 @@ Handlers are thin: they validate, call a service, shape JSON. Contracts: DESIGN.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -31,10 +32,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aggregator.canonical import site_key
 from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
+from aggregator.model import MAX_STORY_ID
 from aggregator.names import name_key
 from aggregator.store import database_unavailable, other_recipe_leads
 from api.cards import CardOut, block_json, card, iso
-from api.errors import ApiError, error_response
+from api.errors import ApiError, error_response, unreadable_body_message
 from api.events import (
     MAX_BATCH,
     READER_ID,
@@ -56,6 +58,13 @@ from recommender.related import Filters
 
 log = logging.getLogger("tidings.api")
 STATIC = Path(__file__).with_name("static")
+
+
+@functools.cache  # read and gzipped on first use, once a process: create_app does no file I/O
+def widget_script() -> StaticFile:
+    return load_static(STATIC / "widget.js")
+
+
 def block_filters(
     category: Annotated[str | None, Query(max_length=80)] = None,
     site: Annotated[str | None, Query(max_length=255)] = None,
@@ -84,9 +93,6 @@ MAX_REQUEST_BODY_BYTES = 2 * 1024 * 1024
 # loaded machine), so a 100 kB URL got our JSON 422 or a reset depending on timing. With room
 # for such heads, the API's own limits answer them; this bounds what one connection can hold.
 MAX_REQUEST_HEAD_BYTES = 256 * 1024
-# Story ids are signed 64-bit in both engines; a larger one cannot exist, and passing it down made
-# the SQLite driver raise OverflowError (a 500 found by the fuzzer, tests/api/test_fuzz.py).
-MAX_STORY_ID = 2**63 - 1
 # The most candidates a reader-aware block asks for, however much of them the reader read.
 PERSONAL_FETCH_MAX = 1000
 StoryId = Annotated[int, PathParam(ge=1, le=MAX_STORY_ID)]
@@ -342,16 +348,6 @@ def routing_message(status: int, detail: str, method: str, path: str, allow: str
     if status == 405 and detail == "Method Not Allowed":
         return f"{path} does not take {method}" + (f"; it takes {allow}" if allow else "")
     return detail
-
-
-def unreadable_body_message(cause: BaseException | None) -> str:
-    """Why FastAPI could not read a JSON body at all: bytes that are no text, or a structure
-    deeper than the parser goes (what /v1/events says for the same bodies)."""
-    if isinstance(cause, UnicodeDecodeError):
-        return "the body is not JSON: it is not UTF-8 text"
-    if isinstance(cause, RecursionError):
-        return "the body is not JSON this API reads: nested too deeply"
-    return "the body is not JSON this API can read"
 
 
 def body_problem(errors: list[dict]) -> tuple[int, str, str] | None:
@@ -783,13 +779,9 @@ def create_app(svc: Services) -> FastAPI:
             return Response(status_code=304, headers=headers)
         return HTMLResponse(html, headers=headers)
 
-    widget_script: list[StaticFile] = []  # read on first use: create_app does no file I/O
-
     @app.get("/widget.js", tags=["widget"], include_in_schema=False)
     async def widget_js(request: Request):
-        if not widget_script:
-            widget_script.append(load_static(STATIC / "widget.js"))
-        script = widget_script[0]
+        script = widget_script()
         # Sent raw, it was 20 kB on every publisher page (7 kB gzipped), and downloaded again
         # after each max-age: now gzipped when accepted, and revalidated by ETag.
         gzipped = accepts_gzip(request.headers.get("accept-encoding"))

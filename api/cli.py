@@ -46,10 +46,11 @@ def _ranged(kind: type, low: float, high: float, *, low_open: bool = False):
 
 
 _PORT = _ranged(int, 0, 65535)
-MAX_STORY_ID = 2**63 - 1  # a BIGINT; a larger one was an OverflowError traceback in the driver
 
 
 def _story_id(value: str) -> int:
+    from aggregator.model import MAX_STORY_ID
+
     try:
         n = int(value)
     except ValueError:

@@ -14,3 +14,13 @@ class ApiError(Exception):
 def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
                         headers=headers)
+
+
+def unreadable_body_message(cause: BaseException | None) -> str:
+    """Why FastAPI could not read a JSON body at all: bytes that are no text, or a structure
+    deeper than the parser goes (what /v1/events says for the same bodies)."""
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not JSON: it is not UTF-8 text"
+    if isinstance(cause, RecursionError):
+        return "the body is not JSON this API reads: nested too deeply"
+    return "the body is not JSON this API can read"

@@ -16,8 +16,10 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from aggregator.canonical import canonical_url
+from aggregator.model import MAX_STORY_ID
 from aggregator.store import EventRecord, Store, event_key
-from api.errors import ApiError
+from api.errors import ApiError, unreadable_body_message
+from recommender.profile import EVENT_TYPES
 
 log = logging.getLogger("tidings.events")
 
@@ -28,15 +30,12 @@ MAX_PAST = timedelta(days=30)
 READER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-EVENT_TYPES = ("impression", "click", "read")
-
-
 class EventIn(BaseModel):
     # The pattern and the types are checked by the validators below (for their messages); the
     # schema states them too, so the OpenAPI document says what a valid event is.
     reader: str = Field(min_length=1, max_length=128,
                         json_schema_extra={"pattern": READER_ID.pattern})
-    story_id: int | None = Field(default=None, ge=1, le=2**63 - 1)  # ids are signed 64-bit
+    story_id: int | None = Field(default=None, ge=1, le=MAX_STORY_ID)
     url: str | None = Field(default=None, max_length=2048)
     type: str = Field(json_schema_extra={"enum": list(EVENT_TYPES)})
     at: datetime | None = None
@@ -100,7 +99,7 @@ def parse_events(body: bytes) -> list[EventIn]:
     except ValueError as e:
         raise ApiError(400, "invalid_json", f"the body is not JSON: {e}") from e
     except RecursionError as e:  # 50,000 nested brackets fit the size cap: a 500 before
-        raise ApiError(400, "invalid_json", "the body is not JSON this API reads: nested too deeply") from e
+        raise ApiError(400, "invalid_json", unreadable_body_message(e)) from e
     raw = data.get("events") if isinstance(data, dict) and "events" in data else [data]
     if not isinstance(raw, list) or not raw:
         raise ApiError(422, "invalid_request", EXPECTED)

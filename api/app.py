@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import hmac
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +33,7 @@ from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
 from aggregator.model import MAX_STORY_ID
 from aggregator.names import name_key
 from aggregator.store import database_unavailable, other_recipe_leads
+from api.blockcache import BlockCache, CachedBlock, freshness
 from api.cards import CardOut, block_json, card, iso
 from api.errors import ApiError, error_response, unreadable_body_message
 from api.events import (
@@ -413,30 +412,6 @@ class RequestTiming:
                 time.perf_counter() - t0)
 
 
-class BlockCache:
-    """Serialized blocks keyed by request and corpus version: a new story invalidates all."""
-
-    def __init__(self, size: int = 2048):
-        self.size = size
-        self._items: OrderedDict[tuple, tuple[bytes, str]] = OrderedDict()
-
-    def get(self, key: tuple) -> tuple[bytes, str] | None:
-        hit = self._items.get(key)
-        if hit is not None:
-            self._items.move_to_end(key)
-        return hit
-
-    def put(self, key: tuple, body: bytes, identity: bytes | None = None) -> tuple[bytes, str]:
-        """`identity`: the bytes that decide the ETag when the body holds incidental parts
-        (a block's took_ms). A weak ETag, so that every worker process, and a recomputation
-        that found the same stories, give the same one and a revalidation gets its 304."""
-        etag = 'W/"' + hashlib.sha256(body if identity is None else identity).hexdigest()[:20] + '"'
-        self._items[key] = (body, etag)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-        return body, etag
-
-
 def block_identity(data: dict) -> bytes:
     """What a block's ETag stands for: the stories and their order, not the time it took or the
     scores (their freshness part moves with the clock, so two workers computing the same block
@@ -449,7 +424,6 @@ def create_app(svc: Services) -> FastAPI:
     settings = svc.settings
     api = settings.api
     metrics = Metrics()
-    cache = BlockCache()
     limiter = RateLimiter()
     app = FastAPI(
         title="Tidings",
@@ -565,6 +539,19 @@ def create_app(svc: Services) -> FastAPI:
         corpus = svc.corpus.version if svc.corpus is not None else 0
         return corpus, svc.related.source_weights.version if svc.related is not None else 0
 
+    # A cached block is served until a story that could change it arrives (api/blockcache.py).
+    fresh = freshness(blocks_version, svc.corpus)
+    cache = BlockCache(fresh)
+
+    def ranked_at(block: Block) -> tuple[int, int]:
+        # The corpus version the ranking read (a story may have landed while the page was
+        # fetched or the block serialized: the cache checks it at the next lookup).
+        return block.version, blocks_version()[1]
+
+    def keep_for_fast_path(request: Request, entry: CachedBlock) -> None:
+        # What the fast path records this answer with (api/fastpath.py).
+        request.scope["tidings.block"] = (entry.version, entry.reach)
+
     def fetch_charge(request: Request) -> Callable[[], None]:
         """Related-by-URL calls are limited because each may fetch a page: only a fetch is
         charged (RelatedService.for_url calls this right before one), never a stored story's
@@ -574,17 +561,17 @@ def create_app(svc: Services) -> FastAPI:
         return lambda: limiter.check(("url", client_of(request)), api.related_url_per_minute)
 
     async def cached_block(request: Request, key: tuple, make) -> Response:
-        full_key = (*key, blocks_version())
-        hit = cache.get(full_key)
+        hit = cache.get(key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
             block: Block = await make()
             data = block_json(block)
             body = json.dumps(data, ensure_ascii=False).encode()
-            hit = cache.put(full_key, body, block_identity(data))
+            hit = cache.put_block(key, body, ranked_at(block), block.reach, block_identity(data))
         else:
             metrics.block_cache.labels("hit").inc()
-        body, etag = hit
+        keep_for_fast_path(request, hit)
+        body, etag = hit.body, hit.etag
         headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
         if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
@@ -764,16 +751,18 @@ def create_app(svc: Services) -> FastAPI:
         # Cached like the JSON blocks (same key scheme, new stories invalidate): the fragment is
         # the hottest call, one per article view, and rebuilding it cost ~50 ms of CPU each
         # time under the load test (docs/reliability.md).
-        full_key = ("widget", url, kk, f, blocks_version())
-        hit = cache.get(full_key)
+        key = ("widget", url, kk, f)
+        hit = cache.get(key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
             block = await guarded(lambda: rel.for_url(url, k=kk, filters=f,
                                                       before_fetch=fetch_charge(request)))
-            hit = cache.put(full_key, render_block_html(block_json(block)).encode())
+            hit = cache.put_block(key, render_block_html(block_json(block)).encode(),
+                                  ranked_at(block), block.reach)
         else:
             metrics.block_cache.labels("hit").inc()
-        html, etag = hit
+        keep_for_fast_path(request, hit)
+        html, etag = hit.body, hit.etag
         headers = {**HTML_HEADERS, "ETag": etag, "Cache-Control": "public, max-age=60"}
         if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
@@ -849,8 +838,7 @@ def create_app(svc: Services) -> FastAPI:
     # Added last, so it is the outermost layer: a replayed block skips the timing middleware
     # and the routing, which is most of the cost of a cached answer (api/fastpath.py).
     if api.fast_path:
-        app.add_middleware(FastPath, version=blocks_version,
-                           metrics=metrics)
+        app.add_middleware(FastPath, fresh=fresh, metrics=metrics)
 
     # Outermost of all: a HEAD reaches the fast path, the routes and CORS as the GET it mirrors.
     app.add_middleware(HeadAsGet)

@@ -13,8 +13,11 @@ on the 304 itself, so a worker that only sees revalidations still fills its cach
 What may be recorded is decided by the response, not the request: a 200 with an ETag and
 `Cache-Control: public`. A personalised block (`reader=`) is `private, no-store`, so however its
 query is spelled it is never replayed to someone else. Requests that name `reader` are not even
-looked up. A new corpus version (a story added or removed) or an edit of the sources' weights
-makes every entry stale, as in the app's own block cache. Metrics: a hit counts as a
+looked up. An answer is kept by the same rule as the app's own block cache
+(api/blockcache.py): until a story arrives that could change its block, or one of the block's
+candidates is removed, or the sources' weights are edited. The app tells which versions and
+reach the answer was ranked with (`scope["tidings.block"]`); an answer without them is kept
+only while the versions stay the same. Metrics: a hit counts as a
 block-cache hit and is observed in the request histogram under its route, as the app's timing
 middleware would. Rate limits: the app limits
 related-by-URL calls because each may fetch a page; a recorded answer fetches nothing, so hits
@@ -25,9 +28,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+
+from api.blockcache import FreshCache
+from recommender.reach import Reach
 
 # Paths whose GET answers may be replayed. The story id is checked by the app on the first
 # (recorded) request; a path the app refuses is never recorded, so this only has to be cheap.
@@ -37,9 +42,10 @@ MAX_BODY_BYTES = 256 * 1024
 _BODY_HEADERS = frozenset({b"content-length", b"content-type"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Recorded:
-    version: Hashable
+    version: Hashable  # the versions it was ranked at, moved on as each lookup finds it fresh
+    reach: Reach | None  # its candidate pool (recommender/reach.py)
     route: str  # the route template, the label the app's metrics use
     etag: str
     start: dict  # the http.response.start message for a 200, replayed as is
@@ -94,41 +100,14 @@ def lookup_key(scope: dict) -> tuple | None:
     return (path, query, origin), inm
 
 
-class ReplayCache:
-    """Recorded answers by request key, least recently used out first."""
-
-    def __init__(self, size: int = 2048):
-        self.size = size
-        self._items: OrderedDict[tuple, Recorded] = OrderedDict()
-
-    def get(self, key: tuple, version: Hashable) -> Recorded | None:
-        hit = self._items.get(key)
-        if hit is None:
-            return None
-        if hit.version != version:
-            del self._items[key]
-            return None
-        self._items.move_to_end(key)
-        return hit
-
-    def put(self, key: tuple, entry: Recorded) -> None:
-        self._items[key] = entry
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 class FastPath:
     """ASGI middleware: replay recorded related blocks, record new ones (see the module doc)."""
 
-    def __init__(self, app, *, version: Callable[[], Hashable], metrics, size: int = 2048):
+    def __init__(self, app, *, fresh: Callable[[Hashable, Reach | None], Hashable | None],
+                 metrics, size: int = 2048):
         self.app = app
-        self.version = version
         self.metrics = metrics
-        self.cache = ReplayCache(size)
+        self.cache = FreshCache(fresh, size)
         self._hit = metrics.block_cache.labels("hit")
         self._observers: dict[tuple[str, str], Callable[[float], None]] = {}
 
@@ -138,10 +117,9 @@ class FastPath:
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
         key, inm = found
-        version = self.version()
-        hit = self.cache.get(key, version)
+        hit = self.cache.get(key)
         if hit is None:
-            return await self._record(key, version, inm, scope, receive, send)
+            return await self._record(key, inm, scope, receive, send)
         status = await self._answer(hit, inm, send)
         self._hit.inc()
         self._observe(hit.route, status, time.perf_counter() - t0)
@@ -162,7 +140,7 @@ class FastPath:
             self._observers[(route, status)] = observe
         observe(seconds)
 
-    async def _record(self, key: tuple, version: Hashable, inm: bytes | None, scope, receive, send) -> None:
+    async def _record(self, key: tuple, inm: bytes | None, scope, receive, send) -> None:
         held: list[dict] = []
         if inm is not None:
             # A revalidation that misses here (another worker gave the ETag, or the entry was
@@ -187,7 +165,7 @@ class FastPath:
                 else:
                     chunks.append(body)
                     if not message.get("more_body", False):
-                        self._keep(key, version, scope, start, b"".join(chunks))
+                        self._keep(key, scope, start, b"".join(chunks))
             if inm is None:
                 await send(message)
             else:
@@ -195,22 +173,23 @@ class FastPath:
 
         await self.app(scope, receive, recording_send)
         if inm is not None:
-            hit = self.cache.get(key, version)
+            hit = self.cache.get(key)
             if hit is not None:
                 await self._answer(hit, inm, send)
             else:  # not recordable (an error, a private block): the app's answer as it was
                 for message in held:
                     await send(message)
 
-    def _keep(self, key: tuple, version: Hashable, scope: dict, start: dict, body: bytes) -> None:
-        # A block computed while the corpus changed may mix both versions: not recorded.
-        if self.version() != version:
+    def _keep(self, key: tuple, scope: dict, start: dict, body: bytes) -> None:
+        ranked = scope.get("tidings.block")
+        if ranked is None:  # the app said nothing of what the answer was ranked with
             return
+        version, reach = ranked
         headers = [(bytes(n), bytes(v)) for n, v in start["headers"]]
         etag = recordable(200, headers).decode("latin-1")
         route = getattr(scope.get("route"), "path", scope["path"])
         self.cache.put(key, Recorded(
-            version=version, route=route, etag=etag,
+            version=version, reach=reach, route=route, etag=etag,
             start={"type": "http.response.start", "status": 200, "headers": headers},
             not_modified={"type": "http.response.start", "status": 304,
                           "headers": [h for h in headers if h[0] not in _BODY_HEADERS]},

@@ -36,6 +36,7 @@ from aggregator.normalize import plausible_time
 from recommender.corpus import Corpus, StoryMeta
 from recommender.embed import Embedder, story_text
 from recommender.engine import CandidateMeta, RelatedEngine
+from recommender.reach import Reach
 from recommender.related import Filters, Query, Ranked, also_reported
 from recommender.weights import SourceWeights
 
@@ -84,7 +85,8 @@ class Block:
     article: Article
     related: list[tuple[StoryMeta, Ranked]]
     took_ms: float
-    version: int  # the corpus version it was computed on (cache key, ETag)
+    version: int  # the corpus version it was ranked on
+    reach: Reach | None = None  # what later stories would change it (recommender/reach.py)
 
 
 def failure_ttl_s(error: TidingsError, url_cache_s: float) -> float:
@@ -299,12 +301,13 @@ class RelatedService:
                       category=art.category,
                       same_as=frozenset() if art.duplicate_of is None else frozenset({art.duplicate_of}))
         version = self.corpus.version
-        ranked = self.engine().related(query, k=k, filters=filters, now=self.clock())
+        ranked, reach = self.engine().related_with_reach(query, k=k, filters=filters,
+                                                         now=self.clock())
         rows = [(self.corpus.meta[r.id], r) for r in ranked if r.id in self.corpus.meta]
         copies = await self._copy_sites([m.id for m, _ in rows])
         rows = [(m, also_reported(r, m.site, copies[m.id]) if m.id in copies else r)
                 for m, r in rows]
-        return Block(art, rows, (time.perf_counter() - t0) * 1000, version)
+        return Block(art, rows, (time.perf_counter() - t0) * 1000, version, reach)
 
     async def _copy_sites(self, ids: list[int]) -> dict[int, set[str]]:
         """The sites of the syndicated copies linked to these stories: exact copies are not

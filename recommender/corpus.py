@@ -38,6 +38,7 @@ from recommender import snapshot
 from recommender.halfvectors import HalfVectors
 from recommender.idmap import IdMap
 from recommender.lexical import LEXICAL_WORDS, TF_SLOPE, LexicalIndex, lead_words
+from recommender.reach import Change, Journal
 from recommender.vindex import EIGHT_BIT, FaissIndex, ids_digest, manifest, reconcile
 
 log = logging.getLogger("tidings.corpus")
@@ -451,6 +452,7 @@ class Corpus:
         self.watermark = 0
         self.dirty = False
         self.version = 0  # bumped on every change: block caches key on it
+        self.journal = Journal()  # what each version changed (recommender/reach.py)
         self._lock = threading.Lock()
         self._follow_lock = asyncio.Lock()
 
@@ -505,7 +507,7 @@ class Corpus:
         await self._load_meta([int(x) for x in (missing_before if restored else db_ids)], progress)
         self.watermark = watermark
         self.dirty = bool(added or len(extra))
-        self.version += 1
+        self._reset_version()
         if self.dirty:
             log.info("index.repaired added=%d removed=%d", added, len(extra))
         await self.follow()
@@ -635,10 +637,18 @@ class Corpus:
         if not stories:
             return
         with self._lock:
-            self.vindex.add(np.asarray([s.id for s in stories], dtype=np.int64), vectors)
+            ids = np.asarray([s.id for s in stories], dtype=np.int64)
+            self.vindex.add(ids, vectors)
             self._put_meta(stories)
             self.dirty = True
             self.version += 1
+            self.journal.record(Change(self.version, added=ids, vectors=vectors,
+                                       texts=[(s.title, lexical_text(s)) for s in stories]))
+
+    def _reset_version(self) -> None:
+        """A new version no journal step describes: every block cached before is ranked anew."""
+        self.version += 1
+        self.journal.record(Change(self.version, reset=True))
 
     def remove(self, ids: list[int]) -> None:
         with self._lock:
@@ -648,6 +658,7 @@ class Corpus:
                 self.lexical.remove(i)
             self.dirty = True
             self.version += 1
+            self.journal.record(Change(self.version, removed=frozenset(ids)))
 
     async def save(self) -> None:
         """Write the vector index, then the lexical index and cards beside it (owner only).
@@ -712,7 +723,7 @@ class Corpus:
         done = await self._build_from_store(total, progress)
         with self._lock:
             self.watermark = min(self.watermark, watermark) if self.watermark else watermark
-            self.version += 1
+            self._reset_version()
             self.dirty = True
         await self.follow()  # changes logged while we read are replayed (re-adding replaces)
         await self.save()
@@ -731,5 +742,5 @@ class Corpus:
             with self._lock:
                 self.recipe, self.index_dir = recipe, index_dir
                 self.watermark = 0
-                self.version += 1  # blocks cached for the old recipe are not reused
+                self._reset_version()  # blocks cached for the old recipe are not reused
             return True

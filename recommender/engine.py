@@ -8,6 +8,7 @@ no ranking itself: the store (through `meta`) and the ranking stay strangers.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from recommender.lexical import LexicalIndex
+from recommender.reach import Reach, pool_floor
 from recommender.related import (
     Candidate,
     Filters,
@@ -119,14 +121,28 @@ class RelatedEngine:
         now: datetime | None = None,
         params: RankParams | None = None,
     ) -> list[Ranked]:
-        if k <= 0:
-            return []
+        return self.related_with_reach(query, k=k, filters=filters, now=now, params=params)[0]
+
+    def related_with_reach(
+        self,
+        query: Query,
+        *,
+        k: int = 5,
+        filters: Filters | None = None,
+        now: datetime | None = None,
+        params: RankParams | None = None,
+    ) -> tuple[list[Ranked], Reach]:
+        """The block, and the reach of the pool it was ranked from (what later stories would
+        have to score to change it: recommender/reach.py)."""
+        if k <= 0:  # an empty block: nothing changes it
+            return [], Reach(vector=None, dense_floor=math.inf, lexical_floor=math.inf,
+                             pool=frozenset(), title="", text="")
         filters = filters or Filters()
         params = params or self.params
         n = self.overfetch * k + self.overfetch_extra
         narrowing = filters != Filters()
         while True:
-            candidates = self.candidates(query, n)
+            candidates, dense, lexical = self._pool(query, n)
             ranked = rank_related(
                 query, candidates, k=k, params=params, now=now, filters=filters,
                 # Names from the text the lexical index read, richer than title + summary.
@@ -138,14 +154,29 @@ class RelatedEngine:
             # for more, as far as `max_fetch`. Not every short block: with that, the related
             # flow at 1M synthetic stories measured 12.2 ms in-process p50 against 7.95 before
             # (rerun at 93d9f95, docs/benchmarks.md).
-            if len(ranked) >= k or n >= total or n >= self.max_fetch:
-                return ranked
-            if not narrowing and copies_under_title(query, candidates) == 0:
-                return ranked
+            if len(ranked) >= k or n >= total or n >= self.max_fetch or (
+                    not narrowing and copies_under_title(query, candidates) == 0):
+                return ranked, self._reach(query, candidates, dense, lexical, n)
             n = min(n * 4, self.max_fetch)
+
+    @staticmethod
+    def _reach(query: Query, candidates: list[Candidate], dense: dict[int, float],
+               lexical: dict[int, float], n: int) -> Reach:
+        # The pool holds the article's own id and copies too: their removal or edit changes
+        # what the ranking left out.
+        pool = frozenset([*dense, *lexical, *(c.id for c in candidates)])
+        return Reach(vector=query.vector,
+                     dense_floor=pool_floor(list(dense.values()), n, -math.inf),
+                     lexical_floor=pool_floor(list(lexical.values()), n, 0.0),
+                     pool=pool, title=query.title, text=query.text)
 
     def candidates(self, query: Query, n: int) -> list[Candidate]:
         """Union of the dense and lexical top-n, with metadata and vectors attached."""
+        return self._pool(query, n)[0]
+
+    def _pool(self, query: Query, n: int
+              ) -> tuple[list[Candidate], dict[int, float], dict[int, float]]:
+        """`candidates`, with the dense and lexical scores they were found by."""
         searching = None
         if query.vector is not None and len(self.vindex):
             searching = _beside(self.vindex.search, query.vector, n)
@@ -157,7 +188,7 @@ class RelatedEngine:
         if query.id is not None or query.same_as:
             ids = [i for i in ids if i != query.id and i not in query.same_as]
         if not ids:
-            return []
+            return [], dense, lexical
         metas = self.meta(ids)
         ids = [i for i in ids if i in metas]  # deleted since indexing: skip
         vectors = self._vectors(ids)
@@ -184,7 +215,7 @@ class RelatedEngine:
                        "published_at": None, **values},
                 )
             )
-        return out
+        return out, dense, lexical
 
     def _vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
         if not ids or not len(self.vindex):

@@ -242,6 +242,33 @@ class LexicalIndex:
         df = self._df[: len(self._terms)].astype(np.float64)
         return np.log((1.0 + n) / (1.0 + df)) + 1.0
 
+    def unit_vector(self, title: str, text: str, *, query: bool = False) -> dict[str, float]:
+        """The text as the unit tf-idf vector `search` scores with: the dot product of a query's
+        vector and a document's is the cosine `search` gives that document (without the walk
+        budget, which only lowers scores). As a query (`query=True`), only its
+        `max_query_terms` heaviest terms the corpus knows, as `search` walks; the norm counts
+        every term but corpus stop words, as `search`'s does. For checking one new document
+        against a cached block's query (recommender/reach.py) without running the search."""
+        vocab, df, stop = self._vocab, self._df, self._stop
+        n = len(self._slot)
+        weighted: dict[str, float] = {}
+        sq = 0.0
+        for term, w in self._weights(title, text).items():
+            tid = vocab.get(term)
+            d = int(df[tid]) if tid is not None else 0
+            if d and stop[tid]:
+                continue
+            wi = w * (math.log((1.0 + n) / (1.0 + d)) + 1.0)
+            sq += wi * wi
+            if d or not query:
+                weighted[term] = wi
+        if not sq:
+            return {}
+        if query:
+            weighted = dict(sorted(weighted.items(), key=lambda tw: -tw[1])[: self.max_query_terms])
+        norm = math.sqrt(sq)
+        return {t: w / norm for t, w in weighted.items()}
+
     def add(self, doc_id: int, title: str, text: str) -> None:
         """Index a document; re-adding an id replaces its previous text."""
         self.add_many([(doc_id, title, text)])

@@ -262,6 +262,55 @@ async def test_a_new_story_invalidates_the_recorded_blocks(stack, http):
     assert replay.content == new.content
 
 
+async def test_an_unrelated_story_keeps_the_blocks_and_a_removed_one_drops_them(stack, http):
+    """Selective invalidation (recommender/reach.py), through the fast path and through the
+    app's own cache: a story far from the article (another subject, other words) leaves its
+    blocks as they were, served from the caches; deleting a story of the block (a takedown
+    by SQL, which the database logs) ranks them again. Before, any new story threw away every
+    block, so each article's block was ranked again on nearly every view while stories came
+    in."""
+    from sqlalchemy import text as sql
+
+    from aggregator.model import StoryDraft
+    from aggregator.store import utcnow
+
+    base, _ = await stack.serve_variant(fast_path=False)
+    story = await some_story(http, "entertainment")
+    async with httpx.AsyncClient(base_url=base, timeout=20) as plain:
+        clients = [http, plain]
+        before = {}
+        for client in clients:
+            for path, params in routes(story):
+                await client.get(path, params=params)
+                before[client, path] = await client.get(path, params=params)
+        version = stack.svc.corpus.version
+        far = StoryDraft(url="https://garden.example/lentils", title="Growing lentils on a balcony",
+                         summary="Soak the seeds overnight, then sow them in deep pots.",
+                         text="Lentils need sun, loose soil and little water. " * 5,
+                         published_at=utcnow(), site="garden.example", source="garden",
+                         category="gardening")
+        await stack.svc.store.upsert_stories([far], utcnow())
+        await stack.svc.indexer.drain()
+        await stack.svc.corpus.follow()
+        assert stack.svc.corpus.version > version
+        for client in clients:
+            for path, params in routes(story):
+                again = await client.get(path, params=params)
+                # The very bytes, took_ms included: served from the cache, not ranked again.
+                assert again.content == before[client, path].content, (client, path)
+        related = before[http, routes(story)[0][0]].json()["related"]
+        async with stack.svc.store.engine.begin() as conn:
+            await conn.execute(sql("DELETE FROM stories WHERE id = :id"), {"id": related[0]["id"]})
+        await stack.svc.corpus.follow()
+        for client in clients:
+            for path, params in routes(story):
+                again = await client.get(path, params=params)
+                assert again.status_code == 200
+                assert again.content != before[client, path].content, (client, path)
+                if path != "/v1/widget":
+                    assert related[0]["id"] not in [c["id"] for c in again.json()["related"]]
+
+
 # ---------------------------------------------------------------- serve --workers
 
 

@@ -1,0 +1,91 @@
+"""The app's cache of serialized related blocks, and when a cached block may still be served.
+
+A block is kept with the versions it was ranked at (the corpus's, the sources' weights') and its
+reach (recommender/reach.py). A lookup after the corpus changed asks whether any change since
+could alter the block: a story that would join its candidate pool, or one of its pool removed
+or edited. If none could, the block is served and its version moved on, so the next lookup
+checks only what came after. An edit of the sources' weights re-ranks every block. The fast
+path (api/fastpath.py) keeps its recorded answers by the same rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from recommender.reach import Reach, still_good
+
+Versions = tuple[int, int]  # (corpus version, source weights version)
+
+
+@dataclass(slots=True)
+class CachedBlock:
+    body: bytes
+    etag: str
+    version: Versions
+    reach: Reach | None
+
+
+def freshness(now: Callable[[], Versions], corpus) -> Callable[[Hashable, Reach | None], Hashable | None]:
+    """`fresh(then, reach)`: the versions now if a block ranked at `then` may still be served,
+    else None. `corpus` may be None (a process without an index serves no blocks to keep)."""
+
+    def fresh(then: Hashable, reach: Reach | None) -> Hashable | None:
+        current = now()
+        if corpus is None or not isinstance(then, tuple) or then[1] != current[1]:
+            return current if then == current else None
+        if still_good(reach, then[0], current[0], corpus.journal, corpus.lexical):
+            return current
+        return None
+
+    return fresh
+
+
+class FreshCache:
+    """Entries by request key, least recently used out first, each kept while `fresh` says
+    nothing since could change it. An entry has `version` and `reach` (the app's blocks and
+    the fast path's recorded answers)."""
+
+    def __init__(self, fresh: Callable[[Hashable, Reach | None], Hashable | None],
+                 size: int = 2048):
+        self.fresh = fresh
+        self.size = size
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+
+    def get(self, key: tuple) -> Any:
+        hit = self._items.get(key)
+        if hit is None:
+            return None
+        now = self.fresh(hit.version, hit.reach)
+        if now is None:
+            del self._items[key]
+            return None
+        hit.version = now  # checked up to now: the next lookup checks only later changes
+        self._items.move_to_end(key)
+        return hit
+
+    def put(self, key: tuple, entry: Any) -> None:
+        self._items[key] = entry
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class BlockCache(FreshCache):
+    """The app's serialized blocks."""
+
+    def put_block(self, key: tuple, body: bytes, version: Versions, reach: Reach | None,
+                  identity: bytes | None = None) -> CachedBlock:
+        """`identity`: the bytes that decide the ETag when the body holds incidental parts
+        (a block's took_ms). A weak ETag, so that every worker process, and a recomputation
+        that found the same stories, give the same one and a revalidation gets its 304."""
+        etag = 'W/"' + hashlib.sha256(body if identity is None else identity).hexdigest()[:20] + '"'
+        entry = CachedBlock(body, etag, version, reach)
+        self.put(key, entry)
+        return entry

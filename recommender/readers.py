@@ -190,7 +190,12 @@ class FeedService:
         # `read` and came back in the reader's feed and related blocks. Asked only when the
         # limit was reached: below it, `engaged` holds them all.
         read_ids = (await self.store.reader_story_ids(reader, since=since, until=now)
-                    if len(engaged) >= PROFILE_EVENTS else ())
+                    if len(engaged) >= PROFILE_EVENTS else set())
+        # A later page of a feed builds the profile as of the first page's snapshot (its order
+        # holds), which left out what was read since: a story read between two pages (in a
+        # related block, on another device) came on the next page. Read, it stays out; it
+        # shapes no interest until the next feed.
+        read_ids = {*read_ids, *(e.story_id for e in engaged if e.at > now)}
         events = [Event(e.reader, e.story_id, e.type, e.at, e.dwell_s) for e in records]
         meta = {i: (m.category, m.source) for i in {e.story_id for e in events}
                 if (m := self.corpus.meta.get(i)) is not None}

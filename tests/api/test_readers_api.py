@@ -106,6 +106,32 @@ async def test_a_story_read_this_second_is_not_in_the_feed(http, stack, monkeypa
     assert len(page["items"]) == 50 and pol[3] not in [c["id"] for c in page["items"]]
 
 
+async def test_a_story_read_after_the_first_page_is_not_on_the_next(http, stack, monkeypatch):
+    """The pages of one feed rank as of its first page's snapshot, and the profile left out
+    every event after it: a story the reader read (in a related block, on another device)
+    between two pages came on the next page all the same."""
+    real_now = datetime.now(UTC)
+    pol = await _ids(http, "politics", 4)
+    earlier = (real_now - timedelta(minutes=1)).isoformat()
+    events = [{"reader": "reader-later", "story_id": i, "type": "read", "at": earlier} for i in pol[:2]]
+    assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+    await _wait_events(stack, "reader-later", 2)
+    # The first page a little in the past, so the reads below come after its snapshot.
+    monkeypatch.setattr(stack.svc.feeds, "clock", lambda: real_now - timedelta(seconds=10))
+    feed = "/v1/readers/reader-later/feed"
+    first = (await http.get(feed, params={"k": 5})).json()
+    second = (await http.get(feed, params={"k": 5, "cursor": first["next"]})).json()
+    read_now = [c["id"] for c in second["items"][:2]]
+    events = [{"reader": "reader-later", "story_id": read_now[0], "type": "read"},
+              {"reader": "reader-later", "story_id": read_now[1], "type": "click"}]
+    assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+    await _wait_events(stack, "reader-later", 4)
+    again = (await http.get(feed, params={"k": 5, "cursor": first["next"]})).json()
+    ids = [c["id"] for c in again["items"]]
+    assert len(ids) == 5 and not set(read_now) & set(ids), (read_now, ids)
+    assert not {c["id"] for c in first["items"]} & set(ids)
+
+
 async def test_muted_category_never_appears(http):
     r = await http.put("/v1/readers/muter/preferences", json={"mute_categories": ["entertainment"]})
     assert r.status_code == 200

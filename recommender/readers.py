@@ -124,10 +124,12 @@ def sections_to_read(newest: Mapping[str, datetime | None], limit: int = SECTION
 
 
 def preferences_of(raw: dict | None) -> Preferences:
-    """Category and source names as their keys; topics in lower case (matched on text)."""
+    """Category and source names as their keys; topics in lower case (matched on text).
+    A blank name is none: a form's empty field (`"mute_categories": [""]`) muted every story
+    stored without a category, as if "" were a section."""
     raw = raw or {}
     return Preferences(**{k: frozenset(str(v).lower() if k == "mute_topics" else name_key(str(v))
-                                       for v in raw.get(k, ())) for k in PREF_KEYS})
+                                       for v in raw.get(k, ()) if str(v).strip()) for k in PREF_KEYS})
 
 
 class FeedService:

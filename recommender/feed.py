@@ -646,6 +646,7 @@ def _score_warm(
             profile.interests[g].anchor_story_id,
             titles,
             labels,
+            p.follow_weight,
         )
         out.append(_Scored(c, float(score[j]), g, reason, because))
     return out
@@ -674,6 +675,7 @@ def _reason(
     anchor: int,
     titles: Mapping[int, str],
     labels: Mapping[str, str],
+    follow_part: float,
 ) -> tuple[str, int | None]:
     if top == "co_read" and c.co_read_anchor is not None:
         t = titles.get(c.co_read_anchor)
@@ -681,7 +683,10 @@ def _reason(
         return text, c.co_read_anchor
     if top in ("trending", "fresh") and (label := _label(c, labels)):
         return (f"trending in {label}" if top == "trending" else f"new in {label}"), None
-    if followed and interest < 0.3:
+    # `interest` is the weighted interest part of the score, not a cosine: against a fixed 0.3
+    # (a cosine of 0.2), a followed film came "because you read" a basketball story it was
+    # barely like. The follow is the reason while its own part of the score weighs more.
+    if followed and interest < follow_part:
         return f"you follow {followed}", None
     t = titles.get(anchor)
     return (f"because you read “{t}”" if t else "like stories you read"), anchor

@@ -631,3 +631,28 @@ def test_a_muted_topic_hides_stories_tagged_with_it_whatever_their_title():
     shown = {it.id for it in order}
     assert shown and not shown & tagged
     assert shown == {c.id for c in cands} - tagged - profile.read
+
+
+def test_a_followed_story_that_matches_no_read_says_it_is_followed():
+    """The reason named a read whenever the interest part passed 0.3, a weighted score (1.5 x
+    cosine, plus the session): a reader of sports who follows movies saw a film story "because
+    you read" a basketball story it was barely like (cosine 0.2), while the follow had put it
+    there. The follow is the reason while it weighs more than the match."""
+    from recommender.profile import Interest, Profile
+
+    sport = np.zeros(DIM, dtype=np.float32)
+    sport[0] = 1.0
+    film = np.zeros(DIM, dtype=np.float32)
+    film[:2] = (0.25, np.sqrt(1 - 0.25**2))
+    close = np.zeros(DIM, dtype=np.float32)
+    close[:2] = (0.8, 0.6)
+    profile = Profile("fan", (Interest(sport, 1.0, 1),), {"sport": 1.0}, {}, None,
+                      frozenset({1}), frozenset({1}), 1, (1,))
+    cands = [FeedCandidate(2, sport, "sport", "a", title="Cup final"),
+             FeedCandidate(3, film, "movies", "b", title="A film"),
+             FeedCandidate(4, close, "movies", "b", title="A film about football")]
+    prefs = Preferences(follow_categories=frozenset({"movies"}))
+    reasons = {it.id: it.reason for it in feed_order(profile, cands, prefs=prefs, now=NOW,
+                                                     titles={1: "Semi-final"})}
+    assert reasons == {2: "because you read “Semi-final”", 3: "you follow movies",
+                       4: "because you read “Semi-final”"}

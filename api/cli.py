@@ -178,7 +178,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--only", choices=["ecbplus", "bbc", "uci", "seed"], help="one part only")
     q = es.add_parser("feed", help="personalized feed: MIND next-read HR@10 / MRR")
     _common(q)
-    q.add_argument("--data", metavar="DIR")
+    q.add_argument("--data", metavar="DIR",
+                   help="shared data folder (default ../shared/data), or its mind-small-sample folder")
     q.add_argument("--embedder", type=_embedder, help="default: [index] embedder from the settings")
     return top
 

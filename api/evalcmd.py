@@ -25,6 +25,20 @@ def data_dir(arg: str | None) -> Path:
     raise ConfigError(f"no evaluation data at {candidates[0]} (pass --data DIR)")
 
 
+MIND_FILES = ("news.tsv", "behaviors.tsv")
+
+
+def mind_dir(root: Path) -> Path:
+    """The MIND sample under the shared data folder, or `root` itself when it is the sample's
+    folder: `--data .../mind-small-sample` read ".../mind-small-sample/mind-small-sample/news.tsv"
+    and stopped on a bare "[Errno 2] No such file or directory"."""
+    for d in (root / "mind-small-sample", root):
+        if all((d / f).is_file() for f in MIND_FILES):
+            return d
+    raise ConfigError(f"no MIND sample at {root / 'mind-small-sample'} ({', '.join(MIND_FILES)}): "
+                      "pass --data the shared data folder or the sample's own")
+
+
 async def cmd_eval(settings, args) -> int:
     from recommender.embed import make_embedder
 
@@ -55,7 +69,7 @@ async def cmd_eval(settings, args) -> int:
     else:
         from recommender.evaluate_feed import eval_feed_mind
 
-        out = eval_feed_mind(root / "mind-small-sample", embedder)
+        out = eval_feed_mind(mind_dir(root), embedder)
         _say("MIND next-read", out)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out, indent=2, default=str))

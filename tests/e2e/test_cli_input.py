@@ -256,3 +256,14 @@ def test_sources_list_says_due_for_a_source_waiting_for_its_check(cli_env, tmp_p
     assert r.returncode == 0, r.stderr
     row = next(line for line in r.stdout.splitlines() if line.startswith("waiting"))
     assert " due" in row and "ago" not in row, r.stdout
+
+
+def test_eval_feed_takes_the_mind_folder_itself_and_names_a_missing_sample(cli_env, tmp_path, shared_data):
+    """`eval feed --data .../mind-small-sample` (the folder the figures come from) read
+    .../mind-small-sample/mind-small-sample/news.tsv; that and a folder without the sample
+    stopped on a bare "[Errno 2] No such file or directory" and exit 1."""
+    line = one_line_error(run_cli(["eval", "feed", "--data", str(tmp_path)], cli_env, timeout=60))
+    assert f"no MIND sample at {tmp_path / 'mind-small-sample'}" in line, line
+    r = run_cli(["eval", "feed", "--data", str(shared_data / "mind-small-sample")], cli_env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["n"] == 808

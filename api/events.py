@@ -39,7 +39,8 @@ class EventIn(BaseModel):
     url: str | None = Field(default=None, max_length=2048)
     type: str = Field(json_schema_extra={"enum": list(EVENT_TYPES)})
     at: datetime | None = None
-    dwell_s: float | None = Field(default=None, ge=0, le=86400)
+    # Finite: NaN and Infinity were refused as "less than or equal to 86400".
+    dwell_s: float | None = Field(default=None, ge=0, le=86400, allow_inf_nan=False)
     id: str | None = Field(default=None, max_length=100)  # client event id, for idempotency
 
     @field_validator("story_id", mode="before")

@@ -110,3 +110,15 @@ async def test_a_batch_with_unknown_stories_names_every_one(http, stack):
     assert r.json()["error"]["message"] == "no story with id 987654"
     await asyncio.sleep(0.5)
     assert await stack.svc.store.reader_events("r-unknown") == []  # nothing half-recorded
+
+
+async def test_a_dwell_time_that_is_no_number_says_so(http):
+    """NaN and Infinity (JSON.stringify's "NaN" of a 0/0 timer, or a literal) were refused as
+    "dwell_s: Input should be less than or equal to 86400": a client looked for a long dwell."""
+    s = await _story(http)
+    for dwell in (b'"NaN"', b"NaN", b"Infinity", b'"-inf"'):
+        body = b'{"reader": "r", "story_id": %d, "type": "read", "dwell_s": %s}' % (s["id"], dwell)
+        r = await http.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_event"), (dwell, r.text)
+        message = r.json()["error"]["message"]
+        assert "dwell_s" in message and "finite number" in message and "86400" not in message, message

@@ -93,6 +93,11 @@ class FeedParams:
     cold_follow_share: float = 3.0
     cold_trending_weight: float = 1.0
     cold_fresh_weight: float = 1.0
+    # A story the reader read, republished (another site, another id): under its headline at
+    # this cosine or closer, or under any headline nearly word for word. The related block's
+    # rule for the article itself (related.RankParams.self_title_cosine, README).
+    copy_title_cos: float = 0.9
+    copy_cos: float = 0.995
 
 
 DEFAULT_PARAMS = FeedParams()
@@ -322,6 +327,35 @@ def make_candidates(
             )
         )
     return out
+
+
+def copies_of_read(
+    candidates: Sequence[FeedCandidate],
+    read: Sequence[tuple[str, np.ndarray]],
+    params: FeedParams = DEFAULT_PARAMS,
+) -> set[int]:
+    """Ids of the candidates that are a story the reader read, republished: `read` holds the
+    read stories' (title, unit vector). Dropped by id alone, the same story on another site
+    came at the top of the reader's feed "because you read" it. Pure."""
+    if not candidates or not read:
+        return set()
+    mat = np.stack([c.vector for c in candidates]).astype(np.float32)
+    seen = np.stack([v for _, v in read]).astype(np.float32)
+    sims = mat @ seen.T
+    keys = [_title_key(t) for t, _ in read]
+    out = set()
+    for j in np.flatnonzero((sims >= params.copy_title_cos).any(axis=1)):  # a few, if any
+        c = candidates[int(j)]
+        key = _title_key(c.title)
+        for r in np.flatnonzero(sims[j] >= params.copy_title_cos):
+            if sims[j, r] >= params.copy_cos or (key and key == keys[r]):
+                out.add(c.id)
+                break
+    return out
+
+
+def _title_key(title: str) -> str:
+    return " ".join(title.lower().split())
 
 
 def _first(v: object) -> float:

@@ -24,6 +24,7 @@ from recommender.feed import (
     FeedItem,
     FeedParams,
     candidates_for,
+    copies_of_read,
     decode_cursor,
     encode_cursor,
     feed_order,
@@ -238,6 +239,18 @@ class FeedService:
             ))
         return out
 
+    def _without_copies(self, cands: list[FeedCandidate], profile: Profile,
+                        titles: Mapping[int, str]) -> list[FeedCandidate]:
+        """`cands` without the copies of what the reader read lately (their last
+        `ProfileParams.max_history` stories): the same story on another site is no news to
+        them. Older reads are left out by id only (a bounded cost: one product a read)."""
+        recent = [i for i in profile.history if i in titles]
+        if not recent:
+            return cands
+        read = list(zip((titles[i] for i in recent), self._vectors(recent), strict=True))
+        copies = copies_of_read(cands, read, self.params)
+        return [c for c in cands if c.id not in copies] if copies else cands
+
     def _trending_in(self, crowd: Crowd, key: str) -> list[int]:
         """The head of `crowd.trending` within one category (by its key: however the caller
         spells it, one entry), kept until the crowd is recounted (a few categories are asked
@@ -305,8 +318,8 @@ class FeedService:
                                fresh_ids=fresh, newest_id=newest)
         ids, pinned = pinned_candidates(found, at)
         at = replace(at, pinned=pinned)
-        cands = self._candidates(ids, crowd, co)
         titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
+        cands = self._without_copies(self._candidates(ids, crowd, co), profile, titles)
         order = feed_order(profile, cands, prefs=prefs, now=now, params=self.params, titles=titles,
                            limit=page_limit(at, k))
         page, after = page_of(order, at, k)
@@ -333,6 +346,8 @@ class FeedService:
             muted = mute_filter(prefs)
             cands = [c for c in cands
                      if c.id not in profile.read and not muted(c.category, c.source, c.title, c.topics)]
+            titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
+            cands = self._without_copies(cands, profile, titles)
         items = rank_trending(cands, now=self.clock(), category=key, params=self.params, k=k)
         return [(self.corpus.meta[it.id], it) for it in items if it.id in self.corpus.meta]
 

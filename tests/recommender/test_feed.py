@@ -656,3 +656,25 @@ def test_a_followed_story_that_matches_no_read_says_it_is_followed():
                                                      titles={1: "Semi-final"})}
     assert reasons == {2: "because you read “Semi-final”", 3: "you follow movies",
                        4: "because you read “Semi-final”"}
+
+
+def test_a_copy_of_a_read_story_is_its_headline_and_text_not_a_like_story():
+    """`copies_of_read`: the read story under its headline (cosine 0.9 or closer), or its text
+    word for word under another headline; a close report under its own headline, or a story
+    that shares a stock headline ("Match report") but not the text, is not a copy."""
+    from recommender.feed import copies_of_read
+
+    def at(cos: float) -> np.ndarray:
+        v = np.zeros(DIM, dtype=np.float32)
+        v[:2] = (cos, np.sqrt(1 - cos**2))
+        return v
+
+    base = at(1.0)
+    read = [("Talks in Jeddah end", base), ("Match report", at(0.0))]
+    cands = [FeedCandidate(1, at(0.92), title="Talks  in JEDDAH end"),  # same headline
+             FeedCandidate(2, at(0.999), title="Jeddah talks: the full text"),  # same text
+             FeedCandidate(3, at(0.98), title="Ceasefire talks in Jeddah go on"),
+             FeedCandidate(4, at(0.5), title="Match report"),
+             FeedCandidate(5, at(0.1), title="Talks in Jeddah end")]
+    assert copies_of_read(cands, read) == {1, 2}
+    assert copies_of_read(cands, []) == set() and copies_of_read([], read) == set()

@@ -652,6 +652,8 @@ def create_app(svc: Services) -> FastAPI:
 
     if svc.collector is not None:
         svc.collector.listeners.append(metrics.observe_source)
+    if svc.indexer is not None:
+        svc.indexer.listeners.append(metrics.embedded.inc)
 
     # ------------------------------------------------------------ stories
 

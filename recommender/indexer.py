@@ -139,6 +139,9 @@ class Indexer:
         self.leader: EmbedderSeat | None = None  # set while another recipe leads
         self._checked_at = self._renew_at = -float("inf")
         self._swept = False  # `_drop_dead_here` ran (once, before this indexer's first claim)
+        # Called with n each time n more vectors are stored, whoever runs the indexer (the
+        # API's metrics count them: the run's own `saved` belongs to its caller).
+        self.listeners: list[Callable[[int], None]] = []
 
     async def may_embed(self) -> bool:
         """Whether this process's recipe is the database's: that of the oldest live indexer
@@ -347,8 +350,8 @@ class Indexer:
                 saving = None
                 unsaved.remove(finished)
                 done += len(finished.jobs)
-                if saved is not None:
-                    saved(len(finished.jobs))
+                for listener in (*self.listeners, *([saved] if saved is not None else [])):
+                    listener(len(finished.jobs))
         except (asyncio.CancelledError, KeyboardInterrupt):
             # Interrupted (Ctrl-C, SIGTERM, shutdown): let the save under way end, then hand
             # the unsaved claims back, so a rerun takes these stories now, not after the lease.

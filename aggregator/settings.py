@@ -146,6 +146,21 @@ SECTIONS: dict[str, type] = {
     "retention": RetentionSettings,
 }
 # Top-level keys a file may set (config_file is where the settings came from, not a setting).
+# URL schemes that name no driver, and the async one Tidings ships for each. SQLAlchemy reads
+# `postgresql://` as psycopg (not installed: "No module named 'psycopg'" at start) and refuses
+# `sqlite://` in its async engine; `postgres://` (Heroku, many hosts) it does not read at all.
+DRIVERLESS_SCHEMES = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg",
+                      "sqlite": "sqlite+aiosqlite"}
+
+
+def with_async_driver(url: str) -> str:
+    """`url` with the shipped async driver when its scheme names none (the libpq form that
+    psql and pg_dump take); a URL that names a driver is left as written."""
+    scheme, sep, rest = url.partition("://")
+    driver = DRIVERLESS_SCHEMES.get(scheme.strip().lower()) if sep else None
+    return f"{driver}://{rest}" if driver else url
+
+
 TOP_LEVEL_KEYS: dict[str, Any] = {"database_url": str, "data_dir": Path, "sources_file": Path,
                                   "log_level": str}
 
@@ -608,6 +623,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ)
         raise top["database_url"][1].error(
             f"expected an SQLAlchemy URL like sqlite+aiosqlite:///path, got {database_url!r}",
             "database_url")
+    database_url = with_async_driver(database_url)
     if not database_url:
         # An absolute path: sqlite:/// + /abs/path gives the four slashes SQLAlchemy expects.
         database_url = f"sqlite+aiosqlite:///{(data_dir / 'tidings.db').as_posix()}"

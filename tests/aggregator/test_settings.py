@@ -397,3 +397,18 @@ def test_origins_and_hosts_in_their_usual_forms_load(tmp_path):
                  'fetch_allow_hosts = ["intranet.example", "10.0.0.5", "::1", "FE80::1"]\n')
     api = load_settings(path, env={}).api
     assert len(api.cors_origins) == 4 and len(api.fetch_allow_hosts) == 4
+
+
+@pytest.mark.parametrize(("given", "used"), [
+    ("postgresql://tidings:pw@db:5432/tidings", "postgresql+asyncpg://tidings:pw@db:5432/tidings"),
+    ("postgres://tidings@db/tidings", "postgresql+asyncpg://tidings@db/tidings"),
+    ("sqlite:////var/lib/tidings.db", "sqlite+aiosqlite:////var/lib/tidings.db"),
+    ("postgresql+asyncpg://db/t", "postgresql+asyncpg://db/t"),  # a driver named stays
+])
+def test_a_database_url_without_a_driver_takes_the_shipped_async_one(tmp_path, given, used):
+    # `postgresql://user@host/db`, the URL psql, pg_dump and most hosts give, failed at start
+    # with "No module named 'psycopg'" (SQLAlchemy's default driver, not installed), and
+    # `sqlite:///` with "the asyncio extension requires an async driver": neither said what
+    # to write instead. The drivers Tidings ships are asyncpg and aiosqlite.
+    s = load_settings(write(tmp_path, ""), env={"TIDINGS_DATABASE_URL": given})
+    assert s.database_url == used

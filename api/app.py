@@ -21,7 +21,6 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field, create_model
 from sqlalchemy.exc import DBAPIError
@@ -637,7 +636,7 @@ def create_app(svc: Services) -> FastAPI:
             if not database_unavailable(e):
                 raise
             metrics.database_up.set(0)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def read_database_gauges() -> None:
         metrics.backlog.set(await svc.store.backlog_size(svc.embedder.recipe))

@@ -1,14 +1,40 @@
-"""Prometheus metrics, one registry per app so tests can build many apps in one process."""
+"""Prometheus metrics, one registry per app so tests can build many apps in one process.
+
+`serve --workers N` runs N processes behind one socket, and a scrape reaches whichever worker
+accepts it: with each worker's own registry, every counter went up and down from scrape to
+scrape (one worker's count, then another's), which Prometheus reads as resets. The supervisor
+turns on prometheus_client's multiprocess mode for its workers (`MULTIPROC_ENV`, in their
+environment from their start): each worker writes its values to files in that folder, and a
+scrape, whichever worker answers it, sums the counters and histograms of all of them (a
+replaced worker's included), so they only go up. A gauge shows the value the latest scrape
+set (they are read from the database, or are the scraped worker's index size).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# prometheus_client reads it once, when first imported: `api.workers.serve_workers` sets it
+# before the workers start.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _gauge(name: str, doc: str, labels=(), *, registry: CollectorRegistry) -> Gauge:
+    """A gauge that, across workers, shows the value the latest scrape set."""
+    return Gauge(name, doc, labels, registry=registry, multiprocess_mode="mostrecent")
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # Whether this process writes its values to the shared folder: chosen by
+        # prometheus_client at import, from the environment of that time.
+        shared = values.ValueClass is not values.MutexValue
+        self.shared_folder: str | None = os.environ.get(MULTIPROC_ENV) if shared else None
         self.requests = Histogram(
             "tidings_request_seconds", "HTTP request latency by route", ["route", "method", "status"],
             registry=r, buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
@@ -16,23 +42,31 @@ class Metrics:
         self.fetches = Counter("tidings_fetches_total", "Source fetches", ["source", "outcome"], registry=r)
         self.stories_collected = Counter("tidings_stories_collected_total", "New stories stored", registry=r)
         self.embedded = Counter("tidings_stories_embedded_total", "Stories embedded", registry=r)
-        self.index_size = Gauge("tidings_index_size", "Vectors in this process's index", registry=r)
-        self.backlog = Gauge("tidings_embedding_backlog", "Stories waiting for a vector", registry=r)
-        self.recipe_current = Gauge(
+        self.index_size = _gauge("tidings_index_size", "Vectors in this process's index", registry=r)
+        self.backlog = _gauge("tidings_embedding_backlog", "Stories waiting for a vector", registry=r)
+        self.recipe_current = _gauge(
             "tidings_embedding_recipe_current",
             "0 while the database's stories are embedded with another recipe than this process's "
             "(its index misses them), else 1", registry=r)
         self.events = Counter("tidings_events_total", "Reader events accepted", ["type"], registry=r)
-        self.database_up = Gauge("tidings_database_up",
-                                 "1 when the last scrape read the database, 0 when it was away", registry=r)
-        self.stories_total = Gauge("tidings_stories", "Stories stored (linked copies included)", registry=r)
-        self.source_stories = Gauge("tidings_source_stories", "Stories stored per source", ["source"], registry=r)
-        self.source_errors = Gauge("tidings_source_consecutive_errors", "Consecutive failed fetches",
-                                   ["source"], registry=r)
-        self.source_last_success = Gauge("tidings_source_last_success_timestamp_seconds",
-                                         "When the source was last fetched successfully", ["source"], registry=r)
+        self.database_up = _gauge("tidings_database_up",
+                                  "1 when the last scrape read the database, 0 when it was away", registry=r)
+        self.stories_total = _gauge("tidings_stories", "Stories stored (linked copies included)", registry=r)
+        self.source_stories = _gauge("tidings_source_stories", "Stories stored per source", ["source"], registry=r)
+        self.source_errors = _gauge("tidings_source_consecutive_errors", "Consecutive failed fetches",
+                                    ["source"], registry=r)
+        self.source_last_success = _gauge("tidings_source_last_success_timestamp_seconds",
+                                          "When the source was last fetched successfully", ["source"], registry=r)
         self.block_cache = Counter("tidings_block_cache_total", "Related block cache", ["result"], registry=r)
 
+    def exposition(self) -> bytes:
+        """The text a scrape gets: this app's registry, or every worker's when the process is
+        one of `serve --workers` (see the module's doc)."""
+        if self.shared_folder is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=self.shared_folder)
+        return generate_latest(merged)
 
     def observe_source(self, report) -> None:
         """A collector's SourceReport (in-process collectors only)."""

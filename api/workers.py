@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import re
+import shutil
 import socket
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -132,6 +135,7 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
     from uvicorn.supervisors import Multiprocess
 
     from api.app import server_config
+    from api.metrics import MULTIPROC_ENV
 
     config = server_config(WorkerApp(settings), host, port, workers=workers, lifespan="on")
     # Re-made from its descriptor so that Python reads the protocol (TCP) back from the kernel:
@@ -139,11 +143,16 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
     # TCP. Without it every answer written in two parts (head, body) waited for the client's
     # delayed ACK: 40 ms each, ~700 req/s instead of thousands (benchmarks/serve_bench.py).
     sock = socket.socket(fileno=config.bind_socket().detach())
+    # The workers' metrics, summed at each scrape (api/metrics.py): a fresh folder for each
+    # serve, since values left by a previous one would be added to this one's.
+    shared_metrics = tempfile.mkdtemp(prefix="tidings-metrics-")
+    os.environ[MULTIPROC_ENV] = shared_metrics  # the spawned workers inherit it
     log.info("api.listening http://%s:%d workers=%d", host, sock.getsockname()[1], workers)
     try:
         Multiprocess(config, sockets=[sock]).run()
     finally:
         sock.close()
+        shutil.rmtree(shared_metrics, ignore_errors=True)
 
 
 async def serve(settings: Settings, host: str, port: int, workers: int) -> None:

@@ -3,11 +3,20 @@ parses with Prometheus's own parser."""
 
 from __future__ import annotations
 
+import asyncio
+import http.client
+import os
+import signal
+import subprocess
+import time
+
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.model import StoryDraft
-from tests.api.conftest import make_stack, stop_stack
+from tests.api.conftest import REPO, free_port, make_stack, stop_stack
+from tests.e2e.conftest import TIDINGS
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -31,3 +40,68 @@ async def test_stories_embedded_counts_what_the_indexer_embeds(tmp_path, shared_
         assert after[("tidings_stories_embedded_total", ())] - before == 3
     finally:
         await stop_stack(st, server, task)
+
+
+def _scrape_count(conn) -> float:
+    """The /metrics requests answered so far, as one scrape over `conn` reports them."""
+    conn.request("GET", "/metrics")
+    resp = conn.getresponse()
+    text = resp.read().decode()
+    assert resp.status == 200
+    return samples(text).get(("tidings_request_seconds_count",
+                              (("method", "GET"), ("route", "/metrics"), ("status", "200"))), 0.0)
+
+
+@pytest.mark.timeout(120)
+async def test_serve_workers_counters_only_go_up_whichever_worker_answers(tmp_path):
+    # Each `serve --workers` process kept its own registry and a scrape reached whichever
+    # worker accepted it: the request counter read 14, 12, 15, 11 on four scrapes in a row,
+    # each drop a "reset" to Prometheus, so rate() and increase() were nonsense.
+    from api.workers import children
+    from tests.api.test_fastpath import owner_of_connection
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "PROMETHEUS_"))}
+    env.update({"TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "hash",
+                "TIDINGS_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+    port = free_port()
+    proc = subprocess.Popen([*TIDINGS, "serve", "--workers", "2", "--port", str(port)], env=env,
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        counts: list[float] = []
+        owners: set[int] = set()
+        killed = False
+        while time.monotonic() < deadline and not (killed and len(owners) >= 2):
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            workers = children(proc.pid)
+            try:
+                conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(6)]
+                for c in conns:
+                    c.connect()
+            except ConnectionRefusedError:
+                await asyncio.sleep(0.2)
+                continue
+            round_owners = {owner_of_connection(port, c.sock.getsockname()[1], workers) for c in conns}
+            for c in conns:  # one after another: each scrape sees every earlier one
+                counts.append(_scrape_count(c))
+                c.close()
+            if len(round_owners - {None}) >= 2:
+                owners |= round_owners - {None}
+                if not killed:  # a replaced worker's counts stay in the sum
+                    os.kill(next(iter(owners)), signal.SIGKILL)
+                    killed, owners = True, set()
+            await asyncio.sleep(0.2)
+        assert killed and len(owners) >= 2, "both workers never answered"
+        assert counts == sorted(counts), counts
+        await asyncio.sleep(0.3)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        assert _scrape_count(conn) == len(counts)
+        conn.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -130,10 +130,46 @@ class WorkerApp:
             await self._svc.close()
 
 
+def _supervisor_class():
+    from uvicorn.supervisors import Multiprocess
+    from uvicorn.supervisors.multiprocess import STARTUP_FAILURE
+
+    class Supervisor(Multiprocess):
+        """uvicorn's supervisor, saying when a worker dies. uvicorn replaces it but says so at
+        INFO on its own logger, which the API's servers keep at WARNING (`server_config`):
+        a worker killed by the OOM killer or a crash left no line at all, only a new
+        worker's index_loaded."""
+
+        def keep_subprocess_alive(self) -> None:
+            if not self.should_exit.is_set():
+                for worker in self.processes:
+                    # Reaped, so its exit code is known. One that failed to start stops the
+                    # serve instead (uvicorn says so, after the worker's own error).
+                    if not worker.process.is_alive() and worker.exitcode != STARTUP_FAILURE:
+                        log.warning("worker.died pid=%s %s: a new worker replaces it%s",
+                                    worker.pid, exit_reason(worker.exitcode), WORKER_DIED_HINT)
+            super().keep_subprocess_alive()
+
+    return Supervisor
+
+
+WORKER_DIED_HINT = "; if this repeats, see the worker's last lines above, or `dmesg` for the OOM killer"
+
+
+def exit_reason(exitcode: int | None) -> str:
+    """A worker's end as a log field: `signal=SIGKILL` or `exit_code=1`."""
+    import signal
+
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"signal={signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal={-exitcode}"
+    return f"exit_code={exitcode}"
+
+
 def serve_workers(settings: Settings, host: str, port: int, workers: int) -> None:
     """Bind, start `workers` processes and supervise them until SIGINT/SIGTERM (blocking)."""
-    from uvicorn.supervisors import Multiprocess
-
     from api.app import server_config
     from api.metrics import MULTIPROC_ENV
 
@@ -149,7 +185,7 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
     os.environ[MULTIPROC_ENV] = shared_metrics  # the spawned workers inherit it
     log.info("api.listening http://%s:%d workers=%d", host, sock.getsockname()[1], workers)
     try:
-        Multiprocess(config, sockets=[sock]).run()
+        _supervisor_class()(config, sockets=[sock]).run()
     finally:
         sock.close()
         shutil.rmtree(shared_metrics, ignore_errors=True)

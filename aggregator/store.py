@@ -541,6 +541,18 @@ def shown_url(url: str) -> str:
         return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
 
 
+def unknown_url_parameter(e: TypeError) -> str | None:
+    """What to say when the driver's connect() refused a query parameter of the database
+    URL (SQLAlchemy hands them to it as keywords), else None. libpq's `sslmode=require`, as
+    psql and most hosts write URLs, ended in a TypeError traceback: asyncpg calls it `ssl`."""
+    m = re.search(r"connect\(\) got an unexpected keyword argument '([^']+)'", str(e))
+    if m is None:
+        return None
+    name = m.group(1)
+    hint = " (asyncpg's name for it is ssl: ?ssl=require)" if name == "sslmode" else ""
+    return f"{name}{hint}"
+
+
 def driver_reason(e: BaseException) -> str:
     """The first line of a driver's error, for a StoreError's one-line message. SQLAlchemy's
     own text goes on with the statement, its parameters (a whole import batch, the stories'
@@ -617,6 +629,12 @@ class Store:
                 await conn.run_sync(upgrade)
         except (OperationalError, DBAPIError, OSError) as e:
             raise StoreError(f"database unavailable ({shown_url(self.url)}): {driver_reason(e)}") from e
+        except TypeError as e:
+            refused = unknown_url_parameter(e)
+            if refused is None:
+                raise
+            raise StoreError(f"the database URL ({shown_url(self.url)}) has a parameter its driver "
+                             f"does not take: {refused}") from None
         except CommandError as e:
             # A rolling upgrade: a newer process migrated the database past what this one
             # knows. Said in one line (it was alembic's traceback, a crash loop at restart).

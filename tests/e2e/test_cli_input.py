@@ -267,3 +267,15 @@ def test_eval_feed_takes_the_mind_folder_itself_and_names_a_missing_sample(cli_e
     r = run_cli(["eval", "feed", "--data", str(shared_data / "mind-small-sample")], cli_env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["n"] == 808
+
+
+def test_a_libpq_parameter_in_the_database_url_is_one_line(cli_env, pg_server):
+    # `?sslmode=require`, as libpq, psql and most hosts write it, reached asyncpg's connect()
+    # and ended in a 40-line TypeError traceback. asyncpg calls it `ssl`. (No database is
+    # reached: the driver refuses the parameter before it connects.)
+    base = pg_server.rsplit("/", 1)[0]
+    env = {**cli_env, "TIDINGS_DATABASE_URL": f"{base}/tidings_never_created?sslmode=require"}
+    r = run_cli(["sources", "list"], env, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    (line,) = r.stderr.strip().splitlines()
+    assert "sslmode" in line and "ssl=" in line, line

@@ -643,11 +643,7 @@ def create_app(svc: Services) -> FastAPI:
         lead = await svc.store.leading_embedder()
         metrics.recipe_current.set(0 if other_recipe_leads(lead, svc.embedder.recipe) else 1)
         metrics.stories_total.set(await svc.store.count_stories())
-        for h in await svc.store.list_sources():
-            metrics.source_stories.labels(h.name).set(h.stories)
-            metrics.source_errors.labels(h.name).set(h.error_count)
-            if h.last_success_at is not None:
-                metrics.source_last_success.labels(h.name).set(h.last_success_at.timestamp())
+        metrics.sources.health = await svc.store.list_sources()
 
     if svc.collector is not None:
         svc.collector.listeners.append(metrics.observe_source)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 # prometheus_client reads it once, when first imported: `api.workers.serve_workers` sets it
 # before the workers start.
@@ -52,11 +54,9 @@ class Metrics:
         self.database_up = _gauge("tidings_database_up",
                                   "1 when the last scrape read the database, 0 when it was away", registry=r)
         self.stories_total = _gauge("tidings_stories", "Stories stored (linked copies included)", registry=r)
-        self.source_stories = _gauge("tidings_source_stories", "Stories stored per source", ["source"], registry=r)
-        self.source_errors = _gauge("tidings_source_consecutive_errors", "Consecutive failed fetches",
-                                    ["source"], registry=r)
-        self.source_last_success = _gauge("tidings_source_last_success_timestamp_seconds",
-                                          "When the source was last fetched successfully", ["source"], registry=r)
+        # The per-source series, as the latest scrape read them (`read_sources`).
+        self.sources = SourceSeries()
+        r.register(self.sources)
         self.block_cache = Counter("tidings_block_cache_total", "Related block cache", ["result"], registry=r)
 
     def exposition(self) -> bytes:
@@ -66,6 +66,7 @@ class Metrics:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=self.shared_folder)
+        merged.register(self.sources)
         return generate_latest(merged)
 
     def observe_source(self, report) -> None:
@@ -74,3 +75,30 @@ class Metrics:
         self.fetches.labels(report.name, outcome).inc()
         if report.new:
             self.stories_collected.inc(report.new)
+
+
+class SourceSeries(Collector):
+    """The per-source gauges, made at each scrape from the sources the database lists.
+
+    Not labelled Gauges: those keep every label value ever set, so a source removed from
+    sources.toml went on reporting its last values (a failing one its consecutive errors, and
+    the alert on them) until the process restarted. In `serve --workers` they are also this
+    worker's own reading, not a file that a dead worker left.
+    """
+
+    def __init__(self) -> None:
+        self.health: list = []  # SourceHealth of the configured sources, by the latest scrape
+
+    def collect(self):
+        stories = GaugeMetricFamily("tidings_source_stories", "Stories stored per source",
+                                    labels=["source"])
+        errors = GaugeMetricFamily("tidings_source_consecutive_errors", "Consecutive failed fetches",
+                                   labels=["source"])
+        success = GaugeMetricFamily("tidings_source_last_success_timestamp_seconds",
+                                    "When the source was last fetched successfully", labels=["source"])
+        for h in self.health:
+            stories.add_metric([h.name], h.stories)
+            errors.add_metric([h.name], h.error_count)
+            if h.last_success_at is not None:
+                success.add_metric([h.name], h.last_success_at.timestamp())
+        yield from (stories, errors, success)

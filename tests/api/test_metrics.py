@@ -112,3 +112,27 @@ async def test_serve_workers_counters_only_go_up_whichever_worker_answers(tmp_pa
     died = [line for line in log.splitlines() if "worker.died" in line]
     assert len(died) == 1 and f"pid={victim} signal=SIGKILL" in died[0], log[-2000:]
     assert "Traceback" not in log, log[-2000:]
+
+
+async def test_a_source_removed_from_the_file_leaves_the_per_source_series(tmp_path, shared_data):
+    # The per-source gauges kept the last value of every source ever seen: a failing source
+    # removed from sources.toml went on reporting its consecutive errors (and firing the
+    # alert on them) until the API restarted.
+    from aggregator.model import SourceSpec
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=3)
+    store = st.svc.store
+    kept, gone = (SourceSpec("kept", "http://a.example/feed", "politics"),
+                  SourceSpec("gone", "http://b.example/feed", "politics"))
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            await store.sync_sources([kept, gone])
+            text = (await http.get("/metrics")).text
+            assert 'tidings_source_consecutive_errors{source="gone"}' in text
+            await store.sync_sources([kept])
+            after = samples((await http.get("/metrics")).text)
+        by_source = {labels: v for (name, labels), v in after.items()
+                     if name.startswith("tidings_source_")}
+        assert by_source and all(labels == (("source", "kept"),) for labels in by_source), by_source
+    finally:
+        await stop_stack(st, server, task)

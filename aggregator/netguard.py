@@ -198,7 +198,8 @@ class AddressGuard:
             raise BlockedAddress(f"scheme {parsed.scheme!r} is not allowed: {url}")
         if parsed.raw_user is not None or parsed.raw_password is not None:
             # http://allowed.example@10.0.0.1/ reads as one host to people and another to code.
-            raise BlockedAddress(f"URLs with credentials are not allowed: {url}")
+            # Said without them: this reaches logs and a source's last_error.
+            raise BlockedAddress(f"URLs with credentials are not allowed: {parsed.with_user(None)}")
         host = parsed.raw_host
         if not host:
             raise BlockedAddress(f"URL has no host: {url}")

@@ -85,6 +85,12 @@ def _check_url(url: Any, err: _SourceErrors) -> str:
         raise err(f"url is not a valid URL ({e}), got {url!r}", "url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise err(f"url must be an absolute http(s) URL, got {url!r}", "url")
+    if parts.username is not None or parts.password is not None:
+        # The fetcher refuses them (aggregator.netguard): accepted here, the source failed
+        # every round with the password in the log, its last_error and `sources list`.
+        # Not echoed: this error reaches the log too (a hot reload keeps the old sources).
+        raise err("url must not carry a user name or password (user:password@host): the "
+                  "collector does not send them", "url")
     return url.strip()
 
 

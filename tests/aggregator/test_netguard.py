@@ -246,3 +246,11 @@ async def test_guarded_resolver_refuses_names_resolving_to_private_addresses() -
     with pytest.raises(BlockedAddress):
         await resolver.resolve("0x7f.0.0.1", 80)  # a literal the inner resolver may accept
     await resolver.close()
+
+
+def test_a_refused_url_with_credentials_is_not_echoed_with_its_password() -> None:
+    # The refusal reaches logs and a source's last_error (a feed that redirects to such a
+    # URL): it said the whole URL, password included.
+    with pytest.raises(BlockedAddress) as e:
+        AddressGuard().check_url("http://reader:s3cret@feeds.example/rss")
+    assert "s3cret" not in str(e.value) and "feeds.example/rss" in str(e.value)

@@ -349,3 +349,15 @@ def test_shipped_sources_read_each_feed_once(caplog):
     with caplog.at_level("WARNING", logger="tidings.sources"):
         load_sources(SHIPPED)
     assert not [r for r in caplog.records if r.name == "tidings.sources"]
+
+
+def test_a_url_with_a_password_is_refused_at_load_without_echoing_it(tmp_path):
+    # The fetcher refuses URLs with credentials, but the file took them: the source then
+    # failed every round with "URLs with credentials are not allowed: http://reader:s3cret@…",
+    # the password in the log, the database's last_error and `sources list`.
+    path = write(tmp_path, '[[source]]\nname = "a"\nurl = "http://reader:s3cret@feeds.example/rss"\n'
+                           'category = "politics"\n')
+    with pytest.raises(ConfigError) as e:
+        load_sources(path)
+    assert "user name or password" in str(e.value) and "s3cret" not in str(e.value)
+    assert ":3:" in str(e.value)  # the line of the url

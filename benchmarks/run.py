@@ -23,7 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-ALL = ("collect", "embed", "related", "feed", "vindex", "serve", "ingest", "contention")
+ALL = ("collect", "embed", "related", "feed", "vindex", "serve", "churn", "ingest", "contention")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -109,6 +109,8 @@ def run_all(only: tuple[str, ...], quick: bool) -> dict:
             n_queries=200 if quick else 1000, single_queries=100 if quick else 500),
         "serve": lambda: __import__("benchmarks.serve_bench", fromlist=["run"]).run(
             2_000 if quick else 10_000, seconds=2 if quick else 5),
+        "churn": lambda: __import__("benchmarks.churn_bench", fromlist=["run"]).run(
+            600 if quick else 3000, everies=(20,) if quick else (20, 200)),
         "ingest": lambda: __import__("benchmarks.ingest_bench", fromlist=["run"]).run(
             20 if quick else 40, rounds=1 if quick else 5),
         "contention": lambda: __import__("benchmarks.contention_bench", fromlist=["run"]).run(
@@ -467,6 +469,29 @@ def render_serve(r: dict) -> list[str]:
     return out
 
 
+def render_churn(r: dict) -> list[str]:
+    out = ["## Cached blocks while stories arrive", ""]
+    if "rows" not in r:
+        return out + [f"Not measured: {r.get('error') or r.get('skipped')}", ""]
+    from benchmarks.churn_bench import format_table
+
+    return out + [
+        f"**Data: real**, all of BBC News (2,225 stories, five sections) embedded with the "
+        f"shipped default embedder; {r['held']} of them held back to arrive one at a time during "
+        f"the run. {r['requests']:,} JSON block requests per row, through the app in-process (fast "
+        f"path on, no HTTP server), over {r['hot']} articles with Zipf weights (s = 1.1). "
+        "`any story`: every new story throws away every cached block, the rule before "
+        "recommender/reach.py (the baseline, same run, same requests and arrivals). `reach`: a "
+        "block is thrown away only when a new story could join its candidate pool or one of its "
+        "pool is removed. CPU per request counts the requests only (not the arrivals' "
+        "embedding). The last column ranks every 10th answer served from a cache again and "
+        "compares the stories.",
+        "",
+        *format_table(r),
+        "",
+    ]
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -643,6 +668,7 @@ def render(results: dict) -> str:
     cores = int(results["machine"].get("nproc") or 2)
     renderers = {"collect": render_collect, "embed": render_embed, "related": render_related,
                  "feed": render_feed, "vindex": render_vindex, "serve": render_serve,
+                 "churn": render_churn,
                  "ingest": functools.partial(render_ingest, cores=cores),
                  "contention": render_contention}
     for name, fn in renderers.items():

@@ -58,6 +58,10 @@ class Metrics:
         self.sources = SourceSeries()
         r.register(self.sources)
         self.block_cache = Counter("tidings_block_cache_total", "Related block cache", ["result"], registry=r)
+        # Both series from the start, at 0: a hit-rate query over a fresh process (no miss yet,
+        # or no hit) returned nothing instead of a rate.
+        for result in ("hit", "miss"):
+            self.block_cache.labels(result)
 
     def exposition(self) -> bytes:
         """The text a scrape gets: this app's registry, or every worker's when the process is

@@ -136,3 +136,16 @@ async def test_a_source_removed_from_the_file_leaves_the_per_source_series(tmp_p
         assert by_source and all(labels == (("source", "kept"),) for labels in by_source), by_source
     finally:
         await stop_stack(st, server, task)
+
+
+def test_block_cache_series_start_at_zero():
+    # Only the outcome seen so far was exposed: a fresh process (no miss yet) gave a hit-rate
+    # query nothing to divide by.
+    from prometheus_client import generate_latest
+
+    from api.metrics import Metrics
+
+    text = generate_latest(Metrics().registry).decode()
+    got = samples(text)
+    for result in ("hit", "miss"):
+        assert got[("tidings_block_cache_total", (("result", result),))] == 0.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.cards import CardOut, card, iso
@@ -21,6 +21,9 @@ from recommender.readers import PREF_KEYS, FeedService
 # through a whole feed (~1,000 candidates) carries about 4 kB.
 MAX_CURSOR_CHARS = 16_384
 ReaderId = Annotated[str, Path(min_length=1, max_length=128, pattern=READER_ID.pattern)]
+# What a reader's answers say to caches (as related blocks with `reader=`): one reader's feed,
+# reads and mutes must not be kept by a shared proxy, nor by the browser for the next user.
+PERSONAL = "private, no-store"
 
 
 class PreferencesIn(BaseModel):
@@ -51,7 +54,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         return k
 
     @app.get("/v1/readers/{reader}/feed", tags=["readers"], responses={200: {"model": FeedPage}})
-    async def reader_feed(reader: ReaderId,
+    async def reader_feed(response: Response, reader: ReaderId,
                           k: int | None = Query(None, ge=1, le=max_k, description=(
                               f"stories a page (at most {max_k}; default: feed.page_size, {feeds.page_size})")),
                           cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None):
@@ -60,12 +63,14 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
             page = await feeds.feed(reader, k=check_k(k), cursor=cursor)
         except ValueError as e:  # BadCursor says why (cut short, another reader's)
             raise ApiError(400, "invalid_cursor", str(e) if isinstance(e, BadCursor) else NOT_OURS) from e
+        response.headers["Cache-Control"] = PERSONAL
         return {"reader": reader,
                 "items": [card(m, score=it.score, reason=it.reason) for m, it in page.items],
                 "next": page.next}
 
     @app.get("/v1/trending", tags=["readers"])
-    async def trending(category: Annotated[str | None, Query(max_length=80)] = None,
+    async def trending(response: Response,
+                       category: Annotated[str | None, Query(max_length=80)] = None,
                        k: int | None = Query(None, ge=1, le=max_k,
                                              description=f"stories (at most {max_k}; default 20)"),
                        reader: Annotated[str | None, Query(
@@ -73,6 +78,8 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
                            description="leave out what this reader muted or read")] = None):
         """Most read lately (smoothed), fresh stories breaking ties."""
         items = await feeds.trending(category=category, k=check_k(k) or 20, reader=reader)
+        if reader:
+            response.headers["Cache-Control"] = PERSONAL
         return {"items": [card(m, score=it.score, reason=it.reason) for m, it in items]}
 
     @app.put("/v1/readers/{reader}/preferences", tags=["readers"])
@@ -82,14 +89,25 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         await svc.store.set_preferences(reader, prefs)
         return {"reader": reader, "preferences": prefs}
 
+    @app.get("/v1/readers/{reader}/preferences", tags=["readers"])
+    async def get_preferences(response: Response, reader: ReaderId):
+        """What the reader follows and mutes (every list empty for a reader who set none):
+        a site's settings page shows it before a PUT replaces it. Only the operator's export
+        read it back, with the API key."""
+        info = await svc.store.reader(reader)
+        stored = (info or {}).get("preferences") or {}
+        response.headers["Cache-Control"] = PERSONAL
+        return {"reader": reader, "preferences": {k: list(stored.get(k, [])) for k in PREF_KEYS}}
+
     @app.get("/v1/readers/{reader}", tags=["readers"])
-    async def export_reader(request: Request, reader: ReaderId):
+    async def export_reader(request: Request, response: Response, reader: ReaderId):
         """Everything stored about a reader (operator; API key when configured)."""
         require_key(request)
         info = await svc.store.reader(reader)
         if info is None:
             raise ApiError(404, "not_found", f"no reader {reader!r}")
         events = await svc.store.reader_events(reader, limit=100_000)
+        response.headers["Cache-Control"] = PERSONAL
         return {"reader": reader, "preferences": info["preferences"],
                 "created_at": iso(info["created_at"]), "last_seen_at": iso(info["last_seen_at"]),
                 "events": [{"story_id": e.story_id, "type": e.type, "at": iso(e.at),

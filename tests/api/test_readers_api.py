@@ -508,3 +508,26 @@ async def test_a_copy_of_a_story_the_reader_read_stays_out_of_their_feed(tmp_pat
             assert copied not in [c["id"] for c in trending["items"]]
     finally:
         await stop_stack(st, server, task)
+
+
+async def test_a_reader_reads_back_their_preferences_and_no_cache_keeps_them(http):
+    # GET .../preferences was a 405: a site's settings page could not show what the reader
+    # follows and mutes before a PUT replaced it (only the operator's keyed export read them).
+    # And a reader's answers carried no Cache-Control, so a shared proxy could keep one
+    # reader's feed, reads and mutes for the next (related blocks with reader= said no-store).
+    r = await http.get("/v1/readers/prefs-new/preferences")
+    assert r.status_code == 200
+    assert r.json() == {"reader": "prefs-new", "preferences": {
+        "follow_categories": [], "mute_categories": [], "follow_sources": [],
+        "mute_sources": [], "mute_topics": []}}
+    await http.put("/v1/readers/prefs-set/preferences",
+                   json={"follow_categories": ["politics"], "mute_topics": ["C++"]})
+    got = (await http.get("/v1/readers/prefs-set/preferences")).json()["preferences"]
+    assert got["follow_categories"] == ["politics"] and got["mute_topics"] == ["C++"]
+    for path in ("/v1/readers/prefs-set/preferences", "/v1/readers/prefs-set/feed",
+                 "/v1/trending?reader=prefs-set", "/v1/readers/prefs-set"):
+        r = await http.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["cache-control"] == "private, no-store", path
+    assert "cache-control" not in (await http.get("/v1/trending")).headers  # not personal
+    assert (await http.get("/v1/readers/bad id!/preferences")).status_code == 422

@@ -846,7 +846,21 @@ class FaissIndex:
         if unknown:
             raise TypeError(f"unknown FaissIndex settings: {sorted(unknown)}")
         directory = Path(directory)
-        saved = manifest(directory)
+        for _ in range(LOAD_ATTEMPTS):
+            saved = manifest(directory)
+            index = cls._load_saved(directory, saved, mmap, recipe, verify_checksum, settings)
+            if index is not None or manifest(directory) == saved:
+                return index
+            # Another process saved while these files were read (the indexer, as `serve
+            # --workers` starts): the manifest no longer matches the file, and a worker that
+            # gave up here rebuilt a private copy from the database instead of mapping the
+            # shared file. The new files are complete: read them.
+        return None
+
+    @classmethod
+    def _load_saved(cls, directory: Path, saved: dict[str, Any] | None, mmap: bool,
+                    recipe: str | None, verify_checksum: bool,
+                    settings: dict[str, Any]) -> FaissIndex | None:
         path = directory / INDEX_FILE
         if saved is None or not path.is_file():
             return None
@@ -896,6 +910,8 @@ class FaissIndex:
         return index
 
 
+# Reads of the saved files a load tries when a save replaces them meanwhile.
+LOAD_ATTEMPTS = 3
 _SETTINGS = frozenset({"hnsw_threshold", "hnsw_m", "ef_search", "ef_construction", "sq8",
                        "sq8_threshold", "nprobe", "batch_threads", "rebuild_mode", "scratch_dir"})
 _RANK = {"flat": 0, "hnsw": 1, "hnsw_sq8": 2, "ivf_sq8": 3}

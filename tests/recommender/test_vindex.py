@@ -290,6 +290,32 @@ def test_save_load_roundtrip(tmp_path: Path, mmap: bool, threshold: int, sq8: bo
         FaissIndex.load(tmp_path, ef_serch=10)  # a typo is a bug, not a missing index
 
 
+def test_a_save_while_loading_is_read_again_not_given_up(tmp_path: Path, monkeypatch):
+    """The indexer saved while a `serve --workers` worker read the files: the manifest it read
+    no longer matched the file, the load gave up, and the worker rebuilt a private copy from
+    the database instead of mapping the shared file."""
+    import recommender.vindex as vindex
+
+    old = FaissIndex(DIM, rebuild_mode="inline")
+    old.add(np.arange(100), unit_rows(100, seed=1))
+    old.save(tmp_path, watermark=1)
+    new = FaissIndex(DIM, rebuild_mode="inline")
+    new.add(np.arange(150), unit_rows(150, seed=2))
+    real_manifest = vindex.manifest
+    saves = []
+
+    def manifest_then_a_save(directory):
+        got = real_manifest(directory)
+        if not saves:  # right after the loader read the manifest, the other process saves
+            saves.append(new.save(tmp_path, watermark=2))
+        return got
+
+    monkeypatch.setattr(vindex, "manifest", manifest_then_a_save)
+    loaded = FaissIndex.load(tmp_path, mmap=True)
+    assert saves and loaded is not None and loaded.mmapped
+    assert loaded.watermark == 2 and len(loaded.ids()) == 150
+
+
 def test_truncated_or_corrupt_index_file_loads_as_none(tmp_path: Path):
     index = FaissIndex(DIM, hnsw_threshold=50, rebuild_mode="inline")
     index.add(np.arange(200), unit_rows(200))

@@ -77,6 +77,9 @@ class Profile:
     # Positively engaged story ids, oldest first (capped): what co-read lookups start from,
     # weighted towards the end because what one read last predicts what one reads next.
     history: tuple[int, ...] = field(default=())
+    # Impressions of each story the reader was shown but never clicked or read: passed over
+    # again and again, a story sinks in their feed (feed.FeedParams.skip_weight).
+    passed_over: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def is_cold(self) -> bool:
@@ -152,6 +155,10 @@ def build_profile(
     earlier = frozenset(read_ids)
     seen = frozenset(e.story_id for e in mine) | earlier
     read = frozenset(e.story_id for e in mine if e.type in ("click", "read")) | earlier
+    passed: dict[int, int] = {}
+    for e in mine:
+        if e.type == "impression" and e.story_id not in read:
+            passed[e.story_id] = passed.get(e.story_id, 0) + 1
 
     # Per story: the strongest decayed signal (a click then a read of one story is one story,
     # not two) and the time of its last positive event.
@@ -165,7 +172,7 @@ def build_profile(
         mass[e.story_id] = max(mass.get(e.story_id, 0.0), d)
         last_at[e.story_id] = e.at
     if not mass:
-        return Profile(reader, (), {}, {}, None, seen, read, len(mine), ())
+        return Profile(reader, (), {}, {}, None, seen, read, len(mine), (), passed)
 
     history = tuple(sorted(last_at, key=lambda s: (last_at[s], s)))[-params.max_history :]
     cats: dict[str, float] = {}
@@ -210,6 +217,7 @@ def build_profile(
         read=read,
         n_events=len(mine),
         history=history,
+        passed_over=passed,
     )
 
 

@@ -678,3 +678,34 @@ def test_a_copy_of_a_read_story_is_its_headline_and_text_not_a_like_story():
              FeedCandidate(5, at(0.1), title="Talks in Jeddah end")]
     assert copies_of_read(cands, read) == {1, 2}
     assert copies_of_read(cands, []) == set() and copies_of_read([], read) == set()
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_story_passed_over_again_and_again_sinks(warm):
+    # Impressions never lowered a story: the one a reader skipped on every visit kept its place
+    # at the top of their feed. Shown once and not clicked, nothing changes (a page shows
+    # twenty); shown four times, it gives way.
+    cands, profile = _world(7, n=60, n_events=5 if warm else 0)
+    table = {c.id: c.vector for c in cands}
+    meta = {c.id: (c.category, c.source) for c in cands}
+    reads = [Event("r", sid, "read", NOW - timedelta(hours=3 * j + 1))
+             for j, sid in enumerate(sorted(profile.read))]
+    top = None
+
+    def shown(times: int):
+        events = [*reads, *(Event("r", top, "impression", NOW - timedelta(minutes=10 * t + 1))
+                             for t in range(times))]
+        p = build_profile("r", events, lambda ids: np.stack([table[i] for i in ids]), meta,
+                          now=NOW)
+        assert p.is_cold != warm
+        return [it.id for it in feed_order(p, cands, now=NOW)]
+
+    first = shown(0)
+    top = first[0]
+    assert shown(1) == first
+    after = shown(4)
+    assert after.index(top) > 0 and sorted(after) == sorted(first)
+    clicked = build_profile("r", [*reads, Event("r", top, "impression", NOW - timedelta(hours=1)),
+                                  Event("r", top, "click", NOW - timedelta(minutes=30))],
+                            lambda ids: np.stack([table[i] for i in ids]), meta, now=NOW)
+    assert clicked.passed_over == {}  # clicked: read, not passed over

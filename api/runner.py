@@ -127,6 +127,11 @@ async def retention(svc: Services) -> None:
 async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bool,
                     host: str | None = None, port: int | None = None,
                     resolver_factory=None, ready: asyncio.Event | None = None) -> None:
+    if collect:
+        # A bad sources file stops a collecting process before the model loads (the strict
+        # check below syncs it): it was said only after the embedder was built, ~20 s into a
+        # first start.
+        load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
     svc = await build(settings, serve=serve, index=index, collect=collect,
                       owner_of_files=index, resolver_factory=resolver_factory)
     watcher = SourcesWatcher(svc, settings.sources_file)

@@ -122,6 +122,14 @@ async def test_a_collecting_process_does_not_start_on_a_bad_sources_file(tmp_pat
     with pytest.raises(ConfigError) as info:
         await asyncio.wait_for(runner.run_roles(settings, serve=False, collect=True, index=False), 30)
     assert str(info.value).startswith(f"{sources}:5: ") and "intervall" in str(info.value)
+    # Said before the services (and the model, ~20 s on a first start) are built.
+    async def no_build(*args, **kwargs):
+        raise AssertionError("built the services before reading the sources file")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner, "build", no_build)
+        with pytest.raises(ConfigError):
+            await runner.run_roles(settings, serve=True, collect=True, index=True)
 
     svc = await build(settings, serve=True)
     try:

@@ -484,8 +484,11 @@ def render_churn(r: dict) -> list[str]:
         "recommender/reach.py (the baseline, same run, same requests and arrivals). `reach`: a "
         "block is thrown away only when a new story could join its candidate pool or one of its "
         "pool is removed. CPU per request counts the requests only (not the arrivals' "
-        "embedding). The last column ranks every 10th answer served from a cache again and "
-        "compares the stories.",
+        "embedding). Every 10th answer served from a cache is ranked again and compared: "
+        "`same` counts the answers whose stories and order match; `missing an arrived story` "
+        "counts those where the ranking would now show a story that arrived after the block "
+        "was cached (the error the rule must not make; other differences are the idf drift "
+        "among stories already there, which the 5-minute age limit bounds).",
         "",
         *format_table(r),
         "",

@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -110,6 +110,10 @@ WIDGET_DEFAULT_K = 4
 
 
 class RelatedRequest(BaseModel):
+    # An unknown key is a 422 naming it: a typo ("exclude_sites", "max_age") was ignored, and
+    # the caller got a block without the filter they asked for, and no word of it.
+    model_config = ConfigDict(extra="forbid")
+
     title: str = Field(min_length=1, max_length=1000)
     text: str = Field(default="", max_length=MAX_TEXT_CHARS)
     url: str | None = Field(default=None, max_length=MAX_URL_CHARS)

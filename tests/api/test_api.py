@@ -55,6 +55,14 @@ async def test_openapi_states_the_real_bounds_and_defaults_of_k(http):
     assert r.status_code == 422 and "50" in r.json()["error"]["message"]
 
 
+async def test_an_unknown_key_in_a_related_body_is_named(http):
+    # "exclude_sites" (a typo) was ignored: the block came back without the filter asked for.
+    r = await http.post("/v1/related", json={"title": "Talks on a ceasefire",
+                                             "exclude_sites": "bbc.co.uk"})
+    assert r.status_code == 422
+    assert "exclude_sites" in r.json()["error"]["message"]
+
+
 async def test_stories_pages_do_not_overlap(http, stack):
     seen = []
     cursor = None

@@ -19,11 +19,13 @@ one matrix and builds the index once (HNSW+SQ8 at that size) instead of growing 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,6 +50,11 @@ META_CHUNK = 10_000  # stories read and indexed per batch at start
 # Saved beside the vector index: lexical.npz, meta.npz, the card records, then this manifest.
 SNAPSHOT_MANIFEST = "corpus.json"
 META_RECORDS = "meta.records"
+# How long a start waits for a snapshot that is behind the index it loaded (another process
+# saving: the snapshot is written after the index), checking every SNAPSHOT_POLL_S. Past it
+# (a saver that died between the two), the cards and lexical index are rebuilt.
+SNAPSHOT_WAIT_S = 60.0
+SNAPSHOT_POLL_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,10 +527,22 @@ class Corpus:
         """The saved lexical index and cards, or None (then rebuilt) unless they are intact,
         saved with the same lexical recipe at the index's watermark, and hold its very ids."""
         digest = ids_digest(loaded.ids())
-        snap = snapshot.load(self.index_dir, SNAPSHOT_MANIFEST, arrays=("lexical", "meta"),
-                             files=(META_RECORDS,),
-                             expect={"lexical": LEXICAL_RECIPE, "ids_digest": digest,
-                                     "watermark": int(getattr(loaded, "watermark", -1))})
+        watermark = int(getattr(loaded, "watermark", -1))
+        give_up = time.monotonic() + SNAPSHOT_WAIT_S
+        while True:
+            snap = snapshot.load(self.index_dir, SNAPSHOT_MANIFEST, arrays=("lexical", "meta"),
+                                 files=(META_RECORDS,),
+                                 expect={"lexical": LEXICAL_RECIPE, "ids_digest": digest,
+                                         "watermark": watermark})
+            # An index newer than its snapshot: another process is saving (the index is
+            # written first, the snapshot after it, seconds later at a million stories). A
+            # worker of `serve --workers` starting then rebuilt the cards and lexical index
+            # from the database (minutes at a million) instead of waiting for them.
+            behind = self._snapshot_watermark()
+            if snap is not None or behind is None or behind >= watermark or \
+                    time.monotonic() > give_up:
+                break
+            time.sleep(SNAPSHOT_POLL_S)  # on a worker thread (asyncio.to_thread)
         if snap is None:
             if (self.index_dir / SNAPSHOT_MANIFEST).exists():
                 log.warning("corpus.snapshot_unusable dir=%s (damaged, or not saved with this "
@@ -543,6 +562,14 @@ class Corpus:
             meta.close()
             return None
         return lexical, meta
+
+    def _snapshot_watermark(self) -> int | None:
+        """The watermark the saved snapshot says it is at, or None without a readable one."""
+        try:
+            info = json.loads((self.index_dir / SNAPSHOT_MANIFEST).read_text(encoding="utf-8"))
+            return int(info["watermark"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     async def _bulk_vectors(self, missing: np.ndarray,
                             progress: Callable[[int, int], None] | None) -> int:

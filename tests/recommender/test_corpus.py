@@ -3,8 +3,10 @@ identical across replicas (run on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import resource
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -359,6 +361,8 @@ async def test_a_damaged_or_stale_snapshot_falls_back_to_the_rebuild(store, tmp_
         f.write_bytes(bytes(raw))
     elif damage == "watermark":  # the vector index saved again later, the snapshot not
         c.vindex.save(ix, recipe=EMB.recipe, watermark=c.watermark + 1)
+        # A saver that died between the two: the start waits for the snapshot, then gives up.
+        monkeypatch.setattr("recommender.corpus.SNAPSHOT_WAIT_S", 0.5)
     elif damage == "no manifest":
         (ix / "corpus.json").unlink()
     else:  # a kill mid-write
@@ -372,6 +376,38 @@ async def test_a_damaged_or_stale_snapshot_falls_back_to_the_rebuild(store, tmp_
     calls.clear()
     c3 = corpus(store, tmp_path / "ix")  # the rebuild was saved: the next start restores
     assert (await c3.start())["restored"] and calls == [[]] and _view(c3) == before
+
+
+async def test_a_start_during_a_save_waits_for_the_snapshot(store, tmp_path, monkeypatch):
+    """A worker of `serve --workers` started while the indexer saved: it loaded the new vector
+    index, found the snapshot (written after it) still at the old watermark, and rebuilt the
+    cards and lexical index from the database (minutes at a million stories)."""
+    import threading
+
+    import recommender.corpus as corpus_module
+
+    await seed(store)
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    await seed(store, 3, start=100)
+    await c.follow()
+    real_save = corpus_module.snapshot.save
+    index_written = threading.Event()
+
+    def slow_snapshot(*args, **kwargs):  # the snapshot takes a while, after the index
+        index_written.set()
+        time.sleep(1.0)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(corpus_module.snapshot, "save", slow_snapshot)
+    saving = asyncio.create_task(c.save())
+    await asyncio.to_thread(index_written.wait, 10)
+    calls = _count_meta_loads(monkeypatch)
+    w = corpus(store, tmp_path / "ix", owner=False)
+    info = await w.start()
+    await saving
+    assert info["restored"] and calls == [[]] and len(w.meta) == 23
+    assert _view(w) == _view(c)
 
 
 async def test_related_blocks_are_the_same_after_a_restart(store, tmp_path):

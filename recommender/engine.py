@@ -136,7 +136,7 @@ class RelatedEngine:
         have to score to change it: recommender/reach.py)."""
         if k <= 0:  # an empty block: nothing changes it
             return [], Reach(vector=None, dense_floor=math.inf, lexical_floor=math.inf,
-                             pool=frozenset(), title="", text="")
+                             pool=(), title="", text="")
         filters = filters or Filters()
         params = params or self.params
         n = self.overfetch * k + self.overfetch_extra
@@ -164,7 +164,7 @@ class RelatedEngine:
                lexical: dict[int, float], n: int) -> Reach:
         # The pool holds the article's own id and copies too: their removal or edit changes
         # what the ranking left out.
-        pool = frozenset([*dense, *lexical, *(c.id for c in candidates)])
+        pool = [*dense, *lexical, *(c.id for c in candidates)]
         return Reach(vector=query.vector,
                      dense_floor=pool_floor(list(dense.values()), n, -math.inf),
                      lexical_floor=pool_floor(list(lexical.values()), n, 0.0),

@@ -36,7 +36,7 @@ def unit(*xs: float) -> np.ndarray:
 def reach(vector=None, dense_floor=0.5, lexical_floor=0.2, pool=(1, 2, 3), title="", text="",
           born=0.0) -> Reach:
     return Reach(vector=unit(1, 0, 0) if vector is None else vector, dense_floor=dense_floor,
-                 lexical_floor=lexical_floor, pool=frozenset(pool), title=title, text=text,
+                 lexical_floor=lexical_floor, pool=pool, title=title, text=text,
                  born=born)
 
 

@@ -90,5 +90,14 @@ class StoreError(TidingsError):
     """The database is unreachable or refused an operation."""
 
 
+class ChangesPruned(TidingsError):
+    """The change log no longer holds every change after `seq`: retention pruned it up to
+    `horizon`. Not an outage (not a StoreError): the caller must reload what it caches."""
+
+    def __init__(self, seq: int, horizon: int):
+        self.seq, self.horizon = seq, horizon
+        super().__init__(f"index changes after {seq} were pruned up to {horizon}")
+
+
 class NotFound(TidingsError):
     pass

@@ -174,6 +174,16 @@ class IndexChangeRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ChangeLogHorizonRow(Base):
+    """The highest `seq` retention pruned from `index_changes` (one row, id 1; 0: none). A
+    replica whose watermark is below it missed changes it can no longer replay (0012)."""
+
+    __tablename__ = "index_changes_pruned"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
 class ReaderRow(Base):
     __tablename__ = "readers"
 

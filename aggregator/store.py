@@ -41,11 +41,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from aggregator.errors import StoreError
+from aggregator.errors import ChangesPruned, StoreError
 from aggregator.model import SourceSpec, Story, StoryDraft
 from aggregator.names import name_key
 from aggregator.normalize import content_hash
 from aggregator.schema import (
+    ChangeLogHorizonRow,
     EmbedderRow,
     EventRow,
     IndexChangeRow,
@@ -116,6 +117,8 @@ def sqlite_busy(e: BaseException) -> bool:
 
 # Stories removed per transaction by retention (~0.1 s of write lock each on SQLite).
 RETENTION_BATCH = 1000
+# Change log entries pruned per transaction by retention (tiny rows, deleted by primary key).
+PRUNE_BATCH = 10_000
 
 
 async def retry_while_busy(op: Callable[[], Awaitable[T]], within_s: float = RELEASE_RETRY_S) -> T:
@@ -1332,14 +1335,68 @@ class Store:
             return list((await s.scalars(q)).all())
 
     async def change_seq(self) -> int:
+        """The log's position now: a watermark that misses nothing. The pruned horizon
+        counts too: a log pruned empty (no change for `change_log_days`) is still at it,
+        and a replica starting at 0 would find itself behind the horizon at once."""
         async with self.session() as s:
-            return int(await s.scalar(select(func.max(IndexChangeRow.seq))) or 0)
+            top = await s.scalar(select(func.max(IndexChangeRow.seq)))
+            return max(int(top or 0), await self._change_horizon(s))
+
+    async def change_horizon(self) -> int:
+        """The highest `seq` retention pruned (0: none): a watermark below it missed changes."""
+        async with self.session() as s:
+            return await self._change_horizon(s)
+
+    @staticmethod
+    async def _change_horizon(s) -> int:
+        return int(await s.scalar(select(ChangeLogHorizonRow.seq)) or 0)
 
     async def changes_since(self, seq: int, limit: int = 10000) -> list[tuple[int, int, str]]:
+        """Changes after `seq`, in order; ChangesPruned when some of them were pruned."""
         q = (select(IndexChangeRow.seq, IndexChangeRow.story_id, IndexChangeRow.op)
              .where(IndexChangeRow.seq > seq).order_by(IndexChangeRow.seq).limit(limit))
         async with self.session() as s:
-            return [tuple(r) for r in (await s.execute(q)).all()]
+            rows = [tuple(r) for r in (await s.execute(q)).all()]
+            # The horizon read after the rows: a prune that committed before the rows were
+            # read shows here (it only grows), so rows read with a gap are never returned.
+            horizon = await self._change_horizon(s)
+        if seq < horizon:
+            raise ChangesPruned(seq, horizon)
+        return rows
+
+    async def prune_changes_before(self, before: datetime) -> int:
+        """Retention of the change log: drop its oldest entries, logged before `before`, and
+        raise the horizon to the highest `seq` dropped, in the same transaction (replicas
+        behind it reload instead of replaying; `recommender.corpus`). Returns how many.
+
+        Only a prefix in `seq` order goes, up to the first entry logged since `before`: the
+        horizon then means "everything up to here is gone, everything after is kept". (`at`
+        comes from each writer's clock; an entry a little out of order ends a run early, and
+        the next run takes the rest.) Batches by primary key, as `delete_stories_before`
+        does, so other writers wait for one batch at most."""
+        pruned = 0
+        while True:
+            async with self.writing() as s:
+                # PostgreSQL: no writer holds a seq it has not committed (they take the
+                # lock before inserting), so no entry below the horizon commits later.
+                await self._change_log_turn(s)
+                rows = (await s.execute(
+                    select(IndexChangeRow.seq, IndexChangeRow.at)
+                    .order_by(IndexChangeRow.seq).limit(PRUNE_BATCH))).all()
+                old = 0
+                while old < len(rows) and rows[old].at < before:
+                    old += 1
+                if old:
+                    top = int(rows[old - 1].seq)
+                    await s.execute(delete(IndexChangeRow).where(IndexChangeRow.seq <= top))
+                    # Seqs only grow, so `top` is above the horizon; the condition keeps it
+                    # from ever going back all the same.
+                    await s.execute(update(ChangeLogHorizonRow)
+                                    .where(ChangeLogHorizonRow.id == 1, ChangeLogHorizonRow.seq < top)
+                                    .values(seq=top))
+            pruned += old
+            if old < PRUNE_BATCH:
+                return pruned
 
     # ---------------------------------------------------------------- readers and events
 

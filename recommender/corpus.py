@@ -34,6 +34,7 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
+from aggregator.errors import ChangesPruned
 from aggregator.model import Story
 from aggregator.store import Store
 from recommender import snapshot
@@ -475,6 +476,17 @@ class Corpus:
         saved = manifest(self.index_dir)
         loaded = await asyncio.to_thread(FaissIndex.load, self.index_dir, mmap=self.mmap,
                                          recipe=self.recipe, **self.index_settings)
+        horizon = await self.store.change_horizon()
+        saved_at = int(getattr(loaded, "watermark", 0) or 0)
+        pruned = loaded is not None and saved_at < horizon
+        if pruned:
+            # Retention pruned the log past the files: a story re-embedded or edited since
+            # they were saved keeps its id, so the reconcile below would keep its old vector
+            # and card. Only the database has them: start as if nothing were saved.
+            log.warning("index.log_pruned dir=%s watermark=%d horizon=%d: the change log no "
+                        "longer holds what changed since the files were saved; reloading every "
+                        "story from the database", self.index_dir, saved_at, horizon)
+            loaded = None
         restored = False
         if loaded is not None:
             self.vindex = loaded
@@ -486,7 +498,7 @@ class Corpus:
                 self.meta.close()
                 self.lexical, self.meta = snap
                 restored = True
-        elif saved is not None:
+        elif saved is not None and not pruned:
             # A file that does not match its manifest (torn write, another recipe): the
             # database has every vector, so start empty and let the repair below refill it.
             log.warning("index.unusable dir=%s saved_recipe=%s: rebuilding from the database",
@@ -636,7 +648,16 @@ class Corpus:
         async with self._follow_lock:
             applied = 0
             while True:
-                changes = await self.store.changes_since(self.watermark, limit=5000)
+                try:
+                    changes = await self.store.changes_since(self.watermark, limit=5000)
+                except ChangesPruned as e:
+                    # Stopped or stalled past the pruned horizon: the re-embeds and edits it
+                    # missed are gone from the log, so skipping ahead would serve them stale.
+                    log.warning("index.log_pruned watermark=%d horizon=%d: this replica fell "
+                                "behind the change log; reloading every story from the database",
+                                e.seq, e.horizon)
+                    await self._reload()
+                    continue
                 if not changes:
                     break
                 adds: dict[int, int] = {}
@@ -659,6 +680,27 @@ class Corpus:
                 applied += len(changes)
                 self.watermark = changes[-1][0]
             return applied
+
+    async def _reload(self) -> None:
+        """Everything from the database again, while serving what it holds: the cards and
+        lexical index are built aside, the vector index rebuilt (`rebuild` swaps it in at
+        once), then the two swapped in together. Changes logged meanwhile are replayed by the
+        caller, `follow`, from the watermark read first (re-adding replaces). Its lock held."""
+        watermark = await self.store.change_seq()
+        ids = [int(x) for x in await self.store.vector_ids(self.recipe)]
+        lexical, meta = LexicalIndex(), MetaTable(self.index_dir.parent)
+        for i in range(0, len(ids), META_CHUNK):
+            stories = list((await self.store.get_stories(ids[i:i + META_CHUNK])).values())
+            meta.put_many(meta_of(s) for s in stories)
+            lexical.add_many((s.id, s.title, lexical_text(s)) for s in stories)
+        await self._build_from_store(len(ids), None)
+        with self._lock:
+            # The old table is not closed: a query on another thread may still read its
+            # records; its files close when the last reference goes.
+            self.lexical, self.meta = lexical, meta
+            self.watermark = watermark
+            self.dirty = True
+            self._reset_version()
 
     def add_stories(self, stories: list[Story], vectors: np.ndarray) -> None:
         if not stories:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select, text
 
 from aggregator import store as store_module
+from aggregator.errors import ChangesPruned
 from aggregator.model import SourceSpec, StoryDraft
 from aggregator.store import EventRecord, FetchRecord, event_key
 
@@ -428,6 +429,35 @@ async def test_vectors_and_change_log(store):
     tail = await store.changes_since(changes[-1][0])
     assert sorted(c[1] for c in tail) == sorted(ids) and {c[2] for c in tail} == {"remove"}
     assert await store.vector_ids("r") == []
+
+
+async def test_retention_prunes_the_change_log_and_records_its_horizon(store, monkeypatch):
+    """Old entries go, recent ones stay, and a watermark behind what went is told so
+    (it can no longer replay a re-embed) instead of being handed the rows after the gap."""
+    monkeypatch.setattr(store_module, "PRUNE_BATCH", 2)  # several batches
+    ids = (await store.upsert_stories([draft(f"https://e.org/{i}") for i in range(5)], NOW)).new_ids
+    await store.save_vectors([(i, 1, b"\x01" * 8) for i in ids[:3]], "r", NOW - timedelta(days=40))
+    await store.save_vectors([(i, 1, b"\x01" * 8) for i in ids[3:]], "r", NOW)
+    log = await store.changes_since(0)
+    assert len(log) == 5 and await store.change_horizon() == 0
+
+    assert await store.prune_changes_before(NOW - timedelta(days=30)) == 3
+    old_top, recent = log[2][0], log[3:]
+    assert await store.change_horizon() == old_top
+    assert await store.changes_since(old_top) == recent  # a watermark at the horizon misses nothing
+    for behind in (0, old_top - 1):
+        with pytest.raises(ChangesPruned) as e:
+            await store.changes_since(behind)
+        assert (e.value.seq, e.value.horizon) == (behind, old_top)
+    assert await store.prune_changes_before(NOW - timedelta(days=30)) == 0  # nothing more is old
+
+    # Everything pruned (a quiet month): the log's position is still the horizon, so a replica
+    # starting now is not behind it at once; new entries continue after it.
+    assert await store.prune_changes_before(NOW + timedelta(days=1)) == 2
+    assert await store.changes_since(log[-1][0]) == []
+    assert await store.change_seq() == await store.change_horizon() == log[-1][0]
+    await store.save_vectors([(ids[0], 2, b"\x02" * 8)], "r", NOW)
+    assert [c[0] > log[-1][0] for c in await store.changes_since(log[-1][0])] == [True]
 
 
 async def test_events_are_idempotent_and_counted(store):

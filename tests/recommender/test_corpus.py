@@ -605,3 +605,105 @@ async def test_a_start_reports_its_progress_while_it_reads_the_cards(store, tmp_
     info = await corpus(store, tmp_path / "ix").start(progress=lambda d, t: seen.append((d, t)))
     assert info["repaired_added"] == 0 and not info["restored"]
     assert seen == [(7, 20), (14, 20), (20, 20)]
+
+
+async def _change_while_down(store, urls) -> tuple[int, int]:
+    """A story re-embedded (new text) and another given a new card (its author): both keep
+    their id, so only the change log tells a replica. Returns their ids."""
+    stories = {s.url: s for s in await store.latest_stories(limit=100)}
+    moved, recarded = stories[urls[0]], stories[urls[1]]
+    await store.upsert_stories([
+        StoryDraft(url=moved.url, title="Completely different", text="replacement text"),
+        StoryDraft(url=recarded.url, title=recarded.title, text=recarded.text, author="Jane Roe"),
+    ], NOW)
+    await Indexer(store, EMB).drain()
+    return moved.id, recarded.id
+
+
+async def _prune_log_up_to(store, seq: int) -> None:
+    """Entries up to `seq` made 40 days old, then retention's prune at 30 days."""
+    async with store.engine.begin() as conn:
+        await conn.execute(text("UPDATE index_changes SET at = :at WHERE seq <= :seq"),
+                           {"at": datetime.now(UTC) - timedelta(days=40), "seq": seq})
+    await store.prune_changes_before(datetime.now(UTC) - timedelta(days=30))
+    assert await store.change_horizon() == seq
+
+
+async def _assert_as_in_database(store, c: Corpus, tmp_path) -> None:
+    """`c` holds the database's vectors and cards: the same as a corpus built from it alone."""
+    ids = sorted(await store.vector_ids(EMB.recipe))
+    assert sorted(c.vindex.ids().tolist()) == sorted(c.meta) == c.lexical.ids().tolist() == ids
+    want = await store.load_vectors(ids, EMB.recipe)
+    got = c.vindex.get(np.asarray(ids))
+    assert all(float(got[j] @ np.frombuffer(want[i], dtype=np.float32)) > 0.999
+               for j, i in enumerate(ids))
+    fresh = corpus(store, tmp_path / "fresh", owner=False)
+    await fresh.start()
+    mine, theirs = _view(c), _view(fresh)
+    assert mine[1:] == theirs[1:]
+    for a, b in zip(mine[0], theirs[0], strict=True):
+        assert dict(a) == pytest.approx(dict(b), abs=1e-6)
+
+
+async def test_saved_files_older_than_the_pruned_log_are_not_trusted(store, tmp_path, monkeypatch,
+                                                                     caplog):
+    """Retention prunes the change log. Files saved before its horizon would keep the old
+    vector and card of a story re-embedded or edited meanwhile (the id reconcile sees no
+    difference): such a start reloads every story from the database and says why."""
+    await seed(store, 10)
+    c = corpus(store, tmp_path / "ix")
+    await c.start()  # nothing saved yet: built and saved, at this watermark
+    saved_at = c.watermark
+    moved, recarded = await _change_while_down(store, ["https://e.org/2", "https://e.org/5"])
+
+    # Pruned up to the files' watermark: what they miss is still logged, so they are used.
+    await _prune_log_up_to(store, saved_at)
+    calls = _count_meta_loads(monkeypatch)
+    within = corpus(store, tmp_path / "ix", owner=False)
+    assert (await within.start())["restored"] and calls == [[]]  # no story read from the database
+    assert within.meta[moved].title == "Completely different"
+    assert within.meta[recarded].author == "Jane Roe"
+
+    # Pruned past it: the re-embed and the edit are gone from the log.
+    await _prune_log_up_to(store, await store.change_seq())
+    calls.clear()
+    behind = corpus(store, tmp_path / "ix", owner=False)
+    with caplog.at_level("WARNING", logger="tidings.corpus"):
+        info = await behind.start()
+    assert behind.meta[moved].title == "Completely different"
+    assert behind.meta[recarded].author == "Jane Roe"
+    assert not info["restored"] and len(calls[0]) == 10 and "index.log_pruned" in caplog.text
+    assert "index.unusable" not in caplog.text
+    await _assert_as_in_database(store, behind, tmp_path)
+    # The owner saves what it reloaded, at the log's position now: the next start restores it.
+    owner = corpus(store, tmp_path / "ix")
+    assert not (await owner.start())["restored"] and owner.watermark == await store.change_seq()
+    again = corpus(store, tmp_path / "ix", owner=False)
+    assert (await again.start())["restored"]
+    await _assert_as_in_database(store, again, tmp_path)
+
+
+async def test_a_follower_behind_the_pruned_log_reloads(store, tmp_path, caplog):
+    """A running replica stalled past the horizon cannot replay what it missed; skipping ahead
+    would serve old vectors and cards for ever. Its next follow reloads from the database."""
+    await seed(store, 8)
+    a = corpus(store, tmp_path / "a", owner=False)
+    await a.start()
+    moved, recarded = await _change_while_down(store, ["https://e.org/1", "https://e.org/6"])
+    async with store.engine.begin() as conn:  # a takedown
+        gone = (await conn.execute(text("SELECT id FROM stories WHERE url = 'https://e.org/3'"))).scalar_one()
+        await conn.execute(text("DELETE FROM stories WHERE id = :id"), {"id": gone})
+    await seed(store, 2, start=50)
+    await _prune_log_up_to(store, await store.change_seq())
+    version = a.version
+
+    with caplog.at_level("WARNING", logger="tidings.corpus"):
+        await a.follow()
+    assert gone not in a.meta and a.meta[moved].title == "Completely different"
+    assert a.meta[recarded].author == "Jane Roe"
+    assert "index.log_pruned" in caplog.text and a.version > version
+    assert a.watermark == await store.change_seq()
+    await _assert_as_in_database(store, a, tmp_path)
+    # Then it follows the log as before.
+    await seed(store, 1, start=70)
+    assert await a.follow() == 1 and len(a) == 10

@@ -120,6 +120,9 @@ class FeedSettings:
 class RetentionSettings:
     stories_days: int = _opt(0, lo=0, hi=36500)  # 0 = keep forever
     events_days: int = _opt(90, lo=0, hi=36500)  # 0 = keep forever
+    # The index change log (replicas follow it). A replica stopped or stalled longer than this
+    # reloads every story from the database (~10 min at a million) instead of replaying.
+    change_log_days: int = _opt(30, lo=0, hi=36500)  # 0 = keep forever
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,12 @@ async def retention(svc: Services) -> None:
         n = await svc.store.delete_events_before(now - timedelta(days=r.events_days))
         if n:
             log.info("retention.events removed=%d", n)
+    if r.change_log_days:
+        # After the stories: their removals just logged are recent, and kept.
+        n = await svc.store.prune_changes_before(now - timedelta(days=r.change_log_days))
+        if n:
+            log.info("retention.change_log removed=%d horizon=%d", n,
+                     await svc.store.change_horizon())
 
 
 async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bool,

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 from aggregator.collect import Collector
+from aggregator.model import StoryDraft
 from aggregator.settings import load_settings
 from aggregator.store import Store
 from api import runner
@@ -175,3 +177,18 @@ async def test_a_serve_only_process_leaves_the_clusters_sources_alone(tmp_path):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await store.close()
+
+
+async def test_retention_prunes_the_change_log_past_its_days(store):
+    """The index change log grew for ever (two rows a story); retention now keeps the shipped
+    `change_log_days` of it, and its stories' removals just logged stay."""
+    settings = load_settings(REPO_CONFIG, env={})
+    assert settings.retention.change_log_days == 30
+    now = datetime.now(UTC)
+    ids = (await store.upsert_stories(
+        [StoryDraft(url=f"https://e.org/{i}", title=f"Story {i}") for i in range(4)], now)).new_ids
+    await store.save_vectors([(i, 1, b"\x01" * 8) for i in ids[:3]], "r", now - timedelta(days=31))
+    await store.save_vectors([(ids[3], 1, b"\x01" * 8)], "r", now - timedelta(days=29))
+    svc = SimpleNamespace(settings=settings, store=store, owner="test")
+    await runner.retention(svc)
+    assert [c[1:] for c in await store.changes_since(await store.change_horizon())] == [(ids[3], "add")]

@@ -386,13 +386,20 @@ async def index_once(settings, *, rebuild: bool) -> int:
     svc = await build(settings, index=True, owner_of_files=True)
     try:
         with Progress("load") as bar:  # the repair, or a whole build when no file is usable
-            await svc.corpus.start(progress=bar.callback())
+            started = await svc.corpus.start(progress=bar.callback())
         with Progress("embed") as bar:
             rep = await svc.indexer.drain(progress=bar.callback())
         if rep.waiting_for is not None:
             _say_waiting(rep.waiting_for, svc.embedder.recipe)
             return 1
-        if rebuild:
+        if rebuild and not started["from_files"]:
+            # No usable saved index: the start just built it from the database's vectors, and
+            # a rebuild would do it all again (minutes at a million stories).
+            await svc.corpus.follow()
+            await svc.corpus.save()
+            print(f"built the index from the database (no usable saved index): "
+                  f"{len(svc.corpus)} vectors")
+        elif rebuild:
             # All or nothing: the new index replaces the saved files only when complete, so
             # an interrupted rebuild leaves the previous files (repaired from the database at
             # the next start), and a rerun skips the embedding already stored.

@@ -532,8 +532,11 @@ class Corpus:
         await self.follow()
         if self.owner and (self.dirty or not restored):
             await self.try_save()  # also when only the snapshot was missing or stale
+        # `from_files`: the vector index came from the saved files (else it was built from the
+        # database's vectors here, which a rebuild would only repeat).
         return {"indexed": len(self.vindex), "repaired_added": added,
-                "repaired_removed": int(len(extra)), "restored": restored}
+                "repaired_removed": int(len(extra)), "restored": restored,
+                "from_files": loaded is not None}
 
     def _restore(self, loaded: FaissIndex) -> tuple[LexicalIndex, MetaTable] | None:
         """The saved lexical index and cards, or None (then rebuilt) unless they are intact,

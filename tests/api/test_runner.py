@@ -192,3 +192,30 @@ async def test_retention_prunes_the_change_log_past_its_days(store):
     svc = SimpleNamespace(settings=settings, store=store, owner="test")
     await runner.retention(svc)
     assert [c[1:] for c in await store.changes_since(await store.change_horizon())] == [(ids[3], "add")]
+
+
+async def test_index_rebuild_without_saved_files_builds_once(tmp_path, monkeypatch, capsys):
+    """`tidings index --rebuild` with no usable saved index: the start built the index from
+    the database's vectors, and the rebuild then did it all again (minutes at a million)."""
+    from api.cli import index_once
+    from recommender.corpus import Corpus
+
+    settings = load_settings(REPO_CONFIG, env={"TIDINGS_DATA_DIR": str(tmp_path / "data"),
+                                               "TIDINGS_INDEX_EMBEDDER": "hash"})
+    store = Store(settings.database_url)
+    await store.migrate()
+    await store.upsert_stories([StoryDraft(url=f"https://e.org/{i}", title=f"Story {i}",
+                                           text=f"words {i}") for i in range(12)])
+    await store.close()
+    rebuilds = []
+    real = Corpus.rebuild
+
+    async def counting(self, progress=None):
+        rebuilds.append(1)
+        return await real(self, progress)
+
+    monkeypatch.setattr(Corpus, "rebuild", counting)
+    assert await index_once(settings, rebuild=True) == 0
+    assert rebuilds == [] and "12 vectors" in capsys.readouterr().out
+    assert await index_once(settings, rebuild=True) == 0  # files saved now: a real rebuild
+    assert rebuilds == [1] and "rebuilt the index from the database: 12 vectors" in capsys.readouterr().out

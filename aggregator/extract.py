@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import lxml.html
 import trafilatura
@@ -75,6 +75,23 @@ _META = {
 }
 
 
+def page_image(page_url: str, image: str) -> str:
+    """The page's share image as an absolute http(s) URL, else "". A page's og:image of
+    `javascript:alert(1)` or `data:image/svg+xml,...` went out as the image_url of the
+    article card (related-by-URL) and of stories read in full, while a feed's image goes
+    through normalize's http(s) check: every client that puts image_url in a src or href
+    (not our widget, which checks) ran or showed what the page chose."""
+    image = image.strip()
+    if not image:
+        return ""
+    absolute = urljoin(page_url, image)
+    try:
+        parts = urlsplit(absolute)
+    except ValueError:  # a bad IPv6 literal
+        return ""
+    return absolute if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
+
+
 def extract_article(html: bytes, url: str) -> Article:
     """Main text and metadata of an article page at `url`."""
     if not html or not html.strip():
@@ -112,7 +129,7 @@ def extract_article(html: bytes, url: str) -> Article:
         text=text,
         author=byline(str(data.get("author") or "")) or byline(_first(meta, "author")),
         published_at=published_at,
-        image_url=urljoin(url, image.strip()) if image.strip() else "",
+        image_url=page_image(url, image),
         site_name=site_name,
         description=clean_inline(str(data.get("description") or ""))
         or clean_inline(_first(meta, "description")),

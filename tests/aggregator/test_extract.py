@@ -195,3 +195,23 @@ def test_a_real_page_title_without_its_site_name() -> None:
 def test_page_publication_time_keeps_its_time_of_day(name: str, published_at: datetime) -> None:
     article = extract_article((PAGES / name / "source.html").read_bytes(), f"https://{name}.example/a")
     assert article.published_at == published_at
+
+
+@pytest.mark.parametrize("image", [
+    "javascript:alert(document.domain)",
+    "JavaScript:alert(1)",
+    "data:image/svg+xml,<svg onload=alert(1)>",
+    "vbscript:msgbox(1)",
+    "file:///etc/passwd",
+])
+def test_a_page_image_that_is_no_http_url_is_dropped(image: str) -> None:
+    """A page's og:image is a URL the page chose: `javascript:` and `data:` ones went out as
+    the image_url of related-by-URL article cards and of stories read in full."""
+    page = PAGE.replace(b'content="/img/lead.jpg"', f'content="{image}"'.encode())
+    assert extract_article(page, "https://news.example/politics/ceasefire").image_url == ""
+
+
+def test_a_page_image_is_made_absolute() -> None:
+    page = PAGE.replace(b'content="/img/lead.jpg"', b'content="//cdn.example/lead.jpg"')
+    article = extract_article(page, "https://news.example/politics/ceasefire")
+    assert article.image_url == "https://cdn.example/lead.jpg"

@@ -326,6 +326,29 @@ class HeadAsGet:
 
 
 _EMPTY_BODY = {"type": "http.response.body", "body": b"", "more_body": False}
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+class NoSniff:
+    """ASGI middleware: `X-Content-Type-Options: nosniff` on every answer that lacks it. Only
+    the HTML answers and widget.js had it, so a JSON error such as 404 "no route
+    /v1/<script>..." went out without it."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or ())
+                if not any(name.lower() == _NOSNIFF[0] for name, _ in headers):
+                    message = {**message, "headers": [*headers, _NOSNIFF]}
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def is_json_media_type(content_type: str | None) -> bool:
@@ -835,6 +858,11 @@ def create_app(svc: Services) -> FastAPI:
 
     if svc.feeds is not None:
         add_reader_routes(app, svc, svc.feeds, require_key=require_key, max_k=api.max_k)
+
+    # Every answer, not only the HTML ones: JSON errors echo what the caller sent (a path, a
+    # URL), and only nosniff guarantees no browser ever reads them as a page. Inside the fast
+    # path, so the answers it records and replays carry it too.
+    app.add_middleware(NoSniff)
 
     # Added last, so it is the outermost layer: a replayed block skips the timing middleware
     # and the routing, which is most of the cost of a cached answer (api/fastpath.py).

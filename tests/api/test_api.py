@@ -337,6 +337,21 @@ async def test_widget_fragment_is_escaped_html(http, stack):
     assert r.status_code == 200 and "javascript" in r.headers["content-type"]
 
 
+async def test_every_answer_says_nosniff(http, stack):
+    """JSON answers, errors included, had no X-Content-Type-Options (only HTML and widget.js
+    did), while their messages echo what the caller sent."""
+    rec = stack.records[1]
+    for path, params in (("/v1/stories", {"limit": 1}), ("/healthz", {}), ("/openapi.json", {}),
+                         ("/v1/nope<script>alert(1)</script>", {}),
+                         ("/v1/related", {"url": "<script>alert(1)</script>"}),
+                         ("/v1/related", {"url": rec["url"], "k": 3}),
+                         ("/v1/related", {"url": rec["url"], "k": 3}),  # the fast path's replay
+                         ("/v1/widget", {"url": rec["url"], "k": 3})):
+        r = await http.get(path, params=params)
+        assert r.headers.get("x-content-type-options") == "nosniff", (path, r.status_code)
+        assert len(r.headers.get_list("x-content-type-options")) == 1, path
+
+
 async def test_widget_js_is_gzipped_and_revalidated(http, stack):
     """It went out raw (20 kB on every publisher page, 7 kB gzipped) with no validator."""
     raw = (Path(__file__).resolve().parents[2] / "api" / "static" / "widget.js").read_bytes()

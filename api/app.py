@@ -46,7 +46,7 @@ from api.events import (
 )
 from api.fastpath import FastPath, etag_matches
 from api.metrics import Metrics
-from api.ratelimit import RateLimiter
+from api.ratelimit import RateLimiter, client_key
 from api.readers import add_reader_routes
 from api.render import render_block_html
 from api.services import Services
@@ -557,7 +557,8 @@ def create_app(svc: Services) -> FastAPI:
                            "(header X-API-Key or Authorization: Bearer)")
 
     def client_of(request: Request) -> str:
-        return request.client.host if request.client else "?"
+        # An IPv6 client by its /64 (api/ratelimit.py client_key).
+        return client_key(request.client.host) if request.client else "?"
 
     def blocks_version() -> tuple[int, int]:
         # What a cached block was ranked with: the corpus (a story added or removed) and the

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from itertools import islice
 
 from api.errors import ApiError
+
+# The IPv6 prefix one subscriber gets at the least (RFC 6177: a /64 per network), within which
+# a host picks new addresses at will (SLAAC privacy addresses, RFC 8981).
+IPV6_CLIENT_PREFIX = 64
+
+
+def client_key(host: str) -> str:
+    """The bucket a client address is charged to: an IPv4 address as it is, an IPv6 one by its
+    /64. Keyed by the whole IPv6 address, one host with an ordinary /64 had 2**64 buckets: a
+    fresh address per request and the per-client limits never applied. An IPv4-mapped address
+    is its IPv4; anything that is no address (a test client's name) stays as it is."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(addr, ipaddress.IPv4Address):
+        return str(addr)
+    if addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    prefix = int(addr) >> (128 - IPV6_CLIENT_PREFIX) << (128 - IPV6_CLIENT_PREFIX)
+    return f"{ipaddress.IPv6Address(prefix)}/{IPV6_CLIENT_PREFIX}"
 
 
 class RateLimiter:

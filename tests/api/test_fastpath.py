@@ -231,6 +231,23 @@ async def test_only_page_fetches_are_rate_limited(stack, http):
         assert (await client.get("/v1/related", params={"url": stories[1]["url"], "k": 2})).status_code == 200
 
 
+async def test_an_ipv6_client_is_limited_by_its_64(stack, http):
+    """A client with an IPv6 /64 took a new address for each request and was never limited.
+    The addresses come as X-Forwarded-For, which uvicorn takes from a loopback peer (a reverse
+    proxy on the same machine, README)."""
+    base, _ = await stack.serve_variant(events_per_minute=3)
+    story = await some_story(http)
+    event = {"reader": "r-ipv6-limit", "story_id": story["id"], "type": "impression"}
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        async def post(address: str) -> int:
+            r = await client.post("/v1/events", json=event, headers={"X-Forwarded-For": address})
+            return r.status_code
+
+        assert [await post(f"2001:db8:7:7::{i}") for i in range(1, 4)] == [202] * 3
+        assert await post("2001:db8:7:7:a:b:c:d") == 429  # the same /64, another address
+        assert await post("2001:db8:7:8::1") == 202  # the next /64 is another client
+
+
 async def test_a_new_story_invalidates_the_recorded_blocks(stack, http):
     from aggregator.model import StoryDraft
     from aggregator.store import utcnow

@@ -26,3 +26,17 @@ def test_a_flood_of_new_clients_does_not_reset_a_throttled_one():
         if i % 100 == 0:
             assert not rl.allow(("abuser",), 10), i
     assert len(rl._buckets) <= 1_000
+
+
+def test_an_ipv6_client_is_one_bucket_for_its_whole_64():
+    """Keyed by the whole address, a host with a /64 took a fresh address per request (privacy
+    addresses do it by themselves) and never met the limit."""
+    from api.ratelimit import client_key
+
+    assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff:ffff:ffff:fffe")
+    assert client_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:2::1") != client_key("2001:db8:1:3::1")
+    assert client_key("fe80::1%eth0") == "fe80::/64"
+    assert client_key("::ffff:192.0.2.7") == client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key("192.0.2.7") != client_key("192.0.2.8")
+    assert client_key("testclient") == "testclient"

@@ -75,7 +75,15 @@ def _duration(seconds: float) -> str:
 
 
 class BlockedAddress(FetchError):
-    """A caller's or a feed's URL points at a non-public address (SSRF guard) or a bad scheme."""
+    """A caller's or a feed's URL points at a non-public address (SSRF guard) or a bad scheme.
+
+    `caller_message`: what an API caller may be told, when the message says more than their
+    URL did (the private address a name resolves to); the message itself is for the operator
+    (logs, a source's last_error)."""
+
+    def __init__(self, message: str, *, caller_message: str | None = None):
+        super().__init__(message)
+        self.caller_message = caller_message if caller_message is not None else message
 
 
 class RobotsDisallowed(FetchError):

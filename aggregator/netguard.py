@@ -228,7 +228,10 @@ class AddressGuard:
             raise BlockedAddress(f"{host} resolved to no address")
         bad = [address for address in addresses if not is_public_address(address)]
         if bad:
-            raise BlockedAddress(f"{host} resolves to non-public address {bad[0]}")
+            # The address is for the operator only: told to API callers, it mapped the
+            # intranet's names to their addresses ("db.corp resolves to ... 10.0.3.17").
+            raise BlockedAddress(f"{host} resolves to non-public address {bad[0]}",
+                                 caller_message=f"{host} resolves to a non-public address")
 
 
 class GuardedResolver(AbstractResolver):

@@ -627,7 +627,8 @@ def create_app(svc: Services) -> FastAPI:
         except ValueError as e:
             raise ApiError(422, "invalid_url", str(e)) from e
         except BlockedAddress as e:
-            raise ApiError(400, "forbidden_url", f"that URL may not be fetched: {e}") from e
+            raise ApiError(400, "forbidden_url",
+                           f"that URL may not be fetched: {e.caller_message}") from e
         except BadArticle as e:
             raise ApiError(422, "no_article", str(e)) from e
         except FetchError as e:

@@ -327,6 +327,16 @@ async def test_ssrf_refused(http, url, code):
     assert 400 <= r.status_code < 500 and r.json()["error"]["code"] == code, r.text
 
 
+async def test_a_name_resolving_to_a_private_address_is_refused_without_the_address(http):
+    """The refusal named the address the caller's host resolved to, which mapped the
+    intranet's names to their addresses for anyone ("db.corp resolves to ... 10.0.3.17")."""
+    for path in ("/v1/related", "/v1/widget"):
+        r = await http.get(path, params={"url": "http://db.intranet.example/admin"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "forbidden_url", r.text
+        message = r.json()["error"]["message"]
+        assert "db.intranet.example" in message and "127.0.0.1" not in message, message
+
+
 async def test_widget_fragment_is_escaped_html(http, stack):
     rec = stack.records[1]
     r = await http.get("/v1/widget", params={"url": rec["url"], "k": 4})

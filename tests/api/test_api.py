@@ -337,6 +337,42 @@ async def test_a_name_resolving_to_a_private_address_is_refused_without_the_addr
         assert "db.intranet.example" in message and "127.0.0.1" not in message, message
 
 
+async def test_caller_pages_are_read_one_at_a_time(stack, monkeypatch):
+    """Reading a fetched page is CPU in a worker thread: ~0.2 s for a real article, ~7 s for
+    3 MB of paragraphs. Seven such pages, within one client's rate limit, held every thread of
+    asyncio.to_thread (embedding too), and a block by text waited 27 s instead of 0.04 s. Now
+    caller pages take one thread at most."""
+    import asyncio
+    import threading
+    import time
+
+    import recommender.blocks as blocks
+    from recommender.related import Filters
+
+    real, lock, running, peak = blocks.extract_article, threading.Lock(), [0], [0]
+
+    def counting_extract(body, url):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            time.sleep(0.2)  # a slower page: reads that may overlap would
+            return real(body, url)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(blocks, "extract_article", counting_extract)
+    pages = ("bbc-1", "guardian-1", "nytimes-1", "lemonde-1")
+    urls = [f"http://news.example/data/readability-news-pages/{p}/source.html?one-at-a-time"
+            for p in pages]
+    no_filter = Filters(None, None, None, None)
+    found = await asyncio.gather(*(stack.svc.related.for_url(u, k=2, filters=no_filter)
+                                   for u in urls))
+    assert all(b.article.title for b in found)
+    assert peak[0] == 1
+
+
 async def test_widget_fragment_is_escaped_html(http, stack):
     rec = stack.records[1]
     r = await http.get("/v1/widget", params={"url": rec["url"], "k": 4})

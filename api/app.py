@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hmac
+import ipaddress
 import json
 import logging
 import time
@@ -351,6 +352,17 @@ class NoSniff:
         await self.app(scope, receive, sending)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a client address is this machine's own (127.0.0.0/8, ::1, or IPv4 ones
+    written as IPv6)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
 def is_json_media_type(content_type: str | None) -> bool:
     """Whether FastAPI reads a body sent with this Content-Type as JSON: application/json or
     application/*+json (strictly: a body without a Content-Type is not read as JSON either)."""
@@ -547,6 +559,13 @@ def create_app(svc: Services) -> FastAPI:
 
     def require_key(request: Request) -> None:
         if not api.api_key:
+            # No key set (the shipped default): the operator's routes answer this machine
+            # only. Open to every host, any caller could export or delete a reader's history,
+            # or reset a source over its server's Retry-After, even from another site's page.
+            if not is_loopback(request.client.host if request.client else ""):
+                raise ApiError(403, "operator_only", "this endpoint is the operator's: without "
+                               "api.api_key it answers requests from this machine only; set a "
+                               "key to reach it from another host")
             return
         given = request.headers.get("x-api-key") or ""
         auth = request.headers.get("authorization", "")

@@ -489,6 +489,33 @@ async def test_operator_endpoints_need_the_key_when_set(tmp_path, shared_data):
         await stop_stack(st, server, task)
 
 
+async def test_without_a_key_operator_endpoints_answer_this_machine_only(stack):
+    """No api.api_key (the shipped default) left reader export and deletion and source resets
+    open to every host: anyone could read or delete a reader's history, or reset a source over
+    its server's Retry-After, even from another site's page. Without a key they answer
+    loopback callers only (the operator's own curl); public routes answer everyone."""
+    import httpx
+
+    from api.app import create_app
+
+    app = create_app(stack.svc)
+    assert not stack.svc.settings.api.api_key
+    for host, allowed in (("203.0.113.9", False), ("2001:db8::7", False), ("127.0.0.1", True),
+                          ("::1", True), ("::ffff:127.0.0.1", True)):
+        transport = httpx.ASGITransport(app=app, client=(host, 4321))
+        async with httpx.AsyncClient(transport=transport, base_url="http://tidings") as c:
+            for method, path in (("GET", "/v1/sources"), ("POST", "/v1/sources/nope/reset"),
+                                 ("GET", "/v1/readers/someone"), ("DELETE", "/v1/readers/someone")):
+                r = await c.request(method, path)
+                if allowed:
+                    assert r.status_code in (200, 404), (host, path, r.text)
+                else:
+                    assert r.status_code == 403, (host, path)
+                    assert r.json()["error"]["code"] == "operator_only"
+                    assert "api.api_key" in r.json()["error"]["message"]
+            assert (await c.get("/v1/stories")).status_code == 200, host
+
+
 async def test_source_health_and_reset_say_what_will_happen(tmp_path, shared_data):
     """A reset failing source read `ok` with no success; a reset of a source removed from
     the file said "due" though nothing would fetch it; a disabled source showed a next

@@ -86,12 +86,13 @@ async def test_serve_workers_counters_only_go_up_whichever_worker_answers(tmp_pa
             for c in conns:  # one after another: each scrape sees every earlier one
                 counts.append(_scrape_count(c))
                 c.close()
-            if len(round_owners - {None}) >= 2:
-                owners |= round_owners - {None}
-                if not killed:  # a replaced worker's counts stay in the sum
-                    victim = next(iter(owners))
-                    os.kill(victim, signal.SIGKILL)
-                    killed, owners = True, set()
+            # Owners gathered over rounds: one socket's accepts can go to the same worker
+            # many times in a row on a loaded machine (90 s of it once, in the full suite).
+            owners |= round_owners - {None}
+            if len(owners) >= 2 and not killed:  # a replaced worker's counts stay in the sum
+                victim = next(iter(owners))
+                os.kill(victim, signal.SIGKILL)
+                killed, owners = True, set()
             await asyncio.sleep(0.2)
         assert killed and len(owners) >= 2, "both workers never answered"
         assert counts == sorted(counts), counts

@@ -56,7 +56,7 @@
     ".tdg-block{container-type:inline-size}",
     "@media (min-width:561px){@container (calc(380px + 1.25em)<=width<calc(760px + 3.75em)){",
     ".tdg-list:has(>:nth-child(4):last-child){grid-template-columns:1fr 1fr}}}",
-    ".tdg-card{position:relative;display:flex;flex-direction:column;gap:.45em;min-width:0}",
+    ".tdg-card,.tdg-ph{position:relative;display:flex;flex-direction:column;gap:.45em;min-width:0}",
     ".tdg-link{display:flex;flex-direction:column;gap:.55em;color:inherit;text-decoration:none}",
     ".tdg-link:focus-visible{outline:2px solid var(--tdg-accent);outline-offset:3px;border-radius:6px}",
     ".tdg-link:hover .tdg-title{text-decoration:underline;text-underline-offset:2px}",
@@ -82,7 +82,9 @@
     ".tdg-link{flex-direction:row;align-items:flex-start;gap:.8em}",
     ".tdg-thumb{flex:none;width:112px;font-size:1.1em}.tdg-snippet{display:none}",
     ".tdg-meta{padding-inline-start:calc(112px + .8em);margin-top:0}",
-    ".tdg-card{padding-bottom:1em;border-bottom:1px solid var(--tdg-line)}}",
+    ".tdg-card,.tdg-ph{padding-bottom:1em;border-bottom:1px solid var(--tdg-line)}}",
+    ".tdg-ph :is(.tdg-title,.tdg-snippet){white-space:pre-line;background:var(--tdg-thumb);",
+    "border-radius:4px}",
     ".tdg-sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);",
     "white-space:nowrap}"
   ].join("");
@@ -121,20 +123,28 @@
     (inDocument ? document.head || document.documentElement : root).appendChild(style);
   }
 
-  // Shows `block` in an open shadow root on the container: host rules cannot reach it and
-  // its rules cannot reach the page. The container's own children stay where they are, just
-  // no longer rendered (they were the fallback). Some elements cannot host a shadow root
-  // (<ul>, <td>…), or the container already has one: then the block goes in the light DOM
-  // and the stylesheet on the document, as the widget used to do everywhere.
-  function mount(container, block) {
-    theme(container, block);
-    var root = null;
-    try {
-      root = container.attachShadow({ mode: "open" });
-    } catch (e) { /* not allowed on this element */ }
-    applyCss(root || document);
-    if (root) root.appendChild(block);
-    else if (!container.contains(block)) container.appendChild(block);
+  // Shows `node` (a block, the placeholder) in place of what the container showed; null shows
+  // its own children (the fallback) again, through a <slot>. In an open shadow root on the
+  // container: host rules cannot reach it and its rules cannot reach the page. Some elements
+  // cannot host a shadow root (<ul>, <td>…), or the container already has one: then the node
+  // goes in the light DOM and the stylesheet on the document.
+  function show(container, state, node) {
+    if (state.seen) state.seen.disconnect();
+    if (!state.root) {
+      if (!node) return; // nothing shown yet: the container stays untouched
+      try {
+        state.root = container.attachShadow({ mode: "open" });
+      } catch (e) {
+        state.root = container;
+      }
+      applyCss(state.root === container ? document : state.root);
+    }
+    if (!node && state.root !== container) node = document.createElement("slot");
+    if (state.node && state.node.parentNode) state.node.parentNode.removeChild(state.node);
+    state.node = node;
+    if (!node) return;
+    if (node.className) theme(container, node);
+    state.root.appendChild(node);
   }
 
   // Only absolute http(s) URLs reach an attribute; the URL parser strips tabs and newlines
@@ -380,9 +390,18 @@
     return !!viewport && viewport.height > 0 && entry.intersectionRect.height >= viewport.height / 2;
   }
 
-  // Impressions once per block and page view, for all its stories, when seenEnough(); clicks
-  // on every link. Works the same on blocks built here and on server-rendered /v1/widget HTML.
-  function track(block, api) {
+  // Each story is one impression a page view (location.href: an app's pushState starts a new
+  // one), however many containers show it: two for one article counted it twice.
+  var reported = Object.create(null);
+  function firstSeen(api, ids) {
+    return ids.filter(function (id) {
+      var key = location.href + " " + api + " " + id;
+      return reported[key] ? false : (reported[key] = true);
+    });
+  }
+
+  // Impressions when seenEnough() (firstSeen()), clicks on every link. Works the same on blocks built here and on server-rendered /v1/widget HTML.
+  function track(block, api, state) {
     var ids = Array.prototype.map.call(block.querySelectorAll("[data-story-id]"), function (li) {
       return li.getAttribute("data-story-id");
     });
@@ -393,11 +412,11 @@
     }
     block.addEventListener("click", onClick);
     block.addEventListener("auxclick", onClick);
-    if (!("IntersectionObserver" in window)) return sendEvents(api, "impression", ids, false);
-    var seen = new IntersectionObserver(function (entries) {
+    if (!("IntersectionObserver" in window)) return sendEvents(api, "impression", firstSeen(api, ids), false);
+    var seen = state.seen = new IntersectionObserver(function (entries) {
       if (entries.some(seenEnough)) {
         seen.disconnect();
-        sendEvents(api, "impression", ids, false);
+        sendEvents(api, "impression", firstSeen(api, ids), false);
       }
     }, { threshold: STEPS });
     seen.observe(block);
@@ -418,54 +437,139 @@
     return (configured || SCRIPT_ORIGIN).replace(/\/+$/, "");
   }
 
-  function load(container) {
-    var api = apiBase(container);
-    if (!api) return;
+  function count(container) {
     var k = parseInt(container.getAttribute("data-k"), 10);
-    k = isNaN(k) ? 4 : Math.min(Math.max(k, 1), 20);
-    var url = api + "/v1/related?url=" + encodeURIComponent(pageUrl(container)) + "&k=" + k;
+    return isNaN(k) ? 4 : Math.min(Math.max(k, 1), 20);
+  }
+
+  function heading(container) {
+    return text(container.getAttribute("data-heading")) || "Related stories";
+  }
+
+  // The request for a container's block; "" without an API to ask.
+  function requestOf(container) {
+    var api = apiBase(container);
+    return api && api + "/v1/related?url=" + encodeURIComponent(pageUrl(container)) + "&k=" + count(container);
+  }
+
+  // Promises of cards by request: two containers for one article, or an app going back to
+  // one, make one request. A failure is forgotten (a refresh asks again), and all past 100,
+  // so a long-lived app neither grows this for ever nor shows day-old blocks.
+  var answers = Object.create(null), asked = 0;
+  function related(url) {
+    if (answers[url]) return answers[url];
+    if (++asked > 100) {
+      answers = Object.create(null);
+      asked = 1;
+    }
     var abort = window.AbortController ? new AbortController() : null;
     var timer = abort && setTimeout(function () { abort.abort(); }, FETCH_TIMEOUT_MS);
-    fetch(url, { credentials: "omit", signal: abort && abort.signal })
+    var answer = answers[url] = fetch(url, { credentials: "omit", signal: abort && abort.signal })
       .then(function (response) {
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.json();
       })
       .then(function (block) {
-        var cards = block && Array.isArray(block.related)
+        return block && Array.isArray(block.related)
           ? block.related.filter(function (c) { return c && typeof c === "object"; }) : [];
-        if (!cards.length) return;
-        var heading = text(container.getAttribute("data-heading")) || "Related stories";
-        var node = blockNode(cards, heading);
-        mount(container, node);
-        track(node, api);
-      })
-      .catch(function () { /* API down or odd answer: leave the host page as it was */ })
-      .then(function () { if (timer) clearTimeout(timer); });
+      });
+    answer.then(function () { clearTimeout(timer); }, function () {
+      clearTimeout(timer);
+      if (answers[url] === answer) delete answers[url];
+    });
+    return answer;
   }
 
-  var started = typeof WeakSet === "function" ? new WeakSet() : null;
-
-  function start(container) {
-    if (!started || started.has(container)) return;
-    started.add(container);
-    // A server-rendered block (/v1/widget) moves into the shadow root like one built here.
-    var prerendered = container.querySelector("." + P + "block");
-    if (prerendered) {
-      mount(container, prerendered);
-      var api = apiBase(container);
-      if (api) track(prerendered, api);
-      return;
+  // Holds the block's room while it loads, or its arrival pushes the page down (CLS). The
+  // block's own classes, so its CSS sizes it alike: k cards with the most a card shows (3
+  // lines of title, 2 of snippet, meta), so the block is seldom taller. Grey boxes, hidden
+  // from assistive technology; no .tdg-card: it is not a block.
+  function placeholder(container) {
+    var node = blockNode([], heading(container));
+    node.removeAttribute("aria-label");
+    node.setAttribute("aria-hidden", "true");
+    for (var i = count(container); i > 0; i--) {
+      var card = el("li", "ph"), link = el("span", "link");
+      link.appendChild(el("span", "thumb"));
+      link.appendChild(el("span", "title", "\u00a0\n\u00a0\n\u00a0"));
+      card.appendChild(link);
+      card.appendChild(el("p", "snippet", "\u00a0\n\u00a0"));
+      card.appendChild(el("p", "meta", "\u00a0"));
+      node.lastChild.appendChild(card);
     }
-    // Lazy: ask the API only when the container comes within a screen or so of the viewport.
-    if (!("IntersectionObserver" in window)) return load(container);
-    var near = new IntersectionObserver(function (entries) {
+    return node;
+  }
+
+  // The page's own content in the container (its fallback) takes room already: no placeholder.
+  function hasOwnContent(container, state) {
+    return Array.prototype.some.call(container.childNodes, function (n) {
+      return n !== state.node && (n.nodeType === 1 || (n.nodeType === 3 && /\S/.test(n.nodeValue)));
+    });
+  }
+
+  function render(container, state, cards, api) {
+    if (!cards.length) return show(container, state, null);
+    var node = blockNode(cards, heading(container));
+    // Shorter than the placeholder, it keeps its room (or the page under it moves up) unless
+    // the container is below the viewport, where that moves nothing the reader sees.
+    var held = state.node && state.node.hasAttribute("aria-hidden") &&
+      container.getBoundingClientRect().top < window.innerHeight
+      ? state.node.getBoundingClientRect().height : 0;
+    show(container, state, node);
+    if (held) node.style.cssText = "box-sizing:border-box;min-height:" + held + "px";
+    track(node, api, state);
+  }
+
+  // Lazy: ask the API only when the container comes within a screen or so of the viewport.
+  function whenNear(container, state, then) {
+    if (!("IntersectionObserver" in window)) return then();
+    var near = state.near = new IntersectionObserver(function (entries) {
       if (entries.some(function (e) { return e.isIntersecting; })) {
         near.disconnect();
-        load(container);
+        then();
       }
     }, { rootMargin: "600px 0px" });
     near.observe(container);
+  }
+
+  // Shows the block for the container's current request: at start, and when the page may
+  // have changed it (data-url, refresh()). An unchanged request does nothing.
+  function want(container, state) {
+    var url = requestOf(container), api = apiBase(container);
+    if (url === state.url) return;
+    var gen = ++state.gen;
+    state.url = url;
+    if (state.near) state.near.disconnect();
+    show(container, state, url && !hasOwnContent(container, state) ? placeholder(container) : null);
+    if (url) whenNear(container, state, function () {
+      related(url).then(function (cards) {
+        if (gen === state.gen) render(container, state, cards, api);
+      }, function () {
+        // API down or odd answer: the placeholder goes, the container shows what it held
+        // (usually nothing). The page under it moves up once, but an empty grey box left in
+        // the article for good would be worse for it than that one shift.
+        if (gen === state.gen) show(container, state, null);
+      });
+    });
+  }
+
+  // Per container: root, node (what show() put there), url (its request), gen (an answer to
+  // an older request is dropped: never two blocks or an old one), near and seen observers.
+  var states = typeof WeakMap === "function" ? new WeakMap() : null;
+
+  function start(container) {
+    if (!states) return;
+    var state = states.get(container);
+    // Known (re-inserted, data-url set, refresh()): only a changed request reloads.
+    if (state) return want(container, state);
+    states.set(container, state = { gen: 0 });
+    // A server-rendered block (/v1/widget) moves into the shadow root like one built here.
+    var prerendered = container.querySelector("." + P + "block");
+    if (!prerendered) return want(container, state);
+    show(container, state, prerendered);
+    state.url = requestOf(container);
+    var api = apiBase(container);
+    if (api) track(prerendered, api, state);
   }
 
   function startAll(root) {
@@ -478,13 +582,18 @@
     } catch (e) { /* never break the host page */ }
   }
 
-  // Containers a page adds later (infinite scroll, client-side rendering) start by themselves.
-  // Only the added elements are looked at, never the whole document again.
+  // Containers a page adds later (infinite scroll, client-side rendering) start by themselves,
+  // and one given another data-url (an app changing the article in place) gets its block.
+  // Only those elements are looked at, never the whole document again.
   function watch() {
     if (!window.MutationObserver) return;
     new MutationObserver(function (records) {
       try {
         records.forEach(function (record) {
+          if (record.type === "attributes") {
+            if (record.target.hasAttribute("data-tidings-related")) start(record.target);
+            return;
+          }
           Array.prototype.forEach.call(record.addedNodes, function (node) {
             if (node.nodeType !== 1) return;
             if (node.hasAttribute("data-tidings-related")) start(node);
@@ -492,7 +601,9 @@
           });
         });
       } catch (e) { /* never break the host page */ }
-    }).observe(document, { childList: true, subtree: true });
+    }).observe(document, {
+      childList: true, subtree: true, attributes: true, attributeFilter: ["data-url", "data-k", "data-api"]
+    });
   }
 
   // Started once the document is parsed, so a container is never seen half-parsed (a
@@ -502,7 +613,9 @@
     watch();
   }
 
-  window.TidingsWidget = { scan: scan };
+  // refresh(), for an app that changes the article without data-url (a new canonical link):
+  // scan() re-reads every container, and only a changed request asks anything.
+  window.TidingsWidget = { scan: scan, refresh: scan };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();

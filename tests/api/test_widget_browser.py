@@ -368,9 +368,11 @@ async def test_api_outage_leaves_host_page_intact(page, widget_api, publisher, o
     await asyncio.sleep(0.3)  # a failed fetch gets time to (not) do anything
 
     assert asked_urls(page, "/v1/related") == [SEED_URL]  # it did try
-    assert await page.locator("#related").evaluate(MOUNTING_JS) == {
-        "shadow": None, "adopted": 0, "shadowStyles": 0, "pageStyles": 0, "pageSheets": 0,
-        "light": ""}
+    # The placeholder that held the block's room while it loaded is gone: the container's
+    # shadow root shows what the container holds (nothing), so it takes no room again.
+    assert await page.locator("#related").evaluate(MOUNTING_JS) == IN_SHADOW
+    assert await page.locator("#related").evaluate("""c => [c.getBoundingClientRect().height,
+        [...c.shadowRoot.children].map(e => e.localName)]""") == [0, ["slot"]]
     assert await page.locator("#host-text").inner_text() == HOST_TEXT
     assert await page.locator("body").inner_html() == before
     assert page.page_errors == []
@@ -812,4 +814,173 @@ async def test_theme_follows_the_host_page_not_the_readers_os(page, widget_api, 
     assert await page.locator("#light").evaluate(look) == ["light", light_fg, clear, *dots]
     assert await page.locator("#dark").evaluate(look) == ["dark", dark_fg, clear, *dots]
     assert await page.locator("#chosen").evaluate(look) == ["dark", dark_fg, dark_bg, *dots]
+    assert page.page_errors == []
+
+
+# Layout shifts the page sees (Core Web Vitals' CLS counts those without recent input), each
+# with the time it happened, from the first paint on.
+SHIFTS_INIT = """window.__shifts = [];
+new PerformanceObserver(list => list.getEntries().forEach(e => {
+    if (!e.hadRecentInput) window.__shifts.push({value: e.value, at: e.startTime});
+})).observe({type: 'layout-shift', buffered: true});"""
+BELOW = '<section id="below"><p>More host content under the widget.</p>' + "<p>…</p>" * 20
+
+
+async def slow_related(page, delay: float) -> dict:
+    """Holds every /v1/related answer for `delay` s; the returned dict gets, per answer, the
+    page's clock and the position of #below just before the answer is let through."""
+    released = {"at": [], "below": []}
+
+    async def hold(route):
+        await asyncio.sleep(delay)
+        released["at"].append(await page.evaluate("performance.now()"))
+        released["below"].append(await page.locator("#below").evaluate(
+            "b => b.getBoundingClientRect().top"))
+        await route.continue_()
+
+    await page.route("**/v1/related?**", hold)
+    return released
+
+
+async def test_block_arriving_on_screen_shifts_nothing_below_it(page, widget_api, publisher):
+    """The container is on screen with host content under it when a slow answer arrives. The
+    block used to push everything below it down on arrival (a shift of 0.19); a placeholder
+    now holds its room, and the arrival moves nothing. (The placeholder's own arrival is not
+    asserted: it shifts the page as much if the script ran after the first paint, README.)"""
+    await page.add_init_script(SHIFTS_INIT)
+    released = await slow_related(page, 1.0)
+    html = host_page(widget_api.base_url).replace("</main>", f"{BELOW}</main>")
+    cards = await open_with_block(page, publisher.page("cls.html", html))
+    await settle(page)
+    assert await cards.count() == 4
+    below_after = await page.locator("#below").evaluate("b => b.getBoundingClientRect().top")
+    shifts = await page.evaluate("window.__shifts")
+    arrival_cls = sum(s["value"] for s in shifts if s["at"] >= released["at"][0])
+    assert len(released["at"]) == 1
+    assert below_after == released["below"][0], (released, below_after, shifts)
+    assert arrival_cls == 0, shifts
+    assert page.page_errors == []
+
+
+async def test_block_arriving_while_the_reader_scrolls_to_it_adds_no_layout_shift(
+        page, widget_api, publisher):
+    """The usual case: a container under the article is fetched as the reader nears it, and a
+    slow answer arrives once it is on screen. That arrival pushed the content under it down:
+    the page's only layout shift. The placeholder now takes the room while it is off screen,
+    where taking it moves nothing the reader sees, and the page has no layout shift at all."""
+    await page.add_init_script(SHIFTS_INIT)
+    await slow_related(page, 1.0)
+    html = host_page(widget_api.base_url, spacer_px=1000).replace("</main>", f"{BELOW}</main>")
+    await page.goto(publisher.page("cls-scroll.html", html))
+    assert await page.locator("#related .tdg-card").count() == 0  # not there yet
+    await page.locator("#related").evaluate("c => c.scrollIntoView({block: 'start'})")
+    await page.locator("#related .tdg-card").first.wait_for(timeout=5000)
+    await settle(page)
+    assert await page.locator("#below").evaluate("b => b.getBoundingClientRect().top") < 800
+    assert await page.evaluate("window.__shifts") == []
+    assert page.page_errors == []
+
+
+async def titles_in(page, selector: str) -> list[str]:
+    return await page.locator(f"{selector} .tdg-card .tdg-title").all_inner_texts()
+
+
+async def wait_for_titles(page, selector: str, expected: list[str]) -> None:
+    for _ in range(100):
+        if await titles_in(page, selector) == expected:
+            return
+        await asyncio.sleep(0.05)
+    assert await titles_in(page, selector) == expected
+
+
+THIRD_URL = "https://www.bbc.co.uk/news/politics-002"
+
+
+async def test_app_changing_the_article_in_place_gets_its_block(page, widget_api, publisher):
+    """A single-page app moves to another article with pushState and sets the container's
+    data-url: the old article's block stayed. Now the new one shows (and counts as a new page
+    view); setting the same URL again, refresh() or re-inserting the container asks nothing."""
+    blocks = {u: [c["title"] for c in (await widget_api.block(u))["related"]]
+              for u in (SEED_URL, SECOND_URL, THIRD_URL)}
+    assert len({tuple(t) for t in blocks.values()}) == 3
+    html = host_page(widget_api.base_url, container_attrs=f'data-url="{SEED_URL}"')
+    await open_with_block(page, publisher.page("spa.html", html))
+    assert await titles_in(page, "#related") == blocks[SEED_URL]
+    reader = await reader_of(page)
+    await widget_api.stored_events(reader, 4)
+
+    navigate = """url => { history.pushState({}, '', '/next-' + url.slice(-3));
+        document.querySelector('#related').setAttribute('data-url', url); }"""
+    await page.evaluate(navigate, SECOND_URL)
+    await wait_for_titles(page, "#related", blocks[SECOND_URL])
+    assert asked_urls(page, "/v1/related") == [SEED_URL, SECOND_URL]
+    events = await widget_api.stored_events(reader, 8)
+    assert [e.type for e in events] == ["impression"] * 8
+
+    # Nothing changed: no request, the same block.
+    await page.evaluate(f"""() => {{
+        const c = document.querySelector('#related');
+        c.setAttribute('data-url', '{SECOND_URL}');
+        window.TidingsWidget.refresh();
+        c.parentNode.insertBefore(c, document.querySelector('#below') || null);
+    }}""")
+    await settle(page)
+    assert asked_urls(page, "/v1/related") == [SEED_URL, SECOND_URL]
+    assert await titles_in(page, "#related") == blocks[SECOND_URL]
+
+    # Two quick moves, the first one's answer the slower: it must not show up over the second.
+    async def slow_third(route):
+        await asyncio.sleep(1.0)
+        await route.continue_()
+
+    third = f"**/v1/related?url={quote(THIRD_URL, safe='')}*"
+    await page.route(third, slow_third)
+    async with page.expect_request(third):
+        await page.evaluate(navigate, THIRD_URL)
+    await page.evaluate(navigate, SEED_URL)  # back to the first article: its answer is kept
+    await wait_for_titles(page, "#related", blocks[SEED_URL])
+    await asyncio.sleep(1.3)
+    assert asked_urls(page, "/v1/related") == [SEED_URL, SECOND_URL, THIRD_URL]
+    assert await titles_in(page, "#related") == blocks[SEED_URL]
+    assert await page.locator("#related section.tdg-block").count() == 1
+    assert page.page_errors == []
+
+
+async def test_refresh_shows_the_block_of_the_new_canonical_url(page, widget_api, publisher):
+    """A container without data-url follows the page's canonical URL; an app that changes it
+    in place calls TidingsWidget.refresh() (README), which asks only for what changed."""
+    second = [c["title"] for c in (await widget_api.block(SECOND_URL))["related"]]
+    await open_with_block(page, publisher.page("spa-canonical.html",
+                                               host_page(widget_api.base_url)))
+    await page.evaluate(f"""() => {{ history.pushState({{}}, '', '/next');
+        document.querySelector('link[rel=canonical]').href = '{SECOND_URL}';
+        window.TidingsWidget.refresh(); }}""")
+    await wait_for_titles(page, "#related", second)
+    await page.evaluate("window.TidingsWidget.refresh()")
+    await settle(page)
+    assert asked_urls(page, "/v1/related") == [SEED_URL, SECOND_URL]
+    assert page.page_errors == []
+
+
+async def test_two_containers_for_one_article_ask_once_and_count_once(
+        page, widget_api, publisher):
+    """Two containers for the same article (a template and a tag manager each adding one),
+    the script included twice as well: both show the block from one request, and each story
+    is one impression, not one per container."""
+    await page.set_viewport_size({"width": 1100, "height": 1600})
+    api = widget_api.base_url
+    html = host_page(api, scripts=[f"{api}/widget.js", f"{api}/widget.js?v=2"]).replace(
+        "<footer", f'<div id="related-2" data-tidings-related data-url="{SEED_URL}"></div><footer')
+    await open_with_block(page, publisher.page("two-containers.html", html))
+    expected = [c["title"] for c in (await widget_api.block(SEED_URL))["related"]]
+    await wait_for_titles(page, "#related-2", expected)
+    assert await titles_in(page, "#related") == expected
+    reader = await reader_of(page)
+    await settle(page)
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    assert len(event_posts(page)) == 1
+    events = await widget_api.stored_events(reader, 5, timeout_s=1.5)  # waits for any 5th
+    assert [e.type for e in events] == ["impression"] * 4
+    for container in ("#related", "#related-2"):
+        assert await page.locator(f"{container} section.tdg-block").count() == 1
     assert page.page_errors == []

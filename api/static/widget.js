@@ -1,7 +1,7 @@
 /* Tidings related-stories widget: finds [data-tidings-related] containers, fetches each
  * related block lazily, renders it with DOM APIs only (never innerHTML with data), and
  * reports impressions and clicks to /v1/events. No dependencies. It must never break the
- * host page: every failure leaves the container as it was and throws nothing.
+ * host page: every failure leaves the container showing what it held, and throws nothing.
  *
  *   <div data-tidings-related data-url="https://site.example/article" data-k="4"></div>
  *   <script async src="https://tidings.example/widget.js"></script>
@@ -12,7 +12,9 @@
  *
  * Each block is rendered in an open shadow root on its container, so the host page's CSS
  * cannot restyle it and its CSS cannot restyle the page. Whatever the container already held
- * is fallback content: shown until the block renders, and for good if the API fails.
+ * is fallback content: shown until the block renders, and for good if the API fails; an
+ * empty container shows a placeholder of the block's size meanwhile. A new data-url (or
+ * TidingsWidget.refresh()) brings the new article's block: single-page apps.
  */
 (function () {
   "use strict";

@@ -397,8 +397,8 @@ async def index_once(settings, *, rebuild: bool) -> int:
             # a rebuild would do it all again (minutes at a million stories).
             await svc.corpus.follow()
             await svc.corpus.save()
-            print(f"built the index from the database (no usable saved index): "
-                  f"{len(svc.corpus)} vectors")
+            print(f"rebuilt the index from the database: {len(svc.corpus)} vectors "
+                  "(once, at the start: no usable saved index)")
         elif rebuild:
             # All or nothing: the new index replaces the saved files only when complete, so
             # an interrupted rebuild leaves the previous files (repaired from the database at

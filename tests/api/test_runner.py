@@ -216,6 +216,6 @@ async def test_index_rebuild_without_saved_files_builds_once(tmp_path, monkeypat
 
     monkeypatch.setattr(Corpus, "rebuild", counting)
     assert await index_once(settings, rebuild=True) == 0
-    assert rebuilds == [] and "12 vectors" in capsys.readouterr().out
+    assert rebuilds == [] and "12 vectors (once, at the start" in capsys.readouterr().out
     assert await index_once(settings, rebuild=True) == 0  # files saved now: a real rebuild
     assert rebuilds == [1] and "rebuilt the index from the database: 12 vectors" in capsys.readouterr().out

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 
 from api.fastpath import FastPath, etag_matches
 from tests.api.conftest import REPO, free_port, make_stack, start_server
+from tests.e2e.conftest import stop_group
 
 # Headers uvicorn adds itself on every answer (the clock's second, its name).
 TRANSPORT = {b"date", b"server"}
@@ -406,11 +406,6 @@ async def test_serve_with_two_workers_shares_the_mapped_index(tmp_path, shared_d
             assert m["Pss"] <= m["Rss"] // 2 + 4, m
             assert m.get("Private_Dirty", 0) == 0, m
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
     assert proc.returncode == 0
     assert not [p for p in workers if Path(f"/proc/{p}").exists()]

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.model import StoryDraft
 from tests.api.conftest import REPO, free_port, make_stack, stop_stack
-from tests.e2e.conftest import TIDINGS
+from tests.e2e.conftest import TIDINGS, stop_group
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -101,12 +101,7 @@ async def test_serve_workers_counters_only_go_up_whichever_worker_answers(tmp_pa
         assert _scrape_count(conn) == len(counts)
         conn.close()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
     # The killed worker is said once, in one line: uvicorn said it at INFO, which the API's
     # servers do not show, so an OOM-killed worker left no trace in the log.
     log = proc.stderr.read().decode()

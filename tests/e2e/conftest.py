@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +30,14 @@ def cli_env(tmp_path) -> dict[str, str]:
 def run_cli(args: list[str], env: dict, *, input: str | None = None, timeout: float = 120):
     return subprocess.run([*TIDINGS, *args], cwd=REPO, env=env, input=input, text=True,
                           capture_output=True, timeout=timeout)
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM to a process started with `start_new_session=True` and all it started; SIGKILL
+    to what is left after `timeout` seconds."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -28,6 +28,7 @@ from recommender.openvino_embed import (
     race,
     recipe_of_ov_build,
 )
+from tests.e2e.conftest import stop_group
 
 pytestmark = pytest.mark.skipif(not available(), reason="openvino / nncf not installed")
 
@@ -397,7 +398,6 @@ async def test_serve_workers_on_an_empty_database_take_the_first_indexers_recipe
     dir remembers that choice), then the first vectors stored are OpenVINO's. Every worker
     switches while empty and serves them; without it they stayed empty until restarted."""
     import os
-    import signal
     import subprocess
     import sys
     from pathlib import Path
@@ -458,11 +458,7 @@ async def test_serve_workers_on_an_empty_database_take_the_first_indexers_recipe
             assert set(answers[-12:]) == {1}, answers
     finally:
         await store.close()
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)
 
 
 @pytest.mark.model

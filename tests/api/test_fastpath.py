@@ -342,7 +342,11 @@ def owner_of_connection(server_port: int, client_port: int, pids: list[int]) -> 
     if inode is None:
         return None
     for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:  # the process died since the list was made (a test killed it)
+            continue
+        for fd in fds:
             try:
                 if os.readlink(fd) == f"socket:[{inode}]":
                     return pid

@@ -7,6 +7,7 @@ Raises ParseError when the page holds no article text. trafilatura decodes the b
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urljoin, urlsplit
@@ -92,6 +93,9 @@ def page_image(page_url: str, image: str) -> str:
     return absolute if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
 
 
+_EXTRACTING = threading.Lock()  # see extract_article
+
+
 def extract_article(html: bytes, url: str) -> Article:
     """Main text and metadata of an article page at `url`."""
     if not html or not html.strip():
@@ -99,18 +103,23 @@ def extract_article(html: bytes, url: str) -> Article:
     try:
         # favor_precision: token F1 0.968 vs 0.957 (default) over the 120 benchmark pages
         # (benchmarks/extract_f1.py); the gold text leaves out captions and link boxes.
-        doc = trafilatura.bare_extraction(
-            html,
-            url=url,
-            favor_precision=True,
-            with_metadata=True,
-            include_comments=False,
-            include_tables=True,
-            include_images=False,
-            include_links=False,
-            deduplicate=False,
-            date_extraction_params=_DATE_PARAMS | {"max_date": _today()},
-        )
+        # One page at a time in this process: trafilatura parses with a module-level lxml
+        # parser, and lxml parsers must not be used by two threads at once. Three pages
+        # read in worker threads together aborted the whole process (SIGABRT in libxml2,
+        # seen once in the test suite); the work holds the GIL most of the time anyway.
+        with _EXTRACTING:
+            doc = trafilatura.bare_extraction(
+                html,
+                url=url,
+                favor_precision=True,
+                with_metadata=True,
+                include_comments=False,
+                include_tables=True,
+                include_images=False,
+                include_links=False,
+                deduplicate=False,
+                date_extraction_params=_DATE_PARAMS | {"max_date": _today()},
+            )
     except Exception as e:  # trafilatura wraps lxml and more; a crash is a page problem here
         raise ParseError(f"article extraction failed: {type(e).__name__}: {e}") from e
     data = _as_dict(doc)

@@ -21,7 +21,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from aggregator.errors import FetchError, ParseError, TidingsError
-from aggregator.extract import extract_article
+from aggregator.extract import read_article
 from aggregator.fetch import Fetcher, FetchPolicy, FetchResult, Validators
 from aggregator.images import better_image
 from aggregator.model import ParsedDocument, SourceSpec, StoryDraft
@@ -470,7 +470,7 @@ class Collector:
         async def page(d: StoryDraft) -> StoryDraft:
             try:
                 res = await fetcher.fetch_page(d.original_url or d.url)
-                art = await asyncio.to_thread(extract_article, res.body, res.final_url)
+                art = await read_article(res.body, res.final_url)
                 return merge_article(d, art)
             except Exception as e:  # one unreadable article page never costs the whole feed
                 log.info("collect.page_failed url=%s error=%s", d.url, e)

@@ -7,7 +7,7 @@ Raises ParseError when the page holds no article text. trafilatura decodes the b
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urljoin, urlsplit
@@ -18,6 +18,7 @@ from lxml import etree
 
 from aggregator.bylines import clean_byline
 from aggregator.errors import ParseError
+from aggregator.onethread import OneThread
 from aggregator.textclean import (
     clean_inline,
     collapse_whitespace,
@@ -93,33 +94,41 @@ def page_image(page_url: str, image: str) -> str:
     return absolute if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
 
 
-_EXTRACTING = threading.Lock()  # see extract_article
+# Every page this process reads goes through one thread, in turn (`read_article`):
+# - trafilatura parses with a module-level lxml parser, which two threads must not use at
+#   once: three pages read together in worker threads aborted the whole process (SIGABRT in
+#   libxml2, seen once in the test suite);
+# - a page can take seconds of CPU (~7 s for 3 MB of paragraphs): seven such pages, within
+#   one caller's rate limit, held every thread asyncio.to_thread has (embedding included), and
+#   a block by text took 27 s instead of 0.04 s. Queued here, pages hold none of them.
+_READER = OneThread("tidings-extract")
+
+
+async def read_article(html: bytes, url: str) -> Article:
+    """`extract_article` on this process's page-reading thread (see `_READER`)."""
+    return await asyncio.wrap_future(_READER.submit(extract_article, html, url))
 
 
 def extract_article(html: bytes, url: str) -> Article:
-    """Main text and metadata of an article page at `url`."""
+    """Main text and metadata of an article page at `url`. From async code, call
+    `read_article`: this parser must not run in two threads at once."""
     if not html or not html.strip():
         raise ParseError("empty body")
     try:
         # favor_precision: token F1 0.968 vs 0.957 (default) over the 120 benchmark pages
         # (benchmarks/extract_f1.py); the gold text leaves out captions and link boxes.
-        # One page at a time in this process: trafilatura parses with a module-level lxml
-        # parser, and lxml parsers must not be used by two threads at once. Three pages
-        # read in worker threads together aborted the whole process (SIGABRT in libxml2,
-        # seen once in the test suite); the work holds the GIL most of the time anyway.
-        with _EXTRACTING:
-            doc = trafilatura.bare_extraction(
-                html,
-                url=url,
-                favor_precision=True,
-                with_metadata=True,
-                include_comments=False,
-                include_tables=True,
-                include_images=False,
-                include_links=False,
-                deduplicate=False,
-                date_extraction_params=_DATE_PARAMS | {"max_date": _today()},
-            )
+        doc = trafilatura.bare_extraction(
+            html,
+            url=url,
+            favor_precision=True,
+            with_metadata=True,
+            include_comments=False,
+            include_tables=True,
+            include_images=False,
+            include_links=False,
+            deduplicate=False,
+            date_extraction_params=_DATE_PARAMS | {"max_date": _today()},
+        )
     except Exception as e:  # trafilatura wraps lxml and more; a crash is a page problem here
         raise ParseError(f"article extraction failed: {type(e).__name__}: {e}") from e
     data = _as_dict(doc)

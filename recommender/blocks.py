@@ -30,7 +30,7 @@ from aggregator.errors import (
     TidingsError,
     TooManyRedirects,
 )
-from aggregator.extract import extract_article
+from aggregator.extract import read_article
 from aggregator.model import Story
 from aggregator.normalize import plausible_time
 from recommender.corpus import Corpus, StoryMeta
@@ -159,11 +159,6 @@ class RelatedService:
         self.default_max_age_days = default_max_age_days
         self.clock = clock
         self._inflight: dict[str, asyncio.Future] = {}
-        # One caller's page is read (parsed) at a time. Reading is CPU in a worker thread:
-        # ~0.1-0.3 s for a real article page, but ~7 s for 3 MB of paragraphs, and seven such
-        # pages, within one client's rate limit, held every thread asyncio.to_thread has
-        # (embedding included) and a block by text took 27 s instead of 0.04 s.
-        self._reading = asyncio.Semaphore(1)
 
     def engine(self) -> RelatedEngine:
         return RelatedEngine(self.corpus.vindex, self.corpus.lexical, self._meta)
@@ -272,8 +267,7 @@ class RelatedService:
         async with self.fetcher_factory() as fetcher:
             res = await fetcher.fetch(url)
         try:
-            async with self._reading:
-                page = await asyncio.to_thread(extract_article, res.body, res.final_url)
+            page = await read_article(res.body, res.final_url)  # one at a time, see there
         except ParseError as e:
             # An empty page, a PDF, plain text: the caller's URL holds no article, which is
             # their input's problem (a 4xx), not ours (ParseError reached the API as a 500).

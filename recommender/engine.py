@@ -9,16 +9,15 @@ no ranking itself: the store (through `meta`) and the ranking stay strangers.
 from __future__ import annotations
 
 import math
-import os
-import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from aggregator.onethread import OneThread
 from recommender.lexical import LexicalIndex
 from recommender.reach import Reach, pool_floor
 from recommender.related import (
@@ -51,8 +50,7 @@ class CandidateMeta:
     key_terms: tuple[str, ...] = ()
 
 
-_worker_lock = threading.Lock()
-_worker: ThreadPoolExecutor | None = None
+_DENSE = OneThread("tidings-dense")
 
 
 def _beside(fn: Callable[..., Any], *args: Any) -> Future:
@@ -62,21 +60,7 @@ def _beside(fn: Callable[..., Any], *args: Any) -> Future:
     block waits for the slower search instead of both (1M synthetic stories: 7.6 -> 5.6 ms
     p50 for the two). One worker per process, started on first use.
     """
-    global _worker
-    with _worker_lock:
-        if _worker is None:
-            _worker = ThreadPoolExecutor(1, thread_name_prefix="tidings-dense")
-        return _worker.submit(fn, *args)
-
-
-def _forget_worker() -> None:
-    # A forked child has none of its parent's threads: a pool that still counts its worker
-    # would queue every search forever. The lock too may have been held at the fork.
-    global _worker, _worker_lock
-    _worker, _worker_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_worker)
+    return _DENSE.submit(fn, *args)
 
 
 MetaLookup = Callable[[list[int]], Mapping[int, "CandidateMeta | Mapping[str, Any]"]]

@@ -346,10 +346,10 @@ async def test_caller_pages_are_read_one_at_a_time(stack, monkeypatch):
     import threading
     import time
 
-    import recommender.blocks as blocks
+    import aggregator.extract as extract
     from recommender.related import Filters
 
-    real, lock, running, peak = blocks.extract_article, threading.Lock(), [0], [0]
+    real, lock, running, peak = extract.extract_article, threading.Lock(), [0], [0]
 
     def counting_extract(body, url):
         with lock:
@@ -362,7 +362,7 @@ async def test_caller_pages_are_read_one_at_a_time(stack, monkeypatch):
             with lock:
                 running[0] -= 1
 
-    monkeypatch.setattr(blocks, "extract_article", counting_extract)
+    monkeypatch.setattr(extract, "extract_article", counting_extract)
     pages = ("bbc-1", "guardian-1", "nytimes-1", "lemonde-1")
     urls = [f"http://news.example/data/readability-news-pages/{p}/source.html?one-at-a-time"
             for p in pages]

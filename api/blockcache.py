@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,17 +29,21 @@ class CachedBlock:
     reach: Reach | None
 
 
-def freshness(now: Callable[[], Versions], corpus) -> Callable[[Hashable, Reach | None], Hashable | None]:
+Fresh = Callable[[Versions, Reach | None], Versions | None]
+
+
+def freshness(now: Callable[[], Versions], corpus) -> Fresh:
     """`fresh(then, reach)`: the versions now if a block ranked at `then` may still be served,
     else None. `corpus` may be None (a process without an index serves no blocks to keep)."""
 
-    def fresh(then: Hashable, reach: Reach | None) -> Hashable | None:
+    def fresh(then: Versions, reach: Reach | None) -> Versions | None:
         current = now()
-        if corpus is None or not isinstance(then, tuple) or then[1] != current[1]:
+        if then[1] != current[1]:  # the sources' weights were edited: every block re-ranks
+            return None
+        if corpus is None:
             return current if then == current else None
-        if still_good(reach, then[0], current[0], corpus.journal, corpus.lexical):
-            return current
-        return None
+        return current if still_good(reach, then[0], current[0], corpus.journal,
+                                     corpus.lexical) else None
 
     return fresh
 
@@ -49,8 +53,7 @@ class FreshCache:
     nothing since could change it. An entry has `version` and `reach` (the app's blocks and
     the fast path's recorded answers)."""
 
-    def __init__(self, fresh: Callable[[Hashable, Reach | None], Hashable | None],
-                 size: int = 2048):
+    def __init__(self, fresh: Fresh, size: int = 2048):
         self.fresh = fresh
         self.size = size
         self._items: OrderedDict[tuple, Any] = OrderedDict()

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from api.blockcache import FreshCache
+from api.blockcache import Fresh, FreshCache, Versions
 from recommender.reach import Reach
 
 # Paths whose GET answers may be replayed. The story id is checked by the app on the first
@@ -44,7 +44,7 @@ _BODY_HEADERS = frozenset({b"content-length", b"content-type"})
 
 @dataclass(slots=True)
 class Recorded:
-    version: Hashable  # the versions it was ranked at, moved on as each lookup finds it fresh
+    version: Versions  # the versions it was ranked at, moved on as each lookup finds it fresh
     reach: Reach | None  # its candidate pool (recommender/reach.py)
     route: str  # the route template, the label the app's metrics use
     etag: str
@@ -103,8 +103,7 @@ def lookup_key(scope: dict) -> tuple | None:
 class FastPath:
     """ASGI middleware: replay recorded related blocks, record new ones (see the module doc)."""
 
-    def __init__(self, app, *, fresh: Callable[[Hashable, Reach | None], Hashable | None],
-                 metrics, size: int = 2048):
+    def __init__(self, app, *, fresh: Fresh, metrics, size: int = 2048):
         self.app = app
         self.metrics = metrics
         self.cache = FreshCache(fresh, size)

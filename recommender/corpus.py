@@ -730,7 +730,7 @@ class Corpus:
                 self.lexical.remove(i)
             self.dirty = True
             self.version += 1
-            self.journal.record(Change(self.version, removed=frozenset(ids)))
+            self.journal.record(Change(self.version, removed=np.asarray(ids, dtype=np.int64)))
 
     async def save(self) -> None:
         """Write the vector index, then the lexical index and cards beside it (owner only).

@@ -68,8 +68,8 @@ def test_a_far_story_leaves_the_block_and_a_near_one_or_a_pool_change_does_not(l
     assert not untouched(r, [near], lexical)
     just_under = added(2, [12], [unit(0.49, math.sqrt(1 - 0.49 ** 2), 0)])  # within the margin
     assert not untouched(r, [just_under], lexical)
-    assert not untouched(r, [Change(2, removed=frozenset({2}))], lexical)
-    assert untouched(r, [Change(2, removed=frozenset({99}))], lexical)
+    assert not untouched(r, [Change(2, removed=np.array([2]))], lexical)
+    assert untouched(r, [Change(2, removed=np.array([99]))], lexical)
     assert not untouched(r, [added(2, [3], [unit(0, 1, 0)])], lexical)  # a pool story edited
     assert not untouched(r, [Change(2, reset=True)], lexical)
 

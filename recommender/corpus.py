@@ -426,6 +426,22 @@ def lexical_text(s: Story) -> str:
     return lead_words(s.text or s.summary)
 
 
+def put_cards(stories: list[Story], lexical: LexicalIndex, meta: MetaTable) -> None:
+    """The stories' cards and lexical entries."""
+    meta.put_many(meta_of(s) for s in stories)
+    lexical.add_many((s.id, s.title, lexical_text(s)) for s in stories)
+
+
+async def read_cards(store: Store, ids: list[int], lexical: LexicalIndex, meta: MetaTable,
+                     progress: Callable[[int, int], None] | None = None) -> None:
+    """`put_cards` for the stories `ids`, read from the database in chunks."""
+    for i in range(0, len(ids), META_CHUNK):
+        stories = await store.get_stories(ids[i:i + META_CHUNK])
+        put_cards(list(stories.values()), lexical, meta)
+        if progress:
+            progress(min(i + META_CHUNK, len(ids)), len(ids))
+
+
 def to_vectors(blobs: Iterable[bytes], dim: int) -> np.ndarray:
     rows = [np.frombuffer(b, dtype=np.float32) for b in blobs]
     if not rows:
@@ -634,15 +650,10 @@ class Corpus:
         """Cards and lexical entries of `ids`, read from the database. Reported to `progress`
         (after the vectors, as a second pass): without a usable snapshot this is most of a
         start (~10 min at a million stories), which a terminal showed as silence."""
-        for i in range(0, len(ids), META_CHUNK):
-            stories = await self.store.get_stories(ids[i:i + META_CHUNK])
-            self._put_meta(list(stories.values()))
-            if progress:
-                progress(min(i + META_CHUNK, len(ids)), len(ids))
+        await read_cards(self.store, ids, self.lexical, self.meta, progress)
 
     def _put_meta(self, stories: list[Story]) -> None:
-        self.meta.put_many(meta_of(s) for s in stories)
-        self.lexical.add_many((s.id, s.title, lexical_text(s)) for s in stories)
+        put_cards(stories, self.lexical, self.meta)
 
     # ------------------------------------------------------------ following the change log
 
@@ -692,10 +703,7 @@ class Corpus:
         watermark = await self.store.change_seq()
         ids = [int(x) for x in await self.store.vector_ids(self.recipe)]
         lexical, meta = LexicalIndex(), MetaTable(self.index_dir.parent)
-        for i in range(0, len(ids), META_CHUNK):
-            stories = list((await self.store.get_stories(ids[i:i + META_CHUNK])).values())
-            meta.put_many(meta_of(s) for s in stories)
-            lexical.add_many((s.id, s.title, lexical_text(s)) for s in stories)
+        await read_cards(self.store, ids, lexical, meta)
         await self._build_from_store(len(ids), None)
         with self._lock:
             # The old table is not closed: a query on another thread may still read its

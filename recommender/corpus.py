@@ -561,15 +561,17 @@ class Corpus:
         watermark = int(getattr(loaded, "watermark", -1))
         give_up = time.monotonic() + SNAPSHOT_WAIT_S
         while True:
+            # An index newer than its snapshot: another process is saving (the index is
+            # written first, the snapshot after it, seconds later at a million stories). A
+            # worker of `serve --workers` starting then rebuilt the cards and lexical index
+            # from the database (minutes at a million) instead of waiting for them. Read
+            # before the load: read after it, a snapshot landing between the two looked
+            # caught up though the load had seen the old one, and the worker rebuilt.
+            behind = self._snapshot_watermark()
             snap = snapshot.load(self.index_dir, SNAPSHOT_MANIFEST, arrays=("lexical", "meta"),
                                  files=(META_RECORDS,),
                                  expect={"lexical": LEXICAL_RECIPE, "ids_digest": digest,
                                          "watermark": watermark})
-            # An index newer than its snapshot: another process is saving (the index is
-            # written first, the snapshot after it, seconds later at a million stories). A
-            # worker of `serve --workers` starting then rebuilt the cards and lexical index
-            # from the database (minutes at a million) instead of waiting for them.
-            behind = self._snapshot_watermark()
             if snap is not None or behind is None or behind >= watermark or \
                     time.monotonic() > give_up:
                 break

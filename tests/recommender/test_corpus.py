@@ -410,6 +410,42 @@ async def test_a_start_during_a_save_waits_for_the_snapshot(store, tmp_path, mon
     assert _view(w) == _view(c)
 
 
+async def test_a_snapshot_landing_during_the_wait_is_loaded(store, tmp_path, monkeypatch):
+    """The snapshot's manifest replaced between the worker's load (which saw the old one) and
+    its look at the snapshot's watermark (which saw the new one): the worker took the snapshot
+    for caught up yet unusable and rebuilt from the database (a CI flake, now forced here)."""
+    import recommender.corpus as corpus_module
+
+    await seed(store)
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    await seed(store, 3, start=100)
+    await c.follow()
+    real_save, real_load = corpus_module.snapshot.save, corpus_module.snapshot.load
+    held: dict = {}
+
+    def index_only(*args, **kwargs):  # the owner stops between the index and the snapshot
+        held["save"] = (args, kwargs)
+
+    monkeypatch.setattr(corpus_module.snapshot, "save", index_only)
+    await c.save()
+    loads: list[bool] = []
+
+    def load_then_land(*args, **kwargs):
+        got = real_load(*args, **kwargs)
+        if not loads:  # the owner's snapshot lands right after the worker's first load
+            real_save(*held["save"][0], **held["save"][1])
+        loads.append(got is not None)
+        return got
+
+    monkeypatch.setattr(corpus_module.snapshot, "load", load_then_land)
+    calls = _count_meta_loads(monkeypatch)
+    w = corpus(store, tmp_path / "ix", owner=False)
+    info = await w.start()
+    assert loads == [False, True]
+    assert info["restored"] and calls == [[]] and _view(w) == _view(c)
+
+
 async def test_related_blocks_are_the_same_after_a_restart(store, tmp_path):
     from recommender.blocks import RelatedService
     from recommender.related import Filters

@@ -183,6 +183,11 @@ class StoryOut(CardOut):
     duplicate_of: int | None
 
 
+class JobOut(BaseModel):
+    ok_at: str | None
+    failures: int
+
+
 class HealthOut(BaseModel):
     status: str
     database: bool
@@ -190,6 +195,12 @@ class HealthOut(BaseModel):
     # False: the database's stories are embedded with another recipe than this process's
     # (another embedder or model build), so its index misses them. None: no indexer runs.
     recipe_current: bool | None = None
+    # The scheduled jobs whose last ticks all failed (collect, index, follow, ...; see
+    # api.jobhealth): the process still answers (200) but is not doing all its work.
+    failing: list[str] = []
+    # Per job of this process: when its last tick succeeded (ISO 8601, null: never yet) and
+    # how many ticks in a row have failed since.
+    jobs: dict[str, JobOut] = {}
 
 
 class SourceOut(BaseModel):
@@ -661,10 +672,16 @@ def create_app(svc: Services) -> FastAPI:
             lead, ok = await svc.store.leading_embedder(), True
         except Exception:  # whatever failed, the answer is this body, never an error page
             lead, ok = None, False
-        body = {"status": "ok" if ok else "degraded", "database": ok,
+        failing = svc.jobs.failing()
+        body = {"status": "ok" if ok and not failing else "degraded", "database": ok,
                 "indexed": len(svc.corpus) if svc.corpus is not None else None,
                 "recipe_current": None if lead is None
-                else not other_recipe_leads(lead, svc.embedder.recipe)}
+                else not other_recipe_leads(lead, svc.embedder.recipe),
+                "failing": failing,
+                "jobs": {name: {"ok_at": iso(s.ok_at), "failures": s.failures}
+                         for name, s in sorted(svc.jobs.jobs.items())}}
+        # 503 only when this process cannot answer (no database): a failing collector is no
+        # reason for a load balancer to stop sending it readers.
         return JSONResponse(body, status_code=200 if ok else 503)
 
     # Documented as what it is: Prometheus text (the document said application/json).
@@ -697,6 +714,7 @@ def create_app(svc: Services) -> FastAPI:
         svc.collector.listeners.append(metrics.observe_source)
     if svc.indexer is not None:
         svc.indexer.listeners.append(metrics.embedded.inc)
+    svc.jobs.listeners.append(metrics.observe_job)
 
     # ------------------------------------------------------------ stories
 

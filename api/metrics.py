@@ -57,6 +57,10 @@ class Metrics:
         # The per-source series, as the latest scrape read them (`read_sources`).
         self.sources = SourceSeries()
         r.register(self.sources)
+        # Every tick of a scheduled job (collect, index, follow, save, ...), by outcome: alert
+        # on a rate of failed ticks. /healthz names the jobs failing right now.
+        self.job_ticks = Counter("tidings_job_ticks_total", "Scheduled job ticks", ["job", "outcome"],
+                                 registry=r)
         self.block_cache = Counter("tidings_block_cache_total", "Related block cache", ["result"], registry=r)
         # Both series from the start, at 0: a hit-rate query over a fresh process (no miss yet,
         # or no hit) returned nothing instead of a rate.
@@ -72,6 +76,10 @@ class Metrics:
         MultiProcessCollector(merged, path=self.shared_folder)
         merged.register(self.sources)
         return generate_latest(merged)
+
+    def observe_job(self, job: str, succeeded: bool) -> None:
+        """A tick of a scheduled job (api.jobhealth.JobHealth's listener)."""
+        self.job_ticks.labels(job, "ok" if succeeded else "failed").inc()
 
     def observe_source(self, report) -> None:
         """A collector's SourceReport (in-process collectors only)."""

@@ -21,6 +21,7 @@ from aggregator.errors import ConfigError, StoreError
 from aggregator.settings import Settings
 from aggregator.sources import load_sources
 from aggregator.store import database_unavailable
+from api.jobhealth import JobHealth
 from api.services import Services, build, recipe_adopter
 from recommender.embed import warm_up
 from recommender.indexer import LEAD_CHECK_S
@@ -95,10 +96,13 @@ def log_failure(name: str, e: Exception) -> None:
         log.warning("%s.db_unavailable %s", name, reason)
 
 
-async def _guard(name: str, job) -> None:
-    """One tick of a job: errors are logged, the next tick tries again."""
+async def _guard(name: str, job, health: JobHealth | None = None) -> None:
+    """One tick of a job: errors are logged (and counted in `health`), the next tick tries
+    again."""
     try:
         await job()
+        if health is not None:
+            health.ok(name)
     except asyncio.CancelledError:
         # The process is stopping (a signal, or the API's port taken) and cancels the jobs
         # under way: their end, not a failure. Raised on, APScheduler logged each with a
@@ -107,6 +111,8 @@ async def _guard(name: str, job) -> None:
         log.debug("%s.cancelled", name)
     except Exception as e:
         log_failure(name, e)
+        if health is not None:
+            health.failed(name)
 
 
 async def retention(svc: Services) -> None:
@@ -153,7 +159,8 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     if collect:
         # The parse workers start beside the corpus and the model; the first round waits for
         # them (a failure to start them leaves each round its own pool, as one-off rounds do).
-        workers_started = asyncio.create_task(_guard("collect.parse_workers", svc.collector.start))
+        workers_started = asyncio.create_task(_guard("collect.parse_workers", svc.collector.start,
+                                                     svc.jobs))
     if svc.corpus is not None:
         info = await svc.corpus.start()
         log.info("index.loaded %s", info)
@@ -163,7 +170,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     def every(name: str, job, seconds: float, *, now: bool = False, delay_s: float = 0) -> None:
         # APScheduler 3 reads next_run_time=None as "paused": pass it only to start early.
         start = {"next_run_time": datetime.now(UTC) + timedelta(seconds=delay_s)} if (now or delay_s) else {}
-        sched.add_job(_guard, "interval", args=[name, job], seconds=seconds, max_instances=1,
+        sched.add_job(_guard, "interval", args=[name, job, svc.jobs], seconds=seconds, max_instances=1,
                       coalesce=True, misfire_grace_time=60, **start)
 
     model_ready = asyncio.Event()
@@ -263,7 +270,7 @@ async def index_loop(svc: Services, tick_s: float, wake: asyncio.Event,
 
     def saved(_n: int) -> None:
         if svc.corpus is not None:  # overlaps the next piece's embedding
-            task = asyncio.create_task(_guard("follow", svc.corpus.follow))
+            task = asyncio.create_task(_guard("follow", svc.corpus.follow, svc.jobs))
             following.add(task)
             task.add_done_callback(following.discard)
 
@@ -282,8 +289,10 @@ async def index_loop(svc: Services, tick_s: float, wake: asyncio.Event,
         done = 0
         try:
             done = await svc.indexer.run(saved=saved, arrived=wake)
+            svc.jobs.ok("index")
         except Exception as e:
             log_failure("index", e)
+            svc.jobs.failed("index")
         if done:
             continue
         with contextlib.suppress(TimeoutError):

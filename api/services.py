@@ -19,6 +19,7 @@ from aggregator.fetch import Fetcher, FetchPolicy
 from aggregator.netguard import AddressGuard
 from aggregator.settings import Settings
 from aggregator.store import EmbedderSeat, Store, other_recipe_leads
+from api.jobhealth import JobHealth
 from recommender.blocks import RelatedService
 from recommender.corpus import Corpus
 from recommender.embed import Embedder, make_embedder
@@ -47,6 +48,7 @@ class Services:
     collector: Collector | None = None
     feeds: FeedService | None = None
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    jobs: JobHealth = field(default_factory=JobHealth)  # the scheduled jobs' ticks
 
     async def close(self) -> None:
         if self.collector is not None:

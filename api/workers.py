@@ -106,18 +106,18 @@ class WorkerApp:
         log.info("worker.index_loaded mapped=%s %s", getattr(svc.corpus.vindex, "mmapped", False), info)
         settle_heap()
         sched = AsyncIOScheduler(timezone=UTC)
-        sched.add_job(_guard, "interval", args=["follow", svc.corpus.follow],
+        sched.add_job(_guard, "interval", args=["follow", svc.corpus.follow, svc.jobs],
                       seconds=min(settings.index.tick_s, 1.0), max_instances=1, coalesce=True)
         # As in a one-process serve; the database lets one process of the cluster run it an hour.
-        sched.add_job(_guard, "interval", args=["retention", lambda: retention(svc)], seconds=600,
+        sched.add_job(_guard, "interval", args=["retention", lambda: retention(svc), svc.jobs], seconds=600,
                       max_instances=1, coalesce=True,
                       next_run_time=datetime.now(UTC) + timedelta(seconds=30))
         # A new cluster's workers may have raced to the other int8 runtime before any indexer
         # embedded a story: each takes the database's recipe while its index is still empty,
         # as a one-process serve does (api.services.adopt_database_recipe).
-        sched.add_job(_guard, "interval", args=["recipe", recipe_adopter(svc)],
+        sched.add_job(_guard, "interval", args=["recipe", recipe_adopter(svc), svc.jobs],
                       seconds=LEAD_CHECK_S, max_instances=1, coalesce=True)
-        sched.add_job(_guard, "interval", args=["weights", lambda: reload_weights(svc)],
+        sched.add_job(_guard, "interval", args=["weights", lambda: reload_weights(svc), svc.jobs],
                       seconds=WEIGHTS_CHECK_S, max_instances=1, coalesce=True)
         sched.start()
         self._scheduler = sched

@@ -33,6 +33,40 @@ async def test_health_metrics_openapi(http):
         assert p in paths
 
 
+async def test_healthz_names_a_job_whose_ticks_keep_failing(stack, http):
+    """A collector whose every round failed left /healthz saying "ok": the process answers
+    (200), and says which job is down and since when it last worked."""
+    import sqlite3
+
+    from api.runner import _guard
+
+    async def down():
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async def fine():
+        return None
+
+    jobs = stack.svc.jobs
+    try:
+        await _guard("follow", fine, jobs)
+        for _ in range(3):
+            await _guard("collect", down, jobs)
+        r = await http.get("/healthz")
+        body = r.json()
+        assert r.status_code == 200 and body["status"] == "degraded" and body["database"] is True
+        assert body["failing"] == ["collect"]
+        assert body["jobs"]["collect"] == {"ok_at": None, "failures": 3}
+        assert body["jobs"]["follow"]["failures"] == 0 and body["jobs"]["follow"]["ok_at"].endswith("Z")
+        assert "disk I/O" not in r.text  # the error's text stays in the logs
+        text = (await http.get("/metrics")).text
+        assert 'tidings_job_ticks_total{job="collect",outcome="failed"} 3.0' in text
+        await _guard("collect", fine, jobs)
+        body = (await http.get("/healthz")).json()
+        assert body["status"] == "ok" and body["failing"] == [] and body["jobs"]["collect"]["ok_at"]
+    finally:
+        jobs.jobs.clear()
+
+
 async def test_openapi_states_the_real_bounds_and_defaults_of_k(http):
     # Every k said "maximum 1000, no default" while the API refused more than api.max_k (50).
     doc = (await http.get("/openapi.json")).json()

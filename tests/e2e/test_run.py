@@ -108,6 +108,11 @@ async def test_run_collects_indexes_serves_reloads_and_survives_kill(site, cli_e
         metrics = (await run.get("/metrics")).text
         assert 'tidings_fetches_total{outcome="ok",source="bbc"}' in metrics
         assert 'tidings_source_consecutive_errors{source="npr"} 0.0' in metrics
+        assert 'tidings_job_ticks_total{job="collect",outcome="ok"}' in metrics
+        health = (await run.get("/healthz")).json()  # the roles' jobs, as they ticked
+        assert health["status"] == "ok" and health["failing"] == []
+        for job in ("collect", "index", "follow"):
+            assert health["jobs"][job]["ok_at"] and health["jobs"][job]["failures"] == 0, job
         story = (await run.stories())[0]
         block = (await run.get(f"/v1/stories/{story['id']}/related", k=3)).json()
         assert len(block["related"]) == 3 and story["id"] not in [c["id"] for c in block["related"]]

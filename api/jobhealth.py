@@ -1,0 +1,51 @@
+"""How this process's scheduled jobs are doing: the roles' side of `/healthz` and `/metrics`.
+
+A failing tick is logged and retried on the next one (api.runner._guard), so a collector
+whose every round fails, or an indexer that cannot reach the database, left the process up
+and `/healthz` saying "ok": an operator learnt it from the logs, or from stories that
+stopped coming. Each job's ticks are now counted here; a job whose last FAILING_AFTER ticks
+all failed is named as failing.
+
+What `/healthz` shows is deliberately small (when each job last succeeded, how many ticks
+in a row failed): the error texts stay in the logs, as they can name hosts and paths that a
+public health check should not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+# One failed tick is often a passing hiccup (a lock, a restart of the database); three in a
+# row, at the shipped ticks (collect 60 s, follow 1 s), is a job that is down.
+FAILING_AFTER = 3
+
+
+@dataclass
+class JobState:
+    ok_at: datetime | None = None  # when the last tick that succeeded ended
+    failures: int = 0  # ticks in a row that failed, since the last success
+
+
+class JobHealth:
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobState] = {}
+        # Called with (job, succeeded) after each tick: the app's metrics count them.
+        self.listeners: list[Callable[[str, bool], None]] = []
+
+    def ok(self, name: str) -> None:
+        state = self.jobs.setdefault(name, JobState())
+        state.ok_at, state.failures = datetime.now(UTC), 0
+        self._tell(name, True)
+
+    def failed(self, name: str) -> None:
+        self.jobs.setdefault(name, JobState()).failures += 1
+        self._tell(name, False)
+
+    def failing(self) -> list[str]:
+        return sorted(n for n, s in self.jobs.items() if s.failures >= FAILING_AFTER)
+
+    def _tell(self, name: str, succeeded: bool) -> None:
+        for listener in self.listeners:
+            listener(name, succeeded)

@@ -617,6 +617,21 @@ def create_app(svc: Services) -> FastAPI:
         client address."""
         return lambda: limiter.check(("url", client_of(request)), api.related_url_per_minute)
 
+    def embed_charge(request: Request) -> Callable[[], None]:
+        """POSTed texts are limited because each is embedded (~30-60 ms of a core): one client
+        looping on POST /v1/related kept the model busy for every other caller. A body naming
+        a stored story's URL gets that story's block, and costs nothing. Charged once a
+        request: a personal block may rank the text again with a larger k."""
+        charged = False
+
+        def charge() -> None:
+            nonlocal charged
+            if not charged:
+                limiter.check(("text", client_of(request)), api.related_text_per_minute)
+                charged = True
+
+        return charge
+
     async def cached_block(request: Request, key: tuple, make) -> Response:
         hit = cache.get(key)
         if hit is None:
@@ -787,9 +802,11 @@ def create_app(svc: Services) -> FastAPI:
             raise ApiError(422, "invalid_request", "reader: the body and the query name different readers")
         reader = body.reader or reader
 
+        charge = embed_charge(request)
+
         def make(n: int):
             return rel.for_text(body.title, body.text, url=body.url, k=n, filters=f,
-                                published_at=body.published_at)
+                                published_at=body.published_at, before_embed=charge)
 
         # The reader was ignored here while the GET routes honoured it: muted categories,
         # sources and topics came back in blocks the caller asked to personalize.

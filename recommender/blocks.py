@@ -190,13 +190,18 @@ class RelatedService:
         return await self._block(article_of(story), k=k, filters=filters)
 
     async def for_text(self, title: str, text: str, *, url: str | None = None, k: int,
-                       filters: Filters, published_at: datetime | None = None) -> Block:
+                       filters: Filters, published_at: datetime | None = None,
+                       before_embed: Callable[[], None] | None = None) -> Block:
+        """`before_embed` is called (and may raise) only when the text is to be embedded: not
+        when `url` is a stored story."""
         canonical = ""
         if url:
             canonical = canonical_url(url)
             stored = await self.stored_at(canonical)
             if stored is not None:
                 return await self._block(article_of(stored), k=k, filters=filters)
+        if before_embed is not None:
+            before_embed()
         # The caller's time is checked as a feed's is (naive = UTC; a time in the future or
         # before 1995 is unknown); without one, the dateline.
         now = self.clock()

@@ -231,6 +231,31 @@ async def test_only_page_fetches_are_rate_limited(stack, http):
         assert (await client.get("/v1/related", params={"url": stories[1]["url"], "k": 2})).status_code == 200
 
 
+async def test_posted_texts_are_rate_limited_but_stored_urls_are_not(stack, http):
+    """Each POSTed text is embedded (~30-60 ms of a core), and nothing limited them: one
+    client looping on POST /v1/related kept the model busy for every other caller. A body
+    whose url is a stored story gets that story's block and costs nothing; a personal block
+    (which may rank the text twice) costs one."""
+    base, _ = await stack.serve_variant(related_text_per_minute=3)
+    stored = (await http.get("/v1/stories", params={"limit": 1})).json()["items"][0]
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        async def post(i: int, **extra) -> httpx.Response:
+            body = {"title": f"Ministers argue over the budget, day {i}",
+                    "text": "The chancellor defended tax plans in parliament.", "k": 3, **extra}
+            return await client.post("/v1/related", json=body)
+
+        for i in range(5):  # a stored story's url: its block, never charged
+            r = await post(i, url=stored["url"])
+            assert r.status_code == 200 and r.json()["article"]["id"] == stored["id"]
+        assert (await post(10)).status_code == 200
+        assert (await post(11, reader="r-text-limit")).status_code == 200  # one charge
+        assert (await post(12)).status_code == 200  # the third: the limit
+        r = await post(13)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+        assert r.headers["retry-after"] == "60"
+        assert (await post(14, url=stored["url"])).status_code == 200
+
+
 async def test_an_ipv6_client_is_limited_by_its_64(stack, http):
     """A client with an IPv6 /64 took a new address for each request and was never limited.
     The addresses come as X-Forwarded-For, which uvicorn takes from a loopback peer (a reverse

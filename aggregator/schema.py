@@ -184,6 +184,21 @@ class ChangeLogHorizonRow(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
 
 
+class TakedownRow(Base):
+    """A story the operator took down (`tidings takedown`, DELETE /v1/stories/{id}): each
+    spelling of its URL, with the body it had, stays out of the store. A story deleted by
+    hand came back with the collector's next round, as its feed still listed it (0013)."""
+
+    __tablename__ = "takedowns"
+
+    url: Mapped[str] = mapped_column(Text, primary_key=True)  # canonical, or a variant of it
+    # The body's hash (`StoryRow.content_hash`) when a stored story was taken down: the same
+    # body at another URL (a syndicated copy published later) stays out too. "" when unknown.
+    content_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ReaderRow(Base):
     __tablename__ = "readers"
 

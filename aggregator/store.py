@@ -41,6 +41,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from aggregator.canonical import url_variants
 from aggregator.errors import ChangesPruned, StoreError
 from aggregator.model import SourceSpec, Story, StoryDraft
 from aggregator.names import name_key
@@ -56,6 +57,7 @@ from aggregator.schema import (
     SourceRow,
     StoryRow,
     StoryStatRow,
+    TakedownRow,
     VectorRow,
 )
 
@@ -194,6 +196,15 @@ class UpsertResult:
     updated_ids: tuple[int, ...]
     unchanged: int
     duplicates: int  # new URLs whose body is an exact copy of a stored story (linked)
+    taken_down: int = 0  # drafts skipped: their URL or their body was taken down
+
+
+@dataclass(frozen=True)
+class Takedown:
+    url: str
+    content_hash: str  # "" when no stored story had this URL
+    reason: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -882,6 +893,10 @@ class Store:
         unchanged = dups = 0
         try:
             async with self.writing() as s:
+                # In the writing transaction: a takedown committed before it is seen here.
+                refused = await self._taken_down(s, by_url)
+                if refused:
+                    by_url = {u: d for u, d in by_url.items() if u not in refused}
                 existing = {
                     r.url: r
                     for r in (await s.scalars(select(StoryRow).where(StoryRow.url.in_(list(by_url))))).all()
@@ -990,7 +1005,22 @@ class Store:
             raise
         except (OperationalError, DBAPIError) as e:
             raise StoreError(f"storing stories failed: {driver_reason(e)}") from e
-        return UpsertResult(tuple(new_ids), tuple(updated), unchanged, dups)
+        return UpsertResult(tuple(new_ids), tuple(updated), unchanged, dups, len(refused))
+
+    @staticmethod
+    async def _taken_down(s, by_url: dict[str, StoryDraft]) -> set[str]:
+        """The drafts' URLs that were taken down, by URL or by body."""
+        t = TakedownRow
+        hashes = sorted({d.content_hash for d in by_url.values() if d.content_hash})
+        where = t.url.in_(list(by_url))
+        if hashes:
+            where = or_(where, t.content_hash.in_(hashes))
+        rows = (await s.execute(select(t.url, t.content_hash).where(where))).all()
+        if not rows:
+            return set()
+        urls = {r.url for r in rows}
+        bodies = {r.content_hash for r in rows if r.content_hash}
+        return {u for u, d in by_url.items() if u in urls or (d.content_hash and d.content_hash in bodies)}
 
     async def _relink(self, s, row: StoryRow, before: str, now: datetime) -> int:
         """`row`'s body changed (hash `before` -> `row.content_hash`): keep every body one
@@ -1032,11 +1062,13 @@ class Store:
         await s.execute(update(StoryRow).where(StoryRow.id == root).values(duplicate_of=None))
 
     async def urls_with_text(self, urls: Iterable[str]) -> set[str]:
-        """Which of these canonical URLs are stored with a body already (no need to fetch)."""
+        """Which of these canonical URLs are stored with a body already, or taken down (no
+        need to fetch: a taken-down article's page was read again every round, then refused)."""
         urls = list(urls)
         async with self.session() as s:
             q = select(StoryRow.url).where(StoryRow.url.in_(urls), StoryRow.text != "")
-            return set((await s.scalars(q)).all())
+            down = select(TakedownRow.url).where(TakedownRow.url.in_(urls))
+            return set((await s.scalars(q)).all()) | set((await s.scalars(down)).all())
 
     async def get_story(self, story_id: int) -> Story | None:
         async with self.session() as s:
@@ -1182,6 +1214,62 @@ class Store:
             return list((await s.scalars(
                 select(StoryRow.id).where(StoryRow.duplicate_of.is_(None))
             )).all())
+
+    # ---------------------------------------------------------------- takedowns
+
+    async def take_down(self, urls: Sequence[str], *, reason: str = "",
+                        now: datetime | None = None) -> list[int]:
+        """Remove the stories stored under `urls` (canonical; any spelling of them, see
+        `url_variants`) with every story holding the same body (its syndicated copies), and
+        keep those URLs and bodies out of the store from now on. The ids removed; the
+        database logs each removal for the indexes, as for any delete. A URL not stored yet
+        is kept out too (a takedown that arrives before the story does)."""
+        now = now or utcnow()
+        spellings = sorted({v for u in urls for v in (u, *url_variants(u))})
+        async with self.writing() as s:
+            named = (await s.execute(select(StoryRow.url, StoryRow.content_hash)
+                                     .where(StoryRow.url.in_(spellings)))).all()
+            hashes = sorted({r.content_hash for r in named if r.content_hash})
+            where = StoryRow.url.in_(spellings)
+            if hashes:
+                where = or_(where, StoryRow.content_hash.in_(hashes))
+            doomed = (await s.execute(select(StoryRow.id, StoryRow.url, StoryRow.content_hash,
+                                             StoryRow.duplicate_of).where(where))).all()
+            kept: dict[str, str] = dict.fromkeys(spellings, "")
+            for r in [*named, *doomed]:
+                for v in (r.url, *url_variants(r.url)):
+                    kept[v] = r.content_hash or kept.get(v, "")
+            await s.execute(delete(TakedownRow).where(TakedownRow.url.in_(list(kept))))
+            await s.execute(insert(TakedownRow), [
+                {"url": u, "content_hash": h, "reason": reason, "at": now} for u, h in kept.items()])
+            # Copies first: deleting a story first gives its copies a root of their own (a
+            # trigger), only to delete them next.
+            copies = [r.id for r in doomed if r.duplicate_of is not None]
+            roots = [r.id for r in doomed if r.duplicate_of is None]
+            for ids in (copies, roots):
+                if ids:
+                    await s.execute(delete(StoryRow).where(StoryRow.id.in_(ids)))
+        return sorted(r.id for r in doomed)
+
+    async def lift_takedowns(self, urls: Sequence[str]) -> int:
+        """Let `urls` (any spelling) and their bodies back in; how many entries went. The
+        stories come back when their feeds or an import bring them again."""
+        spellings = sorted({v for u in urls for v in (u, *url_variants(u))})
+        t = TakedownRow
+        async with self.writing() as s:
+            hashes = sorted({h for h in (await s.scalars(
+                select(t.content_hash).where(t.url.in_(spellings)))).all() if h})
+            where = t.url.in_(spellings)
+            if hashes:  # the body's other URLs (its copies) were taken down with it
+                where = or_(where, t.content_hash.in_(hashes))
+            return (await s.execute(delete(t).where(where))).rowcount or 0
+
+    async def takedowns(self) -> list[Takedown]:
+        t = TakedownRow
+        async with self.session() as s:
+            rows = (await s.execute(select(t.url, t.content_hash, t.reason, t.at)
+                                    .order_by(t.at.desc(), t.url))).all()
+        return [Takedown(*r) for r in rows]
 
     async def delete_stories_before(self, before: datetime) -> list[int]:
         """Retention: drop stories older than `before`. The database logs each removal for

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from aggregator.canonical import site_key
 from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
@@ -224,6 +225,11 @@ class SourcesOut(BaseModel):
     items: list[SourceOut]
 
 
+class TakedownOut(BaseModel):
+    url: str = Field(description="the story's URL; it and its other spellings stay out")
+    removed: list[int] = Field(description="the stories removed: this one and every copy of its body")
+
+
 class ResetOut(BaseModel):
     name: str
     status: str = Field(description="due, or disabled for a source not fetched until enabled")
@@ -387,6 +393,16 @@ def is_json_media_type(content_type: str | None) -> bool:
 FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
+def allowed_methods(routes, scope) -> str:
+    """Every method the routes of this request's path take, for a 405's Allow header."""
+    methods = set()
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 def routing_message(status: int, detail: str, method: str, path: str, allow: str) -> str:
     """What the router's bare "Not Found" and "Method Not Allowed" mean for this request: an
     integrator's typo ("/v1/story/1", a trailing slash, GET on /v1/events) got only those."""
@@ -526,6 +542,10 @@ def create_app(svc: Services) -> FastAPI:
                                                                                    "http_error")
         # Starlette's 405 carries `Allow` (RFC 9110 15.5.6 requires it): keep its headers.
         headers = getattr(e, "headers", None)
+        if e.status_code == 405:
+            # Starlette names the methods of the first route of the path only: /v1/stories/{id}
+            # said GET alone, though DELETE is another route of the same path.
+            headers = {**(headers or {}), "Allow": allowed_methods(app.routes, req.scope)}
         message = routing_message(e.status_code, str(e.detail), req.method, req.url.path,
                                   (headers or {}).get("Allow", ""))
         return error_response(e.status_code, code, message, headers)
@@ -756,6 +776,21 @@ def create_app(svc: Services) -> FastAPI:
             raise ApiError(404, "not_found", f"no story with id {story_id}")
         return {**card(s), "text": s.text, "collected_at": iso(s.collected_at),
                 "duplicate_of": s.duplicate_of}
+
+    @app.delete("/v1/stories/{story_id}", tags=["stories"], responses={200: {"model": TakedownOut}})
+    async def take_down(request: Request, story_id: StoryId,
+                        reason: Annotated[str, Query(max_length=1000)] = ""):
+        """Take a story down for good (operator; API key when configured): it and every copy of
+        its body leave the store and every index within seconds, and stay out: collectors and
+        imports skip its URL and its body. `tidings takedown lift URL` lets them back."""
+        require_key(request)
+        s = await svc.store.get_story(story_id)
+        if s is None:
+            raise ApiError(404, "not_found", f"no story with id {story_id}")
+        removed = await svc.store.take_down([s.url], reason=reason)
+        if svc.corpus is not None:
+            await svc.corpus.follow()  # this process drops it now, not at its next tick
+        return {"url": s.url, "removed": removed}
 
     # ------------------------------------------------------------ related
 

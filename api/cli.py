@@ -168,6 +168,20 @@ def parser() -> argparse.ArgumentParser:
     _common(q)
     q.add_argument("name")
 
+    p = sub.add_parser("takedown", help="remove stories for good (a legal request, a retraction)")
+    _common(p)
+    ts = p.add_subparsers(dest="takedown_command", required=True, metavar="ACTION")
+    q = ts.add_parser("add", help="remove the stories at these URLs, with their copies, and keep them out")
+    _common(q)
+    q.add_argument("urls", nargs="+", metavar="URL")
+    q.add_argument("--reason", default="", help="kept with the takedown (who asked, why)")
+    q = ts.add_parser("list", help="the URLs taken down")
+    _common(q)
+    q.add_argument("--json", action="store_true")
+    q = ts.add_parser("lift", help="let these URLs and their bodies back in (the next round brings them)")
+    _common(q)
+    q.add_argument("urls", nargs="+", metavar="URL")
+
     p = sub.add_parser("eval", help="offline quality evaluation on labelled datasets")
     _common(p)
     es = p.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
@@ -310,6 +324,8 @@ async def dispatch(args) -> int:
         return await cmd_related(settings, args)
     if cmd == "sources":
         return await cmd_sources(settings, args)
+    if cmd == "takedown":
+        return await cmd_takedown(settings, args)
     if cmd == "eval":
         from api.evalcmd import cmd_eval
 
@@ -455,7 +471,7 @@ async def cmd_import(settings, args) -> int:
             print(f"tidings: error: cannot read {args.file}: {e.strerror}", file=sys.stderr)
             return EXIT_USAGE
     svc = await build(settings, index=not args.no_index, owner_of_files=True)
-    new = updated = same = dups = bad = 0
+    new = updated = same = dups = bad = down = 0
     try:
         batch: dict = {}  # canonical URL -> draft: a URL at most once per batch (see below)
         now = utcnow()
@@ -463,10 +479,10 @@ async def cmd_import(settings, args) -> int:
         async def flush() -> None:
             # Each batch commits on its own: an interrupted import keeps what it stored, and
             # a rerun finds those lines unchanged (no write, no re-embedding) and goes on.
-            nonlocal new, updated, same, dups
+            nonlocal new, updated, same, dups, down
             r = await svc.store.upsert_stories(batch.values(), now)
             new, updated, dups = new + len(r.new_ids), updated + len(r.updated_ids), dups + r.duplicates
-            same += r.unchanged
+            same, down = same + r.unchanged, down + r.taken_down
             batch.clear()
 
         # A file: progress in bytes read of its size (counting lines, the bar only ever showed
@@ -499,7 +515,7 @@ async def cmd_import(settings, args) -> int:
             if size is not None:
                 bar.update(size, size)
         print(f"imported: {new} new, {updated} updated, {same} already stored, {dups} linked duplicates, "
-              f"{bad} bad lines skipped")
+              f"{bad} bad lines skipped" + (f", {down} taken down (skipped)" if down else ""))
         if svc.indexer is not None:
             await svc.corpus.start()
             with Progress("embed") as bar:
@@ -753,6 +769,46 @@ async def cmd_sources(settings, args) -> int:
         table.append([r.name, status, r.category, str(r.stories), _ago(r.last_success_at),
                       next_check(r.next_check_at), err])
     print(_table(table))
+    return 0
+
+
+async def cmd_takedown(settings, args) -> int:
+    """Takedowns go to the database: running processes drop the stories from their indexes
+    within a second or two (the change log), and collectors and imports skip them."""
+    from aggregator.canonical import canonical_url
+    from api.services import build
+
+    urls: list[str] = []
+    for u in getattr(args, "urls", []):
+        try:
+            urls.append(canonical_url(u))
+        except ValueError as e:
+            print(f"tidings: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+    svc = await build(settings)
+    store = svc.store
+    try:
+        if args.takedown_command == "add":
+            removed = await store.take_down(urls, reason=args.reason)
+            print(f"taken down: {len(urls)} URL(s); {len(removed)} stored stories removed "
+                  f"(copies included); collectors and imports will skip them")
+        elif args.takedown_command == "lift":
+            n = await store.lift_takedowns(urls)
+            if not n:
+                print("tidings: error: none of these URLs is taken down", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"lifted: {n} entries; the stories come back with their feeds' next rounds")
+        else:
+            rows = await store.takedowns()
+            if args.json:
+                print(json.dumps([{"url": t.url, "reason": t.reason, "at": t.at.isoformat()}
+                                  for t in rows], indent=2))
+            else:
+                table = [["URL", "TAKEN DOWN", "REASON"]]
+                table += [[t.url, t.at.strftime("%Y-%m-%d %H:%M"), t.reason] for t in rows]
+                print(_table(table))
+    finally:
+        await svc.close()
     return 0
 
 

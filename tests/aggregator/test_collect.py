@@ -172,6 +172,30 @@ async def test_full_text_pages_fetched_and_extracted(site, sqlite_store, shared_
     assert any(s.image_url for s in stories)
 
 
+async def test_a_taken_down_story_is_neither_read_nor_stored_again(site, sqlite_store, shared_data):
+    """A story deleted by hand came back with the next round its feed still listed it; a
+    taken-down one stays out, and its article page is not read again every round."""
+    body = (shared_data / "readability-news-pages" / "guardian-1" / "source.html").read_bytes()
+    items = []
+    for i in range(2):
+        site.route(f"/td/{i}", body=body.replace(b"<title>", f"<title>Copy {i} ".encode(), 1),
+                   content_type="text/html; charset=utf-8")
+        items.append(f"<item><title>Story {i}</title><link>{site.url(f'/td/{i}', 'news.example')}</link>"
+                     f"<description>Teaser {i}</description></item>")
+    site.route("/td.xml", body=f'<rss version="2.0"><channel><title>t</title>{"".join(items)}</channel></rss>',
+               content_type="application/rss+xml")
+    await sqlite_store.sync_sources([SourceSpec("td", site.url("/td.xml"), "politics", full_text=True)])
+    first = await collector(sqlite_store, site).run_round()
+    assert first.sources[0].new == 2
+    doomed = site.url("/td/0", "news.example")
+    assert len(await sqlite_store.take_down([doomed], reason="legal", now=datetime.now(UTC))) >= 1
+    site.reset_log()
+    again = await collector(sqlite_store, site).run_round(name="td", force=True)
+    assert again.sources[0].ok and again.sources[0].new == 0
+    assert "/td/0" not in site.paths_requested()
+    assert doomed not in {s.url for s in await sqlite_store.latest_stories(limit=10)}
+
+
 async def test_full_text_page_image_replaces_a_feed_thumbnail(site, sqlite_store, shared_data):
     """The BBC's feed gives 240 px thumbnails (its URLs say so); the page read for the text
     has a 1024 px og:image, which the card now shows; so does a page whose feed thumbnail

@@ -1,0 +1,58 @@
+"""Takedowns (migration 0013) on SQLite and the real PostgreSQL: a story the operator removed
+stays out, whoever brings it back (a feed's next round, an import, a syndicated copy)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aggregator.model import StoryDraft
+from aggregator.normalize import content_hash
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+BODY = " ".join(f"ceasefire{i}" for i in range(60))
+OTHER = " ".join(f"budget{i}" for i in range(60))
+
+
+def draft(url: str, text: str, title: str = "A title") -> StoryDraft:
+    return StoryDraft(url=url, title=title, text=text, content_hash=content_hash(text),
+                      site="example.org", source="src")
+
+
+async def test_a_taken_down_story_and_its_copies_stay_out(store):
+    first = await store.upsert_stories([draft("https://a.org/x", BODY), draft("https://b.org/y", BODY),
+                                        draft("https://c.org/other", OTHER)], NOW)
+    assert len(first.new_ids) == 3 and first.duplicates == 1
+    seq = await store.change_seq()
+    removed = await store.take_down(["https://a.org/x"], reason="court order 12/3", now=NOW)
+    assert removed == sorted(first.new_ids[:2])  # the story and its syndicated copy
+    assert await store.count_stories() == 1
+    # Removals reach every index through the change log, as any delete does.
+    assert {(sid, op) for _, sid, op in await store.changes_since(seq)} >= {(first.new_ids[0], "remove")}
+
+    again = await store.upsert_stories([
+        draft("https://a.org/x", BODY),  # the feed still lists it
+        draft("http://a.org/x/", BODY + " updated"),  # another spelling, another body
+        draft("https://d.org/z", BODY),  # the same body published elsewhere later
+        draft("https://c.org/other", OTHER + " more"),  # an unrelated story goes on
+        draft("https://e.org/new", "fresh news about something else entirely"),
+    ], NOW)
+    assert again.taken_down == 3 and len(again.new_ids) == 1 and len(again.updated_ids) == 1
+    assert await store.count_stories() == 2
+    listed = await store.takedowns()
+    assert "https://a.org/x" in {t.url for t in listed} and "https://b.org/y" in {t.url for t in listed}
+    assert {t.reason for t in listed} == {"court order 12/3"}
+
+
+async def test_a_url_taken_down_before_it_arrives_never_gets_in(store):
+    assert await store.take_down(["https://a.org/later"], reason="embargo", now=NOW) == []
+    r = await store.upsert_stories([draft("https://a.org/later", BODY)], NOW)
+    assert r.taken_down == 1 and r.new_ids == ()
+
+
+async def test_lifting_a_takedown_lets_the_story_and_its_copies_back(store):
+    await store.upsert_stories([draft("https://a.org/x", BODY), draft("https://b.org/y", BODY)], NOW)
+    await store.take_down(["https://a.org/x"], now=NOW)
+    assert await store.lift_takedowns(["http://a.org/x"]) > 0  # any spelling lifts it
+    assert await store.takedowns() == []  # the copy's URL and the body went with it
+    r = await store.upsert_stories([draft("https://b.org/y", BODY), draft("https://a.org/x", BODY)], NOW)
+    assert r.taken_down == 0 and len(r.new_ids) == 2

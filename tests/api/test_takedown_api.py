@@ -1,0 +1,49 @@
+"""DELETE /v1/stories/{id}: a takedown over real HTTP, as an operator's tool would send it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from aggregator.importer import LineError, read_jsonl
+from aggregator.store import utcnow
+from tests.api.conftest import make_stack, stop_stack
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory, shared_data):
+    st, server, task = await make_stack(tmp_path_factory.mktemp("takedown"), shared_data, limit=40)
+    yield st
+    await stop_stack(st, server, task)
+
+
+async def test_a_story_taken_down_leaves_every_block_at_once_and_stays_out(stack):
+    import json
+
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=20) as http:
+        items = (await http.get("/v1/stories", params={"limit": 40})).json()["items"]
+        # A story that shows in another's block, both blocks served (and cached) before.
+        shown_in = {}
+        for s in items:
+            block = (await http.get(f"/v1/stories/{s['id']}/related", params={"k": 5})).json()
+            for c in block["related"]:
+                shown_in.setdefault(c["id"], s["id"])
+        doomed, host = next(iter(shown_in.items()))
+        assert (await http.get(f"/v1/stories/{doomed}/related")).status_code == 200
+
+        r = await http.delete(f"/v1/stories/{doomed}", params={"reason": "retracted by the publisher"})
+        assert r.status_code == 200 and doomed in r.json()["removed"]
+        url = r.json()["url"]
+        assert (await http.get(f"/v1/stories/{doomed}")).status_code == 404
+        assert (await http.get(f"/v1/stories/{doomed}/related")).status_code == 404
+        block = (await http.get(f"/v1/stories/{host}/related", params={"k": 5})).json()
+        assert doomed not in [c["id"] for c in block["related"]] and len(block["related"]) == 5
+        assert (await http.delete(f"/v1/stories/{doomed}")).status_code == 404
+
+    # The collector's next round, or an import, brings the same item: it stays out.
+    record = next(r for r in stack.records if r["url"] == url)
+    drafts = [d for d in read_jsonl([json.dumps(record)], utcnow()) if not isinstance(d, LineError)]
+    res = await stack.svc.store.upsert_stories(drafts)
+    assert res.taken_down == 1 and res.new_ids == ()
+    assert [t.reason for t in await stack.svc.store.takedowns() if t.url == url] == [
+        "retracted by the publisher"]

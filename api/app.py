@@ -249,8 +249,16 @@ def cached_block_responses(model: type[BaseModel] | None) -> dict:
                                           "(no body)"}}
 
 
+class SkippedEvent(BaseModel):
+    event: int = Field(description="its index in the request's events")
+    reason: str
+
+
 class AcceptedOut(BaseModel):
     accepted: int
+    # Events about stories we do not have (removed since, taken down, never stored): skipped,
+    # the others taken. Sending them again changes nothing.
+    skipped: list[SkippedEvent] = []
 
 
 # The body of POST /v1/events: one event, or a batch. The batch needs its `events` key: without
@@ -943,9 +951,10 @@ def create_app(svc: Services) -> FastAPI:
         body = await request.body()
         evs = parse_events(body)
         limiter.check(("events", client_of(request)), api.events_per_minute, len(evs))
-        records = await resolve(svc.store, evs, datetime.now(UTC))
+        records, unknown = await resolve(svc.store, evs, datetime.now(UTC))
         sink.submit(records)
-        return {"accepted": len(records)}
+        return {"accepted": len(records),
+                "skipped": [{"event": i, "reason": f"no stored story for its {what}"} for i, what in unknown]}
 
     if svc.feeds is not None:
         add_reader_routes(app, svc, svc.feeds, require_key=require_key, max_k=api.max_k)

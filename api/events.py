@@ -127,21 +127,24 @@ def parse_events(body: bytes) -> list[EventIn]:
 
 
 def unknown_message(unknown: list[tuple[int, str]], n_events: int) -> str:
-    """The 404 for events about stories we do not have. The batch is refused whole (nothing is
-    half-recorded); the message used to name the first unknown story only, so a client had to
-    resend once per unknown story to find them all. It now names every one (the first 10)."""
+    """The 404 when no event of the request is about a story we have. The message used to
+    name the first unknown story only; it names every one (the first 10)."""
     if n_events == 1:
         _, what = unknown[0]
         return (f"no story with id {what.removeprefix('story_id ')}" if what.startswith("story_id")
                 else f"no stored story at {what.removeprefix('url ')}")
     listed = ", ".join(f"event {i}: {what}" for i, what in unknown[:10])
     more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-    return (f"no stored story for {len(unknown)} of the {n_events} events, so none was taken; "
-            f"send the others again without them: {listed}{more}")
+    return f"no stored story for any of the {n_events} events: {listed}{more}"
 
 
-async def resolve(store: Store, events: list[EventIn], now: datetime) -> list[EventRecord]:
-    """Map events to stored stories and check their times; unknown stories are a 4xx."""
+async def resolve(store: Store, events: list[EventIn],
+                  now: datetime) -> tuple[list[EventRecord], list[tuple[int, str]]]:
+    """Map events to stored stories and check their times: the records, and the events (index,
+    what they named) about stories we do not have, which are skipped. A batch naming one such
+    story was refused whole: the widget sends every impression of a block in one batch, and
+    one story removed since the block was shown (retention, a takedown) lost all of them.
+    None about a stored story is a 404; a bad time is a 422 for the whole request."""
     urls = {}
     for i, ev in enumerate(events):
         if ev.story_id is None and ev.url:
@@ -159,10 +162,13 @@ async def resolve(store: Store, events: list[EventIn], now: datetime) -> list[Ev
     unknown = [(i, f"story_id {ev.story_id}" if ev.story_id is not None else f"url {ev.url}")
                for i, ev in enumerate(events)
                if (ev.story_id not in known if ev.story_id is not None else ev.url not in by_url)]
-    if unknown:
+    if len(unknown) == len(events):
         raise ApiError(404, "unknown_story", unknown_message(unknown, len(events)))
+    skipped = {i for i, _ in unknown}
     records = []
     for i, ev in enumerate(events):
+        if i in skipped:
+            continue
         at = (ev.at or now)
         at = at if at.tzinfo else at.replace(tzinfo=UTC)
         if at > now + MAX_FUTURE:
@@ -174,7 +180,7 @@ async def resolve(store: Store, events: list[EventIn], now: datetime) -> list[Ev
         # A client clock a little ahead is tolerated, but the event happened by now: dated
         # later, a read story stayed in the feed (whose snapshot leaves out later events).
         records.append(EventRecord(key, ev.reader, sid, ev.type, min(at, now), ev.dwell_s))
-    return records
+    return records, unknown
 
 
 class EventSink:

@@ -361,6 +361,19 @@ async def test_ssrf_refused(http, url, code):
     assert 400 <= r.status_code < 500 and r.json()["error"]["code"] == code, r.text
 
 
+async def test_a_public_host_on_another_port_than_the_webs_is_refused(http, stack):
+    """Any port of a public host could be fetched for a caller (a public Redis on 6379, an admin
+    panel on 8080). The allowed host (the stack's article site) keeps any port."""
+    for url in ("http://public.example:6379/", "https://public.example:8443/x"):
+        for path in ("/v1/related", "/v1/widget"):
+            r = await http.get(path, params={"url": url})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "forbidden_url", r.text
+            assert "port" in r.json()["error"]["message"], r.text
+    page = "/data/readability-news-pages/bbc-1/source.html?any-port"
+    r = await http.get("/v1/related", params={"url": f"http://news.example:8080{page}", "k": 2})
+    assert r.status_code == 200, r.text
+
+
 async def test_a_name_resolving_to_a_private_address_is_refused_without_the_address(http):
     """The refusal named the address the caller's host resolved to, which mapped the
     intranet's names to their addresses for anyone ("db.corp resolves to ... 10.0.3.17")."""

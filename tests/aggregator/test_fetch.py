@@ -198,6 +198,20 @@ async def test_global_cap_across_hosts() -> None:
         assert len(site.requests) == 8
 
 
+async def test_a_fetcher_keeps_no_slot_for_hosts_it_is_done_with() -> None:
+    """The API's fetcher lives as long as the process, and callers name any host they like: a
+    semaphore kept for every host ever fetched grew with each new one."""
+    policy = FetchPolicy(total_timeout_s=5.0, per_host_limit=1)
+    async with serving(policy) as (site, fetcher):
+        site.route("/slowish", body=b"ok", delay_s=0.05)
+        urls = [site.url("/slowish", host=f"site{i % 4}.test") for i in range(8)]
+        await asyncio.gather(*(fetcher.fetch(url) for url in urls))
+        with pytest.raises(HTTPStatusError):
+            await fetcher.fetch(site.url("/status/404", host="gone.test"))
+        assert len(site.requests) == 9
+        assert fetcher._host_slots == {}
+
+
 # -- body size -------------------------------------------------------------------------
 
 

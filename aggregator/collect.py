@@ -226,10 +226,12 @@ class Collector:
         """What the fetches of a round may reach: any address on the hosts the operator named
         (the sources'), public addresses only elsewhere. Article links and redirects come
         from publishers: without it a feed could have the collector read 169.254.169.254 (a
-        cloud's metadata service) or an intranet page as an article, and serve its text."""
+        cloud's metadata service) or an intranet page as an article, and serve its text.
+        Any port: a publisher's links name the ports its site uses."""
         if not self.settings.public_links_only:
             return None
-        return AddressGuard(frozenset(h for u in source_urls if (h := urlsplit(u).hostname)))
+        return AddressGuard(frozenset(h for u in source_urls if (h := urlsplit(u).hostname)),
+                            web_ports_only=False)
 
     async def run_round(self, *, name: str | None = None, force: bool = False,
                         progress: Callable[[SourceReport], None] | None = None) -> RoundReport:

@@ -11,9 +11,10 @@ sees every hop. Every aiohttp error is wrapped into aggregator.errors where it e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -171,7 +172,8 @@ class Fetcher:
         self._session: aiohttp.ClientSession | None = None
         self._own_resolver: AbstractResolver | None = None
         self._global_slots = asyncio.Semaphore(self.policy.global_limit)
-        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        # A host's semaphore and how many fetches hold or wait for it; dropped at 0 (_host_slot).
+        self._host_slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
         self._robots: dict[str, tuple[robots.RobotsRules, float]] = {}
         self._robots_locks: dict[str, asyncio.Lock] = {}
 
@@ -255,12 +257,24 @@ class Fetcher:
             raise FetchError(f"URL has no host: {url}")
         return parsed
 
-    def _host_slot(self, url: URL) -> asyncio.Semaphore:
+    @contextlib.asynccontextmanager
+    async def _host_slot(self, url: URL) -> AsyncIterator[None]:
+        """One of the host's `per_host_limit` slots. The semaphore goes when nobody holds or
+        waits for it: the API's fetcher lives as long as the process and sees a new host with
+        many a caller's page, and kept a semaphore for each of them for good."""
         key = _host_key(url)
-        slot = self._host_slots.get(key)
-        if slot is None:
-            slot = self._host_slots[key] = asyncio.Semaphore(self.policy.per_host_limit)
-        return slot
+        entry = self._host_slots.get(key)
+        if entry is None:
+            entry = self._host_slots[key] = (asyncio.Semaphore(self.policy.per_host_limit), [0])
+        slot, users = entry
+        users[0] += 1
+        try:
+            async with slot:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._host_slots[key]
 
     async def _fetch(
         self,

@@ -1,9 +1,10 @@
 """SSRF guard: decides whether a URL or a resolved address may be fetched for an API caller,
 or for a feed (its article links and redirects).
 
-URLs that API callers send may reach public addresses only (or `api.fetch_allow_hosts`). The
-collector allows every address on the hosts its sources name (the operator's choice: an
-intranet feed) and public ones elsewhere (`collect.public_links_only`). The decisions
+URLs that API callers send may reach public addresses on the web's ports (80, 443) only (or
+`api.fetch_allow_hosts`, any port). The collector allows every address on the hosts its sources
+name (the operator's choice: an intranet feed) and public ones, on any port, elsewhere
+(`collect.public_links_only`). The decisions
 (`is_public_address`, `parse_host_literal`, `AddressGuard`) are pure; `GuardedResolver`
 applies them at the one place every connection passes through, after DNS resolution, so
 names that resolve to private addresses and redirects to them are refused too (the fetcher
@@ -26,6 +27,10 @@ from aggregator.errors import BlockedAddress
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
+# The ports an API caller's URL may name (or imply), on hosts the operator did not allow: any
+# other made us a port scanner and a client of whatever listens on a public host (a Redis
+# on 6379, an admin panel on 8080), sending it a request line of the caller's choosing.
+WEB_PORTS = frozenset({80, 443})
 
 # Ranges that `ipaddress.is_global` (Python 3.11) still calls global but that reach
 # infrastructure rather than the public internet.
@@ -174,11 +179,14 @@ class AddressGuard:
     """Which URLs and addresses an API caller may make us fetch.
 
     `allowed_hosts` is the operator's escape hatch (names or literal addresses, compared
-    case-insensitively): those hosts skip the address checks; tests use it for the local
-    server. Everything else must be http(s), carry no userinfo, and reach public addresses only.
+    case-insensitively): those hosts skip the address and port checks; tests use it for the
+    local server. Everything else must be http(s), carry no userinfo, reach public addresses
+    only, and (`web_ports_only`) name or imply port 80 or 443. The collector turns the port rule
+    off: links in the operator's feeds may name any port, as they always could.
     """
 
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
+    web_ports_only: bool = True
 
     def __post_init__(self) -> None:
         normalized = frozenset(_normalize_host(h) for h in self.allowed_hosts)
@@ -215,6 +223,8 @@ class AddressGuard:
         literal = parse_host_literal(host)
         if literal is not None and not is_public_address(literal):
             raise BlockedAddress(f"address {literal} is not public: {url}")
+        if self.web_ports_only and parsed.port not in WEB_PORTS:
+            raise BlockedAddress(f"port {parsed.port} is not allowed (only 80 and 443): {url}")
 
     def check_resolved(self, host: str, addresses: list[str]) -> None:
         """Raise BlockedAddress when a name resolved to any non-public address.

@@ -52,7 +52,7 @@ from api.ratelimit import RateLimiter, client_key
 from api.readers import add_reader_routes
 from api.render import render_block_html
 from api.services import Services
-from api.static_files import StaticFile, accepts_gzip, load_static
+from api.static_files import StaticFile, accepts_gzip, static_file
 from recommender.blocks import BadArticle, Block
 from recommender.related import Filters
 
@@ -60,9 +60,20 @@ log = logging.getLogger("tidings.api")
 STATIC = Path(__file__).with_name("static")
 
 
+# The line of widget.js that says how many stories a block asks for when its page says nothing.
+WIDGET_K_LINE = "var DEFAULT_K = {};"
+
+
 @functools.cache  # read and gzipped on first use, once a process: create_app does no file I/O
-def widget_script() -> StaticFile:
-    return load_static(STATIC / "widget.js")
+def widget_script(default_k: int) -> StaticFile:
+    """widget.js asking for `default_k` stories where its page names no data-k: the app's
+    min(WIDGET_DEFAULT_K, api.max_k). It asked for 4 whatever the API allowed, and where an
+    operator set max_k below that every block was a 422, and the widgets showed nothing."""
+    raw = (STATIC / "widget.js").read_text(encoding="utf-8")
+    line = WIDGET_K_LINE.format(WIDGET_DEFAULT_K)
+    if raw.count(line) != 1:
+        raise RuntimeError(f"widget.js must say {line!r} once, for the API to set its default k")
+    return static_file(raw.replace(line, WIDGET_K_LINE.format(default_k)).encode("utf-8"))
 
 
 def block_filters(
@@ -893,7 +904,7 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.get("/widget.js", tags=["widget"], include_in_schema=False)
     async def widget_js(request: Request):
-        script = widget_script()
+        script = widget_script(widget_k)
         # Sent raw, it was 20 kB on every publisher page (7 kB gzipped), and downloaded again
         # after each max-age: now gzipped when accepted, and revalidated by ETag.
         gzipped = accepts_gzip(request.headers.get("accept-encoding"))

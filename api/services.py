@@ -51,6 +51,8 @@ class Services:
     jobs: JobHealth = field(default_factory=JobHealth)  # the scheduled jobs' ticks
 
     async def close(self) -> None:
+        if self.related is not None:
+            await self.related.close()  # its fetcher's connections
         if self.collector is not None:
             await self.collector.close()
         if self.indexer is not None:
@@ -75,7 +77,8 @@ def release_model(embedder: Embedder | None) -> None:
 def caller_fetcher_factory(settings: Settings, resolver_factory: Callable | None = None, *,
                            guarded: bool = True):
     """Fetchers for URLs that callers send: guarded against SSRF (`guarded`, for the API's
-    callers; the operator's own `tidings related --url` is not), tighter limits."""
+    callers; the operator's own `tidings related --url` is not), tighter limits. The related
+    service makes one and shares it between requests, so the per-host cap holds across them."""
     api = settings.api
     guard = AddressGuard(frozenset(h.lower() for h in api.fetch_allow_hosts)) if guarded else None
     policy = FetchPolicy(

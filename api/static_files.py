@@ -1,6 +1,6 @@
 """Static files the API serves (widget.js): each read and gzipped once, with an ETag per encoding.
 
-Pure apart from the one file read; knows nothing about HTTP frameworks. widget.js goes on every
+Pure (the caller reads the file); knows nothing about HTTP frameworks. widget.js goes on every
 article page of every publisher, so it is sent gzipped to clients that accept it (a third of
 its size) and revalidated by ETag instead of downloaded again when its max-age runs out.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +26,7 @@ class StaticFile:
         return self.gzipped if gzipped else self.raw
 
 
-def load_static(path: Path) -> StaticFile:
-    raw = path.read_bytes()
+def static_file(raw: bytes) -> StaticFile:
     # mtime=0: the same file gives the same bytes in every worker process.
     return StaticFile(raw=raw, gzipped=gzip.compress(raw, compresslevel=9, mtime=0),
                       etag=hashlib.sha256(raw).hexdigest()[:20])

@@ -2,7 +2,8 @@
 
 Resolves the query article (stored story, stored URL, page fetched on the spot, or text),
 embeds it when needed, asks the engine for ranked ids and returns cards. Pages fetched for
-callers go through the SSRF guard and a small TTL cache, so a popular page is read once.
+callers go through the SSRF guard and a small TTL cache, so a popular page is read once, and
+through one fetcher shared by every request, so its per-host cap holds across them.
 """
 
 from __future__ import annotations
@@ -159,6 +160,8 @@ class RelatedService:
         self.default_max_age_days = default_max_age_days
         self.clock = clock
         self._inflight: dict[str, asyncio.Future] = {}
+        self._fetcher = None  # made from fetcher_factory on first use (_shared_fetcher)
+        self._fetcher_made = asyncio.Lock()
 
     def engine(self) -> RelatedEngine:
         return RelatedEngine(self.corpus.vindex, self.corpus.lexical, self._meta)
@@ -266,11 +269,28 @@ class RelatedService:
         finally:
             self._inflight.pop(url, None)
 
+    async def _shared_fetcher(self):
+        """The one fetcher of every caller's page, made on first use (in the serving loop, which
+        its session belongs to) and kept until `close`. A fetcher per request capped nothing
+        across requests: N readers of N pages of one site opened N connections to it at once,
+        whatever collect.per_host_limit said."""
+        async with self._fetcher_made:
+            if self._fetcher is None:
+                fetcher = self.fetcher_factory()
+                await fetcher.__aenter__()
+                self._fetcher = fetcher
+        return self._fetcher
+
+    async def close(self) -> None:
+        fetcher, self._fetcher = self._fetcher, None
+        if fetcher is not None:
+            await fetcher.close()
+
     async def _fetch_article(self, url: str, canonical: str) -> Article:
         if self.fetcher_factory is None:
             raise FetchError("fetching pages is disabled")
-        async with self.fetcher_factory() as fetcher:
-            res = await fetcher.fetch(url)
+        fetcher = await self._shared_fetcher()
+        res = await fetcher.fetch(url)
         try:
             page = await read_article(res.body, res.final_url)  # one at a time, see there
         except ParseError as e:

@@ -28,6 +28,10 @@
   var P = "tdg-";
   var READER_KEY = "tidings.reader";
   var FETCH_TIMEOUT_MS = 8000;
+  // Stories a block asks for when its container has no data-k. The API serves this file with
+  // min(4, its api.max_k) here (api/app.py, widget_script): a fixed 4 was a 422 from an API
+  // whose operator allows fewer, and the block never showed.
+  var DEFAULT_K = 4;
   // document.currentScript is only set while this file first runs, so capture it now.
   var SCRIPT = document.currentScript;
   var SCRIPT_ORIGIN = "";
@@ -441,7 +445,7 @@
 
   function count(container) {
     var k = parseInt(container.getAttribute("data-k"), 10);
-    return isNaN(k) ? 4 : Math.min(Math.max(k, 1), 20);
+    return isNaN(k) ? DEFAULT_K : Math.min(Math.max(k, 1), 20);
   }
 
   function heading(container) {

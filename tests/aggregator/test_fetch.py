@@ -198,6 +198,20 @@ async def test_global_cap_across_hosts() -> None:
         assert len(site.requests) == 8
 
 
+async def test_a_fetcher_keeps_no_slot_for_hosts_it_is_done_with() -> None:
+    """The API's fetcher lives as long as the process, and callers name any host they like: a
+    semaphore kept for every host ever fetched grew with each new one."""
+    policy = FetchPolicy(total_timeout_s=5.0, per_host_limit=1)
+    async with serving(policy) as (site, fetcher):
+        site.route("/slowish", body=b"ok", delay_s=0.05)
+        urls = [site.url("/slowish", host=f"site{i % 4}.test") for i in range(8)]
+        await asyncio.gather(*(fetcher.fetch(url) for url in urls))
+        with pytest.raises(HTTPStatusError):
+            await fetcher.fetch(site.url("/status/404", host="gone.test"))
+        assert len(site.requests) == 9
+        assert fetcher._host_slots == {}
+
+
 # -- body size -------------------------------------------------------------------------
 
 
@@ -515,20 +529,27 @@ async def test_guard_refuses_private_literals(host: str) -> None:
 
 
 async def test_guard_refuses_a_name_resolving_to_loopback() -> None:
-    async with serving(**_guarded()) as (site, fetcher):
+    resolver = LoopbackResolver()
+    async with serving(resolver=resolver, **_guarded()) as (site, fetcher):
+        resolver.port = site.port  # the URL names port 80, as a caller's must
         site.route("/secret", body=b"secret")
         with pytest.raises(BlockedAddress, match="non-public"):
-            await fetcher.fetch(site.url("/secret", host="innocent.example"))
+            await fetcher.fetch("http://innocent.example/secret")
         assert site.requests == []
 
 
 async def test_guard_refuses_redirects_from_an_allowed_host_to_private_ones() -> None:
-    async with serving(**_guarded(frozenset({"allowed.test"}))) as (site, fetcher):
+    resolver = LoopbackResolver()
+    async with serving(resolver=resolver, **_guarded(frozenset({"allowed.test"}))) as (
+        site,
+        fetcher,
+    ):
+        resolver.port = site.port
         site.route("/secret", body=b"secret")
         assert (await fetcher.fetch(site.url("/secret", host="allowed.test"))).body == b"secret"
         for target in (
             site.url("/secret"),  # literal loopback
-            site.url("/secret", host="other.test"),  # name resolving to loopback
+            "http://other.test/secret",  # name resolving to loopback
             f"http://0x7f000001:{site.port}/secret",
             "http://169.254.169.254/latest/meta-data/",
         ):
@@ -536,6 +557,19 @@ async def test_guard_refuses_redirects_from_an_allowed_host_to_private_ones() ->
             with pytest.raises(BlockedAddress):
                 await fetcher.fetch(site.url(f"/redirect?to={target}", host="allowed.test"))
             assert site.paths_requested() == [f"/redirect?to={target}"]
+
+
+async def test_guard_refuses_a_redirect_to_a_port_other_than_the_webs() -> None:
+    """An allowed host (or any public page) redirecting to a public host's Redis port: refused
+    before the name is even resolved, so nothing connects there."""
+    resolver = LoopbackResolver()
+    guard = AddressGuard(frozenset({"allowed.test"}))
+    async with serving(resolver=resolver, guard=guard) as (site, fetcher):
+        target = "http://redis.public.test:6379/"
+        with pytest.raises(BlockedAddress, match="port 6379"):
+            await fetcher.fetch(site.url(f"/redirect?to={target}", host="allowed.test"))
+        assert site.paths_requested() == [f"/redirect?to={target}"]
+        assert "redis.public.test" not in resolver.resolved
 
 
 async def test_guard_applies_to_robots_and_pages() -> None:

@@ -210,9 +210,35 @@ def test_check_url_passes_public_urls(url: str) -> None:
     AddressGuard().check_url(url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://93.184.216.34:6379/",  # a public Redis
+        "http://example.com:8080/admin",
+        "https://example.com:8443/",
+        "http://example.com:0/",
+        "http://[2606:4700::1111]:22/",
+    ],
+)
+def test_check_url_refuses_ports_other_than_the_webs(url: str) -> None:
+    """Any port on a public host could be fetched for an API caller: the server connected to
+    a public Redis or admin panel for whoever asked."""
+    with pytest.raises(BlockedAddress, match="port"):
+        AddressGuard().check_url(url)
+
+
+def test_the_webs_ports_pass_written_or_implied_and_the_collector_takes_any() -> None:
+    for url in ("http://example.com:80/", "https://example.com:443/", "http://example.com:443/",
+                "https://example.com/", "http://example.com/"):
+        AddressGuard().check_url(url)
+    AddressGuard(web_ports_only=False).check_url("http://example.com:8080/feed")
+    with pytest.raises(BlockedAddress):  # the address rule still holds there
+        AddressGuard(web_ports_only=False).check_url("http://10.0.0.1:8080/feed")
+
+
 def test_allowed_hosts_skip_the_address_checks() -> None:
     guard = AddressGuard(frozenset({"127.0.0.1", "Intranet.Example."}))
-    guard.check_url("http://127.0.0.1:8080/x")
+    guard.check_url("http://127.0.0.1:8080/x")  # any port: the operator allowed the host
     guard.check_url("http://intranet.example/x")
     guard.check_resolved("intranet.example", ["10.0.0.1"])
     with pytest.raises(BlockedAddress):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -361,6 +362,19 @@ async def test_ssrf_refused(http, url, code):
     assert 400 <= r.status_code < 500 and r.json()["error"]["code"] == code, r.text
 
 
+async def test_a_public_host_on_another_port_than_the_webs_is_refused(http, stack):
+    """Any port of a public host could be fetched for a caller (a public Redis on 6379, an admin
+    panel on 8080). The allowed host (the stack's article site) keeps any port."""
+    for url in ("http://public.example:6379/", "https://public.example:8443/x"):
+        for path in ("/v1/related", "/v1/widget"):
+            r = await http.get(path, params={"url": url})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "forbidden_url", r.text
+            assert "port" in r.json()["error"]["message"], r.text
+    page = "/data/readability-news-pages/bbc-1/source.html?any-port"
+    r = await http.get("/v1/related", params={"url": f"http://news.example:8080{page}", "k": 2})
+    assert r.status_code == 200, r.text
+
+
 async def test_a_name_resolving_to_a_private_address_is_refused_without_the_address(http):
     """The refusal named the address the caller's host resolved to, which mapped the
     intranet's names to their addresses for anyone ("db.corp resolves to ... 10.0.3.17")."""
@@ -405,6 +419,32 @@ async def test_caller_pages_are_read_one_at_a_time(stack, monkeypatch):
                                    for u in urls))
     assert all(b.article.title for b in found)
     assert peak[0] == 1
+
+
+async def test_callers_pages_on_one_host_share_its_connection_cap(tmp_path, shared_data):
+    """Each related-by-URL request fetched with a fetcher of its own, so collect.per_host_limit
+    held within a request only: four readers of four pages of one site opened four connections
+    to it at once. One fetcher serves every request now, and the site never sees more than the
+    cap at once (counted where the requests arrive)."""
+    st, server, task = await make_stack(tmp_path, shared_data, limit=8,
+                                        env={"TIDINGS_COLLECT_PER_HOST_LIMIT": "1"})
+    try:
+        pages = ("bbc-1", "guardian-1", "nytimes-1", "lemonde-1")
+        for name in pages:  # served slowly, so fetches that may overlap would
+            html = (shared_data / "readability-news-pages" / name / "source.html").read_bytes()
+            st.site.route(f"/cap/{name}.html", body=html, content_type="text/html", delay_s=0.2)
+        st.site.reset_log()
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=30) as http:
+            answers = await asyncio.gather(*(
+                http.get("/v1/related", params={"url": f"http://news.example/cap/{name}.html",
+                                                "k": 2})
+                for name in pages))
+        assert [r.status_code for r in answers] == [200] * len(pages), [r.text for r in answers]
+        assert sorted(st.site.paths_requested()) == sorted(f"/cap/{n}.html" for n in pages)
+        assert st.site.peak_in_flight == 1
+    finally:
+        await stop_stack(st, server, task)
+    assert st.svc.related._fetcher is None  # closed with the services
 
 
 async def test_widget_fragment_is_escaped_html(http, stack):

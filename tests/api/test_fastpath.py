@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -135,6 +136,29 @@ async def test_304_on_if_none_match(stack, http):
     changed = await http.get(path, params=params, headers={"If-None-Match": '"stale"'})
     assert changed.status_code == 200 and changed.content == r.content
     assert len(cache) >= 1
+
+
+async def test_the_widget_asks_for_no_more_stories_than_max_k(stack, http):
+    """widget.js asked /v1/related for its default 4 stories whatever the API allowed: an
+    operator who set api.max_k = 3 got a 422 for every block, and widgets that showed nothing.
+    The script the API serves, and /v1/widget, ask for min(4, max_k) by default; a k named
+    above max_k is still refused."""
+    base, _ = await stack.serve_variant(max_k=3, default_k=3)
+    story = await some_story(http)
+    default_k = re.compile(rb"var DEFAULT_K = (\d+);")
+    assert default_k.findall((await http.get("/widget.js")).content) == [b"4"]
+    async with httpx.AsyncClient(base_url=base, timeout=20) as small:
+        script = await small.get("/widget.js", headers={"Accept-Encoding": "identity"})
+        (k,) = default_k.findall(script.content)
+        assert k == b"3"
+        # What the widget asks where its page names no data-k.
+        r = await small.get("/v1/related", params={"url": story["url"], "k": int(k)})
+        assert r.status_code == 200 and len(r.json()["related"]) == 3, r.text
+        r = await small.get("/v1/widget", params={"url": story["url"]})
+        assert r.status_code == 200 and r.text.count("<li") == 3, r.text
+        for path in ("/v1/related", "/v1/widget"):
+            r = await small.get(path, params={"url": story["url"], "k": 4})
+            assert r.status_code == 422, r.text
 
 
 async def test_a_revalidation_that_misses_is_recorded(stack, http):

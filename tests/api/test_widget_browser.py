@@ -9,6 +9,7 @@ is not for 127.0.0.1 is answered locally, so nothing leaves the machine.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from api.render import initials, render_block_html, safe_http_url, site_mark
-from tests.api.conftest import free_port
+from tests.api.conftest import free_port, start_server
 from tests.api.widget_fixture import (
     HOSTILE_TITLE,
     SECOND_URL,
@@ -571,6 +572,34 @@ async def test_four_stories_in_an_article_column_are_two_rows_of_two(page, widge
     for width, rows in ((760, [2, 2]), (1100, [4]), (400, [1, 1, 1, 1])):
         await page.set_viewport_size({"width": width, "height": 800})
         assert await page.locator("#related").evaluate(rows_js) == rows, width
+
+
+async def test_an_api_allowing_fewer_stories_than_the_default_still_shows_a_block(
+        page, widget_api, publisher):
+    """widget.js asked for its default 4 stories whatever the API allowed: with api.max_k = 3
+    every block was a 422, and the widgets on every article showed nothing. The API serves the
+    script asking for min(4, max_k)."""
+    from api.app import create_app
+
+    settings = widget_api.svc.settings
+    small = dataclasses.replace(widget_api.svc, settings=dataclasses.replace(
+        settings, api=dataclasses.replace(settings.api, max_k=3, default_k=3)))
+    app = create_app(small)
+    port = free_port()
+    server, task = await start_server(app, port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        cards = await open_with_block(page, publisher.page("max-k-3.html", host_page(base)))
+        assert await cards.count() == 3
+        asked = [parse_qs(urlsplit(u).query) for u in page.api_requests
+                 if urlsplit(u).path == "/v1/related"]
+        assert [(q["url"], q["k"]) for q in asked] == [([SEED_URL], ["3"])]
+        assert page.page_errors == []
+        await settle(page)
+        await app.state.events.settle()  # its impression, written before the app goes
+    finally:
+        server.should_exit = True
+        await task
 
 
 @pytest.mark.parametrize("lang, when", [

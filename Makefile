@@ -41,8 +41,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check aggregator recommender api tests
 	$(PY) tests/check_imports.py
 
+# The slowest tests are listed at the end: the suite is to stay well under 15 minutes (CI on
+# 2 cores), and this is where to look when it grows.
 test: $(STAMP) browser lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
 
 # Raw figures go to docs/benchmarks.json too, so one part can be rerun later and the rest kept:
 # `python -m benchmarks.run --only embed --reuse docs/benchmarks.json --json docs/benchmarks.json`.

@@ -165,6 +165,22 @@ def with_async_driver(url: str) -> str:
     return f"{driver}://{rest}" if driver else url
 
 
+def anchored_sqlite_url(url: str, base_dir: Path) -> str:
+    """`url` with a relative SQLite file path taken from `base_dir` (absolute). SQLite opened
+    it from the working directory, so `tidings --config /etc/tidings/tidings.toml run` started
+    elsewhere made a new empty database beside the shell, while data_dir (index files) was
+    taken from the settings file's directory: stories and index parted."""
+    if not url.lower().startswith("sqlite"):
+        return url
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    db = parsed.database or ""
+    if not db or db == ":memory:" or db.startswith("file:") or Path(db).is_absolute():
+        return url
+    return parsed.set(database=str((base_dir / db).resolve())).render_as_string(hide_password=False)
+
+
 TOP_LEVEL_KEYS: dict[str, Any] = {"database_url": str, "data_dir": Path, "sources_file": Path,
                                   "log_level": str}
 
@@ -542,8 +558,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[tuple[str, str], tuple[Any, _
 def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ) -> Settings:
     """Read the settings file (default config/tidings.toml, optional) and the environment.
 
-    Relative `data_dir` and `sources_file` in the file are taken from the file's directory;
-    from the environment, from the working directory. Without a file every setting has its
+    Relative `data_dir`, `sources_file` and SQLite `database_url` paths in the file are taken
+    from the file's directory; from the environment, from the working directory. Without a file every setting has its
     default: data_dir "data", sources_file "config/sources.toml" (both from the working dir).
     """
     explicit = path is not None
@@ -628,6 +644,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ)
             f"expected an SQLAlchemy URL like sqlite+aiosqlite:///path, got {database_url!r}",
             "database_url")
     database_url = with_async_driver(database_url)
+    if database_url:  # a relative SQLite path: from the file's directory, as data_dir's
+        from_file = not top["database_url"][1].env_var
+        database_url = anchored_sqlite_url(database_url, base_dir if from_file else Path.cwd())
     if not database_url:
         # An absolute path: sqlite:/// + /abs/path gives the four slashes SQLAlchemy expects.
         database_url = f"sqlite+aiosqlite:///{(data_dir / 'tidings.db').as_posix()}"

@@ -83,6 +83,23 @@ def test_no_file_means_all_defaults_from_the_working_dir(tmp_path, monkeypatch):
     assert s.collect == CollectSettings() and s.api == ApiSettings()
 
 
+def test_a_relative_sqlite_path_is_taken_from_the_settings_files_directory(tmp_path, monkeypatch):
+    """SQLite opened a relative path from the working directory: run from elsewhere, the same
+    settings file made a new empty database there while data_dir (the index files) stayed
+    beside the file. Both now follow the file; from the environment, the working dir."""
+    conf = write(tmp_path, 'database_url = "sqlite+aiosqlite:///db/t.db?timeout=5"\n', "etc/tidings.toml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    s = load_settings(conf, env={})
+    assert s.database_url == f"sqlite+aiosqlite:///{(tmp_path / 'etc' / 'db' / 't.db').resolve()}?timeout=5"
+    s = load_settings(conf, env={"TIDINGS_DATABASE_URL": "sqlite:///mine.db"})
+    assert s.database_url == f"sqlite+aiosqlite:///{(elsewhere / 'mine.db').resolve()}"
+    for kept in ("sqlite+aiosqlite:///:memory:", f"sqlite+aiosqlite:///{tmp_path}/abs.db",
+                 "postgresql+asyncpg://postgres@127.0.0.1:5432/test"):
+        assert load_settings(conf, env={"TIDINGS_DATABASE_URL": kept}).database_url == kept
+
+
 def test_default_file_in_cwd_is_used(tmp_path, monkeypatch):
     write(tmp_path, "[api]\nport = 9001\n", "config/tidings.toml")
     monkeypatch.chdir(tmp_path)
@@ -152,7 +169,7 @@ def _other_value(section: str, key: str) -> tuple[str, object]:
                "public_url": ("https://t.example", "https://t.example"),
                "cors_origins": (" https://a.example , https://b.example:8443 ,",
                                 ("https://a.example", "https://b.example:8443")),
-               "database_url": ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db")}
+               "database_url": ("sqlite+aiosqlite:////srv/x.db", "sqlite+aiosqlite:////srv/x.db")}
     if key in choices:
         return choices[key]
     if hint is bool:

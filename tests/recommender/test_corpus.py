@@ -519,6 +519,34 @@ async def test_two_savers_of_one_folder_take_turns(store, tmp_path, monkeypatch,
     assert c.watermark == b.watermark and _view(c) == _view(b)
 
 
+async def test_a_saver_does_not_sweep_the_temporary_files_of_another(store, tmp_path,
+                                                                     monkeypatch, caplog):
+    """Two savers whose pids do not see each other (containers sharing the data volume): the
+    second one's sweep took the first one's temporary files for a dead process's and removed
+    them mid-write, and the first save failed."""
+    import recommender.vindex as vindex_module
+
+    a, b = await _two_owners(store, tmp_path / "ix")
+    monkeypatch.setattr(vindex_module, "process_alive", lambda pid: False)  # another namespace
+    real_hash = vindex_module.fsync_and_hash
+    a_writing = threading.Event()
+    with _second_saver_turn(caplog) as b_turn:
+
+        def a_slow_hash(path):  # a's FAISS file written, not yet renamed: b sweeps meanwhile
+            if not a_writing.is_set():
+                a_writing.set()
+                assert b_turn.wait(60)
+            return real_hash(path)
+
+        monkeypatch.setattr(vindex_module, "fsync_and_hash", a_slow_hash)
+        a_saving = asyncio.create_task(a.save())
+        await asyncio.to_thread(a_writing.wait, 60)
+        b_saving = asyncio.create_task(b.save())
+        b_saving.add_done_callback(lambda _: b_turn.set())
+        await asyncio.gather(a_saving, b_saving)
+    assert len(FaissIndex.load(tmp_path / "ix")) == 23
+
+
 async def test_a_save_that_cannot_take_the_lock_is_skipped_and_kept_pending(store, tmp_path,
                                                                           monkeypatch, caplog):
     """Another process holding the folder's save lock past the wait (stopped mid-save): the

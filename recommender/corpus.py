@@ -19,6 +19,8 @@ one matrix and builds the index once (HNSW+SQ8 at that size) instead of growing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -56,6 +58,49 @@ META_RECORDS = "meta.records"
 # (a saver that died between the two), the cards and lexical index are rebuilt.
 SNAPSHOT_WAIT_S = 60.0
 SNAPSHOT_POLL_S = 0.2
+# Held by a save for all its writes (`save_lock`). How long a save waits for another process
+# saving the same folder, checking every SAVE_LOCK_POLL_S: past it (a saver stopped mid-save)
+# the save is skipped and left pending, as a failed one is.
+SAVE_LOCK = ".save.lock"
+SAVE_LOCK_WAIT_S = 120.0
+SAVE_LOCK_POLL_S = 0.2
+
+
+@contextlib.contextmanager
+def save_lock(directory: Path) -> Iterator[bool]:
+    """Whether this save holds the folder's save lock (yielded), waited for up to
+    SAVE_LOCK_WAIT_S. Every owner of the files saves them: `tidings import` or `tidings index`
+    run beside `tidings run` made two savers of one folder, whose files interleaved (one's
+    index, the other's snapshot: the next start rebuilt the cards from the database), and one's
+    sweep of temporary files could remove the other's mid-write when their pids do not see
+    each other (containers sharing the volume). A lock file: the files are renamed into place,
+    so a lock on one of them would not last. Loaders do not take it (manifests guard them)."""
+    with open(directory / SAVE_LOCK, "a") as f:
+        held = _flock_within(f.fileno(), directory)
+        try:
+            yield held
+        finally:
+            if held:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _flock_within(fd: int, directory: Path) -> bool:
+    # Polled: flock has no timeout, and a save blocked for good (its holder stopped with
+    # SIGSTOP) would keep the follow lock, so the change log, from this process for good.
+    give_up = time.monotonic() + SAVE_LOCK_WAIT_S
+    waited = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        if not waited:
+            log.info("index.save_waits dir=%s: another process is saving it", directory)
+            waited = True
+        if time.monotonic() >= give_up:
+            return False
+        time.sleep(SAVE_LOCK_POLL_S)  # on a worker thread (asyncio.to_thread)
 
 
 @dataclass(frozen=True, slots=True)
@@ -742,8 +787,9 @@ class Corpus:
             self.version += 1
             self.journal.record(Change(self.version, removed=np.asarray(ids, dtype=np.int64)))
 
-    async def save(self) -> None:
-        """Write the vector index, then the lexical index and cards beside it (owner only).
+    async def save(self) -> bool:
+        """Write the vector index, then the lexical index and cards beside it (owner only);
+        whether it wrote them (not when another process kept the folder's `save_lock`).
 
         The change log is not followed meanwhile, so the three files hold the same stories at
         the same watermark (a restart checks that before using the snapshot). The lexical
@@ -751,7 +797,7 @@ class Corpus:
         refresh norms in place, and the copy must not move while the files are written.
         """
         if not self.owner:
-            return
+            return False
         self.index_dir.mkdir(parents=True, exist_ok=True)
         async with self._follow_lock:
             with self._lock:
@@ -760,10 +806,14 @@ class Corpus:
                 lexical = self.lexical.snapshot()
                 meta, write_records = self.meta.snapshot()
             try:
-                await asyncio.to_thread(self._save_files, watermark, lexical, meta, write_records)
+                saved = await asyncio.to_thread(self._save_files, watermark, lexical, meta,
+                                                write_records)
             except BaseException:
                 self.dirty = True  # not on disk: the next save tries again
                 raise
+            if not saved:
+                self.dirty = True
+            return saved
 
     async def try_save(self) -> bool:
         """`save`, with a failure to write (a full or read-only disk) logged instead of
@@ -772,15 +822,26 @@ class Corpus:
         them up to date. Raised, it stopped `tidings run` at start and lost the pending save
         (the index was marked clean) when a periodic save failed."""
         try:
-            await self.save()
-            return True
+            return await self.save()
         except OSError as e:
             log.warning("index.save_failed dir=%s: %s; serving from memory, saved again later",
                         self.index_dir, e)
             return False
 
     def _save_files(self, watermark: int, lexical: dict[str, np.ndarray],
-                    meta: dict[str, np.ndarray], write_records: Callable[[BinaryIO], None]) -> None:
+                    meta: dict[str, np.ndarray], write_records: Callable[[BinaryIO], None]) -> bool:
+        with save_lock(self.index_dir) as held:
+            if not held:
+                log.warning("index.save_skipped dir=%s: another process kept it locked for "
+                            "%.0f s (two owners of one index: `tidings import` or `tidings "
+                            "index` beside `tidings run`); saved again later",
+                            self.index_dir, SAVE_LOCK_WAIT_S)
+                return False
+            self._write_files(watermark, lexical, meta, write_records)
+            return True
+
+    def _write_files(self, watermark: int, lexical: dict[str, np.ndarray],
+                     meta: dict[str, np.ndarray], write_records: Callable[[BinaryIO], None]) -> None:
         saved = self.vindex.save(self.index_dir, recipe=self.recipe, watermark=watermark)
         if ids_digest(lexical["doc_id"][lexical["alive"]]) != saved["ids_digest"] or \
                 ids_digest(meta["ids"]) != saved["ids_digest"]:

@@ -997,7 +997,9 @@ def sweep_temps(directory: Path, name: re.Pattern[str] = _TEMP_NAME) -> list[Pat
     `name` matches a temporary file's whole name, its first group the writer's pid.
 
     A live process's files stay, so a save running in another process is never broken; a
-    reused pid only delays the sweep.
+    reused pid only delays the sweep. Only within one pid namespace: a process whose pids
+    this one cannot see looks dead, so savers of one folder must also take turns (the
+    corpus's `save_lock`).
     """
     removed = []
     try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import resource
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -444,6 +446,130 @@ async def test_a_snapshot_landing_during_the_wait_is_loaded(store, tmp_path, mon
     info = await w.start()
     assert loads == [False, True]
     assert info["restored"] and calls == [[]] and _view(w) == _view(c)
+
+
+class _SecondSaverTurn(logging.Handler):
+    """Set once the second saver has had its turn: it saved, or it says it waits for the
+    first (then, with the save lock, it cannot run before the first is done)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("index.save_waits"):
+            self.event.set()
+
+
+@contextlib.contextmanager
+def _second_saver_turn(caplog):
+    turn = _SecondSaverTurn()
+    caplog.set_level(logging.INFO, logger="tidings.corpus")
+    logging.getLogger("tidings.corpus").addHandler(turn)
+    try:
+        yield turn.event
+    finally:
+        logging.getLogger("tidings.corpus").removeHandler(turn)
+
+
+async def _two_owners(store, path) -> tuple[Corpus, Corpus]:
+    """`tidings run` (a, 20 stories) and a `tidings import` started later (b, 3 more)."""
+    await seed(store)
+    a = corpus(store, path)
+    await a.start()
+    await seed(store, 3, start=100)
+    b = corpus(store, path)
+    await b.start()
+    assert len(a) == 20 and len(b) == 23 and a.watermark < b.watermark
+    return a, b
+
+
+async def test_two_savers_of_one_folder_take_turns(store, tmp_path, monkeypatch, caplog):
+    """`tidings import` saving while `tidings run` saved the same folder: the two processes'
+    files interleaved (a's index, b's index and snapshot, a's snapshot), and the next start
+    found a snapshot that did not match its index and rebuilt the cards and lexical index
+    from the database (~10 min at a million stories)."""
+    import recommender.corpus as corpus_module
+
+    a, b = await _two_owners(store, tmp_path / "ix")
+    monkeypatch.setattr(corpus_module, "SNAPSHOT_WAIT_S", 0.0)  # the old code's files: no wait
+    real_save = corpus_module.snapshot.save
+    a_index_written = threading.Event()
+    with _second_saver_turn(caplog) as b_turn:
+
+        def a_slow_snapshot(*args, **kwargs):  # a's snapshot waits for b's turn
+            if kwargs["info"]["count"] == len(a):
+                a_index_written.set()
+                assert b_turn.wait(60)
+            return real_save(*args, **kwargs)
+
+        monkeypatch.setattr(corpus_module.snapshot, "save", a_slow_snapshot)
+        a_saving = asyncio.create_task(a.save())
+        await asyncio.to_thread(a_index_written.wait, 60)
+        b_saving = asyncio.create_task(b.save())
+        b_saving.add_done_callback(lambda _: b_turn.set())
+        await asyncio.gather(a_saving, b_saving)
+    monkeypatch.setattr(corpus_module.snapshot, "save", real_save)
+
+    calls = _count_meta_loads(monkeypatch)
+    c = corpus(store, tmp_path / "ix", owner=False)
+    info = await c.start()
+    assert info["restored"] and calls == [[]]  # nothing read from the database again
+    assert FaissIndex.load(tmp_path / "ix").watermark == b.watermark  # b saved last, whole
+    assert c.watermark == b.watermark and _view(c) == _view(b)
+
+
+async def test_a_saver_does_not_sweep_the_temporary_files_of_another(store, tmp_path,
+                                                                     monkeypatch, caplog):
+    """Two savers whose pids do not see each other (containers sharing the data volume): the
+    second one's sweep took the first one's temporary files for a dead process's and removed
+    them mid-write, and the first save failed."""
+    import recommender.vindex as vindex_module
+
+    a, b = await _two_owners(store, tmp_path / "ix")
+    monkeypatch.setattr(vindex_module, "process_alive", lambda pid: False)  # another namespace
+    real_hash = vindex_module.fsync_and_hash
+    a_writing = threading.Event()
+    with _second_saver_turn(caplog) as b_turn:
+
+        def a_slow_hash(path):  # a's FAISS file written, not yet renamed: b sweeps meanwhile
+            if not a_writing.is_set():
+                a_writing.set()
+                assert b_turn.wait(60)
+            return real_hash(path)
+
+        monkeypatch.setattr(vindex_module, "fsync_and_hash", a_slow_hash)
+        a_saving = asyncio.create_task(a.save())
+        await asyncio.to_thread(a_writing.wait, 60)
+        b_saving = asyncio.create_task(b.save())
+        b_saving.add_done_callback(lambda _: b_turn.set())
+        await asyncio.gather(a_saving, b_saving)
+    assert len(FaissIndex.load(tmp_path / "ix")) == 23
+
+
+async def test_a_save_that_cannot_take_the_lock_is_skipped_and_kept_pending(store, tmp_path,
+                                                                          monkeypatch, caplog):
+    """Another process holding the folder's save lock past the wait (stopped mid-save): the
+    save is skipped, logged, and left pending; `tidings run` goes on serving."""
+    import fcntl
+
+    import recommender.corpus as corpus_module
+
+    await seed(store)
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    before = FaissIndex.load(tmp_path / "ix").watermark
+    await seed(store, 3, start=100)
+    await c.follow()
+    monkeypatch.setattr(corpus_module, "SAVE_LOCK_WAIT_S", 0.0)
+    with open(tmp_path / "ix" / ".save.lock", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert not await c.try_save() and not await c.save()
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    assert c.dirty and "index.save_skipped" in caplog.text
+    assert FaissIndex.load(tmp_path / "ix").watermark == before  # nothing written meanwhile
+    assert await c.try_save() and not c.dirty
+    assert FaissIndex.load(tmp_path / "ix").watermark == c.watermark != before
 
 
 async def test_related_blocks_are_the_same_after_a_restart(store, tmp_path):

@@ -1721,27 +1721,48 @@ class Store:
 
     # ---------------------------------------------------------------- cluster jobs
 
-    async def claim_job(self, name: str, *, owner: str, every_s: int, now: datetime) -> bool:
-        """True if this process should run the singleton job `name` now (once per cluster)."""
-        async with self.writing() as s:
-            q = select(JobLockRow).where(JobLockRow.name == name)
-            if self.dialect == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            row = (await s.scalars(q)).first()
-            if row is None:
-                # Another process may insert the same row at once; the PK makes one of us fail.
-                s.add(JobLockRow(name=name, owner=owner, lease_until=now + timedelta(seconds=every_s),
-                                 last_run_at=now))
-                try:
-                    await s.flush()
-                except Exception:
+    async def claim_job(self, name: str, *, owner: str, every_s: int, lease_s: int,
+                        now: datetime) -> bool:
+        """True if this process should run the singleton job `name` now (once per cluster):
+        no run done within `every_s` and no live claim. The claim is a lease of `lease_s`;
+        `job_done` records the run. The claim itself recorded it: a run that then failed
+        (the database busy, a disk error, the process killed) was tried again by no process
+        for `every_s`; now by the first to tick once the lease has run out."""
+        free = and_(JobLockRow.name == name,
+                    or_(JobLockRow.last_run_at.is_(None),
+                        JobLockRow.last_run_at <= now - timedelta(seconds=every_s)),
+                    or_(JobLockRow.lease_until.is_(None), JobLockRow.lease_until <= now))
+        until = now + timedelta(seconds=lease_s)
+        try:
+            async with self.writing() as s:
+                # One conditional UPDATE: of two processes at once, the second sees the
+                # first's lease (PostgreSQL re-checks the row once the first commits; SQLite
+                # has one writer) and changes nothing. A SELECT, then an UPDATE of the row
+                # read, let two processes on one SQLite file both claim a due job.
+                res = await s.execute(update(JobLockRow).where(free)
+                                      .values(owner=owner, lease_until=until)
+                                      .execution_options(synchronize_session=False))
+                if res.rowcount:
+                    return True
+                if await s.scalar(select(JobLockRow.name).where(JobLockRow.name == name)):
                     return False
-                return True
-            if row.last_run_at and row.last_run_at > now - timedelta(seconds=every_s):
-                return False
-            row.owner, row.last_run_at = owner, now
-            row.lease_until = now + timedelta(seconds=every_s)
-            return True
+                # The job's first claim in this database; another process may insert the
+                # same row at once, and the key makes one of us fail.
+                s.add(JobLockRow(name=name, owner=owner, lease_until=until))
+        except IntegrityError:
+            return False
+        return True
+
+    async def job_done(self, name: str, *, owner: str, started_at: datetime) -> bool:
+        """Record a run of `name` that `owner` claimed at `started_at` as done (the next one
+        is due `every_s` after it), and end its lease; False if the claim is no longer ours
+        (its lease ran out and another process claimed the job)."""
+        async with self.writing() as s:
+            res = await s.execute(update(JobLockRow)
+                                  .where(JobLockRow.name == name, JobLockRow.owner == owner)
+                                  .values(last_run_at=started_at, lease_until=None)
+                                  .execution_options(synchronize_session=False))
+            return bool(res.rowcount)
 
 
 def event_key(reader: str, story_id: int, type_: str, at: datetime, client_id: str | None) -> str:

@@ -138,6 +138,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_time, metavar="T",
                    help="only stories of T or later (ISO 8601; published, else collected)")
     p.add_argument("--until", type=_time, metavar="T", help="only stories before T")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
 
     p = sub.add_parser("related", help="print a related block")
     _common(p)
@@ -554,6 +555,11 @@ async def cmd_export(settings, args) -> int:
     target = None if args.file == "-" else Path(args.file).resolve()
     if target is None and sys.stdout is None:  # `>&-`: an AttributeError traceback before
         print("tidings: error: cannot write -: standard output is closed", file=sys.stderr)
+        return EXIT_USAGE
+    # A mistyped path (a config file, yesterday's export) was replaced without a word. Only
+    # a regular file is kept: a pipe or a device is written to, as before.
+    if target is not None and target.is_file() and not args.force:
+        print(f"tidings: error: {args.file} exists; pass --force to replace it", file=sys.stderr)
         return EXIT_USAGE
     svc = await build(settings)
     partial = None

@@ -115,11 +115,20 @@ async def _guard(name: str, job, health: JobHealth | None = None) -> None:
             health.failed(name)
 
 
-async def retention(svc: Services) -> None:
+# Retention runs once an hour in the cluster and ticks every RETENTION_TICK_S in each process.
+RETENTION_EVERY_S = 3600
+RETENTION_TICK_S = 600
+# A run's claim: longer than a run takes (213,600 stories: 30 s), so two processes do not run
+# it at once, and shorter than a tick, so a failed run is tried again at the next one.
+RETENTION_LEASE_S = 300
+
+
+async def retention(svc: Services, now: datetime | None = None) -> None:
     r = svc.settings.retention
-    now = datetime.now(UTC)
-    if not await svc.store.claim_job("retention", owner=svc.owner, every_s=3600, now=now):
-        return  # another process of the cluster ran it within the hour
+    now = now or datetime.now(UTC)
+    if not await svc.store.claim_job("retention", owner=svc.owner, every_s=RETENTION_EVERY_S,
+                                     lease_s=RETENTION_LEASE_S, now=now):
+        return  # another process of the cluster ran it within the hour, or runs it now
     if r.stories_days:
         ids = await svc.store.delete_stories_before(now - timedelta(days=r.stories_days))
         if ids:
@@ -134,6 +143,8 @@ async def retention(svc: Services) -> None:
         if n:
             log.info("retention.change_log removed=%d horizon=%d", n,
                      await svc.store.change_horizon())
+    # Only now: a run that raised before this is claimed again once its lease runs out.
+    await svc.store.job_done("retention", owner=svc.owner, started_at=now)
 
 
 async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bool,
@@ -205,7 +216,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         every("recipe", recipe_adopter(svc), LEAD_CHECK_S)
     if serve and not collect:
         every("weights", lambda: reload_weights(svc), WEIGHTS_CHECK_S)
-    every("retention", lambda: retention(svc), 600, delay_s=30)
+    every("retention", lambda: retention(svc), RETENTION_TICK_S, delay_s=30)
     sched.start()
     try:
         if serve:

@@ -94,7 +94,14 @@ class WorkerApp:
 
         from api.app import create_app
         from api.cli import configure_logging
-        from api.runner import WEIGHTS_CHECK_S, _guard, reload_weights, retention, settle_heap
+        from api.runner import (
+            RETENTION_TICK_S,
+            WEIGHTS_CHECK_S,
+            _guard,
+            reload_weights,
+            retention,
+            settle_heap,
+        )
         from api.services import build, recipe_adopter
         from recommender.indexer import LEAD_CHECK_S
 
@@ -109,7 +116,8 @@ class WorkerApp:
         sched.add_job(_guard, "interval", args=["follow", svc.corpus.follow, svc.jobs],
                       seconds=min(settings.index.tick_s, 1.0), max_instances=1, coalesce=True)
         # As in a one-process serve; the database lets one process of the cluster run it an hour.
-        sched.add_job(_guard, "interval", args=["retention", lambda: retention(svc), svc.jobs], seconds=600,
+        sched.add_job(_guard, "interval", args=["retention", lambda: retention(svc), svc.jobs],
+                      seconds=RETENTION_TICK_S,
                       max_instances=1, coalesce=True,
                       next_run_time=datetime.now(UTC) + timedelta(seconds=30))
         # A new cluster's workers may have raced to the other int8 runtime before any indexer

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -563,10 +565,53 @@ async def test_recent_events_come_newest_first_across_partitions(store, monkeypa
     assert len(await store.recent_events(NOW + timedelta(days=1))) == 0
 
 
-async def test_cluster_job_runs_once(store):
-    assert await store.claim_job("retention", owner="a", every_s=3600, now=NOW)
-    assert not await store.claim_job("retention", owner="b", every_s=3600, now=NOW + timedelta(minutes=5))
-    assert await store.claim_job("retention", owner="b", every_s=3600, now=NOW + timedelta(hours=2))
+def _claim(store, owner: str, at: datetime) -> Awaitable[bool]:
+    """Retention's claim: once an hour, leased for 5 minutes, ticking every 10."""
+    return store.claim_job("retention", owner=owner, every_s=3600, lease_s=300, now=at)
+
+
+async def test_cluster_job_runs_once_an_hour(store):
+    assert await _claim(store, "a", NOW)
+    assert not await _claim(store, "b", NOW + timedelta(minutes=1))  # a runs it
+    assert await store.job_done("retention", owner="a", started_at=NOW)
+    for later in (10, 20, 59):  # the other ticks of the hour, of any process
+        assert not await _claim(store, "b", NOW + timedelta(minutes=later))
+        assert not await _claim(store, "a", NOW + timedelta(minutes=later))
+    assert await _claim(store, "b", NOW + timedelta(hours=1))
+
+
+async def test_a_failed_cluster_job_is_claimed_again_at_the_next_tick(store):
+    """Claiming the job recorded its run: a run that failed (the database busy, the process
+    killed) was tried again by no process for an hour."""
+    assert await _claim(store, "a", NOW)  # ... and a's run fails: no job_done
+    assert not await _claim(store, "b", NOW + timedelta(minutes=4))  # a's lease holds
+    assert await _claim(store, "a", NOW + timedelta(minutes=10))  # a's own next tick
+    # ... fails again; b's next tick takes it, and a's late word changes nothing.
+    assert await _claim(store, "b", NOW + timedelta(minutes=20))
+    assert not await store.job_done("retention", owner="a", started_at=NOW)
+    assert not await _claim(store, "a", NOW + timedelta(minutes=21))
+    assert await store.job_done("retention", owner="b", started_at=NOW + timedelta(minutes=20))
+    assert not await _claim(store, "a", NOW + timedelta(minutes=79))
+    assert await _claim(store, "a", NOW + timedelta(minutes=80))
+
+
+async def test_concurrent_claims_of_a_cluster_job_have_one_winner(db_url):
+    """Two processes (two stores, their own connections) ticking at once: the job's first
+    claim (the row inserted) and a later one (the row updated) each go to one of them."""
+    from aggregator.store import Store
+
+    a, b = Store(db_url), Store(db_url)
+    await a.migrate()
+    try:
+        for hour in range(3):
+            at = NOW + timedelta(hours=hour)
+            won = await asyncio.gather(_claim(a, "a", at), _claim(b, "b", at))
+            assert sorted(won) == [False, True]
+            owner = "a" if won[0] else "b"
+            assert await (a if won[0] else b).job_done("retention", owner=owner, started_at=at)
+    finally:
+        await a.close()
+        await b.close()
 
 
 @pytest.mark.parametrize("bad", ["sqlite+nodriver:///x.db", "postgresql+asyncpg://postgres@127.0.0.1:1/none"])

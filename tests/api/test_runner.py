@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
+from sqlalchemy.exc import OperationalError
 
 from aggregator.collect import Collector
 from aggregator.model import StoryDraft
@@ -192,6 +196,42 @@ async def test_retention_prunes_the_change_log_past_its_days(store):
     svc = SimpleNamespace(settings=settings, store=store, owner="test")
     await runner.retention(svc)
     assert [c[1:] for c in await store.changes_since(await store.change_horizon())] == [(ids[3], "add")]
+
+
+async def test_a_failed_retention_run_is_run_again_at_the_next_tick(store, monkeypatch):
+    """Retention claimed its hour before deleting: a run whose deletion failed (the database
+    busy, a disk error) was not tried again by any process for an hour."""
+    settings = load_settings(REPO_CONFIG, env={})
+    settings = replace(settings, retention=replace(settings.retention, stories_days=30))
+    svc = SimpleNamespace(settings=settings, store=store, owner="test")
+    now = datetime.now(UTC)
+
+    async def old_story(i: int) -> int:
+        (sid,) = (await store.upsert_stories([StoryDraft(
+            url=f"https://e.org/{i}", title=f"Story {i}",
+            published_at=now - timedelta(days=40))], now)).new_ids
+        return sid
+
+    first = await old_story(1)
+    real = store.delete_stories_before
+
+    async def busy(before):
+        raise OperationalError("DELETE FROM stories", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(store, "delete_stories_before", busy)
+    with pytest.raises(OperationalError):
+        await runner.retention(svc, now)
+    monkeypatch.setattr(store, "delete_stories_before", real)
+    assert await store.get_story(first) is not None
+    tick = timedelta(seconds=runner.RETENTION_TICK_S)
+    await runner.retention(svc, now + tick)
+    assert await store.get_story(first) is None
+    # Done: the other ticks of its hour leave the job alone.
+    second = await old_story(2)
+    await runner.retention(svc, now + 2 * tick)
+    assert await store.get_story(second) is not None
+    await runner.retention(svc, now + tick + timedelta(seconds=runner.RETENTION_EVERY_S))
+    assert await store.get_story(second) is None
 
 
 async def test_index_rebuild_without_saved_files_builds_once(tmp_path, monkeypatch, capsys):

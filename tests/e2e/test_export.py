@@ -101,7 +101,7 @@ def test_export_writes_through_links_and_into_pipes_and_sweeps_killed_partials(c
     dead.wait()
     stale = tmp_path / f".real.jsonl.{dead.pid}.part"
     stale.write_text("half an export")
-    assert run_cli(["export", str(link)], cli_env).returncode == 0
+    assert run_cli(["export", str(link), "--force"], cli_env).returncode == 0
     assert link.is_symlink() and len(_lines(real)) == 3 and not stale.exists()
     # A named pipe: its reader gets the lines; the pipe is not replaced by a file.
     fifo = tmp_path / "pipe"
@@ -114,3 +114,27 @@ def test_export_writes_through_links_and_into_pipes_and_sweeps_killed_partials(c
     assert r.returncode == 0, r.stderr
     assert [json.loads(x)["url"] for x in got[0].splitlines()] == [RECORDS[0]["url"]]
     assert fifo.is_fifo() and not list(tmp_path.glob(".*.part"))
+
+
+def test_export_keeps_an_existing_file_unless_forced(cli_env, tmp_path):
+    """A mistyped path over an existing file (a config file, yesterday's export) replaced it
+    without a word."""
+    _import(cli_env, tmp_path, RECORDS)
+    kept, link = tmp_path / "tidings.toml", tmp_path / "link.toml"
+    kept.write_text("[api]\nport = 8080\n")
+    link.symlink_to(kept)
+    for given in (kept, link):  # through a symlink too: the file it names is the one replaced
+        r = run_cli(["export", str(given)], cli_env)
+        assert r.returncode == 2 and r.stdout == "", r.stderr
+        assert r.stderr.splitlines() == [f"tidings: error: {given} exists; pass --force to replace it"]
+        assert kept.read_text() == "[api]\nport = 8080\n" and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "in.jsonl", "link.toml", "tidings.toml"]
+
+    r = run_cli(["export", str(kept), "--force"], cli_env)
+    assert r.returncode == 0 and "exported 3 stories" in r.stdout, r.stderr
+    assert len(_lines(kept)) == 3
+    # A new path and stdout need no --force, as before.
+    r = run_cli(["export", str(tmp_path / "new.jsonl")], cli_env)
+    assert r.returncode == 0 and len(_lines(tmp_path / "new.jsonl")) == 3, r.stderr
+    r = run_cli(["export", "-", "--category", "politics"], cli_env)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 1, r.stderr

@@ -197,6 +197,9 @@ class TakedownRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The taken-down URL this one is another spelling of (http/https, trailing slash); "" for
+    # a URL taken down itself.
+    variant_of: Mapped[str] = mapped_column(Text, default="")
 
 
 class ReaderRow(Base):

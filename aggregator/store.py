@@ -205,6 +205,7 @@ class Takedown:
     content_hash: str  # "" when no stored story had this URL
     reason: str
     at: datetime
+    variant_of: str = ""  # another spelling of this taken-down URL ("" for the URL itself)
 
 
 @dataclass(frozen=True)
@@ -1239,13 +1240,21 @@ class Store:
                 where = or_(where, StoryRow.content_hash.in_(hashes))
             doomed = (await s.execute(select(StoryRow.id, StoryRow.url, StoryRow.content_hash,
                                              StoryRow.duplicate_of).where(where))).all()
-            kept: dict[str, str] = dict.fromkeys(spellings, "")
-            for r in [*named, *doomed]:
-                for v in (r.url, *url_variants(r.url)):
-                    kept[v] = r.content_hash or kept.get(v, "")
-            await s.execute(delete(TakedownRow).where(TakedownRow.url.in_(list(kept))))
-            await s.execute(insert(TakedownRow), [
-                {"url": u, "content_hash": h, "reason": reason, "at": now} for u, h in kept.items()])
+            # The URLs taken down: each story removed, and each URL named that no story had
+            # (under any spelling); every other spelling of them points at its URL
+            # (`variant_of`), so `takedown list` shows one line a story.
+            stored = {r.url: r.content_hash for r in doomed}
+            primary = dict(stored)
+            for u in urls:
+                if not any(v in stored for v in (u, *url_variants(u))):
+                    primary.setdefault(u, "")
+            rows = {u: {"url": u, "content_hash": h, "variant_of": ""} for u, h in primary.items()}
+            for u, h in primary.items():
+                for v in url_variants(u):
+                    rows.setdefault(v, {"url": v, "content_hash": h, "variant_of": u})
+            await s.execute(delete(TakedownRow).where(TakedownRow.url.in_(list(rows))))
+            await s.execute(insert(TakedownRow), [{**r, "reason": reason, "at": now}
+                                                  for r in rows.values()])
             # Copies first: deleting a story first gives its copies a root of their own (a
             # trigger), only to delete them next.
             copies = [r.id for r in doomed if r.duplicate_of is not None]
@@ -1271,7 +1280,7 @@ class Store:
     async def takedowns(self) -> list[Takedown]:
         t = TakedownRow
         async with self.session() as s:
-            rows = (await s.execute(select(t.url, t.content_hash, t.reason, t.at)
+            rows = (await s.execute(select(t.url, t.content_hash, t.reason, t.at, t.variant_of)
                                     .order_by(t.at.desc(), t.url))).all()
         return [Takedown(*r) for r in rows]
 

@@ -805,9 +805,15 @@ async def cmd_takedown(settings, args) -> int:
                 return EXIT_USAGE
             print(f"lifted: {n} entries; the stories come back with their feeds' next rounds")
         else:
-            rows = await store.takedowns()
+            everything = await store.takedowns()
+            rows = [t for t in everything if not t.variant_of]  # one line a URL taken down
+            spellings: dict[str, list[str]] = {}
+            for t in everything:
+                if t.variant_of:
+                    spellings.setdefault(t.variant_of, []).append(t.url)
             if args.json:
-                print(json.dumps([{"url": t.url, "reason": t.reason, "at": t.at.isoformat()}
+                print(json.dumps([{"url": t.url, "reason": t.reason, "at": t.at.isoformat(),
+                                   "spellings": sorted(spellings.get(t.url, []))}
                                   for t in rows], indent=2))
             else:
                 table = [["URL", "TAKEN DOWN", "REASON"]]

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("content_hash", sa.String(length=64), nullable=False, server_default=""),
         sa.Column("reason", sa.Text(), nullable=False, server_default=""),
         sa.Column("at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("variant_of", sa.Text(), nullable=False, server_default=""),
         sa.PrimaryKeyConstraint("url"),
     )
     op.create_index("ix_takedowns_content_hash", "takedowns", ["content_hash"])

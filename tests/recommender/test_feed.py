@@ -658,6 +658,28 @@ def test_a_followed_story_that_matches_no_read_says_it_is_followed():
                        4: "because you read “Semi-final”"}
 
 
+def test_a_story_far_from_the_readers_interest_is_not_said_to_come_from_their_reads():
+    """A politics reader's feed showed TV stories "because you read “Howard rebuts asylum
+    criticisms”" (cosine 0.42 to that interest, found trying the demo). Below
+    `reason_min_cos` the reason names the story's section instead."""
+    from recommender.profile import Interest, Profile
+
+    def unit(cos: float) -> np.ndarray:
+        v = np.zeros(DIM, dtype=np.float32)
+        v[:2] = (cos, np.sqrt(1 - cos**2))
+        return v
+
+    profile = Profile("reader", (Interest(unit(1.0), 1.0, 1),), {"politics": 1.0}, {}, None,
+                      frozenset({1}), frozenset({1}), 1, (1,))
+    cands = [FeedCandidate(2, unit(0.8), "politics", "a", title="Asylum row deepens"),
+             FeedCandidate(3, unit(0.42), "entertainment", "b", title="TV chief attacks critics"),
+             FeedCandidate(4, unit(0.3), "", "c", title="Untitled section")]
+    reasons = {it.id: it.reason for it in feed_order(profile, cands, now=NOW,
+                                                     titles={1: "Howard rebuts asylum criticisms"})}
+    assert reasons == {2: "because you read “Howard rebuts asylum criticisms”",
+                       3: "more in entertainment", 4: "more to read"}
+
+
 def test_a_copy_of_a_read_story_is_its_headline_and_text_not_a_like_story():
     """`copies_of_read`: the read story under its headline (cosine 0.9 or closer), or its text
     word for word under another headline; a close report under its own headline, or a story

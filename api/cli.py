@@ -413,7 +413,8 @@ async def index_once(settings, *, rebuild: bool) -> int:
             # No usable saved index: the start just built it from the database's vectors, and
             # a rebuild would do it all again (minutes at a million stories).
             await svc.corpus.follow()
-            await svc.corpus.save()
+            if not await svc.corpus.save():
+                return _save_skipped(rebuild)
             print(f"rebuilt the index from the database: {len(svc.corpus)} vectors "
                   "(once, at the start: no usable saved index)")
         elif rebuild:
@@ -422,10 +423,13 @@ async def index_once(settings, *, rebuild: bool) -> int:
             # the next start), and a rerun skips the embedding already stored.
             with Progress("rebuild") as bar:
                 n = await svc.corpus.rebuild(progress=bar.callback())
+            if svc.corpus.dirty:  # its save was skipped (`Corpus.save`)
+                return _save_skipped(rebuild)
             print(f"rebuilt the index from the database: {n} vectors")
         else:
             await svc.corpus.follow()
-            await svc.corpus.save()
+            if not await svc.corpus.save():
+                _save_skipped(rebuild)
         rate = rep.embedded / rep.elapsed_s if rep.elapsed_s else 0
         print(f"embedded {rep.embedded} stories in {rep.elapsed_s:.1f}s ({rate:.1f}/s); "
               f"index holds {len(svc.corpus)}; backlog {rep.backlog}")
@@ -433,6 +437,17 @@ async def index_once(settings, *, rebuild: bool) -> int:
         return 0
     finally:
         await svc.close()
+
+
+def _save_skipped(rebuild: bool) -> int:
+    """Another process kept the index folder's save lock past the wait (`Corpus.save`): a
+    rebuild not written is a failure; vectors embedded are in the database, and the process
+    that holds the folder saves its own index, which follows them."""
+    print("tidings: the index files were not written: another process (tidings run?) kept "
+          "them locked" + ("; run the rebuild again once it is done" if rebuild else
+                           "; it saves its own, and the next start repairs them"),
+          file=sys.stderr)
+    return 1
 
 
 def _say_waiting(leader, recipe: str) -> None:
@@ -522,7 +537,8 @@ async def cmd_import(settings, args) -> int:
             with Progress("embed") as bar:
                 rep = await svc.indexer.drain(progress=bar.callback())
             await svc.corpus.follow()
-            await svc.corpus.save()
+            if not await svc.corpus.save():
+                _save_skipped(rebuild=False)
             print(f"embedded {rep.embedded} stories; index holds {len(svc.corpus)}")
             if rep.waiting_for is not None:
                 _say_waiting(rep.waiting_for, svc.embedder.recipe)

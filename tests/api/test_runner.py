@@ -259,3 +259,31 @@ async def test_index_rebuild_without_saved_files_builds_once(tmp_path, monkeypat
     assert rebuilds == [] and "12 vectors (once, at the start" in capsys.readouterr().out
     assert await index_once(settings, rebuild=True) == 0  # files saved now: a real rebuild
     assert rebuilds == [1] and "rebuilt the index from the database: 12 vectors" in capsys.readouterr().out
+
+
+async def test_a_rebuild_whose_save_was_skipped_says_so_and_fails(tmp_path, monkeypatch, capsys):
+    """The folder's save lock held by another process past the wait: `tidings index
+    --rebuild` printed "rebuilt the index" and exited 0 though nothing was written."""
+    import fcntl
+
+    import recommender.corpus as corpus_module
+    from api.cli import index_once
+
+    settings = load_settings(REPO_CONFIG, env={"TIDINGS_DATA_DIR": str(tmp_path / "data"),
+                                               "TIDINGS_INDEX_EMBEDDER": "hash"})
+    store = Store(settings.database_url)
+    await store.migrate()
+    await store.upsert_stories([StoryDraft(url=f"https://e.org/{i}", title=f"Story {i}",
+                                           text=f"words {i}") for i in range(6)])
+    await store.close()
+    assert await index_once(settings, rebuild=False) == 0  # the files exist: a real rebuild next
+    folder = next((tmp_path / "data" / "index").iterdir())
+    monkeypatch.setattr(corpus_module, "SAVE_LOCK_WAIT_S", 0.0)
+    capsys.readouterr()
+    with open(folder / corpus_module.SAVE_LOCK, "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert await index_once(settings, rebuild=True) == 1
+        out = capsys.readouterr()
+        assert "rebuilt" not in out.out and "were not written" in out.err
+        assert await index_once(settings, rebuild=False) == 0  # embedding went on; said so
+        assert "were not written" in capsys.readouterr().err

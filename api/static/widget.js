@@ -435,7 +435,26 @@
     try {
       if (given) return new URL(given, document.baseURI).href;
     } catch (e) { /* the API will refuse it */ }
-    return given || (canonical && canonical.href) || location.href;
+    return given || (canonical && canonical.href) || ownAddress();
+  }
+
+  // Without data-url or a canonical link the page's own address is all there is, and its
+  // query may hold what is the reader's alone (a login or reset token, a session id): sent,
+  // the API logged it and fetched the page with it. Such parameters and the fragment stay here.
+  var PRIVATE_PARAM = /(?:token|secret|passw(?:or)?d|^pwd$|^auth|^code$|^state$|session|^sid$|^(?:api_?)?key$|^sig(?:nature)?$|^otp$|^ticket$|^jwt$)/i;
+  function ownAddress() {
+    try {
+      var url = new URL(location.href), kept = [];
+      url.searchParams.forEach(function (value, name) {
+        if (!PRIVATE_PARAM.test(name)) kept.push([name, value]);
+      });
+      url.hash = "";
+      url.search = "";
+      kept.forEach(function (p) { url.searchParams.append(p[0], p[1]); });
+      return url.href;
+    } catch (e) {
+      return location.href.split("#")[0];
+    }
   }
 
   function apiBase(container) {

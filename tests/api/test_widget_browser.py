@@ -390,6 +390,19 @@ async def test_related_url_is_encoded(page, widget_api, publisher):
     assert query == {"url": [tricky], "k": ["4"]}
 
 
+async def test_without_a_canonical_link_the_readers_own_tokens_stay_in_the_browser(
+        page, widget_api, publisher):
+    """No data-url and no canonical link: the widget sent location.href whole, with what its
+    query held for this reader alone (a reset token, a session id) and the fragment; the API
+    logged it and fetched the page with it. The article's own parameters still go."""
+    html = host_page(widget_api.base_url).replace(f'<link rel="canonical" href="{SEED_URL}">', "")
+    url = publisher.page("no-canonical.html", html)
+    async with page.expect_request("**/v1/related?**") as asked:
+        await page.goto(f"{url}?id=7&token=s3cret&session_id=abc&Password=x&utm_source=y#comments")
+    query = parse_qs(urlsplit((await asked.value).url).query)
+    assert query["url"] == [f"{url}?id=7&utm_source=y"]
+
+
 async def test_relative_data_url_is_read_against_the_page(page, widget_api, publisher):
     """Templates write data-url="/news/story"; the widget sent it as is, the API refused it
     (absolute URLs only) and the block never showed."""

@@ -441,7 +441,7 @@
   // Without data-url or a canonical link the page's own address is all there is, and its
   // query may hold what is the reader's alone (a login or reset token, a session id): sent,
   // the API logged it and fetched the page with it. Such parameters and the fragment stay here.
-  var PRIVATE_PARAM = /(?:token|secret|passw(?:or)?d|^pwd$|^auth|^code$|^state$|session|^sid$|^(?:api_?)?key$|^sig(?:nature)?$|^otp$|^ticket$|^jwt$)/i;
+  var PRIVATE_PARAM = /(?:token|secret|passw(?:or)?d|^pwd$|^auth(?:_.*|orization)?$|^code$|^state$|session|sessid|^sid$|^(?:api_?)?key$|^sig(?:nature)?$|^otp$|^ticket$|^jwt$)/i;
   function ownAddress() {
     try {
       var url = new URL(location.href), kept = [];

@@ -398,9 +398,10 @@ async def test_without_a_canonical_link_the_readers_own_tokens_stay_in_the_brows
     html = host_page(widget_api.base_url).replace(f'<link rel="canonical" href="{SEED_URL}">', "")
     url = publisher.page("no-canonical.html", html)
     async with page.expect_request("**/v1/related?**") as asked:
-        await page.goto(f"{url}?id=7&token=s3cret&session_id=abc&Password=x&utm_source=y#comments")
+        await page.goto(f"{url}?id=7&token=s3cret&PHPSESSID=abc&Password=x&author=kim&auth=z"
+                        "&utm_source=y#comments")
     query = parse_qs(urlsplit((await asked.value).url).query)
-    assert query["url"] == [f"{url}?id=7&utm_source=y"]
+    assert query["url"] == [f"{url}?id=7&author=kim&utm_source=y"]
 
 
 async def test_relative_data_url_is_read_against_the_page(page, widget_api, publisher):

@@ -97,6 +97,7 @@ class ApiSettings:
     max_k: int = _opt(50, lo=1, hi=1000)
     events_per_minute: int = _opt(600, lo=0, hi=10**9)  # 0 = no limit
     related_url_per_minute: int = _opt(60, lo=0, hi=10**9)  # 0 = no limit
+    related_url_reads_at_once: int = _opt(4, lo=0, hi=10**6)  # 0 = no limit
     related_text_per_minute: int = _opt(120, lo=0, hi=10**9)  # 0 = no limit
     public_url: str = ""
     workers: int = _opt(1, lo=1, hi=64)  # `tidings serve` processes (api/workers.py)

@@ -5,6 +5,7 @@ Handlers are thin: they validate, call a service, shape JSON. Contracts: DESIGN.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hmac
@@ -12,7 +13,7 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -48,7 +49,7 @@ from api.events import (
 )
 from api.fastpath import FastPath, etag_matches
 from api.metrics import Metrics
-from api.ratelimit import RateLimiter, client_key
+from api.ratelimit import InFlight, RateLimiter, client_key
 from api.readers import add_reader_routes
 from api.render import render_block_html
 from api.services import Services
@@ -648,13 +649,24 @@ def create_app(svc: Services) -> FastAPI:
         # What the fast path records this answer with (api/fastpath.py).
         request.scope["tidings.block"] = (entry.version, entry.reach)
 
-    def fetch_charge(request: Request) -> Callable[[], None]:
+    page_reads = InFlight()
+
+    @contextlib.contextmanager
+    def fetch_charge(request: Request) -> Iterator[Callable[[], None]]:
         """Related-by-URL calls are limited because each may fetch a page: only a fetch is
         charged (RelatedService.for_url calls this right before one), never a stored story's
         block or a cached answer. A publisher's server asking blocks for its own collected
         articles got 429s past 60 a minute, and many readers behind one proxy share a
-        client address."""
-        return lambda: limiter.check(("url", client_of(request)), api.related_url_per_minute)
+        client address. And a client has at most `related_url_reads_at_once` pages under way
+        (given back when the request ends): pages are read one at a time in a process, and
+        one client's queue of slow pages (seconds each at a few MB) kept everyone's waiting."""
+        client = client_of(request)
+        with page_reads.slot(client, api.related_url_reads_at_once, "page reads") as take:
+            def charge() -> None:
+                take()  # first: a read refused as one too many costs no token
+                limiter.check(("url", client), api.related_url_per_minute)
+
+            yield charge
 
     def embed_charge(request: Request) -> Callable[[], None]:
         """POSTed texts are limited because each is embedded (~30-60 ms of a core): one client
@@ -838,12 +850,13 @@ def create_app(svc: Services) -> FastAPI:
     ):
         rel = need_corpus()
         kk = clamp_k(k)
-        charge = fetch_charge(request)
-        if reader:
-            return await guarded(lambda: personal(
-                reader, kk, lambda n: rel.for_url(url, k=n, filters=f, before_fetch=charge)))
-        return await guarded(lambda: cached_block(
-            request, ("url", url, kk, f), lambda: rel.for_url(url, k=kk, filters=f, before_fetch=charge)))
+        with fetch_charge(request) as charge:
+            if reader:
+                return await guarded(lambda: personal(
+                    reader, kk, lambda n: rel.for_url(url, k=n, filters=f, before_fetch=charge)))
+            return await guarded(lambda: cached_block(
+                request, ("url", url, kk, f),
+                lambda: rel.for_url(url, k=kk, filters=f, before_fetch=charge)))
 
     async def related_text(request: Request, body: RelatedRequest, reader: ReaderQuery = None):
         rel = need_corpus()
@@ -889,8 +902,9 @@ def create_app(svc: Services) -> FastAPI:
         hit = cache.get(key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
-            block = await guarded(lambda: rel.for_url(url, k=kk, filters=f,
-                                                      before_fetch=fetch_charge(request)))
+            with fetch_charge(request) as charge:
+                block = await guarded(lambda: rel.for_url(url, k=kk, filters=f,
+                                                          before_fetch=charge))
             hit = cache.put_block(key, render_block_html(block_json(block)).encode(),
                                   ranked_at(block), block.reach)
         else:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from itertools import islice
 
 from api.errors import ApiError
@@ -60,3 +62,35 @@ class RateLimiter:
         if not self.allow(key, per_minute, cost):
             raise ApiError(429, "rate_limited", f"too many requests; the limit is {per_minute} a minute",
                            {"Retry-After": "60"})
+
+
+class InFlight:
+    """How much work each client has under way; `slot` refuses one piece past the limit."""
+
+    def __init__(self) -> None:
+        self.counts: Counter = Counter()
+
+    @contextlib.contextmanager
+    def slot(self, key: str, limit: int, what: str) -> Iterator[Callable[[], None]]:
+        """A `take` to call when the work really starts (ApiError 429 past `limit`, 0 = none);
+        what was taken is given back when the block ends."""
+        taken = False
+
+        def take() -> None:
+            nonlocal taken
+            if taken:
+                return
+            if limit > 0 and self.counts[key] >= limit:
+                raise ApiError(429, "too_many_at_once",
+                               f"too many {what} under way for this client; the limit is {limit} "
+                               "at once", {"Retry-After": "5"})
+            self.counts[key] += 1
+            taken = True
+
+        try:
+            yield take
+        finally:
+            if taken:
+                self.counts[key] -= 1
+                if not self.counts[key]:
+                    del self.counts[key]

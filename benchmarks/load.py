@@ -9,8 +9,9 @@ server's resident memory (VmRSS from /proc/<pid>/status) sampled through the run
 
     .venv/bin/python -m benchmarks.load [--seconds 60] [--concurrency 16] [--json out.json]
 
-The per-client URL rate limit is switched off for the run (TIDINGS_API_RELATED_URL_PER_MINUTE=0):
-one load generator is one client, and the point is the server's cost, not the limiter's 429s.
+The per-client URL limits are switched off for the run (TIDINGS_API_RELATED_URL_PER_MINUTE=0,
+TIDINGS_API_RELATED_URL_READS_AT_ONCE=0): one load generator is one client, and the point is
+the server's cost, not the limiter's 429s.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def stack_env(data_dir: Path, port: int) -> dict[str, str]:
         "TIDINGS_INDEX_EMBEDDER": "hash",
         "TIDINGS_API_PORT": str(port),
         "TIDINGS_API_RELATED_URL_PER_MINUTE": "0",
+        "TIDINGS_API_RELATED_URL_READS_AT_ONCE": "0",
         "TIDINGS_API_EVENTS_PER_MINUTE": "0",
     }
 

@@ -255,6 +255,35 @@ async def test_only_page_fetches_are_rate_limited(stack, http):
         assert (await client.get("/v1/related", params={"url": stories[1]["url"], "k": 2})).status_code == 200
 
 
+async def test_a_client_reads_a_bounded_number_of_pages_at_once(stack, shared_data):
+    """Caller pages are read one at a time in a process (trafilatura), and one client could
+    queue page after page (seconds each at a few MB) within its rate limit, so every other
+    caller's page waited behind them. Past `related_url_reads_at_once` a client gets a 429;
+    another client is not held back, and a read given back frees its slot."""
+    base, _ = await stack.serve_variant(related_url_reads_at_once=1)
+    html = (shared_data / "readability-news-pages" / "bbc-1" / "source.html").read_bytes()
+    for name in ("a", "b", "c", "d"):
+        stack.site.route(f"/slow/{name}.html", body=html, content_type="text/html", delay_s=2.0)
+    one, other = {"X-Forwarded-For": "198.51.100.7"}, {"X-Forwarded-For": "198.51.100.99"}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        def ask(name: str, who: dict):
+            return client.get("/v1/related", params={"url": f"http://news.example/slow/{name}.html",
+                                                     "k": 2}, headers=who)
+
+        first = asyncio.create_task(ask("a", one))
+        for _ in range(200):  # until its fetch is under way (the page answers 2 s later)
+            if "/slow/a.html" in stack.site.paths_requested():
+                break
+            await asyncio.sleep(0.05)
+        refused, elsewhere = await asyncio.gather(ask("b", one), ask("c", other))
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "too_many_at_once"
+        assert elsewhere.status_code == 200, elsewhere.text
+        assert (await first).status_code == 200
+        assert (await ask("d", one)).status_code == 200  # its slot was given back
+    assert "/slow/b.html" not in stack.site.paths_requested()
+
+
 async def test_posted_texts_are_rate_limited_but_stored_urls_are_not(stack, http):
     """Each POSTed text is embedded (~30-60 ms of a core), and nothing limited them: one
     client looping on POST /v1/related kept the model busy for every other caller. A body

@@ -45,7 +45,7 @@ class ThreadedStack:
         # No rate limits: the fuzzer sends far more than 60 URL lookups a minute, and a 429
         # would hide what the handler behind it does with the input.
         env = {"TIDINGS_API_RELATED_URL_PER_MINUTE": "0", "TIDINGS_API_EVENTS_PER_MINUTE": "0",
-               "TIDINGS_API_RELATED_TEXT_PER_MINUTE": "0"}
+               "TIDINGS_API_RELATED_TEXT_PER_MINUTE": "0", "TIDINGS_API_RELATED_URL_READS_AT_ONCE": "0"}
         fut = asyncio.run_coroutine_threadsafe(
             make_stack(self.tmp, self.shared_data, limit=20, env=env), self.loop)
         self.stack, self.server, self.task = fut.result(timeout=180)

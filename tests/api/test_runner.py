@@ -234,19 +234,25 @@ async def test_a_failed_retention_run_is_run_again_at_the_next_tick(store, monke
     assert await store.get_story(second) is None
 
 
+async def _settings_with_stories(tmp_path, n: int):
+    """Settings over a fresh SQLite database holding `n` stories, none embedded yet."""
+    settings = load_settings(REPO_CONFIG, env={"TIDINGS_DATA_DIR": str(tmp_path / "data"),
+                                               "TIDINGS_INDEX_EMBEDDER": "hash"})
+    store = Store(settings.database_url)
+    await store.migrate()
+    await store.upsert_stories([StoryDraft(url=f"https://e.org/{i}", title=f"Story {i}",
+                                           text=f"words {i}") for i in range(n)])
+    await store.close()
+    return settings
+
+
 async def test_index_rebuild_without_saved_files_builds_once(tmp_path, monkeypatch, capsys):
     """`tidings index --rebuild` with no usable saved index: the start built the index from
     the database's vectors, and the rebuild then did it all again (minutes at a million)."""
     from api.cli import index_once
     from recommender.corpus import Corpus
 
-    settings = load_settings(REPO_CONFIG, env={"TIDINGS_DATA_DIR": str(tmp_path / "data"),
-                                               "TIDINGS_INDEX_EMBEDDER": "hash"})
-    store = Store(settings.database_url)
-    await store.migrate()
-    await store.upsert_stories([StoryDraft(url=f"https://e.org/{i}", title=f"Story {i}",
-                                           text=f"words {i}") for i in range(12)])
-    await store.close()
+    settings = await _settings_with_stories(tmp_path, 12)
     rebuilds = []
     real = Corpus.rebuild
 
@@ -269,13 +275,7 @@ async def test_a_rebuild_whose_save_was_skipped_says_so_and_fails(tmp_path, monk
     import recommender.corpus as corpus_module
     from api.cli import index_once
 
-    settings = load_settings(REPO_CONFIG, env={"TIDINGS_DATA_DIR": str(tmp_path / "data"),
-                                               "TIDINGS_INDEX_EMBEDDER": "hash"})
-    store = Store(settings.database_url)
-    await store.migrate()
-    await store.upsert_stories([StoryDraft(url=f"https://e.org/{i}", title=f"Story {i}",
-                                           text=f"words {i}") for i in range(6)])
-    await store.close()
+    settings = await _settings_with_stories(tmp_path, 6)
     assert await index_once(settings, rebuild=False) == 0  # the files exist: a real rebuild next
     folder = next((tmp_path / "data" / "index").iterdir())
     monkeypatch.setattr(corpus_module, "SAVE_LOCK_WAIT_S", 0.0)

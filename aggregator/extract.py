@@ -19,6 +19,7 @@ from lxml import etree
 from aggregator.bylines import clean_byline
 from aggregator.errors import ParseError
 from aggregator.onethread import OneThread
+from aggregator.pagereader import READ_TIMEOUT_S, PageReader
 from aggregator.textclean import (
     clean_inline,
     collapse_whitespace,
@@ -94,19 +95,23 @@ def page_image(page_url: str, image: str) -> str:
     return absolute if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
 
 
-# Every page this process reads goes through one thread, in turn (`read_article`):
+# Every page this process reads goes through one thread, in turn (`read_article`), which hands
+# it to a worker process with a time limit (`pagereader`):
 # - trafilatura parses with a module-level lxml parser, which two threads must not use at
 #   once: three pages read together in worker threads aborted the whole process (SIGABRT in
 #   libxml2, seen once in the test suite);
 # - a page can take seconds of CPU (~7 s for 3 MB of paragraphs): seven such pages, within
 #   one caller's rate limit, held every thread asyncio.to_thread has (embedding included), and
-#   a block by text took 27 s instead of 0.04 s. Queued here, pages hold none of them.
+#   a block by text took 27 s instead of 0.04 s. Queued here, pages hold none of them; read in
+#   the worker, a page past its time is stopped, and none holds this process's GIL.
 _READER = OneThread("tidings-extract")
+_PAGES = PageReader()
 
 
-async def read_article(html: bytes, url: str) -> Article:
-    """`extract_article` on this process's page-reading thread (see `_READER`)."""
-    return await asyncio.wrap_future(_READER.submit(extract_article, html, url))
+async def read_article(html: bytes, url: str, timeout_s: float = READ_TIMEOUT_S) -> Article:
+    """`extract_article` in this process's page-reading worker, in turn (see `_READER`);
+    PageTooSlow (a ParseError) past `timeout_s`."""
+    return await asyncio.wrap_future(_READER.submit(_PAGES.read, html, url, timeout_s))
 
 
 def extract_article(html: bytes, url: str) -> Article:

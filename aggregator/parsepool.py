@@ -15,19 +15,15 @@ and a kept pool is replaced before the next round.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import os
-import signal
-import threading
-import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from aggregator.childproc import child_start, interrupts_held
 from aggregator.model import ParsedDocument, Selectors, SourceSpec, StoryDraft
 from aggregator.normalize import normalize
 from aggregator.parse import parse_document
@@ -79,41 +75,6 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-# Ctrl-C in a terminal signals the whole process group. The collector shuts its pool down in
-# order; a worker that took the SIGINT too would print a KeyboardInterrupt traceback each (or
-# break the pool for the rest of the round). A worker is spawned with SIGINT blocked (a
-# signal mask survives fork and exec), so one arriving while it still imports stays pending,
-# and its initializer ignores SIGINT before unblocking it.
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Around a submit that may spawn a worker; only this thread's mask changes, so a SIGINT
-    meanwhile still reaches the collector's process."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _worker_start(parent: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
-
-
-# How often a worker looks for its collector. A collector killed outright (SIGKILL, the OOM
-# killer) never shuts its pool down, and its workers waited on the task queue for ever: two
-# idle processes (~35 MB each) left behind by every such death.
-PARENT_CHECK_S = 1.0
-
-
-def _exit_with(parent: int, every_s: float = PARENT_CHECK_S) -> None:
-    """In a worker: end it once its collector is gone (it was re-parented)."""
-    while os.getppid() == parent:
-        time.sleep(every_s)
-    os._exit(0)
-
-
 def _warm() -> int:
     spec = SourceSpec(name="warm", url="http://warm.example/feed", category="warm", kind="feed")
     return parse_and_normalize(_WARM_FEED, spec.url, "application/rss+xml", "feed", None, spec,
@@ -158,8 +119,8 @@ class ParsePool:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers,
                                              mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker_start, initargs=(os.getpid(),))
-        with _interrupts_held():
+                                             initializer=child_start, initargs=(os.getpid(),))
+        with interrupts_held():
             return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def run(self, body: bytes, base_url: str, content_type: str | None, kind: str,

@@ -34,6 +34,7 @@ from aggregator.errors import (
 from aggregator.extract import read_article
 from aggregator.model import Story
 from aggregator.normalize import plausible_time
+from aggregator.pagereader import READ_TIMEOUT_S
 from recommender.corpus import Corpus, StoryMeta
 from recommender.embed import Embedder, story_text
 from recommender.engine import CandidateMeta, RelatedEngine
@@ -143,6 +144,7 @@ class RelatedService:
         *,
         fetcher_factory: Callable[[], object] | None = None,
         url_cache_s: float = 3600,
+        page_read_timeout_s: float = READ_TIMEOUT_S,
         source_weights: SourceWeights | dict[str, float] | None = None,
         default_max_age_days: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -152,6 +154,7 @@ class RelatedService:
         self.store = store
         self.fetcher_factory = fetcher_factory
         self.url_cache_s = url_cache_s
+        self.page_read_timeout_s = page_read_timeout_s
         self.pages = TTLCache(url_cache_s)
         # Pages that failed, apart from the good ones: a run of bad URLs (a crawler, a typo'd
         # embed) must not push the popular good pages out.
@@ -292,7 +295,7 @@ class RelatedService:
         fetcher = await self._shared_fetcher()
         res = await fetcher.fetch(url)
         try:
-            page = await read_article(res.body, res.final_url)  # one at a time, see there
+            page = await read_article(res.body, res.final_url, self.page_read_timeout_s)  # in turn
         except ParseError as e:
             # An empty page, a PDF, plain text: the caller's URL holds no article, which is
             # their input's problem (a 4xx), not ours (ParseError reached the API as a 500).

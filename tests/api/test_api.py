@@ -386,10 +386,10 @@ async def test_a_name_resolving_to_a_private_address_is_refused_without_the_addr
 
 
 async def test_caller_pages_are_read_one_at_a_time(stack, monkeypatch):
-    """Reading a fetched page is CPU in a worker thread: ~0.2 s for a real article, ~7 s for
-    3 MB of paragraphs. Seven such pages, within one client's rate limit, held every thread of
+    """Reading a fetched page is CPU: ~0.2 s for a real article, ~3-7 s for 3 MB of
+    paragraphs. Seven such pages, within one client's rate limit, held every thread of
     asyncio.to_thread (embedding too), and a block by text waited 27 s instead of 0.04 s. Now
-    caller pages take one thread at most."""
+    caller pages go to the page reader one at a time (it reads them in its worker process)."""
     import asyncio
     import threading
     import time
@@ -397,20 +397,21 @@ async def test_caller_pages_are_read_one_at_a_time(stack, monkeypatch):
     import aggregator.extract as extract
     from recommender.related import Filters
 
-    real, lock, running, peak = extract.extract_article, threading.Lock(), [0], [0]
+    reader, lock, running, peak = extract._PAGES, threading.Lock(), [0], [0]
+    real = reader.read
 
-    def counting_extract(body, url):
+    def counting_read(body, url, timeout_s):
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
         try:
             time.sleep(0.2)  # a slower page: reads that may overlap would
-            return real(body, url)
+            return real(body, url, timeout_s)
         finally:
             with lock:
                 running[0] -= 1
 
-    monkeypatch.setattr(extract, "extract_article", counting_extract)
+    monkeypatch.setattr(reader, "read", counting_read)
     pages = ("bbc-1", "guardian-1", "nytimes-1", "lemonde-1")
     urls = [f"http://news.example/data/readability-news-pages/{p}/source.html?one-at-a-time"
             for p in pages]
@@ -419,6 +420,31 @@ async def test_caller_pages_are_read_one_at_a_time(stack, monkeypatch):
                                    for u in urls))
     assert all(b.article.title for b in found)
     assert peak[0] == 1
+
+
+async def test_a_caller_page_past_its_read_time_is_refused_and_remembered(tmp_path, shared_data):
+    """Reading a page had no time limit: a 3 MB page of paragraphs held the page reader
+    (every caller's page behind it) for ~3-7 s, as often as callers asked for it. Now it is
+    given up after api.page_read_timeout_s, refused as a page with no article, remembered as
+    failed (not read again), and the next caller's page is read as before."""
+    from tests.aggregator.test_pagereader import paragraphs_page
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=8,
+                                        env={"TIDINGS_API_PAGE_READ_TIMEOUT_S": "0.3"})
+    try:
+        st.site.route("/long.html", body=paragraphs_page(7000), content_type="text/html")
+        st.site.reset_log()
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=30) as http:
+            for _ in range(2):
+                r = await http.get("/v1/related", params={"url": "http://news.example/long.html"})
+                assert r.status_code == 422 and r.json()["error"]["code"] == "no_article", r.text
+                assert "took over 0.3 s" in r.json()["error"]["message"], r.text
+            assert st.site.paths_requested() == ["/long.html"]  # the failure was remembered
+            page = "/data/readability-news-pages/bbc-1/source.html?after-a-long-page"
+            r = await http.get("/v1/related", params={"url": f"http://news.example{page}", "k": 2})
+            assert r.status_code == 200 and r.json()["article"]["title"], r.text
+    finally:
+        await stop_stack(st, server, task)
 
 
 async def test_callers_pages_on_one_host_share_its_connection_cap(tmp_path, shared_data):

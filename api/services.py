@@ -150,6 +150,7 @@ async def build(
             fetcher_factory=caller_fetcher_factory(settings, resolver_factory, guarded=guard_callers),
             url_cache_s=settings.api.url_cache_s,
             page_read_timeout_s=settings.api.page_read_timeout_s,
+            url_deadline_s=settings.api.fetch_timeout_s + settings.api.page_read_timeout_s,
             source_weights=await store.source_weights(),
             default_max_age_days=max_age,
         )

@@ -24,6 +24,7 @@ from aggregator.errors import (
     BlockedAddress,
     BodyTooLarge,
     FetchError,
+    FetchTimeout,
     HTTPStatusError,
     NotFound,
     ParseError,
@@ -145,6 +146,7 @@ class RelatedService:
         fetcher_factory: Callable[[], object] | None = None,
         url_cache_s: float = 3600,
         page_read_timeout_s: float = READ_TIMEOUT_S,
+        url_deadline_s: float | None = None,
         source_weights: SourceWeights | dict[str, float] | None = None,
         default_max_age_days: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -155,6 +157,7 @@ class RelatedService:
         self.fetcher_factory = fetcher_factory
         self.url_cache_s = url_cache_s
         self.page_read_timeout_s = page_read_timeout_s
+        self.url_deadline_s = url_deadline_s
         self.pages = TTLCache(url_cache_s)
         # Pages that failed, apart from the good ones: a run of bad URLs (a crawler, a typo'd
         # embed) must not push the popular good pages out.
@@ -292,6 +295,17 @@ class RelatedService:
     async def _fetch_article(self, url: str, canonical: str) -> Article:
         if self.fetcher_factory is None:
             raise FetchError("fetching pages is disabled")
+        # Each step has its limit (the fetch, the read), but not the waits before them: for
+        # the site's connection slot behind other callers' fetches, for the page reader behind
+        # other pages. A caller waits this long at most, whatever is queued.
+        try:
+            async with asyncio.timeout(self.url_deadline_s):
+                return await self._fetch_and_read(url, canonical)
+        except TimeoutError as e:
+            raise FetchTimeout(f"{url} could not be fetched and read within "
+                               f"{self.url_deadline_s:g} s") from e
+
+    async def _fetch_and_read(self, url: str, canonical: str) -> Article:
         fetcher = await self._shared_fetcher()
         res = await fetcher.fetch(url)
         try:

@@ -447,6 +447,35 @@ async def test_a_caller_page_past_its_read_time_is_refused_and_remembered(tmp_pa
         await stop_stack(st, server, task)
 
 
+async def test_a_caller_waits_at_most_the_fetch_and_read_times_whatever_is_queued(tmp_path,
+                                                                                 shared_data):
+    """The fetch and the read each had a limit, the waits before them none: behind other
+    callers' fetches from one slow site (its connection cap), a caller waited one fetch time
+    per request ahead of it. Now a caller's page is fetched and read within
+    api.fetch_timeout_s + api.page_read_timeout_s (3 + 1 s here) or refused as a fetch
+    failure. Four pages of one site, one connection, each answered after 1.5 s."""
+    st, server, task = await make_stack(tmp_path, shared_data, limit=8, env={
+        "TIDINGS_COLLECT_PER_HOST_LIMIT": "1", "TIDINGS_API_FETCH_TIMEOUT_S": "3",
+        "TIDINGS_API_PAGE_READ_TIMEOUT_S": "1"})
+    try:
+        pages = ("bbc-1", "guardian-1", "nytimes-1", "lemonde-1")
+        for name in pages:
+            html = (shared_data / "readability-news-pages" / name / "source.html").read_bytes()
+            st.site.route(f"/queue/{name}.html", body=html, content_type="text/html", delay_s=1.5)
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=30) as http:
+            answers = await asyncio.gather(*(
+                http.get("/v1/related", params={"url": f"http://news.example/queue/{name}.html"})
+                for name in pages))
+        assert sorted(r.status_code for r in answers) == [200, 200, 422, 422], \
+            [r.text for r in answers]
+        for r in answers:
+            if r.status_code == 422:
+                assert r.json()["error"]["code"] == "fetch_failed", r.text
+                assert "fetched and read within 4 s" in r.json()["error"]["message"], r.text
+    finally:
+        await stop_stack(st, server, task)
+
+
 async def test_callers_pages_on_one_host_share_its_connection_cap(tmp_path, shared_data):
     """Each related-by-URL request fetched with a fetcher of its own, so collect.per_host_limit
     held within a request only: four readers of four pages of one site opened four connections

@@ -75,6 +75,7 @@ CHANGE_LOG_LOCK = 7_105_002
 # waits in any process's queue (the sink writes within seconds, retries for ~15 s).
 READER_DELETION_GRACE = timedelta(minutes=1)
 SOURCES_LOCK = 7_105_003
+TAKEDOWN_LOCK = 7_105_004
 T = TypeVar("T")
 
 
@@ -903,6 +904,14 @@ class Store:
                 # the store's time). In the writing transaction: a takedown committed before
                 # it is seen here.
                 arriving = {u: d for u, d in by_url.items() if u not in existing}
+                if arriving and self.dialect == "postgresql":
+                    # Shared, until this commits: a takedown (exclusive) waits for the
+                    # stores under way and then deletes what they stored; a store starting
+                    # later waits for it and sees it. Under READ COMMITTED a store that
+                    # checked just before a takedown committed stored the story after the
+                    # takedown had found nothing to delete. SQLite has one writer.
+                    await s.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"),
+                                    {"k": TAKEDOWN_LOCK})
                 refused = await self._taken_down(s, arriving) if arriving else set()
                 if refused:
                     by_url = {u: d for u, d in by_url.items() if u not in refused}
@@ -1232,6 +1241,8 @@ class Store:
         now = now or utcnow()
         spellings = sorted({v for u in urls for v in (u, *url_variants(u))})
         async with self.writing() as s:
+            if self.dialect == "postgresql":  # see _upsert
+                await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": TAKEDOWN_LOCK})
             named = (await s.execute(select(StoryRow.url, StoryRow.content_hash)
                                      .where(StoryRow.url.in_(spellings)))).all()
             hashes = sorted({r.content_hash for r in named if r.content_hash})

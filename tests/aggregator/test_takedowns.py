@@ -59,3 +59,56 @@ async def test_lifting_a_takedown_lets_the_story_and_its_copies_back(store):
     assert await store.takedowns() == []  # the copy's URL and the body went with it
     r = await store.upsert_stories([draft("https://b.org/y", BODY), draft("https://a.org/x", BODY)], NOW)
     assert r.taken_down == 0 and len(r.new_ids) == 2
+
+
+async def test_a_takedown_during_a_store_of_the_story_still_removes_it(store, monkeypatch):
+    """A collector storing the story in the very moment of its takedown: its transaction
+    checked the takedowns before the takedown committed, and committed the story after the
+    takedown had deleted nothing (PostgreSQL, READ COMMITTED), so the story came back. The
+    takedown now waits for stores under way, and stores that start later wait for it."""
+    import asyncio
+
+    from aggregator.store import Store
+
+    checked, release = asyncio.Event(), asyncio.Event()
+    real = Store._taken_down
+
+    async def slow_check(s, by_url):  # the store's transaction, paused after its check
+        found = await real(s, by_url)
+        checked.set()
+        await release.wait()
+        return found
+
+    monkeypatch.setattr(Store, "_taken_down", staticmethod(slow_check))
+    storing = asyncio.create_task(store.upsert_stories([draft("https://a.org/race", BODY)], NOW))
+    await checked.wait()
+    taking_down = asyncio.create_task(store.take_down(["https://a.org/race"], now=NOW))
+    await settled(store, taking_down)
+    release.set()
+    await storing
+    await taking_down
+    assert await store.count_stories() == 0
+    r = await store.upsert_stories([draft("https://a.org/race", BODY)], NOW)  # the next round
+    assert r.taken_down == 1
+
+
+async def settled(store, task, timeout_s: float = 20.0) -> None:
+    """Until `task` is done or, on PostgreSQL, waits for a lock (SQLite: a moment; its one
+    writer at a time keeps every store and takedown apart)."""
+    import asyncio
+    import time
+
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + timeout_s
+    while not task.done() and time.monotonic() < deadline:
+        if store.dialect != "postgresql":
+            await asyncio.sleep(0.5)
+            return
+        async with store.engine.connect() as conn:
+            waiting = await conn.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"))
+        if waiting:
+            return
+        await asyncio.sleep(0.02)

@@ -165,8 +165,7 @@ class _Reader:
         out = (el.text or "").strip()
         if name in XMLParserMixin.can_be_relative_uri and out:
             out = _urljoin(self.base, out)
-        if content_type == "text/plain" and not self.atom and XMLParserMixin.looks_like_html(out):
-            content_type = "text/html"
+        content_type = self.guessed_type(content_type, out)
         htmlish = content_type is not None and content_type in _HTML_TYPES
         if htmlish and out and ("<" in out or "&" in out):
             # feedparser re-serialises this markup while resolving relative URIs; a body
@@ -174,6 +173,14 @@ class _Reader:
             if not _simple_markup(out):
                 raise Unsupported(f"complex markup in <{name}>")
         return self.text_fixups(out)
+
+    def guessed_type(self, ctype: str | None, value: str) -> str | None:
+        """feedparser's guess in RSS: a text/plain value (typed so, or by default) that looks
+        like HTML is text/html. aggregator.feeds keeps an RSS item's HTML content as its body
+        and drops a text/plain one as a caption, so a type that differs loses the body."""
+        if ctype == "text/plain" and not self.atom and XMLParserMixin.looks_like_html(value):
+            return "text/html"
+        return ctype
 
     def content_type(self, el: etree._Element, default: str) -> str:
         if el.get("mode") or el.get("src"):
@@ -282,8 +289,7 @@ class _Reader:
                     raise Unsupported("typed description")
                 state["has_content"] = True
                 value = self.text(el, "content", content_type=ctype)
-                if ctype == "text/plain" and not self.atom and XMLParserMixin.looks_like_html(value):
-                    ctype = "text/html"
+                ctype = self.guessed_type(ctype, value)
                 e.setdefault("content", []).append({"type": ctype, "value": value})
                 self.markup_base(e, el)
                 return
@@ -309,6 +315,8 @@ class _Reader:
             ctype = "text/html" if name == "content_encoded" else self.content_type(el, "text/plain")
             state["has_content"] = True
             value = self.text(el, "content", content_type=ctype)
+            # an untyped RSS <content> holding markup (some feeds' article body)
+            ctype = self.guessed_type(ctype, value)
             e.setdefault("content", []).append({"type": ctype, "value": value})
             e.setdefault("summary", value)
             self.markup_base(e, el)

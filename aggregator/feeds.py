@@ -61,11 +61,12 @@ def parse_feed(
         got = read_fast(body, base_url=base_url, content_type=content_type)
         if got is not None:
             feed, entries = got
+            atom = bool(feed.get("_atom"))
             # feedparser resolves relative <img src> in markup against the document's URL;
             # the fast path leaves markup as it is, so _first_img does that step instead.
             return _document(feed, entries, base_url, [], markup_base=base_url,
-                             atom=bool(feed.get("_atom")),
-                             bodies=bool(feed.get("_atom")) or _has_bodies(body))
+                             plain_bodies=atom or _has_bare_content(body),
+                             bodies=atom or _has_bodies(body))
     headers = {"content-location": base_url, "content-type": _xml_content_type(content_type)}
     try:
         # No sanitizing: every field is turned into plain text here (textclean drops script,
@@ -83,18 +84,19 @@ def parse_feed(
             problems.append(f"encoding: {_one_line(exc)}")
     if not d.get("version") and not d.entries:
         raise ParseError(_why_not_a_feed(body, exc))
+    atom = str(d.get("version") or "").startswith("atom")
     return _document(d.feed, d.entries, base_url, problems,
-                     atom=(atom := str(d.get("version") or "").startswith("atom")),
+                     plain_bodies=atom or _has_bare_content(body),
                      bodies=atom or _has_bodies(body))
 
 
 def _document(feed: Any, entries: list, base_url: str, problems: list[str], *,
-              markup_base: str | None = None, atom: bool = False,
+              markup_base: str | None = None, plain_bodies: bool = False,
               bodies: bool = True) -> ParsedDocument:
     home = str(feed.get("link") or "")
     items: list[ParsedItem] = []
     for n, entry in enumerate(entries, start=1):
-        item, problem = _item(entry, n, base_url, markup_base, atom, bodies)
+        item, problem = _item(entry, n, base_url, markup_base, plain_bodies, bodies)
         if problem:
             problems.append(problem)
         if item is not None:
@@ -111,8 +113,8 @@ def _document(feed: Any, entries: list, base_url: str, problems: list[str], *,
     )
 
 
-def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None, atom: bool = False,
-          bodies: bool = True) -> tuple[ParsedItem | None, str]:
+def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None,
+          plain_bodies: bool = False, bodies: bool = True) -> tuple[ParsedItem | None, str]:
     link = _link(entry, base_url)
     title = clean_inline(entry.get("title"))
     if not link:
@@ -120,7 +122,7 @@ def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None, ato
     host = urlsplit(link).hostname or ""
     if _AD_LINK_HOST.search(host):
         return None, f"item {n}: an advertisement (its link goes to {host}), skipped"
-    content_html = _content_html(entry, atom, bodies)
+    content_html = _content_html(entry, plain_bodies, bodies)
     summary_html = str(entry.get("summary") or "")
     text = html_to_text(content_html)
     summary = html_to_text(summary_html)
@@ -178,18 +180,21 @@ def _link(entry: Any, base_url: str) -> str:
     return ""
 
 
-def _content_html(entry: Any, atom: bool = False, bodies: bool = True) -> str:
+def _content_html(entry: Any, plain_bodies: bool = False, bodies: bool = True) -> str:
+    """The item's body: `plain_bodies` says a text/plain `content` is one (Atom, and RSS with
+    a bare <content>); `bodies` False, an RSS document with no body element at all."""
     contents = entry.get("content") or ()
-    if not atom and not bodies:
+    if not plain_bodies and not bodies:
         return ""  # an RSS document with no body element: whatever is in `content` is not one
-    if not atom:
+    if not plain_bodies:
         # In RSS, feedparser files a second description-like element (media:description,
         # dc:description) under `content` as text/plain; content:encoded, the one real body,
         # is text/html. That second one is a photo's caption: 17 of NYT's 25 items had it
         # stored as the story's body ("Gaza City. Hamas seized control…"), read before the
         # teaser where a body is preferred, and a story stored so by one source was never
         # read in full by another (a stored body means "read", `Store.urls_with_text`).
-        # Atom's type="text" content is a body and stays. A caption typed as HTML (the Daily
+        # Atom's type="text" content is a body and stays, as does an RSS document's plain
+        # text in a bare <content> (`_has_bare_content`). A caption typed as HTML (the Daily
         # Mail's media:description type="html") looks like content:encoded here; in a
         # document with no body element at all (`_has_bodies`) it goes with the rest.
         contents = [c for c in contents if c.get("type") != "text/plain"]
@@ -207,6 +212,18 @@ def _has_bodies(body: bytes) -> bool:
     """Whether an RSS document holds any element that carries an item's body (a cheap byte
     search; True on doubt, e.g. a <body> inside CDATA, keeps the per-type rule only)."""
     return _RSS_BODY.search(body) is not None
+
+
+# A non-namespaced <content> in an RSS item: some feeds' article body, in place of
+# content:encoded. feedparser types it text/plain unless it says otherwise or looks like HTML.
+_BARE_CONTENT = re.compile(rb"<content[\s>]")
+
+
+def _has_bare_content(body: bytes) -> bool:
+    """Whether an RSS document has a bare <content>, whose plain text is the item's body and
+    no caption. Per document, as feedparser's entries do not say which element filled
+    `content`: in such a document an item with only a caption has it as its body."""
+    return _BARE_CONTENT.search(body) is not None
 
 
 def _author(entry: Any) -> str:

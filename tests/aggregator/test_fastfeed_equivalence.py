@@ -8,8 +8,10 @@ fast path mirrors, and the constructs it must leave to feedparser.
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 
+import feedparser
 import pytest
 
 from aggregator.errors import ParseError
@@ -102,6 +104,16 @@ SAME = {
     "description after content": _rss(
         "<title>A</title><link>http://s.example/a</link>"
         "<content:encoded>&lt;p&gt;Body&lt;/p&gt;</content:encoded><description>Teaser</description>", ns=NS),
+    "bare content holding html, after the description": _rss(
+        "<title>A</title><link>http://s.example/a</link><description>Teaser</description>"
+        "<content><![CDATA[<p>The <b>whole</b> body.</p>]]></content>"),
+    "bare content holding escaped html, no description": _rss(
+        "<title>A</title><link>http://s.example/a</link>"
+        "<content>&lt;p&gt;The whole body.&lt;/p&gt;</content>"),
+    "bare content typed html, and plain": _rss(
+        '<title>A</title><link>http://s.example/a</link><content type="html">Body, no tags.</content>'
+        "</item><item><title>B</title><link>http://s.example/b</link><description>Teaser</description>"
+        "<content>A plain body.</content>"),
     "media description after description becomes content": _rss(
         "<title>A</title><link>http://s.example/a</link><description>Teaser</description>"
         "<media:description>Caption text</media:description>", ns=NS),
@@ -204,3 +216,14 @@ def test_http_charset_must_match_the_document():
     assert read_fast(body, base_url=BASE, content_type="text/xml; charset=iso-8859-1") is not None
     assert read_fast(body, base_url=BASE, content_type="text/xml; charset=utf-8") is None
     assert differences(body, content_type="text/xml; charset=utf-8") == []
+
+
+def test_an_rss_content_holding_html_is_typed_as_feedparser_types_it():
+    """feedparser guesses the type of an untyped RSS <content> from its text (text/html when
+    it looks like markup); the fast path typed it text/plain, a caption's type, and the body
+    was dropped in the fast path only."""
+    body = SAME["bare content holding html, after the description"]
+    slow = feedparser.parse(io.BytesIO(body), response_headers={"content-location": BASE})
+    _, (fast,) = read_fast(body, base_url=BASE)
+    assert [c["type"] for c in fast["content"]] == [c["type"] for c in slow.entries[0]["content"]]
+    assert fast["content"][0]["type"] == "text/html"

@@ -577,6 +577,34 @@ def test_media_description_is_no_body_but_content_encoded_and_atom_text_are(fast
     assert (e.summary, e.text) == ("Teaser", "Plain body text.")
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_bare_rss_content_is_the_body_plain_or_html(fast: bool) -> None:
+    """Some RSS feeds carry the article in a non-namespaced <content>, not content:encoded.
+    feedparser types an untyped one holding plain text text/plain, as it types a photo's
+    caption, and it was dropped as one: beside a <description> the body was lost, alone it
+    was kept only as the summary (cut to 1,000 characters in the story)."""
+    long_body = " ".join(f"Sentence {n} of the report from the border town." for n in range(60))
+    body = rss(
+        "<item><title>A</title><link>https://news.example/a</link><description>Teaser</description>"
+        "<content>The whole plain body.</content></item>"
+        f"<item><title>B</title><link>https://news.example/b</link><content>{long_body}</content></item>"
+        '<item><title>C</title><link>https://news.example/c</link><description>Teaser</description>'
+        '<content type="html">&lt;p&gt;The whole &lt;b&gt;HTML&lt;/b&gt; body.&lt;/p&gt;</content></item>'
+        '<item><title>D</title><link>https://news.example/d</link><description>Teaser</description>'
+        '<content type="text">A body typed as text.</content></item>'
+        "<item><title>E</title><link>https://news.example/e</link><description>Teaser</description>"
+        "<content><![CDATA[<p>The whole <i>CDATA</i> body.</p>]]></content></item>"
+    ).encode()
+    a, b, c, d, e = parse_document(body, base_url="https://news.example/", fast=fast).items
+    assert (a.summary, a.text) == ("Teaser", "The whole plain body.")
+    assert (b.summary, b.text) == ("", long_body)
+    assert (c.summary, c.text) == ("Teaser", "The whole HTML body.")
+    assert (d.summary, d.text) == ("Teaser", "A body typed as text.")
+    assert (e.summary, e.text) == ("Teaser", "The whole CDATA body.")
+    draft = normalize(b, source=None, now=NOW)
+    assert draft is not None and draft.text == long_body and draft.content_hash
+
+
 def test_html_listing_texts_keep_their_blocks_apart() -> None:
     """text_content() glued a promo's kicker to its headline ("PoliticsCeasefire holds") and
     a teaser's paragraphs together ("…night.Talks…"), and took in a <script>'s code."""

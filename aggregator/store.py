@@ -36,7 +36,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -558,15 +558,60 @@ def shown_url(url: str) -> str:
 
 
 def unknown_url_parameter(e: TypeError) -> str | None:
-    """What to say when the driver's connect() refused a query parameter of the database
-    URL (SQLAlchemy hands them to it as keywords), else None. libpq's `sslmode=require`, as
-    psql and most hosts write URLs, ended in a TypeError traceback: asyncpg calls it `ssl`."""
+    """The query parameter of the database URL that the driver's connect() refused
+    (SQLAlchemy hands them to it as keywords), else None; the refusal was a TypeError
+    traceback. Those asyncpg takes under other names are translated first (`asyncpg_url`)."""
     m = re.search(r"connect\(\) got an unexpected keyword argument '([^']+)'", str(e))
-    if m is None:
-        return None
-    name = m.group(1)
-    hint = " (asyncpg's name for it is ssl: ?ssl=require)" if name == "sslmode" else ""
-    return f"{name}{hint}"
+    return None if m is None else m.group(1)
+
+
+# libpq's sslmode values; asyncpg's `ssl` takes the same words (asyncpg.connect_utils.SSLMode).
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# libpq's TLS file options, which asyncpg reads from a DSN or the environment, never as keywords.
+SSL_FILE_OPTIONS = {"sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+                    "sslcrl": "PGSSLCRL", "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+                    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION"}
+
+
+def asyncpg_url(url: URL) -> tuple[URL, dict]:
+    """`url` without the libpq options asyncpg takes under other names, and the connect_args
+    that give them to it (pure). Hosts hand out URLs written for libpq (`sslmode=require`,
+    `connect_timeout=10`, `application_name=…`, `options=-c …`), which asyncpg's connect()
+    refused as unknown keywords. ValueError names an option that cannot be honoured."""
+    query = dict(url.query)
+    args: dict = {}
+    if "connect_timeout" in query:
+        args["timeout"] = connect_timeout_s(query.pop("connect_timeout"))
+    # Startup parameters: libpq sends these two to the server as they are, and so does asyncpg.
+    settings = {name: query.pop(name) for name in ("application_name", "options") if name in query}
+    if settings:
+        args["server_settings"] = settings
+    if "sslmode" in query:
+        mode = query.pop("sslmode")
+        if mode not in SSL_MODES:
+            raise ValueError(f"sslmode={mode} is not one of {', '.join(SSL_MODES)}")
+        if "ssl" not in query:  # asyncpg's own name, if also given, is taken as written
+            args["ssl"] = mode
+    # asyncpg never binds the channel (SCRAM-SHA-256-PLUS): "prefer" goes on without it, as
+    # libpq does when it cannot; "require" must not connect less safely than asked.
+    if query.get("channel_binding", "prefer") not in ("prefer", "disable"):
+        raise ValueError(f"channel_binding={query['channel_binding']}: asyncpg cannot bind the "
+                         "channel (drop it; sslmode=verify-full checks the server's certificate instead)")
+    query.pop("channel_binding", None)
+    for name, env in SSL_FILE_OPTIONS.items():
+        if name in query:
+            raise ValueError(f"{name}: asyncpg does not take it in a URL; set {env} in the "
+                             "environment instead")
+    return url.set(query=query), args
+
+
+def connect_timeout_s(value) -> float | None:
+    """libpq's connect_timeout (seconds; zero or less waits for ever) as asyncpg's timeout."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"connect_timeout={value} is not a number of seconds") from None
+    return seconds if seconds > 0 else None
 
 
 def driver_reason(e: BaseException) -> str:
@@ -597,7 +642,10 @@ class Store:
         else:
             kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=10)
         try:
-            self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+            engine_url = make_url(url)
+            if engine_url.drivername == "postgresql+asyncpg":
+                engine_url, kwargs["connect_args"] = asyncpg_url(engine_url)
+            self.engine: AsyncEngine = create_async_engine(engine_url, **kwargs)
         except Exception as e:  # bad URL, missing driver
             raise StoreError(f"cannot use database URL {shown_url(url)!r}: {driver_reason(e)}") from e
         if self.dialect == "sqlite":
@@ -643,6 +691,9 @@ class Store:
         try:
             async with self._sqlite_migrate_lock(), self.engine.begin() as conn:
                 await conn.run_sync(upgrade)
+        except TimeoutError as e:  # asyncpg's connect timeout; its text is empty
+            raise StoreError(f"database unavailable ({shown_url(self.url)}): no answer within "
+                             "the connect timeout (connect_timeout in the URL, else 60 s)") from e
         except (OperationalError, DBAPIError, OSError) as e:
             raise StoreError(f"database unavailable ({shown_url(self.url)}): {driver_reason(e)}") from e
         except TypeError as e:

@@ -769,6 +769,96 @@ def test_database_errors_say_what_and_hide_the_password(tmp_path):
     assert "s3cret" not in str(info.value) and "tid:***@db" in str(info.value)
 
 
+# A PostgreSQL URL as hosts hand it out, written for libpq: asyncpg's connect() refused each
+# of these options as an unknown keyword, so the copied URL never connected.
+LIBPQ_OPTIONS = ("application_name=tidings%20test&connect_timeout=10&sslmode=disable"
+                 "&options=-c%20statement_timeout%3D4321&target_session_attrs=read-write"
+                 "&channel_binding=prefer")
+
+
+async def test_libpq_options_in_a_postgres_url_reach_the_server(pg_url):
+    from aggregator.store import Store
+
+    s = Store(f"{pg_url}?{LIBPQ_OPTIONS}")
+    try:
+        await s.migrate()
+        async with s.engine.connect() as conn:
+            name = await conn.scalar(text("SELECT application_name FROM pg_stat_activity "
+                                          "WHERE pid = pg_backend_pid()"))
+            assert name == "tidings test"
+            assert await conn.scalar(text("SHOW statement_timeout")) == "4321ms"
+            assert await conn.scalar(text("SHOW ssl")) == "off"
+    finally:
+        await s.close()
+
+
+async def test_sslmode_is_asyncpgs_ssl(pg_url):
+    """sslmode=require against this server, which has TLS off, fails as libpq would: the
+    mode reached asyncpg (it was refused as an unknown parameter before)."""
+    from aggregator.errors import StoreError
+    from aggregator.store import Store
+
+    s = Store(f"{pg_url}?sslmode=require")
+    try:
+        with pytest.raises(StoreError) as info:
+            await s.migrate()
+    finally:
+        await s.close()
+    (line,) = str(info.value).splitlines()
+    assert "rejected SSL upgrade" in line, line
+
+
+async def test_connect_timeout_in_the_url_bounds_the_wait_for_a_silent_server():
+    """A port that takes the TCP connection and never answers (a dead proxy, a firewall
+    that swallows packets) waited asyncpg's 60 s; the URL's connect_timeout now bounds it."""
+    import socket
+    import time
+
+    from aggregator.errors import StoreError
+    from aggregator.store import Store
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens; never accepts or answers
+        port = silent.getsockname()[1]
+        s = Store(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test?connect_timeout=1")
+        started = time.monotonic()
+        try:
+            with pytest.raises(StoreError) as info:
+                await s.migrate()
+        finally:
+            await s.close()
+        waited_s = time.monotonic() - started
+    assert 0.9 < waited_s < 5, waited_s
+    (line,) = str(info.value).splitlines()
+    assert "no answer within the connect timeout" in line, line
+
+
+@pytest.mark.parametrize("option, said", [
+    ("sslrootcert=/etc/ssl/rds.pem", "sslrootcert: asyncpg does not take it in a URL; set PGSSLROOTCERT"),
+    ("sslkey=/k.pem", "sslkey: asyncpg does not take it in a URL; set PGSSLKEY"),
+    ("channel_binding=require", "channel_binding=require: asyncpg cannot bind the channel"),
+    ("sslmode=required", "sslmode=required is not one of disable, allow, prefer, require"),
+    ("connect_timeout=ten", "connect_timeout=ten is not a number of seconds"),
+])
+def test_libpq_options_asyncpg_cannot_honour_are_refused_in_one_line(option, said):
+    from aggregator.errors import StoreError
+    from aggregator.store import Store
+
+    with pytest.raises(StoreError) as info:
+        Store(f"postgresql+asyncpg://tid:s3cret@db/news?{option}")
+    (line,) = str(info.value).splitlines()
+    assert said in line and "s3cret" not in line, line
+
+
+def test_connect_timeout_zero_waits_as_libpq_does():
+    from sqlalchemy.engine import make_url
+
+    from aggregator.store import asyncpg_url
+
+    url, args = asyncpg_url(make_url("postgresql+asyncpg://h/db?connect_timeout=0&ssl=require&sslmode=disable"))
+    assert args == {"timeout": None}  # libpq: zero waits for ever; asyncpg's own ssl= wins
+    assert dict(url.query) == {"ssl": "require"}
+
+
 # Each body is one story: its copies (same body hash on other URLs) are linked to it, never
 # embedded or listed. The links must follow deletes and edits.
 BODY_X, BODY_Y, BODY_Z, BODY_W = (" ".join(f"{w}{i}" for i in range(60)) for w in "xyzw")

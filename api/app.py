@@ -705,6 +705,7 @@ def create_app(svc: Services) -> FastAPI:
         Over-fetched so dropping read stories still leaves k (more again while the reader
         has read too many of them); never cached (it is per reader)."""
         n = k + 10
+        await sink.written_for(reader)  # what they read a moment ago is dropped too
         while True:
             block: Block = await make(n)
             related = block.related

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -25,6 +26,9 @@ log = logging.getLogger("tidings.events")
 
 MAX_BODY_BYTES = 256_000
 MAX_BATCH = 500
+# The most a reader's own request waits for their events to be written (`written_for`): a
+# batch is written within EventSink.flush_s when the database answers.
+OWN_EVENTS_WAIT_S = 2.0
 MAX_FUTURE = timedelta(minutes=5)  # client clocks drift; further ahead is a bad timestamp
 MAX_PAST = timedelta(days=30)
 READER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -193,6 +197,7 @@ class EventSink:
         self.on_written = on_written
         self._task: asyncio.Task | None = None
         self._inflight = 0  # a batch taken from the queue and not yet written
+        self._unwritten: Counter[str] = Counter()  # each reader's events accepted, not written
 
     def submit(self, records: list[EventRecord]) -> None:
         if self.queue.qsize() + len(records) > self.queue.maxsize:
@@ -202,6 +207,7 @@ class EventSink:
             self._task = asyncio.get_running_loop().create_task(self._run())
         for r in records:
             self.queue.put_nowait(r)
+            self._unwritten[r.reader] += 1
 
     async def _run(self) -> None:
         while True:
@@ -225,7 +231,26 @@ class EventSink:
         while (self._inflight or not self.queue.empty()) and loop.time() < deadline:
             await asyncio.sleep(0.02)
 
+    async def written_for(self, reader: str, timeout_s: float = OWN_EVENTS_WAIT_S) -> None:
+        """Wait until the reader's events accepted here are written (at most `timeout_s`).
+        A reader's feed asked for right after a click, as an app does when the reader comes
+        back to it, was built without that click (written up to `flush_s` later): the reader
+        saw the cold-start feed and the clicked story again."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._unwritten.get(reader) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
     async def _write(self, batch: list[EventRecord]) -> None:
+        try:
+            await self._write_batch(batch)
+        finally:  # written or given up on: nobody waits for them any more
+            self._unwritten.subtract(e.reader for e in batch)
+            for e in batch:
+                if self._unwritten[e.reader] <= 0:
+                    del self._unwritten[e.reader]
+
+    async def _write_batch(self, batch: list[EventRecord]) -> None:
         for attempt in range(5):
             try:
                 n = await self.store.add_events(batch)

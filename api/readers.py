@@ -59,6 +59,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
                               f"stories a page (at most {max_k}; default: feed.page_size, {feeds.page_size})")),
                           cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None):
         """The reader's personalized feed; a reader we do not know yet gets trending and latest."""
+        await app.state.events.written_for(reader)  # their click of a moment ago counts
         try:
             page = await feeds.feed(reader, k=check_k(k), cursor=cursor)
         except ValueError as e:  # BadCursor says why (cut short, another reader's)
@@ -77,6 +78,8 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
                            max_length=128, pattern=READER_ID.pattern,
                            description="leave out what this reader muted or read")] = None):
         """Most read lately (smoothed), fresh stories breaking ties."""
+        if reader:
+            await app.state.events.written_for(reader)
         items = await feeds.trending(category=category, k=check_k(k) or 20, reader=reader)
         if reader:
             response.headers["Cache-Control"] = PERSONAL
@@ -103,6 +106,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
     async def export_reader(request: Request, response: Response, reader: ReaderId):
         """Everything stored about a reader (operator; API key when configured)."""
         require_key(request)
+        await request.app.state.events.written_for(reader)
         info = await svc.store.reader(reader)
         if info is None:
             raise ApiError(404, "not_found", f"no reader {reader!r}")

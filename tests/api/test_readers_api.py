@@ -222,6 +222,34 @@ async def test_related_block_that_knows_the_reader(http, stack):
     assert set(ids) & {c["id"] for c in base[1:]}  # still about the article
 
 
+async def test_what_a_reader_did_a_moment_ago_counts_in_their_next_answer(http, stack, monkeypatch):
+    """Events are written in batches after the 202 (within ~0.2 s); a feed or a block asked
+    for right after a click, as an app does when the reader comes back, was built without it:
+    a cold-start feed, and the story just read in the block. Their requests now wait (2 s at
+    most) for their own events accepted by this process. The write is slowed here so the old
+    order shows every time."""
+    real = stack.svc.store.add_events
+
+    async def slow_write(batch):
+        await asyncio.sleep(0.5)
+        return await real(batch)
+
+    monkeypatch.setattr(stack.svc.store, "add_events", slow_write)
+    sid, other = await _ids(http, "politics", 2)
+    block = (await http.get(f"/v1/stories/{sid}/related", params={"k": 5})).json()["related"]
+    read = block[0]["id"]
+    r = await http.post("/v1/events", json={"events": [
+        {"reader": "quick", "story_id": read, "type": "read", "dwell_s": 60},
+        {"reader": "quick", "story_id": other, "type": "click"}]})
+    assert r.status_code == 202
+    r = await http.get(f"/v1/stories/{sid}/related", params={"k": 5, "reader": "quick"})
+    assert read not in [c["id"] for c in r.json()["related"]]
+    await http.post("/v1/events", json={"reader": "quick2", "story_id": read, "type": "read"})
+    page = (await http.get("/v1/readers/quick2/feed", params={"k": 20})).json()
+    assert read not in [c["id"] for c in page["items"]]
+    assert any(c["reason"].startswith("because you read") for c in page["items"]), page["items"]
+
+
 async def test_reads_count_however_many_impressions_follow(http, stack):
     """A widget posts an impression a page view: 2,000 of them pushed every read out of the
     profile's shared event limit, and read stories came back in the feed."""

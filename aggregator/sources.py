@@ -75,6 +75,31 @@ class _SourceErrors:
                            key=".".join(path))
 
 
+def trial_source(url: str) -> SourceSpec | None:
+    """A source for `url` that no sources file names, for `tidings sources check URL`: an
+    operator tries a feed before adding it. None when `url` is not an absolute http(s) URL
+    (it is then a source's name). Named after its host ("www.news-site.example" ->
+    "news-site-example"), kind auto, no category yet."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError when out of range or not a number
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None:
+        return None
+    host = parts.hostname.removeprefix("www.")
+    name = re.sub(r"[^a-z0-9_-]+", "-", host.lower()).strip("-_")[:MAX_SOURCE_NAME_CHARS] or "source"
+    return SourceSpec(name=name, url=url.strip(), category="")
+
+
+def source_table(spec: SourceSpec) -> str:
+    """The `[[source]]` table that collects a checked trial source (kind auto finds feeds,
+    JSON Feeds and sitemaps alike), to paste into sources.toml; the category is left for the
+    operator to fill in (loading refuses it empty, naming the line)."""
+    return "\n".join(["[[source]]", f"name = {json.dumps(spec.name)}", f"url = {json.dumps(spec.url)}",
+                      'category = ""  # required: the section of its stories, e.g. "politics"'])
+
+
 def _check_url(url: Any, err: _SourceErrors) -> str:
     if not isinstance(url, str):
         raise err(f"url must be a string, got {url!r}", "url")

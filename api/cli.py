@@ -162,9 +162,9 @@ def parser() -> argparse.ArgumentParser:
     q = ss.add_parser("list", help="table of sources with their health")
     _common(q)
     q.add_argument("--json", action="store_true")
-    q = ss.add_parser("check", help="fetch and parse one source once; store nothing")
+    q = ss.add_parser("check", help="fetch and parse one source (or a feed's URL) once; store nothing")
     _common(q)
-    q.add_argument("name")
+    q.add_argument("name", help="a source's name, or the http(s) URL of a feed to try")
     q = ss.add_parser("reset", help="clear a source's errors and make it due now")
     _common(q)
     q.add_argument("name")
@@ -738,14 +738,18 @@ def check_counts(items: int, found) -> str:
 
 
 async def cmd_sources(settings, args) -> int:
-    from aggregator.sources import load_sources
+    from aggregator.sources import load_sources, source_table, trial_source
     from api.services import build
 
     specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
     if args.sources_command == "check":
         spec = next((s for s in specs if s.name == args.name), None)
+        # A feed's URL that no source names: tried before it is added to the file.
+        trial = trial_source(args.name) if spec is None else None
+        spec = spec or trial
         if spec is None:
-            print(f"tidings: error: no source named {args.name!r} in {settings.sources_file}", file=sys.stderr)
+            print(f"tidings: error: no source named {args.name!r} in {settings.sources_file} "
+                  "(a feed's http(s) URL is tried as it is)", file=sys.stderr)
             return EXIT_USAGE
         svc = await build(settings, collect=True)
         try:
@@ -759,6 +763,8 @@ async def cmd_sources(settings, args) -> int:
         for d in drafts[:10]:
             when = d.published_at.isoformat() if d.published_at else "no date"
             print(f"  - {d.title}\n    {d.url}  ({when}{', image' if d.image_url else ''}{', full text' if d.text else ''})")
+        if trial is not None and drafts:
+            print(f"\nTo collect it, add to {settings.sources_file}:\n\n{source_table(trial)}")
         return 0
     svc = await build(settings)
     try:

@@ -189,3 +189,33 @@ async def test_collect_once_exits_1_when_every_source_failed(cli_env, tmp_path):
         r = await cli(["collect", "--once", "--source", "bad"], env)
         assert r.returncode == 1 and "error  bad:" in r.stdout, r.stdout + r.stderr
         assert "Traceback" not in r.stderr
+
+
+async def test_sources_check_tries_a_feed_url_before_it_is_added(cli_env, tmp_path):
+    """An operator trying a feed had to add it to sources.toml first (`sources check` took
+    names only): now a URL is checked as it is, nothing stored, and the table to paste is
+    printed; a site's page names the feeds it links."""
+    from aggregator.sources import load_sources
+
+    async with LocalSite() as site:
+        site.route("/politics.xml", body=RSS, content_type="application/rss+xml")
+        site.route("/home", content_type="text/html", body=(
+            '<html><head><link rel="alternate" type="application/rss+xml" href="/politics.xml">'
+            "</head><body><p>Welcome</p></body></html>"))
+        path = sources_file(tmp_path, source("other", site.url("/other.xml")))
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(path)}
+        r = await cli(["sources", "check", site.url("/politics.xml")], env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "feed 'Moved', 2 items, 2 usable (nothing stored)" in r.stdout, r.stdout
+        assert "Parliament votes on the budget" in r.stdout
+        table = r.stdout.split(f"To collect it, add to {path}:")[1].strip()
+        assert table.startswith("[[source]]") and site.url("/politics.xml") in table
+        pasted = tmp_path / "pasted.toml"
+        pasted.write_text(table.replace('category = ""', 'category = "politics"'), encoding="utf-8")
+        [spec] = load_sources(pasted)
+        assert spec.url == site.url("/politics.xml") and spec.name == "127-0-0-1"
+        r = await cli(["sources", "check", site.url("/home")], env)
+        assert r.returncode != 0 and site.url("/politics.xml") in r.stderr, r.stdout + r.stderr
+        assert set(await listed(env)) == {"other"}
+        r = await cli(["sources", "check", "not-a-source"], env)
+        assert r.returncode == 2 and "no source named 'not-a-source'" in r.stderr

@@ -10,8 +10,9 @@
  * data-heading (default "Related stories"), data-theme ("light" | "dark"; default: the host
  * page's, read from the text colour the container inherits).
  *
- * Each block is rendered in an open shadow root on its container, so the host page's CSS
- * cannot restyle it and its CSS cannot restyle the page. Whatever the container already held
+ * Each block is rendered in an open shadow root on its container (in a custom element, on a
+ * child of the widget's own), so the host page's CSS cannot restyle it and its CSS cannot
+ * restyle the page. Whatever the container already held
  * is fallback content: shown until the block renders, and for good if the API fails; an
  * empty container shows a placeholder of the block's size meanwhile. A new data-url (or
  * TidingsWidget.refresh()) brings the new article's block: single-page apps.
@@ -131,23 +132,34 @@
 
   // Shows `node` (a block, the placeholder) in place of what the container showed; null shows
   // its own children (the fallback) again, through a <slot>. In an open shadow root on the
-  // container: host rules cannot reach it and its rules cannot reach the page. Some elements
-  // cannot host a shadow root (<ul>, <td>…), or the container already has one: then the node
-  // goes in the light DOM and the stylesheet on the document.
+  // container: host rules cannot reach it and its rules cannot reach the page. Not on a child
+  // of ours: React found that node in its server-rendered markup and drew the whole page anew.
+  // But a custom element (a "-" in its tag) attaches its own root once defined, maybe after
+  // this ran (that threw): there a child of ours holds the root, and goes when the block does.
+  // Some elements cannot host a shadow root (<ul>, <td>…), or the container already has one:
+  // then the node goes in the light DOM and the stylesheet on the document.
   function show(container, state, node) {
     if (state.seen) state.seen.disconnect();
-    if (!state.root) {
-      if (!node) return; // nothing shown yet: the container stays untouched
-      try {
-        state.root = container.attachShadow({ mode: "open" });
-      } catch (e) {
-        state.root = container;
-      }
-      applyCss(state.root === container ? document : state.root);
-    }
-    if (!node && state.root !== container) node = document.createElement("slot");
     if (state.node && state.node.parentNode) state.node.parentNode.removeChild(state.node);
     state.node = node;
+    if (!node && state.host) {
+      if (state.host.parentNode) state.host.parentNode.removeChild(state.host);
+      state.host = state.root = null;
+    }
+    if (!state.root) {
+      if (!node) return; // nothing shown yet: the container stays untouched
+      var host = container;
+      if (container.localName.indexOf("-") > 0) {
+        host = state.host = container.appendChild(document.createElement("div"));
+      }
+      try {
+        state.root = host.attachShadow({ mode: "open" });
+      } catch (e) {
+        state.root = host;
+      }
+      applyCss(state.root === host ? document : state.root);
+    }
+    if (!node && state.root !== container) node = state.node = document.createElement("slot");
     if (!node) return;
     if (node.className) theme(container, node);
     state.root.appendChild(node);
@@ -528,7 +540,7 @@
   // The page's own content in the container (its fallback) takes room already: no placeholder.
   function hasOwnContent(container, state) {
     return Array.prototype.some.call(container.childNodes, function (n) {
-      return n !== state.node && (n.nodeType === 1 || (n.nodeType === 3 && /\S/.test(n.nodeValue)));
+      return n !== state.node && n !== state.host && (n.nodeType === 1 || (n.nodeType === 3 && /\S/.test(n.nodeValue)));
     });
   }
 

@@ -924,6 +924,68 @@ async def test_block_arriving_while_the_reader_scrolls_to_it_adds_no_layout_shif
     assert page.page_errors == []
 
 
+# The page's own component as the container: a custom element whose shadow root shows its
+# children through a <slot>, as a component that lays out what it is given does.
+COMPONENT_JS = """() => customElements.define('news-related', class extends HTMLElement {
+    constructor() { super(); this.attachShadow({mode: 'open'}).innerHTML = '<slot></slot>'; }
+})"""
+
+
+def component_page(api_base: str, **kwargs) -> str:
+    return host_page(api_base, head=f"<style>{HOST_CSS} news-related{{display:block}}</style>",
+                     **kwargs).replace(
+        "<div id=\"related\" data-tidings-related ></div>",
+        "<news-related id=\"related\" data-tidings-related></news-related>").replace(
+        "</main>", f"{BELOW}</main>")
+
+
+async def test_a_component_defined_after_the_widget_gets_its_own_shadow_root(
+        page, widget_api, publisher):
+    """The container is the page's custom element, defined once its bundle loads, after the
+    widget ran: the widget had taken the element's shadow root for its placeholder, the
+    component's attachShadow threw, and the component never started. The block now goes in a
+    child of the widget's own, shown through the component's slot, and its room is still held:
+    no layout shift at all, as on a plain container."""
+    await page.add_init_script(SHIFTS_INIT)
+    await slow_related(page, 1.0)
+    html = component_page(widget_api.base_url, spacer_px=1000)
+    await page.goto(publisher.page("component-late.html", html))
+    await page.locator("#related .tdg-ph").first.wait_for(state="attached")
+    await page.evaluate(COMPONENT_JS)
+    await page.locator("#related").evaluate("c => c.scrollIntoView({block: 'start'})")
+    cards = page.locator("#related .tdg-card")
+    await cards.first.wait_for(timeout=5000)
+    await settle(page)
+    assert await cards.count() == 4
+    assert await page.locator("#related").evaluate("""c => [c.shadowRoot.innerHTML,
+        [...c.children].map(e => e.localName), document.adoptedStyleSheets.length]""") == [
+        "<slot></slot>", ["div"], 0]
+    assert await page.get_by_role("region", name="Related stories").count() == 1
+    assert await page.evaluate("window.__shifts") == []
+    assert page.page_errors == []
+
+
+async def test_a_component_container_is_left_as_it_was_when_the_api_fails(
+        page, widget_api, publisher):
+    """A component defined before the widget ran already has its shadow root: the widget put
+    its placeholder in the page's light DOM and its stylesheet on the page. Now its own child
+    holds both, and goes when the API fails: the component is as the page made it."""
+    widget_api.outage = "500"
+    await slow_related(page, 0.5)
+    html = component_page(widget_api.base_url).replace(
+        "<script async", f"<script>({COMPONENT_JS})()</script><script async", 1)
+    async with page.expect_response("**/v1/related?**"):
+        await page.goto(publisher.page("component-outage.html", html))
+        await page.locator("#related .tdg-ph").first.wait_for(state="attached")
+        assert await page.locator("#related").evaluate(
+            "c => [...c.children].map(e => [e.localName, e.shadowRoot.mode])") == [["div", "open"]]
+    await settle(page)
+    assert await page.locator("#related").evaluate("""c => [c.shadowRoot.innerHTML, c.innerHTML,
+        document.adoptedStyleSheets.length, document.querySelectorAll('#tdg-style').length]""") \
+        == ["<slot></slot>", "", 0, 0]
+    assert page.page_errors == []
+
+
 async def titles_in(page, selector: str) -> list[str]:
     return await page.locator(f"{selector} .tdg-card .tdg-title").all_inner_texts()
 

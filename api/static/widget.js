@@ -12,10 +12,10 @@
  *
  * Each block is rendered in an open shadow root on its container (in a custom element, on a
  * child of the widget's own), so the host page's CSS cannot restyle it and its CSS cannot
- * restyle the page. Whatever the container already held
- * is fallback content: shown until the block renders, and for good if the API fails; an
- * empty container shows a placeholder of the block's size meanwhile. A new data-url (or
- * TidingsWidget.refresh()) brings the new article's block: single-page apps.
+ * restyle the page. Whatever the container already held is fallback content: shown until
+ * the block renders, and for good if the API fails; an empty container shows a placeholder
+ * of the block's size meanwhile. A new data-url, canonical link or address (pushState)
+ * brings the new article's block: single-page apps.
  */
 (function () {
   "use strict";
@@ -621,37 +621,54 @@
 
   // Containers a page adds later (infinite scroll, client-side rendering) start by themselves,
   // and one given another data-url (an app changing the article in place) gets its block.
-  // Only those elements are looked at, never the whole document again.
+  // Only those elements are looked at, never the whole document again; a canonical link
+  // added, removed or changed (an app's new article, after or without pushState) re-reads all.
   function watch() {
     if (!window.MutationObserver) return;
     new MutationObserver(function (records) {
+      var canonical = false;
+      function look(node) {
+        canonical = canonical || (node.nodeType === 1 && node.matches("link[rel=canonical]"));
+      }
       try {
         records.forEach(function (record) {
           if (record.type === "attributes") {
+            look(record.target);
             if (record.target.hasAttribute("data-tidings-related")) start(record.target);
             return;
           }
+          Array.prototype.forEach.call(record.removedNodes, look);
           Array.prototype.forEach.call(record.addedNodes, function (node) {
+            look(node);
             if (node.nodeType !== 1) return;
             if (node.hasAttribute("data-tidings-related")) start(node);
             if (node.firstElementChild) startAll(node);
           });
         });
+        if (canonical) scan();
       } catch (e) { /* never break the host page */ }
     }).observe(document, {
-      childList: true, subtree: true, attributes: true, attributeFilter: ["data-url", "data-k", "data-api"]
+      childList: true, subtree: true, attributes: true,
+      attributeFilter: ["data-url", "data-k", "data-api", "href"]
     });
   }
 
   // Started once the document is parsed, so a container is never seen half-parsed (a
-  // server-rendered block inside it not there yet).
+  // server-rendered block inside it not there yet). An app moving to another article with
+  // pushState alone, or back, changes the page's address (the article of a container without
+  // data-url or canonical link): the Navigation API's navigatesuccess tells of both, popstate
+  // of back and forward where the API is missing (or window.navigation is the page's element
+  // of that id; a second re-read asks nothing). history.pushState is the page's: not wrapped.
   function init() {
     scan();
     watch();
+    var nav = window.navigation;
+    if (nav && nav.addEventListener) nav.addEventListener("navigatesuccess", scan);
+    addEventListener("popstate", scan);
   }
 
-  // refresh(), for an app that changes the article without data-url (a new canonical link):
-  // scan() re-reads every container, and only a changed request asks anything.
+  // refresh(), for what the widget cannot see (pushState without the Navigation API): scan()
+  // re-reads every container, and only a changed request asks anything.
   window.TidingsWidget = { scan: scan, refresh: scan };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();

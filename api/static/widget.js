@@ -10,11 +10,12 @@
  * data-heading (default "Related stories"), data-theme ("light" | "dark"; default: the host
  * page's, read from the text colour the container inherits).
  *
- * Each block is rendered in an open shadow root on its container, so the host page's CSS
- * cannot restyle it and its CSS cannot restyle the page. Whatever the container already held
- * is fallback content: shown until the block renders, and for good if the API fails; an
- * empty container shows a placeholder of the block's size meanwhile. A new data-url (or
- * TidingsWidget.refresh()) brings the new article's block: single-page apps.
+ * Each block is rendered in an open shadow root on its container (in a custom element, on a
+ * child of the widget's own), so the host page's CSS cannot restyle it and its CSS cannot
+ * restyle the page. Whatever the container already held is fallback content: shown until
+ * the block renders, and for good if the API fails; an empty container shows a placeholder
+ * of the block's size meanwhile. A new data-url, canonical link or address (pushState)
+ * brings the new article's block: single-page apps.
  */
 (function () {
   "use strict";
@@ -131,23 +132,34 @@
 
   // Shows `node` (a block, the placeholder) in place of what the container showed; null shows
   // its own children (the fallback) again, through a <slot>. In an open shadow root on the
-  // container: host rules cannot reach it and its rules cannot reach the page. Some elements
-  // cannot host a shadow root (<ul>, <td>…), or the container already has one: then the node
-  // goes in the light DOM and the stylesheet on the document.
+  // container: host rules cannot reach it and its rules cannot reach the page. Not on a child
+  // of ours: React found that node in its server-rendered markup and drew the whole page anew.
+  // But a custom element (a "-" in its tag) attaches its own root once defined, maybe after
+  // this ran (that threw): there a child of ours holds the root, and goes when the block does.
+  // Some elements cannot host a shadow root (<ul>, <td>…), or the container already has one:
+  // then the node goes in the light DOM and the stylesheet on the document.
   function show(container, state, node) {
     if (state.seen) state.seen.disconnect();
-    if (!state.root) {
-      if (!node) return; // nothing shown yet: the container stays untouched
-      try {
-        state.root = container.attachShadow({ mode: "open" });
-      } catch (e) {
-        state.root = container;
-      }
-      applyCss(state.root === container ? document : state.root);
-    }
-    if (!node && state.root !== container) node = document.createElement("slot");
     if (state.node && state.node.parentNode) state.node.parentNode.removeChild(state.node);
     state.node = node;
+    if (!node && state.host) {
+      if (state.host.parentNode) state.host.parentNode.removeChild(state.host);
+      state.host = state.root = null;
+    }
+    if (!state.root) {
+      if (!node) return; // nothing shown yet: the container stays untouched
+      var host = container;
+      if (container.localName.indexOf("-") > 0) {
+        host = state.host = container.appendChild(document.createElement("div"));
+      }
+      try {
+        state.root = host.attachShadow({ mode: "open" });
+      } catch (e) {
+        state.root = host;
+      }
+      applyCss(state.root === host ? document : state.root);
+    }
+    if (!node && state.root !== container) node = state.node = document.createElement("slot");
     if (!node) return;
     if (node.className) theme(container, node);
     state.root.appendChild(node);
@@ -528,7 +540,7 @@
   // The page's own content in the container (its fallback) takes room already: no placeholder.
   function hasOwnContent(container, state) {
     return Array.prototype.some.call(container.childNodes, function (n) {
-      return n !== state.node && (n.nodeType === 1 || (n.nodeType === 3 && /\S/.test(n.nodeValue)));
+      return n !== state.node && n !== state.host && (n.nodeType === 1 || (n.nodeType === 3 && /\S/.test(n.nodeValue)));
     });
   }
 
@@ -609,37 +621,54 @@
 
   // Containers a page adds later (infinite scroll, client-side rendering) start by themselves,
   // and one given another data-url (an app changing the article in place) gets its block.
-  // Only those elements are looked at, never the whole document again.
+  // Only those elements are looked at, never the whole document again; a canonical link
+  // added, removed or changed (an app's new article, after or without pushState) re-reads all.
   function watch() {
     if (!window.MutationObserver) return;
     new MutationObserver(function (records) {
+      var canonical = false;
+      function look(node) {
+        canonical = canonical || (node.nodeType === 1 && node.matches("link[rel=canonical]"));
+      }
       try {
         records.forEach(function (record) {
           if (record.type === "attributes") {
+            look(record.target);
             if (record.target.hasAttribute("data-tidings-related")) start(record.target);
             return;
           }
+          Array.prototype.forEach.call(record.removedNodes, look);
           Array.prototype.forEach.call(record.addedNodes, function (node) {
+            look(node);
             if (node.nodeType !== 1) return;
             if (node.hasAttribute("data-tidings-related")) start(node);
             if (node.firstElementChild) startAll(node);
           });
         });
+        if (canonical) scan();
       } catch (e) { /* never break the host page */ }
     }).observe(document, {
-      childList: true, subtree: true, attributes: true, attributeFilter: ["data-url", "data-k", "data-api"]
+      childList: true, subtree: true, attributes: true,
+      attributeFilter: ["data-url", "data-k", "data-api", "href"]
     });
   }
 
   // Started once the document is parsed, so a container is never seen half-parsed (a
-  // server-rendered block inside it not there yet).
+  // server-rendered block inside it not there yet). An app moving to another article with
+  // pushState alone, or back, changes the page's address (the article of a container without
+  // data-url or canonical link): the Navigation API's navigatesuccess tells of both, popstate
+  // of back and forward where the API is missing (or window.navigation is the page's element
+  // of that id; a second re-read asks nothing). history.pushState is the page's: not wrapped.
   function init() {
     scan();
     watch();
+    var nav = window.navigation;
+    if (nav && nav.addEventListener) nav.addEventListener("navigatesuccess", scan);
+    addEventListener("popstate", scan);
   }
 
-  // refresh(), for an app that changes the article without data-url (a new canonical link):
-  // scan() re-reads every container, and only a changed request asks anything.
+  // refresh(), for what the widget cannot see (pushState without the Navigation API): scan()
+  // re-reads every container, and only a changed request asks anything.
   window.TidingsWidget = { scan: scan, refresh: scan };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();

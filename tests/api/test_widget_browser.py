@@ -23,6 +23,7 @@ from api.render import initials, render_block_html, safe_http_url, site_mark
 from tests.api.conftest import free_port, start_server
 from tests.api.widget_fixture import (
     HOSTILE_TITLE,
+    LOOPBACK_HOST,
     SECOND_URL,
     SEED_URL,
     STATIC_DIR,
@@ -924,6 +925,68 @@ async def test_block_arriving_while_the_reader_scrolls_to_it_adds_no_layout_shif
     assert page.page_errors == []
 
 
+# The page's own component as the container: a custom element whose shadow root shows its
+# children through a <slot>, as a component that lays out what it is given does.
+COMPONENT_JS = """() => customElements.define('news-related', class extends HTMLElement {
+    constructor() { super(); this.attachShadow({mode: 'open'}).innerHTML = '<slot></slot>'; }
+})"""
+
+
+def component_page(api_base: str, **kwargs) -> str:
+    return host_page(api_base, head=f"<style>{HOST_CSS} news-related{{display:block}}</style>",
+                     **kwargs).replace(
+        "<div id=\"related\" data-tidings-related ></div>",
+        "<news-related id=\"related\" data-tidings-related></news-related>").replace(
+        "</main>", f"{BELOW}</main>")
+
+
+async def test_a_component_defined_after_the_widget_gets_its_own_shadow_root(
+        page, widget_api, publisher):
+    """The container is the page's custom element, defined once its bundle loads, after the
+    widget ran: the widget had taken the element's shadow root for its placeholder, the
+    component's attachShadow threw, and the component never started. The block now goes in a
+    child of the widget's own, shown through the component's slot, and its room is still held:
+    no layout shift at all, as on a plain container."""
+    await page.add_init_script(SHIFTS_INIT)
+    await slow_related(page, 1.0)
+    html = component_page(widget_api.base_url, spacer_px=1000)
+    await page.goto(publisher.page("component-late.html", html))
+    await page.locator("#related .tdg-ph").first.wait_for(state="attached")
+    await page.evaluate(COMPONENT_JS)
+    await page.locator("#related").evaluate("c => c.scrollIntoView({block: 'start'})")
+    cards = page.locator("#related .tdg-card")
+    await cards.first.wait_for(timeout=5000)
+    await settle(page)
+    assert await cards.count() == 4
+    assert await page.locator("#related").evaluate("""c => [c.shadowRoot.innerHTML,
+        [...c.children].map(e => e.localName), document.adoptedStyleSheets.length]""") == [
+        "<slot></slot>", ["div"], 0]
+    assert await page.get_by_role("region", name="Related stories").count() == 1
+    assert await page.evaluate("window.__shifts") == []
+    assert page.page_errors == []
+
+
+async def test_a_component_container_is_left_as_it_was_when_the_api_fails(
+        page, widget_api, publisher):
+    """A component defined before the widget ran already has its shadow root: the widget put
+    its placeholder in the page's light DOM and its stylesheet on the page. Now its own child
+    holds both, and goes when the API fails: the component is as the page made it."""
+    widget_api.outage = "500"
+    await slow_related(page, 0.5)
+    html = component_page(widget_api.base_url).replace(
+        "<script async", f"<script>({COMPONENT_JS})()</script><script async", 1)
+    async with page.expect_response("**/v1/related?**"):
+        await page.goto(publisher.page("component-outage.html", html))
+        await page.locator("#related .tdg-ph").first.wait_for(state="attached")
+        assert await page.locator("#related").evaluate(
+            "c => [...c.children].map(e => [e.localName, e.shadowRoot.mode])") == [["div", "open"]]
+    await settle(page)
+    assert await page.locator("#related").evaluate("""c => [c.shadowRoot.innerHTML, c.innerHTML,
+        document.adoptedStyleSheets.length, document.querySelectorAll('#tdg-style').length]""") \
+        == ["<slot></slot>", "", 0, 0]
+    assert page.page_errors == []
+
+
 async def titles_in(page, selector: str) -> list[str]:
     return await page.locator(f"{selector} .tdg-card .tdg-title").all_inner_texts()
 
@@ -1000,6 +1063,91 @@ async def test_refresh_shows_the_block_of_the_new_canonical_url(page, widget_api
         window.TidingsWidget.refresh(); }}""")
     await wait_for_titles(page, "#related", second)
     await page.evaluate("window.TidingsWidget.refresh()")
+    await settle(page)
+    assert asked_urls(page, "/v1/related") == [SEED_URL, SECOND_URL]
+    assert page.page_errors == []
+
+
+async def articles_by_address(page, widget_api, publisher, *names: str) -> dict[str, list[str]]:
+    """Host pages without canonical link or data-url at the addresses of real articles (see
+    LOOPBACK_HOST), which the API reads for their blocks: {address: the block's titles}."""
+    base = publisher.base_url.replace("127.0.0.1", LOOPBACK_HOST)
+    html = host_page(widget_api.base_url).replace(f'<link rel="canonical" href="{SEED_URL}">', "")
+    await page.route(f"{base}/**", lambda route: route.continue_())  # a loopback name: served
+    blocks = {}
+    for name in names:
+        path = f"data/readability-news-pages/{name}/source.html"
+        publisher.page(path, html)
+        related = (await widget_api.block(f"{base}/{path}"))["related"]
+        blocks[f"{base}/{path}"] = [c["title"] for c in related]
+    assert len({tuple(t) for t in blocks.values()}) == len(names)
+    return blocks
+
+
+async def test_bare_push_state_brings_the_new_articles_block(page, widget_api, publisher):
+    """The app's container has no data-url and its page no canonical link, so the article is
+    the page's address. It moved to another article with history.pushState alone, and the old
+    article's block stayed (TidingsWidget.refresh() was needed). The widget now follows the
+    Navigation API's navigatesuccess: the new block shows, back brings the first one again,
+    and an article already asked about is not asked again."""
+    blocks = await articles_by_address(page, widget_api, publisher, "bbc-1", "guardian-1")
+    first, second = blocks
+    await open_with_block(page, first)
+    assert await titles_in(page, "#related") == blocks[first]
+    await page.evaluate("url => history.pushState({}, '', url)", second)
+    await wait_for_titles(page, "#related", blocks[second])
+    await page.evaluate("history.back()")
+    await wait_for_titles(page, "#related", blocks[first])
+    await settle(page)
+    assert asked_urls(page, "/v1/related") == [first, second]
+    assert await page.locator("#related section.tdg-block").count() == 1
+    assert page.page_errors == []
+
+
+async def test_back_and_forward_bring_their_blocks_without_the_navigation_api(
+        page, widget_api, publisher):
+    """Browsers without the Navigation API tell the page nothing about pushState (the app
+    calls refresh(), README), but back and forward fire popstate, which the widget ignored:
+    the block of the article left stayed."""
+    await page.add_init_script("delete window.navigation")
+    blocks = await articles_by_address(page, widget_api, publisher, "bbc-1", "guardian-1")
+    first, second = blocks
+    await open_with_block(page, first)
+    assert await page.evaluate("'navigation' in window") is False
+    await page.evaluate("""url => { history.pushState({}, '', url);
+        window.TidingsWidget.refresh(); }""", second)
+    await wait_for_titles(page, "#related", blocks[second])
+    await page.evaluate("history.back()")
+    await wait_for_titles(page, "#related", blocks[first])
+    await page.evaluate("history.forward()")
+    await wait_for_titles(page, "#related", blocks[second])
+    assert asked_urls(page, "/v1/related") == [first, second]
+    assert page.page_errors == []
+
+
+async def test_block_follows_a_canonical_link_the_app_changes_after_navigating(
+        page, widget_api, publisher):
+    """Routers push the new address first and draw the new article (and its canonical link)
+    later, and on back they draw the old one in their own popstate handler, after the
+    Navigation API's navigatesuccess has fired: a re-read on navigation alone saw the old
+    canonical link both times. A canonical link changed or replaced is now enough."""
+    first, second = [[c["title"] for c in (await widget_api.block(url))["related"]]
+                     for url in (SEED_URL, SECOND_URL)]
+    await open_with_block(page, publisher.page("spa-router.html", host_page(widget_api.base_url)))
+    await page.evaluate(f"""() => {{
+        const canonical = () => document.querySelector('link[rel=canonical]');
+        addEventListener('popstate', () => {{  // the router draws the first article again
+            const link = document.createElement('link');
+            link.rel = 'canonical';
+            link.href = '{SEED_URL}';
+            canonical().replaceWith(link);
+        }});
+        history.pushState({{}}, '', '/next');
+        setTimeout(() => canonical().href = '{SECOND_URL}', 50);
+    }}""")
+    await wait_for_titles(page, "#related", second)
+    await page.evaluate("history.back()")
+    await wait_for_titles(page, "#related", first)
     await settle(page)
     assert asked_urls(page, "/v1/related") == [SEED_URL, SECOND_URL]
     assert page.page_errors == []

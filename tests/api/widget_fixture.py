@@ -36,6 +36,12 @@ HOSTILE_TITLE = "<script>window.__pwned=1</script>"
 # Host pages are "about" stored BBC stories (the corpus has no real URLs: tests/datasets.py).
 SEED_URL = "https://www.bbc.co.uk/news/politics-001"  # Labour plans maternity pay rise
 SECOND_URL = "https://www.bbc.co.uk/news/politics-003"  # Hewitt decries 'career sexism'
+# The publisher under a name that browsers resolve to loopback themselves (RFC 6761, so its
+# pages may call the API on 127.0.0.1) and that the API may fetch: the API's resolver sends
+# every name to the article site (tests/localsite.py), which serves real articles under
+# /data/readability-news-pages/. A page the publisher serves at such a path is "about" that
+# article by its own address, with no canonical link or data-url needed.
+LOOPBACK_HOST = "news.localhost"
 # Bylines and thumbnails for BBC stories that appear in the seed's block (hashing embedder,
 # deterministic); the tests check this mix is really there before relying on it.
 DECORATIONS = {
@@ -193,7 +199,8 @@ async def widget_api(tmp_path_factory, shared_data, publisher) -> AsyncIterator[
 
     stack, server, task = await make_stack(
         tmp_path_factory.mktemp("widget"), shared_data, limit=BBC_LIMIT,
-        extra_drafts=story_drafts(records, publisher.base_url), wrap_app=wrap)
+        extra_drafts=story_drafts(records, publisher.base_url), wrap_app=wrap,
+        env={"TIDINGS_API_FETCH_ALLOW_HOSTS": f"news.example,{LOOPBACK_HOST}"})
     try:
         yield WidgetApi(stack.base_url, stack.svc, switches[0])
     finally:
@@ -205,7 +212,8 @@ async def widget_api(tmp_path_factory, shared_data, publisher) -> AsyncIterator[
 
 @dataclass
 class Publisher:
-    """A publisher's site on its own origin: register host pages and assets, get their URLs.
+    """A publisher's site on its own origin: register host pages and assets (any path), get
+    their URLs.
 
     `headers` are sent with the page or asset (a Content-Security-Policy, say)."""
 
@@ -242,7 +250,7 @@ async def publisher() -> AsyncIterator[Publisher]:
         return web.Response(body=hit[0], content_type=hit[1], headers=hit[2])
 
     app = web.Application()
-    app.router.add_get("/{name}", page)
+    app.router.add_get("/{name:.+}", page)
     runner, state.base_url = await _serve(app)
     try:
         yield state

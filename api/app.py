@@ -49,6 +49,7 @@ from api.events import (
 )
 from api.fastpath import FastPath, etag_matches
 from api.metrics import Metrics
+from api.pages import DEMO_POLICY, docs_page, own_page, redoc_page
 from api.ratelimit import InFlight, RateLimiter, client_key
 from api.readers import add_reader_routes
 from api.render import render_block_html
@@ -519,6 +520,9 @@ def create_app(svc: Services) -> FastAPI:
         # header, so `Host: evil.example` got a redirect there (a cache keyed on the path
         # alone would serve it to everyone). No route of the API ends in a slash.
         redirect_slashes=False,
+        # Served below with a Content-Security-Policy each (api/pages.py); FastAPI's have none.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = svc
     app.state.metrics = metrics
@@ -933,8 +937,19 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.get("/demo", tags=["widget"], include_in_schema=False)
     async def demo():
-        return HTMLResponse((STATIC / "demo.html").read_text(encoding="utf-8"),
-                            headers={"X-Content-Type-Options": "nosniff"})
+        return own_page((STATIC / "demo.html").read_text(encoding="utf-8"), DEMO_POLICY)
+
+    def openapi_url(request: Request) -> str:
+        # As FastAPI's own docs routes: behind a proxy the spec is under the root path.
+        return request.scope.get("root_path", "").rstrip("/") + app.openapi_url
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request):
+        return docs_page(openapi_url(request), app.title)
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request):
+        return redoc_page(openapi_url(request), app.title)
 
     # ------------------------------------------------------------ sources
 

@@ -527,6 +527,22 @@ async def test_every_answer_says_nosniff(http, stack):
         assert len(r.headers.get_list("x-content-type-options")) == 1, path
 
 
+async def test_own_pages_have_a_csp_and_only_this_site_frames_them(http, stack):
+    """/demo, /docs and /redoc had no Content-Security-Policy, and any site could frame them.
+    The widget fragment, which publishers embed, can still be framed anywhere."""
+    for path in ("/demo", "/docs", "/redoc"):
+        r = await http.get(path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), path
+        csp = r.headers["content-security-policy"]
+        assert csp.startswith("default-src 'none';") and "frame-ancestors 'self'" in csp, path
+        assert r.headers["x-frame-options"] == "SAMEORIGIN", path
+        assert r.headers["referrer-policy"] == "strict-origin-when-cross-origin", path
+        assert r.headers.get_list("x-content-type-options") == ["nosniff"], path
+    r = await http.get("/v1/widget", params={"url": stack.records[1]["url"], "k": 2})
+    assert "frame-ancestors" not in r.headers["content-security-policy"]
+    assert "x-frame-options" not in r.headers
+
+
 async def test_widget_js_is_gzipped_and_revalidated(http, stack):
     """It went out raw (20 kB on every publisher page, 7 kB gzipped) with no validator."""
     raw = (Path(__file__).resolve().parents[2] / "api" / "static" / "widget.js").read_bytes()

@@ -52,6 +52,9 @@ pytestmark = [
 ]
 
 
+NO_CONSTRUCTABLE_SHEETS = """delete Document.prototype.adoptedStyleSheets;
+    delete ShadowRoot.prototype.adoptedStyleSheets;"""
+
 HOST_CSS = """body{font-family:Georgia,serif;max-width:860px;margin:2em auto}
 ul{list-style:square} a{color:hotpink}"""
 # Rules a real theme might carry that used to win inside the block: link and list styling,
@@ -174,6 +177,19 @@ async def page(browser, widget_api):
     finally:
         await context.close()
         widget_api.outage = None
+
+
+async def watch_csp(page) -> list[str]:
+    """Collect the page's CSP violations: its securitypolicyviolation events in
+    window.__violations, and Chromium's console reports ("Refused to …", "… violates the
+    following Content Security Policy directive") in the list returned."""
+    await page.add_init_script("""window.__violations = [];
+        document.addEventListener('securitypolicyviolation',
+            e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI), true);""")
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text)
+            if "Refused to" in m.text or "Content Security Policy" in m.text else None)
+    return refused
 
 
 async def open_with_block(page, url: str):
@@ -476,6 +492,76 @@ async def test_plain_demo_page_says_why_it_has_no_block_and_links_one(page, widg
     assert page.page_errors == []
 
 
+@pytest.mark.parametrize("constructable_sheets", [True, False], ids=["sheets", "style-element"])
+async def test_demo_page_works_under_its_own_csp(page, widget_api, constructable_sheets):
+    """/demo had no Content-Security-Policy and could be framed by any site. Its policy names
+    what it loads: widget.js and the API here, its inline script (by hash), any site's
+    thumbnails, and <style> elements (the widget's own in browsers without constructable
+    stylesheets). The block renders styled, the inline script runs, and nothing is refused."""
+    newest = (await widget_api.stories(limit=1))[0]
+    assert newest["url"] != SEED_URL  # so the inline script has a link to show
+    refused = await watch_csp(page)
+    if not constructable_sheets:
+        await page.add_init_script(NO_CONSTRUCTABLE_SHEETS)
+    response = await page.goto(f"{widget_api.base_url}/demo?url={quote(SEED_URL)}")
+    csp = response.headers["content-security-policy"]
+    assert "frame-ancestors 'self'" in csp and response.headers["x-frame-options"] == "SAMEORIGIN"
+    assert "'unsafe-inline'" not in csp.split("script-src", 1)[1].split(";", 1)[0]
+
+    await page.wait_for_selector("[data-tidings-related] .tdg-card")
+    await page.locator(".tdg-thumb img").first.evaluate(
+        "i => i.complete && i.naturalWidth ? 0 : new Promise(r => i.onload = r)")
+    # The inline script ran: it pointed the fallback's link (hidden once the block renders).
+    await page.locator("#try-link[href*='?url=']").wait_for(state="attached", timeout=5000)
+    await settle(page)
+    assert await page.evaluate("window.__violations") == [] and refused == []
+    container = page.locator("[data-tidings-related]")
+    assert_styled(await container.evaluate(LAYOUT_JS))
+    assert (await container.evaluate(MOUNTING_JS))["shadowStyles"] == (not constructable_sheets)
+    assert page.page_errors == []
+
+
+# Stand-ins for the docs pages' scripts on the CDN, which no machine here reaches: Swagger UI's
+# records the configuration /docs's inline script starts it with.
+DOCS_SCRIPT_STUB = """window.__docs_script = true;
+window.SwaggerUIBundle = function (config) { window.__swagger = config; };
+SwaggerUIBundle.presets = {apis: {}}; SwaggerUIBundle.SwaggerUIStandalonePreset = {};"""
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+async def test_api_docs_pages_work_under_their_csp(page, widget_api, path):
+    """/docs (Swagger UI) and /redoc had no Content-Security-Policy. Theirs allows the scripts
+    FastAPI loads from the CDN and /docs's inline start-up script, but no other package on
+    that CDN (it serves all of npm)."""
+    cdn = []
+
+    async def serve_cdn(route):
+        cdn.append(route.request.url)
+        script = route.request.url.endswith(".js")
+        await route.fulfill(status=200, body=DOCS_SCRIPT_STUB if script else "",
+                            content_type="application/javascript" if script else "text/css")
+
+    await page.route("https://cdn.jsdelivr.net/**", serve_cdn)
+    refused = await watch_csp(page)
+    response = await page.goto(f"{widget_api.base_url}{path}")
+    assert "frame-ancestors 'self'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "SAMEORIGIN"
+    assert await page.evaluate("window.__docs_script") is True
+    if path == "/docs":
+        assert await page.evaluate("window.__swagger.url") == "/openapi.json"
+    await settle(page)
+    assert await page.evaluate("window.__violations") == [] and refused == []
+    assert page.page_errors == []
+
+    other = "https://cdn.jsdelivr.net/npm/other-package@1/index.js"
+    blocked = await page.evaluate("""src => new Promise(resolve => {
+        document.addEventListener('securitypolicyviolation', e => resolve(e.blockedURI));
+        const s = document.createElement('script');
+        s.src = src; s.onload = () => resolve('loaded'); document.head.append(s);
+    })""", other)
+    assert blocked == other and other not in cdn
+
+
 async def test_strict_csp_page_gets_a_styled_block(page, widget_api, publisher):
     """style-src 'self' without 'unsafe-inline' blocks <style> elements; the widget's
     constructed stylesheet still applies, and the page sees no CSP violation."""
@@ -485,15 +571,13 @@ async def test_strict_csp_page_gets_a_styled_block(page, widget_api, publisher):
            "style-src 'self'")
     url = publisher.page("csp.html", host_page(api, head=f'<link rel="stylesheet" href="{css}">'),
                          headers={"Content-Security-Policy": csp})
-    await page.add_init_script("""window.__violations = [];
-        document.addEventListener('securitypolicyviolation',
-            e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI), true);""")
+    refused = await watch_csp(page)
     await open_with_block(page, url)
     await page.locator(".tdg-thumb img").first.evaluate(
         "i => i.complete && i.naturalWidth ? 0 : new Promise(r => i.onload = r)")
     await settle(page)
 
-    assert await page.evaluate("window.__violations") == []
+    assert await page.evaluate("window.__violations") == [] and refused == []
     assert await page.locator("#related").evaluate(MOUNTING_JS) == IN_SHADOW
     assert_styled(await page.locator("#related").evaluate(LAYOUT_JS))
     # The host's own stylesheet loaded too (the policy is not simply ignored).
@@ -505,8 +589,7 @@ async def test_strict_csp_page_gets_a_styled_block(page, widget_api, publisher):
 async def test_without_constructable_stylesheets_a_style_element_styles_the_shadow_root(
         page, widget_api, publisher):
     """Browsers without adoptedStyleSheets get a <style> in the shadow root, not in the page."""
-    await page.add_init_script("""delete Document.prototype.adoptedStyleSheets;
-        delete ShadowRoot.prototype.adoptedStyleSheets;""")
+    await page.add_init_script(NO_CONSTRUCTABLE_SHEETS)
     await open_with_block(page, publisher.page("no-adopt.html", host_page(widget_api.base_url)))
     assert await page.evaluate("'adoptedStyleSheets' in document") is False
     assert await page.locator("#related").evaluate(MOUNTING_JS) == {

@@ -108,10 +108,13 @@ _READER = OneThread("tidings-extract")
 _PAGES = PageReader()
 
 
-async def read_article(html: bytes, url: str, timeout_s: float = READ_TIMEOUT_S) -> Article:
-    """`extract_article` in this process's page-reading worker, in turn (see `_READER`);
-    PageTooSlow (a ParseError) past `timeout_s`."""
-    return await asyncio.wrap_future(_READER.submit(_PAGES.read, html, url, timeout_s))
+async def read_article(html: bytes, url: str, timeout_s: float = READ_TIMEOUT_S, *,
+                       urgent: bool = False) -> Article:
+    """`extract_article` in this process's page-reading worker, in turn (see `_READER`;
+    `urgent`: before the pages not urgent, for a page someone waits for); PageTooSlow (a
+    ParseError) past `timeout_s`."""
+    return await asyncio.wrap_future(_READER.submit(_PAGES.read, html, url, timeout_s,
+                                                    urgent=urgent))
 
 
 def extract_article(html: bytes, url: str) -> Article:

@@ -309,7 +309,9 @@ class RelatedService:
         fetcher = await self._shared_fetcher()
         res = await fetcher.fetch(url)
         try:
-            page = await read_article(res.body, res.final_url, self.page_read_timeout_s)  # in turn
+            # The caller waits for it: before the collector's article pages (a round reads dozens).
+            page = await read_article(res.body, res.final_url, self.page_read_timeout_s,
+                                      urgent=True)
         except ParseError as e:
             # An empty page, a PDF, plain text: the caller's URL holds no article, which is
             # their input's problem (a 4xx), not ours (ParseError reached the API as a 500).

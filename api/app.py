@@ -35,6 +35,15 @@ from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
 from aggregator.model import MAX_STORY_ID
 from aggregator.names import name_key
 from aggregator.store import database_unavailable, other_recipe_leads
+from api.atom import (
+    AtomResponse,
+    atom_feed,
+    atom_response,
+    atom_responses,
+    base_url,
+    feed_url,
+    latest_title,
+)
 from api.blockcache import BlockCache, CachedBlock, freshness
 from api.cards import CardOut, block_json, card, iso
 from api.errors import ApiError, error_response, unreadable_body_message
@@ -109,6 +118,14 @@ MAX_REQUEST_HEAD_BYTES = 256 * 1024
 # The most candidates a reader-aware block asks for, however much of them the reader read.
 PERSONAL_FETCH_MAX = 1000
 StoryId = Annotated[int, PathParam(ge=1, le=MAX_STORY_ID)]
+# A source or category of the story listings (JSON and Atom).
+SectionQuery = Annotated[str | None, Query(max_length=200)]
+# Most stories a listing gives at once; an Atom feed gives 50 unless asked (a feed reader asks
+# once for what it may have missed, where a JSON client pages).
+MAX_LIST_LIMIT = 200
+ATOM_DEFAULT_LIMIT = 50
+# What shared caches may do with the latest stories' feed (as with the related blocks).
+PUBLIC_FEED = "public, max-age=60"
 
 # Security headers for HTML we serve; the widget fragment is meant to be embedded, so no
 # frame-ancestors restriction on it.
@@ -789,13 +806,9 @@ def create_app(svc: Services) -> FastAPI:
 
     # ------------------------------------------------------------ stories
 
-    @app.get("/v1/stories", tags=["stories"], responses={200: {"model": StoriesPage}})
-    async def stories(
-        source: Annotated[str | None, Query(max_length=200)] = None,
-        category: Annotated[str | None, Query(max_length=200)] = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 20,
-        cursor: Annotated[str | None, Query(max_length=200)] = None,
-    ):
+    async def latest_page(source: str | None, category: str | None, limit: int,
+                          cursor: str | None) -> dict:
+        # One selection for the JSON listing and its Atom feed.
         before = decode_cursor(cursor) if cursor else None
         rows = await svc.store.latest_stories(limit=limit + 1, source=source, category=category,
                                               before=before)
@@ -804,6 +817,36 @@ def create_app(svc: Services) -> FastAPI:
             rows = rows[:limit]
             nxt = encode_cursor(rows[-1])
         return {"items": [card(s) for s in rows], "next": nxt}
+
+    @app.get("/v1/stories", tags=["stories"], responses={200: {"model": StoriesPage}})
+    async def stories(
+        source: SectionQuery = None,
+        category: SectionQuery = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 20,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ):
+        return await latest_page(source, category, limit, cursor)
+
+    @app.get("/v1/stories.atom", tags=["stories"], response_class=AtomResponse,
+             responses=atom_responses(PUBLIC_FEED))
+    async def stories_atom(
+        request: Request,
+        source: SectionQuery = None,
+        category: SectionQuery = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = ATOM_DEFAULT_LIMIT,
+    ):
+        """The latest stories as an Atom feed, selected as `/v1/stories` selects them: a
+        section's stories for a feed reader, or for another Tidings to collect."""
+        page = await latest_page(source, category, limit, None)
+        base = base_url(request, api.public_url)
+        section = {"category": category, "source": source}
+        body, identity = atom_feed(
+            page["items"], feed_id=feed_url(base, "/v1/stories.atom", section),
+            title=latest_title(category, source), version=app.version,
+            self_url=feed_url(base, "/v1/stories.atom", {
+                **section, "limit": None if limit == ATOM_DEFAULT_LIMIT else limit}),
+            now=datetime.now(UTC))
+        return atom_response(request, body, identity, PUBLIC_FEED)
 
     @app.get("/v1/stories/{story_id}", tags=["stories"], responses={200: {"model": StoryOut}})
     async def story(story_id: StoryId):

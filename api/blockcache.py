@@ -80,15 +80,19 @@ class FreshCache:
         return len(self._items)
 
 
+def weak_etag(identity: bytes) -> str:
+    """A weak ETag of the bytes that decide it: the same in every worker process and for every
+    recomputation that gives the same answer, so a revalidation gets its 304."""
+    return 'W/"' + hashlib.sha256(identity).hexdigest()[:20] + '"'
+
+
 class BlockCache(FreshCache):
     """The app's serialized blocks."""
 
     def put_block(self, key: tuple, body: bytes, version: Versions, reach: Reach | None,
                   identity: bytes | None = None) -> CachedBlock:
-        """`identity`: the bytes that decide the ETag when the body holds incidental parts
-        (a block's took_ms). A weak ETag, so that every worker process, and a recomputation
-        that found the same stories, give the same one and a revalidation gets its 304."""
-        etag = 'W/"' + hashlib.sha256(body if identity is None else identity).hexdigest()[:20] + '"'
-        entry = CachedBlock(body, etag, version, reach)
+        """`identity`: the bytes that decide the ETag (`weak_etag`) when the body holds
+        incidental parts (a block's took_ms)."""
+        entry = CachedBlock(body, weak_etag(body if identity is None else identity), version, reach)
         self.put(key, entry)
         return entry

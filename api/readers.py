@@ -6,11 +6,13 @@ Export and deletion are operator actions (API key when one is configured).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.atom import AtomResponse, atom_feed, atom_response, atom_responses, base_url, feed_url
 from api.cards import CardOut, card, iso
 from api.errors import ApiError
 from api.events import READER_ID
@@ -53,21 +55,40 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
             raise ApiError(422, "invalid_request", f"k must be at most {max_k}")
         return k
 
-    @app.get("/v1/readers/{reader}/feed", tags=["readers"], responses={200: {"model": FeedPage}})
-    async def reader_feed(response: Response, reader: ReaderId,
-                          k: int | None = Query(None, ge=1, le=max_k, description=(
-                              f"stories a page (at most {max_k}; default: feed.page_size, {feeds.page_size})")),
-                          cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None):
-        """The reader's personalized feed; a reader we do not know yet gets trending and latest."""
+    feed_k = Query(None, ge=1, le=max_k, description=(
+        f"stories a page (at most {max_k}; default: feed.page_size, {feeds.page_size})"))
+
+    async def feed_page(reader: str, k: int | None, cursor: str | None) -> dict:
+        # One page for the JSON feed and its Atom document.
         await app.state.events.written_for(reader)  # their click of a moment ago counts
         try:
             page = await feeds.feed(reader, k=check_k(k), cursor=cursor)
         except ValueError as e:  # BadCursor says why (cut short, another reader's)
             raise ApiError(400, "invalid_cursor", str(e) if isinstance(e, BadCursor) else NOT_OURS) from e
-        response.headers["Cache-Control"] = PERSONAL
         return {"reader": reader,
                 "items": [card(m, score=it.score, reason=it.reason) for m, it in page.items],
                 "next": page.next}
+
+    @app.get("/v1/readers/{reader}/feed", tags=["readers"], responses={200: {"model": FeedPage}})
+    async def reader_feed(response: Response, reader: ReaderId, k: int | None = feed_k,
+                          cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None):
+        """The reader's personalized feed; a reader we do not know yet gets trending and latest."""
+        page = await feed_page(reader, k, cursor)
+        response.headers["Cache-Control"] = PERSONAL
+        return page
+
+    @app.get("/v1/readers/{reader}/feed.atom", tags=["readers"], response_class=AtomResponse,
+             responses=atom_responses(PERSONAL))
+    async def reader_feed_atom(request: Request, reader: ReaderId, k: int | None = feed_k):
+        """The first page of the reader's feed as an Atom feed, each entry with its reason
+        (`tidings:reason`), for the reader's feed reader. Reading it is no event of theirs."""
+        page = await feed_page(reader, k, None)
+        base = base_url(request, svc.settings.api.public_url)
+        path = f"/v1/readers/{reader}/feed.atom"
+        body, identity = atom_feed(
+            page["items"], feed_id=feed_url(base, path, {}), title="Tidings: your feed",
+            self_url=feed_url(base, path, {"k": k}), version=app.version, now=datetime.now(UTC))
+        return atom_response(request, body, identity, PERSONAL)
 
     @app.get("/v1/trending", tags=["readers"])
     async def trending(response: Response,

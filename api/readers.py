@@ -26,6 +26,10 @@ ReaderId = Annotated[str, Path(min_length=1, max_length=128, pattern=READER_ID.p
 # What a reader's answers say to caches (as related blocks with `reader=`): one reader's feed,
 # reads and mutes must not be kept by a shared proxy, nor by the browser for the next user.
 PERSONAL = "private, no-store"
+# The reader's Atom feed goes to their own feed reader, which polls it: it may keep a copy
+# but asks again every time (If-None-Match, a 304 when nothing changed). With no-store every
+# poll fetched the whole feed. Still never a shared proxy's.
+PERSONAL_FEED = "private, no-cache"
 
 
 class PreferencesIn(BaseModel):
@@ -78,7 +82,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         return page
 
     @app.get("/v1/readers/{reader}/feed.atom", tags=["readers"], response_class=AtomResponse,
-             responses=atom_responses(PERSONAL))
+             responses=atom_responses(PERSONAL_FEED))
     async def reader_feed_atom(request: Request, reader: ReaderId, k: int | None = feed_k):
         """The first page of the reader's feed as an Atom feed, each entry with its reason
         (`tidings:reason`), for the reader's feed reader. Reading it is no event of theirs."""
@@ -88,7 +92,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         body, identity = atom_feed(
             page["items"], feed_id=feed_url(base, path, {}), title="Tidings: your feed",
             self_url=feed_url(base, path, {"k": k}), version=app.version, now=datetime.now(UTC))
-        return atom_response(request, body, identity, PERSONAL)
+        return atom_response(request, body, identity, PERSONAL_FEED)
 
     @app.get("/v1/trending", tags=["readers"])
     async def trending(response: Response,

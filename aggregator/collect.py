@@ -61,18 +61,21 @@ class SourceReport:
     error: str | None = None
     problems: tuple[str, ...] = ()
     elapsed_s: float = 0.0
+    left_out: int = 0  # usable items the source's keep/block rules left out
 
 
 @dataclass(frozen=True)
 class SourceCheck:
     """A dry run's findings (`Collector.check`): `drafts` the usable items (the first
     `read_in_full` of them, of a full_text source, with their pages read as a sample);
-    `untitled` the links left without a title because their pages were not read."""
+    `untitled` the links left without a title because their pages were not read;
+    `left_out` the usable items the source's keep/block rules left out."""
 
     doc: ParsedDocument
     drafts: list[StoryDraft]
     read_in_full: int = 0
     untitled: int = 0
+    left_out: int = 0
 
 
 @dataclass
@@ -344,7 +347,9 @@ class Collector:
         if spec.full_text and drafts:
             drafts, unread = await self._with_full_text(fetcher, drafts)
         drafts = titled(drafts)
-        if parsed.item_count and not drafts and not unread:
+        # Items the rules left out were usable: a source whose every item they left out
+        # works (it has nothing wanted this time), it has not failed.
+        if parsed.item_count and not drafts and not unread and not parsed.left_out:
             return await self._failed(
                 state, ParseError(none_usable(parsed.item_count, doc.problems, spec.full_text)), t0)
         try:
@@ -359,11 +364,11 @@ class Collector:
                            new=len(res.new_ids), kind=doc.kind)
         if doc.problems:
             log.info("collect.problems source=%s problems=%s", spec.name, "; ".join(doc.problems[:5]))
-        log.info("collect.ok source=%s items=%d new=%d updated=%d", spec.name, parsed.item_count,
-                 len(res.new_ids), len(res.updated_ids))
+        log.info("collect.ok source=%s items=%d new=%d updated=%d left_out=%d", spec.name,
+                 parsed.item_count, len(res.new_ids), len(res.updated_ids), parsed.left_out)
         return SourceReport(spec.name, True, result.status, parsed.item_count, len(res.new_ids),
                             len(res.updated_ids), res.duplicates, problems=doc.problems,
-                            elapsed_s=time.perf_counter() - t0)
+                            elapsed_s=time.perf_counter() - t0, left_out=parsed.left_out)
 
     async def _settled(self, write: Awaitable[T]) -> T:
         """`write` (a claim, a store of stories) run to its end even if the round is
@@ -420,7 +425,7 @@ class Collector:
         child that fails is a problem of the source; all of them failing is its failure. An
         index inside a child is not followed: no loops, and a bounded round."""
         chosen = index.doc.child_urls[:CHILD_SITEMAPS]  # newest first (sitemap.py)
-        problems, drafts, items, errors = list(index.doc.problems), [], 0, []
+        problems, drafts, items, left_out, errors = list(index.doc.problems), [], 0, 0, []
         for url in chosen:
             try:
                 result = await fetcher.fetch(url, Validators())
@@ -436,13 +441,14 @@ class Collector:
             problems.extend(f"{url}: {p}" for p in child.doc.problems)
             drafts.extend(child.drafts)
             items += child.item_count
+            left_out += child.left_out
         if errors and len(errors) == len(chosen):
             raise errors[0]
         left = len(index.doc.child_urls) - len(chosen)
         if left:
             problems.append(f"{left} older child sitemaps not read")
         doc = replace(index.doc, problems=tuple(problems))
-        return Parsed(doc, items, tuple(drafts))
+        return Parsed(doc, items, tuple(drafts), left_out)
 
     async def check(self, spec: SourceSpec) -> SourceCheck:
         """Dry run for `tidings sources check`: fetch and parse once, store nothing. A
@@ -459,7 +465,7 @@ class Collector:
                 sample, _ = await self._with_full_text(fetcher, drafts[:CHECK_SAMPLE], only_new=False)
                 drafts = sample + drafts[CHECK_SAMPLE:]
             return SourceCheck(doc, titled(drafts), read_in_full=len(sample),
-                               untitled=len(drafts) - len(titled(drafts)))
+                               untitled=len(drafts) - len(titled(drafts)), left_out=parsed.left_out)
 
     async def _with_full_text(self, fetcher: Fetcher, drafts: list[StoryDraft],
                               only_new: bool = True) -> tuple[list[StoryDraft], int]:

@@ -74,6 +74,9 @@ class SourceSpec:
     weight: float = 1.0
     full_text: bool = False
     selectors: Selectors | None = None
+    # Which items become stories (aggregator.itemrules): regular expressions, "" for none.
+    keep: str = ""
+    block: str = ""
 
 
 # Story ids are signed 64-bit in both engines: a larger one cannot exist, and passing it down made

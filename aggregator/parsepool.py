@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from aggregator.childproc import child_start, interrupts_held
+from aggregator.itemrules import admitted
 from aggregator.model import ParsedDocument, Selectors, SourceSpec, StoryDraft
 from aggregator.normalize import normalize
 from aggregator.parse import parse_document
@@ -43,22 +44,29 @@ _WARM_FEED = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title
 @dataclass(frozen=True)
 class Parsed:
     """A parsed body and its drafts. `doc.items` is emptied when it crosses a process
-    boundary (the drafts carry what the store needs), `item_count` keeps the count."""
+    boundary (the drafts carry what the store needs), `item_count` keeps the count;
+    `left_out` counts the usable items the source's rules left out."""
 
     doc: ParsedDocument
     item_count: int
     drafts: tuple[StoryDraft, ...]
+    left_out: int = 0
 
 
-def drafts_from(doc: ParsedDocument, spec: SourceSpec, now: datetime) -> list[StoryDraft]:
-    """The drafts of `doc`'s items; for a full_text source, untitled ones too (see
+def drafts_from(doc: ParsedDocument, spec: SourceSpec, now: datetime) -> tuple[list[StoryDraft], int]:
+    """The drafts of `doc`'s items that the source's `keep` and `block` rules admit, and how
+    many usable ones they left out; for a full_text source, untitled ones too (see
     `normalize`): its caller reads their pages, then keeps `collect.titled` ones."""
-    drafts = []
+    drafts, left_out = [], 0
     for item in doc.items:
         d = normalize(item, source=spec, now=now, keep_untitled=spec.full_text)
-        if d is not None:
+        if d is None:
+            continue
+        if admitted(d, spec.keep, spec.block):
             drafts.append(d)
-    return drafts
+        else:
+            left_out += 1
+    return drafts, left_out
 
 
 def parse_and_normalize(body: bytes, base_url: str, content_type: str | None, kind: str,
@@ -66,9 +74,9 @@ def parse_and_normalize(body: bytes, base_url: str, content_type: str | None, ki
                         keep_items: bool = True) -> Parsed:
     doc = parse_document(body, base_url=base_url, content_type=content_type, kind=kind,
                          selectors=selectors)
-    drafts = tuple(drafts_from(doc, spec, now))
+    drafts, left_out = drafts_from(doc, spec, now)
     count = len(doc.items)
-    return Parsed(doc if keep_items else replace(doc, items=()), count, drafts)
+    return Parsed(doc if keep_items else replace(doc, items=()), count, tuple(drafts), left_out)
 
 
 def default_workers() -> int:

@@ -78,6 +78,10 @@ class SourceRow(Base):
     interval_s: Mapped[int] = mapped_column(Integer, default=900)
     full_text: Mapped[bool] = mapped_column(Boolean, default=False)
     selectors: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # The `keep` and `block` rules of sources.toml ("" for none): which items become stories
+    # (aggregator.itemrules). Here because collectors take their sources from this table.
+    keep_rule: Mapped[str] = mapped_column(Text, default="", server_default="")
+    block_rule: Mapped[str] = mapped_column(Text, default="", server_default="")
     # Conditional GET validators and the schedule: the database is the schedule (miniflux).
     etag: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_modified: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,9 +1,9 @@
 """Load config/sources.toml (`[[source]]` tables) into validated SourceSpecs.
 
-Strict like the settings: unknown keys, bad names, URLs, kinds, intervals, weights and
-selectors raise ConfigError naming the file, the source (by name, else by position), its line
-and the key. It reads the one file it is given and fetches nothing; whether a URL answers is
-`tidings sources check`'s business, not the loader's.
+Strict like the settings: unknown keys, bad names, URLs, kinds, intervals, weights,
+selectors and item rules raise ConfigError naming the file, the source (by name, else by
+position), its line and the key. It reads the one file it is given and fetches nothing;
+whether a URL answers is `tidings sources check`'s business, not the loader's.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from cssselect import GenericTranslator, SelectorError
 
 from aggregator.canonical import canonical_url
 from aggregator.errors import ConfigError
+from aggregator.itemrules import compile_rule
 from aggregator.model import MAX_CATEGORY_CHARS, MAX_SOURCE_NAME_CHARS, Selectors, SourceSpec
 from aggregator.settings import CONTROL_CHARS, KeyLines, read_toml
 
@@ -29,7 +30,7 @@ log = logging.getLogger("tidings.sources")
 
 KINDS = ("auto", "feed", "sitemap", "html")
 SOURCE_KEYS = ("name", "url", "category", "kind", "interval", "enabled", "weight", "full_text",
-               "selectors")
+               "keep", "block", "selectors")
 SELECTOR_KEYS = tuple(f.name for f in dataclasses.fields(Selectors))
 MAX_WEIGHT = 10.0
 
@@ -140,6 +141,21 @@ def _check_selectors(raw: Any, err: _SourceErrors) -> Selectors:
     return Selectors(**{k: v.strip() for k, v in raw.items()})
 
 
+def _check_rule(table: dict[str, Any], key: str, err: _SourceErrors) -> str:
+    """The `keep` or `block` rule as written ("" when absent), compiled now so that a typo
+    fails at load, naming its line, and not in every round's parse."""
+    if key not in table:
+        return ""
+    pattern = table[key]
+    if not isinstance(pattern, str):
+        raise err(f"{key} must be a regular expression in a string, got {pattern!r}", key)
+    try:
+        compile_rule(pattern)
+    except ValueError as e:
+        raise err(f"{key} {e}", key) from None
+    return pattern
+
+
 def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) -> SourceSpec:
     for key in table:
         if key not in SOURCE_KEYS:
@@ -202,7 +218,8 @@ def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) ->
 
     return SourceSpec(name=name, url=url, category=category.strip(), kind=kind,
                       interval_s=interval_s, enabled=flags["enabled"], weight=float(weight),
-                      full_text=flags["full_text"], selectors=selectors)
+                      full_text=flags["full_text"], selectors=selectors,
+                      keep=_check_rule(table, "keep", err), block=_check_rule(table, "block", err))
 
 
 def load_sources(path: Path, *, default_interval_s: int = 900) -> list[SourceSpec]:
@@ -250,16 +267,17 @@ def load_sources(path: Path, *, default_interval_s: int = 900) -> list[SourceSpe
 
 def repeated_feeds(specs: list[SourceSpec], url_lines: list[int | None]) -> list[str]:
     """One message for each enabled source that reads what an earlier one reads: the same URL
-    (canonical), kind and selectors. Not an error (an operator may be moving a feed between
-    names), but it was silent: the feed was fetched twice a round, and each story is stored
-    under whichever source stored it first. HTML pages read with other selectors are other
-    sources."""
+    (canonical), kind, selectors and rules. Not an error (an operator may be moving a feed
+    between names), but it was silent: the feed was fetched twice a round, and each story is
+    stored under whichever source stored it first. HTML pages read with other selectors are
+    other sources, as is a feed split by rules (its sport in one category, the rest in
+    another)."""
     first: dict[tuple, tuple[str, int | None]] = {}
     out = []
     for spec, line in zip(specs, url_lines, strict=True):
         if not spec.enabled:
             continue
-        key = (canonical_url(spec.url), spec.kind, spec.selectors)
+        key = (canonical_url(spec.url), spec.kind, spec.selectors, spec.keep, spec.block)
         if key in first:
             name, at = first[key]
             where = f" (line {at})" if at else ""

@@ -310,7 +310,8 @@ def source_status(error_count: int, last_check_at: datetime | None,
 
 
 _SPEC_COLUMNS = ("category", "kind", "enabled", "weight", "interval_s", "full_text",
-                 "selectors", "in_config")
+                 "selectors", "keep_rule", "block_rule", "in_config")
+_RULE_COLUMNS = ("keep_rule", "block_rule")
 
 
 def source_edits(row: dict, spec: SourceSpec, now: datetime) -> dict:
@@ -319,12 +320,19 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime) -> dict:
 
     The file's URL is compared with the one it gave before (`config_url`), not with `url`,
     which a permanent redirect moves: the operator edits the file, the redirect the row.
-    Only an edit of the URL drops the validators and makes the source due now.
+    Only an edit of the URL drops the validators and makes the source due now. An edit of
+    its keep or block rules drops the validators alone: its next check reads the whole
+    feed again, so the items a loosened rule now admits come in then, not once the
+    publisher changes the feed (its 304s said "nothing new"). Stories already stored are
+    left as they are, whatever the new rules say of them.
     """
     want = {"category": spec.category, "kind": spec.kind, "enabled": spec.enabled,
             "weight": spec.weight, "interval_s": spec.interval_s, "full_text": spec.full_text,
-            "selectors": spec.selectors.__dict__ if spec.selectors else None, "in_config": True}
+            "selectors": spec.selectors.__dict__ if spec.selectors else None,
+            "keep_rule": spec.keep, "block_rule": spec.block, "in_config": True}
     out = {k: v for k, v in want.items() if row[k] != v}
+    if any(k in out for k in _RULE_COLUMNS):
+        out.update(etag=None, last_modified=None)
     configured = row["config_url"] if row["config_url"] is not None else row["url"]
     if configured != spec.url:
         # What the row knew came from the old URL: its validators, its errors, and its last
@@ -354,6 +362,7 @@ def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: date
                 kind=spec.kind, enabled=spec.enabled, in_config=True, weight=spec.weight,
                 interval_s=spec.interval_s, full_text=spec.full_text,
                 selectors=spec.selectors.__dict__ if spec.selectors else None,
+                keep_rule=spec.keep, block_rule=spec.block,
                 error_count=0, next_check_at=now, created_at=now, updated_at=now)
             continue
         cols = {c: getattr(row, c) for c in (*_SPEC_COLUMNS, "url", "config_url", "next_check_at")}
@@ -464,6 +473,8 @@ def _spec(row: SourceRow) -> SourceSpec:
         weight=row.weight,
         full_text=row.full_text,
         selectors=sel,
+        keep=row.keep_rule,
+        block=row.block_rule,
     )
 
 
@@ -731,9 +742,10 @@ class Store:
         """Make the source rows match the config: add new, update changed, retire removed.
 
         Schedule state (validators, errors, next check) survives edits, except that an edit
-        of the configured URL drops the validators and makes the source due now; a URL moved
-        by a permanent redirect is kept (`source_edits`). When the rows already match, this
-        only reads: `tidings sources list` and every start of a process sync.
+        of the configured URL drops the validators and makes the source due now, and one of
+        its keep or block rules drops the validators; a URL moved by a permanent redirect is
+        kept (`source_edits`). When the rows already match, this only reads: `tidings
+        sources list` and every start of a process sync.
         """
         now = now or utcnow()
         async with self.session() as s:

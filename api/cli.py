@@ -371,6 +371,8 @@ async def cmd_collect(settings, args) -> int:
         for r in sorted(report.sources, key=lambda r: r.name):
             if r.ok:
                 what = "not modified" if r.not_modified else f"{r.items} items, {r.new} new, {r.updated} updated"
+                if r.left_out:
+                    what += f", {r.left_out} left out by rules"
                 print(f"ok     {r.name}: {what}")
             else:
                 print(f"error  {r.name}: {r.error}")
@@ -726,10 +728,12 @@ def next_check(at, now=None) -> str:
 
 
 def check_counts(items: int, found) -> str:
-    """`sources check`'s counts (`found`: a collect.SourceCheck): usable items, and of a
-    full_text source how many were read in full (a sample) and how many links still wait
-    for their page to give a title."""
+    """`sources check`'s counts (`found`: a collect.SourceCheck): usable items, how many of
+    those the source's keep/block rules left out, and of a full_text source how many were
+    read in full (a sample) and how many links still wait for their page to give a title."""
     out = f"{items} items, {len(found.drafts)} usable"
+    if found.left_out:
+        out += f", {found.left_out} left out by rules"
     if found.read_in_full:
         out += f", {found.read_in_full} read in full as a sample"
     if found.untitled:

@@ -218,7 +218,7 @@ async def _components(n_sources: int, hosts: int, port: int, tmp: Path, bodies) 
                       for spec, (_, body, ctype) in zip(specs, bodies, strict=True))
     now = utcnow()
     t0 = time.perf_counter()
-    drafts = [drafts_from(doc, spec, now) for doc, spec in zip(docs, specs, strict=True)]
+    drafts = [drafts_from(doc, spec, now)[0] for doc, spec in zip(docs, specs, strict=True)]
     normalize_s = time.perf_counter() - t0
     store = Store(f"sqlite+aiosqlite:///{tmp / 'components.db'}")
     await store.migrate()

@@ -237,6 +237,18 @@ SOURCE_ERRORS = [
     (A + 'kind = "html"\nselectors = "li"\n', 6, "selectors", "source 'a'", "must be a table"),
     (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "' + ":is(" * 3000 + "a"
      + ")" * 3000 + '"\n', 8, "selectors.link", "source 'a'", "invalid CSS selector"),
+    # Item rules: compiled at load, so a typo is its line, not a failure in every round.
+    (A + "keep = '(sport'\n", 5, "keep", "source 'a'",
+     "keep is not a valid regular expression: missing ), unterminated subpattern"),
+    (A + 'enabled = true\nblock = \'[Ll]ive:\\\'\n', 6, "block", "source 'a'",
+     "block is not a valid regular expression"),
+    (A + "block = 'a{99999999999}'\n", 5, "block", "source 'a'", "not a valid regular expression"),
+    (A + "block = 'sport(?i)'\n", 5, "block", "source 'a'", "global flags not at the start"),
+    (A + "keep = ''\n", 5, "keep", "source 'a'", "must not be empty (leave the key out"),
+    (A + "keep = ['sport', 'music']\n", 5, "keep", "source 'a'",
+     "keep must be a regular expression in a string"),
+    (A + "block = '" + "x|" * 250 + "y'\n", 5, "block", "source 'a'",
+     "block must be at most 500 characters, got 501"),
 ]
 
 
@@ -316,7 +328,8 @@ def test_digest_ignores_order_and_sees_every_field(shipped):
     changes = {"name": "renamed", "url": "https://changed.example/", "category": "sport",
                "kind": "feed", "interval_s": html.interval_s + 1, "enabled": not html.enabled,
                "weight": html.weight + 0.5, "full_text": not html.full_text,
-               "selectors": dataclasses.replace(html.selectors, image="picture img")}
+               "selectors": dataclasses.replace(html.selectors, image="picture img"),
+               "keep": "politics", "block": "^Live:"}
     assert set(changes) == {f.name for f in dataclasses.fields(SourceSpec)}
     for field_name, value in changes.items():
         changed = [dataclasses.replace(s, **{field_name: value}) if s is html else s
@@ -343,6 +356,21 @@ def test_a_source_reading_what_an_earlier_one_reads_is_named_in_a_warning(tmp_pa
     assert len(warned) == 1, warned
     assert "line 7: source 'b' reads the same URL as 'a' (line 3)" in warned[0]
     assert str(path) in warned[0]
+
+
+def test_rules_load_as_written_and_a_feed_split_by_them_is_not_a_repeat(tmp_path, caplog):
+    """One general feed filed under two categories by rules is two sources, not a feed read
+    twice by mistake; the rules are kept as written (a literal string keeps its backslashes)."""
+    path = write(tmp_path, (
+        '[[source]]\nname = "news"\nurl = "https://news.example/all.xml"\ncategory = "politics"\n'
+        "block = '^Live:|/sport/'\n"
+        '[[source]]\nname = "sport"\nurl = "https://news.example/all.xml"\ncategory = "sport"\n'
+        "keep = '\\bsport\\b'\n"))
+    with caplog.at_level("WARNING", logger="tidings.sources"):
+        news, sport = load_sources(path)
+    assert (news.keep, news.block) == ("", "^Live:|/sport/")
+    assert (sport.keep, sport.block) == (r"\bsport\b", "")
+    assert not [r for r in caplog.records if r.name == "tidings.sources"]
 
 
 def test_shipped_sources_read_each_feed_once(caplog):

@@ -219,3 +219,27 @@ async def test_sources_check_tries_a_feed_url_before_it_is_added(cli_env, tmp_pa
         assert set(await listed(env)) == {"other"}
         r = await cli(["sources", "check", "not-a-source"], env)
         assert r.returncode == 2 and "no source named 'not-a-source'" in r.stderr
+
+
+async def test_sources_check_and_collect_count_the_items_left_out_by_rules(cli_env, tmp_path):
+    """A source's keep/block rules leave items out: `sources check` and `collect` say how
+    many, so an operator sees a rule at work (or too greedy) before and after it collects;
+    a bad rule is refused naming its file, line and key."""
+    async with LocalSite() as site:
+        site.route("/rss.xml", body=RSS, content_type="application/rss+xml")
+        path = sources_file(tmp_path, source("ruled", site.url("/rss.xml"), block=r"\bminister\b"))
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(path)}
+        r = await cli(["sources", "check", "ruled"], env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "ruled: feed 'Moved', 2 items, 1 usable, 1 left out by rules (nothing stored)" in r.stdout, r.stdout
+        assert "Parliament votes" in r.stdout and "Minister resigns" not in r.stdout
+        r = await cli(["collect", "--once", "--source", "ruled"], env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "ok     ruled: 2 items, 1 new, 0 updated, 1 left out by rules" in r.stdout, r.stdout
+
+        sources_file(tmp_path, source("ruled", site.url("/rss.xml"), block="minister("))
+        r = await cli(["sources", "check", "ruled"], env)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout + r.stderr
+        assert r.stderr.startswith(f"tidings: error: {path}:5: source 'ruled' (#1): block is not a "
+                                   "valid regular expression"), r.stderr
+        assert "(key 'block')" in r.stderr

@@ -106,6 +106,13 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # `/healthz` and `/metrics` of a process that serves no API (`collect`, `index --watch`).
+    host: str = "127.0.0.1"
+    port: int = _opt(0, lo=0, hi=65535)  # 0 = no listener
+
+
+@dataclass(frozen=True)
 class RelatedSettings:
     max_age_days: float = _opt(0.0, lo=0, hi=36500)  # 0 = no limit
     freshness_half_life_h: float = _opt(72.0, lo=0.01, hi=10**6)
@@ -137,6 +144,7 @@ class Settings:
     collect: CollectSettings = field(default_factory=CollectSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     related: RelatedSettings = field(default_factory=RelatedSettings)
     feed: FeedSettings = field(default_factory=FeedSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
@@ -147,6 +155,7 @@ SECTIONS: dict[str, type] = {
     "collect": CollectSettings,
     "index": IndexSettings,
     "api": ApiSettings,
+    "metrics": MetricsSettings,
     "related": RelatedSettings,
     "feed": FeedSettings,
     "retention": RetentionSettings,
@@ -469,12 +478,14 @@ def _check_cross_fields(sections: Mapping[str, Any],
             origin = given[section][blamed][1]
             raise origin.error(f"{section}.{small} ({a:g}) must not exceed "
                                f"{section}.{large} ({b:g})", f"{section}.{blamed}")
-    if not sections["api"].host.strip():  # the default is never empty: it was given
-        # uvicorn binds "" to every interface: `TIDINGS_API_HOST=${HOST}` with HOST unset
-        # put the API (and its unauthenticated calls) on the network instead of 127.0.0.1.
-        raise given["api"]["host"][1].error(
-            'must not be empty (to listen on every interface, write "0.0.0.0" or "::")',
-            "api.host")
+    for section in ("api", "metrics"):
+        if not sections[section].host.strip():  # the default is never empty: it was given
+            # uvicorn (and aiohttp) bind "" to every interface: `TIDINGS_API_HOST=${HOST}` with
+            # HOST unset put the API (and its unauthenticated calls) on the network instead of
+            # 127.0.0.1.
+            raise given[section]["host"][1].error(
+                'must not be empty (to listen on every interface, write "0.0.0.0" or "::")',
+                f"{section}.host")
     for key, why_not in (("cors_origins", _origin_problem), ("fetch_allow_hosts", _host_problem)):
         for entry in getattr(sections["api"], key):
             if why := why_not(entry):

@@ -248,6 +248,7 @@ def test_empty_tuple_from_env(tmp_path):
     ("TIDINGS_DATABASE_URL", "  ", "got an empty value"),
     # uvicorn binds "" to every interface: the API was on the network, not on 127.0.0.1
     ("TIDINGS_API_HOST", "", "must not be empty"),
+    ("TIDINGS_METRICS_HOST", " ", "must not be empty"),
     ("TIDINGS_COLLECT_MIN_INTERVAL_S", "1000", "must not exceed"),
     ("TIDINGS_API_PROT", "1", "unknown environment variable"),
     # One typo from a contract variable: the default database or sources file, in silence
@@ -304,6 +305,8 @@ FILE_ERRORS = [
      "without its port"),
     ('[api]\nfetch_allow_hosts = ["[::1]"]\n', 2, "api.fetch_allow_hosts", "without brackets"),
     ('[api]\nhost = ""\n', 2, "api.host", 'write "0.0.0.0"'),
+    ('[metrics]\nhost = ""\n', 2, "metrics.host", 'write "0.0.0.0"'),
+    ("[metrics]\nport = 70000\n", 2, "metrics.port", "must be <= 65535"),
     ("[collect]\nmin_interval_s = 1000\n", 2, "collect.min_interval_s", "must not exceed"),
     ("[collect]\nmin_interval_s = 600\n\ndefault_interval_s = 500\n", 4,
      "collect.default_interval_s", "must not exceed"),

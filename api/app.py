@@ -34,7 +34,7 @@ from aggregator.canonical import site_key
 from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
 from aggregator.model import MAX_STORY_ID
 from aggregator.names import name_key
-from aggregator.store import database_unavailable, other_recipe_leads
+from aggregator.store import database_unavailable
 from api.atom import (
     AtomResponse,
     atom_feed,
@@ -57,6 +57,7 @@ from api.events import (
     resolve,
 )
 from api.fastpath import FastPath, etag_matches
+from api.jobhealth import health
 from api.metrics import Metrics
 from api.pages import DEMO_POLICY, docs_page, own_page, redoc_page
 from api.ratelimit import InFlight, RateLimiter, client_key
@@ -756,53 +757,17 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"], responses={200: {"model": HealthOut}, 503: {"model": HealthOut}})
     async def healthz():
-        try:  # one read answers both: is the database there, and whose recipe leads it
-            lead, ok = await svc.store.leading_embedder(), True
-        except Exception:  # whatever failed, the answer is this body, never an error page
-            lead, ok = None, False
-        failing = svc.jobs.failing()
-        body = {"status": "ok" if ok and not failing else "degraded", "database": ok,
-                "indexed": len(svc.corpus) if svc.corpus is not None else None,
-                "recipe_current": None if lead is None
-                else not other_recipe_leads(lead, svc.embedder.recipe),
-                "failing": failing,
-                "jobs": {name: {"ok_at": iso(s.ok_at), "failures": s.failures}
-                         for name, s in sorted(svc.jobs.jobs.items())}}
-        # 503 only when this process cannot answer (no database): a failing collector is no
-        # reason for a load balancer to stop sending it readers.
-        return JSONResponse(body, status_code=200 if ok else 503)
+        body, status = await health(svc)
+        return JSONResponse(body, status_code=status)
 
     # Documented as what it is: Prometheus text (the document said application/json).
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def prom():
         """Prometheus metrics. Gauges are read from the database at scrape time, so every
         replica reports the cluster's truth; counters are this process's own."""
-        if svc.corpus is not None:
-            metrics.index_size.set(len(svc.corpus))
-        try:
-            await read_database_gauges()
-            metrics.database_up.set(1)
-        except Exception as e:
-            # While the database is away the scrape still answers: this process's own
-            # counters, the gauges as last read, and database_up 0. A 503 left monitoring
-            # blind for the whole outage.
-            if not database_unavailable(e):
-                raise
-            metrics.database_up.set(0)
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        return Response(await metrics.scrape(svc), media_type=CONTENT_TYPE_LATEST)
 
-    async def read_database_gauges() -> None:
-        metrics.backlog.set(await svc.store.backlog_size(svc.embedder.recipe))
-        lead = await svc.store.leading_embedder()
-        metrics.recipe_current.set(0 if other_recipe_leads(lead, svc.embedder.recipe) else 1)
-        metrics.stories_total.set(await svc.store.count_stories())
-        metrics.sources.health = await svc.store.list_sources()
-
-    if svc.collector is not None:
-        svc.collector.listeners.append(metrics.observe_source)
-    if svc.indexer is not None:
-        svc.indexer.listeners.append(metrics.embedded.inc)
-    svc.jobs.listeners.append(metrics.observe_job)
+    metrics.watch(svc)
 
     # ------------------------------------------------------------ stories
 

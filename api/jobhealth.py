@@ -1,4 +1,6 @@
-"""How this process's scheduled jobs are doing: the roles' side of `/healthz` and `/metrics`.
+"""How this process's scheduled jobs are doing: the roles' side of `/healthz` and `/metrics`,
+and the `/healthz` body itself (`health`), the same for the API and for a role's own listener
+(api/opslistener.py).
 
 A failing tick is logged and retried on the next one (api.runner._guard), so a collector
 whose every round fails, or an indexer that cannot reach the database, left the process up
@@ -16,6 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from aggregator.store import other_recipe_leads
+from api.cards import iso
+
+if TYPE_CHECKING:
+    from api.services import Services
 
 # One failed tick is often a passing hiccup (a lock, a restart of the database); three in a
 # row, at the shipped ticks (collect 60 s, follow 1 s), is a job that is down.
@@ -49,3 +58,23 @@ class JobHealth:
     def _tell(self, name: str, succeeded: bool) -> None:
         for listener in self.listeners:
             listener(name, succeeded)
+
+
+async def health(svc: Services) -> tuple[dict, int]:
+    """The `/healthz` body of this process and its status code."""
+    try:  # one read answers both: is the database there, and whose recipe leads it
+        lead, ok = await svc.store.leading_embedder(), True
+    except Exception:  # whatever failed, the answer is this body, never an error page
+        lead, ok = None, False
+    failing = svc.jobs.failing()
+    body = {"status": "ok" if ok and not failing else "degraded", "database": ok,
+            "indexed": len(svc.corpus) if svc.corpus is not None else None,
+            # No embedder (a collector): no recipe of its own to compare.
+            "recipe_current": None if lead is None or svc.embedder is None
+            else not other_recipe_leads(lead, svc.embedder.recipe),
+            "failing": failing,
+            "jobs": {name: {"ok_at": iso(s.ok_at), "failures": s.failures}
+                     for name, s in sorted(svc.jobs.jobs.items())}}
+    # 503 only when this process cannot answer (no database): a failing collector is no
+    # reason for a load balancer to stop sending it readers.
+    return body, 200 if ok else 503

@@ -13,11 +13,17 @@ set (they are read from the database, or are the scraped worker's index size).
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+from aggregator.store import database_unavailable, other_recipe_leads
+
+if TYPE_CHECKING:
+    from api.services import Services
 
 # prometheus_client reads it once, when first imported: `api.workers.serve_workers` sets it
 # before the workers start.
@@ -76,6 +82,49 @@ class Metrics:
         MultiProcessCollector(merged, path=self.shared_folder)
         merged.register(self.sources)
         return generate_latest(merged)
+
+    def watch(self, svc: Services) -> None:
+        """Count what the process's collector, indexer and jobs do from now on. Series of parts
+        it lacks (only a process serving no API lacks them) are left out: in a collector, the
+        index size and the embedding gauges would read 0, and
+        `tidings_embedding_recipe_current 0` is an alert."""
+        if svc.collector is not None:
+            svc.collector.listeners.append(self.observe_source)
+        if svc.indexer is not None:
+            svc.indexer.listeners.append(self.embedded.inc)
+        svc.jobs.listeners.append(self.observe_job)
+        if svc.corpus is None:
+            self.registry.unregister(self.index_size)
+        if svc.embedder is None:
+            self.registry.unregister(self.backlog)
+            self.registry.unregister(self.recipe_current)
+        if svc.related is None:
+            self.registry.unregister(self.block_cache)
+
+    async def scrape(self, svc: Services) -> bytes:
+        """What a scrape of `svc`'s process gets: the gauges read now (from the database, so
+        every process reports the cluster's truth), the counters as they stand."""
+        if svc.corpus is not None:
+            self.index_size.set(len(svc.corpus))
+        try:
+            await self._read_database(svc)
+            self.database_up.set(1)
+        except Exception as e:
+            # While the database is away the scrape still answers: this process's own
+            # counters, the gauges as last read, and database_up 0. A 503 left monitoring
+            # blind for the whole outage.
+            if not database_unavailable(e):
+                raise
+            self.database_up.set(0)
+        return self.exposition()
+
+    async def _read_database(self, svc: Services) -> None:
+        if svc.embedder is not None:
+            self.backlog.set(await svc.store.backlog_size(svc.embedder.recipe))
+            lead = await svc.store.leading_embedder()
+            self.recipe_current.set(0 if other_recipe_leads(lead, svc.embedder.recipe) else 1)
+        self.stories_total.set(await svc.store.count_stories())
+        self.sources.health = await svc.store.list_sources()
 
     def observe_job(self, job: str, succeeded: bool) -> None:
         """A tick of a scheduled job (api.jobhealth.JobHealth's listener)."""

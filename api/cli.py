@@ -97,6 +97,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="settings file (default config/tidings.toml)")
 
 
+def _metrics_port(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-port", type=_PORT, metavar="P",
+                   help="long-running form only: answer /healthz and /metrics on this port "
+                        "(default [metrics] port; 0 = no listener)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="tidings", description="Tidings: news aggregator with related stories and personalized feeds.")
     _common(top)
@@ -119,11 +125,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="every due source once, then exit")
     p.add_argument("--source", metavar="NAME", type=_given("source name"),
                    help="only this source (fetched even if not due)")
+    _metrics_port(p)
 
     p = sub.add_parser("index", help="embed stories that lack a vector")
     _common(p)
     p.add_argument("--rebuild", action="store_true", help="rebuild the index from the database")
     p.add_argument("--watch", action="store_true", help="keep running: embed new stories as they arrive")
+    _metrics_port(p)
 
     p = sub.add_parser("import", help="import stories from JSON Lines (- = stdin)")
     _common(p)
@@ -292,6 +300,11 @@ def _long_running(args) -> bool:
 
 
 async def dispatch(args) -> int:
+    if getattr(args, "metrics_port", None) is not None and not _long_running(args):
+        # A one-off round ends before any scrape: the port would have been taken for nothing.
+        print("tidings: error: --metrics-port is for the long-running forms "
+              "(`collect` without --once or --source, `index --watch`)", file=sys.stderr)
+        return EXIT_USAGE
     if not _long_running(args):
         _stop_on_sigterm()
     settings = _settings(args)
@@ -349,7 +362,8 @@ async def cmd_collect(settings, args) -> int:
     if not args.once and not args.source:
         from api.runner import run_roles
 
-        await run_roles(settings, serve=False, collect=True, index=False)
+        await run_roles(settings, serve=False, collect=True, index=False,
+                        metrics_port=args.metrics_port)
         return 0
     svc = await build(settings, collect=True)
     try:
@@ -392,7 +406,8 @@ async def cmd_index(settings, args) -> int:
         # --rebuild with --watch was ignored without a word: the rebuild first, then the watch.
         if args.rebuild and (rc := await index_once(settings, rebuild=True)):
             return rc
-        await run_roles(settings, serve=False, collect=False, index=True)
+        await run_roles(settings, serve=False, collect=False, index=True,
+                        metrics_port=args.metrics_port)
         return 0
     return await index_once(settings, rebuild=args.rebuild)
 

@@ -22,6 +22,7 @@ from aggregator.settings import Settings
 from aggregator.sources import load_sources
 from aggregator.store import database_unavailable
 from api.jobhealth import JobHealth
+from api.opslistener import OpsListener
 from api.services import Services, build, recipe_adopter
 from recommender.embed import warm_up
 from recommender.indexer import LEAD_CHECK_S
@@ -149,7 +150,10 @@ async def retention(svc: Services, now: datetime | None = None) -> None:
 
 async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bool,
                     host: str | None = None, port: int | None = None,
+                    metrics_port: int | None = None,
                     resolver_factory=None, ready: asyncio.Event | None = None) -> None:
+    """`metrics_port` (`--metrics-port`): a process that does not serve listens for /healthz
+    and /metrics there instead of `[metrics] port` (0: not at all)."""
     if collect:
         # A bad sources file stops a collecting process before the model loads (the strict
         # check below syncs it): it was said only after the embedder was built, ~20 s into a
@@ -165,6 +169,19 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         try:
             await watcher.check(strict=True)
         except ConfigError:
+            await svc.close()
+            raise
+    if metrics_port is None:
+        metrics_port = settings.metrics.port
+    ops = None
+    if not serve and metrics_port:  # a serving process has both paths on the API's port
+        # Before any job starts, so that each is counted, and a port taken stops the process
+        # before it has work under way.
+        ops = OpsListener(svc, [role for role, on in (("collect", collect), ("index", index)) if on])
+        try:
+            await ops.start(settings.metrics.host, metrics_port)
+        except OSError:
+            await ops.stop()
             await svc.close()
             raise
     if collect:
@@ -226,6 +243,8 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
                 ready.set()
             await _wait_for_signal()
     finally:
+        if ops is not None:
+            await ops.stop()
         sched.shutdown(wait=False)
         stopping = [*loops, *rounds]
         for task in stopping:

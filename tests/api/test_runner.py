@@ -28,6 +28,19 @@ ARTICLES = [{"title": f"Story {j} about the harbour", "text": f"Body {j} of a lo
             for j in range(6)]
 
 
+def one_feed(site: LocalSite, tmp_path: Path, **env: str):
+    """Settings whose one source, `local`, is a feed of ARTICLES on `site` (hash embedder)."""
+    site.route("/feed.xml", body=rss(0, ARTICLES, datetime.now(UTC)),
+               content_type="application/rss+xml")
+    (tmp_path / "sources.toml").write_text(
+        f'[[source]]\nname = "local"\nurl = "{site.url("/feed.xml")}"\ncategory = "c"\n'
+        'interval = "24h"\n', encoding="utf-8")
+    return load_settings(REPO_CONFIG, env={
+        "TIDINGS_DATA_DIR": str(tmp_path / "data"),
+        "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml"),
+        "TIDINGS_INDEX_EMBEDDER": "hash", "TIDINGS_LOG_LEVEL": "warning", **env})
+
+
 async def test_wait_model_returns_when_loaded_or_after_its_bound():
     ready = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -68,15 +81,7 @@ async def test_first_round_starts_once_the_model_is_loaded(tmp_path, monkeypatch
 
     monkeypatch.setattr(Collector, "run_round", run_round)
     async with LocalSite() as site:
-        site.route("/feed.xml", body=rss(0, ARTICLES, datetime.now(UTC)),
-                   content_type="application/rss+xml")
-        (tmp_path / "sources.toml").write_text(
-            f'[[source]]\nname = "local"\nurl = "{site.url("/feed.xml")}"\ncategory = "c"\n'
-            'interval = "24h"\n', encoding="utf-8")
-        settings = load_settings(REPO_CONFIG, env={
-            "TIDINGS_DATA_DIR": str(tmp_path / "data"),
-            "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml"),
-            "TIDINGS_INDEX_EMBEDDER": "hash", "TIDINGS_LOG_LEVEL": "warning"})
+        settings = one_feed(site, tmp_path)
         started = time.monotonic()
         task = asyncio.create_task(runner.run_roles(settings, serve=False, collect=True,
                                                     index=True))

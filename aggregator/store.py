@@ -171,6 +171,10 @@ class SourceHealth:
     error_count: int
     next_check_at: datetime | None
     interval_s: int
+    # Its keep and block rules (None: none): an operator reading why a source brings in few
+    # stories sees what leaves its items out.
+    keep: str | None = None
+    block: str | None = None
 
 
 @dataclass(frozen=True)
@@ -920,7 +924,7 @@ class Store:
                 r.name, r.url, r.category, r.detected_kind or r.kind, r.enabled, r.weight, status,
                 counts.get(name_key(r.name), 0), r.last_check_at, r.last_success_at, r.last_error,
                 r.error_count, r.next_check_at if r.enabled else None,  # never, while disabled
-                r.adaptive_interval_s or r.interval_s,
+                r.adaptive_interval_s or r.interval_s, r.keep_rule or None, r.block_rule or None,
             ))
         return out
 

@@ -250,6 +250,8 @@ class SourceOut(BaseModel):
     error_count: int
     next_check_at: str | None = Field(description="null while the source is disabled")
     interval_s: int
+    keep: str | None = Field(description="its keep rule (a regular expression), null for none")
+    block: str | None = Field(description="its block rule (a regular expression), null for none")
 
 
 class SourcesOut(BaseModel):
@@ -971,7 +973,8 @@ def create_app(svc: Services) -> FastAPI:
              "enabled": r.enabled, "weight": r.weight, "status": r.status, "stories": r.stories,
              "last_check_at": iso(r.last_check_at), "last_success_at": iso(r.last_success_at),
              "last_error": r.last_error, "error_count": r.error_count,
-             "next_check_at": iso(r.next_check_at), "interval_s": r.interval_s}
+             "next_check_at": iso(r.next_check_at), "interval_s": r.interval_s,
+             "keep": r.keep, "block": r.block}
             for r in rows]}
 
     @app.post("/v1/sources/{name}/reset", tags=["sources"], responses={200: {"model": ResetOut}})

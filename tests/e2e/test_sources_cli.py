@@ -236,6 +236,8 @@ async def test_sources_check_and_collect_count_the_items_left_out_by_rules(cli_e
         r = await cli(["collect", "--once", "--source", "ruled"], env)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "ok     ruled: 2 items, 1 new, 0 updated, 1 left out by rules" in r.stdout, r.stdout
+        row = (await listed(env))["ruled"]  # what leaves its items out is in plain sight
+        assert (row["keep"], row["block"]) == (None, r"\bminister\b"), row
 
         sources_file(tmp_path, source("ruled", site.url("/rss.xml"), block="minister("))
         r = await cli(["sources", "check", "ruled"], env)

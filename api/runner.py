@@ -187,8 +187,9 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     if collect:
         # The parse workers start beside the corpus and the model; the first round waits for
         # them (a failure to start them leaves each round its own pool, as one-off rounds do).
-        workers_started = asyncio.create_task(_guard("collect.parse_workers", svc.collector.start,
-                                                     svc.jobs))
+        # Logged if it fails, not a job of /healthz: it runs once, so it could never be
+        # "failing" (3 failed ticks), and it was listed among the jobs as if it ticked.
+        workers_started = asyncio.create_task(_guard("collect.parse_workers", svc.collector.start))
     if svc.corpus is not None:
         info = await svc.corpus.start()
         log.info("index.loaded %s", info)

@@ -97,6 +97,7 @@ async def test_a_collector_and_an_indexer_answer_healthz_and_metrics(tmp_path, m
                 assert (body["status"], body["database"], body["failing"]) == ("ok", True, [])
                 assert body["indexed"] is None and body["recipe_current"] is None
                 assert body["jobs"]["collect"]["ok_at"].endswith("Z")
+                assert "collect.parse_workers" not in body["jobs"]  # a start-up task, no job
 
                 broken.set()
 

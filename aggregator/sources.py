@@ -81,14 +81,9 @@ def trial_source(url: str) -> SourceSpec | None:
     operator tries a feed before adding it. None when `url` is not an absolute http(s) URL
     (it is then a source's name). Named after its host ("www.news-site.example" ->
     "news-site-example"), kind auto, no category yet."""
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises ValueError when out of range or not a number
-    except ValueError:
+    if url_problem(url) is not None:
         return None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None:
-        return None
-    host = parts.hostname.removeprefix("www.")
+    host = (urlsplit(url.strip()).hostname or "").removeprefix("www.")
     name = re.sub(r"[^a-z0-9_-]+", "-", host.lower()).strip("-_")[:MAX_SOURCE_NAME_CHARS] or "source"
     return SourceSpec(name=name, url=url.strip(), category="")
 
@@ -101,22 +96,30 @@ def source_table(spec: SourceSpec) -> str:
                       'category = ""  # required: the section of its stories, e.g. "politics"'])
 
 
-def _check_url(url: Any, err: _SourceErrors) -> str:
-    if not isinstance(url, str):
-        raise err(f"url must be a string, got {url!r}", "url")
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a source's URL, else None (pure)."""
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018 - raises ValueError when out of range or not a number
     except ValueError as e:  # "http://[::1/x", ":99999": the fetch would fail on every round
-        raise err(f"url is not a valid URL ({e}), got {url!r}", "url") from None
+        return f"url is not a valid URL ({e}), got {url!r}"
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise err(f"url must be an absolute http(s) URL, got {url!r}", "url")
+        return f"url must be an absolute http(s) URL, got {url!r}"
     if parts.username is not None or parts.password is not None:
         # The fetcher refuses them (aggregator.netguard): accepted here, the source failed
         # every round with the password in the log, its last_error and `sources list`.
         # Not echoed: this error reaches the log too (a hot reload keeps the old sources).
-        raise err("url must not carry a user name or password (user:password@host): the "
-                  "collector does not send them", "url")
+        return ("url must not carry a user name or password (user:password@host): the "
+                "collector does not send them")
+    return None
+
+
+def _check_url(url: Any, err: _SourceErrors) -> str:
+    if not isinstance(url, str):
+        raise err(f"url must be a string, got {url!r}", "url")
+    problem = url_problem(url)
+    if problem is not None:
+        raise err(problem, "url")
     return url.strip()
 
 

@@ -945,9 +945,11 @@ def create_app(svc: Services) -> FastAPI:
             return Response(status_code=304, headers=headers)
         return Response(script.body(gzipped), media_type="application/javascript", headers=headers)
 
+    demo_page = (STATIC / "demo.html").read_text(encoding="utf-8")  # read once, not per view
+
     @app.get("/demo", tags=["widget"], include_in_schema=False)
     async def demo():
-        return own_page((STATIC / "demo.html").read_text(encoding="utf-8"), DEMO_POLICY)
+        return own_page(demo_page, DEMO_POLICY)
 
     def openapi_url(request: Request) -> str:
         # As FastAPI's own docs routes: behind a proxy the spec is under the root path.

@@ -245,10 +245,7 @@ class EventSink:
         try:
             await self._write_batch(batch)
         finally:  # written or given up on: nobody waits for them any more
-            self._unwritten.subtract(e.reader for e in batch)
-            for e in batch:
-                if self._unwritten[e.reader] <= 0:
-                    del self._unwritten[e.reader]
+            self._unwritten -= Counter(e.reader for e in batch)  # drops the readers at 0
 
     async def _write_batch(self, batch: list[EventRecord]) -> None:
         for attempt in range(5):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from aggregator.childproc import child_start, interrupts_held
-from aggregator.itemrules import admitted
+from aggregator.itemrules import RuleTooSlow, admitted
 from aggregator.model import ParsedDocument, Selectors, SourceSpec, StoryDraft
 from aggregator.normalize import normalize
 from aggregator.parse import parse_document
@@ -53,20 +53,32 @@ class Parsed:
     left_out: int = 0
 
 
-def drafts_from(doc: ParsedDocument, spec: SourceSpec, now: datetime) -> tuple[list[StoryDraft], int]:
-    """The drafts of `doc`'s items that the source's `keep` and `block` rules admit, and how
-    many usable ones they left out; for a full_text source, untitled ones too (see
-    `normalize`): its caller reads their pages, then keeps `collect.titled` ones."""
-    drafts, left_out = [], 0
+def drafts_from(doc: ParsedDocument, spec: SourceSpec,
+                now: datetime) -> tuple[list[StoryDraft], int, ParsedDocument]:
+    """The drafts of `doc`'s items that the source's `keep` and `block` rules admit, how many
+    usable ones they left out, and `doc` (with a problem added if a rule was too slow); for a
+    full_text source, untitled ones too (see `normalize`): its caller reads their pages, then
+    keeps `collect.titled` ones.
+
+    A rule that runs past its time limit on one item is not applied to the rest of the
+    document: those items are kept (an operator's pattern loses no story) and the problem says
+    which rule to simplify. Tried on every item, it would cost its limit on each."""
+    drafts, left_out, keep, block = [], 0, spec.keep, spec.block
     for item in doc.items:
         d = normalize(item, source=spec, now=now, keep_untitled=spec.full_text)
         if d is None:
             continue
-        if admitted(d, spec.keep, spec.block):
+        try:
+            ok = admitted(d, keep, block)
+        except RuleTooSlow as e:
+            ok, keep, block = True, "", ""
+            doc = replace(doc, problems=(*doc.problems, f"{e}; its rules were not applied to "
+                                         "this item and the ones after it: simplify the rule"))
+        if ok:
             drafts.append(d)
         else:
             left_out += 1
-    return drafts, left_out
+    return drafts, left_out, doc
 
 
 def parse_and_normalize(body: bytes, base_url: str, content_type: str | None, kind: str,
@@ -74,7 +86,7 @@ def parse_and_normalize(body: bytes, base_url: str, content_type: str | None, ki
                         keep_items: bool = True) -> Parsed:
     doc = parse_document(body, base_url=base_url, content_type=content_type, kind=kind,
                          selectors=selectors)
-    drafts, left_out = drafts_from(doc, spec, now)
+    drafts, left_out, doc = drafts_from(doc, spec, now)
     count = len(doc.items)
     return Parsed(doc if keep_items else replace(doc, items=()), count, tuple(drafts), left_out)
 

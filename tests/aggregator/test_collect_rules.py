@@ -167,3 +167,18 @@ async def test_threads_and_the_process_pool_apply_the_rules_alike(site, tmp_path
     # Odd sources keep the 3 items under /politics/ (or tagged Politics); even ones block 5.
     assert pooled[0]["src0"] == (7, 2, 5) and pooled[0]["src1"] == (7, 3, 4)
     assert len(pooled[1]) == 10 * 2 + 10 * 3
+
+
+@pytest.mark.timeout(60)
+async def test_a_runaway_rule_loses_no_story_and_the_round_says_which_rule(store, site):
+    """A block rule that backtracks without end ("(a|aa)+$" against a title of a's: with `re`,
+    hours for one item, the parse worker and every source behind it held) is stopped after
+    50 ms; the source's items are all stored and its report names the rule."""
+    items = [*ITEMS[:3], ("a" * 60 + "!", "/odd/a", "", [], "An odd headline.")]
+    site.route("/all.xml", body=feed("http://news.example", items), content_type="application/rss+xml")
+    await store.sync_sources([SourceSpec("general", site.url("/all.xml"), "politics",
+                                         block=r"^live:|(a|aa)+$")], NOW)
+    (r,) = (await collector(store, site).run_round(force=True)).sources
+    assert (r.ok, r.items, r.new, r.left_out) == (True, 4, 3, 1), r  # "Live: …" left out
+    assert any("block rule took over 50 ms" in p for p in r.problems), r.problems
+    assert "a" * 60 + "!" in await titles(store, "general")

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aggregator.itemrules import MAX_RULE_CHARS, admitted, compile_rule
-from aggregator.model import ParsedItem
+from aggregator.itemrules import MAX_RULE_CHARS, RuleTooSlow, admitted, compile_rule
+from aggregator.model import ParsedDocument, ParsedItem, SourceSpec
 from aggregator.normalize import normalize
+from aggregator.parsepool import drafts_from
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
@@ -62,3 +63,43 @@ def test_compile_rule_says_why_a_pattern_cannot_be_a_rule():
                      ("x" * (MAX_RULE_CHARS + 1), f"at most {MAX_RULE_CHARS} characters")):
         with pytest.raises(ValueError, match=why):
             compile_rule(bad)
+
+
+# Backtracks without end on a run of a's that does not end the text: with `re` a search of a
+# 60-character title would take longer than the universe has existed (~fib(60) steps).
+RUNAWAY = "(a|aa)+$"
+
+
+@pytest.mark.timeout(30)
+def test_a_rule_that_backtracks_without_end_is_stopped_and_named():
+    item = draft(title="a" * 60 + "!")
+    with pytest.raises(RuleTooSlow, match=r"block rule took over 50 ms.*\(a\|aa\)\+\$") as e:
+        admitted(item, "", RUNAWAY)
+    assert e.value.which == "block"
+    with pytest.raises(RuleTooSlow, match="keep rule"):
+        admitted(item, RUNAWAY, "")
+    assert admitted(draft(title="Budget vote"), "", RUNAWAY)  # a plain title: no time at all
+
+
+def _spec(keep="", block=""):
+    return SourceSpec(name="mixed", url="https://news.example/feed", category="politics",
+                      keep=keep, block=block)
+
+
+@pytest.mark.timeout(30)
+def test_items_from_a_runaway_rule_on_are_kept_and_the_problem_says_which_rule():
+    """The rules stop at the first item they run away on: it and the items after it are kept
+    (an operator's pattern loses no story), the ones before were judged as usual."""
+    items = (ParsedItem(url="https://news.example/sport/cup", title="Cup final", tags=("Sport",)),
+             ParsedItem(url="https://news.example/politics/budget", title="Budget vote"),
+             ParsedItem(url="https://news.example/sport/a", title="a" * 60 + "!", tags=("Sport",)),
+             ParsedItem(url="https://news.example/politics/tax", title="Tax plans"))
+    doc = ParsedDocument(kind="feed", title="Mixed", items=items, problems=("item 9 had no link",))
+    drafts, left_out, out = drafts_from(doc, _spec(keep="sport", block=RUNAWAY), NOW)
+    assert [d.title for d in drafts] == ["Cup final", "a" * 60 + "!", "Tax plans"]
+    assert left_out == 1  # "Budget vote", before the rules stopped
+    assert out.problems[0] == "item 9 had no link" and len(out.problems) == 2
+    assert "block rule took over 50 ms" in out.problems[1] and "simplify" in out.problems[1]
+    # Rules that behave: the document comes back as it was.
+    drafts, left_out, same = drafts_from(doc, _spec(keep="sport"), NOW)
+    assert (len(drafts), left_out, same) == (2, 2, doc)

@@ -1,6 +1,7 @@
 """Feed quality with the real model: MIND next-read goals and the two-interest reader on BBC.
 
-Both load the bundled model (marked `model`) and read ../shared/data (skipped without it).
+Both embed with the default embedder (`ov8`, tests/conftest.py: OpenVINO int8 of the bundled
+model, what users get; marked `model`) and read ../shared/data (skipped without it).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ pytestmark = pytest.mark.model
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
 
-@pytest.mark.timeout(900)  # ~1 min embedding + ~1 min ranking, several times that on a busy box
-def test_mind_next_read_beats_popularity_clearly(shared_data, minilm):
+@pytest.mark.timeout(900)  # ~5 s embedding + ~5 s ranking, several times that on a busy box
+def test_mind_next_read_beats_popularity_clearly(shared_data, ov8):
     data = shared_data / "mind-small-sample"
     if not data.is_dir():
         pytest.skip(f"MIND sample not found at {data}")
-    result = eval_feed_mind(data, minilm)
+    result = eval_feed_mind(data, ov8)
     print(format_report(result))
     assert result["n"] == 808
     base = result["baselines"]
@@ -54,7 +55,7 @@ def _bbc(folder, limit=None):
     return out
 
 
-def test_reader_with_two_interests_gets_both_in_proportion(shared_data, minilm):
+def test_reader_with_two_interests_gets_both_in_proportion(shared_data, ov8):
     bbc = shared_data / "bbc-news"
     if not bbc.is_dir():
         pytest.skip(f"BBC news not found at {bbc}")
@@ -71,7 +72,7 @@ def test_reader_with_two_interests_gets_both_in_proportion(shared_data, minilm):
         pool += [(other, a) for a in _bbc(bbc / other, 20)]
     stories = [("politics", a) for a in read_pol] + [("entertainment", a) for a in read_ent] + pool
     # Headline and lead (60 words) keep this test quick; the topics are plain from the lead.
-    vectors = minilm.encode([story_text(a[1], "", a[2], max_words=60) for _, a in stories])
+    vectors = ov8.encode([story_text(a[1], "", a[2], max_words=60) for _, a in stories])
     cands = [
         FeedCandidate(id=i, vector=vectors[i], category=cat, source="bbc", title=a[1])
         for i, (cat, a) in enumerate(stories)

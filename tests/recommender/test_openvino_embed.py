@@ -87,18 +87,9 @@ def test_build_recipe_names_its_calibration_and_runtime():
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("ov-models")
-
-
-@pytest.fixture(scope="session")
-def ov_path(models_dir):
-    return build_openvino_model(models_dir / "minilm-int8-ov")
-
-
-@pytest.fixture(scope="session")
-def ov8(ov_path):
-    return OpenVinoEmbedder(ov_path, threads=2)
+def models_dir(ov_models_dir):
+    """Where `ov_path` (tests/conftest.py, shared with the quality tests) was built."""
+    return ov_models_dir
 
 
 @pytest.fixture(scope="session")

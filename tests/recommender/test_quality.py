@@ -1,6 +1,9 @@
 """Related-block quality with the real model: ECB+, UCI headlines and the seed case.
 
-Slow by nature (embeds ~1,500 short texts with the bundled model): marked `model`.
+Measured with the embedder users get by default (`ov8`: OpenVINO int8 of the bundled model;
+tests/conftest.py), and on ECB+'s 40-word variant against torch too: issue 6 lets the faster
+backend be the default only while its precision stays within 0.005 of torch's. Slow by nature
+(embeds ~1,500 texts, ~1,000 of them whole documents): marked `model`.
 """
 
 from __future__ import annotations
@@ -12,21 +15,23 @@ from recommender.evaluate import eval_related_ecbplus, eval_related_uci, seed_ca
 pytestmark = [pytest.mark.model, pytest.mark.timeout(600)]
 
 # Measured with the default RankParams (see the evaluation notes in recommender/evaluate.py):
-# first40 precision@5 0.953 with the torch model used here (0.950 before the flatter lexical
-# tf, 0.936 before close publication times counted, 0.930 before neighbourhood agreement),
-# hard@5 0.048; full text 0.975 / 0.029. These floors guard against regressions; the issue's
-# goals (>= 0.95 | 0.98, hard <= 0.03) are checked separately below.
+# first40 precision@5 0.9536 / hard@5 0.0475 with the int8 embedder measured here (0.953 /
+# 0.048 with torch; 0.950 before the flatter lexical tf, 0.936 before close publication times
+# counted, 0.930 before neighbourhood agreement); full text 0.974 / 0.0297. These floors guard
+# against regressions; the issue's goals (>= 0.95 | 0.98, hard <= 0.03) are checked separately.
 PRECISION_FLOOR = 0.946
 HARD_CEILING = 0.055
 FULL_PRECISION_FLOOR = 0.970
 FULL_HARD_CEILING = 0.033
 # The reference points to beat: TF-IDF 0.901 and MiniLM 0.894 on the same protocol.
 BEST_BASELINE = 0.901
+# Issue 6: the default backend's precision may trail torch's by at most this on ECB+.
+BACKEND_PRECISION_DROP = 0.005
 
 
 @pytest.fixture(scope="module")
-def ecb_first40(shared_data, minilm):
-    return eval_related_ecbplus(shared_data / "ecbplus", minilm, "first40")
+def ecb_first40(shared_data, ov8):
+    return eval_related_ecbplus(shared_data / "ecbplus", ov8, "first40")
 
 
 def test_ecbplus_first40_beats_baselines_and_never_returns_the_query(ecb_first40):
@@ -38,25 +43,31 @@ def test_ecbplus_first40_beats_baselines_and_never_returns_the_query(ecb_first40
     assert result["hard_at_5"] <= HARD_CEILING, result
 
 
-@pytest.mark.xfail(reason="issue goal not reached: first40 measures 0.953 / hard 0.048", strict=False)
+def test_the_default_embedder_holds_torchs_precision_on_ecbplus(shared_data, minilm, ecb_first40):
+    torch = eval_related_ecbplus(shared_data / "ecbplus", minilm, "first40")
+    assert ecb_first40["precision_at_5"] >= torch["precision_at_5"] - BACKEND_PRECISION_DROP, (
+        ecb_first40, torch)
+
+
+@pytest.mark.xfail(reason="issue goal not reached: first40 measures 0.954 / hard 0.048", strict=False)
 def test_ecbplus_first40_meets_the_issue_goal(ecb_first40):
     assert ecb_first40["precision_at_5"] >= 0.95, ecb_first40
     assert ecb_first40["hard_at_5"] <= 0.03, ecb_first40
 
 
-def test_ecbplus_full_text_holds_its_precision(shared_data, minilm):
+def test_ecbplus_full_text_holds_its_precision(shared_data, ov8):
     # Whole documents: the lexical side reads its 150-word lead of each (as the product's
     # index does) and the query's whole text, where term repetition matters most.
-    result = eval_related_ecbplus(shared_data / "ecbplus", minilm, "full")
+    result = eval_related_ecbplus(shared_data / "ecbplus", ov8, "full")
     assert result["self_returned"] == 0 and result["short_blocks"] == 0
     assert result["precision_at_5"] >= FULL_PRECISION_FLOOR, result
     assert result["hard_at_5"] <= FULL_HARD_CEILING, result
 
 
-def test_uci_headlines_rank_as_well_as_the_embeddings_alone(shared_data, minilm):
+def test_uci_headlines_rank_as_well_as_the_embeddings_alone(shared_data, ov8):
     # Held-out same-story data (nothing was tuned on it), headlines only: TF-IDF is weak
     # there (0.855), the vectors carry it (torch 0.899, int8 0.905; the engine alike).
-    result = eval_related_uci(shared_data / "uci-news-aggregator-head", minilm)
+    result = eval_related_uci(shared_data / "uci-news-aggregator-head", ov8)
     assert result["n_queries"] == 499
     assert result["self_returned"] == 0 and result["short_blocks"] == 0
     dense = result["baselines"]["dense"]["precision_at_5"]
@@ -65,9 +76,9 @@ def test_uci_headlines_rank_as_well_as_the_embeddings_alone(shared_data, minilm)
     assert result["precision_at_5"] >= tfidf + 0.03, result
 
 
-def test_seed_case_block_has_no_entertainment_story(shared_data, minilm):
+def test_seed_case_block_has_no_entertainment_story(shared_data, ov8):
     # Bodies cut to 120 words to keep the run short; the full-text block is in the report.
-    block = seed_case_block(shared_data / "bbc-news", minilm, k=5, words=120)
+    block = seed_case_block(shared_data / "bbc-news", ov8, k=5, words=120)
     sections = [section for section, _, _ in block]
     assert len(block) == 5
     assert "entertainment" not in sections, block

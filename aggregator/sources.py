@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -84,16 +85,34 @@ def trial_source(url: str) -> SourceSpec | None:
     if url_problem(url) is not None:
         return None
     host = (urlsplit(url.strip()).hostname or "").removeprefix("www.")
-    name = re.sub(r"[^a-z0-9_-]+", "-", host.lower()).strip("-_")[:MAX_SOURCE_NAME_CHARS] or "source"
-    return SourceSpec(name=name, url=url.strip(), category="")
+    return SourceSpec(name=name_slug(host) or "source", url=url.strip(), category="")
+
+
+def name_slug(text: str, max_chars: int = MAX_SOURCE_NAME_CHARS) -> str:
+    """`text` as a source name, "" when nothing of it is left: accents folded ("Économie" ->
+    "economie", "Straße" -> "strasse"), lower case, each run of other characters one "-",
+    no "-" or "_" at either end, at most `max_chars`. Letters without an ASCII form (Cyrillic,
+    CJK) are dropped: the caller falls back to the host's name."""
+    folded = unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9_-]+", "-", folded).strip("-_")[:max_chars].rstrip("-_")
+
+
+def toml_string(value: str) -> str:
+    """`value` as a TOML basic string. Not json.dumps alone: its ASCII escapes write a
+    character beyond U+FFFF as a surrogate pair ("\\ud83d\\ude00"), which TOML refuses, and
+    without them DEL stays raw, which TOML refuses too."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def source_table(spec: SourceSpec) -> str:
-    """The `[[source]]` table that collects a checked trial source (kind auto finds feeds,
-    JSON Feeds and sitemaps alike), to paste into sources.toml; the category is left for the
-    operator to fill in (loading refuses it empty, naming the line)."""
-    return "\n".join(["[[source]]", f"name = {json.dumps(spec.name)}", f"url = {json.dumps(spec.url)}",
-                      'category = ""  # required: the section of its stories, e.g. "politics"'])
+    """The `[[source]]` table of a source to add (kind auto finds feeds, JSON Feeds and
+    sitemaps alike), to paste into sources.toml: a checked trial source, a feed read from an
+    OPML file. Without a category it is left for the operator to fill in (loading refuses it
+    empty, naming the line)."""
+    category = (f"category = {toml_string(spec.category)}" if spec.category else
+                'category = ""  # required: the section of its stories, e.g. "politics"')
+    return "\n".join(["[[source]]", f"name = {toml_string(spec.name)}",
+                      f"url = {toml_string(spec.url)}", category])
 
 
 def url_problem(url: str) -> str | None:

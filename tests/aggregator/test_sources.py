@@ -20,8 +20,11 @@ from aggregator.sources import (
     SELECTOR_KEYS,
     SOURCE_KEYS,
     load_sources,
+    name_slug,
     parse_duration,
+    source_table,
     sources_digest,
+    trial_source,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -389,3 +392,19 @@ def test_a_url_with_a_password_is_refused_at_load_without_echoing_it(tmp_path):
         load_sources(path)
     assert "user name or password" in str(e.value) and "s3cret" not in str(e.value)
     assert ":3:" in str(e.value)  # the line of the url
+
+
+def test_a_source_table_with_a_character_beyond_the_bmp_loads(tmp_path):
+    """json.dumps wrote it as a surrogate pair, which TOML refuses: `sources check URL`'s
+    table to paste did not load."""
+    spec = trial_source("https://a.example/🙂")
+    assert spec is not None and spec.name == "a-example"
+    path = tmp_path / "s.toml"
+    path.write_text(source_table(spec).replace('category = ""', 'category = "x"'), encoding="utf-8")
+    assert load_sources(path)[0].url == "https://a.example/🙂"
+
+
+def test_a_trial_source_is_named_after_its_host_folded_to_ascii():
+    assert trial_source("https://www.bücher.example/feed").name == "bucher-example"
+    assert trial_source("http://[::1]:8080/feed").name == "1"
+    assert name_slug("Économie — le fil") == "economie-le-fil"

@@ -92,6 +92,21 @@ def _embedder(value: str) -> str:
                                      f"{', '.join(EMBEDDERS)})")
 
 
+def _category(value: str) -> str:
+    """`sources import-opml --category`: a category the sources loader takes."""
+    from aggregator.model import MAX_CATEGORY_CHARS
+    from aggregator.settings import CONTROL_CHARS
+
+    value = value.strip()
+    if not value:
+        raise argparse.ArgumentTypeError("the category is empty")
+    if len(value) > MAX_CATEGORY_CHARS:
+        raise argparse.ArgumentTypeError(f"a category is at most {MAX_CATEGORY_CHARS} characters")
+    if CONTROL_CHARS.search(value):
+        raise argparse.ArgumentTypeError("a category must not hold control characters")
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, type=_config_path,
                    help="settings file (default config/tidings.toml)")
@@ -176,6 +191,19 @@ def parser() -> argparse.ArgumentParser:
     q = ss.add_parser("reset", help="clear a source's errors and make it due now")
     _common(q)
     q.add_argument("name")
+    q = ss.add_parser("import-opml", help="[[source]] tables for the feeds of a feed reader's "
+                      "OPML file (--append: add them to the sources file)")
+    _common(q)
+    q.add_argument("file", metavar="FILE", help="the OPML file (- = stdin)")
+    q.add_argument("--category", type=_category,
+                   help="every source's category (default: its folder's name as a slug)")
+    q.add_argument("--append", action="store_true",
+                   help="add the tables to the sources file instead of printing them")
+    q = ss.add_parser("export-opml", help="the sources as an OPML 2.0 file for a feed reader")
+    _common(q)
+    q.add_argument("-o", "--output", metavar="FILE", default="-", type=_given("output path"),
+                   help="write it to FILE (default: standard output)")
+    q.add_argument("--force", action="store_true", help="replace FILE if it exists")
 
     p = sub.add_parser("takedown", help="remove stories for good (a legal request, a retraction)")
     _common(p)
@@ -760,6 +788,10 @@ async def cmd_sources(settings, args) -> int:
     from aggregator.sources import load_sources, source_table, trial_source
     from api.services import build
 
+    if args.sources_command == "import-opml":  # files only: no database
+        return import_opml(settings, args)
+    if args.sources_command == "export-opml":
+        return export_opml(settings, args)
     specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
     if args.sources_command == "check":
         spec = next((s for s in specs if s.name == args.name), None)
@@ -816,6 +848,148 @@ async def cmd_sources(settings, args) -> int:
         table.append([r.name, status, r.category, str(r.stories), _ago(r.last_success_at),
                       next_check(r.next_check_at), err])
     print(_table(table))
+    return 0
+
+
+def import_opml(settings, args) -> int:
+    """`sources import-opml`: the tables for an OPML file's feeds, printed or appended to the
+    sources file. Appending keeps the operator's file byte for byte, checks that the result
+    loads, and renames it into place: a running `tidings run` reloads it whole or not at all."""
+    from datetime import UTC, datetime
+
+    from aggregator.errors import ParseError
+    from aggregator.opml import MAX_OPML_BYTES, appended, plan_import, read_opml
+    from aggregator.sources import load_sources, source_table
+
+    path = settings.sources_file
+    try:
+        if args.file == "-":
+            body = sys.stdin.buffer.read(MAX_OPML_BYTES + 1)
+        else:
+            with open(args.file, "rb") as f:
+                body = f.read(MAX_OPML_BYTES + 1)
+    except OSError as e:
+        print(f"tidings: error: cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    label = "standard input" if args.file == "-" else args.file
+    try:
+        feeds = read_opml(body)
+    except ParseError as e:
+        print(f"tidings: error: {label}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    existing = load_sources(path, default_interval_s=settings.collect.default_interval_s)
+    plan = plan_import(feeds, existing, category=args.category)
+    for skip in plan.skipped:
+        print(f"tidings: {label}: {skip}", file=sys.stderr)
+    uncategorized = sum(1 for s in plan.specs if not s.category)
+    if args.append and uncategorized:
+        print(f"tidings: error: {uncategorized} feed(s) in no folder would have no category: "
+              "pass --category C, or import without --append and fill them in; "
+              f"{path} left as it was", file=sys.stderr)
+        return EXIT_USAGE
+    if not plan.specs:
+        print(f"tidings: nothing to add from {label} ({len(plan.skipped)} skipped)", file=sys.stderr)
+        # 1 only when no feed was usable: a rerun, every feed already there, succeeded.
+        return 0 if plan.already else 1
+    if not args.append:
+        print("\n\n".join(source_table(s) for s in plan.specs))
+        note = (f"; {uncategorized} need a category filled in (or pass --category)"
+                if uncategorized else "")
+        print(f"tidings: {len(plan.specs)} sources from {label}, to add to {path} (or rerun "
+              f"with --append){note}", file=sys.stderr)
+        return 0
+    target = Path(path).resolve()  # a symlink's file is the one replaced; the link stays
+    original = target.read_bytes()
+    new = appended(original, plan.specs, opml_name=label, on=datetime.now(UTC).date())
+    tmp: Path | None = _write_beside(target, new)
+    try:
+        os.chmod(tmp, target.stat().st_mode & 0o7777)
+        # Loaded as the collector will load it, before it replaces anything.
+        if (problem := _load_problem(settings, tmp)) is not None:
+            print(f"tidings: error: {path} would not load with these tables: {problem}; "
+                  "left as it was", file=sys.stderr)
+            return EXIT_USAGE
+        if target.read_bytes() != original:  # an operator's edit meanwhile is not overwritten
+            print(f"tidings: error: {path} changed while importing; left as it was, run the "
+                  "command again", file=sys.stderr)
+            return 1
+        os.replace(tmp, target)
+        tmp = None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    print(f"added {len(plan.specs)} sources to {path}")
+    return 0
+
+
+def _load_problem(settings, path: Path) -> str | None:
+    """Why the sources file at `path` would not load (message, line, key), else None."""
+    from aggregator.errors import ConfigError
+    from aggregator.sources import load_sources
+
+    log = logging.getLogger("tidings.sources")
+    was, log.disabled = log.disabled, True  # its warnings came with the first load already
+    try:
+        load_sources(path, default_interval_s=settings.collect.default_interval_s)
+    except ConfigError as e:  # its file is the temporary one: the message names no file
+        where = f" (line {e.line}{f', key {e.key!r}' if e.key else ''})" if e.line else ""
+        return f"{e.message}{where}"
+    finally:
+        log.disabled = was
+    return None
+
+
+def _write_beside(target: Path, data: bytes) -> Path:
+    """`data` in a new file beside `target`, flushed to disk: renamed over `target`, it
+    replaces it whole (same directory, same file system), so no reader sees half of it."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)  # of an earlier run of this pid, killed before its rename
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def export_opml(settings, args) -> int:
+    """`sources export-opml`: the sources a feed reader can read, as OPML 2.0; each source left
+    out is named on stderr. A file is written beside its name and renamed into place."""
+    from datetime import UTC, datetime
+
+    from aggregator.opml import export_opml as opml_of
+    from aggregator.sources import load_sources
+
+    specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
+    doc, left_out = opml_of(specs, created_at=datetime.now(UTC))
+    for line in left_out:
+        print(f"tidings: left out {line}", file=sys.stderr)
+    exported = len(specs) - len(left_out)
+    if args.output == "-":
+        if sys.stdout is None:
+            print("tidings: error: cannot write -: standard output is closed", file=sys.stderr)
+            return EXIT_USAGE
+        sys.stdout.buffer.write(doc)
+        sys.stdout.flush()
+        print(f"tidings: exported {exported} sources", file=sys.stderr)
+        return 0
+    target = Path(args.output).resolve()
+    if target.is_file() and not args.force:
+        print(f"tidings: error: {args.output} exists; pass --force to replace it", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if target.exists() and not target.is_file():  # a pipe or a device: written to
+            target.write_bytes(doc)
+        else:
+            os.replace(_write_beside(target, doc), target)
+    except OSError as e:
+        print(f"tidings: error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"exported {exported} sources to {target}")
     return 0
 
 

@@ -19,7 +19,6 @@ one matrix and builds the index once (HNSW+SQ8 at that size) instead of growing 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import json
 import logging
@@ -58,30 +57,49 @@ META_RECORDS = "meta.records"
 # (a saver that died between the two), the cards and lexical index are rebuilt.
 SNAPSHOT_WAIT_S = 60.0
 SNAPSHOT_POLL_S = 0.2
-# Held by a save for all its writes (`save_lock`). How long a save waits for another process
-# saving the same folder, checking every SAVE_LOCK_POLL_S: past it (a saver stopped mid-save)
-# the save is skipped and left pending, as a failed one is.
+# Held by a save for all its writes (`take_save_lock`). How long a save waits for another
+# process saving the same folder, checking every SAVE_LOCK_POLL_S: past it (a saver stopped
+# mid-save) the save is skipped and left pending, as a failed one is.
 SAVE_LOCK = ".save.lock"
 SAVE_LOCK_WAIT_S = 120.0
 SAVE_LOCK_POLL_S = 0.2
 
 
-@contextlib.contextmanager
-def save_lock(directory: Path) -> Iterator[bool]:
-    """Whether this save holds the folder's save lock (yielded), waited for up to
-    SAVE_LOCK_WAIT_S. Every owner of the files saves them: `tidings import` or `tidings index`
-    run beside `tidings run` made two savers of one folder, whose files interleaved (one's
-    index, the other's snapshot: the next start rebuilt the cards from the database), and one's
-    sweep of temporary files could remove the other's mid-write when their pids do not see
-    each other (containers sharing the volume). A lock file: the files are renamed into place,
-    so a lock on one of them would not last. Loaders do not take it (manifests guard them)."""
-    with open(directory / SAVE_LOCK, "a") as f:
-        held = _flock_within(f.fileno(), directory)
-        try:
-            yield held
-        finally:
-            if held:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+def take_save_lock(directory: Path) -> BinaryIO | None:
+    """The folder's save lock, held (an open file: closing it lets go), or None when another
+    process kept it for SAVE_LOCK_WAIT_S. Blocking: call it on a worker thread.
+
+    Every owner of the files saves them: `tidings import` or `tidings index` run beside
+    `tidings run` made two savers of one folder, whose files interleaved (one's index, the
+    other's snapshot: the next start rebuilt the cards from the database), and one's sweep of
+    temporary files could remove the other's mid-write when their pids do not see each other
+    (containers sharing the volume). A lock file: the files are renamed into place, so a lock
+    on one of them would not last. Loaders do not take it (manifests guard them)."""
+    f = open(directory / SAVE_LOCK, "ab")  # noqa: SIM115 - returned open: it is the lock
+    try:
+        if _flock_within(f.fileno(), directory):
+            return f
+    except BaseException:
+        f.close()
+        raise
+    f.close()
+    return None
+
+
+async def hold_save_lock(directory: Path) -> BinaryIO | None:
+    """`take_save_lock` off the event loop. Cancelled while it waits, the thread goes on (it
+    cannot be stopped): a lock it takes after that is let go at once, not left to the GC."""
+    job = asyncio.ensure_future(asyncio.to_thread(take_save_lock, directory))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        job.add_done_callback(_close_taken)
+        raise
+
+
+def _close_taken(job: asyncio.Future) -> None:
+    if not job.cancelled() and job.exception() is None and job.result() is not None:
+        job.result().close()
 
 
 def _flock_within(fd: int, directory: Path) -> bool:
@@ -789,31 +807,47 @@ class Corpus:
 
     async def save(self) -> bool:
         """Write the vector index, then the lexical index and cards beside it (owner only);
-        whether it wrote them (not when another process kept the folder's `save_lock`).
+        whether it wrote them (not when another process kept the folder's save lock).
 
-        The change log is not followed meanwhile, so the three files hold the same stories at
-        the same watermark (a restart checks that before using the snapshot). The lexical
-        state and the card columns are copied here, on the serving thread (a few ms): queries
-        refresh norms in place, and the copy must not move while the files are written.
+        The change log is not followed while the files are written, so the three hold the
+        same stories at the same watermark (a restart checks that before using the snapshot).
+        The folder's lock is taken first, without the follow lock: behind another process's
+        save (`tidings import` beside `tidings run`) a save waits up to SAVE_LOCK_WAIT_S, and
+        holding the follow lock meanwhile kept new stories and takedowns from this process's
+        answers for as long. The lexical state and the card columns are copied here, on the
+        serving thread (a few ms): queries refresh norms in place, and the copy must not move
+        while the files are written.
         """
         if not self.owner:
             return False
         self.index_dir.mkdir(parents=True, exist_ok=True)
-        async with self._follow_lock:
-            with self._lock:
-                watermark = self.watermark
-                self.dirty = False
-                lexical = self.lexical.snapshot()
-                meta, write_records = self.meta.snapshot()
-            try:
-                saved = await asyncio.to_thread(self._save_files, watermark, lexical, meta,
-                                                write_records)
-            except BaseException:
-                self.dirty = True  # not on disk: the next save tries again
-                raise
-            if not saved:
-                self.dirty = True
-            return saved
+        held = await hold_save_lock(self.index_dir)
+        if held is None:
+            log.warning("index.save_skipped dir=%s: another process kept it locked for %.0f s "
+                        "(two owners of one index: `tidings import` or `tidings index` beside "
+                        "`tidings run`); saved again later", self.index_dir, SAVE_LOCK_WAIT_S)
+            self.dirty = True
+            return False
+        try:
+            async with self._follow_lock:
+                with self._lock:
+                    watermark = self.watermark
+                    self.dirty = False
+                    lexical = self.lexical.snapshot()
+                    meta, write_records = self.meta.snapshot()
+                # The writing thread lets the lock go when its writes end: cancelled here, the
+                # thread goes on writing, and another saver must not start meanwhile.
+                writing, held = asyncio.to_thread(self._write_files_then_let_go, held,
+                                                  watermark, lexical, meta, write_records), None
+                try:
+                    await writing
+                except BaseException:
+                    self.dirty = True  # not on disk: the next save tries again
+                    raise
+            return True
+        finally:
+            if held is not None:
+                held.close()
 
     async def try_save(self) -> bool:
         """`save`, with a failure to write (a full or read-only disk) logged instead of
@@ -828,17 +862,11 @@ class Corpus:
                         self.index_dir, e)
             return False
 
-    def _save_files(self, watermark: int, lexical: dict[str, np.ndarray],
-                    meta: dict[str, np.ndarray], write_records: Callable[[BinaryIO], None]) -> bool:
-        with save_lock(self.index_dir) as held:
-            if not held:
-                log.warning("index.save_skipped dir=%s: another process kept it locked for "
-                            "%.0f s (two owners of one index: `tidings import` or `tidings "
-                            "index` beside `tidings run`); saved again later",
-                            self.index_dir, SAVE_LOCK_WAIT_S)
-                return False
-            self._write_files(watermark, lexical, meta, write_records)
-            return True
+    def _write_files_then_let_go(self, held: BinaryIO, *args) -> None:
+        try:
+            self._write_files(*args)
+        finally:
+            held.close()
 
     def _write_files(self, watermark: int, lexical: dict[str, np.ndarray],
                      meta: dict[str, np.ndarray], write_records: Callable[[BinaryIO], None]) -> None:

@@ -999,7 +999,7 @@ def sweep_temps(directory: Path, name: re.Pattern[str] = _TEMP_NAME) -> list[Pat
     A live process's files stay, so a save running in another process is never broken; a
     reused pid only delays the sweep. Only within one pid namespace: a process whose pids
     this one cannot see looks dead, so savers of one folder must also take turns (the
-    corpus's `save_lock`).
+    corpus's `take_save_lock`).
     """
     removed = []
     try:

@@ -572,6 +572,80 @@ async def test_a_save_that_cannot_take_the_lock_is_skipped_and_kept_pending(stor
     assert FaissIndex.load(tmp_path / "ix").watermark == c.watermark != before
 
 
+async def test_a_save_waiting_for_another_savers_lock_lets_the_change_log_be_followed(
+        store, tmp_path, monkeypatch):
+    """`tidings import` saving the folder beside `tidings run`: run's save waits for the lock
+    (up to SAVE_LOCK_WAIT_S, 120 s), and while it waited it held the follow lock, so the
+    stories stored and the takedowns made meanwhile stayed out of run's answers that long.
+    Now the wait holds nothing: follows go on, and the save writes once it has the lock."""
+    import fcntl
+
+    import recommender.corpus as corpus_module
+
+    await seed(store)
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    monkeypatch.setattr(corpus_module, "SAVE_LOCK_WAIT_S", 60.0)
+    monkeypatch.setattr(corpus_module, "SAVE_LOCK_POLL_S", 0.02)
+    with open(tmp_path / "ix" / corpus_module.SAVE_LOCK, "a") as other_saver:
+        fcntl.flock(other_saver.fileno(), fcntl.LOCK_EX)
+        saving = asyncio.create_task(c.save())
+        await asyncio.sleep(0.2)  # the save is waiting for the lock
+        await seed(store, 3, start=100)
+        # The old code blocked here until the save gave up (60 s); 20 s leaves room for a
+        # loaded machine and still fails it.
+        assert await asyncio.wait_for(c.follow(), 20) > 0
+        assert len(c) == 23 and not saving.done()
+        fcntl.flock(other_saver.fileno(), fcntl.LOCK_UN)
+        assert await asyncio.wait_for(saving, 20)
+    saved = FaissIndex.load(tmp_path / "ix")
+    assert len(saved) == 23 and saved.watermark == c.watermark and not c.dirty
+
+
+async def test_a_cancelled_save_lets_go_of_the_lock_only_when_its_writes_end(store, tmp_path,
+                                                                            monkeypatch):
+    """Cancelled mid-write (a shutdown), the thread writing the files cannot be stopped: the
+    folder's lock stays held until it ends, so another saver never writes beside it."""
+    import fcntl
+
+    import recommender.corpus as corpus_module
+
+    await seed(store)
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    writing, finish = threading.Event(), threading.Event()
+    real_write = corpus_module.Corpus._write_files
+
+    def slow_write(self, *args):
+        writing.set()
+        finish.wait(30)
+        real_write(self, *args)
+
+    monkeypatch.setattr(corpus_module.Corpus, "_write_files", slow_write)
+    saving = asyncio.create_task(c.save())
+    assert await asyncio.to_thread(writing.wait, 20)
+    saving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await saving
+
+    def lock_free() -> bool:
+        with open(tmp_path / "ix" / corpus_module.SAVE_LOCK, "a") as probe:
+            try:
+                fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(probe.fileno(), fcntl.LOCK_UN)
+            return True
+
+    assert not lock_free()  # still writing
+    finish.set()
+    for _ in range(200):
+        if lock_free():
+            break
+        await asyncio.sleep(0.05)
+    assert lock_free() and c.dirty
+
+
 async def test_related_blocks_are_the_same_after_a_restart(store, tmp_path):
     from recommender.blocks import RelatedService
     from recommender.related import Filters

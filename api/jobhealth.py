@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from aggregator.store import other_recipe_leads
-from api.cards import iso
 
 if TYPE_CHECKING:
     from api.services import Services
@@ -62,6 +61,9 @@ class JobHealth:
 
 async def health(svc: Services) -> tuple[dict, int]:
     """The `/healthz` body of this process and its status code."""
+    from api.cards import iso  # here: importing the cards (and the ranking) at start slowed
+    # every command that builds services, /healthz or not (api/services.py)
+
     try:  # one read answers both: is the database there, and whose recipe leads it
         lead, ok = await svc.store.leading_embedder(), True
     except Exception:  # whatever failed, the answer is this body, never an error page

@@ -1844,6 +1844,18 @@ class Store:
             return False
         return True
 
+    async def renew_job(self, name: str, *, owner: str, lease_s: int, now: datetime) -> bool:
+        """Extend `owner`'s claim of the singleton job `name` to `lease_s` from `now`, while
+        its run goes on; False if the claim is no longer its own (its lease ran out and
+        another process claimed the job, or the run was recorded done)."""
+        async with self.writing() as s:
+            res = await s.execute(update(JobLockRow)
+                                  .where(JobLockRow.name == name, JobLockRow.owner == owner,
+                                         JobLockRow.lease_until.is_not(None))
+                                  .values(lease_until=now + timedelta(seconds=lease_s))
+                                  .execution_options(synchronize_session=False))
+            return bool(res.rowcount)
+
     async def job_done(self, name: str, *, owner: str, started_at: datetime) -> bool:
         """Record a run of `name` that `owner` claimed at `started_at` as done (the next one
         is due `every_s` after it), and end its lease; False if the claim is no longer ours

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -119,17 +120,48 @@ async def _guard(name: str, job, health: JobHealth | None = None) -> None:
 # Retention runs once an hour in the cluster and ticks every RETENTION_TICK_S in each process.
 RETENTION_EVERY_S = 3600
 RETENTION_TICK_S = 600
-# A run's claim: longer than a run takes (213,600 stories: 30 s), so two processes do not run
-# it at once, and shorter than a tick, so a failed run is tried again at the next one.
+# A run's claim: shorter than a tick, so a failed run is tried again at the next one, and
+# renewed every third of it while the run goes on (`_keep_claim`). A run usually takes far
+# less (213,600 stories: 30 s), but the first run after `stories_days` is lowered, or one on a
+# busy database, can take longer, and an unrenewed claim then let a second process start the
+# same deletions beside it.
 RETENTION_LEASE_S = 300
 
 
 async def retention(svc: Services, now: datetime | None = None) -> None:
-    r = svc.settings.retention
     now = now or datetime.now(UTC)
     if not await svc.store.claim_job("retention", owner=svc.owner, every_s=RETENTION_EVERY_S,
                                      lease_s=RETENTION_LEASE_S, now=now):
         return  # another process of the cluster ran it within the hour, or runs it now
+    keeper = asyncio.create_task(_keep_claim(svc, "retention", now, RETENTION_LEASE_S))
+    try:
+        await _retention_run(svc, now)
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+    # Only now: a run that raised before this is claimed again once its lease runs out.
+    await svc.store.job_done("retention", owner=svc.owner, started_at=now)
+
+
+async def _keep_claim(svc: Services, name: str, claimed_at: datetime, lease_s: int) -> None:
+    """Renew the claim of job `name` every third of its lease until cancelled. Time runs on
+    from `claimed_at` (the run's own clock, as the claim's). A renewal that fails (the
+    database away for a moment) is tried again at the next; a claim lost stops the renewals."""
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(lease_s / 3)
+        at = claimed_at + timedelta(seconds=time.monotonic() - started)
+        try:
+            if not await svc.store.renew_job(name, owner=svc.owner, lease_s=lease_s, now=at):
+                log.warning("%s.claim_lost: another process took the job over; this run "
+                            "goes on to its end", name)
+                return
+        except Exception as e:  # the run itself meets the same database and says so
+            log.info("%s.claim_renewal_failed: %s", name, e)
+
+
+async def _retention_run(svc: Services, now: datetime) -> None:
+    r = svc.settings.retention
     if r.stories_days:
         ids = await svc.store.delete_stories_before(now - timedelta(days=r.stories_days))
         if ids:
@@ -144,8 +176,6 @@ async def retention(svc: Services, now: datetime | None = None) -> None:
         if n:
             log.info("retention.change_log removed=%d horizon=%d", n,
                      await svc.store.change_horizon())
-    # Only now: a run that raised before this is claimed again once its lease runs out.
-    await svc.store.job_done("retention", owner=svc.owner, started_at=now)
 
 
 async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bool,

@@ -595,6 +595,24 @@ async def test_a_failed_cluster_job_is_claimed_again_at_the_next_tick(store):
     assert await _claim(store, "a", NOW + timedelta(minutes=80))
 
 
+async def test_a_renewed_claim_keeps_a_long_run_to_its_owner(store):
+    """A run longer than its lease renews its claim: no other process takes the job while it
+    goes on. A claim lost (its lease ran out first) or a run done cannot be renewed."""
+    assert await _claim(store, "a", NOW)
+    for minutes in (4, 8, 12):  # a's run goes on, renewing every 4 minutes
+        assert await store.renew_job("retention", owner="a", lease_s=300,
+                                     now=NOW + timedelta(minutes=minutes))
+        assert not await _claim(store, "b", NOW + timedelta(minutes=minutes + 1))
+    assert not await store.renew_job("retention", owner="b", lease_s=300,
+                                     now=NOW + timedelta(minutes=13))  # not b's to renew
+    assert await _claim(store, "b", NOW + timedelta(minutes=18))  # a stopped renewing
+    assert not await store.renew_job("retention", owner="a", lease_s=300,
+                                     now=NOW + timedelta(minutes=19))
+    assert await store.job_done("retention", owner="b", started_at=NOW + timedelta(minutes=18))
+    assert not await store.renew_job("retention", owner="b", lease_s=300,
+                                     now=NOW + timedelta(minutes=19))  # done: nothing held
+
+
 async def test_concurrent_claims_of_a_cluster_job_have_one_winner(db_url):
     """Two processes (two stores, their own connections) ticking at once: the job's first
     claim (the row inserted) and a later one (the row updated) each go to one of them."""

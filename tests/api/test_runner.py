@@ -239,6 +239,37 @@ async def test_a_failed_retention_run_is_run_again_at_the_next_tick(store, monke
     assert await store.get_story(second) is None
 
 
+async def test_a_retention_run_longer_than_its_lease_keeps_its_claim(store, monkeypatch):
+    """The first run after `stories_days` is lowered can delete for longer than its claim's
+    lease: unrenewed, another process's tick then claimed the job and ran the same
+    deletions beside it. The claim is renewed while the run goes on (a lease of 0.6 s here,
+    a deletion of 2 s)."""
+    settings = load_settings(REPO_CONFIG, env={})
+    settings = replace(settings, retention=replace(settings.retention, stories_days=30))
+    monkeypatch.setattr(runner, "RETENTION_LEASE_S", 0.6)
+    real = store.delete_stories_before
+    deleting = asyncio.Event()
+
+    async def slow(before):
+        deleting.set()
+        await asyncio.sleep(2.0)
+        return await real(before)
+
+    monkeypatch.setattr(store, "delete_stories_before", slow)
+    svc = SimpleNamespace(settings=settings, store=store, owner="a")
+    now = datetime.now(UTC)
+    run = asyncio.create_task(runner.retention(svc, now))
+    await asyncio.wait_for(deleting.wait(), 10)
+    taken = []
+    while not run.done():  # another process's ticks, on the same clock, all through the run
+        elapsed = timedelta(seconds=len(taken) * 0.1)
+        taken.append(await store.claim_job("retention", owner="b", every_s=runner.RETENTION_EVERY_S,
+                                           lease_s=1, now=now + elapsed))
+        await asyncio.sleep(0.1)
+    await run
+    assert len(taken) >= 10 and not any(taken), taken
+
+
 async def _settings_with_stories(tmp_path, n: int):
     """Settings over a fresh SQLite database holding `n` stories, none embedded yet."""
     settings = load_settings(REPO_CONFIG, env={"TIDINGS_DATA_DIR": str(tmp_path / "data"),

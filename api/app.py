@@ -65,6 +65,7 @@ from api.readers import add_reader_routes
 from api.render import render_block_html
 from api.services import Services
 from api.static_files import StaticFile, accepts_gzip, static_file
+from api.stats import MAX_DAYS, stats_period, stats_report
 from recommender.blocks import BadArticle, Block
 from recommender.related import Filters
 
@@ -266,6 +267,47 @@ class TakedownOut(BaseModel):
 class ResetOut(BaseModel):
     name: str
     status: str = Field(description="due, or disabled for a source not fetched until enabled")
+
+
+class StatsDayOut(BaseModel):
+    date: str = Field(description="a UTC day, YYYY-MM-DD; every day of the period, zeros when quiet")
+    impressions: int
+    clicks: int
+    reads: int
+    ctr: float | None = Field(description="clicks / impressions; null without impressions")
+
+
+class StatsTotalOut(BaseModel):
+    impressions: int
+    clicks: int
+    reads: int
+    ctr: float | None
+
+
+class StatsSiteOut(BaseModel):
+    site: str
+    impressions: int
+    clicks: int
+    ctr: float | None
+
+
+class StatsStoryOut(BaseModel):
+    id: int
+    title: str
+    url: str
+    site: str
+    impressions: int
+    clicks: int
+    ctr: float | None
+
+
+class StatsOut(BaseModel):
+    since: str
+    until: str
+    days: list[StatsDayOut]
+    total: StatsTotalOut
+    sites: list[StatsSiteOut] = Field(description="the 20 sites with most clicks")
+    stories: list[StatsStoryOut] = Field(description="the 10 stories with most clicks")
 
 
 def cached_block_responses(model: type[BaseModel] | None) -> dict:
@@ -989,6 +1031,22 @@ def create_app(svc: Services) -> FastAPI:
         if status is None:
             raise ApiError(404, "not_found", f"no source named {name!r}")
         return {"name": name, "status": status}
+
+    # ------------------------------------------------------------ widget stats
+
+    @app.get("/v1/stats", tags=["ops"], responses={200: {"model": StatsOut}})
+    async def stats(
+        request: Request,
+        days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 7,
+        site: Annotated[str | None, Query(max_length=255)] = None,
+    ):
+        """How the widget performs (operator; API key when configured): impressions, clicks,
+        reads and click-through rate per UTC day of the last `days` (today so far included),
+        in total, per site and for the top stories; `site` narrows to that site's stories."""
+        require_key(request)
+        since, until = stats_period(datetime.now(UTC), days)
+        counts = await svc.store.widget_stats(since, until, site=site or None)
+        return JSONResponse(stats_report(counts, since, until), headers={"Cache-Control": "no-store"})
 
     # ------------------------------------------------------------ events
 

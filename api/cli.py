@@ -16,6 +16,8 @@ import signal
 import sys
 from pathlib import Path
 
+from api.stats import MAX_DAYS
+
 EXIT_USAGE = 2
 
 
@@ -219,6 +221,14 @@ def parser() -> argparse.ArgumentParser:
     _common(q)
     q.add_argument("urls", nargs="+", metavar="URL")
 
+    p = sub.add_parser("stats", help="how the widget performs: impressions, clicks and CTR per day, "
+                                     "top sites and stories")
+    _common(p)
+    p.add_argument("--days", type=_ranged(int, 1, MAX_DAYS), default=7, metavar="N",
+                   help=f"the last N UTC days, today included (1 to {MAX_DAYS}; default 7)")
+    p.add_argument("--site", type=_given("site"), help="only the stories of this site")
+    p.add_argument("--json", action="store_true", help="the JSON of GET /v1/stats")
+
     p = sub.add_parser("eval", help="offline quality evaluation on labelled datasets")
     _common(p)
     es = p.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
@@ -368,6 +378,8 @@ async def dispatch(args) -> int:
         return await cmd_sources(settings, args)
     if cmd == "takedown":
         return await cmd_takedown(settings, args)
+    if cmd == "stats":
+        return await cmd_stats(settings, args)
     if cmd == "eval":
         from api.evalcmd import cmd_eval
 
@@ -990,6 +1002,49 @@ def export_opml(settings, args) -> int:
         print(f"tidings: error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
         return EXIT_USAGE
     print(f"exported {exported} sources to {target}")
+    return 0
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.2f}%"
+
+
+def stats_text(report: dict) -> str:
+    """`tidings stats` as tables: the days, then the top sites and stories (pure)."""
+    days = [["DAY", "IMPRESSIONS", "CLICKS", "READS", "CTR"]]
+    days += [[d["date"], str(d["impressions"]), str(d["clicks"]), str(d["reads"]), _percent(d["ctr"])]
+             for d in report["days"]]
+    t = report["total"]
+    days.append(["total", str(t["impressions"]), str(t["clicks"]), str(t["reads"]), _percent(t["ctr"])])
+    out = [_table(days)]
+    if report["sites"]:
+        sites = [["SITE", "IMPRESSIONS", "CLICKS", "CTR"]]
+        sites += [[s["site"] or "-", str(s["impressions"]), str(s["clicks"]), _percent(s["ctr"])]
+                  for s in report["sites"]]
+        out.append(_table(sites))
+    if report["stories"]:
+        stories = [["ID", "IMPRESSIONS", "CLICKS", "CTR", "SITE", "TITLE"]]
+        stories += [[str(s["id"]), str(s["impressions"]), str(s["clicks"]), _percent(s["ctr"]),
+                     s["site"] or "-", s["title"][:70]] for s in report["stories"]]
+        out.append(_table(stories))
+    return "\n\n".join(out)
+
+
+async def cmd_stats(settings, args) -> int:
+    """The report of GET /v1/stats, read from the database directly (no API needed)."""
+    from datetime import UTC, datetime
+
+    from api.services import build
+    from api.stats import stats_period, stats_report
+
+    since, until = stats_period(datetime.now(UTC), args.days)
+    svc = await build(settings)
+    try:
+        counts = await svc.store.widget_stats(since, until, site=args.site)
+    finally:
+        await svc.close()
+    report = stats_report(counts, since, until)
+    print(json.dumps(report, indent=2) if args.json else stats_text(report))
     return 0
 
 

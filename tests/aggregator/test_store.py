@@ -1117,3 +1117,45 @@ async def test_deleting_stories_reads_no_table_scan_per_row(store):
             "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) "
             "FROM pg_stat_xact_user_tables WHERE relname = 'stories'"))).scalar_one()
     assert read < 1000, read  # before: 299,790 (the table, once per deleted story)
+
+
+async def test_widget_stats_count_the_period_by_utc_day_site_and_story(store):
+    """The widget's report (api.stats): counted in SQL per UTC day (SQLite keeps the times as
+    text, PostgreSQL as timestamptz: both cut at UTC midnight), per site, per story; events
+    before `since` or from `until` on, and other sites' stories with `site`, are left out."""
+    a, b, c = (await store.upsert_stories([
+        draft("https://news.example/a", "Alpha", site="news.example"),
+        draft("https://news.example/b", "Beta", site="news.example"),
+        draft("https://other.example/c", "Gamma", site="other.example")], NOW)).new_ids
+    since, until = datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 26, 12, tzinfo=UTC)
+
+    def ev(sid, type_, at, n):
+        return [EventRecord(event_key(f"r{n}-{i}", sid, type_, at, None), f"r{n}-{i}", sid, type_, at)
+                for i in range(n)]
+
+    late_24 = datetime(2026, 11, 24, 23, 59, 59, tzinfo=UTC)
+    await store.add_events([
+        *ev(a, "impression", late_24, 4), *ev(a, "click", late_24, 2),  # the 24th, last second
+        *ev(a, "impression", NOW - timedelta(hours=1), 3), *ev(a, "read", NOW - timedelta(hours=1), 1),
+        *ev(b, "impression", datetime(2026, 11, 26, tzinfo=UTC), 5),  # the 26th, first second
+        *ev(b, "click", NOW - timedelta(hours=2), 3),
+        *ev(c, "impression", NOW - timedelta(hours=3), 2), *ev(c, "click", NOW - timedelta(hours=3), 1),
+        *ev(a, "click", since - timedelta(seconds=1), 7),  # before the period
+        *ev(b, "click", until, 6),  # at its end: not in [since, until)
+    ], NOW)
+
+    got = await store.widget_stats(since, until)
+    assert got.days == [("2026-11-24", 4, 2, 0), ("2026-11-26", 10, 4, 1)]  # the quiet 25th absent
+    assert got.sites == [("news.example", 12, 5), ("other.example", 2, 1)]
+    assert [(s.id, s.title, s.site, s.impressions, s.clicks) for s in got.stories] == [
+        (b, "Beta", "news.example", 5, 3), (a, "Alpha", "news.example", 7, 2),
+        (c, "Gamma", "other.example", 2, 1)]
+    assert [s.id for s in (await store.widget_stats(since, until, top=1)).stories] == [b]
+
+    # A site as filters compare it: any case, "www.", a URL of it.
+    for spelling in ("news.example", "WWW.News.Example", "https://news.example/x"):
+        only = await store.widget_stats(since, until, site=spelling)
+        assert only.days == [("2026-11-24", 4, 2, 0), ("2026-11-26", 8, 3, 1)], spelling
+        assert only.sites == [("news.example", 12, 5)] and {s.id for s in only.stories} == {a, b}
+    nothing = await store.widget_stats(since, until, site="nowhere.example")
+    assert nothing.days == nothing.sites == nothing.stories == []

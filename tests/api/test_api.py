@@ -625,6 +625,8 @@ async def test_operator_endpoints_need_the_key_when_set(tmp_path, shared_data):
             assert (await c.get("/v1/sources")).status_code == 401
             assert (await c.get("/v1/sources", headers={"X-API-Key": "wrong"})).status_code == 401
             assert (await c.get("/v1/sources", headers={"X-API-Key": "s3cret"})).status_code == 200
+            assert (await c.get("/v1/stats")).status_code == 401
+            assert (await c.get("/v1/stats", headers={"X-API-Key": "s3cret"})).status_code == 200
             assert (await c.post("/v1/sources/nope/reset",
                                  headers={"Authorization": "Bearer s3cret"})).status_code == 404
             # Public reads and the widget need no key.

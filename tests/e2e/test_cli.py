@@ -339,3 +339,49 @@ def test_a_database_only_command_does_not_import_the_roles_it_does_not_run():
                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_stats_reports_the_widgets_days_sites_and_stories(cli_env, tmp_path):
+    """`tidings stats`: a table by default, the endpoint's JSON with --json; events before
+    the period and, with --site, other sites' stories are left out; a quiet day is zeros."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from aggregator.store import EventRecord, Store, event_key
+
+    path = tmp_path / "two.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in [
+        {"url": "https://news.example/a", "title": "Widget story", "site": "news.example"},
+        {"url": "https://other.example/b", "title": "Other story", "site": "other.example"},
+    ]) + "\n", encoding="utf-8")
+    assert run_cli(["import", str(path), "--no-index"], cli_env).returncode == 0
+    now = datetime.now(UTC)
+
+    async def add_events() -> None:
+        store = Store(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'tidings.db'}")
+        evs = [(1, "impression", now, 4), (1, "click", now, 1), (2, "click", now, 2),
+               (1, "click", now - timedelta(days=3), 5)]  # before a 2-day period
+        try:
+            await store.add_events([EventRecord(event_key(f"r{i}", sid, kind, at, None), f"r{i}",
+                                                sid, kind, at)
+                                    for sid, kind, at, n in evs for i in range(n)], now)
+        finally:
+            await store.close()
+
+    asyncio.run(add_events())
+    r = run_cli(["stats", "--days", "2", "--json"], cli_env)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert [d["clicks"] for d in report["days"]] == [0, 3]  # yesterday quiet, the old 5 out
+    assert report["days"][0]["ctr"] is None
+    assert report["total"] == {"impressions": 4, "clicks": 3, "reads": 0, "ctr": 0.75}
+    assert [(s["site"], s["clicks"]) for s in report["sites"]] == [("other.example", 2),
+                                                                   ("news.example", 1)]
+    r = run_cli(["stats", "--days", "2", "--site", "News.Example"], cli_env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["DAY", "IMPRESSIONS", "CLICKS", "READS", "CTR"]
+    assert lines[2].split() == [now.date().isoformat(), "4", "1", "0", "25.00%"]
+    assert "Widget story" in r.stdout and "other.example" not in r.stdout
+    r = run_cli(["stats", "--days", "91"], cli_env)
+    assert r.returncode == 2 and "91 is outside [1, 90]" in r.stderr and "Traceback" not in r.stderr

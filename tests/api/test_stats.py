@@ -1,0 +1,124 @@
+"""The widget's report: GET /v1/stats over a real SQLite store, and its pure shaping (api.stats)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from aggregator.model import StoryDraft
+from aggregator.store import EventRecord, StoryCounts, WidgetCounts, event_key, utcnow
+from api.stats import ctr, stats_period, stats_report
+
+# ------------------------------------------------------------ pure
+
+
+def test_the_period_is_whole_utc_days_up_to_now():
+    now = datetime(2026, 11, 26, 15, 30, tzinfo=UTC)
+    assert stats_period(now, 1) == (datetime(2026, 11, 26, tzinfo=UTC), now)
+    assert stats_period(now, 7) == (datetime(2026, 11, 20, tzinfo=UTC), now)
+
+
+def test_the_report_fills_quiet_days_with_zeros_and_has_no_rate_without_impressions():
+    since, until = datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 26, 9, tzinfo=UTC)
+    counts = WidgetCounts(
+        days=[("2026-11-24", 3, 1, 0), ("2026-11-26", 0, 2, 1)],
+        sites=[("news.example", 3, 3)],
+        stories=[StoryCounts(7, "T", "https://news.example/t", "news.example", 0, 2),
+                 StoryCounts(8, "U", "https://news.example/u", "news.example", 3, 1)])
+    r = stats_report(counts, since, until)
+    assert r["since"] == "2026-11-24T00:00:00+00:00" and r["until"] == "2026-11-26T09:00:00+00:00"
+    assert r["days"] == [
+        {"date": "2026-11-24", "impressions": 3, "clicks": 1, "reads": 0, "ctr": 0.3333},
+        {"date": "2026-11-25", "impressions": 0, "clicks": 0, "reads": 0, "ctr": None},
+        {"date": "2026-11-26", "impressions": 0, "clicks": 2, "reads": 1, "ctr": None}]
+    assert r["total"] == {"impressions": 3, "clicks": 3, "reads": 1, "ctr": 1.0}
+    assert r["sites"] == [{"site": "news.example", "impressions": 3, "clicks": 3, "ctr": 1.0}]
+    assert [(s["id"], s["ctr"]) for s in r["stories"]] == [(7, None), (8, 0.3333)]
+    empty = stats_report(WidgetCounts([], [], []), since, until)
+    assert len(empty["days"]) == 3 and empty["total"]["ctr"] is None
+    # A period ending at midnight does not reach into the next day.
+    assert len(stats_report(counts, since, datetime(2026, 11, 26, tzinfo=UTC))["days"]) == 2
+    assert ctr(1, 3) == 0.3333 and ctr(5, 0) is None
+
+
+# ------------------------------------------------------------ HTTP
+
+
+def _events(sid: int, type_: str, at: datetime, n: int, tag: str) -> list[EventRecord]:
+    return [EventRecord(event_key(f"{tag}{i}", sid, type_, at, None), f"{tag}{i}", sid, type_, at)
+            for i in range(n)]
+
+
+async def test_stats_count_the_widgets_events_of_the_last_days(http, stack):
+    store = stack.svc.store
+    bbc = (await http.get("/v1/stories", params={"limit": 1})).json()["items"][0]
+    (other,) = (await store.upsert_stories([StoryDraft(
+        url="https://other.example/x", title="Elsewhere", site="other.example", source="o")],
+        utcnow())).new_ids
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    # Today's through the API, as the widget sends them; older ones straight to the store.
+    sent = [{"reader": f"w{i}", "story_id": bbc["id"], "type": "impression"} for i in range(4)]
+    sent += [{"reader": "w0", "story_id": bbc["id"], "type": "click"},
+             {"reader": "w1", "story_id": other, "type": "click"}]
+    assert (await http.post("/v1/events", json={"events": sent})).status_code == 202
+    await store.add_events([
+        *_events(bbc["id"], "impression", today - timedelta(days=2, hours=-1), 5, "old"),
+        *_events(bbc["id"], "click", today - timedelta(days=2, hours=-1), 1, "old"),
+        *_events(bbc["id"], "click", today - timedelta(days=3, seconds=1), 9, "older"),  # out
+    ], now)
+    for _ in range(50):  # the sink writes in the background
+        if (await store.widget_stats(today, now + timedelta(minutes=1))).days:
+            break
+        await asyncio.sleep(0.1)
+
+    r = await http.get("/v1/stats", params={"days": 3})
+    assert r.status_code == 200, r.text
+    assert r.headers["cache-control"] == "no-store"
+    body = r.json()
+    day = [(today - timedelta(days=n)).date().isoformat() for n in (2, 1, 0)]
+    assert body["days"] == [
+        {"date": day[0], "impressions": 5, "clicks": 1, "reads": 0, "ctr": 0.2},
+        {"date": day[1], "impressions": 0, "clicks": 0, "reads": 0, "ctr": None},
+        {"date": day[2], "impressions": 4, "clicks": 2, "reads": 0, "ctr": 0.5}]
+    assert body["total"] == {"impressions": 9, "clicks": 3, "reads": 0, "ctr": 0.3333}
+    assert body["sites"] == [
+        {"site": "bbc.co.uk", "impressions": 9, "clicks": 2, "ctr": 0.2222},
+        {"site": "other.example", "impressions": 0, "clicks": 1, "ctr": None}]
+    top = body["stories"][0]
+    assert {k: top[k] for k in ("id", "title", "url", "site", "impressions", "clicks", "ctr")} == {
+        "id": bbc["id"], "title": bbc["title"], "url": bbc["url"], "site": "bbc.co.uk",
+        "impressions": 9, "clicks": 2, "ctr": 0.2222}
+    assert body["since"] == (today - timedelta(days=2)).isoformat()
+
+    # One site, written as a caller would: the other site's click is left out.
+    only = (await http.get("/v1/stats", params={"days": 3, "site": "www.BBC.co.uk"})).json()
+    assert only["total"] == {"impressions": 9, "clicks": 2, "reads": 0, "ctr": 0.2222}
+    assert [s["site"] for s in only["sites"]] == ["bbc.co.uk"]
+    assert other not in [s["id"] for s in only["stories"]]
+    # Today only: the older days are out.
+    assert (await http.get("/v1/stats", params={"days": 1})).json()["total"]["clicks"] == 2
+
+
+async def test_stats_days_out_of_range_are_the_usual_422(http):
+    for days in ("0", "91", "seven"):
+        r = await http.get("/v1/stats", params={"days": days})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text
+        assert "days" in r.json()["error"]["message"]
+
+
+async def test_stats_are_the_operators(stack):
+    """As the other operator routes (api.app require_key): without api.api_key, this machine
+    only; the publisher's numbers are not for every page that can reach the API."""
+    from api.app import create_app
+
+    app = create_app(stack.svc)
+    for host, status in (("203.0.113.9", 403), ("127.0.0.1", 200)):
+        transport = httpx.ASGITransport(app=app, client=(host, 4321))
+        async with httpx.AsyncClient(transport=transport, base_url="http://tidings") as c:
+            r = await c.get("/v1/stats")
+            assert r.status_code == status, (host, r.text)
+            if status == 403:
+                assert r.json()["error"]["code"] == "operator_only"

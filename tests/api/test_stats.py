@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -51,13 +52,24 @@ def _events(sid: int, type_: str, at: datetime, n: int, tag: str) -> list[EventR
             for i in range(n)]
 
 
+def past_midnight_if_near(margin_s: float = 30.0) -> datetime:
+    """Now, or (within `margin_s` of a UTC midnight) now once that midnight has passed: the
+    tests below put events on "today" and ask for a report moments later."""
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    if (midnight - now).total_seconds() < margin_s:
+        time.sleep((midnight - now).total_seconds() + 0.1)
+        now = datetime.now(UTC)
+    return now
+
+
 async def test_stats_count_the_widgets_events_of_the_last_days(http, stack):
     store = stack.svc.store
     bbc = (await http.get("/v1/stories", params={"limit": 1})).json()["items"][0]
     (other,) = (await store.upsert_stories([StoryDraft(
         url="https://other.example/x", title="Elsewhere", site="other.example", source="o")],
         utcnow())).new_ids
-    now = datetime.now(UTC)
+    now = past_midnight_if_near()
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     # Today's through the API, as the widget sends them; older ones straight to the store.
     sent = [{"reader": f"w{i}", "story_id": bbc["id"], "type": "impression"} for i in range(4)]

@@ -345,7 +345,7 @@ def test_stats_reports_the_widgets_days_sites_and_stories(cli_env, tmp_path):
     """`tidings stats`: a table by default, the endpoint's JSON with --json; events before
     the period and, with --site, other sites' stories are left out; a quiet day is zeros."""
     import asyncio
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from aggregator.store import EventRecord, Store, event_key
 
@@ -355,7 +355,9 @@ def test_stats_reports_the_widgets_days_sites_and_stories(cli_env, tmp_path):
         {"url": "https://other.example/b", "title": "Other story", "site": "other.example"},
     ]) + "\n", encoding="utf-8")
     assert run_cli(["import", str(path), "--no-index"], cli_env).returncode == 0
-    now = datetime.now(UTC)
+    from tests.api.test_stats import past_midnight_if_near
+
+    now = past_midnight_if_near()
 
     async def add_events() -> None:
         store = Store(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'tidings.db'}")

@@ -610,6 +610,18 @@ async def cmd_import(settings, args) -> int:
         await svc.close()
 
 
+def output_problem(name: str, target: Path | None, force: bool) -> str | None:
+    """Why an export may not be written to `target` (None: standard output), else None.
+    Standard output closed (`>&-`) was an AttributeError traceback. A mistyped path (a config
+    file, yesterday's export) was replaced without a word: a regular file is kept unless
+    `force`; a pipe or a device is written to."""
+    if target is None and sys.stdout is None:
+        return "cannot write -: standard output is closed"
+    if target is not None and target.is_file() and not force:
+        return f"{name} exists; pass --force to replace it"
+    return None
+
+
 async def cmd_export(settings, args) -> int:
     """Stories to a story file. A file is written beside its final name and renamed when
     complete: an interrupted export never leaves a shorter file that looks whole."""
@@ -626,13 +638,8 @@ async def cmd_export(settings, args) -> int:
     # A symlink is followed (the file it names is the one replaced); a pipe or a device is
     # written as it is: renaming a file over it replaced a FIFO's reader, or /dev/null itself.
     target = None if args.file == "-" else Path(args.file).resolve()
-    if target is None and sys.stdout is None:  # `>&-`: an AttributeError traceback before
-        print("tidings: error: cannot write -: standard output is closed", file=sys.stderr)
-        return EXIT_USAGE
-    # A mistyped path (a config file, yesterday's export) was replaced without a word. Only
-    # a regular file is kept: a pipe or a device is written to, as before.
-    if target is not None and target.is_file() and not args.force:
-        print(f"tidings: error: {args.file} exists; pass --force to replace it", file=sys.stderr)
+    if (problem := output_problem(args.file, target, args.force)) is not None:
+        print(f"tidings: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     svc = await build(settings)
     partial = None
@@ -981,18 +988,15 @@ def export_opml(settings, args) -> int:
     for line in left_out:
         print(f"tidings: left out {line}", file=sys.stderr)
     exported = len(specs) - len(left_out)
-    if args.output == "-":
-        if sys.stdout is None:
-            print("tidings: error: cannot write -: standard output is closed", file=sys.stderr)
-            return EXIT_USAGE
+    target = None if args.output == "-" else Path(args.output).resolve()
+    if (problem := output_problem(args.output, target, args.force)) is not None:
+        print(f"tidings: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if target is None:
         sys.stdout.buffer.write(doc)
         sys.stdout.flush()
         print(f"tidings: exported {exported} sources", file=sys.stderr)
         return 0
-    target = Path(args.output).resolve()
-    if target.is_file() and not args.force:
-        print(f"tidings: error: {args.output} exists; pass --force to replace it", file=sys.stderr)
-        return EXIT_USAGE
     try:
         if target.exists() and not target.is_file():  # a pipe or a device: written to
             target.write_bytes(doc)

@@ -269,36 +269,29 @@ class ResetOut(BaseModel):
     status: str = Field(description="due, or disabled for a source not fetched until enabled")
 
 
-class StatsDayOut(BaseModel):
-    date: str = Field(description="a UTC day, YYYY-MM-DD; every day of the period, zeros when quiet")
+class StatsCountsOut(BaseModel):
     impressions: int
     clicks: int
-    reads: int
     ctr: float | None = Field(description="clicks / impressions; null without impressions")
 
 
-class StatsTotalOut(BaseModel):
-    impressions: int
-    clicks: int
+class StatsTotalOut(StatsCountsOut):
     reads: int
-    ctr: float | None
 
 
-class StatsSiteOut(BaseModel):
+class StatsDayOut(StatsTotalOut):
+    date: str = Field(description="a UTC day, YYYY-MM-DD; every day of the period, zeros when quiet")
+
+
+class StatsSiteOut(StatsCountsOut):
     site: str
-    impressions: int
-    clicks: int
-    ctr: float | None
 
 
-class StatsStoryOut(BaseModel):
+class StatsStoryOut(StatsCountsOut):
     id: int
     title: str
     url: str
     site: str
-    impressions: int
-    clicks: int
-    ctr: float | None
 
 
 class StatsOut(BaseModel):

@@ -51,6 +51,9 @@ class Article:
     image_url: str = ""
     site_name: str = ""
     description: str = ""
+    # The address the page names as its own (<link rel="canonical">, else og:url), absolute
+    # http(s): an AMP, mobile or share-link spelling names its article's real address.
+    canonical_url: str = ""
 
 
 # Meta tags in order of trust, per field (Open Graph, then article:*, then Twitter, then HTML).
@@ -78,16 +81,16 @@ _META = {
 }
 
 
-def page_image(page_url: str, image: str) -> str:
-    """The page's share image as an absolute http(s) URL, else "". A page's og:image of
-    `javascript:alert(1)` or `data:image/svg+xml,...` went out as the image_url of the
-    article card (related-by-URL) and of stories read in full, while a feed's image goes
-    through normalize's http(s) check: every client that puts image_url in a src or href
-    (not our widget, which checks) ran or showed what the page chose."""
-    image = image.strip()
-    if not image:
+def page_link(page_url: str, link: str) -> str:
+    """A URL the page declares (its share image, its own address) as an absolute http(s) URL,
+    else "". A page's og:image of `javascript:alert(1)` or `data:image/svg+xml,...` went out
+    as the image_url of the article card (related-by-URL) and of stories read in full, while
+    a feed's image goes through normalize's http(s) check: every client that puts image_url
+    in a src or href (not our widget, which checks) ran or showed what the page chose."""
+    link = link.strip()
+    if not link:
         return ""
-    absolute = urljoin(page_url, image)
+    absolute = urljoin(page_url, link)
     try:
         parts = urlsplit(absolute)
     except ValueError:  # a bad IPv6 literal
@@ -145,7 +148,8 @@ def extract_article(html: bytes, url: str) -> Article:
     text = drop_read_more(collapse_whitespace(str(data.get("text") or "")))
     if not text:
         raise ParseError("no article text found on the page")
-    meta = _meta_tags(html)
+    page = _page_tree(html)
+    meta = _meta_tags(page)
     published_at = parse_date(_first(meta, "published")) or parse_date(str(data.get("date") or ""))
     image = str(data.get("image") or "") or _first(meta, "image")
     site_name = clean_inline(str(data.get("sitename") or "")) or clean_inline(_first(meta, "site_name"))
@@ -155,10 +159,12 @@ def extract_article(html: bytes, url: str) -> Article:
         text=text,
         author=byline(str(data.get("author") or "")) or byline(_first(meta, "author")),
         published_at=published_at,
-        image_url=page_image(url, image),
+        image_url=page_link(url, image),
         site_name=site_name,
         description=clean_inline(str(data.get("description") or ""))
         or clean_inline(_first(meta, "description")),
+        canonical_url=page_link(url, _canonical_link(page))
+        or page_link(url, meta.get("og:url", "")),
     )
 
 
@@ -222,19 +228,39 @@ def _as_dict(doc: object) -> dict[str, object]:
     return as_dict() if callable(as_dict) else {}
 
 
-def _meta_tags(html: bytes) -> dict[str, str]:
-    """First content of each <meta property|name|itemprop=…> on the page, keys lowercased."""
+def _page_tree(html: bytes) -> lxml.html.HtmlElement | None:
+    """The page parsed for its meta tags and links (trafilatura keeps its own tree)."""
     try:
-        root = lxml.html.document_fromstring(decode_html(html))
+        return lxml.html.document_fromstring(decode_html(html))
     except (etree.ParserError, ValueError):
+        return None
+
+
+def _meta_tags(page: lxml.html.HtmlElement | None) -> dict[str, str]:
+    """First content of each <meta property|name|itemprop=…> on the page, keys lowercased."""
+    if page is None:
         return {}
     found: dict[str, str] = {}
-    for el in root.iter("meta"):
+    for el in page.iter("meta"):
         key = (el.get("property") or el.get("name") or el.get("itemprop") or "").strip().lower()
         value = (el.get("content") or "").strip()
         if key and value and key not in found:
             found[key] = value
     return found
+
+
+def _canonical_link(page: lxml.html.HtmlElement | None) -> str:
+    """The href of the page's first <link rel="canonical">. rel is a list of tokens, matched
+    in any case (HTML's link types): "Canonical" and "canonical amphtml" count too.
+    trafilatura's own url field is no substitute: it takes rel="canonical" exactly, falls back
+    to <base> and then to the URL it was given, so "no declaration" cannot be told apart."""
+    if page is None:
+        return ""
+    for el in page.iter("link"):
+        href = (el.get("href") or "").strip()
+        if href and "canonical" in (el.get("rel") or "").lower().split():
+            return href
+    return ""
 
 
 def _first(meta: dict[str, str], field: str) -> str:

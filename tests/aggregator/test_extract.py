@@ -215,3 +215,38 @@ def test_a_page_image_is_made_absolute() -> None:
     page = PAGE.replace(b'content="/img/lead.jpg"', b'content="//cdn.example/lead.jpg"')
     article = extract_article(page, "https://news.example/politics/ceasefire")
     assert article.image_url == "https://cdn.example/lead.jpg"
+
+
+def declared_address(head: str, url: str = "https://m.news.example/amp/politics/ceasefire") -> str:
+    """The canonical_url read from PAGE with `head` added to its <head>, first."""
+    page = PAGE.replace(b"<head>", b"<head>" + head.encode(), 1)
+    return extract_article(page, url).canonical_url
+
+
+@pytest.mark.parametrize(("head", "address"), [
+    # rel is a list of link types, any case; other links (alternate, amphtml) are no claim
+    ('<link rel="alternate" hreflang="fr" href="/fr/cessez-le-feu">'
+     '<link REL="Shortlink Canonical" href="https://news.example/politics/ceasefire">',
+     "https://news.example/politics/ceasefire"),
+    ('<link rel="amphtml" href="/amp/x"><link rel=canonical href="../../politics/ceasefire">',
+     "https://m.news.example/politics/ceasefire"),  # relative: resolved against the page
+    ('<link rel="canonical" href="//news.example/politics/ceasefire">',
+     "https://news.example/politics/ceasefire"),
+    ('<meta property="og:url" content="https://news.example/politics/ceasefire">',
+     "https://news.example/politics/ceasefire"),  # no canonical link: og:url
+    ('<meta property="og:url" content="https://news.example/og">'
+     '<link rel="canonical" href="https://news.example/link">',
+     "https://news.example/link"),  # the canonical link first, wherever it stands
+    ('<link rel="canonical" href="javascript:alert(1)">'
+     '<meta property="og:url" content="/politics/ceasefire">',
+     "https://m.news.example/politics/ceasefire"),  # a link that is no http(s) URL: og:url
+    ('<link rel="canonical" href="  ">', ""),
+    ('<link rel="canonical" href="JavaScript:alert(document.domain)">', ""),
+    ('<meta property="og:url" content="data:text/html,<script>alert(1)</script>">', ""),
+    ('<link rel="canonical" href="ftp://news.example/politics/ceasefire">', ""),
+    ("", ""),  # PAGE declares no address of its own
+])
+def test_a_page_declares_its_own_address(head: str, address: str) -> None:
+    """AMP, mobile and share-link spellings of an article name its real address; the
+    related block by URL looks the stored story up under it (recommender/blocks.py)."""
+    assert declared_address(head) == address

@@ -56,3 +56,12 @@ def test_a_worker_that_died_is_replaced(reader):
     reader._proc.kill()
     reader._proc.join()
     assert reader.read(paragraphs_page(3), "https://news.example/b").title == "Long"
+
+
+def test_the_address_a_page_declares_comes_back_from_the_worker(reader, shared_data):
+    """The Article is pickled back from the worker process: its every field must arrive, the
+    page's declared address included (related-by-URL looks the stored story up under it)."""
+    html = (shared_data / "readability-news-pages" / "bbc-1" / "source.html").read_bytes()
+    article = reader.read(html, "https://www.bbc.example/news/amp/a")
+    assert reader._proc is not None and reader._proc.is_alive()  # read there, not here
+    assert article.canonical_url == "http://www.bbc.com/news/world-us-canada-33646704"

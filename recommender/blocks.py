@@ -1,9 +1,10 @@
 """Related blocks for a stored story, a URL or caller text: the related flow's orchestrator.
 
-Resolves the query article (stored story, stored URL, page fetched on the spot, or text),
-embeds it when needed, asks the engine for ranked ids and returns cards. Pages fetched for
-callers go through the SSRF guard and a small TTL cache, so a popular page is read once, and
-through one fetcher shared by every request, so its per-host cap holds across them.
+Resolves the query article (stored story, stored URL, page fetched on the spot or the stored
+story it names as its own address, or text), embeds it when needed, asks the engine for
+ranked ids and returns cards. Pages fetched for callers go through the SSRF guard and a small
+TTL cache, so a popular page is read once, and through one fetcher shared by every request, so
+its per-host cap holds across them.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class Article:
     published_at: datetime | None = None
     duplicate_of: int | None = None  # a stored syndicated copy: the story it copies
     tags: tuple[str, ...] = ()  # a stored story's (a page read on the spot has none)
+    # A page read on the spot: the address it names as its own (rel=canonical, og:url),
+    # canonical, when that is not a spelling of the URL asked for; else "".
+    declared_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,17 @@ def article_of(s: Story) -> Article:
     return Article(s.id, s.url, s.title, s.summary, s.text, s.site, s.source, s.category,
                    s.author, s.image_url, s.published_at or s.collected_at, s.duplicate_of,
                    s.tags)
+
+
+def declared_elsewhere(declared: str, canonical: str) -> str:
+    """The address a page declares (`extract.Article.canonical_url`), canonical, when it is not
+    `canonical` nor a spelling `stored_at` already tried for it; else "" (nothing more to look
+    up: most pages name themselves)."""
+    try:
+        declared = canonical_url(declared) if declared else ""
+    except ValueError:  # a host that IDNA refuses, a port out of range
+        return ""
+    return "" if declared in (canonical, *url_variants(canonical)) else declared
 
 
 class TTLCache:
@@ -225,10 +240,20 @@ class RelatedService:
         not for a stored story, a page read lately, or a fetch already under way."""
         canonical = canonical_url(url)  # ValueError for junk: the API answers 400
         stored = await self.stored_at(canonical)
-        if stored is not None:
-            return await self._block(article_of(stored), k=k, filters=filters)
-        art = await self.read_page(url, canonical, before_fetch)
-        return await self._block(art, k=k, filters=filters)
+        if stored is None:
+            art = await self.read_page(url, canonical, before_fetch)
+            # An AMP, mobile or share-link spelling of a collected story names the story's
+            # address: its block is the stored story's (its vector, its copies), not one of a
+            # fresh read. Looked up at each call, not kept with the page: a story collected
+            # after the page was read is found, one taken down is not. The page may name any
+            # address, on any host, and is believed all the same: the address only picks which
+            # stored story's block answers (public: anyone may ask for it by its URL), it is
+            # never fetched, and the answer is kept under the caller's URL only.
+            if art.declared_url:
+                stored = await self.stored_at(art.declared_url)
+            if stored is None:
+                return await self._block(art, k=k, filters=filters)
+        return await self._block(article_of(stored), k=k, filters=filters)
 
     async def stored_at(self, canonical: str):
         """The story stored under this URL, else under another spelling of it (`url_variants`):
@@ -321,7 +346,8 @@ class RelatedService:
         return Article(None, canonical, page.title or page.description[:120], page.description,
                        page.text, page.site_name or site_of(canonical), author=page.author,
                        image_url=page.image_url,
-                       published_at=page.published_at or time_from_lead(page.text, self.clock()))
+                       published_at=page.published_at or time_from_lead(page.text, self.clock()),
+                       declared_url=declared_elsewhere(page.canonical_url, canonical))
 
     # ------------------------------------------------------------ the block
 

@@ -884,3 +884,96 @@ async def test_a_variant_that_fails_does_not_poison_the_page_it_stands_for(http,
     # Once the article is read, every spelling of it gets it, the failing one too.
     r = await http.get("/v1/related", params={"url": variant, "k": 2})
     assert r.status_code == 200 and route.hits == 1, r.text
+
+
+
+def truce(valley: str) -> tuple[str, ...]:
+    """Paragraphs of a made-up report, one per valley (the same body twice is a copy)."""
+    return (f"The truce agreed on Tuesday held through the night in the {valley} valley, "
+            "monitors said, as mediators prepared another round of talks in the capital.",
+            "Both armies accused each other of shelling near the dam, but no attack on the power "
+            "lines was reported, according to observers who spoke on condition of anonymity.",
+            f"Aid convoys reached three villages of the {valley} valley cut off since the spring "
+            "floods, and the mediators said a deal on the border crossings was weeks away.")
+
+
+def article_page(valley: str, head: str) -> bytes:
+    paragraphs = "".join(f"<p>{p}</p>" for p in truce(valley))
+    return (f"<!doctype html><html><head><title>Truce holds in the {valley} valley</title>"
+            f"{head}</head><body><article><h1>Truce holds in the {valley} valley</h1>"
+            f"{paragraphs}</article></body></html>").encode()
+
+
+async def store_truce(stack, valley: str, url: str) -> int:
+    """The report on `valley`, stored and indexed under `url`: its id. Its headline is the
+    feed's, not the page's <title>: the ranking would not take it for the page's article."""
+    from aggregator.canonical import canonical_url
+    from aggregator.store import utcnow
+
+    (sid,) = (await stack.svc.store.upsert_stories([StoryDraft(
+        url=canonical_url(url), title=f"{valley} valley truce holds as aid convoys arrive",
+        text=" ".join(truce(valley)), site="news.example", source="news",
+        category="politics")], utcnow())).new_ids
+    await stack.svc.indexer.drain()
+    await stack.svc.corpus.follow()
+    return sid
+
+
+async def test_an_amp_page_of_a_stored_story_gets_the_storys_block(http, stack):
+    """An AMP page, as a mobile host's or a share link's, is another spelling of a collected
+    article that names its real address (<link rel="canonical">): the caller got a block built
+    from a fresh read of the page (id null, the stored story first among its related) instead
+    of the stored story's."""
+    sid = await store_truce(stack, "Ardal",
+                            stack.site.url("/world/2026/truce", host="news.example"))
+    amp = stack.site.route("/amp/world/2026/truce", content_type="text/html; charset=utf-8",
+                           body=article_page("Ardal",
+                                             '<link rel="canonical" href="/world/2026/truce">'))
+    url = stack.site.url("/amp/world/2026/truce", host="news.example")
+    r = await http.get("/v1/related", params={"url": url, "k": 5})
+    assert r.status_code == 200, r.text
+    assert r.json()["article"]["id"] == sid
+    assert r.json()["related"] and sid not in [c["id"] for c in r.json()["related"]]
+    # Another block of the same page (not the API's cached answer): the page read is kept,
+    # and still ends on the stored story.
+    r = await http.get("/v1/related", params={"url": url, "k": 4})
+    assert r.status_code == 200 and r.json()["article"]["id"] == sid, r.text
+    assert amp.hits == 1
+    # The same page naming no address of its own is read as before.
+    stack.site.route("/plain/world/2026/truce", content_type="text/html; charset=utf-8",
+                     body=article_page("Ardal", ""))
+    plain = stack.site.url("/plain/world/2026/truce", host="news.example")
+    r = await http.get("/v1/related", params={"url": plain})
+    assert r.status_code == 200 and r.json()["article"]["id"] is None, r.text
+
+
+async def test_a_page_naming_a_story_not_stored_yet_gets_it_once_stored(http, stack):
+    """The named address is looked up at each call, not kept with the page read: the story
+    collected after a reader's page was read serves the next block, without a new fetch."""
+    share = stack.site.route("/share/truce-later", content_type="text/html; charset=utf-8",
+                             body=article_page("Brenn", '<link rel="canonical" '
+                                               'href="/world/2026/truce-later">'))
+    url = stack.site.url("/share/truce-later", host="news.example") + "?s=09&from=app"
+    r = await http.get("/v1/related", params={"url": url, "k": 3})
+    assert r.status_code == 200 and r.json()["article"]["id"] is None, r.text
+    assert r.json()["article"]["url"].endswith("/share/truce-later?from=app&s=09")
+    sid = await store_truce(stack, "Brenn",
+                            stack.site.url("/world/2026/truce-later", host="news.example"))
+    r = await http.get("/v1/related", params={"url": url, "k": 2})
+    assert r.status_code == 200 and r.json()["article"]["id"] == sid, r.text
+    assert share.hits == 1
+
+
+async def test_a_page_on_another_host_may_name_a_stored_story(http, stack):
+    """A syndicated or mirrored copy names the original's address, on the original's host (here
+    by og:url, in its http spelling; the BBC stories are stored as https): its block is the
+    stored story's. Believed from any host: it only picks a stored story's public block."""
+    rec = stack.records[2]
+    stored = await stack.svc.store.get_story_by_url(rec["url"])
+    og = rec["url"].replace("https://", "http://", 1)
+    stack.site.route("/mirror/bbc-story", content_type="text/html; charset=utf-8",
+                     body=article_page("Corran", f'<meta property="og:url" content="{og}">'))
+    r = await http.get("/v1/related",
+                       params={"url": stack.site.url("/mirror/bbc-story", host="news.example")})
+    assert r.status_code == 200, r.text
+    assert (r.json()["article"]["id"], r.json()["article"]["title"]) == (stored.id, rec["title"])

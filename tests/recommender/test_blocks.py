@@ -1,4 +1,5 @@
-"""Pure parts of the related flow's orchestrator (recommender/blocks.py): the page caches."""
+"""Pure parts of the related flow's orchestrator (recommender/blocks.py): the page caches,
+the address a page names as its own."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from recommender.blocks import (
     TRANSIENT_FAILURE_TTL_S,
     BadArticle,
     TTLCache,
+    declared_elsewhere,
     failure_ttl_s,
 )
 
@@ -54,3 +56,15 @@ def test_an_entry_may_have_its_own_time_to_live():
     assert cache.get("bad") is None and cache.get("good") == "page"
     now[0] = 3601
     assert cache.get("good") is None
+
+
+@pytest.mark.parametrize("declared,looked_up", [
+    ("https://news.example/story?utm_source=amp", ""),  # the page itself: nothing more to look up
+    ("http://news.example/story/", ""),  # a spelling stored_at already tried
+    ("https://NEWS.example/world/story", "https://news.example/world/story"),
+    ("https://other.example/a#top", "https://other.example/a"),
+    ("https://bad..host/a", ""),  # no URL a story could be stored under
+    ("", ""),
+])
+def test_a_page_named_address_is_looked_up_only_when_it_is_another(declared, looked_up):
+    assert declared_elsewhere(declared, URL) == looked_up

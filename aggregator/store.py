@@ -288,6 +288,7 @@ class EventRecord:
     type: str
     at: datetime
     dwell_s: float | None = None
+    page: str | None = None  # canonical URL of the page the widget's block was on
 
 
 def _set_sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -1642,7 +1643,7 @@ class Store:
                 seen.add(e.event_key)
                 fresh.append(e)
                 s.add(EventRow(event_key=e.event_key, reader_id=e.reader, story_id=e.story_id,
-                               type=e.type, dwell_s=e.dwell_s, at=e.at))
+                               type=e.type, dwell_s=e.dwell_s, at=e.at, page=e.page))
             per_story: dict[int, list[int]] = {}
             for e in fresh:
                 c = per_story.setdefault(e.story_id, [0, 0, 0])
@@ -1671,7 +1672,7 @@ class Store:
             q = q.where(EventRow.at >= since)
         q = q.order_by(EventRow.at.desc()).limit(limit)
         async with self.session() as s:
-            return [EventRecord(r.event_key, r.reader_id, r.story_id, r.type, r.at, r.dwell_s)
+            return [EventRecord(r.event_key, r.reader_id, r.story_id, r.type, r.at, r.dwell_s, r.page)
                     for r in (await s.scalars(q)).all()]
 
     async def reader_story_ids(self, reader: str, since: datetime | None = None,

@@ -247,33 +247,40 @@ async def test_lookups_by_category_or_source_walk_their_key_index(store):
         assert f"ix_stories_{column}_key_sort" in plan and "TEMP B-TREE" not in plan, plan
 
 
-async def test_the_migration_gives_stored_stories_their_keys(db_url):
-    """Stories stored before the keys existed get them on upgrade, however they were spelled."""
-    import sqlalchemy as sa
+async def migrate_to(store, revision: str) -> None:
+    """The store's database migrated up to `revision` only: as an older version left it."""
     from alembic import command
     from alembic.config import Config
 
-    from aggregator.schema import UTCDateTime
-    from aggregator.store import MIGRATIONS, Store
+    from aggregator.store import MIGRATIONS
 
-    store = Store(db_url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
 
-    def upgrade(to):
-        def run(sync_conn):
-            cfg.attributes["connection"] = sync_conn
-            command.upgrade(cfg, to)
-        return run
+    def run(sync_conn):
+        cfg.attributes["connection"] = sync_conn
+        command.upgrade(cfg, revision)
 
+    async with store.engine.begin() as conn:
+        await conn.run_sync(run)
+
+
+async def test_the_migration_gives_stored_stories_their_keys(db_url):
+    """Stories stored before the keys existed get them on upgrade, however they were spelled."""
+    import sqlalchemy as sa
+
+    from aggregator.schema import UTCDateTime
+    from aggregator.store import Store
+
+    store = Store(db_url)
     stories = sa.table("stories", *(sa.column(c) for c in (
         "url", "original_url", "title", "summary", "text", "author", "image_url", "site",
         "source", "category", "content_hash", "embed_version")),
         *(sa.column(c, UTCDateTime()) for c in ("collected_at", "updated_at", "sort_at")))
     old = [("Politics", "Wire"), ("politics", "wire"), ("Straße", "BBC-Politics"), ("", "")]
     try:
+        await migrate_to(store, "0008")
         async with store.engine.begin() as conn:
-            await conn.run_sync(upgrade("0008"))
             await conn.execute(sa.insert(stories), [dict(
                 url=f"https://e.org/{i}", original_url="", title="t", summary="", text="",
                 author="", image_url="", site="e.org", source=src, category=c, content_hash="",
@@ -1159,3 +1166,41 @@ async def test_widget_stats_count_the_period_by_utc_day_site_and_story(store):
         assert only.sites == [("news.example", 12, 5)] and {s.id for s in only.stories} == {a, b}
     nothing = await store.widget_stats(since, until, site="nowhere.example")
     assert nothing.days == nothing.sites == nothing.stories == []
+
+
+def _events(sid: int, type_: str, at: datetime, n: int, tag: str, page: str | None = None):
+    return [EventRecord(event_key(f"{tag}{i}", sid, type_, at, None), f"{tag}{i}", sid, type_, at,
+                        page=page) for i in range(n)]
+
+
+async def test_the_migration_keeps_stored_events_without_a_page(db_url):
+    """Migration 0015 adds `events.page`: events stored before keep their counts and have
+    none; new ones store theirs."""
+    import sqlalchemy as sa
+
+    from aggregator.schema import UTCDateTime
+    from aggregator.store import Store
+
+    store = Store(db_url)
+    try:
+        await migrate_to(store, "0014")
+        (sid,) = (await store.upsert_stories([draft("https://e.org/a")], NOW)).new_ids
+        events = sa.table("events", *(sa.column(c) for c in ("event_key", "reader_id", "story_id",
+                                                               "type", "dwell_s")),
+                          sa.column("at", UTCDateTime()))
+        readers = sa.table("readers", sa.column("id"), sa.column("created_at", UTCDateTime()),
+                           sa.column("last_seen_at", UTCDateTime()))
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.insert(readers), [{"id": "old", "created_at": NOW, "last_seen_at": NOW}])
+            await conn.execute(sa.insert(events), [
+                {"event_key": f"k{i}", "reader_id": "old", "story_id": sid, "type": t, "dwell_s": None,
+                 "at": NOW} for i, t in enumerate(("impression", "click"))])
+        await store.migrate()
+        assert sorted((e.type, e.page) for e in await store.reader_events("old")) == [
+            ("click", None), ("impression", None)]
+        await store.add_events(_events(sid, "impression", NOW, 1, "new", "https://pub.example/x"), NOW)
+        got = await store.widget_stats(NOW - timedelta(days=1), NOW + timedelta(hours=1))
+        assert got.days == [(NOW.date().isoformat(), 2, 1, 0)]
+        assert [e.page for e in await store.reader_events("new0")] == ["https://pub.example/x"]
+    finally:
+        await store.close()

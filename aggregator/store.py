@@ -273,11 +273,34 @@ class WidgetCounts:
     fills in the quiet days and works out the rates."""
 
     days: list[tuple[str, int, int, int]]  # ("YYYY-MM-DD" in UTC, impressions, clicks, reads); days with events only
-    sites: list[tuple[str, int, int]]  # (site as stored, impressions, clicks), most clicks first
+    sites: list[tuple[str, int, int]]  # (site, impressions, clicks), most clicks first; see fold_sites
     stories: list[StoryCounts]  # most clicks first
 
 
 STATS_TOP_SITES = 20
+
+
+def _by_clicks(counts: dict[str, list[int]]) -> list[str]:
+    """The keys of (impressions, clicks) counts, most clicks first, then most impressions,
+    then by name."""
+    return sorted(counts, key=lambda n: (-counts[n][1], -counts[n][0], n))
+
+
+def fold_sites(by_name: dict[str, list[int]]) -> list[tuple[str, int, int]]:
+    """(impressions, clicks) per stored site name as rows of one site each, most clicks
+    first: the spellings of one site (canonical.site_key, as the `site` filter compares them:
+    an import's "www.BBC.co.uk" is the collector's "bbc.co.uk") are added up under the one
+    with most clicks, then impressions. Were two rows of one site. Pure."""
+    folded: dict[str, list[int]] = {}
+    shown: dict[str, str] = {}
+    for name in _by_clicks(by_name):  # the first spelling of a key is the one shown
+        key = site_key(name)
+        counts = folded.setdefault(key, [0, 0])
+        counts[0] += by_name[name][0]
+        counts[1] += by_name[name][1]
+        shown.setdefault(key, name)
+    by_shown = {shown[k]: counts for k, counts in folded.items()}
+    return [(n, *by_shown[n]) for n in _by_clicks(by_shown)]
 
 
 @dataclass(frozen=True)
@@ -1776,11 +1799,11 @@ class Store:
     async def widget_stats(self, since: datetime, until: datetime, site: str | None = None,
                            top: int = 10) -> WidgetCounts:
         """Impressions, clicks and reads of [since, until): per UTC day, per site of the story
-        (the STATS_TOP_SITES with most clicks) and for the `top` stories with most clicks; only
-        stories of `site` when given. One pass over the `at` index, counted in SQL per (day,
-        story): a busy widget's events are millions of rows, never loaded here; the days,
-        sites and stories are summed from those groups (three grouped queries read the
-        period's events three times)."""
+        (the STATS_TOP_SITES with most clicks, spellings folded) and for the `top` stories
+        with most clicks; only stories of `site` when given. One pass over the `at` index,
+        counted in SQL per (day, story): a busy widget's events are millions of rows, never
+        loaded here; the days, sites and stories are summed from those groups (three grouped
+        queries read the period's events three times)."""
         impressions = func.sum(case((EventRow.type == "impression", 1), else_=0))
         clicks = func.sum(case((EventRow.type == "click", 1), else_=0))
         reads = func.sum(case((EventRow.type == "read", 1), else_=0))
@@ -1810,10 +1833,9 @@ class Store:
             ranked = sorted(by_story, key=lambda k: (-by_story[k][1], -by_story[k][0], k))[:top]
             titled = {sid: (title, url) for sid, title, url in (await s.execute(
                 select(StoryRow.id, StoryRow.title, StoryRow.url).where(StoryRow.id.in_(ranked)))).all()}
-        sites_ranked = sorted(by_site, key=lambda n: (-by_site[n][1], -by_site[n][0], n or ""))
         return WidgetCounts(
             [(d, *by_day[d]) for d in sorted(by_day)],
-            [(n, *by_site[n]) for n in sites_ranked[:STATS_TOP_SITES]],
+            fold_sites(by_site)[:STATS_TOP_SITES],
             [StoryCounts(k, *titled[k], site_of[k], *by_story[k]) for k in ranked if k in titled])
 
     async def delete_events_before(self, before: datetime) -> int:

@@ -299,7 +299,8 @@ class StatsOut(BaseModel):
     until: str
     days: list[StatsDayOut]
     total: StatsTotalOut
-    sites: list[StatsSiteOut] = Field(description="the 20 sites with most clicks")
+    sites: list[StatsSiteOut] = Field(
+        description="the 20 sites with most clicks; one row per site however its stories spell it")
     stories: list[StatsStoryOut] = Field(description="the 10 stories with most clicks")
 
 

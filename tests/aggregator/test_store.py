@@ -1173,6 +1173,25 @@ def _events(sid: int, type_: str, at: datetime, n: int, tag: str, page: str | No
                         page=page) for i in range(n)]
 
 
+async def test_widget_stats_fold_the_spellings_of_one_site(store):
+    """An import keeps a site as written ("www.BBC.co.uk"), the collector as its host
+    ("bbc.co.uk"): one site, one row, as the `site` filter takes them; shown as the spelling
+    with most clicks."""
+    a, b, c = (await store.upsert_stories([
+        draft("https://www.bbc.co.uk/a", "Collected", site="bbc.co.uk"),
+        draft("https://www.bbc.co.uk/b", "Imported", site="www.BBC.co.uk"),
+        draft("https://other.example/c", "Other", site="other.example")], NOW)).new_ids
+    await store.add_events([
+        *_events(a, "impression", NOW, 5, "a"), *_events(a, "click", NOW, 1, "ac"),
+        *_events(b, "impression", NOW, 2, "b"), *_events(b, "click", NOW, 3, "bc"),
+        *_events(c, "click", NOW, 2, "cc")], NOW)
+    since, until = NOW - timedelta(days=1), NOW + timedelta(hours=1)
+    assert (await store.widget_stats(since, until)).sites == [
+        ("www.BBC.co.uk", 7, 4), ("other.example", 0, 2)]
+    assert (await store.widget_stats(since, until, site="bbc.co.uk")).sites == [
+        ("www.BBC.co.uk", 7, 4)]
+
+
 async def test_the_migration_keeps_stored_events_without_a_page(db_url):
     """Migration 0015 adds `events.page`: events stored before keep their counts and have
     none; new ones store theirs."""

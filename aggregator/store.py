@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -275,9 +275,12 @@ class WidgetCounts:
     days: list[tuple[str, int, int, int]]  # ("YYYY-MM-DD" in UTC, impressions, clicks, reads); days with events only
     sites: list[tuple[str, int, int]]  # (site, impressions, clicks), most clicks first; see fold_sites
     stories: list[StoryCounts]  # most clicks first
+    # (page URL, impressions, clicks), most impressions first; only events that name a page
+    pages: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 STATS_TOP_SITES = 20
+STATS_TOP_PAGES = 20
 
 
 def _by_clicks(counts: dict[str, list[int]]) -> list[str]:
@@ -1799,11 +1802,13 @@ class Store:
     async def widget_stats(self, since: datetime, until: datetime, site: str | None = None,
                            top: int = 10) -> WidgetCounts:
         """Impressions, clicks and reads of [since, until): per UTC day, per site of the story
-        (the STATS_TOP_SITES with most clicks, spellings folded) and for the `top` stories
-        with most clicks; only stories of `site` when given. One pass over the `at` index,
-        counted in SQL per (day, story): a busy widget's events are millions of rows, never
-        loaded here; the days, sites and stories are summed from those groups (three grouped
-        queries read the period's events three times)."""
+        (the STATS_TOP_SITES with most clicks, spellings folded), for the `top` stories with
+        most clicks, and per page the block was on (the STATS_TOP_PAGES with most
+        impressions; events without a page are left out of those only); only stories of
+        `site` when given. One pass over the `at` index, counted in SQL per (day, story): a
+        busy widget's events are millions of rows, never loaded here; the days, sites and
+        stories are summed from those groups (three grouped queries read the period's events
+        three times). Pages are counted by a second grouped query (`_top_pages`)."""
         impressions = func.sum(case((EventRow.type == "impression", 1), else_=0))
         clicks = func.sum(case((EventRow.type == "click", 1), else_=0))
         reads = func.sum(case((EventRow.type == "read", 1), else_=0))
@@ -1833,10 +1838,31 @@ class Store:
             ranked = sorted(by_story, key=lambda k: (-by_story[k][1], -by_story[k][0], k))[:top]
             titled = {sid: (title, url) for sid, title, url in (await s.execute(
                 select(StoryRow.id, StoryRow.title, StoryRow.url).where(StoryRow.id.in_(ranked)))).all()}
+            pages = await self._top_pages(s, since, until, sites)
         return WidgetCounts(
             [(d, *by_day[d]) for d in sorted(by_day)],
             fold_sites(by_site)[:STATS_TOP_SITES],
-            [StoryCounts(k, *titled[k], site_of[k], *by_story[k]) for k in ranked if k in titled])
+            [StoryCounts(k, *titled[k], site_of[k], *by_story[k]) for k in ranked if k in titled],
+            pages)
+
+    async def _top_pages(self, s, since: datetime, until: datetime,
+                         sites: list[str] | None) -> list[tuple[str, int, int]]:
+        """The STATS_TOP_PAGES pages with most impressions in [since, until), then most
+        clicks: (page, impressions, clicks), of stories of `sites` when given. Not in
+        `widget_stats`'s (day, story) groups: with the page in them, a site of many pages
+        has nearly a group per event (300k events under 10,000 pages: 196k groups, not 53k;
+        the report took 1.4-1.8 s, 1.0-1.15 s with this second pass, 0.8-0.9 s without pages)."""
+        impressions = func.sum(case((EventRow.type == "impression", 1), else_=0)).label("i")
+        clicks = func.sum(case((EventRow.type == "click", 1), else_=0)).label("c")
+        q = (select(EventRow.page, impressions, clicks)
+             .where(EventRow.at >= since, EventRow.at < until, EventRow.page.is_not(None),
+                    EventRow.type.in_(("impression", "click")))
+             .group_by(EventRow.page)
+             # Where the block is seen most, clicked or not.
+             .order_by(impressions.desc(), clicks.desc(), EventRow.page).limit(STATS_TOP_PAGES))
+        if sites is not None:
+            q = q.join(StoryRow, StoryRow.id == EventRow.story_id).where(StoryRow.site.in_(sites))
+        return [(page, int(i), int(c)) for page, i, c in (await s.execute(q)).all()]
 
     async def delete_events_before(self, before: datetime) -> int:
         async with self.writing() as s:

@@ -1173,6 +1173,34 @@ def _events(sid: int, type_: str, at: datetime, n: int, tag: str, page: str | No
                         page=page) for i in range(n)]
 
 
+async def test_widget_stats_count_the_pages_the_blocks_were_on(store):
+    """Per page the widget's block was under, most impressions first, top 20; events without
+    a page (older ones, API clients) and reads are in the days and stories only."""
+    a, b, c = (await store.upsert_stories([
+        draft("https://news.example/a", "Alpha", site="news.example"),
+        draft("https://news.example/b", "Beta", site="news.example"),
+        draft("https://other.example/c", "Gamma", site="other.example")], NOW)).new_ids
+    since, until = NOW - timedelta(days=1), NOW + timedelta(hours=1)
+    home, story = "https://pub.example/", "https://pub.example/2026/story"
+    await store.add_events([
+        *_events(a, "impression", NOW, 3, "h", home), *_events(b, "impression", NOW, 3, "h", home),
+        *_events(a, "click", NOW, 2, "hc", home),
+        *_events(a, "impression", NOW, 4, "s", story), *_events(c, "impression", NOW, 4, "s", story),
+        *_events(c, "click", NOW, 1, "sc", story), *_events(c, "read", NOW, 5, "sr", story),
+        *_events(b, "impression", NOW, 7, "old"),  # no page: not in `pages`
+        *_events(b, "click", since - timedelta(seconds=1), 9, "before", home),  # out of the period
+        *[e for n in range(21) for e in _events(c, "impression", NOW, 1, f"p{n}-",
+                                                f"https://pub.example/p{n}")],
+    ], NOW)
+    got = await store.widget_stats(since, until)
+    assert got.pages[:2] == [(story, 8, 1), (home, 6, 2)]
+    assert len(got.pages) == 20 and got.pages[2][1:] == (1, 0)  # 2 of the 21 one-timers cut
+    assert got.days == [(NOW.date().isoformat(), 42, 3, 5)]  # the page-less ones counted there
+    # Of one site's stories: the pages where they were shown, theirs counted.
+    only = await store.widget_stats(since, until, site="news.example")
+    assert only.pages == [(home, 6, 2), (story, 4, 0)]
+
+
 async def test_widget_stats_fold_the_spellings_of_one_site(store):
     """An import keeps a site as written ("www.BBC.co.uk"), the collector as its host
     ("bbc.co.uk"): one site, one row, as the `site` filter takes them; shown as the spelling
@@ -1194,7 +1222,7 @@ async def test_widget_stats_fold_the_spellings_of_one_site(store):
 
 async def test_the_migration_keeps_stored_events_without_a_page(db_url):
     """Migration 0015 adds `events.page`: events stored before keep their counts and have
-    none; new ones store theirs."""
+    none (in the report's days, not its pages); new ones store theirs."""
     import sqlalchemy as sa
 
     from aggregator.schema import UTCDateTime
@@ -1220,6 +1248,6 @@ async def test_the_migration_keeps_stored_events_without_a_page(db_url):
         await store.add_events(_events(sid, "impression", NOW, 1, "new", "https://pub.example/x"), NOW)
         got = await store.widget_stats(NOW - timedelta(days=1), NOW + timedelta(hours=1))
         assert got.days == [(NOW.date().isoformat(), 2, 1, 0)]
-        assert [e.page for e in await store.reader_events("new0")] == ["https://pub.example/x"]
+        assert got.pages == [("https://pub.example/x", 1, 0)]
     finally:
         await store.close()

@@ -239,6 +239,9 @@ class EventRow(Base):
     type: Mapped[str] = mapped_column(String(16))
     dwell_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # The article page the widget's block was shown under (canonical URL); NULL for events
+    # sent without one (API clients, and every event before migration 0015).
+    page: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class StoryStatRow(Base):

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -273,11 +273,37 @@ class WidgetCounts:
     fills in the quiet days and works out the rates."""
 
     days: list[tuple[str, int, int, int]]  # ("YYYY-MM-DD" in UTC, impressions, clicks, reads); days with events only
-    sites: list[tuple[str, int, int]]  # (site as stored, impressions, clicks), most clicks first
+    sites: list[tuple[str, int, int]]  # (site, impressions, clicks), most clicks first; see fold_sites
     stories: list[StoryCounts]  # most clicks first
+    # (page URL, impressions, clicks), most impressions first; only events that name a page
+    pages: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 STATS_TOP_SITES = 20
+STATS_TOP_PAGES = 20
+
+
+def _by_clicks(counts: dict[str, list[int]]) -> list[str]:
+    """The keys of (impressions, clicks) counts, most clicks first, then most impressions,
+    then by name."""
+    return sorted(counts, key=lambda n: (-counts[n][1], -counts[n][0], n))
+
+
+def fold_sites(by_name: dict[str, list[int]]) -> list[tuple[str, int, int]]:
+    """(impressions, clicks) per stored site name as rows of one site each, most clicks
+    first: the spellings of one site (canonical.site_key, as the `site` filter compares them:
+    an import's "www.BBC.co.uk" is the collector's "bbc.co.uk") are added up under the one
+    with most clicks, then impressions. Were two rows of one site. Pure."""
+    folded: dict[str, list[int]] = {}
+    shown: dict[str, str] = {}
+    for name in _by_clicks(by_name):  # the first spelling of a key is the one shown
+        key = site_key(name)
+        counts = folded.setdefault(key, [0, 0])
+        counts[0] += by_name[name][0]
+        counts[1] += by_name[name][1]
+        shown.setdefault(key, name)
+    by_shown = {shown[k]: counts for k, counts in folded.items()}
+    return [(n, *by_shown[n]) for n in _by_clicks(by_shown)]
 
 
 @dataclass(frozen=True)
@@ -288,6 +314,7 @@ class EventRecord:
     type: str
     at: datetime
     dwell_s: float | None = None
+    page: str | None = None  # canonical URL of the page the widget's block was on
 
 
 def _set_sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -1642,7 +1669,7 @@ class Store:
                 seen.add(e.event_key)
                 fresh.append(e)
                 s.add(EventRow(event_key=e.event_key, reader_id=e.reader, story_id=e.story_id,
-                               type=e.type, dwell_s=e.dwell_s, at=e.at))
+                               type=e.type, dwell_s=e.dwell_s, at=e.at, page=e.page))
             per_story: dict[int, list[int]] = {}
             for e in fresh:
                 c = per_story.setdefault(e.story_id, [0, 0, 0])
@@ -1671,7 +1698,7 @@ class Store:
             q = q.where(EventRow.at >= since)
         q = q.order_by(EventRow.at.desc()).limit(limit)
         async with self.session() as s:
-            return [EventRecord(r.event_key, r.reader_id, r.story_id, r.type, r.at, r.dwell_s)
+            return [EventRecord(r.event_key, r.reader_id, r.story_id, r.type, r.at, r.dwell_s, r.page)
                     for r in (await s.scalars(q)).all()]
 
     async def reader_story_ids(self, reader: str, since: datetime | None = None,
@@ -1775,11 +1802,13 @@ class Store:
     async def widget_stats(self, since: datetime, until: datetime, site: str | None = None,
                            top: int = 10) -> WidgetCounts:
         """Impressions, clicks and reads of [since, until): per UTC day, per site of the story
-        (the STATS_TOP_SITES with most clicks) and for the `top` stories with most clicks; only
-        stories of `site` when given. One pass over the `at` index, counted in SQL per (day,
-        story): a busy widget's events are millions of rows, never loaded here; the days,
-        sites and stories are summed from those groups (three grouped queries read the
-        period's events three times)."""
+        (the STATS_TOP_SITES with most clicks, spellings folded), for the `top` stories with
+        most clicks, and per page the block was on (the STATS_TOP_PAGES with most
+        impressions; events without a page are left out of those only); only stories of
+        `site` when given. One pass over the `at` index, counted in SQL per (day, story): a
+        busy widget's events are millions of rows, never loaded here; the days, sites and
+        stories are summed from those groups (three grouped queries read the period's events
+        three times). Pages are counted by a second grouped query (`_top_pages`)."""
         impressions = func.sum(case((EventRow.type == "impression", 1), else_=0))
         clicks = func.sum(case((EventRow.type == "click", 1), else_=0))
         reads = func.sum(case((EventRow.type == "read", 1), else_=0))
@@ -1809,11 +1838,31 @@ class Store:
             ranked = sorted(by_story, key=lambda k: (-by_story[k][1], -by_story[k][0], k))[:top]
             titled = {sid: (title, url) for sid, title, url in (await s.execute(
                 select(StoryRow.id, StoryRow.title, StoryRow.url).where(StoryRow.id.in_(ranked)))).all()}
-        sites_ranked = sorted(by_site, key=lambda n: (-by_site[n][1], -by_site[n][0], n or ""))
+            pages = await self._top_pages(s, since, until, sites)
         return WidgetCounts(
             [(d, *by_day[d]) for d in sorted(by_day)],
-            [(n, *by_site[n]) for n in sites_ranked[:STATS_TOP_SITES]],
-            [StoryCounts(k, *titled[k], site_of[k], *by_story[k]) for k in ranked if k in titled])
+            fold_sites(by_site)[:STATS_TOP_SITES],
+            [StoryCounts(k, *titled[k], site_of[k], *by_story[k]) for k in ranked if k in titled],
+            pages)
+
+    async def _top_pages(self, s, since: datetime, until: datetime,
+                         sites: list[str] | None) -> list[tuple[str, int, int]]:
+        """The STATS_TOP_PAGES pages with most impressions in [since, until), then most
+        clicks: (page, impressions, clicks), of stories of `sites` when given. Not in
+        `widget_stats`'s (day, story) groups: with the page in them, a site of many pages
+        has nearly a group per event (300k events under 10,000 pages: 196k groups, not 53k;
+        the report took 1.4-1.8 s, 1.0-1.15 s with this second pass, 0.8-0.9 s without pages)."""
+        impressions = func.sum(case((EventRow.type == "impression", 1), else_=0)).label("i")
+        clicks = func.sum(case((EventRow.type == "click", 1), else_=0)).label("c")
+        q = (select(EventRow.page, impressions, clicks)
+             .where(EventRow.at >= since, EventRow.at < until, EventRow.page.is_not(None),
+                    EventRow.type.in_(("impression", "click")))
+             .group_by(EventRow.page)
+             # Where the block is seen most, clicked or not.
+             .order_by(impressions.desc(), clicks.desc(), EventRow.page).limit(STATS_TOP_PAGES))
+        if sites is not None:
+            q = q.join(StoryRow, StoryRow.id == EventRow.story_id).where(StoryRow.site.in_(sites))
+        return [(page, int(i), int(c)) for page, i, c in (await s.execute(q)).all()]
 
     async def delete_events_before(self, before: datetime) -> int:
         async with self.writing() as s:

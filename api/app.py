@@ -294,13 +294,20 @@ class StatsStoryOut(StatsCountsOut):
     site: str
 
 
+class StatsPageOut(StatsCountsOut):
+    page: str = Field(description="the article page the block was shown under (canonical URL)")
+
+
 class StatsOut(BaseModel):
     since: str
     until: str
     days: list[StatsDayOut]
     total: StatsTotalOut
-    sites: list[StatsSiteOut] = Field(description="the 20 sites with most clicks")
+    sites: list[StatsSiteOut] = Field(
+        description="the 20 sites with most clicks; one row per site however its stories spell it")
     stories: list[StatsStoryOut] = Field(description="the 10 stories with most clicks")
+    pages: list[StatsPageOut] = Field(
+        description="the 20 pages with most impressions, of the events that name their page")
 
 
 def cached_block_responses(model: type[BaseModel] | None) -> dict:

@@ -222,7 +222,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("urls", nargs="+", metavar="URL")
 
     p = sub.add_parser("stats", help="how the widget performs: impressions, clicks and CTR per day, "
-                                     "top sites and stories")
+                                     "top sites, stories and pages")
     _common(p)
     p.add_argument("--days", type=_ranged(int, 1, MAX_DAYS), default=7, metavar="N",
                    help=f"the last N UTC days, today included (1 to {MAX_DAYS}; default 7)")
@@ -1014,7 +1014,7 @@ def _percent(rate: float | None) -> str:
 
 
 def stats_text(report: dict) -> str:
-    """`tidings stats` as tables: the days, then the top sites and stories (pure)."""
+    """`tidings stats` as tables: the days, then the top sites, stories and pages (pure)."""
     days = [["DAY", "IMPRESSIONS", "CLICKS", "READS", "CTR"]]
     days += [[d["date"], str(d["impressions"]), str(d["clicks"]), str(d["reads"]), _percent(d["ctr"])]
              for d in report["days"]]
@@ -1031,6 +1031,12 @@ def stats_text(report: dict) -> str:
         stories += [[str(s["id"]), str(s["impressions"]), str(s["clicks"]), _percent(s["ctr"]),
                      s["site"] or "-", s["title"][:70]] for s in report["stories"]]
         out.append(_table(stories))
+    if report["pages"]:
+        # The URL last and whole: columns after a long one would be pushed out of sight.
+        pages = [["IMPRESSIONS", "CLICKS", "CTR", "PAGE"]]
+        pages += [[str(p["impressions"]), str(p["clicks"]), _percent(p["ctr"]), p["page"]]
+                  for p in report["pages"]]
+        out.append(_table(pages))
     return "\n\n".join(out)
 
 

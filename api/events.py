@@ -46,6 +46,8 @@ class EventIn(BaseModel):
     # Finite: NaN and Infinity were refused as "less than or equal to 86400".
     dwell_s: float | None = Field(default=None, ge=0, le=86400, allow_inf_nan=False)
     id: str | None = Field(default=None, max_length=100)  # client event id, for idempotency
+    # The article page the widget's block was shown under: the report's `pages`.
+    page: str | None = Field(default=None, max_length=2048)
 
     @field_validator("story_id", mode="before")
     @classmethod
@@ -70,6 +72,13 @@ class EventIn(BaseModel):
         if v is not None and not v.isprintable():
             raise ValueError("id must be printable text")
         return v
+
+    @field_validator("page")
+    @classmethod
+    def _page(cls, v: str | None) -> str | None:
+        # Canonical, as the block was asked for it: one page is one row of the report however
+        # the widget or a client spelt it.
+        return None if v is None else canonical_url(v)
 
     @field_validator("type")
     @classmethod
@@ -183,7 +192,8 @@ async def resolve(store: Store, events: list[EventIn],
         key = event_key(ev.reader, sid, ev.type, at, ev.id)  # the time sent: a retry's key
         # A client clock a little ahead is tolerated, but the event happened by now: dated
         # later, a read story stayed in the feed (whose snapshot leaves out later events).
-        records.append(EventRecord(key, ev.reader, sid, ev.type, min(at, now), ev.dwell_s))
+        records.append(EventRecord(key, ev.reader, sid, ev.type, min(at, now), ev.dwell_s,
+                                   ev.page))
     return records, unknown
 
 

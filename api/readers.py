@@ -140,7 +140,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         return {"reader": reader, "preferences": info["preferences"],
                 "created_at": iso(info["created_at"]), "last_seen_at": iso(info["last_seen_at"]),
                 "events": [{"story_id": e.story_id, "type": e.type, "at": iso(e.at),
-                            "dwell_s": e.dwell_s} for e in events]}
+                            "dwell_s": e.dwell_s, "page": e.page} for e in events]}
 
     @app.delete("/v1/readers/{reader}", tags=["readers"])
     async def delete_reader(request: Request, reader: ReaderId):

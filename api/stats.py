@@ -46,8 +46,8 @@ def stats_report(counts: WidgetCounts, since: datetime, until: datetime) -> dict
         i, c, r = by_day.get(day.isoformat(), (0, 0, 0))
         days.append({"date": day.isoformat(), "impressions": i, "clicks": c, "reads": r,
                      "ctr": ctr(c, i)})
-    # From the days, which hold every event of the period (the sites and stories are cut to
-    # their top few).
+    # From the days, which hold every event of the period (the sites, stories and pages are
+    # cut to their top few).
     ti, tc, tr = (sum(d[k] for d in days) for k in ("impressions", "clicks", "reads"))
     return {
         "since": since.astimezone(UTC).isoformat(),
@@ -59,4 +59,6 @@ def stats_report(counts: WidgetCounts, since: datetime, until: datetime) -> dict
         "stories": [{"id": s.id, "title": s.title, "url": s.url, "site": s.site,
                      "impressions": s.impressions, "clicks": s.clicks,
                      "ctr": ctr(s.clicks, s.impressions)} for s in counts.stories],
+        "pages": [{"page": page, "impressions": i, "clicks": c, "ctr": ctr(c, i)}
+                  for page, i, c in counts.pages],
     }

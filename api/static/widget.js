@@ -289,12 +289,16 @@
   // API reads the body as JSON whatever its Content-Type.
   // No `at`: reports go at once, so the API's clock dates them. The reader's clock did, and
   // one more than 5 minutes fast (the API's limit) lost every impression and click.
-  function sendEvents(api, type, storyIds, preferBeacon) {
+  // `page`: the article the block was asked for, so the report tells which pages' blocks
+  // are clicked. Left out when the API would refuse it (a server-rendered block on a page
+  // that is not http(s)), which would refuse the events with it.
+  function sendEvents(api, type, storyIds, preferBeacon, page) {
     if (!storyIds.length) return;
     var reader = readerId();
+    page = /^https?:\/\//i.test(page) ? page : undefined;
     var body = JSON.stringify({
       events: storyIds.map(function (id) {
-        return { reader: reader, story_id: id, type: type };
+        return { reader: reader, story_id: id, type: type, page: page };
       })
     });
     var url = api + "/v1/events";
@@ -419,22 +423,22 @@
   }
 
   // Impressions when seenEnough() (firstSeen()), clicks on every link. Works the same on blocks built here and on server-rendered /v1/widget HTML.
-  function track(block, api, state) {
+  function track(block, api, page, state) {
     var ids = Array.prototype.map.call(block.querySelectorAll("[data-story-id]"), function (li) {
       return li.getAttribute("data-story-id");
     });
     function onClick(event) {
       var link = event.target.closest && event.target.closest("a." + P + "link");
       var li = link && link.closest("[data-story-id]");
-      if (li && block.contains(li)) sendEvents(api, "click", [li.getAttribute("data-story-id")], true);
+      if (li && block.contains(li)) sendEvents(api, "click", [li.getAttribute("data-story-id")], true, page);
     }
     block.addEventListener("click", onClick);
     block.addEventListener("auxclick", onClick);
-    if (!("IntersectionObserver" in window)) return sendEvents(api, "impression", firstSeen(api, ids), false);
+    if (!("IntersectionObserver" in window)) return sendEvents(api, "impression", firstSeen(api, ids), false, page);
     var seen = state.seen = new IntersectionObserver(function (entries) {
       if (entries.some(seenEnough)) {
         seen.disconnect();
-        sendEvents(api, "impression", firstSeen(api, ids), false);
+        sendEvents(api, "impression", firstSeen(api, ids), false, page);
       }
     }, { threshold: STEPS });
     seen.observe(block);
@@ -483,10 +487,10 @@
     return text(container.getAttribute("data-heading")) || "Related stories";
   }
 
-  // The request for a container's block; "" without an API to ask.
-  function requestOf(container) {
+  // The request for the block of `page` (pageUrl) in a container; "" without an API to ask.
+  function requestOf(container, page) {
     var api = apiBase(container);
-    return api && api + "/v1/related?url=" + encodeURIComponent(pageUrl(container)) + "&k=" + count(container);
+    return api && api + "/v1/related?url=" + encodeURIComponent(page) + "&k=" + count(container);
   }
 
   // Promises of cards by request: two containers for one article, or an app going back to
@@ -544,7 +548,7 @@
     });
   }
 
-  function render(container, state, cards, api) {
+  function render(container, state, cards, api, page) {
     if (!cards.length) return show(container, state, null);
     var node = blockNode(cards, heading(container));
     // Shorter than the placeholder, it keeps its room (or the page under it moves up) unless
@@ -554,7 +558,7 @@
       ? state.node.getBoundingClientRect().height : 0;
     show(container, state, node);
     if (held) node.style.cssText = "box-sizing:border-box;min-height:" + held + "px";
-    track(node, api, state);
+    track(node, api, page, state);
   }
 
   // Lazy: ask the API only when the container comes within a screen or so of the viewport.
@@ -572,7 +576,7 @@
   // Shows the block for the container's current request: at start, and when the page may
   // have changed it (data-url, refresh()). An unchanged request does nothing.
   function want(container, state) {
-    var url = requestOf(container), api = apiBase(container);
+    var page = pageUrl(container), url = requestOf(container, page), api = apiBase(container);
     if (url === state.url) return;
     var gen = ++state.gen;
     state.url = url;
@@ -580,7 +584,7 @@
     show(container, state, url && !hasOwnContent(container, state) ? placeholder(container) : null);
     if (url) whenNear(container, state, function () {
       related(url).then(function (cards) {
-        if (gen === state.gen) render(container, state, cards, api);
+        if (gen === state.gen) render(container, state, cards, api, page);
       }, function () {
         // API down or odd answer: the placeholder goes, the container shows what it held
         // (usually nothing). The page under it moves up once, but an empty grey box left in
@@ -604,9 +608,9 @@
     var prerendered = container.querySelector("." + P + "block");
     if (!prerendered) return want(container, state);
     show(container, state, prerendered);
-    state.url = requestOf(container);
-    var api = apiBase(container);
-    if (api) track(prerendered, api, state);
+    var page = pageUrl(container), api = apiBase(container);
+    state.url = requestOf(container, page);
+    if (api) track(prerendered, api, page, state);
   }
 
   function startAll(root) {

@@ -247,33 +247,40 @@ async def test_lookups_by_category_or_source_walk_their_key_index(store):
         assert f"ix_stories_{column}_key_sort" in plan and "TEMP B-TREE" not in plan, plan
 
 
-async def test_the_migration_gives_stored_stories_their_keys(db_url):
-    """Stories stored before the keys existed get them on upgrade, however they were spelled."""
-    import sqlalchemy as sa
+async def migrate_to(store, revision: str) -> None:
+    """The store's database migrated up to `revision` only: as an older version left it."""
     from alembic import command
     from alembic.config import Config
 
-    from aggregator.schema import UTCDateTime
-    from aggregator.store import MIGRATIONS, Store
+    from aggregator.store import MIGRATIONS
 
-    store = Store(db_url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
 
-    def upgrade(to):
-        def run(sync_conn):
-            cfg.attributes["connection"] = sync_conn
-            command.upgrade(cfg, to)
-        return run
+    def run(sync_conn):
+        cfg.attributes["connection"] = sync_conn
+        command.upgrade(cfg, revision)
 
+    async with store.engine.begin() as conn:
+        await conn.run_sync(run)
+
+
+async def test_the_migration_gives_stored_stories_their_keys(db_url):
+    """Stories stored before the keys existed get them on upgrade, however they were spelled."""
+    import sqlalchemy as sa
+
+    from aggregator.schema import UTCDateTime
+    from aggregator.store import Store
+
+    store = Store(db_url)
     stories = sa.table("stories", *(sa.column(c) for c in (
         "url", "original_url", "title", "summary", "text", "author", "image_url", "site",
         "source", "category", "content_hash", "embed_version")),
         *(sa.column(c, UTCDateTime()) for c in ("collected_at", "updated_at", "sort_at")))
     old = [("Politics", "Wire"), ("politics", "wire"), ("Straße", "BBC-Politics"), ("", "")]
     try:
+        await migrate_to(store, "0008")
         async with store.engine.begin() as conn:
-            await conn.run_sync(upgrade("0008"))
             await conn.execute(sa.insert(stories), [dict(
                 url=f"https://e.org/{i}", original_url="", title="t", summary="", text="",
                 author="", image_url="", site="e.org", source=src, category=c, content_hash="",
@@ -1159,3 +1166,88 @@ async def test_widget_stats_count_the_period_by_utc_day_site_and_story(store):
         assert only.sites == [("news.example", 12, 5)] and {s.id for s in only.stories} == {a, b}
     nothing = await store.widget_stats(since, until, site="nowhere.example")
     assert nothing.days == nothing.sites == nothing.stories == []
+
+
+def _events(sid: int, type_: str, at: datetime, n: int, tag: str, page: str | None = None):
+    return [EventRecord(event_key(f"{tag}{i}", sid, type_, at, None), f"{tag}{i}", sid, type_, at,
+                        page=page) for i in range(n)]
+
+
+async def test_widget_stats_count_the_pages_the_blocks_were_on(store):
+    """Per page the widget's block was under, most impressions first, top 20; events without
+    a page (older ones, API clients) and reads are in the days and stories only."""
+    a, b, c = (await store.upsert_stories([
+        draft("https://news.example/a", "Alpha", site="news.example"),
+        draft("https://news.example/b", "Beta", site="news.example"),
+        draft("https://other.example/c", "Gamma", site="other.example")], NOW)).new_ids
+    since, until = NOW - timedelta(days=1), NOW + timedelta(hours=1)
+    home, story = "https://pub.example/", "https://pub.example/2026/story"
+    await store.add_events([
+        *_events(a, "impression", NOW, 3, "h", home), *_events(b, "impression", NOW, 3, "h", home),
+        *_events(a, "click", NOW, 2, "hc", home),
+        *_events(a, "impression", NOW, 4, "s", story), *_events(c, "impression", NOW, 4, "s", story),
+        *_events(c, "click", NOW, 1, "sc", story), *_events(c, "read", NOW, 5, "sr", story),
+        *_events(b, "impression", NOW, 7, "old"),  # no page: not in `pages`
+        *_events(b, "click", since - timedelta(seconds=1), 9, "before", home),  # out of the period
+        *[e for n in range(21) for e in _events(c, "impression", NOW, 1, f"p{n}-",
+                                                f"https://pub.example/p{n}")],
+    ], NOW)
+    got = await store.widget_stats(since, until)
+    assert got.pages[:2] == [(story, 8, 1), (home, 6, 2)]
+    assert len(got.pages) == 20 and got.pages[2][1:] == (1, 0)  # 2 of the 21 one-timers cut
+    assert got.days == [(NOW.date().isoformat(), 42, 3, 5)]  # the page-less ones counted there
+    # Of one site's stories: the pages where they were shown, theirs counted.
+    only = await store.widget_stats(since, until, site="news.example")
+    assert only.pages == [(home, 6, 2), (story, 4, 0)]
+
+
+async def test_widget_stats_fold_the_spellings_of_one_site(store):
+    """An import keeps a site as written ("www.BBC.co.uk"), the collector as its host
+    ("bbc.co.uk"): one site, one row, as the `site` filter takes them; shown as the spelling
+    with most clicks."""
+    a, b, c = (await store.upsert_stories([
+        draft("https://www.bbc.co.uk/a", "Collected", site="bbc.co.uk"),
+        draft("https://www.bbc.co.uk/b", "Imported", site="www.BBC.co.uk"),
+        draft("https://other.example/c", "Other", site="other.example")], NOW)).new_ids
+    await store.add_events([
+        *_events(a, "impression", NOW, 5, "a"), *_events(a, "click", NOW, 1, "ac"),
+        *_events(b, "impression", NOW, 2, "b"), *_events(b, "click", NOW, 3, "bc"),
+        *_events(c, "click", NOW, 2, "cc")], NOW)
+    since, until = NOW - timedelta(days=1), NOW + timedelta(hours=1)
+    assert (await store.widget_stats(since, until)).sites == [
+        ("www.BBC.co.uk", 7, 4), ("other.example", 0, 2)]
+    assert (await store.widget_stats(since, until, site="bbc.co.uk")).sites == [
+        ("www.BBC.co.uk", 7, 4)]
+
+
+async def test_the_migration_keeps_stored_events_without_a_page(db_url):
+    """Migration 0015 adds `events.page`: events stored before keep their counts and have
+    none (in the report's days, not its pages); new ones store theirs."""
+    import sqlalchemy as sa
+
+    from aggregator.schema import UTCDateTime
+    from aggregator.store import Store
+
+    store = Store(db_url)
+    try:
+        await migrate_to(store, "0014")
+        (sid,) = (await store.upsert_stories([draft("https://e.org/a")], NOW)).new_ids
+        events = sa.table("events", *(sa.column(c) for c in ("event_key", "reader_id", "story_id",
+                                                               "type", "dwell_s")),
+                          sa.column("at", UTCDateTime()))
+        readers = sa.table("readers", sa.column("id"), sa.column("created_at", UTCDateTime()),
+                           sa.column("last_seen_at", UTCDateTime()))
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.insert(readers), [{"id": "old", "created_at": NOW, "last_seen_at": NOW}])
+            await conn.execute(sa.insert(events), [
+                {"event_key": f"k{i}", "reader_id": "old", "story_id": sid, "type": t, "dwell_s": None,
+                 "at": NOW} for i, t in enumerate(("impression", "click"))])
+        await store.migrate()
+        assert sorted((e.type, e.page) for e in await store.reader_events("old")) == [
+            ("click", None), ("impression", None)]
+        await store.add_events(_events(sid, "impression", NOW, 1, "new", "https://pub.example/x"), NOW)
+        got = await store.widget_stats(NOW - timedelta(days=1), NOW + timedelta(hours=1))
+        assert got.days == [(NOW.date().isoformat(), 2, 1, 0)]
+        assert got.pages == [("https://pub.example/x", 1, 0)]
+    finally:
+        await store.close()

@@ -133,3 +133,29 @@ async def test_a_dwell_time_that_is_no_number_says_so(http):
         assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_event"), (dwell, r.text)
         message = r.json()["error"]["message"]
         assert "dwell_s" in message and "finite number" in message and "86400" not in message, message
+
+
+async def test_the_page_an_event_names_is_stored_canonical_and_exported(http, stack):
+    """`page`, the article the widget's block was under, is kept as the block was asked for it
+    (canonical) and is in the reader's export; a retried event is still one."""
+    s = await _story(http)
+    one = {"reader": "on-a-page", "story_id": s["id"], "type": "click", "id": "p-1",
+           "page": "HTTPS://Pub.Example:443/news/../2026/story?utm_source=feed#comments"}
+    for _ in range(2):
+        assert (await http.post("/v1/events", json=one)).status_code == 202
+    assert (await http.post("/v1/events", json={**one, "id": "p-2", "page": None})).status_code == 202
+    for _ in range(50):  # the sink writes in the background
+        if len(await stack.svc.store.reader_events("on-a-page")) == 2:
+            break
+        await asyncio.sleep(0.1)
+    exported = (await http.get("/v1/readers/on-a-page")).json()["events"]
+    assert sorted((e["page"] or "") for e in exported) == ["", "https://pub.example/2026/story"]
+
+
+async def test_a_page_that_is_no_http_url_is_a_422_naming_it(http):
+    s = await _story(http)
+    for page in ("ftp://pub.example/a", "article.html", "", "https://pub.example/" + "a" * 2030, 5):
+        event = {"reader": "r", "story_id": s["id"], "type": "impression", "page": page}
+        r = await http.post("/v1/events", json={"events": [event]})
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_event"), (page, r.text)
+        assert r.json()["error"]["message"].startswith("event 0: page: "), r.text

@@ -27,7 +27,8 @@ def test_the_report_fills_quiet_days_with_zeros_and_has_no_rate_without_impressi
         days=[("2026-11-24", 3, 1, 0), ("2026-11-26", 0, 2, 1)],
         sites=[("news.example", 3, 3)],
         stories=[StoryCounts(7, "T", "https://news.example/t", "news.example", 0, 2),
-                 StoryCounts(8, "U", "https://news.example/u", "news.example", 3, 1)])
+                 StoryCounts(8, "U", "https://news.example/u", "news.example", 3, 1)],
+        pages=[("https://pub.example/a", 3, 1), ("https://pub.example/b", 0, 2)])
     r = stats_report(counts, since, until)
     assert r["since"] == "2026-11-24T00:00:00+00:00" and r["until"] == "2026-11-26T09:00:00+00:00"
     assert r["days"] == [
@@ -37,6 +38,9 @@ def test_the_report_fills_quiet_days_with_zeros_and_has_no_rate_without_impressi
     assert r["total"] == {"impressions": 3, "clicks": 3, "reads": 1, "ctr": 1.0}
     assert r["sites"] == [{"site": "news.example", "impressions": 3, "clicks": 3, "ctr": 1.0}]
     assert [(s["id"], s["ctr"]) for s in r["stories"]] == [(7, None), (8, 0.3333)]
+    assert r["pages"] == [
+        {"page": "https://pub.example/a", "impressions": 3, "clicks": 1, "ctr": 0.3333},
+        {"page": "https://pub.example/b", "impressions": 0, "clicks": 2, "ctr": None}]
     empty = stats_report(WidgetCounts([], [], []), since, until)
     assert len(empty["days"]) == 3 and empty["total"]["ctr"] is None
     # A period ending at midnight does not reach into the next day.
@@ -134,3 +138,36 @@ async def test_stats_are_the_operators(stack):
             assert r.status_code == status, (host, r.text)
             if status == 403:
                 assert r.json()["error"]["code"] == "operator_only"
+
+
+async def test_stats_name_the_pages_the_blocks_were_on_and_fold_a_sites_spellings(http, stack):
+    """The widget's events name their page: the report counts the top pages (canonical, most
+    impressions first; events without a page are not in them). A site stored two ways (an
+    import's "www.Fold.Example", the collector's "fold.example") is one row of `sites`.
+    Dated ten days ago, so the other tests' days do not see them, nor these theirs."""
+    store = stack.svc.store
+    a, b = (await store.upsert_stories([
+        StoryDraft(url="https://fold.example/a", title="Collected", site="fold.example", source="f"),
+        StoryDraft(url="https://fold.example/b", title="Imported", site="www.Fold.Example", source="f")],
+        utcnow())).new_ids
+    at = (datetime.now(UTC) - timedelta(days=10)).isoformat()
+    article, other = "https://Pub.Example/2026/article?utm_source=x", "https://pub.example/other"
+
+    def sent(sid, type_, n, page):
+        return [{"reader": f"p-{sid}-{type_}-{page is None}-{i}", "story_id": sid, "type": type_,
+                 "at": at, **({"page": page} if page else {})} for i in range(n)]
+
+    events = [*sent(a, "impression", 3, article), *sent(b, "impression", 1, article),
+              *sent(a, "click", 1, article), *sent(b, "click", 1, other),
+              *sent(b, "impression", 4, None)]  # an API client's: no page
+    r = await http.post("/v1/events", json={"events": events})
+    assert r.status_code == 202 and r.json()["accepted"] == 10, r.text
+    for e in events:  # an export waits for the reader's events to be written
+        assert (await http.get(f"/v1/readers/{e['reader']}")).status_code == 200
+
+    body = (await http.get("/v1/stats", params={"days": 30, "site": "fold.example"})).json()
+    assert body["pages"] == [
+        {"page": "https://pub.example/2026/article", "impressions": 4, "clicks": 1, "ctr": 0.25},
+        {"page": other, "impressions": 0, "clicks": 1, "ctr": None}]
+    assert body["sites"] == [{"site": "www.Fold.Example", "impressions": 8, "clicks": 2, "ctr": 0.25}]
+    assert body["total"]["impressions"] == 8

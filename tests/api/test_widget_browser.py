@@ -313,17 +313,19 @@ async def test_lazy_fetch_impression_and_click_events_reach_the_database(
     assert sorted(e.story_id for e in impressions) == sorted(shown_ids)
     assert {e.type for e in impressions} == {"impression"}
     assert {e.reader for e in impressions} == {reader}
+    # Each names the page the block was under (the URL it was asked for), for the report.
+    assert {e.page for e in impressions} == {SEED_URL}
 
     first_href = await page.locator(".tdg-card a.tdg-link").first.get_attribute("href")
     async with page.expect_request("**/v1/events") as sent:
         await page.locator(".tdg-card a.tdg-link").first.click()
     beacon = json.loads((await sent.value).post_data)
-    assert [(e["type"], e["story_id"], e["reader"]) for e in beacon["events"]] == [
-        ("click", str(shown_ids[0]), reader)]
+    assert [(e["type"], e["story_id"], e["reader"], e["page"]) for e in beacon["events"]] == [
+        ("click", str(shown_ids[0]), reader, SEED_URL)]
     assert "at" not in beacon["events"][0]  # the API's clock dates it, not the reader's
     events = await widget_api.stored_events(reader, 5)
     clicks = [e for e in events if e.type == "click"]
-    assert [(c.story_id, c.reader) for c in clicks] == [(shown_ids[0], reader)]
+    assert [(c.story_id, c.reader, c.page) for c in clicks] == [(shown_ids[0], reader, SEED_URL)]
     assert len(events) == 5
     await page.wait_for_url(first_href)  # the link still opened the story
 
@@ -461,6 +463,7 @@ async def test_server_fragment_is_inert_and_tracked_by_the_widget(page, widget_a
     assert [e.story_id for e in events if e.type == "click"] == [related[0]["id"]]
     assert sorted(e.story_id for e in events if e.type == "impression") == sorted(
         c["id"] for c in related)
+    assert {e.page for e in events} == {SEED_URL}  # the page's, as for a block built here
     assert page.page_errors == []
 
 
@@ -1258,3 +1261,18 @@ async def test_two_containers_for_one_article_ask_once_and_count_once(
     for container in ("#related", "#related-2"):
         assert await page.locator(f"{container} section.tdg-block").count() == 1
     assert page.page_errors == []
+
+
+async def test_a_page_the_api_would_refuse_is_left_out_of_the_events(page, widget_api, publisher):
+    """A server-rendered block whose container names a page that is no http(s) URL: its
+    events go without `page` (the API refuses such a page, and the events with it)."""
+    fragment = await widget_api.fragment(SEED_URL)
+    html = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>',
+        f'<div id="related" data-tidings-related data-url="ftp://pub.example/a">{fragment}</div>')
+    await page.goto(publisher.page("ftp-page.html", html))
+    reader = await reader_of(page)  # its impressions were sent
+    await page.locator(".tdg-card a.tdg-link").first.click()
+    events = await widget_api.stored_events(reader, 5)
+    assert sorted(e.type for e in events) == ["click"] + ["impression"] * 4
+    assert {e.page for e in events} == {None}

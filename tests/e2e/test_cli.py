@@ -341,9 +341,10 @@ def test_a_database_only_command_does_not_import_the_roles_it_does_not_run():
     assert out.stdout.strip() == "[]", out.stdout
 
 
-def test_stats_reports_the_widgets_days_sites_and_stories(cli_env, tmp_path):
+def test_stats_reports_the_widgets_days_sites_stories_and_pages(cli_env, tmp_path):
     """`tidings stats`: a table by default, the endpoint's JSON with --json; events before
-    the period and, with --site, other sites' stories are left out; a quiet day is zeros."""
+    the period and, with --site, other sites' stories are left out; a quiet day is zeros;
+    the pages the block was on are the last table."""
     import asyncio
     from datetime import timedelta
 
@@ -358,6 +359,7 @@ def test_stats_reports_the_widgets_days_sites_and_stories(cli_env, tmp_path):
     from tests.api.test_stats import past_midnight_if_near
 
     now = past_midnight_if_near()
+    page = "https://pub.example/2026/article"
 
     async def add_events() -> None:
         store = Store(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'tidings.db'}")
@@ -365,7 +367,7 @@ def test_stats_reports_the_widgets_days_sites_and_stories(cli_env, tmp_path):
                (1, "click", now - timedelta(days=3), 5)]  # before a 2-day period
         try:
             await store.add_events([EventRecord(event_key(f"r{i}", sid, kind, at, None), f"r{i}",
-                                                sid, kind, at)
+                                                sid, kind, at, page=page if sid == 1 else None)
                                     for sid, kind, at, n in evs for i in range(n)], now)
         finally:
             await store.close()
@@ -379,11 +381,13 @@ def test_stats_reports_the_widgets_days_sites_and_stories(cli_env, tmp_path):
     assert report["total"] == {"impressions": 4, "clicks": 3, "reads": 0, "ctr": 0.75}
     assert [(s["site"], s["clicks"]) for s in report["sites"]] == [("other.example", 2),
                                                                    ("news.example", 1)]
+    assert report["pages"] == [{"page": page, "impressions": 4, "clicks": 1, "ctr": 0.25}]
     r = run_cli(["stats", "--days", "2", "--site", "News.Example"], cli_env)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["DAY", "IMPRESSIONS", "CLICKS", "READS", "CTR"]
     assert lines[2].split() == [now.date().isoformat(), "4", "1", "0", "25.00%"]
     assert "Widget story" in r.stdout and "other.example" not in r.stdout
+    assert lines[-2:] == ["IMPRESSIONS  CLICKS  CTR     PAGE", f"4            1       25.00%  {page}"]
     r = run_cli(["stats", "--days", "91"], cli_env)
     assert r.returncode == 2 and "91 is outside [1, 90]" in r.stderr and "Traceback" not in r.stderr

@@ -42,9 +42,13 @@ lint: $(STAMP)
 	$(PY) tests/check_imports.py
 
 # The slowest tests are listed at the end: the suite is to stay well under 15 minutes (CI on
-# 2 cores), and this is where to look when it grows.
+# 2 cores), and this is where to look when it grows. Two workers (pytest-xdist): serial, the
+# suite kept one core busy at ~75% and the other idle (14:42 on a 2-core Xeon, 8:18 on two).
+# The tests that run the model share one worker (tests/conftest.py: loadgroup), since two
+# side by side ran 3-4x slower. `make test TEST_WORKERS=0` runs serially.
+TEST_WORKERS ?= 2
 test: $(STAMP) browser lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 # Raw figures go to docs/benchmarks.json too, so one part can be rerun later and the rest kept:
 # `python -m benchmarks.run --only embed --reuse docs/benchmarks.json --json docs/benchmarks.json`.

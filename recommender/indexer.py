@@ -31,6 +31,10 @@ idle time before its first call fell (medians 0.34 -> 0.29 s) but idle time betw
 rose from ~0 to 0.11-0.19 s (claims came back sooner and smaller: a piece of one story, then
 a long wait on the next, large claim), and the ratio did not move: 2 A/B sets of 4 runs,
 medians 0.780 / 0.837 old vs 0.834 / 0.777 new. Not kept.
+Also tried (2026-12-06, 2-core Intel Xeon model 207): the collector's parse workers at nice
+10, so the model's threads keep both cores while parsing fills the gaps. 3 A/B sets of 3 runs,
+alternated: ratio median 0.801 (0.771-0.839) at nice 0 against 0.792 (0.748-0.830) at nice 10.
+The parse workers' ~0.45 s of CPU is too little of the gap to show. Not kept.
 """
 
 from __future__ import annotations

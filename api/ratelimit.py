@@ -33,7 +33,32 @@ def client_key(host: str) -> str:
     return f"{ipaddress.IPv6Address(prefix)}/{IPV6_CLIENT_PREFIX}"
 
 
-class RateLimiter:
+def spend(tokens: float, elapsed_s: float, per_minute: int, cost: float) -> tuple[bool, float]:
+    """A token bucket's answer and the tokens it keeps: `tokens` refilled at `per_minute` a
+    minute for `elapsed_s` (up to a minute's worth, the burst a client may save up), less
+    `cost` when there is that much; a refused request takes nothing."""
+    tokens = min(float(per_minute), tokens + elapsed_s * per_minute / 60.0)
+    if tokens < cost:
+        return False, tokens
+    return True, tokens - cost
+
+
+class Limiter:
+    """Token buckets by key: `allow` charges `cost` to a key's bucket of `per_minute` (0 = no
+    limit) and says whether it had that much."""
+
+    def allow(self, key: tuple, per_minute: int, cost: float = 1.0) -> bool:
+        raise NotImplementedError
+
+    def check(self, key: tuple, per_minute: int, cost: float = 1.0) -> None:
+        if not self.allow(key, per_minute, cost):
+            raise ApiError(429, "rate_limited", f"too many requests; the limit is {per_minute} a minute",
+                           {"Retry-After": "60"})
+
+
+class RateLimiter(Limiter):
+    """The buckets in this process's memory."""
+
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000):
         self.clock = clock
         self.max_keys = max_keys
@@ -45,23 +70,15 @@ class RateLimiter:
         now = self.clock()
         # Popped and put back: the dict's order is then least recently seen first.
         tokens, at = self._buckets.pop(key, (float(per_minute), now))
-        tokens = min(float(per_minute), tokens + (now - at) * per_minute / 60.0)
         if len(self._buckets) >= self.max_keys:
             # Bounded memory under a flood of distinct clients: forget the tenth seen longest
             # ago. Clearing all (as before) let a flood of addresses reset a throttled
             # client's bucket; one that keeps knocking is recent, so it stays throttled.
             for old in list(islice(self._buckets, max(1, self.max_keys // 10))):
                 del self._buckets[old]
-        if tokens < cost:
-            self._buckets[key] = (tokens, now)
-            return False
-        self._buckets[key] = (tokens - cost, now)
-        return True
-
-    def check(self, key: tuple, per_minute: int, cost: float = 1.0) -> None:
-        if not self.allow(key, per_minute, cost):
-            raise ApiError(429, "rate_limited", f"too many requests; the limit is {per_minute} a minute",
-                           {"Retry-After": "60"})
+        allowed, tokens = spend(tokens, now - at, per_minute, cost)
+        self._buckets[key] = (tokens, now)
+        return allowed
 
 
 class InFlight:

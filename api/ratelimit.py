@@ -1,9 +1,15 @@
-"""Per-client rate limits (token buckets in memory, per process)."""
+"""Per-client rate limits: token buckets in this process's memory (`RateLimiter`), or in a
+file that the workers of one `serve --workers` all map (`SharedRateLimiter`)."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import ipaddress
+import mmap
+import os
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -79,6 +85,85 @@ class RateLimiter(Limiter):
         allowed, tokens = spend(tokens, now - at, per_minute, cost)
         self._buckets[key] = (tokens, now)
         return allowed
+
+
+# Where the supervisor of `serve --workers` tells its workers the buckets' file is (they
+# inherit its environment): set by api.workers, not an operator's setting.
+SHARED_LIMITS_ENV = "TIDINGS_SHARED_LIMITS"
+# One slot: the key's hash (0 = free), its tokens, when it was last charged (time.monotonic).
+SLOT = struct.Struct("<Qdd")
+# 3 MiB: room for the in-memory limiter's 100,000 keys and some, so probes rarely find no room.
+SHARED_SLOTS = 1 << 17
+# The slots a key may live in, from its hash on: all are read on every charge.
+PROBE = 8
+
+
+def key_hash(key: tuple) -> int:
+    """A key's 64 bits, the same in every process (Python's hash of a str is salted per
+    process); never 0, which marks a free slot."""
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") or 1
+
+
+class SharedRateLimiter(Limiter):
+    """The buckets in a file mapped by every worker of one `serve --workers`, so a client's
+    limit holds across them: the kernel hands each connection to whichever worker accepts it,
+    and with buckets in each worker's memory every limit was N times looser under N workers.
+
+    The file is a fixed table of slots (`SLOT`), so a flood of distinct clients cannot grow it:
+    a key lives in one of the `PROBE` slots from its hash on, and when all of them hold other
+    keys it takes the one charged longest ago (a client that keeps knocking is recent, so it
+    keeps its bucket and stays throttled). Slots are never freed, so a key is never found past
+    a free one. Each charge holds an flock on the file: workers are processes, and the lock
+    goes with a worker that dies. Times are time.monotonic: one clock (CLOCK_MONOTONIC) for
+    every process of the machine."""
+
+    def __init__(self, path: str | os.PathLike, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._fd = os.open(path, os.O_RDWR)
+        self._map = mmap.mmap(self._fd, 0)
+        self.slots = len(self._map) // SLOT.size
+
+    @staticmethod
+    def create(path: str | os.PathLike, slots: int = SHARED_SLOTS) -> None:
+        """A new file of free slots (zeros; sparse until keys land)."""
+        with open(path, "xb") as f:
+            f.truncate(slots * SLOT.size)
+
+    def allow(self, key: tuple, per_minute: int, cost: float = 1.0) -> bool:
+        if per_minute <= 0:
+            return True
+        h = key_hash(key)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            # Read under the lock, so the times written to a slot only go forward.
+            now = self.clock()
+            offset = self._slot_of(h) * SLOT.size
+            held, tokens, at = SLOT.unpack_from(self._map, offset)
+            if held != h:  # a new key, or a slot taken from one gone quiet
+                tokens, at = float(per_minute), now
+            allowed, tokens = spend(tokens, now - at, per_minute, cost)
+            SLOT.pack_into(self._map, offset, h, tokens, now)
+            return allowed
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _slot_of(self, h: int) -> int:
+        """The slot of key hash `h`: its own, else the first free one of its probe, else the
+        one there charged longest ago."""
+        oldest, oldest_at = -1, float("inf")
+        for step in range(PROBE):
+            i = (h + step) % self.slots
+            held, _, at = SLOT.unpack_from(self._map, i * SLOT.size)
+            if held == h or held == 0:
+                return i
+            if at < oldest_at:
+                oldest, oldest_at = i, at
+        return oldest
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
 
 
 class InFlight:

@@ -1,18 +1,49 @@
-"""Per-client token buckets (api/ratelimit.py): pure, with an injected clock."""
+"""Per-client token buckets (api/ratelimit.py): pure, with an injected clock; the buckets
+shared by the workers of `serve --workers` also across real processes."""
 
 from __future__ import annotations
 
-from api.ratelimit import RateLimiter
+import dataclasses
+import itertools
+import multiprocessing
+
+import pytest
+
+from api.ratelimit import RateLimiter, SharedRateLimiter
 
 
-def test_a_bucket_empties_and_refills_with_time():
+@pytest.fixture(params=["memory", "shared"])
+def make_limiter(request, tmp_path):
+    """Either kind of limiter, given a clock: both must charge a client alike."""
+    made = []
+
+    def make(clock):
+        if request.param == "memory":
+            return RateLimiter(clock=clock)
+        path = tmp_path / "buckets"
+        if not path.exists():
+            SharedRateLimiter.create(path)
+        made.append(SharedRateLimiter(path, clock=clock))
+        return made[-1]
+
+    yield make
+    for rl in made:
+        rl.close()
+
+
+def test_a_bucket_empties_and_refills_with_time(make_limiter):
     now = [0.0]
-    rl = RateLimiter(clock=lambda: now[0])
+    rl = make_limiter(lambda: now[0])
     assert all(rl.allow(("a",), 60) for _ in range(60))
     assert not rl.allow(("a",), 60)
     assert rl.allow(("b",), 60)  # another client has its own bucket
     now[0] = 1.0  # a token a second at 60 a minute
     assert rl.allow(("a",), 60) and not rl.allow(("a",), 60)
+    now[0] = 31.0  # refilled for 30 s, never past a minute's worth
+    assert [rl.allow(("a",), 60, cost=10) for _ in range(4)] == [True, True, True, False]
+    now[0] = 1000.0
+    assert sum(rl.allow(("a",), 60) for _ in range(100)) == 60
+    assert rl.allow(("off",), 0)  # 0 = no limit
 
 
 def test_a_flood_of_new_clients_does_not_reset_a_throttled_one():
@@ -26,6 +57,78 @@ def test_a_flood_of_new_clients_does_not_reset_a_throttled_one():
         if i % 100 == 0:
             assert not rl.allow(("abuser",), 10), i
     assert len(rl._buckets) <= 1_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Stopped:
+    """A clock stopped at `t`: picklable, for a spawned process (no refill while it runs)."""
+
+    t: float
+
+    def __call__(self) -> float:
+        return self.t
+
+
+# One client's minute: each worker alone could take it all, so buckets of their own would
+# have allowed twice as much. Many, so that the two processes do charge at the same time.
+BUDGET = 10_000
+CLIENT = ("events", "192.0.2.7")
+
+
+def charge_a_minutes_worth(path: str, start, answers) -> None:
+    """A worker's share of one client's requests, sent once both workers are ready."""
+    rl = SharedRateLimiter(path, clock=Stopped(0.0))
+    start.wait(timeout=60)
+    answers.put(sum(rl.allow(CLIENT, BUDGET) for _ in range(BUDGET)))
+
+
+@pytest.mark.timeout(60)
+def test_workers_sharing_the_file_share_each_clients_budget(tmp_path):
+    """Two processes charging one client together get its limit between them, not the limit
+    each (with a bucket per worker, `serve --workers N` allowed N times the limit)."""
+    path = tmp_path / "buckets"
+    SharedRateLimiter.create(path)
+    spawn = multiprocessing.get_context("spawn")  # as uvicorn starts its workers
+    start, answers = spawn.Barrier(2), spawn.Queue()
+    procs = [spawn.Process(target=charge_a_minutes_worth, args=(str(path), start, answers))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    shares = [answers.get(timeout=50) for _ in procs]
+    for p in procs:
+        p.join(timeout=10)
+        assert p.exitcode == 0
+    assert sum(shares) == BUDGET, shares
+    # What they left is what a third process finds: empty, then refilled with time.
+    rl = SharedRateLimiter(path, clock=Stopped(0.0))
+    try:
+        assert not rl.allow(CLIENT, BUDGET)
+        rl.clock = Stopped(3.0)  # 3 s of 10,000 a minute
+        assert sum(rl.allow(CLIENT, BUDGET) for _ in range(1_000)) == 500
+    finally:
+        rl.close()
+
+
+def test_the_shared_file_stays_its_size_and_a_knocking_client_its_bucket(tmp_path):
+    """A flood of distinct clients takes the slots charged longest ago, within a short probe:
+    the file never grows, a client gone quiet is forgotten, and one that keeps knocking is
+    recent, so it stays throttled."""
+    path = tmp_path / "buckets"
+    SharedRateLimiter.create(path, slots=1_024)
+    size = path.stat().st_size
+    ticks = itertools.count()
+    rl = SharedRateLimiter(path, clock=lambda: next(ticks) / 1000)  # a millisecond a charge
+    try:
+        assert rl.allow(("quiet",), 1) and not rl.allow(("quiet",), 1)
+        assert rl.allow(("abuser",), 1)
+        for i in range(5_000):
+            rl.allow((f"10.0.{i // 256}.{i % 256}",), 10)
+            if i % 100 == 0:
+                assert not rl.allow(("abuser",), 1), i
+        assert path.stat().st_size == size
+        assert rl.allow(("quiet",), 1)  # its slot went to a newer client: a fresh bucket
+    finally:
+        rl.close()
 
 
 def test_an_ipv6_client_is_one_bucket_for_its_whole_64():

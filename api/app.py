@@ -60,7 +60,7 @@ from api.fastpath import FastPath, etag_matches
 from api.jobhealth import health
 from api.metrics import Metrics
 from api.pages import DEMO_POLICY, docs_page, own_page, redoc_page
-from api.ratelimit import InFlight, RateLimiter, client_key
+from api.ratelimit import InFlight, Limiter, RateLimiter, client_key
 from api.readers import add_reader_routes
 from api.render import render_block_html
 from api.services import Services
@@ -568,11 +568,13 @@ def block_identity(data: dict) -> bytes:
                        "related": [{**c, "score": None} for c in data["related"]]}).encode()
 
 
-def create_app(svc: Services) -> FastAPI:
+def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
+    """The API over `svc`; `limiter` holds the per-client rate limits (this process's own
+    buckets unless given: `serve --workers` gives its workers shared ones)."""
     settings = svc.settings
     api = settings.api
     metrics = Metrics()
-    limiter = RateLimiter()
+    limiter = RateLimiter() if limiter is None else limiter
     app = FastAPI(
         title="Tidings",
         version="0.1.0",

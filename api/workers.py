@@ -15,7 +15,8 @@ another index layout) turns a worker's index into a private copy.
 
 Each worker keeps its own block cache and fast path (api/fastpath.py); a block's ETag stands
 for its stories (api.app.block_identity), so a client revalidating against another worker still
-gets its 304.
+gets its 304. The per-client rate limits are kept in a file they all map
+(api.ratelimit.SharedRateLimiter), so they hold across the workers.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class WorkerApp:
 
         from api.app import create_app
         from api.cli import configure_logging
+        from api.ratelimit import SHARED_LIMITS_ENV, SharedRateLimiter
         from api.runner import (
             RETENTION_TICK_S,
             WEIGHTS_CHECK_S,
@@ -129,7 +131,10 @@ class WorkerApp:
                       seconds=WEIGHTS_CHECK_S, max_instances=1, coalesce=True)
         sched.start()
         self._scheduler = sched
-        self.app = create_app(svc)
+        # The buckets the supervisor made for its workers (serve_workers): a client's limit
+        # is one for all of them, whichever worker the kernel hands its connections to.
+        shared_limits = os.environ.get(SHARED_LIMITS_ENV)
+        self.app = create_app(svc, limiter=SharedRateLimiter(shared_limits) if shared_limits else None)
 
     async def _stop(self) -> None:
         if self._scheduler is not None:
@@ -180,6 +185,7 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
     """Bind, start `workers` processes and supervise them until SIGINT/SIGTERM (blocking)."""
     from api.app import server_config
     from api.metrics import MULTIPROC_ENV
+    from api.ratelimit import SHARED_LIMITS_ENV, SharedRateLimiter
 
     config = server_config(WorkerApp(settings), host, port, workers=workers, lifespan="on")
     # Re-made from its descriptor so that Python reads the protocol (TCP) back from the kernel:
@@ -191,12 +197,19 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
     # serve, since values left by a previous one would be added to this one's.
     shared_metrics = tempfile.mkdtemp(prefix="tidings-metrics-")
     os.environ[MULTIPROC_ENV] = shared_metrics  # the spawned workers inherit it
+    # The workers' rate-limit buckets, in a fresh folder too: a bucket per worker let a client
+    # through N times its limit.
+    shared_limits = tempfile.mkdtemp(prefix="tidings-limits-")
+    buckets = os.path.join(shared_limits, "buckets")
+    SharedRateLimiter.create(buckets)
+    os.environ[SHARED_LIMITS_ENV] = buckets
     log.info("api.listening http://%s:%d workers=%d", host, sock.getsockname()[1], workers)
     try:
         _supervisor_class()(config, sockets=[sock]).run()
     finally:
         sock.close()
         shutil.rmtree(shared_metrics, ignore_errors=True)
+        shutil.rmtree(shared_limits, ignore_errors=True)
 
 
 async def serve(settings: Settings, host: str, port: int, workers: int) -> None:

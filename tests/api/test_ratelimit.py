@@ -1,11 +1,18 @@
 """Per-client token buckets (api/ratelimit.py): pure, with an injected clock; the buckets
-shared by the workers of `serve --workers` also across real processes."""
+shared by the workers of `serve --workers` also across real processes, and in a real serve."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import http.client
 import itertools
+import json
 import multiprocessing
+import os
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -129,6 +136,79 @@ def test_the_shared_file_stays_its_size_and_a_knocking_client_its_bucket(tmp_pat
         assert rl.allow(("quiet",), 1)  # its slot went to a newer client: a fresh bucket
     finally:
         rl.close()
+
+
+def limits_file_of(pid: int) -> str | None:
+    """The buckets' file a `serve --workers` worker was told of (its environment)."""
+    from api.ratelimit import SHARED_LIMITS_ENV
+
+    for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        name, _, value = entry.decode().partition("=")
+        if name == SHARED_LIMITS_ENV:
+            return value
+    return None
+
+
+@pytest.mark.timeout(120)
+async def test_serve_workers_hold_a_clients_limit_between_them(tmp_path):
+    """A client sending events over new connections, which the kernel hands to either worker,
+    is refused past `api.events_per_minute` by both: with a bucket per worker it got twice
+    the limit through `serve --workers 2`."""
+    from api.workers import children
+    from tests.api.conftest import REPO, free_port
+    from tests.api.test_fastpath import owner_of_connection
+    from tests.e2e.conftest import TIDINGS, run_cli, stop_group
+
+    limit = 2  # a token back every 30 s: none while the requests below are sent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "PROMETHEUS_"))}
+    env.update({"TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "hash",
+                "TIDINGS_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO),
+                "TIDINGS_API_EVENTS_PER_MINUTE": str(limit)})
+    story = {"url": "https://news.example/limits", "title": "A story read over and over"}
+    imported = run_cli(["import", "-"], env, input=json.dumps(story) + "\n", timeout=60)
+    assert imported.returncode == 0, imported.stderr
+    event = json.dumps({"reader": "r-limit", "url": story["url"], "type": "impression"})
+    port = free_port()
+    proc = subprocess.Popen([*TIDINGS, "serve", "--workers", "2", "--port", str(port)], env=env,
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    statuses: list[int] = []
+    refused_by: set[int] = set()
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(refused_by) < 2:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            workers = children(proc.pid)
+            try:  # several connections waiting at once, so that both workers accept some
+                conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(6)]
+                for c in conns:
+                    c.connect()
+            except ConnectionRefusedError:  # not listening yet
+                await asyncio.sleep(0.2)
+                continue
+            if not statuses:
+                deadline = min(deadline, time.monotonic() + 60 / limit - 5)
+            for c in conns:  # one request each, one after another
+                c.request("POST", "/v1/events", event, {"Content-Type": "application/json"})
+                resp = c.getresponse()
+                resp.read()
+                statuses.append(resp.status)
+                if resp.status == 429:
+                    refused_by.add(owner_of_connection(port, c.sock.getsockname()[1], workers))
+                    refused_by.discard(None)
+                c.close()
+            await asyncio.sleep(0.1)
+        assert len(refused_by) == 2, f"both workers never answered: {statuses}"
+        assert statuses.count(202) == limit, statuses  # not the limit for each worker
+        assert statuses == [202] * limit + [429] * (len(statuses) - limit), statuses
+        files = {limits_file_of(pid) for pid in refused_by}
+        assert len(files) == 1 and None not in files, files
+        buckets = Path(files.pop())
+        assert buckets.is_file()
+    finally:
+        stop_group(proc)
+    assert proc.returncode == 0
+    assert not buckets.parent.exists()  # removed with the serve
 
 
 def test_an_ipv6_client_is_one_bucket_for_its_whole_64():

@@ -10,6 +10,7 @@ import ipaddress
 import mmap
 import os
 import struct
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -123,6 +124,9 @@ class SharedRateLimiter(Limiter):
         self._fd = os.open(path, os.O_RDWR)
         self._map = mmap.mmap(self._fd, 0)
         self.slots = len(self._map) // SLOT.size
+        # flock excludes other workers only: two threads of one worker share the descriptor,
+        # and with it the lock. The API charges from its event loop, but nothing says so.
+        self._local = threading.Lock()
 
     @staticmethod
     def create(path: str | os.PathLike, slots: int = SHARED_SLOTS) -> None:
@@ -134,6 +138,10 @@ class SharedRateLimiter(Limiter):
         if per_minute <= 0:
             return True
         h = key_hash(key)
+        with self._local:
+            return self._charge(h, per_minute, cost)
+
+    def _charge(self, h: int, per_minute: int, cost: float) -> bool:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             # Read under the lock, so the times written to a slot only go forward.

@@ -11,7 +11,10 @@ import json
 import multiprocessing
 import os
 import subprocess
+import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -114,6 +117,30 @@ def test_workers_sharing_the_file_share_each_clients_budget(tmp_path):
         assert sum(rl.allow(CLIENT, BUDGET) for _ in range(1_000)) == 500
     finally:
         rl.close()
+
+
+@pytest.mark.timeout(60)
+def test_threads_of_one_worker_share_each_clients_budget_too(tmp_path):
+    """Threads sharing one mapped file: its flock is held by the descriptor, so it kept no
+    thread of the same process out (the GIL goes to another thread during the flock call)."""
+    path = tmp_path / "buckets"
+    SharedRateLimiter.create(path)
+    rl = SharedRateLimiter(path, clock=Stopped(0.0))
+    start = threading.Barrier(4)
+
+    def share() -> int:
+        start.wait(timeout=30)
+        return sum(rl.allow(CLIENT, BUDGET) for _ in range(BUDGET))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads taking turns mid-charge, as a busy process's may
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            shares = list(pool.map(lambda _: share(), range(4)))
+    finally:
+        sys.setswitchinterval(interval)
+        rl.close()
+    assert sum(shares) == BUDGET, shares
 
 
 def test_the_shared_file_stays_its_size_and_a_knocking_client_its_bucket(tmp_path):

@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,8 +19,9 @@ import httpx
 import pytest
 
 from api.fastpath import FastPath, etag_matches
-from tests.api.conftest import REPO, free_port, make_stack, start_server
-from tests.e2e.conftest import stop_group
+from tests.api.conftest import free_port, make_stack, start_server
+from tests.api.serveworkers import owner_of_connection, serve_env, start_serve_workers
+from tests.e2e.conftest import run_cli, stop_group
 
 # Headers uvicorn adds itself on every answer (the clock's second, its name).
 TRANSPORT = {b"date", b"server"}
@@ -409,45 +407,17 @@ async def test_an_unrelated_story_keeps_the_blocks_and_a_removed_one_drops_them(
 # ---------------------------------------------------------------- serve --workers
 
 
-def owner_of_connection(server_port: int, client_port: int, pids: list[int]) -> int | None:
-    """Which process holds the server side of a loopback TCP connection (/proc/net/tcp)."""
-    want_local, want_remote = f":{server_port:04X}", f":{client_port:04X}"
-    inode = None
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        f = line.split()
-        if f[1].endswith(want_local) and f[2].endswith(want_remote):
-            inode = f[9]
-    if inode is None:
-        return None
-    for pid in pids:
-        try:
-            fds = list(Path(f"/proc/{pid}/fd").iterdir())
-        except OSError:  # the process died since the list was made (a test killed it)
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(fd) == f"socket:[{inode}]":
-                    return pid
-            except OSError:
-                continue
-    return None
-
-
 @pytest.mark.timeout(120)
 async def test_serve_with_two_workers_shares_the_mapped_index(tmp_path, shared_data):
     from api.workers import children, mapped_kib
     from tests.datasets import bbc_records
 
-    env = {**os.environ, "TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "hash",
-           "TIDINGS_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1"}
+    env = serve_env(tmp_path)
     lines = "".join(json.dumps(r) + "\n" for r in bbc_records(shared_data, limit=40))
-    tidings = str(Path(sys.executable).with_name("tidings"))
-    subprocess.run([tidings, "import", "-"], input=lines, text=True, env=env, cwd=REPO,
-                   check=True, capture_output=True, timeout=60)
+    imported = run_cli(["import", "-"], env, input=lines, timeout=60)
+    assert imported.returncode == 0, imported.stderr
     port = free_port()
-    proc = subprocess.Popen([tidings, "serve", "--workers", "2", "--port", str(port)], env=env,
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = start_serve_workers(env, port)
     try:
         deadline = time.monotonic() + 90
         workers: list[int] = []

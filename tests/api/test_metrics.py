@@ -7,7 +7,6 @@ import asyncio
 import http.client
 import os
 import signal
-import subprocess
 import time
 
 import httpx
@@ -15,8 +14,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.model import StoryDraft
-from tests.api.conftest import REPO, free_port, make_stack, stop_stack
-from tests.e2e.conftest import TIDINGS, stop_group
+from tests.api.conftest import free_port, make_stack, stop_stack
+from tests.api.serveworkers import owner_of_connection, serve_env, start_serve_workers
+from tests.e2e.conftest import stop_group
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -56,7 +56,6 @@ async def _settled_through_another(port: int, victim: int, workers: list[int],
                                    scraped: int) -> list[float]:
     """Scrapes through a connection that a worker other than `victim` accepted, until one
     sees the `scraped` scrapes before it and the earlier of these; the counts it saw."""
-    from tests.api.test_fastpath import owner_of_connection
 
     for _ in range(200):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -86,15 +85,10 @@ async def test_serve_workers_counters_only_go_up_whichever_worker_answers(tmp_pa
     # worker accepted it: the request counter read 14, 12, 15, 11 on four scrapes in a row,
     # each drop a "reset" to Prometheus, so rate() and increase() were nonsense.
     from api.workers import children
-    from tests.api.test_fastpath import owner_of_connection
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "PROMETHEUS_"))}
-    env.update({"TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "hash",
-                "TIDINGS_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+    env = serve_env(tmp_path)
     port = free_port()
-    proc = subprocess.Popen([*TIDINGS, "serve", "--workers", "2", "--port", str(port)], env=env,
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = start_serve_workers(env, port)
     try:
         deadline = time.monotonic() + 90
         counts: list[float] = []

@@ -9,8 +9,6 @@ import http.client
 import itertools
 import json
 import multiprocessing
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -182,23 +180,18 @@ async def test_serve_workers_hold_a_clients_limit_between_them(tmp_path):
     is refused past `api.events_per_minute` by both: with a bucket per worker it got twice
     the limit through `serve --workers 2`."""
     from api.workers import children
-    from tests.api.conftest import REPO, free_port
-    from tests.api.test_fastpath import owner_of_connection
-    from tests.e2e.conftest import TIDINGS, run_cli, stop_group
+    from tests.api.conftest import free_port
+    from tests.api.serveworkers import owner_of_connection, serve_env, start_serve_workers
+    from tests.e2e.conftest import run_cli, stop_group
 
     limit = 2  # a token back every 30 s: none while the requests below are sent
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "PROMETHEUS_"))}
-    env.update({"TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "hash",
-                "TIDINGS_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO),
-                "TIDINGS_API_EVENTS_PER_MINUTE": str(limit)})
+    env = serve_env(tmp_path, TIDINGS_API_EVENTS_PER_MINUTE=str(limit))
     story = {"url": "https://news.example/limits", "title": "A story read over and over"}
     imported = run_cli(["import", "-"], env, input=json.dumps(story) + "\n", timeout=60)
     assert imported.returncode == 0, imported.stderr
     event = json.dumps({"reader": "r-limit", "url": story["url"], "type": "impression"})
     port = free_port()
-    proc = subprocess.Popen([*TIDINGS, "serve", "--workers", "2", "--port", str(port)], env=env,
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = start_serve_workers(env, port)
     statuses: list[int] = []
     refused_by: set[int] = set()
     try:

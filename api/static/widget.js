@@ -8,7 +8,8 @@
  *
  * Optional attributes: data-api (API base; default: the origin this script came from),
  * data-heading (default "Related stories"), data-theme ("light" | "dark"; default: the host
- * page's, read from the text colour the container inherits).
+ * page's, read from the text colour the container inherits); the API's filters data-category,
+ * data-site, data-exclude-site, data-max-age-days (blank: unset).
  *
  * Each block is rendered in an open shadow root on its container (in a custom element, on a
  * child of the widget's own), so the host page's CSS cannot restyle it and its CSS cannot
@@ -483,14 +484,27 @@
     return isNaN(k) ? DEFAULT_K : Math.min(Math.max(k, 1), 20);
   }
 
+  // The API's related filters, each from its attribute (exclude_site from data-exclude-site).
+  var FILTERS = ["category", "site", "exclude_site", "max_age_days"];
+  function attrOf(filter) {
+    return "data-" + filter.replace(/_/g, "-");
+  }
+
   function heading(container) {
     return text(container.getAttribute("data-heading")) || "Related stories";
   }
 
   // The request for the block of `page` (pageUrl) in a container; "" without an API to ask.
+  // A blank filter is left out: the API refuses an empty max_age_days.
   function requestOf(container, page) {
     var api = apiBase(container);
-    return api && api + "/v1/related?url=" + encodeURIComponent(page) + "&k=" + count(container);
+    if (!api) return "";
+    var url = api + "/v1/related?url=" + encodeURIComponent(page) + "&k=" + count(container);
+    FILTERS.forEach(function (filter) {
+      var value = text(container.getAttribute(attrOf(filter)));
+      if (value) url += "&" + filter + "=" + encodeURIComponent(value);
+    });
+    return url;
   }
 
   // Promises of cards by request: two containers for one article, or an app going back to
@@ -574,7 +588,7 @@
   }
 
   // Shows the block for the container's current request: at start, and when the page may
-  // have changed it (data-url, refresh()). An unchanged request does nothing.
+  // have changed it (data-url, a filter, refresh()). An unchanged request does nothing.
   function want(container, state) {
     var page = pageUrl(container), url = requestOf(container, page), api = apiBase(container);
     if (url === state.url) return;
@@ -654,6 +668,7 @@
     }).observe(document, {
       childList: true, subtree: true, attributes: true,
       attributeFilter: ["data-url", "data-k", "data-api", "href"]
+        .concat(FILTERS.map(attrOf))
     });
   }
 

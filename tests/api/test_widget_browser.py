@@ -127,10 +127,14 @@ async def settle(page) -> None:
     await asyncio.sleep(0.2)
 
 
+def asked_queries(page, path: str) -> list[dict[str, list[str]]]:
+    """The query of every request the page made to an API `path` (any API origin), parsed."""
+    return [parse_qs(urlsplit(u).query) for u in page.api_requests if urlsplit(u).path == path]
+
+
 def asked_urls(page, path: str) -> list[str]:
     """The `url` query of every request the page made to an API `path` (any API origin)."""
-    return [parse_qs(urlsplit(u).query).get("url", [""])[0]
-            for u in page.api_requests if urlsplit(u).path == path]
+    return [query.get("url", [""])[0] for query in asked_queries(page, path)]
 
 
 def event_posts(page) -> list[str]:
@@ -1276,3 +1280,41 @@ async def test_a_page_the_api_would_refuse_is_left_out_of_the_events(page, widge
     events = await widget_api.stored_events(reader, 5)
     assert sorted(e.type for e in events) == ["click"] + ["impression"] * 4
     assert {e.page for e in events} == {None}
+
+
+async def test_site_and_exclude_site_attributes_filter_the_block(page, widget_api, publisher):
+    """A publisher could not say "only my own site's stories" or "never that one's": the
+    widget asked every block unfiltered. Two containers for one article with different
+    filters are two requests, each block the API's answer to its own."""
+    public = [c["site"] for c in (await widget_api.block(SEED_URL))["related"]]
+    assert "bbc.co.uk" in public and len(set(public)) == 2  # BBC and the hostile story's site
+    own, others = [[c["title"] for c in (await widget_api.block(SEED_URL, **f))["related"]]
+                   for f in ({"site": "www.BBC.co.uk"}, {"exclude_site": "bbc.co.uk"})]
+    assert len(own) == 4 and HOSTILE_TITLE not in own and others == [HOSTILE_TITLE]
+    html = host_page(widget_api.base_url, container_attrs='data-site="www.BBC.co.uk"').replace(
+        "<footer", '<div id="related-2" data-tidings-related data-exclude-site="bbc.co.uk"></div>'
+        "<footer")
+    await page.goto(publisher.page("filters.html", html))
+    await wait_for_titles(page, "#related", own)
+    await wait_for_titles(page, "#related-2", others)
+    assert sorted(q.get("site", q.get("exclude_site")) for q in asked_queries(
+        page, "/v1/related")) == [["bbc.co.uk"], ["www.BBC.co.uk"]]
+    assert page.page_errors == []
+
+
+async def test_a_changed_category_attribute_reloads_the_block(page, widget_api, publisher):
+    """Filters go to the API as they are written (a blank one not at all: the API refuses an
+    empty max_age_days), and an app that changes one gets the block it now names."""
+    blocks = {c: [s["title"] for s in (await widget_api.block(
+        SEED_URL, category=c, max_age_days="3"))["related"]] for c in ("Entertainment", "politics")}
+    assert blocks["Entertainment"] != blocks["politics"]
+    attrs = 'data-category="Entertainment" data-max-age-days="3" data-site=" "'
+    await page.goto(publisher.page("category.html", host_page(
+        widget_api.base_url, container_attrs=attrs)))
+    await wait_for_titles(page, "#related", blocks["Entertainment"])
+    await page.locator("#related").evaluate("c => c.setAttribute('data-category', 'politics')")
+    await wait_for_titles(page, "#related", blocks["politics"])
+    assert asked_queries(page, "/v1/related") == [
+        {"url": [SEED_URL], "k": ["4"], "category": [c], "max_age_days": ["3"]}
+        for c in ("Entertainment", "politics")]
+    assert page.page_errors == []

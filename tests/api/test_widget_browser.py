@@ -1318,3 +1318,54 @@ async def test_a_changed_category_attribute_reloads_the_block(page, widget_api, 
         {"url": [SEED_URL], "k": ["4"], "category": [c], "max_age_days": ["3"]}
         for c in ("Entertainment", "politics")]
     assert page.page_errors == []
+
+
+async def test_a_personal_block_leaves_out_what_the_reader_clicked(page, widget_api, publisher):
+    """The block showed a reader the stories they had already clicked from it. With
+    data-personal it is asked for the reader the events name, and the API leaves out what
+    they read; a server-rendered block (everyone's, cached) shows until theirs replaces it."""
+    html = host_page(widget_api.base_url, container_attrs="data-personal")
+    url = publisher.page("personal.html", html)
+    cards = await open_with_block(page, url)
+    reader = await reader_of(page)
+    assert asked_queries(page, "/v1/related")[0]["reader"] == [reader]
+    clicked = cards.nth(1)
+    clicked_id = await clicked.get_attribute("data-story-id")
+    clicked_title = await clicked.locator(".tdg-title").inner_text()
+    async with page.expect_request("**/v1/events") as sent:
+        await clicked.locator("a.tdg-link").click()
+    assert json.loads((await sent.value).post_data)["events"][0]["reader"] == reader
+    events = await widget_api.stored_events(reader, 5)
+    assert [e.type for e in events].count("click") == 1
+
+    mine = [c["title"] for c in (await widget_api.block(SEED_URL, reader=reader))["related"]]
+    assert len(mine) == 4 and clicked_title not in mine
+    await page.goto(url)
+    await wait_for_titles(page, "#related", mine)
+
+    fragment = await widget_api.fragment(SEED_URL)
+    assert f'data-story-id="{clicked_id}"' in fragment  # everyone's block has it
+    page.api_requests.clear()
+    await page.goto(publisher.page("personal-fragment.html", html.replace(
+        "data-personal></div>", f"data-personal>{fragment}</div>")))
+    await wait_for_titles(page, "#related", mine)
+    assert [q["reader"] for q in asked_queries(page, "/v1/related")] == [[reader]]
+    assert page.page_errors == []
+
+
+async def test_a_server_block_stays_when_the_readers_own_cannot_be_had(
+        page, widget_api, publisher):
+    """data-personal over a server-rendered block: an API failing the reader's request leaves
+    everyone's block, not an empty container (the block was moved out of it)."""
+    fragment = await widget_api.fragment(SEED_URL)
+    everyones = [c["title"] for c in (await widget_api.block(SEED_URL))["related"]]
+    widget_api.outage = "500"
+    html = host_page(widget_api.base_url, container_attrs="data-personal").replace(
+        "data-personal></div>", f"data-personal>{fragment}</div>")
+    async with page.expect_response("**/v1/related?**", timeout=10_000) as answered:
+        await page.goto(publisher.page("personal-outage.html", html))
+    assert (await answered.value).status == 500
+    await settle(page)
+    assert "reader" in asked_queries(page, "/v1/related")[0]
+    assert await titles_in(page, "#related") == everyones
+    assert page.page_errors == []

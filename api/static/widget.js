@@ -8,7 +8,9 @@
  *
  * Optional attributes: data-api (API base; default: the origin this script came from),
  * data-heading (default "Related stories"), data-theme ("light" | "dark"; default: the host
- * page's, read from the text colour the container inherits).
+ * page's, read from the text colour the container inherits); the API's filters data-category,
+ * data-site, data-exclude-site, data-max-age-days (blank: unset); data-personal (present: the
+ * block is this reader's, without what they read or muted).
  *
  * Each block is rendered in an open shadow root on its container (in a custom element, on a
  * child of the widget's own), so the host page's CSS cannot restyle it and its CSS cannot
@@ -483,14 +485,30 @@
     return isNaN(k) ? DEFAULT_K : Math.min(Math.max(k, 1), 20);
   }
 
+  // The API's related filters, each from its attribute (exclude_site from data-exclude-site).
+  var FILTERS = ["category", "site", "exclude_site", "max_age_days"];
+  function attrOf(filter) {
+    return "data-" + filter.replace(/_/g, "-");
+  }
+
   function heading(container) {
     return text(container.getAttribute("data-heading")) || "Related stories";
   }
 
   // The request for the block of `page` (pageUrl) in a container; "" without an API to ask.
-  function requestOf(container, page) {
+  // A blank filter is left out: the API refuses an empty max_age_days. data-personal adds the
+  // reader the events name (its answer is theirs alone: private, never in a shared cache);
+  // `shared`: the block as everyone gets it, which is what a server-rendered one is.
+  function requestOf(container, page, shared) {
     var api = apiBase(container);
-    return api && api + "/v1/related?url=" + encodeURIComponent(page) + "&k=" + count(container);
+    if (!api) return "";
+    var url = api + "/v1/related?url=" + encodeURIComponent(page) + "&k=" + count(container);
+    FILTERS.forEach(function (filter) {
+      var value = text(container.getAttribute(attrOf(filter)));
+      if (value) url += "&" + filter + "=" + encodeURIComponent(value);
+    });
+    if (!shared && container.hasAttribute("data-personal")) url += "&reader=" + readerId();
+    return url;
   }
 
   // Promises of cards by request: two containers for one article, or an app going back to
@@ -574,14 +592,18 @@
   }
 
   // Shows the block for the container's current request: at start, and when the page may
-  // have changed it (data-url, refresh()). An unchanged request does nothing.
-  function want(container, state) {
+  // have changed it (data-url, a filter, refresh()). An unchanged request does nothing.
+  // `keep`: what is shown is the same article's block (server-rendered), so it stays until
+  // the answer replaces it, and for good if there is none.
+  function want(container, state, keep) {
     var page = pageUrl(container), url = requestOf(container, page), api = apiBase(container);
     if (url === state.url) return;
     var gen = ++state.gen;
     state.url = url;
     if (state.near) state.near.disconnect();
-    show(container, state, url && !hasOwnContent(container, state) ? placeholder(container) : null);
+    if (!keep) {
+      show(container, state, url && !hasOwnContent(container, state) ? placeholder(container) : null);
+    }
     if (url) whenNear(container, state, function () {
       related(url).then(function (cards) {
         if (gen === state.gen) render(container, state, cards, api, page);
@@ -589,7 +611,7 @@
         // API down or odd answer: the placeholder goes, the container shows what it held
         // (usually nothing). The page under it moves up once, but an empty grey box left in
         // the article for good would be worse for it than that one shift.
-        if (gen === state.gen) show(container, state, null);
+        if (gen === state.gen && !keep) show(container, state, null);
       });
     });
   }
@@ -609,8 +631,10 @@
     if (!prerendered) return want(container, state);
     show(container, state, prerendered);
     var page = pageUrl(container), api = apiBase(container);
-    state.url = requestOf(container, page);
+    state.url = requestOf(container, page, true);
     if (api) track(prerendered, api, page, state);
+    // Cached for everyone, it cannot be the reader's: with data-personal theirs replaces it.
+    want(container, state, true);
   }
 
   function startAll(root) {
@@ -653,7 +677,8 @@
       } catch (e) { /* never break the host page */ }
     }).observe(document, {
       childList: true, subtree: true, attributes: true,
-      attributeFilter: ["data-url", "data-k", "data-api", "href"]
+      attributeFilter: ["data-url", "data-k", "data-api", "data-personal", "href"]
+        .concat(FILTERS.map(attrOf))
     });
   }
 

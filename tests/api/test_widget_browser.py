@@ -127,10 +127,14 @@ async def settle(page) -> None:
     await asyncio.sleep(0.2)
 
 
+def asked_queries(page, path: str) -> list[dict[str, list[str]]]:
+    """The query of every request the page made to an API `path` (any API origin), parsed."""
+    return [parse_qs(urlsplit(u).query) for u in page.api_requests if urlsplit(u).path == path]
+
+
 def asked_urls(page, path: str) -> list[str]:
     """The `url` query of every request the page made to an API `path` (any API origin)."""
-    return [parse_qs(urlsplit(u).query).get("url", [""])[0]
-            for u in page.api_requests if urlsplit(u).path == path]
+    return [query.get("url", [""])[0] for query in asked_queries(page, path)]
 
 
 def event_posts(page) -> list[str]:
@@ -1276,3 +1280,92 @@ async def test_a_page_the_api_would_refuse_is_left_out_of_the_events(page, widge
     events = await widget_api.stored_events(reader, 5)
     assert sorted(e.type for e in events) == ["click"] + ["impression"] * 4
     assert {e.page for e in events} == {None}
+
+
+async def test_site_and_exclude_site_attributes_filter_the_block(page, widget_api, publisher):
+    """A publisher could not say "only my own site's stories" or "never that one's": the
+    widget asked every block unfiltered. Two containers for one article with different
+    filters are two requests, each block the API's answer to its own."""
+    public = [c["site"] for c in (await widget_api.block(SEED_URL))["related"]]
+    assert "bbc.co.uk" in public and len(set(public)) == 2  # BBC and the hostile story's site
+    own, others = [[c["title"] for c in (await widget_api.block(SEED_URL, **f))["related"]]
+                   for f in ({"site": "www.BBC.co.uk"}, {"exclude_site": "bbc.co.uk"})]
+    assert len(own) == 4 and HOSTILE_TITLE not in own and others == [HOSTILE_TITLE]
+    html = host_page(widget_api.base_url, container_attrs='data-site="www.BBC.co.uk"').replace(
+        "<footer", '<div id="related-2" data-tidings-related data-exclude-site="bbc.co.uk"></div>'
+        "<footer")
+    await page.goto(publisher.page("filters.html", html))
+    await wait_for_titles(page, "#related", own)
+    await wait_for_titles(page, "#related-2", others)
+    assert sorted(q.get("site", q.get("exclude_site")) for q in asked_queries(
+        page, "/v1/related")) == [["bbc.co.uk"], ["www.BBC.co.uk"]]
+    assert page.page_errors == []
+
+
+async def test_a_changed_category_attribute_reloads_the_block(page, widget_api, publisher):
+    """Filters go to the API as they are written (a blank one not at all: the API refuses an
+    empty max_age_days), and an app that changes one gets the block it now names."""
+    blocks = {c: [s["title"] for s in (await widget_api.block(
+        SEED_URL, category=c, max_age_days="3"))["related"]] for c in ("Entertainment", "politics")}
+    assert blocks["Entertainment"] != blocks["politics"]
+    attrs = 'data-category="Entertainment" data-max-age-days="3" data-site=" "'
+    await page.goto(publisher.page("category.html", host_page(
+        widget_api.base_url, container_attrs=attrs)))
+    await wait_for_titles(page, "#related", blocks["Entertainment"])
+    await page.locator("#related").evaluate("c => c.setAttribute('data-category', 'politics')")
+    await wait_for_titles(page, "#related", blocks["politics"])
+    assert asked_queries(page, "/v1/related") == [
+        {"url": [SEED_URL], "k": ["4"], "category": [c], "max_age_days": ["3"]}
+        for c in ("Entertainment", "politics")]
+    assert page.page_errors == []
+
+
+async def test_a_personal_block_leaves_out_what_the_reader_clicked(page, widget_api, publisher):
+    """The block showed a reader the stories they had already clicked from it. With
+    data-personal it is asked for the reader the events name, and the API leaves out what
+    they read; a server-rendered block (everyone's, cached) shows until theirs replaces it."""
+    html = host_page(widget_api.base_url, container_attrs="data-personal")
+    url = publisher.page("personal.html", html)
+    cards = await open_with_block(page, url)
+    reader = await reader_of(page)
+    assert asked_queries(page, "/v1/related")[0]["reader"] == [reader]
+    clicked = cards.nth(1)
+    clicked_id = await clicked.get_attribute("data-story-id")
+    clicked_title = await clicked.locator(".tdg-title").inner_text()
+    async with page.expect_request("**/v1/events") as sent:
+        await clicked.locator("a.tdg-link").click()
+    assert json.loads((await sent.value).post_data)["events"][0]["reader"] == reader
+    events = await widget_api.stored_events(reader, 5)
+    assert [e.type for e in events].count("click") == 1
+
+    mine = [c["title"] for c in (await widget_api.block(SEED_URL, reader=reader))["related"]]
+    assert len(mine) == 4 and clicked_title not in mine
+    await page.goto(url)
+    await wait_for_titles(page, "#related", mine)
+
+    fragment = await widget_api.fragment(SEED_URL)
+    assert f'data-story-id="{clicked_id}"' in fragment  # everyone's block has it
+    page.api_requests.clear()
+    await page.goto(publisher.page("personal-fragment.html", html.replace(
+        "data-personal></div>", f"data-personal>{fragment}</div>")))
+    await wait_for_titles(page, "#related", mine)
+    assert [q["reader"] for q in asked_queries(page, "/v1/related")] == [[reader]]
+    assert page.page_errors == []
+
+
+async def test_a_server_block_stays_when_the_readers_own_cannot_be_had(
+        page, widget_api, publisher):
+    """data-personal over a server-rendered block: an API failing the reader's request leaves
+    everyone's block, not an empty container (the block was moved out of it)."""
+    fragment = await widget_api.fragment(SEED_URL)
+    everyones = [c["title"] for c in (await widget_api.block(SEED_URL))["related"]]
+    widget_api.outage = "500"
+    html = host_page(widget_api.base_url, container_attrs="data-personal").replace(
+        "data-personal></div>", f"data-personal>{fragment}</div>")
+    async with page.expect_response("**/v1/related?**", timeout=10_000) as answered:
+        await page.goto(publisher.page("personal-outage.html", html))
+    assert (await answered.value).status == 500
+    await settle(page)
+    assert "reader" in asked_queries(page, "/v1/related")[0]
+    assert await titles_in(page, "#related") == everyones
+    assert page.page_errors == []

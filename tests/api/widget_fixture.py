@@ -151,10 +151,11 @@ class WidgetApi:
     def outage(self, mode: str | None) -> None:
         self.switch.mode = mode
 
-    async def block(self, url: str, k: int = 4) -> dict:
-        """What GET /v1/related answers for `url` (the same request the widget makes)."""
+    async def block(self, url: str, k: int = 4, **params: str) -> dict:
+        """What GET /v1/related answers for `url` (the same request the widget makes), with
+        the filters or reader in `params`."""
         async with httpx.AsyncClient(base_url=self.base_url, timeout=20) as client:
-            r = await client.get("/v1/related", params={"url": url, "k": k})
+            r = await client.get("/v1/related", params={"url": url, "k": k, **params})
         r.raise_for_status()
         return r.json()
 

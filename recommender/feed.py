@@ -10,8 +10,8 @@ Order of work in `rank_feed`:
    (a soft Sainte-Laguë apportionment), so a reader of politics and pop music gets both;
 4. in the top of the list, at most `max_per_source` per source and one story per event (same
    `event_id`, or vectors closer than `same_event_cos`); what does not fit moves down, not out;
-5. every `1/explore_share`-th slot goes to exploration: trending stories outside the reader's
-   categories, in an order seeded by reader and snapshot day.
+5. every `1/explore_share`-th slot goes to exploration: trending stories outside the sections
+   the reader reads or follows, in an order seeded by reader and snapshot day.
 The full order is a function of its inputs only (no clock, no randomness), so a cursor that
 carries the offset and the snapshot time pages through it without gaps or repeats.
 No I/O and no model: vectors arrive on the candidates; `candidates_for` only reads the index.
@@ -174,7 +174,7 @@ def feed_order(
         scored = _passed_over(_score_warm(profile, pool, prefs, now, params, titles or {}, labels),
                               profile, params)
         shares = {g: it.weight for g, it in enumerate(profile.interests)}
-        explore = _exploration_pool(profile, scored, now, labels)
+        explore = _exploration_pool(profile, prefs, scored, now, labels)
         balance = params.balance
     placed = _assemble(scored, shares, explore, params, balance, limit)
     return [FeedItem(s.cand.id, round(s.score, 6), s.reason, s.because_of) for s in placed]
@@ -796,13 +796,14 @@ def _cold_shares(scored: Sequence[_Scored], prefs: Preferences,
     return {g: w / total for g, w in sorted(weight.items())}
 
 
-def _exploration_pool(profile: Profile, scored: Sequence[_Scored], now: datetime,
-                      labels: Mapping[str, str]) -> list[_Scored]:
-    """Stories outside the reader's categories (else the least like their interests), the
-    popular ones first, shuffled by a seed of reader and day so exploration moves day by day but
-    stays put while a reader pages through one snapshot."""
-    # The reader's sections by name key: "Politics" is nothing different to a reader of "politics".
-    known = profile.category_affinity
+def _exploration_pool(profile: Profile, prefs: Preferences, scored: Sequence[_Scored],
+                      now: datetime, labels: Mapping[str, str]) -> list[_Scored]:
+    """Stories outside the reader's categories, read or followed, the popular ones first,
+    shuffled by a seed of reader and day so exploration moves day by day but stays put while a
+    reader pages through one snapshot."""
+    # The reader's sections by name key: "Politics" is nothing different to a reader of
+    # "politics"; nor is a section they follow, which they chose.
+    known = profile.category_affinity.keys() | prefs.follow_categories
     pool = [s for s in scored if (key := name_key(s.cand.category)) and key not in known]
     if not pool:
         return []

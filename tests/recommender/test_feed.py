@@ -149,11 +149,11 @@ def _fits(prefix, c, params) -> bool:
 
 
 @settings(max_examples=60, deadline=None)
-@given(world=worlds)
-def test_top_of_page_caps_sources_and_keeps_one_story_per_event(world):
+@given(world=worlds, prefs=prefs_st)
+def test_top_of_page_caps_sources_and_keeps_one_story_per_event(world, prefs):
     cands, profile = world
     params = FeedParams(top_n=12, max_per_source=2)
-    order = feed_order(profile, cands, now=NOW, params=params)
+    order = feed_order(profile, cands, now=NOW, params=params, prefs=prefs)
     by_id = {c.id: c for c in cands}
     ranked = [by_id[it.id] for it in order]
     for pos in range(min(params.top_n, len(ranked))):
@@ -365,6 +365,97 @@ def test_a_new_reader_who_follows_a_category_gets_more_of_it_and_still_the_rest(
     plain, _ = count(Preferences())
     more, seen = count(Preferences(follow_categories=frozenset({followed})))
     assert more >= plain + 3 and seen == set(CATEGORIES)  # 9 against 5 of 20 here
+
+
+def _sections(seed: int, n: int = 240, reads: int = 6):
+    """Stories of the four sections from twelve sources, each section on a direction of its
+    own, and a reader who read `reads` politics stories: their interest is at a median cosine
+    of 0.65 to the other politics stories and near 0 to the others' (with MiniLM on BBC, a
+    politics reader's interest is at 0.3-0.5 to politics, 0.1 to entertainment)."""
+    rng = np.random.default_rng(seed)
+    cands = []
+    for i in range(n):
+        c = i % len(CATEGORIES)
+        v = np.eye(DIM)[c] + rng.standard_normal(DIM) / np.sqrt(DIM)
+        cands.append(FeedCandidate(
+            id=i, vector=(v / np.linalg.norm(v)).astype(np.float32), category=CATEGORIES[c],
+            source=f"s{int(rng.integers(12))}",
+            published_at=NOW - timedelta(hours=float(rng.uniform(0, 72))),
+            trending=float(rng.exponential(2.0)) if rng.random() < 0.5 else 0.0))
+    table = {c.id: c.vector for c in cands}
+    meta = {c.id: (c.category, c.source) for c in cands}
+    picks = [c.id for c in cands if c.category == "politics"][:reads]
+    events = [Event("r", sid, "read", NOW - timedelta(hours=j + 1)) for j, sid in enumerate(picks)]
+    return cands, build_profile("r", events, lambda ids: np.stack([table[i] for i in ids]), meta, now=NOW)
+
+
+def _follows(*categories: str) -> Preferences:
+    return Preferences(follow_categories=frozenset(categories))
+
+
+def _count(cands, items, category: str) -> int:
+    by_id = {c.id: c for c in cands}
+    return sum(by_id[it.id].category == category for it in items)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 5, 8])
+def test_a_warm_reader_who_follows_another_section_gets_a_share_of_it(seed):
+    """A follow added 0.5 to its stories' scores, and a reader of politics who followed sport
+    got the sport stories the follow had before: 0 to 2 of 20 here, on BBC 3 of 20
+    entertainment after 3 or 25 politics reads, as many as without the follow. Its stories
+    now have a group of their own with `warm_follow_share` of the page."""
+    cands, profile = _sections(seed)
+    plain = feed_order(profile, cands, now=NOW, limit=20)
+    followed = feed_order(profile, cands, prefs=_follows("sport"), now=NOW, limit=20)
+    assert _count(cands, followed, "sport") >= max(5, _count(cands, plain, "sport") + 3)
+    assert _count(cands, followed, "politics") >= 10  # the reading still holds most of the page
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 5, 8])
+def test_a_follow_the_reading_already_serves_keeps_its_stories_in_their_interests(seed):
+    """A politics reader who follows politics gets no group for it (their politics is their
+    interests'), and it takes none of the share of a follow they do not read."""
+    cands, profile = _sections(seed)
+    both = feed_order(profile, cands, prefs=_follows("politics", "sport"), now=NOW, limit=20)
+    assert _count(cands, both, "sport") >= 4  # 4 to 6: politics's +0.5 widens the gap to sport
+    politics = feed_order(profile, cands, prefs=_follows("politics"), now=NOW)
+    assert politics == feed_order(profile, cands, prefs=_follows("politics"), now=NOW,
+                                  params=FeedParams(warm_follow_share=0.0))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 5, 8])
+def test_several_follows_split_the_share(seed):
+    """Two follows take about the page one follow takes, not twice it, and each gets a part."""
+    cands, profile = _sections(seed)
+    alone = {c: _count(cands, feed_order(profile, cands, prefs=_follows(c), now=NOW, limit=20), c)
+             for c in ("sport", "tech")}
+    both = feed_order(profile, cands, prefs=_follows("sport", "tech"), now=NOW, limit=20)
+    together = _count(cands, both, "sport") + _count(cands, both, "tech")
+    assert 5 <= together <= max(alone.values()) + 1, (alone, together)
+    assert _count(cands, both, "sport") >= 2 and _count(cands, both, "tech") >= 2
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 5, 8])
+def test_a_followed_section_is_not_offered_as_something_different(seed):
+    """Exploration took the followed section's stories as "something different" (a reader
+    who follows sport was offered sport as a discovery); it now explores what they neither
+    read nor follow."""
+    cands, profile = _sections(seed)
+    order = feed_order(profile, cands, prefs=_follows("sport"), now=NOW)
+    explored = [it for it in order if it.reason.startswith("something different")]
+    assert explored and _count(cands, explored, "sport") == 0
+
+
+@pytest.mark.parametrize("seed", [1, 5])
+def test_a_follow_without_candidates_changes_nothing(seed):
+    """A follow with no story among the candidates takes no share: following sport and
+    weather is following sport alone, and following weather alone is following nothing."""
+    cands, profile = _sections(seed)
+    assert (feed_order(profile, cands, prefs=_follows("weather"), now=NOW)
+            == feed_order(profile, cands, now=NOW))
+    sport = feed_order(profile, cands, prefs=_follows("sport"), now=NOW)
+    assert feed_order(profile, cands, prefs=_follows("sport", "weather"), now=NOW) == sport
+    assert _count(cands, sport[:20], "sport") >= 5
 
 
 def test_trending_endpoint_orders_by_trend_within_category():
@@ -658,22 +749,42 @@ def test_a_followed_story_that_matches_no_read_says_it_is_followed():
                        4: "because you read “Semi-final”"}
 
 
+def _at(cos: float) -> np.ndarray:
+    """A unit vector at cosine `cos` to the first axis (and to `_at(1.0)`)."""
+    v = np.zeros(DIM, dtype=np.float32)
+    v[:2] = (cos, np.sqrt(1 - cos**2))
+    return v
+
+
+def test_a_story_its_follow_brought_says_so_unless_it_is_like_a_read():
+    """In its follow's group a story is on the page for the follow: a film at cosine 0.4 to a
+    sports reader's interest (interest part 0.6, over the follow's 0.5) said "more in movies"
+    to a reader who follows movies. A film close to a read still names the read."""
+    from recommender.profile import Interest, Profile
+
+    profile = Profile("fan", (Interest(_at(1.0), 1.0, 1),), {"sport": 1.0}, {}, None,
+                      frozenset({1}), frozenset({1}), 1, (1,))
+    cands = [FeedCandidate(2, _at(0.9), "sport", "a", title="Cup final"),
+             FeedCandidate(3, _at(0.4), "movies", "b", title="A film about a coach"),
+             FeedCandidate(4, _at(0.8), "movies", "c", title="A film about football")]
+    prefs = Preferences(follow_categories=frozenset({"movies"}))
+    reasons = {it.id: it.reason for it in feed_order(profile, cands, prefs=prefs, now=NOW,
+                                                     titles={1: "Semi-final"})}
+    assert reasons == {2: "because you read “Semi-final”", 3: "you follow movies",
+                       4: "because you read “Semi-final”"}
+
+
 def test_a_story_far_from_the_readers_interest_is_not_said_to_come_from_their_reads():
     """A politics reader's feed showed TV stories "because you read “Howard rebuts asylum
     criticisms”" (cosine 0.42 to that interest, found trying the demo). Below
     `reason_min_cos` the reason names the story's section instead."""
     from recommender.profile import Interest, Profile
 
-    def unit(cos: float) -> np.ndarray:
-        v = np.zeros(DIM, dtype=np.float32)
-        v[:2] = (cos, np.sqrt(1 - cos**2))
-        return v
-
-    profile = Profile("reader", (Interest(unit(1.0), 1.0, 1),), {"politics": 1.0}, {}, None,
+    profile = Profile("reader", (Interest(_at(1.0), 1.0, 1),), {"politics": 1.0}, {}, None,
                       frozenset({1}), frozenset({1}), 1, (1,))
-    cands = [FeedCandidate(2, unit(0.8), "politics", "a", title="Asylum row deepens"),
-             FeedCandidate(3, unit(0.42), "entertainment", "b", title="TV chief attacks critics"),
-             FeedCandidate(4, unit(0.3), "", "c", title="Untitled section")]
+    cands = [FeedCandidate(2, _at(0.8), "politics", "a", title="Asylum row deepens"),
+             FeedCandidate(3, _at(0.42), "entertainment", "b", title="TV chief attacks critics"),
+             FeedCandidate(4, _at(0.3), "", "c", title="Untitled section")]
     reasons = {it.id: it.reason for it in feed_order(profile, cands, now=NOW,
                                                      titles={1: "Howard rebuts asylum criticisms"})}
     assert reasons == {2: "because you read “Howard rebuts asylum criticisms”",
@@ -686,18 +797,13 @@ def test_a_copy_of_a_read_story_is_its_headline_and_text_not_a_like_story():
     that shares a stock headline ("Match report") but not the text, is not a copy."""
     from recommender.feed import copies_of_read
 
-    def at(cos: float) -> np.ndarray:
-        v = np.zeros(DIM, dtype=np.float32)
-        v[:2] = (cos, np.sqrt(1 - cos**2))
-        return v
-
-    base = at(1.0)
-    read = [("Talks in Jeddah end", base), ("Match report", at(0.0))]
-    cands = [FeedCandidate(1, at(0.92), title="Talks  in JEDDAH end"),  # same headline
-             FeedCandidate(2, at(0.999), title="Jeddah talks: the full text"),  # same text
-             FeedCandidate(3, at(0.98), title="Ceasefire talks in Jeddah go on"),
-             FeedCandidate(4, at(0.5), title="Match report"),
-             FeedCandidate(5, at(0.1), title="Talks in Jeddah end")]
+    base = _at(1.0)
+    read = [("Talks in Jeddah end", base), ("Match report", _at(0.0))]
+    cands = [FeedCandidate(1, _at(0.92), title="Talks  in JEDDAH end"),  # same headline
+             FeedCandidate(2, _at(0.999), title="Jeddah talks: the full text"),  # same text
+             FeedCandidate(3, _at(0.98), title="Ceasefire talks in Jeddah go on"),
+             FeedCandidate(4, _at(0.5), title="Match report"),
+             FeedCandidate(5, _at(0.1), title="Talks in Jeddah end")]
     assert copies_of_read(cands, read) == {1, 2}
     assert copies_of_read(cands, []) == set() and copies_of_read([], read) == set()
 

@@ -62,7 +62,7 @@ from api.metrics import Metrics
 from api.pages import DEMO_POLICY, docs_page, own_page, redoc_page
 from api.ratelimit import InFlight, Limiter, RateLimiter, client_key
 from api.readers import add_reader_routes
-from api.render import render_block_html
+from api.render import LINK_RELS, OtherSiteLinks, link_rels, render_block_html
 from api.services import Services
 from api.static_files import StaticFile, accepts_gzip, static_file
 from api.stats import MAX_DAYS, stats_period, stats_report
@@ -951,20 +951,34 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         f: BlockFilters,
         url: Annotated[str, Query(min_length=1, max_length=MAX_URL_CHARS)],
         k: int = k_query(api.max_k, widget_k),
+        new_tab: Annotated[bool, Query(
+            description="links to other sites than the url's open in a new tab")] = False,
+        link_rel: Annotated[str, Query(alias="rel", max_length=100, description=(
+            "link types for links to other sites than the url's, space-separated: "
+            + ", ".join(LINK_RELS)))] = "",
     ):
         rel = need_corpus()
         kk = clamp_k(k)
+        # A word the fragment cannot carry is refused, not dropped as the widget does: the
+        # caller is a server whose author reads the answer, and a typo ("no-follow") would
+        # leave the links followed without a word.
+        try:
+            rels = link_rels(link_rel)
+        except ValueError as e:
+            raise ApiError(422, "invalid_request", f"rel: {e}") from e
+        links = OtherSiteLinks(site_key(url), new_tab, rels)
         # Cached like the JSON blocks (same key scheme, new stories invalidate): the fragment is
         # the hottest call, one per article view, and rebuilding it cost ~50 ms of CPU each
-        # time under the load test (docs/reliability.md).
-        key = ("widget", url, kk, f)
+        # time under the load test (docs/reliability.md). The links are part of the key: one
+        # article's block is cached apart for each way of linking it.
+        key = ("widget", url, kk, f, links)
         hit = cache.get(key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
             with fetch_charge(request) as charge:
                 block = await guarded(lambda: rel.for_url(url, k=kk, filters=f,
                                                           before_fetch=charge))
-            hit = cache.put_block(key, render_block_html(block_json(block)).encode(),
+            hit = cache.put_block(key, render_block_html(block_json(block), links=links).encode(),
                                   ranked_at(block), block.reach)
         else:
             metrics.block_cache.labels("hit").inc()

@@ -3,7 +3,8 @@
 Every text field goes through html.escape; URLs (story links and images) are kept only when
 they are absolute http(s) URLs, otherwise dropped, so `javascript:`, `data:` and friends can
 never reach an attribute. The markup and class names match what api/static/widget.js builds,
-so the widget's stylesheet and event tracking also work on a server-rendered fragment.
+so the widget's stylesheet and event tracking also work on a server-rendered fragment, and
+links to other sites than the page's open and carry `rel` as its data-new-tab and data-rel say.
 This module does no I/O and knows nothing about HTTP or storage.
 """
 
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Any
 from urllib.parse import urlsplit
+
+from aggregator.canonical import site_key
 
 _SAFE_SCHEMES = frozenset({"http", "https"})
 # Browsers strip ASCII tab/newline inside URLs and leading/trailing C0 controls + space
@@ -29,6 +33,31 @@ _NAME_PREFIXES = frozenset("the dr dr. prof prof. mr mr. mrs mrs. ms ms. sir dam
 _NAME_SUFFIXES = frozenset("jr jr. sr sr. ii iii iv".split())
 _GIVEN_INITIALS = re.compile(r"^(?:[A-Z]\.\s*)+$|^[A-Z]$")
 _SNIPPET_MAX_CHARS = 160
+# Link types a publisher may give links to other sites (widget.js data-rel takes the same):
+# nofollow, sponsored and ugc tell search engines the page does not vouch for the link
+# (Google's "qualify your outbound links"), noreferrer hides the page from the other site.
+# No other: "opener" would undo the noopener of a new tab.
+LINK_RELS = ("nofollow", "sponsored", "ugc", "noreferrer")
+
+
+@dataclass(frozen=True, slots=True)
+class OtherSiteLinks:
+    """How the block links to stories of other sites than `own_site` (a `site_key`): in a new
+    tab, and with `rel` (words of LINK_RELS). Stories of the own site stay plain links."""
+
+    own_site: str
+    new_tab: bool = False
+    rel: tuple[str, ...] = ()
+
+
+def link_rels(value: str) -> tuple[str, ...]:
+    """The LINK_RELS a space-separated `value` names, in their order, once each; link types
+    have no case (HTML). Any other word is a ValueError naming it."""
+    words = value.lower().split()
+    for word in words:
+        if word not in LINK_RELS:
+            raise ValueError(f"{word!r} is not one of {', '.join(LINK_RELS)}")
+    return tuple(r for r in LINK_RELS if r in words)
 
 
 def safe_http_url(value: object) -> str | None:
@@ -127,7 +156,17 @@ def _date_label(published_at: object) -> tuple[str, str] | None:
     return parsed.isoformat(timespec="seconds"), f"{parsed.day} {parsed:%b %Y}"
 
 
-def _card_html(card: Mapping[str, Any]) -> str:
+def _link_attrs(url: str, links: OtherSiteLinks | None) -> str:
+    """target and rel of a story link: none for the page's own site (same tab, followed)."""
+    if links is None or site_key(url) == links.own_site:
+        return ""
+    # A new tab gets no handle on the page (window.opener): widget.js puts noopener first too.
+    rel = ("noopener", *links.rel) if links.new_tab else links.rel
+    target = ' target="_blank"' if links.new_tab else ""
+    return target + (f' rel="{escape(" ".join(rel))}"' if rel else "")
+
+
+def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None) -> str:
     title = _text(card, "title") or "Untitled"
     url = safe_http_url(card.get("url"))
     image_url = safe_http_url(card.get("image_url"))
@@ -152,7 +191,8 @@ def _card_html(card: Mapping[str, Any]) -> str:
     # script runs) they read "BBC Whitehall…" and "bbc.co.uk 5 Dec 2026", not "BBCWhitehall…"
     # and "bbc.co.uk5 Dec 2026". The widget's flex layout ignores them.
     if url:
-        head = f'<a class="tdg-link" href="{escape(url)}">{thumb} {title_html}</a>'
+        attrs = f'href="{escape(url)}"{_link_attrs(url, links)}'
+        head = f'<a class="tdg-link" {attrs}>{thumb} {title_html}</a>'
     else:
         head = f'<span class="tdg-link">{thumb} {title_html}</span>'
 
@@ -177,15 +217,17 @@ def _card_html(card: Mapping[str, Any]) -> str:
     return f'<li class="tdg-card"{id_attr}>{"".join(parts)}</li>'
 
 
-def render_block_html(block: Mapping[str, Any], *, heading: str = "Related stories") -> str:
-    """The related block `{"article", "related": [Card...], ...}` as an accessible HTML fragment.
+def render_block_html(block: Mapping[str, Any], *, heading: str = "Related stories",
+                      links: OtherSiteLinks | None = None) -> str:
+    """The related block `{"article", "related": [Card...], ...}` as an accessible HTML fragment,
+    its links to other sites as `links` says (None: plain links).
 
     Returns "" when there is nothing to show, so a host page can include the result blindly.
     """
     cards = [c for c in block.get("related") or [] if isinstance(c, Mapping)]
     if not cards:
         return ""
-    items = "".join(_card_html(card) for card in cards)
+    items = "".join(_card_html(card, links) for card in cards)
     label = escape(heading)
     return (
         f'<section class="tdg-block" aria-label="{label}">'

@@ -10,7 +10,8 @@
  * data-heading (default "Related stories"), data-theme ("light" | "dark"; default: the host
  * page's, read from the text colour the container inherits); the API's filters data-category,
  * data-site, data-exclude-site, data-max-age-days (blank: unset); data-personal (present: the
- * block is this reader's, without what they read or muted).
+ * block is this reader's, without what they read or muted); for links to other sites than the
+ * page's, data-new-tab (present: a new tab) and data-rel (e.g. "nofollow").
  *
  * Each block is rendered in an open shadow root on its container (in a custom element, on a
  * child of the widget's own), so the host page's CSS cannot restyle it and its CSS cannot
@@ -313,13 +314,35 @@
     } catch (e) { /* reporting is best effort */ }
   }
 
-  function cardNode(card) {
+  // data-rel's words, others dropped (api/render.py LINK_RELS): nofollow, sponsored and ugc
+  // tell search engines the page does not vouch for a link, noreferrer hides the page from it.
+  var LINK_RELS = ["nofollow", "sponsored", "ugc", "noreferrer"];
+
+  // Links to other sites: {newTab, rel}, or null (plain). A new tab gets no handle on the page.
+  function otherSiteLinks(container) {
+    var words = text(container.getAttribute("data-rel")).toLowerCase().split(/\s+/);
+    var rel = LINK_RELS.filter(function (w) { return words.indexOf(w) >= 0; });
+    var newTab = container.hasAttribute("data-new-tab");
+    if (newTab) rel.unshift("noopener");
+    return newTab || rel.length ? { newTab: newTab, rel: rel.join(" ") } : null;
+  }
+
+  function bareHost(host) {
+    return host.replace(/^www\./, "");
+  }
+
+  function cardNode(card, links) {
     var li = el("li", "card");
     var id = text(card.id);
     if (id) li.setAttribute("data-story-id", id);
     var href = safeUrl(card.url);
     var link = el(href ? "a" : "span", "link");
     if (href) link.setAttribute("href", href);
+    // The page's own site's stories ("www." or not) stay plain links: same tab, followed.
+    if (href && links && bareHost(new URL(href).hostname) !== bareHost(location.hostname)) {
+      if (links.newTab) link.setAttribute("target", "_blank");
+      if (links.rel) link.setAttribute("rel", links.rel);
+    }
 
     var site = text(card.site) || text(card.source);
     var thumb = el("span", "thumb");
@@ -389,12 +412,12 @@
     block.setAttribute("data-theme", chosen);
   }
 
-  function blockNode(cards, heading) {
+  function blockNode(cards, heading, links) {
     var section = el("section", "block");
     section.setAttribute("aria-label", heading);
     section.appendChild(el("h2", "heading", heading));
     var list = el("ul", "list");
-    cards.forEach(function (card) { list.appendChild(cardNode(card)); });
+    cards.forEach(function (card) { list.appendChild(cardNode(card, links)); });
     section.appendChild(list);
     return section;
   }
@@ -568,7 +591,7 @@
 
   function render(container, state, cards, api, page) {
     if (!cards.length) return show(container, state, null);
-    var node = blockNode(cards, heading(container));
+    var node = blockNode(cards, heading(container), otherSiteLinks(container));
     // Shorter than the placeholder, it keeps its room (or the page under it moves up) unless
     // the container is below the viewport, where that moves nothing the reader sees.
     var held = state.node && state.node.hasAttribute("aria-hidden") &&

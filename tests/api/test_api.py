@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -510,6 +511,37 @@ async def test_widget_fragment_is_escaped_html(http, stack):
     assert "<script" not in r.text.lower() and r.text.count("<li") == 4
     r = await http.get("/widget.js")
     assert r.status_code == 200 and "javascript" in r.headers["content-type"]
+
+
+async def test_widget_fragment_links_other_sites_as_asked(http, stack, shared_data):
+    """new_tab and rel: a publisher's server could not have the fragment open other sites'
+    stories in a new tab or mark them nofollow. Other sites are those of every story but
+    the `url`'s: a page of news.example links its BBC stories so, a BBC story's block leaves
+    them plain. Each way of linking is cached apart; a word rel cannot carry is a 422."""
+    page = (shared_data / "readability-news-pages" / "guardian-1" / "source.html").read_bytes()
+    stack.site.route("/world/2026/links", body=page, content_type="text/html; charset=utf-8")
+    url = stack.site.url("/world/2026/links", host="news.example")
+    bbc = stack.records[1]["url"]
+
+    async def links(params: dict) -> list[str]:
+        r = await http.get("/v1/widget", params=params)
+        assert r.status_code == 200, r.text
+        return re.findall(r"<a [^>]*>", r.text)
+
+    plain = await links({"url": url})
+    assert len(plain) == 4 and not any("target=" in a or "rel=" in a for a in plain)
+    asked = await links({"url": url, "new_tab": "true", "rel": "UGC nofollow"})
+    assert asked == [a.replace(">", ' target="_blank" rel="noopener nofollow ugc">')
+                     for a in plain]
+    before = await block_cache_hits(http)
+    assert await links({"url": url, "new_tab": "1", "rel": "nofollow ugc"}) == asked
+    assert await block_cache_hits(http) == before + 1  # the same links: the same entry
+    assert await links({"url": bbc, "new_tab": "true", "rel": "nofollow"}) == await links(
+        {"url": bbc})  # its own site's stories
+    r = await http.get("/v1/widget", params={"url": url, "rel": "nofollow opener"})
+    assert r.status_code == 422 and r.json()["error"] == {
+        "code": "invalid_request",
+        "message": "rel: 'opener' is not one of nofollow, sponsored, ugc, noreferrer"}
 
 
 async def test_every_answer_says_nosniff(http, stack):

@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.render import initials, render_block_html, safe_http_url, site_mark, snippet
+from aggregator.canonical import site_key
+from api.render import (
+    OtherSiteLinks,
+    initials,
+    link_rels,
+    render_block_html,
+    safe_http_url,
+    site_mark,
+    snippet,
+)
 
 ALLOWED_TAGS = {"section", "h2", "ul", "li", "a", "span", "img", "p", "time"}
 HOSTILE_STRINGS = [
@@ -46,10 +55,12 @@ class Parsed(HTMLParser):
         self.attrs: list[tuple[str, str, str | None]] = []
         self.texts: list[str] = []
         self.other: list[str] = []
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
         self.attrs.extend((tag, name, value) for name, value in attrs)
+        self.elements.append((tag, dict(attrs)))
 
     def handle_data(self, data):
         self.texts.append(data)
@@ -176,6 +187,34 @@ def test_ampersands_in_urls_are_escaped_in_attributes():
     html = render_block_html({"related": [card(url="https://n.example/?a=1&b=2")]})
     assert 'href="https://n.example/?a=1&amp;b=2"' in html
     assert ("a", "href", "https://n.example/?a=1&b=2") in parse(html).attrs
+
+
+OWN_AND_OTHER = {"related": [card(id="own", url="https://www.news.example/b"),
+                             card(id="other", url="https://other.example/c?d=1&e=2")]}
+
+
+@pytest.mark.parametrize(("new_tab", "rel", "expected"), [
+    (True, ("nofollow", "ugc"), {"target": "_blank", "rel": "noopener nofollow ugc"}),
+    (True, (), {"target": "_blank", "rel": "noopener"}),
+    (False, ("sponsored",), {"rel": "sponsored"}),
+    (False, (), {}),
+])
+def test_links_to_other_sites_open_and_carry_rel_as_asked(new_tab, rel, expected):
+    """The page is news.example: its own story (www. or not) stays a plain link, the other
+    site's opens and carries rel as asked. Every link was plain, whatever the publisher wanted."""
+    links = OtherSiteLinks(site_key("https://news.example/page"), new_tab, rel)
+    parsed = assert_inert(render_block_html(OWN_AND_OTHER, links=links))
+    anchors = [attrs for tag, attrs in parsed.elements if tag == "a"]
+    assert anchors == [
+        {"class": "tdg-link", "href": "https://www.news.example/b"},
+        {"class": "tdg-link", "href": "https://other.example/c?d=1&e=2", **expected}]
+
+
+def test_link_rels_takes_the_link_types_for_other_sites_and_names_another():
+    assert link_rels("") == ()
+    assert link_rels(" UGC  nofollow ugc ") == ("nofollow", "ugc")  # no case, once, in order
+    with pytest.raises(ValueError, match="'opener'"):  # it would undo a new tab's noopener
+        link_rels("nofollow opener")
 
 
 # Shared with the widget's own rule (tests/api/test_widget_browser.py runs widget.js on each).

@@ -1320,6 +1320,46 @@ async def test_a_changed_category_attribute_reloads_the_block(page, widget_api, 
     assert page.page_errors == []
 
 
+async def test_links_to_other_sites_open_in_a_new_tab_and_are_not_followed(
+        page, widget_api, publisher):
+    """Publishers want links to other sites in a new tab and marked nofollow (no endorsement
+    for search engines), their own stories left plain; every link opened in the same tab and
+    carried no rel. On a page of bbc.co.uk (no "www."), the block links its www.bbc.co.uk
+    stories as before and the hostile story's evil.example in a new tab, rel noopener
+    nofollow (link types have no case): "follow" and "opener" are no words data-rel takes
+    (opener would undo noopener).
+    A click and a middle click on it are each reported once, by beacon."""
+    related = (await widget_api.block(SEED_URL))["related"]
+    assert {urlsplit(c["url"]).hostname for c in related} == {"www.bbc.co.uk", "evil.example"}
+    html = host_page(widget_api.base_url,
+                     container_attrs='data-new-tab data-rel="NoFollow follow opener"')
+    own = "https://bbc.co.uk/news/host-article"
+    # Served here under a public name; the API is on loopback, which a public page reaches
+    # only with the reader's leave (Chromium's Local Network Access): given.
+    await page.route(own, lambda route: route.fulfill(content_type="text/html", body=html))
+    await page.context.grant_permissions(["local-network-access"], origin="https://bbc.co.uk")
+    cards = await open_with_block(page, own)
+    links = await cards.locator("a.tdg-link").evaluate_all(
+        "links => links.map(a => [new URL(a.href).hostname, a.target, a.rel])")
+    assert sorted({tuple(link) for link in links}) == [
+        ("evil.example", "_blank", "noopener nofollow"), ("www.bbc.co.uk", "", "")]
+    reader = await reader_of(page)
+    await widget_api.stored_events(reader, 4)  # the impressions, before counting clicks
+    other = page.locator('.tdg-card a.tdg-link[target="_blank"]')
+    for button in ("left", "middle"):
+        page.api_requests.clear()
+        async with page.context.expect_page(), page.expect_request("**/v1/events") as sent:
+            await other.click(button=button)  # opens a tab of its own
+        await settle(page)
+        assert (await sent.value).resource_type == "ping"  # sendBeacon
+        assert len(event_posts(page)) == 1
+        assert [e["type"] for e in json.loads((await sent.value).post_data)["events"]] == ["click"]
+    events = await widget_api.stored_events(reader, 6)
+    assert [e.type for e in events].count("click") == 2 and len(events) == 6
+    assert page.url == own  # not left for the story
+    assert page.page_errors == []
+
+
 async def test_a_personal_block_leaves_out_what_the_reader_clicked(page, widget_api, publisher):
     """The block showed a reader the stories they had already clicked from it. With
     data-personal it is asked for the reader the events name, and the API leaves out what

@@ -45,7 +45,7 @@ from api.atom import (
     latest_title,
 )
 from api.blockcache import BlockCache, CachedBlock, freshness
-from api.cards import CardOut, block_json, card, iso
+from api.cards import CardOut, block_json, card, iso, search_json
 from api.errors import ApiError, error_response, unreadable_body_message
 from api.events import (
     MAX_BATCH,
@@ -68,6 +68,7 @@ from api.static_files import StaticFile, accepts_gzip, static_file
 from api.stats import MAX_DAYS, stats_period, stats_report
 from recommender.blocks import BadArticle, Block
 from recommender.related import Filters
+from recommender.search import MAX_QUERY_CHARS, normal_query
 
 log = logging.getLogger("tidings.api")
 STATIC = Path(__file__).with_name("static")
@@ -138,6 +139,8 @@ HTML_HEADERS = {
 }
 
 
+# Stories a search gives when the caller does not say (a page of results, not a block's row).
+SEARCH_DEFAULT_K = 10
 # Stories in a widget block when the caller does not say (fewer than a JSON block's default:
 # the widget sits under an article, where four cards fill a row).
 WIDGET_DEFAULT_K = 4
@@ -202,6 +205,12 @@ class ErrorBody(BaseModel):
 class BlockOut(BaseModel):
     article: CardOut
     related: list[CardOut]
+    took_ms: float
+
+
+class SearchOut(BaseModel):
+    query: str = Field(description="the query as searched: spaces collapsed, case folded")
+    items: list[CardOut]
     took_ms: float
 
 
@@ -561,11 +570,12 @@ class RequestTiming:
 
 
 def block_identity(data: dict) -> bytes:
-    """What a block's ETag stands for: the stories and their order, not the time it took or the
-    scores (their freshness part moves with the clock, so two workers computing the same block
-    a second apart could differ in a last digit)."""
-    return json.dumps({**data, "took_ms": None,
-                       "related": [{**c, "score": None} for c in data["related"]]}).encode()
+    """What a block's (or a search's) ETag stands for: the stories and their order, not the
+    time it took or the scores (their freshness part moves with the clock, so two workers
+    computing the same block a second apart could differ in a last digit)."""
+    cards = {key: [{**c, "score": None} for c in data[key]]
+             for key in ("related", "items") if key in data}
+    return json.dumps({**data, "took_ms": None, **cards}).encode()
 
 
 def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
@@ -751,12 +761,15 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
         return charge
 
-    async def cached_block(request: Request, key: tuple, make) -> Response:
+    async def cached_block(request: Request, key: tuple, make,
+                           shape: Callable[[Block], dict] = block_json) -> Response:
+        """The block `make` ranks, as `shape` gives it, from the cache while nothing since
+        could change it; `key` names the request (its route, article or query, k, filters)."""
         hit = cache.get(key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
             block: Block = await make()
-            data = block_json(block)
+            data = shape(block)
             body = json.dumps(data, ensure_ascii=False).encode()
             hit = cache.put_block(key, body, ranked_at(block), block.reach, block_identity(data))
         else:
@@ -943,6 +956,30 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     # FastAPI reads the body's model from the annotation: this app's, with the real k bounds.
     related_text.__annotations__["body"] = related_request_model(api.max_k, api.default_k)
     app.post("/v1/related", tags=["related"], responses={200: {"model": BlockOut}})(related_text)
+
+    @app.get("/v1/search", tags=["search"], responses=cached_block_responses(SearchOut))
+    async def search(
+        request: Request,
+        f: BlockFilters,
+        q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS,
+                                description="the words to search for")],
+        k: int = k_query(api.max_k, min(SEARCH_DEFAULT_K, api.max_k)),
+    ):
+        """Stories that answer the words `q`, best first, with the related blocks' filters:
+        found by meaning and by words as a block's candidates are, copies shown once."""
+        rel = need_corpus()
+        kk = clamp_k(k)
+        query = normal_query(q)
+        if not has_words(query):
+            raise ApiError(422, "no_query", "q holds no words to search for (blank, or only "
+                           "punctuation)")
+        # Each search that misses the cache embeds its query, as a POSTed text is: the same
+        # limit, from the same bucket.
+        charge = embed_charge(request)
+        return await cached_block(
+            request, ("search", query, kk, f),
+            lambda: rel.search(query, k=kk, filters=f, before_embed=charge),
+            shape=functools.partial(search_json, query))
 
     @app.get("/v1/widget", tags=["widget"], response_class=HTMLResponse,
              responses=cached_block_responses(None))

@@ -63,3 +63,12 @@ def block_json(block: Block) -> dict:
         "related": [card(m, score=r.score, reason=r.reason) for m, r in block.related],
         "took_ms": round(block.took_ms, 2),
     }
+
+
+def search_json(query: str, block: Block) -> dict:
+    """A search's answer: the query as searched and its stories, as cards."""
+    return {
+        "query": query,
+        "items": [card(m, score=r.score, reason=r.reason) for m, r in block.related],
+        "took_ms": round(block.took_ms, 2),
+    }

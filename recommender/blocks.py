@@ -41,7 +41,8 @@ from recommender.corpus import Corpus, StoryMeta
 from recommender.embed import Embedder, story_text
 from recommender.engine import CandidateMeta, RelatedEngine
 from recommender.reach import Reach
-from recommender.related import Filters, Query, Ranked, also_reported
+from recommender.related import Filters, Query, Ranked, RankParams, also_reported
+from recommender.search import as_names, search_params, searched
 from recommender.weights import SourceWeights
 
 # A block waits this long for the sites of its stories' copies, then goes without them.
@@ -234,6 +235,19 @@ class RelatedService:
                       published_at=plausible_time(published_at, now) or time_from_lead(text, now))
         return await self._block(art, k=k, filters=filters)
 
+    async def search(self, query: str, *, k: int, filters: Filters,
+                     before_embed: Callable[[], None] | None = None) -> Block:
+        """The stories that answer `query` (`recommender.search.normal_query`), best first:
+        the query is embedded and ranked as a caller's text with neither body nor time, by
+        the search's parameters, and each story's reason says which of its words it carries.
+        `before_embed` is called (and may raise) before the embedding, as for `for_text`."""
+        if before_embed is not None:
+            before_embed()
+        art = Article(None, "", as_names(query), "", "", "")
+        block = await self._block(art, k=k, filters=filters, params=search_params())
+        rows = [(m, searched(r, query, m.title, m.summary)) for m, r in block.related]
+        return Block(block.article, rows, block.took_ms, block.version, block.reach)
+
     async def for_url(self, url: str, *, k: int, filters: Filters,
                       before_fetch: Callable[[], None] | None = None) -> Block:
         """`before_fetch` is called (and may raise) only when the page is really to be fetched:
@@ -360,7 +374,8 @@ class RelatedService:
         text = story_text(art.title, art.summary, art.text)
         return (await asyncio.to_thread(self.embedder.encode, [text]))[0]
 
-    async def _block(self, art: Article, *, k: int, filters: Filters) -> Block:
+    async def _block(self, art: Article, *, k: int, filters: Filters,
+                     params: RankParams | None = None) -> Block:
         t0 = time.perf_counter()
         if filters.max_age_days is None and self.default_max_age_days:
             filters = Filters(filters.category, filters.site, filters.exclude_site,
@@ -372,7 +387,7 @@ class RelatedService:
                       same_as=frozenset() if art.duplicate_of is None else frozenset({art.duplicate_of}))
         version = self.corpus.version
         ranked, reach = self.engine().related_with_reach(query, k=k, filters=filters,
-                                                         now=self.clock())
+                                                         now=self.clock(), params=params)
         rows = [(self.corpus.meta[r.id], r) for r in ranked if r.id in self.corpus.meta]
         copies = await self._copy_sites([m.id for m, _ in rows])
         rows = [(m, also_reported(r, m.site, copies[m.id]) if m.id in copies else r)

@@ -564,6 +564,11 @@ def _with_also(reason: str, also: Sequence[str]) -> str:
     return reason + _ALSO + ", ".join(also[:3]) if also else reason
 
 
+def with_reason(ranked: Ranked, reason: str) -> Ranked:
+    """`ranked` with another reason, still naming the other sites that carried it."""
+    return Ranked(ranked.id, ranked.score, _with_also(reason, ranked.also), ranked.also)
+
+
 def also_reported(ranked: Ranked, site: str, sites: Iterable[str]) -> Ranked:
     """`ranked` with more sites that carried it (the syndicated copies linked to it in the
     store, which retrieval never sees), `site` its own; the reason names the first three."""

@@ -1,0 +1,58 @@
+"""Story search: a reader's words ranked as a related block ranks an article's candidates.
+
+The query goes through the related flow whole (recommender/blocks.py `RelatedService.search`):
+both retrievers, the fused relevance, freshness, copies collapsed. What differs is here, pure:
+the ranking's parameters (the story whose headline was typed is the answer, not "the article
+itself"; no diversifying), the query as the ranking reads it, and each card's reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import string
+
+from recommender.lexical import tokenize
+from recommender.related import Ranked, RankParams, with_reason
+
+# Most characters a query may have (the API's `q`).
+MAX_QUERY_CHARS = 200
+
+
+def search_params(params: RankParams | None = None) -> RankParams:
+    """The related ranking's parameters for a search. No self-exclusion: related drops a
+    candidate under the query's own title as the article republished, but a reader who types
+    a headline is looking for that very story. No MMR (lambda 1: relevance order), as a result
+    list should not push the second report of an event below a weaker match."""
+    return dataclasses.replace(params or RankParams(), self_cosine=math.inf,
+                               self_title_cosine=math.inf, self_title_lexical=math.inf,
+                               mmr_lambda=1.0)
+
+
+def normal_query(q: str) -> str:
+    """The query as it is searched, echoed and cached: spaces collapsed, case folded. Case
+    changes nothing but the names the ranking sees (`as_names`), so "Starmer budget" and
+    "starmer budget" are one search and one cache entry."""
+    return " ".join(q.split()).casefold()
+
+
+def as_names(query: str) -> str:
+    """Every word of the query capitalised: the ranking takes capitalised words as the names
+    that tie reports of one event together (`key_terms`), and a reader's typed words are all
+    meant, whatever their case ("starmer budget" names Starmer)."""
+    return string.capwords(query)
+
+
+def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
+    """Why a story answers the query: the query's words it carries in its title or summary,
+    else that it is about the same subject (found by meaning, not by words)."""
+    words = set(tokenize(f"{title} {summary}"))
+    found = [w for w in dict.fromkeys(tokenize(query)) if w in words][:most]
+    if not found:
+        return "about the same subject"
+    return "matches " + ", ".join(f"'{w}'" for w in found)
+
+
+def searched(ranked: Ranked, query: str, title: str, summary: str) -> Ranked:
+    """`ranked` with the search's reason (keeping the sites that also carried it)."""
+    return with_reason(ranked, search_reason(query, title, summary))

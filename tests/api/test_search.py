@@ -1,0 +1,161 @@
+"""GET /v1/search over the real stack: BBC stories in SQLite, the real indexes, the hashing
+embedder (plumbing; the real model's quality is tests/recommender/test_search_quality.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from aggregator.model import StoryDraft
+from tests.api.conftest import free_port, make_stack, start_server, stop_stack
+
+NOW = datetime.now(UTC)
+# A BBC politics story republished by a wire site, and an old report only the age filter drops.
+WIRE_URL = "https://wire.example/2026/howard-copy"
+OLD_URL = "https://archive.example/2004/lighthouse"
+OLD_TITLE = "Lighthouse keepers vote on strike over pensions"
+# A brief: its text is its headline, so the headline typed reads as the story itself (the
+# related ranking's "article republished", TF-IDF cosine ~1).
+BRIEF_URL = "https://wire.example/2026/ferry-brief"
+BRIEF_TITLE = "Parliament recalled for emergency vote on ferry safety"
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory, shared_data):
+    from tests.datasets import bbc_records
+
+    first = bbc_records(shared_data, categories=("politics",), limit=1)[0]
+    extra = [
+        StoryDraft(url=WIRE_URL, title=first["title"], summary=first["summary"],
+                   text=first["text"], site="wire.example", source="wire", category="politics",
+                   published_at=NOW - timedelta(hours=1)),
+        StoryDraft(url=OLD_URL, title=OLD_TITLE,
+                   text="Lighthouse keepers voted on a strike over their pensions, the union said.",
+                   site="archive.example", source="archive", category="politics",
+                   published_at=NOW - timedelta(days=30)),
+        StoryDraft(url=BRIEF_URL, title=BRIEF_TITLE, text=BRIEF_TITLE + ".", site="wire.example",
+                   source="wire", category="politics", published_at=NOW),
+    ]
+    st, server, task = await make_stack(tmp_path_factory.mktemp("search"), shared_data,
+                                        extra_drafts=extra)
+    extra_servers = []
+
+    async def serve_variant(**api_changes) -> str:
+        """The same services behind an app built with other [api] settings; its base URL."""
+        from api.app import create_app
+
+        settings = st.svc.settings
+        svc = dataclasses.replace(st.svc, settings=dataclasses.replace(
+            settings, api=dataclasses.replace(settings.api, **api_changes)))
+        port = free_port()
+        extra_servers.append(await start_server(create_app(svc), port))
+        return f"http://127.0.0.1:{port}"
+
+    st.serve_variant = serve_variant
+    yield st
+    for srv, t in extra_servers:
+        srv.should_exit = True
+        await t
+    await stop_stack(st, server, task)
+
+
+@pytest.fixture
+async def http(stack):
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=20) as client:
+        yield client
+
+
+async def search(http, q: str, **params) -> httpx.Response:
+    return await http.get("/v1/search", params={"q": q, **params})
+
+
+@pytest.mark.parametrize("params,code,names", [
+    ({}, "invalid_request", "q"),
+    ({"q": ""}, "invalid_request", "q"),
+    ({"q": "x" * 201}, "invalid_request", "q"),
+    ({"q": " ?! -- … "}, "no_query", "q"),
+    ({"q": "budget", "k": 0}, "invalid_request", "k"),
+    ({"q": "budget", "max_age_days": -1}, "invalid_request", "max_age_days"),
+])
+async def test_a_query_without_words_or_out_of_bounds_is_a_422_naming_it(http, params, code, names):
+    r = await http.get("/v1/search", params=params)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == code
+    assert r.json()["error"]["message"].startswith(names)
+
+
+async def test_a_headline_typed_as_the_query_finds_that_story_first(stack, http):
+    """Related blocks drop a candidate under the query's own headline as the article itself;
+    a search must answer with it."""
+    stories = [(await http.get("/v1/stories", params={"limit": 200})).json()["items"]]
+    by_url = {s["url"]: s for s in stories[0]}
+    for record in stack.records[1:40:6]:  # not the one with a wire copy
+        r = await search(http, record["title"], k=5)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["query"] == " ".join(record["title"].split()).casefold()
+        assert body["items"][0]["id"] == by_url[record["url"]]["id"], record["title"]
+        assert body["took_ms"] >= 0
+    items = (await search(http, BRIEF_TITLE, k=5)).json()["items"]
+    assert items[0]["url"] == BRIEF_URL
+
+
+async def test_copies_of_one_story_show_once_naming_the_other_site(stack, http):
+    first = stack.records[0]
+    items = (await search(http, first["title"], k=5)).json()["items"]
+    urls = [c["url"] for c in items]
+    assert (first["url"] in urls) != (WIRE_URL in urls), urls  # one of the two, not both
+    top = items[0]
+    assert top["url"] in (first["url"], WIRE_URL)
+    other = "wire.example" if top["site"] == "bbc.co.uk" else "bbc.co.uk"
+    assert top["reason"].endswith(f"also reported by {other}"), top["reason"]
+
+
+async def test_reasons_name_the_query_words_a_story_carries(http):
+    items = (await search(http, "Lighthouse keepers strike", k=3)).json()["items"]
+    assert items[0]["url"] == OLD_URL
+    assert items[0]["reason"] == "matches 'lighthouse', 'keepers', 'strike'"
+    assert all(c["reason"] for c in items)
+
+
+async def test_filters_are_the_related_blocks(http):
+    q = "Lighthouse keepers strike over pensions"
+    ent = (await search(http, q, category="ENTERTAINMENT", k=10)).json()["items"]
+    assert len(ent) == 10 and {c["category"] for c in ent} == {"entertainment"}
+    urls = [c["url"] for c in (await search(http, q, k=10)).json()["items"]]
+    assert OLD_URL in urls
+    for params in ({"max_age_days": 7}, {"exclude_site": "WWW.Archive.example"},
+                   {"site": "https://bbc.co.uk/news"}):
+        items = (await search(http, q, k=10, **params)).json()["items"]
+        assert items and OLD_URL not in [c["url"] for c in items], params
+    only = (await search(http, q, k=10, site="archive.example")).json()["items"]
+    assert [c["url"] for c in only] == [OLD_URL]
+
+
+async def test_one_search_however_spelled_is_cached_and_revalidated(http):
+    a = await search(http, "Labour  ELECTION campaign", k=4)
+    b = await search(http, " labour election Campaign ", k=4)
+    assert a.status_code == b.status_code == 200
+    assert a.headers["etag"] == b.headers["etag"] and a.content == b.content  # the cached bytes
+    assert a.headers["cache-control"] == "public, max-age=60"
+    r = await http.get("/v1/search", params={"q": "labour election campaign", "k": 4},
+                       headers={"If-None-Match": a.headers["etag"]})
+    assert r.status_code == 304
+
+
+async def test_each_search_that_embeds_is_charged_to_the_text_limit(stack):
+    """A search embeds its query as POST /v1/related embeds a text: the same per-client limit.
+    A cached answer embeds nothing and costs nothing."""
+    base = await stack.serve_variant(related_text_per_minute=2)
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        assert (await search(client, "film awards")).status_code == 200
+        assert (await search(client, "tax plans")).status_code == 200
+        for _ in range(3):
+            assert (await search(client, "Film  Awards")).status_code == 200  # cached
+        r = await search(client, "school dinners")
+        assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+        r = await client.post("/v1/related", json={"title": "Chancellor budget", "text": "Tax."})
+        assert r.status_code == 429  # one bucket for both

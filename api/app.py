@@ -68,7 +68,7 @@ from api.static_files import StaticFile, accepts_gzip, static_file
 from api.stats import MAX_DAYS, stats_period, stats_report
 from recommender.blocks import BadArticle, Block
 from recommender.related import Filters
-from recommender.search import MAX_QUERY_CHARS, normal_query
+from recommender.search import MAX_QUERY_CHARS, normal_query, query_problem
 
 log = logging.getLogger("tidings.api")
 STATIC = Path(__file__).with_name("static")
@@ -970,9 +970,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         rel = need_corpus()
         kk = clamp_k(k)
         query = normal_query(q)
-        if not has_words(query):
-            raise ApiError(422, "no_query", "q holds no words to search for (blank, or only "
-                           "punctuation)")
+        if problem := query_problem(query):
+            raise ApiError(422, "no_query", f"q {problem}")
         # Each search that misses the cache embeds its query, as a POSTed text is: the same
         # limit, from the same bucket.
         charge = embed_charge(request)

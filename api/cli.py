@@ -109,6 +109,23 @@ def _category(value: str) -> str:
     return value
 
 
+def _search_query(value: str) -> str:
+    from recommender.search import normal_query, query_problem
+
+    query = normal_query(value)
+    if problem := query_problem(query):
+        raise argparse.ArgumentTypeError(f"the query {problem}")
+    return query
+
+
+def _block_filters(p: argparse.ArgumentParser) -> None:
+    """The filters of a related block and a search (the API's `BlockFilters`)."""
+    p.add_argument("--category")
+    p.add_argument("--site")
+    p.add_argument("--exclude-site")
+    p.add_argument("--max-age-days", type=_ranged(float, 0, 36500, low_open=True))
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, type=_config_path,
                    help="settings file (default config/tidings.toml)")
@@ -175,10 +192,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--published-at", type=_time,
                    help="when the --text article came out, ISO 8601 (default: its dateline)")
     p.add_argument("-k", type=_ranged(int, 1, 1000), default=5)
-    p.add_argument("--category")
-    p.add_argument("--site")
-    p.add_argument("--exclude-site")
-    p.add_argument("--max-age-days", type=_ranged(float, 0, 36500, low_open=True))
+    _block_filters(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("search", help="print the stories that answer a few words")
+    _common(p)
+    p.add_argument("query", metavar="QUERY", type=_search_query,
+                   help="the words to search for (quote them: one argument)")
+    p.add_argument("-k", type=_ranged(int, 1, 1000), default=10)
+    _block_filters(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("sources", help="source health and dry runs")
@@ -374,6 +396,8 @@ async def dispatch(args) -> int:
         return await cmd_export(settings, args)
     if cmd == "related":
         return await cmd_related(settings, args)
+    if cmd == "search":
+        return await cmd_search(settings, args)
     if cmd == "sources":
         return await cmd_sources(settings, args)
     if cmd == "takedown":
@@ -742,11 +766,7 @@ async def cmd_related(settings, args) -> int:
             block = await svc.related.for_text(title, args.text, k=args.k, filters=f,
                                                published_at=args.published_at)
         data = block_json(block)
-        # After `import --no-index` (or while no indexer runs) blocks came back thin or empty
-        # with nothing said; the block itself stays what it is.
-        if unindexed := await svc.store.backlog_size(svc.embedder.recipe):
-            print(f"tidings: note: {unindexed} stor{'y has' if unindexed == 1 else 'ies have'} no "
-                  "vector yet and took no part; run `tidings index` (or `tidings run`)", file=sys.stderr)
+        await _note_unindexed(svc)
         if args.json:
             print(json.dumps(data, ensure_ascii=False, indent=2))
             return 0
@@ -757,6 +777,43 @@ async def cmd_related(settings, args) -> int:
         for i, c in enumerate(data["related"], 1):
             print(f"{i:2}. {c['title']}  [{c['site']}, {(c['published_at'] or '')[:10]}]")
             print(f"    {c['reason']} · score {c['score']:.3f} · id {c['id']}")
+        return 0
+    finally:
+        await svc.close()
+
+
+async def _note_unindexed(svc) -> None:
+    """After `import --no-index` (or while no indexer runs) blocks came back thin or empty with
+    nothing said: a note on stderr, the answer itself stays what it is."""
+    if unindexed := await svc.store.backlog_size(svc.embedder.recipe):
+        print(f"tidings: note: {unindexed} stor{'y has' if unindexed == 1 else 'ies have'} no "
+              "vector yet and took no part; run `tidings index` (or `tidings run`)", file=sys.stderr)
+
+
+async def cmd_search(settings, args) -> int:
+    from api.cards import search_json
+    from api.services import build
+    from recommender.related import Filters
+
+    if args.k > settings.api.max_k:
+        print(f"tidings: error: -k must be between 1 and {settings.api.max_k}", file=sys.stderr)
+        return EXIT_USAGE
+    svc = await build(settings, serve=True)
+    try:
+        await svc.corpus.start()
+        f = Filters(args.category, args.site, args.exclude_site, args.max_age_days)
+        data = search_json(args.query, await svc.related.search(args.query, k=args.k, filters=f))
+        await _note_unindexed(svc)
+        if args.json:
+            print(json.dumps(data, ensure_ascii=False, indent=2))
+            return 0
+        if not data["items"]:
+            print("(no stories found)")
+            return 0
+        rows = [["id", "site", "time", "title"]] + [
+            [str(c["id"]), c["site"] or "", (c["published_at"] or "")[:16].replace("T", " "),
+             c["title"]] for c in data["items"]]
+        print(_table(rows))
         return 0
     finally:
         await svc.close()

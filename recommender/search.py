@@ -19,6 +19,15 @@ from recommender.related import Ranked, RankParams, with_reason
 MAX_QUERY_CHARS = 200
 
 
+def query_problem(query: str) -> str | None:
+    """What makes `query` no search (said after its name: "q ...", "QUERY ..."), else None."""
+    if len(query) > MAX_QUERY_CHARS:
+        return f"is longer than {MAX_QUERY_CHARS} characters"
+    if not any(ch.isalnum() for ch in query):
+        return "holds no words to search for (blank, or only punctuation)"
+    return None
+
+
 def search_params(params: RankParams | None = None) -> RankParams:
     """The related ranking's parameters for a search. No self-exclusion: related drops a
     candidate under the query's own title as the article republished, but a reader who types

@@ -1,0 +1,35 @@
+"""`tidings search` end to end: stories imported by the real command, searched by another."""
+
+from __future__ import annotations
+
+import json
+
+from tests.datasets import bbc_records, write_jsonl
+from tests.e2e.conftest import run_cli
+
+
+def test_import_then_search(cli_env, tmp_path, shared_data):
+    records = bbc_records(shared_data, limit=20)
+    r = run_cli(["import", str(write_jsonl(records, tmp_path / "stories.jsonl"))], cli_env)
+    assert r.returncode == 0, r.stderr
+    wanted = records[7]  # politics; ids follow the file's order
+
+    r = run_cli(["search", wanted["title"], "-k", "3", "--json"], cli_env)
+    assert r.returncode == 0, r.stderr
+    found = json.loads(r.stdout)
+    assert found["query"] == " ".join(wanted["title"].split()).casefold()
+    assert len(found["items"]) == 3 and found["items"][0]["url"] == wanted["url"]
+
+    r = run_cli(["search", wanted["title"], "-k", "4", "--category", "Entertainment"], cli_env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["id", "site", "time", "title"] and len(lines) == 5
+    ent = {rec["title"] for rec in records if rec["category"] == "entertainment"}
+    assert all(any(line.endswith(t) for t in ent) for line in lines[1:]), r.stdout
+    assert wanted["title"] not in r.stdout
+
+    for args, message in ((["search", " -- "], "the query holds no words"),
+                          (["search", "x" * 201], "longer than 200 characters"),
+                          (["search", "budget", "-k", "0"], "-k: 0 is outside [1, 1000]")):
+        r = run_cli(args, cli_env)
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)

@@ -159,3 +159,21 @@ async def test_each_search_that_embeds_is_charged_to_the_text_limit(stack):
         assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
         r = await client.post("/v1/related", json={"title": "Chancellor budget", "text": "Tax."})
         assert r.status_code == 429  # one bucket for both
+
+
+async def test_a_story_that_answers_a_cached_search_is_found_at_once(stack, http):
+    """A search is cached as a block is, until a story arrives that could change it: the
+    story about the searched words is in the next answer, not after the cache's 5 minutes."""
+    q = "Zebra crossing protest in Carlisle"
+    before = await search(http, q, k=3)
+    assert before.status_code == 200
+    assert (await search(http, q, k=3)).headers["etag"] == before.headers["etag"]
+    url = "https://wire.example/2026/zebra-crossing"
+    await stack.svc.store.upsert_stories([StoryDraft(
+        url=url, title="Carlisle parents stage zebra crossing protest",
+        text="Parents in Carlisle protested for a zebra crossing outside the school.",
+        site="wire.example", source="wire", category="politics", published_at=NOW)], NOW)
+    await stack.svc.indexer.drain()
+    await stack.svc.corpus.follow()
+    after = (await search(http, q, k=3)).json()["items"]
+    assert after[0]["url"] == url

@@ -48,7 +48,10 @@ def normal_query(q: str) -> str:
 def as_names(query: str) -> str:
     """Every word of the query capitalised: the ranking takes capitalised words as the names
     that tie reports of one event together (`key_terms`), and a reader's typed words are all
-    meant, whatever their case ("starmer budget" names Starmer)."""
+    meant, whatever their case ("starmer budget" names Starmer). With the (uncased) MiniLM
+    it changed nothing measured on BBC (100/100 stories in the top 3 by five title words,
+    99/100 first by headline, either way); with the hashing embedder, whose words keep their
+    case, the folded query lost headlines ("Blair rejects Tory terror offer" came second)."""
     return string.capwords(query)
 
 

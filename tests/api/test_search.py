@@ -177,3 +177,19 @@ async def test_a_story_that_answers_a_cached_search_is_found_at_once(stack, http
     await stack.svc.corpus.follow()
     after = (await search(http, q, k=3)).json()["items"]
     assert after[0]["url"] == url
+
+
+async def test_the_openapi_document_states_the_search(http):
+    """Clients generated from /openapi.json learn q's bounds, k's default and maximum (the
+    app's max_k), and the body's shape."""
+    doc = (await http.get("/openapi.json")).json()
+    params = {p["name"]: p for p in doc["paths"]["/v1/search"]["get"]["parameters"]}
+    assert params["q"]["required"] is True
+    assert params["q"]["schema"]["minLength"] == 1 and params["q"]["schema"]["maxLength"] == 200
+    assert params["k"]["schema"]["default"] == 10 and params["k"]["schema"]["maximum"] == 50
+    assert {"category", "site", "exclude_site", "max_age_days"} <= set(params)
+    ok = doc["paths"]["/v1/search"]["get"]["responses"]["200"]["content"]["application/json"]
+    body = doc["components"]["schemas"][ok["schema"]["$ref"].rsplit("/", 1)[1]]
+    assert set(body["properties"]) == {"query", "items", "took_ms"}
+    r = await search(http, "budget", k=51)
+    assert r.status_code == 422 and "50" in r.json()["error"]["message"]

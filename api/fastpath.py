@@ -1,7 +1,8 @@
 """Cached related blocks answered before FastAPI runs: the hot path of the widget and JSON API.
 
 A pure ASGI layer, outermost in the app (api/app.py adds it last). A GET of a related route
-(`/v1/stories/{id}/related`, `/v1/related`, `/v1/widget`) is looked up by its exact path,
+(`/v1/stories/{id}/related`, `/v1/related`, `/v1/widget`) or of a search (`/v1/search`, cached
+as blocks are) is looked up by its exact path,
 query string and Origin header at the current corpus version. A hit replays the answer the app
 gave for the same request: the same status line, header list and body bytes (so the two paths
 cannot drift apart: CORS, security headers, ETag and Cache-Control all come from the app), or a
@@ -36,7 +37,7 @@ from recommender.reach import Reach
 
 # Paths whose GET answers may be replayed. The story id is checked by the app on the first
 # (recorded) request; a path the app refuses is never recorded, so this only has to be cheap.
-CACHEABLE_PATH = re.compile(r"^/v1/(?:related|widget|stories/[0-9]{1,19}/related)$")
+CACHEABLE_PATH = re.compile(r"^/v1/(?:related|widget|search|stories/[0-9]{1,19}/related)$")
 # Largest body kept: a card is ~450 bytes, so a block at max_k=50 ~25 kB; more is not a block.
 MAX_BODY_BYTES = 256 * 1024
 _BODY_HEADERS = frozenset({b"content-length", b"content-type"})

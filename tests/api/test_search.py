@@ -55,6 +55,7 @@ async def stack(tmp_path_factory, shared_data):
         return f"http://127.0.0.1:{port}"
 
     st.serve_variant = serve_variant
+    st.app = server.config.app
     yield st
     for srv, t in extra_servers:
         srv.should_exit = True
@@ -193,3 +194,17 @@ async def test_the_openapi_document_states_the_search(http):
     assert set(body["properties"]) == {"query", "items", "took_ms"}
     r = await search(http, "budget", k=51)
     assert r.status_code == 422 and "50" in r.json()["error"]["message"]
+
+
+async def test_a_search_asked_again_is_replayed_by_the_fast_path(stack, http):
+    """Searches are cached as blocks are, so the fast path replays them as it replays blocks
+    (before FastAPI runs), until a story that could change the answer arrives."""
+    from tests.api.test_fastpath import fastpath_of
+
+    cache = fastpath_of(stack.app).cache
+    before = len(cache)
+    first = await search(http, "Oscar nominations for British films", k=4)
+    assert len(cache) == before + 1
+    again = await search(http, "Oscar nominations for British films", k=4)
+    assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
+    assert len(cache) == before + 1

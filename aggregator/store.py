@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 from urllib.request import pathname2url
@@ -38,6 +38,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
@@ -49,8 +51,10 @@ from aggregator.model import SourceSpec, Story, StoryDraft
 from aggregator.names import name_key
 from aggregator.normalize import content_hash
 from aggregator.schema import (
+    EVENT_DAY_PAGE_CHARS,
     ChangeLogHorizonRow,
     EmbedderRow,
+    EventDayRow,
     EventRow,
     IndexChangeRow,
     JobLockRow,
@@ -79,6 +83,7 @@ READER_DELETION_GRACE = timedelta(minutes=1)
 SOURCES_LOCK = 7_105_003
 TAKEDOWN_LOCK = 7_105_004
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 # SQLSTATE classes that mean "the server is away or refusing us", not "this query is wrong":
@@ -281,6 +286,23 @@ class WidgetCounts:
 
 STATS_TOP_SITES = 20
 STATS_TOP_PAGES = 20
+
+
+EVENT_TYPES = ("impression", "click", "read")
+COUNTS = ("impressions", "clicks", "reads")  # of each type, as `event_days` names them
+
+
+def tally(events: Iterable[EventRecord], key: Callable[[EventRecord], K]) -> dict[K, list[int]]:
+    """[impressions, clicks, reads] of `events` per `key`. Pure."""
+    counts: dict[K, list[int]] = {}
+    for e in events:
+        counts.setdefault(key(e), [0, 0, 0])[EVENT_TYPES.index(e.type)] += 1
+    return counts
+
+
+def event_day(e: EventRecord) -> tuple[date, int, str]:
+    """An event's row of `event_days`: its UTC day, story and page (cut; "" for none). Pure."""
+    return e.at.astimezone(UTC).date(), e.story_id, (e.page or "")[:EVENT_DAY_PAGE_CHARS]
 
 
 def _by_clicks(counts: dict[str, list[int]]) -> list[str]:
@@ -1670,10 +1692,7 @@ class Store:
                 fresh.append(e)
                 s.add(EventRow(event_key=e.event_key, reader_id=e.reader, story_id=e.story_id,
                                type=e.type, dwell_s=e.dwell_s, at=e.at, page=e.page))
-            per_story: dict[int, list[int]] = {}
-            for e in fresh:
-                c = per_story.setdefault(e.story_id, [0, 0, 0])
-                c[("impression", "click", "read").index(e.type)] += 1
+            per_story = tally(fresh, lambda e: e.story_id)
             if per_story:
                 stats = {r.story_id: r for r in (await s.scalars(
                     select(StoryStatRow).where(StoryStatRow.story_id.in_(list(per_story))))).all()}
@@ -1686,7 +1705,22 @@ class Store:
                     row.clicks += clk
                     row.reads += rd
                     row.last_event_at = now
+                await self._count_days(s, tally(fresh, event_day))
         return len(fresh)
+
+    async def _count_days(self, s, counts: dict[tuple[date, int, str], list[int]]) -> None:
+        """Add (impressions, clicks, reads) per (day, story, page) to `event_days`: one upsert
+        on both engines, so two writers' rows of one day add up instead of one failing.
+        In key order: PostgreSQL writers that lock the same rows in one order do not
+        deadlock."""
+        table = EventDayRow.__table__
+        upsert = (sqlite_insert if self.dialect == "sqlite" else pg_insert)(table)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[table.c.day, table.c.story_id, table.c.page],
+            set_={k: table.c[k] + upsert.excluded[k] for k in COUNTS})
+        await s.execute(upsert, [
+            {"day": d, "story_id": sid, "page": page, "impressions": i, "clicks": c, "reads": r}
+            for (d, sid, page), (i, c, r) in sorted(counts.items())])
 
     async def reader_events(self, reader: str, since: datetime | None = None, limit: int = 2000,
                             types: Sequence[str] | None = None) -> list[EventRecord]:

@@ -1251,3 +1251,94 @@ async def test_the_migration_keeps_stored_events_without_a_page(db_url):
         assert got.pages == [("https://pub.example/x", 1, 0)]
     finally:
         await store.close()
+
+
+# ------------------------------------------------------------ the report's days counts
+
+
+async def _event_days(store) -> dict[tuple[str, int, str], tuple[int, int, int]]:
+    """`event_days` as {(UTC day, story, page or ""): (impressions, clicks, reads)}."""
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT day, story_id, page, impressions, clicks, reads FROM event_days"))).all()
+    return {(str(d), sid, page): (i, c, r) for d, sid, page, i, c, r in rows}
+
+
+def _counted(events, key) -> dict:
+    """[impressions, clicks, reads] per key(event): the straightforward count."""
+    out: dict = {}
+    for e in events:
+        out.setdefault(key(e), [0, 0, 0])[("impression", "click", "read").index(e.type)] += 1
+    return out
+
+
+async def test_an_event_sent_again_is_counted_once(store):
+    """The widget resends a batch it got no answer for, and a batch may hold one event
+    twice: the day's counts take the events `add_events` stored, not the ones it was sent."""
+    (sid,) = (await store.upsert_stories([draft("https://e.org/a")], NOW)).new_ids
+    page = "https://pub.example/a"
+    batch = [*_events(sid, "impression", NOW, 3, "i", page), *_events(sid, "click", NOW, 1, "c", page)]
+    assert await store.add_events(batch, NOW) == 4
+    assert await store.add_events([*batch, batch[0]], NOW) == 0
+    new = _events(sid, "impression", NOW, 1, "new", page)
+    assert await store.add_events([*new, *new, batch[1]], NOW) == 1
+    assert await _event_days(store) == {(NOW.date().isoformat(), sid, page): (4, 1, 0)}
+    got = await store.widget_stats(NOW - timedelta(days=1), NOW + timedelta(hours=1))
+    assert got.days == [(NOW.date().isoformat(), 4, 1, 0)] and got.pages == [(page, 4, 1)]
+
+
+async def test_the_migration_counts_the_events_stored_before(db_url):
+    """Migration 0016 counts the events already stored into `event_days`, each on its UTC
+    day as the report cut them: on PostgreSQL whatever the session's time zone (here
+    UTC+14, where the 24th's last microsecond is the 25th's afternoon). New events then add
+    to those rows."""
+    import sqlalchemy as sa
+
+    from aggregator.schema import UTCDateTime
+    from aggregator.store import Store
+
+    store = Store(db_url)
+    try:
+        await migrate_to(store, "0015")
+        if store.dialect == "postgresql":
+            async with store.engine.begin() as conn:
+                await conn.execute(text(
+                    f'ALTER DATABASE "{store.engine.url.database}" SET TimeZone TO \'Pacific/Kiritimati\''))
+            await store.engine.dispose()  # new connections take the zone
+        a, b = (await store.upsert_stories([draft("https://e.org/a"), draft("https://e.org/b")], NOW)).new_ids
+        events = sa.table("events", *(sa.column(c) for c in ("event_key", "reader_id", "story_id",
+                                                               "type", "dwell_s", "page")),
+                          sa.column("at", UTCDateTime()))
+        readers = sa.table("readers", sa.column("id"), sa.column("created_at", UTCDateTime()),
+                           sa.column("last_seen_at", UTCDateTime()))
+        last = datetime(2026, 11, 24, 23, 59, 59, 999999, tzinfo=UTC)
+        first = datetime(2026, 11, 25, tzinfo=UTC)
+        page = "https://pub.example/a"
+        old = [(a, "impression", last, page), (a, "click", last, page), (a, "impression", first, page),
+               (a, "impression", first, None), (a, "read", first, None), (b, "impression", first, page)]
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.insert(readers), [{"id": "old", "created_at": NOW, "last_seen_at": NOW}])
+            await conn.execute(sa.insert(events), [
+                {"event_key": f"k{n}", "reader_id": "old", "story_id": sid, "type": t, "dwell_s": None,
+                 "at": at, "page": p} for n, (sid, t, at, p) in enumerate(old)])
+        await store.migrate()
+        assert await _event_days(store) == {
+            ("2026-11-24", a, page): (1, 1, 0), ("2026-11-25", a, page): (1, 0, 0),
+            ("2026-11-25", a, ""): (1, 0, 1), ("2026-11-25", b, page): (1, 0, 0)}
+        await store.add_events(_events(a, "click", first, 1, "new", page), NOW)
+        got = await store.widget_stats(datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 26, tzinfo=UTC))
+        assert got.days == [("2026-11-24", 1, 1, 0), ("2026-11-25", 3, 1, 1)]
+        assert got.pages == [(page, 3, 2)]
+    finally:
+        await store.close()
+
+
+async def test_a_deleted_story_takes_its_days_counts_along(store):
+    """A takedown (or retention) deletes stories: their rows of `event_days` go with them
+    (a foreign key), as their events do."""
+    a, b = (await store.upsert_stories([draft("https://e.org/a"), draft("https://e.org/b")], NOW)).new_ids
+    await store.add_events([*_events(a, "impression", NOW, 2, "a", "https://pub.example/x"),
+                            *_events(b, "click", NOW, 1, "b")], NOW)
+    assert {sid for _, sid, _ in await _event_days(store)} == {a, b}
+    assert await store.take_down(["https://e.org/a"], reason="test", now=NOW) == [a]
+    assert await _event_days(store) == {(NOW.date().isoformat(), b, ""): (0, 1, 0)}

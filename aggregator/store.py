@@ -23,6 +23,7 @@ from typing import TypeVar
 from urllib.request import pathname2url
 
 from sqlalchemy import (
+    Date,
     Float,
     String,
     and_,
@@ -39,8 +40,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
@@ -313,6 +312,17 @@ def add_up(groups: dict[tuple, list[int]], rows, sign: int) -> dict[tuple, list[
 
 EVENT_TYPES = ("impression", "click", "read")
 COUNTS = ("impressions", "clicks", "reads")  # of each type, as `event_days` names them
+
+
+# One text for both engines (SQLite 3.24+ and PostgreSQL take the same upsert). Not the
+# dialects' insert().on_conflict_do_update(): building, caching and batching that took ~2 ms
+# of a batch of 4 events (the widget's), the SQL itself 0.2-0.5 ms.
+COUNT_DAYS = text(
+    "INSERT INTO event_days (day, story_id, page, impressions, clicks, reads) "
+    "VALUES (:day, :story_id, :page, :impressions, :clicks, :reads) "
+    "ON CONFLICT (day, story_id, page) DO UPDATE SET "
+    + ", ".join(f"{k} = event_days.{k} + excluded.{k}" for k in COUNTS)
+).bindparams(bindparam("day", type_=Date))
 
 
 def tally(events: Iterable[EventRecord], key: Callable[[EventRecord], K]) -> dict[K, list[int]]:
@@ -1746,12 +1756,7 @@ class Store:
         on both engines, so two writers' rows of one day add up instead of one failing.
         In key order: PostgreSQL writers that lock the same rows in one order do not
         deadlock."""
-        table = EventDayRow.__table__
-        upsert = (sqlite_insert if self.dialect == "sqlite" else pg_insert)(table)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[table.c.day, table.c.story_id, table.c.page],
-            set_={k: table.c[k] + upsert.excluded[k] for k in COUNTS})
-        await s.execute(upsert, [
+        await s.execute(COUNT_DAYS, [
             {"day": d, "story_id": sid, "page": page, "impressions": i, "clicks": c, "reads": r}
             for (d, sid, page), (i, c, r) in sorted(counts.items())])
 

@@ -1999,6 +1999,12 @@ class Store:
             res = await s.execute(delete(EventRow).where(EventRow.at < before))
             return res.rowcount or 0
 
+    async def delete_event_days_before(self, day: date) -> int:
+        """Retention of the report's counts: drop the days before `day`; returns how many rows."""
+        async with self.writing() as s:
+            res = await s.execute(delete(EventDayRow).where(EventDayRow.day < day))
+            return res.rowcount or 0
+
     # ---------------------------------------------------------------- embedders
 
     async def register_embedder(self, owner: str, recipe: str, *, lease_s: int,

@@ -1446,3 +1446,30 @@ async def test_a_page_too_long_for_an_index_entry_is_counted_under_its_start(sto
                                   NOW) == 3
     got = await store.widget_stats(NOW - timedelta(days=1), NOW + timedelta(hours=1))
     assert got.pages == [(long[:EVENT_DAY_PAGE_CHARS], 2, 0), ("https://pub.example/b", 0, 1)]
+
+
+async def test_the_top_pages_are_read_in_page_order_on_sqlite(store):
+    """SQLite, without statistics (Tidings runs no ANALYZE), took the key's range of days
+    for the top pages and sorted every row of the period by page (90 days of a widget under
+    100k page views a day, 3.75M rows: 4.1-4.8 s); they are read from ix_event_days_page, in
+    page order (0.9 s). The plan of the statement the report runs."""
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL hashes the groups; the index is SQLite's")
+    from sqlalchemy import event
+
+    ran = []
+
+    def grab(conn, cursor, statement, parameters, context, executemany):
+        if "GROUP BY event_days.page" in statement:
+            ran.append((statement, parameters))
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", grab)
+    try:
+        await store.widget_stats(NOW - timedelta(days=89, hours=12), NOW)
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", grab)
+    ((statement, parameters),) = ran
+    async with store.engine.connect() as conn:
+        plan = " ".join(str(r) for r in (await conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + statement, parameters)).all())
+    assert "ix_event_days_page" in plan and "TEMP B-TREE FOR GROUP BY" not in plan, plan

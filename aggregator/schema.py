@@ -290,9 +290,10 @@ class EventDayRow(Base):
 
     __table_args__ = (
         # SQLite: the top pages of a period without sorting all its rows by page (90 days of
-        # a widget under 100k page views a day, 3.75M rows: 1.1 s, not 4.1-4.5 s), read from
-        # the index alone. Not on PostgreSQL, which hashes the groups: there an index on the
-        # counts made every update of them write every index (no HOT update).
+        # a widget under 100k page views a day, 3.75M rows: 0.9-1.1 s, not 4.1-4.8 s), read
+        # from the index alone (`Store._top_pages`). Not on PostgreSQL, which hashes the
+        # groups: there an index on the counts would make every update of them write every
+        # index (no HOT update).
         Index("ix_event_days_page", "page", "day", "impressions", "clicks").ddl_if(dialect="sqlite"),
         # SQLite: the rows stored in key order, so a period's days are one range read, not
         # an index range plus a lookup per row.

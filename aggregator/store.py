@@ -1991,7 +1991,7 @@ class Store:
         # SQLite: "+day" keeps the day off the key (sqlite.org/optoverview.html, "unary +"),
         # so the rows are read from ix_event_days_page, in page order: without statistics
         # (Tidings runs no ANALYZE) it took the key's range of days and sorted every row by
-        # page (90 days of a widget under 100k page views a day, 3.75M rows: 4.1-4.8 s, 0.9 s).
+        # page (90 days of a widget under 100k page views a day, 3.75M rows: 4.1-4.8 s, 0.9-1.1 s).
         day = EventDayRow.day
         if self.dialect == "sqlite":
             day = UnaryExpression(day, operator=custom_op("+"), type_=day.type)

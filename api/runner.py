@@ -25,6 +25,7 @@ from aggregator.store import database_unavailable
 from api.jobhealth import JobHealth
 from api.opslistener import OpsListener
 from api.services import Services, build, recipe_adopter
+from api.stats import MAX_DAYS
 from recommender.embed import warm_up
 from recommender.indexer import LEAD_CHECK_S
 
@@ -170,6 +171,12 @@ async def _retention_run(svc: Services, now: datetime) -> None:
         n = await svc.store.delete_events_before(now - timedelta(days=r.events_days))
         if n:
             log.info("retention.events removed=%d", n)
+    # The report's counts per day (`event_days`) outlive the events they were counted from
+    # (`events_days` may be shorter than a report reaches), and keep the longest report's
+    # days, and the day before (a report asked just before midnight); none is personal.
+    n = await svc.store.delete_event_days_before((now - timedelta(days=MAX_DAYS)).date())
+    if n:
+        log.info("retention.event_days removed=%d", n)
     if r.change_log_days:
         # After the stories: their removals just logged are recent, and kept.
         n = await svc.store.prune_changes_before(now - timedelta(days=r.change_log_days))

@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from aggregator.collect import Collector
 from aggregator.model import StoryDraft
 from aggregator.settings import load_settings
-from aggregator.store import Store
+from aggregator.store import EventRecord, Store, event_key
 from api import runner
 from recommender.embed import HashingEmbedder
 from tests.cluster.cluster import rss
@@ -201,6 +201,23 @@ async def test_retention_prunes_the_change_log_past_its_days(store):
     svc = SimpleNamespace(settings=settings, store=store, owner="test")
     await runner.retention(svc)
     assert [c[1:] for c in await store.changes_since(await store.change_horizon())] == [(ids[3], "add")]
+
+
+async def test_retention_keeps_the_reports_days_past_the_events(store):
+    """The report counted its days from the events, so an `events_days` under its 90 days
+    cut its past days short. The days' counts (no reader in them) are kept for the
+    longest report whatever `events_days`; older ones go in the same run."""
+    settings = load_settings(REPO_CONFIG, env={})
+    settings = replace(settings, retention=replace(settings.retention, events_days=30))
+    now = datetime.now(UTC)
+    (sid,) = (await store.upsert_stories([StoryDraft(url="https://e.org/a", title="A")], now)).new_ids
+    at = [now - timedelta(days=60), now - timedelta(days=95)]
+    await store.add_events([EventRecord(event_key(f"r{n}", sid, "click", t, None), f"r{n}", sid, "click", t)
+                            for n, t in enumerate(at)], now)
+    await runner.retention(SimpleNamespace(settings=settings, store=store, owner="test"), now)
+    assert await store.reader_events("r0") == []  # the events went
+    got = await store.widget_stats(now - timedelta(days=100), now)
+    assert got.days == [(at[0].date().isoformat(), 0, 1, 0)]
 
 
 async def test_a_failed_retention_run_is_run_again_at_the_next_tick(store, monkeypatch):

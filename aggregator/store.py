@@ -360,9 +360,9 @@ def _event_counts(types: Sequence[str]) -> tuple:
     return tuple(func.sum(case((EventRow.type == t, 1), else_=0)) for t in types)
 
 
-def _by_clicks(counts: dict[str, list[int]]) -> list[str]:
-    """The keys of (impressions, clicks) counts, most clicks first, then most impressions,
-    then by name."""
+def _by_clicks(counts: dict) -> list:
+    """The keys of counts that begin (impressions, clicks), most clicks first, then most
+    impressions, then by key (a site's name, a story's (id, site))."""
     return sorted(counts, key=lambda n: (-counts[n][1], -counts[n][0], n))
 
 
@@ -1920,8 +1920,8 @@ class Store:
             for (_, name), (i, c, _) in by_story.items():
                 counts = by_site.setdefault(name, [0, 0])
                 counts[0], counts[1] = counts[0] + i, counts[1] + c
-            # Most clicks first, then most impressions; ties by id.
-            ranked = sorted(by_story, key=lambda k: (-by_story[k][1], -by_story[k][0], k[0]))[:top]
+            # Most clicks first, then most impressions; ties by id (a story has one site).
+            ranked = _by_clicks(by_story)[:top]
             titled = {sid: (title, url) for sid, title, url in (await s.execute(
                 select(StoryRow.id, StoryRow.title, StoryRow.url)
                 .where(StoryRow.id.in_([sid for sid, _ in ranked])))).all()}

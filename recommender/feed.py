@@ -744,6 +744,8 @@ def _unserved_follows(profile: Profile, prefs: Preferences, p: FeedParams) -> di
 
 def _follow_group(c: FeedCandidate, groups: Mapping[tuple[str, str], int]) -> int | None:
     """The group of the candidate's unserved follow, its category's before its source's."""
+    if not groups:  # most readers: no name keys to work out for each of ~700 candidates
+        return None
     for follow in (("category", name_key(c.category)), ("source", name_key(c.source))):
         if follow in groups:
             return groups[follow]

@@ -709,7 +709,7 @@ def _score_warm(
         + col["source_weight"]
     )
     top_part = np.argmax(parts, axis=1)
-    follow_groups = _unserved_follows(profile, prefs, p)
+    follow_groups = _unserved_follows(profile, prefs, p, pool)
     out = []
     for j, c in enumerate(pool):
         g = int(group[j])
@@ -719,36 +719,47 @@ def _score_warm(
             c,
             _PARTS[int(top_part[j])],
             float(parts[j, 0]),
-            followed[j],
+            # The follow its group is for: a story of a followed section the reading serves,
+            # from a followed source it does not, is there for the source.
+            c.source if own is not None and own[0] == "source" else followed[j],
             profile.interests[g].anchor_story_id if near else None,
             titles,
             labels,
             # In its follow's group, a story unlike the reader's reads is there for the follow.
             math.inf if own is not None and not near else p.follow_weight,
         )
-        out.append(_Scored(c, float(score[j]), g if own is None else own, reason, because))
+        out.append(_Scored(c, float(score[j]), g if own is None else own[1], reason, because))
     return out
 
 
-def _unserved_follows(profile: Profile, prefs: Preferences, p: FeedParams) -> dict[tuple[str, str], int]:
+def _unserved_follows(profile: Profile, prefs: Preferences, p: FeedParams,
+                      pool: Sequence[FeedCandidate]) -> dict[tuple[str, str], int]:
     """The follows the reader's reading does not serve, as ("category" or "source", name key),
     each with its group (numbered after the interests'): those whose affinity is under
-    `warm_follow_share` split over all the reader's follows."""
-    each = p.warm_follow_share / max(len(prefs.follow_categories) + len(prefs.follow_sources), 1)
-    follows = [("category", k) for k in sorted(prefs.follow_categories)
-               if profile.category_affinity.get(k, 0.0) < each]
-    follows += [("source", k) for k in sorted(prefs.follow_sources)
-                if profile.source_affinity.get(k, 0.0) < each]
+    `warm_follow_share` split over the reader's follows that have candidates (one without
+    takes no share of the page, so it must not make the others' parts smaller either)."""
+    if not prefs.follow_categories and not prefs.follow_sources:
+        return {}  # most readers: no name keys to work out for each of ~700 candidates
+    present = {("category", name_key(c.category)) for c in pool} | {
+        ("source", name_key(c.source)) for c in pool}
+    mine = [("category", k) for k in sorted(prefs.follow_categories)]
+    mine += [("source", k) for k in sorted(prefs.follow_sources)]
+    mine = [f for f in mine if f in present]
+    each = p.warm_follow_share / max(len(mine), 1)
+    affinity = {"category": profile.category_affinity, "source": profile.source_affinity}
+    follows = [(kind, k) for kind, k in mine if affinity[kind].get(k, 0.0) < each]
     return {f: len(profile.interests) + i for i, f in enumerate(follows)}
 
 
-def _follow_group(c: FeedCandidate, groups: Mapping[tuple[str, str], int]) -> int | None:
-    """The group of the candidate's unserved follow, its category's before its source's."""
+def _follow_group(c: FeedCandidate, groups: Mapping[tuple[str, str], int]
+                  ) -> tuple[str, int] | None:
+    """The candidate's unserved follow, its category's before its source's, as (the kind
+    followed, its group)."""
     if not groups:  # most readers: no name keys to work out for each of ~700 candidates
         return None
     for follow in (("category", name_key(c.category)), ("source", name_key(c.source))):
         if follow in groups:
-            return groups[follow]
+            return follow[0], groups[follow]
     return None
 
 
@@ -849,13 +860,15 @@ def _cold_shares(scored: Sequence[_Scored], prefs: Preferences,
 
 def _exploration_pool(profile: Profile, prefs: Preferences, scored: Sequence[_Scored],
                       now: datetime, labels: Mapping[str, str]) -> list[_Scored]:
-    """Stories outside the reader's categories, read or followed, the popular ones first,
-    shuffled by a seed of reader and day so exploration moves day by day but stays put while a
-    reader pages through one snapshot."""
+    """Stories outside the reader's categories, read or followed, and their followed sources,
+    the popular ones first, shuffled by a seed of reader and day so exploration moves day by
+    day but stays put while a reader pages through one snapshot."""
     # The reader's sections by name key: "Politics" is nothing different to a reader of
-    # "politics"; nor is a section they follow, which they chose.
+    # "politics"; nor is a section they follow, which they chose, nor a source they follow
+    # (its stories are theirs by choice, in any section).
     known = profile.category_affinity.keys() | prefs.follow_categories
-    pool = [s for s in scored if (key := name_key(s.cand.category)) and key not in known]
+    pool = [s for s in scored if (key := name_key(s.cand.category)) and key not in known
+            and not (prefs.follow_sources and name_key(s.cand.source) in prefs.follow_sources)]
     if not pool:
         return []
     day = now.strftime("%Y-%m-%d")

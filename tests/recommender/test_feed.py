@@ -837,3 +837,49 @@ def test_a_story_passed_over_again_and_again_sinks(warm):
                                   Event("r", top, "click", NOW - timedelta(minutes=30))],
                             lambda ids: np.stack([table[i] for i in ids]), meta, now=NOW)
     assert clicked.passed_over == {}  # clicked: read, not passed over
+
+
+def test_a_story_in_a_followed_sources_group_names_the_source():
+    """A sports reader who follows sport (which their reading serves) and the source "wire"
+    (which it does not): a sport story from wire, unlike their reads, is on the page in
+    wire's group, for the source. Its reason said "you follow sport" (the category came
+    first whatever the group)."""
+    from recommender.profile import Interest, Profile
+
+    profile = Profile("fan", (Interest(_at(1.0), 1.0, 1),), {"sport": 1.0}, {"a": 1.0}, None,
+                      frozenset({1}), frozenset({1}), 1, (1,))
+    cands = [FeedCandidate(2, _at(0.9), "sport", "a", title="Cup final"),
+             FeedCandidate(3, _at(0.1), "sport", "wire", title="Rowing results")]
+    prefs = Preferences(follow_categories=frozenset({"sport"}), follow_sources=frozenset({"wire"}))
+    reasons = {it.id: it.reason for it in feed_order(profile, cands, prefs=prefs, now=NOW,
+                                                     titles={1: "Semi-final"})}
+    assert reasons == {2: "because you read “Semi-final”", 3: "you follow wire"}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 5, 8])
+def test_a_followed_source_is_not_offered_as_something_different(seed):
+    """Exploration left out followed sections but not followed sources: a reader who follows
+    a source was offered its stories of other sections as discoveries."""
+    cands, profile = _sections(seed)
+    by_id = {c.id: c for c in cands}
+
+    def explored(order) -> list[int]:
+        return [it.id for it in order if it.reason.startswith("something different")]
+
+    # The source of the first discovery a reader without follows is offered.
+    source = by_id[explored(feed_order(profile, cands, now=NOW))[0]].source
+    order = feed_order(profile, cands, prefs=Preferences(follow_sources=frozenset({source})), now=NOW)
+    assert explored(order) and not [i for i in explored(order) if by_id[i].source == source]
+
+
+@pytest.mark.parametrize("seed", [1, 5])
+def test_a_follow_without_candidates_does_not_shrink_the_others_share(seed):
+    """Whether the reading serves a follow is its share of reads against `warm_follow_share`
+    split over the follows: a follow without stories (weather, here) counted, so a reader with
+    a quarter of their reads in sport who followed sport and weather had sport served (0.25
+    over 0.35 / 2) and no share of the page for it, where following sport alone gave one."""
+    cands, profile = _sections(seed)
+    profile = replace(profile, category_affinity={"politics": 0.75, "sport": 0.25})
+    sport = feed_order(profile, cands, prefs=_follows("sport"), now=NOW)
+    assert sport != feed_order(profile, cands, now=NOW)  # the follow has its group
+    assert feed_order(profile, cands, prefs=_follows("sport", "weather"), now=NOW) == sport

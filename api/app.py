@@ -319,14 +319,16 @@ class StatsOut(BaseModel):
         description="the 20 pages with most impressions, of the events that name their page")
 
 
-def cached_block_responses(model: type[BaseModel] | None) -> dict:
+def cached_block_responses(model: type[BaseModel] | None, *, personal: bool = False) -> dict:
     """The OpenAPI answers of a cached block route: the body with its ETag, and the 304 that
-    If-None-Match gets (the document named neither, so clients did not know to revalidate)."""
+    If-None-Match gets (the document named neither, so clients did not know to revalidate).
+    `personal`: the route takes `reader=`, whose answers are not cached (search and the HTML
+    fragment take none: their document must not offer it)."""
+    cache = "public, max-age=60" + (" (private, no-store with reader=)" if personal else "")
     ok: dict = {"headers": {
         "ETag": {"description": "weak validator of the block; send it back as If-None-Match",
                  "schema": {"type": "string"}},
-        "Cache-Control": {"description": "public, max-age=60 (private, no-store with reader=)",
-                          "schema": {"type": "string"}}}}
+        "Cache-Control": {"description": cache, "schema": {"type": "string"}}}}
     if model is not None:
         ok["model"] = model
     return {200: ok, 304: {"description": "Not Modified: the If-None-Match ETag still holds "
@@ -897,7 +899,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     # ------------------------------------------------------------ related
 
-    @app.get("/v1/stories/{story_id}/related", tags=["related"], responses=cached_block_responses(BlockOut))
+    @app.get("/v1/stories/{story_id}/related", tags=["related"],
+             responses=cached_block_responses(BlockOut, personal=True))
     async def related_story(
         request: Request,
         f: BlockFilters,
@@ -912,7 +915,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         return await cached_block(request, ("id", story_id, kk, f),
                                   lambda: rel.for_story(story_id, k=kk, filters=f))
 
-    @app.get("/v1/related", tags=["related"], responses=cached_block_responses(BlockOut))
+    @app.get("/v1/related", tags=["related"], responses=cached_block_responses(BlockOut, personal=True))
     async def related_url(
         request: Request,
         f: BlockFilters,

@@ -899,6 +899,17 @@ async def test_openapi_states_the_etag_and_304_of_cached_blocks(http):
     assert "text/html" in doc["paths"]["/v1/widget"]["get"]["responses"]["200"]["content"]
 
 
+async def test_openapi_offers_reader_only_where_a_route_takes_it(http):
+    # Every cached route's Cache-Control said "private, no-store with reader=", search and the
+    # HTML fragment too, which take no reader.
+    doc = (await http.get("/openapi.json")).json()
+    for path in ("/v1/stories/{story_id}/related", "/v1/related", "/v1/search", "/v1/widget"):
+        get = doc["paths"][path]["get"]
+        takes = any(p["name"] == "reader" for p in get.get("parameters", []))
+        said = "reader=" in get["responses"]["200"]["headers"]["Cache-Control"]["description"]
+        assert said == takes, path
+
+
 async def test_a_variant_that_fails_does_not_poison_the_page_it_stands_for(http, stack, shared_data):
     # Failures were remembered under the canonical URL while the caller's own spelling was
     # fetched: a spelling that canonicalizes to an article but cannot be fetched (a soft

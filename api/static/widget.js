@@ -455,7 +455,9 @@
     function onClick(event) {
       var link = event.target.closest && event.target.closest("a." + P + "link");
       var li = link && link.closest("[data-story-id]");
-      if (li && block.contains(li)) sendEvents(api, "click", [li.getAttribute("data-story-id")], true, page);
+      if (!li || !block.contains(li)) return;
+      sendEvents(api, "click", [li.getAttribute("data-story-id")], true, page);
+      forgetPersonal();
     }
     block.addEventListener("click", onClick);
     block.addEventListener("auxclick", onClick);
@@ -560,6 +562,14 @@
       if (answers[url] === answer) delete answers[url];
     });
     return answer;
+  }
+
+  // A click changes what a personal block holds (the API leaves out what the reader read):
+  // kept, an app going back to the article showed the story just clicked.
+  function forgetPersonal() {
+    Object.keys(answers).forEach(function (url) {
+      if (url.indexOf("&reader=") >= 0) delete answers[url];
+    });
   }
 
   // Holds the block's room while it loads, or its arrival pushes the page down (CLS). The

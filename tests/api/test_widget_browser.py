@@ -1393,6 +1393,37 @@ async def test_a_personal_block_leaves_out_what_the_reader_clicked(page, widget_
     assert page.page_errors == []
 
 
+async def test_an_app_going_back_after_a_click_gets_the_readers_new_block(
+        page, widget_api, publisher):
+    """A single-page app keeps the widget's answers for the page's life: going back to an
+    article after clicking a story of its personal block showed the block with that story,
+    asked before the click. A click now forgets the personal answers."""
+    html = host_page(widget_api.base_url,
+                     container_attrs=f'data-personal data-url="{SEED_URL}"')
+    cards = await open_with_block(page, publisher.page("personal-spa.html", html))
+    reader = await reader_of(page)
+    await widget_api.stored_events(reader, 4)
+    # The app handles its links itself: the click stays on this page.
+    await page.evaluate("() => document.addEventListener('click', e => e.preventDefault(), true)")
+    clicked_title = await cards.nth(1).locator(".tdg-title").inner_text()
+    async with page.expect_request("**/v1/events"):
+        await cards.nth(1).locator("a.tdg-link").click()
+    events = await widget_api.stored_events(reader, 5)
+    assert [e.type for e in events].count("click") == 1
+
+    second = [c["title"] for c in (await widget_api.block(SECOND_URL, reader=reader))["related"]]
+    move = "url => document.querySelector('#related').setAttribute('data-url', url)"
+    await page.evaluate(move, SECOND_URL)
+    await wait_for_titles(page, "#related", second)
+    mine = [c["title"] for c in (await widget_api.block(SEED_URL, reader=reader))["related"]]
+    assert clicked_title not in mine
+    await page.evaluate(move, SEED_URL)
+    await wait_for_titles(page, "#related", mine)
+    asked = [q["url"][0] for q in asked_queries(page, "/v1/related")]
+    assert asked == [SEED_URL, SECOND_URL, SEED_URL]
+    assert page.page_errors == []
+
+
 async def test_a_server_block_stays_when_the_readers_own_cannot_be_had(
         page, widget_api, publisher):
     """data-personal over a server-rendered block: an API failing the reader's request leaves

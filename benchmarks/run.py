@@ -100,7 +100,8 @@ def run_all(only: tuple[str, ...], quick: bool) -> dict:
             (2_000, 10_000) if quick else (10_000, 100_000, 1_000_000),
             latency_n=60 if quick else 600, throughput_n=120 if quick else 600,
             cached_n=200 if quick else 1000, baseline_queries=60 if quick else 300,
-            recall_queries=50 if quick else 500, phase_budget_s=15 if quick else 45),
+            recall_queries=50 if quick else 500, phase_budget_s=15 if quick else 45,
+            embed_queries=50 if quick else 200),
         "feed": lambda: __import__("benchmarks.feed_bench", fromlist=["run"]).run(
             *((10_000, 1_000, 20) if quick else (100_000, 10_000, 20)),
             requests=60 if quick else 200, budget_s=20 if quick else 60),

@@ -11,9 +11,14 @@ baseline, exact FAISS search (`IndexFlatIP`, one thread) over the same vectors; 
 size) loads the corpus and serves; this process is the client (aiohttp and httpx, see `_load`).
 The fill runs apart so its garbage never counts in the API's memory. Every request asks about a different story, so the
 block cache never answers: each is a full related computation. Cached throughput is measured
-separately on a few repeated ids. Also measured in the API process: its own index's search
-time, recall@10 of that index against the exact baseline, and the whole related flow called
-in-process without HTTP.
+separately on a few repeated ids. Beside the story's block, in the same phases and API
+process: searches (`GET /v1/search`, 2-4 words of the corpus's vocabulary) and blocks for a
+short text (`POST /v1/related`), each about new words. Those embed their query with the
+hashing embedder (next to nothing); what the shipped model would take is measured apart, in
+this process once the API is gone (`query_embedding`). The API's per-client rate limits are
+off: every request comes from this one client. Also measured in the API process: its own
+index's search time, recall@10 of that index against the exact baseline, and the whole
+related flow called in-process without HTTP.
 
     .venv/bin/python -m benchmarks.api_bench [10000 100000 1000000 ...]
 """
@@ -21,12 +26,15 @@ in-process without HTTP.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import multiprocessing as mp
 import socket
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -72,16 +80,42 @@ def vocabulary(size: int, rng: np.random.Generator) -> list[str]:
     return sorted(words)
 
 
+@functools.cache  # made once: every chunk of the corpus and every query draw from it
+def zipf_vocabulary() -> tuple[np.ndarray, np.ndarray]:
+    """The corpus's words (one vocabulary for every corpus) and each word's Zipf weight
+    (1 / rank, summing to 1): how often the texts use it."""
+    vocab = np.asarray(vocabulary(5000, np.random.default_rng(0)))
+    weights = 1.0 / np.arange(1, len(vocab) + 1)
+    return vocab, weights / weights.sum()
+
+
+def search_queries(count: int, seed: int) -> list[str]:
+    """`count` different searches of 2-4 words, drawn as the texts draw theirs (Zipf weights):
+    the common words most stories carry, and so the longest lists of matches, come up as
+    often as they do in the texts. Different, so the block cache never answers one."""
+    vocab, weights = zipf_vocabulary()
+    rng = np.random.default_rng(seed)
+    out: dict[str, None] = {}  # ordered, without repeats
+    while len(out) < count:
+        words = rng.choice(vocab, size=int(rng.integers(2, 5)), replace=False, p=weights)
+        out.setdefault(" ".join(words), None)
+    return list(out)
+
+
+def short_texts(count: int, seed: int) -> list[tuple[str, str]]:
+    """(title, text) of `count` articles that are not in the corpus (a seed its chunks do not
+    use): a 6-12 word headline and a summary's 20-40 words as the text."""
+    return [(d.title, d.summary) for d in synthetic_drafts(count, seed=seed)]
+
+
 def synthetic_drafts(n: int, seed: int = 0, first: int = 0):
     """n StoryDrafts from a Zipf vocabulary: 6-12 word titles, 20-40 word summaries, 60-150 word
     texts; `first` numbers their URLs (so chunks of one corpus never collide)."""
     from aggregator.model import StoryDraft
     from aggregator.store import utcnow
 
-    vocab = np.asarray(vocabulary(5000, np.random.default_rng(0)))  # one vocabulary per corpus
+    vocab, weights = zipf_vocabulary()
     rng = np.random.default_rng(seed)
-    weights = 1.0 / np.arange(1, len(vocab) + 1)
-    weights /= weights.sum()
     now = utcnow()
     lengths = rng.integers([6, 20, 60], [13, 41, 151], size=(n, 3))
     picks = rng.choice(len(vocab), size=int(lengths.sum()), p=weights)
@@ -154,8 +188,12 @@ async def bulk_fill(store, n: int, recipe: str, rng: np.random.Generator,
 def _settings(tmp: Path):
     from aggregator.settings import load_settings
 
+    # Every request comes from this one client: the per-client limits (searches and texts are
+    # charged as embeddings, 120 a minute by default) would answer most of them with a 429.
     return load_settings(REPO / "config" / "tidings.toml", env={
-        "TIDINGS_DATA_DIR": str(tmp), "TIDINGS_INDEX_EMBEDDER": "hash", "TIDINGS_LOG_LEVEL": "warning"})
+        "TIDINGS_DATA_DIR": str(tmp), "TIDINGS_INDEX_EMBEDDER": "hash", "TIDINGS_LOG_LEVEL": "warning",
+        "TIDINGS_API_RELATED_TEXT_PER_MINUTE": "0", "TIDINGS_API_RELATED_URL_PER_MINUTE": "0",
+        "TIDINGS_API_EVENTS_PER_MINUTE": "0"})
 
 
 def _fill(n: int, tmp: str, conn, baseline_queries: int, recall_queries: int) -> None:
@@ -272,60 +310,106 @@ async def _stack_main(n: int, tmp: Path, conn, baseline_queries: int) -> None:
     await svc.close()
 
 
+@dataclass(frozen=True)
+class Ask:
+    """One request of the load: `kind` counts its errors; an answer that is not a 200 with a
+    non-empty list under `listed` is one."""
+    kind: str
+    method: str
+    path: str
+    params: dict
+    body: dict | None = None
+    listed: str = "related"
+
+
+def by_id(sid: int) -> Ask:
+    return Ask("id", "GET", f"/v1/stories/{sid}/related", {"k": "5"})
+
+
+def by_query(q: str) -> Ask:
+    return Ask("search", "GET", "/v1/search", {"q": q, "k": "5"}, listed="items")
+
+
+def by_text(title: str, text: str) -> Ask:
+    return Ask("text", "POST", "/v1/related", {}, {"title": title, "text": text, "k": 5})
+
+
+def phase_figures(serial: list[float], wall_s: float, concurrent: list[float], errors: int) -> dict:
+    """One kind of request's figures: serial latency, then throughput and latency in flight."""
+    return {
+        "p50_ms": percentile_ms(serial, 50), "p99_ms": percentile_ms(serial, 99),
+        "serial_requests": len(serial),
+        "rps": round(len(concurrent) / wall_s, 1),
+        "concurrent_p50_ms": percentile_ms(concurrent, 50),
+        "concurrent_p99_ms": percentile_ms(concurrent, 99),
+        "concurrent_requests": len(concurrent), "errors": errors,
+    }
+
+
 async def _load(port: int, ids: list[int], *, latency_n: int, throughput_n: int,
                 cached_n: int, concurrency: int, seed: int, phase_budget_s: float) -> dict:
     """Serial, concurrent and cached phases; each stops early after `phase_budget_s`.
 
-    Serial requests alternate between two clients on one keep-alive connection each: aiohttp
-    (the latency figures) and httpx (beside them; the concurrent and cached phases and every
-    run before 2026-12-03 used it). httpx spends ~1 ms more of the client's own time per
-    request (measured at 100k: 3.9 vs 2.6 ms over the in-process block, and 1.5 vs 0.5 ms for
-    a trivial endpoint), which is the client's cost, not the API's.
+    Three kinds of request, each about something new so the block cache never answers: a
+    stored story's block (the baseline), a search of 2-4 words, and the block for a short text
+    POSTed (never cached). Serial requests take turns, so the machine's noise hits all three
+    alike: a story's block by aiohttp then a search, a story's block by httpx then a text.
+    aiohttp gives the latency figures; httpx is beside them for the story's block (the
+    concurrent and cached phases and every run before 2026-12-03 used it). httpx spends ~1 ms
+    more of the client's own time per request (measured at 100k: 3.9 vs 2.6 ms over the
+    in-process block, and 1.5 vs 0.5 ms for a trivial endpoint), which is the client's cost,
+    not the API's. The concurrent phase runs for each kind in turn.
     """
     import aiohttp
     import httpx
 
     rng = np.random.default_rng(seed)
     order = [int(i) for i in rng.permutation(ids)[: latency_n + throughput_n]]
-    errors = 0
+    # Three of each to warm up, then up to latency_n for the serial phase, then the concurrent.
+    others = 3 + latency_n + throughput_n
+    searches = [by_query(q) for q in search_queries(others, seed)]
+    texts = [by_text(t, x) for t, x in short_texts(others, 3 * seed + 1)]
+    errors: Counter[str] = Counter()
     base = f"http://127.0.0.1:{port}"
 
     async with (httpx.AsyncClient(base_url=base, timeout=60) as client,
                 aiohttp.ClientSession(base) as session):
-        async def get(sid: int) -> float:
-            nonlocal errors
+        async def get(ask: Ask) -> float:
             t = time.perf_counter()
-            r = await client.get(f"/v1/stories/{sid}/related", params={"k": 5})
+            r = await client.request(ask.method, ask.path, params=ask.params, json=ask.body)
             elapsed = time.perf_counter() - t
-            if r.status_code != 200 or len(r.json()["related"]) == 0:
-                errors += 1
+            if r.status_code != 200 or len(r.json()[ask.listed]) == 0:
+                errors[ask.kind] += 1
             return elapsed
 
-        async def get_aiohttp(sid: int) -> float:
-            nonlocal errors
+        async def get_aiohttp(ask: Ask) -> float:
             t = time.perf_counter()
-            async with session.get(f"/v1/stories/{sid}/related", params={"k": "5"}) as r:
+            async with session.request(ask.method, ask.path, params=ask.params,
+                                       json=ask.body) as r:
                 body = await r.read()
             elapsed = time.perf_counter() - t
-            if r.status != 200 or len(json.loads(body)["related"]) == 0:
-                errors += 1
+            if r.status != 200 or len(json.loads(body)[ask.listed]) == 0:
+                errors[ask.kind] += 1
             return elapsed
 
         for sid in order[:6]:  # connections and code paths warm
-            await get(sid)
-            await get_aiohttp(sid)
-        serial: list[float] = []
-        serial_httpx: list[float] = []
+            await get(by_id(sid))
+            await get_aiohttp(by_id(sid))
+        for ask in searches[:3] + texts[:3]:
+            await get_aiohttp(ask)
+        serial: dict[str, list[float]] = {"id": [], "id_httpx": [], "search": [], "text": []}
         deadline = time.perf_counter() + phase_budget_s
         for i, sid in enumerate(order[6:latency_n]):
             if i % 2:
-                serial_httpx.append(await get(sid))
+                serial["id_httpx"].append(await get(by_id(sid)))
+                serial["text"].append(await get_aiohttp(texts[3 + i]))
             else:
-                serial.append(await get_aiohttp(sid))
+                serial["id"].append(await get_aiohttp(by_id(sid)))
+                serial["search"].append(await get_aiohttp(searches[3 + i]))
             if time.perf_counter() > deadline:
                 break
 
-        async def drive(todo: list[int]) -> tuple[float, list[float]]:
+        async def drive(todo: list[Ask]) -> tuple[float, list[float]]:
             queue = list(reversed(todo))
             lat: list[float] = []
             stop_at = time.perf_counter() + phase_budget_s
@@ -338,29 +422,77 @@ async def _load(port: int, ids: list[int], *, latency_n: int, throughput_n: int,
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             return time.perf_counter() - t0, lat
 
-        wall, concurrent = await drive(order[latency_n:])
+        rest = slice(3 + latency_n, None)
+        in_flight = {"id": await drive([by_id(sid) for sid in order[latency_n:]]),
+                     "search": await drive(searches[rest]), "text": await drive(texts[rest])}
         hot = order[:16]  # answered above: the block cache holds them now
-        cached_wall, cached = await drive([hot[i % len(hot)] for i in range(cached_n)])
+        cached_wall, cached = await drive([by_id(hot[i % len(hot)]) for i in range(cached_n)])
+    kinds = {kind: phase_figures(serial[kind], *in_flight[kind], errors[kind])
+             for kind in ("id", "search", "text")}
     return {
-        "p50_ms": percentile_ms(serial, 50), "p99_ms": percentile_ms(serial, 99),
-        "serial_requests": len(serial), "client": "aiohttp",
-        "httpx_p50_ms": percentile_ms(serial_httpx, 50),
-        "httpx_p99_ms": percentile_ms(serial_httpx, 99),
-        "rps": round(len(concurrent) / wall, 1),
-        "concurrent_p50_ms": percentile_ms(concurrent, 50),
-        "concurrent_p99_ms": percentile_ms(concurrent, 99),
-        "concurrent_requests": len(concurrent), "concurrency": concurrency,
+        **kinds["id"], "client": "aiohttp",
+        "httpx_p50_ms": percentile_ms(serial["id_httpx"], 50),
+        "httpx_p99_ms": percentile_ms(serial["id_httpx"], 99),
+        "concurrency": concurrency,
         "cached_rps": round(len(cached) / cached_wall, 1),
         "cached_p50_ms": percentile_ms(cached, 50),
-        "errors": errors,
+        # Asked as a search and as a short text instead of by id; the same phases, interleaved.
+        "search": {"request": "GET /v1/search?q=<2-4 words>&k=5", **kinds["search"]},
+        "text": {"request": 'POST /v1/related {"title", "text"} (6-12 + 20-40 words), k=5',
+                 **kinds["text"]},
     }
+
+
+def query_embedding(count: int, name: str | None = None) -> dict:
+    """What the API's figures leave out: ms the shipped embedder (`[index] embedder`, built as
+    benchmarks/embed_bench.py builds it; `name` another) takes to embed one search or one short
+    text, one at a time as the API embeds them. Real text (BBC headlines and first paragraphs):
+    the model's cost depends on the word pieces, and the corpus's made-up words split into more."""
+    from aggregator.settings import load_settings
+    from api.services import release_model
+    from benchmarks.embed_bench import BBC_DIR, bbc_stories
+    from recommender.embed import make_embedder, story_text
+    from recommender.search import as_names, normal_query
+
+    if not BBC_DIR.is_dir():
+        return {"skipped": f"BBC data not found at {BBC_DIR}"}
+    warm = 8
+    stories = bbc_stories(count + warm)
+    kinds = {  # as RelatedService.search and .for_text make the text they embed
+        "search": [story_text(as_names(normal_query(" ".join(title.split()[:2 + i % 3]))))
+                   for i, (title, _, _) in enumerate(stories)],
+        "text": [story_text(title, "", lead) for title, lead, _ in stories],
+    }
+    index = load_settings(REPO / "config" / "tidings.toml", env={}).index
+    name = name or index.embedder
+    try:
+        embedder = make_embedder(name, index.threads or None)
+    except Exception as e:  # no model on this machine: the API's own figures still stand
+        return {"skipped": f"{name} not built: {type(e).__name__}: {e}"}
+    out: dict = {"embedder": name, "runtime": type(embedder).__name__,
+                 "recipe": embedder.recipe, "queries": count}
+    try:
+        for kind, texts in kinds.items():
+            for text in texts[:warm]:  # the model loaded, its first input shapes compiled
+                embedder.encode([text])
+            took = []
+            for text in texts[warm:]:
+                t = time.perf_counter()
+                embedder.encode([text])
+                took.append(time.perf_counter() - t)
+            out[f"{kind}_p50_ms"] = percentile_ms(took, 50)
+            out[f"{kind}_p99_ms"] = percentile_ms(took, 99)
+    finally:
+        release_model(embedder)
+    return out
 
 
 def run(sizes: tuple[int, ...] = (10_000, 100_000), *, latency_n: int = 600,
         throughput_n: int = 600, cached_n: int = 1000, concurrency: int = 8,
         baseline_queries: int = 300, recall_queries: int = 500,
-        phase_budget_s: float = 45.0) -> list[dict]:
-    """One row per corpus size."""
+        phase_budget_s: float = 45.0, embed_queries: int = 200) -> list[dict]:
+    """One row per corpus size. Each row also carries `query_embedding(embed_queries)`, measured
+    once after the API processes are gone (0 = not measured)."""
     rows = []
     ctx = mp.get_context("spawn")
     for n in sizes:
@@ -401,6 +533,10 @@ def run(sizes: tuple[int, ...] = (10_000, 100_000), *, latency_n: int = 600,
         row.pop("port", None)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)  # a long run shows progress
+    if embed_queries and rows:
+        embedding = query_embedding(embed_queries)
+        for row in rows:
+            row["query_embed"] = embedding
     return rows
 
 

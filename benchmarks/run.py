@@ -100,7 +100,8 @@ def run_all(only: tuple[str, ...], quick: bool) -> dict:
             (2_000, 10_000) if quick else (10_000, 100_000, 1_000_000),
             latency_n=60 if quick else 600, throughput_n=120 if quick else 600,
             cached_n=200 if quick else 1000, baseline_queries=60 if quick else 300,
-            recall_queries=50 if quick else 500, phase_budget_s=15 if quick else 45),
+            recall_queries=50 if quick else 500, phase_budget_s=15 if quick else 45,
+            embed_queries=50 if quick else 200),
         "feed": lambda: __import__("benchmarks.feed_bench", fromlist=["run"]).run(
             *((10_000, 1_000, 20) if quick else (100_000, 10_000, 20)),
             requests=60 if quick else 200, budget_s=20 if quick else 60),
@@ -411,7 +412,63 @@ def render_related(rows: list[dict] | dict) -> list[str]:
         "![related latency and memory vs corpus size](benchmarks-latency.png)",
         "",
     ]
-    return out
+    return out + render_queries(rows)
+
+
+def render_queries(rows: list[dict]) -> list[str]:
+    """Searches and blocks for a text beside the story's block, for the rows that measured them
+    (none before 2026-12: those runs render without this part)."""
+    rows = [r for r in rows if "search" in r and "text" in r]
+    if not rows:
+        return []
+    r0 = rows[0]
+    out = [
+        "### Searches and blocks for a text",
+        "",
+        "Measured in the same run, API process and phases as the table above, their requests taking",
+        "turns with the story's blocks: a search `GET /v1/search?q=<2-4 words>&k=5` (words drawn with",
+        "the texts' Zipf weights, so common words as often as in the texts) and the block for a short",
+        "text `POST /v1/related {\"title\", \"text\"}` (a 6-12 word headline and 20-40 words, not",
+        "stored; the route caches nothing). Each asks about new words, so the block cache never",
+        "answers. Baseline: the story's block by id (the HTTP figures above). Serial: "
+        f"{r0['search']['serial_requests']} searches and {r0['text']['serial_requests']} texts one at "
+        f"a time (aiohttp); in flight: {r0['search']['concurrent_requests']} of each, "
+        f"{r0['concurrency']} at once (httpx).",
+        "**Query embedding by the real model is not in these figures**: the API embeds the search",
+        "and the text with the hashing embedder (next to nothing), as the corpus's vectors are",
+        "synthetic.",
+        "",
+        "| stories | **baseline: by id** p50 / p99 ms | **search** p50 / p99 ms | **text** p50 / p99 ms "
+        f"| req/s by id / search / text ({r0['concurrency']} in flight) "
+        f"| p50 / p99 ms at {r0['concurrency']} in flight: by id · search · text "
+        "| errors search / text |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        q, t = r["search"], r["text"]
+        in_flight = " · ".join(f"{x['concurrent_p50_ms']} / {x['concurrent_p99_ms']}" for x in (r, q, t))
+        out.append(
+            f"| {r['n']:,} | {r['p50_ms']} / {r['p99_ms']} | **{q['p50_ms']} / {q['p99_ms']}** "
+            f"| **{t['p50_ms']} / {t['p99_ms']}** | {r['rps']} / {q['rps']} / {t['rps']} "
+            f"| {in_flight} "
+            f"| {q['errors']} / {t['errors']} |")
+    return out + ["", *render_query_embed(r0.get("query_embed")), ""]
+
+
+def render_query_embed(e: dict | None) -> list[str]:
+    """The shipped model's time per query, measured apart (`api_bench.query_embedding`)."""
+    if e is None:
+        return ["The shipped model's time per query was not measured in this run."]
+    if "skipped" in e or "error" in e:
+        return [f"The shipped model's time per query: not measured ({e.get('skipped') or e['error']})."]
+    return [
+        f"What the real model adds: the shipped embedder (`{e['embedder']}`, {e['runtime']}) takes "
+        f"**{e['search_p50_ms']} / {e['search_p99_ms']} ms** p50 / p99 to embed a search (2-4 words "
+        f"of a BBC headline) and **{e['text_p50_ms']} / {e['text_p99_ms']} ms** a short text (a "
+        f"headline and its first paragraph), {e['queries']} of each one at a time, measured in the",
+        "benchmark's process once the API was gone (real text: the made-up words split into more",
+        "word pieces). A deployment's search or block for a text costs about that much more.",
+    ]
 
 
 def render_vindex(rows: list[dict] | dict) -> list[str]:

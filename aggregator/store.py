@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import hashlib
 import re
 import sqlite3
@@ -40,6 +41,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
@@ -66,6 +69,7 @@ from aggregator.schema import (
     StoryRow,
     StoryStatRow,
     TakedownRow,
+    UTCDateTime,
     VectorRow,
 )
 
@@ -316,15 +320,41 @@ EVENT_TYPES = ("impression", "click", "read")
 COUNTS = ("impressions", "clicks", "reads")  # of each type, as `event_days` names them
 
 
-# One text for both engines (SQLite 3.24+ and PostgreSQL take the same upsert). Not the
+def adding_counts(table: str, key: tuple[str, ...], also: tuple[str, ...] = ()) -> str:
+    """An upsert of one row of `table` by `key` whose counts (COUNTS) add to the stored row's
+    and whose `also` columns replace its: two writers' counts of one row add up, whichever
+    inserts it first, instead of one failing or overwriting the other's. Pure."""
+    cols = (*key, *COUNTS, *also)
+    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
+            + ", ".join([*(f"{k} = {table}.{k} + excluded.{k}" for k in COUNTS),
+                         *(f"{c} = excluded.{c}" for c in also)]))
+
+
+# Texts for both engines (SQLite 3.24+ and PostgreSQL take the same upsert). Not the
 # dialects' insert().on_conflict_do_update(): building, caching and batching that took ~2 ms
 # of a batch of 4 events (the widget's), the SQL itself 0.2-0.5 ms.
-COUNT_DAYS = text(
-    "INSERT INTO event_days (day, story_id, page, impressions, clicks, reads) "
-    "VALUES (:day, :story_id, :page, :impressions, :clicks, :reads) "
-    "ON CONFLICT (day, story_id, page) DO UPDATE SET "
-    + ", ".join(f"{k} = event_days.{k} + excluded.{k}" for k in COUNTS)
-).bindparams(bindparam("day", type_=Date))
+COUNT_DAYS = text(adding_counts("event_days", ("day", "story_id", "page"))).bindparams(
+    bindparam("day", type_=Date))
+# last_event_at: the clock of the writer that commits last (nothing reads it yet).
+COUNT_STORIES = text(adding_counts("story_stats", ("story_id",), ("last_event_at",))).bindparams(
+    bindparam("last_event_at", type_=UTCDateTime))
+# A reader is added by their first event and seen again by each later one.
+SEE_READERS = text(
+    "INSERT INTO readers (id, created_at, last_seen_at) VALUES (:id, :now, :now) "
+    "ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at"
+).bindparams(bindparam("now", type_=UTCDateTime))
+
+
+@functools.cache
+def insert_new_events(dialect: str):
+    """INSERT of events that skips the keys stored already and returns the keys it stored.
+    A key another writer is storing at the same moment waits for that writer's commit
+    (PostgreSQL), then is skipped, or stored had the other rolled back. Core, built once per
+    engine, for its many-row INSERT ... RETURNING: one statement a batch, not one a row."""
+    table = EventRow.__table__
+    upsert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    return upsert.on_conflict_do_nothing(index_elements=[table.c.event_key]).returning(table.c.event_key)
 
 
 def tally(events: Iterable[EventRecord], key: Callable[[EventRecord], K]) -> dict[K, list[int]]:
@@ -1731,35 +1761,23 @@ class Store:
             events = [e for e in events if e.story_id in present and e.reader not in forgotten]
             if not events:
                 return 0
-            keys = [e.event_key for e in events]
-            seen = set((await s.scalars(select(EventRow.event_key).where(EventRow.event_key.in_(keys)))).all())
-            readers = {e.reader for e in events}
-            known = set((await s.scalars(select(ReaderRow.id).where(ReaderRow.id.in_(readers)))).all())
-            for r in readers - known:
-                s.add(ReaderRow(id=r, preferences=None, created_at=now, last_seen_at=now))
-            await s.execute(update(ReaderRow).where(ReaderRow.id.in_(readers)).values(last_seen_at=now))
-            await s.flush()
-            fresh = []
-            for e in events:
-                if e.event_key in seen:
-                    continue
-                seen.add(e.event_key)
-                fresh.append(e)
-                s.add(EventRow(event_key=e.event_key, reader_id=e.reader, story_id=e.story_id,
-                               type=e.type, dwell_s=e.dwell_s, at=e.at, page=e.page))
-            per_story = tally(fresh, lambda e: e.story_id)
-            if per_story:
-                stats = {r.story_id: r for r in (await s.scalars(
-                    select(StoryStatRow).where(StoryStatRow.story_id.in_(list(per_story))))).all()}
-                for sid, (imp, clk, rd) in per_story.items():
-                    row = stats.get(sid)
-                    if row is None:
-                        row = StoryStatRow(story_id=sid, impressions=0, clicks=0, reads=0)
-                        s.add(row)
-                    row.impressions += imp
-                    row.clicks += clk
-                    row.reads += rd
-                    row.last_event_at = now
+            # Writes only, no read of what is stored first: another process writing the
+            # same reader, story or event key at the same moment (PostgreSQL under READ
+            # COMMITTED; SQLite too, for what was read before the first write) made both
+            # insert it (one batch failed) or both add to the counts they had read (one's
+            # lost). Each table in key order: PostgreSQL writers that lock the same rows in
+            # one order do not deadlock.
+            await s.execute(SEE_READERS, [{"id": r, "now": now} for r in sorted({e.reader for e in events})])
+            # One event a key, the batch's first (reversed: a dict keeps the last it is given).
+            once = sorted({e.event_key: e for e in reversed(events)}.values(), key=lambda e: e.event_key)
+            stored = set((await s.execute(insert_new_events(self.dialect), [
+                {"event_key": e.event_key, "reader_id": e.reader, "story_id": e.story_id, "type": e.type,
+                 "dwell_s": e.dwell_s, "at": e.at, "page": e.page} for e in once])).scalars())
+            fresh = [e for e in once if e.event_key in stored]
+            if fresh:
+                await s.execute(COUNT_STORIES, [
+                    {"story_id": sid, "impressions": i, "clicks": c, "reads": r, "last_event_at": now}
+                    for sid, (i, c, r) in sorted(tally(fresh, lambda e: e.story_id).items())])
                 await self._count_days(s, tally(fresh, event_day))
         return len(fresh)
 

@@ -1361,6 +1361,59 @@ async def test_an_event_sent_again_is_counted_once(store):
     assert got.days == [(NOW.date().isoformat(), 4, 1, 0)] and got.pages == [(page, 4, 1)]
 
 
+async def test_writers_at_once_store_each_event_once_and_count_it_once(db_url):
+    """Several processes write events at the same moment (`serve --workers N`, API replicas
+    on one database), each with its own connections. Every round, a new reader's beacon
+    reaches two writers twice (the same two event keys in both batches, in either order)
+    with one event more each, and two other new readers' events reach the other two; all of
+    them about the round's new story and one story every round shares. Read-then-write, two
+    writers both inserted the new reader, one event key or the new story's counts row (one
+    batch failed), or both added to the shared story's counts as they had read them (one's
+    lost). Written as upserts, nothing fails and each event is stored and counted once."""
+    import random
+
+    from aggregator.store import Store
+
+    rnd = random.Random(20261207)
+    writers = [Store(db_url) for _ in range(4)]
+    try:
+        await writers[0].migrate()
+        # A connection open in each writer's pool, so their first batches start together.
+        await asyncio.gather(*(w.existing_ids([1]) for w in writers))
+        (every,) = (await writers[0].upsert_stories([draft("https://e.org/every")], NOW)).new_ids
+        page = "https://pub.example/p"
+        distinct: list[EventRecord] = []
+        for n in range(40):
+            (new,) = (await writers[0].upsert_stories([draft(f"https://e.org/{n}")], NOW)).new_ids
+
+            def ev(reader, sid, type_, tag):
+                return EventRecord(event_key(reader, sid, type_, NOW, tag), reader, sid, type_, NOW,
+                                   page=page)
+
+            beacon = [ev(f"r{n}", new, "impression", "s1"), ev(f"r{n}", every, "click", "s2")]
+            own = [[ev(f"r{n}", new, "read", "w0")], [ev(f"r{n}", every, "read", "w1")],
+                   [ev(f"r{n}-2", new, "impression", "i"), ev(f"r{n}-2", every, "click", "c")],
+                   [ev(f"r{n}-3", every, "impression", "i"), ev(f"r{n}-3", new, "click", "c")]]
+            batches = [rnd.sample(beacon + own[0], 3), rnd.sample(beacon + own[1], 3), own[2], own[3]]
+            stored = await asyncio.gather(*(w.add_events(batch, NOW)
+                                            for w, batch in zip(writers, batches, strict=True)))
+            fresh = beacon + [e for mine in own for e in mine]
+            assert sum(stored) == len(fresh), (n, stored)
+            distinct += fresh
+
+        store = writers[0]
+        by_story = _counted(distinct, lambda e: e.story_id)
+        assert await store.story_stats(by_story) == {sid: tuple(c) for sid, c in by_story.items()}
+        assert await _event_days(store) == {
+            (NOW.date().isoformat(), sid, page): tuple(c) for sid, c in by_story.items()}
+        for reader in {e.reader for e in distinct}:
+            assert sorted(e.event_key for e in await store.reader_events(reader)) == sorted(
+                e.event_key for e in distinct if e.reader == reader)
+    finally:
+        for w in writers:
+            await w.close()
+
+
 async def test_the_migration_counts_the_events_stored_before(db_url):
     """Migration 0016 counts the events already stored into `event_days`, each on its UTC
     day as the report cut them: on PostgreSQL whatever the session's time zone (here

@@ -1829,12 +1829,14 @@ class Store:
 
     async def set_preferences(self, reader: str, prefs: dict, now: datetime | None = None) -> None:
         now = now or utcnow()
+        # One upsert, not a look-up then an insert: the reader's first events, written by
+        # another process at the same moment (`add_events`), inserted the same new reader.
+        table = ReaderRow.__table__
+        dialect_insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        row = dialect_insert(table).values(id=reader, preferences=prefs, created_at=now, last_seen_at=now)
         async with self.writing() as s:
-            row = await s.get(ReaderRow, reader)
-            if row is None:
-                s.add(ReaderRow(id=reader, preferences=prefs, created_at=now, last_seen_at=now))
-            else:
-                row.preferences = prefs
+            await s.execute(row.on_conflict_do_update(
+                index_elements=[table.c.id], set_={"preferences": row.excluded.preferences}))
 
     async def delete_reader(self, reader: str, now: datetime | None = None) -> bool:
         """Forget a reader; True when there was one. Their events in flight in any process

@@ -1414,6 +1414,39 @@ async def test_writers_at_once_store_each_event_once_and_count_it_once(db_url):
             await w.close()
 
 
+async def test_a_new_readers_settings_and_first_events_written_at_once_both_land(db_url):
+    """A reader's first settings (`PUT` preferences) and first events, written by two
+    processes at the same moment: both looked the reader up, found none and inserted it, and
+    one failed on the duplicate reader."""
+    from aggregator.store import Store
+
+    writers = [Store(db_url) for _ in range(2)]
+    try:
+        await writers[0].migrate()
+        await asyncio.gather(*(w.existing_ids([1]) for w in writers))
+        (sid,) = (await writers[0].upsert_stories([draft("https://e.org/prefs")], NOW)).new_ids
+        for n in range(30):
+            reader = f"new{n}"
+            event = EventRecord(event_key(reader, sid, "click", NOW, "k"), reader, sid, "click", NOW)
+            settings = {"follow_sources": [f"s{n}"]}
+
+            async def later(delay: float):
+                # Started a moment after the events: their writer checks the story and the
+                # reader's deletion first, so set at once the settings were usually in first.
+                await asyncio.sleep(delay)
+                await writers[0].set_preferences(reader, settings, NOW)
+
+            await asyncio.gather(later(n % 6 * 0.001), writers[1].add_events([event], NOW))
+            assert (await writers[0].reader(reader))["preferences"] == settings, n
+            assert [e.event_key for e in await writers[0].reader_events(reader)] == [event.event_key]
+        # Settings given again replace the first ones.
+        await writers[1].set_preferences("new0", {"mute_topics": ["x"]}, NOW)
+        assert (await writers[0].reader("new0"))["preferences"] == {"mute_topics": ["x"]}
+    finally:
+        for w in writers:
+            await w.close()
+
+
 async def test_the_migration_counts_the_events_stored_before(db_url):
     """Migration 0016 counts the events already stored into `event_days`, each on its UTC
     day as the report cut them: on PostgreSQL whatever the session's time zone (here

@@ -1430,13 +1430,14 @@ async def test_a_new_readers_settings_and_first_events_written_at_once_both_land
             event = EventRecord(event_key(reader, sid, "click", NOW, "k"), reader, sid, "click", NOW)
             settings = {"follow_sources": [f"s{n}"]}
 
-            async def later(delay: float):
+            async def later(delay: float, reader: str, settings: dict):
                 # Started a moment after the events: their writer checks the story and the
                 # reader's deletion first, so set at once the settings were usually in first.
                 await asyncio.sleep(delay)
                 await writers[0].set_preferences(reader, settings, NOW)
 
-            await asyncio.gather(later(n % 6 * 0.001), writers[1].add_events([event], NOW))
+            await asyncio.gather(later(n % 6 * 0.001, reader, settings),
+                                 writers[1].add_events([event], NOW))
             assert (await writers[0].reader(reader))["preferences"] == settings, n
             assert [e.event_key for e in await writers[0].reader_events(reader)] == [event.event_key]
         # Settings given again replace the first ones.

@@ -116,6 +116,13 @@ def collapse_whitespace(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", joined).strip()
 
 
+def first_words(text: str, words: int) -> str:
+    """The first `words` words of `text`, joined by single spaces. The split stops after
+    them (`maxsplit`): a body of thousands of words costs what its lead does. `str.split()`
+    breaks on exactly the characters a regex's `\\s` matches (both `str.isspace`)."""
+    return " ".join(text.split(None, words)[:words])
+
+
 def drop_read_more(text: str) -> str:
     """`text` (collapsed, one paragraph a line) without the "Continue reading..." and "[mehr]"
     links and the WordPress and Guardian footers that feeds add to an item's teaser: on a

@@ -23,6 +23,7 @@ from itertools import chain, islice
 
 import numpy as np
 
+from aggregator.textclean import first_words
 from recommender.idmap import IdMap
 
 # Frequent function words: they carry no topic and would only lengthen the postings walked.
@@ -59,7 +60,7 @@ def tokenize(text: str) -> list[str]:
 
 def lead_words(text: str, words: int = LEXICAL_WORDS) -> str:
     """The first `words` words of a body: what the index reads of a stored story."""
-    return " ".join(text.split()[:words])
+    return first_words(text, words)
 
 
 def key_terms(title: str, text: str, max_terms: int = 40) -> tuple[str, ...]:

@@ -346,6 +346,11 @@ SEE_READERS = text(
 ).bindparams(bindparam("now", type_=UTCDateTime))
 
 
+def dialect_insert(dialect: str):
+    """The engine's own `insert`, the one with ON CONFLICT clauses."""
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
 @functools.cache
 def insert_new_events(dialect: str):
     """INSERT of events that skips the keys stored already and returns the keys it stored.
@@ -353,7 +358,7 @@ def insert_new_events(dialect: str):
     (PostgreSQL), then is skipped, or stored had the other rolled back. Core, built once per
     engine, for its many-row INSERT ... RETURNING: one statement a batch, not one a row."""
     table = EventRow.__table__
-    upsert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    upsert = dialect_insert(dialect)(table)
     return upsert.on_conflict_do_nothing(index_elements=[table.c.event_key]).returning(table.c.event_key)
 
 
@@ -1835,8 +1840,7 @@ class Store:
         # One upsert, not a look-up then an insert: the reader's first events, written by
         # another process at the same moment (`add_events`), inserted the same new reader.
         table = ReaderRow.__table__
-        dialect_insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        row = dialect_insert(table).values(id=reader, preferences=prefs, created_at=now, last_seen_at=now)
+        row = dialect_insert(self.dialect)(table).values(id=reader, preferences=prefs, created_at=now, last_seen_at=now)
         async with self.writing() as s:
             await s.execute(row.on_conflict_do_update(
                 index_elements=[table.c.id], set_={"preferences": row.excluded.preferences}))

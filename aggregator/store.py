@@ -1750,9 +1750,15 @@ class Store:
 
     async def add_events(self, events: Sequence[EventRecord], now: datetime | None = None) -> int:
         """Insert events, skipping keys already stored (idempotent); returns how many were new."""
+        return len(await self.store_events(events, now))
+
+    async def store_events(self, events: Sequence[EventRecord],
+                           now: datetime | None = None) -> list[EventRecord]:
+        """Insert events, skipping keys already stored (idempotent); returns the new ones, one
+        per key (the batch's first), in key order: what a per-type count should add up."""
         now = now or utcnow()
         if not events:
-            return 0
+            return []
         async with self.writing() as s:
             # A story deleted since its events were accepted (a takedown, retention) takes
             # them with it: left in, its foreign key failed the whole batch, every reader's.
@@ -1768,7 +1774,7 @@ class Store:
                 ReaderDeletionRow.deleted_at >= now - READER_DELETION_GRACE))).all())
             events = [e for e in events if e.story_id in present and e.reader not in forgotten]
             if not events:
-                return 0
+                return []
             # Writes only, no read of what is stored first: another process writing the
             # same reader, story or event key at the same moment (PostgreSQL under READ
             # COMMITTED; SQLite too, for what was read before the first write) made both
@@ -1787,7 +1793,7 @@ class Store:
                     {"story_id": sid, "impressions": i, "clicks": c, "reads": r, "last_event_at": now}
                     for sid, (i, c, r) in sorted(tally(fresh, lambda e: e.story_id).items())])
                 await self._count_days(s, tally(fresh, event_day))
-        return len(fresh)
+        return fresh
 
     async def _count_days(self, s, counts: dict[tuple[date, int, str], list[int]]) -> None:
         """Add (impressions, clicks, reads) per (day, story, page) to `event_days`: one upsert

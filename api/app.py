@@ -1105,8 +1105,10 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     # ------------------------------------------------------------ events
 
-    sink = EventSink(svc.store, on_written=lambda batch, n: [
-        metrics.events.labels(e.type).inc() for e in batch[:n]])
+    # Counted from the events stored, not the batch: a batch repeating a key, or one stored
+    # before, has fewer new events than entries, and not always its first ones.
+    sink = EventSink(svc.store, on_written=lambda fresh: [
+        metrics.events.labels(e.type).inc() for e in fresh])
     app.state.events = sink
 
     @app.post("/v1/events", tags=["readers"], status_code=202,

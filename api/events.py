@@ -204,7 +204,7 @@ class EventSink:
         self.store = store
         self.flush_s = flush_s
         self.queue: asyncio.Queue[EventRecord] = asyncio.Queue(max_queue)
-        self.on_written = on_written
+        self.on_written = on_written  # called with the events each write stored new
         self._task: asyncio.Task | None = None
         self._inflight = 0  # a batch taken from the queue and not yet written
         self._unwritten: Counter[str] = Counter()  # each reader's events accepted, not written
@@ -260,9 +260,9 @@ class EventSink:
     async def _write_batch(self, batch: list[EventRecord]) -> None:
         for attempt in range(5):
             try:
-                n = await self.store.add_events(batch)
+                fresh = await self.store.store_events(batch)
                 if self.on_written:
-                    self.on_written(batch, n)
+                    self.on_written(fresh)
                 return
             except Exception as e:  # database away: keep the batch, retry with back-off
                 log.warning("events.write_failed attempt=%d error=%s", attempt + 1, e)

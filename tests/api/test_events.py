@@ -159,3 +159,30 @@ async def test_a_page_that_is_no_http_url_is_a_422_naming_it(http):
         r = await http.post("/v1/events", json={"events": [event]})
         assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_event"), (page, r.text)
         assert r.json()["error"]["message"].startswith("event 0: page: "), r.text
+
+
+async def test_the_events_metric_counts_each_stored_event_by_its_type(http, stack):
+    # The series counted the batch's first n entries, n the events stored new: a batch
+    # repeating a stored impression beside a new click counted a second impression, no click.
+    from tests.api.test_metrics import samples
+
+    def counts(text):
+        got = samples(text)
+        return [got.get(("tidings_events_total", (("type", t),)), 0.0) for t in ("impression", "click")]
+
+    s = await _story(http)
+    seen = {"reader": "reader-metric", "story_id": s["id"], "type": "impression", "id": "metric-1"}
+    before = counts((await http.get("/metrics")).text)
+    assert (await http.post("/v1/events", json=seen)).status_code == 202
+    click = {**seen, "type": "click", "id": "metric-2"}
+    for _ in range(100):  # the first batch written before the second is sent
+        if len(await stack.svc.store.reader_events("reader-metric")) == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert (await http.post("/v1/events", json={"events": [seen, click]})).status_code == 202
+    for _ in range(100):
+        after = counts((await http.get("/metrics")).text)
+        if after[1] > before[1]:
+            break
+        await asyncio.sleep(0.05)
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1]

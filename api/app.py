@@ -30,7 +30,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from aggregator.canonical import site_key
+from aggregator.canonical import canonical_url, site_key
 from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
 from aggregator.model import MAX_STORY_ID
 from aggregator.names import name_key
@@ -59,7 +59,7 @@ from api.events import (
 from api.fastpath import FastPath, etag_matches
 from api.jobhealth import health
 from api.metrics import Metrics
-from api.pages import DEMO_POLICY, docs_page, own_page, redoc_page
+from api.pages import DEMO_POLICY, declared_address, docs_page, own_page, redoc_page
 from api.ratelimit import InFlight, Limiter, RateLimiter, client_key
 from api.readers import add_reader_routes
 from api.render import LINK_RELS, OtherSiteLinks, link_rels, render_block_html
@@ -1043,6 +1043,11 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         return Response(script.body(gzipped), media_type="application/javascript", headers=headers)
 
     demo_page = (STATIC / "demo.html").read_text(encoding="utf-8")  # read once, not per view
+    if svc.related is not None:
+        # The sample article's address is made up (a reserved .example host, fetched by nobody):
+        # the widget under it asks for its block, which is read from the page served here. It
+        # showed "no related block" for the one article the demo is about.
+        svc.related.own_pages[canonical_url(declared_address(demo_page))] = demo_page.encode()
 
     @app.get("/demo", tags=["widget"], include_in_schema=False)
     async def demo():

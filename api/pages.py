@@ -23,6 +23,7 @@ PAGE_HEADERS = {
 # What every page shares: nothing unless named, no <base> or form posts elsewhere, no framing.
 BASE_POLICY = "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+CANONICAL_LINK = re.compile(r'<link rel="canonical" href="([^"]+)">')
 
 # /demo: widget.js and the API on this origin, its own inline script and <style>, thumbnails
 # from any news site. style-src keeps 'unsafe-inline' because the widget falls back to a
@@ -69,3 +70,12 @@ def redoc_page(openapi_url: str, title: str) -> HTMLResponse:
     html = get_redoc_html(openapi_url=openapi_url, title=f"{title} - ReDoc",
                           redoc_js_url=REDOC_JS, redoc_favicon_url=FAVICON)
     return own_page(html.body.decode(), REDOC_POLICY)
+
+
+def declared_address(page: str) -> str:
+    """The canonical address one of our own pages declares (the demo's made-up article URL,
+    which the widget asks the block for). A page without one is a bug of ours: KeyError."""
+    found = CANONICAL_LINK.search(page)
+    if found is None:
+        raise KeyError("the page declares no canonical link")
+    return found.group(1)

@@ -166,8 +166,12 @@ class RelatedService:
         source_weights: SourceWeights | dict[str, float] | None = None,
         default_max_age_days: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        own_pages: dict[str, bytes] | None = None,
     ):
         self.corpus = corpus
+        # Pages this API serves itself, by canonical URL (the demo's sample article, whose
+        # address is made up): read from here as a fetched page would be, never fetched.
+        self.own_pages = dict(own_pages or {})
         self.embedder = embedder
         self.store = store
         self.fetcher_factory = fetcher_factory
@@ -332,6 +336,9 @@ class RelatedService:
             await fetcher.close()
 
     async def _fetch_article(self, url: str, canonical: str) -> Article:
+        own = self.own_pages.get(canonical)
+        if own is not None:
+            return await self._read(own, canonical, url)
         if self.fetcher_factory is None:
             raise FetchError("fetching pages is disabled")
         # Each step has its limit (the fetch, the read), but not the waits before them: for
@@ -347,9 +354,13 @@ class RelatedService:
     async def _fetch_and_read(self, url: str, canonical: str) -> Article:
         fetcher = await self._shared_fetcher()
         res = await fetcher.fetch(url)
+        return await self._read(res.body, canonical, url, res.final_url)
+
+    async def _read(self, body: bytes, canonical: str, url: str,
+                    final_url: str | None = None) -> Article:
         try:
             # The caller waits for it: before the collector's article pages (a round reads dozens).
-            page = await read_article(res.body, res.final_url, self.page_read_timeout_s,
+            page = await read_article(body, final_url or canonical, self.page_read_timeout_s,
                                       urgent=True)
         except ParseError as e:
             # An empty page, a PDF, plain text: the caller's URL holds no article, which is

@@ -19,6 +19,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 import pytest_asyncio
 
+from aggregator.canonical import canonical_url
+from api.pages import declared_address
 from api.render import initials, render_block_html, safe_http_url, site_mark
 from tests.api.conftest import free_port, start_server
 from tests.api.widget_fixture import (
@@ -482,13 +484,31 @@ async def test_demo_page_renders_the_block_for_a_stored_story(page, widget_api):
     assert page.page_errors == []
 
 
-async def test_plain_demo_page_says_why_it_has_no_block_and_links_one(page, widget_api):
-    """GET /demo as the README says: the sample article's made-up URL has no block, and the
-    page showed a blank space under it. It now says why and links the newest stored story's."""
+async def test_plain_demo_page_shows_the_sample_articles_block(page, widget_api):
+    """GET /demo as the README says: the block of the sample article, the seed case. Its URL
+    is made up, so the API answered a 4xx for it (it could not fetch the page) and the demo
+    showed a note instead of the one block it is about. The API now reads the page it serves."""
+    demo_url = canonical_url(declared_address((STATIC_DIR / "demo.html").read_text(encoding="utf-8")))
+    block = await widget_api.block(demo_url)
+    assert block["article"]["title"].startswith("Putin agrees to pause strikes")
+    assert block["article"]["summary"].startswith("The Kremlin stopped short")
+    cards = await open_with_block(page, f"{widget_api.base_url}/demo")
+    assert await cards.locator(".tdg-title").all_inner_texts() == [c["title"] for c in block["related"]]
+    assert asked_urls(page, "/v1/related") == [demo_url]
+    assert not await page.locator("[data-tidings-related] .fallback").is_visible()
+    assert page.page_errors == []
+
+
+async def test_plain_demo_page_without_a_block_says_why_and_links_one(page, widget_api):
+    """With no block for the sample article (no stories yet, or the API failing), the page
+    showed a blank space under it. It says why and links the newest stored story's."""
     newest = (await widget_api.stories(limit=1))[0]
+    await page.route("**/v1/related?**", lambda route: route.fulfill(
+        status=503, content_type="application/json", headers={"Access-Control-Allow-Origin": "*"},
+        body=json.dumps({"error": {"code": "unavailable", "message": "outage"}})))
     async with page.expect_response("**/v1/related?**") as answered:
         await page.goto(f"{widget_api.base_url}/demo")
-    assert (await answered.value).status >= 400
+    assert (await answered.value).status == 503
     link = page.locator("[data-tidings-related] #try-link")
     await link.wait_for(state="visible", timeout=5000)
     assert await link.inner_text() == newest["title"]  # as text: it may be the hostile story

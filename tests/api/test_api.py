@@ -441,6 +441,9 @@ async def test_a_caller_page_past_its_read_time_is_refused_and_remembered(tmp_pa
                 assert r.status_code == 422 and r.json()["error"]["code"] == "no_article", r.text
                 assert "took over 0.3 s" in r.json()["error"]["message"], r.text
             assert st.site.paths_requested() == ["/long.html"]  # the failure was remembered
+            # The next page's own read may take longer than 0.3 s on a loaded machine (it
+            # failed so once, beside other tests): what is checked is that the reader is free.
+            st.svc.related.page_read_timeout_s = 10
             page = "/data/readability-news-pages/bbc-1/source.html?after-a-long-page"
             r = await http.get("/v1/related", params={"url": f"http://news.example{page}", "k": 2})
             assert r.status_code == 200 and r.json()["article"]["title"], r.text

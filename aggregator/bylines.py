@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import re
 
-# "A, B and C", "A & B", "A; B", "A | B": kept as written between the names that stay.
-_SEPARATOR = re.compile(r"(\s*(?:[,;&|]|\band\b)\s*)")
+# "A, B and C", "A & B", "A; B", "A | B": kept as written between the names that stay. A
+# middle dot or bullet too: "By Jane Doe · The Daily · 18 March 2025", the page's byline line
+# (the date after it was kept as part of a name).
+_SEPARATOR = re.compile(r"(\s*(?:[,;&|·•]|\band\b)\s*)")
 _BY = re.compile(r"^by\s+(?=\S)", re.I)
 # "(now)", "(earlier)": the Guardian's live blogs. "(Henrique Zecchin)" is part of a name.
 _LOWER_NOTE = re.compile(r"\s*\((?:[^\W\d_A-Z][^\W\d_]*\s?){1,3}\)")

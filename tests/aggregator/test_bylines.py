@@ -50,6 +50,10 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     ("Ilana Muhlstein, MS, RDN", "Ilana Muhlstein"),
     ("https://www.facebook.com/bbcnews", ""),
     ("By Jane Doe", "Jane Doe"),
+    # a page's byline line, parts set apart by middle dots or bullets
+    ("By Sample Reporter · Demo Daily · 18 March 2025", "Sample Reporter · Demo Daily"),
+    ("Sample Reporter · Demo Daily ·", "Sample Reporter · Demo Daily"),
+    ("Jane Doe • Monday, November 18", "Jane Doe"),
 ])
 def test_places_roles_and_dates_leave_the_names(raw: str, clean: str) -> None:
     assert clean_byline(raw) == clean
@@ -81,7 +85,7 @@ def test_clean_byline_is_idempotent_and_only_cuts(raw: str) -> None:
     # Compared between separators: a part cut from between two names leaves them joined by
     # the next separator, so "Jane Doe;March 3, 2009|John Smith" gives "Jane Doe|John Smith",
     # whose whitespace word "Doe|John" is in no byline (":;|:" -> ":|:" failed so once).
-    assert all(word in raw for word in re.split(r"[\s,;&|]+", once) if word)
+    assert all(word in raw for word in re.split(r"[\s,;&|·•]+", once) if word)
 
 
 def test_a_date_cut_from_between_two_names_leaves_the_names_and_one_separator() -> None:

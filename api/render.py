@@ -27,7 +27,7 @@ _SAFE_SCHEMES = frozenset({"http", "https"})
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
 # Bylines often look like "By Jane Smith, Political editor" or "Jane Smith and John Doe".
 _BYLINE_PREFIX = re.compile(r"^\s*by\s+", re.IGNORECASE)
-_BYLINE_SPLIT = re.compile(r"\s*(?:,|;|&|\band\b|\|)\s*", re.IGNORECASE)
+_BYLINE_SPLIT = re.compile(r"\s*(?:,|;|&|\band\b|\||·|•)\s*", re.IGNORECASE)
 # Not initials: titles before a name, suffixes after it (lower-cased, as compared).
 _NAME_PREFIXES = frozenset("the dr dr. prof prof. mr mr. mrs mrs. ms ms. sir dame rev rev.".split())
 _NAME_SUFFIXES = frozenset("jr jr. sr sr. ii iii iv".split())
@@ -88,7 +88,7 @@ def initials(author: str | None) -> str:
     """
     if not author:
         return ""
-    parts = _BYLINE_SPLIT.split(_BYLINE_PREFIX.sub("", author))
+    parts = _BYLINE_SPLIT.split(_BYLINE_PREFIX.sub("", author.strip()))
     words = _name_words(parts[0])
     if len(words) == 1 and len(parts) > 1 and _GIVEN_INITIALS.match(parts[1]):
         words = [parts[1], words[0]]

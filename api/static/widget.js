@@ -198,7 +198,7 @@
 
   function initials(author) {
     var parts = text(author).replace(/^\s*by\s+/i, "")
-      .split(/\s*(?:,|;|&|(?<![\p{L}\p{N}_])and(?![\p{L}\p{N}_])|\|)\s*/iu);
+      .split(/\s*(?:,|;|&|(?<![\p{L}\p{N}_])and(?![\p{L}\p{N}_])|\||·|•)\s*/iu);
     var words = nameWords(parts[0]);
     if (words.length === 1 && parts.length > 1 && /^(?:[A-Z]\.\s*)+$|^[A-Z]$/.test(parts[1])) {
       words = [parts[1], words[0]];

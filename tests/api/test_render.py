@@ -248,6 +248,8 @@ INITIALS_CASES = [
     ("Renée Éand Zoë", "RZ"),
     ("Lisa Kaczke; Trevor J Mitchell", "LK"),
     ("Ana | Desk", "A"),
+    ("Sample Reporter · Demo Daily", "SR"),  # a page's byline line (bylines.py keeps it)
+    ("Jane Doe • The Times", "JD"),
 ]
 
 

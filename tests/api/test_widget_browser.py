@@ -921,7 +921,7 @@ async def test_widget_initials_equal_the_server_rule(page):
 
     authors = [author for author, _ in INITIALS_CASES]
     # Letters in both cases, accents, "and" next to non-ASCII letters, the separators, titles.
-    alphabet = st.sampled_from(list("aAnNdDbByYsSrRjJtThHeE ,;&|.-'éÉöÖßØæ2") + [
+    alphabet = st.sampled_from(list("aAnNdDbByYsSrRjJtThHeE ,;&|·•.-'éÉöÖßØæ2") + [
         " and ", " by ", "Dr. ", " Jr.", " IV", "The ", ", L. A.", "Éand", "ñand", " 作者 "])
     generated: list[str] = []
 

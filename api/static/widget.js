@@ -624,13 +624,32 @@
     near.observe(container);
   }
 
+  // What drawing a block takes from its container besides the request. Changed alone, the
+  // block shown is drawn again from the same answer: it kept its old links' target and rel.
+  function lookOf(container) {
+    return JSON.stringify(otherSiteLinks(container));
+  }
+
+  // A block is shown (ours or the server's): not the placeholder, the fallback or nothing.
+  function showsBlock(state) {
+    var node = state.node;
+    return !!node && node.classList.contains(P + "block") && !node.hasAttribute("aria-hidden");
+  }
+
   // Shows the block for the container's current request: at start, and when the page may
-  // have changed it (data-url, a filter, refresh()). An unchanged request does nothing.
-  // `keep`: what is shown is the same article's block (server-rendered), so it stays until
-  // the answer replaces it, and for good if there is none.
+  // have changed it (data-url, a filter, refresh()). An unchanged request does nothing but
+  // redraw a block shown whose look changed (one on its way is drawn as its container then
+  // says). `keep`: what is shown is the same article's block (server-rendered, or ours being
+  // redrawn), so it stays until the answer replaces it, and for good if there is none.
   function want(container, state, keep) {
     var page = pageUrl(container), url = requestOf(container, page), api = apiBase(container);
-    if (url === state.url) return;
+    var look = lookOf(container), redraw = url === state.url;
+    if (redraw && (look === state.look || !showsBlock(state))) {
+      state.look = look;
+      return;
+    }
+    keep = keep || redraw;
+    state.look = look;
     var gen = ++state.gen;
     state.url = url;
     if (state.near) state.near.disconnect();
@@ -665,6 +684,7 @@
     show(container, state, prerendered);
     var page = pageUrl(container), api = apiBase(container);
     state.url = requestOf(container, page, true);
+    state.look = lookOf(container);
     if (api) track(prerendered, api, page, state);
     // Cached for everyone, it cannot be the reader's: with data-personal theirs replaces it.
     want(container, state, true);
@@ -710,7 +730,8 @@
       } catch (e) { /* never break the host page */ }
     }).observe(document, {
       childList: true, subtree: true, attributes: true,
-      attributeFilter: ["data-url", "data-k", "data-api", "data-personal", "href"]
+      attributeFilter: ["data-url", "data-k", "data-api", "data-personal", "data-new-tab",
+        "data-rel", "href"]
         .concat(FILTERS.map(attrOf))
     });
   }

@@ -1360,6 +1360,52 @@ async def test_links_to_other_sites_open_in_a_new_tab_and_are_not_followed(
     assert page.page_errors == []
 
 
+async def links_in(page, selector: str) -> list[list[str]]:
+    """[target, rel] of each story link in the container `selector`, in order."""
+    return await page.locator(f"{selector} .tdg-card a.tdg-link").evaluate_all(
+        "links => links.map(a => [a.target, a.rel])")
+
+
+async def wait_for_links(page, selector: str, expected: list[list[str]]) -> None:
+    for _ in range(100):
+        if await links_in(page, selector) == expected:
+            return
+        await asyncio.sleep(0.05)
+    assert await links_in(page, selector) == expected
+
+
+async def test_changing_new_tab_or_rel_alone_redraws_the_shown_block(page, widget_api, publisher):
+    """An app (or a consent banner) that sets data-new-tab or data-rel after the block showed
+    got nothing: the request was unchanged, so the block kept its old links. Now the block is
+    drawn again from the answer it has (no new request) and counted once all the same. On
+    this loopback page every story is of another site."""
+    html = host_page(widget_api.base_url)
+    cards = await open_with_block(page, publisher.page("links-change.html", html))
+    titles = await titles_in(page, "#related")
+    assert await links_in(page, "#related") == [["", ""]] * 4
+    reader = await reader_of(page)
+    await widget_api.stored_events(reader, 4)
+    set_attr = "(c, [name, value]) => c.setAttribute(name, value)"
+    related = page.locator("#related")
+    await related.evaluate(set_attr, ["data-new-tab", ""])
+    await wait_for_links(page, "#related", [["_blank", "noopener"]] * 4)
+    await related.evaluate(set_attr, ["data-rel", "nofollow ugc"])
+    await wait_for_links(page, "#related", [["_blank", "noopener nofollow ugc"]] * 4)
+    await related.evaluate("c => c.removeAttribute('data-new-tab')")
+    await wait_for_links(page, "#related", [["", "nofollow ugc"]] * 4)
+    assert await titles_in(page, "#related") == titles
+    assert await cards.count() == 4 and await page.locator("#related section").count() == 1
+    # The redrawn block still reports its clicks; nothing was asked or counted again.
+    await page.evaluate("() => document.addEventListener('click', e => e.preventDefault(), true)")
+    async with page.expect_request("**/v1/events"):
+        await cards.first.locator("a.tdg-link").click()
+    await settle(page)
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    events = await widget_api.stored_events(reader, 5)
+    assert sorted(e.type for e in events) == ["click"] + ["impression"] * 4
+    assert page.page_errors == []
+
+
 async def test_a_personal_block_leaves_out_what_the_reader_clicked(page, widget_api, publisher):
     """The block showed a reader the stories they had already clicked from it. With
     data-personal it is asked for the reader the events name, and the API leaves out what

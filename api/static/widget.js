@@ -327,8 +327,11 @@
     return newTab || rel.length ? { newTab: newTab, rel: rel.join(" ") } : null;
   }
 
-  function bareHost(host) {
-    return host.replace(/^www\./, "");
+  // Same rule as aggregator/canonical.py site_key(), which the server-rendered block links by,
+  // for a host as URL parses it (lower case, an IDN as punycode): no trailing dot and no
+  // "www.", however many. One "www." off left www.www.x a site apart from www.x.
+  function siteKey(host) {
+    return host.replace(/\.+$/, "").replace(/^(?:www\.)+/, "");
   }
 
   function cardNode(card, links) {
@@ -339,7 +342,7 @@
     var link = el(href ? "a" : "span", "link");
     if (href) link.setAttribute("href", href);
     // The page's own site's stories ("www." or not) stay plain links: same tab, followed.
-    if (href && links && bareHost(new URL(href).hostname) !== bareHost(location.hostname)) {
+    if (href && links && siteKey(new URL(href).hostname) !== siteKey(location.hostname)) {
       if (links.newTab) link.setAttribute("target", "_blank");
       if (links.rel) link.setAttribute("rel", links.rel);
     }

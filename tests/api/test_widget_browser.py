@@ -19,7 +19,14 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 import pytest_asyncio
 
-from api.render import initials, render_block_html, safe_http_url, site_mark
+from aggregator.canonical import site_key
+from api.render import (
+    OtherSiteLinks,
+    initials,
+    render_block_html,
+    safe_http_url,
+    site_mark,
+)
 from tests.api.conftest import free_port, start_server
 from tests.api.widget_fixture import (
     HOSTILE_TITLE,
@@ -1403,6 +1410,56 @@ async def test_changing_new_tab_or_rel_alone_redraws_the_shown_block(page, widge
     assert asked_urls(page, "/v1/related") == [SEED_URL]
     events = await widget_api.stored_events(reader, 5)
     assert sorted(e.type for e in events) == ["click"] + ["impression"] * 4
+    assert page.page_errors == []
+
+
+def widget_site_key_js() -> str:
+    """widget.js's own site-key code, as a function of a list of URLs giving each one's key
+    from its host as the browser parses it: run in the browser exactly as written."""
+    source = (STATIC_DIR / "widget.js").read_text(encoding="utf-8")
+    start = source.index("  function siteKey(host)")
+    end = source.index("  function cardNode(")
+    return f"urls => {{ {source[start:end]}\n return urls.map(u => siteKey(new URL(u).hostname)); }}"
+
+
+# Hosts however a page or story may write them: case, "www." once or more, a trailing dot
+# (one name in DNS), other subdomains that are other sites, an IDN.
+SITE_KEY_URLS = [
+    "https://bbc.co.uk/a", "https://www.bbc.co.uk/a", "https://WWW.WWW.bbc.co.uk/a",
+    "https://www.www.www.example.com:8443/x", "https://bbc.co.uk./a", "https://www.bbc.co.uk../a",
+    "https://news.bbc.co.uk/a", "https://www2.example.com/", "https://wwwexample.com/",
+    "https://www.news.www.example/", "https://www./", "https://www.www./", "http://127.0.0.1:8080/",
+    "https://www.Bücher.example/", "http://news.localhost/a",
+]
+
+
+async def test_widget_site_key_equals_the_server_rule(page):
+    """The widget's own site (links to other sites open in a new tab, with data-rel) took one
+    "www." off a host, the server's site_key (api/render.py links by it) all of them and a
+    trailing dot: on www.www.bbc.co.uk the widget put www.bbc.co.uk's stories in a new tab,
+    nofollow, and the server-rendered block did not."""
+    got = await page.evaluate(widget_site_key_js(), SITE_KEY_URLS)
+    assert list(zip(SITE_KEY_URLS, got, strict=True)) == [(u, site_key(u)) for u in SITE_KEY_URLS]
+
+
+async def test_own_site_links_stay_plain_on_a_www_www_page_as_the_server_renders_them(
+        page, widget_api, publisher):
+    """End to end: on a page of www.www.bbc.co.uk, the widget links the block as the server
+    fragment would for that page (api/render.py, same attributes): the BBC's own stories
+    plain, the other site's in a new tab."""
+    own = "https://www.www.bbc.co.uk/host-article"
+    block = await widget_api.block(SEED_URL)
+    links = OtherSiteLinks(site_key(own), True, ("nofollow",))
+    fragment = render_block_html(block, links=links)
+    server = [[re.search(f'{name}="([^"]*)"', a).group(1) if f"{name}=" in a else ""
+               for name in ("target", "rel")] for a in re.findall(r"<a [^>]*>", fragment)]
+    assert sorted(map(tuple, server)) == [("", "")] * 3 + [("_blank", "noopener nofollow")]
+    html = host_page(widget_api.base_url, container_attrs='data-new-tab data-rel="nofollow"')
+    await page.route(own, lambda route: route.fulfill(content_type="text/html", body=html))
+    await page.context.grant_permissions(["local-network-access"],
+                                         origin="https://www.www.bbc.co.uk")
+    await open_with_block(page, own)
+    assert await links_in(page, "#related") == server
     assert page.page_errors == []
 
 

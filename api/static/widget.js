@@ -456,6 +456,8 @@
       return li.getAttribute("data-story-id");
     });
     function onClick(event) {
+      // auxclick is any other button: the middle one opens the story, the right one a menu.
+      if (event.type === "auxclick" && event.button !== 1) return;
       var link = event.target.closest && event.target.closest("a." + P + "link");
       var li = link && link.closest("[data-story-id]");
       if (!li || !block.contains(li)) return;

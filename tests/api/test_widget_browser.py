@@ -1463,6 +1463,28 @@ async def test_own_site_links_stay_plain_on_a_www_www_page_as_the_server_renders
     assert page.page_errors == []
 
 
+async def test_a_right_click_is_no_click_but_a_middle_click_is(page, widget_api, publisher):
+    """Clicks were reported on auxclick whatever the button: a reader right-clicking a story
+    to copy its address counted as a click, as one opening it in a new tab did."""
+    cards = await open_with_block(page, publisher.page("right-click.html", host_page(
+        widget_api.base_url, container_attrs="data-new-tab")))
+    reader = await reader_of(page)
+    await widget_api.stored_events(reader, 4)
+    await settle(page)
+    page.api_requests.clear()
+    link = cards.first.locator("a.tdg-link")
+    await link.click(button="right")
+    await page.keyboard.press("Escape")
+    await settle(page)
+    assert event_posts(page) == []
+    async with page.context.expect_page(), page.expect_request("**/v1/events") as sent:
+        await link.click(button="middle")
+    assert [e["type"] for e in json.loads((await sent.value).post_data)["events"]] == ["click"]
+    await settle(page)
+    assert len(event_posts(page)) == 1
+    assert page.page_errors == []
+
+
 async def test_a_personal_block_leaves_out_what_the_reader_clicked(page, widget_api, publisher):
     """The block showed a reader the stories they had already clicked from it. With
     data-personal it is asked for the reader the events name, and the API leaves out what

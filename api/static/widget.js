@@ -735,8 +735,8 @@
       } catch (e) { /* never break the host page */ }
     }).observe(document, {
       childList: true, subtree: true, attributes: true,
-      attributeFilter: ["data-url", "data-k", "data-api", "data-personal", "data-new-tab",
-        "data-rel", "href"]
+      attributeFilter: ["data-tidings-related", "data-url", "data-k", "data-api", "data-personal",
+        "data-new-tab", "data-rel", "href"]
         .concat(FILTERS.map(attrOf))
     });
   }

@@ -1485,6 +1485,22 @@ async def test_a_right_click_is_no_click_but_a_middle_click_is(page, widget_api,
     assert page.page_errors == []
 
 
+async def test_an_element_made_a_container_later_gets_its_block(page, widget_api, publisher):
+    """An app that marks an element it already has (el.dataset.tidingsRelated = "") got no
+    block: only added elements and the attributes of known containers were watched."""
+    html = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>', '<div id="related"></div>')
+    await page.goto(publisher.page("marked-later.html", html))
+    await page.wait_for_function("window.TidingsWidget")
+    await settle(page)
+    assert page.api_requests == []
+    await page.locator("#related").evaluate("c => { c.dataset.tidingsRelated = ''; }")
+    await page.locator("#related .tdg-card").first.wait_for(timeout=5000)
+    assert await page.locator("#related .tdg-card").count() == 4
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    assert page.page_errors == []
+
+
 async def test_a_personal_block_leaves_out_what_the_reader_clicked(page, widget_api, publisher):
     """The block showed a reader the stories they had already clicked from it. With
     data-personal it is asked for the reader the events name, and the API leaves out what

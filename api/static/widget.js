@@ -476,10 +476,11 @@
     seen.observe(block);
   }
 
-  // A relative data-url is read as a link would be: the API takes absolute URLs only.
+  // A relative data-url is read as a link would be: the API takes absolute URLs only. A
+  // blank one is unset: read as a link it was the page's address, private query and all.
   function pageUrl(container) {
     var canonical = document.querySelector("link[rel=canonical][href]");
-    var given = container.getAttribute("data-url");
+    var given = text(container.getAttribute("data-url"));
     try {
       if (given) return new URL(given, document.baseURI).href;
     } catch (e) { /* the API will refuse it */ }

@@ -1501,6 +1501,17 @@ async def test_an_element_made_a_container_later_gets_its_block(page, widget_api
     assert page.page_errors == []
 
 
+async def test_a_blank_data_url_is_unset(page, widget_api, publisher):
+    """A template whose article URL came out blank wrote data-url=" ": read as a link, that
+    is the page's own address, so the widget asked for it with the reader's token in its
+    query (which the page's address otherwise leaves out) instead of the canonical URL."""
+    url = publisher.page("blank-url.html", host_page(
+        widget_api.base_url, container_attrs='data-url=" \n "'))
+    async with page.expect_request("**/v1/related?**") as asked:
+        await page.goto(f"{url}?id=7&token=s3cret")
+    assert parse_qs(urlsplit((await asked.value).url).query)["url"] == [SEED_URL]
+
+
 async def test_a_personal_block_leaves_out_what_the_reader_clicked(page, widget_api, publisher):
     """The block showed a reader the stories they had already clicked from it. With
     data-personal it is asked for the reader the events name, and the API leaves out what

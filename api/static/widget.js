@@ -631,9 +631,10 @@
   }
 
   // What drawing a block takes from its container besides the request. Changed alone, the
-  // block shown is drawn again from the same answer: it kept its old links' target and rel.
+  // block shown is drawn again from the same answer: it kept its old links, heading and theme.
   function lookOf(container) {
-    return JSON.stringify(otherSiteLinks(container));
+    return JSON.stringify([otherSiteLinks(container), heading(container),
+      container.getAttribute("data-theme")]);
   }
 
   // A block is shown (ours or the server's): not the placeholder, the fallback or nothing.
@@ -737,7 +738,7 @@
     }).observe(document, {
       childList: true, subtree: true, attributes: true,
       attributeFilter: ["data-tidings-related", "data-url", "data-k", "data-api", "data-personal",
-        "data-new-tab", "data-rel", "href"]
+        "data-new-tab", "data-rel", "data-heading", "data-theme", "href"]
         .concat(FILTERS.map(attrOf))
     });
   }

@@ -1512,6 +1512,27 @@ async def test_a_blank_data_url_is_unset(page, widget_api, publisher):
     assert parse_qs(urlsplit((await asked.value).url).query)["url"] == [SEED_URL]
 
 
+async def test_changing_heading_or_theme_redraws_the_shown_block(page, widget_api, publisher):
+    """data-heading and data-theme changed after the block showed left it as it was (they
+    are not part of the request): it is now drawn again, from the same answer."""
+    await open_with_block(page, publisher.page("look-change.html", host_page(
+        widget_api.base_url)))
+    look = """c => { const b = c.shadowRoot.querySelector('section.tdg-block');
+        return [b.getAttribute('aria-label'), b.querySelector('h2').textContent,
+                b.getAttribute('data-theme')]; }"""
+    related = page.locator("#related")
+    assert await related.evaluate(look) == ["Related stories", "Related stories", "light"]
+    await related.evaluate("c => { c.dataset.heading = 'More on this'; c.dataset.theme = 'dark'; }")
+    for _ in range(100):
+        if await related.evaluate(look) != ["Related stories", "Related stories", "light"]:
+            break
+        await asyncio.sleep(0.05)
+    assert await related.evaluate(look) == ["More on this", "More on this", "dark"]
+    assert await page.locator("#related .tdg-card").count() == 4
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    assert page.page_errors == []
+
+
 async def test_a_personal_block_leaves_out_what_the_reader_clicked(page, widget_api, publisher):
     """The block showed a reader the stories they had already clicked from it. With
     data-personal it is asked for the reader the events name, and the API leaves out what

@@ -327,8 +327,11 @@
     return newTab || rel.length ? { newTab: newTab, rel: rel.join(" ") } : null;
   }
 
-  function bareHost(host) {
-    return host.replace(/^www\./, "");
+  // Same rule as aggregator/canonical.py site_key(), which the server-rendered block links by,
+  // for a host as URL parses it (lower case, an IDN as punycode): no trailing dot and no
+  // "www.", however many. One "www." off left www.www.x a site apart from www.x.
+  function siteKey(host) {
+    return host.replace(/\.+$/, "").replace(/^(?:www\.)+/, "");
   }
 
   function cardNode(card, links) {
@@ -339,7 +342,7 @@
     var link = el(href ? "a" : "span", "link");
     if (href) link.setAttribute("href", href);
     // The page's own site's stories ("www." or not) stay plain links: same tab, followed.
-    if (href && links && bareHost(new URL(href).hostname) !== bareHost(location.hostname)) {
+    if (href && links && siteKey(new URL(href).hostname) !== siteKey(location.hostname)) {
       if (links.newTab) link.setAttribute("target", "_blank");
       if (links.rel) link.setAttribute("rel", links.rel);
     }
@@ -453,6 +456,8 @@
       return li.getAttribute("data-story-id");
     });
     function onClick(event) {
+      // auxclick is any other button: the middle one opens the story, the right one a menu.
+      if (event.type === "auxclick" && event.button !== 1) return;
       var link = event.target.closest && event.target.closest("a." + P + "link");
       var li = link && link.closest("[data-story-id]");
       if (!li || !block.contains(li)) return;
@@ -471,10 +476,11 @@
     seen.observe(block);
   }
 
-  // A relative data-url is read as a link would be: the API takes absolute URLs only.
+  // A relative data-url is read as a link would be: the API takes absolute URLs only. A
+  // blank one is unset: read as a link it was the page's address, private query and all.
   function pageUrl(container) {
     var canonical = document.querySelector("link[rel=canonical][href]");
-    var given = container.getAttribute("data-url");
+    var given = text(container.getAttribute("data-url"));
     try {
       if (given) return new URL(given, document.baseURI).href;
     } catch (e) { /* the API will refuse it */ }
@@ -624,13 +630,33 @@
     near.observe(container);
   }
 
+  // What drawing a block takes from its container besides the request. Changed alone, the
+  // block shown is drawn again from the same answer: it kept its old links, heading and theme.
+  function lookOf(container) {
+    return JSON.stringify([otherSiteLinks(container), heading(container),
+      container.getAttribute("data-theme")]);
+  }
+
+  // A block is shown (ours or the server's): not the placeholder, the fallback or nothing.
+  function showsBlock(state) {
+    var node = state.node;
+    return !!node && node.classList.contains(P + "block") && !node.hasAttribute("aria-hidden");
+  }
+
   // Shows the block for the container's current request: at start, and when the page may
-  // have changed it (data-url, a filter, refresh()). An unchanged request does nothing.
-  // `keep`: what is shown is the same article's block (server-rendered), so it stays until
-  // the answer replaces it, and for good if there is none.
+  // have changed it (data-url, a filter, refresh()). An unchanged request does nothing but
+  // redraw a block shown whose look changed (one on its way is drawn as its container then
+  // says). `keep`: what is shown is the same article's block (server-rendered, or ours being
+  // redrawn), so it stays until the answer replaces it, and for good if there is none.
   function want(container, state, keep) {
     var page = pageUrl(container), url = requestOf(container, page), api = apiBase(container);
-    if (url === state.url) return;
+    var look = lookOf(container), redraw = url === state.url;
+    if (redraw && (look === state.look || !showsBlock(state))) {
+      state.look = look;
+      return;
+    }
+    keep = keep || redraw;
+    state.look = look;
     var gen = ++state.gen;
     state.url = url;
     if (state.near) state.near.disconnect();
@@ -665,6 +691,7 @@
     show(container, state, prerendered);
     var page = pageUrl(container), api = apiBase(container);
     state.url = requestOf(container, page, true);
+    state.look = lookOf(container);
     if (api) track(prerendered, api, page, state);
     // Cached for everyone, it cannot be the reader's: with data-personal theirs replaces it.
     want(container, state, true);
@@ -710,7 +737,8 @@
       } catch (e) { /* never break the host page */ }
     }).observe(document, {
       childList: true, subtree: true, attributes: true,
-      attributeFilter: ["data-url", "data-k", "data-api", "data-personal", "href"]
+      attributeFilter: ["data-tidings-related", "data-url", "data-k", "data-api", "data-personal",
+        "data-new-tab", "data-rel", "data-heading", "data-theme", "href"]
         .concat(FILTERS.map(attrOf))
     });
   }

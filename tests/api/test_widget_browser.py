@@ -19,9 +19,15 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 import pytest_asyncio
 
-from aggregator.canonical import canonical_url
+from aggregator.canonical import canonical_url, site_key
 from api.pages import declared_address
-from api.render import initials, render_block_html, safe_http_url, site_mark
+from api.render import (
+    OtherSiteLinks,
+    initials,
+    render_block_html,
+    safe_http_url,
+    site_mark,
+)
 from tests.api.conftest import free_port, start_server
 from tests.api.widget_fixture import (
     HOSTILE_TITLE,
@@ -1377,6 +1383,172 @@ async def test_links_to_other_sites_open_in_a_new_tab_and_are_not_followed(
     events = await widget_api.stored_events(reader, 6)
     assert [e.type for e in events].count("click") == 2 and len(events) == 6
     assert page.url == own  # not left for the story
+    assert page.page_errors == []
+
+
+async def links_in(page, selector: str) -> list[list[str]]:
+    """[target, rel] of each story link in the container `selector`, in order."""
+    return await page.locator(f"{selector} .tdg-card a.tdg-link").evaluate_all(
+        "links => links.map(a => [a.target, a.rel])")
+
+
+async def wait_for_links(page, selector: str, expected: list[list[str]]) -> None:
+    for _ in range(100):
+        if await links_in(page, selector) == expected:
+            return
+        await asyncio.sleep(0.05)
+    assert await links_in(page, selector) == expected
+
+
+async def test_changing_new_tab_or_rel_alone_redraws_the_shown_block(page, widget_api, publisher):
+    """An app (or a consent banner) that sets data-new-tab or data-rel after the block showed
+    got nothing: the request was unchanged, so the block kept its old links. Now the block is
+    drawn again from the answer it has (no new request) and counted once all the same. On
+    this loopback page every story is of another site."""
+    html = host_page(widget_api.base_url)
+    cards = await open_with_block(page, publisher.page("links-change.html", html))
+    titles = await titles_in(page, "#related")
+    assert await links_in(page, "#related") == [["", ""]] * 4
+    reader = await reader_of(page)
+    await widget_api.stored_events(reader, 4)
+    set_attr = "(c, [name, value]) => c.setAttribute(name, value)"
+    related = page.locator("#related")
+    await related.evaluate(set_attr, ["data-new-tab", ""])
+    await wait_for_links(page, "#related", [["_blank", "noopener"]] * 4)
+    await related.evaluate(set_attr, ["data-rel", "nofollow ugc"])
+    await wait_for_links(page, "#related", [["_blank", "noopener nofollow ugc"]] * 4)
+    await related.evaluate("c => c.removeAttribute('data-new-tab')")
+    await wait_for_links(page, "#related", [["", "nofollow ugc"]] * 4)
+    assert await titles_in(page, "#related") == titles
+    assert await cards.count() == 4 and await page.locator("#related section").count() == 1
+    # The redrawn block still reports its clicks; nothing was asked or counted again.
+    await page.evaluate("() => document.addEventListener('click', e => e.preventDefault(), true)")
+    async with page.expect_request("**/v1/events"):
+        await cards.first.locator("a.tdg-link").click()
+    await settle(page)
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    events = await widget_api.stored_events(reader, 5)
+    assert sorted(e.type for e in events) == ["click"] + ["impression"] * 4
+    assert page.page_errors == []
+
+
+def widget_site_key_js() -> str:
+    """widget.js's own site-key code, as a function of a list of URLs giving each one's key
+    from its host as the browser parses it: run in the browser exactly as written."""
+    source = (STATIC_DIR / "widget.js").read_text(encoding="utf-8")
+    start = source.index("  function siteKey(host)")
+    end = source.index("  function cardNode(")
+    return f"urls => {{ {source[start:end]}\n return urls.map(u => siteKey(new URL(u).hostname)); }}"
+
+
+# Hosts however a page or story may write them: case, "www." once or more, a trailing dot
+# (one name in DNS), other subdomains that are other sites, an IDN.
+SITE_KEY_URLS = [
+    "https://bbc.co.uk/a", "https://www.bbc.co.uk/a", "https://WWW.WWW.bbc.co.uk/a",
+    "https://www.www.www.example.com:8443/x", "https://bbc.co.uk./a", "https://www.bbc.co.uk../a",
+    "https://news.bbc.co.uk/a", "https://www2.example.com/", "https://wwwexample.com/",
+    "https://www.news.www.example/", "https://www./", "https://www.www./", "http://127.0.0.1:8080/",
+    "https://www.Bücher.example/", "http://news.localhost/a",
+]
+
+
+async def test_widget_site_key_equals_the_server_rule(page):
+    """The widget's own site (links to other sites open in a new tab, with data-rel) took one
+    "www." off a host, the server's site_key (api/render.py links by it) all of them and a
+    trailing dot: on www.www.bbc.co.uk the widget put www.bbc.co.uk's stories in a new tab,
+    nofollow, and the server-rendered block did not."""
+    got = await page.evaluate(widget_site_key_js(), SITE_KEY_URLS)
+    assert list(zip(SITE_KEY_URLS, got, strict=True)) == [(u, site_key(u)) for u in SITE_KEY_URLS]
+
+
+async def test_own_site_links_stay_plain_on_a_www_www_page_as_the_server_renders_them(
+        page, widget_api, publisher):
+    """End to end: on a page of www.www.bbc.co.uk, the widget links the block as the server
+    fragment would for that page (api/render.py, same attributes): the BBC's own stories
+    plain, the other site's in a new tab."""
+    own = "https://www.www.bbc.co.uk/host-article"
+    block = await widget_api.block(SEED_URL)
+    links = OtherSiteLinks(site_key(own), True, ("nofollow",))
+    fragment = render_block_html(block, links=links)
+    server = [[re.search(f'{name}="([^"]*)"', a).group(1) if f"{name}=" in a else ""
+               for name in ("target", "rel")] for a in re.findall(r"<a [^>]*>", fragment)]
+    assert sorted(map(tuple, server)) == [("", "")] * 3 + [("_blank", "noopener nofollow")]
+    html = host_page(widget_api.base_url, container_attrs='data-new-tab data-rel="nofollow"')
+    await page.route(own, lambda route: route.fulfill(content_type="text/html", body=html))
+    await page.context.grant_permissions(["local-network-access"],
+                                         origin="https://www.www.bbc.co.uk")
+    await open_with_block(page, own)
+    assert await links_in(page, "#related") == server
+    assert page.page_errors == []
+
+
+async def test_a_right_click_is_no_click_but_a_middle_click_is(page, widget_api, publisher):
+    """Clicks were reported on auxclick whatever the button: a reader right-clicking a story
+    to copy its address counted as a click, as one opening it in a new tab did."""
+    cards = await open_with_block(page, publisher.page("right-click.html", host_page(
+        widget_api.base_url, container_attrs="data-new-tab")))
+    reader = await reader_of(page)
+    await widget_api.stored_events(reader, 4)
+    await settle(page)
+    page.api_requests.clear()
+    link = cards.first.locator("a.tdg-link")
+    await link.click(button="right")
+    await page.keyboard.press("Escape")
+    await settle(page)
+    assert event_posts(page) == []
+    async with page.context.expect_page(), page.expect_request("**/v1/events") as sent:
+        await link.click(button="middle")
+    assert [e["type"] for e in json.loads((await sent.value).post_data)["events"]] == ["click"]
+    await settle(page)
+    assert len(event_posts(page)) == 1
+    assert page.page_errors == []
+
+
+async def test_an_element_made_a_container_later_gets_its_block(page, widget_api, publisher):
+    """An app that marks an element it already has (el.dataset.tidingsRelated = "") got no
+    block: only added elements and the attributes of known containers were watched."""
+    html = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>', '<div id="related"></div>')
+    await page.goto(publisher.page("marked-later.html", html))
+    await page.wait_for_function("window.TidingsWidget")
+    await settle(page)
+    assert page.api_requests == []
+    await page.locator("#related").evaluate("c => { c.dataset.tidingsRelated = ''; }")
+    await page.locator("#related .tdg-card").first.wait_for(timeout=5000)
+    assert await page.locator("#related .tdg-card").count() == 4
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    assert page.page_errors == []
+
+
+async def test_a_blank_data_url_is_unset(page, widget_api, publisher):
+    """A template whose article URL came out blank wrote data-url=" ": read as a link, that
+    is the page's own address, so the widget asked for it with the reader's token in its
+    query (which the page's address otherwise leaves out) instead of the canonical URL."""
+    url = publisher.page("blank-url.html", host_page(
+        widget_api.base_url, container_attrs='data-url=" \n "'))
+    async with page.expect_request("**/v1/related?**") as asked:
+        await page.goto(f"{url}?id=7&token=s3cret")
+    assert parse_qs(urlsplit((await asked.value).url).query)["url"] == [SEED_URL]
+
+
+async def test_changing_heading_or_theme_redraws_the_shown_block(page, widget_api, publisher):
+    """data-heading and data-theme changed after the block showed left it as it was (they
+    are not part of the request): it is now drawn again, from the same answer."""
+    await open_with_block(page, publisher.page("look-change.html", host_page(
+        widget_api.base_url)))
+    look = """c => { const b = c.shadowRoot.querySelector('section.tdg-block');
+        return [b.getAttribute('aria-label'), b.querySelector('h2').textContent,
+                b.getAttribute('data-theme')]; }"""
+    related = page.locator("#related")
+    assert await related.evaluate(look) == ["Related stories", "Related stories", "light"]
+    await related.evaluate("c => { c.dataset.heading = 'More on this'; c.dataset.theme = 'dark'; }")
+    for _ in range(100):
+        if await related.evaluate(look) != ["Related stories", "Related stories", "light"]:
+            break
+        await asyncio.sleep(0.05)
+    assert await related.evaluate(look) == ["More on this", "More on this", "dark"]
+    assert await page.locator("#related .tdg-card").count() == 4
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
     assert page.page_errors == []
 
 

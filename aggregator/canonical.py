@@ -30,6 +30,8 @@ import re
 from functools import lru_cache
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
+import idna
+
 _ASCII_SPACE = " \t\n\r\f\v"
 
 TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "_hs")
@@ -180,10 +182,23 @@ def site_key(site: str) -> str:
         s = s[4:]
     if not s.isascii():
         try:
-            s = s.encode("idna").decode("ascii")
+            s = ascii_host(s)
         except UnicodeError:  # not a host name: compared as written, without case
             pass
     return s
+
+
+def ascii_host(host: str) -> str:
+    """A non-ASCII host name as punycode, as browsers (UTS #46, non-transitional) and
+    aiohttp's yarl spell it: "faß.de" is "xn--fa-hia.de". Python's "idna" codec (IDNA 2003)
+    made it "fass.de", another domain: its stories were stored under that site, a widget's
+    page and its stored story did not match, and the API fetched the other domain's page.
+    Hosts IDNA 2008 refuses (symbols) fall back to the codec, as yarl does. UnicodeError
+    when neither takes it."""
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except UnicodeError:  # idna.IDNAError is one
+        return host.encode("idna").decode("ascii")
 
 
 def is_tracking_param(name: str, host: str = "") -> bool:
@@ -221,7 +236,7 @@ def _normalize_host(host: str) -> str:
         host = f"[{host}]"
     elif not host.isascii():
         try:
-            host = host.encode("idna").decode("ascii")
+            host = ascii_host(host)
         except UnicodeError as e:
             raise ValueError(f"bad host name {host!r}") from e
     if not _HOST_OK.match(host) or ".." in host or host.startswith("."):

@@ -399,3 +399,18 @@ def test_url_variants_are_the_other_scheme_and_trailing_slash_nearest_first() ->
     assert url_variants("https://a.example/") == ["http://a.example/"]  # the root has one path
     assert url_variants("https://a.example:8443/x") == [  # a port stays as it is
         "https://a.example:8443/x/", "http://a.example:8443/x", "http://a.example:8443/x/"]
+
+
+@pytest.mark.parametrize(("host", "ascii"), [
+    ("faß.de", "xn--fa-hia.de"),  # IDNA 2003 made it fass.de: another domain
+    ("σίσυφος.gr", "xn--kxa6ajbbmh.gr"),  # the final sigma kept (IDNA 2003: σ)
+    ("Bücher.de", "xn--bcher-kva.de"),
+    ("☃.net", "xn--n3h.net"),  # a symbol IDNA 2008 refuses: browsers and yarl still take it
+])
+def test_idn_hosts_are_spelt_as_browsers_and_the_fetcher_spell_them(host, ascii):
+    import yarl
+
+    url = f"https://{host}/a"
+    assert canonical_url(url) == f"https://{ascii}/a"
+    assert site_key(url) == ascii
+    assert yarl.URL(url).raw_host == ascii  # what aiohttp asks DNS for and fetches

@@ -1449,6 +1449,8 @@ SITE_KEY_URLS = [
     "https://news.bbc.co.uk/a", "https://www2.example.com/", "https://wwwexample.com/",
     "https://www.news.www.example/", "https://www./", "https://www.www./", "http://127.0.0.1:8080/",
     "https://www.Bücher.example/", "http://news.localhost/a",
+    # IDN hosts as browsers spell them (UTS #46): Python's IDNA 2003 codec made faß.de fass.de
+    "https://www.faß.de/a", "https://σίσυφος.gr/a", "https://☃.net/",
 ]
 
 

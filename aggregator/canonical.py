@@ -191,8 +191,8 @@ def site_key(site: str) -> str:
 def ascii_host(host: str) -> str:
     """A non-ASCII host name as punycode, as browsers (UTS #46, non-transitional) and
     aiohttp's yarl spell it: "faß.de" is "xn--fa-hia.de". Python's "idna" codec (IDNA 2003)
-    made it "fass.de", another domain: its stories were stored under that site, a widget's
-    page and its stored story did not match, and the API fetched the other domain's page.
+    made it "fass.de", another domain: its stories were stored under that site's URLs, and
+    a widget's page (the browser's spelling) matched no stored story.
     Hosts IDNA 2008 refuses (symbols) fall back to the codec, as yarl does. UnicodeError
     when neither takes it."""
     try:

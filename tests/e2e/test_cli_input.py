@@ -80,6 +80,20 @@ def test_import_from_a_closed_stdin_and_export_to_a_closed_stdout_are_one_line(c
     assert one_line_error(r) == "tidings: error: cannot write -: standard output is closed"
 
 
+def test_a_command_started_with_stderr_closed_does_its_work(cli_env, tmp_path):
+    """`2>&-` (a cron line): sys.stderr is None, and the progress bar's check of it stopped
+    `import` with an AttributeError, exit 1, nothing stored."""
+    import os
+
+    story = tmp_path / "s.jsonl"
+    story.write_text(json.dumps({"url": "https://example.org/a", "title": "Talks"}) + "\n",
+                     encoding="utf-8")
+    r = subprocess.run([*TIDINGS, "import", str(story), "--no-index"], cwd=REPO, env=cli_env,
+                       text=True, stdout=subprocess.PIPE, timeout=60,
+                       preexec_fn=lambda: os.close(2))
+    assert r.returncode == 0 and r.stdout.startswith("imported: 1 new"), r.stdout
+
+
 def test_a_database_error_is_one_line_without_the_statement_or_the_stories(cli_env, tmp_path):
     """SQLAlchemy's text goes on with the SQL, its parameters (an import batch: the stories'
     texts) and a link: kilobytes on four lines for a full disk, two for a file that is not a

@@ -861,7 +861,7 @@ def check_counts(items: int, found) -> str:
 
 
 async def cmd_sources(settings, args) -> int:
-    from aggregator.sources import load_sources, source_table, trial_source
+    from aggregator.sources import load_sources, source_table, trial_source, url_problem
     from api.services import build
 
     if args.sources_command == "import-opml":  # files only: no database
@@ -874,6 +874,10 @@ async def cmd_sources(settings, args) -> int:
         # A feed's URL that no source names: tried before it is added to the file.
         trial = trial_source(args.name) if spec is None else None
         spec = spec or trial
+        if spec is None and "://" in args.name:  # meant as a URL: say what is wrong with it
+            # (it said "no source named 'http://x:99999/'", as if URLs were not tried)
+            print(f"tidings: error: cannot try this URL: {url_problem(args.name)}", file=sys.stderr)
+            return EXIT_USAGE
         if spec is None:
             print(f"tidings: error: no source named {args.name!r} in {settings.sources_file} "
                   "(a feed's http(s) URL is tried as it is)", file=sys.stderr)
@@ -938,6 +942,9 @@ def import_opml(settings, args) -> int:
     from aggregator.sources import load_sources, source_table
 
     path = settings.sources_file
+    if args.file == "-" and sys.stdin is None:  # `<&-`: as `import -` says it
+        print("tidings: error: cannot read -: standard input is closed", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.file == "-":
             body = sys.stdin.buffer.read(MAX_OPML_BYTES + 1)

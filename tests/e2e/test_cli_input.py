@@ -78,6 +78,10 @@ def test_import_from_a_closed_stdin_and_export_to_a_closed_stdout_are_one_line(c
     r = subprocess.run([*TIDINGS, "export", "-"], cwd=REPO, env=cli_env, text=True,
                        stderr=subprocess.PIPE, timeout=60, preexec_fn=lambda: os.close(1))
     assert one_line_error(r) == "tidings: error: cannot write -: standard output is closed"
+    # `sources import-opml -` too (found by a later hunt).
+    r = subprocess.run([*TIDINGS, "sources", "import-opml", "-"], cwd=REPO, env=cli_env, text=True,
+                       capture_output=True, timeout=60, preexec_fn=lambda: os.close(0))
+    assert one_line_error(r) == "tidings: error: cannot read -: standard input is closed"
 
 
 def test_a_command_started_with_stderr_closed_does_its_work(cli_env, tmp_path):
@@ -92,6 +96,16 @@ def test_a_command_started_with_stderr_closed_does_its_work(cli_env, tmp_path):
                        text=True, stdout=subprocess.PIPE, timeout=60,
                        preexec_fn=lambda: os.close(2))
     assert r.returncode == 0 and r.stdout.startswith("imported: 1 new"), r.stdout
+
+
+def test_sources_check_of_a_url_it_cannot_try_says_what_is_wrong_with_it(cli_env):
+    """A URL the loader refuses was looked up as a source's name: "no source named
+    'http://news.example:99999/feed' (a feed's http(s) URL is tried as it is)"."""
+    for url, says in (("http://news.example:99999/feed", "Port out of range"),
+                      ("http://news example/feed", "bad host name 'news example'"),
+                      ("ftp://news.example/feed", "absolute http(s) URL")):
+        line = one_line_error(run_cli(["sources", "check", url], cli_env, timeout=60))
+        assert line.startswith("tidings: error: cannot try this URL: ") and says in line, line
 
 
 def test_a_database_error_is_one_line_without_the_statement_or_the_stories(cli_env, tmp_path):

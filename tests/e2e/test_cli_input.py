@@ -299,6 +299,17 @@ def test_eval_feed_takes_the_mind_folder_itself_and_names_a_missing_sample(cli_e
     assert json.loads(r.stdout)["n"] == 808
 
 
+def test_eval_related_names_the_datasets_its_data_folder_lacks(cli_env, tmp_path):
+    """A --data folder without them stopped on a bare "[Errno 2] No such file or directory"
+    and exit 1, and `--only seed` printed an empty block and succeeded."""
+    (tmp_path / "ecbplus").mkdir()
+    line = one_line_error(run_cli(["eval", "related", "--data", str(tmp_path), "--only", "seed"],
+                                  cli_env, timeout=60))
+    assert line == f"tidings: error: no bbc-news folder in {tmp_path}: pass --data the shared data folder"
+    line = one_line_error(run_cli(["eval", "related", "--data", str(tmp_path)], cli_env, timeout=60))
+    assert f"no bbc-news, uci-news-aggregator-head folder in {tmp_path}" in line, line
+
+
 @pytest.mark.parametrize("option", ["keepalives=1", "sslrootcert=/etc/ssl/rds.pem"])
 def test_a_libpq_parameter_asyncpg_cannot_take_is_one_line(cli_env, pg_server, option):
     # A libpq option in the URL reached asyncpg's connect() and ended in a 40-line TypeError

@@ -1126,6 +1126,7 @@ async def cmd_takedown(settings, args) -> int:
     """Takedowns go to the database: running processes drop the stories from their indexes
     within a second or two (the change log), and collectors and imports skip them."""
     from aggregator.canonical import canonical_url
+    from aggregator.normalize import MAX_URL_CHARS
     from api.services import build
 
     urls: list[str] = []
@@ -1134,6 +1135,12 @@ async def cmd_takedown(settings, args) -> int:
             urls.append(canonical_url(u))
         except ValueError as e:
             print(f"tidings: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        if len(urls[-1]) > MAX_URL_CHARS:
+            # No story has one (normalize refuses them), and on PostgreSQL the takedowns'
+            # key index refused the row: a traceback with the SQL and the whole URL.
+            print(f"tidings: error: a URL of {len(urls[-1])} characters: no story's is longer "
+                  f"than {MAX_URL_CHARS}", file=sys.stderr)
             return EXIT_USAGE
     svc = await build(settings)
     store = svc.store

@@ -156,6 +156,23 @@ async def test_a_label_longer_than_its_column_is_one_bad_line_on_either_database
         "https://example.org/0", "https://example.org/2", "https://example.org/3"]
 
 
+async def test_a_takedown_of_a_url_no_story_can_have_is_one_line_on_either_database(cli_env, db_url):
+    """A URL past a story's 2,048 characters: on PostgreSQL the takedowns' key index refused
+    the row (a random one does not compress), and the answer was a traceback with the SQL and
+    the whole URL; SQLite kept a takedown that could never match."""
+    import asyncio
+    import random
+    import string
+
+    env = {**cli_env, "TIDINGS_DATABASE_URL": db_url}
+    path = "".join(random.Random(7).choices(string.ascii_letters, k=9000))
+    r = await asyncio.to_thread(run_cli, ["takedown", "add", f"https://news.example/{path}"], env)
+    line = one_line_error(r)
+    assert "a URL of 9021 characters: no story's is longer than 2048" in line and path not in line
+    r = await asyncio.to_thread(run_cli, ["takedown", "list", "--json"], env)
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stderr
+
+
 async def test_a_database_that_refuses_writes_is_one_line(cli_env, tmp_path, pg_url):
     """Pointed at a read-only PostgreSQL (a hot standby, default_transaction_read_only),
     `sources reset`, `collect --once` and `index` ended in SQLAlchemy's traceback with the

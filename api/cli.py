@@ -966,8 +966,11 @@ def import_opml(settings, args) -> int:
         print(f"tidings: {label}: {skip}", file=sys.stderr)
     uncategorized = sum(1 for s in plan.specs if not s.category)
     if args.append and uncategorized:
-        print(f"tidings: error: {uncategorized} feed(s) in no folder would have no category: "
-              "pass --category C, or import without --append and fill them in; "
+        # Not only feeds in no folder: a folder titled without Latin letters or digits
+        # ("Новости", "政治") gives no slug either, and they were said to be in none.
+        print(f"tidings: error: {uncategorized} feed(s) would have no category (in no folder, "
+              "or one whose title gives no slug): pass --category C, or import without "
+              "--append and fill them in; "
               f"{path} left as it was", file=sys.stderr)
         return EXIT_USAGE
     if not plan.specs:

@@ -189,16 +189,10 @@ def plan_import(feeds: Iterable[OpmlFeed], existing: Sequence[SourceSpec], *,
     skipped: list[Skipped] = []
     already = 0
     for feed in feeds:
-        problem = _url_problem(feed.url)
-        key = ""
-        if problem is None:
-            try:
-                key = canonical_url(feed.url)
-            except ValueError as e:
-                problem = f"url is not a valid URL ({e})"
-        if problem is not None:
+        if (problem := _url_problem(feed.url)) is not None:
             skipped.append(Skipped(feed.line, feed.title, problem))
             continue
+        key = canonical_url(feed.url)  # the loader's check (url_problem) has read it
         if key in have:
             already += 1
             skipped.append(Skipped(feed.line, feed.title,

@@ -270,6 +270,7 @@ def scan_key_lines(text: str) -> KeyLines:
             array_counts[parts] = array_counts.get(parts, -1) + 1
             table = tuple(resolve(parts))
             lines[table] = number
+            lines.setdefault(table[:-1], number)  # the array itself: where it starts
             continue
         if m := _TABLE_RE.match(line):
             table = tuple(resolve(_split_key(m[1])))

@@ -130,6 +130,10 @@ def url_problem(url: str) -> str | None:
         # Not echoed: this error reaches the log too (a hot reload keeps the old sources).
         return ("url must not carry a user name or password (user:password@host): the "
                 "collector does not send them")
+    try:  # a host no URL can have ("a b.example", "a..example"): loaded, it could never be
+        canonical_url(url)  # fetched, and comparing the sources' URLs stopped at it
+    except ValueError as e:
+        return f"url is not a valid URL ({e}), got {url!r}"
     return None
 
 

@@ -861,7 +861,7 @@ def check_counts(items: int, found) -> str:
 
 
 async def cmd_sources(settings, args) -> int:
-    from aggregator.sources import load_sources, source_table, trial_source
+    from aggregator.sources import load_sources, source_table, trial_source, url_problem
     from api.services import build
 
     if args.sources_command == "import-opml":  # files only: no database
@@ -874,6 +874,10 @@ async def cmd_sources(settings, args) -> int:
         # A feed's URL that no source names: tried before it is added to the file.
         trial = trial_source(args.name) if spec is None else None
         spec = spec or trial
+        if spec is None and "://" in args.name:  # meant as a URL: say what is wrong with it
+            # (it said "no source named 'http://x:99999/'", as if URLs were not tried)
+            print(f"tidings: error: cannot try this URL: {url_problem(args.name)}", file=sys.stderr)
+            return EXIT_USAGE
         if spec is None:
             print(f"tidings: error: no source named {args.name!r} in {settings.sources_file} "
                   "(a feed's http(s) URL is tried as it is)", file=sys.stderr)
@@ -938,6 +942,9 @@ def import_opml(settings, args) -> int:
     from aggregator.sources import load_sources, source_table
 
     path = settings.sources_file
+    if args.file == "-" and sys.stdin is None:  # `<&-`: as `import -` says it
+        print("tidings: error: cannot read -: standard input is closed", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.file == "-":
             body = sys.stdin.buffer.read(MAX_OPML_BYTES + 1)
@@ -959,8 +966,11 @@ def import_opml(settings, args) -> int:
         print(f"tidings: {label}: {skip}", file=sys.stderr)
     uncategorized = sum(1 for s in plan.specs if not s.category)
     if args.append and uncategorized:
-        print(f"tidings: error: {uncategorized} feed(s) in no folder would have no category: "
-              "pass --category C, or import without --append and fill them in; "
+        # Not only feeds in no folder: a folder titled without Latin letters or digits
+        # ("Новости", "政治") gives no slug either, and they were said to be in none.
+        print(f"tidings: error: {uncategorized} feed(s) would have no category (in no folder, "
+              "or one whose title gives no slug): pass --category C, or import without "
+              "--append and fill them in; "
               f"{path} left as it was", file=sys.stderr)
         return EXIT_USAGE
     if not plan.specs:
@@ -1119,6 +1129,7 @@ async def cmd_takedown(settings, args) -> int:
     """Takedowns go to the database: running processes drop the stories from their indexes
     within a second or two (the change log), and collectors and imports skip them."""
     from aggregator.canonical import canonical_url
+    from aggregator.normalize import MAX_URL_CHARS
     from api.services import build
 
     urls: list[str] = []
@@ -1127,6 +1138,12 @@ async def cmd_takedown(settings, args) -> int:
             urls.append(canonical_url(u))
         except ValueError as e:
             print(f"tidings: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        if len(urls[-1]) > MAX_URL_CHARS:
+            # No story has one (normalize refuses them), and on PostgreSQL the takedowns'
+            # key index refused the row: a traceback with the SQL and the whole URL.
+            print(f"tidings: error: a URL of {len(urls[-1])} characters: no story's is longer "
+                  f"than {MAX_URL_CHARS}", file=sys.stderr)
             return EXIT_USAGE
     svc = await build(settings)
     store = svc.store

@@ -39,10 +39,28 @@ def mind_dir(root: Path) -> Path:
                       "pass --data the shared data folder or the sample's own")
 
 
+# The folder under the shared data folder that each part of `eval related` reads.
+RELATED_DATASETS = {"ecbplus": "ecbplus", "bbc": "bbc-news", "uci": "uci-news-aggregator-head",
+                    "seed": "bbc-news"}
+
+
+def check_related_data(root: Path, only: str | None) -> None:
+    """ConfigError naming the datasets `root` lacks for the parts asked for: a --data folder
+    without them stopped on a bare "[Errno 2] No such file or directory" (exit 1), and
+    `--only seed` printed an empty block with exit 0."""
+    parts = [only] if only else list(RELATED_DATASETS)
+    missing = sorted({RELATED_DATASETS[p] for p in parts if not (root / RELATED_DATASETS[p]).is_dir()})
+    if missing:
+        raise ConfigError(f"no {', '.join(missing)} folder in {root}: pass --data the shared "
+                          "data folder")
+
+
 async def cmd_eval(settings, args) -> int:
     from recommender.embed import make_embedder
 
     root = data_dir(args.data)
+    if args.eval_command == "related":
+        check_related_data(root, args.only)
     embedder = make_embedder(args.embedder or settings.index.embedder,
                              cache_dir=settings.data_dir / "models")
     t0 = time.perf_counter()

@@ -12,7 +12,9 @@ class Progress:
     def __init__(self, desc: str, unit: str = "story", *, bytes_: bool = False):
         """`bytes_`: counts are bytes, shown scaled (kB, MB)."""
         self.bar = None
-        if sys.stderr.isatty():
+        # sys.stderr is None when the command was started with it closed (`2>&-`): an
+        # AttributeError stopped `import` after its first line, exit 1.
+        if sys.stderr is not None and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(desc=desc, unit="B" if bytes_ else unit, unit_scale=bytes_,

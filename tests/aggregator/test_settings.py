@@ -314,6 +314,8 @@ FILE_ERRORS = [
     ("[api]\nmax_k = 3\n", 2, "api.max_k", "must not exceed"),
     ('\n[api]\npublic_url = "tidings.example"\n', 3, "api.public_url", "absolute http(s) URL"),
     ("collect = 5\n", 1, "collect", "must be a table"),
+    # An array of tables: its path is ("collect", 0), and the error had no line at all.
+    ('log_level = "info"\n[[collect]]\ntick_s = 1\n', 2, "collect", "must be a table"),
     ('log_level = "loud"\n', 1, "log_level", "must be one of"),
     ('database_url = "tidings.db"\n', 1, "database_url", "SQLAlchemy URL"),
     ("data_dir = 3\n", 1, "data_dir", "expected a path string"),

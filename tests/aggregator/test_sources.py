@@ -216,6 +216,12 @@ SOURCE_ERRORS = [
      "not a valid URL"),
     (A.replace("https://a.example/feed", "http://127.0.0.1:99999/"), 3, "url", "source 'a'",
      "not a valid URL"),
+    # A host no URL can have: the loader took it, and comparing the sources' canonical URLs
+    # (repeated_feeds) then stopped every command that loads the file with a traceback.
+    (A.replace("https://a.example/feed", "http://a example.com/feed"), 3, "url", "source 'a'",
+     "not a valid URL (bad host name 'a example.com')"),
+    (A.replace("https://a.example/feed", "http://a..example/feed"), 3, "url", "source 'a'",
+     "not a valid URL"),
     (A + "weight = 11\n", 5, "weight", "source 'a'", "between 0 and 10"),
     (A + "weight = -0.5\n", 5, "weight", "source 'a'", "between 0 and 10"),
     (A + 'weight = "high"\n', 5, "weight", "source 'a'", "weight must be a number"),

@@ -78,6 +78,34 @@ def test_import_from_a_closed_stdin_and_export_to_a_closed_stdout_are_one_line(c
     r = subprocess.run([*TIDINGS, "export", "-"], cwd=REPO, env=cli_env, text=True,
                        stderr=subprocess.PIPE, timeout=60, preexec_fn=lambda: os.close(1))
     assert one_line_error(r) == "tidings: error: cannot write -: standard output is closed"
+    # `sources import-opml -` too (found by a later hunt).
+    r = subprocess.run([*TIDINGS, "sources", "import-opml", "-"], cwd=REPO, env=cli_env, text=True,
+                       capture_output=True, timeout=60, preexec_fn=lambda: os.close(0))
+    assert one_line_error(r) == "tidings: error: cannot read -: standard input is closed"
+
+
+def test_a_command_started_with_stderr_closed_does_its_work(cli_env, tmp_path):
+    """`2>&-` (a cron line): sys.stderr is None, and the progress bar's check of it stopped
+    `import` with an AttributeError, exit 1, nothing stored."""
+    import os
+
+    story = tmp_path / "s.jsonl"
+    story.write_text(json.dumps({"url": "https://example.org/a", "title": "Talks"}) + "\n",
+                     encoding="utf-8")
+    r = subprocess.run([*TIDINGS, "import", str(story), "--no-index"], cwd=REPO, env=cli_env,
+                       text=True, stdout=subprocess.PIPE, timeout=60,
+                       preexec_fn=lambda: os.close(2))
+    assert r.returncode == 0 and r.stdout.startswith("imported: 1 new"), r.stdout
+
+
+def test_sources_check_of_a_url_it_cannot_try_says_what_is_wrong_with_it(cli_env):
+    """A URL the loader refuses was looked up as a source's name: "no source named
+    'http://news.example:99999/feed' (a feed's http(s) URL is tried as it is)"."""
+    for url, says in (("http://news.example:99999/feed", "Port out of range"),
+                      ("http://news example/feed", "bad host name 'news example'"),
+                      ("ftp://news.example/feed", "absolute http(s) URL")):
+        line = one_line_error(run_cli(["sources", "check", url], cli_env, timeout=60))
+        assert line.startswith("tidings: error: cannot try this URL: ") and says in line, line
 
 
 def test_a_database_error_is_one_line_without_the_statement_or_the_stories(cli_env, tmp_path):
@@ -126,6 +154,23 @@ async def test_a_label_longer_than_its_column_is_one_bad_line_on_either_database
     r = await asyncio.to_thread(run_cli, ["export", "-"], env)
     assert sorted(json.loads(x)["url"] for x in r.stdout.splitlines()) == [
         "https://example.org/0", "https://example.org/2", "https://example.org/3"]
+
+
+async def test_a_takedown_of_a_url_no_story_can_have_is_one_line_on_either_database(cli_env, db_url):
+    """A URL past a story's 2,048 characters: on PostgreSQL the takedowns' key index refused
+    the row (a random one does not compress), and the answer was a traceback with the SQL and
+    the whole URL; SQLite kept a takedown that could never match."""
+    import asyncio
+    import random
+    import string
+
+    env = {**cli_env, "TIDINGS_DATABASE_URL": db_url}
+    path = "".join(random.Random(7).choices(string.ascii_letters, k=9000))
+    r = await asyncio.to_thread(run_cli, ["takedown", "add", f"https://news.example/{path}"], env)
+    line = one_line_error(r)
+    assert "a URL of 9021 characters: no story's is longer than 2048" in line and path not in line
+    r = await asyncio.to_thread(run_cli, ["takedown", "list", "--json"], env)
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stderr
 
 
 async def test_a_database_that_refuses_writes_is_one_line(cli_env, tmp_path, pg_url):
@@ -269,6 +314,17 @@ def test_eval_feed_takes_the_mind_folder_itself_and_names_a_missing_sample(cli_e
     r = run_cli(["eval", "feed", "--data", str(shared_data / "mind-small-sample")], cli_env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["n"] == 808
+
+
+def test_eval_related_names_the_datasets_its_data_folder_lacks(cli_env, tmp_path):
+    """A --data folder without them stopped on a bare "[Errno 2] No such file or directory"
+    and exit 1, and `--only seed` printed an empty block and succeeded."""
+    (tmp_path / "ecbplus").mkdir()
+    line = one_line_error(run_cli(["eval", "related", "--data", str(tmp_path), "--only", "seed"],
+                                  cli_env, timeout=60))
+    assert line == f"tidings: error: no bbc-news folder in {tmp_path}: pass --data the shared data folder"
+    line = one_line_error(run_cli(["eval", "related", "--data", str(tmp_path)], cli_env, timeout=60))
+    assert f"no bbc-news, uci-news-aggregator-head folder in {tmp_path}" in line, line
 
 
 @pytest.mark.parametrize("option", ["keepalives=1", "sslrootcert=/etc/ssl/rds.pem"])

@@ -19,9 +19,16 @@ from lxml import etree
 
 from aggregator.canonical import canonical_url
 from aggregator.errors import ParseError
-from aggregator.model import MAX_CATEGORY_CHARS, MAX_SOURCE_NAME_CHARS, SourceSpec
+from aggregator.model import MAX_SOURCE_NAME_CHARS, SourceSpec
 from aggregator.settings import CONTROL_CHARS
-from aggregator.sources import _NAME_RE, name_slug, source_table, trial_source, url_problem
+from aggregator.sources import (
+    _NAME_RE,
+    category_slug,
+    name_slug,
+    source_table,
+    trial_source,
+    url_problem,
+)
 
 # Readers' exports are a few hundred KB for a thousand feeds; past this it is not a
 # subscription list, and the parse (a tree in memory) is refused before it starts.
@@ -205,7 +212,7 @@ def plan_import(feeds: Iterable[OpmlFeed], existing: Sequence[SourceSpec], *,
         name = unique_name(source_name(feed), taken)
         taken.add(name)
         met[key] = (name, feed.line)
-        cat = category if category is not None else name_slug(feed.folder, MAX_CATEGORY_CHARS)
+        cat = category if category is not None else category_slug(feed.folder)
         specs.append(SourceSpec(name=name, url=feed.url.strip(), category=cat))
     return ImportPlan(specs=tuple(specs), skipped=tuple(skipped), already=already)
 

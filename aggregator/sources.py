@@ -97,6 +97,19 @@ def name_slug(text: str, max_chars: int = MAX_SOURCE_NAME_CHARS) -> str:
     return re.sub(r"[^a-z0-9_-]+", "-", folded).strip("-_")[:max_chars].rstrip("-_")
 
 
+def category_slug(text: str, max_chars: int = MAX_CATEGORY_CHARS) -> str:
+    """`text` (an OPML folder's title) as a category, "" when it has no letter or digit:
+    lower case, accents folded as in a name ("Économie" -> "economie"), each run of other
+    characters one "-". Unlike a name, letters without an ASCII form stay ("Новости" ->
+    "новости", "政治"): a category is free text, and dropping them left every feed of such a
+    folder without one (so exported sources came back without their category)."""
+    kept = []
+    for ch in text.casefold():
+        base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+        kept.append(base or ch)
+    return re.sub(r"[^\w-]+", "-", "".join(kept)).strip("-_")[:max_chars].rstrip("-_")
+
+
 def toml_string(value: str) -> str:
     """`value` as a TOML basic string. Not json.dumps alone: its ASCII escapes write a
     character beyond U+FFFF as a surrogate pair ("\\ud83d\\ude00"), which TOML refuses, and

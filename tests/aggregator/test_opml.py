@@ -23,7 +23,7 @@ from aggregator.opml import (
     read_opml,
     unique_name,
 )
-from aggregator.sources import _NAME_RE, load_sources, name_slug
+from aggregator.sources import _NAME_RE, category_slug, load_sources, name_slug
 
 # Shaped like Inoreader's and Feedly's exports: folders with text and title, a nested folder,
 # a feed at the top, a note and a link that are not feeds, one feed filed in two folders.
@@ -101,6 +101,15 @@ def test_the_category_given_is_every_sources_and_names_are_unique_among_the_new_
     assert triples(plan.specs) == [("daily-news", "https://a0.example/feed", "World News"),
                                    ("daily-news-3", "https://a1.example/feed", "World News"),
                                    ("daily-news-4", "https://a2.example/feed", "World News")]
+
+
+@pytest.mark.parametrize(("folder", "category"), [
+    ("Tech & Science", "tech-science"), ("Économie & Straße", "economie-strasse"),
+    ("Новости", "новости"), ("Новый мир", "новый-мир"), ("政治", "政治"), ("  World—News ", "world-news"),
+    ("!!!", ""), ("", ""),
+])
+def test_a_folder_gives_its_category_in_any_script(folder, category):
+    assert category_slug(folder) == category
 
 
 def test_names_from_titles_fold_accents_and_keep_to_the_width():
@@ -217,7 +226,10 @@ def test_an_exported_file_imports_as_the_same_sources():
              SourceSpec(name="ars_tech", url="https://ars.example/feed?x=1&y=2", category="tech"),
              SourceSpec(name="nasa", url="https://www.nasa.gov/rss/dyn/breaking_news.rss",
                         category="science", kind="feed"),
-             SourceSpec(name="guardian", url="https://guardian.example/rss", category="politics")]
+             SourceSpec(name="guardian", url="https://guardian.example/rss", category="politics"),
+             # A category in letters without an ASCII form came back without one.
+             SourceSpec(name="lenta", url="https://lenta.example/rss", category="политика"),
+             SourceSpec(name="xinhua", url="https://xinhua.example/rss", category="政治")]
     doc, left_out = export_opml(specs, created_at=NOW)
     assert left_out == []
     plan = plan_import(read_opml(doc), [])

@@ -162,13 +162,21 @@ def test_append_refuses_what_would_not_load_and_feeds_without_a_category(setup, 
     assert r.returncode == 2 and "pass --category" in r.stderr and path.read_text(encoding="utf-8") == SOURCES
     # A folder whose title gives no slug leaves its feeds without a category too: the error
     # said they were "in no folder".
+    starred = tmp_path / "starred.opml"
+    starred.write_text('<opml version="1.0"><body><outline text="★★★"><outline text="Lenta" '
+                       'xmlUrl="https://lenta.example/rss"/></outline></body></opml>', encoding="utf-8")
+    r = run_cli(["sources", "import-opml", "--append", str(starred)], env)
+    assert r.returncode == 2 and path.read_text(encoding="utf-8") == SOURCES
+    assert ("1 feed(s) would have no category (in no folder, or one whose title gives no slug): "
+            "pass --category C") in r.stderr, r.stderr
+    # A title in another script gives its category (Cyrillic letters were dropped: none).
     cyrillic = tmp_path / "cyrillic.opml"
     cyrillic.write_text('<opml version="1.0"><body><outline text="Новости"><outline text="Lenta" '
                         'xmlUrl="https://lenta.example/rss"/></outline></body></opml>', encoding="utf-8")
     r = run_cli(["sources", "import-opml", "--append", str(cyrillic)], env)
-    assert r.returncode == 2 and path.read_text(encoding="utf-8") == SOURCES
-    assert ("1 feed(s) would have no category (in no folder, or one whose title gives no slug): "
-            "pass --category C") in r.stderr, r.stderr
+    assert r.returncode == 0, r.stderr
+    assert triples(load_sources(path))[-1] == ("lenta", "https://lenta.example/rss", "новости")
+    path.write_text(SOURCES, encoding="utf-8")
     r = run_cli(["sources", "import-opml", "--append", "--category", "world", str(top)], env)
     assert r.returncode == 0, r.stderr
     assert triples(load_sources(path))[-1] == ("top", "https://top.example/rss", "world")

@@ -159,3 +159,22 @@ async def test_a_page_that_is_no_http_url_is_a_422_naming_it(http):
         r = await http.post("/v1/events", json={"events": [event]})
         assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_event"), (page, r.text)
         assert r.json()["error"]["message"].startswith("event 0: page: "), r.text
+
+
+async def test_an_event_names_a_story_by_any_spelling_its_block_was_found_by(http, stack):
+    """A block is found for a stored story's URL written with http for https or with a
+    trailing slash (url_variants); events naming it so were skipped as about no story."""
+    s = await _story(http)
+    assert s["url"].startswith("https://")
+    spellings = ["http://" + s["url"].removeprefix("https://"), s["url"] + "/"]
+    for url in spellings:
+        assert (await http.get("/v1/related", params={"url": url, "k": 1})).json()["article"]["id"] == s["id"]
+    events = [{"reader": "r-spelt", "url": spellings[0], "type": "click"},
+              {"reader": "r-spelt", "url": spellings[1], "type": "read"}]
+    r = await http.post("/v1/events", json={"events": events})
+    assert r.status_code == 202 and r.json() == {"accepted": 2, "skipped": []}, r.text
+    for _ in range(50):  # the sink writes in the background
+        if len(await stack.svc.store.reader_events("r-spelt")) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert {e.story_id for e in await stack.svc.store.reader_events("r-spelt")} == {s["id"]}

@@ -26,6 +26,14 @@ log = logging.getLogger("tidings.events")
 
 MAX_BODY_BYTES = 256_000
 MAX_BATCH = 500
+
+
+def batch_limit(events_per_minute: int) -> int:
+    """The most events one request may carry: MAX_BATCH, or fewer under a lower per-minute
+    limit (0 = none). Each event is charged to the client's bucket, which never holds more
+    than a minute's worth: a bigger batch was a 429 "retry after 60 s" that no retry could
+    ever pass, where a 413 says to send it in parts."""
+    return min(MAX_BATCH, events_per_minute) if events_per_minute > 0 else MAX_BATCH
 # The most a reader's own request waits for their events to be written (`written_for`): a
 # batch is written within EventSink.flush_s when the database answers.
 OWN_EVENTS_WAIT_S = 2.0
@@ -102,8 +110,9 @@ def json_kind(value) -> str:
     return "another JSON value"
 
 
-def parse_events(body: bytes) -> list[EventIn]:
-    """The request body as events; ApiError(4xx) says what is wrong."""
+def parse_events(body: bytes, max_batch: int = MAX_BATCH) -> list[EventIn]:
+    """The request body as events, at most `max_batch` of them; ApiError(4xx) says what is
+    wrong."""
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "too_large", f"event batches are limited to {MAX_BODY_BYTES} bytes")
     if not body.strip():
@@ -117,8 +126,8 @@ def parse_events(body: bytes) -> list[EventIn]:
     raw = data.get("events") if isinstance(data, dict) and "events" in data else [data]
     if not isinstance(raw, list) or not raw:
         raise ApiError(422, "invalid_request", EXPECTED)
-    if len(raw) > MAX_BATCH:
-        raise ApiError(413, "too_large", f"at most {MAX_BATCH} events per request")
+    if len(raw) > max_batch:
+        raise ApiError(413, "too_large", f"at most {max_batch} events per request")
     out = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict):

@@ -178,3 +178,35 @@ async def test_an_event_names_a_story_by_any_spelling_its_block_was_found_by(htt
             break
         await asyncio.sleep(0.1)
     assert {e.story_id for e in await stack.svc.store.reader_events("r-spelt")} == {s["id"]}
+
+
+async def test_a_batch_over_the_minutes_limit_is_a_413_not_a_429_for_ever(stack, http):
+    """Each event is charged to the client's bucket, which holds a minute's worth at most: a
+    batch bigger than `api.events_per_minute` was a 429 "Retry-After: 60" that no retry could
+    pass. It is a 413 saying how many one request may carry, and the document says so."""
+    import dataclasses
+
+    import httpx
+
+    from api.app import create_app
+    from tests.api.conftest import free_port, start_server
+
+    s = await _story(http)
+    svc = dataclasses.replace(stack.svc, settings=dataclasses.replace(
+        stack.svc.settings, api=dataclasses.replace(stack.svc.settings.api, events_per_minute=3)))
+    port = free_port()
+    server, task = await start_server(create_app(svc), port)
+    event = {"reader": "r-batch-limit", "story_id": s["id"], "type": "impression"}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            r = await client.post("/v1/events", json={"events": [event] * 4})
+            assert (r.status_code, r.json()["error"]["code"]) == (413, "too_large"), r.text
+            assert "at most 3 events per request" in r.json()["error"]["message"]
+            schema = (await client.get("/openapi.json")).json()["paths"]["/v1/events"]["post"]
+            batch = schema["requestBody"]["content"]["application/json"]["schema"]["oneOf"][1]
+            assert batch["properties"]["events"]["maxItems"] == 3
+            assert (await client.post("/v1/events", json={"events": [event] * 3})).status_code == 202
+            assert (await client.post("/v1/events", json=event)).status_code == 429  # spent
+    finally:
+        server.should_exit = True
+        await task

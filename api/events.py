@@ -8,6 +8,7 @@ in-process queue that a background task writes in batches; the request answers 2
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -37,6 +38,9 @@ def batch_limit(events_per_minute: int) -> int:
 # The most a reader's own request waits for their events to be written (`written_for`): a
 # batch is written within EventSink.flush_s when the database answers.
 OWN_EVENTS_WAIT_S = 2.0
+# The most a shutdown waits for accepted events to be written: a batch's retries while the
+# database is away take ~16 s (`_write_batch`).
+CLOSE_WAIT_S = 20.0
 MAX_FUTURE = timedelta(minutes=5)  # client clocks drift; further ahead is a bad timestamp
 MAX_PAST = timedelta(days=30)
 READER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -220,6 +224,7 @@ class EventSink:
         self._task: asyncio.Task | None = None
         self._inflight = 0  # a batch taken from the queue and not yet written
         self._unwritten: Counter[str] = Counter()  # each reader's events accepted, not written
+        self._closing = asyncio.Event()  # set by `close`: write what is queued at once
 
     def submit(self, records: list[EventRecord]) -> None:
         if self.queue.qsize() + len(records) > self.queue.maxsize:
@@ -236,13 +241,30 @@ class EventSink:
             first = await self.queue.get()
             self._inflight += 1
             try:
-                await asyncio.sleep(self.flush_s)  # let a batch gather
+                await self._gather()
                 batch = [first]
                 while not self.queue.empty() and len(batch) < 5000:
                     batch.append(self.queue.get_nowait())
                 await self._write(batch)
             finally:
                 self._inflight -= 1
+
+    async def _gather(self) -> None:
+        """Let a batch gather for `flush_s`, unless the sink is closing."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), self.flush_s)
+
+    async def close(self, timeout_s: float = CLOSE_WAIT_S) -> None:
+        """Write what was accepted and is not written yet, then stop: called once the server
+        takes no more requests, before the store closes. The events answered 202 in the last
+        `flush_s` before a shutdown (a deploy, a restart) were lost with the process."""
+        self._closing.set()
+        await self.settle(timeout_s)
+        if self._unwritten:  # the database stayed away
+            log.error("events.dropped_at_close count=%d", sum(self._unwritten.values()))
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     async def settle(self, timeout_s: float = 30.0) -> None:
         """Wait until the events accepted so far are written (or given up on, see `_write`).

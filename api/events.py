@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
 from aggregator.canonical import canonical_url, url_variants
 from aggregator.model import MAX_STORY_ID
@@ -61,12 +61,14 @@ class EventIn(BaseModel):
     # The article page the widget's block was shown under: the report's `pages`.
     page: str | None = Field(default=None, max_length=2048)
 
-    @field_validator("story_id", mode="before")
+    @field_validator("story_id", "dwell_s", mode="before")
     @classmethod
-    def _not_a_bool(cls, v):
-        # JSON true is not story 1 (Python's bool is an int, and the lax parse took it).
+    def _not_a_bool(cls, v, info: ValidationInfo):
+        # JSON true is not story 1, nor a dwell of 1 s (Python's bool is an int, and the lax
+        # parse took it: a client's flag in the wrong field was stored as a read of 1 s).
         if isinstance(v, bool):
-            raise ValueError("story_id must be a story's id, not true or false")
+            what = "a story's id" if info.field_name == "story_id" else "a number of seconds"
+            raise ValueError(f"{info.field_name} must be {what}, not true or false")
         return v
 
     @field_validator("reader")

@@ -35,6 +35,8 @@ async def test_bad_events_are_4xx(http):
         (json.dumps({"reader": "r", "story_id": s["id"], "type": "like"}).encode(), 422, "invalid_event"),
         (json.dumps({"reader": "r", "type": "click"}).encode(), 422, "invalid_event"),
         (json.dumps({"reader": "r", "story_id": True, "type": "click"}).encode(), 422, "invalid_event"),
+        (json.dumps({"reader": "r", "story_id": s["id"], "type": "read", "dwell_s": True}).encode(),
+         422, "invalid_event"),  # was a read of 1 s
         (json.dumps({"reader": "r", "story_id": 987654, "type": "click"}).encode(), 404, "unknown_story"),
         (json.dumps({"reader": "r", "url": "https://nowhere.example/x", "type": "click"}).encode(), 404, "unknown_story"),
         (json.dumps({"reader": "r", "story_id": s["id"], "type": "click", "at": future}).encode(), 422, "invalid_event"),

@@ -1936,7 +1936,9 @@ class Store:
             return WidgetCounts([], [], [])
         first, last, edges = day_span(since, until)
         async with self.session() as s:
-            sites = await self._stored_sites(s, site) if site else None
+            # A blank site is no filter, as for the related filters (`site_key`): it counted
+            # only the stories stored without a site.
+            sites = await self._stored_sites(s, site) if site and site_key(site) else None
             if sites == []:  # no story of that site: nothing to count
                 return WidgetCounts([], [], [])
             days = _event_days_of(EventDayRow.day, first, last, sites)

@@ -52,6 +52,7 @@ from api.events import (
     READER_ID,
     EventIn,
     EventSink,
+    batch_limit,
     json_kind,
     parse_events,
     resolve,
@@ -349,13 +350,15 @@ class AcceptedOut(BaseModel):
 
 # The body of POST /v1/events: one event, or a batch. The batch needs its `events` key: without
 # `required` every object matched it, so a single event matched both alternatives of the oneOf
-# and a client validating against the document refused every single event.
-EVENTS_BODY_SCHEMA: dict = {"oneOf": [
-    EventIn.model_json_schema(),
-    {"type": "object", "required": ["events"], "properties": {"events": {
-        "type": "array", "items": EventIn.model_json_schema(), "minItems": 1,
-        "maxItems": MAX_BATCH}}},
-]}
+# and a client validating against the document refused every single event. `max_batch`: this
+# app's (api/events.py batch_limit).
+def events_body_schema(max_batch: int = MAX_BATCH) -> dict:
+    return {"oneOf": [
+        EventIn.model_json_schema(),
+        {"type": "object", "required": ["events"], "properties": {"events": {
+            "type": "array", "items": EventIn.model_json_schema(), "minItems": 1,
+            "maxItems": max_batch}}},
+    ]}
 
 
 ERROR_RESPONSES: dict = {
@@ -1116,14 +1119,17 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         metrics.events.labels(e.type).inc() for e in fresh])
     app.state.events = sink
 
+    max_batch = batch_limit(api.events_per_minute)
+    events_schema = events_body_schema(max_batch)
+
     @app.post("/v1/events", tags=["readers"], status_code=202,
               responses={202: {"model": AcceptedOut}}, openapi_extra={"requestBody": {
-                  "required": True, "content": {media: {"schema": EVENTS_BODY_SCHEMA}
+                  "required": True, "content": {media: {"schema": events_schema}
                                                 for media in ("application/json", "text/plain")}}})
     async def events(request: Request):
         """Impressions, clicks and reads, one or `{"events": [...]}`; idempotent by `id`."""
         body = await request.body()
-        evs = parse_events(body)
+        evs = parse_events(body, max_batch)
         limiter.check(("events", client_of(request)), api.events_per_minute, len(evs))
         records, unknown = await resolve(svc.store, evs, datetime.now(UTC))
         sink.submit(records)

@@ -8,15 +8,16 @@ in-process queue that a background task writes in batches; the request answers 2
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
-from aggregator.canonical import canonical_url
+from aggregator.canonical import canonical_url, url_variants
 from aggregator.model import MAX_STORY_ID
 from aggregator.store import EventRecord, Store, event_key
 from api.errors import ApiError, unreadable_body_message
@@ -26,9 +27,20 @@ log = logging.getLogger("tidings.events")
 
 MAX_BODY_BYTES = 256_000
 MAX_BATCH = 500
+
+
+def batch_limit(events_per_minute: int) -> int:
+    """The most events one request may carry: MAX_BATCH, or fewer under a lower per-minute
+    limit (0 = none). Each event is charged to the client's bucket, which never holds more
+    than a minute's worth: a bigger batch was a 429 "retry after 60 s" that no retry could
+    ever pass, where a 413 says to send it in parts."""
+    return min(MAX_BATCH, events_per_minute) if events_per_minute > 0 else MAX_BATCH
 # The most a reader's own request waits for their events to be written (`written_for`): a
 # batch is written within EventSink.flush_s when the database answers.
 OWN_EVENTS_WAIT_S = 2.0
+# The most a shutdown waits for accepted events to be written: a batch's retries while the
+# database is away take ~16 s (`_write_batch`).
+CLOSE_WAIT_S = 20.0
 MAX_FUTURE = timedelta(minutes=5)  # client clocks drift; further ahead is a bad timestamp
 MAX_PAST = timedelta(days=30)
 READER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -49,12 +61,14 @@ class EventIn(BaseModel):
     # The article page the widget's block was shown under: the report's `pages`.
     page: str | None = Field(default=None, max_length=2048)
 
-    @field_validator("story_id", mode="before")
+    @field_validator("story_id", "dwell_s", mode="before")
     @classmethod
-    def _not_a_bool(cls, v):
-        # JSON true is not story 1 (Python's bool is an int, and the lax parse took it).
+    def _not_a_bool(cls, v, info: ValidationInfo):
+        # JSON true is not story 1, nor a dwell of 1 s (Python's bool is an int, and the lax
+        # parse took it: a client's flag in the wrong field was stored as a read of 1 s).
         if isinstance(v, bool):
-            raise ValueError("story_id must be a story's id, not true or false")
+            what = "a story's id" if info.field_name == "story_id" else "a number of seconds"
+            raise ValueError(f"{info.field_name} must be {what}, not true or false")
         return v
 
     @field_validator("reader")
@@ -102,8 +116,9 @@ def json_kind(value) -> str:
     return "another JSON value"
 
 
-def parse_events(body: bytes) -> list[EventIn]:
-    """The request body as events; ApiError(4xx) says what is wrong."""
+def parse_events(body: bytes, max_batch: int = MAX_BATCH) -> list[EventIn]:
+    """The request body as events, at most `max_batch` of them; ApiError(4xx) says what is
+    wrong."""
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "too_large", f"event batches are limited to {MAX_BODY_BYTES} bytes")
     if not body.strip():
@@ -117,8 +132,8 @@ def parse_events(body: bytes) -> list[EventIn]:
     raw = data.get("events") if isinstance(data, dict) and "events" in data else [data]
     if not isinstance(raw, list) or not raw:
         raise ApiError(422, "invalid_request", EXPECTED)
-    if len(raw) > MAX_BATCH:
-        raise ApiError(413, "too_large", f"at most {MAX_BATCH} events per request")
+    if len(raw) > max_batch:
+        raise ApiError(413, "too_large", f"at most {max_batch} events per request")
     out = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
@@ -167,7 +182,10 @@ async def resolve(store: Store, events: list[EventIn],
                 raise ApiError(422, "invalid_event", f"event {i}: url: {e}") from None
     by_url = {}
     for raw, canon in urls.items():
-        s = await store.get_story_by_url(canon)
+        # Under its other spellings too, as a related block finds it (RelatedService.stored_at):
+        # a widget on the http page of a story collected as https got that story's block, and
+        # its events naming that page were skipped as about a story we did not have.
+        s = await store.get_story_by_any_url([canon, *url_variants(canon)])
         if s is not None:
             by_url[raw] = s.id
     ids = {ev.story_id for ev in events if ev.story_id is not None}
@@ -208,6 +226,7 @@ class EventSink:
         self._task: asyncio.Task | None = None
         self._inflight = 0  # a batch taken from the queue and not yet written
         self._unwritten: Counter[str] = Counter()  # each reader's events accepted, not written
+        self._closing = asyncio.Event()  # set by `close`: write what is queued at once
 
     def submit(self, records: list[EventRecord]) -> None:
         if self.queue.qsize() + len(records) > self.queue.maxsize:
@@ -224,13 +243,30 @@ class EventSink:
             first = await self.queue.get()
             self._inflight += 1
             try:
-                await asyncio.sleep(self.flush_s)  # let a batch gather
+                await self._gather()
                 batch = [first]
                 while not self.queue.empty() and len(batch) < 5000:
                     batch.append(self.queue.get_nowait())
                 await self._write(batch)
             finally:
                 self._inflight -= 1
+
+    async def _gather(self) -> None:
+        """Let a batch gather for `flush_s`, unless the sink is closing."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), self.flush_s)
+
+    async def close(self, timeout_s: float = CLOSE_WAIT_S) -> None:
+        """Write what was accepted and is not written yet, then stop: called once the server
+        takes no more requests, before the store closes. The events answered 202 in the last
+        `flush_s` before a shutdown (a deploy, a restart) were lost with the process."""
+        self._closing.set()
+        await self.settle(timeout_s)
+        if self._unwritten:  # the database stayed away
+            log.error("events.dropped_at_close count=%d", sum(self._unwritten.values()))
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     async def settle(self, timeout_s: float = 30.0) -> None:
         """Wait until the events accepted so far are written (or given up on, see `_write`).

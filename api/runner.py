@@ -421,7 +421,12 @@ async def _serve(svc: Services, host: str, port: int, ready: asyncio.Event | Non
             ready.set()
 
         asyncio.create_task(announce())
-    await server.serve()
+    try:
+        await server.serve()
+    finally:
+        # The server takes no more events: those it accepted are written before the store
+        # closes (run_roles), not lost with the process.
+        await app.state.events.close()
 
 
 async def _wait_for_signal() -> None:

@@ -139,6 +139,8 @@ class WorkerApp:
     async def _stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        if self.app is not None:  # the events this worker accepted, written before the store closes
+            await self.app.state.events.close()
         if self._svc is not None:
             await self._svc.close()
 

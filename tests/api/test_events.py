@@ -35,6 +35,8 @@ async def test_bad_events_are_4xx(http):
         (json.dumps({"reader": "r", "story_id": s["id"], "type": "like"}).encode(), 422, "invalid_event"),
         (json.dumps({"reader": "r", "type": "click"}).encode(), 422, "invalid_event"),
         (json.dumps({"reader": "r", "story_id": True, "type": "click"}).encode(), 422, "invalid_event"),
+        (json.dumps({"reader": "r", "story_id": s["id"], "type": "read", "dwell_s": True}).encode(),
+         422, "invalid_event"),  # was a read of 1 s
         (json.dumps({"reader": "r", "story_id": 987654, "type": "click"}).encode(), 404, "unknown_story"),
         (json.dumps({"reader": "r", "url": "https://nowhere.example/x", "type": "click"}).encode(), 404, "unknown_story"),
         (json.dumps({"reader": "r", "story_id": s["id"], "type": "click", "at": future}).encode(), 422, "invalid_event"),
@@ -186,3 +188,54 @@ async def test_the_events_metric_counts_each_stored_event_by_its_type(http, stac
             break
         await asyncio.sleep(0.05)
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1]
+
+
+async def test_an_event_names_a_story_by_any_spelling_its_block_was_found_by(http, stack):
+    """A block is found for a stored story's URL written with http for https or with a
+    trailing slash (url_variants); events naming it so were skipped as about no story."""
+    s = await _story(http)
+    assert s["url"].startswith("https://")
+    spellings = ["http://" + s["url"].removeprefix("https://"), s["url"] + "/"]
+    for url in spellings:
+        assert (await http.get("/v1/related", params={"url": url, "k": 1})).json()["article"]["id"] == s["id"]
+    events = [{"reader": "r-spelt", "url": spellings[0], "type": "click"},
+              {"reader": "r-spelt", "url": spellings[1], "type": "read"}]
+    r = await http.post("/v1/events", json={"events": events})
+    assert r.status_code == 202 and r.json() == {"accepted": 2, "skipped": []}, r.text
+    for _ in range(50):  # the sink writes in the background
+        if len(await stack.svc.store.reader_events("r-spelt")) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert {e.story_id for e in await stack.svc.store.reader_events("r-spelt")} == {s["id"]}
+
+
+async def test_a_batch_over_the_minutes_limit_is_a_413_not_a_429_for_ever(stack, http):
+    """Each event is charged to the client's bucket, which holds a minute's worth at most: a
+    batch bigger than `api.events_per_minute` was a 429 "Retry-After: 60" that no retry could
+    pass. It is a 413 saying how many one request may carry, and the document says so."""
+    import dataclasses
+
+    import httpx
+
+    from api.app import create_app
+    from tests.api.conftest import free_port, start_server
+
+    s = await _story(http)
+    svc = dataclasses.replace(stack.svc, settings=dataclasses.replace(
+        stack.svc.settings, api=dataclasses.replace(stack.svc.settings.api, events_per_minute=3)))
+    port = free_port()
+    server, task = await start_server(create_app(svc), port)
+    event = {"reader": "r-batch-limit", "story_id": s["id"], "type": "impression"}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            r = await client.post("/v1/events", json={"events": [event] * 4})
+            assert (r.status_code, r.json()["error"]["code"]) == (413, "too_large"), r.text
+            assert "at most 3 events per request" in r.json()["error"]["message"]
+            schema = (await client.get("/openapi.json")).json()["paths"]["/v1/events"]["post"]
+            batch = schema["requestBody"]["content"]["application/json"]["schema"]["oneOf"][1]
+            assert batch["properties"]["events"]["maxItems"] == 3
+            assert (await client.post("/v1/events", json={"events": [event] * 3})).status_code == 202
+            assert (await client.post("/v1/events", json=event)).status_code == 429  # spent
+    finally:
+        server.should_exit = True
+        await task

@@ -340,3 +340,86 @@ async def test_a_rebuild_whose_save_was_skipped_says_so_and_fails(tmp_path, monk
         assert "rebuilt" not in out.out and "were not written" in out.err
         assert await index_once(settings, rebuild=False) == 0  # embedding went on; said so
         assert "were not written" in capsys.readouterr().err
+
+
+async def with_one_story(tmp_path: Path, monkeypatch):
+    """Settings, a migrated store and its one story, for a server whose event sink gathers a
+    batch for an hour: only its shutdown can write the events it accepted."""
+    import functools
+    import json
+
+    from aggregator.importer import read_jsonl
+    from aggregator.store import utcnow
+    from api.events import EventSink
+
+    monkeypatch.setattr("api.app.EventSink", functools.partial(EventSink, flush_s=3600))
+    (tmp_path / "sources.toml").write_text("", encoding="utf-8")
+    settings = load_settings(REPO_CONFIG, env={
+        "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_INDEX_EMBEDDER": "hash",
+        "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml"), "TIDINGS_LOG_LEVEL": "warning"})
+    store = Store(settings.database_url)
+    await store.migrate()
+    record = {"url": "https://news.example/a", "title": "A story", "text": "Its text."}
+    await store.upsert_stories(list(read_jsonl([json.dumps(record)], utcnow())))
+    return settings, store, (await store.latest_stories(limit=1))[0]
+
+
+async def post_event(port: int, event: dict) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+        assert (await client.post("/v1/events", json=event)).status_code == 202
+
+
+async def test_events_accepted_before_a_shutdown_are_written(tmp_path, monkeypatch):
+    """A 202 is a promise: the sink writes events in batches after the answer, and a SIGTERM
+    (a deploy, a restart) stopped the process with the last batch still queued, lost."""
+    import os
+    import signal
+
+    from benchmarks.api_bench import _free_port
+
+    settings, store, story = await with_one_story(tmp_path, monkeypatch)
+    port = _free_port()
+    ready = asyncio.Event()
+    task = asyncio.create_task(runner.run_roles(settings, serve=True, collect=False, index=False,
+                                                host="127.0.0.1", port=port, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        await post_event(port, {"reader": "r-shutdown", "story_id": story.id, "type": "click"})
+        os.kill(os.getpid(), signal.SIGTERM)  # the runner's handler stops the server
+        await asyncio.wait_for(task, 60)
+        assert [e.type for e in await store.reader_events("r-shutdown")] == ["click"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
+
+
+async def test_a_serve_worker_writes_its_accepted_events_when_it_stops(tmp_path, monkeypatch):
+    """The same for each worker of `serve --workers N`: its lifespan's shutdown wrote nothing
+    of what its sink still held."""
+    import uvicorn
+
+    from api.app import server_config
+    from api.workers import WorkerApp
+    from benchmarks.api_bench import _free_port
+
+    settings, store, story = await with_one_story(tmp_path, monkeypatch)
+    port = _free_port()
+    server = uvicorn.Server(server_config(WorkerApp(settings), "127.0.0.1", port, lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(600):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.05)
+        assert server.started
+        await post_event(port, {"reader": "r-worker-stop", "story_id": story.id, "type": "read"})
+        server.should_exit = True  # as uvicorn does on the supervisor's SIGTERM
+        await asyncio.wait_for(task, 60)
+        assert [e.type for e in await store.reader_events("r-worker-stop")] == ["read"]
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()

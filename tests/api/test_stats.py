@@ -116,6 +116,10 @@ async def test_stats_count_the_widgets_events_of_the_last_days(http, stack):
     assert other not in [s["id"] for s in only["stories"]]
     # Today only: the older days are out.
     assert (await http.get("/v1/stats", params={"days": 1})).json()["total"]["clicks"] == 2
+    # A blank site is no filter, as for the related filters (a dashboard's empty field): it
+    # counted only the stories without a site, none here.
+    r = await http.get("/v1/stats", params={"days": 3, "site": " "})
+    assert r.json()["total"] == body["total"], r.text
 
 
 async def test_stats_days_out_of_range_are_the_usual_422(http):

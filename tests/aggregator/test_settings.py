@@ -246,6 +246,9 @@ def test_empty_tuple_from_env(tmp_path):
     # Empty, as `${DB_URL}` unset gives it: it ran on a new SQLite file in silence
     ("TIDINGS_DATABASE_URL", "", "got an empty value"),
     ("TIDINGS_DATABASE_URL", "  ", "got an empty value"),
+    # No file: SQLAlchemy ran it in memory, and an import into it was gone at exit
+    ("TIDINGS_DATABASE_URL", "sqlite+aiosqlite:///", "names no SQLite file"),
+    ("TIDINGS_DATABASE_URL", "sqlite://", "names no SQLite file"),
     # uvicorn binds "" to every interface: the API was on the network, not on 127.0.0.1
     ("TIDINGS_API_HOST", "", "must not be empty"),
     ("TIDINGS_METRICS_HOST", " ", "must not be empty"),

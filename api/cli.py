@@ -820,6 +820,9 @@ async def cmd_search(settings, args) -> int:
 
 
 def _table(rows: list[list[str]]) -> str:
+    """Rows as aligned columns, one line each: a cell's own line breaks and tabs (a takedown's
+    reason, a source's error) become single spaces, or they broke the table's lines."""
+    rows = [[" ".join(c.split()) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 

@@ -308,15 +308,17 @@ def test_takedown_keeps_a_story_out_of_imports_until_lifted(cli_env, tmp_path, s
     assert run_cli(["import", str(path), "--no-index"], cli_env).returncode == 0
     url = records[0]["url"].replace("https://", "http://")  # any spelling names it
 
-    r = run_cli(["takedown", "add", url, "--reason", "court order 42"], cli_env)
+    r = run_cli(["takedown", "add", url, "--reason", "court order 42\nfiled by legal"], cli_env)
     assert r.returncode == 0 and "1 stored stories removed" in r.stdout, r.stderr
     r = run_cli(["import", str(path), "--no-index"], cli_env)
     assert "0 new" in r.stdout and "1 taken down (skipped)" in r.stdout, r.stdout
     listed = json.loads(run_cli(["takedown", "list", "--json"], cli_env).stdout)
     assert [t["url"] for t in listed] == [records[0]["url"]]  # one line, the stored spelling
-    assert url in listed[0]["spellings"] and listed[0]["reason"] == "court order 42"
+    assert url in listed[0]["spellings"] and listed[0]["reason"] == "court order 42\nfiled by legal"
     table = run_cli(["takedown", "list"], cli_env).stdout.splitlines()
+    # One line a takedown: the reason's line break broke the table.
     assert len(table) == 2 and records[0]["url"] in table[1]
+    assert table[1].endswith("court order 42 filed by legal")
 
     r = run_cli(["takedown", "add", "not a url"], cli_env)
     assert r.returncode == 2 and r.stderr.startswith("tidings: error:") and "Traceback" not in r.stderr

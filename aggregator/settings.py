@@ -176,6 +176,16 @@ def with_async_driver(url: str) -> str:
     return f"{driver}://{rest}" if driver else url
 
 
+def sqlite_without_file(url: str) -> bool:
+    """Whether `url` is an SQLite URL with no database path at all ("sqlite+aiosqlite:///"),
+    which SQLAlchemy takes for an in-memory database. Pure."""
+    if not url.lower().startswith("sqlite"):
+        return False
+    from sqlalchemy.engine import make_url
+
+    return not (make_url(url).database or "")
+
+
 def anchored_sqlite_url(url: str, base_dir: Path) -> str:
     """`url` with a relative SQLite file path taken from `base_dir` (absolute). SQLite opened
     it from the working directory, so `tidings --config /etc/tidings/tidings.toml run` started
@@ -658,6 +668,12 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ)
             f"expected an SQLAlchemy URL like sqlite+aiosqlite:///path, got {database_url!r}",
             "database_url")
     database_url = with_async_driver(database_url)
+    if sqlite_without_file(database_url):
+        # SQLAlchemy opens an in-memory database for it: a run, or an import, kept nothing.
+        raise top["database_url"][1].error(
+            f"{database_url!r} names no SQLite file (sqlite+aiosqlite:///path/tidings.db; "
+            "sqlite+aiosqlite:///:memory: if a database that ends with the process is meant)",
+            "database_url")
     if database_url:  # a relative SQLite path: from the file's directory, as data_dir's
         from_file = not top["database_url"][1].env_var
         database_url = anchored_sqlite_url(database_url, base_dir if from_file else Path.cwd())

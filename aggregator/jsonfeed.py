@@ -63,7 +63,10 @@ def _item(
     for key in ("url", "external_url", "id"):
         value = _str(raw.get(key)).strip()
         if value:
-            candidate = urljoin(base_url, value)
+            # An id is a link only when it is a whole one: ids are often numbers ("id": 42)
+            # or other tokens, and joined to the feed's URL they made a story at the feed's
+            # host ("https://feed.example/42") that nothing links.
+            candidate = urljoin(base_url, value) if key != "id" else value
             if candidate.startswith(("http://", "https://")):
                 link = candidate
                 break

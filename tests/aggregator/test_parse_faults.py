@@ -650,3 +650,18 @@ def test_a_page_given_for_a_feed_names_the_feed_it_links() -> None:
     # a page without one says what it said
     with pytest.raises(ParseError, match=r"\(no selectors configured\)$"):
         parse_document(b"<html><body><p>Hi</p></body></html>", base_url="https://news.example/")
+
+
+def test_a_json_feed_id_is_a_link_only_when_it_is_a_whole_url() -> None:
+    """An item without url or external_url took its id as a link, joined to the feed's URL:
+    "id": 42 became a story at https://news.example/42, a page nobody published."""
+    body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [
+        {"id": 42, "title": "A numbered note"},
+        {"id": "a1b2-c3", "title": "A token id"},
+        {"id": "https://news.example/notes/7", "title": "An id that is a link"},
+        {"id": "8", "url": "/notes/8", "title": "A relative url"},
+    ]}).encode()
+    doc = parse_document(body, base_url="https://news.example/feed.json")
+    assert [i.url for i in doc.items] == ["https://news.example/notes/7",
+                                          "https://news.example/notes/8"]
+    assert [p.split(":")[0] for p in doc.problems] == ["item 1", "item 2"]

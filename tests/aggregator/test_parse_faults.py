@@ -665,3 +665,38 @@ def test_a_json_feed_id_is_a_link_only_when_it_is_a_whole_url() -> None:
     assert [i.url for i in doc.items] == ["https://news.example/notes/7",
                                           "https://news.example/notes/8"]
     assert [p.split(":")[0] for p in doc.problems] == ["item 1", "item 2"]
+
+
+_BAD = "http://[object Object]/a"  # urljoin raises on it: "Invalid IPv6 URL"
+
+
+@pytest.mark.parametrize("fmt", ["rss-link", "rss-image", "jsonfeed-link", "jsonfeed-image",
+                                 "sitemap", "listing"])
+def test_one_malformed_link_is_that_items_problem_not_the_documents(fmt: str) -> None:
+    """A link or image whose host is no host made urljoin raise ValueError, and the whole
+    document failed as an "internal error" with every good item in it."""
+    good = "https://news.example/ok"
+    if fmt.startswith("rss"):
+        bad = (item(1, link=_BAD) if fmt == "rss-link" else
+               f'<item><title>Pic</title><link>{good}/2</link><media:content url="{_BAD}" '
+               'medium="image"/></item>')
+        body, kind = rss(bad + item(3, link=good)).encode(), "auto"
+    elif fmt.startswith("jsonfeed"):
+        bad = ({"id": "1", "url": _BAD, "title": "Bad"} if fmt == "jsonfeed-link" else
+               {"id": "2", "url": f"{good}/2", "title": "Pic", "image": _BAD})
+        body, kind = json.dumps({"version": "https://jsonfeed.org/version/1.1", "items": [
+            bad, {"id": "3", "url": good, "title": "Good"}]}).encode(), "auto"
+    elif fmt == "sitemap":
+        body, kind = ('<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" xmlns:news='
+                      '"http://www.google.com/schemas/sitemap-news/0.9">'
+                      + "".join(f"<url><loc>{u}</loc><news:news><news:title>T</news:title>"
+                                "</news:news></url>" for u in (_BAD, good))
+                      + "</urlset>").encode(), "sitemap"
+    else:
+        body, kind = (f'<html><body><div class="c"><a href="{_BAD}">Bad</a></div>'
+                      f'<div class="c"><a href="{good}">Good</a></div></body></html>').encode(), "html"
+    doc = parse_document(body, base_url="https://news.example/feed", kind=kind,
+                         selectors=Selectors(item="div.c", link="a"))
+    assert good in [i.url for i in doc.items]
+    assert all(not i.image_url for i in doc.items)
+    assert len(doc.items) == (2 if fmt.endswith("image") else 1)

@@ -494,3 +494,24 @@ async def test_gzipped_child_sitemaps_are_read(sqlite_store):
                                                      kind="sitemap")])
         report = (await collector(sqlite_store, site).run_round()).sources[0]
         assert report.ok and report.new == 2, report
+
+
+def test_fields_read_from_an_article_page_are_cut_as_a_feeds_are():
+    """A full_text page's text, description and byline went into the story whole: a long
+    page stored 500,000 characters of text (normalize cuts a feed's at MAX_TEXT_CHARS, for
+    the store and the embedder's input) and an og:description of 3,000 its summary."""
+    from aggregator.collect import merge_article
+    from aggregator.extract import Article
+    from aggregator.normalize import MAX_AUTHOR_CHARS, MAX_SUMMARY_CHARS, MAX_TEXT_CHARS, normalize
+    from aggregator.parse import parse_document
+
+    doc = parse_document(b'<rss version="2.0"><channel><title>t</title><item><title>Long read</title>'
+                         b"<link>https://news.example/long</link></item></channel></rss>",
+                         base_url="https://news.example/rss")
+    draft = normalize(doc.items[0], source=None, now=datetime(2026, 1, 1, tzinfo=UTC))
+    page = Article(title="Long read", text="The harbour plan was debated again. " * 20_000,
+                   author="Ann Smith " * 100, description="A teaser that goes on. " * 200)
+    merged = merge_article(draft, page)
+    assert 0.9 * MAX_TEXT_CHARS < len(merged.text) <= MAX_TEXT_CHARS
+    assert 0 < len(merged.summary) <= MAX_SUMMARY_CHARS
+    assert 0 < len(merged.author) <= MAX_AUTHOR_CHARS

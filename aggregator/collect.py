@@ -415,6 +415,10 @@ class Collector:
         parsed = await self._parse(result, spec, spec.kind, now, pool)
         if parsed.doc.child_urls and not parsed.drafts:
             parsed = await self._read_children(fetcher, spec, parsed, now, pool)
+            # No validators kept for an index: its 304 says nothing of its children (today's
+            # grows all day in an index that changes once a day), and on a 304 no child was
+            # read, so a static index's new stories waited for its next change.
+            result = replace(result, etag=None, last_modified=None)
         return parsed, result
 
     @staticmethod

@@ -515,3 +515,27 @@ def test_fields_read_from_an_article_page_are_cut_as_a_feeds_are():
     assert 0.9 * MAX_TEXT_CHARS < len(merged.text) <= MAX_TEXT_CHARS
     assert 0 < len(merged.summary) <= MAX_SUMMARY_CHARS
     assert 0 < len(merged.author) <= MAX_AUTHOR_CHARS
+
+
+async def test_a_sitemap_index_that_answers_304_still_has_its_children_read(sqlite_store):
+    """An index served with an ETag (a static file) answered 304 to the stored validators,
+    and on a 304 no child was read: today's child grew all day, its new stories waited for
+    the index's next change."""
+    async with LocalSite() as site:
+        base = site.url("").rstrip("/")
+        site.route("/sm-index.xml", etag='"i1"', last_modified="Mon, 02 Jun 2025 10:00:00 GMT",
+                   content_type="application/xml", body=(
+                       '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/'
+                       f'sitemap/0.9"><sitemap><loc>{base}/sm-today.xml</loc></sitemap></sitemapindex>'))
+        site.route("/sm-today.xml", etag='"t1"', content_type="application/xml",
+                   body=_news_sitemap(base, ["alpha"]))
+        await sqlite_store.sync_sources([SourceSpec("sm", site.url("/sm-index.xml"), "politics",
+                                                     kind="sitemap")])
+        c = collector(sqlite_store, site)
+        assert (await c.run_round()).sources[0].new == 1
+        site.route("/sm-today.xml", etag='"t2"', content_type="application/xml",
+                   body=_news_sitemap(base, ["alpha", "beta"]))
+        report = (await c.run_round(force=True)).sources[0]
+        assert report.ok and report.new == 1, report
+        assert sorted(s.title for s in await sqlite_store.latest_stories()) == ["Alpha story",
+                                                                                "Beta story"]

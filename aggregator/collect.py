@@ -347,7 +347,8 @@ class Collector:
             return await self._failed(state, e, t0)
 
         if parsed is None:  # 304 Not Modified
-            outcome = FetchOutcome(ok=True, not_modified=True, max_age_s=result.max_age_s)
+            outcome = FetchOutcome(ok=True, not_modified=True, max_age_s=result.max_age_s,
+                                   last_interval_s=state.interval_s)
             await self._record(state, outcome, result, t0, items=0, new=0)
             return SourceReport(spec.name, True, result.status, not_modified=True,
                                 elapsed_s=time.perf_counter() - t0)

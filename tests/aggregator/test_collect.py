@@ -539,3 +539,36 @@ async def test_a_sitemap_index_that_answers_304_still_has_its_children_read(sqli
         assert report.ok and report.new == 1, report
         assert sorted(s.title for s in await sqlite_store.latest_stories()) == ["Alpha story",
                                                                                 "Beta story"]
+
+
+async def test_a_304_keeps_the_pace_the_last_read_chose(site, sqlite_store):
+    """A 304 brings no document, and the interval fell back to the configured one: a feed
+    asking for 2 h (<ttl>120</ttl>) was read again every 15 min from its first 304 on. A
+    back-off is no pace (a reset source's next 304 starts from its interval again), and an
+    edit of the interval starts afresh."""
+    site.route("/ttl.xml", etag='"v1"', content_type="application/rss+xml", body=(
+        '<rss version="2.0"><channel><title>t</title><ttl>120</ttl><item><title>One</title>'
+        "<link>http://news.example/1</link></item></channel></rss>"))
+    spec = SourceSpec("ttl", site.url("/ttl.xml"), "politics", interval_s=900)
+    await sqlite_store.sync_sources([spec])
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    c = collector(sqlite_store, site, clock=lambda: clock[0])
+
+    async def next_in_s(expect_status: int) -> float:
+        clock[0] += timedelta(hours=3)
+        (r,) = (await c.run_round(name="ttl", force=True)).sources
+        assert r.status == expect_status, r
+        (h,) = await sqlite_store.list_sources()
+        return (h.next_check_at - clock[0]).total_seconds()
+
+    assert [await next_in_s(200), await next_in_s(304), await next_in_s(304)] == [7200] * 3
+    site.route("/ttl.xml", status=503)
+    assert [await next_in_s(503), await next_in_s(503)] == [900, 1800]
+    site.route("/ttl.xml", etag='"v1"', body=b"")  # answers 304 to the validators it gave
+    await sqlite_store.reset_source("ttl", clock[0])
+    assert await next_in_s(304) == 900
+    site.route("/ttl.xml", etag='"v2"', content_type="application/rss+xml", body=(
+        '<rss version="2.0"><channel><title>t</title><ttl>120</ttl></channel></rss>'))
+    assert [await next_in_s(200), await next_in_s(304)] == [7200] * 2
+    await sqlite_store.sync_sources([dataclasses.replace(spec, interval_s=600)])
+    assert await next_in_s(304) == 600

@@ -22,7 +22,7 @@ from aggregator.canonical import joined
 from aggregator.errors import ParseError
 from aggregator.fastfeed import read_fast
 from aggregator.model import ParsedDocument, ParsedItem
-from aggregator.textclean import clean_inline, html_to_text, struct_time_to_utc
+from aggregator.textclean import clean_inline, html_to_text, parse_date, struct_time_to_utc
 
 # sy:updatePeriod units (RSS 1.0 Syndication module), in seconds.
 _PERIOD_S = {
@@ -135,6 +135,11 @@ def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None,
     )
     problem = ""
     raw_date = entry.get("published") or entry.get("updated")
+    if published_at is None and raw_date:
+        # feedparser reads no RFC 822 date without a zone ("Tue, 10 Jun 2025 04:00:00") nor
+        # one with its day named in another language ("Di, 10 Jun 2025 …"); the story then
+        # took the time it was collected. Read as JSON Feed and sitemap dates are (naive: UTC).
+        published_at = parse_date(str(raw_date))
     if published_at is None and raw_date:
         problem = f"item {n}: invalid date {str(raw_date)[:40]!r}, left empty"
     image_url, image_width_px = _image(entry, content_html or summary_html, link,

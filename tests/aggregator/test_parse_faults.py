@@ -700,3 +700,15 @@ def test_one_malformed_link_is_that_items_problem_not_the_documents(fmt: str) ->
     assert good in [i.url for i in doc.items]
     assert all(not i.image_url for i in doc.items)
     assert len(doc.items) == (2 if fmt.endswith("image") else 1)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize(("date", "utc_hour"), [("Tue, 24 Nov 2026 10:00:00", 10),
+                                                ("Di, 24 Nov 2026 10:00:00 +0200", 8)])
+def test_rfc822_dates_feedparser_cannot_read_are_read(fast: bool, date: str, utc_hour: int) -> None:
+    """No zone, or a day's name in German: feedparser gave no date, the item was stored with
+    the time it was collected (and "invalid date" said so)."""
+    doc = parse_document(rss(item(1, date=date)).encode(), base_url="https://news.example/rss",
+                         fast=fast)
+    assert doc.items[0].published_at == datetime(2026, 11, 24, utc_hour, 0, tzinfo=UTC)
+    assert doc.problems == ()

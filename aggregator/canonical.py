@@ -145,6 +145,16 @@ def canonical_url(url: str, base: str | None = None) -> str:
     return urlunsplit((scheme, netloc, path, query, _normalize_escapes(fragment, _FRAGMENT_SAFE)))
 
 
+def joined(base: str, link: str) -> str:
+    """`link` resolved against `base` as `urljoin` does, or "" when either is no URL at all
+    (a bad IPv6 literal: "http://[object Object]/a"). urljoin raises there, and parsers
+    joining a document's links failed the whole document on one item's link or image."""
+    try:
+        return urljoin(base, link)
+    except ValueError:
+        return ""
+
+
 def url_variants(canonical: str) -> list[str]:
     """Other spellings a site commonly gives one page, nearest first: the path with or without
     its trailing slash, the other of http and https, then both. Not identity (the module's rules

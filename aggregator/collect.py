@@ -26,7 +26,14 @@ from aggregator.fetch import Fetcher, FetchPolicy, FetchResult, Validators
 from aggregator.images import better_image
 from aggregator.model import ParsedDocument, SourceSpec, StoryDraft
 from aggregator.netguard import AddressGuard
-from aggregator.normalize import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, content_hash, story_texts
+from aggregator.normalize import (
+    MAX_AUTHOR_CHARS,
+    MAX_SUMMARY_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+    content_hash,
+    story_texts,
+)
 from aggregator.parsepool import (
     Parsed,
     ParsePool,
@@ -118,9 +125,11 @@ def merge_article(draft: StoryDraft, article) -> StoryDraft:
     An untitled draft (a plain sitemap's link) takes the page's title and publication time, else one derived from
     its text as `normalize` derives one. The body hash is the page's body's, as `normalize`
     hashes a feed's: kept from the listing, a plain sitemap's stories had none (nor had a
-    teaser's), and their copies under other URLs were never linked."""
-    text = article.text or draft.text
-    summary = draft.summary or article.description or ""
+    teaser's), and their copies under other URLs were never linked. The page's fields are
+    cut as `normalize` cuts a feed's: a long page's 500,000 characters of text, and an
+    og:description of 3,000, were stored whole."""
+    text = truncate(article.text, MAX_TEXT_CHARS) if article.text else draft.text
+    summary = draft.summary or truncate(article.description or "", MAX_SUMMARY_CHARS)
     title = draft.title
     published_at = draft.published_at or article.published_at
     if not title:
@@ -134,7 +143,7 @@ def merge_article(draft: StoryDraft, article) -> StoryDraft:
         draft,
         title=title,
         text=text,
-        author=draft.author or article.author or "",
+        author=draft.author or truncate(article.author or "", MAX_AUTHOR_CHARS),
         # the page's share image over a feed thumbnail (the BBC's 240 px ones), see images.py
         image_url=better_image(draft.image_url, article.image_url or "",
                                feed_width_px=draft.image_width_px),
@@ -338,7 +347,8 @@ class Collector:
             return await self._failed(state, e, t0)
 
         if parsed is None:  # 304 Not Modified
-            outcome = FetchOutcome(ok=True, not_modified=True, max_age_s=result.max_age_s)
+            outcome = FetchOutcome(ok=True, not_modified=True, max_age_s=result.max_age_s,
+                                   last_interval_s=state.interval_s)
             await self._record(state, outcome, result, t0, items=0, new=0)
             return SourceReport(spec.name, True, result.status, not_modified=True,
                                 elapsed_s=time.perf_counter() - t0)
@@ -406,6 +416,10 @@ class Collector:
         parsed = await self._parse(result, spec, spec.kind, now, pool)
         if parsed.doc.child_urls and not parsed.drafts:
             parsed = await self._read_children(fetcher, spec, parsed, now, pool)
+            # No validators kept for an index: its 304 says nothing of its children (today's
+            # grows all day in an index that changes once a day), and on a 304 no child was
+            # read, so a static index's new stories waited for its next change.
+            result = replace(result, etag=None, last_modified=None)
         return parsed, result
 
     @staticmethod

@@ -12,16 +12,17 @@ import io
 import re
 import xml.sax
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import feedparser
 import lxml.html
 from lxml import etree
 
+from aggregator.canonical import joined
 from aggregator.errors import ParseError
 from aggregator.fastfeed import read_fast
 from aggregator.model import ParsedDocument, ParsedItem
-from aggregator.textclean import clean_inline, html_to_text, struct_time_to_utc
+from aggregator.textclean import clean_inline, html_to_text, parse_date, struct_time_to_utc
 
 # sy:updatePeriod units (RSS 1.0 Syndication module), in seconds.
 _PERIOD_S = {
@@ -109,7 +110,7 @@ def _document(feed: Any, entries: list, base_url: str, problems: list[str], *,
         items=tuple(items),
         ttl_s=_ttl_s(feed),
         problems=tuple(problems),
-        home_url=urljoin(base_url, home) if home else "",
+        home_url=joined(base_url, home) if home else "",
     )
 
 
@@ -134,6 +135,11 @@ def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None,
     )
     problem = ""
     raw_date = entry.get("published") or entry.get("updated")
+    if published_at is None and raw_date:
+        # feedparser reads no RFC 822 date without a zone ("Tue, 10 Jun 2025 04:00:00") nor
+        # one with its day named in another language ("Di, 10 Jun 2025 …"); the story then
+        # took the time it was collected. Read as JSON Feed and sitemap dates are (naive: UTC).
+        published_at = parse_date(str(raw_date))
     if published_at is None and raw_date:
         problem = f"item {n}: invalid date {str(raw_date)[:40]!r}, left empty"
     image_url, image_width_px = _image(entry, content_html or summary_html, link,
@@ -174,7 +180,7 @@ def _link(entry: Any, base_url: str) -> str:
         candidates.append(guid)
     for raw in candidates:
         if raw and isinstance(raw, str):
-            url = urljoin(base_url, raw.strip())
+            url = joined(base_url, raw.strip())
             if url.startswith(("http://", "https://")):
                 return url
     return ""
@@ -258,11 +264,11 @@ def _image(entry: Any, markup: str, link: str, markup_base: str | None = None) -
     for media in (images, thumbs):
         if media:
             best = max(media, key=lambda m: _int(m.get("width")))
-            return urljoin(link, best["url"]), _int(best.get("width"))
+            return joined(link, best["url"]), _int(best.get("width"))
     for enc in entry.get("enclosures") or ():
         href = enc.get("href") or enc.get("url")
         if href and (str(enc.get("type") or "").startswith("image/") or _IMG_EXT.search(href)):
-            return urljoin(link, href), 0
+            return joined(link, href), 0
     # Livemint's plain <bigimage> (600x338) and <smallimage> (250x250) item elements, its
     # only images (RSParser/livemint.xml: 25 of 25 items). feedparser keeps an element it
     # does not know under its name, and fastfeed copies these two the same way; the plain
@@ -270,7 +276,7 @@ def _image(entry: Any, markup: str, link: str, markup_base: str | None = None) -
     for key in _PLAIN_IMAGE_KEYS:
         value = str(entry.get(key) or "").strip()
         if value and _IMG_EXT.search(value):
-            return urljoin(link, value), 0
+            return joined(link, value), 0
     return _first_img(markup, link, markup_base), 0
 
 
@@ -289,7 +295,8 @@ def _first_img(markup: str, base: str, markup_base: str | None = None) -> str:
     for img in root.iter("img"):
         src = (img.get("src") or img.get("data-src") or "").strip()
         if src and not src.startswith("data:") and not _is_junk_img(img, src):
-            return urljoin(base, urljoin(markup_base, src) if markup_base else src)
+            src = joined(markup_base, src) if markup_base else src
+            return joined(base, src) if src else ""
     return ""
 
 

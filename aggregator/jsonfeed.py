@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urljoin
 
+from aggregator.canonical import joined
 from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem
 from aggregator.textclean import clean_inline, html_to_text, parse_date
@@ -52,7 +52,7 @@ def parse_jsonfeed(body: bytes, *, base_url: str) -> ParsedDocument:
         title=clean_inline(_str(data.get("title"))),
         items=tuple(items),
         problems=tuple(problems),
-        home_url=urljoin(base_url, home) if home else "",
+        home_url=joined(base_url, home) if home else "",
     )
 
 
@@ -63,7 +63,10 @@ def _item(
     for key in ("url", "external_url", "id"):
         value = _str(raw.get(key)).strip()
         if value:
-            candidate = urljoin(base_url, value)
+            # An id is a link only when it is a whole one: ids are often numbers ("id": 42)
+            # or other tokens, and joined to the feed's URL they made a story at the feed's
+            # host ("https://feed.example/42") that nothing links.
+            candidate = joined(base_url, value) if key != "id" else value
             if candidate.startswith(("http://", "https://")):
                 link = candidate
                 break
@@ -95,7 +98,7 @@ def _item(
             summary=summary,
             text=text,
             author=_authors(raw) or feed_authors,
-            image_url=urljoin(link, image) if image else "",
+            image_url=joined(link, image) if image else "",
             published_at=published_at,
             guid=_str(raw.get("id")),
             tags=tuple(clean_inline(t) for t in tags if isinstance(t, str) and t.strip()),

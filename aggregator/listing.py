@@ -7,12 +7,11 @@ it has one, else the page URL. Only parsing: the page arrives as bytes.
 
 from __future__ import annotations
 
-from urllib.parse import urljoin
-
 import lxml.html
 from cssselect import SelectorError
 from lxml import etree
 
+from aggregator.canonical import joined
 from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem, Selectors
 from aggregator.textclean import clean_inline, decode_html, html_to_text, parse_date
@@ -35,7 +34,7 @@ def parse_listing(
     base = base_url
     base_el = root.find(".//base[@href]")
     if base_el is not None:
-        base = urljoin(base_url, base_el.get("href", "").strip())
+        base = joined(base_url, base_el.get("href", "").strip()) or base_url
     try:
         blocks = root.cssselect(selectors.item)
     except SelectorError as e:
@@ -80,7 +79,7 @@ def _item(block: etree._Element, selectors: Selectors, base: str) -> ParsedItem 
     href = href.strip()
     if not href:
         return "no link, skipped"
-    url = urljoin(base, href)
+    url = joined(base, href)
     if not url.startswith(("http://", "https://")):
         return f"not an http(s) link {href[:60]!r}, skipped"
     title_el = _first(block, selectors.title) if selectors.title else link_el
@@ -104,7 +103,7 @@ def _item(block: etree._Element, selectors: Selectors, base: str) -> ParsedItem 
         url=url,
         title=title,
         summary=summary,
-        image_url=urljoin(base, image) if image else "",
+        image_url=joined(base, image) if image else "",
         published_at=published_at,
     )
 

@@ -12,11 +12,11 @@ import codecs
 import json
 import re
 from dataclasses import replace
-from urllib.parse import urljoin
 
 import lxml.html
 from lxml import etree
 
+from aggregator.canonical import joined
 from aggregator.errors import ParseError
 from aggregator.feeds import parse_feed
 from aggregator.jsonfeed import is_jsonfeed, parse_jsonfeed
@@ -146,7 +146,7 @@ def advertised_feeds(body: bytes, base_url: str, content_type: str | None = None
         kind = (link.get("type") or "").split(";")[0].strip().lower()
         href = (link.get("href") or "").strip()
         if "alternate" in rel and kind in _FEED_TYPES and href:
-            url = urljoin(base_url, href)
+            url = joined(base_url, href)
             if url.startswith(("http://", "https://")) and url not in found:
                 found.append(url)
     return found

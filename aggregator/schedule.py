@@ -30,6 +30,8 @@ class FetchOutcome:
     max_age_s: int | None = None  # Cache-Control max-age
     ttl_s: int | None = None  # RSS <ttl>
     item_times: tuple[datetime, ...] = ()  # publication times seen in the document
+    # On a 304: the interval the last good fetch chose, from the document it read then.
+    last_interval_s: int | None = None
 
 
 def publishing_interval_s(item_times: tuple[datetime, ...]) -> float | None:
@@ -49,9 +51,13 @@ def adapt_interval_s(configured_s: int, outcome: FetchOutcome, bounds: ScheduleB
 
     Starts from the operator's interval; a source that publishes slower than that is checked
     less often (half its publishing gap), never faster than configured. Server hints (max-age,
-    <ttl>) are honoured as a floor: they are the publisher asking us to wait.
+    <ttl>) are honoured as a floor: they are the publisher asking us to wait. A 304 brings no
+    document, so the interval its last read chose stands: without it, a daily publisher or a
+    <ttl> of 2 h was checked every 15 min again from its first 304 on.
     """
     interval = float(configured_s)
+    if outcome.not_modified and outcome.last_interval_s:
+        interval = max(interval, float(outcome.last_interval_s))
     gap = publishing_interval_s(outcome.item_times)
     if gap is not None:
         interval = max(interval, gap / 2)

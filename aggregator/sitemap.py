@@ -11,10 +11,9 @@ Parsing uses lxml with `recover=True`, so a truncated file still yields its comp
 
 from __future__ import annotations
 
-from urllib.parse import urljoin
-
 from lxml import etree
 
+from aggregator.canonical import joined
 from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem
 from aggregator.textclean import clean_inline, parse_date
@@ -43,10 +42,10 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
         dated = []
         for n, sm in enumerate(_children(root, "sitemap")):
             loc = _text(sm, "loc")
-            if loc:
+            url = joined(base_url, loc) if loc else ""
+            if url:
                 when = parse_date(_text(sm, "lastmod"))
-                dated.append((when is None, -when.timestamp() if when else 0.0, n,
-                              urljoin(base_url, loc)))
+                dated.append((when is None, -when.timestamp() if when else 0.0, n, url))
         children = tuple(url for *_, url in sorted(dated))
         problems.append(f"sitemap index: {len(children)} child sitemaps in child_urls, no stories")
         return ParsedDocument(
@@ -61,7 +60,7 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
         if not loc:
             problems.append(f"item {n}: no <loc>, skipped")
             continue
-        url = urljoin(base_url, loc)
+        url = joined(base_url, loc)
         if not url.startswith(("http://", "https://")):
             problems.append(f"item {n}: not an http(s) link {loc[:60]!r}, skipped")
             continue
@@ -84,7 +83,7 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
             ParsedItem(
                 url=url,
                 title=title,
-                image_url=urljoin(url, image) if image else "",
+                image_url=joined(url, image) if image else "",
                 published_at=published_at,
                 guid=loc,
                 tags=tuple(k.strip() for k in keywords.split(",") if k.strip()),

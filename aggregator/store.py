@@ -166,6 +166,9 @@ class SourceState:
     last_modified: str | None
     error_count: int
     next_check_at: datetime | None
+    # The interval its last fetch chose, when that fetch succeeded (else None: a back-off
+    # is no pace, nor is what a reset or a URL edit left).
+    interval_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -479,6 +482,12 @@ def source_status(error_count: int, last_check_at: datetime | None,
     return "ok"
 
 
+def _paced_interval_s(row: SourceRow) -> int | None:
+    """The interval a source's last fetch chose, if that fetch succeeded (pure)."""
+    ok = source_status(row.error_count, row.last_check_at, row.last_success_at) == "ok"
+    return row.adaptive_interval_s if ok else None
+
+
 _SPEC_COLUMNS = ("category", "kind", "enabled", "weight", "interval_s", "full_text",
                  "selectors", "keep_rule", "block_rule", "in_config")
 _RULE_COLUMNS = ("keep_rule", "block_rule")
@@ -503,6 +512,8 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime) -> dict:
     out = {k: v for k, v in want.items() if row[k] != v}
     if any(k in out for k in _RULE_COLUMNS):
         out.update(etag=None, last_modified=None)
+    if "interval_s" in out:
+        out["adaptive_interval_s"] = None  # chosen from the old one, which a 304 would keep
     configured = row["config_url"] if row["config_url"] is not None else row["url"]
     if configured != spec.url:
         # What the row knew came from the old URL: its validators, its errors, and its last
@@ -912,9 +923,9 @@ class Store:
         """Make the source rows match the config: add new, update changed, retire removed.
 
         Schedule state (validators, errors, next check) survives edits, except that an edit
-        of the configured URL drops the validators and makes the source due now, and one of
-        its keep or block rules drops the validators; a URL moved by a permanent redirect is
-        kept (`source_edits`). When the rows already match, this only reads: `tidings
+        of the configured URL drops the validators and makes the source due now, one of
+        its keep or block rules drops the validators, and one of its interval the interval
+        the schedule adapted; a URL moved by a permanent redirect is kept (`source_edits`). When the rows already match, this only reads: `tidings
         sources list` and every start of a process sync.
         """
         now = now or utcnow()
@@ -984,7 +995,7 @@ class Store:
                 rows = sorted((await s.scalars(stmt)).all(),
                               key=lambda r: (r.next_check_at is not None, r.next_check_at))
             return [SourceState(r.id, _spec(r), r.etag, r.last_modified, r.error_count,
-                                r.next_check_at) for r in rows]
+                                r.next_check_at, _paced_interval_s(r)) for r in rows]
 
     async def release_source_claims(self, owner: str) -> int:
         """Drop the leases `owner` holds on sources: claimed, but this process will not fetch

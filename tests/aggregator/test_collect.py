@@ -494,3 +494,81 @@ async def test_gzipped_child_sitemaps_are_read(sqlite_store):
                                                      kind="sitemap")])
         report = (await collector(sqlite_store, site).run_round()).sources[0]
         assert report.ok and report.new == 2, report
+
+
+def test_fields_read_from_an_article_page_are_cut_as_a_feeds_are():
+    """A full_text page's text, description and byline went into the story whole: a long
+    page stored 500,000 characters of text (normalize cuts a feed's at MAX_TEXT_CHARS, for
+    the store and the embedder's input) and an og:description of 3,000 its summary."""
+    from aggregator.collect import merge_article
+    from aggregator.extract import Article
+    from aggregator.normalize import MAX_AUTHOR_CHARS, MAX_SUMMARY_CHARS, MAX_TEXT_CHARS, normalize
+    from aggregator.parse import parse_document
+
+    doc = parse_document(b'<rss version="2.0"><channel><title>t</title><item><title>Long read</title>'
+                         b"<link>https://news.example/long</link></item></channel></rss>",
+                         base_url="https://news.example/rss")
+    draft = normalize(doc.items[0], source=None, now=datetime(2026, 1, 1, tzinfo=UTC))
+    page = Article(title="Long read", text="The harbour plan was debated again. " * 20_000,
+                   author="Ann Smith " * 100, description="A teaser that goes on. " * 200)
+    merged = merge_article(draft, page)
+    assert 0.9 * MAX_TEXT_CHARS < len(merged.text) <= MAX_TEXT_CHARS
+    assert 0 < len(merged.summary) <= MAX_SUMMARY_CHARS
+    assert 0 < len(merged.author) <= MAX_AUTHOR_CHARS
+
+
+async def test_a_sitemap_index_that_answers_304_still_has_its_children_read(sqlite_store):
+    """An index served with an ETag (a static file) answered 304 to the stored validators,
+    and on a 304 no child was read: today's child grew all day, its new stories waited for
+    the index's next change."""
+    async with LocalSite() as site:
+        base = site.url("").rstrip("/")
+        site.route("/sm-index.xml", etag='"i1"', last_modified="Mon, 02 Jun 2025 10:00:00 GMT",
+                   content_type="application/xml", body=(
+                       '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/'
+                       f'sitemap/0.9"><sitemap><loc>{base}/sm-today.xml</loc></sitemap></sitemapindex>'))
+        site.route("/sm-today.xml", etag='"t1"', content_type="application/xml",
+                   body=_news_sitemap(base, ["alpha"]))
+        await sqlite_store.sync_sources([SourceSpec("sm", site.url("/sm-index.xml"), "politics",
+                                                     kind="sitemap")])
+        c = collector(sqlite_store, site)
+        assert (await c.run_round()).sources[0].new == 1
+        site.route("/sm-today.xml", etag='"t2"', content_type="application/xml",
+                   body=_news_sitemap(base, ["alpha", "beta"]))
+        report = (await c.run_round(force=True)).sources[0]
+        assert report.ok and report.new == 1, report
+        assert sorted(s.title for s in await sqlite_store.latest_stories()) == ["Alpha story",
+                                                                                "Beta story"]
+
+
+async def test_a_304_keeps_the_pace_the_last_read_chose(site, sqlite_store):
+    """A 304 brings no document, and the interval fell back to the configured one: a feed
+    asking for 2 h (<ttl>120</ttl>) was read again every 15 min from its first 304 on. A
+    back-off is no pace (a reset source's next 304 starts from its interval again), and an
+    edit of the interval starts afresh."""
+    site.route("/ttl.xml", etag='"v1"', content_type="application/rss+xml", body=(
+        '<rss version="2.0"><channel><title>t</title><ttl>120</ttl><item><title>One</title>'
+        "<link>http://news.example/1</link></item></channel></rss>"))
+    spec = SourceSpec("ttl", site.url("/ttl.xml"), "politics", interval_s=900)
+    await sqlite_store.sync_sources([spec])
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    c = collector(sqlite_store, site, clock=lambda: clock[0])
+
+    async def next_in_s(expect_status: int) -> float:
+        clock[0] += timedelta(hours=3)
+        (r,) = (await c.run_round(name="ttl", force=True)).sources
+        assert r.status == expect_status, r
+        (h,) = await sqlite_store.list_sources()
+        return (h.next_check_at - clock[0]).total_seconds()
+
+    assert [await next_in_s(200), await next_in_s(304), await next_in_s(304)] == [7200] * 3
+    site.route("/ttl.xml", status=503)
+    assert [await next_in_s(503), await next_in_s(503)] == [900, 1800]
+    site.route("/ttl.xml", etag='"v1"', body=b"")  # answers 304 to the validators it gave
+    await sqlite_store.reset_source("ttl", clock[0])
+    assert await next_in_s(304) == 900
+    site.route("/ttl.xml", etag='"v2"', content_type="application/rss+xml", body=(
+        '<rss version="2.0"><channel><title>t</title><ttl>120</ttl></channel></rss>'))
+    assert [await next_in_s(200), await next_in_s(304)] == [7200] * 2
+    await sqlite_store.sync_sources([dataclasses.replace(spec, interval_s=600)])
+    assert await next_in_s(304) == 600

@@ -650,3 +650,65 @@ def test_a_page_given_for_a_feed_names_the_feed_it_links() -> None:
     # a page without one says what it said
     with pytest.raises(ParseError, match=r"\(no selectors configured\)$"):
         parse_document(b"<html><body><p>Hi</p></body></html>", base_url="https://news.example/")
+
+
+def test_a_json_feed_id_is_a_link_only_when_it_is_a_whole_url() -> None:
+    """An item without url or external_url took its id as a link, joined to the feed's URL:
+    "id": 42 became a story at https://news.example/42, a page nobody published."""
+    body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [
+        {"id": 42, "title": "A numbered note"},
+        {"id": "a1b2-c3", "title": "A token id"},
+        {"id": "https://news.example/notes/7", "title": "An id that is a link"},
+        {"id": "8", "url": "/notes/8", "title": "A relative url"},
+    ]}).encode()
+    doc = parse_document(body, base_url="https://news.example/feed.json")
+    assert [i.url for i in doc.items] == ["https://news.example/notes/7",
+                                          "https://news.example/notes/8"]
+    assert [p.split(":")[0] for p in doc.problems] == ["item 1", "item 2"]
+
+
+_BAD = "http://[object Object]/a"  # urljoin raises on it: "Invalid IPv6 URL"
+
+
+@pytest.mark.parametrize("fmt", ["rss-link", "rss-image", "jsonfeed-link", "jsonfeed-image",
+                                 "sitemap", "listing"])
+def test_one_malformed_link_is_that_items_problem_not_the_documents(fmt: str) -> None:
+    """A link or image whose host is no host made urljoin raise ValueError, and the whole
+    document failed as an "internal error" with every good item in it."""
+    good = "https://news.example/ok"
+    if fmt.startswith("rss"):
+        bad = (item(1, link=_BAD) if fmt == "rss-link" else
+               f'<item><title>Pic</title><link>{good}/2</link><media:content url="{_BAD}" '
+               'medium="image"/></item>')
+        body, kind = rss(bad + item(3, link=good)).encode(), "auto"
+    elif fmt.startswith("jsonfeed"):
+        bad = ({"id": "1", "url": _BAD, "title": "Bad"} if fmt == "jsonfeed-link" else
+               {"id": "2", "url": f"{good}/2", "title": "Pic", "image": _BAD})
+        body, kind = json.dumps({"version": "https://jsonfeed.org/version/1.1", "items": [
+            bad, {"id": "3", "url": good, "title": "Good"}]}).encode(), "auto"
+    elif fmt == "sitemap":
+        body, kind = ('<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" xmlns:news='
+                      '"http://www.google.com/schemas/sitemap-news/0.9">'
+                      + "".join(f"<url><loc>{u}</loc><news:news><news:title>T</news:title>"
+                                "</news:news></url>" for u in (_BAD, good))
+                      + "</urlset>").encode(), "sitemap"
+    else:
+        body, kind = (f'<html><body><div class="c"><a href="{_BAD}">Bad</a></div>'
+                      f'<div class="c"><a href="{good}">Good</a></div></body></html>').encode(), "html"
+    doc = parse_document(body, base_url="https://news.example/feed", kind=kind,
+                         selectors=Selectors(item="div.c", link="a"))
+    assert good in [i.url for i in doc.items]
+    assert all(not i.image_url for i in doc.items)
+    assert len(doc.items) == (2 if fmt.endswith("image") else 1)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize(("date", "utc_hour"), [("Tue, 24 Nov 2026 10:00:00", 10),
+                                                ("Di, 24 Nov 2026 10:00:00 +0200", 8)])
+def test_rfc822_dates_feedparser_cannot_read_are_read(fast: bool, date: str, utc_hour: int) -> None:
+    """No zone, or a day's name in German: feedparser gave no date, the item was stored with
+    the time it was collected (and "invalid date" said so)."""
+    doc = parse_document(rss(item(1, date=date)).encode(), base_url="https://news.example/rss",
+                         fast=fast)
+    assert doc.items[0].published_at == datetime(2026, 11, 24, utc_hour, 0, tzinfo=UTC)
+    assert doc.problems == ()

@@ -923,10 +923,11 @@ class Store:
         """Make the source rows match the config: add new, update changed, retire removed.
 
         Schedule state (validators, errors, next check) survives edits, except that an edit
-        of the configured URL drops the validators and makes the source due now, one of
-        its keep or block rules drops the validators, and one of its interval the interval
-        the schedule adapted; a URL moved by a permanent redirect is kept (`source_edits`). When the rows already match, this only reads: `tidings
-        sources list` and every start of a process sync.
+        of the configured URL drops the validators and makes the source due now, an edit
+        of its keep or block rules drops the validators, and an edit of its interval drops
+        the interval the schedule adapted; a URL moved by a permanent redirect is kept
+        (`source_edits`). When the rows already match, this only reads: `tidings sources
+        list` and every start of a process sync.
         """
         now = now or utcnow()
         async with self.session() as s:

@@ -608,14 +608,16 @@ def mute_filter(prefs: Preferences) -> Callable[..., bool]:
     final"). Each tag is matched on its own: a title ending "… love" and a tag "Island" do
     not make "love island"."""
     # Word edges as "no word character beside it", not \b: \b needs a word character inside
-    # the topic too, so "C++" or "#MeToo" never matched inside a title.
-    topics = [re.compile(rf"(?<!\w){re.escape(t.lower())}(?!\w)") for t in prefs.mute_topics if t.strip()]
+    # the topic too, so "C++" or "#MeToo" never matched inside a title. Topic and texts
+    # folded as names are (`name_key`): lower() kept "Straße" from "STRASSE", and a title
+    # spelled with a combining accent from the topic typed with the accented letter.
+    topics = [re.compile(rf"(?<!\w){re.escape(name_key(t))}(?!\w)") for t in prefs.mute_topics if t.strip()]
 
     def muted(category: str, source: str, title: str, tags: Sequence[str] = ()) -> bool:
         if name_key(category) in prefs.mute_categories or name_key(source) in prefs.mute_sources:
             return True
         if topics:
-            texts = [text.lower() for text in (title, *tags)]
+            texts = [name_key(text) for text in (title, *tags)]
             return any(p.search(text) for text in texts for p in topics)
         return False
 

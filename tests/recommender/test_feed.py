@@ -729,6 +729,12 @@ def test_a_muted_topic_hides_stories_tagged_with_it_whatever_their_title():
     # Each tag is matched alone: a title ending in "love" and a tag "Island" name no topic.
     assert not muted("entertainment", "wire", "Tourists love", ("Island", "Travel"))
     assert not muted("entertainment", "wire", "Islanders vote", ("Lovers",))
+    # Whatever its case as Unicode folds it, and however its accents are encoded: lower()
+    # kept "Straße" from "STRASSE", and "Café" from a title written "Cafe" + U+0301.
+    folded = mute_filter(Preferences(mute_topics=frozenset({"straße", "café society"})))
+    assert folded("news", "wire", "STRASSE closed after flood", ())
+    assert folded("news", "wire", "Inside Cafe\u0301 Society", ())
+    assert folded("news", "wire", "Tonight", ("CAFÉ SOCIETY",))
 
     cands, profile = _world(23, n=40)
     tagged = {c.id for c in cands[::5]}

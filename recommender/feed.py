@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
 
 import numpy as np
 
@@ -255,9 +256,12 @@ def personalize_related(
     *,
     tie_eps: float = 0.02,
 ) -> list[tuple[int, float]]:
-    """A related block that knows the reader: drop what they read; among items whose relevance
-    falls in the same `tie_eps`-wide band, the one nearer the reader's interests goes first.
-    Relevance still rules: personal taste only breaks (near-)ties."""
+    """A related block that knows the reader: drop what they read; among neighbours in the
+    block (`related`, in its order) whose relevance falls in the same `tie_eps`-wide band, the
+    one nearer the reader's interests goes first. The block's order still rules: personal
+    taste only breaks (near-)ties. Sorted by relevance as a whole, the reader's block undid
+    the diversifying (related.diversify), and a paraphrase it had moved down came back up
+    beside the story it repeats."""
     kept = [(i, s) for i, s in related if i not in profile.read]
 
     def taste(i: int) -> float:
@@ -266,7 +270,10 @@ def personalize_related(
             return 0.0
         return max(float(v @ it.vector) * it.weight for it in profile.interests)
 
-    return sorted(kept, key=lambda p: (-math.floor(p[1] / tie_eps), -taste(p[0]), -p[1], p[0]))
+    out: list[tuple[int, float]] = []
+    for _, ties in groupby(kept, key=lambda p: math.floor(p[1] / tie_eps)):
+        out += sorted(ties, key=lambda p: (-taste(p[0]), -p[1], p[0]))
+    return out
 
 
 # --- candidates ------------------------------------------------------------------------------
@@ -601,14 +608,16 @@ def mute_filter(prefs: Preferences) -> Callable[..., bool]:
     final"). Each tag is matched on its own: a title ending "… love" and a tag "Island" do
     not make "love island"."""
     # Word edges as "no word character beside it", not \b: \b needs a word character inside
-    # the topic too, so "C++" or "#MeToo" never matched inside a title.
-    topics = [re.compile(rf"(?<!\w){re.escape(t.lower())}(?!\w)") for t in prefs.mute_topics if t.strip()]
+    # the topic too, so "C++" or "#MeToo" never matched inside a title. Topic and texts
+    # folded as names are (`name_key`): lower() kept "Straße" from "STRASSE", and a title
+    # spelled with a combining accent from the topic typed with the accented letter.
+    topics = [re.compile(rf"(?<!\w){re.escape(name_key(t))}(?!\w)") for t in prefs.mute_topics if t.strip()]
 
     def muted(category: str, source: str, title: str, tags: Sequence[str] = ()) -> bool:
         if name_key(category) in prefs.mute_categories or name_key(source) in prefs.mute_sources:
             return True
         if topics:
-            texts = [text.lower() for text in (title, *tags)]
+            texts = [name_key(text) for text in (title, *tags)]
             return any(p.search(text) for text in texts for p in topics)
         return False
 

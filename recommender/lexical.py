@@ -45,8 +45,11 @@ LEXICAL_WORDS = 150
 _WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
 # A name: a capitalised word ("Putin", "Betty Ford Center" word by word; sentence-initial
 # filler like "The" is a stopword), or a number (2013, 7.1, 30-day), both found by one regex
-# scan rather than a Python loop over every word (this runs once per indexed story).
-_NAME_OR_NUMBER = re.compile(r"(?<![\w'’])(?:[A-Z][\w'’.-]*|[0-9][\w.,-]*)")
+# scan rather than a Python loop over every word (this runs once per indexed story). A word
+# that begins with another letter than ASCII's is found too and kept when that letter is a
+# capital (`key_terms`): with [A-Z] alone, "Émile", "Özil" and every Cyrillic or Greek name
+# were no names, and reports of one event in those languages shared no evidence.
+_NAME_OR_NUMBER = re.compile(r"(?<![\w'’])(?:[A-Z][\w'’.-]*|[^\W\d_\x00-\x7f][\w'’.-]*|[0-9][\w.,-]*)")
 _NAME_PARTS = re.compile(r"[-.,’']")
 
 
@@ -73,6 +76,8 @@ def key_terms(title: str, text: str, max_terms: int = 40) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for chunk in (title, text):
         for word in _NAME_OR_NUMBER.findall(chunk):
+            if not word[0].isascii() and not word[0].isupper():
+                continue  # a lower-case word of another alphabet
             word = word.rstrip(".-'’")
             if word.endswith(("'s", "’s")):
                 word = word[:-2]

@@ -132,6 +132,11 @@ class RankParams:
     # Untitled documents (ECB+) keep `self_cosine` alone.
     self_title_cosine: float = 0.9
     self_title_lexical: float = 0.9
+    # Two candidates under one non-empty headline this close are copies of one story, by the
+    # rule above for the article itself (a wire story with each site's byline or footer: int8
+    # MiniLM 0.93-0.95 to the original, under `duplicate_cosine`). Apart from it, as a search
+    # turns the article's rule off and still shows copies once.
+    copy_title_cosine: float = 0.9
     # MMR trade-off: 1.0 = pure relevance. Redundancy below `mmr_floor` cosine is not penalised,
     # so several distinct reports of one event stay together; near-paraphrases are pushed apart.
     mmr_lambda: float = 0.85
@@ -465,18 +470,21 @@ def collapse_duplicates(scored: list[_Scored], params: RankParams,
                         cosines: _Cosines) -> list[_Scored]:
     """Group copies of one story and keep the preferred copy of each group.
 
-    Copies: linked by `duplicate_of`, same content hash, same page, or dense cosine at least
-    `duplicate_cosine`. The kept copy inherits the group's best score, so choosing the
+    Copies: linked by `duplicate_of`, same content hash, same page, dense cosine at least
+    `duplicate_cosine`, or under the same headline at least `copy_title_cosine` close (the
+    original and a copy with another site's byline stood side by side in blocks, under the
+    very same headline). The kept copy inherits the group's best score, so choosing the
     fresher copy never costs the story its place.
     """
     if not scored:
         return []
     ordered = sorted(scored, key=lambda s: -s.score)
     sims = cosines.among(ordered)
-    # For each candidate, the first earlier one at least `duplicate_cosine` close (-1: none),
-    # for all rows at once rather than a numpy call per row.
+    # For each candidate, the first earlier one close enough (-1: none), for all rows at
+    # once rather than a numpy call per row.
     with np.errstate(invalid="ignore"):
-        close = np.tril(sims >= params.duplicate_cosine, -1)
+        close = np.tril((sims >= params.duplicate_cosine)
+                        | (same_headline(ordered) & (sims >= params.copy_title_cosine)), -1)
     first_close = np.where(close.any(axis=1), close.argmax(axis=1), -1).tolist()
     group_of: list[int] = []
     groups: list[list[_Scored]] = []
@@ -519,6 +527,16 @@ def collapse_duplicates(scored: list[_Scored], params: RankParams,
         best.copies = [m.cand for m in group if m is not best]
         out.append(best)
     return out
+
+
+def same_headline(scored: Sequence[_Scored]) -> np.ndarray:
+    """Which pairs of candidates carry one non-empty headline (`_title_key`); untitled
+    documents (ECB+) share none."""
+    codes: dict[str, int] = {}
+    keys = [_title_key(s.cand.title) for s in scored]
+    row = np.array([codes.setdefault(key, len(codes)) if key else -1 - i
+                    for i, key in enumerate(keys)])
+    return row[:, None] == row[None, :]
 
 
 def diversify(scored: list[_Scored], k: int, params: RankParams,

@@ -602,6 +602,22 @@ def test_personalized_related_drops_read_and_breaks_ties_by_taste():
     assert ids[-1] not in (near, far)  # clear relevance differences still rule
 
 
+def test_personalized_related_keeps_the_block_s_diversified_order():
+    # The block's order is not relevance order: diversifying moves a paraphrase of its first
+    # story below a different take. Re-sorted by relevance for the reader, it came back up
+    # beside the story it repeats, however near or far it was from their interests.
+    cands, profile = _world(17, n=60, n_events=4)
+    vectors = {c.id: c.vector for c in cands}
+    unread = [c.id for c in cands if c.id not in profile.read]
+    centre = profile.interests[0].vector
+    near = max(unread, key=lambda i: float(vectors[i] @ centre))
+    first, other, last = [i for i in unread if i != near][:3]
+    block = [(first, 0.90), (other, 0.84), (near, 0.895), (last, 0.5)]
+    for p in (profile, empty_profile("x")):
+        assert [i for i, _ in personalize_related(block, vectors, p, tie_eps=0.02)] == [
+            first, other, near, last]
+
+
 def test_candidates_gathered_per_interest_plus_trending_and_fresh():
     cands, profile = _world(19, n=100)
     index = BruteForceIndex(DIM)
@@ -713,6 +729,12 @@ def test_a_muted_topic_hides_stories_tagged_with_it_whatever_their_title():
     # Each tag is matched alone: a title ending in "love" and a tag "Island" name no topic.
     assert not muted("entertainment", "wire", "Tourists love", ("Island", "Travel"))
     assert not muted("entertainment", "wire", "Islanders vote", ("Lovers",))
+    # Whatever its case as Unicode folds it, and however its accents are encoded: lower()
+    # kept "Straße" from "STRASSE", and "Café" from a title written "Cafe" + U+0301.
+    folded = mute_filter(Preferences(mute_topics=frozenset({"straße", "café society"})))
+    assert folded("news", "wire", "STRASSE closed after flood", ())
+    assert folded("news", "wire", "Inside Cafe\u0301 Society", ())
+    assert folded("news", "wire", "Tonight", ("CAFÉ SOCIETY",))
 
     cands, profile = _world(23, n=40)
     tagged = {c.id for c in cands[::5]}

@@ -101,6 +101,17 @@ def test_key_terms_extracts_names_and_numbers():
     assert "the" not in terms and "talks" not in terms and "strikes" not in terms
 
 
+def test_names_in_other_alphabets_and_with_accented_capitals_are_names():
+    # Capitals were [A-Z]: "Émile" or "Özil" were no names, nor any Cyrillic or Greek one, so
+    # two reports of one event in those languages shared no same-event evidence.
+    terms = key_terms("Путин и Трамп обсудили перемирие",
+                      "Владимир Путин говорил с Émile Özil и Ελλάδα в 2025 году.")
+    for expected in ("путин", "трамп", "владимир", "émile", "özil", "ελλάδα", "2025"):
+        assert expected in terms
+    assert not {"обсудили", "перемирие", "говорил", "году", "и", "в"} & set(terms)
+    assert key_terms("日本の選挙", "東京で選挙が行われた。") == ()  # no capitals to tell names by
+
+
 def test_tokenize_drops_stopwords_and_possessives():
     assert tokenize("The Kremlin's statement and Ukraine's reply") == [
         "kremlin", "statement", "ukraine", "reply"

@@ -922,6 +922,18 @@ class Store:
             rows = (await s.scalars(select(SourceRow))).all()
             if not _sync_plan(rows, specs, now):
                 return {"added": 0, "changed": 0, "retired": 0}
+        for attempt in range(3):
+            try:
+                return await self._sync(specs, now)
+            except IntegrityError:
+                # SQLite, which has no advisory lock: another process (`tidings run` and
+                # `tidings collect` started together) added the same new sources between
+                # this one's read and its insert. Read again: they are there now.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _sync(self, specs: Sequence[SourceSpec], now: datetime) -> dict:
         added = changed = retired = 0
         async with self.writing() as s:
             if self.dialect == "postgresql":

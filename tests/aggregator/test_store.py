@@ -664,6 +664,26 @@ async def test_concurrent_claims_of_a_cluster_job_have_one_winner(db_url):
         await b.close()
 
 
+async def test_processes_syncing_the_same_new_sources_at_once_all_start(db_url):
+    """`tidings run` and `tidings collect` started together on one SQLite file: both read no
+    row for the file's new sources, both inserted them, and one stopped on the unique key
+    (PostgreSQL's advisory lock keeps them in turn). Two stores, their own connections."""
+    from aggregator.store import Store
+
+    a, b = Store(db_url), Store(db_url)
+    await a.migrate()
+    try:
+        for round_ in range(3):
+            specs = [SourceSpec(name=f"s{round_}-{i}", url=f"https://s{i}.example/{round_}.xml",
+                                category="news") for i in range(200)]
+            done = await asyncio.gather(a.sync_sources(specs, NOW), b.sync_sources(specs, NOW))
+            assert sorted(d["added"] for d in done) == [0, 200], done
+        assert len(await a.list_sources()) == 200  # the last round's; the others retired
+    finally:
+        await a.close()
+        await b.close()
+
+
 @pytest.mark.parametrize("bad", ["sqlite+nodriver:///x.db", "postgresql+asyncpg://postgres@127.0.0.1:1/none"])
 async def test_unusable_database_is_a_store_error(bad, tmp_path):
     from aggregator.errors import StoreError

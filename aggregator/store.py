@@ -57,6 +57,7 @@ from aggregator.names import name_key
 from aggregator.normalize import content_hash
 from aggregator.schema import (
     EVENT_DAY_PAGE_CHARS,
+    NAME_KEY_CHARS,
     ChangeLogHorizonRow,
     EmbedderRow,
     EventDayRow,
@@ -581,13 +582,22 @@ class StorySelection:
     until: datetime | None = None
 
 
+def key_column(name: str) -> str:
+    """`name`'s key as `stories.source_key` and `category_key` hold it: `name_key`, cut to
+    the columns' width. Case folding can lengthen a name (U+FB03 "ﬃ" is "ffi"): a source
+    named in 120 characters, as an import line may, had a key up to 360, which PostgreSQL
+    refused, failing the line's whole batch (SQLite stored it). Lookups cut theirs the same
+    way."""
+    return name_key(name)[:NAME_KEY_CHARS]
+
+
 def _of_section(q, source: str | None, category: str | None):
     """`q` narrowed to one source and one category (None: any), compared by their keys: a
     caller's "Politics" is the stored "politics", and the keys' indexes serve the lookup."""
     if source is not None:
-        q = q.where(StoryRow.source_key == name_key(source))
+        q = q.where(StoryRow.source_key == key_column(source))
     if category is not None:
-        q = q.where(StoryRow.category_key == name_key(category))
+        q = q.where(StoryRow.category_key == key_column(category))
     return q
 
 
@@ -1100,7 +1110,7 @@ class Store:
             status = source_status(r.error_count, r.last_check_at, r.last_success_at)
             out.append(SourceHealth(
                 r.name, r.url, r.category, r.detected_kind or r.kind, r.enabled, r.weight, status,
-                counts.get(name_key(r.name), 0), r.last_check_at, r.last_success_at, r.last_error,
+                counts.get(key_column(r.name), 0), r.last_check_at, r.last_success_at, r.last_error,
                 r.error_count, r.next_check_at if r.enabled else None,  # never, while disabled
                 r.adaptive_interval_s or r.interval_s, r.keep_rule or None, r.block_rule or None,
             ))
@@ -1190,8 +1200,8 @@ class Store:
                             summary=d.summary, text=d.text, author=d.author, image_url=d.image_url,
                             published_at=d.published_at, collected_at=now, updated_at=now,
                             sort_at=sort_time(d.published_at, now), site=d.site, source=d.source,
-                            category=d.category, source_key=name_key(d.source),
-                            category_key=name_key(d.category),
+                            category=d.category, source_key=key_column(d.source),
+                            category_key=key_column(d.category),
                             content_hash=d.content_hash, duplicate_of=dup_of,
                             embed_version=1, embed_lease_until=None, tags=tags_column(d.tags),
                         ))
@@ -1218,7 +1228,7 @@ class Store:
                     for key, value in restated.items():
                         setattr(row, key, value)
                         if key in ("source", "category"):
-                            setattr(row, f"{key}_key", name_key(value))
+                            setattr(row, f"{key}_key", key_column(value))
                     if changed_text:
                         row.title, row.summary = d.title, d.summary or row.summary
                         row.text = d.text or row.text

@@ -153,6 +153,19 @@ async def retry_while_busy(op: Callable[[], Awaitable[T]], within_s: float = REL
         await asyncio.sleep(0.2)
 
 
+async def retried_on_conflict(op: Callable[[], Awaitable[T]], attempts: int) -> T:
+    """`op()`, tried again (at most `attempts` times in all) when another writer filled a
+    unique key it was inserting (IntegrityError): tried again, it reads that row and finds
+    it stored. The last failure raised."""
+    for attempt in range(attempts):
+        try:
+            return await op()
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -932,16 +945,10 @@ class Store:
             rows = (await s.scalars(select(SourceRow))).all()
             if not _sync_plan(rows, specs, now):
                 return {"added": 0, "changed": 0, "retired": 0}
-        for attempt in range(3):
-            try:
-                return await self._sync(specs, now)
-            except IntegrityError:
-                # SQLite, which has no advisory lock: another process (`tidings run` and
-                # `tidings collect` started together) added the same new sources between
-                # this one's read and its insert. Read again: they are there now.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        # SQLite, which has no advisory lock: another process (`tidings run` and `tidings
+        # collect` started together) can add the same new sources between this one's read
+        # and its insert. Read again: they are there then.
+        return await retried_on_conflict(lambda: self._sync(specs, now), attempts=3)
 
     async def _sync(self, specs: Sequence[SourceSpec], now: datetime) -> dict:
         added = changed = retired = 0
@@ -1136,13 +1143,7 @@ class Store:
             by_url[d.url] = d  # the last copy of a URL in one batch wins
         if not by_url:
             return UpsertResult((), (), 0, 0)
-        for attempt in range(5):
-            try:
-                return await self._upsert(by_url, now)
-            except IntegrityError:
-                if attempt == 4:
-                    raise
-        raise AssertionError("unreachable")
+        return await retried_on_conflict(lambda: self._upsert(by_url, now), attempts=5)
 
     async def _upsert(self, by_url: dict[str, StoryDraft], now: datetime) -> UpsertResult:
         new_ids: list[int] = []

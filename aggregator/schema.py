@@ -32,6 +32,9 @@ from aggregator.model import MAX_CATEGORY_CHARS, MAX_SITE_CHARS, MAX_SOURCE_NAME
 
 # SQLite autoincrements only INTEGER PRIMARY KEY; BigInteger elsewhere.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# The width of the name keys (`stories.source_key`, `category_key`); the store cuts a key to
+# it (`store.key_column`): case folding can make a key longer than its name.
+NAME_KEY_CHARS = 255
 
 
 class UTCDateTime(TypeDecorator):
@@ -123,8 +126,8 @@ class StoryRow(Base):
     category: Mapped[str] = mapped_column(String(MAX_CATEGORY_CHARS), default="")
     # The names as filters compare them (aggregator.names.name_key: "Politics" is "politics"),
     # written by the store with the names; lookups by either use these (migration 0010).
-    source_key: Mapped[str] = mapped_column(String(255), default="", server_default="")
-    category_key: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    source_key: Mapped[str] = mapped_column(String(NAME_KEY_CHARS), default="", server_default="")
+    category_key: Mapped[str] = mapped_column(String(NAME_KEY_CHARS), default="", server_default="")
     content_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
     # The publisher's tags, one a line (`store.tags_column`); NULL when it gave none, and for
     # stories stored before migration 0009.

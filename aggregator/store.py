@@ -57,6 +57,7 @@ from aggregator.names import name_key
 from aggregator.normalize import content_hash
 from aggregator.schema import (
     EVENT_DAY_PAGE_CHARS,
+    NAME_KEY_CHARS,
     ChangeLogHorizonRow,
     EmbedderRow,
     EventDayRow,
@@ -150,6 +151,19 @@ async def retry_while_busy(op: Callable[[], Awaitable[T]], within_s: float = REL
             if not sqlite_busy(e) or time.monotonic() >= deadline:
                 raise
         await asyncio.sleep(0.2)
+
+
+async def retried_on_conflict(op: Callable[[], Awaitable[T]], attempts: int) -> T:
+    """`op()`, tried again (at most `attempts` times in all) when another writer filled a
+    unique key it was inserting (IntegrityError): tried again, it reads that row and finds
+    it stored. The last failure raised."""
+    for attempt in range(attempts):
+        try:
+            return await op()
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def utcnow() -> datetime:
@@ -592,13 +606,22 @@ class StorySelection:
     until: datetime | None = None
 
 
+def key_column(name: str) -> str:
+    """`name`'s key as `stories.source_key` and `category_key` hold it: `name_key`, cut to
+    the columns' width. Case folding can lengthen a name (U+FB03 "ﬃ" is "ffi"): a source
+    named in 120 characters, as an import line may, had a key up to 360, which PostgreSQL
+    refused, failing the line's whole batch (SQLite stored it). Lookups cut theirs the same
+    way."""
+    return name_key(name)[:NAME_KEY_CHARS]
+
+
 def _of_section(q, source: str | None, category: str | None):
     """`q` narrowed to one source and one category (None: any), compared by their keys: a
     caller's "Politics" is the stored "politics", and the keys' indexes serve the lookup."""
     if source is not None:
-        q = q.where(StoryRow.source_key == name_key(source))
+        q = q.where(StoryRow.source_key == key_column(source))
     if category is not None:
-        q = q.where(StoryRow.category_key == name_key(category))
+        q = q.where(StoryRow.category_key == key_column(category))
     return q
 
 
@@ -934,6 +957,12 @@ class Store:
             rows = (await s.scalars(select(SourceRow))).all()
             if not _sync_plan(rows, specs, now):
                 return {"added": 0, "changed": 0, "retired": 0}
+        # SQLite, which has no advisory lock: another process (`tidings run` and `tidings
+        # collect` started together) can add the same new sources between this one's read
+        # and its insert. Read again: they are there then.
+        return await retried_on_conflict(lambda: self._sync(specs, now), attempts=3)
+
+    async def _sync(self, specs: Sequence[SourceSpec], now: datetime) -> dict:
         added = changed = retired = 0
         async with self.writing() as s:
             if self.dialect == "postgresql":
@@ -1100,7 +1129,7 @@ class Store:
             status = source_status(r.error_count, r.last_check_at, r.last_success_at)
             out.append(SourceHealth(
                 r.name, r.url, r.category, r.detected_kind or r.kind, r.enabled, r.weight, status,
-                counts.get(name_key(r.name), 0), r.last_check_at, r.last_success_at, r.last_error,
+                counts.get(key_column(r.name), 0), r.last_check_at, r.last_success_at, r.last_error,
                 r.error_count, r.next_check_at if r.enabled else None,  # never, while disabled
                 r.adaptive_interval_s or r.interval_s, r.keep_rule or None, r.block_rule or None,
             ))
@@ -1126,13 +1155,7 @@ class Store:
             by_url[d.url] = d  # the last copy of a URL in one batch wins
         if not by_url:
             return UpsertResult((), (), 0, 0)
-        for attempt in range(5):
-            try:
-                return await self._upsert(by_url, now)
-            except IntegrityError:
-                if attempt == 4:
-                    raise
-        raise AssertionError("unreachable")
+        return await retried_on_conflict(lambda: self._upsert(by_url, now), attempts=5)
 
     async def _upsert(self, by_url: dict[str, StoryDraft], now: datetime) -> UpsertResult:
         new_ids: list[int] = []
@@ -1190,8 +1213,8 @@ class Store:
                             summary=d.summary, text=d.text, author=d.author, image_url=d.image_url,
                             published_at=d.published_at, collected_at=now, updated_at=now,
                             sort_at=sort_time(d.published_at, now), site=d.site, source=d.source,
-                            category=d.category, source_key=name_key(d.source),
-                            category_key=name_key(d.category),
+                            category=d.category, source_key=key_column(d.source),
+                            category_key=key_column(d.category),
                             content_hash=d.content_hash, duplicate_of=dup_of,
                             embed_version=1, embed_lease_until=None, tags=tags_column(d.tags),
                         ))
@@ -1218,7 +1241,7 @@ class Store:
                     for key, value in restated.items():
                         setattr(row, key, value)
                         if key in ("source", "category"):
-                            setattr(row, f"{key}_key", name_key(value))
+                            setattr(row, f"{key}_key", key_column(value))
                     if changed_text:
                         row.title, row.summary = d.title, d.summary or row.summary
                         row.text = d.text or row.text

@@ -15,6 +15,7 @@ public health check should not.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,13 @@ if TYPE_CHECKING:
 # One failed tick is often a passing hiccup (a lock, a restart of the database); three in a
 # row, at the shipped ticks (collect 60 s, follow 1 s), is a job that is down.
 FAILING_AFTER = 3
+# How long /healthz and a /metrics scrape wait for the database before they say it is away.
+# A server that accepts the connection but never answers (a network partition, a stopped
+# host, a paused proxy) held both for ever: a load balancer or Prometheus timed the request
+# out and learnt nothing, though the README promises "database": false and
+# tidings_database_up 0. Under Prometheus's default scrape timeout (10 s), and far above
+# the reads' own time (a scrape's counts: well under a second at a million stories).
+DATABASE_ANSWER_S = 5.0
 
 
 @dataclass
@@ -65,7 +73,8 @@ async def health(svc: Services) -> tuple[dict, int]:
     # every command that builds services, /healthz or not (api/services.py)
 
     try:  # one read answers both: is the database there, and whose recipe leads it
-        lead, ok = await svc.store.leading_embedder(), True
+        async with asyncio.timeout(DATABASE_ANSWER_S):
+            lead, ok = await svc.store.leading_embedder(), True
     except Exception:  # whatever failed, the answer is this body, never an error page
         lead, ok = None, False
     failing = svc.jobs.failing()

@@ -12,6 +12,7 @@ set (they are read from the database, or are the scraped worker's index size).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from aggregator.store import database_unavailable, other_recipe_leads
+from api import jobhealth
 
 if TYPE_CHECKING:
     from api.services import Services
@@ -107,7 +109,9 @@ class Metrics:
         if svc.corpus is not None:
             self.index_size.set(len(svc.corpus))
         try:
-            await self._read_database(svc)
+            # Bounded: a database that never answers is away too (jobhealth.DATABASE_ANSWER_S).
+            async with asyncio.timeout(jobhealth.DATABASE_ANSWER_S):
+                await self._read_database(svc)
             self.database_up.set(1)
         except Exception as e:
             # While the database is away the scrape still answers: this process's own

@@ -66,8 +66,14 @@ class SourcesWatcher:
                 raise
             log.error("sources.invalid keeping previous sources: %s", e)
             return
-        changes = await self.svc.store.sync_sources(specs)
-        await reload_weights(self.svc)
+        try:
+            changes = await self.svc.store.sync_sources(specs)
+            await reload_weights(self.svc)
+        except Exception:
+            # Not applied (the database away a moment): the next look tries again. Kept as
+            # seen, the edit waited for the file's next change, or a restart.
+            self.mtime = None
+            raise
         if any(changes.values()):
             log.info("sources.synced %s", changes)
 

@@ -227,6 +227,24 @@ async def test_a_category_or_source_is_found_whatever_its_case(store):
     assert [(h.name, h.stories) for h in await store.list_sources()] == [("wire", 3)]
 
 
+async def test_names_whose_keys_outgrow_them_are_stored_and_found(store):
+    """Case folding lengthens some names ("ﬃ", U+FB03, is "ffi"): an import line's source of
+    120 such characters (its limit) had a key of 360, and PostgreSQL refused the whole batch
+    (varchar(255)) where SQLite stored it. Keys are cut to the column; lookups cut theirs."""
+    from aggregator.store import StorySelection
+
+    source, category = "\ufb03" * 120, "\ufb03" * 80
+    r = await store.upsert_stories([draft("https://e.org/long", source=source, category=category)], NOW)
+    assert len(r.new_ids) == 1
+    assert await store.latest_ids(10, source="FFI" * 120) == list(r.new_ids)
+    assert await store.latest_ids(10, source=source, category="ffi" * 80) == list(r.new_ids)
+    assert await store.count_stories(StorySelection(source=source)) == 1
+    # Restated by a later line: its key is cut the same way.
+    moved = draft("https://e.org/long", source="x" + source[1:], restates=frozenset({"source"}))
+    await store.upsert_stories([moved], NOW)
+    assert await store.latest_ids(10, source="x" + "ffi" * 119) == list(r.new_ids)
+
+
 async def test_lookups_by_category_or_source_walk_their_key_index(store):
     """Newest of one section without sorting the section (migration 0008's point), now on
     the keys: comparing lower(category) would scan and sort every story."""
@@ -659,6 +677,26 @@ async def test_concurrent_claims_of_a_cluster_job_have_one_winner(db_url):
             assert sorted(won) == [False, True]
             owner = "a" if won[0] else "b"
             assert await (a if won[0] else b).job_done("retention", owner=owner, started_at=at)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_processes_syncing_the_same_new_sources_at_once_all_start(db_url):
+    """`tidings run` and `tidings collect` started together on one SQLite file: both read no
+    row for the file's new sources, both inserted them, and one stopped on the unique key
+    (PostgreSQL's advisory lock keeps them in turn). Two stores, their own connections."""
+    from aggregator.store import Store
+
+    a, b = Store(db_url), Store(db_url)
+    await a.migrate()
+    try:
+        for round_ in range(3):
+            specs = [SourceSpec(name=f"s{round_}-{i}", url=f"https://s{i}.example/{round_}.xml",
+                                category="news") for i in range(200)]
+            done = await asyncio.gather(a.sync_sources(specs, NOW), b.sync_sources(specs, NOW))
+            assert sorted(d["added"] for d in done) == [0, 200], done
+        assert len(await a.list_sources()) == 200  # the last round's; the others retired
     finally:
         await a.close()
         await b.close()

@@ -140,3 +140,81 @@ async def test_database_away_is_503_and_recovers_by_itself(tmp_path, shared_data
             assert r.status_code == 200 and r.json()["title"] == first["title"]
     finally:
         await stop_stack(st, server, task)
+
+
+class PausableProxy:
+    """A TCP relay on loopback to PostgreSQL that can stop passing bytes while keeping every
+    connection open: a server that accepts and never answers (a network partition, a stopped
+    host), which refusing connections does not show."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    await self.flowing.wait()
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def stop(self) -> None:
+        self.flowing.set()
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_healthz_and_metrics_answer_while_the_database_never_does(tmp_path, pg_url, monkeypatch):
+    """A database that takes the connection and never answers held /healthz and the scrape
+    for ever (no statement timeout): the load balancer's and Prometheus's requests timed out
+    and said nothing of the database. Each waits DATABASE_ANSWER_S, then says it is away."""
+    from aggregator.settings import load_settings
+    from api import jobhealth
+    from api.opslistener import OpsListener
+    from api.services import build
+    from tests.api.conftest import free_port
+
+    monkeypatch.setattr(jobhealth, "DATABASE_ANSWER_S", 1.0)
+    pg = urlsplit(pg_url)
+    proxy = PausableProxy((pg.hostname, pg.port or 5432))
+    port = await proxy.start()
+    (tmp_path / "sources.toml").write_text("", encoding="utf-8")
+    settings = load_settings(None, env={
+        "TIDINGS_DATABASE_URL": pg_url.replace(pg.netloc, f"{pg.username}@127.0.0.1:{port}"),
+        "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml"),
+        "TIDINGS_LOG_LEVEL": "warning"})
+    svc = await build(settings, collect=True)
+    ops = OpsListener(svc, ["collect"])
+    listen = free_port()
+    await ops.start("127.0.0.1", listen)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{listen}", timeout=30) as c:
+            assert (await c.get("/healthz")).json()["database"] is True
+            assert "tidings_database_up 1.0" in (await c.get("/metrics")).text
+            proxy.flowing.clear()
+            r = await c.get("/healthz")
+            assert r.status_code == 503 and r.json()["database"] is False, r.text
+            r = await c.get("/metrics")
+            assert r.status_code == 200 and "tidings_database_up 0.0" in r.text, r.text[:300]
+            proxy.flowing.set()
+            r = await c.get("/healthz")  # and back once it answers again
+            assert r.status_code == 200 and r.json()["database"] is True, r.text
+    finally:
+        await ops.stop()
+        await svc.close()
+        await proxy.stop()

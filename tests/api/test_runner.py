@@ -157,6 +157,43 @@ async def test_a_collecting_process_does_not_start_on_a_bad_sources_file(tmp_pat
         await svc.close()
 
 
+@pytest.mark.postgres
+async def test_an_edit_of_the_sources_file_made_while_the_database_is_away_is_applied_after(
+        tmp_path, pg_server, pg_url):
+    """The watcher took the file's new time as seen before its sync: an edit made while the
+    database was away failed once and was then never applied, until the file changed again
+    or the process restarted."""
+    import os
+    from urllib.parse import urlsplit
+
+    from api.services import build
+    from tests.api.test_db_outage import bring_database_back, take_database_away
+
+    sources = tmp_path / "sources.toml"
+    table = '[[source]]\nname = "{0}"\nurl = "https://{0}.example/f"\ncategory = "c"\n'
+    sources.write_text(table.format("a"), encoding="utf-8")
+    settings = load_settings(REPO_CONFIG, env={
+        "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(sources),
+        "TIDINGS_DATABASE_URL": pg_url, "TIDINGS_INDEX_EMBEDDER": "hash"})
+    svc = await build(settings, collect=True)
+    name = urlsplit(pg_url).path.lstrip("/")
+    try:
+        watcher = runner.SourcesWatcher(svc, sources)
+        await watcher.check(strict=True)
+        sources.write_text(table.format("a") + table.format("b"), encoding="utf-8")
+        os.utime(sources, (1e9, 1e9))  # another time than the first, whatever the clock's grain
+        await take_database_away(pg_server, name)
+        try:
+            with pytest.raises(Exception):  # noqa: B017 - the driver's own error: logged by _guard
+                await watcher.check()
+        finally:
+            await bring_database_back(pg_server, name)
+        await watcher.check()
+        assert [s.name for s in await svc.store.list_sources()] == ["a", "b"]
+    finally:
+        await svc.close()
+
+
 async def test_a_serve_only_process_leaves_the_clusters_sources_alone(tmp_path):
     """The sources file is the collectors' config. A replica started on another machine with
     its own (or the shipped) sources.toml synced it into the shared database: every source

@@ -39,7 +39,8 @@ def upgrade() -> None:
         update = sa.text(f"UPDATE stories SET {key} = :key WHERE {column} = :name")
         for name in names:
             if name_key(name):  # "" is the column's default
-                conn.execute(update, {"key": name_key(name), "name": name})
+                # Cut to the column, as the store writes keys (store.key_column).
+                conn.execute(update, {"key": name_key(name)[:255], "name": name})
         op.create_index(f"ix_stories_{key}_sort", "stories", [key, "sort_at", "id"], unique=False)
         op.drop_index(f"ix_stories_{column}_sort", table_name="stories")
 

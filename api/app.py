@@ -501,6 +501,8 @@ def from_a_foreign_page(origin: str | None, fetch_site: str | None, host: str) -
     name of this machine: a rebound name is not one."""
     if origin is None and fetch_site is None:
         return False
+    if fetch_site == "cross-site":  # a navigation from another site's page carries no Origin
+        return True
     if origin is not None and not names_this_machine(origin.partition("://")[2]):
         return True  # another site's page, or `null` (a sandboxed frame, a file)
     return not names_this_machine(host)

@@ -717,6 +717,7 @@ async def test_without_a_key_operator_endpoints_refuse_other_sites_pages(stack):
     refused = (("http://127.0.0.1:8000", {"Origin": "https://evil.example"}),
                ("http://127.0.0.1:8000", {"Origin": "null", "Sec-Fetch-Site": "cross-site"}),
                ("http://127.0.0.1:8000", {"Origin": "http://127.0.0.1.evil.example"}),
+               ("http://127.0.0.1:8000", {"Sec-Fetch-Site": "cross-site"}),  # a link followed
                # DNS rebinding: the page's own origin, on a name that is not this machine's.
                ("http://rebound.evil.example:8000", {"Sec-Fetch-Site": "same-origin"}),
                ("http://rebound.evil.example:8000",

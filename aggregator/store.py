@@ -1112,9 +1112,13 @@ class Store:
             return None if enabled is None else "due" if enabled else "disabled"
 
     async def source_urls(self) -> list[str]:
-        """The URLs of the configured sources (one light read; `list_sources` counts stories)."""
+        """The URLs the operator's file gives the configured sources (one light read;
+        `list_sources` counts stories): their hosts are the ones the collector trusts with any
+        address. Not the rows' `url`, which a publisher's permanent redirect moves: the host it
+        moved to was trusted from then on, and could then name an internal address."""
+        configured = func.coalesce(SourceRow.config_url, SourceRow.url)
         async with self.session() as s:
-            return list(await s.scalars(select(SourceRow.url).where(SourceRow.in_config.is_(True))))
+            return list(await s.scalars(select(configured).where(SourceRow.in_config.is_(True))))
 
     async def list_sources(self) -> list[SourceHealth]:
         # By key: its index covers the count (a source's slug is its own key).

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -477,6 +478,36 @@ def is_loopback(host: str) -> bool:
     return (mapped or address).is_loopback
 
 
+def names_this_machine(authority: str) -> bool:
+    """Whether a Host header or an Origin's host:port names this machine: localhost (RFC
+    6761 6.3: and its subdomains) or a loopback address."""
+    try:
+        host = urlsplit("//" + authority).hostname or ""
+    except ValueError:  # a bad IPv6 literal, a port out of range
+        return False
+    host = host.rstrip(".")
+    return host == "localhost" or host.endswith(".localhost") or is_loopback(host)
+
+
+def from_a_foreign_page(origin: str | None, fetch_site: str | None, host: str) -> bool:
+    """Whether a request was made by a browser for a page that is not this machine's own.
+
+    Without api.api_key the operator's routes trust loopback callers, and a browser on the
+    operator's machine is one, whatever page makes it call: with CORS `*` any site the operator
+    visited could read the sources and the stats, export a reader and take stories down (a
+    cross-site DELETE), and a page on a name rebound to 127.0.0.1 could do it as a same-origin
+    one. Browsers say who asks (Origin, Sec-Fetch-Site, Fetch Metadata); curl and scripts send
+    neither. A browser's request must then come from a page of this machine, and reach us by a
+    name of this machine: a rebound name is not one."""
+    if origin is None and fetch_site is None:
+        return False
+    if fetch_site == "cross-site":  # a navigation from another site's page carries no Origin
+        return True
+    if origin is not None and not names_this_machine(origin.partition("://")[2]):
+        return True  # another site's page, or `null` (a sandboxed frame, a file)
+    return not names_this_machine(host)
+
+
 def is_json_media_type(content_type: str | None) -> bool:
     """Whether FastAPI reads a body sent with this Content-Type as JSON: application/json or
     application/*+json (strictly: a body without a Content-Type is not read as JSON either)."""
@@ -700,6 +731,13 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                 raise ApiError(403, "operator_only", "this endpoint is the operator's: without "
                                "api.api_key it answers requests from this machine only; set a "
                                "key to reach it from another host")
+            headers = request.headers
+            if from_a_foreign_page(headers.get("origin"), headers.get("sec-fetch-site"),
+                                   headers.get("host", "")):
+                raise ApiError(403, "operator_only", "this endpoint is the operator's: without "
+                               "api.api_key it answers this machine's own callers only, not a "
+                               "browser asking for another site's page; set a key to call it "
+                               "from a web page")
             return
         given = request.headers.get("x-api-key") or ""
         auth = request.headers.get("authorization", "")

@@ -14,7 +14,7 @@ from aggregator.collect import Collector
 from aggregator.model import SourceSpec
 from aggregator.settings import CollectSettings
 from aggregator.sources import load_sources
-from aggregator.store import Store
+from aggregator.store import FetchRecord, Store
 from tests.localsite import LocalSite, LoopbackResolver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -421,6 +421,31 @@ async def test_links_and_redirects_to_hosts_no_source_names_must_be_public(sqlit
         assert "harbour plan" in texts[links[0]] and texts[links[1]] == ""
         assert not by_name["moved"].ok
         assert by_name["moved"].error == "metadata.example resolves to non-public address 127.0.0.1"
+
+
+async def test_a_permanent_redirect_does_not_make_its_host_one_the_operator_named(sqlite_store):
+    """Any address is allowed on the hosts the sources name, and the collector read them from
+    the rows' URLs, which a publisher's 301 moves: a feed that once redirected to a public
+    host of its choice made that host trusted for good, and once its name pointed at an
+    internal address (here loopback, as for `metadata.example` above) the collector read it,
+    on any port, and stored what it found. The hosts the operator's file names are trusted;
+    the moved-to one is fetched under the public rule like any other."""
+    settings = dataclasses.replace(FAST, public_links_only=True)
+    async with LocalSite() as site:
+        site.route("/feed.xml", body='<rss version="2.0"><channel><title>t</title><item><title>'
+                   "Internal</title><link>http://moved.example/a</link></item></channel></rss>",
+                   content_type="application/rss+xml")
+        await sqlite_store.sync_sources([SourceSpec("feed", site.url("/old.xml"), "politics")])
+        now = datetime.now(UTC)
+        (state,) = await sqlite_store.claim_due_sources(now, owner="t", lease_s=60)
+        # What the collector records after a 301 to a host that was public then.
+        await sqlite_store.record_fetch(state.id, FetchRecord(
+            ok=True, next_check_at=now, interval_s=900,
+            new_url=site.url("/feed.xml", "moved.example")), now)
+        report = await collector(sqlite_store, site, settings).run_round(force=True)
+    (r,) = report.sources
+    assert not r.ok and r.error == "moved.example resolves to non-public address 127.0.0.1"
+    assert await sqlite_store.count_stories() == 0
 
 
 async def test_bodies_read_from_article_pages_are_hashed_so_copies_are_linked(sqlite_store):

@@ -698,6 +698,51 @@ async def test_without_a_key_operator_endpoints_answer_this_machine_only(stack):
             assert (await c.get("/v1/stories")).status_code == 200, host
 
 
+async def test_without_a_key_operator_endpoints_refuse_other_sites_pages(stack):
+    """Loopback callers were trusted whoever they acted for: a browser on the operator's machine
+    is one, so with CORS `*` any page the operator opened could read the sources and the
+    stats, export a reader, and take a story down with a cross-site DELETE (its preflight was
+    allowed), or do it all as a same-origin page on a name rebound to 127.0.0.1. A browser's
+    call must now come from a page of this machine, by a name of this machine; curl and
+    scripts (no Origin, no Sec-Fetch-Site) and the operator's own browser still get in."""
+    import httpx
+
+    from api.app import create_app
+
+    app = create_app(stack.svc)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4321))
+    operator_calls = (("GET", "/v1/sources"), ("GET", "/v1/stats"),
+                      ("POST", "/v1/sources/nope/reset"), ("GET", "/v1/readers/someone"),
+                      ("DELETE", "/v1/readers/someone"), ("DELETE", f"/v1/stories/{10**9}"))
+    refused = (("http://127.0.0.1:8000", {"Origin": "https://evil.example"}),
+               ("http://127.0.0.1:8000", {"Origin": "null", "Sec-Fetch-Site": "cross-site"}),
+               ("http://127.0.0.1:8000", {"Origin": "http://127.0.0.1.evil.example"}),
+               ("http://127.0.0.1:8000", {"Sec-Fetch-Site": "cross-site"}),  # a link followed
+               # DNS rebinding: the page's own origin, on a name that is not this machine's.
+               ("http://rebound.evil.example:8000", {"Sec-Fetch-Site": "same-origin"}),
+               ("http://rebound.evil.example:8000",
+                {"Origin": "http://rebound.evil.example:8000", "Sec-Fetch-Site": "same-origin"}))
+    for base, headers in refused:
+        async with httpx.AsyncClient(transport=transport, base_url=base) as c:
+            for method, path in operator_calls:
+                r = await c.request(method, path, headers=headers)
+                assert r.status_code == 403, (base, headers, path, r.status_code)
+                assert r.json()["error"]["code"] == "operator_only"
+            assert (await c.get("/v1/stories", headers=headers)).status_code == 200
+    allowed = (("http://127.0.0.1:8000", {}),  # curl, a script
+               ("http://tidings", {}),  # a script naming the machine otherwise
+               ("http://localhost:8000", {"Sec-Fetch-Site": "none"}),  # an address typed in
+               ("http://127.0.0.1:8000", {"Origin": "http://127.0.0.1:8000",
+                                          "Sec-Fetch-Site": "same-origin"}),  # /docs
+               ("http://[::1]:8000", {"Origin": "http://localhost:3000",
+                                      "Sec-Fetch-Site": "same-site"}))
+    for base, headers in allowed:
+        async with httpx.AsyncClient(transport=transport, base_url=base) as c:
+            for method, path in operator_calls:
+                r = await c.request(method, path, headers=headers)
+                assert r.status_code in (200, 404), (base, headers, path, r.text)
+
+
 async def test_source_health_and_reset_say_what_will_happen(tmp_path, shared_data):
     """A reset failing source read `ok` with no success; a reset of a source removed from
     the file said "due" though nothing would fetch it; a disabled source showed a next

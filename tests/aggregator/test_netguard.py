@@ -247,6 +247,15 @@ def test_allowed_hosts_skip_the_address_checks() -> None:
         guard.check_url("ftp://127.0.0.1/")  # the scheme rule still holds
 
 
+def test_an_allowed_host_in_unicode_matches_its_urls() -> None:
+    # The URLs' hosts come as punycode (yarl): a Unicode name, as a sources file or the
+    # operator's setting writes it, matched none of them and its own feed was refused.
+    guard = AddressGuard(frozenset({"Intranät.Example"}), web_ports_only=False)
+    guard.check_url("http://intranät.example:8080/feed")
+    guard.check_url("http://xn--intrant-bxa.example/feed")
+    guard.check_resolved("xn--intrant-bxa.example", ["10.0.0.1"])
+
+
 # -- after DNS ---------------------------------------------------------------------------
 
 

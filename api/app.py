@@ -106,6 +106,20 @@ def block_filters(
 
 
 BlockFilters = Annotated[Filters, Depends(block_filters)]
+
+
+def merged_filters(body: Filters, query: Filters) -> Filters:
+    """A POSTed text's filters, from its body and from the query string as every other related
+    call takes them (DESIGN.md 4.3): `?category=` on a POST was dropped without a word, and
+    the caller got an unfiltered block. The same filter named two ways is a 422."""
+    merged = {}
+    for field in dataclasses.fields(Filters):
+        mine, theirs = getattr(body, field.name), getattr(query, field.name)
+        if mine is not None and theirs is not None and mine != theirs:
+            raise ApiError(422, "invalid_request",
+                           f"{field.name}: the body and the query give different values")
+        merged[field.name] = theirs if mine is None else mine
+    return Filters(**merged)
 ReaderQuery = Annotated[str | None, Query(max_length=128, pattern=READER_ID.pattern,
                                           description="personalize for this reader")]
 MAX_TEXT_CHARS = 100_000
@@ -936,13 +950,15 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                 request, ("url", url, kk, f),
                 lambda: rel.for_url(url, k=kk, filters=f, before_fetch=charge)))
 
-    async def related_text(request: Request, body: RelatedRequest, reader: ReaderQuery = None):
+    async def related_text(request: Request, body: RelatedRequest, query: BlockFilters,
+                           reader: ReaderQuery = None):
         rel = need_corpus()
         kk = clamp_k(body.k)
         if not has_words(body.title, body.text):
             raise ApiError(422, "no_article", "the title and text hold no words to find related "
                            "stories for (blank, or only punctuation)")
-        f = block_filters(body.category, body.site, body.exclude_site, body.max_age_days)
+        f = merged_filters(block_filters(body.category, body.site, body.exclude_site,
+                                         body.max_age_days), query)
         if body.reader and reader and body.reader != reader:
             raise ApiError(422, "invalid_request", "reader: the body and the query name different readers")
         reader = body.reader or reader

@@ -221,6 +221,33 @@ async def test_a_category_or_source_filter_matches_whatever_its_case(http, stack
         "url": ent["url"], "category": "politics", "k": 3})).text
 
 
+async def test_a_posted_text_takes_the_filters_in_the_query_too(http, stack):
+    """The filters go on every related call (DESIGN.md 4.3), and the GET routes take them in the
+    query: on POST /v1/related `?category=` was dropped without a word (the block unfiltered).
+    The body's are taken as before; the same filter given two ways is a 422 naming it."""
+    ent = next(r for r in stack.records if r["category"] == "entertainment")
+    sent = {"title": ent["title"], "text": ent["text"], "k": 4}
+    for params in ({"category": "Politics"}, {"site": "elsewhere.example"},
+                   {"max_age_days": "1000"}):
+        by_query = await http.post("/v1/related", json=sent, params=params)
+        by_body = await http.post("/v1/related", json={**sent, **params})
+        assert by_query.status_code == by_body.status_code == 200, (params, by_query.text)
+        assert by_query.json()["related"] == by_body.json()["related"], params
+    cards = by_query.json()["related"]
+    r = await http.post("/v1/related", json=sent, params={"category": "Politics"})
+    assert len(r.json()["related"]) == 4 and {c["category"] for c in r.json()["related"]} == {"politics"}
+    r = await http.post("/v1/related", json=sent, params={"site": "elsewhere.example"})
+    assert r.json()["related"] == [] != cards
+    r = await http.post("/v1/related", json={**sent, "category": "politics"},
+                        params={"category": " POLITICS"})  # one section, however written
+    assert r.status_code == 200 and {c["category"] for c in r.json()["related"]} == {"politics"}
+    r = await http.post("/v1/related", json={**sent, "category": "politics"},
+                        params={"category": "entertainment"})
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("category:")
+    r = await http.post("/v1/related", json=sent, params={"max_age_days": "0"})
+    assert r.status_code == 422 and "max_age_days" in r.json()["error"]["message"]
+
+
 async def test_a_section_stored_in_capitals_is_found_in_lower_case(tmp_path, shared_data):
     """An operator's `category = "World News"` (or an import's) is found as "world news":
     stories, trending, related filters and a reader's follow."""

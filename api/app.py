@@ -135,7 +135,9 @@ MAX_REQUEST_BODY_BYTES = 2 * 1024 * 1024
 MAX_REQUEST_HEAD_BYTES = 256 * 1024
 # The most candidates a reader-aware block asks for, however much of them the reader read.
 PERSONAL_FETCH_MAX = 1000
-StoryId = Annotated[int, PathParam(ge=1, le=MAX_STORY_ID)]
+# `{id}` in the paths, as DESIGN.md 4.3 writes them, so the OpenAPI document (and clients made
+# from it) name the parameter as the contract does; `story_id` in the handlers.
+StoryId = Annotated[int, PathParam(alias="id", ge=1, le=MAX_STORY_ID)]
 # A source or category of the story listings (JSON and Atom).
 SectionQuery = Annotated[str | None, Query(max_length=200)]
 # Most stories a listing gives at once; an Atom feed gives 50 unless asked (a feed reader asks
@@ -891,7 +893,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
             now=datetime.now(UTC))
         return atom_response(request, body, identity, PUBLIC_FEED)
 
-    @app.get("/v1/stories/{story_id}", tags=["stories"], responses={200: {"model": StoryOut}})
+    @app.get("/v1/stories/{id}", tags=["stories"], responses={200: {"model": StoryOut}})
     async def story(story_id: StoryId):
         s = await svc.store.get_story(story_id)
         if s is None:
@@ -899,7 +901,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         return {**card(s), "text": s.text, "collected_at": iso(s.collected_at),
                 "duplicate_of": s.duplicate_of}
 
-    @app.delete("/v1/stories/{story_id}", tags=["stories"], responses={200: {"model": TakedownOut}})
+    @app.delete("/v1/stories/{id}", tags=["stories"], responses={200: {"model": TakedownOut}})
     async def take_down(request: Request, story_id: StoryId,
                         reason: Annotated[str, Query(max_length=1000)] = ""):
         """Take a story down for good (operator; API key when configured): it and every copy of
@@ -916,7 +918,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     # ------------------------------------------------------------ related
 
-    @app.get("/v1/stories/{story_id}/related", tags=["related"],
+    @app.get("/v1/stories/{id}/related", tags=["related"],
              responses=cached_block_responses(BlockOut, personal=True))
     async def related_story(
         request: Request,

@@ -28,11 +28,26 @@ async def test_health_metrics_openapi(http):
     # Requests are timed by route template and status, errors included.
     assert (await http.get("/v1/stories/987654321")).status_code == 404
     text = (await http.get("/metrics")).text
-    assert ('tidings_request_seconds_count{method="GET",route="/v1/stories/{story_id}",'
+    assert ('tidings_request_seconds_count{method="GET",route="/v1/stories/{id}",'
             'status="404"} 1.0') in text
     assert 'route="/healthz",status="200"' in text
-    for p in ("/v1/stories", "/v1/stories/{story_id}/related", "/v1/related", "/v1/widget", "/v1/sources"):
+    for p in ("/v1/stories", "/v1/stories/{id}/related", "/v1/related", "/v1/widget", "/v1/sources"):
         assert p in paths
+
+
+async def test_the_document_names_the_story_routes_as_the_contract_does(http):
+    """DESIGN.md 4.3 writes `/v1/stories/{id}` and `/v1/stories/{id}/related`; the document said
+    `{story_id}`, so a check (or a client generated from it) looking for the contract's routes
+    found none, and a bad id's message named a parameter the caller never saw."""
+    paths = (await http.get("/openapi.json")).json()["paths"]
+    for path, method in (("/v1/stories/{id}", "get"), ("/v1/stories/{id}", "delete"),
+                         ("/v1/stories/{id}/related", "get")):
+        params = paths[path][method]["parameters"]
+        assert [p for p in params if p["in"] == "path"][0]["name"] == "id", path
+    r = await http.get("/v1/stories/0/related")
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("id: "), r.text
+    r = await http.get("/v1/stories/1")
+    assert r.status_code == 200 and r.json()["id"] == 1
 
 
 async def test_healthz_names_a_job_whose_ticks_keep_failing(stack, http):
@@ -72,7 +87,7 @@ async def test_healthz_names_a_job_whose_ticks_keep_failing(stack, http):
 async def test_openapi_states_the_real_bounds_and_defaults_of_k(http):
     # Every k said "maximum 1000, no default" while the API refused more than api.max_k (50).
     doc = (await http.get("/openapi.json")).json()
-    routes = {"/v1/stories/{story_id}/related": 5, "/v1/related": 5, "/v1/widget": 4,
+    routes = {"/v1/stories/{id}/related": 5, "/v1/related": 5, "/v1/widget": 4,
               "/v1/readers/{reader}/feed": None, "/v1/trending": None}
     for path, default in routes.items():
         (k,) = [p for p in doc["paths"][path]["get"]["parameters"] if p["name"] == "k"]
@@ -923,7 +938,7 @@ async def test_a_text_without_words_is_a_4xx_not_a_block_of_anything(http, stack
 async def test_openapi_states_the_etag_and_304_of_cached_blocks(http):
     # Blocks carry an ETag and answer If-None-Match with a 304; the document said neither.
     doc = (await http.get("/openapi.json")).json()
-    for path in ("/v1/stories/{story_id}/related", "/v1/related", "/v1/widget"):
+    for path in ("/v1/stories/{id}/related", "/v1/related", "/v1/widget"):
         responses = doc["paths"][path]["get"]["responses"]
         assert "304" in responses and "ETag" in responses["200"]["headers"], path
     assert "text/html" in doc["paths"]["/v1/widget"]["get"]["responses"]["200"]["content"]
@@ -933,7 +948,7 @@ async def test_openapi_offers_reader_only_where_a_route_takes_it(http):
     # Every cached route's Cache-Control said "private, no-store with reader=", search and the
     # HTML fragment too, which take no reader.
     doc = (await http.get("/openapi.json")).json()
-    for path in ("/v1/stories/{story_id}/related", "/v1/related", "/v1/search", "/v1/widget"):
+    for path in ("/v1/stories/{id}/related", "/v1/related", "/v1/search", "/v1/widget"):
         get = doc["paths"][path]["get"]
         takes = any(p["name"] == "reader" for p in get.get("parameters", []))
         said = "reader=" in get["responses"]["200"]["headers"]["Cache-Control"]["description"]

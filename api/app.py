@@ -107,6 +107,20 @@ def block_filters(
 
 
 BlockFilters = Annotated[Filters, Depends(block_filters)]
+
+
+def merged_filters(body: Filters, query: Filters) -> Filters:
+    """A POSTed text's filters, from its body and from the query string as every other related
+    call takes them (DESIGN.md 4.3): `?category=` on a POST was dropped without a word, and
+    the caller got an unfiltered block. The same filter named two ways is a 422."""
+    merged = {}
+    for field in dataclasses.fields(Filters):
+        mine, theirs = getattr(body, field.name), getattr(query, field.name)
+        if mine is not None and theirs is not None and mine != theirs:
+            raise ApiError(422, "invalid_request",
+                           f"{field.name}: the body and the query give different values")
+        merged[field.name] = theirs if mine is None else mine
+    return Filters(**merged)
 ReaderQuery = Annotated[str | None, Query(max_length=128, pattern=READER_ID.pattern,
                                           description="personalize for this reader")]
 MAX_TEXT_CHARS = 100_000
@@ -122,7 +136,9 @@ MAX_REQUEST_BODY_BYTES = 2 * 1024 * 1024
 MAX_REQUEST_HEAD_BYTES = 256 * 1024
 # The most candidates a reader-aware block asks for, however much of them the reader read.
 PERSONAL_FETCH_MAX = 1000
-StoryId = Annotated[int, PathParam(ge=1, le=MAX_STORY_ID)]
+# `{id}` in the paths, as DESIGN.md 4.3 writes them, so the OpenAPI document (and clients made
+# from it) name the parameter as the contract does; `story_id` in the handlers.
+StoryId = Annotated[int, PathParam(alias="id", ge=1, le=MAX_STORY_ID)]
 # A source or category of the story listings (JSON and Atom).
 SectionQuery = Annotated[str | None, Query(max_length=200)]
 # Most stories a listing gives at once; an Atom feed gives 50 unless asked (a feed reader asks
@@ -915,7 +931,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
             now=datetime.now(UTC))
         return atom_response(request, body, identity, PUBLIC_FEED)
 
-    @app.get("/v1/stories/{story_id}", tags=["stories"], responses={200: {"model": StoryOut}})
+    @app.get("/v1/stories/{id}", tags=["stories"], responses={200: {"model": StoryOut}})
     async def story(story_id: StoryId):
         s = await svc.store.get_story(story_id)
         if s is None:
@@ -923,7 +939,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         return {**card(s), "text": s.text, "collected_at": iso(s.collected_at),
                 "duplicate_of": s.duplicate_of}
 
-    @app.delete("/v1/stories/{story_id}", tags=["stories"], responses={200: {"model": TakedownOut}})
+    @app.delete("/v1/stories/{id}", tags=["stories"], responses={200: {"model": TakedownOut}})
     async def take_down(request: Request, story_id: StoryId,
                         reason: Annotated[str, Query(max_length=1000)] = ""):
         """Take a story down for good (operator; API key when configured): it and every copy of
@@ -940,7 +956,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     # ------------------------------------------------------------ related
 
-    @app.get("/v1/stories/{story_id}/related", tags=["related"],
+    @app.get("/v1/stories/{id}/related", tags=["related"],
              responses=cached_block_responses(BlockOut, personal=True))
     async def related_story(
         request: Request,
@@ -974,13 +990,15 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                 request, ("url", url, kk, f),
                 lambda: rel.for_url(url, k=kk, filters=f, before_fetch=charge)))
 
-    async def related_text(request: Request, body: RelatedRequest, reader: ReaderQuery = None):
+    async def related_text(request: Request, body: RelatedRequest, query: BlockFilters,
+                           reader: ReaderQuery = None):
         rel = need_corpus()
         kk = clamp_k(body.k)
         if not has_words(body.title, body.text):
             raise ApiError(422, "no_article", "the title and text hold no words to find related "
                            "stories for (blank, or only punctuation)")
-        f = block_filters(body.category, body.site, body.exclude_site, body.max_age_days)
+        f = merged_filters(block_filters(body.category, body.site, body.exclude_site,
+                                         body.max_age_days), query)
         if body.reader and reader and body.reader != reader:
             raise ApiError(422, "invalid_request", "reader: the body and the query name different readers")
         reader = body.reader or reader

@@ -137,8 +137,17 @@ def _metrics_port(p: argparse.ArgumentParser) -> None:
                         "(default [metrics] port; 0 = no listener)")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line (DESIGN.md 4.1: bad input gets a one-line error), where
+    argparse prints its usage block first: a script that logs stderr got six lines for a
+    missing argument, the problem at the bottom. `--help` still prints the usage."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="tidings", description="Tidings: news aggregator with related stories and personalized feeds.")
+    top = OneLineParser(prog="tidings", description="Tidings: news aggregator with related stories and personalized feeds.")
     _common(top)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

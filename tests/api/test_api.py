@@ -28,11 +28,26 @@ async def test_health_metrics_openapi(http):
     # Requests are timed by route template and status, errors included.
     assert (await http.get("/v1/stories/987654321")).status_code == 404
     text = (await http.get("/metrics")).text
-    assert ('tidings_request_seconds_count{method="GET",route="/v1/stories/{story_id}",'
+    assert ('tidings_request_seconds_count{method="GET",route="/v1/stories/{id}",'
             'status="404"} 1.0') in text
     assert 'route="/healthz",status="200"' in text
-    for p in ("/v1/stories", "/v1/stories/{story_id}/related", "/v1/related", "/v1/widget", "/v1/sources"):
+    for p in ("/v1/stories", "/v1/stories/{id}/related", "/v1/related", "/v1/widget", "/v1/sources"):
         assert p in paths
+
+
+async def test_the_document_names_the_story_routes_as_the_contract_does(http):
+    """DESIGN.md 4.3 writes `/v1/stories/{id}` and `/v1/stories/{id}/related`; the document said
+    `{story_id}`, so a check (or a client generated from it) looking for the contract's routes
+    found none, and a bad id's message named a parameter the caller never saw."""
+    paths = (await http.get("/openapi.json")).json()["paths"]
+    for path, method in (("/v1/stories/{id}", "get"), ("/v1/stories/{id}", "delete"),
+                         ("/v1/stories/{id}/related", "get")):
+        params = paths[path][method]["parameters"]
+        assert [p for p in params if p["in"] == "path"][0]["name"] == "id", path
+    r = await http.get("/v1/stories/0/related")
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("id: "), r.text
+    r = await http.get("/v1/stories/1")
+    assert r.status_code == 200 and r.json()["id"] == 1
 
 
 async def test_healthz_names_a_job_whose_ticks_keep_failing(stack, http):
@@ -72,7 +87,7 @@ async def test_healthz_names_a_job_whose_ticks_keep_failing(stack, http):
 async def test_openapi_states_the_real_bounds_and_defaults_of_k(http):
     # Every k said "maximum 1000, no default" while the API refused more than api.max_k (50).
     doc = (await http.get("/openapi.json")).json()
-    routes = {"/v1/stories/{story_id}/related": 5, "/v1/related": 5, "/v1/widget": 4,
+    routes = {"/v1/stories/{id}/related": 5, "/v1/related": 5, "/v1/widget": 4,
               "/v1/readers/{reader}/feed": None, "/v1/trending": None}
     for path, default in routes.items():
         (k,) = [p for p in doc["paths"][path]["get"]["parameters"] if p["name"] == "k"]
@@ -219,6 +234,33 @@ async def test_a_category_or_source_filter_matches_whatever_its_case(http, stack
     assert widget.status_code == 200 and widget.text.count("<a ") == 3
     assert widget.text == (await http.get("/v1/widget", params={
         "url": ent["url"], "category": "politics", "k": 3})).text
+
+
+async def test_a_posted_text_takes_the_filters_in_the_query_too(http, stack):
+    """The filters go on every related call (DESIGN.md 4.3), and the GET routes take them in the
+    query: on POST /v1/related `?category=` was dropped without a word (the block unfiltered).
+    The body's are taken as before; the same filter given two ways is a 422 naming it."""
+    ent = next(r for r in stack.records if r["category"] == "entertainment")
+    sent = {"title": ent["title"], "text": ent["text"], "k": 4}
+    for params in ({"category": "Politics"}, {"site": "elsewhere.example"},
+                   {"max_age_days": "1000"}):
+        by_query = await http.post("/v1/related", json=sent, params=params)
+        by_body = await http.post("/v1/related", json={**sent, **params})
+        assert by_query.status_code == by_body.status_code == 200, (params, by_query.text)
+        assert by_query.json()["related"] == by_body.json()["related"], params
+    cards = by_query.json()["related"]
+    r = await http.post("/v1/related", json=sent, params={"category": "Politics"})
+    assert len(r.json()["related"]) == 4 and {c["category"] for c in r.json()["related"]} == {"politics"}
+    r = await http.post("/v1/related", json=sent, params={"site": "elsewhere.example"})
+    assert r.json()["related"] == [] != cards
+    r = await http.post("/v1/related", json={**sent, "category": "politics"},
+                        params={"category": " POLITICS"})  # one section, however written
+    assert r.status_code == 200 and {c["category"] for c in r.json()["related"]} == {"politics"}
+    r = await http.post("/v1/related", json={**sent, "category": "politics"},
+                        params={"category": "entertainment"})
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("category:")
+    r = await http.post("/v1/related", json=sent, params={"max_age_days": "0"})
+    assert r.status_code == 422 and "max_age_days" in r.json()["error"]["message"]
 
 
 async def test_a_section_stored_in_capitals_is_found_in_lower_case(tmp_path, shared_data):
@@ -941,7 +983,7 @@ async def test_a_text_without_words_is_a_4xx_not_a_block_of_anything(http, stack
 async def test_openapi_states_the_etag_and_304_of_cached_blocks(http):
     # Blocks carry an ETag and answer If-None-Match with a 304; the document said neither.
     doc = (await http.get("/openapi.json")).json()
-    for path in ("/v1/stories/{story_id}/related", "/v1/related", "/v1/widget"):
+    for path in ("/v1/stories/{id}/related", "/v1/related", "/v1/widget"):
         responses = doc["paths"][path]["get"]["responses"]
         assert "304" in responses and "ETag" in responses["200"]["headers"], path
     assert "text/html" in doc["paths"]["/v1/widget"]["get"]["responses"]["200"]["content"]
@@ -951,7 +993,7 @@ async def test_openapi_offers_reader_only_where_a_route_takes_it(http):
     # Every cached route's Cache-Control said "private, no-store with reader=", search and the
     # HTML fragment too, which take no reader.
     doc = (await http.get("/openapi.json")).json()
-    for path in ("/v1/stories/{story_id}/related", "/v1/related", "/v1/search", "/v1/widget"):
+    for path in ("/v1/stories/{id}/related", "/v1/related", "/v1/search", "/v1/widget"):
         get = doc["paths"][path]["get"]
         takes = any(p["name"] == "reader" for p in get.get("parameters", []))
         said = "reader=" in get["responses"]["200"]["headers"]["Cache-Control"]["description"]

@@ -116,7 +116,7 @@ def test_api_from_its_openapi_document(api_schema, live_stack, mode):
 def test_the_document_covers_the_public_operations(api_schema):
     """Guard against a vacuous fuzz run: the operations of DESIGN.md 4.3 are all in the document."""
     paths = set(api_schema.raw_schema["paths"])
-    for p in ("/v1/stories", "/v1/stories/{story_id}", "/v1/stories/{story_id}/related",
+    for p in ("/v1/stories", "/v1/stories/{id}", "/v1/stories/{id}/related",
               "/v1/related", "/v1/widget", "/v1/events", "/v1/sources", "/healthz"):
         assert p in paths
 

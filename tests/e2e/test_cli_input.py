@@ -339,3 +339,17 @@ def test_a_libpq_parameter_asyncpg_cannot_take_is_one_line(cli_env, pg_server, o
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     (line,) = r.stderr.strip().splitlines()
     assert option.split("=")[0] in line, line
+
+
+def test_a_usage_error_is_one_line_without_the_usage_block(cli_env):
+    """argparse printed its usage block (up to six lines) before the error: DESIGN.md 4.1 says
+    bad input gets a one-line error naming the problem."""
+    for args, says in ((["related"], "one of the arguments --id --url --text is required"),
+                       (["related", "--id", "1", "-k", "0"], "argument -k: 0 is outside [1, 1000]"),
+                       (["sources", "check"], "the following arguments are required: name"),
+                       (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
+                       (["index", "--bogus"], "unrecognized arguments: --bogus")):
+        line = one_line_error(run_cli(args, cli_env, timeout=20))
+        assert says in line and "--help" in line, (args, line)
+    r = run_cli(["related", "--help"], cli_env, timeout=20)
+    assert r.returncode == 0 and r.stdout.startswith("usage: tidings related")

@@ -131,6 +131,7 @@ class RelatedEngine:
                 query, candidates, k=k, params=params, now=now, filters=filters,
                 # Names from the text the lexical index read, richer than title + summary.
                 term_idf=self.lexical.idf_table(), terms_of=self.lexical.key_terms_of,
+                common_word=self.lexical.common_word,  # kept out of the reasons
             )
             total = max(len(self.vindex), len(self.lexical))
             # Short of k because filters dropped candidates, or because the article's own

@@ -7,8 +7,10 @@ at every query, and the per-document norms (which depend on idf) are refreshed w
 corpus has grown or shrunk by a few percent since they were last computed. TF-IDF cosine was
 chosen over BM25 after measuring both in the related-stories fusion (see recommender/evaluate.py).
 
-`key_terms` pulls out what identifies an event: capitalised names and numbers. It does no I/O
-and knows nothing about storage or the dense index.
+`key_terms` pulls out what identifies an event: capitalised names and numbers. The index also
+counts, per name, the documents that capitalise it mid-sentence (`proper_terms`), which tells a
+name from a common word capitalised at a sentence start (`common_word`). No I/O, and nothing of
+storage or the dense index.
 """
 
 from __future__ import annotations
@@ -51,6 +53,24 @@ _WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)?", re.UN
 # were no names, and reports of one event in those languages shared no evidence.
 _NAME_OR_NUMBER = re.compile(r"(?<![\w'’])(?:[A-Z][\w'’.-]*|[^\W\d_\x00-\x7f][\w'’.-]*|[0-9][\w.,-]*)")
 _NAME_PARTS = re.compile(r"[-.,’']")
+# A capitalised word after a letter, digit, comma or semicolon and a space: not at a sentence
+# start, so its capital says "name" ("said Gordon Brown", "in May"), where "However, ..." or
+# "Among them ..." are capitalised by their place alone.
+_MID_SENTENCE_NAME = re.compile(r"(?<=[\w,;] )([A-Z][\w'’.-]*|[^\W\d_\x00-\x7f][\w'’.-]*)")
+
+# Words every text capitalises wherever they stand, so the corpus cannot tell them from names by
+# their capitals: weekdays and the months that are not also names or words ("May", "March",
+# "June", "August" are). Reports of one week share them whatever their event.
+CALENDAR_WORDS = frozenset(
+    """monday tuesday wednesday thursday friday saturday sunday january february april july
+    september october november december""".split()
+)
+# `common_word`: a word is a common one when the documents that use it other than capitalised
+# mid-sentence are at least COMMON_WORD_RATIO times those that do, and at least
+# COMMON_WORD_MIN_DOCS (fewer say nothing: a new name seen once at a sentence start stays a
+# name). Chosen on the BBC corpus (see recommender/evaluate.py).
+COMMON_WORD_RATIO = 4
+COMMON_WORD_MIN_DOCS = 3
 
 
 def tokenize(text: str) -> list[str]:
@@ -73,26 +93,44 @@ def key_terms(title: str, text: str, max_terms: int = 40) -> tuple[str, ...]:
     matches "Vladimir Putin" in another. Sentence-initial capitals count only when the word is
     not a stopword; rare-word weighting (idf) downstream damps the rest of that noise.
     """
+    return _terms(chain(_NAME_OR_NUMBER.findall(title), _NAME_OR_NUMBER.findall(text)), max_terms)
+
+
+def proper_terms(text: str) -> frozenset[str]:
+    """The key terms of `text` that it capitalises mid-sentence at least once (`key_terms`'s
+    form of them). A title is no evidence: headlines may capitalise every word."""
+    return frozenset(_terms(_MID_SENTENCE_NAME.findall(text), sys.maxsize))
+
+
+def _terms(words: Iterable[str], max_terms: int) -> tuple[str, ...]:
     seen: dict[str, None] = {}
-    for chunk in (title, text):
-        for word in _NAME_OR_NUMBER.findall(chunk):
-            if not word[0].isascii() and not word[0].isupper():
-                continue  # a lower-case word of another alphabet
-            word = word.rstrip(".-'’")
-            if word.endswith(("'s", "’s")):
-                word = word[:-2]
-            lower = word.lower()
-            if len(lower) < 2 or lower in STOPWORDS:
-                continue
-            if lower.isalpha():  # most names: nothing to split (the split is the costly part)
-                seen.setdefault(lower, None)
-            else:
-                for part in _NAME_PARTS.split(lower):
-                    if len(part) >= 2 and part not in STOPWORDS:
-                        seen.setdefault(part, None)
-            if len(seen) >= max_terms:
-                return tuple(seen)
+    for word in words:
+        if not word[0].isascii() and not word[0].isupper():
+            continue  # a lower-case word of another alphabet
+        word = word.rstrip(".-'’")
+        if word.endswith(("'s", "’s")):
+            word = word[:-2]
+        lower = word.lower()
+        if len(lower) < 2 or lower in STOPWORDS:
+            continue
+        if lower.isalpha():  # most names: nothing to split (the split is the costly part)
+            seen.setdefault(lower, None)
+        else:
+            for part in _NAME_PARTS.split(lower):
+                if len(part) >= 2 and part not in STOPWORDS:
+                    seen.setdefault(part, None)
+        if len(seen) >= max_terms:
+            return tuple(seen)
     return tuple(seen)
+
+
+def common_word(docs: int, proper_docs: int) -> bool:
+    """Whether a word is a common one rather than a name, from how many documents use it
+    (`docs`, any case) and how many of them capitalise it mid-sentence (`proper_docs`): the
+    corpus writes "among", "however" or "top" in lower case and capitalises them only to start
+    a sentence, while "Brown", "Bush" or "May" (a month) keep their capital wherever they stand."""
+    other = docs - proper_docs
+    return other >= COMMON_WORD_MIN_DOCS and other >= COMMON_WORD_RATIO * proper_docs
 
 
 # Sublinear tf of a count c: 1 + TF_SLOPE * log(c). Plain sublinear tf (slope 1) let a
@@ -151,6 +189,8 @@ class LexicalIndex:
         self._vocab: dict[str, int] = {}
         self._terms: list[str] = []  # term id -> term
         self._df = np.zeros(0, dtype=np.int32)
+        # per term: live documents that capitalise it mid-sentence (`proper_terms`)
+        self._proper_df = np.zeros(0, dtype=np.int32)
         self._stop = np.zeros(0, dtype=bool)
         # base postings, CSR over term ids [0, len(indptr) - 1)
         self._indptr = np.zeros(1, dtype=np.int64)
@@ -166,6 +206,7 @@ class LexicalIndex:
         self._key_len = np.zeros(0, dtype=np.uint8)
         self._slots = 0
         self._keys = np.zeros(0, dtype=np.int32)
+        self._key_proper = np.zeros(0, dtype=bool)  # beside `_keys`: capitalised mid-sentence
         self._keys_n = 0
         self._slot = IdMap()
         self._norms = np.zeros(0, dtype=np.float32)
@@ -211,6 +252,7 @@ class LexicalIndex:
             if tid >= len(self._df):
                 size = max(2 * len(self._df), 1024)
                 self._df = _grown(self._df, size)
+                self._proper_df = _grown(self._proper_df, size)
                 self._stop = _grown(self._stop, size)
         return tid
 
@@ -223,6 +265,16 @@ class LexicalIndex:
         terms = self._terms
         # tolist(): indexing a list with Python ints, not numpy scalars (a block asks ~100 times).
         return tuple([terms[t] for t in self._keys[start:start + int(self._key_len[slot])].tolist()])
+
+    def common_word(self, term: str) -> bool:
+        """Whether this corpus writes `term` (a key term) as a common word rather than a name
+        (`common_word` above): "among" or "however", capitalised only to start a sentence.
+        A term the corpus has not seen is a name; a number ("2004", "800m") is no word."""
+        tid = self._vocab.get(term)
+        if tid is None or not term[:1].isalpha():
+            return False
+        self._settle_removals()
+        return common_word(int(self._df[tid]), int(self._proper_df[tid]))
 
     def idf(self, term: str) -> float:
         """Smoothed inverse document frequency (>= 1 for every term, also unseen ones)."""
@@ -381,10 +433,17 @@ class LexicalIndex:
             self._alive = _grown(self._alive, size)
             self._key_start = _grown(self._key_start, size)
             self._key_len = _grown(self._key_len, size)
-        keys = self._tids(key_terms(title, text))
+        names = key_terms(title, text)
+        keys = self._tids(names)
+        proper = proper_terms(text)
+        flags = [t in proper for t in names]
         if self._keys_n + len(keys) > len(self._keys):
-            self._keys = _grown(self._keys, max(2 * len(self._keys), self._keys_n + len(keys), 4096))
+            size = max(2 * len(self._keys), self._keys_n + len(keys), 4096)
+            self._keys = _grown(self._keys, size)
+            self._key_proper = _grown(self._key_proper, size)
         self._keys[self._keys_n:self._keys_n + len(keys)] = keys
+        self._key_proper[self._keys_n:self._keys_n + len(keys)] = flags
+        self._proper_df[[k for k, f in zip(keys, flags, strict=True) if f]] += 1  # distinct
         self._key_start[slot] = self._keys_n
         self._key_len[slot] = len(keys)
         self._keys_n += len(keys)
@@ -439,6 +498,9 @@ class LexicalIndex:
             return
         self._idf = None
         self._alive[slot] = False
+        start = int(self._key_start[slot])
+        end = start + int(self._key_len[slot])
+        self._proper_df[self._keys[start:end][self._key_proper[start:end]]] -= 1
         self._key_len[slot] = 0
         self._pending_removed.append(slot)
         if slot < len(self._norms):
@@ -481,9 +543,10 @@ class LexicalIndex:
         self._pcounts = self._pcounts[keep]
         per_term = np.bincount(tids, minlength=len(self._indptr) - 1)
         self._indptr = np.concatenate([[0], np.cumsum(per_term)]).astype(np.int64)
-        starts, lens = self._key_start[live], self._key_len[live].astype(np.int64)
-        key_idx = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(lens.sum())
+        key_idx = self._key_positions(live)
+        lens = self._key_len[live].astype(np.int64)
         self._keys = self._keys[key_idx].copy()
+        self._key_proper = self._key_proper[key_idx].copy()
         self._keys_n = len(self._keys)
         self._key_start = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
         self._key_len = self._key_len[live].copy()
@@ -608,6 +671,7 @@ class LexicalIndex:
             "key_start": self._key_start[: self._slots],
             "key_len": self._key_len[: self._slots].copy(),
             "keys": self._keys[: self._keys_n],
+            "key_proper": self._key_proper[: self._keys_n],
             "norms": self._norms.copy(),
             "norms_at_n": np.asarray(self._norms_at_n, dtype=np.int64),
             "dead": np.asarray(self._dead, dtype=np.int64),
@@ -621,12 +685,14 @@ class LexicalIndex:
         if saved.shape != (5,) or not np.array_equal(saved[self._BUILD_PARAMS],
                                                      self.params()[self._BUILD_PARAMS]):
             raise ValueError("saved with other lexical parameters")
+        if "key_proper" not in state:
+            raise ValueError("saved before names were told from common words")
         a = {k: np.asarray(v) for k, v in state.items()}
         want = {"vocab": np.uint8, "df": np.int32, "stop": np.bool_, "indptr": np.int64,
                 "pdocs": np.int32, "pcounts": np.uint16, "tail_t": np.int64,
                 "tail_s": np.int32, "tail_c": np.uint16, "doc_id": np.int64,
                 "alive": np.bool_, "key_start": np.int64, "key_len": np.uint8,
-                "keys": np.int32, "norms": np.float32, "pending_removed": np.int64}
+                "keys": np.int32, "key_proper": np.bool_, "norms": np.float32, "pending_removed": np.int64}
         for name, dtype in want.items():
             if a[name].dtype != dtype or a[name].ndim != 1:
                 raise ValueError(f"{name}: {a[name].dtype}")
@@ -647,6 +713,7 @@ class LexicalIndex:
                 or (len(tail_t) and not 0 <= tail_t.min() <= tail_t.max() < n_terms)
                 or (len(tail_s) and not 0 <= tail_s.min() <= tail_s.max() < slots)
                 or (len(a["keys"]) and not 0 <= a["keys"].min() <= a["keys"].max() < n_terms)
+                or len(a["key_proper"]) != len(a["keys"])
                 or (slots and (a["key_start"].min() < 0 or key_end.max() > len(a["keys"])))
                 or (len(a["pending_removed"]) and not 0 <= a["pending_removed"].min()
                     <= a["pending_removed"].max() < slots)):
@@ -672,6 +739,8 @@ class LexicalIndex:
         self._key_start, self._key_len = a["key_start"].copy(), a["key_len"].copy()
         self._slots = slots
         self._keys, self._keys_n = a["keys"], len(a["keys"])
+        self._key_proper = a["key_proper"]
+        self._proper_df = self._live_proper_df(n_terms)
         self._slot = IdMap()
         self._slot.set_many(live_ids, np.flatnonzero(alive))
         self._norms = a["norms"].copy()
@@ -679,6 +748,16 @@ class LexicalIndex:
         self._dead = int(a["dead"])
         self._pending_removed = a["pending_removed"].tolist()
         self._idf = None
+
+    def _key_positions(self, slots: np.ndarray) -> np.ndarray:
+        """Where the names of `slots` lie in `_keys`, slot after slot."""
+        starts, lens = self._key_start[slots], self._key_len[slots].astype(np.int64)
+        return np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(lens.sum())
+
+    def _live_proper_df(self, n_terms: int) -> np.ndarray:
+        """`_proper_df` counted afresh from the names of live slots (removed ones keep none)."""
+        idx = self._key_positions(np.arange(self._slots))
+        return np.bincount(self._keys[idx][self._key_proper[idx]], minlength=n_terms).astype(np.int32)
 
     def ids(self) -> np.ndarray:
         """Every indexed id, ascending."""

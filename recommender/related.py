@@ -29,7 +29,7 @@ import numpy as np
 
 from aggregator.canonical import canonical_url, site_key
 from aggregator.names import name_key
-from recommender.lexical import IdfTable, key_terms
+from recommender.lexical import CALENDAR_WORDS, IdfTable, key_terms
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,6 +206,7 @@ class _Scored:
 
 _SPACE = re.compile(r"\W+")
 TermsOf = Callable[[int], Sequence[str]]  # a candidate's names by id (the lexical index's)
+CommonWord = Callable[[str], bool]  # whether a key term is a common word (the lexical index's)
 _POOL_PER_K = 8
 # A correlation over fewer neighbours than this is noise: agreement stays neutral.
 _MIN_AGREEMENT_CONTEXT = 5
@@ -567,12 +568,22 @@ def _display(term: str) -> str:
     return term.upper() if len(term) <= 2 else term.capitalize()
 
 
-def _reason(s: _Scored, params: RankParams) -> str:
+def shown_name(term: str, common_word: CommonWord | None = None) -> bool:
+    """Whether a shared key term may name the evidence in a reason. Not a number: key terms
+    hold numbers split at their punctuation ("20,000" is "20" and "000", "4.5bn" is "5bn"),
+    which read as noise on their own. Not a weekday or month, shared by any two reports of one
+    week. Not a word the corpus writes in lower case (`common_word`): "Among", "However" or
+    "Top" are key terms only for starting a sentence."""
+    return (not term[0].isdigit() and term not in CALENDAR_WORDS
+            and not (common_word is not None and common_word(term)))
+
+
+def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = None) -> str:
     if s.event >= params.same_event_reason_min and s.shared:
-        return f"same event: {', '.join(_display(t) for t in s.shared[:3])}"
-    if s.shared:
-        return f"similar topic: {', '.join(_display(t) for t in s.shared[:2])}"
-    return "similar topic"
+        names = [t for t in s.shared if shown_name(t, common_word)][:3]
+        return f"same event: {', '.join(map(_display, names))}" if names else "same event"
+    names = [t for t in s.shared if shown_name(t, common_word)][:2]
+    return f"similar topic: {', '.join(map(_display, names))}" if names else "similar topic"
 
 
 _ALSO = "; also reported by "
@@ -789,12 +800,15 @@ def rank_related(
     filters: Filters | None = None,
     term_idf: Mapping[str, float] | None = None,
     terms_of: TermsOf | None = None,
+    common_word: CommonWord | None = None,
 ) -> list[Ranked]:
     """The related block for `query`: at most k candidates, best first, each with a reason.
 
     `term_idf` weighs shared names by rarity (from the lexical index); without it every name
     counts the same. `terms_of(id)` gives a candidate's names when it carries none; asked only
-    for the candidates the pruning keeps (a few dozen of a few hundred).
+    for the candidates the pruning keeps (a few dozen of a few hundred). `common_word(term)`
+    keeps a shared term out of the reasons when the corpus writes it as a common word (the
+    lexical index's); it does not change the ranking.
     """
     params = params or RankParams()
     filters = filters or Filters()
@@ -820,5 +834,6 @@ def rank_related(
     out = []
     for s in chosen:
         also = tuple(sorted({c.site for c in s.copies if c.site and c.site != s.cand.site}))
-        out.append(Ranked(s.cand.id, round(s.score, 6), _with_also(_reason(s, params), also), also))
+        reason = _reason(s, params, common_word)
+        out.append(Ranked(s.cand.id, round(s.score, 6), _with_also(reason, also), also))
     return out

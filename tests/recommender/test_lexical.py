@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender.lexical import LexicalIndex, key_terms, tokenize
+from recommender.evaluate import load_bbc
+from recommender.lexical import LexicalIndex, key_terms, lead_words, proper_terms, tokenize
 
 DOCS = {
     1: ("Putin and Trump agree partial ceasefire", "Russia will stop strikes on energy sites."),
@@ -110,6 +111,54 @@ def test_names_in_other_alphabets_and_with_accented_capitals_are_names():
         assert expected in terms
     assert not {"обсудили", "перемирие", "говорил", "году", "и", "в"} & set(terms)
     assert key_terms("日本の選挙", "東京で選挙が行われた。") == ()  # no capitals to tell names by
+
+
+def test_proper_terms_are_the_names_capitalised_mid_sentence():
+    text = ("However, Chancellor Gordon Brown's plan stands. Among critics, Mr Howard said on "
+            "Friday: Labour lost 20,000 votes in May.")
+    # After a colon a capital may start a sentence: "Labour" is no evidence there.
+    assert proper_terms(text) == {"chancellor", "gordon", "brown", "howard", "friday", "may"}
+    assert {"however", "among"} <= set(key_terms("", text))  # names to key_terms alone
+
+
+@pytest.fixture(scope="module")
+def bbc_index(shared_data) -> LexicalIndex:
+    idx = LexicalIndex()
+    idx.add_many((d.id, d.title, lead_words(d.text)) for d in load_bbc(shared_data / "bbc-news"))
+    return idx
+
+
+def test_the_bbc_corpus_tells_common_words_from_names(bbc_index):
+    # Key terms for starting sentences ("However, ...", "Among them ...", "According to ...")
+    # that the corpus writes in lower case elsewhere: they named the evidence of related
+    # stories ("similar topic: Among").
+    for word in ("however", "among", "according", "despite", "top", "lose", "government"):
+        assert bbc_index.common_word(word), word
+    # Names, also those that are words too ("May" the month and the verb, "March", "Hunt"
+    # the reporter and the fox hunt): their capital stands mid-sentence often enough.
+    for name in ("blair", "brown", "bush", "may", "march", "hunt", "lords", "beach", "bbc"):
+        assert not bbc_index.common_word(name), name
+    # Numbers are no words, and a term the corpus never saw is a name.
+    assert not bbc_index.common_word("2004") and not bbc_index.common_word("zyxwv")
+
+
+def test_common_words_follow_removals_compaction_and_a_restore():
+    idx = LexicalIndex()
+    idx.add(1, "Reporters", "The BBC's Peter Hunt said the vote was close.")
+    for i in range(2, 6):  # four documents that write it in lower case
+        idx.add(i, "Dawn meet", "Hunt supporters gathered before the hunt met at dawn.")
+    assert idx.common_word("hunt")  # 4 documents against 1: a word here
+    idx.remove(2)
+    assert not idx.common_word("hunt")  # 3 against 1: no longer far more often
+    assert not _round_trip(idx).common_word("hunt")
+    idx.remove(1)  # the one mid-sentence capital goes
+    assert idx.common_word("hunt") and _round_trip(idx).common_word("hunt")
+    idx.add(1, "Reporters", "The BBC's Peter Hunt said the vote was close.")
+    idx.add_many((100 + i, "filler", f"w{i}") for i in range(1100))
+    for i in range(1100):
+        idx.remove(100 + i)  # past the dead-slot limit: the index compacts
+    assert len(idx) == 4 and not idx.common_word("hunt")
+    assert not _round_trip(idx).common_word("hunt")
 
 
 def test_tokenize_drops_stopwords_and_possessives():
@@ -323,10 +372,13 @@ def test_restore_refuses_other_parameters_and_arrays_that_do_not_fit():
             LexicalIndex(**other).restore(state)
     for name, broken in [("pdocs", state["pdocs"][:-1]),  # a truncated postings array
                          ("keys", state["keys"] + 1000),  # names pointing past the vocabulary
+                         ("key_proper", state["key_proper"][:-1]),  # one flag short
                          ("df", state["df"].astype(np.int64)),  # another dtype
                          ("doc_id", np.zeros_like(state["doc_id"]))]:  # repeated ids
         with pytest.raises(ValueError):
             LexicalIndex().restore({**state, name: broken})
+    with pytest.raises(ValueError):  # saved before names were told from common words
+        LexicalIndex().restore({k: v for k, v in state.items() if k != "key_proper"})
     empty = LexicalIndex()
     empty.restore(LexicalIndex().snapshot())
     assert len(empty) == 0 and empty.search("Putin", "", 5) == []

@@ -651,3 +651,24 @@ def test_copy_sites_from_the_store_join_the_reason_once_and_never_the_own_site()
     many = also_reported(Ranked(1, 0.5, "similar topic"), "a.example", {f"s{i}.example" for i in range(5)})
     assert many.reason == "similar topic; also reported by s0.example, s1.example, s2.example"
     assert len(many.also) == 5
+
+
+def test_reasons_over_real_news_name_names_not_numbers_dates_or_sentence_starters(shared_data):
+    """BBC blocks gave "similar topic: 000" (from "20,000"), "similar topic: Among", "Old",
+    "Top", "Lose, 40", "Beach, Friday": number fragments, weekdays and months, and common words
+    capitalised to start a sentence were shown as the names two stories share."""
+    from recommender.evaluate import _query, build_engine, embed_docs, load_bbc
+
+    docs = load_bbc(shared_data / "bbc-news", ["politics", "business"])
+    vectors = embed_docs(docs, HashingEmbedder(dim=64))
+    engine = build_engine(docs, vectors)
+    shown: set[str] = set()
+    for d in docs[::3]:
+        for r in engine.related(_query(d, vectors[d.id]), k=5):
+            names = r.reason.split(";")[0].partition(": ")[2]
+            shown |= {t for t in names.split(", ") if t}
+    assert not {t for t in shown if t[0].isdigit()}
+    assert not {"Monday", "Friday", "Sunday", "January", "September", "December"} & shown
+    assert not {"However", "Among", "According", "Despite"} & shown
+    assert {"Blair", "Brown", "Howard", "Kennedy"} <= shown  # the names are still there
+    assert not {t for t in shown if engine.lexical.common_word(t.lower())}

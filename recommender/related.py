@@ -563,8 +563,18 @@ def diversify(scored: list[_Scored], k: int, params: RankParams,
     return [pool[i] for i in chosen]
 
 
-def _display(term: str) -> str:
-    # Key terms are lower-cased; "us", "eu" read better as acronyms, names capitalised.
+# How much of the query's text `display_name` reads for a name's own spelling: names that two
+# reports share come early, and a reason must not cost a scan of a 100,000-character body.
+DISPLAY_TEXT_CHARS = 3000
+
+
+def display_name(term: str, text: str = "") -> str:
+    """A key term (lower-cased) as a reason shows it: as `text` (the query's title and lead)
+    writes it with a capital ("BBC", "MPs", "FBI", "McCain"), else capitalised, two letters
+    in capitals ("US"). Capitalised alone, acronyms read "Bbc", "Mps"."""
+    for found in re.finditer(rf"(?<!\w){re.escape(term)}(?!\w)", text, re.IGNORECASE):
+        if not found.group().islower():
+            return found.group()
     return term.upper() if len(term) <= 2 else term.capitalize()
 
 
@@ -578,12 +588,14 @@ def shown_name(term: str, common_word: CommonWord | None = None) -> bool:
             and not (common_word is not None and common_word(term)))
 
 
-def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = None) -> str:
+def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = None,
+            text: str = "") -> str:
+    """`text`: the query's, where the names are spelt as they are to be shown."""
     if s.event >= params.same_event_reason_min and s.shared:
-        names = [t for t in s.shared if shown_name(t, common_word)][:3]
-        return f"same event: {', '.join(map(_display, names))}" if names else "same event"
-    names = [t for t in s.shared if shown_name(t, common_word)][:2]
-    return f"similar topic: {', '.join(map(_display, names))}" if names else "similar topic"
+        names = [display_name(t, text) for t in s.shared if shown_name(t, common_word)][:3]
+        return f"same event: {', '.join(names)}" if names else "same event"
+    names = [display_name(t, text) for t in s.shared if shown_name(t, common_word)][:2]
+    return f"similar topic: {', '.join(names)}" if names else "similar topic"
 
 
 _ALSO = "; also reported by "
@@ -832,8 +844,9 @@ def rank_related(
     kept = collapse_duplicates(best, params, cosines)
     chosen = diversify(kept, k, params, cosines)
     out = []
+    spelt = f"{query.title}\n{query.text[:DISPLAY_TEXT_CHARS]}"
     for s in chosen:
         also = tuple(sorted({c.site for c in s.copies if c.site and c.site != s.cand.site}))
-        reason = _reason(s, params, common_word)
+        reason = _reason(s, params, common_word, spelt)
         out.append(Ranked(s.cand.id, round(s.score, 6), _with_also(reason, also), also))
     return out

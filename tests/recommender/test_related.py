@@ -21,6 +21,7 @@ from recommender.related import (
     RankParams,
     _url_key_slow,
     agreement_bonus,
+    display_name,
     neighbourhood_agreement,
     rank_related,
     time_bonus,
@@ -672,3 +673,16 @@ def test_reasons_over_real_news_name_names_not_numbers_dates_or_sentence_starter
     assert not {"However", "Among", "According", "Despite"} & shown
     assert {"Blair", "Brown", "Howard", "Kennedy"} <= shown  # the names are still there
     assert not {t for t in shown if engine.lexical.common_word(t.lower())}
+    # Acronyms as the articles write them ("Mps", "Bbc" before).
+    assert {"MPs", "BBC"} <= shown and not {"Mps", "Bbc"} & shown
+
+
+@pytest.mark.parametrize(("term", "shown"), [
+    ("bbc", "BBC"), ("mps", "MPs"), ("fbi", "FBI"), ("mccain", "McCain"), ("blair", "Blair"),
+    ("us", "US"), ("eu", "EU"), ("lynch", "Lynch"),  # not in the text: capitalised, or capitals
+    ("may", "May"),  # the verb first, the name after: the name's spelling
+])
+def test_a_reason_spells_names_as_the_article_does(term, shown):
+    # Capitalised from their lower-cased key terms, reasons read "Radio, Bbc" and "Mps".
+    text = "Blair told MPs the BBC and the FBI may meet McCain in May; Blairite plans"
+    assert display_name(term, text) == shown

@@ -563,18 +563,29 @@ def diversify(scored: list[_Scored], k: int, params: RankParams,
     return [pool[i] for i in chosen]
 
 
-# How much of the query's text `display_name` reads for a name's own spelling: names that two
+# How much of the query's text `spellings` reads for the names' own spelling: names that two
 # reports share come early, and a reason must not cost a scan of a 100,000-character body.
 DISPLAY_TEXT_CHARS = 3000
+_WORDS = re.compile(r"\w+")
 
 
-def display_name(term: str, text: str = "") -> str:
-    """A key term (lower-cased) as a reason shows it: as `text` (the query's title and lead)
-    writes it with a capital ("BBC", "MPs", "FBI", "McCain"), else capitalised, two letters
-    in capitals ("US"). Capitalised alone, acronyms read "Bbc", "Mps"."""
-    for found in re.finditer(rf"(?<!\w){re.escape(term)}(?!\w)", text, re.IGNORECASE):
-        if not found.group().islower():
-            return found.group()
+def spellings(text: str) -> dict[str, str]:
+    """Each word that `text` writes with a capital, lower-cased -> its first such spelling
+    ("mps" -> "MPs"): one scan for a block's reasons, however many names they show."""
+    found: dict[str, str] = {}
+    for word in _WORDS.findall(text[:DISPLAY_TEXT_CHARS]):
+        low = word.lower()
+        if low != word:
+            found.setdefault(low, word)
+    return found
+
+
+def display_name(term: str, spelt: Mapping[str, str] | None = None) -> str:
+    """A key term (lower-cased) as a reason shows it: as the query writes it with a capital
+    (`spellings`: "BBC", "MPs", "FBI", "McCain"), else capitalised, two letters in capitals
+    ("US"). Capitalised alone, acronyms read "Bbc", "Mps"."""
+    if spelt and term in spelt:
+        return spelt[term]
     return term.upper() if len(term) <= 2 else term.capitalize()
 
 
@@ -589,12 +600,12 @@ def shown_name(term: str, common_word: CommonWord | None = None) -> bool:
 
 
 def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = None,
-            text: str = "") -> str:
-    """`text`: the query's, where the names are spelt as they are to be shown."""
+            spelt: Mapping[str, str] | None = None) -> str:
+    """`spelt`: the query's spellings of its names (`spellings`), as reasons show them."""
     if s.event >= params.same_event_reason_min and s.shared:
-        names = [display_name(t, text) for t in s.shared if shown_name(t, common_word)][:3]
+        names = [display_name(t, spelt) for t in s.shared if shown_name(t, common_word)][:3]
         return f"same event: {', '.join(names)}" if names else "same event"
-    names = [display_name(t, text) for t in s.shared if shown_name(t, common_word)][:2]
+    names = [display_name(t, spelt) for t in s.shared if shown_name(t, common_word)][:2]
     return f"similar topic: {', '.join(names)}" if names else "similar topic"
 
 
@@ -844,7 +855,7 @@ def rank_related(
     kept = collapse_duplicates(best, params, cosines)
     chosen = diversify(kept, k, params, cosines)
     out = []
-    spelt = f"{query.title}\n{query.text[:DISPLAY_TEXT_CHARS]}"
+    spelt = spellings(f"{query.title}\n{query.text}")
     for s in chosen:
         also = tuple(sorted({c.site for c in s.copies if c.site and c.site != s.cand.site}))
         reason = _reason(s, params, common_word, spelt)

@@ -24,6 +24,7 @@ from recommender.related import (
     display_name,
     neighbourhood_agreement,
     rank_related,
+    spellings,
     time_bonus,
     url_key,
 )
@@ -685,4 +686,4 @@ def test_reasons_over_real_news_name_names_not_numbers_dates_or_sentence_starter
 def test_a_reason_spells_names_as_the_article_does(term, shown):
     # Capitalised from their lower-cased key terms, reasons read "Radio, Bbc" and "Mps".
     text = "Blair told MPs the BBC and the FBI may meet McCain in May; Blairite plans"
-    assert display_name(term, text) == shown
+    assert display_name(term, spellings(text)) == shown

@@ -28,6 +28,15 @@ import numpy as np
 from aggregator.textclean import first_words
 from recommender.idmap import IdMap
 
+# Endings written after an apostrophe that leave the word itself: the English possessive, and
+# the Turkish case endings a name takes ("İstanbul'da", "Erdoğan'ın", "Ankara'ya"), folded
+# (`fold`: "ı" is "i"). Without them each case of a name was a term of its own.
+APOSTROPHE_ENDINGS = frozenset(
+    """s a e i u ü ya ye yi yu yü in un ün nin nun nün da de ta te dan den tan ten la le yla yle
+    na ne nda nde ndan nden ki daki deki taki teki lar ler lari leri""".split())
+# What is left of a French elision once `unelided` has split it off ("qu'il": "qu", "il").
+ELISIONS = frozenset("qu jusqu lorsqu puisqu quoiqu".split())
+
 # Frequent function words: they carry no topic and would only lengthen the postings walked.
 STOPWORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been before
@@ -38,19 +47,54 @@ STOPWORDS = frozenset(
     then there these they this those through to too under until up very was we were what when where
     which while who whom why will with would you your yours yourself yourselves said says say
     told one two new year years mr mrs ms s t ll re ve d m o y n't""".split()
-)
+) | ELISIONS
 
 # Body words the index reads of a stored story: the lead carries the event's names, and the
 # postings of a million stories stay bounded. Evaluations cut their documents the same way.
 LEXICAL_WORDS = 150
 
-_WORD = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
+# Scripts written without spaces between words (Chinese, Japanese, Thai, Lao, Khmer, Myanmar)
+# and Korean, whose words carry their particles ("서울에서", in Seoul): a run of them is one
+# "word" to the regex, a whole clause, which no other report repeats. Such a run is read as
+# its overlapping pairs of characters instead ("習近平" -> "習近", "近平"), as Lucene's CJK
+# analyzer does: no dictionary, and two reports of one event share most of their pairs.
+_UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1100-\u11ff\u1780-\u17ff\u3005\u3040-\u30ff"
+             "\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+             "\uff66-\uff9f\U00020000-\U0002ffff")
+_UNSPACED_START = re.compile(f"[{_UNSPACED}]")
+_WORD = re.compile(
+    rf"[^\W\d_{_UNSPACED}]+(?:'[^\W\d_{_UNSPACED}]+)?|[0-9]+(?:[.,][0-9]+)*|[{_UNSPACED}]+")
+# The apostrophe of a French elision ("l'Élysée", "d'Israël", "qu'il", "jusqu'à"): a single
+# c, d, j, l, m, n, s or t, or a word ending in "qu", before it. Read as a space (`unelided`),
+# so "l'élysée" and "élysée" are one term, and "l'Élysée" a name. The regex starts with the
+# apostrophe, which it finds at C speed; "aujourd'hui" or "don't" keep theirs.
+_ELISION = re.compile(r"['’](?:(?<=(?<![^\W\d_])[cdjlmnst]['’])|(?<=qu['’]))(?=[^\W\d_])")
+# Marks that only some writers put on a word: Hebrew points, Arabic vowel signs and tatweel,
+# Thai vowel and tone marks (two reports must not differ by them, and the regex takes a mark
+# for the end of a word: "נְתַנְיָהוּ" was read "הו", Thai words fell apart at each vowel), the
+# dot that lower-casing leaves on Turkish "İ" ("İstanbul" -> "i̇stanbul"), and the invisible
+# soft hyphen, zero-width joiners and BOM, which split a word in two. Dotless "ı" reads "i":
+# "IŞIK" lower-cases to "işik" but is written "ışık"; Greek accents go, as capitals drop them.
+_FOLD = str.maketrans(
+    {**{chr(c): None for lo, hi in (
+        (0x0300, 0x036F), (0x0591, 0x05BD), (0x05BF, 0x05BF), (0x05C1, 0x05C2),
+        (0x05C4, 0x05C5), (0x05C7, 0x05C7), (0x0610, 0x061A), (0x0640, 0x0640),
+        (0x064B, 0x065F), (0x0670, 0x0670), (0x06D6, 0x06DC), (0x06DF, 0x06E4),
+        (0x06E7, 0x06E8), (0x06EA, 0x06ED), (0x0E31, 0x0E31), (0x0E34, 0x0E3A),
+        (0x0E47, 0x0E4E), (0x0EB1, 0x0EB1), (0x0EB4, 0x0EBC), (0x0EC8, 0x0ECD),
+        (0x00AD, 0x00AD), (0x200C, 0x200D), (0x2060, 0x2060), (0xFEFF, 0xFEFF))
+        for c in range(lo, hi + 1)},
+     "ı": "i", "ά": "α", "έ": "ε", "ή": "η", "ί": "ι", "ό": "ο", "ύ": "υ", "ώ": "ω",
+     "ΐ": "ι", "ΰ": "υ", "ϊ": "ι", "ϋ": "υ"})
+_FOLDED = re.compile("[" + "".join(re.escape(chr(c)) for c in _FOLD) + "]")
 # A name: a capitalised word ("Putin", "Betty Ford Center" word by word; sentence-initial
 # filler like "The" is a stopword), or a number (2013, 7.1, 30-day), both found by one regex
 # scan rather than a Python loop over every word (this runs once per indexed story). A word
 # that begins with another letter than ASCII's is found too and kept when that letter is a
 # capital (`key_terms`): with [A-Z] alone, "Émile", "Özil" and every Cyrillic or Greek name
 # were no names, and reports of one event in those languages shared no evidence.
+# Read `unelided`: after a French elision ("à l'Élysée", "d'Emmanuel Macron") the
+# apostrophe hid the name.
 _NAME_OR_NUMBER = re.compile(r"(?<![\w'’])(?:[A-Z][\w'’.-]*|[^\W\d_\x00-\x7f][\w'’.-]*|[0-9][\w.,-]*)")
 _NAME_PARTS = re.compile(r"[-.,’']")
 # A capitalised word after a letter, digit, comma or semicolon and a space: not at a sentence
@@ -73,12 +117,43 @@ COMMON_WORD_RATIO = 4
 COMMON_WORD_MIN_DOCS = 3
 
 
+def fold(text: str) -> str:
+    """`text` as the index spells it: case-folded ("Straße" and "STRASSE" alike), one
+    apostrophe, and without the marks and letters `_FOLD` reads alike."""
+    text = text.casefold()
+    if text.isascii():
+        return text
+    text = text.replace("’", "'")
+    # Searched first (C speed): translate looks up every character, and most texts, English
+    # with its curly quotes among them, have nothing to fold.
+    return text.translate(_FOLD) if _FOLDED.search(text) else text
+
+
+def _unsuffixed(word: str) -> str:
+    """`word` (folded) without an ending after an apostrophe (`APOSTROPHE_ENDINGS`)."""
+    head, _, tail = word.partition("'")
+    return head if tail in APOSTROPHE_ENDINGS else word
+
+
+def unelided(text: str) -> str:
+    """`text` with each French elision's apostrophe read as a space (`_ELISION`)."""
+    if "'" in text or "’" in text:
+        return _ELISION.sub(" ", text)
+    return text
+
+
 def tokenize(text: str) -> list[str]:
-    """Lower-cased word tokens without stopwords or possessive endings."""
+    """Folded word tokens (`fold`) without stopwords or possessive endings; a run of a script
+    written without spaces is read as its pairs of characters (`_UNSPACED`)."""
     # findall and comprehensions: this runs over every indexed story's text. (A lookahead in
     # the regex instead of the possessive pass was 15% faster but split "a's'b" differently.)
-    tokens = [t[:-2] if t.endswith(("'s", "’s")) else t for t in _WORD.findall(text.lower())]
-    return [t for t in tokens if len(t) > 1 and t not in STOPWORDS]
+    text = unelided(fold(text))
+    tokens = [_unsuffixed(t) if "'" in t else t for t in _WORD.findall(text)]
+    tokens = [t for t in tokens if len(t) > 1 and t not in STOPWORDS]
+    if text.isascii() or not _UNSPACED_START.search(text):
+        return tokens
+    return [pair for t in tokens for pair in (
+        [t[i:i + 2] for i in range(len(t) - 1)] if _UNSPACED_START.match(t) else [t])]
 
 
 def lead_words(text: str, words: int = LEXICAL_WORDS) -> str:
@@ -93,13 +168,14 @@ def key_terms(title: str, text: str, max_terms: int = 40) -> tuple[str, ...]:
     matches "Vladimir Putin" in another. Sentence-initial capitals count only when the word is
     not a stopword; rare-word weighting (idf) downstream damps the rest of that noise.
     """
-    return _terms(chain(_NAME_OR_NUMBER.findall(title), _NAME_OR_NUMBER.findall(text)), max_terms)
+    return _terms(chain(_NAME_OR_NUMBER.findall(unelided(title)),
+                        _NAME_OR_NUMBER.findall(unelided(text))), max_terms)
 
 
 def proper_terms(text: str) -> frozenset[str]:
     """The key terms of `text` that it capitalises mid-sentence at least once (`key_terms`'s
     form of them). A title is no evidence: headlines may capitalise every word."""
-    return frozenset(_terms(_MID_SENTENCE_NAME.findall(text), sys.maxsize))
+    return frozenset(_terms(_MID_SENTENCE_NAME.findall(unelided(text)), sys.maxsize))
 
 
 def _terms(words: Iterable[str], max_terms: int) -> tuple[str, ...]:
@@ -107,10 +183,10 @@ def _terms(words: Iterable[str], max_terms: int) -> tuple[str, ...]:
     for word in words:
         if not word[0].isascii() and not word[0].isupper():
             continue  # a lower-case word of another alphabet
-        word = word.rstrip(".-'’")
-        if word.endswith(("'s", "’s")):
-            word = word[:-2]
-        lower = word.lower()
+        # folded as `tokenize` folds: a name is also a term of the index
+        lower = fold(word.rstrip(".-'’"))
+        if "'" in lower:
+            lower = _unsuffixed(lower)
         if len(lower) < 2 or lower in STOPWORDS:
             continue
         if lower.isalpha():  # most names: nothing to split (the split is the costly part)

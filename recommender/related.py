@@ -29,7 +29,7 @@ import numpy as np
 
 from aggregator.canonical import canonical_url, site_key
 from aggregator.names import name_key
-from recommender.lexical import CALENDAR_WORDS, IdfTable, key_terms
+from recommender.lexical import CALENDAR_WORDS, IdfTable, fold, key_terms
 
 
 @dataclass(frozen=True, eq=False)
@@ -570,13 +570,12 @@ _WORDS = re.compile(r"\w+")
 
 
 def spellings(text: str) -> dict[str, str]:
-    """Each word that `text` writes with a capital, lower-cased -> its first such spelling
+    """Each word that `text` writes with a capital, folded -> its first such spelling
     ("mps" -> "MPs"): one scan for a block's reasons, however many names they show."""
     found: dict[str, str] = {}
     for word in _WORDS.findall(text[:DISPLAY_TEXT_CHARS]):
-        low = word.lower()
-        if low != word:
-            found.setdefault(low, word)
+        if word != word.lower():
+            found.setdefault(fold(word), word)  # as key terms spell it ("İstanbul": "istanbul")
     return found
 
 

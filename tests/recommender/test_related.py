@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from recommender.embed import HashingEmbedder, story_text
 from recommender.engine import CandidateMeta, RelatedEngine
-from recommender.lexical import LexicalIndex
+from recommender.lexical import LexicalIndex, key_terms
 from recommender.related import (
     Candidate,
     Filters,
@@ -687,3 +687,11 @@ def test_a_reason_spells_names_as_the_article_does(term, shown):
     # Capitalised from their lower-cased key terms, reasons read "Radio, Bbc" and "Mps".
     text = "Blair told MPs the BBC and the FBI may meet McCain in May; Blairite plans"
     assert display_name(term, spellings(text)) == shown
+
+
+def test_a_reason_spells_folded_names_as_the_article_does():
+    # Key terms are folded ("İstanbul" is "istanbul", "Μητσοτάκης" "μητσοτακησ"): looked up
+    # lower-cased, a reason read "Istanbul" and "Μητσοτακησ".
+    text = "İstanbul'da Μητσοτάκης ve Erdoğan buluştu; Straße"
+    shown = {display_name(t, spellings(text)) for t in key_terms(text, "")}
+    assert {"İstanbul", "Μητσοτάκης", "Erdoğan", "Straße"} <= shown

@@ -29,6 +29,8 @@ from feedparser.mixin import _FeedParserMixin as XMLParserMixin
 from feedparser.urls import _urljoin
 from lxml import etree
 
+from aggregator import feeddates  # noqa: F401 (registers the reader of localised dates)
+
 _ATOM = "http://www.w3.org/2005/Atom"
 _RSS1 = "http://purl.org/rss/1.0/"
 _RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"

@@ -18,6 +18,7 @@ import feedparser
 import lxml.html
 from lxml import etree
 
+from aggregator import feeddates  # noqa: F401 (registers the reader of localised dates)
 from aggregator.canonical import joined
 from aggregator.errors import ParseError
 from aggregator.fastfeed import read_fast

@@ -1,0 +1,45 @@
+"""Feed dates with weekday, month or zone names in another language (aggregator.feeddates)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from aggregator.feeds import parse_feed
+
+CASES = [
+    ("Di, 10 Jun 2025 08:00:00 +0200", datetime(2025, 6, 10, 6, tzinfo=UTC)),
+    ("mar., 10 juin 2025 08:00:00 +0200", datetime(2025, 6, 10, 6, tzinfo=UTC)),
+    ("Di, 11 Mär 2025 08:00:00 +0100", datetime(2025, 3, 11, 7, tzinfo=UTC)),
+    ("Do, 9 Okt 2025 08:00:00 MESZ", datetime(2025, 10, 9, 6, tzinfo=UTC)),
+    ("Sa, 10 Mai 2025 08:00 MESZ", datetime(2025, 5, 10, 6, tzinfo=UTC)),
+    ("vie, 12 dic 2025 08:00:00 +0100", datetime(2025, 12, 12, 7, tzinfo=UTC)),
+    ("Sal, 10 Haz 2025 08:00:00 +0300", datetime(2025, 6, 10, 5, tzinfo=UTC)),
+    ("Вт, 10 июн 2025 08:00:00 +0300", datetime(2025, 6, 10, 5, tzinfo=UTC)),
+    ("gio, 3 lug 2025 08:00:00 +0200", datetime(2025, 7, 3, 6, tzinfo=UTC)),
+    ("Tue, 10 Jun 2025 08:00:00 +0200", datetime(2025, 6, 10, 6, tzinfo=UTC)),  # as before
+]
+
+
+def _rss(pub_date: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>T</title>'
+            f"<link>https://example.de/</link><item><title>Nachricht</title>"
+            f"<link>https://example.de/a</link><pubDate>{pub_date}</pubDate></item>"
+            f"</channel></rss>").encode()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize(("pub_date", "expected"), CASES)
+def test_local_month_and_zone_names_are_read(pub_date, expected, fast):
+    # feedparser read English names only: the story had no time ("juin", "Mär", "Okt"), or
+    # "MESZ" was read as UTC, two hours late.
+    doc = parse_feed(_rss(pub_date), base_url="https://example.de/", fast=fast)
+    (item,) = doc.items
+    assert item.published_at == expected
+    assert not doc.problems
+
+
+def test_what_is_no_date_stays_no_date():
+    doc = parse_feed(_rss("Di, 10 Foo 2025 08:00:00 +0200"), base_url="https://example.de/")
+    assert doc.items[0].published_at is None

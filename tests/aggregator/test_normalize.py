@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -237,3 +238,20 @@ def test_reddit_footer_links_are_not_in_stories(shared_data) -> None:
     assert [d.summary[-40:] for d in drafts if "[link]" in d.summary or "comments]" in d.summary] == []
     # (one self-post's text is longer than a summary, cut before its "submitted by" line)
     assert sum(d.summary.split("\n")[-1].startswith("submitted by ") for d in drafts) == 23
+
+
+def test_decomposed_text_is_composed() -> None:
+    # "e" + U+0301 and Hangul as loose jamo (as macOS writes names): the same story read two
+    # ways was two titles, two content hashes and two sets of index words.
+    composed = ParsedItem(url="https://example.fr/a", title="Café à Séoul 서울",
+                          summary="Résumé", text="Le café " + BODY)
+    decomposed = ParsedItem(url="https://example.fr/b",
+                            title=unicodedata.normalize("NFD", composed.title),
+                            summary=unicodedata.normalize("NFD", composed.summary),
+                            text=unicodedata.normalize("NFD", composed.text))
+    a = normalize(composed, source=SOURCE, now=NOW)
+    b = normalize(decomposed, source=SOURCE, now=NOW)
+    assert a is not None and b is not None
+    assert (b.title, b.summary, b.text) == (a.title, a.summary, a.text) == (
+        composed.title, composed.summary, composed.text)
+    assert b.content_hash == a.content_hash != ""

@@ -142,6 +142,11 @@ def unelided(text: str) -> str:
     return text
 
 
+def unspaced(token: str) -> bool:
+    """Whether a token is a pair of characters of a script written without spaces."""
+    return _UNSPACED_START.match(token) is not None
+
+
 def tokenize(text: str) -> list[str]:
     """Folded word tokens (`fold`) without stopwords or possessive endings; a run of a script
     written without spaces is read as its pairs of characters (`_UNSPACED`)."""

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import string
 
-from recommender.lexical import tokenize
+from recommender.lexical import tokenize, unspaced
 from recommender.related import Ranked, RankParams, with_reason
 
 # Most characters a query may have (the API's `q`).
@@ -59,10 +59,25 @@ def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
     """Why a story answers the query: the query's words it carries in its title or summary,
     else that it is about the same subject (found by meaning, not by words)."""
     words = set(tokenize(f"{title} {summary}"))
-    found = [w for w in dict.fromkeys(tokenize(query)) if w in words][:most]
+    found = list(dict.fromkeys(_shown_words(query, words)))[:most]
     if not found:
         return "about the same subject"
     return "matches " + ", ".join(f"'{w}'" for w in found)
+
+
+def _shown_words(query: str, words: set[str]) -> list[str]:
+    """The query's terms found in `words`, a term a token; a word of a script written without
+    spaces ("习近平") as the query writes it, when all its pairs of characters are found: its
+    pairs alone ("'习近', '近平'") read as noise."""
+    shown = []
+    for word in query.split():
+        terms = tokenize(word)
+        if len(terms) > 1 and unspaced(terms[0]):
+            if all(t in words for t in terms):
+                shown.append(word)
+        else:
+            shown.extend(t for t in terms if t in words)
+    return shown
 
 
 def searched(ranked: Ranked, query: str, title: str, summary: str) -> Ranked:

@@ -1,0 +1,25 @@
+"""A search card's reason (recommender.search.search_reason), in other languages."""
+
+from __future__ import annotations
+
+import pytest
+
+from recommender.search import normal_query, search_reason
+
+
+@pytest.mark.parametrize(("query", "title", "reason"), [
+    # Scripts without spaces: the word as typed, not its pairs of characters ("'习近', '近平'").
+    ("习近平 马克龙", "习近平在北京会见法国总统马克龙", "matches '习近平', '马克龙'"),
+    ("東京 地震", "東京で震度5強の地震", "matches '東京', '地震'"),
+    ("เชียงใหม่", "น้ำท่วมหนักในเชียงใหม่", "matches 'เชียงใหม่'"),
+    ("马克龙 北京", "马克龙访问上海", "matches '马克龙'"),  # a word not all found is not shown
+    # Other words as the index reads them: folded, without points or elisions.
+    ("İstanbul", "Erdoğan'ın İstanbul ziyareti", "matches 'istanbul'"),
+    ("élysée", "Réunion de crise à l'Élysée", "matches 'élysée'"),
+    ("strasse", "Sperrung der Straße", "matches 'strasse'"),
+    ("נתניהו", "נְתַנְיָהוּ נִפְגַּשׁ בִּירוּשָׁלַיִם", "matches 'נתניהו'"),
+    ("σεισμός", "ΙΣΧΥΡΟΣ ΣΕΙΣΜΟΣ ΣΤΗΝ ΚΡΗΤΗ", "matches 'σεισμοσ'"),
+    ("Blair's budget", "Blair sets out budget", "matches 'blair', 'budget'"),  # as before
+])
+def test_the_reason_names_the_query_words_the_story_carries(query, title, reason):
+    assert search_reason(normal_query(query), title, "") == reason

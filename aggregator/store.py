@@ -1521,8 +1521,16 @@ class Store:
             where = StoryRow.url.in_(spellings)
             if hashes:
                 where = or_(where, StoryRow.content_hash.in_(hashes))
-            doomed = (await s.execute(select(StoryRow.id, StoryRow.url, StoryRow.content_hash,
-                                             StoryRow.duplicate_of).where(where))).all()
+            doomed_q = select(StoryRow.id, StoryRow.url, StoryRow.content_hash,
+                              StoryRow.duplicate_of).where(where)
+            if self.dialect == "postgresql":
+                # Every row it deletes locked now, before the first DELETE's trigger takes the
+                # change log's turn: rows first, then the turn, the order of every writer
+                # (`_change_log_turn`). Locked by the second DELETE only, the story's row was
+                # waited for with the turn held, while an indexer saving its vector held the
+                # row and waited for the turn: a deadlock, and one of the two failed.
+                doomed_q = doomed_q.with_for_update(of=StoryRow)
+            doomed = (await s.execute(doomed_q)).all()
             # The URLs taken down: each story removed, and each URL named that no story had
             # (under any spelling); every other spelling of them points at its URL
             # (`variant_of`), so `takedown list` shows one line a story.

@@ -16,6 +16,7 @@ import pytest
 
 from aggregator.collect import Collector
 from aggregator.model import SourceSpec, StoryDraft
+from aggregator.normalize import content_hash
 from aggregator.settings import CollectSettings
 from aggregator.store import CHANGE_LOG_LOCK, Store
 from tests.cluster.cluster import asyncpg_dsn, rss
@@ -75,3 +76,40 @@ async def test_index_change_writers_commit_in_seq_order(pg_store):
         await conn.close()
     seqs = [seq for seq, _, _ in await pg_store.changes_since(0)]
     assert seqs[0] == first and seqs == sorted(seqs) and len(seqs) == 2
+
+
+async def _blocked(conn, n: int) -> None:
+    """Until `n` other backends wait for a lock (an advisory lock, or a row's)."""
+    while await conn.fetchval("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted") < n:
+        await asyncio.sleep(0.02)
+
+
+async def test_takedown_and_vector_save_of_one_story_do_not_deadlock(pg_store):
+    """A takedown deletes the story's copies, then the story: the first DELETE's trigger takes
+    the change log's turn, so the takedown must already hold the story's row when it does.
+    Otherwise an indexer saving the story's vector meanwhile (its row locked, waiting for the
+    turn) and the takedown (the turn held, waiting for the row) deadlocked, and PostgreSQL
+    failed one of them."""
+    body = "The same wire story, syndicated word for word by two sites. " * 10
+    res = await pg_store.upsert_stories([
+        StoryDraft(url=f"https://{site}/1", title="t", summary="s", text=body,
+                   content_hash=content_hash(body)) for site in ("a.example", "b.example")])
+    story, copy = res.new_ids
+    assert (await pg_store.get_stories([copy]))[copy].duplicate_of == story
+    conn = await asyncpg.connect(asyncpg_dsn(pg_store.url))
+    try:
+        # Another writer of the change log holds the turn, so both below meet at it.
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", CHANGE_LOG_LOCK)
+        takedown = asyncio.create_task(pg_store.take_down(["https://a.example/1"]))
+        await asyncio.wait_for(_blocked(conn, 1), 10)
+        save = asyncio.create_task(pg_store.save_vectors([(story, 1, b"\0" * 16)], "r"))
+        await asyncio.wait_for(_blocked(conn, 2), 10)
+        await tx.commit()
+        removed, present = await asyncio.wait_for(asyncio.gather(takedown, save), 30)
+    finally:
+        await conn.close()
+    assert sorted(removed) == [story, copy]
+    assert present == []  # deleted first: the vector is not stored
+    assert not await pg_store.get_stories([story, copy])

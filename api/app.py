@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -139,8 +139,16 @@ PERSONAL_FETCH_MAX = 1000
 # `{id}` in the paths, as DESIGN.md 4.3 writes them, so the OpenAPI document (and clients made
 # from it) name the parameter as the contract does; `story_id` in the handlers.
 StoryId = Annotated[int, PathParam(alias="id", ge=1, le=MAX_STORY_ID)]
+
+
+def _blank_is_none(value: str | None) -> str | None:
+    """A blank section name is no section, as "" is (a template's empty field): kept, it
+    selected the stories stored without one, and the Atom feed titled them as every story."""
+    return value if value and value.strip() else None
+
+
 # A source or category of the story listings (JSON and Atom).
-SectionQuery = Annotated[str | None, Query(max_length=200)]
+SectionQuery = Annotated[str | None, Query(max_length=200), AfterValidator(_blank_is_none)]
 # Most stories a listing gives at once; an Atom feed gives 50 unless asked (a feed reader asks
 # once for what it may have missed, where a JSON client pages).
 MAX_LIST_LIMIT = 200

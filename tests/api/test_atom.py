@@ -75,6 +75,18 @@ async def test_an_empty_section_is_an_empty_feed_updated_now(http):
     assert again.status_code == 304
 
 
+async def test_a_blank_section_is_no_section(http, stack):
+    # A template's empty field ("?category=%20") is every story, as "" is and as trending
+    # reads it: it selected the stories stored without a category (none here: an empty feed),
+    # under the title of every story.
+    everything = await http.get("/v1/stories.atom")
+    for params in ({"category": "  "}, {"source": " "}, {"category": " ", "source": "\t"}):
+        r = await http.get("/v1/stories.atom", params=params)
+        assert r.content == everything.content, params
+        items = (await http.get("/v1/stories", params={"limit": 50, **params})).json()["items"]
+        assert_same_stories(parsed(r), items)
+
+
 async def test_a_revalidation_with_the_etag_is_a_304(http):
     r = await http.get("/v1/stories.atom", params={"category": "politics"})
     etag = r.headers["etag"]

@@ -184,8 +184,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write stories as JSON Lines, the file `import` reads (- = stdout)")
     _common(p)
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--source", metavar="NAME", help="only this source's stories")
-    p.add_argument("--category", help="only this category")
+    p.add_argument("--source", metavar="NAME", type=_given("source name"), help="only this source's stories")
+    p.add_argument("--category", type=_given("category"), help="only this category")
     p.add_argument("--since", type=_time, metavar="T",
                    help="only stories of T or later (ISO 8601; published, else collected)")
     p.add_argument("--until", type=_time, metavar="T", help="only stories before T")

@@ -86,6 +86,16 @@ def test_export_bad_input_is_one_line_and_leaves_no_file(cli_env, tmp_path):
     assert not list(tmp_path.rglob("*.part"))
 
 
+def test_export_refuses_a_blank_source_or_category(cli_env, tmp_path):
+    # A script's unset variable (`--category "$CAT"`): it exported the stories without a
+    # category, or with --source none at all, and said so with exit status 0.
+    _import(cli_env, tmp_path, RECORDS)
+    for flag in ("--source", "--category"):
+        for blank in ("", "  "):
+            r = run_cli(["export", "-", flag, blank], cli_env)
+            assert r.returncode == 2 and "is empty" in r.stderr and r.stdout == "", (flag, blank)
+
+
 def test_export_writes_through_links_and_into_pipes_and_sweeps_killed_partials(cli_env, tmp_path):
     import os
     import subprocess

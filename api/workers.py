@@ -148,7 +148,6 @@ class WorkerApp:
 
 def _supervisor_class():
     from uvicorn.supervisors import Multiprocess
-    from uvicorn.supervisors.multiprocess import STARTUP_FAILURE
 
     class Supervisor(Multiprocess):
         """uvicorn's supervisor, saying when a worker dies. uvicorn replaces it but says so at
@@ -157,16 +156,22 @@ def _supervisor_class():
         worker's index_loaded."""
 
         def keep_subprocess_alive(self) -> None:
-            if not self.should_exit.is_set():
-                for worker in self.processes:
-                    # Reaped, so its exit code is known. One that failed to start stops the
-                    # serve instead (uvicorn says so, after the worker's own error).
-                    if not worker.process.is_alive() and worker.exitcode != STARTUP_FAILURE:
-                        log.warning("worker.died pid=%s %s: a new worker replaces it%s",
-                                    worker.pid, exit_reason(worker.exitcode), WORKER_DIED_HINT)
+            # Said for each worker uvicorn replaced, after its look: a look before it missed a
+            # worker that died while uvicorn's health check waited on another one (killed
+            # then, it was found dead only by that check, and said at INFO only). One that
+            # failed to start is not replaced: it stops the serve (uvicorn says so).
+            before = list(self.processes)
             super().keep_subprocess_alive()
+            for worker in replaced(before, self.processes):
+                log.warning("worker.died pid=%s %s: a new worker replaces it%s",
+                            worker.pid, exit_reason(worker.exitcode), WORKER_DIED_HINT)
 
     return Supervisor
+
+
+def replaced(before: list, after: list) -> list:
+    """The workers of `before` whose place in `after` another holds now (pure)."""
+    return [old for old, new in zip(before, after, strict=True) if new is not old]
 
 
 WORKER_DIED_HINT = "; if this repeats, see the worker's last lines above, or `dmesg` for the OOM killer"

@@ -152,6 +152,49 @@ async def test_serve_workers_counters_only_go_up_whichever_worker_answers(tmp_pa
     assert "Traceback" not in log, log[-2000:]
 
 
+@pytest.mark.timeout(120)
+async def test_serve_workers_say_each_worker_that_dies_during_a_health_check(tmp_path):
+    """The supervisor looked for dead workers before uvicorn's health check, which pings each
+    worker in turn and waits up to 5 s for one that does not answer: a worker that died during
+    that wait was found by the check, replaced and said at uvicorn's INFO only (no worker.died
+    line, as the full suite saw twice), and so was the stopped worker the check killed."""
+    from api.workers import children
+
+    env = serve_env(tmp_path)
+    port = free_port()
+    proc = start_serve_workers(env, port)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", "/healthz")
+                ok = conn.getresponse().status == 200
+                conn.close()
+            except OSError:
+                ok = False
+            if ok and len(children(proc.pid)) == 2:
+                break
+            await asyncio.sleep(0.2)
+        hung, dying = sorted(children(proc.pid))  # checked in this order: started in it
+        os.kill(hung, signal.SIGSTOP)  # the next look waits on its ping for 5 s
+        await asyncio.sleep(1.5)
+        os.kill(dying, signal.SIGKILL)  # dies inside that look, after its start
+        for _ in range(200):
+            alive = children(proc.pid)
+            if hung not in alive and dying not in alive and len(alive) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert hung not in alive and dying not in alive, alive
+    finally:
+        stop_group(proc)
+    log = proc.stderr.read().decode()
+    died = [line for line in log.splitlines() if "worker.died" in line]
+    assert any(f"pid={dying} signal=SIGKILL" in line for line in died), log[-2000:]
+    assert any(f"pid={hung} signal=SIGKILL" in line for line in died), log[-2000:]
+
+
 async def test_a_source_removed_from_the_file_leaves_the_per_source_series(tmp_path, shared_data):
     # The per-source gauges kept the last value of every source ever seen: a failing source
     # removed from sources.toml went on reporting its consecutive errors (and firing the

@@ -1389,6 +1389,11 @@ class Store:
         by_url = {row.url: row for row in rows}
         return next((_story(by_url[u]) for u in urls if u in by_url), None)
 
+    async def get_story_by_any_spelling(self, canonical: str) -> Story | None:
+        """The story stored under this canonical URL, else under another spelling of it
+        (`url_variants`: http or https, with or without the trailing slash), nearest first."""
+        return await self.get_story_by_any_url([canonical, *url_variants(canonical)])
+
     async def get_stories(self, ids: Iterable[int]) -> dict[int, Story]:
         ids = list(set(ids))
         out: dict[int, Story] = {}

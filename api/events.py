@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
-from aggregator.canonical import canonical_url, url_variants
+from aggregator.canonical import canonical_url
 from aggregator.model import MAX_STORY_ID
 from aggregator.store import EventRecord, Store, event_key
 from api.errors import ApiError, unreadable_body_message
@@ -185,7 +185,7 @@ async def resolve(store: Store, events: list[EventIn],
         # Under its other spellings too, as a related block finds it (RelatedService.stored_at):
         # a widget on the http page of a story collected as https got that story's block, and
         # its events naming that page were skipped as about a story we did not have.
-        s = await store.get_story_by_any_url([canon, *url_variants(canon)])
+        s = await store.get_story_by_any_spelling(canon)
         if s is not None:
             by_url[raw] = s.id
     ids = {ev.story_id for ev in events if ev.story_id is not None}

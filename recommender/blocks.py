@@ -278,7 +278,7 @@ class RelatedService:
         a widget on the http page of a story collected as https, or with a trailing slash the
         feed did not give, fetched the page anew (seconds, or a failure where the site refuses
         us) for a story we had."""
-        return await self.store.get_story_by_any_url([canonical, *url_variants(canonical)])
+        return await self.store.get_story_by_any_spelling(canonical)
 
     async def read_page(self, url: str, canonical: str,
                         before_fetch: Callable[[], None] | None = None) -> Article:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from aggregator.canonical import joined
+from aggregator.canonical import canonical_url, joined
 from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem
 from aggregator.textclean import clean_inline, parse_date
@@ -39,14 +39,29 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
     if name == "sitemapindex":
         # Newest first (by <lastmod>; undated ones after, in document order): the collector
         # reads only the first few, and a news site's index grows a child a day.
-        dated = []
+        # The index itself and a child listed again are left out: the collector reads only
+        # `CHILD_SITEMAPS` of them a round, and an index that lists its own URL (CMS plugins
+        # do, as the first entry, dated today) had that slot go to an index it does not
+        # follow, and a repeated child to a second read of the same stories.
+        own = _same_key(base_url)
+        dated, seen, itself, repeated = [], {own}, False, 0
         for n, sm in enumerate(_children(root, "sitemap")):
             loc = _text(sm, "loc")
             url = joined(base_url, loc) if loc else ""
             if url:
+                key = _same_key(url)
+                if key in seen:
+                    itself = itself or key == own
+                    repeated += key != own
+                    continue
+                seen.add(key)
                 when = parse_date(_text(sm, "lastmod"))
                 dated.append((when is None, -when.timestamp() if when else 0.0, n, url))
         children = tuple(url for *_, url in sorted(dated))
+        if itself:
+            problems.append("sitemap index lists itself as a child: not read again")
+        if repeated:
+            problems.append(f"sitemap index repeats {repeated} of its entries: each child read once")
         problems.append(f"sitemap index: {len(children)} child sitemaps in child_urls, no stories")
         return ParsedDocument(
             kind="sitemap", title="", items=(), problems=tuple(problems), child_urls=children
@@ -95,6 +110,14 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
             "need full-text reading for a title)"
         )
     return ParsedDocument(kind="sitemap", title="", items=tuple(items), problems=tuple(problems))
+
+
+def _same_key(url: str) -> str:
+    """What two spellings of one sitemap's URL have in common (its canonical form)."""
+    try:
+        return canonical_url(url)
+    except ValueError:
+        return url
 
 
 def _children(root: etree._Element, local: str) -> list[etree._Element]:

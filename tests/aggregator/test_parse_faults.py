@@ -343,6 +343,26 @@ def test_sitemap_index_lists_children_not_stories() -> None:
     assert any("sitemap index" in p for p in doc.problems)
 
 
+def test_a_sitemap_index_that_lists_itself_or_a_child_twice_gives_each_child_once() -> None:
+    """The collector reads the newest 3 children a round: the index's own URL (listed first,
+    dated today, and spelt with a tracking parameter here) took a slot for an index it does
+    not follow, and a repeated child another; the third newest child was never read."""
+    body = b"""<?xml version="1.0"?>
+<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+  <sitemap><loc>https://news.example/sitemap.xml?utm_source=x</loc><lastmod>2026-11-26</lastmod></sitemap>
+  <sitemap><loc>/sitemap-25.xml</loc><lastmod>2026-11-25</lastmod></sitemap>
+  <sitemap><loc>https://news.example/sitemap-25.xml</loc><lastmod>2026-11-25</lastmod></sitemap>
+  <sitemap><loc>/sitemap-24.xml</loc><lastmod>2026-11-24</lastmod></sitemap>
+  <sitemap><loc>/sitemap-23.xml</loc><lastmod>2026-11-23</lastmod></sitemap>
+</sitemapindex>"""
+    doc = parse_document(body, base_url="https://news.example/sitemap.xml")
+    assert doc.child_urls == ("https://news.example/sitemap-25.xml",
+                              "https://news.example/sitemap-24.xml",
+                              "https://news.example/sitemap-23.xml")
+    assert any("lists itself" in p for p in doc.problems)
+    assert any("repeats 1 of its entries" in p for p in doc.problems)
+
+
 def test_plain_sitemap_items_have_no_titles_and_say_so() -> None:
     body = (
         b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url>'

@@ -26,7 +26,7 @@ from datetime import datetime
 from aggregator.childproc import child_start, interrupts_held
 from aggregator.itemrules import RuleTooSlow, admitted
 from aggregator.model import ParsedDocument, Selectors, SourceSpec, StoryDraft
-from aggregator.normalize import normalize
+from aggregator.normalize import normalize, rejection_reason
 from aggregator.parse import parse_document
 
 log = logging.getLogger("tidings.collect")
@@ -56,7 +56,8 @@ class Parsed:
 def drafts_from(doc: ParsedDocument, spec: SourceSpec,
                 now: datetime) -> tuple[list[StoryDraft], int, ParsedDocument]:
     """The drafts of `doc`'s items that the source's `keep` and `block` rules admit, how many
-    usable ones they left out, and `doc` (with a problem added if a rule was too slow); for a
+    usable ones they left out, and `doc` (with a problem added if a rule was too slow, and one
+    for each reason items were unusable: no title and no summary, a bad link); for a
     full_text source, untitled ones too (see `normalize`): its caller reads their pages, then
     keeps `collect.titled` ones.
 
@@ -64,9 +65,16 @@ def drafts_from(doc: ParsedDocument, spec: SourceSpec,
     document: those items are kept (an operator's pattern loses no story) and the problem says
     which rule to simplify. Tried on every item, it would cost its limit on each."""
     drafts, left_out, keep, block = [], 0, spec.keep, spec.block
+    unusable: dict[str, tuple[int, str]] = {}  # why -> how many items, the first's link
     for item in doc.items:
         d = normalize(item, source=spec, now=now, keep_untitled=spec.full_text)
         if d is None:
+            # Said, as the parser says of an item without a link: dropped without a word,
+            # an item with only a link (no title, no summary) was missing from the source's
+            # stories while `sources check` and the log showed nothing wrong.
+            why = rejection_reason(item)
+            count, first = unusable.get(why, (0, item.url))
+            unusable[why] = (count + 1, first)
             continue
         try:
             ok = admitted(d, keep, block)
@@ -78,6 +86,11 @@ def drafts_from(doc: ParsedDocument, spec: SourceSpec,
             drafts.append(d)
         else:
             left_out += 1
+    if unusable:  # one line per reason: a plain sitemap's thousand untitled links are one
+        doc = replace(doc, problems=(*doc.problems, *(
+            f"1 item skipped ({why}): {first[:100]}" if count == 1 else
+            f"{count} items skipped ({why}), the first {first[:100]}"
+            for why, (count, first) in unusable.items())))
     return drafts, left_out, doc
 
 

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.errors import ParseError
-from aggregator.model import Selectors
+from aggregator.model import Selectors, SourceSpec
 from aggregator.normalize import normalize, rejection_reason
 from aggregator.parse import detect_kind, parse_document
+from aggregator.parsepool import parse_and_normalize
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / ".." / "shared" / "data"
@@ -732,3 +733,19 @@ def test_rfc822_dates_feedparser_cannot_read_are_read(fast: bool, date: str, utc
                          fast=fast)
     assert doc.items[0].published_at == datetime(2026, 11, 24, utc_hour, 0, tzinfo=UTC)
     assert doc.problems == ()
+
+
+def test_items_without_title_and_summary_are_counted_as_problems_of_their_source() -> None:
+    """An item with a link but no title and no summary (or a link no URL can be made of)
+    was dropped without a word: the source was "ok" with a story missing, and neither the
+    log nor `sources check` showed why."""
+    items = ("<item><link>https://news.example/a</link></item>"
+             "<item><title> </title><link>https://news.example/b</link><description> </description></item>"
+             + item(3) + item(4, link="https://news.example:99999/d"))
+    spec = SourceSpec("s", "https://news.example/rss", "politics")
+    got = parse_and_normalize(rss(items).encode(), spec.url, None, "feed", None, spec, NOW)
+    assert [d.url for d in got.drafts] == ["https://news.example/story/3"]
+    untitled, bad_link = got.doc.problems
+    assert untitled == "2 items skipped (no title and no summary), the first https://news.example/a"
+    assert bad_link.startswith("1 item skipped (unusable link: ")
+    assert bad_link.endswith("): https://news.example:99999/d")

@@ -32,6 +32,7 @@ from aggregator.normalize import (
     MAX_TEXT_CHARS,
     MAX_TITLE_CHARS,
     content_hash,
+    first_of_each_link,
     story_texts,
 )
 from aggregator.parsepool import (
@@ -420,7 +421,9 @@ class Collector:
             # grows all day in an index that changes once a day), and on a 304 no child was
             # read, so a static index's new stories waited for its next change.
             result = replace(result, etag=None, last_modified=None)
-        return parsed, result
+        # One draft per link: the first copy, newest in a feed and across children (see
+        # `first_of_each_link`); a full_text source read the page of each copy.
+        return replace(parsed, drafts=tuple(first_of_each_link(parsed.drafts))), result
 
     @staticmethod
     async def _parse(result: FetchResult, spec: SourceSpec, kind: str, now: datetime,

@@ -23,6 +23,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from aggregator.bylines import clean_byline
@@ -105,6 +106,41 @@ def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime,
         content_hash=content_hash(text or summary),
         tags=clean_tags(item.tags),
     )
+
+
+def first_of_each_link(drafts: Iterable[StoryDraft]) -> list[StoryDraft]:
+    """One draft per URL, in order: the first copy of a link in a document, with what it
+    lacks (a title, a summary, a body, an author, an image, a time, tags) filled from the
+    later ones.
+
+    The first, because feeds list newest first and a sitemap index's children are read
+    newest first (`sitemap.py`): the top copy is the publisher's current one. The BBC's feed
+    carries a story twice, at the top as "Rochdale v York City: Their day, until it wasn't…"
+    and further down as "Their day, until it wasn't…"; the store kept the last copy of a URL,
+    so the shorter, older title. It is the rule between sources too (`store.taken_from`):
+    the first to carry a link keeps its title and summary, the others fill its gaps. And
+    a full_text source read each copy's page."""
+    out: dict[str, StoryDraft] = {}
+    for d in drafts:
+        first = out.get(d.url)
+        if first is None:
+            out[d.url] = d
+        elif first != d:
+            out[d.url] = _filled(first, d)
+    return list(out.values())
+
+
+def _filled(first: StoryDraft, later: StoryDraft) -> StoryDraft:
+    # untitled: a plain sitemap's link (full_text), which has no summary either
+    title = first.title or later.title
+    summary = first.summary or later.summary
+    text = first.text or later.text
+    image_url, width = ((first.image_url, first.image_width_px) if first.image_url
+                        else (later.image_url, later.image_width_px))
+    return replace(first, title=title, summary=summary, text=text,
+                   author=first.author or later.author, image_url=image_url,
+                   image_width_px=width, published_at=first.published_at or later.published_at,
+                   tags=first.tags or later.tags, content_hash=content_hash(text or summary))
 
 
 def clean_tags(tags: Iterable[str]) -> tuple[str, ...]:

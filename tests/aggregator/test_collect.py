@@ -172,6 +172,32 @@ async def test_full_text_pages_fetched_and_extracted(site, sqlite_store, shared_
     assert any(s.image_url for s in stories)
 
 
+async def test_a_link_twice_in_a_feed_is_stored_as_its_first_copy_and_read_once(
+        site, sqlite_store, shared_data):
+    """The BBC's feed carries one story at the top ("Rochdale v York City: Their day, until it
+    wasn't…") and again lower down without the match's name: the store kept the last copy.
+    A full_text source read the article page once for each copy."""
+    site.route("/bbc.xml", body=(shared_data / FEEDS[0]).read_bytes(), content_type="application/rss+xml")
+    await sqlite_store.sync_sources([SourceSpec("bbc", site.url("/bbc.xml"), "news")])
+    report = await collector(sqlite_store, site).run_round()
+    assert report.sources[0].ok and report.sources[0].new == 26  # 27 items, one link twice
+    story = await sqlite_store.get_story_by_url("https://www.bbc.com/sport/football/articles/c62kpkm1l80o")
+    assert story.title.startswith("Rochdale v York City: Their day")
+    page = (shared_data / "readability-news-pages" / "bbc-1" / "source.html").read_bytes()
+    site.route("/twice/1", body=page, content_type="text/html; charset=utf-8")
+    link = site.url("/twice/1", "news.example")
+    site.route("/twice.xml", content_type="application/rss+xml",
+               body=f'<rss version="2.0"><channel><title>t</title><item><title>First</title>'
+                    f'<link>{link}</link></item><item><title>Second</title><link>{link}</link>'
+                    f'</item></channel></rss>')
+    await sqlite_store.sync_sources([SourceSpec("twice", site.url("/twice.xml"), "news", full_text=True)])
+    site.reset_log()
+    report = await collector(sqlite_store, site).run_round(name="twice", force=True)
+    assert report.sources[0].ok and report.sources[0].new == 1
+    assert site.paths_requested().count("/twice/1") == 1
+    assert (await sqlite_store.get_story_by_url(link)).title == "First"
+
+
 async def test_a_taken_down_story_is_neither_read_nor_stored_again(site, sqlite_store, shared_data):
     """A story deleted by hand came back with the next round its feed still listed it; a
     taken-down one stays out, and its article page is not read again every round."""

@@ -15,6 +15,7 @@ from aggregator.normalize import (
     MAX_TEXT_CHARS,
     MAX_TITLE_CHARS,
     content_hash,
+    first_of_each_link,
     normalize,
     rejection_reason,
 )
@@ -255,3 +256,29 @@ def test_decomposed_text_is_composed() -> None:
     assert (b.title, b.summary, b.text) == (a.title, a.summary, a.text) == (
         composed.title, composed.summary, composed.text)
     assert b.content_hash == a.content_hash != ""
+
+
+def test_the_first_copy_of_a_link_wins_and_later_copies_fill_its_gaps() -> None:
+    """The store kept the last copy of a link in a batch: of the BBC's two copies of a story
+    (the top one titled "Rochdale v York City: …", a lower one without the match), the lower."""
+    top = normalize(ParsedItem(url="https://news.example/a?utm_source=rss", title="Top title",
+                               summary="Top teaser"), source=SOURCE, now=NOW)
+    other = normalize(ParsedItem(url="https://news.example/b", title="Other"), source=SOURCE, now=NOW)
+    lower = normalize(ParsedItem(url="https://news.example/a", title="Lower title", summary="Lower",
+                                 text=BODY, author="Jane Doe", image_url="https://news.example/a.jpg",
+                                 image_width_px=640, published_at=NOW - timedelta(hours=1),
+                                 tags=("Politics",)), source=SOURCE, now=NOW)
+    assert top is not None and other is not None and lower is not None
+    got = first_of_each_link([top, other, lower])
+    assert [d.url for d in got] == ["https://news.example/a", "https://news.example/b"]
+    a = got[0]
+    assert (a.title, a.summary, a.original_url) == ("Top title", "Top teaser", top.original_url)
+    assert (a.text, a.author, a.image_url, a.image_width_px, a.tags) == (
+        BODY, "Jane Doe", "https://news.example/a.jpg", 640, ("Politics",))
+    assert a.published_at == NOW - timedelta(hours=1)
+    assert a.content_hash == content_hash(BODY) != ""
+    # an untitled link (a plain sitemap's, full_text) takes a later copy's title
+    bare = normalize(ParsedItem(url="https://news.example/a", title=""), source=SOURCE, now=NOW,
+                     keep_untitled=True)
+    assert bare is not None
+    assert first_of_each_link([bare, top])[0].title == "Top title"

@@ -23,7 +23,7 @@ from aggregator.canonical import joined
 from aggregator.errors import ParseError
 from aggregator.fastfeed import read_fast
 from aggregator.model import ParsedDocument, ParsedItem
-from aggregator.textclean import clean_inline, html_to_text, parse_date, struct_time_to_utc
+from aggregator.textclean import clean_inline, feed_html_to_text, parse_date, struct_time_to_utc
 
 # sy:updatePeriod units (RSS 1.0 Syndication module), in seconds.
 _PERIOD_S = {
@@ -126,8 +126,8 @@ def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None,
         return None, f"item {n}: an advertisement (its link goes to {host}), skipped"
     content_html = _content_html(entry, plain_bodies, bodies)
     summary_html = str(entry.get("summary") or "")
-    text = html_to_text(content_html)
-    summary = html_to_text(summary_html)
+    text = feed_html_to_text(content_html)
+    summary = feed_html_to_text(summary_html)
     if summary and summary == text:
         # feedparser copies Atom <content> into summary when there is no <summary>.
         summary = ""

@@ -20,6 +20,10 @@ _BLANK_LINES = re.compile(r"\n\s*\n+")
 _TAG = re.compile(r"<[a-zA-Z/!?][^<>]*>")
 # An entity left after one round of unescaping: feeds that escape twice ("&amp;#8217;").
 _LEFTOVER_ENTITY = re.compile(r"&(#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});")
+# Markup in text that came out of HTML: its tags were escaped once more than the markup's.
+_DECODED_MARKUP = re.compile(
+    r"</[a-zA-Z][a-zA-Z0-9]*\s*>|<(?:br|hr|img)\b[^<>]*>|<[a-zA-Z][a-zA-Z0-9]*\s+[\w:-]+\s*=\s*[\"'][^<>]*>",
+    re.I)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]+encoding\s*=\s*["']([a-zA-Z0-9_.:-]+)""")
 _CT_CHARSET = re.compile(r"charset\s*=\s*[\"']?([a-zA-Z0-9_.:-]+)", re.I)
@@ -181,6 +185,21 @@ def html_to_text(markup: str | None) -> str:
     return collapse_whitespace(text)
 
 
+def feed_html_to_text(markup: str | None) -> str:
+    """A feed item's HTML (description, content) to plain text, as `html_to_text`; HTML that
+    was escaped once too often is read once more. Feeds that escape their markup inside
+    CDATA (`<![CDATA[&lt;p&gt;Text&lt;/p&gt;]]>`) or escape it twice (`&amp;lt;p&amp;gt;`)
+    give HTML whose tags are text: their summaries showed "<p>Text</p>" and "Line
+    one<br/>line two" on cards, while their titles, cleaned by `clean_inline`, lost them.
+    Read again only when what came out carries markup a writer would not type as text (a
+    closing tag, a <br>, <hr> or <img>, a tag with an attribute): "use the <div> element"
+    in a teaser about HTML stays as it is."""
+    text = html_to_text(markup)
+    if "<" in text and _DECODED_MARKUP.search(text):
+        return html_to_text(text)
+    return text
+
+
 def truncate(text: str, max_chars: int, ellipsis: str = "…") -> str:
     """Cut at a word boundary so the result (with the ellipsis) is at most max_chars long."""
     if len(text) <= max_chars:
@@ -265,6 +284,7 @@ __all__ = [
     "declared_charset",
     "decode_html",
     "drop_read_more",
+    "feed_html_to_text",
     "html_to_text",
     "parse_date",
     "struct_time_to_utc",

@@ -749,3 +749,19 @@ def test_items_without_title_and_summary_are_counted_as_problems_of_their_source
     assert untitled == "2 items skipped (no title and no summary), the first https://news.example/a"
     assert bad_link.startswith("1 item skipped (unusable link: ")
     assert bad_link.endswith("): https://news.example:99999/d")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_html_escaped_once_too_often_in_a_description_gives_its_text_not_its_tags(fast: bool) -> None:
+    """Markup escaped inside CDATA, or escaped twice, is HTML whose tags are text: the cards
+    showed "<p>Ceasefire talks resume</p>" and "Line one<br/>line two"."""
+    items = (item(1, body="<![CDATA[&lt;p&gt;Ceasefire talks &lt;b&gt;resume&lt;/b&gt;&lt;/p&gt;]]>")
+             + item(2, body="Line one&amp;lt;br/&amp;gt;line two")
+             + item(3, body='&amp;lt;a href="/x"&amp;gt;Budget&amp;lt;/a&amp;gt; vote')
+             + item(4, body="Use the &amp;lt;dialog&amp;gt; element, 5 &amp;lt; 6")
+             + item(5, body="&lt;p&gt;Plain &lt;i&gt;HTML&lt;/i&gt;&lt;/p&gt;"))
+    doc = parse_document(rss(items).encode(), base_url="https://news.example/rss", fast=fast)
+    assert [i.summary for i in doc.items] == [
+        "Ceasefire talks resume", "Line one\n\nline two", "Budget vote",
+        "Use the <dialog> element, 5 < 6",  # no closing tag: text about HTML, kept
+        "Plain HTML"]

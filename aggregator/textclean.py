@@ -18,6 +18,24 @@ from lxml import etree
 _WS = re.compile(r"[ \t\r\f\v\u00a0\u200b\u2028\u2029]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 _TAG = re.compile(r"<[a-zA-Z/!?][^<>]*>")
+# HTML's elements (and the old ones feeds still write: font, center, big, tt, strike).
+_HTML_ELEMENTS = (
+    "a abbr acronym address area article aside audio b base bdi bdo big blink blockquote body "
+    "br button canvas caption center cite code col colgroup data datalist dd del details dfn "
+    "dialog div dl dt em embed fieldset figcaption figure font footer form h1 h2 h3 h4 h5 h6 "
+    "head header hgroup hr html i iframe img input ins kbd label legend li link main map mark "
+    "marquee menu meta meter nav nobr noscript object ol optgroup option output p param picture "
+    "pre progress q rp rt ruby s samp script search section select slot small source span "
+    "strike strong style sub summary sup svg table tbody td template textarea tfoot th thead "
+    "time title tr track tt u ul var video wbr"
+).split()
+# A tag in a one-line field: an HTML element's, a namespaced one (Word's <o:p>), one closed
+# further on (<bold>x</bold>), a comment or a declaration; not any text in angle brackets.
+# Titles that name a type or a placeholder lost it: "Why std::vector<int> is fast" became
+# "Why std::vector is fast", "Map<K, V>" "Map".
+_ANY_TAG = re.compile(r"</?([a-zA-Z][\w:.-]*)(?:\s[^<>]*)?/?>|<[!?][^<>]*>")
+_CLOSING_TAG = re.compile(r"</([a-zA-Z][\w:.-]*)\s*>")
+_HTML_ELEMENT_SET = frozenset(_HTML_ELEMENTS)
 # An entity left after one round of unescaping: feeds that escape twice ("&amp;#8217;").
 _LEFTOVER_ENTITY = re.compile(r"&(#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});")
 # Markup in text that came out of HTML: its tags were escaped once more than the markup's.
@@ -149,13 +167,26 @@ def unescape(text: str) -> str:
 
 
 def clean_inline(text: str | None) -> str:
-    """A one-line field (title, author): tags dropped, entities decoded, one space between words."""
+    """A one-line field (title, author): HTML tags dropped, entities decoded, one space between
+    words. Text in angle brackets that is no HTML tag stays ("vector<int>", "Map<K, V>")."""
     if not text:
         return ""
     if "<" in text:
-        text = _TAG.sub(" ", text)
+        text = _strip_inline_tags(text)
     text = unescape(text)
     return _WS.sub(" ", text.replace("\n", " ")).strip()
+
+
+def _strip_inline_tags(text: str) -> str:
+    closed = {name.lower() for name in _CLOSING_TAG.findall(text)}
+
+    def tag(m: re.Match[str]) -> str:
+        name = (m.group(1) or "").lower()
+        if not name or name in _HTML_ELEMENT_SET or name in closed or ":" in name:
+            return " "
+        return m.group(0)
+
+    return _ANY_TAG.sub(tag, text)
 
 
 def has_markup(text: str | None) -> bool:

@@ -282,3 +282,17 @@ def test_the_first_copy_of_a_link_wins_and_later_copies_fill_its_gaps() -> None:
                      keep_untitled=True)
     assert bare is not None
     assert first_of_each_link([bare, top])[0].title == "Top title"
+
+
+@pytest.mark.parametrize(("title", "kept"), [
+    ("Why std::vector<int> is fast", "Why std::vector<int> is fast"),
+    ("Map<K, V> or List<T>?", "Map<K, V> or List<T>?"),
+    ("Is 3 < 4 > 2?", "Is 3 < 4 > 2?"),
+    ("Bold <b>news</b> &amp; <a href='/x'>links</a>", "Bold news & links"),
+    ("Word's<o:p></o:p> leftovers <blink2>gone</blink2>", "Word's leftovers gone"),
+])
+def test_a_title_loses_its_html_tags_but_not_text_in_angle_brackets(title: str, kept: str) -> None:
+    """Any text in angle brackets was taken for a tag: a feed's "Why std::vector&lt;int&gt;
+    is fast" (the parser decodes it) was stored as "Why std::vector is fast"."""
+    draft = normalize(ParsedItem(url="https://news.example/a", title=title), source=SOURCE, now=NOW)
+    assert draft is not None and draft.title == kept

@@ -15,7 +15,9 @@ from email.utils import parsedate_to_datetime
 import lxml.html
 from lxml import etree
 
-_WS = re.compile(r"[ \t\r\f\v\u00a0\u200b\u2028\u2029]+")
+# Spaces of every width (Unicode's Zs, and the zero-width one) are one space: Livemint's
+# titles and teasers put a hair space (U+200A) beside a plain one ("FDI\u200a inflows").
+_WS = re.compile(r"[ \t\r\f\v\u00a0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 _TAG = re.compile(r"<[a-zA-Z/!?][^<>]*>")
 # HTML's elements (and the old ones feeds still write: font, center, big, tt, strike).

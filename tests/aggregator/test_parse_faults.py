@@ -765,3 +765,14 @@ def test_html_escaped_once_too_often_in_a_description_gives_its_text_not_its_tag
         "Ceasefire talks resume", "Line one\n\nline two", "Budget vote",
         "Use the <dialog> element, 5 < 6",  # no closing tag: text about HTML, kept
         "Plain HTML"]
+
+
+@needs_feeds
+def test_spaces_of_every_width_collapse_to_one() -> None:
+    """Livemint writes a hair space (U+200A) beside a plain one: "FDI\u200a inflows"."""
+    body = (FEEDS / "RSParser" / "livemint.xml").read_bytes()
+    doc = parse_document(body, base_url="https://www.livemint.com/rss/news")
+    drafts = [normalize(i, source=None, now=NOW) for i in doc.items]
+    titles = {d.title for d in drafts if d is not None}
+    assert "FDI inflows contract for the first time in 6 years" in titles
+    assert not [d.url for d in drafts if d is not None and "\u200a" in d.title + d.summary]

@@ -25,7 +25,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -47,15 +56,18 @@ from api.atom import (
 )
 from api.blockcache import BlockCache, CachedBlock, freshness
 from api.cards import CardOut, block_json, card, iso, search_json
-from api.errors import ApiError, error_response, unreadable_body_message
+from api.errors import ApiError, error_response, unreadable_body_message, validation_message
 from api.events import (
     MAX_BATCH,
     READER_ID,
     EventIn,
     EventSink,
     batch_limit,
+    blank_is_none,
     json_kind,
+    json_number,
     parse_events,
+    reader_id,
     resolve,
 )
 from api.fastpath import FastPath, etag_matches
@@ -63,7 +75,7 @@ from api.jobhealth import health
 from api.metrics import Metrics
 from api.pages import DEMO_POLICY, declared_address, docs_page, own_page, redoc_page
 from api.ratelimit import InFlight, Limiter, RateLimiter, client_key
-from api.readers import add_reader_routes
+from api.readers import add_reader_routes, reader_query
 from api.render import LINK_RELS, OtherSiteLinks, link_rels, render_block_html
 from api.services import Services
 from api.static_files import StaticFile, accepts_gzip, static_file
@@ -96,9 +108,10 @@ def block_filters(
     category: Annotated[str | None, Query(max_length=80)] = None,
     site: Annotated[str | None, Query(max_length=255)] = None,
     exclude_site: Annotated[str | None, Query(max_length=255)] = None,
-    max_age_days: Annotated[float | None, Query(gt=0, le=36500)] = None,
+    max_age_days: Annotated[float | None, Query(gt=0, le=36500), BeforeValidator(blank_is_none)] = None,
 ) -> Filters:
-    """The filters every related call takes (DESIGN.md 4.3); empty values mean no filter.
+    """The filters every related call takes (DESIGN.md 4.3); empty values mean no filter
+    (`max_age_days=` too: it alone was a 422 "unable to parse string as a number").
     The category and sites as their keys: they match however they are written, and
     "Politics" and "politics", or "BBC.CO.UK" and "bbc.co.uk", are one entry of the block
     cache (each spelling used to rank and cache the same block again)."""
@@ -121,8 +134,7 @@ def merged_filters(body: Filters, query: Filters) -> Filters:
                            f"{field.name}: the body and the query give different values")
         merged[field.name] = theirs if mine is None else mine
     return Filters(**merged)
-ReaderQuery = Annotated[str | None, Query(max_length=128, pattern=READER_ID.pattern,
-                                          description="personalize for this reader")]
+ReaderQuery = reader_query("personalize for this reader")
 MAX_TEXT_CHARS = 100_000
 MAX_URL_CHARS = 2048
 # No JSON body the API accepts is larger (100k chars of text, escaped, or 256 kB of events): a
@@ -165,6 +177,9 @@ HTML_HEADERS = {
 }
 
 
+# The most a search's raw `q` may hold, spaces and all (a URL's worth): its words are checked
+# against MAX_QUERY_CHARS once they collapse.
+MAX_RAW_QUERY_CHARS = MAX_URL_CHARS
 # Stories a search gives when the caller does not say (a page of results, not a block's row).
 SEARCH_DEFAULT_K = 10
 # Stories in a widget block when the caller does not say (fewer than a JSON block's default:
@@ -187,8 +202,17 @@ class RelatedRequest(BaseModel):
     site: str | None = None
     exclude_site: str | None = None
     max_age_days: float | None = Field(default=None, gt=0, le=36500)
-    # Personalize for this reader, as `reader=` does on the GET routes (also taken there).
-    reader: str | None = Field(default=None, max_length=128, pattern=READER_ID.pattern)
+    # Personalize for this reader, as `reader=` does on the GET routes (also taken there);
+    # blank is none, as `reader=` and the filters are (`optional_reader`).
+    reader: Annotated[str | None, BeforeValidator(blank_is_none), AfterValidator(reader_id)] = Field(
+        default=None, max_length=128, json_schema_extra={"pattern": READER_ID.pattern})
+
+    @field_validator("k", "max_age_days", mode="before")
+    @classmethod
+    def _a_number(cls, v, info: ValidationInfo):
+        # `"k": true` was a block of 1 and `"k": "3"` one of 3 (the lax parse), where the
+        # query's k=true is a 422.
+        return json_number(v, f"{info.field_name} must be a number")
 
 
 def has_words(*texts: str) -> bool:
@@ -546,12 +570,16 @@ FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
 def allowed_methods(routes, scope) -> str:
-    """Every method the routes of this request's path take, for a 405's Allow header."""
+    """Every method the routes of this request's path take, for a 405's Allow header: HEAD
+    with each GET, which `HeadAsGet` answers (FastAPI's routes name GET alone, and a PUT to
+    /v1/stories said "it takes GET" though HEAD is answered too)."""
     methods = set()
     for route in routes:
         match, _ = route.matches(scope)
         if match is not Match.NONE:
             methods |= getattr(route, "methods", None) or set()
+    if "GET" in methods:
+        methods.add("HEAD")
     return ", ".join(sorted(methods))
 
 
@@ -688,7 +716,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         parts = []
         for err in e.errors()[:5]:
             loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
-            parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+            parts.append(f"{loc}: {validation_message(err)}" if loc else validation_message(err))
         return error_response(422, "invalid_request", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
@@ -1031,8 +1059,11 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     async def search(
         request: Request,
         f: BlockFilters,
-        q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS,
-                                description="the words to search for")],
+        # Its length is checked once its spaces collapse (`query_problem`): "budget" padded
+        # with spaces past 200 was refused as too long, though it is searched as 6 letters.
+        # The cap here only bounds what is read.
+        q: Annotated[str, Query(min_length=1, max_length=MAX_RAW_QUERY_CHARS, description=(
+            f"the words to search for: at most {MAX_QUERY_CHARS} characters once spaces collapse"))],
         k: int = k_query(api.max_k, min(SEARCH_DEFAULT_K, api.max_k)),
     ):
         """Stories that answer the words `q`, best first, with the related blocks' filters:
@@ -1040,6 +1071,9 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         rel = need_corpus()
         kk = clamp_k(k)
         query = normal_query(q)
+        if len(query) > MAX_QUERY_CHARS:  # the 422 it was when Query checked the raw q
+            raise ApiError(422, "invalid_request", f"q is longer than {MAX_QUERY_CHARS} characters "
+                           "(once its spaces collapse)")
         if problem := query_problem(query):
             raise ApiError(422, "no_query", f"q {problem}")
         # Each search that misses the cache embeds its query, as a POSTed text is: the same

@@ -24,3 +24,9 @@ def unreadable_body_message(cause: BaseException | None) -> str:
     if isinstance(cause, RecursionError):
         return "the body is not JSON this API reads: nested too deeply"
     return "the body is not JSON this API can read"
+
+
+def validation_message(err: dict) -> str:
+    """A pydantic error's message, without the "Value error, " that pydantic puts before the
+    words of the API's own validators ("reader: Value error, reader must be ...")."""
+    return str(err.get("msg", "")).removeprefix("Value error, ")

@@ -15,12 +15,12 @@ import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from aggregator.canonical import canonical_url
 from aggregator.model import MAX_STORY_ID
 from aggregator.store import EventRecord, Store, event_key
-from api.errors import ApiError, unreadable_body_message
+from api.errors import ApiError, unreadable_body_message, validation_message
 from recommender.profile import EVENT_TYPES
 
 log = logging.getLogger("tidings.events")
@@ -44,9 +44,58 @@ CLOSE_WAIT_S = 20.0
 MAX_FUTURE = timedelta(minutes=5)  # client clocks drift; further ahead is a bad timestamp
 MAX_PAST = timedelta(days=30)
 READER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Ids the pattern lets through that no reader route can carry: "." and ".." are dot segments of
+# a URL path, which clients resolve before sending (RFC 3986 5.2.4; browsers and httpx do,
+# `%2E%2E` too), so `/v1/readers/../feed` became `/v1/feed`, a 404, and `/v1/readers/./feed`
+# the export of a reader named "feed". Their events were stored, and their feed, export and
+# deletion could not be asked for.
+DOT_SEGMENTS = frozenset({".", ".."})
+READER_RULE = "reader must be 1-128 characters of letters, digits, . _ : - (not . or ..)"
+
+
+def reader_problem(reader: str) -> str | None:
+    """Why `reader` is no reader id (READER_RULE), else None."""
+    if not READER_ID.match(reader) or reader in DOT_SEGMENTS:
+        return READER_RULE
+    return None
+
+
+def reader_id(value: str | None) -> str | None:
+    """A pydantic validator: `value` when it is a reader id (or None), else ValueError."""
+    if value is not None and (problem := reader_problem(value)):
+        raise ValueError(problem)
+    return value
+
+
+def blank_is_none(value):
+    """A pydantic validator (before): a blank string is no value. An optional reader or filter
+    left empty by a template (`reader=`, `"reader": ""`) is unset, as a blank category or site
+    has always been, where the reader alone was a 422."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def not_a_bool(v, must: str):
+    """`v` unless it is JSON true or false, which the lax parse took as 1 and 0 (Python's bool
+    is an int): ValueError(`must`)."""
+    if isinstance(v, bool):
+        raise ValueError(f"{must}, not true or false")
+    return v
+
+
+def json_number(v, must: str):
+    """`v` when it is no JSON string or boolean, else ValueError(`must`, and what it is): for
+    a body's number fields, which the lax parse filled from either ("3" was 3, true 1). A
+    whole number written 3.0 stays a 3, as before."""
+    if isinstance(v, str):
+        raise ValueError(f"{must} (a JSON number), not a string")
+    return not_a_bool(v, must)
 
 
 class EventIn(BaseModel):
+    # An unknown key is a 422 naming it, as for POST /v1/related and the preferences: a typo
+    # ("dwell", "story", "ts") was dropped and the event stored without what it meant to say.
+    model_config = ConfigDict(extra="forbid")
+
     # The pattern and the types are checked by the validators below (for their messages); the
     # schema states them too, so the OpenAPI document says what a valid event is.
     reader: str = Field(min_length=1, max_length=128,
@@ -64,19 +113,17 @@ class EventIn(BaseModel):
     @field_validator("story_id", "dwell_s", mode="before")
     @classmethod
     def _not_a_bool(cls, v, info: ValidationInfo):
-        # JSON true is not story 1, nor a dwell of 1 s (Python's bool is an int, and the lax
-        # parse took it: a client's flag in the wrong field was stored as a read of 1 s).
-        if isinstance(v, bool):
-            what = "a story's id" if info.field_name == "story_id" else "a number of seconds"
-            raise ValueError(f"{info.field_name} must be {what}, not true or false")
-        return v
+        # JSON true is not story 1, nor a dwell of 1 s: a client's flag in the wrong field was
+        # stored as a read of 1 s. A story id as a string of digits stays one: the widget sends
+        # the `data-story-id` of its cards as it reads them, strings (and cached copies of it
+        # on publishers' pages do for an hour after any change to it).
+        what = "a story's id" if info.field_name == "story_id" else "a number of seconds"
+        return not_a_bool(v, f"{info.field_name} must be {what}")
 
     @field_validator("reader")
     @classmethod
     def _reader(cls, v: str) -> str:
-        if not READER_ID.match(v):
-            raise ValueError("reader must be 1-128 characters of letters, digits, . _ : -")
-        return v
+        return reader_id(v)
 
     @field_validator("id")
     @classmethod
@@ -129,6 +176,11 @@ def parse_events(body: bytes, max_batch: int = MAX_BATCH) -> list[EventIn]:
         raise ApiError(400, "invalid_json", f"the body is not JSON: {e}") from e
     except RecursionError as e:  # 50,000 nested brackets fit the size cap: a 500 before
         raise ApiError(400, "invalid_json", unreadable_body_message(e)) from e
+    if isinstance(data, dict) and "events" in data and len(data) > 1:
+        # A key beside the batch ("reader" meant for every event, a typo) was dropped unread.
+        others = ", ".join(sorted(k for k in data if k != "events"))
+        raise ApiError(422, "invalid_request", f"a batch is {{\"events\": [...]}} alone, each event "
+                       f"with its own keys; not also: {others}")
     raw = data.get("events") if isinstance(data, dict) and "events" in data else [data]
     if not isinstance(raw, list) or not raw:
         raise ApiError(422, "invalid_request", EXPECTED)
@@ -147,7 +199,7 @@ def parse_events(body: bytes, max_batch: int = MAX_BATCH) -> list[EventIn]:
         except ValidationError as e:
             err = e.errors()[0]
             loc = ".".join(str(x) for x in err["loc"])
-            raise ApiError(422, "invalid_event", f"event {i}: {loc}: {err['msg']}") from e
+            raise ApiError(422, "invalid_event", f"event {i}: {loc}: {validation_message(err)}") from e
         if ev.story_id is None and not ev.url:
             raise ApiError(422, "invalid_event", f"event {i}: needs story_id or url")
         out.append(ev)
@@ -166,6 +218,13 @@ def unknown_message(unknown: list[tuple[int, str]], n_events: int) -> str:
     return f"no stored story for any of the {n_events} events: {listed}{more}"
 
 
+def both_message(i: int, story_id: int, url: str, url_story: int | None) -> str:
+    """The 422 for an event whose story_id and url are not one story."""
+    at_url = f"the story {url_story}" if url_story is not None else "no stored story"
+    return (f"event {i}: story_id {story_id} and url {url} name different stories (the url is "
+            f"{at_url}); send one of them")
+
+
 async def resolve(store: Store, events: list[EventIn],
                   now: datetime) -> tuple[list[EventRecord], list[tuple[int, str]]]:
     """Map events to stored stories and check their times: the records, and the events (index,
@@ -175,7 +234,7 @@ async def resolve(store: Store, events: list[EventIn],
     None about a stored story is a 404; a bad time is a 422 for the whole request."""
     urls = {}
     for i, ev in enumerate(events):
-        if ev.story_id is None and ev.url:
+        if ev.url:
             try:
                 urls[ev.url] = canonical_url(ev.url)
             except ValueError as e:
@@ -190,6 +249,14 @@ async def resolve(store: Store, events: list[EventIn],
             by_url[raw] = s.id
     ids = {ev.story_id for ev in events if ev.story_id is not None}
     known = await store.existing_ids(ids) if ids else set()
+    for i, ev in enumerate(events):
+        # Both named: they must be one story (or neither stored: skipped below, as a story
+        # removed since). The id won without a word, and a client whose ids and urls had come
+        # apart (a stale map) had its clicks stored on another story than the page it named.
+        if ev.story_id is not None and ev.url:
+            at_url = by_url.get(ev.url)
+            if at_url != ev.story_id and (at_url is not None or ev.story_id in known):
+                raise ApiError(422, "invalid_event", both_message(i, ev.story_id, ev.url, at_url))
     unknown = [(i, f"story_id {ev.story_id}" if ev.story_id is not None else f"url {ev.url}")
                for i, ev in enumerate(events)
                if (ev.story_id not in known if ev.story_id is not None else ev.url not in by_url)]

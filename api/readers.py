@@ -10,19 +10,34 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import FastAPI, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from api.atom import AtomResponse, atom_feed, atom_response, atom_responses, base_url, feed_url
 from api.cards import CardOut, card, iso
 from api.errors import ApiError
-from api.events import READER_ID
+from api.events import READER_ID, blank_is_none, reader_id
 from recommender.feed import NOT_OURS, BadCursor
 from recommender.readers import PREF_KEYS, FeedService
 
 # A feed cursor carries the ids its pages showed (~2-3 bytes each, base64): a reader paged
 # through a whole feed (~1,000 candidates) carries about 4 kB.
 MAX_CURSOR_CHARS = 16_384
-ReaderId = Annotated[str, Path(min_length=1, max_length=128, pattern=READER_ID.pattern)]
+# The pattern is checked by `reader_id` (for its message, and to refuse "." and "..", which
+# no URL path carries: api/events.py DOT_SEGMENTS) and stated in the schema.
+ReaderId = Annotated[str, Path(min_length=1, max_length=128,
+                               json_schema_extra={"pattern": READER_ID.pattern}),
+                     AfterValidator(reader_id)]
+# Export and deletion take "." and ".." too, written %2E%2E: events accepted them before they
+# were refused, and what is stored about such a reader must still be exported and forgotten.
+StoredReaderId = Annotated[str, Path(min_length=1, max_length=128, pattern=READER_ID.pattern)]
+
+
+def reader_query(description: str):
+    """The optional `reader=` of a route: blank is none, as a blank filter is (a template's
+    empty field; it was a 422 while `category=` was no filter); "." and ".." are refused."""
+    return Annotated[str | None, Query(max_length=128, description=description,
+                                       json_schema_extra={"pattern": READER_ID.pattern}),
+                     BeforeValidator(blank_is_none), AfterValidator(reader_id)]
 # What a reader's answers say to caches (as related blocks with `reader=`): one reader's feed,
 # reads and mutes must not be kept by a shared proxy, nor by the browser for the next user.
 PERSONAL = "private, no-store"
@@ -99,9 +114,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
                        category: Annotated[str | None, Query(max_length=80)] = None,
                        k: int | None = Query(None, ge=1, le=max_k,
                                              description=f"stories (at most {max_k}; default 20)"),
-                       reader: Annotated[str | None, Query(
-                           max_length=128, pattern=READER_ID.pattern,
-                           description="leave out what this reader muted or read")] = None):
+                       reader: reader_query("leave out what this reader muted or read") = None):
         """Most read lately (smoothed), fresh stories breaking ties."""
         if reader:
             await app.state.events.written_for(reader)
@@ -128,7 +141,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         return {"reader": reader, "preferences": {k: list(stored.get(k, [])) for k in PREF_KEYS}}
 
     @app.get("/v1/readers/{reader}", tags=["readers"])
-    async def export_reader(request: Request, response: Response, reader: ReaderId):
+    async def export_reader(request: Request, response: Response, reader: StoredReaderId):
         """Everything stored about a reader (operator; API key when configured)."""
         require_key(request)
         await request.app.state.events.written_for(reader)
@@ -143,7 +156,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
                             "dwell_s": e.dwell_s, "page": e.page} for e in events]}
 
     @app.delete("/v1/readers/{reader}", tags=["readers"])
-    async def delete_reader(request: Request, reader: ReaderId):
+    async def delete_reader(request: Request, reader: StoredReaderId):
         """Forget a reader: their events and preferences (operator; API key when configured)."""
         require_key(request)
         await request.app.state.events.settle()  # this process's events accepted before now

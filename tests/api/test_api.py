@@ -114,6 +114,35 @@ async def test_an_unknown_key_in_a_related_body_is_named(http):
     assert "exclude_sites" in r.json()["error"]["message"]
 
 
+async def test_a_number_in_a_related_body_sent_as_true_or_a_string_is_a_422(http):
+    # `"k": true` was a block of one story and `"k": "3"` one of three (the lax parse), as
+    # `"max_age_days": "3"` was 3 days; the query's k=true is a 422.
+    for extra in ({"k": True}, {"k": "3"}, {"max_age_days": "3"}, {"max_age_days": False}):
+        r = await http.post("/v1/related", json={"title": "Talks on a ceasefire", **extra})
+        assert r.status_code == 422, (extra, r.text)
+        (name,) = extra
+        assert r.json()["error"]["message"].startswith(f"{name}: {name} must be a number"), r.text
+    r = await http.post("/v1/related", json={"title": "Talks on a ceasefire", "k": 3.0,
+                                             "max_age_days": 36500})
+    assert r.status_code == 200 and len(r.json()["related"]) == 3
+
+
+async def test_a_blank_reader_is_none_as_a_blank_filter_is(http):
+    # `reader=` (a template's empty field) was a 422, where `category=` and `site=` were no
+    # filter; `max_age_days=` was a 422 too, though the filters' rule says blank is none.
+    plain = (await http.get("/v1/stories/1/related")).json()["related"]
+    for params in ({"reader": ""}, {"reader": " "}, {"max_age_days": ""}, {"category": "", "reader": ""}):
+        r = await http.get("/v1/stories/1/related", params=params)
+        assert r.status_code == 200, (params, r.text)
+        assert [c["id"] for c in r.json()["related"]] == [c["id"] for c in plain]
+    r = await http.get("/v1/trending", params={"reader": ""})
+    assert r.status_code == 200 and "private" not in r.headers.get("cache-control", "")
+    r = await http.post("/v1/related", json={"title": "Talks on a ceasefire", "reader": ""})
+    assert r.status_code == 200, r.text
+    r = await http.get("/v1/stories/1/related", params={"max_age_days": "soon"})
+    assert r.status_code == 422
+
+
 async def test_stories_pages_do_not_overlap(http, stack):
     seen = []
     cursor = None
@@ -243,7 +272,7 @@ async def test_a_posted_text_takes_the_filters_in_the_query_too(http, stack):
     ent = next(r for r in stack.records if r["category"] == "entertainment")
     sent = {"title": ent["title"], "text": ent["text"], "k": 4}
     for params in ({"category": "Politics"}, {"site": "elsewhere.example"},
-                   {"max_age_days": "1000"}):
+                   {"max_age_days": 1000}):
         by_query = await http.post("/v1/related", json=sent, params=params)
         by_body = await http.post("/v1/related", json={**sent, **params})
         assert by_query.status_code == by_body.status_code == 200, (params, by_query.text)
@@ -954,6 +983,14 @@ async def test_a_405_names_the_methods_the_route_allows(http):
     r = await http.get("/v1/events")
     assert r.status_code == 405 and "POST" in r.headers["allow"]
     assert r.json()["error"]["message"] == "/v1/events does not take GET; it takes POST"
+
+
+async def test_a_405_names_head_beside_get(http):
+    # Every GET route answers HEAD (HeadAsGet), but Allow and the message named GET alone.
+    r = await http.put("/v1/stories")
+    assert r.headers["allow"] == "GET, HEAD"
+    assert r.json()["error"]["message"] == "/v1/stories does not take PUT; it takes GET, HEAD"
+    assert (await http.head("/v1/stories")).status_code == 200
 
 
 async def test_an_unknown_path_says_so_and_where_the_routes_are(http):

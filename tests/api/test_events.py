@@ -239,3 +239,43 @@ async def test_a_batch_over_the_minutes_limit_is_a_413_not_a_429_for_ever(stack,
     finally:
         server.should_exit = True
         await task
+
+
+async def test_an_event_key_the_api_does_not_know_is_a_422_naming_it(http):
+    # "dwell" (for dwell_s) was dropped unread: the read was stored without its time.
+    s = await _story(http)
+    for body, named in [
+        ({"reader": "r", "story_id": s["id"], "type": "read", "dwell": 30}, "dwell"),
+        ({"events": [{"reader": "r", "story_id": s["id"], "type": "click"}], "reader": "r"}, "reader"),
+    ]:
+        r = await http.post("/v1/events", json=body)
+        assert r.status_code == 422, r.text
+        assert named in r.json()["error"]["message"]
+
+
+async def test_a_story_id_and_a_url_that_are_two_stories_are_a_422(http):
+    # The id won without a word: the click was stored on story 1 whatever page it named.
+    one, two = (await http.get("/v1/stories", params={"limit": 2})).json()["items"]
+    for url in (two["url"], "https://nowhere.example/x"):
+        r = await http.post("/v1/events", json={"reader": "both", "story_id": one["id"], "url": url,
+                                                "type": "click"})
+        assert r.status_code == 422, r.text
+        assert "different stories" in r.json()["error"]["message"]
+    # One story, under another spelling of its URL: taken.
+    r = await http.post("/v1/events", json={"reader": "both", "story_id": one["id"],
+                                            "url": one["url"].replace("https:", "http:"), "type": "click"})
+    assert r.status_code == 202 and r.json()["accepted"] == 1
+    # The export waits for the reader's events to be written.
+    exported = (await http.get("/v1/readers/both")).json()
+    assert [e["story_id"] for e in exported["events"]] == [one["id"]]
+
+
+
+async def test_a_story_id_as_the_widget_sends_it_a_string_of_digits_is_taken(http, stack):
+    # The widget reads its cards' data-story-id and sends it as it is: a string. Keep it so.
+    s = await _story(http)
+    r = await http.post("/v1/events", json={"reader": "widget-ids", "story_id": str(s["id"]),
+                                            "type": "impression"})
+    assert r.status_code == 202 and r.json()["accepted"] == 1
+    r = await http.post("/v1/events", json={"reader": "widget-ids", "story_id": True, "type": "click"})
+    assert r.status_code == 422

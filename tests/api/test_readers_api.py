@@ -581,3 +581,30 @@ async def test_a_reader_reads_back_their_preferences_and_no_cache_keeps_them(htt
         assert r.headers["cache-control"] == "private, no-store", path
     assert "cache-control" not in (await http.get("/v1/trending")).headers  # not personal
     assert (await http.get("/v1/readers/bad id!/preferences")).status_code == 422
+
+
+async def test_a_reader_id_no_url_path_carries_is_refused(http):
+    # "." and ".." passed the pattern, and their events were stored; but clients resolve them
+    # as dot segments (RFC 3986 5.2.4), so their feed was /v1/feed, a 404, and
+    # /v1/readers/./feed the operator's export of a reader named "feed".
+    s = (await http.get("/v1/stories", params={"limit": 1})).json()["items"][0]
+    for reader in (".", ".."):
+        r = await http.post("/v1/events", json={"reader": reader, "story_id": s["id"], "type": "click"})
+        assert r.status_code == 422 and "not . or .." in r.json()["error"]["message"], r.text
+        r = await http.get(f"/v1/stories/{s['id']}/related", params={"reader": reader})
+        assert r.status_code == 422 and "not . or .." in r.json()["error"]["message"], r.text
+        r = await http.get("/v1/trending", params={"reader": reader})
+        assert r.status_code == 422
+        r = await http.post("/v1/related", json={"title": "Talks on a ceasefire", "reader": reader})
+        assert r.status_code == 422
+    # Written %2E%2E (which httpx sends as it is): the feed and preferences refuse it...
+    r = await http.get("/v1/readers/%2E%2E/feed")
+    assert r.status_code == 422 and "not . or .." in r.json()["error"]["message"]
+    r = await http.put("/v1/readers/%2E/preferences", json={})
+    assert r.status_code == 422
+    # ...while one stored before can still be exported and forgotten.
+    assert (await http.get("/v1/readers/%2E%2E")).status_code == 404
+    assert (await http.delete("/v1/readers/%2E%2E")).status_code == 404
+    # Dots inside an id are still fine.
+    r = await http.get("/v1/readers/a..b/feed", params={"k": 1})
+    assert r.status_code == 200 and r.json()["reader"] == "a..b"

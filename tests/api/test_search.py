@@ -88,6 +88,17 @@ async def test_a_query_without_words_or_out_of_bounds_is_a_422_naming_it(http, p
     assert r.json()["error"]["message"].startswith(names)
 
 
+async def test_a_query_is_measured_once_its_spaces_collapse(http):
+    # q was checked at 200 characters as sent, so words padded with spaces (a form's text
+    # area) were "at most 200 characters", though searched as "budget tax".
+    r = await search(http, "budget" + " " * 250 + "tax")
+    assert r.status_code == 200, r.text
+    assert r.json()["query"] == "budget tax"
+    r = await search(http, "budget " + "x" * 200)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+    assert "longer than 200" in r.json()["error"]["message"]
+
+
 async def test_a_headline_typed_as_the_query_finds_that_story_first(stack, http):
     """Related blocks drop a candidate under the query's own headline as the article itself;
     a search must answer with it."""
@@ -186,7 +197,9 @@ async def test_the_openapi_document_states_the_search(http):
     doc = (await http.get("/openapi.json")).json()
     params = {p["name"]: p for p in doc["paths"]["/v1/search"]["get"]["parameters"]}
     assert params["q"]["required"] is True
-    assert params["q"]["schema"]["minLength"] == 1 and params["q"]["schema"]["maxLength"] == 200
+    # At most 200 characters once its spaces collapse; the raw bound only caps what is read.
+    assert params["q"]["schema"]["minLength"] == 1 and params["q"]["schema"]["maxLength"] == 2048
+    assert "at most 200 characters once spaces collapse" in params["q"]["description"]
     assert params["k"]["schema"]["default"] == 10 and params["k"]["schema"]["maximum"] == 50
     assert {"category", "site", "exclude_site", "max_age_days"} <= set(params)
     ok = doc["paths"]["/v1/search"]["get"]["responses"]["200"]["content"]["application/json"]

@@ -873,6 +873,7 @@ def check_counts(items: int, found) -> str:
 
 
 async def cmd_sources(settings, args) -> int:
+    from aggregator.errors import FetchError, ParseError
     from aggregator.sources import load_sources, source_table, trial_source, url_problem
     from api.services import build
 
@@ -897,6 +898,12 @@ async def cmd_sources(settings, args) -> int:
         svc = await build(settings, collect=True)
         try:
             found = await svc.collector.check(spec)
+        except (FetchError, ParseError) as e:
+            # The source failed, not the command line: exit 1 as `collect --source` does for
+            # it (it fell through to main's usage status 2, and a script could not tell a
+            # feed that is down from a typo in its name).
+            print(f"tidings: error: {spec.name}: {e}", file=sys.stderr)
+            return 1
         finally:
             await svc.close()
         doc, drafts = found.doc, found.drafts

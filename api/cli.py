@@ -1147,7 +1147,7 @@ async def cmd_stats(settings, args) -> int:
 async def cmd_takedown(settings, args) -> int:
     """Takedowns go to the database: running processes drop the stories from their indexes
     within a second or two (the change log), and collectors and imports skip them."""
-    from aggregator.canonical import canonical_url
+    from aggregator.canonical import canonical_url, spelling_key
     from aggregator.normalize import MAX_URL_CHARS
     from api.services import build
 
@@ -1169,14 +1169,17 @@ async def cmd_takedown(settings, args) -> int:
     try:
         if args.takedown_command == "add":
             removed = await store.take_down(urls, reason=args.reason)
-            print(f"taken down: {len(urls)} URL(s); {len(removed)} stored stories removed "
+            # Spellings of one page (http and https, a trailing slash) are one URL taken down.
+            named = len({spelling_key(u) for u in urls})
+            print(f"taken down: {named} URL(s); {len(removed)} stored stories removed "
                   f"(copies included); collectors and imports will skip them")
         elif args.takedown_command == "lift":
             n = await store.lift_takedowns(urls)
             if not n:
                 print("tidings: error: none of these URLs is taken down", file=sys.stderr)
                 return EXIT_USAGE
-            print(f"lifted: {n} entries; the stories come back with their feeds' next rounds")
+            print(f"lifted: {n} URL(s) (copies included); the stories come back with their "
+                  "feeds' next rounds")
         else:
             everything = await store.takedowns()
             rows = [t for t in everything if not t.variant_of]  # one line a URL taken down

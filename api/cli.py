@@ -276,7 +276,27 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def plug_closed_stderr() -> None:
+    """Started with standard error closed (`2>&-`), Python sets `sys.stderr` to None, and
+    `print(..., file=sys.stderr)` then writes to standard OUTPUT: `export -` ended its story
+    file with "exported N stories" (a bad line for `import`), `--json` outputs got notes
+    after them. And the next file opened took descriptor 2, where C libraries write their
+    warnings. Descriptor 2 goes to /dev/null instead: the messages are lost, as the caller
+    chose, and the exit status still tells a failure."""
+    if sys.stderr is not None:
+        return
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    if fd != 2:  # a closed stdin or stdout took the lowest number: leave it closed
+        os.dup2(fd, 2)
+        os.close(fd)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+
+
 def main(argv: list[str] | None = None) -> int:
+    plug_closed_stderr()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -169,6 +169,12 @@ def url_variants(canonical: str) -> list[str]:
     return [u for u in out if u != canonical]
 
 
+def spelling_key(canonical: str) -> str:
+    """One key for a URL and its `url_variants` (the same for each of them): the URLs a
+    takedown names counted once however many spellings of one page were given."""
+    return min((canonical, *url_variants(canonical)))
+
+
 def site_of(url: str) -> str:
     """The site a URL belongs to: its lowercased host without "www." ("" when there is none)."""
     try:

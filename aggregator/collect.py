@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -154,6 +154,20 @@ def merge_article(draft: StoryDraft, article) -> StoryDraft:
     )
 
 
+def within_retention(drafts: Iterable[StoryDraft], now: datetime,
+                     keep_days: int) -> tuple[list[StoryDraft], int]:
+    """The drafts retention would keep (`[retention] stories_days`; 0 keeps all), and how
+    many it would not: those published before its horizon. Stored, such an item was deleted
+    by the next retention run and stored again as new by the next round that read the feed
+    (a weekly blog's feed holds months of items): new ids, embedded again, every hour (pure)."""
+    drafts = list(drafts)
+    if not keep_days:
+        return drafts, 0
+    horizon = now - timedelta(days=keep_days)
+    kept = [d for d in drafts if d.published_at is None or d.published_at >= horizon]
+    return kept, len(drafts) - len(kept)
+
+
 def titled(drafts: Iterable[StoryDraft]) -> list[StoryDraft]:
     """The drafts that can be stories: untitled ones (kept for full-text reading, see
     `normalize`) that reading did not complete are dropped."""
@@ -183,9 +197,13 @@ class Collector:
         rng: random.Random | None = None,
         owner: str | None = None,
         parse_workers: int | None = None,
+        keep_days: int = 0,
     ):
         self.store = store
         self.settings = settings
+        # `[retention] stories_days`: items published before it are not stored (see
+        # `within_retention`).
+        self.keep_days = keep_days
         self.policy = policy_from(settings)
         self.bounds = bounds_from(settings)
         self.clock = clock
@@ -354,13 +372,16 @@ class Collector:
             return SourceReport(spec.name, True, result.status, not_modified=True,
                                 elapsed_s=time.perf_counter() - t0)
 
-        doc, drafts, unread = parsed.doc, list(parsed.drafts), 0
+        doc, unread = parsed.doc, 0
+        # Before their pages are read: an old item's page is not read every round either.
+        drafts, past = within_retention(parsed.drafts, now, self.keep_days)
         if spec.full_text and drafts:
             drafts, unread = await self._with_full_text(fetcher, drafts)
         drafts = titled(drafts)
         # Items the rules left out were usable: a source whose every item they left out
-        # works (it has nothing wanted this time), it has not failed.
-        if parsed.item_count and not drafts and not unread and not parsed.left_out:
+        # works (it has nothing wanted this time), it has not failed; nor one whose items
+        # are all older than retention keeps.
+        if parsed.item_count and not drafts and not unread and not parsed.left_out and not past:
             return await self._failed(
                 state, ParseError(none_usable(parsed.item_count, doc.problems, spec.full_text)), t0)
         try:
@@ -369,14 +390,16 @@ class Collector:
             return await self._failed(state, e, t0)
         outcome = FetchOutcome(
             ok=True, new_stories=len(res.new_ids), max_age_s=result.max_age_s, ttl_s=doc.ttl_s,
-            item_times=tuple(d.published_at for d in drafts if d.published_at),
+            # Those past retention too: they still tell how often the source publishes.
+            item_times=tuple({d.published_at for d in (*drafts, *parsed.drafts) if d.published_at}),
         )
         await self._record(state, outcome, result, t0, items=parsed.item_count,
                            new=len(res.new_ids), kind=doc.kind)
         if doc.problems:
             log.info("collect.problems source=%s problems=%s", spec.name, "; ".join(doc.problems[:5]))
-        log.info("collect.ok source=%s items=%d new=%d updated=%d left_out=%d", spec.name,
-                 parsed.item_count, len(res.new_ids), len(res.updated_ids), parsed.left_out)
+        log.info("collect.ok source=%s items=%d new=%d updated=%d left_out=%d past_retention=%d",
+                 spec.name, parsed.item_count, len(res.new_ids), len(res.updated_ids),
+                 parsed.left_out, past)
         return SourceReport(spec.name, True, result.status, parsed.item_count, len(res.new_ids),
                             len(res.updated_ids), res.duplicates, problems=doc.problems,
                             elapsed_s=time.perf_counter() - t0, left_out=parsed.left_out)

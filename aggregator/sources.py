@@ -137,6 +137,8 @@ def url_problem(url: str) -> str | None:
         return f"url is not a valid URL ({e}), got {url!r}"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"url must be an absolute http(s) URL, got {url!r}"
+    if parts.port == 0:  # no server listens on it: loaded, the source failed every round
+        return f"url has port 0, which no server can answer on, got {url!r}"
     if parts.username is not None or parts.password is not None:
         # The fetcher refuses them (aggregator.netguard): accepted here, the source failed
         # every round with the password in the log, its last_error and `sources list`.

@@ -1561,8 +1561,10 @@ class Store:
         return sorted(r.id for r in doomed)
 
     async def lift_takedowns(self, urls: Sequence[str]) -> int:
-        """Let `urls` (any spelling) and their bodies back in; how many entries went. The
-        stories come back when their feeds or an import bring them again."""
+        """Let `urls` (any spelling) and their bodies back in; how many URLs taken down were
+        lifted (a copy's URL included). Each URL's other spellings go with it but are not
+        counted: one URL read "lifted: 4 entries". The stories come back when their feeds or
+        an import bring them again."""
         spellings = sorted({v for u in urls for v in (u, *url_variants(u))})
         t = TakedownRow
         async with self.writing() as s:
@@ -1571,7 +1573,9 @@ class Store:
             where = t.url.in_(spellings)
             if hashes:  # the body's other URLs (its copies) were taken down with it
                 where = or_(where, t.content_hash.in_(hashes))
-            return (await s.execute(delete(t).where(where))).rowcount or 0
+            gone = (await s.scalars(select(t.variant_of).where(where))).all()
+            await s.execute(delete(t).where(where))
+            return sum(1 for v in gone if not v)
 
     async def takedowns(self) -> list[Takedown]:
         t = TakedownRow

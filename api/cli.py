@@ -276,7 +276,27 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def plug_closed_stderr() -> None:
+    """Started with standard error closed (`2>&-`), Python sets `sys.stderr` to None, and
+    `print(..., file=sys.stderr)` then writes to standard OUTPUT: `export -` ended its story
+    file with "exported N stories" (a bad line for `import`), `--json` outputs got notes
+    after them. And the next file opened took descriptor 2, where C libraries write their
+    warnings. Descriptor 2 goes to /dev/null instead: the messages are lost, as the caller
+    chose, and the exit status still tells a failure."""
+    if sys.stderr is not None:
+        return
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    if fd != 2:  # a closed stdin or stdout took the lowest number: leave it closed
+        os.dup2(fd, 2)
+        os.close(fd)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+
+
 def main(argv: list[str] | None = None) -> int:
+    plug_closed_stderr()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -873,6 +893,7 @@ def check_counts(items: int, found) -> str:
 
 
 async def cmd_sources(settings, args) -> int:
+    from aggregator.errors import FetchError, ParseError
     from aggregator.sources import load_sources, source_table, trial_source, url_problem
     from api.services import build
 
@@ -897,6 +918,12 @@ async def cmd_sources(settings, args) -> int:
         svc = await build(settings, collect=True)
         try:
             found = await svc.collector.check(spec)
+        except (FetchError, ParseError) as e:
+            # The source failed, not the command line: exit 1 as `collect --source` does for
+            # it (it fell through to main's usage status 2, and a script could not tell a
+            # feed that is down from a typo in its name).
+            print(f"tidings: error: {spec.name}: {e}", file=sys.stderr)
+            return 1
         finally:
             await svc.close()
         doc, drafts = found.doc, found.drafts
@@ -1140,7 +1167,7 @@ async def cmd_stats(settings, args) -> int:
 async def cmd_takedown(settings, args) -> int:
     """Takedowns go to the database: running processes drop the stories from their indexes
     within a second or two (the change log), and collectors and imports skip them."""
-    from aggregator.canonical import canonical_url
+    from aggregator.canonical import canonical_url, spelling_key
     from aggregator.normalize import MAX_URL_CHARS
     from api.services import build
 
@@ -1162,14 +1189,17 @@ async def cmd_takedown(settings, args) -> int:
     try:
         if args.takedown_command == "add":
             removed = await store.take_down(urls, reason=args.reason)
-            print(f"taken down: {len(urls)} URL(s); {len(removed)} stored stories removed "
+            # Spellings of one page (http and https, a trailing slash) are one URL taken down.
+            named = len({spelling_key(u) for u in urls})
+            print(f"taken down: {named} URL(s); {len(removed)} stored stories removed "
                   f"(copies included); collectors and imports will skip them")
         elif args.takedown_command == "lift":
             n = await store.lift_takedowns(urls)
             if not n:
                 print("tidings: error: none of these URLs is taken down", file=sys.stderr)
                 return EXIT_USAGE
-            print(f"lifted: {n} entries; the stories come back with their feeds' next rounds")
+            print(f"lifted: {n} URL(s) (copies included); the stories come back with their "
+                  "feeds' next rounds")
         else:
             everything = await store.takedowns()
             rows = [t for t in everything if not t.variant_of]  # one line a URL taken down

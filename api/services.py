@@ -186,7 +186,7 @@ async def build(
         from aggregator.collect import Collector
 
         svc.collector = Collector(store, settings.collect, resolver_factory=resolver_factory,
-                                  owner=svc.owner)
+                                  owner=svc.owner, keep_days=settings.retention.stories_days)
     return svc
 
 

@@ -16,6 +16,7 @@ from aggregator.canonical import (
     is_tracking_param,
     site_key,
     site_of,
+    spelling_key,
     url_variants,
 )
 from aggregator.parse import parse_document
@@ -399,6 +400,12 @@ def test_url_variants_are_the_other_scheme_and_trailing_slash_nearest_first() ->
     assert url_variants("https://a.example/") == ["http://a.example/"]  # the root has one path
     assert url_variants("https://a.example:8443/x") == [  # a port stays as it is
         "https://a.example:8443/x/", "http://a.example:8443/x", "http://a.example:8443/x/"]
+
+
+def test_every_spelling_of_a_page_has_one_spelling_key() -> None:
+    url = "https://a.example/news/1?x=2"
+    assert {spelling_key(u) for u in (url, *url_variants(url))} == {spelling_key(url)}
+    assert spelling_key("https://a.example/news/2") != spelling_key(url)
 
 
 @pytest.mark.parametrize(("host", "ascii"), [

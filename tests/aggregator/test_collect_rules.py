@@ -186,3 +186,35 @@ async def test_a_runaway_rule_loses_no_story_and_the_round_says_which_rule(store
     assert (r.ok, r.items, r.new, r.left_out) == (True, 4, 3, 1), r  # "Live: …" left out
     assert any("block rule took over 50 ms" in p for p in r.problems), r.problems
     assert "a" * 60 + "!" in await titles(store, "general")
+
+
+async def test_items_older_than_retention_keeps_are_not_stored_again(store, site):
+    """`[retention] stories_days` deleted a feed's old items every hour, and the next round
+    that read the feed stored them again as new (new ids, embedded again): a weekly blog's
+    feed holds months of items. Those published before the horizon are not stored; a feed
+    of old items only is still a source that works."""
+    def rss(*items: tuple[str, str, str]) -> str:
+        body = "".join(f"<item><title>{t}</title><link>http://news.example{p}</link>"
+                       f"<description>About {t}.</description><pubDate>{d}</pubDate></item>"
+                       for t, p, d in items)
+        return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Blog</title>'
+                f"<link>http://news.example/</link><description>d</description>{body}"
+                "</channel></rss>")
+
+    fresh = ("Budget vote in parliament", "/fresh", "Sun, 04 Jan 2026 09:00:00 GMT")
+    old = ("Autumn statement reviewed", "/old", "Mon, 03 Nov 2025 09:00:00 GMT")  # 63 days
+    site.route("/blog.xml", body=rss(fresh, old), content_type="application/rss+xml")
+    site.route("/archive.xml", body=rss(old), content_type="application/rss+xml")
+    await store.sync_sources([SourceSpec("blog", site.url("/blog.xml"), "politics"),
+                              SourceSpec("archive", site.url("/archive.xml"), "politics")], NOW)
+    report = await collector(store, site, clock=lambda: NOW, keep_days=30).run_round(force=True)
+    by_name = {r.name: r for r in report.sources}
+    assert await titles(store, "blog") == {"Budget vote in parliament"}
+    assert await titles(store, "archive") == set()
+    assert (by_name["blog"].ok, by_name["blog"].items, by_name["blog"].new) == (True, 2, 1)
+    assert by_name["archive"].ok and by_name["archive"].new == 0, by_name["archive"]
+    # Retention off (0, the default): every item is stored, however old.
+    # (Both feeds hold the old item: it is stored once, under whichever source came first.)
+    await collector(store, site, clock=lambda: NOW).run_round(force=True)
+    stored = await titles(store, "blog") | await titles(store, "archive")
+    assert stored == {"Budget vote in parliament", "Autumn statement reviewed"}

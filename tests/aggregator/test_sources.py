@@ -216,6 +216,9 @@ SOURCE_ERRORS = [
      "not a valid URL"),
     (A.replace("https://a.example/feed", "http://127.0.0.1:99999/"), 3, "url", "source 'a'",
      "not a valid URL"),
+    # Port 0 is no server's: loaded, the source failed every round ("Cannot connect").
+    (A.replace("https://a.example/feed", "http://127.0.0.1:0/feed"), 3, "url", "source 'a'",
+     "url has port 0"),
     # A host no URL can have: the loader took it, and comparing the sources' canonical URLs
     # (repeated_feeds) then stopped every command that loads the file with a traceback.
     (A.replace("https://a.example/feed", "http://a example.com/feed"), 3, "url", "source 'a'",

@@ -148,3 +148,29 @@ def test_export_keeps_an_existing_file_unless_forced(cli_env, tmp_path):
     assert r.returncode == 0 and len(_lines(tmp_path / "new.jsonl")) == 3, r.stderr
     r = run_cli(["export", "-", "--category", "politics"], cli_env)
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 1, r.stderr
+
+
+def test_with_stderr_closed_the_export_on_stdout_stays_a_story_file(cli_env, tmp_path):
+    """Started with standard error closed (`2>&-`, a cron line that keeps stdout only),
+    Python's `print(file=sys.stderr)` wrote to stdout: the export ended with "exported 3
+    stories", and importing it reported a bad line. Errors are lost then, but the status
+    still says one happened."""
+    import os
+    import subprocess
+
+    from tests.e2e.conftest import REPO, TIDINGS
+
+    _import(cli_env, tmp_path, RECORDS)
+
+    def closed_stderr(args):
+        return subprocess.run([*TIDINGS, *args], cwd=REPO, env=cli_env, text=True,
+                              stdout=subprocess.PIPE, preexec_fn=lambda: os.close(2),
+                              timeout=120)
+
+    r = closed_stderr(["export", "-"])
+    assert r.returncode == 0
+    assert "exported" not in r.stdout, r.stdout
+    exported = [json.loads(line)["url"] for line in r.stdout.splitlines()]
+    assert sorted(exported) == sorted(rec["url"] for rec in RECORDS), r.stdout
+    r = closed_stderr(["related", "--id", "999"])
+    assert r.returncode == 2 and r.stdout == "", r.stdout

@@ -191,6 +191,25 @@ async def test_collect_once_exits_1_when_every_source_failed(cli_env, tmp_path):
         assert "Traceback" not in r.stderr
 
 
+async def test_sources_check_of_a_failing_source_exits_1_not_the_usage_status(cli_env, tmp_path):
+    """A source that answers 410 or no feed made `sources check` exit 2, the status of a
+    typo in the command: a script could not tell a feed that is down from a wrong name.
+    Its failure is 1, as `collect --source` gives it; a name no source has stays 2."""
+    async with LocalSite() as site:
+        site.route("/gone.xml", status=410)
+        site.route("/page", body="<html><body><p>No feed here</p></body></html>",
+                   content_type="text/html")
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(sources_file(
+            tmp_path, source("gone", site.url("/gone.xml")), source("page", site.url("/page"))))}
+        for name, says in (("gone", "410"), ("page", "expected a feed")):
+            r = await cli(["sources", "check", name], env)
+            assert r.returncode == 1, (name, r.stdout + r.stderr)
+            assert r.stderr.startswith(f"tidings: error: {name}: ") and says in r.stderr, r.stderr
+            assert "Traceback" not in r.stderr and r.stdout == ""
+        r = await cli(["sources", "check", "nameless"], env)
+        assert r.returncode == 2 and "no source named 'nameless'" in r.stderr
+
+
 async def test_sources_check_tries_a_feed_url_before_it_is_added(cli_env, tmp_path):
     """An operator trying a feed had to add it to sources.toml first (`sources check` took
     names only): now a URL is checked as it is, nothing stored, and the table to paste is

@@ -32,10 +32,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from aggregator.canonical import canonical_url, site_key
-from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
+from aggregator.errors import BlockedAddress, DatabaseTimeout, FetchError, NotFound, StoreError
 from aggregator.model import MAX_STORY_ID
 from aggregator.names import name_key
-from aggregator.store import database_unavailable
+from aggregator.store import calls_limited, database_unavailable
 from api.atom import (
     AtomResponse,
     atom_feed,
@@ -629,6 +629,24 @@ class RequestTiming:
                 time.perf_counter() - t0)
 
 
+class DatabaseCallLimit:
+    """ASGI middleware: each database call a request makes waits at most `limit_s`
+    (`api.database_timeout_s`), then fails as DatabaseTimeout, which the app answers with a
+    503 `database_unavailable` and Retry-After. Without it a database that accepted the
+    connection and never answered held the request, and its pooled connection, for ever.
+    Only the database's part is limited: a related-by-URL request still fetches and reads its
+    page for as long as `api.fetch_timeout_s` and `api.page_read_timeout_s` allow."""
+
+    def __init__(self, app, limit_s: float):
+        self.app, self.limit_s = app, limit_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        with calls_limited(self.limit_s):
+            await self.app(scope, receive, send)
+
+
 def block_identity(data: dict) -> bytes:
     """What a block's (or a search's) ETag stands for: the stories and their order, not the
     time it took or the scores (their freshness part moves with the clock, so two workers
@@ -709,7 +727,9 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         return error_response(e.status_code, code, message, headers)
 
     @app.exception_handler(StoreError)
-    async def _store(_req: Request, e: StoreError):
+    async def _store(request: Request, e: StoreError):
+        if isinstance(e, DatabaseTimeout):
+            log.warning("api.db_timeout path=%s: %s", request.url.path, e)
         return db_unavailable_response()
 
     # The one place where the database being away becomes a 503 (tests/api/test_db_outage.py):
@@ -729,6 +749,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     async def _nf(_req: Request, e: NotFound):
         return error_response(404, "not_found", str(e))
 
+    app.add_middleware(DatabaseCallLimit, limit_s=api.database_timeout_s)
     app.add_middleware(RequestTiming, metrics=metrics)
 
     # ------------------------------------------------------------ helpers

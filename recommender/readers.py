@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from aggregator.names import name_key
-from aggregator.store import EventLog, Store
+from aggregator.store import EventLog, Store, calls_limited
 from recommender.corpus import Corpus, StoryMeta
 from recommender.feed import (
     FeedCandidate,
@@ -163,8 +163,14 @@ class FeedService:
             return await self._refresh()
         if crowd_due(time.monotonic() - hit[0], self.crowd_ttl_s, self._crowd_cost_s) and (
                 self._refreshing is None or self._refreshing.done()):
-            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh_aside())
         return hit[1]
+
+    async def _refresh_aside(self) -> Crowd:
+        # Started by a feed request, whose database limit (api.database_timeout_s) the task
+        # would inherit: no request waits for this recount, which may rightly read long.
+        with calls_limited(None):
+            return await self._refresh()
 
     async def _refresh(self) -> Crowd:
         started = time.monotonic()

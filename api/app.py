@@ -5,6 +5,7 @@ Handlers are thin: they validate, call a service, shape JSON. Contracts: DESIGN.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -979,8 +980,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         if s is None:
             raise ApiError(404, "not_found", f"no story with id {story_id}")
         removed = await svc.store.take_down([s.url], reason=reason)
-        if svc.corpus is not None:
-            await svc.corpus.follow()  # this process drops it now, not at its next tick
+        if svc.corpus is not None:  # this process drops it now, not at its next tick
+            await follow_after_takedown(svc.corpus, api.database_timeout_s)
         return {"url": s.url, "removed": removed}
 
     # ------------------------------------------------------------ related
@@ -1243,6 +1244,30 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     app.state.need_corpus = need_corpus
     app.state.clamp_k = clamp_k
     return app
+
+
+async def follow_after_takedown(corpus, limit_s: float) -> None:
+    """Let this process's index drop what a takedown removed, waiting at most `limit_s`.
+
+    The takedown is stored by now: whatever happens here, the answer says so. The follow job
+    may hold the corpus's follow lock for long (a reload of every story after the change log
+    was pruned, ~10 min at a million; a follow stuck on a database that stopped answering),
+    and the DELETE waited for it with no limit; a follow that failed made the stored takedown
+    a 503 (or a 500), and the operator's retry a 404. The follow goes on in the background
+    (the next tick of the follow job would apply it anyway)."""
+    follow = asyncio.ensure_future(corpus.follow())
+    follow.add_done_callback(_log_follow_failure)
+    with contextlib.suppress(Exception):  # a timeout, or the follow's own failure (logged)
+        await asyncio.wait_for(asyncio.shield(follow), limit_s)
+    if not follow.done():
+        log.warning("api.takedown_follow_pending: the index is busy following the change log; "
+                    "the story leaves this process's blocks when it is done")
+
+
+def _log_follow_failure(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("api.takedown_follow_failed: %s; the follow job applies the takedown at its "
+                    "next tick", task.exception())
 
 
 def db_unavailable_response() -> Response:

@@ -165,6 +165,19 @@ def _limited(method):
     return call
 
 
+async def within_call_limit(task: asyncio.Future[T]) -> T:
+    """The result of `task`, shared work that goes on aside (a recount several requests wait
+    for), waited for as a Store call waits: at most the context's CALL_LIMIT_S, then
+    DatabaseTimeout. The task is not cancelled: the next caller finds it done, or nearer."""
+    limit_s = CALL_LIMIT_S.get()
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), limit_s)
+    except TimeoutError as e:
+        if task.done():  # the task's own failure
+            raise
+        raise DatabaseTimeout(f"the database did not answer within {limit_s:g} s") from e
+
+
 def limit_calls(cls):
     """Class decorator: every public coroutine method of `cls` honours CALL_LIMIT_S. Async
     generators (the bulk reads of exports and rebuilds) are left alone: they are the long jobs."""

@@ -1255,7 +1255,11 @@ async def follow_after_takedown(corpus, limit_s: float) -> None:
     and the DELETE waited for it with no limit; a follow that failed made the stored takedown
     a 503 (or a 500), and the operator's retry a 404. The follow goes on in the background
     (the next tick of the follow job would apply it anyway)."""
-    follow = asyncio.ensure_future(corpus.follow())
+    async def follow_unlimited() -> int:
+        with calls_limited(None):  # goes on past the request, as the follow job's own would
+            return await corpus.follow()
+
+    follow = asyncio.ensure_future(follow_unlimited())
     follow.add_done_callback(_log_follow_failure)
     with contextlib.suppress(Exception):  # a timeout, or the follow's own failure (logged)
         await asyncio.wait_for(asyncio.shield(follow), limit_s)

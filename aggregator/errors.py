@@ -98,6 +98,11 @@ class StoreError(TidingsError):
     """The database is unreachable or refused an operation."""
 
 
+class DatabaseTimeout(StoreError):
+    """A database call ran past the limit its caller set (aggregator.store.calls_limited):
+    the database took the connection and did not answer in time."""
+
+
 class ChangesPruned(TidingsError):
     """The change log no longer holds every change after `seq`: retention pruned it up to
     `horizon`. Not an outage (not a StoreError): the caller must reload what it caches."""

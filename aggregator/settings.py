@@ -93,6 +93,8 @@ class ApiSettings:
     fetch_timeout_s: float = _opt(8.0, lo=0.1, hi=600)
     fetch_max_bytes: int = _opt(3_000_000, lo=1024, hi=1_000_000_000)
     page_read_timeout_s: float = _opt(15.0, lo=0.1, hi=600)
+    # The longest one database call of an API request waits (a 503 past it); jobs have none.
+    database_timeout_s: float = _opt(10.0, lo=0.1, hi=600)
     url_cache_s: int = _opt(3600, lo=0, hi=30 * 86400)
     default_k: int = _opt(5, lo=1, hi=1000)
     max_k: int = _opt(50, lo=1, hi=1000)

@@ -11,12 +11,14 @@ import asyncio
 import fcntl
 import functools
 import hashlib
+import inspect
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -51,7 +53,7 @@ from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
 from aggregator.canonical import site_key, url_variants
-from aggregator.errors import ChangesPruned, StoreError
+from aggregator.errors import ChangesPruned, DatabaseTimeout, StoreError
 from aggregator.model import SourceSpec, Story, StoryDraft
 from aggregator.names import name_key
 from aggregator.normalize import content_hash
@@ -119,6 +121,70 @@ def database_unavailable(exc: BaseException) -> bool:
             return True  # asyncpg: the connection was closed under a running query
         e = e.__cause__ or e.__context__
     return False
+
+
+# The longest one Store call may take in this context (seconds), None for no limit. The API
+# sets it for each request (`api.db_timeout_s`, api/app.py DatabaseCallLimit): a database that
+# took the connection and never answered (a partition, a stopped host, a table locked by a
+# migration) held every request that read it for ever, and the pool's connections with them.
+# The jobs never set it: a retention run, an index rebuild or an import may rightly take long.
+# A ContextVar, so it follows the request's task and only it (tasks it starts inherit it).
+CALL_LIMIT_S: ContextVar[float | None] = ContextVar("tidings_store_call_limit_s", default=None)
+
+
+@contextmanager
+def calls_limited(limit_s: float | None):
+    """Store calls made inside (in this task, and tasks it starts) wait at most `limit_s`
+    each; past it they raise DatabaseTimeout. None lifts the limit (background work that a
+    request happens to start, such as the event sink's writes)."""
+    token = CALL_LIMIT_S.set(limit_s)
+    try:
+        yield
+    finally:
+        CALL_LIMIT_S.reset(token)
+
+
+def _limited(method):
+    """`method` (a Store coroutine) under the context's CALL_LIMIT_S. Cancelled by the limit,
+    SQLAlchemy drops the connection (asyncpg cancels the statement on the server first), so
+    the pool does not keep it; the wait for a pooled or a new connection counts too."""
+    @functools.wraps(method)
+    async def call(*args, **kwargs):
+        limit_s = CALL_LIMIT_S.get()
+        if limit_s is None:
+            return await method(*args, **kwargs)
+        timer = asyncio.timeout(limit_s)
+        try:
+            async with timer:
+                return await method(*args, **kwargs)
+        except TimeoutError as e:
+            if not timer.expired():  # the driver's own (a connect timeout): not ours to name
+                raise
+            raise DatabaseTimeout(f"the database did not answer within {limit_s:g} s "
+                                  f"({method.__name__})") from e
+    return call
+
+
+async def within_call_limit(task: asyncio.Future[T]) -> T:
+    """The result of `task`, shared work that goes on aside (a recount several requests wait
+    for), waited for as a Store call waits: at most the context's CALL_LIMIT_S, then
+    DatabaseTimeout. The task is not cancelled: the next caller finds it done, or nearer."""
+    limit_s = CALL_LIMIT_S.get()
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), limit_s)
+    except TimeoutError as e:
+        if task.done():  # the task's own failure
+            raise
+        raise DatabaseTimeout(f"the database did not answer within {limit_s:g} s") from e
+
+
+def limit_calls(cls):
+    """Class decorator: every public coroutine method of `cls` honours CALL_LIMIT_S. Async
+    generators (the bulk reads of exports and rebuilds) are left alone: they are the long jobs."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(member):
+            setattr(cls, name, _limited(member))
+    return cls
 
 
 # Seconds a stopping process keeps trying to hand its claims back while SQLite is locked
@@ -837,6 +903,7 @@ def driver_reason(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
+@limit_calls
 class Store:
     def __init__(self, url: str, *, echo: bool = False):
         self.url = url

@@ -5,6 +5,7 @@ Handlers are thin: they validate, call a service, shape JSON. Contracts: DESIGN.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -41,10 +42,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from aggregator.canonical import canonical_url, site_key
-from aggregator.errors import BlockedAddress, FetchError, NotFound, StoreError
+from aggregator.errors import BlockedAddress, DatabaseTimeout, FetchError, NotFound, StoreError
 from aggregator.model import MAX_STORY_ID
 from aggregator.names import name_key
-from aggregator.store import database_unavailable
+from aggregator.store import calls_limited, database_unavailable
 from api.atom import (
     AtomResponse,
     atom_feed,
@@ -657,6 +658,24 @@ class RequestTiming:
                 time.perf_counter() - t0)
 
 
+class DatabaseCallLimit:
+    """ASGI middleware: each database call a request makes waits at most `limit_s`
+    (`api.database_timeout_s`), then fails as DatabaseTimeout, which the app answers with a
+    503 `database_unavailable` and Retry-After. Without it a database that accepted the
+    connection and never answered held the request, and its pooled connection, for ever.
+    Only the database's part is limited: a related-by-URL request still fetches and reads its
+    page for as long as `api.fetch_timeout_s` and `api.page_read_timeout_s` allow."""
+
+    def __init__(self, app, limit_s: float):
+        self.app, self.limit_s = app, limit_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        with calls_limited(self.limit_s):
+            await self.app(scope, receive, send)
+
+
 def block_identity(data: dict) -> bytes:
     """What a block's (or a search's) ETag stands for: the stories and their order, not the
     time it took or the scores (their freshness part moves with the clock, so two workers
@@ -737,7 +756,9 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         return error_response(e.status_code, code, message, headers)
 
     @app.exception_handler(StoreError)
-    async def _store(_req: Request, e: StoreError):
+    async def _store(request: Request, e: StoreError):
+        if isinstance(e, DatabaseTimeout):
+            log.warning("api.db_timeout path=%s: %s", request.url.path, e)
         return db_unavailable_response()
 
     # The one place where the database being away becomes a 503 (tests/api/test_db_outage.py):
@@ -757,6 +778,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     async def _nf(_req: Request, e: NotFound):
         return error_response(404, "not_found", str(e))
 
+    app.add_middleware(DatabaseCallLimit, limit_s=api.database_timeout_s)
     app.add_middleware(RequestTiming, metrics=metrics)
 
     # ------------------------------------------------------------ helpers
@@ -986,8 +1008,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         if s is None:
             raise ApiError(404, "not_found", f"no story with id {story_id}")
         removed = await svc.store.take_down([s.url], reason=reason)
-        if svc.corpus is not None:
-            await svc.corpus.follow()  # this process drops it now, not at its next tick
+        if svc.corpus is not None:  # this process drops it now, not at its next tick
+            await follow_after_takedown(svc.corpus, api.database_timeout_s)
         return {"url": s.url, "removed": removed}
 
     # ------------------------------------------------------------ related
@@ -1256,6 +1278,34 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     app.state.need_corpus = need_corpus
     app.state.clamp_k = clamp_k
     return app
+
+
+async def follow_after_takedown(corpus, limit_s: float) -> None:
+    """Let this process's index drop what a takedown removed, waiting at most `limit_s`.
+
+    The takedown is stored by now: whatever happens here, the answer says so. The follow job
+    may hold the corpus's follow lock for long (a reload of every story after the change log
+    was pruned, ~10 min at a million; a follow stuck on a database that stopped answering),
+    and the DELETE waited for it with no limit; a follow that failed made the stored takedown
+    a 503 (or a 500), and the operator's retry a 404. The follow goes on in the background
+    (the next tick of the follow job would apply it anyway)."""
+    async def follow_unlimited() -> int:
+        with calls_limited(None):  # goes on past the request, as the follow job's own would
+            return await corpus.follow()
+
+    follow = asyncio.ensure_future(follow_unlimited())
+    follow.add_done_callback(_log_follow_failure)
+    with contextlib.suppress(Exception):  # a timeout, or the follow's own failure (logged)
+        await asyncio.wait_for(asyncio.shield(follow), limit_s)
+    if not follow.done():
+        log.warning("api.takedown_follow_pending: the index is busy following the change log; "
+                    "the story leaves this process's blocks when it is done")
+
+
+def _log_follow_failure(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("api.takedown_follow_failed: %s; the follow job applies the takedown at its "
+                    "next tick", task.exception())
 
 
 def db_unavailable_response() -> Response:

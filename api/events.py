@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from aggregator.canonical import canonical_url
 from aggregator.model import MAX_STORY_ID
-from aggregator.store import EventRecord, Store, event_key
+from aggregator.store import EventRecord, Store, calls_limited, event_key
 from api.errors import ApiError, unreadable_body_message, validation_message
 from recommender.profile import EVENT_TYPES
 
@@ -306,6 +306,12 @@ class EventSink:
             self._unwritten[r.reader] += 1
 
     async def _run(self) -> None:
+        # Started by the first request that submits, whose database limit (api.database_timeout_s)
+        # the task would inherit: the sink's writes are its own, retried with back-off.
+        with calls_limited(None):
+            await self._write_forever()
+
+    async def _write_forever(self) -> None:
         while True:
             first = await self.queue.get()
             self._inflight += 1

@@ -8,6 +8,7 @@ records, cached for a few seconds so a burst of feed requests reads the log once
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -16,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from aggregator.names import name_key
-from aggregator.store import EventLog, Store
+from aggregator.store import EventLog, Store, calls_limited, within_call_limit
 from recommender.corpus import Corpus, StoryMeta
 from recommender.feed import (
     FeedCandidate,
@@ -46,6 +47,8 @@ from recommender.popularity import (
 )
 from recommender.profile import Event, Preferences, Profile, build_profile, empty_profile
 from recommender.weights import SourceWeights
+
+log = logging.getLogger("tidings.feed")
 
 TRENDING_HEAD = 500  # trending stories any feed or trending list may draw from
 # Newest stories a followed category or source brings into a feed's candidates, and how many
@@ -133,6 +136,15 @@ def preferences_of(raw: dict | None) -> Preferences:
                                        for v in raw.get(k, ()) if str(v).strip()) for k in PREF_KEYS})
 
 
+def _said_failed(task: asyncio.Task) -> None:
+    """A recount that failed, said once, in one line: no request may be waiting for it (a
+    stale crowd is served meanwhile), and unread, asyncio logged it with a traceback."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("feed.crowd_recount_failed: %s; the crowd as last counted is served",
+                    str(task.exception()).splitlines()[0] if str(task.exception())
+                    else type(task.exception()).__name__)
+
+
 class FeedService:
     def __init__(self, store: Store, corpus: Corpus, *, page_size: int = 20,
                  max_per_source: int = 3, exploration_share: float = 0.1, history_days: int = 30,
@@ -160,11 +172,28 @@ class FeedService:
         background, so no feed request waits for the event log to be read and counted."""
         hit = self._crowd
         if hit is None:
-            return await self._refresh()
-        if crowd_due(time.monotonic() - hit[0], self.crowd_ttl_s, self._crowd_cost_s) and (
-                self._refreshing is None or self._refreshing.done()):
-            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+            # The first count, which the requests wait for: each for at most its database
+            # limit (api.database_timeout_s), while the count goes on aside for the next ones.
+            # Counted in the request, a log slower to read than the limit was cut every time,
+            # and no feed was ever served; and each request that came before it ended made
+            # a count of its own.
+            return await within_call_limit(self._recount())
+        if crowd_due(time.monotonic() - hit[0], self.crowd_ttl_s, self._crowd_cost_s):
+            self._recount()
         return hit[1]
+
+    def _recount(self) -> asyncio.Task:
+        """The recount under way, else a new one, in the background."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh_aside())
+            self._refreshing.add_done_callback(_said_failed)
+        return self._refreshing
+
+    async def _refresh_aside(self) -> Crowd:
+        # Started by a feed request, whose database limit the task would inherit: it may
+        # rightly read long, and goes on whether or not a request still waits.
+        with calls_limited(None):
+            return await self._refresh()
 
     async def _refresh(self) -> Crowd:
         started = time.monotonic()

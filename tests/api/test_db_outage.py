@@ -218,3 +218,57 @@ async def test_healthz_and_metrics_answer_while_the_database_never_does(tmp_path
         await ops.stop()
         await svc.close()
         await proxy.stop()
+
+
+def requests_503(metrics_text: str, route: str) -> float:
+    """How many requests of `route` the scrape counts as answered 503."""
+    for line in metrics_text.splitlines():
+        if (line.startswith("tidings_request_seconds_count{") and f'route="{route}"' in line
+                and 'status="503"' in line):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_requests_answer_503_while_the_database_never_does(tmp_path, shared_data, pg_url):
+    """A database that took the connection and never answered held every request that read it
+    for ever (the stories, a story, its block, a feed, events, the sources), and the pool's
+    connections with them. Each now waits api.database_timeout_s, then is a 503 that says the
+    database is away, counted in the metrics; more requests at once than the pool has
+    connections are answered alike, and all is well again once the database answers."""
+    pg = urlsplit(pg_url)
+    proxy = PausableProxy((pg.hostname, pg.port or 5432))
+    port = await proxy.start()
+    st, server, task = await make_stack(tmp_path, shared_data, limit=8, env={
+        "TIDINGS_DATABASE_URL": pg_url.replace(pg.netloc, f"{pg.username}@127.0.0.1:{port}"),
+        "TIDINGS_API_DATABASE_TIMEOUT_S": "1"})
+    try:
+        # Without the limit the first request never ends: the client's timeout makes that a
+        # failure instead of a test that hangs.
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=60) as c:
+            items = (await c.get("/v1/stories", params={"limit": 8})).json()["items"]
+            one = items[0]["id"]
+            paths = ["/v1/stories", f"/v1/stories/{one}", "/v1/sources", "/v1/readers/r1/feed",
+                     "/v1/readers/r1/preferences",
+                     *(f"/v1/stories/{s['id']}/related?k=3" for s in items)]  # none cached yet
+            paths *= 2  # 26 requests at once: more than the pool's 15 connections
+            proxy.flowing.clear()
+            try:
+                answers = await asyncio.gather(*(c.get(p) for p in paths),
+                                               c.post("/v1/events", json={
+                                                   "reader": "r1", "story_id": one, "type": "click"}))
+            finally:
+                proxy.flowing.set()
+            for p, r in zip([*paths, "/v1/events"], answers, strict=True):
+                assert r.status_code == 503, (p, r.status_code, r.text)
+                assert r.json()["error"]["code"] == "database_unavailable", (p, r.text)
+                assert r.headers.get("retry-after"), p
+            scrape = (await c.get("/metrics")).text
+            assert requests_503(scrape, "/v1/stories/{id}/related") == 16, scrape
+            assert requests_503(scrape, "/v1/stories") == 2
+            # The pool gave back every connection the limit cut short: all answer again.
+            for p in dict.fromkeys(paths):
+                r = await c.get(p)
+                assert r.status_code == 200, (p, r.status_code, r.text)
+    finally:
+        await stop_stack(st, server, task)
+        await proxy.stop()

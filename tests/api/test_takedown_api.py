@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -12,7 +14,8 @@ from tests.api.conftest import make_stack, stop_stack
 
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory, shared_data):
-    st, server, task = await make_stack(tmp_path_factory.mktemp("takedown"), shared_data, limit=40)
+    st, server, task = await make_stack(tmp_path_factory.mktemp("takedown"), shared_data, limit=40,
+                                        env={"TIDINGS_API_DATABASE_TIMEOUT_S": "1"})
     yield st
     await stop_stack(st, server, task)
 
@@ -47,3 +50,25 @@ async def test_a_story_taken_down_leaves_every_block_at_once_and_stays_out(stack
     assert res.taken_down == 1 and res.new_ids == ()
     assert [t.reason for t in await stack.svc.store.takedowns() if t.url == url] == [
         "retracted by the publisher"]
+
+
+async def test_a_takedown_is_answered_while_the_index_is_busy_following(stack):
+    """The DELETE waited for this process's index to follow the change log, with no limit:
+    behind the follow job's reload of every story (~10 min at a million) or its follow stuck
+    on a silent database, the operator's takedown hung though it was stored. It is answered
+    once stored; the index drops the story when the follow it waits for is done."""
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+        items = (await http.get("/v1/stories", params={"limit": 40})).json()["items"]
+        doomed, other = items[-1]["id"], items[-2]["id"]
+        # The follow job holding the follow lock, as one stuck in a long follow does.
+        async with stack.svc.corpus._follow_lock:
+            r = await http.delete(f"/v1/stories/{doomed}")
+            assert r.status_code == 200 and doomed in r.json()["removed"], r.text
+            assert (await http.get(f"/v1/stories/{doomed}")).status_code == 404
+            assert doomed in stack.svc.corpus.meta  # not followed yet
+        for _ in range(200):  # the follow the DELETE started applies it once the lock is free
+            if doomed not in stack.svc.corpus.meta:
+                break
+            await asyncio.sleep(0.05)
+        block = (await http.get(f"/v1/stories/{other}/related", params={"k": 39})).json()
+        assert doomed not in [c["id"] for c in block["related"]]

@@ -106,3 +106,36 @@ async def test_a_cold_feed_reads_the_sections_with_the_newest_stories(sqlite_url
     finally:
         table.close()
         await store.close()
+
+
+async def test_a_first_count_slower_than_the_request_limit_goes_on_for_the_next_requests(sqlite_url):
+    """The first crowd count ran in the feed request, under its database limit
+    (api.database_timeout_s): an event log slower to read than the limit was cut at every
+    request, counted again by the next, and no feed was ever served. The requests that wait
+    are 503s (DatabaseTimeout); the one count goes on, and the next request is served by it."""
+    from aggregator.errors import DatabaseTimeout
+    from aggregator.store import Store, calls_limited, limit_calls
+
+    reads, gate = [], asyncio.Event()
+
+    @limit_calls
+    class SlowLog(Store):  # the real Store, its event log slow to read (a held gate)
+        async def recent_events(self, *args, **kwargs):
+            reads.append(1)
+            await gate.wait()
+            return await super().recent_events(*args, **kwargs)
+
+    store = SlowLog(sqlite_url)
+    await store.migrate()
+    svc = FeedService(store, corpus=None)
+    try:
+        with calls_limited(0.05):
+            for _ in range(2):
+                with pytest.raises(DatabaseTimeout):
+                    await svc.crowd()
+        gate.set()
+        with calls_limited(5.0):
+            crowd = await svc.crowd()
+        assert crowd is not None and len(reads) == 1
+    finally:
+        await store.close()

@@ -255,3 +255,23 @@ def test_decomposed_text_is_composed() -> None:
     assert (b.title, b.summary, b.text) == (a.title, a.summary, a.text) == (
         composed.title, composed.summary, composed.text)
     assert b.content_hash == a.content_hash != ""
+
+
+@pytest.mark.parametrize("title,core", [
+    ("Hewitt decries career sexism | Reuters", "Hewitt decries career sexism"),
+    ("Modi in Delhi - Times of India", "Modi in Delhi"),
+    ("Obama speaks – News & Observer", "Obama speaks"),
+    ("Storm hits coast · bbc.co.uk", "Storm hits coast"),
+    ("Putin calls Trump :: Lenta.ru", "Putin calls Trump"),
+    ("मोदी ने रैली की | दैनिक जागरण", "मोदी ने रैली की"),  # a script without case
+    ("Brexit talks - Part 2", "Brexit talks - Part 2"),  # a series, no site
+    ("Brexit talks - what happens next", "Brexit talks - what happens next"),
+    ("Opening Bell | Asian markets slump", "Opening Bell | Asian markets slump"),
+    ("Brexit - BBC News", "Brexit - BBC News"),  # one word would be left
+    ("Big storm hits | A Very Long Site Name", "Big storm hits | A Very Long Site Name"),
+    ("No separator here", "No separator here"),
+])
+def test_a_headline_loses_a_publisher_s_name_after_its_last_separator(title: str, core: str) -> None:
+    from aggregator.textclean import without_name_tail
+
+    assert without_name_tail(title) == core

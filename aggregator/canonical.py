@@ -157,14 +157,18 @@ def joined(base: str, link: str) -> str:
 
 def url_variants(canonical: str) -> list[str]:
     """Other spellings a site commonly gives one page, nearest first: the path with or without
-    its trailing slash, the other of http and https, then both. Not identity (the module's rules
-    keep them apart): a lookup's fallback, for a caller's URL that is not stored as written
-    (a widget on an http page, a CMS that adds the slash)."""
+    its trailing slash, the other of http and https, then both; then each of those on the host
+    with or without "www.". Not identity (the module's rules keep them apart): a lookup's
+    fallback, for a caller's URL that is not stored as written (a widget on an http page, a
+    CMS that adds the slash, a link to the bare domain of a site whose feed says "www.").
+    "www." is one site everywhere else too (`site_of`, `site_key`, a related block's "same
+    page"): a related block asked by the bare domain's spelling fetched a story we had."""
     parts = urlsplit(canonical)
     path = parts.path
     paths = [path] if path == "/" else [path, path[:-1] if path.endswith("/") else path + "/"]
     other = "http" if parts.scheme == "https" else "https"
-    out = [urlunsplit((scheme, parts.netloc, p, parts.query, parts.fragment))
+    out = [urlunsplit((scheme, netloc, p, parts.query, parts.fragment))
+           for netloc in (parts.netloc, *_www_toggled(parts.netloc))
            for scheme in (parts.scheme, other) for p in paths]
     return [u for u in out if u != canonical]
 
@@ -173,6 +177,17 @@ def spelling_key(canonical: str) -> str:
     """One key for a URL and its `url_variants` (the same for each of them): the URLs a
     takedown names counted once however many spellings of one page were given."""
     return min((canonical, *url_variants(canonical)))
+
+
+def _www_toggled(netloc: str) -> list[str]:
+    """The host with "www." taken off or put on ("" for an address or a one-label host such
+    as localhost, which have no "www." spelling)."""
+    if netloc.startswith("www."):
+        return [netloc[4:]] if "." in netloc[4:].split(":")[0] else []
+    host = netloc.split(":")[0]
+    if netloc.startswith("[") or "." not in host or host.replace(".", "").isdigit():
+        return []
+    return ["www." + netloc]
 
 
 def site_of(url: str) -> str:

@@ -3,8 +3,9 @@
 Wire reports and many pages open with a dateline or a "Last updated" stamp. When a story comes
 without a publication time (text sent to the API, an import without dates), that date is the
 best evidence of when it happened, and reports of one event carry the same or adjacent days.
-Only full dates with a month name (or ISO dates) count: "03/04/2009" reads both ways, and a
-bare year is too coarse to tell one event from the same kind of event a year later.
+Only full dates with a month name (English, or a language `feeddates` reads) or ISO dates
+count: "03/04/2009" reads both ways, and a bare year is too coarse to tell one event from the
+same kind of event a year later.
 """
 
 from __future__ import annotations
@@ -12,12 +13,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from aggregator.feeddates import month_number
 from aggregator.normalize import plausible_time
 
-_MONTHS = {
-    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6,
-    "jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12,
-}
 _MONTH = (r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
           r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
 _DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
@@ -25,7 +23,12 @@ _YEAR = r"((?:19|20)\d\d)"
 _DATE = re.compile(
     rf"\b(?:{_MONTH}\s+{_DAY},?\s+{_YEAR}"  # March 3, 2009
     rf"|{_DAY}\s+(?:of\s+)?{_MONTH},?\s+{_YEAR}"  # 18 September 2013
-    rf"|{_YEAR}-(\d\d)-(\d\d))\b",  # 2013-09-18
+    rf"|{_YEAR}-(\d\d)-(\d\d)"  # 2013-09-18
+    # 18. September 2013, 18 de septiembre de 2013, 18 сентября 2013 г.: a month named in
+    # another language (`feeddates.month_number`'s), day first as those languages write it.
+    # English alone, the leads of German, French, Spanish, Russian or Turkish stories gave
+    # no date, and text sent undated stayed undated.
+    rf"|(\d{{1,2}})\.?\s+(?:de\s+)?([^\W\d_]{{3,12}})\.?,?\s+(?:de\s+|del\s+)?{_YEAR})\b",
     re.IGNORECASE,
 )
 # The dateline sits in the first lines (~60 words); a date further in is usually about
@@ -41,10 +44,14 @@ def dateline(text: str, lead_chars: int = LEAD_CHARS) -> datetime | None:
             month, day, year = g[0], g[1], g[2]
         elif g[4]:
             day, month, year = g[3], g[4], g[5]
-        else:
+        elif g[6]:
             year, month, day = g[6], g[7], g[8]
+        else:
+            day, month, year = g[9], g[10], g[11]
+        month_no = int(month) if month.isdigit() else month_number(month)
+        if month_no is None:  # "18 people 2013": no month
+            continue
         try:
-            month_no = int(month) if month.isdigit() else _MONTHS[month[:3].lower()]
             return datetime(int(year), month_no, int(day), tzinfo=UTC)
         except ValueError:  # 31 February, month 13: not a date, try the next one
             continue

@@ -21,6 +21,7 @@ from aggregator.errors import ParseError
 from aggregator.onethread import OneThread
 from aggregator.pagereader import READ_TIMEOUT_S, PageReader
 from aggregator.textclean import (
+    TITLE_SEPARATORS,
     clean_inline,
     collapse_whitespace,
     decode_html,
@@ -192,9 +193,6 @@ def byline(raw: str) -> str:
     return clean_byline(", ".join(names))
 
 
-_TITLE_SEPARATORS = (" | ", " - ", " – ", " — ", " :: ", " · ")
-
-
 def without_site_name(title: str, site_name: str) -> str:
     """`title` without the site's name that pages append to their <title> ("… - TechCrunch",
     "… | ZDNet"): 25 of the 120 benchmark pages' titles ended so, and a story titled from its
@@ -205,10 +203,10 @@ def without_site_name(title: str, site_name: str) -> str:
     folded = title.casefold()
     # a site name with a tagline ("Aktuálně.cz - Víte, co se právě děje") is also tried short
     names = [site_name.casefold()]
-    names += [n for sep in _TITLE_SEPARATORS if sep in site_name
+    names += [n for sep in TITLE_SEPARATORS if sep in site_name
               for n in [site_name.split(sep)[0].strip().casefold()] if n]
     for name in names:
-        for sep in _TITLE_SEPARATORS:
+        for sep in TITLE_SEPARATORS:
             if folded.endswith(sep + name):
                 head = title[: len(title) - len(sep + name)].rstrip()
                 return head if len(head.split()) >= 2 else title

@@ -22,7 +22,7 @@ from feedparser.datetimes.rfc822 import _parse_date_rfc822
 _MONTH_NAMES = (
     "jan janv jän ene gen oca янв ιαν",
     "feb févr fevr fev fév şub şubat фев φεβ",
-    "mär mrz mars mar mrt мар μαρ",
+    "mär mrz mars mar mrt maart мар μαρ",
     "apr avr abr nis апр απρ",
     "mai may mag mei май мая μαι",
     "jun juin giu haz июн ιουν",
@@ -43,7 +43,9 @@ _DATE = re.compile(r"\s*(?:[^\W\d_]+\.?,?\s+)?(\d{1,2})\.?\s+([^\W\d_]+)\.?,?\s+
                    r"(\d{1,2}:\d\d(?::\d\d)?)\s*(\S*)\s*$")
 
 
-def _month(name: str) -> int | None:
+def month_number(name: str) -> int | None:
+    """1 to 12 for a month's name or abbreviation in one of the languages above (or English),
+    by its first letters ("Oktober", "okt.", "octubre"); None for another word."""
     name = name.lower()
     for length in (5, 4, 3):  # "şubat", "juin" before "jui", "mär"
         if (n := _MONTHS.get(name[:length])) is not None:
@@ -58,7 +60,7 @@ def local_rfc822(value: str) -> time.struct_time | None:
     if m is None:
         return None
     day, month_name, year, clock, zone = m.groups()
-    month = _month(month_name)
+    month = month_number(month_name)
     if month is None:
         return None
     zone = _ZONES.get(zone.lower(), zone)

@@ -147,6 +147,36 @@ def first_words(text: str, words: int) -> str:
     return " ".join(text.split(None, words)[:words])
 
 
+# What sites put between a headline and their own name ("… | ZDNet", "… - TechCrunch").
+TITLE_SEPARATORS = (" | ", " - ", " – ", " — ", " :: ", " · ")
+# A name's words that are no capitalised ones: "Times of India", "News & Observer", "Le Monde".
+_NAME_JOINERS = frozenset("of the and & for on at de du des la le les el los da do di der die das y".split())
+_DOMAIN = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}")
+
+
+def without_name_tail(title: str, max_words: int = 4) -> str:
+    """`title` without a name after its last separator: "Title | Reuters", "Title - The Daily
+    Example" and "Title – bbc.co.uk" are "Title". Feeds that carry other sites' stories (news
+    aggregators, wire services) write the publisher so, and one story's copies were then two
+    headlines. A name: at most `max_words` words, each capitalised (any word of a script
+    without case), a joining word ("Times of India") or a domain, none with a digit ("Part 2"
+    names no site); at least two words stay. Not a site's own name only, as `without_site_name`
+    takes off for a page it reads: for comparing headlines, never for showing one."""
+    cut, sep = max((title.rfind(sep), sep) for sep in TITLE_SEPARATORS)
+    if cut <= 0:
+        return title
+    head, tail = title[:cut].rstrip(), title[cut + len(sep):].split()
+    if not 1 <= len(tail) <= max_words or len(head.split()) < 2:
+        return title
+    for i, word in enumerate(tail):
+        if any(ch.isdigit() for ch in word):
+            return title
+        named = (word[0].isalpha() and not word[0].islower()) or _DOMAIN.fullmatch(word)
+        if not (named or (i and word.lower() in _NAME_JOINERS)):
+            return title
+    return head
+
+
 def drop_read_more(text: str) -> str:
     """`text` (collapsed, one paragraph a line) without the "Continue reading..." and "[mehr]"
     links and the WordPress and Guardian footers that feeds add to an item's teaser: on a

@@ -168,8 +168,9 @@ SUMMARY_CHARS = 400
 # What the saved lexical index was built with: a snapshot made otherwise is rebuilt. Bump the
 # version when tokenize / key_terms / lexical_text change (the tf slope changes the norms), or
 # what the index saves (3: which names each story capitalises mid-sentence; 4: words folded,
-# scripts without spaces read as pairs of characters, French elisions split off).
-LEXICAL_RECIPE = f"lexical-4 words={LEXICAL_WORDS} summary={SUMMARY_CHARS} tf={TF_SLOPE}"
+# scripts without spaces read as pairs of characters, French elisions split off; 5: Indic
+# words read with their vowel signs).
+LEXICAL_RECIPE = f"lexical-5 words={LEXICAL_WORDS} summary={SUMMARY_CHARS} tf={TF_SLOPE}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_TIME = np.iinfo(np.int64).min
 _SEP = "\x1f"  # unit separator: never in a title, URL or summary after extraction

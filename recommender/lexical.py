@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+import unicodedata
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -62,8 +63,25 @@ _UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1100-\u11ff\u1780-\u17ff\u3005\u3040-\
              "\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
              "\uff66-\uff9f\U00020000-\U0002ffff")
 _UNSPACED_START = re.compile(f"[{_UNSPACED}]")
-_WORD = re.compile(
-    rf"[^\W\d_{_UNSPACED}]+(?:'[^\W\d_{_UNSPACED}]+)?|[0-9]+(?:[.,][0-9]+)*|[{_UNSPACED}]+")
+# The vowel signs, viramas and other combining marks of the Indic scripts (Devanagari to
+# Sinhala, U+0900-U+0DFF). They spell the word, unlike Hebrew points (`_FOLD`), but are no
+# word character to the regex (`\w` is letters and digits): "नरेंद्र मोदी" was read "नर",
+# each word cut at its first vowel sign and the rest dropped, and a Hindi, Bengali or Tamil
+# report matched another on two-letter stubs. A word takes them after its letters.
+_INDIC_MARKS = "".join(chr(c) for c in range(0x0900, 0x0E00)
+                       if unicodedata.category(chr(c)) in ("Mn", "Mc"))
+_INDIC_MARK = re.compile(f"[{_INDIC_MARKS}]")
+
+
+def _word_regex(letters: str) -> re.Pattern[str]:
+    return re.compile(rf"{letters}(?:'{letters})?|[0-9]+(?:[.,][0-9]+)*|[{_UNSPACED}]+")
+
+
+_LETTER = rf"[^\W\d_{_UNSPACED}]"
+_WORD = _word_regex(f"{_LETTER}+")
+# Used only where a text has such marks (`tokenize`): trying for a mark after every word cost
+# a fifth more time over English text.
+_WORD_MARKED = _word_regex(f"{_LETTER}+(?:[{_INDIC_MARKS}]+{_LETTER}*)*")
 # The apostrophe of a French elision ("l'Élysée", "d'Israël", "qu'il", "jusqu'à"): a single
 # c, d, j, l, m, n, s or t, or a word ending in "qu", before it. Read as a space (`unelided`),
 # so "l'élysée" and "élysée" are one term, and "l'Élysée" a name. The regex starts with the
@@ -153,7 +171,8 @@ def tokenize(text: str) -> list[str]:
     # findall and comprehensions: this runs over every indexed story's text. (A lookahead in
     # the regex instead of the possessive pass was 15% faster but split "a's'b" differently.)
     text = unelided(fold(text))
-    tokens = [_unsuffixed(t) if "'" in t else t for t in _WORD.findall(text)]
+    words = _WORD_MARKED if not text.isascii() and _INDIC_MARK.search(text) else _WORD
+    tokens = [_unsuffixed(t) if "'" in t else t for t in words.findall(text)]
     tokens = [t for t in tokens if len(t) > 1 and t not in STOPWORDS]
     if text.isascii() or not _UNSPACED_START.search(text):
         return tokens

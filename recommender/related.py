@@ -29,6 +29,7 @@ import numpy as np
 
 from aggregator.canonical import canonical_url, site_key
 from aggregator.names import name_key
+from aggregator.textclean import without_name_tail
 from recommender.lexical import CALENDAR_WORDS, IdfTable, fold, key_terms
 
 
@@ -256,7 +257,9 @@ def _url_key_slow(url: str) -> str:
 
 
 def _title_key(title: str) -> str:
-    return _SPACE.sub(" ", title.lower()).strip()
+    """What headlines compare by: without case, punctuation, or a publisher's name after a
+    separator (`without_name_tail`): "Title | Reuters" beside "Title" was one story shown twice."""
+    return _SPACE.sub(" ", without_name_tail(title).lower()).strip()
 
 
 def copies_under_title(query: Query, candidates: Sequence[Candidate]) -> int:

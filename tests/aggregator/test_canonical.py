@@ -392,14 +392,22 @@ def test_site_key_matches_a_stored_site_however_the_filter_names_it(url: str, ww
     assert site_key(site_key(url)) == site_key(url)
 
 
-def test_url_variants_are_the_other_scheme_and_trailing_slash_nearest_first() -> None:
+def test_url_variants_are_the_other_scheme_trailing_slash_and_www_nearest_first() -> None:
     assert url_variants("https://a.example/news/1?x=2") == [
-        "https://a.example/news/1/?x=2", "http://a.example/news/1?x=2", "http://a.example/news/1/?x=2"]
-    assert url_variants("http://a.example/news/1/") == [
-        "http://a.example/news/1", "https://a.example/news/1/", "https://a.example/news/1"]
-    assert url_variants("https://a.example/") == ["http://a.example/"]  # the root has one path
-    assert url_variants("https://a.example:8443/x") == [  # a port stays as it is
-        "https://a.example:8443/x/", "http://a.example:8443/x", "http://a.example:8443/x/"]
+        "https://a.example/news/1/?x=2", "http://a.example/news/1?x=2", "http://a.example/news/1/?x=2",
+        "https://www.a.example/news/1?x=2", "https://www.a.example/news/1/?x=2",
+        "http://www.a.example/news/1?x=2", "http://www.a.example/news/1/?x=2"]
+    assert url_variants("http://www.a.example/news/1/")[:4] == [
+        "http://www.a.example/news/1", "https://www.a.example/news/1/", "https://www.a.example/news/1",
+        "http://a.example/news/1/"]  # a link to the bare domain of a "www." site
+    assert url_variants("https://www.a.example/") == [  # the root has one path
+        "http://www.a.example/", "https://a.example/", "http://a.example/"]
+    assert url_variants("https://a.example:8443/x")[2:4] == [  # a port stays as it is
+        "http://a.example:8443/x/", "https://www.a.example:8443/x"]
+    # Addresses and one-label hosts have no "www." spelling; "www.com" is no "com".
+    for url in ("https://127.0.0.1:8080/a", "http://localhost/a", "http://[::1]/a",
+                "https://www.com/a"):
+        assert all(urlsplit(v).netloc == urlsplit(url).netloc for v in url_variants(url)), url
 
 
 def test_every_spelling_of_a_page_has_one_spelling_key() -> None:

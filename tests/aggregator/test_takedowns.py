@@ -32,16 +32,18 @@ async def test_a_taken_down_story_and_its_copies_stay_out(store):
     again = await store.upsert_stories([
         draft("https://a.org/x", BODY),  # the feed still lists it
         draft("http://a.org/x/", BODY + " updated"),  # another spelling, another body
+        draft("https://www.a.org/x", BODY + " again"),  # the same page on "www."
         draft("https://d.org/z", BODY),  # the same body published elsewhere later
         draft("https://c.org/other", OTHER + " more"),  # an unrelated story goes on
         draft("https://e.org/new", "fresh news about something else entirely"),
     ], NOW)
-    assert again.taken_down == 3 and len(again.new_ids) == 1 and len(again.updated_ids) == 1
+    assert again.taken_down == 4 and len(again.new_ids) == 1 and len(again.updated_ids) == 1
     assert await store.count_stories() == 2
     listed = await store.takedowns()
     assert sorted(t.url for t in listed if not t.variant_of) == ["https://a.org/x", "https://b.org/y"]
     assert {t.url for t in listed if t.variant_of == "https://a.org/x"} == {
-        "https://a.org/x/", "http://a.org/x", "http://a.org/x/"}
+        "https://a.org/x/", "http://a.org/x", "http://a.org/x/", "https://www.a.org/x",
+        "https://www.a.org/x/", "http://www.a.org/x", "http://www.a.org/x/"}
     assert {t.reason for t in listed} == {"court order 12/3"}
 
 

@@ -459,13 +459,22 @@ OTHER_LANGUAGES = {
 נְתַנְיָהוּ נִפְגַּשׁ עִם שַׂר הַחוּץ | רֹאשׁ הַמֶּמְשָׁלָה נְתַנְיָהוּ נִפְגַּשׁ בִּירוּשָׁלַיִם עִם שַׂר הַחוּץ.
 נתניהו נפגש בירושלים | ראש הממשלה נתניהו נפגש עם שר החוץ בירושלים.
 שביתה בנמל חיפה | עובדי הנמל בחיפה פתחו בשביתה בשל מחלוקת על השכר.""",
+    "hi": """
+मोदी ने वाराणसी में रैली की | प्रधानमंत्री नरेंद्र मोदी ने मंगलवार को वाराणसी में एक बड़ी चुनावी रैली को संबोधित किया।
+वाराणसी में प्रधानमंत्री की चुनावी रैली | नरेंद्र मोदी ने वाराणसी की रैली में किसानों के लिए नई योजना की घोषणा की।
+मुंबई में भारी बारिश से जनजीवन ठप | मुंबई में बुधवार को भारी बारिश के कारण लोकल ट्रेनें रुक गईं और कई इलाकों में पानी भर गया।""",
+    "ta": """
+சென்னையில் முதல்வர் ஸ்டாலின் ஆய்வு | முதல்வர் ஸ்டாலின் சென்னையில் வெள்ள பாதிப்பு பகுதிகளை செவ்வாய்க்கிழமை ஆய்வு செய்தார்.
+வெள்ள பாதிப்பு: ஸ்டாலின் நேரில் ஆய்வு | சென்னையில் வெள்ள பாதிப்பு பகுதிகளில் முதல்வர் ஸ்டாலின் நேரில் சென்று ஆய்வு செய்தார்.
+மதுரையில் ஜல்லிக்கட்டு போட்டி | மதுரை அலங்காநல்லூரில் ஜல்லிக்கட்டு போட்டி உற்சாகமாக நடைபெற்றது.""",
 }
 
 
 @pytest.mark.parametrize("lang", sorted(OTHER_LANGUAGES))
 def test_two_reports_of_one_event_find_each_other_in_other_scripts(lang):
     # CJK, Thai and Korean runs were one token a clause, which no other report repeats; Hebrew
-    # points split a word at each mark ("נְתַנְיָהוּ" was read "הו"): the pairs shared nothing.
+    # points split a word at each mark ("נְתַנְיָהוּ" was read "הו"), as Hindi and Tamil vowel
+    # signs did: the pairs shared nothing.
     reports = [line.split(" | ") for line in OTHER_LANGUAGES[lang].strip().splitlines()]
     idx = LexicalIndex()
     for doc_id, (title, text) in enumerate(reports):
@@ -473,6 +482,16 @@ def test_two_reports_of_one_event_find_each_other_in_other_scripts(lang):
     for query, other in ((0, 1), (1, 0)):
         hits = [i for i, _ in idx.search(*reports[query], 3) if i != query]
         assert hits[:1] == [other]
+
+
+def test_indic_vowel_signs_are_part_of_the_word():
+    # Vowel signs and viramas are no word character to the regex: "नरेंद्र मोदी" was read
+    # "नर" (the rest of each word dropped at its first sign), Tamil "முதல்வர்" "தல", "வர".
+    assert tokenize("नरेंद्र मोदी ने दिल्ली में कहा। भारत") == [
+        "नरेंद्र", "मोदी", "ने", "दिल्ली", "में", "कहा", "भारत"]
+    assert tokenize("প্রধানমন্ত্রী শেখ হাসিনা") == ["প্রধানমন্ত্রী", "শেখ", "হাসিনা"]
+    assert tokenize("தமிழ்நாடு முதல்வர்") == ["தமிழ்நாடு", "முதல்வர்"]
+    assert tokenize("ನರೇಂದ್ರ ಮೋದಿ's visit") == ["ನರೇಂದ್ರ", "ಮೋದಿ", "visit"]
 
 
 def test_scripts_without_spaces_are_read_as_pairs_of_characters():

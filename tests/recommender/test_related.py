@@ -182,6 +182,37 @@ def test_copies_under_one_headline_with_another_byline_show_once():
     assert len({2, 3} & set(ids(found))) == 1, found
 
 
+@pytest.mark.parametrize("copy_title", [
+    "Hewitt decries 'career sexism' | Reuters", "Hewitt decries 'career sexism' - BBC News",
+    "Hewitt decries 'career sexism' – The Daily Example", "Hewitt decries 'career sexism' · bbc.co.uk",
+])
+def test_copies_whose_headline_carries_the_publisher_s_name_show_once(copy_title):
+    # Aggregators' and wires' feeds write the publisher after the headline: the copy's
+    # headline was another, and the original and the copy stood side by side.
+    wire, byline = unit(0.8, 0.6), unit(0.8, 0.6, 0.35)  # cosine 0.94
+    cands = [
+        cand(2, wire, title="Hewitt decries 'career sexism'", site="bbc.co.uk"),
+        cand(3, byline, title=copy_title, site="wire.example"),
+        cand(5, unit(0.5, 0, 0, 0.8)),
+    ]
+    block = rank_related(QUERY, cands, k=5, now=NOW)
+    assert len({2, 3} & set(ids(block))) == 1 and 5 in ids(block), block
+    # The article itself under the publisher's name is the article.
+    query = replace(QUERY, title="Hewitt decries 'career sexism'", vector=wire)
+    assert 3 not in ids(rank_related(query, cands, k=5, now=NOW))
+
+
+@pytest.mark.parametrize("title", [
+    "Hewitt decries 'career sexism' - Part 2",  # a series: each part its own story
+    "Hewitt decries 'career sexism' - what happens next",  # more headline, not a name
+])
+def test_a_headline_tail_that_is_no_publisher_s_name_keeps_two_stories_apart(title):
+    wire, byline = unit(0.8, 0.6), unit(0.8, 0.6, 0.35)
+    head = title.rsplit(" - ", 1)[0]
+    cands = [cand(2, wire, title=head), cand(3, byline, title=title)]
+    assert sorted(ids(rank_related(QUERY, cands, k=5, now=NOW))) == [2, 3]
+
+
 def test_the_original_is_kept_over_copies_marked_duplicate_of():
     cands = [
         cand(2, unit(1, 0.3), published_at=NOW - timedelta(hours=9)),

@@ -321,7 +321,7 @@ class FeedService:
         titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
         cands = self._without_copies(self._candidates(ids, crowd, co), profile, titles)
         order = feed_order(profile, cands, prefs=prefs, now=now, params=self.params, titles=titles,
-                           limit=page_limit(at, k))
+                           limit=page_limit(at, k), served=at.served)
         page, after = page_of(order, at, k)
         nxt = encode_cursor(after, reader) if after else None
         return FeedPage(reader, [(self.corpus.meta[it.id], it) for it in page if it.id in self.corpus.meta], nxt)

@@ -10,7 +10,9 @@ Order of work in `rank_feed`:
    (a soft Sainte-Laguë apportionment), so a reader of politics and pop music gets both; a
    follow the reader's reading does not serve is a group of its own, with its share of the page;
 4. in the top of the list, at most `max_per_source` per source and one story per event (same
-   `event_id`, or vectors closer than `same_event_cos`); what does not fit moves down, not out;
+   `event_id`, or vectors closer than `same_event_cos`); what does not fit moves down, not out,
+   except a copy of a story placed or shown (its headline, `copy_title_cos`; word for word,
+   `copy_cos`, in the top), which is left out;
 5. every `1/explore_share`-th slot goes to exploration: trending stories outside the sections
    the reader reads or follows, in an order seeded by reader and snapshot day.
 The full order is a function of its inputs only (no clock, no randomness), so a cursor that
@@ -25,7 +27,7 @@ import hashlib
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
@@ -169,12 +171,15 @@ def feed_order(
     params: FeedParams = DEFAULT_PARAMS,
     titles: Mapping[int, str] | None = None,
     limit: int | None = None,
+    served: Collection[int] = (),
 ) -> list[FeedItem]:
     """The ordered feed (rank_feed pages through it), its first `limit` items when given.
 
     The order is placed greedily, one position after the other, so the first `limit` are those
     of the whole order: a page asks for what it shows (and one more, to know whether there is
-    a next page) instead of placing every candidate (~700, a fifth of a feed request)."""
+    a next page) instead of placing every candidate (~700, a fifth of a feed request).
+    A copy of a story placed before it (another site's id for one story, `_Shown`) is left
+    out, as is a copy of a story in `served` (the cursor's: what the earlier pages showed)."""
     pool = _eligible(profile, candidates, prefs)
     if not pool:
         return []
@@ -190,7 +195,7 @@ def feed_order(
         shares = _warm_shares(profile, scored, params)
         explore = _exploration_pool(profile, prefs, scored, now, labels)
         balance = params.balance
-    placed = _assemble(scored, shares, explore, params, balance, limit)
+    placed = _assemble(scored, shares, explore, params, balance, limit, served)
     return [FeedItem(s.cand.id, round(s.score, 6), s.reason, s.because_of) for s in placed]
 
 
@@ -448,10 +453,12 @@ CROWD_ORIGINS = frozenset({"trending", "co_read"})
 
 
 def pinned_candidates(found: Mapping[int, str], cursor: FeedCursor) -> tuple[list[int], frozenset[int]]:
-    """A page's candidate ids (those found now, then the ones earlier pages pinned) and the
-    crowd's stories to pin for the pages after it. Pure."""
+    """A page's candidate ids (those found now, then the ones earlier pages pinned or showed)
+    and the crowd's stories to pin for the pages after it. Pure. The stories shown stay
+    candidates (never shown again: `page_of`) so that their copies stay out of later pages
+    (`feed_order`'s `served`), also when the crowd no longer brings them in."""
     crowd = {i for i, origin in found.items() if origin in CROWD_ORIGINS}
-    ids = [*found, *sorted(i for i in cursor.pinned if i not in found)]
+    ids = [*found, *sorted(i for i in cursor.pinned | cursor.served if i not in found)]
     return ids, frozenset((cursor.pinned | crowd) - cursor.served)
 
 
@@ -928,6 +935,11 @@ class _Top:
                 return False
         return True
 
+    def copy_of(self, c: FeedCandidate) -> bool:
+        """Whether `c` is word for word a placed story (`copy_cos`), under any headline."""
+        return bool(self.n and self.vectors is not None
+                    and float((self.vectors[: self.n] @ c.vector).max()) >= self.params.copy_cos)
+
     def take(self, c: FeedCandidate) -> None:
         if c.source:
             self.per_source[c.source] = self.per_source.get(c.source, 0) + 1
@@ -940,6 +952,36 @@ class _Top:
             self.n += 1
 
 
+class _Shown:
+    """The stories placed so far (or those the earlier pages showed), to keep a copy of one of
+    them (the same wire story on another site, another id, under its headline at cosine
+    `copy_title_cos` or closer) out of the rest of the feed: `_Top` only moved copies past the
+    top, so the second page of a feed began with the first page's headlines again. A story is
+    never a copy of itself: a shown story stays in the order (`page_of` skips it by id), and
+    its copy is left out though the crowd's recount between the pages now ranks the copy
+    first. By headline first, then by vector: a cosine to every placed story for every
+    candidate cost a deep page (460 shown) 30 ms more; a copy under another headline, word
+    for word, is held out of the top by `_Top.copy_of`."""
+
+    def __init__(self, params: FeedParams, shown: Sequence[FeedCandidate] = ()):
+        self.params = params
+        self.ids: set[int] = set()
+        self.by_title: dict[str, list[np.ndarray]] = {}
+        for c in shown:
+            self.take(c)
+
+    def copy_of_placed(self, c: FeedCandidate) -> bool:
+        if c.id in self.ids or not (same := self.by_title.get(_title_key(c.title))):
+            return False
+        return any(float(v @ c.vector) >= self.params.copy_title_cos for v in same)
+
+    def take(self, c: FeedCandidate) -> None:
+        if c.id not in self.ids:
+            self.ids.add(c.id)
+            if key := _title_key(c.title):
+                self.by_title.setdefault(key, []).append(c.vector)
+
+
 def _assemble(
     scored: Sequence[_Scored],
     shares: Mapping[int, float],
@@ -947,6 +989,7 @@ def _assemble(
     p: FeedParams,
     balance: float,
     limit: int | None = None,
+    served: Collection[int] = (),
 ) -> list[_Scored]:
     by_score = sorted(scored, key=lambda s: (-s.score, s.cand.id))
     queues: dict[int, list[_Scored]] = {}
@@ -961,6 +1004,12 @@ def _assemble(
     every = round(1.0 / p.explore_share) if p.explore_share > 0 and explore_q else 0
     placed_ids: set[int] = set()
     top = _Top(p)
+    shown = _Shown(p)
+    # Copies of what the earlier pages showed are placed as ever and left out of the order
+    # after: dropped instead, they shifted the balance of the pages' groups, and the order's
+    # other stories with it (pages of an unchanged feed no longer matched one whole order).
+    earlier = _Shown(p, [s.cand for s in scored if s.cand.id in served]) if served else None
+    hidden: set[int] = set()
     deferred: list[_Scored] = []
     out: list[_Scored] = []
     n_main = 0
@@ -982,11 +1031,14 @@ def _assemble(
             s = queues[g].pop()
             if s.cand.id in placed_ids:
                 continue
+            if shown.copy_of_placed(s.cand):
+                placed_ids.add(s.cand.id)  # out of the feed, not down it
+                continue
             taken[g] += 1
             n_main += 1
             return s
 
-    while len(out) < n:
+    while len(out) - len(hidden) < n:
         pos = len(out)
         if pos == p.top_n and deferred:
             # Past the top: what the constraints held back comes back in score order.
@@ -1002,7 +1054,8 @@ def _assemble(
             x = len(explore_q) - 1
             while x >= 0:  # best first; what does not fit waits for a later slot
                 s = explore_q[x]
-                if s.cand.id in placed_ids:
+                if s.cand.id in placed_ids or shown.copy_of_placed(s.cand) or (
+                        pos < p.top_n and top.copy_of(s.cand)):
                     explore_q.pop(x)
                 elif pos >= p.top_n or top.fits(s.cand):
                     pick = explore_q.pop(x)
@@ -1013,16 +1066,23 @@ def _assemble(
             if s is None:
                 break
             if pos < p.top_n and not top.fits(s.cand):
-                deferred.append(s)
+                if top.copy_of(s.cand):
+                    placed_ids.add(s.cand.id)  # out of the feed, not down it (_Shown)
+                else:
+                    deferred.append(s)
                 continue
             pick = s
+        while pick is None and deferred:  # fewer candidates than top_n and all the rest held back
+            s = deferred.pop(0)
+            if s.cand.id not in placed_ids and not shown.copy_of_placed(s.cand):
+                pick = s
         if pick is None:
-            deferred = [s for s in deferred if s.cand.id not in placed_ids]
-            if not deferred:
-                break
-            pick = deferred.pop(0)  # fewer candidates than top_n and all the rest held back
+            break
         placed_ids.add(pick.cand.id)
+        shown.take(pick.cand)
         if pos < p.top_n:
             top.take(pick.cand)
+        if earlier is not None and earlier.copy_of_placed(pick.cand):
+            hidden.add(pick.cand.id)
         out.append(pick)
-    return out
+    return [s for s in out if s.cand.id not in hidden] if hidden else out

@@ -228,11 +228,28 @@ class FeedService:
         # related block, on another device) came on the next page. Read, it stays out; it
         # shapes no interest until the next feed.
         read_ids = {*read_ids, *(e.story_id for e in engaged if e.at > now)}
-        events = [Event(e.reader, e.story_id, e.type, e.at, e.dwell_s) for e in records]
+        # A story the reader read on a site that runs it word for word is stored as a copy
+        # (`duplicate_of`), which no index holds: the read shaped no interest and left the
+        # original, the same story, to come at the top of their feed. It is a read of the
+        # original.
+        originals = await self._originals({e.story_id for e in records} | read_ids)
+        read_ids |= {originals[i] for i in read_ids if i in originals}
+        events = [Event(e.reader, originals.get(e.story_id, e.story_id), e.type, e.at, e.dwell_s)
+                  for e in records]
         meta = {i: (m.category, m.source) for i in {e.story_id for e in events}
                 if (m := self.corpus.meta.get(i)) is not None}
         profile = build_profile(reader, events, self._vectors, meta, now=now, read_ids=read_ids)
         return profile, prefs
+
+    async def _originals(self, ids) -> dict[int, int]:
+        """The stories among `ids` stored as copies of another (`duplicate_of`), each with its
+        original. Only the ids the corpus lacks are asked about (copies, stories not embedded
+        yet): usually none, and no query."""
+        unknown = [i for i in ids if i not in self.corpus.meta]
+        if not unknown:
+            return {}
+        stories = await self.store.get_stories(unknown)
+        return {i: s.duplicate_of for i, s in stories.items() if s.duplicate_of is not None}
 
     def _vectors(self, ids) -> np.ndarray:
         out = np.zeros((len(ids), self.corpus.dim), dtype=np.float32)
@@ -350,7 +367,7 @@ class FeedService:
         titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
         cands = self._without_copies(self._candidates(ids, crowd, co), profile, titles)
         order = feed_order(profile, cands, prefs=prefs, now=now, params=self.params, titles=titles,
-                           limit=page_limit(at, k))
+                           limit=page_limit(at, k), served=at.served)
         page, after = page_of(order, at, k)
         nxt = encode_cursor(after, reader) if after else None
         return FeedPage(reader, [(self.corpus.meta[it.id], it) for it in page if it.id in self.corpus.meta], nxt)

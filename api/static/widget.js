@@ -36,6 +36,8 @@
   // min(4, its api.max_k) here (api/app.py, widget_script): a fixed 4 was a 422 from an API
   // whose operator allows fewer, and the block never showed.
   var DEFAULT_K = 4;
+  // The most a block asks for, whatever its data-k: min(20, api.max_k), served the same way.
+  var MAX_K = 20;
   // document.currentScript is only set while this file first runs, so capture it now.
   var SCRIPT = document.currentScript;
   var SCRIPT_ORIGIN = "";
@@ -511,9 +513,12 @@
     return (configured || SCRIPT_ORIGIN).replace(/\/+$/, "");
   }
 
+  // A whole number in digits, as the API reads k; anything else is unset (parseInt read
+  // "1e3" as 1 and "2.5" as 2). Past what the API gives, it is the most it gives: a larger
+  // one was a 422, and no block.
   function count(container) {
-    var k = parseInt(container.getAttribute("data-k"), 10);
-    return isNaN(k) ? DEFAULT_K : Math.min(Math.max(k, 1), 20);
+    var k = text(container.getAttribute("data-k"));
+    return /^\d+$/.test(k) ? Math.min(Math.max(+k, 1), MAX_K) : DEFAULT_K;
   }
 
   // The API's related filters, each from its attribute (exclude_site from data-exclude-site).

@@ -9,6 +9,7 @@ is not for 127.0.0.1 is answered locally, so nothing leaves the machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import re
@@ -705,32 +706,60 @@ async def test_four_stories_in_an_article_column_are_two_rows_of_two(page, widge
         assert await page.locator("#related").evaluate(rows_js) == rows, width
 
 
+@contextlib.asynccontextmanager
+async def api_with_max_k(widget_api, page, max_k: int) -> AsyncIterator[str]:
+    """The widget's API again on another port, with api.max_k (and default_k) `max_k`: its
+    base URL. On leaving, the page's impressions are written before the app goes."""
+    from api.app import create_app
+
+    settings = widget_api.svc.settings
+    small = dataclasses.replace(widget_api.svc, settings=dataclasses.replace(
+        settings, api=dataclasses.replace(settings.api, max_k=max_k, default_k=max_k)))
+    app = create_app(small)
+    port = free_port()
+    server, task = await start_server(app, port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+        await settle(page)
+        await app.state.events.settle()
+    finally:
+        server.should_exit = True
+        await task
+
+
 async def test_an_api_allowing_fewer_stories_than_the_default_still_shows_a_block(
         page, widget_api, publisher):
     """widget.js asked for its default 4 stories whatever the API allowed: with api.max_k = 3
     every block was a 422, and the widgets on every article showed nothing. The API serves the
     script asking for min(4, max_k)."""
-    from api.app import create_app
-
-    settings = widget_api.svc.settings
-    small = dataclasses.replace(widget_api.svc, settings=dataclasses.replace(
-        settings, api=dataclasses.replace(settings.api, max_k=3, default_k=3)))
-    app = create_app(small)
-    port = free_port()
-    server, task = await start_server(app, port)
-    try:
-        base = f"http://127.0.0.1:{port}"
+    async with api_with_max_k(widget_api, page, 3) as base:
         cards = await open_with_block(page, publisher.page("max-k-3.html", host_page(base)))
         assert await cards.count() == 3
-        asked = [parse_qs(urlsplit(u).query) for u in page.api_requests
-                 if urlsplit(u).path == "/v1/related"]
+        asked = asked_queries(page, "/v1/related")
         assert [(q["url"], q["k"]) for q in asked] == [([SEED_URL], ["3"])]
         assert page.page_errors == []
-        await settle(page)
-        await app.state.events.settle()  # its impression, written before the app goes
-    finally:
-        server.should_exit = True
-        await task
+
+
+async def test_data_k_is_a_whole_number_and_at_most_what_the_api_gives(page, widget_api, publisher):
+    """data-k was read by parseInt: "1e3" asked for 1 story and "2.5" for 2, and a number
+    above api.max_k (3 here) was a 422 and no block. A whole number in digits is read, at
+    most what the API gives; anything else is unset, as a blank one is."""
+    ks = ["1e3", "2.5", "10", " 2 ", "0"]
+    boxes = "".join(f'<div id="k{n}" data-tidings-related data-k="{k}"></div>'
+                    for n, k in enumerate(ks))
+    async with api_with_max_k(widget_api, page, 3) as base:
+        html = host_page(base).replace("<footer", boxes + "<footer")
+        await page.goto(publisher.page("data-k.html", html))
+        shown = []
+        for n in range(len(ks)):
+            await page.locator(f"#k{n}").scroll_into_view_if_needed()
+            cards = page.locator(f"#k{n} .tdg-card")
+            await cards.first.wait_for()
+            shown.append(await cards.count())
+        assert shown == [3, 3, 3, 2, 1]
+        asked = sorted(q["k"][0] for q in asked_queries(page, "/v1/related"))
+        assert asked == ["1", "2", "3"]  # each request once, and none refused
+        assert page.page_errors == []
 
 
 @pytest.mark.parametrize("lang, when", [

@@ -336,7 +336,19 @@
     return host.replace(/\.+$/, "").replace(/^(?:www\.)+/, "");
   }
 
-  function cardNode(card, links) {
+  // The page's own site: that of the address its block is for (pageUrl), as /v1/widget judges
+  // by its url. By location's host, a block the widget drew in place of a server-rendered one
+  // (data-personal, a redraw) linked the article's own site's stories in a new tab, nofollow,
+  // where the server's had them plain (a page on m. or a preview host, canonical on www.).
+  function ownSite(page) {
+    try {
+      return siteKey(new URL(page).hostname || location.hostname);
+    } catch (e) {
+      return siteKey(location.hostname);
+    }
+  }
+
+  function cardNode(card, links, own) {
     var li = el("li", "card");
     var id = text(card.id);
     if (id) li.setAttribute("data-story-id", id);
@@ -344,7 +356,7 @@
     var link = el(href ? "a" : "span", "link");
     if (href) link.setAttribute("href", href);
     // The page's own site's stories ("www." or not) stay plain links: same tab, followed.
-    if (href && links && siteKey(new URL(href).hostname) !== siteKey(location.hostname)) {
+    if (href && links && siteKey(new URL(href).hostname) !== own) {
       if (links.newTab) link.setAttribute("target", "_blank");
       if (links.rel) link.setAttribute("rel", links.rel);
     }
@@ -417,12 +429,12 @@
     block.setAttribute("data-theme", chosen);
   }
 
-  function blockNode(cards, heading, links) {
+  function blockNode(cards, heading, links, own) {
     var section = el("section", "block");
     section.setAttribute("aria-label", heading);
     section.appendChild(el("h2", "heading", heading));
     var list = el("ul", "list");
-    cards.forEach(function (card) { list.appendChild(cardNode(card, links)); });
+    cards.forEach(function (card) { list.appendChild(cardNode(card, links, own)); });
     section.appendChild(list);
     return section;
   }
@@ -612,7 +624,7 @@
 
   function render(container, state, cards, api, page) {
     if (!cards.length) return show(container, state, null);
-    var node = blockNode(cards, heading(container), otherSiteLinks(container));
+    var node = blockNode(cards, heading(container), otherSiteLinks(container), ownSite(page));
     // Shorter than the placeholder, it keeps its room (or the page under it moves up) unless
     // the container is below the viewport, where that moves nothing the reader sees.
     var held = state.node && state.node.hasAttribute("aria-hidden") &&

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -1432,8 +1433,8 @@ async def wait_for_links(page, selector: str, expected: list[list[str]]) -> None
 async def test_changing_new_tab_or_rel_alone_redraws_the_shown_block(page, widget_api, publisher):
     """An app (or a consent banner) that sets data-new-tab or data-rel after the block showed
     got nothing: the request was unchanged, so the block kept its old links. Now the block is
-    drawn again from the answer it has (no new request) and counted once all the same. On
-    this loopback page every story is of another site."""
+    drawn again from the answer it has (no new request) and counted once all the same. The
+    page's block is for a BBC article: only the hostile story is of another site."""
     html = host_page(widget_api.base_url)
     cards = await open_with_block(page, publisher.page("links-change.html", html))
     titles = await titles_in(page, "#related")
@@ -1442,12 +1443,16 @@ async def test_changing_new_tab_or_rel_alone_redraws_the_shown_block(page, widge
     await widget_api.stored_events(reader, 4)
     set_attr = "(c, [name, value]) => c.setAttribute(name, value)"
     related = page.locator("#related")
+
+    def other_sites(link: list[str]) -> list[list[str]]:
+        return [link if title == HOSTILE_TITLE else ["", ""] for title in titles]
+
     await related.evaluate(set_attr, ["data-new-tab", ""])
-    await wait_for_links(page, "#related", [["_blank", "noopener"]] * 4)
+    await wait_for_links(page, "#related", other_sites(["_blank", "noopener"]))
     await related.evaluate(set_attr, ["data-rel", "nofollow ugc"])
-    await wait_for_links(page, "#related", [["_blank", "noopener nofollow ugc"]] * 4)
+    await wait_for_links(page, "#related", other_sites(["_blank", "noopener nofollow ugc"]))
     await related.evaluate("c => c.removeAttribute('data-new-tab')")
-    await wait_for_links(page, "#related", [["", "nofollow ugc"]] * 4)
+    await wait_for_links(page, "#related", other_sites(["", "nofollow ugc"]))
     assert await titles_in(page, "#related") == titles
     assert await cards.count() == 4 and await page.locator("#related section").count() == 1
     # The redrawn block still reports its clicks; nothing was asked or counted again.
@@ -1509,6 +1514,34 @@ async def test_own_site_links_stay_plain_on_a_www_www_page_as_the_server_renders
     await page.context.grant_permissions(["local-network-access"],
                                          origin="https://www.www.bbc.co.uk")
     await open_with_block(page, own)
+    assert await links_in(page, "#related") == server
+    assert page.page_errors == []
+
+
+async def test_the_own_site_is_the_articles_as_the_server_fragment_judges_it(
+        page, widget_api, publisher):
+    """On a page elsewhere than its article's site (here loopback, the article on the BBC: an
+    m. or preview host, its canonical link on www.), /v1/widget links the article's own
+    site's stories plain, as its url says; the widget judged by the page's host, so the same
+    container's links went to a new tab and nofollow once it drew the block again (here for
+    a new heading; so too a personal block replacing the server's)."""
+    async with httpx.AsyncClient(base_url=widget_api.base_url, timeout=20) as client:
+        fragment = (await client.get("/v1/widget", params={
+            "url": SEED_URL, "new_tab": "true", "rel": "nofollow"})).text
+    attrs = 'data-new-tab data-rel="nofollow"'
+    html = host_page(widget_api.base_url, container_attrs=attrs).replace(
+        f'<div id="related" data-tidings-related {attrs}></div>',
+        f'<div id="related" data-tidings-related {attrs}>{fragment}</div>')
+    assert fragment in html
+    await open_with_block(page, publisher.page("own-site.html", html))
+    server = await links_in(page, "#related")
+    titles = await titles_in(page, "#related")
+    assert server == [["_blank", "noopener nofollow"] if title == HOSTILE_TITLE else ["", ""]
+                      for title in titles]
+    await page.locator("#related").evaluate("c => c.setAttribute('data-heading', 'More')")
+    await page.wait_for_function(
+        "document.querySelector('#related').shadowRoot.querySelector('h2').textContent == 'More'")
+    assert await titles_in(page, "#related") == titles
     assert await links_in(page, "#related") == server
     assert page.page_errors == []
 

@@ -158,7 +158,7 @@
         host = state.host = container.appendChild(document.createElement("div"));
       }
       try {
-        state.root = host.attachShadow({ mode: "open" });
+        ours.add(state.root = host.attachShadow({ mode: "open" }));
       } catch (e) {
         state.root = host;
       }
@@ -695,6 +695,8 @@
   // Per container: root, node (what show() put there), url (its request), gen (an answer to
   // an older request is dropped: never two blocks or an old one), near and seen observers.
   var states = typeof WeakMap === "function" ? new WeakMap() : null;
+  // The shadow roots that hold our blocks: no container is in them, and they need no watching.
+  var ours = states && new WeakSet();
 
   function start(container) {
     if (!states) return;
@@ -714,8 +716,20 @@
     want(container, state, true);
   }
 
+  // Containers in the page's open shadow roots (web components, declarative shadow DOM) too:
+  // querySelectorAll stops at a shadow root, and they were never found. Each root found is
+  // watched as the document is. A closed root cannot be seen, nor one attached after the last
+  // look (its component calls TidingsWidget.scan() once it has rendered).
   function startAll(root) {
     Array.prototype.forEach.call(root.querySelectorAll("[data-tidings-related]"), start);
+    Array.prototype.forEach.call(root.querySelectorAll("*"), enter);
+  }
+
+  function enter(node) {
+    var inner = node.shadowRoot;
+    if (!inner || !ours || ours.has(inner)) return;
+    if (watcher) watcher.observe(inner, WATCHED);
+    startAll(inner);
   }
 
   function scan() {
@@ -728,9 +742,15 @@
   // and one given another data-url (an app changing the article in place) gets its block.
   // Only those elements are looked at, never the whole document again; a canonical link
   // added, removed or changed (an app's new article, after or without pushState) re-reads all.
+  var watcher = null, WATCHED = {
+    childList: true, subtree: true, attributes: true,
+    attributeFilter: ["data-tidings-related", "data-url", "data-k", "data-api", "data-personal",
+      "data-new-tab", "data-rel", "data-heading", "data-theme", "href"]
+      .concat(FILTERS.map(attrOf))
+  };
   function watch() {
     if (!window.MutationObserver) return;
-    new MutationObserver(function (records) {
+    watcher = new MutationObserver(function (records) {
       var canonical = false;
       function look(node) {
         canonical = canonical || (node.nodeType === 1 && node.matches("link[rel=canonical]"));
@@ -747,17 +767,14 @@
             look(node);
             if (node.nodeType !== 1) return;
             if (node.hasAttribute("data-tidings-related")) start(node);
+            enter(node);
             if (node.firstElementChild) startAll(node);
           });
         });
         if (canonical) scan();
       } catch (e) { /* never break the host page */ }
-    }).observe(document, {
-      childList: true, subtree: true, attributes: true,
-      attributeFilter: ["data-tidings-related", "data-url", "data-k", "data-api", "data-personal",
-        "data-new-tab", "data-rel", "data-heading", "data-theme", "href"]
-        .concat(FILTERS.map(attrOf))
     });
+    watcher.observe(document, WATCHED);
   }
 
   // Started once the document is parsed, so a container is never seen half-parsed (a
@@ -767,8 +784,8 @@
   // of back and forward where the API is missing (or window.navigation is the page's element
   // of that id; a second re-read asks nothing). history.pushState is the page's: not wrapped.
   function init() {
-    scan();
     watch();
+    scan();
     var nav = window.navigation;
     if (nav && nav.addEventListener) nav.addEventListener("navigatesuccess", scan);
     addEventListener("popstate", scan);

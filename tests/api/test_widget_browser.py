@@ -1568,6 +1568,29 @@ async def test_a_right_click_is_no_click_but_a_middle_click_is(page, widget_api,
     assert page.page_errors == []
 
 
+async def test_containers_in_the_pages_open_shadow_roots_get_their_blocks(
+        page, widget_api, publisher):
+    """Sites built of web components put the container in a component's shadow root, where
+    querySelectorAll does not look: it never got a block. One there when the widget starts
+    (declarative shadow DOM) and one a component renders later into its root both get theirs."""
+    await page.set_viewport_size({"width": 1100, "height": 2400})
+    html = host_page(widget_api.base_url).replace("<footer", f"""<div id="declared">
+<template shadowrootmode="open"><div id="inner" data-tidings-related data-url="{SECOND_URL}">
+</div></template></div><div id="later"></div><script>
+const root = document.getElementById('later').attachShadow({{mode: 'open'}});
+addEventListener('load', () => setTimeout(() => {{
+    root.innerHTML = '<div id="inner" data-tidings-related></div>'; }}, 100));
+</script><footer""").replace('<div id="related" data-tidings-related ></div>', "")
+    await page.goto(publisher.page("shadow-containers.html", html))
+    cards = """host => {
+        const c = document.getElementById(host).shadowRoot.getElementById('inner');
+        return c.shadowRoot ? c.shadowRoot.querySelectorAll('.tdg-card').length : 0; }"""
+    for host in ("declared", "later"):
+        await page.wait_for_function(cards, arg=host, timeout=5000)
+    assert sorted(asked_urls(page, "/v1/related")) == [SEED_URL, SECOND_URL]
+    assert page.page_errors == []
+
+
 async def test_an_element_made_a_container_later_gets_its_block(page, widget_api, publisher):
     """An app that marks an element it already has (el.dataset.tidingsRelated = "") got no
     block: only added elements and the attributes of known containers were watched."""

@@ -697,9 +697,27 @@
   var states = typeof WeakMap === "function" ? new WeakMap() : null;
   // The shadow roots that hold our blocks: no container is in them, and they need no watching.
   var ours = states && new WeakSet();
+  // The containers started, for retheme(); one the page removed goes then (start() adds it
+  // again if the page puts it back).
+  var drawn = states && new Set();
+
+  // The page switched to or from dark after its blocks were drawn (a toggle writing a class or
+  // attribute on <html> or <body>, the OS setting the page's CSS follows, a colour transition
+  // ending): an inferred theme is read again. Read once, a page gone dark kept the block's
+  // dark text on its now dark background.
+  function retheme() {
+    try {
+      drawn.forEach(function (container) {
+        var node = states.get(container).node;
+        if (!container.isConnected) drawn.delete(container);
+        else if (node && node.className) theme(container, node);
+      });
+    } catch (e) { /* never break the host page */ }
+  }
 
   function start(container) {
     if (!states) return;
+    drawn.add(container);
     var state = states.get(container);
     // Known (re-inserted, data-url set, refresh()): only a changed request reloads.
     if (state) return want(container, state);
@@ -789,6 +807,16 @@
     var nav = window.navigation;
     if (nav && nav.addEventListener) nav.addEventListener("navigatesuccess", scan);
     addEventListener("popstate", scan);
+    if (!drawn || !window.MutationObserver) return;
+    var toggles = new MutationObserver(retheme);
+    [document.documentElement, document.body].forEach(function (node) {
+      if (node) toggles.observe(node, { attributes: true });
+    });
+    var dark = window.matchMedia && matchMedia("(prefers-color-scheme: dark)");
+    if (dark && dark.addEventListener) dark.addEventListener("change", retheme);
+    document.addEventListener("transitionend", function (event) {
+      if (event.propertyName === "color") retheme();
+    }, true);
   }
 
   // refresh(), for what the widget cannot see (pushState without the Navigation API): scan()

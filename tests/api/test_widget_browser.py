@@ -1007,6 +1007,42 @@ async def test_theme_follows_the_host_page_not_the_readers_os(page, widget_api, 
     assert page.page_errors == []
 
 
+async def test_a_page_switching_to_dark_after_the_block_showed_gets_a_dark_block(
+        page, widget_api, publisher):
+    """The inferred theme was read once: a reader who turned on the site's dark mode (a class
+    on <html>, the colours changing with a transition) or their OS's (which the page's CSS
+    follows) got the block's dark text on the page's now dark background."""
+    head = """<style>body{transition:color .15s}
+html.dark body{background:#111;color:#eee}
+@media (prefers-color-scheme: dark){body.os{background:#000;color:#ddd}}</style>"""
+    await page.emulate_media(color_scheme="light")
+    await open_with_block(page, publisher.page("dark-toggle.html", host_page(
+        widget_api.base_url, head=head)))
+    look = """c => { const b = c.shadowRoot.querySelector('.tdg-block');
+        return [b.dataset.theme, getComputedStyle(b.querySelector('.tdg-title')).color]; }"""
+    light, dark = ["light", "rgb(26, 26, 26)"], ["dark", "rgb(236, 238, 241)"]
+    related = page.locator("#related")
+    assert await related.evaluate(look) == light
+
+    async def becomes(expected: list[str]) -> None:
+        for _ in range(100):
+            if await related.evaluate(look) == expected:
+                return
+            await asyncio.sleep(0.05)
+        assert await related.evaluate(look) == expected
+
+    await page.evaluate("document.documentElement.classList.add('dark')")
+    await becomes(dark)
+    await page.evaluate("document.documentElement.classList.remove('dark')")
+    await becomes(light)
+    await page.evaluate("document.body.classList.add('os')")
+    await becomes(light)
+    await page.emulate_media(color_scheme="dark")
+    await becomes(dark)
+    assert asked_urls(page, "/v1/related") == [SEED_URL]  # themed in place: nothing asked again
+    assert page.page_errors == []
+
+
 # Layout shifts the page sees (Core Web Vitals' CLS counts those without recent input), each
 # with the time it happened, from the first paint on.
 SHIFTS_INIT = """window.__shifts = [];

@@ -61,7 +61,9 @@
     "--tdg-bg:#16181b;--tdg-thumb:#24272c;--tdg-accent:#ff8a80;--tdg-avatar:#5b8fc7}",
     ".tdg-block *{box-sizing:border-box;margin:0;padding:0}",
     ".tdg-heading{font-size:.8em;font-weight:700;letter-spacing:.08em;text-transform:uppercase;",
-    "color:var(--tdg-fg);padding-top:.6em;border-top:3px solid var(--tdg-accent);margin-bottom:1em}",
+    "color:var(--tdg-fg);padding-top:.6em;border-top:3px solid var(--tdg-accent);margin-bottom:1em;",
+    // A long word in data-heading (a German compound on a phone) wraps, not widens the page.
+    "overflow-wrap:anywhere}",
     ".tdg-list{list-style:none;display:grid;gap:1.25em;",
     "grid-template-columns:repeat(auto-fill,minmax(190px,1fr))}",
     // Four stories too narrow for one row go 2 + 2, not auto-fill's 3 + orphan (not on phones).

@@ -692,6 +692,17 @@ async def test_text_follows_the_readers_default_font_size(page, widget_api, publ
     assert await page.locator("#host-text").evaluate("p => getComputedStyle(p).fontSize") == "0px"
 
 
+async def test_a_long_heading_wraps_on_a_phone(page, widget_api, publisher):
+    """A heading with a word wider than the column (a compound, a brand run together) widened
+    the page: a phone reader scrolled sideways under the article."""
+    await page.set_viewport_size({"width": 360, "height": 800})
+    heading = "Weiterführende" + "Nachrichtenartikelempfehlungen" * 3
+    html = host_page(widget_api.base_url, container_attrs=f'data-heading="{heading}"')
+    await open_with_block(page, publisher.page("long-heading.html", html))
+    assert await page.locator("#related h2").inner_text() == heading.upper()
+    assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+
+
 async def test_four_stories_in_an_article_column_are_two_rows_of_two(page, widget_api, publisher):
     """At article-column widths (600-820px) auto-fill gave the default four stories as three
     and an orphan; wide blocks keep one row, phones one story a row."""

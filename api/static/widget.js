@@ -522,8 +522,13 @@
     }
   }
 
+  // data-api is read as a link too: "//tidings.example" or "/tidings" (a proxy on the page's
+  // own origin) were dropped for not being absolute, and the block asked the script's origin.
   function apiBase(container) {
-    var configured = safeUrl(container.getAttribute("data-api") || "");
+    var given = text(container.getAttribute("data-api")), configured = null;
+    try {
+      if (given) configured = safeUrl(new URL(given, document.baseURI).href);
+    } catch (e) { /* not a URL: the script's origin */ }
     return (configured || SCRIPT_ORIGIN).replace(/\/+$/, "");
   }
 

@@ -377,6 +377,21 @@ async def test_data_attributes_choose_url_k_and_api(page, widget_api, publisher)
     assert await page.locator("section.tdg-block").get_attribute("data-theme") == "dark"
 
 
+async def test_data_api_is_read_as_a_link(page, widget_api, publisher):
+    """data-api="//tidings.example" (or a path on the page's own origin, behind its proxy) was
+    no absolute URL, so it was dropped: an inlined script, with no origin of its own, asked
+    nothing and the block never showed."""
+    api = urlsplit(widget_api.base_url)
+    html = host_page(widget_api.base_url, container_attrs=f'data-api="//{api.netloc}"',
+                     scripts=[])
+    await page.goto(publisher.page("data-api-relative.html", html))
+    await page.add_script_tag(content=(STATIC_DIR / "widget.js").read_text(encoding="utf-8"))
+    await page.locator(".tdg-card").first.wait_for()
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    assert {urlsplit(u).netloc for u in page.api_requests} == {api.netloc}
+    assert page.page_errors == []
+
+
 @pytest.mark.parametrize("outage", ["500", "close", "garbage", "refused"])
 async def test_api_outage_leaves_host_page_intact(page, widget_api, publisher, outage):
     api_base = widget_api.base_url

@@ -89,20 +89,26 @@ log = logging.getLogger("tidings.api")
 STATIC = Path(__file__).with_name("static")
 
 
-# The line of widget.js that says how many stories a block asks for when its page says nothing.
+# The lines of widget.js that say how many stories a block asks for when its page says nothing,
+# and the most it asks for whatever its data-k says.
 WIDGET_K_LINE = "var DEFAULT_K = {};"
+WIDGET_MAX_K_LINE = "var MAX_K = {};"
 
 
 @functools.cache  # read and gzipped on first use, once a process: create_app does no file I/O
-def widget_script(default_k: int) -> StaticFile:
-    """widget.js asking for `default_k` stories where its page names no data-k: the app's
-    min(WIDGET_DEFAULT_K, api.max_k). It asked for 4 whatever the API allowed, and where an
-    operator set max_k below that every block was a 422, and the widgets showed nothing."""
+def widget_script(default_k: int, max_k: int) -> StaticFile:
+    """widget.js asking for `default_k` stories where its page names no data-k, and for at most
+    `max_k` (the app's min(WIDGET_DEFAULT_K, api.max_k) and min(WIDGET_MAX_K, api.max_k)). It
+    asked for 4, and for up to 20, whatever the API allowed: where an operator set max_k below
+    that, those blocks were a 422, and the widgets showed nothing."""
     raw = (STATIC / "widget.js").read_text(encoding="utf-8")
-    line = WIDGET_K_LINE.format(WIDGET_DEFAULT_K)
-    if raw.count(line) != 1:
-        raise RuntimeError(f"widget.js must say {line!r} once, for the API to set its default k")
-    return static_file(raw.replace(line, WIDGET_K_LINE.format(default_k)).encode("utf-8"))
+    for template, value in ((WIDGET_K_LINE, WIDGET_DEFAULT_K), (WIDGET_MAX_K_LINE, WIDGET_MAX_K)):
+        line = template.format(value)
+        if raw.count(line) != 1:
+            raise RuntimeError(f"widget.js must say {line!r} once, for the API to set its k")
+    raw = raw.replace(WIDGET_K_LINE.format(WIDGET_DEFAULT_K), WIDGET_K_LINE.format(default_k))
+    raw = raw.replace(WIDGET_MAX_K_LINE.format(WIDGET_MAX_K), WIDGET_MAX_K_LINE.format(max_k))
+    return static_file(raw.encode("utf-8"))
 
 
 def block_filters(
@@ -186,6 +192,8 @@ SEARCH_DEFAULT_K = 10
 # Stories in a widget block when the caller does not say (fewer than a JSON block's default:
 # the widget sits under an article, where four cards fill a row).
 WIDGET_DEFAULT_K = 4
+# The most stories a widget block asks for, whatever its data-k says (fewer where api.max_k is).
+WIDGET_MAX_K = 20
 
 
 class RelatedRequest(BaseModel):
@@ -1153,7 +1161,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     @app.get("/widget.js", tags=["widget"], include_in_schema=False)
     async def widget_js(request: Request):
-        script = widget_script(widget_k)
+        script = widget_script(widget_k, min(WIDGET_MAX_K, api.max_k))
         # Sent raw, it was 20 kB on every publisher page (7 kB gzipped), and downloaded again
         # after each max-age: now gzipped when accepted, and revalidated by ETag.
         gzipped = accepts_gzip(request.headers.get("accept-encoding"))

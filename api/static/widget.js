@@ -36,6 +36,8 @@
   // min(4, its api.max_k) here (api/app.py, widget_script): a fixed 4 was a 422 from an API
   // whose operator allows fewer, and the block never showed.
   var DEFAULT_K = 4;
+  // The most a block asks for, whatever its data-k: min(20, api.max_k), served the same way.
+  var MAX_K = 20;
   // document.currentScript is only set while this file first runs, so capture it now.
   var SCRIPT = document.currentScript;
   var SCRIPT_ORIGIN = "";
@@ -59,7 +61,9 @@
     "--tdg-bg:#16181b;--tdg-thumb:#24272c;--tdg-accent:#ff8a80;--tdg-avatar:#5b8fc7}",
     ".tdg-block *{box-sizing:border-box;margin:0;padding:0}",
     ".tdg-heading{font-size:.8em;font-weight:700;letter-spacing:.08em;text-transform:uppercase;",
-    "color:var(--tdg-fg);padding-top:.6em;border-top:3px solid var(--tdg-accent);margin-bottom:1em}",
+    "color:var(--tdg-fg);padding-top:.6em;border-top:3px solid var(--tdg-accent);margin-bottom:1em;",
+    // A long word in data-heading (a German compound on a phone) wraps, not widens the page.
+    "overflow-wrap:anywhere}",
     ".tdg-list{list-style:none;display:grid;gap:1.25em;",
     "grid-template-columns:repeat(auto-fill,minmax(190px,1fr))}",
     // Four stories too narrow for one row go 2 + 2, not auto-fill's 3 + orphan (not on phones).
@@ -156,7 +160,7 @@
         host = state.host = container.appendChild(document.createElement("div"));
       }
       try {
-        state.root = host.attachShadow({ mode: "open" });
+        ours.add(state.root = host.attachShadow({ mode: "open" }));
       } catch (e) {
         state.root = host;
       }
@@ -334,7 +338,19 @@
     return host.replace(/\.+$/, "").replace(/^(?:www\.)+/, "");
   }
 
-  function cardNode(card, links) {
+  // The page's own site: that of the address its block is for (pageUrl), as /v1/widget judges
+  // by its url. By location's host, a block the widget drew in place of a server-rendered one
+  // (data-personal, a redraw) linked the article's own site's stories in a new tab, nofollow,
+  // where the server's had them plain (a page on m. or a preview host, canonical on www.).
+  function ownSite(page) {
+    try {
+      return siteKey(new URL(page).hostname || location.hostname);
+    } catch (e) {
+      return siteKey(location.hostname);
+    }
+  }
+
+  function cardNode(card, links, own) {
     var li = el("li", "card");
     var id = text(card.id);
     if (id) li.setAttribute("data-story-id", id);
@@ -342,7 +358,7 @@
     var link = el(href ? "a" : "span", "link");
     if (href) link.setAttribute("href", href);
     // The page's own site's stories ("www." or not) stay plain links: same tab, followed.
-    if (href && links && siteKey(new URL(href).hostname) !== siteKey(location.hostname)) {
+    if (href && links && siteKey(new URL(href).hostname) !== own) {
       if (links.newTab) link.setAttribute("target", "_blank");
       if (links.rel) link.setAttribute("rel", links.rel);
     }
@@ -415,12 +431,12 @@
     block.setAttribute("data-theme", chosen);
   }
 
-  function blockNode(cards, heading, links) {
+  function blockNode(cards, heading, links, own) {
     var section = el("section", "block");
     section.setAttribute("aria-label", heading);
     section.appendChild(el("h2", "heading", heading));
     var list = el("ul", "list");
-    cards.forEach(function (card) { list.appendChild(cardNode(card, links)); });
+    cards.forEach(function (card) { list.appendChild(cardNode(card, links, own)); });
     section.appendChild(list);
     return section;
   }
@@ -506,14 +522,22 @@
     }
   }
 
+  // data-api is read as a link too: "//tidings.example" or "/tidings" (a proxy on the page's
+  // own origin) were dropped for not being absolute, and the block asked the script's origin.
   function apiBase(container) {
-    var configured = safeUrl(container.getAttribute("data-api") || "");
+    var given = text(container.getAttribute("data-api")), configured = null;
+    try {
+      if (given) configured = safeUrl(new URL(given, document.baseURI).href);
+    } catch (e) { /* not a URL: the script's origin */ }
     return (configured || SCRIPT_ORIGIN).replace(/\/+$/, "");
   }
 
+  // A whole number in digits, as the API reads k; anything else is unset (parseInt read
+  // "1e3" as 1 and "2.5" as 2). Past what the API gives, it is the most it gives: a larger
+  // one was a 422, and no block.
   function count(container) {
-    var k = parseInt(container.getAttribute("data-k"), 10);
-    return isNaN(k) ? DEFAULT_K : Math.min(Math.max(k, 1), 20);
+    var k = text(container.getAttribute("data-k"));
+    return /^\d+$/.test(k) ? Math.min(Math.max(+k, 1), MAX_K) : DEFAULT_K;
   }
 
   // The API's related filters, each from its attribute (exclude_site from data-exclude-site).
@@ -607,7 +631,7 @@
 
   function render(container, state, cards, api, page) {
     if (!cards.length) return show(container, state, null);
-    var node = blockNode(cards, heading(container), otherSiteLinks(container));
+    var node = blockNode(cards, heading(container), otherSiteLinks(container), ownSite(page));
     // Shorter than the placeholder, it keeps its room (or the page under it moves up) unless
     // the container is below the viewport, where that moves nothing the reader sees.
     var held = state.node && state.node.hasAttribute("aria-hidden") &&
@@ -678,9 +702,29 @@
   // Per container: root, node (what show() put there), url (its request), gen (an answer to
   // an older request is dropped: never two blocks or an old one), near and seen observers.
   var states = typeof WeakMap === "function" ? new WeakMap() : null;
+  // The shadow roots that hold our blocks: no container is in them, and they need no watching.
+  var ours = states && new WeakSet();
+  // The containers started, for retheme(); one the page removed goes then (start() adds it
+  // again if the page puts it back).
+  var drawn = states && new Set();
+
+  // The page switched to or from dark after its blocks were drawn (a toggle writing a class or
+  // attribute on <html> or <body>, the OS setting the page's CSS follows, a colour transition
+  // ending): an inferred theme is read again. Read once, a page gone dark kept the block's
+  // dark text on its now dark background.
+  function retheme() {
+    try {
+      drawn.forEach(function (container) {
+        var node = states.get(container).node;
+        if (!container.isConnected) drawn.delete(container);
+        else if (node && node.className) theme(container, node);
+      });
+    } catch (e) { /* never break the host page */ }
+  }
 
   function start(container) {
     if (!states) return;
+    drawn.add(container);
     var state = states.get(container);
     // Known (re-inserted, data-url set, refresh()): only a changed request reloads.
     if (state) return want(container, state);
@@ -697,8 +741,20 @@
     want(container, state, true);
   }
 
+  // Containers in the page's open shadow roots (web components, declarative shadow DOM) too:
+  // querySelectorAll stops at a shadow root, and they were never found. Each root found is
+  // watched as the document is. A closed root cannot be seen, nor one attached after the last
+  // look (its component calls TidingsWidget.scan() once it has rendered).
   function startAll(root) {
     Array.prototype.forEach.call(root.querySelectorAll("[data-tidings-related]"), start);
+    Array.prototype.forEach.call(root.querySelectorAll("*"), enter);
+  }
+
+  function enter(node) {
+    var inner = node.shadowRoot;
+    if (!inner || !ours || ours.has(inner)) return;
+    if (watcher) watcher.observe(inner, WATCHED);
+    startAll(inner);
   }
 
   function scan() {
@@ -711,9 +767,15 @@
   // and one given another data-url (an app changing the article in place) gets its block.
   // Only those elements are looked at, never the whole document again; a canonical link
   // added, removed or changed (an app's new article, after or without pushState) re-reads all.
+  var watcher = null, WATCHED = {
+    childList: true, subtree: true, attributes: true,
+    attributeFilter: ["data-tidings-related", "data-url", "data-k", "data-api", "data-personal",
+      "data-new-tab", "data-rel", "data-heading", "data-theme", "href"]
+      .concat(FILTERS.map(attrOf))
+  };
   function watch() {
     if (!window.MutationObserver) return;
-    new MutationObserver(function (records) {
+    watcher = new MutationObserver(function (records) {
       var canonical = false;
       function look(node) {
         canonical = canonical || (node.nodeType === 1 && node.matches("link[rel=canonical]"));
@@ -730,17 +792,14 @@
             look(node);
             if (node.nodeType !== 1) return;
             if (node.hasAttribute("data-tidings-related")) start(node);
+            enter(node);
             if (node.firstElementChild) startAll(node);
           });
         });
         if (canonical) scan();
       } catch (e) { /* never break the host page */ }
-    }).observe(document, {
-      childList: true, subtree: true, attributes: true,
-      attributeFilter: ["data-tidings-related", "data-url", "data-k", "data-api", "data-personal",
-        "data-new-tab", "data-rel", "data-heading", "data-theme", "href"]
-        .concat(FILTERS.map(attrOf))
     });
+    watcher.observe(document, WATCHED);
   }
 
   // Started once the document is parsed, so a container is never seen half-parsed (a
@@ -750,11 +809,21 @@
   // of back and forward where the API is missing (or window.navigation is the page's element
   // of that id; a second re-read asks nothing). history.pushState is the page's: not wrapped.
   function init() {
-    scan();
     watch();
+    scan();
     var nav = window.navigation;
     if (nav && nav.addEventListener) nav.addEventListener("navigatesuccess", scan);
     addEventListener("popstate", scan);
+    if (!drawn || !window.MutationObserver) return;
+    var toggles = new MutationObserver(retheme);
+    [document.documentElement, document.body].forEach(function (node) {
+      if (node) toggles.observe(node, { attributes: true });
+    });
+    var dark = window.matchMedia && matchMedia("(prefers-color-scheme: dark)");
+    if (dark && dark.addEventListener) dark.addEventListener("change", retheme);
+    document.addEventListener("transitionend", function (event) {
+      if (event.propertyName === "color") retheme();
+    }, true);
   }
 
   // refresh(), for what the widget cannot see (pushState without the Navigation API): scan()

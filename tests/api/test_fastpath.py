@@ -150,6 +150,8 @@ async def test_the_widget_asks_for_no_more_stories_than_max_k(stack, http):
         script = await small.get("/widget.js", headers={"Accept-Encoding": "identity"})
         (k,) = default_k.findall(script.content)
         assert k == b"3"
+        # And the most a data-k asks for: 3, not 20 (a larger one was a 422).
+        assert re.findall(rb"var MAX_K = (\d+);", script.content) == [b"3"]
         # What the widget asks where its page names no data-k.
         r = await small.get("/v1/related", params={"url": story["url"], "k": int(k)})
         assert r.status_code == 200 and len(r.json()["related"]) == 3, r.text

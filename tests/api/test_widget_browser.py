@@ -9,6 +9,7 @@ is not for 127.0.0.1 is answered locally, so nothing leaves the machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import re
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -375,6 +377,21 @@ async def test_data_attributes_choose_url_k_and_api(page, widget_api, publisher)
     assert await page.locator("section.tdg-block").get_attribute("data-theme") == "dark"
 
 
+async def test_data_api_is_read_as_a_link(page, widget_api, publisher):
+    """data-api="//tidings.example" (or a path on the page's own origin, behind its proxy) was
+    no absolute URL, so it was dropped: an inlined script, with no origin of its own, asked
+    nothing and the block never showed."""
+    api = urlsplit(widget_api.base_url)
+    html = host_page(widget_api.base_url, container_attrs=f'data-api="//{api.netloc}"',
+                     scripts=[])
+    await page.goto(publisher.page("data-api-relative.html", html))
+    await page.add_script_tag(content=(STATIC_DIR / "widget.js").read_text(encoding="utf-8"))
+    await page.locator(".tdg-card").first.wait_for()
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    assert {urlsplit(u).netloc for u in page.api_requests} == {api.netloc}
+    assert page.page_errors == []
+
+
 @pytest.mark.parametrize("outage", ["500", "close", "garbage", "refused"])
 async def test_api_outage_leaves_host_page_intact(page, widget_api, publisher, outage):
     api_base = widget_api.base_url
@@ -690,6 +707,17 @@ async def test_text_follows_the_readers_default_font_size(page, widget_api, publ
     assert await page.locator("#host-text").evaluate("p => getComputedStyle(p).fontSize") == "0px"
 
 
+async def test_a_long_heading_wraps_on_a_phone(page, widget_api, publisher):
+    """A heading with a word wider than the column (a compound, a brand run together) widened
+    the page: a phone reader scrolled sideways under the article."""
+    await page.set_viewport_size({"width": 360, "height": 800})
+    heading = "Weiterführende" + "Nachrichtenartikelempfehlungen" * 3
+    html = host_page(widget_api.base_url, container_attrs=f'data-heading="{heading}"')
+    await open_with_block(page, publisher.page("long-heading.html", html))
+    assert await page.locator("#related h2").inner_text() == heading.upper()
+    assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+
+
 async def test_four_stories_in_an_article_column_are_two_rows_of_two(page, widget_api, publisher):
     """At article-column widths (600-820px) auto-fill gave the default four stories as three
     and an orphan; wide blocks keep one row, phones one story a row."""
@@ -705,32 +733,60 @@ async def test_four_stories_in_an_article_column_are_two_rows_of_two(page, widge
         assert await page.locator("#related").evaluate(rows_js) == rows, width
 
 
+@contextlib.asynccontextmanager
+async def api_with_max_k(widget_api, page, max_k: int) -> AsyncIterator[str]:
+    """The widget's API again on another port, with api.max_k (and default_k) `max_k`: its
+    base URL. On leaving, the page's impressions are written before the app goes."""
+    from api.app import create_app
+
+    settings = widget_api.svc.settings
+    small = dataclasses.replace(widget_api.svc, settings=dataclasses.replace(
+        settings, api=dataclasses.replace(settings.api, max_k=max_k, default_k=max_k)))
+    app = create_app(small)
+    port = free_port()
+    server, task = await start_server(app, port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+        await settle(page)
+        await app.state.events.settle()
+    finally:
+        server.should_exit = True
+        await task
+
+
 async def test_an_api_allowing_fewer_stories_than_the_default_still_shows_a_block(
         page, widget_api, publisher):
     """widget.js asked for its default 4 stories whatever the API allowed: with api.max_k = 3
     every block was a 422, and the widgets on every article showed nothing. The API serves the
     script asking for min(4, max_k)."""
-    from api.app import create_app
-
-    settings = widget_api.svc.settings
-    small = dataclasses.replace(widget_api.svc, settings=dataclasses.replace(
-        settings, api=dataclasses.replace(settings.api, max_k=3, default_k=3)))
-    app = create_app(small)
-    port = free_port()
-    server, task = await start_server(app, port)
-    try:
-        base = f"http://127.0.0.1:{port}"
+    async with api_with_max_k(widget_api, page, 3) as base:
         cards = await open_with_block(page, publisher.page("max-k-3.html", host_page(base)))
         assert await cards.count() == 3
-        asked = [parse_qs(urlsplit(u).query) for u in page.api_requests
-                 if urlsplit(u).path == "/v1/related"]
+        asked = asked_queries(page, "/v1/related")
         assert [(q["url"], q["k"]) for q in asked] == [([SEED_URL], ["3"])]
         assert page.page_errors == []
-        await settle(page)
-        await app.state.events.settle()  # its impression, written before the app goes
-    finally:
-        server.should_exit = True
-        await task
+
+
+async def test_data_k_is_a_whole_number_and_at_most_what_the_api_gives(page, widget_api, publisher):
+    """data-k was read by parseInt: "1e3" asked for 1 story and "2.5" for 2, and a number
+    above api.max_k (3 here) was a 422 and no block. A whole number in digits is read, at
+    most what the API gives; anything else is unset, as a blank one is."""
+    ks = ["1e3", "2.5", "10", " 2 ", "0"]
+    boxes = "".join(f'<div id="k{n}" data-tidings-related data-k="{k}"></div>'
+                    for n, k in enumerate(ks))
+    async with api_with_max_k(widget_api, page, 3) as base:
+        html = host_page(base).replace("<footer", boxes + "<footer")
+        await page.goto(publisher.page("data-k.html", html))
+        shown = []
+        for n in range(len(ks)):
+            await page.locator(f"#k{n}").scroll_into_view_if_needed()
+            cards = page.locator(f"#k{n} .tdg-card")
+            await cards.first.wait_for()
+            shown.append(await cards.count())
+        assert shown == [3, 3, 3, 2, 1]
+        asked = sorted(q["k"][0] for q in asked_queries(page, "/v1/related"))
+        assert asked == ["1", "2", "3"]  # each request once, and none refused
+        assert page.page_errors == []
 
 
 @pytest.mark.parametrize("lang, when", [
@@ -974,6 +1030,42 @@ async def test_theme_follows_the_host_page_not_the_readers_os(page, widget_api, 
     assert await page.locator("#light").evaluate(look) == ["light", light_fg, clear, *dots]
     assert await page.locator("#dark").evaluate(look) == ["dark", dark_fg, clear, *dots]
     assert await page.locator("#chosen").evaluate(look) == ["dark", dark_fg, dark_bg, *dots]
+    assert page.page_errors == []
+
+
+async def test_a_page_switching_to_dark_after_the_block_showed_gets_a_dark_block(
+        page, widget_api, publisher):
+    """The inferred theme was read once: a reader who turned on the site's dark mode (a class
+    on <html>, the colours changing with a transition) or their OS's (which the page's CSS
+    follows) got the block's dark text on the page's now dark background."""
+    head = """<style>body{transition:color .15s}
+html.dark body{background:#111;color:#eee}
+@media (prefers-color-scheme: dark){body.os{background:#000;color:#ddd}}</style>"""
+    await page.emulate_media(color_scheme="light")
+    await open_with_block(page, publisher.page("dark-toggle.html", host_page(
+        widget_api.base_url, head=head)))
+    look = """c => { const b = c.shadowRoot.querySelector('.tdg-block');
+        return [b.dataset.theme, getComputedStyle(b.querySelector('.tdg-title')).color]; }"""
+    light, dark = ["light", "rgb(26, 26, 26)"], ["dark", "rgb(236, 238, 241)"]
+    related = page.locator("#related")
+    assert await related.evaluate(look) == light
+
+    async def becomes(expected: list[str]) -> None:
+        for _ in range(100):
+            if await related.evaluate(look) == expected:
+                return
+            await asyncio.sleep(0.05)
+        assert await related.evaluate(look) == expected
+
+    await page.evaluate("document.documentElement.classList.add('dark')")
+    await becomes(dark)
+    await page.evaluate("document.documentElement.classList.remove('dark')")
+    await becomes(light)
+    await page.evaluate("document.body.classList.add('os')")
+    await becomes(light)
+    await page.emulate_media(color_scheme="dark")
+    await becomes(dark)
+    assert asked_urls(page, "/v1/related") == [SEED_URL]  # themed in place: nothing asked again
     assert page.page_errors == []
 
 
@@ -1403,8 +1495,8 @@ async def wait_for_links(page, selector: str, expected: list[list[str]]) -> None
 async def test_changing_new_tab_or_rel_alone_redraws_the_shown_block(page, widget_api, publisher):
     """An app (or a consent banner) that sets data-new-tab or data-rel after the block showed
     got nothing: the request was unchanged, so the block kept its old links. Now the block is
-    drawn again from the answer it has (no new request) and counted once all the same. On
-    this loopback page every story is of another site."""
+    drawn again from the answer it has (no new request) and counted once all the same. The
+    page's block is for a BBC article: only the hostile story is of another site."""
     html = host_page(widget_api.base_url)
     cards = await open_with_block(page, publisher.page("links-change.html", html))
     titles = await titles_in(page, "#related")
@@ -1413,12 +1505,16 @@ async def test_changing_new_tab_or_rel_alone_redraws_the_shown_block(page, widge
     await widget_api.stored_events(reader, 4)
     set_attr = "(c, [name, value]) => c.setAttribute(name, value)"
     related = page.locator("#related")
+
+    def other_sites(link: list[str]) -> list[list[str]]:
+        return [link if title == HOSTILE_TITLE else ["", ""] for title in titles]
+
     await related.evaluate(set_attr, ["data-new-tab", ""])
-    await wait_for_links(page, "#related", [["_blank", "noopener"]] * 4)
+    await wait_for_links(page, "#related", other_sites(["_blank", "noopener"]))
     await related.evaluate(set_attr, ["data-rel", "nofollow ugc"])
-    await wait_for_links(page, "#related", [["_blank", "noopener nofollow ugc"]] * 4)
+    await wait_for_links(page, "#related", other_sites(["_blank", "noopener nofollow ugc"]))
     await related.evaluate("c => c.removeAttribute('data-new-tab')")
-    await wait_for_links(page, "#related", [["", "nofollow ugc"]] * 4)
+    await wait_for_links(page, "#related", other_sites(["", "nofollow ugc"]))
     assert await titles_in(page, "#related") == titles
     assert await cards.count() == 4 and await page.locator("#related section").count() == 1
     # The redrawn block still reports its clicks; nothing was asked or counted again.
@@ -1484,6 +1580,34 @@ async def test_own_site_links_stay_plain_on_a_www_www_page_as_the_server_renders
     assert page.page_errors == []
 
 
+async def test_the_own_site_is_the_articles_as_the_server_fragment_judges_it(
+        page, widget_api, publisher):
+    """On a page elsewhere than its article's site (here loopback, the article on the BBC: an
+    m. or preview host, its canonical link on www.), /v1/widget links the article's own
+    site's stories plain, as its url says; the widget judged by the page's host, so the same
+    container's links went to a new tab and nofollow once it drew the block again (here for
+    a new heading; so too a personal block replacing the server's)."""
+    async with httpx.AsyncClient(base_url=widget_api.base_url, timeout=20) as client:
+        fragment = (await client.get("/v1/widget", params={
+            "url": SEED_URL, "new_tab": "true", "rel": "nofollow"})).text
+    attrs = 'data-new-tab data-rel="nofollow"'
+    html = host_page(widget_api.base_url, container_attrs=attrs).replace(
+        f'<div id="related" data-tidings-related {attrs}></div>',
+        f'<div id="related" data-tidings-related {attrs}>{fragment}</div>')
+    assert fragment in html
+    await open_with_block(page, publisher.page("own-site.html", html))
+    server = await links_in(page, "#related")
+    titles = await titles_in(page, "#related")
+    assert server == [["_blank", "noopener nofollow"] if title == HOSTILE_TITLE else ["", ""]
+                      for title in titles]
+    await page.locator("#related").evaluate("c => c.setAttribute('data-heading', 'More')")
+    await page.wait_for_function(
+        "document.querySelector('#related').shadowRoot.querySelector('h2').textContent == 'More'")
+    assert await titles_in(page, "#related") == titles
+    assert await links_in(page, "#related") == server
+    assert page.page_errors == []
+
+
 async def test_a_right_click_is_no_click_but_a_middle_click_is(page, widget_api, publisher):
     """Clicks were reported on auxclick whatever the button: a reader right-clicking a story
     to copy its address counted as a click, as one opening it in a new tab did."""
@@ -1503,6 +1627,29 @@ async def test_a_right_click_is_no_click_but_a_middle_click_is(page, widget_api,
     assert [e["type"] for e in json.loads((await sent.value).post_data)["events"]] == ["click"]
     await settle(page)
     assert len(event_posts(page)) == 1
+    assert page.page_errors == []
+
+
+async def test_containers_in_the_pages_open_shadow_roots_get_their_blocks(
+        page, widget_api, publisher):
+    """Sites built of web components put the container in a component's shadow root, where
+    querySelectorAll does not look: it never got a block. One there when the widget starts
+    (declarative shadow DOM) and one a component renders later into its root both get theirs."""
+    await page.set_viewport_size({"width": 1100, "height": 2400})
+    html = host_page(widget_api.base_url).replace("<footer", f"""<div id="declared">
+<template shadowrootmode="open"><div id="inner" data-tidings-related data-url="{SECOND_URL}">
+</div></template></div><div id="later"></div><script>
+const root = document.getElementById('later').attachShadow({{mode: 'open'}});
+addEventListener('load', () => setTimeout(() => {{
+    root.innerHTML = '<div id="inner" data-tidings-related></div>'; }}, 100));
+</script><footer""").replace('<div id="related" data-tidings-related ></div>', "")
+    await page.goto(publisher.page("shadow-containers.html", html))
+    cards = """host => {
+        const c = document.getElementById(host).shadowRoot.getElementById('inner');
+        return c.shadowRoot ? c.shadowRoot.querySelectorAll('.tdg-card').length : 0; }"""
+    for host in ("declared", "later"):
+        await page.wait_for_function(cards, arg=host, timeout=5000)
+    assert sorted(asked_urls(page, "/v1/related")) == [SEED_URL, SECOND_URL]
     assert page.page_errors == []
 
 

@@ -88,6 +88,19 @@ def trial_source(url: str) -> SourceSpec | None:
     return SourceSpec(name=name_slug(host) or "source", url=url.strip(), category="")
 
 
+def sources_reading(specs: Iterable[SourceSpec], url: str) -> list[SourceSpec]:
+    """The sources whose URL is `url` (canonical: "HTTP://Site.example/feed#x" is
+    "http://site.example/feed"), enabled ones first, in file order (pure). `sources check URL`
+    of a feed the file already reads checks that source, with its rules, instead of a trial
+    source whose table, pasted, read the feed twice a round."""
+    try:
+        wanted = canonical_url(url.strip())
+    except ValueError:
+        return []
+    found = [s for s in specs if canonical_url(s.url) == wanted]
+    return sorted(found, key=lambda s: not s.enabled)
+
+
 def name_slug(text: str, max_chars: int = MAX_SOURCE_NAME_CHARS) -> str:
     """`text` as a source name, "" when nothing of it is left: accents folded ("Économie" ->
     "economie", "Straße" -> "strasse"), lower case, each run of other characters one "-",

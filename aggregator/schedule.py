@@ -54,6 +54,9 @@ def adapt_interval_s(configured_s: int, outcome: FetchOutcome, bounds: ScheduleB
     <ttl>) are honoured as a floor: they are the publisher asking us to wait. A 304 brings no
     document, so the interval its last read chose stands: without it, a daily publisher or a
     <ttl> of 2 h was checked every 15 min again from its first 304 on.
+
+    `max_interval_s` caps what the schedule stretches, not the operator's own interval: a
+    source set to "1d" ("how often at most") was checked every 6 h, the default cap.
     """
     interval = float(configured_s)
     if outcome.not_modified and outcome.last_interval_s:
@@ -64,7 +67,8 @@ def adapt_interval_s(configured_s: int, outcome: FetchOutcome, bounds: ScheduleB
     for hint in (outcome.max_age_s, outcome.ttl_s):
         if hint:
             interval = max(interval, float(hint))
-    return int(min(max(interval, bounds.min_interval_s), bounds.max_interval_s))
+    longest = max(bounds.max_interval_s, configured_s)
+    return int(min(max(interval, bounds.min_interval_s), longest))
 
 
 def backoff_s(error_count: int, base_s: int, bounds: ScheduleBounds) -> int:

@@ -40,6 +40,14 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 EMBEDDERS = ("minilm", "minilm-int8", "minilm-int8-ort", "minilm-int8-ov", "minilm-onnx", "hash")
 
 
+def did_you_mean(word: str, known: typing.Iterable[str]) -> str:
+    """" (did you mean 'weight'?)" for a key one typo from a known one ("wieght",
+    "intervall", "tick"), else "" (pure). The list of known keys alone left the operator to
+    spot the typo among a dozen names."""
+    near = difflib.get_close_matches(word.lower(), list(known), n=1, cutoff=0.75)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
 def _opt(default: Any, *, lo: float | None = None, hi: float | None = None,
          choices: tuple[str, ...] | None = None) -> Any:
     """A dataclass field whose bounds are checked on load (inclusive)."""
@@ -607,17 +615,19 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ)
                 raise ConfigError(f"[{key}] must be a table, got {_describe(value)}",
                                   file=file, line=lines.of(key), key=key)
             for sub, sub_value in value.items():
-                if sub not in {f.name for f in dataclasses.fields(SECTIONS[key])}:
-                    known = ", ".join(f.name for f in dataclasses.fields(SECTIONS[key]))
-                    raise ConfigError(f"unknown key in [{key}] (known: {known})", file=file,
+                names = [f.name for f in dataclasses.fields(SECTIONS[key])]
+                if sub not in names:
+                    raise ConfigError(f"unknown key in [{key}]{did_you_mean(sub, names)} "
+                                      f"(known: {', '.join(names)})", file=file,
                                       line=lines.of(key, sub), key=f"{key}.{sub}")
                 given[key][sub] = (sub_value, _Origin(file, lines.of(key, sub)))
         elif key in TOP_LEVEL_KEYS:
             top[key] = (value, _Origin(file, lines.of(key)))
         else:
             known = ", ".join([*TOP_LEVEL_KEYS, *(f"[{s}]" for s in SECTIONS)])
-            raise ConfigError(f"unknown top-level key or section (known: {known})", file=file,
-                              line=lines.of(key), key=key)
+            hint = did_you_mean(key, [*TOP_LEVEL_KEYS, *SECTIONS])
+            raise ConfigError(f"unknown top-level key or section{hint} (known: {known})",
+                              file=file, line=lines.of(key), key=key)
 
     file_key = given["api"].get("api_key")
     for (section, key), override in _env_overrides(env).items():

@@ -25,7 +25,7 @@ from aggregator.canonical import canonical_url
 from aggregator.errors import ConfigError
 from aggregator.itemrules import compile_rule
 from aggregator.model import MAX_CATEGORY_CHARS, MAX_SOURCE_NAME_CHARS, Selectors, SourceSpec
-from aggregator.settings import CONTROL_CHARS, KeyLines, read_toml
+from aggregator.settings import CONTROL_CHARS, KeyLines, did_you_mean, read_toml
 
 log = logging.getLogger("tidings.sources")
 
@@ -86,6 +86,19 @@ def trial_source(url: str) -> SourceSpec | None:
         return None
     host = (urlsplit(url.strip()).hostname or "").removeprefix("www.")
     return SourceSpec(name=name_slug(host) or "source", url=url.strip(), category="")
+
+
+def sources_reading(specs: Iterable[SourceSpec], url: str) -> list[SourceSpec]:
+    """The sources whose URL is `url` (canonical: "HTTP://Site.example/feed#x" is
+    "http://site.example/feed"), enabled ones first, in file order (pure). `sources check URL`
+    of a feed the file already reads checks that source, with its rules, instead of a trial
+    source whose table, pasted, read the feed twice a round."""
+    try:
+        wanted = canonical_url(url.strip())
+    except ValueError:
+        return []
+    found = [s for s in specs if canonical_url(s.url) == wanted]
+    return sorted(found, key=lambda s: not s.enabled)
 
 
 def name_slug(text: str, max_chars: int = MAX_SOURCE_NAME_CHARS) -> str:
@@ -166,7 +179,8 @@ def _check_selectors(raw: Any, err: _SourceErrors) -> Selectors:
         raise err("selectors must be a table ([source.selectors])", "selectors")
     for key in raw:
         if key not in SELECTOR_KEYS:
-            raise err(f"unknown selector (known: {', '.join(SELECTOR_KEYS)})", "selectors", key)
+            raise err(f"unknown selector{did_you_mean(key, SELECTOR_KEYS)} (known: "
+                      f"{', '.join(SELECTOR_KEYS)})", "selectors", key)
     for required in ("item", "link"):
         if required not in raw:
             raise err(f"selectors need '{required}'", "selectors")
@@ -200,7 +214,8 @@ def _check_rule(table: dict[str, Any], key: str, err: _SourceErrors) -> str:
 def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) -> SourceSpec:
     for key in table:
         if key not in SOURCE_KEYS:
-            raise err(f"unknown key (known: {', '.join(SOURCE_KEYS)})", key)
+            raise err(f"unknown key{did_you_mean(key, SOURCE_KEYS)} (known: "
+                      f"{', '.join(SOURCE_KEYS)})", key)
     for required in ("name", "url", "category"):
         if required not in table:
             raise err(f"missing required key '{required}'", required)
@@ -269,8 +284,9 @@ def load_sources(path: Path, *, default_interval_s: int = 900) -> list[SourceSpe
     file = str(path)
     for key in data:
         if key != "source":
-            raise ConfigError("unknown top-level key (a sources file holds only [[source]] "
-                              "tables)", file=file, line=lines.of(key), key=key)
+            raise ConfigError(f"unknown top-level key{did_you_mean(key, ['source'])} (a "
+                              "sources file holds only [[source]] tables)", file=file,
+                              line=lines.of(key), key=key)
     tables = data.get("source", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError("'source' must be an array of [[source]] tables", file=file,

@@ -579,7 +579,8 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime) -> dict:
 
     The file's URL is compared with the one it gave before (`config_url`), not with `url`,
     which a permanent redirect moves: the operator edits the file, the redirect the row.
-    Only an edit of the URL drops the validators and makes the source due now. An edit of
+    Only an edit of the URL drops the validators and makes the source due now; an edit of
+    its interval brings a later next check within the new interval. An edit of
     its keep or block rules drops the validators alone: its next check reads the whole
     feed again, so the items a loosened rule now admits come in then, not once the
     publisher changes the feed (its 304s said "nothing new"). Stories already stored are
@@ -594,6 +595,12 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime) -> dict:
         out.update(etag=None, last_modified=None)
     if "interval_s" in out:
         out["adaptive_interval_s"] = None  # chosen from the old one, which a 304 would keep
+        # The next check was set from the old interval: shortened from "6h" to "15m", the
+        # source waited out the 6 h before the new interval applied. It comes within the new
+        # one now (a longer interval leaves it: the check after it uses the new one).
+        soonest = now + timedelta(seconds=spec.interval_s)
+        if row["next_check_at"] is not None and row["next_check_at"] > soonest:
+            out["next_check_at"] = soonest
     configured = row["config_url"] if row["config_url"] is not None else row["url"]
     if configured != spec.url:
         # What the row knew came from the old URL: its validators, its errors, and its last
@@ -1015,7 +1022,7 @@ class Store:
         Schedule state (validators, errors, next check) survives edits, except that an edit
         of the configured URL drops the validators and makes the source due now, an edit
         of its keep or block rules drops the validators, and an edit of its interval drops
-        the interval the schedule adapted; a URL moved by a permanent redirect is kept
+        the interval the schedule adapted (and brings a later next check within the new one); a URL moved by a permanent redirect is kept
         (`source_edits`). When the rows already match, this only reads: `tidings sources
         list` and every start of a process sync.
         """

@@ -894,7 +894,13 @@ def check_counts(items: int, found) -> str:
 
 async def cmd_sources(settings, args) -> int:
     from aggregator.errors import FetchError, ParseError
-    from aggregator.sources import load_sources, source_table, trial_source, url_problem
+    from aggregator.sources import (
+        load_sources,
+        source_table,
+        sources_reading,
+        trial_source,
+        url_problem,
+    )
     from api.services import build
 
     if args.sources_command == "import-opml":  # files only: no database
@@ -904,6 +910,12 @@ async def cmd_sources(settings, args) -> int:
     specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
     if args.sources_command == "check":
         spec = next((s for s in specs if s.name == args.name), None)
+        readers = sources_reading(specs, args.name) if spec is None else []
+        if readers:  # a URL the file reads already: that source, with its rules
+            spec = readers[0]
+            others = f" (so does {', '.join(repr(s.name) for s in readers[1:])})" if readers[1:] else ""
+            print(f"tidings: checking source {spec.name!r}, which reads this URL in "
+                  f"{settings.sources_file}{others}", file=sys.stderr)
         # A feed's URL that no source names: tried before it is added to the file.
         trial = trial_source(args.name) if spec is None else None
         spec = spec or trial

@@ -41,6 +41,10 @@ class SourcesWatcher:
         self.svc, self.path = svc, path
         self.mtime: float | None = None
         self.unreadable = False  # said once, not at every look until the file is back
+        # The last look found the file broken: its fix is said too. Otherwise an operator
+        # who had seen `sources.invalid` and corrected the file saw nothing more, whether
+        # the fix was taken or not (a fix that restores the old sources syncs nothing).
+        self.invalid = False
 
     async def check(self, *, strict: bool = False) -> None:
         """`strict` (a collecting process's start): a bad file is the ConfigError itself, so
@@ -55,6 +59,8 @@ class SourcesWatcher:
                 log.error("sources.unreadable file=%s error=%s", self.path, e)
             self.unreadable = True
             return
+        if self.unreadable:
+            log.info("sources.readable file=%s", self.path)
         self.unreadable = False
         if mtime == self.mtime:
             return
@@ -65,6 +71,7 @@ class SourcesWatcher:
             if strict:
                 raise
             log.error("sources.invalid keeping previous sources: %s", e)
+            self.invalid = True
             return
         try:
             changes = await self.svc.store.sync_sources(specs)
@@ -74,7 +81,10 @@ class SourcesWatcher:
             # seen, the edit waited for the file's next change, or a restart.
             self.mtime = None
             raise
-        if any(changes.values()):
+        if self.invalid:
+            log.info("sources.valid again file=%s, %d sources: %s", self.path, len(specs), changes)
+            self.invalid = False
+        elif any(changes.values()):
             log.info("sources.synced %s", changes)
 
 

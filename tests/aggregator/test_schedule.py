@@ -36,6 +36,21 @@ def test_busy_publisher_keeps_the_configured_interval():
     assert interval == 900
 
 
+def test_an_interval_longer_than_the_cap_is_kept():
+    """`interval = "1d"` is how often at most: max_interval_s (6 h) bounds what the schedule
+    stretches (a slow publisher, <ttl>), not the operator's own interval."""
+    _, interval = next_check_at(NOW, configured_s=86400, error_count=0,
+                                outcome=FetchOutcome(ok=True), bounds=B)
+    assert interval == 86400
+    _, interval = next_check_at(NOW, configured_s=86400, error_count=0,
+                                outcome=FetchOutcome(ok=True, ttl_s=7 * 86400), bounds=B)
+    assert interval == 86400
+    _, interval = next_check_at(NOW, configured_s=86400, error_count=0,
+                                outcome=FetchOutcome(ok=True, not_modified=True,
+                                                     last_interval_s=86400), bounds=B)
+    assert interval == 86400
+
+
 def test_server_hints_are_a_floor():
     _, interval = next_check_at(NOW, configured_s=900, error_count=0,
                                 outcome=FetchOutcome(ok=True, max_age_s=3600), bounds=B)
@@ -79,7 +94,7 @@ def test_next_check_always_in_bounds(configured, errors, ok, max_age, ttl, retry
     outcome = FetchOutcome(ok=ok, max_age_s=max_age, ttl_s=ttl, retry_after_s=retry)
     at, interval = next_check_at(NOW, configured_s=configured, error_count=errors if not ok else 0,
                                  outcome=outcome, bounds=B, rng=random.Random(seed))
-    upper = max(B.max_interval_s, B.max_backoff_s)
+    upper = max(B.max_interval_s, B.max_backoff_s, configured)
     assert B.min_interval_s <= interval <= upper
     delay = (at - NOW).total_seconds()
     assert interval * (1 - B.jitter_ratio) - 1e-6 <= delay <= interval * (1 + B.jitter_ratio) + 1e-6

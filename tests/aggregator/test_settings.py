@@ -286,9 +286,13 @@ def test_env_names_are_unambiguous():
 # --- file errors: each names file, line and key -------------------------------------------------
 
 FILE_ERRORS = [
-    ('data_dir = "d"\nbogus = 1\n', 2, "bogus", "unknown top-level key"),
-    ("[colect]\ntick_s = 1\n", 1, "colect", "unknown top-level key or section"),
-    ("[api]\nport = 1\nprot = 2\n", 3, "api.prot", "unknown key in [api]"),
+    ('data_dir = "d"\nbogus = 1\n', 2, "bogus", "unknown top-level key or section (known:"),
+    # One typo from a known name: that name is suggested.
+    ("[colect]\ntick_s = 1\n", 1, "colect",
+     "unknown top-level key or section (did you mean 'collect'?)"),
+    ("[api]\nport = 1\nprot = 2\n", 3, "api.prot", "unknown key in [api] (did you mean 'port'?)"),
+    ("[collect]\ntick = 5\n", 2, "collect.tick",
+     "unknown key in [collect] (did you mean 'tick_s'?)"),
     ('[api]\nport = "80"\n', 2, "api.port", "expected an integer, got string '80'"),
     ("[collect]\n\n  enabled = 1\n", 3, "collect.enabled", "expected a boolean"),
     ("[collect]\njitter_ratio = 0.9\n", 2, "collect.jitter_ratio", "must be <= 0.5"),

@@ -183,9 +183,12 @@ def test_empty_file_has_no_sources(tmp_path):
 A = '[[source]]\nname = "a"\nurl = "https://a.example/feed"\ncategory = "politics"\n'  # lines 1-4
 
 SOURCE_ERRORS = [
-    (A + 'intervall = "15m"\n', 5, "intervall", "source 'a' (#1)", "unknown key"),
+    # A key one typo from a known one is named: the list of every key left it to be spotted.
+    (A + 'intervall = "15m"\n', 5, "intervall", "source 'a' (#1)",
+     "unknown key (did you mean 'interval'?) (known: name,"),
     (A + A.replace('"a"', '"b"') + "wieght = 2\n", 9, "wieght", "source 'b' (#2)",
-     "unknown key"),
+     "unknown key (did you mean 'weight'?)"),
+    (A + "language = 'en'\n", 5, "language", "source 'a' (#1)", "unknown key (known: name,"),
     ('[[source]]\nname = "a"\ncategory = "x"\n', 1, "url", "source 'a' (#1)",
      "missing required key 'url'"),
     ('[[source]]\nurl = "https://a.example/"\ncategory = "x"\n', 1, "name", "source #1",
@@ -238,6 +241,8 @@ SOURCE_ERRORS = [
      "selectors need 'link'"),
     (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "a"\nheadline = "h2"\n', 9,
      "selectors.headline", "source 'a'", "unknown selector"),
+    (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlnk = "a"\n', 8,
+     "selectors.lnk", "source 'a'", "unknown selector (did you mean 'link'?)"),
     (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "a["\n', 8, "selectors.link",
      "source 'a'", "invalid CSS selector"),
     (A + 'kind = "html"\n[source.selectors]\nitem = ""\nlink = "a"\n', 7, "selectors.item",
@@ -301,7 +306,9 @@ def test_every_bad_source_is_reported_at_once(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "line", "key", "fragment"), [
-    ('title = "my sources"\n' + A, 1, "title", "unknown top-level key"),
+    ('title = "my sources"\n' + A, 1, "title", "unknown top-level key (a sources file"),
+    (A.replace("[[source]]", "[[sources]]"), 1, "sources",
+     "unknown top-level key (did you mean 'source'?)"),
     ('source = "bbc"\n', 1, "source", "array of [[source]] tables"),
     ("[source]\nname = 'a'\n", 1, "source", "array of [[source]] tables"),
 ])

@@ -357,6 +357,24 @@ async def test_removed_source_is_retired_and_edit_keeps_state(store):
     assert changes["retired"] == 1 and await store.list_sources() == []
 
 
+async def test_a_shortened_interval_applies_from_the_edit_not_after_the_old_one(store):
+    """Edited from "6h" to "15m", a source kept the next check its 6 h interval had set:
+    the operator's new interval took effect hours later. A longer one keeps the check."""
+    await store.sync_sources([SourceSpec("a", "https://a.org/feed", "politics", interval_s=21600)], NOW)
+    (c,) = await store.claim_due_sources(NOW, owner="x", lease_s=1)
+    await store.record_fetch(c.id, FetchRecord(ok=True, next_check_at=NOW + timedelta(hours=6),
+                                               interval_s=21600, status=200, etag='"v1"'), NOW)
+    edit = NOW + timedelta(minutes=10)
+    await store.sync_sources([SourceSpec("a", "https://a.org/feed", "politics", interval_s=900)], edit)
+    (h,) = await store.list_sources()
+    assert h.next_check_at == edit + timedelta(seconds=900)
+    await store.sync_sources([SourceSpec("a", "https://a.org/feed", "politics", interval_s=86400)], edit)
+    (h,) = await store.list_sources()
+    assert h.next_check_at == edit + timedelta(seconds=900)
+    (c,) = await store.claim_due_sources(edit + timedelta(seconds=900), owner="x", lease_s=1)
+    assert c.etag == '"v1"'  # only the schedule moved: the validators stay
+
+
 async def test_permanent_redirect_updates_url(store):
     await store.sync_sources([SourceSpec("a", "http://a.org/feed", "politics")], NOW)
     (c,) = await store.claim_due_sources(NOW, owner="x", lease_s=60)

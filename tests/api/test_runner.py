@@ -118,6 +118,7 @@ async def test_a_collecting_process_does_not_start_on_a_bad_sources_file(tmp_pat
     from whatever sources the database held. A serve-only process, and a later bad edit,
     keep the previous sources; an unreadable file is said once, not at every look."""
     import logging
+    import os
 
     import pytest
 
@@ -152,7 +153,21 @@ async def test_a_collecting_process_does_not_start_on_a_bad_sources_file(tmp_pat
             caplog.clear()
             for _ in range(3):
                 await watcher.check()
-        assert caplog.text.count("sources.unreadable") == 1
+            assert caplog.text.count("sources.unreadable") == 1
+        # The file back, then fixed: each said, so the operator knows the fix was taken.
+        with caplog.at_level(logging.INFO, logger="tidings"):
+            sources.write_text('[[source]]\nname = "a"\nurl = "https://a.example/f"\n'
+                               'category = "c"\nintervall = "1h"\n', encoding="utf-8")
+            caplog.clear()
+            await watcher.check()
+            assert "sources.readable" in caplog.text and "sources.invalid" in caplog.text
+            sources.write_text('[[source]]\nname = "a"\nurl = "https://a.example/f"\n'
+                               'category = "c"\ninterval = "1h"\n', encoding="utf-8")
+            os.utime(sources, (1e9, 1e9))  # another time than the broken one's
+            caplog.clear()
+            await watcher.check()
+            assert "sources.valid again" in caplog.text and "1 sources" in caplog.text
+            assert [s.name for s in await svc.store.list_sources()] == ["a"]
     finally:
         await svc.close()
 

@@ -240,6 +240,21 @@ async def test_sources_check_tries_a_feed_url_before_it_is_added(cli_env, tmp_pa
         assert r.returncode == 2 and "no source named 'not-a-source'" in r.stderr
 
 
+async def test_sources_check_of_a_url_the_file_reads_checks_that_source(cli_env, tmp_path):
+    """`sources check URL` of a feed a source already reads tried it as a new one: its rules
+    left out, and a table to paste that would have read the feed twice a round."""
+    async with LocalSite() as site:
+        site.route("/rss.xml", body=RSS, content_type="application/rss+xml")
+        path = sources_file(tmp_path, source("off", site.url("/rss.xml"), enabled=False),
+                            source("ruled", site.url("/rss.xml"), block=r"\bminister\b"))
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(path)}
+        r = await cli(["sources", "check", site.url("/rss.xml#top")], env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.startswith("ruled: feed 'Moved', 2 items, 1 usable, 1 left out by rules"), r.stdout
+        assert "To collect it" not in r.stdout and "[[source]]" not in r.stdout
+        assert "checking source 'ruled'" in r.stderr and "(so does 'off')" in r.stderr, r.stderr
+
+
 async def test_sources_check_and_collect_count_the_items_left_out_by_rules(cli_env, tmp_path):
     """A source's keep/block rules leave items out: `sources check` and `collect` say how
     many, so an operator sees a rule at work (or too greedy) before and after it collects;

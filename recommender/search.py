@@ -32,10 +32,13 @@ def search_params(params: RankParams | None = None) -> RankParams:
     """The related ranking's parameters for a search. No self-exclusion: related drops a
     candidate under the query's own title as the article republished, but a reader who types
     a headline is looking for that very story. No MMR (lambda 1: relevance order), as a result
-    list should not push the second report of an event below a weaker match."""
+    list should not push the second report of an event below a weaker match. No relevance
+    floor: it is set on article-to-article similarity, and a query of a word or two against a
+    story sits on another scale (a name the model does not know has a low cosine to the very
+    stories that carry it); a search answers what matched its words."""
     return dataclasses.replace(params or RankParams(), self_cosine=math.inf,
                                self_title_cosine=math.inf, self_title_lexical=math.inf,
-                               mmr_lambda=1.0)
+                               mmr_lambda=1.0, min_relevance=-math.inf)
 
 
 def normal_query(q: str) -> str:

@@ -37,7 +37,8 @@ def ecb_first40(shared_data, ov8):
 def test_ecbplus_first40_beats_baselines_and_never_returns_the_query(ecb_first40):
     result = ecb_first40
     assert result["n_queries"] == 707
-    assert result["self_returned"] == 0 and result["short_blocks"] == 0
+    # The relevance floor may leave a block short where the rest is unrelated (1 of 707).
+    assert result["self_returned"] == 0 and result["short_blocks"] <= 3
     assert result["precision_at_5"] > BEST_BASELINE + 0.015, result
     assert result["precision_at_5"] >= PRECISION_FLOOR, result
     assert result["hard_at_5"] <= HARD_CEILING, result
@@ -59,7 +60,7 @@ def test_ecbplus_full_text_holds_its_precision(shared_data, ov8):
     # Whole documents: the lexical side reads its 150-word lead of each (as the product's
     # index does) and the query's whole text, where term repetition matters most.
     result = eval_related_ecbplus(shared_data / "ecbplus", ov8, "full")
-    assert result["self_returned"] == 0 and result["short_blocks"] == 0
+    assert result["self_returned"] == 0 and result["short_blocks"] <= 3
     assert result["precision_at_5"] >= FULL_PRECISION_FLOOR, result
     assert result["hard_at_5"] <= FULL_HARD_CEILING, result
 
@@ -83,3 +84,14 @@ def test_seed_case_block_has_no_entertainment_story(shared_data, ov8):
     assert len(block) == 5
     assert "entertainment" not in sections, block
     assert all(ranked.reason for _, _, ranked in block)
+
+
+def test_the_seed_article_over_unrelated_sections_gets_a_short_block_not_a_filled_one(
+        shared_data, ov8):
+    # The widget we replace shows a musician's death under a ceasefire call. With no politics
+    # or business story to show, the block was filled anyway: Federer, a BBC film's nudity cut,
+    # a blogger jailed (fused similarity 0.19-0.26). Under the floor they are left out.
+    block = seed_case_block(shared_data / "bbc-news", ov8, k=5, words=120,
+                            categories=("entertainment", "sport", "tech"))
+    assert len(block) < 5, block
+    assert not any("Federer" in title for _, title, _ in block), block

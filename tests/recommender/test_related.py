@@ -726,3 +726,42 @@ def test_a_reason_spells_folded_names_as_the_article_does():
     text = "İstanbul'da Μητσοτάκης ve Erdoğan buluştu; Straße"
     shown = {display_name(t, spellings(text)) for t in key_terms(text, "")}
     assert {"İstanbul", "Μητσοτάκης", "Erdoğan", "Straße"} <= shown
+
+
+# An article long enough to be held to the relevance floor (`RankParams.min_relevance_words`).
+ARTICLE = Query(
+    title=QUERY.title,
+    text=QUERY.text + " The Kremlin said the pause on strikes against power plants and the grid"
+    " would hold for thirty days while negotiators met in Riyadh to discuss a wider truce.",
+    vector=QUERY.vector, published_at=QUERY.published_at, url=QUERY.url, id=QUERY.id,
+)
+
+
+def test_a_story_under_the_relevance_floor_is_left_out_of_a_shorter_block():
+    # The seed case on a corpus with no politics: a block of 3 was filled with whatever came
+    # nearest (cosines of unrelated news, 0.2-0.3). A shorter block is the better answer.
+    related = cand(2, unit(1, 0.9))  # cosine 0.74
+    unrelated = cand(3, unit(0.2, 1), title="Pop star announces stadium tour")  # cosine 0.2
+    assert ids(rank_related(ARTICLE, [related, unrelated], k=3, now=NOW)) == [2]
+    # ... unless its words relate it: the floor is on fused similarity, not the vectors alone.
+    worded = cand(3, unit(0.2, 1), lexical_score=0.2)
+    assert ids(rank_related(ARTICLE, [related, worded], k=3, now=NOW)) == [2, 3]
+    # A headline and a line are on a lower scale: no floor for them.
+    assert ids(rank_related(QUERY, [related, unrelated], k=3, now=NOW)) == [2, 3]
+
+
+def test_a_story_not_yet_embedded_is_judged_by_its_words_not_dropped_by_the_floor():
+    # Fresh stories wait for the embedder; the lexical index finds them at once. Without a
+    # vector their dense cosine reads 0, which is no evidence that they are unrelated.
+    waiting = cand(2, None, lexical_score=0.1)
+    assert ids(rank_related(ARTICLE, [waiting], k=3, now=NOW)) == [2]
+    unembedded = Query(ARTICLE.title, ARTICLE.text, None, ARTICLE.published_at, id=1)
+    assert ids(rank_related(unembedded, [cand(3, unit(0.2, 1), lexical_score=0.1)],
+                            k=3, now=NOW)) == [3]
+
+
+def test_a_search_has_no_relevance_floor():
+    from recommender.search import search_params
+
+    weak = cand(3, unit(0.2, 1), lexical_score=0.05)
+    assert ids(rank_related(ARTICLE, [weak], k=3, now=NOW, params=search_params())) == [3]

@@ -250,3 +250,39 @@ def test_a_page_declares_its_own_address(head: str, address: str) -> None:
     """AMP, mobile and share-link spellings of an article name its real address; the
     related block by URL looks the stored story up under it (recommender/blocks.py)."""
     assert declared_address(head) == address
+
+
+def _bench_page(url_start: str) -> tuple[bytes, str, str]:
+    """(html, url, gold text) of the one benchmark page whose URL starts so."""
+    truth = json.loads((BENCH / "ground-truth.json").read_text(encoding="utf-8"))
+    [(key, url)] = [(k, v["url"]) for k, v in truth.items() if v["url"].startswith(url_start)]
+    html = gzip.decompress((BENCH / "html" / f"{key}.html.gz").read_bytes())
+    return html, url, truth[key]["articleBody"]
+
+
+@pytest.mark.skipif(not BENCH.is_dir(), reason=f"shared test data not found at {BENCH}")
+@pytest.mark.parametrize(("url_start", "first_words"), [
+    ("https://www.ctpost.com/news/us/article/New-SUVs", "New electric vehicles"),   # AP
+    ("https://www.rt.com/news/473849", "In addition to the three"),
+    ("https://spacenews.com/nasa-adds-five", "WASHINGTON — NASA"),   # <title> "… - SpaceNews.com"
+    ("http://note100yen.com/en-180816", "Kindle書籍を読む場合は"),          # "… | ノート100YEN.com"
+])
+def test_a_page_text_does_not_begin_with_its_headline(url_start: str, first_words: str) -> None:
+    """The <h1> inside the article element came out as the text's first line: the summary
+    derived from the text repeated the title on the card."""
+    html, url, _ = _bench_page(url_start)
+    article = extract_article(html, url)
+    assert article.text.startswith(first_words), article.text[:120]
+
+
+def test_without_headline_takes_only_a_whole_first_line() -> None:
+    from aggregator.extract import without_headline as strip
+
+    assert strip("Ceasefire holds!\nThe ceasefire held.", ["ceasefire  holds"]) == "The ceasefire held."
+    assert strip("Ceasefire holds, for now\nThe ceasefire held.", ["Ceasefire holds"]) \
+        == "Ceasefire holds, for now\nThe ceasefire held."  # more than the headline: body
+    assert strip("The ceasefire held.\nCeasefire holds", ["Ceasefire holds"]) \
+        == "The ceasefire held.\nCeasefire holds"  # not the first line
+    assert strip("Ceasefire holds", ["Ceasefire holds"]) == "Ceasefire holds"  # nothing else left
+    assert strip("Ceasefire holds\n\nThe ceasefire held.", ["", "Other"]) \
+        == "Ceasefire holds\n\nThe ceasefire held."

@@ -268,8 +268,27 @@ def _meta_tags(page: lxml.html.HtmlElement | None) -> dict[str, str]:
         key = (el.get("property") or el.get("name") or el.get("itemprop") or "").strip().lower()
         value = (el.get("content") or "").strip()
         if key and value and key not in found:
+            if not (el.get("property") or el.get("name")) and not _of_the_page(el):
+                continue
             found[key] = value
     return found
+
+
+# schema.org types whose properties are the page's own (Article and its kinds: NewsArticle,
+# BlogPosting, ReportageNews, Report; WebPage and its kinds).
+_PAGE_ITEM_TYPES = re.compile(r"(?:Article|Posting|Page|Report|ReportageNews|Blog)\s*$")
+
+
+def _of_the_page(el: lxml.html.HtmlElement) -> bool:
+    """Whether a microdata <meta itemprop> describes the page's article, not an item inside
+    it: the property belongs to the nearest element with `itemscope`. yahoo-3's embedded
+    video (a VideoObject) comes first with its own datePublished, 17 hours after the
+    article's: the story was dated when the video was posted. Untyped or unscoped: kept."""
+    for up in el.iterancestors():
+        if up.get("itemscope") is not None:
+            kind = (up.get("itemtype") or "").strip().split()
+            return not kind or bool(_PAGE_ITEM_TYPES.search(kind[0].rstrip("/")))
+    return True
 
 
 def _canonical_link(page: lxml.html.HtmlElement | None) -> str:

@@ -286,3 +286,29 @@ def test_without_headline_takes_only_a_whole_first_line() -> None:
     assert strip("Ceasefire holds", ["Ceasefire holds"]) == "Ceasefire holds"  # nothing else left
     assert strip("Ceasefire holds\n\nThe ceasefire held.", ["", "Other"]) \
         == "Ceasefire holds\n\nThe ceasefire held."
+
+
+@pytest.mark.skipif(not PAGES.is_dir(), reason=f"shared test data not found at {PAGES}")
+def test_an_embedded_video_does_not_date_the_story() -> None:
+    """yahoo-3's first itemprop=datePublished is its video's (a VideoObject, 2015-03-12
+    13:11); the article's own (schema.org/Article) is 2015-03-11 19:46 UTC, the "March 11,
+    2015 3:46 PM" (EDT) its byline shows."""
+    article = extract_article((PAGES / "yahoo-3" / "source.html").read_bytes(), "https://yahoo-3.example/a")
+    assert article.published_at == datetime(2015, 3, 11, 19, 46, 14, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("scope", "published_at"), [
+    ('<div itemscope itemtype="https://schema.org/VideoObject">{m}</div>', None),  # the video's
+    ('<div itemscope itemtype="http://schema.org/ImageObject"><span>{m}</span></div>', None),
+    ('<div itemscope itemtype="http://schema.org/NewsArticle">{m}</div>', datetime(2020, 5, 1, tzinfo=UTC)),
+    ('<div itemscope itemtype="https://schema.org/BlogPosting ">{m}</div>', datetime(2020, 5, 1, tzinfo=UTC)),
+    ('<div itemscope>{m}</div>', datetime(2020, 5, 1, tzinfo=UTC)),
+    ("<div>{m}</div>", datetime(2020, 5, 1, tzinfo=UTC)),
+])
+def test_microdata_dates_count_only_for_the_page_itself(scope: str, published_at: datetime | None) -> None:
+    from aggregator.extract import _meta_tags, _page_tree
+
+    meta = scope.format(m='<meta itemprop="datePublished" content="2020-05-01">')
+    page = _page_tree(f"<html><body>{meta}<p>Text.</p></body></html>".encode())
+    got = _meta_tags(page).get("datepublished")
+    assert (datetime.fromisoformat(got).replace(tzinfo=UTC) if got else None) == published_at

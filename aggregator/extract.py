@@ -158,10 +158,13 @@ def extract_article(html: bytes, url: str) -> Article:
     site_name = clean_inline(str(data.get("sitename") or "")) or clean_inline(_first(meta, "site_name"))
     page_title = clean_inline(str(data.get("title") or "")) or clean_inline(_first(meta, "title"))
     title = without_site_name(page_title, site_name)
+    # who publishes the page, to tell from who wrote it
+    publisher = Publisher(site_name, urlsplit(url).hostname or "", meta.get("copyright", ""))
     return Article(
         title=title,
         text=without_headline(text, (title, page_title, _first(meta, "title"))),
-        author=byline(str(data.get("author") or "")) or byline(_first(meta, "author")),
+        author=byline(str(data.get("author") or ""), publisher)
+        or byline(_first(meta, "author"), publisher),
         published_at=published_at,
         image_url=page_link(url, image),
         site_name=site_name,
@@ -178,13 +181,46 @@ _NOT_NAMES = frozenset({"username", "user name", "admin", "administrator", "auth
                         "作者", "autor", "auteur"})
 
 
-def byline(raw: str) -> str:
+@dataclass(frozen=True)
+class Publisher:
+    """Who publishes a page, as it names itself: its site's name, its host, and its
+    copyright notice (<meta name="copyright">)."""
+
+    site_name: str = ""
+    host: str = ""
+    copyright: str = ""
+
+    def names(self, name: str) -> bool:
+        """Whether `name` is this publisher: the site's name or host (any case, letters and
+        digits only: "Cleveland com" is cleveland.com), the first two or more words of the
+        site's name ("Business Insider" of "Business Insider Deutschland"), or two or more
+        words of the copyright notice ("Condé Nast" of "Copyright (c) Condé Nast 2019")."""
+        key, words = _key(name), _words(name)
+        if not key:
+            return False
+        if key in (_key(self.site_name), _key(self.host.removeprefix("www."))):
+            return True
+        return len(words) >= 2 and (_words(self.site_name)[:len(words)] == words
+                                    or _has_run(_words(self.copyright), words))
+
+
+def byline(raw: str, publisher: Publisher = Publisher()) -> str:
     """The author names of a page, each once, joined as feeds join them (", ").
 
     trafilatura joins every name it finds with "; ", the same name in two spellings
     included: NYT pages gave "Jeffrey Gettleman; JEFFREY GETTLEMAN" (readability nytimes-1,
     -2), which the card showed as written. Places, roles and dates run into the names go
-    too (`bylines.clean_byline`: "Tom Krisher, Ap Auto Writer", "Jeff Foust Monday, November")."""
+    too (`bylines.clean_byline`: "Tom Krisher, Ap Auto Writer", "Jeff Foust Monday, November").
+
+    It also joins the page's publisher to the writer's name: "Condé Nast; Louise Matsakis"
+    (wired: the meta author of every page is the company), "Troy Smith; Troy L Smith;
+    Cleveland com", "Charlie Wood; Business Insider" (site "Business Insider Deutschland"),
+    which the card showed as co-authors. Beside a person's name the
+    publisher goes, and so does the same person again with a middle initial; a byline that
+    is the site's name alone stays, written as the site writes it ("Mac; I" is heise's
+    "Mac & i", split at its "&")."""
+    if _key(raw) and _key(raw) == _key(publisher.site_name):
+        return clean_byline(clean_inline(publisher.site_name))
     names: list[str] = []
     seen: set[str] = set()
     for part in raw.split(";"):
@@ -193,7 +229,31 @@ def byline(raw: str) -> str:
         if name and key not in seen and key not in _NOT_NAMES:
             seen.add(key)
             names.append(name)
-    return clean_byline(", ".join(names))
+    people = [n for n in names if not publisher.names(n)]
+    if people and len(people) < len(names):
+        names = people
+    kept: list[str] = []
+    for name in names:
+        if not any(_same_person(name, other) for other in kept):
+            kept.append(name)
+    return clean_byline(", ".join(kept))
+
+
+def _key(text: str) -> str:
+    """Letters and digits only, any case: "Cleveland com" and "www.cleveland.com" match."""
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def _has_run(words: list[str], run: list[str]) -> bool:
+    return any(words[i:i + len(run)] == run for i in range(len(words) - len(run) + 1))
+
+
+def _same_person(name: str, other: str) -> bool:
+    """"Troy L Smith" and "Troy Smith": one of the two is the other less its initials
+    ("John A Smith" and "John B Smith" are two people)."""
+    short, long = sorted((_words(name), _words(other)), key=len)
+    return (len(short) == 2 and len(long) > 2 and short == [long[0], long[-1]]
+            and all(len(w) == 1 for w in long[1:-1]))
 
 
 def without_site_name(title: str, site_name: str) -> str:

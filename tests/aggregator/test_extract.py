@@ -132,6 +132,7 @@ def test_read_more_links_are_not_article_text(name: str, junk: str) -> None:
     ("yahoo-1", "Ben Silverman"),             # was "Ben Silverman Games Editor"
     ("yahoo-3", "GILLIAN MOHNEY"),            # was "GILLIAN MOHNEY March" (the date after it)
     ("aktualne", "Aleš Vávra"),               # was "Aleš Vávra před" (cs: "… ago")
+    ("heise", "Mac & i"),                     # was "Mac, I": the site's name, split at "&"
 ])
 def test_page_authors_are_names_each_once(name: str, author: str) -> None:
     article = extract_article((PAGES / name / "source.html").read_bytes(), f"https://{name}.example/a")
@@ -147,6 +148,10 @@ def test_page_authors_are_names_each_once(name: str, author: str) -> None:
     ("https://www.beachbodyondemand.com/blog/ilana", "Ilana Muhlstein"),  # ", MS, RDN"
     ("https://www.usatoday.com/story/news/nation/2019/11/19/meth",
      "Lisa Kaczke, Trevor J Mitchell"),                                  # both names stay
+    # the publisher beside the writer: the company, the site's host, the site's name
+    ("https://www.wired.com/story/instagram-business", "Louise Matsakis"),  # "Condé Nast, …"
+    ("https://www.cleveland.com/entertainment/2019/11/doobie", "Troy Smith"),  # "…, Troy L Smith, Cleveland com"
+    ("https://www.businessinsider.com/10-things-in-tech", "Charlie Wood"),  # "…, Business Insider"
 ])
 def test_benchmark_page_authors_are_names_only(url_start: str, author: str) -> None:
     truth = json.loads((BENCH / "ground-truth.json").read_text(encoding="utf-8"))
@@ -161,6 +166,25 @@ def test_byline_joins_distinct_names() -> None:
     assert byline("Lisa Kaczke; Trevor J Mitchell") == "Lisa Kaczke, Trevor J Mitchell"
     assert byline(" Username ") == "" and byline("作者") == ""
     assert byline("Kevin Johnson; kevin johnson; ") == "Kevin Johnson"
+
+
+def test_byline_leaves_out_the_publisher_beside_a_writer() -> None:
+    from aggregator.extract import Publisher, byline
+
+    wired = Publisher("Wired", "www.wired.com", "Copyright (c) Condé Nast 2019")
+    assert byline("Condé Nast; Louise Matsakis", wired) == "Louise Matsakis"
+    assert byline("Louise Matsakis; Wired", wired) == "Louise Matsakis"
+    assert byline("Jane Doe; wired.com", wired) == "Jane Doe"
+    assert byline("Condé Nast", wired) == "Condé Nast"  # no one else named: it stays
+    assert byline("Tanza Loudenback; Business Insider",
+                  Publisher("Business Insider Deutschland")) == "Tanza Loudenback"
+    assert byline("Mac; I", Publisher("Mac & i")) == "Mac & i"
+    # other names stay: agencies, a one-word start of the site's name, other people
+    assert byline("Sandee LaMotte; CNN", Publisher("MSN", "www.msn.com")) == "Sandee LaMotte, CNN"
+    assert byline("Jane Doe; Business", Publisher("Business Insider")) == "Jane Doe, Business"
+    assert byline("Troy Smith; Troy L Smith", Publisher()) == "Troy Smith"
+    assert byline("Kevin Johnson; Kevin McCoy", Publisher()) == "Kevin Johnson, Kevin McCoy"
+    assert byline("John A Smith; John B Smith", Publisher()) == "John A Smith, John B Smith"
 
 
 def test_site_name_leaves_page_titles() -> None:

@@ -8,6 +8,8 @@ Raises ParseError when the page holds no article text. trafilatura decodes the b
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urljoin, urlsplit
@@ -35,6 +37,24 @@ from aggregator.textclean import (
 # that give a day only still come out as that day, 00:00). The meta tags are read first.
 _DATE_PARAMS = {"original_date": True, "extensive_search": True,
                 "outputformat": "%Y-%m-%dT%H:%M:%S%z"}
+
+
+_TEXT_PARAMS = {"include_comments": False, "include_tables": True, "include_images": False,
+                "include_links": False, "deduplicate": False}
+# favor_precision can keep a teaser for the whole text: on engadget's review (readability
+# page) it took the 595-character summary box and left the 10,800 characters of the review,
+# which the default mode reads (token F1 0.11 vs 0.995). A text this short is read again in
+# the default mode, and that reading wins when it is this many times longer (on the other
+# short pages of ../shared/data the two differ by at most 1.3 times). Only short texts are
+# read twice: a long page's reading costs what it did.
+SHORT_TEXT_CHARS = 1000
+FULLER_TEXT_RATIO = 4
+
+
+def _clean_text(raw: object) -> str:
+    # NYT pages keep "Continue reading the main story" between paragraphs (readability
+    # pages nytimes-1, -2), the Washington Post a trailing "Read more:" (wapo-1).
+    return drop_read_more(collapse_whitespace(str(raw or "")))
 
 
 def _today() -> str:
@@ -129,24 +149,16 @@ def extract_article(html: bytes, url: str) -> Article:
     try:
         # favor_precision: token F1 0.968 vs 0.957 (default) over the 120 benchmark pages
         # (benchmarks/extract_f1.py); the gold text leaves out captions and link boxes.
-        doc = trafilatura.bare_extraction(
-            html,
-            url=url,
-            favor_precision=True,
-            with_metadata=True,
-            include_comments=False,
-            include_tables=True,
-            include_images=False,
-            include_links=False,
-            deduplicate=False,
-            date_extraction_params=_DATE_PARAMS | {"max_date": _today()},
-        )
+        data = _as_dict(trafilatura.bare_extraction(
+            html, url=url, favor_precision=True, with_metadata=True,
+            date_extraction_params=_DATE_PARAMS | {"max_date": _today()}, **_TEXT_PARAMS))
+        text = _clean_text(data.get("text"))
+        if text and len(text) < SHORT_TEXT_CHARS:
+            fuller = _clean_text(_as_dict(trafilatura.bare_extraction(
+                html, url=url, with_metadata=False, **_TEXT_PARAMS)).get("text"))
+            text = fuller if len(fuller) >= FULLER_TEXT_RATIO * len(text) else text
     except Exception as e:  # trafilatura wraps lxml and more; a crash is a page problem here
         raise ParseError(f"article extraction failed: {type(e).__name__}: {e}") from e
-    data = _as_dict(doc)
-    # NYT pages keep "Continue reading the main story" between paragraphs (readability
-    # pages nytimes-1, -2), the Washington Post a trailing "Read more:" (wapo-1).
-    text = drop_read_more(collapse_whitespace(str(data.get("text") or "")))
     if not text:
         raise ParseError("no article text found on the page")
     page = _page_tree(html)
@@ -154,11 +166,15 @@ def extract_article(html: bytes, url: str) -> Article:
     published_at = parse_date(_first(meta, "published")) or parse_date(str(data.get("date") or ""))
     image = str(data.get("image") or "") or _first(meta, "image")
     site_name = clean_inline(str(data.get("sitename") or "")) or clean_inline(_first(meta, "site_name"))
-    title = clean_inline(str(data.get("title") or "")) or clean_inline(_first(meta, "title"))
+    page_title = clean_inline(str(data.get("title") or "")) or clean_inline(_first(meta, "title"))
+    title = without_site_name(page_title, site_name)
+    # who publishes the page, to tell from who wrote it
+    publisher = Publisher(site_name, urlsplit(url).hostname or "", meta.get("copyright", ""))
     return Article(
-        title=without_site_name(title, site_name),
-        text=text,
-        author=byline(str(data.get("author") or "")) or byline(_first(meta, "author")),
+        title=title,
+        text=without_headline(text, (title, page_title, _first(meta, "title"))),
+        author=byline(str(data.get("author") or ""), publisher)
+        or byline(_first(meta, "author"), publisher),
         published_at=published_at,
         image_url=page_link(url, image),
         site_name=site_name,
@@ -175,13 +191,46 @@ _NOT_NAMES = frozenset({"username", "user name", "admin", "administrator", "auth
                         "作者", "autor", "auteur"})
 
 
-def byline(raw: str) -> str:
+@dataclass(frozen=True)
+class Publisher:
+    """Who publishes a page, as it names itself: its site's name, its host, and its
+    copyright notice (<meta name="copyright">)."""
+
+    site_name: str = ""
+    host: str = ""
+    copyright: str = ""
+
+    def names(self, name: str) -> bool:
+        """Whether `name` is this publisher: the site's name or host (any case, letters and
+        digits only: "Cleveland com" is cleveland.com), the first two or more words of the
+        site's name ("Business Insider" of "Business Insider Deutschland"), or two or more
+        words of the copyright notice ("Condé Nast" of "Copyright (c) Condé Nast 2019")."""
+        key, words = _key(name), _words(name)
+        if not key:
+            return False
+        if key in (_key(self.site_name), _key(self.host.removeprefix("www."))):
+            return True
+        return len(words) >= 2 and (_words(self.site_name)[:len(words)] == words
+                                    or _has_run(_words(self.copyright), words))
+
+
+def byline(raw: str, publisher: Publisher = Publisher()) -> str:
     """The author names of a page, each once, joined as feeds join them (", ").
 
     trafilatura joins every name it finds with "; ", the same name in two spellings
     included: NYT pages gave "Jeffrey Gettleman; JEFFREY GETTLEMAN" (readability nytimes-1,
     -2), which the card showed as written. Places, roles and dates run into the names go
-    too (`bylines.clean_byline`: "Tom Krisher, Ap Auto Writer", "Jeff Foust Monday, November")."""
+    too (`bylines.clean_byline`: "Tom Krisher, Ap Auto Writer", "Jeff Foust Monday, November").
+
+    It also joins the page's publisher to the writer's name: "Condé Nast; Louise Matsakis"
+    (wired: the meta author of every page is the company), "Troy Smith; Troy L Smith;
+    Cleveland com", "Charlie Wood; Business Insider" (site "Business Insider Deutschland"),
+    which the card showed as co-authors. Beside a person's name the
+    publisher goes, and so does the same person again with a middle initial; a byline that
+    is the site's name alone stays, written as the site writes it ("Mac; I" is heise's
+    "Mac & i", split at its "&")."""
+    if _key(raw) and _key(raw) == _key(publisher.site_name):
+        return clean_byline(clean_inline(publisher.site_name))
     names: list[str] = []
     seen: set[str] = set()
     for part in raw.split(";"):
@@ -190,7 +239,31 @@ def byline(raw: str) -> str:
         if name and key not in seen and key not in _NOT_NAMES:
             seen.add(key)
             names.append(name)
-    return clean_byline(", ".join(names))
+    people = [n for n in names if not publisher.names(n)]
+    if people and len(people) < len(names):
+        names = people
+    kept: list[str] = []
+    for name in names:
+        if not any(_same_person(name, other) for other in kept):
+            kept.append(name)
+    return clean_byline(", ".join(kept))
+
+
+def _key(text: str) -> str:
+    """Letters and digits only, any case: "Cleveland com" and "www.cleveland.com" match."""
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def _has_run(words: list[str], run: list[str]) -> bool:
+    return any(words[i:i + len(run)] == run for i in range(len(words) - len(run) + 1))
+
+
+def _same_person(name: str, other: str) -> bool:
+    """"Troy L Smith" and "Troy Smith": one of the two is the other less its initials
+    ("John A Smith" and "John B Smith" are two people)."""
+    short, long = sorted((_words(name), _words(other)), key=len)
+    return (len(short) == 2 and len(long) > 2 and short == [long[0], long[-1]]
+            and all(len(w) == 1 for w in long[1:-1]))
 
 
 def without_site_name(title: str, site_name: str) -> str:
@@ -214,6 +287,28 @@ def without_site_name(title: str, site_name: str) -> str:
                 rest = title[len(name + sep):].lstrip()
                 return rest if len(rest.split()) >= 2 else title
     return title
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+def without_headline(text: str, titles: Iterable[str]) -> str:
+    """`text` without a first line that is the page's headline (its <title> or og:title, in
+    any case and punctuation). trafilatura keeps the <h1> when it stands inside the article
+    element: 20 of the 156 pages in ../shared/data (AP stories on ctpost and sfgate, rt.com,
+    bbc-1, salon-1) began so, and the gold text never does. The story's summary, when its
+    feed gave none, then repeated its title on the card, and the body hash of one story
+    differed between a site that kept the <h1> and one that did not. What is left must still
+    be text: a page whose only line is its headline keeps it."""
+    first, sep, rest = text.partition("\n")
+    head = _words(first)
+    if not head or not rest.strip() or not any(head == _words(t) for t in titles if t):
+        return text
+    return rest.lstrip("\n")
 
 
 def _as_dict(doc: object) -> dict[str, object]:
@@ -243,8 +338,27 @@ def _meta_tags(page: lxml.html.HtmlElement | None) -> dict[str, str]:
         key = (el.get("property") or el.get("name") or el.get("itemprop") or "").strip().lower()
         value = (el.get("content") or "").strip()
         if key and value and key not in found:
+            if not (el.get("property") or el.get("name")) and not _of_the_page(el):
+                continue
             found[key] = value
     return found
+
+
+# schema.org types whose properties are the page's own (Article and its kinds: NewsArticle,
+# BlogPosting, ReportageNews, Report; WebPage and its kinds).
+_PAGE_ITEM_TYPES = re.compile(r"(?:Article|Posting|Page|Report|ReportageNews|Blog)\s*$")
+
+
+def _of_the_page(el: lxml.html.HtmlElement) -> bool:
+    """Whether a microdata <meta itemprop> describes the page's article, not an item inside
+    it: the property belongs to the nearest element with `itemscope`. yahoo-3's embedded
+    video (a VideoObject) comes first with its own datePublished, 17 hours after the
+    article's: the story was dated when the video was posted. Untyped or unscoped: kept."""
+    for up in el.iterancestors():
+        if up.get("itemscope") is not None:
+            kind = (up.get("itemtype") or "").strip().split()
+            return not kind or bool(_PAGE_ITEM_TYPES.search(kind[0].rstrip("/")))
+    return True
 
 
 def _canonical_link(page: lxml.html.HtmlElement | None) -> str:

@@ -57,7 +57,13 @@ from api.atom import (
 )
 from api.blockcache import BlockCache, CachedBlock, freshness
 from api.cards import CardOut, block_json, card, iso, search_json
-from api.errors import ApiError, error_response, unreadable_body_message, validation_message
+from api.errors import (
+    ApiError,
+    error_response,
+    json_errors,
+    unreadable_body_message,
+    validation_message,
+)
 from api.events import (
     MAX_BATCH,
     READER_ID,
@@ -945,7 +951,9 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         return JSONResponse(body, status_code=status)
 
     # Documented as what it is: Prometheus text (the document said application/json).
-    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse, responses=json_errors(
+        "a method other than GET or HEAD",
+        "not for the database: while it is away a scrape answers 200, tidings_database_up 0"))
     async def prom():
         """Prometheus metrics. Gauges are read from the database at scrape time, so every
         replica reports the cluster's truth; counters are this process's own."""
@@ -1115,7 +1123,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
             shape=functools.partial(search_json, query))
 
     @app.get("/v1/widget", tags=["widget"], response_class=HTMLResponse,
-             responses=cached_block_responses(None))
+             responses={**cached_block_responses(None), **json_errors(
+                 ERROR_RESPONSES["4XX"]["description"], ERROR_RESPONSES[503]["description"])})
     async def widget_fragment(
         request: Request,
         f: BlockFilters,

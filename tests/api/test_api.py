@@ -966,6 +966,22 @@ async def test_openapi_states_the_events_body_the_feed_page_and_the_metrics_type
     assert list(metrics) == ["text/plain"]
 
 
+async def test_openapi_gives_every_error_answer_as_json(http):
+    # FastAPI documents the app-wide error answers with each route's own media type: the
+    # widget's 422 was text/html and /metrics' 405 text/plain, though both are the API's JSON
+    # error, so a client generated from the document read them as HTML or text.
+    doc = (await http.get("/openapi.json")).json()
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            for status in ("4XX", "503"):
+                assert list(op["responses"][status]["content"]) == ["application/json"], (
+                    method, path, status)
+    r = await http.get("/v1/widget", params={"url": "ftp://x.example/a"})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/json"
+    r = await http.post("/metrics")
+    assert r.status_code == 405 and r.json()["error"]["code"]
+
+
 async def test_made_up_methods_do_not_grow_the_request_metrics(http):
     # Each method a client made up was a label of its own: a histogram (14 series) per name,
     # route and status, without bound, in memory and in every scrape.

@@ -995,6 +995,37 @@ async def test_made_up_methods_do_not_grow_the_request_metrics(http):
     assert 'method="GET",route="/v1/stories"' in text  # real methods keep their names
 
 
+async def test_requests_are_counted_under_their_route_even_when_no_handler_of_ours_answers(http):
+    # /openapi.json (a plain Starlette route) and a body refused with 413 before the router were
+    # counted as route="unmatched", beside the bots' 404s: the document's fetches read as a 200
+    # of no route. A path of no route stays "unmatched", never a label of its own.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def requests_by_label() -> dict:
+        text = (await http.get("/metrics")).text
+        return {(s.labels["route"], s.labels["method"], s.labels["status"]): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "tidings_request_seconds_count"}
+
+    before = await requests_by_label()
+    assert (await http.get("/openapi.json")).status_code == 200
+    from api.app import MAX_REQUEST_BODY_BYTES
+
+    r = await http.post("/v1/events", content=b"x" * (MAX_REQUEST_BODY_BYTES + 1))
+    assert r.status_code == 413
+    assert (await http.get("/no/such/path-93c1")).status_code == 404
+    after = await requests_by_label()
+
+    def grew(key) -> float:
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew(("/openapi.json", "GET", "200")) == 1
+    assert grew(("/v1/events", "POST", "413")) == 1
+    assert grew(("unmatched", "GET", "404")) == 1
+    assert grew(("unmatched", "GET", "200")) == 0
+    assert not any("93c1" in route for route, _, _ in after)
+
+
 async def test_a_405_names_the_methods_the_route_allows(http):
     # RFC 9110 15.5.6: a 405 carries Allow; the error handler dropped Starlette's header.
     r = await http.put("/v1/stories/1")

@@ -45,7 +45,7 @@ from aggregator.canonical import canonical_url, site_key
 from aggregator.errors import BlockedAddress, DatabaseTimeout, FetchError, NotFound, StoreError
 from aggregator.model import MAX_STORY_ID
 from aggregator.names import name_key
-from aggregator.store import calls_limited, database_unavailable
+from aggregator.store import calls_limited, database_unavailable, driver_reason
 from api.atom import (
     AtomResponse,
     atom_feed,
@@ -785,7 +785,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     @app.exception_handler(StoreError)
     async def _store(request: Request, e: StoreError):
         if isinstance(e, DatabaseTimeout):
-            log.warning("api.db_timeout path=%s: %s", request.url.path, e)
+            log.warning("api.db_timeout route=%s: %s", route_label(request.scope, app.routes), e)
         return db_unavailable_response()
 
     # The one place where the database being away becomes a 503 (tests/api/test_db_outage.py):
@@ -797,8 +797,10 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     async def _db_away(request: Request, e: Exception):
         if not database_unavailable(e):
             raise e
-        log.warning("api.db_unavailable path=%s error=%s", request.url.path,
-                    str(e).splitlines()[0] if str(e) else type(e).__name__)
+        # The route, not the path: a path names the reader (/v1/readers/{reader}/feed), whose
+        # id a log kept after the reader was forgotten (DELETE /v1/readers/{reader}).
+        log.warning("api.db_unavailable route=%s error=%s", route_label(request.scope, app.routes),
+                    driver_reason(e))
         return db_unavailable_response()
 
     @app.exception_handler(NotFound)
@@ -1336,7 +1338,7 @@ async def follow_after_takedown(corpus, limit_s: float) -> None:
 def _log_follow_failure(task: asyncio.Future) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("api.takedown_follow_failed: %s; the follow job applies the takedown at its "
-                    "next tick", task.exception())
+                    "next tick", driver_reason(task.exception()))
 
 
 def db_unavailable_response() -> Response:

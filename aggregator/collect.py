@@ -44,7 +44,14 @@ from aggregator.parsepool import (
 )
 from aggregator.schedule import FetchOutcome, ScheduleBounds, next_check_at
 from aggregator.settings import CollectSettings
-from aggregator.store import FetchRecord, SourceState, Store, retry_while_busy, utcnow
+from aggregator.store import (
+    FetchRecord,
+    SourceState,
+    Store,
+    driver_reason,
+    retry_while_busy,
+    utcnow,
+)
 from aggregator.textclean import truncate
 
 log = logging.getLogger("tidings.collect")
@@ -325,7 +332,7 @@ class Collector:
                     fresh = await self._settled(self.store.claim_due_sources(
                         self.clock(), owner=self.owner, lease_s=self.settings.lease_s, limit=room))
                 except Exception as e:  # the database is away: finish what is in flight
-                    log.warning("collect.claim_failed error=%s: %s", type(e).__name__, e)
+                    log.warning("collect.claim_failed error=%s: %s", type(e).__name__, driver_reason(e))
                     fresh = []
                 more = bool(fresh) and not any(s.id in seen for s in fresh)
                 seen.update(s.id for s in fresh)
@@ -347,9 +354,11 @@ class Collector:
         try:
             return await self._collect(fetcher, state, pool)
         except Exception as e:
-            log.error("collect.unrecorded source=%s error=%s: %s", state.spec.name,
-                      type(e).__name__, e)
-            return SourceReport(state.spec.name, False, error=f"{type(e).__name__}: {e}")
+            # The driver's first line: SQLAlchemy's text goes on with the statement and its
+            # parameters, the source's whole batch of stories.
+            reason = f"{type(e).__name__}: {driver_reason(e)}"
+            log.error("collect.unrecorded source=%s error=%s", state.spec.name, reason)
+            return SourceReport(state.spec.name, False, error=reason)
 
     async def _collect(self, fetcher: Fetcher, state: SourceState,
                        pool: ParsePool | None = None) -> SourceReport:

@@ -45,7 +45,7 @@ from aggregator.canonical import canonical_url, site_key
 from aggregator.errors import BlockedAddress, DatabaseTimeout, FetchError, NotFound, StoreError
 from aggregator.model import MAX_STORY_ID
 from aggregator.names import name_key
-from aggregator.store import calls_limited, database_unavailable
+from aggregator.store import calls_limited, database_unavailable, driver_reason
 from api.atom import (
     AtomResponse,
     atom_feed,
@@ -57,7 +57,13 @@ from api.atom import (
 )
 from api.blockcache import BlockCache, CachedBlock, freshness
 from api.cards import CardOut, block_json, card, iso, search_json
-from api.errors import ApiError, error_response, unreadable_body_message, validation_message
+from api.errors import (
+    ApiError,
+    error_response,
+    json_errors,
+    unreadable_body_message,
+    validation_message,
+)
 from api.events import (
     MAX_BATCH,
     READER_ID,
@@ -634,6 +640,19 @@ def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "other"
 
 
+def route_label(scope: dict, routes) -> str:
+    """The route template a request is counted under. FastAPI writes its own routes into the
+    scope; a plain Starlette route (`/openapi.json`) is not written there, and a request that
+    a middleware answers before the router (a CORS preflight, a 413 body) never reaches it:
+    these were counted as "unmatched", beside the bots' 404s, so the document's fetches read as
+    a 200 of no route. They are matched against the app's routes here; only a path of none
+    is "unmatched" (a raw path would be a series per path a bot makes up)."""
+    route = scope.get("route")
+    if route is None:
+        route = next((r for r in routes if r.matches(scope)[0] is not Match.NONE), None)
+    return getattr(route, "path", None) or "unmatched"
+
+
 class RequestTiming:
     """ASGI middleware: each request's duration by route template, method and status.
 
@@ -642,8 +661,8 @@ class RequestTiming:
     answered in 63 us, 265 us behind it, 65 us behind this), more than the block cache's lookup.
     """
 
-    def __init__(self, app, metrics: Metrics):
-        self.app, self.metrics = app, metrics
+    def __init__(self, app, metrics: Metrics, routes=()):
+        self.app, self.metrics, self.routes = app, metrics, routes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -661,7 +680,7 @@ class RequestTiming:
             await self.app(scope, receive, noting_status)
         finally:
             # The router writes the matched route into this same scope dict.
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = route_label(scope, self.routes)
             self.metrics.requests.labels(route, method_label(scope["method"]), str(status)).observe(
                 time.perf_counter() - t0)
 
@@ -766,7 +785,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     @app.exception_handler(StoreError)
     async def _store(request: Request, e: StoreError):
         if isinstance(e, DatabaseTimeout):
-            log.warning("api.db_timeout path=%s: %s", request.url.path, e)
+            log.warning("api.db_timeout route=%s: %s", route_label(request.scope, app.routes), e)
         return db_unavailable_response()
 
     # The one place where the database being away becomes a 503 (tests/api/test_db_outage.py):
@@ -778,8 +797,10 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     async def _db_away(request: Request, e: Exception):
         if not database_unavailable(e):
             raise e
-        log.warning("api.db_unavailable path=%s error=%s", request.url.path,
-                    str(e).splitlines()[0] if str(e) else type(e).__name__)
+        # The route, not the path: a path names the reader (/v1/readers/{reader}/feed), whose
+        # id a log kept after the reader was forgotten (DELETE /v1/readers/{reader}).
+        log.warning("api.db_unavailable route=%s error=%s", route_label(request.scope, app.routes),
+                    driver_reason(e))
         return db_unavailable_response()
 
     @app.exception_handler(NotFound)
@@ -787,7 +808,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         return error_response(404, "not_found", str(e))
 
     app.add_middleware(DatabaseCallLimit, limit_s=api.database_timeout_s)
-    app.add_middleware(RequestTiming, metrics=metrics)
+    # app.routes is the router's own list: the routes added below are matched too.
+    app.add_middleware(RequestTiming, metrics=metrics, routes=app.routes)
 
     # ------------------------------------------------------------ helpers
 
@@ -945,7 +967,9 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         return JSONResponse(body, status_code=status)
 
     # Documented as what it is: Prometheus text (the document said application/json).
-    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse, responses=json_errors(
+        "a method other than GET or HEAD",
+        "not for the database: while it is away a scrape answers 200, tidings_database_up 0"))
     async def prom():
         """Prometheus metrics. Gauges are read from the database at scrape time, so every
         replica reports the cluster's truth; counters are this process's own."""
@@ -1115,7 +1139,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
             shape=functools.partial(search_json, query))
 
     @app.get("/v1/widget", tags=["widget"], response_class=HTMLResponse,
-             responses=cached_block_responses(None))
+             responses={**cached_block_responses(None), **json_errors(
+                 ERROR_RESPONSES["4XX"]["description"], ERROR_RESPONSES[503]["description"])})
     async def widget_fragment(
         request: Request,
         f: BlockFilters,
@@ -1313,7 +1338,7 @@ async def follow_after_takedown(corpus, limit_s: float) -> None:
 def _log_follow_failure(task: asyncio.Future) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("api.takedown_follow_failed: %s; the follow job applies the takedown at its "
-                    "next tick", task.exception())
+                    "next tick", driver_reason(task.exception()))
 
 
 def db_unavailable_response() -> Response:

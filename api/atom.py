@@ -20,6 +20,7 @@ from fastapi import Request, Response
 from lxml import etree
 
 from api.blockcache import weak_etag
+from api.errors import json_errors
 from api.fastpath import etag_matches
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -138,13 +139,8 @@ def atom_response(request: Request, body: bytes, identity: bytes, cache_control:
     return AtomResponse(body, headers=headers, media_type=CONTENT_TYPE)
 
 
-# Errors stay the API's JSON (api.errors). Declared per route, as the app-wide ones would be
-# documented with the route's own media type, as if an error were an Atom document.
-_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-_JSON_ERRORS = {
-    "4XX": {"description": "bad parameters", "content": _ERROR_BODY},
-    503: {"description": "database unavailable; retry (Retry-After)", "content": _ERROR_BODY},
-}
+# Errors stay the API's JSON, not Atom documents (api.errors.json_errors).
+_JSON_ERRORS = json_errors("bad parameters", "database unavailable; retry (Retry-After)")
 
 
 def atom_responses(cache_control: str) -> dict:

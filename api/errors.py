@@ -11,6 +11,19 @@ class ApiError(Exception):
         super().__init__(message)
 
 
+# The OpenAPI answers of a route whose own body is not JSON (HTML, Atom, Prometheus text): its
+# errors stay this JSON. Declared per route, since FastAPI documents the app-wide error answers
+# with the route's own media type: /v1/widget said its 422 was text/html, /metrics its 405
+# text/plain, and a client generated from the document read the error bodies as HTML or text.
+ERROR_BODY_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+
+
+def json_errors(bad_input: str, unavailable: str) -> dict:
+    """The 4xx and 503 answers of such a route, each described for it."""
+    return {"4XX": {"description": bad_input, "content": ERROR_BODY_CONTENT},
+            503: {"description": unavailable, "content": ERROR_BODY_CONTENT}}
+
+
 def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
                         headers=headers)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from aggregator.canonical import canonical_url
 from aggregator.model import MAX_STORY_ID
-from aggregator.store import EventRecord, Store, calls_limited, event_key
+from aggregator.store import EventRecord, Store, calls_limited, driver_reason, event_key
 from api.errors import ApiError, unreadable_body_message, validation_message
 from recommender.profile import EVENT_TYPES
 
@@ -374,7 +374,9 @@ class EventSink:
                     self.on_written(fresh)
                 return
             except Exception as e:  # database away: keep the batch, retry with back-off
-                log.warning("events.write_failed attempt=%d error=%s", attempt + 1, e)
+                # One line: SQLAlchemy's text goes on with the statement and its parameters,
+                # the whole batch (reader ids, pages), kilobytes a line.
+                log.warning("events.write_failed attempt=%d error=%s", attempt + 1, driver_reason(e))
                 await asyncio.sleep(0.5 * 2 ** attempt)
         log.error("events.dropped count=%d", len(batch))
 

@@ -21,7 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from aggregator.errors import ConfigError, StoreError
 from aggregator.settings import Settings
 from aggregator.sources import load_sources
-from aggregator.store import database_unavailable
+from aggregator.store import database_unavailable, driver_reason
 from api.jobhealth import JobHealth
 from api.opslistener import OpsListener
 from api.services import Services, build, recipe_adopter
@@ -174,7 +174,7 @@ async def _keep_claim(svc: Services, name: str, claimed_at: datetime, lease_s: i
                             "goes on to its end", name)
                 return
         except Exception as e:  # the run itself meets the same database and says so
-            log.info("%s.claim_renewal_failed: %s", name, e)
+            log.info("%s.claim_renewal_failed: %s", name, driver_reason(e))
 
 
 async def _retention_run(svc: Services, now: datetime) -> None:

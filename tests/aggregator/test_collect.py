@@ -623,3 +623,24 @@ async def test_a_304_keeps_the_pace_the_last_read_chose(site, sqlite_store):
     assert [await next_in_s(200), await next_in_s(304)] == [7200] * 2
     await sqlite_store.sync_sources([dataclasses.replace(spec, interval_s=600)])
     assert await next_in_s(304) == 600
+
+
+async def test_a_round_the_database_fails_is_reported_in_one_line(site, sqlite_store, shared_data,
+                                                                    tmp_path, caplog):
+    # collect.unrecorded (and the source's report, printed by `collect --once`) carried
+    # SQLAlchemy's whole text on lines of their own: the statement, its parameters, a link.
+    import logging
+    import sqlite3
+
+    site.route("/good.xml", body=(shared_data / FEEDS[0]).read_bytes())
+    await sqlite_store.sync_sources([SourceSpec("good", site.url("/good.xml"), "politics")])
+    with sqlite3.connect(tmp_path / "t.db") as db:  # the fetch's outcome cannot be written
+        db.execute("CREATE TRIGGER refuse BEFORE UPDATE OF stats ON sources "
+                   "BEGIN SELECT RAISE(ABORT, 'the database refuses the write'); END")
+    caplog.set_level(logging.ERROR, logger="tidings.collect")
+    report = await collector(sqlite_store, site).run_round()
+    (source,) = report.sources
+    (line,) = [r.getMessage() for r in caplog.records if "collect.unrecorded" in r.getMessage()]
+    for said in (source.error, line):
+        assert "the database refuses the write" in said and "\n" not in said, said
+        assert "UPDATE sources" not in said and "good.xml" not in said, said

@@ -966,6 +966,22 @@ async def test_openapi_states_the_events_body_the_feed_page_and_the_metrics_type
     assert list(metrics) == ["text/plain"]
 
 
+async def test_openapi_gives_every_error_answer_as_json(http):
+    # FastAPI documents the app-wide error answers with each route's own media type: the
+    # widget's 422 was text/html and /metrics' 405 text/plain, though both are the API's JSON
+    # error, so a client generated from the document read them as HTML or text.
+    doc = (await http.get("/openapi.json")).json()
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            for status in ("4XX", "503"):
+                assert list(op["responses"][status]["content"]) == ["application/json"], (
+                    method, path, status)
+    r = await http.get("/v1/widget", params={"url": "ftp://x.example/a"})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/json"
+    r = await http.post("/metrics")
+    assert r.status_code == 405 and r.json()["error"]["code"]
+
+
 async def test_made_up_methods_do_not_grow_the_request_metrics(http):
     # Each method a client made up was a label of its own: a histogram (14 series) per name,
     # route and status, without bound, in memory and in every scrape.
@@ -977,6 +993,37 @@ async def test_made_up_methods_do_not_grow_the_request_metrics(http):
     assert ('tidings_request_seconds_count{method="other",route="/v1/stories",status="405"} 3.0'
             in text)
     assert 'method="GET",route="/v1/stories"' in text  # real methods keep their names
+
+
+async def test_requests_are_counted_under_their_route_even_when_no_handler_of_ours_answers(http):
+    # /openapi.json (a plain Starlette route) and a body refused with 413 before the router were
+    # counted as route="unmatched", beside the bots' 404s: the document's fetches read as a 200
+    # of no route. A path of no route stays "unmatched", never a label of its own.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def requests_by_label() -> dict:
+        text = (await http.get("/metrics")).text
+        return {(s.labels["route"], s.labels["method"], s.labels["status"]): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "tidings_request_seconds_count"}
+
+    before = await requests_by_label()
+    assert (await http.get("/openapi.json")).status_code == 200
+    from api.app import MAX_REQUEST_BODY_BYTES
+
+    r = await http.post("/v1/events", content=b"x" * (MAX_REQUEST_BODY_BYTES + 1))
+    assert r.status_code == 413
+    assert (await http.get("/no/such/path-93c1")).status_code == 404
+    after = await requests_by_label()
+
+    def grew(key) -> float:
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew(("/openapi.json", "GET", "200")) == 1
+    assert grew(("/v1/events", "POST", "413")) == 1
+    assert grew(("unmatched", "GET", "404")) == 1
+    assert grew(("unmatched", "GET", "200")) == 0
+    assert not any("93c1" in route for route, _, _ in after)
 
 
 async def test_a_405_names_the_methods_the_route_allows(http):

@@ -83,7 +83,8 @@ class Load:
         await asyncio.gather(*self._tasks)
 
 
-async def test_database_away_is_503_and_recovers_by_itself(tmp_path, shared_data, pg_server, pg_url):
+async def test_database_away_is_503_and_recovers_by_itself(tmp_path, shared_data, pg_server, pg_url,
+                                                            caplog):
     name = urlsplit(pg_url).path.lstrip("/")
     st, server, task = await make_stack(tmp_path, shared_data, limit=8,
                                         env={"TIDINGS_DATABASE_URL": pg_url})
@@ -112,6 +113,13 @@ async def test_database_away_is_503_and_recovers_by_itself(tmp_path, shared_data
                 r = await c.post("/v1/events", json={"reader": "r1", "story_id": first["id"],
                                                      "type": "click"})
                 assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable"
+                # The log names the route, not the path: a path names the reader, whose id
+                # the log kept after the reader was forgotten.
+                r = await c.get("/v1/readers/reader-7f3a/feed")
+                assert r.status_code == 503, r.text
+                said = [m for m in caplog.messages if m.startswith("api.db_unavailable")]
+                assert "api.db_unavailable route=/v1/readers/{reader}/feed" in "\n".join(said)
+                assert not [m for m in said if "reader-7f3a" in m or "\n" in m]
                 # Monitoring is not blind meanwhile: the scrape answers and says so.
                 r = await c.get("/metrics")
                 assert r.status_code == 200 and "tidings_database_up 0.0" in r.text, r.text[:200]

@@ -279,3 +279,40 @@ async def test_a_story_id_as_the_widget_sends_it_a_string_of_digits_is_taken(htt
     assert r.status_code == 202 and r.json()["accepted"] == 1
     r = await http.post("/v1/events", json={"reader": "widget-ids", "story_id": True, "type": "click"})
     assert r.status_code == 422
+
+
+async def test_a_failed_write_is_logged_in_one_line_without_the_readers(tmp_path, caplog):
+    # events.write_failed logged SQLAlchemy's whole text: the statement, then its parameters,
+    # every event of the batch (up to 5,000 reader ids and pages) on lines of their own, at
+    # each of five attempts, and kept in the log after the readers were forgotten.
+    import logging
+    import sqlite3
+
+    from aggregator.model import StoryDraft
+    from aggregator.store import EventRecord, Store
+    from api.events import EventSink
+
+    path = tmp_path / "tidings.db"
+    store = Store(f"sqlite+aiosqlite:///{path}")
+    await store.migrate()
+    await store.upsert_stories([StoryDraft(url="https://news.example/a", title="A story")])
+    with sqlite3.connect(path) as db:  # the write fails as on a damaged or foreign schema
+        db.execute("ALTER TABLE events RENAME TO events_elsewhere")
+    sink = EventSink(store)
+    batch = [EventRecord(f"k{i}", f"reader-secret-{i}", 1, "click", datetime.now(UTC),
+                         page="https://publisher.example/private-page") for i in range(3)]
+    caplog.set_level(logging.WARNING, logger="tidings.events")
+    writing = asyncio.create_task(sink._write_batch(batch))
+    try:
+        for _ in range(500):  # the first attempt's line, then stop the retries
+            if any(r.getMessage().startswith("events.write_failed") for r in caplog.records):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        writing.cancel()
+        await asyncio.gather(writing, return_exceptions=True)
+        await store.close()
+    line = next(r.getMessage() for r in caplog.records
+                if r.getMessage().startswith("events.write_failed"))
+    assert "\n" not in line and "no such table: events" in line, line
+    assert "reader-secret" not in line and "publisher.example" not in line, line

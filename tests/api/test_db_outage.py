@@ -157,13 +157,18 @@ class PausableProxy:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
         return self.server.sockets[0].getsockname()[1]
 
+    def _gate(self) -> asyncio.Event:
+        """What a new connection's bytes wait on: one for all of them."""
+        return self.flowing
+
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        gate = self._gate()
         up_reader, up_writer = await asyncio.open_connection(*self.target)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
-                    await self.flowing.wait()
+                    await gate.wait()
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.CancelledError):
@@ -179,6 +184,21 @@ class PausableProxy:
             self.server.close()
 
 
+def pg_address(pg_url: str) -> tuple[str, int]:
+    pg = urlsplit(pg_url)
+    return pg.hostname or "127.0.0.1", pg.port or 5432
+
+
+def through_proxy(pg_url: str, port: int, tmp_path) -> dict[str, str]:
+    """The environment of a process whose database is `pg_url` reached through a relay on
+    `port`, with no sources."""
+    pg = urlsplit(pg_url)
+    (tmp_path / "sources.toml").write_text("", encoding="utf-8")
+    return {"TIDINGS_DATABASE_URL": pg_url.replace(pg.netloc, f"{pg.username}@127.0.0.1:{port}"),
+            "TIDINGS_DATA_DIR": str(tmp_path / "data"),
+            "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml"), "TIDINGS_LOG_LEVEL": "warning"}
+
+
 async def test_healthz_and_metrics_answer_while_the_database_never_does(tmp_path, pg_url, monkeypatch):
     """A database that takes the connection and never answers held /healthz and the scrape
     for ever (no statement timeout): the load balancer's and Prometheus's requests timed out
@@ -190,14 +210,8 @@ async def test_healthz_and_metrics_answer_while_the_database_never_does(tmp_path
     from tests.api.conftest import free_port
 
     monkeypatch.setattr(jobhealth, "DATABASE_ANSWER_S", 1.0)
-    pg = urlsplit(pg_url)
-    proxy = PausableProxy((pg.hostname, pg.port or 5432))
-    port = await proxy.start()
-    (tmp_path / "sources.toml").write_text("", encoding="utf-8")
-    settings = load_settings(None, env={
-        "TIDINGS_DATABASE_URL": pg_url.replace(pg.netloc, f"{pg.username}@127.0.0.1:{port}"),
-        "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml"),
-        "TIDINGS_LOG_LEVEL": "warning"})
+    proxy = PausableProxy(pg_address(pg_url))
+    settings = load_settings(None, env=through_proxy(pg_url, await proxy.start(), tmp_path))
     svc = await build(settings, collect=True)
     ops = OpsListener(svc, ["collect"])
     listen = free_port()
@@ -283,24 +297,11 @@ class FreezingProxy(PausableProxy):
         super().__init__(target)
         self.gates: list[asyncio.Event] = []
 
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _gate(self) -> asyncio.Event:
         gate = asyncio.Event()
         gate.set()
         self.gates.append(gate)
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    await gate.wait()
-                    dst.write(data)
-                    await dst.drain()
-            except (OSError, asyncio.CancelledError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        return gate
 
     def freeze_open(self) -> None:
         for gate in self.gates:
@@ -336,15 +337,10 @@ async def test_a_job_stuck_on_a_silent_connection_is_reported(tmp_path, pg_url, 
     monkeypatch.setattr(runner, "STUCK_CHECK_S", 0.1)
     monkeypatch.setattr(jobhealth, "DATABASE_ANSWER_S", 1.0)
     caplog.set_level(logging.WARNING, logger="tidings.run")
-    pg = urlsplit(pg_url)
-    proxy = FreezingProxy((pg.hostname, pg.port or 5432))
-    port = await proxy.start()
-    (tmp_path / "sources.toml").write_text("", encoding="utf-8")
+    proxy = FreezingProxy(pg_address(pg_url))
     settings = load_settings(None, env={
-        "TIDINGS_DATABASE_URL": pg_url.replace(pg.netloc, f"{pg.username}@127.0.0.1:{port}"),
-        "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml"),
-        "TIDINGS_COLLECT_TICK_S": "0.5", "TIDINGS_COLLECT_RELOAD_SOURCES_S": "0",
-        "TIDINGS_LOG_LEVEL": "warning"})
+        **through_proxy(pg_url, await proxy.start(), tmp_path),
+        "TIDINGS_COLLECT_TICK_S": "0.5", "TIDINGS_COLLECT_RELOAD_SOURCES_S": "0"})
     listen, ready = free_port(), asyncio.Event()
     task = asyncio.create_task(runner.run_roles(settings, serve=False, collect=True, index=False,
                                                 metrics_port=listen, ready=ready))

@@ -12,7 +12,9 @@ import fcntl
 import functools
 import hashlib
 import inspect
+import logging
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -893,6 +895,89 @@ def asyncpg_url(url: URL) -> tuple[URL, dict]:
     return url.set(query=query), args
 
 
+# TCP keepalives on each PostgreSQL connection, unless the URL says otherwise in libpq's words
+# (`keepalives=0`, `keepalives_idle`, `keepalives_interval`, `keepalives_count`,
+# `tcp_user_timeout`). libpq turns keepalives on; asyncpg never does, and has no option for
+# them (MagicStack/asyncpg#606): a connection whose peer went away without a word (a network
+# change, a NAT or firewall that dropped it, a host that died) waited for ever, and so did the
+# job or command whose query was on it (tidings_job_stuck says so, api.jobhealth). With these,
+# the kernel probes a connection silent for KEEPALIVE_IDLE_S and drops it after
+# KEEPALIVE_COUNT unanswered probes KEEPALIVE_INTERVAL_S apart, and drops one whose sent bytes
+# go unacknowledged for TCP_USER_TIMEOUT_MS (a query sent into the void, where keepalives do
+# not probe): ~2 min either way, and the query fails as the database being away. A query that
+# rightly runs long is not cut: the server's kernel answers the probes meanwhile. The system's
+# defaults (libpq's when not set) would take over 2 h (tcp_keepalive_time 7200 s) and ~15 min.
+KEEPALIVE_IDLE_S = 60
+KEEPALIVE_INTERVAL_S = 10
+KEEPALIVE_COUNT = 6
+TCP_USER_TIMEOUT_MS = 120_000
+
+
+@dataclass(frozen=True)
+class Keepalive:
+    """TCP keepalive settings of a connection; 0 leaves one to the system, as libpq does."""
+    idle_s: int = KEEPALIVE_IDLE_S
+    interval_s: int = KEEPALIVE_INTERVAL_S
+    count: int = KEEPALIVE_COUNT
+    user_timeout_ms: int = TCP_USER_TIMEOUT_MS
+
+
+KEEPALIVE_OPTIONS = {"keepalives_idle": "idle_s", "keepalives_interval": "interval_s",
+                     "keepalives_count": "count", "tcp_user_timeout": "user_timeout_ms"}
+
+
+def url_keepalive(url: URL) -> tuple[URL, Keepalive | None]:
+    """`url` without libpq's keepalive options, which asyncpg's connect() refused as unknown
+    keywords, and the keepalives they ask for (None: `keepalives=0`, off) (pure). Options not
+    given keep Tidings' defaults. ValueError names a value that is not a whole number >= 0."""
+    query = dict(url.query)
+    values: dict[str, int] = {}
+    for name in ("keepalives", *KEEPALIVE_OPTIONS):
+        if name in query:
+            raw = query.pop(name)
+            try:
+                values[name] = int(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}={raw} is not a whole number") from None
+            if values[name] < 0:
+                raise ValueError(f"{name}={raw} is below 0")
+    url = url.set(query=query)
+    if values.pop("keepalives", 1) == 0:
+        return url, None
+    return url, Keepalive(**{KEEPALIVE_OPTIONS[name]: v for name, v in values.items()})
+
+
+def keep_alive(sock, keepalive: Keepalive | None) -> None:
+    """Set `keepalive` on a TCP socket (None: keepalives off). The options Linux names
+    (TCP_KEEPIDLE, TCP_USER_TIMEOUT) are set where the platform has them."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return  # a Unix socket: a local server, no network between
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0 if keepalive is None else 1)
+    if keepalive is None:
+        return
+    for option, value in (("TCP_KEEPIDLE", keepalive.idle_s), ("TCP_KEEPINTVL", keepalive.interval_s),
+                          ("TCP_KEEPCNT", keepalive.count),
+                          ("TCP_USER_TIMEOUT", keepalive.user_timeout_ms)):
+        if value and hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def _keepalive_on_connect(keepalive: Keepalive | None):
+    """A pool "connect" listener that sets `keepalive` on each new asyncpg connection's
+    socket. asyncpg shows its socket nowhere public: its transport is the documented way in
+    (MagicStack/asyncpg#606). Should a version hide it, the connection goes on without."""
+    def on_connect(dbapi_conn, _record) -> None:
+        transport = getattr(getattr(dbapi_conn, "driver_connection", None), "_transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            logging.getLogger("tidings.store").warning(
+                "store.no_keepalive: the driver's socket is out of reach; a connection "
+                "whose peer goes silent is not noticed")
+            return
+        keep_alive(sock, keepalive)
+    return on_connect
+
+
 def connect_timeout_s(value) -> float | None:
     """libpq's connect_timeout (seconds; zero or less waits for ever) as asyncpg's timeout."""
     try:
@@ -932,13 +1017,17 @@ class Store:
             kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=10)
         try:
             engine_url = make_url(url)
-            if engine_url.drivername == "postgresql+asyncpg":
+            on_asyncpg = engine_url.drivername == "postgresql+asyncpg"
+            if on_asyncpg:
+                engine_url, keepalive = url_keepalive(engine_url)
                 engine_url, kwargs["connect_args"] = asyncpg_url(engine_url)
             self.engine: AsyncEngine = create_async_engine(engine_url, **kwargs)
         except Exception as e:  # bad URL, missing driver
             raise StoreError(f"cannot use database URL {shown_url(url)!r}: {driver_reason(e)}") from e
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
+        elif on_asyncpg:
+            event.listen(self.engine.sync_engine, "connect", _keepalive_on_connect(keepalive))
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 

@@ -293,6 +293,8 @@ class StoryOut(CardOut):
 class JobOut(BaseModel):
     ok_at: str | None
     failures: int
+    # When the scheduled tick under way started; null while none runs.
+    running_since: str | None = None
 
 
 class HealthOut(BaseModel):
@@ -305,6 +307,9 @@ class HealthOut(BaseModel):
     # The scheduled jobs whose last ticks all failed (collect, index, follow, ...; see
     # api.jobhealth): the process still answers (200) but is not doing all its work.
     failing: list[str] = []
+    # The scheduled jobs whose tick under way has run far longer than it should (api.jobhealth
+    # stuck_after_s): their later ticks are skipped, so they do no work until it ends.
+    stuck: list[str] = []
     # Per job of this process: when its last tick succeeded (ISO 8601, null: never yet) and
     # how many ticks in a row have failed since.
     jobs: dict[str, JobOut] = {}

@@ -360,7 +360,11 @@ def configure_logging(settings) -> None:
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Third-party chatter (per-request logs, model loading) stays at warning.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "skipped: already running" is normal
+    # APScheduler says "skipped: maximum number of running instances reached" at every tick
+    # that comes while the last one runs (each second for `follow`): a slow tick is normal,
+    # and one that never ends is counted and said once by api.runner (`count_skipped`,
+    # `report_stuck`), not once a second.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     for noisy in ("httpx", "sentence_transformers", "trafilatura", "htmldate",
                   "alembic", "faiss", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

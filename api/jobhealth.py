@@ -8,6 +8,12 @@ and `/healthz` saying "ok": an operator learnt it from the logs, or from stories
 stopped coming. Each job's ticks are now counted here; a job whose last FAILING_AFTER ticks
 all failed is named as failing.
 
+A tick that never ends (a store call on a connection whose peer went silent) neither succeeds
+nor fails, and APScheduler's max_instances=1 then skips every later tick: the job had stopped
+for good while `/healthz` said "ok". Ticks are not cut by a timeout (a retention run or a
+reload after a pruned change log may rightly take minutes); a tick running past its job's
+`stuck_after_s` is named as stuck instead, and the ticks skipped meanwhile are counted.
+
 What `/healthz` shows is deliberately small (when each job last succeeded, how many ticks
 in a row failed): the error texts stay in the logs, as they can name hosts and paths that a
 public health check should not.
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -36,35 +42,104 @@ FAILING_AFTER = 3
 # tidings_database_up 0. Under Prometheus's default scrape timeout (10 s), and far above
 # the reads' own time (a scrape's counts: well under a second at a million stories).
 DATABASE_ANSWER_S = 5.0
+# A scheduled tick is stuck once it has run STUCK_TICKS of its job's intervals (its next nine
+# ticks were skipped), and never before STUCK_FLOOR_S: the longest ticks that are normal take
+# minutes (a follow that reloads a million stories after the change log was pruned, ~10 min;
+# a collect round of a large sources file, bounded by its claims' lease, collect.lease_s,
+# 5 min by default), and a dead connection is dropped by the TCP keepalives within ~2 min
+# (aggregator.store.KEEPALIVE_*), which fails the tick instead. Retention (a 10 min tick) is
+# stuck after 100 min.
+STUCK_TICKS = 10
+STUCK_FLOOR_S = 900.0
+
+
+def stuck_after_s(interval_s: float) -> float:
+    """How long a tick of a job run every `interval_s` may take before it is reported stuck."""
+    return max(STUCK_FLOOR_S, STUCK_TICKS * interval_s)
 
 
 @dataclass
 class JobState:
     ok_at: datetime | None = None  # when the last tick that succeeded ended
     failures: int = 0  # ticks in a row that failed, since the last success
+    # The scheduled tick under way: when it started (None: none runs), how long it may run
+    # before it is stuck (None: not a scheduled job, never stuck), the ticks the scheduler
+    # skipped since it started, and whether it was reported stuck.
+    running_since: datetime | None = None
+    stuck_after_s: float | None = None
+    skipped: int = 0
+    reported: bool = False
 
 
+def is_stuck(state: JobState, now: datetime) -> bool:
+    return (state.running_since is not None and state.stuck_after_s is not None
+            and (now - state.running_since).total_seconds() >= state.stuck_after_s)
+
+
+# What listeners are told of a job: a tick that succeeded or failed, a tick the scheduler
+# skipped because the last one still ran, a tick found stuck (once per tick), and the end of
+# a tick that had been found stuck.
+OUTCOMES = ("ok", "failed", "skipped", "stuck", "unstuck")
+
+
+@dataclass
 class JobHealth:
-    def __init__(self) -> None:
-        self.jobs: dict[str, JobState] = {}
-        # Called with (job, succeeded) after each tick: the app's metrics count them.
-        self.listeners: list[Callable[[str, bool], None]] = []
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    # Called with (job, outcome), outcome one of OUTCOMES: the app's metrics count them.
+    listeners: list[Callable[[str, str], None]] = field(default_factory=list)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests move time on
 
     def ok(self, name: str) -> None:
         state = self.jobs.setdefault(name, JobState())
-        state.ok_at, state.failures = datetime.now(UTC), 0
-        self._tell(name, True)
+        state.ok_at, state.failures = self.clock(), 0
+        self._tell(name, "ok")
 
     def failed(self, name: str) -> None:
         self.jobs.setdefault(name, JobState()).failures += 1
-        self._tell(name, False)
+        self._tell(name, "failed")
+
+    def watch(self, name: str, interval_s: float) -> None:
+        """`name` is a scheduled job ticking every `interval_s`: its ticks can be stuck."""
+        self.jobs.setdefault(name, JobState()).stuck_after_s = stuck_after_s(interval_s)
+
+    def started(self, name: str) -> None:
+        state = self.jobs.setdefault(name, JobState())
+        state.running_since, state.skipped, state.reported = self.clock(), 0, False
+
+    def ended(self, name: str) -> JobState:
+        """The tick under way ended (whatever its outcome); its state as it ran, for the log."""
+        state = self.jobs.setdefault(name, JobState())
+        ran = JobState(**vars(state))
+        state.running_since, state.skipped, state.reported = None, 0, False
+        if ran.reported:
+            self._tell(name, "unstuck")
+        return ran
+
+    def skipped(self, name: str) -> None:
+        self.jobs.setdefault(name, JobState()).skipped += 1
+        self._tell(name, "skipped")
 
     def failing(self) -> list[str]:
         return sorted(n for n, s in self.jobs.items() if s.failures >= FAILING_AFTER)
 
-    def _tell(self, name: str, succeeded: bool) -> None:
+    def stuck(self) -> list[str]:
+        now = self.clock()
+        return sorted(n for n, s in self.jobs.items() if is_stuck(s, now))
+
+    def newly_stuck(self) -> list[tuple[str, JobState]]:
+        """The jobs stuck since the last look and not yet reported, now marked reported (each
+        stuck tick is logged once, not at every look)."""
+        now, found = self.clock(), []
+        for name, state in sorted(self.jobs.items()):
+            if not state.reported and is_stuck(state, now):
+                state.reported = True
+                found.append((name, state))
+                self._tell(name, "stuck")
+        return found
+
+    def _tell(self, name: str, outcome: str) -> None:
         for listener in self.listeners:
-            listener(name, succeeded)
+            listener(name, outcome)
 
 
 async def health(svc: Services) -> tuple[dict, int]:
@@ -77,14 +152,16 @@ async def health(svc: Services) -> tuple[dict, int]:
             lead, ok = await svc.store.leading_embedder(), True
     except Exception:  # whatever failed, the answer is this body, never an error page
         lead, ok = None, False
-    failing = svc.jobs.failing()
-    body = {"status": "ok" if ok and not failing else "degraded", "database": ok,
+    failing, stuck = svc.jobs.failing(), svc.jobs.stuck()
+    body = {"status": "ok" if ok and not failing and not stuck else "degraded", "database": ok,
             "indexed": len(svc.corpus) if svc.corpus is not None else None,
             # No embedder (a collector): no recipe of its own to compare.
             "recipe_current": None if lead is None or svc.embedder is None
             else not other_recipe_leads(lead, svc.embedder.recipe),
             "failing": failing,
-            "jobs": {name: {"ok_at": iso(s.ok_at), "failures": s.failures}
+            "stuck": stuck,
+            "jobs": {name: {"ok_at": iso(s.ok_at), "failures": s.failures,
+                            "running_since": iso(s.running_since)}
                      for name, s in sorted(svc.jobs.jobs.items())}}
     # 503 only when this process cannot answer (no database): a failing collector is no
     # reason for a load balancer to stop sending it readers.

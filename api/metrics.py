@@ -66,9 +66,16 @@ class Metrics:
         self.sources = SourceSeries()
         r.register(self.sources)
         # Every tick of a scheduled job (collect, index, follow, save, ...), by outcome: alert
-        # on a rate of failed ticks. /healthz names the jobs failing right now.
+        # on a rate of failed ticks. /healthz names the jobs failing right now. "skipped": the
+        # scheduler's tick came while the last one still ran, and was not run.
         self.job_ticks = Counter("tidings_job_ticks_total", "Scheduled job ticks", ["job", "outcome"],
                                  registry=r)
+        # 1 while a job's tick has run past its stuck-after (api.jobhealth): the job does no
+        # work, as its later ticks are skipped. Set when found and when the tick ends, not at
+        # scrape time: under `serve --workers` a scrape reads every worker's (their max).
+        self.job_stuck = Gauge("tidings_job_stuck", "1 while a scheduled job's tick under way "
+                               "has run far longer than its job's ticks should", ["job"],
+                               registry=r, multiprocess_mode="livemax")
         self.block_cache = Counter("tidings_block_cache_total", "Related block cache", ["result"], registry=r)
         # Both series from the start, at 0: a hit-rate query over a fresh process (no miss yet,
         # or no hit) returned nothing instead of a rate.
@@ -130,9 +137,12 @@ class Metrics:
         self.stories_total.set(await svc.store.count_stories())
         self.sources.health = await svc.store.list_sources()
 
-    def observe_job(self, job: str, succeeded: bool) -> None:
-        """A tick of a scheduled job (api.jobhealth.JobHealth's listener)."""
-        self.job_ticks.labels(job, "ok" if succeeded else "failed").inc()
+    def observe_job(self, job: str, outcome: str) -> None:
+        """A tick of a scheduled job (api.jobhealth.JobHealth's listener, api.jobhealth.OUTCOMES)."""
+        if outcome in ("stuck", "unstuck"):
+            self.job_stuck.labels(job).set(1 if outcome == "stuck" else 0)
+        else:
+            self.job_ticks.labels(job, outcome).inc()
 
     def observe_source(self, report) -> None:
         """A collector's SourceReport (in-process collectors only)."""

@@ -2,7 +2,9 @@
 
 APScheduler only ticks; what is due is decided by the database (sources' next_check_at,
 the embedding backlog, the index change log). Each job runs alone (max_instances=1) and a
-failing tick is logged and retried on the next one, never kills the process.
+failing tick is logged and retried on the next one, never kills the process. A tick that
+runs on past its job's stuck-after (api.jobhealth) is reported, not cut: once in the log,
+in /healthz and in /metrics, with the ticks skipped meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from aggregator.errors import ConfigError, StoreError
@@ -115,9 +118,12 @@ def log_failure(name: str, e: Exception) -> None:
         log.warning("%s.db_unavailable %s", name, reason)
 
 
-async def _guard(name: str, job, health: JobHealth | None = None) -> None:
+async def _guard(name: str, job, health: JobHealth | None = None, *, tick: bool = False) -> None:
     """One tick of a job: errors are logged (and counted in `health`), the next tick tries
-    again."""
+    again. `tick`: a scheduled tick, whose time running is watched (`watch_jobs`); the
+    follows the index loop starts between them are not (they wait on the scheduled one)."""
+    if tick and health is not None:
+        health.started(name)
     try:
         await job()
         if health is not None:
@@ -132,6 +138,60 @@ async def _guard(name: str, job, health: JobHealth | None = None) -> None:
         log_failure(name, e)
         if health is not None:
             health.failed(name)
+    finally:
+        if tick and health is not None:
+            ran = health.ended(name)
+            if ran.reported and ran.running_since is not None:
+                log.warning("%s.unstuck: the tick ended after %.0f s, %d ticks skipped meanwhile",
+                            name, (health.clock() - ran.running_since).total_seconds(), ran.skipped)
+
+
+# How often the scheduled ticks under way are looked at: stuck-after is 15 min at least.
+STUCK_CHECK_S = 30.0
+
+
+def report_stuck(health: JobHealth) -> list[str]:
+    """Log each tick newly found stuck, once (its job's metric and /healthz say it too, for
+    as long as it runs); returns their jobs."""
+    found = health.newly_stuck()
+    for name, state in found:
+        assert state.running_since is not None and state.stuck_after_s is not None
+        log.error("%s.stuck: its tick has run %.0f s (stuck after %.0f s) and %d ticks were "
+                  "skipped meanwhile; it is not cut: a database connection that went silent "
+                  "is the usual cause (docs: README, Operations, Health)", name,
+                  (health.clock() - state.running_since).total_seconds(), state.stuck_after_s,
+                  state.skipped)
+    return [name for name, _ in found]
+
+
+async def watch_jobs(health: JobHealth, every_s: float | None = None) -> None:
+    """Report stuck ticks until cancelled. Its own task, not a scheduled job: it reads no
+    database, and a job of the scheduler could be skipped by what it watches."""
+    while True:
+        await asyncio.sleep(every_s if every_s is not None else STUCK_CHECK_S)
+        report_stuck(health)
+
+
+def schedule(sched: AsyncIOScheduler, health: JobHealth, name: str, job, seconds: float,
+             **start) -> None:
+    """Tick `job` every `seconds`, one tick at a time, its ticks counted and watched in
+    `health` (add `count_skipped` to the scheduler once). `start`: next_run_time, to start
+    other than one interval from now (APScheduler 3 reads next_run_time=None as "paused")."""
+    health.watch(name, seconds)
+    # The id is the job's name: a skipped tick's event names it (`count_skipped`).
+    sched.add_job(_guard, "interval", args=[name, job, health], kwargs={"tick": True},
+                  id=name, name=name, seconds=seconds, max_instances=1,
+                  coalesce=True, misfire_grace_time=60, **start)
+
+
+def count_skipped(health: JobHealth):
+    """An APScheduler listener: a tick skipped because the job's last one still runs
+    (max_instances=1) is counted against the job. APScheduler's own warning, one line per
+    skipped tick (each second for `follow`), stays silenced (api/cli.py); `report_stuck`
+    says the count once the tick under way is stuck, `_guard` again when it ends."""
+    def listener(event: JobSubmissionEvent) -> None:
+        health.skipped(event.job_id)
+    return listener
 
 
 # Retention runs once an hour in the cluster and ticks every RETENTION_TICK_S in each process.
@@ -252,8 +312,9 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     def every(name: str, job, seconds: float, *, now: bool = False, delay_s: float = 0) -> None:
         # APScheduler 3 reads next_run_time=None as "paused": pass it only to start early.
         start = {"next_run_time": datetime.now(UTC) + timedelta(seconds=delay_s)} if (now or delay_s) else {}
-        sched.add_job(_guard, "interval", args=[name, job, svc.jobs], seconds=seconds, max_instances=1,
-                      coalesce=True, misfire_grace_time=60, **start)
+        schedule(sched, svc.jobs, name, job, seconds, **start)
+
+    sched.add_listener(count_skipped(svc.jobs), EVENT_JOB_MAX_INSTANCES)
 
     model_ready = asyncio.Event()
     if not index:
@@ -288,6 +349,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     if serve and not collect:
         every("weights", lambda: reload_weights(svc), WEIGHTS_CHECK_S)
     every("retention", lambda: retention(svc), RETENTION_TICK_S, delay_s=30)
+    loops.append(asyncio.create_task(watch_jobs(svc.jobs)))
     sched.start()
     try:
         if serve:

@@ -21,6 +21,7 @@ gets its 304. The per-client rate limits are kept in a file they all map
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -69,6 +70,7 @@ class WorkerApp:
         self.app = None
         self._svc = None
         self._scheduler = None
+        self._watcher = None  # the task reporting stuck ticks (api.runner.watch_jobs)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -92,6 +94,7 @@ class WorkerApp:
                 return
 
     async def _start(self) -> None:
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         from api.app import create_app
@@ -100,10 +103,12 @@ class WorkerApp:
         from api.runner import (
             RETENTION_TICK_S,
             WEIGHTS_CHECK_S,
-            _guard,
+            count_skipped,
             reload_weights,
             retention,
+            schedule,
             settle_heap,
+            watch_jobs,
         )
         from api.services import build, recipe_adopter
         from recommender.indexer import LEAD_CHECK_S
@@ -116,21 +121,18 @@ class WorkerApp:
         log.info("worker.index_loaded mapped=%s %s", getattr(svc.corpus.vindex, "mmapped", False), info)
         settle_heap()
         sched = AsyncIOScheduler(timezone=UTC)
-        sched.add_job(_guard, "interval", args=["follow", svc.corpus.follow, svc.jobs],
-                      seconds=min(settings.index.tick_s, 1.0), max_instances=1, coalesce=True)
+        schedule(sched, svc.jobs, "follow", svc.corpus.follow, min(settings.index.tick_s, 1.0))
         # As in a one-process serve; the database lets one process of the cluster run it an hour.
-        sched.add_job(_guard, "interval", args=["retention", lambda: retention(svc), svc.jobs],
-                      seconds=RETENTION_TICK_S,
-                      max_instances=1, coalesce=True,
-                      next_run_time=datetime.now(UTC) + timedelta(seconds=30))
+        schedule(sched, svc.jobs, "retention", lambda: retention(svc), RETENTION_TICK_S,
+                 next_run_time=datetime.now(UTC) + timedelta(seconds=30))
         # A new cluster's workers may have raced to the other int8 runtime before any indexer
         # embedded a story: each takes the database's recipe while its index is still empty,
         # as a one-process serve does (api.services.adopt_database_recipe).
-        sched.add_job(_guard, "interval", args=["recipe", recipe_adopter(svc), svc.jobs],
-                      seconds=LEAD_CHECK_S, max_instances=1, coalesce=True)
-        sched.add_job(_guard, "interval", args=["weights", lambda: reload_weights(svc), svc.jobs],
-                      seconds=WEIGHTS_CHECK_S, max_instances=1, coalesce=True)
+        schedule(sched, svc.jobs, "recipe", recipe_adopter(svc), LEAD_CHECK_S)
+        schedule(sched, svc.jobs, "weights", lambda: reload_weights(svc), WEIGHTS_CHECK_S)
+        sched.add_listener(count_skipped(svc.jobs), EVENT_JOB_MAX_INSTANCES)
         sched.start()
+        self._watcher = asyncio.create_task(watch_jobs(svc.jobs))
         self._scheduler = sched
         # The buckets the supervisor made for its workers (serve_workers): a client's limit
         # is one for all of them, whichever worker the kernel hands its connections to.
@@ -140,6 +142,8 @@ class WorkerApp:
     async def _stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        if self._watcher is not None:
+            self._watcher.cancel()
         if self.app is not None:  # the events this worker accepted, written before the store closes
             await self.app.state.events.close()
         if self._svc is not None:

@@ -1641,3 +1641,72 @@ async def test_the_top_pages_are_read_in_page_order_on_sqlite(store):
         plan = " ".join(str(r) for r in (await conn.exec_driver_sql(
             "EXPLAIN QUERY PLAN " + statement, parameters)).all())
     assert "ix_event_days_page" in plan and "TEMP B-TREE FOR GROUP BY" not in plan, plan
+
+
+def test_libpq_keepalive_options_are_read_from_the_url():
+    from sqlalchemy.engine import make_url
+
+    from aggregator.store import Keepalive, url_keepalive
+
+    url, keepalive = url_keepalive(make_url("postgresql+asyncpg://h/db?sslmode=require"))
+    assert keepalive == Keepalive() and dict(url.query) == {"sslmode": "require"}  # on by default
+    url, keepalive = url_keepalive(make_url(
+        "postgresql+asyncpg://h/db?keepalives=1&keepalives_idle=30&keepalives_count=3&tcp_user_timeout=0"))
+    assert keepalive == Keepalive(idle_s=30, count=3, user_timeout_ms=0) and not url.query
+    assert url_keepalive(make_url("postgresql+asyncpg://h/db?keepalives=0&keepalives_idle=5"))[1] is None
+
+
+@pytest.mark.parametrize("option", ["keepalives_idle=1m", "keepalives_count=-1"])
+def test_a_bad_keepalive_option_is_refused_in_one_line(option):
+    from aggregator.errors import StoreError
+    from aggregator.store import Store
+
+    with pytest.raises(StoreError) as info:
+        Store(f"postgresql+asyncpg://tid:s3cret@db/news?{option}")
+    (line,) = str(info.value).splitlines()
+    assert option in line and "s3cret" not in line, line
+
+
+def _socket_options(store_conn) -> list[int]:
+    import socket
+
+    sock = store_conn.driver_connection._transport.get_extra_info("socket")
+    return [sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            *(sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, name))
+              for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT"))]
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not hasattr(__import__("socket"), "TCP_USER_TIMEOUT"), reason="Linux socket options")
+async def test_postgresql_connections_have_tcp_keepalives(pg_url):
+    """asyncpg turns no keepalive on (libpq does): a pooled connection whose peer went away
+    without a word (a network change, a NAT that forgot it) held the job or command that
+    queried on it for ever. Each connection is now probed, and dropped ~2 min after its peer
+    stops answering; a URL's libpq keepalive options, refused before as unknown keywords of
+    asyncpg's connect(), tune or turn them off."""
+    from aggregator.store import (
+        KEEPALIVE_COUNT,
+        KEEPALIVE_IDLE_S,
+        KEEPALIVE_INTERVAL_S,
+        TCP_USER_TIMEOUT_MS,
+        Store,
+    )
+
+    for query, expected in (
+            ("", [1, KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT, TCP_USER_TIMEOUT_MS]),
+            ("?keepalives_idle=30&keepalives_interval=5&tcp_user_timeout=9000",
+             [1, 30, 5, KEEPALIVE_COUNT, 9000])):
+        s = Store(pg_url + query)
+        try:
+            await s.migrate()  # the options in the URL are taken, not refused
+            async with s.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                assert _socket_options(await conn.get_raw_connection()) == expected, query
+        finally:
+            await s.close()
+    s = Store(pg_url + "?keepalives=0")
+    try:
+        async with s.engine.connect() as conn:
+            assert _socket_options(await conn.get_raw_connection())[0] == 0
+    finally:
+        await s.close()

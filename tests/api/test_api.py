@@ -72,7 +72,7 @@ async def test_healthz_names_a_job_whose_ticks_keep_failing(stack, http):
         body = r.json()
         assert r.status_code == 200 and body["status"] == "degraded" and body["database"] is True
         assert body["failing"] == ["collect"]
-        assert body["jobs"]["collect"] == {"ok_at": None, "failures": 3}
+        assert body["jobs"]["collect"] == {"ok_at": None, "failures": 3, "running_since": None}
         assert body["jobs"]["follow"]["failures"] == 0 and body["jobs"]["follow"]["ok_at"].endswith("Z")
         assert "disk I/O" not in r.text  # the error's text stays in the logs
         text = (await http.get("/metrics")).text

@@ -165,13 +165,18 @@ class PausableProxy:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
         return self.server.sockets[0].getsockname()[1]
 
+    def _gate(self) -> asyncio.Event:
+        """What a new connection's bytes wait on: one for all of them."""
+        return self.flowing
+
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        gate = self._gate()
         up_reader, up_writer = await asyncio.open_connection(*self.target)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
-                    await self.flowing.wait()
+                    await gate.wait()
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.CancelledError):
@@ -187,6 +192,21 @@ class PausableProxy:
             self.server.close()
 
 
+def pg_address(pg_url: str) -> tuple[str, int]:
+    pg = urlsplit(pg_url)
+    return pg.hostname or "127.0.0.1", pg.port or 5432
+
+
+def through_proxy(pg_url: str, port: int, tmp_path) -> dict[str, str]:
+    """The environment of a process whose database is `pg_url` reached through a relay on
+    `port`, with no sources."""
+    pg = urlsplit(pg_url)
+    (tmp_path / "sources.toml").write_text("", encoding="utf-8")
+    return {"TIDINGS_DATABASE_URL": pg_url.replace(pg.netloc, f"{pg.username}@127.0.0.1:{port}"),
+            "TIDINGS_DATA_DIR": str(tmp_path / "data"),
+            "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml"), "TIDINGS_LOG_LEVEL": "warning"}
+
+
 async def test_healthz_and_metrics_answer_while_the_database_never_does(tmp_path, pg_url, monkeypatch):
     """A database that takes the connection and never answers held /healthz and the scrape
     for ever (no statement timeout): the load balancer's and Prometheus's requests timed out
@@ -198,14 +218,8 @@ async def test_healthz_and_metrics_answer_while_the_database_never_does(tmp_path
     from tests.api.conftest import free_port
 
     monkeypatch.setattr(jobhealth, "DATABASE_ANSWER_S", 1.0)
-    pg = urlsplit(pg_url)
-    proxy = PausableProxy((pg.hostname, pg.port or 5432))
-    port = await proxy.start()
-    (tmp_path / "sources.toml").write_text("", encoding="utf-8")
-    settings = load_settings(None, env={
-        "TIDINGS_DATABASE_URL": pg_url.replace(pg.netloc, f"{pg.username}@127.0.0.1:{port}"),
-        "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml"),
-        "TIDINGS_LOG_LEVEL": "warning"})
+    proxy = PausableProxy(pg_address(pg_url))
+    settings = load_settings(None, env=through_proxy(pg_url, await proxy.start(), tmp_path))
     svc = await build(settings, collect=True)
     ops = OpsListener(svc, ["collect"])
     listen = free_port()
@@ -279,4 +293,108 @@ async def test_requests_answer_503_while_the_database_never_does(tmp_path, share
                 assert r.status_code == 200, (p, r.status_code, r.text)
     finally:
         await stop_stack(st, server, task)
+        await proxy.stop()
+
+
+class FreezingProxy(PausableProxy):
+    """A PausableProxy whose `freeze_open` silences only the connections open now: new ones
+    flow. An old pooled connection cut off (a network change, a NAT or firewall that forgot
+    it) while the database itself is fine."""
+
+    def __init__(self, target: tuple[str, int]):
+        super().__init__(target)
+        self.gates: list[asyncio.Event] = []
+
+    def _gate(self) -> asyncio.Event:
+        gate = asyncio.Event()
+        gate.set()
+        self.gates.append(gate)
+        return gate
+
+    def freeze_open(self) -> None:
+        for gate in self.gates:
+            gate.clear()
+
+    def thaw(self) -> None:
+        for gate in self.gates:
+            gate.set()
+
+    async def stop(self) -> None:
+        self.thaw()
+        await super().stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_job_stuck_on_a_silent_connection_is_reported(tmp_path, pg_url, monkeypatch, caplog):
+    """A collect round that waited for ever on a pooled connection gone silent neither
+    succeeded nor failed, and every later tick was skipped (max_instances=1, its warning
+    silenced): /healthz said "ok" and the metrics nothing while the collector did no work.
+    Past its stuck-after the tick is named in /healthz (degraded), in tidings_job_stuck and
+    once in the log, with the skipped ticks counted; it is not cut, and once it ends all is
+    said to be well again."""
+    import logging
+
+    from aggregator.settings import load_settings
+    from api import jobhealth, runner
+    from tests.api.conftest import free_port
+    from tests.api.test_metrics import samples
+    from tests.api.test_opslistener import _until
+
+    # Stuck after 2 s (collect ticks every 0.5 s), looked at every 0.1 s.
+    monkeypatch.setattr(jobhealth, "STUCK_FLOOR_S", 2.0)
+    monkeypatch.setattr(runner, "STUCK_CHECK_S", 0.1)
+    monkeypatch.setattr(jobhealth, "DATABASE_ANSWER_S", 1.0)
+    caplog.set_level(logging.WARNING, logger="tidings.run")
+    proxy = FreezingProxy(pg_address(pg_url))
+    settings = load_settings(None, env={
+        **through_proxy(pg_url, await proxy.start(), tmp_path),
+        "TIDINGS_COLLECT_TICK_S": "0.5", "TIDINGS_COLLECT_RELOAD_SOURCES_S": "0"})
+    listen, ready = free_port(), asyncio.Event()
+    task = asyncio.create_task(runner.run_roles(settings, serve=False, collect=True, index=False,
+                                                metrics_port=listen, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{listen}", timeout=30) as c:
+            async def collected():
+                body = (await c.get("/healthz")).json()
+                return body if body["jobs"].get("collect", {}).get("ok_at") else None
+
+            body = await _until(collected, "a first collect round")
+            assert body["status"] == "ok" and body["stuck"] == []
+            proxy.freeze_open()
+
+            async def stuck():
+                r = await c.get("/healthz")
+                return r if r.json()["stuck"] else None
+
+            r = await _until(stuck, "the collect job to be named stuck")
+            body = r.json()
+            assert body["stuck"] == ["collect"] and body["status"] == "degraded", body
+            assert body["jobs"]["collect"]["running_since"].endswith("Z")
+            assert body["failing"] == []  # a stuck tick is not a failed one
+
+            async def reported():
+                got = samples((await c.get("/metrics")).text)
+                return got if got.get(("tidings_job_stuck", (("job", "collect"),))) == 1 else None
+
+            got = await _until(reported, "tidings_job_stuck to say so")
+            assert got[("tidings_job_ticks_total", (("job", "collect"), ("outcome", "skipped")))] >= 1
+            await asyncio.sleep(0.5)  # a few more looks (every 0.1 s) at the same stuck tick
+            said = [m for m in caplog.messages if m.startswith("collect.stuck")]
+            assert len(said) == 1, said  # once, not at every look nor every skipped tick
+            assert "ticks were skipped" in said[0]
+
+            proxy.thaw()  # the tick ends (not cut by us): the job is well again
+
+            async def unstuck():
+                r = await c.get("/healthz")
+                return r if not r.json()["stuck"] and r.json()["database"] else None
+
+            assert (await _until(unstuck, "the collect job to end its tick")).json()["status"] == "ok"
+            got = samples((await c.get("/metrics")).text)
+            assert got[("tidings_job_stuck", (("job", "collect"),))] == 0
+            assert any(m.startswith("collect.unstuck") for m in caplog.messages), caplog.messages
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
         await proxy.stop()

@@ -252,6 +252,12 @@ def parser() -> argparse.ArgumentParser:
     _common(q)
     q.add_argument("urls", nargs="+", metavar="URL")
 
+    p = sub.add_parser("retention", help="run retention once: delete what [retention] keeps no "
+                                         "longer (the hourly job of run, serve, collect, index --watch)")
+    _common(p)
+    p.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    p.add_argument("--json", action="store_true", help="the counts and cutoffs as JSON")
+
     p = sub.add_parser("stats", help="how the widget performs: impressions, clicks and CTR per day, "
                                      "top sites, stories and pages")
     _common(p)
@@ -433,6 +439,8 @@ async def dispatch(args) -> int:
         return await cmd_takedown(settings, args)
     if cmd == "stats":
         return await cmd_stats(settings, args)
+    if cmd == "retention":
+        return await cmd_retention(settings, args)
     if cmd == "eval":
         from api.evalcmd import cmd_eval
 
@@ -1174,6 +1182,82 @@ async def cmd_stats(settings, args) -> int:
     report = stats_report(counts, since, until)
     print(json.dumps(report, indent=2) if args.json else stats_text(report))
     return 0
+
+
+async def cmd_retention(settings, args) -> int:
+    """One retention run, the one the long-running roles run each hour (`api.runner.retention`):
+    a deployment driven by one-shots (cron's `collect --once`) ran it never, and kept every
+    story and event for ever whatever `[retention]` said. Its removals reach the running
+    processes' indexes as the job's do: the database logs each deleted story in the change
+    log (a trigger), which they follow, and a saved index replays it at its next start."""
+    from api.runner import RETENTION_LEASE_S, retention, retention_preview
+    from api.services import build
+
+    svc = await build(settings)
+    try:
+        if args.dry_run:
+            report = await retention_preview(svc)
+        else:
+            # every_s=0: the operator's run does not wait for the job's hour, only for a run
+            # under way elsewhere (the same deletions twice at once).
+            report = await retention(svc, every_s=0)
+            if report is None:
+                print("tidings: error: another process is running retention now; try again "
+                      f"once it is done (its claim lasts {RETENTION_LEASE_S // 60} min at most "
+                      "past its end)", file=sys.stderr)
+                return 1
+    finally:
+        await svc.close()
+    if args.json:
+        print(json.dumps(retention_json(report, dry_run=args.dry_run), indent=2))
+    else:
+        print(retention_text(report, settings.retention, dry_run=args.dry_run))
+    return 0
+
+
+def retention_json(report, *, dry_run: bool) -> dict:
+    """`retention --json` (pure): how many of each kind went (would go), and each kind's
+    cutoff (what is older goes; null: kept for ever)."""
+    c = report.cutoffs
+    when = lambda at: at.isoformat() if at is not None else None  # noqa: E731
+    return {"dry_run": dry_run, "stories": report.stories, "events": report.events,
+            "event_days": report.event_days, "change_log": report.change_log,
+            "before": {"stories": when(c.stories_since), "events": when(c.events_since),
+                       "event_days": c.event_days_from.isoformat(),
+                       "change_log": when(c.changes_since)}}
+
+
+def retention_text(report, r, *, dry_run: bool) -> str:
+    """`retention`'s table (pure): one row a kind, with its count and why (`r`: the
+    `[retention]` settings it ran with)."""
+    c = report.cutoffs
+    verb = "would go" if dry_run else "removed"
+
+    def at(t) -> str:
+        return t.strftime("%Y-%m-%d %H:%M UTC")
+
+    def row(what: str, n: int, since, days: int, key: str, of: str) -> list[str]:
+        if since is None:
+            return [what, "-", f"kept for ever ([retention] {key} = 0)"]
+        return [what, f"{n:,}", f"{verb}: {of} before {at(since)} ({key} = {days})"]
+
+    rows = [["KIND", "COUNT", ""],
+            row("stories", report.stories, c.stories_since, r.stories_days, "stories_days",
+                "stories dated"),
+            row("events", report.events, c.events_since, r.events_days, "events_days",
+                "reader events"),
+            ["report days", f"{report.event_days:,}",
+             f"{verb}: days before {c.event_days_from.isoformat()} (the report's {MAX_DAYS} days)"],
+            row("change log", report.change_log, c.changes_since, r.change_log_days,
+                "change_log_days", "entries logged")]
+    lines = _table(rows).splitlines()
+    lines[0] = lines[0].rstrip()
+    if report.stories and not dry_run:
+        lines.append("The stories' own events and vectors went with them; running processes "
+                     "drop them from their indexes within seconds (they follow the change log).")
+    if dry_run:
+        lines.append("Dry run: nothing was deleted.")
+    return "\n".join(lines)
 
 
 async def cmd_takedown(settings, args) -> int:

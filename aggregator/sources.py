@@ -62,6 +62,19 @@ def parse_duration(value: str | int) -> int:
     return seconds
 
 
+def duration_text(seconds: int) -> str:
+    """`seconds` as sources.toml writes an interval, the inverse of `parse_duration`:
+    900 -> "15m", 5400 -> "1h30m", 86400 -> "1d", 90 -> "1m30s"."""
+    if seconds <= 0:
+        return f"{seconds}s"
+    parts = []
+    for unit in "dhms":
+        n, seconds = divmod(seconds, _UNIT_S[unit])
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
+
+
 class _SourceErrors:
     """Builds errors that point at one source table: file, line, source label, key."""
 

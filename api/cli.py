@@ -877,7 +877,7 @@ def _ago(at, now=None) -> str:
 
 
 def next_check(at, now=None) -> str:
-    """The NEXT CHECK column: "due" once the time has come (a pending source read "0s ago",
+    """The NEXT column of `sources list`: "due" once the time has come (a pending source read "0s ago",
     an overdue one "5m ago", as if that check had happened), else "in ..."."""
     from datetime import UTC, datetime
 
@@ -980,14 +980,39 @@ async def cmd_sources(settings, args) -> int:
         print(json.dumps([{**r.__dict__, **{k: (v.isoformat() if hasattr(v, "isoformat") else v)
                                              for k, v in r.__dict__.items()}} for r in rows], indent=2))
         return 0
-    table = [["NAME", "STATUS", "CATEGORY", "STORIES", "LAST SUCCESS", "NEXT CHECK", "ERROR"]]
-    for r in rows:
-        status = r.status if r.enabled else "disabled"
-        err = (r.last_error or "")[:60] + (f" (x{r.error_count})" if r.error_count > 1 else "")
-        table.append([r.name, status, r.category, str(r.stories), _ago(r.last_success_at),
-                      next_check(r.next_check_at), err])
-    print(_table(table))
+    print(sources_table(rows))
     return 0
+
+
+# `sources list` fits a terminal this wide with the shipped sources; a source's last error
+# goes on a line of its own under it, cut to this width (whole in `--json`).
+LIST_WIDTH = 100
+
+
+def sources_table(rows, now=None) -> str:
+    """The `sources list` table (pure; `rows`: store.SourceHealth). Besides health, what an
+    operator tunes, which only `--json` showed: the kind read (auto's as detected), the
+    weight, and the interval (EVERY: the one the schedule chose last, within the [collect]
+    bounds). The error under its row: as a last column (cut at 60 characters) it pushed the
+    rows past 130 columns, and with three more columns nothing was left for it."""
+    from aggregator.sources import duration_text
+
+    table = [["NAME", "STATUS", "KIND", "CATEGORY", "WEIGHT", "EVERY", "STORIES", "LAST OK", "NEXT"]]
+    for r in rows:
+        table.append([r.name, r.status if r.enabled else "disabled", r.kind, r.category,
+                      f"{r.weight:g}", duration_text(r.interval_s), str(r.stories),
+                      _ago(r.last_success_at, now), next_check(r.next_check_at, now)])
+    out = []
+    for line, r in zip(_table(table).splitlines(), [None, *rows], strict=True):
+        out.append(line)
+        if r is not None and r.last_error:
+            count = f" (x{r.error_count})" if r.error_count > 1 else ""
+            err = " ".join(r.last_error.split())
+            room = LIST_WIDTH - len("  error: ") - len(count)
+            if len(err) > room:
+                err = err[:room - 1].rstrip() + "…"
+            out.append(f"  error: {err}{count}")
+    return "\n".join(out)
 
 
 def import_opml(settings, args) -> int:

@@ -19,6 +19,7 @@ from aggregator.sources import (
     MAX_DURATION_S,
     SELECTOR_KEYS,
     SOURCE_KEYS,
+    duration_text,
     load_sources,
     name_slug,
     parse_duration,
@@ -424,3 +425,10 @@ def test_a_trial_source_is_named_after_its_host_folded_to_ascii():
     assert trial_source("https://www.bücher.example/feed").name == "bucher-example"
     assert trial_source("http://[::1]:8080/feed").name == "1"
     assert name_slug("Économie — le fil") == "economie-le-fil"
+
+
+@given(st.integers(1, MAX_DURATION_S))
+def test_duration_text_is_what_the_file_would_say(seconds):
+    """`sources list` shows intervals as sources.toml writes them: read back, the same."""
+    assert parse_duration(duration_text(seconds)) == seconds
+    assert [duration_text(s) for s in (90, 900, 5400, 86400)] == ["1m30s", "15m", "1h30m", "1d"]

@@ -451,7 +451,8 @@ async def dispatch(args) -> int:
 async def _sync_sources(svc) -> list:
     from aggregator.sources import load_sources
 
-    specs = load_sources(svc.settings.sources_file, default_interval_s=svc.settings.collect.default_interval_s)
+    specs = load_sources(svc.settings.sources_file, default_interval_s=svc.settings.collect.default_interval_s,
+                         min_interval_s=svc.settings.collect.min_interval_s)
     await svc.store.sync_sources(specs)
     return specs
 
@@ -915,7 +916,8 @@ async def cmd_sources(settings, args) -> int:
         return import_opml(settings, args)
     if args.sources_command == "export-opml":
         return export_opml(settings, args)
-    specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
+    specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s,
+                         min_interval_s=settings.collect.min_interval_s)
     if args.sources_command == "check":
         spec = next((s for s in specs if s.name == args.name), None)
         readers = sources_reading(specs, args.name) if spec is None else []
@@ -1044,7 +1046,8 @@ def import_opml(settings, args) -> int:
     except ParseError as e:
         print(f"tidings: error: {label}: {e}", file=sys.stderr)
         return EXIT_USAGE
-    existing = load_sources(path, default_interval_s=settings.collect.default_interval_s)
+    existing = load_sources(path, default_interval_s=settings.collect.default_interval_s,
+                            min_interval_s=settings.collect.min_interval_s)
     plan = plan_import(feeds, existing, category=args.category)
     for skip in plan.skipped:
         print(f"tidings: {label}: {skip}", file=sys.stderr)
@@ -1134,7 +1137,8 @@ def export_opml(settings, args) -> int:
     from aggregator.opml import export_opml as opml_of
     from aggregator.sources import load_sources
 
-    specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
+    specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s,
+                         min_interval_s=settings.collect.min_interval_s)
     doc, left_out = opml_of(specs, created_at=datetime.now(UTC))
     for line in left_out:
         print(f"tidings: left out {line}", file=sys.stderr)

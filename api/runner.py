@@ -67,7 +67,8 @@ class SourcesWatcher:
             return
         self.mtime = mtime
         try:
-            specs = load_sources(self.path, default_interval_s=self.svc.settings.collect.default_interval_s)
+            specs = load_sources(self.path, default_interval_s=self.svc.settings.collect.default_interval_s,
+                                 min_interval_s=self.svc.settings.collect.min_interval_s)
         except ConfigError as e:
             if strict:
                 raise
@@ -266,6 +267,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         # A bad sources file stops a collecting process before the model loads (the strict
         # check below syncs it): it was said only after the embedder was built, ~20 s into a
         # first start.
+        # (Its warnings come with that check.)
         load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
     svc = await build(settings, serve=serve, index=index, collect=collect,
                       owner_of_files=index, resolver_factory=resolver_factory)

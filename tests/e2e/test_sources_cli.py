@@ -322,3 +322,13 @@ def test_a_long_error_is_cut_to_the_width_of_the_table():
     lines = sources_table([row]).splitlines()
     assert lines[2].startswith("  error: HTTP 503 from https://e.org/aaa") and lines[2].endswith("… (x4)")
     assert len(lines[2]) == 100
+
+
+def test_commands_that_read_the_sources_file_name_an_interval_below_the_minimum(cli_env, tmp_path):
+    """`interval = "90s"` under the shipped min_interval_s (5 min) was raised in silence."""
+    path = sources_file(tmp_path, source("fast", "https://news.example/feed.xml", interval="90s"))
+    r = run_cli(["sources", "list"], {**cli_env, "TIDINGS_SOURCES_FILE": str(path)})
+    assert r.returncode == 0, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if "sources.interval_raised" in ln]
+    assert f"{path}:5: source 'fast' (#1): interval 1m30s is below [collect] min_interval_s (5m)" in line
+    assert line.endswith("(key 'interval')"), line

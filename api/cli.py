@@ -1232,8 +1232,8 @@ async def cmd_retention(settings, args) -> int:
             report = await retention(svc, every_s=0)
             if report is None:
                 print("tidings: error: another process is running retention now; try again "
-                      f"once it is done (its claim lasts {RETENTION_LEASE_S // 60} min at most "
-                      "past its end)", file=sys.stderr)
+                      "once it is done (the claim of a run whose process died runs out within "
+                      f"{RETENTION_LEASE_S // 60} min)", file=sys.stderr)
                 return 1
     finally:
         await svc.close()
@@ -1280,7 +1280,6 @@ def retention_text(report, r, *, dry_run: bool) -> str:
             row("change log", report.change_log, c.changes_since, r.change_log_days,
                 "change_log_days", "entries logged")]
     lines = _table(rows).splitlines()
-    lines[0] = lines[0].rstrip()
     if report.stories and not dry_run:
         lines.append("The stories' own events and vectors went with them; running processes "
                      "drop them from their indexes within seconds (they follow the change log).")

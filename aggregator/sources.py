@@ -62,6 +62,19 @@ def parse_duration(value: str | int) -> int:
     return seconds
 
 
+def duration_text(seconds: int) -> str:
+    """`seconds` as sources.toml writes an interval, the inverse of `parse_duration`:
+    900 -> "15m", 5400 -> "1h30m", 86400 -> "1d", 90 -> "1m30s"."""
+    if seconds <= 0:
+        return f"{seconds}s"
+    parts = []
+    for unit in "dhms":
+        n, seconds = divmod(seconds, _UNIT_S[unit])
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
+
+
 class _SourceErrors:
     """Builds errors that point at one source table: file, line, source label, key."""
 
@@ -278,8 +291,11 @@ def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) ->
                       keep=_check_rule(table, "keep", err), block=_check_rule(table, "block", err))
 
 
-def load_sources(path: Path, *, default_interval_s: int = 900) -> list[SourceSpec]:
-    """Read and validate every `[[source]]` of `path`, in file order (disabled ones included)."""
+def load_sources(path: Path, *, default_interval_s: int = 900,
+                 min_interval_s: int = 0) -> list[SourceSpec]:
+    """Read and validate every `[[source]]` of `path`, in file order (disabled ones included).
+    `min_interval_s` ([collect] min_interval_s; 0: not checked): an enabled source's interval
+    below it is logged, naming its file, line and key (`interval_raised`)."""
     data, lines = read_toml(Path(path))
     file = str(path)
     for key in data:
@@ -313,6 +329,8 @@ def load_sources(path: Path, *, default_interval_s: int = 900) -> list[SourceSpe
         first_line[spec.name] = lines.of("source", index, "name")
         specs.append(spec)
         url_lines.append(lines.of("source", index, "url"))
+        if "interval" in table and (why := interval_raised(spec, min_interval_s)):
+            log.warning("sources.interval_raised %s", err(why, "interval"))
     if errors:
         first = errors[0]
         raise ConfigError(first.message, file=first.file, line=first.line, key=first.key,
@@ -320,6 +338,18 @@ def load_sources(path: Path, *, default_interval_s: int = 900) -> list[SourceSpe
     for message in repeated_feeds(specs, url_lines):
         log.warning("sources.repeated %s: %s", file, message)
     return specs
+
+
+def interval_raised(spec: SourceSpec, min_interval_s: int) -> str | None:
+    """Why the schedule checks `spec` less often than its `interval` says, else None (pure).
+    Not an error (the schedule raises it to the minimum, a bound for every source), but it
+    was silent: an operator who wrote "90s" saw the source checked every 5 minutes."""
+    if not spec.enabled or spec.interval_s >= min_interval_s:
+        return None
+    floor = duration_text(min_interval_s)
+    return (f"interval {duration_text(spec.interval_s)} is below [collect] min_interval_s "
+            f"({floor}), so the source is checked no more often than every {floor}; lower "
+            "min_interval_s in the settings file to check it more often")
 
 
 def repeated_feeds(specs: list[SourceSpec], url_lines: list[int | None]) -> list[str]:

@@ -1771,6 +1771,12 @@ class Store:
             if len(batch) < RETENTION_BATCH:
                 return ids
 
+    async def count_stories_before(self, before: datetime) -> int:
+        """How many stories `delete_stories_before(before)` would drop (`retention --dry-run`)."""
+        async with self.session() as s:
+            return int(await s.scalar(select(func.count()).select_from(StoryRow)
+                                      .where(StoryRow.sort_at < before)) or 0)
+
     # ---------------------------------------------------------------- vectors
 
     async def embed_backlog(self, recipe: str, limit: int) -> list[EmbedJob]:
@@ -1964,6 +1970,17 @@ class Store:
             pruned += old
             if old < PRUNE_BATCH:
                 return pruned
+
+    async def count_changes_before(self, before: datetime) -> int:
+        """How many entries `prune_changes_before(before)` would drop: the prefix in `seq`
+        order up to the first entry logged since `before` (`retention --dry-run`)."""
+        async with self.session() as s:
+            first_kept = await s.scalar(select(func.min(IndexChangeRow.seq))
+                                        .where(IndexChangeRow.at >= before))
+            q = select(func.count()).select_from(IndexChangeRow)
+            if first_kept is not None:
+                q = q.where(IndexChangeRow.seq < first_kept)
+            return int(await s.scalar(q) or 0)
 
     # ---------------------------------------------------------------- readers and events
 
@@ -2268,6 +2285,18 @@ class Store:
         async with self.writing() as s:
             res = await s.execute(delete(EventRow).where(EventRow.at < before))
             return res.rowcount or 0
+
+    async def count_events_before(self, before: datetime) -> int:
+        """How many events `delete_events_before(before)` would drop (`retention --dry-run`)."""
+        async with self.session() as s:
+            return int(await s.scalar(select(func.count()).select_from(EventRow)
+                                      .where(EventRow.at < before)) or 0)
+
+    async def count_event_days_before(self, day: date) -> int:
+        """How many rows `delete_event_days_before(day)` would drop (`retention --dry-run`)."""
+        async with self.session() as s:
+            return int(await s.scalar(select(func.count()).select_from(EventDayRow)
+                                      .where(EventDayRow.day < day)) or 0)
 
     async def delete_event_days_before(self, day: date) -> int:
         """Retention of the report's counts: drop the days before `day`; returns how many rows."""

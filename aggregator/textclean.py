@@ -177,6 +177,16 @@ def without_name_tail(title: str, max_words: int = 4) -> str:
     return head
 
 
+_NON_WORD = re.compile(r"\W+")
+
+
+def headline_key(title: str) -> str:
+    """What headlines compare by, wherever one story's copies are told apart (related blocks,
+    feeds): without case, punctuation, or a publisher's name after a separator
+    (`without_name_tail`): "Title | Reuters" beside "Title" was one story shown twice."""
+    return _NON_WORD.sub(" ", without_name_tail(title).lower()).strip()
+
+
 def drop_read_more(text: str) -> str:
     """`text` (collapsed, one paragraph a line) without the "Continue reading..." and "[mehr]"
     links and the WordPress and Guardian footers that feeds add to an item's teaser: on a

@@ -252,6 +252,12 @@ def parser() -> argparse.ArgumentParser:
     _common(q)
     q.add_argument("urls", nargs="+", metavar="URL")
 
+    p = sub.add_parser("retention", help="run retention once: delete what [retention] keeps no "
+                                         "longer (the hourly job of run, serve, collect, index --watch)")
+    _common(p)
+    p.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    p.add_argument("--json", action="store_true", help="the counts and cutoffs as JSON")
+
     p = sub.add_parser("stats", help="how the widget performs: impressions, clicks and CTR per day, "
                                      "top sites, stories and pages")
     _common(p)
@@ -437,6 +443,8 @@ async def dispatch(args) -> int:
         return await cmd_takedown(settings, args)
     if cmd == "stats":
         return await cmd_stats(settings, args)
+    if cmd == "retention":
+        return await cmd_retention(settings, args)
     if cmd == "eval":
         from api.evalcmd import cmd_eval
 
@@ -447,7 +455,8 @@ async def dispatch(args) -> int:
 async def _sync_sources(svc) -> list:
     from aggregator.sources import load_sources
 
-    specs = load_sources(svc.settings.sources_file, default_interval_s=svc.settings.collect.default_interval_s)
+    specs = load_sources(svc.settings.sources_file, default_interval_s=svc.settings.collect.default_interval_s,
+                         min_interval_s=svc.settings.collect.min_interval_s)
     await svc.store.sync_sources(specs)
     return specs
 
@@ -873,7 +882,7 @@ def _ago(at, now=None) -> str:
 
 
 def next_check(at, now=None) -> str:
-    """The NEXT CHECK column: "due" once the time has come (a pending source read "0s ago",
+    """The NEXT column of `sources list`: "due" once the time has come (a pending source read "0s ago",
     an overdue one "5m ago", as if that check had happened), else "in ..."."""
     from datetime import UTC, datetime
 
@@ -911,7 +920,8 @@ async def cmd_sources(settings, args) -> int:
         return import_opml(settings, args)
     if args.sources_command == "export-opml":
         return export_opml(settings, args)
-    specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
+    specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s,
+                         min_interval_s=settings.collect.min_interval_s)
     if args.sources_command == "check":
         spec = next((s for s in specs if s.name == args.name), None)
         readers = sources_reading(specs, args.name) if spec is None else []
@@ -976,14 +986,39 @@ async def cmd_sources(settings, args) -> int:
         print(json.dumps([{**r.__dict__, **{k: (v.isoformat() if hasattr(v, "isoformat") else v)
                                              for k, v in r.__dict__.items()}} for r in rows], indent=2))
         return 0
-    table = [["NAME", "STATUS", "CATEGORY", "STORIES", "LAST SUCCESS", "NEXT CHECK", "ERROR"]]
-    for r in rows:
-        status = r.status if r.enabled else "disabled"
-        err = (r.last_error or "")[:60] + (f" (x{r.error_count})" if r.error_count > 1 else "")
-        table.append([r.name, status, r.category, str(r.stories), _ago(r.last_success_at),
-                      next_check(r.next_check_at), err])
-    print(_table(table))
+    print(sources_table(rows))
     return 0
+
+
+# `sources list` fits a terminal this wide with the shipped sources; a source's last error
+# goes on a line of its own under it, cut to this width (whole in `--json`).
+LIST_WIDTH = 100
+
+
+def sources_table(rows, now=None) -> str:
+    """The `sources list` table (pure; `rows`: store.SourceHealth). Besides health, what an
+    operator tunes, which only `--json` showed: the kind read (auto's as detected), the
+    weight, and the interval (EVERY: the one the schedule chose last, within the [collect]
+    bounds). The error under its row: as a last column (cut at 60 characters) it pushed the
+    rows past 130 columns, and with three more columns nothing was left for it."""
+    from aggregator.sources import duration_text
+
+    table = [["NAME", "STATUS", "KIND", "CATEGORY", "WEIGHT", "EVERY", "STORIES", "LAST OK", "NEXT"]]
+    for r in rows:
+        table.append([r.name, r.status if r.enabled else "disabled", r.kind, r.category,
+                      f"{r.weight:g}", duration_text(r.interval_s), str(r.stories),
+                      _ago(r.last_success_at, now), next_check(r.next_check_at, now)])
+    out = []
+    for line, r in zip(_table(table).splitlines(), [None, *rows], strict=True):
+        out.append(line)
+        if r is not None and r.last_error:
+            count = f" (x{r.error_count})" if r.error_count > 1 else ""
+            err = " ".join(r.last_error.split())
+            room = LIST_WIDTH - len("  error: ") - len(count)
+            if len(err) > room:
+                err = err[:room - 1].rstrip() + "…"
+            out.append(f"  error: {err}{count}")
+    return "\n".join(out)
 
 
 def import_opml(settings, args) -> int:
@@ -1015,7 +1050,8 @@ def import_opml(settings, args) -> int:
     except ParseError as e:
         print(f"tidings: error: {label}: {e}", file=sys.stderr)
         return EXIT_USAGE
-    existing = load_sources(path, default_interval_s=settings.collect.default_interval_s)
+    existing = load_sources(path, default_interval_s=settings.collect.default_interval_s,
+                            min_interval_s=settings.collect.min_interval_s)
     plan = plan_import(feeds, existing, category=args.category)
     for skip in plan.skipped:
         print(f"tidings: {label}: {skip}", file=sys.stderr)
@@ -1105,7 +1141,8 @@ def export_opml(settings, args) -> int:
     from aggregator.opml import export_opml as opml_of
     from aggregator.sources import load_sources
 
-    specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
+    specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s,
+                         min_interval_s=settings.collect.min_interval_s)
     doc, left_out = opml_of(specs, created_at=datetime.now(UTC))
     for line in left_out:
         print(f"tidings: left out {line}", file=sys.stderr)
@@ -1178,6 +1215,81 @@ async def cmd_stats(settings, args) -> int:
     report = stats_report(counts, since, until)
     print(json.dumps(report, indent=2) if args.json else stats_text(report))
     return 0
+
+
+async def cmd_retention(settings, args) -> int:
+    """One retention run, the one the long-running roles run each hour (`api.runner.retention`):
+    a deployment driven by one-shots (cron's `collect --once`) ran it never, and kept every
+    story and event for ever whatever `[retention]` said. Its removals reach the running
+    processes' indexes as the job's do: the database logs each deleted story in the change
+    log (a trigger), which they follow, and a saved index replays it at its next start."""
+    from api.runner import RETENTION_LEASE_S, retention, retention_preview
+    from api.services import build
+
+    svc = await build(settings)
+    try:
+        if args.dry_run:
+            report = await retention_preview(svc)
+        else:
+            # every_s=0: the operator's run does not wait for the job's hour, only for a run
+            # under way elsewhere (the same deletions twice at once).
+            report = await retention(svc, every_s=0)
+            if report is None:
+                print("tidings: error: another process is running retention now; try again "
+                      "once it is done (the claim of a run whose process died runs out within "
+                      f"{RETENTION_LEASE_S // 60} min)", file=sys.stderr)
+                return 1
+    finally:
+        await svc.close()
+    if args.json:
+        print(json.dumps(retention_json(report, dry_run=args.dry_run), indent=2))
+    else:
+        print(retention_text(report, settings.retention, dry_run=args.dry_run))
+    return 0
+
+
+def retention_json(report, *, dry_run: bool) -> dict:
+    """`retention --json` (pure): how many of each kind went (would go), and each kind's
+    cutoff (what is older goes; null: kept for ever)."""
+    c = report.cutoffs
+    when = lambda at: at.isoformat() if at is not None else None  # noqa: E731
+    return {"dry_run": dry_run, "stories": report.stories, "events": report.events,
+            "event_days": report.event_days, "change_log": report.change_log,
+            "before": {"stories": when(c.stories_since), "events": when(c.events_since),
+                       "event_days": c.event_days_from.isoformat(),
+                       "change_log": when(c.changes_since)}}
+
+
+def retention_text(report, r, *, dry_run: bool) -> str:
+    """`retention`'s table (pure): one row a kind, with its count and why (`r`: the
+    `[retention]` settings it ran with)."""
+    c = report.cutoffs
+    verb = "would go" if dry_run else "removed"
+
+    def at(t) -> str:
+        return t.strftime("%Y-%m-%d %H:%M UTC")
+
+    def row(what: str, n: int, since, days: int, key: str, of: str) -> list[str]:
+        if since is None:
+            return [what, "-", f"kept for ever ([retention] {key} = 0)"]
+        return [what, f"{n:,}", f"{verb}: {of} before {at(since)} ({key} = {days})"]
+
+    rows = [["KIND", "COUNT", ""],
+            row("stories", report.stories, c.stories_since, r.stories_days, "stories_days",
+                "stories dated"),
+            row("events", report.events, c.events_since, r.events_days, "events_days",
+                "reader events"),
+            ["report days", f"{report.event_days:,}",
+             f"{verb}: days before {c.event_days_from.isoformat()} (the report's {MAX_DAYS} days)"],
+            row("change log", report.change_log, c.changes_since, r.change_log_days,
+                "change_log_days", "entries logged")]
+    lines = _table(rows).splitlines()
+    if report.stories and not dry_run:
+        lines.append("The stories' own events and vectors went with them; running processes "
+                     "drop them from their indexes within seconds (they follow the change log).")
+    if dry_run:
+        lines.append("Dry run: nothing was deleted.")
+    return "\n".join(lines)
 
 
 async def cmd_takedown(settings, args) -> int:

@@ -15,14 +15,15 @@ import gc
 import logging
 import signal
 import time
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from aggregator.errors import ConfigError, StoreError
-from aggregator.settings import Settings
+from aggregator.settings import RetentionSettings, Settings
 from aggregator.sources import load_sources
 from aggregator.store import database_unavailable, driver_reason
 from api.jobhealth import JobHealth
@@ -69,7 +70,8 @@ class SourcesWatcher:
             return
         self.mtime = mtime
         try:
-            specs = load_sources(self.path, default_interval_s=self.svc.settings.collect.default_interval_s)
+            specs = load_sources(self.path, default_interval_s=self.svc.settings.collect.default_interval_s,
+                                 min_interval_s=self.svc.settings.collect.min_interval_s)
         except ConfigError as e:
             if strict:
                 raise
@@ -205,19 +207,60 @@ RETENTION_TICK_S = 600
 RETENTION_LEASE_S = 300
 
 
-async def retention(svc: Services, now: datetime | None = None) -> None:
+@dataclass(frozen=True)
+class RetentionCutoffs:
+    """What one retention run keeps, as of its start: stories collected (or published) since
+    `stories_since`, events since `events_since`, the report's days from `event_days_from`,
+    change log entries logged since `changes_since`; None keeps all of that kind."""
+
+    stories_since: datetime | None
+    events_since: datetime | None
+    event_days_from: date
+    changes_since: datetime | None
+
+
+def retention_cutoffs(r: RetentionSettings, now: datetime) -> RetentionCutoffs:
+    """The cutoffs of `[retention]` as of `now` (0 days keeps for ever). Pure.
+
+    The report's counts per day (`event_days`) outlive the events they were counted from
+    (`events_days` may be shorter than a report reaches), and keep the longest report's days,
+    and the day before (a report asked just before midnight); none is personal."""
+    def before(days: int) -> datetime | None:
+        return now - timedelta(days=days) if days else None
+
+    return RetentionCutoffs(before(r.stories_days), before(r.events_days),
+                            (now - timedelta(days=MAX_DAYS)).date(), before(r.change_log_days))
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    """What a retention run removed (or, a dry run, would remove)."""
+
+    cutoffs: RetentionCutoffs
+    stories: int = 0
+    events: int = 0
+    event_days: int = 0
+    change_log: int = 0
+
+
+async def retention(svc: Services, now: datetime | None = None, *,
+                    every_s: int = RETENTION_EVERY_S) -> RetentionReport | None:
+    """Run retention if this process may (once per `every_s` in the cluster, one run at a
+    time); None when another process ran it within `every_s`, or runs it now. `tidings
+    retention` passes 0: the operator's run waits for no hour, only for a run under way."""
     now = now or datetime.now(UTC)
-    if not await svc.store.claim_job("retention", owner=svc.owner, every_s=RETENTION_EVERY_S,
+    if not await svc.store.claim_job("retention", owner=svc.owner, every_s=every_s,
                                      lease_s=RETENTION_LEASE_S, now=now):
-        return  # another process of the cluster ran it within the hour, or runs it now
+        return None  # another process of the cluster ran it within the hour, or runs it now
     keeper = asyncio.create_task(_keep_claim(svc, "retention", now, RETENTION_LEASE_S))
     try:
-        await _retention_run(svc, now)
+        report = await _retention_run(svc, now)
     finally:
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
     # Only now: a run that raised before this is claimed again once its lease runs out.
     await svc.store.job_done("retention", owner=svc.owner, started_at=now)
+    return report
 
 
 async def _keep_claim(svc: Services, name: str, claimed_at: datetime, lease_s: int) -> None:
@@ -237,28 +280,41 @@ async def _keep_claim(svc: Services, name: str, claimed_at: datetime, lease_s: i
             log.info("%s.claim_renewal_failed: %s", name, driver_reason(e))
 
 
-async def _retention_run(svc: Services, now: datetime) -> None:
-    r = svc.settings.retention
-    if r.stories_days:
-        ids = await svc.store.delete_stories_before(now - timedelta(days=r.stories_days))
-        if ids:
-            log.info("retention.stories removed=%d", len(ids))
-    if r.events_days:
-        n = await svc.store.delete_events_before(now - timedelta(days=r.events_days))
-        if n:
-            log.info("retention.events removed=%d", n)
-    # The report's counts per day (`event_days`) outlive the events they were counted from
-    # (`events_days` may be shorter than a report reaches), and keep the longest report's
-    # days, and the day before (a report asked just before midnight); none is personal.
-    n = await svc.store.delete_event_days_before((now - timedelta(days=MAX_DAYS)).date())
-    if n:
-        log.info("retention.event_days removed=%d", n)
-    if r.change_log_days:
+async def _retention_run(svc: Services, now: datetime) -> RetentionReport:
+    """Deletes what `retention_cutoffs` leaves out. The database logs each story's removal in
+    the change log (a trigger), which every running process's index follows."""
+    c = retention_cutoffs(svc.settings.retention, now)
+    stories = events = changes = 0
+    if c.stories_since:
+        stories = len(await svc.store.delete_stories_before(c.stories_since))
+        if stories:
+            log.info("retention.stories removed=%d", stories)
+    if c.events_since:
+        events = await svc.store.delete_events_before(c.events_since)
+        if events:
+            log.info("retention.events removed=%d", events)
+    days = await svc.store.delete_event_days_before(c.event_days_from)
+    if days:
+        log.info("retention.event_days removed=%d", days)
+    if c.changes_since:
         # After the stories: their removals just logged are recent, and kept.
-        n = await svc.store.prune_changes_before(now - timedelta(days=r.change_log_days))
-        if n:
-            log.info("retention.change_log removed=%d horizon=%d", n,
+        changes = await svc.store.prune_changes_before(c.changes_since)
+        if changes:
+            log.info("retention.change_log removed=%d horizon=%d", changes,
                      await svc.store.change_horizon())
+    return RetentionReport(c, stories, events, days, changes)
+
+
+async def retention_preview(svc: Services, now: datetime | None = None) -> RetentionReport:
+    """What a retention run at `now` would remove, removing nothing (`retention --dry-run`)."""
+    c = retention_cutoffs(svc.settings.retention, now or datetime.now(UTC))
+    store = svc.store
+    return RetentionReport(
+        c,
+        await store.count_stories_before(c.stories_since) if c.stories_since else 0,
+        await store.count_events_before(c.events_since) if c.events_since else 0,
+        await store.count_event_days_before(c.event_days_from),
+        await store.count_changes_before(c.changes_since) if c.changes_since else 0)
 
 
 async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bool,
@@ -271,6 +327,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         # A bad sources file stops a collecting process before the model loads (the strict
         # check below syncs it): it was said only after the embedder was built, ~20 s into a
         # first start.
+        # (Its warnings come with that check.)
         load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
     svc = await build(settings, serve=serve, index=index, collect=collect,
                       owner_of_files=index, resolver_factory=resolver_factory)

@@ -36,6 +36,7 @@ import numpy as np
 
 from aggregator.model import Story
 from aggregator.names import name_key
+from aggregator.textclean import headline_key
 from recommender.profile import Preferences, Profile, empty_profile
 
 
@@ -394,20 +395,16 @@ def copies_of_read(
     mat = np.stack([c.vector for c in candidates]).astype(np.float32)
     seen = np.stack([v for _, v in read]).astype(np.float32)
     sims = mat @ seen.T
-    keys = [_title_key(t) for t, _ in read]
+    keys = [headline_key(t) for t, _ in read]
     out = set()
     for j in np.flatnonzero((sims >= params.copy_title_cos).any(axis=1)):  # a few, if any
         c = candidates[int(j)]
-        key = _title_key(c.title)
+        key = headline_key(c.title)
         for r in np.flatnonzero(sims[j] >= params.copy_title_cos):
             if sims[j, r] >= params.copy_cos or (key and key == keys[r]):
                 out.add(c.id)
                 break
     return out
-
-
-def _title_key(title: str) -> str:
-    return " ".join(title.lower().split())
 
 
 def _first(v: object) -> float:
@@ -971,14 +968,14 @@ class _Shown:
             self.take(c)
 
     def copy_of_placed(self, c: FeedCandidate) -> bool:
-        if c.id in self.ids or not (same := self.by_title.get(_title_key(c.title))):
+        if c.id in self.ids or not (same := self.by_title.get(headline_key(c.title))):
             return False
         return any(float(v @ c.vector) >= self.params.copy_title_cos for v in same)
 
     def take(self, c: FeedCandidate) -> None:
         if c.id not in self.ids:
             self.ids.add(c.id)
-            if key := _title_key(c.title):
+            if key := headline_key(c.title):
                 self.by_title.setdefault(key, []).append(c.vector)
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from aggregator.canonical import canonical_url, site_key
 from aggregator.names import name_key
-from aggregator.textclean import without_name_tail
+from aggregator.textclean import headline_key
 from recommender.lexical import CALENDAR_WORDS, IdfTable, fold, key_terms
 
 
@@ -219,7 +219,6 @@ class _Scored:
     copies: list[Candidate] = field(default_factory=list)
 
 
-_SPACE = re.compile(r"\W+")
 TermsOf = Callable[[int], Sequence[str]]  # a candidate's names by id (the lexical index's)
 CommonWord = Callable[[str], bool]  # whether a key term is a common word (the lexical index's)
 _POOL_PER_K = 8
@@ -270,17 +269,11 @@ def _url_key_slow(url: str) -> str:
     return url.rstrip("/")
 
 
-def _title_key(title: str) -> str:
-    """What headlines compare by: without case, punctuation, or a publisher's name after a
-    separator (`without_name_tail`): "Title | Reuters" beside "Title" was one story shown twice."""
-    return _SPACE.sub(" ", without_name_tail(title).lower()).strip()
-
-
 def copies_under_title(query: Query, candidates: Sequence[Candidate]) -> int:
     """How many candidates carry the article's own (non-empty) headline: republished copies,
     which drop out as the article itself."""
-    key = _title_key(query.title)
-    return sum(1 for c in candidates if c.title and _title_key(c.title) == key) if key else 0
+    key = headline_key(query.title)
+    return sum(1 for c in candidates if c.title and headline_key(c.title) == key) if key else 0
 
 
 def _cos(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
@@ -302,7 +295,7 @@ def is_self(query: Query, cand: Candidate, params: RankParams) -> bool:
                    or (cand.lexical_score or 0.0) >= params.self_title_lexical)
     if not (near or near_titled):  # most candidates: no title to normalise
         return False
-    qt, ct = _title_key(query.title), _title_key(cand.title)
+    qt, ct = headline_key(query.title), headline_key(cand.title)
     if near_titled and qt and qt == ct:
         return True
     return near and (qt == ct or cos >= 0.995)
@@ -568,10 +561,10 @@ def collapse_duplicates(scored: list[_Scored], params: RankParams,
 
 
 def same_headline(scored: Sequence[_Scored]) -> np.ndarray:
-    """Which pairs of candidates carry one non-empty headline (`_title_key`); untitled
+    """Which pairs of candidates carry one non-empty headline (`headline_key`); untitled
     documents (ECB+) share none."""
     codes: dict[str, int] = {}
-    keys = [_title_key(s.cand.title) for s in scored]
+    keys = [headline_key(s.cand.title) for s in scored]
     row = np.array([codes.setdefault(key, len(codes)) if key else -1 - i
                     for i, key in enumerate(keys)])
     return row[:, None] == row[None, :]

@@ -316,3 +316,14 @@ def test_a_headline_loses_a_publisher_s_name_after_its_last_separator(title: str
     from aggregator.textclean import without_name_tail
 
     assert without_name_tail(title) == core
+
+
+def test_headlines_compare_without_case_punctuation_or_a_publishers_name() -> None:
+    """`headline_key`: the one rule related blocks and feeds tell one story's copies by."""
+    from aggregator.textclean import headline_key
+
+    key = headline_key("Hewitt decries 'career sexism' | Reuters")
+    assert key == "hewitt decries career sexism"
+    assert key == headline_key("HEWITT decries career-sexism  - BBC News") == headline_key(
+        "Hewitt decries career sexism")
+    assert headline_key("Brexit talks - Part 2") != headline_key("Brexit talks")

@@ -19,6 +19,7 @@ from aggregator.sources import (
     MAX_DURATION_S,
     SELECTOR_KEYS,
     SOURCE_KEYS,
+    duration_text,
     load_sources,
     name_slug,
     parse_duration,
@@ -424,3 +425,36 @@ def test_a_trial_source_is_named_after_its_host_folded_to_ascii():
     assert trial_source("https://www.bücher.example/feed").name == "bucher-example"
     assert trial_source("http://[::1]:8080/feed").name == "1"
     assert name_slug("Économie — le fil") == "economie-le-fil"
+
+
+@given(st.integers(1, MAX_DURATION_S))
+def test_duration_text_is_what_the_file_would_say(seconds):
+    """`sources list` shows intervals as sources.toml writes them: read back, the same."""
+    assert parse_duration(duration_text(seconds)) == seconds
+    assert [duration_text(s) for s in (90, 900, 5400, 86400)] == ["1m30s", "15m", "1h30m", "1d"]
+
+
+def test_an_interval_below_the_minimum_is_named_in_a_warning(tmp_path, caplog):
+    """An `interval` under [collect] min_interval_s ("90s" beside the shipped 300) was raised
+    to the minimum without a word: the source was checked every 5 minutes, not 90 s. Named
+    now, as the file's errors are (file, line, key); still loaded, not refused. A disabled
+    source, one at the minimum, and one that sets no interval say nothing."""
+    min_s = load_settings(REPO / "config" / "tidings.toml", env={}).collect.min_interval_s
+    assert min_s == 300
+    path = write(tmp_path, (
+        '[[source]]\nname = "fast"\nurl = "https://news.example/a.xml"\ncategory = "x"\n'
+        'interval = "90s"\n'
+        '[[source]]\nname = "edge"\nurl = "https://news.example/b.xml"\ncategory = "x"\n'
+        'interval = "5m"\n'
+        '[[source]]\nname = "off"\nurl = "https://news.example/c.xml"\ncategory = "x"\n'
+        'interval = 60\nenabled = false\n'
+        '[[source]]\nname = "plain"\nurl = "https://news.example/d.xml"\ncategory = "x"\n'))
+    with caplog.at_level("WARNING", logger="tidings.sources"):
+        specs = load_sources(path, default_interval_s=900, min_interval_s=min_s)
+    assert [(s.name, s.interval_s) for s in specs] == [("fast", 90), ("edge", 300), ("off", 60),
+                                                       ("plain", 900)]
+    warned = [r.getMessage() for r in caplog.records if r.name == "tidings.sources"]
+    assert warned == [f"sources.interval_raised {path}:5: source 'fast' (#1): interval 1m30s is "
+                      "below [collect] min_interval_s (5m), so the source is checked no more "
+                      "often than every 5m; lower min_interval_s in the settings file to check "
+                      "it more often (key 'interval')"], warned

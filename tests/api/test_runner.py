@@ -475,3 +475,31 @@ async def test_a_serve_worker_writes_its_accepted_events_when_it_stops(tmp_path,
         server.should_exit = True
         await asyncio.gather(task, return_exceptions=True)
         await store.close()
+
+
+async def test_a_retention_preview_counts_what_the_run_then_removes(store):
+    """`tidings retention --dry-run` counts with the run's own cutoffs: each kind as many as
+    the run removes right after (the change log's prefix too, up to its first recent entry)."""
+    settings = load_settings(REPO_CONFIG, env={})
+    settings = replace(settings, retention=replace(settings.retention, stories_days=30,
+                                                   events_days=60))
+    now = datetime.now(UTC)
+    ids = list((await store.upsert_stories(
+        [StoryDraft(url=f"https://e.org/{i}", title=f"Story {i}",
+                    published_at=now - timedelta(days=40 if i < 3 else 1)) for i in range(5)],
+        now)).new_ids)
+    await store.save_vectors([(i, 1, b"\x01" * 8) for i in ids[:2]], "r", now - timedelta(days=31))
+    await store.save_vectors([(ids[2], 1, b"\x01" * 8)], "r", now - timedelta(days=29))
+    await store.save_vectors([(ids[3], 1, b"\x01" * 8)], "r", now - timedelta(days=40))
+    at = [now - timedelta(days=d) for d in (95, 70, 2)]
+    await store.add_events([EventRecord(event_key("r", ids[4], "click", t, None), "r", ids[4],
+                                        "click", t) for t in at], now)
+    svc = SimpleNamespace(settings=settings, store=store, owner="test")
+    preview = await runner.retention_preview(svc, now)
+    assert (preview.stories, preview.events, preview.event_days) == (3, 2, 1)
+    # Logged at -31, -31, -29, -40 days (in that order): the prefix before -29 goes.
+    assert preview.change_log == 2
+    done = await runner.retention(svc, now, every_s=0)
+    assert done == preview
+    assert await runner.retention(svc, now, every_s=0) == replace(preview, stories=0, events=0,
+                                                                   event_days=0, change_log=0)

@@ -279,3 +279,56 @@ async def test_sources_check_and_collect_count_the_items_left_out_by_rules(cli_e
         assert r.stderr.startswith(f"tidings: error: {path}:5: source 'ruled' (#1): block is not a "
                                    "valid regular expression"), r.stderr
         assert "(key 'block')" in r.stderr
+
+
+async def test_sources_list_shows_what_an_operator_tunes(cli_env, tmp_path):
+    """The table had no kind, weight or interval (only `--json` showed them): an operator
+    tuning sources read the file and the JSON side by side. They are columns now, and a
+    source's error, which as a last column pushed rows past 130 columns, is on a line of
+    its own under it, cut to the table's 100."""
+    async with LocalSite() as site:
+        site.route("/rss.xml", body=RSS, content_type="application/rss+xml")
+        site.route("/gone.xml", status=410)
+        long_name = "x" * 40
+        site.route(f"/{long_name}.xml", status=404)
+        path = sources_file(tmp_path,
+                            source("tuned", site.url("/rss.xml"), weight=0.5, interval="2h"),
+                            source("failing", site.url(f"/{long_name}.xml"), kind="feed",
+                                   interval="1h30m"),
+                            source("idle", site.url("/gone.xml"), enabled=False))
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(path)}
+        r = await cli(["collect", "--once"], env)
+        assert "ok     tuned" in r.stdout, r.stdout + r.stderr
+        r = await cli(["sources", "list"], env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "KIND", "CATEGORY", "WEIGHT", "EVERY", "STORIES",
+                                "LAST", "OK", "NEXT"], r.stdout
+    rows = {line.split()[0]: line.split() for line in lines[1:] if not line.startswith(" ")}
+    assert rows["tuned"][:7] == ["tuned", "ok", "feed", "politics", "0.5", "2h", "2"], r.stdout
+    assert rows["failing"][:6] == ["failing", "error", "feed", "politics", "1", "1h30m"], r.stdout
+    assert rows["idle"][:5] == ["idle", "disabled", "auto", "politics", "1"], r.stdout
+    (err,) = [line for line in lines if line.startswith("  error: ")]
+    assert lines[lines.index(err) - 1].startswith("failing ") and "404" in err, r.stdout
+    assert max(len(line) for line in lines) <= 100, r.stdout
+
+
+def test_a_long_error_is_cut_to_the_width_of_the_table():
+    from aggregator.store import SourceHealth
+    from api.cli import sources_table
+
+    row = SourceHealth("s", "https://e.org/f", "news", "feed", True, 1.0, "error", 0, None, None,
+                       "HTTP 503 from https://e.org/" + "a" * 200, 4, None, 900)
+    lines = sources_table([row]).splitlines()
+    assert lines[2].startswith("  error: HTTP 503 from https://e.org/aaa") and lines[2].endswith("… (x4)")
+    assert len(lines[2]) == 100
+
+
+def test_commands_that_read_the_sources_file_name_an_interval_below_the_minimum(cli_env, tmp_path):
+    """`interval = "90s"` under the shipped min_interval_s (5 min) was raised in silence."""
+    path = sources_file(tmp_path, source("fast", "https://news.example/feed.xml", interval="90s"))
+    r = run_cli(["sources", "list"], {**cli_env, "TIDINGS_SOURCES_FILE": str(path)})
+    assert r.returncode == 0, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if "sources.interval_raised" in ln]
+    assert f"{path}:5: source 'fast' (#1): interval 1m30s is below [collect] min_interval_s (5m)" in line
+    assert line.endswith("(key 'interval')"), line

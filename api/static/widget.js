@@ -457,11 +457,12 @@
   }
 
   // Each story is one impression a page view (location.href: an app's pushState starts a new
-  // one), however many containers show it: two for one article counted it twice.
+  // one), however many containers show it: two for one article counted it twice. Not its
+  // #fragment: an in-page anchor is the same view, and a redraw after one counted again.
   var reported = Object.create(null);
   function firstSeen(api, ids) {
     return ids.filter(function (id) {
-      var key = location.href + " " + api + " " + id;
+      var key = location.href.split("#")[0] + " " + api + " " + id;
       return reported[key] ? false : (reported[key] = true);
     });
   }

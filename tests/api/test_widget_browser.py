@@ -1781,3 +1781,24 @@ async def test_a_server_block_stays_when_the_readers_own_cannot_be_had(
     assert "reader" in asked_queries(page, "/v1/related")[0]
     assert await titles_in(page, "#related") == everyones
     assert page.page_errors == []
+
+
+async def test_an_in_page_anchor_jump_does_not_count_the_block_again(page, widget_api, publisher):
+    """Impressions were deduplicated by location.href, #fragment and all: a jump to an anchor
+    on the same page, then a redraw (a new heading, theme or rel), counted every story again."""
+    await open_with_block(page, publisher.page("anchor.html", host_page(widget_api.base_url)))
+    reader = await reader_of(page)
+    await widget_api.stored_events(reader, 4)
+    await settle(page)
+    assert len(event_posts(page)) == 1
+    await page.evaluate("location.hash = 'host-footer'")
+    await page.locator("#related").evaluate("c => c.dataset.heading = 'More on this'")
+    await page.wait_for_function(
+        "document.querySelector('#related').shadowRoot.querySelector('h2').textContent"
+        " == 'More on this'")
+    await page.locator("#related").scroll_into_view_if_needed()
+    await settle(page)
+    await settle(page)
+    assert len(event_posts(page)) == 1
+    assert [e.type for e in await widget_api.svc.store.reader_events(reader)] == ["impression"] * 4
+    assert page.page_errors == []

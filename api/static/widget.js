@@ -350,7 +350,20 @@
     }
   }
 
-  function cardNode(card, links, own) {
+  // A thumbnail whose image fails shows the site's mark, as one without an image does. An image
+  // of a server-rendered block may have failed before this script ran: no error event comes.
+  function markThumb(thumb, site) {
+    thumb.className = P + "thumb " + P + "thumb-empty";
+    thumb.setAttribute("aria-hidden", "true");
+    thumb.textContent = siteMark(site);
+  }
+  function watchImage(img, site) {
+    var thumb = img.parentNode, fail = function () { markThumb(thumb, site); };
+    img.addEventListener("error", fail);
+    if (img.complete && !img.naturalWidth && img.getAttribute("src")) fail();
+  }
+
+  function cardNode(card, links, own, lang) {
     var li = el("li", "card");
     var id = text(card.id);
     if (id) li.setAttribute("data-story-id", id);
@@ -366,11 +379,6 @@
     var site = text(card.site) || text(card.source);
     var thumb = el("span", "thumb");
     var src = safeUrl(card.image_url);
-    function emptyThumb() {
-      thumb.className = P + "thumb " + P + "thumb-empty";
-      thumb.setAttribute("aria-hidden", "true");
-      thumb.textContent = siteMark(site);
-    }
     if (src) {
       var img = document.createElement("img");
       img.setAttribute("alt", "");
@@ -379,11 +387,11 @@
       // Hotlinked: the page's URL is no business of the image host, and hotlink blocking
       // lets an empty Referer through.
       img.setAttribute("referrerpolicy", "no-referrer");
-      img.addEventListener("error", emptyThumb);
-      img.setAttribute("src", src);
       thumb.appendChild(img);
+      watchImage(img, site);
+      img.setAttribute("src", src);
     } else {
-      emptyThumb();
+      markThumb(thumb, site);
     }
     link.appendChild(thumb);
     link.appendChild(ownDir(el("span", "title", text(card.title) || "Untitled")));
@@ -734,6 +742,10 @@
     var prerendered = container.querySelector("." + P + "block");
     if (!prerendered) return want(container, state);
     show(container, state, prerendered);
+    Array.prototype.forEach.call(prerendered.querySelectorAll("." + P + "card"), function (card) {
+      var img = card.querySelector("img"), site = card.querySelector("." + P + "site");
+      if (img) watchImage(img, site ? site.textContent : "");
+    });
     var page = pageUrl(container), api = apiBase(container);
     state.url = requestOf(container, page, true);
     state.look = lookOf(container);

@@ -1802,3 +1802,35 @@ async def test_an_in_page_anchor_jump_does_not_count_the_block_again(page, widge
     assert len(event_posts(page)) == 1
     assert [e.type for e in await widget_api.svc.store.reader_events(reader)] == ["impression"] * 4
     assert page.page_errors == []
+
+
+BROKEN_THUMB_JS = """c => [...c.shadowRoot.querySelectorAll('.tdg-thumb')].map(t =>
+    [t.className, t.getAttribute('aria-hidden'), t.textContent, t.querySelectorAll('img').length])"""
+
+
+async def test_broken_thumbnails_of_a_server_block_show_the_site_mark(page, widget_api, publisher):
+    """A block the widget builds shows the site's mark where an image fails; a server-rendered
+    one kept an empty grey box: its image had no error listener, and one that failed before
+    the script ran fires no event for a listener added later."""
+    related = (await widget_api.block(SEED_URL))["related"]
+    fragment = await widget_api.fragment(SEED_URL)
+    images = sorted(set(re.findall(r'src="([^"]+/thumb-\d\.svg)"', fragment)))
+    assert len(images) == 2
+    # The first image fails before the script runs, the second loads and fails later.
+    broken = fragment.replace(images[0], f"{publisher.base_url}/missing.png")
+    html = host_page(widget_api.base_url, scripts=[]).replace(
+        '<div id="related" data-tidings-related ></div>',
+        f'<div id="related" data-tidings-related>{broken}</div>')
+    await page.goto(publisher.page("broken-thumbs.html", html))
+    await page.wait_for_function("[...document.images].every(i => i.complete)")
+    assert await page.evaluate("[...document.images].map(i => i.naturalWidth)") == [0, 320]
+    await page.add_script_tag(url=f"{widget_api.base_url}/widget.js")
+    await page.wait_for_function("document.querySelector('#related').shadowRoot")
+    await page.locator("#related").evaluate(
+        "c => c.shadowRoot.querySelectorAll('img')[0].src = location.origin + '/gone.png'")
+    await page.wait_for_function(
+        "!document.querySelector('#related').shadowRoot.querySelector('img')", timeout=5000)
+    marks = await page.locator("#related").evaluate(BROKEN_THUMB_JS)
+    expected = [site_mark(c["site"] or c["source"]) for c in related]
+    assert marks == [["tdg-thumb tdg-thumb-empty", "true", mark, 0] for mark in expected]
+    assert page.page_errors == []

@@ -1834,3 +1834,52 @@ async def test_broken_thumbnails_of_a_server_block_show_the_site_mark(page, widg
     expected = [site_mark(c["site"] or c["source"]) for c in related]
     assert marks == [["tdg-thumb tdg-thumb-empty", "true", mark, 0] for mark in expected]
     assert page.page_errors == []
+
+
+# Every text node's element in the block with its WCAG contrast ratio: its computed colour
+# against the first opaque background behind it (the block's, or the page's when the block
+# lets it show), both painted on a canvas so any CSS colour syntax reads as sRGB.
+CONTRAST_JS = """c => {
+    const pen = document.createElement('canvas').getContext('2d', {willReadFrequently: true});
+    const rgba = css => { pen.clearRect(0, 0, 1, 1); pen.fillStyle = css; pen.fillRect(0, 0, 1, 1);
+                          return [...pen.getImageData(0, 0, 1, 1).data]; };
+    const lum = rgb => rgb.slice(0, 3).map(v => (v /= 255) <= .03928 ? v / 12.92
+        : ((v + .055) / 1.055) ** 2.4).reduce((s, v, i) => s + v * [.2126, .7152, .0722][i], 0);
+    const behind = e => {
+        for (let n = e; n; n = n.parentElement || n.getRootNode().host) {
+            const bg = rgba(getComputedStyle(n).backgroundColor);
+            if (bg[3] === 255) return bg;
+        }
+        return [255, 255, 255, 255];
+    };
+    return [...c.shadowRoot.querySelectorAll('.tdg-block *')]
+        .filter(e => [...e.childNodes].some(n => n.nodeType === 3 && n.nodeValue.trim()))
+        .filter(e => e.getBoundingClientRect().width > 1)  // shown: not the screen-reader text
+        .map(e => {
+            const [a, b] = [lum(rgba(getComputedStyle(e).color)), lum(behind(e))];
+            return [e.className, Math.round((Math.max(a, b) + .05) / (Math.min(a, b) + .05) * 100) / 100];
+        });
+}"""
+
+
+@pytest.mark.parametrize("attrs, page_css", [
+    ('data-theme="light"', ""),
+    ('data-theme="dark"', ""),
+    ("", "body{background:#121212;color:#e8e8e8}"),  # inferred dark, the page's background
+])
+async def test_every_text_in_the_block_has_aa_contrast(page, widget_api, publisher, attrs, page_css):
+    """WCAG AA: 4.5:1 for text, whatever its size. The dark theme's byline initials (white on
+    #5b8fc7) had 3.4:1."""
+    html = host_page(widget_api.base_url, container_attrs=attrs, head=f"<style>{page_css}</style>")
+    await open_with_block(page, publisher.page("contrast.html", html))
+    ratios = await page.locator("#related").evaluate(CONTRAST_JS)
+    classes = {cls.split()[-1] for cls, _ in ratios}
+    assert {"tdg-heading", "tdg-title", "tdg-snippet", "tdg-site", "tdg-time", "tdg-avatar",
+            "tdg-thumb-empty"} <= classes
+    assert [(cls, ratio) for cls, ratio in ratios if ratio < 4.5] == []
+    # The keyboard's focus shows there too: the accent outline, 3:1 or more against the block.
+    await page.keyboard.press("Tab")
+    outline = await page.locator("#related").evaluate("""c => {
+        const s = getComputedStyle(c.shadowRoot.activeElement);
+        return [s.outlineStyle, s.outlineWidth]; }""")
+    assert outline == ["solid", "2px"]

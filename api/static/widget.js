@@ -233,24 +233,26 @@
     return cut.replace(/[ ,;:.-]+$/, "") + "\u2026";
   }
 
-  // In words and in the page's language: "13m ago" was read "13 metres ago", and was English
-  // on every page. A lang the browser cannot take ("en_GB") falls back to the reader's.
-  var LANG;
-  try {
-    LANG = Intl.getCanonicalLocales(document.documentElement.lang || [])[0];
-  } catch (e) { /* the reader's locale */ }
+  // In words and in the container's language (its own or nearest lang, as the block inherits
+  // it; the page's <html lang> alone made a French section's times English): "13m ago" was
+  // read "13 metres ago". A lang the browser cannot take ("en_GB") falls back to the reader's.
+  function langOf(container) {
+    try {
+      return Intl.getCanonicalLocales((container.closest("[lang]") || document.documentElement).lang || [])[0];
+    } catch (e) { /* the reader's locale */ }
+  }
 
-  function ago(published) {
+  function ago(published, lang) {
     var t = Date.parse(text(published));
     if (isNaN(t)) return "";
     var minutes = Math.max(Math.round((Date.now() - t) / 60000), 0);
     try {
-      var say = new Intl.RelativeTimeFormat(LANG, { numeric: "auto" });
+      var say = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
       if (minutes < 1) return say.format(0, "second");
       if (minutes < 60) return say.format(-minutes, "minute");
       if (minutes < 1440) return say.format(-Math.round(minutes / 60), "hour");
       if (minutes < 10080) return say.format(-Math.round(minutes / 1440), "day");
-      return new Date(t).toLocaleDateString(LANG, { day: "numeric", month: "short", year: "numeric" });
+      return new Date(t).toLocaleDateString(lang, { day: "numeric", month: "short", year: "numeric" });
     } catch (e) {
       return "";
     }
@@ -409,7 +411,7 @@
       meta.appendChild(el("span", "sr", "By " + author));
     }
     if (site) meta.appendChild(ownDir(el("span", "site", site)));
-    var when = ago(card.published_at);
+    var when = ago(card.published_at, lang);
     if (when) {
       var time = el("time", "time", when);
       // HTML allows 3 digits of a second; the API sends 6.
@@ -439,12 +441,12 @@
     block.setAttribute("data-theme", chosen);
   }
 
-  function blockNode(cards, heading, links, own) {
+  function blockNode(cards, heading, links, own, lang) {
     var section = el("section", "block");
     section.setAttribute("aria-label", heading);
     section.appendChild(el("h2", "heading", heading));
     var list = el("ul", "list");
-    cards.forEach(function (card) { list.appendChild(cardNode(card, links, own)); });
+    cards.forEach(function (card) { list.appendChild(cardNode(card, links, own, lang)); });
     section.appendChild(list);
     return section;
   }
@@ -640,7 +642,8 @@
 
   function render(container, state, cards, api, page) {
     if (!cards.length) return show(container, state, null);
-    var node = blockNode(cards, heading(container), otherSiteLinks(container), ownSite(page));
+    var node = blockNode(cards, heading(container), otherSiteLinks(container), ownSite(page),
+      langOf(container));
     // Shorter than the placeholder, it keeps its room (or the page under it moves up) unless
     // the container is below the viewport, where that moves nothing the reader sees.
     var held = state.node && state.node.hasAttribute("aria-hidden") &&
@@ -649,6 +652,33 @@
     show(container, state, node);
     if (held) node.style.cssText = "box-sizing:border-box;min-height:" + held + "px";
     track(node, api, page, state);
+    built.add(node);
+    keepTime();
+  }
+
+  // "5 minutes ago" on a page left open grows old: one timer for every block built here (the
+  // server's say dates), once a minute while the page is visible, nothing asked again.
+  var clock = null;
+  function keepTime() {
+    clearInterval(clock);
+    clock = !document.hidden && retime() ? setInterval(function () { if (!retime()) keepTime(); }, 60000) : null;
+  }
+
+  // Writes each shown time anew (where it changed); false when no block shows one.
+  function retime() {
+    var shown = false;
+    try {
+      drawn.forEach(function (container) {
+        var node = states.get(container).node, lang = langOf(container);
+        if (!built.has(node) || !container.isConnected) return;
+        Array.prototype.forEach.call(node.querySelectorAll("time"), function (time) {
+          var when = ago(time.getAttribute("datetime"), lang);
+          if (when && when !== time.textContent) time.textContent = when;
+          shown = true;
+        });
+      });
+    } catch (e) { /* never break the host page */ }
+    return shown;
   }
 
   // Lazy: ask the API only when the container comes within a screen or so of the viewport.
@@ -716,6 +746,8 @@
   // The containers started, for retheme(); one the page removed goes then (start() adds it
   // again if the page puts it back).
   var drawn = states && new Set();
+  // The blocks built here (not server-rendered), whose times are relative.
+  var built = states && new WeakSet();
 
   // The page switched to or from dark after its blocks were drawn (a toggle writing a class or
   // attribute on <html> or <body>, the OS setting the page's CSS follows, a colour transition
@@ -827,6 +859,7 @@
     var nav = window.navigation;
     if (nav && nav.addEventListener) nav.addEventListener("navigatesuccess", scan);
     addEventListener("popstate", scan);
+    if (drawn) document.addEventListener("visibilitychange", keepTime);
     if (!drawn || !window.MutationObserver) return;
     var toggles = new MutationObserver(retheme);
     [document.documentElement, document.body].forEach(function (node) {

@@ -1883,3 +1883,46 @@ async def test_every_text_in_the_block_has_aa_contrast(page, widget_api, publish
         const s = getComputedStyle(c.shadowRoot.activeElement);
         return [s.outlineStyle, s.outlineWidth]; }""")
     assert outline == ["solid", "2px"]
+
+
+async def test_relative_times_keep_up_while_the_page_is_visible(page, widget_api, publisher):
+    """"5 minutes ago" stayed so on a page left open for hours. One timer now writes them anew
+    each minute while the page is visible, from the block's own dates (nothing asked again);
+    a hidden page's are written when it shows again."""
+    await page.clock.install()
+    await open_with_block(page, publisher.page("times.html", host_page(widget_api.base_url)))
+    times = page.locator("#related time")
+    first = await times.all_inner_texts()
+    assert first and all(re.fullmatch(r"now|\d+ minutes? ago|\d+ hours? ago", t) for t in first)
+    await page.clock.run_for("03:00:00")
+    later = await times.all_inner_texts()
+    assert later != first and all(re.fullmatch(r"\d+ hours ago", t) for t in later), later
+    hide = """hidden => {
+        Object.defineProperty(document, 'hidden', {value: hidden, configurable: true});
+        Object.defineProperty(document, 'visibilityState',
+            {value: hidden ? 'hidden' : 'visible', configurable: true});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }"""
+    await page.evaluate(hide, True)
+    # Hidden: the widget's timer is gone (the page's fake clock counts those left).
+    await page.clock.run_for("02:00:00")
+    assert await times.all_inner_texts() == later
+    await page.evaluate(hide, False)
+    shown = await times.all_inner_texts()
+    assert shown != later and all(re.fullmatch(r"\d+ hours ago", t) for t in shown), shown
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    assert page.page_errors == []
+
+
+async def test_times_follow_the_containers_language(page, widget_api, publisher):
+    """A French section of an English page (lang on the container or an ancestor) got English
+    times, which a screen reader then read with its French voice, as the block's lang is fr."""
+    html = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<section lang="fr"><div id="related" data-tidings-related></div></section>')
+    cards = await open_with_block(page, publisher.page("lang-section.html", html))
+    times = await cards.locator("time").all_inner_texts()
+    assert times and all(re.fullmatch(r"maintenant|il y a \d+ (minutes?|heures?)", t)
+                         for t in times), times
+    assert await page.locator("#related").evaluate(
+        "c => c.shadowRoot.querySelector('time').matches(':lang(fr)')")

@@ -441,10 +441,16 @@
     block.setAttribute("data-theme", chosen);
   }
 
+  // Named by its heading (aria-labelledby), not by a copy of its text in aria-label, which page
+  // translators leave as it was. Unique ids: a block in the light DOM shares the page's. The
+  // default heading is English on any page: lang="en" has a screen reader say it in English.
+  var headings = 0, DEFAULT_HEADING = "Related stories";
   function blockNode(cards, heading, links, own, lang) {
-    var section = el("section", "block");
-    section.setAttribute("aria-label", heading);
-    section.appendChild(el("h2", "heading", heading));
+    var section = el("section", "block"), h2 = el("h2", "heading", heading);
+    h2.id = P + "h" + ++headings;
+    if (heading === DEFAULT_HEADING) h2.lang = "en";
+    section.setAttribute("aria-labelledby", h2.id);
+    section.appendChild(h2);
     var list = el("ul", "list");
     cards.forEach(function (card) { list.appendChild(cardNode(card, links, own, lang)); });
     section.appendChild(list);
@@ -558,7 +564,7 @@
   }
 
   function heading(container) {
-    return text(container.getAttribute("data-heading")) || "Related stories";
+    return text(container.getAttribute("data-heading")) || DEFAULT_HEADING;
   }
 
   // The request for the block of `page` (pageUrl) in a container; "" without an API to ask.
@@ -619,7 +625,7 @@
   // from assistive technology; no .tdg-card: it is not a block.
   function placeholder(container) {
     var node = blockNode([], heading(container));
-    node.removeAttribute("aria-label");
+    node.removeAttribute("aria-labelledby");
     node.setAttribute("aria-hidden", "true");
     for (var i = count(container); i > 0; i--) {
       var card = el("li", "ph"), link = el("span", "link");

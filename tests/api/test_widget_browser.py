@@ -234,7 +234,7 @@ async def test_block_renders_the_api_answer_cross_origin(page, widget_api, publi
     cards = await open_with_block(page, publisher.page("plain.html", host_page(widget_api.base_url)))
     assert await cards.locator(".tdg-title").all_inner_texts() == [c["title"] for c in related]
     section = page.locator("section.tdg-block")
-    assert await section.get_attribute("aria-label") == "Related stories"
+    assert await section.locator("h2").text_content() == "Related stories"
     # The API was asked about the page's canonical URL, once.
     assert asked_urls(page, "/v1/related") == [SEED_URL]
     for n, expected in enumerate(related):
@@ -1686,7 +1686,8 @@ async def test_changing_heading_or_theme_redraws_the_shown_block(page, widget_ap
     await open_with_block(page, publisher.page("look-change.html", host_page(
         widget_api.base_url)))
     look = """c => { const b = c.shadowRoot.querySelector('section.tdg-block');
-        return [b.getAttribute('aria-label'), b.querySelector('h2').textContent,
+        const named = c.shadowRoot.getElementById(b.getAttribute('aria-labelledby'));
+        return [named.textContent, b.querySelector('h2').textContent,
                 b.getAttribute('data-theme')]; }"""
     related = page.locator("#related")
     assert await related.evaluate(look) == ["Related stories", "Related stories", "light"]
@@ -1926,3 +1927,61 @@ async def test_times_follow_the_containers_language(page, widget_api, publisher)
                          for t in times), times
     assert await page.locator("#related").evaluate(
         "c => c.shadowRoot.querySelector('time').matches(':lang(fr)')")
+
+
+async def region_names(page) -> list[tuple[str, str, str]]:
+    """Each region in Chromium's accessibility tree (DevTools protocol): its name, the
+    attribute that gave it, and the role of the node that attribute points at."""
+    cdp = await page.context.new_cdp_session(page)
+    nodes = (await cdp.send("Accessibility.getFullAXTree"))["nodes"]
+    role_of = {n.get("backendDOMNodeId"): n.get("role", {}).get("value") for n in nodes}
+    names = []
+    for node in nodes:
+        if node.get("role", {}).get("value") != "region":
+            continue
+        used = next(s for s in node["name"]["sources"]
+                    if "value" in s and not s.get("superseded"))
+        pointed = used.get("attributeValue", {}).get("relatedNodes", [])
+        names.append((node["name"]["value"].casefold(), used.get("attribute"),
+                      ",".join(role_of.get(r["backendDOMNodeId"], "?") for r in pointed)))
+    return names
+
+
+async def test_the_region_is_named_by_its_heading_not_a_copy_of_it(page, widget_api, publisher):
+    """The section carried aria-label with the h2's text: one name read as a label of its own,
+    which the page's translator leaves in English. Now aria-labelledby the heading, in the
+    block the widget builds and in the server's, with or without the widget."""
+    await open_with_block(page, publisher.page("named.html", host_page(widget_api.base_url)))
+    assert await region_names(page) == [("related stories", "aria-labelledby", "heading")]
+    fragment = (await widget_api.fragment(SEED_URL)).replace(
+        "<section", '<section id="server"', 1)
+    two = host_page(widget_api.base_url, scripts=[]).replace(
+        '<div id="related" data-tidings-related ></div>',
+        f'<div data-tidings-related>{fragment}</div><div data-tidings-related>{fragment}</div>')
+    await page.goto(publisher.page("named-server.html", two))
+    await page.wait_for_selector("#server")
+    assert await region_names(page) == [("related stories", "aria-labelledby", "heading")] * 2
+    # Two blocks the widget builds in the page's own DOM (a <ul> takes no shadow root) keep
+    # their ids apart.
+    lists = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<ul data-tidings-related></ul><ul data-tidings-related data-heading="More"></ul>')
+    await page.goto(publisher.page("named-light.html", lists))
+    await page.wait_for_function("document.querySelectorAll('ul .tdg-card').length == 8")
+    assert sorted(await region_names(page)) == [
+        ("more", "aria-labelledby", "heading"), ("related stories", "aria-labelledby", "heading")]
+    assert page.page_errors == []
+
+
+async def test_the_default_heading_is_english_on_any_page(page, widget_api, publisher):
+    """"Related stories" on a French page was read with the page's French voice; a heading
+    the page gives is in the page's language."""
+    html = host_page(widget_api.base_url, html_attrs='lang="fr"').replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="related" data-tidings-related></div>'
+        '<div id="own" data-tidings-related data-heading="À lire aussi"></div>')
+    await open_with_block(page, publisher.page("heading-lang.html", html))
+    await page.wait_for_selector("#own .tdg-card")
+    lang_js = "c => ['en', 'fr'].filter(l => c.shadowRoot.querySelector('h2').matches(`:lang(${l})`))"
+    assert await page.locator("#related").evaluate(lang_js) == ["en"]
+    assert await page.locator("#own").evaluate(lang_js) == ["fr"]

@@ -10,6 +10,7 @@ This module does no I/O and knows nothing about HTTP or storage.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ _SNIPPET_MAX_CHARS = 160
 # (Google's "qualify your outbound links"), noreferrer hides the page from the other site.
 # No other: "opener" would undo the noopener of a new tab.
 LINK_RELS = ("nofollow", "sponsored", "ugc", "noreferrer")
+DEFAULT_HEADING = "Related stories"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +219,7 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None) -> str:
     return f'<li class="tdg-card"{id_attr}>{"".join(parts)}</li>'
 
 
-def render_block_html(block: Mapping[str, Any], *, heading: str = "Related stories",
+def render_block_html(block: Mapping[str, Any], *, heading: str = DEFAULT_HEADING,
                       links: OtherSiteLinks | None = None) -> str:
     """The related block `{"article", "related": [Card...], ...}` as an accessible HTML fragment,
     its links to other sites as `links` says (None: plain links).
@@ -228,10 +230,15 @@ def render_block_html(block: Mapping[str, Any], *, heading: str = "Related stori
     if not cards:
         return ""
     items = "".join(_card_html(card, links) for card in cards)
-    label = escape(heading)
+    # Named by its heading, not by a copy of its text in aria-label (which page translators
+    # leave untranslated); widget.js does the same. The id is the block's content: the page's
+    # other blocks get others, and an identical one names its region with the same words.
+    heading_id = "tdg-h-" + hashlib.blake2s(items.encode() + heading.encode(), digest_size=5).hexdigest()
+    # The default heading is English on any page: a screen reader says it so (widget.js too).
+    lang = ' lang="en"' if heading == DEFAULT_HEADING else ""
     return (
-        f'<section class="tdg-block" aria-label="{label}">'
-        f'<h2 class="tdg-heading">{label}</h2>'
+        f'<section class="tdg-block" aria-labelledby="{heading_id}">'
+        f'<h2 class="tdg-heading" id="{heading_id}"{lang}>{escape(heading)}</h2>'
         f'<ul class="tdg-list">{items}</ul>'
         "</section>"
     )

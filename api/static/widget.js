@@ -58,7 +58,7 @@
     // An inferred theme (see theme()) lets the page's background show; a chosen one paints.
     ".tdg-block[data-auto]{background:transparent}",
     ".tdg-block[data-theme=dark]{--tdg-fg:#eceef1;--tdg-muted:#a3a8b1;--tdg-line:#33373d;",
-    "--tdg-bg:#16181b;--tdg-thumb:#24272c;--tdg-accent:#ff8a80;--tdg-avatar:#5b8fc7}",
+    "--tdg-bg:#16181b;--tdg-thumb:#24272c;--tdg-accent:#ff8a80;--tdg-avatar:#3d6fa3}",
     ".tdg-block *{box-sizing:border-box;margin:0;padding:0}",
     ".tdg-heading{font-size:.8em;font-weight:700;letter-spacing:.08em;text-transform:uppercase;",
     "color:var(--tdg-fg);padding-top:.6em;border-top:3px solid var(--tdg-accent);margin-bottom:1em;",
@@ -233,24 +233,26 @@
     return cut.replace(/[ ,;:.-]+$/, "") + "\u2026";
   }
 
-  // In words and in the page's language: "13m ago" was read "13 metres ago", and was English
-  // on every page. A lang the browser cannot take ("en_GB") falls back to the reader's.
-  var LANG;
-  try {
-    LANG = Intl.getCanonicalLocales(document.documentElement.lang || [])[0];
-  } catch (e) { /* the reader's locale */ }
+  // In words and in the container's language (its own or nearest lang, as the block inherits
+  // it; the page's <html lang> alone made a French section's times English): "13m ago" was
+  // read "13 metres ago". A lang the browser cannot take ("en_GB") falls back to the reader's.
+  function langOf(container) {
+    try {
+      return Intl.getCanonicalLocales((container.closest("[lang]") || document.documentElement).lang || [])[0];
+    } catch (e) { /* the reader's locale */ }
+  }
 
-  function ago(published) {
+  function ago(published, lang) {
     var t = Date.parse(text(published));
     if (isNaN(t)) return "";
     var minutes = Math.max(Math.round((Date.now() - t) / 60000), 0);
     try {
-      var say = new Intl.RelativeTimeFormat(LANG, { numeric: "auto" });
+      var say = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
       if (minutes < 1) return say.format(0, "second");
       if (minutes < 60) return say.format(-minutes, "minute");
       if (minutes < 1440) return say.format(-Math.round(minutes / 60), "hour");
       if (minutes < 10080) return say.format(-Math.round(minutes / 1440), "day");
-      return new Date(t).toLocaleDateString(LANG, { day: "numeric", month: "short", year: "numeric" });
+      return new Date(t).toLocaleDateString(lang, { day: "numeric", month: "short", year: "numeric" });
     } catch (e) {
       return "";
     }
@@ -350,7 +352,20 @@
     }
   }
 
-  function cardNode(card, links, own) {
+  // A thumbnail whose image fails shows the site's mark, as one without an image does. An image
+  // of a server-rendered block may have failed before this script ran: no error event comes.
+  function markThumb(thumb, site) {
+    thumb.className = P + "thumb " + P + "thumb-empty";
+    thumb.setAttribute("aria-hidden", "true");
+    thumb.textContent = siteMark(site);
+  }
+  function watchImage(img, site) {
+    var thumb = img.parentNode, fail = function () { markThumb(thumb, site); };
+    img.addEventListener("error", fail);
+    if (img.complete && !img.naturalWidth && img.getAttribute("src")) fail();
+  }
+
+  function cardNode(card, links, own, lang) {
     var li = el("li", "card");
     var id = text(card.id);
     if (id) li.setAttribute("data-story-id", id);
@@ -366,11 +381,6 @@
     var site = text(card.site) || text(card.source);
     var thumb = el("span", "thumb");
     var src = safeUrl(card.image_url);
-    function emptyThumb() {
-      thumb.className = P + "thumb " + P + "thumb-empty";
-      thumb.setAttribute("aria-hidden", "true");
-      thumb.textContent = siteMark(site);
-    }
     if (src) {
       var img = document.createElement("img");
       img.setAttribute("alt", "");
@@ -379,11 +389,11 @@
       // Hotlinked: the page's URL is no business of the image host, and hotlink blocking
       // lets an empty Referer through.
       img.setAttribute("referrerpolicy", "no-referrer");
-      img.addEventListener("error", emptyThumb);
-      img.setAttribute("src", src);
       thumb.appendChild(img);
+      watchImage(img, site);
+      img.setAttribute("src", src);
     } else {
-      emptyThumb();
+      markThumb(thumb, site);
     }
     link.appendChild(thumb);
     link.appendChild(ownDir(el("span", "title", text(card.title) || "Untitled")));
@@ -401,7 +411,7 @@
       meta.appendChild(el("span", "sr", "By " + author));
     }
     if (site) meta.appendChild(ownDir(el("span", "site", site)));
-    var when = ago(card.published_at);
+    var when = ago(card.published_at, lang);
     if (when) {
       var time = el("time", "time", when);
       // HTML allows 3 digits of a second; the API sends 6.
@@ -431,12 +441,18 @@
     block.setAttribute("data-theme", chosen);
   }
 
-  function blockNode(cards, heading, links, own) {
-    var section = el("section", "block");
-    section.setAttribute("aria-label", heading);
-    section.appendChild(el("h2", "heading", heading));
+  // Named by its heading (aria-labelledby), not by a copy of its text in aria-label, which page
+  // translators leave as it was. Unique ids: a block in the light DOM shares the page's. The
+  // default heading is English on any page: lang="en" has a screen reader say it in English.
+  var headings = 0, DEFAULT_HEADING = "Related stories";
+  function blockNode(cards, heading, links, own, lang) {
+    var section = el("section", "block"), h2 = el("h2", "heading", heading);
+    h2.id = P + "h" + ++headings;
+    if (heading === DEFAULT_HEADING) h2.lang = "en";
+    section.setAttribute("aria-labelledby", h2.id);
+    section.appendChild(h2);
     var list = el("ul", "list");
-    cards.forEach(function (card) { list.appendChild(cardNode(card, links, own)); });
+    cards.forEach(function (card) { list.appendChild(cardNode(card, links, own, lang)); });
     section.appendChild(list);
     return section;
   }
@@ -457,11 +473,12 @@
   }
 
   // Each story is one impression a page view (location.href: an app's pushState starts a new
-  // one), however many containers show it: two for one article counted it twice.
+  // one), however many containers show it: two for one article counted it twice. Not its
+  // #fragment: an in-page anchor is the same view, and a redraw after one counted again.
   var reported = Object.create(null);
   function firstSeen(api, ids) {
     return ids.filter(function (id) {
-      var key = location.href + " " + api + " " + id;
+      var key = location.href.split("#")[0] + " " + api + " " + id;
       return reported[key] ? false : (reported[key] = true);
     });
   }
@@ -547,7 +564,7 @@
   }
 
   function heading(container) {
-    return text(container.getAttribute("data-heading")) || "Related stories";
+    return text(container.getAttribute("data-heading")) || DEFAULT_HEADING;
   }
 
   // The request for the block of `page` (pageUrl) in a container; "" without an API to ask.
@@ -608,7 +625,7 @@
   // from assistive technology; no .tdg-card: it is not a block.
   function placeholder(container) {
     var node = blockNode([], heading(container));
-    node.removeAttribute("aria-label");
+    node.removeAttribute("aria-labelledby");
     node.setAttribute("aria-hidden", "true");
     for (var i = count(container); i > 0; i--) {
       var card = el("li", "ph"), link = el("span", "link");
@@ -631,7 +648,8 @@
 
   function render(container, state, cards, api, page) {
     if (!cards.length) return show(container, state, null);
-    var node = blockNode(cards, heading(container), otherSiteLinks(container), ownSite(page));
+    var node = blockNode(cards, heading(container), otherSiteLinks(container), ownSite(page),
+      langOf(container));
     // Shorter than the placeholder, it keeps its room (or the page under it moves up) unless
     // the container is below the viewport, where that moves nothing the reader sees.
     var held = state.node && state.node.hasAttribute("aria-hidden") &&
@@ -640,6 +658,33 @@
     show(container, state, node);
     if (held) node.style.cssText = "box-sizing:border-box;min-height:" + held + "px";
     track(node, api, page, state);
+    built.add(node);
+    keepTime();
+  }
+
+  // "5 minutes ago" on a page left open grows old: one timer for every block built here (the
+  // server's say dates), once a minute while the page is visible, nothing asked again.
+  var clock = null;
+  function keepTime() {
+    clearInterval(clock);
+    clock = !document.hidden && retime() ? setInterval(function () { if (!retime()) keepTime(); }, 60000) : null;
+  }
+
+  // Writes each shown time anew (where it changed); false when no block shows one.
+  function retime() {
+    var shown = false;
+    try {
+      drawn.forEach(function (container) {
+        var node = states.get(container).node, lang = langOf(container);
+        if (!built.has(node) || !container.isConnected) return;
+        Array.prototype.forEach.call(node.querySelectorAll("time"), function (time) {
+          var when = ago(time.getAttribute("datetime"), lang);
+          if (when && when !== time.textContent) time.textContent = when;
+          shown = true;
+        });
+      });
+    } catch (e) { /* never break the host page */ }
+    return shown;
   }
 
   // Lazy: ask the API only when the container comes within a screen or so of the viewport.
@@ -707,6 +752,8 @@
   // The containers started, for retheme(); one the page removed goes then (start() adds it
   // again if the page puts it back).
   var drawn = states && new Set();
+  // The blocks built here (not server-rendered), whose times are relative.
+  var built = states && new WeakSet();
 
   // The page switched to or from dark after its blocks were drawn (a toggle writing a class or
   // attribute on <html> or <body>, the OS setting the page's CSS follows, a colour transition
@@ -733,6 +780,10 @@
     var prerendered = container.querySelector("." + P + "block");
     if (!prerendered) return want(container, state);
     show(container, state, prerendered);
+    Array.prototype.forEach.call(prerendered.querySelectorAll("." + P + "card"), function (card) {
+      var img = card.querySelector("img"), site = card.querySelector("." + P + "site");
+      if (img) watchImage(img, site ? site.textContent : "");
+    });
     var page = pageUrl(container), api = apiBase(container);
     state.url = requestOf(container, page, true);
     state.look = lookOf(container);
@@ -814,6 +865,7 @@
     var nav = window.navigation;
     if (nav && nav.addEventListener) nav.addEventListener("navigatesuccess", scan);
     addEventListener("popstate", scan);
+    if (drawn) document.addEventListener("visibilitychange", keepTime);
     if (!drawn || !window.MutationObserver) return;
     var toggles = new MutationObserver(retheme);
     [document.documentElement, document.body].forEach(function (node) {

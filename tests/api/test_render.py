@@ -113,11 +113,31 @@ def assert_inert(html: str) -> Parsed:
     return parsed
 
 
+def assert_named_by_its_heading(parsed, html: str, heading: str) -> None:
+    """The region is named by its h2 (aria-labelledby), not by a copy of its text (aria-label),
+    which screen readers read as one more label and page translators leave as it was."""
+    attrs = {(tag, name): value for tag, name, value in parsed.attrs}
+    assert ("section", "aria-label") not in attrs
+    assert attrs[("section", "aria-labelledby")] == attrs[("h2", "id")]
+    assert re.fullmatch(r"tdg-h-[0-9a-f]{10}", attrs[("h2", "id")])
+    assert heading in parsed.texts
+    assert html.count("tdg-h-") == 2
+
+
+def test_two_different_blocks_on_a_page_have_different_heading_ids():
+    first = render_block_html({"related": [card()]})
+    other = render_block_html({"related": [card(id="s2")]})
+    retitled = render_block_html({"related": [card()]}, heading="More")
+    ids = {re.search(r'id="([^"]+)"', html).group(1) for html in (first, other, retitled)}
+    assert len(ids) == 3
+    assert render_block_html({"related": [card()]}) == first  # cacheable: same block, same HTML
+
+
 def test_block_markup_is_accessible_and_complete():
     html = render_block_html({"article": card(), "related": [card(), card(id="s2", url=None)]})
     parsed = assert_inert(html)
     assert parsed.tags[:3] == ["section", "h2", "ul"]
-    assert ("section", "aria-label", "Related stories") in parsed.attrs
+    assert_named_by_its_heading(parsed, html, "Related stories")
     assert ("img", "alt", "") in parsed.attrs
     assert ("img", "loading", "lazy") in parsed.attrs
     assert ("img", "referrerpolicy", "no-referrer") in parsed.attrs
@@ -139,7 +159,7 @@ def test_heading_is_escaped_and_empty_block_renders_nothing():
     assert render_block_html({}) == ""
     html = render_block_html({"related": [card()]}, heading='<b>"More"</b>')
     parsed = assert_inert(html)
-    assert ("section", "aria-label", '<b>"More"</b>') in parsed.attrs
+    assert_named_by_its_heading(parsed, html, '<b>"More"</b>')
     assert '<b>"More"</b>' in parsed.texts
 
 
@@ -342,3 +362,10 @@ def test_fragment_reads_as_words_without_the_widget_css():
     inline = " ".join(re.sub(r"<[^>]+>", "", html).split())
     assert "NE Putin agrees to halt strikes on energy sites" in inline
     assert "JS By Jane Smith News Example 18 Mar 2025" in inline
+
+
+def test_the_default_heading_says_it_is_english():
+    """On a French page a screen reader read "Related stories" with its French voice."""
+    assert '<h2 class="tdg-heading" id="' in render_block_html({"related": [card()]})
+    assert re.search(r'<h2 [^>]*lang="en">Related stories</h2>', render_block_html({"related": [card()]}))
+    assert "lang=" not in render_block_html({"related": [card()]}, heading="À lire aussi")

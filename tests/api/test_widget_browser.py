@@ -234,7 +234,7 @@ async def test_block_renders_the_api_answer_cross_origin(page, widget_api, publi
     cards = await open_with_block(page, publisher.page("plain.html", host_page(widget_api.base_url)))
     assert await cards.locator(".tdg-title").all_inner_texts() == [c["title"] for c in related]
     section = page.locator("section.tdg-block")
-    assert await section.get_attribute("aria-label") == "Related stories"
+    assert await section.locator("h2").text_content() == "Related stories"
     # The API was asked about the page's canonical URL, once.
     assert asked_urls(page, "/v1/related") == [SEED_URL]
     for n, expected in enumerate(related):
@@ -1686,7 +1686,8 @@ async def test_changing_heading_or_theme_redraws_the_shown_block(page, widget_ap
     await open_with_block(page, publisher.page("look-change.html", host_page(
         widget_api.base_url)))
     look = """c => { const b = c.shadowRoot.querySelector('section.tdg-block');
-        return [b.getAttribute('aria-label'), b.querySelector('h2').textContent,
+        const named = c.shadowRoot.getElementById(b.getAttribute('aria-labelledby'));
+        return [named.textContent, b.querySelector('h2').textContent,
                 b.getAttribute('data-theme')]; }"""
     related = page.locator("#related")
     assert await related.evaluate(look) == ["Related stories", "Related stories", "light"]
@@ -1781,3 +1782,206 @@ async def test_a_server_block_stays_when_the_readers_own_cannot_be_had(
     assert "reader" in asked_queries(page, "/v1/related")[0]
     assert await titles_in(page, "#related") == everyones
     assert page.page_errors == []
+
+
+async def test_an_in_page_anchor_jump_does_not_count_the_block_again(page, widget_api, publisher):
+    """Impressions were deduplicated by location.href, #fragment and all: a jump to an anchor
+    on the same page, then a redraw (a new heading, theme or rel), counted every story again."""
+    await open_with_block(page, publisher.page("anchor.html", host_page(widget_api.base_url)))
+    reader = await reader_of(page)
+    await widget_api.stored_events(reader, 4)
+    await settle(page)
+    assert len(event_posts(page)) == 1
+    await page.evaluate("location.hash = 'host-footer'")
+    await page.locator("#related").evaluate("c => c.dataset.heading = 'More on this'")
+    await page.wait_for_function(
+        "document.querySelector('#related').shadowRoot.querySelector('h2').textContent"
+        " == 'More on this'")
+    await page.locator("#related").scroll_into_view_if_needed()
+    await settle(page)
+    await settle(page)
+    assert len(event_posts(page)) == 1
+    assert [e.type for e in await widget_api.svc.store.reader_events(reader)] == ["impression"] * 4
+    assert page.page_errors == []
+
+
+BROKEN_THUMB_JS = """c => [...c.shadowRoot.querySelectorAll('.tdg-thumb')].map(t =>
+    [t.className, t.getAttribute('aria-hidden'), t.textContent, t.querySelectorAll('img').length])"""
+
+
+async def test_broken_thumbnails_of_a_server_block_show_the_site_mark(page, widget_api, publisher):
+    """A block the widget builds shows the site's mark where an image fails; a server-rendered
+    one kept an empty grey box: its image had no error listener, and one that failed before
+    the script ran fires no event for a listener added later."""
+    related = (await widget_api.block(SEED_URL))["related"]
+    fragment = await widget_api.fragment(SEED_URL)
+    images = sorted(set(re.findall(r'src="([^"]+/thumb-\d\.svg)"', fragment)))
+    assert len(images) == 2
+    # The first image fails before the script runs, the second loads and fails later.
+    broken = fragment.replace(images[0], f"{publisher.base_url}/missing.png")
+    html = host_page(widget_api.base_url, scripts=[]).replace(
+        '<div id="related" data-tidings-related ></div>',
+        f'<div id="related" data-tidings-related>{broken}</div>')
+    await page.goto(publisher.page("broken-thumbs.html", html))
+    await page.wait_for_function("[...document.images].every(i => i.complete)")
+    assert await page.evaluate("[...document.images].map(i => i.naturalWidth)") == [0, 320]
+    await page.add_script_tag(url=f"{widget_api.base_url}/widget.js")
+    await page.wait_for_function("document.querySelector('#related').shadowRoot")
+    await page.locator("#related").evaluate(
+        "c => c.shadowRoot.querySelectorAll('img')[0].src = location.origin + '/gone.png'")
+    await page.wait_for_function(
+        "!document.querySelector('#related').shadowRoot.querySelector('img')", timeout=5000)
+    marks = await page.locator("#related").evaluate(BROKEN_THUMB_JS)
+    expected = [site_mark(c["site"] or c["source"]) for c in related]
+    assert marks == [["tdg-thumb tdg-thumb-empty", "true", mark, 0] for mark in expected]
+    assert page.page_errors == []
+
+
+# Every text node's element in the block with its WCAG contrast ratio: its computed colour
+# against the first opaque background behind it (the block's, or the page's when the block
+# lets it show), both painted on a canvas so any CSS colour syntax reads as sRGB.
+CONTRAST_JS = """c => {
+    const pen = document.createElement('canvas').getContext('2d', {willReadFrequently: true});
+    const rgba = css => { pen.clearRect(0, 0, 1, 1); pen.fillStyle = css; pen.fillRect(0, 0, 1, 1);
+                          return [...pen.getImageData(0, 0, 1, 1).data]; };
+    const lum = rgb => rgb.slice(0, 3).map(v => (v /= 255) <= .03928 ? v / 12.92
+        : ((v + .055) / 1.055) ** 2.4).reduce((s, v, i) => s + v * [.2126, .7152, .0722][i], 0);
+    const behind = e => {
+        for (let n = e; n; n = n.parentElement || n.getRootNode().host) {
+            const bg = rgba(getComputedStyle(n).backgroundColor);
+            if (bg[3] === 255) return bg;
+        }
+        return [255, 255, 255, 255];
+    };
+    return [...c.shadowRoot.querySelectorAll('.tdg-block *')]
+        .filter(e => [...e.childNodes].some(n => n.nodeType === 3 && n.nodeValue.trim()))
+        .filter(e => e.getBoundingClientRect().width > 1)  // shown: not the screen-reader text
+        .map(e => {
+            const [a, b] = [lum(rgba(getComputedStyle(e).color)), lum(behind(e))];
+            return [e.className, Math.round((Math.max(a, b) + .05) / (Math.min(a, b) + .05) * 100) / 100];
+        });
+}"""
+
+
+@pytest.mark.parametrize("attrs, page_css", [
+    ('data-theme="light"', ""),
+    ('data-theme="dark"', ""),
+    ("", "body{background:#121212;color:#e8e8e8}"),  # inferred dark, the page's background
+])
+async def test_every_text_in_the_block_has_aa_contrast(page, widget_api, publisher, attrs, page_css):
+    """WCAG AA: 4.5:1 for text, whatever its size. The dark theme's byline initials (white on
+    #5b8fc7) had 3.4:1."""
+    html = host_page(widget_api.base_url, container_attrs=attrs, head=f"<style>{page_css}</style>")
+    await open_with_block(page, publisher.page("contrast.html", html))
+    ratios = await page.locator("#related").evaluate(CONTRAST_JS)
+    classes = {cls.split()[-1] for cls, _ in ratios}
+    assert {"tdg-heading", "tdg-title", "tdg-snippet", "tdg-site", "tdg-time", "tdg-avatar",
+            "tdg-thumb-empty"} <= classes
+    assert [(cls, ratio) for cls, ratio in ratios if ratio < 4.5] == []
+    # The keyboard's focus shows there too: the accent outline, 3:1 or more against the block.
+    await page.keyboard.press("Tab")
+    outline = await page.locator("#related").evaluate("""c => {
+        const s = getComputedStyle(c.shadowRoot.activeElement);
+        return [s.outlineStyle, s.outlineWidth]; }""")
+    assert outline == ["solid", "2px"]
+
+
+async def test_relative_times_keep_up_while_the_page_is_visible(page, widget_api, publisher):
+    """"5 minutes ago" stayed so on a page left open for hours. One timer now writes them anew
+    each minute while the page is visible, from the block's own dates (nothing asked again);
+    a hidden page's are written when it shows again."""
+    await page.clock.install()
+    await open_with_block(page, publisher.page("times.html", host_page(widget_api.base_url)))
+    times = page.locator("#related time")
+    first = await times.all_inner_texts()
+    assert first and all(re.fullmatch(r"now|\d+ minutes? ago|\d+ hours? ago", t) for t in first)
+    await page.clock.run_for("03:00:00")
+    later = await times.all_inner_texts()
+    assert later != first and all(re.fullmatch(r"\d+ hours ago", t) for t in later), later
+    hide = """hidden => {
+        Object.defineProperty(document, 'hidden', {value: hidden, configurable: true});
+        Object.defineProperty(document, 'visibilityState',
+            {value: hidden ? 'hidden' : 'visible', configurable: true});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }"""
+    await page.evaluate(hide, True)
+    # Hidden: the widget's timer is gone (the page's fake clock counts those left).
+    await page.clock.run_for("02:00:00")
+    assert await times.all_inner_texts() == later
+    await page.evaluate(hide, False)
+    shown = await times.all_inner_texts()
+    assert shown != later and all(re.fullmatch(r"\d+ hours ago", t) for t in shown), shown
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    assert page.page_errors == []
+
+
+async def test_times_follow_the_containers_language(page, widget_api, publisher):
+    """A French section of an English page (lang on the container or an ancestor) got English
+    times, which a screen reader then read with its French voice, as the block's lang is fr."""
+    html = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<section lang="fr"><div id="related" data-tidings-related></div></section>')
+    cards = await open_with_block(page, publisher.page("lang-section.html", html))
+    times = await cards.locator("time").all_inner_texts()
+    assert times and all(re.fullmatch(r"maintenant|il y a \d+ (minutes?|heures?)", t)
+                         for t in times), times
+    assert await page.locator("#related").evaluate(
+        "c => c.shadowRoot.querySelector('time').matches(':lang(fr)')")
+
+
+async def region_names(page) -> list[tuple[str, str, str]]:
+    """Each region in Chromium's accessibility tree (DevTools protocol): its name, the
+    attribute that gave it, and the role of the node that attribute points at."""
+    cdp = await page.context.new_cdp_session(page)
+    nodes = (await cdp.send("Accessibility.getFullAXTree"))["nodes"]
+    role_of = {n.get("backendDOMNodeId"): n.get("role", {}).get("value") for n in nodes}
+    names = []
+    for node in nodes:
+        if node.get("role", {}).get("value") != "region":
+            continue
+        used = next(s for s in node["name"]["sources"]
+                    if "value" in s and not s.get("superseded"))
+        pointed = used.get("attributeValue", {}).get("relatedNodes", [])
+        names.append((node["name"]["value"].casefold(), used.get("attribute"),
+                      ",".join(role_of.get(r["backendDOMNodeId"], "?") for r in pointed)))
+    return names
+
+
+async def test_the_region_is_named_by_its_heading_not_a_copy_of_it(page, widget_api, publisher):
+    """The section carried aria-label with the h2's text: one name read as a label of its own,
+    which the page's translator leaves in English. Now aria-labelledby the heading, in the
+    block the widget builds and in the server's, with or without the widget."""
+    await open_with_block(page, publisher.page("named.html", host_page(widget_api.base_url)))
+    assert await region_names(page) == [("related stories", "aria-labelledby", "heading")]
+    fragment = (await widget_api.fragment(SEED_URL)).replace(
+        "<section", '<section id="server"', 1)
+    two = host_page(widget_api.base_url, scripts=[]).replace(
+        '<div id="related" data-tidings-related ></div>',
+        f'<div data-tidings-related>{fragment}</div><div data-tidings-related>{fragment}</div>')
+    await page.goto(publisher.page("named-server.html", two))
+    await page.wait_for_selector("#server")
+    assert await region_names(page) == [("related stories", "aria-labelledby", "heading")] * 2
+    # Two blocks the widget builds in the page's own DOM (a <ul> takes no shadow root) keep
+    # their ids apart.
+    lists = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<ul data-tidings-related></ul><ul data-tidings-related data-heading="More"></ul>')
+    await page.goto(publisher.page("named-light.html", lists))
+    await page.wait_for_function("document.querySelectorAll('ul .tdg-card').length == 8")
+    assert sorted(await region_names(page)) == [
+        ("more", "aria-labelledby", "heading"), ("related stories", "aria-labelledby", "heading")]
+    assert page.page_errors == []
+
+
+async def test_the_default_heading_is_english_on_any_page(page, widget_api, publisher):
+    """"Related stories" on a French page was read with the page's French voice; a heading
+    the page gives is in the page's language."""
+    html = host_page(widget_api.base_url, html_attrs='lang="fr"').replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="related" data-tidings-related></div>'
+        '<div id="own" data-tidings-related data-heading="À lire aussi"></div>')
+    await open_with_block(page, publisher.page("heading-lang.html", html))
+    await page.wait_for_selector("#own .tdg-card")
+    lang_js = "c => ['en', 'fr'].filter(l => c.shadowRoot.querySelector('h2').matches(`:lang(${l})`))"
+    assert await page.locator("#related").evaluate(lang_js) == ["en"]
+    assert await page.locator("#own").evaluate(lang_js) == ["fr"]

@@ -664,6 +664,27 @@ async def test_a_reader_reads_back_their_preferences_and_no_cache_keeps_them(htt
     assert (await http.get("/v1/readers/bad id!/preferences")).status_code == 422
 
 
+async def test_preferences_are_stored_as_they_match_once_each_and_a_short_topic_is_refused(http):
+    """Names were stored as sent: `["Politics", " POLITICS "]` read back as two follows of one
+    section (each taking a place of the list's 100), `[""]` as a follow of nothing; and a
+    topic's two characters were counted with its spaces, so `" a"` was taken and muted every
+    story with the word "a" in its title."""
+    r = await http.put("/v1/readers/spelled/preferences", json={
+        "follow_categories": ["Politics", " POLITICS ", "", "politics"],
+        "follow_sources": ["  bbc-politics ", "   "],
+        "mute_topics": [" Love Island", "love island ", "C++"]})
+    assert r.status_code == 200
+    want = {"follow_categories": ["Politics"], "mute_categories": [], "follow_sources": ["bbc-politics"],
+            "mute_sources": [], "mute_topics": ["C++", "Love Island"]}
+    assert r.json()["preferences"] == want
+    assert (await http.get("/v1/readers/spelled/preferences")).json()["preferences"] == want
+    for topic in (" a", "b  ", "   "):
+        r = await http.put("/v1/readers/spelled/preferences", json={"mute_topics": ["sport", topic]})
+        assert r.status_code == 422, topic
+        assert "mute_topics.1" in r.json()["error"]["message"] and "at least 2" in r.json()["error"]["message"]
+    assert (await http.get("/v1/readers/spelled/preferences")).json()["preferences"] == want
+
+
 async def test_a_reader_id_no_url_path_carries_is_refused(http):
     # "." and ".." passed the pattern, and their events were stored; but clients resolve them
     # as dot segments (RFC 3986 5.2.4), so their feed was /v1/feed, a 404, and

@@ -10,14 +10,21 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import FastAPI, Path, Query, Request, Response
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from api.atom import AtomResponse, atom_feed, atom_response, atom_responses, base_url, feed_url
 from api.cards import CardOut, card, iso
 from api.errors import ApiError
 from api.events import READER_ID, blank_is_none, reader_id
 from recommender.feed import NOT_OURS, BadCursor
-from recommender.readers import PREF_KEYS, FeedService
+from recommender.readers import PREF_KEYS, FeedService, stored_preferences
 
 # A feed cursor carries the ids its pages showed (~2-3 bytes each, base64): a reader paged
 # through a whole feed (~1,000 candidates) carries about 4 kB.
@@ -47,16 +54,26 @@ PERSONAL = "private, no-store"
 PERSONAL_FEED = "private, no-cache"
 
 
+def _name(max_chars: int, min_chars: int = 0):
+    # Lengths of the name without surrounding space, as it is matched (`name_key` strips it):
+    # " a" passed as a topic of two characters and muted every story with the word "a".
+    return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_chars,
+                                            max_length=max_chars)]
+
+
+SectionName, SourceName, Topic = _name(80), _name(120), _name(80, min_chars=2)
+
+
 class PreferencesIn(BaseModel):
     # An unknown key ("follow_topics", a typo) is a 422 naming it: ignored, it stored empty
     # preferences and wiped the reader's mutes.
     model_config = ConfigDict(extra="forbid")
 
-    follow_categories: list[Annotated[str, Field(max_length=80)]] = Field(default_factory=list, max_length=100)
-    mute_categories: list[Annotated[str, Field(max_length=80)]] = Field(default_factory=list, max_length=100)
-    follow_sources: list[Annotated[str, Field(max_length=120)]] = Field(default_factory=list, max_length=200)
-    mute_sources: list[Annotated[str, Field(max_length=120)]] = Field(default_factory=list, max_length=200)
-    mute_topics: list[Annotated[str, Field(min_length=2, max_length=80)]] = Field(default_factory=list, max_length=200)
+    follow_categories: list[SectionName] = Field(default_factory=list, max_length=100)
+    mute_categories: list[SectionName] = Field(default_factory=list, max_length=100)
+    follow_sources: list[SourceName] = Field(default_factory=list, max_length=200)
+    mute_sources: list[SourceName] = Field(default_factory=list, max_length=200)
+    mute_topics: list[Topic] = Field(default_factory=list, max_length=200)
 
 
 class FeedPage(BaseModel):
@@ -126,7 +143,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
     @app.put("/v1/readers/{reader}/preferences", tags=["readers"])
     async def put_preferences(reader: ReaderId, body: PreferencesIn):
         """Follow or mute categories, sources and topics (replaces what was set before)."""
-        prefs = {k: sorted(set(getattr(body, k))) for k in PREF_KEYS}
+        prefs = stored_preferences({k: getattr(body, k) for k in PREF_KEYS})
         await svc.store.set_preferences(reader, prefs)
         return {"reader": reader, "preferences": prefs}
 

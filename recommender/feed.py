@@ -8,9 +8,11 @@ Order of work in `rank_feed`:
 3. serve the interests in proportion: each candidate belongs to its nearest interest, and each
    slot goes to the interest with the best head score plus a bonus for being behind its share
    (a soft Sainte-Laguë apportionment), so a reader of politics and pop music gets both; a
-   follow the reader's reading does not serve is a group of its own, with its share of the page;
-4. in the top of the list, at most `max_per_source` per source and one story per event (same
-   `event_id`, or vectors closer than `same_event_cos`); what does not fit moves down, not out,
+   follow the reader's reading does not serve is a group of its own, with its share of the page
+   (a new reader's groups are the sections, and each followed source, a follow's three turns);
+4. in the top of the list, at most `max_per_source` per source (not a source the reader
+   follows: its share holds it) and one story per event (same `event_id`, or vectors closer
+   than `same_event_cos`); what does not fit moves down, not out,
    except a copy of a story placed or shown (its headline, `copy_title_cos`; word for word,
    `copy_cos`, in the top), which is left out;
 5. every `1/explore_share`-th slot goes to exploration: trending stories outside the sections
@@ -186,8 +188,10 @@ def feed_order(
         return []
     labels = category_labels(pool)
     if profile.is_cold:
-        scored = _passed_over(_score_cold(pool, prefs, now, params, labels), profile, params)
-        shares = _cold_shares(scored, prefs, params)
+        sections, follows = _cold_groups(pool, prefs)
+        scored = _passed_over(_score_cold(pool, prefs, now, params, labels, sections, follows),
+                              profile, params)
+        shares = _cold_shares(scored, follows.values(), params)
         explore: list[_Scored] = []
         balance = params.cold_balance
     else:
@@ -196,7 +200,8 @@ def feed_order(
         shares = _warm_shares(profile, scored, params)
         explore = _exploration_pool(profile, prefs, scored, now, labels)
         balance = params.balance
-    placed = _assemble(scored, shares, explore, params, balance, limit, served)
+    placed = _assemble(scored, shares, explore, params, balance, limit, served,
+                       uncapped=prefs.follow_sources)
     return [FeedItem(s.cand.id, round(s.score, 6), s.reason, s.because_of) for s in placed]
 
 
@@ -751,17 +756,23 @@ def _unserved_follows(profile: Profile, prefs: Preferences, p: FeedParams,
     each with its group (numbered after the interests'): those whose affinity is under
     `warm_follow_share` split over the reader's follows that have candidates (one without
     takes no share of the page, so it must not make the others' parts smaller either)."""
-    if not prefs.follow_categories and not prefs.follow_sources:
-        return {}  # most readers: no name keys to work out for each of ~700 candidates
-    present = {("category", name_key(c.category)) for c in pool} | {
-        ("source", name_key(c.source)) for c in pool}
-    mine = [("category", k) for k in sorted(prefs.follow_categories)]
-    mine += [("source", k) for k in sorted(prefs.follow_sources)]
-    mine = [f for f in mine if f in present]
+    mine = _present_follows(prefs, pool)
     each = p.warm_follow_share / max(len(mine), 1)
     affinity = {"category": profile.category_affinity, "source": profile.source_affinity}
     follows = [(kind, k) for kind, k in mine if affinity[kind].get(k, 0.0) < each]
     return {f: len(profile.interests) + i for i, f in enumerate(follows)}
+
+
+def _present_follows(prefs: Preferences, pool: Sequence[FeedCandidate]) -> list[tuple[str, str]]:
+    """The reader's follows that have stories among the candidates, as ("category" or
+    "source", name key): the categories', then the sources', each in name order."""
+    if not prefs.follow_categories and not prefs.follow_sources:
+        return []  # most readers: no name keys to work out for each of ~700 candidates
+    present = {("category", name_key(c.category)) for c in pool} | {
+        ("source", name_key(c.source)) for c in pool}
+    mine = [("category", k) for k in sorted(prefs.follow_categories)]
+    mine += [("source", k) for k in sorted(prefs.follow_sources)]
+    return [f for f in mine if f in present]
 
 
 def _follow_group(c: FeedCandidate, groups: Mapping[tuple[str, str], int]
@@ -831,14 +842,24 @@ def _reason(
     return (f"because you read “{t}”" if t else "like stories you read"), anchor
 
 
+def _cold_groups(pool: Sequence[FeedCandidate], prefs: Preferences
+                 ) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+    """A new reader's groups: one a section, by name key (grouped by stored spelling, a section
+    stored as "Politics" and "politics" took two turns of a new reader's feed), and one a
+    followed source; and the follows' groups, as `_follow_group` reads them (a followed
+    section's is its own). A followed source had no group: its stories took their sections'
+    turns, and it had 3 of 30 stories, as an unfollowed one, where a followed section had 9."""
+    cats = sorted({name_key(c.category) for c in pool})
+    sections = {cat: i for i, cat in enumerate(cats)}
+    follows = {f: sections[f[1]] if f[0] == "category" else len(cats) + i
+               for i, f in enumerate(_present_follows(prefs, pool))}
+    return sections, follows
+
+
 def _score_cold(
     pool: Sequence[FeedCandidate], prefs: Preferences, now: datetime, p: FeedParams,
-    labels: Mapping[str, str],
+    labels: Mapping[str, str], sections: Mapping[str, int], follows: Mapping[tuple[str, str], int],
 ) -> list[_Scored]:
-    # One turn a section, by name key: grouped by stored spelling, a section stored as
-    # "Politics" and "politics" took two turns of a new reader's feed.
-    cats = sorted({name_key(c.category) for c in pool})
-    gid = {cat: i for i, cat in enumerate(cats)}
     out = []
     for c in pool:
         trend = p.cold_trending_weight * math.log1p(max(c.trending, 0.0))
@@ -858,15 +879,17 @@ def _score_cold(
             reason = f"trending{where}"
         else:
             reason = f"latest{where}"
-        out.append(_Scored(c, score, gid[name_key(c.category)], reason, None))
+        own = _follow_group(c, follows)  # a followed section's story: its section's group
+        group = own[1] if own is not None else sections[name_key(c.category)]
+        out.append(_Scored(c, score, group, reason, None))
     return out
 
 
-def _cold_shares(scored: Sequence[_Scored], prefs: Preferences,
+def _cold_shares(scored: Sequence[_Scored], followed: Collection[int],
                  params: FeedParams) -> dict[int, float]:
-    """Each category's share of a new reader's feed: equal, a followed one's larger."""
-    weight = {s.group: params.cold_follow_share if name_key(s.cand.category) in prefs.follow_categories
-              else 1.0 for s in scored}
+    """Each group's share of a new reader's feed: equal, a followed section's or source's
+    larger (`followed`: their groups)."""
+    weight = {s.group: params.cold_follow_share if s.group in followed else 1.0 for s in scored}
     total = sum(weight.values())
     return {g: w / total for g, w in sorted(weight.items())}
 
@@ -915,15 +938,17 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 class _Top:
     """Constraint state for the first top_n positions."""
 
-    def __init__(self, params: FeedParams):
+    def __init__(self, params: FeedParams, uncapped: Collection[str] = frozenset()):
         self.params = params
+        self.uncapped = uncapped  # name keys of the sources not held to `max_per_source`
         self.per_source: dict[str, int] = {}
         self.events: set[int] = set()
         self.vectors: np.ndarray | None = None  # placed rows, preallocated to top_n
         self.n = 0
 
     def fits(self, c: FeedCandidate) -> bool:
-        if c.source and self.per_source.get(c.source, 0) >= self.params.max_per_source:
+        if (c.source and self.per_source.get(c.source, 0) >= self.params.max_per_source
+                and not (self.uncapped and name_key(c.source) in self.uncapped)):
             return False
         if c.event_id is not None and c.event_id in self.events:
             return False
@@ -987,7 +1012,11 @@ def _assemble(
     balance: float,
     limit: int | None = None,
     served: Collection[int] = (),
+    uncapped: Collection[str] = frozenset(),
 ) -> list[_Scored]:
+    """The placed order. `uncapped`: the name keys of the sources the reader follows, which
+    `max_per_source` does not hold (their share of the page does): capped, a followed
+    source had 3 of 20 stories whatever its share, as any other."""
     by_score = sorted(scored, key=lambda s: (-s.score, s.cand.id))
     queues: dict[int, list[_Scored]] = {}
     for s in by_score:
@@ -1000,7 +1029,7 @@ def _assemble(
     explore_q = list(reversed(explore))
     every = round(1.0 / p.explore_share) if p.explore_share > 0 and explore_q else 0
     placed_ids: set[int] = set()
-    top = _Top(p)
+    top = _Top(p, uncapped)
     shown = _Shown(p)
     # Copies of what the earlier pages showed are placed as ever and left out of the order
     # after: dropped instead, they shifted the balance of the pages' groups, and the order's

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -134,6 +134,21 @@ def preferences_of(raw: dict | None) -> Preferences:
     raw = raw or {}
     return Preferences(**{k: frozenset(str(v).lower() if k == "mute_topics" else name_key(str(v))
                                        for v in raw.get(k, ()) if str(v).strip()) for k in PREF_KEYS})
+
+
+def stored_preferences(raw: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """What a reader's preferences are stored (and read back) as: each list sorted, each name
+    once, in the first spelling given, without surrounding space, blanks left out. Stored as
+    sent, `["Politics", " POLITICS "]` was read back as two follows of one section (and took
+    two of the list's places), and `[""]` as a follow of nothing. Pure."""
+    out: dict[str, list[str]] = {}
+    for k in PREF_KEYS:
+        first: dict[str, str] = {}
+        for name in raw.get(k, ()):
+            if key := name_key(name):
+                first.setdefault(key, name.strip())
+        out[k] = sorted(first.values())
+    return out
 
 
 def _said_failed(task: asyncio.Task) -> None:

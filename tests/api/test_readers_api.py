@@ -664,6 +664,27 @@ async def test_a_reader_reads_back_their_preferences_and_no_cache_keeps_them(htt
     assert (await http.get("/v1/readers/bad id!/preferences")).status_code == 422
 
 
+async def test_preferences_are_stored_as_they_match_once_each_and_a_short_topic_is_refused(http):
+    """Names were stored as sent: `["Politics", " POLITICS "]` read back as two follows of one
+    section (each taking a place of the list's 100), `[""]` as a follow of nothing; and a
+    topic's two characters were counted with its spaces, so `" a"` was taken and muted every
+    story with the word "a" in its title."""
+    r = await http.put("/v1/readers/spelled/preferences", json={
+        "follow_categories": ["Politics", " POLITICS ", "", "politics"],
+        "follow_sources": ["  bbc-politics ", "   "],
+        "mute_topics": [" Love Island", "love island ", "C++"]})
+    assert r.status_code == 200
+    want = {"follow_categories": ["Politics"], "mute_categories": [], "follow_sources": ["bbc-politics"],
+            "mute_sources": [], "mute_topics": ["C++", "Love Island"]}
+    assert r.json()["preferences"] == want
+    assert (await http.get("/v1/readers/spelled/preferences")).json()["preferences"] == want
+    for topic in (" a", "b  ", "   "):
+        r = await http.put("/v1/readers/spelled/preferences", json={"mute_topics": ["sport", topic]})
+        assert r.status_code == 422, topic
+        assert "mute_topics.1" in r.json()["error"]["message"] and "at least 2" in r.json()["error"]["message"]
+    assert (await http.get("/v1/readers/spelled/preferences")).json()["preferences"] == want
+
+
 async def test_a_reader_id_no_url_path_carries_is_refused(http):
     # "." and ".." passed the pattern, and their events were stored; but clients resolve them
     # as dot segments (RFC 3986 5.2.4), so their feed was /v1/feed, a 404, and
@@ -689,3 +710,51 @@ async def test_a_reader_id_no_url_path_carries_is_refused(http):
     # Dots inside an id are still fine.
     r = await http.get("/v1/readers/a..b/feed", params={"k": 1})
     assert r.status_code == 200 and r.json()["reader"] == "a..b"
+
+
+async def test_a_followed_source_is_served_as_a_followed_section(tmp_path, shared_data):
+    """A followed source had 3 of 20 stories in the feed (3 of 30 on BBC), as any source: a
+    new reader's feed gave it no turns of its own, and `max_per_source` held it in the top for
+    new readers and readers with history alike. It is now served as a followed section is."""
+    import httpx
+
+    from aggregator.model import StoryDraft
+    from tests.api.conftest import make_stack, stop_stack
+
+    sections = ("politics", "sport", "tech", "business")
+    filed = datetime.now(UTC) - timedelta(days=2)  # older than the BBC's: no news without the follow
+    wire = [StoryDraft(url=f"https://wire.example/{i}", title=f"Wire desk {i}: {sections[i % 4]} report",
+                       summary=f"Story {i} the wire desk filed on {sections[i % 4]}.",
+                       site="wire.example", source="Wire Desk", category=sections[i % 4],
+                       published_at=filed - timedelta(minutes=i))
+            for i in range(40)]
+    # Other sources in the same sections, fresher: with the BBC's two, too few to fill a page
+    # under `max_per_source`, and the wire's stories filled what the cap left.
+    words = ("harbour council budget striker rally chip merger tariff verdict pitch server rates "
+             "coach ballot cloud profits festival injury vote battery shares minister league app").split()
+    desks = [StoryDraft(url=f"https://desk{d}.example/{i}",
+                        title=" ".join(words[(7 * d + 5 * i + j * j) % len(words)] for j in range(5)),
+                        summary=" ".join(words[(3 * d + 11 * i + j) % len(words)] for j in range(9)),
+                        site=f"desk{d}.example", source=f"desk-{d}", category=sections[i % 4])
+             for d in range(8) for i in range(8)]
+    st, server, task = await make_stack(tmp_path, shared_data, limit=60, extra_drafts=[*wire, *desks])
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            async def of_wire(reader: str) -> list[dict]:
+                page = (await http.get(f"/v1/readers/{reader}/feed", params={"k": 20})).json()
+                return [c for c in page["items"] if c["source"] == "Wire Desk"]
+
+            clicks = [{"reader": "reads", "story_id": i, "type": "click"}
+                      for i in await _ids(http, "politics", 3)]
+            assert (await http.post("/v1/events", json={"events": clicks})).status_code == 202
+            await _wait_events(st, "reads", 3)
+            for reader, want in (("new", 7), ("reads", 5)):
+                before = len(await of_wire(reader))
+                r = await http.put(f"/v1/readers/{reader}/preferences",
+                                   json={"follow_sources": [" wire desk "]})
+                assert r.status_code == 200
+                followed = await of_wire(reader)
+                assert len(followed) >= max(want, before + 2), (reader, before, len(followed))
+                assert any(c["reason"] == "you follow Wire Desk" for c in followed), followed
+    finally:
+        await stop_stack(st, server, task)

@@ -152,6 +152,7 @@ def test_page_authors_are_names_each_once(name: str, author: str) -> None:
     ("https://www.wired.com/story/instagram-business", "Louise Matsakis"),  # "Condé Nast, …"
     ("https://www.cleveland.com/entertainment/2019/11/doobie", "Troy Smith"),  # "…, Troy L Smith, Cleveland com"
     ("https://www.businessinsider.com/10-things-in-tech", "Charlie Wood"),  # "…, Business Insider"
+    ("http://www.wday.ru/articles/53-letnyaya-model", "Лида Буслаева"),  # "Текст: Лида Буслаева"
 ])
 def test_benchmark_page_authors_are_names_only(url_start: str, author: str) -> None:
     truth = json.loads((BENCH / "ground-truth.json").read_text(encoding="utf-8"))

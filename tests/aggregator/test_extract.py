@@ -153,6 +153,15 @@ def test_page_authors_are_names_each_once(name: str, author: str) -> None:
     ("https://www.cleveland.com/entertainment/2019/11/doobie", "Troy Smith"),  # "…, Troy L Smith, Cleveland com"
     ("https://www.businessinsider.com/10-things-in-tech", "Charlie Wood"),  # "…, Business Insider"
     ("http://www.wday.ru/articles/53-letnyaya-model", "Лида Буслаева"),  # "Текст: Лида Буслаева"
+    # an account's login name is no writer: "Jdadmin", "Webnata", "Rmb" (rmb8090), "Kevin-R"
+    ("http://jeongdongtheater.com/blog/2018/10/12/palace", ""),
+    ("https://www.mensagensreflexao.com.br/quem-se-ama", ""),
+    ("http://www.remember8090.it/black-friday", ""),
+    ("http://www.remember8090.it/remake-serie", ""),
+    ("https://therealdeal.com/2019/11/18/thousands-of-wework", "David Jeans, Kevin Rebong"),
+    # mononyms the page prints capitalised stay
+    ("https://theantijunecleaver.com/2014/09/make-arrowhead", "Regan"),
+    ("https://blog.givewell.org/2018/09/10/september-2018-open-thread", "Catherine"),
 ])
 def test_benchmark_page_authors_are_names_only(url_start: str, author: str) -> None:
     truth = json.loads((BENCH / "ground-truth.json").read_text(encoding="utf-8"))
@@ -167,6 +176,34 @@ def test_byline_joins_distinct_names() -> None:
     assert byline("Lisa Kaczke; Trevor J Mitchell") == "Lisa Kaczke, Trevor J Mitchell"
     assert byline(" Username ") == "" and byline("作者") == ""
     assert byline("Kevin Johnson; kevin johnson; ") == "Kevin Johnson"
+
+
+@pytest.mark.parametrize(("name", "page", "login"), [
+    ("Jdadmin", "", True),                                        # "admin" in it
+    ("SiteAdmin", "<p>SiteAdmin</p>", True),
+    ("Webnata", '{"name":"webnata"} <img alt="webnata">', True),  # only ever lower case
+    ("Kevin-R", '"author":{"name":"kevin-r"}', True),
+    ("Rmb", '<div class="rmb-container"><img alt="Rmb8090"><b>rmb8090</b>', True),  # run into digits
+    ("Regan", '<a href="/author/regan/">Regan</a>', False),      # printed capitalised
+    ("Catherine", '<a href="/author/catherine-h/">Catherine</a>', False),
+    ("AFP", "<p>(AFP)</p>", False),
+    ("Dpa", "<p>Berlin (dpa) - Der Bundestag</p>", False),        # a short word written alone
+    ("Webnata", "", False),                                       # nothing to judge by
+    ("Jane", "<p>Nothing here</p>", False),
+    ("bell hooks", "<p>bell hooks</p>", False),                   # two words: a name
+])
+def test_login_names_are_judged_by_how_the_page_writes_them(name: str, page: str, login: bool) -> None:
+    from aggregator.extract import login_name
+
+    assert login_name(name, page) is login
+
+
+def test_byline_leaves_out_login_names_only() -> None:
+    from aggregator.extract import byline
+
+    page = '<a rel="author" href="/author/jdoe/">jdoe2019</a> <span>Jane Doe</span>'
+    assert byline("Jdoe; Jane Doe", page=page) == "Jane Doe"
+    assert byline("Jdoe", page=page) == ""
 
 
 def test_byline_leaves_out_the_publisher_beside_a_writer() -> None:

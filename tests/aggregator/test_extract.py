@@ -126,8 +126,9 @@ def test_read_more_links_are_not_article_text(name: str, junk: str) -> None:
 @pytest.mark.parametrize(("name", "author"), [
     ("nytimes-1", "Jeffrey Gettleman"),       # was "Jeffrey Gettleman; JEFFREY GETTLEMAN"
     ("nytimes-2", "Steven Davidoff Solomon"),
-    ("wapo-1", ""),                           # was "Username" (a login form's field)
-    ("wapo-2", ""),
+    # trafilatura's "Username" (a login form's field) goes; the span.pb-byline shows the writer
+    ("wapo-1", "Erin Cunningham"),            # was "" (and "Username" before that)
+    ("wapo-2", "Steven Mufson"),
     ("guardian-1", "Eleanor Ainge Roy"),
     ("yahoo-1", "Ben Silverman"),             # was "Ben Silverman Games Editor"
     ("yahoo-3", "GILLIAN MOHNEY"),            # was "GILLIAN MOHNEY March" (the date after it)
@@ -204,6 +205,41 @@ def test_byline_leaves_out_login_names_only() -> None:
     page = '<a rel="author" href="/author/jdoe/">jdoe2019</a> <span>Jane Doe</span>'
     assert byline("Jdoe; Jane Doe", page=page) == "Jane Doe"
     assert byline("Jdoe", page=page) == ""
+
+
+def _body(html: str):
+    from aggregator.extract import _page_tree
+
+    return _page_tree(f"<html><body>{html}</body></html>".encode())
+
+
+@pytest.mark.parametrize(("html", "name"), [
+    ('<span class="pb-byline">By <a href="/people/erin">Erin Cunningham</a></span>', "Erin Cunningham"),
+    ('<p class="Byline">By Jane Doe</p><div class="byline"><a rel="author">Jane Doe</a></div>', "Jane Doe"),
+    ('<span itemprop="author">Par Sébastien Farcis</span>', "Sébastien Farcis"),
+    # texts with a date, a time or a handle are no names; the name beside them still counts
+    ('<div class="byline">By Jane Doe November 19, 2019, 07:47 PM EST</div>', ""),
+    ('<div class="byline">Jane Doe @janedoe</div>', ""),
+    ('<div class="byline"><span class="byline__name">By Jane Doe</span><span class="byline-date">'
+     'Nov 19, 2019</span></div>', "Jane Doe"),
+    # other stories' bylines: which one is the article's cannot be told
+    ('<span class="byline">Joanna Rothkopf</span><span class="byline">Jenny Kutner</span>', ""),
+    # commenters are no writers
+    ('<div class="comment-list"><div class="comment-author vcard"><b itemprop="author">Bo</b></div></div>', ""),
+    ('<link rel="author" href="https://plus.google.com/+Erin"><p>Text.</p>', ""),
+    ("<p>No byline here.</p>", ""),
+])
+def test_visible_byline_names_one_writer_or_none(html: str, name: str) -> None:
+    from aggregator.extract import visible_byline
+
+    assert visible_byline(_body(html)) == name
+
+
+def test_visible_byline_in_a_body_that_allows_comments() -> None:
+    from aggregator.extract import _page_tree, visible_byline
+
+    page = _page_tree(b'<html><body class="single comments-open"><span class="byline">By Jane Doe</span></body></html>')
+    assert visible_byline(page) == "Jane Doe"
 
 
 def test_byline_leaves_out_the_publisher_beside_a_writer() -> None:

@@ -169,7 +169,9 @@ def extract_article(html: bytes, url: str) -> Article:
     site_name = clean_inline(str(data.get("sitename") or "")) or clean_inline(_first(meta, "site_name"))
     host = urlsplit(url).hostname or ""
     page_title = clean_inline(str(data.get("title") or "")) or clean_inline(_first(meta, "title"))
-    title = without_site_name(page_title, site_name)
+    title = choose_title(
+        (page_title, clean_inline(_first(meta, "title")), _title_element(page)),
+        site_name, host, _headings(page, url))
     # who publishes the page, to tell from who wrote it
     publisher = Publisher(site_name, host, meta.get("copyright", ""))
     return Article(
@@ -300,18 +302,26 @@ def _same_person(name: str, other: str) -> bool:
             and all(len(w) == 1 for w in long[1:-1]))
 
 
-def without_site_name(title: str, site_name: str) -> str:
+def without_site_name(title: str, site_name: str, host: str = "") -> str:
     """`title` without the site's name that pages append to their <title> ("… - TechCrunch",
     "… | ZDNet"): 25 of the 120 benchmark pages' titles ended so, and a story titled from its
     page (a plain sitemap's link, a related block's article) showed it. Only an exact name
-    (any case) after a separator goes; what is left must still be a title."""
-    if not site_name or not title:
+    (any case) after a separator goes; what is left must still be a title. The name of the
+    page's host counts too ("… - Entermedia" on entermedia.co.kr, whose og:site_name is
+    unset), and the site's whole name before a colon: trafilatura titled LinkNaija's stories
+    "LinkNaija | Nigeria's popular news platform: …", the site's og:site_name first."""
+    if not title or not (site_name or host):
         return title
     folded = title.casefold()
     # a site name with a tagline ("Aktuálně.cz - Víte, co se právě děje") is also tried short
-    names = [site_name.casefold()]
+    names = [site_name.casefold()] if site_name else []
     names += [n for sep in TITLE_SEPARATORS if sep in site_name
               for n in [site_name.split(sep)[0].strip().casefold()] if n]
+    names += [n for n in [_host_name(host).casefold()] if len(n) >= 3]
+    if site_name and folded.startswith(site_name.casefold() + ": "):
+        rest = title[len(site_name) + 2:].lstrip()
+        if len(rest.split()) >= 2:
+            return rest
     for name in names:
         for sep in TITLE_SEPARATORS:
             if folded.endswith(sep + name):
@@ -453,6 +463,93 @@ def _in_comments(el: lxml.html.HtmlElement) -> bool:
         if "comment" in f"{up.get('class') or ''} {up.get('id') or ''}".lower():
             return True
     return False
+
+
+def choose_title(found: Iterable[str], site_name: str, host: str,
+                 headings: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> str:
+    """The story's title from the titles the page gives, in order of trust (trafilatura's,
+    og:title, <title>), and its <h1> headings: `headings` is (headlines, home links), the
+    <h1>s that are no link to the site's home page and those that are.
+
+    - A title that is the site's own name is skipped for the next one: trafilatura takes a
+      page's only <h1>, and entermedia's is its logo, "엔터 미디어", a link home (benchmark
+      pages: two stories titled so, their <title> naming the story).
+    - The site's name goes from either end (`without_site_name`).
+    - A title that is a headline of the page with more words around it, at a separator,
+      is that headline: NYT's and WSJ's og:title "Opinion | Is Football Violence a Crime?"
+      over the <h1> "Is Football Violence a Crime?", the Guardian's "… | Eleanor Ainge Roy"
+      (the writer), autoindustriya's "… - Auto News". The headline must be the longer part,
+      so a logo <h1> ("ZDNet") never takes over "Best tech gadgets of 2019 | ZDNet"."""
+    headlines, home_links = headings
+    titles = [t for t in (clean_inline(t) for t in found) if t]
+    if not titles:
+        return ""
+    short = [site_name.split(sep)[0] for sep in TITLE_SEPARATORS if sep in site_name]
+    own = {_key(n) for n in (site_name, *short, host.removeprefix("www."), _host_name(host),
+                             *home_links)}
+    own.discard("")
+    title = next((t for t in titles if _key(t) not in own), titles[0])
+    title = without_site_name(title, site_name, host)
+    return _visible_headline(title, headlines)
+
+
+def _visible_headline(title: str, headlines: Iterable[str]) -> str:
+    """`title`, or the part of it on one side of a separator that is one of `headlines` and
+    has more words than the other side."""
+    headlines = [_words(h) for h in headlines]
+    for sep in TITLE_SEPARATORS:
+        start = title.find(sep)
+        while start > 0:
+            head, tail = title[:start].rstrip(), title[start + len(sep):].lstrip()
+            for part, rest in ((head, tail), (tail, head)):
+                kept = _words(part)
+                if (len(kept) >= 2 and len(kept) > len(_words(rest))
+                        and kept in headlines):
+                    return part
+            start = title.find(sep, start + 1)
+    return title
+
+
+def _headings(page: lxml.html.HtmlElement | None, url: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The page's <h1> texts: (those that are no link to the site's home page, those that are).
+    A home link (the <h1> in or around an <a href="/">) is the site's logo or name."""
+    if page is None:
+        return (), ()
+    headlines: list[str] = []
+    home: list[str] = []
+    for h1 in page.iter("h1"):
+        text = clean_inline(h1.text_content())
+        if not text:
+            continue
+        links = [a for a in (*h1.iterancestors("a"), *h1.iter("a")) if a.get("href") is not None]
+        (home if any(_is_home(url, a.get("href") or "") for a in links) else headlines).append(text)
+    return tuple(headlines), tuple(home)
+
+
+def _is_home(page_url: str, href: str) -> bool:
+    """Whether `href`, on the page at `page_url`, is its site's home page: "/", "https://host/"."""
+    try:
+        link, page = urlsplit(urljoin(page_url, href.strip())), urlsplit(page_url)
+    except ValueError:  # a bad IPv6 literal, in a link the page chose
+        return False
+    return (link.path in ("", "/") and not link.query
+            and (link.hostname or "").removeprefix("www.") == (page.hostname or "").removeprefix("www."))
+
+
+def _host_name(host: str) -> str:
+    """The name part of a host: "entermedia" of "entermedia.co.kr", "nytimes" of
+    "www.nytimes.com"; "" when the host is one label or an address."""
+    labels = host.removeprefix("www.").split(".")
+    if len(labels) < 2 or labels[-1].isdigit():
+        return ""
+    return labels[0]
+
+
+def _title_element(page: lxml.html.HtmlElement | None) -> str:
+    if page is None:
+        return ""
+    el = page.find(".//title")
+    return clean_inline(el.text_content()) if el is not None else ""
 
 
 def _first(meta: dict[str, str], field: str) -> str:

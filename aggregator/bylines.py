@@ -27,7 +27,16 @@ import re
 # middle dot or bullet too: "By Jane Doe · The Daily · 18 March 2025", the page's byline line
 # (the date after it was kept as part of a name).
 _SEPARATOR = re.compile(r"(\s*(?:[,;&|·•]|\band\b)\s*)")
-_BY = re.compile(r"^by\s+(?=\S)", re.I)
+# The label a byline starts with, in the languages of ../shared/data: "By Erin Cunningham",
+# "Par Sébastien Farcis", "Текст: Лида Буслаева" (a Russian page kept it as part of the
+# name), "Posted by …". The words that begin a name too ("Von Miller", "Di Stefano") count
+# only in lower case or before a colon ("Von Anna Schmidt" stays: "Von Miller and Jane Doe"
+# would lose a name); "Author:" and the like only before a colon.
+_LABEL = re.compile(
+    r"^(?:(?i:by|par|por|written by|posted by|текст|автор|author|autor|auteur|text|texto"
+    r"|von|di|door)\s*:\s*"
+    r"|(?i:by|par|por|written by|posted by|текст|автор)\s+"
+    r"|(?:von|di|door)\s+)(?=\S)")
 # "(now)", "(earlier)": the Guardian's live blogs. "(Henrique Zecchin)" is part of a name.
 _LOWER_NOTE = re.compile(r"\s*\((?:[^\W\d_A-Z][^\W\d_]*\s?){1,3}\)")
 _URL = re.compile(r"^(?:https?://|www\.)\S+$", re.I)
@@ -67,7 +76,9 @@ _STAMP_WORDS = frozenset("published updated posted".split())
 
 def clean_byline(raw: str) -> str:
     """`raw` (one line, as `clean_inline` leaves it) with only its names, see the module doc."""
-    text = _BY.sub("", raw.strip())
+    text = raw.strip()
+    while label := _LABEL.match(text):  # "By: By Jane Doe" too, so a second pass cuts nothing
+        text = text[label.end():]
     words = text.split()
     if len(words) <= 2 and text.isascii() and "".join(words).isalpha():
         return text  # "Jane Smith", "Reuters": most bylines, and no rule cuts two words

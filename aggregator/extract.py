@@ -161,20 +161,25 @@ def extract_article(html: bytes, url: str) -> Article:
         raise ParseError(f"article extraction failed: {type(e).__name__}: {e}") from e
     if not text:
         raise ParseError("no article text found on the page")
-    page = _page_tree(html)
+    source = decode_html(html)
+    page = _page_tree(source)
     meta = _meta_tags(page)
     published_at = parse_date(_first(meta, "published")) or parse_date(str(data.get("date") or ""))
     image = str(data.get("image") or "") or _first(meta, "image")
     site_name = clean_inline(str(data.get("sitename") or "")) or clean_inline(_first(meta, "site_name"))
+    host = urlsplit(url).hostname or ""
     page_title = clean_inline(str(data.get("title") or "")) or clean_inline(_first(meta, "title"))
-    title = without_site_name(page_title, site_name)
+    title = choose_title(
+        (page_title, clean_inline(_first(meta, "title")), _title_element(page)),
+        site_name, host, _headings(page, url))
     # who publishes the page, to tell from who wrote it
-    publisher = Publisher(site_name, urlsplit(url).hostname or "", meta.get("copyright", ""))
+    publisher = Publisher(site_name, host, meta.get("copyright", ""))
     return Article(
         title=title,
         text=without_headline(text, (title, page_title, _first(meta, "title"))),
-        author=byline(str(data.get("author") or ""), publisher)
-        or byline(_first(meta, "author"), publisher),
+        author=byline(str(data.get("author") or ""), publisher, page=source)
+        or byline(_first(meta, "author"), publisher, page=source)
+        or byline(visible_byline(page), publisher, page=source),
         published_at=published_at,
         image_url=page_link(url, image),
         site_name=site_name,
@@ -214,7 +219,7 @@ class Publisher:
                                     or _has_run(_words(self.copyright), words))
 
 
-def byline(raw: str, publisher: Publisher = Publisher()) -> str:
+def byline(raw: str, publisher: Publisher = Publisher(), *, page: str = "") -> str:
     """The author names of a page, each once, joined as feeds join them (", ").
 
     trafilatura joins every name it finds with "; ", the same name in two spellings
@@ -228,7 +233,9 @@ def byline(raw: str, publisher: Publisher = Publisher()) -> str:
     which the card showed as co-authors. Beside a person's name the
     publisher goes, and so does the same person again with a middle initial; a byline that
     is the site's name alone stays, written as the site writes it ("Mac; I" is heise's
-    "Mac & i", split at its "&")."""
+    "Mac & i", split at its "&").
+
+    A login name goes too (`login_name`, judged by how `page`, the page's HTML, spells it)."""
     if _key(raw) and _key(raw) == _key(publisher.site_name):
         return clean_byline(clean_inline(publisher.site_name))
     names: list[str] = []
@@ -236,7 +243,7 @@ def byline(raw: str, publisher: Publisher = Publisher()) -> str:
     for part in raw.split(";"):
         name = clean_inline(part)
         key = name.casefold()
-        if name and key not in seen and key not in _NOT_NAMES:
+        if name and key not in seen and key not in _NOT_NAMES and not login_name(name, page):
             seen.add(key)
             names.append(name)
     people = [n for n in names if not publisher.names(n)]
@@ -247,6 +254,35 @@ def byline(raw: str, publisher: Publisher = Publisher()) -> str:
         if not any(_same_person(name, other) for other in kept):
             kept.append(name)
     return clean_byline(", ".join(kept))
+
+
+def login_name(name: str, page: str) -> bool:
+    """Whether a one-word byline is an account's login name, not a person's: WordPress and
+    its kind sign a post with its account ("jdadmin", "webnata", "kevin-r", "rmb8090" in
+    the benchmark pages), which trafilatura gives capitalised and without digits
+    ("Jdadmin", "Webnata", "Rmb"), and the card showed as the writer. Judged by how the
+    page (`page`, its HTML) writes the word:
+    - a word with "admin" in it is one;
+    - a word the page prints as a word of its own with a capital letter is a name: a
+      person's, a mononym too ("Regan", "Catherine"), or an agency's ("AFP");
+    - else, a word the page writes run into digits ("rmb8090") is one, and so is a word of
+      4 letters or more that the page writes, only in lower case ("webnata"). A shorter
+      word written alone in lower case stays: German agencies sign so ("dpa", "epd", "kna").
+    Names of two or more words ("bell hooks") are never judged so."""
+    word = name.strip()
+    if not word or any(ch.isspace() for ch in word):
+        return False
+    if "admin" in word.casefold():
+        return True
+    if not page:
+        return False
+    quoted = re.escape(word)
+    alone = re.findall(rf"(?<![\w-]){quoted}(?![\w-])", page, re.IGNORECASE)
+    if any(w != w.lower() for w in alone):
+        return False
+    if re.search(rf"(?<![^\W\d_]){quoted}\d", page, re.IGNORECASE):
+        return True
+    return len(word) > 3 and bool(alone or re.search(rf"(?<![^\W\d_]){quoted}", page, re.IGNORECASE))
 
 
 def _key(text: str) -> str:
@@ -266,18 +302,26 @@ def _same_person(name: str, other: str) -> bool:
             and all(len(w) == 1 for w in long[1:-1]))
 
 
-def without_site_name(title: str, site_name: str) -> str:
+def without_site_name(title: str, site_name: str, host: str = "") -> str:
     """`title` without the site's name that pages append to their <title> ("… - TechCrunch",
     "… | ZDNet"): 25 of the 120 benchmark pages' titles ended so, and a story titled from its
     page (a plain sitemap's link, a related block's article) showed it. Only an exact name
-    (any case) after a separator goes; what is left must still be a title."""
-    if not site_name or not title:
+    (any case) after a separator goes; what is left must still be a title. The name of the
+    page's host counts too ("… - Entermedia" on entermedia.co.kr, whose og:site_name is
+    unset), and the site's whole name before a colon: trafilatura titled LinkNaija's stories
+    "LinkNaija | Nigeria's popular news platform: …", the site's og:site_name first."""
+    if not title or not (site_name or host):
         return title
     folded = title.casefold()
     # a site name with a tagline ("Aktuálně.cz - Víte, co se právě děje") is also tried short
-    names = [site_name.casefold()]
+    names = [site_name.casefold()] if site_name else []
     names += [n for sep in TITLE_SEPARATORS if sep in site_name
               for n in [site_name.split(sep)[0].strip().casefold()] if n]
+    names += [n for n in [_host_name(host).casefold()] if len(n) >= 3]
+    if site_name and folded.startswith(site_name.casefold() + ": "):
+        rest = title[len(site_name) + 2:].lstrip()
+        if len(rest.split()) >= 2:
+            return rest
     for name in names:
         for sep in TITLE_SEPARATORS:
             if folded.endswith(sep + name):
@@ -321,10 +365,11 @@ def _as_dict(doc: object) -> dict[str, object]:
     return as_dict() if callable(as_dict) else {}
 
 
-def _page_tree(html: bytes) -> lxml.html.HtmlElement | None:
+def _page_tree(source: str | bytes) -> lxml.html.HtmlElement | None:
     """The page parsed for its meta tags and links (trafilatura keeps its own tree)."""
     try:
-        return lxml.html.document_fromstring(decode_html(html))
+        return lxml.html.document_fromstring(
+            decode_html(source) if isinstance(source, bytes) else source)
     except (etree.ParserError, ValueError):
         return None
 
@@ -373,6 +418,138 @@ def _canonical_link(page: lxml.html.HtmlElement | None) -> str:
         if href and "canonical" in (el.get("rel") or "").lower().split():
             return href
     return ""
+
+
+# Where a page shows its byline: rel="author" links, schema.org microdata, and the class
+# names sites give it ("pb-byline", "byline__author", "c-byline").
+_BYLINE_ELEMENTS = etree.XPath(
+    "//body//*[contains(concat(' ', normalize-space(@rel), ' '), ' author ')"
+    " or contains(concat(' ', normalize-space(@itemprop), ' '), ' author ')"
+    " or contains(translate(@class, 'BYLINE', 'byline'), 'byline')]")
+_BYLINE_MAX_WORDS = 12  # a byline line; more words are a bio or a story list
+
+
+def visible_byline(page: lxml.html.HtmlElement | None) -> str:
+    """The byline the page shows, when its elements name one writer or one set of writers,
+    else "". The Washington Post's pages (readability wapo-1, -2) show "By Erin Cunningham"
+    in a span.pb-byline while trafilatura's author is a login form's "Username", and they
+    have no meta author: the story had none. Read only where trafilatura and the meta tags
+    gave no name, and only a text that is names alone: one with a digit or an "@" holds a
+    date, a time or a handle ("By Joseph Tsidulko November 19, 2019, 07:47 PM EST",
+    "@catherineshu / 2 days"), and an element's text is taken whole, never cut to a guess.
+    Outside comments; a page whose elements name different people (a list of other stories
+    with their bylines, as salon-1 and herald-sun-1 have) gives none: which is the
+    article's cannot be told."""
+    if page is None:
+        return ""
+    names: dict[str, str] = {}
+    for el in _BYLINE_ELEMENTS(page):
+        text = clean_inline(el.text_content())
+        if (not text or len(text.split()) > _BYLINE_MAX_WORDS or "@" in text
+                or any(ch.isdigit() for ch in text) or _in_comments(el)):
+            continue
+        name = clean_byline(text)
+        if _key(name):
+            names.setdefault(_key(name), name)
+    return next(iter(names.values())) if len(names) == 1 else ""
+
+
+def _in_comments(el: lxml.html.HtmlElement) -> bool:
+    """Whether `el` is in the page's comments (WordPress: "comment-author vcard"); the
+    <body>'s own classes ("comments-open") say nothing of where an element is."""
+    for up in (el, *el.iterancestors()):
+        if up.tag in ("body", "html"):
+            return False
+        if "comment" in f"{up.get('class') or ''} {up.get('id') or ''}".lower():
+            return True
+    return False
+
+
+def choose_title(found: Iterable[str], site_name: str, host: str,
+                 headings: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> str:
+    """The story's title from the titles the page gives, in order of trust (trafilatura's,
+    og:title, <title>), and its <h1> headings: `headings` is (headlines, home links), the
+    <h1>s that are no link to the site's home page and those that are.
+
+    - A title that is the site's own name is skipped for the next one: trafilatura takes a
+      page's only <h1>, and entermedia's is its logo, "엔터 미디어", a link home (benchmark
+      pages: two stories titled so, their <title> naming the story).
+    - The site's name goes from either end (`without_site_name`).
+    - A title that is a headline of the page with more words around it, at a separator,
+      is that headline: NYT's and WSJ's og:title "Opinion | Is Football Violence a Crime?"
+      over the <h1> "Is Football Violence a Crime?", the Guardian's "… | Eleanor Ainge Roy"
+      (the writer), autoindustriya's "… - Auto News". The headline must be the longer part,
+      so a logo <h1> ("ZDNet") never takes over "Best tech gadgets of 2019 | ZDNet"."""
+    headlines, home_links = headings
+    titles = [t for t in (clean_inline(t) for t in found) if t]
+    if not titles:
+        return ""
+    short = [site_name.split(sep)[0] for sep in TITLE_SEPARATORS if sep in site_name]
+    own = {_key(n) for n in (site_name, *short, host.removeprefix("www."), _host_name(host),
+                             *home_links)}
+    own.discard("")
+    title = next((t for t in titles if _key(t) not in own), titles[0])
+    title = without_site_name(title, site_name, host)
+    return _visible_headline(title, headlines)
+
+
+def _visible_headline(title: str, headlines: Iterable[str]) -> str:
+    """`title`, or the part of it on one side of a separator that is one of `headlines` and
+    has more words than the other side."""
+    headlines = [_words(h) for h in headlines]
+    for sep in TITLE_SEPARATORS:
+        start = title.find(sep)
+        while start > 0:
+            head, tail = title[:start].rstrip(), title[start + len(sep):].lstrip()
+            for part, rest in ((head, tail), (tail, head)):
+                kept = _words(part)
+                if (len(kept) >= 2 and len(kept) > len(_words(rest))
+                        and kept in headlines):
+                    return part
+            start = title.find(sep, start + 1)
+    return title
+
+
+def _headings(page: lxml.html.HtmlElement | None, url: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The page's <h1> texts: (those that are no link to the site's home page, those that are).
+    A home link (the <h1> in or around an <a href="/">) is the site's logo or name."""
+    if page is None:
+        return (), ()
+    headlines: list[str] = []
+    home: list[str] = []
+    for h1 in page.iter("h1"):
+        text = clean_inline(h1.text_content())
+        if not text:
+            continue
+        links = [a for a in (*h1.iterancestors("a"), *h1.iter("a")) if a.get("href") is not None]
+        (home if any(_is_home(url, a.get("href") or "") for a in links) else headlines).append(text)
+    return tuple(headlines), tuple(home)
+
+
+def _is_home(page_url: str, href: str) -> bool:
+    """Whether `href`, on the page at `page_url`, is its site's home page: "/", "https://host/"."""
+    try:
+        link, page = urlsplit(urljoin(page_url, href.strip())), urlsplit(page_url)
+    except ValueError:  # a bad IPv6 literal, in a link the page chose
+        return False
+    return (link.path in ("", "/") and not link.query
+            and (link.hostname or "").removeprefix("www.") == (page.hostname or "").removeprefix("www."))
+
+
+def _host_name(host: str) -> str:
+    """The name part of a host: "entermedia" of "entermedia.co.kr", "nytimes" of
+    "www.nytimes.com"; "" when the host is one label or an address."""
+    labels = host.removeprefix("www.").split(".")
+    if len(labels) < 2 or labels[-1].isdigit():
+        return ""
+    return labels[0]
+
+
+def _title_element(page: lxml.html.HtmlElement | None) -> str:
+    if page is None:
+        return ""
+    el = page.find(".//title")
+    return clean_inline(el.text_content()) if el is not None else ""
 
 
 def _first(meta: dict[str, str], field: str) -> str:

@@ -50,6 +50,19 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     ("Ilana Muhlstein, MS, RDN", "Ilana Muhlstein"),
     ("https://www.facebook.com/bbcnews", ""),
     ("By Jane Doe", "Jane Doe"),
+    # the label before the name, in the pages' languages
+    ("Текст: Лида Буслаева", "Лида Буслаева"),  # wday.ru (a benchmark page)
+    ("Текст Лида Буслаева", "Лида Буслаева"),   # as trafilatura gives it, the colon gone
+    ("Автор: Иван Петров", "Иван Петров"),
+    ("Par Sébastien Farcis", "Sébastien Farcis"),
+    ("Por Ana García y Luis Pérez", "Ana García y Luis Pérez"),
+    ("di Mario Rossi", "Mario Rossi"),
+    ("von Anna Schmidt", "Anna Schmidt"),
+    ("Von: Anna Schmidt", "Anna Schmidt"),
+    ("Autor: Jan Novák", "Jan Novák"),
+    ("By: Jane Doe", "Jane Doe"),
+    ("Posted by Michael David Smith", "Michael David Smith"),
+    ("written by Regan", "Regan"),
     # a page's byline line, parts set apart by middle dots or bullets
     ("By Sample Reporter · Demo Daily · 18 March 2025", "Sample Reporter · Demo Daily"),
     ("Sample Reporter · Demo Daily ·", "Sample Reporter · Demo Daily"),
@@ -71,6 +84,8 @@ def test_places_roles_and_dates_leave_the_names(raw: str, clean: str) -> None:
     "Sandee LaMotte, CNN", "Meg Kinnard, Errin Haines, Associated Press", "DAVID PORTER",
     "Dr. Christopher Kunz", "Rebecca Davis O’Brien", "肖春芳", "First Dog on the Moon",
     "David Smith in Washington, Jane Doe",  # a name after a place's comma is no region
+    # label words that begin names too: only in lower case or before a colon
+    "Von Miller", "Di Stefano", "Von Miller and Jane Doe", "Author Name",
 ])
 def test_names_stay_as_written(name: str) -> None:
     expected = name.replace(" in Washington", "")

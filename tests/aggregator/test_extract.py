@@ -126,8 +126,9 @@ def test_read_more_links_are_not_article_text(name: str, junk: str) -> None:
 @pytest.mark.parametrize(("name", "author"), [
     ("nytimes-1", "Jeffrey Gettleman"),       # was "Jeffrey Gettleman; JEFFREY GETTLEMAN"
     ("nytimes-2", "Steven Davidoff Solomon"),
-    ("wapo-1", ""),                           # was "Username" (a login form's field)
-    ("wapo-2", ""),
+    # trafilatura's "Username" (a login form's field) goes; the span.pb-byline shows the writer
+    ("wapo-1", "Erin Cunningham"),            # was "" (and "Username" before that)
+    ("wapo-2", "Steven Mufson"),
     ("guardian-1", "Eleanor Ainge Roy"),
     ("yahoo-1", "Ben Silverman"),             # was "Ben Silverman Games Editor"
     ("yahoo-3", "GILLIAN MOHNEY"),            # was "GILLIAN MOHNEY March" (the date after it)
@@ -152,6 +153,16 @@ def test_page_authors_are_names_each_once(name: str, author: str) -> None:
     ("https://www.wired.com/story/instagram-business", "Louise Matsakis"),  # "Condé Nast, …"
     ("https://www.cleveland.com/entertainment/2019/11/doobie", "Troy Smith"),  # "…, Troy L Smith, Cleveland com"
     ("https://www.businessinsider.com/10-things-in-tech", "Charlie Wood"),  # "…, Business Insider"
+    ("http://www.wday.ru/articles/53-letnyaya-model", "Лида Буслаева"),  # "Текст: Лида Буслаева"
+    # an account's login name is no writer: "Jdadmin", "Webnata", "Rmb" (rmb8090), "Kevin-R"
+    ("http://jeongdongtheater.com/blog/2018/10/12/palace", ""),
+    ("https://www.mensagensreflexao.com.br/quem-se-ama", ""),
+    ("http://www.remember8090.it/black-friday", ""),
+    ("http://www.remember8090.it/remake-serie", ""),
+    ("https://therealdeal.com/2019/11/18/thousands-of-wework", "David Jeans, Kevin Rebong"),
+    # mononyms the page prints capitalised stay
+    ("https://theantijunecleaver.com/2014/09/make-arrowhead", "Regan"),
+    ("https://blog.givewell.org/2018/09/10/september-2018-open-thread", "Catherine"),
 ])
 def test_benchmark_page_authors_are_names_only(url_start: str, author: str) -> None:
     truth = json.loads((BENCH / "ground-truth.json").read_text(encoding="utf-8"))
@@ -166,6 +177,69 @@ def test_byline_joins_distinct_names() -> None:
     assert byline("Lisa Kaczke; Trevor J Mitchell") == "Lisa Kaczke, Trevor J Mitchell"
     assert byline(" Username ") == "" and byline("作者") == ""
     assert byline("Kevin Johnson; kevin johnson; ") == "Kevin Johnson"
+
+
+@pytest.mark.parametrize(("name", "page", "login"), [
+    ("Jdadmin", "", True),                                        # "admin" in it
+    ("SiteAdmin", "<p>SiteAdmin</p>", True),
+    ("Webnata", '{"name":"webnata"} <img alt="webnata">', True),  # only ever lower case
+    ("Kevin-R", '"author":{"name":"kevin-r"}', True),
+    ("Rmb", '<div class="rmb-container"><img alt="Rmb8090"><b>rmb8090</b>', True),  # run into digits
+    ("Regan", '<a href="/author/regan/">Regan</a>', False),      # printed capitalised
+    ("Catherine", '<a href="/author/catherine-h/">Catherine</a>', False),
+    ("AFP", "<p>(AFP)</p>", False),
+    ("Dpa", "<p>Berlin (dpa) - Der Bundestag</p>", False),        # a short word written alone
+    ("Webnata", "", False),                                       # nothing to judge by
+    ("Jane", "<p>Nothing here</p>", False),
+    ("bell hooks", "<p>bell hooks</p>", False),                   # two words: a name
+])
+def test_login_names_are_judged_by_how_the_page_writes_them(name: str, page: str, login: bool) -> None:
+    from aggregator.extract import login_name
+
+    assert login_name(name, page) is login
+
+
+def test_byline_leaves_out_login_names_only() -> None:
+    from aggregator.extract import byline
+
+    page = '<a rel="author" href="/author/jdoe/">jdoe2019</a> <span>Jane Doe</span>'
+    assert byline("Jdoe; Jane Doe", page=page) == "Jane Doe"
+    assert byline("Jdoe", page=page) == ""
+
+
+def _body(html: str):
+    from aggregator.extract import _page_tree
+
+    return _page_tree(f"<html><body>{html}</body></html>".encode())
+
+
+@pytest.mark.parametrize(("html", "name"), [
+    ('<span class="pb-byline">By <a href="/people/erin">Erin Cunningham</a></span>', "Erin Cunningham"),
+    ('<p class="Byline">By Jane Doe</p><div class="byline"><a rel="author">Jane Doe</a></div>', "Jane Doe"),
+    ('<span itemprop="author">Par Sébastien Farcis</span>', "Sébastien Farcis"),
+    # texts with a date, a time or a handle are no names; the name beside them still counts
+    ('<div class="byline">By Jane Doe November 19, 2019, 07:47 PM EST</div>', ""),
+    ('<div class="byline">Jane Doe @janedoe</div>', ""),
+    ('<div class="byline"><span class="byline__name">By Jane Doe</span><span class="byline-date">'
+     'Nov 19, 2019</span></div>', "Jane Doe"),
+    # other stories' bylines: which one is the article's cannot be told
+    ('<span class="byline">Joanna Rothkopf</span><span class="byline">Jenny Kutner</span>', ""),
+    # commenters are no writers
+    ('<div class="comment-list"><div class="comment-author vcard"><b itemprop="author">Bo</b></div></div>', ""),
+    ('<link rel="author" href="https://plus.google.com/+Erin"><p>Text.</p>', ""),
+    ("<p>No byline here.</p>", ""),
+])
+def test_visible_byline_names_one_writer_or_none(html: str, name: str) -> None:
+    from aggregator.extract import visible_byline
+
+    assert visible_byline(_body(html)) == name
+
+
+def test_visible_byline_in_a_body_that_allows_comments() -> None:
+    from aggregator.extract import _page_tree, visible_byline
+
+    page = _page_tree(b'<html><body class="single comments-open"><span class="byline">By Jane Doe</span></body></html>')
+    assert visible_byline(page) == "Jane Doe"
 
 
 def test_byline_leaves_out_the_publisher_beside_a_writer() -> None:
@@ -199,6 +273,13 @@ def test_site_name_leaves_page_titles() -> None:
     assert strip("The Guardian view on Hong Kong | Editorial", "The Guardian") == "The Guardian view on Hong Kong | Editorial"
     assert strip("Home | ZDNet", "ZDNet") == "Home | ZDNet"
     assert strip("ZDNet", "ZDNet") == "ZDNet"
+    # the host's name, when the site names itself otherwise or not at all
+    assert strip("악녀의 덫에 걸린 이유리 - Entermedia", "", "entermedia.co.kr") == "악녀의 덫에 걸린 이유리"
+    assert strip("Story of the day - News", "", "m.example.com") == "Story of the day - News"  # "m": too short
+    # the site's whole name before a colon, not a part of it
+    assert strip("LinkNaija | Nigeria's platform: Kate Henshaw stuns", "LinkNaija | Nigeria's platform") \
+        == "Kate Henshaw stuns"
+    assert strip("Fact Check: Is an oxygen bar real", "Fact") == "Fact Check: Is an oxygen bar real"
 
 
 @pytest.mark.skipif(not PAGES.is_dir(), reason=f"shared test data not found at {PAGES}")
@@ -358,3 +439,71 @@ def test_a_short_article_keeps_its_precise_text(url_start: str) -> None:
     f1 = _f1_module()
     html, url, gold = _bench_page(url_start)
     assert f1.token_f1(extract_article(html, url).text, gold) > 0.95
+
+
+@pytest.mark.skipif(not BENCH.is_dir(), reason=f"shared test data not found at {BENCH}")
+@pytest.mark.parametrize(("url_start", "title"), [
+    # the only <h1> is the site's logo, a link home: the <title> names the story
+    ("http://entermedia.co.kr/news/news_view.html?idx=8576", "엘제이-류화영 진흙탕 싸움, 공적인 사안으로 봐야하는 이유"),
+    ("http://entermedia.co.kr/news/news_view.html?idx=8723", "악녀의 덫에 걸린 이유리, 의외로 막장극 어울리는 남상미"),
+    # a section label or the writer around the <h1> headline
+    ("https://www.nytimes.com/2019/11/19/opinion/", "Republicans Are Following Trump to Nowhere"),
+    ("https://www.wsj.com/articles/is-football-violence", "Is Football Violence a Crime?"),
+    ("https://www.theguardian.com/commentisfree/2019/nov/18/", "The Guardian view on Hong Kong: a city on the brink"),
+    ("https://www.autoindustriya.com/auto-industry-news/lexus",
+     "Lexus wants you to go topless with 2020 LC500 Convertible"),
+    # the site's whole og:site_name and a colon before the headline
+    ("https://www.linknaija.com/2018/10/nollywood", "Nollywood Actress, Kate Henshaw Is Looking Stunning In New Photos"),
+    # a headline with a label of its own keeps it, as its <h1> does
+    ("https://www.latimes.com/business/story/2019-11-19/gannett", "Column: The Gannett/GateHouse merger sends a dismal signal about the future of local news"),
+])
+def test_a_page_title_is_the_story_s_headline(url_start: str, title: str) -> None:
+    html, url, _ = _bench_page(url_start)
+    assert extract_article(html, url).title == title
+
+
+@pytest.mark.skipif(not PAGES.is_dir(), reason=f"shared test data not found at {PAGES}")
+def test_a_page_title_without_its_writer() -> None:
+    """guardian-1's og:title ends in "| Eleanor Ainge Roy", its <h1> does not."""
+    article = extract_article((PAGES / "guardian-1" / "source.html").read_bytes(), "https://guardian-1.example/a")
+    assert article.title == "'What is the sea telling us?': Māori tribes fearful over whale strandings"
+
+
+@pytest.mark.parametrize(("titles", "headings", "title"), [
+    # a logo <h1> never takes over, whether or not it links home
+    (("Best tech gadgets of 2019 | ZDNet",), (("ZDNet",), ()), "Best tech gadgets of 2019 | ZDNet"),
+    (("Storm hits the coast | Daily Example",), (("Daily Example",), ()), "Storm hits the coast"),
+    # the headline must be the longer side: a one-word or shorter <h1> takes nothing
+    (("Breaking News | Storm hits the coast",), (("Breaking News",), ()), "Breaking News | Storm hits the coast"),
+    (("Opinion | Short",), (("Short",), ()), "Opinion | Short"),
+    (("Opinion | A longer headline",), (("A longer headline",), ()), "A longer headline"),
+    (("Opinion | A longer headline",), ((), ("A longer headline",)), "Opinion | A longer headline"),
+    # the site's name alone is passed over for the next title, when there is one
+    (("Daily Example", "Storm hits the coast"), ((), ()), "Storm hits the coast"),
+    (("Example", "Storm hits the coast - Example"), ((), ()), "Storm hits the coast"),  # the host's name
+    (("엔터 미디어", "", "Storm hits the coast - Example"), ((), ("엔터 미디어",)), "Storm hits the coast"),
+    (("Daily Example",), ((), ()), "Daily Example"),
+    # the site's whole name before a colon; a colon after anything else stays
+    (("Daily Example | The Best News: Storm hits the coast",), ((), ()), "Storm hits the coast"),
+    (("Exclusive: Storm hits the coast",), (("Storm hits the coast",), ()), "Exclusive: Storm hits the coast"),
+    ((), ((), ()), ""),
+])
+def test_choose_title(titles: tuple[str, ...], headings, title: str) -> None:
+    from aggregator.extract import choose_title
+
+    assert choose_title(titles, "Daily Example | The Best News", "www.example.com", headings) == title
+
+
+@pytest.mark.parametrize(("h1", "home"), [
+    ('<a href="/"><h1>Daily Example</h1></a>', True),
+    ('<h1><a href="https://www.news.example/">Daily Example</a></h1>', True),
+    ('<h1><a href="/news/storm">Storm hits the coast</a></h1>', False),
+    ('<h1><a href="https://other.example/">Other</a></h1>', False),
+    ('<h1><a href="http://[::1">Bad link</a></h1>', False),
+    ("<h1>Storm hits the coast</h1>", False),
+])
+def test_an_h1_linking_home_is_the_site_s_name(h1: str, home: bool) -> None:
+    from aggregator.extract import _headings
+
+    headlines, home_links = _headings(_body(h1), "https://news.example/news/storm")
+    assert (len(home_links), len(headlines)) == ((1, 0) if home else (0, 1))

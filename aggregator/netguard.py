@@ -42,6 +42,10 @@ _EXTRA_BLOCKED_V4 = tuple(
         "100.64.0.0/10",  # CGNAT (RFC 6598); Alibaba Cloud metadata is 100.100.100.200
         "169.254.0.0/16",  # link-local; AWS/GCP/Azure metadata is 169.254.169.254
         "192.0.0.0/24",  # IETF protocol assignments; Oracle Cloud metadata is 192.0.0.192
+        # Azure's platform endpoint (WireServer: the VM agent's goal state and extension
+        # settings, on port 80). `is_global` calls it public, and it was fetched for callers;
+        # it answers only from within Azure, as the metadata addresses above do.
+        "168.63.129.16/32",
         "198.18.0.0/15",  # benchmarking (RFC 2544)
         "224.0.0.0/4",  # multicast
         "240.0.0.0/4",  # reserved, incl. broadcast

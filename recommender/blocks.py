@@ -35,8 +35,15 @@ from aggregator.errors import (
 )
 from aggregator.extract import read_article
 from aggregator.model import Story
-from aggregator.normalize import plausible_time
+from aggregator.normalize import (
+    MAX_AUTHOR_CHARS,
+    MAX_SUMMARY_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+    plausible_time,
+)
 from aggregator.pagereader import READ_TIMEOUT_S
+from aggregator.textclean import truncate
 from recommender.corpus import Corpus, StoryMeta
 from recommender.embed import Embedder, story_text
 from recommender.engine import CandidateMeta, RelatedEngine
@@ -368,10 +375,17 @@ class RelatedService:
             raise BadArticle(f"no readable article at {url}: {e}") from e
         if not page.title and not page.text:
             raise BadArticle(f"no readable article at {url}")
-        return Article(None, canonical, page.title or page.description[:120], page.description,
-                       page.text, page.site_name or site_of(canonical), author=page.author,
-                       image_url=page.image_url,
-                       published_at=page.published_at or time_from_lead(page.text, self.clock()),
+        # Cut as the collector cuts a page it stores (normalize, collect.merge_article). Kept
+        # whole, a page of 3 MB of text was ranked whole: ~0.7 s of the event loop for every
+        # block of it (each k and filter another, none charged once the page was cached), and
+        # the page cache held 512 such pages (1.5 GB); its <title> went out at 10,000 characters.
+        text = truncate(page.text, MAX_TEXT_CHARS)
+        return Article(None, canonical,
+                       truncate(page.title or page.description[:120], MAX_TITLE_CHARS),
+                       truncate(page.description, MAX_SUMMARY_CHARS), text,
+                       page.site_name or site_of(canonical),
+                       author=truncate(page.author, MAX_AUTHOR_CHARS), image_url=page.image_url,
+                       published_at=page.published_at or time_from_lead(text, self.clock()),
                        declared_url=declared_elsewhere(page.canonical_url, canonical))
 
     # ------------------------------------------------------------ the block

@@ -45,6 +45,8 @@ PUBLIC = ["8.8.8.8", "1.1.1.1", "151.101.0.81", "2606:4700:4700::1111", "2a00:14
         "169.254.169.254",  # AWS/GCP/Azure metadata
         "100.100.100.200",  # Alibaba metadata (CGNAT range)
         "192.0.0.192",  # Oracle metadata
+        "168.63.129.16",  # Azure's WireServer (a public address, reachable within Azure only)
+        "::ffff:168.63.129.16",
         "0.0.0.0",
         "255.255.255.255",
         "224.0.0.1",

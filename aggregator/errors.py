@@ -114,3 +114,8 @@ class ChangesPruned(TidingsError):
 
 class NotFound(TidingsError):
     pass
+
+
+class TakenDown(TidingsError):
+    """The URL a caller asked about was taken down (`tidings takedown add`): its page is not
+    fetched for them, and no block is made about it."""

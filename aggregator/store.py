@@ -1557,6 +1557,14 @@ class Store:
         (`url_variants`: http or https, with or without the trailing slash), nearest first."""
         return await self.get_story_by_any_url([canonical, *url_variants(canonical)])
 
+    async def taken_down_any_spelling(self, canonical: str) -> bool:
+        """Whether this canonical URL, or another spelling of it (`url_variants`), was taken
+        down."""
+        urls = [canonical, *url_variants(canonical)]
+        async with self.session() as s:
+            return await s.scalar(select(TakedownRow.url).where(TakedownRow.url.in_(urls))
+                                  .limit(1)) is not None
+
     async def get_stories(self, ids: Iterable[int]) -> dict[int, Story]:
         ids = list(set(ids))
         out: dict[int, Story] = {}

@@ -42,7 +42,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from aggregator.canonical import canonical_url, site_key
-from aggregator.errors import BlockedAddress, DatabaseTimeout, FetchError, NotFound, StoreError
+from aggregator.errors import (
+    BlockedAddress,
+    DatabaseTimeout,
+    FetchError,
+    NotFound,
+    StoreError,
+    TakenDown,
+)
 from aggregator.model import MAX_STORY_ID
 from aggregator.names import name_key
 from aggregator.store import calls_limited, database_unavailable, driver_reason
@@ -961,6 +968,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                            f"that URL may not be fetched: {e.caller_message}") from e
         except BadArticle as e:
             raise ApiError(422, "no_article", str(e)) from e
+        except TakenDown as e:
+            raise ApiError(410, "taken_down", f"that page was taken down: {e}") from e
         except FetchError as e:
             raise ApiError(422, "fetch_failed", f"could not read that URL: {e}") from e
 

@@ -30,6 +30,7 @@ from aggregator.errors import (
     NotFound,
     ParseError,
     StoreError,
+    TakenDown,
     TidingsError,
     TooManyRedirects,
 )
@@ -266,6 +267,10 @@ class RelatedService:
         canonical = canonical_url(url)  # ValueError for junk: the API answers 400
         stored = await self.stored_at(canonical)
         if stored is None:
+            # A page taken down (a legal request, a retraction) is read for no one: its title,
+            # summary and image went out as the article of a block the caller asked by its URL
+            # (fetched afresh, or from the page cache of a read before the takedown).
+            await self.refuse_taken_down(canonical)
             art = await self.read_page(url, canonical, before_fetch)
             # An AMP, mobile or share-link spelling of a collected story names the story's
             # address: its block is the stored story's (its vector, its copies), not one of a
@@ -275,10 +280,15 @@ class RelatedService:
             # stored story's block answers (public: anyone may ask for it by its URL), it is
             # never fetched, and the answer is kept under the caller's URL only.
             if art.declared_url:
+                await self.refuse_taken_down(art.declared_url)  # its AMP or share spelling
                 stored = await self.stored_at(art.declared_url)
             if stored is None:
                 return await self._block(art, k=k, filters=filters)
         return await self._block(article_of(stored), k=k, filters=filters)
+
+    async def refuse_taken_down(self, canonical: str) -> None:
+        if await self.store.taken_down_any_spelling(canonical):
+            raise TakenDown(f"{canonical} was taken down")
 
     async def stored_at(self, canonical: str):
         """The story stored under this URL, else under another spelling of it (`url_variants`):

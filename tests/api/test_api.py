@@ -378,6 +378,25 @@ async def test_related_by_unknown_url_fetches_the_page(http, stack, shared_data)
     assert r.status_code == 200 and len(stack.site.requests) == before  # cached, not refetched
 
 
+async def test_a_taken_down_page_is_not_fetched_for_a_caller(http, stack, shared_data):
+    """A takedown kept the story out of the store and the blocks, but `?url=` of it fetched the
+    publisher's page afresh (or took it from the page cache) and sent its title, summary and
+    image out as the block's article."""
+    page = (shared_data / "readability-news-pages" / "guardian-1" / "source.html").read_bytes()
+    stack.site.route("/world/2026/retracted", body=page, content_type="text/html; charset=utf-8")
+    url = stack.site.url("/world/2026/retracted", host="news.example")
+    r = await http.get("/v1/related", params={"url": url, "k": 2})
+    assert r.status_code == 200 and r.json()["article"]["title"], r.text  # read, and cached
+    await stack.svc.store.take_down([url.replace("http://", "https://")], reason="retracted")
+    before = len(stack.site.requests)
+    for params in ({"url": url, "k": 3}, {"url": url + "/", "k": 2}):  # no block cached for these
+        r = await http.get("/v1/related", params=params)
+        assert r.status_code == 410 and r.json()["error"]["code"] == "taken_down", r.text
+    r = await http.get("/v1/widget", params={"url": url, "k": 3})
+    assert r.status_code == 410, r.text
+    assert len(stack.site.requests) == before
+
+
 async def test_a_fetched_page_is_cut_as_a_collected_one_is(http, stack):
     """A page read for a caller kept its whole text (MBs), ranked whole for each block of it
     (~0.7 s of the event loop at 3 MB, for each k and filter, uncharged once cached) and kept

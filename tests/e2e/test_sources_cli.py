@@ -75,7 +75,9 @@ async def test_disabled_and_removed_sources_are_refused_not_fetched(cli_env, tmp
     though nothing would ever fetch it; the API showed a disabled source's next check."""
     async with LocalSite() as site:
         for n in ("on", "off", "gone"):  # one feed each: a repeated URL is warned about
-            site.route(f"/{n}.xml", body=RSS, content_type="application/rss+xml")
+            # Links of its own each: a link in two feeds is the story of whichever stores it first.
+            site.route(f"/{n}.xml", body=RSS.replace("news.example/", f"{n}.example/"),
+                       content_type="application/rss+xml")
         on, off, gone = (source(n, site.url(f"/{n}.xml")) for n in ("on", "off", "gone"))
         off = off + "enabled = false\n"
         env = {**cli_env, "TIDINGS_SOURCES_FILE": str(sources_file(tmp_path, on, off, gone))}
@@ -92,9 +94,10 @@ async def test_disabled_and_removed_sources_are_refused_not_fetched(cli_env, tmp
         r = await cli(["sources", "reset", "off"], env)
         assert r.returncode == 0 and "not fetched until enabled" in r.stdout, r.stdout + r.stderr
         rows = await listed(env)
-        # "gone" stored no story of its own (its links were "on"'s first): not listed.
-        assert set(rows) == {"on", "off"} and rows["off"]["next_check_at"] is None
+        assert set(rows) == {"on", "off", "gone"} and rows["off"]["next_check_at"] is None
         assert rows["on"]["next_check_at"] is not None
+        # Removed, with stories stored: listed as retired, never due.
+        assert (rows["gone"]["status"], rows["gone"]["next_check_at"]) == ("retired", None)
         assert site.requests == []
 
 

@@ -78,6 +78,9 @@ class SourceRow(Base):
     detected_kind: Mapped[str] = mapped_column(String(20), default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     in_config: Mapped[bool] = mapped_column(Boolean, default=True)  # False once removed from sources.toml
+    # When it was removed from sources.toml (None while the file names it): a retired source
+    # stays listed while its stories do (migration 0017).
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     weight: Mapped[float] = mapped_column(Float, default=1.0)
     interval_s: Mapped[int] = mapped_column(Integer, default=900)
     full_text: Mapped[bool] = mapped_column(Boolean, default=False)

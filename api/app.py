@@ -329,7 +329,8 @@ class SourceOut(BaseModel):
     kind: str
     enabled: bool
     weight: float
-    status: str = Field(description="ok, error or pending")
+    status: str = Field(description="ok, error or pending; retired for a source removed from "
+                        "the sources file whose stories are still stored")
     stories: int
     last_check_at: str | None
     last_success_at: str | None
@@ -339,6 +340,8 @@ class SourceOut(BaseModel):
     interval_s: int
     keep: str | None = Field(description="its keep rule (a regular expression), null for none")
     block: str | None = Field(description="its block rule (a regular expression), null for none")
+    retired_at: str | None = Field(description="when it was removed from the sources file; "
+                                   "null while the file names it")
 
 
 class SourcesOut(BaseModel):
@@ -1239,16 +1242,18 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     @app.get("/v1/sources", tags=["sources"], responses={200: {"model": SourcesOut}})
     async def sources(request: Request):
-        """Sources with health. Needs the API key when `api.api_key` is set (operator data)."""
+        """Sources with health, then those removed from the sources file whose stories are
+        still stored (status `retired`). Needs the API key when `api.api_key` is set
+        (operator data)."""
         require_key(request)
-        rows = await svc.store.list_sources()
+        rows = await svc.store.list_sources(retired=True)
         return {"items": [
             {"name": r.name, "url": r.url, "category": r.category, "kind": r.kind,
              "enabled": r.enabled, "weight": r.weight, "status": r.status, "stories": r.stories,
              "last_check_at": iso(r.last_check_at), "last_success_at": iso(r.last_success_at),
              "last_error": r.last_error, "error_count": r.error_count,
              "next_check_at": iso(r.next_check_at), "interval_s": r.interval_s,
-             "keep": r.keep, "block": r.block}
+             "keep": r.keep, "block": r.block, "retired_at": iso(r.retired_at)}
             for r in rows]}
 
     @app.post("/v1/sources/{name}/reset", tags=["sources"], responses={200: {"model": ResetOut}})

@@ -224,6 +224,11 @@ def parser() -> argparse.ArgumentParser:
     q = ss.add_parser("reset", help="clear a source's errors and make it due now")
     _common(q)
     q.add_argument("name")
+    q = ss.add_parser("purge", help="remove the stories of a source removed from the sources "
+                      "file (without --yes: say how many, remove nothing)")
+    _common(q)
+    q.add_argument("name")
+    q.add_argument("--yes", action="store_true", help="remove them (there is no undo)")
     q = ss.add_parser("import-opml", help="[[source]] tables for the feeds of a feed reader's "
                       "OPML file (--append: add them to the sources file)")
     _common(q)
@@ -979,7 +984,10 @@ async def cmd_sources(settings, args) -> int:
             else:
                 print(f"{args.name}: errors cleared, due now")
             return 0
-        rows = await svc.store.list_sources()
+        if args.sources_command == "purge":
+            return await purge_source(svc.store, args.name, yes=args.yes,
+                                      sources_file=settings.sources_file)
+        rows = await svc.store.list_sources(retired=True)
     finally:
         await svc.close()
     if args.json:
@@ -1005,7 +1013,9 @@ def sources_table(rows, now=None) -> str:
 
     table = [["NAME", "STATUS", "KIND", "CATEGORY", "WEIGHT", "EVERY", "STORIES", "LAST OK", "NEXT"]]
     for r in rows:
-        table.append([r.name, r.status if r.enabled else "disabled", r.kind, r.category,
+        status = (f"retired {_ago(r.retired_at, now)}" if r.status == "retired" else
+                  r.status if r.enabled else "disabled")
+        table.append([r.name, status, r.kind, r.category,
                       f"{r.weight:g}", duration_text(r.interval_s), str(r.stories),
                       _ago(r.last_success_at, now), next_check(r.next_check_at, now)])
     out = []
@@ -1019,6 +1029,32 @@ def sources_table(rows, now=None) -> str:
                 err = err[:room - 1].rstrip() + "…"
             out.append(f"  error: {err}{count}")
     return "\n".join(out)
+
+
+async def purge_source(store, name: str, *, yes: bool, sources_file) -> int:
+    """`sources purge NAME`: the stories of a source the file no longer names, counted, and
+    with `yes` removed (as retention removes them: the indexes follow). A source the file
+    names is refused: its next round would bring its stories back."""
+    count = await store.purgeable_stories(name)
+    if count is None:
+        print(f"tidings: error: source {name!r} is in {sources_file}: remove it from the file "
+              "first (its next round would bring its stories back)", file=sys.stderr)
+        return EXIT_USAGE
+    if not count:
+        print(f"tidings: error: no stories stored under source {name!r} (`tidings sources "
+              "list` shows the retired sources that still have some)", file=sys.stderr)
+        return EXIT_USAGE
+    if not yes:
+        print(f"{name}: {count} stories would be removed; nothing removed yet: run "
+              f"`tidings sources purge {name} --yes` to remove them")
+        return 0
+    removed = await store.purge_source(name)
+    if removed is None:  # added back to the file meanwhile
+        print(f"tidings: error: source {name!r} is in {sources_file} again: nothing removed",
+              file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{name}: {len(removed)} stories removed; running indexes drop them within seconds")
+    return 0
 
 
 def import_opml(settings, args) -> int:

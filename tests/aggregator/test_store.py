@@ -357,6 +357,146 @@ async def test_removed_source_is_retired_and_edit_keeps_state(store):
     assert changes["retired"] == 1 and await store.list_sources() == []
 
 
+async def test_a_removed_source_stays_listed_as_retired_while_its_stories_stay(store):
+    """A source removed from the file vanished from `sources list` and `/v1/sources` while
+    its stories stayed and were served: nobody could see whose they were."""
+    await store.sync_sources([SourceSpec("a", "https://a.org/feed", "politics", weight=2.0),
+                              SourceSpec("b", "https://b.org/feed", "politics"),
+                              SourceSpec("empty", "https://e.org/feed", "politics")], NOW)
+    await store.upsert_stories([draft("https://a.org/1", source="a"),
+                                draft("https://a.org/2", source="a")], NOW)
+    later = NOW + timedelta(hours=3)
+    assert (await store.sync_sources([SourceSpec("b", "https://b.org/feed", "politics")],
+                                     later))["retired"] == 2
+    assert [h.name for h in await store.list_sources()] == ["b"]  # metrics, collectors
+    # Configured ones first; one removed with no story left is not listed.
+    b, a = await store.list_sources(retired=True)
+    assert b.name == "b" and b.retired_at is None and b.status == "pending"
+    assert (a.name, a.status, a.stories, a.retired_at, a.enabled, a.next_check_at) == (
+        "a", "retired", 2, later, False, None)
+    assert a.weight == 1.0  # the weight its stories rank with: the boost went with it
+    # Back in the file: configured again, not retired.
+    await store.sync_sources([SourceSpec("a", "https://a.org/feed", "politics")], later)
+    (a,) = [h for h in await store.list_sources(retired=True) if h.name == "a"]
+    assert (a.status, a.retired_at, a.enabled) == ("pending", None, True)
+
+
+async def test_a_removed_source_keeps_its_damping_not_its_boost(store):
+    """Removed, a source's stories ranked with its last weight: a boost stayed, for a source
+    the operator dropped. A damping, and 0 (kept out of blocks), is their judgement of the
+    stories themselves: it stays until the stories age out."""
+    from aggregator.store import retired_weight
+
+    assert [retired_weight(w) for w in (0.0, 0.5, 1.0, 3.0)] == [0.0, 0.5, 1.0, 1.0]
+    specs = [SourceSpec(n, f"https://{n}.org/feed", "politics", weight=w)
+             for n, w in (("boost", 3.0), ("damp", 0.5), ("out", 0.0), ("kept", 2.0))]
+    await store.sync_sources(specs, NOW)
+    await store.sync_sources(specs[3:], NOW)
+    assert await store.source_weights() == {"boost": 1.0, "damp": 0.5, "out": 0.0, "kept": 2.0}
+
+
+async def test_a_new_source_on_a_removed_ones_url_adopts_its_row_and_stories(store):
+    """A new source on the URL of one removed kept storing the feed's known items under the
+    old name (and ignored its own corrections of them: `taken_from`), starting its schedule
+    afresh; renaming a source in the file was that too."""
+    await store.sync_sources([SourceSpec("old", "https://a.org/feed", "politics")], NOW)
+    (c,) = await store.claim_due_sources(NOW, owner="x", lease_s=1)
+    await store.record_fetch(c.id, FetchRecord(ok=True, next_check_at=NOW + timedelta(hours=1),
+                                               interval_s=900, status=200, etag='"v1"'), NOW)
+    r = await store.upsert_stories([draft("https://b.org/3", source="other", text=BODY, content_hash="h" * 64),
+                                    draft("https://a.org/1", "Frist", source="old"),
+                                    draft("https://a.org/2", source="old"),
+                                    draft("https://a.org/3", source="old", text=BODY, content_hash="h" * 64)], NOW)
+    root, one, two, copy = r.new_ids
+    assert (await store.get_story(copy)).duplicate_of == root
+    seen = (await store.changes_since(0) or [(0,)])[-1][0]
+    await store.sync_sources([], NOW)  # removed first, added back under a new name later
+    later = NOW + timedelta(minutes=5)
+    changes = await store.sync_sources([SourceSpec("new", "https://a.org/feed", "world")], later)
+    assert changes == {"added": 0, "changed": 0, "retired": 0, "adopted": 1}
+    (h,) = await store.list_sources(retired=True)
+    assert (h.name, h.stories, h.retired_at, h.category) == ("new", 3, None, "world")
+    assert h.next_check_at == NOW + timedelta(hours=1)  # its schedule, not due at once
+    assert (await store.get_story(one)).source == "new"
+    assert (await store.get_story(copy)).source == "new"
+    assert (await store.get_story(root)).source == "other"
+    # The indexes' cards name the source: each moved story is logged for them, but copies,
+    # which are not indexed.
+    assert sorted((sid, op) for _, sid, op in await store.changes_since(seen)) == [
+        (one, "add"), (two, "add")]
+    # Its own correction of a story now applies (another source's only fills gaps).
+    await store.upsert_stories([draft("https://a.org/1", "First", source="new")], later)
+    assert (await store.get_story(one)).title == "First"
+    # Renamed in one edit, the URL spelled otherwise (canonically the same): the same.
+    await store.sync_sources([SourceSpec("newer", "HTTPS://A.org/feed", "world")], later)
+    assert [(h.name, h.stories) for h in await store.list_sources(retired=True)] == [("newer", 3)]
+
+
+async def test_a_feed_split_between_new_sources_adopts_nothing(store):
+    """Two new sources on a removed one's URL (split by rules): which one its stories
+    belong to is not for the store to guess; they stay the retired source's."""
+    await store.sync_sources([SourceSpec("all", "https://a.org/feed", "news")], NOW)
+    await store.upsert_stories([draft("https://a.org/1", source="all")], NOW)
+    split = [SourceSpec("sport", "https://a.org/feed", "sport", keep="sport"),
+             SourceSpec("rest", "https://a.org/feed", "news", block="sport")]
+    assert (await store.sync_sources(split, NOW))["adopted"] == 0
+    assert {(h.name, h.status, h.stories) for h in await store.list_sources(retired=True)} == {
+        ("all", "retired", 1), ("sport", "pending", 0), ("rest", "pending", 0)}
+
+
+async def test_purging_a_removed_source_removes_its_stories_as_retention_does(store):
+    """An operator could not remove a retired source's stories but by hand in SQL."""
+    await store.sync_sources([SourceSpec("gone", "https://a.org/feed", "politics"),
+                              SourceSpec("kept", "https://b.org/feed", "politics")], NOW)
+    r = await store.upsert_stories([draft("https://a.org/1", source="gone", text=BODY, content_hash="h" * 64),
+                                    draft("https://a.org/2", source="gone"),
+                                    draft("https://b.org/1", source="kept", text=BODY, content_hash="h" * 64),
+                                    draft("https://b.org/2", source="kept")], NOW)
+    one, two, copy, kept = r.new_ids
+    assert (await store.get_story(copy)).duplicate_of == one
+    seen = (await store.changes_since(0) or [(0,)])[-1][0]
+    assert await store.purgeable_stories("gone") is None  # the file names it: refused
+    assert await store.purge_source("gone") is None and await store.count_stories() == 4
+    await store.sync_sources([SourceSpec("kept", "https://b.org/feed", "politics")], NOW)
+    assert await store.purgeable_stories("GONE") == 2 and await store.purgeable_stories("x") == 0
+    assert sorted(await store.purge_source("gone")) == [one, two]
+    assert await store.count_stories() == 2
+    assert (await store.get_story(copy)).duplicate_of is None  # a root of its own now
+    # The indexes follow: each removal is logged, as for retention.
+    assert sorted((sid, op) for _, sid, op in await store.changes_since(seen)) == [
+        (one, "remove"), (two, "remove")]
+    assert [h.name for h in await store.list_sources(retired=True)] == ["kept"]
+    assert "gone" not in await store.source_weights()
+
+
+async def test_the_migration_dates_the_sources_retired_before_it(db_url):
+    """Sources retired before `retired_at` existed take their last write's time."""
+    import sqlalchemy as sa
+
+    from aggregator.schema import UTCDateTime
+    from aggregator.store import Store
+
+    store = Store(db_url)
+    sources = sa.table("sources", *(sa.column(c) for c in (
+        "name", "url", "category", "kind", "detected_kind", "enabled", "in_config", "weight",
+        "interval_s", "full_text", "error_count")),
+        *(sa.column(c, UTCDateTime()) for c in ("created_at", "updated_at")))
+    try:
+        await migrate_to(store, "0016")
+        async with store.engine.begin() as conn:
+            await conn.execute(sources.insert(), [
+                dict(name=n, url=f"https://{n}.org/feed", category="politics", kind="auto",
+                     detected_kind="", enabled=on, in_config=on, weight=1.0, interval_s=900,
+                     full_text=False, error_count=0, created_at=NOW,
+                     updated_at=NOW + timedelta(days=d)) for n, on, d in (("on", True, 1), ("off", False, 2))])
+        await store.upsert_stories([draft("https://off.org/1", source="off")], NOW)
+        await store.migrate()
+        assert {h.name: h.retired_at for h in await store.list_sources(retired=True)} == {
+            "on": None, "off": NOW + timedelta(days=2)}
+    finally:
+        await store.close()
+
+
 async def test_a_shortened_interval_applies_from_the_edit_not_after_the_old_one(store):
     """Edited from "6h" to "15m", a source kept the next check its 6 h interval had set:
     the operator's new interval took effect hours later. A longer one keeps the check."""
@@ -394,7 +534,7 @@ async def test_a_sync_after_a_permanent_redirect_keeps_the_new_url_and_validator
     await store.record_fetch(c.id, FetchRecord(ok=True, next_check_at=later, interval_s=900,
                                                status=200, etag='"v1"', new_url=moved), NOW)
     changes = await store.sync_sources([SourceSpec("a", old, "politics")], NOW + timedelta(minutes=1))
-    assert changes == {"added": 0, "changed": 0, "retired": 0}
+    assert changes == {"added": 0, "changed": 0, "retired": 0, "adopted": 0}
     (h,) = await store.list_sources()
     assert h.url == moved and h.next_check_at == later
     assert await store.claim_due_sources(NOW + timedelta(minutes=1), owner="x", lease_s=60) == []

@@ -52,3 +52,29 @@ async def test_weight_zero_keeps_a_source_out_and_edits_reach_cached_blocks_and_
 
     await _weigh(stack, 1.0)
     assert "bbc-politics" in await _sources_in_block(http, story)
+
+
+async def test_a_removed_source_is_listed_retired_and_keeps_its_damping_not_its_boost(http, stack):
+    """Removed from the file, a source vanished from `/v1/sources` while its stories were
+    served with its last weight: a boost stayed for a source the operator dropped."""
+    await _weigh(stack, 3.0)
+    assert stack.svc.related.source_weights["bbc-politics"] == 3.0
+    others = [SourceSpec(name="bbc-entertainment", url="http://127.0.0.1:9/e.xml",
+                         category="entertainment")]
+    try:
+        await stack.svc.store.sync_sources(others)
+        await reload_weights(stack.svc)
+        assert stack.svc.related.source_weights["bbc-politics"] == 1.0
+        rows = {r["name"]: r for r in (await http.get("/v1/sources")).json()["items"]}
+        gone = rows["bbc-politics"]
+        assert (gone["status"], gone["weight"], gone["enabled"]) == ("retired", 1.0, False)
+        assert gone["stories"] > 0 and gone["retired_at"] and rows["bbc-entertainment"]["retired_at"] is None
+        # Kept out (weight 0) before its removal: it stays out until its stories age out.
+        await _weigh(stack, 0.0)
+        await stack.svc.store.sync_sources(others)
+        await reload_weights(stack.svc)
+        items = (await http.get("/v1/stories", params={"category": "politics", "limit": 1})).json()["items"]
+        block = await _sources_in_block(http, items[0]["id"])
+        assert block and "bbc-politics" not in block
+    finally:
+        await _weigh(stack, 1.0)

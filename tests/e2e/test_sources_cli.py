@@ -75,7 +75,9 @@ async def test_disabled_and_removed_sources_are_refused_not_fetched(cli_env, tmp
     though nothing would ever fetch it; the API showed a disabled source's next check."""
     async with LocalSite() as site:
         for n in ("on", "off", "gone"):  # one feed each: a repeated URL is warned about
-            site.route(f"/{n}.xml", body=RSS, content_type="application/rss+xml")
+            # Links of its own each: a link in two feeds is the story of whichever stores it first.
+            site.route(f"/{n}.xml", body=RSS.replace("news.example/", f"{n}.example/"),
+                       content_type="application/rss+xml")
         on, off, gone = (source(n, site.url(f"/{n}.xml")) for n in ("on", "off", "gone"))
         off = off + "enabled = false\n"
         env = {**cli_env, "TIDINGS_SOURCES_FILE": str(sources_file(tmp_path, on, off, gone))}
@@ -92,9 +94,45 @@ async def test_disabled_and_removed_sources_are_refused_not_fetched(cli_env, tmp
         r = await cli(["sources", "reset", "off"], env)
         assert r.returncode == 0 and "not fetched until enabled" in r.stdout, r.stdout + r.stderr
         rows = await listed(env)
-        assert set(rows) == {"on", "off"} and rows["off"]["next_check_at"] is None
+        assert set(rows) == {"on", "off", "gone"} and rows["off"]["next_check_at"] is None
         assert rows["on"]["next_check_at"] is not None
+        # Removed, with stories stored: listed as retired, never due.
+        assert (rows["gone"]["status"], rows["gone"]["next_check_at"]) == ("retired", None)
         assert site.requests == []
+
+
+async def test_a_removed_source_is_listed_retired_and_its_stories_purged_on_purpose(
+        cli_env, tmp_path):
+    """A source removed from the file vanished from `sources list` while its stories stayed
+    and were served, and nothing but SQL removed them."""
+    async with LocalSite() as site:
+        site.route("/gone.xml", body=RSS, content_type="application/rss+xml")
+        site.route("/on.xml", body=RSS.replace("news.example/", "on.example/"),
+                   content_type="application/rss+xml")
+        on, gone = source("on", site.url("/on.xml")), source("gone", site.url("/gone.xml"))
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(sources_file(tmp_path, on, gone))}
+        r = await cli(["collect", "--once"], env)
+        assert r.returncode == 0, r.stderr
+        r = await cli(["sources", "purge", "gone"], env)
+        assert r.returncode == 2 and "remove it from the file first" in r.stderr, r.stderr
+        sources_file(tmp_path, on)
+        r = await cli(["sources", "list"], env)
+        assert r.returncode == 0, r.stderr
+        line = next(x for x in r.stdout.splitlines() if x.startswith("gone "))
+        assert "retired " in line and " 2 " in line, r.stdout
+        row = (await listed(env))["gone"]
+        assert (row["status"], row["stories"]) == ("retired", 2) and row["retired_at"], row
+        # A dry run first: counted, nothing removed.
+        r = await cli(["sources", "purge", "gone"], env)
+        assert r.returncode == 0 and "2 stories would be removed" in r.stdout, r.stdout + r.stderr
+        assert (await listed(env))["gone"]["stories"] == 2
+        r = await cli(["sources", "purge", "gone", "--yes"], env)
+        assert r.returncode == 0 and "2 stories removed" in r.stdout, r.stdout + r.stderr
+        assert set(await listed(env)) == {"on"}
+        r = await cli(["export", "-"], env)
+        assert "on.example" in r.stdout and "news.example" not in r.stdout, r.stdout
+        r = await cli(["sources", "purge", "gone", "--yes"], env)
+        assert r.returncode == 2 and "no stories stored under source 'gone'" in r.stderr
 
 
 async def test_sources_check_of_a_full_text_feed_counts_every_usable_item(cli_env, tmp_path):

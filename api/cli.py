@@ -658,7 +658,10 @@ async def cmd_import(settings, args) -> int:
         # already stored) succeeded as much as the first run did.
         return 1 if bad and not (new or updated or same or dups) else 0
     finally:
-        if stream is not sys.stdin.buffer:
+        # Not `stream is not sys.stdin.buffer`: with stdin closed (`<&-`, as some schedulers
+        # start jobs) sys.stdin is None, and a FILE's import ended in an AttributeError
+        # traceback, exit 1, its embedding claims and indexer seat never given back.
+        if args.file != "-":
             stream.close()
         await svc.close()
 

@@ -643,7 +643,11 @@ async def cmd_import(settings, args) -> int:
         print(f"imported: {new} new, {updated} updated, {same} already stored, {dups} linked duplicates, "
               f"{bad} bad lines skipped" + (f", {down} taken down (skipped)" if down else ""))
         if svc.indexer is not None:
-            await svc.corpus.start()
+            # The index's load and repair, as `tidings index` shows it: without saved files
+            # (deleted, another recipe's) it reads every stored vector and card, minutes at a
+            # million stories, which an import on a terminal spent in silence.
+            with Progress("load") as bar:
+                await svc.corpus.start(progress=bar.callback())
             with Progress("embed") as bar:
                 rep = await svc.indexer.drain(progress=bar.callback())
             await svc.corpus.follow()

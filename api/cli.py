@@ -512,7 +512,8 @@ async def index_once(settings, *, rebuild: bool) -> int:
 
     svc = await build(settings, index=True, owner_of_files=True)
     try:
-        with Progress("load") as bar:  # the repair, or a whole build when no file is usable
+        # The repair, or a whole build when no file is usable; counts vectors and cards read.
+        with Progress("load", unit="item") as bar:
             started = await svc.corpus.start(progress=bar.callback())
         with Progress("embed") as bar:
             rep = await svc.indexer.drain(progress=bar.callback())
@@ -646,7 +647,7 @@ async def cmd_import(settings, args) -> int:
             # The index's load and repair, as `tidings index` shows it: without saved files
             # (deleted, another recipe's) it reads every stored vector and card, minutes at a
             # million stories, which an import on a terminal spent in silence.
-            with Progress("load") as bar:
+            with Progress("load", unit="item") as bar:  # vectors and cards read
                 await svc.corpus.start(progress=bar.callback())
             with Progress("embed") as bar:
                 rep = await svc.indexer.drain(progress=bar.callback())

@@ -272,7 +272,7 @@ def test_import_shows_the_index_load_on_a_terminal(cli_env, tmp_path):
     more = write_jsonl([{"url": "https://example.org/new", "title": "One more"}],
                        tmp_path / "more.jsonl")
     shown = _stderr_on_a_terminal(["import", str(more)], cli_env)
-    assert "load: 100%" in shown and "300/300" in shown, shown[-600:]
+    assert "load: 100%" in shown and "600/600" in shown, shown[-600:]  # vectors, then cards
 
 
 def test_run_on_a_port_in_use_is_one_line_not_a_traceback(cli_env, tmp_path):

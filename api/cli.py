@@ -530,7 +530,8 @@ async def index_once(settings, *, rebuild: bool) -> int:
 
     svc = await build(settings, index=True, owner_of_files=True)
     try:
-        with Progress("load") as bar:  # the repair, or a whole build when no file is usable
+        # The repair, or a whole build when no file is usable; counts vectors and cards read.
+        with Progress("load", unit="item") as bar:
             started = await svc.corpus.start(progress=bar.callback())
         with Progress("embed") as bar:
             rep = await svc.indexer.drain(progress=bar.callback())
@@ -661,7 +662,11 @@ async def cmd_import(settings, args) -> int:
         print(f"imported: {new} new, {updated} updated, {same} already stored, {dups} linked duplicates, "
               f"{bad} bad lines skipped" + (f", {down} taken down (skipped)" if down else ""))
         if svc.indexer is not None:
-            await svc.corpus.start()
+            # The index's load and repair, as `tidings index` shows it: without saved files
+            # (deleted, another recipe's) it reads every stored vector and card, minutes at a
+            # million stories, which an import on a terminal spent in silence.
+            with Progress("load", unit="item") as bar:  # vectors and cards read
+                await svc.corpus.start(progress=bar.callback())
             with Progress("embed") as bar:
                 rep = await svc.indexer.drain(progress=bar.callback())
             await svc.corpus.follow()
@@ -676,7 +681,10 @@ async def cmd_import(settings, args) -> int:
         # already stored) succeeded as much as the first run did.
         return 1 if bad and not (new or updated or same or dups) else 0
     finally:
-        if stream is not sys.stdin.buffer:
+        # Not `stream is not sys.stdin.buffer`: with stdin closed (`<&-`, as some schedulers
+        # start jobs) sys.stdin is None, and a FILE's import ended in an AttributeError
+        # traceback, exit 1, its embedding claims and indexer seat never given back.
+        if args.file != "-":
             stream.close()
         await svc.close()
 

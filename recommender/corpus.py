@@ -508,6 +508,20 @@ async def read_cards(store: Store, ids: list[int], lexical: LexicalIndex, meta: 
             progress(min(i + META_CHUNK, len(ids)), len(ids))
 
 
+def passes(progress: Callable[[int, int], None] | None,
+           sizes: Sequence[int]) -> list[Callable[[int, int], None] | None]:
+    """One progress callback per pass of a job whose passes' sizes are known up front: each
+    reports its own (done, total) as the whole job's, after the passes before it."""
+    if progress is None:
+        return [None] * len(sizes)
+    whole = sum(sizes)
+
+    def after(before: int) -> Callable[[int, int], None]:
+        return lambda done, _total: progress(before + done, whole)
+
+    return [after(sum(sizes[:i])) for i in range(len(sizes))]
+
+
 def to_vectors(blobs: Iterable[bytes], dim: int) -> np.ndarray:
     rows = [np.frombuffer(b, dtype=np.float32) for b in blobs]
     if not rows:
@@ -590,9 +604,14 @@ class Corpus:
         if len(extra):
             self.remove([int(x) for x in extra])  # from the restored lexical index and cards too
         added = 0
-        missing_before = missing
+        # Restored: only the stories the index lacked (the others are in the snapshot, minus
+        # those removed above); otherwise every story, as the lexical index starts empty.
+        card_ids = [int(x) for x in (missing if restored else db_ids)]
+        # One bar for both passes: each counted as its own whole, the bar reached 100% with
+        # the vectors (seconds) and fell back to 0% for the cards (~10 min at a million).
+        vectors_progress, cards_progress = passes(progress, (len(missing), len(card_ids)))
         if not len(self.vindex) and len(missing) > BULK_LOAD_MIN:
-            added = await self._bulk_vectors(missing, progress)
+            added = await self._bulk_vectors(missing, vectors_progress)
             missing = missing[:0]
         for i in range(0, len(missing), 2000):
             chunk = [int(x) for x in missing[i:i + 2000]]
@@ -601,11 +620,9 @@ class Corpus:
             if len(ids):
                 self.vindex.add(ids, to_vectors(blobs.values(), self.dim))
                 added += len(ids)
-            if progress:
-                progress(min(i + 2000, len(missing)), len(missing))
-        # Restored: only the stories the index lacked (the others are in the snapshot, minus
-        # those removed above); otherwise every story, as the lexical index starts empty.
-        await self._load_meta([int(x) for x in (missing_before if restored else db_ids)], progress)
+            if vectors_progress:
+                vectors_progress(min(i + 2000, len(missing)), len(missing))
+        await self._load_meta(card_ids, cards_progress)
         self.watermark = watermark
         self.dirty = bool(added or len(extra))
         self._reset_version()

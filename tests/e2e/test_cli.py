@@ -217,24 +217,18 @@ def test_the_block_of_a_syndicated_copy_never_shows_its_original(cli_env, tmp_pa
     assert cards["https://wire.example/ceasefire"]["reason"].endswith("; also reported by daily.example")
 
 
-def test_import_progress_on_a_terminal_counts_bytes_of_the_file(cli_env, tmp_path):
-    """On a terminal the bar showed lines read so far as their own total (always 100%); a
-    file now shows bytes read of its size, so a long backfill says how far it is."""
+def _stderr_on_a_terminal(args: list[str], env: dict) -> str:
+    """What the command writes to its standard error when that is a terminal (160 columns)."""
     import fcntl
-    import os
     import pty
     import struct
     import termios
 
-    path = tmp_path / "big.jsonl"
-    lines = [json.dumps({"url": f"https://example.org/{i}", "title": f"Story {i}",
-                         "text": "word " * 50}) for i in range(3000)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a real width
     try:
-        p = subprocess.Popen([*TIDINGS, "import", str(path), "--no-index"], cwd=REPO, env=cli_env,
-                             stdout=subprocess.PIPE, stderr=slave)
+        p = subprocess.Popen([*TIDINGS, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=slave)
         os.close(slave)
         out = b""
         while True:
@@ -245,13 +239,40 @@ def test_import_progress_on_a_terminal_counts_bytes_of_the_file(cli_env, tmp_pat
             if not chunk:
                 break
             out += chunk
-        assert p.wait(120) == 0
+        assert p.wait(120) == 0, out[-2000:]
     finally:
         os.close(master)
-    shown = out.decode(errors="replace")
+    return out.decode(errors="replace")
+
+
+def test_import_progress_on_a_terminal_counts_bytes_of_the_file(cli_env, tmp_path):
+    """On a terminal the bar showed lines read so far as their own total (always 100%); a
+    file now shows bytes read of its size, so a long backfill says how far it is."""
+    path = tmp_path / "big.jsonl"
+    lines = [json.dumps({"url": f"https://example.org/{i}", "title": f"Story {i}",
+                         "text": "word " * 50}) for i in range(3000)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    shown = _stderr_on_a_terminal(["import", str(path), "--no-index"], cli_env)
     size_kib = f"{path.stat().st_size / 1024:.0f}k"  # tqdm's scaled bytes, as in "938k/938k"
     assert "import: 100%" in shown and f"{size_kib}/{size_kib}" in shown, shown[-300:]
     assert "3000/3000" not in shown  # not lines as their own total
+
+
+def test_import_shows_the_index_load_on_a_terminal(cli_env, tmp_path):
+    """After its lines, an import loads the index and repairs it from the database: without
+    saved files, every stored story's vector and card (minutes at a million), which the
+    terminal showed as silence between "imported: ..." and the embedding bar."""
+    import shutil
+
+    first = write_jsonl([{"url": f"https://example.org/{i}", "title": f"Story {i}",
+                          "text": f"Report {i} on the talks."} for i in range(300)],
+                        tmp_path / "first.jsonl")
+    assert run_cli(["import", str(first)], cli_env).returncode == 0
+    shutil.rmtree(tmp_path / "data" / "index")
+    more = write_jsonl([{"url": "https://example.org/new", "title": "One more"}],
+                       tmp_path / "more.jsonl")
+    shown = _stderr_on_a_terminal(["import", str(more)], cli_env)
+    assert "load: 100%" in shown and "600/600" in shown, shown[-600:]  # vectors, then cards
 
 
 def test_run_on_a_port_in_use_is_one_line_not_a_traceback(cli_env, tmp_path):

@@ -84,6 +84,21 @@ def test_import_from_a_closed_stdin_and_export_to_a_closed_stdout_are_one_line(c
     assert one_line_error(r) == "tidings: error: cannot read -: standard input is closed"
 
 
+def test_import_of_a_file_with_stdin_closed_ends_cleanly(cli_env, tmp_path):
+    """`tidings import FILE <&-` (a scheduler that starts jobs without stdin): the stories went
+    in, then the clean-up's `sys.stdin.buffer` (None) ended the run in an AttributeError
+    traceback, exit 1, before the indexer gave back its seat."""
+    import os
+
+    story = tmp_path / "s.jsonl"
+    story.write_text(json.dumps({"url": "https://example.org/a", "title": "Talks"}) + "\n",
+                     encoding="utf-8")
+    r = subprocess.run([*TIDINGS, "import", str(story)], cwd=REPO, env=cli_env, text=True,
+                       capture_output=True, timeout=120, preexec_fn=lambda: os.close(0))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout.startswith("imported: 1 new") and "index holds 1" in r.stdout, r.stdout
+
+
 def test_a_command_started_with_stderr_closed_does_its_work(cli_env, tmp_path):
     """`2>&-` (a cron line): sys.stderr is None, and the progress bar's check of it stopped
     `import` with an AttributeError, exit 1, nothing stored."""

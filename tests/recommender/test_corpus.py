@@ -843,6 +843,21 @@ async def test_a_start_reports_its_progress_while_it_reads_the_cards(store, tmp_
     assert seen == [(7, 20), (14, 20), (20, 20)]
 
 
+async def test_a_start_without_files_reports_vectors_and_cards_as_one_whole(store, tmp_path,
+                                                                            monkeypatch):
+    """Without saved files a start adds every vector (seconds), then reads every card (~10
+    min at a million): each pass was reported as its own whole, so the bar of `tidings index`
+    showed 100% after the vectors and fell back to 0% for the cards."""
+    import recommender.corpus as corpus_module
+
+    monkeypatch.setattr(corpus_module, "META_CHUNK", 7)
+    await seed(store)
+    seen: list[tuple[int, int]] = []
+    info = await corpus(store, tmp_path / "ix").start(progress=lambda d, t: seen.append((d, t)))
+    assert info["repaired_added"] == 20 and not info["from_files"]
+    assert seen == [(20, 40), (27, 40), (34, 40), (40, 40)]
+
+
 async def _change_while_down(store, urls) -> tuple[int, int]:
     """A story re-embedded (new text) and another given a new card (its author): both keep
     their id, so only the change log tells a replica. Returns their ids."""

@@ -1391,6 +1391,12 @@ class Store:
             ))
         return out
 
+    async def source_sections(self) -> list[tuple[str, str]]:
+        """Each source in the file (enabled or not): its name and category."""
+        async with self.session() as s:
+            q = select(SourceRow.name, SourceRow.category).where(SourceRow.in_config.is_(True))
+            return [(name, category) for name, category in (await s.execute(q)).all()]
+
     async def source_weights(self) -> dict[str, float]:
         """Source name -> the weight its stories rank with (`retired_weight` once removed)."""
         async with self.session() as s:

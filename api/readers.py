@@ -24,7 +24,7 @@ from api.cards import CardOut, card, iso
 from api.errors import ApiError
 from api.events import READER_ID, blank_is_none, reader_id
 from recommender.feed import NOT_OURS, BadCursor
-from recommender.readers import PREF_KEYS, FeedService, stored_preferences
+from recommender.readers import PREF_KEYS, FeedService, stored_preferences, unknown_follows
 
 # A feed cursor carries the ids its pages showed (~2-3 bytes each, base64): a reader paged
 # through a whole feed (~1,000 candidates) carries about 4 kB.
@@ -85,6 +85,30 @@ class FeedPage(BaseModel):
     next: str | None
 
 
+class PreferencesOut(BaseModel):
+    follow_categories: list[str]
+    mute_categories: list[str]
+    follow_sources: list[str]
+    mute_sources: list[str]
+    mute_topics: list[str]
+
+
+class UnknownFollows(BaseModel):
+    """Follows that match no category or source known now (a key only when it has some)."""
+
+    follow_categories: list[str] = Field(default_factory=list, min_length=1)
+    follow_sources: list[str] = Field(default_factory=list, min_length=1)
+
+
+class PreferencesSaved(BaseModel):
+    """A PUT's answer, for the OpenAPI document: the preferences as stored, and the follows
+    that name nothing known yet (stored all the same; an empty object when there are none)."""
+
+    reader: str
+    preferences: PreferencesOut
+    unknown: UnknownFollows
+
+
 def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max_k: int) -> None:
     def check_k(k: int | None) -> int | None:
         if k is not None and k > max_k:
@@ -140,12 +164,22 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
             response.headers["Cache-Control"] = PERSONAL
         return {"items": [card(m, score=it.score, reason=it.reason) for m, it in items]}
 
-    @app.put("/v1/readers/{reader}/preferences", tags=["readers"])
+    @app.put("/v1/readers/{reader}/preferences", tags=["readers"],
+             responses={200: {"model": PreferencesSaved}})
     async def put_preferences(reader: ReaderId, body: PreferencesIn):
-        """Follow or mute categories, sources and topics (replaces what was set before)."""
+        """Follow or mute categories, sources and topics (replaces what was set before).
+        `unknown` lists the follows that match no category or source known now (a typo, or
+        a section whose first story has not arrived): stored all the same."""
         prefs = stored_preferences({k: getattr(body, k) for k in PREF_KEYS})
         await svc.store.set_preferences(reader, prefs)
-        return {"reader": reader, "preferences": prefs}
+        unknown = {}
+        if prefs["follow_categories"] or prefs["follow_sources"]:
+            sections = await svc.store.source_sections()
+            meta = feeds.corpus.meta
+            unknown = unknown_follows(
+                prefs, categories=[c for _, c in sections] + meta.category_names(),
+                sources=[n for n, _ in sections] + meta.source_names())
+        return {"reader": reader, "preferences": prefs, "unknown": unknown}
 
     @app.get("/v1/readers/{reader}/preferences", tags=["readers"])
     async def get_preferences(response: Response, reader: ReaderId):

@@ -101,6 +101,15 @@ def initials(author: str | None) -> str:
     return "".join(w[0].upper()[0] for w in picked)
 
 
+def byline_label(author: str) -> str:
+    """The byline a screen reader hears: "By Jane Smith".
+
+    Older or unnormalized rows keep the label in the stored name ("By Priya Shah"), which
+    read "By By Priya Shah"; the label is not doubled. api/static/widget.js does the same.
+    """
+    return "By " + _BYLINE_PREFIX.sub("", author.strip())
+
+
 def _name_words(name: str) -> list[str]:
     words = [w for w in name.split() if w[0].isalpha()]
     while len(words) > 1 and words[0].lower() in _NAME_PREFIXES:
@@ -205,7 +214,7 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None) -> str:
     if author:
         meta.append(
             f'<span class="tdg-avatar" aria-hidden="true">{escape(initials(author))}</span> '
-            f'<span class="tdg-sr">By {escape(author)}</span>'
+            f'<span class="tdg-sr">{escape(byline_label(author))}</span>'
         )
     if site:
         meta.append(f'<span class="tdg-site" dir="auto">{escape(site)}</span>')

@@ -279,6 +279,14 @@ class MetaTable(Mapping[int, StoryMeta]):
         return sorted(names[c] for c in self._category_newest.copy())  # copied whole: put_many
         # may add a category on another thread meanwhile
 
+    def source_names(self) -> list[str]:
+        """Every source a story here was stored with, as stored, sorted: one pass over the
+        codes column (a few ms a million stories), for an occasional caller."""
+        with self._lock:  # rows past `_n` are unused (code 0, another name)
+            codes = self._source[: self._n]
+        names = self._codes.names
+        return sorted(names[c] for c in np.unique(codes).tolist())
+
     def category_newest(self) -> dict[str, datetime | None]:
         """Every category a story here was stored with (as stored) and when its newest story
         was published (or collected: the store's sort time), from a small dict, no scan."""

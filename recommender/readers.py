@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -148,6 +148,21 @@ def stored_preferences(raw: Mapping[str, Sequence[str]]) -> dict[str, list[str]]
             if key := name_key(name):
                 first.setdefault(key, name.strip())
         out[k] = sorted(first.values())
+    return out
+
+
+def unknown_follows(prefs: Mapping[str, Sequence[str]], *, categories: Iterable[str],
+                    sources: Iterable[str]) -> dict[str, list[str]]:
+    """The follows in `prefs` that match no category or source in `categories` / `sources`
+    (the names known now), as given, under their key; only keys with any. They are kept (a
+    reader may follow a section before its first story), but a client may warn of a typo
+    ("poltics"), which was accepted in silence. Pure."""
+    known = {"follow_categories": {name_key(c) for c in categories},
+             "follow_sources": {name_key(s) for s in sources}}
+    out: dict[str, list[str]] = {}
+    for key, names in known.items():
+        if missing := [n for n in prefs.get(key, ()) if name_key(n) not in names]:
+            out[key] = missing
     return out
 
 

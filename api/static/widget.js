@@ -408,7 +408,9 @@
       var avatar = el("span", "avatar", initials(author));
       avatar.setAttribute("aria-hidden", "true");
       meta.appendChild(avatar);
-      meta.appendChild(el("span", "sr", "By " + author));
+      // Older or unnormalized rows keep the label in the name ("By Priya Shah"): not
+      // "By By Priya Shah" (api/render.py byline_label() is the same rule).
+      meta.appendChild(el("span", "sr", "By " + author.replace(/^\s*by\s+/i, "")));
     }
     if (site) meta.appendChild(ownDir(el("span", "site", site)));
     var when = ago(card.published_at, lang);

@@ -1850,3 +1850,13 @@ async def test_postgresql_connections_have_tcp_keepalives(pg_url):
             assert _socket_options(await conn.get_raw_connection())[0] == 0
     finally:
         await s.close()
+
+
+async def test_source_sections_are_the_files_sources_with_their_categories(store):
+    """What a reader's follows are checked against besides the stories (api/readers.py): a
+    source in the file is known before its first story, a removed one no longer is."""
+    await store.sync_sources([SourceSpec("wire", "https://e.org/feed", "politics"),
+                              SourceSpec("arts-desk", "https://e.org/arts", "Culture", enabled=False)], NOW)
+    assert sorted(await store.source_sections()) == [("arts-desk", "Culture"), ("wire", "politics")]
+    await store.sync_sources([SourceSpec("wire", "https://e.org/feed", "politics")], NOW)
+    assert await store.source_sections() == [("wire", "politics")]

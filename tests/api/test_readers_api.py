@@ -758,3 +758,31 @@ async def test_a_followed_source_is_served_as_a_followed_section(tmp_path, share
                 assert any(c["reason"] == "you follow Wire Desk" for c in followed), followed
     finally:
         await stop_stack(st, server, task)
+
+
+async def test_saving_preferences_names_the_follows_that_match_nothing_known(http):
+    """A follow of "poltics" (a typo) or of a source that does not exist was a silent 200:
+    the reader's feed never served it and no client could say why. Such follows are still
+    stored (a section may get its first story later), but the answer lists them."""
+    r = await http.put("/v1/readers/typo/preferences", json={
+        "follow_categories": ["POLITICS", "poltics"], "follow_sources": ["BBC-Entertainment", "bbc-poltics"],
+        "mute_categories": ["nowhere"], "mute_sources": ["no-one"]})
+    assert r.status_code == 200
+    assert r.json()["unknown"] == {"follow_categories": ["poltics"], "follow_sources": ["bbc-poltics"]}
+    stored = (await http.get("/v1/readers/typo/preferences")).json()["preferences"]
+    assert stored["follow_categories"] == ["POLITICS", "poltics"]  # kept all the same
+    r = await http.put("/v1/readers/typo/preferences", json={"follow_categories": ["politics"],
+                                                              "follow_sources": ["nobody"]})
+    assert r.json()["unknown"] == {"follow_sources": ["nobody"]}
+    r = await http.put("/v1/readers/typo/preferences", json={"follow_categories": ["Entertainment"]})
+    assert r.json()["unknown"] == {}
+    assert (await http.put("/v1/readers/typo/preferences", json={})).json()["unknown"] == {}
+    # The OpenAPI document states the answer, `unknown` with it.
+    doc = (await http.get("/openapi.json")).json()
+    put = doc["paths"]["/v1/readers/{reader}/preferences"]["put"]["responses"]["200"]["content"]
+    ref = put["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    saved = doc["components"]["schemas"][ref]
+    assert set(saved["properties"]) == {"reader", "preferences", "unknown"}
+    unknown = doc["components"]["schemas"][saved["properties"]["unknown"]["$ref"].rsplit("/", 1)[1]]
+    assert set(unknown["properties"]) == {"follow_categories", "follow_sources"}
+    assert not unknown.get("required")

@@ -369,3 +369,15 @@ def test_the_default_heading_says_it_is_english():
     assert '<h2 class="tdg-heading" id="' in render_block_html({"related": [card()]})
     assert re.search(r'<h2 [^>]*lang="en">Related stories</h2>', render_block_html({"related": [card()]}))
     assert "lang=" not in render_block_html({"related": [card()]}, heading="À lire aussi")
+
+
+@pytest.mark.parametrize("author", ["By Priya Shah", "by Priya Shah", "  BY   Priya Shah"])
+def test_byline_label_is_not_doubled(author):
+    """Older or unnormalized rows store the label with the name; screen readers heard
+    "By By Priya Shah"."""
+    html = render_block_html({"related": [card(author=author)]})
+    assert '<span class="tdg-sr">By Priya Shah</span>' in html
+    assert '<span class="tdg-sr">By Jane Smith</span>' in render_block_html({"related": [card()]})
+    # A name that only starts with the letters keeps them.
+    assert '<span class="tdg-sr">By Byron Katie</span>' in render_block_html(
+        {"related": [card(author="Byron Katie")]})

@@ -268,6 +268,10 @@ async def test_block_renders_the_api_answer_cross_origin(page, widget_api, publi
     assert thumbs and ["referer" in await r.all_headers() for r in thumbs] == [False] * len(thumbs)
     priya = page.locator(".tdg-card", has_text="By Priya Shah")
     assert await priya.locator(".tdg-avatar").inner_text() == "PS"
+    # Its stored byline already says "By": read out once, not "By By Priya Shah".
+    assert await priya.locator(".tdg-sr").text_content() == "By Priya Shah, Political correspondent"
+    alex = page.locator(".tdg-card", has_text="Alex Morgan")
+    assert await alex.locator(".tdg-sr").text_content() == "By Alex Morgan"
     # In the container's open shadow root, styled by one adopted sheet: nothing added to the
     # page's own DOM or styles.
     assert await page.locator("#related").evaluate(MOUNTING_JS) == IN_SHADOW

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from recommender import readers
-from recommender.readers import CROWD_SHARE, FeedService, crowd_due
+from recommender.readers import CROWD_SHARE, FeedService, crowd_due, unknown_follows
 
 
 def test_a_crowd_is_recounted_after_its_ttl_or_its_cost_whichever_is_later():
@@ -139,3 +139,13 @@ async def test_a_first_count_slower_than_the_request_limit_goes_on_for_the_next_
         assert crowd is not None and len(reads) == 1
     finally:
         await store.close()
+
+
+def test_unknown_follows_are_the_follows_no_known_name_matches():
+    prefs = {"follow_categories": ["Politics", "poltics", "Straße"], "follow_sources": ["BBC-News"],
+             "mute_categories": ["nowhere"], "mute_sources": ["no-one"], "mute_topics": ["x y"]}
+    got = unknown_follows(prefs, categories=["politics", "STRASSE"], sources=["bbc-news"])
+    assert got == {"follow_categories": ["poltics"]}  # as given; mutes are not checked
+    assert unknown_follows(prefs, categories=[], sources=[]) == {
+        "follow_categories": ["Politics", "poltics", "Straße"], "follow_sources": ["BBC-News"]}
+    assert unknown_follows({"follow_categories": []}, categories=[], sources=[]) == {}

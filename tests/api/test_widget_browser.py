@@ -1649,8 +1649,10 @@ addEventListener('load', () => setTimeout(() => {{
 </script><footer""").replace('<div id="related" data-tidings-related ></div>', "")
     await page.goto(publisher.page("shadow-containers.html", html))
     cards = """host => {
+        // null until the component renders it (100 ms after load): a throw here failed the
+        // wait at once on a loaded machine, where the first look came before that.
         const c = document.getElementById(host).shadowRoot.getElementById('inner');
-        return c.shadowRoot ? c.shadowRoot.querySelectorAll('.tdg-card').length : 0; }"""
+        return c && c.shadowRoot ? c.shadowRoot.querySelectorAll('.tdg-card').length : 0; }"""
     for host in ("declared", "later"):
         await page.wait_for_function(cards, arg=host, timeout=5000)
     assert sorted(asked_urls(page, "/v1/related")) == [SEED_URL, SECOND_URL]

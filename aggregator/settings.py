@@ -126,6 +126,8 @@ class MetricsSettings:
 class RelatedSettings:
     max_age_days: float = _opt(0.0, lo=0, hi=36500)  # 0 = no limit
     freshness_half_life_h: float = _opt(72.0, lo=0.01, hi=10**6)
+    # recommender.related.RankParams.min_relevance (0 = fill every block).
+    min_relevance: float = _opt(0.3, lo=0.0, hi=2.0)
 
 
 @dataclass(frozen=True)

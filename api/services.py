@@ -157,6 +157,7 @@ async def build(
     if serve:
         from recommender.blocks import RelatedService
         from recommender.readers import FeedService
+        from recommender.related import RankParams
 
         max_age = settings.related.max_age_days or None
         svc.related = RelatedService(
@@ -167,6 +168,11 @@ async def build(
             url_deadline_s=settings.api.fetch_timeout_s + settings.api.page_read_timeout_s,
             source_weights=await store.source_weights(),
             default_max_age_days=max_age,
+            # The [related] settings the ranking reads; freshness_half_life_h was read by
+            # nothing (the ranking kept its own 3 days whatever the operator set).
+            rank_params=RankParams(
+                freshness_half_life_days=settings.related.freshness_half_life_h / 24,
+                min_relevance=settings.related.min_relevance),
         )
     if serve:
         f = settings.feed

@@ -190,10 +190,13 @@ def _settings(tmp: Path):
 
     # Every request comes from this one client: the per-client limits (searches and texts are
     # charged as embeddings, 120 a minute by default) would answer most of them with a 429.
+    # The relevance floor is set on the model's scale, not the hashing embedder's nor these
+    # synthetic vectors': off, so every block holds its k cards as a real one does (it only
+    # leaves stories out after the ranking, which runs in full either way).
     return load_settings(REPO / "config" / "tidings.toml", env={
         "TIDINGS_DATA_DIR": str(tmp), "TIDINGS_INDEX_EMBEDDER": "hash", "TIDINGS_LOG_LEVEL": "warning",
         "TIDINGS_API_RELATED_TEXT_PER_MINUTE": "0", "TIDINGS_API_RELATED_URL_PER_MINUTE": "0",
-        "TIDINGS_API_EVENTS_PER_MINUTE": "0"})
+        "TIDINGS_API_EVENTS_PER_MINUTE": "0", "TIDINGS_RELATED_MIN_RELEVANCE": "0"})
 
 
 def _fill(n: int, tmp: str, conn, baseline_queries: int, recall_queries: int) -> None:

@@ -72,7 +72,8 @@ async def _main(n, readers, per_reader, tmp, conn) -> None:
 
     settings = load_settings(REPO / "config" / "tidings.toml", env={
         "TIDINGS_DATA_DIR": str(tmp), "TIDINGS_INDEX_EMBEDDER": "hash", "TIDINGS_LOG_LEVEL": "warning",
-        "TIDINGS_API_EVENTS_PER_MINUTE": "0"})
+        "TIDINGS_API_EVENTS_PER_MINUTE": "0",
+        "TIDINGS_RELATED_MIN_RELEVANCE": "0"})  # synthetic vectors: see api_bench._settings
     emb = HashingEmbedder(DIM)
     svc = await build(settings, serve=True, index=True, owner_of_files=True, embedder=emb)
     rng = np.random.default_rng(7)

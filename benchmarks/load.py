@@ -89,6 +89,7 @@ def stack_env(data_dir: Path, port: int) -> dict[str, str]:
         "TIDINGS_API_RELATED_URL_PER_MINUTE": "0",
         "TIDINGS_API_RELATED_URL_READS_AT_ONCE": "0",
         "TIDINGS_API_EVENTS_PER_MINUTE": "0",
+        "TIDINGS_RELATED_MIN_RELEVANCE": "0",  # hashing vectors: see api_bench._settings
     }
 
 

@@ -175,8 +175,10 @@ class RelatedService:
         default_max_age_days: float | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         own_pages: dict[str, bytes] | None = None,
+        rank_params: RankParams | None = None,
     ):
         self.corpus = corpus
+        self.rank_params = rank_params or RankParams()  # the operator's [related] settings
         # Pages this API serves itself, by canonical URL (the demo's sample article, whose
         # address is made up): read from here as a fetched page would be, never fetched.
         self.own_pages = dict(own_pages or {})
@@ -256,7 +258,7 @@ class RelatedService:
         if before_embed is not None:
             before_embed()
         art = Article(None, "", as_names(query), "", "", "")
-        block = await self._block(art, k=k, filters=filters, params=search_params())
+        block = await self._block(art, k=k, filters=filters, params=search_params(self.rank_params))
         rows = [(m, searched(r, query, m.title, m.summary)) for m, r in block.related]
         return Block(block.article, rows, block.took_ms, block.version, block.reach)
 
@@ -422,7 +424,8 @@ class RelatedService:
                       same_as=frozenset() if art.duplicate_of is None else frozenset({art.duplicate_of}))
         version = self.corpus.version
         ranked, reach = self.engine().related_with_reach(query, k=k, filters=filters,
-                                                         now=self.clock(), params=params)
+                                                         now=self.clock(),
+                                                         params=params or self.rank_params)
         rows = [(self.corpus.meta[r.id], r) for r in ranked if r.id in self.corpus.meta]
         copies = await self._copy_sites([m.id for m, _ in rows])
         rows = [(m, also_reported(r, m.site, copies[m.id]) if m.id in copies else r)

@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGTERM
     except TidingsError as e:
         print(f"tidings: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return error_status(e)
     except BrokenPipeError:
         return 0
     except OSError as e:  # the machine's, not ours: a read-only or full disk, a folder in the way
@@ -335,6 +335,17 @@ def main(argv: list[str] | None = None) -> int:
             raise  # a bug: its traceback
         print(f"tidings: error: database: {reason}", file=sys.stderr)
         return 1
+
+
+def error_status(e: BaseException) -> int:
+    """2 when the command line, the config or an input file is wrong (fix it and rerun);
+    1 when the work failed for a reason outside them: the database (a full disk, a lost
+    connection, a timeout), a page or feed that could not be fetched or read, a taken-down
+    URL. Every TidingsError was 2: `import` on a full disk exited as if its file were wrong,
+    while `index` exited 1 for the same failure."""
+    from aggregator.errors import ConfigError, NotFound
+
+    return EXIT_USAGE if isinstance(e, ConfigError | NotFound) else 1
 
 
 # SQLSTATEs of a database that is there but will not take writes: a read-only transaction

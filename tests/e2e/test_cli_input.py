@@ -12,8 +12,8 @@ import pytest
 from tests.e2e.conftest import REPO, TIDINGS, run_cli
 
 
-def one_line_error(r) -> str:
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+def one_line_error(r, status: int = 2) -> str:
+    assert r.returncode == status and "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tidings"), r.stderr
     return lines[0]
@@ -130,7 +130,8 @@ def test_a_database_error_is_one_line_without_the_statement_or_the_stories(cli_e
     not_db = tmp_path / "not-a-db.sqlite"
     not_db.write_bytes(b"this is no SQLite file, " * 200)
     env = {**cli_env, "TIDINGS_DATABASE_URL": f"sqlite+aiosqlite:///{not_db}"}
-    line = one_line_error(run_cli(["related", "--text", "talks"], env))
+    # 1, not 2: the work failed, the command line was right (README, exit status).
+    line = one_line_error(run_cli(["related", "--text", "talks"], env), 1)
     assert "file is not a database" in line and "sqlalche.me" not in line
 
     # A full disk, as a file size limit: the database is made, then the import's first
@@ -148,7 +149,7 @@ def test_a_database_error_is_one_line_without_the_statement_or_the_stories(cli_e
 
     r = subprocess.run([*TIDINGS, "import", str(stories), "--no-index"], cwd=REPO, env=cli_env,
                        text=True, capture_output=True, timeout=120, preexec_fn=small_files)
-    line = one_line_error(r)
+    line = one_line_error(r, 1)  # as `tidings index` exits for the same failure
     assert line.startswith("tidings: error: storing stories failed: (sqlite3.OperationalError)")
     assert "secret body" not in r.stderr and "INSERT" not in r.stderr
 
@@ -225,8 +226,21 @@ async def test_related_by_url_of_a_page_without_an_article_is_one_line(cli_env, 
                    "<title>Feed</title></channel></rss>", content_type="application/rss+xml")
         env = {**cli_env, "TIDINGS_API_FETCH_ALLOW_HOSTS": "127.0.0.1"}
         r = await asyncio.to_thread(run_cli, ["related", "--url", site.url("/feed.xml")], env)
-    line = one_line_error(r)
+        closed = site.url("/gone.html").replace(f":{site.port}/", f":{_closed_port()}/")
+        down = await asyncio.to_thread(run_cli, ["related", "--url", closed], env)
+    # 1, not 2 (README, exit status): the page failed, the command line was right.
+    line = one_line_error(r, 1)
     assert line.startswith("tidings: error: no readable article at"), line
+    line = one_line_error(down, 1)
+    assert line.startswith("tidings: error: ") and closed in line, line
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_import_reads_a_utf16_file_as_powershell_writes_it(cli_env, tmp_path):

@@ -356,8 +356,11 @@ def test_eval_related_names_the_datasets_its_data_folder_lacks(cli_env, tmp_path
     assert f"no bbc-news, uci-news-aggregator-head folder in {tmp_path}" in line, line
 
 
-@pytest.mark.parametrize("option", ["keepalives=1", "sslrootcert=/etc/ssl/rds.pem"])
-def test_a_libpq_parameter_asyncpg_cannot_take_is_one_line(cli_env, pg_server, option):
+# keepalives is translated now (url_keepalive): the database is reached, and its absence is
+# the failure (1); sslrootcert is refused before connecting, the URL is wrong (2).
+@pytest.mark.parametrize(("option", "status", "named"), [
+    ("keepalives=1", 1, "tidings_never_created"), ("sslrootcert=/etc/ssl/rds.pem", 2, "sslrootcert")])
+def test_a_libpq_parameter_asyncpg_cannot_take_is_one_line(cli_env, pg_server, option, status, named):
     # A libpq option in the URL reached asyncpg's connect() and ended in a 40-line TypeError
     # traceback. The common ones are translated now (tests/aggregator/test_store.py); the
     # rest are named in one line, whether Tidings (sslrootcert) or the driver (keepalives)
@@ -365,9 +368,9 @@ def test_a_libpq_parameter_asyncpg_cannot_take_is_one_line(cli_env, pg_server, o
     base = pg_server.rsplit("/", 1)[0]
     env = {**cli_env, "TIDINGS_DATABASE_URL": f"{base}/tidings_never_created?{option}"}
     r = run_cli(["sources", "list"], env, timeout=60)
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.returncode == status and "Traceback" not in r.stderr, r.stderr[-2000:]
     (line,) = r.stderr.strip().splitlines()
-    assert option.split("=")[0] in line, line
+    assert named in line, line
 
 
 def test_a_usage_error_is_one_line_without_the_usage_block(cli_env):
@@ -382,3 +385,24 @@ def test_a_usage_error_is_one_line_without_the_usage_block(cli_env):
         assert says in line and "--help" in line, (args, line)
     r = run_cli(["related", "--help"], cli_env, timeout=20)
     assert r.returncode == 0 and r.stdout.startswith("usage: tidings related")
+
+
+def test_exit_status_2_is_for_input_to_fix_1_for_work_that_failed():
+    """Every deliberate error exited 2, "bad input": a full disk during `import` too, where
+    `index` exited 1 for the same failure (README, exit status)."""
+    from aggregator.errors import (
+        BadDatabaseURL,
+        ConfigError,
+        DatabaseTimeout,
+        FetchError,
+        NotFound,
+        ParseError,
+        StoreError,
+        TakenDown,
+    )
+    from api.cli import error_status
+
+    assert [error_status(e) for e in (ConfigError("x"), NotFound("x"), BadDatabaseURL("x"))] == [2, 2, 2]
+    failed = (StoreError("x"), DatabaseTimeout("x"), FetchError("x"), ParseError("x"), TakenDown("x"))
+    assert [error_status(e) for e in failed] == [1] * 5
+    assert isinstance(BadDatabaseURL("x"), StoreError) and str(BadDatabaseURL("x")) == "x"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -700,6 +701,18 @@ async def cmd_import(settings, args) -> int:
         await svc.close()
 
 
+# A write that failed because the disk did, not because the path given was wrong.
+DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def write_failure_status(e: OSError) -> int:
+    """A write to the file the command line named: 2 when the name is wrong (no such folder,
+    no permission, a folder in the way), 1 when the disk failed (full, over quota, I/O):
+    `sources export-opml` on a full disk exited 2, as if its -o were a typo, where `export`
+    exited 1 for the same disk (README, exit status)."""
+    return 1 if e.errno in DISK_FAILURES else EXIT_USAGE
+
+
 def output_problem(name: str, target: Path | None, force: bool) -> str | None:
     """Why an export may not be written to `target` (None: standard output), else None.
     Standard output closed (`>&-`) was an AttributeError traceback. A mistyped path (a config
@@ -747,7 +760,7 @@ async def cmd_export(settings, args) -> int:
             except OSError as e:
                 partial = None
                 print(f"tidings: error: cannot write {args.file}: {e.strerror}", file=sys.stderr)
-                return EXIT_USAGE
+                return write_failure_status(e)
         written = 0
         try:
             with Progress("export") as bar:
@@ -1220,7 +1233,7 @@ def export_opml(settings, args) -> int:
             os.replace(_write_beside(target, doc), target)
     except OSError as e:
         print(f"tidings: error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
-        return EXIT_USAGE
+        return write_failure_status(e)
     print(f"exported {exported} sources to {target}")
     return 0
 

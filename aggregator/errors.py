@@ -103,6 +103,15 @@ class DatabaseTimeout(StoreError):
     the database took the connection and did not answer in time."""
 
 
+class BadDatabaseURL(StoreError, ConfigError):
+    """The database URL (settings) cannot be used: a bad URL, a missing driver, a parameter
+    the driver does not take. A StoreError to those who catch one, and the operator's input
+    to fix (ConfigError: the CLI's exit status 2, not a failure of the work)."""
+
+    def __init__(self, message: str):
+        ConfigError.__init__(self, message)
+
+
 class ChangesPruned(TidingsError):
     """The change log no longer holds every change after `seq`: retention pruned it up to
     `horizon`. Not an outage (not a StoreError): the caller must reload what it caches."""

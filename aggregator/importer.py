@@ -178,8 +178,22 @@ def read_jsonl(lines: Iterable[str | bytes],
         yield item
 
 
+def format_hint(first_line: str) -> str:
+    """What to add to the error of a file's first line when the whole file is likely in the
+    wrong format: each line of a pretty-printed JSON array, or of UTF-16 text without its
+    byte order mark, was "invalid JSON" on its own, hundreds of lines that never said why."""
+    if "\x00" in first_line:  # UTF-16's ASCII read as UTF-8: a NUL beside each character
+        return (" (this looks like UTF-16 text without a byte order mark: a story file is "
+                "UTF-8, or UTF-16 with the mark)")
+    if first_line.lstrip().startswith("["):
+        return (" (a story file is JSON Lines, one JSON object per line, not a JSON array: "
+                "`jq -c '.[]' FILE` converts one)")
+    return ""
+
+
 def _read_lines(lines: Iterable[str | bytes],
                 now: datetime) -> Iterator[tuple[int, StoryDraft | LineError]]:
+    seen = False  # a line with something on it: only the first one's error gets format_hint
     for number, line in enumerate(lines, start=1):
         if isinstance(line, bytes):
             try:
@@ -189,6 +203,7 @@ def _read_lines(lines: Iterable[str | bytes],
                 continue
         if not line.strip():
             continue
+        hint, seen = ("" if seen else format_hint(line)), True
         try:
             # Without its line break: a line cut off inside a string read as "Invalid control
             # character" (the break), where the line is unterminated.
@@ -196,15 +211,15 @@ def _read_lines(lines: Iterable[str | bytes],
         except json.JSONDecodeError as e:
             # Some of json's messages end in "at" ("Unterminated string starting at").
             why = e.msg.removesuffix(" at")
-            yield number, LineError(number, f"invalid JSON: {why} at column {e.colno}")
+            yield number, LineError(number, f"invalid JSON: {why} at column {e.colno}{hint}")
             continue
         except (ValueError, RecursionError) as e:
             # Valid JSON Python will not read (an integer of 5,000 digits, 100,000 nested
             # arrays): a traceback before, and the batch read so far was lost with it.
             reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
-            yield number, LineError(number, f"invalid JSON: {reason}")
+            yield number, LineError(number, f"invalid JSON: {reason}{hint}")
             continue
         try:
             yield number, draft_from_record(obj, now)
         except ValueError as e:
-            yield number, LineError(number, str(e))
+            yield number, LineError(number, f"{e}{hint}")

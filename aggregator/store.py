@@ -55,7 +55,7 @@ from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
 from aggregator.canonical import canonical_url, site_key, url_variants
-from aggregator.errors import ChangesPruned, DatabaseTimeout, StoreError
+from aggregator.errors import BadDatabaseURL, ChangesPruned, DatabaseTimeout, StoreError
 from aggregator.model import SourceSpec, Story, StoryDraft
 from aggregator.names import name_key
 from aggregator.normalize import content_hash
@@ -1080,7 +1080,7 @@ class Store:
                 engine_url, kwargs["connect_args"] = asyncpg_url(engine_url)
             self.engine: AsyncEngine = create_async_engine(engine_url, **kwargs)
         except Exception as e:  # bad URL, missing driver
-            raise StoreError(f"cannot use database URL {shown_url(url)!r}: {driver_reason(e)}") from e
+            raise BadDatabaseURL(f"cannot use database URL {shown_url(url)!r}: {driver_reason(e)}") from e
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
         elif on_asyncpg:
@@ -1135,8 +1135,8 @@ class Store:
             refused = unknown_url_parameter(e)
             if refused is None:
                 raise
-            raise StoreError(f"the database URL ({shown_url(self.url)}) has a parameter its driver "
-                             f"does not take: {refused}") from None
+            raise BadDatabaseURL(f"the database URL ({shown_url(self.url)}) has a parameter its "
+                                 f"driver does not take: {refused}") from None
         except CommandError as e:
             # A rolling upgrade: a newer process migrated the database past what this one
             # knows. Said in one line (it was alembic's traceback, a crash loop at restart).

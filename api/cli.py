@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGTERM
     except TidingsError as e:
         print(f"tidings: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return error_status(e)
     except BrokenPipeError:
         return 0
     except OSError as e:  # the machine's, not ours: a read-only or full disk, a folder in the way
@@ -335,6 +336,17 @@ def main(argv: list[str] | None = None) -> int:
             raise  # a bug: its traceback
         print(f"tidings: error: database: {reason}", file=sys.stderr)
         return 1
+
+
+def error_status(e: BaseException) -> int:
+    """2 when the command line, the config or an input file is wrong (fix it and rerun);
+    1 when the work failed for a reason outside them: the database (a full disk, a lost
+    connection, a timeout), a page or feed that could not be fetched or read, a taken-down
+    URL. Every TidingsError was 2: `import` on a full disk exited as if its file were wrong,
+    while `index` exited 1 for the same failure."""
+    from aggregator.errors import ConfigError, NotFound
+
+    return EXIT_USAGE if isinstance(e, ConfigError | NotFound) else 1
 
 
 # SQLSTATEs of a database that is there but will not take writes: a read-only transaction
@@ -689,6 +701,18 @@ async def cmd_import(settings, args) -> int:
         await svc.close()
 
 
+# A write that failed because the disk did, not because the path given was wrong.
+DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def write_failure_status(e: OSError) -> int:
+    """A write to the file the command line named: 2 when the name is wrong (no such folder,
+    no permission, a folder in the way), 1 when the disk failed (full, over quota, I/O):
+    `sources export-opml` on a full disk exited 2, as if its -o were a typo, where `export`
+    exited 1 for the same disk (README, exit status)."""
+    return 1 if e.errno in DISK_FAILURES else EXIT_USAGE
+
+
 def output_problem(name: str, target: Path | None, force: bool) -> str | None:
     """Why an export may not be written to `target` (None: standard output), else None.
     Standard output closed (`>&-`) was an AttributeError traceback. A mistyped path (a config
@@ -736,7 +760,7 @@ async def cmd_export(settings, args) -> int:
             except OSError as e:
                 partial = None
                 print(f"tidings: error: cannot write {args.file}: {e.strerror}", file=sys.stderr)
-                return EXIT_USAGE
+                return write_failure_status(e)
         written = 0
         try:
             with Progress("export") as bar:
@@ -1029,7 +1053,9 @@ def sources_table(rows, now=None) -> str:
     out = []
     for line, r in zip(_table(table).splitlines(), [None, *rows], strict=True):
         out.append(line)
-        if r is not None and r.last_error:
+        # A retired source fetches nothing: its last error is history, not a failing feed
+        # to fix (`--json` keeps it).
+        if r is not None and r.last_error and r.status != "retired":
             count = f" (x{r.error_count})" if r.error_count > 1 else ""
             err = " ".join(r.last_error.split())
             room = LIST_WIDTH - len("  error: ") - len(count)
@@ -1207,7 +1233,7 @@ def export_opml(settings, args) -> int:
             os.replace(_write_beside(target, doc), target)
     except OSError as e:
         print(f"tidings: error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
-        return EXIT_USAGE
+        return write_failure_status(e)
     print(f"exported {exported} sources to {target}")
     return 0
 

@@ -198,9 +198,15 @@ class Indexer:
         for s in dead:
             await self.store.drop_embedder(s.id)
         freed = await self.store.release_orphan_embed_claims(self.seat.id, lease_s=self.lease_s)
-        log.warning("index.dead_indexers owners=%s released=%d: indexers of this machine that "
-                    "were killed; their claims are embedded now, not after their lease",
-                    ",".join(s.owner for s in dead), freed)
+        owners = ",".join(s.owner for s in dead)
+        if freed:
+            log.warning("index.dead_indexers owners=%s released=%d: indexers of this machine "
+                        "that were killed; their claims are embedded now, not after their lease",
+                        owners, freed)
+        else:  # killed between chunks, or during a `--rebuild`'s load: nothing was held, and
+            # the WARNING told of claims that did not exist
+            log.info("index.dead_indexers owners=%s released=0: registrations of killed "
+                     "indexers of this machine dropped; they held no claims", owners)
 
     async def close(self) -> None:
         """Drop this process's registration, so an indexer of another recipe may lead now."""

@@ -231,3 +231,28 @@ def test_a_line_cut_off_inside_a_string_says_so():
     assert err.message == "invalid JSON: Unterminated string starting at column 37"
     (err,) = read_jsonl(['{"url": "https://e.org/a", "title": "tab\there"}\r\n'], NOW)
     assert err.message == "invalid JSON: Invalid control character at column 41"
+
+
+def test_a_json_array_or_utf16_without_its_mark_is_named_once_on_the_first_line():
+    """A pretty-printed JSON array, or UTF-16 without its byte order mark, was one bare
+    "invalid JSON" a line: hundreds of lines, none saying the file is in the wrong format."""
+    records = [{"url": f"https://example.org/{i}", "title": f"Story {i}"} for i in range(2)]
+
+    def errors(lines) -> list[str]:
+        return [str(x) for x in read_jsonl(lines, NOW) if isinstance(x, LineError)]
+
+    pretty = ("\n" + json.dumps(records, indent=2) + "\n").encode().splitlines(keepends=True)
+    said = errors(pretty)
+    assert "one JSON object per line" in said[0] and said[0].startswith("line 2: invalid JSON")
+    assert len(said) > 3 and not any("JSON Lines" in s for s in said[1:])  # once
+    one_line = errors([json.dumps(records).encode()])
+    assert one_line[0].startswith("line 1: expected a JSON object") and "not a JSON array" in one_line[0]
+
+    utf16 = "".join(json.dumps(r) + "\n" for r in records).encode("utf-16-le")
+    said = errors(utf16.splitlines(keepends=True))
+    assert "UTF-16 text without a byte order mark" in said[0]
+    assert not any("UTF-16" in s for s in said[1:])
+
+    # A good first line: a later bad one is a bad line, no hint about the file.
+    said = errors([json.dumps(records[0]).encode() + b"\n", b"[1]\n"])
+    assert said == ["line 2: expected a JSON object"]

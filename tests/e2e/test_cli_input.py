@@ -12,8 +12,8 @@ import pytest
 from tests.e2e.conftest import REPO, TIDINGS, run_cli
 
 
-def one_line_error(r) -> str:
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+def one_line_error(r, status: int = 2) -> str:
+    assert r.returncode == status and "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tidings"), r.stderr
     return lines[0]
@@ -130,7 +130,8 @@ def test_a_database_error_is_one_line_without_the_statement_or_the_stories(cli_e
     not_db = tmp_path / "not-a-db.sqlite"
     not_db.write_bytes(b"this is no SQLite file, " * 200)
     env = {**cli_env, "TIDINGS_DATABASE_URL": f"sqlite+aiosqlite:///{not_db}"}
-    line = one_line_error(run_cli(["related", "--text", "talks"], env))
+    # 1, not 2: the work failed, the command line was right (README, exit status).
+    line = one_line_error(run_cli(["related", "--text", "talks"], env), 1)
     assert "file is not a database" in line and "sqlalche.me" not in line
 
     # A full disk, as a file size limit: the database is made, then the import's first
@@ -148,7 +149,7 @@ def test_a_database_error_is_one_line_without_the_statement_or_the_stories(cli_e
 
     r = subprocess.run([*TIDINGS, "import", str(stories), "--no-index"], cwd=REPO, env=cli_env,
                        text=True, capture_output=True, timeout=120, preexec_fn=small_files)
-    line = one_line_error(r)
+    line = one_line_error(r, 1)  # as `tidings index` exits for the same failure
     assert line.startswith("tidings: error: storing stories failed: (sqlite3.OperationalError)")
     assert "secret body" not in r.stderr and "INSERT" not in r.stderr
 
@@ -225,8 +226,21 @@ async def test_related_by_url_of_a_page_without_an_article_is_one_line(cli_env, 
                    "<title>Feed</title></channel></rss>", content_type="application/rss+xml")
         env = {**cli_env, "TIDINGS_API_FETCH_ALLOW_HOSTS": "127.0.0.1"}
         r = await asyncio.to_thread(run_cli, ["related", "--url", site.url("/feed.xml")], env)
-    line = one_line_error(r)
+        closed = site.url("/gone.html").replace(f":{site.port}/", f":{_closed_port()}/")
+        down = await asyncio.to_thread(run_cli, ["related", "--url", closed], env)
+    # 1, not 2 (README, exit status): the page failed, the command line was right.
+    line = one_line_error(r, 1)
     assert line.startswith("tidings: error: no readable article at"), line
+    line = one_line_error(down, 1)
+    assert line.startswith("tidings: error: ") and closed in line, line
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_import_reads_a_utf16_file_as_powershell_writes_it(cli_env, tmp_path):
@@ -342,8 +356,11 @@ def test_eval_related_names_the_datasets_its_data_folder_lacks(cli_env, tmp_path
     assert f"no bbc-news, uci-news-aggregator-head folder in {tmp_path}" in line, line
 
 
-@pytest.mark.parametrize("option", ["keepalives=1", "sslrootcert=/etc/ssl/rds.pem"])
-def test_a_libpq_parameter_asyncpg_cannot_take_is_one_line(cli_env, pg_server, option):
+# keepalives is translated now (url_keepalive): the database is reached, and its absence is
+# the failure (1); sslrootcert is refused before connecting, the URL is wrong (2).
+@pytest.mark.parametrize(("option", "status", "named"), [
+    ("keepalives=1", 1, "tidings_never_created"), ("sslrootcert=/etc/ssl/rds.pem", 2, "sslrootcert")])
+def test_a_libpq_parameter_asyncpg_cannot_take_is_one_line(cli_env, pg_server, option, status, named):
     # A libpq option in the URL reached asyncpg's connect() and ended in a 40-line TypeError
     # traceback. The common ones are translated now (tests/aggregator/test_store.py); the
     # rest are named in one line, whether Tidings (sslrootcert) or the driver (keepalives)
@@ -351,9 +368,9 @@ def test_a_libpq_parameter_asyncpg_cannot_take_is_one_line(cli_env, pg_server, o
     base = pg_server.rsplit("/", 1)[0]
     env = {**cli_env, "TIDINGS_DATABASE_URL": f"{base}/tidings_never_created?{option}"}
     r = run_cli(["sources", "list"], env, timeout=60)
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.returncode == status and "Traceback" not in r.stderr, r.stderr[-2000:]
     (line,) = r.stderr.strip().splitlines()
-    assert option.split("=")[0] in line, line
+    assert named in line, line
 
 
 def test_a_usage_error_is_one_line_without_the_usage_block(cli_env):
@@ -368,3 +385,24 @@ def test_a_usage_error_is_one_line_without_the_usage_block(cli_env):
         assert says in line and "--help" in line, (args, line)
     r = run_cli(["related", "--help"], cli_env, timeout=20)
     assert r.returncode == 0 and r.stdout.startswith("usage: tidings related")
+
+
+def test_exit_status_2_is_for_input_to_fix_1_for_work_that_failed():
+    """Every deliberate error exited 2, "bad input": a full disk during `import` too, where
+    `index` exited 1 for the same failure (README, exit status)."""
+    from aggregator.errors import (
+        BadDatabaseURL,
+        ConfigError,
+        DatabaseTimeout,
+        FetchError,
+        NotFound,
+        ParseError,
+        StoreError,
+        TakenDown,
+    )
+    from api.cli import error_status
+
+    assert [error_status(e) for e in (ConfigError("x"), NotFound("x"), BadDatabaseURL("x"))] == [2, 2, 2]
+    failed = (StoreError("x"), DatabaseTimeout("x"), FetchError("x"), ParseError("x"), TakenDown("x"))
+    assert [error_status(e) for e in failed] == [1] * 5
+    assert isinstance(BadDatabaseURL("x"), StoreError) and str(BadDatabaseURL("x")) == "x"

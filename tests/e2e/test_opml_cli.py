@@ -205,3 +205,26 @@ def test_an_exported_file_imports_into_an_empty_sources_file_as_the_same_sources
     # To standard output, the same document.
     r = run_cli(["sources", "export-opml"], {**cli_env, "TIDINGS_SOURCES_FILE": str(shipped)})
     assert r.returncode == 0 and r.stdout.encode().split(b"<dateCreated>")[0] == out.read_bytes().split(b"<dateCreated>")[0]
+
+
+def test_an_opml_export_on_a_full_disk_exits_1_and_a_wrong_path_2(cli_env, tmp_path):
+    """A full disk (as a file size limit) exited 2, "bad input", though -o was right; a
+    folder that does not exist is the command line's, 2 (README, exit status)."""
+    import resource
+    import subprocess
+
+    from tests.e2e.conftest import REPO, TIDINGS
+
+    shipped = Path(__file__).resolve().parents[2] / "config" / "sources.toml"
+    env = {**cli_env, "TIDINGS_SOURCES_FILE": str(shipped)}
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, resource.RLIM_INFINITY))
+
+    out = tmp_path / "tidings.opml"
+    r = subprocess.run([*TIDINGS, "sources", "export-opml", "-o", str(out)], cwd=REPO, env=env,
+                       text=True, capture_output=True, timeout=60, preexec_fn=small_files)
+    assert r.returncode == 1 and "cannot write" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
+    r = run_cli(["sources", "export-opml", "-o", str(tmp_path / "no-such" / "x.opml")], env)
+    assert r.returncode == 2 and "cannot write" in r.stderr, r.stderr

@@ -362,6 +362,25 @@ def test_a_long_error_is_cut_to_the_width_of_the_table():
     assert len(lines[2]) == 100
 
 
+def test_a_retired_sources_stale_error_is_not_under_its_row():
+    """A source removed from the file fetches nothing, yet `sources list` showed the error it
+    last had under it, as if it were failing now. `--json` keeps it (the rows as stored)."""
+    from datetime import UTC, datetime
+
+    from aggregator.store import SourceHealth
+    from api.cli import sources_table
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    failing = SourceHealth("live", "https://e.org/f", "news", "feed", True, 1.0, "error", 3, at,
+                           None, "HTTP 404 Not Found from https://e.org/f", 2, at, 900)
+    retired = SourceHealth("gone", "https://e.org/g", "news", "feed", True, 1.0, "retired", 5, at,
+                           None, "HTTP 410 Gone from https://e.org/g", 3, None, 900, retired_at=at)
+    lines = sources_table([failing, retired], now=at).splitlines()
+    assert [line for line in lines if line.startswith("  error: ")] == [
+        "  error: HTTP 404 Not Found from https://e.org/f (x2)"]
+    assert lines[-1].startswith("gone ") and "retired" in lines[-1]
+
+
 def test_commands_that_read_the_sources_file_name_an_interval_below_the_minimum(cli_env, tmp_path):
     """`interval = "90s"` under the shipped min_interval_s (5 min) was raised in silence."""
     path = sources_file(tmp_path, source("fast", "https://news.example/feed.xml", interval="90s"))

@@ -371,3 +371,26 @@ async def test_a_live_indexer_keeps_its_claims_and_its_lead(store):
     assert report.embedded == 4 and report.backlog == 8
     report = await Indexer(store, Renamed("recipe-b"), lead_check_s=0).drain()
     assert report.embedded == 0 and report.waiting_for is not None
+
+
+async def test_a_killed_indexer_that_held_no_claims_is_no_warning(store, caplog):
+    """After a killed `index --rebuild` (no claims held), the next start warned "their claims
+    are embedded now" with released=0. Only claims handed back are a WARNING."""
+    import logging
+
+    def dead_said() -> list[tuple[int, str]]:
+        return [(r.levelno, r.getMessage()) for r in caplog.records
+                if r.getMessage().startswith("index.dead_indexers")]
+
+    await seed(store, 12)
+    caplog.set_level(logging.INFO, logger="tidings.index")
+    await store.register_embedder(f"{socket.gethostname()}:{gone_pid()}", "recipe-a", lease_s=600)
+    assert len(await store.claim_embed_backlog("recipe-a", 8, lease_s=600)) == 8
+    await Indexer(store, Renamed("recipe-a"), lead_check_s=0).drain()
+    assert [(level, "released=8" in m) for level, m in dead_said()] == [(logging.WARNING, True)]
+
+    caplog.clear()
+    await store.register_embedder(f"{socket.gethostname()}:{gone_pid()}", "recipe-a", lease_s=600)
+    await Indexer(store, Renamed("recipe-a"), lead_check_s=0).drain()
+    said = dead_said()
+    assert [level for level, _ in said] == [logging.INFO] and "released=0" in said[0][1], said

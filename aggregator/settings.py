@@ -40,12 +40,18 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 EMBEDDERS = ("minilm", "minilm-int8", "minilm-int8-ort", "minilm-int8-ov", "minilm-onnx", "hash")
 
 
+def closest(word: str, known: typing.Iterable[str], cutoff: float) -> str | None:
+    """The known name one typo from `word`, if one is (pure)."""
+    near = difflib.get_close_matches(word, list(known), n=1, cutoff=cutoff)
+    return near[0] if near else None
+
+
 def did_you_mean(word: str, known: typing.Iterable[str]) -> str:
     """" (did you mean 'weight'?)" for a key one typo from a known one ("wieght",
     "intervall", "tick"), else "" (pure). The list of known keys alone left the operator to
     spot the typo among a dozen names."""
-    near = difflib.get_close_matches(word.lower(), list(known), n=1, cutoff=0.75)
-    return f" (did you mean {near[0]!r}?)" if near else ""
+    near = closest(word.lower(), known, 0.75)
+    return f" (did you mean {near!r}?)" if near else ""
 
 
 def _opt(default: Any, *, lo: float | None = None, hi: float | None = None,
@@ -575,9 +581,9 @@ def _env_overrides(env: Mapping[str, str]) -> dict[tuple[str, str], tuple[Any, _
             # TIDINGS_DATABASE_URI or TIDINGS_SOURCE_FILE ran on the default database or
             # sources file without a word. (Section keys are not matched: the test knob
             # TIDINGS_CLUSTER_LEASE_S is as near to TIDINGS_COLLECT_LEASE_S.)
-            near = difflib.get_close_matches(var, top_level_names, n=1, cutoff=0.8)
+            near = closest(var, top_level_names, 0.8)
             if near or any(rest.startswith(s + "_") for s in SECTIONS):
-                hint = f" (did you mean {near[0]}?)" if near else ""
+                hint = f" (did you mean {near}?)" if near else ""
                 raise ConfigError(f"unknown environment variable {var}: no such settings key"
                                   f"{hint}", key=var)
             continue

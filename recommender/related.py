@@ -302,9 +302,12 @@ def is_self(query: Query, cand: Candidate, params: RankParams) -> bool:
 
 
 def with_floor_for(query: Query, params: RankParams) -> RankParams:
-    """`params`, without the relevance floor for an article too short to be held to it."""
-    if params.min_relevance == -math.inf:
-        return params
+    """`params`, without the relevance floor for an article too short to be held to it.
+    A floor of 0 or less is none, as `[related] min_relevance = 0` says (fill every block):
+    read literally it dropped the stories of negative similarity."""
+    if params.min_relevance <= 0:
+        return params if params.min_relevance == -math.inf else replace(
+            params, min_relevance=-math.inf)
     words = len(f"{query.title} {query.text[:1000]}".split())  # enough to count to the bar
     if words >= params.min_relevance_words:
         return params

@@ -765,3 +765,9 @@ def test_a_search_has_no_relevance_floor():
 
     weak = cand(3, unit(0.2, 1), lexical_score=0.05)
     assert ids(rank_related(ARTICLE, [weak], k=3, now=NOW, params=search_params())) == [3]
+
+
+def test_a_floor_of_0_fills_the_block_as_the_setting_says():
+    opposite = cand(3, unit(-1, 0.2), lexical_score=0.0)  # cosine below 0
+    assert ids(rank_related(ARTICLE, [opposite], k=3, now=NOW,
+                            params=RankParams(min_relevance=0.0))) == [3]

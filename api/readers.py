@@ -24,7 +24,13 @@ from api.cards import CardOut, card, iso
 from api.errors import ApiError
 from api.events import READER_ID, blank_is_none, reader_id
 from recommender.feed import NOT_OURS, BadCursor
-from recommender.readers import PREF_KEYS, FeedService, stored_preferences, unknown_follows
+from recommender.readers import (
+    PREF_KEYS,
+    FeedService,
+    follow_mute_conflicts,
+    stored_preferences,
+    unknown_follows,
+)
 
 # A feed cursor carries the ids its pages showed (~2-3 bytes each, base64): a reader paged
 # through a whole feed (~1,000 candidates) carries about 4 kB.
@@ -171,6 +177,9 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         `unknown` lists the follows that match no category or source known now (a typo, or
         a section whose first story has not arrived): stored all the same."""
         prefs = stored_preferences({k: getattr(body, k) for k in PREF_KEYS})
+        if both := follow_mute_conflicts(prefs):
+            raise ApiError(422, "invalid_request", f"both followed and muted: {', '.join(both)}; "
+                           "a PUT replaces every list, so send the one the reader chose last")
         await svc.store.set_preferences(reader, prefs)
         unknown = {}
         if prefs["follow_categories"] or prefs["follow_sources"]:

@@ -151,6 +151,18 @@ def stored_preferences(raw: Mapping[str, Sequence[str]]) -> dict[str, list[str]]
     return out
 
 
+def follow_mute_conflicts(prefs: Mapping[str, Sequence[str]]) -> list[str]:
+    """The names `prefs` both follows and mutes, of one kind ("category X", "source Y"), as
+    the follow spells them; none is a valid set. Stored both, the mute won in silence: the
+    reader saw none of a section they had just followed, and a PUT replaces the whole set, so
+    there is no "latest choice" in it to keep. Pure."""
+    out = []
+    for kind, kinds in (("category", "categories"), ("source", "sources")):
+        muted = {name_key(n) for n in prefs.get(f"mute_{kinds}", ())}
+        out += [f"{kind} {n!r}" for n in prefs.get(f"follow_{kinds}", ()) if name_key(n) in muted]
+    return out
+
+
 def unknown_follows(prefs: Mapping[str, Sequence[str]], *, categories: Iterable[str],
                     sources: Iterable[str]) -> dict[str, list[str]]:
     """The follows in `prefs` that match no category or source in `categories` / `sources`

@@ -685,6 +685,27 @@ async def test_preferences_are_stored_as_they_match_once_each_and_a_short_topic_
     assert (await http.get("/v1/readers/spelled/preferences")).json()["preferences"] == want
 
 
+async def test_following_and_muting_one_section_or_source_is_refused(http):
+    """`follow_categories: ["Politics"]` with `mute_categories: ["politics"]` was stored, and
+    the mute won in silence: the reader followed a section and saw none of it. One PUT is the
+    whole set, so it is a 422 naming the conflict, and what was stored stays."""
+    kept = {"follow_categories": ["sport"], "mute_categories": [], "follow_sources": [],
+            "mute_sources": [], "mute_topics": []}
+    assert (await http.put("/v1/readers/torn/preferences", json=kept)).status_code == 200
+    for body, named in (({"follow_categories": ["Politics"], "mute_categories": [" politics"]},
+                         "category 'Politics'"),
+                        ({"follow_sources": ["bbc-news"], "mute_sources": ["BBC-News"]},
+                         "source 'bbc-news'")):
+        r = await http.put("/v1/readers/torn/preferences", json=body)
+        assert r.status_code == 422, r.text
+        assert named in r.json()["error"]["message"] and "both followed and muted" in r.text
+    assert (await http.get("/v1/readers/torn/preferences")).json()["preferences"] == kept
+    # A source followed in a muted section is no conflict: its other sections still come.
+    r = await http.put("/v1/readers/torn/preferences",
+                       json={"follow_sources": ["bbc-news"], "mute_categories": ["sport"]})
+    assert r.status_code == 200
+
+
 async def test_a_reader_id_no_url_path_carries_is_refused(http):
     # "." and ".." passed the pattern, and their events were stored; but clients resolve them
     # as dot segments (RFC 3986 5.2.4), so their feed was /v1/feed, a 404, and

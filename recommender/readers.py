@@ -90,9 +90,14 @@ class FeedPage:
     next: str | None
 
 
-def compute_crowd(log: EventLog, now: datetime) -> Crowd:
-    """Trending, smoothed CTR and co-reads from the event log's columns. Pure."""
-    cols = event_columns(log.readers, log.story_ids, log.at_s, log.types)
+def compute_crowd(log: EventLog, now: datetime, originals: Mapping[int, int] | None = None) -> Crowd:
+    """Trending, smoothed CTR and co-reads from the event log's columns, an event of a story
+    stored as a copy (`originals`: copy id -> original id) counted for its original. Counted
+    under the copy's id, which no feed or trending list holds, the clicks of readers who read
+    a wire story on a syndicating site were lost: a story read on five sites trended as if read
+    on one. A reader of two copies counts once, as every count here is per reader. Pure."""
+    ids = [originals.get(i, i) for i in log.story_ids] if originals else log.story_ids
+    cols = event_columns(log.readers, ids, log.at_s, log.types)
     trending = trending_columns(cols, now=now)
     top = dict(sorted(trending.items(), key=lambda kv: (-kv[1], kv[0]))[:TRENDING_HEAD])
     return Crowd(now, trending, ctr_table(count_columns(cols)), co_read_columns(cols), top)
@@ -242,7 +247,8 @@ class FeedService:
         now = self.clock()
         since = now - timedelta(days=self.history_days)
         log = await self.store.recent_events(since, types=("impression", "click", "read"))
-        crowd = await asyncio.to_thread(compute_crowd, log, now)  # CPU work off the event loop
+        originals = await self._originals(set(log.story_ids))
+        crowd = await asyncio.to_thread(compute_crowd, log, now, originals)  # CPU off the event loop
         done = time.monotonic()
         self._crowd, self._crowd_cost_s = (done, crowd), done - started
         return crowd

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 
 async def _ids(http, category, n):
     items = (await http.get("/v1/stories", params={"category": category, "limit": n})).json()["items"]
@@ -602,6 +604,38 @@ async def test_a_read_of_a_syndicated_copy_is_a_read_of_its_story(tmp_path, shar
             assert any(c["reason"].startswith("because you read") for c in items), items[0]["reason"]
             trending = (await http.get("/v1/trending", params={"k": 50, "reader": "syndicated"})).json()
             assert original not in [c["id"] for c in trending["items"]]
+    finally:
+        await stop_stack(st, server, task)
+
+
+async def test_clicks_on_a_syndicated_copy_make_its_story_trend(tmp_path, shared_data):
+    """Clicks on a copy stored word for word (`duplicate_of`) were counted under the copy's
+    id, which no list holds: a story read on the syndicating sites did not trend at all, its
+    popularity lost (and split between its copies)."""
+    import httpx
+
+    from aggregator.importer import draft_from_record
+    from aggregator.store import utcnow
+    from tests.api.conftest import make_stack, stop_stack
+    from tests.datasets import bbc_records
+
+    rec = bbc_records(shared_data, limit=30)[5]
+    copies = [draft_from_record({**rec, "url": f"https://syndicator{j}.example/wire-story",
+                                 "site": f"syndicator{j}.example", "source": f"syndicator{j}"}, utcnow())
+              for j in range(2)]
+    st, server, task = await make_stack(tmp_path, shared_data, limit=30)
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            await st.svc.store.upsert_stories(copies)
+            original = (await st.svc.store.get_story_by_url(rec["url"])).id
+            events = [{"reader": f"syn-{n}", "url": copies[n % 2].url, "type": "click"} for n in range(4)]
+            events.append({"reader": "syn-0", "url": copies[1].url, "type": "click"})  # once more
+            assert (await http.post("/v1/events", json={"events": events})).json()["accepted"] == 5
+            await _wait_events(st, "syn-3", 1)
+            st.svc.feeds._crowd = None  # the crowd cache holds 10 s
+            items = (await http.get("/v1/trending", params={"k": 5})).json()["items"]
+            assert items[0]["id"] == original and items[0]["reason"].startswith("trending"), items[0]
+            assert st.svc.feeds._crowd[1].trending[original] == pytest.approx(4, abs=0.01)  # readers
     finally:
         await stop_stack(st, server, task)
 

@@ -195,6 +195,37 @@ async def test_export_and_delete_reader(http, stack):
     assert (await http.get("/v1/readers/bad%20id/feed")).status_code == 422
 
 
+async def test_a_reader_export_holds_every_event_past_100_000(tmp_path, shared_data):
+    """The export read the reader's newest 100,000 events and stopped there without a word:
+    a reader asking for their data got part of it, told it was all."""
+    import httpx
+    from sqlalchemy import insert
+
+    from aggregator.schema import EventRow, ReaderRow
+    from aggregator.store import utcnow
+    from tests.api.conftest import make_stack, stop_stack
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=5)
+    try:
+        sid = (await st.svc.store.latest_ids(1))[0]
+        now, n = utcnow(), 100_003
+        async with st.svc.store.writing() as s:  # as many events as a shared id gathers
+            await s.execute(insert(ReaderRow), [{"id": "prolific", "created_at": now, "last_seen_at": now}])
+            await s.execute(insert(EventRow), [
+                {"event_key": f"k{i}", "reader_id": "prolific", "story_id": sid, "type": "impression",
+                 "at": now - timedelta(seconds=i), "dwell_s": None, "page": None} for i in range(n)])
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=60) as http:
+            r = await http.get("/v1/readers/prolific")
+            assert r.status_code == 200 and r.headers["cache-control"] == "private, no-store"
+            data = r.json()
+            assert data["reader"] == "prolific" and data["created_at"] and len(data["events"]) == n
+            assert data["events"][0] == {"story_id": sid, "type": "impression", "at": data["events"][0]["at"],
+                                         "dwell_s": None, "page": None}
+            assert (await http.get("/v1/readers/nobody-here")).status_code == 404
+    finally:
+        await stop_stack(st, server, task)
+
+
 async def test_a_reader_deleted_right_after_an_event_stays_deleted(http, stack):
     """The event is written ~0.2 s after its 202; a DELETE in that gap was undone by it (the
     reader and the click came back), or answered 404 and the data arrived after."""

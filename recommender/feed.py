@@ -10,8 +10,9 @@ Order of work in `rank_feed`:
    (a soft Sainte-Laguë apportionment), so a reader of politics and pop music gets both; a
    follow the reader's reading does not serve is a group of its own, with its share of the page
    (a new reader's groups are the sections, and each followed source, a follow's three turns);
-4. in the top of the list, at most `max_per_source` per source (not a source the reader
-   follows: its share holds it) and one story per event (same `event_id`, or vectors closer
+4. in the top of the list, at most `max_per_source` per source (a source the reader
+   follows: its share holds it, or the reading serves it and it has a follow's part of the
+   page, `_followed_source_caps`) and one story per event (same `event_id`, or vectors closer
    than `same_event_cos`); what does not fit moves down, not out,
    except a copy of a story placed or shown (its headline, `copy_title_cos`; word for word,
    `copy_cos`, in the top), which is left out;
@@ -201,7 +202,7 @@ def feed_order(
         explore = _exploration_pool(profile, prefs, scored, now, labels)
         balance = params.balance
     placed = _assemble(scored, shares, explore, params, balance, limit, served,
-                       uncapped=prefs.follow_sources)
+                       caps=_followed_source_caps(profile, prefs, params, pool))
     return [FeedItem(s.cand.id, round(s.score, 6), s.reason, s.because_of) for s in placed]
 
 
@@ -775,6 +776,24 @@ def _present_follows(prefs: Preferences, pool: Sequence[FeedCandidate]) -> list[
     return [f for f in mine if f in present]
 
 
+def _followed_source_caps(profile: Profile, prefs: Preferences, p: FeedParams,
+                          pool: Sequence[FeedCandidate]) -> dict[str, int]:
+    """How many stories of each followed source (by name key) the top may hold, in place of
+    `max_per_source`. A source with a group of its own (a new reader's, or a follow the reading
+    does not serve) is held by its group's share, so by nothing here. A source the reading
+    serves has no group: its stories are in the reader's interests, and uncapped they filled
+    them (a reader who reads and follows one big site had 9-12 of 20 from it, more than a
+    follow they never read gets): it may have the part of the page such a follow would."""
+    if not prefs.follow_sources:
+        return {}
+    if profile.is_cold:
+        return dict.fromkeys(prefs.follow_sources, p.top_n)
+    own = _unserved_follows(profile, prefs, p, pool)
+    part = math.ceil(p.top_n * p.warm_follow_share / max(len(_present_follows(prefs, pool)), 1))
+    return {k: p.top_n if ("source", k) in own else max(p.max_per_source, part)
+            for k in prefs.follow_sources}
+
+
 def _follow_group(c: FeedCandidate, groups: Mapping[tuple[str, str], int]
                   ) -> tuple[str, int] | None:
     """The candidate's unserved follow, its category's before its source's, as (the kind
@@ -938,9 +957,9 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 class _Top:
     """Constraint state for the first top_n positions."""
 
-    def __init__(self, params: FeedParams, uncapped: Collection[str] = frozenset()):
+    def __init__(self, params: FeedParams, caps: Mapping[str, int] | None = None):
         self.params = params
-        self.uncapped = uncapped  # name keys of the sources not held to `max_per_source`
+        self.caps = caps or {}  # by name key: a followed source's cap, for `max_per_source`
         self.per_source: dict[str, int] = {}
         self.events: set[int] = set()
         self.vectors: np.ndarray | None = None  # placed rows, preallocated to top_n
@@ -948,7 +967,8 @@ class _Top:
 
     def fits(self, c: FeedCandidate) -> bool:
         if (c.source and self.per_source.get(c.source, 0) >= self.params.max_per_source
-                and not (self.uncapped and name_key(c.source) in self.uncapped)):
+                and not (self.caps and self.per_source.get(c.source, 0)
+                         < self.caps.get(name_key(c.source), self.params.max_per_source))):
             return False
         if c.event_id is not None and c.event_id in self.events:
             return False
@@ -1012,11 +1032,11 @@ def _assemble(
     balance: float,
     limit: int | None = None,
     served: Collection[int] = (),
-    uncapped: Collection[str] = frozenset(),
+    caps: Mapping[str, int] | None = None,
 ) -> list[_Scored]:
-    """The placed order. `uncapped`: the name keys of the sources the reader follows, which
-    `max_per_source` does not hold (their share of the page does): capped, a followed
-    source had 3 of 20 stories whatever its share, as any other."""
+    """The placed order. `caps`: the followed sources' caps in the top, by name key, in place
+    of `max_per_source` (`_followed_source_caps`): held to it, a followed source had 3 of 20
+    stories whatever its share, as any other."""
     by_score = sorted(scored, key=lambda s: (-s.score, s.cand.id))
     queues: dict[int, list[_Scored]] = {}
     for s in by_score:
@@ -1029,7 +1049,7 @@ def _assemble(
     explore_q = list(reversed(explore))
     every = round(1.0 / p.explore_share) if p.explore_share > 0 and explore_q else 0
     placed_ids: set[int] = set()
-    top = _Top(p, uncapped)
+    top = _Top(p, caps)
     shown = _Shown(p)
     # Copies of what the earlier pages showed are placed as ever and left out of the order
     # after: dropped instead, they shifted the balance of the pages' groups, and the order's

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import math
 import random
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +20,8 @@ from recommender.feed import (
     FeedCandidate,
     FeedCursor,
     FeedParams,
+    _eligible,
+    _followed_source_caps,
     candidates_for,
     cold_start,
     decode_cursor,
@@ -157,11 +161,10 @@ def _left_out(a: FeedCandidate, b: FeedCandidate, params: FeedParams = FeedParam
     return _copies(a, b, params) or float(a.vector @ b.vector) >= params.copy_cos
 
 
-def _fits(prefix, c, params, followed: frozenset[str] = frozenset()) -> bool:
+def _fits(prefix, c, params, caps: Mapping[str, int] | None = None) -> bool:
     """The top-of-page rule, written independently of the code under test: a source the
-    reader follows (`followed`, lower case) is not held to `max_per_source`."""
-    if (sum(p.source == c.source for p in prefix) >= params.max_per_source
-            and c.source.lower() not in followed):
+    reader follows has its cap in `caps` (lower case) in place of `max_per_source`."""
+    if sum(p.source == c.source for p in prefix) >= (caps or {}).get(c.source.lower(), params.max_per_source):
         return False
     if c.event_id is not None and any(p.event_id == c.event_id for p in prefix):
         return False
@@ -176,11 +179,13 @@ def test_top_of_page_caps_sources_and_keeps_one_story_per_event(world, prefs):
     order = feed_order(profile, cands, now=NOW, params=params, prefs=prefs)
     by_id = {c.id: c for c in cands}
     ranked = [by_id[it.id] for it in order]
+    # A followed source's cap: its group's share holds it, or a follow's part of the top.
+    caps = _followed_source_caps(profile, prefs, params, _eligible(profile, cands, prefs))
     for pos in range(min(params.top_n, len(ranked))):
         prefix = ranked[:pos]
-        if not _fits(prefix, ranked[pos], params, prefs.follow_sources):
+        if not _fits(prefix, ranked[pos], params, caps):
             # Breaking the rule is allowed only when nothing below would have kept it.
-            later = [c.id for c in ranked[pos + 1 :] if _fits(prefix, c, params, prefs.follow_sources)]
+            later = [c.id for c in ranked[pos + 1 :] if _fits(prefix, c, params, caps)]
             assert later == [], f"position {pos} breaks the top rule while {later} would fit"
 
 
@@ -504,6 +509,26 @@ def test_a_warm_reader_who_follows_a_source_gets_a_share_of_it(seed):
                           now=NOW, limit=20)
     assert _from(cands, followed, "s3") >= max(5, _from(cands, plain, "s3") + 2)
     assert _count(cands, followed, "politics") >= 10  # the reading still holds most of the page
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 5, 8])
+def test_a_followed_source_the_reader_reads_most_has_a_follows_part_of_the_page(seed):
+    """A followed source was held by nothing once the reading served it (no group of its own,
+    and no `max_per_source`): a politics reader of one big site who followed it had 9 to 12
+    of 20 stories from it, more than a follow they never read gets. It has a follow's part."""
+    cands, _ = _sections(seed)
+    cands = [replace(c, source="Big Site") if c.id % 3 == 0 else c for c in cands]
+    table = {c.id: c.vector for c in cands}
+    meta = {c.id: (c.category, c.source) for c in cands}
+    picks = [c.id for c in cands if c.category == "politics" and c.source == "Big Site"][:6]
+    events = [Event("r", sid, "read", NOW - timedelta(hours=j + 1)) for j, sid in enumerate(picks)]
+    profile = build_profile("r", events, lambda ids: np.stack([table[i] for i in ids]), meta, now=NOW)
+    params = FeedParams()
+    page = feed_order(profile, cands, prefs=Preferences(follow_sources=frozenset({"big site"})),
+                      now=NOW, limit=20, params=params)
+    part = math.ceil(params.top_n * params.warm_follow_share)  # one follow's: 7 of 20
+    assert params.max_per_source < _from(cands, page, "Big Site") <= part
+    assert _count(cands, page, "politics") >= 15  # the rest still their reading
 
 
 @pytest.mark.parametrize("warm", [True, False])

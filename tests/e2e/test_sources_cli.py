@@ -122,6 +122,14 @@ async def test_a_removed_source_is_listed_retired_and_its_stories_purged_on_purp
         assert "retired " in line and " 2 " in line, r.stdout
         row = (await listed(env))["gone"]
         assert (row["status"], row["stories"]) == ("retired", 2) and row["retired_at"], row
+        # A typo of a retired or a configured source is named, not read as an empty source.
+        r = await cli(["sources", "purge", "gnoe"], env)
+        assert r.returncode == 2 and "(did you mean 'gone'?)" in r.stderr, r.stderr
+        r = await cli(["sources", "purge", "onn"], env)
+        assert r.returncode == 2 and "(did you mean 'on'?)" in r.stderr, r.stderr
+        r = await cli(["sources", "purge", "never-was"], env)
+        assert r.returncode == 2 and "did you mean" not in r.stderr, r.stderr
+        assert "no stories stored under source 'never-was'" in r.stderr
         # A dry run first: counted, nothing removed.
         r = await cli(["sources", "purge", "gone"], env)
         assert r.returncode == 0 and "2 stories would be removed" in r.stdout, r.stdout + r.stderr

@@ -1400,11 +1400,16 @@ class Store:
         async with self.session() as s:
             return list(await s.scalars(select(configured).where(SourceRow.in_config.is_(True))))
 
-    async def list_sources(self, *, retired: bool = False) -> list[SourceHealth]:
+    async def list_sources(self, *, retired: bool = False,
+                           min_interval_s: int = 0) -> list[SourceHealth]:
         """The sources the file names, by name; with `retired`, then those removed from it
         that still hold stories (status "retired", the weight their stories rank with): the
         stories stay until retention ages them out or `purge_source` removes them, and were
-        served under a source nobody could see. One with none left is not listed."""
+        served under a source nobody could see. One with none left is not listed.
+
+        `interval_s`: the one the schedule chose last, else (never fetched, or its interval
+        just edited) the file's raised to `min_interval_s` ([collect]), as the schedule will:
+        a "1m" source read 1m, checked every 5 min."""
         # By key: its index covers the count (a source's slug is its own key).
         counts_q = select(StoryRow.source_key, func.count()).group_by(StoryRow.source_key)
         q = select(SourceRow).order_by(SourceRow.in_config.desc(), SourceRow.name)
@@ -1423,7 +1428,7 @@ class Store:
                 r.weight if r.in_config else retired_weight(r.weight), status,
                 stories, r.last_check_at, r.last_success_at, r.last_error,
                 r.error_count, r.next_check_at if r.enabled else None,  # never, while disabled
-                r.adaptive_interval_s or r.interval_s, r.keep_rule or None, r.block_rule or None,
+                r.adaptive_interval_s or max(r.interval_s, min_interval_s), r.keep_rule or None, r.block_rule or None,
                 None if r.in_config else r.retired_at,
             ))
         return out

@@ -1019,7 +1019,8 @@ async def cmd_sources(settings, args) -> int:
         if args.sources_command == "purge":
             return await purge_source(svc.store, args.name, yes=args.yes,
                                       sources_file=settings.sources_file)
-        rows = await svc.store.list_sources(retired=True)
+        rows = await svc.store.list_sources(retired=True,
+                                            min_interval_s=settings.collect.min_interval_s)
     finally:
         await svc.close()
     if args.json:

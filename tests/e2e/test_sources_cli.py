@@ -359,6 +359,19 @@ async def test_sources_list_shows_what_an_operator_tunes(cli_env, tmp_path):
     assert max(len(line) for line in lines) <= 100, r.stdout
 
 
+async def test_sources_list_shows_the_interval_the_schedule_will_use(cli_env, tmp_path):
+    """Until its first fetch (and after an edit of its interval) EVERY showed the file's
+    "1m", while the collector checks it no more often than [collect] min_interval_s (5m)."""
+    path = sources_file(tmp_path, source("quick", "http://127.0.0.1:9/q.xml", interval="1m"),
+                        source("slow", "http://127.0.0.1:9/s.xml", interval="2h"))
+    env = {**cli_env, "TIDINGS_SOURCES_FILE": str(path)}
+    rows = await listed(env)
+    assert (rows["quick"]["interval_s"], rows["slow"]["interval_s"]) == (300, 7200)
+    r = await cli(["sources", "list"], env)
+    line = next(x for x in r.stdout.splitlines() if x.startswith("quick "))
+    assert line.split()[5] == "5m", r.stdout
+
+
 def test_a_long_error_is_cut_to_the_width_of_the_table():
     from aggregator.store import SourceHealth
     from api.cli import sources_table

@@ -394,7 +394,7 @@ class Collector:
             return await self._failed(
                 state, ParseError(none_usable(parsed.item_count, doc.problems, spec.full_text)), t0)
         try:
-            res = await self._settled(self.store.upsert_stories(drafts, now))
+            res = await self._settled(self.store.upsert_stories(drafts, now, source_id=state.id))
         except Exception as e:  # the store refused (busy, down): recorded on the source, if it can be
             return await self._failed(state, e, t0)
         outcome = FetchOutcome(
@@ -548,9 +548,9 @@ class Collector:
         at, interval = next_check_at(now, configured_s=state.spec.interval_s, error_count=errors,
                                      outcome=FetchOutcome(ok=False, retry_after_s=retry),
                                      bounds=self.bounds, rng=self.rng)
-        await self.store.record_fetch(state.id, FetchRecord(
+        await self._write_record(state, FetchRecord(
             ok=False, next_check_at=at, interval_s=interval, status=status, error=msg,
-            elapsed_s=time.perf_counter() - t0), now)
+            elapsed_s=time.perf_counter() - t0, spec=state.spec), now)
         log.warning("collect.failed source=%s errors=%d next_in_s=%d error=%s",
                     state.spec.name, errors, interval, msg)
         return SourceReport(state.spec.name, False, status, error=msg,
@@ -561,9 +561,16 @@ class Collector:
         now = self.clock()
         at, interval = next_check_at(now, configured_s=state.spec.interval_s, error_count=0,
                                      outcome=outcome, bounds=self.bounds, rng=self.rng)
-        await self.store.record_fetch(state.id, FetchRecord(
+        await self._write_record(state, FetchRecord(
             ok=True, next_check_at=at, interval_s=interval, status=result.status,
             etag=result.etag if not result.not_modified else state.etag,
             last_modified=result.last_modified if not result.not_modified else state.last_modified,
             new_url=result.permanent_redirect_to, detected_kind=kind, new_stories=new,
-            items=items, elapsed_s=time.perf_counter() - t0), now)
+            items=items, elapsed_s=time.perf_counter() - t0, spec=state.spec), now)
+
+    async def _write_record(self, state: SourceState, rec: FetchRecord, now: datetime) -> None:
+        if not await self.store.record_fetch(state.id, rec, now):
+            # Its validators, schedule and health would be the old source's: the source
+            # stays as the edit left it (a new URL due now) and is fetched under it.
+            log.info("collect.stale source=%s: the sources file changed during its fetch; "
+                     "its result is not recorded", state.spec.name)

@@ -72,9 +72,13 @@ def adapt_interval_s(configured_s: int, outcome: FetchOutcome, bounds: ScheduleB
 
 
 def backoff_s(error_count: int, base_s: int, bounds: ScheduleBounds) -> int:
-    """Exponential back-off after `error_count` consecutive failures, capped: never forever."""
+    """Exponential back-off after `error_count` consecutive failures, capped: never forever.
+
+    The cap is `max_backoff_s` or the source's own interval (`base_s`), whichever is longer,
+    as `max_interval_s` is in `adapt_interval_s`: a failing "1d" source was retried every
+    12 h, the default cap, more often than its operator allows it to be read at all."""
     exp = min(error_count - 1, 16)
-    return int(min(base_s * (2 ** max(exp, 0)), bounds.max_backoff_s))
+    return int(min(base_s * (2 ** max(exp, 0)), max(bounds.max_backoff_s, base_s)))
 
 
 def next_check_at(

@@ -293,6 +293,8 @@ class FetchRecord:
     new_stories: int = 0
     items: int = 0
     elapsed_s: float = 0.0
+    # The source as it was claimed, for `fetched_as_configured` (None: not checked).
+    spec: SourceSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -551,6 +553,25 @@ def _fetch_values(row: dict, rec: FetchRecord, now: datetime) -> dict:
                   "elapsed_ms": round(rec.elapsed_s * 1000)})
     out["stats"] = {"recent": stats[-STATS_KEEP:]}
     return out
+
+
+# The source columns a fetch depends on: edited while it ran, its record is of the old source.
+_FETCHED_COLUMNS = ("url", "kind", "selectors", "keep_rule", "block_rule", "interval_s",
+                    "full_text")
+
+
+def fetched_as_configured(row: dict, spec: SourceSpec) -> bool:
+    """Whether source row `row` (its `_FETCHED_COLUMNS`) still says what `spec`, the source
+    as a fetch claimed it, said (pure). A reload that edits the URL, the rules, the kind or the
+    interval while the fetch runs makes its record stale: written, it put back the validators
+    the edit dropped and the next check an old interval away, so the new URL (or the items a
+    loosened rule admits) waited for that interval, was asked with the old feed's validators,
+    and read `ok` or the old feed's error without having been read. A rename or a weight is
+    no matter to a fetch."""
+    return (row["url"], row["kind"], row["selectors"], row["keep_rule"], row["block_rule"],
+            row["interval_s"], row["full_text"]) == (
+        spec.url, spec.kind, spec.selectors.__dict__ if spec.selectors else None, spec.keep,
+        spec.block, spec.interval_s, spec.full_text)
 
 
 def source_status(error_count: int, last_check_at: datetime | None,
@@ -1281,8 +1302,10 @@ class Store:
                                   .execution_options(synchronize_session=False))
             return res.rowcount or 0
 
-    async def record_fetch(self, source_id: int, rec: FetchRecord, now: datetime) -> None:
-        """Write a fetch's outcome on its source row; returns once it is committed.
+    async def record_fetch(self, source_id: int, rec: FetchRecord, now: datetime) -> bool:
+        """Write a fetch's outcome on its source row; returns once it is committed: False
+        when it was not written, as the source was edited during the fetch (`rec.spec` no
+        longer what the row says, see `fetched_as_configured`; its lease is let go).
 
         Calls that arrive together are written together: one read and one executemany
         UPDATE in one transaction for the lot. A round ends a thousand fetches within a
@@ -1297,7 +1320,7 @@ class Store:
         self._fetch_pending.append((source_id, rec, now, done))
         if self._fetch_task is None or self._fetch_task.done():
             self._fetch_task = loop.create_task(self._write_fetches(self._fetch_pending))
-        await done
+        return await done
 
     async def _write_fetches(self, pending: list) -> None:
         while pending:
@@ -1305,7 +1328,7 @@ class Store:
             batch = pending[:]
             del pending[:]
             try:
-                await self._write_fetch_batch(batch)
+                stale = await self._write_fetch_batch(batch)
             except BaseException as e:
                 for *_, done in batch:
                     if not done.done():
@@ -1313,27 +1336,41 @@ class Store:
                 if not isinstance(e, Exception):
                     raise
                 continue
-            for *_, done in batch:
+            for source_id, *_, done in batch:
                 if not done.done():
-                    done.set_result(None)
+                    done.set_result(source_id not in stale)
 
-    async def _write_fetch_batch(self, batch: list) -> None:
+    async def _write_fetch_batch(self, batch: list) -> set[int]:
         table = SourceRow.__table__
         cols = ("url", "error_count", "stats", "etag", "last_modified", "detected_kind",
                 "last_new_story_at", "last_success_at", "last_error")
+        read = (*cols, *(c for c in _FETCHED_COLUMNS if c not in cols))
         ids = list({source_id for source_id, *_ in batch})
         async with self.writing() as s:
-            q = select(table.c.id, *(table.c[c] for c in cols)).where(table.c.id.in_(ids))
-            rows = {r[0]: dict(zip(cols, r[1:], strict=True)) for r in (await s.execute(q)).all()}
-            params = []
+            # Locked (PostgreSQL), in id order as a sync updates them: a reload's edit
+            # commits before this reads the row or waits for this to commit, never between.
+            q = (select(table.c.id, *(table.c[c] for c in read)).where(table.c.id.in_(ids))
+                 .order_by(table.c.id).with_for_update())
+            rows = {r[0]: dict(zip(read, r[1:], strict=True)) for r in (await s.execute(q)).all()}
+            params, stale = [], []
             for source_id, rec, now, _ in batch:
                 row = rows.get(source_id)
                 if row is None:
                     continue
+                if rec.spec is not None and not fetched_as_configured(row, rec.spec):
+                    # Edited meanwhile: the row keeps what the edit set (due now after a URL
+                    # edit, validators dropped after a rule's), the lease alone is let go.
+                    stale.append(source_id)
+                    continue
                 row.update(_fetch_values(row, rec, now))  # a source twice in a batch: in order
-                params.append({"_id": source_id, **row, **_fetch_common(rec, now)})
+                params.append({"_id": source_id, **{c: row[c] for c in cols},
+                               **_fetch_common(rec, now)})
             if params:
                 await s.execute(update(table).where(table.c.id == bindparam("_id")), params)
+            if stale:
+                await s.execute(update(table).where(table.c.id.in_(stale))
+                                .values(lease_owner=None, lease_until=None))
+        return set(stale)
 
     async def source_error_count(self, source_id: int) -> int:
         async with self.session() as s:
@@ -1363,11 +1400,16 @@ class Store:
         async with self.session() as s:
             return list(await s.scalars(select(configured).where(SourceRow.in_config.is_(True))))
 
-    async def list_sources(self, *, retired: bool = False) -> list[SourceHealth]:
+    async def list_sources(self, *, retired: bool = False,
+                           min_interval_s: int = 0) -> list[SourceHealth]:
         """The sources the file names, by name; with `retired`, then those removed from it
         that still hold stories (status "retired", the weight their stories rank with): the
         stories stay until retention ages them out or `purge_source` removes them, and were
-        served under a source nobody could see. One with none left is not listed."""
+        served under a source nobody could see. One with none left is not listed.
+
+        `interval_s`: the one the schedule chose last, else (never fetched, or its interval
+        just edited) the file's raised to `min_interval_s` ([collect]), as the schedule will:
+        a "1m" source read 1m, checked every 5 min."""
         # By key: its index covers the count (a source's slug is its own key).
         counts_q = select(StoryRow.source_key, func.count()).group_by(StoryRow.source_key)
         q = select(SourceRow).order_by(SourceRow.in_config.desc(), SourceRow.name)
@@ -1386,7 +1428,7 @@ class Store:
                 r.weight if r.in_config else retired_weight(r.weight), status,
                 stories, r.last_check_at, r.last_success_at, r.last_error,
                 r.error_count, r.next_check_at if r.enabled else None,  # never, while disabled
-                r.adaptive_interval_s or r.interval_s, r.keep_rule or None, r.block_rule or None,
+                r.adaptive_interval_s or max(r.interval_s, min_interval_s), r.keep_rule or None, r.block_rule or None,
                 None if r.in_config else r.retired_at,
             ))
         return out
@@ -1406,8 +1448,12 @@ class Store:
 
     # ---------------------------------------------------------------- stories
 
-    async def upsert_stories(self, drafts: Iterable[StoryDraft], now: datetime | None = None) -> UpsertResult:
+    async def upsert_stories(self, drafts: Iterable[StoryDraft], now: datetime | None = None,
+                             *, source_id: int | None = None) -> UpsertResult:
         """Insert new stories and update changed ones, keyed by canonical URL.
+
+        `source_id`: the row of the source whose fetch gave the drafts; they are stored under
+        its name as it is then, not as it was when the fetch began (see `_upsert`).
 
         A new URL whose body hash equals a stored story's is linked to it (`duplicate_of`)
         instead of becoming a second story: syndicated copies stay one story. Two collectors
@@ -1420,14 +1466,17 @@ class Store:
             by_url[d.url] = d  # the last copy of a URL in one batch wins
         if not by_url:
             return UpsertResult((), (), 0, 0)
-        return await retried_on_conflict(lambda: self._upsert(by_url, now), attempts=5)
+        return await retried_on_conflict(lambda: self._upsert(by_url, now, source_id), attempts=5)
 
-    async def _upsert(self, by_url: dict[str, StoryDraft], now: datetime) -> UpsertResult:
+    async def _upsert(self, by_url: dict[str, StoryDraft], now: datetime,
+                      source_id: int | None = None) -> UpsertResult:
         new_ids: list[int] = []
         updated: list[int] = []
         unchanged = dups = 0
         try:
             async with self.writing() as s:
+                if source_id is not None:
+                    by_url = await self._under_current_name(s, source_id, by_url)
                 existing = {
                     r.url: r
                     for r in (await s.scalars(select(StoryRow).where(StoryRow.url.in_(list(by_url))))).all()
@@ -1553,6 +1602,21 @@ class Store:
         except (OperationalError, DBAPIError) as e:
             raise StoreError(f"storing stories failed: {driver_reason(e)}") from e
         return UpsertResult(tuple(new_ids), tuple(updated), unchanged, dups, len(refused))
+
+    @staticmethod
+    async def _under_current_name(s, source_id: int,
+                                  by_url: dict[str, StoryDraft]) -> dict[str, StoryDraft]:
+        """The drafts under the name source row `source_id` has now. A reload that renamed
+        the source during its fetch moved its stories to the new name (`_move_stories`);
+        the fetch's, stored under the old one, were left under a name no row had: listed
+        nowhere, and never updated by the renamed source (`taken_from`). The row is read
+        locked (PostgreSQL, first, as a sync locks it before the stories): a rename commits
+        before this reads it, or waits and then moves these stories too."""
+        name = await s.scalar(select(SourceRow.name).where(SourceRow.id == source_id)
+                              .with_for_update(read=True))
+        if name is None:
+            return by_url
+        return {u: d if d.source == name else replace(d, source=name) for u, d in by_url.items()}
 
     @staticmethod
     async def _taken_down(s, by_url: dict[str, StoryDraft]) -> set[str]:

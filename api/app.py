@@ -1246,7 +1246,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         still stored (status `retired`). Needs the API key when `api.api_key` is set
         (operator data)."""
         require_key(request)
-        rows = await svc.store.list_sources(retired=True)
+        rows = await svc.store.list_sources(
+            retired=True, min_interval_s=settings.collect.min_interval_s)
         return {"items": [
             {"name": r.name, "url": r.url, "category": r.category, "kind": r.kind,
              "enabled": r.enabled, "weight": r.weight, "status": r.status, "stories": r.stories,

@@ -1019,7 +1019,8 @@ async def cmd_sources(settings, args) -> int:
         if args.sources_command == "purge":
             return await purge_source(svc.store, args.name, yes=args.yes,
                                       sources_file=settings.sources_file)
-        rows = await svc.store.list_sources(retired=True)
+        rows = await svc.store.list_sources(retired=True,
+                                            min_interval_s=settings.collect.min_interval_s)
     finally:
         await svc.close()
     if args.json:
@@ -1075,8 +1076,12 @@ async def purge_source(store, name: str, *, yes: bool, sources_file) -> int:
               "first (its next round would bring its stories back)", file=sys.stderr)
         return EXIT_USAGE
     if not count:
-        print(f"tidings: error: no stories stored under source {name!r} (`tidings sources "
-              "list` shows the retired sources that still have some)", file=sys.stderr)
+        # A typo ("bbc-wrold") read as a source with nothing stored: name the one meant.
+        from aggregator.settings import did_you_mean
+
+        hint = did_you_mean(name, [r.name for r in await store.list_sources(retired=True)])
+        print(f"tidings: error: no stories stored under source {name!r}{hint} (`tidings "
+              "sources list` shows the retired sources that still have some)", file=sys.stderr)
         return EXIT_USAGE
     if not yes:
         print(f"{name}: {count} stories would be removed; nothing removed yet: run "

@@ -644,3 +644,63 @@ async def test_a_round_the_database_fails_is_reported_in_one_line(site, sqlite_s
     for said in (source.error, line):
         assert "the database refuses the write" in said and "\n" not in said, said
         assert "UPDATE sources" not in said and "good.xml" not in said, said
+
+
+def _feed(host: str, *titles: str) -> str:
+    items = "".join(f"<item><title>{t}</title><link>http://{host}/{i}</link></item>"
+                    for i, t in enumerate(titles))
+    return f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'
+
+
+async def _claimed_then_edited(store, specs, edited) -> object:
+    """A source claimed by a collector (its fetch about to start), then the sources file
+    edited by a reload before the fetch is recorded: the interleaving of an edit that lands
+    while `tidings run` fetches, made without timing."""
+    await store.sync_sources(specs)
+    (state,) = await store.claim_due_sources(datetime.now(UTC), owner="t", lease_s=60)
+    await store.sync_sources(edited)
+    return state
+
+
+async def test_a_source_renamed_while_it_is_fetched_keeps_what_that_fetch_stores(sqlite_store):
+    """The rename adopted the row and moved the stories to the new name; the fetch under way
+    then stored its stories under the old name, which no row had any more: listed nowhere,
+    weighted as nothing, and never updated by the renamed source (`taken_from`)."""
+    async with LocalSite() as site:
+        site.route("/feed.xml", body=_feed("news.example", "One", "Two"),
+                   content_type="application/rss+xml")
+        old = SourceSpec("old-name", site.url("/feed.xml"), "politics")
+        state = await _claimed_then_edited(sqlite_store, [old],
+                                           [dataclasses.replace(old, name="new-name")])
+        c = collector(sqlite_store, site)
+        async with c._fetcher([old.url]) as fetcher:
+            report = await c.collect_source(fetcher, state)
+    assert report.ok and report.new == 2
+    assert {s.source for s in await sqlite_store.latest_stories()} == {"new-name"}
+    (row,) = await sqlite_store.list_sources(retired=True)
+    assert (row.name, row.stories, row.status) == ("new-name", 2, "ok")
+
+
+async def test_a_url_edited_while_the_old_one_is_fetched_is_still_fetched_at_once(sqlite_store):
+    """The edit dropped the validators and made the source due now, pending; the fetch of the
+    old URL under way then wrote its ETag, its next check an interval away and its result
+    over that: the new URL waited out the interval, was then asked with the old feed's
+    validators, and read `ok` (or the old feed's error) without ever having been read."""
+    async with LocalSite() as site:
+        site.route("/old.xml", status=500)
+        site.route("/new.xml", etag='"new"', body=_feed("new.example", "Fresh"),
+                   content_type="application/rss+xml")
+        spec = SourceSpec("feed", site.url("/old.xml"), "politics", interval_s=3600)
+        state = await _claimed_then_edited(sqlite_store, [spec],
+                                           [dataclasses.replace(spec, url=site.url("/new.xml"))])
+        c = collector(sqlite_store, site)
+        async with c._fetcher([spec.url]) as fetcher:
+            report = await c.collect_source(fetcher, state)
+        assert not report.ok  # the old URL's answer
+        (row,) = await sqlite_store.list_sources()
+        assert (row.status, row.error_count, row.last_error) == ("pending", 0, None)
+        assert row.next_check_at <= datetime.now(UTC)
+        (r,) = (await c.run_round()).sources  # due: the new URL is read now
+    assert r.ok and r.new == 1 and r.name == "feed"
+    (row,) = await sqlite_store.list_sources()
+    assert (row.status, row.url) == ("ok", site.url("/new.xml"))

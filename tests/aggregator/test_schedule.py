@@ -69,6 +69,16 @@ def test_retry_after_is_honoured_within_bounds():
     assert interval == B.max_backoff_s
 
 
+def test_a_failing_source_is_never_retried_more_often_than_its_own_interval():
+    """A "1d" source that failed was retried after `max_backoff_s` (12 h): twice a day."""
+    for errors in (1, 2, 10):
+        _, interval = next_check_at(NOW, configured_s=86400, error_count=errors,
+                                    outcome=FetchOutcome(ok=False), bounds=B)
+        assert interval == 86400
+    # A shorter one still backs off up to the cap.
+    assert backoff_s(10, 900, B) == B.max_backoff_s
+
+
 def test_publishing_interval_needs_three_dates():
     assert publishing_interval_s((NOW, NOW - timedelta(hours=1))) is None
     assert publishing_interval_s(tuple(NOW - timedelta(hours=i) for i in range(4))) == 3600
@@ -77,7 +87,7 @@ def test_publishing_interval_needs_three_dates():
 @given(errors=st.integers(min_value=1, max_value=10_000), base=st.integers(min_value=1, max_value=86400))
 def test_backoff_grows_but_never_forever(errors, base):
     b = backoff_s(errors, base, B)
-    assert 0 < b <= B.max_backoff_s
+    assert 0 < b <= max(B.max_backoff_s, base) and b >= min(base, B.max_backoff_s)
     assert backoff_s(errors + 1, base, B) >= b
 
 

@@ -122,6 +122,14 @@ async def test_a_removed_source_is_listed_retired_and_its_stories_purged_on_purp
         assert "retired " in line and " 2 " in line, r.stdout
         row = (await listed(env))["gone"]
         assert (row["status"], row["stories"]) == ("retired", 2) and row["retired_at"], row
+        # A typo of a retired or a configured source is named, not read as an empty source.
+        r = await cli(["sources", "purge", "gnoe"], env)
+        assert r.returncode == 2 and "(did you mean 'gone'?)" in r.stderr, r.stderr
+        r = await cli(["sources", "purge", "onn"], env)
+        assert r.returncode == 2 and "(did you mean 'on'?)" in r.stderr, r.stderr
+        r = await cli(["sources", "purge", "never-was"], env)
+        assert r.returncode == 2 and "did you mean" not in r.stderr, r.stderr
+        assert "no stories stored under source 'never-was'" in r.stderr
         # A dry run first: counted, nothing removed.
         r = await cli(["sources", "purge", "gone"], env)
         assert r.returncode == 0 and "2 stories would be removed" in r.stdout, r.stdout + r.stderr
@@ -349,6 +357,19 @@ async def test_sources_list_shows_what_an_operator_tunes(cli_env, tmp_path):
     (err,) = [line for line in lines if line.startswith("  error: ")]
     assert lines[lines.index(err) - 1].startswith("failing ") and "404" in err, r.stdout
     assert max(len(line) for line in lines) <= 100, r.stdout
+
+
+async def test_sources_list_shows_the_interval_the_schedule_will_use(cli_env, tmp_path):
+    """Until its first fetch (and after an edit of its interval) EVERY showed the file's
+    "1m", while the collector checks it no more often than [collect] min_interval_s (5m)."""
+    path = sources_file(tmp_path, source("quick", "http://127.0.0.1:9/q.xml", interval="1m"),
+                        source("slow", "http://127.0.0.1:9/s.xml", interval="2h"))
+    env = {**cli_env, "TIDINGS_SOURCES_FILE": str(path)}
+    rows = await listed(env)
+    assert (rows["quick"]["interval_s"], rows["slow"]["interval_s"]) == (300, 7200)
+    r = await cli(["sources", "list"], env)
+    line = next(x for x in r.stdout.splitlines() if x.startswith("quick "))
+    assert line.split()[5] == "5m", r.stdout
 
 
 def test_a_long_error_is_cut_to_the_width_of_the_table():

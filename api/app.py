@@ -90,7 +90,7 @@ from api.metrics import Metrics
 from api.pages import DEMO_POLICY, declared_address, docs_page, own_page, redoc_page
 from api.ratelimit import InFlight, Limiter, RateLimiter, client_key
 from api.readers import add_reader_routes, reader_query
-from api.render import LINK_RELS, OtherSiteLinks, link_rels, render_block_html
+from api.render import DEFAULT_WORDS, LINK_RELS, OtherSiteLinks, Words, link_rels, render_block_html
 from api.services import Services
 from api.static_files import StaticFile, accepts_gzip, static_file
 from api.stats import MAX_DAYS, stats_period, stats_report
@@ -140,6 +140,28 @@ def block_filters(
 
 
 BlockFilters = Annotated[Filters, Depends(block_filters)]
+
+# The longest word of the widget fragment a publisher may give (a heading, a label).
+MAX_WORDS_CHARS = 200
+
+
+def word_query(default: str, description: str):
+    return Query(max_length=MAX_WORDS_CHARS, description=f"{description} (blank: {default!r})")
+
+
+def fragment_words(
+    heading: Annotated[str, word_query(DEFAULT_WORDS.heading, "the block's heading")] = "",
+    untitled: Annotated[str, word_query(DEFAULT_WORDS.untitled, "a story without a title")] = "",
+    by: Annotated[str, word_query(DEFAULT_WORDS.by, "before a byline, for screen readers")] = "",
+    new_tab_label: Annotated[str, word_query(
+        DEFAULT_WORDS.new_tab_label, "after the title of a link that opens a new tab, for screen "
+        "readers")] = "",
+) -> Words:
+    """The fragment's own words in the publisher's language, as widget.js's data-heading,
+    data-untitled, data-by and data-new-tab-label: it had English ones only, and a French or
+    German page could not change them. A blank one is the default."""
+    given = {"heading": heading, "untitled": untitled, "by": by, "new_tab_label": new_tab_label}
+    return Words(**{name: value.strip() for name, value in given.items() if value.strip()})
 
 
 def merged_filters(body: Filters, query: Filters) -> Filters:
@@ -1161,6 +1183,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     async def widget_fragment(
         request: Request,
         f: BlockFilters,
+        words: Annotated[Words, Depends(fragment_words)],
         url: Annotated[str, Query(min_length=1, max_length=MAX_URL_CHARS)],
         k: int = k_query(api.max_k, widget_k),
         new_tab: Annotated[bool, Query(
@@ -1182,15 +1205,15 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         # Cached like the JSON blocks (same key scheme, new stories invalidate): the fragment is
         # the hottest call, one per article view, and rebuilding it cost ~50 ms of CPU each
         # time under the load test (docs/reliability.md). The links are part of the key: one
-        # article's block is cached apart for each way of linking it.
-        key = ("widget", url, kk, f, links)
+        # article's block is cached apart for each way of linking it, and for its words.
+        key = ("widget", url, kk, f, links, words)
         hit = cache.get(key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
             with fetch_charge(request) as charge:
                 block = await guarded(lambda: rel.for_url(url, k=kk, filters=f,
                                                           before_fetch=charge))
-            hit = cache.put_block(key, render_block_html(block_json(block), links=links).encode(),
+            hit = cache.put_block(key, render_block_html(block_json(block), words=words, links=links).encode(),
                                   ranked_at(block), block.reach)
         else:
             metrics.block_cache.labels("hit").inc()

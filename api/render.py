@@ -39,7 +39,21 @@ _SNIPPET_MAX_CHARS = 160
 # (Google's "qualify your outbound links"), noreferrer hides the page from the other site.
 # No other: "opener" would undo the noopener of a new tab.
 LINK_RELS = ("nofollow", "sponsored", "ugc", "noreferrer")
-DEFAULT_HEADING = "Related stories"
+
+
+@dataclass(frozen=True, slots=True)
+class Words:
+    """The block's own words, a publisher's to give in its page's language (GET /v1/widget's
+    heading, untitled, by and new_tab_label; widget.js data-heading, data-untitled, data-by and
+    data-new-tab-label). Fixed, a French or German page could change the heading only."""
+
+    heading: str = "Related stories"
+    untitled: str = "Untitled"  # a story without a title
+    by: str = "By"  # before the byline a screen reader says
+    new_tab_label: str = "opens in a new tab"  # said after a link's title that opens one
+
+
+DEFAULT_WORDS = Words()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +115,13 @@ def initials(author: str | None) -> str:
     return "".join(w[0].upper()[0] for w in picked)
 
 
-def byline_label(author: str) -> str:
-    """The byline a screen reader hears: "By Jane Smith".
+def byline_label(author: str, by: str = DEFAULT_WORDS.by) -> str:
+    """The byline a screen reader hears: "By Jane Smith" (`by` in the page's language).
 
     Older or unnormalized rows keep the label in the stored name ("By Priya Shah"), which
     read "By By Priya Shah"; the label is not doubled. api/static/widget.js does the same.
     """
-    return "By " + _BYLINE_PREFIX.sub("", author.strip())
+    return f"{by} " + _BYLINE_PREFIX.sub("", author.strip())
 
 
 def _name_words(name: str) -> list[str]:
@@ -177,8 +191,16 @@ def _link_attrs(url: str, links: OtherSiteLinks | None) -> str:
     return target + (f' rel="{escape(" ".join(rel))}"' if rel else "")
 
 
-def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None) -> str:
-    title = _text(card, "title") or "Untitled"
+def _said(text: str, default: str) -> str:
+    """The lang attribute of an element whose whole text is `text`: a default word is English on
+    any page, and a screen reader says it so (widget.js does the same)."""
+    return ' lang="en"' if text == default else ""
+
+
+def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None, words: Words) -> str:
+    title = _text(card, "title")
+    title_lang = "" if title else _said(words.untitled, DEFAULT_WORDS.untitled)
+    title = title or words.untitled
     url = safe_http_url(card.get("url"))
     image_url = safe_http_url(card.get("image_url"))
     site = _text(card, "site") or _text(card, "source")
@@ -197,7 +219,12 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None) -> str:
     else:
         thumb = f'<span class="tdg-thumb tdg-thumb-empty" aria-hidden="true">{escape(site_mark(site))}</span>'
     # dir="auto": story text may run the other way from the host page (widget.js does the same).
-    title_html = f'<span class="tdg-title" dir="auto">{escape(title)}</span>'
+    title_html = f'<span class="tdg-title" dir="auto"{title_lang}>{escape(title)}</span>'
+    # A new tab is said, not only shown by the browser: a screen reader user was taken away from
+    # the article without a word (WCAG G201).
+    if links is not None and links.new_tab and url and site_key(url) != links.own_site:
+        title_html += (f' <span class="tdg-sr"{_said(words.new_tab_label, DEFAULT_WORDS.new_tab_label)}>'
+                       f'{escape(words.new_tab_label)}</span>')
     # Spaces between the parts: without widget.js (a server-side include, or before the
     # script runs) they read "BBC Whitehall…" and "bbc.co.uk 5 Dec 2026", not "BBCWhitehall…"
     # and "bbc.co.uk5 Dec 2026". The widget's flex layout ignores them.
@@ -214,7 +241,7 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None) -> str:
     if author:
         meta.append(
             f'<span class="tdg-avatar" aria-hidden="true">{escape(initials(author))}</span> '
-            f'<span class="tdg-sr">{escape(byline_label(author))}</span>'
+            f'<span class="tdg-sr">{escape(byline_label(author, words.by))}</span>'
         )
     if site:
         meta.append(f'<span class="tdg-site" dir="auto">{escape(site)}</span>')
@@ -228,26 +255,26 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None) -> str:
     return f'<li class="tdg-card"{id_attr}>{"".join(parts)}</li>'
 
 
-def render_block_html(block: Mapping[str, Any], *, heading: str = DEFAULT_HEADING,
+def render_block_html(block: Mapping[str, Any], *, words: Words = DEFAULT_WORDS,
                       links: OtherSiteLinks | None = None) -> str:
     """The related block `{"article", "related": [Card...], ...}` as an accessible HTML fragment,
-    its links to other sites as `links` says (None: plain links).
+    in `words`, its links to other sites as `links` says (None: plain links).
 
     Returns "" when there is nothing to show, so a host page can include the result blindly.
     """
     cards = [c for c in block.get("related") or [] if isinstance(c, Mapping)]
     if not cards:
         return ""
-    items = "".join(_card_html(card, links) for card in cards)
+    items = "".join(_card_html(card, links, words) for card in cards)
+    heading = words.heading
     # Named by its heading, not by a copy of its text in aria-label (which page translators
     # leave untranslated); widget.js does the same. The id is the block's content: the page's
     # other blocks get others, and an identical one names its region with the same words.
     heading_id = "tdg-h-" + hashlib.blake2s(items.encode() + heading.encode(), digest_size=5).hexdigest()
-    # The default heading is English on any page: a screen reader says it so (widget.js too).
-    lang = ' lang="en"' if heading == DEFAULT_HEADING else ""
     return (
         f'<section class="tdg-block" aria-labelledby="{heading_id}">'
-        f'<h2 class="tdg-heading" id="{heading_id}"{lang}>{escape(heading)}</h2>'
+        f'<h2 class="tdg-heading" id="{heading_id}"{_said(heading, DEFAULT_WORDS.heading)}>'
+        f'{escape(heading)}</h2>'
         f'<ul class="tdg-list">{items}</ul>'
         "</section>"
     )

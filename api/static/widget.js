@@ -6,8 +6,9 @@
  *   <div data-tidings-related data-url="https://site.example/article" data-k="4"></div>
  *   <script async src="https://tidings.example/widget.js"></script>
  *
- * Optional attributes: data-api (API base; default: the origin this script came from),
- * data-heading (default "Related stories"), data-theme ("light" | "dark"; default: the host
+ * Optional attributes: data-api (API base; default: where this script came from, less
+ * "widget.js"), the block's words data-heading, data-untitled, data-by and data-new-tab-label
+ * (default: English, see WORDS), data-theme ("light" | "dark"; default: the host
  * page's, read from the text colour the container inherits); the API's filters data-category,
  * data-site, data-exclude-site, data-max-age-days (blank: unset); data-personal (present: the
  * block is this reader's, without what they read or muted); for links to other sites than the
@@ -38,11 +39,13 @@
   var DEFAULT_K = 4;
   // The most a block asks for, whatever its data-k: min(20, api.max_k), served the same way.
   var MAX_K = 20;
-  // document.currentScript is only set while this file first runs, so capture it now.
+  // document.currentScript is only set while this file first runs, so capture it now. The API
+  // is where the script came from, path and all: behind a proxy under /tidings/, the script's
+  // origin alone asked the site's own /v1/related (a 404), and every block needed data-api.
   var SCRIPT = document.currentScript;
-  var SCRIPT_ORIGIN = "";
+  var SCRIPT_BASE = "";
   try {
-    if (SCRIPT && SCRIPT.src) SCRIPT_ORIGIN = new URL(SCRIPT.src, location.href).origin;
+    if (SCRIPT && SCRIPT.src) SCRIPT_BASE = new URL(".", new URL(SCRIPT.src, location.href)).href;
   } catch (e) { /* no usable src: containers must then set data-api */ }
 
   var CSS = [
@@ -252,10 +255,14 @@
       if (minutes < 60) return say.format(-minutes, "minute");
       if (minutes < 1440) return say.format(-Math.round(minutes / 60), "hour");
       if (minutes < 10080) return say.format(-Math.round(minutes / 1440), "day");
-      return new Date(t).toLocaleDateString(lang, { day: "numeric", month: "short", year: "numeric" });
+      return dateIn(t, lang);
     } catch (e) {
       return "";
     }
+  }
+
+  function dateIn(t, lang) {
+    return new Date(t).toLocaleDateString(lang, { day: "numeric", month: "short", year: "numeric" });
   }
 
   function el(tag, cls, content) {
@@ -365,7 +372,7 @@
     if (img.complete && !img.naturalWidth && img.getAttribute("src")) fail();
   }
 
-  function cardNode(card, links, own, lang) {
+  function cardNode(card, links, own, lang, words) {
     var li = el("li", "card");
     var id = text(card.id);
     if (id) li.setAttribute("data-story-id", id);
@@ -373,7 +380,8 @@
     var link = el(href ? "a" : "span", "link");
     if (href) link.setAttribute("href", href);
     // The page's own site's stories ("www." or not) stay plain links: same tab, followed.
-    if (href && links && siteKey(new URL(href).hostname) !== own) {
+    var other = href && links && siteKey(new URL(href).hostname) !== own;
+    if (other) {
       if (links.newTab) link.setAttribute("target", "_blank");
       if (links.rel) link.setAttribute("rel", links.rel);
     }
@@ -396,7 +404,10 @@
       markThumb(thumb, site);
     }
     link.appendChild(thumb);
-    link.appendChild(ownDir(el("span", "title", text(card.title) || "Untitled")));
+    link.appendChild(ownDir(say(el("span", "title"), text(card.title), words, "untitled")));
+    // A new tab is said, not only shown by the browser: a screen reader user was taken away
+    // from the article without a word (WCAG G201).
+    if (other && links.newTab) link.appendChild(say(el("span", "sr"), "", words, "new-tab-label"));
     li.appendChild(link);
 
     var summary = snippet(card.summary);
@@ -410,7 +421,7 @@
       meta.appendChild(avatar);
       // Older or unnormalized rows keep the label in the name ("By Priya Shah"): not
       // "By By Priya Shah" (api/render.py byline_label() is the same rule).
-      meta.appendChild(el("span", "sr", "By " + author.replace(/^\s*by\s+/i, "")));
+      meta.appendChild(el("span", "sr", words.by + " " + author.replace(/^\s*by\s+/i, "")));
     }
     if (site) meta.appendChild(ownDir(el("span", "site", site)));
     var when = ago(card.published_at, lang);
@@ -443,18 +454,35 @@
     block.setAttribute("data-theme", chosen);
   }
 
+  // The block's own words, each the container's to give in its page's language (data-heading,
+  // data-untitled, data-by, data-new-tab-label; blank: these). Fixed, a French or German page
+  // could change the heading only, and its readers got English. /v1/widget takes the same.
+  var WORDS = { heading: "Related stories", untitled: "Untitled", by: "By",
+    "new-tab-label": "opens in a new tab" };
+  function wordsOf(container) {
+    var words = {};
+    for (var name in WORDS) words[name] = text(container.getAttribute("data-" + name)) || WORDS[name];
+    return words;
+  }
+
+  // `node` saying `value`, else the word `name`; a default word is English on any page:
+  // lang="en" has a screen reader say it in English.
+  function say(node, value, words, name) {
+    node.textContent = value || words[name];
+    if (!value && words[name] === WORDS[name]) node.lang = "en";
+    return node;
+  }
+
   // Named by its heading (aria-labelledby), not by a copy of its text in aria-label, which page
-  // translators leave as it was. Unique ids: a block in the light DOM shares the page's. The
-  // default heading is English on any page: lang="en" has a screen reader say it in English.
-  var headings = 0, DEFAULT_HEADING = "Related stories";
-  function blockNode(cards, heading, links, own, lang) {
-    var section = el("section", "block"), h2 = el("h2", "heading", heading);
+  // translators leave as it was. Unique ids: a block in the light DOM shares the page's.
+  var headings = 0;
+  function blockNode(cards, words, links, own, lang) {
+    var section = el("section", "block"), h2 = say(el("h2", "heading"), "", words, "heading");
     h2.id = P + "h" + ++headings;
-    if (heading === DEFAULT_HEADING) h2.lang = "en";
     section.setAttribute("aria-labelledby", h2.id);
     section.appendChild(h2);
     var list = el("ul", "list");
-    cards.forEach(function (card) { list.appendChild(cardNode(card, links, own, lang)); });
+    cards.forEach(function (card) { list.appendChild(cardNode(card, links, own, lang, words)); });
     section.appendChild(list);
     return section;
   }
@@ -547,8 +575,8 @@
     var given = text(container.getAttribute("data-api")), configured = null;
     try {
       if (given) configured = safeUrl(new URL(given, document.baseURI).href);
-    } catch (e) { /* not a URL: the script's origin */ }
-    return (configured || SCRIPT_ORIGIN).replace(/\/+$/, "");
+    } catch (e) { /* not a URL: where the script came from */ }
+    return (configured || SCRIPT_BASE).replace(/\/+$/, "");
   }
 
   // A whole number in digits, as the API reads k; anything else is unset (parseInt read
@@ -565,9 +593,6 @@
     return "data-" + filter.replace(/_/g, "-");
   }
 
-  function heading(container) {
-    return text(container.getAttribute("data-heading")) || DEFAULT_HEADING;
-  }
 
   // The request for the block of `page` (pageUrl) in a container; "" without an API to ask.
   // A blank filter is left out: the API refuses an empty max_age_days. data-personal adds the
@@ -626,7 +651,7 @@
   // lines of title, 2 of snippet, meta), so the block is seldom taller. Grey boxes, hidden
   // from assistive technology; no .tdg-card: it is not a block.
   function placeholder(container) {
-    var node = blockNode([], heading(container));
+    var node = blockNode([], wordsOf(container));
     node.removeAttribute("aria-labelledby");
     node.setAttribute("aria-hidden", "true");
     for (var i = count(container); i > 0; i--) {
@@ -650,7 +675,7 @@
 
   function render(container, state, cards, api, page) {
     if (!cards.length) return show(container, state, null);
-    var node = blockNode(cards, heading(container), otherSiteLinks(container), ownSite(page),
+    var node = blockNode(cards, wordsOf(container), otherSiteLinks(container), ownSite(page),
       langOf(container));
     // Shorter than the placeholder, it keeps its room (or the page under it moves up) unless
     // the container is below the viewport, where that moves nothing the reader sees.
@@ -704,7 +729,7 @@
   // What drawing a block takes from its container besides the request. Changed alone, the
   // block shown is drawn again from the same answer: it kept its old links, heading and theme.
   function lookOf(container) {
-    return JSON.stringify([otherSiteLinks(container), heading(container),
+    return JSON.stringify([otherSiteLinks(container), wordsOf(container),
       container.getAttribute("data-theme")]);
   }
 
@@ -786,6 +811,16 @@
       var img = card.querySelector("img"), site = card.querySelector("." + P + "site");
       if (img) watchImage(img, site ? site.textContent : "");
     });
+    // The server writes its dates in English ("5 Dec 2026"): a French page read "Dec".
+    var lang = langOf(container);
+    if (lang && !/^en\b/i.test(lang)) {
+      Array.prototype.forEach.call(prerendered.querySelectorAll("time[datetime]"), function (time) {
+        var t = Date.parse(time.getAttribute("datetime"));
+        try {
+          if (!isNaN(t)) time.textContent = dateIn(t, lang);
+        } catch (e) { /* the server's date stays */ }
+      });
+    }
     var page = pageUrl(container), api = apiBase(container);
     state.url = requestOf(container, page, true);
     state.look = lookOf(container);
@@ -823,8 +858,8 @@
   var watcher = null, WATCHED = {
     childList: true, subtree: true, attributes: true,
     attributeFilter: ["data-tidings-related", "data-url", "data-k", "data-api", "data-personal",
-      "data-new-tab", "data-rel", "data-heading", "data-theme", "href"]
-      .concat(FILTERS.map(attrOf))
+      "data-new-tab", "data-rel", "data-theme", "href"]
+      .concat(FILTERS.map(attrOf), Object.keys(WORDS).map(function (w) { return "data-" + w; }))
   };
   function watch() {
     if (!window.MutationObserver) return;
@@ -873,6 +908,15 @@
     [document.documentElement, document.body].forEach(function (node) {
       if (node) toggles.observe(node, { attributes: true });
     });
+    // A dark mode that is another stylesheet: a <link> or <style> in the head added, removed
+    // or changed (href, media, disabled), and a stylesheet's load (a new href is not in force
+    // until then). Only the page's transitions told of it, and most swaps have none.
+    if (document.head) {
+      toggles.observe(document.head, { attributes: true, childList: true, subtree: true, characterData: true });
+    }
+    document.addEventListener("load", function (event) {
+      if (event.target.localName === "link") retheme();
+    }, true);
     var dark = window.matchMedia && matchMedia("(prefers-color-scheme: dark)");
     if (dark && dark.addEventListener) dark.addEventListener("change", retheme);
     document.addEventListener("transitionend", function (event) {

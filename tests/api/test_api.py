@@ -667,6 +667,27 @@ async def test_widget_fragment_links_other_sites_as_asked(http, stack, shared_da
         "message": "rel: 'opener' is not one of nofollow, sponsored, ugc, noreferrer"}
 
 
+async def test_widget_fragment_speaks_the_publishers_language(http, stack, shared_data):
+    """/v1/widget had no way to change its words: a German publisher's server got "Related
+    stories" in English (widget.js had data-heading at least), and links opening a new tab
+    said nothing of it. Blank is English; a word too long is a 422."""
+    page = (shared_data / "readability-news-pages" / "guardian-1" / "source.html").read_bytes()
+    stack.site.route("/world/2026/worte", body=page, content_type="text/html; charset=utf-8")
+    url = stack.site.url("/world/2026/worte", host="news.example")
+    german = {"url": url, "heading": " Mehr zum Thema ", "by": "Von", "untitled": "Ohne Titel",
+              "new_tab_label": "öffnet in einem neuen Tab", "new_tab": "true"}
+    r = await http.get("/v1/widget", params=german)
+    assert r.status_code == 200, r.text
+    assert '">Mehr zum Thema</h2>' in r.text and "Related stories" not in r.text
+    assert r.text.count('<span class="tdg-sr">öffnet in einem neuen Tab</span></a>') == 4
+    url = stack.records[1]["url"]
+    english = await http.get("/v1/widget", params={"url": url, "heading": "", "by": " "})
+    assert english.text == (await http.get("/v1/widget", params={"url": url})).text
+    assert 'lang="en">Related stories</h2>' in english.text
+    r = await http.get("/v1/widget", params={"url": url, "heading": "x" * 201})
+    assert r.status_code == 422 and "heading" in r.text
+
+
 async def test_every_answer_says_nosniff(http, stack):
     """JSON answers, errors included, had no X-Content-Type-Options (only HTML and widget.js
     did), while their messages echo what the caller sent."""

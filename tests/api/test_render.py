@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from aggregator.canonical import site_key
 from api.render import (
     OtherSiteLinks,
+    Words,
     initials,
     link_rels,
     render_block_html,
@@ -127,7 +128,7 @@ def assert_named_by_its_heading(parsed, html: str, heading: str) -> None:
 def test_two_different_blocks_on_a_page_have_different_heading_ids():
     first = render_block_html({"related": [card()]})
     other = render_block_html({"related": [card(id="s2")]})
-    retitled = render_block_html({"related": [card()]}, heading="More")
+    retitled = render_block_html({"related": [card()]}, words=Words(heading="More"))
     ids = {re.search(r'id="([^"]+)"', html).group(1) for html in (first, other, retitled)}
     assert len(ids) == 3
     assert render_block_html({"related": [card()]}) == first  # cacheable: same block, same HTML
@@ -157,7 +158,7 @@ def test_block_markup_is_accessible_and_complete():
 def test_heading_is_escaped_and_empty_block_renders_nothing():
     assert render_block_html({"related": []}) == ""
     assert render_block_html({}) == ""
-    html = render_block_html({"related": [card()]}, heading='<b>"More"</b>')
+    html = render_block_html({"related": [card()]}, words=Words(heading='<b>"More"</b>'))
     parsed = assert_inert(html)
     assert_named_by_its_heading(parsed, html, '<b>"More"</b>')
     assert '<b>"More"</b>' in parsed.texts
@@ -368,7 +369,7 @@ def test_the_default_heading_says_it_is_english():
     """On a French page a screen reader read "Related stories" with its French voice."""
     assert '<h2 class="tdg-heading" id="' in render_block_html({"related": [card()]})
     assert re.search(r'<h2 [^>]*lang="en">Related stories</h2>', render_block_html({"related": [card()]}))
-    assert "lang=" not in render_block_html({"related": [card()]}, heading="À lire aussi")
+    assert "lang=" not in render_block_html({"related": [card()]}, words=Words(heading="À lire aussi"))
 
 
 @pytest.mark.parametrize("author", ["By Priya Shah", "by Priya Shah", "  BY   Priya Shah"])
@@ -381,3 +382,37 @@ def test_byline_label_is_not_doubled(author):
     # A name that only starts with the letters keeps them.
     assert '<span class="tdg-sr">By Byron Katie</span>' in render_block_html(
         {"related": [card(author="Byron Katie")]})
+
+
+FRENCH = Words(heading="À lire aussi", untitled="Sans titre", by="Par",
+               new_tab_label="s'ouvre dans un nouvel onglet")
+
+
+def test_every_word_of_the_block_is_the_publishers_to_give():
+    """A French page could change the heading only: a story without a title said "Untitled",
+    a byline "By …", whatever the page's language."""
+    block = {"related": [card(title="", author="By Jean Dupont")]}
+    parsed = assert_inert(render_block_html(block, words=FRENCH))
+    assert {"À lire aussi", "Sans titre", "Par Jean Dupont"} <= set(parsed.texts)
+    assert not {"Related stories", "Untitled"} & set(parsed.texts)
+    assert not any(t.startswith("By ") for t in parsed.texts)
+    assert ("span", "lang", "en") not in parsed.attrs and ("h2", "lang", "en") not in parsed.attrs
+    # The English defaults stay, each whole one marked English for a screen reader.
+    english = parse(render_block_html(block))
+    assert {"Related stories", "Untitled", "By Jean Dupont"} <= set(english.texts)
+    assert [tag for tag, name, value in english.attrs if (name, value) == ("lang", "en")] == [
+        "h2", "span"]
+
+
+def test_a_link_opening_a_new_tab_says_so_in_the_pages_language():
+    """target=_blank was not announced: a screen reader user left the article without a word.
+    Links that stay in the tab (the page's own site, or no new_tab) say nothing more."""
+    links = OtherSiteLinks(site_key("https://news.example/page"), True, ())
+    texts = parse(render_block_html(OWN_AND_OTHER, links=links)).texts
+    assert texts.count("opens in a new tab") == 1
+    html = render_block_html(OWN_AND_OTHER, links=links, words=FRENCH)
+    other = html[html.index('href="https://other.example'):]
+    assert re.match(r'[^>]*target="_blank"[^>]*>.*<span class="tdg-sr">s&#x27;ouvre dans un nouvel '
+                    r"onglet</span></a>", other)
+    plain = OtherSiteLinks(site_key("https://news.example/page"), False, ("nofollow",))
+    assert "tdg-sr\">opens" not in render_block_html(OWN_AND_OTHER, links=plain)

@@ -15,11 +15,12 @@ import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urljoin, urlsplit
 
 import httpx
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from aggregator.canonical import canonical_url, site_key
 from api.pages import declared_address
@@ -1991,3 +1992,141 @@ async def test_the_default_heading_is_english_on_any_page(page, widget_api, publ
     lang_js = "c => ['en', 'fr'].filter(l => c.shadowRoot.querySelector('h2').matches(`:lang(${l})`))"
     assert await page.locator("#related").evaluate(lang_js) == ["en"]
     assert await page.locator("#own").evaluate(lang_js) == ["fr"]
+
+
+async def test_every_word_of_the_block_is_the_pages_to_give(page, widget_api, publisher):
+    """A French page could change the heading only: its screen readers heard "By Priya Shah",
+    and a link opening a new tab said nothing of it (the reader left the article without a
+    word). Each word is the container's to give; the English defaults stay, marked English."""
+    french = ('lang="fr" data-heading="À lire aussi" data-by="Par" data-new-tab '
+              "data-new-tab-label=\"s'ouvre dans un nouvel onglet\"")
+    html = host_page(widget_api.base_url, html_attrs='lang="fr"').replace(
+        '<div id="related" data-tidings-related ></div>',
+        f'<div id="related" data-tidings-related {french}></div>'
+        '<div id="english" data-tidings-related data-new-tab></div>')
+    await open_with_block(page, publisher.page("words.html", html))
+    await page.wait_for_selector("#english .tdg-card")
+    french_block, english_block = page.locator("#related"), page.locator("#english")
+    assert await french_block.get_by_role("heading", name="À lire aussi").count() == 1
+    assert "Par Priya Shah, Political correspondent" in await french_block.locator(
+        ".tdg-sr").all_inner_texts()
+    # Only the other site's story (the hostile one's evil.example) opens a new tab, and says so.
+    said = french_block.get_by_role("link", name=re.compile(r"s'ouvre dans un nouvel onglet$"))
+    assert await said.count() == 1 and await said.get_attribute("target") == "_blank"
+    assert "evil.example" in await said.get_attribute("href")
+    assert await english_block.get_by_role("link", name=re.compile(r"opens in a new tab$")).count() == 1
+    lang_js = """c => [...c.shadowRoot.querySelectorAll('.tdg-sr')].map(
+        s => [s.textContent.split(' ')[0], ['en', 'fr'].filter(l => s.matches(`:lang(${l})`))])"""
+    assert {(word, tuple(langs)) for word, langs in await english_block.evaluate(lang_js)} == {
+        ("By", ("fr",)), ("opens", ("en",))}
+    assert page.page_errors == []
+
+
+@contextlib.asynccontextmanager
+async def proxy_under_tidings(widget_api, html: str) -> AsyncIterator[tuple[str, list[str]]]:
+    """A publisher's site serving `html` at /article.html and, as its reverse proxy does, the
+    API under /tidings/: its base URL, and the path of every request it got."""
+    asked: list[str] = []
+
+    async def site(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        if request.path == "/article.html":
+            return web.Response(text=html, content_type="text/html")
+        if not request.path.startswith("/tidings/"):
+            raise web.HTTPNotFound()
+        async with httpx.AsyncClient(base_url=widget_api.base_url, timeout=20) as client:
+            r = await client.request(
+                request.method, request.path_qs.removeprefix("/tidings"), content=await request.read(),
+                headers={"content-type": request.headers.get("content-type", "text/plain")})
+        headers = {k: v for k, v in r.headers.items() if k in ("content-type", "content-security-policy")}
+        return web.Response(status=r.status_code, body=r.content, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", site)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", asked
+    finally:
+        await runner.cleanup()
+
+
+async def test_behind_a_proxy_under_a_path_the_script_finds_its_api(page, widget_api):
+    """A publisher serving Tidings under /tidings/ of its own site (a reverse proxy) had to
+    give every container data-api: the script asked its origin's /v1/related, the site's own
+    404, and no block showed. The API is where the script came from, path and all."""
+    html = host_page("", scripts=["/tidings/widget.js?v=3"])
+    async with proxy_under_tidings(widget_api, html) as (base, asked):
+        cards = await open_with_block(page, f"{base}/article.html")
+        assert await cards.count() == 4
+        reader = await reader_of(page)
+        assert len(await widget_api.stored_events(reader, 4)) == 4  # its impressions came through
+    assert "/tidings/v1/related" in asked and "/tidings/v1/events" in asked
+    assert not [p for p in asked if p.startswith("/v1/")]
+    assert page.page_errors == []
+
+
+async def test_the_demo_page_works_behind_a_proxy_under_a_path(page, widget_api):
+    """/tidings/demo loaded /widget.js and /v1/stories from the site's root (its 404s): no
+    block, and no link to a stored story's demo. Its own URLs are relative now."""
+    async with proxy_under_tidings(widget_api, "") as (base, asked):
+        await open_with_block(page, f"{base}/tidings/demo?url={quote(SEED_URL)}")
+        await page.wait_for_function("!document.getElementById('try').hidden")
+        link = await page.locator("#try-link").get_attribute("href")
+    assert urlsplit(urljoin(f"{base}/tidings/demo", link)).path == "/tidings/demo"
+    assert {"/tidings/widget.js", "/tidings/v1/stories", "/tidings/v1/related"} <= set(asked)
+    assert [p for p in asked if not p.startswith("/tidings/")] == []
+    assert page.page_errors == []
+
+
+async def test_a_page_whose_dark_mode_is_another_stylesheet_gets_a_dark_block(
+        page, widget_api, publisher):
+    """A site switching to dark by swapping its stylesheet (a <link>'s href, an alternate one
+    enabled) kept the block's dark text on its now dark page: only class changes on <html> or
+    <body>, the OS setting and colour transitions were followed, and a swap is none of them."""
+    publisher.asset("light.css", b"body{background:#fff;color:#111}", "text/css")
+    publisher.asset("dark.css", b"body{background:#111;color:#eee}", "text/css")
+    head = f'<link id="theme" rel="stylesheet" href="{publisher.base_url}/light.css">'
+    await open_with_block(page, publisher.page("sheet-swap.html", host_page(
+        widget_api.base_url, head=head)))
+    related = page.locator("#related")
+    theme = "c => c.shadowRoot.querySelector('.tdg-block').dataset.theme"
+
+    async def becomes(expected: str) -> None:
+        for _ in range(100):
+            if await related.evaluate(theme) == expected:
+                return
+            await asyncio.sleep(0.05)
+        assert await related.evaluate(theme) == expected
+
+    assert await related.evaluate(theme) == "light"
+    await page.evaluate(f"document.getElementById('theme').href = '{publisher.base_url}/dark.css'")
+    await becomes("dark")
+    await page.evaluate("document.getElementById('theme').remove()")
+    await becomes("light")
+    await page.evaluate(f"""document.head.insertAdjacentHTML('beforeend',
+        '<link rel="stylesheet" href="{publisher.base_url}/dark.css?alt" disabled>')""")
+    await settle(page)
+    assert await related.evaluate(theme) == "light"
+    await page.evaluate("document.querySelector('link[disabled]').disabled = false")
+    await becomes("dark")
+    assert page.page_errors == []
+
+
+async def test_a_server_block_on_a_french_page_shows_french_dates(page, widget_api, publisher):
+    """The server writes its dates in English ("6 Dec 2026"): a French page read "Dec" under
+    every story once the widget had taken the block in. Now in the container's language."""
+    fragment = await widget_api.fragment(SEED_URL)
+    html = host_page(widget_api.base_url, html_attrs='lang="fr"').replace(
+        '<div id="related" data-tidings-related ></div>',
+        f'<div id="related" data-tidings-related>{fragment}</div>')
+    await page.goto(publisher.page("fragment-fr.html", html))
+    await page.wait_for_function("document.querySelector('#related').shadowRoot")
+    times = await page.locator("#related time").evaluate_all(
+        "ts => ts.map(t => [t.textContent, t.dateTime])")
+    french = await page.evaluate("""ds => ds.map(d => new Date(d).toLocaleDateString(
+        'fr', {day: 'numeric', month: 'short', year: 'numeric'}))""", [when for _, when in times])
+    assert times and [text for text, _ in times] == french
+    assert not any(re.search(r"[A-Z][a-z]{2} \d{4}$", text) for text, _ in times)
+    assert page.page_errors == []

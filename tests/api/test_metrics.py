@@ -230,3 +230,34 @@ def test_block_cache_series_start_at_zero():
     got = samples(text)
     for result in ("hit", "miss"):
         assert got[("tidings_block_cache_total", (("result", result),))] == 0.0
+
+
+async def test_serve_exports_its_own_series_not_the_collectors_at_zero(tmp_path, shared_data):
+    # A `serve` (no collector, no indexer here) exposed tidings_stories_collected_total 0 and
+    # tidings_stories_embedded_total 0: on a dashboard, collection and indexing "stopped". And
+    # tidings_events_total had no series before the first event, so rate() over a fresh
+    # process gave nothing rather than 0.
+    from aggregator.settings import load_settings
+    from api.app import create_app
+    from api.services import build
+    from tests.api.conftest import REPO, start_server
+
+    settings = load_settings(REPO / "config" / "tidings.toml", env={
+        "TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "hash"})
+    svc = await build(settings, serve=True)
+    await svc.corpus.start()
+    port = free_port()
+    server, task = await start_server(create_app(svc), port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
+            got = samples((await http.get("/metrics")).text)
+    finally:
+        server.should_exit = True
+        await task
+        await svc.close()
+    names = {name for name, _ in got}
+    assert not names & {"tidings_stories_collected_total", "tidings_stories_embedded_total",
+                        "tidings_fetches_total"}, sorted(names)
+    for kind in ("impression", "click", "read"):
+        assert got[("tidings_events_total", (("type", kind),))] == 0.0
+    assert got[("tidings_database_up", ())] == 1.0

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
+import re
 import signal
+import subprocess
 import time
 
 import httpx
@@ -16,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aggregator.model import StoryDraft
 from tests.api.conftest import free_port, make_stack, stop_stack
 from tests.api.serveworkers import owner_of_connection, serve_env, start_serve_workers
-from tests.e2e.conftest import stop_group
+from tests.e2e.conftest import REPO, TIDINGS, stop_group
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -240,7 +242,7 @@ async def test_serve_exports_its_own_series_not_the_collectors_at_zero(tmp_path,
     from aggregator.settings import load_settings
     from api.app import create_app
     from api.services import build
-    from tests.api.conftest import REPO, start_server
+    from tests.api.conftest import start_server
 
     settings = load_settings(REPO / "config" / "tidings.toml", env={
         "TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "hash"})
@@ -261,3 +263,32 @@ async def test_serve_exports_its_own_series_not_the_collectors_at_zero(tmp_path,
     for kind in ("impression", "click", "read"):
         assert got[("tidings_events_total", (("type", kind),))] == 0.0
     assert got[("tidings_database_up", ())] == 1.0
+
+
+@pytest.mark.timeout(120)
+async def test_serve_workers_log_lines_say_which_worker_wrote_them(tmp_path):
+    # The N workers of `serve --workers N` write to one stream, and their lines carried no
+    # process id: two workers' `worker.index_loaded`, or errors, could not be told apart.
+    from api.workers import children
+
+    log_path = tmp_path / "serve.log"
+    env = serve_env(tmp_path / "data", TIDINGS_LOG_LEVEL="info")
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen([*TIDINGS, "serve", "--workers", "2", "--port", str(free_port())],
+                                env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log_file,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()[-2000:]
+            loaded = [line for line in log_path.read_text().splitlines() if "worker.index_loaded" in line]
+            if len(loaded) == 2:
+                break
+            await asyncio.sleep(0.2)
+        workers = children(proc.pid)
+    finally:
+        stop_group(proc)
+    assert len(loaded) == 2, log_path.read_text()[-2000:]
+    found = [re.search(r"\[(\d+)\] worker\.index_loaded", line) for line in loaded]
+    assert all(found), loaded
+    assert {int(m[1]) for m in found} == set(workers), (loaded, workers)

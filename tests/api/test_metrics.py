@@ -292,3 +292,34 @@ async def test_serve_workers_log_lines_say_which_worker_wrote_them(tmp_path):
     found = [re.search(r"\[(\d+)\] worker\.index_loaded", line) for line in loaded]
     assert all(found), loaded
     assert {int(m[1]) for m in found} == set(workers), (loaded, workers)
+
+
+async def test_access_log_writes_one_line_per_request_without_the_readers_id(tmp_path, shared_data, caplog):
+    # uvicorn's access log was off and nothing replaced it: an operator had no line per
+    # request to follow a client's errors or a slow route with. `[api] access_log` turns one
+    # on, naming the route (not the path: a forgotten reader's id stayed in the logs).
+    import logging
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=5,
+                                        env={"TIDINGS_API_ACCESS_LOG": "true"})
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            with caplog.at_level(logging.INFO, logger="tidings.access"):
+                assert (await http.get("/healthz")).status_code == 200
+                assert (await http.head("/healthz")).status_code == 200
+                assert (await http.get("/v1/readers/alice-4242/feed")).status_code == 200
+                assert (await http.get("/no/such/path")).status_code == 404
+                sid = (await http.get("/v1/stories?limit=1")).json()["items"][0]["id"]
+                for _ in range(2):  # the second replayed by the fast path, logged all the same
+                    assert (await http.get(f"/v1/stories/{sid}/related")).status_code == 200
+    finally:
+        await stop_stack(st, server, task)
+    lines = [r.getMessage() for r in caplog.records if r.name == "tidings.access"]
+    assert len(lines) == 7, lines
+    assert [line.split(" ms=")[0] for line in lines[5:]] == [
+        "http.request method=GET route=/v1/stories/{id}/related status=200"] * 2
+    assert lines[0].startswith("http.request method=GET route=/healthz status=200 ms=")
+    assert lines[1].startswith("http.request method=HEAD route=/healthz status=200 ms=")
+    assert lines[2].startswith("http.request method=GET route=/v1/readers/{reader}/feed status=200 ")
+    assert lines[3].startswith("http.request method=GET route=unmatched status=404 ")
+    assert "alice-4242" not in caplog.text

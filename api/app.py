@@ -1420,6 +1420,10 @@ def server_config(app, host: str, port: int, **options):
     tests and benchmarks), so all of them answer oversized requests the same way."""
     import uvicorn
 
-    defaults = {"log_level": "warning", "access_log": False,
+    # log_config None: uvicorn's lines (a request's traceback, "Exception in ASGI
+    # application") go through the process's own handler (api.cli.configure_logging), with
+    # its time, level and pid; uvicorn's config gave them a handler of their own that wrote
+    # "ERROR:    Exception in ASGI application" with no time nor process.
+    defaults = {"log_level": "warning", "access_log": False, "log_config": None,
                 "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES}
     return uvicorn.Config(app, host=host, port=port, **{**defaults, **options})

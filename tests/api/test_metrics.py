@@ -323,3 +323,27 @@ async def test_access_log_writes_one_line_per_request_without_the_readers_id(tmp
     assert lines[2].startswith("http.request method=GET route=/v1/readers/{reader}/feed status=200 ")
     assert lines[3].startswith("http.request method=GET route=unmatched status=404 ")
     assert "alice-4242" not in caplog.text
+
+
+async def test_a_requests_traceback_is_logged_through_the_processs_handler(caplog):
+    # uvicorn's logging config gave its loggers a handler of their own: a 500's traceback came
+    # out as "ERROR:    Exception in ASGI application", without the time or the process of
+    # every other line, and beside (not through) the process's handler.
+    import logging
+
+    from tests.api.conftest import start_server
+
+    async def broken(scope, receive, send):
+        raise RuntimeError("a bug in a route")
+
+    port = free_port()
+    with caplog.at_level(logging.WARNING):
+        server, task = await start_server(broken, port)
+        try:
+            async with httpx.AsyncClient(timeout=20) as http:
+                assert (await http.get(f"http://127.0.0.1:{port}/x")).status_code == 500
+        finally:
+            server.should_exit = True
+            await task
+    errors = [r for r in caplog.records if r.name == "uvicorn.error" and r.exc_info]
+    assert errors and "a bug in a route" in caplog.text

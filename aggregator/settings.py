@@ -119,6 +119,7 @@ class ApiSettings:
     public_url: str = ""
     workers: int = _opt(1, lo=1, hi=64)  # `tidings serve` processes (api/workers.py)
     fast_path: bool = True  # replay cached related blocks before FastAPI (api/fastpath.py)
+    access_log: bool = False  # one log line per request (api.app.AccessLog)
 
 
 @dataclass(frozen=True)

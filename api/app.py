@@ -698,7 +698,7 @@ class RequestTiming:
     answered in 63 us, 265 us behind it, 65 us behind this), more than the block cache's lookup.
     """
 
-    def __init__(self, app, metrics: Metrics, routes=()):
+    def __init__(self, app, metrics: Metrics | None = None, routes=()):
         self.app, self.metrics, self.routes = app, metrics, routes
 
     async def __call__(self, scope, receive, send):
@@ -717,9 +717,25 @@ class RequestTiming:
             await self.app(scope, receive, noting_status)
         finally:
             # The router writes the matched route into this same scope dict.
-            route = route_label(scope, self.routes)
-            self.metrics.requests.labels(route, method_label(scope["method"]), str(status)).observe(
-                time.perf_counter() - t0)
+            self.observe(route_label(scope, self.routes), method_label(scope["method"]), status,
+                         time.perf_counter() - t0)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.metrics.requests.labels(route, method, str(status)).observe(seconds)
+
+
+access_log = logging.getLogger("tidings.access")
+
+
+class AccessLog(RequestTiming):
+    """ASGI middleware (`[api] access_log`): one line per request, as the outermost layer, so
+    the fast path's replays are logged too. uvicorn's own access log stays off: it wrote the
+    path and the client's address (a reader's id, which a forgotten reader's log kept), not
+    the time taken, in a format of its own."""
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        access_log.info("http.request method=%s route=%s status=%d ms=%.1f", method, route, status,
+                        seconds * 1000)
 
 
 class DatabaseCallLimit:
@@ -1347,6 +1363,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     # Outermost of all: a HEAD reaches the fast path, the routes and CORS as the GET it mirrors.
     app.add_middleware(HeadAsGet)
+    if api.access_log:  # outside HeadAsGet: a HEAD is logged as one
+        app.add_middleware(AccessLog, routes=app.routes)
 
     app.state.require_key = require_key
     app.state.limiter = limiter
@@ -1426,6 +1444,10 @@ def server_config(app, host: str, port: int, **options):
     tests and benchmarks), so all of them answer oversized requests the same way."""
     import uvicorn
 
-    defaults = {"log_level": "warning", "access_log": False,
+    # log_config None: uvicorn's lines (a request's traceback, "Exception in ASGI
+    # application") go through the process's own handler (api.cli.configure_logging), with
+    # its time, level and pid; uvicorn's config gave them a handler of their own that wrote
+    # "ERROR:    Exception in ASGI application" with no time nor process.
+    defaults = {"log_level": "warning", "access_log": False, "log_config": None,
                 "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES}
     return uvicorn.Config(app, host=host, port=port, **{**defaults, **options})

@@ -381,7 +381,9 @@ def _settings(args):
 def configure_logging(settings) -> None:
     """Also called in each `serve --workers` process (api/workers.py), a fresh interpreter."""
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # The process id beside the logger's name (syslog's `name[pid]`): the N workers of
+    # `serve --workers N` write to one stream, and their lines could not be told apart.
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s")
     # Third-party chatter (per-request logs, model loading) stays at warning.
     # APScheduler says "skipped: maximum number of running instances reached" at every tick
     # that comes while the last one runs (each second for `follow`): a slow tick is normal,

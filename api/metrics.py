@@ -21,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from aggregator.store import database_unavailable, other_recipe_leads
+from aggregator.store import EVENT_TYPES, database_unavailable, other_recipe_leads
 from api import jobhealth
 
 if TYPE_CHECKING:
@@ -38,27 +38,35 @@ def _gauge(name: str, doc: str, labels=(), *, registry: CollectorRegistry) -> Ga
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, api: bool = True) -> None:
+        """`api`: the process serves the API (its requests, events and related blocks are
+        counted); a collector's or indexer's own listener (api.opslistener) does not."""
         self.registry = CollectorRegistry()
+        self.api = api
         r = self.registry
         # Whether this process writes its values to the shared folder: chosen by
         # prometheus_client at import, from the environment of that time.
         shared = values.ValueClass is not values.MutexValue
         self.shared_folder: str | None = os.environ.get(MULTIPROC_ENV) if shared else None
+        # Registered with the API's series below; a listener without them never counts these.
         self.requests = Histogram(
             "tidings_request_seconds", "HTTP request latency by route", ["route", "method", "status"],
-            registry=r, buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=None, buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.fetches = Counter("tidings_fetches_total", "Source fetches", ["source", "outcome"], registry=r)
-        self.stories_collected = Counter("tidings_stories_collected_total", "New stories stored", registry=r)
-        self.embedded = Counter("tidings_stories_embedded_total", "Stories embedded", registry=r)
+        # The collector's and the indexer's counters are made by `watch`, in the processes that
+        # run them: a `serve` exposed `tidings_stories_collected_total 0` and
+        # `tidings_stories_embedded_total 0`, which a dashboard summing the cluster's
+        # processes, or looking at the wrong one, reads as collection or indexing stopped.
+        self.fetches: Counter | None = None
+        self.stories_collected: Counter | None = None
+        self.embedded: Counter | None = None
         self.index_size = _gauge("tidings_index_size", "Vectors in this process's index", registry=r)
         self.backlog = _gauge("tidings_embedding_backlog", "Stories waiting for a vector", registry=r)
         self.recipe_current = _gauge(
             "tidings_embedding_recipe_current",
             "0 while the database's stories are embedded with another recipe than this process's "
             "(its index misses them), else 1", registry=r)
-        self.events = Counter("tidings_events_total", "Reader events accepted", ["type"], registry=r)
+        self.events = Counter("tidings_events_total", "Reader events accepted", ["type"], registry=None)
         self.database_up = _gauge("tidings_database_up",
                                   "1 when the last scrape read the database, 0 when it was away", registry=r)
         self.stories_total = _gauge("tidings_stories", "Stories stored (linked copies included)", registry=r)
@@ -76,11 +84,17 @@ class Metrics:
         self.job_stuck = Gauge("tidings_job_stuck", "1 while a scheduled job's tick under way "
                                "has run far longer than its job's ticks should", ["job"],
                                registry=r, multiprocess_mode="livemax")
-        self.block_cache = Counter("tidings_block_cache_total", "Related block cache", ["result"], registry=r)
-        # Both series from the start, at 0: a hit-rate query over a fresh process (no miss yet,
-        # or no hit) returned nothing instead of a rate.
-        for result in ("hit", "miss"):
-            self.block_cache.labels(result)
+        self.block_cache = Counter("tidings_block_cache_total", "Related block cache", ["result"], registry=None)
+        if api:
+            for series in (self.requests, self.events, self.block_cache):
+                r.register(series)
+            # Every known label's series from the start, at 0: a rate or ratio over a fresh
+            # process (no miss yet, no click yet) returned nothing instead of 0, and `rate()`
+            # misses the first increase of a series that appears with it.
+            for result in ("hit", "miss"):
+                self.block_cache.labels(result)
+            for kind in EVENT_TYPES:
+                self.events.labels(kind)
 
     def exposition(self) -> bytes:
         """The text a scrape gets: this app's registry, or every worker's when the process is
@@ -94,12 +108,17 @@ class Metrics:
 
     def watch(self, svc: Services) -> None:
         """Count what the process's collector, indexer and jobs do from now on. Series of parts
-        it lacks (only a process serving no API lacks them) are left out: in a collector, the
-        index size and the embedding gauges would read 0, and
-        `tidings_embedding_recipe_current 0` is an alert."""
+        it lacks are left out, not shown at 0: in a collector, the index size and the embedding
+        gauges would read 0, and `tidings_embedding_recipe_current 0` is an alert; in a
+        `serve`, the collector's and indexer's counters would read as stopped."""
+        r = self.registry
         if svc.collector is not None:
+            self.fetches = Counter("tidings_fetches_total", "Source fetches", ["source", "outcome"], registry=r)
+            self.stories_collected = Counter("tidings_stories_collected_total", "New stories stored",
+                                             registry=r)
             svc.collector.listeners.append(self.observe_source)
         if svc.indexer is not None:
+            self.embedded = Counter("tidings_stories_embedded_total", "Stories embedded", registry=r)
             svc.indexer.listeners.append(self.embedded.inc)
         svc.jobs.listeners.append(self.observe_job)
         if svc.corpus is None:
@@ -107,7 +126,7 @@ class Metrics:
         if svc.embedder is None:
             self.registry.unregister(self.backlog)
             self.registry.unregister(self.recipe_current)
-        if svc.related is None:
+        if self.api and svc.related is None:
             self.registry.unregister(self.block_cache)
 
     async def scrape(self, svc: Services) -> bytes:

@@ -26,7 +26,7 @@ log = logging.getLogger("tidings.run")
 class OpsListener:
     def __init__(self, svc: Services, roles: list[str]):
         """Counting starts here: make it before the jobs tick."""
-        self.metrics = Metrics()
+        self.metrics = Metrics(api=False)
         self.metrics.watch(svc)
         self.svc, self.roles = svc, roles
         self.runner: web.AppRunner | None = None

@@ -87,10 +87,16 @@ class SourcesWatcher:
             self.mtime = None
             raise
         if self.invalid:
-            log.info("sources.valid again file=%s, %d sources: %s", self.path, len(specs), changes)
+            log.info("sources.valid again file=%s sources=%d %s", self.path, len(specs), fields(changes))
             self.invalid = False
         elif any(changes.values()):
-            log.info("sources.synced %s", changes)
+            log.info("sources.synced %s", fields(changes))
+
+
+def fields(info: dict) -> str:
+    """A dict as a log line's `key=value` fields, as every other line writes them: printed as
+    a dict (`{'added': 1, 'changed': 0}`), a line matched no `added=` or `indexed=` search."""
+    return " ".join(f"{key}={value}" for key, value in info.items())
 
 
 async def reload_weights(svc: Services) -> None:
@@ -362,7 +368,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         workers_started = asyncio.create_task(_guard("collect.parse_workers", svc.collector.start))
     if svc.corpus is not None:
         info = await svc.corpus.start()
-        log.info("index.loaded %s", info)
+        log.info("index.loaded %s", fields(info))
     settle_heap()
     sched = AsyncIOScheduler(timezone=UTC)
 

@@ -27,8 +27,11 @@ def stats_period(now: datetime, days: int) -> tuple[datetime, datetime]:
 
 
 def ctr(clicks: int, impressions: int) -> float | None:
-    """Clicks per impression, rounded; None without impressions."""
-    return round(clicks / impressions, CTR_DIGITS) if impressions else None
+    """The share of impressions clicked, rounded; None without impressions. At most 1: the
+    widget counts a story once per page view but every click on it (a reader opening it in
+    two tabs), and a reader's app sends clicks without impressions, so a story could show
+    "1200.00%". The clicks themselves are reported whole beside it."""
+    return round(min(clicks, impressions) / impressions, CTR_DIGITS) if impressions else None
 
 
 def _days_of(since: datetime, until: datetime) -> list[date]:

@@ -104,6 +104,7 @@ class WorkerApp:
             RETENTION_TICK_S,
             WEIGHTS_CHECK_S,
             count_skipped,
+            fields,
             reload_weights,
             retention,
             schedule,
@@ -118,7 +119,7 @@ class WorkerApp:
         svc = await build(settings, serve=True, mmap=True)
         self._svc = svc
         info = await svc.corpus.start()
-        log.info("worker.index_loaded mapped=%s %s", getattr(svc.corpus.vindex, "mmapped", False), info)
+        log.info("worker.index_loaded mapped=%s %s", getattr(svc.corpus.vindex, "mmapped", False), fields(info))
         settle_heap()
         sched = AsyncIOScheduler(timezone=UTC)
         schedule(sched, svc.jobs, "follow", svc.corpus.follow, min(settings.index.tick_s, 1.0))
@@ -262,8 +263,10 @@ def _exit_when_orphaned(parent: int, every_s: float = 0.5) -> None:
 async def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     import asyncio
 
+    from api.runner import fields
+
     info = await asyncio.to_thread(prepare_for_workers, settings)
-    log.info("index.saved_for_workers %s", info)
+    log.info("index.saved_for_workers %s", fields(info))
     # The supervisor only waits on its workers from here: nothing else runs on this loop, so
     # blocking it is harmless, and uvicorn's supervisor needs the main thread for signals.
     serve_workers(settings, host, port, workers)

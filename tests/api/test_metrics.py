@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
+import re
 import signal
+import subprocess
 import time
 
 import httpx
@@ -16,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aggregator.model import StoryDraft
 from tests.api.conftest import free_port, make_stack, stop_stack
 from tests.api.serveworkers import owner_of_connection, serve_env, start_serve_workers
-from tests.e2e.conftest import stop_group
+from tests.e2e.conftest import REPO, TIDINGS, stop_group
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -230,3 +232,118 @@ def test_block_cache_series_start_at_zero():
     got = samples(text)
     for result in ("hit", "miss"):
         assert got[("tidings_block_cache_total", (("result", result),))] == 0.0
+
+
+async def test_serve_exports_its_own_series_not_the_collectors_at_zero(tmp_path, shared_data):
+    # A `serve` (no collector, no indexer here) exposed tidings_stories_collected_total 0 and
+    # tidings_stories_embedded_total 0: on a dashboard, collection and indexing "stopped". And
+    # tidings_events_total had no series before the first event, so rate() over a fresh
+    # process gave nothing rather than 0.
+    from aggregator.settings import load_settings
+    from api.app import create_app
+    from api.services import build
+    from tests.api.conftest import start_server
+
+    settings = load_settings(REPO / "config" / "tidings.toml", env={
+        "TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "hash"})
+    svc = await build(settings, serve=True)
+    await svc.corpus.start()
+    port = free_port()
+    server, task = await start_server(create_app(svc), port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
+            got = samples((await http.get("/metrics")).text)
+    finally:
+        server.should_exit = True
+        await task
+        await svc.close()
+    names = {name for name, _ in got}
+    assert not names & {"tidings_stories_collected_total", "tidings_stories_embedded_total",
+                        "tidings_fetches_total"}, sorted(names)
+    for kind in ("impression", "click", "read"):
+        assert got[("tidings_events_total", (("type", kind),))] == 0.0
+    assert got[("tidings_database_up", ())] == 1.0
+
+
+@pytest.mark.timeout(120)
+async def test_serve_workers_log_lines_say_which_worker_wrote_them(tmp_path):
+    # The N workers of `serve --workers N` write to one stream, and their lines carried no
+    # process id: two workers' `worker.index_loaded`, or errors, could not be told apart.
+    from api.workers import children
+
+    log_path = tmp_path / "serve.log"
+    env = serve_env(tmp_path / "data", TIDINGS_LOG_LEVEL="info")
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen([*TIDINGS, "serve", "--workers", "2", "--port", str(free_port())],
+                                env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log_file,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()[-2000:]
+            loaded = [line for line in log_path.read_text().splitlines() if "worker.index_loaded" in line]
+            if len(loaded) == 2:
+                break
+            await asyncio.sleep(0.2)
+        workers = children(proc.pid)
+    finally:
+        stop_group(proc)
+    assert len(loaded) == 2, log_path.read_text()[-2000:]
+    found = [re.search(r"\[(\d+)\] worker\.index_loaded", line) for line in loaded]
+    assert all(found), loaded
+    assert {int(m[1]) for m in found} == set(workers), (loaded, workers)
+
+
+async def test_access_log_writes_one_line_per_request_without_the_readers_id(tmp_path, shared_data, caplog):
+    # uvicorn's access log was off and nothing replaced it: an operator had no line per
+    # request to follow a client's errors or a slow route with. `[api] access_log` turns one
+    # on, naming the route (not the path: a forgotten reader's id stayed in the logs).
+    import logging
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=5,
+                                        env={"TIDINGS_API_ACCESS_LOG": "true"})
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            with caplog.at_level(logging.INFO, logger="tidings.access"):
+                assert (await http.get("/healthz")).status_code == 200
+                assert (await http.head("/healthz")).status_code == 200
+                assert (await http.get("/v1/readers/alice-4242/feed")).status_code == 200
+                assert (await http.get("/no/such/path")).status_code == 404
+                sid = (await http.get("/v1/stories?limit=1")).json()["items"][0]["id"]
+                for _ in range(2):  # the second replayed by the fast path, logged all the same
+                    assert (await http.get(f"/v1/stories/{sid}/related")).status_code == 200
+    finally:
+        await stop_stack(st, server, task)
+    lines = [r.getMessage() for r in caplog.records if r.name == "tidings.access"]
+    assert len(lines) == 7, lines
+    assert [line.split(" ms=")[0] for line in lines[5:]] == [
+        "http.request method=GET route=/v1/stories/{id}/related status=200"] * 2
+    assert lines[0].startswith("http.request method=GET route=/healthz status=200 ms=")
+    assert lines[1].startswith("http.request method=HEAD route=/healthz status=200 ms=")
+    assert lines[2].startswith("http.request method=GET route=/v1/readers/{reader}/feed status=200 ")
+    assert lines[3].startswith("http.request method=GET route=unmatched status=404 ")
+    assert "alice-4242" not in caplog.text
+
+
+async def test_a_requests_traceback_is_logged_through_the_processs_handler(caplog):
+    # uvicorn's logging config gave its loggers a handler of their own: a 500's traceback came
+    # out as "ERROR:    Exception in ASGI application", without the time or the process of
+    # every other line, and beside (not through) the process's handler.
+    import logging
+
+    from tests.api.conftest import start_server
+
+    async def broken(scope, receive, send):
+        raise RuntimeError("a bug in a route")
+
+    port = free_port()
+    with caplog.at_level(logging.WARNING):
+        server, task = await start_server(broken, port)
+        try:
+            async with httpx.AsyncClient(timeout=20) as http:
+                assert (await http.get(f"http://127.0.0.1:{port}/x")).status_code == 500
+        finally:
+            server.should_exit = True
+            await task
+    errors = [r for r in caplog.records if r.name == "uvicorn.error" and r.exc_info]
+    assert errors and "a bug in a route" in caplog.text

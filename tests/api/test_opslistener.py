@@ -73,7 +73,7 @@ async def test_a_collector_and_an_indexer_answer_healthz_and_metrics(tmp_path, m
                 # A collector has no index nor recipe: no gauges of them at 0 to alert on.
                 assert not {name for name, _ in got} & {
                     "tidings_embedding_recipe_current", "tidings_embedding_backlog", "tidings_index_size",
-                    "tidings_block_cache_total"}
+                    "tidings_block_cache_total", "tidings_stories_embedded_total", "tidings_events_total"}
 
                 async def embedded():
                     got = await scrape(indexer)
@@ -81,6 +81,9 @@ async def test_a_collector_and_an_indexer_answer_healthz_and_metrics(tmp_path, m
 
                 got = await _until(embedded, "the indexer's counters")
                 assert got[("tidings_embedding_recipe_current", ())] == 1
+                # Nor the collector's counters at 0 in an indexer: "collection stopped".
+                assert not {name for name, _ in got} & {"tidings_stories_collected_total",
+                                                        "tidings_fetches_total"}
                 assert got[("tidings_job_ticks_total", (("job", "index"), ("outcome", "ok")))] >= 1
 
                 async def searchable():  # the index follows the vectors a moment later

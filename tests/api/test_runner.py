@@ -166,8 +166,17 @@ async def test_a_collecting_process_does_not_start_on_a_bad_sources_file(tmp_pat
             os.utime(sources, (1e9, 1e9))  # another time than the broken one's
             caplog.clear()
             await watcher.check()
-            assert "sources.valid again" in caplog.text and "1 sources" in caplog.text
+            # key=value fields, as every other line: a dict printed in the line matched no
+            # `added=` search.
+            assert "sources.valid again" in caplog.text and "sources=1 added=1 changed=0" in caplog.text
             assert [s.name for s in await svc.store.list_sources()] == ["a"]
+            sources.write_text('[[source]]\nname = "a"\nurl = "https://a.example/f"\ncategory = "c"\n'
+                               'interval = "1h"\n[[source]]\nname = "b"\nurl = "https://b.example/f"\ncategory = "c"\n',
+                               encoding="utf-8")
+            os.utime(sources, (2e9, 2e9))
+            caplog.clear()
+            await watcher.check()
+            assert "sources.synced added=1 changed=0 retired=0 adopted=0" in caplog.text, caplog.text
     finally:
         await svc.close()
 

@@ -48,6 +48,22 @@ def test_the_report_fills_quiet_days_with_zeros_and_has_no_rate_without_impressi
     assert ctr(1, 3) == 0.3333 and ctr(5, 0) is None
 
 
+def test_a_rate_never_exceeds_every_impression_clicked():
+    # A story shown once and clicked three times (two tabs, or clicks from a reader's app,
+    # which sends no impression) read "300.00%" in `tidings stats` and 3.0 in /v1/stats.
+    from api.cli import stats_text
+
+    since, until = datetime(2026, 11, 26, tzinfo=UTC), datetime(2026, 11, 26, 9, tzinfo=UTC)
+    counts = WidgetCounts(days=[("2026-11-26", 1, 3, 0)], sites=[("news.example", 1, 3)],
+                          stories=[StoryCounts(7, "T", "https://news.example/t", "news.example", 1, 3)],
+                          pages=[("https://pub.example/a", 1, 3)])
+    r = stats_report(counts, since, until)
+    assert r["total"] == {"impressions": 1, "clicks": 3, "reads": 0, "ctr": 1.0}  # clicks whole
+    assert [row["ctr"] for key in ("days", "sites", "stories", "pages") for row in r[key]] == [1.0] * 4
+    text = stats_text(r)
+    assert "100.00%" in text and "300.00%" not in text
+
+
 # ------------------------------------------------------------ HTTP
 
 

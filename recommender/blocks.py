@@ -138,6 +138,14 @@ def declared_elsewhere(declared: str, canonical: str) -> str:
     return "" if declared in (canonical, *url_variants(canonical)) else declared
 
 
+@dataclass
+class SharedRead:
+    """A page's fetch and read under way, and how many callers wait for it."""
+
+    task: asyncio.Task
+    waiting: int = 0
+
+
 class TTLCache:
     """A small LRU with expiry for pages read on the spot."""
 
@@ -195,7 +203,7 @@ class RelatedService:
         self.source_weights = SourceWeights.of(source_weights)
         self.default_max_age_days = default_max_age_days
         self.clock = clock
-        self._inflight: dict[str, asyncio.Future] = {}
+        self._inflight: dict[str, SharedRead] = {}
         self._fetcher = None  # made from fetcher_factory on first use (_shared_fetcher)
         self._fetcher_made = asyncio.Lock()
 
@@ -316,26 +324,39 @@ class RelatedService:
             # The same error, so the caller gets the same answer; its old traceback dropped,
             # or each raise would chain another onto it.
             raise failed.with_traceback(None)  # type: ignore[union-attr]
-        pending = self._inflight.get(url)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        if before_fetch is not None:
-            before_fetch()
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._inflight[url] = fut
+        shared = self._inflight.get(url)
+        if shared is None:
+            if before_fetch is not None:
+                before_fetch()
+            # The fetch is a task of its own, not the first caller's: that caller cancelled
+            # (its client gone, the server stopping), every other caller waiting for the page
+            # got its CancelledError. Now only the last caller to go stops it: a page
+            # nobody waits for is not fetched and read for no one.
+            shared = self._inflight[url] = SharedRead(
+                asyncio.create_task(self._read_once(url, canonical)))
+        shared.waiting += 1
+        try:
+            return await asyncio.shield(shared.task)
+        finally:
+            shared.waiting -= 1
+            if not shared.waiting and not shared.task.done():
+                shared.task.cancel()
+                if self._inflight.get(url) is shared:  # the next caller starts a fetch anew
+                    del self._inflight[url]
+
+    async def _read_once(self, url: str, canonical: str) -> Article:
+        """`read_page`'s fetch, shared by the callers of `url`: the page kept, or its failure."""
         try:
             art = await self._fetch_article(url, canonical)
-            self.pages.put(canonical, art)
-            fut.set_result(art)
-            return art
-        except BaseException as e:
-            if isinstance(e, (FetchError, BadArticle)):  # the page's failure, not a bug of ours
-                self.failures.put(url, e, failure_ttl_s(e, self.url_cache_s))
-            fut.set_exception(e)
-            fut.exception()  # mark retrieved: waiters re-raise it, nobody logs it twice
+        except (FetchError, BadArticle) as e:  # the page's failure, not a bug of ours
+            self.failures.put(url, e, failure_ttl_s(e, self.url_cache_s))
             raise
         finally:
-            self._inflight.pop(url, None)
+            shared = self._inflight.get(url)
+            if shared is not None and shared.task is asyncio.current_task():
+                del self._inflight[url]
+        self.pages.put(canonical, art)
+        return art
 
     async def _shared_fetcher(self):
         """The one fetcher of every caller's page, made on first use (in the serving loop, which

@@ -543,6 +543,31 @@ async def test_caller_pages_are_read_one_at_a_time(stack, monkeypatch):
     assert peak[0] == 1
 
 
+async def test_a_caller_that_goes_away_leaves_the_page_to_those_waiting_for_it(stack, shared_data):
+    """Requests for one page share its fetch. The fetch ran in the first request's task: when
+    that request was cancelled (its client gone, a server stopping), every other request
+    waiting for the page got the CancelledError, which is no answer at all. The fetch is
+    its own task now, given up only when no request waits for it any more."""
+    from aggregator.canonical import canonical_url
+
+    page = (shared_data / "readability-news-pages" / "guardian-1" / "source.html").read_bytes()
+    route = stack.site.route("/world/2026/left-early", body=page, delay_s=0.5,
+                             content_type="text/html; charset=utf-8")
+    url = stack.site.url("/world/2026/left-early", host="news.example")
+    related = stack.svc.related
+    first = asyncio.create_task(related.read_page(url, canonical_url(url)))
+    while not route.hits:  # the first request's fetch is under way
+        await asyncio.sleep(0.01)
+    second = asyncio.create_task(related.read_page(url, canonical_url(url)))
+    await asyncio.sleep(0)  # the second waits for the first's fetch
+    first.cancel()
+    article = await second
+    assert article.title and route.hits == 1
+    assert first.cancelled()
+    # The page was kept: a later caller is answered without fetching it again.
+    assert (await related.read_page(url, canonical_url(url))) == article and route.hits == 1
+
+
 async def test_a_caller_page_past_its_read_time_is_refused_and_remembered(tmp_path, shared_data):
     """Reading a page had no time limit: a 3 MB page of paragraphs held the page reader
     (every caller's page behind it) for ~3-7 s, as often as callers asked for it. Now it is

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import idna
 
@@ -134,7 +134,7 @@ def canonical_url(url: str, base: str | None = None) -> str:
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise ValueError(f"not an http(s) URL: {url[:80]!r}")
-    host = _normalize_host(parts.hostname or "")
+    host = _normalize_host(_written_host(parts))
     port = parts.port  # raises ValueError when out of range or not a number
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     path = _remove_dot_segments(_normalize_escapes(parts.path)) or "/"
@@ -207,15 +207,16 @@ def site_key(site: str) -> str:
     form canonical URLs, and so the stored sites, have."""
     s = site.strip(_ASCII_SPACE)
     if "://" in s:
-        s = site_of(s) or s
-    s = s.lower().rstrip(".")
+        try:
+            s = _written_host(urlsplit(s)) or s
+        except ValueError:  # a bad IPv6 literal
+            pass
+    try:
+        s = lower_host(s)
+    except UnicodeError:  # not a host name: compared as written, without case
+        s = s.lower().rstrip(".")
     while s.startswith("www."):  # all of them: a stored "www.x" (from "www.www.x") is "x" too
         s = s[4:]
-    if not s.isascii():
-        try:
-            s = ascii_host(s)
-        except UnicodeError:  # not a host name: compared as written, without case
-            pass
     return s
 
 
@@ -230,6 +231,25 @@ def ascii_host(host: str) -> str:
         return idna.encode(host, uts46=True).decode("ascii")
     except UnicodeError:  # idna.IDNAError is one
         return host.encode("idna").decode("ascii")
+
+
+def lower_host(host: str) -> str:
+    """A host name in lower case, as the fetcher spells it (`ascii_host`), without its
+    trailing dot. A non-ASCII name is lowered by IDNA's own mapping, never by str.lower():
+    that one makes a capital sigma before a hyphen or a digit a final sigma ("ΑΣ-1" is
+    "ας-1"), which IDNA keeps as another letter, so the URL named another domain than the one
+    fetched ("ασ-1"). The dots IDNA maps ("．", "。") are dots: a name ending in one has
+    a trailing dot, dropped as "." is. UnicodeError when IDNA refuses the name."""
+    if not host.isascii():
+        host = ascii_host(host)
+    return host.lower().rstrip(".")
+
+
+def _written_host(parts: SplitResult) -> str:
+    """The host of `parts` as written: `hostname` has it through str.lower() (`lower_host`
+    says why that is wrong for IDN names). An IPv6 literal is ASCII: `hostname` has it."""
+    host = parts.netloc.rpartition("@")[2]
+    return parts.hostname or "" if host.startswith("[") else host.partition(":")[0]
 
 
 def is_tracking_param(name: str, host: str = "") -> bool:
@@ -260,16 +280,15 @@ def _site_rules(host: str) -> tuple[frozenset[str], tuple[str, ...]]:
 
 
 def _normalize_host(host: str) -> str:
-    host = host.lower().rstrip(".")
-    if not host:
-        raise ValueError("URL has no host")
     if ":" in host:  # IPv6 literal (urlsplit dropped the brackets)
-        host = f"[{host}]"
-    elif not host.isascii():
+        host = f"[{host.lower()}]"
+    else:
         try:
-            host = ascii_host(host)
+            host = lower_host(host)
         except UnicodeError as e:
             raise ValueError(f"bad host name {host!r}") from e
+    if not host:
+        raise ValueError("URL has no host")
     if not _HOST_OK.match(host) or ".." in host or host.startswith("."):
         raise ValueError(f"bad host name {host!r}")
     return host

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from aggregator.canonical import ascii_host
+from aggregator.canonical import lower_host
 from aggregator.errors import BlockedAddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -179,13 +179,10 @@ def _normalize_host(host: str) -> str:
     """A host as the URLs checked spell it (yarl's raw host): lower case, no trailing dot,
     a non-ASCII name as punycode. Kept in Unicode, an operator's "intranät.example" (or a
     source's feed on it) never matched its own URLs, whose hosts come as "xn--…"."""
-    host = host.strip().lower().rstrip(".")
-    if not host.isascii():
-        try:
-            host = ascii_host(host)
-        except UnicodeError:
-            pass  # no host name: it matches nothing, as before
-    return host
+    try:
+        return lower_host(host.strip())
+    except UnicodeError:
+        return host.strip().lower().rstrip(".")  # no host name: it matches nothing, as before
 
 
 @dataclass(frozen=True)

@@ -1130,10 +1130,12 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         with fetch_charge(request) as charge:
             if reader:
                 return await guarded(lambda: personal(
-                    reader, kk, lambda n: rel.for_url(url, k=n, filters=f, before_fetch=charge)))
+                    reader, kk, lambda n: rel.for_url(url, k=n, filters=f, before_fetch=charge,
+                                                      client=client_of(request))))
             return await guarded(lambda: cached_block(
                 request, ("url", url, kk, f),
-                lambda: rel.for_url(url, k=kk, filters=f, before_fetch=charge)))
+                lambda: rel.for_url(url, k=kk, filters=f, before_fetch=charge,
+                                    client=client_of(request))))
 
     async def related_text(request: Request, body: RelatedRequest, query: BlockFilters,
                            reader: ReaderQuery = None):
@@ -1228,7 +1230,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
             metrics.block_cache.labels("miss").inc()
             with fetch_charge(request) as charge:
                 block = await guarded(lambda: rel.for_url(url, k=kk, filters=f,
-                                                          before_fetch=charge))
+                                                          before_fetch=charge,
+                                                          client=client_of(request)))
             hit = cache.put_block(key, render_block_html(block_json(block), words=words, links=links).encode(),
                                   ranked_at(block), block.reach)
         else:

@@ -10,9 +10,10 @@ its per-host cap holds across them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -138,6 +139,14 @@ def declared_elsewhere(declared: str, canonical: str) -> str:
     return "" if declared in (canonical, *url_variants(canonical)) else declared
 
 
+@dataclass
+class SharedRead:
+    """A page's fetch and read under way, and how many callers wait for it."""
+
+    task: asyncio.Task
+    waiting: int = 0
+
+
 class TTLCache:
     """A small LRU with expiry for pages read on the spot."""
 
@@ -195,7 +204,8 @@ class RelatedService:
         self.source_weights = SourceWeights.of(source_weights)
         self.default_max_age_days = default_max_age_days
         self.clock = clock
-        self._inflight: dict[str, asyncio.Future] = {}
+        self._inflight: dict[str, SharedRead] = {}
+        self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # by client (`_turn`)
         self._fetcher = None  # made from fetcher_factory on first use (_shared_fetcher)
         self._fetcher_made = asyncio.Lock()
 
@@ -263,9 +273,10 @@ class RelatedService:
         return Block(block.article, rows, block.took_ms, block.version, block.reach)
 
     async def for_url(self, url: str, *, k: int, filters: Filters,
-                      before_fetch: Callable[[], None] | None = None) -> Block:
+                      before_fetch: Callable[[], None] | None = None, client: str = "") -> Block:
         """`before_fetch` is called (and may raise) only when the page is really to be fetched:
-        not for a stored story, a page read lately, or a fetch already under way."""
+        not for a stored story, a page read lately, or a fetch already under way. `client`
+        names the caller whose turn a page fetched for it takes in the page reader."""
         canonical = canonical_url(url)  # ValueError for junk: the API answers 400
         stored = await self.stored_at(canonical)
         if stored is None:
@@ -273,7 +284,7 @@ class RelatedService:
             # summary and image went out as the article of a block the caller asked by its URL
             # (fetched afresh, or from the page cache of a read before the takedown).
             await self.refuse_taken_down(canonical)
-            art = await self.read_page(url, canonical, before_fetch)
+            art = await self.read_page(url, canonical, before_fetch, client)
             # An AMP, mobile or share-link spelling of a collected story names the story's
             # address: its block is the stored story's (its vector, its copies), not one of a
             # fresh read. Looked up at each call, not kept with the page: a story collected
@@ -300,7 +311,8 @@ class RelatedService:
         return await self.store.get_story_by_any_spelling(canonical)
 
     async def read_page(self, url: str, canonical: str,
-                        before_fetch: Callable[[], None] | None = None) -> Article:
+                        before_fetch: Callable[[], None] | None = None,
+                        client: str = "") -> Article:
         """Fetch and read a page once, however many requests ask for it at the same time.
 
         A page read is kept under its canonical URL (every spelling of it reads the same
@@ -316,26 +328,39 @@ class RelatedService:
             # The same error, so the caller gets the same answer; its old traceback dropped,
             # or each raise would chain another onto it.
             raise failed.with_traceback(None)  # type: ignore[union-attr]
-        pending = self._inflight.get(url)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        if before_fetch is not None:
-            before_fetch()
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._inflight[url] = fut
+        shared = self._inflight.get(url)
+        if shared is None:
+            if before_fetch is not None:
+                before_fetch()
+            # The fetch is a task of its own, not the first caller's: that caller cancelled
+            # (its client gone, the server stopping), every other caller waiting for the page
+            # got its CancelledError. Now only the last caller to go stops it: a page
+            # nobody waits for is not fetched and read for no one.
+            shared = self._inflight[url] = SharedRead(
+                asyncio.create_task(self._read_once(url, canonical, client)))
+        shared.waiting += 1
         try:
-            art = await self._fetch_article(url, canonical)
-            self.pages.put(canonical, art)
-            fut.set_result(art)
-            return art
-        except BaseException as e:
-            if isinstance(e, (FetchError, BadArticle)):  # the page's failure, not a bug of ours
-                self.failures.put(url, e, failure_ttl_s(e, self.url_cache_s))
-            fut.set_exception(e)
-            fut.exception()  # mark retrieved: waiters re-raise it, nobody logs it twice
+            return await asyncio.shield(shared.task)
+        finally:
+            shared.waiting -= 1
+            if not shared.waiting and not shared.task.done():
+                shared.task.cancel()
+                if self._inflight.get(url) is shared:  # the next caller starts a fetch anew
+                    del self._inflight[url]
+
+    async def _read_once(self, url: str, canonical: str, client: str) -> Article:
+        """`read_page`'s fetch, shared by the callers of `url`: the page kept, or its failure."""
+        try:
+            art = await self._fetch_article(url, canonical, client)
+        except (FetchError, BadArticle) as e:  # the page's failure, not a bug of ours
+            self.failures.put(url, e, failure_ttl_s(e, self.url_cache_s))
             raise
         finally:
-            self._inflight.pop(url, None)
+            shared = self._inflight.get(url)
+            if shared is not None and shared.task is asyncio.current_task():
+                del self._inflight[url]
+        self.pages.put(canonical, art)
+        return art
 
     async def _shared_fetcher(self):
         """The one fetcher of every caller's page, made on first use (in the serving loop, which
@@ -354,7 +379,7 @@ class RelatedService:
         if fetcher is not None:
             await fetcher.close()
 
-    async def _fetch_article(self, url: str, canonical: str) -> Article:
+    async def _fetch_article(self, url: str, canonical: str, client: str = "") -> Article:
         own = self.own_pages.get(canonical)
         if own is not None:
             return await self._read(own, canonical, url)
@@ -365,15 +390,36 @@ class RelatedService:
         # other pages. A caller waits this long at most, whatever is queued.
         try:
             async with asyncio.timeout(self.url_deadline_s):
-                return await self._fetch_and_read(url, canonical)
+                return await self._fetch_and_read(url, canonical, client)
         except TimeoutError as e:
             raise FetchTimeout(f"{url} could not be fetched and read within "
                                f"{self.url_deadline_s:g} s") from e
 
-    async def _fetch_and_read(self, url: str, canonical: str) -> Article:
+    async def _fetch_and_read(self, url: str, canonical: str, client: str) -> Article:
         fetcher = await self._shared_fetcher()
         res = await fetcher.fetch(url)
-        return await self._read(res.body, canonical, url, res.final_url)
+        async with self._turn(client):
+            return await self._read(res.body, canonical, url, res.final_url)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, client: str) -> AsyncIterator[None]:
+        """A client's turn in the page reader: one of its pages in the reader's queue at a
+        time. The reader reads one page after another, up to page_read_timeout_s each, so one
+        client's four slow pages at once (its related_url_reads_at_once) held it for a minute,
+        and every other publisher's page queued behind them failed its deadline. Taking turns,
+        another client's page waits for one page of that client at most."""
+        entry = self._turns.get(client)
+        if entry is None:
+            entry = self._turns[client] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:  # not kept for every client ever seen
+                del self._turns[client]
 
     async def _read(self, body: bytes, canonical: str, url: str,
                     final_url: str | None = None) -> Article:

@@ -421,11 +421,22 @@ def test_every_spelling_of_a_page_has_one_spelling_key() -> None:
     ("σίσυφος.gr", "xn--kxa6ajbbmh.gr"),  # the final sigma kept (IDNA 2003: σ)
     ("Bücher.de", "xn--bcher-kva.de"),
     ("☃.net", "xn--n3h.net"),  # a symbol IDNA 2008 refuses: browsers and yarl still take it
+    # A capital sigma before a hyphen or a digit: str.lower() made it a final sigma, so the
+    # URL named the domain "ας-ασ.gr" while "ασ-ασ.gr" was fetched (and its page kept as the
+    # other domain's, for every caller asking by that other domain's URL).
+    ("ΑΣ-ΑΣ.gr", "xn----ylbb4ec.gr"),
+    ("ΑΣ1.gr", "xn--1-ylb8c.gr"),
+    # A full-width (or ideographic) dot at the end is a trailing dot: it stayed, so the URL
+    # was not the one of the same page without it, nor canonical (a second pass dropped it).
+    ("News.Example\uff0e", "news.example"),
+    ("news.example\u3002", "news.example"),
 ])
 def test_idn_hosts_are_spelt_as_browsers_and_the_fetcher_spell_them(host, ascii):
     import yarl
 
     url = f"https://{host}/a"
     assert canonical_url(url) == f"https://{ascii}/a"
-    assert site_key(url) == ascii
-    assert yarl.URL(url).raw_host == ascii  # what aiohttp asks DNS for and fetches
+    assert canonical_url(canonical_url(url)) == canonical_url(url)
+    assert site_key(url) == site_key(host) == ascii
+    # What aiohttp asks DNS for and fetches (a trailing dot names the same DNS name).
+    assert yarl.URL(url).raw_host.rstrip(".") == ascii

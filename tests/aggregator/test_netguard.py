@@ -8,6 +8,7 @@ import socket
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
 from aggregator.errors import BlockedAddress
 from aggregator.netguard import (
@@ -256,6 +257,10 @@ def test_an_allowed_host_in_unicode_matches_its_urls() -> None:
     guard.check_url("http://intranät.example:8080/feed")
     guard.check_url("http://xn--intrant-bxa.example/feed")
     guard.check_resolved("xn--intrant-bxa.example", ["10.0.0.1"])
+    # A capital sigma before a hyphen: lowered by str.lower() it was a final sigma, another
+    # domain than the URL's, and the operator's own host was refused.
+    guard = AddressGuard(frozenset({"ΑΣ-ΑΣ.example"}), web_ports_only=False)
+    guard.check_resolved(URL("http://ΑΣ-ΑΣ.example:8080/feed").raw_host, ["10.0.0.1"])
 
 
 # -- after DNS ---------------------------------------------------------------------------

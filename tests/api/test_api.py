@@ -543,6 +543,76 @@ async def test_caller_pages_are_read_one_at_a_time(stack, monkeypatch):
     assert peak[0] == 1
 
 
+async def test_a_caller_that_goes_away_leaves_the_page_to_those_waiting_for_it(stack, shared_data):
+    """Requests for one page share its fetch. The fetch ran in the first request's task: when
+    that request was cancelled (its client gone, a server stopping), every other request
+    waiting for the page got the CancelledError, which is no answer at all. The fetch is
+    its own task now, given up only when no request waits for it any more."""
+    from aggregator.canonical import canonical_url
+
+    page = (shared_data / "readability-news-pages" / "guardian-1" / "source.html").read_bytes()
+    route = stack.site.route("/world/2026/left-early", body=page, delay_s=0.5,
+                             content_type="text/html; charset=utf-8")
+    url = stack.site.url("/world/2026/left-early", host="news.example")
+    related = stack.svc.related
+    first = asyncio.create_task(related.read_page(url, canonical_url(url)))
+    while not route.hits:  # the first request's fetch is under way
+        await asyncio.sleep(0.01)
+    second = asyncio.create_task(related.read_page(url, canonical_url(url)))
+    await asyncio.sleep(0)  # the second waits for the first's fetch
+    first.cancel()
+    article = await second
+    assert article.title and route.hits == 1
+    assert first.cancelled()
+    # The page was kept: a later caller is answered without fetching it again.
+    assert (await related.read_page(url, canonical_url(url))) == article and route.hits == 1
+
+
+async def test_clients_take_turns_in_the_page_reader(stack, shared_data):
+    """Pages are read one after another, up to api.page_read_timeout_s (15 s) each: a client
+    with four slow pages under way (its related_url_reads_at_once) held the reader for a
+    minute, and another publisher's page queued behind them failed its deadline. Each client
+    has one page in the reader's queue at a time now: the other client's page is read after
+    the first client's first page (the first one fetched), not after all of them. The reader is held here (a task
+    that waits) until every page is queued, so the order is the queue's, not the clock's."""
+    import threading
+
+    import aggregator.extract as extract
+    from aggregator.canonical import canonical_url
+
+    names = ("bbc-1", "guardian-1", "nytimes-1", "lemonde-1")
+    urls = {}
+    for name in names:
+        html = (shared_data / "readability-news-pages" / name / "source.html").read_bytes()
+        stack.site.route(f"/turns/{name}.html", body=html, content_type="text/html")
+        urls[name] = stack.site.url(f"/turns/{name}.html", host="news.example")
+    related, done = stack.svc.related, []
+
+    def read(name: str, client: str) -> asyncio.Task:
+        task = asyncio.create_task(related.read_page(urls[name], canonical_url(urls[name]),
+                                                     client=client))
+        task.add_done_callback(lambda _: done.append(name))
+        return task
+
+    def queued() -> set[str]:
+        return {item[3][1] for item in list(extract._READER._queue.queue) if item[3]}
+
+    held = threading.Event()
+    blocker = extract._READER.submit(held.wait, urgent=True)
+    try:
+        tasks = [read(name, "one client") for name in names[:3]]
+        while not queued() & {urls[name] for name in names[:3]}:  # the first one fetched
+            await asyncio.sleep(0.01)
+        tasks.append(read(names[3], "another client"))
+        while urls[names[3]] not in queued():
+            await asyncio.sleep(0.01)
+    finally:
+        held.set()
+    await asyncio.wrap_future(blocker)
+    assert all(article.title for article in await asyncio.gather(*tasks))
+    assert done[1] == "lemonde-1" and sorted(done) == sorted(names), done
+
+
 async def test_a_caller_page_past_its_read_time_is_refused_and_remembered(tmp_path, shared_data):
     """Reading a page had no time limit: a 3 MB page of paragraphs held the page reader
     (every caller's page behind it) for ~3-7 s, as often as callers asked for it. Now it is

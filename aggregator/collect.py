@@ -118,6 +118,12 @@ def policy_from(settings: CollectSettings) -> FetchPolicy:
     )
 
 
+def own_host(spec: SourceSpec) -> str:
+    """The one host a source's fetches may reach at a private address (if the operator's
+    file names it): its feed's. Another source's intranet host is not one for this feed."""
+    return urlsplit(spec.url).hostname or ""
+
+
 def bounds_from(settings: CollectSettings) -> ScheduleBounds:
     return ScheduleBounds(
         min_interval_s=settings.min_interval_s,
@@ -385,7 +391,7 @@ class Collector:
         # Before their pages are read: an old item's page is not read every round either.
         drafts, past = within_retention(parsed.drafts, now, self.keep_days)
         if spec.full_text and drafts:
-            drafts, unread = await self._with_full_text(fetcher, drafts)
+            drafts, unread = await self._with_full_text(fetcher, spec, drafts)
         drafts = titled(drafts)
         # Items the rules left out were usable: a source whose every item they left out
         # works (it has nothing wanted this time), it has not failed; nor one whose items
@@ -443,7 +449,7 @@ class Collector:
 
     async def _read(self, fetcher: Fetcher, spec: SourceSpec, validators: Validators,
                     now: datetime, pool: ParsePool | None = None):
-        result = await fetcher.fetch(spec.url, validators)
+        result = await fetcher.fetch(spec.url, validators, own_host=own_host(spec))
         if result.not_modified:
             return None, result
         parsed = await self._parse(result, spec, spec.kind, now, pool)
@@ -477,7 +483,7 @@ class Collector:
         problems, drafts, items, left_out, errors = list(index.doc.problems), [], 0, 0, []
         for url in chosen:
             try:
-                result = await fetcher.fetch(url, Validators())
+                result = await fetcher.fetch(url, Validators(), own_host=own_host(spec))
                 if result.not_modified:
                     raise FetchError(f"{url} answered 304 Not Modified to a request without validators")
                 child = await self._parse(result, spec, "sitemap", now, pool)
@@ -511,12 +517,12 @@ class Collector:
             if spec.full_text and drafts:
                 # The rest are not dropped: they were cut to the sample, and `usable` said
                 # 3 of a feed whose every item is usable.
-                sample, _ = await self._with_full_text(fetcher, drafts[:CHECK_SAMPLE], only_new=False)
+                sample, _ = await self._with_full_text(fetcher, spec, drafts[:CHECK_SAMPLE], only_new=False)
                 drafts = sample + drafts[CHECK_SAMPLE:]
             return SourceCheck(doc, titled(drafts), read_in_full=len(sample),
                                untitled=len(drafts) - len(titled(drafts)), left_out=parsed.left_out)
 
-    async def _with_full_text(self, fetcher: Fetcher, drafts: list[StoryDraft],
+    async def _with_full_text(self, fetcher: Fetcher, spec: SourceSpec, drafts: list[StoryDraft],
                               only_new: bool = True) -> tuple[list[StoryDraft], int]:
         """`drafts` with their article pages read (at most `full_text_limit` pages, those of
         stories not stored with a text yet), and how many untitled drafts were not read:
@@ -526,7 +532,7 @@ class Collector:
 
         async def page(d: StoryDraft) -> StoryDraft:
             try:
-                res = await fetcher.fetch_page(d.original_url or d.url)
+                res = await fetcher.fetch_page(d.original_url or d.url, own_host=own_host(spec))
                 art = await read_article(res.body, res.final_url)
                 return merge_article(d, art)
             except Exception as e:  # one unreadable article page never costs the whole feed

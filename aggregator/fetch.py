@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -222,25 +223,30 @@ class Fetcher:
             await self._own_resolver.close()
             self._own_resolver = None
 
-    async def fetch(self, url: str, validators: Validators | None = None) -> FetchResult:
-        """GET `url`, following up to `max_redirects` redirects.
+    async def fetch(self, url: str, validators: Validators | None = None, *,
+                    own_host: str | None = None) -> FetchResult:
+        """GET `url`, following up to `max_redirects` redirects. `own_host`: the fetch is a
+        source's on that host, which alone of the guard's hosts it may reach privately
+        (`AddressGuard.scoped`); None: all of them.
 
         Raises HTTPStatusError for >= 400 (with retry_after_s), BodyTooLarge, FetchTimeout,
         TooManyRedirects, BlockedAddress (guard), or FetchError for anything else.
         """
-        return await self._fetch(url, validators, self.policy.max_body_bytes, truncate=False)
+        return await self._fetch(url, validators, self.policy.max_body_bytes, truncate=False,
+                                 own_host=own_host)
 
-    async def fetch_page(self, url: str) -> FetchResult:
+    async def fetch_page(self, url: str, *, own_host: str | None = None) -> FetchResult:
         """`fetch` for a page we scrape: each hop's robots.txt (cached per origin) must allow it.
 
         Raises RobotsDisallowed, or anything `fetch` raises.
         """
         return await self._fetch(
-            url, None, self.policy.max_body_bytes, truncate=False, before_hop=self._check_robots
+            url, None, self.policy.max_body_bytes, truncate=False, own_host=own_host,
+            before_hop=lambda hop: self._check_robots(hop, own_host),
         )
 
-    async def _check_robots(self, url: URL) -> None:
-        rules = await self._robots_rules(url)
+    async def _check_robots(self, url: URL, own_host: str | None = None) -> None:
+        rules = await self._robots_rules(url, own_host)
         if not robots.is_allowed(rules, self.policy.user_agent, str(url)):
             raise RobotsDisallowed(f"robots.txt of {url.origin()} disallows {url}")
 
@@ -284,6 +290,7 @@ class Fetcher:
         *,
         truncate: bool,
         before_hop: Callable[[URL], Awaitable[None]] | None = None,
+        own_host: str | None = None,
     ) -> FetchResult:
         if self._session is None:
             raise RuntimeError("Fetcher used outside `async with`")
@@ -299,9 +306,10 @@ class Fetcher:
         seen = {str(current)}
         permanent_to: str | None = None
         permanent_run = True
+        guard = self._guard if self._guard is None or own_host is None else self._guard.scoped(own_host)
         for _hop in range(self.policy.max_redirects + 1):
-            if self._guard is not None:
-                self._guard.check_url(current)
+            if guard is not None:
+                await self._check_hop(current, guard)
             if before_hop is not None:
                 await before_hop(current)  # outside the slots: it may fetch robots.txt
             # Slots are taken per hop, so a redirect to another host waits for that host.
@@ -332,6 +340,25 @@ class Fetcher:
                 continue
             return self._result(url, current, outcome, validators, permanent_to, started_s)
         raise TooManyRedirects(f"more than {self.policy.max_redirects} redirects from {url}")
+
+    async def _check_hop(self, url: URL, guard: AddressGuard) -> None:
+        """Raise BlockedAddress unless `guard` lets this hop be fetched. The connection's
+        resolver lets every host of the round's guard through (and aiohttp's DNS cache or a
+        pooled connection asks it nothing): a host of another source, which `guard` no longer
+        trusts, has its addresses checked here."""
+        guard.check_url(url)
+        host = url.raw_host or ""
+        assert self._guard is not None
+        if guard is self._guard or guard.is_allowed_host(host) or not self._guard.is_allowed_host(host):
+            return
+        resolver = self._resolver or self._own_resolver
+        assert resolver is not None
+        try:
+            async with asyncio.timeout(self.policy.connect_timeout_s):
+                found = await resolver.resolve(host, url.port or 0, socket.AF_UNSPEC)
+        except (OSError, TimeoutError) as e:
+            raise FetchError(f"cannot resolve {host}: {e}") from e
+        guard.check_resolved(host, [address["host"] for address in found])
 
     async def _hop(
         self, url: URL, headers: dict[str, str], max_body_bytes: int, *, truncate: bool
@@ -394,24 +421,25 @@ class Fetcher:
             elapsed_s=time.monotonic() - started_s,
         )
 
-    async def _robots_rules(self, url: URL) -> robots.RobotsRules:
+    async def _robots_rules(self, url: URL, own_host: str | None) -> robots.RobotsRules:
         origin = str(url.origin())
         lock = self._robots_locks.setdefault(origin, asyncio.Lock())
         async with lock:  # one robots.txt fetch per origin, however many pages wait
             cached = self._robots.get(origin)
             if cached is not None and cached[1] > self._clock():
                 return cached[0]
-            rules, ttl_s = await self._fetch_robots(origin, cached[0] if cached else None)
+            rules, ttl_s = await self._fetch_robots(origin, cached[0] if cached else None, own_host)
             self._robots[origin] = (rules, self._clock() + ttl_s)
             return rules
 
     async def _fetch_robots(
-        self, origin: str, previous: robots.RobotsRules | None
+        self, origin: str, previous: robots.RobotsRules | None, own_host: str | None
     ) -> tuple[robots.RobotsRules, float]:
         ttl_s = min(self.policy.robots_ttl_s, _ROBOTS_MAX_TTL_S)
         try:
             result = await self._fetch(
-                origin + "/robots.txt", None, robots.MAX_ROBOTS_BYTES, truncate=True
+                origin + "/robots.txt", None, robots.MAX_ROBOTS_BYTES, truncate=True,
+                own_host=own_host,
             )
         except HTTPStatusError as e:
             # RFC 9309 2.3.1.3: 4xx means "unavailable" and crawlers MAY access anything.

@@ -206,6 +206,14 @@ class AddressGuard:
     def is_allowed_host(self, host: str) -> bool:
         return _normalize_host(host) in self.allowed_hosts
 
+    def scoped(self, own_host: str) -> AddressGuard:
+        """This guard for the fetches of one source: any address on its own host, if allowed
+        here, and public ones only on every other host, other sources' included. Trusted for
+        every feed of a round, an intranet source's host let any feed link the collector to
+        any page and port of it, and its text was served as a story."""
+        own = _normalize_host(own_host)
+        return AddressGuard(self.allowed_hosts & {own}, self.web_ports_only)
+
     def check_url(self, url: str | URL) -> None:
         """Raise BlockedAddress unless `url` may be fetched; DNS names are checked later, on
         resolution (`GuardedResolver`)."""

@@ -449,6 +449,42 @@ async def test_links_and_redirects_to_hosts_no_source_names_must_be_public(sqlit
         assert by_name["moved"].error == "metadata.example resolves to non-public address 127.0.0.1"
 
 
+async def test_a_feed_cannot_reach_the_private_host_of_another_source(sqlite_store):
+    """The sources' own hosts may be private, but each for its own feed: the round trusted
+    every source's host for every feed, so any feed the operator follows could link (or
+    redirect) the collector to an intranet source's host, any page and any port of it, and
+    its text was stored and served as a story. `intranet.example` (loopback here) is still
+    read for its own feed; `outside.example`'s links to it are refused."""
+    settings = dataclasses.replace(FAST, public_links_only=True)
+    async with LocalSite() as site:
+        site.route("/hr/salaries", body=ARTICLE.format(t="Salaries"), content_type="text/html")
+        site.route("/news/1", body=ARTICLE.format(t="Canteen news"), content_type="text/html")
+        site.route("/go", status=302, headers={"Location": site.url("/hr/salaries", "intranet.example")})
+        site.route("/own", body=ARTICLE.format(t="Outside story"), content_type="text/html")
+
+        def feed(links: list[str]) -> str:
+            items = "".join(f"<item><title>Story {n}</title><link>{u}</link></item>"
+                            for n, u in enumerate(links))
+            return f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'
+
+        outside_links = [site.url("/hr/salaries", "intranet.example"), site.url("/go", "outside.example"),
+                         site.url("/own", "outside.example")]
+        site.route("/outside.xml", body=feed(outside_links), content_type="application/rss+xml")
+        site.route("/intranet.xml", body=feed([site.url("/news/1", "intranet.example")]),
+                   content_type="application/rss+xml")
+        await sqlite_store.sync_sources([
+            SourceSpec("outside", site.url("/outside.xml", "outside.example"), "politics", full_text=True),
+            SourceSpec("intranet", site.url("/intranet.xml", "intranet.example"), "politics",
+                       full_text=True)])
+        report = await collector(sqlite_store, site, settings).run_round()
+    assert all(r.ok for r in report.sources), report.sources
+    texts = {s.url: s.text for s in await sqlite_store.latest_stories(limit=10)}
+    assert "harbour plan" in texts[site.url("/news/1", "intranet.example")]  # its own feed's
+    assert "harbour plan" in texts[outside_links[2]]  # the outside feed's own host
+    assert texts[outside_links[0]] == "" and texts[outside_links[1]] == ""
+    assert not any("salaries" in (text or "").lower() for text in texts.values())
+
+
 async def test_a_permanent_redirect_does_not_make_its_host_one_the_operator_named(sqlite_store):
     """Any address is allowed on the hosts the sources name, and the collector read them from
     the rows' URLs, which a publisher's 301 moves: a feed that once redirected to a public

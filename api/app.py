@@ -916,7 +916,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     # A cached block is served until a story that could change it arrives (api/blockcache.py).
     fresh = freshness(blocks_version, svc.corpus)
-    cache = BlockCache(fresh)
+    cache = app.state.block_cache = BlockCache(fresh)
 
     def ranked_at(block: Block) -> tuple[int, int]:
         # The corpus version the ranking read (a story may have landed while the page was

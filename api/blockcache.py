@@ -48,33 +48,54 @@ def freshness(now: Callable[[], Versions], corpus) -> Fresh:
     return fresh
 
 
+# What one cache may hold in answers' bytes besides its count of entries. A block is 2-60 kB
+# (k=5 to k=50; the fragment's words add up to 100 kB more at k=50), so 2,048 entries could
+# reach ~320 MB each, ~640 MB for the app's cache and the fast path's together, filled by
+# anyone asking for many URLs or words. 64 MiB still holds 2,048 blocks of common sizes.
+MAX_BYTES = 64 * 1024 * 1024
+
+
 class FreshCache:
     """Entries by request key, least recently used out first, each kept while `fresh` says
-    nothing since could change it. An entry has `version` and `reach` (the app's blocks and
-    the fast path's recorded answers)."""
+    nothing since could change it, within `size` entries and `max_bytes` of answers and keys.
+    An entry has `version` and `reach` (the app's blocks and the fast path's recorded
+    answers)."""
 
-    def __init__(self, fresh: Fresh, size: int = 2048):
+    def __init__(self, fresh: Fresh, size: int = 2048, max_bytes: int = MAX_BYTES):
         self.fresh = fresh
         self.size = size
-        self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._items: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()  # key -> (entry, bytes)
 
     def get(self, key: tuple) -> Any:
-        hit = self._items.get(key)
-        if hit is None:
+        found = self._items.get(key)
+        if found is None:
             return None
+        hit = found[0]
         now = self.fresh(hit.version, hit.reach)
         if now is None:
-            del self._items[key]
+            self._drop(key)
             return None
         hit.version = now  # checked up to now: the next lookup checks only later changes
         self._items.move_to_end(key)
         return hit
 
-    def put(self, key: tuple, entry: Any) -> None:
-        self._items[key] = entry
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+    def put(self, key: tuple, entry: Any, nbytes: int) -> None:
+        """`nbytes`: the entry's answer; the key's own length is added (a URL of 2,000
+        characters is part of what an entry holds)."""
+        self._drop(key)
+        nbytes += len(repr(key))
+        self._items[key] = (entry, nbytes)
+        self.nbytes += nbytes
+        while self._items and (len(self._items) > self.size or self.nbytes > self.max_bytes):
+            _, (_, dropped) = self._items.popitem(last=False)
+            self.nbytes -= dropped
+
+    def _drop(self, key: tuple) -> None:
+        found = self._items.pop(key, None)
+        if found is not None:
+            self.nbytes -= found[1]
 
     def __len__(self) -> int:
         return len(self._items)
@@ -94,5 +115,5 @@ class BlockCache(FreshCache):
         """`identity`: the bytes that decide the ETag (`weak_etag`) when the body holds
         incidental parts (a block's took_ms)."""
         entry = CachedBlock(body, weak_etag(body if identity is None else identity), version, reach)
-        self.put(key, entry)
+        self.put(key, entry, len(body))
         return entry

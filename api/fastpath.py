@@ -194,7 +194,7 @@ class FastPath:
             not_modified={"type": "http.response.start", "status": 304,
                           "headers": [h for h in headers if h[0] not in _BODY_HEADERS]},
             body={"type": "http.response.body", "body": body, "more_body": False},
-        ))
+        ), len(body) + sum(len(n) + len(v) for n, v in headers))
 
 
 _EMPTY_BODY = {"type": "http.response.body", "body": b"", "more_body": False}

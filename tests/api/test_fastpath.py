@@ -327,6 +327,36 @@ async def test_an_ipv6_client_is_limited_by_its_64(stack, http):
         assert await post("2001:db8:7:8::1") == 202  # the next /64 is another client
 
 
+async def test_the_block_caches_hold_a_bounded_number_of_bytes(stack, http):
+    # Both caches were bounded by entries only (2,048 each): a fragment with four 200-character
+    # words of "&" is ~40-160 kB, so anyone asking for many words or URLs could make the two
+    # hold ~640 MB. Each now keeps its answers within a byte budget, oldest out first.
+    story = await some_story(http)
+    caches = [fastpath_of(stack.app).cache, stack.app.state.block_cache]
+    saved = [c.max_bytes for c in caches]
+    for c in caches:
+        c.max_bytes = 60_000
+    try:
+        sizes = []
+        for i in range(30):
+            word = f"{i}" + "&" * 190
+            r = await http.get("/v1/widget", params={"url": story["url"], "k": 10, "heading": word,
+                                                     "by": word, "untitled": word})
+            assert r.status_code == 200, r.text
+            sizes.append(len(r.content))
+        assert sum(sizes) > 2 * 60_000  # more than the budget was asked for
+        for c in caches:
+            assert 0 < c.nbytes <= 60_000
+            assert 0 < len(c) < 30
+        # The latest answer is still kept: asked again, the same bytes and ETag.
+        again = await http.get("/v1/widget", params={"url": story["url"], "k": 10,
+                                                     "heading": word, "by": word, "untitled": word})
+        assert again.content == r.content and again.headers["etag"] == r.headers["etag"]
+    finally:
+        for c, m in zip(caches, saved, strict=True):
+            c.max_bytes = m
+
+
 async def test_a_new_story_invalidates_the_recorded_blocks(stack, http):
     from aggregator.model import StoryDraft
     from aggregator.store import utcnow

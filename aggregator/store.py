@@ -238,6 +238,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def on_database_clock(at: datetime, database_now: datetime, process_now: datetime) -> datetime:
+    """`at`, a time on this process's clock, on the database's. Leases are written by one
+    machine and read by the others: on each machine's own clock, one running 10 minutes
+    ahead took every other's live lease for run out, and one behind had its own taken.
+    Whole seconds: the milliseconds of the round trip are not skew. Pure."""
+    return at + timedelta(seconds=round((database_now - process_now).total_seconds()))
+
+
 @dataclass(frozen=True)
 class SourceState:
     """A source as the collector needs it for one fetch."""
@@ -1075,8 +1083,9 @@ def driver_reason(e: BaseException) -> str:
 
 @limit_calls
 class Store:
-    def __init__(self, url: str, *, echo: bool = False):
+    def __init__(self, url: str, *, echo: bool = False, clock: Callable[[], datetime] = utcnow):
         self.url = url
+        self.clock = clock  # this process's; a lease is on the database's (`_lease_time`)
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
         kwargs: dict = {"echo": echo}
         self._reader: _PointReader | None = None
@@ -1121,6 +1130,14 @@ class Store:
         async with self._write_lock:
             async with self.session.begin() as s:
                 yield s
+
+    async def _lease_time(self, s, at: datetime | None) -> datetime:
+        """`at` (this process's clock; None: now) on the database's clock, read in the
+        lease's own transaction. A SQLite file has one machine, and its clock."""
+        at = at or self.clock()
+        if self.dialect != "postgresql":
+            return at
+        return on_database_clock(at, await s.scalar(select(func.now())), self.clock())
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -1269,12 +1286,13 @@ class Store:
         cond = [SourceRow.enabled.is_(True), SourceRow.in_config.is_(True)]
         if name is not None:
             cond.append(SourceRow.name == name)
-        if due_only:
+        if due_only:  # the schedule: this process's clock, as the times it wrote
             cond.append(or_(SourceRow.next_check_at.is_(None), SourceRow.next_check_at <= now))
-        cond.append(or_(SourceRow.lease_until.is_(None), SourceRow.lease_until < now))
-        q = select(SourceRow).where(and_(*cond)).order_by(SourceRow.next_check_at).limit(limit)
-        until = now + timedelta(seconds=lease_s)
         async with self.writing() as s:
+            held = await self._lease_time(s, now)
+            cond.append(or_(SourceRow.lease_until.is_(None), SourceRow.lease_until < held))
+            q = select(SourceRow).where(and_(*cond)).order_by(SourceRow.next_check_at).limit(limit)
+            until = held + timedelta(seconds=lease_s)
             if self.dialect == "postgresql":
                 rows = (await s.scalars(q.with_for_update(skip_locked=True))).all()
                 for row in rows:
@@ -1998,12 +2016,12 @@ class Store:
         The most recently collected stories first: a backlog of hours (every story after a
         change of the embedder's recipe, an archive being imported) must not hold back the
         stories the collector brings meanwhile, which readers are likeliest to be on."""
-        now = now or utcnow()
-        until = now + timedelta(seconds=lease_s)
-        free = and_(needs_vector(recipe),
-                    or_(StoryRow.embed_lease_until.is_(None), StoryRow.embed_lease_until < now))
-        pick = newest_backlog(_EMBED_JOB_COLUMNS, free, limit)
         async with self.writing() as s:
+            now = await self._lease_time(s, now)
+            until = now + timedelta(seconds=lease_s)
+            free = and_(needs_vector(recipe),
+                        or_(StoryRow.embed_lease_until.is_(None), StoryRow.embed_lease_until < now))
+            pick = newest_backlog(_EMBED_JOB_COLUMNS, free, limit)
             if self.dialect == "postgresql":
                 rows = (await s.execute(pick.with_for_update(of=StoryRow, skip_locked=True))).all()
                 ids = [r[0] for r in rows]
@@ -2534,8 +2552,8 @@ class Store:
                                 now: datetime | None = None) -> EmbedderSeat:
         """Register a process that embeds stored stories with `recipe`, leased for `lease_s`.
         Registrations that expired a day ago are dropped on the way."""
-        now = now or utcnow()
         async with self.writing() as s:
+            now = await self._lease_time(s, now)
             await s.execute(delete(EmbedderRow)
                             .where(EmbedderRow.lease_until < now - timedelta(days=1)))
             row = EmbedderRow(owner=owner[:120], recipe=recipe, started_at=now,
@@ -2548,8 +2566,8 @@ class Store:
                              now: datetime | None = None) -> bool:
         """Extend a live registration; False if it expired (or is gone). An expired one is not
         revived: it would take back the oldest place from an indexer that started meanwhile."""
-        now = now or utcnow()
         async with self.writing() as s:
+            now = await self._lease_time(s, now)
             res = await s.execute(
                 update(EmbedderRow)
                 .where(EmbedderRow.id == seat_id, EmbedderRow.lease_until > now)
@@ -2563,10 +2581,10 @@ class Store:
 
     async def live_embedders(self, now: datetime | None = None) -> list[EmbedderSeat]:
         """Every registration whose lease runs, oldest first."""
-        now = now or utcnow()
-        q = (select(EmbedderRow.id, EmbedderRow.owner, EmbedderRow.recipe, EmbedderRow.started_at)
-             .where(EmbedderRow.lease_until > now).order_by(EmbedderRow.id))
         async with self.session() as s:
+            now = await self._lease_time(s, now)
+            q = (select(EmbedderRow.id, EmbedderRow.owner, EmbedderRow.recipe, EmbedderRow.started_at)
+                 .where(EmbedderRow.lease_until > now).order_by(EmbedderRow.id))
             return [EmbedderSeat(*r) for r in (await s.execute(q)).all()]
 
     async def release_orphan_embed_claims(self, seat_id: int, *, lease_s: int,
@@ -2576,10 +2594,10 @@ class Store:
         Returns how many were dropped. One statement, so an indexer registering meanwhile
         either counts as live or claims after it; a claim made after `now` runs past
         `now + lease_s` and is never dropped."""
-        now = now or utcnow()
-        others = (select(EmbedderRow.id)
-                  .where(EmbedderRow.id != seat_id, EmbedderRow.lease_until > now).exists())
         async with self.writing() as s:
+            now = await self._lease_time(s, now)
+            others = (select(EmbedderRow.id)
+                      .where(EmbedderRow.id != seat_id, EmbedderRow.lease_until > now).exists())
             res = await s.execute(
                 update(StoryRow)
                 .where(StoryRow.embed_lease_until.is_not(None),
@@ -2591,10 +2609,10 @@ class Store:
     async def leading_embedder(self, now: datetime | None = None) -> EmbedderSeat | None:
         """The oldest live registration: its recipe is the one this database's stories are
         embedded with."""
-        now = now or utcnow()
-        q = (select(EmbedderRow.id, EmbedderRow.owner, EmbedderRow.recipe, EmbedderRow.started_at)
-             .where(EmbedderRow.lease_until > now).order_by(EmbedderRow.id).limit(1))
         async with self.session() as s:
+            now = await self._lease_time(s, now)
+            q = (select(EmbedderRow.id, EmbedderRow.owner, EmbedderRow.recipe, EmbedderRow.started_at)
+                 .where(EmbedderRow.lease_until > now).order_by(EmbedderRow.id).limit(1))
             row = (await s.execute(q)).first()
         return EmbedderSeat(*row) if row else None
 
@@ -2614,13 +2632,14 @@ class Store:
         `job_done` records the run. The claim itself recorded it: a run that then failed
         (the database busy, a disk error, the process killed) was tried again by no process
         for `every_s`; now by the first to tick once the lease has run out."""
-        free = and_(JobLockRow.name == name,
-                    or_(JobLockRow.last_run_at.is_(None),
-                        JobLockRow.last_run_at <= now - timedelta(seconds=every_s)),
-                    or_(JobLockRow.lease_until.is_(None), JobLockRow.lease_until <= now))
-        until = now + timedelta(seconds=lease_s)
         try:
             async with self.writing() as s:
+                now = await self._lease_time(s, now)
+                free = and_(JobLockRow.name == name,
+                            or_(JobLockRow.last_run_at.is_(None),
+                                JobLockRow.last_run_at <= now - timedelta(seconds=every_s)),
+                            or_(JobLockRow.lease_until.is_(None), JobLockRow.lease_until <= now))
+                until = now + timedelta(seconds=lease_s)
                 # One conditional UPDATE: of two processes at once, the second sees the
                 # first's lease (PostgreSQL re-checks the row once the first commits; SQLite
                 # has one writer) and changes nothing. A SELECT, then an UPDATE of the row
@@ -2644,6 +2663,7 @@ class Store:
         its run goes on; False if the claim is no longer its own (its lease ran out and
         another process claimed the job, or the run was recorded done)."""
         async with self.writing() as s:
+            now = await self._lease_time(s, now)
             res = await s.execute(update(JobLockRow)
                                   .where(JobLockRow.name == name, JobLockRow.owner == owner,
                                          JobLockRow.lease_until.is_not(None))
@@ -2656,6 +2676,7 @@ class Store:
         is due `every_s` after it), and end its lease; False if the claim is no longer ours
         (its lease ran out and another process claimed the job)."""
         async with self.writing() as s:
+            started_at = await self._lease_time(s, started_at)  # as `claim_job` reads it
             res = await s.execute(update(JobLockRow)
                                   .where(JobLockRow.name == name, JobLockRow.owner == owner)
                                   .values(last_run_at=started_at, lease_until=None)

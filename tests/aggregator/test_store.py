@@ -1860,3 +1860,37 @@ async def test_source_sections_are_the_files_sources_with_their_categories(store
     assert sorted(await store.source_sections()) == [("arts-desk", "Culture"), ("wire", "politics")]
     await store.sync_sources([SourceSpec("wire", "https://e.org/feed", "politics")], NOW)
     assert await store.source_sections() == [("wire", "politics")]
+
+
+async def test_leases_hold_between_machines_whose_clocks_differ(pg_url):
+    """Leases are written and compared on the database's clock. On each process's own, a
+    machine 10 minutes ahead (no NTP, a VM resumed) took the others' live claims for run
+    out: it fetched their sources and embedded their stories a second time, ran retention
+    beside them, and took the leading indexer for dead (two recipes then re-embed each
+    other's stories for ever)."""
+    from aggregator.store import Store, utcnow
+
+    right = Store(pg_url)
+    await right.migrate()
+    ahead = Store(pg_url, clock=lambda: utcnow() + timedelta(minutes=10))
+    behind = Store(pg_url, clock=lambda: utcnow() - timedelta(minutes=10))
+    try:
+        await right.sync_sources([SourceSpec("a", "https://a.org/feed", "politics")], utcnow())
+        await right.upsert_stories([draft("https://example.org/a")], utcnow())
+        assert len(await right.claim_due_sources(utcnow(), owner="right", lease_s=300)) == 1
+        assert len(await right.claim_embed_backlog("r", 10, lease_s=300)) == 1
+        assert await right.claim_job("retention", owner="right", every_s=3600, lease_s=300,
+                                     now=utcnow())
+        seat = await right.register_embedder("right:1", "r", lease_s=60)
+
+        assert await ahead.claim_due_sources(ahead.clock(), owner="ahead", lease_s=300) == []
+        assert await ahead.claim_embed_backlog("r", 10, lease_s=300) == []
+        assert not await ahead.claim_job("retention", owner="ahead", every_s=3600, lease_s=300,
+                                         now=ahead.clock())
+        assert (await ahead.leading_embedder()).id == seat.id
+        # And a machine 10 minutes behind: its live registration is not taken for dead.
+        mine = await behind.register_embedder("behind:2", "r2", lease_s=60)
+        assert [s.id for s in await right.live_embedders()] == [seat.id, mine.id]
+    finally:
+        for s in (right, ahead, behind):
+            await s.close()

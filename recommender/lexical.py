@@ -153,6 +153,14 @@ def _unsuffixed(word: str) -> str:
     return head if tail in APOSTROPHE_ENDINGS else word
 
 
+def _negation(word: str) -> bool:
+    """An English negation ("isn't", "don't", folded): a function word whatever its case. Split
+    at its apostrophe it left "isn" or "don", which two title-case headlines then shared as a
+    name ("similar topic: Isn")."""
+    head, _, tail = word.partition("'")
+    return tail == "t" and head.endswith("n")
+
+
 def unelided(text: str) -> str:
     """`text` with each French elision's apostrophe read as a space (`_ELISION`)."""
     if "'" in text or "’" in text:
@@ -210,6 +218,8 @@ def _terms(words: Iterable[str], max_terms: int) -> tuple[str, ...]:
         # folded as `tokenize` folds: a name is also a term of the index
         lower = fold(word.rstrip(".-'’"))
         if "'" in lower:
+            if _negation(lower):
+                continue  # "Isn't" opening a title-case headline is no name
             lower = _unsuffixed(lower)
         if len(lower) < 2 or lower in STOPWORDS:
             continue

@@ -201,7 +201,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--title", help="title for --text (default: its first words)")
     p.add_argument("--published-at", type=_time,
                    help="when the --text article came out, ISO 8601 (default: its dateline)")
-    p.add_argument("-k", type=_ranged(int, 1, 1000), default=5)
+    p.add_argument("-k", type=_ranged(int, 1, 1000),
+                   help="stories in the block (default [api] default_k, 5)")
     _block_filters(p)
     p.add_argument("--json", action="store_true")
 
@@ -209,7 +210,8 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("query", metavar="QUERY", type=_search_query,
                    help="the words to search for (quote them: one argument)")
-    p.add_argument("-k", type=_ranged(int, 1, 1000), default=10)
+    p.add_argument("-k", type=_ranged(int, 1, 1000),
+                   help="stories to show (default 10, or [api] max_k when lower)")
     _block_filters(p)
     p.add_argument("--json", action="store_true")
 
@@ -810,6 +812,15 @@ def _sweep_partials(target: Path) -> None:
     sweep_temps(target.parent, re.compile(re.escape(f".{target.name}.") + r"(\d+)\.part"))
 
 
+def _cli_k(given: int | None, default: int, max_k: int) -> int | None:
+    """-k as the API takes k: its default when not given, a given one past `api.max_k` refused
+    (None). The commands had defaults of their own (5, 10), so without -k they answered with
+    another size than the API, and were refused outright where an operator set max_k lower."""
+    if given is None:
+        return min(default, max_k)
+    return given if given <= max_k else None
+
+
 async def cmd_related(settings, args) -> int:
     from api.cards import block_json
     from api.services import build
@@ -827,24 +838,25 @@ async def cmd_related(settings, args) -> int:
             return EXIT_USAGE
     # The operator's own command: an intranet or loopback page may be read, as their sources
     # may be on any host (DESIGN.md 4.2 restricts only the API's callers).
+    k = _cli_k(args.k, settings.api.default_k, settings.api.max_k)
+    if k is None:
+        print(f"tidings: error: -k must be between 1 and {settings.api.max_k}", file=sys.stderr)
+        return EXIT_USAGE
     svc = await build(settings, serve=True, guard_callers=False)
     try:
         await svc.corpus.start()
         f = Filters(args.category, args.site, args.exclude_site, args.max_age_days)
-        if args.k < 1 or args.k > settings.api.max_k:
-            print(f"tidings: error: -k must be between 1 and {settings.api.max_k}", file=sys.stderr)
-            return EXIT_USAGE
         if args.id is not None:
-            block = await svc.related.for_story(args.id, k=args.k, filters=f)
+            block = await svc.related.for_story(args.id, k=k, filters=f)
         elif args.url is not None:  # "" is a URL given (and refused), not --text's turn
             try:
-                block = await svc.related.for_url(args.url, k=args.k, filters=f)
+                block = await svc.related.for_url(args.url, k=k, filters=f)
             except ValueError as e:
                 print(f"tidings: error: {e}", file=sys.stderr)
                 return EXIT_USAGE
         else:
             title = args.title or " ".join(args.text.split()[:12])
-            block = await svc.related.for_text(title, args.text, k=args.k, filters=f,
+            block = await svc.related.for_text(title, args.text, k=k, filters=f,
                                                published_at=args.published_at)
         data = block_json(block)
         await _note_unindexed(svc)
@@ -872,18 +884,20 @@ async def _note_unindexed(svc) -> None:
 
 
 async def cmd_search(settings, args) -> int:
+    from api.app import SEARCH_DEFAULT_K
     from api.cards import search_json
     from api.services import build
     from recommender.related import Filters
 
-    if args.k > settings.api.max_k:
+    k = _cli_k(args.k, SEARCH_DEFAULT_K, settings.api.max_k)
+    if k is None:
         print(f"tidings: error: -k must be between 1 and {settings.api.max_k}", file=sys.stderr)
         return EXIT_USAGE
     svc = await build(settings, serve=True)
     try:
         await svc.corpus.start()
         f = Filters(args.category, args.site, args.exclude_site, args.max_age_days)
-        data = search_json(args.query, await svc.related.search(args.query, k=args.k, filters=f))
+        data = search_json(args.query, await svc.related.search(args.query, k=k, filters=f))
         await _note_unindexed(svc)
         if args.json:
             print(json.dumps(data, ensure_ascii=False, indent=2))

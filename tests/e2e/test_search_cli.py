@@ -33,3 +33,24 @@ def test_import_then_search(cli_env, tmp_path, shared_data):
                           (["search", "budget", "-k", "0"], "-k: 0 is outside [1, 1000]")):
         r = run_cli(args, cli_env)
         assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+
+
+def test_without_k_the_commands_size_as_the_api(cli_env, tmp_path, shared_data):
+    """Without -k, `related` gives `[api] default_k` stories and `search` 10, or max_k when
+    lower, as the API does: they had 5 and 10 of their own, so an operator who set max_k = 3
+    had both refused ("-k must be between 1 and 3") for a -k they never gave."""
+    records = bbc_records(shared_data, limit=20)
+    r = run_cli(["import", str(write_jsonl(records, tmp_path / "stories.jsonl"))], cli_env)
+    assert r.returncode == 0, r.stderr
+    env = {**cli_env, "TIDINGS_API_MAX_K": "3", "TIDINGS_API_DEFAULT_K": "2"}
+
+    r = run_cli(["search", records[7]["title"], "--json"], env)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["items"]) == 3
+
+    r = run_cli(["related", "--id", "8", "--json"], env)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["related"]) == 2
+
+    r = run_cli(["related", "--id", "8", "-k", "4"], env)
+    assert r.returncode == 2 and "-k must be between 1 and 3" in r.stderr, r.stderr

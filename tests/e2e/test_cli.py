@@ -418,3 +418,32 @@ def test_stats_reports_the_widgets_days_sites_stories_and_pages(cli_env, tmp_pat
     assert lines[-2:] == ["IMPRESSIONS  CLICKS  CTR     PAGE", f"4            1       25.00%  {page}"]
     r = run_cli(["stats", "--days", "91"], cli_env)
     assert r.returncode == 2 and "91 is outside [1, 90]" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_import_skips_and_counts_lines_older_than_retention_keeps(cli_env, tmp_path):
+    """A line published before `[retention] stories_days` was stored, embedded and indexed,
+    then deleted by the next retention run within the hour (and stored again by a rerun).
+    It is skipped and counted now, as the collector skips such feed items; an undated line
+    is dated by the import, and kept."""
+    from datetime import UTC, datetime, timedelta
+
+    recent = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    path = tmp_path / "archive.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in [
+        {"url": "https://example.org/old", "title": "Old", "published_at": "2019-05-01T10:00:00Z"},
+        {"url": "https://example.org/recent", "title": "Recent", "published_at": recent},
+        {"url": "https://example.org/undated", "title": "Undated"},
+        {"url": "https://example.org/older", "title": "Older", "published_at": "2001-01-01T00:00:00Z"},
+    ]) + "\n", encoding="utf-8")
+    env = {**cli_env, "TIDINGS_RETENTION_STORIES_DAYS": "30"}
+    r = run_cli(["import", str(path)], env)
+    assert r.returncode == 0, r.stderr
+    assert "2 new" in r.stdout and "2 older than [retention] stories_days = 30 (skipped)" in r.stdout, r.stdout
+    assert "embedded 2 stories" in r.stdout, r.stdout
+    with sqlite3.connect(tmp_path / "data" / "tidings.db") as con:
+        urls = [u for (u,) in con.execute("SELECT url FROM stories ORDER BY url")]
+    assert urls == ["https://example.org/recent", "https://example.org/undated"]
+    # Without retention (0 keeps for ever) every line goes in, however old.
+    r = run_cli(["import", str(path), "--no-index"], cli_env)
+    assert r.returncode == 0 and "2 new, 0 updated, 2 already stored" in r.stdout, r.stdout
+    assert "older than" not in r.stdout

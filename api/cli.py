@@ -711,13 +711,16 @@ async def cmd_import(settings, args) -> int:
         await svc.close()
 
 
-# A write that failed because the disk did, not because the path given was wrong.
-DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+# A write that failed because the disk did, not because the path given was wrong. A
+# read-only file system too: main() answers it 1 anywhere else, and Linux remounts a disk
+# read-only after I/O errors; the path given was right.
+DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
 
 
 def write_failure_status(e: OSError) -> int:
     """A write to the file the command line named: 2 when the name is wrong (no such folder,
-    no permission, a folder in the way), 1 when the disk failed (full, over quota, I/O):
+    no permission, a folder in the way), 1 when the disk failed (full, over quota, I/O,
+    read-only):
     `sources export-opml` on a full disk exited 2, as if its -o were a typo, where `export`
     exited 1 for the same disk (README, exit status)."""
     return 1 if e.errno in DISK_FAILURES else EXIT_USAGE

@@ -217,19 +217,26 @@ def test_the_block_of_a_syndicated_copy_never_shows_its_original(cli_env, tmp_pa
     assert cards["https://wire.example/ceasefire"]["reason"].endswith("; also reported by daily.example")
 
 
-def _stderr_on_a_terminal(args: list[str], env: dict) -> str:
-    """What the command writes to its standard error when that is a terminal (160 columns)."""
+def _stderr_on_a_terminal(args: list[str], env: dict, *, piped: bytes | None = None) -> str:
+    """What the command writes to its standard error when that is a terminal (160 columns);
+    `piped`: bytes written to its standard input through a pipe."""
     import fcntl
     import pty
     import struct
     import termios
+    import threading
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a real width
     try:
         p = subprocess.Popen([*TIDINGS, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                             stderr=slave)
+                             stderr=slave, stdin=None if piped is None else subprocess.PIPE)
         os.close(slave)
+        if piped is not None:  # from a thread: the terminal is read meanwhile
+            def feed() -> None:
+                with p.stdin:
+                    p.stdin.write(piped)
+            threading.Thread(target=feed, daemon=True).start()
         out = b""
         while True:
             try:
@@ -256,6 +263,9 @@ def test_import_progress_on_a_terminal_counts_bytes_of_the_file(cli_env, tmp_pat
     size_kib = f"{path.stat().st_size / 1024:.0f}k"  # tqdm's scaled bytes, as in "938k/938k"
     assert "import: 100%" in shown and f"{size_kib}/{size_kib}" in shown, shown[-300:]
     assert "3000/3000" not in shown  # not lines as their own total
+    # A pipe has no size: the lines read and their rate, not their count as their own total.
+    shown = _stderr_on_a_terminal(["import", "-", "--no-index"], cli_env, piped=path.read_bytes())
+    assert "import: 3000line [" in shown and "100%" not in shown, shown[-300:]
 
 
 def test_import_shows_the_index_load_on_a_terminal(cli_env, tmp_path):

@@ -146,17 +146,39 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
 
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# A story's line holds at most ~0.5 MB once cut (text 100,000 characters); an input line may
+# carry more, cut on import, but one past this is no story: a whole export minified into one
+# JSON array, a binary file. Read whole and parsed, a 60 MB array took 260 MB of memory
+# (a 1 GB one, gigabytes) only to be called one bad line.
+MAX_LINE = 16 * 1024 * 1024  # bytes, or characters of a UTF-16 file
+
+
+class LongLine(bytes):
+    """The first bytes of a line longer than MAX_LINE, the rest of it skipped unread."""
 
 
 def story_lines(stream: BinaryIO) -> Iterable[str | bytes]:
     """The lines of a story file opened "rb", for `read_jsonl`: bytes, each decoded as UTF-8
     on its own (one bad line is one bad line), except in a file that starts with a UTF-16
     byte order mark, as Windows PowerShell's `>` writes them: that file is decoded as UTF-16
-    (a byte it cannot read becomes U+FFFD). Read as UTF-8, each of its lines was a bad line."""
+    (a byte it cannot read becomes U+FFFD). Read as UTF-8, each of its lines was a bad line.
+    A line longer than MAX_LINE comes as a `LongLine`, read a piece at a time."""
     head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
     if head in UTF16_BOMS:
-        return io.TextIOWrapper(stream, encoding="utf-16", errors="replace")
-    return stream
+        return _bounded(io.TextIOWrapper(stream, encoding="utf-16", errors="replace"))
+    return _bounded(stream)
+
+
+def _bounded(stream) -> Iterator[str | bytes]:
+    while line := stream.readline(MAX_LINE):
+        end = "\n" if isinstance(line, str) else b"\n"
+        if len(line) < MAX_LINE or line.endswith(end):
+            yield line
+            continue
+        head = line[:200]
+        while (rest := stream.readline(MAX_LINE)) and not rest.endswith(end):
+            pass
+        yield LongLine(head.encode("utf-8") if isinstance(head, str) else head)
 
 
 def read_jsonl(lines: Iterable[str | bytes],
@@ -195,6 +217,12 @@ def _read_lines(lines: Iterable[str | bytes],
                 now: datetime) -> Iterator[tuple[int, StoryDraft | LineError]]:
     seen = False  # a line with something on it: only the first one's error gets format_hint
     for number, line in enumerate(lines, start=1):
+        if isinstance(line, LongLine):
+            hint = "" if seen else format_hint(line.decode("utf-8", "replace"))
+            seen = True
+            yield number, LineError(number, f"longer than {MAX_LINE // 2**20} MB, not a story "
+                                            f"line{hint}")
+            continue
         if isinstance(line, bytes):
             try:
                 line = line.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM is no error

@@ -228,7 +228,11 @@ def _read_lines(lines: Iterable[str | bytes],
             try:
                 line = line.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM is no error
             except UnicodeDecodeError as e:
-                yield number, LineError(number, f"not UTF-8 text: byte 0x{line[e.start]:02x} at column {e.start + 1}")
+                # `export | gzip` imported as it is: each of its lines "not UTF-8", never why.
+                hint = (" (this is a gzip file: `gunzip -c FILE | tidings import -` reads it)"
+                        if number == 1 and line.startswith(b"\x1f\x8b") else "")
+                yield number, LineError(number, f"not UTF-8 text: byte 0x{line[e.start]:02x} "
+                                                f"at column {e.start + 1}{hint}")
                 continue
         if not line.strip():
             continue

@@ -301,3 +301,20 @@ def test_each_lines_texts_are_cleaned_once(monkeypatch):
     assert [d.title for d in drafts] == ["T 0", "T 1", "T 2"]
     assert bad.message == "no title and no summary"
     assert calls.count("https://e.org/0") == 1
+
+
+def test_a_gzip_file_is_named_so_on_its_first_line(tmp_path):
+    """An export compressed (`tidings export - | gzip`) and imported as it is: every line
+    was "not UTF-8 text", and nothing said the file was compressed."""
+    import gzip
+
+    from aggregator.importer import story_lines
+
+    path = tmp_path / "stories.jsonl.gz"
+    path.write_bytes(gzip.compress(b"".join(
+        json.dumps({"url": f"https://e.org/{i}", "title": f"Story {i}"}).encode() + b"\n"
+        for i in range(500))))
+    with path.open("rb") as stream:
+        first, *_ = read_jsonl(story_lines(stream), NOW)
+    assert isinstance(first, LineError) and first.line == 1
+    assert first.message.startswith("not UTF-8 text") and "this is a gzip file" in first.message

@@ -614,6 +614,7 @@ def _say_leased(backlog: int, lease_s: int) -> None:
 
 
 async def cmd_import(settings, args) -> int:
+    from aggregator.collect import within_retention
     from aggregator.importer import LineError, LineNote, read_jsonl, story_lines
     from aggregator.store import utcnow
     from api.progress import Progress
@@ -632,7 +633,8 @@ async def cmd_import(settings, args) -> int:
             print(f"tidings: error: cannot read {args.file}: {e.strerror}", file=sys.stderr)
             return EXIT_USAGE
     svc = await build(settings, index=not args.no_index, owner_of_files=True)
-    new = updated = same = dups = bad = down = 0
+    new = updated = same = dups = bad = down = past = 0
+    keep_days = settings.retention.stories_days
     try:
         batch: dict = {}  # canonical URL -> draft: a URL at most once per batch (see below)
         now = utcnow()
@@ -640,8 +642,13 @@ async def cmd_import(settings, args) -> int:
         async def flush() -> None:
             # Each batch commits on its own: an interrupted import keeps what it stored, and
             # a rerun finds those lines unchanged (no write, no re-embedding) and goes on.
-            nonlocal new, updated, same, dups, down
-            r = await svc.store.upsert_stories(batch.values(), now)
+            nonlocal new, updated, same, dups, down, past
+            # Lines published before `[retention] stories_days` are skipped, as the collector
+            # skips such feed items: stored, they were embedded and indexed, then deleted by
+            # the next retention run within the hour (and stored again by every rerun).
+            drafts, old = within_retention(batch.values(), now, keep_days)
+            past += old
+            r = await svc.store.upsert_stories(drafts, now)
             new, updated, dups = new + len(r.new_ids), updated + len(r.updated_ids), dups + r.duplicates
             same, down = same + r.unchanged, down + r.taken_down
             batch.clear()
@@ -676,7 +683,9 @@ async def cmd_import(settings, args) -> int:
             if size is not None:
                 bar.update(size, size)
         print(f"imported: {new} new, {updated} updated, {same} already stored, {dups} linked duplicates, "
-              f"{bad} bad lines skipped" + (f", {down} taken down (skipped)" if down else ""))
+              f"{bad} bad lines skipped" + (f", {down} taken down (skipped)" if down else "")
+              + (f", {past} older than [retention] stories_days = {keep_days} (skipped)"
+                 if past else ""))
         if svc.indexer is not None:
             # The index's load and repair, as `tidings index` shows it: without saved files
             # (deleted, another recipe's) it reads every stored vector and card, minutes at a
@@ -694,8 +703,9 @@ async def cmd_import(settings, args) -> int:
             else:
                 _say_leased(rep.backlog, svc.indexer.lease_s)
         # 1 only when no line was good: a rerun of a file with bad lines (its good lines
-        # already stored) succeeded as much as the first run did.
-        return 1 if bad and not (new or updated or same or dups) else 0
+        # already stored) succeeded as much as the first run did. A line past retention was
+        # good, and left out as the settings ask.
+        return 1 if bad and not (new or updated or same or dups or past) else 0
     finally:
         # Not `stream is not sys.stdin.buffer`: with stdin closed (`<&-`, as some schedulers
         # start jobs) sys.stdin is None, and a FILE's import ended in an AttributeError
@@ -705,13 +715,16 @@ async def cmd_import(settings, args) -> int:
         await svc.close()
 
 
-# A write that failed because the disk did, not because the path given was wrong.
-DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+# A write that failed because the disk did, not because the path given was wrong. A
+# read-only file system too: main() answers it 1 anywhere else, and Linux remounts a disk
+# read-only after I/O errors; the path given was right.
+DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
 
 
 def write_failure_status(e: OSError) -> int:
     """A write to the file the command line named: 2 when the name is wrong (no such folder,
-    no permission, a folder in the way), 1 when the disk failed (full, over quota, I/O):
+    no permission, a folder in the way), 1 when the disk failed (full, over quota, I/O,
+    read-only):
     `sources export-opml` on a full disk exited 2, as if its -o were a typo, where `export`
     exited 1 for the same disk (README, exit status)."""
     return 1 if e.errno in DISK_FAILURES else EXIT_USAGE

@@ -28,8 +28,9 @@ class Progress:
             self.bar.refresh()
 
     def step(self, n: int = 1) -> None:
+        """`n` more done of a total not known (a pipe's lines, a round's sources): shown as a
+        count and a rate. A total grown with the count showed 100% from the first line on."""
         if self.bar is not None:
-            self.bar.total = max(self.bar.total or 0, self.bar.n + n)
             self.bar.update(n)
 
     def close(self) -> None:

@@ -224,6 +224,34 @@ def test_a_utf16_file_with_its_byte_order_mark_is_read_as_utf16():
     assert isinstance(out[0], LineError) and len(out) == 4
 
 
+def test_a_line_longer_than_any_story_is_one_bad_line_read_a_piece_at_a_time(tmp_path):
+    """A whole export minified into one JSON array (or a binary file with few newlines) was
+    read whole and parsed: a 60 MB array took 260 MB of memory, a 1 GB one gigabytes, to be
+    called one bad line. It is still one bad line, named so, and the lines after it go in."""
+    import io
+
+    from aggregator.importer import MAX_LINE, story_lines
+
+    records = [{"url": f"https://e.org/{i}", "title": f"T {i}", "summary": "word " * 40}
+               for i in range(MAX_LINE // 200 + 1)]
+    path = tmp_path / "array.json"
+    with path.open("w", encoding="utf-8") as f:
+        f.write(json.dumps(records) + "\n")
+        f.write(json.dumps({"url": "https://e.org/after", "title": "After"}) + "\n")
+    assert path.stat().st_size > MAX_LINE
+    with path.open("rb") as stream:
+        first, after = read_jsonl(story_lines(stream), NOW)
+    assert isinstance(first, LineError) and first.line == 1
+    assert first.message.startswith("longer than 16 MB, not a story line")
+    assert "not a JSON array" in first.message  # the hint, from the line's first bytes
+    assert after.url == "https://e.org/after"
+    # UTF-16 (its limit counts characters): the same.
+    text = json.dumps(records) + "\r\n" + json.dumps({"url": "https://e.org/z", "title": "Z"})
+    first, after = read_jsonl(story_lines(io.BufferedReader(io.BytesIO(text.encode("utf-16")))), NOW)
+    assert isinstance(first, LineError) and "longer than 16 MB" in first.message
+    assert after.url == "https://e.org/z"
+
+
 def test_a_line_cut_off_inside_a_string_says_so():
     """It said "Invalid control character at at column 35": the line break, read as part of
     the string, and json's message that ends in "at"."""
@@ -256,3 +284,37 @@ def test_a_json_array_or_utf16_without_its_mark_is_named_once_on_the_first_line(
     # A good first line: a later bad one is a bad line, no hint about the file.
     said = errors([json.dumps(records[0]).encode() + b"\n", b"[1]\n"])
     assert said == ["line 2: expected a JSON object"]
+
+
+def test_each_lines_texts_are_cleaned_once(monkeypatch):
+    """The import asked rejection_reason, then normalize: each cleaned the line's texts (a
+    third of an import's time, and of a rerun's that stores nothing). A bad line still says
+    why."""
+    import aggregator.normalize as normalize
+
+    calls = []
+    real = normalize._texts
+    monkeypatch.setattr(normalize, "_texts", lambda item: calls.append(item.url) or real(item))
+    lines = [json.dumps({"url": f"https://e.org/{i}", "title": f"T {i}", "text": "Body."})
+             for i in range(3)] + [json.dumps({"url": "https://e.org/blank", "title": " \u200b"})]
+    *drafts, bad = read_jsonl(lines, NOW)
+    assert [d.title for d in drafts] == ["T 0", "T 1", "T 2"]
+    assert bad.message == "no title and no summary"
+    assert calls.count("https://e.org/0") == 1
+
+
+def test_a_gzip_file_is_named_so_on_its_first_line(tmp_path):
+    """An export compressed (`tidings export - | gzip`) and imported as it is: every line
+    was "not UTF-8 text", and nothing said the file was compressed."""
+    import gzip
+
+    from aggregator.importer import story_lines
+
+    path = tmp_path / "stories.jsonl.gz"
+    path.write_bytes(gzip.compress(b"".join(
+        json.dumps({"url": f"https://e.org/{i}", "title": f"Story {i}"}).encode() + b"\n"
+        for i in range(500))))
+    with path.open("rb") as stream:
+        first, *_ = read_jsonl(story_lines(stream), NOW)
+    assert isinstance(first, LineError) and first.line == 1
+    assert first.message.startswith("not UTF-8 text") and "this is a gzip file" in first.message

@@ -217,19 +217,26 @@ def test_the_block_of_a_syndicated_copy_never_shows_its_original(cli_env, tmp_pa
     assert cards["https://wire.example/ceasefire"]["reason"].endswith("; also reported by daily.example")
 
 
-def _stderr_on_a_terminal(args: list[str], env: dict) -> str:
-    """What the command writes to its standard error when that is a terminal (160 columns)."""
+def _stderr_on_a_terminal(args: list[str], env: dict, *, piped: bytes | None = None) -> str:
+    """What the command writes to its standard error when that is a terminal (160 columns);
+    `piped`: bytes written to its standard input through a pipe."""
     import fcntl
     import pty
     import struct
     import termios
+    import threading
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a real width
     try:
         p = subprocess.Popen([*TIDINGS, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                             stderr=slave)
+                             stderr=slave, stdin=None if piped is None else subprocess.PIPE)
         os.close(slave)
+        if piped is not None:  # from a thread: the terminal is read meanwhile
+            def feed() -> None:
+                with p.stdin:
+                    p.stdin.write(piped)
+            threading.Thread(target=feed, daemon=True).start()
         out = b""
         while True:
             try:
@@ -256,6 +263,9 @@ def test_import_progress_on_a_terminal_counts_bytes_of_the_file(cli_env, tmp_pat
     size_kib = f"{path.stat().st_size / 1024:.0f}k"  # tqdm's scaled bytes, as in "938k/938k"
     assert "import: 100%" in shown and f"{size_kib}/{size_kib}" in shown, shown[-300:]
     assert "3000/3000" not in shown  # not lines as their own total
+    # A pipe has no size: the lines read and their rate, not their count as their own total.
+    shown = _stderr_on_a_terminal(["import", "-", "--no-index"], cli_env, piped=path.read_bytes())
+    assert "import: 3000line [" in shown and "100%" not in shown, shown[-300:]
 
 
 def test_import_shows_the_index_load_on_a_terminal(cli_env, tmp_path):
@@ -418,3 +428,32 @@ def test_stats_reports_the_widgets_days_sites_stories_and_pages(cli_env, tmp_pat
     assert lines[-2:] == ["IMPRESSIONS  CLICKS  CTR     PAGE", f"4            1       25.00%  {page}"]
     r = run_cli(["stats", "--days", "91"], cli_env)
     assert r.returncode == 2 and "91 is outside [1, 90]" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_import_skips_and_counts_lines_older_than_retention_keeps(cli_env, tmp_path):
+    """A line published before `[retention] stories_days` was stored, embedded and indexed,
+    then deleted by the next retention run within the hour (and stored again by a rerun).
+    It is skipped and counted now, as the collector skips such feed items; an undated line
+    is dated by the import, and kept."""
+    from datetime import UTC, datetime, timedelta
+
+    recent = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    path = tmp_path / "archive.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in [
+        {"url": "https://example.org/old", "title": "Old", "published_at": "2019-05-01T10:00:00Z"},
+        {"url": "https://example.org/recent", "title": "Recent", "published_at": recent},
+        {"url": "https://example.org/undated", "title": "Undated"},
+        {"url": "https://example.org/older", "title": "Older", "published_at": "2001-01-01T00:00:00Z"},
+    ]) + "\n", encoding="utf-8")
+    env = {**cli_env, "TIDINGS_RETENTION_STORIES_DAYS": "30"}
+    r = run_cli(["import", str(path)], env)
+    assert r.returncode == 0, r.stderr
+    assert "2 new" in r.stdout and "2 older than [retention] stories_days = 30 (skipped)" in r.stdout, r.stdout
+    assert "embedded 2 stories" in r.stdout, r.stdout
+    with sqlite3.connect(tmp_path / "data" / "tidings.db") as con:
+        urls = [u for (u,) in con.execute("SELECT url FROM stories ORDER BY url")]
+    assert urls == ["https://example.org/recent", "https://example.org/undated"]
+    # Without retention (0 keeps for ever) every line goes in, however old.
+    r = run_cli(["import", str(path), "--no-index"], cli_env)
+    assert r.returncode == 0 and "2 new, 0 updated, 2 already stored" in r.stdout, r.stdout
+    assert "older than" not in r.stdout

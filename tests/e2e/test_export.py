@@ -174,3 +174,30 @@ def test_with_stderr_closed_the_export_on_stdout_stays_a_story_file(cli_env, tmp
     assert sorted(exported) == sorted(rec["url"] for rec in RECORDS), r.stdout
     r = closed_stderr(["related", "--id", "999"])
     assert r.returncode == 2 and r.stdout == "", r.stdout
+
+
+def test_an_export_to_a_read_only_disk_is_work_that_failed_not_bad_input(cli_env, tmp_path):
+    """A read-only file system (mounted so, or remounted read-only after disk errors) exited
+    2, "fix the command line", where the README's rules say 1: the path was right, the disk
+    refused. A real read-only mount when the test may make one (root); the decision always."""
+    import errno
+    import os
+    import subprocess
+
+    import pytest
+
+    from api.cli import write_failure_status
+
+    assert write_failure_status(OSError(errno.EROFS, "Read-only file system")) == 1
+    assert write_failure_status(OSError(errno.ENOENT, "No such file or directory")) == 2
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs",
+                                            str(ro)], capture_output=True).returncode != 0:
+        pytest.skip("no read-only mount here (needs root)")
+    try:
+        _import(cli_env, tmp_path, RECORDS)
+        r = run_cli(["export", str(ro / "stories.jsonl")], cli_env)
+        assert r.returncode == 1 and "Read-only file system" in r.stderr, r.stderr
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)

@@ -169,8 +169,10 @@ SUMMARY_CHARS = 400
 # version when tokenize / key_terms / lexical_text change (the tf slope changes the norms), or
 # what the index saves (3: which names each story capitalises mid-sentence; 4: words folded,
 # scripts without spaces read as pairs of characters, French elisions split off; 5: Indic
-# words read with their vowel signs).
-LEXICAL_RECIPE = f"lexical-6 words={LEXICAL_WORDS} summary={SUMMARY_CHARS} tf={TF_SLOPE}"
+# words read with their vowel signs; 6: English negations, "Isn't", are no names; 7: the
+# function words of a story's language, when it is French, German, Spanish, Italian,
+# Portuguese, Turkish or Russian, are stop words).
+LEXICAL_RECIPE = f"lexical-7 words={LEXICAL_WORDS} summary={SUMMARY_CHARS} tf={TF_SLOPE}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_TIME = np.iinfo(np.int64).min
 _SEP = "\x1f"  # unit separator: never in a title, URL or summary after extraction

@@ -50,6 +50,52 @@ STOPWORDS = frozenset(
     told one two new year years mr mrs ms s t ll re ve d m o y n't""".split()
 ) | ELISIONS
 
+# The function words of the languages after English whose news a site is likeliest to carry:
+# articles, pronouns, prepositions, conjunctions, auxiliaries. Without them a French story's
+# terms and names were "les", "des", "une", "selon" (each capitalised at a sentence start is
+# a key term), so any two French stories shared evidence and read "same event". A list holds
+# the words of one language only, and applies only to a text written in it
+# (`stopwords_for`): "die", "war", "un" (the UN), "son" or "la" (LA) are English words or
+# names, and German "die UN" keeps its UN. Folded as `fold` folds (Turkish "ı" is "i").
+_FOREIGN_FUNCTION_WORDS = {
+    "fr": """le la les un une des du de et est en au aux ce cet cette ces son sa ses leur leurs
+        il ils elle elles nous vous on se lui eux été être avoir avait avaient ont sont était
+        étaient sera seront fait comme mais ou où dont qui que quoi si aussi après avant selon
+        entre sans sous depuis très tout tous toute toutes pour par sur dans avec pas ne plus
+        moins déjà encore alors ainsi même autre autres cela ça ici lors dès vers chez contre
+        plusieurs mon ma mes notre nos votre vos quand comment pourquoi peut doit non oui""",
+    "de": """der die das den dem des ein eine einer eines einem einen und oder aber auch als am
+        an auf aus bei bis da dass daß durch für gegen hat haben hatte hatten ist im mit nach
+        nicht noch nur ob seit sich sie sind über um unter vom von vor war waren wird werden
+        wurde wurden wie wir zu zum zur es er ihr ihre ihren ihrem ihrer ihres sein seine
+        seiner seinem seinen kein keine mehr schon sagte laut sowie dieser diese dieses diesem
+        diesen jetzt nun man wo wenn dann denn weil doch sehr hier dort bereits etwa dabei
+        damit soll sollen kann können muss ins beim ab""",
+    "es": """el la los las un una unos unas de del al en que con por para es son fue fueron ha
+        han había se su sus lo le les como más pero sin sobre entre desde hasta tras según
+        este esta estos estas ese esa eso ya muy también cuando donde porque no sí ni otro otra
+        otros otras todo toda todos todas ante bajo hacia durante dijo está están ser""",
+    "it": """il lo la gli le un una uno di del della dei degli delle dello al alla ai agli alle
+        allo da dal dalla dai dagli dalle in con su sul sulla per tra fra ed che chi non sono
+        era erano stato stata stati essere ha hanno aveva avevano si suo sua suoi sue loro
+        anche come più ma se questo questa questi queste quello quella dopo prima secondo
+        ancora già molto tutto tutti tutte nel nella nei negli nelle perché quando dove""",
+    "pt": """os as um uma uns umas de do da dos das no na nos nas em ao aos às pelo pela pelos
+        pelas por para com sem que se não são foi foram ser ter tem têm tinha há seu sua seus
+        suas ele ela eles elas mais mas como também já muito entre sobre após até segundo
+        quando onde porque este esta estes estas esse essa isso isto ou""",
+    "tr": """ve bir bu da de ile için olarak gibi daha çok en ama ancak kadar sonra önce olan
+        oldu olduğu olduğunu ise ki mi mı mu mü ya hem her şu ne diye değil var yok tarafından
+        göre dedi ben sen biz siz onlar bunu bunun buna ayrıca yani bile ilk""",
+    "ru": """на не что по из для как это от за его он она они мы вы то же так но да или бы был
+        была были было быть уже при до после также только все всё их ее её со во об под над
+        между чем этот эта эти этого этом том того который которая которые которых может
+        более где когда если заявил сообщил""",
+}
+# How much of a text `stopwords_for` reads to tell its language: enough function words to
+# count, at a bounded cost for the longest body.
+LANGUAGE_SAMPLE_CHARS = 1000
+
 # Body words the index reads of a stored story: the lead carries the event's names, and the
 # postings of a million stories stay bounded. Evaluations cut their documents the same way.
 LEXICAL_WORDS = 150
@@ -147,6 +193,25 @@ def fold(text: str) -> str:
     return text.translate(_FOLD) if _FOLDED.search(text) else text
 
 
+# Without the words English counts already (German "in", "was", Portuguese "do", "no").
+FOREIGN_STOPWORDS = {lang: frozenset(fold(w) for w in words.split()) - STOPWORDS
+                     for lang, words in _FOREIGN_FUNCTION_WORDS.items()}
+_STOPWORDS_OF = {lang: STOPWORDS | words for lang, words in FOREIGN_STOPWORDS.items()}
+
+
+def stopwords_for(text: str) -> frozenset[str]:
+    """The stop words of `text`: English's (`STOPWORDS`), and those of the language of
+    `FOREIGN_STOPWORDS` it is written in: the one of which its first words hold the most
+    distinct function words, more than of English's and at least two (an English headline
+    that names "LA" or "Des Moines" is no French). Words split at spaces and set operations,
+    at C speed: this runs for every indexed story (the word regex took 40% of a tokenize),
+    and function words seldom carry punctuation."""
+    words = set(fold(text[:LANGUAGE_SAMPLE_CHARS]).split())
+    english = len(words & STOPWORDS)
+    hits, lang = max((len(words & stop), lang) for lang, stop in FOREIGN_STOPWORDS.items())
+    return _STOPWORDS_OF[lang] if hits >= 2 and hits > english else STOPWORDS
+
+
 def _unsuffixed(word: str) -> str:
     """`word` (folded) without an ending after an apostrophe (`APOSTROPHE_ENDINGS`)."""
     head, _, tail = word.partition("'")
@@ -173,15 +238,17 @@ def unspaced(token: str) -> bool:
     return _UNSPACED_START.match(token) is not None
 
 
-def tokenize(text: str) -> list[str]:
-    """Folded word tokens (`fold`) without stopwords or possessive endings; a run of a script
-    written without spaces is read as its pairs of characters (`_UNSPACED`)."""
+def tokenize(text: str, stopwords: frozenset[str] | None = None) -> list[str]:
+    """Folded word tokens (`fold`) without stopwords (`stopwords_for` the text, unless given)
+    or possessive endings; a run of a script written without spaces is read as its pairs of
+    characters (`_UNSPACED`)."""
     # findall and comprehensions: this runs over every indexed story's text. (A lookahead in
     # the regex instead of the possessive pass was 15% faster but split "a's'b" differently.)
     text = unelided(fold(text))
     words = _WORD_MARKED if not text.isascii() and _INDIC_MARK.search(text) else _WORD
     tokens = [_unsuffixed(t) if "'" in t else t for t in words.findall(text)]
-    tokens = [t for t in tokens if len(t) > 1 and t not in STOPWORDS]
+    stop = stopwords_for(text) if stopwords is None else stopwords
+    tokens = [t for t in tokens if len(t) > 1 and t not in stop]
     if text.isascii() or not _UNSPACED_START.search(text):
         return tokens
     return [pair for t in tokens for pair in (
@@ -193,24 +260,29 @@ def lead_words(text: str, words: int = LEXICAL_WORDS) -> str:
     return first_words(text, words)
 
 
-def key_terms(title: str, text: str, max_terms: int = 40) -> tuple[str, ...]:
+def key_terms(title: str, text: str, max_terms: int = 40,
+              stopwords: frozenset[str] | None = None) -> tuple[str, ...]:
     """Names and numbers that identify an event, lower-cased, in order of first appearance.
 
     Multiword names yield each of their words ("vladimir", "putin"), so "Putin" in one report
     matches "Vladimir Putin" in another. Sentence-initial capitals count only when the word is
-    not a stopword; rare-word weighting (idf) downstream damps the rest of that noise.
+    not a stopword (`stopwords_for` the story, unless given); rare-word weighting (idf)
+    downstream damps the rest of that noise.
     """
+    if stopwords is None:
+        stopwords = stopwords_for(f"{title}\n{text[:LANGUAGE_SAMPLE_CHARS]}")
     return _terms(chain(_NAME_OR_NUMBER.findall(unelided(title)),
-                        _NAME_OR_NUMBER.findall(unelided(text))), max_terms)
+                        _NAME_OR_NUMBER.findall(unelided(text))), max_terms, stopwords)
 
 
-def proper_terms(text: str) -> frozenset[str]:
+def proper_terms(text: str, stopwords: frozenset[str] | None = None) -> frozenset[str]:
     """The key terms of `text` that it capitalises mid-sentence at least once (`key_terms`'s
     form of them). A title is no evidence: headlines may capitalise every word."""
-    return frozenset(_terms(_MID_SENTENCE_NAME.findall(unelided(text)), sys.maxsize))
+    return frozenset(_terms(_MID_SENTENCE_NAME.findall(unelided(text)), sys.maxsize,
+                            stopwords_for(text) if stopwords is None else stopwords))
 
 
-def _terms(words: Iterable[str], max_terms: int) -> tuple[str, ...]:
+def _terms(words: Iterable[str], max_terms: int, stopwords: frozenset[str]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for word in words:
         if not word[0].isascii() and not word[0].isupper():
@@ -221,13 +293,13 @@ def _terms(words: Iterable[str], max_terms: int) -> tuple[str, ...]:
             if _negation(lower):
                 continue  # "Isn't" opening a title-case headline is no name
             lower = _unsuffixed(lower)
-        if len(lower) < 2 or lower in STOPWORDS:
+        if len(lower) < 2 or lower in stopwords:
             continue
         if lower.isalpha():  # most names: nothing to split (the split is the costly part)
             seen.setdefault(lower, None)
         else:
             for part in _NAME_PARTS.split(lower):
-                if len(part) >= 2 and part not in STOPWORDS:
+                if len(part) >= 2 and part not in stopwords:
                     seen.setdefault(part, None)
         if len(seen) >= max_terms:
             return tuple(seen)
@@ -333,9 +405,12 @@ class LexicalIndex:
     def __contains__(self, doc_id: int) -> bool:
         return self._slot.get(int(doc_id)) is not None
 
-    def _counts(self, title: str, text: str) -> Counter[str]:
-        counts = Counter(tokenize(text))
-        for token in tokenize(title):
+    def _counts(self, title: str, text: str,
+                stopwords: frozenset[str] | None = None) -> Counter[str]:
+        if stopwords is None:
+            stopwords = stopwords_for(f"{title}\n{text[:LANGUAGE_SAMPLE_CHARS]}")
+        counts = Counter(tokenize(text, stopwords))
+        for token in tokenize(title, stopwords):
             counts[token] += self.title_weight
         return counts
 
@@ -466,8 +541,10 @@ class LexicalIndex:
                 counts: array) -> tuple[array, array, array]:
         """A new slot for the document and its postings appended to the pending arrays
         (handed to `_ingest` and renewed when they grow large)."""
-        slot = self._new_slot(doc_id, title, text)
-        c = self._counts(title, text)
+        # One language for the story's terms and names (its title alone may not tell).
+        stopwords = stopwords_for(f"{title}\n{text[:LANGUAGE_SAMPLE_CHARS]}")
+        slot = self._new_slot(doc_id, title, text, stopwords)
+        c = self._counts(title, text, stopwords)
         terms.extend(self._tids(c))
         slots.extend([slot] * len(c))
         values = list(c.values())
@@ -535,7 +612,7 @@ class LexicalIndex:
         grown[first:] = np.sqrt(sq)
         self._norms = grown
 
-    def _new_slot(self, doc_id: int, title: str, text: str) -> int:
+    def _new_slot(self, doc_id: int, title: str, text: str, stopwords: frozenset[str]) -> int:
         slot = self._slots
         if slot >= len(self._doc_id):
             size = max(2 * len(self._doc_id), 1024)
@@ -543,9 +620,9 @@ class LexicalIndex:
             self._alive = _grown(self._alive, size)
             self._key_start = _grown(self._key_start, size)
             self._key_len = _grown(self._key_len, size)
-        names = key_terms(title, text)
+        names = key_terms(title, text, stopwords=stopwords)
         keys = self._tids(names)
-        proper = proper_terms(text)
+        proper = proper_terms(text, stopwords)
         flags = [t in proper for t in names]
         if self._keys_n + len(keys) > len(self._keys):
             size = max(2 * len(self._keys), self._keys_n + len(keys), 4096)

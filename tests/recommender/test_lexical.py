@@ -537,3 +537,39 @@ def test_turkish_case_endings_after_an_apostrophe_leave_the_name():
     assert tokenize("Erdoğan'ın İstanbul'daki ziyareti ERDOĞAN'A") == [
         "erdoğan", "istanbul", "ziyareti", "erdoğan"]
     assert key_terms("Erdoğan'ın İstanbul'daki ziyareti", "") == ("erdoğan", "istanbul")
+
+
+@pytest.mark.parametrize(("title", "text", "names"), [
+    ("Le Sénat adopte la réforme", "Le texte a été adopté dans la nuit. Selon le gouvernement, "
+     "les retraites sont sauvées. Les syndicats de la CGT appellent à une grève.",
+     ("sénat", "cgt")),
+    ("Die UN warnen vor Hunger", "Die UN warnen vor einer Hungersnot im Sudan. Nach Angaben "
+     "der Helfer ist die Lage ernst. Der Sicherheitsrat tagt.",
+     ("un", "hunger", "hungersnot", "sudan", "angaben", "helfer", "lage", "sicherheitsrat")),
+    ("El Gobierno aprueba la reforma", "Según el ministro, la reforma entrará en vigor. Los "
+     "sindicatos de Madrid convocan una huelga. Pedro Sánchez la defendió.",
+     ("gobierno", "madrid", "pedro", "sánchez")),
+    ("Il governo approva la manovra", "Secondo il ministro, la manovra sarà approvata. Dopo il "
+     "voto alla Camera, i sindacati hanno annunciato uno sciopero. La premier Giorgia Meloni "
+     "ha difeso il testo.", ("camera", "giorgia", "meloni")),
+    ("Bakan açıklama yaptı", "Bu sabah Ankara'da bir açıklama yapan Bakan konuştu. Ayrıca "
+     "Merkez Bankası için bir karar bekleniyor. Daha sonra İstanbul'da bir toplantı var.",
+     ("bakan", "ankara", "merkez", "bankasi", "istanbul")),
+    ("Путин провёл совещание", "По словам Дмитрия Пескова, на совещании обсуждалась "
+     "экономика. Это было сказано после встречи в Москве. Как сообщил Кремль, всё прошло.",
+     ("путин", "дмитрия", "пескова", "москве", "кремль")),
+])
+def test_function_words_of_a_story_s_language_are_stop_words(title, text, names):
+    # Only English function words were: a French story's names were "le", "la", "selon",
+    # "les" (each capitalised at a sentence start), shared by any two French stories, and
+    # its terms "les", "des", "une". German keeps "die UN" (a name, not French "un").
+    assert key_terms(title, text) == names
+    assert set(names) <= set(tokenize(f"{title} {text}"))
+    assert not {"le", "la", "les", "une", "die", "der", "el", "il", "bu", "по", "это"} & set(
+        tokenize(f"{title} {text}"))
+
+
+def test_english_keeps_its_names_that_spell_another_language_s_function_words():
+    text = "The UN envoy met the mayor of LA and Des Moines officials; Le Pen said the UN was late."
+    assert {"un", "la", "des", "moines", "le", "pen"} <= set(key_terms("UN envoy in LA", text))
+    assert {"un", "la", "des", "le"} <= set(tokenize(text))

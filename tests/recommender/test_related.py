@@ -31,6 +31,8 @@ from recommender.related import (
 from recommender.search import search_params
 from recommender.vindex import BruteForceIndex
 
+from .foreign_news import FRENCH, FRENCH_EVENTS, GERMAN, GERMAN_EVENTS
+
 NOW = datetime(2025, 3, 19, 12, 0, tzinfo=UTC)
 DIM = 8
 
@@ -771,3 +773,27 @@ def test_a_floor_of_0_fills_the_block_as_the_setting_says():
     opposite = cand(3, unit(-1, 0.2), lexical_score=0.0)  # cosine below 0
     assert ids(rank_related(ARTICLE, [opposite], k=3, now=NOW,
                             params=RankParams(min_relevance=0.0))) == [3]
+
+
+@pytest.mark.parametrize(("stories", "events"), [(FRENCH, FRENCH_EVENTS), (GERMAN, GERMAN_EVENTS)],
+                         ids=["fr", "de"])
+def test_function_words_of_a_french_or_german_story_tie_it_to_no_other(stories, events):
+    # Only English function words were stop words. A French story's terms were its "les",
+    # "des", "une", and every sentence start ("Les", "Selon", "Une"; German "Der", "Nach")
+    # one of its names: a pension reform read "same event" under a chemical fire, and any
+    # two stories of the language shared a tenth of their words.
+    lexical = LexicalIndex()
+    for i, (title, text) in stories.items():
+        lexical.add(i, title, text)
+    for i, (title, text) in stories.items():
+        hits = lexical.search(title, text, 10)
+        cands = [cand(j, None, title=stories[j][0], summary=stories[j][1], lexical_score=score)
+                 for j, score in hits if j != i]
+        block = rank_related(Query(title, text, None, NOW, id=i), cands, k=3, now=NOW,
+                             term_idf=lexical.idf_table(), terms_of=lexical.key_terms_of,
+                             common_word=lexical.common_word)
+        if i in events:
+            assert block[0].id == events[i]
+        others = [r for r in block if r.id != events.get(i)]
+        assert not [r.reason for r in others if r.reason.startswith("same event")], i
+        assert max((score for j, score in hits if j not in (i, events.get(i))), default=0) < 0.05

@@ -647,6 +647,22 @@ class Corpus:
                 "repaired_removed": int(len(extra)), "restored": restored,
                 "from_files": loaded is not None}
 
+    def _say_why_unusable(self, expect: dict) -> None:
+        """Log why the saved lexical index and cards are rebuilt. After an upgrade that changed
+        the lexical recipe, every start and CLI one-shot said "damaged" until the next save,
+        when nothing was wrong: that is said as the news it is, at INFO."""
+        differ = snapshot.differences(self.index_dir, SNAPSHOT_MANIFEST, expect)
+        if differ is None:
+            return  # none saved yet
+        if "lexical" in differ:
+            saved, wanted = differ["lexical"]
+            log.info("corpus.snapshot_outdated dir=%s saved=%r now=%r: the lexical index is "
+                     "rebuilt (by each process that loads it, until the next index save)",
+                     self.index_dir, saved, wanted)
+        else:
+            log.warning("corpus.snapshot_unusable dir=%s (%s): rebuilding", self.index_dir,
+                        "not saved with this index" if differ else "damaged")
+
     def _restore(self, loaded: FaissIndex) -> tuple[LexicalIndex, MetaTable] | None:
         """The saved lexical index and cards, or None (then rebuilt) unless they are intact,
         saved with the same lexical recipe at the index's watermark, and hold its very ids."""
@@ -661,18 +677,15 @@ class Corpus:
             # before the load: read after it, a snapshot landing between the two looked
             # caught up though the load had seen the old one, and the worker rebuilt.
             behind = self._snapshot_watermark()
+            expect = {"lexical": LEXICAL_RECIPE, "ids_digest": digest, "watermark": watermark}
             snap = snapshot.load(self.index_dir, SNAPSHOT_MANIFEST, arrays=("lexical", "meta"),
-                                 files=(META_RECORDS,),
-                                 expect={"lexical": LEXICAL_RECIPE, "ids_digest": digest,
-                                         "watermark": watermark})
+                                 files=(META_RECORDS,), expect=expect)
             if snap is not None or behind is None or behind >= watermark or \
                     time.monotonic() > give_up:
                 break
             time.sleep(SNAPSHOT_POLL_S)  # on a worker thread (asyncio.to_thread)
         if snap is None:
-            if (self.index_dir / SNAPSHOT_MANIFEST).exists():
-                log.warning("corpus.snapshot_unusable dir=%s (damaged, or not saved with this "
-                            "index): rebuilding", self.index_dir)
+            self._say_why_unusable(expect)
             return None
         records = snap.files[META_RECORDS]
         lexical = LexicalIndex()

@@ -72,6 +72,19 @@ def save(directory: Path, manifest_name: str, *, arrays: Mapping[str, Mapping[st
     return manifest
 
 
+def differences(directory: Path, manifest_name: str,
+                expect: Mapping[str, Any]) -> dict[str, tuple[Any, Any]] | None:
+    """The `expect` fields the saved manifest holds otherwise, each as (saved, expected); None
+    when there is no readable manifest. For saying why `load` gave None."""
+    try:
+        manifest = json.loads((Path(directory) / manifest_name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict):
+        return None
+    return {k: (manifest.get(k), v) for k, v in expect.items() if manifest.get(k) != v}
+
+
 def load(directory: Path, manifest_name: str, *, arrays: tuple[str, ...],
          files: tuple[str, ...], expect: Mapping[str, Any]) -> Snapshot | None:
     """The saved arrays and files, or None when any is missing or differs from the manifest,

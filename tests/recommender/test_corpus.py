@@ -380,6 +380,34 @@ async def test_a_damaged_or_stale_snapshot_falls_back_to_the_rebuild(store, tmp_
     assert (await c3.start())["restored"] and calls == [[]] and _view(c3) == before
 
 
+async def test_a_snapshot_of_an_older_lexical_recipe_is_rebuilt_saying_so(store, tmp_path,
+                                                                          monkeypatch, caplog):
+    # After an upgrade that changed the lexical recipe, every start and every CLI one-shot
+    # warned "snapshot_unusable (damaged, or not saved with this index)" until the next save:
+    # nothing was damaged. It is said as an upgrade, at INFO, with both recipes.
+    await seed(store)
+    c = corpus(store, tmp_path / "ix")
+    await c.start()
+    before = _view(c)
+    monkeypatch.setattr("recommender.corpus.LEXICAL_RECIPE", "lexical-next")
+    c2 = corpus(store, tmp_path / "ix", owner=False)  # a one-shot: it saves nothing
+    with caplog.at_level("INFO", logger="tidings.corpus"):
+        assert not (await c2.start())["restored"]
+    assert _view(c2) == before
+    outdated = [r for r in caplog.records if "snapshot_outdated" in r.getMessage()]
+    assert len(outdated) == 1 and outdated[0].levelname == "INFO"
+    assert "lexical-next" in outdated[0].getMessage()
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    # A damaged snapshot is still a warning.
+    f = tmp_path / "ix" / "meta.records"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    monkeypatch.undo()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tidings.corpus"):
+        assert not (await corpus(store, tmp_path / "ix", owner=False).start())["restored"]
+    assert any(r.levelname == "WARNING" and "damaged" in r.getMessage() for r in caplog.records)
+
+
 async def test_a_start_during_a_save_waits_for_the_snapshot(store, tmp_path, monkeypatch):
     """A worker of `serve --workers` started while the indexer saved: it loaded the new vector
     index, found the snapshot (written after it) still at the old watermark, and rebuilt the

@@ -7,6 +7,8 @@ it has one, else the page URL. Only parsing: the page arrives as bytes.
 
 from __future__ import annotations
 
+import re
+
 import lxml.html
 from cssselect import SelectorError
 from lxml import etree
@@ -16,7 +18,11 @@ from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem, Selectors
 from aggregator.textclean import clean_inline, decode_html, html_to_text, parse_date
 
-_IMAGE_ATTRS = ("src", "data-src", "data-lazy-src", "data-original", "content")
+# Lazy-loading attributes first: such a page's `src` is a placeholder (a data: URI, or a
+# file: /static/blank.gif, lazy.svg), and the real image is in data-src or a srcset.
+_LAZY_ATTRS = ("data-src", "data-lazy-src", "data-original")
+_SRCSET_ATTRS = ("data-srcset", "data-lazy-srcset", "srcset")
+_DESCRIPTOR_COMMA = re.compile(r"(\s[\d.]+[wx]),(?=\S)")
 _DATE_ATTRS = ("datetime", "content", "data-date", "title")
 
 
@@ -96,9 +102,7 @@ def _item(block: etree._Element, selectors: Selectors, base: str) -> ParsedItem 
     if selectors.image:
         img_el = _first(block, selectors.image)
         if img_el is not None:
-            # Lazy-loading pages put a data: placeholder in src and the real URL in data-src.
-            values = (img_el.get(a, "").strip() for a in _IMAGE_ATTRS)
-            image = next((v for v in values if v and not v.startswith("data:")), "")
+            image = _image(img_el)
     return ParsedItem(
         url=url,
         title=title,
@@ -106,6 +110,40 @@ def _item(block: etree._Element, selectors: Selectors, base: str) -> ParsedItem 
         image_url=joined(base, image) if image else "",
         published_at=published_at,
     )
+
+
+def _image(el: etree._Element) -> str:
+    """The image an <img> (or <meta content>) shows once loaded: a lazy-loading attribute's,
+    else the widest of a srcset, else src. `src` first gave the placeholder of a lazy page
+    (its blank.gif as every story's image), and an image only in a srcset gave none."""
+    values = [el.get(a, "").strip() for a in _LAZY_ATTRS]
+    values += [widest(el.get(a, "")) for a in _SRCSET_ATTRS]
+    values += [el.get("src", "").strip(), el.get("content", "").strip()]
+    return next((v for v in values if v and not v.startswith("data:")), "")
+
+
+def widest(srcset: str) -> str:
+    """The candidate of a srcset ("a.jpg 320w, b.jpg 640w" or "a.jpg 1x, b.jpg 2x") with the
+    largest descriptor; the first when none has one (pure). Read as the HTML standard reads
+    it, by whitespace: a URL may hold commas (an image service's /w_320,h_200/)."""
+    best, best_size = "", -1.0
+    url, size = "", 0.0
+    spaced = _DESCRIPTOR_COMMA.sub(r"\1, ", srcset)  # "a.jpg 1x,b.jpg 2x"
+    for token in [*spaced.split(), ","]:
+        ends = token.endswith(",")
+        token = token.rstrip(",")
+        if not url:
+            url, size = token, 0.0
+        elif token[-1:] in ("w", "x"):
+            try:
+                size = float(token[:-1])
+            except ValueError:
+                pass
+        if ends and url:
+            if size > best_size and not url.startswith("data:"):
+                best, best_size = url, size
+            url = ""
+    return best
 
 
 def _text(el: etree._Element) -> str:

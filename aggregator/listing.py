@@ -8,6 +8,7 @@ it has one, else the page URL. Only parsing: the page arrives as bytes.
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 
 import lxml.html
 from cssselect import SelectorError
@@ -50,9 +51,10 @@ def parse_listing(
     items: list[ParsedItem] = []
     problems: list[str] = []
     seen: set[str] = set()
+    missed: dict[str, list[str]] = defaultdict(list)  # selectors that found nothing, by field
     for n, block in enumerate(blocks, start=1):
         try:
-            item = _item(block, selectors, base)
+            item = _item(block, selectors, base, missed)
         except SelectorError as e:
             raise ParseError(f"bad CSS selector in {selectors!r}: {e}") from e
         if isinstance(item, str):
@@ -63,18 +65,38 @@ def parse_listing(
         seen.add(item.url)
         items.append(item)
     if not items:
-        raise ParseError(f"HTML listing: {len(blocks)} blocks matched but none had a link")
+        raise ParseError(f"HTML listing: {len(blocks)} blocks matched but none had a link "
+                         f"(link selector {selectors.link!r})")
     title_el = root.find(".//title")
     return ParsedDocument(
         kind="html",
         title=clean_inline(title_el.text_content()) if title_el is not None else "",
         items=tuple(items),
-        problems=tuple(problems),
+        # First: `collect` names the first problem when no item is usable.
+        problems=(*selector_misses(selectors, missed, len(blocks) - len(problems)), *problems),
         home_url=base_url,
     )
 
 
-def _item(block: etree._Element, selectors: Selectors, base: str) -> ParsedItem | str:
+def selector_misses(selectors: Selectors, missed: dict[str, list[str]], linked: int) -> list[str]:
+    """One problem per optional selector that matched nothing in some of the `linked` items,
+    and one for a date selector whose text is no date (pure). A typo in one, or a site's
+    redesign, left every story without its date, image or summary (or, for the title,
+    without a story), and nothing said which selector it was."""
+    out = []
+    for name in ("title", "summary", "date", "image"):
+        if missed.get(name):
+            also = "; the link's text is their title" if name == "title" else ""
+            out.append(f"{name} selector {getattr(selectors, name)!r} matched nothing in "
+                       f"{len(missed[name])} of {linked} items{also}")
+    if undated := missed.get("date_text"):
+        out.append(f"date selector {selectors.date!r}: no date read in {len(undated)} of "
+                   f"{linked} items (such as {undated[0][:60]!r})")
+    return out
+
+
+def _item(block: etree._Element, selectors: Selectors, base: str,
+          missed: dict[str, list[str]]) -> ParsedItem | str:
     link_el = _first(block, selectors.link)
     href = ""
     if link_el is not None:
@@ -88,21 +110,27 @@ def _item(block: etree._Element, selectors: Selectors, base: str) -> ParsedItem 
     url = joined(base, href)
     if not url.startswith(("http://", "https://")):
         return f"not an http(s) link {href[:60]!r}, skipped"
-    title_el = _first(block, selectors.title) if selectors.title else link_el
-    title = clean_inline(_text(title_el)) if title_el is not None else ""
-    summary_el = _first(block, selectors.summary) if selectors.summary else None
+
+    def found(name: str) -> etree._Element | None:
+        """The element of an optional selector, its miss noted (None when not configured)."""
+        selector = getattr(selectors, name)
+        el = _first(block, selector) if selector else None
+        if selector and el is None:
+            missed[name].append("")
+        return el
+
+    title_el = found("title") if selectors.title else link_el
+    title = clean_inline(_text(title_el if title_el is not None else link_el))
+    summary_el = found("summary")
     summary = _text(summary_el) if summary_el is not None else ""
     published_at = None
-    if selectors.date:
-        date_el = _first(block, selectors.date)
-        if date_el is not None:
-            values = [date_el.get(a) for a in _DATE_ATTRS] + [date_el.text_content()]
-            published_at = next((d for d in map(parse_date, filter(None, values)) if d), None)
-    image = ""
-    if selectors.image:
-        img_el = _first(block, selectors.image)
-        if img_el is not None:
-            image = _image(img_el)
+    if (date_el := found("date")) is not None:
+        values = [date_el.get(a) for a in _DATE_ATTRS] + [date_el.text_content()]
+        published_at = next((d for d in map(parse_date, filter(None, values)) if d), None)
+        if published_at is None:
+            missed["date_text"].append(clean_inline(date_el.text_content()))
+    img_el = found("image")
+    image = _image(img_el) if img_el is not None else ""
     return ParsedItem(
         url=url,
         title=title,

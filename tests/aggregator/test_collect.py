@@ -328,6 +328,34 @@ async def test_a_plain_sitemap_gives_stories_through_full_text_reading(site, sql
     assert not [p for p in site.paths_requested() if p.startswith("/article/")]
 
 
+def _article(title: str) -> bytes:
+    words = " ".join(f"{title} was reported today by our correspondent, paragraph {i}." for i in range(20))
+    return (f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>"
+            f"<p>{words}</p><p>{words}</p></article></body></html>").encode()
+
+
+async def test_a_plain_sitemap_listed_oldest_first_has_its_newest_pages_read_first(sqlite_store):
+    """Sitemaps mostly list oldest first (WordPress's by post id): full-text reading, 2 pages
+    a round here, went on the oldest links, and this week's stories waited for every older
+    page to be read. Now a sitemap's links are taken newest first, by <lastmod>."""
+    async with LocalSite() as site:
+        days = [f"2026-11-{d:02d}" for d in range(20, 26)]  # oldest first
+        for day in days:
+            site.route(f"/post/{day}", body=_article(f"Story of {day}"), content_type="text/html")
+        entries = "".join(f"<url><loc>{site.url(f'/post/{d}')}</loc><lastmod>{d}T08:00:00Z</lastmod></url>"
+                          for d in days)
+        site.route("/wp-sitemap-posts-post-1.xml", content_type="application/xml", body=(
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"{entries}</urlset>").encode())
+        await sqlite_store.sync_sources([SourceSpec(
+            "wp", site.url("/wp-sitemap-posts-post-1.xml"), "world", kind="sitemap", full_text=True)])
+        settings = dataclasses.replace(FAST, full_text_limit=2)
+        report = await collector(sqlite_store, site, settings).run_round()
+        assert report.sources[0].ok and report.new == 2
+        assert sorted(s.title for s in await sqlite_store.latest_stories(limit=10)) == [
+            "Story of 2026-11-24", "Story of 2026-11-25"]
+
+
 async def test_check_stores_nothing(site, sqlite_store, shared_data):
     site.route("/f.xml", body=(shared_data / FEEDS[1]).read_bytes())
     found = await collector(sqlite_store, site).check(SourceSpec("f", site.url("/f.xml"), "politics"))

@@ -15,6 +15,7 @@ from cssselect import SelectorError
 from lxml import etree
 
 from aggregator.canonical import joined
+from aggregator.dateline import dateline
 from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem, Selectors
 from aggregator.textclean import clean_inline, decode_html, html_to_text, parse_date
@@ -127,6 +128,10 @@ def _item(block: etree._Element, selectors: Selectors, base: str,
     if (date_el := found("date")) is not None:
         values = [date_el.get(a) for a in _DATE_ATTRS] + [date_el.text_content()]
         published_at = next((d for d in map(parse_date, filter(None, values)) if d), None)
+        # A date as the page writes it for readers ("November 25, 2026", "25. November
+        # 2026", "25 novembre 2026"): its day, as a date-only feed date is read. Only
+        # machine formats were read, and such a listing's stories had no date at all.
+        published_at = published_at or dateline(date_el.text_content())
         if published_at is None:
             missed["date_text"].append(clean_inline(date_el.text_content()))
     img_el = found("image")

@@ -466,6 +466,24 @@ def test_html_listing_images_of_a_lazy_loading_page() -> None:
     ]
 
 
+def test_html_listing_dates_written_for_readers() -> None:
+    """Only machine formats (ISO, RFC 822) were read: a listing that writes its dates for
+    readers gave every story no date. Now the day is read (English or another language);
+    a text that is no date is a problem naming the selector."""
+    page = b"""<html><body>
+    <div class="s"><a href="/a">A</a><span class="d">Published November 24, 2026</span></div>
+    <div class="s"><a href="/b">B</a><span class="d">24. November 2026, 09:15 Uhr</span></div>
+    <div class="s"><a href="/c">C</a><span class="d">24 novembre 2026</span></div>
+    <div class="s"><a href="/d">D</a><span class="d" datetime="2026-11-24T09:00:00Z">Tuesday</span></div>
+    <div class="s"><a href="/e">E</a><span class="d">vor 2 Stunden</span></div>
+    </body></html>"""
+    doc = parse_document(page, base_url="https://n.example/", kind="html",
+                         selectors=Selectors(item="div.s", link="a", date=".d"))
+    day = datetime(2026, 11, 24, tzinfo=UTC)
+    assert [i.published_at for i in doc.items] == [day, day, day, day.replace(hour=9), None]
+    assert doc.problems == ("date selector '.d': no date read in 1 of 5 items (such as 'vor 2 Stunden')",)
+
+
 def test_html_listing_selector_that_matches_nothing() -> None:
     with pytest.raises(ParseError, match="matched nothing"):
         parse_document(

@@ -7,16 +7,24 @@ it has one, else the page URL. Only parsing: the page arrives as bytes.
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
+
 import lxml.html
 from cssselect import SelectorError
 from lxml import etree
 
 from aggregator.canonical import joined
+from aggregator.dateline import dateline
 from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem, Selectors
 from aggregator.textclean import clean_inline, decode_html, html_to_text, parse_date
 
-_IMAGE_ATTRS = ("src", "data-src", "data-lazy-src", "data-original", "content")
+# Lazy-loading attributes first: such a page's `src` is a placeholder (a data: URI, or a
+# file: /static/blank.gif, lazy.svg), and the real image is in data-src or a srcset.
+_LAZY_ATTRS = ("data-src", "data-lazy-src", "data-original")
+_SRCSET_ATTRS = ("data-srcset", "data-lazy-srcset", "srcset")
+_DESCRIPTOR_COMMA = re.compile(r"(\s[\d.]+[wx]),(?=\S)")
 _DATE_ATTRS = ("datetime", "content", "data-date", "title")
 
 
@@ -44,9 +52,10 @@ def parse_listing(
     items: list[ParsedItem] = []
     problems: list[str] = []
     seen: set[str] = set()
+    missed: dict[str, list[str]] = defaultdict(list)  # selectors that found nothing, by field
     for n, block in enumerate(blocks, start=1):
         try:
-            item = _item(block, selectors, base)
+            item = _item(block, selectors, base, missed)
         except SelectorError as e:
             raise ParseError(f"bad CSS selector in {selectors!r}: {e}") from e
         if isinstance(item, str):
@@ -57,18 +66,38 @@ def parse_listing(
         seen.add(item.url)
         items.append(item)
     if not items:
-        raise ParseError(f"HTML listing: {len(blocks)} blocks matched but none had a link")
+        raise ParseError(f"HTML listing: {len(blocks)} blocks matched but none had a link "
+                         f"(link selector {selectors.link!r})")
     title_el = root.find(".//title")
     return ParsedDocument(
         kind="html",
         title=clean_inline(title_el.text_content()) if title_el is not None else "",
         items=tuple(items),
-        problems=tuple(problems),
+        # First: `collect` names the first problem when no item is usable.
+        problems=(*selector_misses(selectors, missed, len(blocks) - len(problems)), *problems),
         home_url=base_url,
     )
 
 
-def _item(block: etree._Element, selectors: Selectors, base: str) -> ParsedItem | str:
+def selector_misses(selectors: Selectors, missed: dict[str, list[str]], linked: int) -> list[str]:
+    """One problem per optional selector that matched nothing in some of the `linked` items,
+    and one for a date selector whose text is no date (pure). A typo in one, or a site's
+    redesign, left every story without its date, image or summary (or, for the title,
+    without a story), and nothing said which selector it was."""
+    out = []
+    for name in ("title", "summary", "date", "image"):
+        if missed.get(name):
+            also = "; the link's text is their title" if name == "title" else ""
+            out.append(f"{name} selector {getattr(selectors, name)!r} matched nothing in "
+                       f"{len(missed[name])} of {linked} items{also}")
+    if undated := missed.get("date_text"):
+        out.append(f"date selector {selectors.date!r}: no date read in {len(undated)} of "
+                   f"{linked} items (such as {undated[0][:60]!r})")
+    return out
+
+
+def _item(block: etree._Element, selectors: Selectors, base: str,
+          missed: dict[str, list[str]]) -> ParsedItem | str:
     link_el = _first(block, selectors.link)
     href = ""
     if link_el is not None:
@@ -82,23 +111,31 @@ def _item(block: etree._Element, selectors: Selectors, base: str) -> ParsedItem 
     url = joined(base, href)
     if not url.startswith(("http://", "https://")):
         return f"not an http(s) link {href[:60]!r}, skipped"
-    title_el = _first(block, selectors.title) if selectors.title else link_el
-    title = clean_inline(_text(title_el)) if title_el is not None else ""
-    summary_el = _first(block, selectors.summary) if selectors.summary else None
+
+    def found(name: str) -> etree._Element | None:
+        """The element of an optional selector, its miss noted (None when not configured)."""
+        selector = getattr(selectors, name)
+        el = _first(block, selector) if selector else None
+        if selector and el is None:
+            missed[name].append("")
+        return el
+
+    title_el = found("title") if selectors.title else link_el
+    title = clean_inline(_text(title_el if title_el is not None else link_el))
+    summary_el = found("summary")
     summary = _text(summary_el) if summary_el is not None else ""
     published_at = None
-    if selectors.date:
-        date_el = _first(block, selectors.date)
-        if date_el is not None:
-            values = [date_el.get(a) for a in _DATE_ATTRS] + [date_el.text_content()]
-            published_at = next((d for d in map(parse_date, filter(None, values)) if d), None)
-    image = ""
-    if selectors.image:
-        img_el = _first(block, selectors.image)
-        if img_el is not None:
-            # Lazy-loading pages put a data: placeholder in src and the real URL in data-src.
-            values = (img_el.get(a, "").strip() for a in _IMAGE_ATTRS)
-            image = next((v for v in values if v and not v.startswith("data:")), "")
+    if (date_el := found("date")) is not None:
+        values = [date_el.get(a) for a in _DATE_ATTRS] + [date_el.text_content()]
+        published_at = next((d for d in map(parse_date, filter(None, values)) if d), None)
+        # A date as the page writes it for readers ("November 25, 2026", "25. November
+        # 2026", "25 novembre 2026"): its day, as a date-only feed date is read. Only
+        # machine formats were read, and such a listing's stories had no date at all.
+        published_at = published_at or dateline(date_el.text_content())
+        if published_at is None:
+            missed["date_text"].append(clean_inline(date_el.text_content()))
+    img_el = found("image")
+    image = _image(img_el) if img_el is not None else ""
     return ParsedItem(
         url=url,
         title=title,
@@ -106,6 +143,40 @@ def _item(block: etree._Element, selectors: Selectors, base: str) -> ParsedItem 
         image_url=joined(base, image) if image else "",
         published_at=published_at,
     )
+
+
+def _image(el: etree._Element) -> str:
+    """The image an <img> (or <meta content>) shows once loaded: a lazy-loading attribute's,
+    else the widest of a srcset, else src. `src` first gave the placeholder of a lazy page
+    (its blank.gif as every story's image), and an image only in a srcset gave none."""
+    values = [el.get(a, "").strip() for a in _LAZY_ATTRS]
+    values += [widest(el.get(a, "")) for a in _SRCSET_ATTRS]
+    values += [el.get("src", "").strip(), el.get("content", "").strip()]
+    return next((v for v in values if v and not v.startswith("data:")), "")
+
+
+def widest(srcset: str) -> str:
+    """The candidate of a srcset ("a.jpg 320w, b.jpg 640w" or "a.jpg 1x, b.jpg 2x") with the
+    largest descriptor; the first when none has one (pure). Read as the HTML standard reads
+    it, by whitespace: a URL may hold commas (an image service's /w_320,h_200/)."""
+    best, best_size = "", -1.0
+    url, size = "", 0.0
+    spaced = _DESCRIPTOR_COMMA.sub(r"\1, ", srcset)  # "a.jpg 1x,b.jpg 2x"
+    for token in [*spaced.split(), ","]:
+        ends = token.endswith(",")
+        token = token.rstrip(",")
+        if not url:
+            url, size = token, 0.0
+        elif token[-1:] in ("w", "x"):
+            try:
+                size = float(token[:-1])
+            except ValueError:
+                pass
+        if ends and url:
+            if size > best_size and not url.startswith("data:"):
+                best, best_size = url, size
+            url = ""
+    return best
 
 
 def _text(el: etree._Element) -> str:

@@ -11,6 +11,10 @@ Parsing uses lxml with `recover=True`, so a truncated file still yields its comp
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TypeVar
+
 from lxml import etree
 
 from aggregator.canonical import canonical_url, joined
@@ -20,6 +24,7 @@ from aggregator.textclean import clean_inline, parse_date
 
 _NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
 _IMAGE_NS = "http://www.google.com/schemas/sitemap-image/1.1"
+T = TypeVar("T")
 
 
 def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
@@ -45,7 +50,7 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
         # follow, and a repeated child to a second read of the same stories.
         own = _same_key(base_url)
         dated, seen, itself, repeated = [], {own}, False, 0
-        for n, sm in enumerate(_children(root, "sitemap")):
+        for sm in _children(root, "sitemap"):
             loc = _text(sm, "loc")
             url = joined(base_url, loc) if loc else ""
             if url:
@@ -55,9 +60,8 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
                     repeated += key != own
                     continue
                 seen.add(key)
-                when = parse_date(_text(sm, "lastmod"))
-                dated.append((when is None, -when.timestamp() if when else 0.0, n, url))
-        children = tuple(url for *_, url in sorted(dated))
+                dated.append((parse_date(_text(sm, "lastmod")), url))
+        children = tuple(_newest_first(dated))
         if itself:
             problems.append("sitemap index lists itself as a child: not read again")
         if repeated:
@@ -104,12 +108,24 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
                 tags=tuple(k.strip() for k in keywords.split(",") if k.strip()),
             )
         )
+    # Newest first, as a feed lists them (undated ones after, in document order): sitemaps
+    # mostly list oldest first (WordPress's by post id, 2,000 to a file), and the newest
+    # were the ones past `parse.MAX_ITEMS` and last in line for full-text reading, whose
+    # per-round limit then went on pages of years ago while today's stories waited.
+    items = _newest_first((it.published_at, it) for it in items)
     if untitled:
         problems.append(
             f"{untitled} of {len(items)} entries have no news:title (plain sitemap entries "
             "need full-text reading for a title)"
         )
     return ParsedDocument(kind="sitemap", title="", items=tuple(items), problems=tuple(problems))
+
+
+def _newest_first(entries: Iterable[tuple[datetime | None, T]]) -> list[T]:
+    """The entries' values by their time, newest first; undated ones last, in order (pure)."""
+    keyed = sorted((when is None, -when.timestamp() if when else 0.0, n, value)
+                   for n, (when, value) in enumerate(entries))
+    return [value for *_, value in keyed]
 
 
 def _same_key(url: str) -> str:

@@ -328,11 +328,78 @@ async def test_a_plain_sitemap_gives_stories_through_full_text_reading(site, sql
     assert not [p for p in site.paths_requested() if p.startswith("/article/")]
 
 
+def _article(title: str) -> bytes:
+    words = " ".join(f"{title} was reported today by our correspondent, paragraph {i}." for i in range(20))
+    return (f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>"
+            f"<p>{words}</p><p>{words}</p></article></body></html>").encode()
+
+
+async def test_a_plain_sitemap_listed_oldest_first_has_its_newest_pages_read_first(sqlite_store):
+    """Sitemaps mostly list oldest first (WordPress's by post id): full-text reading, 2 pages
+    a round here, went on the oldest links, and this week's stories waited for every older
+    page to be read. Now a sitemap's links are taken newest first, by <lastmod>."""
+    async with LocalSite() as site:
+        days = [f"2026-11-{d:02d}" for d in range(20, 26)]  # oldest first
+        for day in days:
+            site.route(f"/post/{day}", body=_article(f"Story of {day}"), content_type="text/html")
+        entries = "".join(f"<url><loc>{site.url(f'/post/{d}')}</loc><lastmod>{d}T08:00:00Z</lastmod></url>"
+                          for d in days)
+        site.route("/wp-sitemap-posts-post-1.xml", content_type="application/xml", body=(
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"{entries}</urlset>").encode())
+        await sqlite_store.sync_sources([SourceSpec(
+            "wp", site.url("/wp-sitemap-posts-post-1.xml"), "world", kind="sitemap", full_text=True)])
+        settings = dataclasses.replace(FAST, full_text_limit=2)
+        report = await collector(sqlite_store, site, settings).run_round()
+        assert report.sources[0].ok and report.new == 2
+        assert sorted(s.title for s in await sqlite_store.latest_stories(limit=10)) == [
+            "Story of 2026-11-24", "Story of 2026-11-25"]
+
+
 async def test_check_stores_nothing(site, sqlite_store, shared_data):
     site.route("/f.xml", body=(shared_data / FEEDS[1]).read_bytes())
     found = await collector(sqlite_store, site).check(SourceSpec("f", site.url("/f.xml"), "politics"))
     assert found.doc.kind == "feed" and len(found.drafts) == 25
     assert await sqlite_store.count_stories() == 0
+
+
+LISTING_PAGE = b"""<!doctype html><html><head><title>World</title></head><body>
+<article class="card"><a href="/world/ceasefire"><img src="/i/c.jpg" alt=""></a>
+  <h3><a href="/world/ceasefire">Ceasefire holds</a></h3><span class="when">Nov 25</span></article>
+<article class="card"><a href="/world/floods"><img src="/i/f.jpg" alt=""></a>
+  <h3><a href="/world/floods">Floods recede</a></h3><span class="when">Nov 24</span></article>
+</body></html>"""
+
+
+async def test_a_listing_selector_that_matches_nothing_is_named(sqlite_store):
+    """A title selector with a typo (h2 for the page's h3) gave every story an empty title:
+    the source failed with "2 items, none usable: no usable link, title or summary", naming
+    no selector. Now each selector that matched nothing is a problem of the source, and the
+    link's own text is the title; a dry run says it too."""
+    from aggregator.model import Selectors
+
+    async with LocalSite() as site:
+        site.route("/world", body=LISTING_PAGE, content_type="text/html; charset=utf-8")
+        typo = Selectors(item="article.card", link="h3 a", title="h2", date="time")
+        image_links = Selectors(item="article.card", link="a", title="h2")
+        await sqlite_store.sync_sources([
+            SourceSpec("world", site.url("/world"), "world", kind="html", selectors=typo),
+            SourceSpec("pics", site.url("/world?pics"), "world", kind="html", selectors=image_links)])
+        c = collector(sqlite_store, site)
+        report = {r.name: r for r in (await c.run_round()).sources}
+        world, pics = report["world"], report["pics"]
+        assert world.ok and world.new == 2
+        assert world.problems == (
+            "title selector 'h2' matched nothing in 2 of 2 items; the link's text is their title",
+            "date selector 'time' matched nothing in 2 of 2 items")
+        assert sorted(s.title for s in await sqlite_store.latest_stories(limit=5)) == [
+            "Ceasefire holds", "Floods recede"]
+        # Links around images have no text: the source fails, and says which selector.
+        assert not pics.ok and pics.error == (
+            "2 items, none usable: title selector 'h2' matched nothing in 2 of 2 items; "
+            "the link's text is their title")
+        found = await c.check(SourceSpec("w", site.url("/world"), "world", kind="html", selectors=typo))
+        assert found.doc.problems == world.problems and len(found.drafts) == 2
 
 
 async def test_check_of_a_server_that_answers_304_unasked(site, sqlite_store):

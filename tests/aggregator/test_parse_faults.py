@@ -446,6 +446,44 @@ def test_html_listing_in_undeclared_windows_1252() -> None:
     assert doc.items[0].title == "Café déjà vu – “quoted”"
 
 
+def test_html_listing_images_of_a_lazy_loading_page() -> None:
+    """`src` was read first: a lazy page's placeholder file (blank.gif) was every story's
+    image, and an image given only in a srcset (an image service's URLs hold commas) none."""
+    page = b"""<html><body>
+    <div class="s"><a href="/a">A</a><img src="/static/blank.gif" data-src="/img/a.jpg"></div>
+    <div class="s"><a href="/b">B</a>
+      <img srcset="https://img.example/w_320,h_180/b.jpg 320w, https://img.example/w_960,h_540/b.jpg 960w"></div>
+    <div class="s"><a href="/c">C</a><img src="data:image/gif;base64,R0l" data-srcset="/c-1x.jpg 1x,/c-2x.jpg 2x"></div>
+    <div class="s"><a href="/d">D</a><img src="/d.jpg" alt=""></div>
+    </body></html>"""
+    doc = parse_document(page, base_url="https://n.example/", kind="html",
+                         selectors=Selectors(item="div.s", link="a", image="img"))
+    assert [i.image_url for i in doc.items] == [
+        "https://n.example/img/a.jpg",
+        "https://img.example/w_960,h_540/b.jpg",
+        "https://n.example/c-2x.jpg",
+        "https://n.example/d.jpg",
+    ]
+
+
+def test_html_listing_dates_written_for_readers() -> None:
+    """Only machine formats (ISO, RFC 822) were read: a listing that writes its dates for
+    readers gave every story no date. Now the day is read (English or another language);
+    a text that is no date is a problem naming the selector."""
+    page = b"""<html><body>
+    <div class="s"><a href="/a">A</a><span class="d">Published November 24, 2026</span></div>
+    <div class="s"><a href="/b">B</a><span class="d">24. November 2026, 09:15 Uhr</span></div>
+    <div class="s"><a href="/c">C</a><span class="d">24 novembre 2026</span></div>
+    <div class="s"><a href="/d">D</a><span class="d" datetime="2026-11-24T09:00:00Z">Tuesday</span></div>
+    <div class="s"><a href="/e">E</a><span class="d">vor 2 Stunden</span></div>
+    </body></html>"""
+    doc = parse_document(page, base_url="https://n.example/", kind="html",
+                         selectors=Selectors(item="div.s", link="a", date=".d"))
+    day = datetime(2026, 11, 24, tzinfo=UTC)
+    assert [i.published_at for i in doc.items] == [day, day, day, day.replace(hour=9), None]
+    assert doc.problems == ("date selector '.d': no date read in 1 of 5 items (such as 'vor 2 Stunden')",)
+
+
 def test_html_listing_selector_that_matches_nothing() -> None:
     with pytest.raises(ParseError, match="matched nothing"):
         parse_document(

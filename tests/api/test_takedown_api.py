@@ -72,3 +72,27 @@ async def test_a_takedown_is_answered_while_the_index_is_busy_following(stack):
             await asyncio.sleep(0.05)
         block = (await http.get(f"/v1/stories/{other}/related", params={"k": 39})).json()
         assert doomed not in [c["id"] for c in block["related"]]
+
+
+async def test_a_story_not_indexed_yet_taken_down_loses_its_cached_block(stack):
+    """A story stored but not embedded yet (the indexer behind) had its block ranked from a
+    vector made on the spot: the block's pool did not hold the story itself, so its removal
+    changed nothing the cache checked, and /v1/stories/{id}/related kept answering the
+    taken-down article with its title and summary for up to 5 minutes."""
+    from aggregator.model import StoryDraft
+
+    body = ("The harbour authority closed the northern pier after inspectors found cracks in "
+            "the concrete supports, and ferries were moved to the southern quay until repairs.")
+    res = await stack.svc.store.upsert_stories([StoryDraft(
+        url="https://news.example/not-indexed-yet", title="Northern pier closed after cracks found",
+        summary=body[:80], text=body, source="bbc-politics", category="politics",
+        site="news.example", published_at=utcnow())])
+    (sid,) = res.new_ids
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=20) as http:
+        first = await http.get(f"/v1/stories/{sid}/related", params={"k": 3})
+        assert first.status_code == 200 and first.json()["article"]["id"] == sid
+        assert sid not in stack.svc.corpus.meta  # ranked from a vector made on the spot
+        assert (await http.delete(f"/v1/stories/{sid}")).status_code == 200
+        after = await http.get(f"/v1/stories/{sid}/related", params={"k": 3})
+        assert after.status_code == 404, after.text
+

@@ -93,6 +93,7 @@ CHANGE_LOG_LOCK = 7_105_002
 READER_DELETION_GRACE = timedelta(minutes=1)
 SOURCES_LOCK = 7_105_003
 TAKEDOWN_LOCK = 7_105_004
+READERS_LOCK = 7_105_005
 T = TypeVar("T")
 K = TypeVar("K")
 
@@ -2227,9 +2228,14 @@ class Store:
                     select(StoryRow.id).where(StoryRow.id.in_(wanted[i:i + 500])))).all())
             # Readers forgotten a moment ago: an event another process accepted before the
             # delete must not bring them back.
-            forgotten = set((await s.scalars(select(ReaderDeletionRow.reader_id).where(
-                ReaderDeletionRow.reader_id.in_(list({e.reader for e in events})),
-                ReaderDeletionRow.deleted_at >= now - READER_DELETION_GRACE))).all())
+            if self.dialect == "postgresql":
+                # Shared, until this commits: a reader's delete (exclusive) waits for the
+                # batches under way and then deletes what they wrote; a batch starting later
+                # waits for it and sees it. Under READ COMMITTED a batch that looked just
+                # before a delete committed wrote the reader back. SQLite has one writer.
+                await s.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"),
+                                {"k": READERS_LOCK})
+            forgotten = await self._forgotten(s, {e.reader for e in events}, now)
             events = [e for e in events if e.story_id in present and e.reader not in forgotten]
             if not events:
                 return []
@@ -2252,6 +2258,13 @@ class Store:
                     for sid, (i, c, r) in sorted(tally(fresh, lambda e: e.story_id).items())])
                 await self._count_days(s, tally(fresh, event_day))
         return fresh
+
+    @staticmethod
+    async def _forgotten(s, readers: set[str], now: datetime) -> set[str]:
+        """Which of `readers` were deleted within READER_DELETION_GRACE of `now`."""
+        return set((await s.scalars(select(ReaderDeletionRow.reader_id).where(
+            ReaderDeletionRow.reader_id.in_(sorted(readers)),
+            ReaderDeletionRow.deleted_at >= now - READER_DELETION_GRACE))).all())
 
     async def _count_days(self, s, counts: dict[tuple[date, int, str], list[int]]) -> None:
         """Add (impressions, clicks, reads) per (day, story, page) to `event_days`: one upsert
@@ -2334,6 +2347,8 @@ class Store:
         for the next `READER_DELETION_GRACE` are dropped when written (`add_events`)."""
         now = now or utcnow()
         async with self.writing() as s:
+            if self.dialect == "postgresql":  # see store_events
+                await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": READERS_LOCK})
             await s.execute(delete(EventRow).where(EventRow.reader_id == reader))
             res = await s.execute(delete(ReaderRow).where(ReaderRow.id == reader))
             await s.execute(delete(ReaderDeletionRow).where(

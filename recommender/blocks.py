@@ -225,6 +225,7 @@ class RelatedService:
     # ------------------------------------------------------------ entry points
 
     async def for_story(self, story_id: int, *, k: int, filters: Filters) -> Block:
+        seen = self.corpus.version  # before the article is read (see `_block`)
         meta = self.corpus.meta.get(story_id)
         if meta is not None:  # indexed: the corpus has all but the texts (a light query)
             texts = await self.store.get_story_texts(story_id)
@@ -232,11 +233,11 @@ class RelatedService:
                 art = Article(meta.id, meta.url, meta.title, texts[0], texts[1], meta.site,
                               meta.source, meta.category, meta.author, meta.image_url, meta.when,
                               tags=meta.tags)
-                return await self._block(art, k=k, filters=filters)
+                return await self._block(art, k=k, filters=filters, seen=seen)
         story = await self.store.get_story(story_id)
         if story is None:
             raise NotFound(f"no story with id {story_id}")
-        return await self._block(article_of(story), k=k, filters=filters)
+        return await self._block(article_of(story), k=k, filters=filters, seen=seen)
 
     async def for_text(self, title: str, text: str, *, url: str | None = None, k: int,
                        filters: Filters, published_at: datetime | None = None,
@@ -246,9 +247,10 @@ class RelatedService:
         canonical = ""
         if url:
             canonical = canonical_url(url)
+            seen = self.corpus.version  # before the article is read (see `_block`)
             stored = await self.stored_at(canonical)
             if stored is not None:
-                return await self._block(article_of(stored), k=k, filters=filters)
+                return await self._block(article_of(stored), k=k, filters=filters, seen=seen)
         if before_embed is not None:
             before_embed()
         # The caller's time is checked as a feed's is (naive = UTC; a time in the future or
@@ -278,6 +280,7 @@ class RelatedService:
         not for a stored story, a page read lately, or a fetch already under way. `client`
         names the caller whose turn a page fetched for it takes in the page reader."""
         canonical = canonical_url(url)  # ValueError for junk: the API answers 400
+        seen = self.corpus.version  # before the article is read (see `_block`)
         stored = await self.stored_at(canonical)
         if stored is None:
             # A page taken down (a legal request, a retraction) is read for no one: its title,
@@ -296,8 +299,8 @@ class RelatedService:
                 await self.refuse_taken_down(art.declared_url)  # its AMP or share spelling
                 stored = await self.stored_at(art.declared_url)
             if stored is None:
-                return await self._block(art, k=k, filters=filters)
-        return await self._block(article_of(stored), k=k, filters=filters)
+                return await self._block(art, k=k, filters=filters, seen=seen)
+        return await self._block(article_of(stored), k=k, filters=filters, seen=seen)
 
     async def refuse_taken_down(self, canonical: str) -> None:
         if await self.store.taken_down_any_spelling(canonical):
@@ -458,7 +461,11 @@ class RelatedService:
         return (await asyncio.to_thread(self.embedder.encode, [text]))[0]
 
     async def _block(self, art: Article, *, k: int, filters: Filters,
-                     params: RankParams | None = None) -> Block:
+                     params: RankParams | None = None, seen: int | None = None) -> Block:
+        """`seen`: the corpus version before `art` was read from the store. The block is
+        kept as ranked at it, so a cache checks the changes since: a takedown of the story
+        applied while its article was read (or embedded) ends the block. Taken after, it
+        counted as already seen, and the block of a story gone was served from the cache."""
         t0 = time.perf_counter()
         if filters.max_age_days is None and self.default_max_age_days:
             filters = Filters(filters.category, filters.site, filters.exclude_site,
@@ -468,7 +475,7 @@ class RelatedService:
                       published_at=art.published_at, url=art.url, id=art.id, site=art.site,
                       category=art.category,
                       same_as=frozenset() if art.duplicate_of is None else frozenset({art.duplicate_of}))
-        version = self.corpus.version
+        version = self.corpus.version if seen is None else seen
         ranked, reach = self.engine().related_with_reach(query, k=k, filters=filters,
                                                          now=self.clock(),
                                                          params=params or self.rank_params)

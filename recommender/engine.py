@@ -148,8 +148,10 @@ class RelatedEngine:
     def _reach(query: Query, candidates: list[Candidate], dense: dict[int, float],
                lexical: dict[int, float], n: int) -> Reach:
         # The pool holds the article's own id and copies too: their removal or edit changes
-        # what the ranking left out.
-        pool = [*dense, *lexical, *(c.id for c in candidates)]
+        # what the ranking left out. Its own id also when the index did not find it (not
+        # embedded yet, ranked from a vector made on the spot): its takedown must end the block.
+        own = () if query.id is None else (query.id,)
+        pool = [*dense, *lexical, *(c.id for c in candidates), *own, *query.same_as]
         return Reach(vector=query.vector,
                      dense_floor=pool_floor(list(dense.values()), n, -math.inf),
                      lexical_floor=pool_floor(list(lexical.values()), n, 0.0),

@@ -720,6 +720,38 @@ async def test_a_deleted_reader_is_not_brought_back_by_an_event_in_flight(store)
     assert await store.reader("gone") is not None
 
 
+async def test_a_reader_forgotten_while_their_events_are_written_stays_forgotten(store, monkeypatch):
+    """The delete commits while another process's batch of the reader's events is being
+    written: that batch had looked for forgotten readers just before (PostgreSQL, READ
+    COMMITTED), then brought the reader back with the events. A delete now waits for the
+    batches under way and deletes what they wrote; a batch starting later sees the delete."""
+    from aggregator.store import Store
+    from tests.aggregator.test_takedowns import settled
+
+    (sid,) = (await store.upsert_stories([draft("https://e.org/1")], NOW)).new_ids
+    first = EventRecord(event_key("gone", sid, "read", NOW, None), "gone", sid, "read", NOW)
+    assert await store.add_events([first], NOW) == 1
+    checked, release = asyncio.Event(), asyncio.Event()
+    real = Store._forgotten
+
+    async def slow_check(s, readers, now):  # the batch's transaction, paused after its check
+        found = await real(s, readers, now)
+        checked.set()
+        await release.wait()
+        return found
+
+    monkeypatch.setattr(Store, "_forgotten", staticmethod(slow_check))
+    late = EventRecord(event_key("gone", sid, "click", NOW, None), "gone", sid, "click", NOW)
+    writing = asyncio.create_task(store.add_events([late], NOW + timedelta(seconds=1)))
+    await checked.wait()
+    deleting = asyncio.create_task(store.delete_reader("gone", NOW + timedelta(seconds=1)))
+    await settled(store, deleting)
+    release.set()
+    await writing
+    assert await deleting
+    assert await store.reader("gone") is None and await store.reader_events("gone") == []
+
+
 async def test_reader_story_ids_hold_every_story_read_however_long_the_history(store):
     """The profile is built from the reader's newest 2,000 clicks and reads; what they read
     before those must still be known, or it comes back in their feed."""

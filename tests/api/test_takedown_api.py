@@ -72,3 +72,57 @@ async def test_a_takedown_is_answered_while_the_index_is_busy_following(stack):
             await asyncio.sleep(0.05)
         block = (await http.get(f"/v1/stories/{other}/related", params={"k": 39})).json()
         assert doomed not in [c["id"] for c in block["related"]]
+
+
+async def test_a_story_not_indexed_yet_taken_down_loses_its_cached_block(stack):
+    """A story stored but not embedded yet (the indexer behind) had its block ranked from a
+    vector made on the spot: the block's pool did not hold the story itself, so its removal
+    changed nothing the cache checked, and /v1/stories/{id}/related kept answering the
+    taken-down article with its title and summary for up to 5 minutes."""
+    from aggregator.model import StoryDraft
+
+    body = ("The harbour authority closed the northern pier after inspectors found cracks in "
+            "the concrete supports, and ferries were moved to the southern quay until repairs.")
+    res = await stack.svc.store.upsert_stories([StoryDraft(
+        url="https://news.example/not-indexed-yet", title="Northern pier closed after cracks found",
+        summary=body[:80], text=body, source="bbc-politics", category="politics",
+        site="news.example", published_at=utcnow())])
+    (sid,) = res.new_ids
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=20) as http:
+        first = await http.get(f"/v1/stories/{sid}/related", params={"k": 3})
+        assert first.status_code == 200 and first.json()["article"]["id"] == sid
+        assert sid not in stack.svc.corpus.meta  # ranked from a vector made on the spot
+        assert (await http.delete(f"/v1/stories/{sid}")).status_code == 200
+        after = await http.get(f"/v1/stories/{sid}/related", params={"k": 3})
+        assert after.status_code == 404, after.text
+
+
+async def test_a_block_being_ranked_when_its_story_is_taken_down_is_not_kept(stack, monkeypatch):
+    """The story's texts were read just before the takedown, its removal from the index
+    applied before the ranking read the index's version: the block was cached as ranked after
+    the removal, so nothing later ended it, and /v1/stories/{id}/related answered the
+    taken-down article from the cache for up to 5 minutes. The request under way may still
+    answer it (it started first); the next one is a 404."""
+    store = stack.svc.store
+    read, release = asyncio.Event(), asyncio.Event()
+    real = store.get_story_texts
+
+    async def slow_texts(story_id):  # the block's request, paused after reading its article
+        found = await real(story_id)
+        read.set()
+        await release.wait()
+        return found
+
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=20) as http:
+        items = (await http.get("/v1/stories", params={"limit": 40})).json()["items"]
+        doomed = items[len(items) // 2]["id"]
+        monkeypatch.setattr(store, "get_story_texts", slow_texts)
+        ranking = asyncio.create_task(http.get(f"/v1/stories/{doomed}/related", params={"k": 7}))
+        await read.wait()
+        monkeypatch.setattr(store, "get_story_texts", real)
+        assert (await http.delete(f"/v1/stories/{doomed}")).status_code == 200
+        assert doomed not in stack.svc.corpus.meta  # this process's index dropped it
+        release.set()
+        assert (await ranking).status_code == 200
+        after = await http.get(f"/v1/stories/{doomed}/related", params={"k": 7})
+        assert after.status_code == 404, after.text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import string
+from collections.abc import Callable
 
 from recommender.lexical import tokenize, unspaced
 from recommender.related import Ranked, RankParams, with_reason
@@ -56,6 +57,19 @@ def as_names(query: str) -> str:
     99/100 first by headline, either way); with the hashing embedder, whose words keep their
     case, the folded query lost headlines ("Blair rejects Tory terror offer" came second)."""
     return string.capwords(query)
+
+
+def with_spellings(query: str, spellings: Callable[[str], list[str]]) -> str:
+    """`query` with the index's other spellings of its words beside them (`spellings`:
+    `LexicalIndex.spellings`), so "elysee palace" finds the stories that write "Élysée", and
+    "élysée" those that write "Elysee": typed bare, an accented name found no story by its
+    words (nor did the reason name it), however well it was written."""
+    words = []
+    for word in query.split():
+        words.append(word)
+        words.extend(other for term in tokenize(word) for other in spellings(term)
+                     if other != term)
+    return " ".join(dict.fromkeys(words))
 
 
 def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:

@@ -15,6 +15,7 @@ NOW = datetime.now(UTC)
 # One palace written with its accents by a French site and bare by an English one.
 ACCENTED_URL = "https://lemonde.example/elysee-sommet"
 BARE_URL = "https://wire.example/2026/elysee-summit"
+G7_URL = "https://wire.example/2026/g7-loan"
 
 
 def draft(url: str, title: str, text: str, site: str, hours: float) -> StoryDraft:
@@ -31,6 +32,9 @@ async def stack(tmp_path_factory, shared_data):
         draft(BARE_URL, "Elysee talks end without a deal on fishing quotas",
               "Talks at the Elysee Palace on fishing quotas ended without a deal, officials in "
               "Paris said.", "wire.example", 3),
+        draft(G7_URL, "G7 leaders agree Ukraine loan",
+              "Leaders of the G7 agreed a loan to Ukraine backed by frozen Russian assets.",
+              "wire.example", 1),
     ]
     st, server, task = await make_stack(tmp_path_factory.mktemp("search-words"), shared_data,
                                         limit=20, extra_drafts=extra)
@@ -53,3 +57,10 @@ async def test_a_name_is_found_with_or_without_its_accents(http, q):
     reasons = {c["url"]: c["reason"] for c in items}
     assert reasons == {ACCENTED_URL: "matches 'élysée'", BARE_URL: "matches 'elysee'"}
 
+
+async def test_a_name_of_a_letter_and_a_digit_is_named_in_the_reason(http):
+    """"G7" is no word to the index (one letter, one digit): the story was found by its name,
+    and said to be "about the same subject" under a headline that reads "G7"."""
+    items = await search(http, "G7", k=3)
+    assert items[0]["url"] == G7_URL
+    assert items[0]["reason"] == "matches 'g7'"

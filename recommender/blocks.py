@@ -51,7 +51,7 @@ from recommender.embed import Embedder, story_text
 from recommender.engine import CandidateMeta, RelatedEngine
 from recommender.reach import Reach
 from recommender.related import Filters, Query, Ranked, RankParams, also_reported
-from recommender.search import as_names, search_params, searched
+from recommender.search import as_names, search_params, searched, with_spellings
 from recommender.weights import SourceWeights
 
 # A block waits this long for the sites of its stories' copies, then goes without them.
@@ -269,9 +269,10 @@ class RelatedService:
         `before_embed` is called (and may raise) before the embedding, as for `for_text`."""
         if before_embed is not None:
             before_embed()
-        art = Article(None, "", as_names(query), "", "", "")
+        spelt = with_spellings(query, self.corpus.lexical.spellings)
+        art = Article(None, "", as_names(spelt), "", "", "")
         block = await self._block(art, k=k, filters=filters, params=search_params(self.rank_params))
-        rows = [(m, searched(r, query, m.title, m.summary)) for m, r in block.related]
+        rows = [(m, searched(r, spelt, m.title, m.summary)) for m, r in block.related]
         return Block(block.article, rows, block.took_ms, block.version, block.reach)
 
     async def for_url(self, url: str, *, k: int, filters: Filters,

@@ -181,6 +181,26 @@ COMMON_WORD_RATIO = 4
 COMMON_WORD_MIN_DOCS = 3
 
 
+# Letters a Latin-script writer may type bare that no accent strips: "Lodz" for "Łódź",
+# "Soren" for "Søren", "Dokovic" for "Đoković"; and Russian "ё", mostly written "е".
+_BARE_LETTERS = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "æ": "ae", "œ": "oe", "ё": "е"})
+
+
+def unaccented(term: str) -> str:
+    """A folded term of the Latin script without its accents ("élysée" -> "elysee", "nguyễn"
+    -> "nguyen"), as readers type it; a term of another script as it is (but "ё" read "е"):
+    the marks of Devanagari or Cyrillic "й" spell another word. For a search's spellings
+    (`LexicalIndex.spellings`) only: the index keeps the accents, which tell words apart
+    ("año", "ano")."""
+    if term.isascii():
+        return term
+    bare = unicodedata.normalize("NFD", term.translate(_BARE_LETTERS))
+    if any(ord(c) > 0x24F and not 0x300 <= ord(c) <= 0x36F and not 0x1E00 <= ord(c) <= 0x1EFF
+           for c in bare):
+        return term.translate(_BARE_LETTERS)
+    return "".join(c for c in bare if not 0x300 <= ord(c) <= 0x36F)
+
+
 def fold(text: str) -> str:
     """`text` as the index spells it: case-folded ("Straße" and "STRASSE" alike), one
     apostrophe, and without the marks and letters `_FOLD` reads alike."""
@@ -396,6 +416,10 @@ class LexicalIndex:
         self._dead = 0
         self._pending_removed: list[int] = []  # base slots whose df is not yet taken back
         self._idf: IdfTable | None = None  # idf by term since the last change
+        # `unaccented` term -> the index's accented spellings of it, over `_terms[:_bare_n]`
+        # (terms only ever join the end of `_terms`; `spellings` reads the new ones).
+        self._accented: dict[str, list[str]] = {}
+        self._bare_n = 0
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -450,6 +474,23 @@ class LexicalIndex:
         terms = self._terms
         # tolist(): indexing a list with Python ints, not numpy scalars (a block asks ~100 times).
         return tuple([terms[t] for t in self._keys[start:start + int(self._key_len[slot])].tolist()])
+
+    def spellings(self, term: str) -> list[str]:
+        """The terms of live documents that read as `term` once accents go (`unaccented`),
+        `term` among them if it is one: "elysee" is "élysée" where the stories write it so,
+        and "élysée" is "elysee" where they write it bare (English sites often do). Kept
+        apart by the index, a search typed one way missed every story written the other."""
+        terms = self._terms
+        for term_id in range(self._bare_n, len(terms)):  # terms new since the last call
+            new = terms[term_id]
+            if not new.isascii() and (bare := unaccented(new)) != new:
+                self._accented.setdefault(bare, []).append(new)
+        self._bare_n = len(terms)
+        bare = unaccented(term)
+        self._settle_removals()
+        df, vocab = self._df, self._vocab
+        return [t for t in dict.fromkeys([term, bare, *self._accented.get(bare, ())])
+                if (tid := vocab.get(t)) is not None and df[tid] > 0]
 
     def common_word(self, term: str) -> bool:
         """Whether this corpus writes `term` (a key term) as a common word rather than a name

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import string
+from collections.abc import Callable
 
-from recommender.lexical import tokenize, unspaced
+from recommender.lexical import key_terms, tokenize, unspaced
 from recommender.related import Ranked, RankParams, with_reason
 
 # Most characters a query may have (the API's `q`).
@@ -58,27 +59,49 @@ def as_names(query: str) -> str:
     return string.capwords(query)
 
 
+def with_spellings(query: str, spellings: Callable[[str], list[str]]) -> str:
+    """`query` with the index's other spellings of its words beside them (`spellings`:
+    `LexicalIndex.spellings`), so "elysee palace" finds the stories that write "Élysée", and
+    "élysée" those that write "Elysee": typed bare, an accented name found no story by its
+    words (nor did the reason name it), however well it was written."""
+    words = []
+    for word in query.split():
+        words.append(word)
+        words.extend(other for term in tokenize(word) for other in spellings(term)
+                     if other != term)
+    return " ".join(dict.fromkeys(words))
+
+
 def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
     """Why a story answers the query: the query's words it carries in its title or summary,
     else that it is about the same subject (found by meaning, not by words)."""
-    words = set(tokenize(f"{title} {summary}"))
-    found = list(dict.fromkeys(_shown_words(query, words)))[:most]
+    text = f"{title} {summary}"
+    found = list(dict.fromkeys(_shown_words(query, set(tokenize(text)),
+                                            set(key_terms(text, "")))))[:most]
     if not found:
         return "about the same subject"
     return "matches " + ", ".join(f"'{w}'" for w in found)
 
 
-def _shown_words(query: str, words: set[str]) -> list[str]:
-    """The query's terms found in `words`, a term a token; a word of a script written without
-    spaces ("习近平") as the query writes it, when all its pairs of characters are found: its
-    pairs alone ("'习近', '近平'") read as noise."""
+# Around a typed word, not of it: quotes, brackets, a trailing comma.
+_AROUND_WORD = string.punctuation + "“”‘’«»„。，、：；！？（）「」"
+
+
+def _shown_words(query: str, words: set[str], names: set[str]) -> list[str]:
+    """The query's terms found in `words` (a term a token), each word whole when all its
+    terms are: "jean-luc", "covid-19", "习近平" (a script written without spaces, read as
+    pairs of characters), where its parts alone ("'jean', 'luc'"; "'习近', '近平'") read as
+    noise, and a word of such a script only so. A word the index reads as no term, a letter
+    beside a digit ("G7", "5G", "F1"), when the story names it (`names`: its key terms): it
+    was "about the same subject" under a headline that says "G7"."""
     shown = []
     for word in query.split():
         terms = tokenize(word)
-        if len(terms) > 1 and unspaced(terms[0]):
-            if all(t in words for t in terms):
-                shown.append(word)
-        else:
+        if not terms:
+            shown.extend(t for t in key_terms(as_names(word), "") if t in names)
+        elif len(terms) > 1 and all(t in words for t in terms):
+            shown.append(word.strip(_AROUND_WORD))
+        elif len(terms) == 1 or not unspaced(terms[0]):
             shown.extend(t for t in terms if t in words)
     return shown
 

@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recommender.evaluate import load_bbc
-from recommender.lexical import LexicalIndex, key_terms, lead_words, proper_terms, tokenize
+from recommender.lexical import (
+    LexicalIndex,
+    key_terms,
+    lead_words,
+    proper_terms,
+    tokenize,
+    unaccented,
+)
 
 DOCS = {
     1: ("Putin and Trump agree partial ceasefire", "Russia will stop strikes on energy sites."),
@@ -573,3 +580,25 @@ def test_english_keeps_its_names_that_spell_another_language_s_function_words():
     text = "The UN envoy met the mayor of LA and Des Moines officials; Le Pen said the UN was late."
     assert {"un", "la", "des", "moines", "le", "pen"} <= set(key_terms("UN envoy in LA", text))
     assert {"un", "la", "des", "le"} <= set(tokenize(text))
+
+
+@pytest.mark.parametrize("term,bare", [
+    ("élysée", "elysee"), ("nguyễn", "nguyen"), ("łódź", "lodz"), ("søren", "soren"),
+    ("провёл", "провел"),
+    # Marks that spell another word stay: Cyrillic "й" is no "и", a Devanagari vowel sign
+    # is part of its word.
+    ("мой", "мой"), ("मोदी", "मोदी"), ("budget", "budget"),
+])
+def test_unaccented_drops_the_accents_readers_leave_out(term, bare):
+    assert unaccented(term) == bare
+
+
+def test_spellings_are_the_live_documents_terms_read_alike():
+    idx = LexicalIndex()
+    idx.add(1, "Élysée summit", "Leaders met at the Élysée.")
+    idx.add(2, "Elysee talks", "Talks at the Elysee ended.")
+    assert sorted(idx.spellings("elysee")) == ["elysee", "élysée"]
+    assert sorted(idx.spellings("élysée")) == ["elysee", "élysée"]
+    idx.remove(2)
+    assert idx.spellings("elysee") == ["élysée"]
+    assert idx.spellings("palace") == []

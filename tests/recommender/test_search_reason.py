@@ -20,6 +20,18 @@ from recommender.search import normal_query, search_reason
     ("נתניהו", "נְתַנְיָהוּ נִפְגַּשׁ בִּירוּשָׁלַיִם", "matches 'נתניהו'"),
     ("σεισμός", "ΙΣΧΥΡΟΣ ΣΕΙΣΜΟΣ ΣΤΗΝ ΚΡΗΤΗ", "matches 'σεισμοσ'"),
     ("Blair's budget", "Blair sets out budget", "matches 'blair', 'budget'"),  # as before
+    # A word of parts, whole when the story has them all: "'jean', 'luc'" read as two names.
+    ("Jean-Luc", "Jean-Luc Mélenchon calls a strike", "matches 'jean-luc'"),
+    ("covid-19 care homes", "COVID-19 cases rise in care homes",
+     "matches 'covid-19', 'care', 'homes'"),
+    ("(Jean-Luc),", "Jean-Luc Godard dies", "matches 'jean-luc'"),
+    ("Jean-Luc", "Luc Besson's new film", "matches 'luc'"),
+    # A letter beside a digit is no word to the index, but the story's name: it was "about
+    # the same subject" under a headline saying G7.
+    ("G7", "G7 finance ministers meet in Italy", "matches 'g7'"),
+    ("5g masts", "5G masts go up in Leeds", "matches '5g', 'masts'"),
+    ("f1", "Hamilton wins the F1 season opener", "matches 'f1'"),
+    ("G7", "G20 leaders meet in Rio", "about the same subject"),
 ])
 def test_the_reason_names_the_query_words_the_story_carries(query, title, reason):
     assert search_reason(normal_query(query), title, "") == reason

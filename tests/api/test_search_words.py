@@ -1,0 +1,66 @@
+"""GET /v1/search and the words readers type: names with or without their accents, over BBC
+stories and a few reports in SQLite, the real indexes and real HTTP (hashing embedder: what is
+checked here is found by words, tests/recommender/test_search_quality.py measures meaning)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aggregator.model import StoryDraft
+from tests.api.conftest import make_stack, stop_stack
+
+NOW = datetime.now(UTC)
+# One palace written with its accents by a French site and bare by an English one.
+ACCENTED_URL = "https://lemonde.example/elysee-sommet"
+BARE_URL = "https://wire.example/2026/elysee-summit"
+G7_URL = "https://wire.example/2026/g7-loan"
+
+
+def draft(url: str, title: str, text: str, site: str, hours: float) -> StoryDraft:
+    return StoryDraft(url=url, title=title, text=text, site=site, source=site.split(".")[0],
+                      category="world", published_at=NOW - timedelta(hours=hours))
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory, shared_data):
+    extra = [
+        draft(ACCENTED_URL, "Sommet européen à l'Élysée",
+              "Emmanuel Macron a reçu Friedrich Merz à l'Élysée pour un sommet sur la défense "
+              "européenne.", "lemonde.example", 2),
+        draft(BARE_URL, "Elysee talks end without a deal on fishing quotas",
+              "Talks at the Elysee Palace on fishing quotas ended without a deal, officials in "
+              "Paris said.", "wire.example", 3),
+        draft(G7_URL, "G7 leaders agree Ukraine loan",
+              "Leaders of the G7 agreed a loan to Ukraine backed by frozen Russian assets.",
+              "wire.example", 1),
+    ]
+    st, server, task = await make_stack(tmp_path_factory.mktemp("search-words"), shared_data,
+                                        limit=20, extra_drafts=extra)
+    yield st  # `http` (tests/api/conftest.py) asks this module's stack
+    await stop_stack(st, server, task)
+
+
+async def search(http, q: str, **params) -> list[dict]:
+    r = await http.get("/v1/search", params={"q": q, **params})
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+@pytest.mark.parametrize("q", ["Elysee", "élysée", "ELYSÉE"])
+async def test_a_name_is_found_with_or_without_its_accents(http, q):
+    """Readers type "Elysee" for the Élysée, and English sites write it bare: the index keeps
+    the accents, so a search typed one way found none of the stories written the other."""
+    items = await search(http, q, k=2)
+    assert {c["url"] for c in items} == {ACCENTED_URL, BARE_URL}
+    reasons = {c["url"]: c["reason"] for c in items}
+    assert reasons == {ACCENTED_URL: "matches 'élysée'", BARE_URL: "matches 'elysee'"}
+
+
+async def test_a_name_of_a_letter_and_a_digit_is_named_in_the_reason(http):
+    """"G7" is no word to the index (one letter, one digit): the story was found by its name,
+    and said to be "about the same subject" under a headline that reads "G7"."""
+    items = await search(http, "G7", k=3)
+    assert items[0]["url"] == G7_URL
+    assert items[0]["reason"] == "matches 'g7'"

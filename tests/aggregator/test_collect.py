@@ -650,6 +650,45 @@ async def test_gzipped_child_sitemaps_are_read(sqlite_store):
         assert report.ok and report.new == 2, report
 
 
+async def test_a_wordpress_sitemap_index_gives_its_newest_posts_not_its_archive_pages(sqlite_store):
+    """WordPress core's wp-sitemap.xml dates none of its children and lists its post
+    sitemaps oldest first, then its pages', categories', tags' and users': the collector read
+    the three oldest post files, and once past them took every category, tag and author
+    page for a story. Now those children are left out (a problem says so) and the post
+    sitemaps are read highest number first."""
+    async with LocalSite() as site:
+        base = site.url("").rstrip("/")
+        files = {f"wp-sitemap-posts-post-{n}.xml": [f"/{2020 + n}/post-{n}"] for n in range(1, 6)}
+        files |= {"wp-sitemap-posts-page-1.xml": ["/about"],
+                  "wp-sitemap-taxonomies-category-1.xml": ["/category/world"],
+                  "wp-sitemap-taxonomies-post_tag-1.xml": ["/tag/harbour"],
+                  "wp-sitemap-users-1.xml": ["/author/ann"]}
+        for name, paths in files.items():
+            site.route(f"/{name}", content_type="application/xml", body=(
+                '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                + "".join(f"<url><loc>{base}{p}</loc></url>" for p in paths) + "</urlset>"))
+            for p in paths:
+                site.route(p, body=_article(f"Page {p}"), content_type="text/html")
+        site.route("/wp-sitemap.xml", content_type="application/xml", body=(
+            '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            + "".join(f"<sitemap><loc>{base}/{name}</loc></sitemap>" for name in files)
+            + "</sitemapindex>"))
+        await sqlite_store.sync_sources([
+            SourceSpec("wp", site.url("/wp-sitemap.xml"), "world", kind="sitemap", full_text=True),
+            # A category sitemap given as the source itself is read.
+            SourceSpec("cats", site.url("/wp-sitemap-taxonomies-category-1.xml"), "world",
+                       kind="sitemap", full_text=True)])
+        report = {r.name: r for r in (await collector(sqlite_store, site).run_round()).sources}
+        assert report["wp"].ok and report["wp"].new == 3, report["wp"]
+        assert report["cats"].ok and report["cats"].new == 1, report["cats"]
+        titles = sorted(s.title for s in await sqlite_store.latest_stories(limit=20))
+        assert titles == ["Page /2023/post-3", "Page /2024/post-4", "Page /2025/post-5",
+                          "Page /category/world"]
+        problems = " | ".join(report["wp"].problems)
+        assert "4 child sitemaps of pages, categories, tags or authors skipped" in problems
+        assert "2 older child sitemaps not read" in problems
+
+
 def test_fields_read_from_an_article_page_are_cut_as_a_feeds_are():
     """A full_text page's text, description and byline went into the story whole: a long
     page stored 500,000 characters of text (normalize cuts a feed's at MAX_TEXT_CHARS, for

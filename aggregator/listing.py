@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from datetime import datetime
+from typing import NamedTuple
 
 import lxml.html
 from cssselect import SelectorError
 from lxml import etree
 
 from aggregator.canonical import joined
-from aggregator.dateline import dateline
+from aggregator.dateline import dateline, numeric_date, relative_date
 from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem, Selectors
 from aggregator.textclean import clean_inline, decode_html, html_to_text, parse_date
@@ -29,9 +31,11 @@ _DATE_ATTRS = ("datetime", "content", "data-date", "title")
 
 
 def parse_listing(
-    body: bytes, *, base_url: str, selectors: Selectors, content_type: str | None = None
+    body: bytes, *, base_url: str, selectors: Selectors, content_type: str | None = None,
+    now: datetime | None = None,
 ) -> ParsedDocument:
-    """Items found by `selectors`; ParseError when the page is empty or no item matches."""
+    """Items found by `selectors`; ParseError when the page is empty or no item matches.
+    `now`, the time the page was fetched, dates "2 hours ago" (unread without it)."""
     text = decode_html(body, content_type)
     if not text.strip():
         raise ParseError("empty body")
@@ -49,13 +53,14 @@ def parse_listing(
         raise ParseError(f"bad CSS selector {selectors.item!r}: {e}") from e
     if not blocks:
         raise ParseError(f"HTML listing: item selector {selectors.item!r} matched nothing")
+    when = _When(now, _language(root))
     items: list[ParsedItem] = []
     problems: list[str] = []
     seen: set[str] = set()
     missed: dict[str, list[str]] = defaultdict(list)  # selectors that found nothing, by field
     for n, block in enumerate(blocks, start=1):
         try:
-            item = _item(block, selectors, base, missed)
+            item = _item(block, selectors, base, missed, when)
         except SelectorError as e:
             raise ParseError(f"bad CSS selector in {selectors!r}: {e}") from e
         if isinstance(item, str):
@@ -96,8 +101,24 @@ def selector_misses(selectors: Selectors, missed: dict[str, list[str]], linked: 
     return out
 
 
+class _When(NamedTuple):
+    """What a date as readers see it is read against: the fetch time, the page's language."""
+
+    now: datetime | None
+    lang: str
+
+
+def _language(root: etree._Element) -> str:
+    """The page's language: <html lang>, else its og:locale ("de_DE"); "" when unsaid."""
+    lang = root.get("lang") or root.get("{http://www.w3.org/XML/1998/namespace}lang") or ""
+    if not lang.strip():
+        locale = root.find(".//meta[@property='og:locale']")
+        lang = locale.get("content", "") if locale is not None else ""
+    return lang.strip()
+
+
 def _item(block: etree._Element, selectors: Selectors, base: str,
-          missed: dict[str, list[str]]) -> ParsedItem | str:
+          missed: dict[str, list[str]], when: _When) -> ParsedItem | str:
     link_el = _first(block, selectors.link)
     href = ""
     if link_el is not None:
@@ -131,9 +152,16 @@ def _item(block: etree._Element, selectors: Selectors, base: str,
         # A date as the page writes it for readers ("November 25, 2026", "25. November
         # 2026", "25 novembre 2026"): its day, as a date-only feed date is read. Only
         # machine formats were read, and such a listing's stories had no date at all.
-        published_at = published_at or dateline(date_el.text_content())
+        text = date_el.text_content()
+        published_at = published_at or dateline(text)
+        # "25.11.2026", "11/25/2026" (the reading that is a date, else the page language's),
+        # "vor 2 Stunden", "yesterday" (at the fetch time): a listing writing its dates so
+        # gave its stories none, and they sorted as new whatever their age.
+        published_at = published_at or numeric_date(text, when.lang)
+        if published_at is None and when.now is not None:
+            published_at = relative_date(text, when.now)
         if published_at is None:
-            missed["date_text"].append(clean_inline(date_el.text_content()))
+            missed["date_text"].append(clean_inline(text))
     img_el = found("image")
     image = _image(img_el) if img_el is not None else ""
     return ParsedItem(

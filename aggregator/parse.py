@@ -12,6 +12,7 @@ import codecs
 import json
 import re
 from dataclasses import replace
+from datetime import datetime
 
 import lxml.html
 from lxml import etree
@@ -76,14 +77,16 @@ def parse_document(
     kind: str = "auto",
     selectors: Selectors | None = None,
     fast: bool | None = None,
+    now: datetime | None = None,
 ) -> ParsedDocument:
     """Parse `body` fetched from `base_url`; `kind` is the source's kind ("auto" sniffs).
 
     `fast=False` reads RSS/Atom with feedparser only (the reference the fast path is tested
     and benchmarked against); None follows aggregator.feeds.FAST_PATH. At most `MAX_ITEMS`
-    items are kept, in document order (a problem says how many were left)."""
+    items are kept, in document order (a problem says how many were left). `now`, the time
+    the body was fetched, dates a listing's "2 hours ago" (left unread without it)."""
     doc = _parse(body, base_url=base_url, content_type=content_type, kind=kind,
-                 selectors=selectors, fast=fast)
+                 selectors=selectors, fast=fast, now=now)
     if len(doc.items) <= MAX_ITEMS:
         return doc
     left = len(doc.items) - MAX_ITEMS
@@ -92,7 +95,7 @@ def parse_document(
 
 
 def _parse(body: bytes, *, base_url: str, content_type: str | None, kind: str,
-           selectors: Selectors | None, fast: bool | None) -> ParsedDocument:
+           selectors: Selectors | None, fast: bool | None, now: datetime | None) -> ParsedDocument:
     if kind not in KINDS:
         raise ParseError(f"unknown source kind {kind!r} (expected one of {', '.join(KINDS)})")
     if body is None or not body.strip():
@@ -111,7 +114,7 @@ def _parse(body: bytes, *, base_url: str, content_type: str | None, kind: str,
                                  + _feeds_hint(body, base_url, content_type))
             raise ParseError("html source needs [source.selectors]")
         return parse_listing(
-            body, base_url=base_url, selectors=selectors, content_type=content_type
+            body, base_url=base_url, selectors=selectors, content_type=content_type, now=now
         )
     if wanted == "jsonfeed":
         return parse_jsonfeed(body, base_url=base_url)

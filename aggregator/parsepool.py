@@ -98,7 +98,7 @@ def parse_and_normalize(body: bytes, base_url: str, content_type: str | None, ki
                         selectors: Selectors | None, spec: SourceSpec, now: datetime,
                         keep_items: bool = True) -> Parsed:
     doc = parse_document(body, base_url=base_url, content_type=content_type, kind=kind,
-                         selectors=selectors)
+                         selectors=selectors, now=now)
     drafts, left_out, doc = drafts_from(doc, spec, now)
     count = len(doc.items)
     return Parsed(doc if keep_items else replace(doc, items=()), count, tuple(drafts), left_out)

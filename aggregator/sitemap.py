@@ -5,15 +5,18 @@ and publication date; `image:loc` gives its lead image. A plain sitemap gives UR
 items come with empty titles (normalize drops them unless full-text reading fills them in),
 and a problem says so. A sitemap index lists other sitemaps, not stories: its items are
 empty and the child sitemap URLs go in `ParsedDocument.child_urls`, newest first, for the
-collector to fetch (`Collector._read_children`).
+collector to fetch (`Collector._read_children`); children whose names say they list a site's
+pages, categories, tags or authors (WordPress's, Ghost's) are left out.
 Parsing uses lxml with `recover=True`, so a truncated file still yields its complete entries.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from lxml import etree
 
@@ -25,6 +28,13 @@ from aggregator.textclean import clean_inline, parse_date
 _NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
 _IMAGE_NS = "http://www.google.com/schemas/sitemap-image/1.1"
 T = TypeVar("T")
+# Words in a child sitemap's file name that say its entries are a site's pages, categories,
+# tags, other taxonomies or authors, not its stories: WordPress core (wp-sitemap-posts-page-1,
+# -taxonomies-category-1, -taxonomies-post_tag-1, -users-1), Yoast, Rank Math and AIOSEO
+# (page-sitemap, category-sitemap, post_tag-sitemap, author-sitemap), Ghost (sitemap-pages,
+# -tags, -authors).
+_NOT_STORIES = frozenset({"page", "pages", "category", "categories", "tag", "tags", "taxonomy",
+                          "taxonomies", "author", "authors", "user", "users"})
 
 
 def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
@@ -61,7 +71,16 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
                     continue
                 seen.add(key)
                 dated.append((parse_date(_text(sm, "lastmod")), url))
-        children = tuple(_newest_first(dated))
+        # A WordPress index lists its page, category, tag and author sitemaps beside its
+        # posts' (Yoast's dated today, as a category's newest post is): they took the
+        # collector's slots, and every category and author page became a "story". Left out
+        # unless nothing else is listed; a source given such a child's URL still reads it.
+        stories = [(when, url) for when, url in dated if not archive_sitemap(url)]
+        archives = [url for when, url in dated if archive_sitemap(url)]
+        children = tuple(_child_order(stories or dated))
+        if stories and archives:
+            problems.append(f"sitemap index: {len(archives)} child sitemaps of pages, categories,"
+                            f" tags or authors skipped, such as {archives[0]}")
         if itself:
             problems.append("sitemap index lists itself as a child: not read again")
         if repeated:
@@ -126,6 +145,30 @@ def _newest_first(entries: Iterable[tuple[datetime | None, T]]) -> list[T]:
     keyed = sorted((when is None, -when.timestamp() if when else 0.0, n, value)
                    for n, (when, value) in enumerate(entries))
     return [value for *_, value in keyed]
+
+
+def archive_sitemap(url: str) -> bool:
+    """Whether a child sitemap's file name says it lists pages, categories, tags, other
+    taxonomies or authors rather than stories (pure). The file name only: "?page=2" is
+    the second part of one sitemap (Drupal's)."""
+    name = urlsplit(url).path.rsplit("/", 1)[-1].lower()
+    return not _NOT_STORIES.isdisjoint(re.split(r"[^a-z]+", name))
+
+
+def _child_order(children: list[tuple[datetime | None, str]]) -> list[str]:
+    """An index's child URLs newest first (pure): by <lastmod>, then the undated ones, each
+    run of one name numbered (wp-sitemap-posts-post-1.xml, -2, -3; post-sitemap.xml,
+    post-sitemap2.xml) highest number first. WordPress core dates none of its children and
+    numbers its post sitemaps oldest first, so the collector read the oldest posts' files."""
+    first_seen: dict[str, int] = {}
+    keyed = []
+    for n, (when, url) in enumerate(children):
+        parts = urlsplit(url)
+        name = parts.path.rsplit("/", 1)[-1] + (f"?{parts.query}" if parts.query else "")
+        stem = first_seen.setdefault(re.sub(r"\d+", "", name), n)
+        number = tuple(-int(d) for d in re.findall(r"\d+", name)) or (0,)
+        keyed.append((when is None, -when.timestamp() if when else 0.0, stem, number, n, url))
+    return [url for *_, url in sorted(keyed)]
 
 
 def _same_key(url: str) -> str:

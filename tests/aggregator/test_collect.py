@@ -402,6 +402,55 @@ async def test_a_listing_selector_that_matches_nothing_is_named(sqlite_store):
         assert found.doc.problems == world.problems and len(found.drafts) == 2
 
 
+def _dated_listing(lang: str, dates: list[str]) -> bytes:
+    cards = "".join(f'<article class="card"><h3><a href="/s/{n}">{lang} story {n}</a></h3>'
+                    f'<span class="when">{d}</span></article>' for n, d in enumerate(dates))
+    return f'<!doctype html><html lang="{lang}"><body>{cards}</body></html>'.encode()
+
+
+async def test_a_listings_relative_and_numeric_dates_are_read(sqlite_store):
+    """"vor 2 Stunden", "2 hours ago", "yesterday", "25.11.2026" or "11/25/2026" on a
+    listing gave its stories no date (they sorted as new whatever their age) and a problem
+    naming the date selector. Now they are read: relative ones at the time the page was
+    fetched, numeric ones by the one reading that is a date, else by the page's language;
+    one that reads both ways on a page that does not say stays unread, and said."""
+    from aggregator.model import Selectors
+
+    fetched = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+    pages = {
+        "/de": _dated_listing("de-DE", ["vor 2 Stunden", "gestern, 14:30 Uhr", "03.04.2026"]),
+        "/fr": _dated_listing("fr", ["il y a 3 heures", "il y a une heure", "05/04/2026"]),
+        "/us": _dated_listing("en-US", ["2 hours ago", "Yesterday", "11/24/2026", "03/04/2026"]),
+        "/en": _dated_listing("en", ["25/11/2026", "03/04/2026"]),
+    }
+    async with LocalSite() as site:
+        selectors = Selectors(item="article.card", link="h3 a", date=".when")
+        for path, body in pages.items():
+            site.route(path, body=body, content_type="text/html; charset=utf-8")
+        await sqlite_store.sync_sources([
+            SourceSpec(path[1:], site.url(path, f"{path[1:]}.example"), "world", kind="html",
+                       selectors=selectors) for path in pages])
+        c = collector(sqlite_store, site, clock=lambda: fetched)
+        report = {r.name: r for r in (await c.run_round(force=True)).sources}
+        assert all(r.ok for r in report.values()), report
+        when = {(s.source, s.title[-1]): s.published_at
+                for s in await sqlite_store.latest_stories(limit=20)}
+        day = lambda m, d: datetime(2026, m, d, tzinfo=UTC)  # noqa: E731
+        assert when == {
+            ("de", "0"): datetime(2026, 11, 25, 13, 0, tzinfo=UTC),
+            ("de", "1"): day(11, 24), ("de", "2"): day(4, 3),
+            ("fr", "0"): datetime(2026, 11, 25, 12, 0, tzinfo=UTC),
+            ("fr", "1"): datetime(2026, 11, 25, 14, 0, tzinfo=UTC),
+            ("fr", "2"): day(4, 5),
+            ("us", "0"): datetime(2026, 11, 25, 13, 0, tzinfo=UTC),
+            ("us", "1"): day(11, 24), ("us", "2"): day(11, 24),
+            ("us", "3"): day(3, 4),
+            ("en", "0"): day(11, 25), ("en", "1"): None,
+        }
+        assert {name: r.problems for name, r in report.items()} == {"de": (), "fr": (), "us": (),
+            "en": ("date selector '.when': no date read in 1 of 2 items (such as '03/04/2026')",)}
+
+
 async def test_check_of_a_server_that_answers_304_unasked(site, sqlite_store):
     """A 304 to a request without validators crashed `sources check` (AttributeError)."""
     from aggregator.errors import FetchError
@@ -648,6 +697,45 @@ async def test_gzipped_child_sitemaps_are_read(sqlite_store):
                                                      kind="sitemap")])
         report = (await collector(sqlite_store, site).run_round()).sources[0]
         assert report.ok and report.new == 2, report
+
+
+async def test_a_wordpress_sitemap_index_gives_its_newest_posts_not_its_archive_pages(sqlite_store):
+    """WordPress core's wp-sitemap.xml dates none of its children and lists its post
+    sitemaps oldest first, then its pages', categories', tags' and users': the collector read
+    the three oldest post files, and once past them took every category, tag and author
+    page for a story. Now those children are left out (a problem says so) and the post
+    sitemaps are read highest number first."""
+    async with LocalSite() as site:
+        base = site.url("").rstrip("/")
+        files = {f"wp-sitemap-posts-post-{n}.xml": [f"/{2020 + n}/post-{n}"] for n in range(1, 6)}
+        files |= {"wp-sitemap-posts-page-1.xml": ["/about"],
+                  "wp-sitemap-taxonomies-category-1.xml": ["/category/world"],
+                  "wp-sitemap-taxonomies-post_tag-1.xml": ["/tag/harbour"],
+                  "wp-sitemap-users-1.xml": ["/author/ann"]}
+        for name, paths in files.items():
+            site.route(f"/{name}", content_type="application/xml", body=(
+                '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                + "".join(f"<url><loc>{base}{p}</loc></url>" for p in paths) + "</urlset>"))
+            for p in paths:
+                site.route(p, body=_article(f"Page {p}"), content_type="text/html")
+        site.route("/wp-sitemap.xml", content_type="application/xml", body=(
+            '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            + "".join(f"<sitemap><loc>{base}/{name}</loc></sitemap>" for name in files)
+            + "</sitemapindex>"))
+        await sqlite_store.sync_sources([
+            SourceSpec("wp", site.url("/wp-sitemap.xml"), "world", kind="sitemap", full_text=True),
+            # A category sitemap given as the source itself is read.
+            SourceSpec("cats", site.url("/wp-sitemap-taxonomies-category-1.xml"), "world",
+                       kind="sitemap", full_text=True)])
+        report = {r.name: r for r in (await collector(sqlite_store, site).run_round()).sources}
+        assert report["wp"].ok and report["wp"].new == 3, report["wp"]
+        assert report["cats"].ok and report["cats"].new == 1, report["cats"]
+        titles = sorted(s.title for s in await sqlite_store.latest_stories(limit=20))
+        assert titles == ["Page /2023/post-3", "Page /2024/post-4", "Page /2025/post-5",
+                          "Page /category/world"]
+        problems = " | ".join(report["wp"].problems)
+        assert "4 child sitemaps of pages, categories, tags or authors skipped" in problems
+        assert "2 older child sitemaps not read" in problems
 
 
 def test_fields_read_from_an_article_page_are_cut_as_a_feeds_are():

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aggregator.dateline import dateline
+from aggregator.dateline import dateline, numeric_date, relative_date
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -58,3 +58,45 @@ def test_only_the_lead_counts():
     body = "A story about a trial. " * 30 + "The verdict is due on 4 May 2027."
     assert dateline(body) is None
     assert dateline(body, lead_chars=len(body)) == datetime(2027, 5, 4, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text, lang, expected", [
+    ("25.11.2026", "", (2026, 11, 25)),
+    ("Stand: 03.04.2026, 14:00 Uhr", "", (2026, 4, 3)),  # dots: day first
+    ("25/11/2026", "", (2026, 11, 25)),  # the one reading that is a date
+    ("11/25/2026", "", (2026, 11, 25)),
+    ("2026/11/25", "ja", (2026, 11, 25)),
+    ("03/04/2026", "en-US", (2026, 3, 4)),
+    ("03/04/2026", "en-GB", (2026, 4, 3)),
+    ("03/04/2026", "fr-FR", (2026, 4, 3)),
+    ("04/04/2026", "", (2026, 4, 4)),
+    ("03/04/2026", "en", None),  # reads both ways, and English does not say which
+    ("03/04/2026", "", None),
+    ("31/02/2026", "de", None),
+    ("25.11.26", "de", None),  # a two-digit year: read no further than a wrong century
+])
+def test_numeric_dates_only_where_one_reading_holds(text: str, lang: str,
+                                                    expected: tuple[int, int, int] | None) -> None:
+    assert numeric_date(text, lang) == (datetime(*expected, tzinfo=UTC) if expected else None)
+
+
+FETCHED = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2 hours ago", datetime(2026, 11, 25, 13, 0, tzinfo=UTC)),
+    ("5 min ago", datetime(2026, 11, 25, 14, 55, tzinfo=UTC)),
+    ("an hour ago", datetime(2026, 11, 25, 14, 0, tzinfo=UTC)),
+    ("vor 2 Stunden", datetime(2026, 11, 25, 13, 0, tzinfo=UTC)),
+    ("vor einem Tag", datetime(2026, 11, 24, 15, 0, tzinfo=UTC)),
+    ("il y a 3 heures", datetime(2026, 11, 25, 12, 0, tzinfo=UTC)),
+    ("hace 2 días", datetime(2026, 11, 23, 15, 0, tzinfo=UTC)),
+    ("just now", FETCHED),
+    ("Yesterday, 14:30", datetime(2026, 11, 24, tzinfo=UTC)),
+    ("Gestern", datetime(2026, 11, 24, tzinfo=UTC)),
+    ("aujourd’hui à 9h", datetime(2026, 11, 25, tzinfo=UTC)),
+    ("in 2 hours", None),
+    ("Politics", None),
+])
+def test_relative_dates_are_read_at_the_fetch_time(text: str, expected: datetime | None) -> None:
+    assert relative_date(text, FETCHED) == expected

@@ -364,6 +364,33 @@ def test_a_sitemap_index_that_lists_itself_or_a_child_twice_gives_each_child_onc
     assert any("repeats 1 of its entries" in p for p in doc.problems)
 
 
+def test_a_yoast_index_gives_its_post_sitemaps_newest_first_and_no_archive_sitemaps() -> None:
+    """Yoast and Rank Math date a category's or author's sitemap by its newest post, so
+    today: those took the collector's slots before the post sitemaps. Undated post
+    sitemaps come highest number first (post-sitemap2.xml is newer than post-sitemap.xml);
+    "?page=2" is a part of one sitemap, not a sitemap of pages."""
+    body = b"""<?xml version="1.0"?>
+<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+  <sitemap><loc>https://blog.example/post-sitemap.xml</loc></sitemap>
+  <sitemap><loc>https://blog.example/post-sitemap2.xml</loc></sitemap>
+  <sitemap><loc>https://blog.example/page-sitemap.xml</loc><lastmod>2026-11-25</lastmod></sitemap>
+  <sitemap><loc>https://blog.example/category-sitemap.xml</loc><lastmod>2026-11-25</lastmod></sitemap>
+  <sitemap><loc>https://blog.example/post_tag-sitemap.xml</loc><lastmod>2026-11-25</lastmod></sitemap>
+  <sitemap><loc>https://blog.example/author-sitemap.xml</loc><lastmod>2026-11-25</lastmod></sitemap>
+  <sitemap><loc>https://blog.example/news.xml?page=2</loc><lastmod>2026-11-24</lastmod></sitemap>
+</sitemapindex>"""
+    doc = parse_document(body, base_url="https://blog.example/sitemap_index.xml")
+    assert doc.child_urls == ("https://blog.example/news.xml?page=2",
+                              "https://blog.example/post-sitemap2.xml",
+                              "https://blog.example/post-sitemap.xml")
+    assert any("4 child sitemaps of pages, categories, tags or authors skipped" in p
+               for p in doc.problems)
+    # An index of nothing but such sitemaps is read as it is: better pages than nothing.
+    only = parse_document(b'<sitemapindex><sitemap><loc>/sitemap-pages.xml</loc></sitemap>'
+                          b'</sitemapindex>', base_url="https://ghost.example/sitemap.xml")
+    assert only.child_urls == ("https://ghost.example/sitemap-pages.xml",)
+
+
 def test_plain_sitemap_items_have_no_titles_and_say_so() -> None:
     body = (
         b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url>'

@@ -386,6 +386,21 @@ def test_a_cold_feed_gives_a_section_one_turn_however_its_stories_are_spelled():
     assert all(first.count(c) == 2 for c in CATEGORIES), first
 
 
+
+def test_a_new_readers_sections_take_turns_with_their_news_only():
+    """A story a week older than the newest takes no turn of a new reader's feed: it comes
+    after the news (a quiet section had its equal share of the first page). Older than what,
+    is the newest story's time, not the clock: a corpus all a year old still takes turns."""
+    cands, _ = _world(21, n=100)
+    quiet = {c.id for c in cands if c.category == "tech" and c.id % 3}
+    aged = [replace(c, published_at=NOW - timedelta(days=40)) if c.id in quiet else c for c in cands]
+    order = [it.id for it in cold_start(aged, now=NOW, k=100)]
+    assert len(order) == 100 and set(order[-len(quiet):]) == quiet
+    archive = [replace(c, published_at=c.published_at - timedelta(days=400)) for c in cands]
+    by_id = {c.id: c for c in cands}
+    first = [by_id[it.id].category for it in cold_start(archive, now=NOW, k=8)]
+    assert all(first.count(c) == 2 for c in CATEGORIES), first
+
 def test_a_new_reader_who_follows_a_category_gets_more_of_it_and_still_the_rest():
     cands, _ = _world(21, n=200)
     by_id = {c.id: c for c in cands}

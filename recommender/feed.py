@@ -32,7 +32,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 
 import numpy as np
@@ -101,6 +101,13 @@ class FeedParams:
     cold_follow_share: float = 3.0
     cold_trending_weight: float = 1.0
     cold_fresh_weight: float = 1.0
+    # A new reader's sections take turns with their news: a story this many days older than
+    # the newest candidate (or than `now`, if sooner) takes no turn, and comes after the news
+    # by its score. With equal turns, a section gone quiet (its source retired, or its feed
+    # broken for months) had a quarter of a first page with stories two months old
+    # ("latest in business" from October on a December page). Relative to the newest story,
+    # so a corpus all of one old year still shows its sections in turn.
+    cold_quiet_days: float = 7.0
     # A story the reader read, republished (another site, another id): under its headline at
     # this cosine or closer, or under any headline nearly word for word. The related block's
     # rule for the article itself (related.RankParams.self_title_cosine, README).
@@ -190,8 +197,8 @@ def feed_order(
     labels = category_labels(pool)
     if profile.is_cold:
         sections, follows = _cold_groups(pool, prefs)
-        scored = _passed_over(_score_cold(pool, prefs, now, params, labels, sections, follows),
-                              profile, params)
+        scored = _passed_over(_score_cold(pool, prefs, now, params, labels, sections, follows,
+                                          _quiet_before(pool, now, params)), profile, params)
         shares = _cold_shares(scored, follows.values(), params)
         explore: list[_Scored] = []
         balance = params.cold_balance
@@ -317,9 +324,24 @@ def candidates_for(
     """
     out: dict[int, str] = {}
 
+    def shown(i: int) -> bool:  # a story this feed may show
+        return i not in profile.read and (newest_id is None or i <= newest_id)
+
     def put(i: int, origin: str) -> None:
-        if i not in profile.read and i not in out and (newest_id is None or i <= newest_id):
+        if shown(i) and i not in out:
             out[i] = origin
+
+    def nearest(hits, k: int, origin: str) -> None:
+        # The k nearest the feed may show: the hits past them were asked for only in place of
+        # read ones. All of them taken, a reader with 2,000 reads elsewhere had 2,050 of
+        # each interest (and 2,020 of the session): ~12,000 candidates built and scored for
+        # every page, where other readers have ~700.
+        for i in (int(i) for i, _ in hits):
+            if k <= 0:
+                return
+            if shown(i):
+                put(i, origin)
+                k -= 1
 
     # Over-fetch by the stories the reader read (they are dropped below), up to a bound: a
     # reader with 10,000 reads asked each interest for 10,050 neighbours, and building and
@@ -327,13 +349,10 @@ def candidates_for(
     skip = min(len(profile.read), MAX_READ_OVERFETCH)
     if profile.interests and len(vindex):
         queries = np.stack([it.vector for it in profile.interests]).astype(np.float32)
-        over = per_interest_k + skip
-        for g, hits in enumerate(vindex.search_many(queries, over)):
-            for i, _ in hits[: over]:
-                put(int(i), f"interest:{g}")
+        for g, hits in enumerate(vindex.search_many(queries, per_interest_k + skip)):
+            nearest(hits, per_interest_k, f"interest:{g}")
     if profile.session_vector is not None and len(vindex):
-        for i, _ in vindex.search(profile.session_vector, session_k + skip):
-            put(int(i), "session")
+        nearest(vindex.search(profile.session_vector, session_k + skip), session_k, "session")
     if co_read:
         best = sorted(co_read.items(), key=lambda kv: (-_first(kv[1]), kv[0]))[:n_co_read]
         for i, _ in best:
@@ -875,9 +894,21 @@ def _cold_groups(pool: Sequence[FeedCandidate], prefs: Preferences
     return sections, follows
 
 
+# The group of a new reader's stories that take no turn (`cold_quiet_days`): its share is 0.
+_QUIET = -1
+
+
+def _quiet_before(pool: Sequence[FeedCandidate], now: datetime, p: FeedParams) -> datetime | None:
+    """The time before which a new reader's story takes no turn (`cold_quiet_days`); None when
+    no candidate has a time. Pure."""
+    times = [c.published_at for c in pool if c.published_at is not None]
+    return min(max(times), now) - timedelta(days=p.cold_quiet_days) if times else None
+
+
 def _score_cold(
     pool: Sequence[FeedCandidate], prefs: Preferences, now: datetime, p: FeedParams,
     labels: Mapping[str, str], sections: Mapping[str, int], follows: Mapping[tuple[str, str], int],
+    quiet_before: datetime | None = None,
 ) -> list[_Scored]:
     out = []
     for c in pool:
@@ -900,6 +931,8 @@ def _score_cold(
             reason = f"latest{where}"
         own = _follow_group(c, follows)  # a followed section's story: its section's group
         group = own[1] if own is not None else sections[name_key(c.category)]
+        if quiet_before is not None and c.published_at is not None and c.published_at < quiet_before:
+            group = _QUIET
         out.append(_Scored(c, score, group, reason, None))
     return out
 
@@ -907,8 +940,9 @@ def _score_cold(
 def _cold_shares(scored: Sequence[_Scored], followed: Collection[int],
                  params: FeedParams) -> dict[int, float]:
     """Each group's share of a new reader's feed: equal, a followed section's or source's
-    larger (`followed`: their groups)."""
-    weight = {s.group: params.cold_follow_share if s.group in followed else 1.0 for s in scored}
+    larger (`followed`: their groups); the stories that take no turn none (`_QUIET`)."""
+    weight = {s.group: 0.0 if s.group == _QUIET else params.cold_follow_share
+              if s.group in followed else 1.0 for s in scored}
     total = sum(weight.values())
     return {g: w / total for g, w in sorted(weight.items())}
 
@@ -1067,6 +1101,10 @@ def _assemble(
             live = [g for g, q in queues.items() if q]
             if not live:
                 return None
+            # A group without a share (a new reader's stories that are no news) comes after
+            # the others: by the balance alone, it won each slot that the sections left with
+            # stories, far ahead of their shares once the others ran out, could not.
+            live = [g for g in live if share[g] > 0] or live
             g = max(
                 live,
                 key=lambda g: (

@@ -872,3 +872,43 @@ async def test_saving_preferences_names_the_follows_that_match_nothing_known(htt
     unknown = doc["components"]["schemas"][saved["properties"]["unknown"]["$ref"].rsplit("/", 1)[1]]
     assert set(unknown["properties"]) == {"follow_categories", "follow_sources"}
     assert not unknown.get("required")
+
+
+async def test_a_new_readers_first_page_is_news_not_a_quiet_sections_old_stories(tmp_path, shared_data):
+    """A new reader's feed gives every section its turn: a section gone quiet (its sources
+    retired, or their feeds broken for two months) had 5 of the first 20, "latest in
+    business" from two months before, beside a busy day's news. Its stories now come
+    after the news, in the same feed."""
+    import httpx
+
+    from aggregator.model import StoryDraft
+    from tests.api.conftest import make_stack, stop_stack
+    from tests.datasets import bbc_records
+
+    now = datetime.now(UTC)
+
+    def section(cat: str, age: timedelta) -> list[StoryDraft]:
+        return [StoryDraft(url=f"https://{cat}.example/{i}", title=r["title"], summary=r["summary"],
+                           text=r["text"], site=f"{cat}.example", source=f"{cat}-desk-{i % 4}",
+                           category=cat, published_at=now - age - timedelta(hours=i))
+                for i, r in enumerate(bbc_records(shared_data, categories=(cat,), limit=30))]
+
+    drafts = [*section("sport", timedelta(hours=1)), *section("tech", timedelta(hours=2)),
+              *section("business", timedelta(days=60))]
+    st, server, task = await make_stack(tmp_path, shared_data, limit=3, extra_drafts=drafts)
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            first = (await http.get("/v1/readers/first-visit/feed", params={"k": 20})).json()
+            sections = [c["category"] for c in first["items"]]
+            assert len(sections) == 20 and "business" not in sections, sections
+            assert {"politics", "entertainment", "sport", "tech"} <= set(sections)
+            shown, cursor = [c["id"] for c in first["items"]], first["next"]
+            while cursor:  # moved down, not out
+                page = (await http.get("/v1/readers/first-visit/feed",
+                                       params={"k": 50, "cursor": cursor})).json()
+                shown += [c["id"] for c in page["items"]]
+                cursor = page["next"]
+            quiet = {(await st.svc.store.get_story_by_url(d.url)).id for d in drafts[-30:]}
+            assert len(quiet & set(shown)) >= 20 and len(shown) == len(set(shown))
+    finally:
+        await stop_stack(st, server, task)

@@ -386,6 +386,21 @@ def test_a_cold_feed_gives_a_section_one_turn_however_its_stories_are_spelled():
     assert all(first.count(c) == 2 for c in CATEGORIES), first
 
 
+
+def test_a_new_readers_sections_take_turns_with_their_news_only():
+    """A story a week older than the newest takes no turn of a new reader's feed: it comes
+    after the news (a quiet section had its equal share of the first page). Older than what,
+    is the newest story's time, not the clock: a corpus all a year old still takes turns."""
+    cands, _ = _world(21, n=100)
+    quiet = {c.id for c in cands if c.category == "tech" and c.id % 3}
+    aged = [replace(c, published_at=NOW - timedelta(days=40)) if c.id in quiet else c for c in cands]
+    order = [it.id for it in cold_start(aged, now=NOW, k=100)]
+    assert len(order) == 100 and set(order[-len(quiet):]) == quiet
+    archive = [replace(c, published_at=c.published_at - timedelta(days=400)) for c in cands]
+    by_id = {c.id: c for c in cands}
+    first = [by_id[it.id].category for it in cold_start(archive, now=NOW, k=8)]
+    assert all(first.count(c) == 2 for c in CATEGORIES), first
+
 def test_a_new_reader_who_follows_a_category_gets_more_of_it_and_still_the_rest():
     cands, _ = _world(21, n=200)
     by_id = {c.id: c for c in cands}
@@ -760,6 +775,26 @@ def test_candidates_gathered_per_interest_plus_trending_and_fresh():
     cold = candidates_for(empty_profile("x"), index, trending=trending, fresh_ids=fresh)
     assert set(cold.values()) <= {"trending", "fresh"} and cold
 
+
+
+def test_a_heavy_reader_gets_as_many_candidates_as_any_other():
+    """Each interest is searched past the stories the reader read, to make up for them: all
+    the hits were kept, and a reader with 1,000 reads elsewhere had 1,050 candidates an
+    interest (and 1,020 of the session), each built and scored for every page of their feed.
+    It is each interest's nearest `per_interest_k` the feed may show, however many reads."""
+    cands, profile = _world(19, n=3000)
+    index = BruteForceIndex(DIM)
+    index.add(np.array([c.id for c in cands], dtype=np.int64), np.stack([c.vector for c in cands]))
+    centre = profile.interests[0].vector
+    far = sorted((c for c in cands if c.id not in profile.read), key=lambda c: float(c.vector @ centre))
+    heavy = replace(profile, read=profile.read | {c.id for c in far[:1000]})
+    light = candidates_for(profile, index, per_interest_k=50, session_k=20)
+    got = candidates_for(heavy, index, per_interest_k=50, session_k=20)
+    assert len(got) <= 50 * len(profile.interests) + 20 and not set(got) & heavy.read
+    for g, it in enumerate(heavy.interests):  # each interest's 50 nearest unread, whoever found them
+        hits = [i for i, _ in index.search(it.vector, 2000) if i not in heavy.read][:50]
+        assert set(hits) <= set(got), g
+    assert len(light) <= 50 * len(profile.interests) + 20
 
 def test_smoothed_ctr_one_impression_is_not_a_hit():
     one = smoothed_ctr(1, 1, prior_ctr=0.05, prior_strength=20)

@@ -234,11 +234,16 @@ class ReaderDeletionRow(Base):
 
 class EventRow(Base):
     __tablename__ = "events"
+    __table_args__ = (
+        # A reader's events of some types within a window, newest first, and the stories they
+        # read, without reading and sorting every event of theirs (migration 0018).
+        Index("ix_events_reader_type_at", "reader_id", "type", "at", "story_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     event_key: Mapped[str] = mapped_column(String(160), unique=True)  # idempotency
     reader_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("readers.id", ondelete="CASCADE"), index=True
+        String(128), ForeignKey("readers.id", ondelete="CASCADE")
     )
     story_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("stories.id", ondelete="CASCADE"), index=True

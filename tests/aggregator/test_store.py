@@ -1926,3 +1926,28 @@ async def test_leases_hold_between_machines_whose_clocks_differ(pg_url):
     finally:
         for s in (right, ahead, behind):
             await s.close()
+
+
+async def test_a_readers_events_are_found_by_type_and_time_without_reading_them_all(store):
+    """A feed page reads a reader's clicks and reads, impressions and read stories within a
+    window: on `reader_id` alone each query read and sorted every event of the reader (35-55
+    ms each for a reader with 60,000 events on SQLite). Migration 0018's index answers them
+    by (reader, type, time), the read stories from the index alone."""
+    import sqlalchemy as sa
+
+    async with store.engine.connect() as conn:
+        indexes = await conn.run_sync(lambda c: sa.inspect(c).get_indexes("events"))
+        found = {ix["name"]: ix["column_names"] for ix in indexes}
+        assert found.get("ix_events_reader_type_at") == ["reader_id", "type", "at", "story_id"]
+        assert "ix_events_reader_id" not in found  # its first column covers it
+        if store.dialect == "sqlite":
+            plan = (await conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT story_id FROM events WHERE reader_id = 'r' AND "
+                "type IN ('click', 'read') AND at >= '2026-01-01' AND at <= '2026-02-01' "
+                "GROUP BY story_id ORDER BY max(at) DESC LIMIT 10")).all()
+            assert any("COVERING INDEX ix_events_reader_type_at" in str(row[-1]) for row in plan)
+    (sid,) = (await store.upsert_stories([draft("https://example.org/ev")], NOW)).new_ids
+    await store.add_events([EventRecord(f"k{i}", "r", sid, t, NOW + timedelta(minutes=i))
+                            for i, t in enumerate(["impression", "click", "read"])], NOW)
+    assert [e.type for e in await store.reader_events("r", types=("click", "read"))] == ["read", "click"]
+    assert await store.reader_story_ids("r", since=NOW) == {sid}

@@ -351,8 +351,9 @@ class SourceOut(BaseModel):
     kind: str
     enabled: bool
     weight: float
-    status: str = Field(description="ok, error or pending; retired for a source removed from "
-                        "the sources file whose stories are still stored")
+    status: str = Field(description="ok, error or pending; disabled for a source the file "
+                        "turns off (enabled = false); retired for a source removed from the "
+                        "sources file whose stories are still stored")
     stories: int
     last_check_at: str | None
     last_success_at: str | None

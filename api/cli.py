@@ -1075,8 +1075,7 @@ def sources_table(rows, now=None) -> str:
 
     table = [["NAME", "STATUS", "KIND", "CATEGORY", "WEIGHT", "EVERY", "STORIES", "LAST OK", "NEXT"]]
     for r in rows:
-        status = (f"retired {_ago(r.retired_at, now)}" if r.status == "retired" else
-                  r.status if r.enabled else "disabled")
+        status = f"retired {_ago(r.retired_at, now)}" if r.status == "retired" else r.status
         table.append([r.name, status, r.kind, r.category,
                       f"{r.weight:g}", duration_text(r.interval_s), str(r.stories),
                       _ago(r.last_success_at, now), next_check(r.next_check_at, now)])

@@ -990,7 +990,7 @@ async def test_source_health_and_reset_say_what_will_happen(tmp_path, shared_dat
         from api.app import SourcesOut
         SourcesOut.model_validate(listing)
         assert (rows["failing"]["status"], rows["failing"]["last_success_at"]) == ("pending", None)
-        assert rows["off"]["next_check_at"] is None
+        assert (rows["off"]["status"], rows["off"]["next_check_at"]) == ("disabled", None)
     finally:
         await stop_stack(st, server, task)
 

@@ -1205,8 +1205,10 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         words: Annotated[Words, Depends(fragment_words)],
         url: Annotated[str, Query(min_length=1, max_length=MAX_URL_CHARS)],
         k: int = k_query(api.max_k, widget_k),
+        # Blank is unset (false), as a blank filter is: a template's empty `new_tab=` was a 422.
         new_tab: Annotated[bool, Query(
-            description="links to other sites than the url's open in a new tab")] = False,
+            description="links to other sites than the url's open in a new tab (blank: false)"),
+            BeforeValidator(lambda v: blank_is_none(v) or False)] = False,
         link_rel: Annotated[str, Query(alias="rel", max_length=100, description=(
             "link types for links to other sites than the url's, space-separated: "
             + ", ".join(LINK_RELS)))] = "",

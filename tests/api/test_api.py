@@ -731,6 +731,8 @@ async def test_widget_fragment_links_other_sites_as_asked(http, stack, shared_da
     assert await block_cache_hits(http) == before + 1  # the same links: the same entry
     assert await links({"url": bbc, "new_tab": "true", "rel": "nofollow"}) == await links(
         {"url": bbc})  # its own site's stories
+    # Blank is unset, as a blank filter is (README): a template's empty `new_tab=` was a 422.
+    assert await links({"url": url, "new_tab": "", "rel": ""}) == plain
     r = await http.get("/v1/widget", params={"url": url, "rel": "nofollow opener"})
     assert r.status_code == 422 and r.json()["error"] == {
         "code": "invalid_request",

@@ -331,7 +331,8 @@ class HealthOut(BaseModel):
     database: bool
     indexed: int | None
     # False: the database's stories are embedded with another recipe than this process's
-    # (another embedder or model build), so its index misses them. None: no indexer runs.
+    # (another embedder or model build), so its index misses them. None: this process has no
+    # embedder (a collector), or the database could not be read.
     recipe_current: bool | None = None
     # The scheduled jobs whose last ticks all failed (collect, index, follow, ...; see
     # api.jobhealth): the process still answers (200) but is not doing all its work.

@@ -219,7 +219,7 @@ async def test_an_interrupted_collect_hands_back_the_sources_it_had_not_fetched(
         assert r.returncode == 0, r.stderr
         lines = r.stdout.splitlines()
         assert lines[0] == "ok     stall: 2 items, 2 new, 0 updated", r.stdout
-        assert lines[1].startswith("1 sources, 2 new stories, 0 failed"), r.stdout
+        assert lines[1].startswith("1 source, 2 new stories, 0 failed"), r.stdout  # not "1 sources"
 
 
 async def test_collect_once_exits_1_when_every_source_failed(cli_env, tmp_path):

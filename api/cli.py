@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -789,12 +790,21 @@ async def cmd_export(settings, args) -> int:
             out.flush()
             if partial is not None:
                 os.fsync(out.fileno())
-        finally:
-            if out is not sys.stdout:
                 out.close()
-        if partial is not None:
-            os.replace(partial, target)
-            partial = None
+                os.replace(partial, target)
+                partial = None
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): main's quiet exit
+        except OSError as e:
+            # Named as the open's failure is: main's catch-all said only "[Errno 28] No
+            # space left on device", and `export - > /dev/full` did not say which output.
+            name = "standard output" if target is None else args.file
+            print(f"tidings: error: cannot write {name}: {e.strerror or e}", file=sys.stderr)
+            return write_failure_status(e)
+        finally:
+            if out is not sys.stdout and not out.closed:
+                with contextlib.suppress(OSError):  # a failed write's buffer: already said
+                    out.close()
         print(f"exported {counted(written, 'story', 'stories')}" + (f" to {target}" if target else ""),
               file=sys.stderr if target is None else sys.stdout)
         return 0

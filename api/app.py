@@ -63,7 +63,7 @@ from api.atom import (
     latest_title,
 )
 from api.blockcache import BlockCache, CachedBlock, freshness
-from api.cards import CardOut, block_json, card, iso, search_json
+from api.cards import CardOut, block_json, card, iso, search_json, source_json
 from api.errors import (
     ApiError,
     error_response,
@@ -1294,14 +1294,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         require_key(request)
         rows = await svc.store.list_sources(
             retired=True, min_interval_s=settings.collect.min_interval_s)
-        return {"items": [
-            {"name": r.name, "url": r.url, "category": r.category, "kind": r.kind,
-             "enabled": r.enabled, "weight": r.weight, "status": r.status, "stories": r.stories,
-             "last_check_at": iso(r.last_check_at), "last_success_at": iso(r.last_success_at),
-             "last_error": r.last_error, "error_count": r.error_count,
-             "next_check_at": iso(r.next_check_at), "interval_s": r.interval_s,
-             "keep": r.keep, "block": r.block, "retired_at": iso(r.retired_at)}
-            for r in rows]}
+        return {"items": [source_json(r) for r in rows]}
 
     @app.post("/v1/sources/{name}/reset", tags=["sources"], responses={200: {"model": ResetOut}})
     async def reset_source(request: Request, name: str):

@@ -1070,8 +1070,9 @@ async def cmd_sources(settings, args) -> int:
     finally:
         await svc.close()
     if args.json:
-        print(json.dumps([{**r.__dict__, **{k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                                             for k, v in r.__dict__.items()}} for r in rows], indent=2))
+        from api.cards import source_json  # the API's rows, times and all
+
+        print(json.dumps([source_json(r) for r in rows], indent=2))
         return 0
     print(sources_table(rows))
     return 0

@@ -270,7 +270,7 @@ class SourceHealth:
     kind: str
     enabled: bool
     weight: float
-    status: str  # ok | error | pending
+    status: str  # ok | error | pending | disabled | retired
     stories: int
     last_check_at: datetime | None
     last_success_at: datetime | None
@@ -1440,8 +1440,10 @@ class Store:
             stories = counts.get(key_column(r.name), 0)
             if not r.in_config and not stories:
                 continue
-            status = (source_status(r.error_count, r.last_check_at, r.last_success_at)
-                      if r.in_config else "retired")
+            # A disabled source is `disabled` whatever its last fetch said: the table alone
+            # said so, while `--json` and /v1/sources called it `pending` (or `ok`, `error`).
+            status = ("retired" if not r.in_config else "disabled" if not r.enabled else
+                      source_status(r.error_count, r.last_check_at, r.last_success_at))
             out.append(SourceHealth(
                 r.name, r.url, r.category, r.detected_kind or r.kind, r.enabled,
                 r.weight if r.in_config else retired_weight(r.weight), status,

@@ -63,7 +63,7 @@ from api.atom import (
     latest_title,
 )
 from api.blockcache import BlockCache, CachedBlock, freshness
-from api.cards import CardOut, block_json, card, iso, search_json
+from api.cards import CardOut, block_json, card, iso, search_json, source_json
 from api.errors import (
     ApiError,
     error_response,
@@ -331,7 +331,8 @@ class HealthOut(BaseModel):
     database: bool
     indexed: int | None
     # False: the database's stories are embedded with another recipe than this process's
-    # (another embedder or model build), so its index misses them. None: no indexer runs.
+    # (another embedder or model build), so its index misses them. None: this process has no
+    # embedder (a collector), or the database could not be read.
     recipe_current: bool | None = None
     # The scheduled jobs whose last ticks all failed (collect, index, follow, ...; see
     # api.jobhealth): the process still answers (200) but is not doing all its work.
@@ -351,8 +352,9 @@ class SourceOut(BaseModel):
     kind: str
     enabled: bool
     weight: float
-    status: str = Field(description="ok, error or pending; retired for a source removed from "
-                        "the sources file whose stories are still stored")
+    status: str = Field(description="ok, error or pending; disabled for a source the file "
+                        "turns off (enabled = false); retired for a source removed from the "
+                        "sources file whose stories are still stored")
     stories: int
     last_check_at: str | None
     last_success_at: str | None
@@ -1204,8 +1206,10 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         words: Annotated[Words, Depends(fragment_words)],
         url: Annotated[str, Query(min_length=1, max_length=MAX_URL_CHARS)],
         k: int = k_query(api.max_k, widget_k),
+        # Blank is unset (false), as a blank filter is: a template's empty `new_tab=` was a 422.
         new_tab: Annotated[bool, Query(
-            description="links to other sites than the url's open in a new tab")] = False,
+            description="links to other sites than the url's open in a new tab (blank: false)"),
+            BeforeValidator(lambda v: blank_is_none(v) or False)] = False,
         link_rel: Annotated[str, Query(alias="rel", max_length=100, description=(
             "link types for links to other sites than the url's, space-separated: "
             + ", ".join(LINK_RELS)))] = "",
@@ -1290,14 +1294,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         require_key(request)
         rows = await svc.store.list_sources(
             retired=True, min_interval_s=settings.collect.min_interval_s)
-        return {"items": [
-            {"name": r.name, "url": r.url, "category": r.category, "kind": r.kind,
-             "enabled": r.enabled, "weight": r.weight, "status": r.status, "stories": r.stories,
-             "last_check_at": iso(r.last_check_at), "last_success_at": iso(r.last_success_at),
-             "last_error": r.last_error, "error_count": r.error_count,
-             "next_check_at": iso(r.next_check_at), "interval_s": r.interval_s,
-             "keep": r.keep, "block": r.block, "retired_at": iso(r.retired_at)}
-            for r in rows]}
+        return {"items": [source_json(r) for r in rows]}
 
     @app.post("/v1/sources/{name}/reset", tags=["sources"], responses={200: {"model": ResetOut}})
     async def reset_source(request: Request, name: str):

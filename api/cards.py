@@ -72,3 +72,14 @@ def search_json(query: str, block: Block) -> dict:
         "items": [card(m, score=r.score, reason=r.reason) for m, r in block.related],
         "took_ms": round(block.took_ms, 2),
     }
+
+
+def source_json(r) -> dict:
+    """A source's health row (store.SourceHealth) as `GET /v1/sources` and `tidings sources
+    list --json` both give it: the command wrote its times `…+00:00` where the API wrote `…Z`."""
+    return {"name": r.name, "url": r.url, "category": r.category, "kind": r.kind,
+            "enabled": r.enabled, "weight": r.weight, "status": r.status, "stories": r.stories,
+            "last_check_at": iso(r.last_check_at), "last_success_at": iso(r.last_success_at),
+            "last_error": r.last_error, "error_count": r.error_count,
+            "next_check_at": iso(r.next_check_at), "interval_s": r.interval_s,
+            "keep": r.keep, "block": r.block, "retired_at": iso(r.retired_at)}

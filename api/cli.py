@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -517,7 +518,8 @@ async def cmd_collect(settings, args) -> int:
                 print(f"ok     {r.name}: {what}")
             else:
                 print(f"error  {r.name}: {r.error}")
-        print(f"{len(report.sources)} sources, {report.new} new stories, {report.failed} failed "
+        print(f"{counted(len(report.sources), 'source', 'sources')}, "
+              f"{counted(report.new, 'new story', 'new stories')}, {report.failed} failed "
               f"in {report.elapsed_s:.1f}s")
         # Exit 1 when every source fetched failed (the network is down, a proxy refuses us):
         # a cron job saw 0 and reported success. Some failing among others is a normal round.
@@ -576,7 +578,7 @@ async def index_once(settings, *, rebuild: bool) -> int:
             if not await svc.corpus.save():
                 _save_skipped(rebuild)
         rate = rep.embedded / rep.elapsed_s if rep.elapsed_s else 0
-        print(f"embedded {rep.embedded} stories in {rep.elapsed_s:.1f}s ({rate:.1f}/s); "
+        print(f"embedded {counted(rep.embedded, 'story', 'stories')} in {rep.elapsed_s:.1f}s ({rate:.1f}/s); "
               f"index holds {len(svc.corpus)}; backlog {rep.backlog}")
         _say_leased(rep.backlog, svc.indexer.lease_s)
         return 0
@@ -609,7 +611,7 @@ def _say_leased(backlog: int, lease_s: int) -> None:
     """What is left after a drain is claimed elsewhere: by another indexer, or by a run that
     was killed (SIGKILL) mid-chunk; an interrupt (Ctrl-C, SIGTERM) hands its claims back at once."""
     if backlog:
-        print(f"{backlog} stories still lack a vector: claimed by another indexer or a killed run; "
+        print(f"{counted(backlog, 'story still lacks', 'stories still lack')} a vector: claimed by another indexer or a killed run; "
               f"`tidings index` embeds them once the claim runs out (at most {lease_s // 60} min)")
 
 
@@ -697,7 +699,7 @@ async def cmd_import(settings, args) -> int:
             await svc.corpus.follow()
             if not await svc.corpus.save():
                 _save_skipped(rebuild=False)
-            print(f"embedded {rep.embedded} stories; index holds {len(svc.corpus)}")
+            print(f"embedded {counted(rep.embedded, 'story', 'stories')}; index holds {len(svc.corpus)}")
             if rep.waiting_for is not None:
                 _say_waiting(rep.waiting_for, svc.embedder.recipe)
             else:
@@ -788,13 +790,22 @@ async def cmd_export(settings, args) -> int:
             out.flush()
             if partial is not None:
                 os.fsync(out.fileno())
-        finally:
-            if out is not sys.stdout:
                 out.close()
-        if partial is not None:
-            os.replace(partial, target)
-            partial = None
-        print(f"exported {written} stories" + (f" to {target}" if target else ""),
+                os.replace(partial, target)
+                partial = None
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): main's quiet exit
+        except OSError as e:
+            # Named as the open's failure is: main's catch-all said only "[Errno 28] No
+            # space left on device", and `export - > /dev/full` did not say which output.
+            name = "standard output" if target is None else args.file
+            print(f"tidings: error: cannot write {name}: {e.strerror or e}", file=sys.stderr)
+            return write_failure_status(e)
+        finally:
+            if out is not sys.stdout and not out.closed:
+                with contextlib.suppress(OSError):  # a failed write's buffer: already said
+                    out.close()
+        print(f"exported {counted(written, 'story', 'stories')}" + (f" to {target}" if target else ""),
               file=sys.stderr if target is None else sys.stdout)
         return 0
     finally:
@@ -935,6 +946,12 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 
 
+def counted(n: int, one: str, many: str) -> str:
+    """`n` and its noun, singular for 1 (pure): the summaries said "1 sources", "1 stored
+    stories removed", "1 URL(s)"."""
+    return f"{n} {one if n == 1 else many}"
+
+
 def _ago(at, now=None) -> str:
     if at is None:
         return "-"
@@ -1053,8 +1070,9 @@ async def cmd_sources(settings, args) -> int:
     finally:
         await svc.close()
     if args.json:
-        print(json.dumps([{**r.__dict__, **{k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                                             for k, v in r.__dict__.items()}} for r in rows], indent=2))
+        from api.cards import source_json  # the API's rows, times and all
+
+        print(json.dumps([source_json(r) for r in rows], indent=2))
         return 0
     print(sources_table(rows))
     return 0
@@ -1075,8 +1093,7 @@ def sources_table(rows, now=None) -> str:
 
     table = [["NAME", "STATUS", "KIND", "CATEGORY", "WEIGHT", "EVERY", "STORIES", "LAST OK", "NEXT"]]
     for r in rows:
-        status = (f"retired {_ago(r.retired_at, now)}" if r.status == "retired" else
-                  r.status if r.enabled else "disabled")
+        status = f"retired {_ago(r.retired_at, now)}" if r.status == "retired" else r.status
         table.append([r.name, status, r.kind, r.category,
                       f"{r.weight:g}", duration_text(r.interval_s), str(r.stories),
                       _ago(r.last_success_at, now), next_check(r.next_check_at, now)])
@@ -1113,7 +1130,7 @@ async def purge_source(store, name: str, *, yes: bool, sources_file) -> int:
               "sources list` shows the retired sources that still have some)", file=sys.stderr)
         return EXIT_USAGE
     if not yes:
-        print(f"{name}: {count} stories would be removed; nothing removed yet: run "
+        print(f"{name}: {counted(count, 'story', 'stories')} would be removed; nothing removed yet: run "
               f"`tidings sources purge {name} --yes` to remove them")
         return 0
     removed = await store.purge_source(name)
@@ -1121,7 +1138,7 @@ async def purge_source(store, name: str, *, yes: bool, sources_file) -> int:
         print(f"tidings: error: source {name!r} is in {sources_file} again: nothing removed",
               file=sys.stderr)
         return EXIT_USAGE
-    print(f"{name}: {len(removed)} stories removed; running indexes drop them within seconds")
+    print(f"{name}: {counted(len(removed), 'story', 'stories')} removed; running indexes drop them within seconds")
     return 0
 
 
@@ -1176,7 +1193,7 @@ def import_opml(settings, args) -> int:
         print("\n\n".join(source_table(s) for s in plan.specs))
         note = (f"; {uncategorized} need a category filled in (or pass --category)"
                 if uncategorized else "")
-        print(f"tidings: {len(plan.specs)} sources from {label}, to add to {path} (or rerun "
+        print(f"tidings: {counted(len(plan.specs), 'source', 'sources')} from {label}, to add to {path} (or rerun "
               f"with --append){note}", file=sys.stderr)
         return 0
     target = Path(path).resolve()  # a symlink's file is the one replaced; the link stays
@@ -1199,7 +1216,7 @@ def import_opml(settings, args) -> int:
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-    print(f"added {len(plan.specs)} sources to {path}")
+    print(f"added {counted(len(plan.specs), 'source', 'sources')} to {path}")
     return 0
 
 
@@ -1258,7 +1275,7 @@ def export_opml(settings, args) -> int:
     if target is None:
         sys.stdout.buffer.write(doc)
         sys.stdout.flush()
-        print(f"tidings: exported {exported} sources", file=sys.stderr)
+        print(f"tidings: exported {counted(exported, 'source', 'sources')}", file=sys.stderr)
         return 0
     try:
         if target.exists() and not target.is_file():  # a pipe or a device: written to
@@ -1268,7 +1285,7 @@ def export_opml(settings, args) -> int:
     except OSError as e:
         print(f"tidings: error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
         return write_failure_status(e)
-    print(f"exported {exported} sources to {target}")
+    print(f"exported {counted(exported, 'source', 'sources')} to {target}")
     return 0
 
 
@@ -1423,14 +1440,15 @@ async def cmd_takedown(settings, args) -> int:
             removed = await store.take_down(urls, reason=args.reason)
             # Spellings of one page (http and https, a trailing slash) are one URL taken down.
             named = len({spelling_key(u) for u in urls})
-            print(f"taken down: {named} URL(s); {len(removed)} stored stories removed "
+            print(f"taken down: {counted(named, 'URL', 'URLs')}; "
+                  f"{counted(len(removed), 'stored story', 'stored stories')} removed "
                   f"(copies included); collectors and imports will skip them")
         elif args.takedown_command == "lift":
             n = await store.lift_takedowns(urls)
             if not n:
                 print("tidings: error: none of these URLs is taken down", file=sys.stderr)
                 return EXIT_USAGE
-            print(f"lifted: {n} URL(s) (copies included); the stories come back with their "
+            print(f"lifted: {counted(n, 'URL', 'URLs')} (copies included); the stories come back with their "
                   "feeds' next rounds")
         else:
             everything = await store.takedowns()

@@ -155,8 +155,10 @@ async def health(svc: Services) -> tuple[dict, int]:
     failing, stuck = svc.jobs.failing(), svc.jobs.stuck()
     body = {"status": "ok" if ok and not failing and not stuck else "degraded", "database": ok,
             "indexed": len(svc.corpus) if svc.corpus is not None else None,
-            # No embedder (a collector): no recipe of its own to compare.
-            "recipe_current": None if lead is None or svc.embedder is None
+            # No embedder (a collector): no recipe of its own to compare; no database: unknown.
+            # No indexer registered (an empty database, the indexers stopped) is current, as
+            # tidings_embedding_recipe_current's 1 says: it read null here, 1 there.
+            "recipe_current": None if svc.embedder is None or not ok
             else not other_recipe_leads(lead, svc.embedder.recipe),
             "failing": failing,
             "stuck": stuck,

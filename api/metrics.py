@@ -192,7 +192,9 @@ class SourceSeries(Collector):
                                     "When the source was last fetched successfully", labels=["source"])
         for h in self.health:
             stories.add_metric([h.name], h.stories)
-            errors.add_metric([h.name], h.error_count)
+            if h.enabled:  # one the file turns off fetches nothing: its old failures are no
+                # alert (a failing source disabled to quiet it went on firing it)
+                errors.add_metric([h.name], h.error_count)
             if h.last_success_at is not None:
                 success.add_metric([h.name], h.last_success_at.timestamp())
         yield from (stories, errors, success)

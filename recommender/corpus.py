@@ -637,7 +637,12 @@ class Corpus:
         self.dirty = bool(added or len(extra))
         self._reset_version()
         if self.dirty:
-            log.info("index.repaired added=%d removed=%d", added, len(extra))
+            # News only where the files get fixed: a process that does not own them (`serve`,
+            # `tidings related`) repairs its own copy at every start, and said so at INFO each
+            # time (`removed=2` after a takedown at every one-shot) until an owner saved them.
+            log.log(logging.INFO if self.owner else logging.DEBUG,
+                    "index.repaired added=%d removed=%d%s", added, len(extra),
+                    "" if self.owner else " (in memory; the files are saved by their owner)")
         await self.follow()
         if self.owner and (self.dirty or not restored):
             await self.try_save()  # also when only the snapshot was missing or stale

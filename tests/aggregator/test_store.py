@@ -601,6 +601,8 @@ async def test_disabled_and_removed_sources_are_never_claimed_and_never_due(stor
     assert await store.reset_source("off", NOW) == "disabled"
     assert await store.reset_source("on", NOW) == "due"
     assert {h.name: h.next_check_at for h in await store.list_sources()} == {"on": NOW, "off": None}
+    # One word for it everywhere: the table said `disabled`, `--json` and /v1/sources `pending`.
+    assert {h.name: h.status for h in await store.list_sources()} == {"on": "pending", "off": "disabled"}
 
 
 async def test_vectors_and_change_log(store):

@@ -731,6 +731,8 @@ async def test_widget_fragment_links_other_sites_as_asked(http, stack, shared_da
     assert await block_cache_hits(http) == before + 1  # the same links: the same entry
     assert await links({"url": bbc, "new_tab": "true", "rel": "nofollow"}) == await links(
         {"url": bbc})  # its own site's stories
+    # Blank is unset, as a blank filter is (README): a template's empty `new_tab=` was a 422.
+    assert await links({"url": url, "new_tab": "", "rel": ""}) == plain
     r = await http.get("/v1/widget", params={"url": url, "rel": "nofollow opener"})
     assert r.status_code == 422 and r.json()["error"] == {
         "code": "invalid_request",
@@ -990,7 +992,7 @@ async def test_source_health_and_reset_say_what_will_happen(tmp_path, shared_dat
         from api.app import SourcesOut
         SourcesOut.model_validate(listing)
         assert (rows["failing"]["status"], rows["failing"]["last_success_at"]) == ("pending", None)
-        assert rows["off"]["next_check_at"] is None
+        assert (rows["off"]["status"], rows["off"]["next_check_at"]) == ("disabled", None)
     finally:
         await stop_stack(st, server, task)
 

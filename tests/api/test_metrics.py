@@ -4,12 +4,14 @@ parses with Prometheus's own parser."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import os
 import re
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -217,6 +219,32 @@ async def test_a_source_removed_from_the_file_leaves_the_per_source_series(tmp_p
         by_source = {labels: v for (name, labels), v in after.items()
                      if name.startswith("tidings_source_")}
         assert by_source and all(labels == (("source", "kept"),) for labels in by_source), by_source
+    finally:
+        await stop_stack(st, server, task)
+
+
+async def test_a_disabled_source_reports_no_consecutive_errors(tmp_path, shared_data):
+    # Disabling a failing source (enabled = false) kept its error count in
+    # tidings_source_consecutive_errors, so the alert on it fired for a source nothing
+    # fetches any more, while `sources list` and /v1/sources said `disabled`.
+    from aggregator.model import SourceSpec
+    from aggregator.store import FetchRecord
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=3)
+    store, now = st.svc.store, datetime.now(UTC)
+    spec = SourceSpec("flaky", "http://a.example/feed", "politics")
+    try:
+        await store.sync_sources([spec], now)
+        (c,) = await store.claim_due_sources(now, owner="t", lease_s=60)
+        await store.record_fetch(c.id, FetchRecord(ok=False, next_check_at=now, interval_s=900,
+                                                   status=503, error="HTTP 503"), now)
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            before = samples((await http.get("/metrics")).text)
+            await store.sync_sources([dataclasses.replace(spec, enabled=False)], now)
+            after = samples((await http.get("/metrics")).text)
+        key = ("tidings_source_consecutive_errors", (("source", "flaky"),))
+        assert before[key] == 1 and key not in after
+        assert ("tidings_source_stories", (("source", "flaky"),)) in after  # still listed
     finally:
         await stop_stack(st, server, task)
 

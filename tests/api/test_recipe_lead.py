@@ -12,6 +12,27 @@ from recommender.embed import HashingEmbedder
 from tests.api.conftest import REPO
 
 
+async def test_with_no_indexer_registered_healthz_and_metrics_agree(tmp_path):
+    """On an empty database (or once the indexers stopped) /healthz said `recipe_current: null`
+    while /metrics said `tidings_embedding_recipe_current 1`: nothing leads, so this process's
+    recipe is current in both."""
+    from api.app import create_app
+    from api.services import build
+
+    settings = load_settings(REPO / "config" / "tidings.toml", env={
+        "TIDINGS_DATA_DIR": str(tmp_path), "TIDINGS_INDEX_EMBEDDER": "hash"})
+    api = await build(settings, serve=True)
+    try:
+        transport = httpx.ASGITransport(app=create_app(api))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            r = await http.get("/healthz")
+            metrics = (await http.get("/metrics")).text
+        assert r.status_code == 200 and r.json()["recipe_current"] is True, r.json()
+        assert "tidings_embedding_recipe_current 1.0" in metrics
+    finally:
+        await api.close()
+
+
 async def test_an_api_of_another_recipe_says_so(tmp_path, caplog):
     from api.app import create_app
     from api.services import build

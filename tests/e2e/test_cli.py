@@ -342,8 +342,8 @@ def test_takedown_keeps_a_story_out_of_imports_until_lifted(cli_env, tmp_path, s
     # Spellings of one page are one URL taken down (it said "3 URL(s)").
     r = run_cli(["takedown", "add", url, url + "/", records[0]["url"], "--reason",
                  "court order 42\nfiled by legal"], cli_env)
-    assert r.returncode == 0 and "1 stored stories removed" in r.stdout, r.stderr
-    assert r.stdout.startswith("taken down: 1 URL(s);"), r.stdout
+    assert r.returncode == 0 and "1 stored story removed" in r.stdout, r.stderr
+    assert r.stdout.startswith("taken down: 1 URL;"), r.stdout
     r = run_cli(["import", str(path), "--no-index"], cli_env)
     assert "0 new" in r.stdout and "1 taken down (skipped)" in r.stdout, r.stdout
     listed = json.loads(run_cli(["takedown", "list", "--json"], cli_env).stdout)
@@ -357,7 +357,7 @@ def test_takedown_keeps_a_story_out_of_imports_until_lifted(cli_env, tmp_path, s
     r = run_cli(["takedown", "add", "not a url"], cli_env)
     assert r.returncode == 2 and r.stderr.startswith("tidings: error:") and "Traceback" not in r.stderr
     r = run_cli(["takedown", "lift", records[0]["url"]], cli_env)
-    assert r.returncode == 0 and r.stdout.startswith("lifted: 1 URL(s)"), r.stdout
+    assert r.returncode == 0 and r.stdout.startswith("lifted: 1 URL "), r.stdout
     assert run_cli(["takedown", "list", "--json"], cli_env).stdout.strip() == "[]"
     r = run_cli(["import", str(path), "--no-index"], cli_env)
     assert "1 new" in r.stdout, r.stdout

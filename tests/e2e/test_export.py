@@ -201,3 +201,28 @@ def test_an_export_to_a_read_only_disk_is_work_that_failed_not_bad_input(cli_env
         assert r.returncode == 1 and "Read-only file system" in r.stderr, r.stderr
     finally:
         subprocess.run(["umount", str(ro)], check=True)
+
+
+def test_an_export_to_a_full_disk_names_the_output(cli_env, tmp_path):
+    """`export - > /dev/full` exited 1 with "[Errno 28] No space left on device": main's
+    catch-all, which did not say what could not be written. A full disk under standard
+    output or a named file is one line naming it, status 1 (the disk failed, not the
+    command line)."""
+    import os
+    import subprocess
+
+    import pytest
+
+    from tests.e2e.conftest import REPO, TIDINGS
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    _import(cli_env, tmp_path, RECORDS)
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([*TIDINGS, "export", "-"], cwd=REPO, env=cli_env, text=True,
+                           stdout=full, stderr=subprocess.PIPE, timeout=120)
+    assert (r.returncode, r.stderr) == (
+        1, "tidings: error: cannot write standard output: No space left on device\n")
+    r = run_cli(["export", "/dev/full"], cli_env)
+    assert (r.returncode, r.stderr) == (
+        1, "tidings: error: cannot write /dev/full: No space left on device\n")

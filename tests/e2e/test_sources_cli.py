@@ -219,7 +219,7 @@ async def test_an_interrupted_collect_hands_back_the_sources_it_had_not_fetched(
         assert r.returncode == 0, r.stderr
         lines = r.stdout.splitlines()
         assert lines[0] == "ok     stall: 2 items, 2 new, 0 updated", r.stdout
-        assert lines[1].startswith("1 sources, 2 new stories, 0 failed"), r.stdout
+        assert lines[1].startswith("1 source, 2 new stories, 0 failed"), r.stdout  # not "1 sources"
 
 
 async def test_collect_once_exits_1_when_every_source_failed(cli_env, tmp_path):
@@ -410,3 +410,31 @@ def test_commands_that_read_the_sources_file_name_an_interval_below_the_minimum(
     (line,) = [ln for ln in r.stderr.splitlines() if "sources.interval_raised" in ln]
     assert f"{path}:5: source 'fast' (#1): interval 1m30s is below [collect] min_interval_s (5m)" in line
     assert line.endswith("(key 'interval')"), line
+
+
+async def test_sources_list_json_is_the_apis_listing(cli_env, tmp_path):
+    """`sources list --json` wrote its times as `…+00:00` where `GET /v1/sources` writes
+    `…Z` for the same rows: a script moving from one to the other compared strings that
+    never matched. The same rows, field for field."""
+    import httpx
+
+    from aggregator.settings import load_settings
+    from api.app import create_app
+    from api.services import build
+
+    path = sources_file(tmp_path, source("down", "http://127.0.0.1:9/feed.xml"),
+                        source("idle", "http://127.0.0.1:9/idle.xml", enabled=False))
+    env = {**cli_env, "TIDINGS_SOURCES_FILE": str(path)}
+    await cli(["collect", "--once"], env)
+    rows = list((await listed(env)).values())
+    assert rows[0]["last_check_at"] is not None, rows
+    settings = load_settings(REPO / "config" / "tidings.toml",
+                             env={k: v for k, v in env.items() if k.startswith("TIDINGS_")})
+    api = await build(settings, serve=True)
+    try:
+        transport = httpx.ASGITransport(app=create_app(api))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            items = (await http.get("/v1/sources")).json()["items"]
+    finally:
+        await api.close()
+    assert rows == items

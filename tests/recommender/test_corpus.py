@@ -54,6 +54,31 @@ async def test_index_is_saved_loaded_and_repaired(store, tmp_path):
     assert len(c2) == 3 and not set(removed) & set(c2.meta)
 
 
+async def test_a_repair_is_news_only_where_the_files_get_fixed(store, tmp_path, caplog):
+    """Every `tidings related` after a takedown logged `index.repaired removed=2` at INFO: a
+    process that does not own the files repairs its copy in memory at each start, and the
+    files stay as they were until their owner saves them. The owner's repair (it saves
+    them) is said once; a reader's is a debug line."""
+    await seed(store)
+    owner = corpus(store, tmp_path / "ix")
+    await owner.start()
+    await owner.save()
+    await store.take_down(["https://e.org/3", "https://e.org/4"])
+
+    def repaired():
+        return [r.levelno for r in caplog.records if "index.repaired" in r.getMessage()]
+
+    with caplog.at_level(logging.DEBUG, logger="tidings.corpus"):
+        for _ in range(2):  # two one-shots: the files are not rewritten between them
+            info = await corpus(store, tmp_path / "ix", owner=False).start()
+            assert info["repaired_removed"] == 2
+        assert repaired() == [logging.DEBUG, logging.DEBUG]
+        caplog.clear()
+        await corpus(store, tmp_path / "ix").start()  # the owner fixes and saves the files
+        await corpus(store, tmp_path / "ix", owner=False).start()
+    assert repaired() == [logging.INFO]
+
+
 async def test_corrupt_index_file_is_rebuilt_from_the_database(store, tmp_path):
     await seed(store)
     c = corpus(store, tmp_path / "ix")

@@ -83,3 +83,13 @@ async def test_a_syndicated_story_is_shown_as_the_copy_the_site_filters_keep(htt
     # The copy's card is the copy: a click on it is beta's.
     wire = next(c for c in cards if c["url"] == WIRE)
     assert wire["id"] != original["id"] and wire["source"] == "beta-politics"
+
+
+async def test_exclude_site_leaves_out_the_site_however_the_page_spells_its_host(http):
+    article = await stored(http, "https://www.alpha.example/story/0")
+    for alpha in ("alpha.example", "www.alpha.example", "WWW.ALPHA.EXAMPLE.", "alpha.example.",
+                  "www.alpha.example:8080", "alpha.example:443", "https://alpha.example:8443/x"):
+        cards = await related(http, article["id"], exclude_site=alpha)
+        assert cards and not [c for c in cards if c["site"] == "alpha.example"], alpha
+    assert {c["site"] for c in await related(http, article["id"], site="beta.example:8080")
+            } == {"beta.example"}

@@ -211,6 +211,13 @@ def site_key(site: str) -> str:
             s = _written_host(urlsplit(s)) or s
         except ValueError:  # a bad IPv6 literal
             pass
+    else:
+        # A host with its port, as `location.host` or a Host header gives it on a staging
+        # site ("www.alpha.example:8080"): stored sites have none, so it matched no story and
+        # an `exclude_site` written so left the page's own site in its block.
+        host, colon, port = s.rpartition(":")
+        if colon and port.isdigit() and ":" not in host:  # not an IPv6 address
+            s = host
     try:
         s = lower_host(s)
     except UnicodeError:  # not a host name: compared as written, without case

@@ -1826,6 +1826,19 @@ class Store:
                                        .where(StoryRow.duplicate_of.in_([int(i) for i in ids])))).all()
         return _sites_by_root(rows)
 
+    async def copies_of(self, ids: Sequence[int]) -> dict[int, list[tuple[int, str]]]:
+        """For each of these stories with syndicated copies linked to it, the copies' (id,
+        site), oldest first: the copy a site filter shows in place of its story."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(StoryRow.duplicate_of, StoryRow.id, StoryRow.site)
+                .where(StoryRow.duplicate_of.in_([int(i) for i in ids]))
+                .order_by(StoryRow.id))).all()
+        out: dict[int, list[tuple[int, str]]] = {}
+        for root, sid, site in rows:
+            out.setdefault(root, []).append((sid, site))
+        return out
+
     async def newest_story_id(self) -> int:
         """The highest story id so far (0 without stories): ids only grow (AUTOINCREMENT)."""
         async with self.session() as s:

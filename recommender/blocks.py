@@ -46,11 +46,18 @@ from aggregator.normalize import (
 )
 from aggregator.pagereader import READ_TIMEOUT_S
 from aggregator.textclean import truncate
-from recommender.corpus import Corpus, StoryMeta
+from recommender.corpus import Corpus, StoryMeta, meta_of
 from recommender.embed import Embedder, story_text
 from recommender.engine import CandidateMeta, RelatedEngine
 from recommender.reach import Reach
-from recommender.related import Filters, Query, Ranked, RankParams, also_reported
+from recommender.related import (
+    Filters,
+    Query,
+    Ranked,
+    RankParams,
+    also_reported,
+    site_passes,
+)
 from recommender.search import as_names, search_params, searched, with_spellings
 from recommender.weights import SourceWeights
 
@@ -477,14 +484,54 @@ class RelatedService:
                       category=art.category,
                       same_as=frozenset() if art.duplicate_of is None else frozenset({art.duplicate_of}))
         version = self.corpus.version if seen is None else seen
-        ranked, reach = self.engine().related_with_reach(query, k=k, filters=filters,
-                                                         now=self.clock(),
-                                                         params=params or self.rank_params)
-        rows = [(self.corpus.meta[r.id], r) for r in ranked if r.id in self.corpus.meta]
+        ranked, reach, shown_as = await self._ranked(query, k, filters, params or self.rank_params)
+        rows = [(shown_as.get(r.id) or self.corpus.meta[r.id], r) for r in ranked
+                if r.id in self.corpus.meta]
         copies = await self._copy_sites([m.id for m, _ in rows])
         rows = [(m, also_reported(r, m.site, copies[m.id]) if m.id in copies else r)
                 for m, r in rows]
         return Block(art, rows, (time.perf_counter() - t0) * 1000, version, reach)
+
+    async def _ranked(self, query: Query, k: int, filters: Filters, params: RankParams
+                      ) -> tuple[list[Ranked], Reach, dict[int, StoryMeta]]:
+        """The ranking, and the card to show for a story a site filter keeps only by its copy.
+        A story syndicated word for word on sites A and B is stored once with B's linked copy,
+        which no index holds: `exclude_site=A` dropped B's copy with A's story, and `site=B`
+        never showed it. Pool stories the filter leaves out are ranked again with their
+        copies' sites (only when one passes: a block without such a story is ranked once)."""
+        engine = self.engine()
+        ranked, reach = engine.related_with_reach(query, k=k, filters=filters, now=self.clock(),
+                                                  params=params)
+        if not (filters.site or filters.exclude_site):
+            return ranked, reach, {}
+        itself = {query.id, *query.same_as}  # never ranked: its copies change nothing
+        left_out = [c.id for c in self.corpus.meta.cards(reach.pool.tolist())
+                    if c.id not in itself and not site_passes(c.site, filters)]
+        kept = {root: [(sid, site) for sid, site in copies if site_passes(site, filters)]
+                for root, copies in (await self._copies(left_out)).items()}
+        kept = {root: copies for root, copies in kept.items() if copies}
+        if not kept:
+            return ranked, reach, {}
+        ranked, reach = engine.related_with_reach(
+            query, k=k, filters=filters, now=self.clock(), params=params,
+            copy_sites={root: tuple(site for _, site in copies) for root, copies in kept.items()})
+        shown = {r.id: kept[r.id][0][0] for r in ranked if r.id in kept}
+        try:
+            stories = await self.store.get_stories(shown.values()) if shown else {}
+        except (StoreError, OSError, SQLAlchemyError):
+            return [r for r in ranked if r.id not in shown], reach, {}
+        return ([r for r in ranked if r.id not in shown or shown[r.id] in stories], reach,
+                {root: meta_of(stories[sid]) for root, sid in shown.items() if sid in stories})
+
+    async def _copies(self, ids: list[int]) -> dict[int, list[tuple[int, str]]]:
+        """`store.copies_of`, or none when the database is slow or away (the block is served
+        as the index ranks it)."""
+        if not ids:
+            return {}
+        try:
+            return await asyncio.wait_for(self.store.copies_of(ids), COPY_SITES_TIMEOUT_S)
+        except (TimeoutError, StoreError, OSError, SQLAlchemyError):
+            return {}
 
     async def _copy_sites(self, ids: list[int]) -> dict[int, set[str]]:
         """The sites of the syndicated copies linked to these stories: exact copies are not

@@ -115,9 +115,11 @@ class RelatedEngine:
         filters: Filters | None = None,
         now: datetime | None = None,
         params: RankParams | None = None,
+        copy_sites: Mapping[int, tuple[str, ...]] | None = None,
     ) -> tuple[list[Ranked], Reach]:
         """The block, and the reach of the pool it was ranked from (what later stories would
-        have to score to change it: recommender/reach.py)."""
+        have to score to change it: recommender/reach.py). `copy_sites`: the sites of stored
+        stories' word-for-word copies (no index holds them), for the site filters."""
         if k <= 0:  # an empty block: nothing changes it
             return [], Reach(vector=None, dense_floor=math.inf, lexical_floor=math.inf,
                              pool=(), title="", text="")
@@ -127,6 +129,8 @@ class RelatedEngine:
         narrowing = filters != Filters()
         while True:
             candidates, dense, lexical = self._pool(query, n)
+            for cand in candidates if copy_sites else ():
+                cand.copy_sites = copy_sites.get(cand.id, ())
             ranked = rank_related(
                 query, candidates, k=k, params=params, now=now, filters=filters,
                 # Names from the text the lexical index read, richer than title + summary.

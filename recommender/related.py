@@ -84,6 +84,9 @@ class Candidate:
     content_hash: str = ""
     image_url: str = ""
     key_terms: tuple[str, ...] = ()
+    # Sites of the syndicated copies stored word for word (`duplicate_of` this story), which no
+    # index holds: the site filters keep the story when one of them passes (its copy is shown).
+    copy_sites: tuple[str, ...] = ()
 
     @cached_property
     def url_key(self) -> str:
@@ -324,15 +327,21 @@ def unrelated(query: Query, cand: Candidate, dense: float, lexical: float,
     return dense_known and _base_relevance(dense, lexical, params) < params.min_relevance
 
 
+def site_passes(site: str, filters: Filters) -> bool:
+    """Whether a story of `site` passes the `site` and `exclude_site` filters. Sites compare by
+    key: callers write "BBC.CO.UK", "www.bbc.co.uk" or a URL for the site stored as
+    "bbc.co.uk", and an exact match silently filtered nothing (or everything)."""
+    if filters.site and site_key(site) != site_key(filters.site):
+        return False
+    return not (filters.exclude_site and site_key(site) == site_key(filters.exclude_site))
+
+
 def passes(cand: Candidate, filters: Filters, now: datetime | None) -> bool:
     # Categories compare by key: `category=Politics` found nothing stored as "politics".
     if filters.category and name_key(cand.category) != name_key(filters.category):
         return False
-    # Sites compare by key: callers write "BBC.CO.UK", "www.bbc.co.uk" or a URL for the site
-    # stored as "bbc.co.uk", and an exact match silently filtered nothing (or everything).
-    if filters.site and site_key(cand.site) != site_key(filters.site):
-        return False
-    if filters.exclude_site and site_key(cand.site) == site_key(filters.exclude_site):
+    if not site_passes(cand.site, filters) and not any(
+            site_passes(s, filters) for s in cand.copy_sites):
         return False
     if filters.max_age_days is not None and now is not None:
         if cand.published_at is None:

@@ -249,8 +249,9 @@ def test_site_of() -> None:
 
 def test_site_key() -> None:
     for written in ("bbc.co.uk", "BBC.CO.UK", "www.bbc.co.uk", "bbc.co.uk.", "https://WWW.BBC.co.uk/news",
-                    "http://bbc.co.uk:8080/x"):
+                    "http://bbc.co.uk:8080/x", "www.bbc.co.uk:8080", "BBC.co.uk.:443"):
         assert site_key(written) == "bbc.co.uk", written
+    assert site_key("::1") == "::1"  # an IPv6 address keeps its last group
     assert site_key("news.bbc.co.uk") == "news.bbc.co.uk"
     assert site_key("Example") == site_key("EXAMPLE") == "example"
     assert site_key("Bücher.example") == site_key("xn--bcher-kva.example") == "xn--bcher-kva.example"

@@ -276,6 +276,12 @@ class FeedService:
         # related block, on another device) came on the next page. Read, it stays out; it
         # shapes no interest until the next feed.
         read_ids = {*read_ids, *(e.story_id for e in engaged if e.at > now)}
+        # The articles the reader's blocks were shown under (the widget's `page`) are stories
+        # they had open: the article they clicked away from came back in their feed, third,
+        # "because you read" the story they clicked. Read, they stay out (they shape no
+        # interest: a page view says less than a click), from the next page of a feed on too,
+        # as a read is. Pages are a few per visit.
+        read_ids |= await self.store.stories_at({e.page for e in records if e.page})
         # A story the reader read on a site that runs it word for word is stored as a copy
         # (`duplicate_of`), which no index holds: the read shaped no interest and left the
         # original, the same story, to come at the top of their feed. It is a read of the

@@ -2339,6 +2339,17 @@ class Store:
         async with self.session() as s:
             return set((await s.scalars(q)).all())
 
+    async def stories_at(self, pages: Iterable[str]) -> set[int]:
+        """The stories stored under these canonical URLs or another spelling of each
+        (`url_variants`): the articles that events' `page`s name."""
+        urls = list({u for page in pages for u in (page, *url_variants(page))})
+        out: set[int] = set()
+        async with self.session() as s:
+            for i in range(0, len(urls), 500):
+                out.update((await s.scalars(select(StoryRow.id).where(
+                    StoryRow.url.in_(urls[i:i + 500])))).all())
+        return out
+
     async def reader(self, reader: str) -> dict | None:
         async with self.session() as s:
             row = await s.get(ReaderRow, reader)

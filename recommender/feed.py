@@ -11,8 +11,8 @@ Order of work in `rank_feed`:
    follow the reader's reading does not serve is a group of its own, with its share of the page
    (a new reader's groups are the sections, and each followed source, a follow's three turns);
 4. in the top of the list, at most `max_per_source` per source (a source the reader
-   follows: its share holds it, or the reading serves it and it has a follow's part of the
-   page, `_followed_source_caps`) and one story per event (same `event_id`, or vectors closer
+   follows, or a story of a section they follow: its share holds it, or the reading serves
+   the source and it has a follow's part of the page, `_follow_caps`) and one story per event (same `event_id`, or vectors closer
    than `same_event_cos`); what does not fit moves down, not out,
    except a copy of a story placed or shown (its headline, `copy_title_cos`; word for word,
    `copy_cos`, in the top), which is left out;
@@ -209,7 +209,7 @@ def feed_order(
         explore = _exploration_pool(profile, prefs, scored, now, labels)
         balance = params.balance
     placed = _assemble(scored, shares, explore, params, balance, limit, served,
-                       caps=_followed_source_caps(profile, prefs, params, pool))
+                       caps=_follow_caps(profile, prefs, params, pool))
     return [FeedItem(s.cand.id, round(s.score, 6), s.reason, s.because_of) for s in placed]
 
 
@@ -795,22 +795,27 @@ def _present_follows(prefs: Preferences, pool: Sequence[FeedCandidate]) -> list[
     return [f for f in mine if f in present]
 
 
-def _followed_source_caps(profile: Profile, prefs: Preferences, p: FeedParams,
-                          pool: Sequence[FeedCandidate]) -> dict[str, int]:
-    """How many stories of each followed source (by name key) the top may hold, in place of
-    `max_per_source`. A source with a group of its own (a new reader's, or a follow the reading
-    does not serve) is held by its group's share, so by nothing here. A source the reading
-    serves has no group: its stories are in the reader's interests, and uncapped they filled
-    them (a reader who reads and follows one big site had 9-12 of 20 from it, more than a
-    follow they never read gets): it may have the part of the page such a follow would."""
-    if not prefs.follow_sources:
+def _follow_caps(profile: Profile, prefs: Preferences, p: FeedParams,
+                 pool: Sequence[FeedCandidate]) -> dict[tuple[str, str], int]:
+    """How many stories of one source the top may hold, in place of `max_per_source`, for a
+    story of a follow, by ("source" or "category", name key). A new reader's follow is held by
+    its turns, so by nothing here. Once the reader has read, a follow may have the part of the
+    top a follow gets (`warm_follow_share`, split between the follows): a followed section
+    that one feed fills (a site's "business" feed, each BBC section) was held to 3 of 20 as
+    any source, the same 3 as before the follow; uncapped, it took every slot its reader's
+    interests could not fill from their own capped sources (15 of 20 on BBC). A source the
+    reading serves has no group: its stories are in the reader's interests, and uncapped they
+    filled them (a reader who reads and follows one big site had 9-12 of 20 from it). A
+    section the reading serves keeps the cap: its sources are as many as ever."""
+    if not prefs.follow_sources and not prefs.follow_categories:
         return {}
     if profile.is_cold:
-        return dict.fromkeys(prefs.follow_sources, p.top_n)
-    own = _unserved_follows(profile, prefs, p, pool)
-    part = math.ceil(p.top_n * p.warm_follow_share / max(len(_present_follows(prefs, pool)), 1))
-    return {k: p.top_n if ("source", k) in own else max(p.max_per_source, part)
-            for k in prefs.follow_sources}
+        return dict.fromkeys([*(("source", k) for k in prefs.follow_sources),
+                              *(("category", k) for k in prefs.follow_categories)], p.top_n)
+    part = max(p.max_per_source,
+               math.ceil(p.top_n * p.warm_follow_share / max(len(_present_follows(prefs, pool)), 1)))
+    own = [f for f in _unserved_follows(profile, prefs, p, pool) if f[0] == "category"]
+    return dict.fromkeys([*(("source", k) for k in prefs.follow_sources), *own], part)
 
 
 def _follow_group(c: FeedCandidate, groups: Mapping[tuple[str, str], int]
@@ -991,18 +996,26 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 class _Top:
     """Constraint state for the first top_n positions."""
 
-    def __init__(self, params: FeedParams, caps: Mapping[str, int] | None = None):
+    def __init__(self, params: FeedParams, caps: Mapping[tuple[str, str], int] | None = None):
         self.params = params
-        self.caps = caps or {}  # by name key: a followed source's cap, for `max_per_source`
+        self.caps = caps or {}  # `_follow_caps`: a follow's cap, for `max_per_source`
         self.per_source: dict[str, int] = {}
         self.events: set[int] = set()
         self.vectors: np.ndarray | None = None  # placed rows, preallocated to top_n
         self.n = 0
 
+    def source_cap(self, c: FeedCandidate) -> int:
+        """The stories of `c`'s source the top may hold when `c` is placed: the larger of its
+        follows' caps (its source's, its section's), else `max_per_source`."""
+        cap = self.params.max_per_source
+        if not self.caps:
+            return cap
+        return max(self.caps.get(("source", name_key(c.source or "")), cap),
+                   self.caps.get(("category", name_key(c.category or "")), cap))
+
     def fits(self, c: FeedCandidate) -> bool:
         if (c.source and self.per_source.get(c.source, 0) >= self.params.max_per_source
-                and not (self.caps and self.per_source.get(c.source, 0)
-                         < self.caps.get(name_key(c.source), self.params.max_per_source))):
+                and self.per_source.get(c.source, 0) >= self.source_cap(c)):
             return False
         if c.event_id is not None and c.event_id in self.events:
             return False
@@ -1068,9 +1081,9 @@ def _assemble(
     served: Collection[int] = (),
     caps: Mapping[str, int] | None = None,
 ) -> list[_Scored]:
-    """The placed order. `caps`: the followed sources' caps in the top, by name key, in place
-    of `max_per_source` (`_followed_source_caps`): held to it, a followed source had 3 of 20
-    stories whatever its share, as any other."""
+    """The placed order. `caps`: the follows' caps in the top (`_follow_caps`), in place of
+    `max_per_source`: held to it, a followed source or a one-feed section had 3 of 20 stories
+    whatever its share, as any other."""
     by_score = sorted(scored, key=lambda s: (-s.score, s.cand.id))
     queues: dict[int, list[_Scored]] = {}
     for s in by_score:

@@ -69,6 +69,7 @@ TRENDING_HEADS_KEPT = 64  # categories whose trending head is kept between recou
 # (~4 s at 200k events of 30 days), so past the TTL it waits this many times its own last cost.
 CROWD_SHARE = 0.1
 PROFILE_EVENTS = 2_000  # newest clicks and reads a profile's interests are built from (CPU)
+PAGES_READ = 200  # latest pages (events' `page`) whose articles count as read: 1,600 URLs, 4 queries
 PREF_KEYS = ("follow_categories", "mute_categories", "follow_sources", "mute_sources", "mute_topics")
 
 
@@ -276,6 +277,13 @@ class FeedService:
         # related block, on another device) came on the next page. Read, it stays out; it
         # shapes no interest until the next feed.
         read_ids = {*read_ids, *(e.story_id for e in engaged if e.at > now)}
+        # The articles the reader's blocks were shown under (the widget's `page`) are stories
+        # they had open: the article they clicked away from came back in their feed, third,
+        # "because you read" the story they clicked. Read, they stay out (they shape no
+        # interest: a page view says less than a click), from the next page of a feed on too,
+        # as a read is. The latest PAGES_READ of them: a few a visit, 8 spellings each looked up.
+        newest_first = sorted((e for e in records if e.page), key=lambda e: e.at, reverse=True)
+        read_ids |= await self.store.stories_at(list(dict.fromkeys(e.page for e in newest_first))[:PAGES_READ])
         # A story the reader read on a site that runs it word for word is stored as a copy
         # (`duplicate_of`), which no index holds: the read shaped no interest and left the
         # original, the same story, to come at the top of their feed. It is a read of the

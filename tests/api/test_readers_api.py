@@ -255,6 +255,31 @@ async def test_related_block_that_knows_the_reader(http, stack):
     assert set(ids) & {c["id"] for c in base[1:]}  # still about the article
 
 
+async def test_the_article_a_block_was_shown_under_is_no_news_to_its_reader(http, stack):
+    """The widget's events name the article its block was under (`page`); the reader who
+    clicked away from it found it in their feed, third, "because you read" the story they
+    clicked, and in their `reader=` trending. A page spelled otherwise than stored (http for
+    https, no "www.") names its story too."""
+    pages = [c for c in (await http.get("/v1/stories", params={"category": "politics", "limit": 30})).json()["items"]
+             if "politics-0" in c["url"]][:3]
+    block = (await http.get("/v1/related", params={"url": pages[0]["url"], "k": 4})).json()["related"]
+    # One story a page view, as the widget sends them (a story twice in one request is one
+    # event: its key is the reader, story, type and time).
+    events = [{"reader": "page-reader", "story_id": str(c["id"]), "type": "impression",
+               "page": p["url"].replace("https://www.", "http://")} for c, p in zip(block[:3], pages, strict=True)]
+    events.append({"reader": "page-reader", "story_id": str(block[0]["id"]), "type": "click",
+                   "page": pages[0]["url"]})
+    assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+    opened = {p["id"] for p in pages}
+    feed = (await http.get("/v1/readers/page-reader/feed", params={"k": 40})).json()["items"]
+    assert len(feed) == 40 and not opened & {c["id"] for c in feed}
+    trending = (await http.get("/v1/trending", params={"reader": "page-reader", "k": 50})).json()["items"]
+    assert trending and not opened & {c["id"] for c in trending}
+    other = (await http.get("/v1/related", params={"url": pages[1]["url"], "k": 8,
+                                                   "reader": "page-reader"})).json()["related"]
+    assert len(other) == 8 and not opened & {c["id"] for c in other}
+
+
 async def test_what_a_reader_did_a_moment_ago_counts_in_their_next_answer(http, stack, monkeypatch):
     """Events are written in batches after the 202 (within ~0.2 s); a feed or a block asked
     for right after a click, as an app does when the reader comes back, was built without it:

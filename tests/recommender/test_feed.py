@@ -21,7 +21,7 @@ from recommender.feed import (
     FeedCursor,
     FeedParams,
     _eligible,
-    _followed_source_caps,
+    _follow_caps,
     candidates_for,
     cold_start,
     decode_cursor,
@@ -161,10 +161,14 @@ def _left_out(a: FeedCandidate, b: FeedCandidate, params: FeedParams = FeedParam
     return _copies(a, b, params) or float(a.vector @ b.vector) >= params.copy_cos
 
 
-def _fits(prefix, c, params, caps: Mapping[str, int] | None = None) -> bool:
-    """The top-of-page rule, written independently of the code under test: a source the
-    reader follows has its cap in `caps` (lower case) in place of `max_per_source`."""
-    if sum(p.source == c.source for p in prefix) >= (caps or {}).get(c.source.lower(), params.max_per_source):
+def _fits(prefix, c, params, caps: Mapping[tuple[str, str], int] | None = None) -> bool:
+    """The top-of-page rule, written independently of the code under test: a story of a
+    source or section the reader follows has its follow's cap in `caps` (by kind and lower
+    case name) in place of `max_per_source`, the larger of the two."""
+    caps = caps or {}
+    cap = max(caps.get(("source", c.source.lower()), params.max_per_source),
+              caps.get(("category", c.category.lower()), params.max_per_source))
+    if sum(p.source == c.source for p in prefix) >= cap:
         return False
     if c.event_id is not None and any(p.event_id == c.event_id for p in prefix):
         return False
@@ -179,8 +183,8 @@ def test_top_of_page_caps_sources_and_keeps_one_story_per_event(world, prefs):
     order = feed_order(profile, cands, now=NOW, params=params, prefs=prefs)
     by_id = {c.id: c for c in cands}
     ranked = [by_id[it.id] for it in order]
-    # A followed source's cap: its group's share holds it, or a follow's part of the top.
-    caps = _followed_source_caps(profile, prefs, params, _eligible(profile, cands, prefs))
+    # A follow's cap: its group's share holds it, or a follow's part of the top.
+    caps = _follow_caps(profile, prefs, params, _eligible(profile, cands, prefs))
     for pos in range(min(params.top_n, len(ranked))):
         prefix = ranked[:pos]
         if not _fits(prefix, ranked[pos], params, caps):
@@ -415,8 +419,9 @@ def test_a_new_reader_who_follows_a_category_gets_more_of_it_and_still_the_rest(
     assert more >= plain + 3 and seen == set(CATEGORIES)  # 9 against 5 of 20 here
 
 
-def _sections(seed: int, n: int = 240, reads: int = 6):
-    """Stories of the four sections from twelve sources, each section on a direction of its
+def _sections(seed: int, n: int = 240, reads: int = 6, one_feed_each: bool = False):
+    """Stories of the four sections from twelve sources (`one_feed_each`: from one source a
+    section, as a site's section feeds, or the BBC corpus), each section on a direction of its
     own, and a reader who read `reads` politics stories: their interest is at a median cosine
     of 0.65 to the other politics stories and near 0 to the others' (with MiniLM on BBC, a
     politics reader's interest is at 0.3-0.5 to politics, 0.1 to entertainment)."""
@@ -427,7 +432,7 @@ def _sections(seed: int, n: int = 240, reads: int = 6):
         v = np.eye(DIM)[c] + rng.standard_normal(DIM) / np.sqrt(DIM)
         cands.append(FeedCandidate(
             id=i, vector=(v / np.linalg.norm(v)).astype(np.float32), category=CATEGORIES[c],
-            source=f"s{int(rng.integers(12))}",
+            source=f"{CATEGORIES[c]}-feed" if one_feed_each else f"s{int(rng.integers(12))}",
             published_at=NOW - timedelta(hours=float(rng.uniform(0, 72))),
             trending=float(rng.exponential(2.0)) if rng.random() < 0.5 else 0.0))
     table = {c.id: c.vector for c in cands}
@@ -457,6 +462,24 @@ def test_a_warm_reader_who_follows_another_section_gets_a_share_of_it(seed):
     followed = feed_order(profile, cands, prefs=_follows("sport"), now=NOW, limit=20)
     assert _count(cands, followed, "sport") >= max(5, _count(cands, plain, "sport") + 3)
     assert _count(cands, followed, "politics") >= 10  # the reading still holds most of the page
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 5, 8])
+def test_a_followed_section_that_one_feed_fills_gets_its_share(seed):
+    """`max_per_source` held a followed section to 3 of the top 20 when one source fills it
+    (a site's section feed; each BBC section): a politics reader who followed business had 3
+    business stories, as before the follow, and so did a new reader with its three turns.
+    Its group's share holds it now, as a followed source's does."""
+    cands, profile = _sections(seed, one_feed_each=True)
+    plain = feed_order(profile, cands, now=NOW, limit=20)
+    followed = feed_order(profile, cands, prefs=_follows("sport"), now=NOW, limit=20)
+    assert _count(cands, followed, "sport") >= max(5, _count(cands, plain, "sport") + 2)
+    new = cold_start(cands, prefs=_follows("sport"), now=NOW, k=20)
+    assert _count(cands, new, "sport") >= 6  # three turns to each other section's one
+    # A section the reading serves keeps the cap: politics is their interests' already.
+    served = feed_order(profile, cands, prefs=_follows("politics"), now=NOW, limit=20)
+    assert served == feed_order(profile, cands, now=NOW, limit=20, prefs=_follows("politics"),
+                                params=FeedParams(warm_follow_share=0.0))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 5, 8])

@@ -199,12 +199,24 @@ def site_of(url: str) -> str:
     return host[4:] if host.startswith("www.") else host
 
 
+# The first labels of the hosts a publisher serves its one site from: "www.", and its mobile
+# and AMP copies ("m.bbc.co.uk", "mobile.twitter.com", "amp.theguardian.com"). All of them, in
+# any order: a stored "www.x" (from "www.www.x") is "x" too. Kept apart, a network's
+# `exclude_site` left in its own m. copies, and a widget on the m. site linked the desktop
+# site's stories as another's. m., mobile. and amp. only where a name with a dot is left:
+# "mobile.de" and "amp.dev" are sites of their own, not copies of "de". Other subdomains
+# ("news.", "sport.") are other sites. widget.js's siteKey has the same expression.
+_SAME_SITE_LABELS = re.compile(r"^(?:www\.|(?:m|mobile|amp)\.(?=[^.]*\.))+")
+
+
 @lru_cache(maxsize=4096)  # called for every candidate of a filtered block: mostly a few sites
 def site_key(site: str) -> str:
-    """What site filters compare: "BBC.co.uk", "www.bbc.co.uk" and "https://www.bbc.co.uk/news"
-    are one site, as `site_of` names collected stories (lowercased host, no "www."); a free-form
-    name from an imported line ("Example") compares without case. IDN hosts as punycode, the
-    form canonical URLs, and so the stored sites, have."""
+    """What site filters compare: "BBC.co.uk", "www.bbc.co.uk", "m.bbc.co.uk" and
+    "https://www.bbc.co.uk/news" are one site (lowercased host without the labels of
+    `_SAME_SITE_LABELS`; `site_of` names collected stories by their host less "www.", so
+    "m.bbc.co.uk" is stored as it came and compared here); a free-form name from an imported
+    line ("Example") compares without case. IDN hosts as punycode, the form canonical URLs,
+    and so the stored sites, have."""
     s = site.strip(_ASCII_SPACE)
     if "://" in s:
         try:
@@ -222,9 +234,7 @@ def site_key(site: str) -> str:
         s = lower_host(s)
     except UnicodeError:  # not a host name: compared as written, without case
         s = s.lower().rstrip(".")
-    while s.startswith("www."):  # all of them: a stored "www.x" (from "www.www.x") is "x" too
-        s = s[4:]
-    return s
+    return _SAME_SITE_LABELS.sub("", s)
 
 
 def ascii_host(host: str) -> str:

@@ -662,10 +662,21 @@ def with_reason(ranked: Ranked, reason: str) -> Ranked:
     return Ranked(ranked.id, ranked.score, _with_also(reason, ranked.also), ranked.also)
 
 
+def other_sites(site: str, sites: Iterable[str]) -> tuple[str, ...]:
+    """The sites of `sites` other than `site`, each once, by name: compared as the site
+    filters compare them (`site_key`), a publisher's own copy on its m. host or under an
+    import's "www.X" was named as another outlet that "also reported" its story."""
+    own, named = site_key(site), {}
+    for name in sorted((n for n in sites if n), key=lambda n: (len(n), n)):  # plainest first
+        named.setdefault(site_key(name), name)
+    named.pop(own, None)
+    return tuple(sorted(named.values()))
+
+
 def also_reported(ranked: Ranked, site: str, sites: Iterable[str]) -> Ranked:
     """`ranked` with more sites that carried it (the syndicated copies linked to it in the
     store, which retrieval never sees), `site` its own; the reason names the first three."""
-    also = tuple(sorted({*ranked.also, *sites} - {site, ""}))
+    also = other_sites(site, {*ranked.also, *sites})
     if also == ranked.also:
         return ranked
     base = ranked.reason.split(_ALSO, 1)[0]
@@ -900,7 +911,7 @@ def rank_related(
     out = []
     spelt = spellings(f"{query.title}\n{query.text}")
     for s in chosen:
-        also = tuple(sorted({c.site for c in s.copies if c.site and c.site != s.cand.site}))
+        also = other_sites(s.cand.site, (c.site for c in s.copies))
         reason = _reason(s, params, common_word, spelt)
         out.append(Ranked(s.cand.id, round(s.score, 6), _with_also(reason, also), also))
     return out

@@ -342,9 +342,11 @@
 
   // Same rule as aggregator/canonical.py site_key(), which the server-rendered block links by,
   // for a host as URL parses it (lower case, an IDN as punycode): no trailing dot and no
-  // "www.", however many. One "www." off left www.www.x a site apart from www.x.
+  // "www.", "m.", "mobile." or "amp.", however many (the last three where a name with a dot is
+  // left: mobile.de is a site). One "www." off left www.www.x a site apart from www.x, and on
+  // m.x the desktop site's stories opened in a new tab as another site's.
   function siteKey(host) {
-    return host.replace(/\.+$/, "").replace(/^(?:www\.)+/, "");
+    return host.replace(/\.+$/, "").replace(/^(?:www\.|(?:m|mobile|amp)\.(?=[^.]*\.))+/, "");
   }
 
   // The page's own site: that of the address its block is for (pageUrl), as /v1/widget judges

@@ -256,6 +256,15 @@ def test_site_key() -> None:
     assert site_key("Example") == site_key("EXAMPLE") == "example"
     assert site_key("Bücher.example") == site_key("xn--bcher-kva.example") == "xn--bcher-kva.example"
     assert site_key("www.www.example") == site_key("www.example") == "example"
+    # A publisher's mobile and AMP hosts are its site, as "www." is; other subdomains are not,
+    # nor are m., mobile. and amp. taken off where no name with a dot would be left.
+    for written in ("m.bbc.co.uk", "MOBILE.bbc.co.uk", "https://amp.bbc.co.uk/news", "www.m.bbc.co.uk",
+                    "amp.www.mobile.m.bbc.co.uk.", "m.bbc.co.uk:8080"):
+        assert site_key(written) == "bbc.co.uk", written
+    for other in ("mobile.de", "amp.dev", "m.example", "mm.bbc.co.uk", "sport.m.bbc.co.uk"):
+        assert site_key(other) == other
+    assert site_key("m.mobile.de") == site_key("www.mobile.de") == "mobile.de"
+    assert site_key("m.news.bbc.co.uk") == "news.bbc.co.uk"
 
 
 # --- properties --------------------------------------------------------------------------

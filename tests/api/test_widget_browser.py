@@ -1552,6 +1552,13 @@ SITE_KEY_URLS = [
     "https://www.Bücher.example/", "http://news.localhost/a",
     # IDN hosts as browsers spell them (UTS #46): Python's IDNA 2003 codec made faß.de fass.de
     "https://www.faß.de/a", "https://σίσυφος.gr/a", "https://☃.net/",
+    # A publisher's mobile and AMP hosts are its site, in any order with "www."; not where no
+    # name with a dot is left (mobile.de and amp.dev are sites), nor other first labels.
+    "https://m.bbc.co.uk/a", "https://MOBILE.bbc.co.uk/a", "https://amp.theguardian.com/a",
+    "https://www.m.example.com/", "https://m.www.amp.mobile.example.com./", "https://amp.m.m.x.y/",
+    "https://mobile.de/", "https://m.mobile.de/", "https://amp.dev/", "https://www.m.de/",
+    "https://m.example/", "https://mm.example.com/", "https://m-news.example.com/",
+    "https://ampnews.example.com/", "https://sport.m.example.com/", "https://m.news.example.com/",
 ]
 
 

@@ -688,6 +688,19 @@ def test_copy_sites_from_the_store_join_the_reason_once_and_never_the_own_site()
     assert len(many.also) == 5
 
 
+def test_a_sites_own_copies_on_its_mobile_host_or_spelt_otherwise_are_not_another_outlet():
+    """A beta.example story copied word for word on m.beta.example (its mobile feed) or
+    stored under an import's "WWW.Gamma.Example." named them as other outlets that "also
+    reported" it: the site filters take them as one site."""
+    from recommender.related import Ranked, also_reported
+
+    r = also_reported(Ranked(7, 0.9, "same event: Geneva"), "beta.example",
+                      {"m.beta.example", "amp.beta.example", "gamma.example", "WWW.Gamma.Example."})
+    assert r.also == ("gamma.example",)
+    assert r.reason == "same event: Geneva; also reported by gamma.example"
+    assert also_reported(r, "beta.example", {"www.beta.example", "MOBILE.beta.example"}) is r
+
+
 def test_reasons_over_real_news_name_names_not_numbers_dates_or_sentence_starters(shared_data):
     """BBC blocks gave "similar topic: 000" (from "20,000"), "similar topic: Among", "Old",
     "Top", "Lose, 40", "Beach, Friday": number fragments, weekdays and months, and common words

@@ -79,6 +79,7 @@ class Article:
     # The address the page names as its own (<link rel="canonical">, else og:url), absolute
     # http(s): an AMP, mobile or share-link spelling names its article's real address.
     canonical_url: str = ""
+    amp_url: str = ""  # the page's AMP spelling (<link rel="amphtml">), absolute http(s)
 
 
 # Meta tags in order of trust, per field (Open Graph, then article:*, then Twitter, then HTML).
@@ -201,6 +202,7 @@ def extract_article(html: bytes, url: str) -> Article:
         or clean_inline(_first(meta, "description")),
         canonical_url=page_link(url, _canonical_link(page))
         or page_link(url, meta.get("og:url", "")),
+        amp_url=page_link(url, _page_link(page, "amphtml")),
     )
 
 
@@ -462,11 +464,16 @@ def _canonical_link(page: lxml.html.HtmlElement | None) -> str:
     in any case (HTML's link types): "Canonical" and "canonical amphtml" count too.
     trafilatura's own url field is no substitute: it takes rel="canonical" exactly, falls back
     to <base> and then to the URL it was given, so "no declaration" cannot be told apart."""
+    return _page_link(page, "canonical")
+
+
+def _page_link(page: lxml.html.HtmlElement | None, rel: str) -> str:
+    """The href of the page's first <link> whose rel (a list of tokens, without case) has `rel`."""
     if page is None:
         return ""
     for el in page.iter("link"):
         href = (el.get("href") or "").strip()
-        if href and "canonical" in (el.get("rel") or "").lower().split():
+        if href and rel in (el.get("rel") or "").lower().split():
             return href
     return ""
 

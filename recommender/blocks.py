@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -102,6 +103,8 @@ class Article:
     # A page read on the spot: the address it names as its own (rel=canonical, og:url),
     # canonical, when that is not a spelling of the URL asked for; else "".
     declared_url: str = ""
+    amp_url: str = ""  # the same for the AMP spelling it names (rel=amphtml)
+    read_from: str = ""  # a page read on the spot: the URL it was read from, after redirects
 
 
 @dataclass(frozen=True)
@@ -136,14 +139,32 @@ def article_of(s: Story) -> Article:
 
 
 def declared_elsewhere(declared: str, canonical: str) -> str:
-    """The address a page declares (`extract.Article.canonical_url`), canonical, when it is not
-    `canonical` nor a spelling `stored_at` already tried for it; else "" (nothing more to look
-    up: most pages name themselves)."""
+    """An address a page declares (`extract.Article.canonical_url`, `amp_url`), canonical, when
+    it is not `canonical` nor a spelling `stored_at` already tried for it; else "" (nothing
+    more to look up: most pages name themselves)."""
     try:
         declared = canonical_url(declared) if declared else ""
     except ValueError:  # a host that IDNA refuses, a port out of range
         return ""
     return "" if declared in (canonical, *url_variants(canonical)) else declared
+
+
+def spellings_vouched(art: Article) -> list[Article]:
+    """A page read on the spot, as the article of the other spellings its own site names for
+    it: the address it declares (an AMP page or a share link naming its canonical page), and
+    its AMP page (a canonical page's rel="amphtml"), each as a read of that spelling gives it.
+    Only addresses on the site the page was read from (its host, with or without "www."): a
+    page believed for another site's address would answer for that site's article with its
+    own text (a page on evil.example naming a news site's article), and a subdomain may be
+    another publisher's (a blog host's users)."""
+    site = site_of(art.read_from)
+    out = []
+    if art.declared_url and site_of(art.declared_url) == site:
+        out.append(dataclasses.replace(art, url=art.declared_url, declared_url="", amp_url=""))
+    if art.amp_url and site_of(art.amp_url) == site:
+        out.append(dataclasses.replace(art, url=art.amp_url, amp_url="",
+                                       declared_url=art.declared_url or art.url))
+    return out if site else []
 
 
 @dataclass
@@ -371,6 +392,13 @@ class RelatedService:
             if shared is not None and shared.task is asyncio.current_task():
                 del self._inflight[url]
         self.pages.put(canonical, art)
+        # Kept for the spellings its own site names too: the canonical page of an AMP or
+        # share-link spelling read first (or the AMP page of a canonical one) is the same
+        # article, and was fetched again when asked for, each fetch charged to the caller. A
+        # read of that spelling itself, when kept, is not replaced.
+        for spelling in spellings_vouched(art):
+            if self.pages.get(spelling.url) is None:
+                self.pages.put(spelling.url, spelling)
         return art
 
     async def _shared_fetcher(self):
@@ -455,7 +483,9 @@ class RelatedService:
                        page.site_name or site_of(canonical),
                        author=truncate(page.author, MAX_AUTHOR_CHARS), image_url=page.image_url,
                        published_at=page.published_at or time_from_lead(text, self.clock()),
-                       declared_url=declared_elsewhere(page.canonical_url, canonical))
+                       declared_url=declared_elsewhere(page.canonical_url, canonical),
+                       amp_url=declared_elsewhere(page.amp_url, canonical),
+                       read_from=final_url or canonical)
 
     # ------------------------------------------------------------ the block
 

@@ -357,6 +357,19 @@ def test_a_page_declares_its_own_address(head: str, address: str) -> None:
     assert declared_address(head) == address
 
 
+
+@pytest.mark.parametrize(("head", "amp"), [
+    ('<link rel="canonical" href="/politics/ceasefire"><link rel="AmpHTML" href="/amp/c">',
+     "https://news.example/amp/c"),  # relative, any case: resolved against the page
+    ('<link rel="amphtml" href="javascript:alert(1)">', ""),
+    ('<link rel="canonical" href="/politics/ceasefire">', ""),  # names none
+])
+def test_a_page_names_its_amp_spelling(head: str, amp: str) -> None:
+    """A canonical page's rel="amphtml": the related block by URL keeps the page read for
+    that spelling too, which is not fetched again (recommender/blocks.py)."""
+    page = PAGE.replace(b"<head>", b"<head>" + head.encode(), 1)
+    assert extract_article(page, "https://news.example/politics/ceasefire").amp_url == amp
+
 def _bench_page(url_start: str) -> tuple[bytes, str, str]:
     """(html, url, gold text) of the one benchmark page whose URL starts so."""
     truth = json.loads((BENCH / "ground-truth.json").read_text(encoding="utf-8"))

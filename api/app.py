@@ -90,7 +90,15 @@ from api.metrics import Metrics
 from api.pages import DEMO_POLICY, declared_address, docs_page, own_page, redoc_page
 from api.ratelimit import InFlight, Limiter, RateLimiter, client_key
 from api.readers import add_reader_routes, reader_query
-from api.render import DEFAULT_WORDS, LINK_RELS, OtherSiteLinks, Words, link_rels, render_block_html
+from api.render import (
+    DEFAULT_WORDS,
+    LINK_RELS,
+    OtherSiteLinks,
+    Words,
+    date_language,
+    link_rels,
+    render_block_html,
+)
 from api.services import Services
 from api.static_files import StaticFile, accepts_gzip, static_file
 from api.stats import MAX_DAYS, stats_period, stats_report
@@ -1206,6 +1214,9 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         words: Annotated[Words, Depends(fragment_words)],
         url: Annotated[str, Query(min_length=1, max_length=MAX_URL_CHARS)],
         k: int = k_query(api.max_k, widget_k),
+        lang: Annotated[str, Query(max_length=35, description=(
+            "the page's language (BCP 47, e.g. fr, de-AT): its dates' month names in de, el, es, "
+            "fr, it, nl, pt, ru or tr, any other as 2026-12-06 (blank: English)"))] = "",
         # Blank is unset (false), as a blank filter is: a template's empty `new_tab=` was a 422.
         new_tab: Annotated[bool, Query(
             description="links to other sites than the url's open in a new tab (blank: false)"),
@@ -1227,8 +1238,10 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         # Cached like the JSON blocks (same key scheme, new stories invalidate): the fragment is
         # the hottest call, one per article view, and rebuilding it cost ~50 ms of CPU each
         # time under the load test (docs/reliability.md). The links are part of the key: one
-        # article's block is cached apart for each way of linking it, and for its words.
-        key = ("widget", url, kk, f, links, words)
+        # article's block is cached apart for each way of linking it, for its words and for
+        # its dates' language ("fr", "FR" and "fr-CA" are one entry, their dates the same).
+        dates = date_language(lang)
+        key = ("widget", url, kk, f, links, words, dates)
         hit = cache.get(key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
@@ -1236,7 +1249,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                 block = await guarded(lambda: rel.for_url(url, k=kk, filters=f,
                                                           before_fetch=charge,
                                                           client=client_of(request)))
-            hit = cache.put_block(key, render_block_html(block_json(block), words=words, links=links).encode(),
+            hit = cache.put_block(key, render_block_html(block_json(block), words=words, links=links,
+                                                    dates=dates).encode(),
                                   ranked_at(block), block.reach)
         else:
             metrics.block_cache.labels("hit").inc()

@@ -115,13 +115,22 @@ def initials(author: str | None) -> str:
     return "".join(w[0].upper()[0] for w in picked)
 
 
-def byline_label(author: str, by: str = DEFAULT_WORDS.by) -> str:
-    """The byline a screen reader hears: "By Jane Smith" (`by` in the page's language).
+def byline_name(author: str, by: str = DEFAULT_WORDS.by) -> str:
+    """The name in a byline, without the word a page says before it: "By Priya Shah" and,
+    with `by` "Par", "par Priya Shah" -> "Priya Shah" (any case). Older or unnormalized rows
+    keep the word in the stored name, and a French page's "Par Priya Shah" read "Par Par
+    Priya Shah", its avatar "PS" of "Par … Shah". api/static/widget.js has the same rule."""
+    name = _BYLINE_PREFIX.sub("", author.strip())
+    rest = name[len(by):]
+    if by and name[:len(by)].lower() == by.lower() and rest[:1].isspace():
+        return rest.lstrip()
+    return name
 
-    Older or unnormalized rows keep the label in the stored name ("By Priya Shah"), which
-    read "By By Priya Shah"; the label is not doubled. api/static/widget.js does the same.
-    """
-    return f"{by} " + _BYLINE_PREFIX.sub("", author.strip())
+
+def byline_label(author: str, by: str = DEFAULT_WORDS.by) -> str:
+    """The byline a screen reader hears: "By Jane Smith" (`by` in the page's language), the
+    word said once however the name was stored (`byline_name`)."""
+    return f"{by} {byline_name(author, by)}"
 
 
 def _name_words(name: str) -> list[str]:
@@ -169,16 +178,48 @@ def _text(card: Mapping[str, Any], key: str) -> str:
     return str(value).strip()
 
 
-def _date_label(published_at: object) -> tuple[str, str] | None:
-    """(machine datetime, human label) for an ISO 8601 string; None when it does not parse."""
+# A short date as browsers write it in each language whose feed dates aggregator/feeddates.py
+# reads (Chromium's toLocaleDateString(lang, {day, month: "short", year}) for the bare
+# language, which widget.js writes over a server block's dates): the pattern, then the months.
+# English keeps the server's own "6 Dec 2026". No locale library, no process locale (%b).
+DATE_FORMATS = {
+    "en": ("{d} {m} {y}", "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec"),
+    "de": ("{d}. {m} {y}", "Jan. Feb. März Apr. Mai Juni Juli Aug. Sept. Okt. Nov. Dez."),
+    "fr": ("{d} {m} {y}", "janv. févr. mars avr. mai juin juil. août sept. oct. nov. déc."),
+    "es": ("{d} {m} {y}", "ene feb mar abr may jun jul ago sept oct nov dic"),
+    "it": ("{d} {m} {y}", "gen feb mar apr mag giu lug ago set ott nov dic"),
+    "pt": ("{d} de {m} de {y}", "jan. fev. mar. abr. mai. jun. jul. ago. set. out. nov. dez."),
+    "nl": ("{d} {m} {y}", "jan feb mrt apr mei jun jul aug sep okt nov dec"),
+    "tr": ("{d} {m} {y}", "Oca Şub Mar Nis May Haz Tem Ağu Eyl Eki Kas Ara"),
+    "ru": ("{d} {m} {y} г.", "янв. февр. мар. апр. мая июн. июл. авг. сент. окт. нояб. дек."),
+    "el": ("{d} {m} {y}", "Ιαν Φεβ Μαρ Απρ Μαΐ Ιουν Ιουλ Αυγ Σεπ Οκτ Νοε Δεκ"),
+}
+
+
+def date_language(lang: str) -> str | None:
+    """The DATE_FORMATS language of a page's `lang` (BCP 47, by its first subtag: "de-AT",
+    "pt_BR", "FR"); blank is English. None for any other: its dates are written 2026-12-06,
+    which reads the same in every language, where English month names did not."""
+    first = lang.strip().replace("_", "-").split("-")[0].lower()
+    return first if first in DATE_FORMATS else "en" if not first else None
+
+
+def _date_label(published_at: object, language: str | None) -> tuple[str, str] | None:
+    """(machine datetime, human label in `language`, a key of DATE_FORMATS or None: ISO) for an
+    ISO 8601 string; None when it does not parse."""
     if not isinstance(published_at, str) or not published_at:
         return None
     try:
         parsed = datetime.fromisoformat(published_at.replace("Z", "+00:00"))
     except ValueError:
         return None
+    if language is None:
+        label = parsed.date().isoformat()
+    else:
+        pattern, months = DATE_FORMATS[language]
+        label = pattern.format(d=parsed.day, m=months.split()[parsed.month - 1], y=parsed.year)
     # Whole seconds: HTML allows at most three digits of a second, stored times carry six.
-    return parsed.isoformat(timespec="seconds"), f"{parsed.day} {parsed:%b %Y}"
+    return parsed.isoformat(timespec="seconds"), label
 
 
 def _link_attrs(url: str, links: OtherSiteLinks | None) -> str:
@@ -197,7 +238,8 @@ def _said(text: str, default: str) -> str:
     return ' lang="en"' if text == default else ""
 
 
-def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None, words: Words) -> str:
+def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None, words: Words,
+               dates: str | None) -> str:
     title = _text(card, "title")
     title_lang = "" if title else _said(words.untitled, DEFAULT_WORDS.untitled)
     title = title or words.untitled
@@ -239,13 +281,14 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None, words: Wor
         parts.append(f'<p class="tdg-snippet" dir="auto">{escape(summary)}</p>')
     meta = []
     if author:
+        name = byline_name(author, words.by)
         meta.append(
-            f'<span class="tdg-avatar" aria-hidden="true">{escape(initials(author))}</span> '
+            f'<span class="tdg-avatar" aria-hidden="true">{escape(initials(name))}</span> '
             f'<span class="tdg-sr">{escape(byline_label(author, words.by))}</span>'
         )
     if site:
         meta.append(f'<span class="tdg-site" dir="auto">{escape(site)}</span>')
-    dated = _date_label(card.get("published_at"))
+    dated = _date_label(card.get("published_at"), dates)
     if dated:
         meta.append(f'<time class="tdg-time" datetime="{escape(dated[0])}">{escape(dated[1])}</time>')
     if meta:
@@ -256,16 +299,17 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None, words: Wor
 
 
 def render_block_html(block: Mapping[str, Any], *, words: Words = DEFAULT_WORDS,
-                      links: OtherSiteLinks | None = None) -> str:
+                      links: OtherSiteLinks | None = None, dates: str | None = "en") -> str:
     """The related block `{"article", "related": [Card...], ...}` as an accessible HTML fragment,
-    in `words`, its links to other sites as `links` says (None: plain links).
+    in `words`, its links to other sites as `links` says (None: plain links), its dates in
+    `dates` (a `date_language`).
 
     Returns "" when there is nothing to show, so a host page can include the result blindly.
     """
     cards = [c for c in block.get("related") or [] if isinstance(c, Mapping)]
     if not cards:
         return ""
-    items = "".join(_card_html(card, links, words) for card in cards)
+    items = "".join(_card_html(card, links, words, dates) for card in cards)
     heading = words.heading
     # Named by its heading, not by a copy of its text in aria-label (which page translators
     # leave untranslated); widget.js does the same. The id is the block's content: the page's

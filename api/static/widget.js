@@ -216,6 +216,14 @@
     return picked.map(function (w) { return Array.from(Array.from(w)[0].toUpperCase())[0]; }).join("");
   }
 
+  // Same rule as api/render.py byline_name(): older or unnormalized rows keep the page's word
+  // in the name ("By Priya Shah", "Par Priya Shah"), said once, not "Par Par Priya Shah".
+  function bylineName(author, by) {
+    var name = text(author).replace(/^\s*by\s+/i, ""), rest = name.slice(by.length);
+    return by && name.slice(0, by.length).toLowerCase() === by.toLowerCase() && /^\s/.test(rest)
+      ? rest.trim() : name;
+  }
+
   // Same rule as api/render.py site_mark(): "bbc.co.uk" -> "BBC", "News Example" -> "NE".
   function siteMark(site) {
     var name = text(site).toLowerCase();
@@ -416,14 +424,12 @@
     if (summary) li.appendChild(ownDir(el("p", "snippet", summary)));
 
     var meta = el("p", "meta");
-    var author = text(card.author);
+    var author = bylineName(card.author, words.by);
     if (author) {
       var avatar = el("span", "avatar", initials(author));
       avatar.setAttribute("aria-hidden", "true");
       meta.appendChild(avatar);
-      // Older or unnormalized rows keep the label in the name ("By Priya Shah"): not
-      // "By By Priya Shah" (api/render.py byline_label() is the same rule).
-      meta.appendChild(el("span", "sr", words.by + " " + author.replace(/^\s*by\s+/i, "")));
+      meta.appendChild(el("span", "sr", words.by + " " + author));
     }
     if (site) meta.appendChild(ownDir(el("span", "site", site)));
     var when = ago(card.published_at, lang);
@@ -813,7 +819,8 @@
       var img = card.querySelector("img"), site = card.querySelector("." + P + "site");
       if (img) watchImage(img, site ? site.textContent : "");
     });
-    // The server writes its dates in English ("5 Dec 2026"): a French page read "Dec".
+    // The server writes its dates in English ("5 Dec 2026") unless asked with lang=: a French
+    // page read "Dec".
     var lang = langOf(container);
     if (lang && !/^en\b/i.test(lang)) {
       Array.prototype.forEach.call(prerendered.querySelectorAll("time[datetime]"), function (time) {

@@ -760,6 +760,34 @@ async def test_widget_fragment_speaks_the_publishers_language(http, stack, share
     assert r.status_code == 422 and "heading" in r.text
 
 
+async def test_widget_fragment_writes_dates_in_the_pages_language(http, stack):
+    """A publisher's server including the fragment in a French page (no script runs) showed
+    "6 Dec 2026" under every story: `lang` names the page's language. Each language is its own
+    cache entry and ETag, its spellings ("fr", "FR-ca") one; an unknown one gets 2026-12-06."""
+    url = stack.records[1]["url"]
+
+    async def dates(**params) -> tuple[list[str], str]:
+        r = await http.get("/v1/widget", params={"url": url, **params})
+        assert r.status_code == 200, r.text
+        return re.findall(r'<time class="tdg-time" datetime="[^"]+">([^<]+)</time>', r.text), r.headers["etag"]
+
+    english, english_etag = await dates()
+    assert english and all(re.fullmatch(r"\d{1,2} [A-Z][a-z]{2} \d{4}", d) for d in english)
+    french, french_etag = await dates(lang="fr")
+    assert all(re.fullmatch(r"\d{1,2} \w+\.? \d{4}", d) for d in french) and french != english
+    assert french_etag != english_etag
+    before = await block_cache_hits(http)
+    assert await dates(lang="FR-ca") == (french, french_etag)
+    assert await block_cache_hits(http) == before + 1  # the same language: the same entry
+    assert (await dates(lang="en-GB"))[0] == english == (await dates(lang=""))[0]
+    german, _ = await dates(lang="de")
+    assert all(re.fullmatch(r"\d{1,2}\. \w+\.? \d{4}", d) for d in german)
+    iso, iso_etag = await dates(lang="ja")
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d", d) for d in iso) and iso_etag != english_etag
+    r = await http.get("/v1/widget", params={"url": url, "lang": "x" * 36})
+    assert r.status_code == 422 and "lang" in r.text
+
+
 async def test_every_answer_says_nosniff(http, stack):
     """JSON answers, errors included, had no X-Content-Type-Options (only HTML and widget.js
     did), while their messages echo what the caller sent."""

@@ -13,6 +13,8 @@ from aggregator.canonical import site_key
 from api.render import (
     OtherSiteLinks,
     Words,
+    byline_name,
+    date_language,
     initials,
     link_rels,
     render_block_html,
@@ -402,6 +404,66 @@ def test_every_word_of_the_block_is_the_publishers_to_give():
     assert {"Related stories", "Untitled", "By Jean Dupont"} <= set(english.texts)
     assert [tag for tag, name, value in english.attrs if (name, value) == ("lang", "en")] == [
         "h2", "span"]
+
+
+# (stored author, the page's byline word, the name said after it): shared with widget.js
+# (tests/api/test_widget_browser.py).
+BYLINE_CASES = [
+    ("Par Jean Dupont", "Par", "Jean Dupont"),
+    ("par   Jean Dupont", "Par", "Jean Dupont"),
+    ("PAR Jean Dupont", "par", "Jean Dupont"),
+    ("By Jean Dupont", "Par", "Jean Dupont"),
+    ("Von Anna Schmidt", "Von", "Anna Schmidt"),
+    ("Écrit par Léa Roy", "écrit par", "Léa Roy"),
+    ("Paris Hilton", "Par", "Paris Hilton"),  # only the word: a name that starts with its letters
+    ("Par", "Par", "Par"),
+    ("Jean Dupont", "Par", "Jean Dupont"),
+]
+
+
+@pytest.mark.parametrize("author, by, name", BYLINE_CASES)
+def test_the_pages_byline_word_is_said_once(author, by, name):
+    """With by="Par", a stored "Par Jean Dupont" (not normalised) read "Par Par Jean Dupont",
+    its avatar "PD": only English "By" was taken off the name, whatever word the page gave."""
+    assert byline_name(author, by) == name
+    html = render_block_html({"related": [card(author=author)]}, words=Words(by=by))
+    assert f'<span class="tdg-sr">{by} {name}</span>' in html
+    assert f'aria-hidden="true">{initials(name)}</span>' in html
+
+
+def test_the_publishers_byline_word_and_avatar_in_a_french_block():
+    texts = parse(render_block_html({"related": [card(author="Par Xavier Dupont")]},
+                                    words=FRENCH)).texts
+    assert "Par Xavier Dupont" in texts and "XD" in texts and "PD" not in texts
+
+
+@pytest.mark.parametrize("lang, label", [
+    ("", "6 Dec 2026"),
+    ("en-GB", "6 Dec 2026"),
+    ("fr", "6 déc. 2026"),
+    ("FR-ca", "6 déc. 2026"),
+    ("de", "6. Dez. 2026"),
+    ("de_AT", "6. Dez. 2026"),
+    ("pt-BR", "6 de dez. de 2026"),
+    ("ru", "6 дек. 2026 г."),
+    ("ja", "2026-12-06"),  # no month names here: a date every language reads
+    ("x!", "2026-12-06"),
+])
+def test_dates_are_written_in_the_pages_language(lang, label):
+    """Without the widget (a server-side include, no script) a French or German page showed
+    "6 Dec 2026" under every story, whatever the page's language."""
+    block = {"related": [card(published_at="2026-12-06T23:30:00.25+01:00")]}
+    html = render_block_html(block, dates=date_language(lang))
+    assert f'<time class="tdg-time" datetime="2026-12-06T23:30:00+01:00">{label}</time>' in html
+
+
+def test_every_month_has_its_name_in_every_language():
+    from api.render import DATE_FORMATS
+
+    for language, (pattern, months) in DATE_FORMATS.items():
+        assert len(months.split()) == 12, language
+        assert set(re.findall(r"{(\w)}", pattern)) == {"d", "m", "y"}, language
+    assert date_language("es") == "es" and date_language(" ") == "en" and date_language("zh") is None
 
 
 def test_a_link_opening_a_new_tab_says_so_in_the_pages_language():

@@ -25,7 +25,9 @@ from aiohttp import web
 from aggregator.canonical import canonical_url, site_key
 from api.pages import declared_address
 from api.render import (
+    DATE_FORMATS,
     OtherSiteLinks,
+    byline_name,
     initials,
     render_block_html,
     safe_http_url,
@@ -969,13 +971,14 @@ async def test_right_to_left_page_and_mixed_direction_stories(page, widget_api, 
     assert page.page_errors == []
 
 
-def widget_initials_js() -> str:
-    """widget.js's own byline-initials code (from `function text` to the site-mark rule that
-    follows it), as a function of a list of bylines: run in the browser exactly as written."""
+def widget_initials_js(answer: str = "authors.map(initials)") -> str:
+    """widget.js's own byline code (from `function text` to the site-mark rule that follows
+    it), as a function of a list of bylines (`authors`) giving `answer`: run in the browser
+    exactly as written."""
     source = (STATIC_DIR / "widget.js").read_text(encoding="utf-8")
     start = source.index("  function text(value)")
     end = source.index("  // Same rule as api/render.py site_mark()")
-    return f"authors => {{ {source[start:end]}\n return authors.map(initials); }}"
+    return f"authors => {{ {source[start:end]}\n return {answer}; }}"
 
 
 async def test_widget_initials_equal_the_server_rule(page):
@@ -2137,3 +2140,65 @@ async def test_a_server_block_on_a_french_page_shows_french_dates(page, widget_a
     assert times and [text for text, _ in times] == french
     assert not any(re.search(r"[A-Z][a-z]{2} \d{4}$", text) for text, _ in times)
     assert page.page_errors == []
+
+
+async def test_widget_byline_name_equals_the_server_rule(page):
+    """The widget and the server fragment take the page's byline word off a stored name alike:
+    the shared cases (tests/api/test_render.py) and generated ones, in any case."""
+    from tests.api.test_render import BYLINE_CASES
+
+    cases = [(author, by) for author, by, _ in BYLINE_CASES] + [
+        (f"{a}{sep}{b}", by) for by in ("Par", "von", "Écrit par", "İ")
+        for a in (by, by.upper(), by.lower(), "By", "Paris", "")
+        for sep in (" ", "  ", "\t", "", ":") for b in ("Jean Roy", "par Léa", "")]
+    got = await page.evaluate(widget_initials_js(
+        "authors.map(([author, by]) => bylineName(author, by))"), cases)
+    assert [(case, g) for case, g in zip(cases, got, strict=True) if g != byline_name(*case)] == []
+
+
+async def test_a_stored_byline_word_is_not_said_twice_on_a_french_page(page, widget_api, publisher):
+    """With data-by="Par", a story whose author was stored as "Par Priya Shah" (a French feed,
+    not normalised) read "Par Par Priya Shah" to screen readers. The API's own answer, with
+    that one author as such a feed gives it."""
+    async def french_author(route):
+        response = await route.fetch()
+        block = await response.json()
+        for card in block["related"]:
+            card["author"] = (card["author"] or "").replace("By ", "PAR ")
+        await route.fulfill(response=response, json=block)
+
+    await page.route(re.compile(r".*/v1/related\?.*"), french_author)
+    html = host_page(widget_api.base_url, html_attrs='lang="fr"').replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="related" data-tidings-related data-by="Par"></div>')
+    cards = await open_with_block(page, publisher.page("byline-fr.html", html))
+    said = await cards.locator(".tdg-sr").all_inner_texts()
+    assert "Par Priya Shah, Political correspondent" in said
+    assert not [s for s in said if s.lower().startswith("par par")]
+    assert page.page_errors == []
+
+
+async def test_server_dates_are_the_browsers_in_each_language(page, widget_api, publisher):
+    """/v1/widget?lang= writes a short date as the browser does in that language (the widget
+    writes its own over a server block's, and nothing should change then), and a page without
+    the script shows it: not "6 Dec 2026" on a French page."""
+    from api.render import render_block_html
+
+    days = [f"2026-{month:02d}-{day:02d}T12:00:00+00:00" for month in range(1, 13) for day in (1, 28)]
+    block = {"related": [{"title": "t", "published_at": d} for d in days]}
+    for language in DATE_FORMATS.keys() - {"en"}:
+        ours = re.findall(r"<time [^>]*>([^<]+)</time>", render_block_html(block, dates=language))
+        theirs = await page.evaluate("""([ds, lang]) => ds.map(d => new Date(d).toLocaleDateString(
+            lang, {day: 'numeric', month: 'short', year: 'numeric', timeZone: 'UTC'}))""",
+                                     [days, language])
+        assert ours == theirs, language
+    fragment = await widget_api.fragment(SEED_URL, lang="de")
+    html = host_page(widget_api.base_url, html_attrs='lang="de"', scripts=[]).replace(
+        '<div id="related" data-tidings-related ></div>', f'<div id="related">{fragment}</div>')
+    await page.goto(publisher.page("fragment-de.html", html))
+    times = await page.locator("#related time").evaluate_all(
+        "ts => ts.map(t => [t.textContent, t.dateTime])")
+    german = await page.evaluate("""ds => ds.map(d => new Date(d).toLocaleDateString(
+        'de', {day: 'numeric', month: 'short', year: 'numeric', timeZone: 'UTC'}))""",
+                                 [when for _, when in times])
+    assert times and [text for text, _ in times] == german

@@ -166,10 +166,10 @@ class WidgetApi:
         r.raise_for_status()
         return r.json()["items"]
 
-    async def fragment(self, url: str, k: int = 4) -> str:
-        """The server-rendered block, GET /v1/widget."""
+    async def fragment(self, url: str, k: int = 4, **params: str) -> str:
+        """The server-rendered block, GET /v1/widget, with its words or `lang` in `params`."""
         async with httpx.AsyncClient(base_url=self.base_url, timeout=20) as client:
-            r = await client.get("/v1/widget", params={"url": url, "k": k})
+            r = await client.get("/v1/widget", params={"url": url, "k": k, **params})
         r.raise_for_status()
         return r.text
 

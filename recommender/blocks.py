@@ -59,7 +59,14 @@ from recommender.related import (
     also_reported,
     site_passes,
 )
-from recommender.search import as_names, search_params, searched, with_spellings
+from recommender.search import (
+    RERANK_EXTRA,
+    as_names,
+    reranked,
+    search_params,
+    searched,
+    with_spellings,
+)
 from recommender.weights import SourceWeights
 
 # A block waits this long for the sites of its stories' copies, then goes without them.
@@ -299,8 +306,12 @@ class RelatedService:
             before_embed()
         spelt = with_spellings(query, self.corpus.lexical.spellings)
         art = Article(None, "", as_names(spelt), "", "", "")
-        block = await self._block(art, k=k, filters=filters, params=search_params(self.rank_params))
-        rows = [(m, searched(r, spelt, m.title, m.summary)) for m, r in block.related]
+        # Ranked past k: a story with the query's words side by side in its title may be
+        # lifted over those above it (`reranked`).
+        block = await self._block(art, k=k + RERANK_EXTRA, filters=filters,
+                                  params=search_params(self.rank_params))
+        rows = reranked(block.related, query, k, lambda m: (m.title, m.summary))
+        rows = [(m, searched(r, spelt, m.title, m.summary)) for m, r in rows]
         return Block(block.article, rows, block.took_ms, block.version, block.reach)
 
     async def for_url(self, url: str, *, k: int, filters: Filters,

@@ -1,10 +1,11 @@
-"""A search card's reason (recommender.search.search_reason), in other languages."""
+"""A search card's reason (recommender.search.search_reason), in other languages; the query
+as searched (`normal_query`) and the title factor of its ranking (`title_factor`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from recommender.search import normal_query, search_reason
+from recommender.search import TITLE_BONUS, normal_query, search_reason, title_factor
 
 
 @pytest.mark.parametrize(("query", "title", "reason"), [
@@ -35,3 +36,22 @@ from recommender.search import normal_query, search_reason
 ])
 def test_the_reason_names_the_query_words_the_story_carries(query, title, reason):
     assert search_reason(normal_query(query), title, "") == reason
+
+
+@pytest.mark.parametrize("typed,searched", [
+    ("WHO  warns", "WHO warns"),  # the organisation, kept
+    ("IT jobs", "IT jobs"),
+    ("UK Budget", "uk budget"),  # no common word: capitals change nothing, one cache entry
+    ("WHO WARNS", "who warns"),  # caps lock says nothing
+    ("Who is", "who is"),
+])
+def test_a_common_word_typed_in_capitals_stays_a_name(typed, searched):
+    assert normal_query(typed) == searched
+
+
+def test_the_title_factor_rewards_the_words_side_by_side_and_capitals_as_typed():
+    assert title_factor("new york", "New York subway fares rise", "") == 1.0 + TITLE_BONUS
+    assert title_factor("new york", "New visit to York Minster", "") == 1.0
+    assert title_factor('"new york" fares', "New York subway fares", "") == 1.0 + TITLE_BONUS / 2
+    assert title_factor("WHO warns", "Measles warning", "The WHO said.") == 1.0 + TITLE_BONUS
+    assert title_factor("WHO", "Who will win?", "") == 1.0

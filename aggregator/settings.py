@@ -487,8 +487,8 @@ def _build_section(cls: type, name: str, given: Mapping[str, tuple[Any, _Origin]
     return cls(**values)
 
 
-# Cross-field rules: (section, smaller key, larger key). Blame whichever was set (the larger
-# one when both were); defaults always satisfy them.
+# Cross-field rules: (section, smaller key, larger key). Blame whichever was set (`blamed`);
+# defaults always satisfy them.
 _ORDERED = (
     ("collect", "min_interval_s", "default_interval_s"),
     ("collect", "default_interval_s", "max_interval_s"),
@@ -498,16 +498,27 @@ _ORDERED = (
 )
 
 
+def blamed(small: str, large: str, given: Mapping[str, tuple[Any, _Origin]]) -> str:
+    """Which of two keys out of order to name (pure): the one an environment variable set
+    when only one was, else the larger when both were given, else the one given. The shipped
+    file shows every key, so both are always "given": TIDINGS_API_DEFAULT_K=100 was reported
+    at the file's `max_k = 50` line, a line nobody changed, and the variable went unnamed."""
+    if small in given and large in given:
+        from_env = [k for k in (small, large) if given[k][1].env_var]
+        return from_env[0] if len(from_env) == 1 else large
+    return large if large in given else small
+
+
 def _check_cross_fields(sections: Mapping[str, Any],
                         given: Mapping[str, Mapping[str, tuple[Any, _Origin]]]) -> None:
     for section, small, large in _ORDERED:
         obj = sections[section]
         a, b = getattr(obj, small), getattr(obj, large)
         if a > b:
-            blamed = large if large in given.get(section, {}) else small
-            origin = given[section][blamed][1]
+            blamed_key = blamed(small, large, given[section])
+            origin = given[section][blamed_key][1]
             raise origin.error(f"{section}.{small} ({a:g}) must not exceed "
-                               f"{section}.{large} ({b:g})", f"{section}.{blamed}")
+                               f"{section}.{large} ({b:g})", f"{section}.{blamed_key}")
     for section in ("api", "metrics"):
         if not sections[section].host.strip():  # the default is never empty: it was given
             # uvicorn (and aiohttp) bind "" to every interface: `TIDINGS_API_HOST=${HOST}` with

@@ -270,6 +270,21 @@ def test_bad_environment_value_names_the_variable(tmp_path, var, text, fragment)
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize(("var", "text", "key"), [
+    ("TIDINGS_API_DEFAULT_K", "100", "api.default_k"),
+    ("TIDINGS_COLLECT_MIN_INTERVAL_S", "1000", "collect.min_interval_s"),
+    ("TIDINGS_COLLECT_TOTAL_TIMEOUT_S", "5", "collect.total_timeout_s"),
+])
+def test_a_variable_out_of_order_with_the_shipped_file_is_named(var, text, key):
+    """The shipped file shows every key, so both keys of an order rule were always given:
+    the error blamed the larger one's line in the file (`max_k = 50`, untouched) and never
+    named the variable that broke the rule."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(SHIPPED, env={var: text})
+    assert str(info.value).startswith(f"environment variable {var}: "), str(info.value)
+    assert not info.value.file and info.value.key == key
+
+
 def test_unrelated_variables_are_ignored(tmp_path):
     env = {"TIDINGS_CONFIG": "x", "TIDINGS_SOMETHING_ELSE": "1", "PATH": "/bin",
            "TIDINGS_TEST_PG": "postgresql://x", "TIDINGS_CLUSTER_LEASE_S": "20"}  # the tests' knobs

@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aggregator.errors import ConfigError
+from aggregator.robots import product_token
 
 DEFAULT_CONFIG_PATH = Path("config") / "tidings.toml"
 ENV_PREFIX = "TIDINGS_"
@@ -527,6 +528,13 @@ def _check_cross_fields(sections: Mapping[str, Any],
             raise given[section]["host"][1].error(
                 'must not be empty (to listen on every interface, write "0.0.0.0" or "::")',
                 f"{section}.host")
+    user_agent = sections["collect"].user_agent
+    if not product_token(user_agent):  # the default has one: it was given
+        # Sent as it is: a blank one (`TIDINGS_COLLECT_USER_AGENT=${UA}` with UA unset) was an
+        # empty User-Agent header, and robots.txt rules for Tidings no longer applied to it.
+        raise given["collect"]["user_agent"][1].error(
+            'must begin with a product name that robots.txt rules can name, like "Tidings/0.1 '
+            f'(+https://news.example/about)", got {user_agent!r}', "collect.user_agent")
     for key, why_not in (("cors_origins", _origin_problem), ("fetch_allow_hosts", _host_problem)):
         for entry in getattr(sections["api"], key):
             if why := why_not(entry):

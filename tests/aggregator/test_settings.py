@@ -262,6 +262,8 @@ def test_empty_tuple_from_env(tmp_path):
     ("TIDINGS_DATA_DIR", "~no-such-user-here/d", "cannot expand"),
     ("TIDINGS_API_CORS_ORIGINS", "*,https://news.example/", "an origin has no path"),
     ("TIDINGS_API_FETCH_ALLOW_HOSTS", "intranet.example:8080", "without its port"),
+    # `${UA}` unset: an empty User-Agent header, which robots.txt rules for Tidings missed
+    ("TIDINGS_COLLECT_USER_AGENT", "", "must begin with a product name"),
 ])
 def test_bad_environment_value_names_the_variable(tmp_path, var, text, fragment):
     with pytest.raises(ConfigError) as info:
@@ -350,6 +352,8 @@ FILE_ERRORS = [
     ("[collect]\njitter_ratio = nan\n", 2, "collect.jitter_ratio", "must be a finite number"),
     ("[collect]\ntick_s = inf\n", 2, "collect.tick_s", "must be a finite number"),
     ('[collect]\nuser_agent = "a\\nb"\n', 2, "collect.user_agent", "must not hold control characters"),
+    ('[collect]\nuser_agent = " (compatible)"\n', 2, "collect.user_agent",
+     "must begin with a product name"),
     ('data_dir = "d\\u0000x"\n', 1, "data_dir", "cannot hold a NUL"),
     ('sources_file = "~no-such-user-here/s.toml"\n', 1, "sources_file", "cannot expand"),
 ]

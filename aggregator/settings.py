@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aggregator.errors import ConfigError
+from aggregator.robots import product_token
 
 DEFAULT_CONFIG_PATH = Path("config") / "tidings.toml"
 ENV_PREFIX = "TIDINGS_"
@@ -487,8 +488,8 @@ def _build_section(cls: type, name: str, given: Mapping[str, tuple[Any, _Origin]
     return cls(**values)
 
 
-# Cross-field rules: (section, smaller key, larger key). Blame whichever was set (the larger
-# one when both were); defaults always satisfy them.
+# Cross-field rules: (section, smaller key, larger key). Blame whichever was set (`blamed`);
+# defaults always satisfy them.
 _ORDERED = (
     ("collect", "min_interval_s", "default_interval_s"),
     ("collect", "default_interval_s", "max_interval_s"),
@@ -498,16 +499,27 @@ _ORDERED = (
 )
 
 
+def blamed(small: str, large: str, given: Mapping[str, tuple[Any, _Origin]]) -> str:
+    """Which of two keys out of order to name (pure): the one an environment variable set
+    when only one was, else the larger when both were given, else the one given. The shipped
+    file shows every key, so both are always "given": TIDINGS_API_DEFAULT_K=100 was reported
+    at the file's `max_k = 50` line, a line nobody changed, and the variable went unnamed."""
+    if small in given and large in given:
+        from_env = [k for k in (small, large) if given[k][1].env_var]
+        return from_env[0] if len(from_env) == 1 else large
+    return large if large in given else small
+
+
 def _check_cross_fields(sections: Mapping[str, Any],
                         given: Mapping[str, Mapping[str, tuple[Any, _Origin]]]) -> None:
     for section, small, large in _ORDERED:
         obj = sections[section]
         a, b = getattr(obj, small), getattr(obj, large)
         if a > b:
-            blamed = large if large in given.get(section, {}) else small
-            origin = given[section][blamed][1]
+            blamed_key = blamed(small, large, given[section])
+            origin = given[section][blamed_key][1]
             raise origin.error(f"{section}.{small} ({a:g}) must not exceed "
-                               f"{section}.{large} ({b:g})", f"{section}.{blamed}")
+                               f"{section}.{large} ({b:g})", f"{section}.{blamed_key}")
     for section in ("api", "metrics"):
         if not sections[section].host.strip():  # the default is never empty: it was given
             # uvicorn (and aiohttp) bind "" to every interface: `TIDINGS_API_HOST=${HOST}` with
@@ -516,6 +528,13 @@ def _check_cross_fields(sections: Mapping[str, Any],
             raise given[section]["host"][1].error(
                 'must not be empty (to listen on every interface, write "0.0.0.0" or "::")',
                 f"{section}.host")
+    user_agent = sections["collect"].user_agent
+    if not product_token(user_agent):  # the default has one: it was given
+        # Sent as it is: a blank one (`TIDINGS_COLLECT_USER_AGENT=${UA}` with UA unset) was an
+        # empty User-Agent header, and robots.txt rules for Tidings no longer applied to it.
+        raise given["collect"]["user_agent"][1].error(
+            'must begin with a product name that robots.txt rules can name, like "Tidings/0.1 '
+            f'(+https://news.example/about)", got {user_agent!r}', "collect.user_agent")
     for key, why_not in (("cors_origins", _origin_problem), ("fetch_allow_hosts", _host_problem)):
         for entry in getattr(sections["api"], key):
             if why := why_not(entry):

@@ -2725,11 +2725,16 @@ class Store:
             return bool(res.rowcount)
 
 
-def event_key(reader: str, story_id: int, type_: str, at: datetime, client_id: str | None) -> str:
-    """Idempotency key: the client's event id when given, else a digest of the event itself."""
+def event_key(reader: str, story_id: int, type_: str, at: datetime, client_id: str | None,
+              page: str | None = None) -> str:
+    """Idempotency key: the client's event id when given, else a digest of the event itself,
+    its page included: a retry sends the same page, while one story shown under two pages at
+    one time (an article and its AMP page, a batch of two tabs' impressions) is two events,
+    which were stored as one and left a page out of the report. Without a page the key is
+    what it always was, so a stored event's retry still finds it."""
     if client_id:
         # A digest of both, apart by a character neither may hold: "a" + "b:c" and "a:b" +
         # "c" were one key, and so were long ids cut to one prefix (the second event lost).
         return "c:" + hashlib.sha256(f"{reader}\0{client_id}".encode()).hexdigest()[:40]
-    raw = f"{reader}|{story_id}|{type_}|{at.isoformat()}"
+    raw = f"{reader}|{story_id}|{type_}|{at.isoformat()}" + (f"|{page}" if page else "")
     return "h:" + hashlib.sha256(raw.encode()).hexdigest()[:40]

@@ -274,7 +274,7 @@ async def resolve(store: Store, events: list[EventIn],
         if at < now - MAX_PAST:
             raise ApiError(422, "invalid_event", f"event {i}: 'at' is more than 30 days old")
         sid = ev.story_id if ev.story_id is not None else by_url[ev.url]
-        key = event_key(ev.reader, sid, ev.type, at, ev.id)  # the time sent: a retry's key
+        key = event_key(ev.reader, sid, ev.type, at, ev.id, ev.page)  # the time sent: a retry's key
         # A client clock a little ahead is tolerated, but the event happened by now: dated
         # later, a read story stayed in the feed (whose snapshot leaves out later events).
         records.append(EventRecord(key, ev.reader, sid, ev.type, min(at, now), ev.dwell_s,

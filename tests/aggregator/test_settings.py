@@ -262,12 +262,29 @@ def test_empty_tuple_from_env(tmp_path):
     ("TIDINGS_DATA_DIR", "~no-such-user-here/d", "cannot expand"),
     ("TIDINGS_API_CORS_ORIGINS", "*,https://news.example/", "an origin has no path"),
     ("TIDINGS_API_FETCH_ALLOW_HOSTS", "intranet.example:8080", "without its port"),
+    # `${UA}` unset: an empty User-Agent header, which robots.txt rules for Tidings missed
+    ("TIDINGS_COLLECT_USER_AGENT", "", "must begin with a product name"),
 ])
 def test_bad_environment_value_names_the_variable(tmp_path, var, text, fragment):
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, ""), env={var: text})
     assert var in str(info.value)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(("var", "text", "key"), [
+    ("TIDINGS_API_DEFAULT_K", "100", "api.default_k"),
+    ("TIDINGS_COLLECT_MIN_INTERVAL_S", "1000", "collect.min_interval_s"),
+    ("TIDINGS_COLLECT_TOTAL_TIMEOUT_S", "5", "collect.total_timeout_s"),
+])
+def test_a_variable_out_of_order_with_the_shipped_file_is_named(var, text, key):
+    """The shipped file shows every key, so both keys of an order rule were always given:
+    the error blamed the larger one's line in the file (`max_k = 50`, untouched) and never
+    named the variable that broke the rule."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(SHIPPED, env={var: text})
+    assert str(info.value).startswith(f"environment variable {var}: "), str(info.value)
+    assert not info.value.file and info.value.key == key
 
 
 def test_unrelated_variables_are_ignored(tmp_path):
@@ -335,6 +352,8 @@ FILE_ERRORS = [
     ("[collect]\njitter_ratio = nan\n", 2, "collect.jitter_ratio", "must be a finite number"),
     ("[collect]\ntick_s = inf\n", 2, "collect.tick_s", "must be a finite number"),
     ('[collect]\nuser_agent = "a\\nb"\n', 2, "collect.user_agent", "must not hold control characters"),
+    ('[collect]\nuser_agent = " (compatible)"\n', 2, "collect.user_agent",
+     "must begin with a product name"),
     ('data_dir = "d\\u0000x"\n', 1, "data_dir", "cannot hold a NUL"),
     ('sources_file = "~no-such-user-here/s.toml"\n', 1, "sources_file", "cannot expand"),
 ]

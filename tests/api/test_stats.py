@@ -191,3 +191,25 @@ async def test_stats_name_the_pages_the_blocks_were_on_and_fold_a_sites_spelling
         {"page": other, "impressions": 0, "clicks": 1, "ctr": None}]
     assert body["sites"] == [{"site": "www.Fold.Example", "impressions": 8, "clicks": 2, "ctr": 0.25}]
     assert body["total"]["impressions"] == 8
+
+
+async def test_one_story_under_two_pages_at_one_time_is_an_impression_on_each(http, stack):
+    """Events without an `id` were one event when reader, story, type and time agreed, their
+    page aside: a client's batch of a story seen under an article and under its AMP page kept
+    one (202 said 2 accepted), and the AMP page was missing from `pages`. A retry of the
+    batch, same pages and time, is still one event each."""
+    store = stack.svc.store
+    (sid,) = (await store.upsert_stories([StoryDraft(
+        url="https://twopages.example/a", title="Shown twice", site="twopages.example",
+        source="t")], utcnow())).new_ids
+    at = (datetime.now(UTC) - timedelta(days=11)).isoformat()
+    article = "https://pub.example/2026/long-read"
+    events = [{"reader": "two-tabs", "story_id": sid, "type": "impression", "at": at, "page": p}
+              for p in (article, article + "/amp")]
+    for _ in range(2):  # the second is a retry
+        r = await http.post("/v1/events", json={"events": events})
+        assert r.status_code == 202 and r.json()["accepted"] == 2, r.text
+    assert len((await http.get("/v1/readers/two-tabs")).json()["events"]) == 2
+    body = (await http.get("/v1/stats", params={"days": 30, "site": "twopages.example"})).json()
+    assert sorted((row["page"], row["impressions"]) for row in body["pages"]) == [
+        (article, 1), (article + "/amp", 1)]

@@ -1159,6 +1159,12 @@ class Store:
                 # Processes of a cluster start together: without this lock (held until the
                 # commit) two of them run the same DDL at once and one dies on a duplicate key.
                 sync_conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
+            else:
+                # One transaction for every revision, as PostgreSQL's: Python's sqlite3 opens
+                # one before DML only and runs DDL outside it, so a process killed halfway
+                # (0016 counts the events for seconds) left a revision's tables without its
+                # version stamp, and each restart died on "table event_days already exists".
+                sync_conn.exec_driver_sql("BEGIN")
             cfg.attributes["connection"] = sync_conn
             command.upgrade(cfg, "head")
 
@@ -1188,7 +1194,8 @@ class Store:
         """On SQLite, one process migrates at a time: two commands started together on a new
         data dir ran the same DDL at once and one died ("table index_changes already
         exists"). PostgreSQL has its advisory lock instead. A lock file beside the database:
-        SQLite's own locks do not cover Alembic's DDL, which runs outside a transaction."""
+        SQLite's own locks would not queue them: a transaction that read the version before
+        another process wrote it fails ("database is locked") instead of waiting."""
         if self._sqlite_path is None:
             yield
             return

@@ -1149,10 +1149,13 @@ class Store:
         """Bring the schema to the newest Alembic revision (idempotent)."""
         from alembic import command
         from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
         from alembic.util.exc import CommandError
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
+        found: list[str | None] = []  # the database's revision, for the error below
 
         def upgrade(sync_conn) -> None:
             if self.dialect == "postgresql":
@@ -1165,6 +1168,7 @@ class Store:
                 # (0016 counts the events for seconds) left a revision's tables without its
                 # version stamp, and each restart died on "table event_days already exists".
                 sync_conn.exec_driver_sql("BEGIN")
+            found.append(MigrationContext.configure(sync_conn).get_current_revision())
             cfg.attributes["connection"] = sync_conn
             command.upgrade(cfg, "head")
 
@@ -1184,10 +1188,13 @@ class Store:
                                  f"driver does not take: {refused}") from None
         except CommandError as e:
             # A rolling upgrade: a newer process migrated the database past what this one
-            # knows. Said in one line (it was alembic's traceback, a crash loop at restart).
-            raise StoreError(f"the database ({shown_url(self.url)}) has a schema this version of "
-                             f"Tidings does not know ({e}): a newer version migrated it; run that "
-                             "version here too") from e
+            # knows. Said in one line (it was alembic's traceback, a crash loop at restart),
+            # with both revisions: which version the operator must run is the question.
+            head = ScriptDirectory.from_config(cfg).get_current_head()
+            at = f"at schema revision {found[-1]}" if found and found[-1] else f"at a schema ({e})"
+            raise StoreError(f"the database ({shown_url(self.url)}) is {at}, which "
+                             f"this version of Tidings does not know (it knows up to {head}): a "
+                             "newer version migrated it; run that version here too") from e
 
     @asynccontextmanager
     async def _sqlite_migrate_lock(self) -> AsyncIterator[None]:

@@ -1149,16 +1149,26 @@ class Store:
         """Bring the schema to the newest Alembic revision (idempotent)."""
         from alembic import command
         from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
         from alembic.util.exc import CommandError
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
+        found: list[str | None] = []  # the database's revision, for the error below
 
         def upgrade(sync_conn) -> None:
             if self.dialect == "postgresql":
                 # Processes of a cluster start together: without this lock (held until the
                 # commit) two of them run the same DDL at once and one dies on a duplicate key.
                 sync_conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
+            else:
+                # One transaction for every revision, as PostgreSQL's: Python's sqlite3 opens
+                # one before DML only and runs DDL outside it, so a process killed halfway
+                # (0016 counts the events for seconds) left a revision's tables without its
+                # version stamp, and each restart died on "table event_days already exists".
+                sync_conn.exec_driver_sql("BEGIN")
+            found.append(MigrationContext.configure(sync_conn).get_current_revision())
             cfg.attributes["connection"] = sync_conn
             command.upgrade(cfg, "head")
 
@@ -1178,17 +1188,21 @@ class Store:
                                  f"driver does not take: {refused}") from None
         except CommandError as e:
             # A rolling upgrade: a newer process migrated the database past what this one
-            # knows. Said in one line (it was alembic's traceback, a crash loop at restart).
-            raise StoreError(f"the database ({shown_url(self.url)}) has a schema this version of "
-                             f"Tidings does not know ({e}): a newer version migrated it; run that "
-                             "version here too") from e
+            # knows. Said in one line (it was alembic's traceback, a crash loop at restart),
+            # with both revisions: which version the operator must run is the question.
+            head = ScriptDirectory.from_config(cfg).get_current_head()
+            at = f"at schema revision {found[-1]}" if found and found[-1] else f"at a schema ({e})"
+            raise StoreError(f"the database ({shown_url(self.url)}) is {at}, which "
+                             f"this version of Tidings does not know (it knows up to {head}): a "
+                             "newer version migrated it; run that version here too") from e
 
     @asynccontextmanager
     async def _sqlite_migrate_lock(self) -> AsyncIterator[None]:
         """On SQLite, one process migrates at a time: two commands started together on a new
         data dir ran the same DDL at once and one died ("table index_changes already
         exists"). PostgreSQL has its advisory lock instead. A lock file beside the database:
-        SQLite's own locks do not cover Alembic's DDL, which runs outside a transaction."""
+        SQLite's own locks would not queue them: a transaction that read the version before
+        another process wrote it fails ("database is locked") instead of waiting."""
         if self._sqlite_path is None:
             yield
             return

@@ -283,6 +283,18 @@ async def migrate_to(store, revision: str) -> None:
         await conn.run_sync(run)
 
 
+def head() -> str:
+    """The newest revision this version knows."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from aggregator.store import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
 async def test_the_migration_gives_stored_stories_their_keys(db_url):
     """Stories stored before the keys existed get them on upgrade, however they were spelled."""
     import sqlalchemy as sa
@@ -904,19 +916,21 @@ async def test_unusable_database_is_a_store_error(bad, tmp_path):
         await s.migrate()
 
 
-async def test_a_database_migrated_by_a_newer_version_is_one_clear_error(tmp_path):
+async def test_a_database_migrated_by_a_newer_version_is_one_clear_error(db_url):
     """A rolling upgrade: the first new process migrates; an old one restarting printed 96
-    lines of alembic traceback and crash-looped."""
+    lines of alembic traceback and crash-looped. The line names both revisions (it named
+    the database's only): the operator learns which version to run."""
     from aggregator.errors import StoreError
     from aggregator.store import Store
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'newer.db'}"
-    s = Store(url)
+    s = Store(db_url)
     await s.migrate()
     async with s.engine.begin() as conn:
         await conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
-    with pytest.raises(StoreError, match="newer version migrated it"):
+    with pytest.raises(StoreError, match="newer version migrated it") as raised:
         await s.migrate()
+    assert "revision 0999" in str(raised.value) and f"knows up to {head()}" in str(raised.value)
+    assert "\n" not in str(raised.value)
     await s.close()
 
 

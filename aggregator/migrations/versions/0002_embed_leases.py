@@ -25,5 +25,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("stories", schema=None) as batch_op:
-        batch_op.drop_column("embed_lease_until")
+    # Not a batch: on SQLite that copies `stories` and drops the old table, which deleted,
+    # through the foreign keys, every event, vector and counter (and set the copies free).
+    # SQLite has had DROP COLUMN since 3.35, as 0009 and 0010 use.
+    op.drop_column("stories", "embed_lease_until")

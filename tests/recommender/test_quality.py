@@ -70,7 +70,9 @@ def test_uci_headlines_rank_as_well_as_the_embeddings_alone(shared_data, ov8):
     # there (0.855), the vectors carry it (torch 0.899, int8 0.905; the engine alike).
     result = eval_related_uci(shared_data / "uci-news-aggregator-head", ov8)
     assert result["n_queries"] == 499
-    assert result["self_returned"] == 0 and result["short_blocks"] == 0
+    # Headlines are held to the short articles' floor (0.2): 1 block of 499 is left short,
+    # of a story of another story, precision unchanged.
+    assert result["self_returned"] == 0 and result["short_blocks"] <= 2
     dense = result["baselines"]["dense"]["precision_at_5"]
     tfidf = result["baselines"]["tfidf"]["precision_at_5"]
     assert result["precision_at_5"] >= dense - 0.01, result
@@ -95,3 +97,19 @@ def test_the_seed_article_over_unrelated_sections_gets_a_short_block_not_a_fille
                             categories=("entertainment", "sport", "tech"))
     assert len(block) < 5, block
     assert not any("Federer" in title for _, title, _ in block), block
+
+
+def test_a_feed_headline_over_nothing_like_it_gets_no_block_of_whatever_came_nearest(
+        shared_data, ov8):
+    # A feed's headline and one-line summary (under 40 words) had no floor at all: over BBC
+    # entertainment, sport and tech (no central bank to show) its block was filled to 5,
+    # down to "US duo in first spam conviction" at fused similarity 0.05 and a mobile network
+    # story at 0.14.
+    title = "Fed raises interest rates by a quarter point"
+    summary = ("The US central bank lifted its benchmark rate to tame inflation and signalled "
+               "further increases this year.")
+    block = seed_case_block(shared_data / "bbc-news", ov8, k=5, words=120,
+                            categories=("entertainment", "sport", "tech"),
+                            article=(title, summary))
+    assert len(block) < 5, block
+    assert not any("spam conviction" in t for _, t, _ in block), block

@@ -429,7 +429,9 @@ def test_copies_that_fill_the_fetch_do_not_shorten_the_block():
                                  url=f"https://s{i}.example/a", site=f"s{i}.example",
                                  category="politics") for i in wanted}
 
-    engine = RelatedEngine(vindex, lexical, meta, overfetch=2, overfetch_extra=0)
+    # No relevance floor: the hashing embedder's cosines are not on the model's scale.
+    engine = RelatedEngine(vindex, lexical, meta, overfetch=2, overfetch_extra=0,
+                           params=RankParams(min_relevance=0))
     title, text = stories[1]
     block = engine.related(Query(title, text, vectors[0], NOW, id=1), k=4, now=NOW)
     assert len(block) == 4
@@ -761,8 +763,22 @@ def test_a_story_under_the_relevance_floor_is_left_out_of_a_shorter_block():
     # ... unless its words relate it: the floor is on fused similarity, not the vectors alone.
     worded = cand(3, unit(0.2, 1), lexical_score=0.2)
     assert ids(rank_related(ARTICLE, [related, worded], k=3, now=NOW)) == [2, 3]
-    # A headline and a line are on a lower scale: no floor for them.
-    assert ids(rank_related(QUERY, [related, unrelated], k=3, now=NOW)) == [2, 3]
+    # A headline and a line are on a lower scale: a lower floor for them.
+    loose = cand(4, unit(0.3, 0, 1), title="Minister visits a factory")  # cosine 0.29
+    assert ids(rank_related(QUERY, [related, unrelated, loose], k=3, now=NOW)) == [2, 4]
+
+
+def test_a_short_article_over_nothing_like_it_gets_no_block_of_whatever_came_nearest():
+    # A feed's headline and one-line summary (under `min_relevance_words`) had no floor at
+    # all: over stories of nothing like it, its block was filled with cosines of 0.1-0.2.
+    nearest = [cand(2, unit(0.1, 1, 0), title="Pop star tour"),  # cosine 0.1
+               cand(3, unit(0.15, 0, 1), title="Cup final tickets")]  # 0.15
+    assert ids(rank_related(QUERY, nearest, k=3, now=NOW)) == []
+    # Never a floor above the operator's: `min_relevance = 0` fills every block, short or not.
+    assert ids(rank_related(QUERY, nearest, k=3, now=NOW,
+                            params=RankParams(min_relevance=0.0))) == [3, 2]
+    assert ids(rank_related(QUERY, nearest, k=3, now=NOW,
+                            params=RankParams(min_relevance=0.12))) == [3]
 
 
 def test_a_story_not_yet_embedded_is_judged_by_its_words_not_dropped_by_the_floor():

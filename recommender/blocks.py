@@ -139,6 +139,17 @@ def failure_ttl_s(error: TidingsError, url_cache_s: float) -> float:
     return min(ttl, url_cache_s)
 
 
+def detached(error: BaseException) -> BaseException:
+    """A copy of `error` (its type, message and attributes) without its traceback and the
+    exceptions it was raised from. The failure cache keeps these: the error itself held the
+    frames it was raised through, with their locals, so each remembered URL kept its whole
+    fetched page (up to api.fetch_max_bytes, the body read for an article that was not there)
+    or its TLS connection's buffers (~256 kB): 512 of them held ~130 MB to 1.5 GB."""
+    copy = type(error).__new__(type(error), *error.args)  # no __init__: any signature
+    copy.__dict__.update(error.__dict__)
+    return copy
+
+
 def article_of(s: Story) -> Article:
     return Article(s.id, s.url, s.title, s.summary, s.text, s.site, s.source, s.category,
                    s.author, s.image_url, s.published_at or s.collected_at, s.duplicate_of,
@@ -368,9 +379,9 @@ class RelatedService:
             return hit  # type: ignore[return-value]
         failed = self.failures.get(url)
         if failed is not None:
-            # The same error, so the caller gets the same answer; its old traceback dropped,
-            # or each raise would chain another onto it.
-            raise failed.with_traceback(None)  # type: ignore[union-attr]
+            # The same error, so the caller gets the same answer; a copy, as the one raised
+            # takes this raise's frames with it (`detached`).
+            raise detached(failed)  # type: ignore[arg-type]
         shared = self._inflight.get(url)
         if shared is None:
             if before_fetch is not None:
@@ -396,7 +407,7 @@ class RelatedService:
         try:
             art = await self._fetch_article(url, canonical, client)
         except (FetchError, BadArticle) as e:  # the page's failure, not a bug of ours
-            self.failures.put(url, e, failure_ttl_s(e, self.url_cache_s))
+            self.failures.put(url, detached(e), failure_ttl_s(e, self.url_cache_s))
             raise
         finally:
             shared = self._inflight.get(url)

@@ -446,6 +446,43 @@ async def test_a_page_without_article_text_is_a_4xx(http, stack, name, body, con
         assert r.headers.get("access-control-allow-origin") in ("*", "https://publisher.example")
 
 
+async def test_remembered_failures_do_not_keep_the_pages_they_read(tmp_path, shared_data):
+    """The failure cache kept each error as raised, and with it the frames it was raised
+    through: every remembered URL held its whole fetched page (a page with no article kept the
+    body read for it) or its TLS buffers, 512 URLs up to 1.5 GB. Measured with tracemalloc
+    (the same on any machine): 30 failed pages of 1 MB may keep a few MB, not 30."""
+    import gc
+    import tracemalloc
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=8,
+                                        env={"TIDINGS_API_RELATED_URL_PER_MINUTE": "0"})
+    try:
+        blank = st.site.route("/blank.html", body=b" " * 1_000_000, content_type="text/html")
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=30) as http:
+            async def ask(n: int) -> None:
+                url = f"http://news.example/blank.html?n={n}"
+                r = await http.get("/v1/related", params={"url": url})
+                assert r.status_code == 422 and r.json()["error"]["code"] == "no_article", r.text
+
+            await ask(0)  # warm: the fetcher's session and the reader's thread made
+            gc.collect()
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for n in range(1, 31):
+                    await ask(n)
+                    await ask(n)  # answered from the cache, whose copy is raised
+                gc.collect()
+                kept = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+        assert blank.hits == 31  # each failure was remembered, not fetched again
+        assert len(st.svc.related.failures._items) == 31
+        assert kept < 8_000_000, kept
+    finally:
+        await stop_stack(st, server, task)
+
+
 async def test_a_page_that_failed_is_not_fetched_again_for_a_while(http, stack):
     # Only good pages were cached: every view of an unreadable article fetched it again.
     import time

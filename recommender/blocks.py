@@ -62,6 +62,7 @@ from recommender.related import (
 from recommender.search import (
     RERANK_EXTRA,
     as_names,
+    could_lift,
     reranked,
     search_params,
     searched,
@@ -319,7 +320,8 @@ class RelatedService:
         art = Article(None, "", as_names(spelt), "", "", "")
         # Ranked past k: a story with the query's words side by side in its title may be
         # lifted over those above it (`reranked`).
-        block = await self._block(art, k=k + RERANK_EXTRA, filters=filters,
+        extra = RERANK_EXTRA if could_lift(query) else 0
+        block = await self._block(art, k=k + extra, filters=filters,
                                   params=search_params(self.rank_params))
         rows = reranked(block.related, query, k, lambda m: (m.title, m.summary))
         rows = [(m, searched(r, spelt, m.title, m.summary)) for m, r in rows]

@@ -144,8 +144,18 @@ def _shown_words(query: str, words: set[str], names: set[str]) -> list[str]:
 # second at 1.14 to the York Minster visit's 1.37, as both carry "York" (and "new", a
 # stop word), and the WHO's warning second to a Budget story for "WHO".
 TITLE_BONUS = 0.3
-# Stories ranked for a search beyond the k shown, so `title_factor` has some to lift.
-RERANK_EXTRA = 10
+# Stories ranked for a search beyond the k shown, so `title_factor` has some to lift. Each
+# costs its share of the ranking (the pool scored grows with the stories asked for): 10 made
+# a search ~3.4 ms slower at p50 (12.7 against 9.3 ms, 922 stories, int8 MiniLM; the
+# benchmark's 1M synthetic stories: p50 8.6 -> 13.9 ms, 118 -> 71 searches/s at 8 in flight),
+# 3 ~1.1 ms; a story ranked up to 3 places below the block can still be lifted into it.
+RERANK_EXTRA = 3
+
+
+def could_lift(query: str) -> bool:
+    """Whether `title_factor` may lift a story for `query`: it has two words to find side by
+    side, or a word in capitals. A one-word search ranks no stories past its k."""
+    return len(_words(query)) > 1 or bool(capitals(query))
 
 
 def _words(text: str) -> list[str]:

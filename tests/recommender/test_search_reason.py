@@ -55,3 +55,12 @@ def test_the_title_factor_rewards_the_words_side_by_side_and_capitals_as_typed()
     assert title_factor('"new york" fares', "New York subway fares", "") == 1.0 + TITLE_BONUS / 2
     assert title_factor("WHO warns", "Measles warning", "The WHO said.") == 1.0 + TITLE_BONUS
     assert title_factor("WHO", "Who will win?", "") == 1.0
+
+
+def test_a_one_word_search_ranks_no_stories_past_its_k():
+    # Ranking past k costs every search its share (~1 ms for 3 more at 922 stories); only a
+    # query with two words to find side by side, or a word in capitals, can use them.
+    from recommender.search import could_lift
+
+    assert not could_lift("budget") and not could_lift("élysée")
+    assert could_lift("new york") and could_lift('"new york"') and could_lift("WHO")

@@ -372,15 +372,25 @@ async def test_changes_while_down_are_repaired_in_all_three(store, tmp_path, mon
     assert (await c3.start())["restored"] and _view(c3) == got
 
 
+async def _saved_corpus(store, ix):
+    """A corpus of 20 seeded stories, started (and saved) in `ix`, and its `_view`."""
+    await seed(store)
+    c = corpus(store, ix)
+    await c.start()
+    return c, _view(c)
+
+
+def _cut_in_half(f) -> None:
+    """A file as a kill mid-write leaves it."""
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+
 @pytest.mark.parametrize("damage", ["lexical.npz", "meta.npz", "meta.records", "flip",
                                     "watermark", "no manifest"])
 async def test_a_damaged_or_stale_snapshot_falls_back_to_the_rebuild(store, tmp_path,
                                                                       monkeypatch, damage):
-    await seed(store)
-    c = corpus(store, tmp_path / "ix")
-    await c.start()
-    before = _view(c)
     ix = tmp_path / "ix"
+    c, before = await _saved_corpus(store, ix)
     if damage == "flip":  # same size, one byte changed
         f = ix / "meta.records"
         raw = bytearray(f.read_bytes())
@@ -393,8 +403,7 @@ async def test_a_damaged_or_stale_snapshot_falls_back_to_the_rebuild(store, tmp_
     elif damage == "no manifest":
         (ix / "corpus.json").unlink()
     else:  # a kill mid-write
-        f = ix / damage
-        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+        _cut_in_half(ix / damage)
     calls = _count_meta_loads(monkeypatch)
     c2 = corpus(store, tmp_path / "ix")
     info = await c2.start()
@@ -410,10 +419,7 @@ async def test_a_snapshot_of_an_older_lexical_recipe_is_rebuilt_saying_so(store,
     # After an upgrade that changed the lexical recipe, every start and every CLI one-shot
     # warned "snapshot_unusable (damaged, or not saved with this index)" until the next save:
     # nothing was damaged. It is said as an upgrade, at INFO, with both recipes.
-    await seed(store)
-    c = corpus(store, tmp_path / "ix")
-    await c.start()
-    before = _view(c)
+    _, before = await _saved_corpus(store, tmp_path / "ix")
     monkeypatch.setattr("recommender.corpus.LEXICAL_RECIPE", "lexical-next")
     c2 = corpus(store, tmp_path / "ix", owner=False)  # a one-shot: it saves nothing
     with caplog.at_level("INFO", logger="tidings.corpus"):
@@ -424,8 +430,7 @@ async def test_a_snapshot_of_an_older_lexical_recipe_is_rebuilt_saying_so(store,
     assert "lexical-next" in outdated[0].getMessage()
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
     # A damaged snapshot is still a warning.
-    f = tmp_path / "ix" / "meta.records"
-    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    _cut_in_half(tmp_path / "ix" / "meta.records")
     monkeypatch.undo()
     caplog.clear()
     with caplog.at_level("INFO", logger="tidings.corpus"):

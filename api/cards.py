@@ -35,6 +35,8 @@ CARD_FIELDS = ("id", "url", "title", "summary", "site", "source", "category", "a
 
 
 def iso(at: datetime | None) -> str | None:
+    """A UTC time as every JSON answer writes it, `…Z`: the API's and the CLI's `--json`
+    alike (`takedown list`, `retention` and `stats` wrote `…+00:00`, the API `…Z`)."""
     return at.isoformat().replace("+00:00", "Z") if at else None
 
 

@@ -1372,13 +1372,14 @@ async def cmd_retention(settings, args) -> int:
 def retention_json(report, *, dry_run: bool) -> dict:
     """`retention --json` (pure): how many of each kind went (would go), and each kind's
     cutoff (what is older goes; null: kept for ever)."""
+    from api.cards import iso
+
     c = report.cutoffs
-    when = lambda at: at.isoformat() if at is not None else None  # noqa: E731
     return {"dry_run": dry_run, "stories": report.stories, "events": report.events,
             "event_days": report.event_days, "change_log": report.change_log,
-            "before": {"stories": when(c.stories_since), "events": when(c.events_since),
+            "before": {"stories": iso(c.stories_since), "events": iso(c.events_since),
                        "event_days": c.event_days_from.isoformat(),
-                       "change_log": when(c.changes_since)}}
+                       "change_log": iso(c.changes_since)}}
 
 
 def retention_text(report, r, *, dry_run: bool) -> str:
@@ -1458,7 +1459,9 @@ async def cmd_takedown(settings, args) -> int:
                 if t.variant_of:
                     spellings.setdefault(t.variant_of, []).append(t.url)
             if args.json:
-                print(json.dumps([{"url": t.url, "reason": t.reason, "at": t.at.isoformat(),
+                from api.cards import iso
+
+                print(json.dumps([{"url": t.url, "reason": t.reason, "at": iso(t.at),
                                    "spellings": sorted(spellings.get(t.url, []))}
                                   for t in rows], indent=2))
             else:

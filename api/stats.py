@@ -43,6 +43,8 @@ def _days_of(since: datetime, until: datetime) -> list[date]:
 
 def stats_report(counts: WidgetCounts, since: datetime, until: datetime) -> dict:
     """The JSON answer of `GET /v1/stats` (and `tidings stats --json`)."""
+    from api.cards import iso  # here: `tidings --help` imports this module for MAX_DAYS
+
     by_day = {d: (i, c, r) for d, i, c, r in counts.days}
     days = []
     for day in _days_of(since, until):
@@ -53,8 +55,8 @@ def stats_report(counts: WidgetCounts, since: datetime, until: datetime) -> dict
     # cut to their top few).
     ti, tc, tr = (sum(d[k] for d in days) for k in ("impressions", "clicks", "reads"))
     return {
-        "since": since.astimezone(UTC).isoformat(),
-        "until": until.astimezone(UTC).isoformat(),
+        "since": iso(since.astimezone(UTC)),
+        "until": iso(until.astimezone(UTC)),
         "days": days,
         "total": {"impressions": ti, "clicks": tc, "reads": tr, "ctr": ctr(tc, ti)},
         "sites": [{"site": site, "impressions": i, "clicks": c, "ctr": ctr(c, i)}

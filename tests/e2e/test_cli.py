@@ -349,6 +349,7 @@ def test_takedown_keeps_a_story_out_of_imports_until_lifted(cli_env, tmp_path, s
     listed = json.loads(run_cli(["takedown", "list", "--json"], cli_env).stdout)
     assert [t["url"] for t in listed] == [records[0]["url"]]  # one line, the stored spelling
     assert url in listed[0]["spellings"] and listed[0]["reason"] == "court order 42\nfiled by legal"
+    assert listed[0]["at"].endswith("Z"), listed  # as the API writes times (it was "+00:00")
     table = run_cli(["takedown", "list"], cli_env).stdout.splitlines()
     # One line a takedown: the reason's line break broke the table.
     assert len(table) == 2 and records[0]["url"] in table[1]

@@ -16,7 +16,15 @@ import asyncio
 import os
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    values,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -30,6 +38,13 @@ if TYPE_CHECKING:
 # prometheus_client reads it once, when first imported: `api.workers.serve_workers` sets it
 # before the workers start.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# No `*_created` series: prometheus_client wrote one beside every counter and histogram
+# series (`tidings_fetches_total` had as many `tidings_fetches_created` gauges, one a source
+# and outcome), which Prometheus stores as series of their own and no query of ours reads;
+# a restart shows as a reset anyway. Process-wide, read at each scrape. `serve --workers`
+# (multiprocess mode) never wrote them, so one process and many now expose the same names.
+disable_created_metrics()
 
 
 def _gauge(name: str, doc: str, labels=(), *, registry: CollectorRegistry) -> Gauge:
@@ -155,6 +170,9 @@ class Metrics:
             self.recipe_current.set(0 if other_recipe_leads(lead, svc.embedder.recipe) else 1)
         self.stories_total.set(await svc.store.count_stories())
         self.sources.health = await svc.store.list_sources()
+        if self.fetches is not None:
+            for labels in removed_sources_series(self.fetches, {h.name for h in self.sources.health}):
+                self.fetches.remove(*labels)
 
     def observe_job(self, job: str, outcome: str) -> None:
         """A tick of a scheduled job (api.jobhealth.JobHealth's listener, api.jobhealth.OUTCOMES)."""
@@ -169,6 +187,16 @@ class Metrics:
         self.fetches.labels(report.name, outcome).inc()
         if report.new:
             self.stories_collected.inc(report.new)
+
+
+def removed_sources_series(fetches: Counter, configured: set[str]) -> set[tuple[str, str]]:
+    """The (source, outcome) label values of `fetches`' series whose source the file
+    no longer names. `tidings_fetches_total` kept a removed source's series until the
+    process restarted (a reload of sources.toml dropped only the gauges, SourceSeries):
+    a dashboard went on listing it, and a `rate()` of its errors read 0, not gone."""
+    (family,) = fetches.collect()
+    return {(sample.labels["source"], sample.labels["outcome"]) for sample in family.samples
+            if sample.labels["source"] not in configured}
 
 
 class SourceSeries(Collector):

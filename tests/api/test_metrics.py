@@ -223,6 +223,56 @@ async def test_a_source_removed_from_the_file_leaves_the_per_source_series(tmp_p
         await stop_stack(st, server, task)
 
 
+async def test_a_source_removed_from_the_file_leaves_the_fetch_counter(tmp_path):
+    # tidings_fetches_total kept a removed source's series until the collector restarted
+    # (the gauges above went at once): a dashboard of fetches went on listing it.
+    import os
+
+    from api.metrics import Metrics
+    from api.runner import SourcesWatcher
+    from api.services import build
+    from tests.api.test_runner import one_feed
+    from tests.localsite import LocalSite
+
+    async with LocalSite() as site:
+        settings = one_feed(site, tmp_path)  # the source "local"
+        sources = tmp_path / "sources.toml"
+        kept = sources.read_text(encoding="utf-8")
+        sources.write_text(kept + kept.replace('"local"', '"gone"').replace("/feed.xml", "/gone.xml"),
+                           encoding="utf-8")
+        svc = await build(settings, collect=True)
+        try:
+            watcher = SourcesWatcher(svc, sources)
+            await watcher.check(strict=True)
+            metrics = Metrics(api=False)
+            metrics.watch(svc)
+            await svc.collector.run_round(force=True)  # local ok, gone a 404
+            before = samples((await metrics.scrape(svc)).decode())
+            sources.write_text(kept, encoding="utf-8")
+            os.utime(sources, (2e9, 2e9))  # another time than the first file's
+            await watcher.check()
+            after = samples((await metrics.scrape(svc)).decode())
+        finally:
+            await svc.close()
+    fetched = lambda got: {labels for name, labels in got if name == "tidings_fetches_total"}  # noqa: E731
+    assert fetched(before) == {(("outcome", "ok"), ("source", "local")),
+                               (("outcome", "error"), ("source", "gone"))}, before
+    assert fetched(after) == {(("outcome", "ok"), ("source", "local"))}, after
+
+
+def test_counters_and_histograms_have_no_created_series():
+    # prometheus_client wrote a `*_created` gauge beside every counter and histogram series,
+    # doubling the counters' series in Prometheus for a value no query read.
+    from api.metrics import Metrics
+
+    m = Metrics()
+    m.requests.labels("/v1/related", "GET", "200").observe(0.01)
+    m.observe_job("collect", "ok")
+    names = {name for name, _ in samples(m.exposition().decode())}
+    assert "tidings_job_ticks_total" in names and "tidings_request_seconds_count" in names
+    assert not [name for name in names if name.endswith("_created")], sorted(names)
+
+
 async def test_a_disabled_source_reports_no_consecutive_errors(tmp_path, shared_data):
     # Disabling a failing source (enabled = false) kept its error count in
     # tidings_source_consecutive_errors, so the alert on it fired for a source nothing

@@ -94,11 +94,15 @@ class WorkerApp:
                 return
 
     async def _start(self) -> None:
+        from api.cli import configure_logging
+
+        # First: a failure to import what follows was written by Python's last-resort handler,
+        # a bare `worker.start_failed` without time, level, logger nor process id.
+        configure_logging(self.settings)
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         from api.app import create_app
-        from api.cli import configure_logging
         from api.ratelimit import SHARED_LIMITS_ENV, SharedRateLimiter
         from api.runner import (
             RETENTION_TICK_S,
@@ -115,7 +119,6 @@ class WorkerApp:
         from recommender.indexer import LEAD_CHECK_S
 
         settings = self.settings
-        configure_logging(settings)
         svc = await build(settings, serve=True, mmap=True)
         self._svc = svc
         info = await svc.corpus.start()

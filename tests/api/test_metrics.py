@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 
@@ -370,6 +371,30 @@ async def test_serve_workers_log_lines_say_which_worker_wrote_them(tmp_path):
     found = [re.search(r"\[(\d+)\] worker\.index_loaded", line) for line in loaded]
     assert all(found), loaded
     assert {int(m[1]) for m in found} == set(workers), (loaded, workers)
+
+
+def test_a_worker_that_fails_to_start_says_so_in_the_log_format(tmp_path):
+    # A `serve --workers` worker set up its logging only after importing the app: a failure
+    # there (a broken install, a missing library) was written by Python's last-resort handler,
+    # a bare "worker.start_failed" with no time, level, logger nor process id.
+    code = """
+import asyncio, sys
+from aggregator.settings import load_settings
+from api.workers import WorkerApp
+sys.modules["api.app"] = None  # importing it fails, as a broken install would
+messages = [{"type": "lifespan.startup"}]
+async def receive():
+    return messages.pop(0)
+async def send(message):
+    print(message["type"])
+asyncio.run(WorkerApp(load_settings())._lifespan(receive, send))
+"""
+    env = serve_env(tmp_path / "data", TIDINGS_LOG_LEVEL="info")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == "lifespan.startup.failed", out.stderr
+    first = out.stderr.splitlines()[0]
+    assert re.fullmatch(r"\S+ \S+ ERROR tidings\.workers\[\d+\] worker\.start_failed", first), out.stderr
 
 
 async def test_access_log_writes_one_line_per_request_without_the_readers_id(tmp_path, shared_data, caplog):

@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import lxml.html
 import pytest
 
 from aggregator.errors import ParseError
@@ -586,3 +587,32 @@ def test_a_benchmark_page_cut_at_ads_keeps_its_whole_text() -> None:
     text = extract_article(html, url).text
     assert "Maybe Instagram likes it that way." in text
     assert f1.token_f1(text, gold) > 0.9
+
+
+@pytest.mark.skipif(not BENCH.is_dir(), reason=f"shared test data not found at {BENCH}")
+def test_a_list_of_other_posts_inside_the_post_is_no_part_of_it() -> None:
+    """mensagensreflexao's "you may like" box (six <article> teasers inside the post's own
+    <article>) came out after the post: 4.5 times its text, token F1 0.34."""
+    f1 = _f1_module()
+    html, url, gold = _bench_page("https://www.mensagensreflexao.com.br/quem-se-ama")
+    text = extract_article(html, url).text
+    assert "A vida requer da gente otimismo" not in text  # the first teaser
+    assert f1.token_f1(text, gold) > 0.95
+
+
+@pytest.mark.parametrize(("inner", "kept", "dropped"), [
+    # a wrapper around the story, as crn's: kept
+    ("<article><p>The council voted.</p></article>", "The council voted.", None),
+    ("<div><article><p>Other post one.</p></article><article><p>Other post two.</p></article></div>",
+     "Lead.", "Other post"),
+])
+def test_drop_story_lists_takes_only_articles_side_by_side(inner: str, kept: str,
+                                                           dropped: str | None) -> None:
+    from aggregator.extract import drop_story_lists
+
+    tree = lxml.html.document_fromstring(
+        f"<html><body><article><p>Lead.</p>{inner}</article></body></html>")
+    drop_story_lists(tree)
+    text = tree.text_content()
+    assert "Lead." in text and kept in text
+    assert dropped is None or dropped not in text

@@ -158,6 +158,7 @@ def extract_article(html: bytes, url: str) -> Article:
         tree = load_html(html, DEFAULT_CONFIG.getint("DEFAULT", "MAX_FILE_SIZE"))
         if tree is not None:
             drop_story_lists(tree)
+            drop_hover_cards(tree)
         page_in = html if tree is None else tree
         data = _as_dict(trafilatura.bare_extraction(
             page_in, url=url, favor_precision=True, with_metadata=True,
@@ -223,6 +224,37 @@ def drop_story_lists(tree: lxml.html.HtmlElement) -> None:
     for story in _STORY_LISTS(tree):
         if story.getparent() is not None:
             story.drop_tree()
+
+
+# A box inside a paragraph's running text: a <span> with a picture and two or more links.
+_INLINE_BOXES = etree.XPath("//p//span[.//img][count(.//a) >= 2]")
+_WORD_CHAR = re.compile(r"\w")
+
+
+def drop_hover_cards(tree: lxml.html.HtmlElement) -> None:
+    """Take out of `tree` (in place) the cards that pop up over a name in the text: a span
+    inside a paragraph holding a photo and links only (the person's full name, their latest
+    stories, "MORE"), which the page's style hides until a hover. thehill's text read "Rep.
+    Ilhan OmarIlhan OmarHillicon Valley: Progressives oppose funding bill …" (benchmark
+    pages, token F1 0.87 and 0.94). The innermost such span goes; the name in the text, a
+    link before it, stays. Words outside the links mean text, and it stays."""
+    boxes = _INLINE_BOXES(tree)
+    inner = set(boxes)
+    for box in boxes:
+        inner.difference_update(box.iterancestors("span"))
+    for box in boxes:
+        if box in inner and not _WORD_CHAR.search(_text_outside_links(box)):
+            box.drop_tree()
+
+
+def _text_outside_links(el: lxml.html.HtmlElement) -> str:
+    """The text of `el` that is in none of its <a> elements."""
+    bare = deepcopy(el)
+    bare.tail = None
+    for link in list(bare.iter("a")):
+        if link.getparent() is not None:
+            link.drop_tree()  # its tail, text after the link, stays
+    return bare.text_content()
 
 
 def join_split_body(tree: lxml.html.HtmlElement) -> lxml.html.HtmlElement | None:

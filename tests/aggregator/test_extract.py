@@ -616,3 +616,33 @@ def test_drop_story_lists_takes_only_articles_side_by_side(inner: str, kept: str
     text = tree.text_content()
     assert "Lead." in text and kept in text
     assert dropped is None or dropped not in text
+
+
+@pytest.mark.skipif(not BENCH.is_dir(), reason=f"shared test data not found at {BENCH}")
+@pytest.mark.parametrize(("url_start", "sentence"), [
+    ("https://thehill.com/blogs/blog-briefing-room/news/471031",
+     "threatened to kill Rep. Ilhan Omar (D-Minn.), the U.S. Attorney’s Office"),
+    ("https://thehill.com/homenews/news/471033", "South Dakota Gov. Kristi Noem (R) is defending"),
+])
+def test_a_hover_card_over_a_name_is_no_part_of_the_text(url_start: str, sentence: str) -> None:
+    """thehill's hidden cards (photo, full name, latest stories) ran into the sentence:
+    "Rep. Ilhan OmarIlhan OmarHillicon Valley: …" (token F1 0.87 and 0.94)."""
+    f1 = _f1_module()
+    html, url, gold = _bench_page(url_start)
+    text = extract_article(html, url).text
+    assert sentence in text
+    assert f1.token_f1(text, gold) > 0.98
+
+
+@pytest.mark.parametrize(("span", "kept"), [
+    ('<span><img src="a.jpg"><a href="/p">Ann Lee</a><a href="/s">Her story</a></span>', False),
+    ('<span><img src="a.jpg"><a href="/p">Ann Lee</a> met <a href="/q">Bo Ma</a></span>', True),
+    ('<span><a href="/p">Ann Lee</a><a href="/s">Her story</a></span>', True),  # no picture
+])
+def test_drop_hover_cards_takes_a_picture_and_links_only(span: str, kept: bool) -> None:
+    from aggregator.extract import drop_hover_cards
+
+    tree = lxml.html.document_fromstring(f"<html><body><p>Said <a>Ann</a>{span} today.</p></body></html>")
+    drop_hover_cards(tree)
+    assert ("Ann Lee" in tree.text_content()) is kept
+    assert tree.text_content().startswith("Said Ann") and tree.text_content().endswith(" today.")

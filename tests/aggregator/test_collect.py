@@ -413,15 +413,22 @@ async def test_a_listings_relative_and_numeric_dates_are_read(sqlite_store):
     listing gave its stories no date (they sorted as new whatever their age) and a problem
     naming the date selector. Now they are read: relative ones at the time the page was
     fetched, numeric ones by the one reading that is a date, else by the page's language;
-    one that reads both ways on a page that does not say stays unread, and said."""
+    one that reads both ways on a page that does not say stays unread, and said. A time
+    written beside the day is kept ("25 Nov 2026, 14:05", "gestern, 14:30 Uhr": the day
+    alone sorted one day's stories in no order; "9:15 PM EST" was read 12 hours early, as
+    09:15 UTC), "11:10 GMT" alone is today's, and a
+    two-digit year ("24/11/26") is read (such a date was unread)."""
     from aggregator.model import Selectors
 
     fetched = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
     pages = {
         "/de": _dated_listing("de-DE", ["vor 2 Stunden", "gestern, 14:30 Uhr", "03.04.2026"]),
         "/fr": _dated_listing("fr", ["il y a 3 heures", "il y a une heure", "05/04/2026"]),
-        "/us": _dated_listing("en-US", ["2 hours ago", "Yesterday", "11/24/2026", "03/04/2026"]),
+        "/us": _dated_listing("en-US", ["2 hours ago", "Yesterday", "11/24/2026", "03/04/2026",
+                                        "Nov 24, 2026 9:15 PM EST"]),
         "/en": _dated_listing("en", ["25/11/2026", "03/04/2026"]),
+        "/gb": _dated_listing("en-GB", ["25 Nov 2026, 14:05", "25 Nov 2026, 09:30",
+                                        "Updated 11:10 GMT", "24/11/26"]),
     }
     async with LocalSite() as site:
         selectors = Selectors(item="article.card", link="h3 a", date=".when")
@@ -438,16 +445,19 @@ async def test_a_listings_relative_and_numeric_dates_are_read(sqlite_store):
         day = lambda m, d: datetime(2026, m, d, tzinfo=UTC)  # noqa: E731
         assert when == {
             ("de", "0"): datetime(2026, 11, 25, 13, 0, tzinfo=UTC),
-            ("de", "1"): day(11, 24), ("de", "2"): day(4, 3),
+            ("de", "1"): datetime(2026, 11, 24, 14, 30, tzinfo=UTC), ("de", "2"): day(4, 3),
             ("fr", "0"): datetime(2026, 11, 25, 12, 0, tzinfo=UTC),
             ("fr", "1"): datetime(2026, 11, 25, 14, 0, tzinfo=UTC),
             ("fr", "2"): day(4, 5),
             ("us", "0"): datetime(2026, 11, 25, 13, 0, tzinfo=UTC),
             ("us", "1"): day(11, 24), ("us", "2"): day(11, 24),
-            ("us", "3"): day(3, 4),
+            ("us", "3"): day(3, 4), ("us", "4"): datetime(2026, 11, 25, 2, 15, tzinfo=UTC),
             ("en", "0"): day(11, 25), ("en", "1"): None,
+            ("gb", "0"): datetime(2026, 11, 25, 14, 5, tzinfo=UTC),
+            ("gb", "1"): datetime(2026, 11, 25, 9, 30, tzinfo=UTC),
+            ("gb", "2"): datetime(2026, 11, 25, 11, 10, tzinfo=UTC), ("gb", "3"): day(11, 24),
         }
-        assert {name: r.problems for name, r in report.items()} == {"de": (), "fr": (), "us": (),
+        assert {name: r.problems for name, r in report.items()} == {"de": (), "fr": (), "us": (), "gb": (),
             "en": ("date selector '.when': no date read in 1 of 2 items (such as '03/04/2026')",)}
 
 

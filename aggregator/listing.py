@@ -81,7 +81,19 @@ def parse_listing(
         # First: `collect` names the first problem when no item is usable.
         problems=(*selector_misses(selectors, missed, len(blocks) - len(problems)), *problems),
         home_url=base_url,
+        next_url=next_page(root, base),
     )
+
+
+def next_page(root: etree._Element, base: str) -> str:
+    """The page after this one, as the page links it (`<link rel="next">` in its head, or an
+    `<a rel="next">`: WordPress's, Ghost's and most pagers' markup), absolute; "" for none."""
+    for el in root.iter("link", "a"):
+        if "next" in (el.get("rel") or "").lower().split() and (href := (el.get("href") or "").strip()):
+            url = joined(base, href)
+            if url.startswith(("http://", "https://")):
+                return url
+    return ""
 
 
 def selector_misses(selectors: Selectors, missed: dict[str, list[str]], linked: int) -> list[str]:

@@ -905,3 +905,54 @@ async def test_a_url_edited_while_the_old_one_is_fetched_is_still_fetched_at_onc
     assert r.ok and r.new == 1 and r.name == "feed"
     (row,) = await sqlite_store.list_sources()
     assert (row.status, row.url) == ("ok", site.url("/new.xml"))
+
+
+def _paged_listing(stories: list[str], next_href: str = "", link_next: bool = False) -> bytes:
+    """A listing page of `stories` linking its next page as a pager does: an <a rel="next">,
+    or a <link rel="next"> in its head."""
+    head = f'<link rel="next" href="{next_href}">' if next_href and link_next else ""
+    pager = f'<a rel="next" href="{next_href}">Older</a>' if next_href and not link_next else ""
+    cards = "".join(f'<article class="card"><h3><a href="/s/{s}">Story {s}</a></h3></article>'
+                    for s in stories)
+    return f"<html><head>{head}</head><body>{cards}<nav>{pager}</nav></body></html>".encode()
+
+
+async def test_a_listings_next_pages_are_read_up_to_its_pages(sqlite_store):
+    """Only a listing's first page was read: a new source had one page of stories, and a
+    round after more stories came out than one page shows missed the rest. Now its rel=next
+    pages are read, up to `pages`: all of them on the first round, on later ones only past a
+    page whose stories are all new; on its own host only, and where robots.txt allows."""
+    from aggregator.model import Selectors
+
+    async with LocalSite() as site:
+        other = site.url("/news/page/4", "elsewhere.example")
+        for path, body in {
+            "/news": _paged_listing(["a1", "a2"], "/news/page/2", link_next=True),
+            "/news/page/2": _paged_listing(["b1", "b2"], "/news/page/3"),
+            "/news/page/3": _paged_listing(["c1"], other),
+            "/blog": _paged_listing(["d1"], "/blog/page/2"),
+            "/blog/page/2": _paged_listing(["e1"]),
+        }.items():
+            site.route(path, body=body, content_type="text/html; charset=utf-8")
+        site.set_robots("User-agent: *\nDisallow: /blog/page/\n")
+        pages = lambda n: Selectors(item="article.card", link="h3 a", pages=n)  # noqa: E731
+        await sqlite_store.sync_sources([
+            SourceSpec("news", site.url("/news"), "world", kind="html", selectors=pages(5)),
+            SourceSpec("blog", site.url("/blog"), "world", kind="html", selectors=pages(3))])
+        c = collector(sqlite_store, site)
+        report = {r.name: r for r in (await c.run_round(force=True)).sources}
+        assert {(s.source, s.url.rsplit("/", 1)[-1]) for s in await sqlite_store.latest_stories(limit=20)} == {
+            ("news", "a1"), ("news", "a2"), ("news", "b1"), ("news", "b2"), ("news", "c1"),
+            ("blog", "d1")}
+        assert (report["news"].items, report["news"].new) == (5, 5)
+        assert report["news"].problems == (f"next page {other} is on another host: not followed",)
+        (blocked,) = report["blog"].problems
+        assert blocked.startswith(f"next page {site.url('/blog/page/2')}: robots.txt") and report["blog"].ok
+
+        # One new story on the first page, the others already stored: its next page is not read.
+        site.route("/news", body=_paged_listing(["a0", "a1", "a2"], "/news/page/2"),
+                   content_type="text/html; charset=utf-8")
+        site.reset_log()
+        report = {r.name: r for r in (await c.run_round(name="news", force=True)).sources}
+        assert (report["news"].items, report["news"].new) == (3, 1)
+        assert [p for p in site.paths_requested() if p.startswith("/news")] == ["/news"]

@@ -61,6 +61,8 @@ CHILD_SITEMAPS = 3
 # Article pages `sources check` reads of a full_text source: a sample, for a quick dry run.
 CHECK_SAMPLE = 3
 T = TypeVar("T")
+# Which of some canonical URLs are stories already (`Store.stored_urls`).
+Stored = Callable[[Iterable[str]], Awaitable[set[str]]]
 
 
 @dataclass(frozen=True)
@@ -373,7 +375,7 @@ class Collector:
         now = self.clock()
         try:
             parsed, result = await self._read(fetcher, spec, Validators(state.etag, state.last_modified),
-                                              now, pool)
+                                              now, pool, self.store.stored_urls)
         except (FetchError, ParseError) as e:
             return await self._failed(state, e, t0)
         except Exception as e:  # a bug in a parser must not stop the round: record it, log it loud
@@ -448,11 +450,17 @@ class Collector:
             log.info("collect.released sources=%d", n)
 
     async def _read(self, fetcher: Fetcher, spec: SourceSpec, validators: Validators,
-                    now: datetime, pool: ParsePool | None = None):
+                    now: datetime, pool: ParsePool | None = None, stored: Stored | None = None):
+        """The source's document and its fetch result (None for a 304). `stored`: which of
+        some URLs are stories already, where a listing's further pages stop (None: read all
+        the pages configured, as `check` shows them)."""
         result = await fetcher.fetch(spec.url, validators, own_host=own_host(spec))
         if result.not_modified:
             return None, result
         parsed = await self._parse(result, spec, spec.kind, now, pool)
+        if parsed.doc.next_url and spec.selectors is not None and spec.selectors.pages > 1:
+            parsed = await self._read_pages(fetcher, spec, parsed, result.final_url, now, pool,
+                                            stored)
         if parsed.doc.child_urls and not parsed.drafts:
             parsed = await self._read_children(fetcher, spec, parsed, now, pool)
             # No validators kept for an index: its 304 says nothing of its children (today's
@@ -504,6 +512,40 @@ class Collector:
             problems.append(f"{left} older child sitemaps not read")
         doc = replace(index.doc, problems=tuple(problems))
         return Parsed(doc, items, tuple(drafts), left_out)
+
+    async def _read_pages(self, fetcher: Fetcher, spec: SourceSpec, first: Parsed, first_url: str,
+                          now: datetime, pool: ParsePool | None, stored: Stored | None) -> Parsed:
+        """A listing with the pages after it, by their rel=next links, up to the source's
+        `pages` in all: a new source's backfill, and a round's stories past the first page
+        when more came out since the last round than one page shows. Not past a page holding
+        a stored story (`stored`): the later ones hold older stories still. Only on the
+        listing's own host, and where robots.txt allows (the site's pager named them, not
+        the operator); no page twice. A page that fails is a problem; those read stay."""
+        hosts = {urlsplit(spec.url).hostname, urlsplit(first_url).hostname}
+        seen, page = {spec.url, first_url}, first
+        problems, drafts = list(first.doc.problems), list(first.drafts)
+        items, left_out = first.item_count, first.left_out
+        for _ in range(spec.selectors.pages - 1 if spec.selectors else 0):
+            url = page.doc.next_url
+            if not url or url in seen:
+                break
+            if urlsplit(url).hostname not in hosts:
+                problems.append(f"next page {url} is on another host: not followed")
+                break
+            if stored is not None and await stored(d.url for d in page.drafts):
+                break
+            seen.add(url)
+            try:
+                result = await fetcher.fetch_page(url, own_host=own_host(spec))
+                page = await self._parse(result, spec, "html", now, pool)
+            except (FetchError, ParseError) as e:
+                problems.append(f"next page {url}: {e}")
+                break
+            problems.extend(f"{url}: {p}" for p in page.doc.problems)
+            drafts.extend(page.drafts)
+            items += page.item_count
+            left_out += page.left_out
+        return Parsed(replace(first.doc, problems=tuple(problems)), items, tuple(drafts), left_out)
 
     async def check(self, spec: SourceSpec) -> SourceCheck:
         """Dry run for `tidings sources check`: fetch and parse once, store nothing. A

@@ -11,7 +11,8 @@ same kind of event a year later.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
 
 from aggregator.feeddates import month_number
 from aggregator.normalize import plausible_time
@@ -66,7 +67,9 @@ def time_from_lead(text: str, now: datetime) -> datetime | None:
 
 # Listing pages write a story's date as its readers read it: "25.11.2026", "11/25/2026",
 # "2 hours ago", "vor 2 Stunden", "yesterday". Read only where one reading is possible.
-_NUMERIC = re.compile(r"\b(\d{1,2})([./-])(\d{1,2})\2((?:19|20)\d\d)\b|\b((?:19|20)\d\d)/(\d{1,2})/(\d{1,2})\b")
+# A two-digit year ("25.11.26", "11/25/26") is read as strptime's %y reads it: 00-68 are 20xx.
+_NUMERIC = re.compile(r"\b(\d{1,2})([./-])(\d{1,2})\2((?:19|20)\d\d|\d\d)\b(?![./-]\d)"
+                      r"|\b((?:19|20)\d\d)/(\d{1,2})/(\d{1,2})\b")
 # Languages (BCP 47 tags, lower-cased) whose readers write the month first: 11/25/2026.
 # English elsewhere writes the day first; plain "en" (or Canada's, which writes both) says
 # neither, and other languages write the day first.
@@ -75,8 +78,8 @@ _DAY_FIRST_ENGLISH = ("en-gb", "en-ie", "en-au", "en-nz", "en-in", "en-za", "en-
 
 
 def numeric_date(text: str, lang: str = "") -> datetime | None:
-    """The day of a numeric date (midnight UTC): "25.11.2026" (dots: day first, as every
-    language writing them does), "2026/11/25", and "25/11/2026" or "11/25/2026" by the one
+    """The day of a numeric date (midnight UTC): "25.11.2026" or "25.11.26" (dots: day
+    first, as every language writing them does), "2026/11/25", and "25/11/2026" or "11/25/2026" by the one
     reading that is a date, else by the page's language `lang` ("en-US": month first; "de",
     "fr", "en-GB": day first). None when it reads both ways and the language does not say:
     a wrong date is worse than none (pure)."""
@@ -86,6 +89,8 @@ def numeric_date(text: str, lang: str = "") -> datetime | None:
     if m.group(5):
         return _day(int(m.group(5)), int(m.group(6)), int(m.group(7)))
     first, sep, second, year = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+    if year < 100:  # a German listing's "25.11.26" was no date at all
+        year += 2000 if year < 69 else 1900
     day_first, month_first = _day(year, second, first), _day(year, first, second)
     if day_first is None or month_first is None or day_first == month_first or sep == ".":
         return day_first or month_first
@@ -136,7 +141,8 @@ def relative_date(text: str, now: datetime) -> datetime | None:
     """The time a relative date means at `now`, the time the page was fetched: "2 hours
     ago", "vor 2 Stunden", "il y a 3 heures", "hace un día" (months as 30 days, years as
     365); "just now" is `now`; "today" and "yesterday" (and their German, French, Spanish
-    words, opening the text) are that day, midnight UTC, as other day dates are (pure)."""
+    words, opening the text) are that day, at the time the text writes beside them
+    (`with_clock`), else midnight UTC, as other day dates are (pure)."""
     if m := _RELATIVE.search(text):
         count, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
         return now - timedelta(seconds=_count(count) * _UNIT_SECONDS[unit.lower()])
@@ -144,9 +150,82 @@ def relative_date(text: str, now: datetime) -> datetime | None:
         if (back := _DAYS_BACK[m.group(1).lower()]) is None:
             return now
         day = (now.astimezone(UTC) - timedelta(days=back)).date()
-        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return with_clock(datetime(day.year, day.month, day.day, tzinfo=UTC), text, now)
     return None
 
 
 def _count(word: str) -> int:
     return int(word) if word.isdigit() else 1  # "an hour", "einer Stunde", "une heure"
+
+
+# A time of day as listings write it beside a date: "14:05", "14h05", "2:05 PM", "5:45 p.m.
+# ET", "09:15 Uhr", "8:54 PM UTC", "14:05 GMT+1", "10:00 +01:00". Minutes are required: a
+# bare "14h" or "2pm" is too easily some other number.
+_CLOCK = re.compile(
+    r"(?<![\d:.])(\d{1,2})(?::|h)(\d\d)(?::\d\d)?(?![\d:])"
+    r"(?:\s*([ap])\.?\s?m\b\.?)?(?:\s*uhr\b)?"
+    r"(?:\s*([a-z]{1,4})\b)?(?:\s*([+\-\u2212])(\d{1,2})(?::?(\d\d))?)?",
+    re.IGNORECASE)
+# Zones by their abbreviations, in hours from UTC (CST as North America's, where English
+# listings use it); the US's "ET"/"PT" are summer or winter time by the date.
+_ZONE_HOURS = {"gmt": 0, "utc": 0, "ut": 0, "z": 0, "wet": 0, "bst": 1, "west": 1, "cet": 1,
+               "mez": 1, "cest": 2, "mesz": 2, "eet": 2, "eest": 3, "msk": 3, "jst": 9,
+               "kst": 9, "aest": 10, "aedt": 11, "est": -5, "edt": -4, "cst": -6, "cdt": -5,
+               "mst": -7, "mdt": -6, "pst": -8, "pdt": -7}
+_ZONE_PLACES = {"et": "America/New_York", "ct": "America/Chicago", "mt": "America/Denver",
+                "pt": "America/Los_Angeles"}
+
+
+def _clock(text: str) -> tuple[int, int, tzinfo | None] | None:
+    """The first time of day in `text`: hour, minute (24-hour) and its zone, None when
+    unsaid or a word that is no zone (pure)."""
+    m = _CLOCK.search(text)
+    if m is None:
+        return None
+    hour, minute = int(m.group(1)), int(m.group(2))
+    if m.group(3) and 1 <= hour <= 12:  # "14:05 am Montag" is German's "on", not a.m.
+        hour = hour % 12 + (12 if m.group(3).lower() == "p" else 0)
+    if hour > 23 or minute > 59:
+        return None
+    name = (m.group(4) or "").lower()
+    zone: tzinfo | None = None
+    if name in _ZONE_PLACES:
+        zone = ZoneInfo(_ZONE_PLACES[name])
+    elif name in _ZONE_HOURS:
+        zone = timezone(timedelta(hours=_ZONE_HOURS[name]))
+    if m.group(5) and (not name or _ZONE_HOURS.get(name) == 0) and int(m.group(6)) <= 14:
+        sign = 1 if m.group(5) == "+" else -1
+        zone = timezone(sign * timedelta(hours=int(m.group(6)), minutes=int(m.group(7) or 0)))
+    return hour, minute, zone
+
+
+def with_clock(day: datetime, text: str, now: datetime | None = None) -> datetime:
+    """`day` (midnight UTC, the date `text` writes) at the time of day `text` writes beside
+    it, in UTC: "6 Dec 2026, 14:05", "Jun 7, 2023, 8:54 PM UTC", "February 1, 2016: 1:28 AM
+    ET". Kept as the day alone, a listing's stories of one day sorted in no order and were up
+    to a day off. A time without a zone is read as UTC, as a feed's is (`parse_date`), but
+    not past `now`: a site east of UTC writes times ahead of UTC's. `day` when `text` gives
+    no time (pure)."""
+    clock = _clock(text)
+    if clock is None:
+        return day
+    hour, minute, zone = clock
+    at = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone or UTC).astimezone(UTC)
+    if zone is None and now is not None and day <= now < at:
+        return now
+    return at
+
+
+def zoned_clock(text: str, now: datetime) -> datetime | None:
+    """A time alone with its zone, as listings write today's stories ("14:05 GMT", "Updated
+    2:05 PM ET"): the last such time at `now`, today or else yesterday in that zone. None
+    without a zone: "14:05" could be any hour of UTC's day (pure)."""
+    clock = _clock(text)
+    if clock is None or clock[2] is None:
+        return None
+    hour, minute, zone = clock
+    local_now = now.astimezone(zone)
+    at = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if at > local_now:
+        at -= timedelta(days=1)  # wall-clock arithmetic: a ZoneInfo keeps that day's offset
+    return at.astimezone(UTC)

@@ -17,7 +17,7 @@ from cssselect import SelectorError
 from lxml import etree
 
 from aggregator.canonical import joined
-from aggregator.dateline import dateline, numeric_date, relative_date
+from aggregator.dateline import dateline, numeric_date, relative_date, with_clock, zoned_clock
 from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem, Selectors
 from aggregator.textclean import clean_inline, decode_html, html_to_text, parse_date
@@ -81,7 +81,19 @@ def parse_listing(
         # First: `collect` names the first problem when no item is usable.
         problems=(*selector_misses(selectors, missed, len(blocks) - len(problems)), *problems),
         home_url=base_url,
+        next_url=next_page(root, base),
     )
+
+
+def next_page(root: etree._Element, base: str) -> str:
+    """The page after this one, as the page links it (`<link rel="next">` in its head, or an
+    `<a rel="next">`: WordPress's, Ghost's and most pagers' markup), absolute; "" for none."""
+    for el in root.iter("link", "a"):
+        if "next" in (el.get("rel") or "").lower().split() and (href := (el.get("href") or "").strip()):
+            url = joined(base, href)
+            if url.startswith(("http://", "https://")):
+                return url
+    return ""
 
 
 def selector_misses(selectors: Selectors, missed: dict[str, list[str]], linked: int) -> list[str]:
@@ -150,16 +162,16 @@ def _item(block: etree._Element, selectors: Selectors, base: str,
         values = [date_el.get(a) for a in _DATE_ATTRS] + [date_el.text_content()]
         published_at = next((d for d in map(parse_date, filter(None, values)) if d), None)
         # A date as the page writes it for readers ("November 25, 2026", "25. November
-        # 2026", "25 novembre 2026"): its day, as a date-only feed date is read. Only
-        # machine formats were read, and such a listing's stories had no date at all.
+        # 2026", "25 novembre 2026", "25.11.2026", "11/25/2026": the reading that is a date,
+        # else the page language's), at the time of day written beside it ("6 Dec 2026,
+        # 14:05"); "vor 2 Stunden", "yesterday", "14:05 GMT" alone (at the fetch time). Only
+        # machine formats were read, and such a listing's stories had no date at all (they
+        # sorted as new whatever their age); then only the day, in no order within it.
         text = date_el.text_content()
-        published_at = published_at or dateline(text)
-        # "25.11.2026", "11/25/2026" (the reading that is a date, else the page language's),
-        # "vor 2 Stunden", "yesterday" (at the fetch time): a listing writing its dates so
-        # gave its stories none, and they sorted as new whatever their age.
-        published_at = published_at or numeric_date(text, when.lang)
+        if published_at is None and (day := dateline(text) or numeric_date(text, when.lang)):
+            published_at = with_clock(day, text, when.now)
         if published_at is None and when.now is not None:
-            published_at = relative_date(text, when.now)
+            published_at = relative_date(text, when.now) or zoned_clock(text, when.now)
         if published_at is None:
             missed["date_text"].append(clean_inline(text))
     img_el = found("image")

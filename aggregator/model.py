@@ -47,11 +47,15 @@ class ParsedDocument:
     home_url: str = ""
     # Documents this one points to instead of stories: the <sitemap><loc>s of a sitemap index.
     child_urls: tuple[str, ...] = ()
+    # A listing's next page (<link rel="next">, <a rel="next">), absolute; "" for none.
+    next_url: str = ""
 
 
 @dataclass(frozen=True)
 class Selectors:
-    """CSS selectors for an HTML listing page; only `item` and `link` are required."""
+    """CSS selectors for an HTML listing page; only `item` and `link` are required. `pages`,
+    not a selector, is how many of the listing's pages to read, following its rel=next links
+    (kept here because the sources table stores the selectors as one JSON value)."""
 
     item: str
     link: str
@@ -59,6 +63,7 @@ class Selectors:
     summary: str = ""
     date: str = ""
     image: str = ""
+    pages: int = 1
 
 
 @dataclass(frozen=True)

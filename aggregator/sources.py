@@ -34,6 +34,8 @@ SOURCE_KEYS = ("name", "url", "category", "kind", "interval", "enabled", "weight
                "keep", "block", "selectors")
 SELECTOR_KEYS = tuple(f.name for f in dataclasses.fields(Selectors))
 MAX_WEIGHT = 10.0
+# Pages of one listing read a round at most: each is a request to the publisher's site.
+MAX_LISTING_PAGES = 10
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _DURATION_PART_RE = re.compile(r"(\d+)\s*([smhd])")
@@ -197,6 +199,11 @@ def _check_selectors(raw: Any, err: _SourceErrors) -> Selectors:
     for required in ("item", "link"):
         if required not in raw:
             raise err(f"selectors need '{required}'", "selectors")
+    pages = raw.get("pages", 1)
+    if isinstance(pages, bool) or not isinstance(pages, int) or not 1 <= pages <= MAX_LISTING_PAGES:
+        raise err(f"pages must be a whole number from 1 to {MAX_LISTING_PAGES}, got {pages!r}",
+                  "selectors", "pages")
+    raw = {k: v for k, v in raw.items() if k != "pages"}
     translator = GenericTranslator()
     for key, css in raw.items():
         if not isinstance(css, str) or (key in ("item", "link") and not css.strip()):
@@ -206,7 +213,7 @@ def _check_selectors(raw: Any, err: _SourceErrors) -> Selectors:
                 translator.css_to_xpath(css)
             except (SelectorError, RecursionError) as e:  # a selector nested thousands deep
                 raise err(f"invalid CSS selector {css!r}: {e}", "selectors", key) from None
-    return Selectors(**{k: v.strip() for k, v in raw.items()})
+    return Selectors(**{k: v.strip() for k, v in raw.items()}, pages=pages)
 
 
 def _check_rule(table: dict[str, Any], key: str, err: _SourceErrors) -> str:

@@ -1707,6 +1707,12 @@ class Store:
                         .values(duplicate_of=root))
         await s.execute(update(StoryRow).where(StoryRow.id == root).values(duplicate_of=None))
 
+    async def stored_urls(self, urls: Iterable[str]) -> set[str]:
+        """Which of these canonical URLs are stories already."""
+        urls = list(urls)
+        async with self.session() as s:
+            return set((await s.scalars(select(StoryRow.url).where(StoryRow.url.in_(urls)))).all())
+
     async def urls_with_text(self, urls: Iterable[str]) -> set[str]:
         """Which of these canonical URLs are stored with a body already, or taken down (no
         need to fetch: a taken-down article's page was read again every round, then refused)."""

@@ -47,6 +47,9 @@ _DECODED_MARKUP = re.compile(
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]+encoding\s*=\s*["']([a-zA-Z0-9_.:-]+)""")
 _CT_CHARSET = re.compile(r"charset\s*=\s*[\"']?([a-zA-Z0-9_.:-]+)", re.I)
+# A 12-hour clock ("3:46 PM"): no RFC 822 date has one, but email.utils reads such a text
+# leniently and drops the marker, "Jun 7, 2023, 8:54 PM UTC" as 08:54.
+_MERIDIEM = re.compile(r"\d\s*[ap]\.?m\b", re.I)
 # Links from a teaser to its own article, which feeds append to every item: the Guardian's
 # "Continue reading...", tagesschau's "[mehr]", the Washington Post's "Read full article >>",
 # NYT pages' "Continue reading the main story" (between the paragraphs, where an ad was).
@@ -299,6 +302,8 @@ def parse_date(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
+        if _MERIDIEM.search(value):  # a text for readers (`dateline.with_clock` reads it)
+            return None
         try:
             parsed = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):

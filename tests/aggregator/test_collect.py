@@ -413,15 +413,22 @@ async def test_a_listings_relative_and_numeric_dates_are_read(sqlite_store):
     listing gave its stories no date (they sorted as new whatever their age) and a problem
     naming the date selector. Now they are read: relative ones at the time the page was
     fetched, numeric ones by the one reading that is a date, else by the page's language;
-    one that reads both ways on a page that does not say stays unread, and said."""
+    one that reads both ways on a page that does not say stays unread, and said. A time
+    written beside the day is kept ("25 Nov 2026, 14:05", "gestern, 14:30 Uhr": the day
+    alone sorted one day's stories in no order; "9:15 PM EST" was read 12 hours early, as
+    09:15 UTC), "11:10 GMT" alone is today's, and a
+    two-digit year ("24/11/26") is read (such a date was unread)."""
     from aggregator.model import Selectors
 
     fetched = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
     pages = {
         "/de": _dated_listing("de-DE", ["vor 2 Stunden", "gestern, 14:30 Uhr", "03.04.2026"]),
         "/fr": _dated_listing("fr", ["il y a 3 heures", "il y a une heure", "05/04/2026"]),
-        "/us": _dated_listing("en-US", ["2 hours ago", "Yesterday", "11/24/2026", "03/04/2026"]),
+        "/us": _dated_listing("en-US", ["2 hours ago", "Yesterday", "11/24/2026", "03/04/2026",
+                                        "Nov 24, 2026 9:15 PM EST"]),
         "/en": _dated_listing("en", ["25/11/2026", "03/04/2026"]),
+        "/gb": _dated_listing("en-GB", ["25 Nov 2026, 14:05", "25 Nov 2026, 09:30",
+                                        "Updated 11:10 GMT", "24/11/26"]),
     }
     async with LocalSite() as site:
         selectors = Selectors(item="article.card", link="h3 a", date=".when")
@@ -438,16 +445,19 @@ async def test_a_listings_relative_and_numeric_dates_are_read(sqlite_store):
         day = lambda m, d: datetime(2026, m, d, tzinfo=UTC)  # noqa: E731
         assert when == {
             ("de", "0"): datetime(2026, 11, 25, 13, 0, tzinfo=UTC),
-            ("de", "1"): day(11, 24), ("de", "2"): day(4, 3),
+            ("de", "1"): datetime(2026, 11, 24, 14, 30, tzinfo=UTC), ("de", "2"): day(4, 3),
             ("fr", "0"): datetime(2026, 11, 25, 12, 0, tzinfo=UTC),
             ("fr", "1"): datetime(2026, 11, 25, 14, 0, tzinfo=UTC),
             ("fr", "2"): day(4, 5),
             ("us", "0"): datetime(2026, 11, 25, 13, 0, tzinfo=UTC),
             ("us", "1"): day(11, 24), ("us", "2"): day(11, 24),
-            ("us", "3"): day(3, 4),
+            ("us", "3"): day(3, 4), ("us", "4"): datetime(2026, 11, 25, 2, 15, tzinfo=UTC),
             ("en", "0"): day(11, 25), ("en", "1"): None,
+            ("gb", "0"): datetime(2026, 11, 25, 14, 5, tzinfo=UTC),
+            ("gb", "1"): datetime(2026, 11, 25, 9, 30, tzinfo=UTC),
+            ("gb", "2"): datetime(2026, 11, 25, 11, 10, tzinfo=UTC), ("gb", "3"): day(11, 24),
         }
-        assert {name: r.problems for name, r in report.items()} == {"de": (), "fr": (), "us": (),
+        assert {name: r.problems for name, r in report.items()} == {"de": (), "fr": (), "us": (), "gb": (),
             "en": ("date selector '.when': no date read in 1 of 2 items (such as '03/04/2026')",)}
 
 
@@ -895,3 +905,54 @@ async def test_a_url_edited_while_the_old_one_is_fetched_is_still_fetched_at_onc
     assert r.ok and r.new == 1 and r.name == "feed"
     (row,) = await sqlite_store.list_sources()
     assert (row.status, row.url) == ("ok", site.url("/new.xml"))
+
+
+def _paged_listing(stories: list[str], next_href: str = "", link_next: bool = False) -> bytes:
+    """A listing page of `stories` linking its next page as a pager does: an <a rel="next">,
+    or a <link rel="next"> in its head."""
+    head = f'<link rel="next" href="{next_href}">' if next_href and link_next else ""
+    pager = f'<a rel="next" href="{next_href}">Older</a>' if next_href and not link_next else ""
+    cards = "".join(f'<article class="card"><h3><a href="/s/{s}">Story {s}</a></h3></article>'
+                    for s in stories)
+    return f"<html><head>{head}</head><body>{cards}<nav>{pager}</nav></body></html>".encode()
+
+
+async def test_a_listings_next_pages_are_read_up_to_its_pages(sqlite_store):
+    """Only a listing's first page was read: a new source had one page of stories, and a
+    round after more stories came out than one page shows missed the rest. Now its rel=next
+    pages are read, up to `pages`: all of them on the first round, on later ones only past a
+    page whose stories are all new; on its own host only, and where robots.txt allows."""
+    from aggregator.model import Selectors
+
+    async with LocalSite() as site:
+        other = site.url("/news/page/4", "elsewhere.example")
+        for path, body in {
+            "/news": _paged_listing(["a1", "a2"], "/news/page/2", link_next=True),
+            "/news/page/2": _paged_listing(["b1", "b2"], "/news/page/3"),
+            "/news/page/3": _paged_listing(["c1"], other),
+            "/blog": _paged_listing(["d1"], "/blog/page/2"),
+            "/blog/page/2": _paged_listing(["e1"]),
+        }.items():
+            site.route(path, body=body, content_type="text/html; charset=utf-8")
+        site.set_robots("User-agent: *\nDisallow: /blog/page/\n")
+        pages = lambda n: Selectors(item="article.card", link="h3 a", pages=n)  # noqa: E731
+        await sqlite_store.sync_sources([
+            SourceSpec("news", site.url("/news"), "world", kind="html", selectors=pages(5)),
+            SourceSpec("blog", site.url("/blog"), "world", kind="html", selectors=pages(3))])
+        c = collector(sqlite_store, site)
+        report = {r.name: r for r in (await c.run_round(force=True)).sources}
+        assert {(s.source, s.url.rsplit("/", 1)[-1]) for s in await sqlite_store.latest_stories(limit=20)} == {
+            ("news", "a1"), ("news", "a2"), ("news", "b1"), ("news", "b2"), ("news", "c1"),
+            ("blog", "d1")}
+        assert (report["news"].items, report["news"].new) == (5, 5)
+        assert report["news"].problems == (f"next page {other} is on another host: not followed",)
+        (blocked,) = report["blog"].problems
+        assert blocked.startswith(f"next page {site.url('/blog/page/2')}: robots.txt") and report["blog"].ok
+
+        # One new story on the first page, the others already stored: its next page is not read.
+        site.route("/news", body=_paged_listing(["a0", "a1", "a2"], "/news/page/2"),
+                   content_type="text/html; charset=utf-8")
+        site.reset_log()
+        report = {r.name: r for r in (await c.run_round(name="news", force=True)).sources}
+        assert (report["news"].items, report["news"].new) == (3, 1)
+        assert [p for p in site.paths_requested() if p.startswith("/news")] == ["/news"]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aggregator.dateline import dateline, numeric_date, relative_date
+from aggregator.dateline import dateline, numeric_date, relative_date, with_clock, zoned_clock
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -73,7 +73,11 @@ def test_only_the_lead_counts():
     ("03/04/2026", "en", None),  # reads both ways, and English does not say which
     ("03/04/2026", "", None),
     ("31/02/2026", "de", None),
-    ("25.11.26", "de", None),  # a two-digit year: read no further than a wrong century
+    ("25.11.26", "de", (2026, 11, 25)),  # a two-digit year, as strptime's %y reads it
+    ("11/25/26", "", (2026, 11, 25)),
+    ("03/04/26", "en-US", (2026, 3, 4)),
+    ("03/04/26", "en", None),
+    ("1.2.3.4", "", None),  # a version or an address, not a date
 ])
 def test_numeric_dates_only_where_one_reading_holds(text: str, lang: str,
                                                     expected: tuple[int, int, int] | None) -> None:
@@ -92,7 +96,8 @@ FETCHED = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
     ("il y a 3 heures", datetime(2026, 11, 25, 12, 0, tzinfo=UTC)),
     ("hace 2 días", datetime(2026, 11, 23, 15, 0, tzinfo=UTC)),
     ("just now", FETCHED),
-    ("Yesterday, 14:30", datetime(2026, 11, 24, tzinfo=UTC)),
+    ("Yesterday, 14:30", datetime(2026, 11, 24, 14, 30, tzinfo=UTC)),
+    ("today, 16:30", FETCHED),  # no zone: read as UTC, but not past the fetch time
     ("Gestern", datetime(2026, 11, 24, tzinfo=UTC)),
     ("aujourd’hui à 9h", datetime(2026, 11, 25, tzinfo=UTC)),
     ("in 2 hours", None),
@@ -100,3 +105,42 @@ FETCHED = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 ])
 def test_relative_dates_are_read_at_the_fetch_time(text: str, expected: datetime | None) -> None:
     assert relative_date(text, FETCHED) == expected
+
+
+DAY = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("25 Nov 2026, 14:05", (14, 5)),  # no zone: UTC, as a feed's naive time
+    ("November 25, 2026 at 2:05 p.m. EST", (19, 5)),
+    ("Nov 25, 2026, 8:54 PM UTC", (20, 54)),
+    ("25. November 2026, 09:15 Uhr", (9, 15)),
+    ("25.11.2026 14h05", (14, 5)),
+    ("25 Nov 2026 10:00 GMT+1", (9, 0)),
+    ("25 Nov 2026 10:00 +05:30", (4, 30)),
+    ("November 25, 2026: 1:28 AM ET", (6, 28)),  # Eastern winter time
+    ("Nov 25, 2026 12:30 AM", (0, 30)),
+    ("25.11.2026, 14:05 am Montag", (14, 5)),  # German "am" (on) is no a.m.
+    ("25 Nov 2026, 16:30", (15, 0)),  # ahead of the fetch time: a zone east of UTC
+    ("25 Nov 2026 by Jane Doe", (0, 0)),
+    ("25 Nov 2026, 44:22 GMT", (0, 0)),  # a countdown, no time of day
+])
+def test_a_time_beside_the_date_is_kept(text: str, expected: tuple[int, int]) -> None:
+    assert with_clock(DAY, text, FETCHED) == DAY.replace(hour=expected[0], minute=expected[1])
+
+
+def test_us_eastern_time_follows_summer_time() -> None:
+    assert with_clock(datetime(2016, 7, 1, tzinfo=UTC), "July 1, 2016: 1:28 AM ET") == \
+        datetime(2016, 7, 1, 5, 28, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("14:05 GMT", datetime(2026, 11, 25, 14, 5, tzinfo=UTC)),
+    ("16:05 GMT", datetime(2026, 11, 24, 16, 5, tzinfo=UTC)),  # ahead of now: yesterday's
+    ("Updated 2:05 PM ET", datetime(2026, 11, 24, 19, 5, tzinfo=UTC)),
+    ("9:00 JST", datetime(2026, 11, 25, 0, 0, tzinfo=UTC)),
+    ("14:05", None),  # no zone: any hour of a day
+])
+def test_a_time_alone_with_its_zone_is_the_last_one_before_the_fetch(
+        text: str, expected: datetime | None) -> None:
+    assert zoned_clock(text, FETCHED) == expected

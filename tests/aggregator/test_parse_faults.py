@@ -495,7 +495,8 @@ def test_html_listing_images_of_a_lazy_loading_page() -> None:
 
 def test_html_listing_dates_written_for_readers() -> None:
     """Only machine formats (ISO, RFC 822) were read: a listing that writes its dates for
-    readers gave every story no date. Now the day is read (English or another language);
+    readers gave every story no date. Now the day is read (English or another language),
+    at the time of day written beside it;
     a text that is no date is a problem naming the selector."""
     page = b"""<html><body>
     <div class="s"><a href="/a">A</a><span class="d">Published November 24, 2026</span></div>
@@ -507,7 +508,8 @@ def test_html_listing_dates_written_for_readers() -> None:
     doc = parse_document(page, base_url="https://n.example/", kind="html",
                          selectors=Selectors(item="div.s", link="a", date=".d"))
     day = datetime(2026, 11, 24, tzinfo=UTC)
-    assert [i.published_at for i in doc.items] == [day, day, day, day.replace(hour=9), None]
+    assert [i.published_at for i in doc.items] == [day, day.replace(hour=9, minute=15), day,
+                                                   day.replace(hour=9), None]
     assert doc.problems == ("date selector '.d': no date read in 1 of 5 items (such as 'vor 2 Stunden')",)
 
 
@@ -536,6 +538,26 @@ def test_html_listing_on_a_real_front_page() -> None:
     assert len(doc.items) >= 5
     assert all(i.url.startswith(("http://", "https://")) for i in doc.items)
     assert len({i.url for i in doc.items}) == len(doc.items)
+
+
+@needs_pages
+@pytest.mark.parametrize("page, date, expected", [
+    ("cnn", "span.cnnDateStamp", (2016, 2, 1, 17, 41)),  # "February 1, 2016: 12:41 PM ET"
+    # "Sunday, Feb 1, 2015 11:57 AM UTC"; its data-tlt-epoch-time says the same minute
+    ("salon-1", "span.toLocalTime", (2015, 2, 1, 11, 57)),
+    # "March 11, 2015 3:46 PM", no zone: UTC (email.utils read it as 03:46)
+    ("yahoo-3", "abbr", (2015, 3, 11, 15, 46)),
+    ("heise", "p.news_datum", (2015, 4, 8, 12, 46)),  # "08.04.2015 12:46"
+])
+def test_html_listing_times_in_real_markup(page: str, date: str, expected: tuple[int, ...]) -> None:
+    """Stamps as real pages write them, without a machine-readable attribute: their day only
+    was read (midnight UTC), the time beside it lost, or an afternoon's time 12 hours early
+    (RFC 822's reader dropped "PM"). Each page read as a one-item listing."""
+    body = (DATA / "readability-news-pages" / page / "source.html").read_bytes()
+    doc = parse_document(body, base_url="https://n.example/", kind="html",
+                         selectors=Selectors(item="body", link="a[href]", date=date),
+                         now=datetime(2026, 1, 1, tzinfo=UTC))
+    assert doc.items[0].published_at == datetime(*expected, tzinfo=UTC)
 
 
 def test_detect_kind() -> None:

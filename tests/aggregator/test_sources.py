@@ -159,6 +159,7 @@ full_text = true
 item = "article"
 link = "h2 a"
 date = "time"
+pages = 3
 
 [[source]]
 name = "b"
@@ -171,7 +172,8 @@ interval = 600
     assert first == SourceSpec(name="site_1", url="https://example.org/news",
                                category="entertainment", kind="html", interval_s=7200,
                                enabled=False, weight=3.0, full_text=True,
-                               selectors=Selectors(item="article", link="h2 a", date="time"))
+                               selectors=Selectors(item="article", link="h2 a", date="time",
+                                                   pages=3))
     assert (second.kind, second.interval_s, second.selectors) == ("sitemap", 600, None)
 
 
@@ -253,6 +255,10 @@ SOURCE_ERRORS = [
     (A + 'kind = "html"\nselectors = { item = "li", link = "a", author = ".by" }\n', 6,
      "selectors.author", "source 'a'", "unknown selector"),
     (A + 'kind = "html"\nselectors = "li"\n', 6, "selectors", "source 'a'", "must be a table"),
+    (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "a"\npages = 11\n', 9,
+     "selectors.pages", "source 'a'", "pages must be a whole number from 1 to 10, got 11"),
+    (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "a"\npages = "2"\n', 9,
+     "selectors.pages", "source 'a'", "pages must be a whole number"),
     (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "' + ":is(" * 3000 + "a"
      + ")" * 3000 + '"\n', 8, "selectors.link", "source 'a'", "invalid CSS selector"),
     # Item rules: compiled at load, so a typo is its line, not a failure in every round.

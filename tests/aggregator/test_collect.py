@@ -895,3 +895,17 @@ async def test_a_url_edited_while_the_old_one_is_fetched_is_still_fetched_at_onc
     assert r.ok and r.new == 1 and r.name == "feed"
     (row,) = await sqlite_store.list_sources()
     assert (row.status, row.url) == ("ok", site.url("/new.xml"))
+
+
+async def test_an_item_linking_a_host_no_dns_name_has_leaves_the_rest_of_its_feed_stored(store):
+    """A story's site is its link's host, stored in 255 characters; a host of 308 (no DNS name
+    is longer than 253) made PostgreSQL refuse the round's whole batch, so one junk item kept
+    every story of its feed out, round after round. On both engines: SQLite stored it."""
+    junk = ".".join(["a" * 60] * 5) + ".com"
+    async with LocalSite() as site:
+        site.route("/feed.xml", body=_feed("news.example", "Kept", "Junk").replace(
+            "http://news.example/1", f"http://{junk}/1"), content_type="application/rss+xml")
+        await store.sync_sources([SourceSpec("feed", site.url("/feed.xml"), "politics")])
+        (report,) = (await collector(store, site).run_round()).sources
+    assert (report.ok, report.new) == (True, 1), report.error
+    assert [(s.title, s.site) for s in await store.latest_stories()] == [("Kept", "news.example")]

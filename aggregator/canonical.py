@@ -117,6 +117,10 @@ _PCT = re.compile(r"%[0-9a-fA-F]{2}")
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 # A fragment may also hold "?" (RFC 3986 §3.5); a second "#" is escaped.
 _FRAGMENT_SAFE = _PATH_SAFE + "?"
+# The longest host a DNS name can be (RFC 1035: 255 octets on the wire, 253 written). A longer
+# one names no server, and a story's site (its host) is stored in 255 characters: PostgreSQL
+# refused such a link's story, and the whole batch stored with it (a source's round).
+MAX_HOST_CHARS = 253
 
 
 def canonical_url(url: str, base: str | None = None) -> str:
@@ -306,6 +310,8 @@ def _normalize_host(host: str) -> str:
             raise ValueError(f"bad host name {host!r}") from e
     if not host:
         raise ValueError("URL has no host")
+    if len(host) > MAX_HOST_CHARS:
+        raise ValueError(f"host name longer than {MAX_HOST_CHARS} characters")
     if not _HOST_OK.match(host) or ".." in host or host.startswith("."):
         raise ValueError(f"bad host name {host!r}")
     return host

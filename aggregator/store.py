@@ -37,6 +37,7 @@ from sqlalchemy import (
     cast,
     delete,
     event,
+    false,
     func,
     insert,
     literal_column,
@@ -777,13 +778,22 @@ def key_column(name: str) -> str:
     return name_key(name)[:NAME_KEY_CHARS]
 
 
+def _named(column, name: str):
+    """`column == name` for a name a caller gives (a filter, a reader's follow, a URL's path).
+    No stored name holds a NUL (PostgreSQL refuses one in text; sources.toml and the importer
+    never give one), and PostgreSQL refuses one as a parameter too: `/v1/stories?category=%00`,
+    or a reader's follow of such a name (every feed of theirs after), was a 500 there where
+    SQLite selected nothing. It selects nothing on both."""
+    return column == name if "\x00" not in name else false()
+
+
 def _of_section(q, source: str | None, category: str | None):
     """`q` narrowed to one source and one category (None: any), compared by their keys: a
     caller's "Politics" is the stored "politics", and the keys' indexes serve the lookup."""
     if source is not None:
-        q = q.where(StoryRow.source_key == key_column(source))
+        q = q.where(_named(StoryRow.source_key, key_column(source)))
     if category is not None:
-        q = q.where(StoryRow.category_key == key_column(category))
+        q = q.where(_named(StoryRow.category_key, key_column(category)))
     return q
 
 
@@ -1417,7 +1427,7 @@ class Store:
         would only pretend)."""
         async with self.writing() as s:
             res = await s.execute(
-                update(SourceRow).where(SourceRow.name == name, SourceRow.in_config.is_(True))
+                update(SourceRow).where(_named(SourceRow.name, name), SourceRow.in_config.is_(True))
                 .values(error_count=0, last_error=None, next_check_at=now, lease_until=None)
                 .returning(SourceRow.enabled)
             )

@@ -956,3 +956,17 @@ async def test_a_listings_next_pages_are_read_up_to_its_pages(sqlite_store):
         report = {r.name: r for r in (await c.run_round(name="news", force=True)).sources}
         assert (report["news"].items, report["news"].new) == (3, 1)
         assert [p for p in site.paths_requested() if p.startswith("/news")] == ["/news"]
+
+
+async def test_an_item_linking_a_host_no_dns_name_has_leaves_the_rest_of_its_feed_stored(store):
+    """A story's site is its link's host, stored in 255 characters; a host of 308 (no DNS name
+    is longer than 253) made PostgreSQL refuse the round's whole batch, so one junk item kept
+    every story of its feed out, round after round. On both engines: SQLite stored it."""
+    junk = ".".join(["a" * 60] * 5) + ".com"
+    async with LocalSite() as site:
+        site.route("/feed.xml", body=_feed("news.example", "Kept", "Junk").replace(
+            "http://news.example/1", f"http://{junk}/1"), content_type="application/rss+xml")
+        await store.sync_sources([SourceSpec("feed", site.url("/feed.xml"), "politics")])
+        (report,) = (await collector(store, site).run_round()).sources
+    assert (report.ok, report.new) == (True, 1), report.error
+    assert [(s.title, s.site) for s in await store.latest_stories()] == [("Kept", "news.example")]

@@ -245,6 +245,22 @@ async def test_names_whose_keys_outgrow_them_are_stored_and_found(store):
     assert await store.latest_ids(10, source="x" + "ffi" * 119) == list(r.new_ids)
 
 
+async def test_a_name_holding_a_nul_selects_nothing(store):
+    """PostgreSQL refuses a NUL in a query's text parameter: `/v1/stories?category=%00` and
+    `POST /v1/sources/%00/reset` were 500s, and a reader who followed such a category got a
+    500 for every feed after (the follow is stored). SQLite selected nothing; so do both."""
+    from aggregator.store import StorySelection
+
+    await store.sync_sources([SourceSpec("src", "https://example.org/feed", "politics")])
+    await store.upsert_stories([draft("https://e.org/a", category="politics")], NOW)
+    for name in ("politics\x00", "src\x00", "\x00"):
+        assert await store.latest_stories(category=name) == []
+        assert await store.latest_stories(source=name) == []
+        assert await store.latest_ids(10, category=name) == []
+        assert await store.count_stories(StorySelection(source=name, category=name)) == 0
+        assert await store.reset_source(name, NOW) is None
+    assert len(await store.latest_ids(10, category="politics", source="src")) == 1
+
 async def test_lookups_by_category_or_source_walk_their_key_index(store):
     """Newest of one section without sorting the section (migration 0008's point), now on
     the keys: comparing lower(category) would scan and sort every story."""

@@ -280,10 +280,14 @@
     return node;
   }
 
-  // Story text may run the other way from the page (an Arabic title on an English site, or
-  // the reverse): dir="auto" lets its own first strong character decide.
+  // Story text may run the other way from the page: right to left where over 40% of its words
+  // with a letter begin with a right-to-left one. dir="auto" (the first letter) laid Arabic
+  // titles opening with a Latin name left to right, words out of order. As render.py text_dir().
+  var RTL_WORD = /^\P{L}*[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\u{10800}-\u{10fff}\u{1e800}-\u{1efff}](?<=\p{L})/u;
   function ownDir(node) {
-    node.setAttribute("dir", "auto");
+    var words = node.textContent.split(/\s+/).filter(function (w) { return /\p{L}/u.test(w); });
+    var rtl = words.filter(function (w) { return RTL_WORD.test(w); }).length;
+    node.setAttribute("dir", !words.length ? "auto" : 5 * rtl > 2 * words.length ? "rtl" : "ltr");
     return node;
   }
 

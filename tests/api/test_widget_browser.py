@@ -2043,6 +2043,28 @@ async def test_the_default_heading_is_english_on_any_page(page, widget_api, publ
     assert await page.locator("#own").evaluate(lang_js) == ["fr"]
 
 
+async def test_the_block_is_drawn_in_the_containers_language(page, widget_api, publisher):
+    """The block's all:initial (the page's inherited styles kept out) reset the language its
+    text is drawn in: a Turkish heading was upper-cased "ILGILI HABERLER", a Greek one kept
+    its accents ("ΣΧΕΤΙΚΆ ΆΡΘΡΑ"), in the block the widget builds and in a server's it takes
+    in. Now as the page's own text in that language."""
+    fragment = await widget_api.fragment(SEED_URL, heading="Σχετικά άρθρα", lang="el")
+    html = host_page(widget_api.base_url, html_attrs='lang="tr"').replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="related" data-tidings-related data-heading="ilgili haberler"></div>'
+        f'<div id="greek" lang="el" data-tidings-related>{fragment}</div>'
+        '<p id="tr" style="text-transform:uppercase">ilgili haberler</p>'
+        '<p id="el" lang="el" style="text-transform:uppercase">Σχετικά άρθρα</p>')
+    await open_with_block(page, publisher.page("languages.html", html))
+    await page.wait_for_function("document.querySelector('#greek').shadowRoot")
+    heading = "c => c.shadowRoot.querySelector('h2').innerText"
+    assert await page.locator("#related").evaluate(heading) == "İLGİLİ HABERLER"
+    assert await page.locator("#greek").evaluate(heading) == "ΣΧΕΤΙΚΑ ΑΡΘΡΑ"
+    assert [await page.locator(p).inner_text() for p in ("#tr", "#el")] == [
+        "İLGİLİ HABERLER", "ΣΧΕΤΙΚΑ ΑΡΘΡΑ"]
+    assert page.page_errors == []
+
+
 async def test_every_word_of_the_block_is_the_pages_to_give(page, widget_api, publisher):
     """A French page could change the heading only: its screen readers heard "By Priya Shah",
     and a link opening a new tab said nothing of it (the reader left the article without a

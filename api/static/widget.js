@@ -280,10 +280,14 @@
     return node;
   }
 
-  // Story text may run the other way from the page (an Arabic title on an English site, or
-  // the reverse): dir="auto" lets its own first strong character decide.
+  // Story text may run the other way from the page: right to left where over 40% of its words
+  // with a letter begin with a right-to-left one. dir="auto" (the first letter) laid Arabic
+  // titles opening with a Latin name left to right, words out of order. As render.py text_dir().
+  var RTL_WORD = /^\P{L}*[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\u{10800}-\u{10fff}\u{1e800}-\u{1efff}](?<=\p{L})/u;
   function ownDir(node) {
-    node.setAttribute("dir", "auto");
+    var words = node.textContent.split(/\s+/).filter(function (w) { return /\p{L}/u.test(w); });
+    var rtl = words.filter(function (w) { return RTL_WORD.test(w); }).length;
+    node.setAttribute("dir", !words.length ? "auto" : 5 * rtl > 2 * words.length ? "rtl" : "ltr");
     return node;
   }
 
@@ -492,7 +496,16 @@
     var list = el("ul", "list");
     cards.forEach(function (card) { list.appendChild(cardNode(card, links, own, lang, words)); });
     section.appendChild(list);
+    keepLang(section, lang);
     return section;
+  }
+
+  // all:initial resets the language text is drawn in: a Turkish heading read "ILGILI", not
+  // "İLGİLİ". The children's lang gives the container's back (not to a default English word).
+  function keepLang(block, lang) {
+    if (lang) Array.prototype.forEach.call(block.children, function (child) {
+      if (!child.lang) child.lang = lang;
+    });
   }
 
   // IntersectionObserver only calls back when the visible fraction of the block crosses a
@@ -659,7 +672,7 @@
   // lines of title, 2 of snippet, meta), so the block is seldom taller. Grey boxes, hidden
   // from assistive technology; no .tdg-card: it is not a block.
   function placeholder(container) {
-    var node = blockNode([], wordsOf(container));
+    var node = blockNode([], wordsOf(container), null, "", langOf(container));
     node.removeAttribute("aria-labelledby");
     node.setAttribute("aria-hidden", "true");
     for (var i = count(container); i > 0; i--) {
@@ -822,6 +835,7 @@
     // The server writes its dates in English ("5 Dec 2026") unless asked with lang=: a French
     // page read "Dec".
     var lang = langOf(container);
+    keepLang(prerendered, lang);
     if (lang && !/^en\b/i.test(lang)) {
       Array.prototype.forEach.call(prerendered.querySelectorAll("time[datetime]"), function (time) {
         var t = Date.parse(time.getAttribute("datetime"));

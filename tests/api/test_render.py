@@ -21,6 +21,7 @@ from api.render import (
     safe_http_url,
     site_mark,
     snippet,
+    text_dir,
 )
 
 ALLOWED_TAGS = {"section", "h2", "ul", "li", "a", "span", "img", "p", "time"}
@@ -150,7 +151,7 @@ def test_block_markup_is_accessible_and_complete():
     assert parsed.tags.count("a") == 1  # the card without a URL has no link
     # Story text sets its own direction (an Arabic title on an English page, or the reverse).
     for cls in ("tdg-title", "tdg-snippet", "tdg-site"):
-        assert html.count(f'class="{cls}" dir="auto"') == 2
+        assert html.count(f'class="{cls}" dir="ltr"') == 2
     text = "".join(parsed.texts)
     for expected in ("Putin agrees to halt strikes", "The Kremlin said", "News Example", "JS",
                      "By Jane Smith", "18 Mar 2025"):
@@ -311,6 +312,41 @@ def test_initials_are_at_most_two_uppercase_letters(author):
     assert len(result) <= 2
     assert all(ch.isalpha() for ch in result)
     assert result == result.upper()
+
+
+# (text, direction): widget.js gives each the same (tests/api/test_widget_browser.py).
+TEXT_DIR_CASES = [
+    # Arabic, Hebrew and Persian titles that open with a Latin name: dir="auto" made them
+    # left to right, their words out of order.
+    ("Apple تطلق هاتف iPhone 16 الجديد في الأسواق", "rtl"),
+    ("Google משיקה את Gemini בישראל היום", "rtl"),
+    ("«BBC»: ایران ۳ کشته", "rtl"),
+    ("الحكومة تعلن خطة جديدة", "rtl"),
+    ("أخبار اليوم", "rtl"),
+    # An English title naming an Arabic word or two stays left to right.
+    ("Al Jazeera's الجزيرة reports from Gaza", "ltr"),
+    ("Putin agrees to halt strikes", "ltr"),
+    ("bbc.co.uk", "ltr"),
+    ("2 of 5: نعم", "rtl"),
+    ("NASA ناسا", "rtl"),  # half the words: more than 40%
+    ("NASA and ناسا", "ltr"),  # a third
+    ("2024", "auto"),  # no letter: nothing to decide
+    ("", "auto"),
+    ("،Apple", "ltr"),  # an Arabic comma is no letter
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), TEXT_DIR_CASES)
+def test_text_dir(text, expected):
+    assert text_dir(text) == expected
+
+
+def test_story_text_takes_the_direction_of_most_of_its_words():
+    html = render_block_html({"related": [card(
+        title="Apple تطلق هاتف iPhone 16 الجديد", summary="The Kremlin said", site="أخبار اليوم")]})
+    assert '<span class="tdg-title" dir="rtl">' in html
+    assert '<p class="tdg-snippet" dir="ltr">' in html
+    assert '<span class="tdg-site" dir="rtl">' in html
 
 
 def test_snippet_cuts_at_a_word_with_an_ellipsis():

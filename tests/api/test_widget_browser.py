@@ -32,6 +32,7 @@ from api.render import (
     render_block_html,
     safe_http_url,
     site_mark,
+    text_dir,
 )
 from tests.api.conftest import free_port, start_server
 from tests.api.widget_fixture import (
@@ -924,6 +925,10 @@ RTL_CARDS = [
     {"id": 9002, "url": "https://en.example/news/2", "title": f"{LONG_WORD} explained",
      "summary": "An English summary on an Arabic page.", "site": "en.example",
      "source": "en", "author": "", "image_url": "", "published_at": "2025-03-18T19:00:00Z"},
+    # Arabic that opens with a Latin name: its first letter made it left to right.
+    {"id": 9003, "url": "https://ar.example/news/3", "title": "Apple تطلق هاتف iPhone الجديد",
+     "summary": "", "site": "", "source": "ar", "author": "", "image_url": "",
+     "published_at": "2025-03-18T19:00:00Z"},
 ]
 
 
@@ -957,11 +962,21 @@ async def test_right_to_left_page_and_mixed_direction_stories(page, widget_api, 
             timeGap: [cs(card(0, '.tdg-time'), '::before').marginLeft,
                       cs(card(0, '.tdg-time'), '::before').marginRight],
             titleOverflow: title.scrollWidth - title.clientWidth,
+            // Where "Apple" and "الجديد" (its first and last words) are drawn on the line.
+            mixed: ['Apple', 'الجديد'].map(word => {
+                const text = card(2, '.tdg-title').firstChild, range = document.createRange();
+                range.setStart(text, text.data.indexOf(word));
+                range.setEnd(text, text.data.indexOf(word) + word.length);
+                return range.getBoundingClientRect().left;
+            }),
         };
     }""")
     assert layout["block"] == ["start", "rtl"]
-    assert layout["arabic"] == [["auto", "rtl"]] * 3
-    assert layout["english"] == [["auto", "ltr"]] * 3
+    assert layout["arabic"] == [["rtl", "rtl"]] * 3
+    assert layout["english"] == [["ltr", "ltr"]] * 3
+    # Read from the right: the Arabic sentence starts with its Latin name, not ends with it.
+    apple, last = layout["mixed"]
+    assert apple > last, layout["mixed"]
     # The meta line lines up under the title beside the thumbnail: on the right, in RTL.
     assert layout["metaPadding"][0] == "0px" and layout["metaPadding"][1] > 112
     assert layout["timeGap"][0] != "0px" and layout["timeGap"][1] == "0px"
@@ -969,6 +984,43 @@ async def test_right_to_left_page_and_mixed_direction_stories(page, widget_api, 
     assert layout["titleOverflow"] <= 0
     assert LONG_WORD in await page.locator(".tdg-title").nth(1).inner_text()
     assert page.page_errors == []
+
+
+def strings_of(pieces: list[str], max_size: int) -> list[str]:
+    """400 strings of up to `max_size` of `pieces` each, the same on every run (hypothesis,
+    derandomized): for the widget-equals-server rules, which run in the browser in one call."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    generated: list[str] = []
+
+    @settings(max_examples=400, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.sampled_from(pieces), max_size=max_size).map("".join))
+    def collect(text: str) -> None:
+        generated.append(text)
+
+    collect()
+    return generated
+
+
+async def test_widget_text_direction_equals_the_server_rule(page):
+    """The widget and the server fragment lay a story's text out in the same direction: the
+    shared cases (tests/api/test_render.py) and generated mixes of Latin, Arabic, Hebrew,
+    digits and punctuation."""
+    from tests.api.test_render import TEXT_DIR_CASES
+
+    texts = [text for text, _ in TEXT_DIR_CASES] + strings_of(list(" \t,.:«»-2٣۴") + [
+        "Apple", "iPhone", "é", "الجديد", "،", "ب", "שלום", "\u05b0", "\ufb1d", "\ufef5", "ω"], 10)
+    source = (STATIC_DIR / "widget.js").read_text(encoding="utf-8")
+    own_dir = source[source.index("  var RTL_WORD"):source.index("  function randomId")]
+    got = await page.evaluate(f"""texts => {{ {own_dir}
+        return texts.map(t => {{
+            let dir; ownDir({{textContent: t, setAttribute: (_, v) => {{ dir = v; }}}});
+            return dir;
+        }}); }}""", texts)
+    assert [(t, g) for t, g in zip(texts, got, strict=True) if g != text_dir(t)] == []
+    assert len(set(got)) == 3 and len(texts) > 300
 
 
 def widget_initials_js(answer: str = "authors.map(initials)") -> str:
@@ -984,25 +1036,12 @@ def widget_initials_js(answer: str = "authors.map(initials)") -> str:
 async def test_widget_initials_equal_the_server_rule(page):
     """The widget and the server fragment show the same initials for a byline: the shared
     cases (tests/api/test_render.py), real bylines after cleaning, and generated ones."""
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
-
     from tests.api.test_render import INITIALS_CASES
 
-    authors = [author for author, _ in INITIALS_CASES]
     # Letters in both cases, accents, "and" next to non-ASCII letters, the separators, titles.
-    alphabet = st.sampled_from(list("aAnNdDbByYsSrRjJtThHeE ,;&|·•.-'éÉöÖßØæ2") + [
-        " and ", " by ", "Dr. ", " Jr.", " IV", "The ", ", L. A.", "Éand", "ñand", " 作者 "])
-    generated: list[str] = []
-
-    @settings(max_examples=400, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(st.lists(alphabet, max_size=12).map("".join))
-    def collect(author: str) -> None:
-        generated.append(author)
-
-    collect()
-    authors += generated
+    authors = [author for author, _ in INITIALS_CASES] + strings_of(
+        list("aAnNdDbByYsSrRjJtThHeE ,;&|·•.-'éÉöÖßØæ2") + [
+            " and ", " by ", "Dr. ", " Jr.", " IV", "The ", ", L. A.", "Éand", "ñand", " 作者 "], 12)
     got = await page.evaluate(widget_initials_js(), authors)
     differ = [(a, g, initials(a)) for a, g in zip(authors, got, strict=True) if g != initials(a)]
     assert differ == []
@@ -2002,6 +2041,28 @@ async def test_the_default_heading_is_english_on_any_page(page, widget_api, publ
     lang_js = "c => ['en', 'fr'].filter(l => c.shadowRoot.querySelector('h2').matches(`:lang(${l})`))"
     assert await page.locator("#related").evaluate(lang_js) == ["en"]
     assert await page.locator("#own").evaluate(lang_js) == ["fr"]
+
+
+async def test_the_block_is_drawn_in_the_containers_language(page, widget_api, publisher):
+    """The block's all:initial (the page's inherited styles kept out) reset the language its
+    text is drawn in: a Turkish heading was upper-cased "ILGILI HABERLER", a Greek one kept
+    its accents ("ΣΧΕΤΙΚΆ ΆΡΘΡΑ"), in the block the widget builds and in a server's it takes
+    in. Now as the page's own text in that language."""
+    fragment = await widget_api.fragment(SEED_URL, heading="Σχετικά άρθρα", lang="el")
+    html = host_page(widget_api.base_url, html_attrs='lang="tr"').replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="related" data-tidings-related data-heading="ilgili haberler"></div>'
+        f'<div id="greek" lang="el" data-tidings-related>{fragment}</div>'
+        '<p id="tr" style="text-transform:uppercase">ilgili haberler</p>'
+        '<p id="el" lang="el" style="text-transform:uppercase">Σχετικά άρθρα</p>')
+    await open_with_block(page, publisher.page("languages.html", html))
+    await page.wait_for_function("document.querySelector('#greek').shadowRoot")
+    heading = "c => c.shadowRoot.querySelector('h2').innerText"
+    assert await page.locator("#related").evaluate(heading) == "İLGİLİ HABERLER"
+    assert await page.locator("#greek").evaluate(heading) == "ΣΧΕΤΙΚΑ ΑΡΘΡΑ"
+    assert [await page.locator(p).inner_text() for p in ("#tr", "#el")] == [
+        "İLGİLİ HABERLER", "ΣΧΕΤΙΚΑ ΑΡΘΡΑ"]
+    assert page.page_errors == []
 
 
 async def test_every_word_of_the_block_is_the_pages_to_give(page, widget_api, publisher):

@@ -245,9 +245,10 @@ class EventRow(Base):
     reader_id: Mapped[str] = mapped_column(
         String(128), ForeignKey("readers.id", ondelete="CASCADE")
     )
-    story_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("stories.id", ondelete="CASCADE"), index=True
-    )
+    # No foreign key: a story deleted (retention, a takedown, a purge) took the readers'
+    # events of it along, and their export lost them (migration 0019). Events written later
+    # for a story no longer stored are skipped (`Store.store_events`).
+    story_id: Mapped[int] = mapped_column(BigId, index=True)
     type: Mapped[str] = mapped_column(String(16))
     dwell_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -528,6 +528,16 @@ class EventRecord:
     page: str | None = None  # canonical URL of the page the widget's block was on
 
 
+@dataclass(frozen=True)
+class ExportedEvent(EventRecord):
+    """An event as the reader's export gives it: with its story's URL and title while the
+    story is stored, None for both once it was deleted (retention, a takedown, a purge: a
+    takedown's URL and title are gone from the export too)."""
+
+    url: str | None = None
+    title: str | None = None
+
+
 def _set_sqlite_pragmas(dbapi_conn, _record) -> None:
     # WAL lets the API read while the collector writes; busy_timeout waits instead of failing
     # when two writers meet; foreign keys are off by default in SQLite.
@@ -2264,8 +2274,9 @@ class Store:
         if not events:
             return []
         async with self.writing() as s:
-            # A story deleted since its events were accepted (a takedown, retention) takes
-            # them with it: left in, its foreign key failed the whole batch, every reader's.
+            # Events of a story not stored (deleted since they were accepted: a takedown,
+            # retention) are skipped, as the API skips those it is sent: nothing to show or
+            # count them under.
             wanted = list({e.story_id for e in events})
             present: set[int] = set()
             for i in range(0, len(wanted), 500):
@@ -2334,23 +2345,25 @@ class Store:
                     for r in (await s.scalars(q)).all()]
 
     async def iter_reader_events(self, reader: str, *, batch: int = 5_000
-                                 ) -> AsyncIterator[list[EventRecord]]:
-        """Every event of the reader, in the order they were stored, in batches (their export).
-        Keyset pages by id, each its own short read, as `iter_stories`: a reader's export had
-        a limit (100,000, newest first) and was cut there without a word."""
+                                 ) -> AsyncIterator[list[ExportedEvent]]:
+        """Every event of the reader, in the order they were stored, in batches (their export),
+        each with its story's URL and title while it is stored. Keyset pages by id, each its
+        own short read, as `iter_stories`: a reader's export had a limit (100,000, newest
+        first) and was cut there without a word."""
         last = 0
         while True:
             # Plain rows, not ORM objects (~4x the cost to build, see get_stories).
             q = (select(EventRow.id, EventRow.event_key, EventRow.story_id, EventRow.type,
-                        EventRow.at, EventRow.dwell_s, EventRow.page)
+                        EventRow.at, EventRow.dwell_s, EventRow.page, StoryRow.url, StoryRow.title)
+                 .outerjoin(StoryRow, StoryRow.id == EventRow.story_id)
                  .where(EventRow.reader_id == reader, EventRow.id > last)
                  .order_by(EventRow.id).limit(batch))
             async with self.session() as s:
                 rows = (await s.execute(q)).all()
             if not rows:
                 return
-            yield [EventRecord(r.event_key, reader, r.story_id, r.type, r.at, r.dwell_s, r.page)
-                   for r in rows]
+            yield [ExportedEvent(r.event_key, reader, r.story_id, r.type, r.at, r.dwell_s, r.page,
+                                 r.url, r.title) for r in rows]
             last = rows[-1].id
 
     async def reader_story_ids(self, reader: str, since: datetime | None = None,
@@ -2569,8 +2582,11 @@ class Store:
                         EventRow.page.is_not(None), EventRow.page != "",
                         EventRow.type.in_(("impression", "click")))
                  .group_by(page))
+            # Of stored stories only, as `event_days` counts them (a deleted story's rows go
+            # with it; its events stay, for the reader's export).
+            q = q.join(StoryRow, StoryRow.id == EventRow.story_id)
             if sites is not None:
-                q = q.join(StoryRow, StoryRow.id == EventRow.story_id).where(StoryRow.site.in_(sites))
+                q = q.where(StoryRow.site.in_(sites))
             off = {page: [int(i), int(c)] for page, i, c in (await s.execute(q)).all()}
         # SQLite: "+day" keeps the day off the key (sqlite.org/optoverview.html, "unary +"),
         # so the rows are read from ix_event_days_page, in page order: without statistics

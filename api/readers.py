@@ -217,12 +217,16 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         async def body():
             # Every event, written as read: a reader asking for their data gets all of it (the
             # export stopped at 100,000 events without a word), and the process holds one
-            # batch, not the reader's whole history.
+            # batch, not the reader's whole history. An event of a story deleted since
+            # (retention, a takedown, a purge) is there too, marked removed, without the
+            # story's URL and title: the store no longer holds them.
             yield head[:-1] + ', "events": ['
             sep = ""
             async for events in svc.store.iter_reader_events(reader):
                 yield sep + ", ".join(json.dumps({"story_id": e.story_id, "type": e.type, "at": iso(e.at),
-                                                  "dwell_s": e.dwell_s, "page": e.page}) for e in events)
+                                                  "dwell_s": e.dwell_s, "page": e.page, "url": e.url,
+                                                  "title": e.title, "removed": e.url is None})
+                                      for e in events)
                 sep = ", "
             yield "]}"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -35,6 +35,13 @@ class EventColumns:
 
     def __len__(self) -> int:
         return len(self.stories)
+
+    def without(self, stories: Collection[int]) -> EventColumns:
+        """These events but those of `stories`."""
+        if not stories:
+            return self
+        keep = ~np.isin(self.stories, np.fromiter(stories, np.int64, len(stories)))
+        return EventColumns(self.readers[keep], self.stories[keep], self.at[keep], self.positive[keep])
 
 
 def _epoch(at: datetime) -> float:

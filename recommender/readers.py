@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -91,14 +91,17 @@ class FeedPage:
     next: str | None
 
 
-def compute_crowd(log: EventLog, now: datetime, originals: Mapping[int, int] | None = None) -> Crowd:
+def compute_crowd(log: EventLog, now: datetime, originals: Mapping[int, int] | None = None,
+                  gone: Collection[int] = ()) -> Crowd:
     """Trending, smoothed CTR and co-reads from the event log's columns, an event of a story
     stored as a copy (`originals`: copy id -> original id) counted for its original. Counted
     under the copy's id, which no feed or trending list holds, the clicks of readers who read
     a wire story on a syndicating site were lost: a story read on five sites trended as if read
-    on one. A reader of two copies counts once, as every count here is per reader. Pure."""
+    on one. A reader of two copies counts once, as every count here is per reader. The events
+    of stories no longer stored (`gone`: kept for the readers' exports) count for nothing: a
+    story taken down held a place at the head of trending. Pure."""
     ids = [originals.get(i, i) for i in log.story_ids] if originals else log.story_ids
-    cols = event_columns(log.readers, ids, log.at_s, log.types)
+    cols = event_columns(log.readers, ids, log.at_s, log.types).without(gone)
     trending = trending_columns(cols, now=now)
     top = dict(sorted(trending.items(), key=lambda kv: (-kv[1], kv[0]))[:TRENDING_HEAD])
     return Crowd(now, trending, ctr_table(count_columns(cols)), co_read_columns(cols), top)
@@ -248,8 +251,8 @@ class FeedService:
         now = self.clock()
         since = now - timedelta(days=self.history_days)
         log = await self.store.recent_events(since, types=("impression", "click", "read"))
-        originals = await self._originals(set(log.story_ids))
-        crowd = await asyncio.to_thread(compute_crowd, log, now, originals)  # CPU off the event loop
+        originals, gone = await self._stored(set(log.story_ids))
+        crowd = await asyncio.to_thread(compute_crowd, log, now, originals, gone)  # CPU off the event loop
         done = time.monotonic()
         self._crowd, self._crowd_cost_s = (done, crowd), done - started
         return crowd
@@ -288,7 +291,9 @@ class FeedService:
         # (`duplicate_of`), which no index holds: the read shaped no interest and left the
         # original, the same story, to come at the top of their feed. It is a read of the
         # original.
-        originals = await self._originals({e.story_id for e in records} | read_ids)
+        # A story deleted since (its events stay, for the reader's export) has no vector or
+        # card: it shapes no interest and is never shown.
+        originals, _ = await self._stored({e.story_id for e in records} | read_ids)
         read_ids |= {originals[i] for i in read_ids if i in originals}
         events = [Event(e.reader, originals.get(e.story_id, e.story_id), e.type, e.at, e.dwell_s)
                   for e in records]
@@ -297,15 +302,17 @@ class FeedService:
         profile = build_profile(reader, events, self._vectors, meta, now=now, read_ids=read_ids)
         return profile, prefs
 
-    async def _originals(self, ids) -> dict[int, int]:
+    async def _stored(self, ids) -> tuple[dict[int, int], set[int]]:
         """The stories among `ids` stored as copies of another (`duplicate_of`), each with its
-        original. Only the ids the corpus lacks are asked about (copies, stories not embedded
-        yet): usually none, and no query."""
+        original, and the ids no longer stored (deleted after their events). Only the ids the
+        corpus lacks are asked about (copies, stories not embedded yet, deleted ones):
+        usually none, and no query."""
         unknown = [i for i in ids if i not in self.corpus.meta]
         if not unknown:
-            return {}
+            return {}, set()
         stories = await self.store.get_stories(unknown)
-        return {i: s.duplicate_of for i, s in stories.items() if s.duplicate_of is not None}
+        return ({i: s.duplicate_of for i, s in stories.items() if s.duplicate_of is not None},
+                set(unknown) - stories.keys())
 
     def _vectors(self, ids) -> np.ndarray:
         out = np.zeros((len(ids), self.corpus.dim), dtype=np.float32)

@@ -281,8 +281,9 @@ async def test_lookups_by_category_or_source_walk_their_key_index(store):
         assert f"ix_stories_{column}_key_sort" in plan and "TEMP B-TREE" not in plan, plan
 
 
-async def migrate_to(store, revision: str) -> None:
-    """The store's database migrated up to `revision` only: as an older version left it."""
+async def migrate_to(store, revision: str, *, down: bool = False) -> None:
+    """The store's database migrated up to `revision` only: as an older version left it
+    (`down`: migrated back down to it, as an operator's rollback does)."""
     from alembic import command
     from alembic.config import Config
 
@@ -293,7 +294,7 @@ async def migrate_to(store, revision: str) -> None:
 
     def run(sync_conn):
         cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, revision)
+        (command.downgrade if down else command.upgrade)(cfg, revision)
 
     async with store.engine.begin() as conn:
         await conn.run_sync(run)
@@ -723,6 +724,48 @@ async def test_an_event_for_a_story_deleted_meanwhile_costs_only_itself(store):
     assert await store.add_events(ev, NOW) == 1
     assert [e.story_id for e in await store.reader_events("innocent")] == [kept]
     assert await store.reader("other") is None
+
+
+async def test_a_readers_events_outlive_their_stories_in_their_export(store):
+    """Retention, a takedown and a source purge deleted a story with every reader's events of
+    it (a foreign key ON DELETE CASCADE): the reader's export, which promises every event
+    they sent, lost their reads without a word. The events stay; the story's URL and title,
+    gone from the store (a takedown's too), are not in them."""
+    await store.sync_sources([SourceSpec("gone", "https://a.org/feed", "politics")], NOW)
+    old, taken, purged, kept = (await store.upsert_stories([
+        draft("https://b.org/old", "Old", published_at=NOW - timedelta(days=40)),
+        draft("https://b.org/taken", "Taken"), draft("https://a.org/purged", "Purged", source="gone"),
+        draft("https://b.org/kept", "Kept")], NOW)).new_ids
+    await store.add_events([EventRecord(event_key("r", sid, "read", NOW, None), "r", sid, "read", NOW, 30.0)
+                            for sid in (old, taken, purged, kept)], NOW)
+    assert await store.delete_stories_before(NOW - timedelta(days=30)) == [old]
+    assert await store.take_down(["https://b.org/taken"], reason="legal") == [taken]
+    await store.sync_sources([], NOW)
+    assert await store.purge_source("gone") == [purged]
+
+    exported = [e for batch in [b async for b in store.iter_reader_events("r")] for e in batch]
+    assert sorted(e.story_id for e in exported) == [old, taken, purged, kept]
+    assert sorted((e.story_id, e.type, e.dwell_s, e.url, e.title) for e in exported) == [
+        (old, "read", 30.0, None, None), (taken, "read", 30.0, None, None),
+        (purged, "read", 30.0, None, None), (kept, "read", 30.0, "https://b.org/kept", "Kept")]
+    # The counts of stories no longer stored go with them, as before.
+    assert set(await store.story_stats()) == {kept}
+    report = await store.widget_stats(NOW - timedelta(days=1), NOW + timedelta(hours=1))
+    assert report.days == [(NOW.date().isoformat(), 0, 0, 1)]
+
+
+async def test_the_events_of_a_deleted_story_take_nothing_off_the_report(store):
+    """A period that ends within a day takes that day's later events off its counts; the
+    events of a story deleted since (kept for the reader's export) were taken off its page's
+    count, which no longer held them: the page a block was read on fell out of the report."""
+    page = "https://pub.example/article"
+    kept, gone = (await store.upsert_stories([draft("https://b.org/kept"), draft("https://b.org/gone")],
+                                             NOW)).new_ids
+    await store.add_events([*_events(kept, "impression", NOW - timedelta(hours=2), 1, "a", page),
+                            *_events(gone, "impression", NOW, 1, "b", page)], NOW)
+    await store.take_down(["https://b.org/gone"])
+    report = await store.widget_stats(NOW - timedelta(days=1), NOW - timedelta(hours=1))
+    assert report.pages == [(page, 1, 0)]
 
 
 def test_client_event_ids_are_keys_per_reader_without_collisions():
@@ -1534,6 +1577,35 @@ async def test_the_migration_keeps_stored_events_without_a_page(db_url):
         got = await store.widget_stats(NOW - timedelta(days=1), NOW + timedelta(hours=1))
         assert got.days == [(NOW.date().isoformat(), 2, 1, 0)]
         assert got.pages == [("https://pub.example/x", 1, 0)]
+    finally:
+        await store.close()
+
+
+async def test_the_migration_lets_stored_events_outlive_their_stories(db_url):
+    """Migration 0019 drops the events' foreign key to stories (SQLite rebuilds the table):
+    the events stored before keep every column and outlive a story deleted after. A
+    downgrade deletes those, as the key would have, and puts the key back."""
+    from aggregator.store import Store
+
+    store = Store(db_url)
+    try:
+        await migrate_to(store, "0018")
+        page = "https://pub.example/a"
+        kept, gone = (await store.upsert_stories([draft("https://e.org/kept", "Kept"),
+                                                  draft("https://e.org/gone", "Gone")], NOW)).new_ids
+        await store.add_events([EventRecord("k1", "r", kept, "read", NOW, 12.5, page),
+                                EventRecord("k2", "r", gone, "click", NOW)], NOW)
+        await store.migrate()
+        await store.take_down(["https://e.org/gone"])
+        exported = [e for batch in [b async for b in store.iter_reader_events("r")] for e in batch]
+        assert [(e.event_key, e.story_id, e.type, e.at, e.dwell_s, e.page, e.url) for e in exported] == [
+            ("k1", kept, "read", NOW, 12.5, page, "https://e.org/kept"), ("k2", gone, "click", NOW, None, None, None)]
+
+        await migrate_to(store, "0018", down=True)
+        assert [e.event_key for e in await store.reader_events("r")] == ["k1"]
+        async with store.writing() as s:
+            await s.execute(text("DELETE FROM stories WHERE id = :id"), {"id": kept})
+        assert await store.reader_events("r") == []  # the key's cascade is back
     finally:
         await store.close()
 

@@ -184,26 +184,13 @@ async def test_a_downgrade_to_the_first_version_keeps_the_rows(db_url):
     """Back to 0001 and up again, rows and all. 0002's downgrade rebuilt `stories` on SQLite
     (a batch: copy, DROP, rename): the DROP deleted through the foreign keys every event,
     vector and counter, and the stories' rows came back without them."""
-    from alembic import command
-    from alembic.config import Config
-
-    from aggregator.store import MIGRATIONS
-
     store = Store(db_url)
     try:
         await migrate_to(store, "0001")
         await fill_first_version(store, "recipe", {1: b"\0" * 16, 4: b"\1" * 16})
         before = await snapshot(store)
         await store.migrate()
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-
-        def downgrade(sync_conn):
-            cfg.attributes["connection"] = sync_conn
-            command.downgrade(cfg, "0001")
-
-        async with store.engine.begin() as conn:
-            await conn.run_sync(downgrade)
+        await migrate_to(store, "0001", down=True)
         assert await snapshot(store) == before
         await store.migrate()
         assert [sid for sid, _ in (await store.story_stats()).items()] == [1, 4]

@@ -220,7 +220,9 @@ async def test_a_reader_export_holds_every_event_past_100_000(tmp_path, shared_d
             data = r.json()
             assert data["reader"] == "prolific" and data["created_at"] and len(data["events"]) == n
             assert data["events"][0] == {"story_id": sid, "type": "impression", "at": data["events"][0]["at"],
-                                         "dwell_s": None, "page": None}
+                                         "dwell_s": None, "page": None, "url": data["events"][0]["url"],
+                                         "title": data["events"][0]["title"], "removed": False}
+            assert data["events"][0]["url"].startswith("https://")
             assert (await http.get("/v1/readers/nobody-here")).status_code == 404
     finally:
         await stop_stack(st, server, task)

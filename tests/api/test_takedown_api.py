@@ -126,3 +126,33 @@ async def test_a_block_being_ranked_when_its_story_is_taken_down_is_not_kept(sta
         assert (await ranking).status_code == 200
         after = await http.get(f"/v1/stories/{doomed}/related", params={"k": 7})
         assert after.status_code == 404, after.text
+
+
+async def test_a_readers_export_keeps_their_read_of_a_story_taken_down(stack):
+    """A takedown deleted every reader's events of the story with it (a cascading foreign
+    key): a reader's export, which holds every event they sent, lost their read of it. It
+    stays, marked removed, without the story's URL and title (they left the store); trending
+    counts it for nothing."""
+    reader = "keeps-history"
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=20) as http:
+        items = (await http.get("/v1/stories", params={"limit": 40})).json()["items"]
+        doomed, kept = items[3], items[4]
+        events = [{"reader": reader, "story_id": s["id"], "type": "read", "dwell_s": 40} for s in (doomed, kept)]
+        events += [{"reader": f"crowd-{i}", "story_id": doomed["id"], "type": "click"} for i in range(3)]
+        assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+        for _ in range(100):
+            if len(await stack.svc.store.reader_events("crowd-2")) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert (await http.delete(f"/v1/stories/{doomed['id']}")).status_code == 200
+
+        exported = (await http.get(f"/v1/readers/{reader}")).json()["events"]
+        assert sorted(e["story_id"] for e in exported) == sorted([doomed["id"], kept["id"]])
+        assert sorted((e["story_id"], e["type"], e["dwell_s"], e["url"], e["title"], e["removed"])
+                      for e in exported) == sorted([(doomed["id"], "read", 40, None, None, True),
+                                                    (kept["id"], "read", 40, kept["url"], kept["title"], False)])
+        stack.svc.feeds._crowd = None  # recounted now, not within its 10 s
+        crowd = await stack.svc.feeds.crowd()
+        assert kept["id"] in crowd.trending and doomed["id"] not in crowd.trending
+        assert crowd.co_read.neighbors(doomed["id"]) == {} and doomed["id"] not in crowd.co_read.neighbors(kept["id"])
+        assert (await http.get(f"/v1/readers/{reader}/feed")).status_code == 200

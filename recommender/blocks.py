@@ -264,7 +264,7 @@ class RelatedService:
         # A source weighted 0 is left out like a removed story: "0 keeps its stories out".
         weights = self.source_weights
         return {c.id: CandidateMeta(title=c.title, summary=c.summary, url=c.url, site=c.site,
-                                    source=c.source, category=c.category, published_at=c.when,
+                                    source=c.source, category=c.category, published_at=c.ranked_at,
                                     source_weight=weights.get(c.source, 1.0),
                                     image_url=c.image_url)
                 for c in self.corpus.meta.cards(ids) if not weights.excluded(c.source)}

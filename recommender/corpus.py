@@ -155,7 +155,12 @@ class Card(NamedTuple):
     site: str
     source: str
     category: str
-    when: datetime | None
+    # The age ranking weighs (freshness, `max_age_days`, the event window): the store's
+    # `sort_at`, which listings and retention use. Not `published_at` when that is later than
+    # the story's first collection: a feed that dates items ahead, or stamps every item with
+    # the time it was built, kept an old story new in blocks and feeds, however old the
+    # listing said it was. Cards show `published_at` as the publisher gave it.
+    ranked_at: datetime | None
     tags: tuple[str, ...] = ()
 
 
@@ -312,8 +317,7 @@ class MetaTable(Mapping[int, StoryMeta]):
         rows = self._rows.rows(wanted)
         known = rows >= 0
         rows = rows[known]
-        published, collected = self._published[rows], self._collected[rows]
-        when = np.where(published != _NO_TIME, published, collected).tolist()
+        ranked_at = self._sort_at(rows).tolist()
         names = self._codes.names
         site, source, category = (self._site[rows].tolist(), self._source[rows].tolist(),
                                   self._category[rows].tolist())
@@ -323,7 +327,7 @@ class MetaTable(Mapping[int, StoryMeta]):
                 strict=True)):
             url, title, summary, image_url, author, tags = _fields(self._read(offset, length))
             out.append(Card(doc_id, url, title, summary, image_url, author, names[site[j]],
-                            names[source[j]], names[category[j]], _at(when[j]), tags))
+                            names[source[j]], names[category[j]], _at(ranked_at[j]), tags))
         return out
 
     def put_many(self, metas: Iterable[StoryMeta]) -> None:

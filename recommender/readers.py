@@ -340,7 +340,7 @@ class FeedService:
             i = c.id
             co = co_read.get(i)
             out.append(FeedCandidate(
-                id=i, vector=vecs[row], category=c.category, source=c.source, published_at=c.when,
+                id=i, vector=vecs[row], category=c.category, source=c.source, published_at=c.ranked_at,
                 trending=crowd.trending.get(i, 0.0), ctr=crowd.ctr.get(i),
                 co_read=co[0] if co else 0.0, co_read_anchor=co[1] if co else None,
                 source_weight=self.source_weights.get(c.source, 1.0), title=c.title, topics=c.tags,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from aggregator.store import sort_time
 from recommender.corpus import MetaTable, StoryMeta
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -26,9 +27,10 @@ def test_cards_equal_per_story_records_in_order_and_skip_unknown_ids(tmp_path):
     for card in cards:
         m = table[card.id]
         assert (card.url, card.title, card.summary, card.image_url, card.author, card.site,
-                card.source, card.category, card.when) == (
-            m.url, m.title, m.summary, m.image_url, m.author, m.site, m.source, m.category, m.when)
-    assert cards[2].when == NOW - timedelta(days=1)  # no publication time: when it was collected
+                card.source, card.category, card.ranked_at) == (
+            m.url, m.title, m.summary, m.image_url, m.author, m.site, m.source, m.category,
+            sort_time(m.published_at, m.collected_at))
+    assert cards[2].ranked_at == NOW - timedelta(days=1)  # no publication time: when collected
     assert table.cards([]) == []
     table.close()
 

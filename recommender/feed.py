@@ -37,7 +37,6 @@ from itertools import groupby
 
 import numpy as np
 
-from aggregator.model import Story
 from aggregator.names import name_key
 from aggregator.textclean import headline_key
 from recommender.profile import Preferences, Profile, empty_profile
@@ -320,7 +319,7 @@ def candidates_for(
     `vindex` is a recommender.vindex.VectorIndex; `fresh_ids` the latest stories (newest
     first); `co_read` the output of popularity.co_read_scores; `newest_id` the highest story
     id a paged feed's snapshot holds. The caller loads the stories and builds
-    FeedCandidates (see `make_candidates`).
+    FeedCandidates (`readers.FeedService`).
     """
     out: dict[int, str] = {}
 
@@ -362,48 +361,6 @@ def candidates_for(
             put(int(i), "trending")
     for i in fresh_ids:
         put(int(i), "fresh")
-    return out
-
-
-def make_candidates(
-    stories: Sequence[Story],
-    vectors: Mapping[int, np.ndarray],
-    *,
-    trending: Mapping[int, float] | None = None,
-    ctr: Mapping[int, float] | None = None,
-    co_read: Mapping[int, tuple[float, int]] | None = None,
-    source_weights: Mapping[str, float] | None = None,
-) -> list[FeedCandidate]:
-    """FeedCandidates from stored stories and what popularity.py computed; stories without a
-    vector (not embedded yet) are skipped. Copies marked `duplicate_of` share an event id with
-    their original, so only one of them reaches the top of the page."""
-    trending = trending or {}
-    ctr = ctr or {}
-    co_read = co_read or {}
-    source_weights = source_weights or {}
-    out = []
-    for st in stories:
-        v = vectors.get(st.id)
-        if v is None:
-            continue
-        co = co_read.get(st.id)
-        out.append(
-            FeedCandidate(
-                id=st.id,
-                vector=np.asarray(v, dtype=np.float32),
-                category=st.category,
-                source=st.source,
-                published_at=st.when,
-                trending=trending.get(st.id, 0.0),
-                ctr=ctr.get(st.id),
-                co_read=co[0] if co else 0.0,
-                co_read_anchor=co[1] if co else None,
-                source_weight=source_weights.get(st.source, 1.0),
-                title=st.title,
-                topics=tuple(t.lower() for t in st.tags),
-                event_id=st.duplicate_of if st.duplicate_of is not None else st.id,
-            )
-        )
     return out
 
 

@@ -182,6 +182,26 @@ async def test_a_revalidation_that_misses_is_recorded(stack, http):
     assert r.status_code == 422
 
 
+async def test_a_block_too_big_to_record_still_revalidates(stack, http, monkeypatch):
+    """A block over MAX_BODY_BYTES (api.max_k up to 1,000: a block of 700 cards is ~330 kB) is
+    never recorded, and each revalidation of it went out as the whole 200, while the app
+    alone answered 304."""
+    base, plain = await stack.serve_variant(fast_path=False)
+    monkeypatch.setattr("api.fastpath.MAX_BODY_BYTES", 1000)
+    story = await some_story(http)
+    async with httpx.AsyncClient(base_url=base, timeout=20) as other:
+        for path, params in routes(story):
+            full = await http.get(path, params=params)
+            assert full.status_code == 200 and len(full.content) > 1000
+            inm = {"If-None-Match": full.headers["etag"]}
+            mine = await http.get(path, params=params, headers=inm)
+            theirs = await other.get(path, params=params, headers=inm)
+            assert mine.status_code == theirs.status_code == 304, path
+            assert mine.content == b"" and raw(mine) == raw(theirs)
+            changed = await http.get(path, params=params, headers={"If-None-Match": '"old"'})
+            assert changed.status_code == 200 and changed.content == full.content
+
+
 def test_block_etag_stands_for_the_stories_not_timing_or_scores():
     from api.app import block_identity
 

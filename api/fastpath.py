@@ -80,6 +80,13 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == want for tag in if_none_match.split(","))
 
 
+def revalidates(headers, etag: str) -> bool:
+    """Whether a request's If-None-Match names this ETag: every line of the header, as one
+    list (RFC 9110 5.3). The app read the first line only and the fast path the last, so a
+    request whose proxy split the header got a 304 from one and a 200 from the other."""
+    return etag_matches(", ".join(headers.getlist("if-none-match")), etag)
+
+
 def not_modified(start: dict) -> dict:
     """The 304 start of a 200's start: its headers without the body ones, as the app's 304."""
     return {"type": "http.response.start", "status": 304,
@@ -98,13 +105,17 @@ def lookup_key(scope: dict) -> tuple | None:
     # escaped or not, are safe too: the recorder refuses private answers.)
     if b"reader" in query:
         return None
-    origin = inm = None
+    origins, inm = [], []
     for name, value in scope["headers"]:
         if name == b"origin":
-            origin = value
+            origins.append(value)
         elif name == b"if-none-match":
-            inm = value
-    return (path, query, origin), inm
+            inm.append(value)
+    if len(origins) > 1:
+        # CORS answers the first Origin: keyed by one of them, a request naming two would
+        # record an answer for another origin than its key's, replayed to that origin's pages.
+        return None
+    return (path, query, origins[0] if origins else None), b", ".join(inm) if inm else None
 
 
 class FastPath:

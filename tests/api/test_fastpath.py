@@ -202,6 +202,24 @@ async def test_a_block_too_big_to_record_still_revalidates(stack, http, monkeypa
             assert changed.status_code == 200 and changed.content == full.content
 
 
+async def test_repeated_request_headers_get_the_apps_answer(stack, http):
+    """If-None-Match split over two lines is one list (RFC 9110 5.3): the app read the first
+    line, the fast path the last, so each gave a 304 where the other gave a 200. And a
+    request naming two Origins had its answer (CORS allows the first) recorded for the
+    second: that origin's pages were then replayed another origin's Allow-Origin."""
+    a, b = "https://a.example", "https://b.example"
+    base, _ = await stack.serve_variant(cors_origins=(a, b))
+    path, params = routes(await some_story(http))[0]
+    async with httpx.AsyncClient(base_url=base, timeout=20) as listed:
+        etag = (await listed.get(path, params=params)).headers["etag"]
+        for lines in ([etag, '"old"'], ['"old"', etag]):
+            r = await listed.get(path, params=params, headers=[("If-None-Match", v) for v in lines])
+            assert r.status_code == 304, lines
+        await listed.get(path, params=params, headers=[("Origin", a), ("Origin", b)])
+        r = await listed.get(path, params=params, headers={"Origin": b})
+        assert r.headers["access-control-allow-origin"] == b
+
+
 def test_block_etag_stands_for_the_stories_not_timing_or_scores():
     from api.app import block_identity
 

@@ -84,7 +84,7 @@ from api.events import (
     reader_id,
     resolve,
 )
-from api.fastpath import FastPath, etag_matches
+from api.fastpath import FastPath, revalidates
 from api.jobhealth import health
 from api.metrics import Metrics
 from api.pages import DEMO_POLICY, declared_address, docs_page, own_page, redoc_page
@@ -987,7 +987,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         keep_for_fast_path(request, hit)
         body, etag = hit.body, hit.etag
         headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        if revalidates(request.headers, etag):
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/json", headers=headers)
 
@@ -1257,7 +1257,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         keep_for_fast_path(request, hit)
         html, etag = hit.body, hit.etag
         headers = {**HTML_HEADERS, "ETag": etag, "Cache-Control": "public, max-age=60"}
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        if revalidates(request.headers, etag):
             return Response(status_code=304, headers=headers)
         return HTMLResponse(html, headers=headers)
 
@@ -1271,7 +1271,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                    "Vary": "Accept-Encoding", "ETag": script.etag_for(gzipped)}
         if gzipped:
             headers["Content-Encoding"] = "gzip"
-        if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+        if revalidates(request.headers, headers["ETag"]):
             return Response(status_code=304, headers=headers)
         return Response(script.body(gzipped), media_type="application/javascript", headers=headers)
 

@@ -21,7 +21,7 @@ from lxml import etree
 
 from api.blockcache import weak_etag
 from api.errors import json_errors
-from api.fastpath import etag_matches
+from api.fastpath import revalidates
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 # Extension elements (RFC 4287 section 6) for what Atom has no element of: why a story is in a
@@ -134,7 +134,7 @@ def atom_response(request: Request, body: bytes, identity: bytes, cache_control:
     """The document with its weak ETag (as the related blocks'), or a 304 when If-None-Match
     names it."""
     headers = {"ETag": weak_etag(identity), "Cache-Control": cache_control}
-    if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+    if revalidates(request.headers, headers["ETag"]):
         return Response(status_code=304, headers=headers)
     return AtomResponse(body, headers=headers, media_type=CONTENT_TYPE)
 

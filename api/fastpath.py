@@ -80,6 +80,19 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == want for tag in if_none_match.split(","))
 
 
+def revalidates(headers, etag: str) -> bool:
+    """Whether a request's If-None-Match names this ETag: every line of the header, as one
+    list (RFC 9110 5.3). The app read the first line only and the fast path the last, so a
+    request whose proxy split the header got a 304 from one and a 200 from the other."""
+    return etag_matches(", ".join(headers.getlist("if-none-match")), etag)
+
+
+def not_modified(start: dict) -> dict:
+    """The 304 start of a 200's start: its headers without the body ones, as the app's 304."""
+    return {"type": "http.response.start", "status": 304,
+            "headers": [(n, v) for n, v in start.get("headers", []) if n.lower() not in _BODY_HEADERS]}
+
+
 def lookup_key(scope: dict) -> tuple | None:
     """The cache key of a request the fast path may answer, or None (go to the app)."""
     if scope["type"] != "http" or scope["method"] != "GET":
@@ -92,13 +105,17 @@ def lookup_key(scope: dict) -> tuple | None:
     # escaped or not, are safe too: the recorder refuses private answers.)
     if b"reader" in query:
         return None
-    origin = inm = None
+    origins, inm = [], []
     for name, value in scope["headers"]:
         if name == b"origin":
-            origin = value
+            origins.append(value)
         elif name == b"if-none-match":
-            inm = value
-    return (path, query, origin), inm
+            inm.append(value)
+    if len(origins) > 1:
+        # CORS answers the first Origin: keyed by one of them, a request naming two would
+        # record an answer for another origin than its key's, replayed to that origin's pages.
+        return None
+    return (path, query, origins[0] if origins else None), b", ".join(inm) if inm else None
 
 
 class FastPath:
@@ -176,9 +193,22 @@ class FastPath:
             hit = self.cache.get(key)
             if hit is not None:
                 await self._answer(hit, inm, send)
-            else:  # not recordable (an error, a private block): the app's answer as it was
-                for message in held:
-                    await send(message)
+            else:
+                await self._send_held(held, inm, send)
+
+    @staticmethod
+    async def _send_held(held: list[dict], inm: bytes, send) -> None:
+        """The app's answer to a revalidation it was asked without If-None-Match, that was not
+        recorded (an error, a private block, a block over MAX_BODY_BYTES): a 304 where the app
+        would have given one, else the answer as it was. A block too big to keep went out whole
+        on every revalidation, while the app without the fast path said 304."""
+        start = held[0] if held else None
+        if start is not None and start["status"] == 200:
+            etag = next((v for n, v in start.get("headers", []) if n.lower() == b"etag"), None)
+            if etag is not None and etag_matches(inm.decode("latin-1"), etag.decode("latin-1")):
+                held = [not_modified(start), _EMPTY_BODY]
+        for message in held:
+            await send(message)
 
     def _keep(self, key: tuple, scope: dict, start: dict, body: bytes) -> None:
         ranked = scope.get("tidings.block")
@@ -191,8 +221,7 @@ class FastPath:
         self.cache.put(key, Recorded(
             version=version, reach=reach, route=route, etag=etag,
             start={"type": "http.response.start", "status": 200, "headers": headers},
-            not_modified={"type": "http.response.start", "status": 304,
-                          "headers": [h for h in headers if h[0] not in _BODY_HEADERS]},
+            not_modified=not_modified({"headers": headers}),
             body={"type": "http.response.body", "body": body, "more_body": False},
         ), len(body) + sum(len(n) + len(v) for n, v in headers))
 

@@ -182,6 +182,44 @@ async def test_a_revalidation_that_misses_is_recorded(stack, http):
     assert r.status_code == 422
 
 
+async def test_a_block_too_big_to_record_still_revalidates(stack, http, monkeypatch):
+    """A block over MAX_BODY_BYTES (api.max_k up to 1,000: a block of 700 cards is ~330 kB) is
+    never recorded, and each revalidation of it went out as the whole 200, while the app
+    alone answered 304."""
+    base, plain = await stack.serve_variant(fast_path=False)
+    monkeypatch.setattr("api.fastpath.MAX_BODY_BYTES", 1000)
+    story = await some_story(http)
+    async with httpx.AsyncClient(base_url=base, timeout=20) as other:
+        for path, params in routes(story):
+            full = await http.get(path, params=params)
+            assert full.status_code == 200 and len(full.content) > 1000
+            inm = {"If-None-Match": full.headers["etag"]}
+            mine = await http.get(path, params=params, headers=inm)
+            theirs = await other.get(path, params=params, headers=inm)
+            assert mine.status_code == theirs.status_code == 304, path
+            assert mine.content == b"" and raw(mine) == raw(theirs)
+            changed = await http.get(path, params=params, headers={"If-None-Match": '"old"'})
+            assert changed.status_code == 200 and changed.content == full.content
+
+
+async def test_repeated_request_headers_get_the_apps_answer(stack, http):
+    """If-None-Match split over two lines is one list (RFC 9110 5.3): the app read the first
+    line, the fast path the last, so each gave a 304 where the other gave a 200. And a
+    request naming two Origins had its answer (CORS allows the first) recorded for the
+    second: that origin's pages were then replayed another origin's Allow-Origin."""
+    a, b = "https://a.example", "https://b.example"
+    base, _ = await stack.serve_variant(cors_origins=(a, b))
+    path, params = routes(await some_story(http))[0]
+    async with httpx.AsyncClient(base_url=base, timeout=20) as listed:
+        etag = (await listed.get(path, params=params)).headers["etag"]
+        for lines in ([etag, '"old"'], ['"old"', etag]):
+            r = await listed.get(path, params=params, headers=[("If-None-Match", v) for v in lines])
+            assert r.status_code == 304, lines
+        await listed.get(path, params=params, headers=[("Origin", a), ("Origin", b)])
+        r = await listed.get(path, params=params, headers={"Origin": b})
+        assert r.headers["access-control-allow-origin"] == b
+
+
 def test_block_etag_stands_for_the_stories_not_timing_or_scores():
     from api.app import block_identity
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from collections.abc import Iterable
 from copy import deepcopy
 from dataclasses import dataclass
@@ -210,9 +211,9 @@ def extract_article(html: bytes, url: str) -> Article:
     )
 
 
-# <article>s side by side inside another <article>: HTML's nested articles are content
-# related to the outer one (its comments, other posts), and several of them make a list.
-_STORY_LISTS = etree.XPath("//article//article[count(../article) >= 2]")
+# <article>s inside another <article>: HTML's nested articles are content related to the
+# outer one (its comments, other posts), and several side by side make a list.
+_NESTED_ARTICLES = etree.XPath("//article//article")
 
 
 def drop_story_lists(tree: lxml.html.HtmlElement) -> None:
@@ -221,9 +222,13 @@ def drop_story_lists(tree: lxml.html.HtmlElement) -> None:
     blog's "you may like" list of six posts, each an <article> with its full teaser, sat
     in the post's own <article>: readability read all of it, 4.5 times the post's text, and
     trafilatura took that reading (benchmark page mensagensreflexao, token F1 0.34). One
-    <article> inside another stays: crn wraps its story so."""
-    for story in _STORY_LISTS(tree):
-        if story.getparent() is not None:
+    <article> inside another stays: crn wraps its story so. Siblings are counted once per
+    parent: XPath's count(../article) for each of them took 21 s for a page of 20,000 (0.4 MB)."""
+    nested = _NESTED_ARTICLES(tree)
+    # Every <article> under a nested one's parent is nested too: all of them are in `nested`.
+    siblings = Counter(story.getparent() for story in nested)
+    for story in nested:
+        if siblings[story.getparent()] >= 2:
             story.drop_tree()
 
 

@@ -635,6 +635,16 @@ def test_unbox_embedded_tweets_leaves_boxes_that_hold_more() -> None:
     assert body[2].text == "Caption "
 
 
+def test_a_box_of_tweets_with_no_text_leaves_the_page_read() -> None:
+    """Tweets whose text is not there yet (a bare link the embed script fills in) in one box:
+    the first took the box's place, and with it went the second, which then had no box to
+    leave: the whole page failed ("article extraction failed: AttributeError"), no text."""
+    tweet = '<blockquote class="twitter-tweet"><a href="https://twitter.com/a/status/1"></a></blockquote>'
+    story = "<p>" + "The council met on Monday and voted on the budget for next year. " * 6 + "</p>"
+    html = f'<html><body><article>{story}<div class="embeds">{tweet} {tweet}</div></article></body></html>'
+    assert extract_article(html.encode(), "https://news.example/a").text.startswith("The council met")
+
+
 @pytest.mark.skipif(not BENCH.is_dir(), reason=f"shared test data not found at {BENCH}")
 @pytest.mark.parametrize(("url_start", "kept", "dropped"), [
     # six "you may like" post teasers, <article>s inside the post's <article>: readability read

@@ -611,6 +611,9 @@ def test_drop_story_lists_takes_only_articles_side_by_side(inner: str, kept: str
     ('<span><img src="a.jpg"><a href="/p">Ann Lee</a><a href="/s">Her story</a></span>', False),
     ('<span><img src="a.jpg"><a href="/p">Ann Lee</a> met <a href="/q">Bo Ma</a></span>', True),
     ('<span><a href="/p">Ann Lee</a><a href="/s">Her story</a></span>', True),  # no picture
+    # the innermost box goes, the span of words around it stays
+    ('<span> met <span><img src="a.jpg"><a href="/p">Ann Lee</a><a href="/s">Her story</a></span></span>',
+     False),
 ])
 def test_drop_hover_cards_takes_a_picture_and_links_only(span: str, kept: bool) -> None:
     from aggregator.extract import drop_hover_cards

@@ -35,6 +35,7 @@ from aggregator.normalize import (
     first_of_each_link,
     story_texts,
 )
+from aggregator.parse import MAX_ITEMS
 from aggregator.parsepool import (
     Parsed,
     ParsePool,
@@ -520,7 +521,10 @@ class Collector:
         when more came out since the last round than one page shows. Not past a page holding
         a stored story (`stored`): the later ones hold older stories still. Only on the
         listing's own host, and where robots.txt allows (the site's pager named them, not
-        the operator); no page twice. A page that fails is a problem; those read stay."""
+        the operator); no page twice. A page that fails is a problem; those read stay. None
+        read past `MAX_ITEMS` items, as one document keeps: ten pages of 5,000 were one batch
+        of 50,000 stories, more parameters than PostgreSQL takes in a statement (32,767), and
+        the source failed every round, storing nothing."""
         hosts = {urlsplit(spec.url).hostname, urlsplit(first_url).hostname}
         seen, page = {spec.url, first_url}, first
         problems, drafts = list(first.doc.problems), list(first.drafts)
@@ -533,6 +537,9 @@ class Collector:
                 problems.append(f"next page {url} is on another host: not followed")
                 break
             if stored is not None and await stored(d.url for d in page.drafts):
+                break
+            if len(drafts) >= MAX_ITEMS:
+                problems.append(f"next page {url} not read: {len(drafts)} items read already")
                 break
             seen.add(url)
             try:

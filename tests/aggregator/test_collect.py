@@ -958,6 +958,26 @@ async def test_a_listings_next_pages_are_read_up_to_its_pages(sqlite_store):
         assert [p for p in site.paths_requested() if p.startswith("/news")] == ["/news"]
 
 
+async def test_a_listings_next_pages_stop_at_the_items_one_document_keeps(sqlite_store, monkeypatch):
+    """Each page kept up to MAX_ITEMS (5,000) items, and ten of them were one batch of
+    50,000 stories: more parameters than PostgreSQL takes in one statement (32,767), so such
+    a source failed every round and stored nothing (and its next pages were read again, as no
+    story of theirs was stored). No page is read past MAX_ITEMS items (here 3)."""
+    from aggregator.model import Selectors
+
+    monkeypatch.setattr("aggregator.collect.MAX_ITEMS", 3, raising=False)
+    async with LocalSite() as site:
+        for n in range(1, 6):
+            site.route(f"/news/{n}", body=_paged_listing([f"{n}a", f"{n}b"], f"/news/{n + 1}"),
+                       content_type="text/html; charset=utf-8")
+        await sqlite_store.sync_sources([SourceSpec("news", site.url("/news/1"), "world", kind="html",
+                                                    selectors=Selectors(item="article.card", link="h3 a", pages=5))])
+        (report,) = (await collector(sqlite_store, site).run_round(force=True)).sources
+        assert [p for p in site.paths_requested() if p.startswith("/news")] == ["/news/1", "/news/2"]
+    assert (report.ok, report.new) == (True, 4)
+    assert report.problems == (f"next page {site.url('/news/3')} not read: 4 items read already",)
+
+
 async def test_an_item_linking_a_host_no_dns_name_has_leaves_the_rest_of_its_feed_stored(store):
     """A story's site is its link's host, stored in 255 characters; a host of 308 (no DNS name
     is longer than 253) made PostgreSQL refuse the round's whole batch, so one junk item kept

@@ -611,6 +611,9 @@ def test_drop_story_lists_takes_only_articles_side_by_side(inner: str, kept: str
     ('<span><img src="a.jpg"><a href="/p">Ann Lee</a><a href="/s">Her story</a></span>', False),
     ('<span><img src="a.jpg"><a href="/p">Ann Lee</a> met <a href="/q">Bo Ma</a></span>', True),
     ('<span><a href="/p">Ann Lee</a><a href="/s">Her story</a></span>', True),  # no picture
+    # the innermost box goes, the span of words around it stays
+    ('<span> met <span><img src="a.jpg"><a href="/p">Ann Lee</a><a href="/s">Her story</a></span></span>',
+     False),
 ])
 def test_drop_hover_cards_takes_a_picture_and_links_only(span: str, kept: bool) -> None:
     from aggregator.extract import drop_hover_cards
@@ -633,6 +636,16 @@ def test_unbox_embedded_tweets_leaves_boxes_that_hold_more() -> None:
     assert [el.tag for el in body] == ["p", "blockquote", "div"]  # the lone box gone, not the other
     assert body[1].tail == "After."
     assert body[2].text == "Caption "
+
+
+def test_a_box_of_tweets_with_no_text_leaves_the_page_read() -> None:
+    """Tweets whose text is not there yet (a bare link the embed script fills in) in one box:
+    the first took the box's place, and with it went the second, which then had no box to
+    leave: the whole page failed ("article extraction failed: AttributeError"), no text."""
+    tweet = '<blockquote class="twitter-tweet"><a href="https://twitter.com/a/status/1"></a></blockquote>'
+    story = "<p>" + "The council met on Monday and voted on the budget for next year. " * 6 + "</p>"
+    html = f'<html><body><article>{story}<div class="embeds">{tweet} {tweet}</div></article></body></html>'
+    assert extract_article(html.encode(), "https://news.example/a").text.startswith("The council met")
 
 
 @pytest.mark.skipif(not BENCH.is_dir(), reason=f"shared test data not found at {BENCH}")

@@ -13,10 +13,15 @@ from hypothesis import strategies as st
 
 from recommender.evaluate import load_bbc
 from recommender.lexical import (
+    FOREIGN_STOPWORDS,
+    LANGUAGE_SAMPLE_CHARS,
+    STOPWORDS,
     LexicalIndex,
+    fold,
     key_terms,
     lead_words,
     proper_terms,
+    stopwords_for,
     tokenize,
     unaccented,
 )
@@ -591,6 +596,24 @@ def test_english_keeps_its_names_that_spell_another_language_s_function_words():
 ])
 def test_unaccented_drops_the_accents_readers_leave_out(term, bare):
     assert unaccented(term) == bare
+
+
+# Words of every language's list, English's among them, and names that spell some of them.
+_FUNCTION_WORDS = sorted(set().union(*FOREIGN_STOPWORDS.values()) | set(list(STOPWORDS)[:40])
+                         | {"LA", "Des", "Moines", "UN", "Die", "Le", "Pen", "budget", "Élysée"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_FUNCTION_WORDS), max_size=30), st.sampled_from(["", " ", "\n"]))
+def test_a_text_s_language_is_the_one_its_words_say(words, sep):
+    # `stopwords_for` counts the foreign words once, then each language among those: as
+    # counting each language's words among all the text's (the rule it was written as).
+    text = sep.join(words) or "x"
+    seen = set(fold(text[:LANGUAGE_SAMPLE_CHARS]).split())
+    hits, lang = max((len(seen & stop), lang) for lang, stop in FOREIGN_STOPWORDS.items())
+    rule = STOPWORDS | FOREIGN_STOPWORDS[lang] if hits >= 2 and hits > len(seen & STOPWORDS) \
+        else STOPWORDS
+    assert stopwords_for(text) == rule
 
 
 def test_spellings_are_the_live_documents_terms_read_alike():

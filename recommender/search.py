@@ -16,7 +16,7 @@ from collections.abc import Callable
 from itertools import pairwise
 from typing import TypeVar
 
-from recommender.lexical import fold, key_terms, tokenize, unspaced
+from recommender.lexical import fold, key_terms, stopwords_for, tokenize, unspaced
 from recommender.related import Ranked, RankParams, with_reason
 
 Story = TypeVar("Story")
@@ -105,8 +105,11 @@ def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
     """Why a story answers the query: the query's words it carries in its title or summary,
     else that it is about the same subject (found by meaning, not by words)."""
     text = f"{title} {summary}"
-    found = list(dict.fromkeys(_shown_words(query, set(tokenize(text)),
-                                            set(key_terms(text, "")))))[:most]
+    # The story's language told once for its words and its names, from its text as written,
+    # as the index tells it (`LexicalIndex.add`): each told it again for every result row.
+    stop = stopwords_for(text)
+    found = list(dict.fromkeys(_shown_words(query, set(tokenize(text, stop)),
+                                            set(key_terms(text, "", stopwords=stop)))))[:most]
     if not found:
         return "about the same subject"
     return "matches " + ", ".join(f"'{w}'" for w in found)

@@ -11,15 +11,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recommender import lexical
 from recommender.evaluate import load_bbc
 from recommender.lexical import (
+    FOREIGN_STOPWORDS,
+    LANGUAGE_SAMPLE_CHARS,
+    STOPWORDS,
     LexicalIndex,
+    fold,
     key_terms,
     lead_words,
     proper_terms,
+    stopwords_for,
     tokenize,
     unaccented,
 )
+from tests.recommender.foreign_news import FRENCH
 
 DOCS = {
     1: ("Putin and Trump agree partial ceasefire", "Russia will stop strikes on energy sites."),
@@ -591,6 +598,43 @@ def test_english_keeps_its_names_that_spell_another_language_s_function_words():
 ])
 def test_unaccented_drops_the_accents_readers_leave_out(term, bare):
     assert unaccented(term) == bare
+
+
+# Words of every language's list, English's among them, and names that spell some of them.
+_FUNCTION_WORDS = sorted(set().union(*FOREIGN_STOPWORDS.values()) | set(list(STOPWORDS)[:40])
+                         | {"LA", "Des", "Moines", "UN", "Die", "Le", "Pen", "budget", "Élysée"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_FUNCTION_WORDS), max_size=30), st.sampled_from(["", " ", "\n"]))
+def test_a_text_s_language_is_the_one_its_words_say(words, sep):
+    # `stopwords_for` counts the foreign words once, then each language among those: as
+    # counting each language's words among all the text's (the rule it was written as).
+    text = sep.join(words) or "x"
+    seen = set(fold(text[:LANGUAGE_SAMPLE_CHARS]).split())
+    hits, lang = max((len(seen & stop), lang) for lang, stop in FOREIGN_STOPWORDS.items())
+    rule = STOPWORDS | FOREIGN_STOPWORDS[lang] if hits >= 2 and hits > len(seen & STOPWORDS) \
+        else STOPWORDS
+    assert stopwords_for(text) == rule
+
+
+def test_a_search_s_spellings_scan_no_vocabulary(monkeypatch):
+    # The first search after a start read every term of the restored index for its accents
+    # (0.46 s at a million terms, a tenth not ASCII, on the API's event loop): the spellings are kept as terms
+    # join, so a search reads only its own.
+    live = LexicalIndex()
+    live.add_many((i, title, text) for i, (title, text) in FRENCH.items())
+    live.add(100, "Élysée summit", "Leaders met at the Élysée.")
+    restored = LexicalIndex()
+    restored.restore(live.snapshot())
+    calls = []
+    monkeypatch.setattr(lexical, "unaccented", lambda t: calls.append(t) or unaccented(t))
+    for idx in (live, restored):
+        calls.clear()
+        assert sorted(idx.spellings("elysee")) == ["élysée"]
+        assert calls == ["elysee"]
+    restored.add(101, "Elysee talks", "Talks at the Elysee ended.")  # a term new after the restore
+    assert sorted(restored.spellings("élysée")) == ["elysee", "élysée"]
 
 
 def test_spellings_are_the_live_documents_terms_read_alike():

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from recommender import lexical, search
 from recommender.search import TITLE_BONUS, normal_query, search_reason, title_factor
+from tests.recommender.foreign_news import FRENCH
 
 
 @pytest.mark.parametrize(("query", "title", "reason"), [
@@ -64,3 +66,19 @@ def test_a_one_word_search_ranks_no_stories_past_its_k():
 
     assert not could_lift("budget") and not could_lift("élysée")
     assert could_lift("new york") and could_lift('"new york"') and could_lift("WHO")
+
+
+def test_a_row_s_language_is_told_once(monkeypatch):
+    # Each result row told its story's language twice, for its words and for its names,
+    # each time from its text: the reason is as it was, told once.
+    title, text = FRENCH[3]
+    told, tell = [], lexical.stopwords_for
+
+    def counted(sample):
+        told.append(sample)
+        return tell(sample)
+
+    monkeypatch.setattr(lexical, "stopwords_for", counted)
+    monkeypatch.setattr(search, "stopwords_for", counted, raising=False)
+    assert search_reason("sénat retraites", title, text[:120]) == "matches 'sénat', 'retraites'"
+    assert len([s for s in told if "adopte" in s]) == 1  # the query's words are told apart

@@ -46,6 +46,7 @@ from aggregator.normalize import (
     plausible_time,
 )
 from aggregator.pagereader import READ_TIMEOUT_S
+from aggregator.store import sort_time
 from aggregator.textclean import truncate
 from recommender.corpus import Corpus, StoryMeta, meta_of
 from recommender.embed import Embedder, story_text
@@ -113,6 +114,10 @@ class Article:
     declared_url: str = ""
     amp_url: str = ""  # the same for the AMP spelling it names (rel=amphtml)
     read_from: str = ""  # a page read on the spot: the URL it was read from, after redirects
+    # A stored story's age as ranking weighs its candidates' (`Card.ranked_at`): the event
+    # window is measured from it. None: `published_at`. A story whose feed re-dates it each
+    # round looked for coverage from "now", not from the days it came out.
+    ranked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ def detached(error: BaseException) -> BaseException:
 def article_of(s: Story) -> Article:
     return Article(s.id, s.url, s.title, s.summary, s.text, s.site, s.source, s.category,
                    s.author, s.image_url, s.published_at or s.collected_at, s.duplicate_of,
-                   s.tags)
+                   s.tags, ranked_at=sort_time(s.published_at, s.collected_at))
 
 
 def declared_elsewhere(declared: str, canonical: str) -> str:
@@ -279,7 +284,7 @@ class RelatedService:
             if texts is not None:
                 art = Article(meta.id, meta.url, meta.title, texts[0], texts[1], meta.site,
                               meta.source, meta.category, meta.author, meta.image_url, meta.when,
-                              tags=meta.tags)
+                              tags=meta.tags, ranked_at=meta.ranked_at)
                 return await self._block(art, k=k, filters=filters, seen=seen)
         story = await self.store.get_story(story_id)
         if story is None:
@@ -534,8 +539,8 @@ class RelatedService:
                               self.default_max_age_days)
         vector = await self._vector(art)
         query = Query(title=art.title, text=art.text or art.summary, vector=vector,
-                      published_at=art.published_at, url=art.url, id=art.id, site=art.site,
-                      category=art.category,
+                      published_at=art.ranked_at or art.published_at, url=art.url, id=art.id,
+                      site=art.site, category=art.category,
                       same_as=frozenset() if art.duplicate_of is None else frozenset({art.duplicate_of}))
         version = self.corpus.version if seen is None else seen
         ranked, reach, shown_as = await self._ranked(query, k, filters, params or self.rank_params)

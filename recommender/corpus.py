@@ -37,7 +37,7 @@ import numpy as np
 
 from aggregator.errors import ChangesPruned
 from aggregator.model import Story
-from aggregator.store import Store
+from aggregator.store import Store, sort_time
 from recommender import snapshot
 from recommender.halfvectors import HalfVectors
 from recommender.idmap import IdMap
@@ -141,6 +141,11 @@ class StoryMeta:
     @property
     def when(self) -> datetime:
         return self.published_at or self.collected_at
+
+    @property
+    def ranked_at(self) -> datetime:
+        """The age ranking weighs, as `Card.ranked_at` (the store's `sort_at`)."""
+        return sort_time(self.published_at, self.collected_at)
 
 
 class Card(NamedTuple):

@@ -71,3 +71,32 @@ async def test_a_redated_or_future_dated_story_ranks_by_when_it_was_first_collec
             assert card["published_at"].startswith((ahead + timedelta(hours=20)).isoformat()[:16])
     finally:
         await stop_stack(st, server, task)
+
+
+async def test_a_redated_article_looks_for_coverage_from_when_it_came_out(tmp_path, shared_data):
+    """The article a block is for is aged as its candidates are: a feed re-dating it each
+    round made its event window start "now", so the reports of its own days lost their
+    same-event evidence to stories of today."""
+    st, server, task = await make_stack(tmp_path, shared_data, limit=8)
+    store, now = st.svc.store, utcnow()
+    try:
+        week_ago = now - timedelta(days=7)
+        article = _draft("article", week_ago, "Varnholm lighthouse keepers walk out")
+        await store.upsert_stories([article], week_ago)
+        await store.upsert_stories([_draft("article", now, article.title)], now)  # re-dated
+        await store.upsert_stories([_draft("then", week_ago + timedelta(hours=2),
+                                           "Varnholm strait left dark by keepers' strike")],
+                                   week_ago + timedelta(hours=2))
+        await store.upsert_stories([_draft("today", now, "Varnholm harbour board speaks")], now)
+        await st.svc.indexer.drain()
+        await st.svc.corpus.follow()
+        ids = {n: (await store.get_story_by_url(f"https://coast.example/{n}")).id
+               for n in ("article", "then", "today")}
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            r = await http.get(f"/v1/stories/{ids['article']}/related", params={"k": 10})
+            assert r.status_code == 200
+            reasons = {c["id"]: c["reason"] for c in r.json()["related"]}
+            assert reasons[ids["then"]].startswith("same event"), reasons
+            assert not reasons[ids["today"]].startswith("same event"), reasons
+    finally:
+        await stop_stack(st, server, task)

@@ -694,19 +694,23 @@ def display_name(term: str, spelt: Mapping[str, str] | None = None) -> str:
     return term.upper() if len(term) <= 2 else term.capitalize()
 
 
-# Abbreviations of time zones, which datelines and timestamps carry ("08:06 AM PT", "12:42
-# GMT"): any two reports of one region share them whatever their event, as they share a
-# weekday ("same event: Boras, EST, Sox"). Reasons only, as the calendar words.
-TIME_ZONES = frozenset("gmt bst utc est edt cst cdt mst mdt pst pdt et pt cet cest aest aedt".split())
+# Abbreviations of time zones and months, which datelines and timestamps carry ("08:06 AM PT",
+# "12:42 GMT", "Aug. 16-22"): any two reports of one region and season share them whatever
+# their event, as they share a weekday ("same event: Boras, EST, Sox", "Fairfax County, Aug").
+# Reasons only, as the calendar words. Not "Jan", "Mar" or "Jun", which are names too.
+DATELINE_WORDS = frozenset(
+    """gmt bst utc est edt cst cdt mst mdt pst pdt et pt cet cest aest aedt
+    feb apr aug sep sept oct nov dec""".split()
+)
 
 
 def shown_name(term: str, common_word: CommonWord | None = None) -> bool:
     """Whether a shared key term may name the evidence in a reason. Not a number: key terms
     hold numbers split at their punctuation ("20,000" is "20" and "000"), which read as noise
-    on their own. Not a weekday, month or time zone, shared by any two reports of one week
-    and region. Not a word the corpus writes in lower case (`common_word`): "Among", "However"
+    on their own. Not a weekday, a month or a time zone (`DATELINE_WORDS`), shared by any two
+    reports of one week and region. Not a word the corpus writes in lower case (`common_word`): "Among", "However"
     or "Top" are key terms only for starting a sentence."""
-    return (not term[0].isdigit() and term not in CALENDAR_WORDS and term not in TIME_ZONES
+    return (not term[0].isdigit() and term not in CALENDAR_WORDS and term not in DATELINE_WORDS
             and not (common_word is not None and common_word(term)))
 
 
@@ -714,11 +718,15 @@ def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = Non
             spelt: Mapping[str, str] | None = None,
             runs: Sequence[NameRun] = ()) -> str:
     """`spelt`, `runs`: the query's spellings of its names (`spellings`) and its names of
-    several words (`name_runs`), as reasons show them. "Same event" only with a name to show:
-    evidence of common words, numbers or dates alone ("Woman" opening two headlines, "2018")
-    said it of a hit-and-run in Queens under a house fire in Wolverhampton."""
-    names = joined_names([t for t in s.shared if shown_name(t, common_word)], spelt, runs)
-    if s.event >= params.same_event_reason_min and names:
+    several words (`name_runs`), as reasons show them. "Same event" only with two names to
+    show (two words of one name count): evidence of common words, numbers or dates alone
+    ("Woman" opening two headlines, "2018") said it of a hit-and-run in Queens under a house
+    fire in Wolverhampton, and one name, all a feed's headline and summary may carry, of
+    any story naming it ("same event: Veterans" for Veterans Day menus under a story on
+    scams, "California" for a tumbleweed on a highway)."""
+    shown = [t for t in s.shared if shown_name(t, common_word)]
+    names = joined_names(shown, spelt, runs)
+    if s.event >= params.same_event_reason_min and len(shown) >= 2:
         return f"same event: {', '.join(names[:3])}"
     return f"similar topic: {', '.join(names[:2])}" if names else "similar topic"
 

@@ -849,18 +849,25 @@ def test_a_reason_joins_the_words_of_one_name_as_the_article_writes_them():
     assert rank_related(query, [mat_su], k=1, now=NOW)[0].reason == "same event: Mat-Su"
 
 
-def test_same_event_is_said_with_a_name_to_show_and_no_time_zone_is_one():
+def test_same_event_is_said_with_two_names_to_show_and_no_time_zone_is_one():
     # A BBC feed's "Woman arrested after two children die in Wolverhampton house fire" had
     # Queens hit-and-runs "same event" with no name at all: the evidence was "Woman" (a
-    # common word opening both headlines) and numbers. And a dateline's "EST" or "ET" was
-    # shown as a name two reports shared ("same event: Boras, EST, Sox").
+    # common word opening both headlines) and numbers. MSN's item on scams aimed at veterans
+    # had Veterans Day menus and parades "same event: Veterans": a feed's headline and summary
+    # may carry that one name, and any story naming it shared all of it. And a dateline's
+    # "EST" or "Aug." was shown as a name two reports shared ("same event: Boras, EST, Sox").
     query = replace(QUERY, title="Woman arrested after house fire", text="Police said 2018.")
     common = {"woman"}.__contains__
     only_common = cand(2, unit(1, 0.5), title="Woman killed in hit-and-run",
                        key_terms=("woman", "2018"))
     [r] = rank_related(query, [only_common], k=1, now=NOW, common_word=common)
     assert r.reason == "similar topic"
-    zoned = replace(QUERY, text="Scott Boras met the Sox at 10 a.m. EST, 7 a.m. PT, 15:00 GMT.")
-    timed = cand(3, unit(1, 0.5), key_terms=("est", "pt", "gmt", "boras"))
+    veterans = replace(QUERY, title="Veterans are vulnerable to scams", text="Here is why.")
+    menus = cand(3, unit(1, 0.5), title="Restaurants where Veterans eat for free",
+                 key_terms=("restaurants", "veterans"))
+    [r] = rank_related(veterans, [menus], k=1, now=NOW)
+    assert r.reason == "similar topic: Veterans"
+    zoned = replace(QUERY, text="Scott Boras met the Sox at 10 a.m. EST (7 a.m. PT) on Aug. 16.")
+    timed = cand(4, unit(1, 0.5), key_terms=("est", "pt", "aug", "boras", "scott"))
     [r] = rank_related(zoned, [timed], k=1, now=NOW)
-    assert r.reason == "same event: Boras"
+    assert r.reason == "same event: Scott Boras"

@@ -631,6 +631,60 @@ def spellings(text: str) -> dict[str, str]:
     return found
 
 
+# A name of several words as the query writes them: (folded word, as written, the separator
+# before it) for each word.
+NameRun = tuple[tuple[str, str, str], ...]
+
+
+def name_runs(text: str) -> list[NameRun]:
+    """The runs of capitalised words that `text` writes side by side, one space or a hyphen
+    apart ("Rancho Mirage", "Lib Dems", "Mat-Su"): the names of several words whose parts
+    key terms hold apart ("rancho", "mirage"). One scan, as `spellings`."""
+    runs: list[NameRun] = []
+    run: list[tuple[str, str, str]] = []
+    end = -1
+    for m in _WORDS.finditer(text[:DISPLAY_TEXT_CHARS]):
+        word = m.group()
+        if not word[0].isupper():
+            end = -1
+            continue
+        sep = text[end:m.start()] if end >= 0 else None
+        if sep not in (" ", "-") and run:
+            if len(run) > 1:
+                runs.append(tuple(run))
+            run = []
+        run.append((fold(word), word, sep if run else ""))
+        end = m.end()
+    if len(run) > 1:
+        runs.append(tuple(run))
+    return runs
+
+
+def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
+                 runs: Sequence[NameRun] = ()) -> list[str]:
+    """Shared key terms (rarest first) as a reason lists them: the words of one name that the
+    query writes side by side (`runs`) once, whole and in its order, where its rarest word
+    stands ("Rancho Mirage", not "Mirage, Rancho"; "Jack Straw", not "Straw, Jack"); any
+    other term by `display_name`."""
+    shared = set(terms)
+    whole: dict[str, str] = {}
+    for run in runs:
+        i = 0
+        while i < len(run):
+            j = i
+            while j < len(run) and run[j][0] in shared:
+                j += 1
+            if j - i > 1:
+                name = run[i][1] + "".join(sep + word for _, word, sep in run[i + 1:j])
+                for folded, _, _ in run[i:j]:
+                    whole.setdefault(folded, name)
+            i = max(j, i + 1)
+    out: dict[str, None] = {}
+    for t in terms:
+        out.setdefault(whole.get(t) or display_name(t, spelt), None)
+    return list(out)
+
+
 def display_name(term: str, spelt: Mapping[str, str] | None = None) -> str:
     """A key term (lower-cased) as a reason shows it: as the query writes it with a capital
     (`spellings`: "BBC", "MPs", "FBI", "McCain"), else capitalised, two letters in capitals
@@ -640,24 +694,41 @@ def display_name(term: str, spelt: Mapping[str, str] | None = None) -> str:
     return term.upper() if len(term) <= 2 else term.capitalize()
 
 
+# Abbreviations of time zones and months, which datelines and timestamps carry ("08:06 AM PT",
+# "12:42 GMT", "Aug. 16-22"): any two reports of one region and season share them whatever
+# their event, as they share a weekday ("same event: Boras, EST, Sox", "Fairfax County, Aug").
+# Reasons only, as the calendar words. Not "Jan", "Mar" or "Jun", which are names too.
+DATELINE_WORDS = frozenset(
+    """gmt bst utc est edt cst cdt mst mdt pst pdt et pt cet cest aest aedt
+    feb apr aug sep sept oct nov dec""".split()
+)
+
+
 def shown_name(term: str, common_word: CommonWord | None = None) -> bool:
     """Whether a shared key term may name the evidence in a reason. Not a number: key terms
-    hold numbers split at their punctuation ("20,000" is "20" and "000", "4.5bn" is "5bn"),
-    which read as noise on their own. Not a weekday or month, shared by any two reports of one
-    week. Not a word the corpus writes in lower case (`common_word`): "Among", "However" or
-    "Top" are key terms only for starting a sentence."""
-    return (not term[0].isdigit() and term not in CALENDAR_WORDS
+    hold numbers split at their punctuation ("20,000" is "20" and "000"), which read as noise
+    on their own. Not a weekday, a month or a time zone (`DATELINE_WORDS`), shared by any two
+    reports of one week and region. Not a word the corpus writes in lower case (`common_word`): "Among", "However"
+    or "Top" are key terms only for starting a sentence."""
+    return (not term[0].isdigit() and term not in CALENDAR_WORDS and term not in DATELINE_WORDS
             and not (common_word is not None and common_word(term)))
 
 
 def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = None,
-            spelt: Mapping[str, str] | None = None) -> str:
-    """`spelt`: the query's spellings of its names (`spellings`), as reasons show them."""
-    if s.event >= params.same_event_reason_min and s.shared:
-        names = [display_name(t, spelt) for t in s.shared if shown_name(t, common_word)][:3]
-        return f"same event: {', '.join(names)}" if names else "same event"
-    names = [display_name(t, spelt) for t in s.shared if shown_name(t, common_word)][:2]
-    return f"similar topic: {', '.join(names)}" if names else "similar topic"
+            spelt: Mapping[str, str] | None = None,
+            runs: Sequence[NameRun] = ()) -> str:
+    """`spelt`, `runs`: the query's spellings of its names (`spellings`) and its names of
+    several words (`name_runs`), as reasons show them. "Same event" only with two names to
+    show (two words of one name count): evidence of common words, numbers or dates alone
+    ("Woman" opening two headlines, "2018") said it of a hit-and-run in Queens under a house
+    fire in Wolverhampton, and one name, all a feed's headline and summary may carry, of
+    any story naming it ("same event: Veterans" for Veterans Day menus under a story on
+    scams, "California" for a tumbleweed on a highway)."""
+    shown = [t for t in s.shared if shown_name(t, common_word)]
+    names = joined_names(shown, spelt, runs)
+    if s.event >= params.same_event_reason_min and len(shown) >= 2:
+        return f"same event: {', '.join(names[:3])}"
+    return f"similar topic: {', '.join(names[:2])}" if names else "similar topic"
 
 
 _ALSO = "; also reported by "
@@ -919,9 +990,10 @@ def rank_related(
     kept = collapse_duplicates(best, params, cosines)
     chosen = diversify(kept, k, params, cosines)
     out = []
-    spelt = spellings(f"{query.title}\n{query.text}")
+    lead = f"{query.title}\n{query.text}"
+    spelt, runs = spellings(lead), name_runs(lead)
     for s in chosen:
         also = other_sites(s.cand.site, (c.site for c in s.copies))
-        reason = _reason(s, params, common_word, spelt)
+        reason = _reason(s, params, common_word, spelt, runs)
         out.append(Ranked(s.cand.id, round(s.score, 6), _with_also(reason, also), also))
     return out

@@ -712,11 +712,15 @@ def test_reasons_over_real_news_name_names_not_numbers_dates_or_sentence_starter
     docs = load_bbc(shared_data / "bbc-news", ["politics", "business"])
     vectors = embed_docs(docs, HashingEmbedder(dim=64))
     engine = build_engine(docs, vectors)
-    shown: set[str] = set()
+    names: set[str] = set()
     for d in docs[::3]:
         for r in engine.related(_query(d, vectors[d.id]), k=5):
-            names = r.reason.split(";")[0].partition(": ")[2]
-            shown |= {t for t in names.split(", ") if t}
+            names |= {t for t in r.reason.split(";")[0].partition(": ")[2].split(", ") if t}
+    shown = {word for name in names for word in name.replace("-", " ").split()}
+    # A name of several words reads whole, as the article writes it: "Straw, Jack", "Dems,
+    # Lib" and "Blair, Tony" before (rarest first, each word apart).
+    assert {"Tony Blair", "Gordon Brown", "Lib Dems", "Michael Howard"} <= names
+    assert not {"Blair, Tony", "Dems, Lib"} & names
     assert not {t for t in shown if t[0].isdigit()}
     assert not {"Monday", "Friday", "Sunday", "January", "September", "December"} & shown
     assert not {"However", "Among", "According", "Despite"} & shown
@@ -826,3 +830,44 @@ def test_function_words_of_a_french_or_german_story_tie_it_to_no_other(stories, 
         others = [r for r in block if r.id != events.get(i)]
         assert not [r.reason for r in others if r.reason.startswith("same event")], i
         assert max((score for j, score in hits if j not in (i, events.get(i))), default=0) < 0.05
+
+
+def test_a_reason_joins_the_words_of_one_name_as_the_article_writes_them():
+    # ECB+ (Lindsay Lohan's rehab): the block read "same event: Mirage, Rancho, Betty" and
+    # "Betty, Lohan, Ford", each name's words apart and the rarest first.
+    text = ("Lindsay Lohan has checked into the Betty Ford Center in Rancho Mirage, Calif., "
+            "after skipping out on a Newport Beach facility; Mat-Su officials said nothing.")
+    query = replace(QUERY, title="Lindsay Lohan checks into rehab at Betty Ford Center", text=text)
+    idf = {"mirage": 9.0, "rancho": 8.5, "betty": 7.0, "lohan": 6.5, "ford": 6.0, "lindsay": 5.5}
+    terms = key_terms(query.title, text)
+    other = cand(2, unit(1, 0.5), title="Lohan enters Betty Ford",
+                 key_terms=("rancho", "mirage", "betty", "ford", "lohan", "lindsay"))
+    [r] = rank_related(query, [other], k=1, now=NOW, term_idf=idf)
+    assert r.reason == "same event: Rancho Mirage, Betty Ford, Lindsay Lohan"
+    assert {"mat", "su"} <= set(terms)
+    mat_su = cand(3, unit(1, 0.5), title="Mat-Su fire", key_terms=("mat", "su"))
+    assert rank_related(query, [mat_su], k=1, now=NOW)[0].reason == "same event: Mat-Su"
+
+
+def test_same_event_is_said_with_two_names_to_show_and_no_time_zone_is_one():
+    # A BBC feed's "Woman arrested after two children die in Wolverhampton house fire" had
+    # Queens hit-and-runs "same event" with no name at all: the evidence was "Woman" (a
+    # common word opening both headlines) and numbers. MSN's item on scams aimed at veterans
+    # had Veterans Day menus and parades "same event: Veterans": a feed's headline and summary
+    # may carry that one name, and any story naming it shared all of it. And a dateline's
+    # "EST" or "Aug." was shown as a name two reports shared ("same event: Boras, EST, Sox").
+    query = replace(QUERY, title="Woman arrested after house fire", text="Police said 2018.")
+    common = {"woman"}.__contains__
+    only_common = cand(2, unit(1, 0.5), title="Woman killed in hit-and-run",
+                       key_terms=("woman", "2018"))
+    [r] = rank_related(query, [only_common], k=1, now=NOW, common_word=common)
+    assert r.reason == "similar topic"
+    veterans = replace(QUERY, title="Veterans are vulnerable to scams", text="Here is why.")
+    menus = cand(3, unit(1, 0.5), title="Restaurants where Veterans eat for free",
+                 key_terms=("restaurants", "veterans"))
+    [r] = rank_related(veterans, [menus], k=1, now=NOW)
+    assert r.reason == "similar topic: Veterans"
+    zoned = replace(QUERY, text="Scott Boras met the Sox at 10 a.m. EST (7 a.m. PT) on Aug. 16.")
+    timed = cand(4, unit(1, 0.5), key_terms=("est", "pt", "aug", "boras", "scott"))
+    [r] = rank_related(zoned, [timed], k=1, now=NOW)
+    assert r.reason == "same event: Scott Boras"

@@ -863,3 +863,37 @@ def test_spaces_of_every_width_collapse_to_one() -> None:
     titles = {d.title for d in drafts if d is not None}
     assert "FDI inflows contract for the first time in 6 years" in titles
     assert not [d.url for d in drafts if d is not None and "\u200a" in d.title + d.summary]
+
+
+# --- character references that name no character ------------------------------------------
+
+
+@needs_feeds
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize(("ref", "shown"), [
+    ("&#55357;&#56832;", "\U0001f600"),  # an emoji escaped one UTF-16 half at a time
+    ("&#xD83D;", "\ufffd"),              # a lone half
+    ("&#x110000;", "\ufffd"),            # past Unicode
+])
+def test_a_reference_to_no_character_in_one_title_loses_no_story(fast: bool, ref: str,
+                                                                  shown: str) -> None:
+    """feedparser failed on the whole feed ('surrogates not allowed', 'chr() arg not in
+    range'): one emoji escaped as a UTF-16 pair in one title lost all 55 Guardian stories."""
+    body = (FEEDS / "rss-parser" / "guardian.rss").read_bytes()
+    title = b"<title>So, how did conservatives like the State of the Union?</title>"
+    damaged = body.replace(title, title.replace(b"?<", b"? " + ref.encode() + b"<"), 1)
+    url = "https://www.theguardian.com/us/rss"
+    whole = parse_document(body, base_url=url, fast=fast)
+    doc = parse_document(damaged, base_url=url, fast=fast)
+    assert [i.url for i in doc.items] == [i.url for i in whole.items]
+    assert doc.items[1].title == f"So, how did conservatives like the State of the Union? {shown}"
+
+
+def test_a_lone_utf16_half_in_a_sitemap_is_read_as_unreadable_text() -> None:
+    """lxml kept &#xD800; as bytes it cannot decode: reading the title raised
+    UnicodeDecodeError, out of the parser (the collector logged a bug, the sitemap was lost)."""
+    body = NEWS_SITEMAP.replace("Ceasefire talks", "Ceasefire &#xD800; talks").encode()
+    doc = parse_document(body, base_url="https://news.example/sitemap-news.xml")
+    whole = parse_document(NEWS_SITEMAP.encode(), base_url="https://news.example/sitemap-news.xml")
+    assert [i.url for i in doc.items] == [i.url for i in whole.items]
+    assert doc.items[0].title == "Ceasefire \ufffd talks resume in Jeddah & Riyadh"

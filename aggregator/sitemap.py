@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import pairwise
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -207,7 +208,7 @@ def _one_by_one(body: bytes, local: str) -> list[etree._Element]:
     head = body[:root.end()]
     starts = [m.start() for m in _ENTRY_START[local].finditer(body, root.end())]
     entries, parser = [], _parser()
-    for start, end in zip(starts, [*starts[1:], len(body)], strict=True):
+    for start, end in pairwise([*starts, len(body)]):
         try:
             wrapper = etree.fromstring(head + body[start:end], parser=parser)
         except etree.XMLSyntaxError:

@@ -52,7 +52,7 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
     errors = [err for err in parser.error_log if err.level >= etree.ErrorLevels.ERROR]
     if errors:
         problems.append(f"malformed XML recovered: {errors[0].message} (line {errors[0].line})")
-    name = etree.QName(root).localname
+    name = _local(root.tag)
     entry_name = "sitemap" if name == "sitemapindex" else "url"
     entries = _children(root, entry_name)
     if errors:
@@ -219,12 +219,19 @@ def _one_by_one(body: bytes, local: str) -> list[etree._Element]:
 
 def _children(root: etree._Element, local: str) -> list[etree._Element]:
     # The sitemap namespace is often missing or misspelled in the wild; match local names.
-    return [el for el in root if isinstance(el.tag, str) and etree.QName(el).localname == local]
+    return [el for el in root if isinstance(el.tag, str) and _local(el.tag) == local]
+
+
+def _local(tag: str) -> str:
+    """A tag's local name. Not etree.QName's: it refuses the tag lxml gives an element whose
+    prefix is not declared ('video:video', a sitemap that forgot its xmlns:video), and the
+    ValueError went out of the parser: the whole sitemap was lost as a bug."""
+    return tag.rpartition("}")[2].rpartition(":")[2]
 
 
 def _text(el: etree._Element, local: str) -> str:
     for child in el:
-        if isinstance(child.tag, str) and etree.QName(child).localname == local:
+        if isinstance(child.tag, str) and _local(child.tag) == local:
             return (child.text or "").strip()
     return ""
 

@@ -962,3 +962,15 @@ def test_one_broken_feed_item_loses_no_other(name: str, text: bytes, damaged: by
     assert [i.url for i in whole.items if i.url in kept] == kept
     assert len(whole.items) - len(kept) <= 1  # the broken item, its link after the break
     assert any(p.startswith("malformed XML recovered") for p in doc.problems), doc.problems
+
+
+def test_a_sitemap_entry_with_an_undeclared_prefix_is_read() -> None:
+    """lxml names such an element 'video:video', which etree.QName refuses: the ValueError
+    went out of the parser and the whole sitemap was lost as a bug."""
+    body = (b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            b"<url><loc>https://news.example/a</loc><video:video><video:title>Tour</video:title>"
+            b"</video:video><lastmod>2026-11-25</lastmod></url>"
+            b"<url><loc>https://news.example/b</loc></url></urlset>")
+    doc = parse_document(body, base_url="https://news.example/sitemap.xml")
+    assert [(i.url, i.published_at) for i in doc.items] == [
+        ("https://news.example/a", datetime(2026, 11, 25, tzinfo=UTC)), ("https://news.example/b", None)]

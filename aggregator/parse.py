@@ -24,7 +24,7 @@ from aggregator.jsonfeed import is_jsonfeed, parse_jsonfeed
 from aggregator.listing import parse_listing
 from aggregator.model import ParsedDocument, Selectors
 from aggregator.sitemap import parse_sitemap
-from aggregator.textclean import decode_html
+from aggregator.textclean import decode_html, valid_char_refs
 
 KINDS = ("auto", "feed", "jsonfeed", "sitemap", "html")
 # Skip what may precede the root element: BOM, XML declaration, PIs, comments, doctype.
@@ -123,12 +123,12 @@ def _parse(body: bytes, *, base_url: str, content_type: str | None, kind: str,
     if wanted == "sitemap":
         if sniffed == "html":
             raise ParseError("expected a sitemap, got an HTML page")
-        return parse_sitemap(body, base_url=base_url)
+        return parse_sitemap(valid_char_refs(body), base_url=base_url)
     if sniffed == "html":
         raise ParseError("expected a feed, got an HTML page" + _feeds_hint(body, base_url, content_type))
     # "feed" and "unknown": feedparser is the most forgiving reader we have; it raises a
     # ParseError naming what it saw when nothing comes out.
-    return parse_feed(body, base_url=base_url, content_type=content_type, fast=fast)
+    return parse_feed(valid_char_refs(body), base_url=base_url, content_type=content_type, fast=fast)
 
 
 _FEED_TYPES = {"application/rss+xml", "application/atom+xml", "application/feed+json",

@@ -7,7 +7,8 @@ and a problem says so. A sitemap index lists other sitemaps, not stories: its it
 empty and the child sitemap URLs go in `ParsedDocument.child_urls`, newest first, for the
 collector to fetch (`Collector._read_children`); children whose names say they list a site's
 pages, categories, tags or authors (WordPress's, Ghost's) are left out.
-Parsing uses lxml with `recover=True`, so a truncated file still yields its complete entries.
+Parsing uses lxml with `recover=True`, so a truncated file still yields its complete entries;
+a malformed one is read again entry by entry, so a broken entry costs no other.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import pairwise
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -39,7 +41,7 @@ _NOT_STORIES = frozenset({"page", "pages", "category", "categories", "tag", "tag
 
 def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
     """Parse a sitemap body; raise ParseError when there is no <urlset> or <sitemapindex>."""
-    parser = etree.XMLParser(recover=True, resolve_entities=False, no_network=True, huge_tree=False)
+    parser = _parser()
     try:
         root = etree.fromstring(body, parser=parser)
     except etree.XMLSyntaxError as e:
@@ -50,7 +52,11 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
     errors = [err for err in parser.error_log if err.level >= etree.ErrorLevels.ERROR]
     if errors:
         problems.append(f"malformed XML recovered: {errors[0].message} (line {errors[0].line})")
-    name = etree.QName(root).localname
+    name = _local(root.tag)
+    entry_name = "sitemap" if name == "sitemapindex" else "url"
+    entries = _children(root, entry_name)
+    if errors:
+        entries = max(entries, _one_by_one(body, entry_name), key=len)
     if name == "sitemapindex":
         # Newest first (by <lastmod>; undated ones after, in document order): the collector
         # reads only the first few, and a news site's index grows a child a day.
@@ -60,7 +66,7 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
         # follow, and a repeated child to a second read of the same stories.
         own = _same_key(base_url)
         dated, seen, itself, repeated = [], {own}, False, 0
-        for sm in _children(root, "sitemap"):
+        for sm in entries:
             loc = _text(sm, "loc")
             url = joined(base_url, loc) if loc else ""
             if url:
@@ -93,7 +99,7 @@ def parse_sitemap(body: bytes, *, base_url: str) -> ParsedDocument:
         raise ParseError(f"not a sitemap: root element is <{name}>, not <urlset>/<sitemapindex>")
     items: list[ParsedItem] = []
     untitled = 0
-    for n, entry in enumerate(_children(root, "url"), start=1):
+    for n, entry in enumerate(entries, start=1):
         loc = _text(entry, "loc")
         if not loc:
             problems.append(f"item {n}: no <loc>, skipped")
@@ -179,14 +185,53 @@ def _same_key(url: str) -> str:
         return url
 
 
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(recover=True, resolve_entities=False, no_network=True, huge_tree=False)
+
+
+# Where the root's start tag ends, and where each entry starts.
+_ROOT_START = re.compile(rb"<(?:[\w.-]+:)?(?:urlset|sitemapindex)\b[^>]*>")
+_ENTRY_START = {local: re.compile(rb"<(?:[\w.-]+:)?%s[\s>]" % local.encode())
+                for local in ("url", "sitemap")}
+
+
+def _one_by_one(body: bytes, local: str) -> list[etree._Element]:
+    """A malformed sitemap's <url> (or <sitemap>) entries, each parsed on its own after the
+    document's head (XML declaration and root start tag, for the encoding and namespaces).
+    libxml2's recovery ends the document at the first end tag that does not match: one
+    broken entry (a stray "<" in <news:publication_date<>, a NUL in a tag name) closed the
+    <urlset>, and every entry after it was lost, 193 of 195 in a news sitemap, with only
+    "malformed XML recovered" said. Read so, a broken entry costs itself alone."""
+    root = _ROOT_START.search(body)
+    if root is None:
+        return []
+    head = body[:root.end()]
+    starts = [m.start() for m in _ENTRY_START[local].finditer(body, root.end())]
+    entries, parser = [], _parser()
+    for start, end in pairwise([*starts, len(body)]):
+        try:
+            wrapper = etree.fromstring(head + body[start:end], parser=parser)
+        except etree.XMLSyntaxError:
+            continue
+        entries += [] if wrapper is None else _children(wrapper, local)[:1]
+    return entries
+
+
 def _children(root: etree._Element, local: str) -> list[etree._Element]:
     # The sitemap namespace is often missing or misspelled in the wild; match local names.
-    return [el for el in root if isinstance(el.tag, str) and etree.QName(el).localname == local]
+    return [el for el in root if isinstance(el.tag, str) and _local(el.tag) == local]
+
+
+def _local(tag: str) -> str:
+    """A tag's local name. Not etree.QName's: it refuses the tag lxml gives an element whose
+    prefix is not declared ('video:video', a sitemap that forgot its xmlns:video), and the
+    ValueError went out of the parser: the whole sitemap was lost as a bug."""
+    return tag.rpartition("}")[2].rpartition(":")[2]
 
 
 def _text(el: etree._Element, local: str) -> str:
     for child in el:
-        if isinstance(child.tag, str) and etree.QName(child).localname == local:
+        if isinstance(child.tag, str) and _local(child.tag) == local:
             return (child.text or "").strip()
     return ""
 

@@ -136,6 +136,54 @@ def decode_html(body: bytes, content_type: str | None = None) -> str:
         return body.decode("cp1252", errors="replace")
 
 
+# A numeric character reference that may name no character: a UTF-16 half (D800-DFFF) or
+# one past U+10FFFF. Shorter ones (4 decimal digits, 3 hex) name valid characters.
+_BIG_CHAR_REF = re.compile(rb"&#(?:[xX]0*([0-9a-fA-F]{4,})|0*([0-9]{5,}));")
+
+
+def valid_char_refs(body: bytes) -> bytes:
+    """`body` (XML, an ASCII-compatible encoding) with each character reference to a UTF-16
+    surrogate pair joined into one to the character (&#55357;&#56832; is &#128512;, 😀) and
+    any other that names no character made U+FFFD (pure).
+
+    Publishing systems that escape text one UTF-16 unit at a time write emoji so. feedparser
+    then failed on the whole document ("UnicodeEncodeError: surrogates not allowed", as on
+    &#x110000;, "chr() arg not in range"), so one emoji in one title lost every story of the
+    feed; lxml kept a lone half as bytes it could not decode, and reading that sitemap entry
+    raised UnicodeDecodeError, out of the parser."""
+    if b"&#" not in body:
+        return body
+    out: list[bytes] = []
+    done = 0  # body[:done] is in `out`
+    high: tuple[int, int, int] | None = None  # a high half's (start, end, code), not yet written
+    for m in _BIG_CHAR_REF.finditer(body):
+        digits = m[1] or m[2]
+        # past 8 digits it is out of range whatever they are (and int() refuses 4,300)
+        code = 0x110000 if len(digits) > 8 else int(digits, 16 if m[1] else 10)
+        if high is not None:
+            start, end, first = high
+            high = None
+            if m.start() == end and 0xDC00 <= code <= 0xDFFF:
+                joined = 0x10000 + ((first - 0xD800) << 10) + (code - 0xDC00)
+                out += (body[done:start], b"&#%d;" % joined)
+                done = m.end()
+                continue
+            out += (body[done:start], b"&#65533;")
+            done = end
+        if 0xD800 <= code <= 0xDBFF:
+            high = (m.start(), m.end(), code)
+        elif 0xDC00 <= code <= 0xDFFF or code > 0x10FFFF:
+            out += (body[done:m.start()], b"&#65533;")
+            done = m.end()
+    if high is not None:
+        out += (body[done:high[0]], b"&#65533;")
+        done = high[1]
+    if not out:
+        return body
+    out.append(body[done:])
+    return b"".join(out)
+
+
 def collapse_whitespace(text: str) -> str:
     """Runs of spaces become one space; lines are stripped; blank-line runs become one."""
     lines = [_WS.sub(" ", line).strip() for line in text.replace("\r\n", "\n").split("\n")]
@@ -368,4 +416,5 @@ __all__ = [
     "struct_time_to_utc",
     "truncate",
     "unescape",
+    "valid_char_refs",
 ]

@@ -487,6 +487,10 @@ def encode_bucketed(texts: list[str], tokenizer, run, batch_size: int,
     return out
 
 
+# [CLS] [SEP]: the smallest batch a model runs (`StreamedEmbedder._load`).
+_PRIME_IDS = np.array([[101, 102]], dtype=np.int64)
+
+
 class StreamedEmbedder:
     """What the int8 embedders share: tokenizers, a query handle of `threads` threads for calls
     of one batch (a query's latency), and one single-threaded handle per stream, fed by a
@@ -525,6 +529,14 @@ class StreamedEmbedder:
         if self._query is None:
             tokenizer = load_tokenizer()
             query = self._query_handle()
+            # One batch on this thread before any stream's: a runtime's Python binding sets up
+            # process-wide state on its first call (pybind11's numpy API, made under a C++
+            # static guard while it runs Python: numpy's version check). Two streams' first
+            # calls at once deadlocked when the GIL passed between them in there: one thread
+            # in the guard waiting for the GIL, the other holding the GIL waiting for the
+            # guard, the caller waiting for both for good (`tidings eval related` hung in its
+            # first encode; reproduced in fresh processes at sys.setswitchinterval(1e-5)).
+            self._runner(query)(_PRIME_IDS, np.ones_like(_PRIME_IDS))
             self._tokenizer, self._query = tokenizer, query
         return self._tokenizer, self._query
 

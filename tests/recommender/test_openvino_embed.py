@@ -500,3 +500,35 @@ def test_default_int8_falls_back_to_onnxruntime(models_dir, monkeypatch):
     monkeypatch.setattr(openvino_embed, "build_openvino_model", broken)
     emb = make_embedder("minilm-int8", threads=1, cache_dir=models_dir)
     assert isinstance(emb, OnnxEmbedder) and emb.recipe.startswith("onnx-int8:")
+
+
+@pytest.mark.model
+def test_a_fresh_process_first_call_of_several_batches_does_not_freeze(ov_path):
+    """The first call of a fresh process that makes several batches starts both streams at
+    once; their first calls each set up OpenVINO's Python binding's numpy API (a C++ static
+    whose set-up runs Python), and when the GIL passed between them in there, one held the
+    GIL waiting for the other's static, which waited for the GIL: the process froze for good,
+    Ctrl-C included (`tidings eval related`; `import` and `index --rebuild` take the same
+    path). A tiny switch interval makes the GIL pass there nearly every time, and more so
+    with the tokenizer's own threads on (the product turns them off; it froze all the same)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.api.conftest import REPO
+
+    code = (
+        "import sys; sys.setswitchinterval(1e-5)\n"
+        "from recommender.openvino_embed import OpenVinoEmbedder\n"
+        f"emb = OpenVinoEmbedder({str(ov_path)!r}, threads=2)\n"
+        "texts = ['word ' * (5 + (i * 37) % 200) for i in range(96)]\n"
+        "print(emb.encode(texts, 32).shape)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}
+    for _ in range(2):  # each in a fresh process: the set-up happens once per process
+        try:
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 timeout=120, cwd=REPO, env=env)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the first call of several batches froze the process")
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == "(96, 384)"

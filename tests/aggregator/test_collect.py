@@ -769,6 +769,41 @@ def test_fields_read_from_an_article_page_are_cut_as_a_feeds_are():
     assert 0 < len(merged.author) <= MAX_AUTHOR_CHARS
 
 
+async def test_control_characters_from_feeds_are_not_stored(sqlite_store):
+    """A "\x01" or an ANSI colour code in a feed item's title or summary (a JSON Feed carries
+    them escaped, an RSS feed raw, read in recovery) was stored: invisible junk in titles, in
+    JSON and in the widget, and characters XML 1.0 forbids. Separators part words, and a C1
+    control is the Windows-1252 character it stands for ("\x92" a quote)."""
+    import json
+    import re
+
+    controls = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+    async with LocalSite() as site:
+        feed = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{
+            "id": "1", "url": site.url("/json/1", "news.example"),
+            "title": "Budget\x01 vote\x0bpasses\x7f, don\x92t \x1b[31mpanic\ufffe",
+            "summary": "Line\x02 one\nline\x1ftwo", "content_text": "Body\x05 text",
+            "authors": [{"name": "Jane\x03 Doe"}], "tags": ["po\x04litics"]}]}
+        site.route("/feed.json", body=json.dumps(feed).encode(), content_type="application/feed+json")
+        site.route("/feed.xml", content_type="application/rss+xml", body=(
+            f'<rss version="2.0"><channel><title>t</title><item><title>Raw\x01 title</title>'
+            f"<link>{site.url('/rss/1', 'news.example')}</link></item></channel></rss>").encode())
+        await sqlite_store.sync_sources([
+            SourceSpec("json", site.url("/feed.json"), "politics"),
+            SourceSpec("rss", site.url("/feed.xml"), "politics")])
+        report = await collector(sqlite_store, site).run_round()
+    assert [r.new for r in report.sources] == [1, 1]
+    stories = {s.source: s for s in await sqlite_store.latest_stories(limit=10)}
+    for s in stories.values():
+        for value in (s.title, s.summary, s.text, s.author, *s.tags):
+            assert not controls.search(value), repr(value)
+    story = stories["json"]
+    assert story.title == "Budget vote passes, don\u2019t [31mpanic"
+    assert (story.summary, story.text) == ("Line one\nline two", "Body text")
+    assert (story.author, story.tags) == ("Jane Doe", ("politics",))
+    assert stories["rss"].title == "Raw title"
+
+
 async def test_a_sitemap_index_that_answers_304_still_has_its_children_read(sqlite_store):
     """An index served with an ETag (a static file) answered 304 to the stored validators,
     and on a 304 no child was read: today's child grew all day, its new stories waited for

@@ -214,3 +214,31 @@ async def test_a_hostile_story_comes_out_escaped_and_well_formed(tmp_path, share
     assert d.feed.title == "Tidings: latest in odd <cat>"
     assert [ln.href for ln in d.feed.links if ln.rel == "self"] == [
         "https://news.example.org/tidings/v1/stories.atom?category=odd+%3Ccat%3E"]
+
+
+async def test_a_feed_items_control_characters_reach_neither_json_nor_atom(tmp_path, shared_data):
+    """A feed item's "\x01" was stored, so every card carried it (JSON, the widget); the Atom
+    document dropped it late. Collected now, the story has none, and both agree on its title."""
+    import json
+
+    from aggregator.model import SourceSpec
+    from aggregator.parsepool import parse_and_normalize
+
+    spec = SourceSpec("ctl", "https://ctl.example/feed.json", "ctl")
+    feed = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{
+        "id": "1", "url": "https://ctl.example/a", "title": "Budget\x01 vote\x1b[0m passes",
+        "summary": "Sum\x02mary", "authors": [{"name": "Jane\x03 Doe"}]}]}
+    got = parse_and_normalize(json.dumps(feed).encode(), spec.url, "application/feed+json", "feed",
+                              None, spec, datetime.now(UTC))
+    st, server, task = await make_stack(tmp_path, shared_data, limit=4, extra_drafts=got.drafts)
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as c:
+            (card,) = (await c.get("/v1/stories", params={"category": "ctl"})).json()["items"]
+            r = await c.get("/v1/stories.atom", params={"category": "ctl"})
+    finally:
+        await stop_stack(st, server, task)
+    assert (card["title"], card["summary"], card["author"]) == ("Budget vote[0m passes", "Summary", "Jane Doe")
+    entry = etree.fromstring(r.content).find(f"{ATOM}entry")  # well-formed, or this raises
+    assert entry.findtext(f"{ATOM}title") == card["title"]
+    assert entry.findtext(f"{ATOM}summary") == card["summary"]
+    assert_same_stories(parsed(r), [card])

@@ -136,6 +136,14 @@ def bounds_from(settings: CollectSettings) -> ScheduleBounds:
     )
 
 
+def pages_deadline_s(settings: CollectSettings) -> float:
+    """How long after its fetch began a source's listing pages may still be read. Each page
+    has its own fetch timeout (`total_timeout_s`), so ten slow ones took ten times that, past
+    the source's claim (`lease_s`): another collector then took the source and fetched it
+    too. Half the claim: the other half is for its article pages and its store."""
+    return settings.lease_s / 2
+
+
 def merge_article(draft: StoryDraft, article) -> StoryDraft:
     """Fill a feed item's gaps from its page: the page's body wins, the feed's metadata stays
     (but for a feed image that says it is a thumbnail: `images.better_image`).
@@ -455,13 +463,14 @@ class Collector:
         """The source's document and its fetch result (None for a 304). `stored`: which of
         some URLs are stories already, where a listing's further pages stop (None: read all
         the pages configured, as `check` shows them)."""
+        started_s = time.monotonic()
         result = await fetcher.fetch(spec.url, validators, own_host=own_host(spec))
         if result.not_modified:
             return None, result
         parsed = await self._parse(result, spec, spec.kind, now, pool)
         if parsed.doc.next_url and spec.selectors is not None and spec.selectors.pages > 1:
             parsed = await self._read_pages(fetcher, spec, parsed, result.final_url, now, pool,
-                                            stored)
+                                            stored, started_s)
         if parsed.doc.child_urls and not parsed.drafts:
             parsed = await self._read_children(fetcher, spec, parsed, now, pool)
             # No validators kept for an index: its 304 says nothing of its children (today's
@@ -515,7 +524,8 @@ class Collector:
         return Parsed(doc, items, tuple(drafts), left_out)
 
     async def _read_pages(self, fetcher: Fetcher, spec: SourceSpec, first: Parsed, first_url: str,
-                          now: datetime, pool: ParsePool | None, stored: Stored | None) -> Parsed:
+                          now: datetime, pool: ParsePool | None, stored: Stored | None,
+                          started_s: float) -> Parsed:
         """A listing with the pages after it, by their rel=next links, up to the source's
         `pages` in all: a new source's backfill, and a round's stories past the first page
         when more came out since the last round than one page shows. Not past a page holding
@@ -524,7 +534,8 @@ class Collector:
         the operator); no page twice. A page that fails is a problem; those read stay. None
         read past `MAX_ITEMS` items, as one document keeps: ten pages of 5,000 were one batch
         of 50,000 stories, more parameters than PostgreSQL takes in a statement (32,767), and
-        the source failed every round, storing nothing."""
+        the source failed every round, storing nothing. Nor one that could end past
+        `pages_deadline_s` after the source's fetch began (`started_s`, monotonic)."""
         hosts = {urlsplit(spec.url).hostname, urlsplit(first_url).hostname}
         seen, page = {spec.url, first_url}, first
         problems, drafts = list(first.doc.problems), list(first.drafts)
@@ -540,6 +551,13 @@ class Collector:
                 break
             if len(drafts) >= MAX_ITEMS:
                 problems.append(f"next page {url} not read: {len(drafts)} items read already")
+                break
+            spent_s = time.monotonic() - started_s
+            if spent_s + self.settings.total_timeout_s > pages_deadline_s(self.settings):
+                problems.append(
+                    f"next page {url} not read: {spent_s:.1f} s into the source's "
+                    f"{self.settings.lease_s} s claim, and a page may take "
+                    f"{self.settings.total_timeout_s:g} s (pages stop at half the claim)")
                 break
             seen.add(url)
             try:

@@ -1013,6 +1013,29 @@ async def test_a_listings_next_pages_stop_at_the_items_one_document_keeps(sqlite
     assert report.problems == (f"next page {site.url('/news/3')} not read: 4 items read already",)
 
 
+async def test_a_listings_slow_next_pages_stop_within_the_sources_claim(sqlite_store):
+    """Each next page has its own fetch timeout, so ten slow ones took ten timeouts (300 s by
+    default): past the source's claim (`lease_s`, 300 s), when another collector takes the
+    source and fetches it too. No page is read that could end past half the claim: here a
+    claim of 6 s, pages of up to 2 s, the later ones taking 1.5 s each: the second page is
+    read (it ends by 2 s at the latest), the third could end past 3 s."""
+    from aggregator.model import Selectors
+
+    settings = dataclasses.replace(FAST, total_timeout_s=2.0, lease_s=6)
+    async with LocalSite() as site:
+        for n in range(1, 5):
+            site.route(f"/news/{n}", body=_paged_listing([f"{n}a"], f"/news/{n + 1}"),
+                       content_type="text/html; charset=utf-8", delay_s=1.5 if n > 1 else 0.0)
+        await sqlite_store.sync_sources([SourceSpec("news", site.url("/news/1"), "world", kind="html",
+                                                    selectors=Selectors(item="article.card", link="h3 a", pages=4))])
+        (report,) = (await collector(sqlite_store, site, settings).run_round(force=True)).sources
+        assert [p for p in site.paths_requested() if p.startswith("/news")] == ["/news/1", "/news/2"]
+    assert (report.ok, report.new) == (True, 2)
+    (stopped,) = report.problems
+    assert stopped.startswith(f"next page {site.url('/news/3')} not read: ")
+    assert stopped.endswith(" s into the source's 6 s claim, and a page may take 2 s (pages stop at half the claim)")
+
+
 async def test_an_item_linking_a_host_no_dns_name_has_leaves_the_rest_of_its_feed_stored(store):
     """A story's site is its link's host, stored in 255 characters; a host of 308 (no DNS name
     is longer than 253) made PostgreSQL refuse the round's whole batch, so one junk item kept

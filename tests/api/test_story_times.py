@@ -23,8 +23,9 @@ TEXT = ("Keepers of the Varnholm lighthouse walked out over pay on Tuesday, leav
         "by day only while the lighthouse keepers strike lasts, and talks resume on Friday.")
 
 
-def _draft(name: str, published_at, title: str) -> StoryDraft:
-    return StoryDraft(url=f"https://coast.example/{name}", title=title, text=TEXT + f" ({name})",
+def _draft(name: str, published_at, title: str, more: str = "") -> StoryDraft:
+    return StoryDraft(url=f"https://coast.example/{name}", title=title,
+                      text=TEXT + more + f" ({name})",
                       summary=TEXT[:120], site="coast.example", source="coast",
                       category="politics", published_at=published_at)
 
@@ -79,15 +80,18 @@ async def test_a_redated_article_looks_for_coverage_from_when_it_came_out(tmp_pa
     same-event evidence to stories of today."""
     st, server, task = await make_stack(tmp_path, shared_data, limit=8)
     store, now = st.svc.store, utcnow()
+    # Two names shared: "same event" is said on two names at least.
+    mayor = " Mayor Inga Solberg asked both sides back to the table."
     try:
         week_ago = now - timedelta(days=7)
-        article = _draft("article", week_ago, "Varnholm lighthouse keepers walk out")
+        article = _draft("article", week_ago, "Varnholm lighthouse keepers walk out", mayor)
         await store.upsert_stories([article], week_ago)
-        await store.upsert_stories([_draft("article", now, article.title)], now)  # re-dated
+        await store.upsert_stories([_draft("article", now, article.title, mayor)], now)  # re-dated
         await store.upsert_stories([_draft("then", week_ago + timedelta(hours=2),
-                                           "Varnholm strait left dark by keepers' strike")],
+                                           "Varnholm strait left dark by keepers' strike", mayor)],
                                    week_ago + timedelta(hours=2))
-        await store.upsert_stories([_draft("today", now, "Varnholm harbour board speaks")], now)
+        await store.upsert_stories([_draft("today", now, "Varnholm harbour board speaks", mayor)],
+                                   now)
         await st.svc.indexer.drain()
         await st.svc.corpus.follow()
         ids = {n: (await store.get_story_by_url(f"https://coast.example/{n}")).id

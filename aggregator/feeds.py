@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import re
 import xml.sax
-from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +23,14 @@ from aggregator.canonical import joined
 from aggregator.errors import ParseError
 from aggregator.fastfeed import read_fast
 from aggregator.model import ParsedDocument, ParsedItem
-from aggregator.textclean import clean_inline, feed_html_to_text, parse_date, struct_time_to_utc
+from aggregator.textclean import (
+    clean_inline,
+    entry_documents,
+    entry_starts,
+    feed_html_to_text,
+    parse_date,
+    struct_time_to_utc,
+)
 
 # sy:updatePeriod units (RSS 1.0 Syndication module), in seconds.
 _PERIOD_S = {
@@ -103,9 +109,6 @@ def _feedparser(body: bytes, headers: dict[str, str]) -> Any:
         raise ParseError(f"feed parser failed: {type(e).__name__}: {e}") from e
 
 
-_ENTRY_START = re.compile(rb"<(?:[\w.-]+:)?(?:item|entry)[\s>]")
-
-
 def _one_by_one(body: bytes, headers: dict[str, str], read: list) -> list:
     """A malformed feed's items, each read by feedparser on its own after the document's head
     (all before the first item). Its lenient reader takes a stray "<" in an item's text
@@ -114,13 +117,13 @@ def _one_by_one(body: bytes, headers: dict[str, str], read: list) -> list:
     lost so, with only "malformed XML recovered" said. Read so, a broken item costs itself.
     `read`, the items read in one go, stays when there are no fewer (the common case: a stray
     "&" costs no item, and the second reading nothing)."""
-    starts = [m.start() for m in _ENTRY_START.finditer(body)]
+    starts = entry_starts(body, "item|entry")
     if len(starts) <= len(read):
         return read
     entries = []
-    for start, end in pairwise([*starts, len(body)]):
+    for document in entry_documents(body, body[:starts[0]], starts):
         try:
-            entries += _feedparser(body[:starts[0]] + body[start:end], headers).entries[:1]
+            entries += _feedparser(document, headers).entries[:1]
         except ParseError:
             continue
     return max(read, entries, key=len)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from itertools import pairwise
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -25,7 +24,7 @@ from lxml import etree
 from aggregator.canonical import canonical_url, joined
 from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem
-from aggregator.textclean import clean_inline, parse_date
+from aggregator.textclean import clean_inline, entry_documents, entry_starts, parse_date
 
 _NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
 _IMAGE_NS = "http://www.google.com/schemas/sitemap-image/1.1"
@@ -189,10 +188,8 @@ def _parser() -> etree.XMLParser:
     return etree.XMLParser(recover=True, resolve_entities=False, no_network=True, huge_tree=False)
 
 
-# Where the root's start tag ends, and where each entry starts.
+# Where the root's start tag ends (each entry's start: textclean.entry_starts).
 _ROOT_START = re.compile(rb"<(?:[\w.-]+:)?(?:urlset|sitemapindex)\b[^>]*>")
-_ENTRY_START = {local: re.compile(rb"<(?:[\w.-]+:)?%s[\s>]" % local.encode())
-                for local in ("url", "sitemap")}
 
 
 def _one_by_one(body: bytes, local: str) -> list[etree._Element]:
@@ -206,11 +203,10 @@ def _one_by_one(body: bytes, local: str) -> list[etree._Element]:
     if root is None:
         return []
     head = body[:root.end()]
-    starts = [m.start() for m in _ENTRY_START[local].finditer(body, root.end())]
     entries, parser = [], _parser()
-    for start, end in pairwise([*starts, len(body)]):
+    for document in entry_documents(body, head, entry_starts(body, local, root.end())):
         try:
-            wrapper = etree.fromstring(head + body[start:end], parser=parser)
+            wrapper = etree.fromstring(document, parser=parser)
         except etree.XMLSyntaxError:
             continue
         entries += [] if wrapper is None else _children(wrapper, local)[:1]

@@ -9,8 +9,10 @@ from __future__ import annotations
 import codecs
 import html
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from itertools import pairwise
 
 import lxml.html
 from lxml import etree
@@ -418,3 +420,19 @@ __all__ = [
     "unescape",
     "valid_char_refs",
 ]
+
+
+def entry_starts(body: bytes, tags: str, after: int = 0) -> list[int]:
+    """Where each element named one of `tags` ("item|entry", any namespace prefix) starts in
+    `body`, from `after` on: the cut points of `entry_documents`."""
+    pattern = re.compile(rb"<(?:[\w.-]+:)?(?:%s)[\s>]" % tags.encode())
+    return [m.start() for m in pattern.finditer(body, after)]
+
+
+def entry_documents(body: bytes, head: bytes, starts: list[int]) -> Iterator[bytes]:
+    """A malformed document (a feed, a sitemap) cut at `starts` (`entry_starts`): `head`, all
+    a reader needs before the first entry (declaration, root start tag, a feed's channel),
+    with each entry and what follows it up to the next. Read one by one, a broken entry costs
+    itself alone, where a recovering parser lost every entry after it."""
+    for start, end in pairwise([*starts, len(body)]):
+        yield head + body[start:end]

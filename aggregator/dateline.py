@@ -137,20 +137,20 @@ _DAYS_BACK = {"just now": None, "gerade eben": None, "à l'instant": None, "toda
 _DAY_WORD = re.compile(r"^\W*(" + "|".join(_DAYS_BACK) + r")\b", re.IGNORECASE)
 
 
-def relative_date(text: str, now: datetime) -> datetime | None:
+def relative_date(text: str, now: datetime, site_zone: tzinfo = UTC) -> datetime | None:
     """The time a relative date means at `now`, the time the page was fetched: "2 hours
     ago", "vor 2 Stunden", "il y a 3 heures", "hace un día" (months as 30 days, years as
     365); "just now" is `now`; "today" and "yesterday" (and their German, French, Spanish
-    words, opening the text) are that day, at the time the text writes beside them
-    (`with_clock`), else midnight UTC, as other day dates are (pure)."""
+    words, opening the text) are that day in `site_zone`, the site's, at the time the text writes
+    beside them (`with_clock`), else midnight UTC, as other day dates are (pure)."""
     if m := _RELATIVE.search(text):
         count, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
         return now - timedelta(seconds=_count(count) * _UNIT_SECONDS[unit.lower()])
     if m := _DAY_WORD.search(text.replace("’", "'")):
         if (back := _DAYS_BACK[m.group(1).lower()]) is None:
             return now
-        day = (now.astimezone(UTC) - timedelta(days=back)).date()
-        return with_clock(datetime(day.year, day.month, day.day, tzinfo=UTC), text, now)
+        day = (now.astimezone(site_zone) - timedelta(days=back)).date()
+        return with_clock(datetime(day.year, day.month, day.day, tzinfo=UTC), text, now, site_zone)
     return None
 
 
@@ -199,31 +199,35 @@ def _clock(text: str) -> tuple[int, int, tzinfo | None] | None:
     return hour, minute, zone
 
 
-def with_clock(day: datetime, text: str, now: datetime | None = None) -> datetime:
+def with_clock(day: datetime, text: str, now: datetime | None = None,
+               site_zone: tzinfo = UTC) -> datetime:
     """`day` (midnight UTC, the date `text` writes) at the time of day `text` writes beside
     it, in UTC: "6 Dec 2026, 14:05", "Jun 7, 2023, 8:54 PM UTC", "February 1, 2016: 1:28 AM
     ET". Kept as the day alone, a listing's stories of one day sorted in no order and were up
-    to a day off. A time without a zone is read as UTC, as a feed's is (`parse_date`), but
-    not past `now`: a site east of UTC writes times ahead of UTC's. `day` when `text` gives
-    no time (pure)."""
+    to a day off. A time without a zone is read in `site_zone` (the source's `timezone`,
+    summer or winter time by the date), by default UTC as a feed's is (`parse_date`), but
+    not past `now`: a site east of that zone writes times ahead of it. `day` when `text`
+    gives no time (pure)."""
     clock = _clock(text)
     if clock is None:
         return day
     hour, minute, zone = clock
-    at = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone or UTC).astimezone(UTC)
+    wall = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone or site_zone)
+    at = wall.astimezone(UTC)
     if zone is None and now is not None and day <= now < at:
         return now
     return at
 
 
-def zoned_clock(text: str, now: datetime) -> datetime | None:
+def zoned_clock(text: str, now: datetime, site_zone: tzinfo | None = None) -> datetime | None:
     """A time alone with its zone, as listings write today's stories ("14:05 GMT", "Updated
-    2:05 PM ET"): the last such time at `now`, today or else yesterday in that zone. None
-    without a zone: "14:05" could be any hour of UTC's day (pure)."""
+    2:05 PM ET"), or without one on a site whose zone is known (`site_zone`, the source's
+    `timezone`): the last such time at `now`, today or else yesterday in that zone. None
+    without either: "14:05" could be any hour of UTC's day (pure)."""
     clock = _clock(text)
-    if clock is None or clock[2] is None:
+    if clock is None or (clock[2] or site_zone) is None:
         return None
-    hour, minute, zone = clock
+    hour, minute, zone = clock[0], clock[1], clock[2] or site_zone
     local_now = now.astimezone(zone)
     at = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
     if at > local_now:

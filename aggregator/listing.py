@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 import lxml.html
 from cssselect import SelectorError
@@ -53,7 +54,8 @@ def parse_listing(
         raise ParseError(f"bad CSS selector {selectors.item!r}: {e}") from e
     if not blocks:
         raise ParseError(f"HTML listing: item selector {selectors.item!r} matched nothing")
-    when = _When(now, _language(root))
+    # The zone was checked when the sources file was loaded.
+    when = _When(now, _language(root), ZoneInfo(selectors.timezone) if selectors.timezone else UTC)
     items: list[ParsedItem] = []
     problems: list[str] = []
     seen: set[str] = set()
@@ -96,6 +98,15 @@ def next_page(root: etree._Element, base: str) -> str:
     return ""
 
 
+def _href(el: etree._Element) -> str:
+    """The link of `el`: its href, or a non-<a>'s first <a href> inside (a card, an <li>)."""
+    href = el.get("href") or ""
+    if not href and el.tag != "a":
+        inner = el.find(".//a[@href]")
+        href = inner.get("href", "") if inner is not None else ""
+    return href.strip()
+
+
 def selector_misses(selectors: Selectors, missed: dict[str, list[str]], linked: int) -> list[str]:
     """One problem per optional selector that matched nothing in some of the `linked` items,
     and one for a date selector whose text is no date (pure). A typo in one, or a site's
@@ -114,10 +125,12 @@ def selector_misses(selectors: Selectors, missed: dict[str, list[str]], linked: 
 
 
 class _When(NamedTuple):
-    """What a date as readers see it is read against: the fetch time, the page's language."""
+    """What a date as readers see it is read against: the fetch time, the page's language,
+    the zone of the times it writes without one (the source's `timezone`, else UTC)."""
 
     now: datetime | None
     lang: str
+    zone: tzinfo
 
 
 def _language(root: etree._Element) -> str:
@@ -132,13 +145,7 @@ def _language(root: etree._Element) -> str:
 def _item(block: etree._Element, selectors: Selectors, base: str,
           missed: dict[str, list[str]], when: _When) -> ParsedItem | str:
     link_el = _first(block, selectors.link)
-    href = ""
-    if link_el is not None:
-        href = link_el.get("href") or ""
-        if not href and link_el.tag != "a":
-            inner = link_el.find(".//a[@href]")
-            href = inner.get("href", "") if inner is not None else ""
-    href = href.strip()
+    href = _href(link_el) if link_el is not None else ""
     if not href:
         return "no link, skipped"
     url = joined(base, href)
@@ -160,7 +167,8 @@ def _item(block: etree._Element, selectors: Selectors, base: str,
     published_at = None
     if (date_el := found("date")) is not None:
         values = [date_el.get(a) for a in _DATE_ATTRS] + [date_el.text_content()]
-        published_at = next((d for d in map(parse_date, filter(None, values)) if d), None)
+        dates = (parse_date(v, when.zone) for v in values if v)
+        published_at = next((d for d in dates if d), None)
         # A date as the page writes it for readers ("November 25, 2026", "25. November
         # 2026", "25 novembre 2026", "25.11.2026", "11/25/2026": the reading that is a date,
         # else the page language's), at the time of day written beside it ("6 Dec 2026,
@@ -169,9 +177,12 @@ def _item(block: etree._Element, selectors: Selectors, base: str,
         # sorted as new whatever their age); then only the day, in no order within it.
         text = date_el.text_content()
         if published_at is None and (day := dateline(text) or numeric_date(text, when.lang)):
-            published_at = with_clock(day, text, when.now)
+            published_at = with_clock(day, text, when.now, when.zone)
         if published_at is None and when.now is not None:
-            published_at = relative_date(text, when.now) or zoned_clock(text, when.now)
+            # Without a `timezone`, a time alone must say its zone ("14:05 GMT").
+            site_zone = when.zone if selectors.timezone else None
+            published_at = (relative_date(text, when.now, when.zone)
+                            or zoned_clock(text, when.now, site_zone))
         if published_at is None:
             missed["date_text"].append(clean_inline(text))
     img_el = found("image")

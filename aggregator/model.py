@@ -54,8 +54,10 @@ class ParsedDocument:
 @dataclass(frozen=True)
 class Selectors:
     """CSS selectors for an HTML listing page; only `item` and `link` are required. `pages`,
-    not a selector, is how many of the listing's pages to read, following its rel=next links
-    (kept here because the sources table stores the selectors as one JSON value)."""
+    not a selector, is how many of the listing's pages to read, following its rel=next links;
+    `timezone`, the source's own key (an IANA name, "" for
+    UTC), is the zone its times without one are written in. Both are kept here because the
+    sources table stores the selectors as one JSON value, and only listings read them."""
 
     item: str
     link: str
@@ -64,6 +66,7 @@ class Selectors:
     date: str = ""
     image: str = ""
     pages: int = 1
+    timezone: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cssselect import GenericTranslator, SelectorError
 
@@ -31,8 +32,9 @@ log = logging.getLogger("tidings.sources")
 
 KINDS = ("auto", "feed", "sitemap", "html")
 SOURCE_KEYS = ("name", "url", "category", "kind", "interval", "enabled", "weight", "full_text",
-               "keep", "block", "selectors")
-SELECTOR_KEYS = tuple(f.name for f in dataclasses.fields(Selectors))
+               "keep", "block", "timezone", "selectors")
+# `timezone` rides in Selectors (see its docstring) but is written on the source itself.
+SELECTOR_KEYS = tuple(f.name for f in dataclasses.fields(Selectors) if f.name != "timezone")
 MAX_WEIGHT = 10.0
 # Pages of one listing read a round at most: each is a request to the publisher's site.
 MAX_LISTING_PAGES = 10
@@ -231,6 +233,27 @@ def _check_rule(table: dict[str, Any], key: str, err: _SourceErrors) -> str:
     return pattern
 
 
+def _check_timezone(table: dict[str, Any], kind: str, err: _SourceErrors) -> str:
+    """The source's IANA time zone ("" when absent), looked up now so that a typo fails at
+    load with its line, not as stories an hour or two off."""
+    if "timezone" not in table:
+        return ""
+    zone = table["timezone"]
+    if kind != "html":  # only listings read it so far: accepted elsewhere, it would do nothing
+        raise err(f"timezone is only for kind = \"html\" (this source is {kind!r})", "timezone")
+    if not isinstance(zone, str) or not zone.strip():
+        raise err(f"timezone must be an IANA time zone name like \"Europe/Berlin\", got "
+                  f"{zone!r}", "timezone")
+    try:
+        ZoneInfo(zone.strip())
+    # ValueError: "../x" or an absolute path; OSError: a folder of zones ("Europe"). Their
+    # text names files of the zone database, no help to an operator: not echoed.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise err(f"unknown time zone {zone!r} (an IANA name like \"Europe/Berlin\" or "
+                  f"\"America/New_York\")", "timezone") from None
+    return zone.strip()
+
+
 def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) -> SourceSpec:
     for key in table:
         if key not in SOURCE_KEYS:
@@ -282,12 +305,14 @@ def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) ->
     if not 0.0 <= weight <= MAX_WEIGHT:
         raise err(f"weight must be between 0 and {MAX_WEIGHT:g}, got {weight!r}", "weight")
 
+    zone = _check_timezone(table, kind, err)
     selectors = None
     if "selectors" in table:
         if kind != "html":
             raise err(f"selectors are only for kind = \"html\" (this source is {kind!r})",
                       "selectors")
         selectors = _check_selectors(table["selectors"], err)
+        selectors = dataclasses.replace(selectors, timezone=zone)
     elif kind == "html":
         raise err("kind = \"html\" needs a [source.selectors] table with at least item and link",
                   "kind")

@@ -10,7 +10,7 @@ import codecs
 import html
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from email.utils import parsedate_to_datetime
 from itertools import pairwise
 
@@ -337,11 +337,12 @@ def truncate(text: str, max_chars: int, ellipsis: str = "…") -> str:
     return cut.rstrip(" ,;:-") + ellipsis
 
 
-def parse_date(value: str | None) -> datetime | None:
+def parse_date(value: str | None, site_zone: tzinfo = UTC) -> datetime | None:
     """An RFC 822 or ISO 8601 date string to an aware UTC datetime; None when it is not one.
 
     Naive values are taken as UTC (feeds that omit the offset mostly mean UTC or are off by
-    hours; being off by hours is better than losing the date). Date-only values mean midnight.
+    hours; being off by hours is better than losing the date), or in `site_zone` when the
+    source names its zone. Date-only values mean midnight UTC: a day, whatever the zone.
     """
     if not value:
         return None
@@ -361,7 +362,9 @@ def parse_date(value: str | None) -> datetime | None:
     if parsed is None:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
+        # "-0000" is RFC 5322's UTC with the sender's zone unsaid: UTC, not the site's.
+        clock_written = ":" in value and not value.endswith("-0000")
+        parsed = parsed.replace(tzinfo=site_zone if clock_written else UTC)
     try:
         return parsed.astimezone(UTC)
     except (OverflowError, ValueError):

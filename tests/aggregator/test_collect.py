@@ -1036,6 +1036,59 @@ async def test_a_listings_slow_next_pages_stop_within_the_sources_claim(sqlite_s
     assert stopped.endswith(" s into the source's 6 s claim, and a page may take 2 s (pages stop at half the claim)")
 
 
+def _html_source_file(tmp_path, url: str, extra: str, selectors: str, name: str = "site") -> list:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'[[source]]\nname = "{name}"\nurl = "{url}"\ncategory = "world"\n'
+                    f'kind = "html"\n{extra}\n[source.selectors]\nitem = "article"\n'
+                    f'link = "h3 a"\n{selectors}\n', encoding="utf-8")
+    return load_sources(path)
+
+
+def _listing_of(cards: dict[str, str], pager: str = "") -> bytes:
+    """Story slug -> the date text its card shows; `pager` after the cards."""
+    body = "".join(f'<article><h3><a href="/s/{slug}">Story {slug}</a></h3>{date}</article>'
+                   for slug, date in cards.items())
+    return f'<html lang="de"><body>{body}{pager}</body></html>'.encode()
+
+
+async def _published(store: Store) -> dict[str, datetime | None]:
+    return {s.url.rsplit("/", 1)[-1]: s.published_at for s in await store.latest_stories(limit=50)}
+
+
+async def test_a_listings_times_without_a_zone_are_read_in_the_sources_timezone(tmp_path, sqlite_store):
+    """A German listing's "25.11.2026 14:05" was read as 14:05 UTC, an hour late in winter and
+    two in summer. With `timezone = "Europe/Berlin"` it is Berlin's 14:05: 13:05 UTC in
+    November (CET), 12:05 UTC in July (CEST); so are a machine date without an offset and a
+    time alone ("14:05 Uhr", today's). A time that says its zone, and a day without a time,
+    read as before."""
+    now = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 16:00 in Berlin
+    async with LocalSite() as site:
+        site.route("/news", content_type="text/html; charset=utf-8", body=_listing_of({
+            "winter": '<span class="d">25.11.2026 14:05</span>',
+            "summer": '<span class="d">25.07.2026, 14:05 Uhr</span>',
+            "machine": '<time class="d" datetime="2026-11-25T09:30">heute</time>',
+            "alone": '<span class="d">14:05 Uhr</span>',
+            "yesterday": '<span class="d">gestern, 23:30</span>',
+            "zoned": '<span class="d">25.11.2026 14:05 UTC</span>',
+            "day": '<span class="d">25.11.2026</span>',
+        }))
+        specs = _html_source_file(tmp_path, site.url("/news"), 'timezone = "Europe/Berlin"',
+                              'date = ".d"')
+        await sqlite_store.sync_sources(specs)
+        (report,) = (await collector(sqlite_store, site, clock=lambda: now).run_round(force=True)).sources
+    assert report.ok and report.new == 7, report
+    assert await _published(sqlite_store) == {
+        "winter": datetime(2026, 11, 25, 13, 5, tzinfo=UTC),
+        "summer": datetime(2026, 7, 25, 12, 5, tzinfo=UTC),
+        "machine": datetime(2026, 11, 25, 8, 30, tzinfo=UTC),
+        "alone": datetime(2026, 12, 1, 13, 5, tzinfo=UTC),
+        # Berlin's yesterday at 16:00 on 1 December is 30 November: 22:30 UTC.
+        "yesterday": datetime(2026, 11, 30, 22, 30, tzinfo=UTC),
+        "zoned": datetime(2026, 11, 25, 14, 5, tzinfo=UTC),
+        "day": datetime(2026, 11, 25, tzinfo=UTC),
+    }
+
+
 async def test_an_item_linking_a_host_no_dns_name_has_leaves_the_rest_of_its_feed_stored(store):
     """A story's site is its link's host, stored in 255 characters; a host of 308 (no DNS name
     is longer than 253) made PostgreSQL refuse the round's whole batch, so one junk item kept

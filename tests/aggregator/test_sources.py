@@ -155,6 +155,7 @@ interval = "2h"
 enabled = false
 weight = 3
 full_text = true
+timezone = "Europe/Berlin"
 [source.selectors]
 item = "article"
 link = "h2 a"
@@ -173,7 +174,8 @@ interval = 600
                                category="entertainment", kind="html", interval_s=7200,
                                enabled=False, weight=3.0, full_text=True,
                                selectors=Selectors(item="article", link="h2 a", date="time",
-                                                   pages=3))
+                                                   pages=3,
+                                                   timezone="Europe/Berlin"))
     assert (second.kind, second.interval_s, second.selectors) == ("sitemap", 600, None)
 
 
@@ -261,6 +263,17 @@ SOURCE_ERRORS = [
      "selectors.pages", "source 'a'", "pages must be a whole number"),
     (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "' + ":is(" * 3000 + "a"
      + ")" * 3000 + '"\n', 8, "selectors.link", "source 'a'", "invalid CSS selector"),
+    # A listing's time zone, looked up at load: a typo was stories an hour or two off.
+    (A + 'kind = "html"\ntimezone = "Europe/Berlinn"\n[source.selectors]\nitem = "li"\n'
+     'link = "a"\n', 6, "timezone", "source 'a'", "unknown time zone 'Europe/Berlinn' (an IANA"),
+    (A + 'kind = "html"\ntimezone = "Europe"\n[source.selectors]\nitem = "li"\nlink = "a"\n',
+     6, "timezone", "source 'a'", "unknown time zone 'Europe'"),
+    (A + 'kind = "html"\ntimezone = "../../etc/passwd"\n[source.selectors]\nitem = "li"\n'
+     'link = "a"\n', 6, "timezone", "source 'a'", "unknown time zone"),
+    (A + 'kind = "html"\ntimezone = 1\n[source.selectors]\nitem = "li"\nlink = "a"\n', 6,
+     "timezone", "source 'a'", "timezone must be an IANA time zone name"),
+    (A + 'timezone = "Europe/Berlin"\n', 5, "timezone", "source 'a'",
+     "timezone is only for kind = \"html\""),
     # Item rules: compiled at load, so a typo is its line, not a failure in every round.
     (A + "keep = '(sport'\n", 5, "keep", "source 'a'",
      "keep is not a valid regular expression: missing ) at position 6"),

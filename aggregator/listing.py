@@ -83,7 +83,7 @@ def parse_listing(
         # First: `collect` names the first problem when no item is usable.
         problems=(*selector_misses(selectors, missed, len(blocks) - len(problems)), *problems),
         home_url=base_url,
-        next_url=next_page(root, base),
+        next_url=next_page(root, base) or _selected_next(root, selectors.next, base),
     )
 
 
@@ -96,6 +96,20 @@ def next_page(root: etree._Element, base: str) -> str:
             if url.startswith(("http://", "https://")):
                 return url
     return ""
+
+
+def _selected_next(root: etree._Element, selector: str, base: str) -> str:
+    """The page after this one by the source's `next` selector, for pagers without rel=next
+    ("Older stories", "Weiter"): the first match's link, absolute; "" for none."""
+    if not selector:
+        return ""
+    try:
+        found = root.cssselect(selector)
+    except SelectorError as e:
+        raise ParseError(f"bad CSS selector {selector!r}: {e}") from e
+    href = _href(found[0]) if found else ""
+    url = joined(base, href) if href else ""
+    return url if url.startswith(("http://", "https://")) else ""
 
 
 def _href(el: etree._Element) -> str:

@@ -47,15 +47,16 @@ class ParsedDocument:
     home_url: str = ""
     # Documents this one points to instead of stories: the <sitemap><loc>s of a sitemap index.
     child_urls: tuple[str, ...] = ()
-    # A listing's next page (<link rel="next">, <a rel="next">), absolute; "" for none.
+    # A listing's next page (<link rel="next">, <a rel="next">, else the `next` selector's
+    # link), absolute; "" for none.
     next_url: str = ""
 
 
 @dataclass(frozen=True)
 class Selectors:
     """CSS selectors for an HTML listing page; only `item` and `link` are required. `pages`,
-    not a selector, is how many of the listing's pages to read, following its rel=next links;
-    `timezone`, the source's own key (an IANA name, "" for
+    not a selector, is how many of the listing's pages to read, following its rel=next links
+    (else the link `next` selects); `timezone`, the source's own key (an IANA name, "" for
     UTC), is the zone its times without one are written in. Both are kept here because the
     sources table stores the selectors as one JSON value, and only listings read them."""
 
@@ -65,6 +66,7 @@ class Selectors:
     summary: str = ""
     date: str = ""
     image: str = ""
+    next: str = ""
     pages: int = 1
     timezone: str = ""
 

@@ -205,6 +205,9 @@ def _check_selectors(raw: Any, err: _SourceErrors) -> Selectors:
     if isinstance(pages, bool) or not isinstance(pages, int) or not 1 <= pages <= MAX_LISTING_PAGES:
         raise err(f"pages must be a whole number from 1 to {MAX_LISTING_PAGES}, got {pages!r}",
                   "selectors", "pages")
+    if raw.get("next") and pages == 1:  # it would never be followed: say so, not ignore it
+        raise err("next is followed only with pages > 1 (pages = 1 reads the first page alone)",
+                  "selectors", "next")
     raw = {k: v for k, v in raw.items() if k != "pages"}
     translator = GenericTranslator()
     for key, css in raw.items():

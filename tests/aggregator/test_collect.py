@@ -1089,6 +1089,45 @@ async def test_a_listings_times_without_a_zone_are_read_in_the_sources_timezone(
     }
 
 
+async def test_a_listings_next_selector_pages_are_read_without_rel_next(tmp_path, sqlite_store):
+    """`pages` followed rel=next links only, and many pagers have none: an "Older" link was
+    never followed, so such a listing gave one page of stories. `next` selects it: its pages
+    are read up to `pages` (a rel=next still wins), on the listing's own host and where
+    robots.txt allows, and a later round stops at a page holding a stored story."""
+    older = '<nav><a class="older" href="{}">Ältere Artikel</a></nav>'
+    async with LocalSite() as site:
+        other = site.url("/news/4", "elsewhere.example")
+        for path, body in {
+            "/news": _listing_of({"a1": ""}, older.format("/news/2")),
+            "/news/2": _listing_of({"b1": ""}, older.format("/news/3")),
+            "/news/3": _listing_of({"c1": ""}, older.format(other)),
+            "/blog": _listing_of({"d1": ""}, older.format("/blog/2")),
+            "/blog/2": _listing_of({"e1": ""}),
+        }.items():
+            site.route(path, body=body, content_type="text/html; charset=utf-8")
+        site.set_robots("User-agent: *\nDisallow: /blog/2\n")
+        news, = _html_source_file(tmp_path, site.url("/news"), "", 'next = "a.older"\npages = 5')
+        # A pager's box works too: its first link is the next page.
+        blog, = _html_source_file(tmp_path, site.url("/blog"), "", 'next = "nav"\npages = 3', "blog")
+        await sqlite_store.sync_sources([news, blog])
+        c = collector(sqlite_store, site)
+        report = {r.name: r for r in (await c.run_round(force=True)).sources}
+        assert {(s.source, s.url.rsplit("/", 1)[-1])
+                for s in await sqlite_store.latest_stories(limit=20)} == {
+            ("site", "a1"), ("site", "b1"), ("site", "c1"), ("blog", "d1")}
+        assert report["site"].problems == (f"next page {other} is on another host: not followed",)
+        (blocked,) = report["blog"].problems
+        assert blocked.startswith(f"next page {site.url('/blog/2')}: robots.txt")
+
+        # One new story on the first page, the other stored: its next page is not read.
+        site.route("/news", body=_listing_of({"a0": "", "a1": ""}, older.format("/news/2")),
+                   content_type="text/html; charset=utf-8")
+        site.reset_log()
+        (again,) = (await c.run_round(name="site", force=True)).sources
+        assert (again.items, again.new) == (2, 1)
+        assert [p for p in site.paths_requested() if p.startswith("/news")] == ["/news"]
+
+
 async def test_an_item_linking_a_host_no_dns_name_has_leaves_the_rest_of_its_feed_stored(store):
     """A story's site is its link's host, stored in 255 characters; a host of 308 (no DNS name
     is longer than 253) made PostgreSQL refuse the round's whole batch, so one junk item kept

@@ -160,6 +160,7 @@ timezone = "Europe/Berlin"
 item = "article"
 link = "h2 a"
 date = "time"
+next = "a.older"
 pages = 3
 
 [[source]]
@@ -174,7 +175,7 @@ interval = 600
                                category="entertainment", kind="html", interval_s=7200,
                                enabled=False, weight=3.0, full_text=True,
                                selectors=Selectors(item="article", link="h2 a", date="time",
-                                                   pages=3,
+                                                   next="a.older", pages=3,
                                                    timezone="Europe/Berlin"))
     assert (second.kind, second.interval_s, second.selectors) == ("sitemap", 600, None)
 
@@ -274,6 +275,10 @@ SOURCE_ERRORS = [
      "timezone", "source 'a'", "timezone must be an IANA time zone name"),
     (A + 'timezone = "Europe/Berlin"\n', 5, "timezone", "source 'a'",
      "timezone is only for kind = \"html\""),
+    (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "a"\nnext = "a.older"\n', 9,
+     "selectors.next", "source 'a'", "next is followed only with pages > 1"),
+    (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "a"\nnext = "a["\npages = 2\n',
+     9, "selectors.next", "source 'a'", "invalid CSS selector"),
     # Item rules: compiled at load, so a typo is its line, not a failure in every round.
     (A + "keep = '(sport'\n", 5, "keep", "source 'a'",
      "keep is not a valid regular expression: missing ) at position 6"),

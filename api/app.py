@@ -92,6 +92,7 @@ from api.ratelimit import InFlight, Limiter, RateLimiter, client_key
 from api.readers import add_reader_routes, reader_query
 from api.render import (
     DEFAULT_WORDS,
+    HEADING_LEVELS,
     LINK_RELS,
     OtherSiteLinks,
     Words,
@@ -1224,6 +1225,11 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         link_rel: Annotated[str, Query(alias="rel", max_length=100, description=(
             "link types for links to other sites than the url's, space-separated: "
             + ", ".join(LINK_RELS)))] = "",
+        heading_level: Annotated[int, Query(
+            ge=HEADING_LEVELS[0], le=HEADING_LEVELS[-1], description=(
+                "the heading's level, 2 to 6, as widget.js's data-heading-level: 3 under an "
+                "article whose sections are h2s (blank: 2)")),
+            BeforeValidator(lambda v: blank_is_none(v) or 2)] = 2,
     ):
         rel = need_corpus()
         kk = clamp_k(k)
@@ -1241,7 +1247,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         # article's block is cached apart for each way of linking it, for its words and for
         # its dates' language ("fr", "FR" and "fr-CA" are one entry, their dates the same).
         dates = date_language(lang)
-        key = ("widget", url, kk, f, links, words, dates)
+        key = ("widget", url, kk, f, links, words, dates, heading_level)
         hit = cache.get(key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()
@@ -1250,7 +1256,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                                                           before_fetch=charge,
                                                           client=client_of(request)))
             hit = cache.put_block(key, render_block_html(block_json(block), words=words, links=links,
-                                                    dates=dates).encode(),
+                                                    dates=dates, heading_level=heading_level).encode(),
                                   ranked_at(block), block.reach)
         else:
             metrics.block_cache.labels("hit").inc()

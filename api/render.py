@@ -42,6 +42,9 @@ _RTL_LETTER = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\U00010800-\U0
 # (Google's "qualify your outbound links"), noreferrer hides the page from the other site.
 # No other: "opener" would undo the noopener of a new tab.
 LINK_RELS = ("nofollow", "sponsored", "ugc", "noreferrer")
+# The block's heading levels a page may choose (widget.js data-heading-level takes the same):
+# h1 is the article's own title.
+HEADING_LEVELS = range(2, 7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,8 @@ def initials(author: str | None) -> str:
     Words that do not start with a letter ("&", "-", "2024") are skipped, and so are titles
     before a name and suffixes after it ("Dr. Christopher Kunz" -> "CK", "The Associated
     Press" -> "AP", "Theodore Roosevelt IV" -> "TR"). Science's "Surname, Initials" gives
-    the given name first ("Archer, L. A." -> "LA"). Stored bylines are names already
+    the given name first ("Archer, L. A." -> "LA"). A name in a script without case gives
+    its first letter ("محمد علي" -> "م", "山田 太郎" -> "山"). Stored bylines are names already
     (aggregator/bylines.py); this is for what remains. api/static/widget.js has the same rule.
     """
     if not author:
@@ -113,9 +117,13 @@ def initials(author: str | None) -> str:
         words = [parts[1], words[0]]
     if not words:
         return ""
-    picked = [words[0]] if len(words) == 1 else [words[0], words[-1]]
+    firsts = [words[0][0], words[-1][0]]
+    # Scripts without case (Arabic, Hebrew, CJK…) write no initials: two Arabic letters join
+    # into a word ("محمد علي" read "مع", "with"). Their first letter alone.
+    if len(words) == 1 or not all(c.upper() != c.lower() for c in firsts):
+        firsts = firsts[:1]
     # One character per word even where upper-casing grows it ("ß" -> "SS").
-    return "".join(w[0].upper()[0] for w in picked)
+    return "".join(c.upper()[0] for c in firsts)
 
 
 def byline_name(author: str, by: str = DEFAULT_WORDS.by) -> str:
@@ -315,10 +323,12 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None, words: Wor
 
 
 def render_block_html(block: Mapping[str, Any], *, words: Words = DEFAULT_WORDS,
-                      links: OtherSiteLinks | None = None, dates: str | None = "en") -> str:
+                      links: OtherSiteLinks | None = None, dates: str | None = "en",
+                      heading_level: int = 2) -> str:
     """The related block `{"article", "related": [Card...], ...}` as an accessible HTML fragment,
     in `words`, its links to other sites as `links` says (None: plain links), its dates in
-    `dates` (a `date_language`).
+    `dates` (a `date_language`), its heading an <h`heading_level`> (2 to 6: under an article
+    whose sections are h2s, the page may want it an h3).
 
     Returns "" when there is nothing to show, so a host page can include the result blindly.
     """
@@ -327,14 +337,17 @@ def render_block_html(block: Mapping[str, Any], *, words: Words = DEFAULT_WORDS,
         return ""
     items = "".join(_card_html(card, links, words, dates) for card in cards)
     heading = words.heading
+    if heading_level not in HEADING_LEVELS:
+        raise ValueError(f"heading_level must be one of {HEADING_LEVELS}, not {heading_level!r}")
+    h = f"h{heading_level}"
     # Named by its heading, not by a copy of its text in aria-label (which page translators
     # leave untranslated); widget.js does the same. The id is the block's content: the page's
     # other blocks get others, and an identical one names its region with the same words.
     heading_id = "tdg-h-" + hashlib.blake2s(items.encode() + heading.encode(), digest_size=5).hexdigest()
     return (
         f'<section class="tdg-block" aria-labelledby="{heading_id}">'
-        f'<h2 class="tdg-heading" id="{heading_id}"{_said(heading, DEFAULT_WORDS.heading)}>'
-        f'{escape(heading)}</h2>'
+        f'<{h} class="tdg-heading" id="{heading_id}"{_said(heading, DEFAULT_WORDS.heading)}>'
+        f'{escape(heading)}</{h}>'
         f'<ul class="tdg-list">{items}</ul>'
         "</section>"
     )

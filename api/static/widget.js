@@ -8,7 +8,7 @@
  *
  * Optional attributes: data-api (API base; default: where this script came from, less
  * "widget.js"), the block's words data-heading, data-untitled, data-by and data-new-tab-label
- * (default: English, see WORDS), data-theme ("light" | "dark"; default: the host
+ * (default: English, see WORDS), data-heading-level (2-6), data-theme ("light" | "dark"; default: the host
  * page's, read from the text colour the container inherits); the API's filters data-category,
  * data-site, data-exclude-site, data-max-age-days (blank: unset); data-personal (present: the
  * block is this reader's, without what they read or muted); for links to other sites than the
@@ -211,9 +211,15 @@
       words = [parts[1], words[0]];
     }
     if (!words.length) return "";
-    var picked = words.length === 1 ? [words[0]] : [words[0], words[words.length - 1]];
+    var firsts = [words[0], words[words.length - 1]].map(function (w) { return Array.from(w)[0]; });
+    // A script without case (Arabic, CJK…) has no initials: two Arabic ones joined into a word.
+    if (words.length === 1 || !firsts.every(cased)) firsts = [firsts[0]];
     // One character per word even where upper-casing grows it ("ß" -> "SS").
-    return picked.map(function (w) { return Array.from(Array.from(w)[0].toUpperCase())[0]; }).join("");
+    return firsts.map(function (c) { return Array.from(c.toUpperCase())[0]; }).join("");
+  }
+
+  function cased(letter) {
+    return letter.toUpperCase() !== letter.toLowerCase();
   }
 
   // Same rule as api/render.py byline_name(): older or unnormalized rows keep the page's word
@@ -247,9 +253,12 @@
   // In words and in the container's language (its own or nearest lang, as the block inherits
   // it; the page's <html lang> alone made a French section's times English): "13m ago" was
   // read "13 metres ago". A lang the browser cannot take ("en_GB") falls back to the reader's.
+  // In a shadow root, the host's (closest() stops at the root).
   function langOf(container) {
+    var node = container, tagged;
+    while (!(tagged = node.closest("[lang]")) && node.getRootNode().host) node = node.getRootNode().host;
     try {
-      return Intl.getCanonicalLocales((container.closest("[lang]") || document.documentElement).lang || [])[0];
+      return Intl.getCanonicalLocales((tagged || document.documentElement).lang || [])[0];
     } catch (e) { /* the reader's locale */ }
   }
 
@@ -258,6 +267,7 @@
     if (isNaN(t)) return "";
     var minutes = Math.max(Math.round((Date.now() - t) / 60000), 0);
     try {
+      if (!known(lang)) return dateIn(t, lang);
       var say = new Intl.RelativeTimeFormat(lang, { numeric: "auto" });
       if (minutes < 1) return say.format(0, "second");
       if (minutes < 60) return say.format(-minutes, "minute");
@@ -269,8 +279,22 @@
     }
   }
 
+  // A language the browser lacks (Pashto…) got English: 2024-12-06 instead, as from the server
+  // ("sv" writes ISO 8601).
+  function known(lang) {
+    return !lang || Intl.DateTimeFormat.supportedLocalesOf(lang).length > 0;
+  }
+
   function dateIn(t, lang) {
-    return new Date(t).toLocaleDateString(lang, { day: "numeric", month: "short", year: "numeric" });
+    return known(lang)
+      ? new Date(t).toLocaleDateString(lang, { day: "numeric", month: "short", year: "numeric" })
+      : new Date(t).toLocaleDateString("sv", { year: "numeric", month: "2-digit", day: "2-digit" });
+  }
+
+  // A date takes its own direction, as titles do: a Persian one in an LTR block read day last.
+  function retext(time, when) {
+    time.textContent = when;
+    ownDir(time);
   }
 
   function el(tag, cls, content) {
@@ -428,20 +452,26 @@
     if (summary) li.appendChild(ownDir(el("p", "snippet", summary)));
 
     var meta = el("p", "meta");
+    // Spaces between the parts, as the server writes them (flex drops them): the text read
+    // "By Jane DoeBBC".
+    function add(node) {
+      if (meta.childNodes.length) meta.appendChild(document.createTextNode(" "));
+      meta.appendChild(node);
+    }
     var author = bylineName(card.author, words.by);
     if (author) {
       var avatar = el("span", "avatar", initials(author));
       avatar.setAttribute("aria-hidden", "true");
-      meta.appendChild(avatar);
-      meta.appendChild(el("span", "sr", words.by + " " + author));
+      add(avatar);
+      add(el("span", "sr", words.by + " " + author));
     }
-    if (site) meta.appendChild(ownDir(el("span", "site", site)));
+    if (site) add(ownDir(el("span", "site", site)));
     var when = ago(card.published_at, lang);
     if (when) {
-      var time = el("time", "time", when);
+      var time = ownDir(el("time", "time", when));
       // HTML allows 3 digits of a second; the API sends 6.
       time.setAttribute("datetime", new Date(Date.parse(text(card.published_at))).toISOString());
-      meta.appendChild(time);
+      add(time);
     }
     if (meta.childNodes.length) li.appendChild(meta);
     return li;
@@ -485,14 +515,20 @@
     return node;
   }
 
+  // data-heading-level 2 to 6, else 2: an h2 was wrong under an article whose sections are h2s.
+  function headingLevel(container) {
+    var level = text(container.getAttribute("data-heading-level"));
+    return /^[2-6]$/.test(level) ? level : "2";
+  }
+
   // Named by its heading (aria-labelledby), not by a copy of its text in aria-label, which page
   // translators leave as it was. Unique ids: a block in the light DOM shares the page's.
   var headings = 0;
-  function blockNode(cards, words, links, own, lang) {
-    var section = el("section", "block"), h2 = say(el("h2", "heading"), "", words, "heading");
-    h2.id = P + "h" + ++headings;
-    section.setAttribute("aria-labelledby", h2.id);
-    section.appendChild(h2);
+  function blockNode(cards, words, links, own, lang, level) {
+    var section = el("section", "block"), h = say(el("h" + level, "heading"), "", words, "heading");
+    h.id = P + "h" + ++headings;
+    section.setAttribute("aria-labelledby", h.id);
+    section.appendChild(h);
     var list = el("ul", "list");
     cards.forEach(function (card) { list.appendChild(cardNode(card, links, own, lang, words)); });
     section.appendChild(list);
@@ -672,7 +708,7 @@
   // lines of title, 2 of snippet, meta), so the block is seldom taller. Grey boxes, hidden
   // from assistive technology; no .tdg-card: it is not a block.
   function placeholder(container) {
-    var node = blockNode([], wordsOf(container), null, "", langOf(container));
+    var node = blockNode([], wordsOf(container), null, "", langOf(container), headingLevel(container));
     node.removeAttribute("aria-labelledby");
     node.setAttribute("aria-hidden", "true");
     for (var i = count(container); i > 0; i--) {
@@ -697,7 +733,7 @@
   function render(container, state, cards, api, page) {
     if (!cards.length) return show(container, state, null);
     var node = blockNode(cards, wordsOf(container), otherSiteLinks(container), ownSite(page),
-      langOf(container));
+      langOf(container), headingLevel(container));
     // Shorter than the placeholder, it keeps its room (or the page under it moves up) unless
     // the container is below the viewport, where that moves nothing the reader sees.
     var held = state.node && state.node.hasAttribute("aria-hidden") &&
@@ -727,7 +763,7 @@
         if (!built.has(node) || !container.isConnected) return;
         Array.prototype.forEach.call(node.querySelectorAll("time"), function (time) {
           var when = ago(time.getAttribute("datetime"), lang);
-          if (when && when !== time.textContent) time.textContent = when;
+          if (when && when !== time.textContent) retext(time, when);
           shown = true;
         });
       });
@@ -751,7 +787,7 @@
   // block shown is drawn again from the same answer: it kept its old links, heading and theme.
   function lookOf(container) {
     return JSON.stringify([otherSiteLinks(container), wordsOf(container),
-      container.getAttribute("data-theme")]);
+      container.getAttribute("data-theme"), headingLevel(container)]);
   }
 
   // A block is shown (ours or the server's): not the placeholder, the fallback or nothing.
@@ -840,7 +876,7 @@
       Array.prototype.forEach.call(prerendered.querySelectorAll("time[datetime]"), function (time) {
         var t = Date.parse(time.getAttribute("datetime"));
         try {
-          if (!isNaN(t)) time.textContent = dateIn(t, lang);
+          if (!isNaN(t)) retext(time, dateIn(t, lang));
         } catch (e) { /* the server's date stays */ }
       });
     }
@@ -881,7 +917,7 @@
   var watcher = null, WATCHED = {
     childList: true, subtree: true, attributes: true,
     attributeFilter: ["data-tidings-related", "data-url", "data-k", "data-api", "data-personal",
-      "data-new-tab", "data-rel", "data-theme", "href"]
+      "data-new-tab", "data-rel", "data-theme", "data-heading-level", "href"]
       .concat(FILTERS.map(attrOf), Object.keys(WORDS).map(function (w) { return "data-" + w; }))
   };
   function watch() {

@@ -802,6 +802,21 @@ async def test_widget_fragment_speaks_the_publishers_language(http, stack, share
     assert r.status_code == 422 and "heading" in r.text
 
 
+async def test_widget_fragment_heading_level_is_the_publishers(http, stack):
+    """The fragment's heading was always an <h2>: under an article whose sections are h2s the
+    page's outline put the block beside them. heading_level= 2 to 6 (blank: 2)."""
+    url = stack.records[1]["url"]
+    h3 = await http.get("/v1/widget", params={"url": url, "heading_level": "3"})
+    assert h3.status_code == 200, h3.text
+    assert '<h3 class="tdg-heading"' in h3.text and "<h2" not in h3.text
+    blank = await http.get("/v1/widget", params={"url": url, "heading_level": ""})
+    assert blank.text == (await http.get("/v1/widget", params={"url": url})).text
+    assert '<h2 class="tdg-heading"' in blank.text
+    for level in ("1", "7", "h3"):
+        r = await http.get("/v1/widget", params={"url": url, "heading_level": level})
+        assert r.status_code == 422 and "heading_level" in r.text, level
+
+
 async def test_widget_fragment_writes_dates_in_the_pages_language(http, stack):
     """A publisher's server including the fragment in a French page (no script runs) showed
     "6 Dec 2026" under every story: `lang` names the page's language. Each language is its own

@@ -24,7 +24,7 @@ from api.render import (
     text_dir,
 )
 
-ALLOWED_TAGS = {"section", "h2", "ul", "li", "a", "span", "img", "p", "time"}
+ALLOWED_TAGS = {"section", "h2", "h3", "h4", "h5", "h6", "ul", "li", "a", "span", "img", "p", "time"}
 HOSTILE_STRINGS = [
     "<script>alert(1)</script>",
     '"><img src=x onerror=alert(1)>',
@@ -117,13 +117,13 @@ def assert_inert(html: str) -> Parsed:
     return parsed
 
 
-def assert_named_by_its_heading(parsed, html: str, heading: str) -> None:
-    """The region is named by its h2 (aria-labelledby), not by a copy of its text (aria-label),
+def assert_named_by_its_heading(parsed, html: str, heading: str, tag: str = "h2") -> None:
+    """The region is named by its heading (aria-labelledby), not by a copy of its text (aria-label),
     which screen readers read as one more label and page translators leave as it was."""
     attrs = {(tag, name): value for tag, name, value in parsed.attrs}
     assert ("section", "aria-label") not in attrs
-    assert attrs[("section", "aria-labelledby")] == attrs[("h2", "id")]
-    assert re.fullmatch(r"tdg-h-[0-9a-f]{10}", attrs[("h2", "id")])
+    assert attrs[("section", "aria-labelledby")] == attrs[(tag, "id")]
+    assert re.fullmatch(r"tdg-h-[0-9a-f]{10}", attrs[(tag, "id")])
     assert heading in parsed.texts
     assert html.count("tdg-h-") == 2
 
@@ -274,6 +274,13 @@ INITIALS_CASES = [
     ("Ana | Desk", "A"),
     ("Sample Reporter · Demo Daily", "SR"),  # a page's byline line (bylines.py keeps it)
     ("Jane Doe • The Times", "JD"),
+    # Scripts without case write no initials: two Arabic letters joined into a word ("مع",
+    # "with"), a Japanese name gave "山太". Their first letter alone.
+    ("محمد علي", "م"),
+    ("الجزيرة", "ا"),
+    ("山田 太郎", "山"),
+    ("דוד כהן", "ד"),
+    ("Jane 王", "J"),
 ]
 
 
@@ -408,6 +415,22 @@ def test_the_default_heading_says_it_is_english():
     assert '<h2 class="tdg-heading" id="' in render_block_html({"related": [card()]})
     assert re.search(r'<h2 [^>]*lang="en">Related stories</h2>', render_block_html({"related": [card()]}))
     assert "lang=" not in render_block_html({"related": [card()]}, words=Words(heading="À lire aussi"))
+
+
+@pytest.mark.parametrize("level", [3, 6])
+def test_the_heading_level_is_the_pages_to_choose(level):
+    """A fixed <h2> under an article whose sections are h2s put the block beside them in the
+    page's outline, where the publisher wanted it under the article (an h3)."""
+    html = render_block_html({"related": [card()]}, heading_level=level)
+    assert re.search(rf'<h{level} class="tdg-heading" [^>]*>Related stories</h{level}>', html)
+    assert "<h2" not in html
+    assert_named_by_its_heading(assert_inert(html), html, "Related stories", f"h{level}")
+
+
+@pytest.mark.parametrize("level", [1, 7])
+def test_a_heading_level_out_of_range_is_an_error(level):
+    with pytest.raises(ValueError, match="heading_level"):
+        render_block_html({"related": [card()]}, heading_level=level)
 
 
 @pytest.mark.parametrize("author", ["By Priya Shah", "by Priya Shah", "  BY   Priya Shah"])

@@ -2263,3 +2263,113 @@ async def test_server_dates_are_the_browsers_in_each_language(page, widget_api, 
         'de', {day: 'numeric', month: 'short', year: 'numeric', timeZone: 'UTC'}))""",
                                  [when for _, when in times])
     assert times and [text for text, _ in times] == german
+
+
+async def test_the_heading_level_is_the_pages_to_choose(page, widget_api, publisher):
+    """The block's heading was always an <h2>: under an article whose sections are h2s the
+    page's outline put it beside them. data-heading-level 2 to 6 (else 2), changed in place
+    too; a server block asked with heading_level= keeps its level."""
+    fragment = await widget_api.fragment(SEED_URL, heading_level="4")
+    html = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="related" data-tidings-related data-heading-level="3"></div>'
+        '<div id="odd" data-tidings-related data-heading-level="7"></div>'
+        f'<div id="server" data-tidings-related data-heading-level="4">{fragment}</div>')
+    await open_with_block(page, publisher.page("heading-level.html", html))
+    await page.wait_for_selector("#odd .tdg-card")
+    levels = """c => [...c.shadowRoot.querySelectorAll('.tdg-heading')].map(h => h.localName)"""
+    assert await page.locator("#related").evaluate(levels) == ["h3"]
+    assert await page.locator("#odd").evaluate(levels) == ["h2"]
+    assert await page.locator("#server").evaluate(levels) == ["h4"]
+    assert await page.locator("#related").get_by_role(
+        "heading", level=3, name="Related stories").count() == 1
+    await page.locator("#related").evaluate("c => c.setAttribute('data-heading-level', '5')")
+    await page.wait_for_function(
+        "document.querySelector('#related').shadowRoot.querySelector('h5.tdg-heading')")
+    assert page.page_errors == []
+
+
+async def test_the_byline_and_the_site_are_apart_in_the_text(page, widget_api, publisher):
+    """The widget's meta line had no space between its parts: its text, which screen readers
+    join and reader modes copy, read "By Priya Shah, Political correspondentbbc.co.uk". Now as the
+    server's fragment writes it (the dates aside: the widget's are relative)."""
+    no_time = """c => [...c.querySelectorAll('.tdg-meta')].map(m => {
+        const copy = m.cloneNode(true);
+        copy.querySelectorAll('time').forEach(t => t.remove());
+        return copy.textContent.trim(); })"""
+    fragment = await widget_api.fragment(SEED_URL)
+    await page.goto(publisher.page("server-meta.html", host_page(
+        widget_api.base_url, scripts=[]).replace(
+        '<div id="related" data-tidings-related ></div>', f'<div id="related">{fragment}</div>')))
+    server = await page.locator("#related").evaluate(no_time)
+    await open_with_block(page, publisher.page("meta.html", host_page(widget_api.base_url)))
+    ours = await page.locator("#related").evaluate(f"c => ({no_time})(c.shadowRoot)")
+    assert "PS By Priya Shah, Political correspondent bbc.co.uk" in ours
+    assert ours == server
+    assert page.page_errors == []
+
+
+async def fixed_times(page, times: list[str]) -> None:
+    """The API's own answer, its stories dated `times` in turn."""
+    async def dated(route):
+        response = await route.fetch()
+        block = await response.json()
+        for card, at in zip(block["related"], times * 4, strict=False):
+            card["published_at"] = at
+        await route.fulfill(response=response, json=block)
+
+    await page.route(re.compile(r".*/v1/related\?.*"), dated)
+
+
+async def test_dates_keep_their_own_direction_and_a_language_without_words_gets_iso(
+        page, widget_api, publisher):
+    """A Persian date in a left-to-right block ("۳ ساعت پیش", "۱۶ آذر ۱۴۰۳") was laid out with
+    its number on the wrong side, as Persian digits take the direction before them; and a
+    language the browser has no words for (Pashto) got English, "hours ago 3" on its
+    right-to-left page. Each date takes its own direction; such a language gets 2024-12-06,
+    as the server writes it."""
+    from datetime import UTC, datetime, timedelta
+
+    hours_ago = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
+    await fixed_times(page, [hours_ago, "2024-12-06T10:00:00Z"])
+    html = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="related" lang="fa" data-tidings-related></div>'
+        '<div id="pashto" lang="ps" dir="rtl" data-tidings-related></div>')
+    await open_with_block(page, publisher.page("dates-dir.html", html))
+    await page.wait_for_selector("#pashto .tdg-card")
+    # Where the first and last words of each date are drawn, and the block's direction.
+    drawn = """c => [...c.shadowRoot.querySelectorAll('time')].slice(0, 2).map(t => {
+        const text = t.firstChild, words = text.data.split(' '), at = i => {
+            const range = document.createRange(), start = text.data.indexOf(words[i]);
+            range.setStart(text, start);
+            range.setEnd(text, start + words[i].length);
+            return range.getBoundingClientRect().left; };
+        return [text.data, at(0), at(words.length - 1)]; })"""
+    persian = await page.locator("#related").evaluate(drawn)
+    assert [re.fullmatch(r"۳ ساعت پیش|۱۶ آذر ۱۴۰۳", t) is not None for t, _, _ in persian] == [True] * 2
+    # Read from the right: the first word is drawn right of the last.
+    assert [first > last for _, first, last in persian] == [True, True], persian
+    if await page.evaluate("Intl.DateTimeFormat.supportedLocalesOf('ps').length"):
+        pytest.skip("this Chromium writes Pashto dates")
+    pashto = [t for t, _, _ in await page.locator("#pashto").evaluate(drawn)]
+    local = await page.evaluate("""ds => ds.map(d => new Date(d).toLocaleDateString(
+        'sv', {year: 'numeric', month: '2-digit', day: '2-digit'}))""", [hours_ago, "2024-12-06T10:00:00Z"])
+    assert pashto == local
+    assert page.page_errors == []
+
+
+async def test_a_container_in_a_shadow_root_takes_the_hosts_language(page, widget_api, publisher):
+    """closest('[lang]') stops at a shadow root: a French component's block on an English page
+    got English times, where HTML gives the shadow tree its host's language."""
+    html = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="host" lang="fr"><template shadowrootmode="open">'
+        '<div id="inner" data-tidings-related></div></template></div>')
+    await page.goto(publisher.page("shadow-lang.html", html))
+    times = """() => { const c = document.getElementById('host').shadowRoot.getElementById('inner');
+        return c.shadowRoot ? [...c.shadowRoot.querySelectorAll('time')].map(t => t.textContent) : []; }"""
+    await page.wait_for_function(f"({times})().length > 0")
+    said = await page.evaluate(times)
+    assert all(re.fullmatch(r"maintenant|il y a \d+ (minutes?|heures?)", t) for t in said), said
+    assert page.page_errors == []

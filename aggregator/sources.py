@@ -15,6 +15,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -324,6 +325,15 @@ def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) ->
                       interval_s=interval_s, enabled=flags["enabled"], weight=float(weight),
                       full_text=flags["full_text"], selectors=selectors,
                       keep=_check_rule(table, "keep", err), block=_check_rule(table, "block", err))
+
+
+def written_at(path: Path) -> datetime | None:
+    """When the sources file was last written (its mtime), None when it cannot be read: a
+    sync compares it with the database's edits (`Store.sync_sources`)."""
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        return None
 
 
 def load_sources(path: Path, *, default_interval_s: int = 900,

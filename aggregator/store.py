@@ -743,6 +743,30 @@ def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: date
     return plan
 
 
+# How much later than a sources file was written a row's edit must be for the file to be
+# older than it: the two times come from two clocks (the file's machine's, the syncing
+# process's; NTP keeps them within milliseconds), and a file's mtime is the kernel's coarse
+# clock, a few milliseconds behind the process's.
+STALE_FILE_SLACK_S = 2.0
+
+
+def _newer_rows_kept(plan: dict[str, dict], rows: Sequence[SourceRow],
+                     written_at: datetime | None) -> tuple[dict[str, dict], list[str]]:
+    """`plan` without the edits of rows that a sync edited after the file was written, and
+    those rows' names (pure). Every collecting machine syncs its own sources.toml into the
+    one database: a machine whose file was not edited (restarted, or its file touched)
+    undid another's newer edit, a source removed there came back, a rename moved every
+    story back and forth, and the two files took turns at each restart. Such a row keeps
+    the newer edit; an edit of this file (written later) applies as before. None: no file
+    time, every edit applies."""
+    if written_at is None:
+        return plan, []
+    edited = {r.name: r.updated_at for r in rows}
+    newer = written_at + timedelta(seconds=STALE_FILE_SLACK_S)
+    kept = sorted(n for n in plan if n in edited and edited[n] > newer)
+    return {n: v for n, v in plan.items() if n not in kept}, kept
+
+
 def _fetch_common(rec: FetchRecord, now: datetime) -> dict:
     """The source columns a fetch sets whatever the row held."""
     return {"last_check_at": now, "last_status": rec.status, "next_check_at": rec.next_check_at,
@@ -1235,7 +1259,8 @@ class Store:
 
     # ---------------------------------------------------------------- sources
 
-    async def sync_sources(self, specs: Sequence[SourceSpec], now: datetime | None = None) -> dict:
+    async def sync_sources(self, specs: Sequence[SourceSpec], now: datetime | None = None, *,
+                           written_at: datetime | None = None) -> dict:
         """Make the source rows match the config: add new, update changed, retire removed.
 
         Schedule state (validators, errors, next check) survives edits, except that an edit
@@ -1245,18 +1270,23 @@ class Store:
         (`source_edits`). A new source on the URL of one removed (now, or before) adopts its
         row and stories (`_adoptions`). When the rows already match, this only reads:
         `tidings sources list` and every start of a process sync.
+
+        `written_at`, when the file was last written: a row edited (by another machine's
+        file) after it keeps that edit, counted in `kept` (`_newer_rows_kept`).
         """
         now = now or utcnow()
         async with self.session() as s:
             rows = (await s.scalars(select(SourceRow))).all()
-            if not _sync_plan(rows, specs, now):
-                return {"added": 0, "changed": 0, "retired": 0, "adopted": 0}
+            plan, kept = _newer_rows_kept(_sync_plan(rows, specs, now), rows, written_at)
+            if not plan:
+                return {"added": 0, "changed": 0, "retired": 0, "adopted": 0, "kept": len(kept)}
         # SQLite, which has no advisory lock: another process (`tidings run` and `tidings
         # collect` started together) can add the same new sources between this one's read
         # and its insert. Read again: they are there then.
-        return await retried_on_conflict(lambda: self._sync(specs, now), attempts=3)
+        return await retried_on_conflict(lambda: self._sync(specs, now, written_at), attempts=3)
 
-    async def _sync(self, specs: Sequence[SourceSpec], now: datetime) -> dict:
+    async def _sync(self, specs: Sequence[SourceSpec], now: datetime,
+                    written_at: datetime | None) -> dict:
         added = changed = retired = adopted = 0
         async with self.writing() as s:
             if self.dialect == "postgresql":
@@ -1265,7 +1295,8 @@ class Store:
                 await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SOURCES_LOCK})
             rows = (await s.scalars(select(SourceRow))).all()  # again: others may have synced
             by_name = {r.name: r for r in rows}
-            for name, values in _sync_plan(rows, specs, now).items():
+            plan, kept = _newer_rows_kept(_sync_plan(rows, specs, now), rows, written_at)
+            for name, values in plan.items():
                 row = by_name.get(name)
                 if row is None:
                     s.add(SourceRow(**values))
@@ -1281,7 +1312,8 @@ class Store:
                     adopted += 1
                 else:
                     changed += 1
-        return {"added": added, "changed": changed, "retired": retired, "adopted": adopted}
+        return {"added": added, "changed": changed, "retired": retired, "adopted": adopted,
+                "kept": len(kept)}
 
     async def _move_stories(self, s, old: str, new: str, now: datetime) -> None:
         """The stories stored under source `old` are `new`'s now (it adopted `old`'s row):

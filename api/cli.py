@@ -475,11 +475,11 @@ async def dispatch(args) -> int:
 
 
 async def _sync_sources(svc) -> list:
-    from aggregator.sources import load_sources
+    from aggregator.sources import load_sources, written_at
 
     specs = load_sources(svc.settings.sources_file, default_interval_s=svc.settings.collect.default_interval_s,
                          min_interval_s=svc.settings.collect.min_interval_s)
-    await svc.store.sync_sources(specs)
+    await svc.store.sync_sources(specs, written_at=written_at(svc.settings.sources_file))
     return specs
 
 
@@ -996,6 +996,7 @@ async def cmd_sources(settings, args) -> int:
         sources_reading,
         trial_source,
         url_problem,
+        written_at,
     )
     from api.services import build
 
@@ -1047,7 +1048,7 @@ async def cmd_sources(settings, args) -> int:
         return 0
     svc = await build(settings)
     try:
-        await svc.store.sync_sources(specs)
+        await svc.store.sync_sources(specs, written_at=written_at(settings.sources_file))
         if args.sources_command == "reset":
             from aggregator.store import utcnow
 

@@ -79,13 +79,20 @@ class SourcesWatcher:
             self.invalid = True
             return
         try:
-            changes = await self.svc.store.sync_sources(specs)
+            changes = await self.svc.store.sync_sources(
+                specs, written_at=datetime.fromtimestamp(mtime, UTC))
             await reload_weights(self.svc)
         except Exception:
             # Not applied (the database away a moment): the next look tries again. Kept as
             # seen, the edit waited for the file's next change, or a restart.
             self.mtime = None
             raise
+        kept = changes.pop("kept", 0)
+        if kept:
+            # Two collecting machines with different files: say so, rather than take turns.
+            log.warning("sources.stale file=%s kept=%d: sources edited in the database after "
+                        "this file was written (by another machine's sources.toml) keep that "
+                        "edit; copy the newer file here", self.path, kept)
         if self.invalid:
             log.info("sources.valid again file=%s sources=%d %s", self.path, len(specs), fields(changes))
             self.invalid = False

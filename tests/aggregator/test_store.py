@@ -442,7 +442,7 @@ async def test_a_new_source_on_a_removed_ones_url_adopts_its_row_and_stories(sto
     await store.sync_sources([], NOW)  # removed first, added back under a new name later
     later = NOW + timedelta(minutes=5)
     changes = await store.sync_sources([SourceSpec("new", "https://a.org/feed", "world")], later)
-    assert changes == {"added": 0, "changed": 0, "retired": 0, "adopted": 1}
+    assert changes == {"added": 0, "changed": 0, "retired": 0, "adopted": 1, "kept": 0}
     (h,) = await store.list_sources(retired=True)
     assert (h.name, h.stories, h.retired_at, h.category) == ("new", 3, None, "world")
     assert h.next_check_at == NOW + timedelta(hours=1)  # its schedule, not due at once
@@ -459,6 +459,32 @@ async def test_a_new_source_on_a_removed_ones_url_adopts_its_row_and_stories(sto
     # Renamed in one edit, the URL spelled otherwise (canonically the same): the same.
     await store.sync_sources([SourceSpec("newer", "HTTPS://A.org/feed", "world")], later)
     assert [(h.name, h.stories) for h in await store.list_sources(retired=True)] == [("newer", 3)]
+
+
+async def test_a_machine_whose_file_is_older_keeps_another_machines_newer_edits(store):
+    """Two collecting machines, one database. Machine A's operator removes `b` and renames
+    `c` to `c2`; machine B, restarted with the file it had, put `b` back and moved `c2`'s
+    stories back to `c`, and A's next restart undid that again: the files took turns. B's
+    older file now keeps A's edits; an edit of B's file, written later, applies."""
+    a, b, c = (SourceSpec(n, f"https://{n}.org/feed", "news") for n in "abc")
+    written = NOW - timedelta(days=1)  # both machines' files, before A's edit
+    await store.sync_sources([a, b, c], NOW, written_at=written)
+    await store.upsert_stories([draft("https://c.org/1", source="c")], NOW)
+    edited = NOW + timedelta(minutes=10)
+    c2 = replace(c, name="c2")
+    changes = await store.sync_sources([a, c2], edited + timedelta(seconds=1), written_at=edited)
+    assert (changes["retired"], changes["adopted"]) == (1, 1)
+
+    changes = await store.sync_sources([a, b, c], NOW + timedelta(hours=1), written_at=written)
+    assert changes == {"added": 0, "changed": 0, "retired": 0, "adopted": 0, "kept": 2}
+    listed = {h.name: (h.status, h.stories) for h in await store.list_sources(retired=True)}
+    assert listed == {"a": ("pending", 0), "c2": ("pending", 1)}  # b retired, holds none
+
+    # B's operator edits its file after A's edit: it is the newer one, and applies.
+    later = NOW + timedelta(hours=2)
+    changes = await store.sync_sources([a, b, c], later + timedelta(seconds=1), written_at=later)
+    assert changes == {"added": 0, "changed": 1, "retired": 0, "adopted": 1, "kept": 0}
+    assert [h.name for h in await store.list_sources()] == ["a", "b", "c"]
 
 
 async def test_a_feed_split_between_new_sources_adopts_nothing(store):
@@ -563,7 +589,7 @@ async def test_a_sync_after_a_permanent_redirect_keeps_the_new_url_and_validator
     await store.record_fetch(c.id, FetchRecord(ok=True, next_check_at=later, interval_s=900,
                                                status=200, etag='"v1"', new_url=moved), NOW)
     changes = await store.sync_sources([SourceSpec("a", old, "politics")], NOW + timedelta(minutes=1))
-    assert changes == {"added": 0, "changed": 0, "retired": 0, "adopted": 0}
+    assert changes == {"added": 0, "changed": 0, "retired": 0, "adopted": 0, "kept": 0}
     (h,) = await store.list_sources()
     assert h.url == moved and h.next_check_at == later
     assert await store.claim_due_sources(NOW + timedelta(minutes=1), owner="x", lease_s=60) == []

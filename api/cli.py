@@ -121,10 +121,13 @@ def _search_query(value: str) -> str:
 
 
 def _block_filters(p: argparse.ArgumentParser) -> None:
-    """The filters of a related block and a search (the API's `BlockFilters`)."""
-    p.add_argument("--category")
-    p.add_argument("--site")
-    p.add_argument("--exclude-site")
+    """The filters of a related block and a search (the API's `BlockFilters`). A blank name is
+    refused, as `export --category` refuses it: `--category " "` filtered to the stories
+    without a category (a block of nothing, a search of imported lines), and `--category
+    "$CAT"` with the variable unset gave the block of every category."""
+    p.add_argument("--category", type=_given("category"))
+    p.add_argument("--site", type=_given("site"))
+    p.add_argument("--exclude-site", type=_given("site"))
     p.add_argument("--max-age-days", type=_ranged(float, 0, 36500, low_open=True))
 
 

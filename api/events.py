@@ -182,8 +182,11 @@ def parse_events(body: bytes, max_batch: int = MAX_BATCH) -> list[EventIn]:
         raise ApiError(422, "invalid_request", f"a batch is {{\"events\": [...]}} alone, each event "
                        f"with its own keys; not also: {others}")
     raw = data.get("events") if isinstance(data, dict) and "events" in data else [data]
-    if not isinstance(raw, list) or not raw:
-        raise ApiError(422, "invalid_request", EXPECTED)
+    # Say what `events` held: the one message for both read as if the body had no `events`.
+    if not isinstance(raw, list):
+        raise ApiError(422, "invalid_request", f"{EXPECTED}: events is {json_kind(raw)}, not an array")
+    if not raw:
+        raise ApiError(422, "invalid_request", f"{EXPECTED}: events is an empty array")
     if len(raw) > max_batch:
         raise ApiError(413, "too_large", f"at most {max_batch} events per request")
     out = []

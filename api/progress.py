@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
+
+# The size a bar takes on a terminal that reports none (below).
+FALLBACK_COLUMNS, FALLBACK_LINES = 80, 24
 
 
 class Progress:
@@ -19,7 +23,7 @@ class Progress:
 
             self.bar = tqdm(desc=desc, unit="B" if bytes_ else unit, unit_scale=bytes_,
                             unit_divisor=1024 if bytes_ else 1000, total=0, leave=True,
-                            dynamic_ncols=True)
+                            **_bar_size(sys.stderr))
 
     def update(self, done: int, total: int) -> None:
         if self.bar is not None:
@@ -45,3 +49,17 @@ class Progress:
 
     def callback(self) -> Callable[[int, int], None]:
         return self.update
+
+
+def _bar_size(stream) -> dict:
+    """tqdm's size arguments for a terminal: its own size, followed as it is resized, when it
+    reports one; a fixed 80x24 when it reports 0x0. A terminal whose size nobody set (`script`
+    run without one, `docker run -t` or `ssh -t` before the first resize) says 0 lines, and
+    tqdm draws no line at all below its last one: the bar was an empty line."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        size = None
+    if size is not None and size.columns > 0 and size.lines > 0:
+        return {"dynamic_ncols": True}
+    return {"ncols": FALLBACK_COLUMNS, "nrows": FALLBACK_LINES}

@@ -83,6 +83,9 @@ async def test_a_body_that_is_no_event_object_says_what_to_send(http):
         (json.dumps([one]).encode(), "invalid_event", '{"events": [...]}'),
         (b"null", "invalid_event", "not null"),
         (json.dumps({"events": [one, 5]}).encode(), "invalid_event", "event 1: expected an object"),
+        # Both were the bare 'expected an event object or {"events": [...]}', which they had sent.
+        (json.dumps({"events": []}).encode(), "invalid_request", "events is an empty array"),
+        (json.dumps({"events": "x"}).encode(), "invalid_request", "events is a string, not an array"),
     ]
     for body, code, said in cases:
         r = await http.post("/v1/events", content=body, headers={"Content-Type": "application/json"})

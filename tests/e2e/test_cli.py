@@ -217,9 +217,11 @@ def test_the_block_of_a_syndicated_copy_never_shows_its_original(cli_env, tmp_pa
     assert cards["https://wire.example/ceasefire"]["reason"].endswith("; also reported by daily.example")
 
 
-def _stderr_on_a_terminal(args: list[str], env: dict, *, piped: bytes | None = None) -> str:
+def _stderr_on_a_terminal(args: list[str], env: dict, *, piped: bytes | None = None,
+                          sized: bool = True) -> str:
     """What the command writes to its standard error when that is a terminal (160 columns);
-    `piped`: bytes written to its standard input through a pipe."""
+    `piped`: bytes written to its standard input through a pipe; `sized=False`: a terminal
+    whose size nobody set (0x0, as `script` or `docker run -t` make)."""
     import fcntl
     import pty
     import struct
@@ -227,7 +229,8 @@ def _stderr_on_a_terminal(args: list[str], env: dict, *, piped: bytes | None = N
     import threading
 
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a real width
+    if sized:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a real width
     try:
         p = subprocess.Popen([*TIDINGS, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
                              stderr=slave, stdin=None if piped is None else subprocess.PIPE)
@@ -266,6 +269,15 @@ def test_import_progress_on_a_terminal_counts_bytes_of_the_file(cli_env, tmp_pat
     # A pipe has no size: the lines read and their rate, not their count as their own total.
     shown = _stderr_on_a_terminal(["import", "-", "--no-index"], cli_env, piped=path.read_bytes())
     assert "import: 3000line [" in shown and "100%" not in shown, shown[-300:]
+
+
+def test_a_terminal_without_a_size_shows_the_bar(cli_env, tmp_path):
+    """A terminal that reports 0 lines (`script -qc`, `docker run -t` before its first resize)
+    got an empty line where the bar goes: tqdm draws nothing below a terminal's last line."""
+    path = write_jsonl([{"url": f"https://example.org/{i}", "title": f"Story {i}"}
+                        for i in range(50)], tmp_path / "few.jsonl")
+    shown = _stderr_on_a_terminal(["import", str(path), "--no-index"], cli_env, sized=False)
+    assert "import: 100%" in shown, shown[-300:]
 
 
 def test_import_shows_the_index_load_on_a_terminal(cli_env, tmp_path):

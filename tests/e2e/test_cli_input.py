@@ -40,6 +40,19 @@ def test_an_empty_source_or_host_is_refused_not_read_as_not_given(cli_env):
         assert r.returncode == 2 and says in r.stderr, (args, r.stderr)
 
 
+def test_a_blank_filter_of_related_or_search_is_refused(cli_env):
+    """`related --category " "` filtered to the stories without a category, a block of
+    nothing; `search` answered with imported lines; `--category ""` gave every category."""
+    for cmd in (["related", "--id", "1"], ["search", "ceasefire"]):
+        for flag, value, says in (("--category", " ", "--category: the category is empty"),
+                                  ("--category", "", "--category: the category is empty"),
+                                  ("--site", " ", "--site: the site is empty"),
+                                  ("--exclude-site", "", "--exclude-site: the site is empty")):
+            r = run_cli([*cmd, flag, value], cli_env, timeout=20)
+            assert r.returncode == 2 and says in r.stderr, (cmd, flag, r.stderr)
+            assert len(r.stderr.splitlines()) == 1 and r.stdout == "", r.stderr
+
+
 def test_an_unknown_eval_embedder_is_one_line(cli_env, tmp_path):
     """make_embedder's ValueError reached the top: a traceback."""
     r = run_cli(["eval", "related", "--embedder", "nope", "--data", str(tmp_path)], cli_env, timeout=20)

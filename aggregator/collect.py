@@ -247,11 +247,12 @@ class Collector:
 
     async def start(self) -> None:
         """For a collector that runs round after round: keep parse workers across rounds, and
-        spawn them now when the store already holds enough sources, so no round pays for
-        starting them and its first stories do not wait for it. Without a call, each round
-        that needs workers starts and stops its own."""
+        spawn them now (one for a store of fewer than `MIN_SOURCES_FOR_POOL` sources; a later
+        round of more gets a bigger pool), so no round pays for starting them and its first
+        stories do not wait for it. Without a call, each round that parses starts and stops
+        its own."""
         self._keep_pool = True
-        pool = ParsePool(self.parse_workers, len(await self.store.list_sources()))
+        pool = self._parse_pool(len(await self.store.list_sources()))
         if pool.workers:
             self._kept_pool = pool
             await pool.start()
@@ -261,17 +262,23 @@ class Collector:
             pool, self._kept_pool = self._kept_pool, None
             await pool.close()
 
+    def _parse_pool(self, sources: int) -> ParsePool:
+        # One worker below MIN_SOURCES_FOR_POOL sources, `parse_workers` from it.
+        return ParsePool(self.parse_workers, sources, self.settings.parse_timeout_s)
+
     async def _round_pool(self, sources: int) -> contextlib.AbstractAsyncContextManager[ParsePool]:
-        """The kept pool (a broken one replaced), or a pool for this round only."""
-        if self._kept_pool is not None and self._kept_pool.broken:
-            await self._kept_pool.close()
-            self._kept_pool = None
-        if self._kept_pool is None:
-            pool = ParsePool(self.parse_workers, sources)  # workers only for enough sources
+        """The kept pool (a broken one, or one started for fewer sources, replaced), or a
+        pool for this round only."""
+        pool = self._parse_pool(sources)
+        kept = self._kept_pool
+        if kept is not None and (kept.broken or kept.workers < pool.workers):
+            await kept.close()
+            self._kept_pool = kept = None
+        if kept is None:
             if not (self._keep_pool and pool.workers):
                 return pool
-            self._kept_pool = pool  # spawned by its first body
-        return contextlib.nullcontext(self._kept_pool)
+            self._kept_pool = kept = pool  # spawned by its first body
+        return contextlib.nullcontext(kept)
 
     def _fetcher(self, source_urls: Iterable[str]) -> Fetcher:
         resolver = self.resolver_factory() if self.resolver_factory else None

@@ -8,8 +8,17 @@ of 304s never pays for one), and shuts it down when the round ends. A long-runni
 spawning a worker costs ~0.3 s of CPU (a Python start and the parse modules' imports), paid
 in every round before, and the first stories of a round waited for it. Workers are spawned,
 not forked: the collector's process holds threads (aiosqlite, the resolver) that a fork would
-copy mid-flight. If the pool breaks (a worker killed), the round goes on parsing in threads
+copy mid-flight. If the pool breaks (a worker crashed), the round goes on parsing in threads
 and a kept pool is replaced before the next round.
+
+Each body has `timeout_s` to parse (`[collect] parse_timeout_s`). feedparser, lxml and the
+sources' rules have no time limit of their own, and a pathological body (a crafted feed, a
+hostile 10 MB sitemap) held its worker for as long as it took: the round could not end, and
+the other sources' bodies queued behind it. Past the limit the body fails as `ParseTooSlow`
+(the source's fetch is recorded as failed), its worker is killed with the pool and a new pool
+takes the rest of the round. A thread cannot be killed: a round parses in threads only when
+told to (`workers=0`) or when the pool broke, and then without a limit; a round of fewer
+sources than `MIN_SOURCES_FOR_POOL` gets one worker instead of threads, for the limit's sake.
 """
 
 from __future__ import annotations
@@ -24,21 +33,30 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from aggregator.childproc import child_start, interrupts_held
+from aggregator.errors import ParseError
 from aggregator.itemrules import RuleTooSlow, admitted
 from aggregator.model import ParsedDocument, Selectors, SourceSpec, StoryDraft
 from aggregator.normalize import normalize, rejection_reason
 from aggregator.parse import parse_document
 
 log = logging.getLogger("tidings.collect")
-# Below this many sources a round parses in threads: starting processes (~0.3 s each) would
-# cost more than it saves.
+# Below this many sources a round parses in one worker, not `workers`: starting processes
+# (~0.3 s each) would cost more than it saves. One, not threads: a thread past the parse
+# time limit cannot be stopped.
 MIN_SOURCES_FOR_POOL = 20
+# `[collect] parse_timeout_s`'s default. The biggest sitemap the default body cap lets in
+# (10 MB, 98,000 plain entries) parses in ~11 s on a 2-core VM; an ordinary feed, 5-50 ms.
+PARSE_TIMEOUT_S = 60.0
 # A small feed a new worker parses once, so its first real body finds every module imported
 # and every pattern compiled.
 _WARM_FEED = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
               b'<item><title>Warm</title><link>http://warm.example/a</link>'
               b'<description>w</description><pubDate>Mon, 02 Jan 2006 15:04:05 GMT</pubDate>'
               b'</item></channel></rss>')
+
+
+class ParseTooSlow(ParseError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -118,10 +136,17 @@ class ParsePool:
     """Parse worker processes. `async with` (one round) or `close()` (a kept pool) shuts them
     down; `start()` spawns them ahead of the first body."""
 
-    def __init__(self, workers: int, sources: int = MIN_SOURCES_FOR_POOL):
-        self.workers = workers if sources >= MIN_SOURCES_FOR_POOL else 0
+    def __init__(self, workers: int, sources: int = MIN_SOURCES_FOR_POOL,
+                 timeout_s: float = PARSE_TIMEOUT_S):
+        self.workers = workers if sources >= MIN_SOURCES_FOR_POOL else min(workers, 1)
+        self.timeout_s = timeout_s
         self._pool: ProcessPoolExecutor | None = None
         self._broken = False
+        # One spawn at a time, so a body waits for its pool's workers outside its time limit.
+        self._starting = asyncio.Lock()
+        # At most one body per worker handed to the executor: a body queued in it behind
+        # others would spend its time limit waiting.
+        self._slots = asyncio.Semaphore(max(1, self.workers))
 
     async def __aenter__(self) -> ParsePool:
         return self
@@ -135,11 +160,17 @@ class ParsePool:
 
     async def start(self) -> None:
         """Spawn every worker now and let each parse a small feed once."""
-        if not self.workers or self._pool is not None:
+        if not self.workers:
             return
-        # One task per worker, submitted together: an executor spawns a new process for each
-        # task that finds no idle one.
-        await asyncio.gather(*[self._submit(_warm) for _ in range(self.workers)])
+        async with self._starting:
+            if self._pool is not None:
+                return
+            self._pool = ProcessPoolExecutor(self.workers,
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=child_start, initargs=(os.getpid(),))
+            # One task per worker, submitted together: an executor spawns a new process for
+            # each task that finds no idle one.
+            await asyncio.gather(*[self._submit(self._pool, _warm) for _ in range(self.workers)])
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -147,23 +178,52 @@ class ParsePool:
             # Joining the workers blocks; do it off the loop.
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
-    def _submit(self, fn, *args) -> asyncio.Future:
+    @staticmethod
+    def _submit(pool: ProcessPoolExecutor, fn, *args) -> asyncio.Future:
         """`fn(*args)` in a worker; a submit may spawn one, hence SIGINT held around it."""
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers,
-                                             mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=child_start, initargs=(os.getpid(),))
         with interrupts_held():
-            return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            return asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     async def run(self, body: bytes, base_url: str, content_type: str | None, kind: str,
                   selectors: Selectors | None, spec: SourceSpec, now: datetime) -> Parsed:
         args = (body, base_url, content_type, kind, selectors, spec, now)
         if self.workers and not self._broken:
             try:
-                return await self._submit(parse_and_normalize, *args, False)
+                async with self._slots:
+                    return await self._in_worker(args)
             except BrokenProcessPool:
                 if not self._broken:
                     log.warning("collect.parse_pool_broken: parsing in threads for the rest of the round")
                 self._broken = True
         return await asyncio.to_thread(parse_and_normalize, *args, True)
+
+    async def _in_worker(self, args: tuple) -> Parsed:
+        """`parse_and_normalize(*args)` in a worker, given up after `timeout_s` (ParseTooSlow).
+        A body whose pool was killed for another body's time limit is parsed again in the
+        new pool."""
+        while True:
+            await self.start()
+            pool = self._pool
+            assert pool is not None
+            try:
+                return await asyncio.wait_for(
+                    self._submit(pool, parse_and_normalize, *args, False), self.timeout_s)
+            except TimeoutError:
+                await self._kill(pool)
+                raise ParseTooSlow(f"parsing took over {self.timeout_s:g} s") from None
+            except BrokenProcessPool:
+                if pool is self._pool:  # a worker crashed: not one of ours to retry
+                    raise
+
+    async def _kill(self, pool: ProcessPoolExecutor) -> None:
+        """Kill `pool`'s workers; the next body starts a new pool. An executor can neither
+        cancel a running task nor say which worker runs it, so all go: the bodies the others
+        were parsing fail as BrokenProcessPool and are parsed again (`_in_worker`)."""
+        if self._pool is pool:
+            self._pool = None
+        log.warning("collect.parse_too_slow: parse workers killed after %g s, a new pool takes "
+                    "the rest of the round", self.timeout_s)
+        # `_processes` is private; Python 3.14's `kill_workers()` does this.
+        for proc in list((pool._processes or {}).values()):
+            proc.kill()
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)

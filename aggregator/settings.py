@@ -75,6 +75,7 @@ class CollectSettings:
     connect_timeout_s: float = _opt(10.0, lo=0.1, hi=600)
     total_timeout_s: float = _opt(30.0, lo=0.1, hi=3600)
     max_body_bytes: int = _opt(10_000_000, lo=1024, hi=1_000_000_000)
+    parse_timeout_s: float = _opt(60.0, lo=0.1, hi=3600)  # per body, in a worker process
     user_agent: str = "Tidings/0.1 (self-hosted news aggregator)"
     full_text_limit: int = _opt(20, lo=0, hi=10_000)  # article pages per source per round
     lease_s: int = _opt(300, lo=1, hi=86400)

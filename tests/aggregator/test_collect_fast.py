@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from aggregator import parsepool
 from aggregator.collect import Collector
 from aggregator.model import SourceSpec, StoryDraft
 from aggregator.parsepool import MIN_SOURCES_FOR_POOL, ParsePool
 from aggregator.settings import CollectSettings
 from aggregator.store import FetchRecord, Store
+from tests import slowparse
 from tests.localsite import LocalSite, LoopbackResolver
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -230,3 +233,62 @@ def test_parse_workers_end_when_their_collector_is_killed(tmp_path):
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.2)
     assert not [p for p in pids if alive(p)]
+
+
+async def test_a_body_past_the_parse_time_limit_fails_and_the_round_goes_on(
+        feeds_site, shared_data, tmp_path, monkeypatch):
+    """A body whose parse runs past `parse_timeout_s` held its worker (or thread) for as long
+    as it took: the round waited for it. Now its source fails with the reason, its worker is
+    killed, and the other sources' bodies (queued behind it for the round's one worker) are
+    parsed and stored."""
+    monkeypatch.setattr(parsepool, "parse_and_normalize", slowparse.slow_parse)
+    names = ["rss-parser/guardian.rss", "fast-news-reader/bbc.xml", "RSParser/aktuality.rss"]
+    specs = []
+    for i, name in enumerate(names):
+        body = (shared_data / "news-feeds" / name).read_bytes()
+        feeds_site.route(f"/f{i}", body=slowparse.marked(body, slowparse.SLOW_MARK) if i == 0 else body)
+        specs.append(SourceSpec(f"src{i}", f"http://feeds.example/f{i}", "news"))
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'slow.db'}")
+    await store.migrate()
+    await store.sync_sources(specs, NOW)
+    c = Collector(store, replace(FAST, parse_timeout_s=3.0),
+                  resolver_factory=lambda: LoopbackResolver(port=feeds_site.port))
+    before = set(multiprocessing.active_children())
+
+    report = await c.run_round(force=True)
+
+    by = {r.name: r for r in report.sources}
+    assert not by["src0"].ok and by["src0"].error == "parsing took over 3 s"
+    assert by["src1"].ok and by["src2"].ok and by["src1"].new > 0 and by["src2"].new > 0
+    assert await store.count_stories() == report.new
+    health = {h.name: h for h in await store.list_sources()}
+    assert health["src0"].last_error == "parsing took over 3 s"
+    assert report.elapsed_s < slowparse.SLOW_PARSE_S  # it did not wait for the slow parse
+    assert set(multiprocessing.active_children()) == before  # the stuck worker is gone too
+    await store.close()
+
+
+async def test_bodies_in_a_pool_killed_for_another_are_parsed_again(shared_data, tmp_path,
+                                                                    monkeypatch):
+    """An executor cannot stop one task: past a body's limit, all of the pool's workers are
+    killed (`_kill`). A body another worker was parsing then is parsed again in a new pool,
+    not failed. (The kill is called here directly: which of two bodies under the same limit
+    runs out first is a race.)"""
+    monkeypatch.setattr(parsepool, "parse_and_normalize", slowparse.slow_parse)
+    body = (shared_data / "news-feeds" / "rss-parser" / "guardian.rss").read_bytes()
+    flag = tmp_path / "go"
+    spec = SourceSpec("g", "http://feeds.example/g", "news")
+    rest = (spec.url, "application/rss+xml", "auto", None, spec, NOW)
+    async with ParsePool(2, MIN_SOURCES_FOR_POOL) as pool:
+        await pool.start()
+        killed = pool._pool
+        first = set(killed._processes.values())
+        other = asyncio.create_task(pool.run(slowparse.marked(body, slowparse.waiting_mark(flag)), *rest))
+        while not flag.with_suffix(".started").exists():  # in its worker
+            await asyncio.sleep(0.01)
+        await pool._kill(killed)
+        assert not any(p.is_alive() for p in first)
+        flag.touch()
+        parsed = await other
+        assert parsed.item_count == 55 and not pool.broken
+        assert pool._pool is not killed and not set(pool._pool._processes.values()) & first

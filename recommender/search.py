@@ -34,9 +34,18 @@ def query_problem(query: str) -> str | None:
     if not (tokenize(query) or key_terms(as_names(query), "") or capitals(query)):
         # Neither index reads a stop word or a lone letter: only the meaning of "the of
         # and" was ranked, which gave any stories at all, each "about the same subject".
-        return ('holds only common words or single letters ("the", "of", "and"): '
+        # The caller's own words are quoted: a fixed ("the", "of", "and") told someone who
+        # typed "x y" that their query held words they never typed.
+        return (f"holds only common words or single letters ({_quoted_words(query)}): "
                 "none to search for")
     return None
+
+
+def _quoted_words(query: str, most: int = 5) -> str:
+    """The query's first words, bare of punctuation, quoted for an error message."""
+    words = [w for w in (word.strip(_AROUND_WORD) for word in query.split()) if w]
+    shown = ", ".join(f'"{w}"' for w in words[:most])
+    return shown + (", …" if len(words) > most else "")
 
 
 def _in_capitals(word: str) -> bool:

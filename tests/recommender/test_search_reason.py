@@ -82,3 +82,16 @@ def test_a_row_s_language_is_told_once(monkeypatch):
     monkeypatch.setattr(search, "stopwords_for", counted, raising=False)
     assert search_reason("sénat retraites", title, text[:120]) == "matches 'sénat', 'retraites'"
     assert len([s for s in told if "adopte" in s]) == 1  # the query's words are told apart
+
+
+@pytest.mark.parametrize(("query", "quoted"), [
+    ("x y", '("x", "y")'),
+    ("the of and", '("the", "of", "and")'),
+    ('"The", a', '("The", "a")'),
+    ("a b c d e f g", '("a", "b", "c", "d", "e", …)'),
+])
+def test_a_query_of_common_words_is_refused_naming_its_own_words(query, quoted):
+    """The message quoted "the", "of", "and" whatever was typed: "x y" was told it held them."""
+    assert search.query_problem(query) == (
+        f"holds only common words or single letters {quoted}: none to search for")
+

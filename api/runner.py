@@ -282,13 +282,20 @@ def deletes_more(mine: RetentionSettings, last: RetentionSettings) -> list[str]:
     return [k for k in RETENTION_KEYS if more(getattr(mine, k), getattr(last, k))]
 
 
+def same_host(owner: str, other: str) -> bool:
+    """Whether two `host:pid` owners are processes of one machine (pure)."""
+    return owner.rpartition(":")[0] == other.rpartition(":")[0] != ""
+
+
 def settings_text(r: RetentionSettings) -> str:
     return " ".join(f"{k}={getattr(r, k)}" for k in RETENTION_KEYS)
 
 
 async def retention_agrees(svc: Services) -> bool:
     """Whether this process may run the hourly job with its own `[retention]`: yes unless they
-    delete more than the last run's (another machine's, or this one's before an edit).
+    delete more than the last run's and that run was another machine's (`owner` is host:pid).
+    An edit of this machine's settings applies as before: on one machine, lowering a day
+    count is the operator's choice, not a disagreement.
 
     The job runs with the settings of whichever process takes it, so one machine set to 30
     days deleted for a cluster whose others keep stories for ever. Deleting is not undone:
@@ -303,6 +310,10 @@ async def retention_agrees(svc: Services) -> bool:
     if theirs == mine:
         return True
     wider = deletes_more(mine, theirs)
+    if wider and same_host(by, svc.owner):
+        log.info("retention.settings_changed: [retention] %s here, %s at the last run (by %s, "
+                 "this machine)", settings_text(mine), settings_text(theirs), by)
+        return True
     if wider:
         log.warning("retention.settings_differ: not run: this process's [retention] %s deletes "
                     "more (%s) than the last run's %s (by %s); make [retention] the same on "

@@ -380,6 +380,25 @@ async def test_retention_settings_that_delete_more_than_the_last_runs_wait_for_t
     assert await runner.retention(cut, now + 4 * hour) is None
 
 
+async def test_retention_settings_lowered_on_the_machine_that_ran_last_apply_at_once(store):
+    """One machine, its `stories_days` lowered and the process restarted: the operator's own
+    edit, not another machine's disagreement. It applies at the next hourly run."""
+    base = load_settings(REPO_CONFIG, env={})
+    before = SimpleNamespace(settings=replace(base, retention=replace(base.retention, stories_days=0)),
+                             store=store, owner="box:1")
+    after = SimpleNamespace(settings=replace(base, retention=replace(base.retention, stories_days=30)),
+                            store=store, owner="box:2")
+    now = datetime.now(UTC)
+    hour = timedelta(seconds=runner.RETENTION_EVERY_S)
+    (old,) = (await store.upsert_stories([StoryDraft(
+        url="https://e.org/old", title="Old", published_at=now - timedelta(days=40))], now)).new_ids
+    assert await runner.retention(before, now) is not None
+    assert (await runner.retention(after, now + hour)).stories == 1
+    assert await store.get_story(old) is None
+    assert runner.same_host("box:1", "box:2") and not runner.same_host("a:1", "b:1")
+    assert not runner.same_host("odd", "odd")  # no host:pid form: not known to be one machine
+
+
 def test_deletes_more_names_the_keys_that_delete_what_the_last_run_kept():
     from aggregator.settings import RetentionSettings as R
 

@@ -9,7 +9,7 @@ A plain ADD COLUMN on both engines (as 0017).
 
 Revision ID: 0020
 Revises: 0019
-Create Date: 2026-12-14
+Create Date: 2026-12-06
 """
 
 from __future__ import annotations

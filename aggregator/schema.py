@@ -337,5 +337,8 @@ class JobLockRow(Base):
     owner: Mapped[str | None] = mapped_column(String(80), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The settings its last run used (JSON; `owner` is the process that ran it): processes
+    # of a cluster whose settings differ find out (api.runner.retention).
+    settings: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 

@@ -2822,17 +2822,28 @@ class Store:
                                   .execution_options(synchronize_session=False))
             return bool(res.rowcount)
 
-    async def job_done(self, name: str, *, owner: str, started_at: datetime) -> bool:
+    async def job_done(self, name: str, *, owner: str, started_at: datetime,
+                       settings: str | None = None) -> bool:
         """Record a run of `name` that `owner` claimed at `started_at` as done (the next one
-        is due `every_s` after it), and end its lease; False if the claim is no longer ours
-        (its lease ran out and another process claimed the job)."""
+        is due `every_s` after it), with the `settings` it ran with, and end its lease; False
+        if the claim is no longer ours (its lease ran out and another process claimed the job)."""
         async with self.writing() as s:
             started_at = await self._lease_time(s, started_at)  # as `claim_job` reads it
             res = await s.execute(update(JobLockRow)
                                   .where(JobLockRow.name == name, JobLockRow.owner == owner)
-                                  .values(last_run_at=started_at, lease_until=None)
+                                  .values(last_run_at=started_at, lease_until=None,
+                                          settings=settings)
                                   .execution_options(synchronize_session=False))
             return bool(res.rowcount)
+
+    async def job_last_run(self, name: str) -> tuple[str, str] | None:
+        """The settings the last recorded run of `name` used and the process that ran it;
+        None before any run recorded its settings."""
+        async with self.session() as s:
+            row = (await s.execute(select(JobLockRow.settings, JobLockRow.owner)
+                                   .where(JobLockRow.name == name,
+                                          JobLockRow.settings.is_not(None)))).first()
+            return (row[0], row[1] or "") if row else None
 
 
 def event_key(reader: str, story_id: int, type_: str, at: datetime, client_id: str | None,

@@ -197,6 +197,10 @@ MAX_REQUEST_BODY_BYTES = 2 * 1024 * 1024
 # loaded machine), so a 100 kB URL got our JSON 422 or a reset depending on timing. With room
 # for such heads, the API's own limits answer them; this bounds what one connection can hold.
 MAX_REQUEST_HEAD_BYTES = 256 * 1024
+# How long a stopping server lets the requests under way finish (`server_config`): a few
+# seconds, well inside systemd's 90 s and Kubernetes' 30 s stop timeouts. A related block by
+# URL that is still fetching its page (up to [related] fetch and page-read timeouts) is cut.
+STOP_GRACE_S = 5.0
 # The most candidates a reader-aware block asks for, however much of them the reader read.
 PERSONAL_FETCH_MAX = 1000
 # `{id}` in the paths, as DESIGN.md 4.3 writes them, so the OpenAPI document (and clients made
@@ -1468,6 +1472,10 @@ def server_config(app, host: str, port: int, **options):
     # application") go through the process's own handler (api.cli.configure_logging), with
     # its time, level and pid; uvicorn's config gave them a handler of their own that wrote
     # "ERROR:    Exception in ASGI application" with no time nor process.
+    # timeout_graceful_shutdown: on a stop, requests under way get STOP_GRACE_S to end, then
+    # are cancelled. uvicorn's default waits for them without end, and a client that sends
+    # its body slowly (or stops halfway) kept `serve` and `run` from stopping at all.
     defaults = {"log_level": "warning", "access_log": False, "log_config": None,
-                "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES}
+                "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES,
+                "timeout_graceful_shutdown": STOP_GRACE_S}
     return uvicorn.Config(app, host=host, port=port, **{**defaults, **options})

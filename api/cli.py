@@ -403,6 +403,15 @@ def configure_logging(settings) -> None:
     # ERROR: three lines before `related --url`'s own one-line error, and false ERRORs in a
     # collector's log; aggregator.extract reports the page itself (ParseError).
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
+    logging.getLogger("uvicorn.error").addFilter(_not_cut_at_stop)
+
+
+def _not_cut_at_stop(record: logging.LogRecord) -> bool:
+    """Drop uvicorn's traceback for a request it cancelled because the stop's grace ran out
+    (api.app.STOP_GRACE_S): its line just before ("Cancel 1 running task(s)") says it, and
+    a stop is no failure of the app."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, asyncio.CancelledError)
 
 
 def _stop_on_sigterm() -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
+import json
 import logging
 import signal
 import time
@@ -256,12 +258,85 @@ class RetentionReport:
     change_log: int = 0
 
 
+RETENTION_KEYS = tuple(f.name for f in dataclasses.fields(RetentionSettings))
+
+
+def retention_json_of(r: RetentionSettings) -> str:
+    """`[retention]` as a run records it in the database (`job_locks.settings`)."""
+    return json.dumps(dataclasses.asdict(r), sort_keys=True)
+
+
+def retention_of_json(text: str) -> RetentionSettings:
+    """A recorded run's settings; a key this version does not know is left out, and one it
+    does not find keeps its default."""
+    got = json.loads(text)
+    return RetentionSettings(**{k: int(got[k]) for k in RETENTION_KEYS if k in got})
+
+
+def deletes_more(mine: RetentionSettings, last: RetentionSettings) -> list[str]:
+    """The `[retention]` keys by which `mine` deletes what `last` keeps (a day count where
+    `last` keeps for ever, or a shorter one). Pure."""
+    def more(new: int, old: int) -> bool:
+        return new != 0 and (old == 0 or new < old)
+
+    return [k for k in RETENTION_KEYS if more(getattr(mine, k), getattr(last, k))]
+
+
+def same_host(owner: str, other: str) -> bool:
+    """Whether two `host:pid` owners are processes of one machine (pure)."""
+    return owner.rpartition(":")[0] == other.rpartition(":")[0] != ""
+
+
+def settings_text(r: RetentionSettings) -> str:
+    return " ".join(f"{k}={getattr(r, k)}" for k in RETENTION_KEYS)
+
+
+async def retention_agrees(svc: Services) -> bool:
+    """Whether this process may run the hourly job with its own `[retention]`: yes unless they
+    delete more than the last run's and that run was another machine's (`owner` is host:pid).
+    An edit of this machine's settings applies as before: on one machine, lowering a day
+    count is the operator's choice, not a disagreement.
+
+    The job runs with the settings of whichever process takes it, so one machine set to 30
+    days deleted for a cluster whose others keep stories for ever. Deleting is not undone:
+    such settings wait for the operator to confirm them (`tidings retention` runs them and
+    records them); settings that keep more run (and are recorded), so a cluster that
+    disagrees keeps the most. Either way the difference is logged, naming both."""
+    last = await svc.store.job_last_run("retention")
+    if last is None:
+        return True  # the first run in this database
+    recorded, by = last
+    theirs, mine = retention_of_json(recorded), svc.settings.retention
+    if theirs == mine:
+        return True
+    wider = deletes_more(mine, theirs)
+    if wider and same_host(by, svc.owner):
+        log.info("retention.settings_changed: [retention] %s here, %s at the last run (by %s, "
+                 "this machine)", settings_text(mine), settings_text(theirs), by)
+        return True
+    if wider:
+        log.warning("retention.settings_differ: not run: this process's [retention] %s deletes "
+                    "more (%s) than the last run's %s (by %s); make [retention] the same on "
+                    "every machine, or run `tidings retention` here to apply these",
+                    settings_text(mine), ", ".join(wider), settings_text(theirs), by)
+        return False
+    log.warning("retention.settings_differ: this process's [retention] %s keeps more than the "
+                "last run's %s (by %s): run with these, which the other processes will not "
+                "apply until the operator confirms theirs", settings_text(mine),
+                settings_text(theirs), by)
+    return True
+
+
 async def retention(svc: Services, now: datetime | None = None, *,
                     every_s: int = RETENTION_EVERY_S) -> RetentionReport | None:
     """Run retention if this process may (once per `every_s` in the cluster, one run at a
-    time); None when another process ran it within `every_s`, or runs it now. `tidings
-    retention` passes 0: the operator's run waits for no hour, only for a run under way."""
+    time, with settings that delete no more than the last run's: `retention_agrees`); None
+    when it may not, or another process ran it within `every_s`, or runs it now. `tidings
+    retention` passes 0: the operator's run waits for no hour, only for a run under way, and
+    its settings are the operator's confirmation."""
     now = now or datetime.now(UTC)
+    if every_s and not await retention_agrees(svc):
+        return None
     if not await svc.store.claim_job("retention", owner=svc.owner, every_s=every_s,
                                      lease_s=RETENTION_LEASE_S, now=now):
         return None  # another process of the cluster ran it within the hour, or runs it now
@@ -272,7 +347,8 @@ async def retention(svc: Services, now: datetime | None = None, *,
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
     # Only now: a run that raised before this is claimed again once its lease runs out.
-    await svc.store.job_done("retention", owner=svc.owner, started_at=now)
+    await svc.store.job_done("retention", owner=svc.owner, started_at=now,
+                             settings=retention_json_of(svc.settings.retention))
     return report
 
 

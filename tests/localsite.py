@@ -22,6 +22,7 @@ Built in (besides your routes):
   /redirect?to=URL&status=302   one redirect;  /redirect-loop  a -> b -> a ...
   /redirect-chain/<n>   n redirects (302) then 200 "end of chain"
   /slow                 stalls before the headers;  /slow-body  headers, then stalls
+  /trickle              headers and the start of a feed, then a byte a second for an hour
   /huge                 endless body, no Content-Length;  /status/<code>  that status
   /gzip, /brotli, /deflate  a known text (`COMPRESSED_TEXT`) compressed that way
 `site.requests` logs every request as (method, path_qs, headers); `site.peak_in_flight`
@@ -255,6 +256,8 @@ class LocalSite:
             return response
         if path == "/huge":
             return await self._serve_endless(request)
+        if path == "/trickle":
+            return await self._serve_trickle(request)
         if path.startswith("/status/"):
             return web.Response(status=int(path.rsplit("/", 1)[1]), text="status page")
         encodings = {"/gzip": "gzip", "/deflate": "deflate", "/brotli": "br"}
@@ -300,6 +303,21 @@ class LocalSite:
                 await response.write(chunk)
         except (ConnectionError, RuntimeError):
             pass  # the client hung up, which is the point
+        return response
+
+
+    async def _serve_trickle(self, request: web.Request) -> web.StreamResponse:
+        """Never idle long enough for a read timeout, never done: only a total timeout (or
+        a stop) ends its fetch."""
+        response = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
+        await response.prepare(request)
+        try:
+            await response.write(b'<?xml version="1.0"?><rss version="2.0"><channel>')
+            for _ in range(int(_STALL_S)):
+                await asyncio.sleep(1)
+                await response.write(b" ")
+        except (ConnectionError, RuntimeError):
+            pass  # the client hung up
         return response
 
 

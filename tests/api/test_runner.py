@@ -348,6 +348,67 @@ async def test_a_retention_run_longer_than_its_lease_keeps_its_claim(store, monk
     assert len(taken) >= 20 and not any(taken), taken
 
 
+async def test_retention_settings_that_delete_more_than_the_last_runs_wait_for_the_operator(
+        store, caplog):
+    """The hourly job ran with the `[retention]` of whichever process took it: a machine set
+    to 30 days deleted for a cluster whose other machines kept stories for ever. Each run now
+    records its settings; a process whose own delete more logs both and leaves the job alone
+    until the operator runs `tidings retention` with them."""
+    base = load_settings(REPO_CONFIG, env={})
+    keep = SimpleNamespace(settings=replace(base, retention=replace(base.retention, stories_days=0)),
+                           store=store, owner="keeper:1")
+    cut = SimpleNamespace(settings=replace(base, retention=replace(base.retention, stories_days=30)),
+                          store=store, owner="cutter:2")
+    now = datetime.now(UTC)
+    hour = timedelta(seconds=runner.RETENTION_EVERY_S)
+    (old,) = (await store.upsert_stories([StoryDraft(
+        url="https://e.org/old", title="Old", published_at=now - timedelta(days=40))], now)).new_ids
+
+    assert await runner.retention(keep, now) is not None
+    with caplog.at_level("WARNING", logger="tidings.run"):
+        assert await runner.retention(cut, now + hour) is None
+    assert await store.get_story(old) is not None
+    (line,) = [r.getMessage() for r in caplog.records if "retention.settings_differ" in r.getMessage()]
+    assert "stories_days=30" in line and "stories_days=0" in line and "keeper:1" in line
+
+    # The operator's run is the confirmation: it deletes, and its settings become the last run's.
+    assert (await runner.retention(cut, now + hour, every_s=0)).stories == 1
+    assert await store.get_story(old) is None
+    assert await runner.retention(cut, now + 2 * hour) is not None
+    # Settings that keep more still run (and are recorded): a cluster that disagrees keeps the most.
+    assert await runner.retention(keep, now + 3 * hour) is not None
+    assert await runner.retention(cut, now + 4 * hour) is None
+
+
+async def test_retention_settings_lowered_on_the_machine_that_ran_last_apply_at_once(store):
+    """One machine, its `stories_days` lowered and the process restarted: the operator's own
+    edit, not another machine's disagreement. It applies at the next hourly run."""
+    base = load_settings(REPO_CONFIG, env={})
+    before = SimpleNamespace(settings=replace(base, retention=replace(base.retention, stories_days=0)),
+                             store=store, owner="box:1")
+    after = SimpleNamespace(settings=replace(base, retention=replace(base.retention, stories_days=30)),
+                            store=store, owner="box:2")
+    now = datetime.now(UTC)
+    hour = timedelta(seconds=runner.RETENTION_EVERY_S)
+    (old,) = (await store.upsert_stories([StoryDraft(
+        url="https://e.org/old", title="Old", published_at=now - timedelta(days=40))], now)).new_ids
+    assert await runner.retention(before, now) is not None
+    assert (await runner.retention(after, now + hour)).stories == 1
+    assert await store.get_story(old) is None
+    assert runner.same_host("box:1", "box:2") and not runner.same_host("a:1", "b:1")
+    assert not runner.same_host("odd", "odd")  # no host:pid form: not known to be one machine
+
+
+def test_deletes_more_names_the_keys_that_delete_what_the_last_run_kept():
+    from aggregator.settings import RetentionSettings as R
+
+    assert runner.deletes_more(R(30, 90, 30), R(0, 90, 30)) == ["stories_days"]
+    assert runner.deletes_more(R(0, 30, 0), R(0, 90, 30)) == ["events_days"]
+    assert runner.deletes_more(R(0, 0, 0), R(30, 90, 30)) == []  # for ever deletes nothing
+    assert runner.deletes_more(R(60, 90, 30), R(30, 90, 30)) == []
+    assert runner.retention_of_json(runner.retention_json_of(R(7, 8, 9))) == R(7, 8, 9)
+
+
 async def _settings_with_stories(tmp_path, n: int):
     """Settings over a fresh SQLite database holding `n` stories, none embedded yet."""
     settings = load_settings(REPO_CONFIG, env={"TIDINGS_DATA_DIR": str(tmp_path / "data"),

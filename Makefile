@@ -38,7 +38,7 @@ loadtools:
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check aggregator recommender api tests
+	$(VENV)/bin/ruff check aggregator recommender api tests benchmarks
 	$(PY) tests/check_imports.py
 
 # The slowest tests are listed at the end: the suite is to stay well under 15 minutes (CI on

@@ -123,7 +123,7 @@ def _parse(body: bytes, *, base_url: str, content_type: str | None, kind: str,
     if wanted == "sitemap":
         if sniffed == "html":
             raise ParseError("expected a sitemap, got an HTML page")
-        return parse_sitemap(valid_char_refs(body), base_url=base_url)
+        return parse_sitemap(valid_char_refs(body), base_url=base_url, limit=MAX_ITEMS)
     if sniffed == "html":
         raise ParseError("expected a feed, got an HTML page" + _feeds_hint(body, base_url, content_type))
     # "feed" and "unknown": feedparser is the most forgiving reader we have; it raises a

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path
 
@@ -126,6 +126,26 @@ def test_a_document_yields_at_most_max_items_and_says_so() -> None:
     doc = parse_document(body, base_url="https://n.example/feed")
     assert len(doc.items) == MAX_ITEMS and doc.items[-1].url == f"https://n.example/{MAX_ITEMS - 1}"
     assert f"7 items past the first {MAX_ITEMS} skipped" in doc.problems
+
+
+def test_a_big_sitemap_keeps_its_newest_and_joins_only_their_links(monkeypatch) -> None:
+    """A 10 MB sitemap of 98,000 entries spent half its parse (~1.5 of 2.9 s of CPU) joining
+    the links of entries dropped past `MAX_ITEMS`. Dated oldest first, as WordPress lists
+    them: the newest are kept, and only their links are joined."""
+    import aggregator.sitemap as sitemap
+    from aggregator.parse import MAX_ITEMS
+
+    joins = []
+    monkeypatch.setattr(sitemap, "joined", lambda base, link: joins.append(link) or link)
+    n, start = MAX_ITEMS + 300, datetime(2020, 1, 1, tzinfo=UTC)
+    body = ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            + "".join(f"<url><loc>https://n.example/{i}</loc><lastmod>{start + timedelta(minutes=i):%Y-%m-%dT%H:%M:%SZ}"
+                      "</lastmod></url>" for i in range(n)) + "</urlset>").encode()
+    doc = parse_document(body, base_url="https://n.example/sitemap.xml")
+    assert len(doc.items) == MAX_ITEMS and doc.items[0].url == f"https://n.example/{n - 1}"
+    assert {it.url for it in doc.items} == {f"https://n.example/{i}" for i in range(300, n)}
+    assert "300 items past the first 5000 skipped" in doc.problems
+    assert len(joins) == MAX_ITEMS
 
 
 def test_unknown_kind_is_rejected() -> None:

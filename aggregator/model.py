@@ -7,6 +7,7 @@ and hands back as a `Story`. None of these know about HTTP, SQL or ML.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -69,6 +70,27 @@ class Selectors:
     next: str = ""
     pages: int = 1
     timezone: str = ""
+
+
+def selectors_json(sel: Selectors | None) -> dict | None:
+    """`sel` as the sources table stores it: a field at its default is left out, so that a
+    version that does not know a newer field (`next`, `timezone`: a cluster mid-upgrade)
+    still reads the row of every source that does not use it. The full dict, written before,
+    failed those versions on every HTML source (pure)."""
+    if sel is None:
+        return None
+    defaults = {f.name: f.default for f in dataclasses.fields(Selectors)}
+    return {k: v for k, v in dataclasses.asdict(sel).items()
+            if defaults[k] is dataclasses.MISSING or v != defaults[k]}
+
+
+def selectors_of(stored: dict | None) -> Selectors | None:
+    """A stored selectors value; the fields this version does not know (a newer version wrote
+    them) are left out rather than failing the whole source (pure)."""
+    if not stored:
+        return None
+    known = {f.name for f in dataclasses.fields(Selectors)}
+    return Selectors(**{k: v for k, v in stored.items() if k in known})
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ from sqlalchemy.sql.operators import custom_op
 
 from aggregator.canonical import canonical_url, site_key, url_variants
 from aggregator.errors import BadDatabaseURL, ChangesPruned, DatabaseTimeout, StoreError
-from aggregator.model import SourceSpec, Story, StoryDraft
+from aggregator.model import SourceSpec, Story, StoryDraft, selectors_json, selectors_of
 from aggregator.names import name_key
 from aggregator.normalize import content_hash
 from aggregator.schema import (
@@ -588,10 +588,10 @@ def fetched_as_configured(row: dict, spec: SourceSpec) -> bool:
     loosened rule admits) waited for that interval, was asked with the old feed's validators,
     and read `ok` or the old feed's error without having been read. A rename or a weight is
     no matter to a fetch."""
-    return (row["url"], row["kind"], row["selectors"], row["keep_rule"], row["block_rule"],
-            row["interval_s"], row["full_text"]) == (
-        spec.url, spec.kind, spec.selectors.__dict__ if spec.selectors else None, spec.keep,
-        spec.block, spec.interval_s, spec.full_text)
+    return (row["url"], row["kind"], selectors_of(row["selectors"]), row["keep_rule"],
+            row["block_rule"], row["interval_s"], row["full_text"]) == (
+        spec.url, spec.kind, spec.selectors, spec.keep, spec.block, spec.interval_s,
+        spec.full_text)
 
 
 def source_status(error_count: int, last_check_at: datetime | None,
@@ -677,8 +677,11 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime) -> dict:
     """
     want = {"category": spec.category, "kind": spec.kind, "enabled": spec.enabled,
             "weight": spec.weight, "interval_s": spec.interval_s, "full_text": spec.full_text,
-            "selectors": spec.selectors.__dict__ if spec.selectors else None,
+            "selectors": selectors_json(spec.selectors),
             "keep_rule": spec.keep, "block_rule": spec.block, "in_config": True}
+    # Stored selectors as this version writes them: a row of a version that wrote every field
+    # (or of a newer one, with fields this one does not know) is no edit.
+    row = {**row, "selectors": selectors_json(selectors_of(row["selectors"]))}
     out = {k: v for k, v in want.items() if row[k] != v}
     if any(k in out for k in _RULE_COLUMNS):
         out.update(etag=None, last_modified=None)
@@ -728,7 +731,7 @@ def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: date
                 name=spec.name, url=spec.url, config_url=spec.url, category=spec.category,
                 kind=spec.kind, enabled=spec.enabled, in_config=True, weight=spec.weight,
                 interval_s=spec.interval_s, full_text=spec.full_text,
-                selectors=spec.selectors.__dict__ if spec.selectors else None,
+                selectors=selectors_json(spec.selectors),
                 keep_rule=spec.keep, block_rule=spec.block,
                 error_count=0, next_check_at=now, created_at=now, updated_at=now)
             continue
@@ -870,9 +873,7 @@ def _story(row) -> Story:
 
 
 def _spec(row: SourceRow) -> SourceSpec:
-    from aggregator.model import Selectors
-
-    sel = Selectors(**row.selectors) if row.selectors else None
+    sel = selectors_of(row.selectors)
     return SourceSpec(
         name=row.name,
         url=row.url,

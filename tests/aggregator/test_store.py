@@ -2081,3 +2081,30 @@ async def test_a_readers_events_are_found_by_type_and_time_without_reading_them_
                             for i, t in enumerate(["impression", "click", "read"])], NOW)
     assert [e.type for e in await store.reader_events("r", types=("click", "read"))] == ["read", "click"]
     assert await store.reader_story_ids("r", since=NOW) == {sid}
+
+
+async def test_stored_selectors_read_across_versions_of_a_cluster(store):
+    """Machines of one database upgrade one at a time. The rows stored every selector field,
+    so a version that did not know a newer field (`next`, `timezone`) failed on every HTML
+    source (`Selectors(**row)`), and a newer version read an older version's row as an edit
+    (validators dropped, fetched again). Defaults are now left out, unknown fields ignored."""
+    from aggregator.model import Selectors
+    from aggregator.schema import SourceRow
+
+    sel = Selectors(item="li", link="a", date="time")
+    specs = [SourceSpec("listing", "https://l.org/news", "politics", kind="html", selectors=sel)]
+    await store.sync_sources(specs, NOW)
+    async with store.session() as s:
+        stored = await s.scalar(select(SourceRow.selectors).where(SourceRow.name == "listing"))
+    assert stored == {"item": "li", "link": "a", "date": "time"}  # what an older version reads
+    for written in ({"item": "li", "link": "a", "title": "", "summary": "", "date": "time",
+                     "image": "", "pages": 1},  # as the version before wrote every field
+                    {"item": "li", "link": "a", "date": "time", "later_field": "x"}):  # a newer one
+        async with store.writing() as s:
+            await s.execute(SourceRow.__table__.update().where(SourceRow.name == "listing")
+                            .values(selectors=written))
+        assert (await store.sync_sources(specs, NOW + timedelta(hours=1)))["changed"] == 0
+        (due,) = await store.claim_due_sources(NOW + timedelta(days=1), owner="t", lease_s=60,
+                                               name="listing")
+        assert due.spec.selectors == sel
+        await store.release_source_claims("t")

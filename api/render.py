@@ -33,6 +33,13 @@ _BYLINE_SPLIT = re.compile(r"\s*(?:,|;|&|\band\b|\||·|•)\s*", re.IGNORECASE)
 _NAME_PREFIXES = frozenset("the dr dr. prof prof. mr mr. mrs mrs. ms ms. sir dame rev rev.".split())
 _NAME_SUFFIXES = frozenset("jr jr. sr sr. ii iii iv".split())
 _GIVEN_INITIALS = re.compile(r"^(?:[A-Z]\.\s*)+$|^[A-Z]$")
+# The Arabic article "ال" (alif or alif wasla, lam, any vowel marks) is written joined to the
+# word it defines: every "الجزيرة" and "العربية" showed "ا". Taken off when two letters remain
+# ("الم", "pain" written without its hamza, keeps its alif). Hebrew's article "ה" is left on:
+# it is written like a word's own first letter ("הארץ" is "the land", "הרצל" is Herzl).
+_ARABIC_ARTICLE = re.compile(r"^[\u0627\u0671][\u064b-\u065f\u0670]*\u0644[\u064b-\u065f\u0670]*")
+# A site name's acronym, shown whole as a host's short label is ("BBC News" -> "BBC").
+_ACRONYM_CHARS = range(2, 5)
 _SNIPPET_MAX_CHARS = 160
 # Letters of the right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko… and their
 # presentation forms; widget.js has the same ranges).
@@ -106,7 +113,8 @@ def initials(author: str | None) -> str:
     before a name and suffixes after it ("Dr. Christopher Kunz" -> "CK", "The Associated
     Press" -> "AP", "Theodore Roosevelt IV" -> "TR"). Science's "Surname, Initials" gives
     the given name first ("Archer, L. A." -> "LA"). A name in a script without case gives
-    its first letter ("محمد علي" -> "م", "山田 太郎" -> "山"). Stored bylines are names already
+    its first letter ("محمد علي" -> "م", "山田 太郎" -> "山"), an Arabic one the first past
+    its article "ال" ("الجزيرة" -> "ج", not "ا"; `_first_letter`). Stored bylines are names already
     (aggregator/bylines.py); this is for what remains. api/static/widget.js has the same rule.
     """
     if not author:
@@ -117,7 +125,7 @@ def initials(author: str | None) -> str:
         words = [parts[1], words[0]]
     if not words:
         return ""
-    firsts = [words[0][0], words[-1][0]]
+    firsts = [_first_letter(words[0]), _first_letter(words[-1])]
     # Scripts without case (Arabic, Hebrew, CJK…) write no initials: two Arabic letters join
     # into a word ("محمد علي" read "مع", "with"). Their first letter alone.
     if len(words) == 1 or not all(c.upper() != c.lower() for c in firsts):
@@ -153,11 +161,36 @@ def _name_words(name: str) -> list[str]:
     return words
 
 
+def _first_letter(word: str) -> str:
+    """A name word's first letter, past the Arabic article joined to it ("الجزيرة" -> "ج")."""
+    rest = _ARABIC_ARTICLE.sub("", word)
+    if rest[:1].isalpha() and sum(c.isalpha() for c in rest) >= 2:
+        return rest[0]
+    return word[0]
+
+
+def _acronym(name: str) -> str:
+    """The first word of a site's name when it is an acronym ("BBC News" -> "BBC", "NPR"):
+    2 to 4 letters or digits, in capitals, in a name not in capitals throughout ("DER
+    SPIEGEL" is a wordmark, "DS"); else "". A name's first letter alone said little: "B"."""
+    words = _name_words(name)
+    first = words[0] if words else ""
+    if not (len(first) in _ACRONYM_CHARS and first.isalnum() and _in_capitals(first)):
+        return ""
+    return first if len(words) == 1 or not all(map(_in_capitals, words)) else ""
+
+
+def _in_capitals(word: str) -> bool:
+    # As widget.js compares: nothing that upper-casing changes, something lower-casing does.
+    return word == word.upper() != word.lower()
+
+
 def site_mark(site: str | None) -> str:
     """Short text for a thumbnail without an image: "bbc.co.uk" -> "BBC", "News Example" -> "NE".
 
     A host name's first label (without "www.") is used whole when it is short, as outlets
-    are known by it; anything else falls back to `initials`.
+    are known by it, and so is a name's acronym ("BBC News" -> "BBC", `_acronym`); anything
+    else falls back to `initials`. api/static/widget.js has the same rule.
     """
     name = (site or "").strip().lower()
     if name and " " not in name and "." in name:
@@ -165,7 +198,7 @@ def site_mark(site: str | None) -> str:
         if 0 < len(label) <= 4 and label.isalnum():
             return label.upper()
         return label[:1].upper() if label[:1].isalpha() else ""
-    return initials(site)
+    return _acronym(site or "") or initials(site)
 
 
 def snippet(summary: object, *, max_chars: int = _SNIPPET_MAX_CHARS) -> str:

@@ -211,11 +211,19 @@
       words = [parts[1], words[0]];
     }
     if (!words.length) return "";
-    var firsts = [words[0], words[words.length - 1]].map(function (w) { return Array.from(w)[0]; });
+    var firsts = [firstLetter(words[0]), firstLetter(words[words.length - 1])];
     // A script without case (Arabic, CJK…) has no initials: two Arabic ones joined into a word.
     if (words.length === 1 || !firsts.every(cased)) firsts = [firsts[0]];
     // One character per word even where upper-casing grows it ("ß" -> "SS").
     return firsts.map(function (c) { return Array.from(c.toUpperCase())[0]; }).join("");
+  }
+
+  // Same rule as api/render.py _first_letter(): past the Arabic article "ال" joined to the word
+  // ("الجزيرة" showed "ا"), when two letters remain. Hebrew's "ה" looks like a word's own letter.
+  var ARABIC_ARTICLE = /^[\u0627\u0671][\u064b-\u065f\u0670]*\u0644[\u064b-\u065f\u0670]*/;
+  function firstLetter(word) {
+    var rest = word.replace(ARABIC_ARTICLE, ""), letters = rest.match(/\p{L}/gu) || [];
+    return /^\p{L}/u.test(rest) && letters.length >= 2 ? Array.from(rest)[0] : Array.from(word)[0];
   }
 
   function cased(letter) {
@@ -230,6 +238,17 @@
       ? rest.trim() : name;
   }
 
+  // Same rule as api/render.py _acronym(): "BBC News" -> "BBC", "NPR"; not "DER SPIEGEL".
+  function acronym(name) {
+    var words = nameWords(name), first = words.length ? words[0] : "";
+    if (!/^[\p{L}\p{N}]{2,4}$/u.test(first) || !inCapitals(first)) return "";
+    return words.length === 1 || !words.every(inCapitals) ? first : "";
+  }
+
+  function inCapitals(word) {
+    return word === word.toUpperCase() && word !== word.toLowerCase();
+  }
+
   // Same rule as api/render.py site_mark(): "bbc.co.uk" -> "BBC", "News Example" -> "NE".
   function siteMark(site) {
     var name = text(site).toLowerCase();
@@ -238,7 +257,7 @@
       if (/^[\p{L}\p{N}]{1,4}$/u.test(label)) return label.toUpperCase();
       return /^\p{L}/u.test(label) ? Array.from(label)[0].toUpperCase() : "";
     }
-    return initials(site);
+    return acronym(text(site)) || initials(site);
   }
 
   function snippet(summary) {

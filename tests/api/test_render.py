@@ -277,7 +277,19 @@ INITIALS_CASES = [
     # Scripts without case write no initials: two Arabic letters joined into a word ("مع",
     # "with"), a Japanese name gave "山太". Their first letter alone.
     ("محمد علي", "م"),
-    ("الجزيرة", "ا"),
+    # Past the Arabic article joined to the word: every "ال…" name showed "ا".
+    ("الجزيرة", "ج"),
+    ("العربية", "ع"),
+    ("اَلْجَزِيرَة", "ج"),  # vowel marks on the article
+    ("ٱلعربية", "ع"),  # alif wasla
+    ("الشرق الأوسط", "ش"),
+    ("الم", "ا"),  # one letter after "ال": not the article ("pain" without its hamza)
+    ("ال", "ا"),
+    ("ال2024", "ا"),
+    ("Al Jazeera", "AJ"),
+    # Hebrew's article "ה" is written like a word's own letter (Herzl): left on.
+    ("הארץ", "ה"),
+    ("הרצל", "ה"),
     ("山田 太郎", "山"),
     ("דוד כהן", "ד"),
     ("Jane 王", "J"),
@@ -289,19 +301,32 @@ def test_initials(author, expected):
     assert initials(author) == expected
 
 
-@pytest.mark.parametrize(
-    ("site", "expected"),
-    [
-        ("bbc.co.uk", "BBC"),
-        ("www.cnn.com", "CNN"),
-        ("theguardian.com", "T"),
-        ("News Example", "NE"),
-        ("Reuters", "R"),
-        ("", ""),
-        (None, ""),
-        ("-.example", ""),
-    ],
-)
+# (site, mark): widget.js gives each the same (tests/api/test_widget_browser.py).
+SITE_MARK_CASES = [
+    ("bbc.co.uk", "BBC"),
+    ("www.cnn.com", "CNN"),
+    ("theguardian.com", "T"),
+    ("News Example", "NE"),
+    ("Reuters", "R"),
+    ("", ""),
+    (None, ""),
+    ("-.example", ""),
+    # A name's acronym shows whole, as a host's short label does: "BBC" showed "B".
+    ("BBC", "BBC"),
+    ("BBC News", "BBC"),
+    ("The BBC", "BBC"),
+    ("NPR", "NPR"),
+    ("N24", "N24"),
+    ("DER SPIEGEL", "DS"),  # in capitals throughout: a wordmark, not an acronym
+    ("NEWSROOM", "N"),  # longer than a host's short label
+    ("Bbc", "B"),
+    ("X", "X"),
+    ("الجزيرة", "ج"),
+    ("العربية", "ع"),
+]
+
+
+@pytest.mark.parametrize(("site", "expected"), SITE_MARK_CASES)
 def test_site_mark(site, expected):
     assert site_mark(site) == expected
 

@@ -1024,12 +1024,12 @@ async def test_widget_text_direction_equals_the_server_rule(page):
 
 
 def widget_initials_js(answer: str = "authors.map(initials)") -> str:
-    """widget.js's own byline code (from `function text` to the site-mark rule that follows
-    it), as a function of a list of bylines (`authors`) giving `answer`: run in the browser
-    exactly as written."""
+    """widget.js's own byline and site-mark code (from `function text` to the snippet that
+    follows it), as a function of a list of bylines (`authors`) giving `answer`: run in the
+    browser exactly as written."""
     source = (STATIC_DIR / "widget.js").read_text(encoding="utf-8")
     start = source.index("  function text(value)")
-    end = source.index("  // Same rule as api/render.py site_mark()")
+    end = source.index("  function snippet(summary)")
     return f"authors => {{ {source[start:end]}\n return {answer}; }}"
 
 
@@ -1046,6 +1046,19 @@ async def test_widget_initials_equal_the_server_rule(page):
     differ = [(a, g, initials(a)) for a, g in zip(authors, got, strict=True) if g != initials(a)]
     assert differ == []
     assert len(authors) > 300
+
+
+async def test_widget_site_mark_equals_the_server_rule(page):
+    """The widget and the server fragment show the same mark for a site without an image:
+    "BBC" and "BBC News" showed "B" and "BN", "الجزيرة" (Al Jazeera) "ا"; the shared cases
+    (tests/api/test_render.py) and generated ones, hosts, acronyms and articles among them."""
+    from tests.api.test_render import SITE_MARK_CASES
+
+    sites = [site for site, _ in SITE_MARK_CASES] + strings_of(
+        list("bBcCnNxX2 .-") + ["ال", "اَلْ", "ٱل", "ج", "ه", "ה", "The ", "DER ", "N24", "www.", "Éa"], 8)
+    got = await page.evaluate(widget_initials_js("authors.map(siteMark)"), sites)
+    assert [(s, g, site_mark(s)) for s, g in zip(sites, got, strict=True) if g != site_mark(s)] == []
+    assert len(sites) > 400
 
 
 async def test_theme_follows_the_host_page_not_the_readers_os(page, widget_api, publisher):

@@ -228,8 +228,14 @@ def zoned_clock(text: str, now: datetime, site_zone: tzinfo | None = None) -> da
     if clock is None or (clock[2] or site_zone) is None:
         return None
     hour, minute, zone = clock[0], clock[1], clock[2] or site_zone
-    local_now = now.astimezone(zone)
-    at = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if at > local_now:
-        at -= timedelta(days=1)  # wall-clock arithmetic: a ZoneInfo keeps that day's offset
+    today = now.astimezone(zone).replace(hour=hour, minute=minute, second=0, microsecond=0)
+    # The latest reading not after `now`, compared in UTC: one tzinfo compares wall clocks,
+    # so in the hour autumn repeats "02:45" at the second 02:30 was yesterday's (a day off,
+    # the first 02:45 being 45 minutes ago), and in spring's gap "02:30" at 03:10 was ahead
+    # of the fetch. fold=1: the repeated hour's later reading, the gap's offset after it.
+    # Day arithmetic is wall-clock: a ZoneInfo keeps that day's offset.
+    yesterday = today - timedelta(days=1)
+    for at in (today.replace(fold=1), today.replace(fold=0), yesterday.replace(fold=1)):
+        if at.astimezone(UTC) <= now:
+            break
     return at.astimezone(UTC)

@@ -753,20 +753,22 @@ def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: date
 STALE_FILE_SLACK_S = 2.0
 
 
-def _newer_rows_kept(plan: dict[str, dict], rows: Sequence[SourceRow],
-                     written_at: datetime | None) -> tuple[dict[str, dict], list[str]]:
+def _newer_rows_kept(plan: dict[str, dict], rows: Sequence[SourceRow], written_at: datetime | None,
+                     now: datetime) -> tuple[dict[str, dict], list[str]]:
     """`plan` without the edits of rows that a sync edited after the file was written, and
     those rows' names (pure). Every collecting machine syncs its own sources.toml into the
     one database: a machine whose file was not edited (restarted, or its file touched)
     undid another's newer edit, a source removed there came back, a rename moved every
     story back and forth, and the two files took turns at each restart. Such a row keeps
     the newer edit; an edit of this file (written later) applies as before. None: no file
-    time, every edit applies."""
+    time, every edit applies. An edit stamped after `now` (the sync's time) says nothing: its
+    process's clock ran ahead (a hardware clock in local time before NTP set it), and it
+    refused the operator's later edits of the file until the clock caught up."""
     if written_at is None:
         return plan, []
     edited = {r.name: r.updated_at for r in rows}
-    newer = written_at + timedelta(seconds=STALE_FILE_SLACK_S)
-    kept = sorted(n for n in plan if n in edited and edited[n] > newer)
+    slack = timedelta(seconds=STALE_FILE_SLACK_S)
+    kept = sorted(n for n in plan if n in edited and written_at + slack < edited[n] <= now + slack)
     return {n: v for n, v in plan.items() if n not in kept}, kept
 
 
@@ -1284,7 +1286,7 @@ class Store:
         now = now or utcnow()
         async with self.session() as s:
             rows = (await s.scalars(select(SourceRow))).all()
-            plan, kept = _newer_rows_kept(_sync_plan(rows, specs, now), rows, written_at)
+            plan, kept = _newer_rows_kept(_sync_plan(rows, specs, now), rows, written_at, now)
             if not plan:
                 return {"added": 0, "changed": 0, "retired": 0, "adopted": 0, "kept": len(kept)}
         # SQLite, which has no advisory lock: another process (`tidings run` and `tidings
@@ -1302,7 +1304,7 @@ class Store:
                 await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SOURCES_LOCK})
             rows = (await s.scalars(select(SourceRow))).all()  # again: others may have synced
             by_name = {r.name: r for r in rows}
-            plan, kept = _newer_rows_kept(_sync_plan(rows, specs, now), rows, written_at)
+            plan, kept = _newer_rows_kept(_sync_plan(rows, specs, now), rows, written_at, now)
             for name, values in plan.items():
                 row = by_name.get(name)
                 if row is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -144,3 +145,20 @@ def test_us_eastern_time_follows_summer_time() -> None:
 def test_a_time_alone_with_its_zone_is_the_last_one_before_the_fetch(
         text: str, expected: datetime | None) -> None:
     assert zoned_clock(text, FETCHED) == expected
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize("now, text, expected", [
+    # 25 Oct 2026, 03:00 CEST -> 02:00 CET: 02:00-02:59 happens twice. At the second 02:30
+    # (01:30 UTC), the last 02:45 was the first one, 45 minutes ago, not yesterday's.
+    (datetime(2026, 10, 25, 1, 30, tzinfo=UTC), "02:45", datetime(2026, 10, 25, 0, 45, tzinfo=UTC)),
+    (datetime(2026, 10, 25, 1, 30, tzinfo=UTC), "02:15", datetime(2026, 10, 25, 1, 15, tzinfo=UTC)),
+    # 29 Mar 2026, 02:00 CET -> 03:00 CEST: at 03:10 (01:10 UTC) a "02:30" is past, not 20
+    # minutes ahead.
+    (datetime(2026, 3, 29, 1, 10, tzinfo=UTC), "02:30", datetime(2026, 3, 29, 0, 30, tzinfo=UTC)),
+])
+def test_a_site_time_alone_across_summer_time_changes_is_never_ahead_nor_a_day_off(
+        now: datetime, text: str, expected: datetime) -> None:
+    assert zoned_clock(text, now, BERLIN) == expected

@@ -487,6 +487,21 @@ async def test_a_machine_whose_file_is_older_keeps_another_machines_newer_edits(
     assert [h.name for h in await store.list_sources()] == ["a", "b", "c"]
 
 
+async def test_an_edit_stamped_ahead_of_the_clock_does_not_outlive_the_operators_file(store):
+    """A process whose clock ran hours ahead (a hardware clock in local time before NTP set
+    it) stamped its edits ahead. Once the clock is right, the operator's later edit of the
+    file was refused as older than them ("kept", blamed on another machine's file) until the
+    clock caught up. An edit stamped after the sync's own time says nothing of the file."""
+    a = SourceSpec("a", "https://a.org/feed", "news")
+    ahead = NOW + timedelta(hours=2)
+    await store.sync_sources([a], ahead, written_at=ahead - timedelta(minutes=1))
+    edited = NOW + timedelta(minutes=5)  # the clock set right; the file edited after that
+    changes = await store.sync_sources([replace(a, category="world")],
+                                       edited + timedelta(seconds=1), written_at=edited)
+    assert (changes["changed"], changes["kept"]) == (1, 0)
+    assert [h.category for h in await store.list_sources()] == ["world"]
+
+
 async def test_a_feed_split_between_new_sources_adopts_nothing(store):
     """Two new sources on a removed one's URL (split by rules): which one its stories
     belong to is not for the store to guess; they stay the retired source's."""

@@ -159,6 +159,16 @@ def joined(base: str, link: str) -> str:
         return ""
 
 
+def page_key(url: str) -> str:
+    """Which page fetching `url` reads: its canonical form without any fragment, for telling
+    pages read apart (a listing's next pages). A server never sees the fragment, a hashbang's
+    included, so "/news#more" is "/news" again; as are its tracking parameters. The URL as
+    written when it has no canonical form."""
+    try:
+        return canonical_url(url).partition("#")[0]
+    except ValueError:
+        return url
+
 def url_variants(canonical: str) -> list[str]:
     """Other spellings a site commonly gives one page, nearest first: the path with or without
     its trailing slash, the other of http and https, then both; then each of those on the host

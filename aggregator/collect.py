@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from aggregator.canonical import page_key
 from aggregator.errors import FetchError, ParseError, TidingsError
 from aggregator.extract import read_article
 from aggregator.fetch import Fetcher, FetchPolicy, FetchResult, Validators
@@ -544,12 +545,14 @@ class Collector:
         the source failed every round, storing nothing. Nor one that could end past
         `pages_deadline_s` after the source's fetch began (`started_s`, monotonic)."""
         hosts = {urlsplit(spec.url).hostname, urlsplit(first_url).hostname}
-        seen, page = {spec.url, first_url}, first
+        # By `page_key`: a pager's "next" to "#more" of the page read, or to it with tracking
+        # parameters, named a page read already, and it was fetched again.
+        seen, page = {page_key(spec.url), page_key(first_url)}, first
         problems, drafts = list(first.doc.problems), list(first.drafts)
         items, left_out = first.item_count, first.left_out
         for _ in range(spec.selectors.pages - 1 if spec.selectors else 0):
             url = page.doc.next_url
-            if not url or url in seen:
+            if not url or page_key(url) in seen:
                 break
             if urlsplit(url).hostname not in hosts:
                 problems.append(f"next page {url} is on another host: not followed")
@@ -566,7 +569,7 @@ class Collector:
                     f"{self.settings.lease_s} s claim, and a page may take "
                     f"{self.settings.total_timeout_s:g} s (pages stop at half the claim)")
                 break
-            seen.add(url)
+            seen.add(page_key(url))
             try:
                 result = await fetcher.fetch_page(url, own_host=own_host(spec))
                 page = await self._parse(result, spec, "html", now, pool)

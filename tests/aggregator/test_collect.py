@@ -1028,6 +1028,31 @@ async def test_a_listings_slow_next_pages_stop_within_the_sources_claim(sqlite_s
     assert stopped.endswith(" s into the source's 6 s claim, and a page may take 2 s (pages stop at half the claim)")
 
 
+async def test_a_listings_next_link_to_a_page_already_read_is_not_followed(sqlite_store):
+    """A pager's "next" to a fragment of the page read ("#more"), or to it again with only
+    tracking parameters added, passed the "already read" check (URLs compared as written),
+    so the same page was fetched once more. Pages are compared by their canonical URL
+    without fragment: each is read once."""
+    from aggregator.model import Selectors
+
+    async with LocalSite() as site:
+        for path, body in {
+            "/news": _paged_listing(["a1"], "/news/2"),
+            "/news/2": _paged_listing(["b1"], "/news/2#more"),
+            "/blog": _paged_listing(["d1"], "/blog?utm_source=pager#top"),
+        }.items():
+            site.route(path, body=body, content_type="text/html; charset=utf-8")
+        pages = Selectors(item="article.card", link="h3 a", pages=5)
+        await sqlite_store.sync_sources([
+            SourceSpec("news", site.url("/news"), "world", kind="html", selectors=pages),
+            SourceSpec("blog", site.url("/blog"), "world", kind="html", selectors=pages)])
+        report = {r.name: r for r in (await collector(sqlite_store, site).run_round(force=True)).sources}
+        requested = [p for p in site.paths_requested() if not p.startswith("/robots")]
+    assert sorted(requested) == ["/blog", "/news", "/news/2"]
+    assert (report["news"].new, report["news"].problems) == (2, ())
+    assert (report["blog"].new, report["blog"].problems) == (1, ())
+
+
 def _html_source_file(tmp_path, url: str, extra: str, selectors: str, name: str = "site") -> list:
     path = tmp_path / f"{name}.toml"
     path.write_text(f'[[source]]\nname = "{name}"\nurl = "{url}"\ncategory = "world"\n'

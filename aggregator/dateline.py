@@ -199,6 +199,11 @@ def _clock(text: str) -> tuple[int, int, tzinfo | None] | None:
     return hour, minute, zone
 
 
+# The furthest east any zone is ahead of UTC (Kiribati's Line Islands, UTC+14): the first
+# place a day begins.
+_EARLIEST_OFFSET = timedelta(hours=14)
+
+
 def with_clock(day: datetime, text: str, now: datetime | None = None,
                site_zone: tzinfo = UTC) -> datetime:
     """`day` (midnight UTC, the date `text` writes) at the time of day `text` writes beside
@@ -206,15 +211,19 @@ def with_clock(day: datetime, text: str, now: datetime | None = None,
     ET". Kept as the day alone, a listing's stories of one day sorted in no order and were up
     to a day off. A time without a zone is read in `site_zone` (the source's `timezone`,
     summer or winter time by the date), by default UTC as a feed's is (`parse_date`), but
-    not past `now`: a site east of that zone writes times ahead of it. `day` when `text`
-    gives no time (pure)."""
+    not past `now` on a day begun somewhere by then: a site east of that zone writes times
+    ahead of it, and dates ahead of UTC's. `day` when `text` gives no time (pure)."""
     clock = _clock(text)
     if clock is None:
         return day
     hour, minute, zone = clock
     wall = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone or site_zone)
     at = wall.astimezone(UTC)
-    if zone is None and now is not None and day <= now < at:
+    # Only for a day begun somewhere at `now` (so today for some site): one begun nowhere
+    # yet is a wrong date, not a clock east of ours, and `normalize` judges it. From UTC's
+    # midnight, the bound missed a site whose date was ahead of UTC's (Tokyo's after 15:00
+    # UTC): its time ahead of the fetch was kept, on whatever `site_zone`.
+    if zone is None and now is not None and day - _EARLIEST_OFFSET <= now < at:
         return now
     return at
 

@@ -162,3 +162,23 @@ BERLIN = ZoneInfo("Europe/Berlin")
 def test_a_site_time_alone_across_summer_time_changes_is_never_ahead_nor_a_day_off(
         now: datetime, text: str, expected: datetime) -> None:
     assert zoned_clock(text, now, BERLIN) == expected
+
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+# 26 Nov 2026, 01:00 in Tokyo: Tokyo's date is a day ahead of UTC's.
+TOKYO_FETCHED = datetime(2026, 11, 25, 16, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text, zone, expected", [
+    # Ten minutes ahead of the fetch: kept as written (16:10 UTC), as the bound held only for
+    # a day that had begun in UTC, and Tokyo's 26 November had not.
+    ("26 Nov 2026, 01:10", TOKYO, TOKYO_FETCHED),
+    ("26 Nov 2026, 00:50", TOKYO, datetime(2026, 11, 25, 15, 50, tzinfo=UTC)),  # past: as written
+    # No `timezone` for a Tokyo site: read as UTC, 26 Nov 00:50 was nine hours ahead.
+    ("26 Nov 2026, 00:50", UTC, TOKYO_FETCHED),
+    # A day that has begun nowhere yet is no clock's error: kept, for `normalize` to judge.
+    ("28 Nov 2026, 10:00", TOKYO, datetime(2026, 11, 28, 1, 0, tzinfo=UTC)),
+])
+def test_a_time_without_a_zone_is_not_after_the_fetch_on_a_site_east_of_utc(
+        text: str, zone: ZoneInfo, expected: datetime) -> None:
+    assert with_clock(dateline(text), text, TOKYO_FETCHED, zone) == expected

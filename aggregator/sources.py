@@ -15,7 +15,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -327,13 +327,32 @@ def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) ->
                       keep=_check_rule(table, "keep", err), block=_check_rule(table, "block", err))
 
 
-def written_at(path: Path) -> datetime | None:
+# How far past the clock a file's time may be and still be a write time: the file's machine
+# and this one keep time within milliseconds with NTP (`store.STALE_FILE_SLACK_S`'s margin).
+FUTURE_FILE_SLACK_S = 2.0
+
+
+def written_at(path: Path, now: datetime | None = None) -> datetime | None:
     """When the sources file was last written (its mtime), None when it cannot be read: a
-    sync compares it with the database's edits (`Store.sync_sources`)."""
+    sync compares it with the database's edits (`Store.sync_sources`). A time after `now`
+    (the clock, by default) is none: the file was copied, its time kept (`cp -p`, `rsync
+    -a`), from a machine whose clock ran ahead. Taken as written, it was newer than every
+    other machine's edit until that date, and undid them at each sync. It counts as when
+    the file last changed on this machine (its ctime, which this machine's clock stamped at
+    the copy and no copy can set), not after `now`; a WARNING names the file and its time."""
     try:
-        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        stat = path.stat()
     except OSError:
         return None
+    now = now or datetime.now(UTC)
+    at = datetime.fromtimestamp(stat.st_mtime, UTC)
+    if at <= now + timedelta(seconds=FUTURE_FILE_SLACK_S):
+        return at
+    here = min(datetime.fromtimestamp(stat.st_ctime, UTC), now)
+    log.warning("sources.future_time file=%s modified=%s is after this machine's clock (%s): "
+                "counted as changed here at %s; `touch` it to apply it whole",
+                path, at.isoformat(), now.isoformat(), here.isoformat())
+    return here
 
 
 def load_sources(path: Path, *, default_interval_s: int = 900,

@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from aggregator.errors import ConfigError, StoreError
 from aggregator.settings import RetentionSettings, Settings
-from aggregator.sources import load_sources
+from aggregator.sources import load_sources, written_at
 from aggregator.store import database_unavailable, driver_reason
 from api.jobhealth import JobHealth
 from api.opslistener import OpsListener
@@ -71,6 +71,7 @@ class SourcesWatcher:
         if mtime == self.mtime:
             return
         self.mtime = mtime
+        file_at = written_at(self.path)  # before the read: an edit during it is the newer
         try:
             specs = load_sources(self.path, default_interval_s=self.svc.settings.collect.default_interval_s,
                                  min_interval_s=self.svc.settings.collect.min_interval_s)
@@ -81,8 +82,7 @@ class SourcesWatcher:
             self.invalid = True
             return
         try:
-            changes = await self.svc.store.sync_sources(
-                specs, written_at=datetime.fromtimestamp(mtime, UTC))
+            changes = await self.svc.store.sync_sources(specs, written_at=file_at)
             await reload_weights(self.svc)
         except Exception:
             # Not applied (the database away a moment): the next look tries again. Kept as

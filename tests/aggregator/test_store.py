@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -501,6 +502,38 @@ async def test_an_edit_stamped_ahead_of_the_clock_does_not_outlive_the_operators
     assert (changes["changed"], changes["kept"]) == (1, 0)
     assert [h.category for h in await store.list_sources()] == ["world"]
 
+
+
+async def test_a_sources_file_stamped_in_the_future_counts_as_copied_here(tmp_path, sqlite_store, caplog):
+    """A sources.toml copied with its time kept (`cp -p`) from a machine whose clock ran
+    ahead, modified "in 2030": taken as written then, it was newer than every other
+    machine's edit, and each sync of this machine undid them until 2030. It counts as
+    copied here (its ctime, this machine's clock), so an edit made elsewhere after the copy
+    is kept, and a WARNING names the file and its time."""
+    from aggregator.sources import load_sources, written_at
+
+    path = tmp_path / "sources.toml"
+    path.write_text('[[source]]\nname = "a"\nurl = "https://a.org/feed"\ncategory = "news"\n',
+                    encoding="utf-8")
+    ahead = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    os.utime(path, (ahead, ahead))
+    copied = datetime.fromtimestamp(path.stat().st_ctime, UTC)  # when utime ran: the clock's
+    await sqlite_store.sync_sources(load_sources(path), copied, written_at=written_at(path, copied))
+    assert [h.category for h in await sqlite_store.list_sources()] == ["news"]
+    # Another machine's operator edits the source after the copy.
+    edited = copied + timedelta(minutes=10)
+    await sqlite_store.sync_sources([SourceSpec("a", "https://a.org/feed", "world")],
+                                    edited + timedelta(seconds=1), written_at=edited)
+    # This machine restarts with the copied file, untouched: the older one.
+    restarted = copied + timedelta(hours=1)
+    caplog.clear()
+    changes = await sqlite_store.sync_sources(load_sources(path), restarted,
+                                              written_at=written_at(path, restarted))
+    assert (changes["changed"], changes["kept"]) == (0, 1)
+    assert [h.category for h in await sqlite_store.list_sources()] == ["world"]
+    (warned,) = [r for r in caplog.records if r.getMessage().startswith("sources.future_time")]
+    assert warned.levelname == "WARNING"
+    assert f"file={path} modified=2030-01-01T00:00:00+00:00" in warned.getMessage()
 
 async def test_a_feed_split_between_new_sources_adopts_nothing(store):
     """Two new sources on a removed one's URL (split by rules): which one its stories

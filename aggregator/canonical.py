@@ -169,6 +169,7 @@ def page_key(url: str) -> str:
     except ValueError:
         return url
 
+
 def url_variants(canonical: str) -> list[str]:
     """Other spellings a site commonly gives one page, nearest first: the path with or without
     its trailing slash, the other of http and https, then both; then each of those on the host

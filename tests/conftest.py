@@ -142,6 +142,15 @@ def ov8(ov_path):
     return emb
 
 
+@pytest.fixture(scope="session")
+def ov8_once(ov8):
+    """`ov8` for the quality tests: each text embedded once per session (tests/embedcache.py),
+    as they read the same corpora again. The tests of the embedder itself take `ov8`."""
+    from tests.embedcache import OnceEmbedder
+
+    return OnceEmbedder(ov8)
+
+
 def pytest_collection_modifyitems(config, items):
     # Under pytest-xdist (`-n 2 --dist loadgroup`), the tests that run the model share one
     # worker: two of them side by side (2 model threads each on 2 cores) ran 3-4x slower.

@@ -1,9 +1,10 @@
 """Related-block quality with the real model: ECB+, UCI headlines and the seed case.
 
 Measured with the embedder users get by default (`ov8`: OpenVINO int8 of the bundled model;
-tests/conftest.py), and on ECB+'s 40-word variant against torch too: issue 6 lets the faster
-backend be the default only while its precision stays within 0.005 of torch's. Slow by nature
-(embeds ~1,500 texts, ~1,000 of them whole documents): marked `model`.
+tests/conftest.py), through `ov8_once`, which embeds each text once per session (the seed
+cases index the same BBC sections again). On ECB+'s 40-word variant against torch too: issue
+6 lets the faster backend be the default only while its precision stays within 0.005 of
+torch's. Slow by nature (embeds ~1,500 texts, ~1,000 of them whole documents): marked `model`.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ BACKEND_PRECISION_DROP = 0.005
 
 
 @pytest.fixture(scope="module")
-def ecb_first40(shared_data, ov8):
-    return eval_related_ecbplus(shared_data / "ecbplus", ov8, "first40")
+def ecb_first40(shared_data, ov8_once):
+    return eval_related_ecbplus(shared_data / "ecbplus", ov8_once, "first40")
 
 
 def test_ecbplus_first40_beats_baselines_and_never_returns_the_query(ecb_first40):
@@ -56,19 +57,19 @@ def test_ecbplus_first40_meets_the_issue_goal(ecb_first40):
     assert ecb_first40["hard_at_5"] <= 0.03, ecb_first40
 
 
-def test_ecbplus_full_text_holds_its_precision(shared_data, ov8):
+def test_ecbplus_full_text_holds_its_precision(shared_data, ov8_once):
     # Whole documents: the lexical side reads its 150-word lead of each (as the product's
     # index does) and the query's whole text, where term repetition matters most.
-    result = eval_related_ecbplus(shared_data / "ecbplus", ov8, "full")
+    result = eval_related_ecbplus(shared_data / "ecbplus", ov8_once, "full")
     assert result["self_returned"] == 0 and result["short_blocks"] <= 3
     assert result["precision_at_5"] >= FULL_PRECISION_FLOOR, result
     assert result["hard_at_5"] <= FULL_HARD_CEILING, result
 
 
-def test_uci_headlines_rank_as_well_as_the_embeddings_alone(shared_data, ov8):
+def test_uci_headlines_rank_as_well_as_the_embeddings_alone(shared_data, ov8_once):
     # Held-out same-story data (nothing was tuned on it), headlines only: TF-IDF is weak
     # there (0.855), the vectors carry it (torch 0.899, int8 0.905; the engine alike).
-    result = eval_related_uci(shared_data / "uci-news-aggregator-head", ov8)
+    result = eval_related_uci(shared_data / "uci-news-aggregator-head", ov8_once)
     assert result["n_queries"] == 499
     # Headlines are held to the short articles' floor (0.2): 1 block of 499 is left short,
     # of a story of another story, precision unchanged.
@@ -79,9 +80,9 @@ def test_uci_headlines_rank_as_well_as_the_embeddings_alone(shared_data, ov8):
     assert result["precision_at_5"] >= tfidf + 0.03, result
 
 
-def test_seed_case_block_has_no_entertainment_story(shared_data, ov8):
+def test_seed_case_block_has_no_entertainment_story(shared_data, ov8_once):
     # Bodies cut to 120 words to keep the run short; the full-text block is in the report.
-    block = seed_case_block(shared_data / "bbc-news", ov8, k=5, words=120)
+    block = seed_case_block(shared_data / "bbc-news", ov8_once, k=5, words=120)
     sections = [section for section, _, _ in block]
     assert len(block) == 5
     assert "entertainment" not in sections, block
@@ -89,18 +90,18 @@ def test_seed_case_block_has_no_entertainment_story(shared_data, ov8):
 
 
 def test_the_seed_article_over_unrelated_sections_gets_a_short_block_not_a_filled_one(
-        shared_data, ov8):
+        shared_data, ov8_once):
     # The widget we replace shows a musician's death under a ceasefire call. With no politics
     # or business story to show, the block was filled anyway: Federer, a BBC film's nudity cut,
     # a blogger jailed (fused similarity 0.19-0.26). Under the floor they are left out.
-    block = seed_case_block(shared_data / "bbc-news", ov8, k=5, words=120,
+    block = seed_case_block(shared_data / "bbc-news", ov8_once, k=5, words=120,
                             categories=("entertainment", "sport", "tech"))
     assert len(block) < 5, block
     assert not any("Federer" in title for _, title, _ in block), block
 
 
 def test_a_feed_headline_over_nothing_like_it_gets_no_block_of_whatever_came_nearest(
-        shared_data, ov8):
+        shared_data, ov8_once):
     # A feed's headline and one-line summary (under 40 words) had no floor at all: over BBC
     # entertainment, sport and tech (no central bank to show) its block was filled to 5,
     # down to "US duo in first spam conviction" at fused similarity 0.05 and a mobile network
@@ -108,7 +109,7 @@ def test_a_feed_headline_over_nothing_like_it_gets_no_block_of_whatever_came_nea
     title = "Fed raises interest rates by a quarter point"
     summary = ("The US central bank lifted its benchmark rate to tame inflation and signalled "
                "further increases this year.")
-    block = seed_case_block(shared_data / "bbc-news", ov8, k=5, words=120,
+    block = seed_case_block(shared_data / "bbc-news", ov8_once, k=5, words=120,
                             categories=("entertainment", "sport", "tech"),
                             article=(title, summary))
     assert len(block) < 5, block

@@ -348,21 +348,29 @@ async def test_a_retention_run_longer_than_its_lease_keeps_its_claim(store, monk
     assert len(taken) >= 20 and not any(taken), taken
 
 
+async def _keeper_and_cutter(store, keeper: str, cutter: str):
+    """Two processes on `store`, keeping stories for ever and for 30 days (owners as given),
+    now, and a story of 40 days ago."""
+    base = load_settings(REPO_CONFIG, env={})
+
+    def process(days: int, owner: str):
+        return SimpleNamespace(settings=replace(base, retention=replace(base.retention, stories_days=days)),
+                               store=store, owner=owner)
+
+    now = datetime.now(UTC)
+    (old,) = (await store.upsert_stories([StoryDraft(
+        url="https://e.org/old", title="Old", published_at=now - timedelta(days=40))], now)).new_ids
+    return process(0, keeper), process(30, cutter), now, old
+
+
 async def test_retention_settings_that_delete_more_than_the_last_runs_wait_for_the_operator(
         store, caplog):
     """The hourly job ran with the `[retention]` of whichever process took it: a machine set
     to 30 days deleted for a cluster whose other machines kept stories for ever. Each run now
     records its settings; a process whose own delete more logs both and leaves the job alone
     until the operator runs `tidings retention` with them."""
-    base = load_settings(REPO_CONFIG, env={})
-    keep = SimpleNamespace(settings=replace(base, retention=replace(base.retention, stories_days=0)),
-                           store=store, owner="keeper:1")
-    cut = SimpleNamespace(settings=replace(base, retention=replace(base.retention, stories_days=30)),
-                          store=store, owner="cutter:2")
-    now = datetime.now(UTC)
+    keep, cut, now, old = await _keeper_and_cutter(store, "keeper:1", "cutter:2")
     hour = timedelta(seconds=runner.RETENTION_EVERY_S)
-    (old,) = (await store.upsert_stories([StoryDraft(
-        url="https://e.org/old", title="Old", published_at=now - timedelta(days=40))], now)).new_ids
 
     assert await runner.retention(keep, now) is not None
     with caplog.at_level("WARNING", logger="tidings.run"):
@@ -383,15 +391,8 @@ async def test_retention_settings_that_delete_more_than_the_last_runs_wait_for_t
 async def test_retention_settings_lowered_on_the_machine_that_ran_last_apply_at_once(store):
     """One machine, its `stories_days` lowered and the process restarted: the operator's own
     edit, not another machine's disagreement. It applies at the next hourly run."""
-    base = load_settings(REPO_CONFIG, env={})
-    before = SimpleNamespace(settings=replace(base, retention=replace(base.retention, stories_days=0)),
-                             store=store, owner="box:1")
-    after = SimpleNamespace(settings=replace(base, retention=replace(base.retention, stories_days=30)),
-                            store=store, owner="box:2")
-    now = datetime.now(UTC)
+    before, after, now, old = await _keeper_and_cutter(store, "box:1", "box:2")
     hour = timedelta(seconds=runner.RETENTION_EVERY_S)
-    (old,) = (await store.upsert_stories([StoryDraft(
-        url="https://e.org/old", title="Old", published_at=now - timedelta(days=40))], now)).new_ids
     assert await runner.retention(before, now) is not None
     assert (await runner.retention(after, now + hour)).stories == 1
     assert await store.get_story(old) is None

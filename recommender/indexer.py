@@ -276,17 +276,15 @@ class Indexer:
         return asyncio.ensure_future(
             asyncio.to_thread(self.embedder.encode, piece.texts, self.batch_size))
 
-    async def _save(self, piece: _Piece, vecs: np.ndarray) -> int:
+    async def _save(self, piece: _Piece, vecs: np.ndarray) -> None:
         # Only what this indexer leased: a story another took meanwhile is its to save. After
         # the lease is written: a save first would have its lease set again, and an edit of
         # the story wait for it to run out.
         held = {j.id for j in await self._held(piece)}
         rows = [(j.id, j.embed_version, vecs[i].astype("<f4").tobytes())
                 for i, j in enumerate(piece.jobs) if j.id in held]
-        # Stories deleted meanwhile are skipped by the store; they still count as processed
-        # (and as stored: the store does not say which it skipped).
+        # Stories deleted meanwhile are skipped by the store; they still count as processed.
         await self.store.save_vectors(rows, self.embedder.recipe)
-        return len(rows)
 
     async def _release(self, pieces: list[_Piece]) -> None:
         """Hand the claims of `pieces` back. Retried for a bounded time: on SQLite another
@@ -415,13 +413,12 @@ class Indexer:
                 # "database is locked" (1 Ctrl-C in ~8 left a claim for the whole lease). An
                 # interrupted run waits for the save under way instead (a piece: well under 1 s).
                 saving = (finished, asyncio.ensure_future(self._save(finished, vecs)))
-                stored = await asyncio.shield(saving[1])
+                await asyncio.shield(saving[1])
                 saving = None
                 unsaved.remove(finished)
                 done += len(finished.jobs)
-                # What this run stored: not the stories another indexer leased first (SQLite).
                 for listener in (*self.listeners, *([saved] if saved is not None else [])):
-                    listener(stored)
+                    listener(len(finished.jobs))
         except (asyncio.CancelledError, KeyboardInterrupt):
             # Interrupted (Ctrl-C, SIGTERM, shutdown): let the save under way end, then hand
             # the unsaved claims back, so a rerun takes these stories now, not after the lease.

@@ -451,28 +451,6 @@ async def test_on_sqlite_stories_another_indexer_leases_first_are_left_to_it(sql
         await other.close()
 
 
-async def test_on_sqlite_stories_left_to_another_indexer_are_not_counted_as_stored(sqlite_store):
-    """`saved` (and the API's metric of vectors stored) counts the vectors this run stored:
-    it counted the stories another indexer leased first too, which that one stores."""
-    from aggregator.store import Store
-
-    store, other = sqlite_store, Store(sqlite_store.url)
-    try:
-        await seed(store, 8)
-        original = store.lease_embed_jobs
-
-        async def lease(recipe, ids, **kw):  # another process claims between read and lease
-            await other.claim_embed_backlog(recipe, 3, lease_s=600)
-            return await original(recipe, ids, **kw)
-
-        store.lease_embed_jobs = lease
-        saved: list[int] = []
-        await Indexer(store, Recording(), chunk=8, piece=4).run_once(saved=saved.append)
-        assert sum(saved) == 5
-    finally:
-        await other.close()
-
-
 async def test_on_sqlite_a_run_stopped_before_its_lease_is_written_hands_it_back(sqlite_store):
     store = sqlite_store
     await seed(store, 8)

@@ -14,15 +14,6 @@ tokens (16% more attention work) than one sorted call; pieces of 256 cut from on
 pad 2-3% more (characters only approximate word pieces). Pieces keep stories searchable a
 piece (~2 s of model time) at a time, not a claim at a time.
 
-Claims on SQLite are read without the write lock, their lease written beside the model's
-start (`Indexer._claim`, 2026-12-06, 2-core AMD EPYC, AVX2, onnxruntime int8): the wait from a
-claim's start to the model's first call, medians 0.04 -> 0.02 s, worst of 6 runs 0.15 -> 0.04 s
-(0.26 s in an earlier run that day; ~0.2 s seen on a faster machine). Ingest ratio, 2 A/B
-sets of 3 runs: 0.723 / 0.909 / 0.921 / 0.971 / 0.878 / 0.829 old vs 0.898 / 0.909 / 0.909 /
-0.907 / 0.880 / 0.893 new: within this machine's spread, where the model takes ~15 s a run.
-(Kept: it is correct, and the model should not wait on the database; the ratio cannot show
-so small a share.)
-
 Tried and not kept (2026-12-04, 2-core AMD EPYC, OpenVINO int8): tokenising each claim once
 and cutting pieces along the batches one call over it would run (exact padding; the model
 calls then take token ids). Padded tokens over the ingest benchmark's 1,444 stories in its
@@ -40,6 +31,12 @@ idle time before its first call fell (medians 0.34 -> 0.29 s) but idle time betw
 rose from ~0 to 0.11-0.19 s (claims came back sooner and smaller: a piece of one story, then
 a long wait on the next, large claim), and the ratio did not move: 2 A/B sets of 4 runs,
 medians 0.780 / 0.837 old vs 0.834 / 0.777 new. Not kept.
+Claims on SQLite are read without the write lock, their lease written beside the model's
+start (`Indexer._claim`, 2026-12-06, 2-core AMD EPYC, AVX2, onnxruntime int8): the wait from a
+claim's start to the model's first call, medians 0.04 -> 0.02 s, worst of 6 runs 0.15 -> 0.04 s
+(0.26 s in an earlier run that day; ~0.2 s seen on a faster machine). Ingest ratio, 2 A/B
+sets of 3 runs: 0.723 / 0.909 / 0.921 / 0.971 / 0.878 / 0.829 old vs 0.898 / 0.909 / 0.909 /
+0.907 / 0.880 / 0.893 new: within this machine's spread, where the model takes ~15 s a run.
 Also tried (2026-12-06, 2-core Intel Xeon model 207): the collector's parse workers at nice
 10, so the model's threads keep both cores while parsing fills the gaps. 3 A/B sets of 3 runs,
 alternated: ratio median 0.801 (0.771-0.839) at nice 0 against 0.792 (0.748-0.830) at nice 10.

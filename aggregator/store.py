@@ -899,12 +899,6 @@ def needs_vector(recipe: str):
                     VectorRow.embed_version != StoryRow.embed_version))
 
 
-def _embeddable(recipe: str, now: datetime):
-    """The backlog (`needs_vector`) that no indexer holds a lease on at `now`."""
-    return and_(needs_vector(recipe),
-                or_(StoryRow.embed_lease_until.is_(None), StoryRow.embed_lease_until < now))
-
-
 _EMBED_JOB_COLUMNS = (StoryRow.id, StoryRow.title, StoryRow.summary, StoryRow.text,
                       StoryRow.embed_version)  # the fields of an EmbedJob, in order
 
@@ -2116,7 +2110,8 @@ class Store:
         async with self.writing() as s:
             now = await self._lease_time(s, now)
             until = now + timedelta(seconds=lease_s)
-            free = _embeddable(recipe, now)
+            free = and_(needs_vector(recipe),
+                        or_(StoryRow.embed_lease_until.is_(None), StoryRow.embed_lease_until < now))
             pick = newest_backlog(_EMBED_JOB_COLUMNS, free, limit)
             if self.dialect == "postgresql":
                 rows = (await s.execute(pick.with_for_update(of=StoryRow, skip_locked=True))).all()
@@ -2133,33 +2128,6 @@ class Store:
                         .execution_options(synchronize_session=False))
                 rows = (await s.execute(stmt)).all()
             return sorted((EmbedJob(*r) for r in rows), key=lambda j: j.id)
-
-    async def peek_embed_backlog(self, recipe: str, limit: int, *,
-                                 now: datetime | None = None) -> list[EmbedJob]:
-        """The stories `claim_embed_backlog` would take, read without taking them: no write,
-        so no wait behind the other writers of a SQLite file. `lease_embed_jobs` takes them;
-        meanwhile another indexer may too (the lease says who got each)."""
-        async with self.session() as s:
-            now = await self._lease_time(s, now)
-            rows = (await s.execute(newest_backlog(_EMBED_JOB_COLUMNS, _embeddable(recipe, now),
-                                                   limit))).all()
-        return sorted((EmbedJob(*r) for r in rows), key=lambda j: j.id)
-
-    async def lease_embed_jobs(self, recipe: str, ids: Sequence[int], *, lease_s: int,
-                               now: datetime | None = None) -> set[int]:
-        """Lease those of `ids` (read by `peek_embed_backlog`) still free and still lacking
-        their vector; returns the ids leased. SQLite only: its writers take turns, so two
-        processes never lease one story (PostgreSQL's claims lock rows instead)."""
-        if not ids:
-            return set()
-        async with self.writing() as s:
-            now = await self._lease_time(s, now)
-            free = and_(_embeddable(recipe, now), StoryRow.id.in_(list(ids)))
-            still = newest_backlog((StoryRow.id,), free, len(ids)).scalar_subquery()
-            return set((await s.scalars(
-                update(StoryRow).where(StoryRow.id.in_(still))
-                .values(embed_lease_until=now + timedelta(seconds=lease_s))
-                .returning(StoryRow.id).execution_options(synchronize_session=False))).all())
 
     async def release_embed_claims(self, ids: Sequence[int]) -> None:
         """Drop the embedding leases of `ids`: claimed, but this process will not embed them

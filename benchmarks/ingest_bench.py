@@ -178,9 +178,7 @@ class _Trace:
         from recommender.corpus import Corpus
         from recommender.indexer import Indexer
 
-        # A claim is read by `peek_embed_backlog` on SQLite (the lease is written beside the
-        # model), by `claim_embed_backlog` on PostgreSQL: whichever the indexer calls is traced.
-        run, claim, peek = Indexer.run, Store.claim_embed_backlog, Store.peek_embed_backlog
+        run, claim = Indexer.run, Store.claim_embed_backlog
         make, follow, trace = services.make_embedder, Corpus.follow, self
         warm_up = runner.warm_up
 
@@ -231,21 +229,17 @@ class _Trace:
                 trace.runs.append((t0, time.time()))
             return n
 
-        def traced(read):
-            async def traced_claim(store, *args, **kwargs):
-                t0 = time.time()
-                jobs = await read(store, *args, **kwargs)
-                if jobs:
-                    trace.claims.append((t0, len(jobs)))
-                return jobs
-            return traced_claim
+        async def traced_claim(store, *args, **kwargs):
+            t0 = time.time()
+            jobs = await claim(store, *args, **kwargs)
+            if jobs:
+                trace.claims.append((t0, len(jobs)))
+            return jobs
 
-        Indexer.run, Store.claim_embed_backlog = traced_run, traced(claim)
-        Store.peek_embed_backlog = traced(peek)
+        Indexer.run, Store.claim_embed_backlog = traced_run, traced_claim
         services.make_embedder, Corpus.follow = traced_make, traced_follow
         runner.warm_up = traced_warm_up
         return lambda: (setattr(Indexer, "run", run), setattr(Store, "claim_embed_backlog", claim),
-                        setattr(Store, "peek_embed_backlog", peek),
                         setattr(services, "make_embedder", make), setattr(Corpus, "follow", follow),
                         setattr(runner, "warm_up", warm_up))
 

@@ -31,12 +31,6 @@ idle time before its first call fell (medians 0.34 -> 0.29 s) but idle time betw
 rose from ~0 to 0.11-0.19 s (claims came back sooner and smaller: a piece of one story, then
 a long wait on the next, large claim), and the ratio did not move: 2 A/B sets of 4 runs,
 medians 0.780 / 0.837 old vs 0.834 / 0.777 new. Not kept.
-Claims on SQLite are read without the write lock, their lease written beside the model's
-start (`Indexer._claim`, 2026-12-06, 2-core AMD EPYC, AVX2, onnxruntime int8): the wait from a
-claim's start to the model's first call, medians 0.04 -> 0.02 s, worst of 6 runs 0.15 -> 0.04 s
-(0.26 s in an earlier run that day; ~0.2 s seen on a faster machine). Ingest ratio, 2 A/B
-sets of 3 runs: 0.723 / 0.909 / 0.921 / 0.971 / 0.878 / 0.829 old vs 0.898 / 0.909 / 0.909 /
-0.907 / 0.880 / 0.893 new: within this machine's spread, where the model takes ~15 s a run.
 Also tried (2026-12-06, 2-core Intel Xeon model 207): the collector's parse workers at nice
 10, so the model's threads keep both cores while parsing fills the gaps. 3 A/B sets of 3 runs,
 alternated: ratio median 0.801 (0.771-0.839) at nice 0 against 0.792 (0.748-0.830) at nice 10.
@@ -95,12 +89,6 @@ def texts_of(jobs: list[EmbedJob]) -> list[str]:
     return [story_text(j.title, j.summary, j.text) for j in jobs]
 
 
-def fresh_jobs(jobs: list[EmbedJob], leasing: set[int], n: int) -> list[EmbedJob]:
-    """The `n` newest of `jobs` (in id order) that no lease of this indexer is being written
-    for (pure): read again before that write, they would be embedded twice."""
-    return [j for j in jobs if j.id not in leasing][-n:] if n > 0 else []
-
-
 def plan_pieces(texts: list[str], piece: int) -> list[list[int]]:
     """Positions of `texts` per piece: longest first, at most `piece` in each.
 
@@ -124,9 +112,6 @@ def plan_pieces(texts: list[str], piece: int) -> list[list[int]]:
 class _Piece:
     jobs: list[EmbedJob]
     texts: list[str]
-    # The ids of its claim that this indexer leased (`Indexer._claim` on SQLite: written while
-    # the model starts); None: leased when claimed.
-    lease: asyncio.Future | None = None
 
 
 def _drop(task: asyncio.Future | None) -> None:
@@ -158,7 +143,6 @@ class Indexer:
         self.leader: EmbedderSeat | None = None  # set while another recipe leads
         self._checked_at = self._renew_at = -float("inf")
         self._swept = False  # `_drop_dead_here` ran (once, before this indexer's first claim)
-        self._leasing: set[int] = set()  # read by a claim whose lease is not written yet
         # Called with n each time n more vectors are stored, whoever runs the indexer (the
         # API's metrics count them: the run's own `saved` belongs to its caller).
         self.listeners: list[Callable[[int], None]] = []
@@ -232,54 +216,19 @@ class Indexer:
                 await self.store.drop_embedder(seat.id)
 
     async def _claim(self, n: int) -> list[_Piece]:
-        """Up to `n` stories of the backlog, in pieces. On PostgreSQL one leased claim (rows
-        locked, skipped by the others). On SQLite the backlog is read without the write lock
-        and the lease written beside the model's start (`_Piece.lease`): a claim waited for the
-        file's one writer, behind the collector's queued stores, ~0.2 s at each round's start
-        while the model idled (2-7% of the ingest benchmark's time)."""
         if not await self.may_embed():
             return []
-        recipe, lease = self.embedder.recipe, None
-        if self.store.dialect == "postgresql":
-            jobs = await self.store.claim_embed_backlog(recipe, n, lease_s=self.lease_s)
-        else:
-            jobs = fresh_jobs(await self.store.peek_embed_backlog(recipe, n + len(self._leasing)),
-                              self._leasing, n)
-            if jobs:
-                lease = asyncio.ensure_future(self._lease([j.id for j in jobs]))
+        jobs = await self.store.claim_embed_backlog(self.embedder.recipe, n, lease_s=self.lease_s)
         texts = texts_of(jobs)
-        return [_Piece([jobs[i] for i in p], [texts[i] for i in p], lease)
-                for p in plan_pieces(texts, self.piece)]
-
-    async def _lease(self, ids: list[int]) -> set[int]:
-        """Lease `ids`; which this indexer got (another may have taken some since the read).
-        Until it is written, the next read leaves them out."""
-        self._leasing.update(ids)
-        try:
-            return await retry_while_busy(lambda: self.store.lease_embed_jobs(
-                self.embedder.recipe, ids, lease_s=self.lease_s))
-        finally:
-            self._leasing.difference_update(ids)
-
-    @staticmethod
-    async def _held(piece: _Piece) -> list[EmbedJob]:
-        """The jobs of `piece` this indexer holds the lease of (raises what the lease did)."""
-        if piece.lease is None:
-            return piece.jobs
-        held = await asyncio.shield(piece.lease)
-        return [j for j in piece.jobs if j.id in held]
+        return [_Piece([jobs[i] for i in p], [texts[i] for i in p]) for p in plan_pieces(texts, self.piece)]
 
     def _encode(self, piece: _Piece) -> asyncio.Future:
         return asyncio.ensure_future(
             asyncio.to_thread(self.embedder.encode, piece.texts, self.batch_size))
 
     async def _save(self, piece: _Piece, vecs: np.ndarray) -> None:
-        # Only what this indexer leased: a story another took meanwhile is its to save. After
-        # the lease is written: a save first would have its lease set again, and an edit of
-        # the story wait for it to run out.
-        held = {j.id for j in await self._held(piece)}
         rows = [(j.id, j.embed_version, vecs[i].astype("<f4").tobytes())
-                for i, j in enumerate(piece.jobs) if j.id in held]
+                for i, j in enumerate(piece.jobs)]
         # Stories deleted meanwhile are skipped by the store; they still count as processed.
         await self.store.save_vectors(rows, self.embedder.recipe)
 
@@ -288,10 +237,7 @@ class Indexer:
         writer (another process, or a save of this one that was interrupted) can hold the
         file's write lock past the driver's busy timeout. A release that still fails is
         logged, not hidden: its stories then wait for the lease (at most `lease_s`)."""
-        ids = []
-        for p in pieces:
-            with contextlib.suppress(Exception):  # a lease that failed holds nothing
-                ids.extend(j.id for j in await self._held(p))
+        ids = [j.id for p in pieces for j in p.jobs]
         if not ids:
             return
         try:

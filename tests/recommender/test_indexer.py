@@ -18,7 +18,7 @@ import pytest
 
 from aggregator.model import StoryDraft
 from recommender.embed import HashingEmbedder
-from recommender.indexer import Indexer, dead_here, fresh_jobs, plan_pieces, texts_of
+from recommender.indexer import Indexer, dead_here, plan_pieces, texts_of
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -48,12 +48,6 @@ class Recording(HashingEmbedder):
             self.blocked.set()
             self.release.wait(30)
         return super().encode(texts, batch_size)
-
-
-def claim_read(store) -> str:
-    """The store method by which the indexer reads a claim: a leased claim on PostgreSQL, a
-    read on SQLite (its lease is written beside the model's start)."""
-    return "claim_embed_backlog" if store.dialect == "postgresql" else "peek_embed_backlog"
 
 
 async def piece_texts(store, k: int, piece: int = 4) -> set[str]:
@@ -221,7 +215,7 @@ async def test_the_next_claim_is_taken_while_the_model_runs(store):
             return out
 
     emb = Slow()
-    original = getattr(store, claim_read(store))
+    original = store.claim_embed_backlog
     ended_at_claim: list[int] = []
 
     async def claim(recipe, limit, **kw):
@@ -229,7 +223,7 @@ async def test_the_next_claim_is_taken_while_the_model_runs(store):
         ended_at_claim.append(emb.ended)
         return jobs
 
-    setattr(store, claim_read(store), claim)
+    store.claim_embed_backlog = claim
     saved: list[int] = []
     assert await Indexer(store, emb, chunk=4, piece=4).run(saved=saved.append) == 12
     assert saved == [4, 4, 4]
@@ -245,7 +239,7 @@ async def test_stories_stored_during_a_piece_run_beside_it_when_the_collector_sa
     emb = Recording()
     arrived = asyncio.Event()
     first_ran_alone: list[bool] = []
-    original, claimed_twice = getattr(store, claim_read(store)), asyncio.Event()
+    original, claimed_twice = store.claim_embed_backlog, asyncio.Event()
 
     async def claim(*args, **kwargs):
         jobs = await original(*args, **kwargs)
@@ -255,7 +249,7 @@ async def test_stories_stored_during_a_piece_run_beside_it_when_the_collector_sa
         return jobs
 
     claim.calls = 0
-    setattr(store, claim_read(store), claim)
+    store.claim_embed_backlog = claim
 
     async def collector():
         # Stories stored while the model runs the first claim, after its next claim found
@@ -400,77 +394,3 @@ async def test_a_killed_indexer_that_held_no_claims_is_no_warning(store, caplog)
     await Indexer(store, Renamed("recipe-a"), lead_check_s=0).drain()
     said = dead_said()
     assert [level for level, _ in said] == [logging.INFO] and "released=0" in said[0][1], said
-
-
-# --- SQLite: the claim is read without the write lock, its lease written beside the model ---
-
-async def test_on_sqlite_the_model_starts_while_another_write_holds_the_file(sqlite_store):
-    """A round's stores queue on the file's one writer: the claim waited behind them (~0.2 s
-    at a round's start) with the model idle. Its read no longer does; its lease, and the
-    saves after it, still wait their turn."""
-    store = sqlite_store
-    await seed(store, 8)
-    emb = Recording()
-    indexer = Indexer(store, emb, chunk=8, piece=4)
-    await indexer.may_embed()  # registered before stories arrive, as `tidings run` does
-    async with store.writing():  # a collector's store under way
-        task = asyncio.create_task(indexer.run_once())
-        started = await asyncio.to_thread(emb.started[0].wait, 20)
-        unsaved = await store.backlog_size(emb.recipe)
-    assert started and unsaved == 8
-    assert await task == 8
-    assert await store.backlog_size(emb.recipe) == 0
-
-
-async def test_on_sqlite_stories_another_indexer_leases_first_are_left_to_it(sqlite_store):
-    from aggregator.store import Store
-
-    store, other = sqlite_store, Store(sqlite_store.url)
-    try:
-        ids = await seed(store, 8)
-        original, taken = store.lease_embed_jobs, []
-
-        async def lease(recipe, ids, **kw):  # another process claims between read and lease
-            taken.extend(j.id for j in await other.claim_embed_backlog(recipe, 3, lease_s=600))
-            return await original(recipe, ids, **kw)
-
-        store.lease_embed_jobs = lease
-        saved, save = [], store.save_vectors
-
-        async def saving(rows, recipe, now=None):
-            saved.extend(r[0] for r in rows)
-            return await save(rows, recipe, now)
-
-        store.save_vectors = saving
-        emb = Recording()
-        await Indexer(store, emb, chunk=8, piece=4).run_once()
-        assert len(taken) == 3 and sorted(saved) == sorted(set(ids) - set(taken))
-        assert await store.backlog_size(emb.recipe) == 3  # the other's, still leased to it
-        assert await store.claim_embed_backlog(emb.recipe, 10, lease_s=600) == []
-    finally:
-        await other.close()
-
-
-async def test_on_sqlite_a_run_stopped_before_its_lease_is_written_hands_it_back(sqlite_store):
-    store = sqlite_store
-    await seed(store, 8)
-    emb = Recording(block_on=await piece_texts(store, 0))
-    indexer = Indexer(store, emb, chunk=8, piece=4)
-    await indexer.may_embed()
-    async with store.writing():
-        task = asyncio.create_task(indexer.run_once())
-        assert await asyncio.to_thread(emb.blocked.wait, 20)
-        task.cancel()
-    emb.release.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert len(await store.claim_embed_backlog(emb.recipe, 10, lease_s=600)) == 8  # not after the lease
-
-
-def test_a_claim_read_leaves_out_what_a_lease_under_way_holds():
-    from aggregator.store import EmbedJob
-
-    jobs = [EmbedJob(i, f"t{i}", "", "", 1) for i in range(1, 8)]
-    assert [j.id for j in fresh_jobs(jobs, {6, 7}, 3)] == [3, 4, 5]  # the newest of the rest
-    assert [j.id for j in fresh_jobs(jobs, set(), 2)] == [6, 7]
-    assert fresh_jobs(jobs, set(), 0) == []

@@ -31,6 +31,14 @@ idle time before its first call fell (medians 0.34 -> 0.29 s) but idle time betw
 rose from ~0 to 0.11-0.19 s (claims came back sooner and smaller: a piece of one story, then
 a long wait on the next, large claim), and the ratio did not move: 2 A/B sets of 4 runs,
 medians 0.780 / 0.837 old vs 0.834 / 0.777 new. Not kept.
+Also tried (2026-12-07, 2-core AMD EPYC, AVX2, onnxruntime int8): on SQLite, reading a claim
+without the write lock and writing its lease beside the model's start. The wait from a claim's
+start to the model's first call fell (medians 0.04 -> 0.02 s, worst of 6 runs 0.15 -> 0.04 s)
+and the ratio did not move (0.723-0.971 old, 0.880-0.909 new). Then a `make bench` run showed a
+race: a second read, taken while the first claim's lease was being written, saw the same
+stories free; the ids the next read leaves out had been dropped once the lease committed, and
+131 of 1,438 stories were embedded twice (saved once: the second lease failed). Holding the ids
+until their save (the lease then covers the rest) would close it. Reverted, not re-measured.
 Also tried (2026-12-06, 2-core Intel Xeon model 207): the collector's parse workers at nice
 10, so the model's threads keep both cores while parsing fills the gaps. 3 A/B sets of 3 runs,
 alternated: ratio median 0.801 (0.771-0.839) at nice 0 against 0.792 (0.748-0.830) at nice 10.

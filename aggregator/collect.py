@@ -268,16 +268,18 @@ class Collector:
         return ParsePool(self.parse_workers, sources, self.settings.parse_timeout_s)
 
     async def _round_pool(self, sources: int) -> contextlib.AbstractAsyncContextManager[ParsePool]:
-        """The kept pool (a broken one, or one started for fewer sources, replaced), or a
-        pool for this round only."""
+        """The kept pool (one started for fewer sources replaced), or a pool for this round
+        only. A kept pool's crashes are counted per round (see `ParsePool.new_round`)."""
         pool = self._parse_pool(sources)
         kept = self._kept_pool
-        if kept is not None and (kept.broken or kept.workers < pool.workers):
+        if kept is not None and kept.workers < pool.workers:
             await kept.close()
             self._kept_pool = kept = None
-        if kept is None:
-            if not (self._keep_pool and pool.workers):
-                return pool
+        if kept is not None:
+            kept.new_round()
+        elif not (self._keep_pool and pool.workers):
+            return pool
+        else:
             self._kept_pool = kept = pool  # spawned by its first body
         return contextlib.nullcontext(kept)
 

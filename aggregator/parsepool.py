@@ -8,8 +8,7 @@ of 304s never pays for one), and shuts it down when the round ends. A long-runni
 spawning a worker costs ~0.3 s of CPU (a Python start and the parse modules' imports), paid
 in every round before, and the first stories of a round waited for it. Workers are spawned,
 not forked: the collector's process holds threads (aiosqlite, the resolver) that a fork would
-copy mid-flight. If the pool breaks (a worker crashed), the round goes on parsing in threads
-and a kept pool is replaced before the next round.
+copy mid-flight.
 
 Each body has `timeout_s` to parse (`[collect] parse_timeout_s`). feedparser, lxml and the
 sources' rules have no time limit of their own, and a pathological body (a crafted feed, a
@@ -17,8 +16,17 @@ hostile 10 MB sitemap) held its worker for as long as it took: the round could n
 the other sources' bodies queued behind it. Past the limit the body fails as `ParseTooSlow`
 (the source's fetch is recorded as failed), its worker is killed with the pool and a new pool
 takes the rest of the round. A thread cannot be killed: a round parses in threads only when
-told to (`workers=0`) or when the pool broke, and then without a limit; a round of fewer
-sources than `MIN_SOURCES_FOR_POOL` gets one worker instead of threads, for the limit's sake.
+told to (`workers=0`), and then without a limit; a round of fewer sources than
+`MIN_SOURCES_FOR_POOL` gets one worker instead of threads, for the limit's sake.
+
+A worker that crashes (a segfault in libxml2, the OOM killer, an `os._exit` in a C extension)
+breaks its pool. The round went on parsing in threads, without the limit, and parsed the body
+that crashed the worker again in the collector's own process, where the same crash took the
+collector (and in `tidings run`, the API and indexer) down. Now a crash is handled as the
+time limit is: a new pool takes the rest of the round, and the bodies that were in flight get
+one more try in it (an executor cannot say which of them crashed it). A body in flight at a
+second crash fails as `ParseCrashed`. Past `MAX_RESTARTS` crashes in a round, its remaining
+bodies fail too, unparsed, rather than spawn workers in a loop; the next round starts afresh.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -48,6 +57,9 @@ MIN_SOURCES_FOR_POOL = 20
 # (10 MB, 98,000 plain entries) parses in ~1.2 s of CPU on a quiet 2-core VM, up to ~11 s on a
 # loaded one; an ordinary feed, 5-50 ms.
 PARSE_TIMEOUT_S = 60.0
+# Crashed pools replaced in a round before its remaining bodies fail unparsed: a body that
+# crashes its worker costs two (it is retried once), so a few such bodies, not a loop.
+MAX_RESTARTS = 3
 # A small feed a new worker parses once, so its first real body finds every module imported
 # and every pattern compiled.
 _WARM_FEED = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
@@ -58,6 +70,26 @@ _WARM_FEED = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title
 
 class ParseTooSlow(ParseError):
     pass
+
+
+class ParseCrashed(ParseError):
+    pass
+
+
+def exit_reason(exitcodes: list[int | None]) -> str:
+    """How a broken pool's workers ended, said of the one that crashed: the executor
+    terminates (SIGTERM) the others once one dies, so an exit other than that is the crash."""
+    ended = [c for c in exitcodes if c is not None]
+    crashed = [c for c in ended if c != -signal.SIGTERM] or ended
+    if not crashed:
+        return "worker exited abruptly"
+    code = crashed[0]
+    if code < 0:
+        try:
+            return f"worker exited with signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"worker exited with signal {-code}"
+    return f"worker exited with code {code}"
 
 
 @dataclass(frozen=True)
@@ -142,7 +174,8 @@ class ParsePool:
         self.workers = workers if sources >= MIN_SOURCES_FOR_POOL else min(workers, 1)
         self.timeout_s = timeout_s
         self._pool: ProcessPoolExecutor | None = None
-        self._broken = False
+        # This round's crashed pools, each with how its workers ended (see `_crashed`).
+        self._crashes: dict[ProcessPoolExecutor, asyncio.Task[str]] = {}
         # One spawn at a time, so a body waits for its pool's workers outside its time limit.
         self._starting = asyncio.Lock()
         # At most one body per worker handed to the executor: a body queued in it behind
@@ -157,7 +190,12 @@ class ParsePool:
 
     @property
     def broken(self) -> bool:
-        return self._broken
+        """Crashed more than `MAX_RESTARTS` times this round: its bodies fail unparsed."""
+        return len(self._crashes) > MAX_RESTARTS
+
+    def new_round(self) -> None:
+        """A kept pool's next round: its crash count starts again."""
+        self._crashes = {}
 
     async def start(self) -> None:
         """Spawn every worker now and let each parse a small feed once."""
@@ -188,33 +226,74 @@ class ParsePool:
     async def run(self, body: bytes, base_url: str, content_type: str | None, kind: str,
                   selectors: Selectors | None, spec: SourceSpec, now: datetime) -> Parsed:
         args = (body, base_url, content_type, kind, selectors, spec, now)
-        if self.workers and not self._broken:
-            try:
-                async with self._slots:
-                    return await self._in_worker(args)
-            except BrokenProcessPool:
-                if not self._broken:
-                    log.warning("collect.parse_pool_broken: parsing in threads for the rest of the round")
-                self._broken = True
-        return await asyncio.to_thread(parse_and_normalize, *args, True)
+        if not self.workers:
+            return await asyncio.to_thread(parse_and_normalize, *args, True)
+        async with self._slots:
+            return await self._in_worker(args)
 
     async def _in_worker(self, args: tuple) -> Parsed:
         """`parse_and_normalize(*args)` in a worker, given up after `timeout_s` (ParseTooSlow).
         A body whose pool was killed for another body's time limit is parsed again in the
-        new pool."""
+        new pool; one whose pool crashed, once (ParseCrashed at the second crash). Never
+        in this process: what crashed a worker would crash the collector."""
+        crashes = 0
         while True:
-            await self.start()
-            pool = self._pool
-            assert pool is not None
+            pool = await self._ready()
             try:
-                return await asyncio.wait_for(
-                    self._submit(pool, parse_and_normalize, *args, False), self.timeout_s)
+                future = self._submit(pool, parse_and_normalize, *args, False)
+            except BrokenProcessPool:  # it broke before this body got to it
+                await self._crashed(pool)
+                continue
+            try:
+                return await asyncio.wait_for(future, self.timeout_s)
             except TimeoutError:
                 await self._kill(pool)
                 raise ParseTooSlow(f"parsing took over {self.timeout_s:g} s") from None
             except BrokenProcessPool:
-                if pool is self._pool:  # a worker crashed: not one of ours to retry
-                    raise
+                if pool is not self._pool and pool not in self._crashes:
+                    continue  # killed for another body's time limit
+                reason = await self._crashed(pool)
+                crashes += 1
+                if crashes == 2:
+                    raise ParseCrashed(f"the parser crashed on this body ({reason})") from None
+
+    async def _ready(self) -> ProcessPoolExecutor:
+        """The pool to submit to, started if need be; ParseCrashed once the round's pools
+        crashed too often."""
+        while True:
+            if self.broken:
+                raise ParseCrashed(f"not parsed: the parse workers crashed {len(self._crashes)} "
+                                   "times this round (the next round tries again)")
+            try:
+                await self.start()
+            except BrokenProcessPool:  # a worker crashed warming up
+                if self._pool is not None:
+                    await self._crashed(self._pool)
+                continue
+            if self._pool is not None:
+                return self._pool
+
+    async def _crashed(self, pool: ProcessPoolExecutor) -> str:
+        """How `pool`'s crashed worker ended. The first body to see the crash shuts the pool
+        down (the next body starts a new one); the others wait for the same answer."""
+        if pool not in self._crashes:
+            if self._pool is pool:
+                self._pool = None
+            self._crashes[pool] = asyncio.ensure_future(self._shut_crashed(pool))
+        return await asyncio.shield(self._crashes[pool])
+
+    async def _shut_crashed(self, pool: ProcessPoolExecutor) -> str:
+        # `_processes` is private (as in `_kill`); shutdown() drops it, so it is read first.
+        procs = list((pool._processes or {}).values())
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        reason = exit_reason([p.exitcode for p in procs])
+        if self.broken:
+            log.error("collect.parse_pool_crashed: %s; %d crashes this round, its remaining "
+                      "bodies fail unparsed", reason, len(self._crashes))
+        else:
+            log.warning("collect.parse_pool_crashed: %s; a new pool takes the rest of the "
+                        "round", reason)
+        return reason
 
     async def _kill(self, pool: ProcessPoolExecutor) -> None:
         """Kill `pool`'s workers; the next body starts a new pool. An executor can neither

@@ -12,6 +12,7 @@ import pytest
 
 from aggregator import parsepool
 from aggregator.collect import Collector
+from aggregator.errors import ParseError
 from aggregator.model import SourceSpec, StoryDraft
 from aggregator.parsepool import MIN_SOURCES_FOR_POOL, ParsePool
 from aggregator.settings import CollectSettings
@@ -164,8 +165,8 @@ async def test_a_terminal_ctrl_c_leaves_the_parse_workers_to_the_collector(share
 
 
 async def test_started_collector_keeps_its_workers_across_rounds(feeds_site, shared_data, tmp_path):
-    """`start` spawns the workers before any round; rounds reuse them; a killed worker costs
-    one round its pool (it finishes in threads) and the next round gets a new one."""
+    """`start` spawns the workers before any round; rounds reuse them; a worker killed
+    between rounds costs its pool: the next round's first body starts a new one."""
     store = await _pool_sized_sources(feeds_site, shared_data, tmp_path)
     c = Collector(store, FAST, resolver_factory=lambda: LoopbackResolver(port=feeds_site.port),
                   parse_workers=2)
@@ -268,6 +269,21 @@ async def test_a_body_past_the_parse_time_limit_fails_and_the_round_goes_on(
     await store.close()
 
 
+def _guardian(shared_data) -> tuple[bytes, tuple]:
+    """The Guardian's feed (55 items) and the rest of `ParsePool.run`'s arguments for it."""
+    body = (shared_data / "news-feeds" / "rss-parser" / "guardian.rss").read_bytes()
+    spec = SourceSpec("g", "http://feeds.example/g", "news")
+    return body, (spec.url, "application/rss+xml", "auto", None, spec, NOW)
+
+
+async def _waiting_in_worker(pool: ParsePool, body: bytes, rest: tuple, flag) -> asyncio.Task:
+    """`body` parsing in one of `pool`'s workers, held there until `flag` exists."""
+    task = asyncio.create_task(pool.run(slowparse.marked(body, slowparse.waiting_mark(flag)), *rest))
+    while not flag.with_suffix(".started").exists():
+        await asyncio.sleep(0.01)
+    return task
+
+
 async def test_bodies_in_a_pool_killed_for_another_are_parsed_again(shared_data, tmp_path,
                                                                     monkeypatch):
     """An executor cannot stop one task: past a body's limit, all of the pool's workers are
@@ -275,20 +291,93 @@ async def test_bodies_in_a_pool_killed_for_another_are_parsed_again(shared_data,
     not failed. (The kill is called here directly: which of two bodies under the same limit
     runs out first is a race.)"""
     monkeypatch.setattr(parsepool, "parse_and_normalize", slowparse.slow_parse)
-    body = (shared_data / "news-feeds" / "rss-parser" / "guardian.rss").read_bytes()
+    body, rest = _guardian(shared_data)
     flag = tmp_path / "go"
-    spec = SourceSpec("g", "http://feeds.example/g", "news")
-    rest = (spec.url, "application/rss+xml", "auto", None, spec, NOW)
     async with ParsePool(2, MIN_SOURCES_FOR_POOL) as pool:
         await pool.start()
         killed = pool._pool
         first = set(killed._processes.values())
-        other = asyncio.create_task(pool.run(slowparse.marked(body, slowparse.waiting_mark(flag)), *rest))
-        while not flag.with_suffix(".started").exists():  # in its worker
-            await asyncio.sleep(0.01)
+        other = await _waiting_in_worker(pool, body, rest, flag)
         await pool._kill(killed)
         assert not any(p.is_alive() for p in first)
         flag.touch()
         parsed = await other
         assert parsed.item_count == 55 and not pool.broken
         assert pool._pool is not killed and not set(pool._pool._processes.values()) & first
+
+
+@pytest.mark.parametrize("mark", [slowparse.CRASH_MARK, slowparse.KILL_MARK],
+                         ids=["os._exit", "SIGKILL"])
+async def test_a_body_that_crashes_its_worker_fails_its_source_and_the_round_goes_on(
+        feeds_site, shared_data, tmp_path, monkeypatch, mark):
+    """A crashed worker (a segfault in lxml, the OOM killer) broke the pool, and the round
+    parsed the rest in threads, the crashing body too: in the collector's own process, where
+    the same crash took the collector down. Now the body gets one more try in a new pool,
+    then its source fails with the reason; the other sources are parsed in a new pool."""
+    monkeypatch.setattr(parsepool, "parse_and_normalize", slowparse.slow_parse)
+    names = ["rss-parser/guardian.rss", "fast-news-reader/bbc.xml", "RSParser/aktuality.rss"]
+    specs = []
+    for i, name in enumerate(names):
+        body = (shared_data / "news-feeds" / name).read_bytes()
+        feeds_site.route(f"/f{i}", body=slowparse.marked(body, mark) if i == 0 else body)
+        specs.append(SourceSpec(f"src{i}", f"http://feeds.example/f{i}", "news"))
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'crash.db'}")
+    await store.migrate()
+    await store.sync_sources(specs, NOW)
+    c = Collector(store, FAST, resolver_factory=lambda: LoopbackResolver(port=feeds_site.port))
+    before = set(multiprocessing.active_children())
+
+    report = await c.run_round(force=True)
+
+    exited = "code 1" if mark == slowparse.CRASH_MARK else "signal SIGKILL"
+    error = f"the parser crashed on this body (worker exited with {exited})"
+    by = {r.name: r for r in report.sources}
+    assert not by["src0"].ok and by["src0"].error == error
+    assert by["src1"].ok and by["src2"].ok and by["src1"].new > 0 and by["src2"].new > 0
+    assert await store.count_stories() == report.new
+    health = {h.name: h for h in await store.list_sources()}
+    assert health["src0"].last_error == error
+    assert set(multiprocessing.active_children()) == before  # no worker left
+    await store.close()
+
+
+async def test_a_body_in_flight_when_its_pool_crashed_is_parsed_again(shared_data, tmp_path,
+                                                                      monkeypatch):
+    """An executor cannot say which body crashed its worker: the bodies in flight then are
+    tried again in a new pool, in workers (not in threads, as before), and one that crashed
+    only once is parsed too."""
+    monkeypatch.setattr(parsepool, "parse_and_normalize", slowparse.slow_parse)
+    body, rest = _guardian(shared_data)
+    flag = tmp_path / "go"
+    async with ParsePool(2, MIN_SOURCES_FOR_POOL) as pool:
+        other = await _waiting_in_worker(pool, body, rest, flag)  # its first body starts it
+        crashed = pool._pool
+        crasher = asyncio.create_task(
+            pool.run(slowparse.marked(body, slowparse.crash_once_mark(tmp_path / "crashed")), *rest))
+        while pool._pool is crashed and not pool.broken:  # until the crash is seen
+            await asyncio.sleep(0.01)
+        flag.touch()
+        parsed = await asyncio.gather(other, crasher)
+        assert [p.item_count for p in parsed] == [55, 55] and not pool.broken
+        assert (tmp_path / "crashed").exists() and pool._pool is not None
+
+
+async def test_a_round_whose_workers_keep_crashing_stops_restarting_them(shared_data,
+                                                                          monkeypatch):
+    """Past `MAX_RESTARTS` crashed pools in a round, its remaining bodies fail unparsed
+    rather than spawn workers in a loop (or, as before, parse in the collector's process);
+    the next round starts afresh."""
+    monkeypatch.setattr(parsepool, "parse_and_normalize", slowparse.slow_parse)
+    body, rest = _guardian(shared_data)
+    crash = slowparse.marked(body, slowparse.CRASH_MARK)
+    before = set(multiprocessing.active_children())
+    async with ParsePool(1, MIN_SOURCES_FOR_POOL) as pool:
+        for _ in range(2):  # two crashes each: the fourth is past MAX_RESTARTS (3)
+            with pytest.raises(ParseError, match="crashed on this body"):
+                await pool.run(crash, *rest)
+        assert pool.broken and pool._pool is None
+        with pytest.raises(ParseError, match="not parsed: the parse workers crashed 4 times"):
+            await pool.run(body, *rest)
+        assert set(multiprocessing.active_children()) == before
+        pool.new_round()
+        assert (await pool.run(body, *rest)).item_count == 55 and not pool.broken

@@ -96,6 +96,17 @@ async def store(db_url):
     await s.close()
 
 
+@pytest.fixture
+async def sqlite_store(tmp_path):
+    """A migrated store on a SQLite file, for what only SQLite does."""
+    from aggregator.store import Store
+
+    s = Store(f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
+    await s.migrate()
+    yield s
+    await s.close()
+
+
 @pytest.fixture(scope="session")
 def minilm():
     """The real bundled model, loaded once per test session."""

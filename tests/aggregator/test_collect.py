@@ -42,14 +42,6 @@ async def site(shared_data):
         yield s
 
 
-@pytest.fixture
-async def sqlite_store(tmp_path):
-    s = Store(f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
-    await s.migrate()
-    yield s
-    await s.close()
-
-
 def collector(store, site, settings=FAST, clock=None) -> Collector:
     kw = {"clock": clock} if clock else {}
     return Collector(store, settings, resolver_factory=lambda: LoopbackResolver(port=site.port), **kw)

@@ -214,8 +214,7 @@ class ParsePool:
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            # Joining the workers blocks; do it off the loop.
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            await _shut(pool)
 
     @staticmethod
     def _submit(pool: ProcessPoolExecutor, fn, *args) -> asyncio.Future:
@@ -283,9 +282,8 @@ class ParsePool:
         return await asyncio.shield(self._crashes[pool])
 
     async def _shut_crashed(self, pool: ProcessPoolExecutor) -> str:
-        # `_processes` is private (as in `_kill`); shutdown() drops it, so it is read first.
-        procs = list((pool._processes or {}).values())
-        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        procs = _workers(pool)  # before shutdown(), which drops them
+        await _shut(pool)
         reason = exit_reason([p.exitcode for p in procs])
         if self.broken:
             log.error("collect.parse_pool_crashed: %s; %d crashes this round, its remaining "
@@ -303,7 +301,18 @@ class ParsePool:
             self._pool = None
         log.warning("collect.parse_too_slow: parse workers killed after %g s, a new pool takes "
                     "the rest of the round", self.timeout_s)
-        # `_processes` is private; Python 3.14's `kill_workers()` does this.
-        for proc in list((pool._processes or {}).values()):
+        for proc in _workers(pool):  # Python 3.14's `kill_workers()` does this
             proc.kill()
-        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        await _shut(pool)
+
+
+def _workers(pool: ProcessPoolExecutor) -> list:
+    """`pool`'s worker processes. `_processes` is private: an executor neither kills its
+    workers (before 3.14) nor says how they ended."""
+    return list((pool._processes or {}).values())
+
+
+async def _shut(pool: ProcessPoolExecutor) -> None:
+    """Shut `pool` down, its queued bodies cancelled; joining the workers blocks, so off the
+    event loop."""
+    await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)

@@ -72,6 +72,9 @@ class Selectors:
     timezone: str = ""
 
 
+_SELECTOR_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Selectors)}
+
+
 def selectors_json(sel: Selectors | None) -> dict | None:
     """`sel` as the sources table stores it: a field at its default is left out, so that a
     version that does not know a newer field (`next`, `timezone`: a cluster mid-upgrade)
@@ -79,9 +82,8 @@ def selectors_json(sel: Selectors | None) -> dict | None:
     failed those versions on every HTML source (pure)."""
     if sel is None:
         return None
-    defaults = {f.name: f.default for f in dataclasses.fields(Selectors)}
     return {k: v for k, v in dataclasses.asdict(sel).items()
-            if defaults[k] is dataclasses.MISSING or v != defaults[k]}
+            if _SELECTOR_DEFAULTS[k] is dataclasses.MISSING or v != _SELECTOR_DEFAULTS[k]}
 
 
 def selectors_of(stored: dict | None) -> Selectors | None:
@@ -89,8 +91,7 @@ def selectors_of(stored: dict | None) -> Selectors | None:
     them) are left out rather than failing the whole source (pure)."""
     if not stored:
         return None
-    known = {f.name for f in dataclasses.fields(Selectors)}
-    return Selectors(**{k: v for k, v in stored.items() if k in known})
+    return Selectors(**{k: v for k, v in stored.items() if k in _SELECTOR_DEFAULTS})
 
 
 @dataclass(frozen=True)

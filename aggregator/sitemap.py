@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from aggregator.canonical import canonical_url, joined
+from aggregator.canonical import joined, page_key
 from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem
 from aggregator.textclean import clean_inline, entry_documents, entry_starts, parse_date
@@ -64,13 +64,13 @@ def parse_sitemap(body: bytes, *, base_url: str, limit: int | None = None) -> Pa
         # `CHILD_SITEMAPS` of them a round, and an index that lists its own URL (CMS plugins
         # do, as the first entry, dated today) had that slot go to an index it does not
         # follow, and a repeated child to a second read of the same stories.
-        own = _same_key(base_url)
+        own = page_key(base_url)
         dated, seen, itself, repeated = [], {own}, False, 0
         for sm in entries:
             loc = _text(sm, "loc")
             url = joined(base_url, loc) if loc else ""
             if url:
-                key = _same_key(url)
+                key = page_key(url)
                 if key in seen:
                     itself = itself or key == own
                     repeated += key != own
@@ -186,14 +186,6 @@ def _child_order(children: list[tuple[datetime | None, str]]) -> list[str]:
         number = tuple(-int(d) for d in re.findall(r"\d+", name)) or (0,)
         keyed.append((when is None, -when.timestamp() if when else 0.0, stem, number, n, url))
     return [url for *_, url in sorted(keyed)]
-
-
-def _same_key(url: str) -> str:
-    """What two spellings of one sitemap's URL have in common (its canonical form)."""
-    try:
-        return canonical_url(url)
-    except ValueError:
-        return url
 
 
 def _parser() -> etree.XMLParser:

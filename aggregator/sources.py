@@ -327,9 +327,11 @@ def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) ->
                       keep=_check_rule(table, "keep", err), block=_check_rule(table, "block", err))
 
 
-# How far past the clock a file's time may be and still be a write time: the file's machine
-# and this one keep time within milliseconds with NTP (`store.STALE_FILE_SLACK_S`'s margin).
-FUTURE_FILE_SLACK_S = 2.0
+# How far apart a file's time and a process's clock may be and still agree: the file's machine
+# and this one keep time within milliseconds with NTP, and a file's mtime is the kernel's
+# coarse clock, a few milliseconds behind a process's. Here (a file's time past the clock)
+# and in `store._newer_rows_kept` (a row edited after the file was written).
+FILE_CLOCK_SLACK_S = 2.0
 
 
 def written_at(path: Path, now: datetime | None = None) -> datetime | None:
@@ -346,7 +348,7 @@ def written_at(path: Path, now: datetime | None = None) -> datetime | None:
         return None
     now = now or datetime.now(UTC)
     at = datetime.fromtimestamp(stat.st_mtime, UTC)
-    if at <= now + timedelta(seconds=FUTURE_FILE_SLACK_S):
+    if at <= now + timedelta(seconds=FILE_CLOCK_SLACK_S):
         return at
     here = min(datetime.fromtimestamp(stat.st_ctime, UTC), now)
     log.warning("sources.future_time file=%s modified=%s is after this machine's clock (%s): "

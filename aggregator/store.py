@@ -78,6 +78,7 @@ from aggregator.schema import (
     UTCDateTime,
     VectorRow,
 )
+from aggregator.sources import FILE_CLOCK_SLACK_S
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 STATS_KEEP = 20  # recent fetches kept on each source row
@@ -746,13 +747,6 @@ def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: date
     return plan
 
 
-# How much later than a sources file was written a row's edit must be for the file to be
-# older than it: the two times come from two clocks (the file's machine's, the syncing
-# process's; NTP keeps them within milliseconds), and a file's mtime is the kernel's coarse
-# clock, a few milliseconds behind the process's.
-STALE_FILE_SLACK_S = 2.0
-
-
 def _newer_rows_kept(plan: dict[str, dict], rows: Sequence[SourceRow], written_at: datetime | None,
                      now: datetime) -> tuple[dict[str, dict], list[str]]:
     """`plan` without the edits of rows that a sync edited after the file was written, and
@@ -767,7 +761,7 @@ def _newer_rows_kept(plan: dict[str, dict], rows: Sequence[SourceRow], written_a
     if written_at is None:
         return plan, []
     edited = {r.name: r.updated_at for r in rows}
-    slack = timedelta(seconds=STALE_FILE_SLACK_S)
+    slack = timedelta(seconds=FILE_CLOCK_SLACK_S)  # two clocks: the file's machine's, ours
     kept = sorted(n for n in plan if n in edited and written_at + slack < edited[n] <= now + slack)
     return {n: v for n, v in plan.items() if n not in kept}, kept
 

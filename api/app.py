@@ -100,7 +100,7 @@ from api.render import (
     link_rels,
     render_block_html,
 )
-from api.services import Services
+from api.services import STOP_GRACE_S, Services
 from api.static_files import StaticFile, accepts_gzip, static_file
 from api.stats import MAX_DAYS, stats_period, stats_report
 from recommender.blocks import BadArticle, Block
@@ -197,10 +197,6 @@ MAX_REQUEST_BODY_BYTES = 2 * 1024 * 1024
 # loaded machine), so a 100 kB URL got our JSON 422 or a reset depending on timing. With room
 # for such heads, the API's own limits answer them; this bounds what one connection can hold.
 MAX_REQUEST_HEAD_BYTES = 256 * 1024
-# How long a stopping server lets the requests under way finish (`server_config`): a few
-# seconds, well inside systemd's 90 s and Kubernetes' 30 s stop timeouts. A related block by
-# URL that is still fetching its page (up to [related] fetch and page-read timeouts) is cut.
-STOP_GRACE_S = 5.0
 # The most candidates a reader-aware block asks for, however much of them the reader read.
 PERSONAL_FETCH_MAX = 1000
 # `{id}` in the paths, as DESIGN.md 4.3 writes them, so the OpenAPI document (and clients made

@@ -408,7 +408,7 @@ def configure_logging(settings) -> None:
 
 def _not_cut_at_stop(record: logging.LogRecord) -> bool:
     """Drop uvicorn's traceback for a request it cancelled because the stop's grace ran out
-    (api.app.STOP_GRACE_S): its line just before ("Cancel 1 running task(s)") says it, and
+    (api.services.STOP_GRACE_S): its line just before ("Cancel 1 running task(s)") says it, and
     a stop is no failure of the app."""
     exc = record.exc_info[1] if record.exc_info else None
     return not isinstance(exc, asyncio.CancelledError)

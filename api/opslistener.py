@@ -18,11 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from api.jobhealth import health
 from api.metrics import Metrics
-from api.services import Services
-
-# How long a stop lets requests under way end; api.app.STOP_GRACE_S (not imported: this
-# listener runs in processes that never load the API).
-STOP_GRACE_S = 5.0
+from api.services import STOP_GRACE_S, Services
 
 log = logging.getLogger("tidings.run")
 
@@ -49,7 +45,7 @@ class OpsListener:
         app = web.Application()
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.prom)
-        # A stop waits STOP_GRACE_S for requests under way, as the API's (api.app): aiohttp's
+        # A stop waits STOP_GRACE_S for requests under way, as the API's does: aiohttp's
         # own 60 s shutdown timeout and 10 s wait for a half-sent body kept `collect
         # --metrics-port` from stopping for ~11 s after SIGTERM, past `docker stop`'s 10 s.
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=STOP_GRACE_S)

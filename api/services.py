@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from recommender.vindex import FaissIndex
 
 log = logging.getLogger("tidings")
+# How long a stopping server (the API's, api.app.server_config; the ops listener of `collect`
+# and `index`) lets the requests under way finish: a few seconds, well inside systemd's 90 s
+# and Kubernetes' 30 s stop timeouts (and docker stop's 10 s). A related block by URL still
+# fetching its page is cut.
+STOP_GRACE_S = 5.0
 
 
 def index_dir(settings: Settings, recipe: str) -> Path:

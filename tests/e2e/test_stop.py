@@ -2,7 +2,7 @@
 process within seconds, with exit status 0, its claims handed back and its database whole.
 
 The bound asserted (STOP_BOUND_S) is a hang check, not a timing goal: the stop takes about
-one second, plus the API's grace (api.app.STOP_GRACE_S) when a request is still under way.
+one second, plus the API's grace (api.services.STOP_GRACE_S) when a request is still under way.
 """
 
 from __future__ import annotations

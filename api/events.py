@@ -55,7 +55,11 @@ READER_RULE = "reader must be 1-128 characters of letters, digits, . _ : - (not 
 
 def reader_problem(reader: str) -> str | None:
     """Why `reader` is no reader id (READER_RULE), else None."""
-    if not READER_ID.match(reader) or reader in DOT_SEGMENTS:
+    # fullmatch, not match: Python's `$` also matches before a final newline, so "r1\n" (a
+    # line read with its end, `%0A` in a path) was taken by events, feeds, preferences and
+    # `reader=`, while the export and the deletion (pydantic's pattern, whose `$` is the
+    # end) refused it: that reader's events could not be exported or forgotten.
+    if not READER_ID.fullmatch(reader) or reader in DOT_SEGMENTS:
         return READER_RULE
     return None
 

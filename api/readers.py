@@ -42,9 +42,11 @@ MAX_CURSOR_CHARS = 16_384
 ReaderId = Annotated[str, Path(min_length=1, max_length=128,
                                json_schema_extra={"pattern": READER_ID.pattern}),
                      AfterValidator(reader_id)]
-# Export and deletion take "." and ".." too, written %2E%2E: events accepted them before they
-# were refused, and what is stored about such a reader must still be exported and forgotten.
-StoredReaderId = Annotated[str, Path(min_length=1, max_length=128, pattern=READER_ID.pattern)]
+# Export and deletion take "." and ".." too, written %2E%2E, and an id with a final newline,
+# written %0A: events accepted them before they were refused (`reader_problem`), and what is
+# stored about such a reader must still be exported and forgotten.
+STORED_READER_ID = READER_ID.pattern.removesuffix("$") + r"\n?$"
+StoredReaderId = Annotated[str, Path(min_length=1, max_length=128, pattern=STORED_READER_ID)]
 
 
 def reader_query(description: str):

@@ -17,7 +17,7 @@ import lxml.html
 from cssselect import SelectorError
 from lxml import etree
 
-from aggregator.canonical import joined
+from aggregator.canonical import joined, page_key
 from aggregator.dateline import dateline, numeric_date, relative_date, with_clock, zoned_clock
 from aggregator.errors import ParseError
 from aggregator.model import ParsedDocument, ParsedItem, Selectors
@@ -83,24 +83,31 @@ def parse_listing(
         # First: `collect` names the first problem when no item is usable.
         problems=(*selector_misses(selectors, missed, len(blocks) - len(problems)), *problems),
         home_url=base_url,
-        next_url=next_page(root, base) or _selected_next(root, selectors.next, base),
+        next_url=(next_page(root, base, base_url)
+                  or _selected_next(root, selectors.next, base, page_key(base_url))),
     )
 
 
-def next_page(root: etree._Element, base: str) -> str:
+def next_page(root: etree._Element, base: str, page_url: str = "") -> str:
     """The page after this one, as the page links it (`<link rel="next">` in its head, or an
-    `<a rel="next">`: WordPress's, Ghost's and most pagers' markup), absolute; "" for none."""
+    `<a rel="next">`: WordPress's, Ghost's and most pagers' markup), absolute; "" for none.
+    Not a link to `page_url` itself (by `page_key`: "#more", tracking parameters): a pager
+    whose last page names itself "next" has no next page, yet `sources check`'s dry run
+    (`Collector.check`) gave that page as its next, and such a rel=next hid the source's
+    `next` selector, where collection (comparing by `page_key`) stopped."""
+    own = page_key(page_url) if page_url else ""
     for el in root.iter("link", "a"):
         if "next" in (el.get("rel") or "").lower().split() and (href := (el.get("href") or "").strip()):
             url = joined(base, href)
-            if url.startswith(("http://", "https://")):
+            if url.startswith(("http://", "https://")) and page_key(url) != own:
                 return url
     return ""
 
 
-def _selected_next(root: etree._Element, selector: str, base: str) -> str:
+def _selected_next(root: etree._Element, selector: str, base: str, own: str) -> str:
     """The page after this one by the source's `next` selector, for pagers without rel=next
-    ("Older stories", "Weiter"): the first match's link, absolute; "" for none."""
+    ("Older stories", "Weiter"): the first match's link, absolute; "" for none, and for a
+    link to the page itself (`own`, its `page_key`), as `next_page`."""
     if not selector:
         return ""
     try:
@@ -109,7 +116,7 @@ def _selected_next(root: etree._Element, selector: str, base: str) -> str:
         raise ParseError(f"bad CSS selector {selector!r}: {e}") from e
     href = _href(found[0]) if found else ""
     url = joined(base, href) if href else ""
-    return url if url.startswith(("http://", "https://")) else ""
+    return url if url.startswith(("http://", "https://")) and page_key(url) != own else ""
 
 
 def _href(el: etree._Element) -> str:

@@ -97,6 +97,7 @@ from api.render import (
     OtherSiteLinks,
     Words,
     date_language,
+    heading_level_of,
     link_rels,
     render_block_html,
 )
@@ -1227,9 +1228,11 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
             + ", ".join(LINK_RELS)))] = "",
         heading_level: Annotated[int, Query(
             ge=HEADING_LEVELS[0], le=HEADING_LEVELS[-1], description=(
-                "the heading's level, 2 to 6, as widget.js's data-heading-level: 3 under an "
-                "article whose sections are h2s (blank: 2)")),
-            BeforeValidator(lambda v: blank_is_none(v) or 2)] = 2,
+                "the heading's level, one digit, 2 to 6, as widget.js's data-heading-level: 3 "
+                "under an article whose sections are h2s (blank: 2)")),
+            # As the script reads the attribute, not the lax integer parse ("03", "3.0"): one
+            # page's server block and script block had other levels for the same text.
+            BeforeValidator(lambda v: heading_level_of(v) if isinstance(v, str) else v)] = 2,
     ):
         rel = need_corpus()
         kk = clamp_k(k)

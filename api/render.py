@@ -89,6 +89,20 @@ def link_rels(value: str) -> tuple[str, ...]:
     return tuple(r for r in LINK_RELS if r in words)
 
 
+def heading_level_of(value: str) -> int:
+    """The heading level `value` names, as widget.js reads data-heading-level: one digit of
+    HEADING_LEVELS, the spaces around it aside; blank is 2. Anything else is a ValueError:
+    "03", "+3" and "3.0", which the lax integer parse took, gave /v1/widget an h3 where the
+    script, given the same attribute, drew its default h2."""
+    level = value.strip()
+    if not level:
+        return HEADING_LEVELS[0]
+    if level not in {str(n) for n in HEADING_LEVELS}:
+        raise ValueError(f"must be one digit, {HEADING_LEVELS[0]} to {HEADING_LEVELS[-1]}, "
+                         f"not {level[:20]!r}")
+    return int(level)
+
+
 def safe_http_url(value: object) -> str | None:
     """Return `value` if it is an absolute http(s) URL a browser will read the same way, else None."""
     if not isinstance(value, str):

@@ -535,6 +535,7 @@
   }
 
   // data-heading-level 2 to 6, else 2: an h2 was wrong under an article whose sections are h2s.
+  // One digit, as api/render.py heading_level_of() reads /v1/widget's heading_level= (not "03").
   function headingLevel(container) {
     var level = text(container.getAttribute("data-heading-level"));
     return /^[2-6]$/.test(level) ? level : "2";

@@ -1053,6 +1053,33 @@ async def test_a_listings_next_link_to_a_page_already_read_is_not_followed(sqlit
     assert (report["blog"].new, report["blog"].problems) == (1, ())
 
 
+async def test_a_pagers_next_link_to_the_page_itself_is_no_next_page(sqlite_store):
+    """`sources check`'s dry run gave a listing whose pager names the page itself "next"
+    (its fragment, tracking parameters: a last page's pager) that page as its next one,
+    where collection, comparing pages by `page_key`, stopped; and such a rel=next hid the
+    source's `next` selector ("Older"), so the pages after it were never read."""
+    from aggregator.model import Selectors
+
+    older = '<nav><a class="older" href="{}">Older</a></nav>'
+    async with LocalSite() as site:
+        for path, body in {
+            "/news": _paged_listing(["a1"], "/news?utm_source=pager#more", link_next=True),
+            "/old": _listing_of({"b1": ""}, '<link rel="next" href="/old#top">' + older.format("/old/2")),
+            "/old/2": _listing_of({"c1": ""}, older.format("/old/2#top")),
+        }.items():
+            site.route(path, body=body, content_type="text/html; charset=utf-8")
+        c = collector(sqlite_store, site)
+        news = await c.check(SourceSpec("news", site.url("/news"), "world", kind="html",
+                                        selectors=Selectors(item="article.card", link="h3 a", pages=3)))
+        old = await c.check(SourceSpec("old", site.url("/old"), "world", kind="html", selectors=Selectors(
+            item="article", link="h3 a", next="a.older", pages=3)))
+        requested = [p for p in site.paths_requested() if not p.startswith("/robots")]
+    assert (news.doc.next_url, [d.url for d in news.drafts]) == ("", [site.url("/s/a1")])
+    assert old.doc.next_url == site.url("/old/2")
+    assert [d.url for d in old.drafts] == [site.url("/s/b1"), site.url("/s/c1")]
+    assert requested == ["/news", "/old", "/old/2"]
+
+
 def _html_source_file(tmp_path, url: str, extra: str, selectors: str, name: str = "site") -> list:
     path = tmp_path / f"{name}.toml"
     path.write_text(f'[[source]]\nname = "{name}"\nurl = "{url}"\ncategory = "world"\n'

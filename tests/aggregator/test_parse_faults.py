@@ -148,6 +148,24 @@ def test_a_big_sitemap_keeps_its_newest_and_joins_only_their_links(monkeypatch) 
     assert len(joins) == MAX_ITEMS
 
 
+def test_the_items_past_a_sitemaps_limit_are_counted_only_if_they_would_be_items() -> None:
+    """The count of entries past the limit took in those whose <loc> is no http(s) link
+    (mailto:, ftp:, a bad IPv6 literal), dropped anyway: "4 items past the first 2 skipped"
+    of a sitemap with one more story. Relative links are joined, and count."""
+    from aggregator.sitemap import parse_sitemap
+
+    locs = ["https://n.example/1", "https://n.example/2", "mailto:desk@n.example",
+            "ftp://n.example/3", "http://[object Object]/a", "/4"]
+    body = ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            + "".join(f"<url><loc>{loc}</loc></url>" for loc in locs) + "</urlset>").encode()
+    doc = parse_sitemap(body, base_url="https://n.example/sitemap.xml", limit=2)
+    assert [it.url for it in doc.items] == ["https://n.example/1", "https://n.example/2"]
+    assert "1 items past the first 2 skipped" in doc.problems, doc.problems
+    doc = parse_sitemap(body.replace(b"<loc>/4</loc>", b"<loc>tel:4</loc>"),
+                        base_url="https://n.example/sitemap.xml", limit=2)
+    assert not [p for p in doc.problems if "past the first" in p], doc.problems
+
+
 def test_unknown_kind_is_rejected() -> None:
     with pytest.raises(ParseError, match="unknown source kind"):
         parse_document(rss(item(1)).encode(), base_url="https://news.example/", kind="podcast")

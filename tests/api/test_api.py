@@ -804,7 +804,8 @@ async def test_widget_fragment_speaks_the_publishers_language(http, stack, share
 
 async def test_widget_fragment_heading_level_is_the_publishers(http, stack):
     """The fragment's heading was always an <h2>: under an article whose sections are h2s the
-    page's outline put the block beside them. heading_level= 2 to 6 (blank: 2)."""
+    page's outline put the block beside them. heading_level= 2 to 6 (blank: 2), one digit as
+    widget.js reads data-heading-level: "03", "+3" and "3.0" were an h3 here and an h2 there."""
     url = stack.records[1]["url"]
     h3 = await http.get("/v1/widget", params={"url": url, "heading_level": "3"})
     assert h3.status_code == 200, h3.text
@@ -812,7 +813,9 @@ async def test_widget_fragment_heading_level_is_the_publishers(http, stack):
     blank = await http.get("/v1/widget", params={"url": url, "heading_level": ""})
     assert blank.text == (await http.get("/v1/widget", params={"url": url})).text
     assert '<h2 class="tdg-heading"' in blank.text
-    for level in ("1", "7", "h3"):
+    assert '<h4 class="tdg-heading"' in (await http.get(
+        "/v1/widget", params={"url": url, "heading_level": " 4 "})).text
+    for level in ("1", "7", "h3", "03", "+3", "3.0", "3_"):
         r = await http.get("/v1/widget", params={"url": url, "heading_level": level})
         assert r.status_code == 422 and "heading_level" in r.text, level
 

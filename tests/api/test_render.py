@@ -15,6 +15,7 @@ from api.render import (
     Words,
     byline_name,
     date_language,
+    heading_level_of,
     initials,
     link_rels,
     render_block_html,
@@ -456,6 +457,16 @@ def test_the_heading_level_is_the_pages_to_choose(level):
 def test_a_heading_level_out_of_range_is_an_error(level):
     with pytest.raises(ValueError, match="heading_level"):
         render_block_html({"related": [card()]}, heading_level=level)
+
+
+def test_heading_level_is_read_as_widget_js_reads_its_attribute():
+    """/v1/widget's heading_level= took what the lax integer parse takes ("03", "+3", "3.0"),
+    which widget.js's data-heading-level (/^[2-6]$/ once trimmed) reads as no level: one
+    digit, 2 to 6, for both; blank is 2."""
+    assert [heading_level_of(v) for v in ("2", " 3 ", "6", "", "  ")] == [2, 3, 6, 2, 2]
+    for bad in ("03", "+3", "3.0", "3_", "1", "7", "h3", "٣", "３"):
+        with pytest.raises(ValueError, match="one digit, 2 to 6"):
+            heading_level_of(bad)
 
 
 @pytest.mark.parametrize("author", ["By Priya Shah", "by Priya Shah", "  BY   Priya Shah"])

@@ -2280,19 +2280,23 @@ async def test_server_dates_are_the_browsers_in_each_language(page, widget_api, 
 
 async def test_the_heading_level_is_the_pages_to_choose(page, widget_api, publisher):
     """The block's heading was always an <h2>: under an article whose sections are h2s the
-    page's outline put it beside them. data-heading-level 2 to 6 (else 2), changed in place
+    page's outline put it beside them. data-heading-level 2 to 6, one digit as /v1/widget's
+    heading_level= takes it (else 2: "03" too, which the fragment refuses), changed in place
     too; a server block asked with heading_level= keeps its level."""
     fragment = await widget_api.fragment(SEED_URL, heading_level="4")
     html = host_page(widget_api.base_url).replace(
         '<div id="related" data-tidings-related ></div>',
         '<div id="related" data-tidings-related data-heading-level="3"></div>'
         '<div id="odd" data-tidings-related data-heading-level="7"></div>'
+        '<div id="zero" data-tidings-related data-heading-level="03"></div>'
         f'<div id="server" data-tidings-related data-heading-level="4">{fragment}</div>')
     await open_with_block(page, publisher.page("heading-level.html", html))
     await page.wait_for_selector("#odd .tdg-card")
     levels = """c => [...c.shadowRoot.querySelectorAll('.tdg-heading')].map(h => h.localName)"""
     assert await page.locator("#related").evaluate(levels) == ["h3"]
     assert await page.locator("#odd").evaluate(levels) == ["h2"]
+    await page.wait_for_selector("#zero .tdg-card")
+    assert await page.locator("#zero").evaluate(levels) == ["h2"]
     assert await page.locator("#server").evaluate(levels) == ["h4"]
     assert await page.locator("#related").get_by_role(
         "heading", level=3, name="Related stories").count() == 1

@@ -527,6 +527,8 @@ async def cmd_collect(settings, args) -> int:
                 what = "not modified" if r.not_modified else f"{r.items} items, {r.new} new, {r.updated} updated"
                 if r.left_out:
                     what += f", {r.left_out} left out by rules"
+                if r.recovered_after:  # its last run said `error`: say that is over
+                    what += (f" (recovered after {counted(r.recovered_after, 'failed fetch', 'failed fetches')})")
                 print(f"ok     {r.name}: {what}")
             else:
                 print(f"error  {r.name}: {r.error}")

@@ -81,6 +81,7 @@ class SourceReport:
     problems: tuple[str, ...] = ()
     elapsed_s: float = 0.0
     left_out: int = 0  # usable items the source's keep/block rules left out
+    recovered_after: int = 0  # failed fetches in a row that this success ended
 
 
 @dataclass(frozen=True)
@@ -404,9 +405,9 @@ class Collector:
         if parsed is None:  # 304 Not Modified
             outcome = FetchOutcome(ok=True, not_modified=True, max_age_s=result.max_age_s,
                                    last_interval_s=state.interval_s)
-            await self._record(state, outcome, result, t0, items=0, new=0)
+            recovered = await self._record(state, outcome, result, t0, items=0, new=0)
             return SourceReport(spec.name, True, result.status, not_modified=True,
-                                elapsed_s=time.perf_counter() - t0)
+                                elapsed_s=time.perf_counter() - t0, recovered_after=recovered)
 
         doc, unread = parsed.doc, 0
         # Before their pages are read: an old item's page is not read every round either.
@@ -429,8 +430,8 @@ class Collector:
             # Those past retention too: they still tell how often the source publishes.
             item_times=tuple({d.published_at for d in (*drafts, *parsed.drafts) if d.published_at}),
         )
-        await self._record(state, outcome, result, t0, items=parsed.item_count,
-                           new=len(res.new_ids), kind=doc.kind)
+        recovered = await self._record(state, outcome, result, t0, items=parsed.item_count,
+                                       new=len(res.new_ids), kind=doc.kind)
         if doc.problems:
             log.info("collect.problems source=%s problems=%s", spec.name, "; ".join(doc.problems[:5]))
         log.info("collect.ok source=%s items=%d new=%d updated=%d left_out=%d past_retention=%d",
@@ -438,7 +439,8 @@ class Collector:
                  parsed.left_out, past)
         return SourceReport(spec.name, True, result.status, parsed.item_count, len(res.new_ids),
                             len(res.updated_ids), res.duplicates, problems=doc.problems,
-                            elapsed_s=time.perf_counter() - t0, left_out=parsed.left_out)
+                            elapsed_s=time.perf_counter() - t0, left_out=parsed.left_out,
+                            recovered_after=recovered)
 
     async def _settled(self, write: Awaitable[T]) -> T:
         """`write` (a claim, a store of stories) run to its end even if the round is
@@ -642,20 +644,34 @@ class Collector:
                             elapsed_s=time.perf_counter() - t0)
 
     async def _record(self, state: SourceState, outcome: FetchOutcome, result, t0: float, *,
-                      items: int, new: int, kind: str = "") -> None:
+                      items: int, new: int, kind: str = "") -> int:
+        """Record a successful fetch; returns the failed fetches in a row it ended (0 when
+        the source was not failing, or the result was not recorded)."""
         now = self.clock()
         at, interval = next_check_at(now, configured_s=state.spec.interval_s, error_count=0,
                                      outcome=outcome, bounds=self.bounds, rng=self.rng)
-        await self._write_record(state, FetchRecord(
+        recorded = await self._write_record(state, FetchRecord(
             ok=True, next_check_at=at, interval_s=interval, status=result.status,
             etag=result.etag if not result.not_modified else state.etag,
             last_modified=result.last_modified if not result.not_modified else state.last_modified,
             new_url=result.permanent_redirect_to, detected_kind=kind, new_stories=new,
             items=items, elapsed_s=time.perf_counter() - t0, spec=state.spec), now)
+        if not (recorded and state.error_count):
+            return 0
+        # Said, at the level its failures were: the log showed `collect.failed` for each
+        # failed fetch and then nothing, so an operator reading it (or filtering warnings)
+        # could not tell a source that came back from one still down; a 304 logs no
+        # `collect.ok`, and a feed back from an outage unchanged answers 304.
+        log.warning("collect.recovered source=%s after_errors=%d", state.spec.name,
+                    state.error_count)
+        return state.error_count
 
-    async def _write_record(self, state: SourceState, rec: FetchRecord, now: datetime) -> None:
+    async def _write_record(self, state: SourceState, rec: FetchRecord, now: datetime) -> bool:
+        """Write a fetch's result on its source; False when it was stale (not written)."""
         if not await self.store.record_fetch(state.id, rec, now):
             # Its validators, schedule and health would be the old source's: the source
             # stays as the edit left it (a new URL due now) and is fetched under it.
             log.info("collect.stale source=%s: the sources file changed during its fetch; "
                      "its result is not recorded", state.spec.name)
+            return False
+        return True

@@ -663,7 +663,7 @@ _SPEC_COLUMNS = ("category", "kind", "enabled", "weight", "interval_s", "full_te
 _RULE_COLUMNS = ("keep_rule", "block_rule")
 
 
-def source_edits(row: dict, spec: SourceSpec, now: datetime) -> dict:
+def source_edits(row: dict, spec: SourceSpec, now: datetime, min_interval_s: int = 0) -> dict:
     """The columns to write on source row `row` (its columns by name) so that it matches
     `spec`, the file's entry of the same name; empty when it already does (pure).
 
@@ -675,6 +675,9 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime) -> dict:
     feed again, so the items a loosened rule now admits come in then, not once the
     publisher changes the feed (its 304s said "nothing new"). Stories already stored are
     left as they are, whatever the new rules say of them.
+
+    `min_interval_s` ([collect]): the floor the schedule raises an interval to, so that the
+    edited interval's next check is no sooner than the schedule would set it.
     """
     want = {"category": spec.category, "kind": spec.kind, "enabled": spec.enabled,
             "weight": spec.weight, "interval_s": spec.interval_s, "full_text": spec.full_text,
@@ -691,7 +694,9 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime) -> dict:
         # The next check was set from the old interval: shortened from "6h" to "15m", the
         # source waited out the 6 h before the new interval applied. It comes within the new
         # one now (a longer interval leaves it: the check after it uses the new one).
-        soonest = now + timedelta(seconds=spec.interval_s)
+        # Raised as the schedule raises it: "30s" under a 5 min floor brought the next check
+        # 30 s after the edit, while `sources.interval_raised` said "no more often than 5m".
+        soonest = now + timedelta(seconds=max(spec.interval_s, min_interval_s))
         if row["next_check_at"] is not None and row["next_check_at"] > soonest:
             out["next_check_at"] = soonest
     configured = row["config_url"] if row["config_url"] is not None else row["url"]
@@ -712,7 +717,8 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime) -> dict:
     return out
 
 
-def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: datetime) -> dict[str, dict]:
+def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: datetime,
+               min_interval_s: int = 0) -> dict[str, dict]:
     """Source name (a row's, or a new source's) -> the columns `sync_sources` writes: all of
     them for a new source, the edits for a changed one, retirement for one gone from the
     file, and for a row a new source adopts (`_adoptions`) its new name with the edits that
@@ -725,7 +731,8 @@ def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: date
         if row is None and spec.name in adopted:
             row = by_name.pop(adopted[spec.name].name)
             cols = {c: getattr(row, c) for c in (*_SPEC_COLUMNS, "url", "config_url", "next_check_at")}
-            plan[row.name] = {**source_edits(cols, spec, now), "name": spec.name, "updated_at": now}
+            plan[row.name] = {**source_edits(cols, spec, now, min_interval_s), "name": spec.name,
+                              "updated_at": now}
             continue
         if row is None:
             plan[spec.name] = dict(
@@ -737,7 +744,7 @@ def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: date
                 error_count=0, next_check_at=now, created_at=now, updated_at=now)
             continue
         cols = {c: getattr(row, c) for c in (*_SPEC_COLUMNS, "url", "config_url", "next_check_at")}
-        edits = source_edits(cols, spec, now)
+        edits = source_edits(cols, spec, now, min_interval_s)
         if edits:
             plan[spec.name] = edits
     for row in by_name.values():
@@ -1257,7 +1264,7 @@ class Store:
     # ---------------------------------------------------------------- sources
 
     async def sync_sources(self, specs: Sequence[SourceSpec], now: datetime | None = None, *,
-                           written_at: datetime | None = None) -> dict:
+                           written_at: datetime | None = None, min_interval_s: int = 0) -> dict:
         """Make the source rows match the config: add new, update changed, retire removed.
 
         Schedule state (validators, errors, next check) survives edits, except that an edit
@@ -1270,20 +1277,23 @@ class Store:
 
         `written_at`, when the file was last written: a row edited (by another machine's
         file) after it keeps that edit, counted in `kept` (`_newer_rows_kept`).
+        `min_interval_s`: [collect]'s floor, for an edited interval's next check.
         """
         now = now or utcnow()
         async with self.session() as s:
             rows = (await s.scalars(select(SourceRow))).all()
-            plan, kept = _newer_rows_kept(_sync_plan(rows, specs, now), rows, written_at, now)
+            plan, kept = _newer_rows_kept(_sync_plan(rows, specs, now, min_interval_s), rows,
+                                          written_at, now)
             if not plan:
                 return {"added": 0, "changed": 0, "retired": 0, "adopted": 0, "kept": len(kept)}
         # SQLite, which has no advisory lock: another process (`tidings run` and `tidings
         # collect` started together) can add the same new sources between this one's read
         # and its insert. Read again: they are there then.
-        return await retried_on_conflict(lambda: self._sync(specs, now, written_at), attempts=3)
+        return await retried_on_conflict(lambda: self._sync(specs, now, written_at, min_interval_s),
+                                         attempts=3)
 
     async def _sync(self, specs: Sequence[SourceSpec], now: datetime,
-                    written_at: datetime | None) -> dict:
+                    written_at: datetime | None, min_interval_s: int = 0) -> dict:
         added = changed = retired = adopted = 0
         async with self.writing() as s:
             if self.dialect == "postgresql":
@@ -1292,7 +1302,8 @@ class Store:
                 await s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SOURCES_LOCK})
             rows = (await s.scalars(select(SourceRow))).all()  # again: others may have synced
             by_name = {r.name: r for r in rows}
-            plan, kept = _newer_rows_kept(_sync_plan(rows, specs, now), rows, written_at, now)
+            plan, kept = _newer_rows_kept(_sync_plan(rows, specs, now, min_interval_s), rows,
+                                          written_at, now)
             for name, values in plan.items():
                 row = by_name.get(name)
                 if row is None:

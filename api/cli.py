@@ -491,7 +491,8 @@ async def _sync_sources(svc) -> list:
 
     specs = load_sources(svc.settings.sources_file, default_interval_s=svc.settings.collect.default_interval_s,
                          min_interval_s=svc.settings.collect.min_interval_s)
-    await svc.store.sync_sources(specs, written_at=written_at(svc.settings.sources_file))
+    await svc.store.sync_sources(specs, written_at=written_at(svc.settings.sources_file),
+                                 min_interval_s=svc.settings.collect.min_interval_s)
     return specs
 
 
@@ -527,6 +528,8 @@ async def cmd_collect(settings, args) -> int:
                 what = "not modified" if r.not_modified else f"{r.items} items, {r.new} new, {r.updated} updated"
                 if r.left_out:
                     what += f", {r.left_out} left out by rules"
+                if r.recovered_after:  # its last run said `error`: say that is over
+                    what += (f" (recovered after {counted(r.recovered_after, 'failed fetch', 'failed fetches')})")
                 print(f"ok     {r.name}: {what}")
             else:
                 print(f"error  {r.name}: {r.error}")
@@ -1060,7 +1063,8 @@ async def cmd_sources(settings, args) -> int:
         return 0
     svc = await build(settings)
     try:
-        await svc.store.sync_sources(specs, written_at=written_at(settings.sources_file))
+        await svc.store.sync_sources(specs, written_at=written_at(settings.sources_file),
+                                     min_interval_s=settings.collect.min_interval_s)
         if args.sources_command == "reset":
             from aggregator.store import utcnow
 

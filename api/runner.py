@@ -82,7 +82,8 @@ class SourcesWatcher:
             self.invalid = True
             return
         try:
-            changes = await self.svc.store.sync_sources(specs, written_at=file_at)
+            changes = await self.svc.store.sync_sources(
+                specs, written_at=file_at, min_interval_s=self.svc.settings.collect.min_interval_s)
             await reload_weights(self.svc)
         except Exception:
             # Not applied (the database away a moment): the next look tries again. Kept as

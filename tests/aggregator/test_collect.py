@@ -146,6 +146,33 @@ async def test_backoff_grows_and_success_resets(site, sqlite_store):
     assert h.error_count == 0 and h.status == "ok" and SHARED
 
 
+async def test_a_source_that_comes_back_says_so(site, sqlite_store, caplog):
+    """The log said `collect.failed` at each failed fetch, then nothing: a feed back from an
+    outage unchanged answers 304, which logs no `collect.ok`, so an operator reading the log
+    (or only its warnings) could not tell a source that recovered from one still down."""
+    import logging
+
+    feed = ('<rss version="2.0"><channel><title>x</title><item><title>t</title>'
+            '<link>http://e.org/1</link></item></channel></rss>')
+    site.route("/flaky.xml", body=feed, etag='"v1"', content_type="application/rss+xml")
+    await sqlite_store.sync_sources([SourceSpec("flaky", site.url("/flaky.xml"), "politics")])
+    c = collector(sqlite_store, site)
+    caplog.set_level(logging.WARNING, logger="tidings.collect")
+    (first,) = (await c.run_round()).sources
+    assert first.ok and first.recovered_after == 0
+    for _ in range(2):
+        site.route("/flaky.xml", status=500)
+        await c.run_round(name="flaky", force=True)
+    site.route("/flaky.xml", body=feed, etag='"v1"', content_type="application/rss+xml")
+    (back,) = (await c.run_round(name="flaky", force=True)).sources
+    assert back.ok and back.not_modified and back.recovered_after == 2
+    lines = [r.getMessage() for r in caplog.records if "collect.recovered" in r.getMessage()]
+    assert lines == ["collect.recovered source=flaky after_errors=2"]
+    (again,) = (await c.run_round(name="flaky", force=True)).sources  # once, not every round
+    assert again.ok and again.recovered_after == 0
+    assert len([r for r in caplog.records if "collect.recovered" in r.getMessage()]) == 1
+
+
 async def test_full_text_pages_fetched_and_extracted(site, sqlite_store, shared_data):
     pages = ["guardian-1", "nytimes-1", "bbc-1"]
     items = []

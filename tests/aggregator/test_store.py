@@ -618,6 +618,21 @@ async def test_a_shortened_interval_applies_from_the_edit_not_after_the_old_one(
     assert c.etag == '"v1"'  # only the schedule moved: the validators stay
 
 
+async def test_an_interval_shortened_below_the_floor_is_due_at_the_floor(store):
+    """Edited to "1m" under [collect] min_interval_s = 300, a source was due 60 s after the
+    edit, while the load's warning (`sources.interval_raised`) said it is checked no more
+    often than every 5 minutes: the next check comes within the raised interval."""
+    spec = SourceSpec("a", "https://a.org/feed", "politics", interval_s=21600)
+    await store.sync_sources([spec], NOW, min_interval_s=300)
+    (c,) = await store.claim_due_sources(NOW, owner="x", lease_s=1)
+    await store.record_fetch(c.id, FetchRecord(ok=True, next_check_at=NOW + timedelta(hours=6),
+                                               interval_s=21600, status=200), NOW)
+    edit = NOW + timedelta(minutes=10)
+    await store.sync_sources([replace(spec, interval_s=60)], edit, min_interval_s=300)
+    (h,) = await store.list_sources()
+    assert h.next_check_at == edit + timedelta(seconds=300)
+
+
 async def test_permanent_redirect_updates_url(store):
     await store.sync_sources([SourceSpec("a", "http://a.org/feed", "politics")], NOW)
     (c,) = await store.claim_due_sources(NOW, owner="x", lease_s=60)

@@ -69,6 +69,23 @@ async def test_a_permanent_redirect_survives_the_commands_that_follow(cli_env, t
         assert [(p, h.get("If-None-Match")) for _, p, h in site.requests] == [("/bbc.xml", '"v1"')]
 
 
+async def test_collect_says_when_a_failing_source_is_back(cli_env, tmp_path):
+    """`collect --source` printed `error` for each failed fetch and then `ok … not modified`,
+    the same line as for a source that never failed: the operator retrying a feed after an
+    outage was not told that it had ended."""
+    async with LocalSite() as site:
+        site.route("/back.xml", body=RSS, etag='"v1"', content_type="application/rss+xml")
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(sources_file(tmp_path, source("back", site.url("/back.xml"))))}
+        assert (await cli(["collect", "--once"], env)).returncode == 0
+        site.route("/back.xml", status=500)
+        r = await cli(["collect", "--source", "back"], env)
+        assert r.returncode == 1 and "error  back: HTTP 500" in r.stdout, r.stdout + r.stderr
+        site.route("/back.xml", body=RSS, etag='"v1"', content_type="application/rss+xml")
+        r = await cli(["collect", "--source", "back"], env)
+        assert "ok     back: not modified (recovered after 1 failed fetch)" in r.stdout, r.stdout
+        assert "collect.recovered source=back after_errors=1" in r.stderr, r.stderr
+
+
 async def test_disabled_and_removed_sources_are_refused_not_fetched(cli_env, tmp_path):
     """`collect --source` fetched a source the file disables ("never fetched", says
     sources.toml); `sources reset` of a source removed from the file said "due now"

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from aggregator.model import Selectors
 from aggregator.parse import parse_document
+from aggregator.parsepool import parse_and_normalize
+from aggregator.sources import load_sources
 
 BERLIN = Selectors(item="", link="", timezone="Europe/Berlin")  # as sources.py loads it
 
@@ -123,3 +126,40 @@ def test_json_feed_dates_without_an_offset_are_tolerated_and_read_in_the_sources
                        "date_published": date} for n, (date, _, _) in enumerate(ISO_DATES)]}
     body = json.dumps(feed).encode()
     assert _read(body, BERLIN if zoned else None) == _expected(ISO_DATES, zoned)
+
+
+def _loaded(tmp_path: Path, kind: str, zone: str):
+    path = tmp_path / "sources.toml"
+    path.write_text(f'[[source]]\nname = "site"\nurl = "https://news.example/feed"\n'
+                    f'category = "world"\nkind = "{kind}"\ntimezone = "{zone}"\n', encoding="utf-8")
+    (spec,) = load_sources(path)
+    return spec
+
+
+def test_a_story_read_in_its_zone_is_no_longer_ahead_of_the_fetch(tmp_path):
+    """An Indian site's 10:00 (04:30 UTC), fetched at 05:00 UTC: read as UTC it was 10:00
+    UTC, five hours past the fetch, on top of every "newest first" list until then."""
+    spec = _loaded(tmp_path, "feed", "Asia/Kolkata")
+    body = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><item>'
+            b"<title>Story</title><link>https://news.example/a</link>"
+            b"<pubDate>Wed, 25 Nov 2026 10:00:00</pubDate></item></channel></rss>")
+    now = utc(2026, 11, 25, 5, 0)
+    parsed = parse_and_normalize(body, spec.url, "application/rss+xml", spec.kind,
+                                 spec.selectors, spec, now)
+    (draft,) = parsed.drafts
+    assert draft.published_at == utc(2026, 11, 25, 4, 30)
+
+
+def test_the_future_bound_applies_to_the_time_in_the_sources_zone(tmp_path):
+    """normalize drops a date more than a day past the fetch: Los Angeles's 10:00 tomorrow
+    is 18:00 UTC, 30 hours ahead (read as UTC it was 22 hours ahead, and kept)."""
+    spec = _loaded(tmp_path, "sitemap", "America/Los_Angeles")
+    body = (b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+            b'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"><url>'
+            b"<loc>https://news.example/a</loc><news:news><news:title>Story</news:title>"
+            b"<news:publication_date>2026-11-26T10:00:00</news:publication_date></news:news>"
+            b"</url></urlset>")
+    parsed = parse_and_normalize(body, spec.url, "application/xml", spec.kind, spec.selectors,
+                                 spec, utc(2026, 11, 25, 12, 0))
+    (draft,) = parsed.drafts
+    assert draft.published_at is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import xml.sax
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,7 +19,7 @@ import feedparser
 import lxml.html
 from lxml import etree
 
-from aggregator import feeddates  # noqa: F401 (registers the reader of localised dates)
+from aggregator import feeddates  # registers the reader of localised dates; site_local
 from aggregator.canonical import joined
 from aggregator.errors import ParseError
 from aggregator.fastfeed import read_fast
@@ -58,12 +59,14 @@ _PLAIN_IMAGE_KEYS = ("bigimage", "smallimage")  # aggregator.fastfeed._COPY_KEYS
 
 
 def parse_feed(
-    body: bytes, *, base_url: str, content_type: str | None = None, fast: bool | None = None
+    body: bytes, *, base_url: str, content_type: str | None = None, fast: bool | None = None,
+    site_zone: tzinfo = UTC,
 ) -> ParsedDocument:
     """Parse an RSS/Atom/RDF body; broken items are skipped and listed in `problems`.
 
     Well-formed documents take the lxml fast path (aggregator.fastfeed, same results);
     `fast=False`, or anything the fast path does not model, goes through feedparser.
+    `site_zone`, the source's `timezone`: the zone of its dates written without one.
     """
     use_fast = FAST_PATH if fast is None else fast
     if use_fast:
@@ -75,7 +78,7 @@ def parse_feed(
             # the fast path leaves markup as it is, so _first_img does that step instead.
             return _document(feed, entries, base_url, [], markup_base=base_url,
                              plain_bodies=atom or _has_bare_content(body),
-                             bodies=atom or _has_bodies(body))
+                             bodies=atom or _has_bodies(body), site_zone=site_zone)
     headers = {"content-location": base_url, "content-type": _xml_content_type(content_type)}
     problems: list[str] = []
     thinned = _few_attributes(body)
@@ -96,7 +99,7 @@ def parse_feed(
     atom = str(d.get("version") or "").startswith("atom")
     return _document(d.feed, entries, base_url, problems,
                      plain_bodies=atom or _has_bare_content(body),
-                     bodies=atom or _has_bodies(body))
+                     bodies=atom or _has_bodies(body), site_zone=site_zone)
 
 
 def _feedparser(body: bytes, headers: dict[str, str]) -> Any:
@@ -147,11 +150,11 @@ def _few_attributes(body: bytes) -> bytes:
 
 def _document(feed: Any, entries: list, base_url: str, problems: list[str], *,
               markup_base: str | None = None, plain_bodies: bool = False,
-              bodies: bool = True) -> ParsedDocument:
+              bodies: bool = True, site_zone: tzinfo = UTC) -> ParsedDocument:
     home = str(feed.get("link") or "")
     items: list[ParsedItem] = []
     for n, entry in enumerate(entries, start=1):
-        item, problem = _item(entry, n, base_url, markup_base, plain_bodies, bodies)
+        item, problem = _item(entry, n, base_url, markup_base, plain_bodies, bodies, site_zone)
         if problem:
             problems.append(problem)
         if item is not None:
@@ -169,7 +172,8 @@ def _document(feed: Any, entries: list, base_url: str, problems: list[str], *,
 
 
 def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None,
-          plain_bodies: bool = False, bodies: bool = True) -> tuple[ParsedItem | None, str]:
+          plain_bodies: bool = False, bodies: bool = True,
+          site_zone: tzinfo = UTC) -> tuple[ParsedItem | None, str]:
     link = _link(entry, base_url)
     title = clean_inline(entry.get("title"))
     if not link:
@@ -184,16 +188,17 @@ def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None,
     if summary and summary == text:
         # feedparser copies Atom <content> into summary when there is no <summary>.
         summary = ""
-    published_at = struct_time_to_utc(entry.get("published_parsed")) or struct_time_to_utc(
-        entry.get("updated_parsed")
+    published_at = _entry_time(entry, "published", site_zone) or _entry_time(
+        entry, "updated", site_zone
     )
     problem = ""
     raw_date = entry.get("published") or entry.get("updated")
     if published_at is None and raw_date:
         # feedparser reads no RFC 822 date without a zone ("Tue, 10 Jun 2025 04:00:00") nor
         # one with its day named in another language ("Di, 10 Jun 2025 …"); the story then
-        # took the time it was collected. Read as JSON Feed and sitemap dates are (naive: UTC).
-        published_at = parse_date(str(raw_date))
+        # took the time it was collected. Read as JSON Feed and sitemap dates are (naive: in
+        # the source's `timezone`, else UTC).
+        published_at = parse_date(str(raw_date), site_zone)
     if published_at is None and raw_date:
         problem = f"item {n}: invalid date {str(raw_date)[:40]!r}, left empty"
     image_url, image_width_px = _image(entry, content_html or summary_html, link,
@@ -217,6 +222,17 @@ def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None,
         ),
     )
     return item, problem
+
+
+def _entry_time(entry: Any, key: str, site_zone: tzinfo) -> datetime | None:
+    """An entry's `published` or `updated` time in UTC: feedparser's reading (the fast path
+    uses its reader too), or, on a source with a `timezone`, the source's reading of a time
+    written without a zone, which feedparser took for UTC."""
+    read = struct_time_to_utc(entry.get(f"{key}_parsed"))
+    raw = entry.get(key)
+    if site_zone is not UTC and raw:
+        return feeddates.site_local(str(raw), site_zone, read) or read
+    return read
 
 
 def _link(entry: Any, base_url: str) -> str:

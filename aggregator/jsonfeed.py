@@ -7,6 +7,7 @@ Bytes in, dataclasses out. Accepts 1.0's `author` and 1.1's `authors`; an item's
 from __future__ import annotations
 
 import json
+from datetime import UTC, tzinfo
 from typing import Any
 
 from aggregator.canonical import joined
@@ -19,8 +20,9 @@ def is_jsonfeed(data: object) -> bool:
     return isinstance(data, dict) and "jsonfeed.org/version/" in str(data.get("version", ""))
 
 
-def parse_jsonfeed(body: bytes, *, base_url: str) -> ParsedDocument:
-    """Parse a JSON Feed; raise ParseError when the body is not JSON or not a JSON Feed."""
+def parse_jsonfeed(body: bytes, *, base_url: str, site_zone: tzinfo = UTC) -> ParsedDocument:
+    """Parse a JSON Feed; raise ParseError when the body is not JSON or not a JSON Feed.
+    `site_zone`, the source's `timezone`: the zone of its dates written without one."""
     try:
         data = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -40,7 +42,7 @@ def parse_jsonfeed(body: bytes, *, base_url: str) -> ParsedDocument:
         if not isinstance(raw, dict):
             problems.append(f"item {n}: not an object, skipped")
             continue
-        item, problem = _item(raw, n, base_url, feed_authors)
+        item, problem = _item(raw, n, base_url, feed_authors, site_zone)
         if problem:
             problems.append(problem)
         if item is not None:
@@ -57,7 +59,7 @@ def parse_jsonfeed(body: bytes, *, base_url: str) -> ParsedDocument:
 
 
 def _item(
-    raw: dict[str, Any], n: int, base_url: str, feed_authors: str
+    raw: dict[str, Any], n: int, base_url: str, feed_authors: str, site_zone: tzinfo = UTC
 ) -> tuple[ParsedItem | None, str]:
     link = ""
     for key in ("url", "external_url", "id"):
@@ -85,7 +87,9 @@ def _item(
     for key in ("date_published", "date_modified"):
         value = _str(raw.get(key))
         if value:
-            published_at = parse_date(value)
+            # JSON Feed requires RFC 3339, with its offset; a feed that leaves it out is
+            # read as RSS and Atom dates are: in the source's `timezone`, else UTC.
+            published_at = parse_date(value, site_zone)
             if published_at is None:
                 problem = f"item {n}: invalid date {value[:40]!r}, left empty"
             break

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
 import lxml.html
 from cssselect import SelectorError
@@ -20,7 +19,7 @@ from lxml import etree
 from aggregator.canonical import joined, page_key
 from aggregator.dateline import dateline, numeric_date, relative_date, with_clock, zoned_clock
 from aggregator.errors import ParseError
-from aggregator.model import ParsedDocument, ParsedItem, Selectors
+from aggregator.model import ParsedDocument, ParsedItem, Selectors, site_zone
 from aggregator.textclean import clean_inline, decode_html, html_to_text, parse_date
 
 # Lazy-loading attributes first: such a page's `src` is a placeholder (a data: URI, or a
@@ -54,8 +53,7 @@ def parse_listing(
         raise ParseError(f"bad CSS selector {selectors.item!r}: {e}") from e
     if not blocks:
         raise ParseError(f"HTML listing: item selector {selectors.item!r} matched nothing")
-    # The zone was checked when the sources file was loaded.
-    when = _When(now, _language(root), ZoneInfo(selectors.timezone) if selectors.timezone else UTC)
+    when = _When(now, _language(root), site_zone(selectors))
     items: list[ParsedItem] = []
     problems: list[str] = []
     seen: set[str] = set()

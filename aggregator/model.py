@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 # Widths of the label columns (aggregator/schema.py). PostgreSQL refuses a longer value, and
 # the whole write with it: the loaders refuse one where it enters, naming its line.
@@ -59,7 +60,10 @@ class Selectors:
     not a selector, is how many of the listing's pages to read, following its rel=next links
     (else the link `next` selects); `timezone`, the source's own key (an IANA name, "" for
     UTC), is the zone its times without one are written in. Both are kept here because the
-    sources table stores the selectors as one JSON value, and only listings read them."""
+    sources table stores the selectors as one JSON value. A feed's or a sitemap's source
+    with a `timezone` has selectors that carry it alone, `item` and `link` "" (`zone_only`):
+    a new column would need a migration, and an older version still reads such a row (its
+    feed then in UTC, as before)."""
 
     item: str
     link: str
@@ -73,6 +77,23 @@ class Selectors:
 
 
 _SELECTOR_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Selectors)}
+
+
+def zone_only(timezone: str) -> Selectors | None:
+    """The selectors of a source that is not a listing: its `timezone` alone, None without
+    one (pure)."""
+    return Selectors(item="", link="", timezone=timezone) if timezone else None
+
+
+def listing_selectors(sel: Selectors | None) -> Selectors | None:
+    """`sel` when it reads a listing, None when it carries a zone alone (pure)."""
+    return sel if sel is not None and sel.item else None
+
+
+def site_zone(sel: Selectors | None) -> tzinfo:
+    """The zone a source writes its times without one in: its `timezone`, else UTC (pure;
+    the name was looked up when the sources file was loaded)."""
+    return ZoneInfo(sel.timezone) if sel is not None and sel.timezone else UTC
 
 
 def selectors_json(sel: Selectors | None) -> dict | None:

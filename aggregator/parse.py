@@ -22,7 +22,7 @@ from aggregator.errors import ParseError
 from aggregator.feeds import parse_feed
 from aggregator.jsonfeed import is_jsonfeed, parse_jsonfeed
 from aggregator.listing import parse_listing
-from aggregator.model import ParsedDocument, Selectors
+from aggregator.model import ParsedDocument, Selectors, listing_selectors, site_zone
 from aggregator.sitemap import parse_sitemap
 from aggregator.textclean import decode_html, valid_char_refs
 
@@ -84,7 +84,9 @@ def parse_document(
     `fast=False` reads RSS/Atom with feedparser only (the reference the fast path is tested
     and benchmarked against); None follows aggregator.feeds.FAST_PATH. At most `MAX_ITEMS`
     items are kept, in document order (a problem says how many were left). `now`, the time
-    the body was fetched, dates a listing's "2 hours ago" (left unread without it)."""
+    the body was fetched, dates a listing's "2 hours ago" (left unread without it).
+    `selectors.timezone`, on a source of any kind, is the zone of its times written without
+    one."""
     doc = _parse(body, base_url=base_url, content_type=content_type, kind=kind,
                  selectors=selectors, fast=fast, now=now)
     if len(doc.items) <= MAX_ITEMS:
@@ -106,6 +108,8 @@ def _parse(body: bytes, *, base_url: str, content_type: str | None, kind: str,
     wanted = kind if kind != "auto" else sniffed
     if kind in ("feed", "jsonfeed") and sniffed == "jsonfeed":
         wanted = "jsonfeed"  # a "feed" source may serve either format
+    zone = site_zone(selectors)
+    selectors = listing_selectors(selectors)  # a feed's or sitemap's carry its zone alone
     if wanted == "html" or (kind == "auto" and sniffed == "html"):
         if selectors is None:
             expected = "a feed" if kind in ("auto", "feed") else f"a {kind}"
@@ -117,18 +121,20 @@ def _parse(body: bytes, *, base_url: str, content_type: str | None, kind: str,
             body, base_url=base_url, selectors=selectors, content_type=content_type, now=now
         )
     if wanted == "jsonfeed":
-        return parse_jsonfeed(body, base_url=base_url)
+        return parse_jsonfeed(body, base_url=base_url, site_zone=zone)
     if wanted == "json":
         raise ParseError("expected a feed, got JSON that is not a JSON Feed")
     if wanted == "sitemap":
         if sniffed == "html":
             raise ParseError("expected a sitemap, got an HTML page")
-        return parse_sitemap(valid_char_refs(body), base_url=base_url, limit=MAX_ITEMS)
+        return parse_sitemap(valid_char_refs(body), base_url=base_url, limit=MAX_ITEMS,
+                             site_zone=zone)
     if sniffed == "html":
         raise ParseError("expected a feed, got an HTML page" + _feeds_hint(body, base_url, content_type))
     # "feed" and "unknown": feedparser is the most forgiving reader we have; it raises a
     # ParseError naming what it saw when nothing comes out.
-    return parse_feed(valid_char_refs(body), base_url=base_url, content_type=content_type, fast=fast)
+    return parse_feed(valid_char_refs(body), base_url=base_url, content_type=content_type,
+                      fast=fast, site_zone=zone)
 
 
 _FEED_TYPES = {"application/rss+xml", "application/atom+xml", "application/feed+json",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -38,9 +38,13 @@ _NOT_STORIES = frozenset({"page", "pages", "category", "categories", "tag", "tag
                           "taxonomies", "author", "authors", "user", "users"})
 
 
-def parse_sitemap(body: bytes, *, base_url: str, limit: int | None = None) -> ParsedDocument:
+def parse_sitemap(body: bytes, *, base_url: str, limit: int | None = None,
+                  site_zone: tzinfo = UTC) -> ParsedDocument:
     """Parse a sitemap body, at most `limit` of its stories (the newest; a problem says how
-    many were left); raise ParseError when there is no <urlset> or <sitemapindex>."""
+    many were left); raise ParseError when there is no <urlset> or <sitemapindex>.
+    `site_zone`, the source's `timezone`: the zone of its times written without one (W3C
+    Datetime wants an offset with a time, and sites leave it out); a day alone stays that
+    day at midnight UTC."""
     parser = _parser()
     try:
         root = etree.fromstring(body, parser=parser)
@@ -76,7 +80,7 @@ def parse_sitemap(body: bytes, *, base_url: str, limit: int | None = None) -> Pa
                     repeated += key != own
                     continue
                 seen.add(key)
-                dated.append((parse_date(_text(sm, "lastmod")), url))
+                dated.append((parse_date(_text(sm, "lastmod"), site_zone), url))
         # A WordPress index lists its page, category, tag and author sitemaps beside its
         # posts' (Yoast's dated today, as a category's newest post is): they took the
         # collector's slots, and every category and author page became a "story". Left out
@@ -114,7 +118,7 @@ def parse_sitemap(body: bytes, *, base_url: str, limit: int | None = None) -> Pa
         news = entry.find(f"{{{_NEWS_NS}}}news")
         raw_date = (_ns_text(news, _NEWS_NS, "publication_date") if news is not None else "")
         raw_date = raw_date or fields.get("lastmod", "")
-        published_at = parse_date(raw_date)
+        published_at = parse_date(raw_date, site_zone)
         if raw_date and published_at is None:
             problems.append(f"item {n}: invalid date {raw_date[:40]!r}, left empty")
         dated.append((published_at, n, entry, loc))

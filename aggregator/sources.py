@@ -26,7 +26,13 @@ from cssselect import GenericTranslator, SelectorError
 from aggregator.canonical import canonical_url
 from aggregator.errors import ConfigError
 from aggregator.itemrules import compile_rule
-from aggregator.model import MAX_CATEGORY_CHARS, MAX_SOURCE_NAME_CHARS, Selectors, SourceSpec
+from aggregator.model import (
+    MAX_CATEGORY_CHARS,
+    MAX_SOURCE_NAME_CHARS,
+    Selectors,
+    SourceSpec,
+    zone_only,
+)
 from aggregator.settings import CONTROL_CHARS, KeyLines, did_you_mean, read_toml
 
 log = logging.getLogger("tidings.sources")
@@ -237,14 +243,13 @@ def _check_rule(table: dict[str, Any], key: str, err: _SourceErrors) -> str:
     return pattern
 
 
-def _check_timezone(table: dict[str, Any], kind: str, err: _SourceErrors) -> str:
+def _check_timezone(table: dict[str, Any], err: _SourceErrors) -> str:
     """The source's IANA time zone ("" when absent), looked up now so that a typo fails at
-    load with its line, not as stories an hour or two off."""
+    load with its line, not as stories an hour or two off. Every kind reads it: listings,
+    and feeds' and sitemaps' dates written without a zone."""
     if "timezone" not in table:
         return ""
     zone = table["timezone"]
-    if kind != "html":  # only listings read it so far: accepted elsewhere, it would do nothing
-        raise err(f"timezone is only for kind = \"html\" (this source is {kind!r})", "timezone")
     if not isinstance(zone, str) or not zone.strip():
         raise err(f"timezone must be an IANA time zone name like \"Europe/Berlin\", got "
                   f"{zone!r}", "timezone")
@@ -309,8 +314,8 @@ def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) ->
     if not 0.0 <= weight <= MAX_WEIGHT:
         raise err(f"weight must be between 0 and {MAX_WEIGHT:g}, got {weight!r}", "weight")
 
-    zone = _check_timezone(table, kind, err)
-    selectors = None
+    zone = _check_timezone(table, err)
+    selectors = zone_only(zone)  # a feed's or sitemap's zone rides in Selectors (see there)
     if "selectors" in table:
         if kind != "html":
             raise err(f"selectors are only for kind = \"html\" (this source is {kind!r})",

@@ -344,6 +344,29 @@ def parse_date(value: str | None, site_zone: tzinfo = UTC) -> datetime | None:
     hours; being off by hours is better than losing the date), or in `site_zone` when the
     source names its zone. Date-only values mean midnight UTC: a day, whatever the zone.
     """
+    written = _written_date(value)
+    if written is None:
+        return None
+    parsed, zone_unsaid = written
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=site_zone if zone_unsaid else UTC)
+    return _utc(parsed)
+
+
+def local_date(value: str | None, site_zone: tzinfo) -> datetime | None:
+    """`value`, a time of day written without a zone, read in `site_zone`, in UTC; None when
+    it says its zone or offset ("Z", "GMT", "+0000"), is a day alone, or is no date read
+    here: the caller's own reading of it then stands (pure). For readers of their own, such
+    as feedparser, which take every time without a zone for UTC."""
+    written = _written_date(value)
+    if written is None or not written[1]:
+        return None
+    return _utc(written[0].replace(tzinfo=site_zone))
+
+
+def _written_date(value: str | None) -> tuple[datetime, bool] | None:
+    """`value` as written (naive when it says no zone), and whether it is a time of day that
+    says no zone, to be read in the site's; None when it is no date."""
     if not value:
         return None
     value = value.strip()
@@ -361,10 +384,14 @@ def parse_date(value: str | None, site_zone: tzinfo = UTC) -> datetime | None:
             return None
     if parsed is None:
         return None
-    if parsed.tzinfo is None:
-        # "-0000" is RFC 5322's UTC with the sender's zone unsaid: UTC, not the site's.
-        clock_written = ":" in value and not value.endswith("-0000")
-        parsed = parsed.replace(tzinfo=site_zone if clock_written else UTC)
+    # "-0000" is RFC 5322's UTC with the sender's zone unsaid: UTC, not the site's. A day
+    # alone ("2026-11-25") names a day, not an instant in it: read in Berlin it became 23:00
+    # of the day before, shown as the wrong day, so it stays midnight UTC (the day written).
+    zone_unsaid = parsed.tzinfo is None and ":" in value and not value.endswith("-0000")
+    return parsed, zone_unsaid
+
+
+def _utc(parsed: datetime) -> datetime | None:
     try:
         return parsed.astimezone(UTC)
     except (OverflowError, ValueError):
@@ -417,6 +444,7 @@ __all__ = [
     "drop_read_more",
     "feed_html_to_text",
     "html_to_text",
+    "local_date",
     "parse_date",
     "struct_time_to_utc",
     "truncate",

@@ -489,13 +489,23 @@ async def test_check_of_a_server_that_answers_304_unasked(site, sqlite_store):
         await collector(sqlite_store, site).check(SourceSpec("odd", site.url("/odd.xml"), "politics"))
 
 
-def _news_sitemap(base: str, names: list[str]) -> str:
+def _news_sitemap(base: str, names: list[str], dates: dict[str, str] | None = None) -> str:
+    """A news sitemap of `names`, each dated 2026-11-25T08:00:00Z unless `dates` says."""
     urls = "".join(
         f"<url><loc>{base}/{n}</loc><news:news><news:title>{n.title()} story</news:title>"
-        "<news:publication_date>2026-11-25T08:00:00Z</news:publication_date></news:news></url>"
+        f"<news:publication_date>{(dates or {}).get(n, '2026-11-25T08:00:00Z')}"
+        "</news:publication_date></news:news></url>"
         for n in names)
     return ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
             f'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">{urls}</urlset>')
+
+
+def _sitemap_index(children: dict[str, str]) -> str:
+    """A sitemap index of child URL -> its lastmod."""
+    entries = "".join(f"<sitemap><loc>{url}</loc><lastmod>{lastmod}</lastmod></sitemap>"
+                      for url, lastmod in children.items())
+    return ('<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"{entries}</sitemapindex>")
 
 
 async def test_a_sitemap_index_is_read_through_its_newest_children(sqlite_store):
@@ -716,10 +726,8 @@ async def test_gzipped_child_sitemaps_are_read(sqlite_store):
 
     async with LocalSite() as site:
         base = site.url("").rstrip("/")
-        site.route("/sm-index.xml", content_type="application/xml", body=(
-            '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-            f"<sitemap><loc>{base}/sm-1.xml.gz</loc><lastmod>2026-11-25</lastmod></sitemap>"
-            "</sitemapindex>"))
+        site.route("/sm-index.xml", content_type="application/xml",
+                   body=_sitemap_index({f"{base}/sm-1.xml.gz": "2026-11-25"}))
         site.route("/sm-1.xml.gz", content_type="application/x-gzip",
                    body=gzip.compress(_news_sitemap(base, ["alpha", "beta"]).encode()))
         await sqlite_store.sync_sources([SourceSpec("smgz", site.url("/sm-index.xml"), "politics",
@@ -1157,6 +1165,46 @@ async def test_a_listings_times_without_a_zone_are_read_in_the_sources_timezone(
         "yesterday": datetime(2026, 11, 30, 22, 30, tzinfo=UTC),
         "zoned": datetime(2026, 11, 25, 14, 5, tzinfo=UTC),
         "day": datetime(2026, 11, 25, tzinfo=UTC),
+    }
+
+
+async def test_a_sitemaps_and_a_feeds_times_without_a_zone_are_read_in_the_sources_timezone(
+        tmp_path, sqlite_store):
+    """`timezone` was for listings only: an Indian site's sitemap (its children too) and feed
+    writing "2026-11-25T10:00:00" had 10:00 UTC, five and a half hours late. Loaded from
+    the file, stored and claimed, it reads them in Asia/Kolkata; a date with its offset, and
+    the source without a `timezone`, read as before."""
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    async with LocalSite() as site:
+        base = site.url("").rstrip("/")
+        site.route("/sm-index.xml", content_type="application/xml",
+                   body=_sitemap_index({f"{base}/sm-1.xml": "2026-11-25T10:00:00"}))
+        site.route("/sm-1.xml", content_type="application/xml", body=_news_sitemap(
+            base, ["local", "offset"], {"local": "2026-11-25T10:00:00",
+                                        "offset": "2026-11-25T10:00:00+01:00"}))
+        site.route("/feed.xml", content_type="application/rss+xml", body=(
+            '<rss version="2.0"><channel><title>F</title>'
+            + "".join(f"<item><title>Story {slug}</title><link>{base}/s/{slug}</link>"
+                      f"<pubDate>Wed, 25 Nov 2026 10:00:00</pubDate></item>"
+                      for slug in ("feed", "utc-feed"))
+            + "</channel></rss>"))
+        path = tmp_path / "sources.toml"
+        path.write_text(
+            f'[[source]]\nname = "sm"\nurl = "{base}/sm-index.xml"\ncategory = "world"\n'
+            'timezone = "Asia/Kolkata"\n'
+            f'[[source]]\nname = "feed"\nurl = "{base}/feed.xml"\ncategory = "world"\n'
+            'kind = "feed"\ntimezone = "Asia/Kolkata"\nblock = "utc-feed"\n'
+            f'[[source]]\nname = "utc"\nurl = "{base}/feed.xml"\ncategory = "world"\n'
+            'keep = "utc-feed"\n', encoding="utf-8")
+        await sqlite_store.sync_sources(load_sources(path))
+        reports = (await collector(sqlite_store, site, clock=lambda: now).run_round(force=True)).sources
+    assert {r.name: (r.ok, r.new) for r in reports} == {
+        "sm": (True, 2), "feed": (True, 1), "utc": (True, 1)}, reports
+    assert await _published(sqlite_store) == {
+        "local": datetime(2026, 11, 25, 4, 30, tzinfo=UTC),
+        "offset": datetime(2026, 11, 25, 9, 0, tzinfo=UTC),
+        "feed": datetime(2026, 11, 25, 4, 30, tzinfo=UTC),
+        "utc-feed": datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
     }
 
 

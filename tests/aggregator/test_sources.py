@@ -180,6 +180,17 @@ interval = 600
     assert (second.kind, second.interval_s, second.selectors) == ("sitemap", 600, None)
 
 
+@pytest.mark.parametrize("kind", ["auto", "feed", "sitemap"])
+def test_a_feeds_or_sitemaps_timezone_loads(tmp_path, kind):
+    """Feeds and sitemaps write dates without a zone too ("Tue, 25 Nov 2026 14:05:00"): the
+    key was refused on them. It rides in selectors that carry it alone (model.zone_only)."""
+    path = write(tmp_path, A.replace("[[source]]", f'[[source]]\nkind = "{kind}"')
+                 + 'timezone = " Asia/Kolkata "\n' + A.replace('"a"', '"b"'))
+    zoned, plain = load_sources(path)
+    assert zoned.selectors == Selectors(item="", link="", timezone="Asia/Kolkata")
+    assert plain.selectors is None
+
+
 def test_empty_file_has_no_sources(tmp_path):
     assert load_sources(write(tmp_path, "# nothing yet\n")) == []
 
@@ -273,8 +284,11 @@ SOURCE_ERRORS = [
      'link = "a"\n', 6, "timezone", "source 'a'", "unknown time zone"),
     (A + 'kind = "html"\ntimezone = 1\n[source.selectors]\nitem = "li"\nlink = "a"\n', 6,
      "timezone", "source 'a'", "timezone must be an IANA time zone name"),
-    (A + 'timezone = "Europe/Berlin"\n', 5, "timezone", "source 'a'",
-     "timezone is only for kind = \"html\""),
+    # Every kind reads it now, and checks it the same way.
+    (A + 'kind = "feed"\ntimezone = "Europe/Berlinn"\n', 6, "timezone", "source 'a'",
+     "unknown time zone 'Europe/Berlinn' (an IANA"),
+    (A + 'timezone = ""\nkind = "sitemap"\n', 5, "timezone", "source 'a'",
+     "timezone must be an IANA time zone name"),
     (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "a"\nnext = "a.older"\n', 9,
      "selectors.next", "source 'a'", "next is followed only with pages > 1"),
     (A + 'kind = "html"\n[source.selectors]\nitem = "li"\nlink = "a"\nnext = "a["\npages = 2\n',

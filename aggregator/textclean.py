@@ -230,14 +230,33 @@ def without_name_tail(title: str, max_words: int = 4) -> str:
     return head
 
 
+_LABEL_SEPARATOR = " | "
+
+
+def without_label_head(title: str, max_words: int = 3) -> str:
+    """`title` without a section label before its first " | ": "Opinion | Title" (NYT's and
+    WSJ's titles and feeds), "heise+ | Title" (heise's paid pieces) are "Title". A label: at
+    most `max_words` words, none with a digit ("2026 | …" is no section); at least two words
+    stay. For comparing headlines only: an article sent as "Opinion | Title" (a page's <title>,
+    a CMS field) had its own story, stored as "Title", in its block."""
+    cut = title.find(_LABEL_SEPARATOR)
+    if cut <= 0:
+        return title
+    label, rest = title[:cut].split(), title[cut + len(_LABEL_SEPARATOR):].strip()
+    if len(label) > max_words or any(ch.isdigit() for ch in title[:cut]) or len(rest.split()) < 2:
+        return title
+    return rest
+
+
 _NON_WORD = re.compile(r"\W+")
 
 
 def headline_key(title: str) -> str:
     """What headlines compare by, wherever one story's copies are told apart (related blocks,
-    feeds): without case, punctuation, or a publisher's name after a separator
-    (`without_name_tail`): "Title | Reuters" beside "Title" was one story shown twice."""
-    return _NON_WORD.sub(" ", without_name_tail(title).lower()).strip()
+    feeds): without case, punctuation, a publisher's name after a separator
+    (`without_name_tail`): "Title | Reuters" beside "Title" was one story shown twice, or a
+    section label before one (`without_label_head`: "Opinion | Title")."""
+    return _NON_WORD.sub(" ", without_label_head(without_name_tail(title)).lower()).strip()
 
 
 def drop_read_more(text: str) -> str:

@@ -318,6 +318,21 @@ def test_a_headline_loses_a_publisher_s_name_after_its_last_separator(title: str
     assert without_name_tail(title) == core
 
 
+@pytest.mark.parametrize("title,core", [
+    ("Opinion | Is Football Violence a Crime?", "Is Football Violence a Crime?"),  # NYT, WSJ
+    ("heise+ | Drei Plattenspieler mit Bluetooth im Test", "Drei Plattenspieler mit Bluetooth im Test"),
+    ("The Big Read | Why markets slumped", "Why markets slumped"),
+    ("Top 10 | Die besten Beamer", "Top 10 | Die besten Beamer"),  # a digit: no section
+    ("The Raccoons of the Resistance watch the State | First Dog", "The Raccoons of the Resistance watch the State | First Dog"),
+    ("Opinion | Brexit", "Opinion | Brexit"),  # one word would be left
+    ("No separator here", "No separator here"),
+])
+def test_a_headline_loses_a_section_label_before_its_first_bar(title: str, core: str) -> None:
+    from aggregator.textclean import without_label_head
+
+    assert without_label_head(title) == core
+
+
 def test_headlines_compare_without_case_punctuation_or_a_publishers_name() -> None:
     """`headline_key`: the one rule related blocks and feeds tell one story's copies by."""
     from aggregator.textclean import headline_key
@@ -327,3 +342,5 @@ def test_headlines_compare_without_case_punctuation_or_a_publishers_name() -> No
     assert key == headline_key("HEWITT decries career-sexism  - BBC News") == headline_key(
         "Hewitt decries career sexism")
     assert headline_key("Brexit talks - Part 2") != headline_key("Brexit talks")
+    # A section label before the headline, and a publisher after it, both go.
+    assert headline_key("Opinion | Hewitt decries 'career sexism' | Reuters") == key

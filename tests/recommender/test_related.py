@@ -204,6 +204,25 @@ def test_copies_whose_headline_carries_the_publisher_s_name_show_once(copy_title
     assert 3 not in ids(rank_related(query, cands, k=5, now=NOW))
 
 
+def test_the_article_under_a_section_label_is_the_article_itself():
+    # The audit of the captured feeds (2026-12): POST /v1/related with a stored BBC, NPR or
+    # NYT story's text under "Opinion | <its headline>" (NYT's and WSJ's <title>, a CMS
+    # field) had that story first in its own block: int8 MiniLM cosine 0.977-0.983, close,
+    # but under 0.995 the self rule wants the same headline, and the two compared unequal.
+    # A copy under the label shows once, as one under a publisher's name does.
+    wire, byline = unit(0.8, 0.6), unit(0.8, 0.6, 0.35)  # cosine 0.94
+    headline = "Hewitt decries 'career sexism'"
+    cands = [
+        cand(2, wire, title=headline, site="bbc.co.uk"),
+        cand(3, byline, title=f"Opinion | {headline}", site="nytimes.com"),
+        cand(5, unit(0.5, 0, 0, 0.8)),
+    ]
+    block = rank_related(QUERY, cands, k=5, now=NOW)
+    assert len({2, 3} & set(ids(block))) == 1 and 5 in ids(block), block
+    query = replace(QUERY, title=f"Opinion | {headline}", vector=byline, id=None, url="")
+    assert 2 not in ids(rank_related(query, cands, k=5, now=NOW))
+
+
 @pytest.mark.parametrize("title", [
     "Hewitt decries 'career sexism' - Part 2",  # a series: each part its own story
     "Hewitt decries 'career sexism' - what happens next",  # more headline, not a name

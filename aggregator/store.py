@@ -2036,6 +2036,16 @@ class Store:
         the indexes itself (a trigger, migration 0004), as it does for any other delete."""
         return await self._delete_in_batches(StoryRow.sort_at < before)
 
+    async def source_keys(self) -> set[str]:
+        """Every source name a `--source` filter selects stories by, as keys (`key_column`):
+        the sources the file named at its last sync (retired ones too) and the names stories
+        are stored under, an import line's own included. Distinct keys: read from the index
+        on `source_key`, not from the stories."""
+        async with self.session() as s:
+            rows = set(await s.scalars(select(SourceRow.name)))
+            stored = set(await s.scalars(select(StoryRow.source_key).distinct()))
+        return ({key_column(n) for n in rows} | stored) - {""}
+
     async def purgeable_stories(self, name: str) -> int | None:
         """How many stories `purge_source(name)` would remove; None when the sources file
         names a source `name` (its next round would bring them back)."""

@@ -511,7 +511,8 @@ async def cmd_collect(settings, args) -> int:
         specs = await _sync_sources(svc)
         spec = next((s for s in specs if s.name == args.source), None)
         if args.source and spec is None:
-            print(f"tidings: error: no source named {args.source!r} in {settings.sources_file}", file=sys.stderr)
+            problem = no_source_named(args.source, [s.name for s in specs], f"in {settings.sources_file}")
+            print(f"tidings: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
         if spec is not None and not spec.enabled:
             # sources.toml promises a disabled source is never fetched; `check` is the way
@@ -781,6 +782,9 @@ async def cmd_export(settings, args) -> int:
     svc = await build(settings)
     partial = None
     try:
+        if args.source and (problem := await export_source_problem(svc.store, args.source, settings)):
+            print(f"tidings: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         total = await svc.store.count_stories(selection)
         if target is None:
             out = sys.stdout
@@ -827,6 +831,28 @@ async def cmd_export(settings, args) -> int:
         if partial is not None:
             partial.unlink(missing_ok=True)
         await svc.close()
+
+
+async def export_source_problem(store, name: str, settings) -> str | None:
+    """Why `export --source name` selects nothing the operator could have meant, else None:
+    it takes the name of a source the file names (with stories or none yet), of a retired
+    one, or one stories are stored under (an import line's own)."""
+    from aggregator.errors import ConfigError
+    from aggregator.sources import load_sources
+    from aggregator.store import key_column
+
+    known = await store.source_keys()
+    if key_column(name) in known:
+        return None
+    try:  # a source added to the file since the last sync is no typo either
+        named = {s.name for s in load_sources(settings.sources_file,
+                                              default_interval_s=settings.collect.default_interval_s)}
+    except ConfigError:  # the commands that read the file say what is wrong with it
+        named = set()
+    if key_column(name) in named:
+        return None
+    return no_source_named(name, known | named,
+                           f"in {settings.sources_file}, nor stories stored under that name")
 
 
 def _regular_size(stream) -> int | None:
@@ -967,6 +993,17 @@ def counted(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
+def no_source_named(name: str, known, where: str, *, otherwise: str = "") -> str:
+    """The one refusal of a source name that names nothing (pure), whichever command took it
+    (`collect --source`, `sources check`, `sources reset`, `export --source`; `sources purge`
+    says so of a name without stories): the name, where it was looked for, and the known name
+    one typo from it, else `otherwise`. `export --source bbc-wrold` exported 0 stories with
+    exit 0, and the others left the operator to spot the typo among the names."""
+    from aggregator.settings import did_you_mean
+
+    return f"no source named {name!r} {where}" + (did_you_mean(name, known) or otherwise)
+
+
 def _ago(at, now=None) -> str:
     if at is None:
         return "-"
@@ -1037,8 +1074,9 @@ async def cmd_sources(settings, args) -> int:
             print(f"tidings: error: cannot try this URL: {url_problem(args.name)}", file=sys.stderr)
             return EXIT_USAGE
         if spec is None:
-            print(f"tidings: error: no source named {args.name!r} in {settings.sources_file} "
-                  "(a feed's http(s) URL is tried as it is)", file=sys.stderr)
+            problem = no_source_named(args.name, [s.name for s in specs], f"in {settings.sources_file}",
+                                      otherwise=" (a feed's http(s) URL is tried as it is)")
+            print(f"tidings: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
         svc = await build(settings, collect=True)
         try:
@@ -1070,8 +1108,8 @@ async def cmd_sources(settings, args) -> int:
 
             status = await svc.store.reset_source(args.name, utcnow())
             if status is None:
-                print(f"tidings: error: no source named {args.name!r} in {settings.sources_file}",
-                      file=sys.stderr)
+                problem = no_source_named(args.name, [s.name for s in specs], f"in {settings.sources_file}")
+                print(f"tidings: error: {problem}", file=sys.stderr)
                 return EXIT_USAGE
             if status == "disabled":
                 print(f"{args.name}: errors cleared; disabled in {settings.sources_file}, "

@@ -273,6 +273,34 @@ async def test_sources_check_of_a_failing_source_exits_1_not_the_usage_status(cl
         assert r.returncode == 2 and "no source named 'nameless'" in r.stderr
 
 
+def test_a_name_no_source_has_is_refused_alike_by_every_command(cli_env, tmp_path):
+    """`export --source bbc-wrold` exported 0 stories with exit 0, and only `purge` named
+    the source meant: a name that names nothing is exit 2 with the near name, whichever
+    command took it. `export` also knows the names stories are stored under (retired
+    sources, an import's own) and a source the file names that has nothing stored yet."""
+    path = sources_file(tmp_path, source("bbc-world", "http://127.0.0.1:9/feed.xml"))
+    env = {**cli_env, "TIDINGS_SOURCES_FILE": str(path)}
+    story = tmp_path / "s.jsonl"
+    story.write_text(json.dumps({"url": "https://wire.example/a", "title": "Talks resume",
+                                 "source": "wire"}) + "\n", encoding="utf-8")
+    # Before any command syncs the file to the database: the file alone names it.
+    r = run_cli(["export", "-", "--source", "bbc-world"], env)
+    assert r.returncode == 0 and r.stdout == "" and "exported 0 stories" in r.stderr, r.stderr
+    assert run_cli(["import", str(story), "--no-index"], env).returncode == 0
+    for args, meant in ((["collect", "--source", "bbc-wrold"], "bbc-world"),
+                        (["sources", "check", "bbc-wrold"], "bbc-world"),
+                        (["sources", "reset", "bbc-wrold"], "bbc-world"),
+                        (["export", "-", "--source", "bbc-wrold"], "bbc-world"),
+                        (["export", "-", "--source", "wrie"], "wire")):
+        r = run_cli(args, env)
+        assert r.returncode == 2 and r.stdout == "", (args, r.stdout + r.stderr)
+        [line] = r.stderr.splitlines()
+        assert line.startswith(f"tidings: error: no source named '{args[-1]}' in {path}"), line
+        assert line.endswith(f"(did you mean '{meant}'?)"), line
+    r = run_cli(["export", "-", "--source", "Wire"], env)  # names in any case, as before
+    assert r.returncode == 0 and "exported 1 story" in r.stderr, r.stderr
+
+
 async def test_sources_check_tries_a_feed_url_before_it_is_added(cli_env, tmp_path):
     """An operator trying a feed had to add it to sources.toml first (`sources check` took
     names only): now a URL is checked as it is, nothing stored, and the table to paste is

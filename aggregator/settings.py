@@ -318,6 +318,15 @@ def scan_key_lines(text: str) -> KeyLines:
     return KeyLines(lines)
 
 
+def _last_line(text: str, error: str) -> int | None:
+    """The line of a tomllib error "at end of document" (what the file's end left open: an
+    unclosed `[source`, a string without its closing quote): the last line with something
+    on it, as no line at all left the operator to search the whole file (pure)."""
+    if "at end of document" not in error or not text.strip():
+        return None
+    return text.rstrip().count("\n") + 1
+
+
 def read_toml(path: Path) -> tuple[dict[str, Any], KeyLines]:
     """Parse a TOML file; a missing, unreadable or malformed file is a ConfigError."""
     try:
@@ -339,7 +348,7 @@ def read_toml(path: Path) -> tuple[dict[str, Any], KeyLines]:
     except tomllib.TOMLDecodeError as e:
         m = _TOML_AT_RE.search(str(e))
         raise ConfigError(f"invalid TOML: {e}", file=str(path),
-                          line=int(m[1]) if m else None) from e
+                          line=int(m[1]) if m else _last_line(text, str(e))) from e
     except RecursionError:  # tomllib recurses per nesting level: thousands of [[[...
         raise ConfigError("invalid TOML: values nested too deeply", file=str(path)) from None
     return data, scan_key_lines(text)

@@ -379,6 +379,15 @@ def test_toml_syntax_error_keeps_tomllibs_line(tmp_path):
     assert f"{path}:3: " in str(info.value)
 
 
+def test_toml_syntax_error_at_the_end_of_the_file_names_its_last_line(tmp_path):
+    """"Unterminated string (at end of document)": no line, where tomllib's others have one."""
+    path = write(tmp_path, '[api]\nport = 8000\nhost = "0.0.0.0')
+    with pytest.raises(ConfigError, match="invalid TOML") as info:
+        load_settings(path, env={})
+    assert info.value.line == 3
+    assert f"{path}:3: " in str(info.value)
+
+
 # --- the line scanner ---------------------------------------------------------------------------
 
 

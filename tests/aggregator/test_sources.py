@@ -368,6 +368,20 @@ def test_toml_syntax_error_names_file_and_line(tmp_path):
     assert str(info.value).startswith(f"{path}:5: ")
 
 
+@pytest.mark.parametrize(("text", "line"), [
+    (A + "\n[source", 6),  # a table header left open on the last line
+    (A + 'weight = 1.0\nsummary = """a\n\n', 6),  # a string left open, blank lines after
+])
+def test_toml_syntax_error_at_the_end_of_the_file_names_its_last_line(tmp_path, text, line):
+    """tomllib says "(at end of document)" for what the end of the file left open: the
+    error had no line while every other syntax error names one."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match="invalid TOML") as info:
+        load_sources(path)
+    assert info.value.line == line
+    assert str(info.value).startswith(f"{path}:{line}: ")
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found") as info:
         load_sources(tmp_path / "none.toml")

@@ -89,13 +89,15 @@ class SourceCheck:
     """A dry run's findings (`Collector.check`): `drafts` the usable items (the first
     `read_in_full` of them, of a full_text source, with their pages read as a sample);
     `untitled` the links left without a title because their pages were not read;
-    `left_out` the usable items the source's keep/block rules left out."""
+    `left_out` the usable items the source's keep/block rules left out; `repeated` the
+    items that were a link listed earlier in the document, merged into its first copy."""
 
     doc: ParsedDocument
     drafts: list[StoryDraft]
     read_in_full: int = 0
     untitled: int = 0
     left_out: int = 0
+    repeated: int = 0
 
 
 @dataclass
@@ -491,7 +493,8 @@ class Collector:
             result = replace(result, etag=None, last_modified=None)
         # One draft per link: the first copy, newest in a feed and across children (see
         # `first_of_each_link`); a full_text source read the page of each copy.
-        return replace(parsed, drafts=tuple(first_of_each_link(parsed.drafts))), result
+        drafts = first_of_each_link(parsed.drafts)
+        return replace(parsed, drafts=tuple(drafts), repeated=len(parsed.drafts) - len(drafts)), result
 
     @staticmethod
     async def _parse(result: FetchResult, spec: SourceSpec, kind: str, now: datetime,
@@ -601,7 +604,8 @@ class Collector:
                 sample, _ = await self._with_full_text(fetcher, spec, drafts[:CHECK_SAMPLE], only_new=False)
                 drafts = sample + drafts[CHECK_SAMPLE:]
             return SourceCheck(doc, titled(drafts), read_in_full=len(sample),
-                               untitled=len(drafts) - len(titled(drafts)), left_out=parsed.left_out)
+                               untitled=len(drafts) - len(titled(drafts)), left_out=parsed.left_out,
+                               repeated=parsed.repeated)
 
     async def _with_full_text(self, fetcher: Fetcher, spec: SourceSpec, drafts: list[StoryDraft],
                               only_new: bool = True) -> tuple[list[StoryDraft], int]:

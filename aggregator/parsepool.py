@@ -96,12 +96,14 @@ def exit_reason(exitcodes: list[int | None]) -> str:
 class Parsed:
     """A parsed body and its drafts. `doc.items` is emptied when it crosses a process
     boundary (the drafts carry what the store needs), `item_count` keeps the count;
-    `left_out` counts the usable items the source's rules left out."""
+    `left_out` counts the usable items the source's rules left out, `repeated` the drafts
+    merged into an earlier copy of their link (`collect`, `first_of_each_link`)."""
 
     doc: ParsedDocument
     item_count: int
     drafts: tuple[StoryDraft, ...]
     left_out: int = 0
+    repeated: int = 0
 
 
 def drafts_from(doc: ParsedDocument, spec: SourceSpec,

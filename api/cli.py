@@ -1026,11 +1026,20 @@ def next_check(at, now=None) -> str:
     return _ago(at, now)
 
 
+def shown_title(title: str) -> str:
+    """A document's title as `sources check` prints it (pure): quoted, or "(no title)" for a
+    sitemap, or a page without one, which read `sitemap ''`."""
+    return f"'{title}'" if title.strip() else "(no title)"
+
+
 def check_counts(items: int, found) -> str:
-    """`sources check`'s counts (`found`: a collect.SourceCheck): usable items, how many of
-    those the source's keep/block rules left out, and of a full_text source how many were
+    """`sources check`'s counts (`found`: a collect.SourceCheck): usable items, the items
+    that repeated a link (one story: its first copy), how many the source's keep/block rules
+    left out, and of a full_text source how many were
     read in full (a sample) and how many links still wait for their page to give a title."""
     out = f"{items} items, {len(found.drafts)} usable"
+    if found.repeated:  # merged into their link's first copy: "27 items, 26 usable" said no why
+        out += f", {counted(found.repeated, 'repeated link', 'repeated links')}"
     if found.left_out:
         out += f", {found.left_out} left out by rules"
     if found.read_in_full:
@@ -1090,7 +1099,8 @@ async def cmd_sources(settings, args) -> int:
         finally:
             await svc.close()
         doc, drafts = found.doc, found.drafts
-        print(f"{spec.name}: {doc.kind} '{doc.title}', {check_counts(len(doc.items), found)} (nothing stored)")
+        print(f"{spec.name}: {doc.kind} {shown_title(doc.title)}, {check_counts(len(doc.items), found)} "
+              "(nothing stored)")
         for p in doc.problems[:10]:
             print(f"  problem: {p}")
         for d in drafts[:10]:

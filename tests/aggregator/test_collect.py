@@ -576,6 +576,17 @@ async def test_check_of_a_full_text_source_counts_every_usable_item(site, sqlite
     assert await sqlite_store.count_stories() == 0
 
 
+async def test_check_counts_the_links_a_document_repeats(site, sqlite_store):
+    """A link listed twice is one draft (`first_of_each_link`): `sources check` said
+    "3 items, 2 usable" without a word on the third, while the README says skipped items
+    are counted with why."""
+    site.route("/news.xml", body=_news_sitemap(site.url("/a"), ["one", "two", "one"]),
+               content_type="application/xml")
+    found = await collector(sqlite_store, site).check(
+        SourceSpec("news", site.url("/news.xml"), "politics", kind="sitemap"))
+    assert (len(found.doc.items), len(found.drafts), found.repeated) == (3, 2, 1)
+
+
 async def test_links_and_redirects_to_hosts_no_source_names_must_be_public(sqlite_store):
     """By default (`public_links_only`) a feed cannot lead the collector to a private address
     on a host the operator did not name: the article at `intranet.example` (which resolves to

@@ -301,6 +301,23 @@ def test_a_name_no_source_has_is_refused_alike_by_every_command(cli_env, tmp_pat
     assert r.returncode == 0 and "exported 1 story" in r.stderr, r.stderr
 
 
+async def test_sources_check_says_no_title_and_counts_repeated_links(cli_env, tmp_path):
+    """A sitemap has no title: the line read "news: sitemap '', 3 items, 2 usable", an
+    empty quote and an item missing without a word (the sitemap lists a link twice)."""
+    urls = "".join(f"<url><loc>http://news.example/{n}</loc><news:news><news:title>{n} story"
+                   "</news:title><news:publication_date>2026-11-25T08:00:00Z"
+                   "</news:publication_date></news:news></url>" for n in ("one", "two", "one"))
+    async with LocalSite() as site:
+        site.route("/news.xml", content_type="application/xml", body=(
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+            f'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">{urls}</urlset>'))
+        path = sources_file(tmp_path, source("news", site.url("/news.xml"), kind="sitemap"))
+        r = await cli(["sources", "check", "news"], {**cli_env, "TIDINGS_SOURCES_FILE": str(path)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith(
+        "news: sitemap (no title), 3 items, 2 usable, 1 repeated link (nothing stored)"), r.stdout
+
+
 async def test_sources_check_tries_a_feed_url_before_it_is_added(cli_env, tmp_path):
     """An operator trying a feed had to add it to sources.toml first (`sources check` took
     names only): now a URL is checked as it is, nothing stored, and the table to paste is

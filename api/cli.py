@@ -324,7 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(dispatch(args)) or 0
     except KeyboardInterrupt:
-        return 130
+        # One line, as for SIGTERM: a one-shot command stopped by Ctrl-C exited 130 without
+        # a word, where SIGTERM said what stopped it. (The long-running roles take both
+        # signals themselves and stop cleanly, exit 0.)
+        print("tidings: stopped by SIGINT (Ctrl-C)", file=sys.stderr)
+        return 128 + signal.SIGINT
     except asyncio.CancelledError:  # SIGTERM (`_stop_on_sigterm`)
         print("tidings: stopped by SIGTERM", file=sys.stderr)
         return 128 + signal.SIGTERM

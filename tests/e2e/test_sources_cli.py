@@ -189,13 +189,14 @@ def _sources(db) -> dict[str, tuple]:
         return {}
 
 
-@pytest.mark.parametrize(("command", "sig", "status"), [
-    (["collect", "--once"], signal.SIGTERM, 128 + signal.SIGTERM),
-    (["collect", "--once"], signal.SIGINT, 130),
-    (["collect"], signal.SIGTERM, 0),
+@pytest.mark.parametrize(("command", "sig", "status", "says"), [
+    (["collect", "--once"], signal.SIGTERM, 128 + signal.SIGTERM, "tidings: stopped by SIGTERM"),
+    # Ctrl-C said nothing where SIGTERM says its line: one line for both.
+    (["collect", "--once"], signal.SIGINT, 130, "tidings: stopped by SIGINT (Ctrl-C)"),
+    (["collect"], signal.SIGTERM, 0, None),
 ])
 async def test_an_interrupted_collect_hands_back_the_sources_it_had_not_fetched(
-        cli_env, tmp_path, command, sig, status):
+        cli_env, tmp_path, command, sig, status, says):
     """Interrupted mid-round, a collector kept its claims on the sources it was fetching, so
     the next `collect --once` (or another collector) skipped them until the lease ran out
     (`collect.lease_s`, 5 min): "0 sources". Now it hands them back, as `index` does."""
@@ -228,6 +229,8 @@ async def test_an_interrupted_collect_hands_back_the_sources_it_had_not_fetched(
                 proc.kill()
         assert proc.returncode == status, err
         assert "Traceback" not in err, err
+        if says is not None:
+            assert err.strip() == says, err
         assert _sources(db)["stall"][0] is None
         # The next round fetches the stalled source at once; the fetched one is not due.
         site.route("/stall.xml", body=RSS.replace("news.example", "other.example"),

@@ -8,6 +8,7 @@ Raises ParseError when the page holds no article text. trafilatura decodes the b
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ from aggregator.bylines import clean_byline
 from aggregator.errors import ParseError
 from aggregator.onethread import OneThread
 from aggregator.pagereader import READ_TIMEOUT_S, PageReader
+from aggregator.sitenames import declared_site
 from aggregator.textclean import (
     TITLE_SEPARATORS,
     clean_inline,
@@ -202,13 +204,61 @@ def extract_article(html: bytes, url: str) -> Article:
         or byline(visible_byline(page), publisher, page=source),
         published_at=published_at,
         image_url=page_link(url, image),
-        site_name=site_name,
+        site_name=declared_site(_site_names(data, meta, page, url)),
         description=clean_inline(str(data.get("description") or ""))
         or clean_inline(_first(meta, "description")),
         canonical_url=page_link(url, _canonical_link(page))
         or page_link(url, meta.get("og:url", "")),
         amp_url=page_link(url, _page_link(page, "amphtml")),
     )
+
+
+def _site_names(data: dict, meta: dict[str, str], page: lxml.html.HtmlElement | None,
+                url: str) -> Iterable[str]:
+    """The names the page gives its site, in order of trust, for `declared_site`: trafilatura's
+    (og:site_name and JSON-LD, the longer of the two; "USA TODAY" for og's "usatoday"), then
+    og:site_name, JSON-LD publisher.name and application-name as read here. trafilatura's is
+    left out when it is only the host it falls back to without a name: it reads meta tags in
+    <head> only, and on breitbart's and yahoo-3's pages (readability pages) an <iframe> early
+    in <head> puts og:site_name in <body> for the parser, so the card said "breitbart.com"
+    where the page says "Breitbart". The host is the caller's fallback anyway (`site_of`)."""
+    found = clean_inline(str(data.get("sitename") or ""))
+    if found not in {_fallback_name(str(data.get("url") or "")), _fallback_name(url)}:
+        yield found
+    yield meta.get("og:site_name", "")
+    yield from _ld_publisher_names(page)
+    yield meta.get("application-name", "")
+
+
+# trafilatura's name for a page that names no site: its URL's host as written, without
+# "www." or "w3." (trafilatura.metadata.META_URL). Compared exactly: "Salon.com" is the
+# name salon-1's <title> gives, not the fallback "salon.com".
+_TRAFILATURA_HOST = re.compile(r"https?://(?:www\.|w[0-9]+\.)?([^/]+)")
+
+
+def _fallback_name(url: str) -> str:
+    found = _TRAFILATURA_HOST.match(url)
+    return found[1] if found else ""
+
+
+def _ld_publisher_names(page: lxml.html.HtmlElement | None) -> Iterable[str]:
+    """publisher.name of the page's JSON-LD items (top level, lists and @graph), in order."""
+    for script in page.iter("script") if page is not None else ():
+        if "ld+json" not in (script.get("type") or "").lower():
+            continue
+        try:
+            found = json.loads(script.text or "")
+        except ValueError:  # a broken block; trafilatura repairs some, the next may be fine
+            continue
+        items = found if isinstance(found, list) else [found]
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("@graph"), list):
+                items.extend(item["@graph"])
+        for item in items:
+            publisher = item.get("publisher") if isinstance(item, dict) else None
+            publisher = publisher[0] if isinstance(publisher, list) and publisher else publisher
+            if isinstance(publisher, dict) and isinstance(publisher.get("name"), str):
+                yield publisher["name"]
 
 
 # <article>s inside another <article>: HTML's nested articles are content related to the

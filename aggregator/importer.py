@@ -24,6 +24,7 @@ from aggregator.model import (
     StoryDraft,
 )
 from aggregator.normalize import MAX_FUTURE, normalize, rejection_reason
+from aggregator.sitenames import declared_site
 from aggregator.textclean import clean_inline, has_markup, html_to_text
 
 # The story file's fields, in the order of DESIGN.md 4.4 (exports write them in this order),
@@ -137,7 +138,8 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
     return replace(
         draft,
         published_at=published_at,
-        site=named["site"] or site_of(draft.url),
+        # a line's site as a page's declared one is shown: "https://www.tmz.com" is tmz.com
+        site=declared_site([named["site"]]) or site_of(draft.url),
         source=named["source"] or "import",
         category=named["category"],
         # What the line names replaces what is stored; what it leaves out keeps the stored value.

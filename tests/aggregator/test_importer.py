@@ -318,3 +318,13 @@ def test_a_gzip_file_is_named_so_on_its_first_line(tmp_path):
         first, *_ = read_jsonl(story_lines(stream), NOW)
     assert isinstance(first, LineError) and first.line == 1
     assert first.message.startswith("not UTF-8 text") and "this is a gzip file" in first.message
+
+
+def test_a_line_s_site_is_shown_as_a_page_s_declared_name():
+    """A line's site follows the rules of the name a page declares (`sitenames`): a home
+    page's address is its host, a copyright notice is no site (the URL's host is)."""
+    def line(site: str) -> str:
+        return json.dumps({"url": f"https://www.e.org/{len(site)}", "title": "T", "site": site})
+
+    out = list(read_jsonl([line("https://www.tmz.com/"), line("Copyright 2014"), line("Example")], NOW))
+    assert [d.site for d in out] == ["tmz.com", "e.org", "Example"]

@@ -383,6 +383,25 @@ async def test_related_by_unknown_url_fetches_the_page(http, stack, shared_data)
     assert r.status_code == 200 and len(stack.site.requests) == before  # cached, not refetched
 
 
+async def test_the_card_of_a_page_read_by_url_shows_the_site_s_declared_name(http, stack, shared_data):
+    """The card's site was trafilatura's: its host fallback over the name the page declares
+    (breitbart's og:site_name, which it misses), a home page's address ("http://www.tmz.com")
+    and a copyright notice ("Copyright 2014", the benchmark page of jaraguadosul.com.br)."""
+    import gzip
+
+    bench = shared_data / "article-extraction-benchmark"
+    truth = json.loads((bench / "ground-truth.json").read_text(encoding="utf-8"))
+    [key] = [k for k, v in truth.items() if v["url"].startswith("http://jaraguadosul.com.br/")]
+    stack.site.route("/2014/servico-de-atendimento", content_type="text/html",
+                     body=gzip.decompress((bench / "html" / f"{key}.html.gz").read_bytes()))
+    for path, site in (("/data/readability-news-pages/breitbart/source.html", "Breitbart"),
+                       ("/data/readability-news-pages/tmz-1/source.html", "tmz.com"),
+                       ("/2014/servico-de-atendimento", "news.example")):  # none: the host
+        r = await http.get("/v1/related", params={"url": stack.site.url(path, host="news.example"),
+                                                  "k": 2})
+        assert r.status_code == 200 and r.json()["article"]["site"] == site, r.text
+
+
 async def test_a_taken_down_page_is_not_fetched_for_a_caller(http, stack, shared_data):
     """A takedown kept the story out of the store and the blocks, but `?url=` of it fetched the
     publisher's page afresh (or took it from the page cache) and sent its title, summary and

@@ -16,9 +16,10 @@ from recommender.evaluate import eval_related_ecbplus, eval_related_uci, seed_ca
 pytestmark = [pytest.mark.model, pytest.mark.timeout(600)]
 
 # Measured with the default RankParams (see the evaluation notes in recommender/evaluate.py):
-# first40 precision@5 0.9536 / hard@5 0.0475 with the int8 embedder measured here (0.953 /
-# 0.048 with torch; 0.950 before the flatter lexical tf, 0.936 before close publication times
-# counted, 0.930 before neighbourhood agreement); full text 0.974 / 0.0297. These floors guard
+# first40 precision@5 0.9525 / hard@5 0.0484 with the int8 embedder measured here (0.9533 /
+# 0.0475 before the time bonus was held to strong candidates; 0.953 / 0.048 with torch; 0.950
+# before the flatter lexical tf, 0.936 before close publication times counted, 0.930 before
+# neighbourhood agreement); full text 0.9737 / 0.0303. These floors guard
 # against regressions; the issue's goals (>= 0.95 | 0.98, hard <= 0.03) are checked separately.
 PRECISION_FLOOR = 0.946
 HARD_CEILING = 0.055
@@ -51,7 +52,7 @@ def test_the_default_embedder_holds_torchs_precision_on_ecbplus(shared_data, min
         ecb_first40, torch)
 
 
-@pytest.mark.xfail(reason="issue goal not reached: first40 measures 0.954 / hard 0.048", strict=False)
+@pytest.mark.xfail(reason="issue goal not reached: first40 measures 0.953 / hard 0.048", strict=False)
 def test_ecbplus_first40_meets_the_issue_goal(ecb_first40):
     assert ecb_first40["precision_at_5"] >= 0.95, ecb_first40
     assert ecb_first40["hard_at_5"] <= 0.03, ecb_first40

@@ -293,6 +293,29 @@ def test_time_cannot_lift_a_weak_candidate():
     assert base[4] + bonus[4] < base[2]
 
 
+def test_time_cannot_lift_a_weak_candidate_where_every_candidate_is_weak():
+    # An article with nothing like it stored: its best candidate is weak too. As a share of
+    # that best one, a same-day story scarcely related (0.22) gained nearly the whole bonus
+    # and went above a more relevant one of last month (0.29).
+    params = RankParams()
+    at = datetime(2026, 4, 25, tzinfo=UTC)
+    base = [0.29, 0.22]
+    bonus = time_bonus(at, [at - timedelta(days=30), at], base, params)
+    assert base[1] + bonus[1] < base[0] + bonus[0]
+    assert bonus[1] == pytest.approx(params.time_weight * 0.22 ** params.time_power)
+    # Where the best is strong, the shares are of it, as before.
+    strong = time_bonus(at, [at, at], [1.5, 0.75], params)
+    assert strong == pytest.approx([params.time_weight, params.time_weight * 0.25])
+
+
+def test_a_same_day_story_barely_like_the_article_stays_below_an_older_closer_one():
+    query = replace(QUERY, published_at=NOW)
+    older = cand(2, unit(0.29, 0.957), published_at=NOW - timedelta(days=30))
+    same_day = cand(3, unit(0.22, 0, 0.975), published_at=NOW)
+    params = RankParams(freshness_weight=0.0, min_relevance_short=0.0)
+    assert ids(rank_related(query, [same_day, older], k=2, now=NOW, params=params)) == [2, 3]
+
+
 def test_mmr_pushes_a_paraphrase_below_a_different_take():
     a = cand(2, unit(1, 0.5, 0.2))
     paraphrase = cand(3, unit(1, 0.5, 0.21), lexical_score=0.01)

@@ -2046,6 +2046,12 @@ class Store:
             stored = set(await s.scalars(select(StoryRow.source_key).distinct()))
         return ({key_column(n) for n in rows} | stored) - {""}
 
+    async def category_keys(self) -> set[str]:
+        """Every category stored stories have, as keys (`key_column`): what a `--category`
+        filter can select. Distinct keys: read from the index on `category_key`."""
+        async with self.session() as s:
+            return set(await s.scalars(select(StoryRow.category_key).distinct())) - {""}
+
     async def purgeable_stories(self, name: str) -> int | None:
         """How many stories `purge_source(name)` would remove; None when the sources file
         names a source `name` (its next round would bring them back)."""

@@ -789,6 +789,9 @@ async def cmd_export(settings, args) -> int:
         if args.source and (problem := await export_source_problem(svc.store, args.source, settings)):
             print(f"tidings: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
+        if args.category and (problem := await export_category_problem(svc.store, args.category)):
+            print(f"tidings: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         total = await svc.store.count_stories(selection)
         if target is None:
             out = sys.stdout
@@ -857,6 +860,22 @@ async def export_source_problem(store, name: str, settings) -> str | None:
         return None
     return no_source_named(name, known | named,
                            f"in {settings.sources_file}, nor stories stored under that name")
+
+
+async def export_category_problem(store, name: str) -> str | None:
+    """Why `export --category name` selects nothing the operator could have meant, else
+    None: a category no stored story has, compared by key as the filter compares it
+    ("Politics" is "politics"). `export --category politcs` exported 0 stories with exit 0
+    where `--source` refused its typo; the near category is named as the near source is.
+    Only stories are asked, not sources.toml: a category is stored on its stories, and one
+    the file names without a story yet selects nothing either."""
+    from aggregator.settings import did_you_mean
+    from aggregator.store import key_column
+
+    known = await store.category_keys()
+    if key_column(name) in known:
+        return None
+    return f"no stored story has the category {name!r}" + did_you_mean(key_column(name), known)
 
 
 def _regular_size(stream) -> int | None:

@@ -72,7 +72,22 @@ def test_export_selects_by_source_category_and_time(cli_env, tmp_path):
     assert urls("--category", "Politics", "--source", "WIRE") == [RECORDS[0]["url"]]
     assert urls("--since", "2026-11-21", "--until", "2026-11-23") == [RECORDS[1]["url"]]
     assert urls("--until", "2026-11-22T17:00:00Z") == [RECORDS[0]["url"]]  # before, not at
-    assert urls("--category", "sport") == []
+    # A category stories have, with none of them in the window: nothing, and no refusal.
+    assert urls("--category", "politics", "--since", "2026-11-21") == []
+
+
+def test_export_refuses_a_category_no_stored_story_has_with_the_name_meant(cli_env, tmp_path):
+    """`export --category politcs` exported 0 stories with exit 0, where `--source` refused
+    its typo (exit 2, the name meant): a category is refused alike, compared by its key."""
+    _import(cli_env, tmp_path, RECORDS)
+    for name, said in (("politcs", "(did you mean 'politics'?)"), ("sport", "'sport'")):
+        r = run_cli(["export", "-", "--category", name], cli_env)
+        assert r.returncode == 2 and r.stdout == "", (name, r.stdout + r.stderr)
+        [line] = r.stderr.splitlines()
+        assert line.startswith(f"tidings: error: no stored story has the category {name!r}"), line
+        assert line.endswith(said), line
+    r = run_cli(["export", "-", "--category", " Entertainment"], cli_env)  # by key, as before
+    assert r.returncode == 0 and "exported 1 story" in r.stderr, r.stderr
 
 
 def test_export_bad_input_is_one_line_and_leaves_no_file(cli_env, tmp_path):

@@ -144,6 +144,8 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
                           cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None):
         """The reader's personalized feed; a reader we do not know yet gets trending and latest."""
         page = await feed_page(reader, k, cursor)
+        # No ETag, unlike the Atom page: a page's `next` carries its snapshot second (and the
+        # ranking is as of it), so the body is new each second and no revalidation would match.
         response.headers["Cache-Control"] = PERSONAL
         return page
 

@@ -888,7 +888,41 @@ def test_a_reason_joins_the_words_of_one_name_as_the_article_writes_them():
     assert r.reason == "same event: Rancho Mirage, Betty Ford, Lindsay Lohan"
     assert {"mat", "su"} <= set(terms)
     mat_su = cand(3, unit(1, 0.5), title="Mat-Su fire", key_terms=("mat", "su"))
-    assert rank_related(query, [mat_su], k=1, now=NOW)[0].reason == "same event: Mat-Su"
+    assert rank_related(query, [mat_su], k=1, now=NOW)[0].reason == "similar topic: Mat-Su"
+
+
+def test_one_name_of_two_words_is_a_topic_not_an_event():
+    # An audit over real feeds read "same event: Islamic State" for a drone strike in Palmyra
+    # under an alert in Sinai: the two words of the one name counted as two names. On BBC
+    # News none of the 13 such one-name claims ("Tony Blair", "Jimi Hendrix") was one event.
+    stories = {
+        1: ("Israel urges citizens to leave Sinai over Islamic State threat",
+            "Israel's National Security Council told Israelis in Sinai to leave at once, citing "
+            "an imminent Islamic State attack on tourists at Taba and Sharm el-Sheikh."),
+        2: ("Israelis told to quit Sinai resorts",
+            "The National Security Council raised its travel warning for Sinai to the highest "
+            "level and named Taba and Sharm el-Sheikh, where Islamic State cells plan to strike."),
+        3: ("Drone strike near Palmyra kills two Islamic State commanders",
+            "A coalition drone hit a convoy east of Palmyra on Tuesday, killing two Islamic "
+            "State commanders, a monitoring group said."),
+        4: ("Storm Eowyn leaves thousands without power",
+            "Gales closed schools across Scotland and Northern Ireland on Friday."),
+        5: ("Chelsea sign Brazilian winger",
+            "The club paid a fee of about 30m for the forward from Palmeiras."),
+    }
+    lexical = LexicalIndex()
+    for i, (title, text) in stories.items():
+        lexical.add(i, title, text)
+    title, text = stories[1]
+    cands = [cand(j, None, title=stories[j][0], summary=stories[j][1], lexical_score=score)
+             for j, score in lexical.search(title, text, 10) if j != 1]
+    block = rank_related(Query(title, text, None, NOW, id=1), cands, k=3, now=NOW,
+                         term_idf=lexical.idf_table(), terms_of=lexical.key_terms_of,
+                         common_word=lexical.common_word)
+    reasons = {r.id: r.reason for r in block}
+    assert ids(block) == [2, 3]
+    assert reasons[2].startswith("same event: National Security Council, ")
+    assert reasons[3] == "similar topic: Islamic State"
 
 
 def test_same_event_is_said_with_two_names_to_show_and_no_time_zone_is_one():
@@ -910,6 +944,6 @@ def test_same_event_is_said_with_two_names_to_show_and_no_time_zone_is_one():
     [r] = rank_related(veterans, [menus], k=1, now=NOW)
     assert r.reason == "similar topic: Veterans"
     zoned = replace(QUERY, text="Scott Boras met the Sox at 10 a.m. EST (7 a.m. PT) on Aug. 16.")
-    timed = cand(4, unit(1, 0.5), key_terms=("est", "pt", "aug", "boras", "scott"))
+    timed = cand(4, unit(1, 0.5), key_terms=("est", "pt", "aug", "boras", "scott", "sox"))
     [r] = rank_related(zoned, [timed], k=1, now=NOW)
-    assert r.reason == "same event: Scott Boras"
+    assert r.reason == "same event: Scott Boras, Sox"

@@ -18,6 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
+from api.filewrite import write_beside
 from api.stats import MAX_DAYS
 
 EXIT_USAGE = 2
@@ -1287,7 +1288,7 @@ def import_opml(settings, args) -> int:
     target = Path(path).resolve()  # a symlink's file is the one replaced; the link stays
     original = target.read_bytes()
     new = appended(original, plan.specs, opml_name=label, on=datetime.now(UTC).date())
-    tmp: Path | None = _write_beside(target, new)
+    tmp: Path | None = write_beside(target, new)
     try:
         os.chmod(tmp, target.stat().st_mode & 0o7777)
         # Loaded as the collector will load it, before it replaces anything.
@@ -1325,23 +1326,6 @@ def _load_problem(settings, path: Path) -> str | None:
     return None
 
 
-def _write_beside(target: Path, data: bytes) -> Path:
-    """`data` in a new file beside `target`, flushed to disk: renamed over `target`, it
-    replaces it whole (same directory, same file system), so no reader sees half of it."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)  # of an earlier run of this pid, killed before its rename
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
 def export_opml(settings, args) -> int:
     """`sources export-opml`: the sources a feed reader can read, as OPML 2.0; each source left
     out is named on stderr. A file is written beside its name and renamed into place."""
@@ -1369,7 +1353,7 @@ def export_opml(settings, args) -> int:
         if target.exists() and not target.is_file():  # a pipe or a device: written to
             target.write_bytes(doc)
         else:
-            os.replace(_write_beside(target, doc), target)
+            os.replace(write_beside(target, doc), target)
     except OSError as e:
         print(f"tidings: error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
         return write_failure_status(e)

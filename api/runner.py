@@ -262,16 +262,26 @@ class RetentionReport:
 RETENTION_KEYS = tuple(f.name for f in dataclasses.fields(RetentionSettings))
 
 
-def retention_json_of(r: RetentionSettings) -> str:
-    """`[retention]` as a run records it in the database (`job_locks.settings`)."""
-    return json.dumps(dataclasses.asdict(r), sort_keys=True)
+def retention_json_of(r: RetentionSettings, machine: str | None = None) -> str:
+    """`[retention]` as a run records it in the database (`job_locks.settings`), with the
+    run's machine id (api.machineid) where it has one."""
+    return json.dumps(dataclasses.asdict(r) | ({"machine": machine} if machine else {}),
+                      sort_keys=True)
 
 
 def retention_of_json(text: str) -> RetentionSettings:
     """A recorded run's settings; a key this version does not know is left out, and one it
-    does not find keeps its default."""
+    does not find keeps its default. (So the `machine` a newer run records is read as
+    before by a version that knows none, and a version that does reads older runs.)"""
     got = json.loads(text)
     return RetentionSettings(**{k: int(got[k]) for k in RETENTION_KEYS if k in got})
+
+
+def machine_of_json(text: str) -> str | None:
+    """The machine id a recorded run recorded; None for a run of a version before the ids, or
+    of a process whose data dir was read-only."""
+    got = json.loads(text).get("machine")
+    return got if isinstance(got, str) and got else None
 
 
 def deletes_more(mine: RetentionSettings, last: RetentionSettings) -> list[str]:
@@ -288,13 +298,32 @@ def same_host(owner: str, other: str) -> bool:
     return owner.rpartition(":")[0] == other.rpartition(":")[0] != ""
 
 
+def same_machine(owner: str, machine: str | None, other: str, other_machine: str | None) -> bool:
+    """Whether two processes (`host:pid` owners, with their machine ids where known) are of
+    one machine: by the ids when both have one, else by the host names (pure).
+
+    The ids, not the host names, where both have one: a container recreated with a new host
+    name (Docker's default is the container's id; a Kubernetes pod's changes each rollout) on
+    the same data dir is the same deployment, and two machines that were given one host
+    name, each with its own data dir, are two. The id is the data dir's, so machines that
+    share one data dir (a network file system) are one machine here; that is still right
+    where it matters: this question is "is a lowered `[retention]` the edit of the operator
+    of the machine that ran last?", and a shared data dir is one deployment's, with one
+    operator (the README has each machine keep its own data dir; a copied one, with its
+    `machine-id`, is the case to avoid: delete the file in the copy)."""
+    if machine and other_machine:
+        return machine == other_machine
+    return same_host(owner, other)
+
+
 def settings_text(r: RetentionSettings) -> str:
     return " ".join(f"{k}={getattr(r, k)}" for k in RETENTION_KEYS)
 
 
 async def retention_agrees(svc: Services) -> bool:
     """Whether this process may run the hourly job with its own `[retention]`: yes unless they
-    delete more than the last run's and that run was another machine's (`owner` is host:pid).
+    delete more than the last run's and that run was another machine's (`same_machine`: by the
+    machine ids, which the runs record, else by the host name of `owner`, host:pid).
     An edit of this machine's settings applies as before: on one machine, lowering a day
     count is the operator's choice, not a disagreement.
 
@@ -306,12 +335,14 @@ async def retention_agrees(svc: Services) -> bool:
     last = await svc.store.job_last_run("retention")
     if last is None:
         return True  # the first run in this database
-    recorded, by = last
+    recorded, owner = last
     theirs, mine = retention_of_json(recorded), svc.settings.retention
     if theirs == mine:
         return True
     wider = deletes_more(mine, theirs)
-    if wider and same_host(by, svc.owner):
+    machine = machine_of_json(recorded)
+    by = f"{owner}, machine {machine}" if machine else owner  # what "another machine's" went by
+    if wider and same_machine(owner, machine, svc.owner, svc.machine):
         log.info("retention.settings_changed: [retention] %s here, %s at the last run (by %s, "
                  "this machine)", settings_text(mine), settings_text(theirs), by)
         return True
@@ -349,7 +380,7 @@ async def retention(svc: Services, now: datetime | None = None, *,
         await asyncio.gather(keeper, return_exceptions=True)
     # Only now: a run that raised before this is claimed again once its lease runs out.
     await svc.store.job_done("retention", owner=svc.owner, started_at=now,
-                             settings=retention_json_of(svc.settings.retention))
+                             settings=retention_json_of(svc.settings.retention, svc.machine))
     return report
 
 

@@ -18,6 +18,7 @@ from aggregator.errors import ConfigError
 from aggregator.settings import Settings
 from aggregator.store import EmbedderSeat, Store, other_recipe_leads
 from api.jobhealth import JobHealth
+from api.machineid import machine_id
 from recommender.embed import Embedder, make_embedder
 
 # The parts of each role are imported where `build` wires them: a command that needs the
@@ -58,6 +59,9 @@ class Services:
     collector: Collector | None = None
     feeds: FeedService | None = None
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    # This data dir's id (api.machineid), which says "this machine" where the host name of
+    # `owner` changes with each container; None where the data dir is read-only.
+    machine: str | None = None
     jobs: JobHealth = field(default_factory=JobHealth)  # the scheduled jobs' ticks
 
     async def close(self) -> None:
@@ -142,7 +146,7 @@ async def build(
     if serve or index or corpus:  # only these embed: `collect`, `sources` need no model
         lead = await store.leading_embedder()
         emb = embedder or configured_embedder(settings, lead=await database_recipe(store, lead))
-    svc = Services(settings, store, emb)
+    svc = Services(settings, store, emb, machine=machine_id(settings.data_dir))
     if serve or index or corpus:
         from recommender.corpus import Corpus
         from recommender.vindex import FaissIndex

@@ -19,6 +19,7 @@ from aggregator.model import StoryDraft
 from aggregator.settings import load_settings
 from aggregator.store import EventRecord, Store, event_key
 from api import runner
+from api.machineid import machine_id
 from recommender.embed import HashingEmbedder
 from tests.cluster.cluster import rss
 from tests.localsite import LocalSite
@@ -259,7 +260,7 @@ async def test_retention_prunes_the_change_log_past_its_days(store):
         [StoryDraft(url=f"https://e.org/{i}", title=f"Story {i}") for i in range(4)], now)).new_ids
     await store.save_vectors([(i, 1, b"\x01" * 8) for i in ids[:3]], "r", now - timedelta(days=31))
     await store.save_vectors([(ids[3], 1, b"\x01" * 8)], "r", now - timedelta(days=29))
-    svc = SimpleNamespace(settings=settings, store=store, owner="test")
+    svc = SimpleNamespace(settings=settings, store=store, owner="test", machine=None)
     await runner.retention(svc)
     assert [c[1:] for c in await store.changes_since(await store.change_horizon())] == [(ids[3], "add")]
 
@@ -275,7 +276,7 @@ async def test_retention_keeps_the_reports_days_past_the_events(store):
     at = [now - timedelta(days=60), now - timedelta(days=95)]
     await store.add_events([EventRecord(event_key(f"r{n}", sid, "click", t, None), f"r{n}", sid, "click", t)
                             for n, t in enumerate(at)], now)
-    await runner.retention(SimpleNamespace(settings=settings, store=store, owner="test"), now)
+    await runner.retention(SimpleNamespace(settings=settings, store=store, owner="test", machine=None), now)
     assert await store.reader_events("r0") == []  # the events went
     got = await store.widget_stats(now - timedelta(days=100), now)
     assert got.days == [(at[0].date().isoformat(), 0, 1, 0)]
@@ -286,7 +287,7 @@ async def test_a_failed_retention_run_is_run_again_at_the_next_tick(store, monke
     busy, a disk error) was not tried again by any process for an hour."""
     settings = load_settings(REPO_CONFIG, env={})
     settings = replace(settings, retention=replace(settings.retention, stories_days=30))
-    svc = SimpleNamespace(settings=settings, store=store, owner="test")
+    svc = SimpleNamespace(settings=settings, store=store, owner="test", machine=None)
     now = datetime.now(UTC)
 
     async def old_story(i: int) -> int:
@@ -334,7 +335,7 @@ async def test_a_retention_run_longer_than_its_lease_keeps_its_claim(store, monk
         return await real(before)
 
     monkeypatch.setattr(store, "delete_stories_before", slow)
-    svc = SimpleNamespace(settings=settings, store=store, owner="a")
+    svc = SimpleNamespace(settings=settings, store=store, owner="a", machine=None)
     now = datetime.now(UTC)
     run = asyncio.create_task(runner.retention(svc, now))
     await asyncio.wait_for(deleting.wait(), 10)
@@ -348,19 +349,30 @@ async def test_a_retention_run_longer_than_its_lease_keeps_its_claim(store, monk
     assert len(taken) >= 20 and not any(taken), taken
 
 
-async def _keeper_and_cutter(store, keeper: str, cutter: str):
-    """Two processes on `store`, keeping stories for ever and for 30 days (owners as given),
-    now, and a story of 40 days ago."""
+async def _keeper_and_cutter(store, keeper: str, cutter: str, machines=(None, None)):
+    """Two processes on `store`, keeping stories for ever and for 30 days (owners and machine
+    ids as given), now, and a story of 40 days ago."""
     base = load_settings(REPO_CONFIG, env={})
 
-    def process(days: int, owner: str):
+    def process(days: int, owner: str, machine: str | None):
         return SimpleNamespace(settings=replace(base, retention=replace(base.retention, stories_days=days)),
-                               store=store, owner=owner)
+                               store=store, owner=owner, machine=machine)
 
     now = datetime.now(UTC)
     (old,) = (await store.upsert_stories([StoryDraft(
         url="https://e.org/old", title="Old", published_at=now - timedelta(days=40))], now)).new_ids
-    return process(0, keeper), process(30, cutter), now, old
+    return process(0, keeper, machines[0]), process(30, cutter, machines[1]), now, old
+
+
+async def _cut_waits(keep, cut, now: datetime, old: int, caplog) -> str:
+    """`keep` runs retention at `now`; `cut`, an hour later, leaves the job alone and the
+    story `old` stays: its WARNING line."""
+    assert await runner.retention(keep, now) is not None
+    with caplog.at_level("WARNING", logger="tidings.run"):
+        assert await runner.retention(cut, now + timedelta(seconds=runner.RETENTION_EVERY_S)) is None
+    assert await cut.store.get_story(old) is not None
+    (line,) = [r.getMessage() for r in caplog.records if "retention.settings_differ" in r.getMessage()]
+    return line
 
 
 async def test_retention_settings_that_delete_more_than_the_last_runs_wait_for_the_operator(
@@ -371,12 +383,7 @@ async def test_retention_settings_that_delete_more_than_the_last_runs_wait_for_t
     until the operator runs `tidings retention` with them."""
     keep, cut, now, old = await _keeper_and_cutter(store, "keeper:1", "cutter:2")
     hour = timedelta(seconds=runner.RETENTION_EVERY_S)
-
-    assert await runner.retention(keep, now) is not None
-    with caplog.at_level("WARNING", logger="tidings.run"):
-        assert await runner.retention(cut, now + hour) is None
-    assert await store.get_story(old) is not None
-    (line,) = [r.getMessage() for r in caplog.records if "retention.settings_differ" in r.getMessage()]
+    line = await _cut_waits(keep, cut, now, old, caplog)
     assert "stories_days=30" in line and "stories_days=0" in line and "keeper:1" in line
 
     # The operator's run is the confirmation: it deletes, and its settings become the last run's.
@@ -400,6 +407,58 @@ async def test_retention_settings_lowered_on_the_machine_that_ran_last_apply_at_
     assert not runner.same_host("odd", "odd")  # no host:pid form: not known to be one machine
 
 
+async def test_retention_lowered_in_a_recreated_container_applies_at_once(store, tmp_path):
+    """A container recreated on the same data dir gets a new host name (Docker's default is
+    its id; a Kubernetes pod's changes each rollout): its own earlier run looked another
+    machine's, and a lowered `stories_days` waited for the operator, with a WARNING every
+    10 minutes. The runs record the data dir's machine id, which says "this machine"."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    before, after, now, old = await _keeper_and_cutter(
+        store, "3f2a9c1be0d4:1", "8d01e7a4c2f9:1", (machine_id(data_dir), machine_id(data_dir)))
+    hour = timedelta(seconds=runner.RETENTION_EVERY_S)
+    assert await runner.retention(before, now) is not None
+    report = await runner.retention(after, now + hour)
+    assert report is not None and report.stories == 1
+    assert await store.get_story(old) is None
+
+
+async def test_retention_lowered_on_another_data_dir_of_the_same_host_name_waits(
+        store, tmp_path, caplog):
+    """Two machines given one host name (compose's `hostname:`, a cloned VM), each with its
+    own data dir: the host name made them one machine, and the one set to 30 days deleted
+    what the other keeps for ever. Where both have machine ids, the ids decide."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    keep, cut, now, old = await _keeper_and_cutter(
+        store, "tidings:1", "tidings:1", (machine_id(tmp_path / "a"), machine_id(tmp_path / "b")))
+    line = await _cut_waits(keep, cut, now, old, caplog)
+    assert f"(by tidings:1, machine {keep.machine})" in line
+
+
+async def test_retention_recorded_without_a_machine_id_goes_by_the_host_name(store, tmp_path):
+    """A run of a version before the ids (or on a read-only data dir) recorded none: a
+    process that has one goes by the host name, as before."""
+    (tmp_path / "d").mkdir()
+    machine = machine_id(tmp_path / "d")
+    before, after, now, old = await _keeper_and_cutter(store, "box:1", "box:2", (None, machine))
+    hour = timedelta(seconds=runner.RETENTION_EVERY_S)
+    assert await runner.retention(before, now) is not None
+    assert runner.machine_of_json((await store.job_last_run("retention"))[0]) is None
+    assert (await runner.retention(after, now + hour)).stories == 1
+    # Its run recorded its id; an older version reads the settings past it.
+    recorded, _ = await store.job_last_run("retention")
+    assert runner.machine_of_json(recorded) == machine
+    assert runner.retention_of_json(recorded) == after.settings.retention
+
+
+def test_same_machine_goes_by_the_ids_where_both_have_one():
+    assert runner.same_machine("a:1", "m1", "b:2", "m1")  # a new host name, one data dir
+    assert not runner.same_machine("box:1", "m1", "box:2", "m2")  # one host name, two data dirs
+    assert runner.same_machine("box:1", None, "box:2", "m2")  # an older run's: host names
+    assert not runner.same_machine("a:1", "m1", "b:1", None)
+
+
 def test_deletes_more_names_the_keys_that_delete_what_the_last_run_kept():
     from aggregator.settings import RetentionSettings as R
 
@@ -408,6 +467,7 @@ def test_deletes_more_names_the_keys_that_delete_what_the_last_run_kept():
     assert runner.deletes_more(R(0, 0, 0), R(30, 90, 30)) == []  # for ever deletes nothing
     assert runner.deletes_more(R(60, 90, 30), R(30, 90, 30)) == []
     assert runner.retention_of_json(runner.retention_json_of(R(7, 8, 9))) == R(7, 8, 9)
+    assert runner.retention_of_json(runner.retention_json_of(R(7, 8, 9), "m1")) == R(7, 8, 9)
 
 
 async def _settings_with_stories(tmp_path, n: int):
@@ -565,7 +625,7 @@ async def test_a_retention_preview_counts_what_the_run_then_removes(store):
     at = [now - timedelta(days=d) for d in (95, 70, 2)]
     await store.add_events([EventRecord(event_key("r", ids[4], "click", t, None), "r", ids[4],
                                         "click", t) for t in at], now)
-    svc = SimpleNamespace(settings=settings, store=store, owner="test")
+    svc = SimpleNamespace(settings=settings, store=store, owner="test", machine=None)
     preview = await runner.retention_preview(svc, now)
     assert (preview.stories, preview.events, preview.event_days) == (3, 2, 1)
     # Logged at -31, -31, -29, -40 days (in that order): the prefix before -29 goes.

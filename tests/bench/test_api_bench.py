@@ -109,7 +109,9 @@ def test_short_texts_are_not_the_corpus_stories():
 @pytest.mark.slow
 def test_a_small_run_answers_every_search_and_text_through_the_api():
     """More searches and texts than the shipped limit of 120 a minute: none is turned away."""
-    rows = api_bench.run((300,), latency_n=140, throughput_n=100, cached_n=20, concurrency=4,
+    # The 2 x 100 in flight are over the limit on their own; a short serial phase (34 of
+    # each, not 134) only shows it measures too, and halves the test's time.
+    rows = api_bench.run((300,), latency_n=40, throughput_n=100, cached_n=20, concurrency=4,
                          baseline_queries=20, recall_queries=20, phase_budget_s=30,
                          embed_queries=0)
     (row,) = rows

@@ -650,25 +650,56 @@ NameRun = tuple[tuple[str, str, str], ...]
 def name_runs(text: str) -> list[NameRun]:
     """The runs of capitalised words that `text` writes side by side, one space or a hyphen
     apart ("Rancho Mirage", "Lib Dems", "Mat-Su"): the names of several words whose parts
-    key terms hold apart ("rancho", "mirage"). One scan, as `spellings`."""
+    key terms hold apart ("rancho", "mirage"). One scan, as `spellings`.
+
+    Nothing else joins two words: punctuation (a sentence or clause ending, a possessive's
+    apostrophe) or a line break between them ends a name. Two more ends a run cannot see
+    from its separators: a title before a person's name (`TITLE_WORDS`: "Children's
+    Minister Margaret Hodge", "Culture Secretary Tessa Jowell" were one name each), and a
+    line in title case (`_title_case`), whose capitals mark no names: "Lindsay Lohan Checks
+    Into Betty Ford Rehab" gave "Lindsay Lohan Checks", "Driver Charged In Fatal Queens Hit"
+    "Queens Hit". The names of such a line are joined where the text writes them again."""
+    runs: list[NameRun] = []
+    for line in text[:DISPLAY_TEXT_CHARS].split("\n"):
+        if not _title_case(line):
+            runs.extend(_line_runs(line))
+    return runs
+
+
+def _line_runs(line: str) -> list[NameRun]:
     runs: list[NameRun] = []
     run: list[tuple[str, str, str]] = []
     end = -1
-    for m in _WORDS.finditer(text[:DISPLAY_TEXT_CHARS]):
+    for m in _WORDS.finditer(line):
         word = m.group()
         if not word[0].isupper():
             end = -1
             continue
-        sep = text[end:m.start()] if end >= 0 else None
-        if sep not in (" ", "-") and run:
+        folded = fold(word)
+        sep = line[end:m.start()] if end >= 0 else None
+        after_title = bool(run) and run[-1][0] in TITLE_WORDS and folded not in TITLE_WORDS
+        if (sep not in (" ", "-") or after_title) and run:
             if len(run) > 1:
                 runs.append(tuple(run))
             run = []
-        run.append((fold(word), word, sep if run else ""))
+        run.append((folded, word, sep if run else ""))
         end = m.end()
     if len(run) > 1:
         runs.append(tuple(run))
     return runs
+
+
+# A line of at least this many words of four letters or more, all capitalised, is in title
+# case ("Driver Charged In Fatal Queens Hit & Run", "PROVISIONAL TRIAL DATE SET"): a sentence
+# writes some of its longer words in lower case.
+_TITLE_CASE_WORDS = 3
+_LONG_WORD = re.compile(r"[^\W\d_]{4,}")
+
+
+def _title_case(line: str) -> bool:
+    """Whether `line` capitalises every longer word, as headlines in title case do."""
+    long = _LONG_WORD.findall(line)
+    return len(long) >= _TITLE_CASE_WORDS and all(w[0].isupper() for w in long)
 
 
 def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
@@ -692,8 +723,31 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
             i = max(j, i + 1)
     out: dict[str, None] = {}
     for t in terms:
-        out.setdefault(whole.get(t) or display_name(t, spelt), None)
+        name = whole.get(t) or display_name(t, spelt)
+        if not any(same_name(name, other) for other in out):
+            out.setdefault(name, None)
     return list(out)
+
+
+def same_name(a: str, b: str) -> bool:
+    """Whether two names of several words are one name spelt short and long: word for word
+    the same or one abbreviating the other (`_abbreviates`), as "Lib Dems" is "Liberal
+    Democrats" and "Mt Cook" "Mount Cook". Shown as two, one party read as the two names
+    that "same event" asks for."""
+    wa, wb = a.replace("-", " ").split(), b.replace("-", " ").split()
+    if len(wa) < 2 or len(wa) != len(wb):
+        return False
+    return all(x == y or _abbreviates(x, y) or _abbreviates(y, x)
+               for x, y in zip(map(fold, wa), map(fold, wb), strict=True))
+
+
+def _abbreviates(short: str, long: str) -> bool:
+    """`short` is `long` shortened: same first letter, the rest of its letters in `long` in
+    order ("dems" of "democrats", "mt" of "mount", "lib" of "liberal")."""
+    if len(short) >= len(long) or short[:1] != long[:1]:
+        return False
+    rest = iter(long[1:])
+    return all(ch in rest for ch in short[1:])
 
 
 def display_name(term: str, spelt: Mapping[str, str] | None = None) -> str:
@@ -715,14 +769,29 @@ DATELINE_WORDS = frozenset(
 )
 
 
+# Titles and offices written before a person's name ("Minister Margaret Hodge", "Secretary
+# Patricia Hewitt", "President Obama", "Sir Trevor McDonald", "Police Chief Scott Russell"):
+# a name of several words ends before the person (`name_runs`), and a reason never shows one
+# alone, as it names no event ("same event: Minister, Hodge"). Folded as key terms are. "Mr",
+# "Mrs" and "Ms" are stop words (`lexical.STOPWORDS`), never key terms; api/render.py's
+# byline prefixes are the honorifics here. Not "General", "Justice" or "Premier", which
+# are parts of the names of bodies ("Attorney General", "General Motors", "Premier League").
+TITLE_WORDS = frozenset(
+    """dr prof sir dame rev lord baroness president minister secretary chancellor governor
+    gov senator mayor judge sheriff deputy commissioner speaker inspector coroner
+    chief director chairman captain capt lt sgt gen mp mep""".split()
+)
+
+
 def shown_name(term: str, common_word: CommonWord | None = None) -> bool:
     """Whether a shared key term may name the evidence in a reason. Not a number: key terms
     hold numbers split at their punctuation ("20,000" is "20" and "000"), which read as noise
     on their own. Not a weekday, a month or a time zone (`DATELINE_WORDS`), shared by any two
-    reports of one week and region. Not a word the corpus writes in lower case (`common_word`): "Among", "However"
-    or "Top" are key terms only for starting a sentence."""
+    reports of one week and region. Not a title (`TITLE_WORDS`). Not a word the corpus writes
+    in lower case (`common_word`): "Among", "However" or "Top" are key terms only for starting
+    a sentence."""
     return (not term[0].isdigit() and term not in CALENDAR_WORDS and term not in DATELINE_WORDS
-            and not (common_word is not None and common_word(term)))
+            and term not in TITLE_WORDS and not (common_word is not None and common_word(term)))
 
 
 def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = None,

@@ -24,6 +24,7 @@ from recommender.related import (
     display_name,
     neighbourhood_agreement,
     rank_related,
+    same_name,
     spellings,
     time_bonus,
     url_key,
@@ -889,6 +890,59 @@ def test_a_reason_joins_the_words_of_one_name_as_the_article_writes_them():
     assert {"mat", "su"} <= set(terms)
     mat_su = cand(3, unit(1, 0.5), title="Mat-Su fire", key_terms=("mat", "su"))
     assert rank_related(query, [mat_su], k=1, now=NOW)[0].reason == "similar topic: Mat-Su"
+
+
+def reason_for(title: str, text: str, terms: tuple[str, ...],
+               idf: dict[str, float] | None = None) -> str:
+    """The reason of a story whose names are `terms`, under an article of `title` and `text`."""
+    query = replace(QUERY, title=title, text=text)
+    [r] = rank_related(query, [cand(2, unit(1, 0.5), key_terms=terms)], k=1, now=NOW,
+                       term_idf=idf)
+    return r.reason
+
+
+def test_a_title_before_a_person_is_no_part_of_the_name_and_names_no_event():
+    # BBC politics blocks read "similar topic: Minister Margaret Hodge" and "Secretary
+    # Patricia Hewitt": the title written before the person was joined to the name, and a
+    # claim of two names ("same event: Minister, Hodge") could rest on the title.
+    title, text = ("Hodge pressed on childcare places",
+                   "MPs said Children's Minister Margaret Hodge and Culture Secretary Tessa "
+                   "Jowell had not answered them.")
+    idf = {"hodge": 9.0, "margaret": 8.0, "minister": 7.0, "jowell": 6.5, "tessa": 6.0,
+           "secretary": 5.0, "culture": 4.0}
+    assert (reason_for(title, text, ("minister", "margaret", "hodge"), idf)
+            == "similar topic: Margaret Hodge")
+    both = ("margaret", "hodge", "culture", "secretary", "tessa", "jowell")
+    assert (reason_for(title, text, both, idf)
+            == "same event: Margaret Hodge, Tessa Jowell, Culture")
+    assert reason_for(title, text, ("minister",)) == "similar topic"
+
+
+def test_a_title_case_headline_joins_no_names():
+    # ECB+ blocks read "Lindsay Lohan Checks" and "Queens Hit": a headline capitalising every
+    # word had its verbs joined to the names beside them. The text's own "Lindsay Lohan"
+    # still reads whole.
+    reason = reason_for("Driver Charged In Fatal Queens Hit And Run",
+                        "Lindsay Lohan Checks Into Betty Ford Rehab\nA driver was charged in "
+                        "Queens, police said; Lindsay Lohan was not involved.",
+                        ("queens", "hit", "lindsay", "lohan"),
+                        {"queens": 9.0, "hit": 8.0, "lohan": 7.0, "lindsay": 6.0})
+    assert reason == "same event: Queens, Hit, Lindsay Lohan"
+
+
+def test_one_name_spelt_short_and_long_is_one_name():
+    # BBC: "same event: Liberal Democrats, Lib Dems" claimed an event on the two spellings of
+    # one party; ECB+ showed "Mount Cook" beside "Mt Cook".
+    title, text = ("Liberal Democrats unveil tax plan",
+                   "The Lib Dems said the plan was costed. Climbers on Mt Cook and Mount Cook "
+                   "were rescued.")
+    idf = {"liberal": 9.0, "democrats": 8.5, "lib": 8.0, "dems": 7.5, "mt": 7.0,
+           "mount": 6.5, "cook": 6.0}
+    assert (reason_for(title, text, ("liberal", "democrats", "lib", "dems"), idf)
+            == "similar topic: Liberal Democrats")
+    assert reason_for(title, text, ("mt", "mount", "cook"), idf) == "similar topic: Mt Cook"
+    assert not same_name("Tony Blair", "Tom Blair") and not same_name("Blair", "Bl")
+    assert same_name("Lib Dem", "Lib Dems") and not same_name("Lib Dems", "Lib Dems Party")
 
 
 def test_one_name_of_two_words_is_a_topic_not_an_event():

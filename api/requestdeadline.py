@@ -28,14 +28,19 @@ REQUEST_BODY_TIMEOUT_S = 60.0
 
 
 class DeadlineH11Protocol(H11Protocol):
-    """uvicorn's H11Protocol, closing a connection whose request does not arrive in time."""
+    """uvicorn's H11Protocol, closing a connection whose request does not arrive in time.
+
+    A request moves a deadline (a float), not a timer: one timer per connection looks at it
+    when it is due and sets itself again for the deadline then in force. A timer made and
+    cancelled per request cost each cached answer a heap push and a cancelled handle."""
 
     head_timeout_s = REQUEST_HEAD_TIMEOUT_S
     body_timeout_s = REQUEST_BODY_TIMEOUT_S
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # loop time the client must have sent by
         self._awaiting_body = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -51,34 +56,40 @@ class DeadlineH11Protocol(H11Protocol):
         self._watch()  # the next request's head is timed from here (keep-alive, pipelining)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadline = None
         super().connection_lost(exc)
 
     def _watch(self) -> None:
-        """Set the clock by where the client is: waiting for a head, for a body, or done
+        """Set the deadline by where the client is: waiting for a head, for a body, or done
         sending (the app has the request, and its answer is not the client's to hurry)."""
         state = self.conn.their_state
         if self.transport is None or self.transport.is_closing() or state not in (h11.IDLE, h11.SEND_BODY):
-            self._disarm()
+            self._deadline, self._awaiting_body = None, False
         elif state is h11.SEND_BODY and not self._awaiting_body:
-            self._arm(self.body_timeout_s, awaiting_body=True)
+            self._set(self.body_timeout_s, awaiting_body=True)
         elif state is h11.IDLE and (self._deadline is None or self._awaiting_body):
             # A response just completed, or the connection is new; bytes of an unfinished head
             # do not move the deadline (a head sent a byte at a time is the attack).
-            self._arm(self.head_timeout_s, awaiting_body=False)
+            self._set(self.head_timeout_s, awaiting_body=False)
 
-    def _arm(self, timeout_s: float, *, awaiting_body: bool) -> None:
-        self._disarm()
+    def _set(self, timeout_s: float, *, awaiting_body: bool) -> None:
         self._awaiting_body = awaiting_body
-        self._deadline = self.loop.call_later(timeout_s, self._expired)
+        self._deadline = self.loop.time() + timeout_s
+        if self._timer is not None and self._timer.when() > self._deadline:
+            # Set for a later deadline (a body's, before a response brought a head's)
+            self._timer.cancel()
+            self._timer = None
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._deadline, self._due)
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        self._awaiting_body = False
-
-    def _expired(self) -> None:
-        self._deadline = None
-        if not self.transport.is_closing():
+    def _due(self) -> None:
+        self._timer = None
+        if self.transport is None or self.transport.is_closing() or self._deadline is None:
+            return  # done sending: the next `_set` starts a timer again
+        if self.loop.time() >= self._deadline:
             self.transport.close()
+        else:  # moved by a later request: look again then
+            self._timer = self.loop.call_at(self._deadline, self._due)

@@ -1474,9 +1474,10 @@ def server_config(app, host: str, port: int, **options):
     # timeout_graceful_shutdown: on a stop, requests under way get STOP_GRACE_S to end, then
     # are cancelled. uvicorn's default waits for them without end, and a client that sends
     # its body slowly (or stops halfway) kept `serve` and `run` from stopping at all.
-    # http: uvicorn's h11 protocol with deadlines for a request's head and body
-    # (api/requestdeadline.py): without them a connection that sent its head a byte at a time,
-    # or nothing, was held for good, and enough of them filled the process's file descriptors.
+    # http: uvicorn's h11 protocol with deadlines for a request's head and body, and for the
+    # client taking its answer (api/requestdeadline.py): without them a connection that sent
+    # its head a byte at a time, or nothing, or never read what it asked for, was held for
+    # good, and enough of them filled the process's file descriptors.
     defaults = {"log_level": "warning", "access_log": False, "log_config": None,
                 "http": "api.requestdeadline:DeadlineH11Protocol",
                 "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES,

@@ -39,13 +39,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def start_server(app, port: int):
+async def start_server(app, port: int, sock: socket.socket | None = None):
+    """Serve `app` on 127.0.0.1:port, or on `sock`, a listening socket made by the test (its
+    accepted connections inherit its options, such as buffer sizes)."""
     import uvicorn
 
     from api.app import server_config
 
     server = uvicorn.Server(server_config(app, "127.0.0.1", port, lifespan="off"))
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     for _ in range(200):
         if server.started:
             break

@@ -1,0 +1,140 @@
+"""The API's server resets connections whose peer stops taking its answer, and leaves alone
+the ones that take it, however slowly (api/requestdeadline.py, the write deadline).
+
+A real uvicorn server made by api.app.server_config, on loopback, with the write deadline cut
+to half a second; a tiny ASGI app stands in for the API, whose routes are not the point. The
+server's listening socket has a small send buffer and the clients a small receive buffer:
+against a peer that does not read, loopback's send buffer grows to megabytes and would hide
+the answer from the server's own buffer, which a real link fills much sooner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+from urllib.parse import parse_qs
+
+import pytest
+
+from api import requestdeadline
+from tests.api.conftest import start_server
+
+SEND_S = 0.5
+# How long a test waits for the server to reset a connection: far past the deadline, so only
+# a connection that is never reset fails it.
+GIVE_UP_S = 10.0
+SOCKET_BUFFER_BYTES = 4096
+CHUNK_BYTES = 16 * 1024
+
+
+def payload(n: int) -> bytes:
+    return (b"0123456789abcdef" * (n // 16 + 1))[:n]
+
+
+def make_app(finished: asyncio.Event):
+    async def app(scope, receive, send):
+        """GET /stream?n=: n bytes sent in 16 KiB messages, as the API streams an export or a
+        feed, then `finished` is set (sent or not); GET /once?n=: n bytes in one message."""
+        if scope["type"] != "http":
+            return
+        n = int(parse_qs(scope["query_string"].decode())["n"][0])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(n).encode())]})
+        body = payload(n)
+        if scope["path"] == "/once":
+            await send({"type": "http.response.body", "body": body})
+            return
+        for at in range(0, n, CHUNK_BYTES):
+            await send({"type": "http.response.body", "body": body[at:at + CHUNK_BYTES],
+                        "more_body": at + CHUNK_BYTES < n})
+        finished.set()
+
+    return app
+
+
+@pytest.fixture
+async def server(monkeypatch):
+    monkeypatch.setattr(requestdeadline.DeadlineH11Protocol, "send_timeout_s", SEND_S)
+    listener = socket.socket()
+    # Accepted connections inherit it; set explicitly, the kernel no longer grows it.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+    listener.bind(("127.0.0.1", 0))
+    finished = asyncio.Event()
+    srv, task = await start_server(make_app(finished), listener.getsockname()[1], sock=listener)
+    yield listener.getsockname()[1], finished
+    srv.should_exit = True
+    await task
+    listener.close()
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)  # before connect: the window
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def reset_by_server(sock: socket.socket) -> bool:
+    """Whether the server resets the connection within GIVE_UP_S, seen without reading: the
+    unread answer would make it readable, a reset makes it hang up (reported whatever the mask)."""
+    poller = select.poll()
+    poller.register(sock, 0)
+    events = poller.poll(GIVE_UP_S * 1000)
+    return any(mask & (select.POLLHUP | select.POLLERR) for _, mask in events)
+
+
+REQUESTS = {
+    # Streamed: the app's task waits on the paused transport.
+    "a large answer": b"GET /stream?n=4000000 HTTP/1.1\r\nHost: x\r\n\r\n",
+    # Each small; together they fill the buffers, and the next answer waits.
+    "pipelined answers": b"GET /once?n=16384 HTTP/1.1\r\nHost: x\r\n\r\n" * 200,
+    # Under uvicorn's high-water mark, so writing never pauses; uvicorn closes the connection
+    # after it, but a closing transport keeps its socket until its buffer is sent.
+    "an answer, then close": b"GET /once?n=60000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", REQUESTS.values(), ids=REQUESTS.keys())
+async def test_a_client_that_does_not_read_its_answer_is_reset(server, request_bytes):
+    port, finished = server
+    sock = await asyncio.to_thread(connect, port)
+    try:
+        sock.sendall(request_bytes)
+        assert await asyncio.to_thread(reset_by_server, sock), (
+            f"the server still held the connection after {GIVE_UP_S:g} s")
+        with pytest.raises(ConnectionResetError):
+            while sock.recv(1 << 16):
+                pass
+    finally:
+        sock.close()
+    if b"/stream" in request_bytes:
+        # The app saw the client go away: its task ended instead of waiting for a drain.
+        async with asyncio.timeout(GIVE_UP_S):
+            await finished.wait()
+
+
+def read_slowly(port: int, request: bytes) -> bytes:
+    """A reader on a slow link: 1 KiB every twentieth of the deadline (40 KiB/s), to the end.
+    uvicorn resumes writing once 48 KiB are taken, which at this pace is more than a deadline
+    apart: only counting every byte taken keeps it."""
+    sock = connect(port)
+    received = bytearray()
+    try:
+        sock.sendall(request)
+        while chunk := sock.recv(1024):
+            received += chunk
+            select.select([], [], [], SEND_S / 20)  # a blocking pause in the client's thread
+    finally:
+        sock.close()
+    return bytes(received)
+
+
+async def test_a_slow_but_steady_reader_gets_the_whole_answer(server):
+    port, _ = server
+    n = 120_000  # several times the buffers between the app and the reader
+    answer = await asyncio.to_thread(
+        read_slowly, port, f"GET /stream?n={n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body == payload(n)

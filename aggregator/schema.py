@@ -337,8 +337,10 @@ class JobLockRow(Base):
     owner: Mapped[str | None] = mapped_column(String(80), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # The settings its last run used (JSON; `owner` is the process that ran it): processes
-    # of a cluster whose settings differ find out (api.runner.retention).
+    # The settings its last run used (JSON): processes of a cluster whose settings differ
+    # find out (api.runner.retention). `owner` is the last claim's, not always the process
+    # that ran: a claim that failed after that run wrote its own; a run names its process
+    # in these settings.
     settings: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 

@@ -258,6 +258,9 @@ class KeyLines:
     """
 
     lines: Mapping[LinePath, int]
+    # The line and key of a multi-line string (""" or ''') the text never closes, if any:
+    # tomllib reports that one at the end of the document, far from where it went wrong.
+    unclosed_string: tuple[int, LinePath] | None = None
 
     def of(self, *path: str | int) -> int | None:
         """The line of `path`, else of its nearest enclosing table or key, else None."""
@@ -278,6 +281,7 @@ def scan_key_lines(text: str) -> KeyLines:
     array_counts: dict[tuple[str, ...], int] = {}  # [[x]] seen so far, by its dotted name
     table: LinePath = ()
     open_string = ""  # the delimiter of a multi-line string we are inside, if any
+    opened: tuple[int, LinePath] | None = None  # where that string began, and its key
 
     def resolve(parts: tuple[str, ...]) -> list[str | int]:
         # [source.selectors] belongs to the latest [[source]]: insert its index after "source".
@@ -314,17 +318,24 @@ def scan_key_lines(text: str) -> KeyLines:
             rest = line[m.end():]
             for delim in ('"""', "'''"):
                 if rest.lstrip().startswith(delim) and rest.count(delim) % 2 == 1:
-                    open_string = delim
-    return KeyLines(lines)
+                    open_string, opened = delim, (number, table + parts)
+    return KeyLines(lines, opened if open_string else None)
 
 
-def _last_line(text: str, error: str) -> int | None:
-    """The line of a tomllib error "at end of document" (what the file's end left open: an
-    unclosed `[source`, a string without its closing quote): the last line with something
-    on it, as no line at all left the operator to search the whole file (pure)."""
+def _end_of_document_error(text: str, error: str) -> tuple[str, int | None, str]:
+    """Message, line and key for a tomllib error "at end of document" (what the file's end
+    left open), which names no line (pure). A multi-line string never closed is named where
+    it opens, with its key: the end of the file may be hundreds of lines below it. Anything
+    else (an unclosed `[source`, a string without its closing quote on the last line) is
+    named at the last line with something on it."""
+    message = f"invalid TOML: {error}"
     if "at end of document" not in error or not text.strip():
-        return None
-    return text.rstrip().count("\n") + 1
+        return message, None, ""
+    if opened := scan_key_lines(text).unclosed_string:
+        line, path = opened
+        key = ".".join(p for p in path if isinstance(p, str))  # ("source", 2, "x"): source.x
+        return f"{message}: the multi-line string that opens here is never closed", line, key
+    return message, text.rstrip().count("\n") + 1, ""
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], KeyLines]:
@@ -346,9 +357,10 @@ def read_toml(path: Path) -> tuple[dict[str, Any], KeyLines]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        m = _TOML_AT_RE.search(str(e))
-        raise ConfigError(f"invalid TOML: {e}", file=str(path),
-                          line=int(m[1]) if m else _last_line(text, str(e))) from e
+        if m := _TOML_AT_RE.search(str(e)):
+            raise ConfigError(f"invalid TOML: {e}", file=str(path), line=int(m[1])) from e
+        message, line, key = _end_of_document_error(text, str(e))
+        raise ConfigError(message, file=str(path), line=line, key=key) from e
     except RecursionError:  # tomllib recurses per nesting level: thousands of [[[...
         raise ConfigError("invalid TOML: values nested too deeply", file=str(path)) from None
     return data, scan_key_lines(text)

@@ -2829,7 +2829,10 @@ class Store:
             return bool(res.rowcount)
 
     async def job_last_run(self, name: str) -> tuple[str, str] | None:
-        """The settings the last recorded run of `name` used and the process that ran it;
+        """The settings the last recorded run of `name` used and the job's owner: the
+        process that ran it, or one that claimed the job since and whose run was never
+        recorded (killed mid-run), as a claim writes the owner and only `job_done` the
+        settings; a job that must know who ran records it in its settings (api.runner).
         None before any run recorded its settings."""
         async with self.session() as s:
             row = (await s.execute(select(JobLockRow.settings, JobLockRow.owner)

@@ -455,7 +455,12 @@ class SkippedEvent(BaseModel):
 
 
 class AcceptedOut(BaseModel):
-    accepted: int
+    # The events are written after the answer (api.events batches them), so whether one is
+    # already stored is not known here; a retried beacon is counted and stored once all the same.
+    accepted: int = Field(description="the events taken, not the new ones: one already stored, "
+                                      "or sent twice, is counted again and stored once (events "
+                                      "are idempotent by `id`, else by reader, story, type, "
+                                      "`at` and `page`)")
     # Events about stories we do not have (removed since, taken down, never stored): skipped,
     # the others taken. Sending them again changes nothing.
     skipped: list[SkippedEvent] = []

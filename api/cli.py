@@ -790,7 +790,7 @@ async def cmd_export(settings, args) -> int:
         if args.source and (problem := await export_source_problem(svc.store, args.source, settings)):
             print(f"tidings: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
-        if args.category and (problem := await export_category_problem(svc.store, args.category)):
+        if args.category and (problem := await stored_category_problem(svc.store, args.category)):
             print(f"tidings: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
         total = await svc.store.count_stories(selection)
@@ -863,13 +863,14 @@ async def export_source_problem(store, name: str, settings) -> str | None:
                            f"in {settings.sources_file}, nor stories stored under that name")
 
 
-async def export_category_problem(store, name: str) -> str | None:
-    """Why `export --category name` selects nothing the operator could have meant, else
-    None: a category no stored story has, compared by key as the filter compares it
-    ("Politics" is "politics"). `export --category politcs` exported 0 stories with exit 0
-    where `--source` refused its typo; the near category is named as the near source is.
-    Only stories are asked, not sources.toml: a category is stored on its stories, and one
-    the file names without a story yet selects nothing either."""
+async def stored_category_problem(store, name: str) -> str | None:
+    """Why `--category name` (of `export`, `related`, `search`) selects nothing the operator
+    could have meant, else None: a category no stored story has, compared by key as the
+    filter compares it ("Politics" is "politics"). `export --category politcs` exported 0
+    stories with exit 0 where `--source` refused its typo, and `related`/`search` printed
+    "nothing related found", which reads as an answer; the near category is named as the
+    near source is. Only stories are asked, not sources.toml: a category is stored on its
+    stories, and one the file names without a story yet selects nothing either."""
     from aggregator.settings import did_you_mean
     from aggregator.store import key_column
 
@@ -933,6 +934,9 @@ async def cmd_related(settings, args) -> int:
         return EXIT_USAGE
     svc = await build(settings, serve=True, guard_callers=False)
     try:
+        if args.category and (problem := await stored_category_problem(svc.store, args.category)):
+            print(f"tidings: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         await svc.corpus.start()
         f = Filters(args.category, args.site, args.exclude_site, args.max_age_days)
         if args.id is not None:
@@ -984,6 +988,9 @@ async def cmd_search(settings, args) -> int:
         return EXIT_USAGE
     svc = await build(settings, serve=True)
     try:
+        if args.category and (problem := await stored_category_problem(svc.store, args.category)):
+            print(f"tidings: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         await svc.corpus.start()
         f = Filters(args.category, args.site, args.exclude_site, args.max_age_days)
         data = search_json(args.query, await svc.related.search(args.query, k=k, filters=f))

@@ -262,11 +262,13 @@ class RetentionReport:
 RETENTION_KEYS = tuple(f.name for f in dataclasses.fields(RetentionSettings))
 
 
-def retention_json_of(r: RetentionSettings, machine: str | None = None) -> str:
+def retention_json_of(r: RetentionSettings, machine: str | None = None, owner: str = "") -> str:
     """`[retention]` as a run records it in the database (`job_locks.settings`), with the
-    run's machine id (api.machineid) where it has one."""
-    return json.dumps(dataclasses.asdict(r) | ({"machine": machine} if machine else {}),
-                      sort_keys=True)
+    run's machine id (api.machineid) where it has one, and the process that ran it (`owner`,
+    host:pid): the row's own `owner` is the last claim's, which a claim that failed
+    (the process killed mid-run) leaves naming a process whose run was never recorded."""
+    return json.dumps(dataclasses.asdict(r) | ({"machine": machine} if machine else {})
+                      | ({"owner": owner} if owner else {}), sort_keys=True)
 
 
 def retention_of_json(text: str) -> RetentionSettings:
@@ -282,6 +284,13 @@ def machine_of_json(text: str) -> str | None:
     of a process whose data dir was read-only."""
     got = json.loads(text).get("machine")
     return got if isinstance(got, str) and got else None
+
+
+def owner_of_json(text: str, claimant: str) -> str:
+    """The process that ran the recorded run: the one its settings name, else (a run of a
+    version that recorded none) `claimant`, the row's owner, as before."""
+    got = json.loads(text).get("owner")
+    return got if isinstance(got, str) and got else claimant
 
 
 def deletes_more(mine: RetentionSettings, last: RetentionSettings) -> list[str]:
@@ -335,7 +344,8 @@ async def retention_agrees(svc: Services) -> bool:
     last = await svc.store.job_last_run("retention")
     if last is None:
         return True  # the first run in this database
-    recorded, owner = last
+    recorded, claimant = last
+    owner = owner_of_json(recorded, claimant)
     theirs, mine = retention_of_json(recorded), svc.settings.retention
     if theirs == mine:
         return True
@@ -380,7 +390,8 @@ async def retention(svc: Services, now: datetime | None = None, *,
         await asyncio.gather(keeper, return_exceptions=True)
     # Only now: a run that raised before this is claimed again once its lease runs out.
     await svc.store.job_done("retention", owner=svc.owner, started_at=now,
-                             settings=retention_json_of(svc.settings.retention, svc.machine))
+                             settings=retention_json_of(svc.settings.retention, svc.machine,
+                                                       svc.owner))
     return report
 
 

@@ -356,6 +356,12 @@ FILE_ERRORS = [
      "must begin with a product name"),
     ('data_dir = "d\\u0000x"\n', 1, "data_dir", "cannot hold a NUL"),
     ('sources_file = "~no-such-user-here/s.toml"\n', 1, "sources_file", "cannot expand"),
+    # A multi-line string never closed: tomllib says "at end of document", and the file's
+    # last line was named, far below the line to fix.
+    ('[api]\nhost = """0.0.0.0\nport = 8000\n\n[collect]\ntick_s = 1\n', 2, "api.host",
+     "invalid TOML: Unterminated string (at end of document): the multi-line string that "
+     "opens here is never closed"),
+    ("log_level = '''info\n[api]\nport = 8000\n", 1, "log_level", "is never closed"),
 ]
 
 

@@ -382,6 +382,17 @@ def test_toml_syntax_error_at_the_end_of_the_file_names_its_last_line(tmp_path, 
     assert str(info.value).startswith(f"{path}:{line}: ")
 
 
+def test_a_multiline_string_never_closed_is_named_where_it_opens(tmp_path):
+    """tomllib reports it "(at end of document)": the last line of the file was named, a
+    whole sources file away from the string to close."""
+    path = write(tmp_path, A + "keep = '''(?i)news\n" + A.replace('"a"', '"b"') + "\n")
+    with pytest.raises(ConfigError, match="invalid TOML") as info:
+        load_sources(path)
+    assert (info.value.line, info.value.key) == (5, "source.keep")
+    assert str(info.value).startswith(f"{path}:5: ")
+    assert str(info.value).endswith("is never closed (key 'source.keep')")
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found") as info:
         load_sources(tmp_path / "none.toml")

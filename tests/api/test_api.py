@@ -1209,6 +1209,11 @@ async def test_openapi_states_the_events_body_the_feed_page_and_the_metrics_type
     assert set(doc["components"]["schemas"][ref]["properties"]) == {"reader", "items", "next"}
     metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == ["text/plain"]
+    # `accepted` of 3 for 3 copies of one event, 1 stored, read as 3 new events: it says so.
+    answer = doc["paths"]["/v1/events"]["post"]["responses"]["202"]["content"]
+    ref = answer["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    accepted = doc["components"]["schemas"][ref]["properties"]["accepted"]
+    assert accepted["description"].startswith("the events taken, not the new ones")
 
 
 async def test_openapi_gives_every_error_answer_as_json(http):

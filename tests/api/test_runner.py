@@ -452,6 +452,26 @@ async def test_retention_recorded_without_a_machine_id_goes_by_the_host_name(sto
     assert runner.retention_of_json(recorded) == after.settings.retention
 
 
+async def test_a_claim_that_failed_does_not_make_the_last_run_this_hosts(store, caplog):
+    """A claim wrote its owner over the row's while the settings are written when a run is
+    done: after a process on host b claimed the job and died, the last run (a's, keeping
+    stories for ever, without a machine id) read as b's, and b's next process, set to 30
+    days, took its own lowered settings for this machine's edit and deleted. The owner that
+    ran is recorded with the run's settings."""
+    keep, cut, now, old = await _keeper_and_cutter(store, "a:1", "b:3")
+    hour = timedelta(seconds=runner.RETENTION_EVERY_S)
+    assert await runner.retention(keep, now) is not None
+    # b:2 (keeping for ever too) claims the next run and is killed before recording it.
+    assert await store.claim_job("retention", owner="b:2", every_s=runner.RETENTION_EVERY_S,
+                                 lease_s=runner.RETENTION_LEASE_S, now=now + hour)
+    later = now + hour + timedelta(seconds=runner.RETENTION_LEASE_S + 1)
+    with caplog.at_level("WARNING", logger="tidings.run"):
+        assert await runner.retention(cut, later) is None
+    assert await store.get_story(old) is not None
+    (line,) = [r.getMessage() for r in caplog.records if "retention.settings_differ" in r.getMessage()]
+    assert "(by a:1)" in line, line
+
+
 def test_same_machine_goes_by_the_ids_where_both_have_one():
     assert runner.same_machine("a:1", "m1", "b:2", "m1")  # a new host name, one data dir
     assert not runner.same_machine("box:1", "m1", "box:2", "m2")  # one host name, two data dirs

@@ -54,3 +54,28 @@ def test_without_k_the_commands_size_as_the_api(cli_env, tmp_path, shared_data):
 
     r = run_cli(["related", "--id", "8", "-k", "4"], env)
     assert r.returncode == 2 and "-k must be between 1 and 3" in r.stderr, r.stderr
+
+
+def test_related_and_search_refuse_a_category_no_stored_story_has(cli_env, tmp_path):
+    """`related --category politcs` printed "(nothing related found)" with exit 0, and
+    `search` "(no stories found)": a typo read as an answer. They refuse it as `export
+    --category` does: one line, the stored category meant, exit 2."""
+    stories = [{"url": f"https://news.example/{n}", "title": title, "category": category}
+               for n, (title, category) in enumerate([
+                   ("Budget passes after a late vote", "Politics"),
+                   ("Budget vote delayed again", "politics"),
+                   ("Premiere draws crowds", "entertainment")])]
+    r = run_cli(["import", str(write_jsonl(stories, tmp_path / "s.jsonl"))], cli_env)
+    assert r.returncode == 0, r.stderr
+
+    for command in (["related", "--id", "1"], ["related", "--text", "budget vote"],
+                    ["search", "budget"]):
+        r = run_cli([*command, "--category", "politcs"], cli_env)
+        assert (r.returncode, r.stdout) == (2, ""), (command, r.stdout + r.stderr)
+        assert r.stderr.splitlines() == ["tidings: error: no stored story has the category "
+                                         "'politcs' (did you mean 'politics'?)"], command
+        # A stored category, in another case: the filter's answer, not a refusal.
+        r = run_cli([*command, "--category", "POLITICS", "--json"], cli_env)
+        assert r.returncode == 0, (command, r.stderr)
+        cards = json.loads(r.stdout).get("related") or json.loads(r.stdout)["items"]
+        assert cards and {c["category"] for c in cards} <= {"Politics", "politics"}, command

@@ -2052,6 +2052,18 @@ class Store:
         async with self.session() as s:
             return set(await s.scalars(select(StoryRow.category_key).distinct())) - {""}
 
+    async def site_keys(self) -> set[str]:
+        """Every site stored stories have, as site filters compare them (canonical.site_key):
+        what a `--site` or `--exclude-site` filter can match. There is no key column: the
+        few distinct names, read from the index on `site`, are keyed here."""
+        async with self.session() as s:
+            return {site_key(n) for n in await self._site_names(s)} - {""}
+
+    @staticmethod
+    async def _site_names(s) -> Sequence[str]:
+        """The distinct sites stories are stored under, as they came."""
+        return (await s.scalars(select(StoryRow.site).distinct())).all()
+
     async def purgeable_stories(self, name: str) -> int | None:
         """How many stories `purge_source(name)` would remove; None when the sources file
         names a source `name` (its next round would bring them back)."""
@@ -2531,8 +2543,7 @@ class Store:
         "www.BBC.co.uk" is "bbc.co.uk"): stories keep the site as they came, and there is no
         key column to match on, so the few distinct names are compared here."""
         want = site_key(site)
-        names = (await s.scalars(select(StoryRow.site).distinct())).all()
-        return [n for n in names if site_key(n) == want]
+        return [n for n in await self._site_names(s) if site_key(n) == want]
 
     async def widget_stats(self, since: datetime, until: datetime, site: str | None = None,
                            top: int = 10) -> WidgetCounts:

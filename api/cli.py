@@ -871,13 +871,44 @@ async def stored_category_problem(store, name: str) -> str | None:
     "nothing related found", which reads as an answer; the near category is named as the
     near source is. Only stories are asked, not sources.toml: a category is stored on its
     stories, and one the file names without a story yet selects nothing either."""
-    from aggregator.settings import did_you_mean
     from aggregator.store import key_column
 
-    known = await store.category_keys()
-    if key_column(name) in known:
+    return unstored_problem("category", name, key_column(name), await store.category_keys())
+
+
+async def stored_site_problem(store, name: str) -> str | None:
+    """Why `--site name` or `--exclude-site name` (of `related`, `search`, `stats`) matches
+    no story, else None: a site no stored story has, compared as the filters compare sites
+    (canonical.site_key: "www.BBC.co.uk" and "https://bbc.co.uk/news" are "bbc.co.uk").
+    `related --site bbc.co.ku` printed "(nothing related found)", `stats --site` a report of
+    zeros, and `--exclude-site bbc.co.ku` left bbc.co.uk's stories in without a word: the
+    typo excluded nothing, and the block looked like the one asked for. An `--exclude-site`
+    no story has changes nothing even when meant, so refusing it loses no answer."""
+    from aggregator.canonical import site_key
+
+    return unstored_problem("site", name, site_key(name), await store.site_keys())
+
+
+async def block_filter_problem(store, args) -> str | None:
+    """Why the filters of `related` or `search` (`_block_filters`) select nothing the operator
+    could have meant, else None: the first that names what no stored story has."""
+    if args.category and (problem := await stored_category_problem(store, args.category)):
+        return problem
+    for site in (args.site, args.exclude_site):
+        if site and (problem := await stored_site_problem(store, site)):
+            return problem
+    return None
+
+
+def unstored_problem(what: str, name: str, key: str, known: set[str]) -> str | None:
+    """The one refusal of a filter's value that no stored story has (pure): None when its
+    `key` is among the stored ones (`known`), else the value as given and the stored key one
+    typo from it."""
+    from aggregator.settings import did_you_mean
+
+    if key in known:
         return None
-    return f"no stored story has the category {name!r}" + did_you_mean(key_column(name), known)
+    return f"no stored story has the {what} {name!r}" + did_you_mean(key, known)
 
 
 def _regular_size(stream) -> int | None:
@@ -934,7 +965,7 @@ async def cmd_related(settings, args) -> int:
         return EXIT_USAGE
     svc = await build(settings, serve=True, guard_callers=False)
     try:
-        if args.category and (problem := await stored_category_problem(svc.store, args.category)):
+        if problem := await block_filter_problem(svc.store, args):
             print(f"tidings: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
         await svc.corpus.start()
@@ -988,7 +1019,7 @@ async def cmd_search(settings, args) -> int:
         return EXIT_USAGE
     svc = await build(settings, serve=True)
     try:
-        if args.category and (problem := await stored_category_problem(svc.store, args.category)):
+        if problem := await block_filter_problem(svc.store, args):
             print(f"tidings: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
         await svc.corpus.start()
@@ -1409,6 +1440,10 @@ async def cmd_stats(settings, args) -> int:
     since, until = stats_period(datetime.now(UTC), args.days)
     svc = await build(settings)
     try:
+        if args.site and (problem := await stored_site_problem(svc.store, args.site)):
+            # The API's `site=` answers such a site with zeros, as any filter matching nothing.
+            print(f"tidings: error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         counts = await svc.store.widget_stats(since, until, site=args.site)
     finally:
         await svc.close()

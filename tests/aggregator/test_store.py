@@ -1637,6 +1637,19 @@ async def test_widget_stats_fold_the_spellings_of_one_site(store):
         ("www.BBC.co.uk", 7, 4)]
 
 
+async def test_site_keys_are_the_stored_sites_as_the_site_filter_compares_them(store):
+    """What `--site` and `--exclude-site` can match (the CLI refuses the rest): each stored
+    site once, keyed as canonical.site_key keys the filter's value; a story without a site
+    gives none."""
+    await store.upsert_stories([
+        draft("https://www.bbc.co.uk/a", site="bbc.co.uk"),
+        draft("https://www.bbc.co.uk/b", site="www.BBC.co.uk"),
+        draft("https://m.guardian.example/c", site="m.guardian.example"),
+        draft("https://news.example/d", site="Example"),
+        draft("https://news.example/e", site="")], NOW)
+    assert await store.site_keys() == {"bbc.co.uk", "guardian.example", "example"}
+
+
 async def test_the_migration_keeps_stored_events_without_a_page(db_url):
     """Migration 0015 adds `events.page`: events stored before keep their counts and have
     none (in the report's days, not its pages); new ones store theirs."""

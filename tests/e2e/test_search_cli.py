@@ -79,3 +79,36 @@ def test_related_and_search_refuse_a_category_no_stored_story_has(cli_env, tmp_p
         assert r.returncode == 0, (command, r.stderr)
         cards = json.loads(r.stdout).get("related") or json.loads(r.stdout)["items"]
         assert cards and {c["category"] for c in cards} <= {"Politics", "politics"}, command
+
+
+def test_related_search_and_stats_refuse_a_site_no_stored_story_has(cli_env, tmp_path):
+    """`related --site bbc.co.ku` printed "(nothing related found)", `search` "(no stories
+    found)", `stats` a report of zeros, and `--exclude-site bbc.co.ku` kept bbc.co.uk's
+    stories in: exit 0 each time, a typo read as an answer. They refuse it as `--category`
+    is refused, with the stored site meant; a site written another way than stored (case,
+    `www.`, `m.`, a URL of it) is the filter's answer."""
+    stories = [{"url": url, "title": title, "site": site} for url, title, site in [
+        ("https://www.bbc.co.uk/news/1", "Budget passes after a late vote", "bbc.co.uk"),
+        ("https://www.bbc.co.uk/news/2", "Budget vote delayed again", "www.BBC.co.uk"),
+        ("https://m.guardian.example/3", "Budget film draws crowds", "m.guardian.example")]]
+    r = run_cli(["import", str(write_jsonl(stories, tmp_path / "s.jsonl"))], cli_env)
+    assert r.returncode == 0, r.stderr
+
+    refused = "tidings: error: no stored story has the site '{}' (did you mean '{}'?)"
+    for command in (["related", "--id", "1"], ["search", "budget"], ["stats"]):
+        options = (["--site"] if command == ["stats"] else ["--site", "--exclude-site"])
+        for option in options:
+            for typo, meant in (("bbc.co.ku", "bbc.co.uk"), ("www.gaurdian.example", "guardian.example")):
+                r = run_cli([*command, option, typo, "--json"], cli_env)
+                assert (r.returncode, r.stdout) == (2, ""), (command, option, r.stdout + r.stderr)
+                assert r.stderr.splitlines() == [refused.format(typo, meant)], (command, option)
+
+    r = run_cli(["related", "--id", "1", "--site", "https://www.BBC.co.uk/news", "--json"], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert [c["id"] for c in json.loads(r.stdout)["related"]] == [2]
+    r = run_cli(["search", "budget", "--exclude-site", "BBC.CO.UK", "--json"], cli_env)
+    assert r.returncode == 0, r.stderr
+    assert [c["site"] for c in json.loads(r.stdout)["items"]] == ["m.guardian.example"]
+    r = run_cli(["stats", "--site", "guardian.example", "--json"], cli_env)
+    assert r.returncode == 0 and json.loads(r.stdout)["total"]["clicks"] == 0, r.stderr
+

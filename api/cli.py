@@ -25,9 +25,14 @@ EXIT_USAGE = 2
 
 
 def _time(value: str):
-    """An ISO 8601 time argument (naive = UTC), parsed as story files' published_at is."""
+    """An ISO 8601 time argument (naive = UTC), parsed as story files' published_at is. A
+    blank one is refused, as `_given` refuses a blank name: parse_time reads it as a line
+    without a time (None), so `export --since "$LAST_RUN"` with the variable unset exported
+    every story, and `related --published-at ""` dated the text by its dateline."""
     from aggregator.importer import parse_time
 
+    if not value.strip():
+        raise argparse.ArgumentTypeError("the time is empty")
     try:
         return parse_time(value)
     except ValueError:  # parse_time's message names story files' published_at field

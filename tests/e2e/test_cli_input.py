@@ -53,6 +53,20 @@ def test_a_blank_filter_of_related_or_search_is_refused(cli_env):
             assert len(r.stderr.splitlines()) == 1 and r.stdout == "", r.stderr
 
 
+def test_a_blank_time_is_refused_not_read_as_not_given(cli_env, tmp_path):
+    """`export - --since "$LAST_RUN"` with the variable unset exported every story, exit 0
+    (the time read as a story line's missing one), and `related --published-at ""` dated
+    the text by its dateline: a blank time is refused, as a blank name is."""
+    for cmd, flag in ((["export", "-"], "--since"), (["export", str(tmp_path / "o.jsonl")], "--until"),
+                      (["related", "--text", "Budget vote tonight"], "--published-at")):
+        for value in ("", " "):
+            r = run_cli([*cmd, flag, value], cli_env, timeout=20)
+            assert one_line_error(r).endswith(f"{flag}: the time is empty (see `tidings "
+                                              f"{cmd[0]} --help`)"), (cmd, flag, value)
+            assert r.stdout == ""
+    assert not (tmp_path / "o.jsonl").exists()
+
+
 def test_an_unknown_eval_embedder_is_one_line(cli_env, tmp_path):
     """make_embedder's ValueError reached the top: a traceback."""
     r = run_cli(["eval", "related", "--embedder", "nope", "--data", str(tmp_path)], cli_env, timeout=20)

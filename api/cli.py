@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -46,8 +47,9 @@ def _ranged(kind: type, low: float, high: float, *, low_open: bool = False):
     def parse(value: str):
         try:
             n = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        except ValueError:  # `--days 1.5` said "'1.5' is not a number"
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
         if not (low < n if low_open else low <= n) or n > high:
             left = "(" if low_open else "["
             raise argparse.ArgumentTypeError(f"{value} is outside {left}{low:g}, {high:g}]")
@@ -56,6 +58,10 @@ def _ranged(kind: type, low: float, high: float, *, low_open: bool = False):
 
 
 _PORT = _ranged(int, 0, 65535)
+# -k's range, 1 to `[api] max_k`, is known once the settings are read (`_cli_k`): a bound of
+# 1000 here (max_k's own ceiling) was the range `-k 0` was told, "outside [1, 1000]", where
+# 51 was refused at the default max_k of 50.
+_K = _ranged(int, -math.inf, math.inf)
 
 
 def _story_id(value: str) -> int:
@@ -211,7 +217,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--title", help="title for --text (default: its first words)")
     p.add_argument("--published-at", type=_time,
                    help="when the --text article came out, ISO 8601 (default: its dateline)")
-    p.add_argument("-k", type=_ranged(int, 1, 1000),
+    p.add_argument("-k", type=_K,
                    help="stories in the block (default [api] default_k, 5)")
     _block_filters(p)
     p.add_argument("--json", action="store_true")
@@ -220,7 +226,7 @@ def parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("query", metavar="QUERY", type=_search_query,
                    help="the words to search for (quote them: one argument)")
-    p.add_argument("-k", type=_ranged(int, 1, 1000),
+    p.add_argument("-k", type=_K,
                    help="stories to show (default 10, or [api] max_k when lower)")
     _block_filters(p)
     p.add_argument("--json", action="store_true")
@@ -939,12 +945,18 @@ def _sweep_partials(target: Path) -> None:
 
 
 def _cli_k(given: int | None, default: int, max_k: int) -> int | None:
-    """-k as the API takes k: its default when not given, a given one past `api.max_k` refused
-    (None). The commands had defaults of their own (5, 10), so without -k they answered with
+    """-k as the API takes k: its default when not given, a given one outside [1, `api.max_k`]
+    refused (None). The commands had defaults of their own (5, 10), so without -k they answered with
     another size than the API, and were refused outright where an operator set max_k lower."""
     if given is None:
         return min(default, max_k)
-    return given if given <= max_k else None
+    return given if 1 <= given <= max_k else None
+
+
+def _k_refused(given: int, max_k: int) -> int:
+    """The one line for a -k `_cli_k` refuses, with the range the API's k has too."""
+    print(f"tidings: error: -k: {given} is outside [1, {max_k}] ([api] max_k)", file=sys.stderr)
+    return EXIT_USAGE
 
 
 async def cmd_related(settings, args) -> int:
@@ -966,8 +978,7 @@ async def cmd_related(settings, args) -> int:
     # may be on any host (DESIGN.md 4.2 restricts only the API's callers).
     k = _cli_k(args.k, settings.api.default_k, settings.api.max_k)
     if k is None:
-        print(f"tidings: error: -k must be between 1 and {settings.api.max_k}", file=sys.stderr)
-        return EXIT_USAGE
+        return _k_refused(args.k, settings.api.max_k)
     svc = await build(settings, serve=True, guard_callers=False)
     try:
         if problem := await block_filter_problem(svc.store, args):
@@ -1020,8 +1031,7 @@ async def cmd_search(settings, args) -> int:
 
     k = _cli_k(args.k, SEARCH_DEFAULT_K, settings.api.max_k)
     if k is None:
-        print(f"tidings: error: -k must be between 1 and {settings.api.max_k}", file=sys.stderr)
-        return EXIT_USAGE
+        return _k_refused(args.k, settings.api.max_k)
     svc = await build(settings, serve=True)
     try:
         if problem := await block_filter_problem(svc.store, args):

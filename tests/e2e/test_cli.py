@@ -90,7 +90,7 @@ def test_bad_input_is_one_line_not_a_traceback(cli_env, tmp_path):
     for args, says in ((["serve", "--port", "99999"], "--port: 99999 is outside [0, 65535]"),
                        (["serve", "--workers", "0"], "--workers: 0 is outside [1, 64]"),
                        (["related", "--text", " "], "--text: the text is empty"),
-                       (["related", "--text", "x", "-k", "0"], "-k: 0 is outside [1, 1000]"),
+                       (["related", "--text", "x", "-k", "0"], "-k: 0 is outside [1, 50]"),
                        (["related", "--text", "x", "--max-age-days", "-1"], "outside (0, 36500]")):
         r = run_cli(args, cli_env, timeout=20)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)

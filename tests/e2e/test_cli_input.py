@@ -404,7 +404,7 @@ def test_a_usage_error_is_one_line_without_the_usage_block(cli_env):
     """argparse printed its usage block (up to six lines) before the error: DESIGN.md 4.1 says
     bad input gets a one-line error naming the problem."""
     for args, says in ((["related"], "one of the arguments --id --url --text is required"),
-                       (["related", "--id", "1", "-k", "0"], "argument -k: 0 is outside [1, 1000]"),
+                       (["related", "--id", "1", "-k", "2.5"], "argument -k: '2.5' is not a whole number"),
                        (["sources", "check"], "the following arguments are required: name"),
                        (["nosuchcommand"], "invalid choice: 'nosuchcommand'"),
                        (["index", "--bogus"], "unrecognized arguments: --bogus")):

@@ -30,7 +30,7 @@ def test_import_then_search(cli_env, tmp_path, shared_data):
 
     for args, message in ((["search", " -- "], "the query holds no words"),
                           (["search", "x" * 201], "longer than 200 characters"),
-                          (["search", "budget", "-k", "0"], "-k: 0 is outside [1, 1000]")):
+                          (["search", "budget", "-k", "0"], "-k: 0 is outside [1, 50]")):
         r = run_cli(args, cli_env)
         assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
 
@@ -53,7 +53,7 @@ def test_without_k_the_commands_size_as_the_api(cli_env, tmp_path, shared_data):
     assert len(json.loads(r.stdout)["related"]) == 2
 
     r = run_cli(["related", "--id", "8", "-k", "4"], env)
-    assert r.returncode == 2 and "-k must be between 1 and 3" in r.stderr, r.stderr
+    assert r.returncode == 2 and "-k: 4 is outside [1, 3]" in r.stderr, r.stderr
 
 
 def test_related_and_search_refuse_a_category_no_stored_story_has(cli_env, tmp_path):
@@ -112,3 +112,16 @@ def test_related_search_and_stats_refuse_a_site_no_stored_story_has(cli_env, tmp
     r = run_cli(["stats", "--site", "guardian.example", "--json"], cli_env)
     assert r.returncode == 0 and json.loads(r.stdout)["total"]["clicks"] == 0, r.stderr
 
+
+def test_k_is_refused_with_the_range_the_api_takes(cli_env):
+    """`-k 0` was told "outside [1, 1000]" (max_k's own ceiling) and `-k 51` "must be between
+    1 and 50": two ranges for one option, the first false, as 1000 was refused too. Every -k
+    out of range is told the API's, 1 to `[api] max_k`, in one line before any work."""
+    env = {**cli_env, "TIDINGS_API_MAX_K": "3", "TIDINGS_API_DEFAULT_K": "2"}
+    for command in (["related", "--text", "Budget vote tonight"], ["search", "budget"]):
+        for k in ("0", "-1", "4", "1000", "99999999999999999999"):
+            r = run_cli([*command, "-k", k], env, timeout=20)
+            assert (r.returncode, r.stdout) == (2, ""), (command, k, r.stderr)
+            assert r.stderr.splitlines() == [f"tidings: error: -k: {k} is outside [1, 3] ([api] max_k)"]
+        r = run_cli([*command, "-k", "2.5"], env, timeout=20)
+        assert r.returncode == 2 and "argument -k: '2.5' is not a whole number" in r.stderr, r.stderr

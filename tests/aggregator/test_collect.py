@@ -807,25 +807,33 @@ def test_fields_read_from_an_article_page_are_cut_as_a_feeds_are():
     assert 0 < len(merged.author) <= MAX_AUTHOR_CHARS
 
 
+def _route_one_item_feeds(site: LocalSite, *, title: str, summary: str, text: str, author: str,
+                          tag: str, rss_title: str) -> None:
+    """/feed.json, a JSON Feed of one item with these fields (escaped as JSON escapes them),
+    and /feed.xml, an RSS feed of one item titled `rss_title` (as written in its XML)."""
+    import json
+
+    feed = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{
+        "id": "1", "url": site.url("/json/1", "news.example"), "title": title, "summary": summary,
+        "content_text": text, "authors": [{"name": author}], "tags": [tag]}]}
+    site.route("/feed.json", body=json.dumps(feed).encode(), content_type="application/feed+json")
+    site.route("/feed.xml", content_type="application/rss+xml", body=(
+        f'<rss version="2.0"><channel><title>t</title><item><title>{rss_title}</title>'
+        f"<link>{site.url('/rss/1', 'news.example')}</link></item></channel></rss>").encode())
+
+
 async def test_control_characters_from_feeds_are_not_stored(sqlite_store):
     """A "\x01" or an ANSI colour code in a feed item's title or summary (a JSON Feed carries
     them escaped, an RSS feed raw, read in recovery) was stored: invisible junk in titles, in
     JSON and in the widget, and characters XML 1.0 forbids. Separators part words, and a C1
     control is the Windows-1252 character it stands for ("\x92" a quote)."""
-    import json
     import re
 
     controls = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
     async with LocalSite() as site:
-        feed = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{
-            "id": "1", "url": site.url("/json/1", "news.example"),
-            "title": "Budget\x01 vote\x0bpasses\x7f, don\x92t \x1b[31mpanic\ufffe",
-            "summary": "Line\x02 one\nline\x1ftwo", "content_text": "Body\x05 text",
-            "authors": [{"name": "Jane\x03 Doe"}], "tags": ["po\x04litics"]}]}
-        site.route("/feed.json", body=json.dumps(feed).encode(), content_type="application/feed+json")
-        site.route("/feed.xml", content_type="application/rss+xml", body=(
-            f'<rss version="2.0"><channel><title>t</title><item><title>Raw\x01 title</title>'
-            f"<link>{site.url('/rss/1', 'news.example')}</link></item></channel></rss>").encode())
+        _route_one_item_feeds(site, title="Budget\x01 vote\x0bpasses\x7f, don\x92t \x1b[31mpanic\ufffe",
+                              summary="Line\x02 one\nline\x1ftwo", text="Body\x05 text",
+                              author="Jane\x03 Doe", tag="po\x04litics", rss_title="Raw\x01 title")
         await sqlite_store.sync_sources([
             SourceSpec("json", site.url("/feed.json"), "politics"),
             SourceSpec("rss", site.url("/feed.xml"), "politics")])
@@ -848,20 +856,13 @@ async def test_bidi_controls_from_feeds_and_pages_are_not_stored(sqlite_store):
     open turned the text after it around. Embeddings, overrides and isolates are dropped from
     every field of a feed item (raw, or as a character reference) and of an article page;
     the marks right-to-left writing uses (RLM, LRM, ALM) stay."""
-    import json
     import re
 
     bidi = re.compile("[\u202a-\u202e\u2066-\u2069]")
     async with LocalSite() as site:
-        feed = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{
-            "id": "1", "url": site.url("/json/1", "news.example"),
-            "title": "Harbour \u202evote\u202c passes \u05e9\u05dc\u05d5\u05dd 2\u200f",
-            "summary": "\u202bOne\u202c \u2067line\u2069", "content_text": "Body\u202d text",
-            "authors": [{"name": "Jane\u2066 Doe"}], "tags": ["pol\u202aitics"]}]}
-        site.route("/feed.json", body=json.dumps(feed).encode(), content_type="application/feed+json")
-        site.route("/feed.xml", content_type="application/rss+xml", body=(
-            '<rss version="2.0"><channel><title>t</title><item><title>Ref &#8238;title</title>'
-            f"<link>{site.url('/rss/1', 'news.example')}</link></item></channel></rss>").encode())
+        _route_one_item_feeds(site, title="Harbour \u202evote\u202c passes \u05e9\u05dc\u05d5\u05dd 2\u200f",
+                              summary="\u202bOne\u202c \u2067line\u2069", text="Body\u202d text",
+                              author="Jane\u2066 Doe", tag="pol\u202aitics", rss_title="Ref &#8238;title")
         words = " ".join(f"The harbour vote\u202e was reported, paragraph {i}." for i in range(20))
         site.route("/post/1", content_type="text/html", body=(
             "<html><head><title>Page \u202etitle</title>"

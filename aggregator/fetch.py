@@ -250,6 +250,15 @@ class Fetcher:
         if not robots.is_allowed(rules, self.policy.user_agent, str(url)):
             raise RobotsDisallowed(f"robots.txt of {url.origin()} disallows {url}")
 
+    def check_url_as_written(self, url: str) -> None:
+        """Raise what `fetch` would raise for `url` before any DNS lookup or connection: a
+        scheme it does not fetch, or what its guard refuses in the URL itself (a private or
+        loopback address written as such, localhost, a port not the web's). A name that
+        resolves to a private address, or a redirect to one, is only refused by the fetch."""
+        parsed = self._parse_url(url)
+        if self._guard is not None:
+            self._guard.check_url(parsed)
+
     # -- internals -------------------------------------------------------------------
 
     def _parse_url(self, url: str | URL) -> URL:

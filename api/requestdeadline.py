@@ -19,6 +19,14 @@ bytes to be taken before it lets go of the socket. So while bytes of an answer w
 peer, it must take some of them every RESPONSE_SEND_TIMEOUT_S (nginx's send_timeout), else the
 connection is reset. The app then sees a disconnect, as when the client goes away. Nothing
 here reads or decides HTTP: h11 and uvicorn do; this only watches the clock.
+
+An app that raises, or returns without finishing, after its answer began is closed by uvicorn
+itself (RequestResponseCycle.run_asgi closes the transport) with up to 64 KiB unsent: no
+pause, no end of answer, no call into this protocol. So while an answer is under way the
+connection's timer keeps looking every RESPONSE_SEND_TIMEOUT_S: its first look is at the
+head deadline the connection had when the request came (a timer it had anyway), and a
+request answered before then costs nothing more. Such a stall is cut within the head
+timeout plus one to two send timeouts.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 class Sending(enum.Enum):
     """Where an answer's unsent bytes stand at a look, for the write deadline."""
 
-    IDLE = "idle"  # none wait for the peer, or the app is still writing: no clock runs
+    IDLE = "idle"  # none wait for the peer, or the app is still writing: no verdict
     MOVING = "moving"  # the peer took some since the last look: the clock starts again
     STALLED = "stalled"  # it took none for a whole timeout: reset the connection
 
@@ -172,17 +180,19 @@ class DeadlineH11Protocol(H11Protocol):
         if self.transport is None:
             return
         now = self.loop.time()
+        answering = self.cycle is not None and not self.cycle.response_complete
         if self._send_deadline is not None and now >= self._send_deadline:
-            app_writing = (not self.flow.write_paused and not self.transport.is_closing()
-                           and self.cycle is not None and not self.cycle.response_complete)
+            app_writing = not self.flow.write_paused and not self.transport.is_closing() and answering
             state = sending(self.transport.get_write_buffer_size(), self._unsent, app_writing=app_writing)
             if state is Sending.STALLED:
                 self._reset()
                 return
-            if state is Sending.MOVING:
-                self._await_peer()
+            if state is Sending.MOVING or answering:
+                self._await_peer()  # an answer under way: look again (see the module's doc)
             else:
                 self._send_deadline = None
+        elif self._send_deadline is None and answering:
+            self._await_peer()
         if self._deadline is not None and now >= self._deadline and not self.transport.is_closing():
             self.transport.close()
         self._arm()  # a deadline moved since the timer was set: look again then

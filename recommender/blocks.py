@@ -390,6 +390,13 @@ class RelatedService:
             # takes this raise's frames with it (`detached`).
             raise detached(failed)  # type: ignore[arg-type]
         shared = self._inflight.get(url)
+        if (shared is None and before_fetch is not None and self.fetcher_factory is not None
+                and canonical not in self.own_pages):
+            # Refused before the caller is charged (`before_fetch`) when the URL itself is
+            # (http://10.0.0.1/, http://[::1]/): no fetch, nothing to limit. Charged, each
+            # such refusal spent a real fetch's token of the client's minute.
+            (await self._shared_fetcher()).check_url_as_written(url)
+            shared = self._inflight.get(url)  # a fetch another caller began meanwhile
         if shared is None:
             if before_fetch is not None:
                 before_fetch()

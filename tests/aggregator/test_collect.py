@@ -807,25 +807,33 @@ def test_fields_read_from_an_article_page_are_cut_as_a_feeds_are():
     assert 0 < len(merged.author) <= MAX_AUTHOR_CHARS
 
 
+def _route_one_item_feeds(site: LocalSite, *, title: str, summary: str, text: str, author: str,
+                          tag: str, rss_title: str) -> None:
+    """/feed.json, a JSON Feed of one item with these fields (escaped as JSON escapes them),
+    and /feed.xml, an RSS feed of one item titled `rss_title` (as written in its XML)."""
+    import json
+
+    feed = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{
+        "id": "1", "url": site.url("/json/1", "news.example"), "title": title, "summary": summary,
+        "content_text": text, "authors": [{"name": author}], "tags": [tag]}]}
+    site.route("/feed.json", body=json.dumps(feed).encode(), content_type="application/feed+json")
+    site.route("/feed.xml", content_type="application/rss+xml", body=(
+        f'<rss version="2.0"><channel><title>t</title><item><title>{rss_title}</title>'
+        f"<link>{site.url('/rss/1', 'news.example')}</link></item></channel></rss>").encode())
+
+
 async def test_control_characters_from_feeds_are_not_stored(sqlite_store):
     """A "\x01" or an ANSI colour code in a feed item's title or summary (a JSON Feed carries
     them escaped, an RSS feed raw, read in recovery) was stored: invisible junk in titles, in
     JSON and in the widget, and characters XML 1.0 forbids. Separators part words, and a C1
     control is the Windows-1252 character it stands for ("\x92" a quote)."""
-    import json
     import re
 
     controls = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
     async with LocalSite() as site:
-        feed = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{
-            "id": "1", "url": site.url("/json/1", "news.example"),
-            "title": "Budget\x01 vote\x0bpasses\x7f, don\x92t \x1b[31mpanic\ufffe",
-            "summary": "Line\x02 one\nline\x1ftwo", "content_text": "Body\x05 text",
-            "authors": [{"name": "Jane\x03 Doe"}], "tags": ["po\x04litics"]}]}
-        site.route("/feed.json", body=json.dumps(feed).encode(), content_type="application/feed+json")
-        site.route("/feed.xml", content_type="application/rss+xml", body=(
-            f'<rss version="2.0"><channel><title>t</title><item><title>Raw\x01 title</title>'
-            f"<link>{site.url('/rss/1', 'news.example')}</link></item></channel></rss>").encode())
+        _route_one_item_feeds(site, title="Budget\x01 vote\x0bpasses\x7f, don\x92t \x1b[31mpanic\ufffe",
+                              summary="Line\x02 one\nline\x1ftwo", text="Body\x05 text",
+                              author="Jane\x03 Doe", tag="po\x04litics", rss_title="Raw\x01 title")
         await sqlite_store.sync_sources([
             SourceSpec("json", site.url("/feed.json"), "politics"),
             SourceSpec("rss", site.url("/feed.xml"), "politics")])
@@ -840,6 +848,48 @@ async def test_control_characters_from_feeds_are_not_stored(sqlite_store):
     assert (story.summary, story.text) == ("Line one\nline two", "Body text")
     assert (story.author, story.tags) == ("Jane Doe", ("politics",))
     assert stories["rss"].title == "Raw title"
+
+
+async def test_bidi_controls_from_feeds_and_pages_are_not_stored(sqlite_store):
+    """An RLO (U+202E) in a title was stored and served as is: the JSON API, Atom feeds and
+    publishers' own pages showed the title reversed ("Trojan Source" spoofing), and one left
+    open turned the text after it around. Embeddings, overrides and isolates are dropped from
+    every field of a feed item (raw, or as a character reference) and of an article page;
+    the marks right-to-left writing uses (RLM, LRM, ALM) stay."""
+    import re
+
+    bidi = re.compile("[\u202a-\u202e\u2066-\u2069]")
+    async with LocalSite() as site:
+        _route_one_item_feeds(site, title="Harbour \u202evote\u202c passes \u05e9\u05dc\u05d5\u05dd 2\u200f",
+                              summary="\u202bOne\u202c \u2067line\u2069", text="Body\u202d text",
+                              author="Jane\u2066 Doe", tag="pol\u202aitics", rss_title="Ref &#8238;title")
+        words = " ".join(f"The harbour vote\u202e was reported, paragraph {i}." for i in range(20))
+        site.route("/post/1", content_type="text/html", body=(
+            "<html><head><title>Page \u202etitle</title>"
+            '<meta name="author" content="Ann \u2068Smith">'
+            '<meta name="description" content="A \u202bteaser"></head><body><article>'
+            f"<h1>Page \u202etitle</h1><p>{words}</p><p>{words}</p></article></body></html>").encode())
+        site.route("/sitemap.xml", content_type="application/xml", body=(
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"<url><loc>{site.url('/post/1')}</loc></url></urlset>").encode())
+        await sqlite_store.sync_sources([
+            SourceSpec("json", site.url("/feed.json"), "politics"),
+            SourceSpec("rss", site.url("/feed.xml"), "politics"),
+            SourceSpec("page", site.url("/sitemap.xml"), "politics", kind="sitemap", full_text=True)])
+        report = await collector(sqlite_store, site).run_round()
+    assert [r.new for r in report.sources] == [1, 1, 1], report.sources
+    stories = {s.source: s for s in await sqlite_store.latest_stories(limit=10)}
+    for s in stories.values():
+        for value in (s.title, s.summary, s.text, s.author, *s.tags):
+            assert not bidi.search(value), repr(value)
+    story = stories["json"]
+    assert story.title == "Harbour vote passes \u05e9\u05dc\u05d5\u05dd 2\u200f"  # RLM kept
+    assert (story.summary, story.text) == ("One line", "Body text")
+    assert (story.author, story.tags) == ("Jane Doe", ("politics",))
+    assert stories["rss"].title == "Ref title"
+    page = stories["page"]
+    assert (page.title, page.author, page.summary) == ("Page title", "Ann Smith", "A teaser")
+    assert page.text.startswith("The harbour vote was reported, paragraph 0.")
 
 
 async def test_a_sitemap_index_that_answers_304_still_has_its_children_read(sqlite_store):

@@ -328,3 +328,14 @@ def test_a_line_s_site_is_shown_as_a_page_s_declared_name():
 
     out = list(read_jsonl([line("https://www.tmz.com/"), line("Copyright 2014"), line("Example")], NOW))
     assert [d.site for d in out] == ["tmz.com", "e.org", "Example"]
+
+
+def test_bidi_controls_are_dropped_from_a_line_s_texts_and_labels():
+    """An RLO in an imported title or site was stored and served as is (a title shown
+    reversed): a line's fields are cleaned as a collected item's are."""
+    line = json.dumps({"url": "https://e.org/a", "title": "\u202eReversed\u202c title",
+                       "summary": "A \u2067teaser\u2069", "author": "Ann\u202b Smith",
+                       "site": "\u202dExample", "source": "wi\u202are", "category": "\u2066world"})
+    (d,) = read_jsonl([line], NOW)
+    assert (d.title, d.summary, d.author) == ("Reversed title", "A teaser", "Ann Smith")
+    assert (d.site, d.source, d.category) == ("Example", "wire", "world")

@@ -294,6 +294,30 @@ async def test_only_page_fetches_are_rate_limited(stack, http):
         assert (await client.get("/v1/related", params={"url": stories[1]["url"], "k": 2})).status_code == 200
 
 
+async def test_urls_refused_as_written_are_not_charged_to_the_url_limit(stack):
+    """README says only a real fetch is charged, but a URL the address guard refuses without
+    any fetch or lookup (a private or loopback address, a port not the web's) took a token
+    too: a client whose widget was embedded on an intranet page, or a scanner, spent the
+    minute's fetches on refusals. A name resolving to a private address needs its lookup
+    first, and stays charged."""
+    base, _ = await stack.serve_variant(related_url_per_minute=2)
+    refused = ["http://10.0.0.1/x", "http://[::1]/", "http://127.0.0.1:8080/a",
+               "http://169.254.169.254/latest/meta-data/", "http://localhost/admin",
+               "https://public.example:6379/"]
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        for _ in range(2):
+            for url in refused:
+                r = await client.get("/v1/related", params={"url": url})
+                assert r.status_code == 400 and r.json()["error"]["code"] == "forbidden_url", r.text
+        for i in range(2):  # the client's two fetches of the minute are still there
+            r = await client.get("/v1/related", params={"url": f"http://news.example/refused-{i}"})
+            assert r.status_code == 422 and r.json()["error"]["code"] == "fetch_failed", r.text
+        r = await client.get("/v1/related", params={"url": "http://news.example/refused-2"})
+        assert r.status_code == 429  # and a third is not
+        r = await client.get("/v1/related", params={"url": "http://10.0.0.2/"})
+        assert r.status_code == 400  # a refusal is said as such past the limit too
+
+
 async def test_a_client_reads_a_bounded_number_of_pages_at_once(stack, shared_data):
     """Caller pages are read one at a time in a process (trafilatura), and one client could
     queue page after page (seconds each at a few MB) within its rate limit, so every other

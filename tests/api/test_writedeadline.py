@@ -35,7 +35,8 @@ def payload(n: int) -> bytes:
 def make_app(finished: asyncio.Event):
     async def app(scope, receive, send):
         """GET /stream?n=: n bytes sent in 16 KiB messages, as the API streams an export or a
-        feed, then `finished` is set (sent or not); GET /once?n=: n bytes in one message."""
+        feed, then `finished` is set (sent or not); GET /once?n=: n bytes in one message;
+        GET /raise?n= and /unfinished?n=: half of the n bytes, then it raises or returns."""
         if scope["type"] != "http":
             return
         n = int(parse_qs(scope["query_string"].decode())["n"][0])
@@ -44,6 +45,12 @@ def make_app(finished: asyncio.Event):
         body = payload(n)
         if scope["path"] == "/once":
             await send({"type": "http.response.body", "body": body})
+            return
+        if scope["path"] in ("/raise", "/unfinished"):
+            # Part of the answer, then the app fails, or returns as if it were done.
+            await send({"type": "http.response.body", "body": body[:n // 2], "more_body": True})
+            if scope["path"] == "/raise":
+                raise RuntimeError("the app failed halfway through its answer")
             return
         for at in range(0, n, CHUNK_BYTES):
             await send({"type": "http.response.body", "body": body[at:at + CHUNK_BYTES],
@@ -95,9 +102,8 @@ REQUESTS = {
 }
 
 
-@pytest.mark.parametrize("request_bytes", REQUESTS.values(), ids=REQUESTS.keys())
-async def test_a_client_that_does_not_read_its_answer_is_reset(server, request_bytes):
-    port, finished = server
+async def ask_without_reading(port: int, request_bytes: bytes) -> None:
+    """Send the request, read nothing, and see the server reset the connection."""
     sock = await asyncio.to_thread(connect, port)
     try:
         sock.sendall(request_bytes)
@@ -108,6 +114,12 @@ async def test_a_client_that_does_not_read_its_answer_is_reset(server, request_b
                 pass
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize("request_bytes", REQUESTS.values(), ids=REQUESTS.keys())
+async def test_a_client_that_does_not_read_its_answer_is_reset(server, request_bytes):
+    port, finished = server
+    await ask_without_reading(port, request_bytes)
     if b"/stream" in request_bytes:
         # The app saw the client go away: its task ended instead of waiting for a drain.
         async with asyncio.timeout(GIVE_UP_S):
@@ -138,3 +150,23 @@ async def test_a_slow_but_steady_reader_gets_the_whole_answer(server):
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert body == payload(n)
+
+
+# Under uvicorn's high-water mark: writing never pauses, and the answer never completes.
+BROKEN = {
+    "the app raises halfway": b"GET /raise?n=120000 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "the app returns halfway": b"GET /unfinished?n=120000 HTTP/1.1\r\nHost: x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", BROKEN.values(), ids=BROKEN.keys())
+async def test_a_peer_that_does_not_read_an_answer_the_app_broke_off_is_reset(
+        server, request_bytes, monkeypatch):
+    """uvicorn closes the connection of an app that raises, or returns without finishing,
+    after its answer began, with up to 64 KiB of it unsent: no pause, no end of answer, so
+    no event started the write deadline's clock, and a peer that did not read held the
+    connection for good. The connection's timer (due at the head deadline it had when the
+    request came) looks at an answer under way and starts the clock then."""
+    monkeypatch.setattr(requestdeadline.DeadlineH11Protocol, "head_timeout_s", SEND_S)
+    port, _ = server
+    await ask_without_reading(port, request_bytes)

@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import fcntl
 import socket
 import struct
+import termios
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -68,17 +70,33 @@ class Sending(enum.Enum):
     STALLED = "stalled"  # it took none for a whole timeout: reset the connection
 
 
-def sending(unsent_bytes: int, unsent_at_last_look: int, *, app_writing: bool) -> Sending:
-    """The write deadline's decision at a look. Progress is the transport's buffer shrinking:
-    only the peer's reads (its TCP window opening) let the kernel take bytes from it. While the
-    app may still write (writing not paused, its answer not finished) the buffer can grow as
-    the peer reads, so no verdict is given then; the app's next pause, or its answer's end,
-    starts the clock again."""
-    if unsent_bytes == 0 or app_writing:
+def sending(buffered: int, queued: int, queued_at_last_look: int, *,
+            app_writing: bool) -> Sending:
+    """The write deadline's decision at a look, from the bytes of answer in the transport's
+    buffer (`buffered`) and those and the kernel's not yet acknowledged by the peer
+    (`queued`). Progress is `queued` shrinking: only the peer's reads (its TCP window
+    opening) let it shrink. The transport's buffer alone hid a slow reader: the kernel takes
+    from it only once a third of the socket's send buffer is free, and with buffers grown to
+    megabytes a reader of kilobytes a second was reset. While the app may still write
+    (writing not paused, its answer not finished) the bytes can grow as the peer reads, so no
+    verdict is given then; the app's next pause, or its answer's end, starts the clock again."""
+    if buffered == 0 or app_writing:
         return Sending.IDLE
-    if unsent_bytes < unsent_at_last_look:
+    if queued < queued_at_last_look:
         return Sending.MOVING
     return Sending.STALLED
+
+
+def kernel_queued(sock) -> int:
+    """Bytes the kernel holds for the peer on `sock` (sent and not acknowledged, or not sent
+    yet: SIOCOUTQ, termios's TIOCOUTQ on Linux); 0 where it cannot tell (no socket, or a
+    system without the request), which leaves the transport's buffer to judge progress."""
+    if sock is None:
+        return 0
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except (OSError, AttributeError, ValueError):  # closed, or no such request here
+        return 0
 
 
 class DeadlineH11Protocol(H11Protocol):
@@ -101,7 +119,7 @@ class DeadlineH11Protocol(H11Protocol):
         self._deadline: float | None = None  # loop time the client must have sent by
         self._awaiting_body = False
         self._send_deadline: float | None = None  # loop time the peer must have taken bytes by
-        self._unsent = 0  # bytes of answer buffered at the last look
+        self._queued = 0  # bytes of answer not taken by the peer at the last look
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -156,7 +174,7 @@ class DeadlineH11Protocol(H11Protocol):
         """Start the write deadline's clock from the bytes buffered now."""
         if self.transport is None:
             return
-        self._unsent = self.transport.get_write_buffer_size()
+        self._queued = self._unacknowledged()
         self._send_deadline = self.loop.time() + self.send_timeout_s
         self._arm()
 
@@ -183,7 +201,8 @@ class DeadlineH11Protocol(H11Protocol):
         answering = self.cycle is not None and not self.cycle.response_complete
         if self._send_deadline is not None and now >= self._send_deadline:
             app_writing = not self.flow.write_paused and not self.transport.is_closing() and answering
-            state = sending(self.transport.get_write_buffer_size(), self._unsent, app_writing=app_writing)
+            state = sending(self.transport.get_write_buffer_size(), self._unacknowledged(),
+                            self._queued, app_writing=app_writing)
             if state is Sending.STALLED:
                 self._reset()
                 return
@@ -196,6 +215,12 @@ class DeadlineH11Protocol(H11Protocol):
         if self._deadline is not None and now >= self._deadline and not self.transport.is_closing():
             self.transport.close()
         self._arm()  # a deadline moved since the timer was set: look again then
+
+    def _unacknowledged(self) -> int:
+        """The answer's bytes the peer has not taken: the transport's and the kernel's. Read
+        only when the write deadline starts or looks, never per write."""
+        return self.transport.get_write_buffer_size() + kernel_queued(
+            self.transport.get_extra_info("socket"))
 
     def _reset(self) -> None:
         """Drop the connection and its unsent answer now; uvicorn tells the app the client

@@ -11,8 +11,10 @@ the answer from the server's own buffer, which a real link fills much sooner.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import socket
+import time
 from urllib.parse import parse_qs
 
 import pytest
@@ -60,19 +62,27 @@ def make_app(finished: asyncio.Event):
     return app
 
 
-@pytest.fixture
-async def server(monkeypatch):
+@contextlib.asynccontextmanager
+async def serving(monkeypatch, send_buffer_bytes: int):
     monkeypatch.setattr(requestdeadline.DeadlineH11Protocol, "send_timeout_s", SEND_S)
     listener = socket.socket()
     # Accepted connections inherit it; set explicitly, the kernel no longer grows it.
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
     listener.bind(("127.0.0.1", 0))
     finished = asyncio.Event()
     srv, task = await start_server(make_app(finished), listener.getsockname()[1], sock=listener)
-    yield listener.getsockname()[1], finished
-    srv.should_exit = True
-    await task
-    listener.close()
+    try:
+        yield listener.getsockname()[1], finished
+    finally:
+        srv.should_exit = True
+        await task
+        listener.close()
+
+
+@pytest.fixture
+async def server(monkeypatch):
+    async with serving(monkeypatch, SOCKET_BUFFER_BYTES) as served:
+        yield served
 
 
 def connect(port: int) -> socket.socket:
@@ -150,6 +160,56 @@ async def test_a_slow_but_steady_reader_gets_the_whole_answer(server):
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert body == payload(n)
+
+
+def read_slowly_then_fast(port: int, n: int, slow_s: float) -> bytes:
+    """A reader whose link slows down: 1 KiB every eighth of the deadline (8 KiB a deadline)
+    for `slow_s`, then as fast as it can, to the end of an n-byte answer."""
+    sock = connect(port)
+    received = bytearray()
+    slow_until = time.monotonic() + slow_s
+    try:
+        sock.sendall(f"GET /stream?n={n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        while chunk := sock.recv(1024):
+            received += chunk
+            if time.monotonic() < slow_until:
+                select.select([], [], [], SEND_S / 8)
+    finally:
+        sock.close()
+    return bytes(received)
+
+
+async def test_a_slow_reader_behind_a_large_send_buffer_is_not_reset(monkeypatch):
+    """The kernel takes bytes from the transport's buffer only once a third of the socket's
+    send buffer is free: behind one of 2 MB (what Linux grows a fast link's to, here set)
+    a reader of 8 KiB a deadline left the transport's buffer as it was for several
+    deadlines, and was reset while it read. The bytes the kernel holds count too."""
+    async with serving(monkeypatch, 1 << 20) as (port, _):
+        n = 4_000_000  # past the 2 MB the kernel holds, so the transport's buffer fills too
+        answer = await asyncio.to_thread(read_slowly_then_fast, port, n, 6 * SEND_S)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body == payload(n)
+
+
+def test_progress_is_the_bytes_the_peer_has_not_taken():
+    """`sending` judges by the bytes not acknowledged (transport's and kernel's), not by the
+    transport's buffer alone, which stays full while the kernel's drains."""
+    assert requestdeadline.sending(70_000, 900_000, 1_000_000, app_writing=False) \
+        is requestdeadline.Sending.MOVING
+    assert requestdeadline.sending(70_000, 1_000_000, 1_000_000, app_writing=False) \
+        is requestdeadline.Sending.STALLED
+    assert requestdeadline.sending(0, 5_000, 5_000, app_writing=False) is requestdeadline.Sending.IDLE
+    assert requestdeadline.sending(70_000, 1_000_000, 1_000_000, app_writing=True) \
+        is requestdeadline.Sending.IDLE
+
+
+def test_the_kernel_queue_of_a_closed_or_missing_socket_is_none():
+    """After `connection_lost` the transport's socket is closed, or there is none: no error."""
+    sock = socket.socket()
+    sock.close()
+    assert requestdeadline.kernel_queued(sock) == 0
+    assert requestdeadline.kernel_queued(None) == 0
 
 
 # Under uvicorn's high-water mark: writing never pauses, and the answer never completes.

@@ -182,10 +182,11 @@ class DeadlineH11Protocol(H11Protocol):
         """Have the timer due at the earliest deadline in force. A request's deadline no longer
         holds once the connection is closing; the write deadline does, since a closing
         transport keeps its socket until its buffer is sent."""
-        deadlines = [self._send_deadline]
-        if not self.transport.is_closing():
-            deadlines.append(self._deadline)
-        due = min((d for d in deadlines if d is not None), default=None)
+        # Plain comparisons, no list: this runs once per answer on the cached fast path.
+        due = self._send_deadline
+        if (self._deadline is not None and (due is None or self._deadline < due)
+                and not self.transport.is_closing()):
+            due = self._deadline
         if self._timer is not None and (due is None or self._timer.when() > due):
             # Set for a later deadline (a body's, before a response brought a head's)
             self._timer.cancel()

@@ -893,8 +893,8 @@ async def stored_site_problem(store, name: str) -> str | None:
     (canonical.site_key: "www.BBC.co.uk" and "https://bbc.co.uk/news" are "bbc.co.uk").
     `related --site bbc.co.ku` printed "(nothing related found)", `stats --site` a report of
     zeros, and `--exclude-site bbc.co.ku` left bbc.co.uk's stories in without a word: the
-    typo excluded nothing, and the block looked like the one asked for. An `--exclude-site`
-    no story has changes nothing even when meant, so refusing it loses no answer."""
+    typo excluded nothing, and the block looked like the one asked for. `--exclude-site`
+    only warns (`block_filter_problem`)."""
     from aggregator.canonical import site_key
 
     return unstored_problem("site", name, site_key(name), await store.site_keys())
@@ -902,12 +902,17 @@ async def stored_site_problem(store, name: str) -> str | None:
 
 async def block_filter_problem(store, args) -> str | None:
     """Why the filters of `related` or `search` (`_block_filters`) select nothing the operator
-    could have meant, else None: the first that names what no stored story has."""
+    could have meant, else None: the first that names what no stored story has. An
+    `--exclude-site` no story has is said on stderr, not refused: the answer is right either
+    way (there is nothing to exclude), and a publisher's script excluding its own site, which
+    has no story before its first collection, must not start failing then; a typo still
+    shows, with the site meant."""
     if args.category and (problem := await stored_category_problem(store, args.category)):
         return problem
-    for site in (args.site, args.exclude_site):
-        if site and (problem := await stored_site_problem(store, site)):
-            return problem
+    if args.site and (problem := await stored_site_problem(store, args.site)):
+        return problem
+    if args.exclude_site and (problem := await stored_site_problem(store, args.exclude_site)):
+        print(f"tidings: warning: {problem}: --exclude-site excludes nothing", file=sys.stderr)
     return None
 
 

@@ -96,12 +96,20 @@ def test_related_search_and_stats_refuse_a_site_no_stored_story_has(cli_env, tmp
 
     refused = "tidings: error: no stored story has the site '{}' (did you mean '{}'?)"
     for command in (["related", "--id", "1"], ["search", "budget"], ["stats"]):
-        options = (["--site"] if command == ["stats"] else ["--site", "--exclude-site"])
-        for option in options:
-            for typo, meant in (("bbc.co.ku", "bbc.co.uk"), ("www.gaurdian.example", "guardian.example")):
-                r = run_cli([*command, option, typo, "--json"], cli_env)
-                assert (r.returncode, r.stdout) == (2, ""), (command, option, r.stdout + r.stderr)
-                assert r.stderr.splitlines() == [refused.format(typo, meant)], (command, option)
+        for typo, meant in (("bbc.co.ku", "bbc.co.uk"), ("www.gaurdian.example", "guardian.example")):
+            r = run_cli([*command, "--site", typo, "--json"], cli_env)
+            assert (r.returncode, r.stdout) == (2, ""), (command, r.stdout + r.stderr)
+            assert r.stderr.splitlines() == [refused.format(typo, meant)], command
+    # An exclusion of a site no story has is answered (there is nothing to exclude: a
+    # publisher excluding its own site before its first collection), with a warning that
+    # shows a typo and the site meant.
+    warned = ("tidings: warning: no stored story has the site 'bbc.co.ku' (did you mean "
+              "'bbc.co.uk'?): --exclude-site excludes nothing")
+    for command, key in ((["related", "--id", "1"], "related"), (["search", "budget"], "items")):
+        r = run_cli([*command, "--exclude-site", "bbc.co.ku", "--json"], cli_env)
+        assert r.returncode == 0, r.stderr
+        assert warned in r.stderr.splitlines(), r.stderr
+        assert any(c["site"] in ("bbc.co.uk", "www.BBC.co.uk") for c in json.loads(r.stdout)[key])
 
     r = run_cli(["related", "--id", "1", "--site", "https://www.BBC.co.uk/news", "--json"], cli_env)
     assert r.returncode == 0, r.stderr

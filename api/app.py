@@ -950,11 +950,12 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     def fetch_charge(request: Request) -> Iterator[Callable[[], None]]:
         """Related-by-URL calls are limited because each may fetch a page: only a fetch is
         charged (RelatedService.for_url calls this right before one), never a stored story's
-        block, a cached answer or a URL the address guard refuses as written. A publisher's server asking blocks for its own collected
-        articles got 429s past 60 a minute, and many readers behind one proxy share a
-        client address. And a client has at most `related_url_reads_at_once` pages under way
-        (given back when the request ends): pages are read one at a time in a process, and
-        one client's queue of slow pages (seconds each at a few MB) kept everyone's waiting."""
+        block, a cached answer or a URL the address guard refuses as written. A publisher's
+        server asking blocks for its own collected articles got 429s past 60 a minute, and
+        many readers behind one proxy share a client address. And a client has at most
+        `related_url_reads_at_once` pages under way (given back when the request ends): pages
+        are read one at a time in a process, and one client's queue of slow pages (seconds
+        each at a few MB) kept everyone's waiting."""
         client = client_of(request)
         with page_reads.slot(client, api.related_url_reads_at_once, "page reads") as take:
             def charge() -> None:

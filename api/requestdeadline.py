@@ -32,6 +32,7 @@ timeout plus one to two send timeouts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import fcntl
 import socket
@@ -228,8 +229,6 @@ class DeadlineH11Protocol(H11Protocol):
         went away (connection_lost)."""
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):  # already broken: abort frees it all the same
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
-            except OSError:
-                pass  # already broken: abort frees it all the same
         self.transport.abort()

@@ -279,18 +279,17 @@ def retention_of_json(text: str) -> RetentionSettings:
     return RetentionSettings(**{k: int(got[k]) for k in RETENTION_KEYS if k in got})
 
 
-def machine_of_json(text: str) -> str | None:
-    """The machine id a recorded run recorded; None for a run of a version before the ids, or
-    of a process whose data dir was read-only."""
-    got = json.loads(text).get("machine")
+def recorded_field(text: str, key: str) -> str | None:
+    """A text a recorded run's settings hold beside `[retention]` (`retention_json_of`:
+    `machine`, `owner`); None where the run recorded none (a version before them, or a
+    process whose data dir was read-only)."""
+    got = json.loads(text).get(key)
     return got if isinstance(got, str) and got else None
 
 
-def owner_of_json(text: str, claimant: str) -> str:
-    """The process that ran the recorded run: the one its settings name, else (a run of a
-    version that recorded none) `claimant`, the row's owner, as before."""
-    got = json.loads(text).get("owner")
-    return got if isinstance(got, str) and got else claimant
+def machine_of_json(text: str) -> str | None:
+    """The machine id a recorded run recorded, if any."""
+    return recorded_field(text, "machine")
 
 
 def deletes_more(mine: RetentionSettings, last: RetentionSettings) -> list[str]:
@@ -345,7 +344,9 @@ async def retention_agrees(svc: Services) -> bool:
     if last is None:
         return True  # the first run in this database
     recorded, claimant = last
-    owner = owner_of_json(recorded, claimant)
+    # The process that ran it, as the run recorded it; a run of a version that recorded none
+    # goes by the row's owner (the last claim's), as before.
+    owner = recorded_field(recorded, "owner") or claimant
     theirs, mine = retention_of_json(recorded), svc.settings.retention
     if theirs == mine:
         return True

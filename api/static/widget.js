@@ -70,7 +70,11 @@
     ".tdg-list{list-style:none;display:grid;gap:1.25em;",
     "grid-template-columns:repeat(auto-fill,minmax(190px,1fr))}",
     // Four stories too narrow for one row go 2 + 2, not auto-fill's 3 + orphan (not on phones).
-    ".tdg-block{container-type:inline-size}",
+    // A size container is as wide as an empty box where its width comes from its content (a
+    // flex or grid sidebar of auto width, a float, an inline-block, a table cell): there the
+    // block was 0 px wide, its heading a letter a line. It takes a sidebar's width there
+    // (300 px, the usual ad column's); in an article column it fills the width, as before.
+    ".tdg-block{container-type:inline-size;contain-intrinsic-inline-size:300px}",
     "@media (min-width:561px){@container (calc(380px + 1.25em)<=width<calc(760px + 3.75em)){",
     ".tdg-list:has(>:nth-child(4):last-child){grid-template-columns:1fr 1fr}}}",
     ".tdg-card,.tdg-ph{position:relative;display:flex;flex-direction:column;gap:.45em;min-width:0}",

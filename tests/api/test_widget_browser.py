@@ -726,6 +726,37 @@ async def test_a_long_heading_wraps_on_a_phone(page, widget_api, publisher):
     assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
 
 
+# Containers whose width comes from their content: a sidebar of auto width beside the article
+# in a flex row and in a grid, a float, an inline-block, a table cell (a light-DOM block).
+SHRINK_TO_FIT = {
+    "flex": '<div style="display:flex"><p style="flex:1">Article</p><aside>{box}</aside></div>',
+    "grid": '<div style="display:grid;grid-template-columns:1fr auto"><p>Article</p>{box}</div>',
+    "float": '<div style="float:right">{box}</div><p>Article</p><div style="clear:both"></div>',
+    "inline-block": '<div style="display:inline-block">{box}</div>',
+    "table-cell": "<table><tr><td>Article</td><td>{box}</td></tr></table>",
+}
+
+
+async def test_a_sidebar_of_auto_width_gets_a_sidebar_wide_block(page, widget_api, publisher):
+    """The block is a size container (for the 2 + 2 rule): where a container's width comes from
+    its content, it was 0 px wide, the heading a letter a line and the stories spilling out
+    over the page. There it is a usual sidebar's 300 px."""
+    boxes = "".join(layout.format(box=f'<div id="{name}" data-tidings-related data-k="1"></div>')
+                    for name, layout in SHRINK_TO_FIT.items())
+    html = host_page(widget_api.base_url).replace("<footer", boxes + "<footer")
+    await page.goto(publisher.page("shrink-to-fit.html", html))
+    widths = {}
+    for name in SHRINK_TO_FIT:
+        await page.locator(f"#{name}").scroll_into_view_if_needed()
+        await page.locator(f"#{name} .tdg-card").wait_for()
+        widths[name] = await page.locator(f"#{name}").evaluate(
+            """c => [c, (c.shadowRoot || c).querySelector('.tdg-block'),
+                     (c.shadowRoot || c).querySelector('.tdg-heading')]
+                    .map(e => Math.round(e.getBoundingClientRect().width))""")
+    assert widths == {name: [300, 300, 300] for name in SHRINK_TO_FIT}
+    assert page.page_errors == []
+
+
 async def test_four_stories_in_an_article_column_are_two_rows_of_two(page, widget_api, publisher):
     """At article-column widths (600-820px) auto-fill gave the default four stories as three
     and an orphan; wide blocks keep one row, phones one story a row."""

@@ -1282,7 +1282,11 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         # Sent raw, it was 20 kB on every publisher page (7 kB gzipped), and downloaded again
         # after each max-age: now gzipped when accepted, and revalidated by ETag.
         gzipped = accepts_gzip(request.headers.get("accept-encoding"))
+        # Cross-Origin-Resource-Policy: a publisher page with Cross-Origin-Embedder-Policy:
+        # require-corp refuses another origin's script that does not say it may be embedded
+        # (Fetch, "cross-origin resource policy check"), and showed no block.
         headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff",
+                   "Cross-Origin-Resource-Policy": "cross-origin",
                    "Vary": "Accept-Encoding", "ETag": script.etag_for(gzipped)}
         if gzipped:
             headers["Content-Encoding"] = "gzip"

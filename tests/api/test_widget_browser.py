@@ -644,6 +644,18 @@ async def test_strict_csp_page_gets_a_styled_block(page, widget_api, publisher):
     assert page.page_errors == []
 
 
+async def test_a_cross_origin_isolated_page_loads_the_script(page, widget_api, publisher):
+    """A page with Cross-Origin-Embedder-Policy: require-corp (for SharedArrayBuffer: video
+    and WebAssembly tools) loads another origin's script only when it says it may be embedded
+    (Cross-Origin-Resource-Policy): the browser refused widget.js, and no block showed."""
+    url = publisher.page("coep.html", host_page(widget_api.base_url), headers={
+        "Cross-Origin-Embedder-Policy": "require-corp",
+        "Cross-Origin-Opener-Policy": "same-origin"})
+    await open_with_block(page, url)
+    assert await page.evaluate("crossOriginIsolated")  # the policy really is in force
+    assert page.page_errors == []
+
+
 async def test_without_constructable_stylesheets_a_style_element_styles_the_shadow_root(
         page, widget_api, publisher):
     """Browsers without adoptedStyleSheets get a <style> in the shadow root, not in the page."""

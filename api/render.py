@@ -123,7 +123,8 @@ def initials(author: str | None) -> str:
     """Up to two capital letters for a byline: first and last name of its first author.
 
     "By Jane Smith, Political editor" -> "JS"; "Reuters" -> "R"; "" or None -> "".
-    Words that do not start with a letter ("&", "-", "2024") are skipped, and so are titles
+    Words without a letter ("&", "-", "2024") are skipped, signs before a name's letters
+    ('"Jane Doe"' -> "JD", "(AP)" -> "A") too, and so are titles
     before a name and suffixes after it ("Dr. Christopher Kunz" -> "CK", "The Associated
     Press" -> "AP", "Theodore Roosevelt IV" -> "TR"). Science's "Surname, Initials" gives
     the given name first ("Archer, L. A." -> "LA"). A name in a script without case gives
@@ -167,12 +168,19 @@ def byline_label(author: str, by: str = DEFAULT_WORDS.by) -> str:
 
 
 def _name_words(name: str) -> list[str]:
-    words = [w for w in name.split() if w[0].isalpha()]
+    words = [w for w in map(_from_first_letter, name.split()) if w]
     while len(words) > 1 and words[0].lower() in _NAME_PREFIXES:
         words = words[1:]
     while len(words) > 1 and words[-1].lower() in _NAME_SUFFIXES:
         words = words[:-1]
     return words
+
+
+def _from_first_letter(word: str) -> str:
+    """The word from its first letter on, "" without one. A word that began with a sign was
+    skipped, and with it a name in quotes or brackets or an account's: '"Jane Doe"' was "D",
+    "(AP)" and "@TechCrunch" nothing (an empty circle where the initials go)."""
+    return next((word[i:] for i, c in enumerate(word) if c.isalpha()), "")
 
 
 def _first_letter(word: str) -> str:
@@ -352,11 +360,11 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None, words: Wor
         parts.append(f'<p class="tdg-snippet" dir="{text_dir(summary)}">{escape(summary)}</p>')
     meta = []
     if author:
-        name = byline_name(author, words.by)
-        meta.append(
-            f'<span class="tdg-avatar" aria-hidden="true">{escape(initials(name))}</span> '
-            f'<span class="tdg-sr">{escape(byline_label(author, words.by))}</span>'
-        )
+        # No letters to show ("123"): no avatar, an empty circle looked broken. Still said.
+        letters = initials(byline_name(author, words.by))
+        if letters:
+            meta.append(f'<span class="tdg-avatar" aria-hidden="true">{escape(letters)}</span>')
+        meta.append(f'<span class="tdg-sr">{escape(byline_label(author, words.by))}</span>')
     if site:
         meta.append(f'<span class="tdg-site" dir="{text_dir(site)}">{escape(site)}</span>')
     dated = _date_label(card.get("published_at"), dates)

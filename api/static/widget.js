@@ -200,8 +200,10 @@
   // word as Python's Unicode \b sees it (JS's \b knows ASCII letters only).
   var NAME_PREFIXES = "the dr dr. prof prof. mr mr. mrs mrs. ms ms. sir dame rev rev.".split(" ");
   var NAME_SUFFIXES = "jr jr. sr sr. ii iii iv".split(" ");
+  // A word counts from its first letter: '"Jane Doe"' was "D", "(AP)" and "@TechCrunch" nothing.
   function nameWords(name) {
-    var words = name.split(/\s+/).filter(function (w) { return /^\p{L}/u.test(w); });
+    var words = name.split(/\s+/).map(function (w) { return w.replace(/^\P{L}+/u, ""); })
+      .filter(Boolean);
     while (words.length > 1 && NAME_PREFIXES.indexOf(words[0].toLowerCase()) >= 0) words.shift();
     while (words.length > 1 && NAME_SUFFIXES.indexOf(words[words.length - 1].toLowerCase()) >= 0) words.pop();
     return words;
@@ -481,11 +483,14 @@
       if (meta.childNodes.length) meta.appendChild(document.createTextNode(" "));
       meta.appendChild(node);
     }
-    var author = bylineName(card.author, words.by);
+    var author = bylineName(card.author, words.by), letters = initials(author);
     if (author) {
-      var avatar = el("span", "avatar", initials(author));
-      avatar.setAttribute("aria-hidden", "true");
-      add(avatar);
+      // No letters to show ("123"): no avatar, an empty circle looked broken. Still said.
+      if (letters) {
+        var avatar = el("span", "avatar", letters);
+        avatar.setAttribute("aria-hidden", "true");
+        add(avatar);
+      }
       add(el("span", "sr", words.by + " " + author));
     }
     if (site) add(ownDir(el("span", "site", site)));

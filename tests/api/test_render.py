@@ -294,6 +294,13 @@ INITIALS_CASES = [
     ("山田 太郎", "山"),
     ("דוד כהן", "ד"),
     ("Jane 王", "J"),
+    # Signs before a name's letters: a word that began with one was skipped, and a name in
+    # quotes lost its first name, a bracketed or account's byline had no initials at all.
+    ('"Jane Doe"', "JD"),
+    ("«Jean Dupont»", "JD"),
+    ("(AP)", "A"),
+    ("@TechCrunch", "T"),
+    ("123", ""),
 ]
 
 
@@ -524,6 +531,14 @@ def test_the_pages_byline_word_is_said_once(author, by, name):
     html = render_block_html({"related": [card(author=author)]}, words=Words(by=by))
     assert f'<span class="tdg-sr">{by} {name}</span>' in html
     assert f'aria-hidden="true">{initials(name)}</span>' in html
+
+
+def test_a_byline_without_letters_has_no_empty_avatar():
+    """A byline with no letter to show ("123") drew an empty circle beside the site; it is
+    still said to screen readers."""
+    html = render_block_html({"related": [card(author="123")]})
+    assert "tdg-avatar" not in html
+    assert '<span class="tdg-sr">By 123</span>' in html
 
 
 def test_the_publishers_byline_word_and_avatar_in_a_french_block():

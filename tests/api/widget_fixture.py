@@ -48,6 +48,7 @@ DECORATIONS = {
     "https://www.bbc.co.uk/news/politics-003": ("By Priya Shah, Political correspondent", 1),
     "https://www.bbc.co.uk/news/politics-002": ("Alex Morgan", 2),
     "https://www.bbc.co.uk/news/politics-007": ("", None),
+    "https://www.bbc.co.uk/news/politics-004": ("***", None),  # a byline without a letter
 }
 
 

@@ -2494,6 +2494,16 @@ class Store:
             s.add(ReaderDeletionRow(reader_id=reader, deleted_at=now))
             return bool(res.rowcount)
 
+    async def prune_reader_deletions(self, now: datetime | None = None) -> int:
+        """Drop the deletions older than READER_DELETION_GRACE: past it they guard nothing.
+        Only the next `delete_reader` pruned them, so the last reader forgotten kept their id
+        in the database for as long as nobody else was (retention calls this each run)."""
+        now = now or utcnow()
+        async with self.writing() as s:
+            res = await s.execute(delete(ReaderDeletionRow).where(
+                ReaderDeletionRow.deleted_at < now - READER_DELETION_GRACE))
+            return res.rowcount or 0
+
     async def story_stats(self, ids: Iterable[int] | None = None) -> dict[int, tuple[int, int, int]]:
         q = select(StoryStatRow.story_id, StoryStatRow.impressions, StoryStatRow.clicks, StoryStatRow.reads)
         if ids is not None:

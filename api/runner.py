@@ -426,6 +426,9 @@ async def _retention_run(svc: Services, now: datetime) -> RetentionReport:
         events = await svc.store.delete_events_before(c.events_since)
         if events:
             log.info("retention.events removed=%d", events)
+    # Whatever the settings: a forgotten reader's id, kept a minute to drop their events still
+    # on their way, is no data anyone chose to keep.
+    await svc.store.prune_reader_deletions(now)
     days = await svc.store.delete_event_days_before(c.event_days_from)
     if days:
         log.info("retention.event_days removed=%d", days)

@@ -310,6 +310,32 @@ async def test_retention_forgets_a_forgotten_readers_id_after_its_minute(store):
     assert await _deleted_reader_ids(store) == ["just-gone"]  # still within its minute
 
 
+async def test_retention_forgets_the_readers_it_left_with_nothing(store):
+    """Every event stored a reader row (id, first and last seen) that outlived the events
+    retention deleted: one a browser for ever. A reader with no events left, no preferences
+    and not seen since the events' cutoff goes with them; one with preferences (chosen to be
+    kept) or a later event stays. The dry run counts them."""
+    settings = load_settings(REPO_CONFIG, env={})
+    settings = replace(settings, retention=replace(settings.retention, events_days=30))
+    now = datetime.now(UTC)
+    (sid,) = (await store.upsert_stories([StoryDraft(url="https://e.org/a", title="A")], now)).new_ids
+    old, recent = now - timedelta(days=40), now - timedelta(days=2)
+
+    def click(reader, at):
+        return EventRecord(event_key(reader, sid, "click", at, None), reader, sid, "click", at)
+
+    await store.add_events([click("idle", old), click("settled", old), click("back", old)], old)
+    await store.add_events([click("back", recent)], recent)
+    await store.set_preferences("settled", {"mute_topics": ["Budget"]}, old)
+    svc = SimpleNamespace(settings=settings, store=store, owner="test", machine=None)
+    preview = await runner.retention_preview(svc, now)
+    report = await runner.retention(svc, now)
+    assert await store.reader("idle") is None
+    assert (await store.reader("settled"))["preferences"] == {"mute_topics": ["Budget"]}
+    assert [e.at for e in await store.reader_events("back")] == [recent]
+    assert (report.events, report.readers, preview.readers) == (3, 1, 1)
+
+
 async def test_a_failed_retention_run_is_run_again_at_the_next_tick(store, monkeypatch):
     """Retention claimed its hour before deleting: a run whose deletion failed (the database
     busy, a disk error) was not tried again by any process for an hour."""

@@ -2494,6 +2494,42 @@ class Store:
             s.add(ReaderDeletionRow(reader_id=reader, deleted_at=now))
             return bool(res.rowcount)
 
+    async def prune_reader_deletions(self, now: datetime | None = None) -> int:
+        """Drop the deletions older than READER_DELETION_GRACE: past it they guard nothing.
+        Only the next `delete_reader` pruned them, so the last reader forgotten kept their id
+        in the database for as long as nobody else was (retention calls this each run)."""
+        now = now or utcnow()
+        async with self.writing() as s:
+            res = await s.execute(delete(ReaderDeletionRow).where(
+                ReaderDeletionRow.deleted_at < now - READER_DELETION_GRACE))
+            return res.rowcount or 0
+
+    @staticmethod
+    def _idle_readers(before: datetime):
+        # Nothing of theirs is kept past `before` (events retention's cutoff): no preferences
+        # (which they set to be kept), no event since, and not seen since. Events before it
+        # are retention's to delete (first, in a run; the dry run counts as if they were
+        # gone). A reader writing events at the same moment sets `last_seen_at` (SEE_READERS)
+        # in the same transaction as the events: PostgreSQL's delete, finding that row
+        # changed, checks it again and keeps it; SQLite has one writer.
+        kept = select(EventRow.id).where(EventRow.reader_id == ReaderRow.id,
+                                         EventRow.at >= before).exists()
+        return and_(ReaderRow.preferences.is_(None), ReaderRow.last_seen_at < before, ~kept)
+
+    async def delete_idle_readers(self, before: datetime) -> int:
+        """Retention of readers: delete those with nothing left (`_idle_readers`). Each event
+        stored a reader row (id, first and last seen) that outlived every event: the widget's
+        one id a browser, or a page view where storage is blocked, each kept for ever."""
+        async with self.writing() as s:
+            res = await s.execute(delete(ReaderRow).where(self._idle_readers(before)))
+            return res.rowcount or 0
+
+    async def count_idle_readers(self, before: datetime) -> int:
+        """How many readers `delete_idle_readers(before)` would drop (`retention --dry-run`)."""
+        async with self.session() as s:
+            return int(await s.scalar(select(func.count()).select_from(ReaderRow)
+                                      .where(self._idle_readers(before))) or 0)
+
     async def story_stats(self, ids: Iterable[int] | None = None) -> dict[int, tuple[int, int, int]]:
         q = select(StoryStatRow.story_id, StoryStatRow.impressions, StoryStatRow.clicks, StoryStatRow.reads)
         if ids is not None:

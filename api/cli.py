@@ -1510,9 +1510,10 @@ def retention_json(report, *, dry_run: bool) -> dict:
 
     c = report.cutoffs
     return {"dry_run": dry_run, "stories": report.stories, "events": report.events,
-            "event_days": report.event_days, "change_log": report.change_log,
+            "readers": report.readers, "event_days": report.event_days,
+            "change_log": report.change_log,
             "before": {"stories": iso(c.stories_since), "events": iso(c.events_since),
-                       "event_days": c.event_days_from.isoformat(),
+                       "readers": iso(c.events_since), "event_days": c.event_days_from.isoformat(),
                        "change_log": iso(c.changes_since)}}
 
 
@@ -1535,6 +1536,8 @@ def retention_text(report, r, *, dry_run: bool) -> str:
                 "stories dated"),
             row("events", report.events, c.events_since, r.events_days, "events_days",
                 "reader events"),
+            row("readers", report.readers, c.events_since, r.events_days, "events_days",
+                "readers with no preferences or event since, last seen"),
             ["report days", f"{report.event_days:,}",
              f"{verb}: days before {c.event_days_from.isoformat()} (the report's {MAX_DAYS} days)"],
             row("change log", report.change_log, c.changes_since, r.change_log_days,

@@ -119,6 +119,14 @@ class PreferencesSaved(BaseModel):
     unknown: UnknownFollows
 
 
+def every_preference(info: dict | None) -> dict[str, list[str]]:
+    """A stored reader's preferences (`Store.reader`, None for none) under every key, a list
+    each, as the preferences route and the export both answer: the export gave `{}` for a
+    reader who set none (every reader the widget made), where a script read `mute_topics`."""
+    stored = (info or {}).get("preferences") or {}
+    return {k: list(stored.get(k, [])) for k in PREF_KEYS}
+
+
 def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max_k: int) -> None:
     def check_k(k: int | None) -> int | None:
         if k is not None and k > max_k:
@@ -202,9 +210,8 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         a site's settings page shows it before a PUT replaces it. Only the operator's export
         read it back, with the API key."""
         info = await svc.store.reader(reader)
-        stored = (info or {}).get("preferences") or {}
         response.headers["Cache-Control"] = PERSONAL
-        return {"reader": reader, "preferences": {k: list(stored.get(k, [])) for k in PREF_KEYS}}
+        return {"reader": reader, "preferences": every_preference(info)}
 
     @app.get("/v1/readers/{reader}", tags=["readers"])
     async def export_reader(request: Request, reader: StoredReaderId):
@@ -214,7 +221,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         info = await svc.store.reader(reader)
         if info is None:
             raise ApiError(404, "not_found", f"no reader {reader!r}")
-        head = json.dumps({"reader": reader, "preferences": info["preferences"],
+        head = json.dumps({"reader": reader, "preferences": every_preference(info),
                            "created_at": iso(info["created_at"]),
                            "last_seen_at": iso(info["last_seen_at"])})
 

@@ -257,6 +257,7 @@ class RetentionReport:
     events: int = 0
     event_days: int = 0
     change_log: int = 0
+    readers: int = 0  # readers left with nothing: no events, no preferences (events' cutoff)
 
 
 RETENTION_KEYS = tuple(f.name for f in dataclasses.fields(RetentionSettings))
@@ -417,7 +418,7 @@ async def _retention_run(svc: Services, now: datetime) -> RetentionReport:
     """Deletes what `retention_cutoffs` leaves out. The database logs each story's removal in
     the change log (a trigger), which every running process's index follows."""
     c = retention_cutoffs(svc.settings.retention, now)
-    stories = events = changes = 0
+    stories = events = readers = changes = 0
     if c.stories_since:
         stories = len(await svc.store.delete_stories_before(c.stories_since))
         if stories:
@@ -426,6 +427,13 @@ async def _retention_run(svc: Services, now: datetime) -> RetentionReport:
         events = await svc.store.delete_events_before(c.events_since)
         if events:
             log.info("retention.events removed=%d", events)
+        # After the events: the readers whose last events just went.
+        readers = await svc.store.delete_idle_readers(c.events_since)
+        if readers:
+            log.info("retention.readers removed=%d", readers)
+    # Whatever the settings: a forgotten reader's id, kept a minute to drop their events still
+    # on their way, is no data anyone chose to keep.
+    await svc.store.prune_reader_deletions(now)
     days = await svc.store.delete_event_days_before(c.event_days_from)
     if days:
         log.info("retention.event_days removed=%d", days)
@@ -435,7 +443,7 @@ async def _retention_run(svc: Services, now: datetime) -> RetentionReport:
         if changes:
             log.info("retention.change_log removed=%d horizon=%d", changes,
                      await svc.store.change_horizon())
-    return RetentionReport(c, stories, events, days, changes)
+    return RetentionReport(c, stories, events, days, changes, readers)
 
 
 async def retention_preview(svc: Services, now: datetime | None = None) -> RetentionReport:
@@ -447,7 +455,8 @@ async def retention_preview(svc: Services, now: datetime | None = None) -> Reten
         await store.count_stories_before(c.stories_since) if c.stories_since else 0,
         await store.count_events_before(c.events_since) if c.events_since else 0,
         await store.count_event_days_before(c.event_days_from),
-        await store.count_changes_before(c.changes_since) if c.changes_since else 0)
+        await store.count_changes_before(c.changes_since) if c.changes_since else 0,
+        await store.count_idle_readers(c.events_since) if c.events_since else 0)
 
 
 async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bool,

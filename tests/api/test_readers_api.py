@@ -195,6 +195,19 @@ async def test_export_and_delete_reader(http, stack):
     assert (await http.get("/v1/readers/bad%20id/feed")).status_code == 422
 
 
+async def test_a_readers_export_names_every_preference_as_the_preferences_route_does(http, stack):
+    """The export's `preferences` was `{}` for a reader who set none (every reader the widget
+    makes), and every key only for one who had: an operator's script reading `mute_topics`
+    of each export failed on most of them."""
+    sid = (await _ids(http, "politics", 1))[0]
+    await http.post("/v1/events", json={"reader": "no-prefs", "story_id": sid, "type": "click"})
+    await _wait_events(stack, "no-prefs", 1)
+    shown = (await http.get("/v1/readers/no-prefs/preferences")).json()["preferences"]
+    assert set(shown) == {"follow_categories", "mute_categories", "follow_sources",
+                          "mute_sources", "mute_topics"} and not any(shown.values())
+    assert (await http.get("/v1/readers/no-prefs")).json()["preferences"] == shown
+
+
 async def test_a_reader_export_holds_every_event_past_100_000(tmp_path, shared_data):
     """The export read the reader's newest 100,000 events and stopped there without a word:
     a reader asking for their data got part of it, told it was all."""

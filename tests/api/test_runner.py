@@ -282,6 +282,60 @@ async def test_retention_keeps_the_reports_days_past_the_events(store):
     assert got.days == [(at[0].date().isoformat(), 0, 1, 0)]
 
 
+async def _deleted_reader_ids(store: Store) -> list[str]:
+    from sqlalchemy import select
+
+    from aggregator.schema import ReaderDeletionRow
+
+    async with store.session() as s:
+        return sorted((await s.scalars(select(ReaderDeletionRow.reader_id))).all())
+
+
+async def test_retention_forgets_a_forgotten_readers_id_after_its_minute(store):
+    """A deleted reader's id stays a minute, so that their events still on their way are
+    dropped; it was removed only by the next deletion, so the last reader forgotten stayed
+    in the database for as long as nobody else was. Retention removes it, whatever its
+    settings (the shipped ones keep stories and delete events)."""
+    now = datetime.now(UTC)
+    (sid,) = (await store.upsert_stories([StoryDraft(url="https://e.org/a", title="A")], now)).new_ids
+    for reader in ("gone", "just-gone"):
+        await store.add_events([EventRecord(event_key(reader, sid, "click", now, None), reader,
+                                            sid, "click", now)], now)
+    await store.delete_reader("gone", now)
+    await store.delete_reader("just-gone", now + timedelta(seconds=50))
+    assert await _deleted_reader_ids(store) == ["gone", "just-gone"]
+    svc = SimpleNamespace(settings=load_settings(REPO_CONFIG, env={}), store=store, owner="test",
+                          machine=None)
+    await runner.retention(svc, now + timedelta(seconds=90))
+    assert await _deleted_reader_ids(store) == ["just-gone"]  # still within its minute
+
+
+async def test_retention_forgets_the_readers_it_left_with_nothing(store):
+    """Every event stored a reader row (id, first and last seen) that outlived the events
+    retention deleted: one a browser for ever. A reader with no events left, no preferences
+    and not seen since the events' cutoff goes with them; one with preferences (chosen to be
+    kept) or a later event stays. The dry run counts them."""
+    settings = load_settings(REPO_CONFIG, env={})
+    settings = replace(settings, retention=replace(settings.retention, events_days=30))
+    now = datetime.now(UTC)
+    (sid,) = (await store.upsert_stories([StoryDraft(url="https://e.org/a", title="A")], now)).new_ids
+    old, recent = now - timedelta(days=40), now - timedelta(days=2)
+
+    def click(reader, at):
+        return EventRecord(event_key(reader, sid, "click", at, None), reader, sid, "click", at)
+
+    await store.add_events([click("idle", old), click("settled", old), click("back", old)], old)
+    await store.add_events([click("back", recent)], recent)
+    await store.set_preferences("settled", {"mute_topics": ["Budget"]}, old)
+    svc = SimpleNamespace(settings=settings, store=store, owner="test", machine=None)
+    preview = await runner.retention_preview(svc, now)
+    report = await runner.retention(svc, now)
+    assert await store.reader("idle") is None
+    assert (await store.reader("settled"))["preferences"] == {"mute_topics": ["Budget"]}
+    assert [e.at for e in await store.reader_events("back")] == [recent]
+    assert (report.events, report.readers, preview.readers) == (3, 1, 1)
+
+
 async def test_a_failed_retention_run_is_run_again_at_the_next_tick(store, monkeypatch):
     """Retention claimed its hour before deleting: a run whose deletion failed (the database
     busy, a disk error) was not tried again by any process for an hour."""

@@ -576,6 +576,33 @@ async def test_check_of_a_full_text_source_counts_every_usable_item(site, sqlite
     assert await sqlite_store.count_stories() == 0
 
 
+async def test_article_pages_that_fail_are_a_problem_of_the_source_not_read_in_full(
+        site, sqlite_store):
+    """A full_text source whose article pages fail (404 here) kept its feed's stories, but
+    said nothing of it: `sources check` counted "3 read in full as a sample" of pages that
+    were never read, and `collect` reported the source as if its pages had been read (each
+    failure only an INFO line of its own)."""
+    site.route("/a/0", body=ARTICLE.format(t="Harbour plan 0"), content_type="text/html")
+    for i in (1, 2, 3):
+        site.route(f"/a/{i}", status=404)
+    items = "".join(f"<item><title>Story {i}</title><link>{site.url(f'/a/{i}')}</link></item>"
+                    for i in range(4))
+    site.route("/ft.xml", body=f'<rss version="2.0"><channel><title>FT</title>{items}</channel></rss>',
+               content_type="application/rss+xml")
+    spec = SourceSpec("ft", site.url("/ft.xml"), "politics", full_text=True)
+    c = collector(sqlite_store, site)
+    found = await c.check(spec)
+    assert (len(found.drafts), found.read_in_full) == (4, 1)
+    assert found.doc.problems == (f"2 of 3 article pages not read ({site.url('/a/1')}: HTTP 404 "
+                                  f"Not Found from {site.url('/a/1')})",)
+
+    await sqlite_store.sync_sources([spec])
+    report = (await c.run_round()).sources[0]
+    assert report.ok and report.new == 4  # the feed's stories all the same
+    assert report.problems == (f"3 of 4 article pages not read ({site.url('/a/1')}: HTTP 404 "
+                               f"Not Found from {site.url('/a/1')})",)
+
+
 async def test_check_counts_the_links_a_document_repeats(site, sqlite_store):
     """A link listed twice is one draft (`first_of_each_link`): `sources check` said
     "3 items, 2 usable" without a word on the third, while the README says skipped items

@@ -1310,16 +1310,20 @@ class Store:
                     s.add(SourceRow(**values))
                     added += 1
                     continue
+                was_filed_as = row.category
                 for k, v in values.items():
                     setattr(row, k, v)
                 if values.get("in_config") is False:
                     retired += 1
-                elif values.get("name", name) != name:
+                    continue
+                if values.get("name", name) != name:
                     await s.flush()  # the row's new name first: the moved stories' source
                     await self._move_stories(s, name, values["name"], now)
                     adopted += 1
                 else:
                     changed += 1
+                if "category" in values:
+                    await self._refile_stories(s, row.name, was_filed_as, row.category, now)
         return {"added": added, "changed": changed, "retired": retired, "adopted": adopted,
                 "kept": len(kept)}
 
@@ -1335,11 +1339,32 @@ class Store:
             .values(source=new, source_key=key_column(new))
             .returning(StoryRow.id, StoryRow.duplicate_of)
             .execution_options(synchronize_session=False))).all()
-        indexed = [sid for sid, dup in moved if dup is None]  # copies are not in the indexes
+        await self._log_new_cards(s, moved, now)
+
+    async def _log_new_cards(self, s, stories: Sequence[tuple[int, int | None]],
+                             now: datetime) -> None:
+        """Log stories (id, duplicate_of) whose cards changed for the indexes, each as an
+        "add", which replaces its card and keeps its vector."""
+        indexed = [sid for sid, dup in stories if dup is None]  # copies are not in the indexes
         if indexed:
             await self._change_log_turn(s)  # after the stories' row locks, as every writer
             await s.execute(insert(IndexChangeRow.__table__),
                             [{"story_id": sid, "op": "add", "at": now} for sid in indexed])
+
+    async def _refile_stories(self, s, source: str, old: str, new: str, now: datetime) -> None:
+        """Source `source`'s category was edited from `old` to `new`: the stories it stored
+        under `old` are `new`'s now. They kept `old` for good, so the source listed as `new`
+        with its stories had none of them under `?category=new` (nor `export --category`,
+        nor the related filters), and `old` lived on as a section of no source. A story an
+        import line filed under another category keeps it. Logged for the indexes, whose
+        cards carry the category (the filters, a reader's follows)."""
+        refiled = (await s.execute(
+            update(StoryRow).where(StoryRow.source_key == key_column(source),
+                                   StoryRow.category_key == key_column(old))
+            .values(category=new, category_key=key_column(new))
+            .returning(StoryRow.id, StoryRow.duplicate_of)
+            .execution_options(synchronize_session=False))).all()
+        await self._log_new_cards(s, refiled, now)
 
     async def claim_due_sources(
         self,

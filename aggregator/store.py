@@ -660,7 +660,9 @@ def _paced_interval_s(row: SourceRow) -> int | None:
 
 _SPEC_COLUMNS = ("category", "kind", "enabled", "weight", "interval_s", "full_text",
                  "selectors", "keep_rule", "block_rule", "in_config")
-_RULE_COLUMNS = ("keep_rule", "block_rule")
+# How a source's body is read: an edit of any of them reads it again whole (`source_edits`).
+# `selectors` holds the time zone too.
+_READING_COLUMNS = ("keep_rule", "block_rule", "selectors", "kind", "full_text")
 
 
 def source_edits(row: dict, spec: SourceSpec, now: datetime, min_interval_s: int = 0) -> dict:
@@ -670,11 +672,15 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime, min_interval_s: int
     The file's URL is compared with the one it gave before (`config_url`), not with `url`,
     which a permanent redirect moves: the operator edits the file, the redirect the row.
     Only an edit of the URL drops the validators and makes the source due now; an edit of
-    its interval brings a later next check within the new interval. An edit of
-    its keep or block rules drops the validators alone: its next check reads the whole
-    feed again, so the items a loosened rule now admits come in then, not once the
-    publisher changes the feed (its 304s said "nothing new"). Stories already stored are
-    left as they are, whatever the new rules say of them.
+    its interval brings a later next check within the new interval. An edit of how its
+    body is read (its keep or block rules, selectors, time zone, kind or full_text) drops
+    the validators alone: its next check reads the whole feed again, so the items a
+    loosened rule now admits come in then, not once the publisher changes the feed (its
+    304s said "nothing new"), and so do a mended selector's summaries or images, a time
+    zone's corrected times and full_text's article pages (they waited, the edit doing
+    nothing, while the page answered 304). Stories already stored are not removed,
+    whatever the new rules say of them; those the document still lists, and the new
+    reading keeps, take what it gives them.
 
     `min_interval_s` ([collect]): the floor the schedule raises an interval to, so that the
     edited interval's next check is no sooner than the schedule would set it.
@@ -687,7 +693,7 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime, min_interval_s: int
     # (or of a newer one, with fields this one does not know) is no edit.
     row = {**row, "selectors": selectors_json(selectors_of(row["selectors"]))}
     out = {k: v for k, v in want.items() if row[k] != v}
-    if any(k in out for k in _RULE_COLUMNS):
+    if any(k in out for k in _READING_COLUMNS):
         out.update(etag=None, last_modified=None)
     if "interval_s" in out:
         out["adaptive_interval_s"] = None  # chosen from the old one, which a 304 would keep
@@ -1269,7 +1275,8 @@ class Store:
 
         Schedule state (validators, errors, next check) survives edits, except that an edit
         of the configured URL drops the validators and makes the source due now, an edit
-        of its keep or block rules drops the validators, and an edit of its interval drops
+        of how it is read (rules, selectors, time zone, kind, full_text) drops the
+        validators, and an edit of its interval drops
         the interval the schedule adapted (and brings a later next check within the new one); a URL moved by a permanent redirect is kept
         (`source_edits`). A new source on the URL of one removed (now, or before) adopts its
         row and stories (`_adoptions`). When the rows already match, this only reads:

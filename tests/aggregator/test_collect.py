@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.collect import Collector
-from aggregator.model import SourceSpec
+from aggregator.model import Selectors, SourceSpec, selectors_json, zone_only
 from aggregator.settings import CollectSettings
 from aggregator.sources import load_sources
 from aggregator.store import FetchRecord, Store
@@ -32,6 +32,7 @@ FEEDS = [
 # The local site stands for many hosts (LoopbackResolver maps every name to it), so links to
 # hosts no source names resolve to loopback: allowed here, refused by default (the test of
 # `public_links_only` below).
+NOW_EDIT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 FAST = CollectSettings(connect_timeout_s=1.0, total_timeout_s=2.0, min_interval_s=60,
                        jitter_ratio=0.0, max_body_bytes=2_000_000, public_links_only=False)
 
@@ -553,6 +554,54 @@ ARTICLE = ("<html><head><title>{t}</title></head><body><article><h1>{t}</h1>"
            + "<p>The council met on Tuesday to debate the harbour plan and its costs. "
            "Members said the budget had grown and asked for a review before any vote. </p>" * 8
            + "</article></body></html>")
+
+
+async def test_a_selector_edit_reads_the_page_again_not_its_304(sqlite_store):
+    """A listing's image selector mended in the file did nothing while the page was
+    unchanged: the next check sent the old validators, the page answered 304, and the
+    stories kept no image until the publisher next changed the page. An edit of how a
+    source is read (as of its rules) now drops them: the page is read whole and the stories
+    it lists take their images; the check after that is conditional again."""
+    async with LocalSite() as site:
+        site.route("/world", body=LISTING_PAGE, etag='"v1"', content_type="text/html; charset=utf-8")
+        spec = SourceSpec("world", site.url("/world"), "world", kind="html",
+                          selectors=Selectors(item="article.card", link="h3 a", image="img.thumb"))
+        await sqlite_store.sync_sources([spec])
+        c = collector(sqlite_store, site)
+        assert (await c.run_round()).sources[0].new == 2
+        assert (await c.run_round(force=True)).sources[0].not_modified
+
+        mended = dataclasses.replace(spec, selectors=Selectors(item="article.card", link="h3 a",
+                                                               image="img"))
+        await sqlite_store.sync_sources([mended])
+        site.reset_log()
+        (r,) = (await c.run_round(force=True)).sources
+        assert [h.get("If-None-Match") for _, _, h in site.requests] == [None]
+        assert (r.ok, r.not_modified, r.updated) == (True, False, 2)
+        assert sorted(s.image_url for s in await sqlite_store.latest_stories(limit=5)) == [
+            site.url("/i/c.jpg"), site.url("/i/f.jpg")]
+        assert (await c.run_round(force=True)).sources[0].not_modified
+
+
+@pytest.mark.parametrize("edit", [
+    {"kind": "feed"}, {"full_text": True}, {"keep": "budget"},
+    {"selectors": Selectors(item="li", link="a")},
+    {"selectors": zone_only("Europe/Berlin")},
+])
+def test_each_edit_of_how_a_source_is_read_drops_its_validators(edit):
+    from aggregator.store import source_edits
+
+    spec = SourceSpec("s", "https://s.example/feed", "news")
+    row = {"category": "news", "kind": "auto", "enabled": True, "weight": 1.0, "interval_s": 900,
+           "full_text": False, "selectors": selectors_json(spec.selectors), "keep_rule": "",
+           "block_rule": "", "in_config": True, "url": spec.url, "config_url": spec.url,
+           "next_check_at": None}
+    assert source_edits(row, spec, NOW_EDIT) == {}
+    out = source_edits(row, dataclasses.replace(spec, **edit), NOW_EDIT)
+    assert (out["etag"], out["last_modified"]) == (None, None)
+    # Neither a weight nor a category changes what a fetch reads: the 304s go on.
+    assert "etag" not in source_edits(row, dataclasses.replace(spec, weight=2.0, category="uk"),
+                                      NOW_EDIT)
 
 
 async def test_check_of_a_full_text_source_counts_every_usable_item(site, sqlite_store):

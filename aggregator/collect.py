@@ -202,6 +202,28 @@ def titled(drafts: Iterable[StoryDraft]) -> list[StoryDraft]:
     return [d for d in drafts if d.title]
 
 
+@dataclass(frozen=True)
+class PagesRead:
+    """What reading a full_text source's article pages came to: how many were fetched,
+    and why each that failed did (`"URL: reason"`)."""
+
+    tried: int = 0
+    failures: tuple[str, ...] = ()
+
+    @property
+    def read(self) -> int:
+        return self.tried - len(self.failures)
+
+    @property
+    def problem(self) -> str | None:
+        """The source's problem when pages failed, else None. Each failure was logged at
+        INFO alone (`collect.page_failed`): a source whose every page answered 404 looked as
+        good as one whose pages were read, and `sources check` said "3 read in full" of it."""
+        if not self.failures:
+            return None
+        return f"{len(self.failures)} of {self.tried} article pages not read ({self.failures[0]})"
+
+
 def none_usable(item_count: int, problems: Iterable[str], full_text: bool) -> str:
     """The error of a source whose every item was unusable (pure): it is not "ok" with no
     stories, it is a source that cannot give any, and the operator should hear why."""
@@ -415,7 +437,9 @@ class Collector:
         # Before their pages are read: an old item's page is not read every round either.
         drafts, past = within_retention(parsed.drafts, now, self.keep_days)
         if spec.full_text and drafts:
-            drafts, unread = await self._with_full_text(fetcher, spec, drafts)
+            drafts, unread, pages = await self._with_full_text(fetcher, spec, drafts)
+            if pages.problem:
+                doc = replace(doc, problems=(*doc.problems, pages.problem))
         drafts = titled(drafts)
         # Items the rules left out were usable: a source whose every item they left out
         # works (it has nothing wanted this time), it has not failed; nor one whose items
@@ -597,36 +621,41 @@ class Collector:
             if parsed is None:  # nothing was asked conditionally, so there is nothing to reuse
                 raise FetchError(f"{spec.url} answered 304 Not Modified to a request without "
                                  "validators: no feed to check")
-            doc, drafts, sample = parsed.doc, list(parsed.drafts), []
+            doc, drafts, pages = parsed.doc, list(parsed.drafts), PagesRead()
             if spec.full_text and drafts:
                 # The rest are not dropped: they were cut to the sample, and `usable` said
                 # 3 of a feed whose every item is usable.
-                sample, _ = await self._with_full_text(fetcher, spec, drafts[:CHECK_SAMPLE], only_new=False)
+                sample, _, pages = await self._with_full_text(fetcher, spec, drafts[:CHECK_SAMPLE],
+                                                              only_new=False)
                 drafts = sample + drafts[CHECK_SAMPLE:]
-            return SourceCheck(doc, titled(drafts), read_in_full=len(sample),
+                if pages.problem:
+                    doc = replace(doc, problems=(*doc.problems, pages.problem))
+            return SourceCheck(doc, titled(drafts), read_in_full=pages.read,
                                untitled=len(drafts) - len(titled(drafts)), left_out=parsed.left_out,
                                repeated=parsed.repeated)
 
     async def _with_full_text(self, fetcher: Fetcher, spec: SourceSpec, drafts: list[StoryDraft],
-                              only_new: bool = True) -> tuple[list[StoryDraft], int]:
+                              only_new: bool = True) -> tuple[list[StoryDraft], int, PagesRead]:
         """`drafts` with their article pages read (at most `full_text_limit` pages, those of
-        stories not stored with a text yet), and how many untitled drafts were not read:
-        already stored, or left for a later round by the limit."""
+        stories not stored with a text yet), how many untitled drafts were not read:
+        already stored, or left for a later round by the limit, and the pages that failed."""
         known = await self.store.urls_with_text(d.url for d in drafts) if only_new else set()
         todo = [d for d in drafts if d.url not in known][: self.settings.full_text_limit]
 
-        async def page(d: StoryDraft) -> StoryDraft:
+        async def page(d: StoryDraft) -> tuple[StoryDraft, str | None]:
             try:
                 res = await fetcher.fetch_page(d.original_url or d.url, own_host=own_host(spec))
                 art = await read_article(res.body, res.final_url)
-                return merge_article(d, art)
+                return merge_article(d, art), None
             except Exception as e:  # one unreadable article page never costs the whole feed
                 log.info("collect.page_failed url=%s error=%s", d.url, e)
-                return d
+                return d, f"{d.url}: {e}"
 
-        done = {d.url: d for d in await asyncio.gather(*(page(d) for d in todo))}
+        outcomes = await asyncio.gather(*(page(d) for d in todo))
+        done = {d.url: d for d, _ in outcomes}
         unread = sum(1 for d in drafts if not d.title and d.url not in done)
-        return [done.get(d.url, d) for d in drafts], unread
+        failures = tuple(why for _, why in outcomes if why is not None)  # in the feed's order
+        return [done.get(d.url, d) for d in drafts], unread, PagesRead(len(todo), failures)
 
     async def _failed(self, state: SourceState, err: Exception, t0: float) -> SourceReport:
         msg = str(err) or type(err).__name__

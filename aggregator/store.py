@@ -660,7 +660,9 @@ def _paced_interval_s(row: SourceRow) -> int | None:
 
 _SPEC_COLUMNS = ("category", "kind", "enabled", "weight", "interval_s", "full_text",
                  "selectors", "keep_rule", "block_rule", "in_config")
-_RULE_COLUMNS = ("keep_rule", "block_rule")
+# How a source's body is read: an edit of any of them reads it again whole (`source_edits`).
+# `selectors` holds the time zone too.
+_READING_COLUMNS = ("keep_rule", "block_rule", "selectors", "kind", "full_text")
 
 
 def source_edits(row: dict, spec: SourceSpec, now: datetime, min_interval_s: int = 0) -> dict:
@@ -670,11 +672,15 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime, min_interval_s: int
     The file's URL is compared with the one it gave before (`config_url`), not with `url`,
     which a permanent redirect moves: the operator edits the file, the redirect the row.
     Only an edit of the URL drops the validators and makes the source due now; an edit of
-    its interval brings a later next check within the new interval. An edit of
-    its keep or block rules drops the validators alone: its next check reads the whole
-    feed again, so the items a loosened rule now admits come in then, not once the
-    publisher changes the feed (its 304s said "nothing new"). Stories already stored are
-    left as they are, whatever the new rules say of them.
+    its interval brings a later next check within the new interval. An edit of how its
+    body is read (its keep or block rules, selectors, time zone, kind or full_text) drops
+    the validators alone: its next check reads the whole feed again, so the items a
+    loosened rule now admits come in then, not once the publisher changes the feed (its
+    304s said "nothing new"), and so do a mended selector's summaries or images, a time
+    zone's corrected times and full_text's article pages (they waited, the edit doing
+    nothing, while the page answered 304). Stories already stored are not removed,
+    whatever the new rules say of them; those the document still lists, and the new
+    reading keeps, take what it gives them.
 
     `min_interval_s` ([collect]): the floor the schedule raises an interval to, so that the
     edited interval's next check is no sooner than the schedule would set it.
@@ -687,7 +693,7 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime, min_interval_s: int
     # (or of a newer one, with fields this one does not know) is no edit.
     row = {**row, "selectors": selectors_json(selectors_of(row["selectors"]))}
     out = {k: v for k, v in want.items() if row[k] != v}
-    if any(k in out for k in _RULE_COLUMNS):
+    if any(k in out for k in _READING_COLUMNS):
         out.update(etag=None, last_modified=None)
     if "interval_s" in out:
         out["adaptive_interval_s"] = None  # chosen from the old one, which a 304 would keep
@@ -1269,7 +1275,8 @@ class Store:
 
         Schedule state (validators, errors, next check) survives edits, except that an edit
         of the configured URL drops the validators and makes the source due now, an edit
-        of its keep or block rules drops the validators, and an edit of its interval drops
+        of how it is read (rules, selectors, time zone, kind, full_text) drops the
+        validators, and an edit of its interval drops
         the interval the schedule adapted (and brings a later next check within the new one); a URL moved by a permanent redirect is kept
         (`source_edits`). A new source on the URL of one removed (now, or before) adopts its
         row and stories (`_adoptions`). When the rows already match, this only reads:
@@ -1310,16 +1317,20 @@ class Store:
                     s.add(SourceRow(**values))
                     added += 1
                     continue
+                was_filed_as = row.category
                 for k, v in values.items():
                     setattr(row, k, v)
                 if values.get("in_config") is False:
                     retired += 1
-                elif values.get("name", name) != name:
+                    continue
+                if values.get("name", name) != name:
                     await s.flush()  # the row's new name first: the moved stories' source
                     await self._move_stories(s, name, values["name"], now)
                     adopted += 1
                 else:
                     changed += 1
+                if "category" in values:
+                    await self._refile_stories(s, row.name, was_filed_as, row.category, now)
         return {"added": added, "changed": changed, "retired": retired, "adopted": adopted,
                 "kept": len(kept)}
 
@@ -1335,11 +1346,32 @@ class Store:
             .values(source=new, source_key=key_column(new))
             .returning(StoryRow.id, StoryRow.duplicate_of)
             .execution_options(synchronize_session=False))).all()
-        indexed = [sid for sid, dup in moved if dup is None]  # copies are not in the indexes
+        await self._log_new_cards(s, moved, now)
+
+    async def _log_new_cards(self, s, stories: Sequence[tuple[int, int | None]],
+                             now: datetime) -> None:
+        """Log stories (id, duplicate_of) whose cards changed for the indexes, each as an
+        "add", which replaces its card and keeps its vector."""
+        indexed = [sid for sid, dup in stories if dup is None]  # copies are not in the indexes
         if indexed:
             await self._change_log_turn(s)  # after the stories' row locks, as every writer
             await s.execute(insert(IndexChangeRow.__table__),
                             [{"story_id": sid, "op": "add", "at": now} for sid in indexed])
+
+    async def _refile_stories(self, s, source: str, old: str, new: str, now: datetime) -> None:
+        """Source `source`'s category was edited from `old` to `new`: the stories it stored
+        under `old` are `new`'s now. They kept `old` for good, so the source listed as `new`
+        with its stories had none of them under `?category=new` (nor `export --category`,
+        nor the related filters), and `old` lived on as a section of no source. A story an
+        import line filed under another category keeps it. Logged for the indexes, whose
+        cards carry the category (the filters, a reader's follows)."""
+        refiled = (await s.execute(
+            update(StoryRow).where(StoryRow.source_key == key_column(source),
+                                   StoryRow.category_key == key_column(old))
+            .values(category=new, category_key=key_column(new))
+            .returning(StoryRow.id, StoryRow.duplicate_of)
+            .execution_options(synchronize_session=False))).all()
+        await self._log_new_cards(s, refiled, now)
 
     async def claim_due_sources(
         self,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.collect import Collector
-from aggregator.model import SourceSpec
+from aggregator.model import Selectors, SourceSpec, selectors_json, zone_only
 from aggregator.settings import CollectSettings
 from aggregator.sources import load_sources
 from aggregator.store import FetchRecord, Store
@@ -32,6 +32,7 @@ FEEDS = [
 # The local site stands for many hosts (LoopbackResolver maps every name to it), so links to
 # hosts no source names resolve to loopback: allowed here, refused by default (the test of
 # `public_links_only` below).
+NOW_EDIT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 FAST = CollectSettings(connect_timeout_s=1.0, total_timeout_s=2.0, min_interval_s=60,
                        jitter_ratio=0.0, max_body_bytes=2_000_000, public_links_only=False)
 
@@ -555,6 +556,54 @@ ARTICLE = ("<html><head><title>{t}</title></head><body><article><h1>{t}</h1>"
            + "</article></body></html>")
 
 
+async def test_a_selector_edit_reads_the_page_again_not_its_304(sqlite_store):
+    """A listing's image selector mended in the file did nothing while the page was
+    unchanged: the next check sent the old validators, the page answered 304, and the
+    stories kept no image until the publisher next changed the page. An edit of how a
+    source is read (as of its rules) now drops them: the page is read whole and the stories
+    it lists take their images; the check after that is conditional again."""
+    async with LocalSite() as site:
+        site.route("/world", body=LISTING_PAGE, etag='"v1"', content_type="text/html; charset=utf-8")
+        spec = SourceSpec("world", site.url("/world"), "world", kind="html",
+                          selectors=Selectors(item="article.card", link="h3 a", image="img.thumb"))
+        await sqlite_store.sync_sources([spec])
+        c = collector(sqlite_store, site)
+        assert (await c.run_round()).sources[0].new == 2
+        assert (await c.run_round(force=True)).sources[0].not_modified
+
+        mended = dataclasses.replace(spec, selectors=Selectors(item="article.card", link="h3 a",
+                                                               image="img"))
+        await sqlite_store.sync_sources([mended])
+        site.reset_log()
+        (r,) = (await c.run_round(force=True)).sources
+        assert [h.get("If-None-Match") for _, _, h in site.requests] == [None]
+        assert (r.ok, r.not_modified, r.updated) == (True, False, 2)
+        assert sorted(s.image_url for s in await sqlite_store.latest_stories(limit=5)) == [
+            site.url("/i/c.jpg"), site.url("/i/f.jpg")]
+        assert (await c.run_round(force=True)).sources[0].not_modified
+
+
+@pytest.mark.parametrize("edit", [
+    {"kind": "feed"}, {"full_text": True}, {"keep": "budget"},
+    {"selectors": Selectors(item="li", link="a")},
+    {"selectors": zone_only("Europe/Berlin")},
+])
+def test_each_edit_of_how_a_source_is_read_drops_its_validators(edit):
+    from aggregator.store import source_edits
+
+    spec = SourceSpec("s", "https://s.example/feed", "news")
+    row = {"category": "news", "kind": "auto", "enabled": True, "weight": 1.0, "interval_s": 900,
+           "full_text": False, "selectors": selectors_json(spec.selectors), "keep_rule": "",
+           "block_rule": "", "in_config": True, "url": spec.url, "config_url": spec.url,
+           "next_check_at": None}
+    assert source_edits(row, spec, NOW_EDIT) == {}
+    out = source_edits(row, dataclasses.replace(spec, **edit), NOW_EDIT)
+    assert (out["etag"], out["last_modified"]) == (None, None)
+    # Neither a weight nor a category changes what a fetch reads: the 304s go on.
+    assert "etag" not in source_edits(row, dataclasses.replace(spec, weight=2.0, category="uk"),
+                                      NOW_EDIT)
+
+
 async def test_check_of_a_full_text_source_counts_every_usable_item(site, sqlite_store):
     """`sources check` read 3 pages as a sample and returned only those 3: "6 items, 3
     usable" for a feed whose 6 items are all usable."""
@@ -574,6 +623,33 @@ async def test_check_of_a_full_text_source_counts_every_usable_item(site, sqlite
     assert (len(found.drafts), found.read_in_full, found.untitled) == (3, 3, 3)
     assert [d.title for d in found.drafts] == [f"Harbour plan {i}" for i in range(3)]
     assert await sqlite_store.count_stories() == 0
+
+
+async def test_article_pages_that_fail_are_a_problem_of_the_source_not_read_in_full(
+        site, sqlite_store):
+    """A full_text source whose article pages fail (404 here) kept its feed's stories, but
+    said nothing of it: `sources check` counted "3 read in full as a sample" of pages that
+    were never read, and `collect` reported the source as if its pages had been read (each
+    failure only an INFO line of its own)."""
+    site.route("/a/0", body=ARTICLE.format(t="Harbour plan 0"), content_type="text/html")
+    for i in (1, 2, 3):
+        site.route(f"/a/{i}", status=404)
+    items = "".join(f"<item><title>Story {i}</title><link>{site.url(f'/a/{i}')}</link></item>"
+                    for i in range(4))
+    site.route("/ft.xml", body=f'<rss version="2.0"><channel><title>FT</title>{items}</channel></rss>',
+               content_type="application/rss+xml")
+    spec = SourceSpec("ft", site.url("/ft.xml"), "politics", full_text=True)
+    c = collector(sqlite_store, site)
+    found = await c.check(spec)
+    assert (len(found.drafts), found.read_in_full) == (4, 1)
+    assert found.doc.problems == (f"2 of 3 article pages not read ({site.url('/a/1')}: HTTP 404 "
+                                  f"Not Found from {site.url('/a/1')})",)
+
+    await sqlite_store.sync_sources([spec])
+    report = (await c.run_round()).sources[0]
+    assert report.ok and report.new == 4  # the feed's stories all the same
+    assert report.problems == (f"3 of 4 article pages not read ({site.url('/a/1')}: HTTP 404 "
+                               f"Not Found from {site.url('/a/1')})",)
 
 
 async def test_check_counts_the_links_a_document_repeats(site, sqlite_store):

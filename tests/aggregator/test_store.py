@@ -462,6 +462,32 @@ async def test_a_new_source_on_a_removed_ones_url_adopts_its_row_and_stories(sto
     assert [(h.name, h.stories) for h in await store.list_sources(retired=True)] == [("newer", 3)]
 
 
+async def test_a_category_edit_refiles_the_sources_stories(store):
+    """A source moved from "tech" to "apple" in the file was listed as "apple" with its 3
+    stories, while every one of them stayed "tech" for good: `?category=apple` and the
+    related filters found none, `export --category apple` was refused, and "tech" lived on
+    as a section of no source. An import line's own category, and another source's
+    stories, stay as they are."""
+    await store.sync_sources([SourceSpec("df", "https://df.org/feed", "tech"),
+                              SourceSpec("other", "https://o.org/feed", "tech")], NOW)
+    r = await store.upsert_stories([draft("https://df.org/1", source="df", category="tech"),
+                                    draft("https://df.org/2", source="df", category="Tech"),
+                                    draft("https://df.org/3", source="df", category="reviews"),
+                                    draft("https://o.org/1", source="other", category="tech")], NOW)
+    one, two, imported, others = r.new_ids
+    seen = (await store.changes_since(0) or [(0,)])[-1][0]
+    later = NOW + timedelta(minutes=5)
+    changes = await store.sync_sources([SourceSpec("df", "https://df.org/feed", "apple"),
+                                        SourceSpec("other", "https://o.org/feed", "tech")], later)
+    assert changes["changed"] == 1
+    categories = [(await store.get_story(sid)).category for sid in (one, two, imported, others)]
+    assert categories == ["apple", "apple", "reviews", "tech"]
+    assert [s.id for s in await store.latest_stories(limit=10, category="APPLE")] == [two, one]
+    # The indexes' cards carry the category: each refiled story is logged for them.
+    assert sorted((sid, op) for _, sid, op in await store.changes_since(seen)) == [
+        (one, "add"), (two, "add")]
+
+
 async def test_a_machine_whose_file_is_older_keeps_another_machines_newer_edits(store):
     """Two collecting machines, one database. Machine A's operator removes `b` and renames
     `c` to `c2`; machine B, restarted with the file it had, put `b` back and moved `c2`'s

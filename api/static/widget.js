@@ -39,14 +39,30 @@
   var DEFAULT_K = 4;
   // The most a block asks for, whatever its data-k: min(20, api.max_k), served the same way.
   var MAX_K = 20;
-  // document.currentScript is only set while this file first runs, so capture it now. The API
-  // is where the script came from, path and all: behind a proxy under /tidings/, the script's
-  // origin alone asked the site's own /v1/related (a 404), and every block needed data-api.
-  var SCRIPT = document.currentScript;
+  // The API is where the script came from, path and all: behind a proxy under /tidings/, the
+  // script's origin alone asked the site's own /v1/related (a 404), and every block needed
+  // data-api.
+  var SCRIPT = ownScript();
   var SCRIPT_BASE = "";
   try {
     if (SCRIPT && SCRIPT.src) SCRIPT_BASE = new URL(".", new URL(SCRIPT.src, location.href)).href;
   } catch (e) { /* no usable src: containers must then set data-api */ }
+
+  // document.currentScript is only set while this file first runs, so this runs then. A module
+  // script (type="module") has none, nor has a copy some tag managers run: there the page's
+  // script whose path ends in /widget.js (where the API serves it), a module one first. Without
+  // this, a module tag showed nothing and said nothing.
+  function ownScript() {
+    if (document.currentScript) return document.currentScript;
+    var served = Array.prototype.filter.call(document.querySelectorAll("script[src]"), function (s) {
+      try {
+        return /\/widget\.js$/.test(new URL(s.src, location.href).pathname);
+      } catch (e) {
+        return false;
+      }
+    });
+    return served.filter(function (s) { return /^module$/i.test(s.type); })[0] || served[0] || null;
+  }
 
   var CSS = [
     // Inherited properties still cross the shadow boundary (a host's letter-spacing,
@@ -832,6 +848,7 @@
   // redrawn), so it stays until the answer replaces it, and for good if there is none.
   function want(container, state, keep) {
     var page = pageUrl(container), url = requestOf(container, page), api = apiBase(container);
+    if (!api) noApi(container);
     var look = lookOf(container), redraw = url === state.url;
     if (redraw && (look === state.look || !showsBlock(state))) {
       state.look = look;
@@ -855,6 +872,18 @@
         if (gen === state.gen && !keep) show(container, state, null);
       });
     });
+  }
+
+  // A container with no API to ask shows nothing: said once a page, in the console, with
+  // what to do. It was silent, and a publisher saw an empty container and no reason.
+  var warned = false;
+  function noApi(container) {
+    if (warned || !window.console || !console.warn) return;
+    warned = true;
+    console.warn("Tidings widget: no API to ask for this container's related stories, as the " +
+      "script cannot tell where it came from (no <script src> whose path ends in /widget.js). " +
+      "Load it with <script src=\"https://YOUR-TIDINGS-API/widget.js\"> (type=\"module\" " +
+      "is fine), or give the container data-api=\"https://YOUR-TIDINGS-API\".", container);
   }
 
   // Per container: root, node (what show() put there), url (its request), gen (an answer to

@@ -2195,6 +2195,35 @@ async def test_behind_a_proxy_under_a_path_the_script_finds_its_api(page, widget
     assert page.page_errors == []
 
 
+async def test_a_module_script_finds_its_api(page, widget_api, publisher):
+    """<script type="module"> has no document.currentScript: the widget knew no API, asked
+    nothing, and the container stayed empty without a word. Its own tag is the page's script
+    whose path ends in /widget.js."""
+    html = host_page(widget_api.base_url, scripts=[]).replace(
+        "</body>", f'<script type="module" src="{widget_api.base_url}/widget.js"></script></body>')
+    cards = await open_with_block(page, publisher.page("module.html", html))
+    assert await cards.count() == 4
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    assert page.page_errors == []
+
+
+async def test_without_an_api_to_ask_the_console_says_so_once(page, widget_api, publisher):
+    """An inlined script (no src) and containers without data-api: nothing to ask, and
+    nothing said either. The console now says what to do, once however many containers."""
+    warnings: list[str] = []
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+    html = host_page(widget_api.base_url, scripts=[]).replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="related" data-tidings-related></div><div data-tidings-related></div>')
+    await page.goto(publisher.page("no-api.html", html))
+    await page.add_script_tag(content=(STATIC_DIR / "widget.js").read_text(encoding="utf-8"))
+    await settle(page)
+    assert len(warnings) == 1, warnings
+    assert "data-api" in warnings[0] and "/widget.js" in warnings[0]
+    assert page.api_requests == []
+    assert page.page_errors == []
+
+
 async def test_the_demo_page_works_behind_a_proxy_under_a_path(page, widget_api):
     """/tidings/demo loaded /widget.js and /v1/stories from the site's root (its 404s): no
     block, and no link to a stored story's demo. Its own URLs are relative now."""

@@ -658,9 +658,24 @@
     var canonical = document.querySelector("link[rel=canonical][href]");
     var given = text(container.getAttribute("data-url"));
     try {
-      if (given) return new URL(given, document.baseURI).href;
+      if (given) return articleOf(new URL(given, document.baseURI).href);
     } catch (e) { /* the API will refuse it */ }
-    return given || (canonical && canonical.href) || ownAddress();
+    return given || (canonical && articleOf(canonical.href)) || ownAddress();
+  }
+
+  // A fragment ("#comments") never reaches a server and names the same article: sent, the API
+  // answered the same block under another request, which neither this script's answers nor
+  // the browser's cache or the API's (by the URL as given, its ETag too) knew as the same.
+  // A hashbang ("#!/story/1") is an app's route and names the story: kept, as the API's
+  // canonical form keeps it (aggregator/canonical.py).
+  function articleOf(href) {
+    try {
+      var url = new URL(href);
+      if (!/^#!./.test(url.hash)) url.hash = "";
+      return url.href;
+    } catch (e) {
+      return href;
+    }
   }
 
   // Without data-url or a canonical link the page's own address is all there is, and its

@@ -438,13 +438,31 @@ async def test_api_outage_leaves_host_page_intact(page, widget_api, publisher, o
 
 
 async def test_related_url_is_encoded(page, widget_api, publisher):
-    tricky = "https://publisher.example/x?y=1&k=99#frag"
+    # A hashbang is an app's route, which names the story: sent, as the API keeps it.
+    tricky = "https://publisher.example/x?y=1&k=99#!/story/1"
     url = publisher.page("encoded.html", host_page(
         widget_api.base_url, container_attrs=f'data-url="{tricky.replace("&", "&amp;")}"'))
     async with page.expect_request("**/v1/related?**") as asked:
         await page.goto(url)
     query = parse_qs(urlsplit((await asked.value).url).query)
     assert query == {"url": [tricky], "k": ["4"]}
+
+
+async def test_a_fragment_names_the_same_article_and_is_asked_once(page, widget_api, publisher):
+    """A canonical link or data-url with a #fragment was sent fragment and all: one article's
+    block asked twice, as "#top" and "#comments", each another entry in the API's cache (and
+    the browser's) for the same block. A fragment never reaches a server: dropped."""
+    html = host_page(widget_api.base_url, canonical=f"{SEED_URL}#top").replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="related" data-tidings-related></div>'
+        f'<div id="comments" data-tidings-related data-url="{SEED_URL}#comments"></div>')
+    await page.goto(publisher.page("fragments.html", html))
+    for container in ("#related", "#comments"):
+        await page.wait_for_selector(f"{container} .tdg-card")
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    reader = await reader_of(page)
+    assert {e.page for e in await widget_api.stored_events(reader, 4)} == {SEED_URL}
+    assert page.page_errors == []
 
 
 async def test_without_a_canonical_link_the_readers_own_tokens_stay_in_the_browser(

@@ -369,7 +369,13 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None, words: Wor
         meta.append(f'<span class="tdg-site" dir="{text_dir(site)}">{escape(site)}</span>')
     dated = _date_label(card.get("published_at"), dates)
     if dated:
-        meta.append(f'<time class="tdg-time" datetime="{escape(dated[0])}">{escape(dated[1])}</time>')
+        # The dot between site and time is an element of its own, each part isolated by its dir:
+        # drawn at the start of the time, an English date on a right-to-left page had it on its
+        # far side ("· 5 Dec 2026" left of the site). widget.js writes the same.
+        if site:
+            meta.append('<span class="tdg-sep" aria-hidden="true">\u00b7</span>')
+        meta.append(f'<time class="tdg-time" dir="{text_dir(dated[1])}" datetime="{escape(dated[0])}">'
+                    f'{escape(dated[1])}</time>')
     if meta:
         parts.append(f'<p class="tdg-meta">{" ".join(meta)}</p>')
 

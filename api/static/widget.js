@@ -39,14 +39,30 @@
   var DEFAULT_K = 4;
   // The most a block asks for, whatever its data-k: min(20, api.max_k), served the same way.
   var MAX_K = 20;
-  // document.currentScript is only set while this file first runs, so capture it now. The API
-  // is where the script came from, path and all: behind a proxy under /tidings/, the script's
-  // origin alone asked the site's own /v1/related (a 404), and every block needed data-api.
-  var SCRIPT = document.currentScript;
+  // The API is where the script came from, path and all: behind a proxy under /tidings/, the
+  // script's origin alone asked the site's own /v1/related (a 404), and every block needed
+  // data-api.
+  var SCRIPT = ownScript();
   var SCRIPT_BASE = "";
   try {
     if (SCRIPT && SCRIPT.src) SCRIPT_BASE = new URL(".", new URL(SCRIPT.src, location.href)).href;
   } catch (e) { /* no usable src: containers must then set data-api */ }
+
+  // document.currentScript is only set while this file first runs, so this runs then. A module
+  // script (type="module") has none, nor has a copy some tag managers run: there the page's
+  // script whose path ends in /widget.js (where the API serves it), a module one first. Without
+  // this, a module tag showed nothing and said nothing.
+  function ownScript() {
+    if (document.currentScript) return document.currentScript;
+    var served = Array.prototype.filter.call(document.querySelectorAll("script[src]"), function (s) {
+      try {
+        return /\/widget\.js$/.test(new URL(s.src, location.href).pathname);
+      } catch (e) {
+        return false;
+      }
+    });
+    return served.filter(function (s) { return /^module$/i.test(s.type); })[0] || served[0] || null;
+  }
 
   var CSS = [
     // Inherited properties still cross the shadow boundary (a host's letter-spacing,
@@ -96,8 +112,8 @@
     "width:2.6em;height:2.6em;border-radius:50%;background:var(--tdg-avatar);color:#fff;",
     "font-size:.7em;font-weight:700;letter-spacing:.02em}",
     ".tdg-site{font-weight:600;color:var(--tdg-fg);overflow:hidden;text-overflow:ellipsis}",
-    // A dot only after a site, not read aloud.
-    ".tdg-site+.tdg-time::before{content:'\\00b7';content:'\\00b7'/'';margin-inline-end:.45em}",
+    // The dot between site and time, an item of the row in its own right (see cardNode).
+    ".tdg-sep{flex:none}",
     // Phones: one story a row, thumbnail beside the title, no snippet.
     "@media (max-width:560px){.tdg-list{grid-template-columns:1fr;gap:1em}",
     ".tdg-link{flex-direction:row;align-items:flex-start;gap:.8em}",
@@ -499,10 +515,21 @@
       var time = ownDir(el("time", "time", when));
       // HTML allows 3 digits of a second; the API sends 6.
       time.setAttribute("datetime", new Date(Date.parse(text(card.published_at))).toISOString());
+      if (site) add(separator());
       add(time);
     }
     if (meta.childNodes.length) li.appendChild(meta);
     return li;
+  }
+
+  // The dot between a site and a time: an element of its own, in the block's direction, between
+  // the two (each isolated by its dir). Drawn at the start of the time, an English time on a
+  // right-to-left page had it on its far side: "· 5 minutes ago" left of "BBC". Not read aloud.
+  // api/render.py writes the same.
+  function separator() {
+    var dot = el("span", "sep", "\u00b7");
+    dot.setAttribute("aria-hidden", "true");
+    return dot;
   }
 
   // data-theme, else the page's (not the OS's: dark blocks in white articles): light text
@@ -631,9 +658,24 @@
     var canonical = document.querySelector("link[rel=canonical][href]");
     var given = text(container.getAttribute("data-url"));
     try {
-      if (given) return new URL(given, document.baseURI).href;
+      if (given) return articleOf(new URL(given, document.baseURI).href);
     } catch (e) { /* the API will refuse it */ }
-    return given || (canonical && canonical.href) || ownAddress();
+    return given || (canonical && articleOf(canonical.href)) || ownAddress();
+  }
+
+  // A fragment ("#comments") never reaches a server and names the same article: sent, the API
+  // answered the same block under another request, which neither this script's answers nor
+  // the browser's cache or the API's (by the URL as given, its ETag too) knew as the same.
+  // A hashbang ("#!/story/1") is an app's route and names the story: kept, as the API's
+  // canonical form keeps it (aggregator/canonical.py).
+  function articleOf(href) {
+    try {
+      var url = new URL(href);
+      if (!/^#!./.test(url.hash)) url.hash = "";
+      return url.href;
+    } catch (e) {
+      return href;
+    }
   }
 
   // Without data-url or a canonical link the page's own address is all there is, and its
@@ -832,6 +874,7 @@
   // redrawn), so it stays until the answer replaces it, and for good if there is none.
   function want(container, state, keep) {
     var page = pageUrl(container), url = requestOf(container, page), api = apiBase(container);
+    if (!api) noApi(container);
     var look = lookOf(container), redraw = url === state.url;
     if (redraw && (look === state.look || !showsBlock(state))) {
       state.look = look;
@@ -855,6 +898,18 @@
         if (gen === state.gen && !keep) show(container, state, null);
       });
     });
+  }
+
+  // A container with no API to ask shows nothing: said once a page, in the console, with
+  // what to do. It was silent, and a publisher saw an empty container and no reason.
+  var warned = false;
+  function noApi(container) {
+    if (warned || !window.console || !console.warn) return;
+    warned = true;
+    console.warn("Tidings widget: no API to ask for this container's related stories, as the " +
+      "script cannot tell where it came from (no <script src> whose path ends in /widget.js). " +
+      "Load it with <script src=\"https://YOUR-TIDINGS-API/widget.js\"> (type=\"module\" " +
+      "is fine), or give the container data-api=\"https://YOUR-TIDINGS-API\".", container);
   }
 
   // Per container: root, node (what show() put there), url (its request), gen (an answer to

@@ -848,7 +848,7 @@ async def test_widget_fragment_writes_dates_in_the_pages_language(http, stack):
     async def dates(**params) -> tuple[list[str], str]:
         r = await http.get("/v1/widget", params={"url": url, **params})
         assert r.status_code == 200, r.text
-        return re.findall(r'<time class="tdg-time" datetime="[^"]+">([^<]+)</time>', r.text), r.headers["etag"]
+        return re.findall(r'<time class="tdg-time"[^>]*>([^<]+)</time>', r.text), r.headers["etag"]
 
     english, english_etag = await dates()
     assert english and all(re.fullmatch(r"\d{1,2} [A-Z][a-z]{2} \d{4}", d) for d in english)

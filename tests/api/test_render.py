@@ -389,6 +389,27 @@ def test_story_text_takes_the_direction_of_most_of_its_words():
     assert '<span class="tdg-site" dir="rtl">' in html
 
 
+@pytest.mark.parametrize("site, published_at, parts", [
+    ("News Example", "2025-03-18T19:00:00+00:00", [("span", "tdg-site"), ("span", "tdg-sep"),
+                                                   ("time", "tdg-time")]),
+    ("", "2025-03-18T19:00:00+00:00", [("time", "tdg-time")]),
+    ("News Example", "", [("span", "tdg-site")]),
+])
+def test_the_dot_between_site_and_time_is_an_element_of_its_own(site, published_at, parts):
+    """Drawn at the start of the time (CSS ::before), the dot of an English date on a
+    right-to-left page sat on the date's far side. Its own element, between two parts that
+    each have their dir, it sits between them in either direction; there only when both are."""
+    html = render_block_html({"related": [card(author="", site=site, source="",
+                                               published_at=published_at)]})
+    elements = parse(html).elements
+    meta_at = next(i for i, (_, a) in enumerate(elements) if a.get("class") == "tdg-meta")
+    meta = elements[meta_at + 1:]
+    assert [(tag, a["class"]) for tag, a in meta] == parts
+    assert all(a.get("dir") for _, a in meta if a["class"] != "tdg-sep")
+    assert [a.get("aria-hidden") for _, a in meta if a["class"] == "tdg-sep"] == ["true"] * (len(parts) == 3)
+    assert ("\u00b7" in parse(html).texts) == (len(parts) == 3)
+
+
 def test_snippet_cuts_at_a_word_with_an_ellipsis():
     long = "word " * 60
     cut = snippet(long, max_chars=50)
@@ -440,7 +461,8 @@ def test_fragment_reads_as_words_without_the_widget_css():
     # The inline parts as an unstyled page shows them: tags gone, nothing added between.
     inline = " ".join(re.sub(r"<[^>]+>", "", html).split())
     assert "NE Putin agrees to halt strikes on energy sites" in inline
-    assert "JS By Jane Smith News Example 18 Mar 2025" in inline
+    # The dot between site and date is text too (it was the widget's CSS alone).
+    assert "JS By Jane Smith News Example \u00b7 18 Mar 2025" in inline
 
 
 def test_the_default_heading_says_it_is_english():
@@ -564,7 +586,8 @@ def test_dates_are_written_in_the_pages_language(lang, label):
     "6 Dec 2026" under every story, whatever the page's language."""
     block = {"related": [card(published_at="2026-12-06T23:30:00.25+01:00")]}
     html = render_block_html(block, dates=date_language(lang))
-    assert f'<time class="tdg-time" datetime="2026-12-06T23:30:00+01:00">{label}</time>' in html
+    assert (f'<time class="tdg-time" dir="{text_dir(label)}" datetime="2026-12-06T23:30:00+01:00">'
+            f'{label}</time>') in html
 
 
 def test_every_month_has_its_name_in_every_language():

@@ -438,13 +438,31 @@ async def test_api_outage_leaves_host_page_intact(page, widget_api, publisher, o
 
 
 async def test_related_url_is_encoded(page, widget_api, publisher):
-    tricky = "https://publisher.example/x?y=1&k=99#frag"
+    # A hashbang is an app's route, which names the story: sent, as the API keeps it.
+    tricky = "https://publisher.example/x?y=1&k=99#!/story/1"
     url = publisher.page("encoded.html", host_page(
         widget_api.base_url, container_attrs=f'data-url="{tricky.replace("&", "&amp;")}"'))
     async with page.expect_request("**/v1/related?**") as asked:
         await page.goto(url)
     query = parse_qs(urlsplit((await asked.value).url).query)
     assert query == {"url": [tricky], "k": ["4"]}
+
+
+async def test_a_fragment_names_the_same_article_and_is_asked_once(page, widget_api, publisher):
+    """A canonical link or data-url with a #fragment was sent fragment and all: one article's
+    block asked twice, as "#top" and "#comments", each another entry in the API's cache (and
+    the browser's) for the same block. A fragment never reaches a server: dropped."""
+    html = host_page(widget_api.base_url, canonical=f"{SEED_URL}#top").replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="related" data-tidings-related></div>'
+        f'<div id="comments" data-tidings-related data-url="{SEED_URL}#comments"></div>')
+    await page.goto(publisher.page("fragments.html", html))
+    for container in ("#related", "#comments"):
+        await page.wait_for_selector(f"{container} .tdg-card")
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    reader = await reader_of(page)
+    assert {e.page for e in await widget_api.stored_events(reader, 4)} == {SEED_URL}
+    assert page.page_errors == []
 
 
 async def test_without_a_canonical_link_the_readers_own_tokens_stay_in_the_browser(
@@ -1003,8 +1021,6 @@ async def test_right_to_left_page_and_mixed_direction_stories(page, widget_api, 
                     cs(root.querySelector('.tdg-block')).direction],
             arabic: dirs(0), english: dirs(1),
             metaPadding: [cs(meta).paddingLeft, parseFloat(cs(meta).paddingRight)],
-            timeGap: [cs(card(0, '.tdg-time'), '::before').marginLeft,
-                      cs(card(0, '.tdg-time'), '::before').marginRight],
             titleOverflow: title.scrollWidth - title.clientWidth,
             // Where "Apple" and "الجديد" (its first and last words) are drawn on the line.
             mixed: ['Apple', 'الجديد'].map(word => {
@@ -1023,10 +1039,60 @@ async def test_right_to_left_page_and_mixed_direction_stories(page, widget_api, 
     assert apple > last, layout["mixed"]
     # The meta line lines up under the title beside the thumbnail: on the right, in RTL.
     assert layout["metaPadding"][0] == "0px" and layout["metaPadding"][1] > 112
-    assert layout["timeGap"][0] != "0px" and layout["timeGap"][1] == "0px"
     # The long word wraps instead of running out of the card (and being clipped).
     assert layout["titleOverflow"] <= 0
     assert LONG_WORD in await page.locator(".tdg-title").nth(1).inner_text()
+    assert page.page_errors == []
+
+
+# Where each card's site, dot and time are drawn ([left, right] each), and the block's direction.
+META_PLACES_JS = """c => [...c.shadowRoot.querySelectorAll('.tdg-card')]
+    .filter(card => card.querySelector('.tdg-site') && card.querySelector('.tdg-time'))
+    .map(card => {
+        const at = s => { const r = card.querySelector(s).getBoundingClientRect();
+                          return [r.left, r.right]; };
+        return {dir: getComputedStyle(card).direction, site: at('.tdg-site'),
+                dot: card.querySelector('.tdg-sep') && at('.tdg-sep'), time: at('.tdg-time'),
+                said: card.querySelector('.tdg-sep') &&
+                      card.querySelector('.tdg-sep').getAttribute('aria-hidden')};
+    })"""
+
+
+async def test_the_dot_sits_between_site_and_time_in_either_direction(page, widget_api, publisher):
+    """On a right-to-left page with English times the dot was drawn at the start of the
+    (left-to-right) time, so on its far side: "· 18 Mar 2025  أخبار اليوم". It is an element
+    of its own now, between the two parts in the block's direction, in the widget's block and
+    the server's alike."""
+    api = widget_api.base_url
+    cors = {"Access-Control-Allow-Origin": "*"}
+
+    async def related(route):
+        await route.fulfill(status=200, headers=cors, content_type="application/json",
+                            body=json.dumps({"related": RTL_CARDS}))
+
+    await page.route(f"{api}/v1/related?*", related)
+    async def events(route):
+        await route.fulfill(status=202, headers=cors, body="")
+
+    await page.route(f"{api}/v1/events", events)
+    served = render_block_html({"related": RTL_CARDS})
+    html = host_page(api, html_attrs='lang="en" dir="rtl"').replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="related" data-tidings-related></div>'
+        f'<div id="served" data-tidings-related>{served}</div>'
+        '<div id="ltr" dir="ltr" data-tidings-related></div>')
+    await page.goto(publisher.page("rtl-meta.html", html))
+    for container in ("#related", "#served", "#ltr"):
+        await page.wait_for_selector(f"{container} .tdg-card")
+    for container, direction in (("#related", "rtl"), ("#served", "rtl"), ("#ltr", "ltr")):
+        places = await page.locator(container).evaluate(META_PLACES_JS)
+        assert len(places) == len(RTL_CARDS), (container, places)  # a site or its source each
+        for place in places:
+            assert place["dir"] == direction and place["dot"], (container, place)
+            first, last = ((place["site"], place["time"]) if direction == "ltr"
+                           else (place["time"], place["site"]))
+            assert first[1] <= place["dot"][0] and place["dot"][1] <= last[0], (container, place)
+            assert place["said"] == "true"
     assert page.page_errors == []
 
 
@@ -1125,12 +1191,13 @@ async def test_theme_follows_the_host_page_not_the_readers_os(page, widget_api, 
     await page.wait_for_function(
         "document.querySelectorAll('[data-tidings-related]')[2].shadowRoot", timeout=5000)
     look = """c => { const b = c.shadowRoot.querySelector('.tdg-block'), cs = getComputedStyle(b);
-        const dot = t => getComputedStyle(c.shadowRoot.querySelectorAll('.tdg-time')[t],
-                                          '::before').content;
+        const dot = t => { const s = c.shadowRoot.querySelectorAll('.tdg-card')[t]
+                                         .querySelector('.tdg-sep');
+                           return s && [s.textContent, s.getAttribute('aria-hidden')]; };
         return [b.getAttribute('data-theme'), cs.color, cs.backgroundColor, dot(0), dot(1)]; }"""
     clear, dark_bg, dark_fg, light_fg = "rgba(0, 0, 0, 0)", "rgb(22, 24, 27)", "rgb(236, 238, 241)", \
         "rgb(26, 26, 26)"
-    dots = ["none", '"·" / ""']
+    dots = [None, ["·", "true"]]
     assert await page.locator("#light").evaluate(look) == ["light", light_fg, clear, *dots]
     assert await page.locator("#dark").evaluate(look) == ["dark", dark_fg, clear, *dots]
     assert await page.locator("#chosen").evaluate(look) == ["dark", dark_fg, dark_bg, *dots]
@@ -2195,6 +2262,35 @@ async def test_behind_a_proxy_under_a_path_the_script_finds_its_api(page, widget
     assert page.page_errors == []
 
 
+async def test_a_module_script_finds_its_api(page, widget_api, publisher):
+    """<script type="module"> has no document.currentScript: the widget knew no API, asked
+    nothing, and the container stayed empty without a word. Its own tag is the page's script
+    whose path ends in /widget.js."""
+    html = host_page(widget_api.base_url, scripts=[]).replace(
+        "</body>", f'<script type="module" src="{widget_api.base_url}/widget.js"></script></body>')
+    cards = await open_with_block(page, publisher.page("module.html", html))
+    assert await cards.count() == 4
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    assert page.page_errors == []
+
+
+async def test_without_an_api_to_ask_the_console_says_so_once(page, widget_api, publisher):
+    """An inlined script (no src) and containers without data-api: nothing to ask, and
+    nothing said either. The console now says what to do, once however many containers."""
+    warnings: list[str] = []
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+    html = host_page(widget_api.base_url, scripts=[]).replace(
+        '<div id="related" data-tidings-related ></div>',
+        '<div id="related" data-tidings-related></div><div data-tidings-related></div>')
+    await page.goto(publisher.page("no-api.html", html))
+    await page.add_script_tag(content=(STATIC_DIR / "widget.js").read_text(encoding="utf-8"))
+    await settle(page)
+    assert len(warnings) == 1, warnings
+    assert "data-api" in warnings[0] and "/widget.js" in warnings[0]
+    assert page.api_requests == []
+    assert page.page_errors == []
+
+
 async def test_the_demo_page_works_behind_a_proxy_under_a_path(page, widget_api):
     """/tidings/demo loaded /widget.js and /v1/stories from the site's root (its 404s): no
     block, and no link to a stored story's demo. Its own URLs are relative now."""
@@ -2356,7 +2452,7 @@ async def test_the_byline_and_the_site_are_apart_in_the_text(page, widget_api, p
     server's fragment writes it (the dates aside: the widget's are relative)."""
     no_time = """c => [...c.querySelectorAll('.tdg-meta')].map(m => {
         const copy = m.cloneNode(true);
-        copy.querySelectorAll('time').forEach(t => t.remove());
+        copy.querySelectorAll('time, .tdg-sep').forEach(t => t.remove());
         return copy.textContent.trim(); })"""
     fragment = await widget_api.fragment(SEED_URL)
     await page.goto(publisher.page("server-meta.html", host_page(

@@ -461,9 +461,11 @@ class AcceptedOut(BaseModel):
                                       "or sent twice, is counted again and stored once (events "
                                       "are idempotent by `id`, else by reader, story, type, "
                                       "`at` and `page`)")
-    # Events about stories we do not have (removed since, taken down, never stored): skipped,
-    # the others taken. Sending them again changes nothing.
-    skipped: list[SkippedEvent] = []
+    # Events refused alone, the others taken: about stories we do not have (removed since,
+    # taken down, never stored), or dated out of bounds. Sending them again changes nothing.
+    skipped: list[SkippedEvent] = Field(default=[], description=(
+        "the events not taken, each with why: about no stored story, or an `at` more than "
+        "5 minutes ahead or more than 30 days old"))
 
 
 # The body of POST /v1/events: one event, or a batch. The batch needs its `events` key: without
@@ -1376,10 +1378,10 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         body = await request.body()
         evs = parse_events(body, max_batch)
         limiter.check(("events", client_of(request)), api.events_per_minute, len(evs))
-        records, unknown = await resolve(svc.store, evs, datetime.now(UTC))
+        records, skipped = await resolve(svc.store, evs, datetime.now(UTC))
         sink.submit(records)
         return {"accepted": len(records),
-                "skipped": [{"event": i, "reason": f"no stored story for its {what}"} for i, what in unknown]}
+                "skipped": [{"event": i, "reason": why} for i, why in skipped]}
 
     if svc.feeds is not None:
         add_reader_routes(app, svc, svc.feeds, require_key=require_key, max_k=api.max_k)

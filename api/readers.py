@@ -215,7 +215,8 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
 
     @app.get("/v1/readers/{reader}", tags=["readers"])
     async def export_reader(request: Request, reader: StoredReaderId):
-        """Everything stored about a reader (operator; API key when configured)."""
+        """Everything stored about a reader (operator; API key when configured); the events
+        by `at`, then story id, then the order stored."""
         require_key(request)
         await request.app.state.events.written_for(reader)
         info = await svc.store.reader(reader)

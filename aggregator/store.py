@@ -2446,25 +2446,31 @@ class Store:
 
     async def iter_reader_events(self, reader: str, *, batch: int = 5_000
                                  ) -> AsyncIterator[list[ExportedEvent]]:
-        """Every event of the reader, in the order they were stored, in batches (their export),
-        each with its story's URL and title while it is stored. Keyset pages by id, each its
-        own short read, as `iter_stories`: a reader's export had a limit (100,000, newest
-        first) and was cut there without a word."""
-        last = 0
+        """Every event of the reader, by time, then story id, then the order stored, in
+        batches (their export), each with its story's URL and title while it is stored. In id
+        order, the events of one request came in the order of their keys (`store_events`
+        inserts by key, a hash), and an app's queue sent late came after newer events. Keyset
+        pages, each its own short read, as `iter_stories`: a reader's export had a limit
+        (100,000, newest first) and was cut there without a word."""
+        after = None  # (at, story_id, id) of the last event given
         while True:
             # Plain rows, not ORM objects (~4x the cost to build, see get_stories).
             q = (select(EventRow.id, EventRow.event_key, EventRow.story_id, EventRow.type,
                         EventRow.at, EventRow.dwell_s, EventRow.page, StoryRow.url, StoryRow.title)
                  .outerjoin(StoryRow, StoryRow.id == EventRow.story_id)
-                 .where(EventRow.reader_id == reader, EventRow.id > last)
-                 .order_by(EventRow.id).limit(batch))
+                 .where(EventRow.reader_id == reader)
+                 .order_by(EventRow.at, EventRow.story_id, EventRow.id).limit(batch))
+            if after is not None:
+                at, sid, eid = after
+                q = q.where(or_(EventRow.at > at, and_(EventRow.at == at, or_(
+                    EventRow.story_id > sid, and_(EventRow.story_id == sid, EventRow.id > eid)))))
             async with self.session() as s:
                 rows = (await s.execute(q)).all()
             if not rows:
                 return
             yield [ExportedEvent(r.event_key, reader, r.story_id, r.type, r.at, r.dwell_s, r.page,
                                  r.url, r.title) for r in rows]
-            last = rows[-1].id
+            after = (rows[-1].at, rows[-1].story_id, rows[-1].id)
 
     async def reader_story_ids(self, reader: str, since: datetime | None = None,
                                until: datetime | None = None, types: Sequence[str] = ("click", "read"),

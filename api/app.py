@@ -88,6 +88,7 @@ from api.fastpath import FastPath, revalidates
 from api.jobhealth import health
 from api.metrics import Metrics
 from api.pages import DEMO_POLICY, declared_address, docs_page, own_page, redoc_page
+from api.pagesize import SIZE_IS_K, SIZE_IS_LIMIT
 from api.ratelimit import InFlight, Limiter, RateLimiter, client_key
 from api.readers import add_reader_routes, reader_query
 from api.render import (
@@ -461,9 +462,11 @@ class AcceptedOut(BaseModel):
                                       "or sent twice, is counted again and stored once (events "
                                       "are idempotent by `id`, else by reader, story, type, "
                                       "`at` and `page`)")
-    # Events about stories we do not have (removed since, taken down, never stored): skipped,
-    # the others taken. Sending them again changes nothing.
-    skipped: list[SkippedEvent] = []
+    # Events refused alone, the others taken: about stories we do not have (removed since,
+    # taken down, never stored), or dated out of bounds. Sending them again changes nothing.
+    skipped: list[SkippedEvent] = Field(default=[], description=(
+        "the events not taken, each with why: about no stored story, or an `at` more than "
+        "5 minutes ahead or more than 30 days old"))
 
 
 # The body of POST /v1/events: one event, or a batch. The batch needs its `events` key: without
@@ -1064,7 +1067,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
             nxt = encode_cursor(rows[-1])
         return {"items": [card(s) for s in rows], "next": nxt}
 
-    @app.get("/v1/stories", tags=["stories"], responses={200: {"model": StoriesPage}})
+    @app.get("/v1/stories", tags=["stories"], responses={200: {"model": StoriesPage}},
+             dependencies=[SIZE_IS_LIMIT])
     async def stories(
         source: SectionQuery = None,
         category: SectionQuery = None,
@@ -1074,7 +1078,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         return await latest_page(source, category, limit, cursor)
 
     @app.get("/v1/stories.atom", tags=["stories"], response_class=AtomResponse,
-             responses=atom_responses(PUBLIC_FEED))
+             responses=atom_responses(PUBLIC_FEED), dependencies=[SIZE_IS_LIMIT])
     async def stories_atom(
         request: Request,
         source: SectionQuery = None,
@@ -1120,7 +1124,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     # ------------------------------------------------------------ related
 
     @app.get("/v1/stories/{id}/related", tags=["related"],
-             responses=cached_block_responses(BlockOut, personal=True))
+             responses=cached_block_responses(BlockOut, personal=True), dependencies=[SIZE_IS_K])
     async def related_story(
         request: Request,
         f: BlockFilters,
@@ -1135,7 +1139,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         return await cached_block(request, ("id", story_id, kk, f),
                                   lambda: rel.for_story(story_id, k=kk, filters=f))
 
-    @app.get("/v1/related", tags=["related"], responses=cached_block_responses(BlockOut, personal=True))
+    @app.get("/v1/related", tags=["related"], responses=cached_block_responses(BlockOut, personal=True),
+             dependencies=[SIZE_IS_K])
     async def related_url(
         request: Request,
         f: BlockFilters,
@@ -1156,9 +1161,16 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                                     client=client_of(request))))
 
     async def related_text(request: Request, body: RelatedRequest, query: BlockFilters,
-                           reader: ReaderQuery = None):
+                           reader: ReaderQuery = None,
+                           k: int | None = Query(None, ge=1, le=api.max_k, description=(
+                               f"stories in the block (at most {api.max_k}), if not in the body"))):
         rel = need_corpus()
-        kk = clamp_k(body.k)
+        # `k` in the query too, as the filters and the reader, and as GET /v1/related takes it:
+        # `?k=3` on a POST was dropped without a word (`?k=abc` too).
+        body_k = body.k if "k" in body.model_fields_set else None
+        if body_k is not None and k is not None and body_k != k:
+            raise ApiError(422, "invalid_request", "k: the body and the query give different values")
+        kk = clamp_k(body_k if body_k is not None else k)
         if not has_words(body.title, body.text):
             raise ApiError(422, "no_article", "the title and text hold no words to find related "
                            "stories for (blank, or only punctuation)")
@@ -1182,9 +1194,11 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     # FastAPI reads the body's model from the annotation: this app's, with the real k bounds.
     related_text.__annotations__["body"] = related_request_model(api.max_k, api.default_k)
-    app.post("/v1/related", tags=["related"], responses={200: {"model": BlockOut}})(related_text)
+    app.post("/v1/related", tags=["related"], responses={200: {"model": BlockOut}},
+             dependencies=[SIZE_IS_K])(related_text)
 
-    @app.get("/v1/search", tags=["search"], responses=cached_block_responses(SearchOut))
+    @app.get("/v1/search", tags=["search"], responses=cached_block_responses(SearchOut),
+             dependencies=[SIZE_IS_K])
     async def search(
         request: Request,
         f: BlockFilters,
@@ -1215,7 +1229,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     @app.get("/v1/widget", tags=["widget"], response_class=HTMLResponse,
              responses={**cached_block_responses(None), **json_errors(
-                 ERROR_RESPONSES["4XX"]["description"], ERROR_RESPONSES[503]["description"])})
+                 ERROR_RESPONSES["4XX"]["description"], ERROR_RESPONSES[503]["description"])},
+             dependencies=[SIZE_IS_K])
     async def widget_fragment(
         request: Request,
         f: BlockFilters,
@@ -1376,10 +1391,10 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         body = await request.body()
         evs = parse_events(body, max_batch)
         limiter.check(("events", client_of(request)), api.events_per_minute, len(evs))
-        records, unknown = await resolve(svc.store, evs, datetime.now(UTC))
+        records, skipped = await resolve(svc.store, evs, datetime.now(UTC))
         sink.submit(records)
         return {"accepted": len(records),
-                "skipped": [{"event": i, "reason": f"no stored story for its {what}"} for i, what in unknown]}
+                "skipped": [{"event": i, "reason": why} for i, why in skipped]}
 
     if svc.feeds is not None:
         add_reader_routes(app, svc, svc.feeds, require_key=require_key, max_k=api.max_k)

@@ -107,7 +107,10 @@ class EventIn(BaseModel):
     story_id: int | None = Field(default=None, ge=1, le=MAX_STORY_ID)
     url: str | None = Field(default=None, max_length=2048)
     type: str = Field(json_schema_extra={"enum": list(EVENT_TYPES)})
-    at: datetime | None = None
+    at: datetime | None = Field(default=None, description=(
+        "when it happened (ISO 8601; without a zone, UTC; default: when it arrives): at most "
+        "5 minutes ahead of the server's clock (stored as received then) and at most 30 days "
+        "old. An event outside those limits is refused alone, named in `skipped`"))
     # Finite: NaN and Infinity were refused as "less than or equal to 86400".
     dwell_s: float | None = Field(default=None, ge=0, le=86400, allow_inf_nan=False)
     id: str | None = Field(default=None, max_length=100)  # client event id, for idempotency
@@ -232,13 +235,34 @@ def both_message(i: int, story_id: int, url: str, url_story: int | None) -> str:
             f"{at_url}); send one of them")
 
 
+def time_problem(at: datetime, now: datetime) -> str | None:
+    """Why an event's time (aware) is refused, else None."""
+    if at > now + MAX_FUTURE:
+        return "'at' is more than 5 minutes ahead of the server's clock"
+    if at < now - MAX_PAST:
+        return "'at' is more than 30 days old"
+    return None
+
+
+def refused_message(refused: list[tuple[int, str]], n_events: int) -> str:
+    """The 422 when no event of the request could be taken, each named (the first 10) with
+    why; some of them may be about stories we do not have."""
+    if n_events == 1:
+        return f"event 0: {refused[0][1]}"
+    listed = "; ".join(f"event {i}: {why}" for i, why in refused[:10])
+    more = f"; and {len(refused) - 10} more" if len(refused) > 10 else ""
+    return f"none of the {n_events} events could be taken: {listed}{more}"
+
+
 async def resolve(store: Store, events: list[EventIn],
                   now: datetime) -> tuple[list[EventRecord], list[tuple[int, str]]]:
-    """Map events to stored stories and check their times: the records, and the events (index,
-    what they named) about stories we do not have, which are skipped. A batch naming one such
-    story was refused whole: the widget sends every impression of a block in one batch, and
-    one story removed since the block was shown (retention, a takedown) lost all of them.
-    None about a stored story is a 404; a bad time is a 422 for the whole request."""
+    """Map events to stored stories and check their times: the records, and the events
+    refused (index, why), which are skipped: those about stories we do not have, and those
+    whose time is out of bounds (`time_problem`). Either refused the whole batch: the widget
+    sends every impression of a block in one batch, and one story removed since the block was
+    shown (retention, a takedown) lost all of them; an app's queue flushed after a month
+    offline lost its fresh events for its oldest one. None taken is a 404 when every event
+    is about a story we do not have, else a 422 naming each."""
     urls = {}
     for i, ev in enumerate(events):
         if ev.url:
@@ -269,24 +293,26 @@ async def resolve(store: Store, events: list[EventIn],
                if (ev.story_id not in known if ev.story_id is not None else ev.url not in by_url)]
     if len(unknown) == len(events):
         raise ApiError(404, "unknown_story", unknown_message(unknown, len(events)))
-    skipped = {i for i, _ in unknown}
+    refused = {i: f"no stored story for its {what}" for i, what in unknown}
     records = []
     for i, ev in enumerate(events):
-        if i in skipped:
+        if i in refused:
             continue
         at = (ev.at or now)
         at = at if at.tzinfo else at.replace(tzinfo=UTC)
-        if at > now + MAX_FUTURE:
-            raise ApiError(422, "invalid_event", f"event {i}: 'at' is in the future")
-        if at < now - MAX_PAST:
-            raise ApiError(422, "invalid_event", f"event {i}: 'at' is more than 30 days old")
+        if problem := time_problem(at, now):
+            refused[i] = problem
+            continue
         sid = ev.story_id if ev.story_id is not None else by_url[ev.url]
         key = event_key(ev.reader, sid, ev.type, at, ev.id, ev.page)  # the time sent: a retry's key
         # A client clock a little ahead is tolerated, but the event happened by now: dated
         # later, a read story stayed in the feed (whose snapshot leaves out later events).
         records.append(EventRecord(key, ev.reader, sid, ev.type, min(at, now), ev.dwell_s,
                                    ev.page))
-    return records, unknown
+    skipped = sorted(refused.items())
+    if not records:
+        raise ApiError(422, "invalid_event", refused_message(skipped, len(events)))
+    return records, skipped
 
 
 class EventSink:

@@ -25,6 +25,7 @@ from api.atom import AtomResponse, atom_feed, atom_response, atom_responses, bas
 from api.cards import CardOut, card, iso
 from api.errors import ApiError
 from api.events import READER_ID, blank_is_none, reader_id
+from api.pagesize import SIZE_IS_K
 from recommender.feed import NOT_OURS, BadCursor
 from recommender.readers import (
     PREF_KEYS,
@@ -147,7 +148,8 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
                 "items": [card(m, score=it.score, reason=it.reason) for m, it in page.items],
                 "next": page.next}
 
-    @app.get("/v1/readers/{reader}/feed", tags=["readers"], responses={200: {"model": FeedPage}})
+    @app.get("/v1/readers/{reader}/feed", tags=["readers"], responses={200: {"model": FeedPage}},
+             dependencies=[SIZE_IS_K])
     async def reader_feed(response: Response, reader: ReaderId, k: int | None = feed_k,
                           cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None):
         """The reader's personalized feed; a reader we do not know yet gets trending and latest."""
@@ -158,7 +160,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         return page
 
     @app.get("/v1/readers/{reader}/feed.atom", tags=["readers"], response_class=AtomResponse,
-             responses=atom_responses(PERSONAL_FEED))
+             responses=atom_responses(PERSONAL_FEED), dependencies=[SIZE_IS_K])
     async def reader_feed_atom(request: Request, reader: ReaderId, k: int | None = feed_k):
         """The first page of the reader's feed as an Atom feed, each entry with its reason
         (`tidings:reason`), for the reader's feed reader. Reading it is no event of theirs."""
@@ -170,7 +172,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
             self_url=feed_url(base, path, {"k": k}), version=app.version, now=datetime.now(UTC))
         return atom_response(request, body, identity, PERSONAL_FEED)
 
-    @app.get("/v1/trending", tags=["readers"])
+    @app.get("/v1/trending", tags=["readers"], dependencies=[SIZE_IS_K])
     async def trending(response: Response,
                        category: Annotated[str | None, Query(max_length=80)] = None,
                        k: int | None = Query(None, ge=1, le=max_k,
@@ -215,7 +217,8 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
 
     @app.get("/v1/readers/{reader}", tags=["readers"])
     async def export_reader(request: Request, reader: StoredReaderId):
-        """Everything stored about a reader (operator; API key when configured)."""
+        """Everything stored about a reader (operator; API key when configured); the events
+        by `at`, then story id, then the order stored."""
         require_key(request)
         await request.app.state.events.written_for(reader)
         info = await svc.store.reader(reader)

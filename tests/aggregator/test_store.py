@@ -841,6 +841,24 @@ async def test_an_event_for_a_story_deleted_meanwhile_costs_only_itself(store):
     assert await store.reader("other") is None
 
 
+async def test_a_readers_export_is_by_time_then_story_then_order_stored(store):
+    """It was in id order: the events of one request in the order of their keys (a hash,
+    `store_events` inserts by key), and a batch sent late (an app's queue) after newer events.
+    Paged one event at a time, the ties of time and story still come once each, in order."""
+    a, b, c = (await store.upsert_stories([draft(f"https://b.org/{n}", n) for n in "abc"], NOW)).new_ids
+    earlier = NOW - timedelta(hours=1)
+    one_request = [EventRecord(f"key-{k}", "r", sid, t, NOW)
+                   for k, sid, t in (("z", a, "impression"), ("a", c, "impression"), ("m", b, "impression"),
+                                     ("b", a, "click"))]
+    await store.add_events(one_request, NOW)
+    await store.add_events([EventRecord("key-late", "r", c, "read", earlier, 20.0)], NOW)
+    expected = [(c, "read", earlier), (a, "click", NOW), (a, "impression", NOW),
+                (b, "impression", NOW), (c, "impression", NOW)]
+    for batch in (1, 2, 5_000):
+        exported = [e for page in [p async for p in store.iter_reader_events("r", batch=batch)] for e in page]
+        assert [(e.story_id, e.type, e.at) for e in exported] == expected, batch
+
+
 async def test_a_readers_events_outlive_their_stories_in_their_export(store):
     """Retention, a takedown and a source purge deleted a story with every reader's events of
     it (a foreign key ON DELETE CASCADE): the reader's export, which promises every event

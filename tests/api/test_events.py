@@ -74,6 +74,40 @@ async def test_a_read_from_a_clock_a_little_ahead_leaves_the_feed_at_once(http, 
     assert sid not in [c["id"] for c in feed]
 
 
+async def test_an_event_dated_out_of_bounds_is_refused_alone(http, stack):
+    """One event more than 5 minutes ahead or 30 days old was a 422 for the whole batch: an
+    app's queue flushed after a month offline, or one event from a wrong clock, lost every
+    fresh event with it. Each is refused alone and named in `skipped` with why."""
+    s = await _story(http)
+    now = datetime.now(UTC)
+    reader = "r-out-of-bounds"
+    events = [{"reader": reader, "story_id": s["id"], "type": "impression"},
+              {"reader": reader, "story_id": s["id"], "type": "click",
+               "at": (now + timedelta(hours=2)).isoformat()},
+              {"reader": reader, "story_id": s["id"], "type": "read",
+               "at": (now - timedelta(days=31)).isoformat()},
+              {"reader": reader, "story_id": 987654, "type": "click"}]
+    r = await http.post("/v1/events", json={"events": events})
+    assert r.status_code == 202, r.text
+    assert r.json() == {"accepted": 1, "skipped": [
+        {"event": 1, "reason": "'at' is more than 5 minutes ahead of the server's clock"},
+        {"event": 2, "reason": "'at' is more than 30 days old"},
+        {"event": 3, "reason": "no stored story for its story_id 987654"}]}
+    for _ in range(50):  # the sink writes in the background
+        if await stack.svc.store.reader_events(reader):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)
+    assert [e.type for e in await stack.svc.store.reader_events(reader)] == ["impression"]
+    # None taken: a 422 naming each, as one such event alone always was.
+    r = await http.post("/v1/events", json={"events": events[1:]})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_event"
+    message = r.json()["error"]["message"]
+    for said in ("event 0: 'at' is more than 5 minutes ahead", "event 1: 'at' is more than 30 days",
+                 "event 2: no stored story"):
+        assert said in message, message
+
+
 async def test_a_body_that_is_no_event_object_says_what_to_send(http):
     # pydantic's words were "event 0: : Input should be a valid dictionary or instance of
     # EventIn" for each of these: an empty field name and a class name, not what to send.

@@ -1298,9 +1298,10 @@ def sources_table(rows, now=None) -> str:
     out = []
     for line, r in zip(_table(table).splitlines(), [None, *rows], strict=True):
         out.append(line)
-        # A retired source fetches nothing: its last error is history, not a failing feed
-        # to fix (`--json` keeps it).
-        if r is not None and r.last_error and r.status != "retired":
+        # A retired or disabled source fetches nothing: its last error is history, not a
+        # failing feed to fix (`--json` keeps it). Under a disabled row it read as a
+        # current failure.
+        if r is not None and r.last_error and r.status not in ("retired", "disabled"):
             count = f" (x{r.error_count})" if r.error_count > 1 else ""
             err = " ".join(r.last_error.split())
             room = LIST_WIDTH - len("  error: ") - len(count)

@@ -514,6 +514,19 @@ def test_a_retired_sources_stale_error_is_not_under_its_row():
     assert lines[-1].startswith("gone ") and "retired" in lines[-1]
 
 
+def test_a_disabled_sources_old_error_is_not_under_its_row():
+    """A source the file disables fetches nothing, yet its last error stayed under its
+    `disabled` row, read as a failure to fix now. `--json` keeps it."""
+    from aggregator.store import SourceHealth
+    from api.cli import sources_table
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    off = SourceHealth("off", "https://e.org/o", "news", "feed", False, 1.0, "disabled", 4, at,
+                       None, "HTTP 503 Service Unavailable from https://e.org/o", 3, None, 900)
+    lines = sources_table([off], now=at).splitlines()
+    assert len(lines) == 2 and lines[1].split()[:2] == ["off", "disabled"], lines
+
+
 def test_commands_that_read_the_sources_file_name_an_interval_below_the_minimum(cli_env, tmp_path):
     """`interval = "90s"` under the shipped min_interval_s (5 min) was raised in silence."""
     path = sources_file(tmp_path, source("fast", "https://news.example/feed.xml", interval="90s"))

@@ -1180,6 +1180,8 @@ async def cmd_sources(settings, args) -> int:
         finally:
             await svc.close()
         doc, drafts = found.doc, found.drafts
+        if trial is not None:  # its title may name a feed its host does not (an IP address)
+            spec = trial = trial_source(args.name, doc.title) or trial
         print(f"{spec.name}: {doc.kind} {shown_title(doc.title)}, {check_counts(len(doc.items), found)} "
               "(nothing stored)")
         for p in doc.problems[:10]:

@@ -390,7 +390,9 @@ async def test_sources_check_tries_a_feed_url_before_it_is_added(cli_env, tmp_pa
         pasted = tmp_path / "pasted.toml"
         pasted.write_text(table.replace('category = ""', 'category = "politics"'), encoding="utf-8")
         [spec] = load_sources(pasted)
-        assert spec.url == site.url("/politics.xml") and spec.name == "127-0-0-1"
+        # Named after the feed's title: its host, an IP address, named it "127-0-0-1".
+        assert spec.url == site.url("/politics.xml") and spec.name == "moved"
+        assert r.stdout.startswith("moved: feed 'Moved'"), r.stdout
         r = await cli(["sources", "check", site.url("/home")], env)
         assert r.returncode != 0 and site.url("/politics.xml") in r.stderr, r.stdout + r.stderr
         assert set(await listed(env)) == {"other"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import json
 import logging
 import re
@@ -101,15 +102,35 @@ class _SourceErrors:
                            key=".".join(path))
 
 
-def trial_source(url: str) -> SourceSpec | None:
+def trial_source(url: str, title: str = "") -> SourceSpec | None:
     """A source for `url` that no sources file names, for `tidings sources check URL`: an
     operator tries a feed before adding it. None when `url` is not an absolute http(s) URL
     (it is then a source's name). Named after its host ("www.news-site.example" ->
-    "news-site-example"), kind auto, no category yet."""
+    "news-site-example", `trial_name`), kind auto, no category yet; `title`, the feed's
+    once read, names one on an IP address."""
     if url_problem(url) is not None:
         return None
-    host = (urlsplit(url.strip()).hostname or "").removeprefix("www.")
-    return SourceSpec(name=name_slug(host) or "source", url=url.strip(), category="")
+    return SourceSpec(name=trial_name(url.strip(), title), url=url.strip(), category="")
+
+
+def trial_name(url: str, title: str = "") -> str:
+    """The name `sources check URL` suggests for a feed at `url` (pure): its host's, without
+    "www.". An IP address names no publisher ("http://127.0.0.1:8080/feed.xml" was
+    "127-0-0-1", and "http://[::1]:8080/" was "1"): the feed's `title` names it then, as
+    `import-opml` names feeds, else the address with its port ("127-0-0-1-8080", an IPv6
+    one "ipv6-1-8080"), so two local feeds on two ports are two names."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return name_slug(host.removeprefix("www.")) or "source"
+    if slug := name_slug(title):
+        return slug
+    port = f" {parts.port}" if parts.port else ""
+    if address.version == 6:  # "::1" alone is "1", a name that says nothing
+        return name_slug(f"ipv6 {address.compressed}{port}")
+    return name_slug(f"{address}{port}")
 
 
 def sources_reading(specs: Iterable[SourceSpec], url: str) -> list[SourceSpec]:

@@ -289,6 +289,21 @@ class SourceHealth:
 
 
 @dataclass(frozen=True)
+class FileDifference:
+    """How a sources file differs from the sources the database holds, by name: what a sync
+    of it would do. `new`: named by the file alone (or back in it); `edited`: named by both,
+    the file saying otherwise; `unnamed`: configured in the database, not in the file (a sync
+    would retire them). A rename is one new name and one unnamed."""
+
+    new: tuple[str, ...] = ()
+    edited: tuple[str, ...] = ()
+    unnamed: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.edited or self.unnamed)
+
+
+@dataclass(frozen=True)
 class FetchRecord:
     """What to write on a source row after a fetch (decided by the collector)."""
 
@@ -758,6 +773,35 @@ def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: date
             plan[row.name] = {"in_config": False, "enabled": False, "retired_at": now,
                               "updated_at": now}
     return plan
+
+
+def file_difference(rows: Sequence[SourceRow], specs: Sequence[SourceSpec],
+                    now: datetime) -> FileDifference:
+    """What a sync of `specs` would change in `rows`, by source name (pure): read from the
+    plan the sync itself makes, so the two never disagree."""
+    by_name = {r.name: r for r in rows}
+    new, edited, unnamed = [], [], []
+    for name, values in _sync_plan(rows, specs, now).items():
+        if name not in by_name or values.get("in_config") is True:
+            new.append(name)
+        elif values.get("in_config") is False:
+            unnamed.append(name)
+        elif values.get("name", name) != name:  # adopted: a rename, or a move to a new name
+            new.append(values["name"])
+            unnamed.append(name)
+        else:
+            edited.append(name)
+    return FileDifference(tuple(sorted(new)), tuple(sorted(edited)), tuple(sorted(unnamed)))
+
+
+def unapplied_health(spec: SourceSpec, now: datetime, min_interval_s: int = 0) -> SourceHealth:
+    """A source the file names and the database does not hold yet, as `list_sources` will
+    show it once a collector adds it (pure): pending, due at once unless disabled."""
+    return SourceHealth(
+        spec.name, spec.url, spec.category, spec.kind, spec.enabled, spec.weight,
+        "pending" if spec.enabled else "disabled", 0, None, None, None, 0,
+        now if spec.enabled else None, max(spec.interval_s, min_interval_s),
+        spec.keep or None, spec.block or None)
 
 
 def _newer_rows_kept(plan: dict[str, dict], rows: Sequence[SourceRow], written_at: datetime | None,
@@ -1279,8 +1323,9 @@ class Store:
         validators, and an edit of its interval drops
         the interval the schedule adapted (and brings a later next check within the new one); a URL moved by a permanent redirect is kept
         (`source_edits`). A new source on the URL of one removed (now, or before) adopts its
-        row and stories (`_adoptions`). When the rows already match, this only reads:
-        `tidings sources list` and every start of a process sync.
+        row and stories (`_adoptions`). When the rows already match, this only reads. Only
+        collecting processes (`run`, `collect`) sync; the commands that show sources compare
+        (`file_difference`).
 
         `written_at`, when the file was last written: a row edited (by another machine's
         file) after it keeps that edit, counted in `kept` (`_newer_rows_kept`).
@@ -1298,6 +1343,16 @@ class Store:
         # and its insert. Read again: they are there then.
         return await retried_on_conflict(lambda: self._sync(specs, now, written_at, min_interval_s),
                                          attempts=3)
+
+    async def file_difference(self, specs: Sequence[SourceSpec],
+                              now: datetime | None = None) -> FileDifference:
+        """How the sources file `specs` came from differs from the rows (`file_difference`);
+        reads only. For the commands that show sources: only a collecting process applies
+        its file (`sync_sources`), as `tidings sources list` run with another file, on this
+        machine or another, retired every source that file did not name."""
+        async with self.session() as s:
+            rows = (await s.scalars(select(SourceRow))).all()
+        return file_difference(rows, specs, now or utcnow())
 
     async def _sync(self, specs: Sequence[SourceSpec], now: datetime,
                     written_at: datetime | None, min_interval_s: int = 0) -> dict:

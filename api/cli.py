@@ -1139,7 +1139,6 @@ async def cmd_sources(settings, args) -> int:
         sources_reading,
         trial_source,
         url_problem,
-        written_at,
     )
     from api.services import build
 
@@ -1181,6 +1180,8 @@ async def cmd_sources(settings, args) -> int:
         finally:
             await svc.close()
         doc, drafts = found.doc, found.drafts
+        if trial is not None:  # its title may name a feed its host does not (an IP address)
+            spec = trial = trial_source(args.name, doc.title) or trial
         print(f"{spec.name}: {doc.kind} {shown_title(doc.title)}, {check_counts(len(doc.items), found)} "
               "(nothing stored)")
         for p in doc.problems[:10]:
@@ -1191,14 +1192,21 @@ async def cmd_sources(settings, args) -> int:
         if trial is not None and drafts:
             print(f"\nTo collect it, add to {settings.sources_file}:\n\n{source_table(trial)}")
         return 0
+    # No sync here: only collecting processes (`run`, `collect`) apply the file. `sources
+    # list` run with another file (TIDINGS_SOURCES_FILE, another machine's) retired every
+    # source that file did not name, and the real file's collector, whose file was older
+    # than that edit, then kept them retired (`Store.sync_sources`, written_at).
+    from aggregator.store import unapplied_health, utcnow
+
     svc = await build(settings)
     try:
-        await svc.store.sync_sources(specs, written_at=written_at(settings.sources_file),
-                                     min_interval_s=settings.collect.min_interval_s)
+        named = {s.name for s in specs}
         if args.sources_command == "reset":
-            from aggregator.store import utcnow
-
-            status = await svc.store.reset_source(args.name, utcnow())
+            status = None if args.name not in named else await svc.store.reset_source(args.name, utcnow())
+            if status is None and args.name in named:  # new in the file: due once applied
+                print(f"{args.name}: not in the database yet; due as soon as a collector "
+                      f"(`tidings run`, `tidings collect`) applies {settings.sources_file}")
+                return 0
             if status is None:
                 problem = no_source_named(args.name, [s.name for s in specs], f"in {settings.sources_file}")
                 print(f"tidings: error: {problem}", file=sys.stderr)
@@ -1210,12 +1218,25 @@ async def cmd_sources(settings, args) -> int:
                 print(f"{args.name}: errors cleared, due now")
             return 0
         if args.sources_command == "purge":
+            if args.name in named:
+                print(f"tidings: error: source {args.name!r} is in {settings.sources_file}: "
+                      "remove it from the file first (its next round would bring its stories "
+                      "back)", file=sys.stderr)
+                return EXIT_USAGE
             return await purge_source(svc.store, args.name, yes=args.yes,
                                       sources_file=settings.sources_file)
+        now = utcnow()
+        difference = await svc.store.file_difference(specs, now)
         rows = await svc.store.list_sources(retired=True,
                                             min_interval_s=settings.collect.min_interval_s)
     finally:
         await svc.close()
+    listed = {r.name for r in rows}
+    rows = with_unapplied(rows, [unapplied_health(s, now, settings.collect.min_interval_s)
+                                 for s in specs if s.name in difference.new and s.name not in listed])
+    note = difference_note(difference, settings.sources_file)
+    if note:
+        print(note, file=sys.stderr)
     if args.json:
         from api.cards import source_json  # the API's rows, times and all
 
@@ -1223,6 +1244,38 @@ async def cmd_sources(settings, args) -> int:
         return 0
     print(sources_table(rows))
     return 0
+
+
+def with_unapplied(rows, unapplied) -> list:
+    """The listed rows with the file's sources no collector has added yet, among the
+    configured ones by name, before the retired ones (pure): a new install's `sources list`
+    shows its sources, pending, before the first collect."""
+    configured = sorted([r for r in rows if r.status != "retired"] + list(unapplied),
+                        key=lambda r: r.name)
+    return configured + [r for r in rows if r.status == "retired"]
+
+
+def difference_note(difference, sources_file) -> str | None:
+    """The line `sources list` writes to stderr when the sources file is not what the
+    database holds (pure; `difference`: store.FileDifference), None when it is. Listing
+    applies nothing: it says what a collector would apply."""
+    if not difference:
+        return None
+
+    def names(group: tuple[str, ...]) -> str:
+        shown = ", ".join(group[:5])
+        return shown + (f" and {len(group) - 5} more" if len(group) > 5 else "")
+
+    parts = []
+    if difference.new:
+        parts.append(f"new in the file: {names(difference.new)}")
+    if difference.edited:
+        parts.append(f"edited in the file: {names(difference.edited)}")
+    if difference.unnamed:
+        parts.append(f"configured but not in the file: {names(difference.unnamed)}")
+    return (f"tidings: note: {sources_file} differs from the database ({'; '.join(parts)}); "
+            "listed as the database holds them (new ones pending): a collector (`tidings "
+            "run`, `tidings collect`) applies the file, `sources list` changes nothing")
 
 
 # `sources list` fits a terminal this wide with the shipped sources; a source's last error
@@ -1247,9 +1300,10 @@ def sources_table(rows, now=None) -> str:
     out = []
     for line, r in zip(_table(table).splitlines(), [None, *rows], strict=True):
         out.append(line)
-        # A retired source fetches nothing: its last error is history, not a failing feed
-        # to fix (`--json` keeps it).
-        if r is not None and r.last_error and r.status != "retired":
+        # A retired or disabled source fetches nothing: its last error is history, not a
+        # failing feed to fix (`--json` keeps it). Under a disabled row it read as a
+        # current failure.
+        if r is not None and r.last_error and r.status not in ("retired", "disabled"):
             count = f" (x{r.error_count})" if r.error_count > 1 else ""
             err = " ".join(r.last_error.split())
             room = LIST_WIDTH - len("  error: ") - len(count)
@@ -1261,12 +1315,12 @@ def sources_table(rows, now=None) -> str:
 
 async def purge_source(store, name: str, *, yes: bool, sources_file) -> int:
     """`sources purge NAME`: the stories of a source the file no longer names, counted, and
-    with `yes` removed (as retention removes them: the indexes follow). A source the file
-    names is refused: its next round would bring its stories back."""
+    with `yes` removed (as retention removes them: the indexes follow). A source the
+    database still holds configured is refused, as the caller refuses one `sources_file`
+    names: its next round would bring its stories back."""
     count = await store.purgeable_stories(name)
     if count is None:
-        print(f"tidings: error: source {name!r} is in {sources_file}: remove it from the file "
-              "first (its next round would bring its stories back)", file=sys.stderr)
+        print(f"tidings: error: {still_configured(name, sources_file)}", file=sys.stderr)
         return EXIT_USAGE
     if not count:
         # A typo ("bbc-wrold") read as a source with nothing stored: name the one meant.
@@ -1281,12 +1335,21 @@ async def purge_source(store, name: str, *, yes: bool, sources_file) -> int:
               f"`tidings sources purge {name} --yes` to remove them")
         return 0
     removed = await store.purge_source(name)
-    if removed is None:  # added back to the file meanwhile
-        print(f"tidings: error: source {name!r} is in {sources_file} again: nothing removed",
+    if removed is None:  # a collector added it back meanwhile
+        print(f"tidings: error: {still_configured(name, sources_file)}; nothing removed",
               file=sys.stderr)
         return EXIT_USAGE
     print(f"{name}: {counted(len(removed), 'story', 'stories')} removed; running indexes drop them within seconds")
     return 0
+
+
+def still_configured(name: str, sources_file) -> str:
+    """Why `purge` refuses a source that `sources_file` does not name (pure): the database
+    still holds it configured, as only a collector applies the file."""
+    return (f"source {name!r} is still configured in the database: no collector has applied "
+            f"{sources_file} since it was removed from it (`tidings collect --once` does, as "
+            "a running `tidings run` does within seconds), or another machine's sources file "
+            "names it")
 
 
 def import_opml(settings, args) -> int:

@@ -486,8 +486,20 @@ def test_a_source_table_with_a_character_beyond_the_bmp_loads(tmp_path):
 
 def test_a_trial_source_is_named_after_its_host_folded_to_ascii():
     assert trial_source("https://www.bücher.example/feed").name == "bucher-example"
-    assert trial_source("http://[::1]:8080/feed").name == "1"
     assert name_slug("Économie — le fil") == "economie-le-fil"
+
+
+def test_a_trial_source_on_an_ip_address_is_named_after_its_feed_or_address_and_port():
+    """`sources check http://127.0.0.1:8080/feed.xml` suggested "127-0-0-1" (and
+    `http://[::1]:8080/feed` "1"): an address names no publisher, and two local feeds on
+    two ports got one name. The feed's title names it, else the address with its port."""
+    assert trial_source("http://127.0.0.1:8080/feed.xml").name == "127-0-0-1-8080"
+    assert trial_source("http://127.0.0.1:8080/feed.xml", "Local Wire").name == "local-wire"
+    assert trial_source("http://[::1]:8080/feed").name == "ipv6-1-8080"
+    assert trial_source("http://[2001:db8::5]/feed", "日本").name == "ipv6-2001-db8-5"
+    assert trial_source("http://[::1]/feed", "Lab — Notes").name == "lab-notes"
+    # A host's name is the publisher's: a feed's title does not replace it.
+    assert trial_source("https://www.news.example/feed", "Top Stories").name == "news-example"
 
 
 @given(st.integers(1, MAX_DURATION_S))

@@ -411,6 +411,26 @@ async def test_a_removed_source_stays_listed_as_retired_while_its_stories_stay(s
     assert (a.status, a.retired_at, a.enabled) == ("pending", None, True)
 
 
+async def test_file_difference_says_what_a_sync_would_do_and_writes_nothing(store):
+    """`sources list` compares the file with the rows instead of syncing it (run with another
+    file it retired every source that file did not name): the comparison is the sync's own
+    plan, a rename one name new and one unnamed, a retired source named again new."""
+    from aggregator.store import FileDifference
+
+    a, b = SourceSpec("a", "https://a.org/feed", "politics"), SourceSpec("b", "https://b.org/feed", "news")
+    await store.sync_sources([a, b, SourceSpec("old", "https://o.org/feed", "news")], NOW)
+    await store.sync_sources([a, b], NOW)  # "old" retired
+    assert not await store.file_difference([a, b], NOW)
+    renamed = SourceSpec("b2", "https://b.org/feed", "news")
+    edited = SourceSpec("a", "https://a.org/feed", "politics", weight=2.0)
+    back = SourceSpec("old", "https://o.org/feed", "news")
+    before = await store.list_sources(retired=True)
+    assert await store.file_difference([edited, renamed, back], NOW) == FileDifference(
+        new=("b2", "old"), edited=("a",), unnamed=("b",))
+    assert await store.file_difference([], NOW) == FileDifference(unnamed=("a", "b"))
+    assert await store.list_sources(retired=True) == before
+
+
 async def test_a_removed_source_keeps_its_damping_not_its_boost(store):
     """Removed, a source's stories ranked with its last weight: a boost stayed, for a source
     the operator dropped. A damping, and 0 (kept out of blocks), is their judgement of the

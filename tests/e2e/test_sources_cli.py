@@ -110,6 +110,8 @@ async def test_disabled_and_removed_sources_are_refused_not_fetched(cli_env, tmp
         assert r.returncode == 2 and "no source named 'gone'" in r.stderr, r.stdout + r.stderr
         r = await cli(["sources", "reset", "off"], env)
         assert r.returncode == 0 and "not fetched until enabled" in r.stdout, r.stdout + r.stderr
+        # A collector applies the file (listing does not): nothing was due, nothing fetched.
+        assert (await cli(["collect", "--once"], env)).returncode == 0
         rows = await listed(env)
         assert set(rows) == {"on", "off", "gone"} and rows["off"]["next_check_at"] is None
         assert rows["on"]["next_check_at"] is not None
@@ -133,6 +135,10 @@ async def test_a_removed_source_is_listed_retired_and_its_stories_purged_on_purp
         r = await cli(["sources", "purge", "gone"], env)
         assert r.returncode == 2 and "remove it from the file first" in r.stderr, r.stderr
         sources_file(tmp_path, on)
+        # Until a collector applies the edit, the database still holds it configured.
+        r = await cli(["sources", "purge", "gone"], env)
+        assert r.returncode == 2 and "still configured in the database" in r.stderr, r.stderr
+        assert (await cli(["collect", "--once"], env)).returncode == 0
         r = await cli(["sources", "list"], env)
         assert r.returncode == 0, r.stderr
         line = next(x for x in r.stdout.splitlines() if x.startswith("gone "))
@@ -158,6 +164,47 @@ async def test_a_removed_source_is_listed_retired_and_its_stories_purged_on_purp
         assert "on.example" in r.stdout and "news.example" not in r.stdout, r.stdout
         r = await cli(["sources", "purge", "gone", "--yes"], env)
         assert r.returncode == 2 and "no stories stored under source 'gone'" in r.stderr
+
+
+async def test_commands_run_with_another_sources_file_change_no_source(cli_env, tmp_path):
+    """`sources list` (and `reset`, `purge`) synced the sources file they were given: run
+    with another one (TIDINGS_SOURCES_FILE, an empty file) against the same database, it
+    retired every source that file did not name, and `collect`/`run` with the real file then
+    kept them retired, blaming "another machine's sources.toml". Only collectors apply it."""
+    async with LocalSite() as site:
+        for n in ("on", "also"):
+            site.route(f"/{n}.xml", body=RSS.replace("news.example/", f"{n}.example/"),
+                       content_type="application/rss+xml")
+        real = sources_file(tmp_path, source("on", site.url("/on.xml")),
+                            source("also", site.url("/also.xml")))
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(real)}
+        assert (await cli(["collect", "--once"], env)).returncode == 0
+        other = tmp_path / "other"
+        other.mkdir()
+        other_env = {**cli_env, "TIDINGS_SOURCES_FILE": str(sources_file(
+            other, source("on", site.url("/on.xml"), weight=2.0),
+            source("extra", "http://127.0.0.1:9/extra.xml")))}
+        r = await cli(["sources", "list"], other_env)
+        assert r.returncode == 0, r.stderr
+        rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[1:]}
+        # The database's sources as they are, the other file's new one pending beside them.
+        assert [rows[n][1] for n in ("also", "extra", "on")] == ["ok", "pending", "ok"], r.stdout
+        assert rows["on"][4] == "1", r.stdout  # its weight as applied, not the other file's
+        (note,) = [x for x in r.stderr.splitlines() if x.startswith("tidings: note: ")]
+        assert (f"{other / 'sources.toml'} differs from the database (new in the file: extra; "
+                "edited in the file: on; configured but not in the file: also)") in note, note
+        for args in (["sources", "reset", "on"], ["sources", "purge", "also"],
+                     ["sources", "list", "--json"]):
+            await cli(args, other_env)
+        site.reset_log()
+        r = await cli(["collect", "--once"], env)
+        assert r.returncode == 0 and "sources.stale" not in r.stderr, r.stderr
+        rows = await listed(env)
+        assert {n: (row["status"], row["weight"]) for n, row in rows.items()} == {
+            "on": ("ok", 1.0), "also": ("ok", 1.0)}, rows
+        assert [row["stories"] for row in rows.values()] == [2, 2]
+        # `reset on` cleared its schedule in the database: the one write asked for.
+        assert [p for _, p, _ in site.requests] == ["/on.xml"]
 
 
 async def test_sources_check_of_a_full_text_feed_counts_every_usable_item(cli_env, tmp_path):
@@ -343,7 +390,9 @@ async def test_sources_check_tries_a_feed_url_before_it_is_added(cli_env, tmp_pa
         pasted = tmp_path / "pasted.toml"
         pasted.write_text(table.replace('category = ""', 'category = "politics"'), encoding="utf-8")
         [spec] = load_sources(pasted)
-        assert spec.url == site.url("/politics.xml") and spec.name == "127-0-0-1"
+        # Named after the feed's title: its host, an IP address, named it "127-0-0-1".
+        assert spec.url == site.url("/politics.xml") and spec.name == "moved"
+        assert r.stdout.startswith("moved: feed 'Moved'"), r.stdout
         r = await cli(["sources", "check", site.url("/home")], env)
         assert r.returncode != 0 and site.url("/politics.xml") in r.stderr, r.stdout + r.stderr
         assert set(await listed(env)) == {"other"}
@@ -465,6 +514,19 @@ def test_a_retired_sources_stale_error_is_not_under_its_row():
     assert [line for line in lines if line.startswith("  error: ")] == [
         "  error: HTTP 404 Not Found from https://e.org/f (x2)"]
     assert lines[-1].startswith("gone ") and "retired" in lines[-1]
+
+
+def test_a_disabled_sources_old_error_is_not_under_its_row():
+    """A source the file disables fetches nothing, yet its last error stayed under its
+    `disabled` row, read as a failure to fix now. `--json` keeps it."""
+    from aggregator.store import SourceHealth
+    from api.cli import sources_table
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    off = SourceHealth("off", "https://e.org/o", "news", "feed", False, 1.0, "disabled", 4, at,
+                       None, "HTTP 503 Service Unavailable from https://e.org/o", 3, None, 900)
+    lines = sources_table([off], now=at).splitlines()
+    assert len(lines) == 2 and lines[1].split()[:2] == ["off", "disabled"], lines
 
 
 def test_commands_that_read_the_sources_file_name_an_interval_below_the_minimum(cli_env, tmp_path):

@@ -12,6 +12,7 @@ import dataclasses
 import math
 import re
 import string
+import unicodedata
 from collections.abc import Callable
 from itertools import pairwise
 from typing import TypeVar
@@ -74,13 +75,26 @@ def search_params(params: RankParams | None = None) -> RankParams:
                                mmr_lambda=1.0, min_relevance=-math.inf)
 
 
+# The width forms (U+FF01-U+FFEE): Latin letters, digits and signs typed full width, and
+# katakana and Hangul half width, as East Asian keyboards type them in the middle of text.
+_WIDTH_FORMS = re.compile("[\uff01-\uffee]+")
+
+
+def narrowed(text: str) -> str:
+    """`text` with its width forms as the characters they stand for (NFKC, on them alone):
+    "ＢＵＤＧＥＴ" is "BUDGET" and "ｶﾞｿﾘﾝ" is "ガソリン". Neither index reads them so, and the
+    model reads "ｂｕｄｇｅｔ" as no word it knows: typed full width, "budget" found nothing.
+    Only these: NFKC would also turn "CO₂" into "CO2", which the stories do not write."""
+    return _WIDTH_FORMS.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
+
+
 def normal_query(q: str) -> str:
-    """The query as it is searched, echoed and cached: spaces collapsed, case folded but for
-    a stop word typed in capitals (`_in_capitals`: "WHO warns" is not "who warns"), unless
-    every word is in capitals (caps lock says nothing). Case changes nothing else but the
-    names the ranking sees (`as_names`), so "Starmer budget" and "starmer budget" are one
-    search and one cache entry."""
-    words = q.split()
+    """The query as it is searched, echoed and cached: width forms narrowed (`narrowed`),
+    spaces collapsed, case folded but for a stop word typed in capitals (`_in_capitals`:
+    "WHO warns" is not "who warns"), unless every word is in capitals (caps lock says
+    nothing). Case changes nothing else but the names the ranking sees (`as_names`), so
+    "Starmer budget" and "starmer budget" are one search and one cache entry."""
+    words = narrowed(q).split()
     if len(words) > 1 and all(w.isupper() for w in words):
         return " ".join(words).casefold()
     return " ".join(w if _in_capitals(w) else w.casefold() for w in words)

@@ -46,6 +46,10 @@ def test_the_reason_names_the_query_words_the_story_carries(query, title, reason
     ("UK Budget", "uk budget"),  # no common word: capitals change nothing, one cache entry
     ("WHO WARNS", "who warns"),  # caps lock says nothing
     ("Who is", "who is"),
+    # Width forms, as an East Asian keyboard types them, read as the letters they are.
+    ("ＵＫ　Ｂｕｄｇｅｔ", "uk budget"),
+    ("ＷＨＯ warns", "WHO warns"),
+    ("ｶﾞｿﾘﾝ価格", "ガソリン価格"),
 ])
 def test_a_common_word_typed_in_capitals_stays_a_name(typed, searched):
     assert normal_query(typed) == searched

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from itertools import pairwise
 from typing import TypeVar
 
-from recommender.lexical import fold, key_terms, stopwords_for, tokenize, unspaced
+from recommender.lexical import fold, key_terms, stopwords_for, tokenize, unaccented, unspaced
 from recommender.related import Ranked, RankParams, with_reason
 
 Story = TypeVar("Story")
@@ -131,8 +131,13 @@ def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
     # The story's language told once for its words and its names, from its text as written,
     # as the index tells it (`LexicalIndex.add`): each told it again for every result row.
     stop = stopwords_for(text)
-    found = list(dict.fromkeys(_shown_words(query, set(tokenize(text, stop)),
-                                            set(key_terms(text, "", stopwords=stop)))))[:most]
+    # One word once, however many of its spellings (`with_spellings`) the story writes: it
+    # read "matches 'annonce', 'annoncé'" for "annonce", one typed word in two of three places.
+    spelt: dict[str, str] = {}
+    for word in _shown_words(query, set(tokenize(text, stop)),
+                             set(key_terms(text, "", stopwords=stop))):
+        spelt.setdefault(unaccented(word), word)
+    found = list(spelt.values())[:most]
     if not found:
         return "about the same subject"
     return "matches " + ", ".join(f"'{w}'" for w in found)

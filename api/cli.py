@@ -1063,10 +1063,24 @@ async def cmd_search(settings, args) -> int:
 
 def _table(rows: list[list[str]]) -> str:
     """Rows as aligned columns, one line each: a cell's own line breaks and tabs (a takedown's
-    reason, a source's error) become single spaces, or they broke the table's lines."""
+    reason, a source's error) become single spaces, or they broke the table's lines. Padded by
+    the columns a terminal gives each cell (`display_width`), not its characters: a site or
+    category in Japanese pushed the rest of its row two columns right a character."""
     rows = [[" ".join(c.split()) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
+    widths = [max(display_width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c + " " * (w - display_width(c))
+                               for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
+
+
+def display_width(text: str) -> int:
+    """Columns `text` takes on a terminal (pure): two for a wide or full-width character (CJK,
+    most emoji), none for a combining mark or a format character, one for the rest."""
+    import unicodedata
+
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(ch) or unicodedata.category(ch) in ("Me", "Mn", "Cf")
+               else 2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def counted(n: int, one: str, many: str) -> str:

@@ -12,11 +12,12 @@ import dataclasses
 import math
 import re
 import string
+import unicodedata
 from collections.abc import Callable
 from itertools import pairwise
 from typing import TypeVar
 
-from recommender.lexical import fold, key_terms, stopwords_for, tokenize, unspaced
+from recommender.lexical import fold, key_terms, stopwords_for, tokenize, unaccented, unspaced
 from recommender.related import Ranked, RankParams, with_reason
 
 Story = TypeVar("Story")
@@ -74,13 +75,26 @@ def search_params(params: RankParams | None = None) -> RankParams:
                                mmr_lambda=1.0, min_relevance=-math.inf)
 
 
+# The width forms (U+FF01-U+FFEE): Latin letters, digits and signs typed full width, and
+# katakana and Hangul half width, as East Asian keyboards type them in the middle of text.
+_WIDTH_FORMS = re.compile("[\uff01-\uffee]+")
+
+
+def narrowed(text: str) -> str:
+    """`text` with its width forms as the characters they stand for (NFKC, on them alone):
+    "ＢＵＤＧＥＴ" is "BUDGET" and "ｶﾞｿﾘﾝ" is "ガソリン". Neither index reads them so, and the
+    model reads "ｂｕｄｇｅｔ" as no word it knows: typed full width, "budget" found nothing.
+    Only these: NFKC would also turn "CO₂" into "CO2", which the stories do not write."""
+    return _WIDTH_FORMS.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
+
+
 def normal_query(q: str) -> str:
-    """The query as it is searched, echoed and cached: spaces collapsed, case folded but for
-    a stop word typed in capitals (`_in_capitals`: "WHO warns" is not "who warns"), unless
-    every word is in capitals (caps lock says nothing). Case changes nothing else but the
-    names the ranking sees (`as_names`), so "Starmer budget" and "starmer budget" are one
-    search and one cache entry."""
-    words = q.split()
+    """The query as it is searched, echoed and cached: width forms narrowed (`narrowed`),
+    spaces collapsed, case folded but for a stop word typed in capitals (`_in_capitals`:
+    "WHO warns" is not "who warns"), unless every word is in capitals (caps lock says
+    nothing). Case changes nothing else but the names the ranking sees (`as_names`), so
+    "Starmer budget" and "starmer budget" are one search and one cache entry."""
+    words = narrowed(q).split()
     if len(words) > 1 and all(w.isupper() for w in words):
         return " ".join(words).casefold()
     return " ".join(w if _in_capitals(w) else w.casefold() for w in words)
@@ -117,8 +131,13 @@ def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
     # The story's language told once for its words and its names, from its text as written,
     # as the index tells it (`LexicalIndex.add`): each told it again for every result row.
     stop = stopwords_for(text)
-    found = list(dict.fromkeys(_shown_words(query, set(tokenize(text, stop)),
-                                            set(key_terms(text, "", stopwords=stop)))))[:most]
+    # One word once, however many of its spellings (`with_spellings`) the story writes: it
+    # read "matches 'annonce', 'annoncé'" for "annonce", one typed word in two of three places.
+    spelt: dict[str, str] = {}
+    for word in _shown_words(query, set(tokenize(text, stop)),
+                             set(key_terms(text, "", stopwords=stop))):
+        spelt.setdefault(unaccented(word), word)
+    found = list(spelt.values())[:most]
     if not found:
         return "about the same subject"
     return "matches " + ", ".join(f"'{w}'" for w in found)

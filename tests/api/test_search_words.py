@@ -114,3 +114,14 @@ async def test_a_query_of_common_words_only_is_a_422(http, q):
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "no_query"
     assert "common words" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("q", ["Ｅｌｙｓｅｅ", "ＥＬＹＳＥＥ"])
+async def test_a_word_typed_in_full_width_letters_is_searched_as_the_word(http, q):
+    """A Japanese, Chinese or Korean keyboard types Latin letters full width ("ＥＬＹＳＥＥ"):
+    no index reads them as "elysee", so the search found neither Élysée story, and ten
+    unrelated ones came back "about the same subject"."""
+    r = await http.get("/v1/search", params={"q": q, "k": 2})
+    assert r.status_code == 200, r.text
+    assert r.json()["query"] == "elysee"
+    assert {c["url"] for c in r.json()["items"]} == {ACCENTED_URL, BARE_URL}

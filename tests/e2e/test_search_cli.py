@@ -138,3 +138,31 @@ def test_k_is_refused_with_the_range_the_api_takes(cli_env):
             assert r.stderr.splitlines() == [f"tidings: error: -k: {k} is outside [1, 3] ([api] max_k)"]
         r = run_cli([*command, "-k", "2.5"], env, timeout=20)
         assert r.returncode == 2 and "argument -k: '2.5' is not a whole number" in r.stderr, r.stderr
+
+
+def test_the_table_lines_up_under_wide_characters(cli_env, tmp_path):
+    """A site named in Japanese ("朝日新聞", an import line's own name for itself) takes two
+    columns a character on a terminal: padded by characters, its row's time and title stood
+    four columns right of the others'."""
+    stories = [{"url": f"https://news.example/{n}", "title": f"Earthquake drill held in {city}",
+                "site": site, "category": "world"}
+               for n, (city, site) in enumerate([("Tokyo", "朝日新聞"), ("Osaka", "bbc.co.uk"),
+                                                 ("Kobe", "Nouvelles Français")])]
+    r = run_cli(["import", str(write_jsonl(stories, tmp_path / "s.jsonl"))], cli_env)
+    assert r.returncode == 0, r.stderr
+
+    r = run_cli(["search", "earthquake drill", "-k", "3"], cli_env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 4, r.stdout
+    # Where each line's time (or its heading) begins, in terminal columns.
+    starts = {display_width(line[:line.index(mark)])
+              for line, mark in zip(lines, ["time", *["20"] * 3], strict=True)}
+    assert len(starts) == 1, r.stdout
+
+
+def display_width(text: str) -> int:
+    """Columns a terminal gives `text`: two for a wide (East Asian) character."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)

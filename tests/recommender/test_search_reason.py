@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from recommender import lexical, search
-from recommender.search import TITLE_BONUS, normal_query, search_reason, title_factor
+from recommender.search import (
+    TITLE_BONUS,
+    normal_query,
+    search_reason,
+    title_factor,
+    with_spellings,
+)
 from tests.recommender.foreign_news import FRENCH
 
 
@@ -46,6 +52,10 @@ def test_the_reason_names_the_query_words_the_story_carries(query, title, reason
     ("UK Budget", "uk budget"),  # no common word: capitals change nothing, one cache entry
     ("WHO WARNS", "who warns"),  # caps lock says nothing
     ("Who is", "who is"),
+    # Width forms, as an East Asian keyboard types them, read as the letters they are.
+    ("ＵＫ　Ｂｕｄｇｅｔ", "uk budget"),
+    ("ＷＨＯ warns", "WHO warns"),
+    ("ｶﾞｿﾘﾝ価格", "ガソリン価格"),
 ])
 def test_a_common_word_typed_in_capitals_stays_a_name(typed, searched):
     assert normal_query(typed) == searched
@@ -95,3 +105,18 @@ def test_a_query_of_common_words_is_refused_naming_its_own_words(query, quoted):
     assert search.query_problem(query) == (
         f"holds only common words or single letters {quoted}: none to search for")
 
+
+
+@pytest.mark.parametrize("q", ["annonce", "annoncé", "ANNONCE"])
+def test_a_word_the_story_writes_two_ways_is_named_once(q):
+    """A search carries the index's other spellings of each word (`with_spellings`): a story
+    that writes "annonce" in its title and "annoncé" in its summary read "matches 'annonce',
+    'annoncé'", one typed word twice, taking a place of the three a reason shows."""
+    title = "L'Élysée annonce un remaniement du gouvernement"
+    summary = "Le président a annoncé depuis l'Élysée un remaniement du gouvernement."
+    idx = lexical.LexicalIndex()
+    idx.add(1, title, summary)
+    spelt = with_spellings(normal_query(q), idx.spellings)
+    assert search_reason(spelt, title, summary) == f"matches '{normal_query(q)}'"
+    assert search_reason(with_spellings(normal_query(f"{q} élysée"), idx.spellings), title,
+                         summary) == f"matches '{normal_query(q)}', 'élysée'"

@@ -563,9 +563,12 @@ async def test_serve_workers_supervisor_keeps_nothing_of_the_index_it_prepared(t
     """The supervisor loads, repairs and saves the index before the workers start; it then
     only waits on them. Loaded in its own heap, the freed index stayed in it (the allocator
     keeps what numpy and the cards let go of): about one worker's memory more for the whole
-    serve. Measured as the process's Pss before and after, on 10,000 stories: kept in the
+    serve. Measured as the process's Private_Dirty before and after, on 10,000 stories: kept in the
     supervisor they leave 37 MiB behind, well over the 8 MiB allowed (20,000 proved no more
-    and took twice as long to fill)."""
+    and took twice as long to fill). Private_Dirty, this process's own written pages (the
+    heap), not Pss: Pss shares each library page among the processes mapping it, so it grew
+    by megabytes when other processes of a loaded machine (the suite's other worker) exited,
+    and the test failed with nothing kept."""
     import gc
 
     import numpy as np
@@ -597,9 +600,9 @@ async def test_serve_workers_supervisor_keeps_nothing_of_the_index_it_prepared(t
 
     import recommender.corpus  # noqa: F401
     gc.collect()
-    before = rollup_kib(os.getpid())["Pss"]
+    before = rollup_kib(os.getpid())["Private_Dirty"]
     info = await asyncio.to_thread(prepare_for_workers, settings)
     gc.collect()
-    grew_kib = rollup_kib(os.getpid())["Pss"] - before
+    grew_kib = rollup_kib(os.getpid())["Private_Dirty"] - before
     assert info["indexed"] == n
     assert grew_kib < 8 * 1024, f"the supervisor kept {grew_kib} KiB after preparing the index"

@@ -563,11 +563,11 @@ async def test_serve_workers_supervisor_keeps_nothing_of_the_index_it_prepared(t
     """The supervisor loads, repairs and saves the index before the workers start; it then
     only waits on them. Loaded in its own heap, the freed index stayed in it (the allocator
     keeps what numpy and the cards let go of): about one worker's memory more for the whole
-    serve. Measured as the process's Private_Dirty before and after, on 10,000 stories: kept in the
-    supervisor they leave 37 MiB behind, well over the 8 MiB allowed (20,000 proved no more
-    and took twice as long to fill). Private_Dirty, this process's own written pages (the
-    heap), not Pss: Pss shares each library page among the processes mapping it, so it grew
-    by megabytes when other processes of a loaded machine (the suite's other worker) exited,
+    serve. Measured as the process's Private_Dirty before and after, on 10,000 stories:
+    kept in the supervisor they leave 37-40 MiB behind, well over the 8 MiB allowed (20,000
+    proved no more and took twice as long to fill). Private_Dirty, this process's own
+    written pages (the heap), not Pss: Pss shares each library page among the processes
+    mapping it, so it grew by megabytes when other processes of a loaded machine exited,
     and the test failed with nothing kept."""
     import gc
 

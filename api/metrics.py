@@ -39,6 +39,14 @@ if TYPE_CHECKING:
 # before the workers start.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
+# The label values of the labelled counters, each known series exposed at 0 from the start
+# (`known_tick_series`, `known_fetch_series`): a series that appears with its first increment is invisible to
+# `rate()` and `increase()` (they need two samples), so an alert on failed ticks or on a
+# source's errors missed the first failure of each, and a source that fails once a day
+# never showed one.
+TICK_OUTCOMES = ("ok", "failed", "skipped")  # api.jobhealth.OUTCOMES that count a tick
+FETCH_OUTCOMES = ("ok", "not_modified", "error")
+
 # No `*_created` series: prometheus_client wrote one beside every counter and histogram
 # series (`tidings_fetches_total` had as many `tidings_fetches_created` gauges, one a source
 # and outcome), which Prometheus stores as series of their own and no query of ours reads;
@@ -149,6 +157,8 @@ class Metrics:
         every process reports the cluster's truth), the counters as they stand."""
         if svc.corpus is not None:
             self.index_size.set(len(svc.corpus))
+        for labels in known_tick_series(svc.jobs.jobs):
+            self.job_ticks.labels(*labels)
         try:
             # Bounded: a database that never answers is away too (jobhealth.DATABASE_ANSWER_S).
             async with asyncio.timeout(jobhealth.DATABASE_ANSWER_S):
@@ -173,6 +183,8 @@ class Metrics:
         if self.fetches is not None:
             for labels in removed_sources_series(self.fetches, {h.name for h in self.sources.health}):
                 self.fetches.remove(*labels)
+            for labels in known_fetch_series(self.sources.health):
+                self.fetches.labels(*labels)
 
     def observe_job(self, job: str, outcome: str) -> None:
         """A tick of a scheduled job (api.jobhealth.JobHealth's listener, api.jobhealth.OUTCOMES)."""
@@ -187,6 +199,21 @@ class Metrics:
         self.fetches.labels(report.name, outcome).inc()
         if report.new:
             self.stories_collected.inc(report.new)
+
+
+def known_tick_series(jobs: dict[str, jobhealth.JobState]) -> set[tuple[str, str]]:
+    """The (job, outcome) label values of `tidings_job_ticks_total` to expose from the start:
+    every job the process runs, "skipped" only for scheduled ones (the index loop is not
+    ticked by the scheduler, so none of its ticks is ever skipped)."""
+    return {(name, outcome) for name, state in jobs.items() for outcome in TICK_OUTCOMES
+            if outcome != "skipped" or state.stuck_after_s is not None}
+
+
+def known_fetch_series(health) -> set[tuple[str, str]]:
+    """The (source, outcome) label values of `tidings_fetches_total` to expose from the start:
+    every outcome of each source the collector may fetch (configured and enabled; the
+    configured ones are those the database lists, so the series are bounded by the file)."""
+    return {(h.name, outcome) for h in health if h.enabled for outcome in FETCH_OUTCOMES}
 
 
 def removed_sources_series(fetches: Counter, configured: set[str]) -> set[tuple[str, str]]:

@@ -255,10 +255,16 @@ async def test_a_source_removed_from_the_file_leaves_the_fetch_counter(tmp_path)
             after = samples((await metrics.scrape(svc)).decode())
         finally:
             await svc.close()
-    fetched = lambda got: {labels for name, labels in got if name == "tidings_fetches_total"}  # noqa: E731
-    assert fetched(before) == {(("outcome", "ok"), ("source", "local")),
-                               (("outcome", "error"), ("source", "gone"))}, before
-    assert fetched(after) == {(("outcome", "ok"), ("source", "local"))}, after
+    fetched = lambda got: {labels: v for (name, labels), v in got.items()  # noqa: E731
+                           if name == "tidings_fetches_total"}
+    # Every outcome of a configured source has its series (at 0 until it happens).
+    assert fetched(before) == {
+        **{(("outcome", o), ("source", s)): 0.0 for o in ("ok", "not_modified", "error")
+           for s in ("local", "gone")},
+        (("outcome", "ok"), ("source", "local")): 1.0,
+        (("outcome", "error"), ("source", "gone")): 1.0}, before
+    assert set(fetched(after)) == {(("outcome", o), ("source", "local"))
+                                   for o in ("ok", "not_modified", "error")}, after
 
 
 def test_counters_and_histograms_have_no_created_series():

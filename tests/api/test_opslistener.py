@@ -130,6 +130,38 @@ async def test_a_collector_and_an_indexer_answer_healthz_and_metrics(tmp_path, m
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@pytest.mark.timeout(120)
+async def test_failure_counters_are_exposed_at_zero_before_the_first_failure(tmp_path):
+    """tidings_job_ticks_total{outcome="failed"} and tidings_fetches_total{outcome="error"}
+    appeared only with their first increment, at 1: `increase()` and `rate()` need two
+    samples of a series, so the alerts on them missed each job's and each source's first
+    failure (a source failing once a day never showed one)."""
+    async with LocalSite() as site:
+        settings = one_feed(site, tmp_path)
+        port, ready = free_port(), asyncio.Event()
+        task = asyncio.create_task(runner.run_roles(settings, serve=False, collect=True, index=False,
+                                                    metrics_port=port, ready=ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 60)
+            async with httpx.AsyncClient(timeout=10) as http:
+                ok = ("tidings_fetches_total", (("outcome", "ok"), ("source", "local")))
+
+                async def fetched():
+                    got = samples((await http.get(f"http://127.0.0.1:{port}/metrics")).text)
+                    return got if got.get(ok) == 1 else None
+
+                got = await _until(fetched, "the first fetch of the source")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    for outcome in ("error", "not_modified"):
+        assert got[("tidings_fetches_total", (("outcome", outcome), ("source", "local")))] == 0
+    ticks = {labels: v for (name, labels), v in got.items() if name == "tidings_job_ticks_total"}
+    for job in ("collect", "sources", "retention"):  # the collector's scheduled jobs
+        for outcome in ("failed", "skipped"):
+            assert ticks[(("job", job), ("outcome", outcome))] == 0, ticks
+
+
 async def test_a_taken_metrics_port_stops_the_role_with_the_address(tmp_path):
     (tmp_path / "sources.toml").write_text("", encoding="utf-8")
     settings = load_settings(REPO_CONFIG, env={

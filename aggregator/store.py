@@ -286,6 +286,9 @@ class SourceHealth:
     block: str | None = None
     # When it was removed from sources.toml (its status then "retired"); None while named there.
     retired_at: datetime | None = None
+    # When a fetch last stored a new story: a feed that goes on answering 200 with the same
+    # items (frozen, moved elsewhere) is "ok" by every other field.
+    last_new_story_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -1611,7 +1614,7 @@ class Store:
                 stories, r.last_check_at, r.last_success_at, r.last_error,
                 r.error_count, r.next_check_at if r.enabled else None,  # never, while disabled
                 r.adaptive_interval_s or max(r.interval_s, min_interval_s), r.keep_rule or None, r.block_rule or None,
-                None if r.in_config else r.retired_at,
+                None if r.in_config else r.retired_at, r.last_new_story_at,
             ))
         return out
 

@@ -245,6 +245,13 @@ class SourceSeries(Collector):
                                    labels=["source"])
         success = GaugeMetricFamily("tidings_source_last_success_timestamp_seconds",
                                     "When the source was last fetched successfully", labels=["source"])
+        # A source whose feed stopped moving (frozen, or moved to another URL while the old
+        # one still answers) is fetched successfully every round, with no error to alert on:
+        # only the time of its last new story shows it. Stories stored per source are no
+        # substitute: under retention they hold steady while new ones come in.
+        new_story = GaugeMetricFamily("tidings_source_last_new_story_timestamp_seconds",
+                                      "When a fetch of the source last stored a new story",
+                                      labels=["source"])
         for h in self.health:
             stories.add_metric([h.name], h.stories)
             if h.enabled:  # one the file turns off fetches nothing: its old failures are no
@@ -252,4 +259,6 @@ class SourceSeries(Collector):
                 errors.add_metric([h.name], h.error_count)
             if h.last_success_at is not None:
                 success.add_metric([h.name], h.last_success_at.timestamp())
-        yield from (stories, errors, success)
+            if h.last_new_story_at is not None:
+                new_story.add_metric([h.name], h.last_new_story_at.timestamp())
+        yield from (stories, errors, success, new_story)

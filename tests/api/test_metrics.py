@@ -267,6 +267,36 @@ async def test_a_source_removed_from_the_file_leaves_the_fetch_counter(tmp_path)
                                    for o in ("ok", "not_modified", "error")}, after
 
 
+async def test_a_source_that_stops_bringing_stories_shows_when_it_last_did(tmp_path):
+    # A feed that goes on answering the same items (frozen, or moved to a new URL while the
+    # old one still answers) is fetched "ok" every round: no error, a fresh last success,
+    # and its stored stories steady. The time of its last new story is the one sign.
+    from api.metrics import Metrics
+    from api.runner import SourcesWatcher
+    from api.services import build
+    from tests.api.test_runner import ARTICLES, one_feed
+    from tests.localsite import LocalSite
+
+    async with LocalSite() as site:
+        settings = one_feed(site, tmp_path)  # the source "local"
+        svc = await build(settings, collect=True)
+        try:
+            await SourcesWatcher(svc, tmp_path / "sources.toml").check(strict=True)
+            metrics = Metrics(api=False)
+            metrics.watch(svc)
+            await svc.collector.run_round(force=True)  # every item new
+            first = samples((await metrics.scrape(svc)).decode())
+            await svc.collector.run_round(force=True)  # the same feed again: nothing new
+            again = samples((await metrics.scrape(svc)).decode())
+        finally:
+            await svc.close()
+    new_story = ("tidings_source_last_new_story_timestamp_seconds", (("source", "local"),))
+    success = ("tidings_source_last_success_timestamp_seconds", (("source", "local"),))
+    assert first[("tidings_stories_collected_total", ())] == len(ARTICLES)
+    assert first[new_story] == first[success]
+    assert again[success] > first[success] and again[new_story] == first[new_story]
+
+
 def test_counters_and_histograms_have_no_created_series():
     # prometheus_client wrote a `*_created` gauge beside every counter and histogram series,
     # doubling the counters' series in Prometheus for a value no query read.

@@ -55,6 +55,7 @@ from aggregator.store import (
     utcnow,
 )
 from aggregator.textclean import truncate
+from aggregator.urlsecrets import masked_secrets
 
 log = logging.getLogger("tidings.collect")
 # Child sitemaps of a sitemap index read per round, newest first: a news site's index lists a
@@ -459,7 +460,8 @@ class Collector:
         recovered = await self._record(state, outcome, result, t0, items=parsed.item_count,
                                        new=len(res.new_ids), kind=doc.kind)
         if doc.problems:
-            log.info("collect.problems source=%s problems=%s", spec.name, "; ".join(doc.problems[:5]))
+            log.info("collect.problems source=%s problems=%s", spec.name,
+                     masked_secrets("; ".join(doc.problems[:5])))
         log.info("collect.ok source=%s items=%d new=%d updated=%d left_out=%d past_retention=%d",
                  spec.name, parsed.item_count, len(res.new_ids), len(res.updated_ids),
                  parsed.left_out, past)
@@ -648,7 +650,8 @@ class Collector:
                 art = await read_article(res.body, res.final_url)
                 return merge_article(d, art), None
             except Exception as e:  # one unreadable article page never costs the whole feed
-                log.info("collect.page_failed url=%s error=%s", d.url, e)
+                log.info("collect.page_failed url=%s error=%s", masked_secrets(d.url),
+                         masked_secrets(str(e)))
                 return d, f"{d.url}: {e}"
 
         outcomes = await asyncio.gather(*(page(d) for d in todo))
@@ -672,7 +675,7 @@ class Collector:
             ok=False, next_check_at=at, interval_s=interval, status=status, error=msg,
             elapsed_s=time.perf_counter() - t0, spec=state.spec), now)
         log.warning("collect.failed source=%s errors=%d next_in_s=%d error=%s",
-                    state.spec.name, errors, interval, msg)
+                    state.spec.name, errors, interval, masked_secrets(msg))
         return SourceReport(state.spec.name, False, status, error=msg,
                             elapsed_s=time.perf_counter() - t0)
 

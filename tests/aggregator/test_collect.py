@@ -174,6 +174,22 @@ async def test_a_source_that_comes_back_says_so(site, sqlite_store, caplog):
     assert len([r for r in caplog.records if "collect.recovered" in r.getMessage()]) == 1
 
 
+async def test_a_failing_private_feed_keeps_its_key_out_of_the_log(site, sqlite_store, caplog):
+    """A paid or private feed carries its key in the query, and each failed fetch wrote it
+    whole into the WARNING line (`error=HTTP 404 Not Found from …?token=…`): log files go to
+    aggregators and bug reports. The line still names the source and the reason."""
+    import logging
+
+    url = site.url("/private.xml?lang=en&token=s3cret-feed-key")  # nothing there: a 404
+    await sqlite_store.sync_sources([SourceSpec("private", url, "politics")])
+    caplog.set_level(logging.INFO, logger="tidings.collect")
+    (report,) = (await collector(sqlite_store, site).run_round()).sources
+    assert not report.ok
+    (line,) = [r.getMessage() for r in caplog.records if "collect.failed" in r.getMessage()]
+    assert "source=private" in line and "HTTP 404" in line and "lang=en&token=***" in line, line
+    assert not [r for r in caplog.records if "s3cret" in r.getMessage()]
+
+
 async def test_full_text_pages_fetched_and_extracted(site, sqlite_store, shared_data):
     pages = ["guardian-1", "nytimes-1", "bbc-1"]
     items = []

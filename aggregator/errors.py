@@ -112,6 +112,15 @@ class BadDatabaseURL(StoreError, ConfigError):
         ConfigError.__init__(self, message)
 
 
+class NoDatabase(ConfigError):
+    """A command that only reads (or changes what is stored) found no database where the
+    settings point: a mistyped data dir, most likely, and the operator's input to fix (exit
+    status 2). Such a command made an empty one there and answered as if nothing were stored."""
+
+    def __init__(self, message: str):
+        ConfigError.__init__(self, message)
+
+
 class ChangesPruned(TidingsError):
     """The change log no longer holds every change after `seq`: retention pruned it up to
     `horizon`. Not an outage (not a StoreError): the caller must reload what it caches."""

@@ -162,6 +162,9 @@ class Settings:
     data_dir: Path
     sources_file: Path
     config_file: Path | None = None
+    # Where the database's place was set ("TIDINGS_DATA_DIR=/srv/tidings", "data_dir in
+    # config/tidings.toml:14"), for the commands that refuse a missing database to name it.
+    database_from: str = ""
     collect: CollectSettings = field(default_factory=CollectSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -205,6 +208,23 @@ def sqlite_without_file(url: str) -> bool:
     from sqlalchemy.engine import make_url
 
     return not (make_url(url).database or "")
+
+
+def default_database_url(data_dir: Path) -> str:
+    """The SQLite file in `data_dir` (absolute) that an empty `database_url` means. Pure."""
+    # sqlite:/// + /abs/path gives the four slashes SQLAlchemy expects.
+    return f"sqlite+aiosqlite:///{(data_dir / 'tidings.db').as_posix()}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file an SQLite URL names; None for another database, an in-memory one or a
+    `file:` URI (its path is SQLite's to read). Pure."""
+    if not url.lower().startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    db = make_url(url).database or ""
+    return None if not db or db == ":memory:" or db.startswith("file:") else Path(db)
 
 
 def anchored_sqlite_url(url: str, base_dir: Path) -> str:
@@ -381,6 +401,12 @@ class _Origin:
         if self.env_var:
             return ConfigError(f"environment variable {self.env_var}: {message}", key=key)
         return ConfigError(message, file=self.file, line=self.line, key=key)
+
+    def source(self, key: str, shown: object = None) -> str:
+        """Where `key` was set, in a few words; `shown`: its value, beside a variable's name."""
+        if self.env_var:
+            return self.env_var if shown is None else f"{self.env_var}={shown}"
+        return f"{key} in {self.file}" + (f":{self.line}" if self.line else "")
 
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
@@ -739,9 +765,13 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ)
     if database_url:  # a relative SQLite path: from the file's directory, as data_dir's
         from_file = not top["database_url"][1].env_var
         database_url = anchored_sqlite_url(database_url, base_dir if from_file else Path.cwd())
-    if not database_url:
-        # An absolute path: sqlite:/// + /abs/path gives the four slashes SQLAlchemy expects.
-        database_url = f"sqlite+aiosqlite:///{(data_dir / 'tidings.db').as_posix()}"
+    if database_url:  # its value unshown: a PostgreSQL URL may hold a password
+        database_from = top["database_url"][1].source("database_url")
+    else:
+        database_url = default_database_url(data_dir)
+        database_from = (top["data_dir"][1].source("data_dir", top_values["data_dir"])
+                         if "data_dir" in top else "the default data_dir, from the working directory")
 
     return Settings(database_url=database_url, data_dir=data_dir, sources_file=sources_file,
-                    config_file=config_file, log_level=log_level, **sections)
+                    config_file=config_file, database_from=database_from, log_level=log_level,
+                    **sections)

@@ -1246,8 +1246,10 @@ class Store:
             self._reader.close()
         await self.engine.dispose()
 
-    async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent)."""
+    async def migrate(self, *, create: bool = True) -> str | None:
+        """Bring the schema to the newest Alembic revision (idempotent). Returns the revision
+        the database was at, None for a database without Tidings' tables, which only
+        `create` fills (the commands that only read refuse it: api.services.build)."""
         from alembic import command
         from alembic.config import Config
         from alembic.runtime.migration import MigrationContext
@@ -1270,6 +1272,8 @@ class Store:
                 # version stamp, and each restart died on "table event_days already exists".
                 sync_conn.exec_driver_sql("BEGIN")
             found.append(MigrationContext.configure(sync_conn).get_current_revision())
+            if found[-1] is None and not create:
+                return
             cfg.attributes["connection"] = sync_conn
             command.upgrade(cfg, "head")
 
@@ -1296,6 +1300,7 @@ class Store:
             raise StoreError(f"the database ({shown_url(self.url)}) is {at}, which "
                              f"this version of Tidings does not know (it knows up to {head}): a "
                              "newer version migrated it; run that version here too") from e
+        return found[-1]
 
     @asynccontextmanager
     async def _sqlite_migrate_lock(self) -> AsyncIterator[None]:

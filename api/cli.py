@@ -565,7 +565,7 @@ async def cmd_index(settings, args) -> int:
         from api.runner import run_roles
 
         # --rebuild with --watch was ignored without a word: the rebuild first, then the watch.
-        if args.rebuild and (rc := await index_once(settings, rebuild=True)):
+        if args.rebuild and (rc := await index_once(settings, rebuild=True, watch=True)):
             return rc
         await run_roles(settings, serve=False, collect=False, index=True,
                         metrics_port=args.metrics_port)
@@ -573,12 +573,16 @@ async def cmd_index(settings, args) -> int:
     return await index_once(settings, rebuild=args.rebuild)
 
 
-async def index_once(settings, *, rebuild: bool) -> int:
-    """Embed the backlog, then save the index (`rebuild`: build it anew from the database)."""
+async def index_once(settings, *, rebuild: bool, watch: bool = False) -> int:
+    """Embed the backlog, then save the index (`rebuild`: build it anew from the database).
+
+    Without a database it refuses (`watch`: the role that follows makes it, as `run_roles`
+    does, since an indexer may start before the collectors): a mistyped data dir printed
+    "rebuilt the index: 0 vectors" and was left with an empty database and index."""
     from api.progress import Progress
     from api.services import build
 
-    svc = await build(settings, index=True, owner_of_files=True)
+    svc = await build(settings, index=True, owner_of_files=True, create_database=watch)
     try:
         # The repair, or a whole build when no file is usable; counts vectors and cards read.
         with Progress("load", unit="item") as bar:
@@ -795,7 +799,7 @@ async def cmd_export(settings, args) -> int:
     if (problem := output_problem(args.file, target, args.force)) is not None:
         print(f"tidings: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    svc = await build(settings)
+    svc = await build(settings, create_database=False)
     partial = None
     try:
         if args.source and (problem := await export_source_problem(svc.store, args.source, settings)):
@@ -984,7 +988,7 @@ async def cmd_related(settings, args) -> int:
     k = _cli_k(args.k, settings.api.default_k, settings.api.max_k)
     if k is None:
         return _k_refused(args.k, settings.api.max_k)
-    svc = await build(settings, serve=True, guard_callers=False)
+    svc = await build(settings, serve=True, guard_callers=False, create_database=False)
     try:
         if problem := await block_filter_problem(svc.store, args):
             print(f"tidings: error: {problem}", file=sys.stderr)
@@ -1037,7 +1041,7 @@ async def cmd_search(settings, args) -> int:
     k = _cli_k(args.k, SEARCH_DEFAULT_K, settings.api.max_k)
     if k is None:
         return _k_refused(args.k, settings.api.max_k)
-    svc = await build(settings, serve=True)
+    svc = await build(settings, serve=True, create_database=False)
     try:
         if problem := await block_filter_problem(svc.store, args):
             print(f"tidings: error: {problem}", file=sys.stderr)
@@ -1212,7 +1216,7 @@ async def cmd_sources(settings, args) -> int:
     # than that edit, then kept them retired (`Store.sync_sources`, written_at).
     from aggregator.store import unapplied_health, utcnow
 
-    svc = await build(settings)
+    svc = await build(settings, create_database=False)
     try:
         named = {s.name for s in specs}
         if args.sources_command == "reset":
@@ -1535,7 +1539,7 @@ async def cmd_stats(settings, args) -> int:
     from api.stats import stats_period, stats_report
 
     since, until = stats_period(datetime.now(UTC), args.days)
-    svc = await build(settings)
+    svc = await build(settings, create_database=False)
     try:
         if args.site and (problem := await stored_site_problem(svc.store, args.site)):
             # The API's `site=` answers such a site with zeros, as any filter matching nothing.
@@ -1558,7 +1562,7 @@ async def cmd_retention(settings, args) -> int:
     from api.runner import RETENTION_LEASE_S, retention, retention_preview
     from api.services import build
 
-    svc = await build(settings)
+    svc = await build(settings, create_database=False)
     try:
         if args.dry_run:
             report = await retention_preview(svc)
@@ -1648,7 +1652,7 @@ async def cmd_takedown(settings, args) -> int:
             print(f"tidings: error: a URL of {len(urls[-1])} characters: no story's is longer "
                   f"than {MAX_URL_CHARS}", file=sys.stderr)
             return EXIT_USAGE
-    svc = await build(settings)
+    svc = await build(settings, create_database=False)
     store = svc.store
     try:
         if args.takedown_command == "add":

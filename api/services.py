@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aggregator.errors import ConfigError
-from aggregator.settings import Settings
-from aggregator.store import EmbedderSeat, Store, other_recipe_leads
+from aggregator.errors import ConfigError, NoDatabase
+from aggregator.settings import Settings, default_database_url, sqlite_file
+from aggregator.store import EmbedderSeat, Store, other_recipe_leads, shown_url
 from api.jobhealth import JobHealth
 from api.machineid import machine_id
 from recommender.embed import Embedder, make_embedder
@@ -126,6 +126,7 @@ async def build(
     corpus: bool = False,
     mmap: bool = False,
     guard_callers: bool = True,
+    create_database: bool = True,
 ) -> Services:
     """Wire the parts a process needs. `owner_of_files`: this process saves the index files.
 
@@ -134,14 +135,27 @@ async def build(
     reading it into this process, so worker processes share its pages (api/workers.py).
     `guard_callers`: pages fetched for related-by-URL reach public addresses only (off for the
     operator's own command line, as their sources may be on any host: DESIGN.md 4.2).
+    `create_database`: make the database where there is none (the commands that bring stories
+    in, and the long-running roles, which start in any order); otherwise NoDatabase, with
+    nothing made on the disk.
     """
+    db_file = sqlite_file(settings.database_url)
+    if not create_database and db_file is not None and not db_file.is_file():
+        # Before anything touches the disk: a mistyped data dir is left as it was.
+        raise NoDatabase(no_database_message(settings))
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file of that name, no permission: say so, not a traceback
         raise ConfigError(f"data_dir {settings.data_dir} cannot be created: {e.strerror}",
                           key="data_dir") from None
     store = Store(settings.database_url)
-    await store.migrate()
+    revision = await store.migrate(create=create_database)
+    if revision is None and not create_database:  # a file or PostgreSQL database, empty
+        await store.close()
+        raise NoDatabase(no_database_message(settings, empty=True))
+    if revision is None:  # said, for a `serve` or `collect` started on a mistyped data dir
+        log.info("store.created Tidings' tables in an empty database at %s (%s)", shown_database(settings),
+                 settings.database_from or "the settings")
     lead = emb = None
     if serve or index or corpus:  # only these embed: `collect`, `sources` need no model
         lead = await store.leading_embedder()
@@ -203,6 +217,23 @@ async def build(
         svc.collector = Collector(store, settings.collect, resolver_factory=resolver_factory,
                                   owner=svc.owner, keep_days=settings.retention.stories_days)
     return svc
+
+
+def shown_database(settings: Settings) -> str:
+    """The database's file, else its URL without the password."""
+    db_file = sqlite_file(settings.database_url)
+    return str(db_file) if db_file is not None else shown_url(settings.database_url)
+
+
+def no_database_message(settings: Settings, *, empty: bool = False) -> str:
+    """The one line of a command refused for want of a database (`empty`: one without Tidings'
+    tables). Pure."""
+    where = shown_database(settings)
+    what = f"an empty database at {where}, without Tidings' tables" if empty else f"no database at {where}"
+    origin = f" ({settings.database_from})" if settings.database_from else ""
+    setting = "the data dir" if settings.database_url == default_database_url(settings.data_dir) else "database_url"
+    return (f"{what}{origin}: run `tidings run`, `tidings collect` or `tidings import` first, "
+            f"or check {setting}")
 
 
 def configured_embedder(settings: Settings, lead: str | None = None) -> Embedder:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -25,6 +26,25 @@ def cli_env(tmp_path) -> dict[str, str]:
         "PYTHONPATH": str(REPO),
     })
     return env
+
+
+def make_database(env: dict) -> None:
+    """The database of `env`'s data dir, made with the real migrations as `collect` or
+    `import` make it, without a subprocess: the commands that only read refuse a data dir
+    without one (api.services.build)."""
+    from aggregator.settings import default_database_url, with_async_driver
+    from aggregator.store import Store
+
+    url = env.get("TIDINGS_DATABASE_URL") or default_database_url(Path(env["TIDINGS_DATA_DIR"]))
+
+    async def make() -> None:
+        store = Store(with_async_driver(url))
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    asyncio.run(make())
 
 
 def run_cli(args: list[str], env: dict, *, input: str | None = None, timeout: float = 120):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from tests.datasets import bbc_records, write_jsonl
-from tests.e2e.conftest import REPO, TIDINGS, run_cli
+from tests.e2e.conftest import REPO, TIDINGS, make_database, run_cli
 
 
 def test_help_is_fast_and_lists_commands(cli_env):
@@ -81,6 +81,7 @@ def test_bad_input_is_one_line_not_a_traceback(cli_env, tmp_path):
     assert "bad.toml:3" in r.stderr and "api.prot" in r.stderr
     r = run_cli(["import", str(tmp_path / "missing.jsonl")], cli_env)
     assert r.returncode == 2 and "cannot read" in r.stderr
+    make_database(cli_env)
     r = run_cli(["related", "--id", "5"], cli_env)
     assert r.returncode == 2 and "no story with id 5" in r.stderr
     env = {**cli_env, "TIDINGS_API_PORT": "eighty"}
@@ -95,7 +96,8 @@ def test_bad_input_is_one_line_not_a_traceback(cli_env, tmp_path):
         r = run_cli(args, cli_env, timeout=20)
         assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
     (tmp_path / "a-file").write_text("")
-    r = run_cli(["sources", "list"], {**cli_env, "TIDINGS_DATA_DIR": str(tmp_path / "a-file" / "d")})
+    r = run_cli(["import", "-", "--no-index"], {**cli_env, "TIDINGS_DATA_DIR": str(tmp_path / "a-file" / "d")},
+                input="")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "data_dir" in r.stderr and "cannot be created" in r.stderr
 
@@ -162,7 +164,28 @@ def test_commands_that_do_not_embed_load_no_model(cli_env, tmp_path):
     assert not (tmp_path / "data" / "models").exists()
 
 
+def test_a_mistyped_data_dir_is_refused_by_the_readers_and_made_by_a_collector(cli_env, tmp_path):
+    """TIDINGS_DATA_DIR=/srv/tidngs: `search` made an empty database there and said "(no
+    stories found)", as if the corpus were empty. Now one line, exit 2, nothing made; a
+    collector still makes the database, and the readers then answer."""
+    missing = tmp_path / "tidngs"
+    (tmp_path / "sources.toml").write_text("", encoding="utf-8")
+    env = {**cli_env, "TIDINGS_DATA_DIR": str(missing),
+           "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml")}
+    r = run_cli(["search", "budget"], env)
+    assert (r.returncode, r.stdout) == (2, ""), r.stderr
+    assert r.stderr == (f"tidings: error: no database at {missing}/tidings.db (TIDINGS_DATA_DIR="
+                        f"{missing}): run `tidings run`, `tidings collect` or `tidings import` "
+                        "first, or check the data dir\n")
+    assert not missing.exists()
+    assert run_cli(["collect", "--once"], env).returncode == 0
+    assert (missing / "tidings.db").is_file()
+    r = run_cli(["search", "budget"], env)
+    assert r.returncode == 0 and "(no stories found)" in r.stdout, r.stderr
+
+
 def test_sources_list_shows_shipped_sources(cli_env):
+    make_database(cli_env)  # before a collector applies the file
     r = run_cli(["sources", "list"], cli_env)
     assert r.returncode == 0, r.stderr
     assert "bbc-politics" in r.stdout and "pending" in r.stdout

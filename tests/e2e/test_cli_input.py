@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.conftest import REPO, TIDINGS, run_cli
+from tests.e2e.conftest import REPO, TIDINGS, make_database, run_cli
 
 
 def one_line_error(r, status: int = 2) -> str:
@@ -208,6 +208,7 @@ async def test_a_takedown_of_a_url_no_story_can_have_is_one_line_on_either_datab
     import string
 
     env = {**cli_env, "TIDINGS_DATABASE_URL": db_url}
+    await asyncio.to_thread(make_database, env)
     path = "".join(random.Random(7).choices(string.ascii_letters, k=9000))
     r = await asyncio.to_thread(run_cli, ["takedown", "add", f"https://news.example/{path}"], env)
     line = one_line_error(r)
@@ -229,8 +230,7 @@ async def test_a_database_that_refuses_writes_is_one_line(cli_env, tmp_path, pg_
         '[[source]]\nname = "a"\nurl = "http://127.0.0.1:9/feed"\ncategory = "news"\n')
     env = {**cli_env, "TIDINGS_DATABASE_URL": pg_url,
            "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml")}
-    r = await asyncio.to_thread(run_cli, ["sources", "list"], env)  # the schema, the source
-    assert r.returncode == 0, r.stderr
+    await asyncio.to_thread(make_database, env)
     name = urlsplit(pg_url).path.lstrip("/")
     await _admin(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
     for args in (["sources", "reset", "a"], ["index"]):
@@ -252,6 +252,7 @@ async def test_related_by_url_of_a_page_without_an_article_is_one_line(cli_env, 
         site.route("/feed.xml", body='<?xml version="1.0"?><rss version="2.0"><channel>'
                    "<title>Feed</title></channel></rss>", content_type="application/rss+xml")
         env = {**cli_env, "TIDINGS_API_FETCH_ALLOW_HOSTS": "127.0.0.1"}
+        await asyncio.to_thread(make_database, env)
         r = await asyncio.to_thread(run_cli, ["related", "--url", site.url("/feed.xml")], env)
         closed = site.url("/gone.html").replace(f":{site.port}/", f":{_closed_port()}/")
         down = await asyncio.to_thread(run_cli, ["related", "--url", closed], env)
@@ -335,6 +336,7 @@ async def test_related_by_url_in_the_cli_reads_an_intranet_page(cli_env):
             f"</h1><p>{words}</p><p>{words}</p></article></body></html>")
     async with LocalSite() as site:
         site.route("/ferry.html", body=page, content_type="text/html")
+        await asyncio.to_thread(make_database, cli_env)
         r = await asyncio.to_thread(run_cli, ["related", "--url", site.url("/ferry.html"), "--json"],
                                     cli_env)
     assert r.returncode == 0, r.stderr
@@ -355,6 +357,7 @@ def test_sources_list_says_due_for_a_source_waiting_for_its_check(cli_env, tmp_p
     path = tmp_path / "sources.toml"
     path.write_text('[[source]]\nname = "waiting"\nurl = "https://news.example/feed.xml"\n'
                     'category = "news"\n', encoding="utf-8")
+    make_database(cli_env)
     r = run_cli(["sources", "list"], {**cli_env, "TIDINGS_SOURCES_FILE": str(path)})
     assert r.returncode == 0, r.stderr
     row = next(line for line in r.stdout.splitlines() if line.startswith("waiting"))

@@ -14,7 +14,7 @@ from recommender.corpus import Corpus
 from recommender.embed import HashingEmbedder
 from recommender.indexer import Indexer
 from recommender.vindex import FaissIndex
-from tests.e2e.conftest import REPO, run_cli
+from tests.e2e.conftest import REPO, make_database, run_cli
 
 EMB = HashingEmbedder(32)
 
@@ -89,6 +89,7 @@ async def test_retention_runs_once_from_the_command_line(cli_env):
 
 def test_retention_keeps_for_ever_what_its_settings_keep(cli_env):
     """The shipped `stories_days = 0` keeps the stories: said, not counted as 0 removed."""
+    make_database(cli_env)
     r = run_cli(["retention", "--dry-run"], cli_env)
     assert r.returncode == 0, r.stderr
     row = next(line for line in r.stdout.splitlines() if line.startswith("stories"))

@@ -1214,9 +1214,22 @@ async def cmd_sources(settings, args) -> int:
     # list` run with another file (TIDINGS_SOURCES_FILE, another machine's) retired every
     # source that file did not name, and the real file's collector, whose file was older
     # than that edit, then kept them retired (`Store.sync_sources`, written_at).
+    from aggregator.errors import NoDatabase
     from aggregator.store import unapplied_health, utcnow
 
-    svc = await build(settings, create_database=False)
+    try:
+        svc = await build(settings, create_database=False)
+    except NoDatabase as e:
+        if args.sources_command != "list":
+            raise
+        # A new install's first look at its sources, before any collector made the database:
+        # the file's sources, all pending, with nothing made on the disk (refused, it read as
+        # if the shipped config were broken).
+        now = utcnow()
+        print(f"tidings: note: {e}; listed as {settings.sources_file} names them, all pending",
+              file=sys.stderr)
+        return _show_sources([unapplied_health(s, now, settings.collect.min_interval_s)
+                              for s in sorted(specs, key=lambda s: s.name)], args)
     try:
         named = {s.name for s in specs}
         if args.sources_command == "reset":
@@ -1255,6 +1268,11 @@ async def cmd_sources(settings, args) -> int:
     note = difference_note(difference, settings.sources_file)
     if note:
         print(note, file=sys.stderr)
+    return _show_sources(rows, args)
+
+
+def _show_sources(rows, args) -> int:
+    """`sources list`'s output: the table, or the API's rows with `--json`."""
     if args.json:
         from api.cards import source_json  # the API's rows, times and all
 

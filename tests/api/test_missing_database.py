@@ -17,7 +17,7 @@ from api.services import build, no_database_message
 
 REFUSING = [
     ["search", "budget"], ["related", "--id", "5"], ["related", "--text", "budget talks"],
-    ["stats"], ["export", "-"], ["sources", "list"], ["sources", "reset", "bbc-politics"],
+    ["stats"], ["export", "-"], ["sources", "reset", "bbc-politics"],
     ["sources", "purge", "gone"], ["retention", "--dry-run"], ["retention"],
     ["takedown", "list"], ["takedown", "add", "https://news.example/a"],
     ["takedown", "lift", "https://news.example/a"], ["index"], ["index", "--rebuild"],
@@ -43,6 +43,23 @@ def test_a_read_command_refuses_a_data_dir_without_a_database(args, mistyped, tm
                        f"{mistyped}): run `tidings run`, `tidings collect` or `tidings import` "
                        "first, or check the data dir\n")
     assert list(tmp_path.iterdir()) == []  # no folder, no database, no machine-id
+
+
+def test_sources_list_without_a_database_lists_the_file_pending_and_makes_nothing(
+        mistyped, tmp_path, capsys):
+    """A new install's first look at its sources, before any collector ran: refused, it read
+    as if the shipped config were broken."""
+    from aggregator.settings import load_settings
+    from aggregator.sources import load_sources
+
+    names = sorted(s.name for s in load_sources(load_settings().sources_file) if s.enabled)
+    assert cli.main(["sources", "list"]) == 0
+    out = capsys.readouterr()
+    assert out.err.startswith(f"tidings: note: no database at {mistyped}/tidings.db ")
+    assert out.err.rstrip().endswith("all pending")
+    rows = {line.split()[0]: line for line in out.out.splitlines()[1:] if line.strip()}
+    assert names and all("pending" in rows[n] for n in names)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_import_still_makes_the_database_and_the_readers_then_answer(mistyped, tmp_path, capsys):

@@ -327,7 +327,7 @@ class RelatedService:
         # lifted over those above it (`reranked`).
         extra = RERANK_EXTRA if could_lift(query) else 0
         block = await self._block(art, k=k + extra, filters=filters,
-                                  params=search_params(self.rank_params))
+                                  params=search_params(self.rank_params, query))
         rows = reranked(block.related, query, k, lambda m: (m.title, m.summary))
         rows = [(m, searched(r, spelt, m.title, m.summary)) for m, r in rows]
         return Block(block.article, rows, block.took_ms, block.version, block.reach)

@@ -206,7 +206,7 @@ class RankParams:
     # is judged by its words, not dropped (see `unrelated`). Only for an article of at least
     # `min_relevance_words` words (title and text): a short one sits lower on the scale (BBC
     # headlines alone against the stories: 4.8% of the same-section stories shown fall under
-    # 0.3; a headline and 15 words 1.2%), and a search has no floor (`search.search_params`).
+    # 0.3; a headline and 15 words 1.2%), and a search has none (`search.search_params`).
     min_relevance: float = 0.3
     min_relevance_words: int = 40
     # ... and a shorter article (a feed's headline and one-line summary) is held to this lower
@@ -218,6 +218,10 @@ class RankParams:
     # would leave 12 of 2,100 BBC headline blocks short and take 1.2% of their same-section
     # stories. See recommender/evaluate.py.
     min_relevance_short: float = 0.2
+    # A candidate that shares no word with the article (no lexical score, no shared name)
+    # and whose dense cosine is under this is left out: found by meaning alone, and weakly.
+    # Off in blocks (the floors above judge them); a search sets it (`search.SEARCH_MIN_DENSE`).
+    min_dense_unmatched: float = -math.inf
 
 
 @dataclass(frozen=True)
@@ -339,13 +343,18 @@ def with_floor_for(query: Query, params: RankParams) -> RankParams:
 
 
 def unrelated(query: Query, cand: Candidate, dense: float, lexical: float,
-               params: RankParams) -> bool:
-    """Under the relevance floor, where both sides' similarity is known: without a vector on
-    either side (a story still in the embedding queue, an article not embedded) the dense
-    cosine reads 0 and would drop a story its words relate."""
+              params: RankParams, shared: Sequence[str] = ()) -> bool:
+    """Under the relevance floor, or sharing no word with the article (`shared`: its names
+    the candidate has) and under `min_dense_unmatched`, where both sides' similarity is
+    known: without a vector on either side (a story still in the embedding queue, an article
+    not embedded) the dense cosine reads 0 and would drop a story its words relate."""
     dense_known = cand.dense_score is not None or (query.vector is not None
                                                   and cand.vector is not None)
-    return dense_known and _base_relevance(dense, lexical, params) < params.min_relevance
+    if not dense_known:
+        return False
+    if _base_relevance(dense, lexical, params) < params.min_relevance:
+        return True
+    return dense < params.min_dense_unmatched and lexical <= 0 and not shared
 
 
 def site_passes(site: str, filters: Filters) -> bool:
@@ -1076,7 +1085,8 @@ def rank_related(
     scored.sort(key=lambda s: -s.score)
     # The floor only leaves stories out: they still counted in the agreement's context, the
     # shares and the article's section above, so the others rank as they did without it.
-    best = [s for s in scored if not unrelated(query, s.cand, s.dense, s.lexical, params)][:pool]
+    best = [s for s in scored
+            if not unrelated(query, s.cand, s.dense, s.lexical, params, s.shared)][:pool]
     cosines = _Cosines(best)
     kept = collapse_duplicates(best, params, cosines)
     chosen = diversify(kept, k, params, cosines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +30,7 @@ from recommender.related import (
     time_bonus,
     url_key,
 )
-from recommender.search import search_params
+from recommender.search import SEARCH_MIN_DENSE, search_params
 from recommender.vindex import BruteForceIndex
 
 from .foreign_news import FRENCH, FRENCH_EVENTS, GERMAN, GERMAN_EVENTS
@@ -838,11 +839,28 @@ def test_a_story_not_yet_embedded_is_judged_by_its_words_not_dropped_by_the_floo
                             k=3, now=NOW)) == [3]
 
 
-def test_a_search_has_no_relevance_floor():
-    from recommender.search import search_params
-
+def test_a_search_has_no_relevance_floor_for_a_story_with_its_words():
     weak = cand(3, unit(0.2, 1), lexical_score=0.05)
     assert ids(rank_related(ARTICLE, [weak], k=3, now=NOW, params=search_params())) == [3]
+
+
+def test_a_search_leaves_out_a_story_found_by_meaning_alone_and_weakly():
+    """"xyzzy" gave ten stories "about the same subject" at cosines of 0.2-0.35: a story that
+    shares no word with the query is shown only when its meaning is close (a paraphrase)."""
+    far = cand(2, unit(0.2, 1))  # cosine 0.2, no word in common
+    close = cand(3, unit(1, 1))  # 0.71: the same subject in other words
+    worded = cand(4, unit(0.2, 0, 1), lexical_score=0.05)  # (other vectors: no copies)
+    named = cand(5, unit(0.2, 0, 0, 1), key_terms=("putin",))  # a name the lexical pool missed
+    waiting = cand(6, None)  # not embedded yet: no cosine to judge it by
+    stories = [far, close, worded, named, waiting]
+    assert set(ids(rank_related(ARTICLE, stories, k=5, now=NOW,
+                                params=search_params()))) == {3, 4, 5, 6}
+    # A related block is judged by its own floors, as before.
+    assert 2 in ids(rank_related(ARTICLE, stories, k=5, now=NOW,
+                                 params=RankParams(min_relevance=0)))
+    # No index reads a word in capitals ("WHO"): the story that writes it shares no word.
+    assert search_params(query="WHO warns").min_dense_unmatched == -math.inf
+    assert search_params(query="measles warns").min_dense_unmatched == SEARCH_MIN_DENSE
 
 
 def test_a_floor_of_0_fills_the_block_as_the_setting_says():

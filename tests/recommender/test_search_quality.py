@@ -75,3 +75,29 @@ async def test_search_finds_known_stories_and_topics(stack):
         print(f"{query!r}: {sections.count(section)}/10 {section}")
         assert len(sections) == 10
         assert sections.count(section) / 10 >= TOPICAL_FLOOR, [m.title for m, _ in block.related]
+
+
+# Queries that match no story: gibberish, and topics no story of 2004-2005 covers. Each gave
+# ten stories "about the same subject" at cosines of 0.2-0.35 (`search.SEARCH_MIN_DENSE`).
+MATCH_NOTHING = ["xyzzy", "lorem ipsum", "chatgpt", "bitcoin"]
+# A paraphrase that shares no word with its story, found by meaning alone (cosine 0.62).
+PARAPHRASE = "britons purchase more records than anyone"
+PARAPHRASED = "UK 'world's biggest music buyer'"
+
+
+async def test_a_query_that_matches_nothing_finds_nothing_and_a_paraphrase_its_story(stack):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:
+        for q in MATCH_NOTHING:
+            r = await http.get("/v1/search", params={"q": q})
+            assert r.status_code == 200, r.text
+            assert r.json()["items"] == [], (q, [c["title"] for c in r.json()["items"]])
+        story = next(r for r in stack.records if r["title"] == PARAPHRASED)
+        assert not set(tokenize(PARAPHRASE)) & set(tokenize(f"{story['title']} {story['text']}"))
+        r = await http.get("/v1/search", params={"q": PARAPHRASE})
+        assert r.status_code == 200, r.text
+        found = [c["title"] for c in r.json()["items"]]
+        assert PARAPHRASED in found
+        # Found by meaning, and said so.
+        assert r.json()["items"][found.index(PARAPHRASED)]["reason"] == "about the same subject"

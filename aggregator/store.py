@@ -785,12 +785,16 @@ def file_difference(rows: Sequence[SourceRow], specs: Sequence[SourceSpec],
     by_name = {r.name: r for r in rows}
     new, edited, unnamed = [], [], []
     for name, values in _sync_plan(rows, specs, now).items():
-        if name not in by_name or values.get("in_config") is True:
+        if name not in by_name:
+            new.append(name)
+        elif values.get("name", name) != name:  # adopted: a rename, or a move to a new name
+            # First: a retired row adopted is keyed by its old name, `in_config` true again.
+            new.append(values["name"])
+            if by_name[name].in_config:  # a retired one is no longer configured
+                unnamed.append(name)
+        elif values.get("in_config") is True:
             new.append(name)
         elif values.get("in_config") is False:
-            unnamed.append(name)
-        elif values.get("name", name) != name:  # adopted: a rename, or a move to a new name
-            new.append(values["name"])
             unnamed.append(name)
         else:
             edited.append(name)

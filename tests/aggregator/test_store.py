@@ -431,6 +431,19 @@ async def test_file_difference_says_what_a_sync_would_do_and_writes_nothing(stor
     assert await store.list_sources(retired=True) == before
 
 
+async def test_file_difference_names_the_new_source_that_takes_a_retired_ones_row(store):
+    """A new name on the URL of a source retired before adopts its row (`_adoptions`): the
+    plan keys it by the retired name, with `in_config` back to true. It was read as the
+    retired name come back: the note said "new in the file: old", and `sources list` showed
+    no pending row for "fresh", the source the file names."""
+    from aggregator.store import FileDifference
+
+    await store.sync_sources([SourceSpec("old", "https://o.org/feed", "news")], NOW)
+    await store.sync_sources([], NOW)  # "old" retired
+    fresh = SourceSpec("fresh", "https://o.org/feed", "news")
+    assert await store.file_difference([fresh], NOW) == FileDifference(new=("fresh",))
+
+
 async def test_a_removed_source_keeps_its_damping_not_its_boost(store):
     """Removed, a source's stories ranked with its last weight: a boost stayed, for a source
     the operator dropped. A damping, and 0 (kept out of blocks), is their judgement of the

@@ -41,6 +41,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    null,
     or_,
     select,
     text,
@@ -2579,7 +2580,11 @@ class Store:
         # One upsert, not a look-up then an insert: the reader's first events, written by
         # another process at the same moment (`add_events`), inserted the same new reader.
         table = ReaderRow.__table__
-        row = dialect_insert(self.dialect)(table).values(id=reader, preferences=prefs, created_at=now, last_seen_at=now)
+        # Nothing set is none (SQL NULL: Python's None is JSON 'null' in a JSON column): a
+        # reader who cleared every list holds nothing retention must keep (`_idle_readers`).
+        stored = prefs if any(prefs.values()) else null()
+        row = dialect_insert(self.dialect)(table).values(id=reader, preferences=stored, created_at=now,
+                                                         last_seen_at=now)
         async with self.writing() as s:
             await s.execute(row.on_conflict_do_update(
                 index_elements=[table.c.id], set_={"preferences": row.excluded.preferences}))

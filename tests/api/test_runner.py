@@ -336,6 +336,24 @@ async def test_retention_forgets_the_readers_it_left_with_nothing(store):
     assert (report.events, report.readers, preview.readers) == (3, 1, 1)
 
 
+async def test_retention_forgets_a_reader_who_cleared_their_preferences(store):
+    """Preferences saved with every list empty (a settings page's "clear all") were stored
+    as five empty lists, which retention read as preferences chosen to be kept: that reader
+    stayed for ever, as every reader did before. They read back the same either way."""
+    settings = load_settings(REPO_CONFIG, env={})
+    settings = replace(settings, retention=replace(settings.retention, events_days=30))
+    now = datetime.now(UTC)
+    old = now - timedelta(days=40)
+    (sid,) = (await store.upsert_stories([StoryDraft(url="https://e.org/a", title="A")], now)).new_ids
+    await store.add_events([EventRecord(event_key("cleared", sid, "click", old, None), "cleared",
+                                        sid, "click", old)], old)
+    await store.set_preferences("cleared", {"mute_topics": ["Budget"]}, old)
+    await store.set_preferences("cleared", {"mute_topics": []}, old)
+    svc = SimpleNamespace(settings=settings, store=store, owner="test", machine=None)
+    report = await runner.retention(svc, now)
+    assert report.readers == 1 and await store.reader("cleared") is None
+
+
 async def test_a_failed_retention_run_is_run_again_at_the_next_tick(store, monkeypatch):
     """Retention claimed its hour before deleting: a run whose deletion failed (the database
     busy, a disk error) was not tried again by any process for an hour."""

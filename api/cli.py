@@ -693,7 +693,7 @@ async def cmd_import(settings, args) -> int:
         with Progress("import", unit="line", bytes_=size is not None) as bar:
             for n, item in enumerate(read_jsonl(story_lines(stream), now), start=1):
                 if isinstance(item, LineNote) and not isinstance(item, LineError):
-                    print(f"tidings: {args.file}: {item}", file=sys.stderr)  # on the next draft
+                    bar.note(f"tidings: {args.file}: {item}")  # on the next draft
                     continue
                 if size is None:
                     bar.step()
@@ -701,7 +701,7 @@ async def cmd_import(settings, args) -> int:
                     bar.update(stream.tell(), size)
                 if isinstance(item, LineError):
                     bad += 1
-                    print(f"tidings: {args.file}: {item}", file=sys.stderr)
+                    bar.note(f"tidings: {args.file}: {item}")
                     continue
                 if item.url in batch:
                     # A URL an earlier line had (noted above): that line goes in first, and

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -269,6 +270,24 @@ def test_import_progress_on_a_terminal_counts_bytes_of_the_file(cli_env, tmp_pat
     # A pipe has no size: the lines read and their rate, not their count as their own total.
     shown = _stderr_on_a_terminal(["import", "-", "--no-index"], cli_env, piped=path.read_bytes())
     assert "import: 3000line [" in shown and "100%" not in shown, shown[-300:]
+
+
+def test_bad_lines_on_a_terminal_are_lines_of_their_own(cli_env, tmp_path):
+    """A bad line's note was printed where the bar's last drawing ended: "... 5.08MB/s]tidings:
+    FILE: line 1002: invalid JSON ...", the line number lost in the middle of the bar."""
+    good = [json.dumps({"url": f"https://example.org/{i}", "title": f"Story {i}",
+                        "text": "word " * 50}) for i in range(1000)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join([*good[:500], '{"url": ', *good[500:], '{"title": "no url"}'])
+                    + "\n", encoding="utf-8")
+    shown = _stderr_on_a_terminal(["import", str(path), "--no-index"], cli_env)
+    # Each bar drawing starts with "\r"; a note is its own piece between "\r" and "\n".
+    pieces = [p.strip() for p in re.split(r"[\r\n]", shown)]
+    notes = [p for p in pieces if f"{path}: line " in p]
+    assert notes == [f"tidings: {path}: line 501: invalid JSON: Expecting value at column 9",
+                     f"tidings: {path}: line 1002: 'url' is required and must be a non-empty "
+                     "string"], shown[-600:]
+    assert "import: 100%" in shown
 
 
 def test_a_terminal_without_a_size_shows_the_bar(cli_env, tmp_path):

@@ -316,6 +316,36 @@ def test_import_shows_the_index_load_on_a_terminal(cli_env, tmp_path):
     assert "load: 100%" in shown and "600/600" in shown, shown[-600:]  # vectors, then cards
 
 
+def test_log_lines_on_a_terminal_go_above_the_bar(cli_env, tmp_path):
+    """A rerun after an interrupted import repairs the saved index from the database, and its
+    `index.repaired` line began where the load bar's last drawing ended ("...item/s]2026-12-07
+    09:25:05,233 INFO tidings.corpus[8532] index.repaired ...")."""
+    import shutil
+
+    index = tmp_path / "data" / "index"
+    first = write_jsonl([{"url": f"https://example.org/{i}", "title": f"Story {i}",
+                          "text": f"Report {i} on the talks."} for i in range(100)],
+                        tmp_path / "first.jsonl")
+    assert run_cli(["import", str(first)], cli_env).returncode == 0
+    shutil.copytree(index, tmp_path / "saved")
+    second = write_jsonl([{"url": f"https://example.org/b{i}", "title": f"Later {i}",
+                           "text": f"Later report {i} on the vote."} for i in range(100)],
+                         tmp_path / "second.jsonl")
+    assert run_cli(["import", str(second)], cli_env).returncode == 0
+    # The files as an import killed before its save left them: the second file's vectors
+    # stored, not in the index.
+    shutil.rmtree(index)
+    shutil.copytree(tmp_path / "saved", index)
+    more = write_jsonl([{"url": "https://example.org/new", "title": "One more"}],
+                       tmp_path / "more.jsonl")
+    shown = _stderr_on_a_terminal(["import", str(more)], {**cli_env, "TIDINGS_LOG_LEVEL": "info"})
+    pieces = [p.strip() for p in re.split(r"[\r\n]", shown)]
+    repaired = [p for p in pieces if "index.repaired" in p]
+    assert repaired and all(p.endswith("index.repaired added=100 removed=0") and
+                            " INFO tidings.corpus[" in p and "load:" not in p
+                            for p in repaired), shown[-800:]
+
+
 def test_run_on_a_port_in_use_is_one_line_not_a_traceback(cli_env, tmp_path):
     """The API's bind failed with uvicorn's one line, then the stop cancelled the collect
     round waiting for the model, and APScheduler logged that with a traceback."""

@@ -694,52 +694,62 @@ async def cmd_import(settings, args) -> int:
         # A file: progress in bytes read of its size (counting lines, the bar only ever showed
         # 100% of the lines read so far). A pipe has no size: lines.
         size = _regular_size(stream)
-        with Progress("import", unit="line", bytes_=size is not None) as bar:
-            for n, item in enumerate(read_jsonl(story_lines(stream), now), start=1):
-                if isinstance(item, LineNote) and not isinstance(item, LineError):
-                    print(f"tidings: {args.file}: {item}", file=sys.stderr)  # on the next draft
-                    continue
-                if size is None:
-                    bar.step()
-                elif n % 200 == 0:
-                    bar.update(stream.tell(), size)
-                if isinstance(item, LineError):
-                    bad += 1
-                    print(f"tidings: {args.file}: {item}", file=sys.stderr)
-                    continue
-                if item.url in batch:
-                    # A URL an earlier line had (noted above): that line goes in first, and
-                    # this one updates its story as a re-import does. In one batch the later
-                    # draft replaced the earlier whole, and what only the earlier named (a
-                    # category) was lost, where lines 500 apart kept it.
+        lines_done = False
+        try:
+            with Progress("import", unit="line", bytes_=size is not None) as bar:
+                for n, item in enumerate(read_jsonl(story_lines(stream), now), start=1):
+                    if isinstance(item, LineNote) and not isinstance(item, LineError):
+                        bar.note(f"tidings: {args.file}: {item}")  # on the next draft
+                        continue
+                    if size is None:
+                        bar.step()
+                    elif n % 200 == 0:
+                        bar.update(stream.tell(), size)
+                    if isinstance(item, LineError):
+                        bad += 1
+                        bar.note(f"tidings: {args.file}: {item}")
+                        continue
+                    if item.url in batch:
+                        # A URL an earlier line had (noted above): that line goes in first, and
+                        # this one updates its story as a re-import does. In one batch the later
+                        # draft replaced the earlier whole, and what only the earlier named (a
+                        # category) was lost, where lines 500 apart kept it.
+                        await flush()
+                    batch[item.url] = item
+                    if len(batch) >= 500:
+                        await flush()
+                if batch:
                     await flush()
-                batch[item.url] = item
-                if len(batch) >= 500:
-                    await flush()
-            if batch:
-                await flush()
-            if size is not None:
-                bar.update(size, size)
-        print(f"imported: {new} new, {updated} updated, {same} already stored, {dups} linked duplicates, "
-              f"{bad} bad lines skipped" + (f", {down} taken down (skipped)" if down else "")
-              + (f", {past} older than [retention] stories_days = {keep_days} (skipped)"
-                 if past else ""))
-        if svc.indexer is not None:
-            # The index's load and repair, as `tidings index` shows it: without saved files
-            # (deleted, another recipe's) it reads every stored vector and card, minutes at a
-            # million stories, which an import on a terminal spent in silence.
-            with Progress("load", unit="item") as bar:  # vectors and cards read
-                await svc.corpus.start(progress=bar.callback())
-            with Progress("embed") as bar:
-                rep = await svc.indexer.drain(progress=bar.callback())
-            await svc.corpus.follow()
-            if not await svc.corpus.save():
-                _save_skipped(rebuild=False)
-            print(f"embedded {counted(rep.embedded, 'story', 'stories')}; index holds {len(svc.corpus)}")
-            if rep.waiting_for is not None:
-                _say_waiting(rep.waiting_for, svc.embedder.recipe)
-            else:
-                _say_leased(rep.backlog, svc.indexer.lease_s)
+                if size is not None:
+                    bar.update(size, size)
+            print(f"imported: {new} new, {updated} updated, {same} already stored, {dups} linked duplicates, "
+                  f"{bad} bad lines skipped" + (f", {down} taken down (skipped)" if down else "")
+                  + (f", {past} older than [retention] stories_days = {keep_days} (skipped)"
+                     if past else ""))
+            lines_done = True
+            if svc.indexer is not None:
+                # The index's load and repair, as `tidings index` shows it: without saved files
+                # (deleted, another recipe's) it reads every stored vector and card, minutes at a
+                # million stories, which an import on a terminal spent in silence.
+                with Progress("load", unit="item") as bar:  # vectors and cards read
+                    await svc.corpus.start(progress=bar.callback())
+                with Progress("embed") as bar:
+                    rep = await svc.indexer.drain(progress=bar.callback())
+                await svc.corpus.follow()
+                if not await svc.corpus.save():
+                    _save_skipped(rebuild=False)
+                print(f"embedded {counted(rep.embedded, 'story', 'stories')}; index holds {len(svc.corpus)}")
+                if rep.waiting_for is not None:
+                    _say_waiting(rep.waiting_for, svc.embedder.recipe)
+                else:
+                    _say_leased(rep.backlog, svc.indexer.lease_s)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Ctrl-C or SIGTERM: main() says which; this says what is kept, and that a rerun
+            # goes on. "stopped by SIGINT" alone left a backfill's operator to guess whether
+            # the lines read so far were lost, or would go in twice.
+            print(stopped_import_note(args.file, new + updated + same, lines_done),
+                  file=sys.stderr)
+            raise
         # 1 only when no line was good: a rerun of a file with bad lines (its good lines
         # already stored) succeeded as much as the first run did. A line past retention was
         # good, and left out as the settings ask.
@@ -751,6 +761,17 @@ async def cmd_import(settings, args) -> int:
         if args.file != "-":
             stream.close()
         await svc.close()
+
+
+def stopped_import_note(name: str, stored: int, lines_done: bool) -> str:
+    """What an interrupted import kept (pure). Each batch of lines commits as it is written
+    (the one being read when it stopped is lost), and a rerun skips the stored lines
+    (unchanged: no write, no embedding) and goes on."""
+    if not lines_done:
+        return (f"tidings: {name}: {counted(stored, 'line', 'lines')} stored before the stop; "
+                "run the same import again to go on (stored lines are skipped)")
+    return (f"tidings: {name}: all its lines are stored ({stored}), not all embedded yet: "
+            "`tidings index`, or the same import again, embeds the rest")
 
 
 # A write that failed because the disk did, not because the path given was wrong. A

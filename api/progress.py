@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -16,6 +17,7 @@ class Progress:
     def __init__(self, desc: str, unit: str = "story", *, bytes_: bool = False):
         """`bytes_`: counts are bytes, shown scaled (kB, MB)."""
         self.bar = None
+        self._logs = contextlib.ExitStack()
         # sys.stderr is None when the command was started with it closed (`2>&-`): an
         # AttributeError stopped `import` after its first line, exit 1.
         if sys.stderr is not None and sys.stderr.isatty():
@@ -24,6 +26,11 @@ class Progress:
             self.bar = tqdm(desc=desc, unit="B" if bytes_ else unit, unit_scale=bytes_,
                             unit_divisor=1024 if bytes_ else 1000, total=0, leave=True,
                             **_bar_size(sys.stderr))
+            # Log lines too go above the bar while it runs: a rerun's `index.repaired` began
+            # after the load bar's last drawing ("... 4737.70item/s]2026-12-07 ... INFO").
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self._logs.enter_context(logging_redirect_tqdm())
 
     def update(self, done: int, total: int) -> None:
         if self.bar is not None:
@@ -37,9 +44,20 @@ class Progress:
         if self.bar is not None:
             self.bar.update(n)
 
+    def note(self, message: str) -> None:
+        """A line for the operator on stderr (an import's bad line) while the bar runs: above
+        the bar, which is drawn again below it. Printed as it is, the line began right after
+        the bar's last drawing ("... 5.08MB/s]tidings: big.jsonl: line 1002: ...") and the
+        next drawing left a stale bar behind it."""
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        self._logs.close()  # the log's own handlers back
 
     def __enter__(self) -> Progress:
         return self

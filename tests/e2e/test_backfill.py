@@ -66,10 +66,16 @@ def test_interrupted_import_resumes(cli_env, tmp_path, records, sig):
         if sig == signal.SIGINT:
             proc.stdin.close()  # the interrupt lands at the next await, after the blocked read
         code = proc.wait(timeout=60)
+        err = proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
     assert code == (-9 if sig == signal.SIGKILL else 130)
+    if sig == signal.SIGINT:  # what is kept, and how to go on: "stopped" alone left it to guess
+        assert err.strip().splitlines() == [
+            f"tidings: -: {IMPORT_BATCH} lines stored before the stop; run the same import "
+            "again to go on (stored lines are skipped)",
+            "tidings: stopped by SIGINT (Ctrl-C)"], err
     before = _stored(db)
     assert 0 < before < len(records)
     assert _count(db, "SELECT count(*) FROM story_vectors") == 0  # never got to embedding
@@ -215,7 +221,11 @@ def test_sigterm_hands_back_the_claims(cli_env, tmp_path, records, command):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM
-    assert err.strip() == "tidings: stopped by SIGTERM"  # one line, no traceback
+    said = ["tidings: stopped by SIGTERM"]  # and no traceback
+    if command == "import":  # what is kept, and how to go on: "stopped" alone left it to guess
+        said.insert(0, f"tidings: {path}: all its lines are stored ({len(records)}), not all "
+                       "embedded yet: `tidings index`, or the same import again, embeds the rest")
+    assert err.strip().splitlines() == said, err
     assert _held(db) == 0
     r = run_cli(["index"], cli_env)
     assert r.returncode == 0, r.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -294,6 +295,24 @@ def test_import_progress_on_a_terminal_counts_bytes_of_the_file(cli_env, tmp_pat
     assert "import: 3000line [" in shown and "100%" not in shown, shown[-300:]
 
 
+def test_bad_lines_on_a_terminal_are_lines_of_their_own(cli_env, tmp_path):
+    """A bad line's note was printed where the bar's last drawing ended: "... 5.08MB/s]tidings:
+    FILE: line 1002: invalid JSON ...", the line number lost in the middle of the bar."""
+    good = [json.dumps({"url": f"https://example.org/{i}", "title": f"Story {i}",
+                        "text": "word " * 50}) for i in range(1000)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join([*good[:500], '{"url": ', *good[500:], '{"title": "no url"}'])
+                    + "\n", encoding="utf-8")
+    shown = _stderr_on_a_terminal(["import", str(path), "--no-index"], cli_env)
+    # Each bar drawing starts with "\r"; a note is its own piece between "\r" and "\n".
+    pieces = [p.strip() for p in re.split(r"[\r\n]", shown)]
+    notes = [p for p in pieces if f"{path}: line " in p]
+    assert notes == [f"tidings: {path}: line 501: invalid JSON: Expecting value at column 9",
+                     f"tidings: {path}: line 1002: 'url' is required and must be a non-empty "
+                     "string"], shown[-600:]
+    assert "import: 100%" in shown
+
+
 def test_a_terminal_without_a_size_shows_the_bar(cli_env, tmp_path):
     """A terminal that reports 0 lines (`script -qc`, `docker run -t` before its first resize)
     got an empty line where the bar goes: tqdm draws nothing below a terminal's last line."""
@@ -318,6 +337,36 @@ def test_import_shows_the_index_load_on_a_terminal(cli_env, tmp_path):
                        tmp_path / "more.jsonl")
     shown = _stderr_on_a_terminal(["import", str(more)], cli_env)
     assert "load: 100%" in shown and "600/600" in shown, shown[-600:]  # vectors, then cards
+
+
+def test_log_lines_on_a_terminal_go_above_the_bar(cli_env, tmp_path):
+    """A rerun after an interrupted import repairs the saved index from the database, and its
+    `index.repaired` line began where the load bar's last drawing ended ("...item/s]2026-12-07
+    09:25:05,233 INFO tidings.corpus[8532] index.repaired ...")."""
+    import shutil
+
+    index = tmp_path / "data" / "index"
+    first = write_jsonl([{"url": f"https://example.org/{i}", "title": f"Story {i}",
+                          "text": f"Report {i} on the talks."} for i in range(100)],
+                        tmp_path / "first.jsonl")
+    assert run_cli(["import", str(first)], cli_env).returncode == 0
+    shutil.copytree(index, tmp_path / "saved")
+    second = write_jsonl([{"url": f"https://example.org/b{i}", "title": f"Later {i}",
+                           "text": f"Later report {i} on the vote."} for i in range(100)],
+                         tmp_path / "second.jsonl")
+    assert run_cli(["import", str(second)], cli_env).returncode == 0
+    # The files as an import killed before its save left them: the second file's vectors
+    # stored, not in the index.
+    shutil.rmtree(index)
+    shutil.copytree(tmp_path / "saved", index)
+    more = write_jsonl([{"url": "https://example.org/new", "title": "One more"}],
+                       tmp_path / "more.jsonl")
+    shown = _stderr_on_a_terminal(["import", str(more)], {**cli_env, "TIDINGS_LOG_LEVEL": "info"})
+    pieces = [p.strip() for p in re.split(r"[\r\n]", shown)]
+    repaired = [p for p in pieces if "index.repaired" in p]
+    assert repaired and all(p.endswith("index.repaired added=100 removed=0") and
+                            " INFO tidings.corpus[" in p and "load:" not in p
+                            for p in repaired), shown[-800:]
 
 
 def test_run_on_a_port_in_use_is_one_line_not_a_traceback(cli_env, tmp_path):

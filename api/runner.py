@@ -28,6 +28,7 @@ from aggregator.errors import ConfigError, StoreError
 from aggregator.settings import RetentionSettings, Settings
 from aggregator.sources import load_sources, written_at
 from aggregator.store import database_unavailable, driver_reason
+from aggregator.urlsecrets import masked_secrets
 from api.jobhealth import JobHealth
 from api.opslistener import OpsListener
 from api.services import Services, build, recipe_adopter
@@ -78,7 +79,8 @@ class SourcesWatcher:
         except ConfigError as e:
             if strict:
                 raise
-            log.error("sources.invalid keeping previous sources: %s", e)
+            # Masked: the line a bad URL is quoted in may carry a private feed's key.
+            log.error("sources.invalid keeping previous sources: %s", masked_secrets(str(e)))
             self.invalid = True
             return
         try:

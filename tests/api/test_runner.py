@@ -182,6 +182,29 @@ async def test_a_collecting_process_does_not_start_on_a_bad_sources_file(tmp_pat
         await svc.close()
 
 
+async def test_an_invalid_sources_edit_keeps_a_feeds_key_out_of_the_log(tmp_path, caplog):
+    """A running collector's `sources.invalid` line quotes the bad value: a private feed's
+    key in its URL went to the log whole, where collect's own lines mask it."""
+    import logging
+
+    from api.services import build
+
+    sources = tmp_path / "sources.toml"
+    sources.write_text('[[source]]\nname = "a"\nurl = "ftp://feeds.example/x?token=s3cret"\n'
+                       'category = "c"\n', encoding="utf-8")
+    settings = load_settings(REPO_CONFIG, env={
+        "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(sources),
+        "TIDINGS_INDEX_EMBEDDER": "hash"})
+    svc = await build(settings)
+    try:
+        with caplog.at_level(logging.ERROR, logger="tidings"):
+            await runner.SourcesWatcher(svc, sources).check()
+        assert "sources.invalid" in caplog.text and "token=***" in caplog.text
+        assert "s3cret" not in caplog.text
+    finally:
+        await svc.close()
+
+
 @pytest.mark.postgres
 async def test_an_edit_of_the_sources_file_made_while_the_database_is_away_is_applied_after(
         tmp_path, pg_server, pg_url):

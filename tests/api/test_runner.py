@@ -126,12 +126,9 @@ async def test_a_collecting_process_does_not_start_on_a_bad_sources_file(tmp_pat
     from aggregator.errors import ConfigError
     from api.services import build
 
-    sources = tmp_path / "sources.toml"
-    sources.write_text('[[source]]\nname = "a"\nurl = "https://a.example/f"\ncategory = "c"\n'
-                       'intervall = "1h"\n', encoding="utf-8")
-    settings = load_settings(REPO_CONFIG, env={
-        "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(sources),
-        "TIDINGS_INDEX_EMBEDDER": "hash"})
+    sources, settings = _sources_settings(
+        tmp_path, '[[source]]\nname = "a"\nurl = "https://a.example/f"\ncategory = "c"\n'
+                  'intervall = "1h"\n')
     with pytest.raises(ConfigError) as info:
         await asyncio.wait_for(runner.run_roles(settings, serve=False, collect=True, index=False), 30)
     assert str(info.value).startswith(f"{sources}:5: ") and "intervall" in str(info.value)
@@ -189,12 +186,9 @@ async def test_an_invalid_sources_edit_keeps_a_feeds_key_out_of_the_log(tmp_path
 
     from api.services import build
 
-    sources = tmp_path / "sources.toml"
-    sources.write_text('[[source]]\nname = "a"\nurl = "ftp://feeds.example/x?token=s3cret"\n'
-                       'category = "c"\n', encoding="utf-8")
-    settings = load_settings(REPO_CONFIG, env={
-        "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(sources),
-        "TIDINGS_INDEX_EMBEDDER": "hash"})
+    sources, settings = _sources_settings(
+        tmp_path, '[[source]]\nname = "a"\nurl = "ftp://feeds.example/x?token=s3cret"\n'
+                  'category = "c"\n')
     svc = await build(settings)
     try:
         with caplog.at_level(logging.ERROR, logger="tidings"):
@@ -749,3 +743,12 @@ async def test_a_retention_preview_counts_what_the_run_then_removes(store):
     assert done == preview
     assert await runner.retention(svc, now, every_s=0) == replace(preview, stories=0, events=0,
                                                                    event_days=0, change_log=0)
+
+
+def _sources_settings(tmp_path, text: str):
+    """A sources file of `text` and the shipped settings pointed at it (hashing embedder)."""
+    sources = tmp_path / "sources.toml"
+    sources.write_text(text, encoding="utf-8")
+    return sources, load_settings(REPO_CONFIG, env={
+        "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(sources),
+        "TIDINGS_INDEX_EMBEDDER": "hash"})

@@ -697,21 +697,27 @@
 
   // Without data-url or a canonical link the page's own address is all there is, and its
   // query may hold what is the reader's alone (a login or reset token, a session id): sent,
-  // the API logged it and fetched the page with it. Such parameters and the fragment stay here.
+  // the API logged it and fetched the page with it. Such parameters stay here, and the
+  // fragment but a hashbang route (as articleOf keeps it), whose own query is read alike.
   var PRIVATE_PARAM = /(?:token|secret|passw(?:or)?d|^pwd$|^auth(?:_.*|orization)?$|^code$|^state$|session|sessid|^sid$|^(?:api_?)?key$|^sig(?:nature)?$|^otp$|^ticket$|^jwt$)/i;
   function ownAddress() {
     try {
-      var url = new URL(location.href), kept = [];
-      url.searchParams.forEach(function (value, name) {
-        if (!PRIVATE_PARAM.test(name)) kept.push([name, value]);
-      });
-      url.hash = "";
-      url.search = "";
-      kept.forEach(function (p) { url.searchParams.append(p[0], p[1]); });
-      return url.href;
+      var url = new URL(location.href), route = /^#!([^?]*)(\?.*)?$/.exec(url.hash);
+      url.search = publicQuery(url.search);
+      url.hash = route && (route[1] || route[2]) ? "#!" + route[1] + publicQuery(route[2]) : "";
+      return articleOf(url.href);
     } catch (e) {
       return location.href.split("#")[0];
     }
+  }
+
+  // "?a=1&token=x" is "?a=1": the query less the parameters named like a secret.
+  function publicQuery(search) {
+    var kept = new URLSearchParams();
+    new URLSearchParams(search || "").forEach(function (value, name) {
+      if (!PRIVATE_PARAM.test(name)) kept.append(name, value);
+    });
+    return kept.toString() ? "?" + kept : "";
   }
 
   // data-api is read as a link too: "//tidings.example" or "/tidings" (a proxy on the page's

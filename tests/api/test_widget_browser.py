@@ -477,7 +477,12 @@ async def test_without_a_canonical_link_the_readers_own_tokens_stay_in_the_brows
                         "&utm_source=y#comments")
     query = parse_qs(urlsplit((await asked.value).url).query)
     assert query["url"] == [f"{url}?id=7&author=kim&utm_source=y"]
-
+    # A hashbang route names the story (the API keeps it, as from data-url): it was dropped,
+    # and every route of the app asked the same block. Its own query is read alike.
+    async with page.expect_request("**/v1/related?**") as asked:
+        await page.goto(f"{url}?token=s3cret&id=7#!/story/1?session=abc&ref=home")
+    query = parse_qs(urlsplit((await asked.value).url).query)
+    assert query["url"] == [f"{url}?id=7#!/story/1?ref=home"]
 
 
 async def test_relative_data_url_is_read_against_the_page(page, widget_api, publisher):

@@ -50,10 +50,14 @@
 
   // document.currentScript is only set while this file first runs, so this runs then. A module
   // script (type="module") has none, nor has a copy some tag managers run: there the page's
-  // script whose path ends in /widget.js (where the API serves it), a module one first. Without
-  // this, a module tag showed nothing and said nothing.
+  // script whose path ends in /widget.js (where the API serves it) and whose src is the file
+  // this code runs from, as an Error's stack names it; no stack, or none of them that file
+  // (a copy run from a string): a module one first, or the first. Another vendor's widget.js
+  // on the page, before or after ours, was taken for ours, and our blocks asked its site.
+  // Without this, a module tag showed nothing and said nothing.
   function ownScript() {
     if (document.currentScript) return document.currentScript;
+    var running = runningFrom();
     var served = Array.prototype.filter.call(document.querySelectorAll("script[src]"), function (s) {
       try {
         return /\/widget\.js$/.test(new URL(s.src, location.href).pathname);
@@ -61,7 +65,20 @@
         return false;
       }
     });
-    return served.filter(function (s) { return /^module$/i.test(s.type); })[0] || served[0] || null;
+    return served.filter(function (s) { return running && s.src === running; })[0] ||
+      served.filter(function (s) { return /^module$/i.test(s.type); })[0] || served[0] || null;
+  }
+
+  // The URL of this file, from the top frame of a stack trace: "at ownScript (URL:57:9)" in
+  // Chromium, "ownScript@URL:57:9" in Firefox and Safari. null where there is none (a copy run
+  // from a string, an engine that writes no stack).
+  function runningFrom() {
+    try {
+      var frame = /(https?:\/\/\S+?):\d+:\d+\)?$/m.exec(new Error().stack);
+      return frame ? new URL(frame[1]).href : null;
+    } catch (e) {
+      return null;
+    }
   }
 
   var CSS = [
@@ -680,21 +697,27 @@
 
   // Without data-url or a canonical link the page's own address is all there is, and its
   // query may hold what is the reader's alone (a login or reset token, a session id): sent,
-  // the API logged it and fetched the page with it. Such parameters and the fragment stay here.
+  // the API logged it and fetched the page with it. Such parameters stay here, and the
+  // fragment but a hashbang route (as articleOf keeps it), whose own query is read alike.
   var PRIVATE_PARAM = /(?:token|secret|passw(?:or)?d|^pwd$|^auth(?:_.*|orization)?$|^code$|^state$|session|sessid|^sid$|^(?:api_?)?key$|^sig(?:nature)?$|^otp$|^ticket$|^jwt$)/i;
   function ownAddress() {
     try {
-      var url = new URL(location.href), kept = [];
-      url.searchParams.forEach(function (value, name) {
-        if (!PRIVATE_PARAM.test(name)) kept.push([name, value]);
-      });
-      url.hash = "";
-      url.search = "";
-      kept.forEach(function (p) { url.searchParams.append(p[0], p[1]); });
-      return url.href;
+      var url = new URL(location.href), route = /^#!([^?]*)(\?.*)?$/.exec(url.hash);
+      url.search = publicQuery(url.search);
+      url.hash = route && (route[1] || route[2]) ? "#!" + route[1] + publicQuery(route[2]) : "";
+      return articleOf(url.href);
     } catch (e) {
       return location.href.split("#")[0];
     }
+  }
+
+  // "?a=1&token=x" is "?a=1": the query less the parameters named like a secret.
+  function publicQuery(search) {
+    var kept = new URLSearchParams();
+    new URLSearchParams(search || "").forEach(function (value, name) {
+      if (!PRIVATE_PARAM.test(name)) kept.append(name, value);
+    });
+    return kept.toString() ? "?" + kept : "";
   }
 
   // data-api is read as a link too: "//tidings.example" or "/tidings" (a proxy on the page's

@@ -477,6 +477,12 @@ async def test_without_a_canonical_link_the_readers_own_tokens_stay_in_the_brows
                         "&utm_source=y#comments")
     query = parse_qs(urlsplit((await asked.value).url).query)
     assert query["url"] == [f"{url}?id=7&author=kim&utm_source=y"]
+    # A hashbang route names the story (the API keeps it, as from data-url): it was dropped,
+    # and every route of the app asked the same block. Its own query is read alike.
+    async with page.expect_request("**/v1/related?**") as asked:
+        await page.goto(f"{url}?token=s3cret&id=7#!/story/1?session=abc&ref=home")
+    query = parse_qs(urlsplit((await asked.value).url).query)
+    assert query["url"] == [f"{url}?id=7#!/story/1?ref=home"]
 
 
 async def test_relative_data_url_is_read_against_the_page(page, widget_api, publisher):
@@ -2270,6 +2276,25 @@ async def test_a_module_script_finds_its_api(page, widget_api, publisher):
         "</body>", f'<script type="module" src="{widget_api.base_url}/widget.js"></script></body>')
     cards = await open_with_block(page, publisher.page("module.html", html))
     assert await cards.count() == 4
+    assert asked_urls(page, "/v1/related") == [SEED_URL]
+    assert page.page_errors == []
+
+
+async def test_a_module_script_is_told_from_another_vendors_widget_js(page, widget_api, publisher):
+    """A module script took the page's first module script whose path ends in /widget.js for
+    its own: another vendor's before it, and its blocks asked that site's /v1/related (a 404).
+    Another vendor's after it must not be taken either."""
+    publisher.asset("vendor/widget.js", b"window.vendorRan = (window.vendorRan || 0) + 1;",
+                    "text/javascript")
+    publisher.asset("other/widget.js", b"window.vendorRan = (window.vendorRan || 0) + 1;",
+                    "text/javascript")
+    html = host_page(widget_api.base_url, scripts=[]).replace("</body>", (
+        '<script type="module" src="vendor/widget.js"></script>'
+        f'<script type="module" src="{widget_api.base_url}/widget.js"></script>'
+        '<script type="module" src="other/widget.js"></script></body>'))
+    cards = await open_with_block(page, publisher.page("two-widgets.html", html))
+    assert await cards.count() == 4
+    assert await page.evaluate("window.vendorRan") == 2  # the others really ran too
     assert asked_urls(page, "/v1/related") == [SEED_URL]
     assert page.page_errors == []
 

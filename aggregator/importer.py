@@ -101,7 +101,8 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
         raise ValueError("expected a JSON object")
     unknown = sorted(set(obj) - set(FIELDS))
     if unknown:
-        raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+        # Quoted: `url ` (a spreadsheet's header with a trailing space) read as `url`.
+        raise ValueError(f"unknown field(s): {', '.join(map(repr, unknown))}")
     for key in ("url", "title"):
         if not isinstance(obj.get(key), str) or not obj[key].strip():
             raise ValueError(f"'{key}' is required and must be a non-empty string")

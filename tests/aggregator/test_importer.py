@@ -339,3 +339,10 @@ def test_bidi_controls_are_dropped_from_a_line_s_texts_and_labels():
     (d,) = read_jsonl([line], NOW)
     assert (d.title, d.summary, d.author) == ("Reversed title", "A teaser", "Ann Smith")
     assert (d.site, d.source, d.category) == ("Example", "wire", "world")
+
+
+def test_unknown_fields_are_quoted_so_a_trailing_space_shows():
+    """`unknown field(s): url ` read as if `url` were unknown."""
+    (err,) = read_jsonl([json.dumps({"url ": "https://e.org/a", "url": "https://e.org/a",
+                                     "title": "T", "colour": "red"})], NOW)
+    assert err.message == "unknown field(s): 'colour', 'url '"

@@ -653,7 +653,13 @@ def _say_leased(backlog: int, lease_s: int) -> None:
 
 async def cmd_import(settings, args) -> int:
     from aggregator.collect import within_retention
-    from aggregator.importer import LineError, LineNote, read_jsonl, story_lines
+    from aggregator.importer import (
+        LineError,
+        LineNote,
+        read_jsonl,
+        refused_encoding,
+        story_lines,
+    )
     from aggregator.store import utcnow
     from api.progress import Progress
     from api.services import build
@@ -670,6 +676,14 @@ async def cmd_import(settings, args) -> int:
         except OSError as e:
             print(f"tidings: error: cannot read {args.file}: {e.strerror}", file=sys.stderr)
             return EXIT_USAGE
+    # A file in no encoding it reads (gzip, UTF-16 without its mark, Latin-1) is refused
+    # whole, before a database is opened: read a line at a time, it was one error a line.
+    if why := refused_encoding(stream.peek(1) if hasattr(stream, "peek") else b""):
+        if args.file != "-":
+            stream.close()
+        name = "standard input" if args.file == "-" else args.file
+        print(f"tidings: error: {name} {why}", file=sys.stderr)
+        return EXIT_USAGE
     svc = await build(settings, index=not args.no_index, owner_of_files=True)
     new = updated = same = dups = bad = down = past = 0
     keep_days = settings.retention.stories_days

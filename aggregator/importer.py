@@ -7,6 +7,7 @@ number and skipped; the rest goes in.
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 from collections.abc import Iterable, Iterator
@@ -101,7 +102,8 @@ def draft_from_record(obj: object, now: datetime) -> StoryDraft:
         raise ValueError("expected a JSON object")
     unknown = sorted(set(obj) - set(FIELDS))
     if unknown:
-        raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+        # Quoted: `url ` (a spreadsheet's header with a trailing space) read as `url`.
+        raise ValueError(f"unknown field(s): {', '.join(map(repr, unknown))}")
     for key in ("url", "title"):
         if not isinstance(obj.get(key), str) or not obj[key].strip():
             raise ValueError(f"'{key}' is required and must be a non-empty string")
@@ -154,6 +156,29 @@ UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # JSON array, a binary file. Read whole and parsed, a 60 MB array took 260 MB of memory
 # (a 1 GB one, gigabytes) only to be called one bad line.
 MAX_LINE = 16 * 1024 * 1024  # bytes, or characters of a UTF-16 file
+
+
+def refused_encoding(head: bytes) -> str | None:
+    """Why a file whose first bytes are `head` is no story file at all (None: it may be one).
+    Gzip, UTF-16 without its byte order mark, or Latin-1 read a line at a time made one error
+    per line, 50,000 for 50,000 lines, the reason said once among them. Only the first line
+    is judged: a later line that is not UTF-8 is one bad line, skipped."""
+    if head[:2] in UTF16_BOMS:
+        return None  # read as UTF-16 (story_lines)
+    if head[:2] == b"\x1f\x8b":
+        return "is a gzip file: `gunzip -c FILE | tidings import -` reads it"
+    line, end, _ = head.partition(b"\n")
+    if b"\x00" in line:  # UTF-16's ASCII read as bytes: a NUL beside each character
+        return ("holds NUL bytes (UTF-16 without a byte order mark?): a story file is UTF-8, "
+                "or UTF-16 with the mark; `iconv -f UTF-16LE -t UTF-8 FILE` converts one")
+    try:
+        # Incremental: a character cut off at the end of what was read is no error.
+        codecs.getincrementaldecoder("utf-8")().decode(line, final=bool(end))
+    except UnicodeDecodeError as e:
+        return (f"is not UTF-8 text (byte 0x{line[e.start]:02x} at column {e.start + 1} of "
+                "line 1): a story file is UTF-8; `iconv -f LATIN1 -t UTF-8 FILE` converts "
+                "a Latin-1 one")
+    return None
 
 
 class LongLine(bytes):

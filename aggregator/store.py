@@ -332,8 +332,13 @@ class UpsertResult:
     new_ids: tuple[int, ...]
     updated_ids: tuple[int, ...]
     unchanged: int
-    duplicates: int  # new URLs whose body is an exact copy of a stored story (linked)
+    # Stories now linked copies of a stored story's body: new URLs, and updated stories
+    # (`relinked`) whose new body another story has.
+    duplicates: int
     taken_down: int = 0  # drafts skipped: their URL or their body was taken down
+    # Of `duplicates`, updated stories that became copies (their ids are in `updated_ids`),
+    # so that a summary can count each stored line once.
+    relinked: int = 0
 
 
 @dataclass(frozen=True)
@@ -1667,7 +1672,7 @@ class Store:
                       source_id: int | None = None) -> UpsertResult:
         new_ids: list[int] = []
         updated: list[int] = []
-        unchanged = dups = 0
+        unchanged = dups = relinked = 0
         try:
             async with self.writing() as s:
                 if source_id is not None:
@@ -1784,7 +1789,8 @@ class Store:
                         [{"copy_id": new_ids[c], "original_id": new_ids[o]} for c, o in link_later])
                     dups += len(link_later)
                 for row, before in rehashed:
-                    dups += await self._relink(s, row, before, now)
+                    relinked += await self._relink(s, row, before, now)
+                dups += relinked
                 if recarded:
                     # An author, image, time, tags, site, source or category changed: the indexes'
                     # cards (and freshness, the filters) follow an "add", which replaces the
@@ -1796,7 +1802,8 @@ class Store:
             raise
         except (OperationalError, DBAPIError) as e:
             raise StoreError(f"storing stories failed: {driver_reason(e)}") from e
-        return UpsertResult(tuple(new_ids), tuple(updated), unchanged, dups, len(refused))
+        return UpsertResult(tuple(new_ids), tuple(updated), unchanged, dups, len(refused),
+                            relinked)
 
     @staticmethod
     async def _under_current_name(s, source_id: int,

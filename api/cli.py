@@ -653,7 +653,13 @@ def _say_leased(backlog: int, lease_s: int) -> None:
 
 async def cmd_import(settings, args) -> int:
     from aggregator.collect import within_retention
-    from aggregator.importer import LineError, LineNote, read_jsonl, story_lines
+    from aggregator.importer import (
+        LineError,
+        LineNote,
+        read_jsonl,
+        refused_encoding,
+        story_lines,
+    )
     from aggregator.store import utcnow
     from api.progress import Progress
     from api.services import build
@@ -670,6 +676,14 @@ async def cmd_import(settings, args) -> int:
         except OSError as e:
             print(f"tidings: error: cannot read {args.file}: {e.strerror}", file=sys.stderr)
             return EXIT_USAGE
+    # A file in no encoding it reads (gzip, UTF-16 without its mark, Latin-1) is refused
+    # whole, before a database is opened: read a line at a time, it was one error a line.
+    if why := refused_encoding(stream.peek(1) if hasattr(stream, "peek") else b""):
+        if args.file != "-":
+            stream.close()
+        name = "standard input" if args.file == "-" else args.file
+        print(f"tidings: error: {name} {why}", file=sys.stderr)
+        return EXIT_USAGE
     svc = await build(settings, index=not args.no_index, owner_of_files=True)
     new = updated = same = dups = bad = down = past = 0
     keep_days = settings.retention.stories_days
@@ -687,7 +701,12 @@ async def cmd_import(settings, args) -> int:
             drafts, old = within_retention(batch.values(), now, keep_days)
             past += old
             r = await svc.store.upsert_stories(drafts, now)
-            new, updated, dups = new + len(r.new_ids), updated + len(r.updated_ids), dups + r.duplicates
+            # Each stored line counted once: a linked duplicate (kept, not indexed) is not a
+            # new or updated story too, so `new` is what the index gains. "2225 new, …, 138
+            # linked duplicates" then "index holds 2087" read as if stories were lost.
+            new += len(r.new_ids) - (r.duplicates - r.relinked)
+            updated += len(r.updated_ids) - r.relinked
+            dups += r.duplicates
             same, down = same + r.unchanged, down + r.taken_down
             batch.clear()
 
@@ -722,7 +741,7 @@ async def cmd_import(settings, args) -> int:
                     await flush()
                 if size is not None:
                     bar.update(size, size)
-            print(f"imported: {new} new, {updated} updated, {same} already stored, {dups} linked duplicates, "
+            print(f"imported: {new} new, {updated} updated, {same} already stored, {dups} linked duplicates (not indexed), "
                   f"{bad} bad lines skipped" + (f", {down} taken down (skipped)" if down else "")
                   + (f", {past} older than [retention] stories_days = {keep_days} (skipped)"
                      if past else ""))
@@ -747,7 +766,7 @@ async def cmd_import(settings, args) -> int:
             # Ctrl-C or SIGTERM: main() says which; this says what is kept, and that a rerun
             # goes on. "stopped by SIGINT" alone left a backfill's operator to guess whether
             # the lines read so far were lost, or would go in twice.
-            print(stopped_import_note(args.file, new + updated + same, lines_done),
+            print(stopped_import_note(args.file, new + updated + same + dups, lines_done),
                   file=sys.stderr)
             raise
         # 1 only when no line was good: a rerun of a file with bad lines (its good lines

@@ -339,3 +339,31 @@ def test_bidi_controls_are_dropped_from_a_line_s_texts_and_labels():
     (d,) = read_jsonl([line], NOW)
     assert (d.title, d.summary, d.author) == ("Reversed title", "A teaser", "Ann Smith")
     assert (d.site, d.source, d.category) == ("Example", "wire", "world")
+
+
+def test_a_file_in_no_encoding_the_importer_reads_is_refused_from_its_first_bytes():
+    """Gzip, UTF-16 without its byte order mark, or Latin-1 made one error a line (50,000
+    for 50,000 lines), the reason said once among them: the file is refused whole."""
+    import codecs
+    import gzip
+
+    from aggregator.importer import refused_encoding
+
+    line = json.dumps({"url": "https://e.org/a", "title": "Café"}, ensure_ascii=False) + "\n"
+    assert "gzip" in refused_encoding(gzip.compress(line.encode() * 3))
+    assert "NUL bytes" in refused_encoding(line.encode("utf-16-le"))
+    assert refused_encoding(line.encode("latin-1")) == (
+        "is not UTF-8 text (byte 0xe9 at column 41 of line 1): a story file is UTF-8; "
+        "`iconv -f LATIN1 -t UTF-8 FILE` converts a Latin-1 one")
+    # Read as they are now: UTF-8 (a BOM too), UTF-16 with its mark, an empty file, a first
+    # line cut inside a character by the read, and a later line that is not UTF-8 (one bad line).
+    for head in (line.encode(), codecs.BOM_UTF8 + line.encode(), line.encode("utf-16"), b"",
+                 line.encode()[:41], line.encode() + line.encode("latin-1")):
+        assert refused_encoding(head) is None, head
+
+
+def test_unknown_fields_are_quoted_so_a_trailing_space_shows():
+    """`unknown field(s): url ` read as if `url` were unknown."""
+    (err,) = read_jsonl([json.dumps({"url ": "https://e.org/a", "url": "https://e.org/a",
+                                     "title": "T", "colour": "red"})], NOW)
+    assert err.message == "unknown field(s): 'colour', 'url '"

@@ -168,7 +168,7 @@ async def test_exact_duplicate_bodies_are_linked_not_listed(store):
     r2 = await store.upsert_stories(
         [draft("https://b.org/y", content_hash="h" * 64, text=BODY),
          draft("https://c.org/z", content_hash="h" * 64, text=BODY)], NOW)
-    assert r2.duplicates == 2
+    assert (r2.duplicates, r2.relinked) == (2, 0)
     copy = await store.get_story(r2.new_ids[0])
     assert copy.duplicate_of == r1.new_ids[0]
     listed = await store.latest_stories(limit=10)
@@ -1465,6 +1465,7 @@ async def test_a_story_whose_body_changes_follows_its_new_body(store):
     # a copy of it, out of the indexes, its vector gone.
     r = await store.upsert_stories([syndicated("https://e.org/1", BODY_X)], NOW)
     assert r.duplicates == 1 and await _links(store, "https://e.org/1") == [a]
+    assert r.relinked == 1 and r.updated_ids == (e,)  # an update, counted as one by `import`
     assert (seq + 1, e, "remove") in await store.changes_since(seq)
     assert (await store.load_vectors([a, e], "r")).keys() == {a}
     assert e not in await store.story_ids()

@@ -111,6 +111,26 @@ def test_import_from_a_closed_stdin_and_export_to_a_closed_stdout_are_one_line(c
     assert one_line_error(r) == "tidings: error: cannot read -: standard input is closed"
 
 
+def test_import_refuses_a_gzip_or_latin1_file_whole_in_one_line(cli_env, tmp_path):
+    """Each of their lines was a bad line: 50,000 errors for 50,000 lines, the hint (gunzip,
+    convert to UTF-8) on the first alone. From a file or from standard input."""
+    import gzip
+
+    lines = "".join(json.dumps({"url": f"https://example.org/{i}", "title": f"Café {i}"},
+                               ensure_ascii=False) + "\n" for i in range(50))
+    packed = tmp_path / "s.jsonl.gz"
+    packed.write_bytes(gzip.compress(lines.encode()))
+    r = run_cli(["import", str(packed), "--no-index"], cli_env)
+    assert one_line_error(r) == (f"tidings: error: {packed} is a gzip file: "
+                                 "`gunzip -c FILE | tidings import -` reads it")
+    r = subprocess.run([*TIDINGS, "import", "-", "--no-index"], cwd=REPO, env=cli_env,
+                       input=lines.encode("latin-1"), capture_output=True, timeout=60)
+    r.stderr = r.stderr.decode()
+    assert one_line_error(r).startswith("tidings: error: standard input is not UTF-8 text "
+                                        "(byte 0xe9 at column 47 of line 1)"), r.stderr
+    assert r.stdout == b""
+
+
 def test_import_of_a_file_with_stdin_closed_ends_cleanly(cli_env, tmp_path):
     """`tidings import FILE <&-` (a scheduler that starts jobs without stdin): the stories went
     in, then the clean-up's `sys.stdin.buffer` (None) ended the run in an AttributeError

@@ -154,7 +154,8 @@ def with_spellings(query: str, spellings: Callable[[str], list[str]]) -> str:
 
 def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
     """Why a story answers the query: the query's words it carries in its title or summary,
-    else that it is about the same subject (found by meaning, not by words)."""
+    else that it is about the same subject (found by meaning, or by words of its body only:
+    the card holds no body, and reading it is a database read per result)."""
     text = f"{title} {summary}"
     # The story's language told once for its words and its names, from its text as written,
     # as the index tells it (`LexicalIndex.add`): each told it again for every result row.
@@ -162,7 +163,7 @@ def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
     # One word once, however many of its spellings (`with_spellings`) the story writes: it
     # read "matches 'annonce', 'annoncé'" for "annonce", one typed word in two of three places.
     spelt: dict[str, str] = {}
-    for word in _shown_words(query, set(tokenize(text, stop)),
+    for word in _shown_words(query, text, set(tokenize(text, stop)),
                              set(key_terms(text, "", stopwords=stop))):
         spelt.setdefault(unaccented(word), word)
     found = list(spelt.values())[:most]
@@ -175,17 +176,22 @@ def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
 _AROUND_WORD = string.punctuation + "“”‘’«»„。，、：；！？（）「」"
 
 
-def _shown_words(query: str, words: set[str], names: set[str]) -> list[str]:
+def _shown_words(query: str, text: str, words: set[str], names: set[str]) -> list[str]:
     """The query's terms found in `words` (a term a token), each word whole when all its
     terms are: "jean-luc", "covid-19", "习近平" (a script written without spaces, read as
     pairs of characters), where its parts alone ("'jean', 'luc'"; "'习近', '近平'") read as
     noise, and a word of such a script only so. A word the index reads as no term, a letter
     beside a digit ("G7", "5G", "F1"), when the story names it (`names`: its key terms): it
-    was "about the same subject" under a headline that says "G7"."""
+    was "about the same subject" under a headline that says "G7"; a word in capitals
+    (`capitals`: "WHO", "AT&T") when `text` writes it as typed, the search's reason to keep
+    the story (`Query.written`)."""
     shown = []
     for word in query.split():
         terms = tokenize(word)
-        if not terms:
+        if not terms and _in_capitals(word):
+            if writes_any(text, [bare := word.strip(_AROUND_WORD)]):
+                shown.append(bare)
+        elif not terms:
             shown.extend(t for t in key_terms(as_names(word), "") if t in names)
         elif len(terms) > 1 and all(t in words for t in terms):
             shown.append(word.strip(_AROUND_WORD))

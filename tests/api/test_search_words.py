@@ -104,6 +104,7 @@ async def test_a_word_in_capitals_is_the_name_not_the_common_word(http, q):
     """"WHO" was folded to the stop word "who": searched alone, a Budget story came first."""
     items = await search(http, q, k=3)
     assert items[0]["url"] == WHO_URL
+    assert items[0]["reason"].startswith("matches 'WHO'")  # not "about the same subject"
 
 
 @pytest.mark.parametrize(("q", "found"), [("WHO", {WHO_URL}), ("WHO xyzzy", {WHO_URL}),

@@ -63,6 +63,7 @@ from recommender.related import (
 from recommender.search import (
     RERANK_EXTRA,
     as_names,
+    capitals,
     could_lift,
     reranked,
     search_params,
@@ -327,7 +328,8 @@ class RelatedService:
         # lifted over those above it (`reranked`).
         extra = RERANK_EXTRA if could_lift(query) else 0
         block = await self._block(art, k=k + extra, filters=filters,
-                                  params=search_params(self.rank_params, query))
+                                  params=search_params(self.rank_params),
+                                  written=tuple(capitals(query)))
         rows = reranked(block.related, query, k, lambda m: (m.title, m.summary))
         rows = [(m, searched(r, spelt, m.title, m.summary)) for m, r in rows]
         return Block(block.article, rows, block.took_ms, block.version, block.reach)
@@ -535,11 +537,13 @@ class RelatedService:
         return (await asyncio.to_thread(self.embedder.encode, [text]))[0]
 
     async def _block(self, art: Article, *, k: int, filters: Filters,
-                     params: RankParams | None = None, seen: int | None = None) -> Block:
+                     params: RankParams | None = None, seen: int | None = None,
+                     written: tuple[str, ...] = ()) -> Block:
         """`seen`: the corpus version before `art` was read from the store. The block is
         kept as ranked at it, so a cache checks the changes since: a takedown of the story
         applied while its article was read (or embedded) ends the block. Taken after, it
-        counted as already seen, and the block of a story gone was served from the cache."""
+        counted as already seen, and the block of a story gone was served from the cache.
+        `written`: `Query.written`."""
         t0 = time.perf_counter()
         if filters.max_age_days is None and self.default_max_age_days:
             filters = Filters(filters.category, filters.site, filters.exclude_site,
@@ -548,7 +552,8 @@ class RelatedService:
         query = Query(title=art.title, text=art.text or art.summary, vector=vector,
                       published_at=art.ranked_at or art.published_at, url=art.url, id=art.id,
                       site=art.site, category=art.category,
-                      same_as=frozenset() if art.duplicate_of is None else frozenset({art.duplicate_of}))
+                      same_as=frozenset() if art.duplicate_of is None else frozenset({art.duplicate_of}),
+                      written=written)
         version = self.corpus.version if seen is None else seen
         ranked, reach, shown_as = await self._ranked(query, k, filters, params or self.rank_params)
         rows = [(shown_as.get(r.id) or self.corpus.meta[r.id], r) for r in ranked

@@ -48,6 +48,9 @@ class Query:
     # The article's other ids: a syndicated copy's original (the stored story it was linked
     # to). Never in its block, whatever its headline: it is the same article on another site.
     same_as: frozenset[int] = frozenset()
+    # Words no index reads that a candidate shares by writing them as written, case and all:
+    # a search's words in capitals ("WHO", `search.capitals`), which fold to stop words.
+    written: tuple[str, ...] = ()
 
     @cached_property
     def url_key(self) -> str:
@@ -345,16 +348,24 @@ def with_floor_for(query: Query, params: RankParams) -> RankParams:
 def unrelated(query: Query, cand: Candidate, dense: float, lexical: float,
               params: RankParams, shared: Sequence[str] = ()) -> bool:
     """Under the relevance floor, or sharing no word with the article (`shared`: its names
-    the candidate has) and under `min_dense_unmatched`, where both sides' similarity is
-    known: without a vector on either side (a story still in the embedding queue, an article
-    not embedded) the dense cosine reads 0 and would drop a story its words relate."""
+    the candidate has; `Query.written`: its words the candidate writes) and under
+    `min_dense_unmatched`, where both sides' similarity is known: without a vector on either
+    side (a story still in the embedding queue, an article not embedded) the dense cosine
+    reads 0 and would drop a story its words relate."""
     dense_known = cand.dense_score is not None or (query.vector is not None
                                                   and cand.vector is not None)
     if not dense_known:
         return False
     if _base_relevance(dense, lexical, params) < params.min_relevance:
         return True
-    return dense < params.min_dense_unmatched and lexical <= 0 and not shared
+    return (dense < params.min_dense_unmatched and lexical <= 0 and not shared
+            and not writes_any(f"{cand.title} {cand.summary}", query.written))
+
+
+def writes_any(text: str, words: Sequence[str]) -> bool:
+    """Whether `text` has one of `words` whole, as written: "WHO", not "Who" nor "WHOM";
+    "AT&T" too, which is no one word to `\\w+`."""
+    return any(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text) for word in words)
 
 
 def site_passes(site: str, filters: Filters) -> bool:

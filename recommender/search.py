@@ -18,7 +18,7 @@ from itertools import pairwise
 from typing import TypeVar
 
 from recommender.lexical import fold, key_terms, stopwords_for, tokenize, unaccented, unspaced
-from recommender.related import Ranked, RankParams, with_reason
+from recommender.related import Ranked, RankParams, with_reason, writes_any
 
 Story = TypeVar("Story")
 
@@ -75,11 +75,18 @@ def capitals(query: str) -> list[str]:
 # at 0.43-0.47). Real queries keep their story in the top 10 as without the floor:
 # 186/187 by a title's 2 rarest words, 186/187 by 3, 187/187 by the headline, 24/24
 # paraphrases (their story at 0.39-0.64, median 0.55; the 4 sharing no word at 0.52-0.62).
-# At 0.35, one gibberish query kept a story.
+# At 0.35, one gibberish query kept a story. A word in capitals that folds to a stop word
+# ("WHO", "IT", "AT&T"), read by no index, counts as shared by the stories whose title or
+# summary writes it (`Query.written`); it had turned the floor off: over the same stories,
+# 24 such queries gave 10 results each, 2 of the 240 writing the word (BBC writes "IT" and
+# "WHO" in 16 bodies, in no title or summary). Now the 9 of one word that no title or
+# summary writes ("WHO", "IT", "OUR", "IS") find nothing, "WHO warns" and "IT jobs" what
+# their other word finds and the close in meaning, "AT&T" the one story that writes it and
+# 5 at 0.4 or more.
 SEARCH_MIN_DENSE = 0.4
 
 
-def search_params(params: RankParams | None = None, query: str = "") -> RankParams:
+def search_params(params: RankParams | None = None) -> RankParams:
     """The related ranking's parameters for a search. No self-exclusion: related drops a
     candidate under the query's own title as the article republished, but a reader who types
     a headline is looking for that very story. No MMR (lambda 1: relevance order), as a result
@@ -87,14 +94,13 @@ def search_params(params: RankParams | None = None, query: str = "") -> RankPara
     floor: it is set on article-to-article similarity, and a query of a word or two against a
     story sits on another scale (a name the model does not know has a low cosine to the very
     stories that carry it); a search answers what matched its words, and what matched only
-    its meaning when closely (`SEARCH_MIN_DENSE`). Not for a query with a word in capitals
-    ("WHO"): no index reads it, so the story that writes it has no word in common with the
-    query to show, and only the title factor finds it among stories ranked by meaning."""
-    floor = -math.inf if capitals(query) else SEARCH_MIN_DENSE
+    its meaning when closely (`SEARCH_MIN_DENSE`). A word in capitals ("WHO") is read by no
+    index: the story that writes it shares it only by its text (`Query.written`, set by the
+    caller from `capitals`)."""
     return dataclasses.replace(params or RankParams(), self_cosine=math.inf,
                                self_title_cosine=math.inf, self_title_lexical=math.inf,
                                mmr_lambda=1.0, min_relevance=-math.inf,
-                               min_dense_unmatched=floor)
+                               min_dense_unmatched=SEARCH_MIN_DENSE)
 
 
 # The width forms (U+FF01-U+FFEE): Latin letters, digits and signs typed full width, and
@@ -148,7 +154,8 @@ def with_spellings(query: str, spellings: Callable[[str], list[str]]) -> str:
 
 def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
     """Why a story answers the query: the query's words it carries in its title or summary,
-    else that it is about the same subject (found by meaning, not by words)."""
+    else that it is about the same subject (found by meaning, or by words of its body only:
+    the card holds no body, and reading it is a database read per result)."""
     text = f"{title} {summary}"
     # The story's language told once for its words and its names, from its text as written,
     # as the index tells it (`LexicalIndex.add`): each told it again for every result row.
@@ -156,7 +163,7 @@ def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
     # One word once, however many of its spellings (`with_spellings`) the story writes: it
     # read "matches 'annonce', 'annoncé'" for "annonce", one typed word in two of three places.
     spelt: dict[str, str] = {}
-    for word in _shown_words(query, set(tokenize(text, stop)),
+    for word in _shown_words(query, text, set(tokenize(text, stop)),
                              set(key_terms(text, "", stopwords=stop))):
         spelt.setdefault(unaccented(word), word)
     found = list(spelt.values())[:most]
@@ -169,17 +176,22 @@ def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
 _AROUND_WORD = string.punctuation + "“”‘’«»„。，、：；！？（）「」"
 
 
-def _shown_words(query: str, words: set[str], names: set[str]) -> list[str]:
+def _shown_words(query: str, text: str, words: set[str], names: set[str]) -> list[str]:
     """The query's terms found in `words` (a term a token), each word whole when all its
     terms are: "jean-luc", "covid-19", "习近平" (a script written without spaces, read as
     pairs of characters), where its parts alone ("'jean', 'luc'"; "'习近', '近平'") read as
     noise, and a word of such a script only so. A word the index reads as no term, a letter
     beside a digit ("G7", "5G", "F1"), when the story names it (`names`: its key terms): it
-    was "about the same subject" under a headline that says "G7"."""
+    was "about the same subject" under a headline that says "G7"; a word in capitals
+    (`capitals`: "WHO", "AT&T") when `text` writes it as typed, the search's reason to keep
+    the story (`Query.written`)."""
     shown = []
     for word in query.split():
         terms = tokenize(word)
-        if not terms:
+        if not terms and _in_capitals(word):
+            if writes_any(text, [bare := word.strip(_AROUND_WORD)]):
+                shown.append(bare)
+        elif not terms:
             shown.extend(t for t in key_terms(as_names(word), "") if t in names)
         elif len(terms) > 1 and all(t in words for t in terms):
             shown.append(word.strip(_AROUND_WORD))
@@ -225,8 +237,8 @@ def title_factor(query: str, title: str, summary: str) -> float:
         words = _words(title)
         share = len(pairs & set(pairwise(words))) / len(pairs)
     if names := capitals(query):
-        written = set(re.findall(r"\w+", f"{title} {summary}"))
-        share = max(share, sum(name in written for name in names) / len(names))
+        text = f"{title} {summary}"
+        share = max(share, sum(writes_any(text, [name]) for name in names) / len(names))
     return 1.0 + TITLE_BONUS * share
 
 

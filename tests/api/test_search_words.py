@@ -104,6 +104,16 @@ async def test_a_word_in_capitals_is_the_name_not_the_common_word(http, q):
     """"WHO" was folded to the stop word "who": searched alone, a Budget story came first."""
     items = await search(http, q, k=3)
     assert items[0]["url"] == WHO_URL
+    assert items[0]["reason"].startswith("matches 'WHO'")  # not "about the same subject"
+
+
+@pytest.mark.parametrize(("q", "found"), [("WHO", {WHO_URL}), ("WHO xyzzy", {WHO_URL}),
+                                           ("OUR", set())])
+async def test_a_word_in_capitals_finds_only_the_stories_that_write_it(http, q, found):
+    """No index reads "WHO", so stories found by meaning alone were kept however weakly: "WHO"
+    over BBC gave ten unrelated stories, and "OUR" (that no story writes) ten more."""
+    items = await search(http, q, k=10)
+    assert {c["url"] for c in items} == found
 
 
 @pytest.mark.parametrize("q", ["the of and", "The", "who is", "le la les", '"the"'])

@@ -41,6 +41,12 @@ from tests.recommender.foreign_news import FRENCH
     ("5g masts", "5G masts go up in Leeds", "matches '5g', 'masts'"),
     ("f1", "Hamilton wins the F1 season opener", "matches 'f1'"),
     ("G7", "G20 leaders meet in Rio", "about the same subject"),
+    # No index reads a word in capitals: the story kept for writing it said it was "about
+    # the same subject" under a headline that says "WHO".
+    ("WHO", "WHO warns of measles surge", "matches 'WHO'"),
+    ("WHO warns", "Measles: the WHO warns", "matches 'WHO', 'warns'"),
+    ("AT&T takeover", "SBC completes AT&T takeover", "matches 'AT&T', 'takeover'"),
+    ("WHO", "Who will win the election?", "about the same subject"),
 ])
 def test_the_reason_names_the_query_words_the_story_carries(query, title, reason):
     assert search_reason(normal_query(query), title, "") == reason
@@ -67,6 +73,8 @@ def test_the_title_factor_rewards_the_words_side_by_side_and_capitals_as_typed()
     assert title_factor('"new york" fares', "New York subway fares", "") == 1.0 + TITLE_BONUS / 2
     assert title_factor("WHO warns", "Measles warning", "The WHO said.") == 1.0 + TITLE_BONUS
     assert title_factor("WHO", "Who will win?", "") == 1.0
+    # "AT&T" is no one word: its story was never lifted.
+    assert title_factor("AT&T", "SBC to cut jobs", "After the AT&T deal.") == 1.0 + TITLE_BONUS
 
 
 def test_a_one_word_search_ranks_no_stories_past_its_k():

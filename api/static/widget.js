@@ -711,13 +711,18 @@
     }
   }
 
-  // "?a=1&token=x" is "?a=1": the query less the parameters named like a secret.
+  // "?a=1&token=x" is "?a=1": the query less the parameters named like a secret, the rest as
+  // written. Rebuilt by URLSearchParams it read as a form ("/" as %2F, "print" as "print="),
+  // which a hashbang route's query, kept as it is by the API's canonical form, is not.
   function publicQuery(search) {
-    var kept = new URLSearchParams();
-    new URLSearchParams(search || "").forEach(function (value, name) {
-      if (!PRIVATE_PARAM.test(name)) kept.append(name, value);
+    var kept = (search || "").replace(/^\?/, "").split("&").filter(function (pair) {
+      var name = pair.split("=")[0];
+      try {
+        name = decodeURIComponent(name.replace(/\+/g, " "));
+      } catch (e) {}  // a stray "%": the name as written
+      return pair && !PRIVATE_PARAM.test(name);
     });
-    return kept.toString() ? "?" + kept : "";
+    return kept.length ? "?" + kept.join("&") : "";
   }
 
   // data-api is read as a link too: "//tidings.example" or "/tidings" (a proxy on the page's

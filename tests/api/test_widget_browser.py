@@ -485,6 +485,19 @@ async def test_without_a_canonical_link_the_readers_own_tokens_stay_in_the_brows
     assert query["url"] == [f"{url}?id=7#!/story/1?ref=home"]
 
 
+async def test_a_hashbang_routes_query_is_sent_as_the_page_wrote_it(page, widget_api, publisher):
+    """Only its secret-named parameters go: the rest was re-encoded as a form ("/" as %2F,
+    ":" as %3A, a bare "print" as "print="), which the API's canonical form keeps as it is
+    in a fragment, so the route asked for another URL than the story stored under it."""
+    html = host_page(widget_api.base_url).replace(f'<link rel="canonical" href="{SEED_URL}">', "")
+    url = publisher.page("route-query.html", html)
+    async with page.expect_request("**/v1/related?**") as asked:
+        await page.goto(f"{url}#!/search?path=/world/uk&token=s3cret&at=10:30&print")
+    query = parse_qs(urlsplit((await asked.value).url).query)
+    route = f"{url}#!/search?path=/world/uk&at=10:30&print"
+    assert query["url"] == [route] and canonical_url(route) == route
+
+
 async def test_relative_data_url_is_read_against_the_page(page, widget_api, publisher):
     """Templates write data-url="/news/story"; the widget sent it as is, the API refused it
     (absolute URLs only) and the block never showed."""

@@ -200,14 +200,19 @@ def with_async_driver(url: str) -> str:
     return f"{driver}://{rest}" if driver else url
 
 
+def _sqlite_database(url: str) -> str | None:
+    """The database part of an SQLite URL ("" for none), None for another database. Pure."""
+    if not url.lower().startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).database or ""
+
+
 def sqlite_without_file(url: str) -> bool:
     """Whether `url` is an SQLite URL with no database path at all ("sqlite+aiosqlite:///"),
     which SQLAlchemy takes for an in-memory database. Pure."""
-    if not url.lower().startswith("sqlite"):
-        return False
-    from sqlalchemy.engine import make_url
-
-    return not (make_url(url).database or "")
+    return _sqlite_database(url) == ""
 
 
 def default_database_url(data_dir: Path) -> str:
@@ -219,11 +224,7 @@ def default_database_url(data_dir: Path) -> str:
 def sqlite_file(url: str) -> Path | None:
     """The file an SQLite URL names; None for another database, an in-memory one or a
     `file:` URI (its path is SQLite's to read). Pure."""
-    if not url.lower().startswith("sqlite"):
-        return None
-    from sqlalchemy.engine import make_url
-
-    db = make_url(url).database or ""
+    db = _sqlite_database(url)
     return None if not db or db == ":memory:" or db.startswith("file:") else Path(db)
 
 

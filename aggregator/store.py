@@ -2606,8 +2606,7 @@ class Store:
             await s.execute(delete(EventRow).where(EventRow.reader_id == reader))
             res = await s.execute(delete(ReaderRow).where(ReaderRow.id == reader))
             await s.execute(delete(ReaderDeletionRow).where(
-                or_(ReaderDeletionRow.reader_id == reader,
-                    ReaderDeletionRow.deleted_at < now - READER_DELETION_GRACE)))
+                or_(ReaderDeletionRow.reader_id == reader, self._past_grace(now))))
             s.add(ReaderDeletionRow(reader_id=reader, deleted_at=now))
             return bool(res.rowcount)
 
@@ -2615,11 +2614,15 @@ class Store:
         """Drop the deletions older than READER_DELETION_GRACE: past it they guard nothing.
         Only the next `delete_reader` pruned them, so the last reader forgotten kept their id
         in the database for as long as nobody else was (retention calls this each run)."""
-        now = now or utcnow()
         async with self.writing() as s:
             res = await s.execute(delete(ReaderDeletionRow).where(
-                ReaderDeletionRow.deleted_at < now - READER_DELETION_GRACE))
+                self._past_grace(now or utcnow())))
             return res.rowcount or 0
+
+    @staticmethod
+    def _past_grace(now: datetime):
+        """The reader deletions that guard nothing any more (READER_DELETION_GRACE past)."""
+        return ReaderDeletionRow.deleted_at < now - READER_DELETION_GRACE
 
     @staticmethod
     def _idle_readers(before: datetime):

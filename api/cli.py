@@ -1273,15 +1273,15 @@ async def cmd_sources(settings, args) -> int:
     try:
         named = {s.name for s in specs}
         if args.sources_command == "reset":
-            status = None if args.name not in named else await svc.store.reset_source(args.name, utcnow())
-            if status is None and args.name in named:  # new in the file: due once applied
-                print(f"{args.name}: not in the database yet; due as soon as a collector "
-                      f"(`tidings run`, `tidings collect`) applies {settings.sources_file}")
-                return 0
-            if status is None:
+            if args.name not in named:
                 problem = no_source_named(args.name, [s.name for s in specs], f"in {settings.sources_file}")
                 print(f"tidings: error: {problem}", file=sys.stderr)
                 return EXIT_USAGE
+            status = await svc.store.reset_source(args.name, utcnow())
+            if status is None:  # new in the file: due once applied
+                print(f"{args.name}: not in the database yet; due as soon as a collector "
+                      f"(`tidings run`, `tidings collect`) applies {settings.sources_file}")
+                return 0
             if status == "disabled":
                 print(f"{args.name}: errors cleared; disabled in {settings.sources_file}, "
                       f"so not fetched until enabled")

@@ -174,6 +174,17 @@ def declared_elsewhere(declared: str, canonical: str) -> str:
     return "" if declared in (canonical, *url_variants(canonical)) else declared
 
 
+def also_known_as(art: Article) -> list[str]:
+    """The other addresses of a page read on the spot that may be a stored story's: the one it
+    declares (`declared_url`), then the one it was read from when the caller's URL redirected
+    there (a renamed slug, a short link on the publisher's own site, http to https with
+    another path). A redirected page that named no address of its own was ranked as a fresh
+    read, the stored story itself among its related stories, and its takedown was no bar:
+    its page was read and shown through any address that redirects to it."""
+    redirected = declared_elsewhere(art.read_from, art.url)
+    return [a for a in dict.fromkeys((art.declared_url, redirected)) if a]
+
+
 def spellings_vouched(art: Article) -> list[Article]:
     """A page read on the spot, as the article of the other spellings its own site names for
     it: the address it declares (an AMP page or a share link naming its canonical page), and
@@ -355,9 +366,11 @@ class RelatedService:
             # address, on any host, and is believed all the same: the address only picks which
             # stored story's block answers (public: anyone may ask for it by its URL), it is
             # never fetched, and the answer is kept under the caller's URL only.
-            if art.declared_url:
-                await self.refuse_taken_down(art.declared_url)  # its AMP or share spelling
-                stored = await self.stored_at(art.declared_url)
+            for address in also_known_as(art):
+                await self.refuse_taken_down(address)  # its AMP, share or redirected spelling
+                stored = await self.stored_at(address)
+                if stored is not None:
+                    break
             if stored is None:
                 return await self._block(art, k=k, filters=filters, seen=seen)
         return await self._block(article_of(stored), k=k, filters=filters, seen=seen)

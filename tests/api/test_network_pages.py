@@ -107,3 +107,29 @@ async def test_the_amp_page_a_canonical_page_names_is_not_fetched_again(http, st
     assert (at_amp["article"]["url"], at_amp["article"]["title"]) == (amp, rec["title"])
     assert [c["id"] for c in at_amp["related"]] == [c["id"] for c in first["related"]]
     assert amp_page.hits == 0
+
+
+async def test_a_page_that_redirects_to_a_stored_story_answers_with_its_block(
+        http, stack, shared_data):
+    """A publisher's old address (a renamed slug, a short link on its own site) redirects to
+    an article we collected, whose page names no address of its own (no rel=canonical): the
+    block was ranked for a fresh read of the page, with the stored story itself among its
+    related stories, instead of the stored story's block."""
+    rec = network_records(shared_data)[3]  # stored at https://www.alpha.example/story/3
+    story = next(it for it in (await http.get("/v1/stories", params={"limit": 200})).json()["items"]
+                 if it["url"] == rec["url"])
+    bare = (f'<!doctype html><html><head><title>{rec["title"]}</title></head><body><article>'
+            + "".join(f"<p>{p}</p>" for p in rec["text"].split("\n\n")) + "</article></body></html>")
+    target = serve(stack, "http://www.alpha.example/story/3", bare.encode())
+    stack.site.route("/old/budget-row", status=301, host="alpha.example",
+                     headers={"Location": "http://www.alpha.example/story/3"})
+    got = await block(http, "http://alpha.example/old/budget-row")
+    assert target.hits == 1
+    assert got["article"]["id"] == story["id"]
+    assert story["id"] not in [c["id"] for c in got["related"]]
+    own = (await http.get(f"/v1/stories/{story['id']}/related", params={"k": 6})).json()
+    assert [c["id"] for c in got["related"]] == [c["id"] for c in own["related"]]
+    # Taken down, it is read for no one, whichever address leads to its page.
+    assert (await http.delete(f"/v1/stories/{story['id']}")).status_code == 200
+    gone = await http.get("/v1/related", params={"url": "http://alpha.example/old/budget-row", "k": 6})
+    assert gone.status_code == 410, gone.text

@@ -776,6 +776,18 @@ class DatabaseCallLimit:
             await self.app(scope, receive, send)
 
 
+def block_address(url: str) -> str:
+    """What a block asked for by URL is cached under: the URL's canonical form, as
+    `RelatedService.for_url` finds the article by it (its stored story, its page read), so
+    every spelling gets the same block. Keyed as written, a share's `?utm_source=` or a host in
+    capitals was an entry of its own, ranked again. The URL as written when it has no
+    canonical form (`for_url` refuses it)."""
+    try:
+        return canonical_url(url)
+    except ValueError:
+        return url
+
+
 def block_identity(data: dict) -> bytes:
     """What a block's (or a search's) ETag stands for: the stories and their order, not the
     time it took or the scores (their freshness part moves with the clock, so two workers
@@ -1156,7 +1168,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                     reader, kk, lambda n: rel.for_url(url, k=n, filters=f, before_fetch=charge,
                                                       client=client_of(request))))
             return await guarded(lambda: cached_block(
-                request, ("url", url, kk, f),
+                request, ("url", block_address(url), kk, f),
                 lambda: rel.for_url(url, k=kk, filters=f, before_fetch=charge,
                                     client=client_of(request))))
 
@@ -1269,9 +1281,10 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         # the hottest call, one per article view, and rebuilding it cost ~50 ms of CPU each
         # time under the load test (docs/reliability.md). The links are part of the key: one
         # article's block is cached apart for each way of linking it, for its words and for
-        # its dates' language ("fr", "FR" and "fr-CA" are one entry, their dates the same).
+        # its dates' language ("fr", "FR" and "fr-CA" are one entry, their dates the same), and
+        # under the article's canonical URL (`block_address`).
         dates = date_language(lang)
-        key = ("widget", url, kk, f, links, words, dates, heading_level)
+        key = ("widget", block_address(url), kk, f, links, words, dates, heading_level)
         hit = cache.get(key)
         if hit is None:
             metrics.block_cache.labels("miss").inc()

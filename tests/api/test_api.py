@@ -425,6 +425,22 @@ async def test_related_by_unknown_url_fetches_the_page(http, stack, shared_data)
     assert r.status_code == 200 and len(stack.site.requests) == before  # cached, not refetched
 
 
+async def test_every_spelling_of_an_article_s_url_is_one_cached_block(http, stack):
+    """A publisher's pages ask by the URL as each page has it: a share's tracking parameters, a
+    host in capitals. The block is the same (the article's canonical URL decides it), but each
+    spelling was a cache entry of its own, ranked again."""
+    url = stack.records[3]["url"]  # https://www.bbc.co.uk/news/politics-...
+    spelt = url.replace("www.bbc.co.uk", "WWW.BBC.co.uk:443") + "?utm_source=share&fbclid=x"
+    for path in ("/v1/related", "/v1/widget"):
+        first = await http.get(path, params={"url": url, "k": 7})
+        assert first.status_code == 200, first.text
+        before = await block_cache_hits(http)
+        again = await http.get(path, params={"url": spelt, "k": 7})
+        assert again.status_code == 200 and again.content == first.content
+        assert again.headers["etag"] == first.headers["etag"]
+        assert await block_cache_hits(http) == before + 1, path
+
+
 async def test_the_card_of_a_page_read_by_url_shows_the_site_s_declared_name(http, stack, shared_data):
     """The card's site was trafilatura's: its host fallback over the name the page declares
     (breitbart's og:site_name, which it misses), a home page's address ("http://www.tmz.com")

@@ -13,6 +13,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -210,6 +211,20 @@ def _blank_is_none(value: str | None) -> str | None:
     """A blank section name is no section, as "" is (a template's empty field): kept, it
     selected the stories stored without one, and the Atom feed titled them as every story."""
     return value if value and value.strip() else None
+
+
+# Control characters a takedown's reason may not hold: all C0 but tab, LF and CR (a reason
+# typed in a form may have lines), and DEL.
+REASON_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def takedown_reason(value: str) -> str:
+    """A takedown's `reason=`, refused when it holds a control character: PostgreSQL refuses
+    NUL in text, and `?reason=...%00` was a 500 after the story's lookup (stored as junk on
+    SQLite, where `takedown list` showed it)."""
+    if found := REASON_CONTROLS.search(value):
+        raise ValueError(f"reason may not hold control characters (U+{ord(found.group()):04X})")
+    return value
 
 
 # A source or category of the story listings (JSON and Atom).
@@ -1120,7 +1135,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     @app.delete("/v1/stories/{id}", tags=["stories"], responses={200: {"model": TakedownOut}})
     async def take_down(request: Request, story_id: StoryId,
-                        reason: Annotated[str, Query(max_length=1000)] = ""):
+                        reason: Annotated[str, Query(max_length=1000),
+                                          AfterValidator(takedown_reason)] = ""):
         """Take a story down for good (operator; API key when configured): it and every copy of
         its body leave the store and every index within seconds, and stay out: collectors and
         imports skip its URL and its body. `tidings takedown lift URL` lets them back."""

@@ -120,6 +120,42 @@ class PreferencesSaved(BaseModel):
     unknown: UnknownFollows
 
 
+class PreferencesRead(BaseModel):
+    """GET .../preferences, for the OpenAPI document (it, the export, the deletion and
+    trending declared an empty schema: a generated client read their bodies as anything)."""
+
+    reader: str
+    preferences: PreferencesOut
+
+
+class ExportedEvent(BaseModel):
+    story_id: int
+    type: str
+    at: str | None
+    dwell_s: float | None
+    page: str | None
+    url: str | None = Field(description="null once the story was deleted (removed)")
+    title: str | None = Field(description="null once the story was deleted (removed)")
+    removed: bool
+
+
+class ReaderExport(BaseModel):
+    reader: str
+    preferences: PreferencesOut
+    created_at: str | None
+    last_seen_at: str | None
+    events: list[ExportedEvent] = Field(description="by `at`, then story id, then the order stored")
+
+
+class ReaderDeleted(BaseModel):
+    reader: str
+    deleted: bool
+
+
+class TrendingOut(BaseModel):
+    items: list[CardOut]
+
+
 def every_preference(info: dict | None) -> dict[str, list[str]]:
     """A stored reader's preferences (`Store.reader`, None for none) under every key, a list
     each, as the preferences route and the export both answer: the export gave `{}` for a
@@ -172,7 +208,8 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
             self_url=feed_url(base, path, {"k": k}), version=app.version, now=datetime.now(UTC))
         return atom_response(request, body, identity, PERSONAL_FEED)
 
-    @app.get("/v1/trending", tags=["readers"], dependencies=[SIZE_IS_K])
+    @app.get("/v1/trending", tags=["readers"], responses={200: {"model": TrendingOut}},
+             dependencies=[SIZE_IS_K])
     async def trending(response: Response,
                        category: Annotated[str | None, Query(max_length=80)] = None,
                        k: int | None = Query(None, ge=1, le=max_k,
@@ -206,7 +243,8 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
                 sources=[n for n, _ in sections] + meta.source_names())
         return {"reader": reader, "preferences": prefs, "unknown": unknown}
 
-    @app.get("/v1/readers/{reader}/preferences", tags=["readers"])
+    @app.get("/v1/readers/{reader}/preferences", tags=["readers"],
+             responses={200: {"model": PreferencesRead}})
     async def get_preferences(response: Response, reader: ReaderId):
         """What the reader follows and mutes (every list empty for a reader who set none):
         a site's settings page shows it before a PUT replaces it. Only the operator's export
@@ -215,7 +253,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         response.headers["Cache-Control"] = PERSONAL
         return {"reader": reader, "preferences": every_preference(info)}
 
-    @app.get("/v1/readers/{reader}", tags=["readers"])
+    @app.get("/v1/readers/{reader}", tags=["readers"], responses={200: {"model": ReaderExport}})
     async def export_reader(request: Request, reader: StoredReaderId):
         """Everything stored about a reader (operator; API key when configured); the events
         by `at`, then story id, then the order stored."""
@@ -247,7 +285,7 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
         return StreamingResponse(body(), media_type="application/json",
                                  headers={"Cache-Control": PERSONAL})
 
-    @app.delete("/v1/readers/{reader}", tags=["readers"])
+    @app.delete("/v1/readers/{reader}", tags=["readers"], responses={200: {"model": ReaderDeleted}})
     async def delete_reader(request: Request, reader: StoredReaderId):
         """Forget a reader: their events and preferences (operator; API key when configured)."""
         require_key(request)

@@ -156,3 +156,26 @@ async def test_a_readers_export_keeps_their_read_of_a_story_taken_down(stack):
         assert kept["id"] in crowd.trending and doomed["id"] not in crowd.trending
         assert crowd.co_read.neighbors(doomed["id"]) == {} and doomed["id"] not in crowd.co_read.neighbors(kept["id"])
         assert (await http.get(f"/v1/readers/{reader}/feed")).status_code == 200
+
+
+async def test_a_reason_with_a_nul_is_a_422_on_postgresql(tmp_path, shared_data, pg_url):
+    """PostgreSQL refuses NUL in text: `DELETE /v1/stories/{id}?reason=...%00` (a client
+    that zero-terminates its strings) was a 500 after the story's lookup, and the story stayed.
+    It is a 422 naming the reason, and the same call without the NUL takes the story down."""
+    st, server, task = await make_stack(tmp_path, shared_data, limit=4,
+                                        env={"TIDINGS_DATABASE_URL": pg_url})
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            sid = (await http.get("/v1/stories", params={"limit": 1})).json()["items"][0]["id"]
+            r = await http.delete(f"/v1/stories/{sid}", params={"reason": "retracted\x00"})
+            assert r.status_code == 422, r.text
+            assert r.json()["error"]["code"] == "invalid_request"
+            assert r.json()["error"]["message"].startswith("reason: ")
+            assert (await http.get(f"/v1/stories/{sid}")).status_code == 200
+            # Lines and tabs are text a reason typed in a form has: kept as sent.
+            r = await http.delete(f"/v1/stories/{sid}", params={"reason": "retracted:\n\tlegal"})
+            assert r.status_code == 200 and sid in r.json()["removed"], r.text
+        # One row per spelling of its URL, each with the reason.
+        assert {t.reason for t in await st.svc.store.takedowns()} == {"retracted:\n\tlegal"}
+    finally:
+        await stop_stack(st, server, task)

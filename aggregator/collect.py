@@ -206,10 +206,12 @@ def titled(drafts: Iterable[StoryDraft]) -> list[StoryDraft]:
 @dataclass(frozen=True)
 class PagesRead:
     """What reading a full_text source's article pages came to: how many were fetched,
-    and why each that failed did (`"URL: reason"`)."""
+    why each that failed did (`"URL: reason"`), and how many of the document's links still
+    want their page read (`left`: past the round's `full_text_limit`, or failed)."""
 
     tried: int = 0
     failures: tuple[str, ...] = ()
+    left: int = 0
 
     @property
     def read(self) -> int:
@@ -434,13 +436,19 @@ class Collector:
             return SourceReport(spec.name, True, result.status, not_modified=True,
                                 elapsed_s=time.perf_counter() - t0, recovered_after=recovered)
 
-        doc, unread = parsed.doc, 0
+        doc, unread, pages = parsed.doc, 0, PagesRead()
         # Before their pages are read: an old item's page is not read every round either.
         drafts, past = within_retention(parsed.drafts, now, self.keep_days)
         if spec.full_text and drafts:
             drafts, unread, pages = await self._with_full_text(fetcher, spec, drafts)
             if pages.problem:
                 doc = replace(doc, problems=(*doc.problems, pages.problem))
+        if pages.left:
+            # No validators kept while links wait for their pages: the next round's 304 read
+            # none of them, and a static sitemap longer than `full_text_limit` gave its first
+            # 20 stories and no more (its untitled links are stored only once read), nor were
+            # failed pages tried again, until the document changed.
+            result = replace(result, etag=None, last_modified=None)
         drafts = titled(drafts)
         # Items the rules left out were usable: a source whose every item they left out
         # works (it has nothing wanted this time), it has not failed; nor one whose items
@@ -658,7 +666,9 @@ class Collector:
         done = {d.url: d for d, _ in outcomes}
         unread = sum(1 for d in drafts if not d.title and d.url not in done)
         failures = tuple(why for _, why in outcomes if why is not None)  # in the feed's order
-        return [done.get(d.url, d) for d in drafts], unread, PagesRead(len(todo), failures)
+        read = {d.url for d, why in outcomes if why is None}
+        left = sum(1 for d in drafts if d.url not in known and d.url not in read)
+        return [done.get(d.url, d) for d in drafts], unread, PagesRead(len(todo), failures, left)
 
     async def _failed(self, state: SourceState, err: Exception, t0: float) -> SourceReport:
         msg = str(err) or type(err).__name__

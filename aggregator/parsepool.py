@@ -139,6 +139,14 @@ def drafts_from(doc: ParsedDocument, spec: SourceSpec,
             drafts.append(d)
         else:
             left_out += 1
+    untitled = sum(not item.title for item in doc.items) if doc.kind == "sitemap" else 0
+    if untitled and not spec.full_text:
+        # Said here, where the source's setting is known, not by the parser: of a full_text
+        # source, whose untitled links are read for their titles as they should be, it was a
+        # problem on every round in `collect` and `sources check`.
+        doc = replace(doc, problems=(*doc.problems, (
+            f"{untitled} of {len(doc.items)} entries have no news:title (plain sitemap entries "
+            "need full-text reading for a title: full_text = true)")))
     if unusable:  # one line per reason: a plain sitemap's thousand untitled links are one
         doc = replace(doc, problems=(*doc.problems, *(
             f"1 item skipped ({why}): {first[:100]}" if count == 1 else

@@ -123,7 +123,6 @@ def parse_sitemap(body: bytes, *, base_url: str, limit: int | None = None,
             problems.append(f"item {n}: invalid date {raw_date[:40]!r}, left empty")
         dated.append((published_at, n, entry, loc))
     items: list[ParsedItem] = []
-    untitled = 0
     ordered = _newest_first((when, (when, n, entry, loc)) for when, n, entry, loc in dated)
     for k, (published_at, n, entry, loc) in enumerate(ordered):
         if limit is not None and len(items) >= limit:
@@ -142,7 +141,6 @@ def parse_sitemap(body: bytes, *, base_url: str, limit: int | None = None,
         if news is not None:
             title = clean_inline(_ns_text(news, _NEWS_NS, "title"))
             keywords = _ns_text(news, _NEWS_NS, "keywords")
-        untitled += not title
         image = ""
         image_el = entry.find(f"{{{_IMAGE_NS}}}image")
         if image_el is not None:
@@ -156,11 +154,6 @@ def parse_sitemap(body: bytes, *, base_url: str, limit: int | None = None,
                 guid=loc,
                 tags=tuple(k.strip() for k in keywords.split(",") if k.strip()),
             )
-        )
-    if untitled:
-        problems.append(
-            f"{untitled} of {len(items)} entries have no news:title (plain sitemap entries "
-            "need full-text reading for a title)"
         )
     return ParsedDocument(kind="sitemap", title="", items=tuple(items), problems=tuple(problems))
 

@@ -392,6 +392,31 @@ async def test_a_plain_sitemap_listed_oldest_first_has_its_newest_pages_read_fir
             "Story of 2026-11-24", "Story of 2026-11-25"]
 
 
+async def test_a_static_sitemap_past_the_page_limit_gives_the_rest_in_later_rounds(sqlite_store):
+    """A plain sitemap served with an ETag (a static file) and more links than
+    `full_text_limit`: its first round read 2 pages, and every later round sent the stored
+    validators, got a 304 and read no page, so the rest of its stories never came until the
+    file changed. Validators are kept only once no link waits for its page."""
+    async with LocalSite() as site:
+        days = [f"2026-11-{d:02d}" for d in range(20, 25)]
+        for day in days:
+            site.route(f"/post/{day}", body=_article(f"Story of {day}"), content_type="text/html")
+        entries = "".join(f"<url><loc>{site.url(f'/post/{d}')}</loc><lastmod>{d}T08:00:00Z</lastmod></url>"
+                          for d in days)
+        site.route("/sitemap.xml", etag='"s1"', content_type="application/xml", body=(
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"{entries}</urlset>").encode())
+        await sqlite_store.sync_sources([SourceSpec(
+            "sm", site.url("/sitemap.xml"), "world", kind="sitemap", full_text=True)])
+        c = collector(sqlite_store, site, dataclasses.replace(FAST, full_text_limit=2))
+        new = [(await c.run_round(force=True)).sources[0].new for _ in range(3)]
+        assert new == [2, 2, 1]
+        assert sorted(s.title for s in await sqlite_store.latest_stories(limit=10)) == [
+            f"Story of {d}" for d in days]
+        # Every link read: the next round asks conditionally again, and the file answers 304.
+        assert (await c.run_round(force=True)).sources[0].not_modified
+
+
 async def test_check_stores_nothing(site, sqlite_store, shared_data):
     site.route("/f.xml", body=(shared_data / FEEDS[1]).read_bytes())
     found = await collector(sqlite_store, site).check(SourceSpec("f", site.url("/f.xml"), "politics"))

@@ -92,12 +92,14 @@ async def test_an_empty_postgresql_database_is_refused_and_left_empty(pg_url, tm
     with pytest.raises(NoDatabase, match=r"^an empty database at .*, without Tidings' tables "
                                          r"\(TIDINGS_DATABASE_URL\): .* or check database_url$"):
         await build(settings, create_database=False)
+    assert list(tmp_path.iterdir()) == []  # nor the data dir: it was made before the refusal
     store = Store(pg_url)
     try:
         assert await store.migrate(create=False) is None  # still without tables
         assert await store.migrate() is None  # made now, as `collect` makes it
         svc = await build(settings, create_database=False)
         await svc.close()
+        assert (tmp_path / "data").is_dir()  # a reader's, once there is a database
     finally:
         await store.close()
 

@@ -242,7 +242,7 @@ class Collector:
 
     def __init__(
         self,
-        store: Store,
+        store: Store | None,  # None: a collector that only checks (`check`)
         settings: CollectSettings,
         *,
         resolver_factory: Callable[[], object] | None = None,
@@ -623,10 +623,15 @@ class Collector:
             left_out += page.left_out
         return Parsed(replace(first.doc, problems=tuple(problems)), items, tuple(drafts), left_out)
 
-    async def check(self, spec: SourceSpec) -> SourceCheck:
+    async def check(self, spec: SourceSpec, source_urls: Iterable[str]) -> SourceCheck:
         """Dry run for `tidings sources check`: fetch and parse once, store nothing. A
-        full_text source has the pages of its first `CHECK_SAMPLE` items read, not all."""
-        async with self._fetcher([spec.url, *await self.store.source_urls()]) as fetcher:
+        full_text source has the pages of its first `CHECK_SAMPLE` items read, not all.
+
+        `source_urls`: the sources file's, whose hosts are trusted with any address, as a
+        round trusts the configured sources' (the store's, once a collector applied that
+        file). It reads no database, so a check needs none: it made an empty one in a
+        mistyped data dir."""
+        async with self._fetcher([spec.url, *source_urls]) as fetcher:
             parsed, _ = await self._read(fetcher, spec, Validators(), self.clock())
             if parsed is None:  # nothing was asked conditionally, so there is nothing to reuse
                 raise FetchError(f"{spec.url} answered 304 Not Modified to a request without "

@@ -27,6 +27,7 @@ from aggregator.sources import (
     name_slug,
     source_table,
     trial_source,
+    unique_name,
     url_problem,
 )
 
@@ -142,20 +143,6 @@ def _folder(el) -> str:
         if not attrs.get("xmlurl", "").strip() and (label := _label(attrs)):
             return label
     return ""
-
-
-def unique_name(base: str, taken: set[str]) -> str:
-    """`base`, else `base-2`, `base-3`, ... : the first not in `taken`, cut to fit the
-    name's width (a valid name stays valid: it starts with a letter or digit)."""
-    if base not in taken:
-        return base
-    n = 2
-    while True:
-        suffix = f"-{n}"
-        candidate = base[:MAX_SOURCE_NAME_CHARS - len(suffix)].rstrip("-_") + suffix
-        if candidate not in taken:
-            return candidate
-        n += 1
 
 
 def source_name(feed: OpmlFeed) -> str:

@@ -102,15 +102,32 @@ class _SourceErrors:
                            key=".".join(path))
 
 
-def trial_source(url: str, title: str = "") -> SourceSpec | None:
+def trial_source(url: str, title: str = "", taken: Iterable[str] = ()) -> SourceSpec | None:
     """A source for `url` that no sources file names, for `tidings sources check URL`: an
     operator tries a feed before adding it. None when `url` is not an absolute http(s) URL
     (it is then a source's name). Named after its host ("www.news-site.example" ->
     "news-site-example", `trial_name`), kind auto, no category yet; `title`, the feed's
-    once read, names one on an IP address."""
+    once read, names one on an IP address. `taken`: the file's names, which it avoids
+    ("news-example-2"): a second feed of a host the file reads was suggested under the first
+    one's name, and the file, pasted into, no longer loaded (two sources of one name)."""
     if url_problem(url) is not None:
         return None
-    return SourceSpec(name=trial_name(url.strip(), title), url=url.strip(), category="")
+    name = unique_name(trial_name(url.strip(), title), set(taken))
+    return SourceSpec(name=name, url=url.strip(), category="")
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base`, else `base-2`, `base-3`, ... : the first not in `taken`, cut to fit the
+    name's width (a valid name stays valid: it starts with a letter or digit)."""
+    if base not in taken:
+        return base
+    n = 2
+    while True:
+        suffix = f"-{n}"
+        candidate = base[:MAX_SOURCE_NAME_CHARS - len(suffix)].rstrip("-_") + suffix
+        if candidate not in taken:
+            return candidate
+        n += 1
 
 
 def trial_name(url: str, title: str = "") -> str:

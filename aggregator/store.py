@@ -13,6 +13,7 @@ import functools
 import hashlib
 import inspect
 import logging
+import os
 import re
 import socket
 import sqlite3
@@ -24,7 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from urllib.request import pathname2url
 
 from sqlalchemy import (
@@ -996,6 +997,21 @@ def sort_time(published_at: datetime | None, now: datetime) -> datetime:
     return published_at
 
 
+class FileIdentity(NamedTuple):
+    device: int
+    inode: int
+
+
+def file_identity(path: str) -> FileIdentity | None:
+    """The file at `path` as the system tells files apart, None when there is none (or it
+    cannot be read: for the health checks, a database file that is not there)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return FileIdentity(st.st_dev, st.st_ino)
+
+
 class _PointReader:
     """A plain sqlite3 connection for one-row reads by primary key, made on the caller's thread.
 
@@ -1202,6 +1218,7 @@ class Store:
         kwargs: dict = {"echo": echo}
         self._reader: _PointReader | None = None
         self._sqlite_path: str | None = None
+        self._sqlite_file: FileIdentity | None = None  # the file `migrate` found (`file_gone`)
         if self.dialect == "sqlite":
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
@@ -1310,7 +1327,17 @@ class Store:
             raise StoreError(f"the database ({shown_url(self.url)}) is {at}, which "
                              f"this version of Tidings does not know (it knows up to {head}): a "
                              "newer version migrated it; run that version here too") from e
+        if self._sqlite_path is not None:
+            self._sqlite_file = file_identity(self._sqlite_path)
         return found[-1]
+
+    def file_gone(self) -> bool:
+        """Is the SQLite file `migrate` found no longer at its path: deleted, or another moved
+        into its place? The connections opened before keep reading the old file, and each new
+        one opens the path (and makes an empty database there): /healthz answered from
+        whichever connection the pool handed it, ok then failing then ok. The health checks
+        ask this first. Always False on PostgreSQL, and before `migrate`."""
+        return self._sqlite_file is not None and file_identity(self._sqlite_path) != self._sqlite_file
 
     @asynccontextmanager
     async def _sqlite_migrate_lock(self) -> AsyncIterator[None]:

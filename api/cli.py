@@ -1215,20 +1215,25 @@ async def cmd_sources(settings, args) -> int:
             print(f"tidings: checking source {spec.name!r}, which reads this URL in "
                   f"{settings.sources_file}{others}", file=sys.stderr)
         # A feed's URL that no source names: tried before it is added to the file.
-        trial = trial_source(args.name) if spec is None else None
+        taken = [s.name for s in specs]  # the name to paste is one the file does not have
+        trial = trial_source(args.name, taken=taken) if spec is None else None
         spec = spec or trial
         if spec is None and "://" in args.name:  # meant as a URL: say what is wrong with it
             # (it said "no source named 'http://x:99999/'", as if URLs were not tried)
             print(f"tidings: error: cannot try this URL: {url_problem(args.name)}", file=sys.stderr)
             return EXIT_USAGE
         if spec is None:
-            problem = no_source_named(args.name, [s.name for s in specs], f"in {settings.sources_file}",
+            problem = no_source_named(args.name, taken, f"in {settings.sources_file}",
                                       otherwise=" (a feed's http(s) URL is tried as it is)")
             print(f"tidings: error: {problem}", file=sys.stderr)
             return EXIT_USAGE
-        svc = await build(settings, collect=True)
+        from aggregator.collect import Collector
+
+        # No services built: a dry run reads nothing stored, and building them made an empty
+        # database (and its folder) in a mistyped data dir.
+        collector = Collector(None, settings.collect)
         try:
-            found = await svc.collector.check(spec)
+            found = await collector.check(spec, [s.url for s in specs])
         except (FetchError, ParseError) as e:
             # The source failed, not the command line: exit 1 as `collect --source` does for
             # it (it fell through to main's usage status 2, and a script could not tell a
@@ -1236,10 +1241,10 @@ async def cmd_sources(settings, args) -> int:
             print(f"tidings: error: {spec.name}: {e}", file=sys.stderr)
             return 1
         finally:
-            await svc.close()
+            await collector.close()
         doc, drafts = found.doc, found.drafts
         if trial is not None:  # its title may name a feed its host does not (an IP address)
-            spec = trial = trial_source(args.name, doc.title) or trial
+            spec = trial = trial_source(args.name, doc.title, taken) or trial
         print(f"{spec.name}: {doc.kind} {shown_title(doc.title)}, {check_counts(len(doc.items), found)} "
               "(nothing stored)")
         for p in doc.problems[:10]:

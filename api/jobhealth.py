@@ -148,6 +148,10 @@ async def health(svc: Services) -> tuple[dict, int]:
     # every command that builds services, /healthz or not (api/services.py)
 
     try:  # one read answers both: is the database there, and whose recipe leads it
+        # Not while the file is gone: the connections opened before still read it, the new
+        # ones an empty one, and /healthz said ok or failing by the connection it was given.
+        if svc.store.file_gone():
+            raise FileNotFoundError("the database file was deleted or replaced")
         async with asyncio.timeout(DATABASE_ANSWER_S):
             lead, ok = await svc.store.leading_embedder(), True
     except Exception:  # whatever failed, the answer is this body, never an error page

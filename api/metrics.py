@@ -160,6 +160,8 @@ class Metrics:
         for labels in known_tick_series(svc.jobs.jobs):
             self.job_ticks.labels(*labels)
         try:
+            if svc.store.file_gone():  # away, as /healthz says it (Store.file_gone)
+                raise FileNotFoundError("the database file was deleted or replaced")
             # Bounded: a database that never answers is away too (jobhealth.DATABASE_ANSWER_S).
             async with asyncio.timeout(jobhealth.DATABASE_ANSWER_S):
                 await self._read_database(svc)

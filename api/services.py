@@ -143,16 +143,19 @@ async def build(
     if not create_database and db_file is not None and not db_file.is_file():
         # Before anything touches the disk: a mistyped data dir is left as it was.
         raise NoDatabase(no_database_message(settings))
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # a file of that name, no permission: say so, not a traceback
-        raise ConfigError(f"data_dir {settings.data_dir} cannot be created: {e.strerror}",
-                          key="data_dir") from None
+    if create_database:  # before the store: the SQLite file goes in it by default
+        make_data_dir(settings)
     store = Store(settings.database_url)
-    revision = await store.migrate(create=create_database)
-    if revision is None and not create_database:  # a file or PostgreSQL database, empty
+    try:
+        revision = await store.migrate(create=create_database)
+        if revision is None and not create_database:  # a file or PostgreSQL database, empty
+            raise NoDatabase(no_database_message(settings, empty=True))
+        # A reader's once its database is there: refused for a PostgreSQL database without
+        # tables, it had made a mistyped data dir already. The machine id and index go in it.
+        make_data_dir(settings)
+    except BaseException:
         await store.close()
-        raise NoDatabase(no_database_message(settings, empty=True))
+        raise
     if revision is None:  # said, for a `serve` or `collect` started on a mistyped data dir
         log.info("store.created Tidings' tables in an empty database at %s (%s)", shown_database(settings),
                  settings.database_from or "the settings")
@@ -217,6 +220,14 @@ async def build(
         svc.collector = Collector(store, settings.collect, resolver_factory=resolver_factory,
                                   owner=svc.owner, keep_days=settings.retention.stories_days)
     return svc
+
+
+def make_data_dir(settings: Settings) -> None:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file of that name, no permission: say so, not a traceback
+        raise ConfigError(f"data_dir {settings.data_dir} cannot be created: {e.strerror}",
+                          key="data_dir") from None
 
 
 def shown_database(settings: Settings) -> str:

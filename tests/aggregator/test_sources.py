@@ -502,6 +502,15 @@ def test_a_trial_source_on_an_ip_address_is_named_after_its_feed_or_address_and_
     assert trial_source("https://www.news.example/feed", "Top Stories").name == "news-example"
 
 
+def test_a_trial_source_is_not_named_as_a_source_of_the_file():
+    """A second feed of a host the file reads was suggested under the first one's name:
+    pasted, the file no longer loaded (two sources of one name)."""
+    taken = ["news-example", "news-example-2", "local-wire"]
+    assert trial_source("https://www.news.example/world.xml", taken=taken).name == "news-example-3"
+    assert trial_source("http://127.0.0.1:8080/feed.xml", "Local Wire", taken).name == "local-wire-2"
+    assert trial_source("https://other.example/feed", taken=taken).name == "other-example"
+
+
 @given(st.integers(1, MAX_DURATION_S))
 def test_duration_text_is_what_the_file_would_say(seconds):
     """`sources list` shows intervals as sources.toml writes them: read back, the same."""

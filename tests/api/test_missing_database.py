@@ -92,12 +92,14 @@ async def test_an_empty_postgresql_database_is_refused_and_left_empty(pg_url, tm
     with pytest.raises(NoDatabase, match=r"^an empty database at .*, without Tidings' tables "
                                          r"\(TIDINGS_DATABASE_URL\): .* or check database_url$"):
         await build(settings, create_database=False)
+    assert list(tmp_path.iterdir()) == []  # nor the data dir: it was made before the refusal
     store = Store(pg_url)
     try:
         assert await store.migrate(create=False) is None  # still without tables
         assert await store.migrate() is None  # made now, as `collect` makes it
         svc = await build(settings, create_database=False)
         await svc.close()
+        assert (tmp_path / "data").is_dir()  # a reader's, once there is a database
     finally:
         await store.close()
 
@@ -107,3 +109,26 @@ def test_an_empty_sqlite_file_is_refused_too(tmp_path):
     settings = load_settings(None, env={"TIDINGS_DATA_DIR": str(tmp_path)})
     with pytest.raises(NoDatabase, match=r"^an empty database at "):
         asyncio.run(build(settings, create_database=False))
+
+
+async def test_a_database_file_deleted_under_a_running_process_is_reported_at_every_check(tmp_path):
+    """The connections opened before the `rm` kept reading the deleted file, and each new one
+    made an empty database at the path: /healthz said ok or 503 by the connection it was
+    handed, and the metrics' database_up alike."""
+    from api.jobhealth import health
+    from api.metrics import Metrics
+
+    settings = load_settings(None, env={"TIDINGS_DATA_DIR": str(tmp_path),
+                                        "TIDINGS_INDEX_EMBEDDER": "hash"})
+    svc = await build(settings)
+    metrics = Metrics(api=False)
+    metrics.watch(svc)
+    try:
+        assert (await health(svc))[1] == 200
+        (tmp_path / "tidings.db").unlink()
+        for _ in range(3):  # old connections in the pool answered each of these "ok"
+            body, status = await health(svc)
+            assert (status, body["database"], body["status"]) == (503, False, "degraded")
+            assert b"tidings_database_up 0.0" in await metrics.scrape(svc)
+    finally:
+        await svc.close()

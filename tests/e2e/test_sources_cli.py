@@ -401,6 +401,23 @@ async def test_sources_check_tries_a_feed_url_before_it_is_added(cli_env, tmp_pa
         assert r.returncode == 2 and "no source named 'not-a-source'" in r.stderr
 
 
+async def test_sources_check_makes_nothing_in_a_mistyped_data_dir(cli_env, tmp_path):
+    """A dry run stores nothing, yet it made the data dir, an empty database and a machine id
+    wherever TIDINGS_DATA_DIR pointed. The name it suggests is one the file does not have."""
+    missing = tmp_path / "tidngs"
+    async with LocalSite() as site:
+        site.route("/politics.xml", body=RSS, content_type="application/rss+xml")
+        path = sources_file(tmp_path, source("moved", site.url("/other.xml")))
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(path), "TIDINGS_DATA_DIR": str(missing)}
+        r = await cli(["sources", "check", site.url("/politics.xml")], env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.startswith("moved-2: feed 'Moved', 2 items, 2 usable"), r.stdout
+        assert 'name = "moved-2"' in r.stdout, r.stdout
+        r = await cli(["sources", "check", "moved"], env)  # a named source, down
+        assert r.returncode == 1 and "moved: HTTP 404" in r.stderr, r.stdout + r.stderr
+    assert not missing.exists()
+
+
 async def test_sources_check_of_a_url_the_file_reads_checks_that_source(cli_env, tmp_path):
     """`sources check URL` of a feed a source already reads tried it as a new one: its rules
     left out, and a table to paste that would have read the feed twice a round."""

@@ -331,7 +331,7 @@ def settings_text(r: RetentionSettings) -> str:
     return " ".join(f"{k}={getattr(r, k)}" for k in RETENTION_KEYS)
 
 
-async def retention_agrees(svc: Services) -> bool:
+async def retention_agrees(svc: Services) -> tuple[bool, str | None]:
     """Whether this process may run the hourly job with its own `[retention]`: yes unless they
     delete more than the last run's and that run was another machine's (`same_machine`: by the
     machine ids, which the runs record, else by the host name of `owner`, host:pid).
@@ -342,35 +342,37 @@ async def retention_agrees(svc: Services) -> bool:
     days deleted for a cluster whose others keep stories for ever. Deleting is not undone:
     such settings wait for the operator to confirm them (`tidings retention` runs them and
     records them); settings that keep more run (and are recorded), so a cluster that
-    disagrees keeps the most. Either way the difference is logged, naming both."""
+    disagrees keeps the most. Either way the difference is logged, naming both: a refusal
+    here, at each tick; settings that keep more by `retention` once it has claimed the run,
+    returned as the second item (every process ticks every 10 minutes and one runs an hour:
+    logged here, each tick of each process said "run with these" while none ran)."""
     last = await svc.store.job_last_run("retention")
     if last is None:
-        return True  # the first run in this database
+        return True, None  # the first run in this database
     recorded, claimant = last
     # The process that ran it, as the run recorded it; a run of a version that recorded none
     # goes by the row's owner (the last claim's), as before.
     owner = recorded_field(recorded, "owner") or claimant
     theirs, mine = retention_of_json(recorded), svc.settings.retention
     if theirs == mine:
-        return True
+        return True, None
     wider = deletes_more(mine, theirs)
     machine = machine_of_json(recorded)
     by = f"{owner}, machine {machine}" if machine else owner  # what "another machine's" went by
     if wider and same_machine(owner, machine, svc.owner, svc.machine):
         log.info("retention.settings_changed: [retention] %s here, %s at the last run (by %s, "
                  "this machine)", settings_text(mine), settings_text(theirs), by)
-        return True
+        return True, None
     if wider:
         log.warning("retention.settings_differ: not run: this process's [retention] %s deletes "
                     "more (%s) than the last run's %s (by %s); make [retention] the same on "
                     "every machine, or run `tidings retention` here to apply these",
                     settings_text(mine), ", ".join(wider), settings_text(theirs), by)
-        return False
-    log.warning("retention.settings_differ: this process's [retention] %s keeps more than the "
-                "last run's %s (by %s): run with these, which the other processes will not "
-                "apply until the operator confirms theirs", settings_text(mine),
-                settings_text(theirs), by)
-    return True
+        return False, None
+    return True, (f"retention.settings_differ: this process's [retention] {settings_text(mine)} "
+                  f"keeps more than the last run's {settings_text(theirs)} (by {by}): run with "
+                  "these, which the other processes will not apply until the operator confirms "
+                  "theirs")
 
 
 async def retention(svc: Services, now: datetime | None = None, *,
@@ -381,11 +383,14 @@ async def retention(svc: Services, now: datetime | None = None, *,
     retention` passes 0: the operator's run waits for no hour, only for a run under way, and
     its settings are the operator's confirmation."""
     now = now or datetime.now(UTC)
-    if every_s and not await retention_agrees(svc):
+    agrees, differs = await retention_agrees(svc) if every_s else (True, None)
+    if not agrees:
         return None
     if not await svc.store.claim_job("retention", owner=svc.owner, every_s=every_s,
                                      lease_s=RETENTION_LEASE_S, now=now):
         return None  # another process of the cluster ran it within the hour, or runs it now
+    if differs:
+        log.warning(differs)
     keeper = asyncio.create_task(_keep_claim(svc, "retention", now, RETENTION_LEASE_S))
     try:
         report = await _retention_run(svc, now)

@@ -484,6 +484,27 @@ async def test_retention_settings_that_delete_more_than_the_last_runs_wait_for_t
     assert await runner.retention(cut, now + 4 * hour) is None
 
 
+async def test_retention_settings_that_keep_more_are_logged_by_the_run_not_each_tick(
+        store, caplog):
+    """Every process ticks the job every 10 minutes and one of them runs it an hour. A process
+    whose `[retention]` keeps more than the last run's logged "run with these" at each of its
+    ticks, whether it ran the job or not (another had run it within the hour): a cluster's
+    logs said, several times an hour, that settings were applied which no run used."""
+    keep, cut, now, old = await _keeper_and_cutter(store, "keeper:1", "cutter:2")
+    assert (await runner.retention(cut, now, every_s=0)).stories == 1  # the operator's run
+
+    def differs() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if "retention.settings_differ" in r.getMessage()]
+
+    with caplog.at_level("WARNING", logger="tidings.run"):
+        assert await runner.retention(keep, now + timedelta(seconds=runner.RETENTION_TICK_S)) is None
+        assert differs() == []
+        assert await runner.retention(keep, now + timedelta(seconds=runner.RETENTION_EVERY_S)) is not None
+    (line,) = differs()
+    assert "keeps more" in line and "stories_days=30" in line and "(by cutter:2)" in line, line
+
+
 async def test_retention_settings_lowered_on_the_machine_that_ran_last_apply_at_once(store):
     """One machine, its `stories_days` lowered and the process restarted: the operator's own
     edit, not another machine's disagreement. It applies at the next hourly run."""

@@ -427,7 +427,12 @@ class FeedService:
                                fresh_ids=fresh, newest_id=newest)
         ids, pinned = pinned_candidates(found, at)
         at = replace(at, pinned=pinned)
-        titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
+        # The titles reasons may cite: the recent reads (copies, co-reads) and each interest's
+        # anchor ("because you read …"), which is the heaviest read of its interest, often
+        # older than the last `ProfileParams.max_history`: past 50 reads, the reasons of a
+        # reader's interests all said "like stories you read".
+        cited = [*profile.history, *(it.anchor_story_id for it in profile.interests)]
+        titles = {i: m.title for i in cited if (m := self.corpus.meta.get(i))}
         cands = self._without_copies(self._candidates(ids, crowd, co), profile, titles)
         order = feed_order(profile, cands, prefs=prefs, now=now, params=self.params, titles=titles,
                            limit=page_limit(at, k), served=at.served)

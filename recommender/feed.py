@@ -79,6 +79,9 @@ class FeedParams:
     co_read_weight: float = 1.0  # x log1p(co-read score)
     trending_weight: float = 0.5  # x log1p(trending)
     ctr_weight: float = 1.0  # x (smoothed ctr - prior); small unless impressions say otherwise
+    # The CTR a story without evidence has: the one `ctr` was smoothed toward, set by the feed
+    # service from the crowd (popularity.ctr_prior), so a story at the site's average gains or
+    # loses nothing against one nobody was shown yet.
     ctr_prior: float = 0.05
     fresh_weight: float = 0.3  # x 0.5 ** (age / fresh_half_life_h)
     fresh_half_life_h: float = 24.0

@@ -1015,3 +1015,35 @@ async def test_a_reader_of_more_than_fifty_stories_is_told_which_one_a_story_is_
             assert cited & set(reasons), reasons
     finally:
         await stop_stack(st, server, task)
+
+
+async def test_a_story_passed_over_comes_after_the_ones_nobody_saw_yet(tmp_path, shared_data):
+    """A story's click-through counted against a fixed 5%, not against the average it is
+    smoothed toward: where readers click a quarter of what they are shown, a story five
+    readers were shown and none clicked (smoothed to 20%) ranked above every story nobody had
+    seen yet, in trending and in a new reader's feed."""
+    import httpx
+
+    from tests.api.conftest import make_stack, stop_stack
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=10)
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            pol = await _ids(http, "politics", 10)  # stored together: as fresh as each other
+            liked, passed, unseen = pol[:3], min(pol[3:]), max(pol[3:])
+            events = []
+            for r in range(5):  # five readers, each shown four stories, clicking one
+                events += [{"reader": f"crowd-{r}", "story_id": i, "type": "impression"}
+                           for i in [*liked, passed]]
+                events.append({"reader": f"crowd-{r}", "story_id": liked[0], "type": "click"})
+            assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+            for r in range(5):
+                await _wait_events(st, f"crowd-{r}", 5)
+            trending = (await http.get("/v1/trending", params={"category": "politics", "k": 20})).json()["items"]
+            order = [c["id"] for c in trending]
+            assert order.index(unseen) < order.index(passed), trending
+            feed = (await http.get("/v1/readers/newcomer/feed", params={"k": 50})).json()["items"]
+            order = [c["id"] for c in feed]
+            assert order.index(unseen) < order.index(passed), feed
+    finally:
+        await stop_stack(st, server, task)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from recommender.popularity import (
     CoRead,
     co_read_scores,
     count_events,
+    ctr_prior,
     reading_histories,
     smoothed_ctr,
     trending_scores,
@@ -119,7 +120,7 @@ def event_log(rows: Sequence[MindRow]) -> dict[str, list[Event]]:
 class _Crowd:
     """What the product learned from all readers, with one reader taken out on demand."""
 
-    def __init__(self, log: dict[str, list[Event]], n_items: int, params: FeedParams):
+    def __init__(self, log: dict[str, list[Event]], n_items: int):
         self.log = log
         everyone = [e for evs in log.values() for e in evs]
         self.trending = trending_scores(everyone, now=LOG_START_AT)
@@ -127,9 +128,7 @@ class _Crowd:
         self.co_read = CoRead(window=10, max_neighbors=None)  # exact, so a reader can be removed
         for _, h in sorted(reading_histories(everyone).items()):
             self.co_read.add_history(h)
-        imps = sum(c.impressions for c in self.counts.values())
-        clicks = sum(min(c.clicks, c.impressions) for c in self.counts.values())
-        self.prior = clicks / imps if imps else params.ctr_prior
+        self.prior = ctr_prior(self.counts)  # as the product's crowd (readers.compute_crowd)
         reads = np.zeros(n_items)
         for user_events in log.values():
             for sid in {e.story_id for e in user_events if e.type != "impression"}:
@@ -193,7 +192,8 @@ def eval_feed_mind(
     n_items = len(news)
     meta = {i: (n.category, "") for i, n in enumerate(news)}
     log = event_log(rows)
-    crowd = _Crowd(log, n_items, params)
+    crowd = _Crowd(log, n_items)
+    params = replace(params, ctr_prior=crowd.prior)  # as the product's FeedService._params
     index = BruteForceIndex(vectors.shape[1])
     index.add(np.arange(n_items, dtype=np.int64), vectors)
 

@@ -106,12 +106,20 @@ def count_columns(cols: EventColumns) -> dict[int, Counts]:
     return {s: Counts(i, c) for s, i, c in zip(ids.tolist(), imps.tolist(), clicks.tolist(), strict=True)}
 
 
-def ctr_table(counts: Mapping[int, Counts], *, prior_strength: float = 20.0) -> dict[int, float]:
-    """Smoothed CTR per story, the prior being the global CTR of stories with impressions."""
+def ctr_prior(counts: Mapping[int, Counts]) -> float:
+    """The click-through of a story we know nothing about: the global CTR of stories with
+    impressions (a story's clicks past its impressions not counted), 0.05 without any,
+    within 0.001..0.5. `ctr_table` smooths toward it, and the ranking measures a story's CTR
+    against it (feed.FeedParams.ctr_prior)."""
     imps = sum(c.impressions for c in counts.values())
     clicks = sum(min(c.clicks, c.impressions) for c in counts.values())
     prior = clicks / imps if imps else 0.05
-    prior = min(max(prior, 1e-3), 0.5)
+    return min(max(prior, 1e-3), 0.5)
+
+
+def ctr_table(counts: Mapping[int, Counts], *, prior_strength: float = 20.0) -> dict[int, float]:
+    """Smoothed CTR per story, toward `ctr_prior`."""
+    prior = ctr_prior(counts)
     return {
         s: smoothed_ctr(c.clicks, c.impressions, prior_ctr=prior, prior_strength=prior_strength)
         for s, c in counts.items()

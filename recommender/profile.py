@@ -59,6 +59,9 @@ class Interest:
     vector: np.ndarray
     weight: float  # share of the decayed positive mass, interests sum to 1
     anchor_story_id: int
+    # The anchor's own unit vector: a reason names the anchor only for a story like it
+    # (feed.FeedParams.reason_story_cos). None: not known, the interest's closeness alone.
+    anchor_vector: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,7 +272,8 @@ def cluster_interests(
             continue
         # The anchor is the heaviest member most like the centre: the story that "explains" it.
         anchor = max(members[i], key=lambda j: (weights[j] * (1.0 + float(vecs[j] @ cents[i])), -j))
-        out.append(Interest(cents[i].astype(np.float32), masses[i] / total, int(ids[anchor])))
+        out.append(Interest(cents[i].astype(np.float32), masses[i] / total, int(ids[anchor]),
+                            vecs[anchor].astype(np.float32)))
     out.sort(key=lambda it: (-it.weight, it.anchor_story_id))
     return tuple(out)
 

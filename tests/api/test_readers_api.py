@@ -980,3 +980,70 @@ async def test_a_new_readers_first_page_is_news_not_a_quiet_sections_old_stories
             assert len(quiet & set(shown)) >= 20 and len(shown) == len(set(shown))
     finally:
         await stop_stack(st, server, task)
+
+
+async def test_a_reader_of_more_than_fifty_stories_is_told_which_one_a_story_is_for(tmp_path, shared_data):
+    """The titles a feed's reasons cite were those of the reader's last 50 reads, but an
+    interest's anchor is its heaviest read (a long read outweighs a click), often older:
+    past 50 reads, every story of that interest said "like stories you read" where a
+    newer reader saw "because you read “…”"."""
+    import httpx
+
+    from tests.api.conftest import make_stack, stop_stack
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=40)
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            pol = (await http.get("/v1/stories", params={"category": "politics", "limit": 40})).json()["items"]
+            ent = await _ids(http, "entertainment", 40)
+            now = datetime.now(UTC)
+            # Four long reads two days ago, then 50 clicks this last hour.
+            long_reads = pol[:4]
+            clicked = [*ent[:30], *(c["id"] for c in pol[4:24])]
+            events = [{"reader": "many-reads", "story_id": c["id"], "type": "read", "dwell_s": 90,
+                       "at": (now - timedelta(days=2, minutes=i)).isoformat()}
+                      for i, c in enumerate(long_reads)]
+            events += [{"reader": "many-reads", "story_id": sid, "type": "click",
+                        "at": (now - timedelta(minutes=60 - i)).isoformat()}
+                       for i, sid in enumerate(clicked)]
+            assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+            await _wait_events(st, "many-reads", len(events))
+            items = (await http.get("/v1/readers/many-reads/feed", params={"k": 20})).json()["items"]
+            reasons = [c["reason"] for c in items]
+            assert items and "like stories you read" not in reasons, reasons
+            cited = {f"because you read “{c['title']}”" for c in long_reads}
+            assert cited & set(reasons), reasons
+    finally:
+        await stop_stack(st, server, task)
+
+
+async def test_a_story_passed_over_comes_after_the_ones_nobody_saw_yet(tmp_path, shared_data):
+    """A story's click-through counted against a fixed 5%, not against the average it is
+    smoothed toward: where readers click a quarter of what they are shown, a story five
+    readers were shown and none clicked (smoothed to 20%) ranked above every story nobody had
+    seen yet, in trending and in a new reader's feed."""
+    import httpx
+
+    from tests.api.conftest import make_stack, stop_stack
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=10)
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            pol = await _ids(http, "politics", 10)  # stored together: as fresh as each other
+            liked, passed, unseen = pol[:3], min(pol[3:]), max(pol[3:])
+            events = []
+            for r in range(5):  # five readers, each shown four stories, clicking one
+                events += [{"reader": f"crowd-{r}", "story_id": i, "type": "impression"}
+                           for i in [*liked, passed]]
+                events.append({"reader": f"crowd-{r}", "story_id": liked[0], "type": "click"})
+            assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+            for r in range(5):
+                await _wait_events(st, f"crowd-{r}", 5)
+            trending = (await http.get("/v1/trending", params={"category": "politics", "k": 20})).json()["items"]
+            order = [c["id"] for c in trending]
+            assert order.index(unseen) < order.index(passed), trending
+            feed = (await http.get("/v1/readers/newcomer/feed", params={"k": 50})).json()["items"]
+            order = [c["id"] for c in feed]
+            assert order.index(unseen) < order.index(passed), feed
+    finally:
+        await stop_stack(st, server, task)

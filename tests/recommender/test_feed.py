@@ -1177,3 +1177,21 @@ def test_a_copy_the_crowd_ranks_first_after_a_page_is_not_shown_again():
     shown = _pages(profile, cands, 20, between=recount)
     assert shown[:20] == first
     assert len({5, 1000} & set(shown)) == 1, shown.index(({5, 1000} - {kept}).pop())
+
+
+def test_a_story_is_said_to_come_from_a_read_only_when_it_is_like_that_read():
+    """A broad interest (a reader of many sections, merged into at most `max_interests`) has
+    its centre near stories unlike its anchor, which came "because you read" a story of
+    another section. The anchor is named for a story like it; another story of the interest
+    names its section."""
+    politics, sport = _at(1.0), _at(0.0)  # two reads at cosine 0, one interest
+    events = [Event("wide", 1, "read", NOW, dwell_s=30), Event("wide", 2, "read", NOW)]
+    vectors = {1: politics, 2: sport}
+    profile = build_profile("wide", events, lambda ids: np.stack([vectors[i] for i in ids]),
+                            {1: ("politics", "a"), 2: ("sport", "b")}, now=NOW, max_interests=1)
+    assert [it.anchor_story_id for it in profile.interests] == [1]
+    cands = [FeedCandidate(3, _at(0.95), "politics", "a", title="Blair and Brown make up"),
+             FeedCandidate(4, _at(0.0), "sport", "b", title="Calder fears for Scottish rugby")]
+    reasons = {it.id: it.reason for it in feed_order(profile, cands, now=NOW,
+                                                     titles={1: "Brown hits back", 2: "Rugby"})}
+    assert reasons == {3: "because you read “Brown hits back”", 4: "more in sport"}

@@ -544,7 +544,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     if index:
         wake = asyncio.Event()
         if svc.collector is not None:
-            svc.collector.listeners.append(lambda r: (r.new or r.updated) and wake.set())
+            svc.collector.stored.append(wake.set)
         loops.append(asyncio.create_task(index_loop(svc, settings.index.tick_s, wake, model_ready)))
         save_clock = _SaveClock()
         every("save", lambda: _save_if_dirty(svc, save_clock), 30)

@@ -147,6 +147,22 @@ async def test_backoff_grows_and_success_resets(site, sqlite_store):
     assert h.error_count == 0 and h.status == "ok" and SHARED
 
 
+async def test_stored_stories_wake_the_indexer_before_the_source_is_recorded(site, sqlite_store):
+    """`stored` is told as soon as a source's stories are committed, not once its record is
+    written too (the report): that write queues behind the round's other stores, and the
+    model idled meanwhile. Nothing new (a 304), nothing is told."""
+    site.route("/f", etag='"a"', body=b'<rss version="2.0"><channel><title>x</title><item>'
+               b'<title>t</title><link>http://e.org/1</link></item></channel></rss>')
+    await sqlite_store.sync_sources([SourceSpec("f", site.url("/f"), "politics", interval_s=60)])
+    c = collector(sqlite_store, site)
+    seen: list[str] = []
+    c.stored.append(lambda: seen.append("stored"))
+    c.listeners.append(lambda r: seen.append(f"report new={r.new}"))
+    await c.run_round(name="f", force=True)
+    await c.run_round(name="f", force=True)  # answered 304
+    assert seen == ["stored", "report new=1", "report new=0"]
+
+
 async def test_a_source_that_comes_back_says_so(site, sqlite_store, caplog):
     """The log said `collect.failed` at each failed fetch, then nothing: a feed back from an
     outage unchanged answers 304, which logs no `collect.ok`, so an operator reading the log

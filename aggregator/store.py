@@ -81,6 +81,7 @@ from aggregator.schema import (
     VectorRow,
 )
 from aggregator.sources import FILE_CLOCK_SLACK_S
+from aggregator.writelock import WriteLock
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 STATS_KEEP = 20  # recent fetches kept on each source row
@@ -1245,18 +1246,19 @@ class Store:
         elif on_asyncpg:
             event.listen(self.engine.sync_engine, "connect", _keepalive_on_connect(keepalive))
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._write_lock = WriteLock() if self.dialect == "sqlite" else None
 
     @asynccontextmanager
-    async def writing(self) -> AsyncIterator:
+    async def writing(self, *, urgent: bool = False) -> AsyncIterator:
         """A write transaction. SQLite takes one writer at a time; waiting here, in order,
         beats a thousand collectors busy-waiting in driver threads until "database is
-        locked" (and emptying the connection pool while they wait)."""
+        locked" (and emptying the connection pool while they wait). An `urgent` one goes
+        ahead of the writers waiting (`WriteLock`); PostgreSQL has no such queue."""
         if self._write_lock is None:
             async with self.session.begin() as s:
                 yield s
             return
-        async with self._write_lock:
+        async with self._write_lock.held(urgent):
             async with self.session.begin() as s:
                 yield s
 
@@ -2267,14 +2269,16 @@ class Store:
             return sorted((EmbedJob(*r) for r in (await s.execute(q)).all()), key=lambda j: j.id)
 
     async def claim_embed_backlog(self, recipe: str, limit: int, *, lease_s: int,
-                                  now: datetime | None = None) -> list[EmbedJob]:
+                                  now: datetime | None = None,
+                                  urgent: bool = False) -> list[EmbedJob]:
         """Like `embed_backlog`, but leased: parallel indexers take disjoint stories, and a
         crashed indexer's stories come back when its lease runs out.
 
         The most recently collected stories first: a backlog of hours (every story after a
         change of the embedder's recipe, an archive being imported) must not hold back the
-        stories the collector brings meanwhile, which readers are likeliest to be on."""
-        async with self.writing() as s:
+        stories the collector brings meanwhile, which readers are likeliest to be on.
+        `urgent`: the claim of an idle model, ahead of the writes waiting (`writing`)."""
+        async with self.writing(urgent=urgent) as s:
             now = await self._lease_time(s, now)
             until = now + timedelta(seconds=lease_s)
             free = and_(needs_vector(recipe),

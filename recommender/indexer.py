@@ -223,10 +223,14 @@ class Indexer:
             with contextlib.suppress(Exception):  # the database may be what failed
                 await self.store.drop_embedder(seat.id)
 
-    async def _claim(self, n: int) -> list[_Piece]:
+    async def _claim(self, n: int, *, idle: bool = False) -> list[_Piece]:
+        """The next claim's pieces. `idle`: the model waits on it, so it goes ahead of the
+        collector's queued writes (`Store.writing`); a claim taken beside a busy model keeps its
+        turn and comes back larger (claims made urgent alike came back sooner and smaller)."""
         if not await self.may_embed():
             return []
-        jobs = await self.store.claim_embed_backlog(self.embedder.recipe, n, lease_s=self.lease_s)
+        jobs = await self.store.claim_embed_backlog(self.embedder.recipe, n, lease_s=self.lease_s,
+                                                    urgent=idle)
         texts = texts_of(jobs)
         return [_Piece([jobs[i] for i in p], [texts[i] for i in p]) for p in plan_pieces(texts, self.piece)]
 
@@ -301,7 +305,7 @@ class Indexer:
         def room() -> int:
             return self.chunk if limit is None else min(self.chunk, limit - claimed)
 
-        pending = await self._claim(room())
+        pending = await self._claim(room(), idle=True)
         if not pending:
             return 0
         claimed, taken, done = sum(len(p.jobs) for p in pending), 1, 0

@@ -773,3 +773,29 @@ def _sources_settings(tmp_path, text: str):
     return sources, load_settings(REPO_CONFIG, env={
         "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(sources),
         "TIDINGS_INDEX_EMBEDDER": "hash"})
+
+
+async def test_a_second_edit_in_the_same_tick_of_the_files_clock_is_picked_up(tmp_path):
+    """The watcher remembered the mtime of the file it had read and skipped every look that
+    found the same one. A file's mtime has the kernel's coarse grain (a few ms; 1 or 2 s on
+    FAT, SMB and some bind mounts): a save that landed in the same tick as the look before
+    (an editor's truncate-then-write, a script's two writes) was never applied, until the
+    file changed again or the process restarted. A file written so recently is read again."""
+    import os
+
+    from api.services import build
+
+    table = '[[source]]\nname = "{0}"\nurl = "https://{0}.example/f"\ncategory = "c"\n'
+    sources, settings = _sources_settings(tmp_path, table.format("a"))
+    tick_ns = time.time_ns()
+    os.utime(sources, ns=(tick_ns, tick_ns))
+    svc = await build(settings, collect=True)
+    try:
+        watcher = runner.SourcesWatcher(svc, sources, clock=lambda: tick_ns / 1e9)
+        await watcher.check(strict=True)
+        sources.write_text(table.format("a") + table.format("b"), encoding="utf-8")
+        os.utime(sources, ns=(tick_ns, tick_ns))  # the same tick as the first save
+        await watcher.check()
+        assert [s.name for s in await svc.store.list_sources()] == ["a", "b"]
+    finally:
+        await svc.close()

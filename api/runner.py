@@ -708,17 +708,23 @@ async def _serve(svc: Services, host: str, port: int, ready: asyncio.Event | Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    log.info("api.listening http://%s:%d", host, port)
-    if ready is not None:
-        async def announce():
-            while not server.started:
-                await asyncio.sleep(0.05)
+    async def announce():
+        while not server.started:
+            await asyncio.sleep(0.05)
+        # Said once bound, with the port bound: `[api] port = 0` ("any free port") was
+        # logged as "http://127.0.0.1:0", and the operator had no way to learn the port
+        # (`serve --workers N` names it likewise, api/workers.py).
+        bound = [s.getsockname()[1] for srv in server.servers for s in srv.sockets]
+        log.info("api.listening http://%s:%d", f"[{host}]" if ":" in host else host,
+                 bound[0] if bound else port)
+        if ready is not None:
             ready.set()
 
-        asyncio.create_task(announce())
+    announced = asyncio.create_task(announce())
     try:
         await server.serve()
     finally:
+        announced.cancel()  # a port taken: never started
         # The server takes no more events: those it accepted are written before the store
         # closes (run_roles), not lost with the process.
         await app.state.events.close()

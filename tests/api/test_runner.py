@@ -799,3 +799,33 @@ async def test_a_second_edit_in_the_same_tick_of_the_files_clock_is_picked_up(tm
         assert [s.name for s in await svc.store.list_sources()] == ["a", "b"]
     finally:
         await svc.close()
+
+
+async def test_an_api_on_any_free_port_logs_the_port_it_listens_on(tmp_path, monkeypatch, caplog):
+    """`[api] port = 0` is "any free port": `api.listening` said "http://127.0.0.1:0", so the
+    operator could not learn where the API was. The line names the port bound."""
+    import logging
+    import os
+    import re
+    import signal
+
+    import httpx
+
+    settings, store, _story = await with_one_story(tmp_path, monkeypatch)
+    ready = asyncio.Event()
+    task = asyncio.create_task(runner.run_roles(settings, serve=True, collect=False, index=False,
+                                                host="127.0.0.1", port=0, ready=ready))
+    try:
+        with caplog.at_level(logging.INFO, logger="tidings.run"):
+            await asyncio.wait_for(ready.wait(), 60)
+        found = re.search(r"api\.listening http://127\.0\.0\.1:(\d+)", caplog.text)
+        assert found and found[1] != "0", caplog.text
+        async with httpx.AsyncClient(timeout=20) as client:
+            answer = await client.get(f"http://127.0.0.1:{found[1]}/healthz")
+        assert answer.status_code == 200
+        os.kill(os.getpid(), signal.SIGTERM)  # the runner's handler stops the server
+        await asyncio.wait_for(task, 60)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()

@@ -12,8 +12,9 @@ Environment overrides (DESIGN.md 4.2), applied after the file:
 Values are parsed by the field's type: booleans 1/true/yes/on or 0/false/no/off, tuples
 comma-separated (empty = empty tuple), relative paths against the working directory.
 A variable that names a known section but no key of it (TIDINGS_API_PROT), or that is one
-typo away from a top-level one (TIDINGS_DATABASE_URI), is an error; other TIDINGS_* names
-are left alone, since other tools may use the prefix.
+typo away from a top-level one (TIDINGS_DATABASE_URI) or from a section's name before one of
+its keys (TIDINGS_COLECT_ENABLED), is an error; other TIDINGS_* names are left alone, since
+other tools may use the prefix.
 """
 
 from __future__ import annotations
@@ -631,6 +632,20 @@ def _host_problem(entry: str) -> str:
     return ""
 
 
+def misspelt_section(rest: str) -> str | None:
+    """The variable meant by `rest` (a TIDINGS_* name without the prefix, lower case) when
+    its section is one typo from a section's name and the rest is exactly a key of that
+    section (pure): TIDINGS_COLECT_ENABLED=false left the collector on in silence, as
+    TIDINGS_INDX_EMBEDDER left the default model. The exact key keeps other tools' names
+    out (the tests' TIDINGS_CLUSTER_LEASE_S is not COLLECT's: "cluster" is no typo)."""
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            prefix = rest.removesuffix("_" + f.name)
+            if prefix != rest and prefix != section and closest(prefix, [section], 0.75):
+                return f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}"
+    return None
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[tuple[str, str], tuple[Any, _Origin]]:
     names = env_names()
     hints = {("", k): t for k, t in TOP_LEVEL_KEYS.items()}
@@ -648,9 +663,10 @@ def _env_overrides(env: Mapping[str, str]) -> dict[tuple[str, str], tuple[Any, _
             rest = var[len(ENV_PREFIX):].lower()
             # A near miss of a top-level name is a typo, not another tool's variable:
             # TIDINGS_DATABASE_URI or TIDINGS_SOURCE_FILE ran on the default database or
-            # sources file without a word. (Section keys are not matched: the test knob
-            # TIDINGS_CLUSTER_LEASE_S is as near to TIDINGS_COLLECT_LEASE_S.)
-            near = closest(var, top_level_names, 0.8)
+            # sources file without a word. (Whole section variables are not matched: the
+            # test knob TIDINGS_CLUSTER_LEASE_S is as near to TIDINGS_COLLECT_LEASE_S; only
+            # a section's name one typo off before one of its keys, misspelt_section.)
+            near = closest(var, top_level_names, 0.8) or misspelt_section(rest)
             if near or any(rest.startswith(s + "_") for s in SECTIONS):
                 hint = f" (did you mean {near}?)" if near else ""
                 raise ConfigError(f"unknown environment variable {var}: no such settings key"

@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from aggregator.errors import ConfigError, StoreError
 from aggregator.settings import RetentionSettings, Settings
-from aggregator.sources import load_sources, written_at
+from aggregator.sources import FILE_CLOCK_SLACK_S, load_sources, written_at
 from aggregator.store import database_unavailable, driver_reason
 from aggregator.urlsecrets import masked_secrets
 from api.jobhealth import JobHealth
@@ -44,9 +44,9 @@ WEIGHTS_CHECK_S = 30.0
 class SourcesWatcher:
     """Re-reads sources.toml when it changes; a broken edit keeps the previous sources."""
 
-    def __init__(self, svc: Services, path: Path):
-        self.svc, self.path = svc, path
-        self.mtime: float | None = None
+    def __init__(self, svc: Services, path: Path, clock=time.time):
+        self.svc, self.path, self.clock = svc, path, clock
+        self.mtime: int | None = None  # of the file last read, in ns; None: read it again
         self.unreadable = False  # said once, not at every look until the file is back
         # The last look found the file broken: its fix is said too. Otherwise an operator
         # who had seen `sources.invalid` and corrected the file saw nothing more, whether
@@ -58,7 +58,7 @@ class SourcesWatcher:
         the process stops with it (file, line, key) instead of collecting from whatever
         sources the database held; later edits keep the previous sources."""
         try:
-            mtime = self.path.stat().st_mtime
+            mtime = self.path.stat().st_mtime_ns
         except OSError as e:
             if strict:
                 raise ConfigError(f"cannot read: {e.strerror}", file=str(self.path)) from None
@@ -71,7 +71,7 @@ class SourcesWatcher:
         self.unreadable = False
         if mtime == self.mtime:
             return
-        self.mtime = mtime
+        self.mtime = None if written_just_now(mtime, self.clock()) else mtime
         file_at = written_at(self.path)  # before the read: an edit during it is the newer
         try:
             specs = load_sources(self.path, default_interval_s=self.svc.settings.collect.default_interval_s,
@@ -103,6 +103,17 @@ class SourcesWatcher:
             self.invalid = False
         elif any(changes.values()):
             log.info("sources.synced %s", fields(changes))
+
+
+def written_just_now(mtime_ns: int, now_s: float) -> bool:
+    """Whether a file's mtime is within the grain of the file's clock of `now_s` (pure): a
+    write later in the same tick (a few ms on ext4, 1 or 2 s on FAT, SMB and some bind
+    mounts) leaves the same mtime. The watcher skipped a look whose mtime it had read, so
+    the second write of a truncate-then-write save, or of a script's two, was never applied;
+    such a file is read again at the next look (as git treats its "racily clean" entries).
+    A time far in the future (a copy from a machine whose clock ran ahead) is trusted, or the
+    file was read, and its warnings logged, at every look until this clock caught up."""
+    return abs(mtime_ns / 1e9 - now_s) <= FILE_CLOCK_SLACK_S
 
 
 def fields(info: dict) -> str:
@@ -697,17 +708,23 @@ async def _serve(svc: Services, host: str, port: int, ready: asyncio.Event | Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    log.info("api.listening http://%s:%d", host, port)
-    if ready is not None:
-        async def announce():
-            while not server.started:
-                await asyncio.sleep(0.05)
+    async def announce():
+        while not server.started:
+            await asyncio.sleep(0.05)
+        # Said once bound, with the port bound: `[api] port = 0` ("any free port") was
+        # logged as "http://127.0.0.1:0", and the operator had no way to learn the port
+        # (`serve --workers N` names it likewise, api/workers.py).
+        bound = [s.getsockname()[1] for srv in server.servers for s in srv.sockets]
+        log.info("api.listening http://%s:%d", f"[{host}]" if ":" in host else host,
+                 bound[0] if bound else port)
+        if ready is not None:
             ready.set()
 
-        asyncio.create_task(announce())
+    announced = asyncio.create_task(announce())
     try:
         await server.serve()
     finally:
+        announced.cancel()  # a port taken: never started
         # The server takes no more events: those it accepted are written before the store
         # closes (run_roles), not lost with the process.
         await app.state.events.close()

@@ -258,6 +258,10 @@ def test_empty_tuple_from_env(tmp_path):
     ("TIDINGS_DATABASE_URI", "postgresql+asyncpg://db/t", "did you mean TIDINGS_DATABASE_URL?"),
     ("TIDINGS_SOURCE_FILE", "/etc/tidings/sources.toml", "did you mean TIDINGS_SOURCES_FILE?"),
     ("TIDINGS_DATADIR", "/srv/tidings", "did you mean TIDINGS_DATA_DIR?"),
+    # A section one typo off, before one of its keys: the collector stayed on in silence
+    ("TIDINGS_COLECT_ENABLED", "false", "did you mean TIDINGS_COLLECT_ENABLED?"),
+    ("TIDINGS_INDX_EMBEDDER", "hash", "did you mean TIDINGS_INDEX_EMBEDDER?"),
+    ("TIDINGS_RETENSION_STORIES_DAYS", "30", "did you mean TIDINGS_RETENTION_STORIES_DAYS?"),
     ("TIDINGS_FEED_EXPLORATION_SHARE", "nan", "must be a finite number"),
     ("TIDINGS_DATA_DIR", "~no-such-user-here/d", "cannot expand"),
     ("TIDINGS_API_CORS_ORIGINS", "*,https://news.example/", "an origin has no path"),

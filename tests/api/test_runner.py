@@ -773,3 +773,59 @@ def _sources_settings(tmp_path, text: str):
     return sources, load_settings(REPO_CONFIG, env={
         "TIDINGS_DATA_DIR": str(tmp_path / "data"), "TIDINGS_SOURCES_FILE": str(sources),
         "TIDINGS_INDEX_EMBEDDER": "hash"})
+
+
+async def test_a_second_edit_in_the_same_tick_of_the_files_clock_is_picked_up(tmp_path):
+    """The watcher remembered the mtime of the file it had read and skipped every look that
+    found the same one. A file's mtime has the kernel's coarse grain (a few ms; 1 or 2 s on
+    FAT, SMB and some bind mounts): a save that landed in the same tick as the look before
+    (an editor's truncate-then-write, a script's two writes) was never applied, until the
+    file changed again or the process restarted. A file written so recently is read again."""
+    import os
+
+    from api.services import build
+
+    table = '[[source]]\nname = "{0}"\nurl = "https://{0}.example/f"\ncategory = "c"\n'
+    sources, settings = _sources_settings(tmp_path, table.format("a"))
+    tick_ns = time.time_ns()
+    os.utime(sources, ns=(tick_ns, tick_ns))
+    svc = await build(settings, collect=True)
+    try:
+        watcher = runner.SourcesWatcher(svc, sources, clock=lambda: tick_ns / 1e9)
+        await watcher.check(strict=True)
+        sources.write_text(table.format("a") + table.format("b"), encoding="utf-8")
+        os.utime(sources, ns=(tick_ns, tick_ns))  # the same tick as the first save
+        await watcher.check()
+        assert [s.name for s in await svc.store.list_sources()] == ["a", "b"]
+    finally:
+        await svc.close()
+
+
+async def test_an_api_on_any_free_port_logs_the_port_it_listens_on(tmp_path, monkeypatch, caplog):
+    """`[api] port = 0` is "any free port": `api.listening` said "http://127.0.0.1:0", so the
+    operator could not learn where the API was. The line names the port bound."""
+    import logging
+    import os
+    import re
+    import signal
+
+    import httpx
+
+    settings, store, _story = await with_one_story(tmp_path, monkeypatch)
+    ready = asyncio.Event()
+    task = asyncio.create_task(runner.run_roles(settings, serve=True, collect=False, index=False,
+                                                host="127.0.0.1", port=0, ready=ready))
+    try:
+        with caplog.at_level(logging.INFO, logger="tidings.run"):
+            await asyncio.wait_for(ready.wait(), 60)
+        found = re.search(r"api\.listening http://127\.0\.0\.1:(\d+)", caplog.text)
+        assert found and found[1] != "0", caplog.text
+        async with httpx.AsyncClient(timeout=20) as client:
+            answer = await client.get(f"http://127.0.0.1:{found[1]}/healthz")
+        assert answer.status_code == 200
+        os.kill(os.getpid(), signal.SIGTERM)  # the runner's handler stops the server
+        await asyncio.wait_for(task, 60)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()

@@ -63,7 +63,7 @@ from api.atom import (
     feed_url,
     latest_title,
 )
-from api.blockcache import BlockCache, CachedBlock, freshness
+from api.blockcache import BlockCache, CachedBlock, Flights, cached_or_ranked, freshness
 from api.cards import CardOut, block_json, card, iso, search_json, source_json
 from api.errors import (
     ApiError,
@@ -791,6 +791,18 @@ class DatabaseCallLimit:
             await self.app(scope, receive, send)
 
 
+def failure_is_the_keys(error: BaseException) -> bool:
+    """Whether a block's failed ranking fails every request for the block alike (a page that
+    cannot be read, a story not there, the database away, a bug), so the requests that waited
+    for it answer with it too; or is the ranking request's own (its client over a rate limit
+    or with too many pages under way, a 429; its task cancelled), so they ask again
+    (api/blockcache.py Flights). Another client's 429 would have refused a reader who is not
+    over any limit."""
+    if not isinstance(error, Exception):  # cancelled, or the process stopping
+        return False
+    return not (isinstance(error, ApiError) and error.status == 429)
+
+
 def block_address(url: str) -> str:
     """What a block asked for by URL is cached under: the URL's canonical form, as
     `RelatedService.for_url` finds the article by it (its stored story, its page read), so
@@ -965,6 +977,12 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     fresh = freshness(blocks_version, svc.corpus)
     cache = app.state.block_cache = BlockCache(fresh)
 
+    # A block missed by many requests at once is ranked once (api/blockcache.py Flights).
+    flights = app.state.block_flights = Flights(failure_is_the_keys)
+
+    def count_block(result: str) -> None:
+        metrics.block_cache.labels(result).inc()
+
     def ranked_at(block: Block) -> tuple[int, int]:
         # The corpus version the ranking read (a story may have landed while the page was
         # fetched or the block serialized: the cache checks it at the next lookup).
@@ -1013,15 +1031,13 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                            shape: Callable[[Block], dict] = block_json) -> Response:
         """The block `make` ranks, as `shape` gives it, from the cache while nothing since
         could change it; `key` names the request (its route, article or query, k, filters)."""
-        hit = cache.get(key)
-        if hit is None:
-            metrics.block_cache.labels("miss").inc()
+        async def rank() -> CachedBlock:
             block: Block = await make()
             data = shape(block)
             body = json.dumps(data, ensure_ascii=False).encode()
-            hit = cache.put_block(key, body, ranked_at(block), block.reach, block_identity(data))
-        else:
-            metrics.block_cache.labels("hit").inc()
+            return cache.put_block(key, body, ranked_at(block), block.reach, block_identity(data))
+
+        hit = await cached_or_ranked(cache, flights, key, rank, count_block)
         keep_for_fast_path(request, hit)
         body, etag = hit.body, hit.etag
         headers = {"ETag": etag, "Cache-Control": "public, max-age=60"}
@@ -1301,18 +1317,17 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         # under the article's canonical URL (`block_address`).
         dates = date_language(lang)
         key = ("widget", block_address(url), kk, f, links, words, dates, heading_level)
-        hit = cache.get(key)
-        if hit is None:
-            metrics.block_cache.labels("miss").inc()
+        async def rank() -> CachedBlock:
+            # Charged to the request that ranks: one that joins another's ranking fetches nothing.
             with fetch_charge(request) as charge:
                 block = await guarded(lambda: rel.for_url(url, k=kk, filters=f,
                                                           before_fetch=charge,
                                                           client=client_of(request)))
-            hit = cache.put_block(key, render_block_html(block_json(block), words=words, links=links,
-                                                    dates=dates, heading_level=heading_level).encode(),
-                                  ranked_at(block), block.reach)
-        else:
-            metrics.block_cache.labels("hit").inc()
+            return cache.put_block(key, render_block_html(block_json(block), words=words, links=links,
+                                                     dates=dates, heading_level=heading_level).encode(),
+                                   ranked_at(block), block.reach)
+
+        hit = await cached_or_ranked(cache, flights, key, rank, count_block)
         keep_for_fast_path(request, hit)
         html, etag = hit.body, hit.etag
         headers = {**HTML_HEADERS, "ETag": etag, "Cache-Control": "public, max-age=60"}

@@ -6,13 +6,18 @@ could alter the block: a story that would join its candidate pool, or one of its
 or edited. If none could, the block is served and its version moved on, so the next lookup
 checks only what came after. An edit of the sources' weights re-ranks every block. The fast
 path (api/fastpath.py) keeps its recorded answers by the same rule.
+
+A block is ranked once however many requests miss it at the same time (`Flights`): the burst
+of views of a popular article right after a new story invalidated its block ranked it once
+per request, each taking a core for tens of milliseconds, and every one of them slower.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,4 +121,105 @@ class BlockCache(FreshCache):
         incidental parts (a block's took_ms)."""
         entry = CachedBlock(body, weak_etag(body if identity is None else identity), version, reach)
         self.put(key, entry, len(body))
+        return entry
+
+
+class LeaderGone(Exception):
+    """The ranking a request waited for failed for a reason of its leader's own (its client's
+    limit, its cancellation): the waiter asks again rather than answer with it."""
+
+
+class Flight:
+    """One ranking under way for a cache key: its entry or its failure once `done`."""
+
+    __slots__ = ("done", "entry", "error")
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.entry: Any = None
+        self.error: BaseException | None = None
+
+
+class Flights:
+    """The rankings under way, by cache key (single flight): the first request to miss a key
+    ranks it (`lead`), those that miss it meanwhile wait for that ranking (`join`).
+
+    A leader's failure is never kept: its flight ends with it, and the next request to miss
+    ranks again. `shared(error)` says whether a failure is the key's (the page could not be
+    read, the database is away: its waiters get the same error, as they would have got it
+    ranking themselves) or the leader's own (its client over a rate limit, its task cancelled:
+    its waiters ask again, `LeaderGone`)."""
+
+    def __init__(self, shared: Callable[[BaseException], bool]):
+        self.shared = shared
+        self._under_way: dict[tuple, Flight] = {}
+
+    def under_way(self, key: tuple) -> Flight | None:
+        return self._under_way.get(key)
+
+    def __len__(self) -> int:
+        return len(self._under_way)
+
+    async def lead(self, key: tuple, rank: Callable[[], Awaitable[Any]]) -> Any:
+        """`rank()`'s entry, which the requests that join meanwhile get too. A request that
+        ranks while another's flight is under way (it joined too often, `MAX_JOINS`) ranks on
+        its own, unseen by others."""
+        flight = Flight()
+        mine = self._under_way.setdefault(key, flight) is flight
+        try:
+            flight.entry = await rank()
+            return flight.entry
+        except BaseException as e:  # cancelled too: the waiters must not wait for ever
+            flight.error = e
+            raise
+        finally:
+            if mine:
+                del self._under_way[key]
+            flight.done.set()
+
+    async def join(self, flight: Flight) -> Any:
+        """The entry `flight` ranks, or its failure if it is the key's, else LeaderGone. The
+        wait is the leader's ranking, started earlier under the same limits (each database
+        call's `api.database_timeout_s`, a page's fetch and read): a joined request waits no
+        longer than ranking itself could have taken. A waiter cancelled leaves the flight as
+        it is (an Event's wait, not the leader's task)."""
+        await flight.done.wait()
+        if flight.error is None:
+            return flight.entry
+        if self.shared(flight.error):
+            raise flight.error
+        raise LeaderGone() from None
+
+
+# How many flights a request waits for before it ranks on its own: one leader's own failure
+# (a rate-limited client first in a burst) costs its waiters one more wait, not an error; two
+# in a row end the waiting, so no request waits behind a string of failing leaders.
+MAX_JOINS = 2
+
+
+async def cached_or_ranked(cache: FreshCache, flights: Flights, key: tuple,
+                           rank: Callable[[], Awaitable[Any]], count: Callable[[str], None]) -> Any:
+    """The entry of `key`: cached; else the one a request under way is ranking, waited for;
+    else the one `rank` ranks (and caches). `count` is told once how it was answered: "hit",
+    "joined" (by another request's ranking: its entry, or its failure when that is the key's)
+    or "miss" (this request ranked: misses count rankings, failed ones too)."""
+    joins = 0
+    while True:
+        hit = cache.get(key)
+        if hit is not None:
+            count("hit")
+            return hit
+        flight = flights.under_way(key)
+        if flight is None or joins == MAX_JOINS:
+            count("miss")
+            return await flights.lead(key, rank)
+        joins += 1
+        try:
+            entry = await flights.join(flight)
+        except LeaderGone:
+            continue  # the leader's own failure: ask again (the cache, another flight)
+        except Exception:
+            count("joined")
+            raise
+        count("joined")
         return entry

@@ -107,6 +107,9 @@ class Metrics:
         self.job_stuck = Gauge("tidings_job_stuck", "1 while a scheduled job's tick under way "
                                "has run far longer than its job's ticks should", ["job"],
                                registry=r, multiprocess_mode="livemax")
+        # Each cacheable related, widget or search request once: "hit" (cached, the fast
+        # path's replays included), "miss" (it ranked the block: one per ranking), "joined"
+        # (it waited for another request's ranking of the same block, api/blockcache.py).
         self.block_cache = Counter("tidings_block_cache_total", "Related block cache", ["result"], registry=None)
         if api:
             for series in (self.requests, self.events, self.block_cache):
@@ -114,7 +117,7 @@ class Metrics:
             # Every known label's series from the start, at 0: a rate or ratio over a fresh
             # process (no miss yet, no click yet) returned nothing instead of 0, and `rate()`
             # misses the first increase of a series that appears with it.
-            for result in ("hit", "miss"):
+            for result in ("hit", "miss", "joined"):
                 self.block_cache.labels(result)
             for kind in EVENT_TYPES:
                 self.events.labels(kind)

@@ -606,3 +606,47 @@ async def test_serve_workers_supervisor_keeps_nothing_of_the_index_it_prepared(t
     grew_kib = rollup_kib(os.getpid())["Private_Dirty"] - before
     assert info["indexed"] == n
     assert grew_kib < 8 * 1024, f"the supervisor kept {grew_kib} KiB after preparing the index"
+
+
+def block_cache_counts(text: str) -> dict[str, float]:
+    """tidings_block_cache_total by result, from a /metrics text."""
+    found = re.findall(r'^tidings_block_cache_total\{result="(\w+)"\} (\S+)$', text, re.M)
+    return {result: float(n) for result, n in found}
+
+
+async def test_a_burst_of_identical_requests_ranks_the_block_once(stack, http):
+    """15 views of an article at once on an empty cache (a new story just invalidated its
+    block) ranked it 14 times, each request slower for the others'. Now one request ranks, the
+    others wait for it and answer with its bytes; each is counted once."""
+    base, _ = await stack.serve_variant()  # its own caches and counters: empty
+    story = await some_story(http, "entertainment")
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        for path, params in routes(story):
+            before = block_cache_counts((await client.get("/metrics")).text)
+            answers = await asyncio.gather(*(client.get(path, params=params) for _ in range(15)))
+            assert {r.status_code for r in answers} == {200}
+            assert len({r.content for r in answers}) == 1, path  # one ranking's bytes
+            after = block_cache_counts((await client.get("/metrics")).text)
+            got = {result: after[result] - before.get(result, 0.0) for result in after}
+            assert got["miss"] == 1, (path, got)  # 6 and 7 of 15 by URL, before
+            assert got["joined"] + got["hit"] == 14, (path, got)
+
+
+async def test_a_burst_for_a_page_that_cannot_be_read_fails_each_and_keeps_nothing(stack):
+    """The ranking failed (the page is not there): every request of the burst says so, none
+    waits for ever, and the block cache keeps nothing: the next request ranks again (the
+    page's failure itself is remembered a while by the related service, as before)."""
+    base, app = await stack.serve_variant()
+    url = "http://news.example/gone-in-a-burst"
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        answers = await asyncio.gather(*(client.get("/v1/widget", params={"url": url})
+                                         for _ in range(15)))
+        assert {r.status_code for r in answers} == {422}
+        assert {r.json()["error"]["code"] for r in answers} == {"fetch_failed"}
+        assert len(app.state.block_cache) == 0
+        assert len(app.state.block_flights) == 0
+        before = block_cache_counts((await client.get("/metrics")).text)
+        assert before["miss"] + before["joined"] == 15
+        assert (await client.get("/v1/widget", params={"url": url})).status_code == 422
+        after = block_cache_counts((await client.get("/metrics")).text)
+        assert after["miss"] == before["miss"] + 1

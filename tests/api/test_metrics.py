@@ -345,7 +345,7 @@ def test_block_cache_series_start_at_zero():
 
     text = generate_latest(Metrics().registry).decode()
     got = samples(text)
-    for result in ("hit", "miss"):
+    for result in ("hit", "miss", "joined"):
         assert got[("tidings_block_cache_total", (("result", result),))] == 0.0
 
 

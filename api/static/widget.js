@@ -9,7 +9,7 @@
  * Optional attributes: data-api (API base; default: where this script came from, less
  * "widget.js"), the block's words data-heading, data-untitled, data-by and data-new-tab-label
  * (default: English, see WORDS), data-heading-level (2-6), data-theme ("light" | "dark"; default: the host
- * page's, read from the text colour the container inherits); the API's filters data-category,
+ * page's, read from the background behind the container, else the text colour it inherits); the API's filters data-category,
  * data-site, data-exclude-site, data-max-age-days (blank: unset); data-personal (present: the
  * block is this reader's, without what they read or muted); for links to other sites than the
  * page's, data-new-tab (present: a new tab) and data-rel (e.g. "nofollow").
@@ -549,8 +549,11 @@
     return dot;
   }
 
-  // data-theme, else the page's (not the OS's: dark blocks in white articles): light text
-  // inherited means a dark page.
+  // data-theme, else the page's (not the OS's: dark blocks in white articles): a dark colour
+  // behind the container (the nearest opaque background, up to the page's) means a dark page;
+  // where the page paints none, light text inherited does. By the text alone, a dark page
+  // whose text is coloured by its own rules (p, h1… { color }) passed black on to the
+  // container, and the block's near-black text sat on the page's dark background (1.1:1).
   function theme(container, block) {
     var chosen = container.getAttribute("data-theme");
     if (chosen !== "dark" && chosen !== "light") {
@@ -558,14 +561,36 @@
       try {
         // Painted, not parsed: it may be oklch() or color().
         var pen = document.createElement("canvas").getContext("2d");
-        pen.fillStyle = getComputedStyle(container).color;
-        pen.fillRect(0, 0, 1, 1);
-        var rgb = pen.getImageData(0, 0, 1, 1).data;
-        if (rgb[0] * .3 + rgb[1] * .59 + rgb[2] * .11 > 128) chosen = "dark";
+        var behind = backgroundOf(container, pen);
+        if (behind ? lightness(behind) < 128 : lightness(painted(pen, getComputedStyle(container).color)) > 128) {
+          chosen = "dark";
+        }
       } catch (e) { /* no canvas: light */ }
       block.setAttribute("data-auto", "");
     }
     block.setAttribute("data-theme", chosen);
+  }
+
+  // The first opaque background colour of the container or an ancestor (across shadow roots),
+  // as [r, g, b, a]; null where all are see-through (the canvas shows: white, or dark where the
+  // page asks color-scheme: dark, whose text is then light).
+  function backgroundOf(container, pen) {
+    for (var node = container; node; node = node.parentElement || node.getRootNode().host) {
+      var rgba = painted(pen, getComputedStyle(node).backgroundColor);
+      if (rgba[3] === 255) return rgba;
+    }
+    return null;
+  }
+
+  function painted(pen, color) {
+    pen.clearRect(0, 0, 1, 1); // a see-through fill leaves the last colour showing
+    pen.fillStyle = color;
+    pen.fillRect(0, 0, 1, 1);
+    return pen.getImageData(0, 0, 1, 1).data;
+  }
+
+  function lightness(rgb) {
+    return rgb[0] * .3 + rgb[1] * .59 + rgb[2] * .11;
   }
 
   // The block's own words, each the container's to give in its page's language (data-heading,
@@ -1091,7 +1116,7 @@
     var dark = window.matchMedia && matchMedia("(prefers-color-scheme: dark)");
     if (dark && dark.addEventListener) dark.addEventListener("change", retheme);
     document.addEventListener("transitionend", function (event) {
-      if (event.propertyName === "color") retheme();
+      if (event.propertyName === "color" || event.propertyName === "background-color") retheme();
     }, true);
   }
 

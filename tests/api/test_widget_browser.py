@@ -2066,10 +2066,13 @@ CONTRAST_JS = """c => {
     ('data-theme="light"', ""),
     ('data-theme="dark"', ""),
     ("", "body{background:#121212;color:#e8e8e8}"),  # inferred dark, the page's background
+    # A dark page whose text is coloured by its elements' rules: the container inherits black.
+    ("", "body{background:#1b1b1b} h1,h2,p,footer{color:#e8e8e8}"),
 ])
 async def test_every_text_in_the_block_has_aa_contrast(page, widget_api, publisher, attrs, page_css):
     """WCAG AA: 4.5:1 for text, whatever its size. The dark theme's byline initials (white on
-    #5b8fc7) had 3.4:1."""
+    #5b8fc7) had 3.4:1. On a dark page that colours its text element by element, the theme
+    read from the inherited (black) text was light: near-black titles on #1b1b1b, 1.1:1."""
     html = host_page(widget_api.base_url, container_attrs=attrs, head=f"<style>{page_css}</style>")
     await open_with_block(page, publisher.page("contrast.html", html))
     ratios = await page.locator("#related").evaluate(CONTRAST_JS)

@@ -119,8 +119,10 @@
     "font-weight:700;font-size:1.4em;letter-spacing:.05em;",
     "background-image:linear-gradient(135deg,transparent,rgba(127,127,127,.12))}",
     ".tdg-thumb img{display:block;width:100%;height:100%;object-fit:cover;border:0}",
-    ".tdg-title{font-weight:700;font-size:1em;line-height:1.3;display:-webkit-box;",
-    "-webkit-line-clamp:3;-webkit-box-orient:vertical;overflow:hidden;overflow-wrap:anywhere}",
+    // Titles are shown whole (WCAG 1.4.10, reflow): cut to 3 lines and an ellipsis, a phone
+    // at 320 px or a page zoomed to 200% showed "A fairly ordinary headline about the…", and
+    // only a screen reader had the rest of the link's name.
+    ".tdg-title{font-weight:700;font-size:1em;line-height:1.3;overflow-wrap:anywhere}",
     ".tdg-snippet{color:var(--tdg-muted);font-size:.86em;display:-webkit-box;",
     "-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden;overflow-wrap:anywhere}",
     ".tdg-meta{display:flex;align-items:center;gap:.45em;font-size:.78em;color:var(--tdg-muted);",
@@ -136,6 +138,15 @@
     ".tdg-link{flex-direction:row;align-items:flex-start;gap:.8em}",
     ".tdg-thumb{flex:none;width:112px;font-size:1.1em}.tdg-snippet{display:none}",
     ".tdg-meta{padding-inline-start:calc(112px + .8em);margin-top:0}",
+    // There the meta line runs as text does, wrapping between words: a site name too long
+    // for the row beside the time takes another line and the time (kept whole) follows. The
+    // flex row cut it to "The Ver…" at 320 px or 200% zoom (WCAG 1.4.10). The ::before strut
+    // makes the first line as tall as the avatar, text centred on it. (Not in the grid, where
+    // a name of more lines than the placeholder held would move the page under the block.)
+    ".tdg-meta{display:block;white-space:normal;overflow-wrap:anywhere}",
+    ".tdg-meta::before{content:'';display:inline-block;height:2.1em;vertical-align:middle}",
+    ".tdg-avatar{vertical-align:middle;margin-inline-end:.3em}.tdg-sep{margin:0 .2em}",
+    ".tdg-time{white-space:nowrap}",
     ".tdg-card,.tdg-ph{padding-bottom:1em;border-bottom:1px solid var(--tdg-line)}}",
     ".tdg-ph :is(.tdg-title,.tdg-snippet){white-space:pre-line;background:var(--tdg-thumb);",
     "border-radius:4px}",
@@ -828,9 +839,9 @@
   }
 
   // Holds the block's room while it loads, or its arrival pushes the page down (CLS). The
-  // block's own classes, so its CSS sizes it alike: k cards with the most a card shows (3
-  // lines of title, 2 of snippet, meta), so the block is seldom taller. Grey boxes, hidden
-  // from assistive technology; no .tdg-card: it is not a block.
+  // block's own classes, so its CSS sizes it alike: k cards with 3 lines of title (titles are
+  // never cut: a longer one grows its card), 2 of snippet and meta, so the block is seldom
+  // taller. Grey boxes, hidden from assistive technology; no .tdg-card: it is not a block.
   function placeholder(container) {
     var node = blockNode([], wordsOf(container), null, "", langOf(container), headingLevel(container));
     node.removeAttribute("aria-labelledby");

@@ -9,7 +9,7 @@
  * Optional attributes: data-api (API base; default: where this script came from, less
  * "widget.js"), the block's words data-heading, data-untitled, data-by and data-new-tab-label
  * (default: English, see WORDS), data-heading-level (2-6), data-theme ("light" | "dark"; default: the host
- * page's, read from the text colour the container inherits); the API's filters data-category,
+ * page's, read from the background behind the container, else the text colour it inherits); the API's filters data-category,
  * data-site, data-exclude-site, data-max-age-days (blank: unset); data-personal (present: the
  * block is this reader's, without what they read or muted); for links to other sites than the
  * page's, data-new-tab (present: a new tab) and data-rel (e.g. "nofollow").
@@ -119,8 +119,10 @@
     "font-weight:700;font-size:1.4em;letter-spacing:.05em;",
     "background-image:linear-gradient(135deg,transparent,rgba(127,127,127,.12))}",
     ".tdg-thumb img{display:block;width:100%;height:100%;object-fit:cover;border:0}",
-    ".tdg-title{font-weight:700;font-size:1em;line-height:1.3;display:-webkit-box;",
-    "-webkit-line-clamp:3;-webkit-box-orient:vertical;overflow:hidden;overflow-wrap:anywhere}",
+    // Titles are shown whole (WCAG 1.4.10, reflow): cut to 3 lines and an ellipsis, a phone
+    // at 320 px or a page zoomed to 200% showed "A fairly ordinary headline about the…", and
+    // only a screen reader had the rest of the link's name.
+    ".tdg-title{font-weight:700;font-size:1em;line-height:1.3;overflow-wrap:anywhere}",
     ".tdg-snippet{color:var(--tdg-muted);font-size:.86em;display:-webkit-box;",
     "-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden;overflow-wrap:anywhere}",
     ".tdg-meta{display:flex;align-items:center;gap:.45em;font-size:.78em;color:var(--tdg-muted);",
@@ -136,6 +138,15 @@
     ".tdg-link{flex-direction:row;align-items:flex-start;gap:.8em}",
     ".tdg-thumb{flex:none;width:112px;font-size:1.1em}.tdg-snippet{display:none}",
     ".tdg-meta{padding-inline-start:calc(112px + .8em);margin-top:0}",
+    // There the meta line runs as text does, wrapping between words: a site name too long
+    // for the row beside the time takes another line and the time (kept whole) follows. The
+    // flex row cut it to "The Ver…" at 320 px or 200% zoom (WCAG 1.4.10). The ::before strut
+    // makes the first line as tall as the avatar, text centred on it. (Not in the grid, where
+    // a name of more lines than the placeholder held would move the page under the block.)
+    ".tdg-meta{display:block;white-space:normal;overflow-wrap:anywhere}",
+    ".tdg-meta::before{content:'';display:inline-block;height:2.1em;vertical-align:middle}",
+    ".tdg-avatar{vertical-align:middle;margin-inline-end:.3em}.tdg-sep{margin:0 .2em}",
+    ".tdg-time{white-space:nowrap}",
     ".tdg-card,.tdg-ph{padding-bottom:1em;border-bottom:1px solid var(--tdg-line)}}",
     ".tdg-ph :is(.tdg-title,.tdg-snippet){white-space:pre-line;background:var(--tdg-thumb);",
     "border-radius:4px}",
@@ -549,8 +560,11 @@
     return dot;
   }
 
-  // data-theme, else the page's (not the OS's: dark blocks in white articles): light text
-  // inherited means a dark page.
+  // data-theme, else the page's (not the OS's: dark blocks in white articles): a dark colour
+  // behind the container (the nearest opaque background, up to the page's) means a dark page;
+  // where the page paints none, light text inherited does. By the text alone, a dark page
+  // whose text is coloured by its own rules (p, h1… { color }) passed black on to the
+  // container, and the block's near-black text sat on the page's dark background (1.1:1).
   function theme(container, block) {
     var chosen = container.getAttribute("data-theme");
     if (chosen !== "dark" && chosen !== "light") {
@@ -558,14 +572,36 @@
       try {
         // Painted, not parsed: it may be oklch() or color().
         var pen = document.createElement("canvas").getContext("2d");
-        pen.fillStyle = getComputedStyle(container).color;
-        pen.fillRect(0, 0, 1, 1);
-        var rgb = pen.getImageData(0, 0, 1, 1).data;
-        if (rgb[0] * .3 + rgb[1] * .59 + rgb[2] * .11 > 128) chosen = "dark";
+        var behind = backgroundOf(container, pen);
+        if (behind ? lightness(behind) < 128 : lightness(painted(pen, getComputedStyle(container).color)) > 128) {
+          chosen = "dark";
+        }
       } catch (e) { /* no canvas: light */ }
       block.setAttribute("data-auto", "");
     }
     block.setAttribute("data-theme", chosen);
+  }
+
+  // The first opaque background colour of the container or an ancestor (across shadow roots),
+  // as [r, g, b, a]; null where all are see-through (the canvas shows: white, or dark where the
+  // page asks color-scheme: dark, whose text is then light).
+  function backgroundOf(container, pen) {
+    for (var node = container; node; node = node.parentElement || node.getRootNode().host) {
+      var rgba = painted(pen, getComputedStyle(node).backgroundColor);
+      if (rgba[3] === 255) return rgba;
+    }
+    return null;
+  }
+
+  function painted(pen, color) {
+    pen.clearRect(0, 0, 1, 1); // a see-through fill leaves the last colour showing
+    pen.fillStyle = color;
+    pen.fillRect(0, 0, 1, 1);
+    return pen.getImageData(0, 0, 1, 1).data;
+  }
+
+  function lightness(rgb) {
+    return rgb[0] * .3 + rgb[1] * .59 + rgb[2] * .11;
   }
 
   // The block's own words, each the container's to give in its page's language (data-heading,
@@ -803,9 +839,9 @@
   }
 
   // Holds the block's room while it loads, or its arrival pushes the page down (CLS). The
-  // block's own classes, so its CSS sizes it alike: k cards with the most a card shows (3
-  // lines of title, 2 of snippet, meta), so the block is seldom taller. Grey boxes, hidden
-  // from assistive technology; no .tdg-card: it is not a block.
+  // block's own classes, so its CSS sizes it alike: k cards with 3 lines of title (titles are
+  // never cut: a longer one grows its card), 2 of snippet and meta, so the block is seldom
+  // taller. Grey boxes, hidden from assistive technology; no .tdg-card: it is not a block.
   function placeholder(container) {
     var node = blockNode([], wordsOf(container), null, "", langOf(container), headingLevel(container));
     node.removeAttribute("aria-labelledby");
@@ -1091,7 +1127,7 @@
     var dark = window.matchMedia && matchMedia("(prefers-color-scheme: dark)");
     if (dark && dark.addEventListener) dark.addEventListener("change", retheme);
     document.addEventListener("transitionend", function (event) {
-      if (event.propertyName === "color") retheme();
+      if (event.propertyName === "color" || event.propertyName === "background-color") retheme();
     }, true);
   }
 

@@ -216,6 +216,22 @@ async def open_with_block(page, url: str):
     return page.locator("[data-tidings-related] .tdg-card")
 
 
+async def answer_related(page, api: str, cards: list[dict]) -> None:
+    """The API at `api` answers every related request with `cards` and takes every event
+    report, for blocks of made-up stories (other scripts, other lengths)."""
+    cors = {"Access-Control-Allow-Origin": "*"}
+
+    async def related(route):
+        await route.fulfill(status=200, headers=cors, content_type="application/json",
+                            body=json.dumps({"related": cards}))
+
+    async def events(route):
+        await route.fulfill(status=202, headers=cors, body="")
+
+    await page.route(f"{api}/v1/related?*", related)
+    await page.route(f"{api}/v1/events", events)
+
+
 async def reader_of(page) -> str:
     """The reader id the widget made when it first reported (waits for that report)."""
     await page.wait_for_function("localStorage.getItem('tidings.reader')")
@@ -776,6 +792,47 @@ async def test_a_long_heading_wraps_on_a_phone(page, widget_api, publisher):
     assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
 
 
+# A story as long as real ones get, on a site with a long name (a card the widget must not cut).
+LONG_CARDS = [
+    {"id": 9101, "url": "https://faz.example/1", "site": "Frankfurter Allgemeine Zeitung",
+     "title": "Chancellor confirms the windfall tax on energy firms will stay until 2030 as "
+              "households face higher bills this winter",
+     "summary": "", "source": "faz", "author": "Alexandra Montgomery", "image_url": "",
+     "published_at": "2025-03-18T19:00:00Z"},
+    {"id": 9102, "url": "https://ar.example/2", "site": "صحيفة الشرق الأوسط اللندنية",
+     "title": "الحكومة تعلن خطة جديدة للطاقة تشمل دعم الأسر وخفض الأسعار في فصل الشتاء المقبل "
+              "بعد ارتفاع فواتير الكهرباء",
+     "summary": "", "source": "ar", "author": "", "image_url": "",
+     "published_at": "2025-03-18T19:00:00Z"},
+]
+
+
+@pytest.mark.parametrize("html_attrs", ['lang="en"', 'lang="ar" dir="rtl"'])
+async def test_titles_and_site_names_are_whole_at_320_px(page, widget_api, publisher, html_attrs):
+    """WCAG 1.4.10 (reflow): at 320 px wide (a phone, or a 1280 px window zoomed to 400%) the
+    title beside its thumbnail was cut to three lines and an ellipsis, the site name beside the
+    time to "Frankf…": sighted readers lost what only a screen reader still had. Both are
+    whole now, nothing is wider than the page and the time stays on one line."""
+    api = widget_api.base_url
+    await answer_related(page, api, LONG_CARDS)
+    await page.set_viewport_size({"width": 320, "height": 800})
+    await open_with_block(page, publisher.page("reflow.html", host_page(api, html_attrs=html_attrs)))
+    cut = await page.locator("#related").evaluate("""c => {
+        const root = c.shadowRoot, card = root.querySelector('.tdg-card').getBoundingClientRect();
+        return [...root.querySelectorAll('.tdg-title, .tdg-site, .tdg-time')]
+            .filter(e => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1
+                         || e.getBoundingClientRect().right > card.right + 1)
+            .map(e => [e.className, e.textContent]);
+    }""")
+    assert cut == []
+    # The lines each time is drawn on (bidi runs are rects of their own on one line).
+    lines = await page.locator("#related").evaluate("""c => [...c.shadowRoot.querySelectorAll(
+        '.tdg-time')].map(t => new Set([...t.getClientRects()].map(r => Math.round(r.top))).size)""")
+    assert lines == [1, 1]
+    assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    assert page.page_errors == []
+
+
 # Containers whose width comes from their content: a sidebar of auto width beside the article
 # in a flex row and in a grid, a float, an inline-block, a table cell (a light-DOM block).
 SHRINK_TO_FIT = {
@@ -1015,17 +1072,7 @@ RTL_CARDS = [
 
 async def test_right_to_left_page_and_mixed_direction_stories(page, widget_api, publisher):
     api = widget_api.base_url
-    cors = {"Access-Control-Allow-Origin": "*"}
-
-    async def related(route):
-        await route.fulfill(status=200, headers=cors, content_type="application/json",
-                            body=json.dumps({"related": RTL_CARDS}))
-
-    async def events(route):
-        await route.fulfill(status=202, headers=cors, body="")
-
-    await page.route(f"{api}/v1/related?*", related)
-    await page.route(f"{api}/v1/events", events)
+    await answer_related(page, api, RTL_CARDS)
     await page.set_viewport_size({"width": 420, "height": 800})  # the phone layout
     await open_with_block(page, publisher.page("rtl.html", host_page(
         api, html_attrs='lang="ar" dir="rtl"')))
@@ -1083,17 +1130,7 @@ async def test_the_dot_sits_between_site_and_time_in_either_direction(page, widg
     of its own now, between the two parts in the block's direction, in the widget's block and
     the server's alike."""
     api = widget_api.base_url
-    cors = {"Access-Control-Allow-Origin": "*"}
-
-    async def related(route):
-        await route.fulfill(status=200, headers=cors, content_type="application/json",
-                            body=json.dumps({"related": RTL_CARDS}))
-
-    await page.route(f"{api}/v1/related?*", related)
-    async def events(route):
-        await route.fulfill(status=202, headers=cors, body="")
-
-    await page.route(f"{api}/v1/events", events)
+    await answer_related(page, api, RTL_CARDS)
     served = render_block_html({"related": RTL_CARDS})
     html = host_page(api, html_attrs='lang="en" dir="rtl"').replace(
         '<div id="related" data-tidings-related ></div>',
@@ -2066,10 +2103,13 @@ CONTRAST_JS = """c => {
     ('data-theme="light"', ""),
     ('data-theme="dark"', ""),
     ("", "body{background:#121212;color:#e8e8e8}"),  # inferred dark, the page's background
+    # A dark page whose text is coloured by its elements' rules: the container inherits black.
+    ("", "body{background:#1b1b1b} h1,h2,p,footer{color:#e8e8e8}"),
 ])
 async def test_every_text_in_the_block_has_aa_contrast(page, widget_api, publisher, attrs, page_css):
     """WCAG AA: 4.5:1 for text, whatever its size. The dark theme's byline initials (white on
-    #5b8fc7) had 3.4:1."""
+    #5b8fc7) had 3.4:1. On a dark page that colours its text element by element, the theme
+    read from the inherited (black) text was light: near-black titles on #1b1b1b, 1.1:1."""
     html = host_page(widget_api.base_url, container_attrs=attrs, head=f"<style>{page_css}</style>")
     await open_with_block(page, publisher.page("contrast.html", html))
     ratios = await page.locator("#related").evaluate(CONTRAST_JS)

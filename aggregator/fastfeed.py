@@ -5,10 +5,10 @@ docs/benchmarks.md §1). This module reads the same documents with lxml (C) and 
 same feedparser-shaped entry dicts, so `aggregator.feeds` turns them into ParsedItems with
 the very same code. It mirrors feedparser 6's rules for the fields we read (first non-empty
 title wins, guid-as-link, description vs content:encoded, author "email (Name)" parsing,
-tags de-duplicated, media:content/thumbnail, enclosures), and reuses feedparser's own date
-parser, URI joining and cp1252 table, so the results are equal by construction where it
-matters; tests/aggregator/test_fastfeed_equivalence.py checks it field by field on every
-captured feed.
+tags de-duplicated, media:content/thumbnail, enclosures, an item's itunes:image), and
+reuses feedparser's own date parser, URI joining and cp1252 table, so the results are
+equal by construction where it matters; tests/aggregator/test_fastfeed_equivalence.py
+checks it field by field on every captured feed.
 
 Anything it does not model returns None, and the caller uses feedparser: a document lxml
 will not parse strictly (malformed, undeclared prefix, bad bytes), a DOCTYPE (entities),
@@ -48,11 +48,12 @@ _AUTHOR = {"author", "dc_creator", "dc_author", "itunes_author"}
 _CATEGORY = {"category", "dc_subject", "media_category"}
 _HANDLED = (_TITLE | _SUMMARY | {"media_description", "image", "source"} | _PUBLISHED | _UPDATED | _AUTHOR | _CATEGORY
             | {"link", "guid", "id", "content_encoded", "content", "enclosure", "media_content",
-               "media_thumbnail", "media_group", "media_keywords", "media_title", "contributor"})
+               "media_thumbnail", "media_group", "media_keywords", "media_title", "contributor",
+               "itunes_image"})
 # Elements feedparser has handlers for that touch no field aggregator.feeds reads.
 _HARMLESS = {"comments", "media_credit", "media_rating", "media_restriction", "media_license",
              "media_copyright", "media_hash", "media_text", "media_player", "expirationdate",
-             "itunes_duration", "itunes_explicit", "itunes_image", "itunes_subtitle",
+             "itunes_duration", "itunes_explicit", "itunes_subtitle",
              "itunes_block", "itunes_episode", "itunes_season", "itunes_episodetype",
              "georss_point", "georss_line", "georss_polygon", "georss_box", "language",
              "created", "dcterms_created", "dc_publisher", "dc_rights", "dc_language",
@@ -60,7 +61,7 @@ _HARMLESS = {"comments", "media_credit", "media_rating", "media_restriction", "m
 # Keys aggregator.feeds reads; an unmodelled element stored under one of them means fall back.
 _READ_KEYS = {"link", "links", "id", "guidislink", "title", "content", "summary", "published",
               "updated", "published_parsed", "updated_parsed", "author", "author_detail",
-              "authors", "tags", "media_content", "media_thumbnail", "enclosures"}
+              "authors", "tags", "media_content", "media_thumbnail", "enclosures", "image"}
 # Elements feedparser has no handler for, kept under their name, that aggregator.feeds reads:
 # feed proxies' real links, Livemint's plain image elements.
 _COPY_KEYS = {"feedburner_origlink", "pheedo_origlink", "bigimage", "smallimage"}
@@ -309,6 +310,13 @@ class _Reader:
             if len(el):        # text but forgets the title it had, so a later one wins
                 raise Unsupported("image with children")
             state["title_locked"] = False
+        elif name == "itunes_image":  # feedparser: the item's `image`, the last one given
+            if len(el):
+                raise Unsupported("children in itunes_image")
+            attrs = self.attrs(el)
+            href = attrs.get("href") or attrs.get("url")
+            if href:
+                e["image"] = {"href": href}
         elif name == "source":
             if len(el):
                 raise Unsupported("atom source")

@@ -347,6 +347,13 @@ def _image(entry: Any, markup: str, link: str, markup_base: str | None = None) -
         value = str(entry.get(key) or "").strip()
         if value and _IMG_EXT.search(value):
             return joined(link, value), 0
+    # A podcast-style <itunes:image href> in the item (feeds made by podcast tooling carry
+    # a news site's article pictures so, often as their only image; feedparser reads it as the
+    # item's `image`). The channel's own is its logo, never an item's.
+    itunes = entry.get("image")
+    href = str(itunes.get("href") or "").strip() if isinstance(itunes, dict) else ""
+    if href:
+        return joined(link, href), 0
     return _first_img(markup, link, markup_base), 0
 
 

@@ -93,7 +93,7 @@ def _item(
             if published_at is None:
                 problem = f"item {n}: invalid date {value[:40]!r}, left empty"
             break
-    image = _str(raw.get("image")) or _str(raw.get("banner_image"))
+    image = _str(raw.get("image")) or _str(raw.get("banner_image")) or _image_attachment(raw)
     tags = raw.get("tags") if isinstance(raw.get("tags"), list) else []
     return (
         ParsedItem(
@@ -109,6 +109,18 @@ def _item(
         ),
         problem,
     )
+
+
+def _image_attachment(raw: dict[str, Any]) -> str:
+    """The URL of the item's first attachment typed as an image (`mime_type` "image/..."): a
+    feed whose items give their picture only so had stories without one."""
+    attachments = raw.get("attachments")
+    for att in attachments if isinstance(attachments, list) else ():
+        if isinstance(att, dict) and _str(att.get("mime_type")).strip().lower().startswith("image/"):
+            url = _str(att.get("url")).strip()
+            if url:
+                return url
+    return ""
 
 
 def _authors(obj: dict[str, Any]) -> str:

@@ -169,7 +169,14 @@ def name_slug(text: str, max_chars: int = MAX_SOURCE_NAME_CHARS) -> str:
     no "-" or "_" at either end, at most `max_chars`. Letters without an ASCII form (Cyrillic,
     CJK) are dropped: the caller falls back to the host's name."""
     folded = unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9_-]+", "-", folded).strip("-_")[:max_chars].rstrip("-_")
+    return one_dash(re.sub(r"[^a-z0-9_-]+", "-", folded)).strip("-_")[:max_chars].rstrip("-_")
+
+
+def one_dash(slug: str) -> str:
+    """Each run of "-" (with any "_" beside them) as one "-": a title's own dashes, kept as
+    allowed characters, met the "-" its spaces became ("tagesschau.de - Die Nachrichten der
+    ARD" was "tagesschau-de---die-nachrichten-der-ard"). A lone "_" ("bbc_news") stays."""
+    return re.sub(r"[-_]*-[-_]*", "-", slug)
 
 
 def category_slug(text: str, max_chars: int = MAX_CATEGORY_CHARS) -> str:
@@ -182,7 +189,7 @@ def category_slug(text: str, max_chars: int = MAX_CATEGORY_CHARS) -> str:
     for ch in text.casefold():
         base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
         kept.append(base or ch)
-    return re.sub(r"[^\w-]+", "-", "".join(kept)).strip("-_")[:max_chars].rstrip("-_")
+    return one_dash(re.sub(r"[^\w-]+", "-", "".join(kept))).strip("-_")[:max_chars].rstrip("-_")
 
 
 def toml_string(value: str) -> str:

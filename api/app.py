@@ -140,7 +140,9 @@ def block_filters(
     category: Annotated[str | None, Query(max_length=80)] = None,
     site: Annotated[str | None, Query(max_length=255)] = None,
     exclude_site: Annotated[str | None, Query(max_length=255)] = None,
-    max_age_days: Annotated[float | None, Query(gt=0, le=36500), BeforeValidator(blank_is_none)] = None,
+    # Not NaN or inf: `max_age_days=nan` was told "less than or equal to 36500".
+    max_age_days: Annotated[float | None, Query(gt=0, le=36500, allow_inf_nan=False),
+                            BeforeValidator(blank_is_none)] = None,
 ) -> Filters:
     """The filters every related call takes (DESIGN.md 4.3); empty values mean no filter
     (`max_age_days=` too: it alone was a 422 "unable to parse string as a number").
@@ -271,7 +273,7 @@ class RelatedRequest(BaseModel):
     category: str | None = None
     site: str | None = None
     exclude_site: str | None = None
-    max_age_days: float | None = Field(default=None, gt=0, le=36500)
+    max_age_days: float | None = Field(default=None, gt=0, le=36500, allow_inf_nan=False)
     # Personalize for this reader, as `reader=` does on the GET routes (also taken there);
     # blank is none, as `reader=` and the filters are (`optional_reader`).
     reader: Annotated[str | None, BeforeValidator(blank_is_none), AfterValidator(reader_id)] = Field(

@@ -50,6 +50,8 @@ def _ranged(kind: type, low: float, high: float, *, low_open: bool = False):
         except ValueError:  # `--days 1.5` said "'1.5' is not a number"
             what = "a whole number" if kind is int else "a number"
             raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
+        if not math.isfinite(n):  # NaN passed no bound and was told it was outside them
+            raise argparse.ArgumentTypeError(f"{value!r} is not a finite number")
         if not (low < n if low_open else low <= n) or n > high:
             left = "(" if low_open else "["
             raise argparse.ArgumentTypeError(f"{value} is outside {left}{low:g}, {high:g}]")

@@ -55,14 +55,26 @@ def check_related_data(root: Path, only: str | None) -> None:
                           "data folder")
 
 
+def models_dir(data_dir: Path) -> Path | None:
+    """Where an evaluation finds, or builds, its model files: the data dir's `models` when this
+    install built them there (the very files it embeds with: no second build), else the
+    user's cache (None: make_embedder's default). An evaluation on a machine, or with a
+    --config, that never ran the service made a `models` folder (and the data dir itself) in
+    its data dir, and built ~45 MB of model files there."""
+    built = data_dir / "models"
+    return built if built.is_dir() else None
+
+
 async def cmd_eval(settings, args) -> int:
     from recommender.embed import make_embedder
 
     root = data_dir(args.data)
     if args.eval_command == "related":
         check_related_data(root, args.only)
+    else:
+        root = mind_dir(root)  # before the model is loaded (or built): a wrong --data says so at once
     embedder = make_embedder(args.embedder or settings.index.embedder,
-                             cache_dir=settings.data_dir / "models")
+                             cache_dir=models_dir(settings.data_dir))
     t0 = time.perf_counter()
     if args.eval_command == "related":
         from recommender import evaluate as ev
@@ -87,7 +99,7 @@ async def cmd_eval(settings, args) -> int:
     else:
         from recommender.evaluate_feed import eval_feed_mind
 
-        out = eval_feed_mind(mind_dir(root), embedder)
+        out = eval_feed_mind(root, embedder)
         _say("MIND next-read", out)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out, indent=2, default=str))

@@ -51,6 +51,10 @@ DATABASE_ANSWER_S = 5.0
 # stuck after 100 min.
 STUCK_TICKS = 10
 STUCK_FLOOR_S = 900.0
+# While the database is away every tick fails (follow's: each second), and each failure was a
+# warning: ~600 lines for a 10-minute outage, from every replica. The first failure is said,
+# then at most one line a minute while it lasts, and one when the job works again.
+AWAY_SAY_EVERY_S = 60.0
 
 
 def stuck_after_s(interval_s: float) -> float:
@@ -69,6 +73,16 @@ class JobState:
     stuck_after_s: float | None = None
     skipped: int = 0
     reported: bool = False
+    # The database outage this job is in: its first failed tick (None: none), its failed ticks
+    # so far, and when it was last said in the log.
+    away_since: datetime | None = None
+    away_failures: int = 0
+    away_said_at: datetime | None = None
+
+
+def away_due(state: JobState, now: datetime) -> bool:
+    """Whether a failure in a database outage is said: the first, then one a minute at most."""
+    return state.away_said_at is None or (now - state.away_said_at).total_seconds() >= AWAY_SAY_EVERY_S
 
 
 def is_stuck(state: JobState, now: datetime) -> bool:
@@ -89,10 +103,26 @@ class JobHealth:
     listeners: list[Callable[[str, str], None]] = field(default_factory=list)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests move time on
 
-    def ok(self, name: str) -> None:
+    def ok(self, name: str) -> JobState | None:
+        """A tick succeeded; returns the database outage it ends (its state), else None."""
         state = self.jobs.setdefault(name, JobState())
         state.ok_at, state.failures = self.clock(), 0
+        ended = JobState(**vars(state)) if state.away_since is not None else None
+        state.away_since, state.away_failures, state.away_said_at = None, 0, None
         self._tell(name, "ok")
+        return ended
+
+    def away(self, name: str) -> JobState | None:
+        """A tick failed because the database is away (counted in `failed` as well); returns
+        the outage's state when this failure is to be said (`away_due`), else None."""
+        state, now = self.jobs.setdefault(name, JobState()), self.clock()
+        if state.away_since is None:
+            state.away_since = now
+        state.away_failures += 1
+        if not away_due(state, now):
+            return None
+        state.away_said_at = now
+        return JobState(**vars(state))
 
     def failed(self, name: str) -> None:
         self.jobs.setdefault(name, JobState()).failures += 1

@@ -140,13 +140,34 @@ def db_away(e: Exception) -> str | None:
     return None
 
 
-def log_failure(name: str, e: Exception) -> None:
-    """A failed tick: the database being away in one line, anything else with its traceback."""
+def log_failure(name: str, e: Exception, health: JobHealth | None = None) -> None:
+    """A failed tick: the database being away in one line, anything else with its traceback.
+    With `health` (a job that ticks), an outage is said at its first failure, then at most
+    once a minute (api.jobhealth.AWAY_SAY_EVERY_S); `log_ok` says its end."""
     reason = db_away(e)
     if reason is None:
         log.error("%s.failed", name, exc_info=e)
-    else:
+        return
+    if health is None:  # a one-off call: nothing repeats it
         log.warning("%s.db_unavailable %s", name, reason)
+        return
+    away = health.away(name)
+    if away is None:
+        return  # said less than a minute ago
+    if away.away_failures == 1:
+        log.warning("%s.db_unavailable %s", name, reason)
+    else:
+        assert away.away_since is not None
+        log.warning("%s.db_unavailable still, for %.0f s, %d failures: %s", name,
+                    (health.clock() - away.away_since).total_seconds(), away.away_failures, reason)
+
+
+def log_ok(name: str, health: JobHealth) -> None:
+    """A tick succeeded: counted in `health`, and the end of a database outage said."""
+    ended = health.ok(name)
+    if ended is not None and ended.away_since is not None:
+        log.info("%s.db_available again after %.0f s, %d failures", name,
+                 (health.clock() - ended.away_since).total_seconds(), ended.away_failures)
 
 
 async def _guard(name: str, job, health: JobHealth | None = None, *, tick: bool = False) -> None:
@@ -158,7 +179,7 @@ async def _guard(name: str, job, health: JobHealth | None = None, *, tick: bool 
     try:
         await job()
         if health is not None:
-            health.ok(name)
+            log_ok(name, health)
     except asyncio.CancelledError:
         # The process is stopping (a signal, or the API's port taken) and cancels the jobs
         # under way: their end, not a failure. Raised on, APScheduler logged each with a
@@ -166,7 +187,7 @@ async def _guard(name: str, job, health: JobHealth | None = None, *, tick: bool 
         # Nothing awaits a job's task for its cancellation, so it is not propagated.
         log.debug("%s.cancelled", name)
     except Exception as e:
-        log_failure(name, e)
+        log_failure(name, e, health)
         if health is not None:
             health.failed(name)
     finally:
@@ -652,9 +673,9 @@ async def index_loop(svc: Services, tick_s: float, wake: asyncio.Event,
         done = 0
         try:
             done = await svc.indexer.run(saved=saved, arrived=wake)
-            svc.jobs.ok("index")
+            log_ok("index", svc.jobs)
         except Exception as e:
-            log_failure("index", e)
+            log_failure("index", e, svc.jobs)
             svc.jobs.failed("index")
         if done:
             continue

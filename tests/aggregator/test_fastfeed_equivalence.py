@@ -136,6 +136,13 @@ SAME = {
     "plain smallimage only, with an entity": _rss(
         "<title>A</title><link>http://s.example/a</link><smallimage>http://i.example/s.jpg?a=1&amp;b=2"
         "</smallimage>"),
+    "itunes images, the later one taken": _rss(
+        '<title>A</title><link>http://s.example/a</link><itunes:image href="/first.jpg"/>'
+        '<image>http://i.example/plain.jpg</image><itunes:image url="http://i.example/second.jpg"/>'
+        '<itunes:image href=""/></item><item><title>B</title><link>http://s.example/b</link>'
+        '<itunes:image href="http://i.example/b.jpg"/>',
+        channel='<title>T</title><link>http://site.example/</link><itunes:image href="/logo.jpg"/>',
+        ns='xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"'),
     "dates: pubDate and dc:date": _rss(
         "<title>A</title><link>http://s.example/a</link><pubDate>Tue, 10 Jun 2025 04:00:00 +0200"
         "</pubDate><dc:date>2025-06-11T00:00:00Z</dc:date>", ns=NS),

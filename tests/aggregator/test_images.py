@@ -85,3 +85,48 @@ def test_livemint_plain_image_elements_are_read(shared_data, fast: bool) -> None
     assert all(url.startswith("https://images.livemint.com/img/") and "/600x338/" in url
                for url in images), images[:3]
     assert len(set(images)) == 25
+
+
+ITUNES = 'xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd" xmlns:media="http://search.yahoo.com/mrss/"'
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_an_items_itunes_image_is_its_image_the_channels_is_not(fast: bool) -> None:
+    """Feeds made by podcast tooling (news sites' audio and video sections among them) give an
+    item's picture as <itunes:image href>: those stories had none. A better image the item
+    gives (media:content) still comes first, and the channel's <itunes:image>, its logo,
+    is no item's."""
+    body = (f'<?xml version="1.0"?><rss version="2.0" {ITUNES}><channel><title>t</title>'
+            '<link>https://s.example/</link><itunes:image href="https://s.example/logo.jpg"/>'
+            "<item><title>A</title><link>https://s.example/a</link>"
+            '<itunes:image href="/img/a-1400x1400.jpg"/></item>'
+            "<item><title>B</title><link>https://s.example/b</link>"
+            '<itunes:image url="https://i.example/b.jpg"/></item>'
+            "<item><title>C</title><link>https://s.example/c</link><itunes:image href=\"https://i.example/c.jpg\"/>"
+            '<media:content url="https://i.example/c-big.jpg" medium="image"/></item>'
+            "<item><title>D</title><link>https://s.example/d</link></item></channel></rss>").encode()
+    doc = parse_feed(body, base_url="https://s.example/feed", fast=fast)
+    assert [item.image_url for item in doc.items] == [
+        "https://s.example/img/a-1400x1400.jpg", "https://i.example/b.jpg", "https://i.example/c-big.jpg", ""]
+
+
+def test_a_json_feed_items_image_then_banner_then_image_attachment() -> None:
+    """JSON Feed's `image`, else its `banner_image`, else the first attachment typed as an
+    image: an item whose picture came only as an attachment had none."""
+    import json
+
+    from aggregator.jsonfeed import parse_jsonfeed
+
+    def item(n: int, **image) -> dict:
+        return {"id": str(n), "url": f"https://s.example/{n}", "title": f"T{n}", **image}
+
+    audio = {"url": "https://s.example/a.mp3", "mime_type": "audio/mpeg"}
+    body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [
+        item(1, image="https://i.example/1.jpg", banner_image="https://i.example/1b.jpg"),
+        item(2, banner_image="/2b.jpg"),
+        item(3, attachments=[audio, {"url": "/3.jpg", "mime_type": "Image/JPEG"}]),
+        item(4, attachments=[audio, {"url": "", "mime_type": "image/png"}, "junk"]),
+        item(5, attachments="none")]}).encode()
+    doc = parse_jsonfeed(body, base_url="https://s.example/feed.json")
+    assert [it.image_url for it in doc.items] == [
+        "https://i.example/1.jpg", "https://s.example/2b.jpg", "https://s.example/3.jpg", "", ""]

@@ -19,6 +19,7 @@ from aggregator.sources import (
     MAX_DURATION_S,
     SELECTOR_KEYS,
     SOURCE_KEYS,
+    category_slug,
     duration_text,
     load_sources,
     name_slug,
@@ -487,6 +488,17 @@ def test_a_source_table_with_a_character_beyond_the_bmp_loads(tmp_path):
 def test_a_trial_source_is_named_after_its_host_folded_to_ascii():
     assert trial_source("https://www.bücher.example/feed").name == "bucher-example"
     assert name_slug("Économie — le fil") == "economie-le-fil"
+
+
+def test_a_title_with_its_own_dashes_gives_one_dash_between_words():
+    """A feed titled "tagesschau.de - Die Nachrichten der ARD" was suggested as
+    "tagesschau-de---die-nachrichten-der-ard": the title's "-" was kept between the two "-"
+    its spaces became. An OPML folder named so gave such a category too."""
+    assert trial_source("http://127.0.0.1:8080/feed", "tagesschau.de - Die Nachrichten der ARD").name == \
+        "tagesschau-de-die-nachrichten-der-ard"
+    assert name_slug("Lab -- Notes _-_ 2026") == "lab-notes-2026"
+    assert name_slug("bbc_news") == "bbc_news"  # an underscore alone is no separator to collapse
+    assert category_slug("Politik - Inland") == "politik-inland"
 
 
 def test_a_trial_source_on_an_ip_address_is_named_after_its_feed_or_address_and_port():

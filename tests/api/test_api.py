@@ -127,6 +127,22 @@ async def test_a_number_in_a_related_body_sent_as_true_or_a_string_is_a_422(http
     assert r.status_code == 200 and len(r.json()["related"]) == 3
 
 
+async def test_a_max_age_that_is_no_number_says_so(http):
+    """`max_age_days=nan` (a client's 0/0) was told "less than or equal to 36500", and inf the
+    same: a client looked for a smaller number."""
+    for value in ("nan", "NaN", "inf", "-inf", "Infinity"):
+        for path in ("/v1/stories/1/related", "/v1/search?q=budget"):
+            r = await http.get(path, params={"max_age_days": value})
+            message = r.json()["error"]["message"]
+            assert r.status_code == 422 and "finite number" in message and "36500" not in message, \
+                (path, value, message)
+    for literal in (b"NaN", b"Infinity"):
+        r = await http.post("/v1/related", content=b'{"title": "Talks on a ceasefire", "max_age_days": %s}'
+                            % literal, headers={"Content-Type": "application/json"})
+        message = r.json()["error"]["message"]
+        assert r.status_code == 422 and "finite number" in message and "36500" not in message, message
+
+
 async def test_a_blank_reader_is_none_as_a_blank_filter_is(http):
     # `reader=` (a template's empty field) was a 422, where `category=` and `site=` were no
     # filter; `max_age_days=` was a 422 too, though the filters' rule says blank is none.

@@ -98,3 +98,44 @@ async def test_a_scheduled_tick_is_timed_and_its_end_is_said_when_it_was_stuck(c
     assert health.jobs["weights"].running_since is None and health.jobs["weights"].ok_at == now[0]
     assert "weights.unstuck: the tick ended after 3600 s, 0 ticks skipped meanwhile" in caplog.text
 
+
+
+async def test_a_database_outage_is_said_once_a_minute_and_its_end_once(caplog, sqlite_store):
+    """While the database was away, `follow` (a tick each second) logged a warning at every
+    tick: ~600 lines for a 10-minute outage, from each replica, and nothing when it ended."""
+    import logging
+    from datetime import UTC, datetime, timedelta
+
+    from aggregator.store import Store
+
+    caplog.set_level(logging.INFO, logger="tidings.run")
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    health = JobHealth(clock=lambda: now[0])
+    away = Store("postgresql+asyncpg://postgres@127.0.0.1:1/test")  # nothing listens there
+    stores = [away]
+
+    async def follow():
+        await stores[0].source_weights()
+
+    def said() -> list[str]:
+        return [r.getMessage().split(":")[0] for r in caplog.records if r.getMessage().startswith("follow.")]
+
+    try:
+        for _ in range(150):  # a tick each second for 150 s
+            await _guard("follow", follow, health, tick=True)
+            now[0] += timedelta(seconds=1)
+        assert health.failing() == ["follow"]  # /healthz still counts every failed tick
+        stores[0] = sqlite_store
+        await _guard("follow", follow, health, tick=True)
+        assert said() == ["follow.db_unavailable [Errno 111] Connect call failed ('127.0.0.1', 1)",
+                          "follow.db_unavailable still, for 60 s, 61 failures",
+                          "follow.db_unavailable still, for 120 s, 121 failures",
+                          "follow.db_available again after 150 s, 150 failures"]
+        assert [r.levelname for r in caplog.records if r.getMessage().startswith("follow.")] == \
+            ["WARNING", "WARNING", "WARNING", "INFO"]
+        caplog.clear()
+        stores[0] = away  # the next outage is said from its first failure again
+        await _guard("follow", follow, health, tick=True)
+        assert said() == ["follow.db_unavailable [Errno 111] Connect call failed ('127.0.0.1', 1)"]
+    finally:
+        await away.close()

@@ -103,6 +103,15 @@ def test_bad_input_is_one_line_not_a_traceback(cli_env, tmp_path):
     assert "data_dir" in r.stderr and "cannot be created" in r.stderr
 
 
+def test_a_max_age_that_is_no_number_says_so(cli_env):
+    """`--max-age-days nan` passed no bound and was told "nan is outside (0, 36500]", as the
+    HTTP API's `max_age_days=nan` was told "less than or equal to 36500"."""
+    for value in ("nan", "inf"):
+        r = run_cli(["related", "--text", "x", "--max-age-days", value], cli_env, timeout=20)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert f"--max-age-days: '{value}' is not a finite number" in r.stderr, r.stderr
+
+
 def test_import_skips_lines_no_database_could_store(cli_env, tmp_path):
     """Each such line is one bad line (or repaired); before, any of them stopped the import
     with a traceback and lost the batch of up to 500 lines it was in."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import resource
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -456,3 +457,31 @@ def test_exit_status_2_is_for_input_to_fix_1_for_work_that_failed():
     failed = (StoreError("x"), DatabaseTimeout("x"), FetchError("x"), ParseError("x"), TakenDown("x"))
     assert [error_status(e) for e in failed] == [1] * 5
     assert isinstance(BadDatabaseURL("x"), StoreError) and str(BadDatabaseURL("x")) == "x"
+
+
+def test_eval_builds_no_model_files_in_the_data_dir(cli_env, tmp_path, shared_data, ov_path):
+    """`tidings eval` with a real embedder made `DATA_DIR/models` (and the data dir itself) and
+    built the model files there, though the service had never run on that data dir: they come
+    from the user's cache (XDG_CACHE_HOME, where `ov_path` is linked as built), and the data
+    dir's `models` is used only where the service built it."""
+    mind = tmp_path / "mind"
+    mind.mkdir()
+    for name, rows in (("news.tsv", 200), ("behaviors.tsv", 40)):  # a slice: the point is the files
+        lines = (shared_data / "mind-small-sample" / name).read_text(encoding="utf-8").splitlines()
+        (mind / name).write_text("\n".join(lines[:rows]) + "\n", encoding="utf-8")
+    cache = tmp_path / "cache" / "tidings" / "models"
+    cache.mkdir(parents=True)
+    (cache / "minilm-int8-ov").symlink_to(ov_path.parent)
+    env = {**cli_env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    data = Path(env["TIDINGS_DATA_DIR"])
+    r = run_cli(["eval", "feed", "--embedder", "minilm-int8-ov", "--data", str(mind)], env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "seconds" in json.loads(r.stdout)  # the figures were printed
+    assert not (data / "models").exists()
+    # A data dir the service ran on: the files it built there are used, none built in the cache.
+    (cache / "minilm-int8-ov").unlink()
+    (data / "models").mkdir(parents=True)
+    (data / "models" / "minilm-int8-ov").symlink_to(ov_path.parent)
+    r = run_cli(["eval", "feed", "--embedder", "minilm-int8-ov", "--data", str(mind)], env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert list(cache.iterdir()) == []

@@ -43,6 +43,14 @@ Also tried (2026-12-06, 2-core Intel Xeon model 207): the collector's parse work
 10, so the model's threads keep both cores while parsing fills the gaps. 3 A/B sets of 3 runs,
 alternated: ratio median 0.801 (0.771-0.839) at nice 0 against 0.792 (0.748-0.830) at nice 10.
 The parse workers' ~0.45 s of CPU is too little of the gap to show. Not kept.
+Kept (2026-12-07, 2-core AMD EPYC with VNNI, OpenVINO int8): the collector wakes the indexer
+as soon as a source's stories are committed (it woke it once the source's record was written,
+~40 ms later behind the round's queued stores), and a claim taken while the model idles (the
+first of a `run`) goes ahead of the queued stores (`aggregator.writelock`; it had waited ~80 ms
+behind them). Claims taken beside a busy model keep their turn, unlike the urgent lane tried
+on 2026-12-04. 3 A/B sets of 3 runs, alternated, on a noisy machine (embedder alone 146-208
+stories/s): the model's idle time before its first call median 0.21 -> 0.12 s, ratio median
+0.843 (0.77-0.95) -> 0.882 (0.78-0.95).
 """
 
 from __future__ import annotations

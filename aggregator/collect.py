@@ -631,11 +631,11 @@ class Collector:
             left_out += page.left_out
         return Parsed(replace(first.doc, problems=tuple(problems)), items, tuple(drafts), left_out)
 
-    async def check(self, spec: SourceSpec, source_urls: Iterable[str]) -> SourceCheck:
+    async def check(self, spec: SourceSpec, source_urls: Iterable[str] = ()) -> SourceCheck:
         """Dry run for `tidings sources check`: fetch and parse once, store nothing. A
         full_text source has the pages of its first `CHECK_SAMPLE` items read, not all.
 
-        `source_urls`: the sources file's, whose hosts are trusted with any address, as a
+        `source_urls` (none: only `spec` is trusted): the sources file's, whose hosts are trusted with any address, as a
         round trusts the configured sources' (the store's, once a collector applied that
         file). It reads no database, so a check needs none: it made an empty one in a
         mistyped data dir."""

@@ -635,9 +635,9 @@ class Collector:
         """Dry run for `tidings sources check`: fetch and parse once, store nothing. A
         full_text source has the pages of its first `CHECK_SAMPLE` items read, not all.
 
-        `source_urls` (none: only `spec` is trusted): the sources file's, whose hosts are trusted with any address, as a
+        `source_urls`: the sources file's, whose hosts are trusted with any address, as a
         round trusts the configured sources' (the store's, once a collector applied that
-        file). It reads no database, so a check needs none: it made an empty one in a
+        file); none: only `spec`'s host is. It reads no database, so a check needs none: it made an empty one in a
         mistyped data dir."""
         async with self._fetcher([spec.url, *source_urls]) as fetcher:
             parsed, _ = await self._read(fetcher, spec, Validators(), self.clock())

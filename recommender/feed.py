@@ -134,8 +134,9 @@ class FeedParams:
     # "because you read" a story of another section. On BBC with MiniLM two stories of
     # different sections are under 0.32 at the 99th percentile (of one section: 0.22 median,
     # 0.40 at the 90th). Below, the reason names the section. Not enough for a reader whose
-    # reads all made one interest (1,280 BBC stories of five sections, 99% of the mass in one):
-    # "Calder fears for Scottish rugby" is at 0.39 to "Brown hits back in Blair rift row".
+    # reads all made one interest (1,280 BBC stories of five sections, 98% of the mass in one,
+    # before `profile.cluster_interests` merged by Ward): "Calder fears for Scottish rugby" is
+    # at 0.39 to "Brown hits back in Blair rift row".
     reason_story_cos: float = 0.3
     # Warm: the follows the reader's reading does not serve share this much of the page, evenly.
     # Their stories go to a group of their follow, not of their nearest interest, where the +0.5

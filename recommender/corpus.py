@@ -53,8 +53,9 @@ META_CHUNK = 10_000  # stories read and indexed per batch at start
 SNAPSHOT_MANIFEST = "corpus.json"
 META_RECORDS = "meta.records"
 # How long a start waits for a snapshot that is behind the index it loaded (another process
-# saving: the snapshot is written after the index), checking every SNAPSHOT_POLL_S. Past it
-# (a saver that died between the two), the cards and lexical index are rebuilt.
+# saving: the snapshot is written after the index), checking every SNAPSHOT_POLL_S, while
+# that process holds the folder's save lock. Past it, or at once when no process holds the
+# lock (a saver that died between the two), the cards and lexical index are rebuilt.
 SNAPSHOT_WAIT_S = 60.0
 SNAPSHOT_POLL_S = 0.2
 # Held by a save for all its writes (`take_save_lock`). How long a save waits for another
@@ -84,6 +85,26 @@ def take_save_lock(directory: Path) -> BinaryIO | None:
         raise
     f.close()
     return None
+
+
+def save_under_way(directory: Path) -> bool:
+    """Whether a process holds the folder's save lock now (`take_save_lock`); never waits.
+    A shared lock taken and let go at once: a saver's exclusive one only ever polls for it.
+    Read-only, so a replica on a read-only volume can ask too; a lock file it cannot open
+    (no permission) counts as a save under way, as before the question was asked."""
+    try:
+        f = open(directory / SAVE_LOCK, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return False  # no save ever took it here
+    except OSError:
+        return True
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return False
 
 
 async def hold_save_lock(directory: Path) -> BinaryIO | None:
@@ -687,6 +708,7 @@ class Corpus:
         digest = ids_digest(loaded.ids())
         watermark = int(getattr(loaded, "watermark", -1))
         give_up = time.monotonic() + SNAPSHOT_WAIT_S
+        saving = True
         while True:
             # An index newer than its snapshot: another process is saving (the index is
             # written first, the snapshot after it, seconds later at a million stories). A
@@ -698,10 +720,17 @@ class Corpus:
             expect = {"lexical": LEXICAL_RECIPE, "ids_digest": digest, "watermark": watermark}
             snap = snapshot.load(self.index_dir, SNAPSHOT_MANIFEST, arrays=("lexical", "meta"),
                                  files=(META_RECORDS,), expect=expect)
-            if snap is not None or behind is None or behind >= watermark or \
+            if snap is not None or behind is None or behind >= watermark or not saving or \
                     time.monotonic() > give_up:
                 break
-            time.sleep(SNAPSHOT_POLL_S)  # on a worker thread (asyncio.to_thread)
+            # Only a save under way ends: a saver killed between the index and the snapshot
+            # (kill -9, the OOM killer) left them so for good, and every start, `serve`
+            # worker and one-shot `tidings related` waited the whole minute for it until an
+            # owner saved again. With the folder's lock free, one more look (the saver may
+            # have just finished), then the rebuild.
+            saving = save_under_way(self.index_dir)
+            if saving:
+                time.sleep(SNAPSHOT_POLL_S)  # on a worker thread (asyncio.to_thread)
         if snap is None:
             self._say_why_unusable(expect)
             return None

@@ -492,6 +492,24 @@ async def test_a_start_during_a_save_waits_for_the_snapshot(store, tmp_path, mon
     assert _view(w) == _view(c)
 
 
+async def test_a_saver_killed_between_index_and_snapshot_does_not_hold_starts(store, tmp_path):
+    """`kill -9` of `tidings run` (or `index`, `import`) after it wrote the vector index and
+    before the snapshot: every later start (`run`, each `serve` worker, each `tidings
+    related`) waited the whole SNAPSHOT_WAIT_S (60 s) for a snapshot no process was writing,
+    until an owner saved again. No process holds the save lock: the start rebuilds at once."""
+    ix = tmp_path / "ix"
+    c, _ = await _saved_corpus(store, ix)
+    await seed(store, 3, start=100)
+    await c.follow()
+    died = corpus_module.take_save_lock(ix)  # the saver's turn: its index lands, then it dies
+    c.vindex.save(ix, recipe=EMB.recipe, watermark=c.watermark)
+    died.close()
+    w = corpus(store, ix, owner=False)
+    info = await asyncio.wait_for(w.start(), 30)  # the old code waited 60 s
+    assert not info["restored"] and info["from_files"] and len(w.meta) == 23
+    assert _view(w) == _view(c)
+
+
 async def test_a_snapshot_landing_during_the_wait_is_loaded(store, tmp_path, monkeypatch):
     """The snapshot's manifest replaced between the worker's load (which saw the old one) and
     its look at the snapshot's watermark (which saw the new one): the worker took the snapshot
@@ -686,8 +704,6 @@ async def test_a_cancelled_save_lets_go_of_the_lock_only_when_its_writes_end(sto
                                                                             monkeypatch):
     """Cancelled mid-write (a shutdown), the thread writing the files cannot be stopped: the
     folder's lock stays held until it ends, so another saver never writes beside it."""
-    import fcntl
-
     import recommender.corpus as corpus_module
 
     await seed(store)
@@ -709,13 +725,7 @@ async def test_a_cancelled_save_lets_go_of_the_lock_only_when_its_writes_end(sto
         await saving
 
     def lock_free() -> bool:
-        with open(tmp_path / "ix" / corpus_module.SAVE_LOCK, "a") as probe:
-            try:
-                fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            fcntl.flock(probe.fileno(), fcntl.LOCK_UN)
-            return True
+        return not corpus_module.save_under_way(tmp_path / "ix")
 
     assert not lock_free()  # still writing
     finish.set()

@@ -29,7 +29,7 @@ from aggregator.settings import RetentionSettings, Settings
 from aggregator.sources import FILE_CLOCK_SLACK_S, load_sources, written_at
 from aggregator.store import database_unavailable, driver_reason
 from aggregator.urlsecrets import masked_secrets
-from api.jobhealth import JobHealth
+from api.jobhealth import JobHealth, away_line, back_line
 from api.opslistener import OpsListener
 from api.services import Services, build, recipe_adopter
 from api.stats import MAX_DAYS
@@ -143,7 +143,7 @@ def db_away(e: Exception) -> str | None:
 def log_failure(name: str, e: Exception, health: JobHealth | None = None) -> None:
     """A failed tick: the database being away in one line, anything else with its traceback.
     With `health` (a job that ticks), an outage is said at its first failure, then at most
-    once a minute (api.jobhealth.AWAY_SAY_EVERY_S); `log_ok` says its end."""
+    once a minute (api.jobhealth.Outage); `log_ok` says its end."""
     reason = db_away(e)
     if reason is None:
         log.error("%s.failed", name, exc_info=e)
@@ -152,22 +152,15 @@ def log_failure(name: str, e: Exception, health: JobHealth | None = None) -> Non
         log.warning("%s.db_unavailable %s", name, reason)
         return
     away = health.away(name)
-    if away is None:
-        return  # said less than a minute ago
-    if away.away_failures == 1:
-        log.warning("%s.db_unavailable %s", name, reason)
-    else:
-        assert away.away_since is not None
-        log.warning("%s.db_unavailable still, for %.0f s, %d failures: %s", name,
-                    (health.clock() - away.away_since).total_seconds(), away.away_failures, reason)
+    if away is not None:  # else said less than a minute ago
+        log.warning(away_line(name, away, health.clock(), reason))
 
 
 def log_ok(name: str, health: JobHealth) -> None:
     """A tick succeeded: counted in `health`, and the end of a database outage said."""
     ended = health.ok(name)
-    if ended is not None and ended.away_since is not None:
-        log.info("%s.db_available again after %.0f s, %d failures", name,
-                 (health.clock() - ended.away_since).total_seconds(), ended.away_failures)
+    if ended is not None:
+        log.info(back_line(name, ended, health.clock()))
 
 
 async def _guard(name: str, job, health: JobHealth | None = None, *, tick: bool = False) -> None:

@@ -166,6 +166,9 @@ class Settings:
     # Where the database's place was set ("TIDINGS_DATA_DIR=/srv/tidings", "data_dir in
     # config/tidings.toml:14"), for the commands that refuse a missing database to name it.
     database_from: str = ""
+    # Where sources_file was set ("TIDINGS_SOURCES_FILE=conf/sources.toml", "sources_file in
+    # config/tidings.toml:9"), for the error of a sources file that is not there to name it.
+    sources_from: str = ""
     collect: CollectSettings = field(default_factory=CollectSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -754,6 +757,8 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ)
 
     data_dir = place("data_dir", Path("data"))
     sources_file = place("sources_file", base_dir / "sources.toml")
+    sources_from = (top["sources_file"][1].source("sources_file", top_values["sources_file"])
+                    if "sources_file" in top else "the default sources_file, beside the settings file")
 
     log_level = str(top_values.get("log_level", "info")).lower()
     if log_level not in LOG_LEVELS:
@@ -790,5 +795,6 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ)
                          if "data_dir" in top else "the default data_dir, from the working directory")
 
     return Settings(database_url=database_url, data_dir=data_dir, sources_file=sources_file,
-                    config_file=config_file, database_from=database_from, log_level=log_level,
+                    config_file=config_file, database_from=database_from, sources_from=sources_from,
+                    log_level=log_level,
                     **sections)

@@ -408,11 +408,20 @@ def written_at(path: Path, now: datetime | None = None) -> datetime | None:
 
 
 def load_sources(path: Path, *, default_interval_s: int = 900,
-                 min_interval_s: int = 0) -> list[SourceSpec]:
+                 min_interval_s: int = 0, set_by: str = "") -> list[SourceSpec]:
     """Read and validate every `[[source]]` of `path`, in file order (disabled ones included).
     `min_interval_s` ([collect] min_interval_s; 0: not checked): an enabled source's interval
-    below it is logged, naming its file, line and key (`interval_raised`)."""
-    data, lines = read_toml(Path(path))
+    below it is logged, naming its file, line and key (`interval_raised`). `set_by`: where
+    `path` was set (Settings.sources_from), named when the file cannot be read at all."""
+    try:
+        data, lines = read_toml(Path(path))
+    except ConfigError as e:
+        if not set_by or e.line is not None:
+            raise
+        # `TIDINGS_SOURCES_FILE=/srv/tidngs/sources.toml` said only "/srv/tidngs/sources.toml:
+        # file not found": the operator looked for the typo in the settings file, not in the
+        # environment, as a missing database names TIDINGS_DATA_DIR (NoDatabase).
+        raise ConfigError(f"{e.message} ({set_by})", file=e.file) from e
     file = str(path)
     for key in data:
         if key != "source":

@@ -75,7 +75,8 @@ class SourcesWatcher:
         file_at = written_at(self.path)  # before the read: an edit during it is the newer
         try:
             specs = load_sources(self.path, default_interval_s=self.svc.settings.collect.default_interval_s,
-                                 min_interval_s=self.svc.settings.collect.min_interval_s)
+                                 min_interval_s=self.svc.settings.collect.min_interval_s,
+                                 set_by=self.svc.settings.sources_from)
         except ConfigError as e:
             if strict:
                 raise
@@ -502,7 +503,8 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         # check below syncs it): it was said only after the embedder was built, ~20 s into a
         # first start.
         # (Its warnings come with that check.)
-        load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
+        load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s,
+                     set_by=settings.sources_from)
     svc = await build(settings, serve=serve, index=index, collect=collect,
                       owner_of_files=index, resolver_factory=resolver_factory)
     watcher = SourcesWatcher(svc, settings.sources_file)

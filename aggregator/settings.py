@@ -20,7 +20,9 @@ other tools may use the prefix.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
+import json
 import math
 import os
 import re
@@ -425,8 +427,34 @@ def _type_name(hint: Any) -> str:
 
 def _describe(value: Any) -> str:
     kind = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
-            dict: "table"}.get(type(value), type(value).__name__)
-    return f"{kind} {value!r}" if kind != "table" else "a table"
+            dict: "table", datetime.datetime: "date-time"}.get(type(value), type(value).__name__)
+    return f"{kind} {toml_value(value)}" if kind != "table" else "a table"
+
+
+_BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
+def toml_value(value: Any) -> str:
+    """`value`, read from a TOML file, as the file writes it, for an error to quote: `true`,
+    not Python's `True`; `["feed"]`, `{a = 1}`, `1979-05-27`, not their Python reprs, which
+    an operator who wrote `interval = true` had to translate back. A string keeps the single
+    quotes every message used ('15x', a TOML literal string) unless it holds a quote or a
+    control character: then a basic string with TOML's escapes ("it's", "a\u0000b")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        if "'" in value or CONTROL_CHARS.search(value):
+            return json.dumps(value, ensure_ascii=False)
+        return f"'{value}'"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        pairs = (f"{k if _BARE_KEY_RE.match(k) else json.dumps(k, ensure_ascii=False)} = "
+                 f"{toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(pairs) + "}"
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return repr(value)  # int; float (inf and nan are TOML's spelling too)
 
 
 def _from_toml(value: Any, hint: Any) -> Any:

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cssselect import GenericTranslator, SelectorError
 
 from aggregator.canonical import canonical_url
-from aggregator.errors import ConfigError
+from aggregator.errors import ConfigError, NoSources
 from aggregator.itemrules import compile_rule
 from aggregator.model import (
     MAX_CATEGORY_CHARS,
@@ -408,11 +408,13 @@ def written_at(path: Path, now: datetime | None = None) -> datetime | None:
 
 
 def load_sources(path: Path, *, default_interval_s: int = 900,
-                 min_interval_s: int = 0, set_by: str = "") -> list[SourceSpec]:
+                 min_interval_s: int = 0, set_by: str = "",
+                 refuse_empty: bool = False) -> list[SourceSpec]:
     """Read and validate every `[[source]]` of `path`, in file order (disabled ones included).
     `min_interval_s` ([collect] min_interval_s; 0: not checked): an enabled source's interval
     below it is logged, naming its file, line and key (`interval_raised`). `set_by`: where
-    `path` was set (Settings.sources_from), named when the file cannot be read at all."""
+    `path` was set (Settings.sources_from), named when the file cannot be read at all.
+    `refuse_empty`: a file with no `source` key at all is NoSources (`source = []` is not)."""
     try:
         data, lines = read_toml(Path(path))
     except ConfigError as e:
@@ -428,6 +430,8 @@ def load_sources(path: Path, *, default_interval_s: int = 900,
             raise ConfigError(f"unknown top-level key{did_you_mean(key, ['source'])} (a "
                               "sources file holds only [[source]] tables)", file=file,
                               line=lines.of(key), key=key)
+    if refuse_empty and "source" not in data:
+        raise NoSources(file)
     tables = data.get("source", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError("'source' must be an array of [[source]] tables", file=file,

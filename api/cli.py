@@ -505,11 +505,10 @@ async def dispatch(args) -> int:
 
 
 async def _sync_sources(svc) -> list:
-    from aggregator.sources import load_sources, written_at
+    from aggregator.sources import written_at
+    from api.runner import sources_to_sync
 
-    specs = load_sources(svc.settings.sources_file, set_by=svc.settings.sources_from,
-                         default_interval_s=svc.settings.collect.default_interval_s,
-                         min_interval_s=svc.settings.collect.min_interval_s)
+    specs = await sources_to_sync(svc, svc.settings.sources_file)  # an emptied file is refused
     await svc.store.sync_sources(specs, written_at=written_at(svc.settings.sources_file),
                                  min_interval_s=svc.settings.collect.min_interval_s)
     return specs

@@ -121,6 +121,16 @@ class NoDatabase(ConfigError):
         ConfigError.__init__(self, message)
 
 
+class NoSources(ConfigError):
+    """A sources file that names no [[source]] at all (no `source` key: emptied, or read while
+    an editor was saving it), where the caller asked to be told (`load_sources`'s
+    `refuse_empty`): applied, it retires every configured source. `source = []` says it is meant."""
+
+    def __init__(self, file: str):
+        ConfigError.__init__(self, "names no [[source]] table (emptied, or read while being saved)",
+                             file=file)
+
+
 class ChangesPruned(TidingsError):
     """The change log no longer holds every change after `seq`: retention pruned it up to
     `horizon`. Not an outage (not a StoreError): the caller must reload what it caches."""

@@ -20,7 +20,9 @@ other tools may use the prefix.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
+import json
 import math
 import os
 import re
@@ -166,6 +168,9 @@ class Settings:
     # Where the database's place was set ("TIDINGS_DATA_DIR=/srv/tidings", "data_dir in
     # config/tidings.toml:14"), for the commands that refuse a missing database to name it.
     database_from: str = ""
+    # Where sources_file was set ("TIDINGS_SOURCES_FILE=conf/sources.toml", "sources_file in
+    # config/tidings.toml:9"), for the error of a sources file that is not there to name it.
+    sources_from: str = ""
     collect: CollectSettings = field(default_factory=CollectSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -422,8 +427,34 @@ def _type_name(hint: Any) -> str:
 
 def _describe(value: Any) -> str:
     kind = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
-            dict: "table"}.get(type(value), type(value).__name__)
-    return f"{kind} {value!r}" if kind != "table" else "a table"
+            dict: "table", datetime.datetime: "date-time"}.get(type(value), type(value).__name__)
+    return f"{kind} {toml_value(value)}" if kind != "table" else "a table"
+
+
+_BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
+def toml_value(value: Any) -> str:
+    """`value`, read from a TOML file, as the file writes it, for an error to quote: `true`,
+    not Python's `True`; `["feed"]`, `{a = 1}`, `1979-05-27`, not their Python reprs, which
+    an operator who wrote `interval = true` had to translate back. A string keeps the single
+    quotes every message used ('15x', a TOML literal string) unless it holds a quote or a
+    control character: then a basic string with TOML's escapes ("it's", "a\u0000b")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        if "'" in value or CONTROL_CHARS.search(value):
+            return json.dumps(value, ensure_ascii=False)
+        return f"'{value}'"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        pairs = (f"{k if _BARE_KEY_RE.match(k) else json.dumps(k, ensure_ascii=False)} = "
+                 f"{toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(pairs) + "}"
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return repr(value)  # int; float (inf and nan are TOML's spelling too)
 
 
 def _from_toml(value: Any, hint: Any) -> Any:
@@ -754,6 +785,8 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ)
 
     data_dir = place("data_dir", Path("data"))
     sources_file = place("sources_file", base_dir / "sources.toml")
+    sources_from = (top["sources_file"][1].source("sources_file", top_values["sources_file"])
+                    if "sources_file" in top else "the default sources_file, beside the settings file")
 
     log_level = str(top_values.get("log_level", "info")).lower()
     if log_level not in LOG_LEVELS:
@@ -790,5 +823,6 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] = os.environ)
                          if "data_dir" in top else "the default data_dir, from the working directory")
 
     return Settings(database_url=database_url, data_dir=data_dir, sources_file=sources_file,
-                    config_file=config_file, database_from=database_from, log_level=log_level,
+                    config_file=config_file, database_from=database_from, sources_from=sources_from,
+                    log_level=log_level,
                     **sections)

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cssselect import GenericTranslator, SelectorError
 
 from aggregator.canonical import canonical_url
-from aggregator.errors import ConfigError
+from aggregator.errors import ConfigError, NoSources
 from aggregator.itemrules import compile_rule
 from aggregator.model import (
     MAX_CATEGORY_CHARS,
@@ -34,7 +34,7 @@ from aggregator.model import (
     SourceSpec,
     zone_only,
 )
-from aggregator.settings import CONTROL_CHARS, KeyLines, did_you_mean, read_toml
+from aggregator.settings import CONTROL_CHARS, KeyLines, did_you_mean, read_toml, toml_value
 
 log = logging.getLogger("tidings.sources")
 
@@ -57,7 +57,7 @@ MAX_DURATION_S = 365 * 86400
 def parse_duration(value: str | int) -> int:
     """'90s', '15m', '2h', '1d', '1h30m', '900' or 900 -> seconds (> 0); ValueError otherwise."""
     if isinstance(value, bool):  # bool is an int to Python, never a duration to an operator
-        raise ValueError(f"expected a duration like \"15m\" or seconds, got {value!r}")
+        raise ValueError(f"expected a duration like \"15m\" or seconds, got {toml_value(value)}")
     if isinstance(value, int):
         seconds = value
     elif isinstance(value, str) and value.strip().isdigit():
@@ -66,11 +66,11 @@ def parse_duration(value: str | int) -> int:
         seconds = sum(int(n) * _UNIT_S[u] for n, u in _DURATION_PART_RE.findall(value.lower()))
     else:
         raise ValueError(f"expected a duration like \"90s\", \"15m\", \"2h\", \"1d\" or whole "
-                         f"seconds, got {value!r}")
+                         f"seconds, got {toml_value(value)}")
     if seconds <= 0:
-        raise ValueError(f"a duration must be positive, got {value!r}")
+        raise ValueError(f"a duration must be positive, got {toml_value(value)}")
     if seconds > MAX_DURATION_S:  # a database column holds it: an absurd one overflowed there
-        raise ValueError(f"a duration must be at most 365d, got {value!r}")
+        raise ValueError(f"a duration must be at most 365d, got {toml_value(value)}")
     return seconds
 
 
@@ -236,7 +236,7 @@ def url_problem(url: str) -> str | None:
 
 def _check_url(url: Any, err: _SourceErrors) -> str:
     if not isinstance(url, str):
-        raise err(f"url must be a string, got {url!r}", "url")
+        raise err(f"url must be a string, got {toml_value(url)}", "url")
     problem = url_problem(url)
     if problem is not None:
         raise err(problem, "url")
@@ -255,7 +255,7 @@ def _check_selectors(raw: Any, err: _SourceErrors) -> Selectors:
             raise err(f"selectors need '{required}'", "selectors")
     pages = raw.get("pages", 1)
     if isinstance(pages, bool) or not isinstance(pages, int) or not 1 <= pages <= MAX_LISTING_PAGES:
-        raise err(f"pages must be a whole number from 1 to {MAX_LISTING_PAGES}, got {pages!r}",
+        raise err(f"pages must be a whole number from 1 to {MAX_LISTING_PAGES}, got {toml_value(pages)}",
                   "selectors", "pages")
     if raw.get("next") and pages == 1:  # it would never be followed: say so, not ignore it
         raise err("next is followed only with pages > 1 (pages = 1 reads the first page alone)",
@@ -264,7 +264,7 @@ def _check_selectors(raw: Any, err: _SourceErrors) -> Selectors:
     translator = GenericTranslator()
     for key, css in raw.items():
         if not isinstance(css, str) or (key in ("item", "link") and not css.strip()):
-            raise err(f"selector must be a non-empty string, got {css!r}", "selectors", key)
+            raise err(f"selector must be a non-empty string, got {toml_value(css)}", "selectors", key)
         if css.strip():
             try:  # compile now, so a typo fails at start and not on every fetch
                 translator.css_to_xpath(css)
@@ -280,7 +280,7 @@ def _check_rule(table: dict[str, Any], key: str, err: _SourceErrors) -> str:
         return ""
     pattern = table[key]
     if not isinstance(pattern, str):
-        raise err(f"{key} must be a regular expression in a string, got {pattern!r}", key)
+        raise err(f"{key} must be a regular expression in a string, got {toml_value(pattern)}", key)
     try:
         compile_rule(pattern)
     except ValueError as e:
@@ -297,7 +297,7 @@ def _check_timezone(table: dict[str, Any], err: _SourceErrors) -> str:
     zone = table["timezone"]
     if not isinstance(zone, str) or not zone.strip():
         raise err(f"timezone must be an IANA time zone name like \"Europe/Berlin\", got "
-                  f"{zone!r}", "timezone")
+                  f"{toml_value(zone)}", "timezone")
     try:
         ZoneInfo(zone.strip())
     # ValueError: "../x" or an absolute path; OSError: a folder of zones ("Europe"). Their
@@ -318,26 +318,26 @@ def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) ->
             raise err(f"missing required key '{required}'", required)
     for key, value in table.items():  # TOML's "\u0000" escape: PostgreSQL refuses NUL in text
         if isinstance(value, str) and CONTROL_CHARS.search(value):
-            raise err(f"{key} must not hold control characters, got {value!r}", key)
+            raise err(f"{key} must not hold control characters, got {toml_value(value)}", key)
 
     name = table["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise err(f"name must be a slug of a-z, 0-9, '-' and '_' starting with a letter or "
-                  f"digit, got {name!r}", "name")
+                  f"digit, got {toml_value(name)}", "name")
     if len(name) > MAX_SOURCE_NAME_CHARS:  # the database's column: PostgreSQL refused it
         raise err(f"name must be at most {MAX_SOURCE_NAME_CHARS} characters, got {len(name)}",
                   "name")
     url = _check_url(table["url"], err)
     category = table["category"]
     if not isinstance(category, str) or not category.strip():
-        raise err(f"category must be a non-empty string, got {category!r}", "category")
+        raise err(f"category must be a non-empty string, got {toml_value(category)}", "category")
     if len(category.strip()) > MAX_CATEGORY_CHARS:
         raise err(f"category must be at most {MAX_CATEGORY_CHARS} characters, got "
                   f"{len(category.strip())}", "category")
 
     kind = table.get("kind", "auto")
     if kind not in KINDS:
-        raise err(f"kind must be one of {', '.join(KINDS)}, got {kind!r}", "kind")
+        raise err(f"kind must be one of {', '.join(KINDS)}, got {toml_value(kind)}", "kind")
 
     interval_s = default_interval_s
     if "interval" in table:
@@ -350,14 +350,14 @@ def _spec(table: dict[str, Any], err: _SourceErrors, default_interval_s: int) ->
     for key, default in (("enabled", True), ("full_text", False)):
         value = table.get(key, default)
         if not isinstance(value, bool):
-            raise err(f"{key} must be true or false, got {value!r}", key)
+            raise err(f"{key} must be true or false, got {toml_value(value)}", key)
         flags[key] = value
 
     weight = table.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, int | float):
-        raise err(f"weight must be a number, got {weight!r}", "weight")
+        raise err(f"weight must be a number, got {toml_value(weight)}", "weight")
     if not 0.0 <= weight <= MAX_WEIGHT:
-        raise err(f"weight must be between 0 and {MAX_WEIGHT:g}, got {weight!r}", "weight")
+        raise err(f"weight must be between 0 and {MAX_WEIGHT:g}, got {toml_value(weight)}", "weight")
 
     zone = _check_timezone(table, err)
     selectors = zone_only(zone)  # a feed's or sitemap's zone rides in Selectors (see there)
@@ -408,17 +408,30 @@ def written_at(path: Path, now: datetime | None = None) -> datetime | None:
 
 
 def load_sources(path: Path, *, default_interval_s: int = 900,
-                 min_interval_s: int = 0) -> list[SourceSpec]:
+                 min_interval_s: int = 0, set_by: str = "",
+                 refuse_empty: bool = False) -> list[SourceSpec]:
     """Read and validate every `[[source]]` of `path`, in file order (disabled ones included).
     `min_interval_s` ([collect] min_interval_s; 0: not checked): an enabled source's interval
-    below it is logged, naming its file, line and key (`interval_raised`)."""
-    data, lines = read_toml(Path(path))
+    below it is logged, naming its file, line and key (`interval_raised`). `set_by`: where
+    `path` was set (Settings.sources_from), named when the file cannot be read at all.
+    `refuse_empty`: a file with no `source` key at all is NoSources (`source = []` is not)."""
+    try:
+        data, lines = read_toml(Path(path))
+    except ConfigError as e:
+        if not set_by or e.line is not None:
+            raise
+        # `TIDINGS_SOURCES_FILE=/srv/tidngs/sources.toml` said only "/srv/tidngs/sources.toml:
+        # file not found": the operator looked for the typo in the settings file, not in the
+        # environment, as a missing database names TIDINGS_DATA_DIR (NoDatabase).
+        raise ConfigError(f"{e.message} ({set_by})", file=e.file) from e
     file = str(path)
     for key in data:
         if key != "source":
             raise ConfigError(f"unknown top-level key{did_you_mean(key, ['source'])} (a "
                               "sources file holds only [[source]] tables)", file=file,
                               line=lines.of(key), key=key)
+    if refuse_empty and "source" not in data:
+        raise NoSources(file)
     tables = data.get("source", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError("'source' must be an array of [[source]] tables", file=file,

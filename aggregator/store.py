@@ -157,19 +157,22 @@ def _limited(method):
     SQLAlchemy drops the connection (asyncpg cancels the statement on the server first), so
     the pool does not keep it; the wait for a pooled or a new connection counts too."""
     @functools.wraps(method)
-    async def call(*args, **kwargs):
+    async def call(self, *args, **kwargs):
         limit_s = CALL_LIMIT_S.get()
         if limit_s is None:
-            return await method(*args, **kwargs)
-        timer = asyncio.timeout(limit_s)
-        try:
-            async with timer:
-                return await method(*args, **kwargs)
-        except TimeoutError as e:
-            if not timer.expired():  # the driver's own (a connect timeout): not ours to name
-                raise
-            raise DatabaseTimeout(f"the database did not answer within {limit_s:g} s "
-                                  f"({method.__name__})") from e
+            result = await method(self, *args, **kwargs)
+        else:
+            timer = asyncio.timeout(limit_s)
+            try:
+                async with timer:
+                    result = await method(self, *args, **kwargs)
+            except TimeoutError as e:
+                if not timer.expired():  # the driver's own (a connect timeout): not ours to name
+                    raise
+                raise DatabaseTimeout(f"the database did not answer within {limit_s:g} s "
+                                      f"({method.__name__})") from e
+        self.answers += 1
+        return result
     return call
 
 
@@ -187,8 +190,9 @@ async def within_call_limit(task: asyncio.Future[T]) -> T:
 
 
 def limit_calls(cls):
-    """Class decorator: every public coroutine method of `cls` honours CALL_LIMIT_S. Async
-    generators (the bulk reads of exports and rebuilds) are left alone: they are the long jobs."""
+    """Class decorator: every public coroutine method of `cls` honours CALL_LIMIT_S, and
+    counts in `answers` when it returns. Async generators (the bulk reads of exports and
+    rebuilds) are left alone: they are the long jobs."""
     for name, member in list(vars(cls).items()):
         if not name.startswith("_") and inspect.iscoroutinefunction(member):
             setattr(cls, name, _limited(member))
@@ -1215,6 +1219,9 @@ class Store:
     def __init__(self, url: str, *, echo: bool = False, clock: Callable[[], datetime] = utcnow):
         self.url = url
         self.clock = clock  # this process's; a lease is on the database's (`_lease_time`)
+        # Calls that returned (`limit_calls`): a count that moved since a request met the
+        # database away says it answers again (api.app DatabaseCallLimit).
+        self.answers = 0
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
         kwargs: dict = {"echo": echo}
         self._reader: _PointReader | None = None

@@ -86,7 +86,7 @@ from api.events import (
     resolve,
 )
 from api.fastpath import FastPath, revalidates
-from api.jobhealth import health
+from api.jobhealth import Outage, away_line, back_line, health
 from api.metrics import Metrics
 from api.pages import DEMO_POLICY, declared_address, docs_page, own_page, redoc_page
 from api.pagesize import SIZE_IS_K, SIZE_IS_LIMIT
@@ -783,14 +783,47 @@ class DatabaseCallLimit:
     Only the database's part is limited: a related-by-URL request still fetches and reads its
     page for as long as `api.fetch_timeout_s` and `api.page_read_timeout_s` allow."""
 
-    def __init__(self, app, limit_s: float):
-        self.app, self.limit_s = app, limit_s
+    def __init__(self, app, limit_s: float, outage: RequestOutage | None = None):
+        self.app, self.limit_s, self.outage = app, limit_s, outage
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        with calls_limited(self.limit_s):
-            await self.app(scope, receive, send)
+        try:
+            with calls_limited(self.limit_s):
+                await self.app(scope, receive, send)
+        finally:
+            if self.outage is not None:
+                self.outage.check()
+
+
+class RequestOutage:
+    """The database being away as this process's requests meet it, logged as the jobs log
+    theirs (api.jobhealth.Outage): the first failure with its route and reason, then at most
+    one line a minute with the failures so far, then one line when a database call returns
+    again. Each request that met it was a warning of its own: thousands of lines a minute
+    on a busy replica. /healthz and /metrics are left as they were: the outage is no job of
+    /healthz's `jobs`, and every request it failed is still counted as a 503 of its route."""
+
+    def __init__(self, store, clock: Callable[[], datetime]):
+        self.store, self.clock = store, clock
+        self.outage = Outage()
+        self.answers_at = 0  # the store's answered calls at the outage's last failure
+
+    def failed(self, event: str, route: str, reason: str) -> None:
+        self.answers_at = self.store.answers
+        now = self.clock()
+        said = self.outage.failed(now)
+        if said is not None:
+            log.warning(away_line("api", said, now, f"route={route} error={reason}", event))
+
+    def check(self) -> None:
+        """After each request: the outage ends once a database call returned since its last
+        failure (a request served from memory, a cached block, says nothing of the database)."""
+        if self.outage.since is not None and self.store.answers != self.answers_at:
+            ended = self.outage.ended()
+            if ended is not None:
+                log.info(back_line("api", ended, self.clock()))
 
 
 def failure_is_the_keys(error: BaseException) -> bool:
@@ -896,10 +929,14 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                                   (headers or {}).get("Allow", ""))
         return error_response(e.status_code, code, message, headers)
 
+    # Requests that meet the database away are logged once a minute, not each (RequestOutage);
+    # on the process's clock, which tests move on.
+    outage = RequestOutage(svc.store, clock=lambda: svc.jobs.clock())
+
     @app.exception_handler(StoreError)
     async def _store(request: Request, e: StoreError):
         if isinstance(e, DatabaseTimeout):
-            log.warning("api.db_timeout route=%s: %s", route_label(request.scope, app.routes), e)
+            outage.failed("db_timeout", route_label(request.scope, app.routes), str(e))
         return db_unavailable_response()
 
     # The one place where the database being away becomes a 503 (tests/api/test_db_outage.py):
@@ -913,15 +950,14 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
             raise e
         # The route, not the path: a path names the reader (/v1/readers/{reader}/feed), whose
         # id a log kept after the reader was forgotten (DELETE /v1/readers/{reader}).
-        log.warning("api.db_unavailable route=%s error=%s", route_label(request.scope, app.routes),
-                    driver_reason(e))
+        outage.failed("db_unavailable", route_label(request.scope, app.routes), driver_reason(e))
         return db_unavailable_response()
 
     @app.exception_handler(NotFound)
     async def _nf(_req: Request, e: NotFound):
         return error_response(404, "not_found", str(e))
 
-    app.add_middleware(DatabaseCallLimit, limit_s=api.database_timeout_s)
+    app.add_middleware(DatabaseCallLimit, limit_s=api.database_timeout_s, outage=outage)
     # app.routes is the router's own list: the routes added below are matched too.
     app.add_middleware(RequestTiming, metrics=metrics, routes=app.routes)
 

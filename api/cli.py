@@ -505,10 +505,10 @@ async def dispatch(args) -> int:
 
 
 async def _sync_sources(svc) -> list:
-    from aggregator.sources import load_sources, written_at
+    from aggregator.sources import written_at
+    from api.runner import sources_to_sync
 
-    specs = load_sources(svc.settings.sources_file, default_interval_s=svc.settings.collect.default_interval_s,
-                         min_interval_s=svc.settings.collect.min_interval_s)
+    specs = await sources_to_sync(svc, svc.settings.sources_file)  # an emptied file is refused
     await svc.store.sync_sources(specs, written_at=written_at(svc.settings.sources_file),
                                  min_interval_s=svc.settings.collect.min_interval_s)
     return specs
@@ -1206,7 +1206,8 @@ async def cmd_sources(settings, args) -> int:
         return import_opml(settings, args)
     if args.sources_command == "export-opml":
         return export_opml(settings, args)
-    specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s,
+    specs = load_sources(settings.sources_file, set_by=settings.sources_from,
+                         default_interval_s=settings.collect.default_interval_s,
                          min_interval_s=settings.collect.min_interval_s)
     if args.sources_command == "check":
         spec = next((s for s in specs if s.name == args.name), None)
@@ -1464,7 +1465,8 @@ def import_opml(settings, args) -> int:
     except ParseError as e:
         print(f"tidings: error: {label}: {e}", file=sys.stderr)
         return EXIT_USAGE
-    existing = load_sources(path, default_interval_s=settings.collect.default_interval_s,
+    existing = load_sources(path, set_by=settings.sources_from,
+                            default_interval_s=settings.collect.default_interval_s,
                             min_interval_s=settings.collect.min_interval_s)
     plan = plan_import(feeds, existing, category=args.category)
     for skip in plan.skipped:
@@ -1538,7 +1540,8 @@ def export_opml(settings, args) -> int:
     from aggregator.opml import export_opml as opml_of
     from aggregator.sources import load_sources
 
-    specs = load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s,
+    specs = load_sources(settings.sources_file, set_by=settings.sources_from,
+                         default_interval_s=settings.collect.default_interval_s,
                          min_interval_s=settings.collect.min_interval_s)
     doc, left_out = opml_of(specs, created_at=datetime.now(UTC))
     for line in left_out:

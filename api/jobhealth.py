@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -53,13 +53,61 @@ STUCK_TICKS = 10
 STUCK_FLOOR_S = 900.0
 # While the database is away every tick fails (follow's: each second), and each failure was a
 # warning: ~600 lines for a 10-minute outage, from every replica. The first failure is said,
-# then at most one line a minute while it lasts, and one when the job works again.
+# then at most one line a minute while it lasts, and one when the job works again. The API's
+# requests are said the same way (api.app DatabaseCallLimit): each one that met the outage
+# was a warning, thousands a minute on a busy replica.
 AWAY_SAY_EVERY_S = 60.0
 
 
 def stuck_after_s(interval_s: float) -> float:
     """How long a tick of a job run every `interval_s` may take before it is reported stuck."""
     return max(STUCK_FLOOR_S, STUCK_TICKS * interval_s)
+
+
+@dataclass
+class Outage:
+    """A database outage as the log tells it: its first failure (None: none under way), its
+    failures so far, and when it was last said. A job's ticks and the API's requests each
+    keep one."""
+
+    since: datetime | None = None
+    failures: int = 0
+    said_at: datetime | None = None
+
+    def failed(self, now: datetime) -> Outage | None:
+        """One more failure; the outage as it stands when this failure is to be said (the
+        first, then one a minute at most), else None."""
+        if self.since is None:
+            self.since = now
+        self.failures += 1
+        if self.said_at is not None and (now - self.said_at).total_seconds() < AWAY_SAY_EVERY_S:
+            return None
+        self.said_at = now
+        return replace(self)
+
+    def ended(self) -> Outage | None:
+        """The database answered: the outage this ends (to be said), else None."""
+        if self.since is None:
+            return None
+        ended = replace(self)
+        self.since, self.failures, self.said_at = None, 0, None
+        return ended
+
+
+def away_line(name: str, outage: Outage, now: datetime, reason: str,
+              event: str = "db_unavailable") -> str:
+    """The log line of a failure `Outage.failed` says: the first names the reason alone,
+    the later ones how long the outage has lasted and how many failures it has cost."""
+    if outage.failures == 1 or outage.since is None:
+        return f"{name}.{event} {reason}"
+    return (f"{name}.{event} still, for {(now - outage.since).total_seconds():.0f} s, "
+            f"{outage.failures} failures: {reason}")
+
+
+def back_line(name: str, outage: Outage, now: datetime) -> str:
+    """The log line of an outage's end (`Outage.ended`)."""
+    lasted_s = (now - outage.since).total_seconds() if outage.since is not None else 0.0
+    return f"{name}.db_available again after {lasted_s:.0f} s, {outage.failures} failures"
 
 
 @dataclass
@@ -73,16 +121,7 @@ class JobState:
     stuck_after_s: float | None = None
     skipped: int = 0
     reported: bool = False
-    # The database outage this job is in: its first failed tick (None: none), its failed ticks
-    # so far, and when it was last said in the log.
-    away_since: datetime | None = None
-    away_failures: int = 0
-    away_said_at: datetime | None = None
-
-
-def away_due(state: JobState, now: datetime) -> bool:
-    """Whether a failure in a database outage is said: the first, then one a minute at most."""
-    return state.away_said_at is None or (now - state.away_said_at).total_seconds() >= AWAY_SAY_EVERY_S
+    away: Outage = field(default_factory=Outage)  # the database outage this job is in, if any
 
 
 def is_stuck(state: JobState, now: datetime) -> bool:
@@ -103,26 +142,17 @@ class JobHealth:
     listeners: list[Callable[[str, str], None]] = field(default_factory=list)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests move time on
 
-    def ok(self, name: str) -> JobState | None:
-        """A tick succeeded; returns the database outage it ends (its state), else None."""
+    def ok(self, name: str) -> Outage | None:
+        """A tick succeeded; returns the database outage it ends, else None."""
         state = self.jobs.setdefault(name, JobState())
         state.ok_at, state.failures = self.clock(), 0
-        ended = JobState(**vars(state)) if state.away_since is not None else None
-        state.away_since, state.away_failures, state.away_said_at = None, 0, None
         self._tell(name, "ok")
-        return ended
+        return state.away.ended()
 
-    def away(self, name: str) -> JobState | None:
+    def away(self, name: str) -> Outage | None:
         """A tick failed because the database is away (counted in `failed` as well); returns
-        the outage's state when this failure is to be said (`away_due`), else None."""
-        state, now = self.jobs.setdefault(name, JobState()), self.clock()
-        if state.away_since is None:
-            state.away_since = now
-        state.away_failures += 1
-        if not away_due(state, now):
-            return None
-        state.away_said_at = now
-        return JobState(**vars(state))
+        the outage when this failure is to be said (`Outage.failed`), else None."""
+        return self.jobs.setdefault(name, JobState()).away.failed(self.clock())
 
     def failed(self, name: str) -> None:
         self.jobs.setdefault(name, JobState()).failures += 1

@@ -24,12 +24,13 @@ from pathlib import Path
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from aggregator.errors import ConfigError, StoreError
+from aggregator.errors import ConfigError, NoSources, StoreError
+from aggregator.model import SourceSpec
 from aggregator.settings import RetentionSettings, Settings
 from aggregator.sources import FILE_CLOCK_SLACK_S, load_sources, written_at
 from aggregator.store import database_unavailable, driver_reason
 from aggregator.urlsecrets import masked_secrets
-from api.jobhealth import JobHealth
+from api.jobhealth import JobHealth, away_line, back_line
 from api.opslistener import OpsListener
 from api.services import Services, build, recipe_adopter
 from api.stats import MAX_DAYS
@@ -74,8 +75,7 @@ class SourcesWatcher:
         self.mtime = None if written_just_now(mtime, self.clock()) else mtime
         file_at = written_at(self.path)  # before the read: an edit during it is the newer
         try:
-            specs = load_sources(self.path, default_interval_s=self.svc.settings.collect.default_interval_s,
-                                 min_interval_s=self.svc.settings.collect.min_interval_s)
+            specs = await sources_to_sync(self.svc, self.path)
         except ConfigError as e:
             if strict:
                 raise
@@ -83,6 +83,9 @@ class SourcesWatcher:
             log.error("sources.invalid keeping previous sources: %s", masked_secrets(str(e)))
             self.invalid = True
             return
+        except Exception:
+            self.mtime = None  # the database away while it counted the sources: read it again
+            raise
         try:
             changes = await self.svc.store.sync_sources(
                 specs, written_at=file_at, min_interval_s=self.svc.settings.collect.min_interval_s)
@@ -98,11 +101,36 @@ class SourcesWatcher:
             log.warning("sources.stale file=%s kept=%d: sources edited in the database after "
                         "this file was written (by another machine's sources.toml) keep that "
                         "edit; copy the newer file here", self.path, kept)
+        if changes.get("retired") and not specs:
+            # `source = []`, meant (sources_to_sync refuses a file with no [[source]] at all):
+            # still not a line to find among the info ones.
+            log.warning("sources.retired_all file=%s retired=%d: the file names no source, "
+                        "nothing is collected until it does", self.path, changes["retired"])
         if self.invalid:
             log.info("sources.valid again file=%s sources=%d %s", self.path, len(specs), fields(changes))
             self.invalid = False
         elif any(changes.values()):
             log.info("sources.synced %s", fields(changes))
+
+
+async def sources_to_sync(svc: Services, path: Path) -> list[SourceSpec]:
+    """The sources of the file at `path`, for a collecting process to apply. A file that names
+    no [[source]] at all while the database holds configured sources is refused (ConfigError):
+    an editor's save caught between truncate and write, or a file emptied by mistake, retired
+    every source with one info line, `sources.synced retired=N`. An operator who means it
+    writes `source = []`; a save caught midway is read again at its next change."""
+    settings = svc.settings
+    try:
+        return load_sources(path, default_interval_s=settings.collect.default_interval_s,
+                            min_interval_s=settings.collect.min_interval_s,
+                            set_by=settings.sources_from, refuse_empty=True)
+    except NoSources as e:
+        configured = len(await svc.store.source_sections())
+        if not configured:
+            return []  # nothing to retire: a new install's empty file
+        raise ConfigError(f"{e.message}: applied, it would retire all {configured} configured "
+                          "sources, so they are kept; to retire every source on purpose, "
+                          "write `source = []` in it", file=e.file) from None
 
 
 def written_just_now(mtime_ns: int, now_s: float) -> bool:
@@ -143,7 +171,7 @@ def db_away(e: Exception) -> str | None:
 def log_failure(name: str, e: Exception, health: JobHealth | None = None) -> None:
     """A failed tick: the database being away in one line, anything else with its traceback.
     With `health` (a job that ticks), an outage is said at its first failure, then at most
-    once a minute (api.jobhealth.AWAY_SAY_EVERY_S); `log_ok` says its end."""
+    once a minute (api.jobhealth.Outage); `log_ok` says its end."""
     reason = db_away(e)
     if reason is None:
         log.error("%s.failed", name, exc_info=e)
@@ -152,22 +180,15 @@ def log_failure(name: str, e: Exception, health: JobHealth | None = None) -> Non
         log.warning("%s.db_unavailable %s", name, reason)
         return
     away = health.away(name)
-    if away is None:
-        return  # said less than a minute ago
-    if away.away_failures == 1:
-        log.warning("%s.db_unavailable %s", name, reason)
-    else:
-        assert away.away_since is not None
-        log.warning("%s.db_unavailable still, for %.0f s, %d failures: %s", name,
-                    (health.clock() - away.away_since).total_seconds(), away.away_failures, reason)
+    if away is not None:  # else said less than a minute ago
+        log.warning(away_line(name, away, health.clock(), reason))
 
 
 def log_ok(name: str, health: JobHealth) -> None:
     """A tick succeeded: counted in `health`, and the end of a database outage said."""
     ended = health.ok(name)
-    if ended is not None and ended.away_since is not None:
-        log.info("%s.db_available again after %.0f s, %d failures", name,
-                 (health.clock() - ended.away_since).total_seconds(), ended.away_failures)
+    if ended is not None:
+        log.info(back_line(name, ended, health.clock()))
 
 
 async def _guard(name: str, job, health: JobHealth | None = None, *, tick: bool = False) -> None:
@@ -509,7 +530,8 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         # check below syncs it): it was said only after the embedder was built, ~20 s into a
         # first start.
         # (Its warnings come with that check.)
-        load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s)
+        load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s,
+                     set_by=settings.sources_from)
     svc = await build(settings, serve=serve, index=index, collect=collect,
                       owner_of_files=index, resolver_factory=resolver_factory)
     watcher = SourcesWatcher(svc, settings.sources_file)

@@ -369,6 +369,22 @@ FILE_ERRORS = [
 ]
 
 
+@pytest.mark.parametrize(("text", "quoted"), [
+    ("[collect]\nenabled = [true]\n", "got array [true]"),
+    ("[api]\nport = false\n", "got boolean false"),
+    ("[api]\nhost = true\n", "got boolean true"),
+    ('[api]\ncors_origins = ["a", 1, {b = "c"}]\n', "got array ['a', 1, {b = 'c'}]"),
+    ("data_dir = 1979-05-27T07:32:00Z\n", "got date-time 1979-05-27T07:32:00+00:00"),
+    ("log_level = 07:32:00\n", "got time 07:32:00"),
+])
+def test_file_errors_quote_values_as_toml_writes_them(tmp_path, text, quoted):
+    """`port = false` was answered "got boolean False", Python's spelling of the value."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), env={})
+    assert quoted in str(info.value), str(info.value)
+    assert not re.search(r"True|False|None|datetime", str(info.value))
+
+
 @pytest.mark.parametrize(("text", "line", "key", "fragment"), FILE_ERRORS)
 def test_file_errors_name_file_line_and_key(tmp_path, text, line, key, fragment):
     path = write(tmp_path, text)

@@ -322,6 +322,38 @@ def test_source_errors_name_file_source_line_and_key(tmp_path, text, line, key, 
     assert fragment in message
 
 
+# What an error quotes is the value as the file writes it: `interval = true` was answered
+# "got True", Python's spelling, which the operator had to translate back to find the line.
+QUOTED_AS_WRITTEN = [
+    ("interval = true", "got true"),
+    ("enabled = 1", "got 1"),
+    ("full_text = {on = true}", "got {on = true}"),
+    ('kind = ["feed"]', "got ['feed']"),
+    ("weight = false", "got false"),
+    ("weight = nan", "got nan"),
+    ("interval = 1979-05-27", "got 1979-05-27"),
+    ("keep = 07:32:00", "got 07:32:00"),
+    ("timezone = 1979-05-27T07:32:00Z", "got 1979-05-27T07:32:00+00:00"),
+    ('keep = ["a", false, {"x y" = 1}]', """got ['a', false, {"x y" = 1}]"""),
+]
+
+
+@pytest.mark.parametrize(("line", "quoted"), QUOTED_AS_WRITTEN)
+def test_errors_quote_values_as_toml_writes_them(tmp_path, line, quoted):
+    with pytest.raises(ConfigError) as info:
+        load_sources(write(tmp_path, A + line + "\n"))
+    assert str(info.value).endswith(f"{quoted} (key '{line.split()[0]}')"), str(info.value)
+    assert not re.search(r"True|False|None|datetime", str(info.value))
+
+
+def test_a_string_with_a_quote_or_a_control_character_is_quoted_as_toml_escapes_it(tmp_path):
+    with pytest.raises(ConfigError, match="""got "it's" \\(key 'name'\\)"""):
+        load_sources(write(tmp_path, A.replace('"a"', '"it\'s"')))
+    with pytest.raises(ConfigError) as info:
+        load_sources(write(tmp_path, A.replace('"politics"', '"a\\u0000b"')))
+    assert 'got "a\\u0000b"' in str(info.value), str(info.value)
+
+
 def test_names_and_categories_as_long_as_their_columns_load(tmp_path):
     path = write(tmp_path, A.replace('"a"', '"' + "a" * 120 + '"').replace('"politics"', '"' + "p" * 80 + '"'))
     (spec,) = load_sources(path)

@@ -10,8 +10,10 @@ made on this test's own fresh database by refusing new connections
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -117,8 +119,9 @@ async def test_database_away_is_503_and_recovers_by_itself(tmp_path, shared_data
                 # the log kept after the reader was forgotten.
                 r = await c.get("/v1/readers/reader-7f3a/feed")
                 assert r.status_code == 503, r.text
+                # Said once (then once a minute: see the test below), not at each request.
                 said = [m for m in caplog.messages if m.startswith("api.db_unavailable")]
-                assert "api.db_unavailable route=/v1/readers/{reader}/feed" in "\n".join(said)
+                assert len(said) == 1 and said[0].startswith("api.db_unavailable route=/v1/"), said
                 assert not [m for m in said if "reader-7f3a" in m or "\n" in m]
                 # Monitoring is not blind meanwhile: the scrape answers and says so.
                 r = await c.get("/metrics")
@@ -242,6 +245,59 @@ async def test_healthz_and_metrics_answer_while_the_database_never_does(tmp_path
         await proxy.stop()
 
 
+async def test_an_outage_is_logged_once_a_minute_and_its_end_once(tmp_path, shared_data, pg_server,
+                                                                  pg_url, caplog):
+    """Each request that met the database away logged `api.db_unavailable`: thousands of lines
+    a minute on a busy API. It is now said as the jobs say theirs: the first failure, at most
+    one line a minute with the count, one when the database answers again; /healthz and the
+    metrics go on counting every request."""
+    caplog.set_level(logging.INFO, logger="tidings.api")
+    name = urlsplit(pg_url).path.lstrip("/")
+    st, server, task = await make_stack(tmp_path, shared_data, limit=4,
+                                        env={"TIDINGS_DATABASE_URL": pg_url})
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    st.svc.jobs.clock = lambda: now[0]
+
+    def said() -> list[str]:
+        return [m.split(" error=")[0] for m in caplog.messages if m.startswith("api.db_")]
+
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as c:
+            assert (await c.get("/v1/stories")).status_code == 200
+            await take_database_away(pg_server, name)
+            try:
+                # The log names the route, not the path: a path names the reader, whose id
+                # the log kept after the reader was forgotten.
+                assert (await c.get("/v1/readers/reader-7f3a/feed")).status_code == 503
+                for _ in range(30):
+                    assert (await c.get("/v1/stories")).status_code == 503
+                assert said() == ["api.db_unavailable route=/v1/readers/{reader}/feed"]
+                now[0] += timedelta(seconds=61)
+                assert (await c.get("/v1/stories")).status_code == 503
+                assert said()[1:] == ["api.db_unavailable still, for 61 s, 32 failures: route=/v1/stories"]
+                health = (await c.get("/healthz")).json()
+                assert health["database"] is False and health["jobs"] == {}, health
+                assert requests_503((await c.get("/metrics")).text, "/v1/stories") == 31
+            finally:
+                await bring_database_back(pg_server, name)
+            now[0] += timedelta(seconds=9)
+            failed = 32
+            for _ in range(100):  # the pool reconnects within a few requests
+                r = await c.get("/v1/stories")
+                if r.status_code == 200:
+                    break
+                failed += 1
+                await asyncio.sleep(0.1)
+            assert r.status_code == 200
+            assert said()[2:] == [f"api.db_available again after 70 s, {failed} failures"]
+            assert not [m for m in caplog.messages if "reader-7f3a" in m]
+            for _ in range(3):  # said once, not at each request that works
+                assert (await c.get("/v1/stories")).status_code == 200
+            assert len(said()) == 3
+    finally:
+        await stop_stack(st, server, task)
+
+
 def requests_503(metrics_text: str, route: str) -> float:
     """How many requests of `route` the scrape counts as answered 503."""
     for line in metrics_text.splitlines():
@@ -251,12 +307,14 @@ def requests_503(metrics_text: str, route: str) -> float:
     return 0.0
 
 
-async def test_requests_answer_503_while_the_database_never_does(tmp_path, shared_data, pg_url):
+async def test_requests_answer_503_while_the_database_never_does(tmp_path, shared_data, pg_url,
+                                                                 caplog):
     """A database that took the connection and never answered held every request that read it
     for ever (the stories, a story, its block, a feed, events, the sources), and the pool's
     connections with them. Each now waits api.database_timeout_s, then is a 503 that says the
     database is away, counted in the metrics; more requests at once than the pool has
     connections are answered alike, and all is well again once the database answers."""
+    caplog.set_level(logging.INFO, logger="tidings.api")
     pg = urlsplit(pg_url)
     proxy = PausableProxy((pg.hostname, pg.port or 5432))
     port = await proxy.start()
@@ -287,6 +345,12 @@ async def test_requests_answer_503_while_the_database_never_does(tmp_path, share
             scrape = (await c.get("/metrics")).text
             assert requests_503(scrape, "/v1/stories/{id}/related") == 16, scrape
             assert requests_503(scrape, "/v1/stories") == 2
+            # 27 requests waited out the limit: one line says it, not one each, and the
+            # scrape, which read the database again, ended it.
+            said = [m for m in caplog.messages if m.startswith("api.db_")]
+            assert len(said) == 2 and said[0].startswith("api.db_timeout route=/v1/"), said
+            assert said[1].startswith("api.db_available again after ") and \
+                said[1].endswith(" s, 27 failures"), said
             # The pool gave back every connection the limit cut short: all answer again.
             for p in dict.fromkeys(paths):
                 r = await c.get(p)

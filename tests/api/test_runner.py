@@ -829,3 +829,49 @@ async def test_an_api_on_any_free_port_logs_the_port_it_listens_on(tmp_path, mon
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await store.close()
+
+
+async def test_a_sources_file_emptied_mid_save_keeps_the_sources(tmp_path, caplog):
+    """An editor's save caught between truncate and write (or a file emptied by mistake)
+    retired every source with one info line, `sources.synced retired=2`: the collector
+    stopped with nothing in the log to say why. Such a file is refused while sources are
+    configured; `source = []` retires them all on purpose, with a warning."""
+    import logging
+
+    from aggregator.errors import ConfigError
+    from api.services import build
+
+    two = ('[[source]]\nname = "a"\nurl = "https://a.example/f"\ncategory = "c"\n'
+           '[[source]]\nname = "b"\nurl = "https://b.example/f"\ncategory = "c"\n')
+    sources, settings = _sources_settings(tmp_path, "# no source yet\n")
+    svc = await build(settings, collect=True)
+    try:
+        watcher = runner.SourcesWatcher(svc, sources)
+        await watcher.check(strict=True)  # a new install's empty file: nothing to retire
+        sources.write_text(two, encoding="utf-8")
+        await watcher.check()
+        assert [s.name for s in await svc.store.list_sources()] == ["a", "b"]
+
+        sources.write_text("", encoding="utf-8")  # the save, caught midway
+        with caplog.at_level(logging.INFO, logger="tidings"):
+            await watcher.check()
+        said = [r for r in caplog.records if r.getMessage().startswith("sources.")]
+        assert [r.levelname for r in said] == ["ERROR"], caplog.text
+        assert said[0].getMessage() == (
+            f"sources.invalid keeping previous sources: {sources}: names no [[source]] table "
+            "(emptied, or read while being saved): applied, it would retire all 2 configured "
+            "sources, so they are kept; to retire every source on purpose, write `source = []` in it")
+        assert [s.name for s in await svc.store.list_sources()] == ["a", "b"]
+        with pytest.raises(ConfigError, match="would retire all 2 configured sources"):
+            await runner.SourcesWatcher(svc, sources).check(strict=True)  # a start stops on it
+
+        sources.write_text("source = []  # collect nothing for now\n", encoding="utf-8")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="tidings"):
+            await watcher.check()
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warned == [f"sources.retired_all file={sources} retired=2: the file names no "
+                          "source, nothing is collected until it does"], caplog.text
+        assert await svc.store.list_sources() == []
+    finally:
+        await svc.close()

@@ -585,3 +585,21 @@ async def test_sources_list_json_is_the_apis_listing(cli_env, tmp_path):
     finally:
         await api.close()
     assert rows == items
+
+
+def test_a_missing_sources_file_names_the_setting_that_pointed_there(cli_env, tmp_path):
+    """`TIDINGS_SOURCES_FILE=/srv/tidngs/sources.toml` said only "…: file not found": the
+    operator looked for the typo in the settings file, not in the environment. As a missing
+    database names TIDINGS_DATA_DIR, the error names the variable (or the settings line)."""
+    missing = tmp_path / "tidngs" / "sources.toml"
+    env = {**cli_env, "TIDINGS_SOURCES_FILE": str(missing)}
+    for args in (["sources", "list"], ["collect", "--once"]):
+        r = run_cli(args, env)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.strip() == (f"tidings: error: {missing}: file not found "
+                                    f"(TIDINGS_SOURCES_FILE={missing})"), (args, r.stderr)
+    settings = tmp_path / "tidings.toml"
+    settings.write_text('# the sources\nsources_file = "tidngs/sources.toml"\n', encoding="utf-8")
+    r = run_cli(["--config", str(settings), "sources", "list"], cli_env)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"tidings: error: {missing}: file not found (sources_file in {settings}:2)"), r.stderr

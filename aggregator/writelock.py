@@ -39,7 +39,7 @@ class WriteLock:
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():
                 self.release()  # handed over just as the waiter was cancelled: pass it on
-            else:
+            elif turn in lane:  # else a `release` between its cancel and now skipped it already
                 lane.remove(turn)
             raise
 

@@ -80,3 +80,17 @@ async def test_an_idle_models_claim_goes_ahead_of_queued_story_stores(sqlite_sto
         assert done == []  # all waiting on the holder
     await asyncio.gather(*stores, claiming)
     assert done[0] == "claim 1" and sorted(done[1:]) == ["store 1", "store 2", "store 3"]
+
+
+async def test_a_waiter_cancelled_just_before_a_release_stays_cancelled():
+    """Its turn is cancelled at once, its task runs later: a release in between skips the turn,
+    and the waiter must still end cancelled (a call's time limit turns that into its timeout),
+    not in a ValueError of the queue's."""
+    lock, order = WriteLock(), []
+    await lock.acquire()
+    gone, after = await _queued(lock, ("gone", order, False), ("after", order, False))
+    gone.cancel()
+    lock.release()  # before `gone` has run: skips its cancelled turn, hands the lock to `after`
+    results = await asyncio.gather(gone, after, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError) and results[1] is None
+    assert order == ["after"] and not lock.locked()

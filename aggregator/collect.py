@@ -637,8 +637,8 @@ class Collector:
 
         `source_urls`: the sources file's, whose hosts are trusted with any address, as a
         round trusts the configured sources' (the store's, once a collector applied that
-        file); none: only `spec`'s host is. It reads no database, so a check needs none: it made an empty one in a
-        mistyped data dir."""
+        file); none: only `spec`'s host is. It reads no database, so a check needs none (it
+        made an empty one in a mistyped data dir)."""
         async with self._fetcher([spec.url, *source_urls]) as fetcher:
             parsed, _ = await self._read(fetcher, spec, Validators(), self.clock())
             if parsed is None:  # nothing was asked conditionally, so there is nothing to reuse

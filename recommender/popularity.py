@@ -126,6 +126,16 @@ def ctr_table(counts: Mapping[int, Counts], *, prior_strength: float = 20.0) -> 
     }
 
 
+def trending_prior(trending_head: Iterable[float]) -> float:
+    """The trending a story the crowd reads lately has: the median of the head of trending (the
+    scores of the stories most read lately), 0 without any. What a new story close to a
+    reader's interest is credited with before the crowd has had the chance to read it
+    (feed.FeedParams.trending_prior). The median, not the mean: one story read by every reader
+    would lift every new story to half its score."""
+    scores = [v for v in trending_head if v > 0]
+    return float(np.median(scores)) if scores else 0.0
+
+
 def trending_scores(
     events: Iterable[Event], *, now: datetime, half_life_h: float = 6.0
 ) -> dict[int, float]:

@@ -8,6 +8,7 @@ records, cached for a few seconds so a burst of feed requests reads the log once
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -45,6 +46,7 @@ from recommender.popularity import (
     ctr_table,
     event_columns,
     trending_columns,
+    trending_prior,
 )
 from recommender.profile import Event, Preferences, Profile, build_profile, empty_profile
 from recommender.weights import SourceWeights
@@ -84,6 +86,8 @@ class Crowd:
     co_read: CoReadTable
     trending_top: dict[int, float]  # the head of `trending`, sorted once instead of per request
     ctr_prior: float = 0.05  # what `ctr` was smoothed toward (popularity.ctr_prior)
+    impressions: dict[int, int] = dataclasses.field(default_factory=dict)  # readers shown each story
+    trending_prior: float = 0.0  # popularity.trending_prior of `trending_top`
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,9 @@ def compute_crowd(log: EventLog, now: datetime, originals: Mapping[int, int] | N
     trending = trending_columns(cols, now=now)
     top = dict(sorted(trending.items(), key=lambda kv: (-kv[1], kv[0]))[:TRENDING_HEAD])
     counts = count_columns(cols)
-    return Crowd(now, trending, ctr_table(counts), co_read_columns(cols), top, ctr_prior(counts))
+    return Crowd(now, trending, ctr_table(counts), co_read_columns(cols), top, ctr_prior(counts),
+                 {i: c.impressions for i, c in counts.items() if c.impressions},
+                 trending_prior(top.values()))
 
 
 def crowd_due(age_s: float, ttl_s: float, last_cost_s: float, share: float = CROWD_SHARE) -> bool:
@@ -310,7 +316,7 @@ class FeedService:
         average: against a fixed 5%, on a site whose readers click 30% of what they are
         shown, a story shown five times and never clicked (smoothed to 24%) ranked above the
         stories nobody had seen yet, and on one with 1% every story shown lost to them."""
-        return replace(self.params, ctr_prior=crowd.ctr_prior)
+        return replace(self.params, ctr_prior=crowd.ctr_prior, trending_prior=crowd.trending_prior)
 
     async def _stored(self, ids) -> tuple[dict[int, int], set[int]]:
         """The stories among `ids` stored as copies of another (`duplicate_of`), each with its
@@ -352,6 +358,7 @@ class FeedService:
             out.append(FeedCandidate(
                 id=i, vector=vecs[row], category=c.category, source=c.source, published_at=c.ranked_at,
                 trending=crowd.trending.get(i, 0.0), ctr=crowd.ctr.get(i),
+                impressions=crowd.impressions.get(i, 0),
                 co_read=co[0] if co else 0.0, co_read_anchor=co[1] if co else None,
                 source_weight=self.source_weights.get(c.source, 1.0), title=c.title, topics=c.tags,
                 event_id=i,

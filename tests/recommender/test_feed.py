@@ -1195,3 +1195,38 @@ def test_a_story_is_said_to_come_from_a_read_only_when_it_is_like_that_read():
     reasons = {it.id: it.reason for it in feed_order(profile, cands, now=NOW,
                                                      titles={1: "Brown hits back", 2: "Rugby"})}
     assert reasons == {3: "because you read “Brown hits back”", 4: "more in sport"}
+
+
+def test_new_story_credit_only_while_new_unseen_and_close():
+    """The crowd's prior lifts a story the crowd could not have read yet, near an interest;
+    not one shown to enough readers, an old one, one without a time, or one far from it."""
+    from recommender.feed import new_story_credit
+    from recommender.popularity import trending_prior
+
+    p = FeedParams(trending_prior=trending_prior([20.0, 5.0, 1.0, 0.0]))
+    assert p.trending_prior == 5.0  # the median of the stories read lately, not the viral one
+    v = np.array([1.0, 0.0], dtype=np.float32)
+    new = FeedCandidate(1, v, published_at=NOW - timedelta(hours=1), trending=1.0)
+    assert new_story_credit(new, 0.6, NOW, p) == 4.0  # up to the prior, not on top of it
+    assert new_story_credit(new, p.reason_min_cos - 0.01, NOW, p) == 0.0
+    assert new_story_credit(replace(new, impressions=p.fair_chance_impressions), 0.6, NOW, p) == 0.0
+    assert new_story_credit(replace(new, published_at=NOW - timedelta(hours=p.new_story_h)), 0.6, NOW, p) == 0.0
+    assert new_story_credit(replace(new, published_at=None), 0.6, NOW, p) == 0.0
+    assert new_story_credit(replace(new, trending=9.0), 0.6, NOW, p) == 0.0
+    assert trending_prior([]) == 0.0
+
+
+def test_crowd_counts_impressions_and_the_trending_prior():
+    from aggregator.store import EventLog
+    from recommender.readers import compute_crowd
+
+    at = NOW.timestamp() - 60
+    # Story 1 read by three readers, 2 by one, 3 shown to two and read by none.
+    rows = [("a", 1, "read"), ("b", 1, "read"), ("c", 1, "click"), ("a", 2, "read"),
+            ("a", 3, "impression"), ("b", 3, "impression")]
+    log = EventLog(readers=[r for r, _, _ in rows], story_ids=[s for _, s, _ in rows],
+                   at_s=[at] * len(rows), types=[t for _, _, t in rows])
+    crowd = compute_crowd(log, NOW)
+    assert crowd.impressions == {3: 2}
+    assert crowd.trending_prior == pytest.approx(np.median(list(crowd.trending_top.values())))
+    assert 1.0 < crowd.trending_prior < 3.0

@@ -690,6 +690,8 @@ def _paced_interval_s(row: SourceRow) -> int | None:
 
 _SPEC_COLUMNS = ("category", "kind", "enabled", "weight", "interval_s", "full_text",
                  "selectors", "keep_rule", "block_rule", "in_config")
+# What `source_edits` reads of a row.
+_EDITED_COLUMNS = (*_SPEC_COLUMNS, "url", "config_url", "next_check_at", "last_check_at")
 # How a source's body is read: an edit of any of them reads it again whole (`source_edits`).
 # `selectors` holds the time zone too.
 _READING_COLUMNS = ("keep_rule", "block_rule", "selectors", "kind", "full_text")
@@ -702,7 +704,8 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime, min_interval_s: int
     The file's URL is compared with the one it gave before (`config_url`), not with `url`,
     which a permanent redirect moves: the operator edits the file, the redirect the row.
     Only an edit of the URL drops the validators and makes the source due now; an edit of
-    its interval brings a later next check within the new interval. An edit of how its
+    its interval brings a later next check within the new interval, and an earlier one to
+    the new interval after the last check. An edit of how its
     body is read (its keep or block rules, selectors, time zone, kind or full_text) drops
     the validators alone: its next check reads the whole feed again, so the items a
     loosened rule now admits come in then, not once the publisher changes the feed (its
@@ -729,12 +732,18 @@ def source_edits(row: dict, spec: SourceSpec, now: datetime, min_interval_s: int
         out["adaptive_interval_s"] = None  # chosen from the old one, which a 304 would keep
         # The next check was set from the old interval: shortened from "6h" to "15m", the
         # source waited out the 6 h before the new interval applied. It comes within the new
-        # one now (a longer interval leaves it: the check after it uses the new one).
+        # one now. Lengthened from "15m" to "2h" (a publisher asking to be read less often),
+        # it was read once more at the old pace ("NEXT in 9m"): the new interval now counts
+        # from the last check, as "at most this often" says (a source never checked stays
+        # due; a check is never brought earlier by a longer interval).
         # Raised as the schedule raises it: "30s" under a 5 min floor brought the next check
         # 30 s after the edit, while `sources.interval_raised` said "no more often than 5m".
-        soonest = now + timedelta(seconds=max(spec.interval_s, min_interval_s))
-        if row["next_check_at"] is not None and row["next_check_at"] > soonest:
-            out["next_check_at"] = soonest
+        interval = timedelta(seconds=max(spec.interval_s, min_interval_s))
+        planned, last = row["next_check_at"], row["last_check_at"]
+        if planned is not None and planned > now + interval:
+            out["next_check_at"] = now + interval
+        elif planned is not None and last is not None and last + interval > planned:
+            out["next_check_at"] = last + interval
     configured = row["config_url"] if row["config_url"] is not None else row["url"]
     if configured != spec.url:
         # What the row knew came from the old URL: its validators, its errors, and its last
@@ -766,7 +775,7 @@ def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: date
         row = by_name.pop(spec.name, None)
         if row is None and spec.name in adopted:
             row = by_name.pop(adopted[spec.name].name)
-            cols = {c: getattr(row, c) for c in (*_SPEC_COLUMNS, "url", "config_url", "next_check_at")}
+            cols = {c: getattr(row, c) for c in _EDITED_COLUMNS}
             plan[row.name] = {**source_edits(cols, spec, now, min_interval_s), "name": spec.name,
                               "updated_at": now}
             continue
@@ -779,7 +788,7 @@ def _sync_plan(rows: Sequence[SourceRow], specs: Sequence[SourceSpec], now: date
                 keep_rule=spec.keep, block_rule=spec.block,
                 error_count=0, next_check_at=now, created_at=now, updated_at=now)
             continue
-        cols = {c: getattr(row, c) for c in (*_SPEC_COLUMNS, "url", "config_url", "next_check_at")}
+        cols = {c: getattr(row, c) for c in _EDITED_COLUMNS}
         edits = source_edits(cols, spec, now, min_interval_s)
         if edits:
             plan[spec.name] = edits

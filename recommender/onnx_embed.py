@@ -19,11 +19,12 @@ import logging
 import os
 import platform
 import queue
+import re
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from importlib import metadata
@@ -33,6 +34,7 @@ import numpy as np
 
 from aggregator.errors import TidingsError
 from recommender.embed import TEXT_RECIPE, quiet_model_loading
+from recommender.vindex import process_alive
 
 log = logging.getLogger("tidings.embed")
 
@@ -232,6 +234,38 @@ def _build_lock(out_dir: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+# A build's temporary folder beside the model: `.build-<pid>-<8 random>` (`new_build_dir`,
+# tempfile.mkdtemp's 8 characters); `.build-<8 random>` before the pid was in the name.
+_BUILD_DIR = re.compile(r"\.build-(?:(\d+)-[a-z0-9_]{8}|[a-z0-9_]{8})")
+
+
+def stale_builds(names: Iterable[str], alive: Callable[[int], bool]) -> list[str]:
+    """The build folders among `names` that no running build owns (pure).
+
+    For a caller holding the build lock, where every other build folder was left by a build
+    killed mid-way (SIGKILL, an OOM kill, a power cut: its `finally` never ran): an older
+    version's, which names no pid, is one too, since that version takes the same lock. A
+    folder of a process still alive stays, so a build racing past the lock (the lock file
+    removed by hand) is never broken; a reused pid only delays the sweep.
+    """
+    stale = []
+    for name in names:
+        match = _BUILD_DIR.fullmatch(name)
+        if match and (match[1] is None or not alive(int(match[1]))):
+            stale.append(name)
+    return sorted(stale)
+
+
+def new_build_dir(out_dir: Path) -> Path:
+    """A fresh temporary folder for a build in `out_dir`, once the folders of builds killed
+    mid-way are removed: each was left whole (~45 MB, more for OpenVINO) and a first start
+    killed again and again left one more each time. Call it holding `_build_lock`."""
+    for name in stale_builds(os.listdir(out_dir), process_alive):
+        log.info("removing %s, left by a model build that did not finish", out_dir / name)
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".build-{os.getpid()}-", dir=out_dir))
+
+
 def _export_fp32(path: Path) -> None:
     """torch.onnx.export of the bundled BERT, returning last_hidden_state (pooling stays ours)."""
     import warnings
@@ -330,7 +364,7 @@ def build_onnx_model(out_dir: Path, kind: str = "int8") -> Path:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         recipe = recipe_of_build(kind)
         started = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out_dir))
+        tmp = new_build_dir(out_dir)
         try:
             fp32 = tmp / MODEL_FILE["fp32"]
             try:

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from datetime import UTC, datetime
 from importlib import metadata
@@ -45,6 +44,7 @@ from recommender.onnx_embed import (
     _sha256,
     check_against_torch,
     load_tokenizer,
+    new_build_dir,
     recipe_digest,
     recipe_of_build,
 )
@@ -262,7 +262,7 @@ def build_openvino_model(out_dir: Path) -> Path:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         recipe = recipe_of_ov_build()
         started = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out_dir))
+        tmp = new_build_dir(out_dir)
         try:
             xml = tmp / MODEL_FILE
             try:

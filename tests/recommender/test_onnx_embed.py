@@ -7,8 +7,11 @@ and compare with the real torch model on BBC sentences from ../shared/data.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -20,12 +23,15 @@ from recommender.onnx_embed import (
     ModelBuildError,
     OnnxEmbedder,
     StreamPool,
+    _build_lock,
     build_int8_model,
+    new_build_dir,
     padded_width,
     plan_batches,
     recipe_digest,
     recipe_of_build,
     reduce_range_for,
+    stale_builds,
     verify_against_torch,
 )
 
@@ -282,6 +288,43 @@ def test_corrupt_file_is_rebuilt(tmp_path, int8_path):
     assert hashlib.sha256(rebuilt.read_bytes()).hexdigest() == manifest["sha256"]
     assert OnnxEmbedder(rebuilt).encode(["Tories unveil their manifesto"]).shape == (1, 384)
     assert not list(target.glob(".build-*"))  # no temporary folder left behind
+
+
+def test_the_next_build_removes_the_folders_of_killed_builds_only(tmp_path):
+    """A first start killed (SIGKILL) while it built the model left its `.build-*` folder
+    (~45 MB) and each killed retry one more: nothing removed them. The next build removes
+    those of builds no longer running, an older version's (no pid in its name) included;
+    a running build's folder, and everything else beside the model, stays."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        killed = tmp_path / f".build-{dead.pid}-k1lled_x"
+        older = tmp_path / ".build-ab12cd_3"
+        running = tmp_path / f".build-{live.pid}-runn1ng_"
+        for folder in (killed, older, running):
+            folder.mkdir()
+            (folder / "model-fp32.onnx").write_bytes(b"\0" * 4096)
+        (tmp_path / "model-int8.onnx").write_bytes(b"the model")
+        (tmp_path / ".build-notes").mkdir()  # not a name a build gives its folder
+        with _build_lock(tmp_path):
+            fresh = new_build_dir(tmp_path)
+        assert fresh.name.startswith(f".build-{os.getpid()}-")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
+            ".build.lock", ".build-notes", running.name, fresh.name, "model-int8.onnx"])
+        with _build_lock(tmp_path):  # this process's own folder is a live build's too
+            again = new_build_dir(tmp_path)
+        assert fresh.is_dir() and again.is_dir() and again != fresh
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_stale_builds_are_those_of_no_live_process():
+    alive = {10, 11}.__contains__
+    names = [".build-10-abc_1234", ".build-12-abc_1234", ".build-x1y2z3_4", ".build.lock",
+             "model-int8.onnx", ".build-12-", ".build-notes", ".model-int8.onnx.12-abcd1234.tmp"]
+    assert stale_builds(names, alive) == [".build-12-abc_1234", ".build-x1y2z3_4"]
 
 
 @pytest.mark.model

@@ -171,7 +171,6 @@ def _limited(method):
                     raise
                 raise DatabaseTimeout(f"the database did not answer within {limit_s:g} s "
                                       f"({method.__name__})") from e
-        self.answers += 1
         return result
     return call
 
@@ -190,8 +189,8 @@ async def within_call_limit(task: asyncio.Future[T]) -> T:
 
 
 def limit_calls(cls):
-    """Class decorator: every public coroutine method of `cls` honours CALL_LIMIT_S, and
-    counts in `answers` when it returns. Async generators (the bulk reads of exports and
+    """Class decorator: every public coroutine method of `cls` honours CALL_LIMIT_S. Async
+    generators (the bulk reads of exports and
     rebuilds) are left alone: they are the long jobs."""
     for name, member in list(vars(cls).items()):
         if not name.startswith("_") and inspect.iscoroutinefunction(member):
@@ -1040,16 +1039,21 @@ class _PointReader:
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self.reads = 0  # reads that SQLite answered (`Store.answers`)
 
     def one(self, sql: str, params: tuple) -> tuple | None:
         """The first row, or None; sqlite3.Error when SQLite cannot answer at once."""
         with self._lock:  # one connection, so one statement at a time whatever the thread
-            return self._connection().execute(sql, params).fetchone()
+            row = self._connection().execute(sql, params).fetchone()
+            self.reads += 1
+            return row
 
     def all(self, sql: str, params: tuple) -> list[tuple]:
         """Every row of a small indexed read; sqlite3.Error as for `one`."""
         with self._lock:
-            return self._connection().execute(sql, params).fetchall()
+            rows = self._connection().execute(sql, params).fetchall()
+            self.reads += 1
+            return rows
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -1228,9 +1232,8 @@ class Store:
     def __init__(self, url: str, *, echo: bool = False, clock: Callable[[], datetime] = utcnow):
         self.url = url
         self.clock = clock  # this process's; a lease is on the database's (`_lease_time`)
-        # Calls that returned (`limit_calls`): a count that moved since a request met the
-        # database away says it answers again (api.app DatabaseCallLimit).
-        self.answers = 0
+        # Statements the database answered (`answers`), counted by the driver's own event.
+        self._statements = 0
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
         kwargs: dict = {"echo": echo}
         self._reader: _PointReader | None = None
@@ -1261,8 +1264,21 @@ class Store:
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
         elif on_asyncpg:
             event.listen(self.engine.sync_engine, "connect", _keepalive_on_connect(keepalive))
+        event.listen(self.engine.sync_engine, "after_cursor_execute", self._answered)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = WriteLock() if self.dialect == "sqlite" else None
+
+    def _answered(self, *_event) -> None:
+        self._statements += 1
+
+    @property
+    def answers(self) -> int:
+        """Statements the database answered, through the driver or SQLite's plain reader: a
+        count that moved since a request met the database away says it answers again
+        (api.app RequestOutage). Not the Store calls that returned: some return without
+        asking the database (`store_events([])`, `release_embed_claims([])`), and the event
+        sink and the jobs call it too, so "db_available again" was logged mid-outage."""
+        return self._statements + (self._reader.reads if self._reader is not None else 0)
 
     @asynccontextmanager
     async def writing(self, *, urgent: bool = False) -> AsyncIterator:

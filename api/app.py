@@ -800,15 +800,15 @@ class DatabaseCallLimit:
 class RequestOutage:
     """The database being away as this process's requests meet it, logged as the jobs log
     theirs (api.jobhealth.Outage): the first failure with its route and reason, then at most
-    one line a minute with the failures so far, then one line when a database call returns
-    again. Each request that met it was a warning of its own: thousands of lines a minute
-    on a busy replica. /healthz and /metrics are left as they were: the outage is no job of
+    one line a minute with the failures so far, then one line when the database answers a
+    statement again. Each request that met it was a warning of its own: thousands of lines a
+    minute on a busy replica. /healthz and /metrics are left as they were: the outage is no job of
     /healthz's `jobs`, and every request it failed is still counted as a 503 of its route."""
 
     def __init__(self, store, clock: Callable[[], datetime]):
         self.store, self.clock = store, clock
         self.outage = Outage()
-        self.answers_at = 0  # the store's answered calls at the outage's last failure
+        self.answers_at = 0  # the store's answered statements at the outage's last failure
 
     def failed(self, event: str, route: str, reason: str) -> None:
         self.answers_at = self.store.answers
@@ -818,8 +818,9 @@ class RequestOutage:
             log.warning(away_line("api", said, now, f"route={route} error={reason}", event))
 
     def check(self) -> None:
-        """After each request: the outage ends once a database call returned since its last
-        failure (a request served from memory, a cached block, says nothing of the database)."""
+        """After each request: the outage ends once the database answered a statement since
+        its last failure (a request served from memory, a cached block, or a store call that
+        asked nothing, says nothing of the database)."""
         if self.outage.since is not None and self.store.answers != self.answers_at:
             ended = self.outage.ended()
             if ended is not None:

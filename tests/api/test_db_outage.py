@@ -462,3 +462,40 @@ async def test_a_job_stuck_on_a_silent_connection_is_reported(tmp_path, pg_url, 
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await proxy.stop()
+
+
+async def test_the_end_of_an_outage_is_said_only_when_the_database_answers(pg_server, pg_url,
+                                                                          caplog):
+    """"db_available again" was logged once any store call returned since the last failure,
+    though some return without asking the database (an event batch left empty, no claims to
+    hand back), and the event sink and the jobs make them mid-outage: the log said the
+    database was back while every request still failed. Only a statement it answers ends it."""
+    from aggregator.store import Store
+    from api.app import RequestOutage
+
+    caplog.set_level(logging.INFO, logger="tidings.api")
+    name = urlsplit(pg_url).path.lstrip("/")
+    store = Store(pg_url)
+    await store.migrate()
+    outage = RequestOutage(store, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+
+    def ends() -> list[str]:
+        return [m for m in caplog.messages if m.startswith("api.db_available")]
+
+    try:
+        await take_database_away(pg_server, name)
+        try:
+            with pytest.raises(Exception):  # noqa: B017 - the driver's own error, whichever
+                await store.count_stories()
+            outage.failed("db_unavailable", "/v1/stories", "connection refused")
+            assert await store.store_events([]) == []
+            await store.release_embed_claims([])
+            outage.check()
+            assert ends() == []
+        finally:
+            await bring_database_back(pg_server, name)
+        await store.count_stories()
+        outage.check()
+        assert ends() == ["api.db_available again after 0 s, 1 failures"]
+    finally:
+        await store.close()

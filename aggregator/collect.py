@@ -21,7 +21,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from aggregator.canonical import page_key
-from aggregator.errors import FetchError, ParseError, TidingsError
+from aggregator.errors import FetchError, HTTPStatusError, ParseError, TidingsError
 from aggregator.extract import read_article
 from aggregator.fetch import Fetcher, FetchPolicy, FetchResult, Validators
 from aggregator.images import better_image
@@ -63,6 +63,15 @@ log = logging.getLogger("tidings.collect")
 CHILD_SITEMAPS = 3
 # Article pages `sources check` reads of a full_text source: a sample, for a quick dry run.
 CHECK_SAMPLE = 3
+# A full_text source's feed is read whole, not asked for a 304, while its links wait for their
+# pages (`PagesRead.left`). An article page that always failed (a dead link, a page the
+# extractor cannot read) kept it so until the item left the feed: the whole feed downloaded
+# every round. A page stops holding it after PAGE_TRIES failed rounds in a row (counted by
+# this process, per URL), or at once when its server refused it for good (`refused_for_good`);
+# it is still tried again whenever the feed changes. At most PAGE_FAILURES_KEPT URLs are
+# remembered, the oldest forgotten first (a forgotten one is only tried PAGE_TRIES more times).
+PAGE_TRIES = 3
+PAGE_FAILURES_KEPT = 10_000
 T = TypeVar("T")
 # Which of some canonical URLs are stories already (`Store.stored_urls`).
 Stored = Callable[[Iterable[str]], Awaitable[set[str]]]
@@ -207,7 +216,8 @@ def titled(drafts: Iterable[StoryDraft]) -> list[StoryDraft]:
 class PagesRead:
     """What reading a full_text source's article pages came to: how many were fetched,
     why each that failed did (`"URL: reason"`), and how many of the document's links still
-    want their page read (`left`: past the round's `full_text_limit`, or failed)."""
+    want their page read (`left`: past the round's `full_text_limit`, or failed and to be
+    tried again next round, `page_waits`)."""
 
     tried: int = 0
     failures: tuple[str, ...] = ()
@@ -225,6 +235,18 @@ class PagesRead:
         if not self.failures:
             return None
         return f"{len(self.failures)} of {self.tried} article pages not read ({self.failures[0]})"
+
+
+def refused_for_good(e: BaseException) -> bool:
+    """Whether a page's fetch failed with a status that asking again will not change: a 4xx
+    other than 408 Request Timeout, 425 Too Early and 429 Too Many Requests (404, 410, 403...)."""
+    return isinstance(e, HTTPStatusError) and 400 <= e.status < 500 and e.status not in (408, 425, 429)
+
+
+def page_waits(e: BaseException, failed_rounds: int) -> bool:
+    """Whether a page that failed (`failed_rounds` in a row, this one included) still holds its
+    feed's validators back, to be tried next round (pure)."""
+    return failed_rounds < PAGE_TRIES and not refused_for_good(e)
 
 
 def none_usable(item_count: int, problems: Iterable[str], full_text: bool) -> str:
@@ -278,6 +300,8 @@ class Collector:
         self._kept_pool: ParsePool | None = None
         # Claims and stores under way (`_settled`): an interrupted round waits for them.
         self._writes: set[asyncio.Future] = set()
+        # Article pages' failed rounds in a row, by URL (`page_waits`), oldest first.
+        self._page_failures: dict[str, int] = {}
 
     async def start(self) -> None:
         """For a collector that runs round after round: keep parse workers across rounds, and
@@ -452,7 +476,8 @@ class Collector:
             # No validators kept while links wait for their pages: the next round's 304 read
             # none of them, and a static sitemap longer than `full_text_limit` gave its first
             # 20 stories and no more (its untitled links are stored only once read), nor were
-            # failed pages tried again, until the document changed.
+            # failed pages tried again, until the document changed. A page that keeps failing
+            # stops waiting (`page_waits`): else the whole feed was read every round.
             result = replace(result, etag=None, last_modified=None)
         drafts = titled(drafts)
         # Items the rules left out were usable: a source whose every item they left out
@@ -665,23 +690,38 @@ class Collector:
         known = await self.store.urls_with_text(d.url for d in drafts) if only_new else set()
         todo = [d for d in drafts if d.url not in known][: self.settings.full_text_limit]
 
+        waiting: set[str] = set()  # failed pages still tried next round (`page_waits`)
+
         async def page(d: StoryDraft) -> tuple[StoryDraft, str | None]:
             try:
                 res = await fetcher.fetch_page(d.original_url or d.url, own_host=own_host(spec))
                 art = await read_article(res.body, res.final_url)
+                self._page_failures.pop(d.url, None)
                 return merge_article(d, art), None
             except Exception as e:  # one unreadable article page never costs the whole feed
                 log.info("collect.page_failed url=%s error=%s", masked_secrets(d.url),
                          masked_secrets(str(e)))
+                if page_waits(e, self._page_failed(d.url)):
+                    waiting.add(d.url)
                 return d, f"{d.url}: {e}"
 
         outcomes = await asyncio.gather(*(page(d) for d in todo))
         done = {d.url: d for d, _ in outcomes}
         unread = sum(1 for d in drafts if not d.title and d.url not in done)
         failures = tuple(why for _, why in outcomes if why is not None)  # in the feed's order
-        read = {d.url for d, why in outcomes if why is None}
-        left = sum(1 for d in drafts if d.url not in known and d.url not in read)
+        tried = {d.url for d in todo}
+        # Past the limit (not tried this round), or failed and still to be tried.
+        left = sum(1 for d in drafts if d.url not in known
+                   and (d.url not in tried or d.url in waiting))
         return [done.get(d.url, d) for d in drafts], unread, PagesRead(len(todo), failures, left)
+
+    def _page_failed(self, url: str) -> int:
+        """Count one more failed round of `url`'s page; returns its failed rounds in a row."""
+        failed = self._page_failures.pop(url, 0) + 1
+        self._page_failures[url] = failed  # moved to the end: the oldest are forgotten first
+        while len(self._page_failures) > PAGE_FAILURES_KEPT:
+            del self._page_failures[next(iter(self._page_failures))]
+        return failed
 
     async def _failed(self, state: SourceState, err: Exception, t0: float) -> SourceReport:
         msg = str(err) or type(err).__name__

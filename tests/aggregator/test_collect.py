@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.collect import Collector
+from aggregator.collect import PAGE_TRIES, Collector
 from aggregator.model import Selectors, SourceSpec, selectors_json, zone_only
 from aggregator.settings import CollectSettings
 from aggregator.sources import load_sources
@@ -431,6 +431,40 @@ async def test_a_static_sitemap_past_the_page_limit_gives_the_rest_in_later_roun
             f"Story of {d}" for d in days]
         # Every link read: the next round asks conditionally again, and the file answers 304.
         assert (await c.run_round(force=True)).sources[0].not_modified
+
+
+def _sitemap(site: LocalSite, paths: list[str]) -> bytes:
+    entries = "".join(f"<url><loc>{site.url(p)}</loc></url>" for p in paths)
+    return ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"{entries}</urlset>").encode()
+
+
+@pytest.mark.parametrize(("status", "whole_reads"), [(500, PAGE_TRIES), (404, 1), (410, 1)])
+async def test_a_page_that_always_fails_stops_costing_its_feed_its_validators(
+        sqlite_store, status, whole_reads):
+    """A full_text source with one article page that always failed never kept its ETag: the
+    failed page waited to be tried again, so every round downloaded the whole feed until the
+    item left it. Now a page stops waiting after PAGE_TRIES failed rounds in a row, or at
+    once when its server refused it for good (404, 410), and the feed answers 304 again."""
+    async with LocalSite() as site:
+        site.route("/post/good", body=_article("A good story"), content_type="text/html")
+        site.route("/post/bad", status=status, body=b"no", content_type="text/html")
+        site.route("/sitemap.xml", etag='"s1"', content_type="application/xml",
+                   body=_sitemap(site, ["/post/good", "/post/bad"]))
+        await sqlite_store.sync_sources([SourceSpec(
+            "sm", site.url("/sitemap.xml"), "world", kind="sitemap", full_text=True)])
+        c = collector(sqlite_store, site)
+        rounds = [(await c.run_round(force=True)).sources[0] for _ in range(whole_reads + 2)]
+        assert [r.not_modified for r in rounds] == [False] * whole_reads + [True, True]
+        assert [r.new for r in rounds] == [1] + [0] * (whole_reads + 1)
+        assert site.paths_requested().count("/post/bad") == whole_reads
+        # A changed feed has the page tried again (once), as the README says.
+        site.route("/post/new", body=_article("A new story"), content_type="text/html")
+        site.route("/sitemap.xml", etag='"s2"', content_type="application/xml",
+                   body=_sitemap(site, ["/post/good", "/post/bad", "/post/new"]))
+        changed = [(await c.run_round(force=True)).sources[0] for _ in range(2)]
+        assert [(r.new, r.not_modified) for r in changed] == [(1, False), (0, True)]
+        assert site.paths_requested().count("/post/bad") == whole_reads + 1
 
 
 async def test_check_stores_nothing(site, sqlite_store, shared_data):

@@ -5,11 +5,18 @@ on an API-only replica, the database) says otherwise: the feed service kept the 
 built with, so an edited weight changed related blocks but never feeds. `version` counts the
 changes, so the block caches (keyed by it with the corpus version) drop blocks ranked with
 the old weights instead of serving them until the next story arrives.
+
+Looked up by the name's key, as the store files stories under a source (`source_key`): an import
+line naming "BBC-Politics" is a story of the configured `bbc-politics`, counted, renamed and
+purged with it, and its weight holds for it too (looked up by the exact name, a weight 0 left it
+in blocks, searches and feeds).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+
+from aggregator.names import name_key
 
 # The weight that keeps a source's stories out of related blocks and feeds
 # (config/sources.toml: "0 keeps its stories out"); a multiplier alone only sank them.
@@ -19,10 +26,15 @@ EXCLUDED = 0.0
 class SourceWeights(Mapping[str, float]):
     def __init__(self, weights: Mapping[str, float] | None = None):
         self._weights = dict(weights or {})
+        self._by_key = _keyed(self._weights)
         self.version = 0
 
     def __getitem__(self, source: str) -> float:
-        return self._weights[source]
+        return self._by_key[name_key(source)]
+
+    def get(self, source: str, default: float | None = None) -> float | None:  # type: ignore[override]
+        # Asked for every candidate of a block or feed: a dict lookup, not a raised KeyError.
+        return self._by_key.get(name_key(source), default)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._weights)
@@ -40,9 +52,13 @@ class SourceWeights(Mapping[str, float]):
         new = dict(weights)
         if new == self._weights:
             return False
-        self._weights = new
+        self._weights, self._by_key = new, _keyed(new)
         self.version += 1
         return True
 
     def excluded(self, source: str) -> bool:
-        return self._weights.get(source, 1.0) <= EXCLUDED
+        return self.get(source, 1.0) <= EXCLUDED
+
+
+def _keyed(weights: Mapping[str, float]) -> dict[str, float]:
+    return {name_key(name): weight for name, weight in weights.items()}

@@ -3,9 +3,14 @@ and an edit reaches every block, cached ones included, without a restart."""
 
 from __future__ import annotations
 
+import json
+
+from aggregator.importer import read_jsonl
 from aggregator.model import SourceSpec
+from aggregator.store import utcnow
 from api.runner import reload_weights
 from recommender.weights import SourceWeights
+from tests.datasets import bbc_records
 
 
 def test_weights_count_their_changes_and_zero_excludes():
@@ -76,5 +81,35 @@ async def test_a_removed_source_is_listed_retired_and_keeps_its_damping_not_its_
         items = (await http.get("/v1/stories", params={"category": "politics", "limit": 1})).json()["items"]
         block = await _sources_in_block(http, items[0]["id"])
         assert block and "bbc-politics" not in block
+    finally:
+        await _weigh(stack, 1.0)
+
+
+
+async def test_a_weight_holds_for_stories_stored_under_another_case_of_its_name(http, stack, shared_data):
+    """An import line naming the source "BBC-Politics" files its story under the configured
+    `bbc-politics` (counted, renamed, purged and filtered with it): its weight 0 left such a
+    story in related blocks, searches and feeds, and its boost passed it by, the weight being
+    looked up by the exact name."""
+    line = {**bbc_records(shared_data, categories=("politics",), limit=61)[60], "source": "BBC-Politics"}
+    (draft,) = read_jsonl([json.dumps(line)], utcnow())
+    await stack.svc.store.upsert_stories([draft])
+    await stack.svc.indexer.drain()
+    await stack.svc.corpus.follow()
+    (story,) = (await http.get("/v1/stories", params={"source": "BBC-Politics"})).json()["items"][:1]
+    assert story["url"] == line["url"] and story["source"] == "BBC-Politics"
+
+    async def searched() -> list[int]:
+        r = await http.get("/v1/search", params={"q": line["title"], "k": 10})
+        assert r.status_code == 200
+        return [c["id"] for c in r.json()["items"]]
+
+    try:
+        assert story["id"] in await searched()
+        await _weigh(stack, 0.0)
+        assert story["id"] not in await searched()
+        feed = (await http.get("/v1/readers/weights-case/feed", params={"k": 50})).json()
+        assert feed["items"] and story["id"] not in {c["id"] for c in feed["items"]}
+        assert stack.svc.related.source_weights.get("BBC-Politics", 1.0) == 0.0
     finally:
         await _weigh(stack, 1.0)

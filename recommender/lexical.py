@@ -206,6 +206,19 @@ def unaccented(term: str) -> str:
     return _ACCENT.sub("", bare)
 
 
+# German spells an umlaut out, its vowel and "e", where the letter is missing (a keyboard
+# without it, a URL, a wire copy): "Muenchen", "Duesseldorf", "Koeln". `unaccented` reads
+# "münchen" as "munchen", so a search typed "Muenchen" found no story that wrote "München".
+# ("ß" needs nothing: `fold` already reads it "ss".)
+_UMLAUTS_SPELT_OUT = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue"})
+
+
+def umlauts_spelt_out(term: str) -> str:
+    """A folded term with its umlauts written as German writes them without the letter
+    ("münchen" -> "muenchen"). For a search's spellings (`LexicalIndex.spellings`) only."""
+    return term if term.isascii() else term.translate(_UMLAUTS_SPELT_OUT)
+
+
 def fold(text: str) -> str:
     """`text` as the index spells it: case-folded ("Straße" and "STRASSE" alike), one
     apostrophe, and without the marks and letters `_FOLD` reads alike."""
@@ -493,20 +506,24 @@ class LexicalIndex:
         return tuple([terms[t] for t in self._keys[start:start + int(self._key_len[slot])].tolist()])
 
     def spellings(self, term: str) -> list[str]:
-        """The terms of live documents that read as `term` once accents go (`unaccented`),
-        `term` among them if it is one: "elysee" is "élysée" where the stories write it so,
-        and "élysée" is "elysee" where they write it bare (English sites often do). Kept
+        """The terms of live documents that read as `term` once accents go (`unaccented`) or
+        umlauts are spelt out (`umlauts_spelt_out`), `term` among them if it is one: "elysee"
+        is "élysée" where the stories write it so, and "élysée" is "elysee" where they write
+        it bare (English sites often do); "muenchen" is "münchen", and "münchen" "muenchen". Kept
         apart by the index, a search typed one way missed every story written the other."""
-        bare = unaccented(term)
+        bare, spelt_out = unaccented(term), umlauts_spelt_out(term)
         self._settle_removals()
-        df, vocab = self._df, self._vocab
-        return [t for t in dict.fromkeys([term, bare, *self._accented.get(bare, ())])
+        df, vocab, accented = self._df, self._vocab, self._accented
+        return [t for t in dict.fromkeys([term, bare, spelt_out, *accented.get(bare, ()),
+                                          *accented.get(spelt_out, ())])
                 if (tid := vocab.get(t)) is not None and df[tid] > 0]
 
     def _spelt(self, term: str) -> None:
-        """`term`, new to the index, among the spellings of its unaccented form."""
-        if (bare := unaccented(term)) != term:
-            self._accented.setdefault(bare, []).append(term)
+        """`term`, new to the index, among the spellings of its unaccented form and of its
+        form with the umlauts spelt out ("münchen": "munchen", "muenchen")."""
+        for plain in dict.fromkeys((unaccented(term), umlauts_spelt_out(term))):
+            if plain != term:
+                self._accented.setdefault(plain, []).append(term)
 
     def common_word(self, term: str) -> bool:
         """Whether this corpus writes `term` (a key term) as a common word rather than a name

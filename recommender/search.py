@@ -163,13 +163,35 @@ def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
     # One word once, however many of its spellings (`with_spellings`) the story writes: it
     # read "matches 'annonce', 'annoncé'" for "annonce", one typed word in two of three places.
     spelt: dict[str, str] = {}
+    written = as_written(text)
     for word in _shown_words(query, text, set(tokenize(text, stop)),
                              set(key_terms(text, "", stopwords=stop))):
-        spelt.setdefault(unaccented(word), word)
+        word = written.get(word, word)
+        spelt.setdefault(unaccented(fold(word)), word)
     found = list(spelt.values())[:most]
     if not found:
         return "about the same subject"
     return "matches " + ", ".join(f"'{w}'" for w in found)
+
+
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def as_written(text: str) -> dict[str, str]:
+    """Each word of `text` that its term (`fold`) misspells, lower-cased as the story writes
+    it: "strasse" -> "straße", "λογοσ" -> "λόγος" (case-folding reads "ß" as "ss" and a final
+    "ς" as "σ", and the index drops Greek accents). A reason showed the term: "matches
+    'grosse'" under "Große Koalition". ASCII words are their terms already."""
+    found: dict[str, str] = {}
+    if text.isascii():
+        return found
+    for word in _LETTERS.findall(text):
+        if not word.isascii():
+            # lower-case as written, but for the dot lower-casing puts on Turkish "İ"
+            lower = word.lower().replace("i\u0307", "i")
+            if (term := fold(word)) != lower:
+                found.setdefault(term, lower)
+    return found
 
 
 # Around a typed word, not of it: quotes, brackets, a trailing comma.

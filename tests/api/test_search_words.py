@@ -20,6 +20,7 @@ G7_URL = "https://wire.example/2026/g7-loan"
 NEW_YORK_URL = "https://wire.example/2026/new-york-fares"
 MINSTER_URL = "https://northern.example/2026/york-minster-visit"
 WHO_URL = "https://wire.example/2026/who-measles"
+MUNICH_URL = "https://tagesschau.example/muenchen-streik"
 WARNS = [  # other warnings of the day, fresher than the WHO's
     ("https://wire.example/2026/boe-warns", "Bank of England warns on mortgage rates",
      "The Bank of England warned that mortgage rates would stay high this year."),
@@ -54,6 +55,9 @@ async def stack(tmp_path_factory, shared_data):
         draft(MINSTER_URL, "New visit to York Minster",
               "A new visitor centre opened at York Minster, and York hopes for more tourists.",
               "northern.example", 1),
+        draft(MUNICH_URL, "Streik legt Nahverkehr in München lahm",
+              "In München fahren seit dem Morgen keine U-Bahnen und Trams, die Gewerkschaft "
+              "hat zum Warnstreik aufgerufen.", "tagesschau.example", 4),
         draft(WHO_URL, "WHO warns of measles surge across Europe",
               "The WHO warned that measles cases in Europe had risen sharply.",
               "wire.example", 8),
@@ -80,6 +84,15 @@ async def test_a_name_is_found_with_or_without_its_accents(http, q):
     assert {c["url"] for c in items} == {ACCENTED_URL, BARE_URL}
     reasons = {c["url"]: c["reason"] for c in items}
     assert reasons == {ACCENTED_URL: "matches 'élysée'", BARE_URL: "matches 'elysee'"}
+
+
+@pytest.mark.parametrize("q", ["Muenchen", "München", "MUENCHEN"])
+async def test_a_german_name_is_found_with_its_umlaut_spelt_out(http, q):
+    """German readers without an "ü" key type "Muenchen": the index read it as no spelling
+    of "münchen" (only "munchen" was), so the story was found by meaning at best, if at all,
+    and "about the same subject"."""
+    items = await search(http, q, k=1)
+    assert [(c["url"], c["reason"]) for c in items] == [(MUNICH_URL, "matches 'münchen'")]
 
 
 async def test_a_name_of_a_letter_and_a_digit_is_named_in_the_reason(http):

@@ -646,3 +646,16 @@ def test_spellings_are_the_live_documents_terms_read_alike():
     idx.remove(2)
     assert idx.spellings("elysee") == ["élysée"]
     assert idx.spellings("palace") == []
+
+
+def test_a_german_word_s_spellings_include_its_umlauts_spelt_out():
+    # German readers without the letter type "Muenchen", as wire copy and URLs write it:
+    # read "munchen" alone, the search found no story that wrote "München", nor the reverse.
+    idx = LexicalIndex()
+    idx.add(1, "Streik in München", "Die Gewerkschaft ruft in München zum Streik auf.")
+    idx.add(2, "Koeln: Dom gesperrt", "Der Dom in Koeln bleibt am Sonntag gesperrt.")
+    assert idx.spellings("muenchen") == ["münchen"]
+    assert idx.spellings("köln") == ["koeln"]
+    restored = LexicalIndex()
+    restored.restore(idx.snapshot())
+    assert restored.spellings("muenchen") == ["münchen"]

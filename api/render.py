@@ -401,6 +401,8 @@ def render_block_html(block: Mapping[str, Any], *, words: Words = DEFAULT_WORDS,
     if heading_level not in HEADING_LEVELS:
         raise ValueError(f"heading_level must be one of {HEADING_LEVELS}, not {heading_level!r}")
     h = f"h{heading_level}"
+    # Its heading is written once, as given: widget.js, whose stylesheet shows it in capitals,
+    # splits it in two as it takes the block in (a copy for the eye, one for the ear).
     # Named by its heading, not by a copy of its text in aria-label (which page translators
     # leave untranslated); widget.js does the same. The id is the block's content: the page's
     # other blocks get others, and an identical one names its region with the same words.

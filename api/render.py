@@ -366,7 +366,9 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None, words: Wor
             meta.append(f'<span class="tdg-avatar" aria-hidden="true">{escape(letters)}</span>')
         meta.append(f'<span class="tdg-sr">{escape(byline_label(author, words.by))}</span>')
     if site:
-        meta.append(f'<span class="tdg-site" dir="{text_dir(site)}">{escape(site)}</span>')
+        # title: the whole name on hover where the grid cuts it with "…" (widget.js the same).
+        meta.append(f'<span class="tdg-site" dir="{text_dir(site)}" title="{escape(site)}">'
+                    f'{escape(site)}</span>')
     dated = _date_label(card.get("published_at"), dates)
     if dated:
         # The dot between site and time is an element of its own, each part isolated by its dir:

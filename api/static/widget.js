@@ -133,6 +133,8 @@
     ".tdg-avatar{flex:none;display:inline-flex;align-items:center;justify-content:center;",
     "width:2.6em;height:2.6em;border-radius:50%;background:var(--tdg-avatar);color:#fff;",
     "font-size:.7em;font-weight:700;letter-spacing:.02em}",
+    // Cut with "…" in the grid, where a second line would move the page under the block: its
+    // title attribute (cardNode) shows the whole name on hover.
     ".tdg-site{font-weight:600;color:var(--tdg-fg);overflow:hidden;text-overflow:ellipsis}",
     // The dot between site and time, an item of the row in its own right (see cardNode).
     ".tdg-sep{flex:none}",
@@ -540,7 +542,11 @@
       }
       add(el("span", "sr", words.by + " " + author));
     }
-    if (site) add(ownDir(el("span", "site", site)));
+    if (site) {
+      var name = ownDir(el("span", "site", site));
+      name.title = site;
+      add(name);
+    }
     var when = ago(card.published_at, lang);
     if (when) {
       var time = ownDir(el("time", "time", when));

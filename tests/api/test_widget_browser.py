@@ -856,6 +856,22 @@ async def test_titles_and_site_names_are_whole_at_320_px(page, widget_api, publi
     assert page.page_errors == []
 
 
+@pytest.mark.parametrize("kind", BLOCK_KINDS)
+async def test_a_site_name_the_grid_cuts_shows_whole_on_hover(page, widget_api, publisher, kind):
+    """In the grid (here a 1280 px window zoomed to 200%) a long site name is cut with "…" (a
+    second line would move the page under the block): sighted readers could not see the rest
+    of it anywhere. Each site name's title attribute holds it whole, the browser's tooltip."""
+    api = widget_api.base_url
+    await page.set_viewport_size({"width": 640, "height": 800})
+    await open_long_cards(page, api, publisher, kind, "grid-site.html")
+    sites = await page.locator("#related").evaluate("""c => [...c.shadowRoot.querySelectorAll(
+        '.tdg-site')].map(s => [s.textContent, s.title, s.scrollWidth > s.clientWidth])""")
+    assert [site for site, _, _ in sites] == [c["site"] for c in LONG_CARDS]
+    assert any(cut for _, _, cut in sites), sites  # the grid really cuts one here
+    assert [title for _, title, _ in sites] == [c["site"] for c in LONG_CARDS]
+    assert page.page_errors == []
+
+
 # Containers whose width comes from their content: a sidebar of auto width beside the article
 # in a flex row and in a grid, a float, an inline-block, a table cell (a light-DOM block).
 SHRINK_TO_FIT = {

@@ -366,7 +366,9 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None, words: Wor
             meta.append(f'<span class="tdg-avatar" aria-hidden="true">{escape(letters)}</span>')
         meta.append(f'<span class="tdg-sr">{escape(byline_label(author, words.by))}</span>')
     if site:
-        meta.append(f'<span class="tdg-site" dir="{text_dir(site)}">{escape(site)}</span>')
+        # title: the whole name on hover where the grid cuts it with "…" (widget.js the same).
+        meta.append(f'<span class="tdg-site" dir="{text_dir(site)}" title="{escape(site)}">'
+                    f'{escape(site)}</span>')
     dated = _date_label(card.get("published_at"), dates)
     if dated:
         # The dot between site and time is an element of its own, each part isolated by its dir:
@@ -401,6 +403,8 @@ def render_block_html(block: Mapping[str, Any], *, words: Words = DEFAULT_WORDS,
     if heading_level not in HEADING_LEVELS:
         raise ValueError(f"heading_level must be one of {HEADING_LEVELS}, not {heading_level!r}")
     h = f"h{heading_level}"
+    # Its heading is written once, as given: widget.js, whose stylesheet shows it in capitals,
+    # splits it in two as it takes the block in (a copy for the eye, one for the ear).
     # Named by its heading, not by a copy of its text in aria-label (which page translators
     # leave untranslated); widget.js does the same. The id is the block's content: the page's
     # other blocks get others, and an identical one names its region with the same words.

@@ -96,10 +96,13 @@
     ".tdg-block[data-theme=dark]{--tdg-fg:#eceef1;--tdg-muted:#a3a8b1;--tdg-line:#33373d;",
     "--tdg-bg:#16181b;--tdg-thumb:#24272c;--tdg-accent:#ff8a80;--tdg-avatar:#3d6fa3}",
     ".tdg-block *{box-sizing:border-box;margin:0;padding:0}",
-    ".tdg-heading{font-size:.8em;font-weight:700;letter-spacing:.08em;text-transform:uppercase;",
+    ".tdg-heading{font-size:.8em;font-weight:700;letter-spacing:.08em;",
     "color:var(--tdg-fg);padding-top:.6em;border-top:3px solid var(--tdg-accent);margin-bottom:1em;",
     // A long word in data-heading (a German compound on a phone) wraps, not widens the page.
     "overflow-wrap:anywhere}",
+    // Capitals on the copy that is shown only (see heading()): Chromium gives assistive tech
+    // the transformed text, and screen readers spelled "RELATED STORIES" letter by letter.
+    ".tdg-caps{text-transform:uppercase}",
     ".tdg-list{list-style:none;display:grid;gap:1.25em;",
     "grid-template-columns:repeat(auto-fill,minmax(190px,1fr))}",
     // Four stories too narrow for one row go 2 + 2, not auto-fill's 3 + orphan (not on phones).
@@ -130,6 +133,8 @@
     ".tdg-avatar{flex:none;display:inline-flex;align-items:center;justify-content:center;",
     "width:2.6em;height:2.6em;border-radius:50%;background:var(--tdg-avatar);color:#fff;",
     "font-size:.7em;font-weight:700;letter-spacing:.02em}",
+    // Cut with "…" in the grid, where a second line would move the page under the block: its
+    // title attribute (cardNode) shows the whole name on hover.
     ".tdg-site{font-weight:600;color:var(--tdg-fg);overflow:hidden;text-overflow:ellipsis}",
     // The dot between site and time, an item of the row in its own right (see cardNode).
     ".tdg-sep{flex:none}",
@@ -537,7 +542,11 @@
       }
       add(el("span", "sr", words.by + " " + author));
     }
-    if (site) add(ownDir(el("span", "site", site)));
+    if (site) {
+      var name = ownDir(el("span", "site", site));
+      name.title = site;
+      add(name);
+    }
     var when = ago(card.published_at, lang);
     if (when) {
       var time = ownDir(el("time", "time", when));
@@ -630,11 +639,26 @@
     return /^[2-6]$/.test(level) ? level : "2";
   }
 
+  // The heading's words twice: in capitals for the eye (hidden from assistive tech), as written
+  // for the ear. One copy in capitals was read "RELATED STORIES", which screen readers may
+  // spell letter by letter. A server block's heading (/v1/widget writes it once: without this
+  // script nothing shows it in capitals) is split the same way when it is taken in (start()).
+  function heading(h, words) {
+    if (words.heading === WORDS.heading) h.lang = "en";
+    return twice(h, words.heading);
+  }
+  function twice(h, said) {
+    h.textContent = "";
+    h.appendChild(el("span", "caps", said)).setAttribute("aria-hidden", "true");
+    h.appendChild(el("span", "sr", said));
+    return h;
+  }
+
   // Named by its heading (aria-labelledby), not by a copy of its text in aria-label, which page
   // translators leave as it was. Unique ids: a block in the light DOM shares the page's.
   var headings = 0;
   function blockNode(cards, words, links, own, lang, level) {
-    var section = el("section", "block"), h = say(el("h" + level, "heading"), "", words, "heading");
+    var section = el("section", "block"), h = heading(el("h" + level, "heading"), words);
     h.id = P + "h" + ++headings;
     section.setAttribute("aria-labelledby", h.id);
     section.appendChild(h);
@@ -1012,6 +1036,8 @@
     var prerendered = container.querySelector("." + P + "block");
     if (!prerendered) return want(container, state);
     show(container, state, prerendered);
+    var h = prerendered.querySelector("." + P + "heading");
+    if (h && !h.querySelector("." + P + "caps")) twice(h, h.textContent);
     Array.prototype.forEach.call(prerendered.querySelectorAll("." + P + "card"), function (card) {
       var img = card.querySelector("img"), site = card.querySelector("." + P + "site");
       if (img) watchImage(img, site ? site.textContent : "");

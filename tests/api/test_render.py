@@ -386,7 +386,15 @@ def test_story_text_takes_the_direction_of_most_of_its_words():
         title="Apple تطلق هاتف iPhone 16 الجديد", summary="The Kremlin said", site="أخبار اليوم")]})
     assert '<span class="tdg-title" dir="rtl">' in html
     assert '<p class="tdg-snippet" dir="ltr">' in html
-    assert '<span class="tdg-site" dir="rtl">' in html
+    assert '<span class="tdg-site" dir="rtl" title=' in html
+
+
+def test_the_whole_site_name_is_the_site_names_title():
+    """The grid cuts a long site name with "…": its title attribute has the whole name, for
+    sighted readers to see on hover, escaped as any text is."""
+    html = render_block_html({"related": [card(site='Frankfurter "Allgemeine" <Zeitung>')]})
+    parsed = assert_inert(html)
+    assert ("span", "title", 'Frankfurter "Allgemeine" <Zeitung>') in parsed.attrs
 
 
 @pytest.mark.parametrize("site, published_at, parts", [

@@ -255,7 +255,7 @@ async def test_block_renders_the_api_answer_cross_origin(page, widget_api, publi
     cards = await open_with_block(page, publisher.page("plain.html", host_page(widget_api.base_url)))
     assert await cards.locator(".tdg-title").all_inner_texts() == [c["title"] for c in related]
     section = page.locator("section.tdg-block")
-    assert await section.locator("h2").text_content() == "Related stories"
+    assert await section.locator("h2 .tdg-sr").text_content() == "Related stories"
     # The API was asked about the page's canonical URL, once.
     assert asked_urls(page, "/v1/related") == [SEED_URL]
     for n, expected in enumerate(related):
@@ -788,7 +788,7 @@ async def test_a_long_heading_wraps_on_a_phone(page, widget_api, publisher):
     heading = "Weiterführende" + "Nachrichtenartikelempfehlungen" * 3
     html = host_page(widget_api.base_url, container_attrs=f'data-heading="{heading}"')
     await open_with_block(page, publisher.page("long-heading.html", html))
-    assert await page.locator("#related h2").inner_text() == heading.upper()
+    assert await page.locator("#related h2 .tdg-caps").inner_text() == heading.upper()
     assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
 
 
@@ -807,16 +807,39 @@ LONG_CARDS = [
 ]
 
 
+def with_block(html: str, fragment: str) -> str:
+    """`html` (a host_page) with `fragment`, a server-rendered block, in its container."""
+    return html.replace('<div id="related" data-tidings-related ></div>',
+                        f'<div id="related" data-tidings-related>{fragment}</div>')
+
+
+# The block as the script builds it (from the API's answer), and as /v1/widget renders it.
+BLOCK_KINDS = ["script", "server"]
+
+
+async def open_long_cards(page, api: str, publisher, kind: str, name: str, **kwargs):
+    """A host page showing LONG_CARDS in the block of `kind` (one of BLOCK_KINDS)."""
+    await answer_related(page, api, LONG_CARDS)
+    html = host_page(api, **kwargs)
+    if kind == "server":
+        html = with_block(html, render_block_html({"related": LONG_CARDS}))
+    await page.goto(publisher.page(f"{kind}-{name}", html))
+    await page.wait_for_function("document.querySelector('#related').shadowRoot?.querySelector("
+                                 "'.tdg-card')")
+
+
+@pytest.mark.parametrize("kind", BLOCK_KINDS)
 @pytest.mark.parametrize("html_attrs", ['lang="en"', 'lang="ar" dir="rtl"'])
-async def test_titles_and_site_names_are_whole_at_320_px(page, widget_api, publisher, html_attrs):
+async def test_titles_and_site_names_are_whole_at_320_px(page, widget_api, publisher, html_attrs,
+                                                         kind):
     """WCAG 1.4.10 (reflow): at 320 px wide (a phone, or a 1280 px window zoomed to 400%) the
     title beside its thumbnail was cut to three lines and an ellipsis, the site name beside the
     time to "Frankf…": sighted readers lost what only a screen reader still had. Both are
-    whole now, nothing is wider than the page and the time stays on one line."""
+    whole now, nothing is wider than the page and the time stays on one line; in the server's
+    block (/v1/widget) as in the script's."""
     api = widget_api.base_url
-    await answer_related(page, api, LONG_CARDS)
     await page.set_viewport_size({"width": 320, "height": 800})
-    await open_with_block(page, publisher.page("reflow.html", host_page(api, html_attrs=html_attrs)))
+    await open_long_cards(page, api, publisher, kind, "reflow.html", html_attrs=html_attrs)
     cut = await page.locator("#related").evaluate("""c => {
         const root = c.shadowRoot, card = root.querySelector('.tdg-card').getBoundingClientRect();
         return [...root.querySelectorAll('.tdg-title, .tdg-site, .tdg-time')]
@@ -830,6 +853,22 @@ async def test_titles_and_site_names_are_whole_at_320_px(page, widget_api, publi
         '.tdg-time')].map(t => new Set([...t.getClientRects()].map(r => Math.round(r.top))).size)""")
     assert lines == [1, 1]
     assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    assert page.page_errors == []
+
+
+@pytest.mark.parametrize("kind", BLOCK_KINDS)
+async def test_a_site_name_the_grid_cuts_shows_whole_on_hover(page, widget_api, publisher, kind):
+    """In the grid (here a 1280 px window zoomed to 200%) a long site name is cut with "…" (a
+    second line would move the page under the block): sighted readers could not see the rest
+    of it anywhere. Each site name's title attribute holds it whole, the browser's tooltip."""
+    api = widget_api.base_url
+    await page.set_viewport_size({"width": 640, "height": 800})
+    await open_long_cards(page, api, publisher, kind, "grid-site.html")
+    sites = await page.locator("#related").evaluate("""c => [...c.shadowRoot.querySelectorAll(
+        '.tdg-site')].map(s => [s.textContent, s.title, s.scrollWidth > s.clientWidth])""")
+    assert [site for site, _, _ in sites] == [c["site"] for c in LONG_CARDS]
+    assert any(cut for _, _, cut in sites), sites  # the grid really cuts one here
+    assert [title for _, title, _ in sites] == [c["site"] for c in LONG_CARDS]
     assert page.page_errors == []
 
 
@@ -1836,7 +1875,8 @@ async def test_the_own_site_is_the_articles_as_the_server_fragment_judges_it(
                       for title in titles]
     await page.locator("#related").evaluate("c => c.setAttribute('data-heading', 'More')")
     await page.wait_for_function(
-        "document.querySelector('#related').shadowRoot.querySelector('h2').textContent == 'More'")
+        "document.querySelector('#related').shadowRoot.querySelector('h2 .tdg-sr').textContent"
+        " == 'More'")
     assert await titles_in(page, "#related") == titles
     assert await links_in(page, "#related") == server
     assert page.page_errors == []
@@ -1923,7 +1963,7 @@ async def test_changing_heading_or_theme_redraws_the_shown_block(page, widget_ap
         widget_api.base_url)))
     look = """c => { const b = c.shadowRoot.querySelector('section.tdg-block');
         const named = c.shadowRoot.getElementById(b.getAttribute('aria-labelledby'));
-        return [named.textContent, b.querySelector('h2').textContent,
+        return [named.querySelector('.tdg-sr').textContent, b.querySelector('h2 .tdg-caps').textContent,
                 b.getAttribute('data-theme')]; }"""
     related = page.locator("#related")
     assert await related.evaluate(look) == ["Related stories", "Related stories", "light"]
@@ -2031,7 +2071,7 @@ async def test_an_in_page_anchor_jump_does_not_count_the_block_again(page, widge
     await page.evaluate("location.hash = 'host-footer'")
     await page.locator("#related").evaluate("c => c.dataset.heading = 'More on this'")
     await page.wait_for_function(
-        "document.querySelector('#related').shadowRoot.querySelector('h2').textContent"
+        "document.querySelector('#related').shadowRoot.querySelector('h2 .tdg-sr').textContent"
         " == 'More on this'")
     await page.locator("#related").scroll_into_view_if_needed()
     await settle(page)
@@ -2114,7 +2154,7 @@ async def test_every_text_in_the_block_has_aa_contrast(page, widget_api, publish
     await open_with_block(page, publisher.page("contrast.html", html))
     ratios = await page.locator("#related").evaluate(CONTRAST_JS)
     classes = {cls.split()[-1] for cls, _ in ratios}
-    assert {"tdg-heading", "tdg-title", "tdg-snippet", "tdg-site", "tdg-time", "tdg-avatar",
+    assert {"tdg-caps", "tdg-title", "tdg-snippet", "tdg-site", "tdg-time", "tdg-avatar",
             "tdg-thumb-empty"} <= classes
     assert [(cls, ratio) for cls, ratio in ratios if ratio < 4.5] == []
     # The keyboard's focus shows there too: the accent outline, 3:1 or more against the block.
@@ -2212,6 +2252,43 @@ async def test_the_region_is_named_by_its_heading_not_a_copy_of_it(page, widget_
     assert page.page_errors == []
 
 
+async def heading_names(page) -> list[str]:
+    """The accessible name of each heading of the blocks (Chromium's accessibility tree, as a
+    screen reader gets it), the host's own left out."""
+    cdp = await page.context.new_cdp_session(page)
+    nodes = (await cdp.send("Accessibility.getFullAXTree"))["nodes"]
+    names = [n["name"]["value"] for n in nodes
+             if n.get("role", {}).get("value") == "heading" and not n.get("ignored")]
+    return [name for name in names if name not in {"Host headline", "More from the host"}]
+
+
+@pytest.mark.parametrize("kind", BLOCK_KINDS)
+async def test_the_heading_is_said_as_written_and_shown_in_capitals(
+        page, widget_api, publisher, kind):
+    """The heading is drawn in capitals (CSS text-transform), and Chromium gave assistive tech
+    the transformed text: "RELATED STORIES", which some screen readers spell letter by letter.
+    Its name (and the region's) is the heading as written now; it still looks as it did."""
+    api = widget_api.base_url
+    html = host_page(api, container_attrs='data-heading="More on this"')
+    if kind == "server":
+        fragment = await widget_api.fragment(SEED_URL, heading="More on this")
+        html = with_block(html, fragment)
+    await page.goto(publisher.page(f"{kind}-caps.html", html))
+    await page.wait_for_function("document.querySelector('#related').shadowRoot?.querySelector("
+                                 "'.tdg-card')")
+    assert await heading_names(page) == ["More on this"]
+    assert [name for name, _, _ in await region_names(page)] == ["more on this"]
+    # Drawn in capitals, one line high (the copy for the ear takes no room).
+    shown = await page.locator("#related").evaluate("""c => {
+        const h = c.shadowRoot.querySelector('h2'), style = getComputedStyle(h);
+        const text = h.getBoundingClientRect().height - parseFloat(style.paddingTop)
+            - parseFloat(style.borderTopWidth);
+        return [h.innerText.split('\\n')[0], Math.abs(text - parseFloat(style.lineHeight)) < 1];
+    }""")
+    assert shown == ["MORE ON THIS", True]
+    assert page.page_errors == []
+
+
 async def test_the_default_heading_is_english_on_any_page(page, widget_api, publisher):
     """"Related stories" on a French page was read with the page's French voice; a heading
     the page gives is in the page's language."""
@@ -2240,7 +2317,7 @@ async def test_the_block_is_drawn_in_the_containers_language(page, widget_api, p
         '<p id="el" lang="el" style="text-transform:uppercase">Σχετικά άρθρα</p>')
     await open_with_block(page, publisher.page("languages.html", html))
     await page.wait_for_function("document.querySelector('#greek').shadowRoot")
-    heading = "c => c.shadowRoot.querySelector('h2').innerText"
+    heading = "c => c.shadowRoot.querySelector('h2 .tdg-caps').innerText"
     assert await page.locator("#related").evaluate(heading) == "İLGİLİ HABERLER"
     assert await page.locator("#greek").evaluate(heading) == "ΣΧΕΤΙΚΑ ΑΡΘΡΑ"
     assert [await page.locator(p).inner_text() for p in ("#tr", "#el")] == [
@@ -2272,7 +2349,7 @@ async def test_every_word_of_the_block_is_the_pages_to_give(page, widget_api, pu
     lang_js = """c => [...c.shadowRoot.querySelectorAll('.tdg-sr')].map(
         s => [s.textContent.split(' ')[0], ['en', 'fr'].filter(l => s.matches(`:lang(${l})`))])"""
     assert {(word, tuple(langs)) for word, langs in await english_block.evaluate(lang_js)} == {
-        ("By", ("fr",)), ("opens", ("en",))}
+        ("Related", ("en",)), ("By", ("fr",)), ("opens", ("en",))}
     assert page.page_errors == []
 
 

@@ -258,6 +258,7 @@ def build_openvino_model(out_dir: Path) -> Path:
         found = reusable_ov_model(out_dir)
         if found:
             return found
+        log.info("building OpenVINO int8 model in %s (once per models folder)", out_dir)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         recipe = recipe_of_ov_build()
@@ -448,6 +449,7 @@ def choose_int8_runtime(choice_dir: Path, ort_model: Path, ov_model: Path,
         remembered = _remembered_runtime(path, key)
         if remembered:
             return remembered
+        log.info("racing onnxruntime and OpenVINO int8 on long texts (once per models folder)")
         # Long texts (the paragraphs joined five at a time): where the two runtimes differ.
         texts = [t for t in calibration_inputs() if len(t) > 1000] * 2
         rates = race({"ort": ort, "ov": ov}, texts)

@@ -1367,6 +1367,17 @@ def difference_note(difference, sources_file) -> str | None:
 LIST_WIDTH = 100
 
 
+def cut_middle(text: str, width: int) -> str:
+    """`text` in `width` characters, cut in the middle (pure). A fetch error reads "X fetching
+    URL: reason": cut at the end, a long feed URL pushed the reason out ("…: Cannot co…"),
+    which is what the operator needs; the URL is the row's own, in the sources file."""
+    if len(text) <= width:
+        return text
+    head = width // 3
+    tail = width - head - 1
+    return text[:head].rstrip() + "…" + text[len(text) - tail:].lstrip()
+
+
 def sources_table(rows, now=None) -> str:
     """The `sources list` table (pure; `rows`: store.SourceHealth). Besides health, what an
     operator tunes, which only `--json` showed: the kind read (auto's as detected), the
@@ -1391,9 +1402,7 @@ def sources_table(rows, now=None) -> str:
             count = f" (x{r.error_count})" if r.error_count > 1 else ""
             err = " ".join(r.last_error.split())
             room = LIST_WIDTH - len("  error: ") - len(count)
-            if len(err) > room:
-                err = err[:room - 1].rstrip() + "…"
-            out.append(f"  error: {err}{count}")
+            out.append(f"  error: {cut_middle(err, room)}{count}")
     return "\n".join(out)
 
 

@@ -360,6 +360,10 @@ def build_onnx_model(out_dir: Path, kind: str = "int8") -> Path:
         found = reusable_model(out_dir, kind)  # another process may have built it meanwhile
         if found:
             return found
+        # Said before, not only after: a first start logged store.created, then nothing for
+        # the ~100 s of builds and race while its port refused connections.
+        log.info("building %s ONNX model in %s (once per models folder; a first start "
+                 "listens when its models are built)", kind, out_dir)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         recipe = recipe_of_build(kind)

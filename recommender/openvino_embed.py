@@ -258,6 +258,7 @@ def build_openvino_model(out_dir: Path) -> Path:
         found = reusable_ov_model(out_dir)
         if found:
             return found
+        log.info("building OpenVINO int8 model in %s (once per models folder)", out_dir)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         recipe = recipe_of_ov_build()
@@ -403,6 +404,18 @@ def race(embedders: dict[str, object], texts: list[str], rounds: int = 3) -> dic
     return rates
 
 
+def _remembered_runtime(path: Path, key: dict[str, str]) -> str | None:
+    """The runtime this machine's race chose for these files (`key`: runtime -> recipe), None
+    when it has not raced them."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if saved.get("recipes") == key and saved.get("runtime") in ("ov", "ort"):
+        return saved["runtime"]
+    return None
+
+
 def choose_int8_runtime(choice_dir: Path, ort_model: Path, ov_model: Path,
                         threads: int | None = None, lead: str | None = None) -> str:
     """"ov" or "ort", raced once and remembered in `choice_dir` while both files stay the same.
@@ -422,18 +435,21 @@ def choose_int8_runtime(choice_dir: Path, ort_model: Path, ov_model: Path,
     ort = OnnxEmbedder(ort_model, threads=threads)
     ov = OpenVinoEmbedder(ov_model, threads=threads)
     key = {"ort": ort.recipe, "ov": ov.recipe}
+    path = Path(choice_dir) / CHOICE_FILE
     for runtime, recipe in key.items():
         if recipe == lead:
-            log.info("int8 runtime: %s, the one the database's stories are embedded with", runtime)
+            # News only where it overrides this machine's own choice: every `tidings related`
+            # or `search` after a first start printed this line to the operator's terminal.
+            remembered = _remembered_runtime(path, key)
+            log.log(logging.DEBUG if remembered == runtime else logging.INFO,
+                    "int8 runtime: %s, the one the database's stories are embedded with%s",
+                    runtime, f" (this machine's race chose {remembered})" if remembered else "")
             return runtime
-    path = Path(choice_dir) / CHOICE_FILE
     with _build_lock(Path(choice_dir)):
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved.get("recipes") == key and saved.get("runtime") in ("ov", "ort"):
-                return saved["runtime"]
-        except (OSError, ValueError):
-            pass
+        remembered = _remembered_runtime(path, key)
+        if remembered:
+            return remembered
+        log.info("racing onnxruntime and OpenVINO int8 on long texts (once per models folder)")
         # Long texts (the paragraphs joined five at a time): where the two runtimes differ.
         texts = [t for t in calibration_inputs() if len(t) > 1000] * 2
         rates = race({"ort": ort, "ov": ov}, texts)

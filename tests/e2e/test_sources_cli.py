@@ -512,8 +512,25 @@ def test_a_long_error_is_cut_to_the_width_of_the_table():
     row = SourceHealth("s", "https://e.org/f", "news", "feed", True, 1.0, "error", 0, None, None,
                        "HTTP 503 from https://e.org/" + "a" * 200, 4, None, 900)
     lines = sources_table([row]).splitlines()
-    assert lines[2].startswith("  error: HTTP 503 from https://e.org/aaa") and lines[2].endswith("… (x4)")
-    assert len(lines[2]) == 100
+    assert lines[2].startswith("  error: HTTP 503 from https://e.org/") and lines[2].endswith("aaa (x4)")
+    assert "…" in lines[2] and len(lines[2]) == 100
+
+
+def test_a_long_error_keeps_its_reason():
+    """The shipped sources on a machine without DNS: each error ends with why, after the
+    feed's URL, and the list cut it at the end ("Cannot co…"), leaving only the URL the row
+    already names."""
+    from aggregator.store import SourceHealth
+    from api.cli import sources_table
+
+    url = "https://feeds.bbci.co.uk/news/entertainment_and_arts/rss.xml"
+    error = (f"ClientConnectorDNSError fetching {url}: Cannot connect to host "
+             "feeds.bbci.co.uk:443 ssl:default [Domain name not found]")
+    row = SourceHealth("bbc", url, "news", "auto", True, 1.0, "error", 0, None, None, error, 1,
+                       None, 1800)
+    err = sources_table([row]).splitlines()[2]
+    assert err.startswith("  error: ClientConnectorDNSError") and len(err) <= 100, err
+    assert err.endswith("ssl:default [Domain name not found]"), err
 
 
 def test_a_retired_sources_stale_error_is_not_under_its_row():

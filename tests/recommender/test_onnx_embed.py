@@ -274,6 +274,19 @@ def test_make_embedder_builds_into_cache_dir(models_dir, int8_path):
 
 
 @pytest.mark.model
+def test_a_build_says_it_has_begun(tmp_path, caplog):
+    """A first `tidings run` logged store.created, then nothing while it built and raced its
+    models (about 100 s on 2 cores) with its port refused: it looked hung."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="tidings.embed")
+    build_int8_model(tmp_path / "minilm-int8")
+    said = [r.getMessage() for r in caplog.records if r.name == "tidings.embed"]
+    assert said[0].startswith(f"building int8 ONNX model in {tmp_path / 'minilm-int8'} "), said
+    assert said[-1].startswith("built int8 ONNX model"), said
+
+
+@pytest.mark.model
 def test_corrupt_file_is_rebuilt(tmp_path, int8_path):
     target = tmp_path / "minilm-int8"
     shutil.copytree(int8_path.parent, target)

@@ -299,6 +299,36 @@ def test_the_runtime_of_the_databases_recipe_is_taken_without_a_race(models_dir,
     (ort_dir / CHOICE_FILE).unlink()
 
 
+@pytest.mark.model
+@pytest.mark.slow
+def test_taking_the_databases_runtime_is_said_only_where_it_overrides_the_race(
+        models_dir, ov_path, monkeypatch, caplog):
+    """Every `tidings related`, `search` or `import` after a first start printed
+    "int8 runtime: ov, the one the database's stories are embedded with" to the terminal,
+    although it was the runtime this machine's own race had chosen."""
+    import logging
+
+    from recommender import openvino_embed
+    from recommender.onnx_embed import OnnxEmbedder, build_onnx_model
+
+    ort_dir = models_dir / "minilm-int8"
+    ort_path = build_onnx_model(ort_dir, "int8")
+    monkeypatch.setattr(openvino_embed, "race",
+                        lambda e, t, rounds=3: {"ov": [30.0], "ort": [10.0]})
+    assert choose_int8_runtime(ort_dir, ort_path, ov_path) == "ov"  # this machine's race
+    caplog.set_level(logging.INFO, logger="tidings.embed")
+    caplog.clear()
+    lead = OpenVinoEmbedder(ov_path).recipe
+    assert choose_int8_runtime(ort_dir, ort_path, ov_path, lead=lead) == "ov"
+    assert [r for r in caplog.records if r.levelno >= logging.INFO] == []
+    lead = OnnxEmbedder(ort_path).recipe
+    assert choose_int8_runtime(ort_dir, ort_path, ov_path, lead=lead) == "ort"
+    (said,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert said == ("int8 runtime: ort, the one the database's stories are embedded with "
+                    "(this machine's race chose ov)"), said
+    (ort_dir / CHOICE_FILE).unlink()
+
+
 @pytest.fixture
 def ort_races_ahead(models_dir, tmp_path, monkeypatch):
     """Settings of a data dir that shares the built models and whose own race (not yet run)

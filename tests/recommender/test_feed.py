@@ -1230,3 +1230,29 @@ def test_crowd_counts_impressions_and_the_trending_prior():
     assert crowd.impressions == {3: 2}
     assert crowd.trending_prior == pytest.approx(np.median(list(crowd.trending_top.values())))
     assert 1.0 < crowd.trending_prior < 3.0
+
+
+def test_trending_credits_a_story_with_the_readers_of_its_copies_on_other_sites():
+    """A wire story stored apart on three sites (not word for word, so not one story) is
+    shown once in trending, but it trended with the readers of the copy shown alone: read by
+    45 readers, 15 a site, it came below a story 40 had read."""
+    rng = np.random.default_rng(3)
+
+    def unit(v):
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    wire, other = unit(rng.standard_normal(DIM)), unit(rng.standard_normal(DIM))
+    at = NOW - timedelta(hours=1)
+    copies = [FeedCandidate(id=i, vector=unit(wire + 0.01 * rng.standard_normal(DIM)), category="politics",
+                            source=src, published_at=at, trending=15.0, title=title)
+              for i, src, title in ((1, "bbc", "Errors doomed first Dome sale"),
+                                    (2, "wire", "Errors doomed first Dome sale | Reuters"),
+                                    (3, "third", "'Errors' doomed first Dome sale"))]
+    read_by_40 = FeedCandidate(id=4, vector=other, category="politics", source="bbc", published_at=at,
+                               trending=40.0, title="Debate needed on donations cap")
+    page = rank_trending([*copies, read_by_40], now=NOW, k=10)
+    assert [it.id for it in page][:2] == [1, 4]  # the wire story first, once
+    assert not {2, 3} & {it.id for it in page}
+    assert page[0].score == pytest.approx(math.log1p(45.0) + 0.1, abs=0.01)
+    # So does a new reader's feed, which is trending and latest.
+    assert [it.id for it in cold_start([*copies, read_by_40], now=NOW, k=10)] == [1, 4]

@@ -637,6 +637,24 @@ def source_status(error_count: int, last_check_at: datetime | None,
     return "ok"
 
 
+class SourcesGlance(NamedTuple):
+    """The enabled sources of the file, and how many of them failed their last fetch."""
+
+    enabled: int
+    failing: int
+
+
+def all_failing_warning(glance: SourcesGlance) -> str | None:
+    """The line that says every enabled source is failing (pure), else None. A machine with
+    no network (or no DNS) failed every fetch while `/healthz` said "ok" and `sources list`
+    gave one error per row: nothing said that the trouble was the machine, not the feeds.
+    No error text here: `/healthz` is public, and errors name hosts and paths."""
+    if glance.enabled and glance.failing >= glance.enabled:
+        return (f"all {glance.enabled} enabled sources are failing: is this machine's "
+                "network (or DNS) down?")
+    return None
+
+
 def retired_weight(weight: float) -> float:
     """The weight a source's stories rank with once it is removed from sources.toml (pure):
     its damping stays, its boost goes. A boost was the operator's trust in a source they
@@ -1693,6 +1711,16 @@ class Store:
                 None if r.in_config else r.retired_at, r.last_new_story_at,
             ))
         return out
+
+    async def sources_glance(self) -> SourcesGlance:
+        """The enabled sources of the file and how many failed their last fetch (one light
+        read, no story count: `/healthz` asks it)."""
+        failing = func.coalesce(func.sum(case((SourceRow.error_count > 0, 1), else_=0)), 0)
+        q = (select(func.count(), failing)
+             .where(SourceRow.in_config.is_(True), SourceRow.enabled.is_(True)))
+        async with self.session() as s:
+            enabled, failed = (await s.execute(q)).one()
+        return SourcesGlance(enabled, int(failed))
 
     async def source_sections(self) -> list[tuple[str, str]]:
         """Each source in the file (enabled or not): its name and category."""

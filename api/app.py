@@ -354,6 +354,11 @@ class JobOut(BaseModel):
     running_since: str | None = None
 
 
+class SourcesGlanceOut(BaseModel):
+    enabled: int
+    failing: int
+
+
 class HealthOut(BaseModel):
     status: str
     database: bool
@@ -371,6 +376,12 @@ class HealthOut(BaseModel):
     # Per job of this process: when its last tick succeeded (ISO 8601, null: never yet) and
     # how many ticks in a row have failed since.
     jobs: dict[str, JobOut] = {}
+    # The enabled sources of the file and how many failed their last fetch (read at most every
+    # 30 s); null while the database cannot be read.
+    sources: SourcesGlanceOut | None = None
+    # What an operator should look at although the process answers: every enabled source
+    # failing (no network or DNS on this machine?). Any warning makes status "degraded".
+    warnings: list[str] = []
 
 
 class SourceOut(BaseModel):

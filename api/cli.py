@@ -1327,7 +1327,26 @@ def _show_sources(rows, args) -> int:
         print(json.dumps([source_json(r) for r in rows], indent=2))
         return 0
     print(sources_table(rows))
+    print(sources_summary(rows))
     return 0
+
+
+def sources_summary(rows) -> str:
+    """The line under the `sources list` table (pure; `rows`: store.SourceHealth): the
+    enabled sources by status, and a warning when every one is failing. On a machine with no
+    network or DNS, each of the 25 shipped sources showed its own error: nothing at a glance
+    said that the trouble was the machine, not the feeds."""
+    from aggregator.store import SourcesGlance, all_failing_warning
+
+    enabled = [r for r in rows if r.status in ("ok", "error", "pending")]
+    by = {status: sum(r.status == status for r in enabled) for status in ("ok", "error", "pending")}
+    line = (f"{counted(len(enabled), 'enabled source', 'enabled sources')}: {by['ok']} ok, "
+            f"{by['error']} failing, {by['pending']} pending")
+    others = [counted(sum(r.status == status for r in rows), status, status)
+              for status in ("disabled", "retired") if any(r.status == status for r in rows)]
+    line += "".join(f", {o}" for o in others)
+    warning = all_failing_warning(SourcesGlance(len(enabled), by["error"]))
+    return f"{line}\nwarning: {warning}" if warning else line
 
 
 def with_unapplied(rows, unapplied) -> list:

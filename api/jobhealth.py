@@ -14,6 +14,10 @@ for good while `/healthz` said "ok". Ticks are not cut by a timeout (a retention
 reload after a pruned change log may rightly take minutes); a tick running past its job's
 `stuck_after_s` is named as stuck instead, and the ticks skipped meanwhile are counted.
 
+Every source failing (a machine with no network or DNS: each fetch fails, each round
+succeeds) is no failing job, and `/healthz` said "ok": it now counts the enabled sources and
+those failing, from a read cached for SOURCES_READ_EVERY_S, and warns when all of them fail.
+
 What `/healthz` shows is deliberately small (when each job last succeeded, how many ticks
 in a row failed): the error texts stay in the logs, as they can name hosts and paths that a
 public health check should not.
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from aggregator.store import other_recipe_leads
+from aggregator.store import SourcesGlance, all_failing_warning, other_recipe_leads
 
 if TYPE_CHECKING:
     from api.services import Services
@@ -57,6 +61,9 @@ STUCK_FLOOR_S = 900.0
 # requests are said the same way (api.app DatabaseCallLimit): each one that met the outage
 # was a warning, thousands a minute on a busy replica.
 AWAY_SAY_EVERY_S = 60.0
+# How long /healthz reuses its count of failing sources: a load balancer probes every few
+# seconds, and a source's state changes at most once a fetch (every few minutes).
+SOURCES_READ_EVERY_S = 30.0
 
 
 def stuck_after_s(interval_s: float) -> float:
@@ -141,6 +148,9 @@ class JobHealth:
     # Called with (job, outcome), outcome one of OUTCOMES: the app's metrics count them.
     listeners: list[Callable[[str, str], None]] = field(default_factory=list)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests move time on
+    # /healthz's last count of the sources, and when it was read (None: not yet).
+    sources: SourcesGlance | None = None
+    sources_read_at: datetime | None = None
 
     def ok(self, name: str) -> Outage | None:
         """A tick succeeded; returns the database outage it ends, else None."""
@@ -202,6 +212,15 @@ class JobHealth:
             listener(name, outcome)
 
 
+async def sources_glance(svc: Services) -> SourcesGlance:
+    """The sources' count for /healthz, read again once SOURCES_READ_EVERY_S have passed."""
+    jobs, now = svc.jobs, svc.jobs.clock()
+    if (jobs.sources is None or jobs.sources_read_at is None
+            or (now - jobs.sources_read_at).total_seconds() >= SOURCES_READ_EVERY_S):
+        jobs.sources, jobs.sources_read_at = await svc.store.sources_glance(), now
+    return jobs.sources
+
+
 async def health(svc: Services) -> tuple[dict, int]:
     """The `/healthz` body of this process and its status code."""
     from api.cards import iso  # here: importing the cards (and the ranking) at start slowed
@@ -213,11 +232,15 @@ async def health(svc: Services) -> tuple[dict, int]:
         if svc.store.file_gone():
             raise FileNotFoundError("the database file was deleted or replaced")
         async with asyncio.timeout(DATABASE_ANSWER_S):
-            lead, ok = await svc.store.leading_embedder(), True
+            lead = await svc.store.leading_embedder()
+            sources, ok = await sources_glance(svc), True
     except Exception:  # whatever failed, the answer is this body, never an error page
-        lead, ok = None, False
+        lead, sources, ok = None, None, False
     failing, stuck = svc.jobs.failing(), svc.jobs.stuck()
-    body = {"status": "ok" if ok and not failing and not stuck else "degraded", "database": ok,
+    warnings = [f"{w} Their errors: `tidings sources list`, GET /v1/sources"
+                for w in [sources and all_failing_warning(sources)] if w]
+    body = {"status": "ok" if ok and not failing and not stuck and not warnings else "degraded",
+            "database": ok,
             "indexed": len(svc.corpus) if svc.corpus is not None else None,
             # No embedder (a collector): no recipe of its own to compare; no database: unknown.
             # No indexer registered (an empty database, the indexers stopped) is current, as
@@ -228,7 +251,10 @@ async def health(svc: Services) -> tuple[dict, int]:
             "stuck": stuck,
             "jobs": {name: {"ok_at": iso(s.ok_at), "failures": s.failures,
                             "running_since": iso(s.running_since)}
-                     for name, s in sorted(svc.jobs.jobs.items())}}
+                     for name, s in sorted(svc.jobs.jobs.items())},
+            # null while the database cannot be read
+            "sources": sources._asdict() if sources is not None else None,
+            "warnings": warnings}
     # 503 only when this process cannot answer (no database): a failing collector is no
     # reason for a load balancer to stop sending it readers.
     return body, 200 if ok else 503

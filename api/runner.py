@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import gc
 import json
 import logging
+import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -519,6 +522,28 @@ async def retention_preview(svc: Services, now: datetime | None = None) -> Reten
         await store.count_idle_readers(c.events_since) if c.events_since else 0)
 
 
+def refuse_taken_port(host: str, port: int) -> None:
+    """A ConfigError (exit 2) naming the address and the settings to change when the API
+    cannot listen on it, said before the model and the index load. A second `tidings run`
+    (`make demo` beside `make run`) loaded both, ~20 s, then died on uvicorn's raw
+    "[Errno 98] address already in use", exit 3. Bound and closed again at once, as uvicorn
+    binds it (SO_REUSEADDR: a port in TIME_WAIT after a restart is free). Port 0 (any free
+    port) cannot be taken."""
+    if not port:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as e:
+        taken = e.errno == errno.EADDRINUSE
+        why = ("already in use (another `tidings run` or `serve`, such as `make run`?)" if taken
+               else os.strerror(e.errno) if e.errno else str(e))
+        raise ConfigError(f"cannot listen on {host}:{port}: {why}; choose another with --port, "
+                          "or [api] host and port (TIDINGS_API_HOST, TIDINGS_API_PORT)") from None
+
+
 async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bool,
                     host: str | None = None, port: int | None = None,
                     metrics_port: int | None = None,
@@ -532,6 +557,10 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
         # (Its warnings come with that check.)
         load_sources(settings.sources_file, default_interval_s=settings.collect.default_interval_s,
                      set_by=settings.sources_from)
+    api_host = host or settings.api.host
+    api_port = port if port is not None else settings.api.port
+    if serve:
+        refuse_taken_port(api_host, api_port)
     svc = await build(settings, serve=serve, index=index, collect=collect,
                       owner_of_files=index, resolver_factory=resolver_factory)
     watcher = SourcesWatcher(svc, settings.sources_file)
@@ -613,7 +642,7 @@ async def run_roles(settings: Settings, *, serve: bool, collect: bool, index: bo
     sched.start()
     try:
         if serve:
-            await _serve(svc, host or settings.api.host, port if port is not None else settings.api.port, ready)
+            await _serve(svc, api_host, api_port, ready)
         else:
             if ready:
                 ready.set()

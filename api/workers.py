@@ -266,8 +266,9 @@ def _exit_when_orphaned(parent: int, every_s: float = 0.5) -> None:
 async def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     import asyncio
 
-    from api.runner import fields
+    from api.runner import fields, refuse_taken_port
 
+    refuse_taken_port(host, port)  # before the index is prepared, not after
     info = await asyncio.to_thread(prepare_for_workers, settings)
     log.info("index.saved_for_workers %s", fields(info))
     # The supervisor only waits on its workers from here: nothing else runs on this loop, so

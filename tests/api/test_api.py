@@ -84,6 +84,54 @@ async def test_healthz_names_a_job_whose_ticks_keep_failing(stack, http):
         jobs.jobs.clear()
 
 
+async def test_healthz_warns_when_every_enabled_source_is_failing(tmp_path, shared_data):
+    """A machine with no DNS: every fetch of the shipped sources failed, each round itself
+    succeeded, and /healthz said "ok" with `failing: []`. It stays 200 (the API serves), but
+    counts the sources and warns; the count is read again at most every 30 s."""
+    from datetime import timedelta
+
+    from aggregator.model import SourceSpec
+    from aggregator.store import FetchRecord
+    from api.app import HealthOut
+    from api.jobhealth import SOURCES_READ_EVERY_S
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=3)
+    store, now = st.svc.store, [datetime.now(UTC)]
+    st.svc.jobs.clock = lambda: now[0]
+    error = "ClientConnectorDNSError fetching https://a.org/feed: [Domain name not found]"
+
+    async def fail(claimed) -> None:
+        await store.record_fetch(claimed.id, FetchRecord(ok=False, next_check_at=now[0],
+                                                         interval_s=900, error=error), now[0])
+
+    try:
+        await store.sync_sources([SourceSpec("a", "https://a.org/feed", "politics"),
+                                  SourceSpec("b", "https://b.org/feed", "politics"),
+                                  SourceSpec("off", "https://c.org/feed", "politics",
+                                             enabled=False)], now[0])
+        first, second = await store.claim_due_sources(now[0], owner="t", lease_s=60)
+        async with httpx.AsyncClient(base_url=st.base_url) as http:
+            body = (await http.get("/healthz")).json()
+            assert (body["status"], body["sources"], body["warnings"]) == (
+                "ok", {"enabled": 2, "failing": 0}, [])
+            await fail(first)
+            await fail(second)
+            body = (await http.get("/healthz")).json()
+            assert body["sources"] == {"enabled": 2, "failing": 0}  # cached: no read per probe
+            now[0] += timedelta(seconds=SOURCES_READ_EVERY_S)
+            r = await http.get("/healthz")
+        body = r.json()
+        assert r.status_code == 200 and body["status"] == "degraded" and body["failing"] == []
+        assert body["sources"] == {"enabled": 2, "failing": 2}
+        assert body["warnings"] == [
+            "all 2 enabled sources are failing: is this machine's network (or DNS) down? "
+            "Their errors: `tidings sources list`, GET /v1/sources"]
+        assert "a.org" not in r.text  # the error's text stays out of a public check
+        HealthOut.model_validate(body)  # the document states the shape it has
+    finally:
+        await stop_stack(st, server, task)
+
+
 async def test_openapi_states_the_real_bounds_and_defaults_of_k(http):
     # Every k said "maximum 1000, no default" while the API refused more than api.max_k (50).
     doc = (await http.get("/openapi.json")).json()

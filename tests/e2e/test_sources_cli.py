@@ -516,6 +516,26 @@ def test_a_long_error_is_cut_to_the_width_of_the_table():
     assert "…" in lines[2] and len(lines[2]) == 100
 
 
+def test_sources_list_says_at_a_glance_that_every_source_is_failing():
+    """On a machine without DNS each of the 25 shipped sources showed its own error, and
+    nothing said that the trouble was the machine, not the feeds."""
+    from aggregator.store import SourceHealth
+    from api.cli import sources_summary
+
+    def row(name: str, status: str) -> SourceHealth:
+        return SourceHealth(name, "https://e.org/f", "news", "feed", status != "disabled", 1.0,
+                            status, 0, None, None, "DNS" if status == "error" else None,
+                            1 if status == "error" else 0, None, 900)
+
+    failing = [row(f"s{n}", "error") for n in range(25)]
+    assert sources_summary([*failing, row("off", "disabled")]).splitlines() == [
+        "25 enabled sources: 0 ok, 25 failing, 0 pending, 1 disabled",
+        "warning: all 25 enabled sources are failing: is this machine's network (or DNS) down?"]
+    assert sources_summary([*failing, row("fine", "ok")]) == (
+        "26 enabled sources: 1 ok, 25 failing, 0 pending")
+    assert sources_summary([row("new", "pending")]) == "1 enabled source: 0 ok, 0 failing, 1 pending"
+
+
 def test_a_long_error_keeps_its_reason():
     """The shipped sources on a machine without DNS: each error ends with why, after the
     feed's URL, and the list cut it at the end ("Cannot co…"), leaving only the URL the row

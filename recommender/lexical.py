@@ -322,11 +322,26 @@ def key_terms(title: str, text: str, max_terms: int = 40,
                         _NAME_OR_NUMBER.findall(unelided(text))), max_terms, stopwords)
 
 
+def capitals_name(stopwords: frozenset[str]) -> bool:
+    """Whether a capital mid-sentence says "name" in a story of these stop words
+    (`stopwords_for`): not in German, which capitalises every noun. Counted as names, the
+    nouns of German stories ("Krieg", "Test", "Euro", "Außenminister") were names to
+    `common_word`, and two reports sharing them read "same event: Pakistan, Außenminister,
+    Krieg" (tagesschau, heise feeds)."""
+    return stopwords is not _STOPWORDS_OF["de"]
+
+
 def proper_terms(text: str, stopwords: frozenset[str] | None = None) -> frozenset[str]:
     """The key terms of `text` that it capitalises mid-sentence at least once (`key_terms`'s
-    form of them). A title is no evidence: headlines may capitalise every word."""
-    return frozenset(_terms(_MID_SENTENCE_NAME.findall(unelided(text)), sys.maxsize,
-                            stopwords_for(text) if stopwords is None else stopwords))
+    form of them); none for a German story (`capitals_name`), whose words then count as
+    written otherwise: a word the corpus writes only in German stories is a name while it
+    is rare, fewer than `COMMON_WORD_MIN_DOCS` documents (`common_word`). A title is no
+    evidence: headlines may capitalise every word."""
+    if stopwords is None:
+        stopwords = stopwords_for(text)
+    if not capitals_name(stopwords):
+        return frozenset()
+    return frozenset(_terms(_MID_SENTENCE_NAME.findall(unelided(text)), sys.maxsize, stopwords))
 
 
 def _terms(words: Iterable[str], max_terms: int, stopwords: frozenset[str]) -> tuple[str, ...]:

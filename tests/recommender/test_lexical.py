@@ -147,6 +147,26 @@ def test_proper_terms_are_the_names_capitalised_mid_sentence():
     assert {"however", "among"} <= set(key_terms("", text))  # names to key_terms alone
 
 
+def test_german_capitals_are_no_evidence_of_a_name():
+    """German capitalises every noun: counted as mid-sentence names, "Krieg" or "Test" were
+    names to `common_word`, shown as the same event of two German stories."""
+    text = ("Der Außenminister reist nach Islamabad. Dort soll es um den Krieg gehen, sagte "
+            "Araghtschi am Freitag in Teheran.")
+    assert proper_terms(text) == frozenset()
+    assert {"krieg", "islamabad", "araghtschi"} <= set(key_terms("", text))  # still key terms
+    idx = LexicalIndex()
+    for i in range(3):
+        idx.add(i, "Gespräche in Islamabad", text)
+    idx.add(3, "Talks", "Officials said the envoy flew to Islamabad on Friday.")
+    # Three German stories and no capital elsewhere: a common word, where the English story
+    # writes "Islamabad" with its capital mid-sentence: a name.
+    assert idx.common_word("krieg") and idx.common_word("aussenminister")
+    assert not idx.common_word("islamabad")
+    idx.remove(2)
+    # In two stories only: rare, still a name (`COMMON_WORD_MIN_DOCS`).
+    assert not idx.common_word("krieg") and not _round_trip(idx).common_word("krieg")
+
+
 @pytest.fixture(scope="module")
 def bbc_index(shared_data) -> LexicalIndex:
     idx = LexicalIndex()

@@ -746,6 +746,28 @@ def test_a_sites_own_copies_on_its_mobile_host_or_spelt_otherwise_are_not_anothe
     assert also_reported(r, "beta.example", {"www.beta.example", "MOBILE.beta.example"}) is r
 
 
+def test_reasons_over_german_feeds_name_no_common_nouns(shared_data):
+    """German capitalises every noun: over the captured tagesschau and heise feeds, reasons
+    read "same event: Tablet, Test, Euro" for two tablet reviews and "same event: Pakistan,
+    Außenminister, Krieg" for two reports on Iran."""
+    from aggregator.feeds import parse_feed
+
+    folder = shared_data / "news-feeds" / "fast-news-reader"
+    items = [it for name in ("tagesschau.xml", "heise.xml")
+             for it in parse_feed((folder / name).read_bytes(),
+                                  base_url="https://feed.example/").items]
+    stories = {i: (it.title, it.text or it.summary) for i, it in enumerate(items, 1)}
+    vindex, lexical, vectors = _indexes_of(stories)
+    engine = RelatedEngine(vindex, lexical, lambda ids: {
+        i: CandidateMeta(title=stories[i][0], summary=stories[i][1][:300]) for i in ids})
+    shown: set[str] = set()
+    for n, (i, (title, text)) in enumerate(stories.items()):
+        for r in engine.related(Query(title, text, vectors[n], NOW, id=i), k=3, now=NOW):
+            shown |= {w for name in r.reason.partition(": ")[2].split(", ") for w in name.split()}
+    assert not {"Test", "Tablet", "Euro", "Krieg", "Außenminister", "Monate"} & shown
+    assert {"Araghtschi", "Islamabad", "Trump", "Maduro"} <= shown  # the names are still there
+
+
 def test_reasons_over_real_news_name_names_not_numbers_dates_or_sentence_starters(shared_data):
     """BBC blocks gave "similar topic: 000" (from "20,000"), "similar topic: Among", "Old",
     "Top", "Lose, 40", "Beach, Friday": number fragments, weekdays and months, and common words

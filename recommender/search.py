@@ -17,7 +17,15 @@ from collections.abc import Callable
 from itertools import pairwise
 from typing import TypeVar
 
-from recommender.lexical import fold, key_terms, stopwords_for, tokenize, unaccented, unspaced
+from recommender.lexical import (
+    fold,
+    key_terms,
+    stopwords_for,
+    tokenize,
+    umlauts_spelt_out,
+    unaccented,
+    unspaced,
+)
 from recommender.related import Ranked, RankParams, with_reason, writes_any
 
 Story = TypeVar("Story")
@@ -162,16 +170,28 @@ def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
     stop = stopwords_for(text)
     # One word once, however many of its spellings (`with_spellings`) the story writes: it
     # read "matches 'annonce', 'annoncé'" for "annonce", one typed word in two of three places.
-    spelt: dict[str, str] = {}
+    # A word's plain forms (`_plain_forms`) say it is one seen already: "münchen" is both
+    # "munchen" and "muenchen", so neither "Munchen" nor "Muenchen" is named beside it.
+    found: list[str] = []
+    seen: set[str] = set()
     written = as_written(text)
     for word in _shown_words(query, text, set(tokenize(text, stop)),
                              set(key_terms(text, "", stopwords=stop))):
         word = written.get(word, word)
-        spelt.setdefault(unaccented(fold(word)), word)
-    found = list(spelt.values())[:most]
+        if not (forms := _plain_forms(word)) & seen:
+            found.append(word)
+        seen |= forms
+    found = found[:most]
     if not found:
         return "about the same subject"
     return "matches " + ", ".join(f"'{w}'" for w in found)
+
+
+def _plain_forms(word: str) -> set[str]:
+    """The forms under which the index's spellings (`LexicalIndex.spellings`) tie `word` to
+    its others: without accents, and with its umlauts spelt out (pure)."""
+    term = fold(word)
+    return {unaccented(term), umlauts_spelt_out(term)}
 
 
 _LETTERS = re.compile(r"[^\W\d_]+")

@@ -133,3 +133,16 @@ def test_a_word_the_story_writes_two_ways_is_named_once(q):
     assert search_reason(spelt, title, summary) == f"matches '{normal_query(q)}'"
     assert search_reason(with_spellings(normal_query(f"{q} élysée"), idx.spellings), title,
                          summary) == f"matches '{normal_query(q)}', 'élysée'"
+
+
+@pytest.mark.parametrize("q", ["Muenchen", "München", "MUENCHEN"])
+def test_a_german_word_written_with_and_without_its_umlaut_is_named_once(q):
+    """A search carries a German word's umlauts spelt out (`LexicalIndex.spellings`): a story
+    that writes "München" in its title and "Muenchen" in its summary read "matches
+    'muenchen', 'münchen'", as accents alone said the two were one word."""
+    title = "Streik legt den Nahverkehr in München lahm"
+    summary = "In Muenchen fahren seit dem Morgen keine U-Bahnen."
+    idx = lexical.LexicalIndex()
+    idx.add(1, title, summary)
+    spelt = with_spellings(normal_query(q), idx.spellings)
+    assert search_reason(spelt, title, summary) == f"matches '{normal_query(q)}'"

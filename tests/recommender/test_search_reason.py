@@ -127,12 +127,16 @@ def test_a_word_the_story_writes_two_ways_is_named_once(q):
     'annoncé'", one typed word twice, taking a place of the three a reason shows."""
     title = "L'Élysée annonce un remaniement du gouvernement"
     summary = "Le président a annoncé depuis l'Élysée un remaniement du gouvernement."
+    assert reason_of(q, title, summary) == f"matches '{normal_query(q)}'"
+    assert reason_of(f"{q} élysée", title, summary) == f"matches '{normal_query(q)}', 'élysée'"
+
+
+def reason_of(q: str, title: str, summary: str) -> str:
+    """The reason of a story searched for `q` in an index of it alone, the query carrying the
+    index's other spellings of its words as a search does (`with_spellings`)."""
     idx = lexical.LexicalIndex()
     idx.add(1, title, summary)
-    spelt = with_spellings(normal_query(q), idx.spellings)
-    assert search_reason(spelt, title, summary) == f"matches '{normal_query(q)}'"
-    assert search_reason(with_spellings(normal_query(f"{q} élysée"), idx.spellings), title,
-                         summary) == f"matches '{normal_query(q)}', 'élysée'"
+    return search_reason(with_spellings(normal_query(q), idx.spellings), title, summary)
 
 
 @pytest.mark.parametrize("q", ["Muenchen", "München", "MUENCHEN"])
@@ -142,7 +146,4 @@ def test_a_german_word_written_with_and_without_its_umlaut_is_named_once(q):
     'muenchen', 'münchen'", as accents alone said the two were one word."""
     title = "Streik legt den Nahverkehr in München lahm"
     summary = "In Muenchen fahren seit dem Morgen keine U-Bahnen."
-    idx = lexical.LexicalIndex()
-    idx.add(1, title, summary)
-    spelt = with_spellings(normal_query(q), idx.spellings)
-    assert search_reason(spelt, title, summary) == f"matches '{normal_query(q)}'"
+    assert reason_of(q, title, summary) == f"matches '{normal_query(q)}'"

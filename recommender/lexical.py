@@ -328,7 +328,10 @@ def capitals_name(stopwords: frozenset[str]) -> bool:
     nouns of German stories ("Krieg", "Test", "Euro", "Außenminister") were names to
     `common_word`, and two reports sharing them read "same event: Pakistan, Außenminister,
     Krieg" (tagesschau, heise feeds)."""
-    return stopwords is not _STOPWORDS_OF["de"]
+    german = _STOPWORDS_OF["de"]
+    # Identity first (`stopwords_for` hands out that very set: no comparison per story); an
+    # equal set built elsewhere is German too (sets of other sizes compare at once).
+    return stopwords is not german and stopwords != german
 
 
 def proper_terms(text: str, stopwords: frozenset[str] | None = None) -> frozenset[str]:

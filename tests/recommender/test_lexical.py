@@ -679,3 +679,14 @@ def test_a_german_word_s_spellings_include_its_umlauts_spelt_out():
     restored = LexicalIndex()
     restored.restore(idx.snapshot())
     assert restored.spellings("muenchen") == ["münchen"]
+
+
+def test_a_german_stop_word_set_built_elsewhere_is_german_too():
+    """`capitals_name` took only the very set `stopwords_for` returns for German: an equal set
+    (a copy, a set rebuilt by a caller) read as English and its capitals as names."""
+    from recommender.lexical import capitals_name, stopwords_for
+
+    german = stopwords_for("Die Regierung hat am Montag in Berlin und in der Stadt gesagt, dass die")
+    assert not capitals_name(german)
+    assert not capitals_name(frozenset(set(german)))
+    assert capitals_name(stopwords_for("The government said on Monday in Berlin that the"))

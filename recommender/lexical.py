@@ -219,6 +219,13 @@ def umlauts_spelt_out(term: str) -> str:
     return term if term.isascii() else term.translate(_UMLAUTS_SPELT_OUT)
 
 
+def plain_forms(term: str) -> tuple[str, ...]:
+    """The forms under which spellings of a folded `term` are tied together (`unaccented`,
+    `umlauts_spelt_out`), distinct, in that order: the index files its terms under them
+    (`LexicalIndex.spellings`) and a search's reason names a word once under them."""
+    return tuple(dict.fromkeys((unaccented(term), umlauts_spelt_out(term))))
+
+
 def fold(text: str) -> str:
     """`text` as the index spells it: case-folded ("Straße" and "STRASSE" alike), one
     apostrophe, and without the marks and letters `_FOLD` reads alike."""
@@ -529,17 +536,16 @@ class LexicalIndex:
         is "élysée" where the stories write it so, and "élysée" is "elysee" where they write
         it bare (English sites often do); "muenchen" is "münchen", and "münchen" "muenchen". Kept
         apart by the index, a search typed one way missed every story written the other."""
-        bare, spelt_out = unaccented(term), umlauts_spelt_out(term)
+        plain = plain_forms(term)
         self._settle_removals()
         df, vocab, accented = self._df, self._vocab, self._accented
-        return [t for t in dict.fromkeys([term, bare, spelt_out, *accented.get(bare, ()),
-                                          *accented.get(spelt_out, ())])
+        return [t for t in dict.fromkeys([term, *plain, *(a for f in plain for a in accented.get(f, ()))])
                 if (tid := vocab.get(t)) is not None and df[tid] > 0]
 
     def _spelt(self, term: str) -> None:
         """`term`, new to the index, among the spellings of its unaccented form and of its
         form with the umlauts spelt out ("münchen": "munchen", "muenchen")."""
-        for plain in dict.fromkeys((unaccented(term), umlauts_spelt_out(term))):
+        for plain in plain_forms(term):
             if plain != term:
                 self._accented.setdefault(plain, []).append(term)
 

@@ -20,10 +20,9 @@ from typing import TypeVar
 from recommender.lexical import (
     fold,
     key_terms,
+    plain_forms,
     stopwords_for,
     tokenize,
-    umlauts_spelt_out,
-    unaccented,
     unspaced,
 )
 from recommender.related import Ranked, RankParams, with_reason, writes_any
@@ -190,8 +189,7 @@ def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:
 def _plain_forms(word: str) -> set[str]:
     """The forms under which the index's spellings (`LexicalIndex.spellings`) tie `word` to
     its others: without accents, and with its umlauts spelt out (pure)."""
-    term = fold(word)
-    return {unaccented(term), umlauts_spelt_out(term)}
+    return set(plain_forms(fold(word)))
 
 
 _LETTERS = re.compile(r"[^\W\d_]+")

@@ -7,6 +7,7 @@ are decoded by feedparser itself; `decode_html` is for HTML pages (listings, art
 from __future__ import annotations
 
 import codecs
+import functools
 import html
 import re
 from collections.abc import Iterator
@@ -272,11 +273,13 @@ def without_label_head(title: str, max_words: int = 3) -> str:
 _NON_WORD = re.compile(r"\W+")
 
 
+@functools.lru_cache(maxsize=65536)
 def headline_key(title: str) -> str:
     """What headlines compare by, wherever one story's copies are told apart (related blocks,
     feeds): without case, punctuation, a publisher's name after a separator
     (`without_name_tail`): "Title | Reuters" beside "Title" was one story shown twice, or a
-    section label before one (`without_label_head`: "Opinion | Title")."""
+    section label before one (`without_label_head`: "Opinion | Title"). Cached: a feed or a
+    trending request keys every candidate of its pool, the same titles request after request."""
     return _NON_WORD.sub(" ", without_label_head(without_name_tail(title)).lower()).strip()
 
 

@@ -106,6 +106,7 @@ from api.render import (
 from api.services import STOP_GRACE_S, Services
 from api.static_files import StaticFile, accepts_gzip, static_file
 from api.stats import MAX_DAYS, stats_period, stats_report
+from api.storycursor import decode_cursor, encode_cursor
 from recommender.blocks import BadArticle, Block
 from recommender.related import Filters
 from recommender.search import MAX_QUERY_CHARS, normal_query, query_problem
@@ -1151,13 +1152,13 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     async def latest_page(source: str | None, category: str | None, limit: int,
                           cursor: str | None) -> dict:
         # One selection for the JSON listing and its Atom feed.
-        before = decode_cursor(cursor) if cursor else None
+        before = decode_cursor(cursor, source, category) if cursor else None
         rows = await svc.store.latest_stories(limit=limit + 1, source=source, category=category,
                                               before=before)
         nxt = None
         if len(rows) > limit:
             rows = rows[:limit]
-            nxt = encode_cursor(rows[-1])
+            nxt = encode_cursor(rows[-1], source, category)
         return {"items": [card(s) for s in rows], "next": nxt}
 
     @app.get("/v1/stories", tags=["stories"], responses={200: {"model": StoriesPage}},
@@ -1547,38 +1548,6 @@ def _log_follow_failure(task: asyncio.Future) -> None:
 def db_unavailable_response() -> Response:
     return error_response(503, "database_unavailable", "the database is unavailable; try again shortly",
                           {"Retry-After": "5"})
-
-
-def encode_cursor(story) -> str:
-    """Opaque keyset cursor: the last item's sort time and id."""
-    import base64
-
-    raw = json.dumps([story_sort_at(story).isoformat(), story.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def story_sort_at(story) -> datetime:
-    p = story.published_at
-    return p if p is not None and p <= story.collected_at else story.collected_at
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    import base64
-
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, sid = json.loads(raw)
-        when = datetime.fromisoformat(at)
-        # In UTC (a time without that form overflows here, not in the database), and an id a
-        # signed 64-bit column can hold: a hand-made cursor is a 400, not a 500.
-        when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-        # bool is an int to Python, but `true` is no story id (the query raised a 500).
-        if type(sid) is not int or not 0 <= sid < 2**63:
-            raise ValueError("story id out of range")
-        return when, sid
-    except Exception as e:
-        raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from e
-
 
 
 def server_config(app, host: str, port: int, **options):

@@ -1,0 +1,65 @@
+"""The `next` cursor of the story listing (`GET /v1/stories`): a keyset position, the last
+item's sort time and id, and a check of the filters it was given with.
+
+A position alone paged any listing: a client that kept a category's cursor when its reader
+switched tabs got the other category's stories older than that point, an empty page where
+they shared a time (an import without dates), with no error to say why. The check makes that
+a 400 that says so. Not a signature (nothing is secret): a client may still make a cursor for
+any listing, which only changes its own pages. Cursors given out before the check (a
+position alone) still page whatever listing they are given to.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import UTC, datetime
+
+from aggregator.names import name_key
+from api.errors import ApiError
+
+NOT_OURS = "the cursor is not one this API gave out"
+OTHER_FILTERS = ("the cursor was made for a listing with other filters (source, category): "
+                 "page with the `next` of this listing, or start it again without a cursor")
+
+
+def filters_check(source: str | None, category: str | None) -> str:
+    """Six hex digits naming the selection: the filters as the store matches them (any case,
+    surrounding space aside; blank is none), so `Politics` pages `politics`' cursor."""
+    keys = "\x00".join(name_key(f) if f else "" for f in (source, category))
+    return hashlib.blake2b(keys.encode(), digest_size=3).hexdigest()
+
+
+def story_sort_at(story) -> datetime:
+    """The story's place in the listing, as the store's `sort_at` holds it (`sort_time`)."""
+    p = story.published_at
+    return p if p is not None and p <= story.collected_at else story.collected_at
+
+
+def encode_cursor(story, source: str | None, category: str | None) -> str:
+    """Opaque keyset cursor: the last item's sort time and id, and its listing's filters."""
+    raw = json.dumps([story_sort_at(story).isoformat(), story.id, filters_check(source, category)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, source: str | None, category: str | None) -> tuple[datetime, int]:
+    """The position `encode_cursor` wrote for this listing; a 400 `invalid_cursor` for
+    anything else, another listing's cursor included."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, sid, *check = json.loads(raw)
+        when = datetime.fromisoformat(at)
+        # In UTC (a time without that form overflows here, not in the database), and an id a
+        # signed 64-bit column can hold: a hand-made cursor is a 400, not a 500.
+        when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        # bool is an int to Python, but `true` is no story id (the query raised a 500).
+        if type(sid) is not int or not 0 <= sid < 2**63:
+            raise ValueError("story id out of range")
+        if len(check) > 1 or (check and type(check[0]) is not str):
+            raise ValueError("not a filters check")
+    except Exception as e:
+        raise ApiError(400, "invalid_cursor", NOT_OURS) from e
+    if check and check[0] != filters_check(source, category):
+        raise ApiError(400, "invalid_cursor", OTHER_FILTERS)
+    return when, sid

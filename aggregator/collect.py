@@ -239,8 +239,11 @@ class PagesRead:
 
 def refused_for_good(e: BaseException) -> bool:
     """Whether a page's fetch failed with a status that asking again will not change: a 4xx
-    other than 408 Request Timeout, 425 Too Early and 429 Too Many Requests (404, 410, 403...)."""
-    return isinstance(e, HTTPStatusError) and 400 <= e.status < 500 and e.status not in (408, 425, 429)
+    such as 404 Not Found or 410 Gone. Not 408 Request Timeout, 425 Too Early, 429 Too Many
+    Requests, nor 403 Forbidden: bot walls and rate limiters answer 403 for a while, then
+    serve the page, which waited for the feed's next change (for good, on a static sitemap)."""
+    return (isinstance(e, HTTPStatusError) and 400 <= e.status < 500
+            and e.status not in (403, 408, 425, 429))
 
 
 def page_waits(e: BaseException, failed_rounds: int) -> bool:

@@ -439,13 +439,15 @@ def _sitemap(site: LocalSite, paths: list[str]) -> bytes:
             f"{entries}</urlset>").encode()
 
 
-@pytest.mark.parametrize(("status", "whole_reads"), [(500, PAGE_TRIES), (404, 1), (410, 1)])
+@pytest.mark.parametrize(("status", "whole_reads"),
+                         [(500, PAGE_TRIES), (403, PAGE_TRIES), (404, 1), (410, 1)])
 async def test_a_page_that_always_fails_stops_costing_its_feed_its_validators(
         sqlite_store, status, whole_reads):
     """A full_text source with one article page that always failed never kept its ETag: the
     failed page waited to be tried again, so every round downloaded the whole feed until the
     item left it. Now a page stops waiting after PAGE_TRIES failed rounds in a row, or at
-    once when its server refused it for good (404, 410), and the feed answers 304 again."""
+    once when its server refused it for good (404, 410), and the feed answers 304 again. A
+    403 is a failure of the moment (a bot wall, a rate limiter), as a 500 is."""
     async with LocalSite() as site:
         site.route("/post/good", body=_article("A good story"), content_type="text/html")
         site.route("/post/bad", status=status, body=b"no", content_type="text/html")

@@ -14,7 +14,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -66,12 +66,15 @@ CHECK_SAMPLE = 3
 # A full_text source's feed is read whole, not asked for a 304, while its links wait for their
 # pages (`PagesRead.left`). An article page that always failed (a dead link, a page the
 # extractor cannot read) kept it so until the item left the feed: the whole feed downloaded
-# every round. A page stops holding it after PAGE_TRIES failed rounds in a row (counted by
-# this process, per URL), or at once when its server refused it for good (`refused_for_good`);
-# it is still tried again whenever the feed changes. At most PAGE_FAILURES_KEPT URLs are
-# remembered, the oldest forgotten first (a forgotten one is only tried PAGE_TRIES more times).
+# every round. A page stops holding it after PAGE_TRIES failed rounds in a row, or at once
+# when its server refused it for good (`refused_for_good`); it is still tried again whenever
+# the feed changes. The rounds are counted on the source's row (`page_failures`), not in the
+# collector's memory: a cron of `tidings collect --once` started each round at 0, and its
+# failing pages held the feed back for ever (so did collectors side by side, each counting
+# its own rounds). At most PAGE_FAILURES_KEPT URLs a source, in the document's order (one
+# left out is only tried PAGE_TRIES more times).
 PAGE_TRIES = 3
-PAGE_FAILURES_KEPT = 10_000
+PAGE_FAILURES_KEPT = 1_000
 T = TypeVar("T")
 # Which of some canonical URLs are stories already (`Store.stored_urls`).
 Stored = Callable[[Iterable[str]], Awaitable[set[str]]]
@@ -217,11 +220,13 @@ class PagesRead:
     """What reading a full_text source's article pages came to: how many were fetched,
     why each that failed did (`"URL: reason"`), and how many of the document's links still
     want their page read (`left`: past the round's `full_text_limit`, or failed and to be
-    tried again next round, `page_waits`)."""
+    tried again next round, `page_waits`); `failed_rounds`: the failed rounds in a row of the
+    pages still unread, to store on the source (`failed_rounds_after`)."""
 
     tried: int = 0
     failures: tuple[str, ...] = ()
     left: int = 0
+    failed_rounds: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def read(self) -> int:
@@ -239,14 +244,34 @@ class PagesRead:
 
 def refused_for_good(e: BaseException) -> bool:
     """Whether a page's fetch failed with a status that asking again will not change: a 4xx
-    other than 408 Request Timeout, 425 Too Early and 429 Too Many Requests (404, 410, 403...)."""
-    return isinstance(e, HTTPStatusError) and 400 <= e.status < 500 and e.status not in (408, 425, 429)
+    such as 404 Not Found or 410 Gone. Not 408 Request Timeout, 425 Too Early, 429 Too Many
+    Requests, nor 403 Forbidden: bot walls and rate limiters answer 403 for a while, then
+    serve the page, which waited for the feed's next change (for good, on a static sitemap)."""
+    return (isinstance(e, HTTPStatusError) and 400 <= e.status < 500
+            and e.status not in (403, 408, 425, 429))
 
 
 def page_waits(e: BaseException, failed_rounds: int) -> bool:
     """Whether a page that failed (`failed_rounds` in a row, this one included) still holds its
     feed's validators back, to be tried next round (pure)."""
     return failed_rounds < PAGE_TRIES and not refused_for_good(e)
+
+
+def failed_rounds_after(urls: Iterable[str], before: Mapping[str, int], failed: Container[str],
+                        tried: Container[str]) -> dict[str, int]:
+    """The failed rounds in a row of a source's unread pages (`urls`, the document's links not
+    stored with a text yet) after a round (pure): one more for a page that failed, as they were
+    for one not tried this round (past `full_text_limit`); none for a page read, nor for one the
+    document no longer lists (so the count stays as small as the document)."""
+    after: dict[str, int] = {}
+    for url in urls:
+        if url in failed:
+            after[url] = before.get(url, 0) + 1
+        elif url not in tried and url in before:
+            after[url] = before[url]
+        if len(after) == PAGE_FAILURES_KEPT:
+            break
+    return after
 
 
 def none_usable(item_count: int, problems: Iterable[str], full_text: bool) -> str:
@@ -300,8 +325,6 @@ class Collector:
         self._kept_pool: ParsePool | None = None
         # Claims and stores under way (`_settled`): an interrupted round waits for them.
         self._writes: set[asyncio.Future] = set()
-        # Article pages' failed rounds in a row, by URL (`page_waits`), oldest first.
-        self._page_failures: dict[str, int] = {}
 
     async def start(self) -> None:
         """For a collector that runs round after round: keep parse workers across rounds, and
@@ -469,7 +492,8 @@ class Collector:
         # Before their pages are read: an old item's page is not read every round either.
         drafts, past = within_retention(parsed.drafts, now, self.keep_days)
         if spec.full_text and drafts:
-            drafts, unread, pages = await self._with_full_text(fetcher, spec, drafts)
+            drafts, unread, pages = await self._with_full_text(fetcher, spec, drafts,
+                                                               failed_before=state.page_failures)
             if pages.problem:
                 doc = replace(doc, problems=(*doc.problems, pages.problem))
         if pages.left:
@@ -499,7 +523,8 @@ class Collector:
             item_times=tuple({d.published_at for d in (*drafts, *parsed.drafts) if d.published_at}),
         )
         recovered = await self._record(state, outcome, result, t0, items=parsed.item_count,
-                                       new=len(res.new_ids), kind=doc.kind)
+                                       new=len(res.new_ids), kind=doc.kind,
+                                       page_failures=pages.failed_rounds)
         if doc.problems:
             log.info("collect.problems source=%s problems=%s", spec.name,
                      masked_secrets("; ".join(doc.problems[:5])))
@@ -683,10 +708,13 @@ class Collector:
                                repeated=parsed.repeated)
 
     async def _with_full_text(self, fetcher: Fetcher, spec: SourceSpec, drafts: list[StoryDraft],
-                              only_new: bool = True) -> tuple[list[StoryDraft], int, PagesRead]:
+                              only_new: bool = True, failed_before: Mapping[str, int] | None = None,
+                              ) -> tuple[list[StoryDraft], int, PagesRead]:
         """`drafts` with their article pages read (at most `full_text_limit` pages, those of
         stories not stored with a text yet), how many untitled drafts were not read:
-        already stored, or left for a later round by the limit, and the pages that failed."""
+        already stored, or left for a later round by the limit, and the pages that failed.
+        `failed_before`: the failed rounds in a row of the source's pages, as stored."""
+        failed_before = failed_before or {}
         known = await self.store.urls_with_text(d.url for d in drafts) if only_new else set()
         todo = [d for d in drafts if d.url not in known][: self.settings.full_text_limit]
 
@@ -696,12 +724,11 @@ class Collector:
             try:
                 res = await fetcher.fetch_page(d.original_url or d.url, own_host=own_host(spec))
                 art = await read_article(res.body, res.final_url)
-                self._page_failures.pop(d.url, None)
                 return merge_article(d, art), None
             except Exception as e:  # one unreadable article page never costs the whole feed
                 log.info("collect.page_failed url=%s error=%s", masked_secrets(d.url),
                          masked_secrets(str(e)))
-                if page_waits(e, self._page_failed(d.url)):
+                if page_waits(e, failed_before.get(d.url, 0) + 1):
                     waiting.add(d.url)
                 return d, f"{d.url}: {e}"
 
@@ -713,15 +740,11 @@ class Collector:
         # Past the limit (not tried this round), or failed and still to be tried.
         left = sum(1 for d in drafts if d.url not in known
                    and (d.url not in tried or d.url in waiting))
-        return [done.get(d.url, d) for d in drafts], unread, PagesRead(len(todo), failures, left)
-
-    def _page_failed(self, url: str) -> int:
-        """Count one more failed round of `url`'s page; returns its failed rounds in a row."""
-        failed = self._page_failures.pop(url, 0) + 1
-        self._page_failures[url] = failed  # moved to the end: the oldest are forgotten first
-        while len(self._page_failures) > PAGE_FAILURES_KEPT:
-            del self._page_failures[next(iter(self._page_failures))]
-        return failed
+        failed_rounds = failed_rounds_after(
+            (d.url for d in drafts if d.url not in known), failed_before,
+            {d.url for d, why in outcomes if why is not None}, tried)
+        return ([done.get(d.url, d) for d in drafts], unread,
+                PagesRead(len(todo), failures, left, failed_rounds))
 
     async def _failed(self, state: SourceState, err: Exception, t0: float) -> SourceReport:
         msg = str(err) or type(err).__name__
@@ -743,7 +766,8 @@ class Collector:
                             elapsed_s=time.perf_counter() - t0)
 
     async def _record(self, state: SourceState, outcome: FetchOutcome, result, t0: float, *,
-                      items: int, new: int, kind: str = "") -> int:
+                      items: int, new: int, kind: str = "",
+                      page_failures: Mapping[str, int] | None = None) -> int:
         """Record a successful fetch; returns the failed fetches in a row it ended (0 when
         the source was not failing, or the result was not recorded)."""
         now = self.clock()
@@ -754,7 +778,8 @@ class Collector:
             etag=result.etag if not result.not_modified else state.etag,
             last_modified=result.last_modified if not result.not_modified else state.last_modified,
             new_url=result.permanent_redirect_to, detected_kind=kind, new_stories=new,
-            items=items, elapsed_s=time.perf_counter() - t0, spec=state.spec), now)
+            items=items, elapsed_s=time.perf_counter() - t0, spec=state.spec,
+            page_failures=None if page_failures is None else dict(page_failures)), now)
         if not (recorded and state.error_count):
             return 0
         # Said, at the level its failures were: the log showed `collect.failed` for each

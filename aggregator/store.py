@@ -19,7 +19,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -268,6 +268,8 @@ class SourceState:
     # The interval its last fetch chose, when that fetch succeeded (else None: a back-off
     # is no pace, nor is what a reset or a URL edit left).
     interval_s: int | None = None
+    # Its article pages' failed rounds in a row, by URL (`collect.failed_rounds_after`).
+    page_failures: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -330,6 +332,9 @@ class FetchRecord:
     elapsed_s: float = 0.0
     # The source as it was claimed, for `fetched_as_configured` (None: not checked).
     spec: SourceSpec | None = None
+    # Its article pages' failed rounds in a row, by URL, after this fetch (None: as they
+    # were; a 304 or a failure read no page).
+    page_failures: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -592,6 +597,8 @@ def _fetch_values(row: dict, rec: FetchRecord, now: datetime) -> dict:
             out["detected_kind"] = rec.detected_kind
         if rec.new_stories:
             out["last_new_story_at"] = now
+        if rec.page_failures is not None:
+            out["page_failures"] = rec.page_failures or None
     else:
         out["error_count"] = (row["error_count"] or 0) + 1
         out["last_error"] = rec.error
@@ -1566,7 +1573,8 @@ class Store:
                 rows = sorted((await s.scalars(stmt)).all(),
                               key=lambda r: (r.next_check_at is not None, r.next_check_at))
             return [SourceState(r.id, _spec(r), r.etag, r.last_modified, r.error_count,
-                                r.next_check_at, _paced_interval_s(r)) for r in rows]
+                                r.next_check_at, _paced_interval_s(r), r.page_failures or {})
+                    for r in rows]
 
     async def release_source_claims(self, owner: str) -> int:
         """Drop the leases `owner` holds on sources: claimed, but this process will not fetch
@@ -1620,7 +1628,7 @@ class Store:
     async def _write_fetch_batch(self, batch: list) -> set[int]:
         table = SourceRow.__table__
         cols = ("url", "error_count", "stats", "etag", "last_modified", "detected_kind",
-                "last_new_story_at", "last_success_at", "last_error")
+                "last_new_story_at", "last_success_at", "last_error", "page_failures")
         read = (*cols, *(c for c in _FETCHED_COLUMNS if c not in cols))
         ids = list({source_id for source_id, *_ in batch})
         async with self.writing() as s:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.collect import PAGE_TRIES, Collector
+from aggregator.collect import PAGE_TRIES, Collector, failed_rounds_after
 from aggregator.model import Selectors, SourceSpec, selectors_json, zone_only
 from aggregator.settings import CollectSettings
 from aggregator.sources import load_sources
@@ -439,20 +439,28 @@ def _sitemap(site: LocalSite, paths: list[str]) -> bytes:
             f"{entries}</urlset>").encode()
 
 
-@pytest.mark.parametrize(("status", "whole_reads"), [(500, PAGE_TRIES), (404, 1), (410, 1)])
+async def _a_sitemap_with_a_failing_page(store, site: LocalSite, status: int) -> None:
+    """A full_text source: a static sitemap of a good page and `/post/bad`, which answers
+    `status`."""
+    site.route("/post/good", body=_article("A good story"), content_type="text/html")
+    site.route("/post/bad", status=status, body=b"no", content_type="text/html")
+    site.route("/sitemap.xml", etag='"s1"', content_type="application/xml",
+               body=_sitemap(site, ["/post/good", "/post/bad"]))
+    await store.sync_sources([SourceSpec(
+        "sm", site.url("/sitemap.xml"), "world", kind="sitemap", full_text=True)])
+
+
+@pytest.mark.parametrize(("status", "whole_reads"),
+                         [(500, PAGE_TRIES), (403, PAGE_TRIES), (404, 1), (410, 1)])
 async def test_a_page_that_always_fails_stops_costing_its_feed_its_validators(
         sqlite_store, status, whole_reads):
     """A full_text source with one article page that always failed never kept its ETag: the
     failed page waited to be tried again, so every round downloaded the whole feed until the
     item left it. Now a page stops waiting after PAGE_TRIES failed rounds in a row, or at
-    once when its server refused it for good (404, 410), and the feed answers 304 again."""
+    once when its server refused it for good (404, 410), and the feed answers 304 again. A
+    403 is a failure of the moment (a bot wall, a rate limiter), as a 500 is."""
     async with LocalSite() as site:
-        site.route("/post/good", body=_article("A good story"), content_type="text/html")
-        site.route("/post/bad", status=status, body=b"no", content_type="text/html")
-        site.route("/sitemap.xml", etag='"s1"', content_type="application/xml",
-                   body=_sitemap(site, ["/post/good", "/post/bad"]))
-        await sqlite_store.sync_sources([SourceSpec(
-            "sm", site.url("/sitemap.xml"), "world", kind="sitemap", full_text=True)])
+        await _a_sitemap_with_a_failing_page(sqlite_store, site, status)
         c = collector(sqlite_store, site)
         rounds = [(await c.run_round(force=True)).sources[0] for _ in range(whole_reads + 2)]
         assert [r.not_modified for r in rounds] == [False] * whole_reads + [True, True]
@@ -465,6 +473,53 @@ async def test_a_page_that_always_fails_stops_costing_its_feed_its_validators(
         changed = [(await c.run_round(force=True)).sources[0] for _ in range(2)]
         assert [(r.new, r.not_modified) for r in changed] == [(1, False), (0, True)]
         assert site.paths_requested().count("/post/bad") == whole_reads + 1
+
+
+def test_failed_rounds_follow_the_document():
+    """Stored on the source, the counts must not grow with every link it ever listed: a page
+    read, or gone from the document, is dropped; one past the round's limit keeps its count."""
+    before = {"/a": 2, "/b": 1, "/c": 1, "/gone": 2}
+    after = failed_rounds_after(["/a", "/b", "/c", "/new"], before,
+                                failed={"/a", "/new"}, tried={"/a", "/b", "/new"})
+    assert after == {"/a": 3, "/c": 1, "/new": 1}
+
+
+async def test_a_page_behind_a_bot_wall_is_read_once_the_wall_lifts(sqlite_store):
+    """A bot wall or a rate limiter answers 403 for a while, then serves the page. A 403 was
+    taken as the page refused for good: the next round sent the validators, the static
+    sitemap answered 304, and the story never came. Now it waits, as a 500 does."""
+    async with LocalSite() as site:
+        await _a_sitemap_with_a_failing_page(sqlite_store, site, 403)
+        c = collector(sqlite_store, site)
+        first = (await c.run_round(force=True)).sources[0]
+        assert first.new == 1 and "HTTP 403 Forbidden" in first.problems[0]
+        site.route("/post/bad", body=_article("A walled story"), content_type="text/html")
+        second = (await c.run_round(force=True)).sources[0]
+        assert (second.not_modified, second.new) == (False, 1)
+        assert sorted(s.title for s in await sqlite_store.latest_stories(limit=5)) == [
+            "A good story", "A walled story"]
+        assert (await c.run_round(force=True)).sources[0].not_modified
+
+
+async def test_failed_pages_are_counted_across_one_off_collectors(store):
+    """A cron of `tidings collect --once` is a new collector each run. The failed rounds of
+    a page were counted in the collector's memory, so each run began at none: a page that
+    always failed never reached PAGE_TRIES, and every run downloaded the whole feed. They are
+    counted on the source's row, on SQLite and PostgreSQL alike."""
+    async with LocalSite() as site:
+        await _a_sitemap_with_a_failing_page(store, site, 503)
+        runs = [(await collector(store, site).run_round(force=True)).sources[0]
+                for _ in range(PAGE_TRIES + 2)]
+        assert [r.not_modified for r in runs] == [False] * PAGE_TRIES + [True, True]
+        assert site.paths_requested().count("/post/bad") == PAGE_TRIES
+        # Read at last, the page's count is dropped: it would not outlive its failures.
+        site.route("/post/bad", body=_article("A late story"), content_type="text/html")
+        site.route("/sitemap.xml", etag='"s2"', content_type="application/xml",
+                   body=_sitemap(site, ["/post/good", "/post/bad"]))
+        late = (await collector(store, site).run_round(force=True)).sources[0]
+        assert (late.new, late.problems) == (1, ())
+        (state,) = await store.claim_due_sources(NOW_EDIT, owner="t", lease_s=60, due_only=False)
+        assert state.page_failures == {}
 
 
 async def test_check_stores_nothing(site, sqlite_store, shared_data):

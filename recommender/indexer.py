@@ -51,6 +51,18 @@ behind them). Claims taken beside a busy model keep their turn, unlike the urgen
 on 2026-12-04. 3 A/B sets of 3 runs, alternated, on a noisy machine (embedder alone 146-208
 stories/s): the model's idle time before its first call median 0.21 -> 0.12 s, ratio median
 0.843 (0.77-0.95) -> 0.882 (0.78-0.95).
+Where the ratio stands (2026-12-07, later, 2-core AMD EPYC with VNNI, a faster machine: the
+embedder alone 344-413 stories/s, ~7 CPU-s for the benchmark's 1,438 stories, against 146-208
+the session before): 5 runs 0.75-0.83. The model no longer idles (0.07-0.11 s before its
+first call, ~0 between calls, 0.03 s after the last); what is left is CPU. Beside the model,
+a run spends ~1.5-1.9 CPU-s on 2 cores: the event loop 0.54-0.66 (the corpus's follow ~half of
+it, its lexical `add_many` ~a third; the round's upserts ~a quarter), the model's caller
+0.21-0.29, the parse workers 0.41-0.53 (0.36 CPU-s for the 40 feeds parsed in one process;
+no single part above 10%), SQLite and the rest. With both cores busy, the ratio cannot pass
+model CPU / (model CPU + the rest) = 7 / (7 + 1.5 to 1.9) = 0.79-0.82, where it measures; the
+faster the model, the lower that ceiling (the same pipeline read 0.87 beside a model at half
+the speed). 0.90 needs the rest at ~0.8 CPU-s, about half of today's, spread over parsing,
+storing, following and lexical indexing: no single change gets there.
 """
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ from aggregator.sources import FILE_CLOCK_SLACK_S
 from aggregator.writelock import WriteLock
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger("tidings.store")
 STATS_KEEP = 20  # recent fetches kept on each source row
 EVENT_PARTITION = 2_000  # event rows converted per turn of the event loop (recent_events)
 # Most story ids `reader_story_ids` returns: a history window (30 days by default) of a reader
@@ -1345,6 +1346,12 @@ class Store:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         found: list[str | None] = []  # the database's revision, for the error below
+        script = ScriptDirectory.from_config(cfg)
+        head = script.get_current_head()
+        # Revisions this version can upgrade from: one it does not know is a newer version's
+        # (the error below), no upgrade to announce.
+        older = {r.revision for r in script.walk_revisions()} - {head}
+        started = time.monotonic()
 
         def upgrade(sync_conn) -> None:
             if self.dialect == "postgresql":
@@ -1360,6 +1367,11 @@ class Store:
             found.append(MigrationContext.configure(sync_conn).get_current_revision())
             if found[-1] is None and not create:
                 return
+            if found[-1] in older:
+                # An upgrade said before it runs: a big events table takes its migrations
+                # minutes, with no API and, without this line, no word (alembic is quiet).
+                log.info("store.migrating %s from schema revision %s to %s (older versions of "
+                         "Tidings will not start on it after)", shown_url(self.url), found[-1], head)
             cfg.attributes["connection"] = sync_conn
             command.upgrade(cfg, "head")
 
@@ -1381,11 +1393,13 @@ class Store:
             # A rolling upgrade: a newer process migrated the database past what this one
             # knows. Said in one line (it was alembic's traceback, a crash loop at restart),
             # with both revisions: which version the operator must run is the question.
-            head = ScriptDirectory.from_config(cfg).get_current_head()
             at = f"at schema revision {found[-1]}" if found and found[-1] else f"at a schema ({e})"
             raise StoreError(f"the database ({shown_url(self.url)}) is {at}, which "
                              f"this version of Tidings does not know (it knows up to {head}): a "
                              "newer version migrated it; run that version here too") from e
+        if found and found[-1] in older:
+            log.info("store.migrated %s from schema revision %s to %s in %.1f s",
+                     shown_url(self.url), found[-1], head, time.monotonic() - started)
         if self._sqlite_path is not None:
             self._sqlite_file = file_identity(self._sqlite_path)
         return found[-1]

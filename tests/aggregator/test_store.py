@@ -1175,6 +1175,46 @@ async def test_a_database_migrated_by_a_newer_version_is_one_clear_error(db_url)
     await s.close()
 
 
+async def test_a_schema_upgrade_is_logged_before_and_after_it_runs(db_url, caplog):
+    """An operator upgrading from an older release: alembic is quiet (its logger at warning),
+    so `run` migrated 0011 to the head without a word, and a big events table keeps the API
+    down for minutes meanwhile. Said before (what, from which revision to which) and after
+    (how long); nothing for a new database, one up to date, or a newer version's."""
+    import logging
+
+    from aggregator.errors import StoreError
+    from aggregator.store import Store
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name == "tidings.store" and r.getMessage().startswith("store.migrat")]
+
+    caplog.set_level(logging.INFO, logger="tidings.store")
+    s = Store(db_url)
+    try:
+        await migrate_to(s, "0011")  # as a release of 2026-12-05 left it
+        await s.migrate()
+        migrating, migrated = said()
+        assert migrating.startswith("store.migrating ") and f"from schema revision 0011 to {head()}" in migrating
+        assert "older versions" in migrating
+        assert migrated.startswith("store.migrated ") and f"from schema revision 0011 to {head()} in " in migrated
+        caplog.clear()
+        assert await s.migrate() == head() and said() == []  # up to date: nothing to say
+        async with s.engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+        with pytest.raises(StoreError):
+            await s.migrate()
+        assert said() == []  # a newer version's schema is the error, not an upgrade
+    finally:
+        await s.close()
+    fresh = Store(db_url.replace("tidings.db", "fresh.db")) if "sqlite" in db_url else None
+    if fresh is not None:
+        try:
+            assert await fresh.migrate() is None and said() == []  # made, not upgraded
+        finally:
+            await fresh.close()
+
+
 async def test_parallel_claims_never_overlap(db_url):
     """Three collectors claiming at once (separate engines, as separate processes would)."""
     import asyncio

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property, lru_cache
@@ -723,11 +723,12 @@ def _title_case(line: str) -> bool:
 
 
 def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
-                 runs: Sequence[NameRun] = ()) -> list[str]:
+                 runs: Sequence[NameRun] = (), tails: Collection[str] = ()) -> list[str]:
     """Shared key terms (rarest first) as a reason lists them: the words of one name that the
     query writes side by side (`runs`) once, whole and in its order, where its rarest word
     stands ("Rancho Mirage", not "Mirage, Rancho"; "Jack Straw", not "Straw, Jack"); any
-    other term by `display_name`."""
+    other term by `display_name`. `tails`: shared words never shown alone that still end a
+    name after a shown one ("Black Friday", which read "Black" without its weekday)."""
     shared = set(terms)
     whole: dict[str, str] = {}
     for run in runs:
@@ -735,6 +736,10 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
         while i < len(run):
             j = i
             while j < len(run) and run[j][0] in shared:
+                j += 1
+            # Only after a shown word: a weekday before a name is a dateline's ("Friday Boris
+            # Johnson"), no part of it.
+            while i < j < len(run) and run[j][0] in tails:
                 j += 1
             if j - i > 1:
                 name = run[i][1] + "".join(sep + word for _, word, sep in run[i + 1:j])
@@ -832,7 +837,8 @@ def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = Non
     texts) read "similar topic: Tara Reid" instead: understating a tie misleads less than
     claiming one, and the ranking does not change."""
     shown = [t for t in s.shared if shown_name(t, common_word)]
-    names = joined_names(shown, spelt, runs)
+    dates = [t for t in s.shared if t in CALENDAR_WORDS]  # "Friday" of "Black Friday"
+    names = joined_names(shown, spelt, runs, dates)
     if s.event >= params.same_event_reason_min and len(names) >= 2:
         return f"same event: {', '.join(names[:3])}"
     return f"similar topic: {', '.join(names[:2])}" if names else "similar topic"

@@ -1049,3 +1049,15 @@ def test_same_event_is_said_with_two_names_to_show_and_no_time_zone_is_one():
     timed = cand(4, unit(1, 0.5), key_terms=("est", "pt", "aug", "boras", "scott", "sox"))
     [r] = rank_related(zoned, [timed], k=1, now=NOW)
     assert r.reason == "same event: Scott Boras, Sox"
+
+
+def test_a_weekday_that_ends_a_name_stays_in_it():
+    # Real feeds (NYT and NPR, 2023-11-24): "Black Friday" stories read "similar topic:
+    # Black", the weekday kept out of reasons taking half the name with it. A weekday before
+    # a name (a dateline's "Friday Boris Johnson") is still no part of it.
+    text = "Shoppers said Black Friday deals were thin. Last Friday Boris Johnson shopped too."
+    assert (reason_for("Black Friday Isn’t What It Used to Be", text, ("black", "friday"))
+            == "similar topic: Black Friday")
+    assert (reason_for("Sales", text, ("friday", "boris", "johnson"), {"boris": 9.0})
+            == "similar topic: Boris Johnson")
+    assert reason_for("Sales", text, ("friday",)) == "similar topic"

@@ -19,6 +19,13 @@ CASES = [
     ("Вт, 10 июн 2025 08:00:00 +0300", datetime(2025, 6, 10, 5, tzinfo=UTC)),
     ("gio, 3 lug 2025 08:00:00 +0200", datetime(2025, 7, 3, 6, tzinfo=UTC)),
     ("Tue, 10 Jun 2025 08:00:00 +0200", datetime(2025, 6, 10, 6, tzinfo=UTC)),  # as before
+    # Europe's zones by their English names, which feedparser read as UTC.
+    ("Tue, 10 Jun 2025 08:00:00 CEST", datetime(2025, 6, 10, 6, tzinfo=UTC)),
+    ("Wed, 10 Dec 2025 08:00:00 CET", datetime(2025, 12, 10, 7, tzinfo=UTC)),
+    ("Tue, 10 Jun 2025 08:00:00 EEST", datetime(2025, 6, 10, 5, tzinfo=UTC)),
+    ("Wed, 10 Dec 2025 08:00:00 EET", datetime(2025, 12, 10, 6, tzinfo=UTC)),
+    ("Tue, 10 Jun 2025 08:00:00 WEST", datetime(2025, 6, 10, 7, tzinfo=UTC)),
+    ("Wed, 10 Dec 2025 08:00:00 WET", datetime(2025, 12, 10, 8, tzinfo=UTC)),
 ]
 
 

@@ -19,13 +19,9 @@ CASES = [
     ("Вт, 10 июн 2025 08:00:00 +0300", datetime(2025, 6, 10, 5, tzinfo=UTC)),
     ("gio, 3 lug 2025 08:00:00 +0200", datetime(2025, 7, 3, 6, tzinfo=UTC)),
     ("Tue, 10 Jun 2025 08:00:00 +0200", datetime(2025, 6, 10, 6, tzinfo=UTC)),  # as before
-    # Europe's zones by their English names, which feedparser read as UTC.
-    ("Tue, 10 Jun 2025 08:00:00 CEST", datetime(2025, 6, 10, 6, tzinfo=UTC)),
-    ("Wed, 10 Dec 2025 08:00:00 CET", datetime(2025, 12, 10, 7, tzinfo=UTC)),
-    ("Tue, 10 Jun 2025 08:00:00 EEST", datetime(2025, 6, 10, 5, tzinfo=UTC)),
-    ("Wed, 10 Dec 2025 08:00:00 EET", datetime(2025, 12, 10, 6, tzinfo=UTC)),
-    ("Tue, 10 Jun 2025 08:00:00 WEST", datetime(2025, 6, 10, 7, tzinfo=UTC)),
-    ("Wed, 10 Dec 2025 08:00:00 WET", datetime(2025, 12, 10, 8, tzinfo=UTC)),
+    # Europe's zones by their English names (hours ahead of UTC), which feedparser read as UTC.
+    *((f"Wed, 10 Dec 2025 08:00:00 {zone}", datetime(2025, 12, 10, 8 - ahead, tzinfo=UTC))
+      for zone, ahead in {"CET": 1, "CEST": 2, "EET": 2, "EEST": 3, "WET": 0, "WEST": 1}.items()),
 ]
 
 

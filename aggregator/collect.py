@@ -34,6 +34,7 @@ from aggregator.normalize import (
     MAX_TITLE_CHARS,
     content_hash,
     first_of_each_link,
+    plausible_time,
     story_texts,
 )
 from aggregator.parse import MAX_ITEMS
@@ -161,11 +162,13 @@ def pages_deadline_s(settings: CollectSettings) -> float:
     return settings.lease_s / 2
 
 
-def merge_article(draft: StoryDraft, article) -> StoryDraft:
+def merge_article(draft: StoryDraft, article, now: datetime) -> StoryDraft:
     """Fill a feed item's gaps from its page: the page's body wins, the feed's metadata stays
     (but for a feed image that says it is a thumbnail: `images.better_image`).
     An untitled draft (a plain sitemap's link) takes the page's title and publication time, else one derived from
-    its text as `normalize` derives one. The body hash is the page's body's, as `normalize`
+    its text as `normalize` derives one. The page's time is checked as a feed's is
+    (`plausible_time` at `now`): an article:published_time of 1970 was stored as is, sorted
+    last and deleted by the next retention run, and one of 2062 shown on the story's card. The body hash is the page's body's, as `normalize`
     hashes a feed's: kept from the listing, a plain sitemap's stories had none (nor had a
     teaser's), and their copies under other URLs were never linked. The page's fields are
     cut as `normalize` cuts a feed's: a long page's 500,000 characters of text, and an
@@ -173,12 +176,13 @@ def merge_article(draft: StoryDraft, article) -> StoryDraft:
     text = truncate(article.text, MAX_TEXT_CHARS) if article.text else draft.text
     summary = draft.summary or truncate(article.description or "", MAX_SUMMARY_CHARS)
     title = draft.title
-    published_at = draft.published_at or article.published_at
+    page_time = plausible_time(article.published_at, now)
+    published_at = draft.published_at or page_time
     if not title:
         # A link without a title is a plain sitemap's <loc>, whose date is <lastmod>: when
         # the page last changed, not when it was published. An old article edited today
         # came in as today's story; the page's own publication time is the better one.
-        published_at = article.published_at or draft.published_at
+        published_at = page_time or draft.published_at
         title, summary, _ = story_texts(article.title or "", summary, text)
         title, summary = truncate(title, MAX_TITLE_CHARS), truncate(summary, MAX_SUMMARY_CHARS)
     return replace(
@@ -724,7 +728,7 @@ class Collector:
             try:
                 res = await fetcher.fetch_page(d.original_url or d.url, own_host=own_host(spec))
                 art = await read_article(res.body, res.final_url)
-                return merge_article(d, art), None
+                return merge_article(d, art, self.clock()), None
             except Exception as e:  # one unreadable article page never costs the whole feed
                 log.info("collect.page_failed url=%s error=%s", masked_secrets(d.url),
                          masked_secrets(str(e)))

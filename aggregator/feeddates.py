@@ -44,10 +44,14 @@ _MONTHS = {name: n for n, names in enumerate(_MONTH_NAMES, 1) for name in names.
 _ENGLISH = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # Zones by their German names, and the names feedparser knows (some of which Python's
 # RFC 822 reader does not: "MET", "ET", military letters), as offsets: a date written in
-# English says its zone to `site_local` just as it does to feedparser.
+# English says its zone to `site_local` just as it does to feedparser. Europe's English
+# names too, which feedparser does not know and read as UTC: a feed's "10:00:00 CEST" came
+# out two hours late. Only names with one meaning: "BST" and "IST" each name several zones
+# and stay unknown (read in the source's `timezone`, see `site_local`).
 _ZONES = {**{name: f"{hours:+03d}00" for name, hours in timezone_names.items()},
           "mez": "+0100", "mesz": "+0200", "wez": "+0000", "wesz": "+0100", "oez": "+0200",
-          "oesz": "+0300"}
+          "oesz": "+0300", "cet": "+0100", "cest": "+0200", "wet": "+0000", "west": "+0100",
+          "eet": "+0200", "eest": "+0300"}
 # [weekday[.],] day[.] month[.] year time [zone]
 _DATE = re.compile(r"\s*(?:[^\W\d_]+\.?,?\s+)?(\d{1,2})\.?\s+([^\W\d_]+)\.?,?\s+(\d{4}),?\s+"
                    r"(\d{1,2}:\d\d(?::\d\d)?)\s*(\S*)\s*$")
@@ -91,7 +95,7 @@ def site_local(value: str, site_zone: tzinfo, read: datetime | None) -> datetime
     reading then stands). `read` is feedparser's reading of it (UTC; None when it read
     none): a zone it found is kept even where Python's reader finds none ("… 14:05:00
     +02:00" is 12:05 to feedparser, zone-less to email.utils). A zone name neither knows
-    ("IST", "CET") counts as none: feedparser took it for UTC, and the source's own zone is
+    ("IST", "BST") counts as none: feedparser took it for UTC, and the source's own zone is
     the better guess."""
     value = english_rfc822(value) or value
     as_utc = local_date(value, UTC)  # the clock as written: feedparser's reading without a zone

@@ -528,12 +528,16 @@ class RelatedService:
         # block of it (each k and filter another, none charged once the page was cached), and
         # the page cache held 512 such pages (1.5 GB); its <title> went out at 10,000 characters.
         text = truncate(page.text, MAX_TEXT_CHARS)
+        # The page's time is checked as the collector checks a stored page's (`merge_article`):
+        # a 2062 or 1970 article:published_time was the block's own time, its "same event"
+        # window decades away from every candidate's.
+        now = self.clock()
         return Article(None, canonical,
                        truncate(page.title or page.description[:120], MAX_TITLE_CHARS),
                        truncate(page.description, MAX_SUMMARY_CHARS), text,
                        page.site_name or site_of(canonical),
                        author=truncate(page.author, MAX_AUTHOR_CHARS), image_url=page.image_url,
-                       published_at=page.published_at or time_from_lead(text, self.clock()),
+                       published_at=plausible_time(page.published_at, now) or time_from_lead(text, now),
                        declared_url=declared_elsewhere(page.canonical_url, canonical),
                        amp_url=declared_elsewhere(page.amp_url, canonical),
                        read_from=final_url or canonical)

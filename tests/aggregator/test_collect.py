@@ -386,6 +386,14 @@ def _article(title: str) -> bytes:
             f"<p>{words}</p><p>{words}</p></article></body></html>").encode()
 
 
+def _dated_sitemap(site: LocalSite, lastmods: dict[str, str]) -> bytes:
+    """A plain sitemap of the site's paths, each with its <lastmod>."""
+    entries = "".join(f"<url><loc>{site.url(p)}</loc><lastmod>{at}</lastmod></url>"
+                      for p, at in lastmods.items())
+    return ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"{entries}</urlset>").encode()
+
+
 async def test_a_plain_sitemap_listed_oldest_first_has_its_newest_pages_read_first(sqlite_store):
     """Sitemaps mostly list oldest first (WordPress's by post id): full-text reading, 2 pages
     a round here, went on the oldest links, and this week's stories waited for every older
@@ -394,11 +402,8 @@ async def test_a_plain_sitemap_listed_oldest_first_has_its_newest_pages_read_fir
         days = [f"2026-11-{d:02d}" for d in range(20, 26)]  # oldest first
         for day in days:
             site.route(f"/post/{day}", body=_article(f"Story of {day}"), content_type="text/html")
-        entries = "".join(f"<url><loc>{site.url(f'/post/{d}')}</loc><lastmod>{d}T08:00:00Z</lastmod></url>"
-                          for d in days)
-        site.route("/wp-sitemap-posts-post-1.xml", content_type="application/xml", body=(
-            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-            f"{entries}</urlset>").encode())
+        site.route("/wp-sitemap-posts-post-1.xml", content_type="application/xml",
+                   body=_dated_sitemap(site, {f"/post/{d}": f"{d}T08:00:00Z" for d in days}))
         await sqlite_store.sync_sources([SourceSpec(
             "wp", site.url("/wp-sitemap-posts-post-1.xml"), "world", kind="sitemap", full_text=True)])
         settings = dataclasses.replace(FAST, full_text_limit=2)
@@ -406,6 +411,35 @@ async def test_a_plain_sitemap_listed_oldest_first_has_its_newest_pages_read_fir
         assert report.sources[0].ok and report.new == 2
         assert sorted(s.title for s in await sqlite_store.latest_stories(limit=10)) == [
             "Story of 2026-11-24", "Story of 2026-11-25"]
+
+
+async def test_an_article_page_s_absurd_time_is_checked_as_a_feed_s_is(sqlite_store):
+    """A plain sitemap's story takes its time from its page's article:published_time, which
+    skipped the check a feed's date gets (`normalize.plausible_time`): a page dated 1970 (an
+    unset CMS field) was stored as published in 1970, listed last and deleted by the next
+    retention run minutes after it was collected; one dated 2062 (a typo) showed 2062 on its
+    card. Both now count as undated: the <lastmod>, as for a page without a time."""
+    async with LocalSite() as site:
+        times = {"epoch": "1970-01-01T00:00:00Z", "typo": "2062-12-05T09:30:00+01:00",
+                 "fine": "2026-12-05T09:30:00+01:00"}
+        for name, at in times.items():
+            meta = f'<meta property="article:published_time" content="{at}">'
+            site.route(f"/post/{name}", content_type="text/html",
+                       body=_article(f"Story {name}").replace(b"</title>", b"</title>" + meta.encode()))
+        site.route("/sitemap.xml", content_type="application/xml",
+                   body=_dated_sitemap(site, {f"/post/{n}": "2026-12-06T08:00:00Z" for n in times}))
+        await sqlite_store.sync_sources([SourceSpec(
+            "sm", site.url("/sitemap.xml"), "world", kind="sitemap", full_text=True)])
+        now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+        report = await collector(sqlite_store, site, clock=lambda: now).run_round(force=True)
+        assert report.sources[0].ok and report.new == 3
+        stories = {s.title: s for s in await sqlite_store.latest_stories(limit=10)}
+        lastmod = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+        assert {t: s.published_at for t, s in stories.items()} == {
+            "Story epoch": lastmod, "Story typo": lastmod,
+            "Story fine": datetime(2026, 12, 5, 8, 30, tzinfo=UTC)}
+        # A retention of 30 days keeps all three: none is older than that.
+        assert await sqlite_store.delete_stories_before(now - timedelta(days=30)) == []
 
 
 async def test_a_static_sitemap_past_the_page_limit_gives_the_rest_in_later_rounds(sqlite_store):
@@ -417,11 +451,8 @@ async def test_a_static_sitemap_past_the_page_limit_gives_the_rest_in_later_roun
         days = [f"2026-11-{d:02d}" for d in range(20, 25)]
         for day in days:
             site.route(f"/post/{day}", body=_article(f"Story of {day}"), content_type="text/html")
-        entries = "".join(f"<url><loc>{site.url(f'/post/{d}')}</loc><lastmod>{d}T08:00:00Z</lastmod></url>"
-                          for d in days)
-        site.route("/sitemap.xml", etag='"s1"', content_type="application/xml", body=(
-            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-            f"{entries}</urlset>").encode())
+        site.route("/sitemap.xml", etag='"s1"', content_type="application/xml",
+                   body=_dated_sitemap(site, {f"/post/{d}": f"{d}T08:00:00Z" for d in days}))
         await sqlite_store.sync_sources([SourceSpec(
             "sm", site.url("/sitemap.xml"), "world", kind="sitemap", full_text=True)])
         c = collector(sqlite_store, site, dataclasses.replace(FAST, full_text_limit=2))
@@ -1023,7 +1054,7 @@ def test_fields_read_from_an_article_page_are_cut_as_a_feeds_are():
     draft = normalize(doc.items[0], source=None, now=datetime(2026, 1, 1, tzinfo=UTC))
     page = Article(title="Long read", text="The harbour plan was debated again. " * 20_000,
                    author="Ann Smith " * 100, description="A teaser that goes on. " * 200)
-    merged = merge_article(draft, page)
+    merged = merge_article(draft, page, datetime(2026, 1, 1, tzinfo=UTC))
     assert 0.9 * MAX_TEXT_CHARS < len(merged.text) <= MAX_TEXT_CHARS
     assert 0 < len(merged.summary) <= MAX_SUMMARY_CHARS
     assert 0 < len(merged.author) <= MAX_AUTHOR_CHARS

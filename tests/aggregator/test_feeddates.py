@@ -19,6 +19,9 @@ CASES = [
     ("Вт, 10 июн 2025 08:00:00 +0300", datetime(2025, 6, 10, 5, tzinfo=UTC)),
     ("gio, 3 lug 2025 08:00:00 +0200", datetime(2025, 7, 3, 6, tzinfo=UTC)),
     ("Tue, 10 Jun 2025 08:00:00 +0200", datetime(2025, 6, 10, 6, tzinfo=UTC)),  # as before
+    # Europe's zones by their English names (hours ahead of UTC), which feedparser read as UTC.
+    *((f"Wed, 10 Dec 2025 08:00:00 {zone}", datetime(2025, 12, 10, 8 - ahead, tzinfo=UTC))
+      for zone, ahead in {"CET": 1, "CEST": 2, "EET": 2, "EEST": 3, "WET": 0, "WEST": 1}.items()),
 ]
 
 

@@ -517,6 +517,21 @@ async def test_related_by_unknown_url_fetches_the_page(http, stack, shared_data)
     assert r.status_code == 200 and len(stack.site.requests) == before  # cached, not refetched
 
 
+async def test_a_page_read_by_url_with_an_absurd_time_is_undated(http, stack, shared_data):
+    """The page's article:published_time was the block's own time unchecked: 2062 (a typo)
+    or 1970 (an unset field) put its "same event" window decades from every story, and went
+    out on the article's card. It is checked as a POSTed time and a feed's are."""
+    page = (shared_data / "readability-news-pages" / "guardian-1" / "source.html").read_bytes()
+    for name, at in (("typo", b"2062-12-05T09:30:00Z"), ("epoch", b"1970-01-01T00:00:00Z")):
+        meta = b'<meta property="article:published_time" content="' + at + b'">'
+        stack.site.route(f"/world/2026/dated-{name}", content_type="text/html; charset=utf-8",
+                         body=page.replace(b"<head>", b"<head>" + meta, 1))
+        url = stack.site.url(f"/world/2026/dated-{name}", host="news.example")
+        r = await http.get("/v1/related", params={"url": url, "k": 3})
+        assert r.status_code == 200, r.text
+        assert r.json()["article"]["published_at"] is None, name
+
+
 async def test_every_spelling_of_an_article_s_url_is_one_cached_block(http, stack):
     """A publisher's pages ask by the URL as each page has it: a share's tracking parameters, a
     host in capitals. The block is the same (the article's canonical URL decides it), but each

@@ -300,19 +300,24 @@ def with_copies_readers(cands: Sequence[FeedCandidate], params: FeedParams) -> l
     another site, under its headline at cosine `copy_title_cos` or closer: those of which a list
     shows one, `_Shown`). A copy stored apart (not word for word, so not `duplicate_of`) has
     readers of its own; counted alone, the one a list showed trended with a share of them: a
-    wire story read by 45 readers on three sites ranked below a story 40 had read. Summed, so a
-    reader of two copies counts twice. By headline first, then by vector, as `_Shown`. Pure."""
+    wire story read by 45 readers on three sites ranked below a story 40 had read. So are the
+    readers it was shown to (`impressions`, for `new_story_credit`): a new story shown to 25
+    readers on one site and passed over kept the credit of a story nobody had seen through
+    its copy on another site, not shown yet, which the list showed instead. Summed, so a
+    reader of two copies counts twice (distinct readers would take the crowd's recount).
+    By headline first, then by vector, as `_Shown`. Pure."""
     by_title: dict[str, list[int]] = defaultdict(list)
     for j, c in enumerate(cands):
-        if c.trending > 0 and (key := headline_key(c.title)):
+        if (c.trending > 0 or c.impressions > 0) and (key := headline_key(c.title)):
             by_title[key].append(j)
     out = list(cands)
     for js in by_title.values():
         for j in js if len(js) > 1 else ():
             v = cands[j].vector
-            total = sum(cands[i].trending for i in js
-                        if i == j or float(cands[i].vector @ v) >= params.copy_title_cos)
-            out[j] = replace(cands[j], trending=total)
+            same = [cands[i] for i in js if i == j or float(cands[i].vector @ v) >= params.copy_title_cos]
+            if len(same) > 1:
+                out[j] = replace(cands[j], trending=sum(c.trending for c in same),
+                                 impressions=sum(c.impressions for c in same))
     return out
 
 

@@ -1256,3 +1256,23 @@ def test_trending_credits_a_story_with_the_readers_of_its_copies_on_other_sites(
     assert page[0].score == pytest.approx(math.log1p(45.0) + 0.1, abs=0.01)
     # So does a new reader's feed, which is trending and latest.
     assert [it.id for it in cold_start([*copies, read_by_40], now=NOW, k=10)] == [1, 4]
+
+
+def test_a_new_story_shown_on_another_site_has_had_its_chance_there_too():
+    """A new story stored apart on two sites, each copy shown to 12 readers and read by none:
+    the feed shows one copy, and that one took the new-story credit as if 12 readers had seen
+    it, not 24 (`fair_chance_impressions` is 20): the crowd passed it over and it still rose."""
+    from recommender.feed import new_story_credit, with_copies_readers
+
+    p = FeedParams(trending_prior=5.0)
+    v = np.zeros(DIM, dtype=np.float32)
+    v[0] = 1.0
+    at = NOW - timedelta(hours=1)
+    copies = [FeedCandidate(id=i, vector=v, source=src, published_at=at, impressions=12, title=title)
+              for i, src, title in ((1, "bbc", "Errors doomed first Dome sale"),
+                                    (2, "wire", "Errors doomed first Dome sale | Reuters"))]
+    alone = FeedCandidate(id=3, vector=v, source="bbc", published_at=at, impressions=12,
+                          title="Debate needed on donations cap")
+    out = with_copies_readers([*copies, alone], p)
+    assert [c.impressions for c in out] == [24, 24, 12]
+    assert [new_story_credit(c, 0.9, NOW, p) for c in out] == [0.0, 0.0, 5.0]

@@ -19,7 +19,15 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -1029,6 +1037,30 @@ def taken_from(d: StoryDraft, row) -> StoryDraft:
                    tags=() if row.tags else d.tags)  # no tags: the stored ones stay
 
 
+def moved_headlines(copies: Iterable[tuple[StoryDraft, int]], roots: dict[int, StoryRow],
+                    carried: Collection[str]) -> dict[int, str]:
+    """Root story id -> the headline it takes from a copy of its body (pure).
+
+    `copies`: the drafts of one fetch stored as linked copies, each with its root's id;
+    `carried`: every URL that fetch carried. A publisher that edits a headline often gives
+    the story a new slug: the feed then carries the same body under a new URL, which is
+    linked as a copy of the story readers see, and the new headline (and every later
+    correction at the new URL) stayed on the hidden copy. So the root takes the copy's
+    headline when the copy comes from the root's own source and that source no longer
+    carries the root's URL (it moved). Another source's copy, a syndicated one, never
+    retitles it; nor one beside the root in the same feed (two sections' copies of one wire
+    story would retitle it in turn, every round). The first copy of a root wins (feeds list
+    newest first)."""
+    titles: dict[int, str] = {}
+    for d, root_id in copies:
+        root = roots.get(root_id)
+        if (root is None or root_id in titles or root.url in carried or not d.source
+                or d.source != root.source):
+            continue
+        titles[root_id] = d.title
+    return {rid: t for rid, t in titles.items() if t and t != roots[rid].title}
+
+
 def sort_time(published_at: datetime | None, now: datetime) -> datetime:
     """Sort key: publication time unless absent or claimed to be in the future."""
     if published_at is None or published_at > now:
@@ -1902,6 +1934,8 @@ class Store:
                 for row, before in rehashed:
                     relinked += await self._relink(s, row, before, now)
                 dups += relinked
+                if source_id is not None:  # a whole fetch: what it no longer carries is known
+                    updated += await self._retitle_moved(s, by_url, fresh, existing, now)
                 if recarded:
                     # An author, image, time, tags, site, source or category changed: the indexes'
                     # cards (and freshness, the filters) follow an "add", which replaces the
@@ -1971,6 +2005,25 @@ class Store:
             await s.execute(delete(VectorRow).where(VectorRow.story_id == row.id))
             s.add(IndexChangeRow(story_id=row.id, op="remove", at=now))
         return 1
+
+    @staticmethod
+    async def _retitle_moved(s, by_url: dict[str, StoryDraft], fresh: list[dict],
+                             existing: dict[str, StoryRow], now: datetime) -> list[int]:
+        """Give stories whose URL moved (a new slug) the headline of their copy at the new
+        URL (`moved_headlines`); re-embedded as any retitled story. The ids retitled."""
+        copies = [(by_url[p["url"]], p["duplicate_of"]) for p in fresh if p["duplicate_of"]]
+        copies += [(by_url[u], r.duplicate_of) for u, r in existing.items()
+                   if r.duplicate_of is not None and u in by_url]
+        if not copies:
+            return []
+        roots = {r.id: r for r in (await s.scalars(
+            select(StoryRow).where(StoryRow.id.in_({rid for _, rid in copies})))).all()}
+        retitled = moved_headlines(copies, roots, by_url.keys())
+        for rid, title in retitled.items():
+            root = roots[rid]
+            root.title, root.updated_at = title, now
+            root.embed_version += 1  # its vector reads the headline
+        return list(retitled)
 
     @staticmethod
     async def _reroot(s, story_id: int) -> None:

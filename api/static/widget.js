@@ -96,13 +96,16 @@
     ".tdg-block[data-theme=dark]{--tdg-fg:#eceef1;--tdg-muted:#a3a8b1;--tdg-line:#33373d;",
     "--tdg-bg:#16181b;--tdg-thumb:#24272c;--tdg-accent:#ff8a80;--tdg-avatar:#3d6fa3}",
     ".tdg-block *{box-sizing:border-box;margin:0;padding:0}",
-    ".tdg-heading{font-size:.8em;font-weight:700;letter-spacing:.08em;",
-    "color:var(--tdg-fg);padding-top:.6em;border-top:3px solid var(--tdg-accent);margin-bottom:1em;",
+    // Capitals drawn by the font (small caps of every letter), the text as written: Chromium
+    // gives assistive tech text-transform's capitals, and screen readers spelled "RELATED
+    // STORIES" letter by letter (a hidden copy for the ear doubled the heading's textContent).
+    // Small caps are drawn at .7 of the size where the font has none: 1.143em shows capitals
+    // of the .8em the heading had; spacing, line height and padding keep its .8em sizes.
+    ".tdg-heading{font-size:1.143em;line-height:.98;font-weight:700;letter-spacing:.056em;",
+    "font-variant-caps:all-small-caps;color:var(--tdg-fg);padding-top:.42em;",
+    "border-top:3px solid var(--tdg-accent);margin-bottom:.7em;",
     // A long word in data-heading (a German compound on a phone) wraps, not widens the page.
     "overflow-wrap:anywhere}",
-    // Capitals on the copy that is shown only (see heading()): Chromium gives assistive tech
-    // the transformed text, and screen readers spelled "RELATED STORIES" letter by letter.
-    ".tdg-caps{text-transform:uppercase}",
     ".tdg-list{list-style:none;display:grid;gap:1.25em;",
     "grid-template-columns:repeat(auto-fill,minmax(190px,1fr))}",
     // Four stories too narrow for one row go 2 + 2, not auto-fill's 3 + orphan (not on phones).
@@ -129,15 +132,17 @@
     ".tdg-snippet{color:var(--tdg-muted);font-size:.86em;display:-webkit-box;",
     "-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden;overflow-wrap:anywhere}",
     ".tdg-meta{display:flex;align-items:center;gap:.45em;font-size:.78em;color:var(--tdg-muted);",
-    "margin-top:auto;min-width:0;min-height:2.1em;white-space:nowrap}",
+    "margin-top:auto;min-width:0;min-height:2.1em}",
     ".tdg-avatar{flex:none;display:inline-flex;align-items:center;justify-content:center;",
     "width:2.6em;height:2.6em;border-radius:50%;background:var(--tdg-avatar);color:#fff;",
     "font-size:.7em;font-weight:700;letter-spacing:.02em}",
-    // Cut with "…" in the grid, where a second line would move the page under the block: its
-    // title attribute (cardNode) shows the whole name on hover.
-    ".tdg-site{font-weight:600;color:var(--tdg-fg);overflow:hidden;text-overflow:ellipsis}",
+    // A long name wraps within its place beside the time: cut with "…" it was whole only in
+    // its title's tooltip, on hover, never for keyboard and touch readers. Two lines close
+    // set are about the avatar's height (the meta's min-height), so the grid's card is
+    // hardly taller than the placeholder held (see placeholder()).
+    ".tdg-site{font-weight:600;color:var(--tdg-fg);line-height:1.15;overflow-wrap:anywhere}",
     // The dot between site and time, an item of the row in its own right (see cardNode).
-    ".tdg-sep{flex:none}",
+    ".tdg-sep{flex:none}.tdg-time{white-space:nowrap}",
     // Phones: one story a row, thumbnail beside the title, no snippet.
     "@media (max-width:560px){.tdg-list{grid-template-columns:1fr;gap:1em}",
     ".tdg-link{flex-direction:row;align-items:flex-start;gap:.8em}",
@@ -146,13 +151,13 @@
     // There the meta line runs as text does, wrapping between words: a site name too long
     // for the row beside the time takes another line and the time (kept whole) follows. The
     // flex row cut it to "The Ver…" at 320 px or 200% zoom (WCAG 1.4.10). The ::before strut
-    // makes the first line as tall as the avatar, text centred on it. (Not in the grid, where
-    // a name of more lines than the placeholder held would move the page under the block.)
-    ".tdg-meta{display:block;white-space:normal;overflow-wrap:anywhere}",
+    // makes the first line as tall as the avatar, text centred on it.
+    ".tdg-meta{display:block;overflow-wrap:anywhere}",
     ".tdg-meta::before{content:'';display:inline-block;height:2.1em;vertical-align:middle}",
     ".tdg-avatar{vertical-align:middle;margin-inline-end:.3em}.tdg-sep{margin:0 .2em}",
-    ".tdg-time{white-space:nowrap}",
+    ".tdg-site{line-height:inherit}",
     ".tdg-card,.tdg-ph{padding-bottom:1em;border-bottom:1px solid var(--tdg-line)}}",
+    ".tdg-tight .tdg-snippet{display:none}",
     ".tdg-ph :is(.tdg-title,.tdg-snippet){white-space:pre-line;background:var(--tdg-thumb);",
     "border-radius:4px}",
     ".tdg-sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);",
@@ -639,18 +644,12 @@
     return /^[2-6]$/.test(level) ? level : "2";
   }
 
-  // The heading's words twice: in capitals for the eye (hidden from assistive tech), as written
-  // for the ear. One copy in capitals was read "RELATED STORIES", which screen readers may
-  // spell letter by letter. A server block's heading (/v1/widget writes it once: without this
-  // script nothing shows it in capitals) is split the same way when it is taken in (start()).
+  // The heading's words as written, one text node: the CSS draws them in capitals (small caps,
+  // not text-transform, which Chromium hands to screen readers). A server block's heading is
+  // the same and needs nothing when it is taken in.
   function heading(h, words) {
     if (words.heading === WORDS.heading) h.lang = "en";
-    return twice(h, words.heading);
-  }
-  function twice(h, said) {
-    h.textContent = "";
-    h.appendChild(el("span", "caps", said)).setAttribute("aria-hidden", "true");
-    h.appendChild(el("span", "sr", said));
+    h.textContent = words.heading;
     return h;
   }
 
@@ -900,6 +899,9 @@
       ? state.node.getBoundingClientRect().height : 0;
     show(container, state, node);
     if (held) node.style.cssText = "box-sizing:border-box;min-height:" + held + "px";
+    // Taller (a title of more lines than the placeholder's 3), it would push the page under it
+    // down: its snippets go, as on phones, which gives such a title two more lines of room.
+    if (held && node.getBoundingClientRect().height > held + 0.5) node.classList.add(P + "tight");
     track(node, api, page, state);
     built.add(node);
     keepTime();
@@ -1036,8 +1038,6 @@
     var prerendered = container.querySelector("." + P + "block");
     if (!prerendered) return want(container, state);
     show(container, state, prerendered);
-    var h = prerendered.querySelector("." + P + "heading");
-    if (h && !h.querySelector("." + P + "caps")) twice(h, h.textContent);
     Array.prototype.forEach.call(prerendered.querySelectorAll("." + P + "card"), function (card) {
       var img = card.querySelector("img"), site = card.querySelector("." + P + "site");
       if (img) watchImage(img, site ? site.textContent : "");

@@ -255,7 +255,7 @@ async def test_block_renders_the_api_answer_cross_origin(page, widget_api, publi
     cards = await open_with_block(page, publisher.page("plain.html", host_page(widget_api.base_url)))
     assert await cards.locator(".tdg-title").all_inner_texts() == [c["title"] for c in related]
     section = page.locator("section.tdg-block")
-    assert await section.locator("h2 .tdg-sr").text_content() == "Related stories"
+    assert await section.locator("h2").text_content() == "Related stories"
     # The API was asked about the page's canonical URL, once.
     assert asked_urls(page, "/v1/related") == [SEED_URL]
     for n, expected in enumerate(related):
@@ -306,6 +306,9 @@ async def test_hostile_story_renders_as_inert_text(page, widget_api, publisher):
     assert len(hostile_cards) == 1, "the hostile story should rank in the seed's block"
     hostile_card = hostile_cards[0]
 
+    # Two columns: at four, the long hostile site name makes its block drop its snippets
+    # (render()), and the snippet is clicked below.
+    await page.set_viewport_size({"width": 700, "height": 800})
     await open_with_block(page, publisher.page("hostile.html", host_page(widget_api.base_url)))
     hostile = page.locator(f'[data-story-id="{hostile_card["id"]}"]')
     assert await hostile.locator(".tdg-title").inner_text() == HOSTILE_TITLE
@@ -788,7 +791,7 @@ async def test_a_long_heading_wraps_on_a_phone(page, widget_api, publisher):
     heading = "Weiterführende" + "Nachrichtenartikelempfehlungen" * 3
     html = host_page(widget_api.base_url, container_attrs=f'data-heading="{heading}"')
     await open_with_block(page, publisher.page("long-heading.html", html))
-    assert await page.locator("#related h2 .tdg-caps").inner_text() == heading.upper()
+    assert await page.locator("#related h2").text_content() == heading
     assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
 
 
@@ -857,18 +860,27 @@ async def test_titles_and_site_names_are_whole_at_320_px(page, widget_api, publi
 
 
 @pytest.mark.parametrize("kind", BLOCK_KINDS)
-async def test_a_site_name_the_grid_cuts_shows_whole_on_hover(page, widget_api, publisher, kind):
-    """In the grid (here a 1280 px window zoomed to 200%) a long site name is cut with "…" (a
-    second line would move the page under the block): sighted readers could not see the rest
-    of it anywhere. Each site name's title attribute holds it whole, the browser's tooltip."""
+@pytest.mark.parametrize("viewport, container_attrs", [
+    (640, ""),  # the grid in a 1280 px window zoomed to 200%
+    (1100, 'style="width:320px"'),  # a 320 px sidebar on a desktop page
+])
+async def test_a_long_site_name_is_whole_in_the_grid(page, widget_api, publisher, kind,
+                                                     viewport, container_attrs):
+    """In the grid (wider than a phone) a long site name was cut with "…", whole only in its
+    title attribute's tooltip, on hover: keyboard and touch readers never saw the rest. It
+    wraps onto another line now, as on phones, drawn whole inside its card."""
     api = widget_api.base_url
-    await page.set_viewport_size({"width": 640, "height": 800})
-    await open_long_cards(page, api, publisher, kind, "grid-site.html")
+    await page.set_viewport_size({"width": viewport, "height": 800})
+    await open_long_cards(page, api, publisher, kind, f"grid-site-{viewport}.html",
+                          container_attrs=container_attrs)
     sites = await page.locator("#related").evaluate("""c => [...c.shadowRoot.querySelectorAll(
-        '.tdg-site')].map(s => [s.textContent, s.title, s.scrollWidth > s.clientWidth])""")
-    assert [site for site, _, _ in sites] == [c["site"] for c in LONG_CARDS]
-    assert any(cut for _, _, cut in sites), sites  # the grid really cuts one here
-    assert [title for _, title, _ in sites] == [c["site"] for c in LONG_CARDS]
+        '.tdg-site')].map(s => {
+            const card = s.closest('.tdg-card').getBoundingClientRect(), r = document.createRange();
+            r.selectNodeContents(s);
+            return [s.textContent, s.scrollWidth > s.clientWidth + 1, [...r.getClientRects()]
+                .every(t => t.left >= card.left - 1 && t.right <= card.right + 1)];
+        })""")
+    assert sites == [[c["site"], False, True] for c in LONG_CARDS]
     assert page.page_errors == []
 
 
@@ -1399,6 +1411,43 @@ async def test_block_arriving_while_the_reader_scrolls_to_it_adds_no_layout_shif
     assert page.page_errors == []
 
 
+# A title for the grid's narrow cards: 4 lines of ~200 px, one more than the placeholder held.
+FOUR_LINE_TITLE = "Chancellor confirms the windfall tax on energy firms will stay until 2030 as"
+
+
+async def test_a_title_longer_than_the_placeholder_held_shifts_nothing(page, widget_api,
+                                                                        publisher):
+    """Four stories in a row of ~200 px cards, each with a snippet and a title of 4 lines, one
+    more than the placeholder held: the block arriving on screen pushed the page under it
+    down (CLS 0.006). Such a block drops its snippets (as phones do), which frees the room."""
+    await page.add_init_script(SHIFTS_INIT)
+    api = widget_api.base_url
+    cards = [{**LONG_CARDS[0], "id": 9300 + i, "url": f"https://faz.example/{i}",
+              "title": FOUR_LINE_TITLE, "site": "Example News",
+              "summary": "What the tax means for bills, and who pays it."} for i in range(4)]
+    released = []
+
+    async def slow(route):
+        await asyncio.sleep(0.5)
+        released.append(await page.evaluate("performance.now()"))
+        await route.fulfill(status=200, headers={"Access-Control-Allow-Origin": "*"},
+                            content_type="application/json", body=json.dumps({"related": cards}))
+
+    await page.route(f"{api}/v1/related?*", slow)
+    html = host_page(api).replace("</main>", f"{BELOW}</main>")
+    await open_with_block(page, publisher.page("cls-long-title.html", html))
+    await settle(page)
+    lines = await page.locator("#related").evaluate("""c => [...c.shadowRoot.querySelectorAll(
+        '.tdg-title')].map(t => Math.round(t.getBoundingClientRect().height
+                                           / parseFloat(getComputedStyle(t).lineHeight)))""")
+    assert lines == [4, 4, 4, 4]  # the case itself: one line more than held
+    shifts = await page.evaluate("window.__shifts")
+    assert [s for s in shifts if s["at"] >= released[0]] == []
+    assert await page.locator("#related .tdg-snippet").evaluate_all(
+        "ps => ps.map(p => p.getBoundingClientRect().height)") == [0, 0, 0, 0]
+    assert page.page_errors == []
+
+
 # The page's own component as the container: a custom element whose shadow root shows its
 # children through a <slot>, as a component that lays out what it is given does.
 COMPONENT_JS = """() => customElements.define('news-related', class extends HTMLElement {
@@ -1875,7 +1924,7 @@ async def test_the_own_site_is_the_articles_as_the_server_fragment_judges_it(
                       for title in titles]
     await page.locator("#related").evaluate("c => c.setAttribute('data-heading', 'More')")
     await page.wait_for_function(
-        "document.querySelector('#related').shadowRoot.querySelector('h2 .tdg-sr').textContent"
+        "document.querySelector('#related').shadowRoot.querySelector('h2').textContent"
         " == 'More'")
     assert await titles_in(page, "#related") == titles
     assert await links_in(page, "#related") == server
@@ -1963,7 +2012,7 @@ async def test_changing_heading_or_theme_redraws_the_shown_block(page, widget_ap
         widget_api.base_url)))
     look = """c => { const b = c.shadowRoot.querySelector('section.tdg-block');
         const named = c.shadowRoot.getElementById(b.getAttribute('aria-labelledby'));
-        return [named.querySelector('.tdg-sr').textContent, b.querySelector('h2 .tdg-caps').textContent,
+        return [named.textContent, b.querySelector('h2').textContent,
                 b.getAttribute('data-theme')]; }"""
     related = page.locator("#related")
     assert await related.evaluate(look) == ["Related stories", "Related stories", "light"]
@@ -2071,7 +2120,7 @@ async def test_an_in_page_anchor_jump_does_not_count_the_block_again(page, widge
     await page.evaluate("location.hash = 'host-footer'")
     await page.locator("#related").evaluate("c => c.dataset.heading = 'More on this'")
     await page.wait_for_function(
-        "document.querySelector('#related').shadowRoot.querySelector('h2 .tdg-sr').textContent"
+        "document.querySelector('#related').shadowRoot.querySelector('h2').textContent"
         " == 'More on this'")
     await page.locator("#related").scroll_into_view_if_needed()
     await settle(page)
@@ -2150,11 +2199,14 @@ async def test_every_text_in_the_block_has_aa_contrast(page, widget_api, publish
     """WCAG AA: 4.5:1 for text, whatever its size. The dark theme's byline initials (white on
     #5b8fc7) had 3.4:1. On a dark page that colours its text element by element, the theme
     read from the inherited (black) text was light: near-black titles on #1b1b1b, 1.1:1."""
+    # Two columns, wide enough that the hostile story's long site name takes no more room
+    # than the placeholder held: at four, its block drops its snippets (render()).
+    await page.set_viewport_size({"width": 700, "height": 800})
     html = host_page(widget_api.base_url, container_attrs=attrs, head=f"<style>{page_css}</style>")
     await open_with_block(page, publisher.page("contrast.html", html))
     ratios = await page.locator("#related").evaluate(CONTRAST_JS)
     classes = {cls.split()[-1] for cls, _ in ratios}
-    assert {"tdg-caps", "tdg-title", "tdg-snippet", "tdg-site", "tdg-time", "tdg-avatar",
+    assert {"tdg-heading", "tdg-title", "tdg-snippet", "tdg-site", "tdg-time", "tdg-avatar",
             "tdg-thumb-empty"} <= classes
     assert [(cls, ratio) for cls, ratio in ratios if ratio < 4.5] == []
     # The keyboard's focus shows there too: the accent outline, 3:1 or more against the block.
@@ -2265,9 +2317,12 @@ async def heading_names(page) -> list[str]:
 @pytest.mark.parametrize("kind", BLOCK_KINDS)
 async def test_the_heading_is_said_as_written_and_shown_in_capitals(
         page, widget_api, publisher, kind):
-    """The heading is drawn in capitals (CSS text-transform), and Chromium gave assistive tech
-    the transformed text: "RELATED STORIES", which some screen readers spell letter by letter.
-    Its name (and the region's) is the heading as written now; it still looks as it did."""
+    """The heading is drawn in capitals, and Chromium gave assistive tech text-transform's
+    capitals: "RELATED STORIES", which some screen readers spell letter by letter. A hidden
+    copy for the ear beside a shown one (aria-hidden) fixed that, but the heading's
+    textContent, what a script or a reader mode reads, said it twice. Now one text node as
+    written, drawn in capitals by the font (small caps), and it looks as it did: as wide and
+    as tall as the old text-transform heading."""
     api = widget_api.base_url
     html = host_page(api, container_attrs='data-heading="More on this"')
     if kind == "server":
@@ -2278,14 +2333,28 @@ async def test_the_heading_is_said_as_written_and_shown_in_capitals(
                                  "'.tdg-card')")
     assert await heading_names(page) == ["More on this"]
     assert [name for name, _, _ in await region_names(page)] == ["more on this"]
-    # Drawn in capitals, one line high (the copy for the ear takes no room).
+    # One text node, as written (was "More on thisMore on this").
+    h2 = page.locator("#related h2")
+    assert await h2.evaluate("h => [...h.childNodes].map(n => [n.nodeType, n.nodeValue])") == [
+        [3, "More on this"]]
+    # Drawn in capitals: beside it, the old heading (an .8em text-transform copy) is as wide
+    # and as tall, its box too.
     shown = await page.locator("#related").evaluate("""c => {
-        const h = c.shadowRoot.querySelector('h2'), style = getComputedStyle(h);
-        const text = h.getBoundingClientRect().height - parseFloat(style.paddingTop)
-            - parseFloat(style.borderTopWidth);
-        return [h.innerText.split('\\n')[0], Math.abs(text - parseFloat(style.lineHeight)) < 1];
+        const h = c.shadowRoot.querySelector('h2'), old = h.cloneNode(true);
+        old.style.cssText = 'font-size:.8em;line-height:inherit;letter-spacing:.08em;'
+            + 'font-variant-caps:normal;text-transform:uppercase;padding-top:.6em;margin-bottom:1em';
+        h.after(old);
+        const text = e => { const r = document.createRange(); r.selectNodeContents(e);
+                            return r.getBoundingClientRect().width; };
+        const box = e => e.getBoundingClientRect().height;
+        const out = [getComputedStyle(h).fontVariantCaps, text(h) / text(old), box(h) - box(old),
+                     getComputedStyle(h).marginBottom, getComputedStyle(old).marginBottom];
+        old.remove();
+        return out;
     }""")
-    assert shown == ["MORE ON THIS", True]
+    assert shown[0] == "all-small-caps", shown
+    assert abs(shown[1] - 1) < 0.05 and abs(shown[2]) < 1, shown
+    assert abs(float(shown[3][:-2]) - float(shown[4][:-2])) < 0.1, shown
     assert page.page_errors == []
 
 
@@ -2317,9 +2386,12 @@ async def test_the_block_is_drawn_in_the_containers_language(page, widget_api, p
         '<p id="el" lang="el" style="text-transform:uppercase">Σχετικά άρθρα</p>')
     await open_with_block(page, publisher.page("languages.html", html))
     await page.wait_for_function("document.querySelector('#greek').shadowRoot")
-    heading = "c => c.shadowRoot.querySelector('h2 .tdg-caps').innerText"
-    assert await page.locator("#related").evaluate(heading) == "İLGİLİ HABERLER"
-    assert await page.locator("#greek").evaluate(heading) == "ΣΧΕΤΙΚΑ ΑΡΘΡΑ"
+    # The heading's small caps are the capitals of its language (checked by eye: "İLGİLİ",
+    # Greek without accents; innerText does not show font capitals).
+    heading = """c => { const h = c.shadowRoot.querySelector('h2');
+        return [h.textContent, ['tr', 'el', 'en'].filter(l => h.matches(`:lang(${l})`))]; }"""
+    assert await page.locator("#related").evaluate(heading) == ["ilgili haberler", ["tr"]]
+    assert await page.locator("#greek").evaluate(heading) == ["Σχετικά άρθρα", ["el"]]
     assert [await page.locator(p).inner_text() for p in ("#tr", "#el")] == [
         "İLGİLİ HABERLER", "ΣΧΕΤΙΚΑ ΑΡΘΡΑ"]
     assert page.page_errors == []
@@ -2346,7 +2418,7 @@ async def test_every_word_of_the_block_is_the_pages_to_give(page, widget_api, pu
     assert await said.count() == 1 and await said.get_attribute("target") == "_blank"
     assert "evil.example" in await said.get_attribute("href")
     assert await english_block.get_by_role("link", name=re.compile(r"opens in a new tab$")).count() == 1
-    lang_js = """c => [...c.shadowRoot.querySelectorAll('.tdg-sr')].map(
+    lang_js = """c => [...c.shadowRoot.querySelectorAll('h2, .tdg-sr')].map(
         s => [s.textContent.split(' ')[0], ['en', 'fr'].filter(l => s.matches(`:lang(${l})`))])"""
     assert {(word, tuple(langs)) for word, langs in await english_block.evaluate(lang_js)} == {
         ("Related", ("en",)), ("By", ("fr",)), ("opens", ("en",))}

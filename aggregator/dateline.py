@@ -228,6 +228,16 @@ def with_clock(day: datetime, text: str, now: datetime | None = None,
     return at
 
 
+def written_date(value: str, site_zone: tzinfo = UTC) -> datetime | None:
+    """A date written as pages write it for readers, given as a feed item's date: "December
+    7, 2026" (that day, midnight UTC), "Dec 7, 2026 10:00 AM EST", "Dec 7, 2026, 10:00 AM
+    ET" (a time without a zone read in `site_zone`, see `with_clock`). Neither RFC 822 nor
+    ISO 8601, feedparser reads none of them, and such a feed's stories (common on real
+    sites) had no time at all. None when `value` holds no full date (pure)."""
+    day = dateline(value, len(value))
+    return None if day is None else with_clock(day, value, None, site_zone)
+
+
 def zoned_clock(text: str, now: datetime, site_zone: tzinfo | None = None) -> datetime | None:
     """A time alone with its zone, as listings write today's stories ("14:05 GMT", "Updated
     2:05 PM ET"), or without one on a site whose zone is known (`site_zone`, the source's

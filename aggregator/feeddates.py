@@ -52,9 +52,24 @@ _ZONES = {**{name: f"{hours:+03d}00" for name, hours in timezone_names.items()},
           "mez": "+0100", "mesz": "+0200", "wez": "+0000", "wesz": "+0100", "oez": "+0200",
           "oesz": "+0300", "cet": "+0100", "cest": "+0200", "wet": "+0000", "west": "+0100",
           "eet": "+0200", "eest": "+0300"}
-# [weekday[.],] day[.] month[.] year time [zone]
-_DATE = re.compile(r"\s*(?:[^\W\d_]+\.?,?\s+)?(\d{1,2})\.?\s+([^\W\d_]+)\.?,?\s+(\d{4}),?\s+"
+# [weekday[.],] day[.] month[.] year time [zone]. The year in two digits too, as RFC 822
+# wrote it ("Mon, 07 Dec 26 10:00:00 CEST"): feedparser read that one's zone as UTC.
+_DATE = re.compile(r"\s*(?:[^\W\d_]+\.?,?\s+)?(\d{1,2})\.?\s+([^\W\d_]+)\.?,?\s+(\d{4}|\d\d),?\s+"
                    r"(\d{1,2}:\d\d(?::\d\d)?)\s*(\S*)\s*$")
+
+
+# A numeric offset after a time of day: "+0200", "-05:00", "GMT+0100".
+_OFFSET = re.compile(r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?:GMT|UTC)?\s*[+-](\d\d):?(\d\d)\s*$",
+                     re.IGNORECASE)
+# No zone is further from UTC than 14 hours (Kiribati's Line Islands, +14; -12 the other way).
+MAX_OFFSET_HOURS = 14
+
+
+def impossible_offset(value: str) -> bool:
+    """Whether `value` ends in an offset no zone has ("+2400", "+0175"): feedparser read
+    "… 10:00:00 +2400" as 10:00 the day before, a day off; such a date is no date (pure)."""
+    m = _OFFSET.search(value)
+    return m is not None and (int(m.group(1)) > MAX_OFFSET_HOURS or int(m.group(2)) > 59)
 
 
 def month_number(name: str) -> int | None:

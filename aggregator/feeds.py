@@ -21,6 +21,7 @@ from lxml import etree
 
 from aggregator import feeddates  # registers the reader of localised dates; site_local
 from aggregator.canonical import joined
+from aggregator.dateline import written_date
 from aggregator.errors import ParseError
 from aggregator.fastfeed import read_fast
 from aggregator.model import ParsedDocument, ParsedItem
@@ -198,7 +199,9 @@ def _item(entry: Any, n: int, base_url: str, markup_base: str | None = None,
         # one with its day named in another language ("Di, 10 Jun 2025 …"); the story then
         # took the time it was collected. Read as JSON Feed and sitemap dates are (naive: in
         # the source's `timezone`, else UTC).
-        published_at = parse_date(str(raw_date), site_zone)
+        # Nor "December 7, 2026" or "Dec 7, 2026 10:00 AM EST", as pages write dates.
+        published_at = (None if feeddates.impossible_offset(str(raw_date)) else
+                        parse_date(str(raw_date), site_zone) or written_date(str(raw_date), site_zone))
     if published_at is None and raw_date:
         problem = f"item {n}: invalid date {str(raw_date)[:40]!r}, left empty"
     image_url, image_width_px = _image(entry, content_html or summary_html, link,
@@ -228,8 +231,10 @@ def _entry_time(entry: Any, key: str, site_zone: tzinfo) -> datetime | None:
     """An entry's `published` or `updated` time in UTC: feedparser's reading (the fast path
     uses its reader too), or, on a source with a `timezone`, the source's reading of a time
     written without a zone, which feedparser took for UTC."""
-    read = struct_time_to_utc(entry.get(f"{key}_parsed"))
     raw = entry.get(key)
+    if raw and feeddates.impossible_offset(str(raw)):
+        return None  # feedparser reads "+2400" as an offset: a day off
+    read = struct_time_to_utc(entry.get(f"{key}_parsed"))
     if site_zone is not UTC and raw:
         return feeddates.site_local(str(raw), site_zone, read) or read
     return read

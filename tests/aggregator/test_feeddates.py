@@ -46,3 +46,39 @@ def test_local_month_and_zone_names_are_read(pub_date, expected, fast):
 def test_what_is_no_date_stays_no_date():
     doc = parse_feed(_rss("Di, 10 Foo 2025 08:00:00 +0200"), base_url="https://example.de/")
     assert doc.items[0].published_at is None
+
+
+# Dates real sites write in their feeds that feedparser reads none of: the story had no time.
+WRITTEN = [
+    ("December 7, 2026", datetime(2026, 12, 7, tzinfo=UTC)),  # a day alone: that day
+    ("Dec 7, 2026 10:00 AM EST", datetime(2026, 12, 7, 15, tzinfo=UTC)),
+    ("Dec 7, 2026, 10:00 AM ET", datetime(2026, 12, 7, 15, tzinfo=UTC)),
+    ("December 7, 2026 2:30 PM", datetime(2026, 12, 7, 14, 30, tzinfo=UTC)),
+    # RFC 822's two-digit year before a zone name: feedparser took "CEST" for UTC.
+    ("Mon, 07 Dec 26 10:00:00 CEST", datetime(2026, 12, 7, 8, tzinfo=UTC)),
+    ("Mon, 07 Dec 26 10:00:00 MEZ", datetime(2026, 12, 7, 9, tzinfo=UTC)),
+]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize(("pub_date", "expected"), WRITTEN)
+def test_dates_as_sites_write_them_are_read(pub_date, expected, fast):
+    doc = parse_feed(_rss(pub_date), base_url="https://example.de/", fast=fast)
+    assert doc.items[0].published_at == expected
+    assert not doc.problems
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("pub_date", ["Mon, 07 Dec 2026 10:00:00 +2400", "2026-12-07T10:00:00+24:00",
+                                      "Mon, 07 Dec 2026 10:00:00 +1500", "Mon, 07 Dec 2026 10:00:00 +0175"])
+def test_an_offset_no_zone_has_is_no_date(pub_date, fast):
+    # feedparser read "+2400" as an offset: the story came out a day early.
+    doc = parse_feed(_rss(pub_date), base_url="https://example.de/", fast=fast)
+    assert doc.items[0].published_at is None
+    assert "invalid date" in doc.problems[0]
+
+
+@pytest.mark.parametrize("pub_date", ["Mon, 07 Dec 2026 10:00:00 +1400", "Mon, 07 Dec 2026 10:00:00 -1200"])
+def test_the_furthest_offsets_zones_have_still_read(pub_date):
+    doc = parse_feed(_rss(pub_date), base_url="https://example.de/")
+    assert doc.items[0].published_at is not None and not doc.problems

@@ -138,9 +138,11 @@
     "font-size:.7em;font-weight:700;letter-spacing:.02em}",
     // A long name wraps within its place beside the time: cut with "…" it was whole only in
     // its title's tooltip, on hover, never for keyboard and touch readers. Two lines close
-    // set are about the avatar's height (the meta's min-height), so the grid's card is
-    // hardly taller than the placeholder held (see placeholder()).
-    ".tdg-site{font-weight:600;color:var(--tdg-fg);line-height:1.15;overflow-wrap:anywhere}",
+    // set are about the avatar's height (the meta's min-height), so the grid's card is no
+    // taller than the placeholder held (see placeholder()); a third line would be, and move
+    // the page under the block: a name longer than two lines (~50 characters) ends in "…".
+    ".tdg-site{font-weight:600;color:var(--tdg-fg);line-height:1.15;overflow-wrap:anywhere;",
+    "display:-webkit-box;-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden}",
     // The dot between site and time, an item of the row in its own right (see cardNode).
     ".tdg-sep{flex:none}.tdg-time{white-space:nowrap}",
     // Phones: one story a row, thumbnail beside the title, no snippet.
@@ -155,9 +157,8 @@
     ".tdg-meta{display:block;overflow-wrap:anywhere}",
     ".tdg-meta::before{content:'';display:inline-block;height:2.1em;vertical-align:middle}",
     ".tdg-avatar{vertical-align:middle;margin-inline-end:.3em}.tdg-sep{margin:0 .2em}",
-    ".tdg-site{line-height:inherit}",
+    ".tdg-site{line-height:inherit;display:inline;overflow:visible}",
     ".tdg-card,.tdg-ph{padding-bottom:1em;border-bottom:1px solid var(--tdg-line)}}",
-    ".tdg-tight .tdg-snippet{display:none}",
     ".tdg-ph :is(.tdg-title,.tdg-snippet){white-space:pre-line;background:var(--tdg-thumb);",
     "border-radius:4px}",
     ".tdg-sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);",
@@ -899,9 +900,6 @@
       ? state.node.getBoundingClientRect().height : 0;
     show(container, state, node);
     if (held) node.style.cssText = "box-sizing:border-box;min-height:" + held + "px";
-    // Taller (a title of more lines than the placeholder's 3), it would push the page under it
-    // down: its snippets go, as on phones, which gives such a title two more lines of room.
-    if (held && node.getBoundingClientRect().height > held + 0.5) node.classList.add(P + "tight");
     track(node, api, page, state);
     built.add(node);
     keepTime();

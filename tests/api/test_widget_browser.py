@@ -1415,11 +1415,12 @@ async def test_block_arriving_while_the_reader_scrolls_to_it_adds_no_layout_shif
 FOUR_LINE_TITLE = "Chancellor confirms the windfall tax on energy firms will stay until 2030 as"
 
 
-async def test_a_title_longer_than_the_placeholder_held_shifts_nothing(page, widget_api,
-                                                                        publisher):
+async def test_a_title_longer_than_the_placeholder_held_keeps_the_snippets(page, widget_api,
+                                                                             publisher):
     """Four stories in a row of ~200 px cards, each with a snippet and a title of 4 lines, one
-    more than the placeholder held: the block arriving on screen pushed the page under it
-    down (CLS 0.006). Such a block drops its snippets (as phones do), which frees the room."""
+    more than the placeholder held: the block arriving on screen moves the page under it a
+    little (CLS 0.006, far under the 0.1 "good" bar). Dropping every snippet of such a block
+    to save that was tried and not kept: the block keeps what it has to say."""
     await page.add_init_script(SHIFTS_INIT)
     api = widget_api.base_url
     cards = [{**LONG_CARDS[0], "id": 9300 + i, "url": f"https://faz.example/{i}",
@@ -1442,9 +1443,10 @@ async def test_a_title_longer_than_the_placeholder_held_shifts_nothing(page, wid
                                            / parseFloat(getComputedStyle(t).lineHeight)))""")
     assert lines == [4, 4, 4, 4]  # the case itself: one line more than held
     shifts = await page.evaluate("window.__shifts")
-    assert [s for s in shifts if s["at"] >= released[0]] == []
-    assert await page.locator("#related .tdg-snippet").evaluate_all(
-        "ps => ps.map(p => p.getBoundingClientRect().height)") == [0, 0, 0, 0]
+    assert sum(s["value"] for s in shifts if s["at"] >= released[0]) < 0.05
+    heights = await page.locator("#related .tdg-snippet").evaluate_all(
+        "ps => ps.map(p => p.getBoundingClientRect().height)")
+    assert len(heights) == 4 and all(h > 0 for h in heights)
     assert page.page_errors == []
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from aggregator.canonical import canonical_url, site_key
 from aggregator.names import name_key
 from aggregator.textclean import headline_key
-from recommender.lexical import CALENDAR_WORDS, IdfTable, fold, key_terms
+from recommender.lexical import CALENDAR_WORDS, STOPWORDS, IdfTable, fold, key_terms
 
 
 @dataclass(frozen=True, eq=False)
@@ -686,6 +686,14 @@ def name_runs(text: str) -> list[NameRun]:
     return runs
 
 
+def headline_runs(text: str) -> list[NameRun]:
+    """The runs of `text`'s title-case lines, which `name_runs` leaves out: a name of such a
+    line is joined only where the other story writes it too (`joined_names`), as two stories
+    writing "Black Friday" side by side is that name, not a headline's capitals."""
+    return [run for line in text[:DISPLAY_TEXT_CHARS].split("\n") if _title_case(line)
+            for run in _line_runs(line)]
+
+
 def _line_runs(line: str) -> list[NameRun]:
     runs: list[NameRun] = []
     run: list[tuple[str, str, str]] = []
@@ -723,35 +731,134 @@ def _title_case(line: str) -> bool:
 
 
 def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
-                 runs: Sequence[NameRun] = (), tails: Collection[str] = ()) -> list[str]:
+                 runs: Sequence[NameRun] = (), tails: Collection[str] = (),
+                 other: str = "", headlines: Sequence[NameRun] = (),
+                 two_names: Callable[[str], bool] | None = None, mine: str = "") -> list[str]:
     """Shared key terms (rarest first) as a reason lists them: the words of one name that the
     query writes side by side (`runs`) once, whole and in its order, where its rarest word
     stands ("Rancho Mirage", not "Mirage, Rancho"; "Jack Straw", not "Straw, Jack"); any
     other term by `display_name`. `tails`: shared words never shown alone that still end a
-    name after a shown one ("Black Friday", which read "Black" without its weekday)."""
+    name after a shown one ("Black Friday", which read "Black" without its weekday).
+
+    `other`: the other story's title and summary, where its names are confirmed. A name
+    grows by a stop word opening it when the query (`mine`: its title and text) and
+    `other` both write it so ("New Zealand": "new" is a stop word, never a key term, and
+    the reason read "Zealand"); a headline's name (`headlines`) is joined only where
+    `other` writes it. A word left alone is left out when `two_names(term)` says it is a
+    word of two different names."""
     shared = set(terms)
     whole: dict[str, str] = {}
-    for run in runs:
-        i = 0
-        while i < len(run):
-            j = i
-            while j < len(run) and run[j][0] in shared:
-                j += 1
-            # Only after a shown word: a weekday before a name is a dateline's ("Friday Boris
-            # Johnson"), no part of it.
-            while i < j < len(run) and run[j][0] in tails:
-                j += 1
-            if j - i > 1:
-                name = run[i][1] + "".join(sep + word for _, word, sep in run[i + 1:j])
-                for folded, _, _ in run[i:j]:
-                    whole.setdefault(folded, name)
-            i = max(j, i + 1)
+
+    def join(run: NameRun, i: int, j: int, trusted: bool) -> None:
+        # Grown over a stop word opening the run ("New", "The") where both stories write
+        # it so mid-sentence, where a capital is a name's ("In China" opened sentences); not
+        # over one inside a run ("Surviving After Suicide" read "After Suicide, Surviving"),
+        # nor over a word that could be a key term: not shared, it names nothing both write
+        # ("Former", "Economic" are no part of a name either shares).
+        if (trusted and other and i == 1 and _may_join(run[0][0])
+                and _writes_inside(mine, _joined(run, 0, j))
+                and _writes_inside(other, _joined(run, 0, j))):
+            i = 0
+        if j - i > 1 and (trusted or _writes(other, _joined(run, i, j))):
+            name = _joined(run, i, j)
+            for folded, _, _ in run[i:j]:
+                whole.setdefault(folded, name)
+
+    for trusted, group in ((True, runs), (False, headlines)):
+        for run in group:
+            i = 0
+            while i < len(run):
+                j = i
+                while j < len(run) and run[j][0] in shared:
+                    j += 1
+                # Only after a shown word: a weekday before a name is a dateline's ("Friday
+                # Boris Johnson"), no part of it.
+                while i < j < len(run) and run[j][0] in tails:
+                    j += 1
+                if j > i:
+                    join(run, i, j, trusted)
+                i = max(j, i + 1)
     out: dict[str, None] = {}
     for t in terms:
-        name = whole.get(t) or display_name(t, spelt)
-        if not any(same_name(name, other) for other in out):
+        name = whole.get(t)
+        if name is None:
+            if two_names is not None and two_names(t):
+                continue
+            name = display_name(t, spelt)
+        if not any(same_name(name, other_name) for other_name in out):
             out.setdefault(name, None)
     return list(out)
+
+
+def _joined(run: NameRun, i: int, j: int) -> str:
+    return run[i][1] + "".join(sep + word for _, word, sep in run[i + 1:j])
+
+
+def _writes_inside(text: str, name: str) -> bool:
+    """Whether `text` writes `name` after a word, a comma or a semicolon (not to open a
+    sentence, a line or a headline's clause)."""
+    return bool(text) and re.search(rf"(?<=[\w,;] ){re.escape(name)}(?!\w)", text) is not None
+
+
+def _may_join(folded: str) -> bool:
+    """A stop word that may open a name ("New Zealand", "The Hague"), not an honorific
+    ("Mr Obama" is Obama)."""
+    return folded in STOPWORDS and folded not in HONORIFICS
+
+
+def _writes(text: str, name: str) -> bool:
+    """Whether `text` writes `name` as it stands, a whole word or words, case and all."""
+    return bool(text) and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) is not None
+
+
+# A capitalised word beside another one, one space or a hyphen apart, or the word after
+# " of ": `_forms` reads the name a word ends ("York City") or opens ("League of Ireland").
+_NAME_BEFORE = re.compile(r"(?:^|\W)([^\W\d_][\w'’]*)[ -]$")
+_NAME_AFTER = re.compile(r"^( of |[ -])([^\W\d_]\w*)")
+
+
+def _forms(text: str, term: str) -> set[str] | None:
+    """How `text` writes `term` capitalised outside title-case lines: as the head of a longer
+    name, folded, where the name's last word ("york city") or the word before its " of "
+    ("league of ireland"), else the word on its own (`term`: "Apple" of "Apple Watch",
+    "Manchester" of "Manchester City" name a company and a city themselves). None when it
+    writes it so nowhere (nothing known)."""
+    forms: set[str] = set()
+    for line in text[:DISPLAY_TEXT_CHARS].split("\n"):
+        if _title_case(line):
+            continue
+        for m in _WORDS.finditer(line):
+            word = m.group()
+            if not word[0].isupper() or fold(word) != term:
+                continue
+            before = _NAME_BEFORE.search(line[:m.start()])
+            after = _NAME_AFTER.match(line[m.end():])
+            if after and not after.group(2)[0].isupper():
+                after = None
+            if after and after.group(1) != " of ":
+                forms.add(term)  # it opens a name or stands inside one
+            elif before and before.group(1)[0].isupper() and fold(before.group(1)) not in STOPWORDS:
+                # (after a stop word it is the word alone: "Mr Trump", "How Trump ...")
+                forms.add(fold(f"{before.group(1)} {word}"))
+            elif after:
+                forms.add(fold(f"{word} of {after.group(2)}"))
+            else:
+                forms.add(term)
+    return forms or None
+
+
+def two_names(term: str, mine: str, other: str) -> bool:
+    """Whether `term` is a word of two names: the query (`mine`) and the other story each
+    write it only as the head of a longer name (`_forms`), and no name of the one is the
+    other's ("City" of York City and Manchester City, "League" of the National League and the
+    League of Ireland: a Rochdale v York City report read "similar topic: League, City"
+    under a transfer-day live blog). Not when either writes the word alone ("Obama" of
+    "Barack Obama" and "President Obama") or nothing is known of the other's."""
+    theirs = _forms(other, term)
+    if theirs is None or term in theirs:
+        return False
+    mine_forms = _forms(mine, term)
+    return mine_forms is not None and term not in mine_forms and not mine_forms & theirs
 
 
 def same_name(a: str, b: str) -> bool:
@@ -808,6 +915,34 @@ TITLE_WORDS = frozenset(
 )
 
 
+# Honorifics before a name: stop words, never key terms, and no part of a name that a reason
+# grows over the words beside it (`joined_names`: "Mr Obama" is Obama).
+HONORIFICS = frozenset("mr mrs ms".split())
+
+
+def own_name_words(site: str, text: str) -> frozenset[str]:
+    """The words of a site's own name as its story `text` writes them, folded: a label of its
+    host ("bbc" of bbc.co.uk) and the words of a name beside it ("BBC News"), or a name
+    whose words make up a label ("ABC News" of abcnews.go.com, "The Guardian" of
+    theguardian.com). Every story of the site may write them (a byline, "the BBC's
+    correspondent"), so they are no evidence that two stories tell one event; reasons
+    showed "similar topic: BBC" and "News" ("BBC News app") between unrelated stories."""
+    labels = {label for label in site_key(site).split(".")[:-1]
+              if len(label) > 2 and label.isalpha()}
+    if not labels:
+        return frozenset()
+    words = set(labels)
+    for run in (*name_runs(text), *headline_runs(text)):
+        folded = [w for w, _, _ in run]
+        for i in range(len(folded)):
+            if folded[i] in labels:
+                words.update(folded[max(i - 1, 0):i + 2])  # "BBC News", "The Guardian"
+            for j in range(i + 2, len(folded) + 1):
+                if "".join(folded[i:j]) in labels:
+                    words.update(folded[i:j])
+    return frozenset(words)
+
+
 def shown_name(term: str, common_word: CommonWord | None = None) -> bool:
     """Whether a shared key term may name the evidence in a reason. Not a number: key terms
     hold numbers split at their punctuation ("20,000" is "20" and "000"), which read as noise
@@ -819,11 +954,31 @@ def shown_name(term: str, common_word: CommonWord | None = None) -> bool:
             and term not in TITLE_WORDS and not (common_word is not None and common_word(term)))
 
 
+@dataclass(frozen=True)
+class ReasonText:
+    """What a block's reasons read of its article, once per block: its title and text
+    (`lead`), its spellings of names (`spellings`), its names of several words (`name_runs`)
+    and those of its title-case lines (`headline_runs`), and the words of its site's own
+    name (`own_name_words`)."""
+
+    lead: str = ""
+    spelt: Mapping[str, str] = field(default_factory=dict)
+    runs: Sequence[NameRun] = ()
+    headlines: Sequence[NameRun] = ()
+    own: frozenset[str] = frozenset()
+
+
+def reason_text(query: Query) -> ReasonText:
+    lead = f"{query.title}\n{query.text}"
+    return ReasonText(lead, spellings(lead), name_runs(lead), headline_runs(lead),
+                      own_name_words(query.site, lead))
+
+
 def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = None,
-            spelt: Mapping[str, str] | None = None,
-            runs: Sequence[NameRun] = ()) -> str:
-    """`spelt`, `runs`: the query's spellings of its names (`spellings`) and its names of
-    several words (`name_runs`), as reasons show them. "Same event" only with two names to
+            text: ReasonText = ReasonText()) -> str:
+    """`text`: the article's names as reasons show them (`reason_text`); the candidate's
+    title and summary confirm the names both write (`joined_names`). "Same event" only with
+    two names to
     show, counted as shown (`joined_names`): evidence of common words, numbers or dates alone
     ("Woman" opening two headlines, "2018") said it of a hit-and-run in Queens under a house
     fire in Wolverhampton, and one name, all a feed's headline and summary may carry, of
@@ -835,10 +990,14 @@ def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = Non
     a museum row: none of its 13 one-name claims was one event). On ECB+, where one
     person is mostly one event, 8% of the true same-event claims (40-word texts; 1% on full
     texts) read "similar topic: Tara Reid" instead: understating a tie misleads less than
-    claiming one, and the ranking does not change."""
-    shown = [t for t in s.shared if shown_name(t, common_word)]
+    claiming one, and the ranking does not change. Words of either site's own name
+    (`own_name_words`) name nothing shared."""
+    other = f"{s.cand.title}\n{s.cand.summary}"
+    own = text.own | own_name_words(s.cand.site, other)
+    shown = [t for t in s.shared if shown_name(t, common_word) and t not in own]
     dates = [t for t in s.shared if t in CALENDAR_WORDS]  # "Friday" of "Black Friday"
-    names = joined_names(shown, spelt, runs, dates)
+    names = joined_names(shown, text.spelt, text.runs, dates, other, text.headlines,
+                         lambda t: two_names(t, text.lead, other), text.lead)
     if s.event >= params.same_event_reason_min and len(names) >= 2:
         return f"same event: {', '.join(names[:3])}"
     return f"similar topic: {', '.join(names[:2])}" if names else "similar topic"
@@ -1108,10 +1267,9 @@ def rank_related(
     kept = collapse_duplicates(best, params, cosines)
     chosen = diversify(kept, k, params, cosines)
     out = []
-    lead = f"{query.title}\n{query.text}"
-    spelt, runs = spellings(lead), name_runs(lead)
+    text = reason_text(query)
     for s in chosen:
         also = other_sites(s.cand.site, (c.site for c in s.copies))
-        reason = _reason(s, params, common_word, spelt, runs)
+        reason = _reason(s, params, common_word, text)
         out.append(Ranked(s.cand.id, round(s.score, 6), _with_also(reason, also), also))
     return out

@@ -1061,3 +1061,83 @@ def test_a_weekday_that_ends_a_name_stays_in_it():
     assert (reason_for("Sales", text, ("friday", "boris", "johnson"), {"boris": 9.0})
             == "similar topic: Boris Johnson")
     assert reason_for("Sales", text, ("friday",)) == "similar topic"
+
+
+def reason_between(title: str, text: str, terms: tuple[str, ...], /, *, site: str = "news.example",
+                   cand_site: str = "site2.example", **other) -> str:
+    """The reason of a story on `cand_site` whose names are `terms` and whose title or
+    summary are `other`, under an article of `title` and `text` on `site`."""
+    query = replace(QUERY, title=title, text=text, site=site)
+    story = cand(2, unit(1, 0.5), key_terms=terms, site=cand_site, **other)
+    [r] = rank_related(query, [story], k=1, now=NOW)
+    return r.reason
+
+
+def test_a_name_opened_by_a_stop_word_reads_whole_where_both_write_it():
+    # Real feeds (BBC, the Guardian): "similar topic: Zealand" for two stories on New
+    # Zealand: "new" is a stop word, never a key term, and the name lost its first word.
+    text = "She attended a service commemorating Australian and New Zealand troops."
+    assert (reason_between("Anzac tribute", text, ("zealand",),
+                           summary="Lorde, the New Zealand star, thanks supporters.")
+            == "similar topic: New Zealand")
+    # Only a name both write so, and not a capital that opens a sentence.
+    assert (reason_between("Anzac tribute", text, ("zealand",), summary="Zealand Pharma rose.")
+            == "similar topic: Zealand")
+    assert (reason_between("Factories", "Output fell. In China, factories shut.", ("china",),
+                           summary="Sales rose. In China, shops opened.")
+            == "similar topic: China")
+
+
+def test_a_word_of_two_different_names_is_no_name_they_share():
+    # Real feeds: a BBC report on Rochdale v York City (National League) read "similar
+    # topic: League, City" under a Guardian transfer blog on Manchester City and a signing
+    # from the League of Ireland: two names of each story sharing a word.
+    title = "Rochdale v York City: Their day, until it wasn't"
+    text = "The last day of the National League season lived up to its billing."
+    blog = dict(title="Transfer deadline day – live!",
+                summary="Manchester City end interest in Mahrez. Town signed Barry Cotter "
+                        "from League of Ireland club Limerick.")
+    assert reason_between(title, text, ("league", "city"), **blog) == "similar topic"
+    assert (reason_between(title, text, ("city", "rochdale"), **blog)
+            == "similar topic: Rochdale")
+    # A word one of them writes alone, or that opens a name, is still a name both write.
+    assert (reason_between("Barack Obama in Chicago", "Barack Obama spoke.", ("obama",),
+                           summary="Mr Obama was dismissed from jury duty.")
+            == "similar topic: Obama")
+    assert (reason_between("Derby", "Manchester City won.", ("manchester",),
+                           summary="Manchester United lost at home.")
+            == "similar topic: Manchester")
+    # The other story's name unknown (past its summary): shown as before.
+    assert reason_between(title, text, ("city",), summary="Deals done.") == "similar topic: City"
+
+
+def test_the_site_s_own_name_is_no_name_two_stories_share():
+    # Real feeds: BBC stories read "similar topic: BBC" under each other ("The BBC gains
+    # exclusive access", "The BBC's disability news correspondent") and "BBC News app" had
+    # "similar topic: News" under "ABC News Posts Extensive Interview With Tim Cook".
+    title, text = "Inside Aleppo province", "The BBC gains exclusive access in Aleppo province."
+    bbc = dict(cand_site="bbc.co.uk", title="Syria crisis: Refugees and a mobility scooter",
+               summary="The BBC's disability news correspondent has been to the camp.")
+    assert reason_between(title, text, ("bbc",), site="bbc.co.uk", **bbc) == "similar topic"
+    assert (reason_between(title, text, ("bbc", "aleppo"), site="bbc.co.uk", **bbc)
+            == "similar topic: Aleppo")
+    # "BBC News" beside its host's label, "ABC News" written as one word in its host.
+    assert (reason_between("BBC News app", "Top stories and breaking news.", ("news",),
+                           site="bbc.co.uk", cand_site="abcnews.go.com",
+                           title="ABC News Posts Interview With Tim Cook") == "similar topic")
+    assert (reason_between("Interview", "Tim Cook told ABC News about the case.", ("cook", "news"),
+                           site="abcnews.go.com", summary="Tim Cook defends encryption.")
+            == "similar topic: Cook")
+
+
+def test_a_title_case_headline_s_name_is_joined_where_the_other_story_writes_it():
+    # Real feeds (NYT): "Black Friday Isn’t What It Used to Be" read "similar topic: Black"
+    # under "Navigating the Black Friday Travels Sales and Deals": the names of a title-case
+    # line are not joined, lest "Lindsay Lohan Checks" be one, but both headlines write it.
+    title = "Black Friday Isn’t What It Used to Be"
+    text = "Big discounts, many of them online only, start well before Thanksgiving."
+    assert (reason_between(title, text, ("black", "friday"),
+                           title="Navigating the Black Friday Travels Sales and Deals")
+            == "similar topic: Black Friday")
+    assert (reason_between(title, text, ("black", "friday"), title="Deals in black, Friday")
+            == "similar topic: Black")

@@ -243,6 +243,7 @@ FOREIGN_STOPWORDS = {lang: frozenset(fold(w) for w in words.split()) - STOPWORDS
                      for lang, words in _FOREIGN_FUNCTION_WORDS.items()}
 _STOPWORDS_OF = {lang: STOPWORDS | words for lang, words in FOREIGN_STOPWORDS.items()}
 _ANY_FOREIGN = frozenset().union(*FOREIGN_STOPWORDS.values())
+_LANGUAGE_OF_STOPWORDS = {id(stop): lang for lang, stop in _STOPWORDS_OF.items()}
 
 
 def stopwords_for(text: str) -> frozenset[str]:
@@ -264,6 +265,19 @@ def stopwords_for(text: str) -> frozenset[str]:
     english = len(STOPWORDS.intersection(words))
     hits, lang = max((len(foreign & stop), lang) for lang, stop in FOREIGN_STOPWORDS.items())
     return _STOPWORDS_OF[lang] if hits >= 2 and hits > english else STOPWORDS
+
+
+def language_of(text: str) -> str:
+    """The language `text` is written in, as `stopwords_for` tells it: a `FOREIGN_STOPWORDS`
+    key, "en" when its first words hold at least two English function words and no other
+    language wins, else "" (unknown: a headline of names alone, "BBC News app", or a German
+    teaser of nouns, "KI statt Mitarbeiter + Intel-Prognose", which `stopwords_for` reads
+    with English's words as any text it cannot place). Only a caller that asks whether two
+    texts differ in language needs "unknown" apart from English; indexing does not."""
+    stop = stopwords_for(text)
+    if stop is not STOPWORDS:
+        return _LANGUAGE_OF_STOPWORDS[id(stop)]
+    return "en" if len(STOPWORDS.intersection(fold(text[:LANGUAGE_SAMPLE_CHARS]).split())) >= 2 else ""
 
 
 def _unsuffixed(word: str) -> str:

@@ -3,7 +3,8 @@
 Order of work in `rank_related` (each step a small function below):
 1. drop the article itself (same id, same URL, or the same title with a near-identical vector
    or wording)
-   and whatever the filters exclude, and what is too unrelated to show (`min_relevance`);
+   and whatever the filters exclude, what is too unrelated to show (`min_relevance`), and a
+   story in another language without same-event evidence (`other_language_min_event`);
 2. relevance = fused dense and lexical similarity, plus same-event evidence (shared rare names
    and numbers, publication within a couple of days), times freshness, the source's weight
    and a mild discount for a story of another section than the article's;
@@ -30,7 +31,15 @@ import numpy as np
 from aggregator.canonical import canonical_url, site_key
 from aggregator.names import name_key
 from aggregator.textclean import headline_key
-from recommender.lexical import CALENDAR_WORDS, STOPWORDS, IdfTable, fold, key_terms
+from recommender.lexical import (
+    CALENDAR_WORDS,
+    LANGUAGE_SAMPLE_CHARS,
+    STOPWORDS,
+    IdfTable,
+    fold,
+    key_terms,
+    language_of,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -225,6 +234,24 @@ class RankParams:
     # and whose dense cosine is under this is left out: found by meaning alone, and weakly.
     # Off in blocks (the floors above judge them); a search sets it (`search.SEARCH_MIN_DENSE`).
     min_dense_unmatched: float = -math.inf
+    # A story in another language than the article (`language_of`, both known) is shown only
+    # on same-event evidence (`event_evidence`: names both write, published close in time) of
+    # at least this. The bundled model reads English: a German or Portuguese text sits at
+    # cosine 0.2-0.56 to any English one, as close as the weakest same-language stories a block
+    # takes, so dense similarity cannot vouch for it, and its lexical score rests on the few
+    # names the two languages share. Of the 19 captured news feeds (English, German,
+    # Portuguese; int8 MiniLM, blocks of 5 for the 429 English stories), 1,591 other-language
+    # candidates passed the relevance floor among the best 60 and 85 were shown, nearly all
+    # filler (a Tesla earnings story from 2026 under Chris Lattner leaving Tesla in 2017,
+    # cosine 0.45; a TSMC roadmap under lab-grown meat). The reports of one event had evidence
+    # 0.20-0.33 (tagesschau on the Mali attacks for the BBC's: 0.33 at cosine 0.53; on the
+    # Russian strikes on Ukraine: 0.26 at cosine 0.23; on Trump and Iran for a Trump interview
+    # on Iran: 0.20), filler 0.11 at most (one common name among many, "Iran" under an EU
+    # summit), mostly 0 (its names years apart): 0.15 keeps the four and leaves 19 others,
+    # all under articles whose language their words do not tell (a Science headline alone; a
+    # heise teaser of nouns, whose German neighbours are its own language's).
+    # 0 keeps every other-language story the floors pass.
+    other_language_min_event: float = 0.15
 
 
 @dataclass(frozen=True)
@@ -360,6 +387,25 @@ def unrelated(query: Query, cand: Candidate, dense: float, lexical: float,
         return True
     return (dense < params.min_dense_unmatched and lexical <= 0 and not shared
             and not writes_any(f"{cand.title} {cand.summary}", query.written))
+
+
+def other_language_unproven(language: str, s: _Scored, params: RankParams) -> bool:
+    """A candidate written in another language than the article (`language`: the article's,
+    "" when unknown), without the same-event evidence that stands in for the similarity the
+    model cannot measure across languages (`RankParams.other_language_min_event`). A story of
+    unknown language is judged as any other."""
+    if not language or s.event >= params.other_language_min_event:
+        return False
+    other = story_language(s.cand.title, s.cand.summary)
+    return bool(other) and other != language
+
+
+@lru_cache(maxsize=65536)
+def story_language(title: str, text: str) -> str:
+    """`language_of` a story's title and text, once per story: each block asks it of some
+    sixty candidates, most of them in the next block too. Keyed by the strings themselves, as
+    the corpus hands them over (their hashes kept), so an edited story is read again."""
+    return language_of(f"{title}\n{text[:LANGUAGE_SAMPLE_CHARS]}")
 
 
 def writes_any(text: str, words: Sequence[str]) -> bool:
@@ -1259,10 +1305,14 @@ def rank_related(
                                pool, terms_of)
     # Only the best few can reach the block, even after copies are merged: rank those.
     scored.sort(key=lambda s: -s.score)
-    # The floor only leaves stories out: they still counted in the agreement's context, the
-    # shares and the article's section above, so the others rank as they did without it.
+    # The floor and the language rule only leave stories out: they still counted in the
+    # agreement's context, the shares and the article's section above, so the others rank as
+    # they did without them.
+    language = (story_language(query.title, query.text)
+                if params.other_language_min_event > 0 else "")
     best = [s for s in scored
-            if not unrelated(query, s.cand, s.dense, s.lexical, params, s.shared)][:pool]
+            if not unrelated(query, s.cand, s.dense, s.lexical, params, s.shared)
+            and not other_language_unproven(language, s, params)][:pool]
     cosines = _Cosines(best)
     kept = collapse_duplicates(best, params, cosines)
     chosen = diversify(kept, k, params, cosines)

@@ -103,11 +103,13 @@ def search_params(params: RankParams | None = None) -> RankParams:
     stories that carry it); a search answers what matched its words, and what matched only
     its meaning when closely (`SEARCH_MIN_DENSE`). A word in capitals ("WHO") is read by no
     index: the story that writes it shares it only by its text (`Query.written`, set by the
-    caller from `capitals`)."""
+    caller from `capitals`). Stories in other languages than the query's are held to no
+    same-event evidence (`RankParams.other_language_min_event`): a query has no date, and a
+    reader who types words in one language may look for reports in another."""
     return dataclasses.replace(params or RankParams(), self_cosine=math.inf,
                                self_title_cosine=math.inf, self_title_lexical=math.inf,
                                mmr_lambda=1.0, min_relevance=-math.inf,
-                               min_dense_unmatched=SEARCH_MIN_DENSE)
+                               min_dense_unmatched=SEARCH_MIN_DENSE, other_language_min_event=0.0)
 
 
 # The width forms (U+FF01-U+FFEE): Latin letters, digits and signs typed full width, and

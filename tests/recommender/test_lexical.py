@@ -20,6 +20,7 @@ from recommender.lexical import (
     LexicalIndex,
     fold,
     key_terms,
+    language_of,
     lead_words,
     proper_terms,
     stopwords_for,
@@ -636,6 +637,22 @@ def test_a_text_s_language_is_the_one_its_words_say(words, sep):
     rule = STOPWORDS | FOREIGN_STOPWORDS[lang] if hits >= 2 and hits > len(seen & STOPWORDS) \
         else STOPWORDS
     assert stopwords_for(text) == rule
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("Seven dead in major Russian attack on Ukraine\nThe city of Dnipro was hardest hit, with "
+     "officials saying four died in a strike on a residential building.", "en"),
+    ("Mehrere Tote nach schweren russischen Angriffen auf die Ukraine\nRussland hat die Ukraine "
+     "in der Nacht mit schweren Angriffen überzogen.", "de"),
+    (FRENCH[1][0] + "\n" + FRENCH[1][1], "fr"),
+    # Too few function words of any language to tell: unknown, not English (`stopwords_for`
+    # reads both with English's words).
+    ("BBC News app", ""),
+    ("Freitag: Meta-Entlassungen wegen KI, Intel-Aktiensprung trotz Milliarden-Minus\nKI statt "
+     "Mitarbeiter + Intel-Prognose belebt Börse + China gegen Scam", ""),
+])
+def test_a_text_s_language_is_unknown_when_its_words_do_not_say(text, language):
+    assert language_of(text) == language
 
 
 def test_a_search_s_spellings_scan_no_vocabulary(monkeypatch):

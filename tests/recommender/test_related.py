@@ -746,6 +746,27 @@ def test_a_sites_own_copies_on_its_mobile_host_or_spelt_otherwise_are_not_anothe
     assert also_reported(r, "beta.example", {"www.beta.example", "MOBILE.beta.example"}) is r
 
 
+def test_an_other_language_story_is_shown_only_on_same_event_evidence():
+    """The model reads English: a German story of another subject sat as close to an English
+    article as its own-language stories (a flood in Passau at cosine 0.5 under a ceasefire
+    call) and took a slot. A German report of the same call (its names, the same day) stays,
+    as does a story whose language its words do not tell."""
+    de_same = ("Putin sagt Trump Pause bei Angriffen auf Energieanlagen zu",
+               "Nach einem Telefonat mit Donald Trump hat Wladimir Putin zugesagt, die Angriffe "
+               "auf die Energieanlagen der Ukraine für dreißig Tage auszusetzen. Der Kreml "
+               "bestätigte das Gespräch.")
+    cands = [cand(2, unit(0.6, 0.8), title=de_same[0], summary=de_same[1]),
+             cand(3, unit(0.5, 0, 0.87), title=GERMAN[1][0], summary=GERMAN[1][1]),
+             cand(4, unit(0.45, 0, 0, 0.89), title="Zelensky welcomes the pause",
+                  summary="Kyiv says it will watch the energy grid closely."),
+             cand(5, unit(0.45, 0, 0, 0, 0.89), title="Rosatom, Gazprom, Naftogaz")]
+    assert ids(rank_related(QUERY, cands, k=5, now=NOW)) == [2, 4, 5]
+    # 0 turns the rule off, as a search does (a query has no date to be an event by).
+    off = RankParams(other_language_min_event=0.0)
+    assert 3 in ids(rank_related(QUERY, cands, k=5, now=NOW, params=off))
+    assert search_params().other_language_min_event == 0.0
+
+
 def test_reasons_over_german_feeds_name_no_common_nouns(shared_data):
     """German capitalises every noun: over the captured tagesschau and heise feeds, reasons
     read "same event: Tablet, Test, Euro" for two tablet reviews and "same event: Pakistan,

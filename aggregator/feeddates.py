@@ -21,7 +21,7 @@ from datetime import UTC, datetime, tzinfo
 import feedparser
 from feedparser.datetimes.rfc822 import _parse_date_rfc822, timezone_names
 
-from aggregator.textclean import local_date
+from aggregator.textclean import MAX_OFFSET_HOURS, local_date
 
 # Month names and their usual abbreviations, lower-cased, by their first four letters (or
 # fewer, for a shorter name): German, French, Spanish, Italian, Portuguese, Dutch, Turkish,
@@ -61,8 +61,6 @@ _DATE = re.compile(r"\s*(?:[^\W\d_]+\.?,?\s+)?(\d{1,2})\.?\s+([^\W\d_]+)\.?,?\s+
 # A numeric offset after a time of day: "+0200", "-05:00", "GMT+0100".
 _OFFSET = re.compile(r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?:GMT|UTC)?\s*[+-](\d\d):?(\d\d)\s*$",
                      re.IGNORECASE)
-# No zone is further from UTC than 14 hours (Kiribati's Line Islands, +14; -12 the other way).
-MAX_OFFSET_HOURS = 14
 
 
 def impossible_offset(value: str) -> bool:

@@ -11,7 +11,7 @@ import functools
 import html
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 from itertools import pairwise
 
@@ -381,6 +381,11 @@ def truncate(text: str, max_chars: int, ellipsis: str = "…") -> str:
     return cut.rstrip(" ,;:-") + ellipsis
 
 
+# No zone is further from UTC than 14 hours (Kiribati's Line Islands, +14; -12 the other way).
+MAX_OFFSET_HOURS = 14
+MAX_OFFSET = timedelta(hours=MAX_OFFSET_HOURS)
+
+
 def parse_date(value: str | None, site_zone: tzinfo = UTC) -> datetime | None:
     """An RFC 822 or ISO 8601 date string to an aware UTC datetime; None when it is not one.
 
@@ -427,6 +432,10 @@ def _written_date(value: str | None) -> tuple[datetime, bool] | None:
         except (TypeError, ValueError, IndexError):
             return None
     if parsed is None:
+        return None
+    if parsed.tzinfo is not None and abs(parsed.utcoffset() or timedelta()) > MAX_OFFSET:
+        # No zone has it: a JSON Feed's or a sitemap's "+15:00" was read a day off, where a
+        # feed's is refused (`feeddates.impossible_offset`, feedparser reading its own).
         return None
     # "-0000" is RFC 5322's UTC with the sender's zone unsaid: UTC, not the site's. A day
     # alone ("2026-11-25") names a day, not an instant in it: read in Berlin it became 23:00

@@ -28,7 +28,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-from aggregator.canonical import canonical_url, site_key
+from aggregator.canonical import canonical_url, site_key, site_of
 from aggregator.names import name_key
 from aggregator.textclean import headline_key
 from recommender.lexical import (
@@ -1016,8 +1016,12 @@ class ReasonText:
 
 def reason_text(query: Query) -> ReasonText:
     lead = f"{query.title}\n{query.text}"
-    return ReasonText(lead, spellings(lead), name_runs(lead), headline_runs(lead),
-                      own_name_words(query.site, lead))
+    # Its own name's words by its URL's host too: a page read for a block (not stored) has
+    # the site's name for `site` ("BBC News", its og:site_name), in which `own_name_words`
+    # finds no host's label, and its block read "same event: Aleppo, BBC" where the stored
+    # story's read "similar topic: Aleppo".
+    own = frozenset().union(*(own_name_words(site, lead) for site in {query.site, site_of(query.url)}))
+    return ReasonText(lead, spellings(lead), name_runs(lead), headline_runs(lead), own)
 
 
 def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = None,

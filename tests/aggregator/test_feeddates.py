@@ -82,3 +82,28 @@ def test_an_offset_no_zone_has_is_no_date(pub_date, fast):
 def test_the_furthest_offsets_zones_have_still_read(pub_date):
     doc = parse_feed(_rss(pub_date), base_url="https://example.de/")
     assert doc.items[0].published_at is not None and not doc.problems
+
+
+@pytest.mark.parametrize("date", ["2026-12-07T10:00:00+15:00", "2026-12-07T10:00:00-23:00"])
+def test_an_offset_no_zone_has_is_no_date_in_a_json_feed_or_a_sitemap(date):
+    # As in RSS and Atom above: a JSON Feed's or a news sitemap's "+15:00" was read as it
+    # stands, the story a day early (RSS's "+1500" was refused).
+    import json
+
+    from aggregator.jsonfeed import parse_jsonfeed
+    from aggregator.sitemap import parse_sitemap
+
+    feed = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "T", "items": [
+        {"id": "1", "url": "https://example.de/a", "title": "Nachricht", "content_text": "Text",
+         "date_published": date}]}).encode()
+    doc = parse_jsonfeed(feed, base_url="https://example.de/")
+    assert doc.items[0].published_at is None and "invalid date" in doc.problems[0]
+    sitemap = ('<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/'
+               'schemas/sitemap/0.9" xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">'
+               f"<url><loc>https://example.de/a</loc><news:news><news:publication_date>{date}"
+               "</news:publication_date><news:title>Nachricht</news:title></news:news></url>"
+               "</urlset>").encode()
+    assert parse_sitemap(sitemap, base_url="https://example.de/").items[0].published_at is None
+    # The furthest a zone is, as in a feed, is still read.
+    assert parse_jsonfeed(feed.replace(date.encode(), b"2026-12-07T10:00:00+14:00"),
+                          base_url="https://example.de/").items[0].published_at is not None

@@ -1085,10 +1085,10 @@ def test_a_weekday_that_ends_a_name_stays_in_it():
 
 
 def reason_between(title: str, text: str, terms: tuple[str, ...], /, *, site: str = "news.example",
-                   cand_site: str = "site2.example", **other) -> str:
+                   cand_site: str = "site2.example", query: Query = QUERY, **other) -> str:
     """The reason of a story on `cand_site` whose names are `terms` and whose title or
-    summary are `other`, under an article of `title` and `text` on `site`."""
-    query = replace(QUERY, title=title, text=text, site=site)
+    summary are `other`, under an article of `title` and `text` on `site` (at `query`'s URL)."""
+    query = replace(query, title=title, text=text, site=site)
     story = cand(2, unit(1, 0.5), key_terms=terms, site=cand_site, **other)
     [r] = rank_related(query, [story], k=1, now=NOW)
     return r.reason
@@ -1162,3 +1162,17 @@ def test_a_title_case_headline_s_name_is_joined_where_the_other_story_writes_it(
             == "similar topic: Black Friday")
     assert (reason_between(title, text, ("black", "friday"), title="Deals in black, Friday")
             == "similar topic: Black")
+
+
+def test_a_page_named_by_its_site_name_keeps_its_own_name_out_of_reasons():
+    # A page read for a block (not stored) is on "BBC News", its og:site_name, not on
+    # "bbc.co.uk": its own name's words were found by the host's label only, and its block
+    # read "same event: Aleppo, BBC" where the stored story's read "similar topic: Aleppo".
+    text = "The BBC gains exclusive access in Aleppo province."
+    story = dict(cand_site="cnn.com", title="Aleppo: fighting resumes",
+                 summary="Fighting near Aleppo, the BBC reported.")
+    stored = replace(QUERY, url="https://www.bbc.co.uk/news/1")
+    assert (reason_between("Inside Aleppo province", text, ("bbc", "aleppo"), site="bbc.co.uk",
+                           query=stored, **story) == "similar topic: Aleppo")
+    assert (reason_between("Inside Aleppo province", text, ("bbc", "aleppo"), site="BBC News",
+                           query=stored, **story) == "similar topic: Aleppo")

@@ -31,7 +31,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 
@@ -49,6 +49,8 @@ class FeedCandidate:
     category: str = ""
     source: str = ""
     published_at: datetime | None = None
+    # The crowd's figures: of the story and its copies on other sites, each reader once
+    # (`copy_sets`, readers.compute_crowd).
     trending: float = 0.0  # decayed count of readers (popularity.trending_scores)
     ctr: float | None = None  # smoothed click-through (popularity.ctr_table), None: unknown
     impressions: int = 0  # readers it was shown to (popularity.Counts), for `new_story_credit`
@@ -215,9 +217,10 @@ def feed_order(
     of the whole order: a page asks for what it shows (and one more, to know whether there is
     a next page) instead of placing every candidate (~700, a fifth of a feed request).
     A copy of a story placed before it (another site's id for one story, `_Shown`) is left
-    out, as is a copy of a story in `served` (the cursor's: what the earlier pages showed), and
-    the one placed trends with the readers of them all (`with_copies_readers`)."""
-    pool = with_copies_readers(_eligible(profile, candidates, prefs), params)
+    out, as is a copy of a story in `served` (the cursor's: what the earlier pages showed); the
+    one placed trends with the readers of them all, as the crowd's recount counted them
+    (`copy_sets`)."""
+    pool = _eligible(profile, candidates, prefs)
     if not pool:
         return []
     labels = category_labels(pool)
@@ -280,8 +283,7 @@ def rank_trending(
     """`GET /v1/trending?category=`: most readers lately, freshness breaking ties, at most
     `max_per_source` per source in the top. The category is named in any case."""
     key = None if category is None else name_key(category)
-    pool = with_copies_readers([c for c in candidates if key is None or name_key(c.category) == key],
-                               params)
+    pool = [c for c in candidates if key is None or name_key(c.category) == key]
     labels = category_labels(pool)
     scored = []
     for c in pool:
@@ -295,29 +297,32 @@ def rank_trending(
     return out[offset : offset + k]
 
 
-def with_copies_readers(cands: Sequence[FeedCandidate], params: FeedParams) -> list[FeedCandidate]:
-    """`cands`, each credited with the trending of its copies among them too (the same story on
-    another site, under its headline at cosine `copy_title_cos` or closer: those of which a list
-    shows one, `_Shown`). A copy stored apart (not word for word, so not `duplicate_of`) has
-    readers of its own; counted alone, the one a list showed trended with a share of them: a
-    wire story read by 45 readers on three sites ranked below a story 40 had read. So are the
-    readers it was shown to (`impressions`, for `new_story_credit`): a new story shown to 25
-    readers on one site and passed over kept the credit of a story nobody had seen through
-    its copy on another site, not shown yet, which the list showed instead. Summed, so a
-    reader of two copies counts twice (distinct readers would take the crowd's recount).
-    By headline first, then by vector, as `_Shown`. Pure."""
+def copy_sets(titles: Sequence[str], vectors: np.ndarray, params: FeedParams = DEFAULT_PARAMS
+              ) -> dict[int, list[int]]:
+    """The copies of each story among these (the same story on another site: its headline at
+    cosine `copy_title_cos` or closer, the rule by which a list shows one of them, `_Shown`),
+    by position: {j: [positions of j's copies, j included]} for the stories that have any.
+    `vectors` holds unit rows (a zero row, a story not embedded yet, is no one's copy). By
+    headline first, then by vector: a cosine only within a headline's few stories.
+
+    The crowd's recount credits each story with the distinct readers of its copies
+    (`popularity.copies_counted`): a copy stored apart (not word for word, so not
+    `duplicate_of`) has readers of its own, and counted alone, the one a list showed trended
+    with a share of them (a wire story read by 45 readers on three sites ranked below a story
+    40 had read). Pure."""
     by_title: dict[str, list[int]] = defaultdict(list)
-    for j, c in enumerate(cands):
-        if (c.trending > 0 or c.impressions > 0) and (key := headline_key(c.title)):
+    for j, title in enumerate(titles):
+        if key := headline_key(title):
             by_title[key].append(j)
-    out = list(cands)
+    out: dict[int, list[int]] = {}
     for js in by_title.values():
-        for j in js if len(js) > 1 else ():
-            v = cands[j].vector
-            same = [cands[i] for i in js if i == j or float(cands[i].vector @ v) >= params.copy_title_cos]
+        if len(js) < 2:
+            continue
+        sims = vectors[js] @ vectors[js].T
+        for a, j in enumerate(js):
+            same = [js[b] for b in range(len(js)) if b == a or sims[a, b] >= params.copy_title_cos]
             if len(same) > 1:
-                out[j] = replace(cands[j], trending=sum(c.trending for c in same),
-                                 impressions=sum(c.impressions for c in same))
+                out[j] = same
     return out
 
 

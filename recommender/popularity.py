@@ -117,9 +117,10 @@ def ctr_prior(counts: Mapping[int, Counts]) -> float:
     return min(max(prior, 1e-3), 0.5)
 
 
-def ctr_table(counts: Mapping[int, Counts], *, prior_strength: float = 20.0) -> dict[int, float]:
-    """Smoothed CTR per story, toward `ctr_prior`."""
-    prior = ctr_prior(counts)
+def ctr_table(counts: Mapping[int, Counts], *, prior_strength: float = 20.0,
+              prior: float | None = None) -> dict[int, float]:
+    """Smoothed CTR per story, toward `prior` (default: `ctr_prior` of `counts`)."""
+    prior = ctr_prior(counts) if prior is None else prior
     return {
         s: smoothed_ctr(c.clicks, c.impressions, prior_ctr=prior, prior_strength=prior_strength)
         for s, c in counts.items()
@@ -161,6 +162,36 @@ def trending_columns(cols: EventColumns, *, now: datetime, half_life_h: float = 
     ids, where = np.unique(stories[last], return_inverse=True)
     decayed = 0.5 ** ((now_s - at[last]) / (half_life_h * 3600.0))
     return dict(zip(ids.tolist(), np.bincount(where, weights=decayed).tolist(), strict=True))
+
+
+def copies_counted(cols: EventColumns, copies: Mapping[int, Sequence[int]], *, now: datetime,
+                   half_life_h: float = 6.0) -> tuple[dict[int, float], dict[int, Counts]]:
+    """The trending and counts of each story in `copies` ({story: its copies' ids, itself
+    included}: feed.copy_sets) over the events of all its copies, each reader counted once:
+    a reader of two copies is one reader of the story, and a reader shown both one impression,
+    so its click-through is its copies' clicks over their impressions. Summed copy by copy, a
+    reader counted twice. Each set is counted once, however many of its copies share it:
+    the events of its copies are gathered under one code (a copy in two sets, whose copies
+    are not all each other's, has its events gathered twice) and counted as a story is."""
+    if not copies or not len(cols):
+        return {}, {}
+    sets: dict[tuple[int, ...], int] = {}
+    code_of = {s: sets.setdefault(tuple(sorted(same)), len(sets)) for s, same in copies.items()}
+    members = np.fromiter((m for same in sets for m in same), np.int64)
+    codes = np.repeat(np.arange(len(sets), dtype=np.int64), [len(same) for same in sets])
+    order = np.flatnonzero(np.isin(cols.stories, members))  # the copies' events, a few
+    order = order[np.argsort(cols.stories[order], kind="stable")]
+    lo = np.searchsorted(cols.stories[order], members, side="left")
+    hi = np.searchsorted(cols.stories[order], members, side="right")
+    n = hi - lo
+    # The events of each (set, copy): runs lo..hi of `order`, one index array for them all.
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
+    rows = order[np.arange(int(n.sum())) + starts]
+    gathered = EventColumns(cols.readers[rows], np.repeat(codes, n), cols.at[rows], cols.positive[rows])
+    trend = trending_columns(gathered, now=now, half_life_h=half_life_h)
+    counts = count_columns(gathered)
+    return ({s: trend.get(g, 0.0) for s, g in code_of.items()},
+            {s: counts.get(g, Counts()) for s, g in code_of.items()})
 
 
 def reading_histories(events: Iterable[Event]) -> dict[str, list[int]]:

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ import numpy as np
 
 from aggregator.names import name_key
 from aggregator.store import EventLog, Store, calls_limited, within_call_limit
+from aggregator.textclean import headline_key
 from recommender.corpus import Corpus, StoryMeta
 from recommender.feed import (
     FeedCandidate,
@@ -27,6 +29,7 @@ from recommender.feed import (
     FeedParams,
     candidates_for,
     copies_of_read,
+    copy_sets,
     decode_cursor,
     encode_cursor,
     feed_order,
@@ -41,6 +44,7 @@ from recommender.popularity import (
     CoReadTable,
     co_read_columns,
     co_read_scores,
+    copies_counted,
     count_columns,
     ctr_prior,
     ctr_table,
@@ -67,6 +71,14 @@ FOLLOWS_READ = 10
 SECTION_HEAD = 20
 SECTIONS_READ = 24
 SECTION_SNAPSHOTS_KEPT = 16
+# The stories whose copies on other sites the recount looks for (feed.copy_sets): the head of
+# trending, which is all a feed or trending list draws from the crowd (TRENDING_HEAD, and the
+# categories' heads), and the newest stories shown (highest ids: stored last), whose readers
+# shown the new-story credit weighs while they are new (feed.new_story_credit: a story shown
+# and read by none trends with nothing). Every story's headline keyed at each recount cost
+# ~0.35 s at 85k stories, against a ~0.5 s recount; an older story below the trending head
+# has few readers, and its copies' few go uncounted with it.
+COPIES_HEAD = 5_000
 TRENDING_HEADS_KEPT = 64  # categories whose trending head is kept between recounts
 # Most of the API's time a crowd recount may take: a recount costs more as the event log grows
 # (~4 s at 200k events of 30 days), so past the TTL it waits this many times its own last cost.
@@ -98,22 +110,47 @@ class FeedPage:
 
 
 def compute_crowd(log: EventLog, now: datetime, originals: Mapping[int, int] | None = None,
-                  gone: Collection[int] = ()) -> Crowd:
+                  gone: Collection[int] = (),
+                  copies_among: Callable[[Sequence[int]], Mapping[int, Sequence[int]]] | None = None
+                  ) -> Crowd:
     """Trending, smoothed CTR and co-reads from the event log's columns, an event of a story
     stored as a copy (`originals`: copy id -> original id) counted for its original. Counted
     under the copy's id, which no feed or trending list holds, the clicks of readers who read
     a wire story on a syndicating site were lost: a story read on five sites trended as if read
     on one. A reader of two copies counts once, as every count here is per reader. The events
     of stories no longer stored (`gone`: kept for the readers' exports) count for nothing: a
-    story taken down held a place at the head of trending. Pure."""
+    story taken down held a place at the head of trending.
+
+    A story stored apart on other sites (not word for word: its own id, its own readers) is
+    credited with the distinct readers, impressions and clicks of all its copies
+    (`copies_among`: the copies among the ids given, feed.copy_sets over their headlines and
+    vectors, asked of the heads only, see COPIES_HEAD). Pure but for `copies_among`."""
     ids = [originals.get(i, i) for i in log.story_ids] if originals else log.story_ids
     cols = event_columns(log.readers, ids, log.at_s, log.types).without(gone)
     trending = trending_columns(cols, now=now)
-    top = dict(sorted(trending.items(), key=lambda kv: (-kv[1], kv[0]))[:TRENDING_HEAD])
     counts = count_columns(cols)
-    return Crowd(now, trending, ctr_table(counts), co_read_columns(cols), top, ctr_prior(counts),
+    prior = ctr_prior(counts)  # of the stories, before their copies' readers are shared out
+    if copies_among is not None:
+        newest_shown = sorted(i for i, c in counts.items() if c.impressions)[-COPIES_HEAD:]
+        heads = dict.fromkeys([*_head(trending, COPIES_HEAD), *newest_shown])
+        grouped_trending, grouped_counts = copies_counted(
+            cols, copies_among(list(heads)) if heads else {}, now=now)
+        trending.update((i, v) for i, v in grouped_trending.items() if v > 0)
+        counts.update(grouped_counts)
+    top = dict(sorted(trending.items(), key=lambda kv: (-kv[1], kv[0]))[:TRENDING_HEAD])
+    return Crowd(now, trending, ctr_table(counts, prior=prior), co_read_columns(cols), top, prior,
                  {i: c.impressions for i, c in counts.items() if c.impressions},
                  trending_prior(top.values()))
+
+
+def _head(scores: Mapping[int, float], n: int) -> list[int]:
+    """The ids of the `n` highest positive scores, in no order. Pure."""
+    ids = np.fromiter(scores.keys(), np.int64, len(scores))
+    values = np.fromiter(scores.values(), np.float64, len(scores))
+    if len(ids) > n:
+        keep = np.argpartition(-values, n)[:n]
+        ids, values = ids[keep], values[keep]
+    return ids[values > 0].tolist()
 
 
 def crowd_due(age_s: float, ttl_s: float, last_cost_s: float, share: float = CROWD_SHARE) -> bool:
@@ -261,7 +298,8 @@ class FeedService:
         since = now - timedelta(days=self.history_days)
         log = await self.store.recent_events(since, types=("impression", "click", "read"))
         originals, gone = await self._stored(set(log.story_ids))
-        crowd = await asyncio.to_thread(compute_crowd, log, now, originals, gone)  # CPU off the event loop
+        crowd = await asyncio.to_thread(compute_crowd, log, now, originals, gone,  # CPU off the event loop
+                                        self._copies_among)
         done = time.monotonic()
         self._crowd, self._crowd_cost_s = (done, crowd), done - started
         return crowd
@@ -329,6 +367,25 @@ class FeedService:
         stories = await self.store.get_stories(unknown)
         return ({i: s.duplicate_of for i, s in stories.items() if s.duplicate_of is not None},
                 set(unknown) - stories.keys())
+
+    def _copies_among(self, ids: Sequence[int]) -> dict[int, list[int]]:
+        """The copies of each story among `ids` (feed.copy_sets), by id. Called by the
+        recount's thread: the cards are read from the meta table's columns and records, and
+        the vectors under the index's lock, as a related block's are."""
+        cards = self.corpus.meta.cards(ids)
+        # Vectors only for the headlines two of them share (a few in a thousand, where a
+        # story's copies are): 5,000 vectors read from the index took as long as the cards.
+        shared = Counter(headline_key(c.title) for c in cards)
+        cards = [c for c in cards if shared[headline_key(c.title)] > 1]
+        known = [c.id for c in cards]
+        if len(known) < 2:
+            return {}
+        try:
+            vecs = self.corpus.vindex.get(np.asarray(known, dtype=np.int64))
+        except KeyError:  # one not embedded yet: zero rows for those, no one's copy
+            vecs = self._vectors(known)
+        sets = copy_sets([c.title for c in cards], vecs, self.params)
+        return {known[j]: [known[i] for i in same] for j, same in sets.items()}
 
     def _vectors(self, ids) -> np.ndarray:
         out = np.zeros((len(ids), self.corpus.dim), dtype=np.float32)

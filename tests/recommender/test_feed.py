@@ -1232,47 +1232,124 @@ def test_crowd_counts_impressions_and_the_trending_prior():
     assert 1.0 < crowd.trending_prior < 3.0
 
 
-def test_trending_credits_a_story_with_the_readers_of_its_copies_on_other_sites():
-    """A wire story stored apart on three sites (not word for word, so not one story) is
-    shown once in trending, but it trended with the readers of the copy shown alone: read by
-    45 readers, 15 a site, it came below a story 40 had read."""
-    rng = np.random.default_rng(3)
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v)).astype(np.float32)
 
-    def unit(v):
-        return (v / np.linalg.norm(v)).astype(np.float32)
 
-    wire, other = unit(rng.standard_normal(DIM)), unit(rng.standard_normal(DIM))
+def _wire_story(seed: int = 3) -> tuple[dict[int, tuple[str, np.ndarray]], np.ndarray]:
+    """A wire story stored apart on three sites (ids 1-3: its headline as each site writes it,
+    vectors at cosine ~0.99; not word for word, so not one story), and story 4, another."""
+    rng = np.random.default_rng(seed)
+    wire, other = _unit(rng.standard_normal(DIM)), _unit(rng.standard_normal(DIM))
+    titles = {1: "Errors doomed first Dome sale", 2: "Errors doomed first Dome sale | Reuters",
+              3: "'Errors' doomed first Dome sale", 4: "Debate needed on donations cap"}
+    return {i: (t, other if i == 4 else _unit(wire + 0.01 * rng.standard_normal(DIM)))
+            for i, t in titles.items()}, wire
+
+
+def _copies_among(stories: Mapping[int, tuple[str, np.ndarray]]):
+    """What the feed service asks of its corpus at a recount: the copies among some ids."""
+    from recommender.feed import copy_sets
+
+    def among(ids):
+        ids = [i for i in ids if i in stories]
+        vecs = np.stack([stories[i][1] for i in ids]) if ids else np.zeros((0, DIM), np.float32)
+        sets = copy_sets([stories[i][0] for i in ids], vecs)
+        return {ids[j]: [ids[i] for i in same] for j, same in sets.items()}
+    return among
+
+
+def _crowd_of(rows, stories):
+    from aggregator.store import EventLog
+    from recommender.readers import compute_crowd
+
+    log = EventLog(readers=[r for r, _, _ in rows], story_ids=[s for _, s, _ in rows],
+                   at_s=[NOW.timestamp()] * len(rows), types=[t for _, _, t in rows])
+    return compute_crowd(log, NOW, copies_among=_copies_among(stories))
+
+
+def _candidates_of(crowd, stories, **kw) -> list[FeedCandidate]:
+    """The candidates the service builds: each story with the crowd's figures."""
+    return [FeedCandidate(id=i, vector=v, title=t, trending=crowd.trending.get(i, 0.0),
+                          ctr=crowd.ctr.get(i), impressions=crowd.impressions.get(i, 0), **kw)
+            for i, (t, v) in stories.items()]
+
+
+def test_copy_sets_are_a_headline_as_sites_write_it_at_the_copy_cosine():
+    from recommender.feed import copy_sets
+
+    stories, wire = _wire_story()
+    far = _unit(wire + 0.8 * _unit(np.random.default_rng(5).standard_normal(DIM)))  # cosine < 0.9
+    titles = [t for t, _ in stories.values()] + ["Errors doomed first Dome sale"]
+    vecs = np.stack([v for _, v in stories.values()] + [far])
+    assert float(far @ wire) < FeedParams().copy_title_cos
+    assert copy_sets(titles, vecs) == {0: [0, 1, 2], 1: [0, 1, 2], 2: [0, 1, 2]}
+
+
+def test_trending_credits_a_story_with_the_distinct_readers_of_its_copies_on_other_sites():
+    """A wire story stored apart on three sites is shown once in trending, but it trended with
+    the readers of the copy shown alone: read by 45 readers, 15 a site, it came below a story
+    40 had read. Summed at request time, copy by copy, a reader of two copies counted twice:
+    the recount counts each reader of the story once."""
+    stories, _ = _wire_story()
+    rows = [(f"r{s}-{n}", s, "read") for s in (1, 2, 3) for n in range(15)]
+    rows += [(f"fan-{n}", 4, "click") for n in range(40)]
+    crowd = _crowd_of(rows, stories)
+    assert [crowd.trending[i] for i in (1, 2, 3, 4)] == pytest.approx([45.0, 45.0, 45.0, 40.0])
     at = NOW - timedelta(hours=1)
-    copies = [FeedCandidate(id=i, vector=unit(wire + 0.01 * rng.standard_normal(DIM)), category="politics",
-                            source=src, published_at=at, trending=15.0, title=title)
-              for i, src, title in ((1, "bbc", "Errors doomed first Dome sale"),
-                                    (2, "wire", "Errors doomed first Dome sale | Reuters"),
-                                    (3, "third", "'Errors' doomed first Dome sale"))]
-    read_by_40 = FeedCandidate(id=4, vector=other, category="politics", source="bbc", published_at=at,
-                               trending=40.0, title="Debate needed on donations cap")
-    page = rank_trending([*copies, read_by_40], now=NOW, k=10)
+    cands = [replace(c, source=src, category="politics", published_at=at, ctr=None)  # as read alone
+             for c, src in zip(_candidates_of(crowd, stories), ("bbc", "wire", "third", "bbc"), strict=True)]
+    page = rank_trending(cands, now=NOW, k=10)
     assert [it.id for it in page][:2] == [1, 4]  # the wire story first, once
     assert not {2, 3} & {it.id for it in page}
     assert page[0].score == pytest.approx(math.log1p(45.0) + 0.1, abs=0.01)
     # So does a new reader's feed, which is trending and latest.
-    assert [it.id for it in cold_start([*copies, read_by_40], now=NOW, k=10)] == [1, 4]
+    assert [it.id for it in cold_start(cands, now=NOW, k=10)] == [1, 4]
+
+    # A reader of two copies is one reader of the story: 10 readers of copies 1 and 2 and 5
+    # of copy 3 are 15 readers, not 25, and the story stays below the one 20 had read.
+    rows = [(f"both-{n}", s, "read") for s in (1, 2) for n in range(10)]
+    rows += [(f"r3-{n}", 3, "read") for n in range(5)] + [(f"fan-{n}", 4, "read") for n in range(20)]
+    crowd = _crowd_of(rows, stories)
+    assert [crowd.trending[i] for i in (1, 2, 3)] == pytest.approx([15.0] * 3)
+    page = rank_trending(_candidates_of(crowd, stories), now=NOW, k=10)
+    assert [it.id for it in page][:2] == [4, 1]
+
+
+def test_a_storys_click_through_is_its_copies_clicks_over_their_impressions():
+    """Copy 1 shown to readers 0-29 and clicked by 0-2, copy 2 shown to readers 20-39 and
+    clicked by 20-26: the story was shown to 40 readers, and 10 clicked (per copy it was 3 in
+    30 and 7 in 20). The site's average (`ctr_prior`) is of the stories as shown, 10 in 50."""
+    stories, _ = _wire_story()
+    rows = [(f"r{n}", 1, "impression") for n in range(30)] + [(f"r{n}", 1, "click") for n in range(3)]
+    rows += [(f"r{n}", 2, "impression") for n in range(20, 40)]
+    rows += [(f"r{n}", 2, "click") for n in range(20, 27)]
+    crowd = _crowd_of(rows, stories)
+    assert crowd.ctr_prior == pytest.approx(10 / 50)
+    group = smoothed_ctr(10, 40, prior_ctr=0.2, prior_strength=20.0)
+    assert crowd.ctr[1] == crowd.ctr[2] == pytest.approx(group)
+    assert crowd.impressions[1] == crowd.impressions[2] == 40
+    assert 3 not in crowd.ctr and 3 not in crowd.impressions  # no event: not in the heads
 
 
 def test_a_new_story_shown_on_another_site_has_had_its_chance_there_too():
     """A new story stored apart on two sites, each copy shown to 12 readers and read by none:
     the feed shows one copy, and that one took the new-story credit as if 12 readers had seen
-    it, not 24 (`fair_chance_impressions` is 20): the crowd passed it over and it still rose."""
-    from recommender.feed import new_story_credit, with_copies_readers
+    it, not 24 (`fair_chance_impressions` is 20): the crowd passed it over and it still rose.
+    Shown to the same 12 readers on both sites, it was shown to 12: its credit stays."""
+    from recommender.feed import new_story_credit
 
     p = FeedParams(trending_prior=5.0)
-    v = np.zeros(DIM, dtype=np.float32)
-    v[0] = 1.0
+    stories, _ = _wire_story()
+    stories = {i: stories[i] for i in (1, 2, 4)}
+    v = stories[1][1]
+    stories[4] = (stories[4][0], v)  # a like story under another headline: no copy
     at = NOW - timedelta(hours=1)
-    copies = [FeedCandidate(id=i, vector=v, source=src, published_at=at, impressions=12, title=title)
-              for i, src, title in ((1, "bbc", "Errors doomed first Dome sale"),
-                                    (2, "wire", "Errors doomed first Dome sale | Reuters"))]
-    alone = FeedCandidate(id=3, vector=v, source="bbc", published_at=at, impressions=12,
-                          title="Debate needed on donations cap")
-    out = with_copies_readers([*copies, alone], p)
+    rows = [(f"{s}-{n}", s, "impression") for s in (1, 2, 4) for n in range(12)]
+    out = _candidates_of(_crowd_of(rows, stories), stories, published_at=at)
     assert [c.impressions for c in out] == [24, 24, 12]
     assert [new_story_credit(c, 0.9, NOW, p) for c in out] == [0.0, 0.0, 5.0]
+    rows = [(f"r{n}", s, "impression") for s in (1, 2, 4) for n in range(12)]
+    out = _candidates_of(_crowd_of(rows, stories), stories, published_at=at)
+    assert [c.impressions for c in out] == [12, 12, 12]
+    assert [new_story_credit(c, 0.9, NOW, p) for c in out] == [5.0, 5.0, 5.0]

@@ -149,3 +149,55 @@ def test_unknown_follows_are_the_follows_no_known_name_matches():
     assert unknown_follows(prefs, categories=[], sources=[]) == {
         "follow_categories": ["Politics", "poltics", "Straße"], "follow_sources": ["BBC-News"]}
     assert unknown_follows({"follow_categories": []}, categories=[], sources=[]) == {}
+
+
+async def test_the_recount_counts_the_readers_of_a_storys_copies_on_other_sites_once(sqlite_url, tmp_path):
+    """A wire story stored apart on three sites (its headline as each writes it, its own text,
+    so not one story): 15 readers a site, and 5 who read it on two sites, are 50 readers of
+    it, which each copy trends with; the story a list shows trended with the 20 of its own
+    site, and summed copy by copy with 55, above a story 52 had read."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from aggregator.model import StoryDraft
+    from aggregator.store import EventRecord, Store
+    from recommender.corpus import MetaTable, meta_of
+    from recommender.vindex import BruteForceIndex
+
+    now = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    titles = ["Errors doomed first Dome sale", "Errors doomed first Dome sale | Reuters",
+              "'Errors' doomed first Dome sale", "Debate needed on donations cap"]
+    drafts = [StoryDraft(url=f"https://site{j}.org/story", title=t, text=f"Body as site {j} wrote it.",
+                         published_at=now - timedelta(hours=2), site=f"site{j}.org", source=f"s{j}",
+                         category="politics") for j, t in enumerate(titles)]
+    rng = np.random.default_rng(1)
+    wire = rng.standard_normal(16)
+    vecs = np.stack([wire + 0.01 * rng.standard_normal(16) for _ in range(3)] + [rng.standard_normal(16)])
+    vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+    store = Store(sqlite_url)
+    await store.migrate()
+    table = MetaTable(tmp_path)
+    try:
+        ids = (await store.upsert_stories(drafts, now)).new_ids
+        stories = await store.get_stories(ids)
+        assert len(ids) == 4 and not any(s.duplicate_of for s in stories.values())
+        table.put_many(meta_of(s) for s in stories.values())
+        index = BruteForceIndex(16)
+        index.add(np.asarray(ids, dtype=np.int64), vecs)
+        at = now - timedelta(minutes=1)
+        events = [EventRecord(f"{j}-{n}", f"r{j}-{n}", ids[j], "read", at) for j in range(3) for n in range(15)]
+        events += [EventRecord(f"both-{j}-{n}", f"both-{n}", ids[j], "read", at) for j in (0, 1) for n in range(5)]
+        events += [EventRecord(f"o-{n}", f"o-{n}", ids[3], "read", at) for n in range(52)]
+        await store.add_events(events, now)
+        svc = FeedService(store, corpus=SimpleNamespace(meta=table, vindex=index, dim=16),
+                          clock=lambda: now)
+        crowd = await svc.crowd()
+        decay = 0.5 ** (60 / (6 * 3600))
+        assert [crowd.trending[i] for i in ids] == pytest.approx([50 * decay] * 3 + [52 * decay])
+        items = await svc.trending(k=4)
+        assert [it.id for _, it in items][0] == ids[3] and len(items) == 2  # the story once
+    finally:
+        table.close()
+        await store.close()

@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -76,6 +76,17 @@ CHECK_SAMPLE = 3
 # left out is only tried PAGE_TRIES more times).
 PAGE_TRIES = 3
 PAGE_FAILURES_KEPT = 1_000
+# A plain sitemap's link has no date until its page is read, so retention's filter
+# (`within_retention`) passed it, and a page published before `[retention] stories_days`
+# was read, stored, deleted by retention within the hour, and read again the next round:
+# a wasted page fetch every round, for ever, per old link of an archive. Such a page is
+# now not stored, and marked on the source's `page_failures` beside the failed pages'
+# counts (positive) by its publication time negated (unix seconds; a plausible time is
+# after 1995, so the mark is below 0): not fetched again while the document lists it and
+# its time is before the horizon. The time, not a flag: a longer `stories_days` (or 0)
+# has the page read again. At most OLD_PAGES_KEPT marks a source, one document's items:
+# an archive's sitemap lists thousands.
+OLD_PAGES_KEPT = MAX_ITEMS
 T = TypeVar("T")
 # Which of some canonical URLs are stories already (`Store.stored_urls`).
 Stored = Callable[[Iterable[str]], Awaitable[set[str]]]
@@ -275,6 +286,36 @@ def failed_rounds_after(urls: Iterable[str], before: Mapping[str, int], failed: 
             after[url] = before[url]
         if len(after) == PAGE_FAILURES_KEPT:
             break
+    return after
+
+
+def page_marks(marks: Mapping[str, int]) -> tuple[dict[str, int], dict[str, datetime]]:
+    """A source's `page_failures` split (pure): its pages' failed rounds in a row, and the
+    publication times of the pages that were older than retention keeps (`OLD_PAGES_KEPT`)."""
+    failed = {url: n for url, n in marks.items() if n > 0}
+    old = {url: datetime.fromtimestamp(-n, UTC) for url, n in marks.items() if n < 0}
+    return failed, old
+
+
+def too_old(published: Mapping[str, datetime], now: datetime, keep_days: int) -> set[str]:
+    """The pages, of those marked old (`page_marks`), still before retention's horizon
+    (pure); none when retention keeps all (0)."""
+    if not keep_days:
+        return set()
+    horizon = now - timedelta(days=keep_days)
+    return {url for url, at in published.items() if at < horizon}
+
+
+def old_marks(urls: Iterable[str], published: Mapping[str, datetime]) -> dict[str, int]:
+    """The old pages' marks to store (`page_marks`) from their publication times, for the
+    document's links (`urls`) in its order, at most OLD_PAGES_KEPT (pure): no mark outlives
+    its link in the document."""
+    after: dict[str, int] = {}
+    for url in urls:
+        if url in published:
+            after[url] = -int(published[url].timestamp())
+            if len(after) == OLD_PAGES_KEPT:
+                break
     return after
 
 
@@ -493,13 +534,29 @@ class Collector:
                                 elapsed_s=time.perf_counter() - t0, recovered_after=recovered)
 
         doc, unread, pages = parsed.doc, 0, PagesRead()
+        page_failures: Mapping[str, int] = {}  # none kept: not a full_text source (any more)
         # Before their pages are read: an old item's page is not read every round either.
         drafts, past = within_retention(parsed.drafts, now, self.keep_days)
         if spec.full_text and drafts:
+            failed_before, old_before = page_marks(state.page_failures)
+            # Pages found older than retention keeps in an earlier round: not read again,
+            # nor waiting for their page (`pages.left`), see OLD_PAGES_KEPT.
+            skipped = too_old(old_before, now, self.keep_days)
+            drafts = [d for d in drafts if d.url not in skipped]
             drafts, unread, pages = await self._with_full_text(fetcher, spec, drafts,
-                                                               failed_before=state.page_failures)
+                                                               failed_before=failed_before)
             if pages.problem:
                 doc = replace(doc, problems=(*doc.problems, pages.problem))
+            # Again once read: a plain sitemap's link is dated by its page. A page marked
+            # old but read again (a longer `stories_days`) loses its mark unless still old.
+            read = drafts
+            drafts, read_past = within_retention(read, now, self.keep_days)
+            past += len(skipped) + read_past
+            kept = {d.url for d in drafts}
+            old = {url: old_before[url] for url in skipped}
+            old.update((d.url, d.published_at) for d in read if d.url not in kept)
+            page_failures = {**pages.failed_rounds,
+                             **old_marks((d.url for d in parsed.drafts), old)}
         if pages.left:
             # No validators kept while links wait for their pages: the next round's 304 read
             # none of them, and a static sitemap longer than `full_text_limit` gave its first
@@ -528,7 +585,7 @@ class Collector:
         )
         recovered = await self._record(state, outcome, result, t0, items=parsed.item_count,
                                        new=len(res.new_ids), kind=doc.kind,
-                                       page_failures=pages.failed_rounds)
+                                       page_failures=page_failures)
         if doc.problems:
             log.info("collect.problems source=%s problems=%s", spec.name,
                      masked_secrets("; ".join(doc.problems[:5])))

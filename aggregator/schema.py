@@ -102,7 +102,8 @@ class SourceRow(Base):
     adaptive_interval_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
     stats: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # recent fetches, bounded list
     # Its full_text article pages' failed rounds in a row, by URL ({url: n}; NULL for none):
-    # counted here, a cron of one-off collectors counts them too (collect.PAGE_TRIES, 0021).
+    # counted here, a cron of one-off collectors counts them too (collect.PAGE_TRIES, 0021);
+    # a page older than retention keeps as minus its publication time (collect.OLD_PAGES_KEPT).
     page_failures: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(80), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -277,7 +277,8 @@ class SourceState:
     # The interval its last fetch chose, when that fetch succeeded (else None: a back-off
     # is no pace, nor is what a reset or a URL edit left).
     interval_s: int | None = None
-    # Its article pages' failed rounds in a row, by URL (`collect.failed_rounds_after`).
+    # Its article pages' failed rounds in a row, by URL (`collect.failed_rounds_after`), and
+    # below 0 the pages older than retention keeps (`collect.page_marks`).
     page_failures: Mapping[str, int] = field(default_factory=dict)
 
 

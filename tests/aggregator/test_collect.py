@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.collect import PAGE_TRIES, Collector, failed_rounds_after
+from aggregator.collect import (
+    PAGE_TRIES,
+    Collector,
+    failed_rounds_after,
+    old_marks,
+    page_marks,
+    too_old,
+)
 from aggregator.model import Selectors, SourceSpec, selectors_json, zone_only
 from aggregator.settings import CollectSettings
 from aggregator.sources import load_sources
@@ -43,8 +50,9 @@ async def site(shared_data):
         yield s
 
 
-def collector(store, site, settings=FAST, clock=None) -> Collector:
-    kw = {"clock": clock} if clock else {}
+def collector(store, site, settings=FAST, clock=None, **kw) -> Collector:
+    if clock:
+        kw["clock"] = clock
     return Collector(store, settings, resolver_factory=lambda: LoopbackResolver(port=site.port), **kw)
 
 
@@ -462,6 +470,72 @@ async def test_a_static_sitemap_past_the_page_limit_gives_the_rest_in_later_roun
             f"Story of {d}" for d in days]
         # Every link read: the next round asks conditionally again, and the file answers 304.
         assert (await c.run_round(force=True)).sources[0].not_modified
+
+
+def _dated_article(title: str, published: str) -> bytes:
+    meta = f'<meta property="article:published_time" content="{published}">'
+    return _article(title).replace(b"</title>", b"</title>" + meta.encode())
+
+
+async def test_a_sitemap_page_older_than_retention_keeps_is_not_stored_nor_read_again(
+        sqlite_store):
+    """A plain sitemap's link has no date until its page is read, so retention's filter let
+    it through: a page published before `[retention] stories_days` was read and stored,
+    retention deleted it within the hour, and the next round read and stored it again, for
+    ever (an archive's sitemap: thousands of pages a round). Now it is not stored, and not
+    read again while the sitemap lists it; nor does it hold the sitemap's validators back.
+    A page dated 1970 (an unset CMS field) is undated, not old: it is stored."""
+    async with LocalSite() as site:
+        pages = {"fresh": "2026-12-05T09:30:00Z", "old": "2026-09-01T09:30:00Z",
+                 "epoch": "1970-01-01T00:00:00Z"}
+        for name, at in pages.items():
+            site.route(f"/post/{name}", content_type="text/html",
+                       body=_dated_article(f"Story {name}", at))
+        recent = "2026-12-06T08:00:00Z"  # <lastmod>: the old page was edited this week
+        site.route("/sitemap.xml", etag='"s1"', content_type="application/xml",
+                   body=_dated_sitemap(site, {f"/post/{n}": recent for n in pages}))
+        await sqlite_store.sync_sources([SourceSpec(
+            "sm", site.url("/sitemap.xml"), "world", kind="sitemap", full_text=True)])
+        now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+        c = collector(sqlite_store, site, clock=lambda: now, keep_days=30)
+
+        async def titles() -> list[str]:
+            return sorted(s.title for s in await sqlite_store.latest_stories(limit=10))
+
+        first = (await c.run_round(force=True)).sources[0]
+        assert (first.ok, first.new) == (True, 2)
+        assert await titles() == ["Story epoch", "Story fresh"]
+        await sqlite_store.delete_stories_before(now - timedelta(days=30))  # the retention job
+        # The sitemap changes: its new page is read, the old one not again.
+        site.route("/post/new", content_type="text/html",
+                   body=_dated_article("Story new", "2026-12-07T08:00:00Z"))
+        site.route("/sitemap.xml", etag='"s2"', content_type="application/xml",
+                   body=_dated_sitemap(site, {f"/post/{n}": recent for n in [*pages, "new"]}))
+        second = (await c.run_round(force=True)).sources[0]
+        assert (second.ok, second.new) == (True, 1)
+        assert await titles() == ["Story epoch", "Story fresh", "Story new"]
+        assert site.paths_requested().count("/post/old") == 1
+        # No link waits for its page: the validators were kept, and the sitemap answers 304.
+        assert (await c.run_round(force=True)).sources[0].not_modified
+        # Retention off (0): the old page is read again, and stored.
+        site.route("/sitemap.xml", etag='"s3"', content_type="application/xml",
+                   body=_dated_sitemap(site, {f"/post/{n}": recent for n in [*pages, "new"]}))
+        third = (await collector(sqlite_store, site, clock=lambda: now).run_round(force=True)).sources[0]
+        assert (third.ok, third.new) == (True, 1)
+        assert "Story old" in await titles()
+
+
+def test_old_page_marks_follow_the_document_and_the_horizon():
+    """An old page's mark keeps its time, so the horizon decides each round: a longer
+    `stories_days` reads it again. The marks sit beside failed pages' counts, apart."""
+    at = datetime(2026, 9, 1, 9, 30, tzinfo=UTC)
+    marks = old_marks(["/a", "/old", "/gone"], {"/old": at, "/elsewhere": at})
+    assert marks == {"/old": -int(at.timestamp())}
+    failed, old = page_marks({**marks, "/a": 2})
+    assert (failed, old) == ({"/a": 2}, {"/old": at})
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    assert too_old(old, now, 30) == {"/old"}
+    assert too_old(old, now, 365) == set() == too_old(old, now, 0)
 
 
 def _sitemap(site: LocalSite, paths: list[str]) -> bytes:

@@ -11,7 +11,8 @@ Pure: the clock comes in as `now`. Decisions made here:
   would pin the story to the top of every "newest first" list. Dates before 1995 are also
   dropped (epoch zero and "0001-01-01" placeholders);
 - tags are cleaned like the other one-line fields, kept once whatever their case, and
-  bounded (see `clean_tags`);
+  bounded (see `clean_tags`); paid content ("[Sponsor] …", a tag "Advertorial") gets the tag
+  "sponsored" (`aggregator.sponsored`);
 - `content_hash` is the SHA-256 of the body (text, else summary) lowercased and reduced to
   its words, when it has at least `MIN_HASH_WORDS` words, else "": short teasers collide by
   chance ("Watch the video."), long bodies that match are the same story on two sites.
@@ -29,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from aggregator.bylines import clean_byline
 from aggregator.canonical import canonical_url, site_of
 from aggregator.model import ParsedItem, SourceSpec, StoryDraft
+from aggregator.sponsored import SPONSORED_TAG, marked, with_sponsored_tag
 from aggregator.textclean import clean_inline, collapse_whitespace, drop_read_more, truncate
 
 MAX_TITLE_CHARS = 300
@@ -124,7 +126,8 @@ def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime,
         # (a lone surrogate can sit in a fragment the canonical form drops)
         original_url=item.url if len(item.url) <= MAX_URL_CHARS and _valid(item.url) is item.url else "",
         content_hash=content_hash(text or summary),
-        tags=clean_tags(item.tags),
+        # Paid content is marked by a tag, which the card shows and blocks and feeds skip.
+        tags=with_sponsored_tag(title, clean_tags(item.tags), MAX_TAGS),
     )
 
 
@@ -157,10 +160,15 @@ def _filled(first: StoryDraft, later: StoryDraft) -> StoryDraft:
     text = first.text or later.text
     image_url, width = ((first.image_url, first.image_width_px) if first.image_url
                         else (later.image_url, later.image_width_px))
+    tags = first.tags or later.tags
+    if marked(later.tags) and not marked(tags):
+        # A link one copy calls paid content is: Daring Fireball's "[Sponsor] Manuscripts and
+        # Findings" links the sponsor's page that its "thanks for sponsoring" post listed first.
+        tags = (SPONSORED_TAG, *tags)[:MAX_TAGS]
     return replace(first, title=title, summary=summary, text=text,
                    author=first.author or later.author, image_url=image_url,
                    image_width_px=width, published_at=first.published_at or later.published_at,
-                   tags=first.tags or later.tags, content_hash=content_hash(text or summary))
+                   tags=tags, content_hash=content_hash(text or summary))
 
 
 def clean_tags(tags: Iterable[str]) -> tuple[str, ...]:

@@ -46,6 +46,7 @@ from aggregator.normalize import (
     plausible_time,
 )
 from aggregator.pagereader import READ_TIMEOUT_S
+from aggregator.sponsored import marked
 from aggregator.store import sort_time
 from aggregator.textclean import truncate
 from recommender.corpus import Corpus, StoryMeta, meta_of
@@ -279,12 +280,15 @@ class RelatedService:
     def _meta(self, ids: list[int]) -> dict[int, CandidateMeta]:
         # Ids removed from the database since they were indexed are simply not returned.
         # A source weighted 0 is left out like a removed story: "0 keeps its stories out".
+        # So is paid content ("[Sponsor] …"): a publisher does not want another site's advert
+        # under their article, nor a search to answer with one.
         weights = self.source_weights
         return {c.id: CandidateMeta(title=c.title, summary=c.summary, url=c.url, site=c.site,
                                     source=c.source, category=c.category, published_at=c.ranked_at,
                                     source_weight=weights.get(c.source, 1.0),
                                     image_url=c.image_url)
-                for c in self.corpus.meta.cards(ids) if not weights.excluded(c.source)}
+                for c in self.corpus.meta.cards(ids)
+                if not weights.excluded(c.source) and not marked(c.tags)}
 
     # ------------------------------------------------------------ entry points
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from aggregator.names import name_key
+from aggregator.sponsored import marked
 from aggregator.store import EventLog, Store, calls_limited, within_call_limit
 from aggregator.textclean import headline_key
 from recommender.corpus import Corpus, StoryMeta
@@ -399,8 +400,10 @@ class FeedService:
     def _candidates(self, ids, crowd: Crowd, co_read: dict) -> list[FeedCandidate]:
         # Cards, not a StoryMeta per id: a feed weighs ~700 candidates, and building each one's
         # StoryMeta was a quarter of the request (feed benchmark's data, 100k stories).
-        # A source weighted 0 is out of feeds and trending ("0 keeps its stories out").
-        cards = [c for c in self.corpus.meta.cards(ids) if not self.source_weights.excluded(c.source)]
+        # A source weighted 0 is out of feeds and trending ("0 keeps its stories out"), and so
+        # is paid content: a feed is not to be padded with adverts.
+        cards = [c for c in self.corpus.meta.cards(ids)
+                 if not self.source_weights.excluded(c.source) and not marked(c.tags)]
         if not cards:
             return []
         known = [c.id for c in cards]

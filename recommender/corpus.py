@@ -357,6 +357,13 @@ class MetaTable(Mapping[int, StoryMeta]):
                             names[source[j]], names[category[j]], _at(ranked_at[j]), tags))
         return out
 
+    def cards_off_thread(self, ids: Sequence[int]) -> list[Card]:
+        """`cards` for a caller on another thread than the one that adds and pops stories (the
+        crowd recount's worker): under the lock `put_many` and `pop` hold, so the id map is not
+        read while it grows, nor a row before its columns are written."""
+        with self._lock:
+            return self.cards(ids)
+
     def put_many(self, metas: Iterable[StoryMeta]) -> None:
         """Add or replace stories (a replaced story's old record is simply no longer used)."""
         metas = list(metas)

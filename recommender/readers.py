@@ -371,9 +371,9 @@ class FeedService:
 
     def _copies_among(self, ids: Sequence[int]) -> dict[int, list[int]]:
         """The copies of each story among `ids` (feed.copy_sets), by id. Called by the
-        recount's thread: the cards are read from the meta table's columns and records, and
-        the vectors under the index's lock, as a related block's are."""
-        cards = self.corpus.meta.cards(ids)
+        recount's thread: the cards are read under the meta table's lock, and the vectors
+        under the index's lock, as a related block's are."""
+        cards = self.corpus.meta.cards_off_thread(ids)
         # Vectors only for the headlines two of them share (a few in a thousand, where a
         # story's copies are): 5,000 vectors read from the index took as long as the cards.
         shared = Counter(headline_key(c.title) for c in cards)

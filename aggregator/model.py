@@ -191,6 +191,9 @@ class Story:
     category: str
     duplicate_of: int | None = None
     tags: tuple[str, ...] = field(default=())
+    # Its place in the listings (the store's `sort_at`): `sort_time`'s, but a microsecond
+    # apart from the items of its fetch it tied with (`feedorder`). None: not read.
+    sort_at: datetime | None = None
 
     @property
     def when(self) -> datetime:

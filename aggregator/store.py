@@ -67,6 +67,7 @@ from sqlalchemy.sql.operators import custom_op
 
 from aggregator.canonical import canonical_url, site_key, url_variants
 from aggregator.errors import BadDatabaseURL, ChangesPruned, DatabaseTimeout, StoreError
+from aggregator.feedorder import NEAR, in_feed_order
 from aggregator.model import SourceSpec, Story, StoryDraft, selectors_json, selectors_of
 from aggregator.names import name_key
 from aggregator.normalize import content_hash
@@ -894,7 +895,7 @@ def _fetch_common(rec: FetchRecord, now: datetime) -> dict:
 _STORY_COLUMNS = (StoryRow.id, StoryRow.url, StoryRow.title, StoryRow.summary, StoryRow.text,
                   StoryRow.author, StoryRow.image_url, StoryRow.published_at,
                   StoryRow.collected_at, StoryRow.site, StoryRow.source, StoryRow.category,
-                  StoryRow.duplicate_of, StoryRow.tags)
+                  StoryRow.duplicate_of, StoryRow.tags, StoryRow.sort_at)
 
 
 def tags_column(tags: Sequence[str]) -> str | None:
@@ -984,6 +985,7 @@ def _story(row) -> Story:
         category=row.category,
         duplicate_of=row.duplicate_of,
         tags=tags_of(row.tags),
+        sort_at=row.sort_at,
     )
 
 
@@ -1913,12 +1915,19 @@ class Store:
                     row.author = d.author or row.author
                     row.image_url = d.image_url or row.image_url
                     row.tags = tags
-                    if d.published_at:
+                    # Only a time that changed moves the story: one restated as it was keeps
+                    # its place among stories of the same time (`feedorder`).
+                    if d.published_at and d.published_at != row.published_at:
                         row.published_at = d.published_at
                         row.sort_at = sort_time(d.published_at, row.collected_at)
                     row.updated_at = now
                     updated.append(row.id)
                 await s.flush()
+                if fresh and source_id is not None:  # a fetch: its items in the feed's order
+                    times = [item["sort_at"] for item in fresh]
+                    placed = await self._placed_near(s, set(times))
+                    for item, at in zip(fresh, in_feed_order(times, placed, now), strict=True):
+                        item["sort_at"] = at
                 if fresh:
                     table = StoryRow.__table__
                     # RETURNING the URL too: in parameter order SQLite would get one INSERT a row.
@@ -1950,6 +1959,22 @@ class Store:
             raise StoreError(f"storing stories failed: {driver_reason(e)}") from e
         return UpsertResult(tuple(new_ids), tuple(updated), unchanged, dups, len(refused),
                             relinked)
+
+    @staticmethod
+    async def _placed_near(s, times: Collection[datetime]) -> dict[datetime, datetime]:
+        """For each of these times, the latest sort time a stored story has within
+        `feedorder.NEAR` of it, where one has (`in_feed_order`). A max on the sort index
+        each; a statement per 200 times, so a query stays well within SQLite's limits."""
+        times = sorted(times)
+        out: dict[datetime, datetime] = {}
+        for i in range(0, len(times), 200):
+            chunk = times[i:i + 200]
+            row = (await s.execute(select(*(
+                select(func.max(StoryRow.sort_at))
+                .where(StoryRow.sort_at >= t - NEAR, StoryRow.sort_at < t + NEAR)
+                .scalar_subquery().label(f"t{j}") for j, t in enumerate(chunk))))).one()
+            out.update((t, at) for t, at in zip(chunk, row, strict=True) if at is not None)
+        return out
 
     @staticmethod
     async def _under_current_name(s, source_id: int,

@@ -32,7 +32,11 @@ def filters_check(source: str | None, category: str | None) -> str:
 
 
 def story_sort_at(story) -> datetime:
-    """The story's place in the listing, as the store's `sort_at` holds it (`sort_time`)."""
+    """The story's place in the listing, as the store's `sort_at` holds it: the stored one
+    when read (a story that tied with others of its fetch is a microsecond from
+    `sort_time`'s, `feedorder`), else `sort_time`'s."""
+    if story.sort_at is not None:
+        return story.sort_at
     p = story.published_at
     return p if p is not None and p <= story.collected_at else story.collected_at
 

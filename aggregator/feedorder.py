@@ -1,0 +1,48 @@
+"""Where a fetch's new stories sit among stories of the same time: in the publisher's order.
+
+Listings sort newest first by (sort_at, id), and a fetch's rows take ids in feed order. Items
+of one time (a feed that dates all its items alike, or by the day only, or not at all: then
+each takes the round's collection time) were therefore listed last item first, the reverse of
+the feed, which lists newest first. Such items' sort times are set a microsecond apart
+instead, the feed's first item latest, and above the stories already placed at that time: a
+later round's new items are newer than those an earlier one stored. Nothing else moves:
+`published_at` (what readers see) keeps the feed's time, stored rows keep theirs (a later
+round does not reshuffle them), and no sort time is later than the collection time.
+
+Not for an import: its lines are in no order known to be newest first.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+STEP = timedelta(microseconds=1)
+# How far from a time the stories an earlier round placed there are looked for: the steps
+# that round took above it. Far above what rounds of one day add up to (a microsecond an
+# item), and small enough that a story truly a second later is never one of them.
+NEAR = timedelta(milliseconds=10)
+
+
+def in_feed_order(times: Sequence[datetime], placed: Mapping[datetime, datetime],
+                  now: datetime) -> list[datetime]:
+    """The sort times of a fetch's new items, given in feed order with their plain sort
+    times (`store.sort_time`); `placed`: for a time, the latest sort time a stored story
+    has within `NEAR` of it (a time without one is not in it). A time that no other item
+    and no stored story shares is kept as it is."""
+    count = Counter(times)
+    taken: Counter[datetime] = Counter()
+    out = []
+    for t in times:
+        n, below = count[t], placed.get(t)
+        if n == 1 and below is None:
+            out.append(t)
+            continue
+        top = t if below is None else max(t, below + n * STEP)
+        # Never later than collected (`sort_time`); at the collection time itself only
+        # another source's undated items of this round can be there, in no order to keep.
+        top = min(top, now)
+        out.append(top - taken[t] * STEP)
+        taken[t] += 1
+    return out

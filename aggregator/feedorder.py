@@ -29,8 +29,9 @@ def in_feed_order(times: Sequence[datetime], placed: Mapping[datetime, datetime]
                   now: datetime) -> list[datetime]:
     """The sort times of a fetch's new items, given in feed order with their plain sort
     times (`store.sort_time`); `placed`: for a time, the latest sort time a stored story
-    has within `NEAR` of it (a time without one is not in it). A time that no other item
-    and no stored story shares is kept as it is."""
+    has within `NEAR` of it (a time without one is not in it; the store looks up times two
+    items share and whole minutes). A time that no other item and no stored story shares is kept as it
+    is: a new item alone at a stored story's time sorts above it by its higher id."""
     count = Counter(times)
     taken: Counter[datetime] = Counter()
     out = []

@@ -19,6 +19,7 @@ import socket
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -1925,7 +1926,14 @@ class Store:
                 await s.flush()
                 if fresh and source_id is not None:  # a fetch: its items in the feed's order
                     times = [item["sort_at"] for item in fresh]
-                    placed = await self._placed_near(s, set(times))
+                    # Looked up: times two new items share, and whole minutes (a feed dated by
+                    # the day or the minute, whose earlier rounds' items of that time may sit
+                    # above it). A new item alone at another time sorts above a stored story of
+                    # that time by its id, and a fetch of items dated to the second (nearly
+                    # all) costs no query.
+                    tied = {t for t, n in Counter(times).items()
+                            if n > 1 or (t.second == 0 and t.microsecond == 0)}
+                    placed = await self._placed_near(s, tied) if tied else {}
                     for item, at in zip(fresh, in_feed_order(times, placed, now), strict=True):
                         item["sort_at"] = at
                 if fresh:

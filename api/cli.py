@@ -210,6 +210,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--until", type=_time, metavar="T", help="only stories before T")
     p.add_argument("--force", action="store_true", help="replace FILE if it exists")
 
+    p = sub.add_parser("backup", help="copy the SQLite database, while it runs, with the settings "
+                                      "and sources files into the new folder DEST")
+    _common(p)
+    p.add_argument("dest", metavar="DEST", type=_given("backup folder"),
+                   help="the folder to make (it must not exist); restore: README, Backup and restore")
+
     p = sub.add_parser("related", help="print a related block")
     _common(p)
     g = p.add_mutually_exclusive_group(required=True)
@@ -485,6 +491,8 @@ async def dispatch(args) -> int:
         return await cmd_import(settings, args)
     if cmd == "export":
         return await cmd_export(settings, args)
+    if cmd == "backup":
+        return await cmd_backup(settings, args)
     if cmd == "related":
         return await cmd_related(settings, args)
     if cmd == "search":
@@ -896,6 +904,77 @@ async def cmd_export(settings, args) -> int:
         if partial is not None:
             partial.unlink(missing_ok=True)
         await svc.close()
+
+
+async def cmd_backup(settings, args) -> int:
+    """`tidings backup DEST`: the SQLite database, copied online and consistently, and the
+    settings and sources files, in the new folder DEST (aggregator/backup.py)."""
+    import threading
+
+    from aggregator.backup import (
+        SETTINGS_NAME,
+        SOURCES_NAME,
+        destination_problem,
+        write_backup,
+    )
+    from aggregator.errors import NoDatabase
+    from aggregator.settings import sqlite_file
+    from aggregator.store import shown_url
+    from api.progress import Progress
+    from api.services import no_database_message
+
+    database = sqlite_file(settings.database_url)
+    if database is None:  # PostgreSQL, or an SQLite URI SQLite reads itself
+        print(f"tidings: error: backup copies an SQLite database file, and the database is "
+              f"{shown_url(settings.database_url)}: back PostgreSQL up with pg_dump "
+              "(README, Backup and restore)", file=sys.stderr)
+        return EXIT_USAGE
+    if not database.is_file():
+        raise NoDatabase(no_database_message(settings))
+    # Not resolved: a symlink named DEST is something in the way, not a folder to write into.
+    dest = Path(os.path.abspath(args.dest))
+    if (problem := destination_problem(dest)) is not None:
+        print(f"tidings: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    _sweep_backup_partials(dest)
+    files = {SETTINGS_NAME: settings.config_file, SOURCES_NAME: settings.sources_file}
+    stop = threading.Event()
+    try:
+        with Progress("backup", unit="page") as bar:
+            work = asyncio.ensure_future(asyncio.to_thread(
+                write_backup, database, dest, files, progress=bar.update, stop=stop))
+            try:
+                report = await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # Ctrl-C or SIGTERM: the copy stops at its next step and removes its folder;
+                # the process waits for that, or a half-written folder would stay behind.
+                stop.set()
+                with contextlib.suppress(BaseException):
+                    await work
+                raise
+    except OSError as e:
+        print(f"tidings: error: cannot write {args.dest}: {e.strerror or e}", file=sys.stderr)
+        return write_failure_status(e)
+    counts = ", ".join(f"{n} {what}" for what, n in report.counts.items())
+    copied = [name for name in files if (dest / name).is_file()]
+    print(f"backed up {database} ({report.size / 1e6:.1f} MB, schema {report.revision}: {counts}) "
+          f"and {' and '.join(copied) or 'no settings or sources file'} to {dest}")
+    return 0
+
+
+def _sweep_backup_partials(dest: Path) -> None:
+    """Remove the temporary folders of backups to `dest` whose process is gone (killed
+    mid-copy: a partial folder as large as the database)."""
+    import shutil
+
+    from aggregator.backup import PARTIAL
+    from recommender.vindex import process_alive
+
+    with contextlib.suppress(OSError):
+        for entry in dest.parent.iterdir():
+            match = PARTIAL.fullmatch(entry.name)
+            if match and match[1] == dest.name and not process_alive(int(match[2])):
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 async def export_source_problem(store, name: str, settings) -> str | None:

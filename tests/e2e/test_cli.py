@@ -16,7 +16,7 @@ from tests.e2e.conftest import REPO, TIDINGS, make_database, run_cli
 def test_help_is_fast_and_lists_commands(cli_env):
     r = run_cli(["--help"], cli_env, timeout=20)
     assert r.returncode == 0
-    for cmd in ("run", "serve", "collect", "index", "import", "export", "related", "sources", "takedown",
+    for cmd in ("run", "serve", "collect", "index", "import", "export", "related", "sources", "takedown", "backup",
                 "retention", "eval"):
         assert cmd in r.stdout
 

@@ -90,21 +90,37 @@ async def site(shared_data):
         yield s
 
 
-async def test_run_collects_indexes_serves_reloads_and_survives_kill(site, cli_env, tmp_path):
-    sources = tmp_path / "sources.toml"
-    feeds = [("bbc", "news-feeds/fast-news-reader/bbc.xml", "politics"),
-             ("npr", "news-feeds/photojournalism/npr.xml", "politics")]
+FEEDS = [("bbc", "news-feeds/fast-news-reader/bbc.xml", "politics"),
+         ("npr", "news-feeds/photojournalism/npr.xml", "politics")]
+
+
+def collecting_env(site: LocalSite, cli_env: dict, sources, feeds=FEEDS, **extra: str) -> dict:
+    """`cli_env` for a `tidings run` collecting `feeds` of `site` (written to the file
+    `sources`) every few seconds, indexing within a second."""
     sources.write_text("".join(SOURCE.format(name=n, url=site.data_url(p), category=c) for n, p, c in feeds))
-    env = {**cli_env, "TIDINGS_SOURCES_FILE": str(sources), "TIDINGS_COLLECT_TICK_S": "0.5",
-           "TIDINGS_COLLECT_MIN_INTERVAL_S": "1", "TIDINGS_COLLECT_DEFAULT_INTERVAL_S": "5",
-           "TIDINGS_COLLECT_RELOAD_SOURCES_S": "0.5", "TIDINGS_INDEX_TICK_S": "0.5",
-           "TIDINGS_LOG_LEVEL": "info"}
+    return {**cli_env, "TIDINGS_SOURCES_FILE": str(sources), "TIDINGS_COLLECT_TICK_S": "0.5",
+            "TIDINGS_COLLECT_MIN_INTERVAL_S": "1", "TIDINGS_COLLECT_DEFAULT_INTERVAL_S": "5",
+            "TIDINGS_INDEX_TICK_S": "0.5", **extra}
+
+
+async def collected_run(site: LocalSite, env: dict, feeds=FEEDS) -> Run:
+    """A `tidings run` of `env` once it has stored and indexed every story of `feeds` (killed
+    if it does not; the caller stops it)."""
     run = Run(env, free_port())
     run.start()
+    expected = distinct_urls(site, [p for _, p, _ in feeds])
+    await run.wait_for(lambda: _count_at_least(run, expected), what=f"{expected} stories")
+    await run.wait_for(lambda: _indexed(run, expected), what="all stories indexed")
+    return run
+
+
+async def test_run_collects_indexes_serves_reloads_and_survives_kill(site, cli_env, tmp_path):
+    sources = tmp_path / "sources.toml"
+    feeds = FEEDS
+    env = collecting_env(site, cli_env, sources, TIDINGS_COLLECT_RELOAD_SOURCES_S="0.5",
+                         TIDINGS_LOG_LEVEL="info")
+    run = await collected_run(site, env)
     try:
-        expected = distinct_urls(site, [p for _, p, _ in feeds])
-        await run.wait_for(lambda: _count_at_least(run, expected), what=f"{expected} stories")
-        await run.wait_for(lambda: _indexed(run, expected), what="all stories indexed")
         metrics = (await run.get("/metrics")).text
         assert 'tidings_fetches_total{outcome="ok",source="bbc"}' in metrics
         assert 'tidings_source_consecutive_errors{source="npr"} 0.0' in metrics

@@ -125,23 +125,40 @@ def compute_crowd(log: EventLog, now: datetime, originals: Mapping[int, int] | N
     A story stored apart on other sites (not word for word: its own id, its own readers) is
     credited with the distinct readers, impressions and clicks of all its copies
     (`copies_among`: the copies among the ids given, feed.copy_sets over their headlines and
-    vectors, asked of the heads only, see COPIES_HEAD). Pure but for `copies_among`."""
+    vectors, asked of the heads only, see COPIES_HEAD), each set in the order a list shows its
+    copies (the first is the one shown). With its copies' figure, every copy of a story read
+    on five sites sat in the head of trending: five of its TRENDING_HEAD places (pushing other
+    stories out, though a list shows one copy, `feed._Shown`) and five times its weight in the
+    median of `trending_prior`. The head holds the first copy of each set only.
+    Pure but for `copies_among`."""
     ids = [originals.get(i, i) for i in log.story_ids] if originals else log.story_ids
     cols = event_columns(log.readers, ids, log.at_s, log.types).without(gone)
     trending = trending_columns(cols, now=now)
     counts = count_columns(cols)
     prior = ctr_prior(counts)  # of the stories, before their copies' readers are shared out
+    out: frozenset[int] = frozenset()
     if copies_among is not None:
         newest_shown = sorted(i for i, c in counts.items() if c.impressions)[-COPIES_HEAD:]
         heads = dict.fromkeys([*_head(trending, COPIES_HEAD), *newest_shown])
-        grouped_trending, grouped_counts = copies_counted(
-            cols, copies_among(list(heads)) if heads else {}, now=now)
+        copies = copies_among(list(heads)) if heads else {}
+        grouped_trending, grouped_counts = copies_counted(cols, copies, now=now)
         trending.update((i, v) for i, v in grouped_trending.items() if v > 0)
         counts.update(grouped_counts)
-    top = dict(sorted(trending.items(), key=lambda kv: (-kv[1], kv[0]))[:TRENDING_HEAD])
+        out = not_shown(copies)
+    ranked = sorted(((i, v) for i, v in trending.items() if i not in out), key=lambda kv: (-kv[1], kv[0]))
+    top = dict(ranked[:TRENDING_HEAD])
     return Crowd(now, trending, ctr_table(counts, prior=prior), co_read_columns(cols), top, prior,
                  {i: c.impressions for i, c in counts.items() if c.impressions},
                  trending_prior(top.values()))
+
+
+def not_shown(copies: Mapping[int, Sequence[int]]) -> frozenset[int]:
+    """The stories in `copies` ({story: its copies, itself included, the one a list shows
+    first}) that are not the first of their own set. In one order for all sets (as
+    `FeedService._copies_among` gives them), a story whose copies are not all each other's
+    leads, copy by copy to the first of each, to one that is first of its own: no story is
+    left out with all its copies. Pure."""
+    return frozenset(i for i, same in copies.items() if same and same[0] != i)
 
 
 def _head(scores: Mapping[int, float], n: int) -> list[int]:
@@ -386,7 +403,14 @@ class FeedService:
         except KeyError:  # one not embedded yet: zero rows for those, no one's copy
             vecs = self._vectors(known)
         sets = copy_sets([c.title for c in cards], vecs, self.params)
-        return {known[j]: [known[i] for i in same] for j, same in sets.items()}
+        # Each set in the order a trending list shows its copies (their trending and
+        # click-through are the set's): the freshest first, one no list shows (a source
+        # weighted 0, paid content) last, so the head keeps the copy the lists show.
+        order = {c.id: (self.source_weights.excluded(c.source) or marked(c.tags),
+                        -(c.ranked_at.timestamp() if c.ranked_at else float("-inf")), c.id)
+                 for c in cards}
+        return {known[j]: sorted((known[i] for i in same), key=order.__getitem__)
+                for j, same in sets.items()}
 
     def _vectors(self, ids) -> np.ndarray:
         out = np.zeros((len(ids), self.corpus.dim), dtype=np.float32)

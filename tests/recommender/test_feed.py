@@ -1248,11 +1248,12 @@ def _wire_story(seed: int = 3) -> tuple[dict[int, tuple[str, np.ndarray]], np.nd
 
 
 def _copies_among(stories: Mapping[int, tuple[str, np.ndarray]]):
-    """What the feed service asks of its corpus at a recount: the copies among some ids."""
+    """What the feed service asks of its corpus at a recount: the copies among some ids, each
+    set in the order a list shows them (here by id: the service's is by freshness)."""
     from recommender.feed import copy_sets
 
     def among(ids):
-        ids = [i for i in ids if i in stories]
+        ids = sorted(i for i in ids if i in stories)
         vecs = np.stack([stories[i][1] for i in ids]) if ids else np.zeros((0, DIM), np.float32)
         sets = copy_sets([stories[i][0] for i in ids], vecs)
         return {ids[j]: [ids[i] for i in same] for j, same in sets.items()}
@@ -1353,3 +1354,39 @@ def test_a_new_story_shown_on_another_site_has_had_its_chance_there_too():
     out = _candidates_of(_crowd_of(rows, stories), stories, published_at=at)
     assert [c.impressions for c in out] == [12, 12, 12]
     assert [new_story_credit(c, 0.9, NOW, p) for c in out] == [5.0, 5.0, 5.0]
+
+
+def test_the_head_of_trending_holds_one_copy_of_a_story_and_weighs_it_once():
+    """Each copy of a story on three sites trends with the story's 30 readers: all three sat
+    in the head of trending, the median behind the new-story credit (`trending_prior`) counted
+    the story three times (30, of 30 30 30 2 2, where the stories read lately are 30 2 2), and
+    they took three of the head's TRENDING_HEAD places, which a list fills with one copy."""
+    from recommender.readers import TRENDING_HEAD
+
+    stories, _ = _wire_story()
+    stories = {i: stories[i] for i in (1, 2, 3)}
+    rows = [(f"r{s}-{n}", s, "read") for s in (1, 2, 3) for n in range(10)]
+    rows += [(f"o{s}-{n}", s, "read") for s in (4, 5) for n in range(2)]
+    crowd = _crowd_of(rows, stories)
+    assert [crowd.trending[i] for i in (1, 2, 3)] == pytest.approx([30.0] * 3)  # the copies' own
+    assert crowd.trending_top == pytest.approx({1: 30.0, 4: 2.0, 5: 2.0})
+    assert crowd.trending_prior == pytest.approx(2.0)
+
+    # TRENDING_HEAD other stories read by one reader each: the head is the story and
+    # TRENDING_HEAD - 1 of them, not its three copies and TRENDING_HEAD - 3.
+    rows = [(f"r{s}-{n}", s, "read") for s in (1, 2, 3) for n in range(10)]
+    rows += [(f"o{s}", s, "read") for s in range(10, 10 + TRENDING_HEAD)]
+    top = _crowd_of(rows, stories).trending_top
+    assert len(top) == TRENDING_HEAD and 1 in top and not {2, 3} & top.keys()
+    assert set(range(10, 10 + TRENDING_HEAD - 1)) <= top.keys()
+
+
+def test_a_story_whose_copies_are_not_all_each_others_keeps_one_in_the_head():
+    """Copies by headline cosine are not each other's in a chain (1~2, 2~3, not 1~3): each
+    set leaves out the stories not first in it, and in one order for all sets the chain ends
+    at a story first of its own."""
+    from recommender.readers import not_shown
+
+    assert not_shown({1: [1, 2], 2: [1, 2, 3], 3: [2, 3]}) == {2, 3}
+    assert not_shown({1: [3, 1, 2], 2: [3, 1, 2], 3: [3, 1, 2]}) == {1, 2}
+    assert not_shown({}) == frozenset()

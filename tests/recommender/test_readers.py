@@ -151,41 +151,50 @@ def test_unknown_follows_are_the_follows_no_known_name_matches():
     assert unknown_follows({"follow_categories": []}, categories=[], sources=[]) == {}
 
 
-async def test_the_recount_counts_the_readers_of_a_storys_copies_on_other_sites_once(sqlite_url, tmp_path):
+async def _wire_on_three_sites(store, table, now, ages):
     """A wire story stored apart on three sites (its headline as each writes it, its own text,
-    so not one story): 15 readers a site, and 5 who read it on two sites, are 50 readers of
-    it, which each copy trends with; the story a list shows trended with the 20 of its own
-    site, and summed copy by copy with 55, above a story 52 had read."""
-    from datetime import UTC, datetime, timedelta
-    from types import SimpleNamespace
-
+    so not one story: vectors at cosine ~0.99) and another story, dated `ages` ago, in the
+    store, the meta table and an index. Their ids, and the index."""
     import numpy as np
 
     from aggregator.model import StoryDraft
-    from aggregator.store import EventRecord, Store
-    from recommender.corpus import MetaTable, meta_of
+    from recommender.corpus import meta_of
     from recommender.vindex import BruteForceIndex
 
-    now = datetime(2026, 12, 5, 12, tzinfo=UTC)
     titles = ["Errors doomed first Dome sale", "Errors doomed first Dome sale | Reuters",
               "'Errors' doomed first Dome sale", "Debate needed on donations cap"]
     drafts = [StoryDraft(url=f"https://site{j}.org/story", title=t, text=f"Body as site {j} wrote it.",
-                         published_at=now - timedelta(hours=2), site=f"site{j}.org", source=f"s{j}",
-                         category="politics") for j, t in enumerate(titles)]
+                         published_at=now - age, site=f"site{j}.org", source=f"s{j}",
+                         category="politics") for j, (t, age) in enumerate(zip(titles, ages, strict=True))]
     rng = np.random.default_rng(1)
     wire = rng.standard_normal(16)
     vecs = np.stack([wire + 0.01 * rng.standard_normal(16) for _ in range(3)] + [rng.standard_normal(16)])
     vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+    ids = (await store.upsert_stories(drafts, now)).new_ids
+    stories = await store.get_stories(ids)
+    assert len(ids) == 4 and not any(s.duplicate_of for s in stories.values())
+    table.put_many(meta_of(s) for s in stories.values())
+    index = BruteForceIndex(16)
+    index.add(np.asarray(ids, dtype=np.int64), vecs)
+    return ids, index
+
+
+async def test_the_recount_counts_the_readers_of_a_storys_copies_on_other_sites_once(sqlite_url, tmp_path):
+    """A wire story stored apart on three sites: 15 readers a site, and 5 who read it on two
+    sites, are 50 readers of it, which each copy trends with; the story a list shows trended
+    with the 20 of its own site, and summed copy by copy with 55, above a story 52 had read."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from aggregator.store import EventRecord, Store
+    from recommender.corpus import MetaTable
+
+    now = datetime(2026, 12, 5, 12, tzinfo=UTC)
     store = Store(sqlite_url)
     await store.migrate()
     table = MetaTable(tmp_path)
     try:
-        ids = (await store.upsert_stories(drafts, now)).new_ids
-        stories = await store.get_stories(ids)
-        assert len(ids) == 4 and not any(s.duplicate_of for s in stories.values())
-        table.put_many(meta_of(s) for s in stories.values())
-        index = BruteForceIndex(16)
-        index.add(np.asarray(ids, dtype=np.int64), vecs)
+        ids, index = await _wire_on_three_sites(store, table, now, [timedelta(hours=2)] * 4)
         at = now - timedelta(minutes=1)
         events = [EventRecord(f"{j}-{n}", f"r{j}-{n}", ids[j], "read", at) for j in range(3) for n in range(15)]
         events += [EventRecord(f"both-{j}-{n}", f"both-{n}", ids[j], "read", at) for j in (0, 1) for n in range(5)]
@@ -198,6 +207,43 @@ async def test_the_recount_counts_the_readers_of_a_storys_copies_on_other_sites_
         assert [crowd.trending[i] for i in ids] == pytest.approx([50 * decay] * 3 + [52 * decay])
         items = await svc.trending(k=4)
         assert [it.id for _, it in items][0] == ids[3] and len(items) == 2  # the story once
+    finally:
+        table.close()
+        await store.close()
+
+
+async def test_the_head_of_trending_holds_the_copy_a_list_shows(sqlite_url, tmp_path):
+    """A wire story stored apart on three sites, collected 3 h, 1 h and 10 min ago, the newest
+    from a source the operator weighted 0: each copy trended with the story's readers, and all
+    three sat in the head of trending (three of its places, and three times the story in the
+    median of the new-story credit). The head holds the copy the trending list shows: the
+    newest a list may show."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from aggregator.store import EventRecord, Store
+    from recommender.corpus import MetaTable
+
+    now = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    ages = [timedelta(hours=3), timedelta(hours=1), timedelta(minutes=10), timedelta(hours=2)]
+    store = Store(sqlite_url)
+    await store.migrate()
+    table = MetaTable(tmp_path)
+    try:
+        ids, index = await _wire_on_three_sites(store, table, now, ages)
+        at = now - timedelta(minutes=1)
+        events = [EventRecord(f"{j}-{n}", f"r{j}-{n}", ids[j], "read", at) for j in range(3) for n in range(10)]
+        events += [EventRecord(f"o-{n}", f"o-{n}", ids[3], "read", at) for n in range(2)]
+        await store.add_events(events, now)
+        svc = FeedService(store, corpus=SimpleNamespace(meta=table, vindex=index, dim=16),
+                          source_weights={"s2": 0.0}, clock=lambda: now)
+        crowd = await svc.crowd()
+        decay = 0.5 ** (60 / (6 * 3600))
+        assert crowd.trending[ids[0]] == crowd.trending[ids[2]] == pytest.approx(30 * decay)
+        assert crowd.trending_top == pytest.approx({ids[1]: 30 * decay, ids[3]: 2 * decay})
+        assert crowd.trending_prior == pytest.approx(16 * decay)  # the median of 30 and 2
+        items = await svc.trending(k=4)
+        assert [it.id for _, it in items] == [ids[1], ids[3]]
     finally:
         table.close()
         await store.close()

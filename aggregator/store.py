@@ -89,6 +89,7 @@ from aggregator.schema import (
     VectorRow,
 )
 from aggregator.sources import FILE_CLOCK_SLACK_S
+from aggregator.storymatch import same_story, story_words
 from aggregator.writelock import WriteLock
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -1058,11 +1059,13 @@ def moved_stories(by_url: Mapping[str, StoryDraft], existing: Mapping[str, Story
     old headline (the same body). The draft is the story when it comes from the story's own
     source, that source no longer carries the story's URL (it moved), and it has the story's
     item id (`by_item_id`: id -> the ids of the stories of that source holding it; one only,
-    else it tells none) or, without one, the story's body (`originals`: body hash -> story).
-    A URL stored as a story of its own stays one; one stored as a copy moves only its own
-    story. Another source's copy (syndication) never moves a story, nor does a copy beside
-    the story in the same feed (two sections of one site). One draft a story, the first
-    (feeds list newest first). `roots`: the stories named, by id."""
+    else it tells none) and is recognisably the same story (`storymatch.same_story`: a feed
+    that keeps one item id for each day's briefing moved yesterday's onto today's), or,
+    else, the story's body (`originals`: body hash -> story). A URL stored as a story of its
+    own stays one; one stored as a copy moves only its own story. Another source's copy
+    (syndication) never moves a story, nor does a copy beside the story in the same feed
+    (two sections of one site). One draft a story, the first (feeds list newest first).
+    `roots`: the stories named, by id."""
     moves: dict[str, StoryRow] = {}
     taken: set[int] = set()
     for url, d in by_url.items():
@@ -1070,8 +1073,11 @@ def moved_stories(by_url: Mapping[str, StoryDraft], existing: Mapping[str, Story
         if here is not None and here.duplicate_of is None:
             continue
         holders = by_item_id.get(d.item_id, ()) if d.item_id else ()
-        if len(holders) == 1:
-            root_id: int | None = holders[0]
+        if len(holders) == 1 and (held := roots.get(holders[0])) is not None and (
+                (d.content_hash and d.content_hash == held.content_hash) or same_story(
+                    story_words(d.title, d.summary, d.text),
+                    story_words(held.title, held.summary, held.text))):
+            root_id: int | None = held.id
         elif here is not None:
             root_id = here.duplicate_of
         else:

@@ -222,3 +222,33 @@ async def test_the_migration_adds_item_ids_to_a_stored_database(db_url):
         await store.migrate()  # down and up again
     finally:
         await store.close()
+
+
+# A "daily briefing" feed: one item, one id every day, today's news under today's URL.
+BRIEFINGS = [
+    ("https://news.example/briefing/monday", "Morning briefing: what you need to know",
+     "Good morning. Dock workers at Portmouth harbour walked out over pay, halting container "
+     "traffic; the union said the strike would last a week. Also today: heavy rain is forecast "
+     "across the north, with flood warnings issued for several rivers."),
+    ("https://news.example/briefing/tuesday", "Morning briefing: what you need to know",
+     "Good morning. The summer music festival announced its lineup, with tickets on sale "
+     "Friday and camping passes already sold out. Also today: parliament debates the budget, "
+     "and the central bank publishes its inflation report."),
+    ("https://news.example/briefing/wednesday", "Morning briefing: what you need to know",
+     "Good morning. A new library opened in the city centre after three years of building "
+     "work, with a rooftop garden and a children's floor. Also today: the national football "
+     "team names its squad for the spring qualifiers."),
+]
+
+
+async def test_a_feed_that_keeps_one_item_id_for_each_days_story_keeps_every_day(site, sqlite_store):
+    # Before: each day's item, with the id of the day before's under a new URL, moved that
+    # story: one story left, yesterday's URLs only hidden copies of today's.
+    ids = []
+    for url, title, summary in BRIEFINGS:
+        await collect(sqlite_store, site, ("/desk.xml", rss((url, title, summary, "daily-briefing"))))
+        ids.append((await sqlite_store.get_story_by_url(url)).id)
+    assert len(set(ids)) == 3
+    assert sorted(await listed(sqlite_store)) == sorted(u for u, _, _ in BRIEFINGS)
+    monday = await sqlite_store.get_story_by_url(BRIEFINGS[0][0])
+    assert (monday.id, monday.duplicate_of) == (ids[0], None) and "Portmouth" in monday.summary

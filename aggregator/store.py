@@ -2071,7 +2071,10 @@ class Store:
                      originals: dict[str, int]) -> dict[str, StoryRow]:
         """The stories of this fetch's source that it moved to a new URL (`moved_stories`):
         the drafts' item ids and bodies looked up among its stories."""
-        items = {d.item_id for d in by_url.values() if d.item_id}
+        # Only a draft at a URL not stored as a story can move one (`moved_stories`): in a
+        # steady round every URL is, and the ids are not asked for.
+        items = {d.item_id for u, d in by_url.items()
+                 if d.item_id and (u not in existing or existing[u].duplicate_of is not None)}
         names = {d.source for d in by_url.values() if d.source}
         by_item_id: dict[str, list[int]] = {}
         if items and names:

@@ -252,3 +252,29 @@ async def test_a_feed_that_keeps_one_item_id_for_each_days_story_keeps_every_day
     assert sorted(await listed(sqlite_store)) == sorted(u for u, _, _ in BRIEFINGS)
     monday = await sqlite_store.get_story_by_url(BRIEFINGS[0][0])
     assert (monday.id, monday.duplicate_of) == (ids[0], None) and "Portmouth" in monday.summary
+
+
+async def test_a_round_of_known_urls_asks_for_no_item_ids(site, sqlite_store):
+    """Only a draft at a URL not stored as a story can move one: a steady round (every URL
+    stored) skips the lookup of item ids, the collector's every fetch; a new URL makes it."""
+    from sqlalchemy import event
+
+    items = [(OLD, "Dock workers strike", BODY, "post-1"), ("https://news.example/x", "Festival", OTHER, "post-2")]
+    await collect(sqlite_store, site, ("/desk.xml", rss(*items)))
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(" ".join(statement.split()))
+
+    def id_lookups() -> list[str]:
+        return [q for q in statements if q.startswith("SELECT") and "stories.item_id IN" in q]
+
+    event.listen(sqlite_store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await collect(sqlite_store, site, ("/desk.xml", rss(*items)))
+        assert not id_lookups(), id_lookups()
+        await collect(sqlite_store, site, ("/desk.xml", rss(("https://news.example/y", "Library opens",
+                                                             BRIEFINGS[2][2], "post-3"), *items)))
+        assert id_lookups()
+    finally:
+        event.remove(sqlite_store.engine.sync_engine, "before_cursor_execute", seen)

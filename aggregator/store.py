@@ -1889,6 +1889,7 @@ class Store:
                 old_urls = []
                 for url, root in moves.items():
                     if url in existing:  # a copy of it, linked before: the story takes its URL
+                        await self._hand_over(s, existing[url].id, root.id)
                         await s.delete(existing[url])
                         await s.flush()
                     old_urls.append((root, root.url, root.original_url))
@@ -2092,6 +2093,26 @@ class Store:
         roots = {r.id: r for r in (await s.scalars(
             select(StoryRow).where(StoryRow.id.in_(wanted)))).all()}
         return moved_stories(by_url, existing, by_item_id, originals, roots)
+
+    async def _hand_over(self, s, copy_id: int, story_id: int) -> None:
+        """A copy about to be deleted (its story takes its URL) gives its story what names
+        it: readers' events (the API names a copy when an event names its URL), and its
+        counts in `story_stats` and `event_days`, which its delete would cascade away. The
+        reader's export, the widget's report and popularity then find them on the story."""
+        await s.execute(update(EventRow).where(EventRow.story_id == copy_id).values(story_id=story_id))
+        stats = {r.story_id: r for r in (await s.execute(
+            select(StoryStatRow).where(StoryStatRow.story_id.in_((copy_id, story_id))))).scalars()}
+        if (mine := stats.get(copy_id)) is not None:
+            last = [t for t in (mine.last_event_at, getattr(stats.get(story_id), "last_event_at", None)) if t]
+            await s.execute(COUNT_STORIES, [{
+                "story_id": story_id, **{k: getattr(mine, k) for k in COUNTS},
+                "last_event_at": max(last) if last else None}])
+        days = (await s.execute(select(EventDayRow).where(EventDayRow.story_id == copy_id))).scalars().all()
+        if days:
+            await self._count_days(s, {(d.day, story_id, d.page): [getattr(d, k) for k in COUNTS]
+                                       for d in days})
+        await s.execute(delete(StoryStatRow).where(StoryStatRow.story_id == copy_id))
+        await s.execute(delete(EventDayRow).where(EventDayRow.story_id == copy_id))
 
     @staticmethod
     async def _keep_old_urls(s, old: list[tuple[StoryRow, str, str]]) -> None:

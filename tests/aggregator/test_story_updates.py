@@ -278,3 +278,32 @@ async def test_a_round_of_known_urls_asks_for_no_item_ids(site, sqlite_store):
         assert id_lookups()
     finally:
         event.remove(sqlite_store.engine.sync_engine, "before_cursor_execute", seen)
+
+
+async def test_a_copy_a_move_deletes_hands_its_events_and_counts_to_the_story(site, store):
+    """The story takes the URL of its copy (the same body, already stored there) and the copy
+    row goes: events naming the copy (the API names it for an event that gives its URL) and
+    its counts now name the story. Before, the export showed them as of a removed story and
+    the counts went with the copy's row (cascade)."""
+    from aggregator.store import EventRecord
+
+    await collect(store, site, ("/desk.xml", rss((OLD, "Dock workers strike", BODY))))
+    # Both URLs in one feed: the new one is a copy beside its story, nothing moves yet.
+    await collect(store, site, ("/desk.xml", rss((NEW, "Harbour strike", BODY), (OLD, "Dock workers strike", BODY))))
+    story, copy = await store.get_story_by_url(OLD), await store.get_story_by_url(NEW)
+    assert copy.duplicate_of == story.id
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    await store.add_events([
+        EventRecord("k1", "reader-1", copy.id, "click", at, page="https://blog.example/a"),
+        EventRecord("k2", "reader-1", copy.id, "impression", at, page="https://blog.example/a"),
+        EventRecord("k3", "reader-1", story.id, "click", at, page="https://blog.example/a"),
+    ])
+    await collect(store, site, ("/desk.xml", rss((NEW, "Harbour strike", BODY))))
+    moved = await store.get_story_by_url(NEW)
+    assert moved.id == story.id and await store.get_story(copy.id) is None  # the move happened
+    exported = [e for batch in [b async for b in store.iter_reader_events("reader-1")] for e in batch]
+    assert sorted((e.event_key, e.story_id, e.url) for e in exported) == [
+        ("k1", story.id, NEW), ("k2", story.id, NEW), ("k3", story.id, NEW)]
+    assert (await store.story_stats([story.id, copy.id])) == {story.id: (1, 2, 0)}
+    report = await store.widget_stats(at - timedelta(days=1), datetime.now(UTC))
+    assert sum(s.clicks for s in report.stories) == 2, report

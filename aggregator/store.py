@@ -1983,7 +1983,10 @@ class Store:
                         [{"copy_id": new_ids[c], "original_id": new_ids[o]} for c, o in link_later])
                     dups += len(link_later)
                 for row, before in rehashed:
-                    relinked += await self._relink(s, row, before, now, by_url.keys())
+                    # What its own source no longer carries is known from a whole fetch of
+                    # that source only (an import, another source's feed: nothing is).
+                    own = source_id is not None and by_url[row.url].source == row.source
+                    relinked += await self._relink(s, row, before, now, by_url.keys() if own else None)
                 dups += relinked
                 if old_urls:
                     await self._keep_old_urls(s, old_urls)
@@ -2032,24 +2035,27 @@ class Store:
         return {u for u, d in by_url.items() if u in urls or (d.content_hash and d.content_hash in bodies)}
 
     async def _relink(self, s, row: StoryRow, before: str, now: datetime,
-                      carried: Collection[str] = ()) -> int:
+                      carried: Collection[str] | None = None) -> int:
         """`row`'s body changed (hash `before` -> `row.content_hash`): keep every body one
         story. Its copies (same old body) get a root of their own; it leaves the story it
         copied; it becomes a copy of the story that has its new body, if one does. 1 when it
         became a copy. Linked copies are neither embedded nor indexed, so a story that
         becomes one is removed from the indexes and loses its vector (embedded afresh should
         it be a story again); one that stops being a copy is embedded by the backlog (its
-        text changed, or it never had a vector)."""
-        if row.duplicate_of is None and before:
+        text changed, or it never had a vector). `carried`: every URL of a whole fetch of
+        `row`'s own source, None when this is none."""
+        if row.duplicate_of is None and before and carried is not None:
             # Its copies at URLs its own source no longer carries are its old URLs (a moved
             # story's, `_keep_old_urls`): they keep its text. Rerooted, each came back as a
             # second story, at the old URL with the old text, at the story's next edit.
+            # Only then: any other copy keeps its body, as a story of its own.
             await s.execute(
                 update(StoryRow)
                 .where(StoryRow.duplicate_of == row.id, StoryRow.source == row.source,
                        StoryRow.content_hash == before, StoryRow.url.not_in(list(carried)))
                 .values(title=row.title, summary=row.summary, text=row.text,
                         content_hash=row.content_hash, updated_at=now))
+        if row.duplicate_of is None and before:
             await self._reroot(s, row.id, keep_hash=row.content_hash)
         was_story = row.duplicate_of is None
         row.duplicate_of = None

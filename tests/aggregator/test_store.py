@@ -1562,6 +1562,31 @@ async def test_a_story_whose_body_changes_follows_its_new_body(store):
     assert set(await store.story_ids()) == {a, b, e}
 
 
+async def test_only_a_fetch_of_its_own_source_takes_a_copy_for_a_moved_storys_old_url(store):
+    """A story's copies at URLs its own source's fetch no longer carries are its old URLs
+    (it moved) and follow its edits. Another source's feed carrying the story's link (giving
+    the body it lacked) tells nothing of what its source carries: a copy from the story's
+    own source (a second section of its site) followed that feed's body instead of keeping
+    its own as a story of its own."""
+    from aggregator.normalize import content_hash
+
+    def teaser(url: str) -> StoryDraft:  # a summary only: the body hash is the summary's
+        return draft(url, summary=BODY_X, content_hash=content_hash(BODY_X), source="a")
+
+    await store.sync_sources([SourceSpec("a", "https://a.org/feed", "news"),
+                              SourceSpec("b", "https://b.org/feed", "news")], NOW)
+    ids = {c.spec.name: c.id for c in await store.claim_due_sources(NOW, owner="x", lease_s=60)}
+    await store.upsert_stories([teaser("https://a.org/1"), teaser("https://a.org/2")], NOW,
+                               source_id=ids["a"])
+    a1, a2 = await _id(store, "https://a.org/1"), await _id(store, "https://a.org/2")
+    assert await _links(store, "https://a.org/2") == [a1]
+    await store.upsert_stories([syndicated("https://a.org/1", BODY_Y, source="b")], NOW,
+                               source_id=ids["b"])
+    story, copy = await store.get_story(a1), await store.get_story(a2)
+    assert (story.source, story.text) == ("a", BODY_Y)  # the body it lacked
+    assert (copy.duplicate_of, copy.summary, copy.text) == (None, BODY_X, "")
+
+
 async def test_a_takedown_and_an_indexer_saving_the_same_story_do_not_deadlock(store, db_url):
     """PostgreSQL: an operator's transaction holds the story's row and deletes it (its
     trigger then takes the change log's lock); the indexer meanwhile saves that story's

@@ -167,7 +167,8 @@ async def test_a_story_rewritten_under_a_new_url_is_found_by_its_item_id(site, s
     await collect_as(sqlite_store, site, fmt, (NEW, "Portmouth harbour strike ends", REWRITE + " More soon.", "post-4411"),
                      ("https://news.example/x", "Festival lineup", OTHER, "post-4400"))
     assert sorted(await listed(sqlite_store)) == sorted([NEW, "https://news.example/x"])
-    assert (await sqlite_store.get_story_by_url(OLD)).duplicate_of == story.id
+    old, edited = await sqlite_store.get_story_by_url(OLD), await sqlite_store.get_story_by_url(NEW)
+    assert (old.duplicate_of, old.text) == (story.id, edited.text)  # it follows the edit
 
 
 async def test_item_ids_that_tell_no_story_apart_move_nothing(site, sqlite_store):

@@ -31,6 +31,7 @@ from aggregator.pagereader import READ_TIMEOUT_S, PageReader
 from aggregator.sitenames import declared_site
 from aggregator.textclean import (
     TITLE_SEPARATORS,
+    casefolded_words,
     clean_inline,
     collapse_whitespace,
     decode_html,
@@ -430,13 +431,13 @@ class Publisher:
         digits only: "Cleveland com" is cleveland.com), the first two or more words of the
         site's name ("Business Insider" of "Business Insider Deutschland"), or two or more
         words of the copyright notice ("Condé Nast" of "Copyright (c) Condé Nast 2019")."""
-        key, words = _key(name), _words(name)
+        key, words = _key(name), casefolded_words(name)
         if not key:
             return False
         if key in (_key(self.site_name), _key(self.host.removeprefix("www."))):
             return True
-        return len(words) >= 2 and (_words(self.site_name)[:len(words)] == words
-                                    or _has_run(_words(self.copyright), words))
+        return len(words) >= 2 and (casefolded_words(self.site_name)[:len(words)] == words
+                                    or _has_run(casefolded_words(self.copyright), words))
 
 
 def byline(raw: str, publisher: Publisher = Publisher(), *, page: str = "") -> str:
@@ -517,7 +518,7 @@ def _has_run(words: list[str], run: list[str]) -> bool:
 def _same_person(name: str, other: str) -> bool:
     """"Troy L Smith" and "Troy Smith": one of the two is the other less its initials
     ("John A Smith" and "John B Smith" are two people)."""
-    short, long = sorted((_words(name), _words(other)), key=len)
+    short, long = sorted((casefolded_words(name), casefolded_words(other)), key=len)
     return (len(short) == 2 and len(long) > 2 and short == [long[0], long[-1]]
             and all(len(w) == 1 for w in long[1:-1]))
 
@@ -553,13 +554,6 @@ def without_site_name(title: str, site_name: str, host: str = "") -> str:
     return title
 
 
-_WORD = re.compile(r"\w+")
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.casefold())
-
-
 def without_headline(text: str, titles: Iterable[str]) -> str:
     """`text` without a first line that is the page's headline (its <title> or og:title, in
     any case and punctuation). trafilatura keeps the <h1> when it stands inside the article
@@ -569,8 +563,8 @@ def without_headline(text: str, titles: Iterable[str]) -> str:
     differed between a site that kept the <h1> and one that did not. What is left must still
     be text: a page whose only line is its headline keeps it."""
     first, sep, rest = text.partition("\n")
-    head = _words(first)
-    if not head or not rest.strip() or not any(head == _words(t) for t in titles if t):
+    head = casefolded_words(first)
+    if not head or not rest.strip() or not any(head == casefolded_words(t) for t in titles if t):
         return text
     return rest.lstrip("\n")
 
@@ -721,14 +715,14 @@ def choose_title(found: Iterable[str], site_name: str, host: str,
 def _visible_headline(title: str, headlines: Iterable[str]) -> str:
     """`title`, or the part of it on one side of a separator that is one of `headlines` and
     has more words than the other side."""
-    headlines = [_words(h) for h in headlines]
+    headlines = [casefolded_words(h) for h in headlines]
     for sep in TITLE_SEPARATORS:
         start = title.find(sep)
         while start > 0:
             head, tail = title[:start].rstrip(), title[start + len(sep):].lstrip()
             for part, rest in ((head, tail), (tail, head)):
-                kept = _words(part)
-                if (len(kept) >= 2 and len(kept) > len(_words(rest))
+                kept = casefolded_words(part)
+                if (len(kept) >= 2 and len(kept) > len(casefolded_words(rest))
                         and kept in headlines):
                     return part
             start = title.find(sep, start + 1)

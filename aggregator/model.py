@@ -17,6 +17,9 @@ from zoneinfo import ZoneInfo
 MAX_SOURCE_NAME_CHARS = 120  # sources.name, stories.source
 MAX_CATEGORY_CHARS = 80  # sources.category, stories.category
 MAX_SITE_CHARS = 255  # stories.site
+# stories.item_id: a longer feed id is not kept (an index entry holds ~2.7 kB at most, and a
+# real one is a number, a tag: URI or a URL).
+MAX_ITEM_ID_CHARS = 255
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,10 @@ class StoryDraft:
     # The publisher's topics (RSS/Atom <category>, JSON Feed tags, news-sitemap keywords),
     # cleaned and bounded by `normalize.clean_tags`: what a reader's muted topics match.
     tags: tuple[str, ...] = ()
+    # The feed's stable id of the item (RSS <guid>, Atom <id>, JSON Feed `id`; `normalize.
+    # item_id`), "" when it gives none that outlives a change of the link: the store knows a
+    # story its source moved to a new URL by it (`store.moved_stories`).
+    item_id: str = ""
     # Which of site, source and category this draft states with authority, so a stored story
     # takes them on when it differs: an import line that names them (re-importing a corrected
     # file corrects the stories). A collector's drafts state none: one link in two feeds of

@@ -28,8 +28,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from aggregator.bylines import clean_byline
-from aggregator.canonical import canonical_url, site_of
-from aggregator.model import ParsedItem, SourceSpec, StoryDraft
+from aggregator.canonical import canonical_url, site_of, url_variants
+from aggregator.model import MAX_ITEM_ID_CHARS, ParsedItem, SourceSpec, StoryDraft
 from aggregator.sponsored import SPONSORED_TAG, marked, with_sponsored_tag
 from aggregator.textclean import clean_inline, collapse_whitespace, drop_read_more, truncate
 
@@ -128,7 +128,22 @@ def normalize(item: ParsedItem, *, source: SourceSpec | None, now: datetime,
         content_hash=content_hash(text or summary),
         # Paid content is marked by a tag, which the card shows and blocks and feeds skip.
         tags=with_sponsored_tag(title, clean_tags(item.tags), MAX_TAGS),
+        item_id=item_id(item.guid, url),
     )
+
+
+def item_id(guid: str, url: str) -> str:
+    """The item's id as the store keeps it (pure): "" when it is the item's link (under any
+    spelling: it changes with the link, so it cannot tell a moved story) or too long to index."""
+    guid = guid.strip()
+    if not guid or len(guid) > MAX_ITEM_ID_CHARS or guid == url:
+        return ""
+    if not guid.startswith(("http://", "https://")):
+        return guid  # an id of the publisher's own ("post-123", a tag: URI)
+    try:
+        return "" if canonical_url(guid) in (url, *url_variants(url)) else guid
+    except ValueError:
+        return guid
 
 
 def first_of_each_link(drafts: Iterable[StoryDraft]) -> list[StoryDraft]:

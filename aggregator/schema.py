@@ -146,6 +146,10 @@ class StoryRow(Base):
     duplicate_of: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("stories.id", ondelete="SET NULL"), nullable=True
     )
+    # The feed's stable id of the item (`StoryDraft.item_id`) among its source's (`source`):
+    # a story the source moves to a new URL is found by it (migration 0022). NULL when the
+    # feed gave none, for copies left at a moved story's old URL, and for stories stored before.
+    item_id: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Bumped when the embedded text changes, so the indexer re-embeds.
     embed_version: Mapped[int] = mapped_column(Integer, default=1)
     # An indexer's claim on embedding this story; others skip it until the lease runs out.
@@ -158,6 +162,7 @@ class StoryRow(Base):
         # The newest of one category or source without sorting them all (migrations 0008, 0010).
         Index("ix_stories_category_key_sort", "category_key", "sort_at", "id"),
         Index("ix_stories_source_key_sort", "source_key", "sort_at", "id"),
+        Index("ix_stories_source_item_id", "source", "item_id"),
         Index("ix_stories_duplicate_of", "duplicate_of",
               sqlite_where=sql_text("duplicate_of IS NOT NULL"),
               postgresql_where=sql_text("duplicate_of IS NOT NULL")),

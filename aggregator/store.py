@@ -91,6 +91,7 @@ from aggregator.schema import (
     VectorRow,
 )
 from aggregator.sources import FILE_CLOCK_SLACK_S
+from aggregator.storymatch import same_story, story_words
 from aggregator.writelock import WriteLock
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -1041,28 +1042,58 @@ def taken_from(d: StoryDraft, row) -> StoryDraft:
                    tags=() if row.tags else d.tags)  # no tags: the stored ones stay
 
 
-def moved_headlines(copies: Iterable[tuple[StoryDraft, int]], roots: dict[int, StoryRow],
-                    carried: Collection[str]) -> dict[int, str]:
-    """Root story id -> the headline it takes from a copy of its body (pure).
+def with_unique_item_ids(by_url: dict[str, StoryDraft]) -> dict[str, StoryDraft]:
+    """The drafts of one fetch, an item id that more than one of them carries dropped (pure):
+    a feed that gives every item one id, or the same id to two stories, tells no story by it."""
+    seen: dict[str, int] = {}
+    for d in by_url.values():
+        if d.item_id:
+            seen[d.item_id] = seen.get(d.item_id, 0) + 1
+    return {u: replace(d, item_id="") if d.item_id and seen[d.item_id] > 1 else d
+            for u, d in by_url.items()}
 
-    `copies`: the drafts of one fetch stored as linked copies, each with its root's id;
-    `carried`: every URL that fetch carried. A publisher that edits a headline often gives
-    the story a new slug: the feed then carries the same body under a new URL, which is
-    linked as a copy of the story readers see, and the new headline (and every later
-    correction at the new URL) stayed on the hidden copy. So the root takes the copy's
-    headline when the copy comes from the root's own source and that source no longer
-    carries the root's URL (it moved). Another source's copy, a syndicated one, never
-    retitles it; nor one beside the root in the same feed (two sections' copies of one wire
-    story would retitle it in turn, every round). The first copy of a root wins (feeds list
-    newest first)."""
-    titles: dict[int, str] = {}
-    for d, root_id in copies:
-        root = roots.get(root_id)
-        if (root is None or root_id in titles or root.url in carried or not d.source
-                or d.source != root.source):
+
+def moved_stories(by_url: Mapping[str, StoryDraft], existing: Mapping[str, StoryRow],
+                  by_item_id: Mapping[str, Sequence[int]], originals: Mapping[str, int],
+                  roots: Mapping[int, StoryRow]) -> dict[str, StoryRow]:
+    """URL -> the stored story that the draft there is, moved by its source (pure).
+
+    A publisher that rewrites a story often gives it a new slug: the feed then carries it
+    under a new URL, stored as a second story (a new body) or as a hidden copy that kept the
+    old headline (the same body). The draft is the story when it comes from the story's own
+    source, that source no longer carries the story's URL (it moved), and it has the story's
+    item id (`by_item_id`: id -> the ids of the stories of that source holding it; one only,
+    else it tells none) and is recognisably the same story (`storymatch.same_story`: a feed
+    that keeps one item id for each day's briefing moved yesterday's onto today's), or,
+    else, the story's body (`originals`: body hash -> story). A URL stored as a story of its
+    own stays one; one stored as a copy moves only its own story. Another source's copy
+    (syndication) never moves a story, nor does a copy beside the story in the same feed
+    (two sections of one site). One draft a story, the first (feeds list newest first).
+    `roots`: the stories named, by id."""
+    moves: dict[str, StoryRow] = {}
+    taken: set[int] = set()
+    for url, d in by_url.items():
+        here = existing.get(url)
+        if here is not None and here.duplicate_of is None:
             continue
-        titles[root_id] = d.title
-    return {rid: t for rid, t in titles.items() if t and t != roots[rid].title}
+        holders = by_item_id.get(d.item_id, ()) if d.item_id else ()
+        if len(holders) == 1 and (held := roots.get(holders[0])) is not None and (
+                (d.content_hash and d.content_hash == held.content_hash) or same_story(
+                    story_words(d.title, d.summary, d.text),
+                    story_words(held.title, held.summary, held.text))):
+            root_id: int | None = held.id
+        elif here is not None:
+            root_id = here.duplicate_of
+        else:
+            root_id = originals.get(d.content_hash) if d.content_hash else None
+        root = roots.get(root_id) if root_id is not None else None
+        if (root is None or root.id in taken or root.url in by_url or not d.source
+                or d.source != root.source or (here is not None and here.duplicate_of != root.id)
+                or (d.item_id and root.item_id and d.item_id != root.item_id)):
+            continue  # ids that differ: two items of the publisher's, whatever their bodies
+        moves[url] = root
+        taken.add(root.id)
+    return moves
 
 
 def sort_time(published_at: datetime | None, now: datetime) -> datetime:
@@ -1813,6 +1844,7 @@ class Store:
             by_url[d.url] = d  # the last copy of a URL in one batch wins
         if not by_url:
             return UpsertResult((), (), 0, 0)
+        by_url = with_unique_item_ids(by_url)
         return await retried_on_conflict(lambda: self._upsert(by_url, now, source_id), attempts=5)
 
     async def _upsert(self, by_url: dict[str, StoryDraft], now: datetime,
@@ -1853,6 +1885,22 @@ class Store:
                          .where(StoryRow.content_hash.in_(hashes), StoryRow.duplicate_of.is_(None))
                          .group_by(StoryRow.content_hash))
                     originals = dict((await s.execute(q)).all())
+                # Stories their source moved to a new URL (a new slug) take it, and the
+                # draft there updates them below; a whole fetch only: what the source no
+                # longer carries is known.
+                moves = (await self._moved(s, by_url, existing, originals)
+                         if source_id is not None else {})
+                old_urls = []
+                for url, root in moves.items():
+                    if url in existing:  # a copy of it, linked before: the story takes its URL
+                        await self._hand_over(s, existing[url].id, root.id)
+                        await s.delete(existing[url])
+                        await s.flush()
+                    old_urls.append((root, root.url, root.original_url))
+                    root.url = url
+                    root.original_url = by_url[url].original_url or url
+                    existing[url] = root
+                await s.flush()
                 # New rows go in as one multi-row INSERT ... RETURNING (Core) rather than
                 # as ORM objects: a round inserts tens of thousands and
                 # the unit of work's bookkeeping was most of the cost of storing them.
@@ -1878,9 +1926,12 @@ class Store:
                             category_key=key_column(d.category),
                             content_hash=d.content_hash, duplicate_of=dup_of,
                             embed_version=1, embed_lease_until=None, tags=tags_column(d.tags),
+                            item_id=d.item_id or None,
                         ))
                         dups += dup_of is not None
                         continue
+                    if d.item_id and d.source == row.source and row.item_id != d.item_id:
+                        row.item_id = d.item_id  # stored before 0022, or an id the feed changed
                     d = taken_from(d, row)
                     # What the story would hold: a draft without a summary or a body keeps
                     # the stored one (a feed's item must not wipe a body read from its page).
@@ -1896,7 +1947,7 @@ class Store:
                         row.author, row.image_url, row.published_at, row.tags)
                     # An import line that names a site, source or category corrects the story's.
                     restated = {k: v for k in d.restates if (v := getattr(d, k)) != getattr(row, k)}
-                    if not changed_text and not changed_meta and not restated:
+                    if not changed_text and not changed_meta and not restated and url not in moves:
                         unchanged += 1
                         continue
                     for key, value in restated.items():
@@ -1950,10 +2001,13 @@ class Store:
                         [{"copy_id": new_ids[c], "original_id": new_ids[o]} for c, o in link_later])
                     dups += len(link_later)
                 for row, before in rehashed:
-                    relinked += await self._relink(s, row, before, now)
+                    # What its own source no longer carries is known from a whole fetch of
+                    # that source only (an import, another source's feed: nothing is).
+                    own = source_id is not None and by_url[row.url].source == row.source
+                    relinked += await self._relink(s, row, before, now, by_url.keys() if own else None)
                 dups += relinked
-                if source_id is not None:  # a whole fetch: what it no longer carries is known
-                    updated += await self._retitle_moved(s, by_url, fresh, existing, now)
+                if old_urls:
+                    await self._keep_old_urls(s, old_urls)
                 if recarded:
                     # An author, image, time, tags, site, source or category changed: the indexes'
                     # cards (and freshness, the filters) follow an "add", which replaces the
@@ -2014,16 +2068,29 @@ class Store:
         bodies = {r.content_hash for r in rows if r.content_hash}
         return {u for u, d in by_url.items() if u in urls or (d.content_hash and d.content_hash in bodies)}
 
-    async def _relink(self, s, row: StoryRow, before: str, now: datetime) -> int:
+    async def _relink(self, s, row: StoryRow, before: str, now: datetime,
+                      carried: Collection[str] | None = None) -> int:
         """`row`'s body changed (hash `before` -> `row.content_hash`): keep every body one
         story. Its copies (same old body) get a root of their own; it leaves the story it
         copied; it becomes a copy of the story that has its new body, if one does. 1 when it
         became a copy. Linked copies are neither embedded nor indexed, so a story that
         becomes one is removed from the indexes and loses its vector (embedded afresh should
         it be a story again); one that stops being a copy is embedded by the backlog (its
-        text changed, or it never had a vector)."""
+        text changed, or it never had a vector). `carried`: every URL of a whole fetch of
+        `row`'s own source, None when this is none."""
+        if row.duplicate_of is None and before and carried is not None:
+            # Its copies at URLs its own source no longer carries are its old URLs (a moved
+            # story's, `_keep_old_urls`): they keep its text. Rerooted, each came back as a
+            # second story, at the old URL with the old text, at the story's next edit.
+            # Only then: any other copy keeps its body, as a story of its own.
+            await s.execute(
+                update(StoryRow)
+                .where(StoryRow.duplicate_of == row.id, StoryRow.source == row.source,
+                       StoryRow.content_hash == before, StoryRow.url.not_in(list(carried)))
+                .values(title=row.title, summary=row.summary, text=row.text,
+                        content_hash=row.content_hash, updated_at=now))
         if row.duplicate_of is None and before:
-            await self._reroot(s, row.id)
+            await self._reroot(s, row.id, keep_hash=row.content_hash)
         was_story = row.duplicate_of is None
         row.duplicate_of = None
         if row.content_hash:
@@ -2041,34 +2108,83 @@ class Store:
         return 1
 
     @staticmethod
-    async def _retitle_moved(s, by_url: dict[str, StoryDraft], fresh: list[dict],
-                             existing: dict[str, StoryRow], now: datetime) -> list[int]:
-        """Give stories whose URL moved (a new slug) the headline of their copy at the new
-        URL (`moved_headlines`); re-embedded as any retitled story. The ids retitled."""
-        copies = [(by_url[p["url"]], p["duplicate_of"]) for p in fresh if p["duplicate_of"]]
-        copies += [(by_url[u], r.duplicate_of) for u, r in existing.items()
-                   if r.duplicate_of is not None and u in by_url]
-        if not copies:
-            return []
+    async def _moved(s, by_url: dict[str, StoryDraft], existing: dict[str, StoryRow],
+                     originals: dict[str, int]) -> dict[str, StoryRow]:
+        """The stories of this fetch's source that it moved to a new URL (`moved_stories`):
+        the drafts' item ids and bodies looked up among its stories."""
+        # Only a draft at a URL not stored as a story can move one (`moved_stories`): in a
+        # steady round every URL is, and the ids are not asked for.
+        items = {d.item_id for u, d in by_url.items()
+                 if d.item_id and (u not in existing or existing[u].duplicate_of is not None)}
+        names = {d.source for d in by_url.values() if d.source}
+        by_item_id: dict[str, list[int]] = {}
+        if items and names:
+            for rid, item in (await s.execute(
+                    select(StoryRow.id, StoryRow.item_id)
+                    .where(StoryRow.source.in_(names), StoryRow.item_id.in_(items),
+                           StoryRow.duplicate_of.is_(None)))).all():
+                by_item_id.setdefault(item, []).append(rid)
+        wanted = {rid for ids in by_item_id.values() for rid in ids}
+        wanted |= {r.duplicate_of for r in existing.values() if r.duplicate_of is not None}
+        wanted |= {originals[d.content_hash] for u, d in by_url.items()
+                   if u not in existing and d.content_hash in originals}
+        if not wanted:
+            return {}
         roots = {r.id: r for r in (await s.scalars(
-            select(StoryRow).where(StoryRow.id.in_({rid for _, rid in copies})))).all()}
-        retitled = moved_headlines(copies, roots, by_url.keys())
-        for rid, title in retitled.items():
-            root = roots[rid]
-            root.title, root.updated_at = title, now
-            root.embed_version += 1  # its vector reads the headline
-        return list(retitled)
+            select(StoryRow).where(StoryRow.id.in_(wanted)))).all()}
+        return moved_stories(by_url, existing, by_item_id, originals, roots)
+
+    async def _hand_over(self, s, copy_id: int, story_id: int) -> None:
+        """A copy about to be deleted (its story takes its URL) gives its story what names
+        it: readers' events (the API names a copy when an event names its URL), and its
+        counts in `story_stats` and `event_days`, which its delete would cascade away. The
+        reader's export, the widget's report and popularity then find them on the story."""
+        await s.execute(update(EventRow).where(EventRow.story_id == copy_id).values(story_id=story_id))
+        stats = {r.story_id: r for r in (await s.execute(
+            select(StoryStatRow).where(StoryStatRow.story_id.in_((copy_id, story_id))))).scalars()}
+        if (mine := stats.get(copy_id)) is not None:
+            last = [t for t in (mine.last_event_at, getattr(stats.get(story_id), "last_event_at", None)) if t]
+            await s.execute(COUNT_STORIES, [{
+                "story_id": story_id, **{k: getattr(mine, k) for k in COUNTS},
+                "last_event_at": max(last) if last else None}])
+        days = (await s.execute(select(EventDayRow).where(EventDayRow.story_id == copy_id))).scalars().all()
+        if days:
+            await self._count_days(s, {(d.day, story_id, d.page): [getattr(d, k) for k in COUNTS]
+                                       for d in days})
+        await s.execute(delete(StoryStatRow).where(StoryStatRow.story_id == copy_id))
+        await s.execute(delete(EventDayRow).where(EventDayRow.story_id == copy_id))
 
     @staticmethod
-    async def _reroot(s, story_id: int) -> None:
+    async def _keep_old_urls(s, old: list[tuple[StoryRow, str, str]]) -> None:
+        """A moved story's old URL stays known, as a copy of it: a lookup by that URL (a
+        widget on the old page, an event naming it, a block asked by it) finds the story,
+        and lists show it once. Its text is the story's, so it goes with the story when a
+        takedown removes its body, and follows its later edits (`_relink`)."""
+        await s.flush()
+        table = StoryRow.__table__
+        await s.execute(insert(table), [dict(
+            url=url, original_url=original or url, title=r.title, summary=r.summary, text=r.text,
+            author=r.author, image_url=r.image_url, published_at=r.published_at,
+            collected_at=r.collected_at, updated_at=r.updated_at, sort_at=r.sort_at, site=r.site,
+            source=r.source, category=r.category, source_key=r.source_key,
+            category_key=r.category_key, content_hash=r.content_hash,
+            duplicate_of=r.duplicate_of or r.id, embed_version=1, embed_lease_until=None,
+            tags=r.tags, item_id=None) for r, url, original in old])
+
+    @staticmethod
+    async def _reroot(s, story_id: int, keep_hash: str | None = None) -> None:
         """The copies of `story_id` get a root of their own: the lowest id becomes the story,
-        the rest its copies (the rule of migration 0004's delete trigger)."""
-        root = await s.scalar(select(func.min(StoryRow.id)).where(StoryRow.duplicate_of == story_id))
+        the rest its copies (the rule of migration 0004's delete trigger). Those with body
+        hash `keep_hash` (its own body) stay its copies."""
+        mine = StoryRow.duplicate_of == story_id
+        if keep_hash is not None:
+            mine = and_(mine, StoryRow.content_hash != keep_hash)
+        root = await s.scalar(select(func.min(StoryRow.id)).where(mine))
         if root is None:
             return
         # ORM updates ("auto" synchronisation): rows of this batch loaded in the session see
         # their new link, and a later flush cannot write an old one back.
-        await s.execute(update(StoryRow).where(StoryRow.duplicate_of == story_id, StoryRow.id != root)
+        await s.execute(update(StoryRow).where(mine, StoryRow.id != root)
                         .values(duplicate_of=root))
         await s.execute(update(StoryRow).where(StoryRow.id == root).values(duplicate_of=None))
 

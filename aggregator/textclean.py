@@ -222,6 +222,14 @@ def first_words(text: str, words: int) -> str:
     return " ".join(text.split(None, words)[:words])
 
 
+_WORD = re.compile(r"\w+")
+
+
+def casefolded_words(text: str) -> list[str]:
+    """The words of `text` (runs of letters and digits), case folded, in order."""
+    return _WORD.findall(text.casefold())
+
+
 # What sites put between a headline and their own name ("… | ZDNet", "… - TechCrunch").
 TITLE_SEPARATORS = (" | ", " - ", " – ", " — ", " :: ", " · ")
 # A name's words that are no capitalised ones: "Times of India", "News & Observer", "Le Monde".

@@ -313,6 +313,29 @@ def head() -> str:
     return ScriptDirectory.from_config(cfg).get_current_head()
 
 
+async def stored_before(store, urls: list[str], source: str = "src") -> list[int]:
+    """Stories at `urls` written with raw SQL, as an older version stored them: the store's
+    queries read the columns of the newest schema (it migrates at start), which a database
+    at an old revision lacks. Only the columns of migration 0010 (the keys) on; the ids."""
+    import sqlalchemy as sa
+
+    from aggregator.names import name_key
+    from aggregator.schema import UTCDateTime
+
+    stories = sa.table("stories", *(sa.column(c) for c in (
+        "url", "original_url", "title", "summary", "text", "author", "image_url", "site",
+        "source", "category", "source_key", "category_key", "content_hash", "embed_version")),
+        *(sa.column(c, UTCDateTime()) for c in ("collected_at", "updated_at", "sort_at")))
+    async with store.engine.begin() as conn:
+        await conn.execute(sa.insert(stories), [dict(
+            url=u, original_url=u, title="A title", summary="", text="", author="", image_url="",
+            site="example.org", source=source, category="", source_key=name_key(source),
+            category_key="", content_hash="", embed_version=1, collected_at=NOW, updated_at=NOW,
+            sort_at=NOW) for u in urls])
+        ids = dict((await conn.execute(sa.text("SELECT url, id FROM stories"))).all())
+    return [ids[u] for u in urls]
+
+
 async def test_the_migration_gives_stored_stories_their_keys(db_url):
     """Stories stored before the keys existed get them on upgrade, however they were spelled."""
     import sqlalchemy as sa
@@ -651,7 +674,7 @@ async def test_the_migration_dates_the_sources_retired_before_it(db_url):
                      detected_kind="", enabled=on, in_config=on, weight=1.0, interval_s=900,
                      full_text=False, error_count=0, created_at=NOW,
                      updated_at=NOW + timedelta(days=d)) for n, on, d in (("on", True, 1), ("off", False, 2))])
-        await store.upsert_stories([draft("https://off.org/1", source="off")], NOW)
+        await stored_before(store, ["https://off.org/1"], source="off")
         await store.migrate()
         assert {h.name: h.retired_at for h in await store.list_sources(retired=True)} == {
             "on": None, "off": NOW + timedelta(days=2)}
@@ -1539,6 +1562,31 @@ async def test_a_story_whose_body_changes_follows_its_new_body(store):
     assert set(await store.story_ids()) == {a, b, e}
 
 
+async def test_only_a_fetch_of_its_own_source_takes_a_copy_for_a_moved_storys_old_url(store):
+    """A story's copies at URLs its own source's fetch no longer carries are its old URLs
+    (it moved) and follow its edits. Another source's feed carrying the story's link (giving
+    the body it lacked) tells nothing of what its source carries: a copy from the story's
+    own source (a second section of its site) followed that feed's body instead of keeping
+    its own as a story of its own."""
+    from aggregator.normalize import content_hash
+
+    def teaser(url: str) -> StoryDraft:  # a summary only: the body hash is the summary's
+        return draft(url, summary=BODY_X, content_hash=content_hash(BODY_X), source="a")
+
+    await store.sync_sources([SourceSpec("a", "https://a.org/feed", "news"),
+                              SourceSpec("b", "https://b.org/feed", "news")], NOW)
+    ids = {c.spec.name: c.id for c in await store.claim_due_sources(NOW, owner="x", lease_s=60)}
+    await store.upsert_stories([teaser("https://a.org/1"), teaser("https://a.org/2")], NOW,
+                               source_id=ids["a"])
+    a1, a2 = await _id(store, "https://a.org/1"), await _id(store, "https://a.org/2")
+    assert await _links(store, "https://a.org/2") == [a1]
+    await store.upsert_stories([syndicated("https://a.org/1", BODY_Y, source="b")], NOW,
+                               source_id=ids["b"])
+    story, copy = await store.get_story(a1), await store.get_story(a2)
+    assert (story.source, story.text) == ("a", BODY_Y)  # the body it lacked
+    assert (copy.duplicate_of, copy.summary, copy.text) == (None, BODY_X, "")
+
+
 async def test_a_takedown_and_an_indexer_saving_the_same_story_do_not_deadlock(store, db_url):
     """PostgreSQL: an operator's transaction holds the story's row and deletes it (its
     trigger then takes the change log's lock); the indexer meanwhile saves that story's
@@ -1795,7 +1843,7 @@ async def test_the_migration_keeps_stored_events_without_a_page(db_url):
     store = Store(db_url)
     try:
         await migrate_to(store, "0014")
-        (sid,) = (await store.upsert_stories([draft("https://e.org/a")], NOW)).new_ids
+        (sid,) = await stored_before(store, ["https://e.org/a"])
         events = sa.table("events", *(sa.column(c) for c in ("event_key", "reader_id", "story_id",
                                                                "type", "dwell_s")),
                           sa.column("at", UTCDateTime()))
@@ -1827,8 +1875,7 @@ async def test_the_migration_lets_stored_events_outlive_their_stories(db_url):
     try:
         await migrate_to(store, "0018")
         page = "https://pub.example/a"
-        kept, gone = (await store.upsert_stories([draft("https://e.org/kept", "Kept"),
-                                                  draft("https://e.org/gone", "Gone")], NOW)).new_ids
+        kept, gone = await stored_before(store, ["https://e.org/kept", "https://e.org/gone"])
         await store.add_events([EventRecord("k1", "r", kept, "read", NOW, 12.5, page),
                                 EventRecord("k2", "r", gone, "click", NOW)], NOW)
         await store.migrate()
@@ -2059,7 +2106,7 @@ async def test_the_migration_counts_the_events_stored_before(db_url):
                 await conn.execute(text(
                     f'ALTER DATABASE "{store.engine.url.database}" SET TimeZone TO \'Pacific/Kiritimati\''))
             await store.engine.dispose()  # new connections take the zone
-        a, b = (await store.upsert_stories([draft("https://e.org/a"), draft("https://e.org/b")], NOW)).new_ids
+        a, b = await stored_before(store, ["https://e.org/a", "https://e.org/b"])
         events = sa.table("events", *(sa.column(c) for c in ("event_key", "reader_id", "story_id",
                                                                "type", "dwell_s", "page")),
                           sa.column("at", UTCDateTime()))

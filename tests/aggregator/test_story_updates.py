@@ -28,14 +28,16 @@ OTHER = ("The summer music festival announced its lineup of bands, with tickets 
          "that camping passes had already sold out within hours of the presale opening online.")
 
 
-def rss(*items: tuple[str, str, str]) -> bytes:
-    """A feed of (link, title, description) items, newest first."""
+def rss(*items: tuple[str, ...]) -> bytes:
+    """A feed of (link, title, description[, guid]) items, newest first; without a guid the
+    link is the item's guid (a permalink)."""
     now = datetime.now(UTC)
     body = "".join(
-        f"<item><title>{escape(t)}</title><link>{u}</link><guid>{u}</guid>"
-        f"<description>{escape(d)}</description>"
+        f"<item><title>{escape(t)}</title><link>{u}</link>"
+        + (f'<guid isPermaLink="false">{escape(g[0])}</guid>' if g else f"<guid>{u}</guid>")
+        + f"<description>{escape(d)}</description>"
         f"<pubDate>{format_datetime(now - timedelta(minutes=i + 1))}</pubDate></item>"
-        for i, (u, t, d) in enumerate(items))
+        for i, (u, t, d, *g) in enumerate(items))
     return ("<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>t</title>"
             f"<link>https://news.example/</link><description>d</description>{body}</channel></rss>"
             ).encode()
@@ -74,17 +76,18 @@ async def test_a_story_moved_to_a_new_slug_takes_its_new_headline(site, sqlite_s
     story = await sqlite_store.get_story_by_url(OLD)
     before = (await embed_versions(sqlite_store))[OLD]
     await collect(sqlite_store, site, ("/desk.xml", rss((NEW, "Portmouth harbour strike ends", BODY))))
-    moved = await sqlite_store.get_story_by_url(OLD)
-    copy = await sqlite_store.get_story_by_url(NEW)
-    assert copy.duplicate_of == story.id  # still one story: no duplicate in blocks or searches
+    moved = await sqlite_store.get_story_by_url(NEW)
+    old = await sqlite_store.get_story_by_url(OLD)
+    assert moved.id == story.id and moved.duplicate_of is None  # the story moved to its new URL
+    assert old.duplicate_of == story.id  # still one story: no duplicate in blocks or searches
     assert moved.title == "Portmouth harbour strike ends"
-    assert (await embed_versions(sqlite_store))[OLD] == before + 1  # embedded again
+    assert (await embed_versions(sqlite_store))[NEW] == before + 1  # embedded again
     # A later correction at the new URL reaches it too, and an unchanged round changes nothing.
     await collect(sqlite_store, site, ("/desk.xml", rss((NEW, "Portmouth harbour strike is over", BODY))))
     await collect(sqlite_store, site, ("/desk.xml", rss((NEW, "Portmouth harbour strike is over", BODY))))
     assert (await sqlite_store.get_story(story.id)).title == "Portmouth harbour strike is over"
-    assert (await embed_versions(sqlite_store))[OLD] == before + 2
-    assert await sqlite_store.count_stories() == 2  # the story and its copy
+    assert (await embed_versions(sqlite_store))[NEW] == before + 2
+    assert await sqlite_store.count_stories() == 2  # the story and its old URL
 
 
 async def test_a_copy_beside_its_story_or_from_another_source_leaves_its_headline(site, sqlite_store):
@@ -100,3 +103,208 @@ async def test_a_copy_beside_its_story_or_from_another_source_leaves_its_headlin
     assert (await sqlite_store.get_story_by_url("https://news.example/x")).title == "Festival"
     wire = await sqlite_store.get_story_by_url("https://wire.example/b")
     assert wire.duplicate_of == (await sqlite_store.get_story_by_url("https://news.example/x")).id
+
+
+# The story rewritten: a new slug, a new headline and a new lead, one item id throughout.
+REWRITE = ("Portmouth harbour reopened on Thursday after dock workers accepted a pay offer, "
+           "ending a four-day strike. Container ships that had waited offshore began docking "
+           "at first light, and the harbour company said the backlog of lorries would clear "
+           "by the weekend. Union leaders called the deal a fair settlement for members.")
+
+
+def atom(*items: tuple[str, str, str, str]) -> bytes:
+    """An Atom feed of (link, title, summary, id) entries."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = "".join(f"<entry><id>{escape(i)}</id><title>{escape(t)}</title><link href='{u}'/>"
+                   f"<updated>{now}</updated><summary>{escape(d)}</summary></entry>"
+                   for u, t, d, i in items)
+    return ("<?xml version='1.0' encoding='utf-8'?><feed xmlns='http://www.w3.org/2005/Atom'>"
+            f"<title>t</title><id>urn:feed</id><updated>{now}</updated>{body}</feed>").encode()
+
+
+def jsonfeed(*items: tuple[str, str, str, str]) -> bytes:
+    """A JSON Feed of (url, title, content_text, id) items."""
+    import json
+
+    return json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [
+        {"id": i, "url": u, "title": t, "content_text": d} for u, t, d, i in items]}).encode()
+
+
+FORMATS = {"rss": (rss, "application/rss+xml"), "atom": (atom, "application/atom+xml"),
+           "json": (jsonfeed, "application/feed+json")}
+
+
+async def collect_as(store, site, fmt: str, *items: tuple[str, str, str, str]) -> None:
+    build, content_type = FORMATS[fmt]
+    site.route("/desk.xml", body=build(*items), content_type=content_type)
+    await store.sync_sources([SourceSpec("desk", site.url("/desk.xml"), "news")])
+    c = Collector(store, FAST, resolver_factory=lambda: LoopbackResolver(port=site.port))
+    report = await c.run_round(force=True)
+    assert all(r.ok for r in report.sources), report.sources
+
+
+async def listed(store) -> list[str]:
+    return [s.url for s in await store.latest_stories(limit=50)]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_a_story_rewritten_under_a_new_url_is_found_by_its_item_id(site, sqlite_store, fmt):
+    # Before: a new body at a new URL was a second story: readers saw both versions.
+    await collect_as(sqlite_store, site, fmt, (OLD, "Dock workers strike at Portmouth harbour", BODY, "post-4411"),
+                     ("https://news.example/x", "Festival lineup", OTHER, "post-4400"))
+    story = await sqlite_store.get_story_by_url(OLD)
+    before = (await embed_versions(sqlite_store))[OLD]
+    await collect_as(sqlite_store, site, fmt, (NEW, "Portmouth harbour strike ends", REWRITE, "post-4411"),
+                     ("https://news.example/x", "Festival lineup", OTHER, "post-4400"))
+    moved = await sqlite_store.get_story_by_url(NEW)
+    assert (moved.id, moved.title, moved.duplicate_of) == (story.id, "Portmouth harbour strike ends", None)
+    assert "accepted a pay offer" in moved.summary + moved.text
+    assert (await embed_versions(sqlite_store))[NEW] == before + 1  # embedded (and indexed) again
+    assert sorted(await listed(sqlite_store)) == sorted([NEW, "https://news.example/x"])
+    # The old URL still finds the story (a widget on the old page, a block asked by it).
+    assert (await sqlite_store.get_story_by_url(OLD)).duplicate_of == story.id
+    # A later edit in place leaves the old URL with the story: not a second story again.
+    await collect_as(sqlite_store, site, fmt, (NEW, "Portmouth harbour strike ends", REWRITE + " More soon.", "post-4411"),
+                     ("https://news.example/x", "Festival lineup", OTHER, "post-4400"))
+    assert sorted(await listed(sqlite_store)) == sorted([NEW, "https://news.example/x"])
+    old, edited = await sqlite_store.get_story_by_url(OLD), await sqlite_store.get_story_by_url(NEW)
+    assert (old.duplicate_of, old.text) == (story.id, edited.text)  # it follows the edit
+
+
+async def test_item_ids_that_tell_no_story_apart_move_nothing(site, sqlite_store):
+    """One id on every item, an id that is the link, another source's item with the same id:
+    new stories, the stored one left as it was."""
+    async def round_(*items):
+        await collect(sqlite_store, site, ("/desk.xml", rss(*items)))
+
+    await round_((OLD, "Dock workers strike", BODY, "same"), ("https://news.example/x", "Festival", OTHER, "same"))
+    await round_((NEW, "Harbour strike ends", REWRITE, "same"), ("https://news.example/y", "Festival 2", OTHER + " Again.", "same"))
+    assert (await sqlite_store.get_story_by_url(OLD)).title == "Dock workers strike"
+    assert set(await listed(sqlite_store)) == {OLD, NEW, "https://news.example/x", "https://news.example/y"}
+
+
+async def test_an_id_that_is_the_link_or_another_sources_moves_nothing(site, sqlite_store):
+    await collect(sqlite_store, site, ("/desk.xml", rss((OLD, "Dock workers strike", BODY),
+                                                        ("https://news.example/x", "Festival", OTHER, "p1"))))
+    # The link as id (a permalink guid): the new URL's id is the new link.
+    # Another source's item with a stored id (the desk no longer carries that story).
+    await collect(sqlite_store, site, ("/desk.xml", rss((NEW, "Harbour strike ends", REWRITE))),
+                  ("/wire.xml", rss(("https://wire.example/z", "Wire festival", OTHER + " Wire.", "p1"))))
+    assert (await sqlite_store.get_story_by_url(OLD)).title == "Dock workers strike"
+    assert (await sqlite_store.get_story_by_url("https://news.example/x")).title == "Festival"
+    assert set(await listed(sqlite_store)) == {OLD, NEW, "https://news.example/x", "https://wire.example/z"}
+
+
+async def test_the_migration_adds_item_ids_to_a_stored_database(db_url):
+    """0022 on SQLite and PostgreSQL: stored stories keep their rows, without an item id,
+    and the (source, item id) index is there."""
+    import sqlalchemy as sa
+
+    from aggregator.store import Store
+    from tests.aggregator.test_store import migrate_to
+
+    store = Store(db_url)
+    try:
+        await migrate_to(store, "0021")
+        now = datetime.now(UTC)
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.text(
+                "INSERT INTO stories (url, original_url, title, summary, text, author, image_url,"
+                " collected_at, updated_at, sort_at, site, source, category, source_key, category_key,"
+                " content_hash, embed_version) VALUES (:u, :u, 'T', '', '', '', '', :t, :t, :t,"
+                " 'news.example', 'desk', 'news', 'desk', 'news', '', 1)"), {"u": OLD, "t": now})
+        await store.migrate()
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(sa.text("SELECT url, item_id FROM stories"))).all() == [(OLD, None)]
+            indexes = await conn.run_sync(lambda c: sa.inspect(c).get_indexes("stories"))
+        assert {"name": "ix_stories_source_item_id", "cols": ["source", "item_id"]} in [
+            {"name": i["name"], "cols": i["column_names"]} for i in indexes]
+        await migrate_to(store, "0021", down=True)
+        await store.migrate()  # down and up again
+    finally:
+        await store.close()
+
+
+# A "daily briefing" feed: one item, one id every day, today's news under today's URL.
+BRIEFINGS = [
+    ("https://news.example/briefing/monday", "Morning briefing: what you need to know",
+     "Good morning. Dock workers at Portmouth harbour walked out over pay, halting container "
+     "traffic; the union said the strike would last a week. Also today: heavy rain is forecast "
+     "across the north, with flood warnings issued for several rivers."),
+    ("https://news.example/briefing/tuesday", "Morning briefing: what you need to know",
+     "Good morning. The summer music festival announced its lineup, with tickets on sale "
+     "Friday and camping passes already sold out. Also today: parliament debates the budget, "
+     "and the central bank publishes its inflation report."),
+    ("https://news.example/briefing/wednesday", "Morning briefing: what you need to know",
+     "Good morning. A new library opened in the city centre after three years of building "
+     "work, with a rooftop garden and a children's floor. Also today: the national football "
+     "team names its squad for the spring qualifiers."),
+]
+
+
+async def test_a_feed_that_keeps_one_item_id_for_each_days_story_keeps_every_day(site, sqlite_store):
+    # Before: each day's item, with the id of the day before's under a new URL, moved that
+    # story: one story left, yesterday's URLs only hidden copies of today's.
+    ids = []
+    for url, title, summary in BRIEFINGS:
+        await collect(sqlite_store, site, ("/desk.xml", rss((url, title, summary, "daily-briefing"))))
+        ids.append((await sqlite_store.get_story_by_url(url)).id)
+    assert len(set(ids)) == 3
+    assert sorted(await listed(sqlite_store)) == sorted(u for u, _, _ in BRIEFINGS)
+    monday = await sqlite_store.get_story_by_url(BRIEFINGS[0][0])
+    assert (monday.id, monday.duplicate_of) == (ids[0], None) and "Portmouth" in monday.summary
+
+
+async def test_a_round_of_known_urls_asks_for_no_item_ids(site, sqlite_store):
+    """Only a draft at a URL not stored as a story can move one: a steady round (every URL
+    stored) skips the lookup of item ids, the collector's every fetch; a new URL makes it."""
+    from sqlalchemy import event
+
+    items = [(OLD, "Dock workers strike", BODY, "post-1"), ("https://news.example/x", "Festival", OTHER, "post-2")]
+    await collect(sqlite_store, site, ("/desk.xml", rss(*items)))
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(" ".join(statement.split()))
+
+    def id_lookups() -> list[str]:
+        return [q for q in statements if q.startswith("SELECT") and "stories.item_id IN" in q]
+
+    event.listen(sqlite_store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await collect(sqlite_store, site, ("/desk.xml", rss(*items)))
+        assert not id_lookups(), id_lookups()
+        await collect(sqlite_store, site, ("/desk.xml", rss(("https://news.example/y", "Library opens",
+                                                             BRIEFINGS[2][2], "post-3"), *items)))
+        assert id_lookups()
+    finally:
+        event.remove(sqlite_store.engine.sync_engine, "before_cursor_execute", seen)
+
+
+async def test_a_copy_a_move_deletes_hands_its_events_and_counts_to_the_story(site, store):
+    """The story takes the URL of its copy (the same body, already stored there) and the copy
+    row goes: events naming the copy (the API names it for an event that gives its URL) and
+    its counts now name the story. Before, the export showed them as of a removed story and
+    the counts went with the copy's row (cascade)."""
+    from aggregator.store import EventRecord
+
+    await collect(store, site, ("/desk.xml", rss((OLD, "Dock workers strike", BODY))))
+    # Both URLs in one feed: the new one is a copy beside its story, nothing moves yet.
+    await collect(store, site, ("/desk.xml", rss((NEW, "Harbour strike", BODY), (OLD, "Dock workers strike", BODY))))
+    story, copy = await store.get_story_by_url(OLD), await store.get_story_by_url(NEW)
+    assert copy.duplicate_of == story.id
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    await store.add_events([
+        EventRecord("k1", "reader-1", copy.id, "click", at, page="https://blog.example/a"),
+        EventRecord("k2", "reader-1", copy.id, "impression", at, page="https://blog.example/a"),
+        EventRecord("k3", "reader-1", story.id, "click", at, page="https://blog.example/a"),
+    ])
+    await collect(store, site, ("/desk.xml", rss((NEW, "Harbour strike", BODY))))
+    moved = await store.get_story_by_url(NEW)
+    assert moved.id == story.id and await store.get_story(copy.id) is None  # the move happened
+    exported = [e for batch in [b async for b in store.iter_reader_events("reader-1")] for e in batch]
+    assert sorted((e.event_key, e.story_id, e.url) for e in exported) == [
+        ("k1", story.id, NEW), ("k2", story.id, NEW), ("k3", story.id, NEW)]
+    assert (await store.story_stats([story.id, copy.id])) == {story.id: (1, 2, 0)}
+    report = await store.widget_stats(at - timedelta(days=1), datetime.now(UTC))
+    assert sum(s.clicks for s in report.stories) == 2, report

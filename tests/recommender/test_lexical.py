@@ -707,3 +707,94 @@ def test_a_german_stop_word_set_built_elsewhere_is_german_too():
     assert not capitals_name(german)
     assert not capitals_name(frozenset(set(german)))
     assert capitals_name(stopwords_for("The government said on Monday in Berlin that the"))
+
+
+# The name regexes as first written: `lexical` spells them to open with a character class
+# (faster to scan), and must find exactly what these find.
+_PLAIN_NAME_OR_NUMBER = r"(?<![\w'’])(?:[A-Z][\w'’.-]*|[^\W\d_\x00-\x7f][\w'’.-]*|[0-9][\w.,-]*)"
+_PLAIN_MID_SENTENCE_NAME = r"(?<=[\w,;] )([A-Z][\w'’.-]*|[^\W\d_\x00-\x7f][\w'’.-]*)"
+# Characters around which the regexes decide: capitals, digits (ASCII and not), the
+# lookbehinds' punctuation, apostrophes, accents, scripts without capitals, line breaks.
+_NAME_ALPHABET = [*"aZ9 ,;.'’-_\n\tÉéß٣中ـ\u0301İı—“ÖЖж", "Putin", "l'Élysée", "3.5", "U.S."]
+
+
+def _fuzz_texts(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(_NAME_ALPHABET) for _ in range(rng.randint(0, 30)))
+            for _ in range(n)]
+
+
+def test_the_name_regexes_find_what_their_plain_spelling_finds(shared_data):
+    import re
+
+    texts = _fuzz_texts(50_000) + [f"{t}\n{x}" for t, x in FRENCH.values()] + [
+        f"{d.title}\n{d.text}" for d in load_bbc(shared_data / "bbc-news", ["politics"])]
+    for fast, plain in ((lexical._NAME_OR_NUMBER, _PLAIN_NAME_OR_NUMBER),
+                        (lexical._MID_SENTENCE_NAME, _PLAIN_MID_SENTENCE_NAME)):
+        plain = re.compile(plain)
+        differ = [t for t in texts if fast.findall(t) != plain.findall(t)]
+        assert not differ, differ[:3]
+
+
+def _plain_terms(words, max_terms, stopwords):
+    """`lexical._terms` as first written: every word folded anew."""
+    seen: dict[str, None] = {}
+    for word in words:
+        if not word[0].isascii() and not word[0].isupper():
+            continue
+        lower = fold(word.rstrip(".-'’"))
+        if "'" in lower:
+            if lexical._negation(lower):
+                continue
+            lower = lexical._unsuffixed(lower)
+        if len(lower) < 2 or lower in stopwords:
+            continue
+        if lower.isalpha():
+            seen.setdefault(lower, None)
+        else:
+            for part in lexical._NAME_PARTS.split(lower):
+                if len(part) >= 2 and part not in stopwords:
+                    seen.setdefault(part, None)
+        if len(seen) >= max_terms:
+            return tuple(seen)
+    return tuple(seen)
+
+
+def test_names_read_through_the_remembered_word_forms_are_those_read_afresh(monkeypatch):
+    # A small cache, so that it is cleared mid-way too.
+    monkeypatch.setattr(lexical, "_NAME_FORMS_MAX", 50)
+    monkeypatch.setattr(lexical, "_NAME_FORMS", {})
+    german = stopwords_for("der die das und ist nicht mit von")
+    for i, text in enumerate(_fuzz_texts(3000, seed=11) + [x for _, x in FRENCH.values()]):
+        words = lexical._NAME_OR_NUMBER.findall(text) + text.split()
+        for stop in (STOPWORDS, german):
+            for cap in (3, 40):
+                assert lexical._terms(words, cap, stop) == _plain_terms(words, cap, stop), (i, text)
+    assert 0 < len(lexical._NAME_FORMS) <= 50
+
+
+def test_a_batch_writes_each_story_s_names_and_which_it_capitalises(shared_data):
+    """Names are written to the index's arrays a batch at once: each story's must be its own,
+    also when a batch re-adds stories (their removal comes first) or re-adds one twice."""
+    bbc = [(d.title, lead_words(d.text)) for d in load_bbc(shared_data / "bbc-news")]
+    docs = [(i, *bbc[i % len(bbc)]) for i in range(1, 4500)]
+    idx = LexicalIndex()
+    idx.add_many(docs[:300])
+    # Past the first chunk of 4,096 stories, one of that chunk again (now reading as another):
+    # it is removed after the chunk's stories were gathered.
+    again = (docs[999][0], docs[9][1], docs[9][2])
+    idx.add_many(docs[200:] + [again])
+    idx.remove(docs[7][0])
+    texts = {d: (t, x) for d, t, x in docs}
+    texts[again[0]] = again[1:]
+    del texts[docs[7][0]]
+    proper_df: dict[str, int] = {}
+    for doc_id, (title, text) in texts.items():
+        stop = stopwords_for(f"{title}\n{text[:LANGUAGE_SAMPLE_CHARS]}")
+        names = key_terms(title, text, stopwords=stop)
+        assert idx.key_terms_of(doc_id) == names
+        for name in set(names) & proper_terms(text, stop):
+            proper_df[name] = proper_df.get(name, 0) + 1
+    n_terms = len(idx._terms)
+    assert np.array_equal(idx._proper_df[:n_terms], idx._live_proper_df(n_terms))
+    assert {idx._terms[t]: int(c) for t, c in enumerate(idx._proper_df[:n_terms]) if c} == proper_df

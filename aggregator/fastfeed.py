@@ -26,10 +26,11 @@ from typing import Any
 from feedparser.datetimes import _parse_date
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin as XMLParserMixin
-from feedparser.urls import _urljoin
+from feedparser.urls import _urljoin as _feedparser_urljoin
 from lxml import etree
 
 from aggregator import feeddates  # noqa: F401 (registers the reader of localised dates)
+from aggregator.canonical import joined_as_is
 
 _ATOM = "http://www.w3.org/2005/Atom"
 _RSS1 = "http://purl.org/rss/1.0/"
@@ -68,6 +69,12 @@ _COPY_KEYS = {"feedburner_origlink", "pheedo_origlink", "bigimage", "smallimage"
 _ENTITY_LIKE = re.compile(r"&([A-Za-z0-9_]+);")
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True,
                           remove_pis=True, strip_cdata=True, huge_tree=False, recover=False)
+
+
+def _urljoin(base: str, uri: str) -> str:
+    """feedparser's `_urljoin` (which parses both URLs), skipped for a link it gives back as
+    it is (`joined_as_is`): nearly every link of a feed."""
+    return uri if joined_as_is(base, uri) else _feedparser_urljoin(base, uri)
 
 
 class Unsupported(Exception):

@@ -113,6 +113,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_OK = re.compile(r"^[a-z0-9._~!$&'()*+,;=-]+$|^\[[0-9a-f:.]+\]$")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PCT = re.compile(r"%[0-9a-fA-F]{2}")
+_LONE_PCT = re.compile(r"%(?![0-9a-fA-F]{2})")
 # RFC 3986 pchar plus "/" and "%": existing escapes are left for `_escape` to normalize.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 # A fragment may also hold "?" (RFC 3986 §3.5); a second "#" is escaped.
@@ -349,8 +350,10 @@ def _normalize_host(host: str) -> str:
 
 def _normalize_escapes(text: str, safe: str = _PATH_SAFE) -> str:
     text = quote(text, safe=safe)
+    if "%" not in text:  # most paths: nothing below to do, and two regex scans saved
+        return text
     # A lone "%" not followed by two hex digits is escaped, so decoding stays unambiguous.
-    text = re.sub(r"%(?![0-9a-fA-F]{2})", "%25", text)
+    text = _LONE_PCT.sub("%25", text)
     return _PCT.sub(_escape, text)
 
 

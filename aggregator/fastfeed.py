@@ -66,6 +66,11 @@ _READ_KEYS = {"link", "links", "id", "guidislink", "title", "content", "summary"
 # Elements feedparser has no handler for, kept under their name, that aggregator.feeds reads:
 # feed proxies' real links, Livemint's plain image elements.
 _COPY_KEYS = {"feedburner_origlink", "pheedo_origlink", "bigimage", "smallimage"}
+# The names of tags in known namespaces (`_Reader.name`), which depend on the tag alone: a
+# feed names the same few dozen in every item, each split and lowercased again. Bounded, as
+# a hostile document may make up any number of tags.
+_KNOWN_NAMES: dict[str, str] = {}
+_MAX_KNOWN_NAMES = 4096
 _ENTITY_LIKE = re.compile(r"&([A-Za-z0-9_]+);")
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True,
                           remove_pis=True, strip_cdata=True, huge_tree=False, recover=False)
@@ -159,13 +164,20 @@ class _Reader:
             return ""
         if tag[0] != "{":
             return tag.lower()
+        known = _KNOWN_NAMES.get(tag)
+        if known is not None:
+            return known
         uri, local = tag[1:].split("}", 1)
         prefix = _PREFIXES.get(uri.lower())
-        if prefix is None:
-            prefix = el.prefix
-            if not prefix:
-                raise Unsupported(f"unprefixed element in unknown namespace {uri}")
-        return f"{prefix.lower()}_{local.lower()}" if prefix else local.lower()
+        if prefix is not None:
+            known = f"{prefix.lower()}_{local.lower()}" if prefix else local.lower()
+            if len(_KNOWN_NAMES) < _MAX_KNOWN_NAMES:
+                _KNOWN_NAMES[tag] = known
+            return known
+        prefix = el.prefix  # an unknown namespace: the document's prefix, which may vary
+        if not prefix:
+            raise Unsupported(f"unprefixed element in unknown namespace {uri}")
+        return f"{prefix.lower()}_{local.lower()}"
 
     # ------------------------------------------------------------------ values
 

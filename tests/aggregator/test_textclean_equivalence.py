@@ -1,7 +1,7 @@
 """The faster text cleaning and link joining give what the plain ones gave (issue 6, parse CPU).
 
-`collapse_whitespace` collapses a text in one pass of str.split where it ran a regex over
-each line, and `html_fragment` turns the parsed <body> into the fragment's <div> where
+`collapse_whitespace` and `clean_inline` collapse a text with str.split where they ran a
+regex over each line, and `html_fragment` (plain lxml elements, `drop_tree`) turns the parsed <body> into the fragment's <div> where
 lxml's `fragment_fromstring` moved every element into a new one. Both are compared with
 those reference versions over every text of the captured feeds (../shared/data/news-feeds)
 and over generated texts made of the whitespace the two ways could read apart. A link that
@@ -23,8 +23,17 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from aggregator import textclean
 from aggregator.canonical import joined, joined_as_is
-from aggregator.textclean import collapse_whitespace, html_fragment, without_bidi_controls
+from aggregator.textclean import (
+    _strip_inline_tags,
+    clean_inline,
+    collapse_whitespace,
+    html_fragment,
+    html_to_text,
+    unescape,
+    without_bidi_controls,
+)
 
 FEEDS_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "news-feeds"
 _WS = re.compile(r"[ \t\r\f\v\u00a0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000]+")
@@ -36,6 +45,27 @@ def collapse_by_line(text: str) -> str:
     text = without_bidi_controls(text)
     lines = [_WS.sub(" ", line).strip() for line in text.replace("\r\n", "\n").split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def clean_inline_by_regex(text: str | None) -> str:
+    """`clean_inline` as it was: `_WS` over the text, then str.strip."""
+    if not text:
+        return ""
+    if "<" in text:
+        text = _strip_inline_tags(text)
+    text = without_bidi_controls(unescape(text))
+    return _WS.sub(" ", text.replace("\n", " ")).strip()
+
+
+def html_to_text_by_lxml_html(markup: str | None) -> str:
+    """`html_to_text` as it was: lxml.html's fragment and its `drop_tree`, and the
+    line-by-line collapse."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(textclean, "html_fragment",
+                   lambda m: lxml.html.fragment_fromstring(m, create_parent="div"))
+        mp.setattr(textclean, "drop_tree", lambda el: el.drop_tree())
+        mp.setattr(textclean, "collapse_whitespace", collapse_by_line)
+        return textclean.html_to_text(markup)
 
 
 def lxml_fragment(markup: str) -> str:
@@ -90,10 +120,18 @@ def test_collapse_whitespace_is_unchanged_on_every_captured_feed_text() -> None:
 
 
 @pytest.mark.skipif(not FEED_TEXTS, reason=f"captured feeds not found at {FEEDS_DIR}")
+def test_clean_inline_is_unchanged_on_every_captured_feed_text() -> None:
+    differ = [t for t in FEED_TEXTS if clean_inline(t) != clean_inline_by_regex(t)]
+    assert differ == []
+
+
+@pytest.mark.skipif(not FEED_TEXTS, reason=f"captured feeds not found at {FEEDS_DIR}")
 def test_html_fragment_is_lxml_s_fragment_on_every_captured_feed_text() -> None:
     markup = [t for t in FEED_TEXTS if "<" in t]
     assert len(markup) > 500
     differ = [t for t in markup if our_fragment(t) != lxml_fragment(t)]
+    assert differ == []
+    differ = [t for t in FEED_TEXTS if html_to_text(t) != html_to_text_by_lxml_html(t)]
     assert differ == []
 
 
@@ -110,6 +148,7 @@ _ALPHABET = _SPACES + "\u200b\u202e\u2066\u200fab"
 @example("a\r\r\n \r\nb")
 def test_collapse_whitespace_is_unchanged_on_any_whitespace(text: str) -> None:
     assert collapse_whitespace(text) == collapse_by_line(text)
+    assert clean_inline(text) == clean_inline_by_regex(text)
 
 
 @settings(max_examples=400, deadline=None)
@@ -117,6 +156,7 @@ def test_collapse_whitespace_is_unchanged_on_any_whitespace(text: str) -> None:
     "<p>", "</p>", "<br>", " ", "\n", "\t", "text", "<b>bold</b>", "<script>x</script>",
     "<html>", "<body class='b'>", "</body>", "<head><title>t</title></head>", "<!doctype html>",
     "<!-- c -->", "&amp;", "<img src='i.jpg'>", "</html>", "<frameset>", "\x85",
+    "<style>s</style>", "<div>", "</div>", "&amp;amp;", "\u200b",
 ]), max_size=10).map("".join))
 @example("")
 @example("  ")
@@ -124,6 +164,13 @@ def test_collapse_whitespace_is_unchanged_on_any_whitespace(text: str) -> None:
 @example("<html><head></head></html>")
 def test_html_fragment_is_lxml_s_fragment_on_generated_markup(markup: str) -> None:
     assert our_fragment(markup) == lxml_fragment(markup)
+    try:
+        expected = html_to_text_by_lxml_html(markup)
+    except AssertionError:  # lxml's "too many bodies" (a lone "<html>"): raised as it was
+        with pytest.raises(AssertionError):
+            html_to_text(markup)
+    else:
+        assert html_to_text(markup) == expected
 
 
 # ------------------------------------------------------------------ links taken as they are

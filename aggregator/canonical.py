@@ -113,6 +113,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST_OK = re.compile(r"^[a-z0-9._~!$&'()*+,;=-]+$|^\[[0-9a-f:.]+\]$")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PCT = re.compile(r"%[0-9a-fA-F]{2}")
+_LONE_PCT = re.compile(r"%(?![0-9a-fA-F]{2})")
 # RFC 3986 pchar plus "/" and "%": existing escapes are left for `_escape` to normalize.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 # A fragment may also hold "?" (RFC 3986 §3.5); a second "#" is escaped.
@@ -153,10 +154,29 @@ def joined(base: str, link: str) -> str:
     """`link` resolved against `base` as `urljoin` does, or "" when either is no URL at all
     (a bad IPv6 literal: "http://[object Object]/a"). urljoin raises there, and parsers
     joining a document's links failed the whole document on one item's link or image."""
+    if joined_as_is(base, link):
+        return link
     try:
         return urljoin(base, link)
     except ValueError:
         return ""
+
+
+# An absolute http(s) URL, printable ASCII, with a host right after "//" and none of what
+# urljoin would change or check: the tab, CR and LF it removes, a ";" (it splits off a
+# path's parameters and drops an empty one), "[" and "]" (an IPv6 literal it validates).
+_AS_IS = re.compile(r"https?://[^/?#\[\];\x00-\x20\x7f-\U0010ffff][^\[\];\x00-\x20\x7f-\U0010ffff]*")
+
+
+def joined_as_is(base: str | None, link: str) -> bool:
+    """Whether `urljoin(base, link)` gives `link` back as it is, told without parsing either
+    (a sufficient test, not a necessary one): `link` is an `_AS_IS` URL without an empty query
+    or fragment, which urljoin drops ("…?", "…?#x", "…#"), and `base` one urljoin parses without
+    raising (ASCII, no brackets: see `joined`). Nearly every link of a feed is such a URL, and
+    parsing the two of them took ~10% of the CPU of parsing a feed (pure)."""
+    return (_AS_IS.fullmatch(link) is not None and not link.endswith(("?", "#"))
+            and "?#" not in link
+            and (not base or (base.isascii() and "[" not in base and "]" not in base)))
 
 
 def page_key(url: str) -> str:
@@ -330,8 +350,10 @@ def _normalize_host(host: str) -> str:
 
 def _normalize_escapes(text: str, safe: str = _PATH_SAFE) -> str:
     text = quote(text, safe=safe)
+    if "%" not in text:  # most paths: nothing below to do, and two regex scans saved
+        return text
     # A lone "%" not followed by two hex digits is escaped, so decoding stays unambiguous.
-    text = re.sub(r"%(?![0-9a-fA-F]{2})", "%25", text)
+    text = _LONE_PCT.sub("%25", text)
     return _PCT.sub(_escape, text)
 
 

@@ -26,10 +26,11 @@ from typing import Any
 from feedparser.datetimes import _parse_date
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin as XMLParserMixin
-from feedparser.urls import _urljoin
+from feedparser.urls import _urljoin as _feedparser_urljoin
 from lxml import etree
 
 from aggregator import feeddates  # noqa: F401 (registers the reader of localised dates)
+from aggregator.canonical import joined_as_is
 
 _ATOM = "http://www.w3.org/2005/Atom"
 _RSS1 = "http://purl.org/rss/1.0/"
@@ -65,9 +66,20 @@ _READ_KEYS = {"link", "links", "id", "guidislink", "title", "content", "summary"
 # Elements feedparser has no handler for, kept under their name, that aggregator.feeds reads:
 # feed proxies' real links, Livemint's plain image elements.
 _COPY_KEYS = {"feedburner_origlink", "pheedo_origlink", "bigimage", "smallimage"}
+# The names of tags in known namespaces (`_Reader.name`), which depend on the tag alone: a
+# feed names the same few dozen in every item, each split and lowercased again. Bounded, as
+# a hostile document may make up any number of tags.
+_KNOWN_NAMES: dict[str, str] = {}
+_MAX_KNOWN_NAMES = 4096
 _ENTITY_LIKE = re.compile(r"&([A-Za-z0-9_]+);")
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True,
                           remove_pis=True, strip_cdata=True, huge_tree=False, recover=False)
+
+
+def _urljoin(base: str, uri: str) -> str:
+    """feedparser's `_urljoin` (which parses both URLs), skipped for a link it gives back as
+    it is (`joined_as_is`): nearly every link of a feed."""
+    return uri if joined_as_is(base, uri) else _feedparser_urljoin(base, uri)
 
 
 class Unsupported(Exception):
@@ -152,13 +164,20 @@ class _Reader:
             return ""
         if tag[0] != "{":
             return tag.lower()
+        known = _KNOWN_NAMES.get(tag)
+        if known is not None:
+            return known
         uri, local = tag[1:].split("}", 1)
         prefix = _PREFIXES.get(uri.lower())
-        if prefix is None:
-            prefix = el.prefix
-            if not prefix:
-                raise Unsupported(f"unprefixed element in unknown namespace {uri}")
-        return f"{prefix.lower()}_{local.lower()}" if prefix else local.lower()
+        if prefix is not None:
+            known = f"{prefix.lower()}_{local.lower()}" if prefix else local.lower()
+            if len(_KNOWN_NAMES) < _MAX_KNOWN_NAMES:
+                _KNOWN_NAMES[tag] = known
+            return known
+        prefix = el.prefix  # an unknown namespace: the document's prefix, which may vary
+        if not prefix:
+            raise Unsupported(f"unprefixed element in unknown namespace {uri}")
+        return f"{prefix.lower()}_{local.lower()}"
 
     # ------------------------------------------------------------------ values
 

@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import feedparser
-import lxml.html
 from lxml import etree
 
 from aggregator import feeddates  # registers the reader of localised dates; site_local
@@ -30,6 +29,7 @@ from aggregator.textclean import (
     entry_documents,
     entry_starts,
     feed_html_to_text,
+    html_fragment,
     parse_date,
     struct_time_to_utc,
 )
@@ -371,7 +371,7 @@ def _first_img(markup: str, base: str, markup_base: str | None = None) -> str:
     if "<img" not in markup:
         return ""
     try:
-        root = lxml.html.fragment_fromstring(markup, create_parent="div")
+        root = html_fragment(markup)
     except (etree.ParserError, ValueError):
         return ""
     for img in root.iter("img"):

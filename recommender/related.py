@@ -400,12 +400,18 @@ def other_language_unproven(language: str, s: _Scored, params: RankParams) -> bo
     return bool(other) and other != language
 
 
-@lru_cache(maxsize=65536)
 def story_language(title: str, text: str) -> str:
     """`language_of` a story's title and text, once per story: each block asks it of some
-    sixty candidates, most of them in the next block too. Keyed by the strings themselves, as
-    the corpus hands them over (their hashes kept), so an edited story is read again."""
-    return language_of(f"{title}\n{text[:LANGUAGE_SAMPLE_CHARS]}")
+    sixty candidates, most of them in the next block too. Cached by the title and the part
+    of the text it reads: keyed by a whole text, the cache kept each article's (up to
+    100,000 characters, read afresh for each block) for 65,536 articles."""
+    return _story_language(title, text[:LANGUAGE_SAMPLE_CHARS])
+
+
+@lru_cache(maxsize=65536)
+def _story_language(title: str, sample: str) -> str:
+    # Keyed by the strings themselves (their hashes kept), so an edited story is read again.
+    return language_of(f"{title}\n{sample}")
 
 
 def writes_any(text: str, words: Sequence[str]) -> bool:

@@ -1176,3 +1176,18 @@ def test_a_page_named_by_its_site_name_keeps_its_own_name_out_of_reasons():
                            query=stored, **story) == "similar topic: Aleppo")
     assert (reason_between("Inside Aleppo province", text, ("bbc", "aleppo"), site="BBC News",
                            query=stored, **story) == "similar topic: Aleppo")
+
+
+def test_the_language_cache_keeps_no_article_s_whole_text():
+    """`story_language` caches 65,536 stories' languages, keyed by the strings it is handed:
+    handed an article's whole text (up to 100,000 characters, read afresh from the store for
+    each block), it kept every article's, gigabytes over a site's pages. It reads the first
+    `LANGUAGE_SAMPLE_CHARS` only, and is handed no more."""
+    import sys
+
+    text = "Vladimir Putin told Donald Trump Russia would pause strikes. " * 2_000
+    query = replace(QUERY, text=text)
+    before = sys.getrefcount(text)
+    rank_related(query, [cand(2, unit(0.6, 0.8), title="Kremlin confirms the Trump call")],
+                 k=5, now=NOW)
+    assert sys.getrefcount(text) == before

@@ -371,11 +371,11 @@ def html_fragment(markup: str) -> etree._Element:
     Its elements are plain lxml ones (`_HTML_PARSER`), not lxml.html's: they have no
     `drop_tree` method (the function below does it)."""
     if _FULL_HTML.match(markup):  # lxml's own path, with its checks of the document's shape
-        return lxml.html.fragment_fromstring(markup, create_parent="div")
+        return _lxml_fragment(markup)
     doc = etree.fromstring(f"<html><body>{markup}</body></html>", _HTML_PARSER)
     bodies = [] if doc is None else [el for el in doc if el.tag == "body"]
     if doc is None or doc.tag != "html" or len(bodies) != 1:
-        return lxml.html.fragment_fromstring(markup, create_parent="div")
+        return _lxml_fragment(markup)
     root = bodies[0]
     root.tag = "div"
     root.attrib.clear()
@@ -383,6 +383,17 @@ def html_fragment(markup: str) -> etree._Element:
     if not (root.text and root.text.strip()):
         root.text = None
     return root
+
+
+def _lxml_fragment(markup: str) -> etree._Element:
+    """lxml.html's fragment of `markup` in a <div>; its assertion on markup that is an <html>
+    tag without a body ("too many bodies: []") raised as the parser error it is. Callers catch
+    parser errors; the AssertionError of an item whose description was "<html>" failed its
+    whole feed."""
+    try:
+        return lxml.html.fragment_fromstring(markup, create_parent="div")
+    except AssertionError as e:
+        raise etree.ParserError(str(e)) from e
 
 
 def drop_tree(el: etree._Element) -> None:

@@ -1030,3 +1030,19 @@ def test_a_sitemap_entry_with_an_undeclared_prefix_is_read() -> None:
     doc = parse_document(body, base_url="https://news.example/sitemap.xml")
     assert [(i.url, i.published_at) for i in doc.items] == [
         ("https://news.example/a", datetime(2026, 11, 25, tzinfo=UTC)), ("https://news.example/b", None)]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("markup", ["&lt;html&gt;", "&lt;html&gt;&lt;html&gt;",
+                                    "&lt;html&gt;&lt;img src=\"/a.jpg\"&gt;"])
+def test_a_summary_of_a_bare_html_tag_costs_only_its_own_text(fast: bool, markup: str) -> None:
+    """lxml asserts ("too many bodies") on markup that is an <html> tag and no body, where its
+    other complaints are parser errors: an item whose description was "<html>" failed its
+    whole feed with an AssertionError (every other item lost, no ParseError to report)."""
+    body = rss(f"<item><title>Odd one</title><link>https://news.example/odd</link>"
+               f"<description>{markup}</description></item>"
+               "<item><title>Fine one</title><link>https://news.example/fine</link>"
+               "<description>All well.</description></item>")
+    doc = parse_document(body.encode(), base_url="https://news.example/feed", fast=fast, now=NOW)
+    assert [i.title for i in doc.items] == ["Odd one", "Fine one"]
+    assert doc.items[1].summary == "All well."

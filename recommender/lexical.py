@@ -595,6 +595,13 @@ class LexicalIndex:
             if plain != term:
                 self._accented.setdefault(plain, []).append(term)
 
+    def _spell_all(self) -> None:
+        """`_accented` anew, from the whole vocabulary (a restore, or terms dropped)."""
+        self._accented = {}
+        for term in self._terms:
+            if not term.isascii():
+                self._spelt(term)
+
     def common_word(self, term: str) -> bool:
         """Whether this corpus writes `term` (a key term) as a common word rather than a name
         (`common_word` above): "among" or "however", capitalised only to start a sentence.
@@ -906,6 +913,31 @@ class LexicalIndex:
         self._dead = 0
         self._norms = np.zeros(0, dtype=np.float32)
         self._norms_at_n = -1
+        self._drop_dead_terms(per_term)
+
+    def _drop_dead_terms(self, per_term: np.ndarray) -> None:
+        """Forget the terms no live document holds, once they are a quarter of the vocabulary.
+
+        News brings new names and numbers every day while retention deletes old stories: the
+        terms of deleted stories stayed in the vocabulary (and every snapshot) for good, so a
+        months-long `tidings run` grew by them without bound. Called by `_compact`, tail merged,
+        with the live postings of each term; term ids are renumbered, keeping their order."""
+        n_terms = len(self._terms)
+        used = np.zeros(n_terms, dtype=bool)
+        used[: len(per_term)] = per_term > 0
+        used[self._keys[: self._keys_n]] = True  # names of live documents
+        used |= self._df[:n_terms] > 0  # corpus stop words keep no postings but their count
+        if n_terms - int(used.sum()) <= max(1000, n_terms // 4):
+            return
+        kept = np.flatnonzero(used)
+        new_tid = np.cumsum(used) - 1
+        self._terms = [self._terms[t] for t in kept.tolist()]
+        self._vocab = {t: i for i, t in enumerate(self._terms)}  # already interned
+        self._spell_all()
+        self._df, self._proper_df, self._stop = self._df[kept], self._proper_df[kept], self._stop[kept]
+        self._indptr = np.concatenate([[0], np.cumsum(per_term[kept[kept < len(per_term)]])]).astype(np.int64)
+        self._keys = new_tid[self._keys[: self._keys_n]].astype(np.int32)
+        self._idf = None
 
     def _update_stop_words(self) -> None:
         """Corpus stop words once the corpus is large; their postings are dropped."""
@@ -1073,10 +1105,7 @@ class LexicalIndex:
         self._vocab = {sys.intern(t): i for i, t in enumerate(terms)}
         if len(self._vocab) != n_terms:
             raise ValueError("vocabulary has repeated terms")
-        self._accented = {}
-        for term in terms:
-            if not term.isascii():
-                self._spelt(term)
+        self._spell_all()
         self._df, self._stop = a["df"].copy(), a["stop"].copy()
         self._indptr, self._pdocs, self._pcounts = indptr, pdocs, a["pcounts"]
         # The tail, term by term in the order it was saved (its runs are contiguous).

@@ -224,6 +224,17 @@ def within_retention(drafts: Iterable[StoryDraft], now: datetime,
     return kept, len(drafts) - len(kept)
 
 
+def carried_urls(parsed: Parsed) -> set[str]:
+    """Every link the fetched document lists (pure): what the source carries, for the store
+    to tell a story that moved to a new URL (`store.moved_stories`). Not the batch stored:
+    a full_text source's links stored with their text are not read again (`titled` drops
+    them), nor stored are links past retention, waiting for their page, or left out by the
+    source's rules, and such a story taken for moved handed its URL to a copy of it (a
+    page's print variant). The document as read: a sitemap index's older children and a
+    listing's pages past the first stored story are not, as a feed's older items are not."""
+    return {d.url for d in parsed.drafts} | set(parsed.left_out_urls)
+
+
 def titled(drafts: Iterable[StoryDraft]) -> list[StoryDraft]:
     """The drafts that can be stories: untitled ones (kept for full-text reading, see
     `normalize`) that reading did not complete are dropped."""
@@ -572,7 +583,8 @@ class Collector:
             return await self._failed(
                 state, ParseError(none_usable(parsed.item_count, doc.problems, spec.full_text)), t0)
         try:
-            res = await self._settled(self.store.upsert_stories(drafts, now, source_id=state.id))
+            res = await self._settled(self.store.upsert_stories(
+                drafts, now, source_id=state.id, carried=carried_urls(parsed)))
         except Exception as e:  # the store refused (busy, down): recorded on the source, if it can be
             return await self._failed(state, e, t0)
         if res.new_ids or res.updated_ids:
@@ -667,6 +679,7 @@ class Collector:
         index inside a child is not followed: no loops, and a bounded round."""
         chosen = index.doc.child_urls[:CHILD_SITEMAPS]  # newest first (sitemap.py)
         problems, drafts, items, left_out, errors = list(index.doc.problems), [], 0, 0, []
+        left_out_urls: list[str] = []
         for url in chosen:
             try:
                 result = await fetcher.fetch(url, Validators(), own_host=own_host(spec))
@@ -683,13 +696,14 @@ class Collector:
             drafts.extend(child.drafts)
             items += child.item_count
             left_out += child.left_out
+            left_out_urls.extend(child.left_out_urls)
         if errors and len(errors) == len(chosen):
             raise errors[0]
         left = len(index.doc.child_urls) - len(chosen)
         if left:
             problems.append(f"{left} older child sitemaps not read")
         doc = replace(index.doc, problems=tuple(problems))
-        return Parsed(doc, items, tuple(drafts), left_out)
+        return Parsed(doc, items, tuple(drafts), left_out, left_out_urls=tuple(left_out_urls))
 
     async def _read_pages(self, fetcher: Fetcher, spec: SourceSpec, first: Parsed, first_url: str,
                           now: datetime, pool: ParsePool | None, stored: Stored | None,
@@ -709,7 +723,7 @@ class Collector:
         # parameters, named a page read already, and it was fetched again.
         seen, page = {page_key(spec.url), page_key(first_url)}, first
         problems, drafts = list(first.doc.problems), list(first.drafts)
-        items, left_out = first.item_count, first.left_out
+        items, left_out, left_out_urls = first.item_count, first.left_out, list(first.left_out_urls)
         for _ in range(spec.selectors.pages - 1 if spec.selectors else 0):
             url = page.doc.next_url
             if not url or page_key(url) in seen:
@@ -740,7 +754,9 @@ class Collector:
             drafts.extend(page.drafts)
             items += page.item_count
             left_out += page.left_out
-        return Parsed(replace(first.doc, problems=tuple(problems)), items, tuple(drafts), left_out)
+            left_out_urls.extend(page.left_out_urls)
+        return Parsed(replace(first.doc, problems=tuple(problems)), items, tuple(drafts), left_out,
+                      left_out_urls=tuple(left_out_urls))
 
     async def check(self, spec: SourceSpec, source_urls: Iterable[str] = ()) -> SourceCheck:
         """Dry run for `tidings sources check`: fetch and parse once, store nothing. A

@@ -96,7 +96,8 @@ def exit_reason(exitcodes: list[int | None]) -> str:
 class Parsed:
     """A parsed body and its drafts. `doc.items` is emptied when it crosses a process
     boundary (the drafts carry what the store needs), `item_count` keeps the count;
-    `left_out` counts the usable items the source's rules left out, `repeated` the drafts
+    `left_out` counts the usable items the source's rules left out, `left_out_urls` their
+    links (still carried by the source: `collect.carried_urls`), `repeated` the drafts
     merged into an earlier copy of their link (`collect`, `first_of_each_link`)."""
 
     doc: ParsedDocument
@@ -104,12 +105,20 @@ class Parsed:
     drafts: tuple[StoryDraft, ...]
     left_out: int = 0
     repeated: int = 0
+    left_out_urls: tuple[str, ...] = ()
 
 
 def drafts_from(doc: ParsedDocument, spec: SourceSpec,
                 now: datetime) -> tuple[list[StoryDraft], int, ParsedDocument]:
-    """The drafts of `doc`'s items that the source's `keep` and `block` rules admit, how many
-    usable ones they left out, and `doc` (with a problem added if a rule was too slow, and one
+    """`admitted_drafts` with the count of the items left out, not their links."""
+    drafts, left_out, doc = admitted_drafts(doc, spec, now)
+    return drafts, len(left_out), doc
+
+
+def admitted_drafts(doc: ParsedDocument, spec: SourceSpec,
+                    now: datetime) -> tuple[list[StoryDraft], list[str], ParsedDocument]:
+    """The drafts of `doc`'s items that the source's `keep` and `block` rules admit, the links of
+    the usable ones they left out, and `doc` (with a problem added if a rule was too slow, and one
     for each reason items were unusable: no title and no summary, a bad link); for a
     full_text source, untitled ones too (see `normalize`): its caller reads their pages, then
     keeps `collect.titled` ones.
@@ -117,7 +126,7 @@ def drafts_from(doc: ParsedDocument, spec: SourceSpec,
     A rule that runs past its time limit on one item is not applied to the rest of the
     document: those items are kept (an operator's pattern loses no story) and the problem says
     which rule to simplify. Tried on every item, it would cost its limit on each."""
-    drafts, left_out, keep, block = [], 0, spec.keep, spec.block
+    drafts, left_out, keep, block = [], [], spec.keep, spec.block
     unusable: dict[str, tuple[int, str]] = {}  # why -> how many items, the first's link
     for item in doc.items:
         d = normalize(item, source=spec, now=now, keep_untitled=spec.full_text)
@@ -138,7 +147,7 @@ def drafts_from(doc: ParsedDocument, spec: SourceSpec,
         if ok:
             drafts.append(d)
         else:
-            left_out += 1
+            left_out.append(d.url)
     untitled = sum(not item.title for item in doc.items) if doc.kind == "sitemap" else 0
     if untitled and not spec.full_text:
         # Said here, where the source's setting is known, not by the parser: of a full_text
@@ -160,9 +169,10 @@ def parse_and_normalize(body: bytes, base_url: str, content_type: str | None, ki
                         keep_items: bool = True) -> Parsed:
     doc = parse_document(body, base_url=base_url, content_type=content_type, kind=kind,
                          selectors=selectors, now=now)
-    drafts, left_out, doc = drafts_from(doc, spec, now)
+    drafts, left_out, doc = admitted_drafts(doc, spec, now)
     count = len(doc.items)
-    return Parsed(doc if keep_items else replace(doc, items=()), count, tuple(drafts), left_out)
+    return Parsed(doc if keep_items else replace(doc, items=()), count, tuple(drafts),
+                  len(left_out), left_out_urls=tuple(left_out))
 
 
 def default_workers() -> int:

@@ -25,6 +25,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Collection,
+    Container,
     Iterable,
     Mapping,
     Sequence,
@@ -1055,7 +1056,7 @@ def with_unique_item_ids(by_url: dict[str, StoryDraft]) -> dict[str, StoryDraft]
 
 def moved_stories(by_url: Mapping[str, StoryDraft], existing: Mapping[str, StoryRow],
                   by_item_id: Mapping[str, Sequence[int]], originals: Mapping[str, int],
-                  roots: Mapping[int, StoryRow]) -> dict[str, StoryRow]:
+                  roots: Mapping[int, StoryRow], carried: Container[str]) -> dict[str, StoryRow]:
     """URL -> the stored story that the draft there is, moved by its source (pure).
 
     A publisher that rewrites a story often gives it a new slug: the feed then carries it
@@ -1069,7 +1070,9 @@ def moved_stories(by_url: Mapping[str, StoryDraft], existing: Mapping[str, Story
     own stays one; one stored as a copy moves only its own story. Another source's copy
     (syndication) never moves a story, nor does a copy beside the story in the same feed
     (two sections of one site). One draft a story, the first (feeds list newest first).
-    `roots`: the stories named, by id."""
+    `roots`: the stories named, by id. `carried`: every URL the source's document lists, not
+    only the drafts' (`collect.carried_urls`): a link stored with its text and not read
+    again is not in the batch, yet still carried."""
     moves: dict[str, StoryRow] = {}
     taken: set[int] = set()
     for url, d in by_url.items():
@@ -1087,7 +1090,7 @@ def moved_stories(by_url: Mapping[str, StoryDraft], existing: Mapping[str, Story
         else:
             root_id = originals.get(d.content_hash) if d.content_hash else None
         root = roots.get(root_id) if root_id is not None else None
-        if (root is None or root.id in taken or root.url in by_url or not d.source
+        if (root is None or root.id in taken or root.url in carried or not d.source
                 or d.source != root.source or (here is not None and here.duplicate_of != root.id)
                 or (d.item_id and root.item_id and d.item_id != root.item_id)):
             continue  # ids that differ: two items of the publisher's, whatever their bodies
@@ -1827,11 +1830,16 @@ class Store:
     # ---------------------------------------------------------------- stories
 
     async def upsert_stories(self, drafts: Iterable[StoryDraft], now: datetime | None = None,
-                             *, source_id: int | None = None) -> UpsertResult:
+                             *, source_id: int | None = None,
+                             carried: Collection[str] | None = None) -> UpsertResult:
         """Insert new stories and update changed ones, keyed by canonical URL.
 
         `source_id`: the row of the source whose fetch gave the drafts; they are stored under
         its name as it is then, not as it was when the fetch began (see `_upsert`).
+        `carried`: with `source_id`, every URL that fetch's document lists (the drafts are
+        fewer: those stored with a text, past retention or left out by rules are not in
+        them). Only then does a URL the source no longer carries tell a story it moved to
+        a new one (`moved_stories`); None (an import, a batch of unknown extent): none moved.
 
         A new URL whose body hash equals a stored story's is linked to it (`duplicate_of`)
         instead of becoming a second story: syndicated copies stay one story. Two collectors
@@ -1845,10 +1853,14 @@ class Store:
         if not by_url:
             return UpsertResult((), (), 0, 0)
         by_url = with_unique_item_ids(by_url)
-        return await retried_on_conflict(lambda: self._upsert(by_url, now, source_id), attempts=5)
+        if carried is not None:
+            carried = frozenset(carried) | by_url.keys()  # a draft's own URL is carried
+        return await retried_on_conflict(lambda: self._upsert(by_url, now, source_id, carried),
+                                         attempts=5)
 
     async def _upsert(self, by_url: dict[str, StoryDraft], now: datetime,
-                      source_id: int | None = None) -> UpsertResult:
+                      source_id: int | None = None,
+                      carried: frozenset[str] | None = None) -> UpsertResult:
         new_ids: list[int] = []
         updated: list[int] = []
         unchanged = dups = relinked = 0
@@ -1886,10 +1898,10 @@ class Store:
                          .group_by(StoryRow.content_hash))
                     originals = dict((await s.execute(q)).all())
                 # Stories their source moved to a new URL (a new slug) take it, and the
-                # draft there updates them below; a whole fetch only: what the source no
-                # longer carries is known.
-                moves = (await self._moved(s, by_url, existing, originals)
-                         if source_id is not None else {})
+                # draft there updates them below; a fetch whose document's URLs are given
+                # only: what the source no longer carries is known.
+                moves = (await self._moved(s, by_url, existing, originals, carried)
+                         if source_id is not None and carried is not None else {})
                 old_urls = []
                 for url, root in moves.items():
                     if url in existing:  # a copy of it, linked before: the story takes its URL
@@ -2001,10 +2013,11 @@ class Store:
                         [{"copy_id": new_ids[c], "original_id": new_ids[o]} for c, o in link_later])
                     dups += len(link_later)
                 for row, before in rehashed:
-                    # What its own source no longer carries is known from a whole fetch of
-                    # that source only (an import, another source's feed: nothing is).
+                    # What its own source no longer carries is known from a fetch of that
+                    # source only, with its document's URLs (an import, another source's
+                    # feed: nothing is).
                     own = source_id is not None and by_url[row.url].source == row.source
-                    relinked += await self._relink(s, row, before, now, by_url.keys() if own else None)
+                    relinked += await self._relink(s, row, before, now, carried if own else None)
                 dups += relinked
                 if old_urls:
                     await self._keep_old_urls(s, old_urls)
@@ -2069,26 +2082,31 @@ class Store:
         return {u for u, d in by_url.items() if u in urls or (d.content_hash and d.content_hash in bodies)}
 
     async def _relink(self, s, row: StoryRow, before: str, now: datetime,
-                      carried: Collection[str] | None = None) -> int:
+                      carried: Container[str] | None = None) -> int:
         """`row`'s body changed (hash `before` -> `row.content_hash`): keep every body one
         story. Its copies (same old body) get a root of their own; it leaves the story it
         copied; it becomes a copy of the story that has its new body, if one does. 1 when it
         became a copy. Linked copies are neither embedded nor indexed, so a story that
         becomes one is removed from the indexes and loses its vector (embedded afresh should
         it be a story again); one that stops being a copy is embedded by the backlog (its
-        text changed, or it never had a vector). `carried`: every URL of a whole fetch of
-        `row`'s own source, None when this is none."""
+        text changed, or it never had a vector). `carried`: every URL the document of a fetch
+        of `row`'s own source lists, None when this is none."""
         if row.duplicate_of is None and before and carried is not None:
             # Its copies at URLs its own source no longer carries are its old URLs (a moved
             # story's, `_keep_old_urls`): they keep its text. Rerooted, each came back as a
             # second story, at the old URL with the old text, at the story's next edit.
-            # Only then: any other copy keeps its body, as a story of its own.
-            await s.execute(
-                update(StoryRow)
+            # Only then: any other copy keeps its body, as a story of its own. The URLs are
+            # sifted here, not in SQL: a sitemap index's document lists up to 15,000.
+            copies = (await s.execute(
+                select(StoryRow.id, StoryRow.url)
                 .where(StoryRow.duplicate_of == row.id, StoryRow.source == row.source,
-                       StoryRow.content_hash == before, StoryRow.url.not_in(list(carried)))
-                .values(title=row.title, summary=row.summary, text=row.text,
-                        content_hash=row.content_hash, updated_at=now))
+                       StoryRow.content_hash == before))).all()
+            old = [cid for cid, url in copies if url not in carried]
+            if old:
+                await s.execute(
+                    update(StoryRow).where(StoryRow.id.in_(old))
+                    .values(title=row.title, summary=row.summary, text=row.text,
+                            content_hash=row.content_hash, updated_at=now))
         if row.duplicate_of is None and before:
             await self._reroot(s, row.id, keep_hash=row.content_hash)
         was_story = row.duplicate_of is None
@@ -2109,7 +2127,7 @@ class Store:
 
     @staticmethod
     async def _moved(s, by_url: dict[str, StoryDraft], existing: dict[str, StoryRow],
-                     originals: dict[str, int]) -> dict[str, StoryRow]:
+                     originals: dict[str, int], carried: Container[str]) -> dict[str, StoryRow]:
         """The stories of this fetch's source that it moved to a new URL (`moved_stories`):
         the drafts' item ids and bodies looked up among its stories."""
         # Only a draft at a URL not stored as a story can move one (`moved_stories`): in a
@@ -2132,7 +2150,7 @@ class Store:
             return {}
         roots = {r.id: r for r in (await s.scalars(
             select(StoryRow).where(StoryRow.id.in_(wanted)))).all()}
-        return moved_stories(by_url, existing, by_item_id, originals, roots)
+        return moved_stories(by_url, existing, by_item_id, originals, roots, carried)
 
     async def _hand_over(self, s, copy_id: int, story_id: int) -> None:
         """A copy about to be deleted (its story takes its URL) gives its story what names

@@ -308,3 +308,53 @@ async def test_a_copy_a_move_deletes_hands_its_events_and_counts_to_the_story(si
     assert (await store.story_stats([story.id, copy.id])) == {story.id: (1, 2, 0)}
     report = await store.widget_stats(at - timedelta(days=1), datetime.now(UTC))
     assert sum(s.clicks for s in report.stories) == 2, report
+
+
+def page(title: str, body: str) -> bytes:
+    """An article page: its title and body, in paragraphs long enough to be read."""
+    paras = "".join(f"<p>{escape(body)} Paragraph {i}.</p>" for i in range(4))
+    return (f"<html><head><title>{escape(title)}</title></head><body><article>"
+            f"<h1>{escape(title)}</h1>{paras}</article></body></html>").encode()
+
+
+async def test_a_page_a_full_text_sitemap_still_lists_keeps_its_story(site, sqlite_store):
+    """A full_text sitemap's link stored with its text is not read again, so it was missing
+    from the round's batch though the sitemap still lists it: a new link with the same body
+    (the page's print variant) took the story's URL, and the story's own became a copy."""
+    a, b = site.url("/post/strike"), site.url("/post/strike?print=1")
+    site.route("/post/strike", body=page("Dock workers strike", BODY), content_type="text/html")
+    spec = SourceSpec("sm", site.url("/sitemap.xml"), "news", kind="sitemap", full_text=True)
+    await sqlite_store.sync_sources([spec])
+    c = Collector(sqlite_store, FAST, resolver_factory=lambda: LoopbackResolver(port=site.port))
+
+    async def round_(*links: str) -> None:
+        site.route("/sitemap.xml", content_type="application/xml", body=(
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            + "".join(f"<url><loc>{escape(u)}</loc></url>" for u in links) + "</urlset>").encode())
+        report = await c.run_round(force=True)
+        assert all(r.ok for r in report.sources), report.sources
+
+    await round_(a)
+    story = await sqlite_store.get_story_by_url(a)
+    await round_(a, b)
+    kept, variant = await sqlite_store.get_story_by_url(a), await sqlite_store.get_story_by_url(b)
+    assert (kept.id, kept.duplicate_of) == (story.id, None)  # still the story, at its URL
+    assert variant.duplicate_of == story.id  # the variant: a hidden copy of it
+    assert await listed(sqlite_store) == [a]
+
+
+async def test_an_item_the_rules_leave_out_is_still_carried(site, sqlite_store):
+    """A keep/block rule that now leaves out a stored story's item (added since): the feed
+    still carries the story's URL, so a new link with its body there is a copy, not the
+    story moved."""
+    await collect(sqlite_store, site, ("/desk.xml", rss((OLD, "Dock workers strike", BODY))))
+    story = await sqlite_store.get_story_by_url(OLD)
+    site.route("/desk.xml", content_type="application/rss+xml", body=rss(
+        (NEW, "Harbour: walkout", BODY), (OLD, "Dock workers strike", BODY)))
+    await sqlite_store.sync_sources([SourceSpec("desk", site.url("/desk.xml"), "news",
+                                                 block="Dock workers")])
+    c = Collector(sqlite_store, FAST, resolver_factory=lambda: LoopbackResolver(port=site.port))
+    report = await c.run_round(force=True)
+    assert report.sources[0].ok and report.sources[0].left_out == 1, report.sources
+    assert (await sqlite_store.get_story_by_url(OLD)).id == story.id
+    assert (await sqlite_store.get_story_by_url(NEW)).duplicate_of == story.id

@@ -224,14 +224,18 @@ def within_retention(drafts: Iterable[StoryDraft], now: datetime,
     return kept, len(drafts) - len(kept)
 
 
-def carried_urls(parsed: Parsed) -> set[str]:
+def carried_urls(parsed: Parsed) -> set[str] | None:
     """Every link the fetched document lists (pure): what the source carries, for the store
     to tell a story that moved to a new URL (`store.moved_stories`). Not the batch stored:
     a full_text source's links stored with their text are not read again (`titled` drops
     them), nor stored are links past retention, waiting for their page, or left out by the
     source's rules, and such a story taken for moved handed its URL to a copy of it (a
     page's print variant). The document as read: a sitemap index's older children and a
-    listing's pages past the first stored story are not, as a feed's older items are not."""
+    listing's pages past the first stored story are not, as a feed's older items are not.
+    None when a child sitemap the round chose failed: its links are still carried, only not
+    read, and a copy of one of its stories in another child took the story's URL as moved."""
+    if parsed.partial:
+        return None
     return {d.url for d in parsed.drafts} | set(parsed.left_out_urls)
 
 
@@ -703,7 +707,8 @@ class Collector:
         if left:
             problems.append(f"{left} older child sitemaps not read")
         doc = replace(index.doc, problems=tuple(problems))
-        return Parsed(doc, items, tuple(drafts), left_out, left_out_urls=tuple(left_out_urls))
+        return Parsed(doc, items, tuple(drafts), left_out, left_out_urls=tuple(left_out_urls),
+                      partial=bool(errors))
 
     async def _read_pages(self, fetcher: Fetcher, spec: SourceSpec, first: Parsed, first_url: str,
                           now: datetime, pool: ParsePool | None, stored: Stored | None,

@@ -98,7 +98,8 @@ class Parsed:
     boundary (the drafts carry what the store needs), `item_count` keeps the count;
     `left_out` counts the usable items the source's rules left out, `left_out_urls` their
     links (still carried by the source: `collect.carried_urls`), `repeated` the drafts
-    merged into an earlier copy of their link (`collect`, `first_of_each_link`)."""
+    merged into an earlier copy of their link (`collect`, `first_of_each_link`); `partial`:
+    part of the document failed (a child of a sitemap index), so what it carries is unknown."""
 
     doc: ParsedDocument
     item_count: int
@@ -106,6 +107,7 @@ class Parsed:
     left_out: int = 0
     repeated: int = 0
     left_out_urls: tuple[str, ...] = ()
+    partial: bool = False
 
 
 def drafts_from(doc: ParsedDocument, spec: SourceSpec,

@@ -358,3 +358,41 @@ async def test_an_item_the_rules_leave_out_is_still_carried(site, sqlite_store):
     assert report.sources[0].ok and report.sources[0].left_out == 1, report.sources
     assert (await sqlite_store.get_story_by_url(OLD)).id == story.id
     assert (await sqlite_store.get_story_by_url(NEW)).duplicate_of == story.id
+
+
+async def test_a_child_sitemap_that_fails_moves_none_of_its_stories(site, sqlite_store):
+    """A sitemap index whose child holding a story fails for a round: the source still
+    carries the story's URL, only it was not read. A copy of the story in another child (the
+    page's print variant) took the story's URL as if the story had moved."""
+    a, b = site.url("/post/strike"), site.url("/post/strike?print=1")
+    site.route("/post/strike", body=page("Dock workers strike", BODY), content_type="text/html")
+    spec = SourceSpec("sm", site.url("/index.xml"), "news", kind="sitemap", full_text=True)
+    await sqlite_store.sync_sources([spec])
+    c = Collector(sqlite_store, FAST, resolver_factory=lambda: LoopbackResolver(port=site.port))
+    xml = "application/xml"
+
+    def urlset(link: str) -> bytes:
+        return ('<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+                ' xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"><url>'
+                f'<loc>{escape(link)}</loc><news:news><news:title>Dock workers strike'
+                '</news:title></news:news></url></urlset>').encode()
+
+    async def round_(*children: str) -> None:
+        site.route("/index.xml", content_type=xml, body=(
+            '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            + "".join(f"<sitemap><loc>{site.url(p)}</loc></sitemap>" for p in children)
+            + "</sitemapindex>").encode())
+        report = await c.run_round(force=True)
+        assert all(r.ok for r in report.sources), report.sources
+
+    site.route("/c1.xml", content_type=xml, body=urlset(a))
+    await round_("/c1.xml")
+    story = await sqlite_store.get_story_by_url(a)
+    site.route("/c2.xml", content_type=xml, body=urlset(b))
+    await round_("/c2.xml", "/c1.xml")
+    assert (await sqlite_store.get_story_by_url(b)).duplicate_of == story.id
+    site.route("/c1.xml", content_type=xml, body=b"down", status=503)
+    await round_("/c2.xml", "/c1.xml")
+    kept = await sqlite_store.get_story_by_url(a)
+    assert (kept.id, kept.duplicate_of) == (story.id, None)  # still the story, at its URL
+    assert (await sqlite_store.get_story_by_url(b)).duplicate_of == story.id

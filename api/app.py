@@ -801,12 +801,13 @@ class DatabaseCallLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        seen = self.outage.failures_seen if self.outage is not None else 0
         try:
             with calls_limited(self.limit_s):
                 await self.app(scope, receive, send)
         finally:
             if self.outage is not None:
-                self.outage.check()
+                self.outage.check(seen)
 
 
 class RequestOutage:
@@ -821,18 +822,25 @@ class RequestOutage:
         self.store, self.clock = store, clock
         self.outage = Outage()
         self.answers_at = 0  # the store's answered statements at the outage's last failure
+        self.failures_seen = 0  # failures met by requests so far (`check`)
 
     def failed(self, event: str, route: str, reason: str) -> None:
         self.answers_at = self.store.answers
+        self.failures_seen += 1
         now = self.clock()
         said = self.outage.failed(now)
         if said is not None:
             log.warning(away_line("api", said, now, f"route={route} error={reason}", event))
 
-    def check(self) -> None:
+    def check(self, seen: int | None = None) -> None:
         """After each request: the outage ends once the database answered a statement since
         its last failure (a request served from memory, a cached block, or a store call that
-        asked nothing, says nothing of the database)."""
+        asked nothing, says nothing of the database). `seen`: the failures met when the
+        request began; a request begun before the last failure says nothing either: its
+        statement answered just before the database went away was counted after another
+        request's failure, and the log said the database back, then away again."""
+        if seen is not None and seen != self.failures_seen:
+            return
         if self.outage.since is not None and self.store.answers != self.answers_at:
             ended = self.outage.ended()
             if ended is not None:

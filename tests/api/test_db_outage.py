@@ -499,3 +499,36 @@ async def test_the_end_of_an_outage_is_said_only_when_the_database_answers(pg_se
         assert ends() == ["api.db_available again after 0 s, 1 failures"]
     finally:
         await store.close()
+
+
+async def test_a_request_begun_before_the_last_failure_does_not_end_the_outage(tmp_path, caplog):
+    """Two requests under way as the database goes away: one fails, the other's statement,
+    answered just before, is counted after that failure. Its end ended the outage ("db_available
+    again"), and the next failure said it away again: two outages for one (seen in the full
+    suite under load). Only a request begun after the last failure can say the database is
+    back."""
+    from aggregator.store import Store
+    from api.app import RequestOutage
+
+    caplog.set_level(logging.INFO, logger="tidings.api")
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
+    await store.migrate()
+    outage = RequestOutage(store, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+
+    def ends() -> list[str]:
+        return [m for m in caplog.messages if m.startswith("api.db_available")]
+
+    try:
+        early = outage.failures_seen  # a request begins, the database still there
+        failing = outage.failures_seen  # another begins, and meets the database away
+        outage.failed("db_unavailable", "/v1/stories", "connection refused")
+        outage.check(failing)
+        await store.count_stories()  # the first request's statement, answered late
+        outage.check(early)
+        assert ends() == []
+        later = outage.failures_seen  # a request begun after the failure, answered
+        await store.count_stories()
+        outage.check(later)
+        assert ends() == ["api.db_available again after 0 s, 1 failures"]
+    finally:
+        await store.close()

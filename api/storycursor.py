@@ -17,6 +17,7 @@ import json
 from datetime import UTC, datetime
 
 from aggregator.names import name_key
+from aggregator.store import sort_time
 from api.errors import ApiError
 
 NOT_OURS = "the cursor is not one this API gave out"
@@ -37,8 +38,7 @@ def story_sort_at(story) -> datetime:
     `sort_time`'s, `feedorder`), else `sort_time`'s."""
     if story.sort_at is not None:
         return story.sort_at
-    p = story.published_at
-    return p if p is not None and p <= story.collected_at else story.collected_at
+    return sort_time(story.published_at, story.collected_at)
 
 
 def encode_cursor(story, source: str | None, category: str | None) -> str:

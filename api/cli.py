@@ -1415,16 +1415,17 @@ def sources_summary(rows) -> str:
     enabled sources by status, and a warning when every one is failing. On a machine with no
     network or DNS, each of the 25 shipped sources showed its own error: nothing at a glance
     said that the trouble was the machine, not the feeds."""
+    from collections import Counter
+
     from aggregator.store import SourcesGlance, all_failing_warning
 
-    enabled = [r for r in rows if r.status in ("ok", "error", "pending")]
-    by = {status: sum(r.status == status for r in enabled) for status in ("ok", "error", "pending")}
-    line = (f"{counted(len(enabled), 'enabled source', 'enabled sources')}: {by['ok']} ok, "
+    by = Counter(r.status for r in rows)
+    enabled = by["ok"] + by["error"] + by["pending"]
+    line = (f"{counted(enabled, 'enabled source', 'enabled sources')}: {by['ok']} ok, "
             f"{by['error']} failing, {by['pending']} pending")
-    others = [counted(sum(r.status == status for r in rows), status, status)
-              for status in ("disabled", "retired") if any(r.status == status for r in rows)]
-    line += "".join(f", {o}" for o in others)
-    warning = all_failing_warning(SourcesGlance(len(enabled), by["error"]))
+    line += "".join(f", {counted(by[status], status, status)}"
+                    for status in ("disabled", "retired") if by[status])
+    warning = all_failing_warning(SourcesGlance(enabled, by["error"]))
     return f"{line}\nwarning: {warning}" if warning else line
 
 

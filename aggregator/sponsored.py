@@ -67,6 +67,6 @@ def with_sponsored_tag(title: str, tags: tuple[str, ...], most: int) -> tuple[st
     """`tags`, with `SPONSORED_TAG` first when the story is sponsored and the feed said so
     otherwise (its title, or an "Advertorial" tag): the card then says it. First, so a feed's
     `most` tags leave it room."""
-    if not sponsored(title, tags) or any(t.casefold() == SPONSORED_TAG for t in tags):
+    if not sponsored(title, tags) or marked(tags):
         return tags
     return (SPONSORED_TAG, *tags)[:most]

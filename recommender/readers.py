@@ -393,8 +393,9 @@ class FeedService:
         cards = self.corpus.meta.cards_off_thread(ids)
         # Vectors only for the headlines two of them share (a few in a thousand, where a
         # story's copies are): 5,000 vectors read from the index took as long as the cards.
-        shared = Counter(headline_key(c.title) for c in cards)
-        cards = [c for c in cards if shared[headline_key(c.title)] > 1]
+        keys = [headline_key(c.title) for c in cards]
+        shared = Counter(keys)
+        cards = [c for c, key in zip(cards, keys, strict=True) if shared[key] > 1]
         known = [c.id for c in cards]
         if len(known) < 2:
             return {}

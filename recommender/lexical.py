@@ -250,7 +250,6 @@ FOREIGN_STOPWORDS = {lang: frozenset(fold(w) for w in words.split()) - STOPWORDS
                      for lang, words in _FOREIGN_FUNCTION_WORDS.items()}
 _STOPWORDS_OF = {lang: STOPWORDS | words for lang, words in FOREIGN_STOPWORDS.items()}
 _ANY_FOREIGN = frozenset().union(*FOREIGN_STOPWORDS.values())
-_LANGUAGE_OF_STOPWORDS = {id(stop): lang for lang, stop in _STOPWORDS_OF.items()}
 
 
 def stopwords_for(text: str) -> frozenset[str]:
@@ -265,13 +264,23 @@ def stopwords_for(text: str) -> frozenset[str]:
     word into one cost as much as the rest), and the foreign function words among them found
     in one lookup, each language's then counted among those few: an English story, nearly
     every one, has fewer than two. 37 -> 14 ms per 1,000 BBC stories (2-core EPYC)."""
-    words = fold(text[:LANGUAGE_SAMPLE_CHARS]).split()
+    lang = _foreign_language(_sample_words(text))
+    return _STOPWORDS_OF[lang] if lang else STOPWORDS
+
+
+def _sample_words(text: str) -> list[str]:
+    return fold(text[:LANGUAGE_SAMPLE_CHARS]).split()
+
+
+def _foreign_language(words: list[str]) -> str:
+    """The `FOREIGN_STOPWORDS` language of which `words` hold the most distinct function
+    words, more than of English's and at least two; "" for none (`stopwords_for`). Pure."""
     foreign = _ANY_FOREIGN.intersection(words)
     if len(foreign) < 2:
-        return STOPWORDS
+        return ""
     english = len(STOPWORDS.intersection(words))
     hits, lang = max((len(foreign & stop), lang) for lang, stop in FOREIGN_STOPWORDS.items())
-    return _STOPWORDS_OF[lang] if hits >= 2 and hits > english else STOPWORDS
+    return lang if hits >= 2 and hits > english else ""
 
 
 def language_of(text: str) -> str:
@@ -281,10 +290,10 @@ def language_of(text: str) -> str:
     teaser of nouns, "KI statt Mitarbeiter + Intel-Prognose", which `stopwords_for` reads
     with English's words as any text it cannot place). Only a caller that asks whether two
     texts differ in language needs "unknown" apart from English; indexing does not."""
-    stop = stopwords_for(text)
-    if stop is not STOPWORDS:
-        return _LANGUAGE_OF_STOPWORDS[id(stop)]
-    return "en" if len(STOPWORDS.intersection(fold(text[:LANGUAGE_SAMPLE_CHARS]).split())) >= 2 else ""
+    words = _sample_words(text)
+    if lang := _foreign_language(words):
+        return lang
+    return "en" if len(STOPWORDS.intersection(words)) >= 2 else ""
 
 
 def _unsuffixed(word: str) -> str:

@@ -393,15 +393,13 @@ class FeedService:
         cards = self.corpus.meta.cards_off_thread(ids)
         # Vectors only for the headlines two of them share (a few in a thousand, where a
         # story's copies are): 5,000 vectors read from the index took as long as the cards.
-        shared = Counter(headline_key(c.title) for c in cards)
-        cards = [c for c in cards if shared[headline_key(c.title)] > 1]
+        keys = [headline_key(c.title) for c in cards]
+        shared = Counter(keys)
+        cards = [c for c, key in zip(cards, keys, strict=True) if shared[key] > 1]
         known = [c.id for c in cards]
         if len(known) < 2:
             return {}
-        try:
-            vecs = self.corpus.vindex.get(np.asarray(known, dtype=np.int64))
-        except KeyError:  # one not embedded yet: zero rows for those, no one's copy
-            vecs = self._vectors(known)
+        vecs = self._vectors(known)  # one not embedded yet: a zero row, no one's copy
         sets = copy_sets([c.title for c in cards], vecs, self.params)
         # Each set in the order a trending list shows its copies (their trending and
         # click-through are the set's): the freshest first, one no list shows (a source
@@ -413,6 +411,13 @@ class FeedService:
                 for j, same in sets.items()}
 
     def _vectors(self, ids) -> np.ndarray:
+        """The stories' vectors: all at once, or, when one is not embedded yet, row by row
+        with a zero row for it (which build_profile and copy_sets skip)."""
+        if len(ids):
+            try:
+                return self.corpus.vindex.get(np.asarray(ids, dtype=np.int64))
+            except KeyError:
+                pass
         out = np.zeros((len(ids), self.corpus.dim), dtype=np.float32)
         for row, i in enumerate(ids):
             try:
@@ -431,10 +436,7 @@ class FeedService:
         if not cards:
             return []
         known = [c.id for c in cards]
-        try:
-            vecs = self.corpus.vindex.get(np.asarray(known, dtype=np.int64))
-        except KeyError:
-            vecs = self._vectors(known)
+        vecs = self._vectors(known)
         out = []
         for row, c in enumerate(cards):
             i = c.id

@@ -14,8 +14,9 @@ Not for an import: its lines are in no order known to be newest first.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 
 STEP = timedelta(microseconds=1)
@@ -23,14 +24,42 @@ STEP = timedelta(microseconds=1)
 # that round took above it. Far above what rounds of one day add up to (a microsecond an
 # item), and small enough that a story truly a second later is never one of them.
 NEAR = timedelta(milliseconds=10)
+# Times looked up together in one range read of the source's stories (`spans`): a feed's new
+# items are mostly of the last hours, so its stories read are about as many as its items; a
+# fetch that also brings an item weeks old reads that item's neighbourhood apart.
+SPAN_GAP = timedelta(hours=6)
+
+
+def spans(times: Iterable[datetime], gap: timedelta = SPAN_GAP) -> Iterator[tuple[datetime, datetime]]:
+    """The ranges [first - NEAR, last + NEAR) that cover `times`, one per run of times
+    less than `gap` apart."""
+    run: list[datetime] = []
+    for t in sorted(times):
+        if run and t - run[-1] >= gap:
+            yield run[0] - NEAR, run[-1] + NEAR
+            run = []
+        run.append(t)
+    if run:
+        yield run[0] - NEAR, run[-1] + NEAR
+
+
+def latest_near(times: Iterable[datetime], stored: Sequence[datetime]) -> dict[datetime, datetime]:
+    """For each time, the latest of the sorted `stored` sort times within `NEAR` of it (the
+    `placed` of `in_feed_order`); a time without one is left out."""
+    out = {}
+    for t in times:
+        i = bisect_left(stored, t + NEAR) - 1  # the last stored time below t + NEAR
+        if i >= 0 and stored[i] >= t - NEAR:
+            out[t] = stored[i]
+    return out
 
 
 def in_feed_order(times: Sequence[datetime], placed: Mapping[datetime, datetime],
                   now: datetime) -> list[datetime]:
     """The sort times of a fetch's new items, given in feed order with their plain sort
-    times (`store.sort_time`); `placed`: for a time, the latest sort time a stored story
-    has within `NEAR` of it (a time without one is not in it; the store looks up times two
-    items share and whole minutes). A time that no other item and no stored story shares is kept as it
+    times (`store.sort_time`); `placed`: for a time, the latest sort time a stored story of
+    the source has within `NEAR` of it (`latest_near`; a time without one is not in it; the
+    store looks up times two items share and whole minutes). A time that no other item and no stored story shares is kept as it
     is: a new item alone at a stored story's time sorts above it by its higher id."""
     count = Counter(times)
     taken: Counter[datetime] = Counter()

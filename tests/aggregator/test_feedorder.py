@@ -3,9 +3,10 @@ reverse: the store, on SQLite and PostgreSQL, and the rule `feedorder.in_feed_or
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from aggregator.feedorder import STEP, in_feed_order
+from aggregator.feedorder import NEAR, SPAN_GAP, STEP, in_feed_order, latest_near, spans
 from aggregator.model import SourceSpec, StoryDraft
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -78,3 +79,28 @@ def test_ties_step_down_from_their_time_and_never_past_the_collection_time():
     assert in_feed_order([NOW, NOW], {NOW: NOW}, NOW) == [NOW, NOW - STEP]
     # A stored story at a truly different time changes nothing; nor does a lone item.
     assert in_feed_order([t], {t: t - timedelta(milliseconds=5)}, NOW) == [t]
+
+
+def test_the_latest_stored_time_near_each_time_is_found_and_no_farther_one():
+    t = NOW - timedelta(hours=1)
+    stored = sorted([t - NEAR, t + 2 * STEP, t + NEAR, NOW - timedelta(seconds=1)])
+    assert latest_near([t, NOW], stored) == {t: t + 2 * STEP}
+    assert latest_near([t], [t - NEAR]) == {t: t - NEAR}  # the range's low end is in it
+    assert latest_near([t], [t + NEAR, t + 2 * NEAR]) == {}  # its high end is not
+
+
+def test_times_far_apart_are_read_in_spans_of_their_own():
+    a, b = NOW - 3 * SPAN_GAP, NOW - 2 * SPAN_GAP - timedelta(seconds=1)
+    assert list(spans([NOW, b, a])) == [(a - NEAR, b + NEAR), (NOW - NEAR, NOW + NEAR)]
+    assert list(spans([])) == []
+
+
+async def test_another_sources_stories_of_the_same_time_do_not_lift_a_lone_new_item(store):
+    sid = await desk_id(store)
+    # A wire's listing dated by the day placed its two items above the day.
+    await store.upsert_stories([replace(item(n, DAY), url=f"https://wire.example/{n}",
+                                        site="wire.example", source="wire") for n in "xy"],
+                               NOW)
+    await store.upsert_stories([item("a", DAY)], NOW, source_id=sid)
+    (a,) = await store.latest_stories(source="desk")
+    assert a.sort_at == DAY

@@ -209,7 +209,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_TIME = np.iinfo(np.int64).min
 _SEP = "\x1f"  # unit separator: never in a title, URL or summary after extraction
 _TAG_SEP = "\x1e"  # record separator, between the tags of the last field
-_RUN_BYTES = 8 << 20  # records read at once when the card records are saved
+_RUN_BYTES = 8 << 20  # records read at once when the card records are saved or compacted
+# Dead record bytes (replaced or removed cards) a table leaves in its scratch file before it
+# rewrites the live ones into a fresh file (`compaction_due`): ~130k dead cards. Below it a
+# corpus never bothers (a small one's whole file is a few MiB).
+META_COMPACT_MIN_BYTES = 64 << 20
 
 
 def _micros(at: datetime | None) -> int:
@@ -235,6 +239,48 @@ class _Codes:
         return c
 
 
+def compaction_due(dead_bytes: int, live_bytes: int,
+                   min_bytes: int = META_COMPACT_MIN_BYTES) -> bool:
+    """Whether a card table should rewrite its live records into a fresh scratch file: once
+    the dead ones (replaced or removed cards) outweigh them, and past `min_bytes`. The file
+    then stays under twice the live records plus the floor, and each rewrite copies at most
+    as much as was freed since the last one (the cost is spread over the changes that made
+    it). The floor keeps a small corpus from rewriting its few MiB over and over."""
+    return dead_bytes > live_bytes and dead_bytes > min_bytes
+
+
+def _scratch_file(directory: Path | None) -> BinaryIO:
+    try:
+        return tempfile.TemporaryFile(dir=directory, prefix="tidings-meta-")
+    except OSError:  # a read-only or missing data dir: the system's temp dir will do
+        return tempfile.TemporaryFile(prefix="tidings-meta-")
+
+
+class _Records:
+    """The files a table's text records are in: a restored snapshot's (read-only, shared)
+    for offsets below `base_end`, the scratch file (at offset - base_end) for the others.
+
+    Only ever appended to: a compaction puts a new one in the table's place and leaves this
+    one as it is, so a reader that took it with a set of offsets (a save's record writer,
+    on another thread) reads what it was given them for. Its files close when the last
+    reference goes (file objects close when collected), which frees the old scratch file's
+    bytes once no save is still reading it."""
+
+    def __init__(self, scratch: BinaryIO, base: BinaryIO | None = None, base_end: int = 0):
+        self.scratch, self.fd = scratch, scratch.fileno()
+        self.base, self.base_fd, self.base_end = base, -1 if base is None else base.fileno(), base_end
+
+    def read(self, offset: int, length: int) -> bytes:
+        if offset < self.base_end:
+            return os.pread(self.base_fd, length, offset)
+        return os.pread(self.fd, length, offset - self.base_end)
+
+    def close(self) -> None:
+        self.scratch.close()
+        if self.base is not None:
+            self.base.close()
+
+
 class MetaTable(Mapping[int, StoryMeta]):
     """Every story's card metadata without a Python object per story.
 
@@ -242,17 +288,23 @@ class MetaTable(Mapping[int, StoryMeta]):
     text fields (url, title, summary, image, author, tags) are appended to an unlinked scratch file
     and read back with one `pread` per story asked for, so a million stories keep ~0.5 GiB of
     text in the page cache (shared, evictable) instead of the process's own memory. A block
-    reads a few hundred records (~1 ms). Lookups build a `StoryMeta` on demand; removed rows
-    keep their bytes in the file until the process restarts.
+    reads a few hundred records (~1 ms). Lookups build a `StoryMeta` on demand.
+
+    A replaced card (every "add" in the change log replaces one) or a removed one leaves its
+    record and its row behind: a months-long `tidings run` grew the file by ~1 GB a year
+    (5k stories a day, each re-carded a few times). Once the dead records outweigh the live
+    ones (`compaction_due`), the change that tipped it copies the live records into a fresh
+    file and renumbers the live rows (`compact`).
     """
 
-    def __init__(self, directory: Path | None = None):
-        try:
-            self._file = tempfile.TemporaryFile(dir=directory, prefix="tidings-meta-")
-        except OSError:  # a read-only or missing data dir: the system's temp dir will do
-            self._file = tempfile.TemporaryFile(prefix="tidings-meta-")
-        self._fd = self._file.fileno()
-        self._end = 0
+    def __init__(self, directory: Path | None = None, *,
+                 compact_min_bytes: int = META_COMPACT_MIN_BYTES):
+        self._dir = directory
+        self._records = _Records(_scratch_file(directory))
+        self._end = 0  # past the last record: base_end plus the scratch file's size
+        self._dead_bytes = 0  # of records no id points at any more
+        self._compact_min_bytes = compact_min_bytes
+        self._compacting = False
         self._rows = IdMap()
         self._n = 0
         self._offset = np.zeros(0, dtype=np.int64)
@@ -269,16 +321,9 @@ class MetaTable(Mapping[int, StoryMeta]):
         # costs one indexed query; retention removes the oldest stories, not a newest).
         self._category_newest: dict[int, int] = {}
         self._lock = threading.Lock()
-        # Records restored from a snapshot stay in its (read-only, shared) file: offsets below
-        # `_base_end` read from it, the others from the scratch file at offset - _base_end.
-        self._base: BinaryIO | None = None
-        self._base_fd = -1
-        self._base_end = 0
 
     def close(self) -> None:
-        self._file.close()
-        if self._base is not None:
-            self._base.close()
+        self._records.close()
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -365,7 +410,8 @@ class MetaTable(Mapping[int, StoryMeta]):
             return self.cards(ids)
 
     def put_many(self, metas: Iterable[StoryMeta]) -> None:
-        """Add or replace stories (a replaced story's old record is simply no longer used)."""
+        """Add or replace stories (a replaced story's old record is dead, and counts towards
+        a compaction)."""
         metas = list(metas)
         if not metas:
             return
@@ -373,7 +419,7 @@ class MetaTable(Mapping[int, StoryMeta]):
         lengths = np.fromiter((len(r) for r in records), dtype=np.int64, count=len(records))
         with self._lock:
             start = self._end
-            os.pwrite(self._fd, b"".join(records), start - self._base_end)
+            os.pwrite(self._records.fd, b"".join(records), start - self._records.base_end)
             self._end += int(lengths.sum())
             first = self._n
             self._grow(first + len(metas))
@@ -389,16 +435,99 @@ class MetaTable(Mapping[int, StoryMeta]):
                 self._category_newest[code] = max(at, self._category_newest.get(code, at))
             self._n += len(metas)
             for m, row in zip(metas, rows.tolist(), strict=True):
+                old = self._rows.get(int(m.id))
+                if old is not None:
+                    self._dead_bytes += int(self._length[old])
                 self._rows.set(int(m.id), row)
+        self._compact_if_due()
 
     def pop(self, doc_id: int) -> None:
         with self._lock:
-            self._rows.pop(int(doc_id))
+            row = self._rows.pop(int(doc_id))
+            if row is not None:
+                self._dead_bytes += int(self._length[row])
+        self._compact_if_due()
 
     def _read(self, offset: int, length: int) -> bytes:
-        if offset < self._base_end:
-            return os.pread(self._base_fd, length, offset)
-        return os.pread(self._fd, length, offset - self._base_end)
+        return self._records.read(offset, length)
+
+    # -- compaction: live records into a fresh scratch file, live rows renumbered
+
+    def file_bytes(self) -> tuple[int, int]:
+        """(bytes of records in the files, of them the dead ones): what `compaction_due`
+        weighs."""
+        return self._end, self._dead_bytes
+
+    def _compact_if_due(self) -> None:
+        # Read without the lock: a stale answer only moves the compaction by one change.
+        if not self._compacting and compaction_due(
+                self._dead_bytes, self._end - self._dead_bytes, self._compact_min_bytes):
+            self.compact()
+
+    def compact(self) -> None:
+        """Copy the live records into a fresh scratch file and swap it in, with the live rows
+        renumbered (a replaced card left its row too: ~40 bytes of columns each).
+
+        Runs on the thread that changes the table (inside `put_many` / `pop`), as the lexical
+        index compacts inside `remove`; the lock is held only to take the rows and to swap,
+        not while the records are copied (~1 s at a million cards), so `cards_off_thread`
+        (the crowd recount) is not held up. Records are never rewritten in place: the copy
+        reads the old files through the `_Records` it took, and a save's record writer that
+        took them before keeps reading them. Cards added meanwhile by another thread are past
+        the copied end, and are copied as they are when swapping. A failed copy (a full disk)
+        leaves the table as it was and waits for twice the dead bytes before it tries again.
+        """
+        with self._lock:
+            if self._compacting:
+                return
+            self._compacting = True
+            records, end, n = self._records, self._end, self._n
+            # In row order, which is file order (rows are appended with their records): the
+            # copy then reads runs of records at once.
+            rows = np.sort(self._rows.rows(self._rows.ids()))
+            offsets, lengths = self._offset[rows].copy(), self._length[rows].astype(np.int64)
+        scratch = None
+        try:
+            scratch = _scratch_file(self._dir)
+            _copy_records(records, offsets, lengths, scratch)
+            copied = int(lengths.sum())
+            with self._lock:
+                tail = self._end - end  # cards another thread added while copying
+                if tail:
+                    scratch.write(records.read(end, tail))
+                scratch.flush()
+                self._swap(scratch, n, end, copied, rows, np.cumsum(lengths) - lengths)
+            log.info("meta.compacted file_bytes=%d -> %d", end, self._end)
+        except OSError as e:
+            if scratch is not None:
+                scratch.close()
+            self._compact_min_bytes = max(self._compact_min_bytes, 2 * self._dead_bytes)
+            log.warning("meta.compact_failed: %s; the card records keep their dead bytes", e)
+        finally:
+            self._compacting = False
+
+    def _swap(self, scratch: BinaryIO, n: int, end: int, copied: int, rows: np.ndarray,
+              new_at: np.ndarray) -> None:
+        """Point the live rows at their copies in `scratch` and renumber them in file order.
+        `rows` (ascending, of the first `n`) were copied to `new_at`; rows from `n` on were
+        added since, their records copied as they lay from `end` on, after `copied` bytes.
+        A copied row no id points at any more (replaced or removed meanwhile) is dropped."""
+        moved = np.full(max(n, 1), -1, dtype=np.int64)
+        moved[rows] = new_at
+        ids = self._rows.ids()
+        live = self._rows.rows(ids)
+        order = np.argsort(live, kind="stable")
+        ids, live = ids[order], live[order]
+        self._offset = np.where(live < n, moved[np.minimum(live, max(n - 1, 0))],
+                                self._offset[live] - end + copied).astype(np.int64)
+        for name in ("_length", "_published", "_collected", "_site", "_source", "_category"):
+            setattr(self, name, getattr(self, name)[live].copy())
+        self._n = len(live)
+        self._rows = IdMap()
+        self._rows.set_many(ids, np.arange(len(live)))
+        self._records = _Records(scratch)  # the old one closes with its last reader
+        self._end = copied + (self._end - end)
+        self._dead_bytes = self._end - int(self._length.astype(np.int64).sum())
 
     # -- persistence: live rows only, records rewritten back to back
 
@@ -409,8 +538,10 @@ class MetaTable(Mapping[int, StoryMeta]):
         """(columns of the live rows, a writer of their text records) for `restore`.
 
         The columns are copied now, under the lock; the writer may run later on another thread,
-        as the records it reads are never rewritten (the scratch file only grows)."""
+        as the records it reads are never rewritten: it reads the files it took now, which
+        only grow, even when a compaction has put others in their place since."""
         with self._lock:
+            records = self._records
             ids = self._rows.ids()
             rows = self._rows.rows(ids)
             old_offset, lengths = self._offset[rows], self._length[rows].astype(np.int64)
@@ -426,32 +557,14 @@ class MetaTable(Mapping[int, StoryMeta]):
             }
 
         def write(out: BinaryIO) -> None:
-            # Live records in row order: rows are appended in file order, so their offsets
-            # ascend; each run of rows within one file and a few MiB is read at once, then
-            # sliced (a pread per story cost seconds at a million).
-            if np.any(np.diff(old_offset) <= 0):  # not expected; correct anyway, one by one
-                for at, size in zip(old_offset.tolist(), lengths.tolist(), strict=True):
-                    out.write(self._read(at, size))
-                return
-            split = int(np.searchsorted(old_offset, self._base_end))  # first scratch row
-            for first, stop in ((0, split), (split, len(rows))):
-                i = first
-                while i < stop:
-                    lo = int(old_offset[i])
-                    j = int(np.searchsorted(old_offset, lo + _RUN_BYTES))
-                    j = min(max(j, i + 1), i + 4096, stop)
-                    hi = int(old_offset[j - 1] + lengths[j - 1])
-                    run = memoryview(self._read(lo, hi - lo))
-                    starts = (old_offset[i:j] - lo).tolist()
-                    out.write(b"".join(run[a:a + b] for a, b in
-                                       zip(starts, lengths[i:j].tolist(), strict=True)))
-                    i = j
+            _copy_records(records, old_offset, lengths, out)
 
         return arrays, write
 
     @classmethod
     def restore(cls, arrays: dict[str, np.ndarray], records: BinaryIO,
-                directory: Path | None = None) -> MetaTable:
+                directory: Path | None = None, *,
+                compact_min_bytes: int = META_COMPACT_MIN_BYTES) -> MetaTable:
         """The table `snapshot` saved, reading its records from `records` (kept open: a later
         save replaces the file by name, so this one stays readable); ValueError when the
         arrays do not fit the records."""
@@ -472,9 +585,10 @@ class MetaTable(Mapping[int, StoryMeta]):
             raise ValueError("meta columns point outside their records")
         if len(np.unique(a["ids"])) != n or (n and a["ids"].min() < 0):
             raise ValueError("meta ids are not distinct")
-        table = cls(directory)
-        table._base, table._base_fd, table._base_end = records, records.fileno(), size
+        table = cls(directory, compact_min_bytes=compact_min_bytes)
+        table._records = _Records(table._records.scratch, records, size)
         table._end = size
+        table._dead_bytes = size - int(a["length"].astype(np.int64).sum())  # none as saved
         table._n = n
         table._offset, table._length = a["offset"].copy(), a["length"].copy()
         table._published, table._collected = a["published"].copy(), a["collected"].copy()
@@ -504,6 +618,30 @@ class MetaTable(Mapping[int, StoryMeta]):
             new = np.zeros(size, dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
+
+
+def _copy_records(records: _Records, offsets: np.ndarray, lengths: np.ndarray,
+                  out: BinaryIO) -> None:
+    """Write the records at `offsets` (of `lengths`) back to back to `out`. Rows are appended
+    in file order, so offsets in row order ascend: each run of them within one file and a few
+    MiB is read at once, then sliced (a pread per story cost seconds at a million)."""
+    if np.any(np.diff(offsets) <= 0):  # in id order after a replacement: one by one
+        for at, size in zip(offsets.tolist(), lengths.tolist(), strict=True):
+            out.write(records.read(at, size))
+        return
+    split = int(np.searchsorted(offsets, records.base_end))  # first scratch row
+    for first, stop in ((0, split), (split, len(offsets))):
+        i = first
+        while i < stop:
+            lo = int(offsets[i])
+            j = int(np.searchsorted(offsets, lo + _RUN_BYTES))
+            j = min(max(j, i + 1), i + 4096, stop)
+            hi = int(offsets[j - 1] + lengths[j - 1])
+            run = memoryview(records.read(lo, hi - lo))
+            starts = (offsets[i:j] - lo).tolist()
+            out.write(b"".join(run[a:a + b] for a, b in
+                               zip(starts, lengths[i:j].tolist(), strict=True)))
+            i = j
 
 
 def _newest_per_code(codes: np.ndarray, times: np.ndarray) -> dict[int, int]:

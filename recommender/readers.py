@@ -101,6 +101,10 @@ class Crowd:
     ctr_prior: float = 0.05  # what `ctr` was smoothed toward (popularity.ctr_prior)
     impressions: dict[int, int] = dataclasses.field(default_factory=dict)  # readers shown each story
     trending_prior: float = 0.0  # popularity.trending_prior of `trending_top`
+    # The copies of the heads' stories on other sites ({story: its copies, the one a list
+    # shows first}, `compute_crowd`), and those not first of their own set, which no head holds.
+    copies: Mapping[int, Sequence[int]] = dataclasses.field(default_factory=dict)
+    hidden: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ def compute_crowd(log: EventLog, now: datetime, originals: Mapping[int, int] | N
     counts = count_columns(cols)
     prior = ctr_prior(counts)  # of the stories, before their copies' readers are shared out
     out: frozenset[int] = frozenset()
+    copies: Mapping[int, Sequence[int]] = {}
     if copies_among is not None:
         newest_shown = sorted(i for i, c in counts.items() if c.impressions)[-COPIES_HEAD:]
         heads = dict.fromkeys([*_head(trending, COPIES_HEAD), *newest_shown])
@@ -145,11 +150,19 @@ def compute_crowd(log: EventLog, now: datetime, originals: Mapping[int, int] | N
         trending.update((i, v) for i, v in grouped_trending.items() if v > 0)
         counts.update(grouped_counts)
         out = not_shown(copies)
-    ranked = sorted(((i, v) for i, v in trending.items() if i not in out), key=lambda kv: (-kv[1], kv[0]))
-    top = dict(ranked[:TRENDING_HEAD])
+    top = {i: trending[i] for i in trending_order(trending, out)[:TRENDING_HEAD]}
     return Crowd(now, trending, ctr_table(counts, prior=prior), co_read_columns(cols), top, prior,
                  {i: c.impressions for i, c in counts.items() if c.impressions},
-                 trending_prior(top.values()))
+                 trending_prior(top.values()), copies, out)
+
+
+def trending_order(trending: Mapping[int, float], hidden: Collection[int]) -> list[int]:
+    """The ids of `trending`, most read first (ties: the lower id), without `hidden` (the
+    copies a list does not show first, `not_shown`): the one order the overall head and each
+    category's are cut from. A category's head was cut from all of them: a story on four
+    sites took four of its places, and pushed out stories a list would have shown. Pure."""
+    return [i for i, _ in sorted(((i, v) for i, v in trending.items() if i not in hidden),
+                                 key=lambda kv: (-kv[1], kv[0]))]
 
 
 def not_shown(copies: Mapping[int, Sequence[int]]) -> frozenset[int]:
@@ -471,7 +484,7 @@ class FeedService:
             self._heads_of, self._heads = crowd, {}
         head = self._heads.get(key)
         if head is None:
-            ranked = [i for i, _ in sorted(crowd.trending.items(), key=lambda kv: (-kv[1], kv[0]))]
+            ranked = trending_order(crowd.trending, crowd.hidden)  # a story once, as in the overall head
             cats = self.corpus.meta.categories(ranked)
             # The spellings of the category among them, each folded once (not once a story).
             spellings = {c for c in set(cats) if c is not None and name_key(c) == key}

@@ -247,3 +247,7 @@ async def test_the_head_of_trending_holds_the_copy_a_list_shows(sqlite_url, tmp_
     finally:
         table.close()
         await store.close()
+
+
+def test_the_trending_order_leaves_out_the_copies_no_list_shows_first():
+    assert readers.trending_order({5: 1.0, 3: 2.0, 4: 2.0, 9: 3.0}, hidden={9}) == [3, 4, 5]

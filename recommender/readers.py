@@ -174,6 +174,19 @@ def not_shown(copies: Mapping[int, Sequence[int]]) -> frozenset[int]:
     return frozenset(i for i, same in copies.items() if same and same[0] != i)
 
 
+def stand_ins(dropped: Iterable[int], copies: Mapping[int, Sequence[int]], fits: Collection[int]) -> list[int]:
+    """For each story in `dropped` (left out of a reader's list: they muted its site,
+    source or topic), the first of its copies (`copies`: {story: its copies, in the order a
+    list shows them}) among `fits` (those the reader may be shown), each once. The heads
+    hold the first copy of a story only: without one in its place, a reader who muted the
+    site of that copy lost the whole story, though it ran on sites they did not mute. Pure."""
+    out: dict[int, None] = {}
+    for i in dropped:
+        if (first := next((c for c in copies.get(i, ()) if c in fits), None)) is not None:
+            out[first] = None
+    return list(out)
+
+
 def _head(scores: Mapping[int, float], n: int) -> list[int]:
     """The ids of the `n` highest positive scores, in no order. Pure."""
     ids = np.fromiter(scores.keys(), np.int64, len(scores))
@@ -549,7 +562,10 @@ class FeedService:
         # reader's interests all said "like stories you read".
         cited = [*profile.history, *(it.anchor_story_id for it in profile.interests)]
         titles = {i: m.title for i in cited if (m := self.corpus.meta.get(i))}
-        cands = self._without_copies(self._candidates(ids, crowd, co), profile, titles)
+        cands = self._candidates(ids, crowd, co)
+        # feed_order leaves out what the reader muted; a story muted on one site, on another.
+        cands = self._without_copies([*cands, *self._stand_ins(cands, crowd, profile, mute_filter(prefs))],
+                                     profile, titles)
         order = feed_order(profile, cands, prefs=prefs, now=now, params=self._params(crowd), titles=titles,
                            limit=page_limit(at, k), served=at.served)
         page, after = page_of(order, at, k)
@@ -574,12 +590,30 @@ class FeedService:
         if reader:
             profile, prefs = await self.profile(reader, self.clock())
             muted = mute_filter(prefs)
-            cands = [c for c in cands
-                     if c.id not in profile.read and not muted(c.category, c.source, c.title, c.topics)]
+            cands = [*(c for c in cands if c.id not in profile.read
+                       and not muted(c.category, c.source, c.title, c.topics)),
+                     *self._stand_ins(cands, crowd, profile, muted)]
             titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
             cands = self._without_copies(cands, profile, titles)
         items = rank_trending(cands, now=self.clock(), category=key, params=self._params(crowd), k=k)
         return [(self.corpus.meta[it.id], it) for it in items if it.id in self.corpus.meta]
+
+    def _stand_ins(self, cands: list[FeedCandidate], crowd: Crowd, profile: Profile,
+                   muted: Callable[..., bool]) -> list[FeedCandidate]:
+        """In place of each story among `cands` that the reader `muted` (its site, source or
+        topic), its copy on another site that they did not (`stand_ins`): none of a story
+        they read on any site."""
+        def fits(c: FeedCandidate) -> bool:
+            return c.id not in profile.read and not muted(c.category, c.source, c.title, c.topics)
+
+        dropped = [c.id for c in cands if c.id in crowd.copies and not fits(c)
+                   and profile.read.isdisjoint(crowd.copies[c.id])]
+        if not dropped:
+            return []
+        have = {c.id for c in cands if fits(c)}
+        others = {o for i in dropped for o in crowd.copies[i] if o not in have}
+        extra = {c.id: c for c in self._candidates(sorted(others), crowd, {}) if fits(c)}
+        return [extra[i] for i in stand_ins(dropped, crowd.copies, extra.keys() | have) if i in extra]
 
     async def rerank_related(self, reader: str, related: list[tuple[StoryMeta, object]]) -> list:
         """A related block that knows the reader: read and muted stories out, ties broken by

@@ -80,6 +80,41 @@ async def _wire_story_and_busy_hour(tmp_path, shared_data):
     return (st, server, task), copies, read
 
 
+async def test_a_reader_who_muted_the_site_of_the_copy_shown_gets_another_copy(tmp_path, shared_data):
+    """The crowd's heads hold one copy of a story stored apart on several sites (the one a
+    list shows). A reader who muted that copy's site lost the whole story from their trending,
+    overall and in its section, and from their feed (a new reader's is trending and latest),
+    though it runs on three sites they did not mute."""
+    stack, copies, _ = await _wire_story_and_busy_hour(tmp_path, shared_data)
+    st = stack[0]
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            for params in ({"k": 10}, {"k": 10, "category": "Politics"}):
+                items = (await http.get("/v1/trending", params=params)).json()["items"]
+                shown = [c for c in items if c["id"] in copies]
+                assert len(shown) == 1 and items[0]["id"] == shown[0]["id"], items  # the story, once
+                muter = f"muter-{len(params)}"
+                r = await http.put(f"/v1/readers/{muter}/preferences",
+                                   json={"mute_sources": [shown[0]["source"]]})
+                assert r.status_code == 200
+                items = (await http.get("/v1/trending", params={**params, "reader": muter})).json()["items"]
+                instead = [c for c in items if c["id"] in copies]
+                assert len(instead) == 1 and instead[0]["source"] != shown[0]["source"], items
+                assert items[0]["id"] == instead[0]["id"]  # with the story's readers
+            feed, cursor = [], None
+            while True:
+                params = {"k": 50, **({"cursor": cursor} if cursor else {})}
+                page = (await http.get(f"/v1/readers/{muter}/feed", params=params)).json()
+                feed += page["items"]
+                if not (cursor := page["next"]):
+                    break
+            instead = [c for c in feed if c["id"] in copies]
+            assert len(feed) > 100 and len(instead) == 1, len(feed)
+            assert instead[0]["source"] != shown[0]["source"] and feed[0] == instead[0]
+    finally:
+        await stop_stack(*stack)
+
+
 async def test_a_sections_trending_head_holds_one_copy_of_a_story(tmp_path, shared_data, monkeypatch):
     """A section's head of trending ranked every copy of a story stored apart on several
     sites: the story on four sites took four of the head's places and pushed four stories

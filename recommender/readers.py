@@ -101,6 +101,10 @@ class Crowd:
     ctr_prior: float = 0.05  # what `ctr` was smoothed toward (popularity.ctr_prior)
     impressions: dict[int, int] = dataclasses.field(default_factory=dict)  # readers shown each story
     trending_prior: float = 0.0  # popularity.trending_prior of `trending_top`
+    # The copies of the heads' stories on other sites ({story: its copies, the one a list
+    # shows first}, `compute_crowd`), and those not first of their own set, which no head holds.
+    copies: Mapping[int, Sequence[int]] = dataclasses.field(default_factory=dict)
+    hidden: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ def compute_crowd(log: EventLog, now: datetime, originals: Mapping[int, int] | N
     counts = count_columns(cols)
     prior = ctr_prior(counts)  # of the stories, before their copies' readers are shared out
     out: frozenset[int] = frozenset()
+    copies: Mapping[int, Sequence[int]] = {}
     if copies_among is not None:
         newest_shown = sorted(i for i, c in counts.items() if c.impressions)[-COPIES_HEAD:]
         heads = dict.fromkeys([*_head(trending, COPIES_HEAD), *newest_shown])
@@ -145,11 +150,19 @@ def compute_crowd(log: EventLog, now: datetime, originals: Mapping[int, int] | N
         trending.update((i, v) for i, v in grouped_trending.items() if v > 0)
         counts.update(grouped_counts)
         out = not_shown(copies)
-    ranked = sorted(((i, v) for i, v in trending.items() if i not in out), key=lambda kv: (-kv[1], kv[0]))
-    top = dict(ranked[:TRENDING_HEAD])
+    top = {i: trending[i] for i in trending_order(trending, out)[:TRENDING_HEAD]}
     return Crowd(now, trending, ctr_table(counts, prior=prior), co_read_columns(cols), top, prior,
                  {i: c.impressions for i, c in counts.items() if c.impressions},
-                 trending_prior(top.values()))
+                 trending_prior(top.values()), copies, out)
+
+
+def trending_order(trending: Mapping[int, float], hidden: Collection[int]) -> list[int]:
+    """The ids of `trending`, most read first (ties: the lower id), without `hidden` (the
+    copies a list does not show first, `not_shown`): the one order the overall head and each
+    category's are cut from. A category's head was cut from all of them: a story on four
+    sites took four of its places, and pushed out stories a list would have shown. Pure."""
+    return [i for i, _ in sorted(((i, v) for i, v in trending.items() if i not in hidden),
+                                 key=lambda kv: (-kv[1], kv[0]))]
 
 
 def not_shown(copies: Mapping[int, Sequence[int]]) -> frozenset[int]:
@@ -159,6 +172,19 @@ def not_shown(copies: Mapping[int, Sequence[int]]) -> frozenset[int]:
     leads, copy by copy to the first of each, to one that is first of its own: no story is
     left out with all its copies. Pure."""
     return frozenset(i for i, same in copies.items() if same and same[0] != i)
+
+
+def stand_ins(dropped: Iterable[int], copies: Mapping[int, Sequence[int]], fits: Collection[int]) -> list[int]:
+    """For each story in `dropped` (left out of a reader's list: they muted its site,
+    source or topic), the first of its copies (`copies`: {story: its copies, in the order a
+    list shows them}) among `fits` (those the reader may be shown), each once. The heads
+    hold the first copy of a story only: without one in its place, a reader who muted the
+    site of that copy lost the whole story, though it ran on sites they did not mute. Pure."""
+    out: dict[int, None] = {}
+    for i in dropped:
+        if (first := next((c for c in copies.get(i, ()) if c in fits), None)) is not None:
+            out[first] = None
+    return list(out)
 
 
 def _head(scores: Mapping[int, float], n: int) -> list[int]:
@@ -471,7 +497,7 @@ class FeedService:
             self._heads_of, self._heads = crowd, {}
         head = self._heads.get(key)
         if head is None:
-            ranked = [i for i, _ in sorted(crowd.trending.items(), key=lambda kv: (-kv[1], kv[0]))]
+            ranked = trending_order(crowd.trending, crowd.hidden)  # a story once, as in the overall head
             cats = self.corpus.meta.categories(ranked)
             # The spellings of the category among them, each folded once (not once a story).
             spellings = {c for c in set(cats) if c is not None and name_key(c) == key}
@@ -536,7 +562,10 @@ class FeedService:
         # reader's interests all said "like stories you read".
         cited = [*profile.history, *(it.anchor_story_id for it in profile.interests)]
         titles = {i: m.title for i in cited if (m := self.corpus.meta.get(i))}
-        cands = self._without_copies(self._candidates(ids, crowd, co), profile, titles)
+        cands = self._candidates(ids, crowd, co)
+        # feed_order leaves out what the reader muted; a story muted on one site, on another.
+        cands = self._without_copies([*cands, *self._stand_ins(cands, crowd, profile, mute_filter(prefs))],
+                                     profile, titles)
         order = feed_order(profile, cands, prefs=prefs, now=now, params=self._params(crowd), titles=titles,
                            limit=page_limit(at, k), served=at.served)
         page, after = page_of(order, at, k)
@@ -561,12 +590,30 @@ class FeedService:
         if reader:
             profile, prefs = await self.profile(reader, self.clock())
             muted = mute_filter(prefs)
-            cands = [c for c in cands
-                     if c.id not in profile.read and not muted(c.category, c.source, c.title, c.topics)]
+            cands = [*(c for c in cands if c.id not in profile.read
+                       and not muted(c.category, c.source, c.title, c.topics)),
+                     *self._stand_ins(cands, crowd, profile, muted)]
             titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
             cands = self._without_copies(cands, profile, titles)
         items = rank_trending(cands, now=self.clock(), category=key, params=self._params(crowd), k=k)
         return [(self.corpus.meta[it.id], it) for it in items if it.id in self.corpus.meta]
+
+    def _stand_ins(self, cands: list[FeedCandidate], crowd: Crowd, profile: Profile,
+                   muted: Callable[..., bool]) -> list[FeedCandidate]:
+        """In place of each story among `cands` that the reader `muted` (its site, source or
+        topic), its copy on another site that they did not (`stand_ins`): none of a story
+        they read on any site."""
+        def fits(c: FeedCandidate) -> bool:
+            return c.id not in profile.read and not muted(c.category, c.source, c.title, c.topics)
+
+        dropped = [c.id for c in cands if c.id in crowd.copies and not fits(c)
+                   and profile.read.isdisjoint(crowd.copies[c.id])]
+        if not dropped:
+            return []
+        have = {c.id for c in cands if fits(c)}
+        others = {o for i in dropped for o in crowd.copies[i] if o not in have}
+        extra = {c.id: c for c in self._candidates(sorted(others), crowd, {}) if fits(c)}
+        return [extra[i] for i in stand_ins(dropped, crowd.copies, extra.keys() | have) if i in extra]
 
     async def rerank_related(self, reader: str, related: list[tuple[StoryMeta, object]]) -> list:
         """A related block that knows the reader: read and muted stories out, ties broken by

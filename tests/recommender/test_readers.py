@@ -247,3 +247,19 @@ async def test_the_head_of_trending_holds_the_copy_a_list_shows(sqlite_url, tmp_
     finally:
         table.close()
         await store.close()
+
+
+def test_a_story_muted_on_one_site_stands_in_as_its_first_copy_the_reader_may_see():
+    """Each story left out gets the first of its copies, in the order a list shows them, that
+    the reader may be shown; one copy for two of a set left out, none for a story without
+    copies or whose every copy is out."""
+    stand_ins = readers.stand_ins
+    copies = {1: [1, 2, 3], 2: [1, 2, 3], 3: [1, 2, 3], 7: [7, 8]}
+    assert stand_ins([1], copies, fits={2, 3}) == [2]
+    assert stand_ins([1], copies, fits={3}) == [3]
+    assert stand_ins([1, 2], copies, fits={3, 9}) == [3]
+    assert stand_ins([7, 5], copies, fits={1, 2}) == []
+
+
+def test_the_trending_order_leaves_out_the_copies_no_list_shows_first():
+    assert readers.trending_order({5: 1.0, 3: 2.0, 4: 2.0, 9: 3.0}, hidden={9}) == [3, 4, 5]

@@ -205,8 +205,10 @@
   // of ours: React found that node in its server-rendered markup and drew the whole page anew.
   // But a custom element (a "-" in its tag) attaches its own root once defined, maybe after
   // this ran (that threw): there a child of ours holds the root, and goes when the block does.
-  // Some elements cannot host a shadow root (<ul>, <td>…), or the container already has one:
-  // then the node goes in the light DOM and the stylesheet on the document.
+  // So does a container that cannot host a shadow root (<li>, <td>, <figure>, <ul>…: only some
+  // elements may) or has one already: the block went in the light DOM there, and the page's
+  // rules restyled it (a WordPress sidebar's `li` bullets, underlined pink links, hidden times,
+  // squashed thumbnails). The light DOM is left for a child that takes no root either.
   function show(container, state, node) {
     if (state.seen) state.seen.disconnect();
     if (state.node && state.node.parentNode) state.node.parentNode.removeChild(state.node);
@@ -218,13 +220,9 @@
     if (!state.root) {
       if (!node) return; // nothing shown yet: the container stays untouched
       var host = container;
-      if (container.localName.indexOf("-") > 0) {
+      if (container.localName.indexOf("-") > 0 || !(state.root = shadowOf(container))) {
         host = state.host = container.appendChild(document.createElement("div"));
-      }
-      try {
-        ours.add(state.root = host.attachShadow({ mode: "open" }));
-      } catch (e) {
-        state.root = host;
+        state.root = shadowOf(host) || host;
       }
       applyCss(state.root === host ? document : state.root);
     }
@@ -232,6 +230,18 @@
     if (!node) return;
     if (node.className) theme(container, node);
     state.root.appendChild(node);
+  }
+
+  // A new open shadow root on `host` (one of ours, never searched for containers), or null
+  // where the element may not have one.
+  function shadowOf(host) {
+    try {
+      var root = host.attachShadow({ mode: "open" });
+      ours.add(root);
+      return root;
+    } catch (e) {
+      return null;
+    }
   }
 
   // Only absolute http(s) URLs reach an attribute; the URL parser strips tabs and newlines

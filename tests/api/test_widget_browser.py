@@ -725,10 +725,12 @@ async def test_without_constructable_stylesheets_a_style_element_styles_the_shad
     assert page.page_errors == []
 
 
-# Computed styles of the block's parts, from the container's shadow root (or the container,
-# where an old widget rendered in the light DOM).
+# Computed styles of the block's parts, from the container's shadow root, or its child's (a
+# container that may not have one), or the container (where an old widget rendered in the
+# light DOM).
 STYLES_JS = """c => {
-    const root = c.shadowRoot || c, out = {};
+    const root = c.shadowRoot || (c.firstElementChild && c.firstElementChild.shadowRoot) || c;
+    const out = {};
     const probes = [
         ['.tdg-block', null, ['fontSize', 'letterSpacing', 'textTransform', 'textIndent',
                               'whiteSpace', 'textAlign', 'color', 'lineHeight']],
@@ -768,6 +770,42 @@ async def test_host_css_does_not_reach_into_the_block_nor_the_block_css_out(
     host_h2 = await page.locator("#host-h2").evaluate(
         "h => [getComputedStyle(h).borderTopWidth, getComputedStyle(h).fontSize]")
     assert host_h2 == ["0px", "34px"]
+    assert page.page_errors == []
+
+
+# Containers a theme may well use that cannot host a shadow root: a WordPress sidebar's
+# widget <li>, a table cell, a figure.
+NO_SHADOW_CONTAINERS = {
+    "li": '<ul class="widgets"><li id="related" data-tidings-related></li></ul>',
+    "td": '<table><tr><td>Article</td><td id="related" data-tidings-related></td></tr></table>',
+    "figure": '<figure id="related" data-tidings-related></figure>',
+}
+
+
+@pytest.mark.parametrize("tag", sorted(NO_SHADOW_CONTAINERS))
+async def test_a_container_that_takes_no_shadow_root_is_isolated_too(
+        page, widget_api, publisher, tag):
+    """Only some elements may host a shadow root: in an <li>, <td> or <figure> the block went
+    in the page's own DOM, and the theme's rules restyled it (bullets, underlined pink links,
+    hidden times, squashed thumbnails). It now goes in a shadow root on a child of its own."""
+    api = widget_api.base_url
+    await open_with_block(page, publisher.page("clean-div.html", host_page(api)))
+    clean = await page.locator("#related").evaluate(STYLES_JS)
+    css = f"{HOST_CSS}\n{HOSTILE_CSS}\nul li{{list-style:disc}} img{{width:100%}}"
+    html = host_page(api, head=f"<style>{css}</style>").replace(
+        '<div id="related" data-tidings-related ></div>', NO_SHADOW_CONTAINERS[tag])
+    await open_with_block(page, publisher.page(f"no-shadow-{tag}.html", html))
+    styles = await page.locator("#related").evaluate(STYLES_JS)
+    # The thumbnail fills its 16:9 box, however wide the container (the theme's made it 50 px).
+    width, height = (float(v.split(": ")[1][:-2]) for v in styles.pop(".tdg-thumb img"))
+    assert 100 < width and abs(height - width * 9 / 16) < 1.5
+    assert styles == {k: v for k, v in clean.items() if k != ".tdg-thumb img"}
+    assert await page.locator("#related .tdg-card").evaluate_all(
+        "cards => cards.map(c => getComputedStyle(c).listStyleType)") == ["none"] * 4
+    assert await page.locator("#related").evaluate("""c => [c.shadowRoot,
+        [...c.children].map(e => [e.localName, e.shadowRoot && e.shadowRoot.mode]),
+        document.adoptedStyleSheets.length, document.querySelectorAll('#tdg-style').length]""") \
+        == [None, [["div", "open"]], 0, 0]
     assert page.page_errors == []
 
 
@@ -2294,13 +2332,14 @@ async def test_the_region_is_named_by_its_heading_not_a_copy_of_it(page, widget_
     await page.goto(publisher.page("named-server.html", two))
     await page.wait_for_selector("#server")
     assert await region_names(page) == [("related stories", "aria-labelledby", "heading")] * 2
-    # Two blocks the widget builds in the page's own DOM (a <ul> takes no shadow root) keep
-    # their ids apart.
+    # Two blocks in containers that take no shadow root (a <ul>: each block is in its own on
+    # a child) are each named by their own heading.
     lists = host_page(widget_api.base_url).replace(
         '<div id="related" data-tidings-related ></div>',
         '<ul data-tidings-related></ul><ul data-tidings-related data-heading="More"></ul>')
     await page.goto(publisher.page("named-light.html", lists))
-    await page.wait_for_function("document.querySelectorAll('ul .tdg-card').length == 8")
+    await page.wait_for_function("""[...document.querySelectorAll('ul > div')].map(
+        d => d.shadowRoot.querySelectorAll('.tdg-card').length).join() == '4,4'""")
     assert sorted(await region_names(page)) == [
         ("more", "aria-labelledby", "heading"), ("related stories", "aria-labelledby", "heading")]
     assert page.page_errors == []

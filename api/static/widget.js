@@ -25,9 +25,12 @@
   "use strict";
   // Included twice (two tags, or one URL with two query strings that the cache sees as two
   // files): the first copy does the work, or containers would get two blocks and every
-  // impression would count twice. A later copy only looks for new containers.
+  // impression would count twice. A later copy only looks for new containers, and not before
+  // the document is parsed, which the first copy waits for too: run while a page was still
+  // streaming in, it put a placeholder over a container whose server-rendered block was yet
+  // to come, and asked for the block again.
   if (window.TidingsWidget && typeof window.TidingsWidget.scan === "function") {
-    window.TidingsWidget.scan();
+    if (document.readyState !== "loading") window.TidingsWidget.scan();
     return;
   }
   var P = "tdg-";

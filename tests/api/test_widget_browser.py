@@ -1087,6 +1087,56 @@ async def test_script_included_twice_renders_one_block_and_reports_once(
     assert page.page_errors == []
 
 
+async def test_a_second_copy_waits_for_a_server_block_still_streaming_in(page, widget_api):
+    """A page that renders the block on its server sends its head (and script tags) first,
+    then waits for /v1/widget: both async copies ran meanwhile, and the second one looked at
+    once, so the container, its server block still to come, got a placeholder over it and the
+    block was asked again and redrawn. The first copy waits for the whole document: so now
+    does the second."""
+    api = widget_api.base_url
+    fragment = (await widget_api.fragment(SEED_URL)).replace("<section", '<section id="server"', 1)
+    scripts = "".join(f'<script async src="{api}/widget.js{v}"></script>' for v in ("", "?v=2"))
+    head, tail = host_page(api, scripts=[]).replace("</head>", f"{scripts}</head>").split(
+        '<div id="related" data-tidings-related ></div>')
+    head += "<div id=related data-tidings-related>"
+    tail = "</div>" + tail
+    fragment_due = asyncio.Event()
+
+    async def article(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/html; charset=utf-8"})
+        await response.prepare(request)
+        await response.write(head.encode())
+        await fragment_due.wait()  # the site's own request for the block
+        await response.write((fragment + tail).encode())
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/article.html", article)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        await page.goto(f"http://127.0.0.1:{runner.addresses[0][1]}/article.html", wait_until="commit")
+        # Both copies ran while the page waited for its block (the second sees the first's API).
+        await page.wait_for_function("""window.TidingsWidget && performance.getEntriesByType(
+            'resource').filter(e => /widget\\.js/.test(e.name)).length == 2""")
+        await settle(page)
+        fragment_due.set()
+        await page.wait_for_load_state("load")
+        await page.wait_for_function(
+            "document.querySelector('#related').shadowRoot?.querySelector('.tdg-card')")
+        await settle(page)
+        # The server's block itself, moved into the shadow root: none left behind it, hidden.
+        assert await page.locator("#related").evaluate("""c => [
+            c.shadowRoot.querySelector('section').id, c.children.length]""") == ["server", 0]
+        assert asked_urls(page, "/v1/related") == []  # already rendered: nothing to fetch
+        assert page.page_errors == []
+    finally:
+        fragment_due.set()
+        await runner.cleanup()
+
+
 async def test_block_taller_than_the_viewport_reports_one_impression(page, widget_api, publisher):
     """A block more than twice the viewport's height can never be half on screen: it counts
     as seen once it covers half the viewport. All its stories, in one post, once."""

@@ -610,13 +610,25 @@
     block.setAttribute("data-theme", chosen);
   }
 
-  // The first opaque background colour of the container or an ancestor (across shadow roots),
-  // as [r, g, b, a]; null where all are see-through (the canvas shows: white, or dark where the
-  // page asks color-scheme: dark, whose text is then light).
+  // The colour behind the container, as [r, g, b, a]: the first opaque background of it or an
+  // ancestor (across shadow roots) with the translucent ones above it laid over it, as the
+  // browser paints them. The first opaque one alone took a dark box of rgba(0,0,0,.85) on a
+  // white page for white, and the block's near-black text sat on near-black. null where all
+  // are see-through (the canvas shows: white, or dark where the page asks color-scheme: dark,
+  // whose text is then light).
   function backgroundOf(container, pen) {
+    var above = [];
     for (var node = container; node; node = node.parentElement || node.getRootNode().host) {
-      var rgba = painted(pen, getComputedStyle(node).backgroundColor);
-      if (rgba[3] === 255) return rgba;
+      var color = getComputedStyle(node).backgroundColor;
+      if (painted(pen, color)[3] < 255) {
+        above.unshift(color);
+        continue;
+      }
+      above.forEach(function (layer) {
+        pen.fillStyle = layer;
+        pen.fillRect(0, 0, 1, 1);
+      });
+      return pen.getImageData(0, 0, 1, 1).data;
     }
     return null;
   }

@@ -1399,6 +1399,31 @@ async def test_theme_follows_the_host_page_not_the_readers_os(page, widget_api, 
     assert page.page_errors == []
 
 
+async def test_a_translucent_box_is_seen_over_the_page_behind_it(page, widget_api, publisher):
+    """The theme came from the first opaque background up from the container: a sidebar box of
+    rgba(0,0,0,.85) on a white page was taken for white, and the block's near-black text sat
+    on near-black (and a light box on a dark page the other way). The translucent layers are
+    now laid over the opaque one, as the browser paints them."""
+    fragment = render_block_html({"related": [{"id": 1, "url": "https://a.example/1",
+                                               "title": "A story", "site": "a.example"}]})
+    box = '<aside style="background:{}"><div id="{}" data-tidings-related>' + fragment + \
+        "</div></aside>"
+    html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>t</title>
+<style>body{{background:#fff}} aside{{color:#777}}</style></head><body>
+{box.format("rgba(0,0,0,.85)", "dark-on-white")}
+<div style="background:#111">{box.format("rgba(255,255,255,.9)", "light-on-black")}</div>
+{box.format("rgba(0,0,0,.1)", "tinted-white")}
+<script async src="{widget_api.base_url}/widget.js"></script></body></html>"""
+    await page.goto(publisher.page("translucent.html", html))
+    await page.wait_for_function(
+        "[...document.querySelectorAll('[data-tidings-related]')].every(c => c.shadowRoot)")
+    themes = await page.evaluate("""() => [...document.querySelectorAll('[data-tidings-related]')]
+        .map(c => [c.id, c.shadowRoot.querySelector('.tdg-block').dataset.theme])""")
+    assert themes == [["dark-on-white", "dark"], ["light-on-black", "light"],
+                      ["tinted-white", "light"]]
+    assert page.page_errors == []
+
+
 async def test_a_page_switching_to_dark_after_the_block_showed_gets_a_dark_block(
         page, widget_api, publisher):
     """The inferred theme was read once: a reader who turned on the site's dark mode (a class

@@ -25,9 +25,12 @@
   "use strict";
   // Included twice (two tags, or one URL with two query strings that the cache sees as two
   // files): the first copy does the work, or containers would get two blocks and every
-  // impression would count twice. A later copy only looks for new containers.
+  // impression would count twice. A later copy only looks for new containers, and not before
+  // the document is parsed, which the first copy waits for too: run while a page was still
+  // streaming in, it put a placeholder over a container whose server-rendered block was yet
+  // to come, and asked for the block again.
   if (window.TidingsWidget && typeof window.TidingsWidget.scan === "function") {
-    window.TidingsWidget.scan();
+    if (document.readyState !== "loading") window.TidingsWidget.scan();
     return;
   }
   var P = "tdg-";
@@ -205,8 +208,10 @@
   // of ours: React found that node in its server-rendered markup and drew the whole page anew.
   // But a custom element (a "-" in its tag) attaches its own root once defined, maybe after
   // this ran (that threw): there a child of ours holds the root, and goes when the block does.
-  // Some elements cannot host a shadow root (<ul>, <td>…), or the container already has one:
-  // then the node goes in the light DOM and the stylesheet on the document.
+  // So does a container that cannot host a shadow root (<li>, <td>, <figure>, <ul>…: only some
+  // elements may) or has one already: the block went in the light DOM there, and the page's
+  // rules restyled it (a WordPress sidebar's `li` bullets, underlined pink links, hidden times,
+  // squashed thumbnails). The light DOM is left for a child that takes no root either.
   function show(container, state, node) {
     if (state.seen) state.seen.disconnect();
     if (state.node && state.node.parentNode) state.node.parentNode.removeChild(state.node);
@@ -218,13 +223,9 @@
     if (!state.root) {
       if (!node) return; // nothing shown yet: the container stays untouched
       var host = container;
-      if (container.localName.indexOf("-") > 0) {
+      if (container.localName.indexOf("-") > 0 || !(state.root = shadowOf(container))) {
         host = state.host = container.appendChild(document.createElement("div"));
-      }
-      try {
-        ours.add(state.root = host.attachShadow({ mode: "open" }));
-      } catch (e) {
-        state.root = host;
+        state.root = shadowOf(host) || host;
       }
       applyCss(state.root === host ? document : state.root);
     }
@@ -232,6 +233,18 @@
     if (!node) return;
     if (node.className) theme(container, node);
     state.root.appendChild(node);
+  }
+
+  // A new open shadow root on `host` (one of ours, never searched for containers), or null
+  // where the element may not have one.
+  function shadowOf(host) {
+    try {
+      var root = host.attachShadow({ mode: "open" });
+      ours.add(root);
+      return root;
+    } catch (e) {
+      return null;
+    }
   }
 
   // Only absolute http(s) URLs reach an attribute; the URL parser strips tabs and newlines
@@ -597,13 +610,25 @@
     block.setAttribute("data-theme", chosen);
   }
 
-  // The first opaque background colour of the container or an ancestor (across shadow roots),
-  // as [r, g, b, a]; null where all are see-through (the canvas shows: white, or dark where the
-  // page asks color-scheme: dark, whose text is then light).
+  // The colour behind the container, as [r, g, b, a]: the first opaque background of it or an
+  // ancestor (across shadow roots) with the translucent ones above it laid over it, as the
+  // browser paints them. The first opaque one alone took a dark box of rgba(0,0,0,.85) on a
+  // white page for white, and the block's near-black text sat on near-black. null where all
+  // are see-through (the canvas shows: white, or dark where the page asks color-scheme: dark,
+  // whose text is then light).
   function backgroundOf(container, pen) {
+    var above = [];
     for (var node = container; node; node = node.parentElement || node.getRootNode().host) {
-      var rgba = painted(pen, getComputedStyle(node).backgroundColor);
-      if (rgba[3] === 255) return rgba;
+      var color = getComputedStyle(node).backgroundColor;
+      if (painted(pen, color)[3] < 255) {
+        above.unshift(color);
+        continue;
+      }
+      above.forEach(function (layer) {
+        pen.fillStyle = layer;
+        pen.fillRect(0, 0, 1, 1);
+      });
+      return pen.getImageData(0, 0, 1, 1).data;
     }
     return null;
   }

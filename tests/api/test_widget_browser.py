@@ -725,10 +725,12 @@ async def test_without_constructable_stylesheets_a_style_element_styles_the_shad
     assert page.page_errors == []
 
 
-# Computed styles of the block's parts, from the container's shadow root (or the container,
-# where an old widget rendered in the light DOM).
+# Computed styles of the block's parts, from the container's shadow root, or its child's (a
+# container that may not have one), or the container (where an old widget rendered in the
+# light DOM).
 STYLES_JS = """c => {
-    const root = c.shadowRoot || c, out = {};
+    const root = c.shadowRoot || (c.firstElementChild && c.firstElementChild.shadowRoot) || c;
+    const out = {};
     const probes = [
         ['.tdg-block', null, ['fontSize', 'letterSpacing', 'textTransform', 'textIndent',
                               'whiteSpace', 'textAlign', 'color', 'lineHeight']],
@@ -768,6 +770,42 @@ async def test_host_css_does_not_reach_into_the_block_nor_the_block_css_out(
     host_h2 = await page.locator("#host-h2").evaluate(
         "h => [getComputedStyle(h).borderTopWidth, getComputedStyle(h).fontSize]")
     assert host_h2 == ["0px", "34px"]
+    assert page.page_errors == []
+
+
+# Containers a theme may well use that cannot host a shadow root: a WordPress sidebar's
+# widget <li>, a table cell, a figure.
+NO_SHADOW_CONTAINERS = {
+    "li": '<ul class="widgets"><li id="related" data-tidings-related></li></ul>',
+    "td": '<table><tr><td>Article</td><td id="related" data-tidings-related></td></tr></table>',
+    "figure": '<figure id="related" data-tidings-related></figure>',
+}
+
+
+@pytest.mark.parametrize("tag", sorted(NO_SHADOW_CONTAINERS))
+async def test_a_container_that_takes_no_shadow_root_is_isolated_too(
+        page, widget_api, publisher, tag):
+    """Only some elements may host a shadow root: in an <li>, <td> or <figure> the block went
+    in the page's own DOM, and the theme's rules restyled it (bullets, underlined pink links,
+    hidden times, squashed thumbnails). It now goes in a shadow root on a child of its own."""
+    api = widget_api.base_url
+    await open_with_block(page, publisher.page("clean-div.html", host_page(api)))
+    clean = await page.locator("#related").evaluate(STYLES_JS)
+    css = f"{HOST_CSS}\n{HOSTILE_CSS}\nul li{{list-style:disc}} img{{width:100%}}"
+    html = host_page(api, head=f"<style>{css}</style>").replace(
+        '<div id="related" data-tidings-related ></div>', NO_SHADOW_CONTAINERS[tag])
+    await open_with_block(page, publisher.page(f"no-shadow-{tag}.html", html))
+    styles = await page.locator("#related").evaluate(STYLES_JS)
+    # The thumbnail fills its 16:9 box, however wide the container (the theme's made it 50 px).
+    width, height = (float(v.split(": ")[1][:-2]) for v in styles.pop(".tdg-thumb img"))
+    assert 100 < width and abs(height - width * 9 / 16) < 1.5
+    assert styles == {k: v for k, v in clean.items() if k != ".tdg-thumb img"}
+    assert await page.locator("#related .tdg-card").evaluate_all(
+        "cards => cards.map(c => getComputedStyle(c).listStyleType)") == ["none"] * 4
+    assert await page.locator("#related").evaluate("""c => [c.shadowRoot,
+        [...c.children].map(e => [e.localName, e.shadowRoot && e.shadowRoot.mode]),
+        document.adoptedStyleSheets.length, document.querySelectorAll('#tdg-style').length]""") \
+        == [None, [["div", "open"]], 0, 0]
     assert page.page_errors == []
 
 
@@ -1049,6 +1087,56 @@ async def test_script_included_twice_renders_one_block_and_reports_once(
     assert page.page_errors == []
 
 
+async def test_a_second_copy_waits_for_a_server_block_still_streaming_in(page, widget_api):
+    """A page that renders the block on its server sends its head (and script tags) first,
+    then waits for /v1/widget: both async copies ran meanwhile, and the second one looked at
+    once, so the container, its server block still to come, got a placeholder over it and the
+    block was asked again and redrawn. The first copy waits for the whole document: so now
+    does the second."""
+    api = widget_api.base_url
+    fragment = (await widget_api.fragment(SEED_URL)).replace("<section", '<section id="server"', 1)
+    scripts = "".join(f'<script async src="{api}/widget.js{v}"></script>' for v in ("", "?v=2"))
+    head, tail = host_page(api, scripts=[]).replace("</head>", f"{scripts}</head>").split(
+        '<div id="related" data-tidings-related ></div>')
+    head += "<div id=related data-tidings-related>"
+    tail = "</div>" + tail
+    fragment_due = asyncio.Event()
+
+    async def article(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/html; charset=utf-8"})
+        await response.prepare(request)
+        await response.write(head.encode())
+        await fragment_due.wait()  # the site's own request for the block
+        await response.write((fragment + tail).encode())
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/article.html", article)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        await page.goto(f"http://127.0.0.1:{runner.addresses[0][1]}/article.html", wait_until="commit")
+        # Both copies ran while the page waited for its block (the second sees the first's API).
+        await page.wait_for_function("""window.TidingsWidget && performance.getEntriesByType(
+            'resource').filter(e => /widget\\.js/.test(e.name)).length == 2""")
+        await settle(page)
+        fragment_due.set()
+        await page.wait_for_load_state("load")
+        await page.wait_for_function(
+            "document.querySelector('#related').shadowRoot?.querySelector('.tdg-card')")
+        await settle(page)
+        # The server's block itself, moved into the shadow root: none left behind it, hidden.
+        assert await page.locator("#related").evaluate("""c => [
+            c.shadowRoot.querySelector('section').id, c.children.length]""") == ["server", 0]
+        assert asked_urls(page, "/v1/related") == []  # already rendered: nothing to fetch
+        assert page.page_errors == []
+    finally:
+        fragment_due.set()
+        await runner.cleanup()
+
+
 async def test_block_taller_than_the_viewport_reports_one_impression(page, widget_api, publisher):
     """A block more than twice the viewport's height can never be half on screen: it counts
     as seen once it covers half the viewport. All its stories, in one post, once."""
@@ -1308,6 +1396,31 @@ async def test_theme_follows_the_host_page_not_the_readers_os(page, widget_api, 
     assert await page.locator("#light").evaluate(look) == ["light", light_fg, clear, *dots]
     assert await page.locator("#dark").evaluate(look) == ["dark", dark_fg, clear, *dots]
     assert await page.locator("#chosen").evaluate(look) == ["dark", dark_fg, dark_bg, *dots]
+    assert page.page_errors == []
+
+
+async def test_a_translucent_box_is_seen_over_the_page_behind_it(page, widget_api, publisher):
+    """The theme came from the first opaque background up from the container: a sidebar box of
+    rgba(0,0,0,.85) on a white page was taken for white, and the block's near-black text sat
+    on near-black (and a light box on a dark page the other way). The translucent layers are
+    now laid over the opaque one, as the browser paints them."""
+    fragment = render_block_html({"related": [{"id": 1, "url": "https://a.example/1",
+                                               "title": "A story", "site": "a.example"}]})
+    box = '<aside style="background:{}"><div id="{}" data-tidings-related>' + fragment + \
+        "</div></aside>"
+    html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>t</title>
+<style>body{{background:#fff}} aside{{color:#777}}</style></head><body>
+{box.format("rgba(0,0,0,.85)", "dark-on-white")}
+<div style="background:#111">{box.format("rgba(255,255,255,.9)", "light-on-black")}</div>
+{box.format("rgba(0,0,0,.1)", "tinted-white")}
+<script async src="{widget_api.base_url}/widget.js"></script></body></html>"""
+    await page.goto(publisher.page("translucent.html", html))
+    await page.wait_for_function(
+        "[...document.querySelectorAll('[data-tidings-related]')].every(c => c.shadowRoot)")
+    themes = await page.evaluate("""() => [...document.querySelectorAll('[data-tidings-related]')]
+        .map(c => [c.id, c.shadowRoot.querySelector('.tdg-block').dataset.theme])""")
+    assert themes == [["dark-on-white", "dark"], ["light-on-black", "light"],
+                      ["tinted-white", "light"]]
     assert page.page_errors == []
 
 
@@ -2294,13 +2407,14 @@ async def test_the_region_is_named_by_its_heading_not_a_copy_of_it(page, widget_
     await page.goto(publisher.page("named-server.html", two))
     await page.wait_for_selector("#server")
     assert await region_names(page) == [("related stories", "aria-labelledby", "heading")] * 2
-    # Two blocks the widget builds in the page's own DOM (a <ul> takes no shadow root) keep
-    # their ids apart.
+    # Two blocks in containers that take no shadow root (a <ul>: each block is in its own on
+    # a child) are each named by their own heading.
     lists = host_page(widget_api.base_url).replace(
         '<div id="related" data-tidings-related ></div>',
         '<ul data-tidings-related></ul><ul data-tidings-related data-heading="More"></ul>')
     await page.goto(publisher.page("named-light.html", lists))
-    await page.wait_for_function("document.querySelectorAll('ul .tdg-card').length == 8")
+    await page.wait_for_function("""[...document.querySelectorAll('ul > div')].map(
+        d => d.shadowRoot.querySelectorAll('.tdg-card').length).join() == '4,4'""")
     assert sorted(await region_names(page)) == [
         ("more", "aria-labelledby", "heading"), ("related stories", "aria-labelledby", "heading")]
     assert page.page_errors == []

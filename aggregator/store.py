@@ -1987,6 +1987,21 @@ class Store:
                     row.updated_at = now
                     updated.append(row.id)
                 await s.flush()
+                if fresh and rehashed:
+                    # A new URL with the body a stored story takes in this batch (a rewrite,
+                    # moved to a new URL or in place, and the same text in another section) is
+                    # its copy, as it is a round later. Inserted as a story, it took the body
+                    # (`_relink`), and the story readers' events and counts name became its
+                    # hidden copy. The lowest id: two stories taking one body are one story.
+                    taking: dict[str, int] = {}
+                    for row, _ in rehashed:
+                        if row.duplicate_of is None and row.content_hash:
+                            taking[row.content_hash] = min(row.id, taking.get(row.content_hash, row.id))
+                    for item in fresh:
+                        if item["duplicate_of"] is None and item["content_hash"] in taking:
+                            item["duplicate_of"] = taking[item["content_hash"]]
+                            dups += 1
+                    link_later = [(c, o) for c, o in link_later if fresh[c]["duplicate_of"] is None]
                 if fresh and source_id is not None:  # a fetch: its items in the feed's order
                     times = [item["sort_at"] for item in fresh]
                     # Looked up: times two new items share, and whole minutes (a feed dated by

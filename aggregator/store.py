@@ -64,6 +64,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
@@ -1097,6 +1098,18 @@ def moved_stories(by_url: Mapping[str, StoryDraft], existing: Mapping[str, Story
         moves[url] = root
         taken.add(root.id)
     return moves
+
+
+def past_retention(before: datetime):
+    """The stories retention drops: older than `before`, but no copy while its story stays. A
+    moved story's old URL is a copy dated as the story was at the move (`_keep_old_urls`);
+    dated anew since, the story stayed and its old URL went, and the widget on the old page,
+    events naming it and blocks asked by it no longer found the story. A hidden copy is kept
+    for what its URL names: as long as its story is."""
+    root = aliased(StoryRow)
+    kept_root = (select(root.id).where(root.id == StoryRow.duplicate_of, root.sort_at >= before)
+                 .exists())
+    return and_(StoryRow.sort_at < before, ~kept_root)
 
 
 def sort_time(published_at: datetime | None, now: datetime) -> datetime:
@@ -2491,7 +2504,7 @@ class Store:
     async def delete_stories_before(self, before: datetime) -> list[int]:
         """Retention: drop stories older than `before`. The database logs each removal for
         the indexes itself (a trigger, migration 0004), as it does for any other delete."""
-        return await self._delete_in_batches(StoryRow.sort_at < before)
+        return await self._delete_in_batches(past_retention(before))
 
     async def source_keys(self) -> set[str]:
         """Every source name a `--source` filter selects stories by, as keys (`key_column`):
@@ -2578,7 +2591,7 @@ class Store:
         """How many stories `delete_stories_before(before)` would drop (`retention --dry-run`)."""
         async with self.session() as s:
             return int(await s.scalar(select(func.count()).select_from(StoryRow)
-                                      .where(StoryRow.sort_at < before)) or 0)
+                                      .where(past_retention(before))) or 0)
 
     # ---------------------------------------------------------------- vectors
 

@@ -413,3 +413,17 @@ async def test_a_story_rewritten_under_a_new_url_with_a_copy_beside_it_stays_the
     assert copy.duplicate_of == story.id
     assert (await sqlite_store.get_story_by_url(OLD)).duplicate_of == story.id
     assert await listed(sqlite_store) == [NEW]
+
+
+async def test_two_stories_moved_in_one_round_each_take_their_own_url(site, sqlite_store):
+    """Two stories moved in one round, one rewritten and one under a new slug only (its body
+    as it was): each takes its own new URL, each old URL stays a copy of its story."""
+    x, y = "https://news.example/festival", "https://news.example/festival-lineup"
+    await collect_as(sqlite_store, site, "atom", (OLD, "Dock workers strike", BODY, "post-1"),
+                     (x, "Festival lineup", OTHER, "post-2"))
+    a, b = await sqlite_store.get_story_by_url(OLD), await sqlite_store.get_story_by_url(x)
+    await collect_as(sqlite_store, site, "atom", (NEW, "Harbour strike ends", REWRITE, "post-1"),
+                     (y, "Festival lineup announced", OTHER, "post-2"))
+    assert [(await sqlite_store.get_story_by_url(u)).id for u in (NEW, y)] == [a.id, b.id]
+    assert [(await sqlite_store.get_story_by_url(u)).duplicate_of for u in (OLD, x)] == [a.id, b.id]
+    assert sorted(await listed(sqlite_store)) == sorted([NEW, y])

@@ -398,7 +398,9 @@ async def test_a_child_sitemap_that_fails_moves_none_of_its_stories(site, sqlite
     assert (await sqlite_store.get_story_by_url(b)).duplicate_of == story.id
 
 
-async def test_a_story_rewritten_under_a_new_url_with_a_copy_beside_it_stays_the_story(site, sqlite_store):
+@pytest.mark.parametrize("live_first", [False, True])
+async def test_a_story_rewritten_under_a_new_url_with_a_copy_beside_it_stays_the_story(site, sqlite_store,
+                                                                                      live_first):
     """The rewrite at its new URL and, in the same feed, a second link to the new body (another
     section): the moved story is the story, the second link its copy, as when the two come a
     round apart. Before, the second link, inserted first, took the body: the story that
@@ -406,8 +408,9 @@ async def test_a_story_rewritten_under_a_new_url_with_a_copy_beside_it_stays_the
     await collect_as(sqlite_store, site, "atom", (OLD, "Dock workers strike at Portmouth harbour", BODY, "post-4411"))
     story = await sqlite_store.get_story_by_url(OLD)
     live = "https://news.example/live/harbour"
-    await collect_as(sqlite_store, site, "atom", (NEW, "Portmouth harbour strike ends", REWRITE, "post-4411"),
-                     (live, "Live: harbour reopens", REWRITE, "post-4499"))
+    items = [(NEW, "Portmouth harbour strike ends", REWRITE, "post-4411"),
+             (live, "Live: harbour reopens", REWRITE, "post-4499")]
+    await collect_as(sqlite_store, site, "atom", *(items[::-1] if live_first else items))
     moved, copy = await sqlite_store.get_story_by_url(NEW), await sqlite_store.get_story_by_url(live)
     assert (moved.id, moved.duplicate_of) == (story.id, None)
     assert copy.duplicate_of == story.id

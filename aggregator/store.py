@@ -64,6 +64,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
@@ -1099,6 +1100,18 @@ def moved_stories(by_url: Mapping[str, StoryDraft], existing: Mapping[str, Story
     return moves
 
 
+def past_retention(before: datetime):
+    """The stories retention drops: older than `before`, but no copy while its story stays. A
+    moved story's old URL is a copy dated as the story was at the move (`_keep_old_urls`);
+    dated anew since, the story stayed and its old URL went, and the widget on the old page,
+    events naming it and blocks asked by it no longer found the story. A hidden copy is kept
+    for what its URL names: as long as its story is."""
+    root = aliased(StoryRow)
+    kept_root = (select(root.id).where(root.id == StoryRow.duplicate_of, root.sort_at >= before)
+                 .exists())
+    return and_(StoryRow.sort_at < before, ~kept_root)
+
+
 def sort_time(published_at: datetime | None, now: datetime) -> datetime:
     """Sort key: publication time unless absent or claimed to be in the future."""
     if published_at is None or published_at > now:
@@ -1987,6 +2000,21 @@ class Store:
                     row.updated_at = now
                     updated.append(row.id)
                 await s.flush()
+                if fresh and rehashed:
+                    # A new URL with the body a stored story takes in this batch (a rewrite,
+                    # moved to a new URL or in place, and the same text in another section) is
+                    # its copy, as it is a round later. Inserted as a story, it took the body
+                    # (`_relink`), and the story readers' events and counts name became its
+                    # hidden copy. The lowest id: two stories taking one body are one story.
+                    taking: dict[str, int] = {}
+                    for row, _ in rehashed:
+                        if row.duplicate_of is None and row.content_hash:
+                            taking[row.content_hash] = min(row.id, taking.get(row.content_hash, row.id))
+                    for item in fresh:
+                        if item["duplicate_of"] is None and item["content_hash"] in taking:
+                            item["duplicate_of"] = taking[item["content_hash"]]
+                            dups += 1
+                    link_later = [(c, o) for c, o in link_later if fresh[c]["duplicate_of"] is None]
                 if fresh and source_id is not None:  # a fetch: its items in the feed's order
                     times = [item["sort_at"] for item in fresh]
                     # Looked up: times two new items share, and whole minutes (a feed dated by
@@ -2476,7 +2504,7 @@ class Store:
     async def delete_stories_before(self, before: datetime) -> list[int]:
         """Retention: drop stories older than `before`. The database logs each removal for
         the indexes itself (a trigger, migration 0004), as it does for any other delete."""
-        return await self._delete_in_batches(StoryRow.sort_at < before)
+        return await self._delete_in_batches(past_retention(before))
 
     async def source_keys(self) -> set[str]:
         """Every source name a `--source` filter selects stories by, as keys (`key_column`):
@@ -2563,7 +2591,7 @@ class Store:
         """How many stories `delete_stories_before(before)` would drop (`retention --dry-run`)."""
         async with self.session() as s:
             return int(await s.scalar(select(func.count()).select_from(StoryRow)
-                                      .where(StoryRow.sort_at < before)) or 0)
+                                      .where(past_retention(before))) or 0)
 
     # ---------------------------------------------------------------- vectors
 

@@ -2365,3 +2365,61 @@ async def test_stored_selectors_read_across_versions_of_a_cluster(store):
                                                name="listing")
         assert due.spec.selectors == sel
         await store.release_source_claims("t")
+
+
+async def test_two_collectors_storing_one_move_at_once_move_the_story_once(db_url):
+    """A source's lease ran out mid-fetch and a second collector fetched it too: both store
+    the round that moved a story (its item id at a new URL) at the same moment, each with
+    its own connections. The story takes the new URL once and its old URL stays one copy."""
+    from aggregator.normalize import content_hash
+    from aggregator.store import Store
+
+    writers = [Store(db_url) for _ in range(2)]
+    try:
+        await writers[0].migrate()
+        store = writers[0]
+        await store.sync_sources([SourceSpec("a", "https://a.org/feed", "news")], NOW)
+        (state,) = await store.claim_due_sources(NOW, owner="x", lease_s=60)
+        await asyncio.gather(*(w.existing_ids([1]) for w in writers))
+        for n in range(8):
+            old, new = f"https://a.org/{n}/strike", f"https://a.org/{n}/strike-ends"
+            body = f"{BODY_X} round{n}"
+            first = draft(old, source="a", text=body, content_hash=content_hash(body), item_id=f"p{n}")
+            (sid,) = (await store.upsert_stories([first], NOW, source_id=state.id, carried=[old])).new_ids
+            moved = replace(first, url=new, title="Strike ends")
+            await asyncio.gather(*(w.upsert_stories([moved], NOW, source_id=state.id, carried=[new])
+                                   for w in writers))
+            at_new, at_old = await store.get_story_by_url(new), await store.get_story_by_url(old)
+            assert (at_new.id, at_new.duplicate_of, at_new.title) == (sid, None, "Strike ends"), n
+            assert at_old.duplicate_of == sid, n
+        assert await store.count_stories() == 16
+    finally:
+        for w in writers:
+            await w.close()
+
+
+async def test_retention_keeps_a_moved_storys_old_url_while_the_story_stays(store):
+    """A story moved to a new URL keeps its old one as a copy, dated as the story then was.
+    The publisher dates the story anew later (a live story updated): retention dropped the
+    old URL by its own date while the story stayed, and the widget on the old page, the
+    events naming it and blocks asked by it no longer found the story."""
+    from aggregator.normalize import content_hash
+
+    await store.sync_sources([SourceSpec("a", "https://a.org/feed", "news")], NOW)
+    (state,) = await store.claim_due_sources(NOW, owner="x", lease_s=60)
+    old, new = "https://a.org/strike", "https://a.org/strike-ends"
+    first = draft(old, source="a", text=BODY_X, content_hash=content_hash(BODY_X), item_id="p1",
+                  published_at=NOW - timedelta(days=10))
+
+    async def round_(d: StoryDraft) -> None:
+        await store.upsert_stories([d], NOW, source_id=state.id, carried=[d.url])
+
+    await round_(first)
+    sid = await _id(store, old)
+    await round_(replace(first, url=new, title="Strike ends"))
+    await round_(replace(first, url=new, title="Strike ends", published_at=NOW - timedelta(days=1)))
+    cutoff = NOW - timedelta(days=5)
+    assert await store.count_stories_before(cutoff) == 0
+    assert await store.delete_stories_before(cutoff) == []
+    assert (await store.get_story_by_url(old)).duplicate_of == sid
+    assert (await store.get_story_by_url(new)).id == sid

@@ -396,3 +396,37 @@ async def test_a_child_sitemap_that_fails_moves_none_of_its_stories(site, sqlite
     kept = await sqlite_store.get_story_by_url(a)
     assert (kept.id, kept.duplicate_of) == (story.id, None)  # still the story, at its URL
     assert (await sqlite_store.get_story_by_url(b)).duplicate_of == story.id
+
+
+@pytest.mark.parametrize("live_first", [False, True])
+async def test_a_story_rewritten_under_a_new_url_with_a_copy_beside_it_stays_the_story(site, sqlite_store,
+                                                                                      live_first):
+    """The rewrite at its new URL and, in the same feed, a second link to the new body (another
+    section): the moved story is the story, the second link its copy, as when the two come a
+    round apart. Before, the second link, inserted first, took the body: the story that
+    readers' events and counts name became its hidden copy and left the index."""
+    await collect_as(sqlite_store, site, "atom", (OLD, "Dock workers strike at Portmouth harbour", BODY, "post-4411"))
+    story = await sqlite_store.get_story_by_url(OLD)
+    live = "https://news.example/live/harbour"
+    items = [(NEW, "Portmouth harbour strike ends", REWRITE, "post-4411"),
+             (live, "Live: harbour reopens", REWRITE, "post-4499")]
+    await collect_as(sqlite_store, site, "atom", *(items[::-1] if live_first else items))
+    moved, copy = await sqlite_store.get_story_by_url(NEW), await sqlite_store.get_story_by_url(live)
+    assert (moved.id, moved.duplicate_of) == (story.id, None)
+    assert copy.duplicate_of == story.id
+    assert (await sqlite_store.get_story_by_url(OLD)).duplicate_of == story.id
+    assert await listed(sqlite_store) == [NEW]
+
+
+async def test_two_stories_moved_in_one_round_each_take_their_own_url(site, sqlite_store):
+    """Two stories moved in one round, one rewritten and one under a new slug only (its body
+    as it was): each takes its own new URL, each old URL stays a copy of its story."""
+    x, y = "https://news.example/festival", "https://news.example/festival-lineup"
+    await collect_as(sqlite_store, site, "atom", (OLD, "Dock workers strike", BODY, "post-1"),
+                     (x, "Festival lineup", OTHER, "post-2"))
+    a, b = await sqlite_store.get_story_by_url(OLD), await sqlite_store.get_story_by_url(x)
+    await collect_as(sqlite_store, site, "atom", (NEW, "Harbour strike ends", REWRITE, "post-1"),
+                     (y, "Festival lineup announced", OTHER, "post-2"))
+    assert [(await sqlite_store.get_story_by_url(u)).id for u in (NEW, y)] == [a.id, b.id]
+    assert [(await sqlite_store.get_story_by_url(u)).duplicate_of for u in (OLD, x)] == [a.id, b.id]
+    assert sorted(await listed(sqlite_store)) == sorted([NEW, y])

@@ -311,6 +311,16 @@ class SourceHealth:
     # When a fetch last stored a new story: a feed that goes on answering 200 with the same
     # items (frozen, moved elsewhere) is "ok" by every other field.
     last_new_story_at: datetime | None = None
+    # Its article pages that failed at their last try (a full_text source's; `failing_pages`):
+    # they left no trace but the log, the source "ok" whatever they answered.
+    failing_pages: int = 0
+
+
+def failing_pages(page_failures: Mapping[str, int] | None) -> int:
+    """How many of a source's article pages failed at their last try (pure): its positive
+    page marks (`collect.page_marks`); a negative one marks a page older than retention
+    keeps, no failure. A page read again drops its mark, so none is counted for ever."""
+    return sum(1 for n in (page_failures or {}).values() if n > 0)
 
 
 @dataclass(frozen=True)
@@ -1824,6 +1834,7 @@ class Store:
                 r.error_count, r.next_check_at if r.enabled else None,  # never, while disabled
                 r.adaptive_interval_s or max(r.interval_s, min_interval_s), r.keep_rule or None, r.block_rule or None,
                 None if r.in_config else r.retired_at, r.last_new_story_at,
+                failing_pages(r.page_failures),
             ))
         return out
 

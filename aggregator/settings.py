@@ -349,6 +349,23 @@ def scan_key_lines(text: str) -> KeyLines:
     return KeyLines(lines, opened if open_string else None)
 
 
+def key_on_line(text: str, number: int) -> str:
+    """The dotted key (tables included, `source.name`) that line `number` of a TOML text sets,
+    "" when it sets none (pure). A syntax error names its line alone ("invalid TOML: Illegal
+    character '\\n' (at line 12, column 14)"), while every other error of the file names its
+    key too; this one's is read from the line's `key =` and the table header above it."""
+    lines = text.splitlines()
+    if not 1 <= number <= len(lines) or not _KEY_RE.match(lines[number - 1]):
+        return ""
+    header = next((line for line in reversed(lines[:number - 1])
+                   if _ARRAY_TABLE_RE.match(line) or _TABLE_RE.match(line)), "")
+    # The header and the line alone: the lines between (or a repeated key, which the scan
+    # keeps at its first line) cannot hide this one's path.
+    found = scan_key_lines(f"{header}\n{lines[number - 1]}").lines
+    paths = [path for path, at in found.items() if at == 2]
+    return ".".join(p for p in max(paths, key=len) if isinstance(p, str)) if paths else ""
+
+
 def _end_of_document_error(text: str, error: str) -> tuple[str, int | None, str]:
     """Message, line and key for a tomllib error "at end of document" (what the file's end
     left open), which names no line (pure). A multi-line string never closed is named where
@@ -385,7 +402,9 @@ def read_toml(path: Path) -> tuple[dict[str, Any], KeyLines]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         if m := _TOML_AT_RE.search(str(e)):
-            raise ConfigError(f"invalid TOML: {e}", file=str(path), line=int(m[1])) from e
+            line = int(m[1])
+            raise ConfigError(f"invalid TOML: {e}", file=str(path), line=line,
+                              key=key_on_line(text, line)) from e
         message, line, key = _end_of_document_error(text, str(e))
         raise ConfigError(message, file=str(path), line=line, key=key) from e
     except RecursionError:  # tomllib recurses per nesting level: thousands of [[[...

@@ -312,6 +312,16 @@ class SourceHealth:
     # When a fetch last stored a new story: a feed that goes on answering 200 with the same
     # items (frozen, moved elsewhere) is "ok" by every other field.
     last_new_story_at: datetime | None = None
+    # Its article pages that failed at their last try (a full_text source's; `failing_pages`):
+    # they left no trace but the log, the source "ok" whatever they answered.
+    failing_pages: int = 0
+
+
+def failing_pages(page_failures: Mapping[str, int] | None) -> int:
+    """How many of a source's article pages failed at their last try (pure): its positive
+    page marks (`collect.page_marks`); a negative one marks a page older than retention
+    keeps, no failure. A page read again drops its mark, so none is counted for ever."""
+    return sum(1 for n in (page_failures or {}).values() if n > 0)
 
 
 @dataclass(frozen=True)
@@ -933,6 +943,25 @@ def key_column(name: str) -> str:
     refused, failing the line's whole batch (SQLite stored it). Lookups cut theirs the same
     way."""
     return name_key(name)[:NAME_KEY_CHARS]
+
+
+def reset_values(page_failures: Mapping[str, int] | None, now: datetime) -> dict:
+    """The columns `sources reset` sets on a source whose page marks are `page_failures`
+    (pure). Its errors cleared and due now, as before; and its article pages' failed rounds
+    (the positive marks, `collect.page_marks`) dropped: kept, a page that had failed
+    PAGE_TRIES times (or answered 404 once) still no longer waited after the reset, and the
+    feed's 304 left it unread until the publisher changed the feed, though the operator had
+    reset the source because its pages were mended. With such counts the validators go too,
+    so the next check reads the document whole and tries those pages again. The marks of
+    pages older than retention keeps (negative) stay: they are no failure, and cleared they
+    had an archive's old pages read again, to be dropped again."""
+    values: dict = {"error_count": 0, "last_error": None, "next_check_at": now,
+                    "lease_until": None}
+    marks = page_failures or {}
+    if any(n > 0 for n in marks.values()):
+        old = {url: n for url, n in marks.items() if n < 0}
+        values.update(page_failures=old or None, etag=None, last_modified=None)
+    return values
 
 
 def _named(column, name: str):
@@ -1760,18 +1789,22 @@ class Store:
             return row.error_count if row else 0
 
     async def reset_source(self, name: str, now: datetime) -> str | None:
-        """Clear a source's errors and make it due now: "due", or "disabled" when the file
-        disables it (reset, but not fetched until enabled); None when no source of the file
-        has that name (one removed from the file is never fetched again: resetting it
-        would only pretend)."""
+        """Clear a source's errors, its article pages' failed rounds too (`reset_values`), and
+        make it due now: "due", or "disabled" when the file disables it (reset, but not
+        fetched until enabled); None when no source of the file has that name (one removed
+        from the file is never fetched again: resetting it would only pretend)."""
         async with self.writing() as s:
-            res = await s.execute(
-                update(SourceRow).where(_named(SourceRow.name, name), SourceRow.in_config.is_(True))
-                .values(error_count=0, last_error=None, next_check_at=now, lease_until=None)
-                .returning(SourceRow.enabled)
-            )
-            enabled = res.scalar_one_or_none()
-            return None if enabled is None else "due" if enabled else "disabled"
+            # Locked (PostgreSQL) as a fetch's record locks it: the marks it rewrites are read
+            # and written in one step.
+            row = (await s.execute(
+                select(SourceRow.id, SourceRow.enabled, SourceRow.page_failures)
+                .where(_named(SourceRow.name, name), SourceRow.in_config.is_(True))
+                .with_for_update())).one_or_none()
+            if row is None:
+                return None
+            await s.execute(update(SourceRow).where(SourceRow.id == row.id)
+                            .values(**reset_values(row.page_failures, now)))
+            return "due" if row.enabled else "disabled"
 
     async def source_urls(self) -> list[str]:
         """The URLs the operator's file gives the configured sources (one light read;
@@ -1814,6 +1847,7 @@ class Store:
                 r.error_count, r.next_check_at if r.enabled else None,  # never, while disabled
                 r.adaptive_interval_s or max(r.interval_s, min_interval_s), r.keep_rule or None, r.block_rule or None,
                 None if r.in_config else r.retired_at, r.last_new_story_at,
+                failing_pages(r.page_failures),
             ))
         return out
 

@@ -406,6 +406,8 @@ class SourceOut(BaseModel):
     block: str | None = Field(description="its block rule (a regular expression), null for none")
     retired_at: str | None = Field(description="when it was removed from the sources file; "
                                    "null while the file names it")
+    failing_pages: int = Field(description="article pages (of a full_text source) that failed "
+                               "at their last try; 0 for none")
 
 
 class SourcesOut(BaseModel):

@@ -84,4 +84,5 @@ def source_json(r) -> dict:
             "last_check_at": iso(r.last_check_at), "last_success_at": iso(r.last_success_at),
             "last_error": r.last_error, "error_count": r.error_count,
             "next_check_at": iso(r.next_check_at), "interval_s": r.interval_s,
-            "keep": r.keep, "block": r.block, "retired_at": iso(r.retired_at)}
+            "keep": r.keep, "block": r.block, "retired_at": iso(r.retired_at),
+            "failing_pages": r.failing_pages}

@@ -1502,6 +1502,12 @@ def sources_table(rows, now=None) -> str:
             err = " ".join(r.last_error.split())
             room = LIST_WIDTH - len("  error: ") - len(count)
             out.append(f"  error: {cut_middle(err, room)}{count}")
+        # Failed article pages leave the source "ok" (its feed was read): said here, else
+        # only the log's INFO lines told a full_text source whose pages all answered 404.
+        if r is not None and r.failing_pages and r.status not in ("retired", "disabled"):
+            pages = "article page" if r.failing_pages == 1 else "article pages"
+            out.append(f"  pages: {r.failing_pages} {pages} not read at the last try "
+                       f"(`tidings sources check {r.name}` says why)")
     return "\n".join(out)
 
 

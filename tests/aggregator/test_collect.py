@@ -21,7 +21,7 @@ from aggregator.collect import (
 from aggregator.model import Selectors, SourceSpec, selectors_json, zone_only
 from aggregator.settings import CollectSettings
 from aggregator.sources import load_sources
-from aggregator.store import FetchRecord, Store
+from aggregator.store import FetchRecord, Store, reset_values
 from tests.localsite import LocalSite, LoopbackResolver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -625,6 +625,39 @@ async def test_failed_pages_are_counted_across_one_off_collectors(store):
         assert (late.new, late.problems) == (1, ())
         (state,) = await store.claim_due_sources(NOW_EDIT, owner="t", lease_s=60, due_only=False)
         assert state.page_failures == {}
+
+
+async def test_a_reset_tries_the_failed_pages_again(store):
+    """`sources reset` cleared the source's errors but kept its pages' failed rounds, and its
+    validators: a page that had answered 404 (or failed PAGE_TRIES times) no longer waited,
+    so after the publisher mended it and the operator reset the source, the static sitemap
+    answered 304 and the story never came. Now a reset drops those counts (and so the
+    validators): the next round reads the sitemap whole and the mended page with it."""
+    async with LocalSite() as site:
+        await _a_sitemap_with_a_failing_page(store, site, 404)
+        c = collector(store, site)
+        rounds = [(await c.run_round(force=True)).sources[0] for _ in range(2)]
+        assert [(r.new, r.not_modified) for r in rounds] == [(1, False), (0, True)]
+        site.route("/post/bad", body=_article("A mended story"), content_type="text/html")
+        assert await store.reset_source("sm", NOW_EDIT) == "due"
+        after = (await c.run_round(force=True)).sources[0]
+        assert (after.new, after.not_modified, after.problems) == (1, False, ())
+        assert site.paths_requested().count("/post/bad") == 2
+        (state,) = await store.claim_due_sources(NOW_EDIT, owner="t", lease_s=60, due_only=False)
+        assert state.page_failures == {}
+
+
+def test_a_reset_keeps_the_old_pages_marks():
+    """An archive's pages older than retention keeps are marked beside the failed counts; no
+    failure, they stay through a reset (else each was read again only to be dropped). A
+    source with no failed page keeps its validators: a reset alone costs no whole read."""
+    at = datetime(2026, 9, 1, tzinfo=UTC)
+    old = old_marks(["/old"], {"/old": at})
+    values = reset_values({**old, "/bad": PAGE_TRIES}, NOW_EDIT)
+    assert values["page_failures"] == old and values["etag"] is None
+    plain = reset_values(old, NOW_EDIT)
+    assert "page_failures" not in plain and "etag" not in plain
+    assert plain["error_count"] == 0 and plain["next_check_at"] == NOW_EDIT
 
 
 async def test_check_stores_nothing(site, sqlite_store, shared_data):

@@ -401,6 +401,24 @@ def test_toml_syntax_error_names_file_and_line(tmp_path):
     assert str(info.value).startswith(f"{path}:5: ")
 
 
+@pytest.mark.parametrize(("text", "line", "key"), [
+    (A + A.replace('"a"', '"b"') + 'name = "b\n', 9, "source.name"),  # an unclosed string
+    (A + 'name = "again"\n', 5, "source.name"),  # a key set twice
+    (A + 'kind = "html"\n[source.selectors]\nitem = "div"\nlink = a\n', 8, "source.selectors.link"),
+    (A + "this is no key\n", 5, ""),  # no key to name: the line alone
+])
+def test_toml_syntax_error_names_its_key(tmp_path, text, line, key):
+    """A syntax error in the middle of the file named its file and line, not its key, as
+    every other error in it does (an operator editing a running tidings reads the log's
+    `sources.invalid` line): the key is read from the line, its table from the header above."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match="invalid TOML") as info:
+        load_sources(path)
+    assert (info.value.line, info.value.key) == (line, key)
+    assert str(info.value).startswith(f"{path}:{line}: ")
+    assert str(info.value).endswith(f" (key '{key}')" if key else ")")
+
+
 @pytest.mark.parametrize(("text", "line"), [
     (A + "\n[source", 6),  # a table header left open on the last line
     (A + 'weight = 1.0\nsummary = """a\n\n', 6),  # a string left open, blank lines after

@@ -640,3 +640,39 @@ def test_a_missing_sources_file_names_the_setting_that_pointed_there(cli_env, tm
     r = run_cli(["--config", str(settings), "sources", "list"], cli_env)
     assert r.returncode == 2 and r.stderr.strip() == (
         f"tidings: error: {missing}: file not found (sources_file in {settings}:2)"), r.stderr
+
+
+def _article(title: str) -> bytes:
+    words = " ".join(f"{title} was reported today by our correspondent, paragraph {i}." for i in range(20))
+    return (f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>"
+            f"<p>{words}</p><p>{words}</p></article></body></html>").encode()
+
+
+async def test_failing_article_pages_are_listed_and_a_reset_reads_them(cli_env, tmp_path):
+    """A full_text source whose article page answered 404 was "ok" in `sources list` and
+    `--json`, nothing said of the page but the log's INFO lines; and `sources reset`, once
+    the publisher mended it, left the page unread (its failed rounds kept, the sitemap's
+    304 taken). Now the list names the failing pages, and a reset has them read."""
+    async with LocalSite() as site:
+        site.route("/post/good", body=_article("A good story"), content_type="text/html")
+        site.route("/post/bad", status=404, body=b"no", content_type="text/html")
+        urls = "".join(f"<url><loc>{site.url(p)}</loc></url>" for p in ("/post/good", "/post/bad"))
+        site.route("/sitemap.xml", etag='"s1"', content_type="application/xml", body=(
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"{urls}</urlset>").encode())
+        path = sources_file(tmp_path, source("sm", site.url("/sitemap.xml"), kind="sitemap",
+                                             full_text=True))
+        env = {**cli_env, "TIDINGS_SOURCES_FILE": str(path)}
+        assert (r := await cli(["collect", "--once"], env)).returncode == 0, r.stderr
+        row = (await listed(env))["sm"]
+        assert (row["status"], row["stories"], row["failing_pages"]) == ("ok", 1, 1)
+        r = await cli(["sources", "list"], env)
+        assert "  pages: 1 article page not read at the last try (`tidings sources check sm` says why)" \
+            in r.stdout.splitlines(), r.stdout
+
+        site.route("/post/bad", body=_article("A mended story"), content_type="text/html")
+        assert (r := await cli(["sources", "reset", "sm"], env)).returncode == 0, r.stderr
+        assert (r := await cli(["collect", "--once"], env)).returncode == 0, r.stderr
+        row = (await listed(env))["sm"]
+        assert (row["status"], row["stories"], row["failing_pages"]) == ("ok", 2, 0)
+        assert "pages:" not in (await cli(["sources", "list"], env)).stdout

@@ -179,9 +179,11 @@ def parse_events(body: bytes, max_batch: int = MAX_BATCH) -> list[EventIn]:
         raise ApiError(422, "invalid_request", EXPECTED + ", not an empty body")
     try:
         data = json.loads(body)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise ApiError(400, "invalid_json", f"the body is not JSON: {e}") from e
-    except RecursionError as e:  # 50,000 nested brackets fit the size cap: a 500 before
+    # 50,000 nested brackets fit the size cap (a 500 before); bytes that are no UTF-8 and an
+    # integer of 5,000 digits are ValueErrors whose own words named codecs and Python calls.
+    except (ValueError, RecursionError) as e:
         raise ApiError(400, "invalid_json", unreadable_body_message(e)) from e
     if isinstance(data, dict) and "events" in data and len(data) > 1:
         # A key beside the batch ("reader" meant for every event, a typo) was dropped unread.

@@ -108,6 +108,24 @@ async def test_an_event_dated_out_of_bounds_is_refused_alone(http, stack):
         assert said in message, message
 
 
+async def test_a_body_json_reads_but_python_cannot_says_why_in_the_apis_words(http):
+    # Valid JSON that Python's parser refuses: a story id of 5,000 digits (past Python's cap on
+    # digits in an integer) was "the body is not JSON: Exceeds the limit (4300 digits) ...; use
+    # sys.set_int_max_str_digits() to increase the limit", and bytes that are no UTF-8 named a
+    # codec and a byte position. Neither says what the caller sent wrong in the API's words.
+    json_type = {"Content-Type": "application/json"}
+    cases = [
+        (b'{"reader": "r", "story_id": ' + b"9" * 5000 + b', "type": "click"}', "digits"),
+        (b'{"reader": "r\xff", "story_id": 1, "type": "click"}', "UTF-8"),
+    ]
+    for body, said in cases:
+        for path in ("/v1/events", "/v1/related"):
+            r = await http.post(path, content=body, headers=json_type)
+            assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_json"), (path, r.text)
+            message = r.json()["error"]["message"]
+            assert said in message and "sys." not in message and "codec" not in message, (path, message)
+
+
 async def test_a_body_that_is_no_event_object_says_what_to_send(http):
     # pydantic's words were "event 0: : Input should be a valid dictionary or instance of
     # EventIn" for each of these: an empty field name and a class name, not what to send.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 
 async def _story(http):
@@ -24,6 +24,22 @@ async def test_single_and_batch_events_are_counted_once(http, stack):
     events = await stack.svc.store.reader_events("reader-a")
     assert sorted(e.type for e in events) == ["click", "impression"]
     assert (await stack.svc.store.story_stats([s["id"]]))[s["id"]][:2] == (1, 1)
+
+
+async def test_one_instant_written_with_two_offsets_is_one_event(http, stack):
+    # A retry of one click, once in the device's local time and once in UTC (a queue that
+    # re-sends in its own zone): the key hashed the offset as written, and stored it twice.
+    s = await _story(http)
+    at = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
+    spellings = [at.strftime("%Y-%m-%dT%H:%M:%SZ"), at.replace(tzinfo=None).isoformat(),
+                 at.astimezone(timezone(timedelta(hours=1))).isoformat(),
+                 at.astimezone(timezone(timedelta(hours=-5, minutes=-30))).isoformat()]
+    for when in spellings:
+        r = await http.post("/v1/events", json={"reader": "offsets", "story_id": s["id"], "type": "click", "at": when})
+        assert r.status_code == 202, r.text
+    await asyncio.sleep(0.8)
+    events = await stack.svc.store.reader_events("offsets")
+    assert [(e.story_id, e.type) for e in events] == [(s["id"], "click")], events
 
 
 async def test_bad_events_are_4xx(http):

@@ -86,6 +86,11 @@ def not_a_bool(v, must: str):
     return v
 
 
+def digits_only(text: str) -> bool:
+    """Whether `text` is ASCII digits alone (str.isdigit also takes "٣" and "³")."""
+    return text.isascii() and text.isdigit()
+
+
 def json_number(v, must: str):
     """`v` when it is no JSON string or boolean, else ValueError(`must`, and what it is): for
     a body's number fields, which the lax parse filled from either ("3" was 3, true 1). A
@@ -125,6 +130,10 @@ class EventIn(BaseModel):
         # the `data-story-id` of its cards as it reads them, strings (and cached copies of it
         # on publishers' pages do for an hour after any change to it).
         what = "a story's id" if info.field_name == "story_id" else "a number of seconds"
+        if info.field_name == "story_id" and isinstance(v, str) and not digits_only(v):
+            # The lax parse read "3_0" as story 30 and "+3" or " 3 " as 3: not what the widget
+            # sends, so a client's bug, which named another story than it meant.
+            raise ValueError(f"story_id must be {what}: a number, or a string of its digits, not {v[:40]!r}")
         return not_a_bool(v, f"{info.field_name} must be {what}")
 
     @field_validator("reader")

@@ -352,6 +352,17 @@ async def test_a_story_id_as_the_widget_sends_it_a_string_of_digits_is_taken(htt
     assert r.status_code == 422
 
 
+async def test_a_story_id_string_that_is_not_digits_is_a_422_not_another_story(http, stack):
+    # The lax parse took "3_0" as story 30, "+3", " 3 " and "3.0" as 3: a client's bug that
+    # stored a click of another story than it named.
+    s = await _story(http)
+    for sent in (f"{s['id']}_0", f"+{s['id']}", f" {s['id']} ", f"{s['id']}.0"):
+        r = await http.post("/v1/events", json={"reader": "odd-ids", "story_id": sent, "type": "click"})
+        assert r.status_code == 422 and "string of its digits" in r.json()["error"]["message"], (sent, r.text)
+    await asyncio.sleep(0.5)
+    assert await stack.svc.store.reader_events("odd-ids") == []
+
+
 async def test_a_failed_write_is_logged_in_one_line_without_the_readers(tmp_path, caplog):
     # events.write_failed logged SQLAlchemy's whole text: the statement, then its parameters,
     # every event of the batch (up to 5,000 reader ids and pages) on lines of their own, at

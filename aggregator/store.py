@@ -3418,5 +3418,9 @@ def event_key(reader: str, story_id: int, type_: str, at: datetime, client_id: s
         # A digest of both, apart by a character neither may hold: "a" + "b:c" and "a:b" +
         # "c" were one key, and so were long ids cut to one prefix (the second event lost).
         return "c:" + hashlib.sha256(f"{reader}\0{client_id}".encode()).hexdigest()[:40]
-    raw = f"{reader}|{story_id}|{type_}|{at.isoformat()}" + (f"|{page}" if page else "")
+    # One instant, one key, however its offset was written: "10:00+01:00" and "09:00Z" (a
+    # device's local time, then a queue's retry in UTC) were two keys, and one click stored
+    # twice. UTC is written as it always was ("+00:00"; naive as naive) so stored keys match.
+    when = at.astimezone(UTC) if at.tzinfo else at
+    raw = f"{reader}|{story_id}|{type_}|{when.isoformat()}" + (f"|{page}" if page else "")
     return "h:" + hashlib.sha256(raw.encode()).hexdigest()[:40]

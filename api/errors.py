@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 from fastapi.responses import JSONResponse
 
 
@@ -36,6 +39,12 @@ def unreadable_body_message(cause: BaseException | None) -> str:
         return "the body is not JSON: it is not UTF-8 text"
     if isinstance(cause, RecursionError):
         return "the body is not JSON this API reads: nested too deeply"
+    if isinstance(cause, ValueError) and not isinstance(cause, json.JSONDecodeError):
+        # The one other ValueError json.loads raises: Python's cap on digits in an integer
+        # (CVE-2020-10735). Its own words called valid JSON "not JSON" and told the caller to
+        # use sys.set_int_max_str_digits().
+        return (f"the body is not JSON this API reads: a number of more than "
+                f"{sys.get_int_max_str_digits()} digits")
     return "the body is not JSON this API can read"
 
 

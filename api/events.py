@@ -86,6 +86,11 @@ def not_a_bool(v, must: str):
     return v
 
 
+def digits_only(text: str) -> bool:
+    """Whether `text` is ASCII digits alone (str.isdigit also takes "٣" and "³")."""
+    return text.isascii() and text.isdigit()
+
+
 def json_number(v, must: str):
     """`v` when it is no JSON string or boolean, else ValueError(`must`, and what it is): for
     a body's number fields, which the lax parse filled from either ("3" was 3, true 1). A
@@ -125,6 +130,10 @@ class EventIn(BaseModel):
         # the `data-story-id` of its cards as it reads them, strings (and cached copies of it
         # on publishers' pages do for an hour after any change to it).
         what = "a story's id" if info.field_name == "story_id" else "a number of seconds"
+        if info.field_name == "story_id" and isinstance(v, str) and not digits_only(v):
+            # The lax parse read "3_0" as story 30 and "+3" or " 3 " as 3: not what the widget
+            # sends, so a client's bug, which named another story than it meant.
+            raise ValueError(f"story_id must be {what}: a number, or a string of its digits, not {v[:40]!r}")
         return not_a_bool(v, f"{info.field_name} must be {what}")
 
     @field_validator("reader")
@@ -179,9 +188,11 @@ def parse_events(body: bytes, max_batch: int = MAX_BATCH) -> list[EventIn]:
         raise ApiError(422, "invalid_request", EXPECTED + ", not an empty body")
     try:
         data = json.loads(body)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise ApiError(400, "invalid_json", f"the body is not JSON: {e}") from e
-    except RecursionError as e:  # 50,000 nested brackets fit the size cap: a 500 before
+    # 50,000 nested brackets fit the size cap (a 500 before); bytes that are no UTF-8 and an
+    # integer of 5,000 digits are ValueErrors whose own words named codecs and Python calls.
+    except (ValueError, RecursionError) as e:
         raise ApiError(400, "invalid_json", unreadable_body_message(e)) from e
     if isinstance(data, dict) and "events" in data and len(data) > 1:
         # A key beside the batch ("reader" meant for every event, a typo) was dropped unread.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 
 async def _story(http):
@@ -24,6 +24,22 @@ async def test_single_and_batch_events_are_counted_once(http, stack):
     events = await stack.svc.store.reader_events("reader-a")
     assert sorted(e.type for e in events) == ["click", "impression"]
     assert (await stack.svc.store.story_stats([s["id"]]))[s["id"]][:2] == (1, 1)
+
+
+async def test_one_instant_written_with_two_offsets_is_one_event(http, stack):
+    # A retry of one click, once in the device's local time and once in UTC (a queue that
+    # re-sends in its own zone): the key hashed the offset as written, and stored it twice.
+    s = await _story(http)
+    at = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
+    spellings = [at.strftime("%Y-%m-%dT%H:%M:%SZ"), at.replace(tzinfo=None).isoformat(),
+                 at.astimezone(timezone(timedelta(hours=1))).isoformat(),
+                 at.astimezone(timezone(timedelta(hours=-5, minutes=-30))).isoformat()]
+    for when in spellings:
+        r = await http.post("/v1/events", json={"reader": "offsets", "story_id": s["id"], "type": "click", "at": when})
+        assert r.status_code == 202, r.text
+    await asyncio.sleep(0.8)
+    events = await stack.svc.store.reader_events("offsets")
+    assert [(e.story_id, e.type) for e in events] == [(s["id"], "click")], events
 
 
 async def test_bad_events_are_4xx(http):
@@ -106,6 +122,24 @@ async def test_an_event_dated_out_of_bounds_is_refused_alone(http, stack):
     for said in ("event 0: 'at' is more than 5 minutes ahead", "event 1: 'at' is more than 30 days",
                  "event 2: no stored story"):
         assert said in message, message
+
+
+async def test_a_body_json_reads_but_python_cannot_says_why_in_the_apis_words(http):
+    # Valid JSON that Python's parser refuses: a story id of 5,000 digits (past Python's cap on
+    # digits in an integer) was "the body is not JSON: Exceeds the limit (4300 digits) ...; use
+    # sys.set_int_max_str_digits() to increase the limit", and bytes that are no UTF-8 named a
+    # codec and a byte position. Neither says what the caller sent wrong in the API's words.
+    json_type = {"Content-Type": "application/json"}
+    cases = [
+        (b'{"reader": "r", "story_id": ' + b"9" * 5000 + b', "type": "click"}', "digits"),
+        (b'{"reader": "r\xff", "story_id": 1, "type": "click"}', "UTF-8"),
+    ]
+    for body, said in cases:
+        for path in ("/v1/events", "/v1/related"):
+            r = await http.post(path, content=body, headers=json_type)
+            assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_json"), (path, r.text)
+            message = r.json()["error"]["message"]
+            assert said in message and "sys." not in message and "codec" not in message, (path, message)
 
 
 async def test_a_body_that_is_no_event_object_says_what_to_send(http):
@@ -316,6 +350,17 @@ async def test_a_story_id_as_the_widget_sends_it_a_string_of_digits_is_taken(htt
     assert r.status_code == 202 and r.json()["accepted"] == 1
     r = await http.post("/v1/events", json={"reader": "widget-ids", "story_id": True, "type": "click"})
     assert r.status_code == 422
+
+
+async def test_a_story_id_string_that_is_not_digits_is_a_422_not_another_story(http, stack):
+    # The lax parse took "3_0" as story 30, "+3", " 3 " and "3.0" as 3: a client's bug that
+    # stored a click of another story than it named.
+    s = await _story(http)
+    for sent in (f"{s['id']}_0", f"+{s['id']}", f" {s['id']} ", f"{s['id']}.0"):
+        r = await http.post("/v1/events", json={"reader": "odd-ids", "story_id": sent, "type": "click"})
+        assert r.status_code == 422 and "string of its digits" in r.json()["error"]["message"], (sent, r.text)
+    await asyncio.sleep(0.5)
+    assert await stack.svc.store.reader_events("odd-ids") == []
 
 
 async def test_a_failed_write_is_logged_in_one_line_without_the_readers(tmp_path, caplog):

@@ -1750,11 +1750,16 @@ class Store:
         """Clear a source's errors and make it due now: "due", or "disabled" when the file
         disables it (reset, but not fetched until enabled); None when no source of the file
         has that name (one removed from the file is never fetched again: resetting it
-        would only pretend)."""
+        would only pretend).
+
+        A collector's claim is left as it is: clearing it let a second collector fetch the
+        source beside the one fetching it at that moment, two fetches of one round. A
+        killed collector's claim runs out within `collect.lease_s`, and the source is
+        fetched then."""
         async with self.writing() as s:
             res = await s.execute(
                 update(SourceRow).where(_named(SourceRow.name, name), SourceRow.in_config.is_(True))
-                .values(error_count=0, last_error=None, next_check_at=now, lease_until=None)
+                .values(error_count=0, last_error=None, next_check_at=now)
                 .returning(SourceRow.enabled)
             )
             enabled = res.scalar_one_or_none()

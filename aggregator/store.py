@@ -1765,6 +1765,17 @@ class Store:
             enabled = res.scalar_one_or_none()
             return None if enabled is None else "due" if enabled else "disabled"
 
+    async def source_claim(self, name: str) -> tuple[str, datetime] | None:
+        """Who holds a live claim on source `name` and until when (the database's clock), or
+        None: what `collect --source` names when the source it was asked for is another
+        collector's at that moment."""
+        async with self.session() as s:
+            held = await self._lease_time(s, None)
+            row = (await s.execute(
+                select(SourceRow.lease_owner, SourceRow.lease_until)
+                .where(_named(SourceRow.name, name), SourceRow.lease_until >= held))).first()
+            return (row[0] or "", row[1]) if row else None
+
     async def source_urls(self) -> list[str]:
         """The URLs the operator's file gives the configured sources (one light read;
         `list_sources` counts stories): their hosts are the ones the collector trusts with any

@@ -1386,6 +1386,12 @@ async def cmd_sources(settings, args) -> int:
             if status == "disabled":
                 print(f"{args.name}: errors cleared; disabled in {settings.sources_file}, "
                       f"so not fetched until enabled")
+            elif claim := await svc.store.source_claim(args.name):
+                # The reset leaves a collector's claim (no second fetch beside it): "due now"
+                # alone had the operator wait for a fetch up to `lease_s` away.
+                print(f"{args.name}: errors cleared, due now; claimed by a collector "
+                      f"({claim[0] or 'unknown'}) until {claim[1].strftime('%H:%M:%S UTC')}: "
+                      f"that fetch is under way, or, the collector killed, it is fetched then")
             else:
                 print(f"{args.name}: errors cleared, due now")
             return 0

@@ -642,7 +642,7 @@ def test_a_missing_sources_file_names_the_setting_that_pointed_there(cli_env, tm
         f"tidings: error: {missing}: file not found (sources_file in {settings}:2)"), r.stderr
 
 
-async def test_collect_of_a_source_another_collector_holds_says_so_and_fetches_nothing(
+async def test_collect_or_reset_of_a_source_another_collector_holds_names_its_claim(
         cli_env, tmp_path, db_url):
     """`collect --source NAME` while another collector held NAME's claim (fetching it, or
     killed with its lease still running) printed "0 sources, 0 new stories, 0 failed" and
@@ -668,7 +668,12 @@ async def test_collect_of_a_source_another_collector_holds_says_so_and_fetches_n
         env = {**cli_env, "TIDINGS_DATABASE_URL": db_url,
                "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml")}
         r = await asyncio.to_thread(run_cli, ["collect", "--source", "held"], env)
+        # A reset leaves the claim (no second fetch beside it), and says whose it is: "due
+        # now" alone had the operator wait for a fetch that was up to `lease_s` away.
+        reset = await asyncio.to_thread(run_cli, ["sources", "reset", "held"], env)
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "claimed by another collector (other-host:4242)" in r.stderr
     assert "0 sources" not in r.stdout
     assert feed.hits == 0
+    assert reset.returncode == 0, reset.stderr
+    assert "claimed by a collector (other-host:4242) until" in reset.stdout

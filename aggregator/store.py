@@ -955,8 +955,7 @@ def reset_values(page_failures: Mapping[str, int] | None, now: datetime) -> dict
     so the next check reads the document whole and tries those pages again. The marks of
     pages older than retention keeps (negative) stay: they are no failure, and cleared they
     had an archive's old pages read again, to be dropped again."""
-    values: dict = {"error_count": 0, "last_error": None, "next_check_at": now,
-                    "lease_until": None}
+    values: dict = {"error_count": 0, "last_error": None, "next_check_at": now}
     marks = page_failures or {}
     if any(n > 0 for n in marks.values()):
         old = {url: n for url, n in marks.items() if n < 0}
@@ -1792,7 +1791,12 @@ class Store:
         """Clear a source's errors, its article pages' failed rounds too (`reset_values`), and
         make it due now: "due", or "disabled" when the file disables it (reset, but not
         fetched until enabled); None when no source of the file has that name (one removed
-        from the file is never fetched again: resetting it would only pretend)."""
+        from the file is never fetched again: resetting it would only pretend).
+
+        A collector's claim is left as it is: clearing it let a second collector fetch the
+        source beside the one fetching it at that moment, two fetches of one round. A
+        killed collector's claim runs out within `collect.lease_s`, and the source is
+        fetched then."""
         async with self.writing() as s:
             # Locked (PostgreSQL) as a fetch's record locks it: the marks it rewrites are read
             # and written in one step.
@@ -1805,6 +1809,17 @@ class Store:
             await s.execute(update(SourceRow).where(SourceRow.id == row.id)
                             .values(**reset_values(row.page_failures, now)))
             return "due" if row.enabled else "disabled"
+
+    async def source_claim(self, name: str) -> tuple[str, datetime] | None:
+        """Who holds a live claim on source `name` and until when (the database's clock), or
+        None: what `collect --source` names when the source it was asked for is another
+        collector's at that moment."""
+        async with self.session() as s:
+            held = await self._lease_time(s, None)
+            row = (await s.execute(
+                select(SourceRow.lease_owner, SourceRow.lease_until)
+                .where(_named(SourceRow.name, name), SourceRow.lease_until >= held))).first()
+            return (row[0] or "", row[1]) if row else None
 
     async def source_urls(self) -> list[str]:
         """The URLs the operator's file gives the configured sources (one light read;

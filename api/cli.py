@@ -550,6 +550,11 @@ async def cmd_collect(settings, args) -> int:
         with Progress("collect", unit="source") as bar:
             report = await svc.collector.run_round(name=args.source, force=bool(args.source),
                                                    progress=lambda r: bar.step())
+        if args.source and not report.sources and (claim := await svc.store.source_claim(args.source)):
+            # Another collector is fetching it (or a killed one's claim has not run out):
+            # "0 sources, 0 new stories" with exit 0 read as a fetch that found nothing.
+            print(f"tidings: error: {source_claimed_text(args.source, *claim)}", file=sys.stderr)
+            return 1
         for r in sorted(report.sources, key=lambda r: r.name):
             if r.ok:
                 what = "not modified" if r.not_modified else f"{r.items} items, {r.new} new, {r.updated} updated"
@@ -1214,6 +1219,15 @@ def counted(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
+def source_claimed_text(name: str, owner: str, until) -> str:
+    """Why `collect --source NAME` fetched nothing (pure): another collector's claim, which
+    it does not take (two fetches of one source at once), named with its end, as `tidings
+    retention` refuses to run beside a run under way."""
+    return (f"source {name!r} is claimed by another collector ({owner or 'unknown'}) until "
+            f"{until.strftime('%H:%M:%S UTC')}: being fetched there now, or that collector was killed "
+            f"and its claim runs out then; not fetched here, try again after")
+
+
 def no_source_named(name: str, known, where: str, *, otherwise: str = "") -> str:
     """The one refusal of a source name that names nothing (pure), whichever command took it
     (`collect --source`, `sources check`, `sources reset`, `export --source`; `sources purge`
@@ -1372,6 +1386,12 @@ async def cmd_sources(settings, args) -> int:
             if status == "disabled":
                 print(f"{args.name}: errors cleared; disabled in {settings.sources_file}, "
                       f"so not fetched until enabled")
+            elif claim := await svc.store.source_claim(args.name):
+                # The reset leaves a collector's claim (no second fetch beside it): "due now"
+                # alone had the operator wait for a fetch up to `lease_s` away.
+                print(f"{args.name}: errors cleared, due now; claimed by a collector "
+                      f"({claim[0] or 'unknown'}) until {claim[1].strftime('%H:%M:%S UTC')}: "
+                      f"that fetch is under way, or, the collector killed, it is fetched then")
             else:
                 print(f"{args.name}: errors cleared, due now")
             return 0

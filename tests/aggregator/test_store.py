@@ -821,6 +821,20 @@ async def test_disabled_and_removed_sources_are_never_claimed_and_never_due(stor
     assert {h.name: h.status for h in await store.list_sources()} == {"on": "pending", "off": "disabled"}
 
 
+async def test_a_reset_leaves_a_collectors_claim_so_no_second_collector_fetches_beside_it(store):
+    """`sources reset` cleared the lease: on two machines, the other collector claimed the
+    source at its next tick and fetched it beside the one fetching it then (the probe's
+    feed server counted two requests in one round). The claim now stands; once its holder
+    lets go (done, stopped, or its lease ran out) the source is due, as the reset asked."""
+    await store.sync_sources([SourceSpec("a", "http://a.org/feed", "politics")], NOW)
+    (held,) = await store.claim_due_sources(NOW, owner="c1", lease_s=300)
+    assert await store.reset_source("a", NOW) == "due"
+    assert await store.claim_due_sources(NOW, owner="c2", lease_s=300) == []
+    assert await store.claim_due_sources(NOW, owner="c2", lease_s=300, name="a", due_only=False) == []
+    assert await store.release_source_claims("c1") == 1
+    assert [c.spec.name for c in await store.claim_due_sources(NOW, owner="c2", lease_s=300)] == ["a"]
+
+
 async def test_vectors_and_change_log(store):
     ids = (await store.upsert_stories([draft(f"https://e.org/{i}") for i in range(3)], NOW)).new_ids
     await store.save_vectors([(i, 1, b"\x01" * 8) for i in ids], "r", NOW)

@@ -676,3 +676,40 @@ async def test_failing_article_pages_are_listed_and_a_reset_reads_them(cli_env, 
         row = (await listed(env))["sm"]
         assert (row["status"], row["stories"], row["failing_pages"]) == ("ok", 2, 0)
         assert "pages:" not in (await cli(["sources", "list"], env)).stdout
+
+
+async def test_collect_or_reset_of_a_source_another_collector_holds_names_its_claim(
+        cli_env, tmp_path, db_url):
+    """`collect --source NAME` while another collector held NAME's claim (fetching it, or
+    killed with its lease still running) printed "0 sources, 0 new stories, 0 failed" and
+    exited 0, as if the feed had nothing new. It names the claim and exits 1, and still never
+    fetches beside the holder."""
+    from aggregator.model import SourceSpec
+    from aggregator.store import Store
+
+    async with LocalSite() as site:
+        feed = site.route("/feed.xml", body=b"<rss version='2.0'><channel><title>t</title>"
+                                            b"</channel></rss>")
+        url = site.url("/feed.xml")
+        (tmp_path / "sources.toml").write_text(
+            f'[[source]]\nname = "held"\nurl = "{url}"\ncategory = "politics"\n')
+        store = Store(db_url)
+        try:
+            await store.migrate()
+            await store.sync_sources([SourceSpec("held", url, "politics")])
+            assert await store.claim_due_sources(datetime.now(UTC), owner="other-host:4242",
+                                                 lease_s=300)
+        finally:
+            await store.close()
+        env = {**cli_env, "TIDINGS_DATABASE_URL": db_url,
+               "TIDINGS_SOURCES_FILE": str(tmp_path / "sources.toml")}
+        r = await asyncio.to_thread(run_cli, ["collect", "--source", "held"], env)
+        # A reset leaves the claim (no second fetch beside it), and says whose it is: "due
+        # now" alone had the operator wait for a fetch that was up to `lease_s` away.
+        reset = await asyncio.to_thread(run_cli, ["sources", "reset", "held"], env)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "claimed by another collector (other-host:4242)" in r.stderr
+    assert "0 sources" not in r.stdout
+    assert feed.hits == 0
+    assert reset.returncode == 0, reset.stderr
+    assert "claimed by a collector (other-host:4242) until" in reset.stdout

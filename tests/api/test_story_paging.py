@@ -3,6 +3,8 @@ collected from loopback into a real SQLite store, listed over real HTTP, a page 
 
 - A feed that corrects an item's time between two page requests must not make the app see
   a story twice or never (the list's order is the keyset's, `sort_at`).
+- A cursor made by the rule before the same-time order (its time the story's plain sort
+  time, an API process not yet upgraded beside a collector that is) must not repeat stories.
 - Two sources' undated items of one round: each source keeps its feed's order, and the
   combined list pages without a repeat or a gap; which source's item is "newer" is unknown,
   so how the two mix is left as it falls.
@@ -10,6 +12,9 @@ collected from loopback into a real SQLite store, listed over real HTTP, a page 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -55,17 +60,23 @@ async def rest(http: httpx.AsyncClient, cursor: str | None, **filters: str) -> l
             return seen
 
 
+async def desk(st, feed: str, clock=None) -> Collector:
+    """The source "desk" on loopback serving `feed`, and a collector of it (`clock`: its
+    time, else the real one)."""
+    st.site.route("/desk.xml", body=feed, content_type="application/rss+xml")
+    await st.svc.store.sync_sources([SourceSpec("desk", st.site.url("/desk.xml"), "news")])
+    return Collector(st.svc.store, FAST, **({"clock": clock} if clock else {}),
+                     resolver_factory=lambda: LoopbackResolver(port=st.site.port))
+
+
 async def test_a_time_corrected_between_two_pages_repeats_and_skips_no_story(tmp_path, shared_data):
     st, server, task = await make_stack(tmp_path, shared_data, limit=4)
     try:
-        site, store = st.site, st.svc.store
+        site = st.site
         hour = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
         names = ["a", "b", "c", "d", "e", "f"]
         times = {n: hour - timedelta(hours=k) for k, n in enumerate(names)}
-        site.route("/desk.xml", body=dated_feed(list(times.items())),
-                   content_type="application/rss+xml")
-        await store.sync_sources([SourceSpec("desk", site.url("/desk.xml"), "news")])
-        collector = Collector(store, FAST, resolver_factory=lambda: LoopbackResolver(port=site.port))
+        collector = await desk(st, dated_feed(list(times.items())))
         assert (await collector.run_round(name="desk", force=True)).new == len(names)
 
         async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
@@ -91,16 +102,15 @@ async def test_a_time_corrected_between_two_pages_repeats_and_skips_no_story(tmp
 
 async def test_a_feed_stamping_its_build_time_keeps_its_order_round_after_round(
         tmp_path, shared_data):
-    """Every item dated when the feed was built: after the first round that time is past
-    the stories' collection, and each would sort at it, all alike, last item first."""
+    """Every item dated when the feed was built: from the second round that time is past
+    the stories' collection, and each sorted at its collection time, all alike, last item
+    first (the feed's order, `feedorder`'s steps, undone)."""
     st, server, task = await make_stack(tmp_path, shared_data, limit=4)
     try:
-        site, store = st.site, st.svc.store
+        site = st.site
         names = ["harbour", "ferry", "lamp", "pay"]
         clock = [datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)]
-        await store.sync_sources([SourceSpec("desk", site.url("/desk.xml"), "news")])
-        collector = Collector(store, FAST, clock=lambda: clock[0],
-                              resolver_factory=lambda: LoopbackResolver(port=site.port))
+        collector = await desk(st, "", clock=lambda: clock[0])
         async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
             for _ in range(3):  # built a minute before each round's fetch
                 built = clock[0] - timedelta(minutes=1)
@@ -109,6 +119,38 @@ async def test_a_feed_stamping_its_build_time_keeps_its_order_round_after_round(
                 await collector.run_round(name="desk", force=True)
                 assert await rest(http, None, source="desk") == names
                 clock[0] += timedelta(minutes=15)
+    finally:
+        await stop_stack(st, server, task)
+
+
+def old_cursor(card: dict, source: str) -> str:
+    """The `next` the API wrote before the same-time order: the story's plain sort time (its
+    publication time, never later than its collection) and id, and the filters' check."""
+    collected = datetime.fromisoformat(card["collected_at"])
+    published = datetime.fromisoformat(card["published_at"]) if card["published_at"] else None
+    at = published if published is not None and published <= collected else collected
+    check = hashlib.blake2b("\x00".join([source, ""]).encode(), digest_size=3).hexdigest()
+    raw = json.dumps([at.isoformat(), card["id"], check])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+async def test_a_cursor_made_by_the_old_rule_repeats_no_story(tmp_path, shared_data):
+    st, server, task = await make_stack(tmp_path, shared_data, limit=4)
+    try:
+        names = ["harbour", "ferry", "lamp", "pay", "talks"]
+        collector = await desk(st, undated_feed(names))
+        assert (await collector.run_round(name="desk", force=True)).new == len(names)
+
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            first, _ = await page(http, None, source="desk")
+            assert first == ["harbour", "ferry"]
+            # An API process of the old rule served that page: its `next` named "ferry"'s
+            # plain sort time, the round's collection time that all five share.
+            ferry = (await http.get("/v1/stories", params={"source": "desk", "limit": 2})
+                     ).json()["items"][1]
+            ferry = (await http.get(f"/v1/stories/{ferry['id']}")).json()
+            seen = first + await rest(http, old_cursor(ferry, "desk"), source="desk")
+            assert seen == names
     finally:
         await stop_stack(st, server, task)
 

@@ -198,8 +198,9 @@ class Story:
     category: str
     duplicate_of: int | None = None
     tags: tuple[str, ...] = field(default=())
-    # Its place in the listings (the store's `sort_at`): `sort_time`'s, but a microsecond
-    # apart from the items of its fetch it tied with (`feedorder`). None: not read.
+    # Its place in the listings (the store's `sort_at`): `sort_time`'s when first stored, but
+    # a microsecond apart from the items of its fetch it tied with (`feedorder`); a later
+    # correction of its time does not move it. None: not read.
     sort_at: datetime | None = None
 
     @property

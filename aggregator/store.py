@@ -2041,11 +2041,13 @@ class Store:
                     row.author = d.author or row.author
                     row.image_url = d.image_url or row.image_url
                     row.tags = tags
-                    # Only a time that changed moves the story: one restated as it was keeps
-                    # its place among stories of the same time (`feedorder`).
-                    if d.published_at and d.published_at != row.published_at:
-                        row.published_at = d.published_at
-                        row.sort_at = sort_time(d.published_at, row.collected_at)
+                    # A corrected time is what the card shows; the story keeps the place in
+                    # the listings (`sort_at`) it took when stored: moved, it came twice, or
+                    # never, to a reader paging the list past it (a keyset cursor holds a
+                    # place, not the stories seen), and a feed that stamps its items with the
+                    # time it was built listed them reversed from its second round on (all
+                    # at their collection time: `feedorder`'s steps undone).
+                    row.published_at = d.published_at or row.published_at
                     row.updated_at = now
                     updated.append(row.id)
                 await s.flush()

@@ -106,7 +106,7 @@ from api.render import (
 from api.services import STOP_GRACE_S, Services
 from api.static_files import StaticFile, accepts_gzip, static_file
 from api.stats import MAX_DAYS, stats_period, stats_report
-from api.storycursor import decode_cursor, encode_cursor
+from api.storycursor import decode_cursor, encode_cursor, page_from
 from recommender.blocks import BadArticle, Block
 from recommender.related import Filters
 from recommender.search import MAX_QUERY_CHARS, normal_query, query_problem
@@ -1162,7 +1162,12 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     async def latest_page(source: str | None, category: str | None, limit: int,
                           cursor: str | None) -> dict:
         # One selection for the JSON listing and its Atom feed.
-        before = decode_cursor(cursor, source, category) if cursor else None
+        before = None
+        if cursor:
+            at = decode_cursor(cursor, source, category)
+            # An unmarked cursor (older) is placed by its story: one read by id, rare.
+            story = None if at.stored else await svc.store.get_story(at.story_id)
+            before = page_from(at, story.sort_at if story else None)
         rows = await svc.store.latest_stories(limit=limit + 1, source=source, category=category,
                                               before=before)
         nxt = None

@@ -249,14 +249,15 @@ async def test_a_stories_cursor_pages_only_the_listing_it_came_from(http):
     second = [c["id"] for c in r.json()["items"]]
     assert len(second) == 5 and not set(second) & {c["id"] for c in first["items"]}
     # A cursor given out before the check (a position alone) still pages, any listing.
-    at, sid, _ = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    at, sid, *_ = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     old = base64.urlsafe_b64encode(json.dumps([at, sid]).encode()).decode().rstrip("=")
     r = await http.get("/v1/stories", params={"category": "politics", "limit": 5, "cursor": old})
     assert r.status_code == 200 and [c["id"] for c in r.json()["items"]] == second
 
 
 @pytest.mark.parametrize("raw", ['["2026-01-01", true]', '["2026-01-01", false]',
-                                 '["2026-01-01", 1.5]', '["2026-01-01", -1]', '[1, 2]'])
+                                 '["2026-01-01", 1.5]', '["2026-01-01", -1]', '[1, 2]',
+                                 '["2026-01-01", 1, "abcdef", 3]'])
 async def test_a_hand_made_cursor_is_a_400(http, raw):
     import base64
 

@@ -820,13 +820,7 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
         for run in group:
             i = 0
             while i < len(run):
-                j = i
-                while j < len(run) and run[j][0] in shared:
-                    j += 1
-                # Only after a shown word: a weekday before a name is a dateline's ("Friday
-                # Boris Johnson"), no part of it.
-                while i < j < len(run) and run[j][0] in tails:
-                    j += 1
+                j = _name_end(run, i, shared, tails)
                 if j > i:
                     join(run, i, j, trusted)
                 i = max(j, i + 1)
@@ -840,6 +834,17 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
         if not any(same_name(name, other_name) for other_name in out):
             out.setdefault(name, None)
     return list(out)
+
+
+def _name_end(run: NameRun, i: int, shared: Collection[str], tails: Collection[str]) -> int:
+    """Where the name of shared words that opens at `run[i]` ends: over shared words and the
+    weekdays among them (`tails`: "Black Friday"), but only after a shown word: a weekday
+    before a name is a dateline's ("Friday Boris Johnson"), no part of it. A name goes on past
+    its weekday: it stopped there, and "Good Friday Agreement" read "Agreement, Good Friday"."""
+    j = i
+    while j < len(run) and (run[j][0] in shared or (j > i and run[j][0] in tails)):
+        j += 1
+    return j
 
 
 def _joined(run: NameRun, i: int, j: int) -> str:

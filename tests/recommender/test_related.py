@@ -1084,6 +1084,17 @@ def test_a_weekday_that_ends_a_name_stays_in_it():
     assert reason_for("Sales", text, ("friday",)) == "similar topic"
 
 
+def test_a_name_goes_on_past_the_weekday_inside_it():
+    # "Good Friday Agreement" read "Agreement, Good Friday": the name stopped at its weekday,
+    # its last word shown apart and first, as the rarest.
+    title = "Good Friday Agreement: Clinton returns to Belfast 25 years on"
+    text = ("Bill Clinton returned to Belfast to mark 25 years since the Good Friday Agreement "
+            "was signed, ending three decades of the Troubles.")
+    idf = {"agreement": 9.0, "belfast": 8.0, "good": 7.0}
+    assert (reason_for(title, text, ("agreement", "good", "friday", "belfast"), idf)
+            == "same event: Good Friday Agreement, Belfast")
+
+
 def reason_between(title: str, text: str, terms: tuple[str, ...], /, *, site: str = "news.example",
                    cand_site: str = "site2.example", query: Query = QUERY, **other) -> str:
     """The reason of a story on `cand_site` whose names are `terms` and whose title or

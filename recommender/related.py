@@ -918,6 +918,20 @@ def two_names(term: str, mine: str, other: str) -> bool:
     return mine_forms is not None and term not in mine_forms and not mine_forms & theirs
 
 
+def headline_capital(term: str, mine: str, other: str) -> bool:
+    """Whether `term` has its capital from headlines alone: neither story writes it so outside
+    a title-case line (`_forms`), and one writes it in lower case, a word, not a name. Two
+    TPM headlines on the Virginia results, "Top Dems Say Election Day Rout Is 2018
+    Bellwether" and "... Despite Election Day Rout By Dems", read "similar topic: Day Rout"
+    where one report wrote "a thorough state-level rout"."""
+    return (_forms(mine, term) is None and _forms(other, term) is None
+            and (_writes_lower(mine, term) or _writes_lower(other, term)))
+
+
+def _writes_lower(text: str, term: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(term)}(?!\w)", text[:DISPLAY_TEXT_CHARS]) is not None
+
+
 def same_name(a: str, b: str) -> bool:
     """Whether two names of several words are one name spelt short and long: word for word
     the same or one abbreviating the other (`_abbreviates`), as "Lib Dems" is "Liberal
@@ -1055,7 +1069,8 @@ def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = Non
     (`own_name_words`) name nothing shared."""
     other = f"{s.cand.title}\n{s.cand.summary}"
     own = text.own | own_name_words(s.cand.site, other)
-    shown = [t for t in s.shared if shown_name(t, common_word) and t not in own]
+    shown = [t for t in s.shared if shown_name(t, common_word) and t not in own
+             and not headline_capital(t, text.lead, other)]
     dates = [t for t in s.shared if t in CALENDAR_WORDS]  # "Friday" of "Black Friday"
     names = joined_names(shown, text.spelt, text.runs, dates, other, text.headlines,
                          lambda t: two_names(t, text.lead, other), text.lead)

@@ -1143,6 +1143,28 @@ def test_a_word_of_two_different_names_is_no_name_they_share():
     assert reason_between(title, text, ("city",), summary="Deals done.") == "similar topic: City"
 
 
+def test_a_word_capitalised_by_headlines_alone_is_no_name(shared_data):
+    # The captured TPM feed: two reports on the Virginia results, "Top Dems Say Election Day
+    # Rout Is 2018 Bellwether" and "... Despite Election Day Rout By Dems", read "similar
+    # topic: Day Rout" ("same event: Election Day, Election Day Rout" where "Election" was
+    # shown too): both headlines capitalise every word, and one report writes "a thorough
+    # state-level rout". "Election Day", written so mid-sentence, is a name.
+    from aggregator.feeds import parse_feed
+
+    feed = (shared_data / "news-feeds" / "node-feedparser" / "tpm.atom").read_bytes()
+    by_title = {it.title.split()[0]: it for it in parse_feed(feed, base_url="https://tpm.example/").items}
+    dems, ryan = by_title["Top"], by_title["Ryan:"]
+    assert ryan.title == "Ryan: GOP Is Sticking 'With Trump' Despite Election Day Rout By Dems"
+    story = dict(title=ryan.title, summary=ryan.text[:400])
+    assert reason_between(dems.title, dems.text, ("rout", "day"), **story) == "similar topic: Day"
+    assert (reason_between(dems.title, dems.text, ("rout", "day", "election"), **story)
+            == "similar topic: Election Day")
+    # A word no story writes in lower case is still a name, capitalised by headlines alone.
+    assert (reason_between(dems.title, dems.text, ("bellwether",),
+                           title="Dems Hail Bellwether Wins")
+            == "similar topic: Bellwether")
+
+
 def test_the_site_s_own_name_is_no_name_two_stories_share():
     # Real feeds: BBC stories read "similar topic: BBC" under each other ("The BBC gains
     # exclusive access", "The BBC's disability news correspondent") and "BBC News app" had
@@ -1171,8 +1193,10 @@ def test_a_title_case_headline_s_name_is_joined_where_the_other_story_writes_it(
     assert (reason_between(title, text, ("black", "friday"),
                            title="Navigating the Black Friday Travels Sales and Deals")
             == "similar topic: Black Friday")
+    # Where the other story writes "black" as a word, the headline's capital names nothing
+    # (`headline_capital`): it read "similar topic: Black".
     assert (reason_between(title, text, ("black", "friday"), title="Deals in black, Friday")
-            == "similar topic: Black")
+            == "similar topic")
 
 
 def test_a_page_named_by_its_site_name_keeps_its_own_name_out_of_reasons():

@@ -997,21 +997,56 @@ def own_name_words(site: str, text: str) -> frozenset[str]:
     whose words make up a label ("ABC News" of abcnews.go.com, "The Guardian" of
     theguardian.com). Every story of the site may write them (a byline, "the BBC's
     correspondent"), so they are no evidence that two stories tell one event; reasons
-    showed "similar topic: BBC" and "News" ("BBC News app") between unrelated stories."""
+    showed "similar topic: BBC" and "News" ("BBC News app") between unrelated stories.
+
+    A word beside the label is the name's only where the text writes it nowhere else
+    (`_written_apart`): "BBC Scotland's political editor" on a story about Scotland kept
+    "Scotland" out of the reasons of every story on Scotland."""
     labels = {label for label in site_key(site).split(".")[:-1]
               if len(label) > 2 and label.isalpha()}
     if not labels:
         return frozenset()
     words = set(labels)
+    beside: set[str] = set()
+    names: list[str] = []  # the site's names as the text writes them ("BBC Scotland")
     for run in (*name_runs(text), *headline_runs(text)):
         folded = [w for w, _, _ in run]
         for i in range(len(folded)):
             if folded[i] in labels:
-                words.update(folded[max(i - 1, 0):i + 2])  # "BBC News", "The Guardian"
+                beside.update(folded[max(i - 1, 0):i + 2])  # "BBC News", "The Guardian"
+                names.append(_joined(run, max(i - 1, 0), min(i + 2, len(run))))
             for j in range(i + 2, len(folded) + 1):
                 if "".join(folded[i:j]) in labels:
                     words.update(folded[i:j])
-    return frozenset(words)
+    return frozenset(words | (beside - _written_apart(text, names)))
+
+
+def _written_apart(text: str, names: Sequence[str]) -> set[str]:
+    """The words `text` writes with a capital outside `names`, folded."""
+    rest = text[:DISPLAY_TEXT_CHARS]
+    for name in sorted(names, key=len, reverse=True):
+        rest = rest.replace(name, "\n")
+    return {fold(w) for w in _WORDS.findall(rest) if w[0].isupper()}
+
+
+def withheld(own: Mapping[str, frozenset[str]], other_sites: Collection[str],
+             other_headline: Collection[str]) -> frozenset[str]:
+    """The words of sites' own names (`own`: by site key, `own_name_words`) that a reason
+    leaves out against a story on `other_sites` (site keys) whose headline writes
+    `other_headline` (folded words, less its own site's name). A story on another site whose
+    headline writes one is about it, not quoting it: a Daring Fireball post linking to
+    apple.com read "similar topic" under "White House Petition to Side With Apple in FBI
+    Fight", a post on whitehouse.gov the same under "White House ..." headlines. A story of
+    the same site writes its name anyway."""
+    out: set[str] = set()
+    for site, words in own.items():
+        out |= words if site in other_sites else words - set(other_headline)
+    return frozenset(out)
+
+
+def headline_words(title: str, own: Collection[str] = ()) -> frozenset[str]:
+    """The words a headline writes with a capital, folded, less `own` (its site's name)."""
+    return frozenset(fold(w) for w in _WORDS.findall(title) if w[0].isupper()) - set(own)
 
 
 def shown_name(term: str, common_word: CommonWord | None = None) -> bool:
@@ -1036,7 +1071,8 @@ class ReasonText:
     spelt: Mapping[str, str] = field(default_factory=dict)
     runs: Sequence[NameRun] = ()
     headlines: Sequence[NameRun] = ()
-    own: frozenset[str] = frozenset()
+    own: Mapping[str, frozenset[str]] = field(default_factory=dict)  # by site key
+    headline: frozenset[str] = frozenset()  # `headline_words` of its title
 
 
 def reason_text(query: Query) -> ReasonText:
@@ -1045,8 +1081,9 @@ def reason_text(query: Query) -> ReasonText:
     # the site's name for `site` ("BBC News", its og:site_name), in which `own_name_words`
     # finds no host's label, and its block read "same event: Aleppo, BBC" where the stored
     # story's read "similar topic: Aleppo".
-    own = frozenset().union(*(own_name_words(site, lead) for site in {query.site, site_of(query.url)}))
-    return ReasonText(lead, spellings(lead), name_runs(lead), headline_runs(lead), own)
+    own = {site_key(site): own_name_words(site, lead) for site in {query.site, site_of(query.url)}}
+    headline = headline_words(query.title, frozenset().union(*own.values()))
+    return ReasonText(lead, spellings(lead), name_runs(lead), headline_runs(lead), own, headline)
 
 
 def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = None,
@@ -1066,9 +1103,12 @@ def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = Non
     person is mostly one event, 8% of the true same-event claims (40-word texts; 1% on full
     texts) read "similar topic: Tara Reid" instead: understating a tie misleads less than
     claiming one, and the ranking does not change. Words of either site's own name
-    (`own_name_words`) name nothing shared."""
+    (`own_name_words`) name nothing shared, unless the other story's headline writes them
+    (`withheld`)."""
     other = f"{s.cand.title}\n{s.cand.summary}"
-    own = text.own | own_name_words(s.cand.site, other)
+    theirs = {site_key(s.cand.site): own_name_words(s.cand.site, other)}
+    own = (withheld(text.own, theirs, headline_words(s.cand.title, *theirs.values()))
+           | withheld(theirs, text.own, text.headline))
     shown = [t for t in s.shared if shown_name(t, common_word) and t not in own
              and not headline_capital(t, text.lead, other)]
     dates = [t for t in s.shared if t in CALENDAR_WORDS]  # "Friday" of "Black Friday"

@@ -1184,6 +1184,55 @@ def test_the_site_s_own_name_is_no_name_two_stories_share():
             == "similar topic: Cook")
 
 
+def test_a_word_beside_the_site_s_name_is_a_name_where_the_story_writes_it_apart():
+    # "BBC Scotland" is the site's name, and "Scotland" was left out of the reasons of every
+    # story on Scotland beside a BBC story that quotes BBC Scotland (the captured BBC feed's
+    # Scottish elections story under one on the SNP read "similar topic: Starmer").
+    title = "Relish and dread as Starmer 'shambles' hangs over Scotland and Wales elections"
+    text = ("Laura Kuenssberg travels to Wales and Scotland to speak to candidates and voters "
+            "ahead of May 7 polls.")
+    snp = dict(site="bbc.co.uk", cand_site="bbc.co.uk", title="SNP sets out case for new vote",
+               summary="John Swinney told BBC Scotland the party would seek a referendum if it "
+                       "won a majority in Scotland.")
+    assert reason_between(title, text, ("scotland", "swinney"), **snp) == "similar topic: Scotland"
+    # Written beside the site's name only, it is still the name's.
+    quoted = dict(snp, summary="John Swinney told BBC Scotland the party would seek a referendum.")
+    assert reason_between(title, text, ("scotland", "swinney"), **quoted) == "similar topic"
+
+
+def test_a_site_s_name_in_another_site_s_headline_is_a_name_both_share():
+    # Daring Fireball links to the page it writes about: its post on Apple's FBI FAQ is at
+    # apple.com, so "Apple" counted as its own site's name, and the post on a White House
+    # petition to side with Apple read "similar topic: FBI". A headline of another site
+    # writing the name is about it, not quoting it.
+    faq = replace(QUERY, url="http://www.apple.com/customer-letter/answers/")
+    petition = dict(cand_site="daringfireball.net",
+                    title="White House Petition to Side With Apple in FBI Fight",
+                    summary="The FBI, is demanding that Apple build a “backdoor” to bypass "
+                            "digital locks protecting consumer information on Apple’s popular "
+                            "iPhones.")
+    assert (reason_between("Apple Publishes FAQ on Their Fight Against the FBI", "Cogent.",
+                           ("apple", "fbi"), site="daringfireball.net", query=faq, **petition)
+            == "same event: Apple, FBI")
+    # The petition post, at petitions.whitehouse.gov, under another site's White House story.
+    at_petitions = replace(QUERY, url="https://petitions.whitehouse.gov/petition/apple-privacy")
+    assert (reason_between(petition["title"], petition["summary"], ("white", "house"),
+                           site="daringfireball.net", query=at_petitions,
+                           cand_site="theguardian.com",
+                           title="White House declines to take sides in Apple encryption row")
+            == "similar topic: White House")
+    # Quoted in another site's summary, or in a headline of its own site, it names nothing.
+    assert (reason_between(petition["title"], petition["summary"], ("white", "house"),
+                           site="daringfireball.net", query=at_petitions,
+                           cand_site="theguardian.com", title="Encryption row deepens",
+                           summary="Apple's chief met White House officials.")
+            == "similar topic")
+    assert (reason_between(petition["title"], petition["summary"], ("white", "house"),
+                           site="daringfireball.net", query=at_petitions,
+                           cand_site="whitehouse.gov", title="White House statement on encryption")
+            == "similar topic")
+
+
 def test_a_title_case_headline_s_name_is_joined_where_the_other_story_writes_it():
     # Real feeds (NYT): "Black Friday Isn’t What It Used to Be" read "similar topic: Black"
     # under "Navigating the Black Friday Travels Sales and Deals": the names of a title-case

@@ -758,7 +758,7 @@ def _line_runs(line: str) -> list[NameRun]:
         folded = fold(word)
         sep = line[end:m.start()] if end >= 0 else None
         after_title = bool(run) and run[-1][0] in TITLE_WORDS and folded not in TITLE_WORDS
-        if (sep not in (" ", "-") or after_title) and run:
+        if (sep not in (" ", "-") and not _after_initial(run, sep) or after_title) and run:
             if len(run) > 1:
                 runs.append(tuple(run))
             run = []
@@ -767,6 +767,12 @@ def _line_runs(line: str) -> list[NameRun]:
     if len(run) > 1:
         runs.append(tuple(run))
     return runs
+
+
+def _after_initial(run: Sequence[tuple[str, str, str]], sep: str | None) -> bool:
+    """Whether a word follows a middle initial inside a name ("George W. Bush"): a name went
+    on over a space or a hyphen only, and the TPM feed's reports read "Bush, George"."""
+    return sep == ". " and len(run) > 1 and len(run[-1][1]) == 1
 
 
 # A line of at least this many words of four letters or more, all capitalised, is in title
@@ -838,12 +844,16 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
 
 def _name_end(run: NameRun, i: int, shared: Collection[str], tails: Collection[str]) -> int:
     """Where the name of shared words that opens at `run[i]` ends: over shared words and the
-    weekdays among them (`tails`: "Black Friday"), but only after a shown word: a weekday
+    weekdays and initials among them (`tails`: "Black Friday"; "George W. Bush", the
+    initial no key term), but only after a shown word: a weekday
     before a name is a dateline's ("Friday Boris Johnson"), no part of it. A name goes on past
     its weekday: it stopped there, and "Good Friday Agreement" read "Agreement, Good Friday"."""
     j = i
-    while j < len(run) and (run[j][0] in shared or (j > i and run[j][0] in tails)):
+    while j < len(run) and (run[j][0] in shared
+                            or (j > i and (run[j][0] in tails or len(run[j][1]) == 1))):
         j += 1
+    while j > i + 1 and len(run[j - 1][1]) == 1:  # an initial ends no name ("George W.")
+        j -= 1
     return j
 
 

@@ -1095,6 +1095,19 @@ def test_a_name_goes_on_past_the_weekday_inside_it():
             == "same event: Good Friday Agreement, Belfast")
 
 
+def test_a_name_goes_on_over_its_middle_initial():
+    # The captured TPM feed: Pelosi "compared President Donald Trump’s present approval
+    # ratings to former President George W. Bush’s", and the reports on the Virginia results
+    # read "same event: Bush, George, Democratic": a name went on over a space or a hyphen only.
+    text = ("She compared President Donald Trump’s present approval ratings to former President "
+            "George W. Bush’s job approval in 2005. Plan A. The rest.")
+    idf = {"bush": 9.0, "george": 8.0, "plan": 7.0}
+    assert (reason_for("Top Dems Say Election Day Rout Is 2018 Bellwether", text,
+                       ("bush", "george"), idf) == "similar topic: George W. Bush")
+    # An initial ends no name: "Plan", not "Plan A."
+    assert reason_for("Plans", text, ("plan",), idf) == "similar topic: Plan"
+
+
 def reason_between(title: str, text: str, terms: tuple[str, ...], /, *, site: str = "news.example",
                    cand_site: str = "site2.example", query: Query = QUERY, **other) -> str:
     """The reason of a story on `cand_site` whose names are `terms` and whose title or

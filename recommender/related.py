@@ -758,7 +758,7 @@ def _line_runs(line: str) -> list[NameRun]:
         folded = fold(word)
         sep = line[end:m.start()] if end >= 0 else None
         after_title = bool(run) and run[-1][0] in TITLE_WORDS and folded not in TITLE_WORDS
-        if (sep not in (" ", "-") or after_title) and run:
+        if (sep not in (" ", "-") and not _after_initial(run, sep) or after_title) and run:
             if len(run) > 1:
                 runs.append(tuple(run))
             run = []
@@ -767,6 +767,12 @@ def _line_runs(line: str) -> list[NameRun]:
     if len(run) > 1:
         runs.append(tuple(run))
     return runs
+
+
+def _after_initial(run: Sequence[tuple[str, str, str]], sep: str | None) -> bool:
+    """Whether a word follows a middle initial inside a name ("George W. Bush"): a name went
+    on over a space or a hyphen only, and the TPM feed's reports read "Bush, George"."""
+    return sep == ". " and len(run) > 1 and len(run[-1][1]) == 1
 
 
 # A line of at least this many words of four letters or more, all capitalised, is in title
@@ -820,13 +826,7 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
         for run in group:
             i = 0
             while i < len(run):
-                j = i
-                while j < len(run) and run[j][0] in shared:
-                    j += 1
-                # Only after a shown word: a weekday before a name is a dateline's ("Friday
-                # Boris Johnson"), no part of it.
-                while i < j < len(run) and run[j][0] in tails:
-                    j += 1
+                j = _name_end(run, i, shared, tails)
                 if j > i:
                     join(run, i, j, trusted)
                 i = max(j, i + 1)
@@ -840,6 +840,21 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
         if not any(same_name(name, other_name) for other_name in out):
             out.setdefault(name, None)
     return list(out)
+
+
+def _name_end(run: NameRun, i: int, shared: Collection[str], tails: Collection[str]) -> int:
+    """Where the name of shared words that opens at `run[i]` ends: over shared words and the
+    weekdays and initials among them (`tails`: "Black Friday"; "George W. Bush", the
+    initial no key term), but only after a shown word: a weekday
+    before a name is a dateline's ("Friday Boris Johnson"), no part of it. A name goes on past
+    its weekday: it stopped there, and "Good Friday Agreement" read "Agreement, Good Friday"."""
+    j = i
+    while j < len(run) and (run[j][0] in shared
+                            or (j > i and (run[j][0] in tails or len(run[j][1]) == 1))):
+        j += 1
+    while j > i + 1 and len(run[j - 1][1]) == 1:  # an initial ends no name ("George W.")
+        j -= 1
+    return j
 
 
 def _joined(run: NameRun, i: int, j: int) -> str:
@@ -913,6 +928,20 @@ def two_names(term: str, mine: str, other: str) -> bool:
     return mine_forms is not None and term not in mine_forms and not mine_forms & theirs
 
 
+def headline_capital(term: str, mine: str, other: str) -> bool:
+    """Whether `term` has its capital from headlines alone: neither story writes it so outside
+    a title-case line (`_forms`), and one writes it in lower case, a word, not a name. Two
+    TPM headlines on the Virginia results, "Top Dems Say Election Day Rout Is 2018
+    Bellwether" and "... Despite Election Day Rout By Dems", read "similar topic: Day Rout"
+    where one report wrote "a thorough state-level rout"."""
+    return (_forms(mine, term) is None and _forms(other, term) is None
+            and (_writes_lower(mine, term) or _writes_lower(other, term)))
+
+
+def _writes_lower(text: str, term: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(term)}(?!\w)", text[:DISPLAY_TEXT_CHARS]) is not None
+
+
 def same_name(a: str, b: str) -> bool:
     """Whether two names of several words are one name spelt short and long: word for word
     the same or one abbreviating the other (`_abbreviates`), as "Lib Dems" is "Liberal
@@ -978,21 +1007,56 @@ def own_name_words(site: str, text: str) -> frozenset[str]:
     whose words make up a label ("ABC News" of abcnews.go.com, "The Guardian" of
     theguardian.com). Every story of the site may write them (a byline, "the BBC's
     correspondent"), so they are no evidence that two stories tell one event; reasons
-    showed "similar topic: BBC" and "News" ("BBC News app") between unrelated stories."""
+    showed "similar topic: BBC" and "News" ("BBC News app") between unrelated stories.
+
+    A word beside the label is the name's only where the text writes it nowhere else
+    (`_written_apart`): "BBC Scotland's political editor" on a story about Scotland kept
+    "Scotland" out of the reasons of every story on Scotland."""
     labels = {label for label in site_key(site).split(".")[:-1]
               if len(label) > 2 and label.isalpha()}
     if not labels:
         return frozenset()
     words = set(labels)
+    beside: set[str] = set()
+    names: list[str] = []  # the site's names as the text writes them ("BBC Scotland")
     for run in (*name_runs(text), *headline_runs(text)):
         folded = [w for w, _, _ in run]
         for i in range(len(folded)):
             if folded[i] in labels:
-                words.update(folded[max(i - 1, 0):i + 2])  # "BBC News", "The Guardian"
+                beside.update(folded[max(i - 1, 0):i + 2])  # "BBC News", "The Guardian"
+                names.append(_joined(run, max(i - 1, 0), min(i + 2, len(run))))
             for j in range(i + 2, len(folded) + 1):
                 if "".join(folded[i:j]) in labels:
                     words.update(folded[i:j])
-    return frozenset(words)
+    return frozenset(words | (beside - _written_apart(text, names)))
+
+
+def _written_apart(text: str, names: Sequence[str]) -> set[str]:
+    """The words `text` writes with a capital outside `names`, folded."""
+    rest = text[:DISPLAY_TEXT_CHARS]
+    for name in sorted(names, key=len, reverse=True):
+        rest = rest.replace(name, "\n")
+    return {fold(w) for w in _WORDS.findall(rest) if w[0].isupper()}
+
+
+def withheld(own: Mapping[str, frozenset[str]], other_sites: Collection[str],
+             other_headline: Collection[str]) -> frozenset[str]:
+    """The words of sites' own names (`own`: by site key, `own_name_words`) that a reason
+    leaves out against a story on `other_sites` (site keys) whose headline writes
+    `other_headline` (folded words, less its own site's name). A story on another site whose
+    headline writes one is about it, not quoting it: a Daring Fireball post linking to
+    apple.com read "similar topic" under "White House Petition to Side With Apple in FBI
+    Fight", a post on whitehouse.gov the same under "White House ..." headlines. A story of
+    the same site writes its name anyway."""
+    out: set[str] = set()
+    for site, words in own.items():
+        out |= words if site in other_sites else words - set(other_headline)
+    return frozenset(out)
+
+
+def headline_words(title: str, own: Collection[str] = ()) -> frozenset[str]:
+    """The words a headline writes with a capital, folded, less `own` (its site's name)."""
+    return frozenset(fold(w) for w in _WORDS.findall(title) if w[0].isupper()) - set(own)
 
 
 def shown_name(term: str, common_word: CommonWord | None = None) -> bool:
@@ -1017,7 +1081,8 @@ class ReasonText:
     spelt: Mapping[str, str] = field(default_factory=dict)
     runs: Sequence[NameRun] = ()
     headlines: Sequence[NameRun] = ()
-    own: frozenset[str] = frozenset()
+    own: Mapping[str, frozenset[str]] = field(default_factory=dict)  # by site key
+    headline: frozenset[str] = frozenset()  # `headline_words` of its title
 
 
 def reason_text(query: Query) -> ReasonText:
@@ -1026,8 +1091,9 @@ def reason_text(query: Query) -> ReasonText:
     # the site's name for `site` ("BBC News", its og:site_name), in which `own_name_words`
     # finds no host's label, and its block read "same event: Aleppo, BBC" where the stored
     # story's read "similar topic: Aleppo".
-    own = frozenset().union(*(own_name_words(site, lead) for site in {query.site, site_of(query.url)}))
-    return ReasonText(lead, spellings(lead), name_runs(lead), headline_runs(lead), own)
+    own = {site_key(site): own_name_words(site, lead) for site in {query.site, site_of(query.url)}}
+    headline = headline_words(query.title, frozenset().union(*own.values()))
+    return ReasonText(lead, spellings(lead), name_runs(lead), headline_runs(lead), own, headline)
 
 
 def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = None,
@@ -1047,10 +1113,14 @@ def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = Non
     person is mostly one event, 8% of the true same-event claims (40-word texts; 1% on full
     texts) read "similar topic: Tara Reid" instead: understating a tie misleads less than
     claiming one, and the ranking does not change. Words of either site's own name
-    (`own_name_words`) name nothing shared."""
+    (`own_name_words`) name nothing shared, unless the other story's headline writes them
+    (`withheld`)."""
     other = f"{s.cand.title}\n{s.cand.summary}"
-    own = text.own | own_name_words(s.cand.site, other)
-    shown = [t for t in s.shared if shown_name(t, common_word) and t not in own]
+    theirs = {site_key(s.cand.site): own_name_words(s.cand.site, other)}
+    own = (withheld(text.own, theirs, headline_words(s.cand.title, *theirs.values()))
+           | withheld(theirs, text.own, text.headline))
+    shown = [t for t in s.shared if shown_name(t, common_word) and t not in own
+             and not headline_capital(t, text.lead, other)]
     dates = [t for t in s.shared if t in CALENDAR_WORDS]  # "Friday" of "Black Friday"
     names = joined_names(shown, text.spelt, text.runs, dates, other, text.headlines,
                          lambda t: two_names(t, text.lead, other), text.lead)

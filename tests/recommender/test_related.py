@@ -1084,6 +1084,30 @@ def test_a_weekday_that_ends_a_name_stays_in_it():
     assert reason_for("Sales", text, ("friday",)) == "similar topic"
 
 
+def test_a_name_goes_on_past_the_weekday_inside_it():
+    # "Good Friday Agreement" read "Agreement, Good Friday": the name stopped at its weekday,
+    # its last word shown apart and first, as the rarest.
+    title = "Good Friday Agreement: Clinton returns to Belfast 25 years on"
+    text = ("Bill Clinton returned to Belfast to mark 25 years since the Good Friday Agreement "
+            "was signed, ending three decades of the Troubles.")
+    idf = {"agreement": 9.0, "belfast": 8.0, "good": 7.0}
+    assert (reason_for(title, text, ("agreement", "good", "friday", "belfast"), idf)
+            == "same event: Good Friday Agreement, Belfast")
+
+
+def test_a_name_goes_on_over_its_middle_initial():
+    # The captured TPM feed: Pelosi "compared President Donald Trump’s present approval
+    # ratings to former President George W. Bush’s", and the reports on the Virginia results
+    # read "same event: Bush, George, Democratic": a name went on over a space or a hyphen only.
+    text = ("She compared President Donald Trump’s present approval ratings to former President "
+            "George W. Bush’s job approval in 2005. Plan A. The rest.")
+    idf = {"bush": 9.0, "george": 8.0, "plan": 7.0}
+    assert (reason_for("Top Dems Say Election Day Rout Is 2018 Bellwether", text,
+                       ("bush", "george"), idf) == "similar topic: George W. Bush")
+    # An initial ends no name: "Plan", not "Plan A."
+    assert reason_for("Plans", text, ("plan",), idf) == "similar topic: Plan"
+
+
 def reason_between(title: str, text: str, terms: tuple[str, ...], /, *, site: str = "news.example",
                    cand_site: str = "site2.example", query: Query = QUERY, **other) -> str:
     """The reason of a story on `cand_site` whose names are `terms` and whose title or
@@ -1132,6 +1156,28 @@ def test_a_word_of_two_different_names_is_no_name_they_share():
     assert reason_between(title, text, ("city",), summary="Deals done.") == "similar topic: City"
 
 
+def test_a_word_capitalised_by_headlines_alone_is_no_name(shared_data):
+    # The captured TPM feed: two reports on the Virginia results, "Top Dems Say Election Day
+    # Rout Is 2018 Bellwether" and "... Despite Election Day Rout By Dems", read "similar
+    # topic: Day Rout" ("same event: Election Day, Election Day Rout" where "Election" was
+    # shown too): both headlines capitalise every word, and one report writes "a thorough
+    # state-level rout". "Election Day", written so mid-sentence, is a name.
+    from aggregator.feeds import parse_feed
+
+    feed = (shared_data / "news-feeds" / "node-feedparser" / "tpm.atom").read_bytes()
+    by_title = {it.title.split()[0]: it for it in parse_feed(feed, base_url="https://tpm.example/").items}
+    dems, ryan = by_title["Top"], by_title["Ryan:"]
+    assert ryan.title == "Ryan: GOP Is Sticking 'With Trump' Despite Election Day Rout By Dems"
+    story = dict(title=ryan.title, summary=ryan.text[:400])
+    assert reason_between(dems.title, dems.text, ("rout", "day"), **story) == "similar topic: Day"
+    assert (reason_between(dems.title, dems.text, ("rout", "day", "election"), **story)
+            == "similar topic: Election Day")
+    # A word no story writes in lower case is still a name, capitalised by headlines alone.
+    assert (reason_between(dems.title, dems.text, ("bellwether",),
+                           title="Dems Hail Bellwether Wins")
+            == "similar topic: Bellwether")
+
+
 def test_the_site_s_own_name_is_no_name_two_stories_share():
     # Real feeds: BBC stories read "similar topic: BBC" under each other ("The BBC gains
     # exclusive access", "The BBC's disability news correspondent") and "BBC News app" had
@@ -1151,6 +1197,55 @@ def test_the_site_s_own_name_is_no_name_two_stories_share():
             == "similar topic: Cook")
 
 
+def test_a_word_beside_the_site_s_name_is_a_name_where_the_story_writes_it_apart():
+    # "BBC Scotland" is the site's name, and "Scotland" was left out of the reasons of every
+    # story on Scotland beside a BBC story that quotes BBC Scotland (the captured BBC feed's
+    # Scottish elections story under one on the SNP read "similar topic: Starmer").
+    title = "Relish and dread as Starmer 'shambles' hangs over Scotland and Wales elections"
+    text = ("Laura Kuenssberg travels to Wales and Scotland to speak to candidates and voters "
+            "ahead of May 7 polls.")
+    snp = dict(site="bbc.co.uk", cand_site="bbc.co.uk", title="SNP sets out case for new vote",
+               summary="John Swinney told BBC Scotland the party would seek a referendum if it "
+                       "won a majority in Scotland.")
+    assert reason_between(title, text, ("scotland", "swinney"), **snp) == "similar topic: Scotland"
+    # Written beside the site's name only, it is still the name's.
+    quoted = dict(snp, summary="John Swinney told BBC Scotland the party would seek a referendum.")
+    assert reason_between(title, text, ("scotland", "swinney"), **quoted) == "similar topic"
+
+
+def test_a_site_s_name_in_another_site_s_headline_is_a_name_both_share():
+    # Daring Fireball links to the page it writes about: its post on Apple's FBI FAQ is at
+    # apple.com, so "Apple" counted as its own site's name, and the post on a White House
+    # petition to side with Apple read "similar topic: FBI". A headline of another site
+    # writing the name is about it, not quoting it.
+    faq = replace(QUERY, url="http://www.apple.com/customer-letter/answers/")
+    petition = dict(cand_site="daringfireball.net",
+                    title="White House Petition to Side With Apple in FBI Fight",
+                    summary="The FBI, is demanding that Apple build a “backdoor” to bypass "
+                            "digital locks protecting consumer information on Apple’s popular "
+                            "iPhones.")
+    assert (reason_between("Apple Publishes FAQ on Their Fight Against the FBI", "Cogent.",
+                           ("apple", "fbi"), site="daringfireball.net", query=faq, **petition)
+            == "same event: Apple, FBI")
+    # The petition post, at petitions.whitehouse.gov, under another site's White House story.
+    at_petitions = replace(QUERY, url="https://petitions.whitehouse.gov/petition/apple-privacy")
+    assert (reason_between(petition["title"], petition["summary"], ("white", "house"),
+                           site="daringfireball.net", query=at_petitions,
+                           cand_site="theguardian.com",
+                           title="White House declines to take sides in Apple encryption row")
+            == "similar topic: White House")
+    # Quoted in another site's summary, or in a headline of its own site, it names nothing.
+    assert (reason_between(petition["title"], petition["summary"], ("white", "house"),
+                           site="daringfireball.net", query=at_petitions,
+                           cand_site="theguardian.com", title="Encryption row deepens",
+                           summary="Apple's chief met White House officials.")
+            == "similar topic")
+    assert (reason_between(petition["title"], petition["summary"], ("white", "house"),
+                           site="daringfireball.net", query=at_petitions,
+                           cand_site="whitehouse.gov", title="White House statement on encryption")
+            == "similar topic")
+
+
 def test_a_title_case_headline_s_name_is_joined_where_the_other_story_writes_it():
     # Real feeds (NYT): "Black Friday Isn’t What It Used to Be" read "similar topic: Black"
     # under "Navigating the Black Friday Travels Sales and Deals": the names of a title-case
@@ -1160,8 +1255,10 @@ def test_a_title_case_headline_s_name_is_joined_where_the_other_story_writes_it(
     assert (reason_between(title, text, ("black", "friday"),
                            title="Navigating the Black Friday Travels Sales and Deals")
             == "similar topic: Black Friday")
+    # Where the other story writes "black" as a word, the headline's capital names nothing
+    # (`headline_capital`): it read "similar topic: Black".
     assert (reason_between(title, text, ("black", "friday"), title="Deals in black, Friday")
-            == "similar topic: Black")
+            == "similar topic")
 
 
 def test_a_page_named_by_its_site_name_keeps_its_own_name_out_of_reasons():

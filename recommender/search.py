@@ -132,9 +132,18 @@ def normal_query(q: str) -> str:
     nothing). Case changes nothing else but the names the ranking sees (`as_names`), so
     "Starmer budget" and "starmer budget" are one search and one cache entry."""
     words = narrowed(q).split()
-    if len(words) > 1 and all(w.isupper() for w in words):
+    if caps_lock(words):
         return " ".join(words).casefold()
     return " ".join(w if _in_capitals(w) else w.casefold() for w in words)
+
+
+def caps_lock(words: list[str]) -> bool:
+    """Whether the words were typed with caps lock on: two or more of them have letters, all
+    in capitals. A word without letters ("2005", "-", "&") says nothing either way: it made
+    "ELECTION IN 2005" a query not all in capitals, "IN" kept as a name ("election IN
+    2005", another cache entry than "election in 2005")."""
+    cased = [w for w in words if w.upper() != w.lower()]
+    return len(cased) > 1 and all(w.isupper() for w in cased)
 
 
 def as_names(query: str) -> str:

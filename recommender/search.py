@@ -244,11 +244,24 @@ def _shown_words(query: str, text: str, words: set[str], names: set[str]) -> lis
                 shown.append(bare)
         elif not terms:
             shown.extend(t for t in key_terms(as_names(word), "") if t in names)
-        elif len(terms) > 1 and all(t in words for t in terms):
+        elif len(terms) > 1 and all(t in words for t in terms) and one_word(word):
             shown.append(word.strip(_AROUND_WORD))
         elif len(terms) == 1 or not unspaced(terms[0]):
             shown.extend(t for t in terms if t in words)
     return shown
+
+
+# What joins the parts of one word: "jean-luc", "o'brien", "e.on".
+_JOINERS = frozenset("-‐‑'’.")
+
+
+def one_word(word: str) -> bool:
+    """Whether `word` (bare of the quotes and commas around it) is one word of parts: letters,
+    digits and their marks, joined by hyphens, apostrophes or dots. Not "tax.*cuts" or
+    "blair|brown", a pattern typed into the box, which a reason showed whole ("matches
+    'blair|brown'" under "Brown and Blair face new rift claims") rather than its words."""
+    return all(ch.isalnum() or ch in _JOINERS or unicodedata.category(ch).startswith("M")
+               for ch in word.strip(_AROUND_WORD))
 
 
 # A story whose title has the query's words side by side as typed ("New York" in "New York

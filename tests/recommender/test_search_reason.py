@@ -52,6 +52,10 @@ from tests.recommender.foreign_news import FRENCH
     ("WHO warns", "Measles: the WHO warns", "matches 'WHO', 'warns'"),
     ("AT&T takeover", "SBC completes AT&T takeover", "matches 'AT&T', 'takeover'"),
     ("WHO", "Who will win the election?", "about the same subject"),
+    # A pattern typed into the box is no word of parts: its words, as the story has them.
+    ("(blair|brown)", "Brown and Blair face new rift claims", "matches 'blair', 'brown'"),
+    ("tax.*cuts", "Will Tory tax cuts lift spirits?", "matches 'tax', 'cuts'"),
+    ("o'brien", "O'Brien quits the board", "matches 'o'brien'"),
 ])
 def test_the_reason_names_the_query_words_the_story_carries(query, title, reason):
     assert search_reason(normal_query(query), title, "") == reason

@@ -165,28 +165,9 @@ def with_spellings(query: str, spellings: Callable[[str], list[str]]) -> str:
     words = []
     for word in query.split():
         words.append(word)
-        for term in tokenize(word):
-            others = spellings(term)
-            words.extend(other for other in others if other != term)
-            if not others:
-                words.extend(hyphenated(term, lambda t: bool(spellings(t))))
+        words.extend(other for term in tokenize(word) for other in spellings(term)
+                     if other != term)
     return " ".join(dict.fromkeys(words))
-
-
-# Letters the rest of a word must have to be read as "x-" and a word (`hyphenated`).
-_MIN_TAIL = 3
-
-
-def hyphenated(term: str, known: Callable[[str], bool]) -> list[str]:
-    """`term`, which the index does not hold, as a letter, a hyphen and a term it holds:
-    "email" is "e-mail", "xray" "x-ray". BBC writes "e-mail" 159 times and "email" 16, and
-    the index reads "e-mail" as "mail" (a single letter is no term): "email" found 3 of the
-    hundred stories that tell of e-mail. Only a single letter is split off: two terms
-    ("antiterror" as "anti-terror") also read "lorem" as "lo-rem", and "lorem ipsum" found
-    REM's concerts (pure: `known` says which terms the index holds)."""
-    if len(term) > _MIN_TAIL and term[0].isalpha() and known(term[1:]):
-        return [f"{term[0]}-{term[1:]}"]
-    return []
 
 
 def search_reason(query: str, title: str, summary: str, most: int = 3) -> str:

@@ -8,7 +8,6 @@ import pytest
 from recommender import lexical, search
 from recommender.search import (
     TITLE_BONUS,
-    hyphenated,
     normal_query,
     search_reason,
     title_factor,
@@ -156,12 +155,3 @@ def test_a_german_word_written_with_and_without_its_umlaut_is_named_once(q):
     title = "Streik legt den Nahverkehr in München lahm"
     summary = "In Muenchen fahren seit dem Morgen keine U-Bahnen."
     assert reason_of(q, title, summary) == f"matches '{normal_query(q)}'"
-
-
-def test_a_word_the_index_does_not_hold_is_also_read_as_a_letter_and_a_hyphen():
-    known = {"mail", "ray", "rem", "lo", "terror", "anti", "ai"}.__contains__
-    assert hyphenated("email", known) == ["e-mail"]
-    assert hyphenated("xray", known) == ["x-ray"]
-    # Not two terms ("lo-rem": "lorem ipsum" found REM's concerts), nor a short rest.
-    assert hyphenated("lorem", known) == hyphenated("antiterror", known) == []
-    assert hyphenated("eai", known) == hyphenated("2mail", known) == []

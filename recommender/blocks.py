@@ -67,6 +67,7 @@ from recommender.search import (
     capitals,
     could_lift,
     reranked,
+    search_depth,
     search_params,
     searched,
     with_spellings,
@@ -342,7 +343,7 @@ class RelatedService:
         # Ranked past k: a story with the query's words side by side in its title may be
         # lifted over those above it (`reranked`).
         extra = RERANK_EXTRA if could_lift(query) else 0
-        block = await self._block(art, k=k + extra, filters=filters,
+        block = await self._block(art, k=search_depth(k) + extra, filters=filters,
                                   params=search_params(self.rank_params),
                                   written=tuple(capitals(query)))
         rows = reranked(block.related, query, k, lambda m: (m.title, m.summary))

@@ -52,6 +52,10 @@ from tests.recommender.foreign_news import FRENCH
     ("WHO warns", "Measles: the WHO warns", "matches 'WHO', 'warns'"),
     ("AT&T takeover", "SBC completes AT&T takeover", "matches 'AT&T', 'takeover'"),
     ("WHO", "Who will win the election?", "about the same subject"),
+    # A pattern typed into the box is no word of parts: its words, as the story has them.
+    ("(blair|brown)", "Brown and Blair face new rift claims", "matches 'blair', 'brown'"),
+    ("tax.*cuts", "Will Tory tax cuts lift spirits?", "matches 'tax', 'cuts'"),
+    ("o'brien", "O'Brien quits the board", "matches 'o'brien'"),
 ])
 def test_the_reason_names_the_query_words_the_story_carries(query, title, reason):
     assert search_reason(normal_query(query), title, "") == reason
@@ -63,6 +67,10 @@ def test_the_reason_names_the_query_words_the_story_carries(query, title, reason
     ("UK Budget", "uk budget"),  # no common word: capitals change nothing, one cache entry
     ("WHO WARNS", "who warns"),  # caps lock says nothing
     ("Who is", "who is"),
+    # Caps lock on, with words that have no letters: as much caps lock.
+    ("ELECTION IN 2005", "election in 2005"),
+    ("WHAT IS THE EU? - 2005", "what is the eu? - 2005"),
+    ("WHO 2005", "WHO 2005"),  # one word of letters: the organisation, as "WHO" alone
     # Width forms, as an East Asian keyboard types them, read as the letters they are.
     ("ＵＫ　Ｂｕｄｇｅｔ", "uk budget"),
     ("ＷＨＯ warns", "WHO warns"),

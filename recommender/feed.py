@@ -134,8 +134,9 @@ class FeedParams:
     # and no further with more. Measured on MIND (impression logs: 327 of 4,637 users seen in
     # more than one session): in a later impression, a story the user was shown once before
     # and did not click was clicked 18 times in 993 (1.8%), the new stories of the same
-    # impressions 264 in 8,545 (3.1%): 0.58x (0.55x against each story's click rate with
-    # other users; 95% over users 0.30-0.89). Shown twice before: 0 clicks in 12, and never
+    # impressions 262 in 8,445 (3.1%): 0.58x (0.55x against each story's click rate with
+    # other users; 95% over users 0.30-0.89; `tidings eval feed` prints the table,
+    # evaluate_feed.skip_click_rates). Shown twice before: 0 clicks in 12, and never
     # more: nothing says a further showing costs more, so it does not. One unit of feed score
     # is 0.9-1.15 in log odds of the next read (the feed's own order on MIND next-read, 808
     # rows, a conditional logit on its scores), so 0.55x is 0.52-0.66; 0.5 (the 95% range

@@ -117,6 +117,76 @@ def event_log(rows: Sequence[MindRow]) -> dict[str, list[Event]]:
     return dict(per)
 
 
+@dataclass(frozen=True)
+class ImpressionLog:
+    """One behaviors.tsv row whole: every news id, in news.tsv or not (a user's own impression
+    logs are consistent with each other; only the catalogue was sampled apart)."""
+
+    user: str
+    at: datetime
+    impression_id: str
+    shown: tuple[tuple[str, bool], ...]  # news id, clicked?
+    history: frozenset[str]
+
+
+def load_impression_logs(data_dir: Path) -> list[ImpressionLog]:
+    out = []
+    with open(Path(data_dir) / "behaviors.tsv", encoding="utf-8") as f:
+        for line in f:
+            imp_id, user, when, hist, imps = line.rstrip("\n").split("\t")
+            at = datetime.strptime(when, "%m/%d/%Y %I:%M:%S %p").replace(tzinfo=UTC)
+            shown = tuple((nid, label == "1") for nid, _, label in (t.rpartition("-") for t in imps.split()))
+            out.append(ImpressionLog(user, at, imp_id, shown, frozenset(hist.split())))
+    return out
+
+
+def skip_click_rates(logs: Sequence[ImpressionLog], *, top: int = 3) -> dict:
+    """The click rate of an impression by how many earlier impressions of that story to that
+    user went unclicked (0, 1, ..., `top`+): what FeedParams.skip_weight rests on. A story the
+    user clicked before, or has in their history, is left out (the feed leaves read stories
+    out); earlier means an earlier row of the user (time, then impression id). `all` counts
+    every impression; `same_impressions` only the rows that hold a story shown before, so the
+    new stories beside it are the comparison (same user, same visit). Pure."""
+    tables: dict[str, dict[int, list[int]]] = {"all": defaultdict(lambda: [0, 0]),
+                                               "same_impressions": defaultdict(lambda: [0, 0])}
+    by_user: dict[str, list[ImpressionLog]] = defaultdict(list)
+    for row in logs:
+        by_user[row.user].append(row)
+    for rows in by_user.values():
+        passed: dict[str, int] = defaultdict(int)
+        clicked: set[str] = set()
+        for row in sorted(rows, key=lambda r: (r.at, r.impression_id)):
+            fresh = [(n, c) for n, c in row.shown if n not in clicked and n not in row.history]
+            repeat = any(passed[n] for n, _ in fresh)
+            for n, c in fresh:
+                for name in ("all", "same_impressions") if repeat else ("all",):
+                    cell = tables[name][min(passed[n], top)]
+                    cell[0] += c
+                    cell[1] += 1
+            for n, c in row.shown:
+                if c:
+                    clicked.add(n)
+                else:
+                    passed[n] += 1
+
+    def cell(clicks: int, n: int) -> dict:
+        return {"clicks": clicks, "shown": n, "rate": clicks / n if n else None,
+                "ci95": _wilson(clicks, n)}
+
+    return {name: {(str(k) if k < top else f"{top}+"): cell(*t[k]) for k in sorted(t)}
+            for name, t in tables.items()}
+
+
+def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95% interval of a rate: Wilson's, which stays in [0, 1] and says something of 0 in 12."""
+    if not n:
+        return None
+    p = k / n
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (round(mid - half, 4), round(mid + half, 4))
+
+
 class _Crowd:
     """What the product learned from all readers, with one reader taken out on demand."""
 
@@ -284,6 +354,7 @@ def eval_feed_mind(
         "auc_smoke": float(np.mean(aucs)) if aucs else None,
         "auc_smoke_n": len(aucs),
         "baselines": {k: summary(v) for k, v in ranks.items() if k != "feed"},
+        "skip_click_rates": skip_click_rates(load_impression_logs(data_dir)),
     }
 
 
@@ -300,6 +371,11 @@ def format_report(result: dict) -> str:
             f"  impression AUC (SMOKE, {result['auc_smoke_n']} impressions: too few to trust) "
             f"{result['auc_smoke']:.3f}"
         )
+    if same := result.get("skip_click_rates", {}).get("same_impressions"):
+        lines.append("  click rate by earlier unclicked showings (impressions that hold a repeat):")
+        for k, c in same.items():
+            ci = f"[{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]" if c["ci95"] else ""
+            lines.append(f"    {k:>3}: {c['clicks']}/{c['shown']} = {c['rate']:.3f} {ci}")
     return "\n".join(lines)
 
 

@@ -38,6 +38,9 @@ from recommender.readers import (
 # A feed cursor carries the ids its pages showed (~2-3 bytes each, base64): a reader paged
 # through a whole feed (~1,000 candidates) carries about 4 kB.
 MAX_CURSOR_CHARS = 16_384
+# Stories a trending list gives when the caller does not say; fewer where api.max_k is (the
+# most one call may ask for): it gave 20 where `?k=20` was a 422.
+TRENDING_DEFAULT_K = 20
 # The pattern is checked by `reader_id` (for its message, and to refuse "." and "..", which
 # no URL path carries: api/events.py DOT_SEGMENTS) and stated in the schema.
 ReaderId = Annotated[str, Path(min_length=1, max_length=128,
@@ -165,6 +168,8 @@ def every_preference(info: dict | None) -> dict[str, list[str]]:
 
 
 def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max_k: int) -> None:
+    trending_k = min(TRENDING_DEFAULT_K, max_k)
+
     def check_k(k: int | None) -> int | None:
         if k is not None and k > max_k:
             raise ApiError(422, "invalid_request", f"k must be at most {max_k}")
@@ -213,12 +218,12 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
     async def trending(response: Response,
                        category: Annotated[str | None, Query(max_length=80)] = None,
                        k: int | None = Query(None, ge=1, le=max_k,
-                                             description=f"stories (at most {max_k}; default 20)"),
+                                             description=f"stories (at most {max_k}; default {trending_k})"),
                        reader: reader_query("leave out what this reader muted or read") = None):
         """Most read lately (smoothed), fresh stories breaking ties."""
         if reader:
             await app.state.events.written_for(reader)
-        items = await feeds.trending(category=category, k=check_k(k) or 20, reader=reader)
+        items = await feeds.trending(category=category, k=check_k(k) or trending_k, reader=reader)
         if reader:
             response.headers["Cache-Control"] = PERSONAL
         return {"items": [card(m, score=it.score, reason=it.reason) for m, it in items]}

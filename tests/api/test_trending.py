@@ -136,3 +136,20 @@ async def test_a_sections_trending_head_holds_one_copy_of_a_story(tmp_path, shar
                 assert len(trend & set(copies)) == 1 and trend - set(copies) == set(read[:4]), items
     finally:
         await stop_stack(*stack)
+
+
+async def test_trending_gives_no_more_stories_than_max_k_by_default(tmp_path, shared_data):
+    """Trending without `k` gave its 20 stories whatever `api.max_k` said: an operator who set
+    max_k = 3 (the most one call may ask for) had 3-story related blocks and searches, and
+    20-story trending lists, where `?k=20` is a 422. Its default is min(20, max_k), as
+    search's is min(10, max_k) and the widget's min(4, max_k)."""
+    st, server, task = await make_stack(tmp_path, shared_data, limit=30, env={
+        "TIDINGS_API_MAX_K": "3", "TIDINGS_API_DEFAULT_K": "2"})
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            r = await http.get("/v1/trending")
+            assert r.status_code == 200 and len(r.json()["items"]) == 3, r.text
+            r = await http.get("/v1/trending", params={"k": 4})
+            assert r.status_code == 422, r.text
+    finally:
+        await stop_stack(st, server, task)

@@ -133,3 +133,36 @@ async def test_a_readers_journey_from_a_widget_block_to_being_forgotten(journey)
     assert [c["id"] for c in (await _feed(http, READER))["items"]] == [
         c["id"] for c in (await _feed(http, "b2" * 16))["items"]]
     assert (await http.get("/v1/stats", params={"days": 1})).json()["total"] == stats
+
+
+async def test_a_refresh_keeps_the_page_a_later_visit_moves_on(journey):
+    """A page's impressions arrive as it loads. Counted as passed over at once, a reader who
+    clicked one story and refreshed a minute later found 18 of the other 19 replaced, the
+    stories they were about to read sunk; now about what a reader who sent no impressions
+    finds. Three hours later, another visit, what they passed over gives way
+    (FeedParams.skip_weight). Each reader's impressions also lower the crowd's click rate of
+    those stories for all, so the pages are compared by how many stories they keep."""
+    from datetime import UTC, datetime, timedelta
+
+    http = journey
+    politics = (await http.get("/v1/stories", params={"category": "politics", "limit": 5})).json()["items"]
+    now = datetime.now(UTC)
+    ago = {"c1" * 16: None, "c2" * 16: timedelta(minutes=1), "c3" * 16: timedelta(hours=3)}
+    first = {}
+    for reader in ago:  # one read two days ago: a warm feed, the same first page for all three
+        await _events(http, [{"reader": reader, "story_id": str(politics[0]["id"]), "type": "read",
+                              "dwell_s": 60, "at": (now - timedelta(days=2)).isoformat()}])
+        first[reader] = [c["id"] for c in (await _feed(http, reader))["items"]]
+    for reader, when in ago.items():
+        at = (now - (when or timedelta(minutes=1))).isoformat()
+        shown = [] if when is None else [
+            {"reader": reader, "story_id": str(i), "type": "impression", "at": at} for i in first[reader]]
+        await _events(http, [*shown, {"reader": reader, "story_id": str(first[reader][2]), "type": "click",
+                                      "at": at}])
+    kept = {}
+    for reader, when in ago.items():
+        again = {c["id"] for c in (await _feed(http, reader))["items"]}
+        kept[when] = len(set(first[reader]) & again - {first[reader][2]})
+    assert kept[None] >= 8, kept  # the click alone moves some
+    assert kept[timedelta(minutes=1)] >= kept[None] - 2, kept
+    assert kept[timedelta(hours=3)] <= 5, kept

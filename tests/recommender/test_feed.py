@@ -1045,7 +1045,7 @@ def test_a_story_passed_over_again_and_again_sinks(warm):
     top = None
 
     def shown(times: int):
-        events = [*reads, *(Event("r", top, "impression", NOW - timedelta(minutes=10 * t + 1))
+        events = [*reads, *(Event("r", top, "impression", NOW - timedelta(hours=t + 1))
                              for t in range(times))]
         p = build_profile("r", events, lambda ids: np.stack([table[i] for i in ids]), meta,
                           now=NOW)
@@ -1095,7 +1095,7 @@ def test_a_story_passed_over_sinks_below_its_equal_but_not_past_stories_far_belo
     events = [Event("r", sid, "read", NOW - timedelta(hours=3 * k + 1)) for k, sid in enumerate(reads)]
 
     def order(shown: int) -> list[int]:
-        imps = [Event("r", 1, "impression", NOW - timedelta(minutes=10 * t + 1)) for t in range(shown)]
+        imps = [Event("r", 1, "impression", NOW - timedelta(hours=t + 1)) for t in range(shown)]
         p = build_profile("r", [*events, *imps], lambda ids: np.stack([table[i] for i in ids]), meta,
                           now=NOW)
         assert p.passed_over == ({1: shown} if shown else {})
@@ -1104,6 +1104,23 @@ def test_a_story_passed_over_sinks_below_its_equal_but_not_past_stories_far_belo
     assert order(0)[:2] == [1, 2] and set(order(0)[2:]) == set(range(3, 9))
     after = order(times)
     assert after[:2] == [2, 1], after
+
+
+@pytest.mark.parametrize("ago_s", [0, 60, 29 * 60])
+def test_a_story_shown_on_this_visit_keeps_its_place(ago_s):
+    """A page sends its impressions as it loads: counted at once, a reader who refreshed their
+    feed, or came back from the article they opened, a minute later found the page they were
+    reading replaced. A showing is passed over once it is from another visit, 30 minutes
+    old (ProfileParams.pass_over_after_s); one from an earlier visit still counts beside it."""
+    def passed(*ago: timedelta) -> dict:
+        events = [Event("r", 1, "impression", NOW - a) for a in ago]
+        return build_profile("r", events, lambda ids: np.zeros((len(ids), DIM)), {},
+                             now=NOW).passed_over
+
+    now_shown = timedelta(seconds=ago_s)
+    assert passed(now_shown) == {}
+    assert passed(timedelta(minutes=30)) == {1: 1}
+    assert passed(now_shown, timedelta(hours=3)) == {1: 1}
 
 
 def test_a_story_in_a_followed_sources_group_names_the_source():

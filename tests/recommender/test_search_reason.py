@@ -40,6 +40,10 @@ from tests.recommender.foreign_news import FRENCH
      "matches 'covid-19', 'care', 'homes'"),
     ("(Jean-Luc),", "Jean-Luc Godard dies", "matches 'jean-luc'"),
     ("Jean-Luc", "Luc Besson's new film", "matches 'luc'"),
+    # Written with a hyphen or without: one word ("about the same subject" under "e-mail").
+    ("email", "Spam e-mail floods inboxes", "matches 'email'"),
+    ("e-mail", "Email scam targets pensioners", "matches 'email'"),
+    ("e-mail", "Spam e-mail floods inboxes", "matches 'e-mail'"),
     # A letter beside a digit is no word to the index, but the story's name: it was "about
     # the same subject" under a headline saying G7.
     ("G7", "G7 finance ministers meet in Italy", "matches 'g7'"),

@@ -752,7 +752,7 @@ def _line_runs(line: str) -> list[NameRun]:
     end = -1
     for m in _WORDS.finditer(line):
         word = m.group()
-        if not word[0].isupper():
+        if not (word[0].isupper() or _camel(word)):
             end = -1
             continue
         folded = fold(word)
@@ -767,6 +767,13 @@ def _line_runs(line: str) -> list[NameRun]:
     if len(run) > 1:
         runs.append(tuple(run))
     return runs
+
+
+def _camel(word: str) -> bool:
+    """A word in lower case with a capital inside ("iPad", "iPhone", "eBay"): a product's or
+    a company's name, whose capital no sentence start explains. Key terms leave it out (they
+    read capitals first), so a name it opens ("iPad Pro") read "Pro" alone."""
+    return word[0].islower() and any(ch.isupper() for ch in word[1:])
 
 
 def _after_initial(run: Sequence[tuple[str, str, str]], sep: str | None) -> bool:
@@ -791,7 +798,8 @@ def _title_case(line: str) -> bool:
 def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
                  runs: Sequence[NameRun] = (), tails: Collection[str] = (),
                  other: str = "", headlines: Sequence[NameRun] = (),
-                 two_names: Callable[[str], bool] | None = None, mine: str = "") -> list[str]:
+                 two_names: Callable[[str], bool] | None = None, mine: str = "",
+                 fixed: Mapping[str, str] | None = None) -> list[str]:
     """Shared key terms (rarest first) as a reason lists them: the words of one name that the
     query writes side by side (`runs`) once, whole and in its order, where its rarest word
     stands ("Rancho Mirage", not "Mirage, Rancho"; "Jack Straw", not "Straw, Jack"); any
@@ -803,9 +811,10 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
     `other` both write it so ("New Zealand": "new" is a stop word, never a key term, and
     the reason read "Zealand"); a headline's name (`headlines`) is joined only where
     `other` writes it. A word left alone is left out when `two_names(term)` says it is a
-    word of two different names."""
-    shared = set(terms)
-    whole: dict[str, str] = {}
+    word of two different names. `fixed`: names already found for some terms (`of_names`),
+    whose words join no other name."""
+    whole: dict[str, str] = dict(fixed or {})
+    shared = set(terms) - whole.keys()
 
     def join(run: NameRun, i: int, j: int, trusted: bool) -> None:
         # Grown over a stop word opening the run ("New", "The") where both stories write
@@ -817,6 +826,11 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
                 and _writes_inside(mine, _joined(run, 0, j))
                 and _writes_inside(other, _joined(run, 0, j))):
             i = 0
+        # ... and over a word in camel case before it ("iPad Pro"), no key term, where both
+        # write the name: Daring Fireball's posts on the iPad Pro read "similar topic: Pro".
+        if i > 0 and _camel(run[i - 1][1]) and _writes(other, _joined(run, i - 1, j)):
+            i -= 1
+            trusted = True
         if j - i > 1 and (trusted or _writes(other, _joined(run, i, j))):
             name = _joined(run, i, j)
             for folded, _, _ in run[i:j]:
@@ -840,6 +854,68 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
         if not any(same_name(name, other_name) for other_name in out):
             out.setdefault(name, None)
     return list(out)
+
+
+# Two capitalised words with " of " or " of the " between them, as names of bodies, events
+# and places write it ("State of the Union", "Bank of England", "Department of Justice").
+_OF_NAME = re.compile(r"(?<!\w)([^\W\d_][\w'’]*)( of the | of )([^\W\d_]\w*)(?!\w)")
+_NAME_WORD = re.compile(r"(?<!\w)([^\W\d_]\w*) $")  # a word just before a name
+_NAME_NEXT = re.compile(r" ([^\W\d_]\w*)(?!\w)")  # ... and just after it
+
+
+def of_names(terms: Collection[str], mine: str, other: str) -> dict[str, str]:
+    """Shared key terms (`terms`) that two stories both write in one name joined by "of"
+    ("State of the Union": the key terms "state" and "union") -> that name, as `mine` (the
+    query's title and text) writes it; grown over a capitalised word before or after it that
+    both write there too and `mine` writes nowhere else ("Royal Bank of Scotland", "Court of
+    the United States"). Runs of capitals stop at the lower-case "of": the Guardian's reports
+    on Trump's first State of the Union read "same event: Republican, Union, State", and
+    "Union, Trump State" under its headline "Trump State of the Union address ...", whose
+    "Trump" it writes apart too ("Donald Trump has promised ...")."""
+    found: dict[str, str] = {}
+    text = mine[:DISPLAY_TEXT_CHARS]
+    for m in _of_matches(text):
+        head, tail = m.group(1), m.group(3)
+        if (not (head[0].isupper() and tail[0].isupper()) or fold(head) not in terms
+                or fold(tail) not in terms or fold(head) in found or fold(tail) in found
+                or not _writes_any_case(other, m.group())):
+            continue
+        start, end = m.start(), m.end()
+        while ((before := _NAME_WORD.search(text[:start])) and before.group(1)[0].isupper()
+               and _only_in(text, before.group(1), text[before.start(1):end])
+               and _writes_any_case(other, text[before.start(1):end])):
+            start = before.start(1)
+        while ((after := _NAME_NEXT.match(text, end)) and after.group(1)[0].isupper()
+               and _only_in(text, after.group(1), text[start:after.end()])
+               and _writes_any_case(other, text[start:after.end()])):
+            end = after.end()
+        name = text[start:end]
+        for word in _WORDS.findall(name):
+            if word[0].isupper():
+                found.setdefault(fold(word), name)
+    return found
+
+
+def _only_in(text: str, word: str, name: str) -> bool:
+    """Whether `text` writes `word` only inside `name`: then it is a word of that name."""
+    def count(s: str) -> int:
+        return len(re.findall(rf"(?<!\w){re.escape(s)}(?!\w)", text))
+    return count(word) == count(name)
+
+
+def _of_matches(text: str) -> Iterable[re.Match[str]]:
+    """Every "X of (the) Y" in `text`, overlapping ones too ("Bank of England of ...")."""
+    pos = 0
+    while (m := _OF_NAME.search(text, pos)) is not None:
+        yield m
+        pos = m.start(3)
+
+
+def _writes_any_case(text: str, name: str) -> bool:
+    """`_writes`, reading "of" and "the" in any case: title-case headlines write "State Of
+    The Union"."""
+    pattern = re.sub(r"\\ (of|the)(?=\\ )", lambda m: rf"\ (?i:{m.group(1)})", re.escape(name))
+    return bool(text) and re.search(rf"(?<!\w){pattern}(?!\w)", text) is not None
 
 
 def _name_end(run: NameRun, i: int, shared: Collection[str], tails: Collection[str]) -> int:
@@ -1123,7 +1199,8 @@ def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = Non
              and not headline_capital(t, text.lead, other)]
     dates = [t for t in s.shared if t in CALENDAR_WORDS]  # "Friday" of "Black Friday"
     names = joined_names(shown, text.spelt, text.runs, dates, other, text.headlines,
-                         lambda t: two_names(t, text.lead, other), text.lead)
+                         lambda t: two_names(t, text.lead, other), text.lead,
+                         of_names(shown, text.lead, other))
     if s.event >= params.same_event_reason_min and len(names) >= 2:
         return f"same event: {', '.join(names[:3])}"
     return f"similar topic: {', '.join(names[:2])}" if names else "similar topic"

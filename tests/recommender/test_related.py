@@ -1288,3 +1288,58 @@ def test_the_language_cache_keeps_no_article_s_whole_text():
     rank_related(query, [cand(2, unit(0.6, 0.8), title="Kremlin confirms the Trump call")],
                  k=5, now=NOW)
     assert sys.getrefcount(text) == before
+
+
+def _guardian(shared_data, title_start: str) -> tuple[str, str]:
+    from aggregator.feeds import parse_feed
+
+    feed = (shared_data / "news-feeds" / "rss-parser" / "guardian.rss").read_bytes()
+    it = next(it for it in parse_feed(feed, base_url="https://www.theguardian.com/").items
+              if it.title.startswith(title_start))
+    return it.title, it.text or it.summary
+
+
+def test_a_name_joined_by_of_reads_whole(shared_data):
+    # The captured Guardian feed: its reports on Trump's first State of the Union read "same
+    # event: Republican, Union, State" under each other (the lower-case "of the" ends a run
+    # of capitals), and "Union, Trump State" under the one headlined "Trump State of the Union
+    # address promised unity ...", whose "Trump" it also writes apart ("Donald Trump has").
+    conservatives = _guardian(shared_data, "So, how did conservatives")
+    address = _guardian(shared_data, "Trump State of the Union")
+    protest = dict(zip(("title", "summary"), _guardian(shared_data, "Moments of protest"),
+                       strict=True))
+    assert (reason_between(*conservatives, ("republican", "union", "state"), **protest)
+            == "same event: Republican, State of the Union")
+    assert (reason_between(*address, ("union", "trump", "state"), **protest)
+            == "same event: State of the Union, Trump")
+    # Grown over a word both write inside it and the article nowhere else; not over one
+    # the other story does not write there.
+    assert (reason_between("Results", "The Royal Bank of Scotland cut jobs.", ("bank", "scotland"),
+                           summary="Royal Bank of Scotland shares fell.")
+            == "similar topic: Royal Bank of Scotland")
+    assert (reason_between("Results", "The Royal Bank of Scotland cut jobs.", ("bank", "scotland"),
+                           summary="Bank of Scotland shares fell.")
+            == "similar topic: Bank of Scotland")
+    # Only where the other story writes the name: two words it writes apart stay apart.
+    assert (reason_between("Results", "The Bank of Scotland cut jobs.", ("bank", "scotland"),
+                           summary="A bank in Scotland. Bank staff.")
+            == "same event: Bank, Scotland")
+
+
+def test_a_name_opened_by_a_word_in_camel_case_reads_whole(shared_data):
+    # Daring Fireball's captured JSON Feed: its posts on the iPad Pro read "similar topic:
+    # Pro, Apple" under each other: "iPad", lower case first, is no key term and opened no
+    # run of capitals.
+    from aggregator.parse import parse_document
+
+    feed = (shared_data / "news-feeds" / "RSParser" / "DaringFireball.json").read_bytes()
+    items = {it.title: it for it in parse_document(feed, base_url="https://daringfireball.net/").items}
+    ritchie = items["Rene Ritchie’s First Look at the iOS 11 Public Beta"]
+    roundup = items["★ iPad Pro Review Roundup"]
+    assert (reason_between(ritchie.title, ritchie.text, ("pro", "apple"), title=roundup.title,
+                           summary=roundup.text[:300])
+            == "same event: Apple, iPad Pro")
+    # Only where the other story writes it so.
+    assert (reason_between(ritchie.title, ritchie.text, ("pro", "apple"),
+                           title="Pro tips", summary="Apple pencil pro tips.")
+            == "same event: Apple, Pro")

@@ -732,17 +732,39 @@ def name_runs(text: str) -> list[NameRun]:
     Into Betty Ford Rehab" gave "Lindsay Lohan Checks", "Driver Charged In Fatal Queens Hit"
     "Queens Hit". The names of such a line are joined where the text writes them again."""
     runs: list[NameRun] = []
-    for line in text[:DISPLAY_TEXT_CHARS].split("\n"):
+    for line in _lines(text):
         if not _title_case(line):
             runs.extend(_line_runs(line))
     return runs
+
+
+# A line at least this long that ends in a word, before a line that opens with one, was
+# broken to a width: Daring Fireball quotes a report in lines of some 65 characters.
+_WRAP_CHARS = 55
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of `text` (of its first `DISPLAY_TEXT_CHARS`), those of a hard-wrapped
+    paragraph joined: a name broken over two lines ("the San\nBernardino terrorist
+    attacks", "All Writs\nAct") read "Bernardino, San" and "Writs Act". Not the first line,
+    a story's headline, whose last word is no part of a name its text opens with."""
+    first, *rest = text[:DISPLAY_TEXT_CHARS].split("\n")
+    out = [first]
+    for i, line in enumerate(rest):
+        before = rest[i - 1] if i else ""
+        if (i and len(before) >= _WRAP_CHARS and before[-1:].isalnum()
+                and line[:1].isalnum()):
+            out[-1] += " " + line
+        else:
+            out.append(line)
+    return out
 
 
 def headline_runs(text: str) -> list[NameRun]:
     """The runs of `text`'s title-case lines, which `name_runs` leaves out: a name of such a
     line is joined only where the other story writes it too (`joined_names`), as two stories
     writing "Black Friday" side by side is that name, not a headline's capitals."""
-    return [run for line in text[:DISPLAY_TEXT_CHARS].split("\n") if _title_case(line)
+    return [run for line in _lines(text) if _title_case(line)
             for run in _line_runs(line)]
 
 
@@ -822,9 +844,13 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
         # over one inside a run ("Surviving After Suicide" read "After Suicide, Surviving"),
         # nor over a word that could be a key term: not shared, it names nothing both write
         # ("Former", "Economic" are no part of a name either shares).
+        # The other story may write nothing of it in its title and summary (its names known
+        # from its text): then the article's spelling stands ("the All Writs Act" read
+        # "Writs Act"), as it does not where the other writes the name without the word.
         if (trusted and other and i == 1 and _may_join(run[0][0])
                 and _writes_inside(mine, _joined(run, 0, j))
-                and _writes_inside(other, _joined(run, 0, j))):
+                and (_writes_inside(other, _joined(run, 0, j))
+                     or not _writes(other, _joined(run, 1, j)))):
             i = 0
         # ... and over a word in camel case before it ("iPad Pro"), no key term, where both
         # write the name: Daring Fireball's posts on the iPad Pro read "similar topic: Pro".
@@ -1068,7 +1094,7 @@ DATELINE_WORDS = frozenset(
 TITLE_WORDS = frozenset(
     """dr prof sir dame rev lord baroness president minister secretary chancellor governor
     gov senator mayor judge sheriff deputy commissioner speaker inspector coroner
-    chief director chairman captain capt lt sgt gen mp mep""".split()
+    chief director chairman captain capt lt sgt gen mp mep ceo officer""".split()
 )
 
 

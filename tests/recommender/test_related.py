@@ -1290,13 +1290,19 @@ def test_the_language_cache_keeps_no_article_s_whole_text():
     assert sys.getrefcount(text) == before
 
 
-def _guardian(shared_data, title_start: str) -> tuple[str, str]:
+def _feed_story(shared_data, feed: str, title_start: str) -> tuple[str, str]:
+    """The title and text of the story of a captured feed (news-feeds/`feed`) whose title
+    opens with `title_start`."""
     from aggregator.feeds import parse_feed
 
-    feed = (shared_data / "news-feeds" / "rss-parser" / "guardian.rss").read_bytes()
-    it = next(it for it in parse_feed(feed, base_url="https://www.theguardian.com/").items
+    body = (shared_data / "news-feeds" / feed).read_bytes()
+    it = next(it for it in parse_feed(body, base_url="https://feed.example/").items
               if it.title.startswith(title_start))
     return it.title, it.text or it.summary
+
+
+def _guardian(shared_data, title_start: str) -> tuple[str, str]:
+    return _feed_story(shared_data, "rss-parser/guardian.rss", title_start)
 
 
 def test_a_name_joined_by_of_reads_whole(shared_data):
@@ -1343,3 +1349,53 @@ def test_a_name_opened_by_a_word_in_camel_case_reads_whole(shared_data):
     assert (reason_between(ritchie.title, ritchie.text, ("pro", "apple"),
                            title="Pro tips", summary="Apple pencil pro tips.")
             == "same event: Apple, Pro")
+
+
+def _daring_fireball(shared_data, title_start: str) -> tuple[str, str]:
+    return _feed_story(shared_data, "RSParser/DaringFireball.rss", title_start)
+
+
+def test_a_name_broken_over_two_lines_of_a_hard_wrapped_quote_reads_whole(shared_data):
+    # Daring Fireball quotes reports in lines of some 65 characters: its post on a Pew poll
+    # ("... one of the suspects in the San\nBernardino terrorist attacks") read "similar
+    # topic: Bernardino, San" under the NYT's "San Bernardino shooter's iPhone".
+    poll = _daring_fireball(shared_data, "Poll Shows More Support")
+    right = dict(zip(("title", "summary"), _daring_fireball(shared_data, "‘Absolutely Right’"),
+                     strict=True))
+    assert (reason_between(*poll, ("bernardino", "san"), **right)
+            == "similar topic: San Bernardino")
+    # A headline is its own line: its last word opens no name with the text's first.
+    assert (reason_between("Poll Shows More Support for Justice Department Than for Apple",
+                           "Pew Research Center: a poll.", ("apple", "pew"),
+                           summary="Apple Pew Research Center.") == "same event: Apple, Pew")
+
+
+def test_a_name_opened_by_a_stop_word_reads_whole_where_the_other_writes_none_of_it(
+        shared_data):
+    # "the All Writs Act" read "Writs Act" under stories whose title and summary do not write
+    # the act (their texts do, further on): the article's spelling stands.
+    motion = _daring_fireball(shared_data, "Apple’s Motion to Vacate")
+    sanchez = dict(zip(("title", "summary"), _daring_fireball(shared_data, "Apple vs. FBI"),
+                       strict=True))
+    sanchez["summary"] = sanchez["summary"][:300]
+    assert (reason_between(*motion, ("writs", "act", "fbi"), **sanchez)
+            == "same event: All Writs Act, FBI")
+    # Where the other writes the name without it, it is not the name both write.
+    assert (reason_between(*motion, ("writs", "act"), summary="The Writs Act, a law.")
+            == "similar topic: Writs Act")
+
+
+def test_a_ceo_or_an_officer_before_a_name_is_a_title(shared_data):
+    # Daring Fireball quoting Bloomberg: "President and\nChief Legal Officer Brad Smith" read
+    # "Officer Brad Smith" (once the wrapped line was read whole), and "Uber CEO Travis
+    # Kalanick" "same event: CEO Travis Kalanick, Uber CEO Travis Kalanick": both stories
+    # carry "CEO" and "officer" (a key term, capitalised).
+    amicus = _daring_fireball(shared_data, "Microsoft Will File Amicus")
+    assert (reason_between(*amicus, ("officer", "brad", "smith", "microsoft"),
+                           title="Microsoft's Brad Smith on encryption")
+            == "same event: Brad Smith, Microsoft")
+    assert (reason_between("Kara Swisher on Susan Fowler",
+                           "Former Uber CEO Travis Kalanick was ousted.",
+                           ("ceo", "travis", "kalanick"),
+                           title="More Than 1,000 Uber Employees Ask for Travis Kalanick to Return")
+            == "similar topic: Travis Kalanick")

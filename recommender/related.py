@@ -853,8 +853,10 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
                      or not _writes(other, _joined(run, 1, j)))):
             i = 0
         # ... and over a word in camel case before it ("iPad Pro"), no key term, where both
-        # write the name: Daring Fireball's posts on the iPad Pro read "similar topic: Pro".
-        if i > 0 and _camel(run[i - 1][1]) and _writes(other, _joined(run, i - 1, j)):
+        # write the name, or the other none of it: Daring Fireball's posts on the iPad Pro
+        # read "similar topic: Pro".
+        if i > 0 and _camel(run[i - 1][1]) and (_writes(other, _joined(run, i - 1, j))
+                                                 or not _writes(other, _joined(run, i, j))):
             i -= 1
             trusted = True
         if j - i > 1 and (trusted or _writes(other, _joined(run, i, j))):

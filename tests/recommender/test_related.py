@@ -1345,10 +1345,14 @@ def test_a_name_opened_by_a_word_in_camel_case_reads_whole(shared_data):
     assert (reason_between(ritchie.title, ritchie.text, ("pro", "apple"), title=roundup.title,
                            summary=roundup.text[:300])
             == "same event: Apple, iPad Pro")
-    # Only where the other story writes it so.
+    # Not where the other story writes the word without it; where it writes none of it
+    # in its title and summary (its names known from its text), as the article does.
     assert (reason_between(ritchie.title, ritchie.text, ("pro", "apple"),
-                           title="Pro tips", summary="Apple pencil pro tips.")
+                           title="Pro tips", summary="Apple Pro tips.")
             == "same event: Apple, Pro")
+    assert (reason_between(ritchie.title, ritchie.text, ("pro", "apple"),
+                           title="The Talk Show", summary="Apple topics.")
+            == "same event: Apple, iPad Pro")
 
 
 def _daring_fireball(shared_data, title_start: str) -> tuple[str, str]:

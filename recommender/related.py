@@ -19,6 +19,7 @@ No I/O, no clocks (`now` is passed in), no model: vectors arrive on the candidat
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -1052,10 +1053,30 @@ def same_name(a: str, b: str) -> bool:
     Democrats" and "Mt Cook" "Mount Cook". Shown as two, one party read as the two names
     that "same event" asks for."""
     wa, wb = a.replace("-", " ").split(), b.replace("-", " ").split()
+    if len(wa) == len(wb) == 1:
+        return one_stem(fold(a), fold(b))
     if len(wa) < 2 or len(wa) != len(wb):
         return False
     return all(x == y or _abbreviates(x, y) or _abbreviates(y, x)
                for x, y in zip(map(fold, wa), map(fold, wb), strict=True))
+
+
+# Two words of one stem share at least this many letters from their start, and this many
+# where neither opens the other ("Democr-atic", "-ats"; not "Trum-p", "-an").
+_MIN_STEM = 4
+_MIN_INFLECTED = 6
+
+
+def one_stem(a: str, b: str) -> bool:
+    """Whether two one-word names (folded) are forms of one: the one opens the other
+    ("America", "Americans"; "Calif", "California") or they differ in the last three letters
+    of the longer at most ("Democratic", "Democrats"; not "Trump" and "Truman"). Shown as
+    two, the Guardian's State of the Union reports read "same event: Americans, America"
+    under a story on public lands and an opioid documentary. Not "Austria" and "Australia",
+    "Iran" and "Iraq"."""
+    common = len(os.path.commonprefix([a, b]))
+    return common >= _MIN_STEM and (common == min(len(a), len(b))
+                                    or common >= max(len(a) - 3, len(b) - 3, _MIN_INFLECTED))
 
 
 def _abbreviates(short: str, long: str) -> bool:

@@ -1403,3 +1403,21 @@ def test_a_ceo_or_an_officer_before_a_name_is_a_title(shared_data):
                            ("ceo", "travis", "kalanick"),
                            title="More Than 1,000 Uber Employees Ask for Travis Kalanick to Return")
             == "similar topic: Travis Kalanick")
+
+
+def test_two_forms_of_one_name_are_one_name(shared_data):
+    # The captured Guardian feed: Trump's State of the Union speech read "same event:
+    # Americans, America" under a call to keep America's public lands public, a name and its
+    # demonym counted as the two names an event needs; TPM's "Democratic" and "Democrats" and
+    # the WSJ's "Calif" and "California" showed twice too.
+    lands = _guardian(shared_data, "America's public lands")
+    speech = dict(zip(("title", "summary"),
+                      _guardian(shared_data, "'Extraordinary success'"), strict=True))
+    assert reason_between(*lands, ("america", "americans"), **speech) == "similar topic: America"
+    assert (reason_between("Top Dems Say Election Day Rout Is 2018 Bellwether",
+                           "Democratic gains in Virginia.", ("democratic", "democrats"),
+                           summary="Democrats won.") == "similar topic: Democratic")
+    # Forms of two names stay two.
+    talks = "Austria, Australia, Iran and Iraq talk."
+    assert (reason_between("Talks", talks, ("austria", "australia", "iran", "iraq"),
+                           summary=talks) == "same event: Australia, Austria, Iran")

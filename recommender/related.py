@@ -19,6 +19,7 @@ No I/O, no clocks (`now` is passed in), no model: vectors arrive on the candidat
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -732,17 +733,39 @@ def name_runs(text: str) -> list[NameRun]:
     Into Betty Ford Rehab" gave "Lindsay Lohan Checks", "Driver Charged In Fatal Queens Hit"
     "Queens Hit". The names of such a line are joined where the text writes them again."""
     runs: list[NameRun] = []
-    for line in text[:DISPLAY_TEXT_CHARS].split("\n"):
+    for line in _lines(text):
         if not _title_case(line):
             runs.extend(_line_runs(line))
     return runs
+
+
+# A line at least this long that ends in a word, before a line that opens with one, was
+# broken to a width: Daring Fireball quotes a report in lines of some 65 characters.
+_WRAP_CHARS = 55
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of `text` (of its first `DISPLAY_TEXT_CHARS`), those of a hard-wrapped
+    paragraph joined: a name broken over two lines ("the San\nBernardino terrorist
+    attacks", "All Writs\nAct") read "Bernardino, San" and "Writs Act". Not the first line,
+    a story's headline, whose last word is no part of a name its text opens with."""
+    first, *rest = text[:DISPLAY_TEXT_CHARS].split("\n")
+    out = [first]
+    for i, line in enumerate(rest):
+        before = rest[i - 1] if i else ""
+        if (i and len(before) >= _WRAP_CHARS and before[-1:].isalnum()
+                and line[:1].isalnum()):
+            out[-1] += " " + line
+        else:
+            out.append(line)
+    return out
 
 
 def headline_runs(text: str) -> list[NameRun]:
     """The runs of `text`'s title-case lines, which `name_runs` leaves out: a name of such a
     line is joined only where the other story writes it too (`joined_names`), as two stories
     writing "Black Friday" side by side is that name, not a headline's capitals."""
-    return [run for line in text[:DISPLAY_TEXT_CHARS].split("\n") if _title_case(line)
+    return [run for line in _lines(text) if _title_case(line)
             for run in _line_runs(line)]
 
 
@@ -752,7 +775,7 @@ def _line_runs(line: str) -> list[NameRun]:
     end = -1
     for m in _WORDS.finditer(line):
         word = m.group()
-        if not word[0].isupper():
+        if not (word[0].isupper() or _camel(word)):
             end = -1
             continue
         folded = fold(word)
@@ -767,6 +790,13 @@ def _line_runs(line: str) -> list[NameRun]:
     if len(run) > 1:
         runs.append(tuple(run))
     return runs
+
+
+def _camel(word: str) -> bool:
+    """A word in lower case with a capital inside ("iPad", "iPhone", "eBay"): a product's or
+    a company's name, whose capital no sentence start explains. Key terms leave it out (they
+    read capitals first), so a name it opens ("iPad Pro") read "Pro" alone."""
+    return word[0].islower() and any(ch.isupper() for ch in word[1:])
 
 
 def _after_initial(run: Sequence[tuple[str, str, str]], sep: str | None) -> bool:
@@ -791,7 +821,8 @@ def _title_case(line: str) -> bool:
 def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
                  runs: Sequence[NameRun] = (), tails: Collection[str] = (),
                  other: str = "", headlines: Sequence[NameRun] = (),
-                 two_names: Callable[[str], bool] | None = None, mine: str = "") -> list[str]:
+                 two_names: Callable[[str], bool] | None = None, mine: str = "",
+                 fixed: Mapping[str, str] | None = None) -> list[str]:
     """Shared key terms (rarest first) as a reason lists them: the words of one name that the
     query writes side by side (`runs`) once, whole and in its order, where its rarest word
     stands ("Rancho Mirage", not "Mirage, Rancho"; "Jack Straw", not "Straw, Jack"); any
@@ -803,9 +834,10 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
     `other` both write it so ("New Zealand": "new" is a stop word, never a key term, and
     the reason read "Zealand"); a headline's name (`headlines`) is joined only where
     `other` writes it. A word left alone is left out when `two_names(term)` says it is a
-    word of two different names."""
-    shared = set(terms)
-    whole: dict[str, str] = {}
+    word of two different names. `fixed`: names already found for some terms (`of_names`),
+    whose words join no other name."""
+    whole: dict[str, str] = dict(fixed or {})
+    shared = set(terms) - whole.keys()
 
     def join(run: NameRun, i: int, j: int, trusted: bool) -> None:
         # Grown over a stop word opening the run ("New", "The") where both stories write
@@ -813,10 +845,21 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
         # over one inside a run ("Surviving After Suicide" read "After Suicide, Surviving"),
         # nor over a word that could be a key term: not shared, it names nothing both write
         # ("Former", "Economic" are no part of a name either shares).
+        # The other story may write nothing of it in its title and summary (its names known
+        # from its text): then the article's spelling stands ("the All Writs Act" read
+        # "Writs Act"), as it does not where the other writes the name without the word.
         if (trusted and other and i == 1 and _may_join(run[0][0])
                 and _writes_inside(mine, _joined(run, 0, j))
-                and _writes_inside(other, _joined(run, 0, j))):
+                and (_writes_inside(other, _joined(run, 0, j))
+                     or not _writes(other, _joined(run, 1, j)))):
             i = 0
+        # ... and over a word in camel case before it ("iPad Pro"), no key term, where both
+        # write the name, or the other none of it: Daring Fireball's posts on the iPad Pro
+        # read "similar topic: Pro".
+        if i > 0 and _camel(run[i - 1][1]) and (_writes(other, _joined(run, i - 1, j))
+                                                 or not _writes(other, _joined(run, i, j))):
+            i -= 1
+            trusted = True
         if j - i > 1 and (trusted or _writes(other, _joined(run, i, j))):
             name = _joined(run, i, j)
             for folded, _, _ in run[i:j]:
@@ -840,6 +883,68 @@ def joined_names(terms: Sequence[str], spelt: Mapping[str, str] | None = None,
         if not any(same_name(name, other_name) for other_name in out):
             out.setdefault(name, None)
     return list(out)
+
+
+# Two capitalised words with " of " or " of the " between them, as names of bodies, events
+# and places write it ("State of the Union", "Bank of England", "Department of Justice").
+_OF_NAME = re.compile(r"(?<!\w)([^\W\d_][\w'’]*)( of the | of )([^\W\d_]\w*)(?!\w)")
+_NAME_WORD = re.compile(r"(?<!\w)([^\W\d_]\w*) $")  # a word just before a name
+_NAME_NEXT = re.compile(r" ([^\W\d_]\w*)(?!\w)")  # ... and just after it
+
+
+def of_names(terms: Collection[str], mine: str, other: str) -> dict[str, str]:
+    """Shared key terms (`terms`) that two stories both write in one name joined by "of"
+    ("State of the Union": the key terms "state" and "union") -> that name, as `mine` (the
+    query's title and text) writes it; grown over a capitalised word before or after it that
+    both write there too and `mine` writes nowhere else ("Royal Bank of Scotland", "Court of
+    the United States"). Runs of capitals stop at the lower-case "of": the Guardian's reports
+    on Trump's first State of the Union read "same event: Republican, Union, State", and
+    "Union, Trump State" under its headline "Trump State of the Union address ...", whose
+    "Trump" it writes apart too ("Donald Trump has promised ...")."""
+    found: dict[str, str] = {}
+    text = mine[:DISPLAY_TEXT_CHARS]
+    for m in _of_matches(text):
+        head, tail = m.group(1), m.group(3)
+        if (not (head[0].isupper() and tail[0].isupper()) or fold(head) not in terms
+                or fold(tail) not in terms or fold(head) in found or fold(tail) in found
+                or not _writes_any_case(other, m.group())):
+            continue
+        start, end = m.start(), m.end()
+        while ((before := _NAME_WORD.search(text[:start])) and before.group(1)[0].isupper()
+               and _only_in(text, before.group(1), text[before.start(1):end])
+               and _writes_any_case(other, text[before.start(1):end])):
+            start = before.start(1)
+        while ((after := _NAME_NEXT.match(text, end)) and after.group(1)[0].isupper()
+               and _only_in(text, after.group(1), text[start:after.end()])
+               and _writes_any_case(other, text[start:after.end()])):
+            end = after.end()
+        name = text[start:end]
+        for word in _WORDS.findall(name):
+            if word[0].isupper():
+                found.setdefault(fold(word), name)
+    return found
+
+
+def _only_in(text: str, word: str, name: str) -> bool:
+    """Whether `text` writes `word` only inside `name`: then it is a word of that name."""
+    def count(s: str) -> int:
+        return len(re.findall(rf"(?<!\w){re.escape(s)}(?!\w)", text))
+    return count(word) == count(name)
+
+
+def _of_matches(text: str) -> Iterable[re.Match[str]]:
+    """Every "X of (the) Y" in `text`, overlapping ones too ("Bank of England of ...")."""
+    pos = 0
+    while (m := _OF_NAME.search(text, pos)) is not None:
+        yield m
+        pos = m.start(3)
+
+
+def _writes_any_case(text: str, name: str) -> bool:
+    """`_writes`, reading "of" and "the" in any case: title-case headlines write "State Of
+    The Union"."""
+    pattern = re.sub(r"\\ (of|the)(?=\\ )", lambda m: rf"\ (?i:{m.group(1)})", re.escape(name))
+    return bool(text) and re.search(rf"(?<!\w){pattern}(?!\w)", text) is not None
 
 
 def _name_end(run: NameRun, i: int, shared: Collection[str], tails: Collection[str]) -> int:
@@ -948,10 +1053,30 @@ def same_name(a: str, b: str) -> bool:
     Democrats" and "Mt Cook" "Mount Cook". Shown as two, one party read as the two names
     that "same event" asks for."""
     wa, wb = a.replace("-", " ").split(), b.replace("-", " ").split()
+    if len(wa) == len(wb) == 1:
+        return one_stem(fold(a), fold(b))
     if len(wa) < 2 or len(wa) != len(wb):
         return False
     return all(x == y or _abbreviates(x, y) or _abbreviates(y, x)
                for x, y in zip(map(fold, wa), map(fold, wb), strict=True))
+
+
+# Two words of one stem share at least this many letters from their start, and this many
+# where neither opens the other ("Democr-atic", "-ats"; not "Trum-p", "-an").
+_MIN_STEM = 4
+_MIN_INFLECTED = 6
+
+
+def one_stem(a: str, b: str) -> bool:
+    """Whether two one-word names (folded) are forms of one: the one opens the other
+    ("America", "Americans"; "Calif", "California") or they differ in the last three letters
+    of the longer at most ("Democratic", "Democrats"; not "Trump" and "Truman"). Shown as
+    two, the Guardian's State of the Union reports read "same event: Americans, America"
+    under a story on public lands and an opioid documentary. Not "Austria" and "Australia",
+    "Iran" and "Iraq"."""
+    common = len(os.path.commonprefix([a, b]))
+    return common >= _MIN_STEM and (common == min(len(a), len(b))
+                                    or common >= max(len(a) - 3, len(b) - 3, _MIN_INFLECTED))
 
 
 def _abbreviates(short: str, long: str) -> bool:
@@ -992,7 +1117,7 @@ DATELINE_WORDS = frozenset(
 TITLE_WORDS = frozenset(
     """dr prof sir dame rev lord baroness president minister secretary chancellor governor
     gov senator mayor judge sheriff deputy commissioner speaker inspector coroner
-    chief director chairman captain capt lt sgt gen mp mep""".split()
+    chief director chairman captain capt lt sgt gen mp mep ceo officer""".split()
 )
 
 
@@ -1123,7 +1248,8 @@ def _reason(s: _Scored, params: RankParams, common_word: CommonWord | None = Non
              and not headline_capital(t, text.lead, other)]
     dates = [t for t in s.shared if t in CALENDAR_WORDS]  # "Friday" of "Black Friday"
     names = joined_names(shown, text.spelt, text.runs, dates, other, text.headlines,
-                         lambda t: two_names(t, text.lead, other), text.lead)
+                         lambda t: two_names(t, text.lead, other), text.lead,
+                         of_names(shown, text.lead, other))
     if s.event >= params.same_event_reason_min and len(names) >= 2:
         return f"same event: {', '.join(names[:3])}"
     return f"similar topic: {', '.join(names[:2])}" if names else "similar topic"

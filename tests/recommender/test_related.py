@@ -1288,3 +1288,136 @@ def test_the_language_cache_keeps_no_article_s_whole_text():
     rank_related(query, [cand(2, unit(0.6, 0.8), title="Kremlin confirms the Trump call")],
                  k=5, now=NOW)
     assert sys.getrefcount(text) == before
+
+
+def _feed_story(shared_data, feed: str, title_start: str) -> tuple[str, str]:
+    """The title and text of the story of a captured feed (news-feeds/`feed`) whose title
+    opens with `title_start`."""
+    from aggregator.feeds import parse_feed
+
+    body = (shared_data / "news-feeds" / feed).read_bytes()
+    it = next(it for it in parse_feed(body, base_url="https://feed.example/").items
+              if it.title.startswith(title_start))
+    return it.title, it.text or it.summary
+
+
+def _guardian(shared_data, title_start: str) -> tuple[str, str]:
+    return _feed_story(shared_data, "rss-parser/guardian.rss", title_start)
+
+
+def test_a_name_joined_by_of_reads_whole(shared_data):
+    # The captured Guardian feed: its reports on Trump's first State of the Union read "same
+    # event: Republican, Union, State" under each other (the lower-case "of the" ends a run
+    # of capitals), and "Union, Trump State" under the one headlined "Trump State of the Union
+    # address promised unity ...", whose "Trump" it also writes apart ("Donald Trump has").
+    conservatives = _guardian(shared_data, "So, how did conservatives")
+    address = _guardian(shared_data, "Trump State of the Union")
+    protest = dict(zip(("title", "summary"), _guardian(shared_data, "Moments of protest"),
+                       strict=True))
+    assert (reason_between(*conservatives, ("republican", "union", "state"), **protest)
+            == "same event: Republican, State of the Union")
+    assert (reason_between(*address, ("union", "trump", "state"), **protest)
+            == "same event: State of the Union, Trump")
+    # Grown over a word both write inside it and the article nowhere else; not over one
+    # the other story does not write there.
+    assert (reason_between("Results", "The Royal Bank of Scotland cut jobs.", ("bank", "scotland"),
+                           summary="Royal Bank of Scotland shares fell.")
+            == "similar topic: Royal Bank of Scotland")
+    assert (reason_between("Results", "The Royal Bank of Scotland cut jobs.", ("bank", "scotland"),
+                           summary="Bank of Scotland shares fell.")
+            == "similar topic: Bank of Scotland")
+    # Only where the other story writes the name: two words it writes apart stay apart.
+    assert (reason_between("Results", "The Bank of Scotland cut jobs.", ("bank", "scotland"),
+                           summary="A bank in Scotland. Bank staff.")
+            == "same event: Bank, Scotland")
+
+
+def test_a_name_opened_by_a_word_in_camel_case_reads_whole(shared_data):
+    # Daring Fireball's captured JSON Feed: its posts on the iPad Pro read "similar topic:
+    # Pro, Apple" under each other: "iPad", lower case first, is no key term and opened no
+    # run of capitals.
+    from aggregator.parse import parse_document
+
+    feed = (shared_data / "news-feeds" / "RSParser" / "DaringFireball.json").read_bytes()
+    items = {it.title: it for it in parse_document(feed, base_url="https://daringfireball.net/").items}
+    ritchie = items["Rene Ritchie’s First Look at the iOS 11 Public Beta"]
+    roundup = items["★ iPad Pro Review Roundup"]
+    assert (reason_between(ritchie.title, ritchie.text, ("pro", "apple"), title=roundup.title,
+                           summary=roundup.text[:300])
+            == "same event: Apple, iPad Pro")
+    # Not where the other story writes the word without it; where it writes none of it
+    # in its title and summary (its names known from its text), as the article does.
+    assert (reason_between(ritchie.title, ritchie.text, ("pro", "apple"),
+                           title="Pro tips", summary="Apple Pro tips.")
+            == "same event: Apple, Pro")
+    assert (reason_between(ritchie.title, ritchie.text, ("pro", "apple"),
+                           title="The Talk Show", summary="Apple topics.")
+            == "same event: Apple, iPad Pro")
+
+
+def _daring_fireball(shared_data, title_start: str) -> tuple[str, str]:
+    return _feed_story(shared_data, "RSParser/DaringFireball.rss", title_start)
+
+
+def test_a_name_broken_over_two_lines_of_a_hard_wrapped_quote_reads_whole(shared_data):
+    # Daring Fireball quotes reports in lines of some 65 characters: its post on a Pew poll
+    # ("... one of the suspects in the San\nBernardino terrorist attacks") read "similar
+    # topic: Bernardino, San" under the NYT's "San Bernardino shooter's iPhone".
+    poll = _daring_fireball(shared_data, "Poll Shows More Support")
+    right = dict(zip(("title", "summary"), _daring_fireball(shared_data, "‘Absolutely Right’"),
+                     strict=True))
+    assert (reason_between(*poll, ("bernardino", "san"), **right)
+            == "similar topic: San Bernardino")
+    # A headline is its own line: its last word opens no name with the text's first.
+    assert (reason_between("Poll Shows More Support for Justice Department Than for Apple",
+                           "Pew Research Center: a poll.", ("apple", "pew"),
+                           summary="Apple Pew Research Center.") == "same event: Apple, Pew")
+
+
+def test_a_name_opened_by_a_stop_word_reads_whole_where_the_other_writes_none_of_it(
+        shared_data):
+    # "the All Writs Act" read "Writs Act" under stories whose title and summary do not write
+    # the act (their texts do, further on): the article's spelling stands.
+    motion = _daring_fireball(shared_data, "Apple’s Motion to Vacate")
+    sanchez = dict(zip(("title", "summary"), _daring_fireball(shared_data, "Apple vs. FBI"),
+                       strict=True))
+    sanchez["summary"] = sanchez["summary"][:300]
+    assert (reason_between(*motion, ("writs", "act", "fbi"), **sanchez)
+            == "same event: All Writs Act, FBI")
+    # Where the other writes the name without it, it is not the name both write.
+    assert (reason_between(*motion, ("writs", "act"), summary="The Writs Act, a law.")
+            == "similar topic: Writs Act")
+
+
+def test_a_ceo_or_an_officer_before_a_name_is_a_title(shared_data):
+    # Daring Fireball quoting Bloomberg: "President and\nChief Legal Officer Brad Smith" read
+    # "Officer Brad Smith" (once the wrapped line was read whole), and "Uber CEO Travis
+    # Kalanick" "same event: CEO Travis Kalanick, Uber CEO Travis Kalanick": both stories
+    # carry "CEO" and "officer" (a key term, capitalised).
+    amicus = _daring_fireball(shared_data, "Microsoft Will File Amicus")
+    assert (reason_between(*amicus, ("officer", "brad", "smith", "microsoft"),
+                           title="Microsoft's Brad Smith on encryption")
+            == "same event: Brad Smith, Microsoft")
+    assert (reason_between("Kara Swisher on Susan Fowler",
+                           "Former Uber CEO Travis Kalanick was ousted.",
+                           ("ceo", "travis", "kalanick"),
+                           title="More Than 1,000 Uber Employees Ask for Travis Kalanick to Return")
+            == "similar topic: Travis Kalanick")
+
+
+def test_two_forms_of_one_name_are_one_name(shared_data):
+    # The captured Guardian feed: Trump's State of the Union speech read "same event:
+    # Americans, America" under a call to keep America's public lands public, a name and its
+    # demonym counted as the two names an event needs; TPM's "Democratic" and "Democrats" and
+    # the WSJ's "Calif" and "California" showed twice too.
+    lands = _guardian(shared_data, "America's public lands")
+    speech = dict(zip(("title", "summary"),
+                      _guardian(shared_data, "'Extraordinary success'"), strict=True))
+    assert reason_between(*lands, ("america", "americans"), **speech) == "similar topic: America"
+    assert (reason_between("Top Dems Say Election Day Rout Is 2018 Bellwether",
+                           "Democratic gains in Virginia.", ("democratic", "democrats"),
+                           summary="Democrats won.") == "similar topic: Democratic")
+    # Forms of two names stay two.
+    talks = "Austria, Australia, Iran and Iraq talk."
+    assert (reason_between("Talks", talks, ("austria", "australia", "iran", "iraq"),
+                           summary=talks) == "same event: Australia, Austria, Iran")

@@ -105,11 +105,13 @@ def search_params(params: RankParams | None = None) -> RankParams:
     index: the story that writes it shares it only by its text (`Query.written`, set by the
     caller from `capitals`). Stories in other languages than the query's are held to no
     same-event evidence (`RankParams.other_language_min_event`): a query has no date, and a
-    reader who types words in one language may look for reports in another."""
+    reader who types words in one language may look for reports in another. No related
+    reasons: each card's reason is the search's own (`searched`)."""
     return dataclasses.replace(params or RankParams(), self_cosine=math.inf,
                                self_title_cosine=math.inf, self_title_lexical=math.inf,
                                mmr_lambda=1.0, min_relevance=-math.inf,
-                               min_dense_unmatched=SEARCH_MIN_DENSE, other_language_min_event=0.0)
+                               min_dense_unmatched=SEARCH_MIN_DENSE, other_language_min_event=0.0,
+                               reasons=False)
 
 
 # The width forms (U+FF01-U+FFEE): Latin letters, digits and signs typed full width, and

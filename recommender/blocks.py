@@ -91,6 +91,10 @@ TRANSIENT_FAILURE_TTL_S = 30.0
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
+# Picks the rows a block shows of those ranked (`RelatedService._block`).
+Shown = Callable[[list[tuple[StoryMeta, Ranked]]], list[tuple[StoryMeta, Ranked]]]
+
+
 class BadArticle(TidingsError):
     """The URL could be fetched but holds no readable article."""
 
@@ -345,9 +349,10 @@ class RelatedService:
         extra = RERANK_EXTRA if could_lift(query) else 0
         block = await self._block(art, k=search_depth(k) + extra, filters=filters,
                                   params=search_params(self.rank_params),
-                                  written=tuple(capitals(query)))
-        rows = reranked(block.related, query, k, lambda m: (m.title, m.summary))
-        rows = [(m, searched(r, spelt, m.title, m.summary)) for m, r in rows]
+                                  written=tuple(capitals(query)),
+                                  shown=lambda rows: reranked(rows, query, k,
+                                                              lambda m: (m.title, m.summary)))
+        rows = [(m, searched(r, spelt, m.title, m.summary)) for m, r in block.related]
         return Block(block.article, rows, block.took_ms, block.version, block.reach)
 
     async def for_url(self, url: str, *, k: int, filters: Filters,
@@ -560,12 +565,14 @@ class RelatedService:
 
     async def _block(self, art: Article, *, k: int, filters: Filters,
                      params: RankParams | None = None, seen: int | None = None,
-                     written: tuple[str, ...] = ()) -> Block:
+                     written: tuple[str, ...] = (), shown: Shown | None = None) -> Block:
         """`seen`: the corpus version before `art` was read from the store. The block is
         kept as ranked at it, so a cache checks the changes since: a takedown of the story
         applied while its article was read (or embedded) ends the block. Taken after, it
         counted as already seen, and the block of a story gone was served from the cache.
-        `written`: `Query.written`."""
+        `written`: `Query.written`. `shown`: the rows to show of those ranked, picked by their
+        scores before their copies' sites are looked up (which change no score): a search
+        ranks 50 stories to show k, and looked up the copies of all 50."""
         t0 = time.perf_counter()
         if filters.max_age_days is None and self.default_max_age_days:
             filters = Filters(filters.category, filters.site, filters.exclude_site,
@@ -580,6 +587,8 @@ class RelatedService:
         ranked, reach, shown_as = await self._ranked(query, k, filters, params or self.rank_params)
         rows = [(shown_as.get(r.id) or self.corpus.meta[r.id], r) for r in ranked
                 if r.id in self.corpus.meta]
+        if shown is not None:
+            rows = shown(rows)
         copies = await self._copy_sites([m.id for m, _ in rows])
         rows = [(m, also_reported(r, m.site, copies[m.id]) if m.id in copies else r)
                 for m, r in rows]

@@ -253,6 +253,11 @@ class RankParams:
     # heise teaser of nouns, whose German neighbours are its own language's).
     # 0 keeps every other-language story the floors pass.
     other_language_min_event: float = 0.15
+    # Whether each story's reason is written. A search writes its own (`search.search_reason`)
+    # and ranks 50 stories to show k (`search.SEARCH_DEPTH`): the related reasons it threw
+    # away were ~a fifth of its CPU (own-name and name-run reading for every story ranked).
+    # Off, a story's reason is "" (the sites that also carried it are still in `also`).
+    reasons: bool = True
 
 
 @dataclass(frozen=True)
@@ -1523,9 +1528,9 @@ def rank_related(
     kept = collapse_duplicates(best, params, cosines)
     chosen = diversify(kept, k, params, cosines)
     out = []
-    text = reason_text(query)
+    text = reason_text(query) if params.reasons else ReasonText()
     for s in chosen:
         also = other_sites(s.cand.site, (c.site for c in s.copies))
-        reason = _reason(s, params, common_word, text)
-        out.append(Ranked(s.cand.id, round(s.score, 6), _with_also(reason, also), also))
+        reason = _with_also(_reason(s, params, common_word, text), also) if params.reasons else ""
+        out.append(Ranked(s.cand.id, round(s.score, 6), reason, also))
     return out

@@ -384,17 +384,18 @@ _vec = st.lists(st.floats(-1, 1, allow_nan=False), min_size=DIM, max_size=DIM).m
 )
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.integers(1, 25), _vec, st.floats(0, 1), st.integers(0, 400),
-            st.sampled_from(["a.example", "b.example", ""]), st.one_of(st.none(), st.integers(1, 25)),
-        ),
-        max_size=30,
+# Candidates as (id, vector, lexical score, hours old, site, duplicate_of).
+_BLOCK_ROWS = st.lists(
+    st.tuples(
+        st.integers(1, 25), _vec, st.floats(0, 1), st.integers(0, 400),
+        st.sampled_from(["a.example", "b.example", ""]), st.one_of(st.none(), st.integers(1, 25)),
     ),
-    st.integers(0, 8),
+    max_size=30,
 )
+
+
+@settings(max_examples=60, deadline=None)
+@given(_BLOCK_ROWS, st.integers(0, 8))
 def test_block_invariants(rows, k):
     cands = [
         cand(i, v, lexical_score=lex, published_at=NOW - timedelta(hours=h), site=site,
@@ -408,6 +409,23 @@ def test_block_invariants(rows, k):
     assert set(out) <= {c.id for c in cands} - {QUERY.id}
     assert all(r.reason for r in block)
     assert [r.score for r in block] == [r.score for r in block]  # no NaN
+
+
+@settings(max_examples=40, deadline=None)
+@given(_BLOCK_ROWS, st.integers(0, 8))
+def test_a_ranking_without_reasons_is_the_same_ranking(rows, k):
+    # A search writes its own reasons (`search_params`: reasons off): the stories, their
+    # scores and the other sites that carried them must be the block's as with reasons.
+    titles = ["Putin and Trump agree energy truce", "Kyiv power cuts"]  # names for reasons
+    cands = [
+        cand(i, v, lexical_score=lex, published_at=NOW - timedelta(hours=h), site=site,
+             duplicate_of=dup, title=titles[i % 2])
+        for i, v, lex, h, site, dup in rows
+    ]
+    block = rank_related(QUERY, cands, k=k, now=NOW)
+    bare = rank_related(QUERY, cands, k=k, now=NOW, params=RankParams(reasons=False))
+    assert [(r.id, r.score, r.also) for r in bare] == [(r.id, r.score, r.also) for r in block]
+    assert all(r.reason == "" for r in bare)
 
 
 def _indexes_of(stories: dict[int, tuple[str, str]]):

@@ -1424,6 +1424,30 @@ async def test_a_translucent_box_is_seen_over_the_page_behind_it(page, widget_ap
     assert page.page_errors == []
 
 
+async def test_a_translucent_box_on_the_bare_canvas_is_seen_over_it(page, widget_api, publisher):
+    """A page that paints no background of its own (most: the canvas shows, white) found no
+    opaque layer up from the container, so the translucent box above the canvas was never laid
+    over anything: a sidebar box of rgba(0,0,0,.85) with grey text was read as no background,
+    the grey took the light theme, and near-black text sat on near-black. The layers are laid
+    over the canvas, white here."""
+    fragment = render_block_html({"related": [{"id": 1, "url": "https://a.example/1",
+                                               "title": "A story", "site": "a.example"}]})
+    box = '<aside style="background:{}"><div id="{}" data-tidings-related>' + fragment + \
+        "</div></aside>"
+    html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>t</title>
+<style>aside{{color:#777}}</style></head><body>
+{box.format("rgba(0,0,0,.85)", "dark-on-canvas")}
+{box.format("rgba(0,0,0,.1)", "tinted-canvas")}
+<script async src="{widget_api.base_url}/widget.js"></script></body></html>"""
+    await page.goto(publisher.page("translucent-canvas.html", html))
+    await page.wait_for_function(
+        "[...document.querySelectorAll('[data-tidings-related]')].every(c => c.shadowRoot)")
+    themes = await page.evaluate("""() => [...document.querySelectorAll('[data-tidings-related]')]
+        .map(c => [c.id, c.shadowRoot.querySelector('.tdg-block').dataset.theme])""")
+    assert themes == [["dark-on-canvas", "dark"], ["tinted-canvas", "light"]]
+    assert page.page_errors == []
+
+
 async def test_a_page_switching_to_dark_after_the_block_showed_gets_a_dark_block(
         page, widget_api, publisher):
     """The inferred theme was read once: a reader who turned on the site's dark mode (a class

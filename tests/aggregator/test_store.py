@@ -2416,7 +2416,10 @@ async def test_retention_keeps_a_moved_storys_old_url_while_the_story_stays(stor
     """A story moved to a new URL keeps its old one as a copy, dated as the story then was.
     The publisher dates the story anew later (a live story updated): retention dropped the
     old URL by its own date while the story stayed, and the widget on the old page, the
-    events naming it and blocks asked by it no longer found the story."""
+    events naming it and blocks asked by it no longer found the story. A corrected time now
+    keeps the story's place too (its `sort_at`), so the two go together; a copy dated before
+    its story (a wire story another site dates by its first publication) still stays while
+    the story does."""
     from aggregator.normalize import content_hash
 
     await store.sync_sources([SourceSpec("a", "https://a.org/feed", "news")], NOW)
@@ -2432,8 +2435,16 @@ async def test_retention_keeps_a_moved_storys_old_url_while_the_story_stays(stor
     sid = await _id(store, old)
     await round_(replace(first, url=new, title="Strike ends"))
     await round_(replace(first, url=new, title="Strike ends", published_at=NOW - timedelta(days=1)))
-    cutoff = NOW - timedelta(days=5)
-    assert await store.count_stories_before(cutoff) == 0
-    assert await store.delete_stories_before(cutoff) == []
-    assert (await store.get_story_by_url(old)).duplicate_of == sid
-    assert (await store.get_story_by_url(new)).id == sid
+    assert await store.count_stories_before(NOW - timedelta(days=11)) == 0
+    assert await store.count_stories_before(NOW - timedelta(days=5)) == 2  # the story and its old URL
+
+    body = f"{BODY_X} wire"
+    (root,) = (await store.upsert_stories([draft("https://b.org/wire", text=body, content_hash=content_hash(body),
+                                                 published_at=NOW - timedelta(days=1))], NOW)).new_ids
+    await store.upsert_stories([draft("https://c.org/wire", site="c.org", text=body, content_hash=content_hash(body),
+                                      published_at=NOW - timedelta(days=10))], NOW)
+    assert (await store.get_story_by_url("https://c.org/wire")).duplicate_of == root
+    cutoff, old_id = NOW - timedelta(days=5), await _id(store, old)
+    assert await store.count_stories_before(cutoff) == 2
+    assert sorted(await store.delete_stories_before(cutoff)) == sorted([sid, old_id])
+    assert (await store.get_story_by_url("https://c.org/wire")).duplicate_of == root

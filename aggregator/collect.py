@@ -841,7 +841,8 @@ class Collector:
                                      bounds=self.bounds, rng=self.rng)
         await self._write_record(state, FetchRecord(
             ok=False, next_check_at=at, interval_s=interval, status=status, error=msg,
-            elapsed_s=time.perf_counter() - t0, spec=state.spec), now)
+            elapsed_s=time.perf_counter() - t0, spec=state.spec,
+            claimed_due=state.next_check_at), now)
         log.warning("collect.failed source=%s errors=%d next_in_s=%d error=%s",
                     state.spec.name, errors, interval, masked_secrets(msg))
         return SourceReport(state.spec.name, False, status, error=msg,
@@ -860,7 +861,7 @@ class Collector:
             etag=result.etag if not result.not_modified else state.etag,
             last_modified=result.last_modified if not result.not_modified else state.last_modified,
             new_url=result.permanent_redirect_to, detected_kind=kind, new_stories=new,
-            items=items, elapsed_s=time.perf_counter() - t0, spec=state.spec,
+            items=items, elapsed_s=time.perf_counter() - t0, spec=state.spec, claimed_due=state.next_check_at,
             page_failures=None if page_failures is None else dict(page_failures)), now)
         if not (recorded and state.error_count):
             return 0

@@ -354,7 +354,10 @@ def key_on_line(text: str, number: int) -> str:
     "" when it sets none (pure). A syntax error names its line alone ("invalid TOML: Illegal
     character '\\n' (at line 12, column 14)"), while every other error of the file names its
     key too; this one's is read from the line's `key =` and the table header above it."""
-    lines = text.splitlines()
+    # Lines as TOML (and tomllib's number) count them: at "\n" alone. `splitlines` also
+    # breaks at a line separator a string or comment may hold (U+2028, U+0085...), and the
+    # line above the error was read.
+    lines = text.split("\n")
     if not 1 <= number <= len(lines) or not _KEY_RE.match(lines[number - 1]):
         return ""
     header = next((line for line in reversed(lines[:number - 1])

@@ -357,6 +357,9 @@ class FetchRecord:
     elapsed_s: float = 0.0
     # The source as it was claimed, for `fetched_as_configured` (None: not checked).
     spec: SourceSpec | None = None
+    # Its next check as it was claimed (checked with `spec`): a `sources reset` meanwhile set
+    # it to the reset's time, and the record, of a fetch begun before it, would undo the reset.
+    claimed_due: datetime | None = None
     # Its article pages' failed rounds in a row, by URL, after this fetch (None: as they
     # were; a 304 or a failure read no page).
     page_failures: dict[str, int] | None = None
@@ -1754,7 +1757,7 @@ class Store:
         table = SourceRow.__table__
         cols = ("url", "error_count", "stats", "etag", "last_modified", "detected_kind",
                 "last_new_story_at", "last_success_at", "last_error", "page_failures")
-        read = (*cols, *(c for c in _FETCHED_COLUMNS if c not in cols))
+        read = (*cols, *(c for c in _FETCHED_COLUMNS if c not in cols), "next_check_at")
         ids = list({source_id for source_id, *_ in batch})
         async with self.writing() as s:
             # Locked (PostgreSQL), in id order as a sync updates them: a reload's edit
@@ -1767,9 +1770,13 @@ class Store:
                 row = rows.get(source_id)
                 if row is None:
                     continue
-                if rec.spec is not None and not fetched_as_configured(row, rec.spec):
+                if rec.spec is not None and (not fetched_as_configured(row, rec.spec)
+                                             or row["next_check_at"] != rec.claimed_due):
                     # Edited meanwhile: the row keeps what the edit set (due now after a URL
-                    # edit, validators dropped after a rule's), the lease alone is let go.
+                    # edit, validators dropped after a rule's), the lease alone is let go. So
+                    # after a `sources reset` (its next check moved): written, the record put
+                    # back the page marks and validators the reset cleared, and the next
+                    # check an interval away, of a fetch that had skipped the pages given up.
                     stale.append(source_id)
                     continue
                 row.update(_fetch_values(row, rec, now))  # a source twice in a batch: in order

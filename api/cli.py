@@ -1391,7 +1391,8 @@ async def cmd_sources(settings, args) -> int:
                 # alone had the operator wait for a fetch up to `lease_s` away.
                 print(f"{args.name}: errors cleared, due now; claimed by a collector "
                       f"({claim[0] or 'unknown'}) until {claim[1].strftime('%H:%M:%S UTC')}: "
-                      f"that fetch is under way, or, the collector killed, it is fetched then")
+                      f"a fetch under way (begun before the reset: it records nothing over it, and the source "
+                      f"is fetched again once it ends), or, the collector killed, it is fetched then")
             else:
                 print(f"{args.name}: errors cleared, due now")
             return 0

@@ -615,22 +615,33 @@
   // browser paints them. The first opaque one alone took a dark box of rgba(0,0,0,.85) on a
   // white page for white, and the block's near-black text sat on near-black. null where all
   // are see-through (the canvas shows: white, or dark where the page asks color-scheme: dark,
-  // whose text is then light).
+  // whose text is then light). Translucent ones over the canvas are laid over it too: most
+  // pages paint no background, and a dark box on one was read as no background at all.
   function backgroundOf(container, pen) {
-    var above = [];
+    var above = [], seen = false;
     for (var node = container; node; node = node.parentElement || node.getRootNode().host) {
-      var color = getComputedStyle(node).backgroundColor;
-      if (painted(pen, color)[3] < 255) {
+      var color = getComputedStyle(node).backgroundColor, alpha = painted(pen, color)[3];
+      if (alpha < 255) {
         above.unshift(color);
+        seen = seen || alpha > 0;
         continue;
       }
-      above.forEach(function (layer) {
-        pen.fillStyle = layer;
-        pen.fillRect(0, 0, 1, 1);
-      });
-      return pen.getImageData(0, 0, 1, 1).data;
+      return over(pen, color, above);
     }
-    return null;
+    if (!seen) return null;
+    // The canvas: white, or dark where the page asks color-scheme: dark (its text then light).
+    var dark = lightness(painted(pen, getComputedStyle(document.documentElement).color)) > 128;
+    return over(pen, dark ? "#121212" : "#fff", above);
+  }
+
+  // `layers` (bottom first) painted over the opaque `base`, as [r, g, b, a].
+  function over(pen, base, layers) {
+    painted(pen, base);
+    layers.forEach(function (layer) {
+      pen.fillStyle = layer;
+      pen.fillRect(0, 0, 1, 1);
+    });
+    return pen.getImageData(0, 0, 1, 1).data;
   }
 
   function painted(pen, color) {

@@ -406,6 +406,10 @@ def test_toml_syntax_error_names_file_and_line(tmp_path):
     (A + 'name = "again"\n', 5, "source.name"),  # a key set twice
     (A + 'kind = "html"\n[source.selectors]\nitem = "div"\nlink = a\n', 8, "source.selectors.link"),
     (A + "this is no key\n", 5, ""),  # no key to name: the line alone
+    # A line separator in a string (pasted from a web page) is no line of TOML's: counted as
+    # one, the line above the error was read and named "source.url".
+    ('[[source]]\nname = "a\u2028b"\nurl = "https://a.example/feed"\ncategory = 1 2\n', 4,
+     "source.category"),
 ])
 def test_toml_syntax_error_names_its_key(tmp_path, text, line, key):
     """A syntax error in the middle of the file named its file and line, not its key, as

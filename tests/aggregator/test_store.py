@@ -835,6 +835,32 @@ async def test_a_reset_leaves_a_collectors_claim_so_no_second_collector_fetches_
     assert [c.spec.name for c in await store.claim_due_sources(NOW, owner="c2", lease_s=300)] == ["a"]
 
 
+async def test_a_reset_during_a_fetch_is_not_undone_by_that_fetchs_record(store):
+    """`sources reset` leaves the claim of a fetch under way (no second fetch beside it), but
+    that fetch's record, written after, put back what the reset cleared: the page marks it
+    started from (the pages it had given up on, not read by it either), validators the next
+    check then sent (a 304, the mended pages never tried), and its next check an interval
+    away where the reset said due now. The record is stale now, as after an edit: the row
+    keeps the reset, and the lease is let go."""
+    page = "https://a.org/story"
+    await store.sync_sources([SourceSpec("a", "https://a.org/feed", "news")], NOW)
+    (c,) = await store.claim_due_sources(NOW, owner="x", lease_s=60)
+    await store.record_fetch(c.id, FetchRecord(ok=True, next_check_at=NOW, interval_s=900, status=200,
+                                               etag="e1", page_failures={page: 3}), NOW)
+    (c,) = await store.claim_due_sources(NOW, owner="x", lease_s=60)  # a fetch under way
+    t1 = NOW + timedelta(seconds=10)
+    assert await store.reset_source("a", t1) == "due"
+    # The fetch's outcome as the collector writes it: the page given up on is not read, its
+    # mark carried; the feed's new validators.
+    assert not await store.record_fetch(c.id, FetchRecord(
+        ok=True, next_check_at=t1 + timedelta(minutes=15), interval_s=900, status=200, etag="e2",
+        spec=c.spec, claimed_due=c.next_check_at, page_failures=dict(c.page_failures)), t1)
+    (h,) = await store.list_sources()
+    assert h.failing_pages == 0
+    (again,) = await store.claim_due_sources(t1, owner="y", lease_s=60)
+    assert (again.etag, again.page_failures) == (None, {})
+
+
 async def test_vectors_and_change_log(store):
     ids = (await store.upsert_stories([draft(f"https://e.org/{i}") for i in range(3)], NOW)).new_ids
     await store.save_vectors([(i, 1, b"\x01" * 8) for i in ids], "r", NOW)
@@ -2416,7 +2442,10 @@ async def test_retention_keeps_a_moved_storys_old_url_while_the_story_stays(stor
     """A story moved to a new URL keeps its old one as a copy, dated as the story then was.
     The publisher dates the story anew later (a live story updated): retention dropped the
     old URL by its own date while the story stayed, and the widget on the old page, the
-    events naming it and blocks asked by it no longer found the story."""
+    events naming it and blocks asked by it no longer found the story. A corrected time now
+    keeps the story's place too (its `sort_at`), so the two go together; a copy dated before
+    its story (a wire story another site dates by its first publication) still stays while
+    the story does."""
     from aggregator.normalize import content_hash
 
     await store.sync_sources([SourceSpec("a", "https://a.org/feed", "news")], NOW)
@@ -2432,8 +2461,16 @@ async def test_retention_keeps_a_moved_storys_old_url_while_the_story_stays(stor
     sid = await _id(store, old)
     await round_(replace(first, url=new, title="Strike ends"))
     await round_(replace(first, url=new, title="Strike ends", published_at=NOW - timedelta(days=1)))
-    cutoff = NOW - timedelta(days=5)
-    assert await store.count_stories_before(cutoff) == 0
-    assert await store.delete_stories_before(cutoff) == []
-    assert (await store.get_story_by_url(old)).duplicate_of == sid
-    assert (await store.get_story_by_url(new)).id == sid
+    assert await store.count_stories_before(NOW - timedelta(days=11)) == 0
+    assert await store.count_stories_before(NOW - timedelta(days=5)) == 2  # the story and its old URL
+
+    body = f"{BODY_X} wire"
+    (root,) = (await store.upsert_stories([draft("https://b.org/wire", text=body, content_hash=content_hash(body),
+                                                 published_at=NOW - timedelta(days=1))], NOW)).new_ids
+    await store.upsert_stories([draft("https://c.org/wire", site="c.org", text=body, content_hash=content_hash(body),
+                                      published_at=NOW - timedelta(days=10))], NOW)
+    assert (await store.get_story_by_url("https://c.org/wire")).duplicate_of == root
+    cutoff, old_id = NOW - timedelta(days=5), await _id(store, old)
+    assert await store.count_stories_before(cutoff) == 2
+    assert sorted(await store.delete_stories_before(cutoff)) == sorted([sid, old_id])
+    assert (await store.get_story_by_url("https://c.org/wire")).duplicate_of == root

@@ -1399,22 +1399,26 @@ async def test_theme_follows_the_host_page_not_the_readers_os(page, widget_api, 
     assert page.page_errors == []
 
 
-async def test_a_translucent_box_is_seen_over_the_page_behind_it(page, widget_api, publisher):
+@pytest.mark.parametrize("page_style", ["body{background:#fff}", ""], ids=["white", "canvas"])
+async def test_a_translucent_box_is_seen_over_the_page_behind_it(page, widget_api, publisher,
+                                                                  page_style):
     """The theme came from the first opaque background up from the container: a sidebar box of
     rgba(0,0,0,.85) on a white page was taken for white, and the block's near-black text sat
     on near-black (and a light box on a dark page the other way). The translucent layers are
-    now laid over the opaque one, as the browser paints them."""
+    now laid over the opaque one, as the browser paints them; over the canvas (white) on a
+    page that paints no background of its own, where no opaque one was found and the grey
+    text alone took the light theme."""
     fragment = render_block_html({"related": [{"id": 1, "url": "https://a.example/1",
                                                "title": "A story", "site": "a.example"}]})
     box = '<aside style="background:{}"><div id="{}" data-tidings-related>' + fragment + \
         "</div></aside>"
     html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>t</title>
-<style>body{{background:#fff}} aside{{color:#777}}</style></head><body>
+<style>{page_style} aside{{color:#777}}</style></head><body>
 {box.format("rgba(0,0,0,.85)", "dark-on-white")}
 <div style="background:#111">{box.format("rgba(255,255,255,.9)", "light-on-black")}</div>
 {box.format("rgba(0,0,0,.1)", "tinted-white")}
 <script async src="{widget_api.base_url}/widget.js"></script></body></html>"""
-    await page.goto(publisher.page("translucent.html", html))
+    await page.goto(publisher.page(f"translucent-{len(page_style)}.html", html))
     await page.wait_for_function(
         "[...document.querySelectorAll('[data-tidings-related]')].every(c => c.shadowRoot)")
     themes = await page.evaluate("""() => [...document.querySelectorAll('[data-tidings-related]')]

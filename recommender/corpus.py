@@ -203,8 +203,9 @@ SUMMARY_CHARS = 400
 # words read with their vowel signs; 6: English negations, "Isn't", are no names; 7: the
 # function words of a story's language, when it is French, German, Spanish, Italian,
 # Portuguese, Turkish or Russian, are stop words; 8: a German story's capitals name nothing,
-# it capitalises every noun; 9: a hyphenated word is also read joined, "e-mail" as "email").
-LEXICAL_RECIPE = f"lexical-9 words={LEXICAL_WORDS} summary={SUMMARY_CHARS} tf={TF_SLOPE}"
+# it capitalises every noun; 9: a hyphenated word is also read joined, "e-mail" as "email";
+# 10: not a part that goes on in digits, "non-G7" was "nong").
+LEXICAL_RECIPE = f"lexical-10 words={LEXICAL_WORDS} summary={SUMMARY_CHARS} tf={TF_SLOPE}"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_TIME = np.iinfo(np.int64).min
 _SEP = "\x1f"  # unit separator: never in a title, URL or summary after extraction

@@ -340,7 +340,9 @@ def hyphen_joined(text: str) -> list[str]:
     joined = ""
     for left, right in pairwise(text.split("-")):
         head = _LETTERS.match(right)
-        if head is None:  # no letter after the hyphen: "covid-19", "pre- and", " - "
+        # No letter after the hyphen ("covid-19", "pre- and", " - "), or letters that go on
+        # in digits ("non-g7": "nong" was a term of "non-g20" too).
+        if head is None or right[head.end():head.end() + 1].isdecimal():
             if joined:
                 found.append(joined)
                 joined = ""
@@ -348,7 +350,7 @@ def hyphen_joined(text: str) -> list[str]:
         if not joined:
             # The letters that end `left`, read backwards (a word is shorter than 64).
             tail = _LETTERS.match(left[:-65:-1])
-            if tail is None:
+            if tail is None or left[-tail.end() - 1:-tail.end()].isdecimal():  # "x1a-b"
                 continue
             joined = tail.group()[::-1]
         joined += head.group()

@@ -905,7 +905,9 @@ def of_names(terms: Collection[str], mine: str, other: str) -> dict[str, str]:
     the United States"). Runs of capitals stop at the lower-case "of": the Guardian's reports
     on Trump's first State of the Union read "same event: Republican, Union, State", and
     "Union, Trump State" under its headline "Trump State of the Union address ...", whose
-    "Trump" it writes apart too ("Donald Trump has promised ...")."""
+    "Trump" it writes apart too ("Donald Trump has promised ..."). Not grown over a title
+    (`TITLE_WORDS`): "Bank of England Governor Mark Carney" read "Bank of England Governor
+    Mark", a title and half a person's name."""
     found: dict[str, str] = {}
     text = mine[:DISPLAY_TEXT_CHARS]
     for m in _of_matches(text):
@@ -915,11 +917,11 @@ def of_names(terms: Collection[str], mine: str, other: str) -> dict[str, str]:
                 or not _writes_any_case(other, m.group())):
             continue
         start, end = m.start(), m.end()
-        while ((before := _NAME_WORD.search(text[:start])) and before.group(1)[0].isupper()
+        while ((before := _NAME_WORD.search(text[:start])) and _name_word(before.group(1))
                and _only_in(text, before.group(1), text[before.start(1):end])
                and _writes_any_case(other, text[before.start(1):end])):
             start = before.start(1)
-        while ((after := _NAME_NEXT.match(text, end)) and after.group(1)[0].isupper()
+        while ((after := _NAME_NEXT.match(text, end)) and _name_word(after.group(1))
                and _only_in(text, after.group(1), text[start:after.end()])
                and _writes_any_case(other, text[start:after.end()])):
             end = after.end()
@@ -928,6 +930,12 @@ def of_names(terms: Collection[str], mine: str, other: str) -> dict[str, str]:
             if word[0].isupper():
                 found.setdefault(fold(word), name)
     return found
+
+
+def _name_word(word: str) -> bool:
+    """Whether `word` may grow a name joined by "of" (`of_names`): capitalised, and no title,
+    which opens a person's name rather than going on with the body's."""
+    return word[0].isupper() and fold(word) not in TITLE_WORDS
 
 
 def _only_in(text: str, word: str, name: str) -> bool:

@@ -1350,6 +1350,26 @@ def test_a_name_joined_by_of_reads_whole(shared_data):
             == "same event: Bank, Scotland")
 
 
+def test_a_name_joined_by_of_grows_over_no_title():
+    # "Bank of England Governor Mark Carney", as business reports write it: grown over the
+    # capitals after it, the name took the title and the person's first name, and read
+    # "same event: Bank of England Governor Mark, Carney" ("Mr Carney" later in the text
+    # stopped it there); with no later "Carney", "Bank of England Governor Mark Carney".
+    summary = "Bank of England Governor Mark Carney warned on Brexit."
+    terms = ("bank", "england", "carney", "mark")
+    assert (reason_between("Rates held", "Bank of England Governor Mark Carney said rates would "
+                           "stay low. Mr Carney added that inflation was falling.", terms,
+                           summary=summary)
+            == "same event: Bank of England, Mark Carney")
+    assert (reason_between("Rates held", "Bank of England Governor Mark Carney said rates would "
+                           "stay low.", terms, summary=summary)
+            == "same event: Bank of England, Mark Carney")
+    # ... nor over a title before it.
+    assert (reason_between("Rates held", "Chancellor Bank of England talks went on.",
+                           ("bank", "england"), summary="Chancellor Bank of England talks.")
+            == "similar topic: Bank of England")
+
+
 def test_a_name_opened_by_a_word_in_camel_case_reads_whole(shared_data):
     # Daring Fireball's captured JSON Feed: its posts on the iPad Pro read "similar topic:
     # Pro, Apple" under each other: "iPad", lower case first, is no key term and opened no

@@ -1078,6 +1078,12 @@ def same_name(a: str, b: str) -> bool:
 # where neither opens the other ("Democr-atic", "-ats"; not "Trum-p", "-an").
 _MIN_STEM = 4
 _MIN_INFLECTED = 6
+# What a name's own forms add to it when one opens the other: a plural or a demonym
+# ("America-ns", "Georgia-n", "Iraq-i", "Sudan-ese"), or four letters and more, the rest
+# of a word a newsroom shortens ("Calif", "California"). Any other ending makes another
+# name: "India", "Indiana"; "Niger", "Nigeria"; "Mali", "Malibu"; "Williams", "Williamson".
+_FORM_ENDINGS = frozenset({"s", "es", "n", "an", "ns", "ans", "i", "is", "ese", "ian", "ish"})
+_SHORTENED = 4
 
 
 def one_stem(a: str, b: str) -> bool:
@@ -1086,10 +1092,15 @@ def one_stem(a: str, b: str) -> bool:
     of the longer at most ("Democratic", "Democrats"; not "Trump" and "Truman"). Shown as
     two, the Guardian's State of the Union reports read "same event: Americans, America"
     under a story on public lands and an opioid documentary. Not "Austria" and "Australia",
-    "Iran" and "Iraq"."""
+    "Iran" and "Iraq", nor a name that another opens with another ending (`_FORM_ENDINGS`):
+    "India" and "Indiana" were one, and a reason dropped one of them."""
     common = len(os.path.commonprefix([a, b]))
-    return common >= _MIN_STEM and (common == min(len(a), len(b))
-                                    or common >= max(len(a) - 3, len(b) - 3, _MIN_INFLECTED))
+    if common < _MIN_STEM:
+        return False
+    if common == min(len(a), len(b)):
+        ending = (a if len(a) > len(b) else b)[common:]
+        return ending in _FORM_ENDINGS or len(ending) >= _SHORTENED
+    return common >= max(len(a) - 3, len(b) - 3, _MIN_INFLECTED)
 
 
 def _abbreviates(short: str, long: str) -> bool:

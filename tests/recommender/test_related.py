@@ -1443,6 +1443,18 @@ def test_a_ceo_or_an_officer_before_a_name_is_a_title(shared_data):
             == "similar topic: Travis Kalanick")
 
 
+def test_a_name_that_opens_another_with_another_ending_is_another_name():
+    from recommender.related import one_stem
+
+    for a, b in [("india", "indiana"), ("niger", "nigeria"), ("mali", "malibu"),
+                 ("williams", "williamson"), ("austria", "australia")]:
+        assert not one_stem(a, b) and not one_stem(b, a), (a, b)
+    for a, b in [("america", "americans"), ("georgia", "georgian"), ("iraq", "iraqi"),
+                 ("sudan", "sudanese"), ("calif", "california"), ("democratic", "democrats"),
+                 ("nigeria", "nigerian")]:
+        assert one_stem(a, b) and one_stem(b, a), (a, b)
+
+
 def test_two_forms_of_one_name_are_one_name(shared_data):
     # The captured Guardian feed: Trump's State of the Union speech read "same event:
     # Americans, America" under a call to keep America's public lands public, a name and its

@@ -175,14 +175,17 @@ def add_reader_routes(app: FastAPI, svc, feeds: FeedService, *, require_key, max
             raise ApiError(422, "invalid_request", f"k must be at most {max_k}")
         return k
 
+    # The page a feed gives without `k`: `[feed] page_size`, but never more than a caller
+    # may ask for (it gave page_size stories where that was above api.max_k).
+    page_k = min(feeds.page_size, max_k)
     feed_k = Query(None, ge=1, le=max_k, description=(
-        f"stories a page (at most {max_k}; default: feed.page_size, {feeds.page_size})"))
+        f"stories a page (at most {max_k}; default: feed.page_size, {page_k})"))
 
     async def feed_page(reader: str, k: int | None, cursor: str | None) -> dict:
         # One page for the JSON feed and its Atom document.
         await app.state.events.written_for(reader)  # their click of a moment ago counts
         try:
-            page = await feeds.feed(reader, k=check_k(k), cursor=cursor)
+            page = await feeds.feed(reader, k=check_k(k) or page_k, cursor=cursor)
         except ValueError as e:  # BadCursor says why (cut short, another reader's)
             raise ApiError(400, "invalid_cursor", str(e) if isinstance(e, BadCursor) else NOT_OURS) from e
         return {"reader": reader,

@@ -138,7 +138,7 @@ async def test_a_sections_trending_head_holds_one_copy_of_a_story(tmp_path, shar
         await stop_stack(*stack)
 
 
-async def test_trending_gives_no_more_stories_than_max_k_by_default(tmp_path, shared_data):
+async def test_trending_and_feeds_give_no_more_stories_than_max_k_by_default(tmp_path, shared_data):
     """Trending without `k` gave its 20 stories whatever `api.max_k` said: an operator who set
     max_k = 3 (the most one call may ask for) had 3-story related blocks and searches, and
     20-story trending lists, where `?k=20` is a 422. Its default is min(20, max_k), as
@@ -151,5 +151,8 @@ async def test_trending_gives_no_more_stories_than_max_k_by_default(tmp_path, sh
             assert r.status_code == 200 and len(r.json()["items"]) == 3, r.text
             r = await http.get("/v1/trending", params={"k": 4})
             assert r.status_code == 422, r.text
+            # A reader's feed likewise: `[feed] page_size` (20), but not past max_k.
+            r = await http.get("/v1/readers/new-reader/feed")
+            assert r.status_code == 200 and len(r.json()["items"]) == 3, r.text
     finally:
         await stop_stack(st, server, task)

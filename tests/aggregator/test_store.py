@@ -1739,6 +1739,42 @@ async def test_retention_deletes_in_short_transactions(store, monkeypatch):
     assert sorted(logged) == sorted(doomed)
 
 
+async def test_retention_deletes_idle_readers_in_short_transactions(store, monkeypatch):
+    """Idle readers went in one transaction: the first run over a publisher's widget ids
+    (660k of a million) held SQLite's one write lock ~50 s, past the busy timeout of every
+    event sent meanwhile. Batches walk the primary key now; readers kept (preferences, an
+    event or a visit since) sort among the idle ones and stay."""
+    from sqlalchemy import event
+
+    monkeypatch.setattr(store_module, "RETENTION_BATCH", 3)
+    (sid,) = (await store.upsert_stories([draft("https://a.org/1")], NOW)).new_ids
+    old, cutoff = NOW - timedelta(days=40), NOW - timedelta(days=30)
+
+    def click(reader, at):
+        return EventRecord(event_key(reader, sid, "click", at, None), reader, sid, "click", at)
+
+    idle, kept = [f"r{i}" for i in range(8)], ["r3-prefs", "r5-back", "r6-seen", "r7-ahead"]
+    await store.add_events([click(r, old) for r in idle + kept], old)
+    await store.set_preferences("r3-prefs", {"mute_topics": ["Budget"]}, old)
+    await store.add_events([click("r5-back", NOW)], NOW)
+    await store.add_events([click("r6-seen", old - timedelta(hours=1))], NOW)  # late: seen now
+    await store.add_events([click("r7-ahead", NOW)], old)  # written by a clock behind: an event since
+    await store.delete_events_before(cutoff)  # retention's step before the readers'
+    commits: list[int] = []
+
+    def committed(conn) -> None:
+        commits.append(1)
+
+    event.listen(store.engine.sync_engine, "commit", committed)
+    try:
+        assert await store.delete_idle_readers(cutoff) == 8
+    finally:
+        event.remove(store.engine.sync_engine, "commit", committed)
+    assert len(commits) >= 3  # 3 + 3 + 2
+    assert [r for r in idle + kept if await store.reader(r)] == kept
+    assert await store.delete_idle_readers(cutoff) == 0
+
+
 async def test_deleting_stories_reads_no_table_scan_per_row(store):
     """PostgreSQL's re-rooting trigger looked for a deleted story's copies by reading the
     primary key in order (`min(id)`) when duplicate_of had no statistics yet (vacuumed, not

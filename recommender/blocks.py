@@ -572,7 +572,7 @@ class RelatedService:
         counted as already seen, and the block of a story gone was served from the cache.
         `written`: `Query.written`. `shown`: the rows to show of those ranked, picked by their
         scores before their copies' sites are looked up (which change no score): a search
-        ranks 50 stories to show k, and looked up the copies of all 50."""
+        ranks 20 or more stories to show k, and looked up the copies of all of them."""
         t0 = time.perf_counter()
         if filters.max_age_days is None and self.default_max_age_days:
             filters = Filters(filters.category, filters.site, filters.exclude_site,

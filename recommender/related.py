@@ -254,7 +254,7 @@ class RankParams:
     # 0 keeps every other-language story the floors pass.
     other_language_min_event: float = 0.15
     # Whether each story's reason is written. A search writes its own (`search.search_reason`)
-    # and ranks 50 stories to show k (`search.SEARCH_DEPTH`): the related reasons it threw
+    # and ranks 20 or more stories to show k (`search.SEARCH_DEPTH`): the related reasons it threw
     # away were ~a fifth of its CPU (own-name and name-run reading for every story ranked).
     # Off, a story's reason is "" (the sites that also carried it are still in `also`).
     reasons: bool = True

@@ -296,7 +296,11 @@ RERANK_EXTRA = 3
 # over the 760 BBC stories of the test stack (hashing embedder, k 10, medians of alternated
 # runs): ~6 ms ranking k + 3, 15.7 ms ranking 50 with reasons for all, 12 ms now. The rest is
 # the ranking's own pool (348 candidates a retriever, each scored in full), which sets the order.
-SEARCH_DEPTH = 50
+# 20, not 50: `make bench --quick` (synthetic 10k, k 5, one run each, same machine): search
+# p50 / p99 11.4 / 12.7 ms ranking k, 16.3 / 23.7 at depth 20, 30.9 / 55.5 at 50 (the full
+# bench at 1M: 48.6 / 67.5, text blocks 17.7 / 25.9). A "more results" page of 20 after 10
+# agrees; a k past 20 is ranked as asked, and its first 20 may differ.
+SEARCH_DEPTH = 20
 
 
 def search_depth(k: int) -> int:

@@ -187,6 +187,11 @@ def stand_ins(dropped: Iterable[int], copies: Mapping[int, Sequence[int]], fits:
     return list(out)
 
 
+def may_show(c: FeedCandidate, profile: Profile, muted: Callable[..., bool]) -> bool:
+    """Whether a `reader=` list may show the reader this story: not read, not muted. Pure."""
+    return c.id not in profile.read and not muted(c.category, c.source, c.title, c.topics)
+
+
 def _head(scores: Mapping[int, float], n: int) -> list[int]:
     """The ids of the `n` highest positive scores, in no order. Pure."""
     ids = np.fromiter(scores.keys(), np.int64, len(scores))
@@ -590,8 +595,7 @@ class FeedService:
         if reader:
             profile, prefs = await self.profile(reader, self.clock())
             muted = mute_filter(prefs)
-            cands = [*(c for c in cands if c.id not in profile.read
-                       and not muted(c.category, c.source, c.title, c.topics)),
+            cands = [*(c for c in cands if may_show(c, profile, muted)),
                      *self._stand_ins(cands, crowd, profile, muted)]
             titles = {i: m.title for i in profile.history if (m := self.corpus.meta.get(i))}
             cands = self._without_copies(cands, profile, titles)
@@ -604,7 +608,7 @@ class FeedService:
         topic), its copy on another site that they did not (`stand_ins`): none of a story
         they read on any site."""
         def fits(c: FeedCandidate) -> bool:
-            return c.id not in profile.read and not muted(c.category, c.source, c.title, c.topics)
+            return may_show(c, profile, muted)
 
         dropped = [c.id for c in cands if c.id in crowd.copies and not fits(c)
                    and profile.read.isdisjoint(crowd.copies[c.id])]

@@ -91,7 +91,10 @@
     ".tdg-block{all:initial;display:block;visibility:inherit;pointer-events:inherit;",
     "--tdg-fg:#1a1a1a;--tdg-muted:#5c5f66;--tdg-line:#e3e5e8;--tdg-bg:#fff;",
     "--tdg-thumb:#eef0f3;--tdg-accent:#b3261e;--tdg-avatar:#24527a;",
-    "margin:2em 0;padding:0 0 .5em;color:var(--tdg-fg);background:var(--tdg-bg);",
+    // The inline padding holds the links' focus outline (2px, 3px off: see .tdg-link): a page
+    // whose container or column clips (overflow:hidden) cut it off the first and last cards,
+    // and a keyboard reader saw no focus there (WCAG 2.4.7).
+    "margin:2em 0;padding:0 5px .5em;color:var(--tdg-fg);background:var(--tdg-bg);",
     // medium: the reader's default size (a fixed 15px ignored it), out of the page's reach.
     "font:medium/1.4 system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;text-align:start}",
     // An inferred theme (see theme()) lets the page's background show; a chosen one paints.
@@ -116,7 +119,8 @@
     // flex or grid sidebar of auto width, a float, an inline-block, a table cell): there the
     // block was 0 px wide, its heading a letter a line. It takes a sidebar's width there
     // (300 px, the usual ad column's); in an article column it fills the width, as before.
-    ".tdg-block{container-type:inline-size;contain-intrinsic-inline-size:300px}",
+    // (290px: the content box, within the 5px padding each side that holds focus outlines.)
+    ".tdg-block{container-type:inline-size;contain-intrinsic-inline-size:290px}",
     "@media (min-width:561px){@container (calc(380px + 1.25em)<=width<calc(760px + 3.75em)){",
     ".tdg-list:has(>:nth-child(4):last-child){grid-template-columns:1fr 1fr}}}",
     ".tdg-card,.tdg-ph{position:relative;display:flex;flex-direction:column;gap:.45em;min-width:0}",

@@ -9,6 +9,7 @@ is not for 127.0.0.1 is answered locally, so nothing leaves the machine.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import json
@@ -949,7 +950,8 @@ async def test_a_sidebar_of_auto_width_gets_a_sidebar_wide_block(page, widget_ap
             """c => [c, (c.shadowRoot || c).querySelector('.tdg-block'),
                      (c.shadowRoot || c).querySelector('.tdg-heading')]
                     .map(e => Math.round(e.getBoundingClientRect().width))""")
-    assert widths == {name: [300, 300, 300] for name in SHRINK_TO_FIT}
+    # The heading within the 5 px each side that holds the links' focus outlines.
+    assert widths == {name: [300, 300, 290] for name in SHRINK_TO_FIT}
     assert page.page_errors == []
 
 
@@ -1064,6 +1066,46 @@ async def test_block_in_its_shadow_root_keeps_its_accessibility(page, widget_api
         return [a.className, s.outlineStyle, s.outlineWidth];
     }""")
     assert focused == ["tdg-link", "solid", "2px"]
+
+
+# Pixels of the accent colour (#b3261e) in each 6 px strip around a screenshot of a focused
+# link taken 6 px wider each way: where its outline shows, as the reader sees it.
+OUTLINE_SIDES_JS = """async png => {
+    const img = new Image();
+    img.src = 'data:image/png;base64,' + png;
+    await img.decode();
+    const pen = document.createElement('canvas').getContext('2d', {willReadFrequently: true});
+    [pen.canvas.width, pen.canvas.height] = [img.width, img.height];
+    pen.drawImage(img, 0, 0);
+    const accent = (x, y) => { const [r, g, b] = pen.getImageData(x, y, 1, 1).data;
+        return Math.abs(r - 179) + Math.abs(g - 38) + Math.abs(b - 30) < 60; };
+    const strip = (x0, y0, x1, y1) => { let n = 0;
+        for (let x = x0; x < x1; x++) for (let y = y0; y < y1; y++) n += accent(x, y);
+        return n; };
+    const w = img.width, h = img.height, m = 6;
+    return {left: strip(0, m, m, h - m), right: strip(w - m, m, w, h - m),
+            top: strip(m, 0, w - m, m), bottom: strip(m, h - m, w - m, h)};
+}"""
+
+
+@pytest.mark.parametrize("clipping", ["#related{overflow:hidden}", "main{overflow:hidden}"])
+async def test_the_focus_outline_shows_where_the_page_clips_the_container(
+        page, widget_api, publisher, clipping):
+    """The outline sits 3 px outside the link, and the first card's link is flush with the
+    block's edge: a container or column with overflow:hidden (a common card or sidebar rule)
+    cut its left side off, and the last card's right one (WCAG 2.4.7, focus visible)."""
+    html = host_page(widget_api.base_url, head=f"<style>{clipping}</style>")
+    await open_with_block(page, publisher.page("clipping.html", html))
+    await page.keyboard.press("Tab")
+    box = await page.locator("#related").evaluate("""c => {
+        const a = c.shadowRoot.activeElement, r = a.getBoundingClientRect();
+        return a.matches('.tdg-link:focus-visible') && [r.left, r.top, r.width, r.height];
+    }""")
+    png = await page.screenshot(
+        clip={"x": box[0] - 6, "y": box[1] - 6, "width": box[2] + 12, "height": box[3] + 12})
+    sides = await page.evaluate(OUTLINE_SIDES_JS, base64.b64encode(png).decode())
+    # Each side is a 2 px line the length of the link's (rounded corners less).
+    assert min(sides.values()) > 2 * (min(box[2], box[3]) - 30), sides
 
 
 async def test_script_included_twice_renders_one_block_and_reports_once(

@@ -228,7 +228,7 @@
       if (!node) return; // nothing shown yet: the container stays untouched
       var host = container;
       if (container.localName.indexOf("-") > 0 || !(state.root = shadowOf(container))) {
-        host = state.host = container.appendChild(document.createElement("div"));
+        host = state.host = container.insertBefore(document.createElement("div"), childHolding(container, node));
         state.root = shadowOf(host) || host;
       }
       applyCss(state.root === host ? document : state.root);
@@ -237,6 +237,14 @@
     if (!node) return;
     if (node.className) theme(container, node);
     state.root.appendChild(node);
+  }
+
+  // The container's child that holds `node` (a server-rendered block), for our own child to
+  // take its place: appended, it moved the block below what the page put after it (a
+  // figcaption, a "Sponsored" line), which moved up over it. null (the end) for a new node.
+  function childHolding(container, node) {
+    while (node && node.parentNode !== container) node = node.parentNode;
+    return node;
   }
 
   // A new open shadow root on `host` (one of ours, never searched for containers), or null

@@ -810,6 +810,44 @@ async def test_a_container_that_takes_no_shadow_root_is_isolated_too(
     assert page.page_errors == []
 
 
+# A container of each kind holding the page's own content around a server-rendered block:
+# a sidebar widget's title and sponsor line, a table cell's label, a figure's caption.
+OWN_CONTENT_AROUND = {
+    "li": '<ul><li id="related" data-tidings-related><h3 id="before">Read next</h3>{block}'
+          '<p id="after">Sponsored by Example</p></li><li id="next">Next widget</li></ul>',
+    "td": '<table><tr><td id="next">Article</td><td id="related" data-tidings-related>'
+          '<b id="before">Read next</b>{block}<p id="after">Sponsored by Example</p></td></tr></table>',
+    "figure": '<figure id="related" data-tidings-related><span id="before">Read next</span>'
+              '{block}<figcaption id="after">Stories picked by Tidings</figcaption></figure>',
+}
+
+
+@pytest.mark.parametrize("tag", sorted(OWN_CONTENT_AROUND))
+async def test_a_server_block_keeps_its_place_among_the_containers_own_content(
+        page, widget_api, publisher, tag):
+    """In a container that takes no shadow root the block goes on a child of the widget's own,
+    which was appended: a server-rendered block moved below what the page put after it (the
+    figure's caption, the sponsor line), which jumped up over it. The child takes the block's
+    place; the page's own content is left as it was, and shows beside the block."""
+    markup = OWN_CONTENT_AROUND[tag]
+    fragment = await widget_api.fragment(SEED_URL)
+    html = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>', markup.format(block=fragment))
+    await page.goto(publisher.page(f"own-content-{tag}.html", html))
+    await page.wait_for_function("document.querySelector('#related > div')?.shadowRoot")
+    layout = await page.locator("#related").evaluate("""c => [...c.children].map(e => {
+        const r = e.getBoundingClientRect();
+        return [e.id || e.localName, !!e.shadowRoot, Math.round(r.top), Math.round(r.bottom)]; })""")
+    assert [row[:2] for row in layout] == [["before", False], ["div", True], ["after", False]]
+    # Laid out in that order, one under the other, nothing over another.
+    tops, bottoms = [row[2] for row in layout], [row[3] for row in layout]
+    assert bottoms[0] <= tops[1] and bottoms[1] > tops[1] + 200 and bottoms[1] <= tops[2]
+    for written in re.findall(r'<[a-z0-9]+ id="(?:before|after|next)">.*?</[a-z0-9]+>', markup):
+        own = re.search(r'id="(\w+)"', written).group(1)
+        assert await page.locator(f"#{own}").evaluate("e => e.outerHTML") == written
+    assert page.page_errors == []
+
+
 async def test_text_follows_the_readers_default_font_size(page, widget_api, publisher):
     """The block was a fixed 15px: a reader who set a larger default size in the browser got
     it everywhere but here. The page's font-size:0 (inline-block grids) still cannot reach it."""

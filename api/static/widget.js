@@ -942,12 +942,15 @@
     var node = blockNode(cards, wordsOf(container), otherSiteLinks(container), ownSite(page),
       langOf(container), headingLevel(container));
     // Shorter than the placeholder, it keeps its room (or the page under it moves up) unless
-    // the container is below the viewport, where that moves nothing the reader sees.
+    // the container is below the viewport, where that moves nothing the reader sees. The
+    // room in the block's own CSS pixels (its computed height: both have the same padding):
+    // the box on screen is zoomed or scaled with the page (`zoom`, `transform: scale`), and
+    // at zoom 1.5 the block kept 1.5 times its room, an empty gap that moved the page under it.
     var held = state.node && state.node.hasAttribute("aria-hidden") &&
       container.getBoundingClientRect().top < window.innerHeight
-      ? state.node.getBoundingClientRect().height : 0;
+      ? getComputedStyle(state.node).height : "";
     show(container, state, node);
-    if (held) node.style.cssText = "box-sizing:border-box;min-height:" + held + "px";
+    if (held) node.style.minHeight = held;
     track(node, api, page, state);
     built.add(node);
     keepTime();

@@ -1569,14 +1569,20 @@ async def slow_related(page, delay: float) -> dict:
     return released
 
 
-async def test_block_arriving_on_screen_shifts_nothing_below_it(page, widget_api, publisher):
+@pytest.mark.parametrize("scaled", ["", "main{zoom:1.5}",
+                                    "main{transform:scale(1.5);transform-origin:0 0}"])
+async def test_block_arriving_on_screen_shifts_nothing_below_it(page, widget_api, publisher,
+                                                                scaled):
     """The container is on screen with host content under it when a slow answer arrives. The
     block used to push everything below it down on arrival (a shift of 0.19); a placeholder
     now holds its room, and the arrival moves nothing. (The placeholder's own arrival is not
-    asserted: it shifts the page as much if the script ran after the first paint, README.)"""
+    asserted: it shifts the page as much if the script ran after the first paint, README.)
+    In a zoomed or scaled column too: the room was measured on screen and given back in CSS
+    pixels, 1.5 times too much there, and the page under the block moved down."""
     await page.add_init_script(SHIFTS_INIT)
     released = await slow_related(page, 1.0)
-    html = host_page(widget_api.base_url).replace("</main>", f"{BELOW}</main>")
+    html = host_page(widget_api.base_url, head=f"<style>{HOST_CSS}{scaled}</style>").replace(
+        "</main>", f"{BELOW}</main>")
     cards = await open_with_block(page, publisher.page("cls.html", html))
     await settle(page)
     assert await cards.count() == 4

@@ -323,13 +323,16 @@ def search_depths(k: int) -> list[int]:
 def merged(rankings: list[list[tuple[Story, Ranked]]], k: int) -> list[tuple[Story, Ranked]]:
     """The first `k` of `rankings` (`search_depths`' order) read one after another, each story
     once (by its ranked id): a deeper ranking adds only the stories the shallower ones did not
-    rank. Its scores are its own, so a story after the first 20 may score above one before."""
+    rank. Its scores are its own, so a story after the first 20 may score above one before.
+    A story counts with the copies collapsed into it: a deeper ranking may pick another copy
+    to stand for them, which is the same story again."""
     seen: set[int] = set()
     out = []
     for rows in rankings:
         for row in rows:
-            if row[1].id not in seen:
-                seen.add(row[1].id)
+            ids = {row[1].id, *row[1].copies}
+            if seen.isdisjoint(ids):
+                seen |= ids
                 out.append(row)
     return out[:k]
 

@@ -19,3 +19,14 @@ def test_a_deeper_ranking_adds_only_the_stories_before_it_left_out():
     rows = merged([ranking(3, 1, 2), ranking(1, 4, 2, 5, 3)], 4)
     assert [r.id for _, r in rows] == [3, 1, 2, 4]
     assert [r.id for _, r in merged([ranking(3, 1)], 5)] == [3, 1]
+
+
+def test_a_deeper_ranking_that_picks_another_copy_of_a_shown_story_adds_it_once():
+    # Depth 20 showed story 7 with its copy 8 collapsed into it; depth 40's pool made 8 the
+    # copy to show (and 7 its copy): the same story, which the page must not hold twice.
+    shallow = [("a", Ranked(7, 0.9, "", copies=(8,))), ("b", Ranked(2, 0.8, ""))]
+    deeper = [("c", Ranked(8, 0.9, "", copies=(7,))), ("d", Ranked(2, 0.8, "")),
+              ("e", Ranked(5, 0.7, "", copies=(6,)))]
+    assert [r.id for _, r in merged([shallow, deeper], 4)] == [7, 2, 5]
+    # A story shown on its own at depth 20 that a deeper ranking collapsed under another copy.
+    assert [r.id for _, r in merged([[("x", Ranked(3, 1.0, ""))], [("y", Ranked(4, 1.0, "", copies=(3,)))]], 2)] == [3]

@@ -63,7 +63,15 @@ from api.atom import (
     feed_url,
     latest_title,
 )
-from api.blockcache import BlockCache, CachedBlock, Flights, cached_or_ranked, freshness
+from api.blockcache import (
+    BlockCache,
+    CachedBlock,
+    CachedRanking,
+    Flights,
+    RankingCache,
+    cached_or_ranked,
+    freshness,
+)
 from api.cards import CardOut, block_json, card, iso, search_json, source_json
 from api.errors import (
     ApiError,
@@ -1040,6 +1048,10 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     # A block missed by many requests at once is ranked once (api/blockcache.py Flights).
     flights = app.state.block_flights = Flights(failure_is_the_keys)
+    # A search's rankings, which its answers for every k are cut from (recommender/search.py
+    # `search_depths`), kept and thrown away as blocks are.
+    rankings = app.state.search_rankings = RankingCache(fresh)
+    ranking_flights = app.state.search_ranking_flights = Flights(failure_is_the_keys)
 
     def count_block(result: str) -> None:
         metrics.block_cache.labels(result).inc()
@@ -1048,6 +1060,22 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         # The corpus version the ranking read (a story may have landed while the page was
         # fetched or the block serialized: the cache checks it at the next lookup).
         return block.version, blocks_version()[1]
+
+    def search_ranking(rel, query: str, f: Filters, charge: Callable[[], None]):
+        """`RelatedService.search`'s `ranking`: the query's ranking at a depth from
+        `rankings`, else ranked (once however many requests miss it) and kept. Not counted in
+        tidings_block_cache_total: the answer it goes into is counted there."""
+        async def ranking(depth: int) -> Block:
+            async def rank() -> CachedRanking:
+                block = await rel.search_ranking(query, depth=depth, filters=f, before_embed=charge)
+                return rankings.put_ranking(key, block, ranked_at(block))
+
+            key = ("search", query, depth, f)
+            entry = await cached_or_ranked(rankings, ranking_flights, key, rank, lambda _: None)
+            # As checked now: the answer is cached from the version its rankings hold at.
+            return dataclasses.replace(entry.block, version=entry.version[0])
+
+        return ranking
 
     def keep_for_fast_path(request: Request, entry: CachedBlock) -> None:
         # What the fast path records this answer with (api/fastpath.py).
@@ -1334,7 +1362,8 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         charge = embed_charge(request)
         return await cached_block(
             request, ("search", query, kk, f),
-            lambda: rel.search(query, k=kk, filters=f, before_embed=charge),
+            lambda: rel.search(query, k=kk, filters=f,
+                               ranking=search_ranking(rel, query, f, charge)),
             shape=functools.partial(search_json, query))
 
     @app.get("/v1/widget", tags=["widget"], response_class=HTMLResponse,

@@ -124,6 +124,42 @@ class BlockCache(FreshCache):
         return entry
 
 
+@dataclass(slots=True)
+class CachedRanking:
+    """A search's ranking at one depth (`RelatedService.search_ranking`: a Block)."""
+
+    block: Any
+    version: Versions
+    reach: Reach | None
+
+
+# A search's rankings kept (`RankingCache`): each ~5-20 kB at depth 20 (its cards' texts and a
+# pool of ~1 kB), up to ~70 kB at 80, so a few MB for the searches asked again with another k
+# (and never past `MAX_BYTES`).
+SEARCH_RANKINGS = 512
+
+
+class RankingCache(FreshCache):
+    """The app's searches as ranked, by query, filters and depth, kept by the blocks' rule: the
+    answer for each k is cut from them, so a page of 20 after one of 10 (or a box of 5) ranks
+    nothing, and every k shows the same first stories however the answers' cache turns."""
+
+    def __init__(self, fresh: Fresh, size: int = SEARCH_RANKINGS):
+        super().__init__(fresh, size)
+
+    def put_ranking(self, key: tuple, block: Any, version: Versions) -> CachedRanking:
+        entry = CachedRanking(block, version, block.reach)
+        self.put(key, entry, ranking_bytes(block))
+        return entry
+
+
+def ranking_bytes(block: Any) -> int:
+    """About what a ranking holds: its cards' texts and its reach's pool."""
+    held = sum(len(m.title) + len(m.summary) + len(m.url) + len(m.image_url) + 200
+               for m, _ in block.related)
+    return held + (block.reach.pool.nbytes if block.reach is not None else 0)
+
+
 class LeaderGone(Exception):
     """The ranking a request waited for failed for a reason of its leader's own (its client's
     limit, its cancellation): the waiter asks again rather than answer with it."""

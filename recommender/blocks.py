@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -52,7 +52,7 @@ from aggregator.textclean import truncate
 from recommender.corpus import Corpus, StoryMeta, meta_of
 from recommender.embed import Embedder, story_text
 from recommender.engine import CandidateMeta, RelatedEngine
-from recommender.reach import Reach
+from recommender.reach import Reach, widest
 from recommender.related import (
     Filters,
     Query,
@@ -66,8 +66,9 @@ from recommender.search import (
     as_names,
     capitals,
     could_lift,
+    merged,
     reranked,
-    search_depth,
+    search_depths,
     search_params,
     searched,
     with_spellings,
@@ -93,6 +94,8 @@ _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 # Picks the rows a block shows of those ranked (`RelatedService._block`).
 Shown = Callable[[list[tuple[StoryMeta, Ranked]]], list[tuple[StoryMeta, Ranked]]]
+# A search's ranking at a depth (`RelatedService.search_ranking`, or the API's cached one).
+Ranking = Callable[[int], Awaitable["Block"]]
 
 
 class BadArticle(TidingsError):
@@ -335,25 +338,44 @@ class RelatedService:
         return await self._block(art, k=k, filters=filters)
 
     async def search(self, query: str, *, k: int, filters: Filters,
-                     before_embed: Callable[[], None] | None = None) -> Block:
+                     before_embed: Callable[[], None] | None = None,
+                     ranking: Ranking | None = None) -> Block:
         """The stories that answer `query` (`recommender.search.normal_query`), best first:
-        the query is embedded and ranked as a caller's text with neither body nor time, by
-        the search's parameters, and each story's reason says which of its words it carries.
-        `before_embed` is called (and may raise) before the embedding, as for `for_text`."""
+        the first `k` of its rankings at `search_depths(k)` (`search.merged`), with their
+        copies' sites, and each story's reason saying which of its words it carries.
+        `ranking(depth)` gives a ranking (the API's keeps them: a page of 20 after one of 10
+        ranks nothing); without it each is ranked here (`search_ranking`). `before_embed` is
+        called (and may raise) before the embedding, as for `for_text`."""
+        t0 = time.perf_counter()
+        if ranking is None:
+            def ranking(depth: int):
+                return self.search_ranking(query, depth=depth, filters=filters,
+                                           before_embed=before_embed)
+        layers = [await ranking(depth) for depth in search_depths(k)]
+        rows = await self._with_copies(merged([b.related for b in layers], k))
+        spelt = with_spellings(query, self.corpus.lexical.spellings)
+        rows = [(m, searched(r, spelt, m.title, m.summary)) for m, r in rows]
+        reaches = [b.reach for b in layers if b.reach is not None]
+        return Block(layers[0].article, rows, (time.perf_counter() - t0) * 1000,
+                     min(b.version for b in layers), widest(reaches) if reaches else None)
+
+    async def search_ranking(self, query: str, *, depth: int, filters: Filters,
+                             before_embed: Callable[[], None] | None = None) -> Block:
+        """The `depth` best stories for `query` by the search's parameters, without their
+        copies' sites or reasons (which change no order: `search` adds them to those shown).
+        The query is embedded and ranked as a caller's text with neither body nor time."""
         if before_embed is not None:
             before_embed()
         spelt = with_spellings(query, self.corpus.lexical.spellings)
         art = Article(None, "", as_names(spelt), "", "", "")
-        # Ranked past k: a story with the query's words side by side in its title may be
-        # lifted over those above it (`reranked`).
+        # Ranked past the depth: a story with the query's words side by side in its title may
+        # be lifted over those above it (`reranked`).
         extra = RERANK_EXTRA if could_lift(query) else 0
-        block = await self._block(art, k=search_depth(k) + extra, filters=filters,
-                                  params=search_params(self.rank_params),
-                                  written=tuple(capitals(query)),
-                                  shown=lambda rows: reranked(rows, query, k,
-                                                              lambda m: (m.title, m.summary)))
-        rows = [(m, searched(r, spelt, m.title, m.summary)) for m, r in block.related]
-        return Block(block.article, rows, block.took_ms, block.version, block.reach)
+        return await self._block(art, k=depth + extra, filters=filters,
+                                 params=search_params(self.rank_params),
+                                 written=tuple(capitals(query)), copies=False,
+                                 shown=lambda rows: reranked(rows, query, depth,
+                                                             lambda m: (m.title, m.summary)))
 
     async def for_url(self, url: str, *, k: int, filters: Filters,
                       before_fetch: Callable[[], None] | None = None, client: str = "") -> Block:
@@ -565,14 +587,15 @@ class RelatedService:
 
     async def _block(self, art: Article, *, k: int, filters: Filters,
                      params: RankParams | None = None, seen: int | None = None,
-                     written: tuple[str, ...] = (), shown: Shown | None = None) -> Block:
+                     written: tuple[str, ...] = (), shown: Shown | None = None,
+                     copies: bool = True) -> Block:
         """`seen`: the corpus version before `art` was read from the store. The block is
         kept as ranked at it, so a cache checks the changes since: a takedown of the story
         applied while its article was read (or embedded) ends the block. Taken after, it
         counted as already seen, and the block of a story gone was served from the cache.
         `written`: `Query.written`. `shown`: the rows to show of those ranked, picked by their
-        scores before their copies' sites are looked up (which change no score): a search
-        ranks 20 or more stories to show k, and looked up the copies of all of them."""
+        scores. `copies`: whether to look up the copies' sites of the rows (`_with_copies`):
+        a search's ranking does not, as it holds 20 or more stories to show k."""
         t0 = time.perf_counter()
         if filters.max_age_days is None and self.default_max_age_days:
             filters = Filters(filters.category, filters.site, filters.exclude_site,
@@ -589,10 +612,16 @@ class RelatedService:
                 if r.id in self.corpus.meta]
         if shown is not None:
             rows = shown(rows)
-        copies = await self._copy_sites([m.id for m, _ in rows])
-        rows = [(m, also_reported(r, m.site, copies[m.id]) if m.id in copies else r)
-                for m, r in rows]
+        if copies:
+            rows = await self._with_copies(rows)
         return Block(art, rows, (time.perf_counter() - t0) * 1000, version, reach)
+
+    async def _with_copies(self, rows: list[tuple[StoryMeta, Ranked]]
+                           ) -> list[tuple[StoryMeta, Ranked]]:
+        """`rows` with the sites of their syndicated copies (`_copy_sites`) in "also"."""
+        copies = await self._copy_sites([m.id for m, _ in rows])
+        return [(m, also_reported(r, m.site, copies[m.id]) if m.id in copies else r)
+                for m, r in rows]
 
     async def _ranked(self, query: Query, k: int, filters: Filters, params: RankParams
                       ) -> tuple[list[Ranked], Reach, dict[int, StoryMeta]]:

@@ -72,6 +72,19 @@ class Reach:
         return self._terms
 
 
+def widest(reaches: Sequence[Reach]) -> Reach:
+    """One reach for an answer made of several rankings of one query (a search's depths,
+    `search.merged`): any change that could alter one of them alters it. Their pools together,
+    the lowest floors, the oldest birth."""
+    if len(reaches) == 1:
+        return reaches[0]
+    first = reaches[0]
+    return Reach(vector=first.vector, dense_floor=min(r.dense_floor for r in reaches),
+                 lexical_floor=min(r.lexical_floor for r in reaches),
+                 pool=np.concatenate([r.pool for r in reaches]), title=first.title,
+                 text=first.text, born=min(r.born for r in reaches))
+
+
 def pool_floor(scores: Sequence[float], asked: int, empty: float) -> float:
     """The lowest score a newcomer must reach to join a top-`asked` list: its last score when
     full, else `empty` (anything that scores at all joins a list that is not full)."""

@@ -268,6 +268,9 @@ class Ranked:
     # The other sites that carried this story (copies collapsed into it); the reason names
     # the first three.
     also: tuple[str, ...] = ()
+    # The ids of the copies collapsed into it: a search's deeper ranking may pick another copy
+    # of the same story to stand for them (`search.merged` shows one).
+    copies: tuple[int, ...] = ()
 
 
 @dataclass
@@ -1288,7 +1291,7 @@ def _with_also(reason: str, also: Sequence[str]) -> str:
 
 def with_reason(ranked: Ranked, reason: str) -> Ranked:
     """`ranked` with another reason, still naming the other sites that carried it."""
-    return Ranked(ranked.id, ranked.score, _with_also(reason, ranked.also), ranked.also)
+    return replace(ranked, reason=_with_also(reason, ranked.also))
 
 
 def other_sites(site: str, sites: Iterable[str]) -> tuple[str, ...]:
@@ -1309,7 +1312,7 @@ def also_reported(ranked: Ranked, site: str, sites: Iterable[str]) -> Ranked:
     if also == ranked.also:
         return ranked
     base = ranked.reason.split(_ALSO, 1)[0]
-    return Ranked(ranked.id, ranked.score, _with_also(base, also), also)
+    return replace(ranked, reason=_with_also(base, also), also=also)
 
 
 def _dense(query: Query, cand: Candidate) -> float:
@@ -1551,5 +1554,6 @@ def rank_related(
     for s in chosen:
         also = other_sites(s.cand.site, (c.site for c in s.copies))
         reason = _with_also(_reason(s, params, common_word, text), also) if params.reasons else ""
-        out.append(Ranked(s.cand.id, round(s.score, 6), reason, also))
+        out.append(Ranked(s.cand.id, round(s.score, 6), reason, also,
+                          tuple(c.id for c in s.copies)))
     return out

@@ -290,23 +290,51 @@ RERANK_EXTRA = 3
 # reordered between two of k 1, 3, 5, 10, 20, 40, so a "more results" page repeated some
 # stories and skipped others, and a box of 5 suggestions disagreed with the page of 10.
 # Ranking 50 where 10 are asked costs more per search missing the cache (its took_ms 30-60 ms
-# against ~30 ms, the same stories); a k past this is ranked as asked. Of that, only what
-# orders the stories is done for all 50: no related reasons (`search_params`), and the
-# copies' sites looked up for the k shown (`RelatedService._block`'s `shown`). CPU per search
-# over the 760 BBC stories of the test stack (hashing embedder, k 10, medians of alternated
-# runs): ~6 ms ranking k + 3, 15.7 ms ranking 50 with reasons for all, 12 ms now. The rest is
-# the ranking's own pool (348 candidates a retriever, each scored in full), which sets the order.
+# against ~30 ms, the same stories). Of that, only what orders the stories is done for all
+# of them: no related reasons (`search_params`), and the copies' sites looked up for the k
+# shown (`RelatedService.search`). CPU per search over the 760 BBC stories of the test stack
+# (hashing embedder, k 10, medians of alternated runs): ~6 ms ranking k + 3, 15.7 ms ranking
+# 50 with reasons for all, 12 ms now. The rest is the ranking's own pool (348 candidates a
+# retriever, each scored in full), which sets the order.
 # 20, not 50: `make bench --quick` (synthetic 10k, k 5, one run each, same machine): search
 # p50 / p99 11.4 / 12.7 ms ranking k, 16.3 / 23.7 at depth 20, 30.9 / 55.5 at 50 (the full
-# bench at 1M: 48.6 / 67.5, text blocks 17.7 / 25.9). A "more results" page of 20 after 10
-# agrees; a k past 20 is ranked as asked, and its first 20 may differ.
+# bench at 1M: 48.6 / 67.5, text blocks 17.7 / 25.9).
+# Why not rank just k for a first search and more later: the ranker is not prefix-stable (the
+# pool, and so the order, moves with the stories asked for), so the first page's order would
+# hang on the k that happened to come first. A fixed depth gives one order, and the API keeps
+# each ranking (api/blockcache.py `RankingCache`), so a page of 20 after one of 10 ranks nothing.
 SEARCH_DEPTH = 20
 
 
-def search_depth(k: int) -> int:
-    """How many stories to rank for a search that shows `k`: one depth for every k up to
-    `SEARCH_DEPTH`, so the first results are the same however many are asked."""
-    return max(k, SEARCH_DEPTH)
+def search_depths(k: int) -> list[int]:
+    """The rankings a search that shows `k` is made of (`merged`): `SEARCH_DEPTH`, then twice
+    as many, and so on until one holds k. Every k up to 20 is the first 20 of one ranking; a
+    k past it keeps those 20 and goes on with a deeper ranking's other stories, so k=40 starts
+    with the k=20 answer and k=50 with k=40's. Ranked as asked, a k=40 started otherwise than
+    k=20 for 2 of 15 common queries over the BBC politics and entertainment stories (hashing
+    embedder). The depths are fixed, not k, for the reason `SEARCH_DEPTH` is; doubling keeps
+    the stories ranked for a cold k under 4k however deep a caller pages."""
+    depths = [SEARCH_DEPTH]
+    while depths[-1] < k:
+        depths.append(depths[-1] * 2)
+    return depths
+
+
+def merged(rankings: list[list[tuple[Story, Ranked]]], k: int) -> list[tuple[Story, Ranked]]:
+    """The first `k` of `rankings` (`search_depths`' order) read one after another, each story
+    once (by its ranked id): a deeper ranking adds only the stories the shallower ones did not
+    rank. Its scores are its own, so a story after the first 20 may score above one before.
+    A story counts with the copies collapsed into it: a deeper ranking may pick another copy
+    to stand for them, which is the same story again."""
+    seen: set[int] = set()
+    out = []
+    for rows in rankings:
+        for row in rows:
+            ids = {row[1].id, *row[1].copies}
+            if seen.isdisjoint(ids):
+                seen |= ids
+                out.append(row)
+    return out[:k]
 
 
 def could_lift(query: str) -> bool:

@@ -177,6 +177,15 @@ async def test_each_search_that_embeds_is_charged_to_the_text_limit(stack):
         assert r.status_code == 429  # one bucket for both
 
 
+async def arrives(stack, url: str, title: str, text: str) -> None:
+    """A wire story stored, indexed and followed by the running corpus, as a collect gives it."""
+    await stack.svc.store.upsert_stories([StoryDraft(
+        url=url, title=title, text=text, site="wire.example", source="wire",
+        category="politics", published_at=NOW)], NOW)
+    await stack.svc.indexer.drain()
+    await stack.svc.corpus.follow()
+
+
 async def test_a_story_that_answers_a_cached_search_is_found_at_once(stack, http):
     """A search is cached as a block is, until a story arrives that could change it: the
     story about the searched words is in the next answer, not after the cache's 5 minutes."""
@@ -185,14 +194,49 @@ async def test_a_story_that_answers_a_cached_search_is_found_at_once(stack, http
     assert before.status_code == 200
     assert (await search(http, q, k=3)).headers["etag"] == before.headers["etag"]
     url = "https://wire.example/2026/zebra-crossing"
-    await stack.svc.store.upsert_stories([StoryDraft(
-        url=url, title="Carlisle parents stage zebra crossing protest",
-        text="Parents in Carlisle protested for a zebra crossing outside the school.",
-        site="wire.example", source="wire", category="politics", published_at=NOW)], NOW)
-    await stack.svc.indexer.drain()
-    await stack.svc.corpus.follow()
+    await arrives(stack, url, "Carlisle parents stage zebra crossing protest",
+                  "Parents in Carlisle protested for a zebra crossing outside the school.")
     after = (await search(http, q, k=3)).json()["items"]
     assert after[0]["url"] == url
+
+
+async def test_another_page_of_a_search_is_cut_from_its_ranking(stack):
+    """A search asked again with another k (a page of 20 after one of 10, a box of 5) is cut
+    from the ranking the first made: it embeds nothing, so it costs nothing of the text limit,
+    and shows the same first stories."""
+    base = await stack.serve_variant(related_text_per_minute=1)
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        ten = await search(client, "prime minister election", k=10)
+        assert ten.status_code == 200
+        ids = [c["id"] for c in ten.json()["items"]]
+        for k in (20, 5):
+            r = await search(client, "prime minister election", k=k)
+            assert r.status_code == 200, (k, r.text)
+            assert [c["id"] for c in r.json()["items"]][:10] == ids[:k]
+        assert (await search(client, "school dinners")).status_code == 429  # one embedding
+
+
+async def test_a_story_that_answers_a_kept_ranking_is_found_at_once(stack, http):
+    """The ranking a search's pages are cut from is thrown away as a cached block is: a page
+    not asked before shows the story that arrived since the first page."""
+    q = "Walrus sighting delights Whitby harbour"
+    assert (await search(http, q, k=3)).status_code == 200
+    url = "https://wire.example/2026/whitby-walrus"
+    await arrives(stack, url, "Walrus sighting delights crowds at Whitby harbour",
+                  "A walrus was seen resting in Whitby harbour, delighting crowds.")
+    assert (await search(http, q, k=5)).json()["items"][0]["url"] == url
+
+
+async def test_each_filter_has_its_own_ranking(http):
+    """A page with other filters is not cut from the ranking without them."""
+    first = [c["category"] for c in (await search(http, "campaign", k=10)).json()["items"]]
+    assert first[0] == "politics" and "entertainment" in first
+    ent = (await search(http, "campaign", k=5, category="entertainment")).json()["items"]
+    assert ent and {c["category"] for c in ent} == {"entertainment"}
+    assert OLD_URL in [c["url"] for c in (await search(
+        http, "Lighthouse keepers strike", k=10)).json()["items"]]
+    assert OLD_URL not in [c["url"] for c in (await search(
+        http, "Lighthouse keepers strike", k=5, max_age_days=7)).json()["items"]]
 
 
 async def test_the_openapi_document_states_the_search(http):

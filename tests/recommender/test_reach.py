@@ -23,6 +23,7 @@ from recommender.reach import (
     pool_floor,
     still_good,
     untouched,
+    widest,
 )
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -72,6 +73,16 @@ def test_a_far_story_leaves_the_block_and_a_near_one_or_a_pool_change_does_not(l
     assert untouched(r, [Change(2, removed=np.array([99]))], lexical)
     assert not untouched(r, [added(2, [3], [unit(0, 1, 0)])], lexical)  # a pool story edited
     assert not untouched(r, [Change(2, reset=True)], lexical)
+
+
+def test_the_widest_reach_is_touched_by_what_touches_any_of_its_rankings(lexical):
+    """A search's answer past 20 is made of two rankings: a change that alters either (a story
+    of the deeper pool removed, a story over the lower floor) alters the answer."""
+    both = widest([reach(dense_floor=0.9, pool=(1, 2)), reach(dense_floor=0.5, pool=(2, 7))])
+    assert not untouched(both, [Change(2, removed=np.array([7]))], lexical)
+    assert not untouched(both, [Change(2, removed=np.array([1]))], lexical)
+    assert not untouched(both, [added(2, [11], [unit(1, 1.2, 0)])], lexical)  # cosine 0.64
+    assert untouched(both, [added(2, [10], [unit(0, 1, 0)])], lexical)
 
 
 def test_a_list_that_was_not_full_takes_any_newcomer(lexical):

@@ -410,17 +410,19 @@ async def test_a_failed_retention_run_is_run_again_at_the_next_tick(store, monke
 async def test_a_retention_run_longer_than_its_lease_keeps_its_claim(store, monkeypatch):
     """The first run after `stories_days` is lowered can delete for longer than its claim's
     lease: unrenewed, another process's tick then claimed the job and ran the same
-    deletions beside it. The claim is renewed while the run goes on (a lease of 1.5 s here,
-    renewed every 0.5 s; a deletion of 4 s)."""
+    deletions beside it. The claim is renewed while the run goes on (a lease of 3 s here,
+    renewed every second; the deletion lasts until the other process has ticked a second
+    past the lease's first end)."""
     settings = load_settings(REPO_CONFIG, env={})
     settings = replace(settings, retention=replace(settings.retention, stories_days=30))
-    monkeypatch.setattr(runner, "RETENTION_LEASE_S", 1.5)
+    lease = 3.0
+    monkeypatch.setattr(runner, "RETENTION_LEASE_S", lease)
     real = store.delete_stories_before
-    deleting = asyncio.Event()
+    deleting, outlived = asyncio.Event(), asyncio.Event()
 
     async def slow(before):
         deleting.set()
-        await asyncio.sleep(4.0)
+        await outlived.wait()
         return await real(before)
 
     monkeypatch.setattr(store, "delete_stories_before", slow)
@@ -428,14 +430,24 @@ async def test_a_retention_run_longer_than_its_lease_keeps_its_claim(store, monk
     now = datetime.now(UTC)
     run = asyncio.create_task(runner.retention(svc, now))
     await asyncio.wait_for(deleting.wait(), 10)
+    # Another process's ticks, all through the run, on the run's clock (as `_keep_claim`
+    # counts it): they counted 0.1 s a tick, and on a loaded machine, where a tick takes
+    # longer, fell behind the run's renewals (fewer than the 20 ticks asked for, or by
+    # chance a tick past a renewal that came late). Only a renewal later than 2 s (a lease
+    # less its renewal interval; 1 s on PostgreSQL for a renewal whose round trip took over
+    # 0.5 s, `on_database_clock` counting whole seconds) lets one through; an unrenewed
+    # claim lets them in at 3 s.
+    started = time.monotonic()
     taken = []
-    while not run.done():  # another process's ticks, on the same clock, all through the run
-        elapsed = timedelta(seconds=len(taken) * 0.1)
+    while not run.done():
+        elapsed = time.monotonic() - started
         taken.append(await store.claim_job("retention", owner="b", every_s=runner.RETENTION_EVERY_S,
-                                           lease_s=1, now=now + elapsed))
+                                           lease_s=1, now=now + timedelta(seconds=elapsed)))
+        if elapsed >= lease + 1:
+            outlived.set()
         await asyncio.sleep(0.1)
     await run
-    assert len(taken) >= 20 and not any(taken), taken
+    assert not any(taken), taken
 
 
 async def _keeper_and_cutter(store, keeper: str, cutter: str, machines=(None, None)):

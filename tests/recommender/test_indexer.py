@@ -149,7 +149,13 @@ async def test_an_interrupted_claim_hands_back_what_is_not_saved(store):
     indexer = Indexer(store, emb, chunk=12, piece=4)
     task = asyncio.create_task(indexer.run_once())
     await asyncio.to_thread(emb.blocked.wait, 30)
-    await asyncio.sleep(0.2)  # the first piece's save finishes
+    # The first piece's save finishes: waited for, where a fixed 0.2 s could be too short
+    # on a loaded machine (then 12 were left, not 8).
+    async def first_saved():
+        while await store.backlog_size(emb.recipe) != 8:
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(first_saved(), 30)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -241,10 +241,15 @@
 
   // The container's child that holds `node` (a server-rendered block), for our own child to
   // take its place: appended, it moved the block below what the page put after it (a
-  // figcaption, a "Sponsored" line), which moved up over it. null (the end) for a new node.
+  // figcaption, a "Sponsored" line), which moved up over it. For a new node, the end (null),
+  // but before a figure's caption written last: HTML puts a figcaption first or last in its
+  // figure, under or over the content it captions. Written last, it is meant under the
+  // stories ("Stories picked by Tidings"); appended, the block came below its own caption,
+  // which then read as the heading of whatever the page had under the figure.
   function childHolding(container, node) {
     while (node && node.parentNode !== container) node = node.parentNode;
-    return node;
+    var last = container.lastElementChild;
+    return node || (container.localName === "figure" && last && last.localName === "figcaption" ? last : null);
   }
 
   // A new open shadow root on `host` (one of ours, never searched for containers), or null

@@ -848,6 +848,45 @@ async def test_a_server_block_keeps_its_place_among_the_containers_own_content(
     assert page.page_errors == []
 
 
+# Figures with no server-rendered block, their caption written last (so under the stories):
+# alone, and after a line of the page's. The children each should end up with, in order (the
+# widget's own child, holding the block, as "div").
+FIGURE_CAPTIONS = {
+    "alone": ('<figcaption id="after">Stories picked by Tidings</figcaption>', ["div", "after"]),
+    "after-a-line": ('<p id="before">Read next</p><figcaption id="after">Stories picked by '
+                     'Tidings</figcaption>', ["before", "div", "after"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIGURE_CAPTIONS))
+async def test_a_figures_caption_written_last_stays_under_the_block(page, widget_api, publisher,
+                                                                    case):
+    """A figure's block went at its end, after the figcaption, even where the page wrote the
+    caption last: HTML puts a figure's caption first or last, and last it goes under what it
+    captions. It showed over the stories, reading as the heading of whatever came after the
+    figure. The block now goes before it; the page's own content is left as written."""
+    markup, order = FIGURE_CAPTIONS[case]
+    html = host_page(widget_api.base_url).replace(
+        '<div id="related" data-tidings-related ></div>',
+        f'<figure id="related" data-tidings-related>{markup}</figure>')
+    await page.goto(publisher.page(f"figure-caption-{case}.html", html))
+    await page.wait_for_function(
+        "document.querySelector('#related > div')?.shadowRoot?.querySelector('.tdg-card')")
+    layout = await page.locator("#related").evaluate("""c => [...c.children].map(e => {
+        const r = e.getBoundingClientRect();
+        return [e.id || e.localName, Math.round(r.top), Math.round(r.bottom)]; })""")
+    assert [row[0] for row in layout] == order
+    # Drawn in that order, one under the other, nothing over another; the block a block high.
+    for (_, _, bottom), (_, top, _) in zip(layout, layout[1:], strict=False):
+        assert bottom <= top, layout
+    block = layout[order.index("div")]
+    assert block[2] - block[1] > 200
+    for written in re.findall(r'<[a-z]+ id="\w+">.*?</[a-z]+>', markup):
+        own = re.search(r'id="(\w+)"', written).group(1)
+        assert await page.locator(f"#{own}").evaluate("e => e.outerHTML") == written
+    assert page.page_errors == []
+
+
 async def test_text_follows_the_readers_default_font_size(page, widget_api, publisher):
     """The block was a fixed 15px: a reader who set a larger default size in the browser got
     it everywhere but here. The page's font-size:0 (inline-block grids) still cannot reach it."""

@@ -21,6 +21,7 @@ from recommender.related import (
     RankParams,
     _url_key_slow,
     agreement_bonus,
+    dated_months,
     display_name,
     neighbourhood_agreement,
     rank_related,
@@ -281,6 +282,27 @@ def test_reports_from_the_query_s_days_beat_a_slightly_closer_text_from_another_
     assert ids(rank_related(undated, [sibling, same_days], k=2, params=params)) == [2, 3]
 
 
+def test_dated_months_are_months_written_with_a_day_or_a_year():
+    text = "On Dec. 5 the quake hit; in March 2009 a second. Talks may 2 weeks; in June, none."
+    assert dated_months(text) == {"dec", "mar", "may"}  # "may 2": read as a date, rare
+    assert dated_months("In December, 33 people were hurt.") == frozenset()
+
+
+def test_a_report_dating_things_in_the_article_s_month_beats_a_closer_text_of_another():
+    # Undated texts (ECB+'s older half): the sibling event reads a little closer, but only the
+    # same event dates what happened in the article's month.
+    query = replace(QUERY, published_at=None,
+                    text="Russia would pause strikes on energy sites from March 18, Putin said.")
+    sibling = cand(2, unit(1, 0.45), published_at=None,
+                   summary="Putin said Russia paused strikes on energy sites on June 2, 2024.")
+    same_event = cand(3, unit(1, 0.5, 0.05), published_at=None,
+                      summary="The pause agreed in talks on March 20 covers energy sites only.")
+    params = RankParams(duplicate_cosine=1.01, freshness_weight=0.0)
+    assert ids(rank_related(query, [sibling, same_event], k=2, params=params)) == [3, 2]
+    without = replace(params, month_weight=0.0)
+    assert ids(rank_related(query, [sibling, same_event], k=2, params=without)) == [2, 3]
+
+
 def test_time_cannot_lift_a_weak_candidate():
     params = RankParams()
     at = datetime(2013, 9, 18, tzinfo=UTC)
@@ -507,6 +529,7 @@ def test_copies_that_fill_the_fetch_do_not_shorten_the_block():
             st.sampled_from(["a.example", "b.example", ""]), st.booleans(),
             st.sampled_from(["", "https://news.example/putin-call"]),
             st.sampled_from([(), ("putin",), ("putin", "energy", "kyiv"), ("madrid",)]),
+            st.sampled_from(["", "Agreed on March 18.", "Struck on June 2, 2024."]),
         ),
         max_size=120, unique_by=lambda row: row[0],  # ids are unique, as the engine gives them
     ),
@@ -522,10 +545,12 @@ def test_pruned_scoring_ranks_exactly_as_scoring_every_candidate(rows, k):
         cand(i, v, lexical_score=lex, published_at=NOW - timedelta(hours=h) if h <= 380 else None,
              site=site,
              title=QUERY.title if same_title else f"Story {i}", url=url or f"https://e.org/{i}",
-             key_terms=names)
-        for i, v, lex, h, site, same_title, url, names in rows
+             key_terms=names, summary=summary)
+        for i, v, lex, h, site, same_title, url, names, summary in rows
     ]
     params = RankParams()
+    # An article that dates things in March: the shared month's bonus must not change a block.
+    query = replace(QUERY, text=f"{QUERY.text} From March 18.")
     weights = name_weights(None)
     terms = names_of(("putin", "trump", "energy", "ukraine"), weights)
     pool = 8 * k + 20
@@ -534,8 +559,8 @@ def test_pruned_scoring_ranks_exactly_as_scoring_every_candidate(rows, k):
         ordered = sorted(scored, key=lambda s: -s.score)[:pool]
         return [(s.cand.id, s.score, tuple(s.shared)) for s in ordered]
 
-    full = _score_all(QUERY, cands, terms, weights, params, NOW, Filters())
-    pruned = _score_pruned(QUERY, cands, terms, weights, params, NOW, Filters(), pool)
+    full = _score_all(query, cands, terms, weights, params, NOW, Filters())
+    pruned = _score_pruned(query, cands, terms, weights, params, NOW, Filters(), pool)
     assert top(pruned) == top(full)
     assert len(pruned) <= len(full)
 

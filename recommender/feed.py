@@ -12,8 +12,10 @@ Order of work in `rank_feed`:
    (a new reader's groups are the sections, and each followed source, a follow's three turns);
 4. in the top of the list, at most `max_per_source` per source (a source the reader
    follows, or a story of a section they follow: its share holds it, or the reading serves
-   the source and it has a follow's part of the page, `_follow_caps`) and one story per event (same `event_id`, or vectors closer
-   than `same_event_cos`); what does not fit moves down, not out,
+   the source and it has a follow's part of the page, `_follow_caps`), unless a story past
+   that cap scores `source_cap_margin` above its group's best story that fits (a reader
+   with history: `_Top.clearly_preferred`), and one story per event (same `event_id`, or
+   vectors closer than `same_event_cos`); what does not fit moves down, not out,
    except a copy of a story placed or shown (its headline, `copy_title_cos`; word for word,
    `copy_cos`, in the top), which is left out;
 5. every `1/explore_share`-th slot goes to exploration: trending stories outside the sections
@@ -108,6 +110,19 @@ class FeedParams:
     balance: float = 0.5
     top_n: int = 20  # the constraints below hold in the first top_n positions
     max_per_source: int = 3
+    # A warm reader's story past `max_per_source` takes its slot all the same when it scores
+    # this much above the best story of its group the cap lets in (another source's, as a
+    # rule). The cap is there for variety: where other sites have stories about as good, they
+    # come in. Hard, it cut a reader's interest to 3 of 20 where one site covers it (a
+    # politics-only reader of BBC, whose politics is one source, had 3 politics stories in
+    # 15, the rest sections they never read). 0.5 is more than reading that site alone adds
+    # (source affinity, at most 0.3), so a reader of one site still gets other sites' stories
+    # on the same subjects, and less than a section read alone adds (category affinity 0.5
+    # with the site's 0.3); one unit of score is about 1 in the log odds of the next read
+    # (`skip_weight`): the held story's odds of being read are ~1.6x its rival's or more.
+    # A follow's cap (`_follow_caps`) is its part of the page and stays hard; a new reader's
+    # sections and trending keep the cap too: no reading to prefer by.
+    source_cap_margin: float = 0.5
     same_event_cos: float = 0.8
     explore_share: float = 0.1
     # Cold start: trending and latest, each category in turn (a strong balance: every category
@@ -240,14 +255,16 @@ def feed_order(
         shares = _cold_shares(scored, follows.values(), params)
         explore: list[_Scored] = []
         balance = params.cold_balance
+        margin = math.inf  # no reading to prefer a source's story by (`source_cap_margin`)
     else:
         scored = _passed_over(_score_warm(profile, pool, prefs, now, params, titles or {}, labels),
                               profile, params)
         shares = _warm_shares(profile, scored, params)
         explore = _exploration_pool(profile, prefs, scored, now, labels)
         balance = params.balance
+        margin = params.source_cap_margin
     placed = _assemble(scored, shares, explore, params, balance, limit, served,
-                       caps=_follow_caps(profile, prefs, params, pool))
+                       caps=_follow_caps(profile, prefs, params, pool), cap_margin=margin)
     return [FeedItem(s.cand.id, round(s.score, 6), s.reason, s.because_of) for s in placed]
 
 
@@ -1062,9 +1079,28 @@ class _Top:
                    self.caps.get(("category", name_key(c.category or "")), cap))
 
     def fits(self, c: FeedCandidate) -> bool:
-        if (c.source and self.per_source.get(c.source, 0) >= self.params.max_per_source
-                and self.per_source.get(c.source, 0) >= self.source_cap(c)):
+        return not self.over_cap(c) and self.new_event(c)
+
+    def over_cap(self, c: FeedCandidate) -> bool:
+        """Whether `c`'s source has its cap's stories in the top already."""
+        n = self.per_source.get(c.source, 0) if c.source else 0
+        return n >= self.params.max_per_source and n >= self.source_cap(c)
+
+    def clearly_preferred(self, s: _Scored, rivals: Sequence[_Scored], margin: float) -> bool:
+        """Whether `s`, held only by `max_per_source` (not a follow's cap), scores `margin`
+        above the best of `rivals` (its group's queue, best last) that the top takes: the slot
+        is its group's, and nothing else of the group comes near. None fitting: held, as ever
+        (the slot goes to another group)."""
+        if (math.isinf(margin) or self.source_cap(s.cand) > self.params.max_per_source
+                or not self.new_event(s.cand)):
             return False
+        for r in reversed(rivals):
+            if self.fits(r.cand):
+                return s.score >= r.score + margin
+        return False
+
+    def new_event(self, c: FeedCandidate) -> bool:
+        """Whether `c` is of no event the top holds (`event_id`, `same_event_cos`)."""
         if c.event_id is not None and c.event_id in self.events:
             return False
         if self.n and self.vectors is not None:
@@ -1128,10 +1164,13 @@ def _assemble(
     limit: int | None = None,
     served: Collection[int] = (),
     caps: Mapping[str, int] | None = None,
+    cap_margin: float = math.inf,
 ) -> list[_Scored]:
     """The placed order. `caps`: the follows' caps in the top (`_follow_caps`), in place of
     `max_per_source`: held to it, a followed source or a one-feed section had 3 of 20 stories
-    whatever its share, as any other."""
+    whatever its share, as any other. `cap_margin`: how far above its group's best story
+    that fits a story past its source's cap takes its slot all the same
+    (`FeedParams.source_cap_margin`; inf: never)."""
     by_score = sorted(scored, key=lambda s: (-s.score, s.cand.id))
     queues: dict[int, list[_Scored]] = {}
     for s in by_score:
@@ -1213,9 +1252,11 @@ def _assemble(
             if pos < p.top_n and not top.fits(s.cand):
                 if top.copy_of(s.cand):
                     placed_ids.add(s.cand.id)  # out of the feed, not down it (_Shown)
-                else:
+                    continue
+                if not (top.over_cap(s.cand)
+                        and top.clearly_preferred(s, queues[s.group], cap_margin)):
                     deferred.append(s)
-                continue
+                    continue
             pick = s
         while pick is None and deferred:  # fewer candidates than top_n and all the rest held back
             s = deferred.pop(0)

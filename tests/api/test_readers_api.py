@@ -1047,3 +1047,46 @@ async def test_a_story_passed_over_comes_after_the_ones_nobody_saw_yet(tmp_path,
             assert order.index(unseen) < order.index(passed), feed
     finally:
         await stop_stack(st, server, task)
+
+
+async def test_a_section_one_site_covers_is_most_of_its_readers_feed(tmp_path, shared_data):
+    """`max_per_source` held a politics-only reader to 3 politics stories in their first 15
+    where one source is the whole section (BBC politics), the rest stories of sections they
+    never read. Past the cap, a story clearly preferred to any other source's now takes its
+    slot; a reader of sections several sites cover still gets them from several sites."""
+    import httpx
+
+    from aggregator.model import StoryDraft
+    from tests.api.conftest import make_stack, stop_stack
+    from tests.datasets import bbc_records
+
+    # Beside bbc-politics and bbc-entertainment (make_stack's): three sections, each from
+    # three desks.
+    desks = [StoryDraft(url=r["url"], title=r["title"], summary=r["summary"], text=r["text"],
+                        site=f"desk{i % 3}.example", source=f"{r['category']}-desk-{i % 3}",
+                        category=r["category"])
+             for i, r in enumerate(bbc_records(shared_data, ("sport", "business", "tech"), limit=30))]
+    st, server, task = await make_stack(tmp_path, shared_data, limit=60, extra_drafts=desks)
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            async def first_15(reader: str, clicked: list[int]) -> list[dict]:
+                events = [{"reader": reader, "story_id": i, "type": "click"} for i in clicked]
+                assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+                await _wait_events(st, reader, len(clicked))
+                r = await http.get(f"/v1/readers/{reader}/feed", params={"k": 15})
+                assert r.status_code == 200, r.text
+                return r.json()["items"]
+
+            politics = await first_15("politics-only", await _ids(http, "politics", 5))
+            assert sum(c["category"] == "politics" for c in politics) > 3, politics
+            assert {c["source"] for c in politics if c["category"] == "politics"} == {"bbc-politics"}
+
+            mixed = await first_15("mixed", [*await _ids(http, "politics", 2),
+                                             *await _ids(http, "sport", 2), *await _ids(http, "tech", 2)])
+            sources = [c["source"] for c in mixed]
+            assert len(set(sources)) >= 5, sources
+            # The sections three desks cover: as good from each desk, so the cap holds them.
+            desk_counts = {s: sources.count(s) for s in sources if "-desk-" in s}
+            assert desk_counts and max(desk_counts.values()) <= 3, desk_counts
+    finally:
+        await stop_stack(st, server, task)

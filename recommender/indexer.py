@@ -63,6 +63,16 @@ model CPU / (model CPU + the rest) = 7 / (7 + 1.5 to 1.9) = 0.79-0.82, where it 
 faster the model, the lower that ceiling (the same pipeline read 0.87 beside a model at half
 the speed). 0.90 needs the rest at ~0.8 CPU-s, about half of today's, spread over parsing,
 storing, following and lexical indexing: no single change gets there.
+Tried and not kept (2026-12-07, evening, 2-core AMD EPYC shared with other runs, so CPU-seconds):
+the indexer handing what it saved (vectors, the cards its UPDATE ... RETURNING read, the seq of
+the change entry it logged) to its own process's corpus, whose follow took them from there on
+reaching that very entry instead of reading them back. Offline over the benchmark's 1,438
+stories in its 8 pieces, 15 alternated reps, process CPU: the follow 0.478 -> 0.390 s, the
+saves 0.106 -> 0.152 s (returning the seqs ~0.02, the cards ~0.03): ~0.04 CPU-s a run, 2-3%
+of what runs beside the model, for a second path into the corpus. Not worth it. Of the
+follow's ~0.48 CPU-s the lexical index takes ~0.30 (`LexicalIndex.add_many`, ~0.2 ms a story:
+tokenizing, key terms, postings), the database reads ~0.09, the rest ~0.04: the lexical add is
+where a structural change would have to go.
 """
 
 from __future__ import annotations

@@ -225,11 +225,11 @@ async def test_body_cap_from_content_length() -> None:
 
 
 async def test_body_cap_on_an_endless_stream() -> None:
+    # Cut at the cap, not at the total timeout, which ends an endless body with FetchTimeout:
+    # no need to time it (`< 2.0` s could fail on a loaded machine).
     async with serving(FetchPolicy(max_body_bytes=300_000, total_timeout_s=5.0)) as (site, fetcher):
-        started = time.monotonic()
         with pytest.raises(BodyTooLarge, match="exceeds"):
             await fetcher.fetch(site.url("/huge"))
-        assert time.monotonic() - started < 2.0
 
 
 async def test_body_cap_counts_decompressed_bytes() -> None:
@@ -252,11 +252,11 @@ async def test_empty_body_is_returned_not_refused() -> None:
 
 @pytest.mark.parametrize("path", ["/slow", "/slow-body"])
 async def test_stalled_server_times_out(path: str) -> None:
+    # The stall lasts an hour and the default total timeout is 30 s: a guard of 10 s tells the
+    # policy's 0.3 s from either without timing it (`< 1.0` s could fail on a loaded machine).
     async with serving(FetchPolicy(total_timeout_s=0.3)) as (site, fetcher):
-        started = time.monotonic()
         with pytest.raises(FetchTimeout):
-            await fetcher.fetch(site.url(path))
-        assert time.monotonic() - started < 1.0
+            await asyncio.wait_for(fetcher.fetch(site.url(path)), 10)
 
 
 async def test_total_timeout_spans_redirect_hops() -> None:

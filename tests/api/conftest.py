@@ -31,6 +31,13 @@ class Stack:
     svc: object
     site: LocalSite
     records: list[dict]
+    app: object
+
+    async def events_written(self) -> None:
+        """Wait until the events answered 202 so far are written: the sink writes them in the
+        background, a batch every `flush_s` (0.2 s), later on a loaded machine, where a fixed
+        sleep "past the flush" could end first."""
+        await self.app.state.events.settle()
 
 
 def free_port() -> int:
@@ -86,7 +93,7 @@ async def make_stack(tmp: Path, shared_data: Path, *, embedder=None, limit=60, e
     port = free_port()
     app = create_app(svc)
     server, task = await start_server(wrap_app(app) if wrap_app else app, port)
-    return Stack(f"http://127.0.0.1:{port}", svc, site, records), server, task
+    return Stack(f"http://127.0.0.1:{port}", svc, site, records, app), server, task
 
 
 @pytest.fixture(scope="module")

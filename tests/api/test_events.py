@@ -20,7 +20,7 @@ async def test_single_and_batch_events_are_counted_once(http, stack):
     batch = {"events": [one, {"reader": "reader-a", "url": s["url"], "type": "impression"}]}
     r = await http.post("/v1/events", content=json.dumps(batch), headers={"Content-Type": "text/plain"})
     assert r.status_code == 202 and r.json()["accepted"] == 2
-    await asyncio.sleep(0.8)
+    await stack.events_written()
     events = await stack.svc.store.reader_events("reader-a")
     assert sorted(e.type for e in events) == ["click", "impression"]
     assert (await stack.svc.store.story_stats([s["id"]]))[s["id"]][:2] == (1, 1)
@@ -37,7 +37,7 @@ async def test_one_instant_written_with_two_offsets_is_one_event(http, stack):
     for when in spellings:
         r = await http.post("/v1/events", json={"reader": "offsets", "story_id": s["id"], "type": "click", "at": when})
         assert r.status_code == 202, r.text
-    await asyncio.sleep(0.8)
+    await stack.events_written()
     events = await stack.svc.store.reader_events("offsets")
     assert [(e.story_id, e.type) for e in events] == [(s["id"], "click")], events
 
@@ -79,11 +79,7 @@ async def test_a_read_from_a_clock_a_little_ahead_leaves_the_feed_at_once(http, 
     event = {"reader": "ahead", "story_id": sid, "type": "read", "at": ahead}
     for _ in range(2):
         assert (await http.post("/v1/events", json=event)).status_code == 202
-    for _ in range(50):
-        if await stack.svc.store.reader_events("ahead"):
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(0.5)
+    await stack.events_written()
     events = await stack.svc.store.reader_events("ahead")
     assert len(events) == 1 and events[0].at <= datetime.now(UTC)
     feed = (await http.get("/v1/readers/ahead/feed", params={"k": 20})).json()["items"]
@@ -109,11 +105,7 @@ async def test_an_event_dated_out_of_bounds_is_refused_alone(http, stack):
         {"event": 1, "reason": "'at' is more than 5 minutes ahead of the server's clock"},
         {"event": 2, "reason": "'at' is more than 30 days old"},
         {"event": 3, "reason": "no stored story for its story_id 987654"}]}
-    for _ in range(50):  # the sink writes in the background
-        if await stack.svc.store.reader_events(reader):
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(0.3)
+    await stack.events_written()
     assert [e.type for e in await stack.svc.store.reader_events(reader)] == ["impression"]
     # None taken: a 422 naming each, as one such event alone always was.
     r = await http.post("/v1/events", json={"events": events[1:]})
@@ -188,10 +180,7 @@ async def test_a_batch_with_unknown_stories_keeps_the_others_and_names_each(http
     # A single event keeps its words.
     r = await http.post("/v1/events", json=events[1])
     assert r.json()["error"]["message"] == "no story with id 987654"
-    for _ in range(50):  # the sink writes in the background
-        if len(await stack.svc.store.reader_events(reader)) == 2:
-            break
-        await asyncio.sleep(0.1)
+    await stack.events_written()
     stored = await stack.svc.store.reader_events(reader)
     assert sorted(e.type for e in stored) == ["click", "impression"]  # the two about our story
 
@@ -217,10 +206,7 @@ async def test_the_page_an_event_names_is_stored_canonical_and_exported(http, st
     for _ in range(2):
         assert (await http.post("/v1/events", json=one)).status_code == 202
     assert (await http.post("/v1/events", json={**one, "id": "p-2", "page": None})).status_code == 202
-    for _ in range(50):  # the sink writes in the background
-        if len(await stack.svc.store.reader_events("on-a-page")) == 2:
-            break
-        await asyncio.sleep(0.1)
+    await stack.events_written()
     exported = (await http.get("/v1/readers/on-a-page")).json()["events"]
     assert sorted((e["page"] or "") for e in exported) == ["", "https://pub.example/2026/story"]
 
@@ -248,16 +234,10 @@ async def test_the_events_metric_counts_each_stored_event_by_its_type(http, stac
     before = counts((await http.get("/metrics")).text)
     assert (await http.post("/v1/events", json=seen)).status_code == 202
     click = {**seen, "type": "click", "id": "metric-2"}
-    for _ in range(100):  # the first batch written before the second is sent
-        if len(await stack.svc.store.reader_events("reader-metric")) == 1:
-            break
-        await asyncio.sleep(0.05)
+    await stack.events_written()  # the first batch written before the second is sent
     assert (await http.post("/v1/events", json={"events": [seen, click]})).status_code == 202
-    for _ in range(100):
-        after = counts((await http.get("/metrics")).text)
-        if after[1] > before[1]:
-            break
-        await asyncio.sleep(0.05)
+    await stack.events_written()  # and counted: the sink counts a batch once it is written
+    after = counts((await http.get("/metrics")).text)
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1]
 
 
@@ -273,10 +253,7 @@ async def test_an_event_names_a_story_by_any_spelling_its_block_was_found_by(htt
               {"reader": "r-spelt", "url": spellings[1], "type": "read"}]
     r = await http.post("/v1/events", json={"events": events})
     assert r.status_code == 202 and r.json() == {"accepted": 2, "skipped": []}, r.text
-    for _ in range(50):  # the sink writes in the background
-        if len(await stack.svc.store.reader_events("r-spelt")) == 2:
-            break
-        await asyncio.sleep(0.1)
+    await stack.events_written()
     assert {e.story_id for e in await stack.svc.store.reader_events("r-spelt")} == {s["id"]}
 
 
@@ -359,7 +336,7 @@ async def test_a_story_id_string_that_is_not_digits_is_a_422_not_another_story(h
     for sent in (f"{s['id']}_0", f"+{s['id']}", f" {s['id']} ", f"{s['id']}.0"):
         r = await http.post("/v1/events", json={"reader": "odd-ids", "story_id": sent, "type": "click"})
         assert r.status_code == 422 and "string of its digits" in r.json()["error"]["message"], (sent, r.text)
-    await asyncio.sleep(0.5)
+    await stack.events_written()
     assert await stack.svc.store.reader_events("odd-ids") == []
 
 

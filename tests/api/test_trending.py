@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import httpx
@@ -72,11 +71,7 @@ async def _wire_story_and_busy_hour(tmp_path, shared_data):
     async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
         r = await http.post("/v1/events", json={"events": events})
         assert r.status_code == 202 and r.json()["accepted"] == len(events)
-    for e in events:  # all written before the first request counts the crowd
-        for _ in range(50):
-            if await st.svc.store.reader_events(e["reader"]):
-                break
-            await asyncio.sleep(0.1)
+    await st.events_written()  # all written before the first request counts the crowd
     return (st, server, task), copies, read
 
 

@@ -1064,10 +1064,13 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     def search_ranking(rel, query: str, f: Filters, charge: Callable[[], None]):
         """`RelatedService.search`'s `ranking`: the query's ranking at a depth from
         `rankings`, else ranked (once however many requests miss it) and kept. Not counted in
-        tidings_block_cache_total: the answer it goes into is counted there."""
+        tidings_block_cache_total: the answer it goes into is counted there. The query is
+        embedded (and charged) once, by the first ranking missed."""
+        vector = rel.query_vector(query, charge)
+
         async def ranking(depth: int) -> Block:
             async def rank() -> CachedRanking:
-                block = await rel.search_ranking(query, depth=depth, filters=f, before_embed=charge)
+                block = await rel.search_ranking(query, depth=depth, filters=f, vector=vector)
                 return rankings.put_ranking(key, block, ranked_at(block))
 
             key = ("search", query, depth, f)

@@ -20,9 +20,14 @@ class CountingEmbedder(HashingEmbedder):
     def __init__(self):
         super().__init__()
         self.texts: list[str] = []
+        # Called once, at the next embedding: what lands while a search embeds its query.
+        self.meanwhile = None
 
     def encode(self, texts, batch_size=32):
         self.texts.extend(texts)
+        if self.meanwhile is not None:
+            self.meanwhile, meanwhile = None, self.meanwhile
+            meanwhile()
         return super().encode(texts, batch_size)
 
 
@@ -58,3 +63,24 @@ async def test_a_deep_page_embeds_its_query_once(stack):
     assert r.status_code == 200, r.text
     assert len(r.json()["items"]) > 40
     assert len(embedder.texts) == 1, embedder.texts
+
+
+async def test_a_weight_edit_while_a_page_ranks_leaves_it_to_be_ranked_again(stack):
+    """An operator's edit of the sources' weights that lands while a page of 40 ranks (its
+    first 20 cut from the ranking kept with the old weights, its query embedded for the
+    ranking of 40): the answer was kept as ranked with the new weights, and the next page of
+    40 showed the source the edit left out, until the cache's 5 minutes ran out."""
+    q = "tory leader"
+    weights = stack.svc.related.source_weights
+    before = dict(weights)
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+        first = (await http.get("/v1/search", params={"q": q, "k": 10})).json()["items"]
+        left_out = first[0]["source"]
+        stack.svc.related.embedder.meanwhile = lambda: weights.replace({**before, left_out: 0.0})
+        try:
+            assert (await http.get("/v1/search", params={"q": q, "k": 40})).status_code == 200
+            again = (await http.get("/v1/search", params={"q": q, "k": 40})).json()["items"]
+        finally:
+            stack.svc.related.embedder.meanwhile = None
+            weights.replace(before)
+    assert again and left_out not in {c["source"] for c in again}

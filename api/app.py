@@ -1056,19 +1056,30 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     def count_block(result: str) -> None:
         metrics.block_cache.labels(result).inc()
 
-    def ranked_at(block: Block) -> tuple[int, int]:
+    def ranked_at(block: Block, weights: int) -> tuple[int, int]:
         # The corpus version the ranking read (a story may have landed while the page was
-        # fetched or the block serialized: the cache checks it at the next lookup).
-        return block.version, blocks_version()[1]
+        # fetched or the block serialized: the cache checks it at the next lookup), and
+        # `weights`, the sources' weights version read before it ranked: read after, an edit
+        # landing meanwhile (while a search's deeper ranking embedded its query, its first 20
+        # cut from a ranking kept with the old weights) labelled the answer with weights it
+        # was not all ranked with, and the source the edit left out was served for minutes.
+        return block.version, weights
+
+    def weights_now() -> int:
+        return blocks_version()[1]
 
     def search_ranking(rel, query: str, f: Filters, charge: Callable[[], None]):
         """`RelatedService.search`'s `ranking`: the query's ranking at a depth from
         `rankings`, else ranked (once however many requests miss it) and kept. Not counted in
-        tidings_block_cache_total: the answer it goes into is counted there."""
+        tidings_block_cache_total: the answer it goes into is counted there. The query is
+        embedded (and charged) once, by the first ranking missed."""
+        vector = rel.query_vector(query, charge)
+
         async def ranking(depth: int) -> Block:
             async def rank() -> CachedRanking:
-                block = await rel.search_ranking(query, depth=depth, filters=f, before_embed=charge)
-                return rankings.put_ranking(key, block, ranked_at(block))
+                weights = weights_now()
+                block = await rel.search_ranking(query, depth=depth, filters=f, vector=vector)
+                return rankings.put_ranking(key, block, ranked_at(block, weights))
 
             key = ("search", query, depth, f)
             entry = await cached_or_ranked(rankings, ranking_flights, key, rank, lambda _: None)
@@ -1121,10 +1132,12 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         """The block `make` ranks, as `shape` gives it, from the cache while nothing since
         could change it; `key` names the request (its route, article or query, k, filters)."""
         async def rank() -> CachedBlock:
+            weights = weights_now()
             block: Block = await make()
             data = shape(block)
             body = json.dumps(data, ensure_ascii=False).encode()
-            return cache.put_block(key, body, ranked_at(block), block.reach, block_identity(data))
+            return cache.put_block(key, body, ranked_at(block, weights), block.reach,
+                                   block_identity(data))
 
         hit = await cached_or_ranked(cache, flights, key, rank, count_block)
         keep_for_fast_path(request, hit)
@@ -1413,6 +1426,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
         dates = date_language(lang)
         key = ("widget", block_address(url), kk, f, links, words, dates, heading_level)
         async def rank() -> CachedBlock:
+            weights = weights_now()
             # Charged to the request that ranks: one that joins another's ranking fetches nothing.
             with fetch_charge(request) as charge:
                 block = await guarded(lambda: rel.for_url(url, k=kk, filters=f,
@@ -1420,7 +1434,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                                                           client=client_of(request)))
             return cache.put_block(key, render_block_html(block_json(block), words=words, links=links,
                                                      dates=dates, heading_level=heading_level).encode(),
-                                   ranked_at(block), block.reach)
+                                   ranked_at(block, weights), block.reach)
 
         hit = await cached_or_ranked(cache, flights, key, rank, count_block)
         keep_for_fast_path(request, hit)

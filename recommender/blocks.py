@@ -96,6 +96,8 @@ _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 Shown = Callable[[list[tuple[StoryMeta, Ranked]]], list[tuple[StoryMeta, Ranked]]]
 # A search's ranking at a depth (`RelatedService.search_ranking`, or the API's cached one).
 Ranking = Callable[[int], Awaitable["Block"]]
+# A search's query vector, embedded once for all its rankings (`RelatedService.query_vector`).
+QueryVector = Callable[[], Awaitable[np.ndarray]]
 
 
 class BadArticle(TidingsError):
@@ -348,9 +350,10 @@ class RelatedService:
         called (and may raise) before the embedding, as for `for_text`."""
         t0 = time.perf_counter()
         if ranking is None:
+            vector = self.query_vector(query, before_embed)
+
             def ranking(depth: int):
-                return self.search_ranking(query, depth=depth, filters=filters,
-                                           before_embed=before_embed)
+                return self.search_ranking(query, depth=depth, filters=filters, vector=vector)
         layers = [await ranking(depth) for depth in search_depths(k)]
         rows = await self._with_copies(merged([b.related for b in layers], k))
         spelt = with_spellings(query, self.corpus.lexical.spellings)
@@ -359,20 +362,43 @@ class RelatedService:
         return Block(layers[0].article, rows, (time.perf_counter() - t0) * 1000,
                      min(b.version for b in layers), widest(reaches) if reaches else None)
 
+    def query_vector(self, query: str, before_embed: Callable[[], None] | None = None
+                     ) -> QueryVector:
+        """`query`'s vector for one search's rankings, embedded when the first of them asks
+        for it and kept for the others: a page past 20 is ranked at two or three depths, and
+        each embedded the query again (three embeddings for k=50, charged as one). None is
+        embedded when every ranking is cached. `before_embed` is called (and may raise) before
+        the embedding, as for `for_text`."""
+        held: list[np.ndarray] = []
+
+        async def vector() -> np.ndarray:
+            if not held:
+                if before_embed is not None:
+                    before_embed()
+                held.append(await self._vector(self._search_article(query)))
+            return held[0]
+
+        return vector
+
+    def _search_article(self, query: str) -> Article:
+        """The query as a caller's text with neither body nor time (its capitals words as
+        names, `search.as_names`)."""
+        return Article(None, "", as_names(with_spellings(query, self.corpus.lexical.spellings)),
+                       "", "", "")
+
     async def search_ranking(self, query: str, *, depth: int, filters: Filters,
-                             before_embed: Callable[[], None] | None = None) -> Block:
+                             vector: QueryVector | None = None) -> Block:
         """The `depth` best stories for `query` by the search's parameters, without their
         copies' sites or reasons (which change no order: `search` adds them to those shown).
-        The query is embedded and ranked as a caller's text with neither body nor time."""
-        if before_embed is not None:
-            before_embed()
-        spelt = with_spellings(query, self.corpus.lexical.spellings)
-        art = Article(None, "", as_names(spelt), "", "", "")
+        `vector`: the search's `query_vector` (without it, the query is embedded here)."""
+        art = self._search_article(query)
+        if vector is None:
+            vector = self.query_vector(query)
         # Ranked past the depth: a story with the query's words side by side in its title may
         # be lifted over those above it (`reranked`).
         extra = RERANK_EXTRA if could_lift(query) else 0
         return await self._block(art, k=depth + extra, filters=filters,
-                                 params=search_params(self.rank_params),
+                                 params=search_params(self.rank_params), vector=await vector(),
                                  written=tuple(capitals(query)), copies=False,
                                  shown=lambda rows: reranked(rows, query, depth,
                                                              lambda m: (m.title, m.summary)))
@@ -588,19 +614,21 @@ class RelatedService:
     async def _block(self, art: Article, *, k: int, filters: Filters,
                      params: RankParams | None = None, seen: int | None = None,
                      written: tuple[str, ...] = (), shown: Shown | None = None,
-                     copies: bool = True) -> Block:
+                     copies: bool = True, vector: np.ndarray | None = None) -> Block:
         """`seen`: the corpus version before `art` was read from the store. The block is
         kept as ranked at it, so a cache checks the changes since: a takedown of the story
         applied while its article was read (or embedded) ends the block. Taken after, it
         counted as already seen, and the block of a story gone was served from the cache.
         `written`: `Query.written`. `shown`: the rows to show of those ranked, picked by their
         scores. `copies`: whether to look up the copies' sites of the rows (`_with_copies`):
-        a search's ranking does not, as it holds 20 or more stories to show k."""
+        a search's ranking does not, as it holds 20 or more stories to show k. `vector`:
+        `art`'s, already embedded (a search's, `query_vector`)."""
         t0 = time.perf_counter()
         if filters.max_age_days is None and self.default_max_age_days:
             filters = Filters(filters.category, filters.site, filters.exclude_site,
                               self.default_max_age_days)
-        vector = await self._vector(art)
+        if vector is None:
+            vector = await self._vector(art)
         query = Query(title=art.title, text=art.text or art.summary, vector=vector,
                       published_at=art.ranked_at or art.published_at, url=art.url, id=art.id,
                       site=art.site, category=art.category,

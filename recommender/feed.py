@@ -13,8 +13,8 @@ Order of work in `rank_feed`:
 4. in the top of the list, at most `max_per_source` per source (a source the reader
    follows, or a story of a section they follow: its share holds it, or the reading serves
    the source and it has a follow's part of the page, `_follow_caps`), unless a story past
-   that cap scores `source_cap_margin` above its group's best story that fits (a reader
-   with history: `_Top.clearly_preferred`), and one story per event (same `event_id`, or
+   that cap scores `source_cap_margin` above its group's best story that fits, follow
+   bonuses aside (a reader with history: `_Top.clearly_preferred`), and one story per event (same `event_id`, or
    vectors closer than `same_event_cos`); what does not fit moves down, not out,
    except a copy of a story placed or shown (its headline, `copy_title_cos`; word for word,
    `copy_cos`, in the top), which is left out;
@@ -120,8 +120,11 @@ class FeedParams:
     # on the same subjects, and less than a section read alone adds (category affinity 0.5
     # with the site's 0.3); one unit of score is about 1 in the log odds of the next read
     # (`skip_weight`): the held story's odds of being read are ~1.6x its rival's or more.
-    # A follow's cap (`_follow_caps`) is its part of the page and stays hard; a new reader's
-    # sections and trending keep the cap too: no reading to prefer by.
+    # Past a follow's cap (`_follow_caps`, its part of the page) the same, by scores without
+    # the follow's bonus (`follow_weight`, as large as the margin): held to its 7 of 20, a
+    # politics-only BBC reader who followed bbc-politics had 7 of their first 15 from it, 14
+    # not following it. A new reader's sections and trending keep the cap hard: no reading
+    # to prefer by.
     source_cap_margin: float = 0.5
     same_event_cos: float = 0.8
     explore_share: float = 0.1
@@ -264,7 +267,8 @@ def feed_order(
         balance = params.balance
         margin = params.source_cap_margin
     placed = _assemble(scored, shares, explore, params, balance, limit, served,
-                       caps=_follow_caps(profile, prefs, params, pool), cap_margin=margin)
+                       caps=_follow_caps(profile, prefs, params, pool), cap_margin=margin,
+                       lift=_follow_lift(prefs, params, labels))
     return [FeedItem(s.cand.id, round(s.score, 6), s.reason, s.because_of) for s in placed]
 
 
@@ -761,6 +765,12 @@ def _follow(c: FeedCandidate, prefs: Preferences, labels: Mapping[str, str]) -> 
     return None
 
 
+def _follow_lift(prefs: Preferences, p: FeedParams, labels: Mapping[str, str]
+                 ) -> Callable[[FeedCandidate], float]:
+    """What a story's score owes to a follow (`follow_weight` in `_score_warm`)."""
+    return lambda c: p.follow_weight if _follow(c, prefs, labels) else 0.0
+
+
 def _score_warm(
     profile: Profile,
     pool: Sequence[FeedCandidate],
@@ -1061,9 +1071,11 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 class _Top:
     """Constraint state for the first top_n positions."""
 
-    def __init__(self, params: FeedParams, caps: Mapping[tuple[str, str], int] | None = None):
+    def __init__(self, params: FeedParams, caps: Mapping[tuple[str, str], int] | None = None,
+                 lift: Callable[[FeedCandidate], float] | None = None):
         self.params = params
         self.caps = caps or {}  # `_follow_caps`: a follow's cap, for `max_per_source`
+        self.lift = lift or (lambda c: 0.0)  # a story's follow bonus, for `clearly_preferred`
         self.per_source: dict[str, int] = {}
         self.events: set[int] = set()
         self.vectors: np.ndarray | None = None  # placed rows, preallocated to top_n
@@ -1087,16 +1099,21 @@ class _Top:
         return n >= self.params.max_per_source and n >= self.source_cap(c)
 
     def clearly_preferred(self, s: _Scored, rivals: Sequence[_Scored], margin: float) -> bool:
-        """Whether `s`, held only by `max_per_source` (not a follow's cap), scores `margin`
-        above the best of `rivals` (its group's queue, best last) that the top takes: the slot
-        is its group's, and nothing else of the group comes near. None fitting: held, as ever
-        (the slot goes to another group)."""
-        if (math.isinf(margin) or self.source_cap(s.cand) > self.params.max_per_source
-                or not self.new_event(s.cand)):
+        """Whether `s`, held by its source's cap, scores `margin` above the best of `rivals`
+        (its group's queue, best last) that the top takes: the slot is its group's, and
+        nothing else of the group comes near. None fitting: held, as ever (the slot goes to
+        another group). Scores are compared without their follow bonus (`lift`): past a
+        follow's cap as past `max_per_source`, so that following the one site a reader reads
+        never gets them fewer of its stories (held to the follow's 7 of 20, a politics-only
+        BBC reader who followed bbc-politics had 7 of their first 15 from it, 14 not
+        following it), nor, the bonus counted, all of them: `follow_weight` is as large as
+        the margin, and the follow's cap is there so that a big site followed and read does
+        not fill the page (`_follow_caps`)."""
+        if math.isinf(margin) or not self.new_event(s.cand):
             return False
         for r in reversed(rivals):
             if self.fits(r.cand):
-                return s.score >= r.score + margin
+                return s.score - self.lift(s.cand) >= r.score - self.lift(r.cand) + margin
         return False
 
     def new_event(self, c: FeedCandidate) -> bool:
@@ -1165,12 +1182,14 @@ def _assemble(
     served: Collection[int] = (),
     caps: Mapping[str, int] | None = None,
     cap_margin: float = math.inf,
+    lift: Callable[[FeedCandidate], float] | None = None,
 ) -> list[_Scored]:
     """The placed order. `caps`: the follows' caps in the top (`_follow_caps`), in place of
     `max_per_source`: held to it, a followed source or a one-feed section had 3 of 20 stories
     whatever its share, as any other. `cap_margin`: how far above its group's best story
     that fits a story past its source's cap takes its slot all the same
-    (`FeedParams.source_cap_margin`; inf: never)."""
+    (`FeedParams.source_cap_margin`; inf: never), by scores without `lift` (a story's follow
+    bonus, `_Top.clearly_preferred`)."""
     by_score = sorted(scored, key=lambda s: (-s.score, s.cand.id))
     queues: dict[int, list[_Scored]] = {}
     for s in by_score:
@@ -1183,7 +1202,7 @@ def _assemble(
     explore_q = list(reversed(explore))
     every = round(1.0 / p.explore_share) if p.explore_share > 0 and explore_q else 0
     placed_ids: set[int] = set()
-    top = _Top(p, caps)
+    top = _Top(p, caps, lift)
     shown = _Shown(p)
     # Copies of what the earlier pages showed are placed as ever and left out of the order
     # after: dropped instead, they shifted the balance of the pages' groups, and the order's

@@ -1043,6 +1043,32 @@ async def test_a_story_passed_over_comes_after_the_ones_nobody_saw_yet(tmp_path,
         await stop_stack(st, server, task)
 
 
+def _desk_drafts(shared_data) -> list:
+    """Beside bbc-politics and bbc-entertainment (make_stack's): three sections, each from
+    three desks, so that politics is a section one site covers and the others are not."""
+    from aggregator.model import StoryDraft
+    from tests.datasets import bbc_records
+
+    return [StoryDraft(url=r["url"], title=r["title"], summary=r["summary"], text=r["text"],
+                       site=f"desk{i % 3}.example", source=f"{r['category']}-desk-{i % 3}",
+                       category=r["category"])
+            for i, r in enumerate(bbc_records(shared_data, ("sport", "business", "tech"), limit=30))]
+
+
+async def _first_15(http, st, reader: str, clicked: list[int], follow_sources=()) -> list[dict]:
+    """The reader's first 15 stories once they clicked `clicked` (and follow `follow_sources`)."""
+    if follow_sources:
+        r = await http.put(f"/v1/readers/{reader}/preferences",
+                           json={"follow_sources": list(follow_sources)})
+        assert r.status_code == 200, r.text
+    events = [{"reader": reader, "story_id": i, "type": "click"} for i in clicked]
+    assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+    await _wait_events(st, reader, len(clicked))
+    r = await http.get(f"/v1/readers/{reader}/feed", params={"k": 15})
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
 async def test_a_section_one_site_covers_is_most_of_its_readers_feed(tmp_path, shared_data):
     """`max_per_source` held a politics-only reader to 3 politics stories in their first 15
     where one source is the whole section (BBC politics), the rest stories of sections they
@@ -1050,37 +1076,50 @@ async def test_a_section_one_site_covers_is_most_of_its_readers_feed(tmp_path, s
     slot; a reader of sections several sites cover still gets them from several sites."""
     import httpx
 
-    from aggregator.model import StoryDraft
     from tests.api.conftest import make_stack, stop_stack
-    from tests.datasets import bbc_records
 
-    # Beside bbc-politics and bbc-entertainment (make_stack's): three sections, each from
-    # three desks.
-    desks = [StoryDraft(url=r["url"], title=r["title"], summary=r["summary"], text=r["text"],
-                        site=f"desk{i % 3}.example", source=f"{r['category']}-desk-{i % 3}",
-                        category=r["category"])
-             for i, r in enumerate(bbc_records(shared_data, ("sport", "business", "tech"), limit=30))]
-    st, server, task = await make_stack(tmp_path, shared_data, limit=60, extra_drafts=desks)
+    st, server, task = await make_stack(tmp_path, shared_data, limit=60,
+                                        extra_drafts=_desk_drafts(shared_data))
     try:
         async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
-            async def first_15(reader: str, clicked: list[int]) -> list[dict]:
-                events = [{"reader": reader, "story_id": i, "type": "click"} for i in clicked]
-                assert (await http.post("/v1/events", json={"events": events})).status_code == 202
-                await _wait_events(st, reader, len(clicked))
-                r = await http.get(f"/v1/readers/{reader}/feed", params={"k": 15})
-                assert r.status_code == 200, r.text
-                return r.json()["items"]
-
-            politics = await first_15("politics-only", await _ids(http, "politics", 5))
+            politics = await _first_15(http, st, "politics-only", await _ids(http, "politics", 5))
             assert sum(c["category"] == "politics" for c in politics) > 3, politics
             assert {c["source"] for c in politics if c["category"] == "politics"} == {"bbc-politics"}
 
-            mixed = await first_15("mixed", [*await _ids(http, "politics", 2),
-                                             *await _ids(http, "sport", 2), *await _ids(http, "tech", 2)])
+            mixed = await _first_15(http, st, "mixed", [*await _ids(http, "politics", 2),
+                                                        *await _ids(http, "sport", 2),
+                                                        *await _ids(http, "tech", 2)])
             sources = [c["source"] for c in mixed]
             assert len(set(sources)) >= 5, sources
             # The sections three desks cover: as good from each desk, so the cap holds them.
             desk_counts = {s: sources.count(s) for s in sources if "-desk-" in s}
             assert desk_counts and max(desk_counts.values()) <= 3, desk_counts
+    finally:
+        await stop_stack(st, server, task)
+
+
+async def test_following_the_one_site_a_reader_reads_never_gets_them_fewer_of_its_stories(
+        tmp_path, shared_data):
+    """A politics-only reader of BBC who also followed bbc-politics was held to the follow's
+    part of the top (7 of 20) where, not following it, they had most of their first 15 from
+    it (`source_cap_margin`): following the site they read cost them its stories."""
+    import httpx
+
+    from tests.api.conftest import make_stack, stop_stack
+
+    st, server, task = await make_stack(tmp_path, shared_data, limit=60,
+                                        extra_drafts=_desk_drafts(shared_data))
+    try:
+        async with httpx.AsyncClient(base_url=st.base_url, timeout=20) as http:
+            clicked = await _ids(http, "politics", 5)
+            plain = await _first_15(http, st, "reads-bbc", clicked)
+            follows = await _first_15(http, st, "reads-and-follows-bbc", clicked,
+                                      follow_sources=["bbc-politics"])
+
+            def of_bbc(items: list[dict]) -> int:
+                return sum(c["source"] == "bbc-politics" for c in items)
+
+            assert of_bbc(plain) > 7, plain  # the case in point: more than the follow's part
+            assert of_bbc(follows) >= of_bbc(plain), (plain, follows)
     finally:
         await stop_stack(st, server, task)

@@ -194,13 +194,16 @@ def test_top_of_page_caps_sources_and_keeps_one_story_per_event(world, prefs, ma
         c = ranked[pos]
         if not _fits(prefix, c, params, caps):
             later = [x for x in ranked[pos + 1 :] if _fits(prefix, x, params, caps)]
-            # ... or a warm reader's story held only by `max_per_source` (not a follow's cap)
-            # that scores the margin above a story below that fits (its group's best, in
-            # the code: the groups are not seen here).
-            plain = max(caps.get(("source", c.source.lower()), 0),
-                        caps.get(("category", c.category.lower()), 0)) <= params.max_per_source
-            if (not profile.is_cold and plain and _fits(prefix, c, params, {}, cap=math.inf)
-                    and any(scores[c.id] >= scores[x.id] + margin for x in later)):
+            # ... or a warm reader's story held by its source's cap (`max_per_source` or a
+            # follow's) that scores the margin above a story below that fits (its group's
+            # best, in the code: the groups are not seen here), follow bonuses left out.
+            def unfollowed(x: FeedCandidate) -> float:
+                followed = (x.category.lower() in prefs.follow_categories
+                            or x.source.lower() in prefs.follow_sources)
+                return scores[x.id] - (params.follow_weight if followed else 0.0)
+
+            if (not profile.is_cold and _fits(prefix, c, params, {}, cap=math.inf)
+                    and any(unfollowed(c) >= unfollowed(x) + margin for x in later)):
                 continue
             # Breaking the rule is allowed only when nothing below would have kept it.
             assert [x.id for x in later] == [], f"position {pos} breaks the top rule while {later} would fit"
@@ -619,6 +622,24 @@ def _near(v: np.ndarray, rng) -> np.ndarray:
 def _from(cands, items, source: str) -> int:
     by_id = {c.id: c for c in cands}
     return sum(by_id[it.id].source == source for it in items)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_following_the_one_site_a_reader_reads_never_gets_them_fewer_of_its_stories(seed):
+    """Past `max_per_source`, a story clearly preferred to another source's takes its slot
+    (`source_cap_margin`), but a followed source's was held to its follow's part of the top:
+    a politics reader whose politics is one feed had fewer of its stories following it than
+    not. The follow's bonus is no preference over another source: past the follow's part,
+    the rule is the unfollowed one, so following neither costs nor adds."""
+    cands, profile = _sections(seed, one_feed_each=True)
+
+    def from_feed(prefs: Preferences) -> int:
+        return _from(cands, feed_order(profile, cands, prefs=prefs, now=NOW, limit=20),
+                     "politics-feed")
+
+    plain = from_feed(Preferences())
+    assert plain > math.ceil(FeedParams().top_n * FeedParams().warm_follow_share)  # past 7
+    assert from_feed(Preferences(follow_sources=frozenset({"politics-feed"}))) == plain
 
 
 @pytest.mark.parametrize("seed", [1, 5])

@@ -11,6 +11,20 @@ chosen over BM25 after measuring both in the related-stories fusion (see recomme
 counts, per name, the documents that capitalise it mid-sentence (`proper_terms`), which tells a
 name from a common word capitalised at a sentence start (`common_word`). No I/O, and nothing of
 storage or the dense index.
+
+Tried and not kept (2026-12-07, 2-core AMD EPYC shared with other runs, so CPU-seconds): making
+`LexicalIndex.add_many` cheaper, the corpus's follow's largest cost beside the model. Over the
+ingest benchmark's 1,438 stories in its 8 pieces it takes ~265 ms: tokenizing the leads ~61
+(the word regex ~30 of it) and the titles ~14, `stopwords_for` ~18, `key_terms` ~24,
+`proper_terms` ~13, term ids and arrays ~25 (new terms ~13), `_ingest` ~20-26. Nothing is done
+twice across the pipeline (the store computes no names; related blocks read the index's,
+`key_terms_of`), and inside, title and lead are tokenized apart (the title is not in the lead).
+Tried, index identical, 9 alternated reps: one `unelided` text for `key_terms` and
+`proper_terms` -0.5%; counting the regex's words before unsuffixing and filtering them +6%
+(a 150-word lead's words are mostly distinct); an ASCII-only word regex for the 569 ASCII
+leads 6.3 -> 3.6 ms (~1%); a letter class without `_UNSPACED` for the others 22 -> 20 ms, less
+than finding whether it applies costs. The floor is the regex scans (~65 ms) and the Python
+work per token and per new term: no simple change cuts 20%.
 """
 
 from __future__ import annotations

@@ -130,9 +130,14 @@ async def test_database_away_is_503_and_recovers_by_itself(tmp_path, shared_data
                 # the log kept after the reader was forgotten.
                 r = await c.get("/v1/readers/reader-7f3a/feed")
                 assert r.status_code == 503, r.text
-                # Said once (then once a minute: see the test below), not at each request.
+                # Said once (then once a minute: see the test below), not at each request
+                # (the load alone met 16 or more). Twice at most: while the database's
+                # connections are being cut, one not cut yet can answer a statement after the
+                # first failure, which ends that outage (said back) and the next failure says
+                # another; seen once in a full suite on a loaded machine (after 5909ae4).
                 said = [m for m in caplog.messages if m.startswith("api.db_unavailable")]
-                assert len(said) == 1 and said[0].startswith("api.db_unavailable route=/v1/"), said
+                assert 1 <= len(said) <= 2, said
+                assert all(m.startswith("api.db_unavailable route=/v1/") for m in said), said
                 assert not [m for m in said if "reader-7f3a" in m or "\n" in m]
                 # Monitoring is not blind meanwhile: the scrape answers and says so.
                 r = await c.get("/metrics")

@@ -193,9 +193,18 @@ async def test_parallel_indexers_embed_each_story_once(db_url, tmp_path):
 
         indexers = [Indexer(s, Counting(n), chunk=16) for n, s in enumerate(stores)]
         originals = [ix.store.save_vectors for ix in indexers]
+        # The first indexer's first save waits (30 s at most) until the second has saved
+        # something: on a loaded machine the first could otherwise drain the whole backlog
+        # before the second got the loop, and "the work was shared" failed with nothing wrong.
+        second_saved = asyncio.Event()
         for n, ix in enumerate(indexers):
             async def save(rows, recipe, now=None, n=n):
+                if n == 0 and not seen[0]:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(second_saved.wait(), 30)
                 seen[n] += [r[0] for r in rows]
+                if n == 1:
+                    second_saved.set()
                 return await originals[n](rows, recipe, now)
             ix.store.save_vectors = save
         await asyncio.gather(*(ix.drain() for ix in indexers))

@@ -525,13 +525,17 @@ _MONTHS = frozenset("january february march april may june july august september
                     "november december jan feb mar apr jun jul aug sep sept oct nov dec".split())
 
 
-@lru_cache(maxsize=8192)
 def dated_months(text: str) -> frozenset[str]:
-    """The months `text` writes in dates, as their first three letters ("may", "dec").
-    Cached: a block reads the summaries of some 60 candidates, mostly the same stories as
-    the blocks of the articles near it."""
+    """The months `text` writes in dates, as their first three letters ("may", "dec")."""
     return frozenset(w[:3] for w in map(str.lower, _WORD_BEFORE_NUMBER.findall(text))
                      if w in _MONTHS)
+
+
+# Cached for the candidates alone: a block reads the summaries of some 60, mostly the same
+# stories as the blocks of the articles near it, and a title and summary are short (the
+# summary is cut at 1,000 characters). An article's text is read once a ranking and may
+# be 100,000 characters (sent ones too): keyed by it, 8,192 entries could hold ~820 MB.
+_summary_months = lru_cache(maxsize=8192)(dated_months)
 
 
 def query_months(query: Query, params: RankParams) -> frozenset[str]:
@@ -544,7 +548,7 @@ def month_agreement(query_months: frozenset[str], cand: Candidate) -> float:
     text does (`dated_months`), else 0 (also when either dates nothing)."""
     if not query_months:
         return 0.0
-    return 1.0 if query_months & dated_months(f"{cand.title}\n{cand.summary}") else 0.0
+    return 1.0 if query_months & _summary_months(f"{cand.title}\n{cand.summary}") else 0.0
 
 
 def time_closeness(query_at: datetime | None, cand_at: datetime | None,

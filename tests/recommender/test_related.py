@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -301,6 +303,29 @@ def test_a_report_dating_things_in_the_article_s_month_beats_a_closer_text_of_an
     assert ids(rank_related(query, [sibling, same_event], k=2, params=params)) == [3, 2]
     without = replace(params, month_weight=0.0)
     assert ids(rank_related(query, [sibling, same_event], k=2, params=without)) == [2, 3]
+
+
+def test_long_article_texts_are_not_kept_after_their_blocks():
+    # The months were cached keyed by the article's whole text (up to 100,000 characters,
+    # sent ones too): 8,192 blocks could keep ~820 MB. Only the candidates' are kept now.
+    sibling = cand(2, unit(1, 0.45), summary="Putin said Russia paused strikes on June 2, 2024.")
+    same_event = cand(3, unit(1, 0.5, 0.05), summary="The pause agreed on March 20 holds.")
+    params = RankParams(duplicate_cosine=1.01, freshness_weight=0.0)
+    filler = " energy" * 14_000  # ~100,000 characters
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(40):
+            query = replace(QUERY, published_at=None,
+                            text=f"Strikes paused from March 18, report {i}.{filler}")
+            # Still dated: the story of the article's month comes first.
+            assert ids(rank_related(query, [sibling, same_event], k=2, params=params)) == [3, 2]
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 1_000_000, kept  # 40 texts kept would be ~4 MB
 
 
 def test_time_cannot_lift_a_weak_candidate():

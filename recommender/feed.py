@@ -1172,6 +1172,17 @@ class _Shown:
                 self.by_title.setdefault(key, []).append(c.vector)
 
 
+def _better_held(s: _Scored, deferred: Sequence[_Scored], top: _Top,
+                 rivals: Sequence[_Scored], margin: float) -> _Scored:
+    """`s`, clearly preferred past its source's cap, or the best story of its source and
+    group held back earlier that scores above it and is clearly preferred now: it was held
+    by a rival since placed, and `s` took a top slot while its source's better story went
+    below the top."""
+    better = [d for d in deferred if d.group == s.group and d.cand.source == s.cand.source
+              and d.score > s.score and top.clearly_preferred(d, rivals, margin)]
+    return max(better, key=lambda d: (d.score, -d.cand.id), default=s)
+
+
 def _assemble(
     scored: Sequence[_Scored],
     shares: Mapping[int, float],
@@ -1276,6 +1287,10 @@ def _assemble(
                         and top.clearly_preferred(s, queues[s.group], cap_margin)):
                     deferred.append(s)
                     continue
+                held = _better_held(s, deferred, top, queues[s.group], cap_margin)
+                if held is not s:  # it takes the slot, `s` waits in its place
+                    deferred[deferred.index(held)] = s
+                    s = held
             pick = s
         while pick is None and deferred:  # fewer candidates than top_n and all the rest held back
             s = deferred.pop(0)

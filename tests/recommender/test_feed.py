@@ -20,6 +20,7 @@ from recommender.feed import (
     FeedCandidate,
     FeedCursor,
     FeedParams,
+    _assemble,
     _eligible,
     _follow_caps,
     candidates_for,
@@ -34,6 +35,7 @@ from recommender.feed import (
     pinned_candidates,
     rank_trending,
 )
+from recommender.feed import _Scored as Scored
 from recommender.popularity import (
     CoRead,
     co_read_from_events,
@@ -207,6 +209,21 @@ def test_top_of_page_caps_sources_and_keeps_one_story_per_event(world, prefs, ma
                 continue
             # Breaking the rule is allowed only when nothing below would have kept it.
             assert [x.id for x in later] == [], f"position {pos} breaks the top rule while {later} would fit"
+
+
+def test_a_story_past_the_source_cap_never_takes_a_slot_its_source_s_better_story_was_refused():
+    # One interest; x1-x3 fill bbc's cap. A (2.0) and B (1.9) are held: another source's
+    # story (1.8) is within the margin. It placed, C (1.7) was clearly above the next (1.0)
+    # and took a top slot while bbc's better A and B went below the top.
+    rows = [(1, "bbc", 3.0), (2, "bbc", 2.9), (3, "bbc", 2.8), (4, "bbc", 2.0), (5, "bbc", 1.9),
+            (6, "desk-a", 1.8), (7, "bbc", 1.7), (8, "desk-b", 1.0), (9, "desk-c", 0.9)]
+    scored = [Scored(FeedCandidate(id=i, vector=np.eye(DIM, dtype=np.float32)[i], source=src),
+                     score, 0, "", None) for i, src, score in rows]
+    params = FeedParams(top_n=6)
+    order = [s.cand.id for s in _assemble(scored, {0: 1.0}, [], params, params.balance,
+                                          cap_margin=params.source_cap_margin)]
+    assert order[:6] == [1, 2, 3, 6, 4, 8], order  # A, clearly above 1.0, in C's place
+    assert set(order) == {i for i, *_ in rows}
 
 
 def test_same_event_id_appears_once_in_top():

@@ -438,11 +438,25 @@ async def test_a_block_for_text_leaves_out_what_the_reader_muted(http, stack):
     assert r.status_code == 422 and "reader" in r.json()["error"]["message"]
 
 
-async def test_pages_neither_repeat_nor_skip_when_the_crowd_is_recounted_between_them(http, stack):
+async def test_pages_neither_repeat_nor_skip_when_the_crowd_is_recounted_between_them(tmp_path, shared_data):
     """Trending and co-reads are recounted every few seconds, and a snapshot time cannot freeze
     them. With a position alone in the cursor, stories that turned trending after the first
     page moved up into it: its last stories came again on the next page, and as many others
-    were never shown. (Last in this module: the crowd it makes is everyone's.)"""
+    were never shown. Its own stack: under pytest-xdist the module's tests are shared among
+    workers, and a crowd made by another test had already set the order it means to change."""
+    import httpx
+
+    from tests.api.conftest import make_stack, stop_stack
+
+    stack, server, task = await make_stack(tmp_path, shared_data)
+    try:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=20) as http:
+            await _page_across_a_recount(http, stack)
+    finally:
+        await stop_stack(stack, server, task)
+
+
+async def _page_across_a_recount(http, stack):
     from recommender.feed import FeedCursor, decode_cursor, encode_cursor
 
     feed = "/v1/readers/reader-recount/feed"

@@ -528,26 +528,36 @@ async def test_a_follow_brings_its_stories_into_the_feed(tmp_path, shared_data):
         await stop_stack(st, server, task)
 
 
-async def test_a_follow_brings_its_stories_into_the_feed_of_a_reader_who_has_read(http, stack):
+async def test_a_follow_brings_its_stories_into_the_feed_of_a_reader_who_has_read(tmp_path, shared_data):
     """Once a reader had read a few stories, a follow only added 0.5 to its stories' scores:
     a reader of 3 politics stories who followed entertainment had 3 of 20 entertainment
     stories, as many as before the follow. A follow their reading does not serve now has its
-    share of the page."""
-    events = [{"reader": "reads-then-follows", "story_id": i, "type": "click"}
-              for i in await _ids(http, "politics", 3)]
-    assert (await http.post("/v1/events", json={"events": events})).status_code == 202
-    await _wait_events(stack, "reads-then-follows", 3)
+    share of the page. Its own stack: on the module's, what other tests' readers did (on the
+    same pytest-xdist worker or not) moved the feed it starts from."""
+    import httpx
 
-    async def entertainment() -> int:
-        page = (await http.get("/v1/readers/reads-then-follows/feed", params={"k": 20})).json()
-        return sum(c["category"] == "entertainment" for c in page["items"])
+    from tests.api.conftest import make_stack, stop_stack
 
-    before = await entertainment()
-    r = await http.put("/v1/readers/reads-then-follows/preferences",
-                       json={"follow_categories": ["Entertainment"]})
-    assert r.status_code == 200
-    after = await entertainment()
-    assert after >= max(5, before + 2), (before, after)
+    stack, server, task = await make_stack(tmp_path, shared_data)
+    try:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=20) as http:
+            events = [{"reader": "reads-then-follows", "story_id": i, "type": "click"}
+                      for i in await _ids(http, "politics", 3)]
+            assert (await http.post("/v1/events", json={"events": events})).status_code == 202
+            await _wait_events(stack, "reads-then-follows", 3)
+
+            async def entertainment() -> int:
+                page = (await http.get("/v1/readers/reads-then-follows/feed", params={"k": 20})).json()
+                return sum(c["category"] == "entertainment" for c in page["items"])
+
+            before = await entertainment()
+            r = await http.put("/v1/readers/reads-then-follows/preferences",
+                               json={"follow_categories": ["Entertainment"]})
+            assert r.status_code == 200
+            after = await entertainment()
+            assert after >= max(5, before + 2), (before, after)
+    finally:
+        await stop_stack(stack, server, task)
 
 
 async def test_a_muted_topic_hides_the_stories_tagged_with_it(tmp_path, shared_data):

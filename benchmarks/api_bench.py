@@ -337,6 +337,32 @@ def by_text(title: str, text: str) -> Ask:
     return Ask("text", "POST", "/v1/related", {}, {"title": title, "text": text, "k": 5})
 
 
+def error_reason(status: int, body: bytes, listed: str) -> str | None:
+    """Why an answer counts as an error, None when it does not: "HTTP <status> <code>" (the
+    code of the API's error body, `api/errors.py`) or "empty" (a 200 that lists nothing)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if status != 200:
+        code = data.get("error", {}).get("code", "") if isinstance(data, dict) else ""
+        return f"HTTP {status} {code}".rstrip()
+    if not isinstance(data, dict) or not data.get(listed):
+        return "empty"
+    return None
+
+
+# Queries kept per (kind, reason) to show what failed: enough to rerun them by hand.
+ERROR_EXAMPLES = 5
+
+
+def error_figures(reasons: Counter[tuple[str, str]], examples: dict[tuple[str, str], list[str]],
+                  kind: str) -> dict:
+    """One kind's errors by reason, with a few of the requests that got each."""
+    return {"error_reasons": {r: n for (k, r), n in sorted(reasons.items()) if k == kind},
+            "error_examples": {r: q for (k, r), q in sorted(examples.items()) if k == kind}}
+
+
 def phase_figures(serial: list[float], wall_s: float, concurrent: list[float], errors: int) -> dict:
     """One kind of request's figures: serial latency, then throughput and latency in flight."""
     return {
@@ -373,7 +399,18 @@ async def _load(port: int, ids: list[int], *, latency_n: int, throughput_n: int,
     searches = [by_query(q) for q in search_queries(others, seed)]
     texts = [by_text(t, x) for t, x in short_texts(others, 3 * seed + 1)]
     errors: Counter[str] = Counter()
+    reasons: Counter[tuple[str, str]] = Counter()  # (kind, `error_reason`)
+    examples: dict[tuple[str, str], list[str]] = {}
     base = f"http://127.0.0.1:{port}"
+
+    def check(ask: Ask, status: int, body: bytes) -> None:
+        if (reason := error_reason(status, body, ask.listed)) is None:
+            return
+        errors[ask.kind] += 1
+        reasons[ask.kind, reason] += 1
+        shown = examples.setdefault((ask.kind, reason), [])
+        if len(shown) < ERROR_EXAMPLES:
+            shown.append(str(ask.body["title"]) if ask.body else ask.params.get("q", ask.path))
 
     async with (httpx.AsyncClient(base_url=base, timeout=60) as client,
                 aiohttp.ClientSession(base) as session):
@@ -381,8 +418,7 @@ async def _load(port: int, ids: list[int], *, latency_n: int, throughput_n: int,
             t = time.perf_counter()
             r = await client.request(ask.method, ask.path, params=ask.params, json=ask.body)
             elapsed = time.perf_counter() - t
-            if r.status_code != 200 or len(r.json()[ask.listed]) == 0:
-                errors[ask.kind] += 1
+            check(ask, r.status_code, r.content)
             return elapsed
 
         async def get_aiohttp(ask: Ask) -> float:
@@ -391,8 +427,7 @@ async def _load(port: int, ids: list[int], *, latency_n: int, throughput_n: int,
                                        json=ask.body) as r:
                 body = await r.read()
             elapsed = time.perf_counter() - t
-            if r.status != 200 or len(json.loads(body)[ask.listed]) == 0:
-                errors[ask.kind] += 1
+            check(ask, r.status, body)
             return elapsed
 
         for sid in order[:6]:  # connections and code paths warm
@@ -430,7 +465,8 @@ async def _load(port: int, ids: list[int], *, latency_n: int, throughput_n: int,
                      "search": await drive(searches[rest]), "text": await drive(texts[rest])}
         hot = order[:16]  # answered above: the block cache holds them now
         cached_wall, cached = await drive([by_id(hot[i % len(hot)]) for i in range(cached_n)])
-    kinds = {kind: phase_figures(serial[kind], *in_flight[kind], errors[kind])
+    kinds = {kind: {**phase_figures(serial[kind], *in_flight[kind], errors[kind]),
+                    **error_figures(reasons, examples, kind)}
              for kind in ("id", "search", "text")}
     return {
         **kinds["id"], "client": "aiohttp",

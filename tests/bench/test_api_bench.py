@@ -127,3 +127,13 @@ def test_the_model_figure_is_measured_as_the_api_embeds(shared_data):
     assert e["runtime"] == "HashingEmbedder" and e["queries"] == 10
     for kind in ("search", "text"):
         assert 0 < e[f"{kind}_p50_ms"] <= e[f"{kind}_p99_ms"]
+
+
+def test_an_error_says_its_status_and_code_or_that_the_list_was_empty():
+    from benchmarks.api_bench import error_reason
+
+    assert error_reason(200, b'{"items": [{"id": 1}]}', "items") is None
+    assert error_reason(200, b'{"items": []}', "items") == "empty"
+    assert error_reason(429, b'{"error": {"code": "rate_limited", "message": "x"}}',
+                        "items") == "HTTP 429 rate_limited"
+    assert error_reason(502, b"Bad Gateway", "items") == "HTTP 502"

@@ -71,6 +71,7 @@ from recommender.search import (
     search_depths,
     search_params,
     searched,
+    unindexed,
     with_spellings,
 )
 from recommender.weights import SourceWeights
@@ -399,7 +400,9 @@ class RelatedService:
         extra = RERANK_EXTRA if could_lift(query) else 0
         return await self._block(art, k=depth + extra, filters=filters,
                                  params=search_params(self.rank_params), vector=await vector(),
-                                 written=tuple(capitals(query)), copies=False,
+                                 written=(*capitals(query), *unindexed(
+                                     query, self.corpus.lexical.corpus_stop_word)),
+                                 copies=False,
                                  shown=lambda rows: reranked(rows, query, depth,
                                                              lambda m: (m.title, m.summary)))
 

@@ -678,6 +678,12 @@ class LexicalIndex:
         self._settle_removals()
         return common_word(int(self._df[tid]), int(self._proper_df[tid]))
 
+    def corpus_stop_word(self, term: str) -> bool:
+        """Whether `term` is a corpus stop word (in more than `stop_share` of a large corpus):
+        no postings kept, so no search by it finds a document."""
+        tid = self._vocab.get(term)
+        return tid is not None and bool(self._stop[tid])
+
     def idf(self, term: str) -> float:
         """Smoothed inverse document frequency (>= 1 for every term, also unseen ones)."""
         return self.idf_table()[term]

@@ -59,7 +59,8 @@ class Query:
     # to). Never in its block, whatever its headline: it is the same article on another site.
     same_as: frozenset[int] = frozenset()
     # Words no index reads that a candidate shares by writing them as written, case and all:
-    # a search's words in capitals ("WHO", `search.capitals`), which fold to stop words.
+    # a search's words in capitals ("WHO", `search.capitals`), which fold to stop words, and
+    # its words the corpus writes too often to index (`search.unindexed`).
     written: tuple[str, ...] = ()
 
     @cached_property

@@ -69,6 +69,22 @@ def capitals(query: str) -> list[str]:
     return [word.strip(_AROUND_WORD) for word in query.split() if _in_capitals(word)]
 
 
+def unindexed(query: str, corpus_stop_word: Callable[[str], bool]) -> tuple[str, ...]:
+    """The query's words whose every term is a corpus stop word (`corpus_stop_word`:
+    `LexicalIndex.corpus_stop_word`), as a candidate's title or summary writes them: as typed
+    and capitalised, as a title or sentence starts. No index finds a story by them, so a
+    search of such words alone ranked only stories close in meaning: at 100,000 synthetic
+    stories (benchmarks/api_bench.py) "bergorne bergorul", in 48 % and 43 % of the stories,
+    found none. Read as `Query.written`, a story of the pool that writes one shares it."""
+    words = []
+    for word in query.split():
+        terms = tokenize(word)
+        if terms and all(map(corpus_stop_word, terms)):
+            bare = word.strip(_AROUND_WORD)
+            words += [bare, bare.capitalize()]
+    return tuple(dict.fromkeys(words))
+
+
 # A story that carries none of the query's words is shown only when its meaning is at least
 # this close (dense cosine; `RankParams.min_dense_unmatched`): "xyzzy", a misspelt name or a
 # topic no story covers gave ten unrelated stories "about the same subject". Measured over

@@ -121,8 +121,16 @@
     // (300 px, the usual ad column's); in an article column it fills the width, as before.
     // (290px: the content box, within the 5px padding each side that holds focus outlines.)
     ".tdg-block{container-type:inline-size;contain-intrinsic-inline-size:290px}",
+    // The widths are the list's (the block's content box): n cards of 190 px and n - 1 gaps.
     "@media (min-width:561px){@container (calc(380px + 1.25em)<=width<calc(760px + 3.75em)){",
-    ".tdg-list:has(>:nth-child(4):last-child){grid-template-columns:1fr 1fr}}}",
+    ".tdg-list:has(>:nth-child(4):last-child){grid-template-columns:1fr 1fr}}",
+    // Five go 3 + 2 where auto-fill gave 4 + 1 (820-1030 px), six 3 + 3 where it gave 4 + 2 or
+    // 5 + 1 (820-1240 px). Under 610 px five stay 2 + 2 + 1: three cards of less than 190 px
+    // cut a site name as short as "The Guardian" to "The Guardi…" beside the time.
+    "@container (calc(760px + 3.75em)<=width<calc(950px + 5em)){",
+    ".tdg-list:has(>:nth-child(5):last-child){grid-template-columns:1fr 1fr 1fr}}",
+    "@container (calc(760px + 3.75em)<=width<calc(1140px + 6.25em)){",
+    ".tdg-list:has(>:nth-child(6):last-child){grid-template-columns:1fr 1fr 1fr}}}",
     ".tdg-card,.tdg-ph{position:relative;display:flex;flex-direction:column;gap:.45em;min-width:0}",
     ".tdg-link{display:flex;flex-direction:column;gap:.55em;color:inherit;text-decoration:none}",
     ".tdg-link:focus-visible{outline:2px solid var(--tdg-accent);outline-offset:3px;border-radius:6px}",

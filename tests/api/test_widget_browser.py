@@ -1032,19 +1032,69 @@ async def test_a_sidebar_of_auto_width_gets_a_sidebar_wide_block(page, widget_ap
     assert page.page_errors == []
 
 
+# How many cards each row of the block holds, top to bottom (a row: the cards of one top).
+ROWS_JS = """c => { const rows = {};
+    for (const card of c.shadowRoot.querySelectorAll('.tdg-card')) {
+        const top = Math.round(card.getBoundingClientRect().top);
+        rows[top] = (rows[top] || 0) + 1; }
+    return Object.keys(rows).sort((a, b) => a - b).map(top => rows[top]); }"""
+
+
 async def test_four_stories_in_an_article_column_are_two_rows_of_two(page, widget_api, publisher):
     """At article-column widths (600-820px) auto-fill gave the default four stories as three
     and an orphan; wide blocks keep one row, phones one story a row."""
-    rows_js = """c => { const rows = {};
-        for (const card of c.shadowRoot.querySelectorAll('.tdg-card')) {
-            const top = Math.round(card.getBoundingClientRect().top);
-            rows[top] = (rows[top] || 0) + 1; }
-        return Object.keys(rows).sort((a, b) => a - b).map(top => rows[top]); }"""
     await page.set_viewport_size({"width": 760, "height": 800})
     await open_with_block(page, publisher.page("column.html", host_page(widget_api.base_url)))
     for width, rows in ((760, [2, 2]), (1100, [4]), (400, [1, 1, 1, 1])):
         await page.set_viewport_size({"width": width, "height": 800})
-        assert await page.locator("#related").evaluate(rows_js) == rows, width
+        assert await page.locator("#related").evaluate(ROWS_JS) == rows, width
+
+
+# Made-up stories, as many as the largest block below shows.
+GRID_CARDS = [{"id": 9200 + i, "url": f"https://news.example/{i}", "site": "News Example",
+               "title": f"Story number {i} of the block", "summary": "A short summary.",
+               "source": "news", "author": "", "image_url": "",
+               "published_at": "2025-03-18T19:00:00Z"} for i in range(6)]
+# Rows of 4, 5 and 6 stories by the block's width (its container's, in px) on a desktop:
+# a sidebar's one story a row; in an article column no story alone on the last row (auto-fill
+# gave 5 as 4 + 1 and 6 as 4 + 2 or 5 + 1 from 830 px); a block wide enough for all, one row.
+# (Between 410 and 620 px five are still 2 + 2 + 1: three cards there would be under 190 px.)
+GRID_ROWS = {
+    300: {4: [1] * 4, 5: [1] * 5, 6: [1] * 6},
+    640: {4: [2, 2], 5: [3, 2], 6: [3, 3]},
+    800: {4: [2, 2], 5: [3, 2], 6: [3, 3]},
+    980: {4: [4], 5: [3, 2], 6: [3, 3]},
+    1100: {4: [4], 5: [5], 6: [3, 3]},
+    1280: {4: [4], 5: [5], 6: [6]},
+}
+
+
+@pytest.mark.parametrize("kind", BLOCK_KINDS)
+async def test_five_and_six_stories_leave_no_story_alone_on_the_last_row(
+        page, widget_api, publisher, kind):
+    """Five stories (a common block size) in an article column where four fit a row showed
+    4 + 1, six 4 + 2 or 5 + 1: they go 3 + 2 and 3 + 3. The 2 + 2 of four stays, a sidebar
+    and a phone keep one story a row; the server's block (/v1/widget) is laid out the same."""
+    api = widget_api.base_url
+    measured: dict[int, dict[int, list[int]]] = {width: {} for width in GRID_ROWS}
+    phone: dict[int, list[int]] = {}
+    for k in (4, 5, 6):
+        await page.set_viewport_size({"width": 1400, "height": 900})
+        await answer_related(page, api, GRID_CARDS[:k])
+        html = host_page(api, head="<style>body{margin:0}</style>", container_attrs=f'data-k="{k}"')
+        if kind == "server":
+            html = html.replace("></div></main>",
+                                f">{render_block_html({'related': GRID_CARDS[:k]})}</div></main>")
+        await open_with_block(page, publisher.page(f"grid-{kind}-{k}.html", html))
+        for width in GRID_ROWS:
+            await page.locator("#related").evaluate(f"c => c.style.width = '{width}px'")
+            measured[width][k] = await page.locator("#related").evaluate(ROWS_JS)
+        await page.locator("#related").evaluate("c => c.style.width = ''")
+        await page.set_viewport_size({"width": 400, "height": 800})
+        phone[k] = await page.locator("#related").evaluate(ROWS_JS)
+    assert measured == GRID_ROWS
+    assert phone == {k: [1] * k for k in (4, 5, 6)}
+    assert page.page_errors == []
 
 
 @contextlib.asynccontextmanager

@@ -1054,7 +1054,12 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
     ranking_flights = app.state.search_ranking_flights = Flights(failure_is_the_keys)
 
     def count_block(result: str) -> None:
-        metrics.block_cache.labels(result).inc()
+        # A block ranked again because the kept one went stale stays a "miss": the series
+        # predate "stale", and dashboards read misses as the blocks ranked.
+        metrics.block_cache.labels("miss" if result == "stale" else result).inc()
+
+    def count_ranking(result: str) -> None:
+        metrics.ranking_cache.labels(result).inc()
 
     def ranked_at(block: Block, weights: int) -> tuple[int, int]:
         # The corpus version the ranking read (a story may have landed while the page was
@@ -1070,9 +1075,10 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
 
     def search_ranking(rel, query: str, f: Filters, charge: Callable[[], None]):
         """`RelatedService.search`'s `ranking`: the query's ranking at a depth from
-        `rankings`, else ranked (once however many requests miss it) and kept. Not counted in
-        tidings_block_cache_total: the answer it goes into is counted there. The query is
-        embedded (and charged) once, by the first ranking missed."""
+        `rankings`, else ranked (once however many requests miss it) and kept. Counted in
+        tidings_search_ranking_cache_total, not tidings_block_cache_total: the answer it goes
+        into is counted there. The query is embedded (and charged) once, by the first ranking
+        missed."""
         vector = rel.query_vector(query, charge)
 
         async def ranking(depth: int) -> Block:
@@ -1082,7 +1088,7 @@ def create_app(svc: Services, limiter: Limiter | None = None) -> FastAPI:
                 return rankings.put_ranking(key, block, ranked_at(block, weights))
 
             key = ("search", query, depth, f)
-            entry = await cached_or_ranked(rankings, ranking_flights, key, rank, lambda _: None)
+            entry = await cached_or_ranked(rankings, ranking_flights, key, rank, count_ranking)
             # As checked now: the answer is cached from the version its rankings hold at.
             return dataclasses.replace(entry.block, version=entry.version[0])
 

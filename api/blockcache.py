@@ -74,17 +74,23 @@ class FreshCache:
         self._items: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()  # key -> (entry, bytes)
 
     def get(self, key: tuple) -> Any:
+        return self.look_up(key)[0]
+
+    def look_up(self, key: tuple) -> tuple[Any, bool]:
+        """The entry of `key` (None if there is none to serve), and whether one was held but
+        dropped as stale: a change since could alter it (an operator tells "the collection
+        keeps invalidating" from "never asked before, or pushed out by newer entries")."""
         found = self._items.get(key)
         if found is None:
-            return None
+            return None, False
         hit = found[0]
         now = self.fresh(hit.version, hit.reach)
         if now is None:
             self._drop(key)
-            return None
+            return None, True
         hit.version = now  # checked up to now: the next lookup checks only later changes
         self._items.move_to_end(key)
-        return hit
+        return hit, False
 
     def put(self, key: tuple, entry: Any, nbytes: int) -> None:
         """`nbytes`: the entry's answer; the key's own length is added (a URL of 2,000
@@ -237,17 +243,20 @@ async def cached_or_ranked(cache: FreshCache, flights: Flights, key: tuple,
                            rank: Callable[[], Awaitable[Any]], count: Callable[[str], None]) -> Any:
     """The entry of `key`: cached; else the one a request under way is ranking, waited for;
     else the one `rank` ranks (and caches). `count` is told once how it was answered: "hit",
-    "joined" (by another request's ranking: its entry, or its failure when that is the key's)
-    or "miss" (this request ranked: misses count rankings, failed ones too)."""
+    "joined" (by another request's ranking: its entry, or its failure when that is the key's),
+    "miss" (this request ranked: misses count rankings, failed ones too) or "stale" (it ranked
+    because the entry the cache held could no longer be served, `FreshCache.look_up`)."""
     joins = 0
+    stale = False
     while True:
-        hit = cache.get(key)
+        hit, dropped = cache.look_up(key)
         if hit is not None:
             count("hit")
             return hit
+        stale = stale or dropped
         flight = flights.under_way(key)
         if flight is None or joins == MAX_JOINS:
-            count("miss")
+            count("stale" if stale else "miss")
             return await flights.lead(key, rank)
         joins += 1
         try:

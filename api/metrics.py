@@ -46,6 +46,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # never showed one.
 TICK_OUTCOMES = ("ok", "failed", "skipped")  # api.jobhealth.OUTCOMES that count a tick
 FETCH_OUTCOMES = ("ok", "not_modified", "error")
+BLOCK_CACHE_RESULTS = ("hit", "miss", "joined")  # a stale block counts as a miss (`count_block`)
+RANKING_CACHE_RESULTS = ("hit", "miss", "stale", "joined")  # api.blockcache.cached_or_ranked's
 
 # No `*_created` series: prometheus_client wrote one beside every counter and histogram
 # series (`tidings_fetches_total` had as many `tidings_fetches_created` gauges, one a source
@@ -111,14 +113,25 @@ class Metrics:
         # path's replays included), "miss" (it ranked the block: one per ranking), "joined"
         # (it waited for another request's ranking of the same block, api/blockcache.py).
         self.block_cache = Counter("tidings_block_cache_total", "Related block cache", ["result"], registry=None)
+        # Each ranking a search reads from the rankings its answers are cut from (one per
+        # depth, recommender/search.py `search_depths`: one for a k up to 20), read only when
+        # its answer missed the block cache: "hit" (kept: another k of a search asked before),
+        # "miss" (ranked: never kept, or pushed out by newer ones), "stale" (ranked: the kept
+        # one could no longer be served: a story since could change it, or the sources'
+        # weights were edited), "joined" (another request's ranking under way). Without it
+        # an operator could not see what the kept rankings save.
+        self.ranking_cache = Counter("tidings_search_ranking_cache_total", "Search ranking cache",
+                                     ["result"], registry=None)
         if api:
-            for series in (self.requests, self.events, self.block_cache):
+            for series in (self.requests, self.events, self.block_cache, self.ranking_cache):
                 r.register(series)
             # Every known label's series from the start, at 0: a rate or ratio over a fresh
             # process (no miss yet, no click yet) returned nothing instead of 0, and `rate()`
             # misses the first increase of a series that appears with it.
-            for result in ("hit", "miss", "joined"):
+            for result in BLOCK_CACHE_RESULTS:
                 self.block_cache.labels(result)
+            for result in RANKING_CACHE_RESULTS:
+                self.ranking_cache.labels(result)
             for kind in EVENT_TYPES:
                 self.events.labels(kind)
 
@@ -154,6 +167,7 @@ class Metrics:
             self.registry.unregister(self.recipe_current)
         if self.api and svc.related is None:
             self.registry.unregister(self.block_cache)
+            self.registry.unregister(self.ranking_cache)
 
     async def scrape(self, svc: Services) -> bytes:
         """What a scrape of `svc`'s process gets: the gauges read now (from the database, so

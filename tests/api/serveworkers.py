@@ -3,11 +3,15 @@ fast path's shared index, the summed metrics, the shared rate limits."""
 
 from __future__ import annotations
 
+import asyncio
+import http.client
+import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
-from tests.e2e.conftest import REPO, TIDINGS
+from tests.e2e.conftest import REPO, TIDINGS, run_cli
 
 
 def serve_env(data_dir: Path, **settings: str) -> dict[str, str]:
@@ -26,6 +30,43 @@ def start_serve_workers(env: dict[str, str], port: int, workers: int = 2) -> sub
     return subprocess.Popen([*TIDINGS, "serve", "--workers", str(workers), "--port", str(port)],
                             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
+
+
+def serve_workers_on_bbc(data_dir: Path, shared_data: Path, limit: int = 40
+                         ) -> tuple[subprocess.Popen, int]:
+    """`tidings serve --workers 2` (`start_serve_workers`) on `data_dir`, into which the
+    first `limit` BBC stories are imported first (something to rank); its port."""
+    from tests.api.conftest import free_port
+    from tests.datasets import bbc_records
+
+    env = serve_env(data_dir)
+    lines = "".join(json.dumps(r) + "\n" for r in bbc_records(shared_data, limit=limit))
+    imported = run_cli(["import", "-"], env, input=lines, timeout=60)
+    assert imported.returncode == 0, imported.stderr
+    port = free_port()
+    return start_serve_workers(env, port), port
+
+
+async def serving_workers(proc: subprocess.Popen, port: int, workers: int = 2,
+                          timeout_s: float = 60) -> list[int]:
+    """The pids of `proc`'s workers once `workers` of them run and /healthz answers 200."""
+    from api.workers import children
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the workers never answered"
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/healthz")
+            ok = conn.getresponse().status == 200
+            conn.close()
+        except OSError:
+            ok = False
+        pids = children(proc.pid)
+        if ok and len(pids) == workers:
+            return pids
+        await asyncio.sleep(0.2)
 
 
 def owner_of_connection(server_port: int, client_port: int, pids: list[int]) -> int | None:

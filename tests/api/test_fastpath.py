@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import re
 import socket
@@ -21,8 +20,8 @@ import pytest
 
 from api.fastpath import FastPath, etag_matches
 from tests.api.conftest import free_port, make_stack, start_server
-from tests.api.serveworkers import owner_of_connection, serve_env, start_serve_workers
-from tests.e2e.conftest import run_cli, stop_group
+from tests.api.serveworkers import owner_of_connection, serve_env, serve_workers_on_bbc
+from tests.e2e.conftest import stop_group
 
 # Headers uvicorn adds itself on every answer (the clock's second, its name).
 TRANSPORT = {b"date", b"server"}
@@ -505,14 +504,8 @@ async def test_an_unrelated_story_keeps_the_blocks_and_a_removed_one_drops_them(
 @pytest.mark.timeout(120)
 async def test_serve_with_two_workers_shares_the_mapped_index(tmp_path, shared_data):
     from api.workers import children, mapped_kib
-    from tests.datasets import bbc_records
 
-    env = serve_env(tmp_path)
-    lines = "".join(json.dumps(r) + "\n" for r in bbc_records(shared_data, limit=40))
-    imported = run_cli(["import", "-"], env, input=lines, timeout=60)
-    assert imported.returncode == 0, imported.stderr
-    port = free_port()
-    proc = start_serve_workers(env, port)
+    proc, port = serve_workers_on_bbc(tmp_path, shared_data)
     try:
         deadline = time.monotonic() + 90
         workers: list[int] = []

@@ -20,7 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.model import StoryDraft
 from tests.api.conftest import free_port, make_stack, stop_stack
-from tests.api.serveworkers import owner_of_connection, serve_env, start_serve_workers
+from tests.api.serveworkers import (
+    owner_of_connection,
+    serve_env,
+    serve_workers_on_bbc,
+    serving_workers,
+    start_serve_workers,
+)
 from tests.e2e.conftest import REPO, TIDINGS, stop_group
 
 
@@ -171,20 +177,7 @@ async def test_serve_workers_say_each_worker_that_dies_during_a_health_check(tmp
     port = free_port()
     proc = start_serve_workers(env, port)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                conn.request("GET", "/healthz")
-                ok = conn.getresponse().status == 200
-                conn.close()
-            except OSError:
-                ok = False
-            if ok and len(children(proc.pid)) == 2:
-                break
-            await asyncio.sleep(0.2)
-        hung, dying = sorted(children(proc.pid))  # checked in this order: started in it
+        hung, dying = sorted(await serving_workers(proc, port))  # checked in this order: started in it
         os.kill(hung, signal.SIGSTOP)  # the next look waits on its ping for 5 s
         await asyncio.sleep(1.5)
         os.kill(dying, signal.SIGKILL)  # dies inside that look, after its start
@@ -200,6 +193,47 @@ async def test_serve_workers_say_each_worker_that_dies_during_a_health_check(tmp
     died = [line for line in log.splitlines() if "worker.died" in line]
     assert any(f"pid={dying} signal=SIGKILL" in line for line in died), log[-2000:]
     assert any(f"pid={hung} signal=SIGKILL" in line for line in died), log[-2000:]
+
+
+def _answered_by(port: int, path: str, pids: list[int]) -> tuple[int | None, str]:
+    """Which worker answered a GET of `path` (on a new connection), and its body (a 200's)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        conn.request("GET", path)
+        owner = owner_of_connection(port, conn.sock.getsockname()[1], pids)
+        resp = conn.getresponse()
+        body = resp.read().decode()
+    finally:
+        conn.close()
+    assert resp.status == 200, (path, resp.status, body[:500])
+    return owner, body
+
+
+@pytest.mark.timeout(120)
+async def test_serve_workers_sum_the_search_ranking_cache_counts(tmp_path, shared_data):
+    # Each worker keeps its own rankings and counts its own reads: a scrape, whichever worker
+    # answers it, shows every worker's, as for the other counters (api/metrics.py).
+    proc, port = serve_workers_on_bbc(tmp_path, shared_data)
+    try:
+        workers = await serving_workers(proc, port)
+        deadline = time.monotonic() + 60
+        searched_by: set[int | None] = set()
+        searches = 0
+        while not set(workers) <= searched_by:  # a new query each: a miss in whichever worker
+            assert time.monotonic() < deadline, f"one worker answered all {searches} searches"
+            owner, _ = _answered_by(port, f"/v1/search?q=budget+plans+{searches}&k=10", workers)
+            searched_by.add(owner)
+            searches += 1
+        scraped: dict[int | None, dict] = {}
+        while not set(workers) <= set(scraped):
+            assert time.monotonic() < deadline, f"only {set(scraped)} of {workers} scraped"
+            owner, text = _answered_by(port, "/metrics", workers)
+            scraped[owner] = {dict(labels)["result"]: n for (name, labels), n in samples(text).items()
+                              if name == "tidings_search_ranking_cache_total"}
+    finally:
+        stop_group(proc)
+    want = {"hit": 0, "miss": searches, "stale": 0, "joined": 0}
+    assert all(got == want for got in scraped.values()), (want, scraped)
 
 
 async def test_a_source_removed_from_the_file_leaves_the_per_source_series(tmp_path, shared_data):

@@ -78,7 +78,8 @@ async def test_a_collector_and_an_indexer_answer_healthz_and_metrics(tmp_path, m
                 # A collector has no index nor recipe: no gauges of them at 0 to alert on.
                 assert not {name for name, _ in got} & {
                     "tidings_embedding_recipe_current", "tidings_embedding_backlog", "tidings_index_size",
-                    "tidings_block_cache_total", "tidings_stories_embedded_total", "tidings_events_total"}
+                    "tidings_block_cache_total", "tidings_search_ranking_cache_total",
+                    "tidings_stories_embedded_total", "tidings_events_total"}
 
                 index_ok = ("tidings_job_ticks_total", (("job", "index"), ("outcome", "ok")))
 

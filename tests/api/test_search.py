@@ -227,6 +227,51 @@ async def test_a_story_that_answers_a_kept_ranking_is_found_at_once(stack, http)
     assert (await search(http, q, k=5)).json()["items"][0]["url"] == url
 
 
+async def ranking_cache_counts(http) -> dict[str, float]:
+    """tidings_search_ranking_cache_total by result, as /metrics shows it now."""
+    from tests.api.test_metrics import samples
+
+    got = samples((await http.get("/metrics")).text)
+    return {dict(labels)["result"]: n for (name, labels), n in got.items()
+            if name == "tidings_search_ranking_cache_total"}
+
+
+async def test_the_rankings_a_search_reads_are_counted_for_the_operator(stack):
+    """/metrics had no series for the kept rankings: an operator could not see what they
+    saved. A search ranks (a miss); the same words with another k are cut from it (a hit); a
+    k past 20 reads it and ranks one deeper. Each series is there from the start, at 0."""
+    base = await stack.serve_variant()  # its own caches and counters
+    q = "Chancellor budget tax plans"
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        seen = [await ranking_cache_counts(client)]
+        for k in (10, 5, 40):
+            assert (await search(client, q, k=k)).status_code == 200
+            seen.append(await ranking_cache_counts(client))
+    assert seen == [
+        {"hit": 0, "miss": 0, "stale": 0, "joined": 0},
+        {"hit": 0, "miss": 1, "stale": 0, "joined": 0},  # k=10: the ranking of 20 made
+        {"hit": 1, "miss": 1, "stale": 0, "joined": 0},  # k=5: cut from it
+        {"hit": 2, "miss": 2, "stale": 0, "joined": 0},  # k=40: it, and one of 40 made
+    ], seen
+
+
+async def test_a_ranking_thrown_away_for_a_story_since_counts_as_stale(stack):
+    """A ranking ranked again because a story arrived that could change it is "stale", not a
+    "miss": the operator tells a collection that keeps invalidating searches from searches
+    never asked before."""
+    base = await stack.serve_variant()
+    q = "Narwhal spotted off Orkney coast"
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        assert (await search(client, q, k=3)).status_code == 200
+        before = await ranking_cache_counts(client)
+        await arrives(stack, "https://wire.example/2026/orkney-narwhal",
+                      "Narwhal spotted off the Orkney coast", "A narwhal was seen off Orkney.")
+        assert (await search(client, q, k=5)).status_code == 200
+        after = await ranking_cache_counts(client)
+    assert {r: after[r] - before[r] for r in after} == {
+        "hit": 0, "miss": 0, "stale": 1, "joined": 0}, (before, after)
+
+
 async def test_each_filter_has_its_own_ranking(http):
     """A page with other filters is not cut from the ranking without them."""
     first = [c["category"] for c in (await search(http, "campaign", k=10)).json()["items"]]

@@ -348,7 +348,7 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None, words: Wor
                        f'{escape(words.new_tab_label)}</span>')
     # Spaces between the parts: without widget.js (a server-side include, or before the
     # script runs) they read "BBC Whitehall…" and "bbc.co.uk 5 Dec 2026", not "BBCWhitehall…"
-    # and "bbc.co.uk5 Dec 2026". The widget's flex layout ignores them.
+    # and "bbc.co.uk5 Dec 2026". The meta row's are where its text may wrap (widget.js CSS).
     if url:
         attrs = f'href="{escape(url)}"{_link_attrs(url, links)}'
         head = f'<a class="tdg-link" {attrs}>{thumb} {title_html}</a>'
@@ -366,7 +366,8 @@ def _card_html(card: Mapping[str, Any], links: OtherSiteLinks | None, words: Wor
             meta.append(f'<span class="tdg-avatar" aria-hidden="true">{escape(letters)}</span>')
         meta.append(f'<span class="tdg-sr">{escape(byline_label(author, words.by))}</span>')
     if site:
-        # title: the whole name on hover where the grid cuts it with "…" (widget.js the same).
+        # title: the whole name on hover where the grid cuts it with "…" (widget.js the same):
+        # a name of more than ~50 characters.
         meta.append(f'<span class="tdg-site" dir="{text_dir(site)}" title="{escape(site)}">'
                     f'{escape(site)}</span>')
     dated = _date_label(card.get("published_at"), dates)

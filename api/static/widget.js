@@ -146,20 +146,30 @@
     ".tdg-title{font-weight:700;font-size:1em;line-height:1.3;overflow-wrap:anywhere}",
     ".tdg-snippet{color:var(--tdg-muted);font-size:.86em;display:-webkit-box;",
     "-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden;overflow-wrap:anywhere}",
-    ".tdg-meta{display:flex;align-items:center;gap:.45em;font-size:.78em;color:var(--tdg-muted);",
-    "margin-top:auto;min-width:0;min-height:2.1em}",
-    ".tdg-avatar{flex:none;display:inline-flex;align-items:center;justify-content:center;",
+    // A word wider than the row breaks inside, or it widens the card (see the grid's below).
+    ".tdg-meta{font-size:.78em;color:var(--tdg-muted);margin-top:auto;min-width:0;",
+    "min-height:2.1em;overflow-wrap:anywhere}",
+    ".tdg-avatar{display:inline-flex;align-items:center;justify-content:center;",
     "width:2.6em;height:2.6em;border-radius:50%;background:var(--tdg-avatar);color:#fff;",
     "font-size:.7em;font-weight:700;letter-spacing:.02em}",
-    // A long name wraps within its place beside the time: cut with "…" it was whole only in
-    // its title's tooltip, on hover, never for keyboard and touch readers. Two lines close
-    // set are about the avatar's height (the meta's min-height), so the grid's card is no
-    // taller than the placeholder held (see placeholder()); a third line would be, and move
-    // the page under the block: a name longer than two lines (~50 characters) ends in "…".
-    ".tdg-site{font-weight:600;color:var(--tdg-fg);line-height:1.15;overflow-wrap:anywhere;",
-    "display:-webkit-box;-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden}",
-    // The dot between site and time, an item of the row in its own right (see cardNode).
-    ".tdg-sep{flex:none}.tdg-time{white-space:nowrap}",
+    // The dot between site and time, an element in its own right (see cardNode).
+    ".tdg-site{font-weight:600;color:var(--tdg-fg)}.tdg-sep{margin:0 .2em}",
+    ".tdg-time{white-space:nowrap}",
+    // In the grid the name, the dot and the time run as text beside the avatar, wrapping
+    // between words: a word breaks only where it is wider than the whole row. In a column of
+    // its own beside the time, the name had some 60 px of a 190 px card: "The Guardian" took
+    // three lines, "Frankfurter" broke to "Frankfurt er…". Cut with "…" a name was whole only
+    // in its title's tooltip, on hover, never for keyboard and touch readers. Most names and
+    // their time take two lines close set, about the avatar's height (the min-height), so the
+    // card is no taller than the placeholder held (see placeholder()); names of ~30-50
+    // characters take a third in the narrowest cards; a longer one ends in "…", its time too.
+    "@media (min-width:561px){.tdg-meta{display:-webkit-box;-webkit-box-orient:vertical;",
+    "-webkit-line-clamp:3;overflow:hidden;align-content:center;position:relative;",
+    "line-height:1.15}",
+    // The avatar at the start, centred on however many lines there are (1.82em: its 2.6em
+    // at .7 of the meta's size; -1.3em: half its own height).
+    ".tdg-meta:has(>.tdg-avatar){padding-inline-start:calc(1.82em + .45em)}",
+    ".tdg-avatar{position:absolute;inset-inline-start:0;top:50%;margin-top:-1.3em}}",
     // Phones: one story a row, thumbnail beside the title, no snippet.
     "@media (max-width:560px){.tdg-list{grid-template-columns:1fr;gap:1em}",
     ".tdg-link{flex-direction:row;align-items:flex-start;gap:.8em}",
@@ -169,10 +179,8 @@
     // for the row beside the time takes another line and the time (kept whole) follows. The
     // flex row cut it to "The Ver…" at 320 px or 200% zoom (WCAG 1.4.10). The ::before strut
     // makes the first line as tall as the avatar, text centred on it.
-    ".tdg-meta{display:block;overflow-wrap:anywhere}",
     ".tdg-meta::before{content:'';display:inline-block;height:2.1em;vertical-align:middle}",
-    ".tdg-avatar{vertical-align:middle;margin-inline-end:.3em}.tdg-sep{margin:0 .2em}",
-    ".tdg-site{line-height:inherit;display:inline;overflow:visible}",
+    ".tdg-avatar{vertical-align:middle;margin-inline-end:.3em}",
     ".tdg-card,.tdg-ph{padding-bottom:1em;border-bottom:1px solid var(--tdg-line)}}",
     ".tdg-ph :is(.tdg-title,.tdg-snippet){white-space:pre-line;background:var(--tdg-thumb);",
     "border-radius:4px}",
@@ -570,8 +578,8 @@
     if (summary) li.appendChild(ownDir(el("p", "snippet", summary)));
 
     var meta = el("p", "meta");
-    // Spaces between the parts, as the server writes them (flex drops them): the text read
-    // "By Jane DoeBBC".
+    // Spaces between the parts, as the server writes them (the meta row wraps at them): the
+    // text read "By Jane DoeBBC".
     function add(node) {
       if (meta.childNodes.length) meta.appendChild(document.createTextNode(" "));
       meta.appendChild(node);

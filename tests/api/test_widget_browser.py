@@ -1000,6 +1000,55 @@ async def test_a_long_site_name_is_whole_in_the_grid(page, widget_api, publisher
     assert page.page_errors == []
 
 
+# Sites of the grid's narrowest cards, and the block widths (container px) that give them 190 to
+# 250 px cards: 2 + 1 at 410 and 460, 3 a row at 620, 640, 700 and 800.
+NARROW_SITES = ["Frankfurter Allgemeine Zeitung", "The Guardian", "Süddeutsche Zeitung"]
+NARROW_BLOCKS = [410, 460, 620, 640, 700, 800]
+# Per site name: its words drawn on more than one line, its words (part or whole) outside the
+# box that clips it (the "…" of a clamp), and the meta row's height in its own lines.
+SITE_WORDS_JS = """c => [...c.shadowRoot.querySelectorAll('.tdg-site')].map(s => {
+    const meta = s.closest('.tdg-meta'), m = meta.getBoundingClientRect(),
+          b = s.getBoundingClientRect(), text = s.firstChild, split = [], hidden = [];
+    for (const w of text.data.matchAll(/\\S+/g)) {
+        const r = document.createRange();
+        r.setStart(text, w.index);
+        r.setEnd(text, w.index + w[0].length);
+        const rects = [...r.getClientRects()];
+        if (new Set(rects.map(x => Math.round(x.top))).size > 1) split.push(w[0]);
+        if (rects.some(x => x.bottom > Math.min(m.bottom, b.bottom) + 1)) hidden.push(w[0]);
+    }
+    const size = parseFloat(getComputedStyle(s).fontSize);
+    return [text.data, split, hidden, m.height <= 3 * 1.15 * size + 1];
+})"""
+
+
+@pytest.mark.parametrize("kind", BLOCK_KINDS)
+async def test_a_site_name_wraps_between_words_in_the_narrowest_cards(page, widget_api, publisher,
+                                                                      kind):
+    """Cards of 190-250 px left the name some 60 px beside the time: "Frankfurter" broke to
+    "Frankfurt" and "er", and "Frankfurter Allgemeine Zeitung" and "The Guardian" ended in "…"
+    after two lines. The name, the dot and the time run as text now, wrapping between words:
+    no word is split, none hidden, and the row takes at most three lines."""
+    api = widget_api.base_url
+    cards = [{**LONG_CARDS[0], "id": 9400 + i, "url": f"https://site{i}.example/1", "site": site}
+             for i, site in enumerate(NARROW_SITES)]
+    await answer_related(page, api, cards)
+    html = host_page(api, container_attrs='data-k="3"')
+    if kind == "server":
+        html = html.replace("></div></main>", f">{render_block_html({'related': cards})}</div></main>")
+    await open_with_block(page, publisher.page(f"narrow-sites-{kind}.html", html))
+    measured = {}
+    for width in NARROW_BLOCKS:
+        await page.locator("#related").evaluate(f"c => c.style.width = '{width}px'")
+        card_widths = await page.locator("#related .tdg-card").evaluate_all(
+            "cs => cs.map(c => Math.round(c.getBoundingClientRect().width))")
+        assert all(190 <= w <= 260 for w in card_widths), (width, card_widths)
+        measured[width] = await page.locator("#related").evaluate(SITE_WORDS_JS)
+    assert measured == {width: [[site, [], [], True] for site in NARROW_SITES]
+                        for width in NARROW_BLOCKS}
+    assert page.page_errors == []
+
+
 # Containers whose width comes from their content: a sidebar of auto width beside the article
 # in a flex row and in a grid, a float, an inline-block, a table cell (a light-DOM block).
 SHRINK_TO_FIT = {

@@ -151,22 +151,12 @@ def ov8_once(ov8):
     return OnceEmbedder(ov8)
 
 
-def _shares_a_module_fixture(item) -> bool:
-    """Whether `item` uses a module-scoped fixture (a stack its module's tests share)."""
-    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-    return any(d and d[-1].scope == "module" for d in defs.values())
-
-
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     # Under pytest-xdist (`-n 2 --dist loadgroup`), the tests that run the model share one
     # worker: two of them side by side (2 model threads each on 2 cores) ran 3-4x slower.
-    # The tests of a module that share a module-scoped stack run on one worker, in file
-    # order, as they do serially: split, each worker built the stack again, and a test met
-    # another set of earlier tests' readers and events than it was written after (CI, stop
-    # 50: a feed's order the crowd of a test on the other worker should have set).
+    # (Grouping each module that shares a module-scoped stack as well was tried: two tests
+    # that read caplog then found it empty in two full runs of 2, passing alone; not kept.)
     for item in items:
         if item.get_closest_marker("model"):
             item.add_marker(pytest.mark.xdist_group("model"))
-        elif _shares_a_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

@@ -1,6 +1,5 @@
 """`make test` runs on two pytest-xdist workers with `--dist loadgroup`: the tests that run the
-model share one worker, and so do the tests of a module that share its stack
-(tests/conftest.py). Nothing says so when the grouping stops working: pytest 9.2 with
+model share one worker (tests/conftest.py). Nothing says so when the grouping stops working: pytest 9.2 with
 pytest-xdist 3.8 dropped it silently (pytest-xdist#1386), and the model's tests ran side by
 side, each 3-4x slower. This test says so."""
 

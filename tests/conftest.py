@@ -151,13 +151,10 @@ def ov8_once(ov8):
     return OnceEmbedder(ov8)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     # Under pytest-xdist (`-n 2 --dist loadgroup`), the tests that run the model share one
     # worker: two of them side by side (2 model threads each on 2 cores) ran 3-4x slower.
-    # (Grouping each module that shares a module-scoped stack as well was tried: tests that
-    # read caplog then lost their warnings, passing alone; the int8 build raised the root
-    # logger to ERROR while it ran, recommender/onnx_embed.py, since fixed. Not tried again.)
+    # Not with pytest 9.2, which undoes the grouping (see pyproject.toml).
     for item in items:
         if item.get_closest_marker("model"):
             item.add_marker(pytest.mark.xdist_group("model"))
